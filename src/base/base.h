@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * base — small helpers every other module uses: scope cleanup, the error
+ * convention, an arena allocator, a growable buffer, enum tables and IP/CIDR
+ * arithmetic. Nothing here knows about sandboxes.
+ */
+#ifndef STK_BASE_H
+#define STK_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define STK_VERSION_STRING STK_VERSION
+
+#define STK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define STK_PRINTF(f, a)  __attribute__((format(printf, f, a)))
+#define STK_UNUSED        __attribute__((unused))
+#define STK_NORETURN      __attribute__((noreturn))
+
+/* ---- scope cleanup (systemd style) ------------------------------------ */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void stk_freep(void *p)
+{
+    free(*(void **)p);
+}
+static inline void stk_closep(int *fd)
+{
+    if (*fd >= 0)
+        (void)close(*fd);
+}
+static inline void stk_fclosep(FILE **f)
+{
+    if (*f)
+        (void)fclose(*f);
+}
+#define _cleanup_free_   _cleanup_(stk_freep)
+#define _cleanup_close_  _cleanup_(stk_closep)
+#define _cleanup_fclose_ _cleanup_(stk_fclosep)
+
+/* Move ownership out of a cleanup variable. */
+#define TAKE_PTR(p)                                                                                \
+    ({                                                                                             \
+        __typeof__(p) _tp = (p);                                                                   \
+        (p) = NULL;                                                                                \
+        _tp;                                                                                       \
+    })
+#define TAKE_FD(fd)                                                                                \
+    ({                                                                                             \
+        int _tf = (fd);                                                                            \
+        (fd) = -1;                                                                                 \
+        _tf;                                                                                       \
+    })
+
+/* ---- allocation ------------------------------------------------------- */
+
+/* Allocation failure aborts: there is no sane recovery in a CLI or a
+ * supervisor, and checking every small allocation hides the real errors. */
+STK_NORETURN void stk_oom(void);
+void *stk_xmalloc(size_t n);
+void *stk_xcalloc(size_t n, size_t size);
+void *stk_xrealloc(void *p, size_t n);
+char *stk_xstrdup(const char *s);
+char *stk_xstrndup(const char *s, size_t n);
+STK_PRINTF(1, 2) char *stk_xasprintf(const char *fmt, ...);
+char *stk_xvasprintf(const char *fmt, va_list ap);
+
+/* ---- errors ------------------------------------------------------------ */
+
+/*
+ * Functions return int: >= 0 success, negative failure. Where a message
+ * matters, the last parameter is `struct stk_error **err`; stk_error_make()
+ * fills it and returns the negative value, so `return stk_error_make(...)`
+ * is the idiom. Library code never prints and never exits.
+ */
+struct stk_error {
+    int code; /* positive errno value, or 0 for "not an OS error" */
+    char *msg;
+};
+
+STK_PRINTF(3, 4) int stk_error_make(struct stk_error **err, int code, const char *fmt, ...);
+/* Like stk_error_make, with ": strerror(code)" appended. */
+STK_PRINTF(3, 4) int stk_error_errno(struct stk_error **err, int code, const char *fmt, ...);
+/* Prefix an existing error with context ("context: old message"). Returns
+ * the error's negative value so it can end a failing path. */
+STK_PRINTF(2, 3) int stk_error_wrap(struct stk_error **err, const char *fmt, ...);
+void stk_error_free(struct stk_error *err);
+static inline void stk_error_freep(struct stk_error **e)
+{
+    stk_error_free(*e);
+    *e = NULL;
+}
+#define _cleanup_error_ _cleanup_(stk_error_freep)
+
+/* ---- arena ------------------------------------------------------------- */
+
+/* A bump allocator: everything parsed from one input lives and dies together. */
+struct stk_arena;
+struct stk_arena *stk_arena_new(void);
+void stk_arena_free(struct stk_arena *a);
+static inline void stk_arena_freep(struct stk_arena **a)
+{
+    stk_arena_free(*a);
+}
+#define _cleanup_arena_ _cleanup_(stk_arena_freep)
+void *stk_arena_alloc(struct stk_arena *a, size_t n); /* zeroed, 16-byte aligned */
+void *stk_arena_array(struct stk_arena *a, size_t n, size_t size);
+char *stk_arena_strdup(struct stk_arena *a, const char *s);
+char *stk_arena_strndup(struct stk_arena *a, const char *s, size_t n);
+STK_PRINTF(2, 3) char *stk_arena_printf(struct stk_arena *a, const char *fmt, ...);
+size_t stk_arena_used(const struct stk_arena *a);
+
+/* ---- growable byte buffer ---------------------------------------------- */
+
+struct stk_buf {
+    char *data; /* always NUL-terminated once anything was appended */
+    size_t len;
+    size_t cap;
+};
+void stk_buf_append(struct stk_buf *b, const void *data, size_t n);
+void stk_buf_puts(struct stk_buf *b, const char *s);
+void stk_buf_putc(struct stk_buf *b, char c);
+STK_PRINTF(2, 3) void stk_buf_printf(struct stk_buf *b, const char *fmt, ...);
+void stk_buf_vprintf(struct stk_buf *b, const char *fmt, va_list ap);
+const char *stk_buf_str(struct stk_buf *b); /* "" when empty */
+char *stk_buf_steal(struct stk_buf *b);     /* caller frees; buffer is reset */
+void stk_buf_free(struct stk_buf *b);
+#define _cleanup_buf_ _cleanup_(stk_buf_free)
+
+/* ---- enum <-> string tables -------------------------------------------- */
+
+/* Tables are `const char *const names[]` indexed by the enum value. */
+int stk_enum_lookup(const char *const *names, size_t n, const char *s);
+/* "a|b|c", for messages and docs; static storage per table is not kept, so
+ * the result is written into buf. */
+const char *stk_enum_join(const char *const *names, size_t n, const char *sep, char *buf,
+                          size_t bufsz);
+
+/* ---- small string helpers ---------------------------------------------- */
+
+bool stk_streq(const char *a, const char *b); /* NULL-safe */
+bool stk_startswith(const char *s, const char *prefix);
+/* Levenshtein distance bounded by max (returns max+1 when larger). */
+unsigned stk_edit_distance(const char *a, const char *b, unsigned max);
+
+/* ---- IP addresses and CIDRs -------------------------------------------- */
+
+enum stk_family {
+    STK_FAMILY_NONE = 0,
+    STK_FAMILY_V4 = 4,
+    STK_FAMILY_V6 = 6,
+};
+
+struct stk_cidr {
+    uint8_t family; /* enum stk_family */
+    uint8_t prefix; /* 0..32 or 0..128 */
+    uint8_t addr[16];
+};
+
+#define STK_CIDR_STRLEN 50 /* INET6_ADDRSTRLEN + "/128" */
+
+/* Parses "a.b.c.d/n" or "x::y/n". Host bits set is an error (the caller
+ * learns the normalised form in *ret_why). On failure returns -EINVAL and
+ * points *ret_why at a static description. */
+int stk_cidr_parse(const char *s, struct stk_cidr *ret, const char **ret_why);
+/* Parses a bare address (no prefix) into a full-length CIDR. */
+int stk_addr_parse(const char *s, struct stk_cidr *ret);
+const char *stk_cidr_format(const struct stk_cidr *c, char buf[STK_CIDR_STRLEN]);
+/* Same family and inner lies entirely inside outer. */
+bool stk_cidr_contains(const struct stk_cidr *outer, const struct stk_cidr *inner);
+bool stk_cidr_equal(const struct stk_cidr *a, const struct stk_cidr *b);
+/* Clears host bits (for "did you mean" messages). */
+void stk_cidr_normalise(struct stk_cidr *c);
+
+#endif

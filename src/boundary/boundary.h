@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * boundary — the single source of truth about what a sandbox may do.
+ *
+ * resolve: Sandbox + EnvironmentConfig -> boundary (defaults chain spec ->
+ * environment -> hard defaults, cross-field rules, provenance of every
+ * value). explain, assess, the renderers, the drivers and audit read the
+ * boundary; none of them re-reads the spec, and none may widen it.
+ */
+#ifndef STK_BOUNDARY_H
+#define STK_BOUNDARY_H
+
+#include "spec/spec.h"
+
+/* ---- provenance ---------------------------------------------------------- */
+
+enum stk_source {
+    STK_SRC_DEFAULT,     /* stockade's hard default */
+    STK_SRC_ENVIRONMENT, /* the operator's EnvironmentConfig */
+    STK_SRC_SPEC,        /* the Sandbox document */
+    STK_SRC_FLAG,        /* a command-line flag overriding the spec */
+    _STK_SRC_N
+};
+extern const char *const stk_source_names[_STK_SRC_N];
+
+struct stk_origin {
+    enum stk_source source;
+    const char *file; /* NULL for defaults and flags */
+    struct stk_pos pos;
+    const char *path; /* field path in that source; the spec path for defaults */
+};
+
+/* One resolved value, as text, with where it came from. */
+struct stk_setting {
+    const char *path; /* spec path: "spec.security.policy" */
+    const char *value;
+    struct stk_origin origin;
+};
+
+/* ---- egress model (Kubernetes NetworkPolicy semantics) -------------------- */
+
+enum stk_peer_kind {
+    STK_PEER_SAME_NAMESPACE, /* podSelector: {} — every pod of the sandbox's namespace */
+    STK_PEER_NAMESPACE,      /* another namespace, optionally narrowed by a pod selector */
+    STK_PEER_CLUSTER_DNS,    /* the cluster resolver: namespace kube-system */
+    STK_PEER_IPBLOCK,        /* cidr minus except */
+};
+
+struct stk_eport {
+    enum stk_protocol protocol;
+    uint16_t port;     /* 0 = every port */
+    uint16_t end_port; /* 0 = just port */
+};
+
+struct stk_erule {
+    enum stk_peer_kind peer;
+    struct stk_cidr cidr;
+    struct stk_cidr *except;
+    size_t n_except;
+    const char *namespace;                         /* STK_PEER_NAMESPACE */
+    const struct stk_label_selector *pod_selector; /* may be NULL */
+    struct stk_eport *ports;                       /* none = every port and protocol */
+    size_t n_ports;
+    struct stk_origin origin;
+};
+
+struct stk_epolicy {
+    enum stk_netpol id;
+    struct stk_erule *rules; /* none for deny-egress */
+    size_t n_rules;
+    struct stk_origin origin; /* what caused the policy */
+};
+
+struct stk_egress {
+    struct stk_epolicy *policies; /* in stk_netpol order, excluded ones left out */
+    size_t n;
+    bool excluded[_STK_NETPOL_N];
+    struct stk_origin exclude_origin;
+};
+
+/* ---- the boundary ----------------------------------------------------------- */
+
+struct stk_resolved_limits {
+    int64_t cpu_milli;
+    int64_t memory;
+    int64_t pids;
+    int64_t wall_clock_ms; /* 0 = no deadline */
+    int64_t cpu_time_ms;   /* 0 = no budget */
+    int64_t storage;
+};
+
+struct stk_boundary {
+    struct stk_arena *arena;
+    const char *spec_file;
+    const char *env_file; /* NULL when resolved against hard defaults only */
+    const char *env_name;
+
+    /* identity */
+    const char *name;
+    const char *namespace;
+    struct stk_origin namespace_origin;
+    const struct stk_map *labels;
+    const struct stk_map *annotations;
+
+    /* privilege and API access */
+    enum stk_policy policy;
+    struct stk_origin policy_origin;
+    bool kube_access;
+    struct stk_origin kube_access_origin;
+    enum stk_role kube_role;
+    struct stk_origin kube_role_origin;
+    const char **caps; /* added capabilities, validated against the policy */
+    size_t n_caps;
+    struct stk_origin caps_origin;
+    bool registry, docker, vcluster;
+    struct stk_origin registry_origin, docker_origin, vcluster_origin;
+
+    /* placement */
+    enum stk_runtime runtime;
+    struct stk_origin runtime_origin;
+    enum stk_model model;
+    struct stk_origin model_origin;
+    const struct stk_target *target; /* injection only */
+
+    /* the process */
+    const char *image;  /* NULL when unset */
+    const char *rootfs; /* "host" or a directory */
+    struct stk_origin rootfs_origin;
+    const char **argv; /* command + args, NULL-terminated; empty when unset */
+    size_t argc;
+    const struct stk_env_var *env;
+    size_t n_env;
+    const struct stk_env_from *env_from;
+    size_t n_env_from;
+    const char *working_dir;
+
+    /* quotas */
+    struct stk_resolved_limits limits;
+    struct stk_origin cpu_origin, memory_origin, pids_origin, wall_clock_origin, cpu_time_origin,
+        storage_origin;
+
+    /* storage */
+    bool home;
+    int64_t home_size;
+    bool home_persist;
+    const char *home_storage_class;
+    struct stk_origin home_origin;
+
+    /* network */
+    bool external_egress;
+    struct stk_origin external_egress_origin;
+    struct stk_egress egress;
+    const struct stk_cidr *blacklist; /* effective blacklistIPs */
+    size_t n_blacklist;
+    struct stk_origin blacklist_origin;
+
+    /* credentials brokered by the egress proxy */
+    const struct stk_binding *bindings;
+    size_t n_bindings;
+
+    /* backend-specific settings, forwarded untouched */
+    const struct stk_kube_config *kube;
+    int64_t tmp_size, shm_size; /* local tmpfs sizes */
+
+    /* operator retention (0 / false = not stated) */
+    bool home_backup;
+    int64_t home_backup_days;
+    int64_t deleted_home_days;
+    int64_t audit_days;
+    struct stk_origin retention_origin;
+
+    /* every defaultable value with its provenance, in table order */
+    struct stk_setting *settings;
+    size_t n_settings;
+};
+
+/* The hard-default blacklist: cloud metadata endpoints (AWS/GCP/Azure IPv4,
+ * AWS IPv6, Scaleway IPv4/IPv6). */
+extern const char *const stk_default_blacklist[];
+extern const size_t stk_default_blacklist_n;
+
+/*
+ * Resolves a Sandbox against an EnvironmentConfig (NULL: hard defaults only).
+ * Problems are reported to diags (errors and warnings); on any error returns
+ * negative and *ret is untouched. The boundary borrows strings and lists from
+ * sb and env: keep their docsets alive while the boundary is in use.
+ */
+int stk_resolve(const struct stk_sandbox *sb, const char *sb_file, const struct stk_envconfig *env,
+                const char *env_file, struct stk_diags *diags, struct stk_boundary **ret);
+/* Checks an EnvironmentConfig on its own (defaults within limits, ...). */
+int stk_envconfig_check(const struct stk_envconfig *env, const char *file, struct stk_diags *diags);
+void stk_boundary_free(struct stk_boundary *b);
+static inline void stk_boundary_freep(struct stk_boundary **b)
+{
+    stk_boundary_free(*b);
+}
+#define _cleanup_boundary_ _cleanup_(stk_boundary_freep)
+
+/* Hard default of a field path as text, or NULL if it has none; what
+ * docs/spec.md shows (computed by resolving an empty Sandbox). */
+const char *stk_boundary_default_text(const char *path, void *unused);
+
+const struct stk_setting *stk_boundary_setting(const struct stk_boundary *b, const char *path);
+
+/* "spec (file:3:5)", "environment (env.yaml:8:7 data.defaults.security.policy)",
+ * "default". */
+void stk_origin_format(const struct stk_origin *o, char *buf, size_t n);
+
+/* Capabilities allowed at a Pod Security Standards level. */
+bool stk_policy_allows_capability(enum stk_policy policy, const char *cap);
+
+/* ---- explain ------------------------------------------------------------------ */
+
+enum stk_backend { STK_BACKEND_LOCAL, STK_BACKEND_KUBERNETES, STK_BACKEND_SIM, _STK_BACKEND_N };
+extern const char *const stk_backend_names[_STK_BACKEND_N];
+
+/* What the caller knows about the backend the sandbox would run on. */
+struct stk_backend_facts {
+    enum stk_backend backend;
+    /* local: the runtime that would be used (NULL when none works) and why */
+    const char *runtime;
+    const char *runtime_note;
+    bool runtime_is_gvisor;
+    /* extra caveats the backend knows about (NULL-terminated, may be NULL) */
+    const char *const *caveats;
+};
+
+struct stk_contract;
+int stk_explain(const struct stk_boundary *b, const struct stk_backend_facts *facts,
+                struct stk_contract **ret);
+void stk_contract_free(struct stk_contract *c);
+static inline void stk_contract_freep(struct stk_contract **c)
+{
+    stk_contract_free(*c);
+}
+#define _cleanup_contract_ _cleanup_(stk_contract_freep)
+void stk_contract_text(const struct stk_contract *c, struct stk_buf *out);
+/* Returns a jansson json_t* (as void* to keep jansson out of this header). */
+void *stk_contract_json(const struct stk_contract *c);
+
+/* ---- assess ------------------------------------------------------------------- */
+
+enum stk_finding_severity {
+    STK_FINDING_INFO,
+    STK_FINDING_LOW,
+    STK_FINDING_MEDIUM,
+    STK_FINDING_HIGH,
+    STK_FINDING_CRITICAL,
+    _STK_FINDING_N
+};
+extern const char *const stk_finding_severity_names[_STK_FINDING_N];
+
+enum stk_trust { STK_TRUST_HARDENED, STK_TRUST_AUTOMATION, STK_TRUST_EXCEPTION, _STK_TRUST_N };
+extern const char *const stk_trust_names[_STK_TRUST_N];
+
+struct stk_finding {
+    const char *id; /* stable identifier, e.g. "privileged" */
+    enum stk_finding_severity severity;
+    const char *reason;
+    const char *path; /* the field responsible */
+    struct stk_origin origin;
+};
+
+struct stk_assessment {
+    struct stk_arena *arena;
+    const char *name;
+    enum stk_trust level;
+    const char *summary;
+    struct stk_finding *findings;
+    size_t n;
+};
+
+int stk_assess(const struct stk_boundary *b, struct stk_assessment **ret);
+void stk_assessment_free(struct stk_assessment *a);
+static inline void stk_assessment_freep(struct stk_assessment **a)
+{
+    stk_assessment_free(*a);
+}
+#define _cleanup_assessment_ _cleanup_(stk_assessment_freep)
+void stk_assessment_text(const struct stk_assessment *a, struct stk_buf *out);
+void *stk_assessment_json(const struct stk_assessment *a);
+
+#endif

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cli — subcommands and their shared plumbing. Commands return the process
+ * exit status: 0 success, 1 failure or invalid input, 2 usage error. */
+#ifndef STK_CLI_H
+#define STK_CLI_H
+
+#include "boundary/boundary.h"
+
+#include <getopt.h>
+
+#define EXIT_INVALID 1
+#define EXIT_USAGE   2
+
+struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+    const char *usage; /* full --help text after the "Usage:" line */
+};
+
+extern const struct cli_command cli_commands[];
+
+/* Prints "Usage: ..." for the command to stdout (help) or stderr (error). */
+int cli_usage(const char *command, FILE *to, int status);
+/* Reports a usage problem and returns EXIT_USAGE. */
+STK_PRINTF(2, 3) int cli_usage_error(const char *command, const char *fmt, ...);
+
+enum cli_output { CLI_OUT_TEXT, CLI_OUT_JSON, _CLI_OUT_N };
+int cli_parse_output(const char *command, const char *arg, enum cli_output *ret);
+int cli_parse_backend(const char *command, const char *arg, enum stk_backend *ret);
+
+void cli_print_diags(const struct stk_diags *d);
+/* Prints a jansson value (stolen) to stdout, indented, with a newline. */
+void cli_print_json(void *json);
+
+/* A Sandbox file (exactly one Sandbox document) resolved against an optional
+ * EnvironmentConfig file. */
+struct cli_sandbox {
+    struct stk_docset *ds;
+    struct stk_docset *env_ds;
+    struct stk_boundary *b;
+};
+/* Loads and resolves; prints diagnostics (warnings too). Returns 0 or an
+ * exit status. */
+int cli_sandbox_load(const char *file, const char *env_file, struct cli_sandbox *ret);
+void cli_sandbox_release(struct cli_sandbox *s);
+#define _cleanup_cli_sandbox_ _cleanup_(cli_sandbox_release)
+
+/* Loads an EnvironmentConfig file (exactly one document of that kind). */
+int cli_env_load(const char *file, struct stk_diags *diags, struct stk_docset **ret_ds,
+                 const struct stk_envconfig **ret);
+
+/* What explain tells about a backend on this host. */
+void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
+                       struct stk_backend_facts *ret);
+
+int cmd_validate(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_assess(int argc, char **argv);
+int cmd_reference(int argc, char **argv);
+
+#endif

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "cli.h"
+
+#include <string.h>
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+const struct cli_command cli_commands[] = {
+    {"validate", cmd_validate, "check Sandbox and EnvironmentConfig files",
+     "stockade validate [--env ENV] [-o text|json] FILE...\n"
+     "\n"
+     "Parses every document in each FILE, resolves each Sandbox against ENV (or the\n"
+     "hard defaults) and reports every problem with file:line:column and field path.\n"
+     "\n"
+     "  -e, --env ENV       resolve Sandboxes against this EnvironmentConfig\n"
+     "  -o, --output FMT    text (default) or json\n"
+     "\n"
+     "Exit status: 0 valid, 1 invalid, 2 usage error.\n"},
+    {"explain", cmd_explain, "say what a sandbox can read, write and reach",
+     "stockade explain [--env ENV] [--backend local|kubernetes|sim] [-o text|json] FILE\n"
+     "\n"
+     "Prints the sandbox's contract in plain words: what it can read and write, its\n"
+     "Kubernetes API access, its network, privileges, quotas, credentials, what\n"
+     "persists and what the operator keeps, and what the backend does not enforce.\n"
+     "Every statement shows where its values came from (spec, environment, default).\n"
+     "\n"
+     "  -e, --env ENV       the operator's EnvironmentConfig\n"
+     "  -b, --backend B     local (default), kubernetes or sim\n"
+     "  -o, --output FMT    text (default) or json\n"},
+    {"assess", cmd_assess, "judge a sandbox's trust level",
+     "stockade assess [--env ENV] [-o text|json] [--fail-above LEVEL] FILE\n"
+     "\n"
+     "Lists findings (privilege, API access, egress, storage, credentials), each with a\n"
+     "severity and a reason, and the overall level: hardened, trusted-automation or\n"
+     "operator-exception.\n"
+     "\n"
+     "  -e, --env ENV           the operator's EnvironmentConfig\n"
+     "  -o, --output FMT        text (default) or json\n"
+     "      --fail-above LEVEL  exit 3 when the level is above LEVEL\n"},
+    {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
+     "stockade reference\n"
+     "\n"
+     "Prints the Markdown reference of every field, generated from the field table.\n"},
+    {"version", cmd_version, "print the version", "stockade version\n"},
+    {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_command *command_find(const char *name)
+{
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        if (!strcmp(c->name, name))
+            return c;
+    return NULL;
+}
+
+int cli_usage(const char *command, FILE *to, int status)
+{
+    const struct cli_command *c = command_find(command);
+    if (c)
+        fprintf(to, "Usage: %s", c->usage);
+    return status;
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "stockade %s: ", command);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'stockade %s --help'.\n", command);
+    return EXIT_USAGE;
+}
+
+static void main_usage(FILE *to)
+{
+    fprintf(to, "Usage: stockade [--version] [--help] COMMAND [ARGS]\n\n"
+                "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
+                "enforced, audited and provable.\n\nCommands:\n");
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        fprintf(to, "  %-10s  %s\n", c->name, c->summary);
+    fprintf(to, "\nRun 'stockade COMMAND --help' for a command's options.\n");
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return cli_usage_error("version", "takes no arguments");
+    printf("stockade %s\n", STK_VERSION);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stdout);
+        return 0;
+    }
+    if (!command_find(argv[1]))
+        return cli_usage_error("help", "unknown command '%s'", argv[1]);
+    return cli_usage(argv[1], stdout, 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        main_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version"))
+        return cmd_version(1, argv);
+    const struct cli_command *c = command_find(argv[1]);
+    if (!c) {
+        fprintf(stderr, "stockade: unknown command '%s'\n", argv[1]);
+        main_usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return cli_usage(c->name, stdout, 0);
+    return c->fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* docs/spec.md, written from the field table so the docs cannot drift. */
+#include "internal.h"
+
+#include <string.h>
+
+struct ref {
+    struct stk_buf *out;
+    stk_default_text_fn defaults;
+    void *userdata;
+    struct stk_buf rejected;
+};
+
+static void md_escape(struct stk_buf *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            stk_buf_puts(out, "\\|");
+        else
+            stk_buf_putc(out, *s);
+    }
+}
+
+static void num_text(enum stk_ftype t, int64_t v, char *buf, size_t n)
+{
+    switch (t) {
+    case STK_F_CPU:
+        stk_cpu_format(v, buf, n);
+        return;
+    case STK_F_BYTES:
+        stk_bytes_format(v, buf, n);
+        return;
+    case STK_F_DURATION:
+        stk_duration_format(v, buf, n);
+        return;
+    case STK_F_INT:
+    case STK_F_STRING:
+    case STK_F_BOOL:
+    case STK_F_ENUM:
+    case STK_F_CIDR:
+    case STK_F_MAP:
+    case STK_F_OBJECT:
+    case STK_F_LIST:
+    case STK_F_REJECT:
+        snprintf(buf, n, "%lld", (long long)v);
+        return;
+    }
+}
+
+static void type_text(struct stk_buf *out, const struct stk_field *f, enum stk_ftype t)
+{
+    char lo[32], hi[32];
+    switch (t) {
+    case STK_F_STRING: {
+        uint32_t max = f->max_len ? f->max_len : stk_strfmt_max_len(f->fmt);
+        stk_buf_printf(out, "string: %s, ≤ %u bytes", stk_strfmt_doc(f->fmt), max);
+        return;
+    }
+    case STK_F_BOOL:
+        stk_buf_puts(out, "boolean");
+        return;
+    case STK_F_INT:
+    case STK_F_CPU:
+    case STK_F_BYTES:
+    case STK_F_DURATION:
+        num_text(t, f->min, lo, sizeof(lo));
+        num_text(t, f->max, hi, sizeof(hi));
+        stk_buf_printf(out, "%s %s–%s",
+                       t == STK_F_INT     ? "integer"
+                       : t == STK_F_CPU   ? "CPU quantity"
+                       : t == STK_F_BYTES ? "byte quantity"
+                                          : "duration",
+                       lo, hi);
+        return;
+    case STK_F_ENUM:
+        for (size_t i = 0; i < f->n_values; i++)
+            stk_buf_printf(out, "%s`%s`", i ? " \\| " : "",
+                           f->values[i][0] ? f->values[i] : "\"\"");
+        return;
+    case STK_F_CIDR:
+        stk_buf_puts(out, "CIDR (IPv4 or IPv6)");
+        return;
+    case STK_F_MAP:
+        stk_buf_printf(out, "map: %s → %s, ≤ %u entries", stk_strfmt_doc(f->fmt),
+                       stk_strfmt_doc(f->value_fmt), f->max_items ? f->max_items : 64);
+        return;
+    case STK_F_OBJECT:
+        stk_buf_puts(out, "object");
+        return;
+    case STK_F_LIST:
+        stk_buf_printf(out, "list (≤ %u) of ", f->max_items ? f->max_items : 64);
+        if (f->elem == STK_F_OBJECT)
+            stk_buf_puts(out, "objects");
+        else
+            type_text(out, f, f->elem);
+        return;
+    case STK_F_REJECT:
+        stk_buf_puts(out, "never accepted");
+        return;
+    }
+}
+
+static void walk(struct ref *r, const struct stk_field *fields, const char *prefix)
+{
+    for (const struct stk_field *f = fields; f->name; f++) {
+        _cleanup_free_ char *path =
+            prefix[0] ? stk_xasprintf("%s.%s", prefix, f->name) : stk_xstrdup(f->name);
+        if (f->type == STK_F_REJECT) {
+            stk_buf_printf(&r->rejected, "| `%s` | ", path);
+            md_escape(&r->rejected, f->doc);
+            stk_buf_puts(&r->rejected, " |\n");
+            continue;
+        }
+        stk_buf_printf(r->out, "| `%s` | ", path);
+        struct stk_buf t = {0};
+        type_text(&t, f, f->type);
+        if (f->required)
+            stk_buf_puts(&t, ", **required**");
+        stk_buf_puts(r->out, stk_buf_str(&t));
+        stk_buf_free(&t);
+        const char *def = r->defaults ? r->defaults(path, r->userdata) : NULL;
+        stk_buf_puts(r->out, " | ");
+        if (def) {
+            stk_buf_puts(r->out, "`");
+            md_escape(r->out, def);
+            stk_buf_puts(r->out, "`");
+        }
+        stk_buf_puts(r->out, " | ");
+        md_escape(r->out, f->doc ? f->doc : "");
+        stk_buf_puts(r->out, " |\n");
+        if (f->type == STK_F_OBJECT)
+            walk(r, f->fields, path);
+        else if (f->type == STK_F_LIST && f->elem == STK_F_OBJECT) {
+            _cleanup_free_ char *item = stk_xasprintf("%s[]", path);
+            walk(r, f->fields, item);
+        }
+    }
+}
+
+static void section(struct ref *r, const char *title, const char *intro,
+                    const struct stk_field *fields)
+{
+    stk_buf_printf(r->out, "\n## %s\n\n%s\n\n", title, intro);
+    stk_buf_puts(r->out, "| Field | Type | Hard default | Description |\n");
+    stk_buf_puts(r->out, "|---|---|---|---|\n");
+    walk(r, fields, "");
+}
+
+void stk_spec_reference(struct stk_buf *out, stk_default_text_fn defaults, void *userdata)
+{
+    struct ref r = {.out = out, .defaults = defaults, .userdata = userdata};
+    stk_buf_puts(out, "# stockade spec reference\n\n"
+                      "<!-- Generated by `stockade reference` from src/spec/schema.c. Do not "
+                      "edit: CI checks that this file is current. -->\n\n"
+                      "Documents are YAML or JSON, one or many per file (`---`, or a top-level "
+                      "list), each with `apiVersion: " STK_API_VERSION "`.\n"
+                      "Unknown fields are errors. Quantities use Kubernetes notation (`500m`, "
+                      "`2`, `512Mi`, `2Gi`); durations take units `ms`, `s`, `m`, `h`, `d` "
+                      "(`90s`, `1h30m`); CIDRs must have their host bits cleared.\n\n"
+                      "A value a Sandbox leaves out comes from the EnvironmentConfig's "
+                      "`data.defaults`, else from the hard default below. `stockade explain` "
+                      "shows where each value came from.\n\n"
+                      "Input limits: ");
+    stk_buf_printf(out,
+                   "%d bytes per file, %d documents per file, nesting depth %d, %d values "
+                   "per document, %d bytes per value; at most %d diagnostics are reported.\n",
+                   STK_LIMIT_FILE_BYTES, STK_LIMIT_DOCUMENTS, STK_LIMIT_DEPTH, STK_LIMIT_NODES,
+                   STK_LIMIT_SCALAR_BYTES, STK_LIMIT_DIAGS);
+    section(&r, "Sandbox", "What one sandbox runs and what it may do.", stk_sandbox_fields);
+    /* EnvironmentConfig fields have no hard default of their own (they are
+     * the defaults), except the blacklist. */
+    r.defaults = NULL;
+    section(&r, "EnvironmentConfig",
+            "The operator's side: defaults, limits, network facts and retention.",
+            stk_envconfig_fields);
+    const char *bl = defaults ? defaults("data.network.blacklistIPs", userdata) : NULL;
+    if (bl)
+        stk_buf_printf(out, "\nWhen `data.network.blacklistIPs` is not set, it is `%s`.\n", bl);
+    stk_buf_puts(out, "\n## Fields that are never accepted\n\nThese are recognised only to "
+                      "explain why they are refused.\n\n| Field | Why |\n|---|---|\n");
+    stk_buf_puts(out, stk_buf_str(&r.rejected));
+    stk_buf_free(&r.rejected);
+}

@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The field table: every field of every document kind, its type, syntax,
+ * limits and documentation. Parsing, validation messages and docs/spec.md
+ * all come from here.
+ */
+#include "internal.h"
+
+#include <stddef.h>
+
+const char *const stk_policy_names[_STK_POLICY_N] = {"restricted", "baseline", "privileged"};
+const char *const stk_role_names[_STK_ROLE_N] = {"view", "edit", "admin"};
+const char *const stk_runtime_names[_STK_RUNTIME_N] = {"default", "gvisor", "crun", "runc"};
+const char *const stk_model_names[_STK_MODEL_N] = {"standalone", "injection"};
+const char *const stk_workload_kind_names[_STK_WORKLOAD_N] = {"Deployment", "StatefulSet",
+                                                              "DaemonSet"};
+const char *const stk_protocol_names[_STK_PROTO_N] = {"TCP", "UDP", "SCTP"};
+const char *const stk_alloc_mode_names[_STK_ALLOC_N] = {"direct", "warmPool"};
+const char *const stk_cred_source_names[_STK_CRED_N] = {"env", "file", "kubernetesSecret"};
+const char *const stk_selector_op_names[_STK_SEL_N] = {"In", "NotIn", "Exists", "DoesNotExist"};
+const char *const stk_toleration_op_names[_STK_TOL_N] = {"Equal", "Exists"};
+const char *const stk_taint_effect_names[_STK_EFFECT_N] = {"", "NoSchedule", "PreferNoSchedule",
+                                                           "NoExecute"};
+const char *const stk_netpol_names[_STK_NETPOL_N] = {
+    "deny-egress",           "allow-namespace-egress", "allow-dns-egress",
+    "allow-external-egress", "allow-internal-egress",  "allow-sandbox-egress"};
+const char *const stk_kind_names[_STK_KIND_N] = {"Sandbox", "EnvironmentConfig"};
+
+#define KiB (INT64_C(1024))
+#define MiB (KiB * 1024)
+#define GiB (MiB * 1024)
+#define TiB (GiB * 1024)
+#define SEC INT64_C(1000)
+#define DAY (86400 * SEC)
+
+#define AT(T, m)     .offset = offsetof(T, m)
+#define STR(f)       .type = STK_F_STRING, .fmt = (f)
+#define ENUM(tbl)    .type = STK_F_ENUM, .values = (tbl), .n_values = STK_ARRAY_SIZE(tbl)
+#define OBJ(tbl)     .type = STK_F_OBJECT, .fields = (tbl)
+#define LIST(ET, et) .type = STK_F_LIST, .elem = (et), .elem_size = sizeof(ET)
+#define OBJLIST(ET, tb)                                                                            \
+    .type = STK_F_LIST, .elem = STK_F_OBJECT, .elem_size = sizeof(ET), .fields = (tb)
+#define REJECT(msg) .type = STK_F_REJECT, .doc = (msg)
+#define END                                                                                        \
+    {                                                                                              \
+        .name = NULL                                                                               \
+    }
+
+/* ---- shared pieces -------------------------------------------------------- */
+
+static const struct stk_field metadata_fields[] = {
+    {"name", AT(struct stk_metadata, name), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "Name of the object, unique in its namespace."},
+    {"namespace", AT(struct stk_metadata, namespace), STR(STK_FMT_DNS_LABEL),
+     .doc = "Namespace the sandbox belongs to. Sandboxes in one namespace may reach each other "
+            "(namespace-local egress)."},
+    {"labels", AT(struct stk_metadata, labels), .type = STK_F_MAP, .fmt = STK_FMT_QUALIFIED,
+     .value_fmt = STK_FMT_LABEL_VALUE, .max_items = 64,
+     .doc = "Labels copied onto every object stockade creates for the sandbox."},
+    {"annotations", AT(struct stk_metadata, annotations), .type = STK_F_MAP,
+     .fmt = STK_FMT_QUALIFIED, .value_fmt = STK_FMT_TEXT, .max_len = 8192, .max_items = 64,
+     .doc = "Free-form annotations."},
+    END,
+};
+
+static const struct stk_field port_fields[] = {
+    {"protocol", AT(struct stk_port, protocol), ENUM(stk_protocol_names),
+     .doc = "Transport protocol; TCP when omitted."},
+    {"port", AT(struct stk_port, port), .type = STK_F_INT, .min = 1, .max = 65535,
+     .doc = "Destination port; every port when omitted."},
+    {"endPort", AT(struct stk_port, end_port), .type = STK_F_INT, .min = 1, .max = 65535,
+     .doc = "Last port of a range starting at port."},
+    END,
+};
+
+static const struct stk_field selector_req_fields[] = {
+    {"key", AT(struct stk_selector_req, key), STR(STK_FMT_QUALIFIED), .required = true,
+     .doc = "Label key."},
+    {"operator", AT(struct stk_selector_req, op), ENUM(stk_selector_op_names), .required = true,
+     .doc = "How the key's value is matched."},
+    {"values", AT(struct stk_selector_req, values), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_LABEL_VALUE, .max_items = 32,
+     .doc = "Values for In and NotIn; empty for Exists and DoesNotExist."},
+    END,
+};
+
+static const struct stk_field label_selector_fields[] = {
+    {"matchLabels", AT(struct stk_label_selector, match_labels), .type = STK_F_MAP,
+     .fmt = STK_FMT_QUALIFIED, .value_fmt = STK_FMT_LABEL_VALUE, .max_items = 32,
+     .doc = "Labels the destination pods must carry."},
+    {"matchExpressions", AT(struct stk_label_selector, match_expressions),
+     OBJLIST(struct stk_selector_req, selector_req_fields), .max_items = 16,
+     .doc = "Label requirements, all of which must hold."},
+    END,
+};
+
+static const struct stk_field internal_egress_fields[] = {
+    {"namespace", AT(struct stk_internal_egress, namespace), STR(STK_FMT_DNS_LABEL),
+     .required = true, .doc = "Namespace the sandbox may reach."},
+    {"podSelector", AT(struct stk_internal_egress, pod_selector), OBJ(label_selector_fields),
+     .doc = "Pods in that namespace it may reach; all pods when omitted."},
+    {"ports", AT(struct stk_internal_egress, ports), OBJLIST(struct stk_port, port_fields),
+     .max_items = 32, .doc = "Ports it may reach; all ports when omitted."},
+    END,
+};
+
+static const struct stk_field resources_fields[] = {
+    {"cpu", AT(struct stk_resources, cpu), .type = STK_F_CPU, .min = 10, .max = 256 * 1000,
+     .doc = "CPU limit in cores (Kubernetes quantity: 500m, 2)."},
+    {"memory", AT(struct stk_resources, memory), .type = STK_F_BYTES, .min = 16 * MiB, .max = TiB,
+     .doc = "Memory limit, swap included (512Mi, 2Gi). Exceeding it kills the sandbox "
+            "with memory_exceeded."},
+    {"pids", AT(struct stk_resources, pids), .type = STK_F_INT, .min = 8, .max = 65536,
+     .doc = "Maximum number of processes and threads. Fork attempts beyond it fail; the "
+            "sandbox is killed with pids_exceeded."},
+    {"wallClock", AT(struct stk_resources, wall_clock), .type = STK_F_DURATION, .min = SEC,
+     .max = 30 * DAY, .doc = "Deadline from start (90s, 10m, 2h); then wall_clock_exceeded."},
+    {"cpuTime", AT(struct stk_resources, cpu_time), .type = STK_F_DURATION, .min = SEC,
+     .max = 30 * DAY, .doc = "CPU-time budget (all cores summed); then cpu_exceeded."},
+    {"storage", AT(struct stk_resources, storage), .type = STK_F_BYTES, .min = MiB, .max = 10 * TiB,
+     .doc = "Ephemeral writable storage (/workspace, /tmp)."},
+    END,
+};
+
+/* ---- Sandbox ---------------------------------------------------------------- */
+
+static const struct stk_field configmap_key_ref_fields[] = {
+    {"name", AT(struct stk_configmap_key_ref, name), STR(STK_FMT_DNS_SUBDOMAIN), .required = true,
+     .doc = "ConfigMap name."},
+    {"key", AT(struct stk_configmap_key_ref, key), STR(STK_FMT_LINE), .max_len = 253,
+     .required = true, .doc = "Key in the ConfigMap."},
+    {"optional", AT(struct stk_configmap_key_ref, optional), .type = STK_F_BOOL,
+     .doc = "Start even if the key is missing."},
+    END,
+};
+
+static const struct stk_field env_source_fields[] = {
+    {"configMapKeyRef", AT(struct stk_env_source, config_map_key_ref),
+     OBJ(configmap_key_ref_fields), .doc = "Value from a ConfigMap key (Kubernetes only)."},
+    {"secretKeyRef",
+     REJECT("secrets never enter the sandbox: declare a spec.bindings entry and the egress "
+            "proxy adds the credential on the way out")},
+    {"fieldRef", REJECT("fieldRef is not supported: stockade sets the sandbox's own metadata")},
+    END,
+};
+
+static const struct stk_field env_fields[] = {
+    {"name", AT(struct stk_env_var, name), STR(STK_FMT_ENV_NAME), .required = true,
+     .doc = "Variable name."},
+    {"value", AT(struct stk_env_var, value), STR(STK_FMT_TEXT), .max_len = 32 * 1024,
+     .doc = "Literal value. Never put a secret here: use bindings."},
+    {"valueFrom", AT(struct stk_env_var, value_from), OBJ(env_source_fields),
+     .doc = "Value from a ConfigMap."},
+    END,
+};
+
+static const struct stk_field configmap_ref_fields[] = {
+    {"name", AT(struct stk_configmap_ref, name), STR(STK_FMT_DNS_SUBDOMAIN), .required = true,
+     .doc = "ConfigMap name."},
+    {"optional", AT(struct stk_configmap_ref, optional), .type = STK_F_BOOL,
+     .doc = "Start even if the ConfigMap is missing."},
+    END,
+};
+
+static const struct stk_field env_from_fields[] = {
+    {"prefix", AT(struct stk_env_from, prefix), STR(STK_FMT_ENV_NAME),
+     .doc = "Prefix added to every variable name."},
+    {"configMapRef", AT(struct stk_env_from, config_map_ref), OBJ(configmap_ref_fields),
+     .required = true, .doc = "All keys of a ConfigMap (Kubernetes only)."},
+    {"secretRef",
+     REJECT("secrets never enter the sandbox: declare a spec.bindings entry and the egress "
+            "proxy adds the credential on the way out")},
+    END,
+};
+
+static const struct stk_field target_fields[] = {
+    {"kind", AT(struct stk_target, kind), ENUM(stk_workload_kind_names), .required = true,
+     .doc = "Kind of the workload to inject into."},
+    {"name", AT(struct stk_target, name), STR(STK_FMT_DNS_SUBDOMAIN), .required = true,
+     .doc = "Name of the workload."},
+    {"namespace", AT(struct stk_target, namespace), STR(STK_FMT_DNS_LABEL),
+     .doc = "Namespace of the workload; the sandbox's namespace when omitted."},
+    {"container", AT(struct stk_target, container), STR(STK_FMT_DNS_LABEL),
+     .doc = "Container to debug (its process is visible through the shared PID namespace)."},
+    END,
+};
+
+static const struct stk_field deployment_fields[] = {
+    {"model", AT(struct stk_deployment, model), ENUM(stk_model_names),
+     .doc = "standalone: a dedicated sandbox. injection: a container added to an existing "
+            "workload's pods, sharing their network and PID namespaces."},
+    {"target", AT(struct stk_deployment, target), OBJ(target_fields),
+     .doc = "The workload to inject into (injection only)."},
+    END,
+};
+
+static const struct stk_field capabilities_fields[] = {
+    {"add", AT(struct stk_capabilities, add), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_CAPABILITY, .max_items = 16,
+     .doc = "Capabilities to add to an otherwise empty set. restricted allows only "
+            "NET_BIND_SERVICE; baseline the Pod Security Standards list; anything else needs "
+            "privileged."},
+    {"drop", REJECT("all capabilities are always dropped; list only what to add")},
+    END,
+};
+
+static const char reject_host_ns[] =
+    "host namespaces are never accepted: a sandbox always has its own network, PID and IPC "
+    "namespaces (use deployment.model: injection to share a workload's pod)";
+static const char reject_host_path[] =
+    "host paths are never mounted into a sandbox: it gets /workspace and, when persistent, its "
+    "home volume (storage.home)";
+
+static const struct stk_field security_fields[] = {
+    {"policy", AT(struct stk_security, policy), ENUM(stk_policy_names),
+     .doc = "Pod Security Standards level the sandbox runs at."},
+    {"kubernetesAccess", AT(struct stk_security, kubernetes_access), .type = STK_F_BOOL,
+     .doc = "Mount an expiring service-account token so the sandbox can call the Kubernetes "
+            "API."},
+    {"kubernetesRole", AT(struct stk_security, kubernetes_role), ENUM(stk_role_names),
+     .doc = "Role bound to that token in the sandbox's namespace (or vcluster). Stockade's "
+            "roles never include networkpolicies or RBAC escalation."},
+    {"capabilities", AT(struct stk_security, capabilities), OBJ(capabilities_fields),
+     .doc = "Linux capabilities beyond the empty default set."},
+    {"registry", AT(struct stk_security, registry), .type = STK_F_BOOL,
+     .doc = "An image registry the sandbox can push to (privileged only)."},
+    {"docker", AT(struct stk_security, docker), .type = STK_F_BOOL,
+     .doc = "A Docker daemon sidecar (privileged only, never with injection)."},
+    {"externalEgress",
+     REJECT("externalEgress lives in spec.network.externalEgress in stockade "
+            "(EnvironmentConfig keeps Datalab's data.defaults.security.externalEgress)")},
+    {"privileged", REJECT("use spec.security.policy: privileged, an explicit and assessed "
+                          "choice")},
+    {"hostNetwork", REJECT(reject_host_ns)},
+    {"hostPID", REJECT(reject_host_ns)},
+    {"hostIPC", REJECT(reject_host_ns)},
+    END,
+};
+
+static const struct stk_field egress_rule_fields[] = {
+    {"cidr", AT(struct stk_egress_rule, cidr), .type = STK_F_CIDR, .required = true,
+     .doc = "Destination network (normalised; host bits must be zero)."},
+    {"except", AT(struct stk_egress_rule, except), LIST(struct stk_cidrv, STK_F_CIDR),
+     .max_items = 32,
+     .doc = "Networks inside cidr that stay unreachable. The operator's blacklistIPs are "
+            "always added."},
+    {"ports", AT(struct stk_egress_rule, ports), OBJLIST(struct stk_port, port_fields),
+     .max_items = 32, .doc = "Ports allowed; all ports when omitted."},
+    END,
+};
+
+static const struct stk_field network_fields[] = {
+    {"externalEgress", AT(struct stk_network, external_egress), .type = STK_F_BOOL,
+     .doc = "DNS and the operator's externalEgressCIDRs (minus blacklistIPs, pod and service "
+            "CIDRs)."},
+    {"egress", AT(struct stk_network, egress), OBJLIST(struct stk_egress_rule, egress_rule_fields),
+     .max_items = 64, .doc = "Explicit allowlist of destination networks."},
+    {"internalEgress", AT(struct stk_network, internal_egress),
+     OBJLIST(struct stk_internal_egress, internal_egress_fields), .max_items = 32,
+     .doc = "Other namespaces the sandbox may reach."},
+    END,
+};
+
+static const struct stk_field home_fields[] = {
+    {"size", AT(struct stk_home, size), .type = STK_F_BYTES, .min = MiB, .max = 10 * TiB,
+     .doc = "Size of the home volume."},
+    {"persist", AT(struct stk_home, persist), .type = STK_F_BOOL,
+     .doc = "Keep the home volume across stop/start (it is deleted with the sandbox)."},
+    {"storageClassName", AT(struct stk_home, storage_class_name), STR(STK_FMT_DNS_SUBDOMAIN),
+     .doc = "Kubernetes StorageClass for the home volume."},
+    END,
+};
+
+static const struct stk_field storage_fields[] = {
+    {"home", AT(struct stk_storage, home), OBJ(home_fields),
+     .doc = "The sandbox user's home directory."},
+    {"hostPath", REJECT(reject_host_path)},
+    END,
+};
+
+static const struct stk_field credential_fields[] = {
+    {"source", AT(struct stk_credential, source), ENUM(stk_cred_source_names), .required = true,
+     .doc = "Where the egress proxy reads the secret: an environment variable or file of the "
+            "proxy, or a Kubernetes Secret."},
+    {"ref", AT(struct stk_credential, ref), STR(STK_FMT_LINE), .max_len = 1024, .required = true,
+     .doc = "Variable name, file path, or namespace/name of the Secret."},
+    {"key", AT(struct stk_credential, key), STR(STK_FMT_LINE), .max_len = 253,
+     .doc = "Key inside the Secret (kubernetesSecret only)."},
+    END,
+};
+
+static const struct stk_field inject_fields[] = {
+    {"header", AT(struct stk_inject, header), STR(STK_FMT_HEADER),
+     .doc = "Request header the proxy sets; Authorization when omitted."},
+    {"format", AT(struct stk_inject, format), STR(STK_FMT_INJECT_FORMAT),
+     .doc = "Header value template; \"Bearer {value}\" when omitted."},
+    END,
+};
+
+static const struct stk_field binding_fields[] = {
+    {"name", AT(struct stk_binding, name), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "Binding name; the sandbox sees a base URL for it."},
+    {"url", AT(struct stk_binding, url), STR(STK_FMT_URL), .required = true,
+     .doc = "Upstream service the proxy forwards to."},
+    {"credential", AT(struct stk_binding, credential), OBJ(credential_fields), .required = true,
+     .doc = "The secret the proxy adds. It never enters the sandbox."},
+    {"inject", AT(struct stk_binding, inject), OBJ(inject_fields),
+     .doc = "How the proxy presents the secret."},
+    END,
+};
+
+static const struct stk_field toleration_fields[] = {
+    {"key", AT(struct stk_toleration, key), STR(STK_FMT_QUALIFIED), .doc = "Taint key."},
+    {"operator", AT(struct stk_toleration, op), ENUM(stk_toleration_op_names),
+     .doc = "Equal when omitted."},
+    {"value", AT(struct stk_toleration, value), STR(STK_FMT_LABEL_VALUE), .doc = "Taint value."},
+    {"effect", AT(struct stk_toleration, effect), ENUM(stk_taint_effect_names),
+     .doc = "Taint effect; every effect when omitted."},
+    {"tolerationSeconds", AT(struct stk_toleration, toleration_seconds), .type = STK_F_INT,
+     .min = 0, .max = 86400 * 365, .doc = "How long a NoExecute taint is tolerated."},
+    END,
+};
+
+static const struct stk_field allocation_fields[] = {
+    {"mode", AT(struct stk_allocation, mode), ENUM(stk_alloc_mode_names),
+     .doc = "direct creates the sandbox; warmPool claims a prepared one."},
+    {"warmPool", AT(struct stk_allocation, warm_pool), STR(STK_FMT_DNS_SUBDOMAIN),
+     .doc = "Warm pool to claim from (warmPool mode)."},
+    END,
+};
+
+static const struct stk_field kube_fields[] = {
+    {"namespace", AT(struct stk_kube_config, namespace), STR(STK_FMT_DNS_LABEL),
+     .doc = "Namespace to create the sandbox in; one per sandbox when omitted."},
+    {"runtimeClassName", AT(struct stk_kube_config, runtime_class_name), STR(STK_FMT_DNS_SUBDOMAIN),
+     .doc = "RuntimeClass of the pod (gvisor for runtime: gvisor)."},
+    {"serviceAccountName", AT(struct stk_kube_config, service_account_name),
+     STR(STK_FMT_DNS_SUBDOMAIN), .doc = "Existing ServiceAccount to run as."},
+    {"priorityClassName", AT(struct stk_kube_config, priority_class_name),
+     STR(STK_FMT_DNS_SUBDOMAIN), .doc = "PriorityClass of the pod."},
+    {"nodeSelector", AT(struct stk_kube_config, node_selector), .type = STK_F_MAP,
+     .fmt = STK_FMT_QUALIFIED, .value_fmt = STK_FMT_LABEL_VALUE, .max_items = 32,
+     .doc = "Node labels the pod must land on."},
+    {"tolerations", AT(struct stk_kube_config, tolerations),
+     OBJLIST(struct stk_toleration, toleration_fields), .max_items = 32,
+     .doc = "Taints the pod tolerates."},
+    {"allocation", AT(struct stk_kube_config, allocation), OBJ(allocation_fields),
+     .doc = "How the pod is obtained."},
+    END,
+};
+
+static const struct stk_field local_fields[] = {
+    {"tmpSize", AT(struct stk_local_config, tmp_size), .type = STK_F_BYTES, .min = MiB,
+     .max = 64 * GiB, .doc = "Size of the /tmp tmpfs (counted against memory)."},
+    {"shmSize", AT(struct stk_local_config, shm_size), .type = STK_F_BYTES, .min = MiB,
+     .max = 64 * GiB, .doc = "Size of the /dev/shm tmpfs (counted against memory)."},
+    END,
+};
+
+static const struct stk_field driver_config_fields[] = {
+    {"kubernetes", AT(struct stk_driver_config, kubernetes), OBJ(kube_fields),
+     .doc = "Settings only the Kubernetes backend reads."},
+    {"local", AT(struct stk_driver_config, local), OBJ(local_fields),
+     .doc = "Settings only the local backend reads."},
+    END,
+};
+
+static const struct stk_field sandbox_spec_fields[] = {
+    {"image", AT(struct stk_sandbox_spec, image), STR(STK_FMT_IMAGE),
+     .doc = "Container image (Kubernetes backend)."},
+    {"rootfs", AT(struct stk_sandbox_spec, rootfs), STR(STK_FMT_ROOTFS),
+     .doc = "Root filesystem on the local backend: \"host\" (read-only /usr, /bin, /lib*, /sbin "
+            "and a minimal /etc) or a directory. Always read-only."},
+    {"command", AT(struct stk_sandbox_spec, command), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_TEXT, .max_len = 4096, .max_items = 256,
+     .doc = "Entrypoint; the image's when omitted."},
+    {"args", AT(struct stk_sandbox_spec, args), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_TEXT, .max_len = 4096, .max_items = 256, .doc = "Arguments."},
+    {"env", AT(struct stk_sandbox_spec, env), OBJLIST(struct stk_env_var, env_fields),
+     .max_items = 128, .doc = "Environment variables."},
+    {"envFrom", AT(struct stk_sandbox_spec, env_from),
+     OBJLIST(struct stk_env_from, env_from_fields), .max_items = 16,
+     .doc = "Environment from ConfigMaps."},
+    {"workingDir", AT(struct stk_sandbox_spec, working_dir), STR(STK_FMT_ABS_PATH),
+     .doc = "Working directory; /workspace when omitted."},
+    {"deployment", AT(struct stk_sandbox_spec, deployment), OBJ(deployment_fields),
+     .doc = "Standalone sandbox or injection into a workload."},
+    {"runtime", AT(struct stk_sandbox_spec, runtime), ENUM(stk_runtime_names),
+     .doc = "OCI runtime: gvisor (runsc, a user-space kernel), crun or runc (host kernel), or "
+            "default: the strongest that works on the host."},
+    {"security", AT(struct stk_sandbox_spec, security), OBJ(security_fields),
+     .doc = "Privilege and API access."},
+    {"network", AT(struct stk_sandbox_spec, network), OBJ(network_fields),
+     .doc = "Egress. Default deny; allows are additive (Kubernetes NetworkPolicy semantics)."},
+    {"resources", AT(struct stk_sandbox_spec, resources), OBJ(resources_fields),
+     .doc = "Quotas; exceeding one kills the sandbox with a precise reason."},
+    {"storage", AT(struct stk_sandbox_spec, storage), OBJ(storage_fields),
+     .doc = "Persistent storage."},
+    {"bindings", AT(struct stk_sandbox_spec, bindings), OBJLIST(struct stk_binding, binding_fields),
+     .max_items = 32,
+     .doc = "Services reached through the egress proxy, which adds their "
+            "credentials."},
+    {"vcluster", AT(struct stk_sandbox_spec, vcluster), .type = STK_F_BOOL,
+     .doc = "Give the sandbox a virtual Kubernetes API (operator-installed vcluster)."},
+    {"driverConfig", AT(struct stk_sandbox_spec, driver_config), OBJ(driver_config_fields),
+     .doc = "Backend-specific settings, keyed by backend."},
+    {"hostNetwork", REJECT(reject_host_ns)},
+    {"hostPID", REJECT(reject_host_ns)},
+    {"hostIPC", REJECT(reject_host_ns)},
+    {"volumes", REJECT(reject_host_path)},
+    {"volumeMounts", REJECT(reject_host_path)},
+    {"securityContext", REJECT("the security context is derived from spec.security.policy; it "
+                               "is not set directly")},
+    END,
+};
+
+const struct stk_field stk_sandbox_fields[] = {
+    {"apiVersion", AT(struct stk_sandbox, api_version), STR(STK_FMT_API_VERSION), .required = true,
+     .doc = "Always " STK_API_VERSION "."},
+    {"kind", AT(struct stk_sandbox, kind), STR(STK_FMT_LINE), .required = true, .doc = "Sandbox."},
+    {"metadata", AT(struct stk_sandbox, metadata), OBJ(metadata_fields), .required = true,
+     .doc = "Name, namespace, labels."},
+    {"spec", AT(struct stk_sandbox, spec), OBJ(sandbox_spec_fields),
+     .doc = "What the sandbox runs and what it may do."},
+    END,
+};
+
+/* ---- EnvironmentConfig ----------------------------------------------------- */
+
+static const struct stk_field security_defaults_fields[] = {
+    {"policy", AT(struct stk_security_defaults, policy), ENUM(stk_policy_names),
+     .doc = "Default for spec.security.policy."},
+    {"kubernetesAccess", AT(struct stk_security_defaults, kubernetes_access), .type = STK_F_BOOL,
+     .doc = "Default for spec.security.kubernetesAccess."},
+    {"kubernetesRole", AT(struct stk_security_defaults, kubernetes_role), ENUM(stk_role_names),
+     .doc = "Default for spec.security.kubernetesRole."},
+    {"externalEgress", AT(struct stk_security_defaults, external_egress), .type = STK_F_BOOL,
+     .doc = "Default for spec.network.externalEgress (Datalab's location)."},
+    END,
+};
+
+static const struct stk_field env_defaults_fields[] = {
+    {"security", AT(struct stk_env_defaults, security), OBJ(security_defaults_fields),
+     .doc = "Security defaults."},
+    {"resources", AT(struct stk_env_defaults, resources), OBJ(resources_fields),
+     .doc = "Resource defaults."},
+    {"runtime", AT(struct stk_env_defaults, runtime), ENUM(stk_runtime_names),
+     .doc = "Default for spec.runtime."},
+    END,
+};
+
+static const struct stk_field env_limits_fields[] = {
+    {"resources", AT(struct stk_env_limits, resources), OBJ(resources_fields),
+     .doc = "The most a sandbox may request; a larger request is an error."},
+    END,
+};
+
+static const struct stk_field env_network_fields[] = {
+    {"externalEgressCIDRs", AT(struct stk_env_network, external_egress_cidrs),
+     LIST(struct stk_cidrv, STK_F_CIDR), .max_items = 64,
+     .doc = "Networks broad external egress targets; none means no broad external rule."},
+    {"blacklistIPs", AT(struct stk_env_network, blacklist_ips), LIST(struct stk_cidrv, STK_F_CIDR),
+     .max_items = 256,
+     .doc = "Networks excepted from every external and allowlist rule (cloud metadata "
+            "endpoints). Setting it replaces the default list."},
+    {"podCIDRs", AT(struct stk_env_network, pod_cidrs), LIST(struct stk_cidrv, STK_F_CIDR),
+     .max_items = 16, .doc = "Cluster pod networks, excepted from broad external egress."},
+    {"serviceCIDR", AT(struct stk_env_network, service_cidr), .type = STK_F_CIDR,
+     .doc = "Cluster service network, excepted from broad external egress."},
+    {"internalEgress", AT(struct stk_env_network, internal_egress),
+     OBJLIST(struct stk_internal_egress, internal_egress_fields), .max_items = 32,
+     .doc = "Namespaces every sandbox may reach."},
+    {"excludePolicies", AT(struct stk_env_network, exclude_policies),
+     LIST(struct stk_enumv, STK_F_ENUM), .values = stk_netpol_names,
+     .n_values = STK_ARRAY_SIZE(stk_netpol_names), .max_items = _STK_NETPOL_N,
+     .doc = "Generated policies to skip (an escape hatch for clusters with their own policy "
+            "set; assess reports it)."},
+    END,
+};
+
+static const struct stk_field retention_fields[] = {
+    {"homeBackup", AT(struct stk_retention, home_backup), .type = STK_F_BOOL,
+     .doc = "The operator backs up persistent home volumes."},
+    {"homeBackupDays", AT(struct stk_retention, home_backup_days), .type = STK_F_INT, .min = 1,
+     .max = 3650, .doc = "How long home backups are kept."},
+    {"deletedHomeDays", AT(struct stk_retention, deleted_home_days), .type = STK_F_INT, .min = 0,
+     .max = 3650, .doc = "How long a deleted sandbox's home volume is kept before removal."},
+    {"auditDays", AT(struct stk_retention, audit_days), .type = STK_F_INT, .min = 1, .max = 36500,
+     .doc = "How long audit records are kept."},
+    END,
+};
+
+static const struct stk_field env_data_fields[] = {
+    {"defaults", AT(struct stk_env_data, defaults), OBJ(env_defaults_fields),
+     .doc = "Defaults applied where a Sandbox is silent."},
+    {"limits", AT(struct stk_env_data, limits), OBJ(env_limits_fields),
+     .doc = "Upper bounds on what a Sandbox may request."},
+    {"network", AT(struct stk_env_data, network), OBJ(env_network_fields),
+     .doc = "The operator's network facts and egress policy inputs."},
+    {"retention", AT(struct stk_env_data, retention), OBJ(retention_fields),
+     .doc = "What the operator backs up and keeps."},
+    END,
+};
+
+const struct stk_field stk_envconfig_fields[] = {
+    {"apiVersion", AT(struct stk_envconfig, api_version), STR(STK_FMT_API_VERSION),
+     .required = true, .doc = "Always " STK_API_VERSION "."},
+    {"kind", AT(struct stk_envconfig, kind), STR(STK_FMT_LINE), .required = true,
+     .doc = "EnvironmentConfig."},
+    {"metadata", AT(struct stk_envconfig, metadata), OBJ(metadata_fields), .required = true,
+     .doc = "Name of the environment."},
+    {"data", AT(struct stk_envconfig, data), OBJ(env_data_fields),
+     .doc = "The operator's settings."},
+    END,
+};

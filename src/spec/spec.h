@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * spec — parse and validate user input: Sandbox and EnvironmentConfig
+ * documents in YAML or JSON. One field table (schema.c) drives parsing,
+ * validation and the generated reference page docs/spec.md.
+ *
+ * Parsing is all-or-nothing: a file with any error yields no documents, and
+ * every problem found (bounded) is reported as a diagnostic with file,
+ * line:column and field path.
+ */
+#ifndef STK_SPEC_H
+#define STK_SPEC_H
+
+#include "base/base.h"
+
+#define STK_API_VERSION "stockade.dev/v1alpha1"
+
+/* Hard limits on input. Each has its own error message. */
+#define STK_LIMIT_FILE_BYTES   (1024 * 1024)
+#define STK_LIMIT_DEPTH        32
+#define STK_LIMIT_NODES        65536
+#define STK_LIMIT_DOCUMENTS    64
+#define STK_LIMIT_SCALAR_BYTES (64 * 1024)
+#define STK_LIMIT_DIAGS        64
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+struct stk_pos {
+    uint32_t line; /* 1-based; 0 = not from a file */
+    uint32_t col;  /* 1-based */
+};
+
+enum stk_severity {
+    STK_SEV_ERROR,
+    STK_SEV_WARNING,
+};
+
+struct stk_diag {
+    enum stk_severity sev;
+    char *file;
+    struct stk_pos pos;
+    char *path; /* "spec.security.policy"; "" for the document itself */
+    char *msg;
+};
+
+struct stk_diags {
+    struct stk_diag *items;
+    size_t n;
+    size_t cap;
+    size_t n_errors;
+    size_t n_warnings;
+    size_t dropped; /* beyond STK_LIMIT_DIAGS */
+};
+
+STK_PRINTF(6, 7)
+void stk_diags_add(struct stk_diags *d, enum stk_severity sev, const char *file, struct stk_pos pos,
+                   const char *path, const char *fmt, ...);
+void stk_diags_free(struct stk_diags *d);
+#define _cleanup_diags_ _cleanup_(stk_diags_free)
+/* "file:line:col: error: path: message" */
+char *stk_diag_format(const struct stk_diag *diag);
+
+/* ---- typed values ------------------------------------------------------ */
+
+/* Every object starts with this: whether it appeared, and where. */
+struct stk_meta {
+    struct stk_pos pos;
+    bool set;
+};
+
+struct stk_str {
+    struct stk_meta meta;
+    const char *v;
+};
+struct stk_bool {
+    struct stk_meta meta;
+    bool v;
+};
+/* Integers, quantities (CPU in millicores, bytes) and durations (ms). */
+struct stk_num {
+    struct stk_meta meta;
+    int64_t v;
+};
+struct stk_enumv {
+    struct stk_meta meta;
+    int v;
+};
+struct stk_cidrv {
+    struct stk_meta meta;
+    struct stk_cidr v;
+};
+struct stk_kv {
+    struct stk_pos pos;
+    const char *key;
+    const char *value;
+};
+struct stk_map {
+    struct stk_meta meta;
+    struct stk_kv *items;
+    uint32_t n;
+};
+
+/* A list of T. The decoder fills every list through the same layout. */
+#define STK_LIST(T)                                                                                \
+    struct {                                                                                       \
+        struct stk_meta meta;                                                                      \
+        T *items;                                                                                  \
+        uint32_t n;                                                                                \
+    }
+
+/* ---- enums (each with a names table; value 0 is the first name) -------- */
+
+enum stk_policy {
+    STK_POLICY_RESTRICTED,
+    STK_POLICY_BASELINE,
+    STK_POLICY_PRIVILEGED,
+    _STK_POLICY_N
+};
+extern const char *const stk_policy_names[_STK_POLICY_N];
+
+enum stk_role { STK_ROLE_VIEW, STK_ROLE_EDIT, STK_ROLE_ADMIN, _STK_ROLE_N };
+extern const char *const stk_role_names[_STK_ROLE_N];
+
+enum stk_runtime {
+    STK_RUNTIME_DEFAULT,
+    STK_RUNTIME_GVISOR,
+    STK_RUNTIME_CRUN,
+    STK_RUNTIME_RUNC,
+    _STK_RUNTIME_N
+};
+extern const char *const stk_runtime_names[_STK_RUNTIME_N];
+
+enum stk_model { STK_MODEL_STANDALONE, STK_MODEL_INJECTION, _STK_MODEL_N };
+extern const char *const stk_model_names[_STK_MODEL_N];
+
+enum stk_workload_kind {
+    STK_WORKLOAD_DEPLOYMENT,
+    STK_WORKLOAD_STATEFULSET,
+    STK_WORKLOAD_DAEMONSET,
+    _STK_WORKLOAD_N
+};
+extern const char *const stk_workload_kind_names[_STK_WORKLOAD_N];
+
+enum stk_protocol { STK_PROTO_TCP, STK_PROTO_UDP, STK_PROTO_SCTP, _STK_PROTO_N };
+extern const char *const stk_protocol_names[_STK_PROTO_N];
+
+enum stk_alloc_mode { STK_ALLOC_DIRECT, STK_ALLOC_WARMPOOL, _STK_ALLOC_N };
+extern const char *const stk_alloc_mode_names[_STK_ALLOC_N];
+
+enum stk_cred_source { STK_CRED_ENV, STK_CRED_FILE, STK_CRED_KUBERNETES_SECRET, _STK_CRED_N };
+extern const char *const stk_cred_source_names[_STK_CRED_N];
+
+enum stk_selector_op {
+    STK_SEL_IN,
+    STK_SEL_NOTIN,
+    STK_SEL_EXISTS,
+    STK_SEL_DOESNOTEXIST,
+    _STK_SEL_N
+};
+extern const char *const stk_selector_op_names[_STK_SEL_N];
+
+enum stk_toleration_op { STK_TOL_EQUAL, STK_TOL_EXISTS, _STK_TOL_N };
+extern const char *const stk_toleration_op_names[_STK_TOL_N];
+
+enum stk_taint_effect {
+    STK_EFFECT_ALL, /* "" in Kubernetes: every effect */
+    STK_EFFECT_NOSCHEDULE,
+    STK_EFFECT_PREFERNOSCHEDULE,
+    STK_EFFECT_NOEXECUTE,
+    _STK_EFFECT_N
+};
+extern const char *const stk_taint_effect_names[_STK_EFFECT_N];
+
+/* The generated NetworkPolicies, in rendering order (Datalab's names). */
+enum stk_netpol {
+    STK_NETPOL_DENY,
+    STK_NETPOL_NAMESPACE,
+    STK_NETPOL_DNS,
+    STK_NETPOL_EXTERNAL,
+    STK_NETPOL_INTERNAL,
+    STK_NETPOL_ALLOWLIST,
+    _STK_NETPOL_N
+};
+extern const char *const stk_netpol_names[_STK_NETPOL_N];
+
+/* ---- Sandbox ------------------------------------------------------------ */
+
+struct stk_metadata {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_str namespace;
+    struct stk_map labels;
+    struct stk_map annotations;
+};
+
+struct stk_configmap_key_ref {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_str key;
+    struct stk_bool optional;
+};
+
+struct stk_env_source {
+    struct stk_meta meta;
+    struct stk_configmap_key_ref config_map_key_ref;
+};
+
+struct stk_env_var {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_str value;
+    struct stk_env_source value_from;
+};
+
+struct stk_configmap_ref {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_bool optional;
+};
+
+struct stk_env_from {
+    struct stk_meta meta;
+    struct stk_str prefix;
+    struct stk_configmap_ref config_map_ref;
+};
+
+struct stk_target {
+    struct stk_meta meta;
+    struct stk_enumv kind; /* enum stk_workload_kind */
+    struct stk_str name;
+    struct stk_str namespace;
+    struct stk_str container;
+};
+
+struct stk_deployment {
+    struct stk_meta meta;
+    struct stk_enumv model; /* enum stk_model */
+    struct stk_target target;
+};
+
+struct stk_capabilities {
+    struct stk_meta meta;
+    STK_LIST(struct stk_str) add;
+};
+
+struct stk_security {
+    struct stk_meta meta;
+    struct stk_enumv policy; /* enum stk_policy */
+    struct stk_bool kubernetes_access;
+    struct stk_enumv kubernetes_role; /* enum stk_role */
+    struct stk_capabilities capabilities;
+    struct stk_bool registry;
+    struct stk_bool docker;
+};
+
+struct stk_port {
+    struct stk_meta meta;
+    struct stk_enumv protocol; /* enum stk_protocol */
+    struct stk_num port;
+    struct stk_num end_port;
+};
+
+struct stk_egress_rule {
+    struct stk_meta meta;
+    struct stk_cidrv cidr;
+    STK_LIST(struct stk_cidrv) except;
+    STK_LIST(struct stk_port) ports;
+};
+
+struct stk_selector_req {
+    struct stk_meta meta;
+    struct stk_str key;
+    struct stk_enumv op; /* enum stk_selector_op */
+    STK_LIST(struct stk_str) values;
+};
+
+struct stk_label_selector {
+    struct stk_meta meta;
+    struct stk_map match_labels;
+    STK_LIST(struct stk_selector_req) match_expressions;
+};
+
+struct stk_internal_egress {
+    struct stk_meta meta;
+    struct stk_str namespace;
+    struct stk_label_selector pod_selector;
+    STK_LIST(struct stk_port) ports;
+};
+
+struct stk_network {
+    struct stk_meta meta;
+    struct stk_bool external_egress;
+    STK_LIST(struct stk_egress_rule) egress;
+    STK_LIST(struct stk_internal_egress) internal_egress;
+};
+
+struct stk_resources {
+    struct stk_meta meta;
+    struct stk_num cpu;        /* millicores */
+    struct stk_num memory;     /* bytes */
+    struct stk_num pids;       /* count */
+    struct stk_num wall_clock; /* ms */
+    struct stk_num cpu_time;   /* ms */
+    struct stk_num storage;    /* bytes */
+};
+
+struct stk_home {
+    struct stk_meta meta;
+    struct stk_num size; /* bytes */
+    struct stk_bool persist;
+    struct stk_str storage_class_name;
+};
+
+struct stk_storage {
+    struct stk_meta meta;
+    struct stk_home home;
+};
+
+struct stk_credential {
+    struct stk_meta meta;
+    struct stk_enumv source; /* enum stk_cred_source */
+    struct stk_str ref;
+    struct stk_str key;
+};
+
+struct stk_inject {
+    struct stk_meta meta;
+    struct stk_str header;
+    struct stk_str format;
+};
+
+struct stk_binding {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_str url;
+    struct stk_credential credential;
+    struct stk_inject inject;
+};
+
+struct stk_toleration {
+    struct stk_meta meta;
+    struct stk_str key;
+    struct stk_enumv op; /* enum stk_toleration_op */
+    struct stk_str value;
+    struct stk_enumv effect; /* enum stk_taint_effect */
+    struct stk_num toleration_seconds;
+};
+
+struct stk_allocation {
+    struct stk_meta meta;
+    struct stk_enumv mode; /* enum stk_alloc_mode */
+    struct stk_str warm_pool;
+};
+
+struct stk_kube_config {
+    struct stk_meta meta;
+    struct stk_str namespace;
+    struct stk_str runtime_class_name;
+    struct stk_str service_account_name;
+    struct stk_str priority_class_name;
+    struct stk_map node_selector;
+    STK_LIST(struct stk_toleration) tolerations;
+    struct stk_allocation allocation;
+};
+
+struct stk_local_config {
+    struct stk_meta meta;
+    struct stk_num tmp_size; /* bytes */
+    struct stk_num shm_size; /* bytes */
+};
+
+struct stk_driver_config {
+    struct stk_meta meta;
+    struct stk_kube_config kubernetes;
+    struct stk_local_config local;
+};
+
+struct stk_sandbox_spec {
+    struct stk_meta meta;
+    struct stk_str image;
+    struct stk_str rootfs; /* "host" or an absolute directory */
+    STK_LIST(struct stk_str) command;
+    STK_LIST(struct stk_str) args;
+    STK_LIST(struct stk_env_var) env;
+    STK_LIST(struct stk_env_from) env_from;
+    struct stk_str working_dir;
+    struct stk_deployment deployment;
+    struct stk_enumv runtime; /* enum stk_runtime */
+    struct stk_security security;
+    struct stk_network network;
+    struct stk_resources resources;
+    struct stk_storage storage;
+    STK_LIST(struct stk_binding) bindings;
+    struct stk_bool vcluster;
+    struct stk_driver_config driver_config;
+};
+
+struct stk_sandbox {
+    struct stk_meta meta;
+    struct stk_str api_version;
+    struct stk_str kind;
+    struct stk_metadata metadata;
+    struct stk_sandbox_spec spec;
+};
+
+/* ---- EnvironmentConfig --------------------------------------------------- */
+
+struct stk_security_defaults {
+    struct stk_meta meta;
+    struct stk_enumv policy;
+    struct stk_bool kubernetes_access;
+    struct stk_enumv kubernetes_role;
+    struct stk_bool external_egress;
+};
+
+struct stk_env_defaults {
+    struct stk_meta meta;
+    struct stk_security_defaults security;
+    struct stk_resources resources;
+    struct stk_enumv runtime;
+};
+
+struct stk_env_limits {
+    struct stk_meta meta;
+    struct stk_resources resources;
+};
+
+struct stk_env_network {
+    struct stk_meta meta;
+    STK_LIST(struct stk_cidrv) external_egress_cidrs;
+    STK_LIST(struct stk_cidrv) blacklist_ips;
+    STK_LIST(struct stk_cidrv) pod_cidrs;
+    struct stk_cidrv service_cidr;
+    STK_LIST(struct stk_internal_egress) internal_egress;
+    STK_LIST(struct stk_enumv) exclude_policies; /* enum stk_netpol */
+};
+
+struct stk_retention {
+    struct stk_meta meta;
+    struct stk_bool home_backup;
+    struct stk_num home_backup_days;
+    struct stk_num deleted_home_days;
+    struct stk_num audit_days;
+};
+
+struct stk_env_data {
+    struct stk_meta meta;
+    struct stk_env_defaults defaults;
+    struct stk_env_limits limits;
+    struct stk_env_network network;
+    struct stk_retention retention;
+};
+
+struct stk_envconfig {
+    struct stk_meta meta;
+    struct stk_str api_version;
+    struct stk_str kind;
+    struct stk_metadata metadata;
+    struct stk_env_data data;
+};
+
+/* ---- documents ------------------------------------------------------------ */
+
+enum stk_kind { STK_KIND_SANDBOX, STK_KIND_ENVCONFIG, _STK_KIND_N };
+extern const char *const stk_kind_names[_STK_KIND_N];
+
+struct stk_doc {
+    enum stk_kind kind;
+    struct stk_pos pos;
+    union {
+        struct stk_sandbox *sandbox;
+        struct stk_envconfig *env;
+    };
+};
+
+/* Everything parsed from one file; documents borrow from its arena. */
+struct stk_docset {
+    struct stk_arena *arena;
+    char *file;
+    struct stk_doc *docs;
+    size_t n;
+};
+
+/* On any error: returns negative, *ret untouched, problems in *diags.
+ * `name` is what diagnostics call the input. */
+int stk_docset_parse(const char *name, const char *data, size_t len, struct stk_diags *diags,
+                     struct stk_docset **ret);
+/* Reads the file (bounded by STK_LIMIT_FILE_BYTES) and parses it. "-" is
+ * standard input. */
+int stk_docset_load(const char *path, struct stk_diags *diags, struct stk_docset **ret);
+void stk_docset_free(struct stk_docset *ds);
+static inline void stk_docset_freep(struct stk_docset **ds)
+{
+    stk_docset_free(*ds);
+}
+#define _cleanup_docset_ _cleanup_(stk_docset_freep)
+
+/* Counts documents of a kind; returns the first one (or NULL). */
+const struct stk_doc *stk_docset_find(const struct stk_docset *ds, enum stk_kind kind,
+                                      size_t *ret_count);
+
+/* ---- value syntaxes (exported for the CLI's flags and for tests) --------- */
+
+enum stk_qty_unit {
+    STK_QTY_MILLI, /* CPU: result in millicores */
+    STK_QTY_BYTES, /* memory, storage: result in bytes */
+};
+/* Kubernetes quantity ("500m", "1.5", "512Mi", "2G", "1e3"). On failure
+ * returns -EINVAL and sets *ret_why. */
+int stk_quantity_parse(const char *s, enum stk_qty_unit unit, int64_t *ret, const char **ret_why);
+/* Duration with units ms, s, m, h, d ("90s", "1h30m", "1.5h"). Result in ms. */
+int stk_duration_parse(const char *s, int64_t *ret_ms, const char **ret_why);
+/* Human forms used by explain: "512Mi", "1500m", "1h30m". */
+void stk_bytes_format(int64_t bytes, char *buf, size_t n);
+void stk_cpu_format(int64_t milli, char *buf, size_t n);
+void stk_duration_format(int64_t ms, char *buf, size_t n);
+
+/* Linux capability names as Kubernetes spells them (no CAP_ prefix). */
+bool stk_capability_known(const char *name);
+bool stk_env_name_valid(const char *s);
+bool stk_dns_label_valid(const char *s);
+bool stk_dns_subdomain_valid(const char *s);
+
+/* ---- the field table, for docs and tools ---------------------------------- */
+
+/* Writes the Markdown reference page (docs/spec.md). `defaults` maps a field
+ * path to the text of its hard default, or NULL when it has none; the
+ * boundary module provides it so the page shows what resolve really does. */
+typedef const char *(*stk_default_text_fn)(const char *path, void *userdata);
+void stk_spec_reference(struct stk_buf *out, stk_default_text_fn defaults, void *userdata);
+
+#endif

@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* String syntaxes of spec fields: one checker, one limit and one line of
+ * documentation per format. */
+#include "internal.h"
+
+#include <string.h>
+
+static bool is_lower_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+    return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+static bool dns_label(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_lower_alnum(s[i]) && s[i] != '-')
+            return false;
+    return true;
+}
+
+static bool dns_subdomain(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++)
+        if (i == n || s[i] == '.') {
+            if (!dns_label(s + start, i - start))
+                return false;
+            start = i + 1;
+        }
+    return true;
+}
+
+/* Kubernetes "name" part of a qualified name and label values:
+ * [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])? */
+static bool k8s_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || !is_alnum(s[0]) || !is_alnum(s[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+            return false;
+    return true;
+}
+
+static bool abs_path(const char *s, const char **why)
+{
+    if (s[0] != '/') {
+        *why = "must be an absolute path";
+        return false;
+    }
+    if (has_control(s)) {
+        *why = "must not contain control characters";
+        return false;
+    }
+    if (strcmp(s, "/") == 0)
+        return true;
+    if (s[strlen(s) - 1] == '/') {
+        *why = "must not end with '/'";
+        return false;
+    }
+    for (const char *p = s; *p; p++) {
+        if (p[0] != '/')
+            continue;
+        if (p[1] == '/') {
+            *why = "must not contain '//'";
+            return false;
+        }
+        if (p[1] == '.' && (p[2] == '/' || p[2] == '\0')) {
+            *why = "must not contain '.' components";
+            return false;
+        }
+        if (p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == '\0')) {
+            *why = "must not contain '..' components";
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool rootfs(const char *s, const char **why)
+{
+    static const char *const forbidden[] = {"/proc", "/sys", "/dev", "/run", "/var/run"};
+    if (strcmp(s, "host") == 0)
+        return true;
+    if (!abs_path(s, why)) {
+        if (s[0] != '/')
+            *why = "must be \"host\" or an absolute path to a root filesystem directory";
+        return false;
+    }
+    if (strcmp(s, "/") == 0) {
+        *why = "the host's whole root is never a sandbox root; use \"host\" for read-only "
+               "system directories";
+        return false;
+    }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(forbidden); i++)
+        if (under(s, forbidden[i])) {
+            *why = "kernel interfaces and runtime sockets (/proc, /sys, /dev, /run) are never "
+                   "a root filesystem";
+            return false;
+        }
+    return true;
+}
+
+/* [host[:port]/]path[:tag][@digest], each path component
+ * [a-z0-9]+([._-][a-z0-9]+)* (Distribution's reference grammar, simplified). */
+static bool image_ref(const char *s, const char **why)
+{
+    char buf[513];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(buf)) {
+        *why = "must be an image reference such as registry.example.com/team/tool:1.2";
+        return false;
+    }
+    memcpy(buf, s, n + 1);
+    char *digest = strchr(buf, '@');
+    if (digest) {
+        *digest++ = '\0';
+        const char *hex = stk_startswith(digest, "sha256:") ? digest + 7 : NULL;
+        bool ok = hex && strlen(hex) == 64;
+        for (const char *p = hex; ok && *p; p++)
+            ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
+        if (!ok) {
+            *why = "digest must be sha256: followed by 64 lowercase hex digits";
+            return false;
+        }
+    }
+    char *slash = strrchr(buf, '/');
+    char *colon = strrchr(slash ? slash : buf, ':');
+    if (colon) {
+        *colon++ = '\0';
+        size_t tl = strlen(colon);
+        bool ok = tl > 0 && tl <= 128 && (is_alnum(colon[0]) || colon[0] == '_');
+        for (size_t i = 0; ok && i < tl; i++)
+            ok = is_alnum(colon[i]) || colon[i] == '_' || colon[i] == '.' || colon[i] == '-';
+        if (!ok) {
+            *why = "tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'";
+            return false;
+        }
+    }
+    char *comp = buf;
+    bool first = true;
+    while (comp) {
+        char *next = strchr(comp, '/');
+        if (next)
+            *next++ = '\0';
+        /* The first component is a registry host when followed by more and it
+         * looks like one (has '.' or ':' or is localhost). */
+        bool host =
+            first && next && (strchr(comp, '.') || strchr(comp, ':') || !strcmp(comp, "localhost"));
+        if (host) {
+            char *port = strchr(comp, ':');
+            if (port) {
+                *port++ = '\0';
+                size_t pl = strlen(port);
+                bool ok = pl > 0 && pl <= 5;
+                for (size_t i = 0; ok && i < pl; i++)
+                    ok = port[i] >= '0' && port[i] <= '9';
+                if (!ok) {
+                    *why = "registry port must be a number";
+                    return false;
+                }
+            }
+            size_t hl = strlen(comp);
+            bool ok = hl > 0 && is_alnum(comp[0]) && is_alnum(comp[hl - 1]);
+            for (size_t i = 0; ok && i < hl; i++)
+                ok = is_alnum(comp[i]) || comp[i] == '.' || comp[i] == '-';
+            if (!ok) {
+                *why = "registry host is not a valid host name";
+                return false;
+            }
+        } else {
+            size_t cl = strlen(comp);
+            bool ok = cl > 0 && is_lower_alnum(comp[0]) && is_lower_alnum(comp[cl - 1]);
+            for (size_t i = 0; ok && i < cl; i++) {
+                char c = comp[i];
+                if (is_lower_alnum(c))
+                    continue;
+                /* separators: '.', '_', '__', '-'+ between alphanumerics */
+                ok = (c == '.' || c == '_' || c == '-') && i + 1 < cl;
+                if (ok && c == '.')
+                    ok = is_lower_alnum(comp[i + 1]);
+            }
+            if (!ok) {
+                *why = "repository path components must be lowercase letters, digits and "
+                       "single separators (. _ -)";
+                return false;
+            }
+        }
+        first = false;
+        comp = next;
+    }
+    return true;
+}
+
+static bool url(const char *s, const char **why)
+{
+    const char *rest;
+    if (stk_startswith(s, "https://"))
+        rest = s + 8;
+    else if (stk_startswith(s, "http://"))
+        rest = s + 7;
+    else {
+        *why = "must be an http:// or https:// URL";
+        return false;
+    }
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            *why = "must not contain spaces or control characters";
+            return false;
+        }
+    size_t alen = strcspn(rest, "/?#");
+    if (alen == 0) {
+        *why = "URL has no host";
+        return false;
+    }
+    if (memchr(rest, '@', alen)) {
+        *why = "credentials in a URL are never accepted: name them in credential, and the "
+               "egress proxy adds them";
+        return false;
+    }
+    return true;
+}
+
+static bool header_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!is_alnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
+static const char *const capability_names[] = {
+    "AUDIT_CONTROL",   "AUDIT_READ",   "AUDIT_WRITE",
+    "BLOCK_SUSPEND",   "BPF",          "CHECKPOINT_RESTORE",
+    "CHOWN",           "DAC_OVERRIDE", "DAC_READ_SEARCH",
+    "FOWNER",          "FSETID",       "IPC_LOCK",
+    "IPC_OWNER",       "KILL",         "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN",    "MAC_OVERRIDE",
+    "MKNOD",           "NET_ADMIN",    "NET_BIND_SERVICE",
+    "NET_BROADCAST",   "NET_RAW",      "PERFMON",
+    "SETFCAP",         "SETGID",       "SETPCAP",
+    "SETUID",          "SYSLOG",       "SYS_ADMIN",
+    "SYS_BOOT",        "SYS_CHROOT",   "SYS_MODULE",
+    "SYS_NICE",        "SYS_PACCT",    "SYS_PTRACE",
+    "SYS_RAWIO",       "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG",  "WAKE_ALARM",
+};
+
+bool stk_capability_known(const char *name)
+{
+    return stk_enum_lookup(capability_names, STK_ARRAY_SIZE(capability_names), name) >= 0;
+}
+
+bool stk_env_name_valid(const char *s)
+{
+    const char *why;
+    return strlen(s) <= 256 && stk_strfmt_check(STK_FMT_ENV_NAME, s, &why);
+}
+
+bool stk_dns_label_valid(const char *s)
+{
+    return dns_label(s, strlen(s));
+}
+
+bool stk_dns_subdomain_valid(const char *s)
+{
+    return dns_subdomain(s, strlen(s));
+}
+
+static const struct {
+    uint32_t max_len;
+    const char *doc;
+} formats[_STK_FMT_N] = {
+    [STK_FMT_TEXT] = {4096, "text"},
+    [STK_FMT_LINE] = {1024, "one line of text"},
+    [STK_FMT_DNS_LABEL] = {63, "DNS-1123 label"},
+    [STK_FMT_DNS_SUBDOMAIN] = {253, "DNS-1123 subdomain"},
+    [STK_FMT_QUALIFIED] = {317, "qualified name ([prefix/]name)"},
+    [STK_FMT_LABEL_VALUE] = {63, "label value"},
+    [STK_FMT_ABS_PATH] = {4096, "absolute path"},
+    [STK_FMT_ROOTFS] = {4096, "\"host\" or absolute path"},
+    [STK_FMT_IMAGE] = {512, "image reference"},
+    [STK_FMT_ENV_NAME] = {256, "environment variable name"},
+    [STK_FMT_CAPABILITY] = {32, "capability name"},
+    [STK_FMT_URL] = {2048, "http(s) URL"},
+    [STK_FMT_HEADER] = {128, "HTTP header name"},
+    [STK_FMT_INJECT_FORMAT] = {256, "template with {value}"},
+    [STK_FMT_API_VERSION] = {64, STK_API_VERSION},
+};
+
+uint32_t stk_strfmt_max_len(enum stk_strfmt fmt)
+{
+    return formats[fmt].max_len;
+}
+
+const char *stk_strfmt_doc(enum stk_strfmt fmt)
+{
+    return formats[fmt].doc;
+}
+
+bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why)
+{
+    const char *why = NULL;
+    size_t n = strlen(s);
+
+    switch (fmt) {
+    case STK_FMT_TEXT:
+        return true;
+    case STK_FMT_LINE:
+        if (has_control(s))
+            why = "must be one line without control characters";
+        break;
+    case STK_FMT_DNS_LABEL:
+        if (!dns_label(s, n))
+            why = "must be a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+                  "starting and ending with a letter or digit";
+        break;
+    case STK_FMT_DNS_SUBDOMAIN:
+        if (!dns_subdomain(s, n))
+            why = "must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most "
+                  "253 characters";
+        break;
+    case STK_FMT_QUALIFIED: {
+        const char *slash = strchr(s, '/');
+        if (slash
+                ? !dns_subdomain(s, (size_t)(slash - s)) || !k8s_name(slash + 1, strlen(slash + 1))
+                : !k8s_name(s, n))
+            why = "must be a qualified name: an optional DNS subdomain prefix and '/', then at "
+                  "most 63 of [A-Za-z0-9-_.] starting and ending with a letter or digit";
+        break;
+    }
+    case STK_FMT_LABEL_VALUE:
+        if (n && !k8s_name(s, n))
+            why = "must be empty or at most 63 of [A-Za-z0-9-_.], starting and ending with a "
+                  "letter or digit";
+        break;
+    case STK_FMT_ABS_PATH:
+        (void)abs_path(s, &why);
+        break;
+    case STK_FMT_ROOTFS:
+        (void)rootfs(s, &why);
+        break;
+    case STK_FMT_IMAGE:
+        (void)image_ref(s, &why);
+        break;
+    case STK_FMT_ENV_NAME: {
+        bool ok = n > 0 && !(s[0] >= '0' && s[0] <= '9');
+        for (size_t i = 0; ok && i < n; i++)
+            ok = is_alnum(s[i]) || s[i] == '_' || s[i] == '-' || s[i] == '.';
+        if (!ok)
+            why = "must consist of letters, digits, '_', '-' and '.', and not start with a digit";
+        break;
+    }
+    case STK_FMT_CAPABILITY:
+        if (stk_startswith(s, "CAP_"))
+            why = "write capabilities without the CAP_ prefix, as Kubernetes does (e.g. "
+                  "NET_BIND_SERVICE)";
+        else if (!strcmp(s, "ALL"))
+            why = "ALL is never granted; name each capability";
+        else if (!stk_capability_known(s))
+            why = "is not a Linux capability (uppercase, e.g. NET_BIND_SERVICE, SYS_PTRACE)";
+        break;
+    case STK_FMT_URL:
+        (void)url(s, &why);
+        break;
+    case STK_FMT_HEADER:
+        if (!header_name(s))
+            why = "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)";
+        break;
+    case STK_FMT_INJECT_FORMAT: {
+        const char *first = strstr(s, "{value}");
+        if (has_control(s))
+            why = "must be one line without control characters";
+        else if (!first || strstr(first + 1, "{value}"))
+            why = "must contain {value} exactly once, e.g. \"Bearer {value}\"";
+        break;
+    }
+    case STK_FMT_API_VERSION:
+        if (strcmp(s, STK_API_VERSION) != 0)
+            why = "must be " STK_API_VERSION;
+        break;
+    case _STK_FMT_N:
+        break;
+    }
+    if (why) {
+        *ret_why = why;
+        return false;
+    }
+    return true;
+}
