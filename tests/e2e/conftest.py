@@ -1,0 +1,43 @@
+"""Shared fixtures for stockade's end-to-end tests.
+
+The tests drive the real `stockade` binary. STOCKADE_BIN names it; by
+default it is build/src/stockade in the source tree.
+"""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DATA = ROOT / "tests" / "data"
+
+
+def stockade_bin():
+    return os.environ.get("STOCKADE_BIN", str(ROOT / "build" / "src" / "stockade"))
+
+
+class Stockade:
+    def __init__(self, binary):
+        self.binary = binary
+
+    def __call__(self, *args, input=None, cwd=None, timeout=60, env=None):
+        """Runs stockade; returns the CompletedProcess (text mode)."""
+        return subprocess.run(
+            [self.binary, *map(str, args)],
+            input=input,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
+            env=env,
+        )
+
+
+@pytest.fixture(scope="session")
+def stockade():
+    binary = stockade_bin()
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"stockade binary not found at {binary}: build first (see README)")
+    return Stockade(binary)
