@@ -508,7 +508,9 @@ static void resolve_storage(struct rctx *r)
         char t[32], m[32];
         stk_bytes_format(tmpfs, t, sizeof(t));
         stk_bytes_format(b->limits.memory, m, sizeof(m));
-        rerr(r, &o, "spec.driverConfig.local",
+        struct stk_origin at =
+            local->meta.set ? spec_origin(r, &local->meta, NULL) : r->b->memory_origin;
+        rerr(r, &at, local->meta.set ? "spec.driverConfig.local" : "spec.resources.memory",
              "tmpSize + shmSize (%s) must be below the memory limit (%s): tmpfs pages are "
              "charged to the sandbox's memory",
              t, m);

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "base/base.h"
+
+static void test_arena_zeroed_and_aligned(void **state)
+{
+    (void)state;
+    _cleanup_arena_ struct stk_arena *a = stk_arena_new();
+    for (size_t n = 1; n < 40000; n = n * 3 + 1) {
+        unsigned char *p = stk_arena_alloc(a, n);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(p[i], 0);
+        memset(p, 0xab, n);
+    }
+    assert_string_equal(stk_arena_printf(a, "%s-%d", "x", 42), "x-42");
+    assert_string_equal(stk_arena_strndup(a, "abcdef", 3), "abc");
+    assert_null(stk_arena_strdup(a, NULL));
+    assert_true(stk_arena_used(a) > 40000);
+}
+
+static void test_buf(void **state)
+{
+    (void)state;
+    _cleanup_buf_ struct stk_buf b = {0};
+    assert_string_equal(stk_buf_str(&b), "");
+    for (int i = 0; i < 1000; i++)
+        stk_buf_printf(&b, "%d,", i);
+    assert_int_equal(b.len, strlen(b.data));
+    assert_true(stk_startswith(b.data, "0,1,2,"));
+    char *s = stk_buf_steal(&b);
+    assert_int_equal(b.len, 0);
+    assert_null(b.data);
+    free(s);
+}
+
+static void test_error_convention(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_error_make(&err, ENOENT, "no %s", "file"), -ENOENT);
+    assert_string_equal(err->msg, "no file");
+    /* the first error wins */
+    assert_int_equal(stk_error_make(&err, EPERM, "later"), -EPERM);
+    assert_string_equal(err->msg, "no file");
+    assert_int_equal(stk_error_wrap(&err, "loading %s", "x.yaml"), -ENOENT);
+    assert_string_equal(err->msg, "loading x.yaml: no file");
+
+    _cleanup_error_ struct stk_error *e2 = NULL;
+    assert_int_equal(stk_error_errno(&e2, EACCES, "open"), -EACCES);
+    assert_string_equal(e2->msg, "open: Permission denied");
+    assert_int_equal(stk_error_make(NULL, 0, "ignored"), -EINVAL);
+}
+
+static void test_edit_distance(void **state)
+{
+    (void)state;
+    assert_int_equal(stk_edit_distance("policy", "policy", 2), 0);
+    assert_int_equal(stk_edit_distance("polcy", "policy", 2), 1);
+    assert_int_equal(stk_edit_distance("Policy", "policy", 2), 0);
+    assert_int_equal(stk_edit_distance("kubernetesRole", "role", 2), 3);
+    assert_int_equal(stk_edit_distance("", "abc", 5), 3);
+}
+
+static void test_enum_helpers(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"a", "bb", "ccc"};
+    char buf[32];
+    assert_int_equal(stk_enum_lookup(names, 3, "bb"), 1);
+    assert_int_equal(stk_enum_lookup(names, 3, "d"), -1);
+    assert_int_equal(stk_enum_lookup(names, 3, NULL), -1);
+    assert_string_equal(stk_enum_join(names, 3, "|", buf, sizeof(buf)), "a|bb|ccc");
+    assert_string_equal(stk_enum_join(names, 3, "|", buf, 5), "a|bb");
+}
+
+struct cidr_case {
+    const char *in;
+    int ok;
+    const char *normal;
+    const char *why; /* substring of the reason */
+};
+
+static void test_cidr_parse(void **state)
+{
+    (void)state;
+    static const struct cidr_case cases[] = {
+        {"10.0.0.0/8", 1, "10.0.0.0/8", NULL},
+        {"0.0.0.0/0", 1, "0.0.0.0/0", NULL},
+        {"169.254.169.254/32", 1, "169.254.169.254/32", NULL},
+        {"::/0", 1, "::/0", NULL},
+        {"fd00:ec2::254/128", 1, "fd00:ec2::254/128", NULL},
+        {"FD00:EC2:0::254/128", 1, "fd00:ec2::254/128", NULL},
+        {"2001:db8::/32", 1, "2001:db8::/32", NULL},
+        {"10.0.0.1/8", 0, NULL, "host bits"},
+        {"2001:db8::1/32", 0, NULL, "host bits"},
+        {"10.0.0.0", 0, NULL, "ADDRESS/PREFIX"},
+        {"10.0.0.0/33", 0, NULL, "0..32"},
+        {"::/129", 0, NULL, "0..128"},
+        {"10.0.0.0/08", 0, NULL, "leading zeros"},
+        {"10.0.0.0/", 0, NULL, "decimal"},
+        {"10.0.0.0/-1", 0, NULL, "decimal"},
+        {"010.0.0.0/8", 0, NULL, "not a valid"},
+        {"10.0.0/8", 0, NULL, "not a valid"},
+        {"example.com/8", 0, NULL, "not a valid"},
+        {"/8", 0, NULL, "not a valid"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        struct stk_cidr c;
+        const char *why = NULL;
+        char buf[STK_CIDR_STRLEN];
+        int r = stk_cidr_parse(cases[i].in, &c, &why);
+        if (cases[i].ok) {
+            assert_int_equal(r, 0);
+            assert_string_equal(stk_cidr_format(&c, buf), cases[i].normal);
+        } else {
+            assert_int_equal(r, -EINVAL);
+            assert_non_null(why);
+            if (!strstr(why, cases[i].why))
+                fail_msg("%s: reason \"%s\" lacks \"%s\"", cases[i].in, why, cases[i].why);
+        }
+    }
+}
+
+static struct stk_cidr cidr(const char *s)
+{
+    struct stk_cidr c;
+    assert_int_equal(stk_cidr_parse(s, &c, NULL), 0);
+    return c;
+}
+
+static void test_cidr_contains(void **state)
+{
+    (void)state;
+    struct stk_cidr all4 = cidr("0.0.0.0/0"), all6 = cidr("::/0"), ten = cidr("10.0.0.0/8");
+    struct stk_cidr meta = cidr("169.254.169.254/32"), meta6 = cidr("fd00:ec2::254/128");
+    assert_true(stk_cidr_contains(&all4, &meta));
+    assert_false(stk_cidr_contains(&all4, &meta6)); /* families never mix */
+    assert_true(stk_cidr_contains(&all6, &meta6));
+    assert_false(stk_cidr_contains(&ten, &meta));
+    assert_true(stk_cidr_contains(&ten, &ten));
+    assert_false(stk_cidr_contains(&meta, &ten));
+    struct stk_cidr a = cidr("10.128.0.0/9"), b = cidr("10.0.0.0/9");
+    assert_true(stk_cidr_contains(&ten, &a));
+    assert_false(stk_cidr_contains(&b, &a));
+    assert_true(stk_cidr_equal(&ten, &ten));
+    assert_false(stk_cidr_equal(&a, &b));
+
+    struct stk_cidr addr;
+    assert_int_equal(stk_addr_parse("10.1.2.3", &addr), 0);
+    assert_int_equal(addr.prefix, 32);
+    assert_true(stk_cidr_contains(&ten, &addr));
+    addr.prefix = 8;
+    stk_cidr_normalise(&addr);
+    assert_true(stk_cidr_equal(&addr, &ten));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arena_zeroed_and_aligned),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_error_convention),
+        cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_enum_helpers),
+        cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_cidr_contains),
+    };
+    return cmocka_run_group_tests_name("base", tests, NULL, NULL);
+}
