@@ -69,7 +69,7 @@ void *stk_xrealloc(void *p, size_t n);
 char *stk_xstrdup(const char *s);
 char *stk_xstrndup(const char *s, size_t n);
 STK_PRINTF(1, 2) char *stk_xasprintf(const char *fmt, ...);
-char *stk_xvasprintf(const char *fmt, va_list ap);
+STK_PRINTF(1, 0) char *stk_xvasprintf(const char *fmt, va_list ap);
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -127,7 +127,7 @@ void stk_buf_append(struct stk_buf *b, const void *data, size_t n);
 void stk_buf_puts(struct stk_buf *b, const char *s);
 void stk_buf_putc(struct stk_buf *b, char c);
 STK_PRINTF(2, 3) void stk_buf_printf(struct stk_buf *b, const char *fmt, ...);
-void stk_buf_vprintf(struct stk_buf *b, const char *fmt, va_list ap);
+STK_PRINTF(2, 0) void stk_buf_vprintf(struct stk_buf *b, const char *fmt, va_list ap);
 const char *stk_buf_str(struct stk_buf *b); /* "" when empty */
 char *stk_buf_steal(struct stk_buf *b);     /* caller frees; buffer is reset */
 void stk_buf_free(struct stk_buf *b);

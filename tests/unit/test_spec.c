@@ -434,8 +434,8 @@ static void test_all_errors_in_one_pass(void **state)
     static const char *const want[] = {
         "t.yaml:6:12: error: spec.runtime: \"kata\" is not one of default|gvisor|crun|runc",
         "t.yaml:8:5: error: spec.security.polcy: unknown field \"polcy\"; did you mean \"policy\"?",
-        "t.yaml:10:13: error: spec.resources.memory: \"lots\": expected a number with an optional "
-        "suffix, e.g. 500m, 2, 512Mi, 1Gi",
+        ("t.yaml:10:13: error: spec.resources.memory: \"lots\": expected a number with an "
+         "optional suffix, e.g. 500m, 2, 512Mi, 1Gi"),
         "t.yaml:11:11: error: spec.resources.pids: 1 is below the minimum of 8",
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(want); i++) {
