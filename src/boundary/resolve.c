@@ -775,8 +775,8 @@ int stk_envconfig_check(const struct stk_envconfig *env, const char *file, struc
         char dt[64], lt[64];
         num_text(d->kind, dv->v, dt, sizeof(dt));
         num_text(d->kind, lv->v, lt, sizeof(lt));
-        rerr(&r, &at, d->env_path, "the default %s is above the limit of %s (%s, line %u)", dt,
-             lt, d->limit_path, lv->meta.pos.line);
+        rerr(&r, &at, d->env_path, "the default %s is above the limit of %s (%s, line %u)", dt, lt,
+             d->limit_path, lv->meta.pos.line);
     }
     const struct stk_env_network *net = &env->data.network;
     for (uint32_t i = 0; i < net->exclude_policies.n; i++)

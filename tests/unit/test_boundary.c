@@ -109,8 +109,7 @@ static void test_provenance_spec_env_default(void **state)
 {
     (void)state;
     struct fixture f = {0};
-    resolve_ok(&f,
-               HEAD "spec:\n  security:\n    policy: baseline\n  resources:\n    memory: 1Gi\n",
+    resolve_ok(&f, HEAD "spec:\n  security:\n    policy: baseline\n  resources:\n    memory: 1Gi\n",
                ENV_HEAD "data:\n  defaults:\n    security:\n      policy: privileged\n"
                         "      kubernetesAccess: true\n    resources:\n      memory: 2Gi\n"
                         "      pids: 100\n    runtime: runc\n");
@@ -155,8 +154,7 @@ static void run_rule_cases(const struct rule_case *cases, size_t n, bool errors)
     for (size_t i = 0; i < n; i++) {
         struct fixture f = {0};
         _cleanup_free_ char *sb = stk_xasprintf(HEAD "%s", cases[i].spec);
-        _cleanup_free_ char *env =
-            cases[i].env ? stk_xasprintf(ENV_HEAD "%s", cases[i].env) : NULL;
+        _cleanup_free_ char *env = cases[i].env ? stk_xasprintf(ENV_HEAD "%s", cases[i].env) : NULL;
         int r = resolve(&f, sb, env);
         if (errors != (r < 0))
             fail_msg("%s: expected %s", cases[i].name, errors ? "an error" : "success");
@@ -332,9 +330,9 @@ static void test_egress_datalab_example(void **state)
     struct stk_diags d = {0};
     assert_int_equal(stk_docset_load(EXAMPLES "datalab/environment.yaml", &d, &f.env), 0);
     f.sb = parse(&f, "sb.yaml", HEAD "  namespace: lab\n");
-    assert_int_equal(stk_resolve(f.sb->docs[0].sandbox, "sb.yaml", f.env->docs[0].env, "env.yaml",
-                                 &f.d, &f.b),
-                     0);
+    assert_int_equal(
+        stk_resolve(f.sb->docs[0].sandbox, "sb.yaml", f.env->docs[0].env, "env.yaml", &f.d, &f.b),
+        0);
     const struct stk_egress *eg = &f.b->egress;
     assert_int_equal(eg->n, 4);
     assert_int_equal(eg->policies[0].id, STK_NETPOL_DENY);
@@ -403,9 +401,8 @@ static enum stk_trust assess_example(const char *file, struct stk_assessment **r
     struct fixture f = {0};
     assert_int_equal(stk_docset_load(EXAMPLES "datalab/environment.yaml", &f.d, &f.env), 0);
     assert_int_equal(stk_docset_load(file, &f.d, &f.sb), 0);
-    assert_int_equal(stk_resolve(f.sb->docs[0].sandbox, file, f.env->docs[0].env, "env.yaml",
-                                 &f.d, &f.b),
-                     0);
+    assert_int_equal(
+        stk_resolve(f.sb->docs[0].sandbox, file, f.env->docs[0].env, "env.yaml", &f.d, &f.b), 0);
     assert_int_equal(stk_assess(f.b, ret), 0);
     enum stk_trust level = (*ret)->level;
     fixture_free(&f);
@@ -464,8 +461,9 @@ static void test_assess_metadata_exposure(void **state)
     stk_assessment_free(a);
     fixture_free(&f);
 
-    resolve_ok(&f, HEAD, ENV_HEAD "data:\n  network:\n    excludePolicies: [deny-egress, "
-                                  "allow-namespace-egress]\n");
+    resolve_ok(&f, HEAD,
+               ENV_HEAD "data:\n  network:\n    excludePolicies: [deny-egress, "
+                        "allow-namespace-egress]\n");
     assert_int_equal(stk_assess(f.b, &a), 0);
     assert_true(has_finding(a, "egress-unrestricted", STK_FINDING_CRITICAL));
     assert_int_equal(a->level, STK_TRUST_EXCEPTION);

@@ -148,8 +148,8 @@ static void test_durations(void **state)
         int64_t ms;
         const char *formatted;
     } ok[] = {
-        {"90s", 90000, "1m30s"},   {"10m", 600000, "10m"},     {"1h30m", 5400000, "1h30m"},
-        {"1.5h", 5400000, "1h30m"}, {"500ms", 500, "500ms"},    {"2d", 172800000, "2d"},
+        {"90s", 90000, "1m30s"},      {"10m", 600000, "10m"},  {"1h30m", 5400000, "1h30m"},
+        {"1.5h", 5400000, "1h30m"},   {"500ms", 500, "500ms"}, {"2d", 172800000, "2d"},
         {"1m0.5s", 60500, "1m500ms"}, {"0s", 0, "0s"},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(ok); i++) {
@@ -166,9 +166,9 @@ static void test_durations(void **state)
         const char *in;
         const char *why;
     } bad[] = {
-        {"90", "needs a unit"}, {"", "expected a duration"}, {"5y", "unknown unit"},
-        {"0.5ms", "finer than a millisecond"}, {"s", "expected a duration"},
-        {"1h-5m", "expected a duration"},
+        {"90", "needs a unit"},       {"", "expected a duration"},
+        {"5y", "unknown unit"},       {"0.5ms", "finer than a millisecond"},
+        {"s", "expected a duration"}, {"1h-5m", "expected a duration"},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
         int64_t v;
@@ -236,8 +236,9 @@ static void test_string_formats(void **state)
         {STK_FMT_IMAGE, "busybox", true},
         {STK_FMT_IMAGE, "busybox:1.36", true},
         {STK_FMT_IMAGE, "localhost:5000/a/b:tag", true},
-        {STK_FMT_IMAGE, "ghcr.io/org/img@sha256:"
-                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        {STK_FMT_IMAGE,
+         "ghcr.io/org/img@sha256:"
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
          true},
         {STK_FMT_IMAGE, "Busybox", false},
         {STK_FMT_IMAGE, "busybox:", false},
@@ -417,8 +418,8 @@ static void test_loader_limits(void **state)
         stk_buf_putc(&str, 'a');
     stk_buf_putc(&str, '\n');
     _cleanup_free_ char *e6 = parse_err(stk_buf_str(&str));
-    assert_string_equal(e6,
-                        "t.yaml:6:15: error: spec.workingDir: is 4101 bytes long; the limit is 4096");
+    assert_string_equal(
+        e6, "t.yaml:6:15: error: spec.workingDir: is 4101 bytes long; the limit is 4096");
     stk_buf_free(&str);
 }
 
