@@ -2,8 +2,8 @@
 # Runs every test layer of stockade. As root on Debian 12; installs what it
 # needs first. Layers: formatting, build with warnings as errors, cmocka unit
 # tests, the generated-docs check, pytest end-to-end tests against the real
-# binary, the unit tests again under ASan+UBSan, and a short libFuzzer run of
-# every fuzz target.
+# binary (last), the unit tests again under ASan+UBSan, and a short libFuzzer
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,9 +25,6 @@ ninja -C build
 step "unit tests and generated docs"
 meson test -C build --print-errorlogs
 
-step "end-to-end tests (pytest)"
-STOCKADE_BIN="$root/build/src/stockade" /usr/bin/python3 -m pytest -q -ra tests/e2e
-
 step "unit tests under ASan+UBSan"
 [ -d build-asan ] || CC=clang meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
@@ -39,7 +36,7 @@ step "fuzzing smoke run (${fuzz_seconds}s per target)"
   -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-fuzz
 for target in build-fuzz/tests/fuzz/fuzz_*; do
-  [ -x "$target" ] || continue
+  [ -f "$target" ] && [ -x "$target" ] || continue
   name=$(basename "$target")
   corpus=$(mktemp -d)
   cp -r "tests/fuzz/corpus/${name#fuzz_}/." "$corpus/" 2>/dev/null || true
@@ -47,4 +44,6 @@ for target in build-fuzz/tests/fuzz/fuzz_*; do
   rm -rf "$corpus"
 done
 
-step "all test layers passed"
+# Last, so that its summary line closes the run.
+step "end-to-end tests (pytest)"
+STOCKADE_BIN="$root/build/src/stockade" /usr/bin/python3 -m pytest -q -ra tests/e2e
