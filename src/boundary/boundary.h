@@ -78,6 +78,45 @@ struct stk_egress {
     struct stk_origin exclude_origin;
 };
 
+/* ---- egress decisions (one evaluator for trace, sim and tests) ------------ */
+
+struct stk_boundary;
+
+/* A destination as NetworkPolicy sees it: an address and/or a pod in a
+ * namespace, a port and a protocol. */
+struct stk_dest {
+    bool has_addr;
+    struct stk_cidr addr;        /* a full-length prefix */
+    const char *namespace;       /* the destination pod's namespace; NULL = not a pod */
+    const struct stk_kv *labels; /* the destination pod's labels */
+    size_t n_labels;
+    uint16_t port; /* 0 = unspecified */
+    enum stk_protocol protocol;
+};
+
+struct stk_verdict {
+    bool allowed;
+    bool isolated;          /* false: no policy selects the sandbox, everything is allowed */
+    enum stk_netpol policy; /* the allowing policy; when denied, the deny policy */
+    size_t rule;            /* index of the allowing rule in that policy */
+    /* when denied: the policy/rule whose CIDR held the address but excepted it */
+    bool excepted;
+    enum stk_netpol except_policy;
+    size_t except_rule;
+    struct stk_cidr except_cidr;
+};
+
+/* Decides one destination against b's egress model. Returns -EINVAL when
+ * the model does not apply (injection: the workload's own policies govern
+ * its traffic). */
+int stk_egress_decide(const struct stk_boundary *b, const struct stk_dest *d,
+                      struct stk_verdict *ret);
+
+/* "0.0.0.0/0 except 169.254.169.254/32, all ports", "namespace db, pods
+ * with app=pg, TCP 5432", ... */
+void stk_erule_describe(const struct stk_boundary *b, const struct stk_erule *r,
+                        struct stk_buf *out);
+
 /* ---- the boundary ----------------------------------------------------------- */
 
 struct stk_resolved_limits {

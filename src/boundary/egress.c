@@ -213,3 +213,66 @@ void stk_egress_build(struct stk_boundary *b, const struct stk_network *spec_net
     b->egress.policies = pol;
     b->egress.n = n;
 }
+
+static void ports_describe(const struct stk_eport *p, size_t n, struct stk_buf *out)
+{
+    if (n == 0) {
+        stk_buf_puts(out, "all ports");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        stk_buf_printf(out, "%s%s", i ? ", " : "", stk_protocol_names[p[i].protocol]);
+        if (p[i].port && p[i].end_port)
+            stk_buf_printf(out, " %u-%u", p[i].port, p[i].end_port);
+        else if (p[i].port)
+            stk_buf_printf(out, " %u", p[i].port);
+        else
+            stk_buf_puts(out, " (all ports)");
+    }
+}
+
+static void selector_describe(const struct stk_label_selector *sel, struct stk_buf *out)
+{
+    if (!sel || (sel->match_labels.n == 0 && sel->match_expressions.n == 0)) {
+        stk_buf_puts(out, "all pods");
+        return;
+    }
+    stk_buf_puts(out, "pods with ");
+    for (uint32_t i = 0; i < sel->match_labels.n; i++)
+        stk_buf_printf(out, "%s%s=%s", i ? ", " : "", sel->match_labels.items[i].key,
+                       sel->match_labels.items[i].value);
+    for (uint32_t i = 0; i < sel->match_expressions.n; i++) {
+        const struct stk_selector_req *q = &sel->match_expressions.items[i];
+        stk_buf_printf(out, "%s%s %s", (i || sel->match_labels.n) ? ", " : "", q->key.v,
+                       stk_selector_op_names[q->op.v]);
+        for (uint32_t j = 0; j < q->values.n; j++)
+            stk_buf_printf(out, "%s%s", j ? "," : " ", q->values.items[j].v);
+    }
+}
+
+void stk_erule_describe(const struct stk_boundary *b, const struct stk_erule *r,
+                        struct stk_buf *out)
+{
+    char cb[STK_CIDR_STRLEN];
+    switch (r->peer) {
+    case STK_PEER_SAME_NAMESPACE:
+        stk_buf_printf(out, "other sandboxes in namespace %s", b->namespace);
+        return;
+    case STK_PEER_CLUSTER_DNS:
+        stk_buf_puts(out, "DNS (UDP and TCP 53) to the cluster resolver in kube-system");
+        return;
+    case STK_PEER_NAMESPACE:
+        stk_buf_printf(out, "namespace %s, ", r->namespace);
+        selector_describe(r->pod_selector, out);
+        stk_buf_puts(out, ", ");
+        ports_describe(r->ports, r->n_ports, out);
+        return;
+    case STK_PEER_IPBLOCK:
+        stk_buf_puts(out, stk_cidr_format(&r->cidr, cb));
+        for (size_t i = 0; i < r->n_except; i++)
+            stk_buf_printf(out, "%s%s", i ? ", " : " except ", stk_cidr_format(&r->except[i], cb));
+        stk_buf_puts(out, ", ");
+        ports_describe(r->ports, r->n_ports, out);
+        return;
+    }
+}

@@ -107,58 +107,6 @@ static const char *duration(struct stk_contract *c, int64_t ms)
     return stk_arena_strdup(c->arena, buf);
 }
 
-static const char *ports_text(struct stk_contract *c, const struct stk_eport *p, size_t n)
-{
-    if (n == 0)
-        return "all ports";
-    struct stk_buf t = {0};
-    for (size_t i = 0; i < n; i++) {
-        stk_buf_printf(&t, "%s%s", i ? ", " : "", stk_protocol_names[p[i].protocol]);
-        if (p[i].port && p[i].end_port)
-            stk_buf_printf(&t, " %u-%u", p[i].port, p[i].end_port);
-        else if (p[i].port)
-            stk_buf_printf(&t, " %u", p[i].port);
-        else
-            stk_buf_puts(&t, " (all ports)");
-    }
-    const char *s = stk_arena_strdup(c->arena, stk_buf_str(&t));
-    stk_buf_free(&t);
-    return s;
-}
-
-static const char *ipblock_text(struct stk_contract *c, const struct stk_erule *r)
-{
-    struct stk_buf t = {0};
-    char cb[STK_CIDR_STRLEN];
-    stk_buf_puts(&t, stk_cidr_format(&r->cidr, cb));
-    for (size_t i = 0; i < r->n_except; i++)
-        stk_buf_printf(&t, "%s%s", i ? ", " : " except ", stk_cidr_format(&r->except[i], cb));
-    const char *s = stk_arena_strdup(c->arena, stk_buf_str(&t));
-    stk_buf_free(&t);
-    return s;
-}
-
-static const char *selector_text(struct stk_contract *c, const struct stk_label_selector *sel)
-{
-    if (!sel || (sel->match_labels.n == 0 && sel->match_expressions.n == 0))
-        return "all pods";
-    struct stk_buf t = {0};
-    stk_buf_puts(&t, "pods with ");
-    for (uint32_t i = 0; i < sel->match_labels.n; i++)
-        stk_buf_printf(&t, "%s%s=%s", i ? ", " : "", sel->match_labels.items[i].key,
-                       sel->match_labels.items[i].value);
-    for (uint32_t i = 0; i < sel->match_expressions.n; i++) {
-        const struct stk_selector_req *q = &sel->match_expressions.items[i];
-        stk_buf_printf(&t, "%s%s %s", (i || sel->match_labels.n) ? ", " : "", q->key.v,
-                       stk_selector_op_names[q->op.v]);
-        for (uint32_t j = 0; j < q->values.n; j++)
-            stk_buf_printf(&t, "%s%s", j ? "," : " ", q->values.items[j].v);
-    }
-    const char *s = stk_arena_strdup(c->arena, stk_buf_str(&t));
-    stk_buf_free(&t);
-    return s;
-}
-
 /* ---- sections -------------------------------------------------------------- */
 
 static void explain_filesystem(struct stk_contract *c)
@@ -291,33 +239,15 @@ static void explain_network(struct stk_contract *c)
         const struct stk_epolicy *p = &eg->policies[i];
         for (size_t j = 0; j < p->n_rules; j++) {
             const struct stk_erule *r = &p->rules[j];
-            switch (r->peer) {
-            case STK_PEER_SAME_NAMESPACE:
-                from(say(c, SEC_NETWORK, "Allowed: other sandboxes in namespace %s (%s).",
-                         b->namespace, stk_netpol_names[p->id]),
-                     &b->namespace_origin);
-                break;
-            case STK_PEER_CLUSTER_DNS:
-                from(say(c, SEC_NETWORK,
-                         "Allowed: DNS (UDP and TCP 53) to the cluster "
-                         "resolver in kube-system (%s).",
-                         stk_netpol_names[p->id]),
-                     &r->origin);
-                break;
-            case STK_PEER_NAMESPACE:
-                from(say(c, SEC_NETWORK, "Allowed: namespace %s, %s, %s (%s).", r->namespace,
-                         selector_text(c, r->pod_selector), ports_text(c, r->ports, r->n_ports),
-                         stk_netpol_names[p->id]),
-                     &r->origin);
-                break;
-            case STK_PEER_IPBLOCK:
-                from(from(say(c, SEC_NETWORK, "Allowed: %s, %s (%s).", ipblock_text(c, r),
-                              ports_text(c, r->ports, r->n_ports), stk_netpol_names[p->id]),
-                          &r->origin),
-                     p->id == STK_NETPOL_EXTERNAL ? &b->external_egress_origin
-                                                  : &b->blacklist_origin);
-                break;
-            }
+            struct stk_buf t = {0};
+            stk_erule_describe(b, r, &t);
+            struct statement *st = from(
+                say(c, SEC_NETWORK, "Allowed: %s (%s).", stk_buf_str(&t), stk_netpol_names[p->id]),
+                r->peer == STK_PEER_SAME_NAMESPACE ? &b->namespace_origin : &r->origin);
+            stk_buf_free(&t);
+            if (r->peer == STK_PEER_IPBLOCK)
+                from(st, p->id == STK_NETPOL_EXTERNAL ? &b->external_egress_origin
+                                                      : &b->blacklist_origin);
         }
     }
     if (b->external_egress && !external && !eg->excluded[STK_NETPOL_EXTERNAL])

@@ -58,5 +58,6 @@ int cmd_validate(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_assess(int argc, char **argv);
 int cmd_reference(int argc, char **argv);
+int cmd_netpol(int argc, char **argv);
 
 #endif

@@ -38,6 +38,22 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV           the operator's EnvironmentConfig\n"
      "  -o, --output FMT        text (default) or json\n"
      "      --fail-above LEVEL  exit 3 when the level is above LEVEL\n"},
+    {"netpol", cmd_netpol, "trace egress decisions without running anything",
+     "stockade netpol trace [--env ENV] (--to DEST | --namespace NS | --matrix) [-o text|json]\n"
+     "                      FILE\n"
+     "\n"
+     "Evaluates the sandbox's egress model (Kubernetes NetworkPolicy semantics: default\n"
+     "deny once any policy selects it, allows add up) for a destination and prints the\n"
+     "verdict and the policy and rule that decided it. Nothing is sent anywhere.\n"
+     "\n"
+     "  -e, --env ENV        the operator's EnvironmentConfig\n"
+     "  -t, --to DEST        ADDR[:PORT[/PROTO]], [IPV6]:PORT/PROTO or :PORT/PROTO;\n"
+     "                       repeat for several (PROTO tcp, udp or sctp; tcp by default)\n"
+     "  -n, --namespace NS   the destination is a pod in namespace NS\n"
+     "  -l, --labels K=V,..  that pod's labels (for podSelector rules)\n"
+     "  -m, --matrix         a table of verdicts for the given destinations, or for one\n"
+     "                       of each class (same namespace, DNS, metadata, private, public)\n"
+     "  -o, --output FMT     text (default) or json\n"},
     {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
      "stockade reference\n"
      "\n"

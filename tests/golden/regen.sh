@@ -17,3 +17,4 @@ for who in s-jeff s-jane; do
     done
 done
 "$bin" explain --backend kubernetes examples/agent.yaml > $g/explain-agent.kubernetes.txt
+"$bin" netpol trace --env $env --matrix examples/datalab/s-jeff.yaml > $g/netpol-s-jeff.matrix.txt

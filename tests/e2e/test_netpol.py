@@ -1,0 +1,65 @@
+"""`stockade netpol trace`: egress verdicts without running anything."""
+import json
+
+import pytest
+
+from conftest import ROOT
+
+ENV = "examples/datalab/environment.yaml"
+JEFF = "examples/datalab/s-jeff.yaml"
+
+
+def trace(stockade, *args, file=JEFF, env=ENV):
+    extra = ["--env", env] if env else []
+    return stockade("netpol", "trace", *extra, *args, file, cwd=ROOT)
+
+
+def test_matrix_golden(stockade):
+    r = trace(stockade, "--matrix")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (ROOT / "tests" / "golden" / "netpol-s-jeff.matrix.txt").read_text()
+
+
+@pytest.mark.parametrize("dest,verdict,policy", [
+    ("203.0.113.10:443", "allow", "allow-external-egress"),
+    ("[2001:db8::10]:443/tcp", "allow", "allow-external-egress"),
+    ("169.254.169.254:80", "deny", None),
+    ("[fd00:ec2::254]:80", "deny", None),
+    ("169.254.42.42", "deny", None),
+    ("fd00:42::42", "deny", None),
+    ("10.43.0.10:443", "deny", None),
+])
+def test_single_destination_json(stockade, dest, verdict, policy):
+    r = trace(stockade, "--to", dest, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["verdict"] == verdict
+    assert out.get("policy") == policy
+    if verdict == "deny":
+        assert out["exceptedBy"] == "allow-external-egress"
+
+
+def test_dns_needs_external_egress(stockade):
+    r = trace(stockade, "--namespace", "kube-system", "--to", ":53/udp", file="examples/agent.yaml", env=None)
+    assert r.stdout == "deny pod in kube-system:53/UDP: no rule allows it (deny-egress)\n"
+    r = trace(stockade, "--namespace", "kube-system", "--to", ":53/udp")
+    assert r.stdout.startswith("allow pod in kube-system:53/UDP: allow-dns-egress rule 0")
+
+
+def test_bad_destinations(stockade):
+    r = trace(stockade, "--to", "example.com:443")
+    assert r.returncode == 2
+    assert "NetworkPolicy is IP-only" in r.stderr
+    assert trace(stockade, "--to", "10.0.0.1:70000").returncode == 2
+    assert trace(stockade, "--to", "10.0.0.1:80/icmp").returncode == 2
+    assert trace(stockade).returncode == 2
+    assert stockade("netpol", "frob", cwd=ROOT).returncode == 2
+
+
+def test_injection_has_no_model(stockade, tmp_path):
+    f = tmp_path / "inj.yaml"
+    f.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: d}\n"
+                 "spec:\n  deployment:\n    model: injection\n    target: {kind: Deployment, name: web}\n")
+    r = trace(stockade, "--to", "10.0.0.1", file=f, env=None)
+    assert r.returncode == 1
+    assert "the workload's own NetworkPolicies govern its traffic" in r.stderr
