@@ -132,43 +132,43 @@ static void rwarn(struct rctx *r, const struct stk_origin *at, const char *path,
                   msg);
 }
 
-/* The chain for each value type. `spec`/`envv` may be NULL. */
+/* The chain: the Sandbox's value, else the environment's default, else the
+ * hard default. Returns the chosen value (NULL: the hard default) and its
+ * origin. Every typed value starts with its stk_meta. */
+static const void *pick(const struct rctx *r, const char *path, const void *spec, const void *envv,
+                        const char *env_path, struct stk_origin *ret_origin)
+{
+    const struct stk_meta *sm = spec, *em = envv;
+    if (sm && sm->set) {
+        *ret_origin = spec_origin(r, sm, path);
+        return spec;
+    }
+    if (em && em->set) {
+        *ret_origin = env_origin(r, em, env_path);
+        return envv;
+    }
+    *ret_origin = default_origin(path);
+    return NULL;
+}
+
 static int chain_enum(struct rctx *r, const char *path, const struct stk_enumv *spec,
                       const struct stk_enumv *envv, const char *env_path, int hard,
                       const char *const *names, struct stk_origin *ret_origin)
 {
-    int v;
-    if (spec && spec->meta.set) {
-        v = spec->v;
-        *ret_origin = spec_origin(r, &spec->meta, path);
-    } else if (envv && envv->meta.set) {
-        v = envv->v;
-        *ret_origin = env_origin(r, &envv->meta, env_path);
-    } else {
-        v = hard;
-        *ret_origin = default_origin(path);
-    }
-    setting(r, path, names[v], *ret_origin);
-    return v;
+    const struct stk_enumv *v = pick(r, path, spec, envv, env_path, ret_origin);
+    int value = v ? v->v : hard;
+    setting(r, path, names[value], *ret_origin);
+    return value;
 }
 
 static bool chain_bool(struct rctx *r, const char *path, const struct stk_bool *spec,
                        const struct stk_bool *envv, const char *env_path, bool hard,
                        struct stk_origin *ret_origin)
 {
-    bool v;
-    if (spec && spec->meta.set) {
-        v = spec->v;
-        *ret_origin = spec_origin(r, &spec->meta, path);
-    } else if (envv && envv->meta.set) {
-        v = envv->v;
-        *ret_origin = env_origin(r, &envv->meta, env_path);
-    } else {
-        v = hard;
-        *ret_origin = default_origin(path);
-    }
-    setting(r, path, v ? "true" : "false", *ret_origin);
-    return v;
+    const struct stk_bool *v = pick(r, path, spec, envv, env_path, ret_origin);
+    bool value = v ? v->v : hard;
+    setting(r, path, value ? "true" : "false", *ret_origin);
+    return value;
 }
 
 enum num_kind { NUM_INT, NUM_CPU, NUM_BYTES, NUM_DURATION };
@@ -198,36 +198,21 @@ static int64_t chain_num(struct rctx *r, const char *path, const struct stk_num 
                          const struct stk_num *envv, const char *env_path, int64_t hard,
                          enum num_kind kind, struct stk_origin *ret_origin)
 {
-    int64_t v;
+    const struct stk_num *v = pick(r, path, spec, envv, env_path, ret_origin);
+    int64_t value = v ? v->v : hard;
     char text[64];
-    if (spec && spec->meta.set) {
-        v = spec->v;
-        *ret_origin = spec_origin(r, &spec->meta, path);
-    } else if (envv && envv->meta.set) {
-        v = envv->v;
-        *ret_origin = env_origin(r, &envv->meta, env_path);
-    } else {
-        v = hard;
-        *ret_origin = default_origin(path);
-    }
-    num_text(kind, v, text, sizeof(text));
+    num_text(kind, value, text, sizeof(text));
     setting(r, path, text, *ret_origin);
-    return v;
+    return value;
 }
 
 static const char *chain_str(struct rctx *r, const char *path, const struct stk_str *spec,
                              const char *hard, struct stk_origin *ret_origin)
 {
-    const char *v;
-    if (spec && spec->meta.set) {
-        v = spec->v;
-        *ret_origin = spec_origin(r, &spec->meta, path);
-    } else {
-        v = hard;
-        *ret_origin = default_origin(path);
-    }
-    setting(r, path, v ? v : "none", *ret_origin);
-    return v;
+    const struct stk_str *v = pick(r, path, spec, NULL, NULL, ret_origin);
+    const char *value = v ? v->v : hard;
+    setting(r, path, value ? value : "none", *ret_origin);
+    return value;
 }
 
 /* ---- resources ----------------------------------------------------------- */

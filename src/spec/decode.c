@@ -116,45 +116,19 @@ static bool check_string(struct dctx *c, const struct stk_field *f, enum stk_str
     return true;
 }
 
-static void format_unit(enum stk_ftype t, int64_t v, char *buf, size_t n)
-{
-    switch (t) {
-    case STK_F_CPU:
-        stk_cpu_format(v, buf, n);
-        break;
-    case STK_F_BYTES:
-        stk_bytes_format(v, buf, n);
-        break;
-    case STK_F_DURATION:
-        stk_duration_format(v, buf, n);
-        break;
-    case STK_F_STRING:
-    case STK_F_BOOL:
-    case STK_F_INT:
-    case STK_F_ENUM:
-    case STK_F_CIDR:
-    case STK_F_MAP:
-    case STK_F_OBJECT:
-    case STK_F_LIST:
-    case STK_F_REJECT:
-        snprintf(buf, n, "%lld", (long long)v);
-        break;
-    }
-}
-
 static bool check_range(struct dctx *c, const struct stk_field *f, enum stk_ftype t,
                         struct stk_pos pos, int64_t v)
 {
     char vb[64], lb[64];
     if (f->max && v > f->max) {
-        format_unit(t, v, vb, sizeof(vb));
-        format_unit(t, f->max, lb, sizeof(lb));
+        stk_num_format(t, v, vb, sizeof(vb));
+        stk_num_format(t, f->max, lb, sizeof(lb));
         derr(c, pos, "%s is above the limit of %s", vb, lb);
         return false;
     }
     if (v < f->min) {
-        format_unit(t, v, vb, sizeof(vb));
-        format_unit(t, f->min, lb, sizeof(lb));
+        stk_num_format(t, v, vb, sizeof(vb));
+        stk_num_format(t, f->min, lb, sizeof(lb));
         derr(c, pos, "%s is below the minimum of %s", vb, lb);
         return false;
     }
@@ -234,36 +208,24 @@ static void decode_value(struct dctx *c, const struct stk_field *f, enum stk_fty
         return;
     }
     case STK_F_CPU:
-    case STK_F_BYTES: {
-        struct stk_num *v = dst;
-        int64_t x;
-        if (n->kind != STK_NODE_SCALAR || stk_node_scalar_type(n) == STK_SCALAR_NULL ||
-            stk_node_scalar_type(n) == STK_SCALAR_BOOL) {
-            derr(c, n->pos, "expected a quantity such as %s, got %s",
-                 t == STK_F_CPU ? "500m or 2" : "512Mi or 2Gi", stk_node_kind_name(n));
-            return;
-        }
-        if (stk_quantity_parse(n->s, t == STK_F_CPU ? STK_QTY_MILLI : STK_QTY_BYTES, &x, &why) <
-            0) {
-            derr(c, n->pos, "\"%s\": %s", n->s, why);
-            return;
-        }
-        if (!check_range(c, f, t, n->pos, x))
-            return;
-        v->v = x;
-        set_meta(v, n->pos);
-        return;
-    }
+    case STK_F_BYTES:
     case STK_F_DURATION: {
+        /* Quantities and durations: text with a unit, parsed exactly. */
         struct stk_num *v = dst;
         int64_t x;
+        const char *example = t == STK_F_CPU     ? "a quantity such as 500m or 2"
+                              : t == STK_F_BYTES ? "a quantity such as 512Mi or 2Gi"
+                                                 : "a duration such as 90s or 10m";
         if (n->kind != STK_NODE_SCALAR || stk_node_scalar_type(n) == STK_SCALAR_NULL ||
             stk_node_scalar_type(n) == STK_SCALAR_BOOL) {
-            derr(c, n->pos, "expected a duration such as 90s or 10m, got %s",
-                 stk_node_kind_name(n));
+            derr(c, n->pos, "expected %s, got %s", example, stk_node_kind_name(n));
             return;
         }
-        if (stk_duration_parse(n->s, &x, &why) < 0) {
+        int r = t == STK_F_DURATION
+                    ? stk_duration_parse(n->s, &x, &why)
+                    : stk_quantity_parse(n->s, t == STK_F_CPU ? STK_QTY_MILLI : STK_QTY_BYTES, &x,
+                                         &why);
+        if (r < 0) {
             derr(c, n->pos, "\"%s\": %s", n->s, why);
             return;
         }

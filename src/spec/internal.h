@@ -119,6 +119,9 @@ void stk_decode_object(const char *file, struct stk_arena *a, struct stk_diags *
                        const struct stk_field *fields, const struct stk_node *node, void *out,
                        const char *path);
 
+/* A number of a field type in its human unit: "500m", "512Mi", "1h30m". */
+void stk_num_format(enum stk_ftype t, int64_t v, char *buf, size_t n);
+
 /* Checks a string against a format; on failure returns false and sets
  * *ret_why (static text). */
 bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Kubernetes quantities and Go-style durations, parsed exactly (no floats). */
-#include "spec.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <string.h>
@@ -246,5 +246,31 @@ void stk_duration_format(int64_t ms, char *buf, size_t n)
             off += (size_t)w;
             ms %= units[i].ms;
         }
+    }
+}
+
+void stk_num_format(enum stk_ftype t, int64_t v, char *buf, size_t n)
+{
+    switch (t) {
+    case STK_F_CPU:
+        stk_cpu_format(v, buf, n);
+        return;
+    case STK_F_BYTES:
+        stk_bytes_format(v, buf, n);
+        return;
+    case STK_F_DURATION:
+        stk_duration_format(v, buf, n);
+        return;
+    case STK_F_INT:
+    case STK_F_STRING:
+    case STK_F_BOOL:
+    case STK_F_ENUM:
+    case STK_F_CIDR:
+    case STK_F_MAP:
+    case STK_F_OBJECT:
+    case STK_F_LIST:
+    case STK_F_REJECT:
+        snprintf(buf, n, "%lld", (long long)v);
+        return;
     }
 }

@@ -21,32 +21,6 @@ static void md_escape(struct stk_buf *out, const char *s)
     }
 }
 
-static void num_text(enum stk_ftype t, int64_t v, char *buf, size_t n)
-{
-    switch (t) {
-    case STK_F_CPU:
-        stk_cpu_format(v, buf, n);
-        return;
-    case STK_F_BYTES:
-        stk_bytes_format(v, buf, n);
-        return;
-    case STK_F_DURATION:
-        stk_duration_format(v, buf, n);
-        return;
-    case STK_F_INT:
-    case STK_F_STRING:
-    case STK_F_BOOL:
-    case STK_F_ENUM:
-    case STK_F_CIDR:
-    case STK_F_MAP:
-    case STK_F_OBJECT:
-    case STK_F_LIST:
-    case STK_F_REJECT:
-        snprintf(buf, n, "%lld", (long long)v);
-        return;
-    }
-}
-
 static void type_text(struct stk_buf *out, const struct stk_field *f, enum stk_ftype t)
 {
     char lo[32], hi[32];
@@ -63,8 +37,8 @@ static void type_text(struct stk_buf *out, const struct stk_field *f, enum stk_f
     case STK_F_CPU:
     case STK_F_BYTES:
     case STK_F_DURATION:
-        num_text(t, f->min, lo, sizeof(lo));
-        num_text(t, f->max, hi, sizeof(hi));
+        stk_num_format(t, f->min, lo, sizeof(lo));
+        stk_num_format(t, f->max, hi, sizeof(hi));
         stk_buf_printf(out, "%s %s–%s",
                        t == STK_F_INT     ? "integer"
                        : t == STK_F_CPU   ? "CPU quantity"
