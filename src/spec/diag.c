@@ -3,6 +3,25 @@
 
 #include <string.h>
 
+/* Diagnostics quote user input; control characters in it must not reach a
+ * terminal (escape sequences), so they are written as \xNN. */
+static char *sanitize(char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += ((unsigned char)*p < 0x20 || *p == 0x7f) ? 4 : 1;
+    char *out = stk_xmalloc(n + 1), *o = out;
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            o += sprintf(o, "\\x%02x", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    *o = '\0';
+    free(s);
+    return out;
+}
+
 void stk_diags_add(struct stk_diags *d, enum stk_severity sev, const char *file, struct stk_pos pos,
                    const char *path, const char *fmt, ...)
 {
@@ -22,10 +41,10 @@ void stk_diags_add(struct stk_diags *d, enum stk_severity sev, const char *file,
     va_start(ap, fmt);
     d->items[d->n++] = (struct stk_diag){
         .sev = sev,
-        .file = stk_xstrdup(file ? file : ""),
+        .file = sanitize(stk_xstrdup(file ? file : "")),
         .pos = pos,
-        .path = stk_xstrdup(path ? path : ""),
-        .msg = stk_xvasprintf(fmt, ap),
+        .path = sanitize(stk_xstrdup(path ? path : "")),
+        .msg = sanitize(stk_xvasprintf(fmt, ap)),
     };
     va_end(ap);
 }

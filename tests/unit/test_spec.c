@@ -354,6 +354,10 @@ static void test_loader_errors(void **state)
          "t.yaml:1:1: error: kind: missing required field \"kind\" (one of "
          "Sandbox|EnvironmentConfig)"},
         {"? [a]\n: b\n", "t.yaml:1:3: error: a mapping key must be a string, not a list"},
+        /* control characters in quoted input never reach the terminal raw */
+        {HEAD "spec: {runtime: \"\\e[31mred\"}\n",
+         "t.yaml:5:17: error: spec.runtime: \"\\x1b[31mred\" is not one of "
+         "default|gvisor|crun|runc"},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
         _cleanup_free_ char *got = parse_err(cases[i].in);
