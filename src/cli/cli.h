@@ -58,5 +58,7 @@ int cmd_validate(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_assess(int argc, char **argv);
 int cmd_reference(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_eject(int argc, char **argv);
 
 #endif

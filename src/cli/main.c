@@ -38,6 +38,31 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV           the operator's EnvironmentConfig\n"
      "  -o, --output FMT        text (default) or json\n"
      "      --fail-above LEVEL  exit 3 when the level is above LEVEL\n"},
+    {"render", cmd_render, "print the objects a backend would apply",
+     "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"
+     "                [--cluster-objects] [--workload WORKLOAD] [FILE]\n"
+     "\n"
+     "Prints the Kubernetes objects of the sandbox in FILE as one deterministic stream\n"
+     "(same input, byte-identical output): Namespace, ServiceAccount, RoleBinding,\n"
+     "NetworkPolicies, ResourceQuota, LimitRange, PVC, and a Pod (or a Job when the\n"
+     "sandbox has a wallClock deadline or --job is given). See docs/kubernetes.md.\n"
+     "\n"
+     "  -e, --env ENV            the operator's EnvironmentConfig\n"
+     "  -t, --target T           kubernetes\n"
+     "  -o, --output FMT         yaml (default; a multi-document stream) or json (a v1 List)\n"
+     "      --job                render a Job even without a wallClock deadline\n"
+     "      --cluster-objects    also print the cluster-scoped objects (ClusterRoles,\n"
+     "                           RuntimeClass, admission policies); FILE is then optional\n"
+     "  -w, --workload WORKLOAD  injection: print WORKLOAD (a Deployment, StatefulSet or\n"
+     "                           DaemonSet, YAML or JSON) with the sandbox injected\n"},
+    {"eject", cmd_eject, "remove an injected sandbox from a workload",
+     "stockade eject --workload WORKLOAD [-o yaml|json]\n"
+     "\n"
+     "Prints WORKLOAD with the sandbox that 'stockade render --workload' injected\n"
+     "removed, restored exactly from the stockade.dev/injected annotation.\n"
+     "\n"
+     "  -w, --workload WORKLOAD  the injected Deployment, StatefulSet or DaemonSet\n"
+     "  -o, --output FMT         yaml (default) or json\n"},
     {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
      "stockade reference\n"
      "\n"

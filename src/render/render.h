@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * render — pure functions from a resolved boundary to the objects a backend
+ * applies. Nothing here touches a cluster, a file or the kernel: same
+ * boundary in, byte-identical objects out. Each backend has its own section
+ * below.
+ */
+#ifndef STK_RENDER_H
+#define STK_RENDER_H
+
+#include "boundary/boundary.h"
+
+#include <jansson.h>
+
+/* ==== Kubernetes ========================================================== */
+
+/* Labels every object stockade renders carries. */
+#define STK_K8S_MANAGED_BY_LABEL "app.kubernetes.io/managed-by"
+#define STK_K8S_MANAGED_BY       "stockade"
+#define STK_K8S_SANDBOX_LABEL    "stockade.dev/sandbox"
+/* Namespace label: the runtimeClassName every Pod there must use. */
+#define STK_K8S_RUNTIME_CLASS_LABEL "stockade.dev/runtime-class"
+/* Namespace label: an operator-approved exception (privileged Pods allowed). */
+#define STK_K8S_EXCEPTION_LABEL "stockade.dev/operator-exception"
+/* Workload annotation: what injection changed, so eject can undo it. */
+#define STK_K8S_INJECTED_ANNOTATION "stockade.dev/injected"
+/* The namespace stockade's own controller runs in; its service accounts are
+ * the only identities the admission policies let change stockade's objects. */
+#define STK_K8S_SYSTEM_NAMESPACE "stockade-system"
+/* Image of the Docker-daemon sidecar (policy privileged with docker). */
+#define STK_K8S_DOCKER_IMAGE "docker.io/library/docker:27-dind"
+/* Lifetime of the projected service-account token, in seconds. */
+#define STK_K8S_TOKEN_SECONDS 3600
+
+struct stk_k8s_options {
+    bool job; /* a Job even without a wallClock deadline */
+};
+
+/* The namespace a standalone sandbox's objects live in:
+ * driverConfig.kubernetes.namespace, else "<metadata.namespace>-<name>".
+ * Returns a string in b's arena. */
+const char *stk_k8s_namespace(const struct stk_boundary *b);
+
+/* The namespaced objects of a standalone sandbox, in apply order: Namespace,
+ * ServiceAccount, RoleBinding, NetworkPolicies, ResourceQuota, LimitRange,
+ * PersistentVolumeClaim, vcluster Namespace, and the Pod or Job. *ret is a
+ * new JSON array. */
+int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *opt, json_t **ret,
+                   struct stk_error **err);
+
+/* The cluster-scoped objects every cluster needs once: the stockade-view,
+ * -edit and -admin ClusterRoles, the gvisor RuntimeClass and the admission
+ * policies with their bindings. */
+json_t *stk_k8s_cluster_objects(void);
+
+/* Injects the sandbox into a Deployment, StatefulSet or DaemonSet (a JSON
+ * object, not modified) and returns the changed copy. */
+int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t **ret,
+                   struct stk_error **err);
+/* Undoes stk_k8s_inject using the annotation it left. */
+int stk_k8s_eject(const json_t *workload, json_t **ret, struct stk_error **err);
+
+/* ---- YAML <-> JSON values (libyaml) ---- */
+
+/* Writes each element of docs as one YAML document ("---" separated). */
+int stk_yaml_dump(const json_t *docs, struct stk_buf *out, struct stk_error **err);
+/* Parses every document of a YAML (or JSON) stream into a JSON array.
+ * Scalars resolve by the YAML 1.2 core schema; aliases are refused. */
+int stk_yaml_load(const char *data, size_t len, json_t **ret, struct stk_error **err);
+
+#endif
