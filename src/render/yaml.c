@@ -248,10 +248,20 @@ static json_t *resolve_plain(const char *s)
             return json_false();
     const char *digits = (s[0] == '-' || s[0] == '+') ? s + 1 : s;
     if (all_digits(digits)) {
+        /* A leading 0 is octal, as Kubernetes' own YAML reader (YAML 1.1)
+         * takes it: "defaultMode: 0644" is 420. */
+        int base = digits[0] == '0' && digits[1] ? 8 : 10;
         errno = 0;
         char *end;
-        long long v = strtoll(s, &end, 10);
+        long long v = strtoll(s, &end, base);
         if (!errno && !*end)
+            return json_integer(v);
+    }
+    if (digits == s && s[0] == '0' && (s[1] == 'o' || s[1] == 'x') && s[2]) {
+        errno = 0;
+        char *end;
+        long long v = strtoll(s + 2, &end, s[1] == 'o' ? 8 : 16);
+        if (!errno && !*end && s[2] != '-' && s[2] != '+')
             return json_integer(v);
     }
     /* floats: digits with a dot or an exponent */

@@ -515,6 +515,11 @@ static void test_yaml_load_errors(void **state)
         stk_error_free(err);
     }
     json_t *v = NULL;
+    const char *modes = "a: 0644\nb: 0o17\nc: 0x1F\nd: 010.5\ne: 09\nf: -12\ng: on\n";
+    assert_int_equal(stk_yaml_load(modes, strlen(modes), &v, NULL), 0);
+    assert_json(json_array_get(v, 0), "{\"a\":420,\"b\":15,\"c\":31,\"d\":10.5,\"e\":\"09\","
+                                      "\"f\":-12,\"g\":\"on\"}");
+    json_decref(v);
     const char *json_text = "{\"a\": [1, \"2\", true, null]}";
     assert_int_equal(stk_yaml_load(json_text, strlen(json_text), &v, NULL), 0);
     assert_json(json_array_get(v, 0), "{\"a\":[1,\"2\",true,null]}");
