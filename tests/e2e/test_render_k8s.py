@@ -60,7 +60,8 @@ def k8s_check():
     npm = shutil.which("npm")
     if not node or not npm:
         pytest.skip("node and npm are needed for the Kubernetes schema checks "
-                    f"(node: {node or 'missing'}, npm: {npm or 'missing'})")
+                    f"(node: {node or 'missing'}, npm: {npm or 'missing'}); "
+                    "scripts/install-deps.sh installs them")
     if not (SCHEMA_DIR / "node_modules" / "kubernetes-models").is_dir():
         cmd = [npm, "ci" if (SCHEMA_DIR / "package-lock.json").exists() else "install",
                "--no-audit", "--no-fund"]
@@ -95,7 +96,7 @@ def test_checker_rejects_what_a_strict_server_rejects(k8s_check, tmp_path):
 
 
 @pytest.mark.parametrize("name,sandbox,env", CASES, ids=[c[0] for c in CASES])
-def test_render_golden_deterministic_and_valid(stockade, k8s_check, tmp_path, name, sandbox, env):
+def test_render_golden_and_deterministic(stockade, name, sandbox, env):
     first = stockade(*render_args(sandbox, env))
     assert first.returncode == 0, first.stderr
     second = stockade(*render_args(sandbox, env))
@@ -118,8 +119,14 @@ def test_render_golden_deterministic_and_valid(stockade, k8s_check, tmp_path, na
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "stockade"
         assert labels["stockade.dev/sandbox"] == obj_sandbox(sandbox)
-    ok, report = k8s_check(lst["items"], tmp_path)
-    assert ok, report
+
+
+@pytest.mark.parametrize("name,sandbox,env", CASES, ids=[c[0] for c in CASES])
+def test_render_passes_kubernetes_schemas(stockade, k8s_check, tmp_path, name, sandbox, env):
+    for job in ([], ["--job"]):
+        objs = render_json(stockade, sandbox, env, *job)
+        ok, report = k8s_check(objs, tmp_path)
+        assert ok, f"{name} {job}: {report}"
 
 
 def obj_sandbox(path):
@@ -271,7 +278,7 @@ def load_workload(path):
 
 @pytest.mark.parametrize("kind", list(WORKLOADS))
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_inject_eject_round_trip(stockade, k8s_check, tmp_path, kind, fmt):
+def test_inject_eject_round_trip(stockade, tmp_path, kind, fmt):
     wfile, wname = WORKLOADS[kind]
     original = load_workload(wfile)
     sb = inject_spec(tmp_path, kind, wname)
@@ -292,12 +299,21 @@ def test_inject_eject_round_trip(stockade, k8s_check, tmp_path, kind, fmt):
     assert record["containers"] == ["dbg-sandbox"]
     assert record["shareProcessNamespace"] == original["spec"]["template"]["spec"].get(
         "shareProcessNamespace", "absent")
-    ok, report = k8s_check([injected], tmp_path)
-    assert ok, report
 
     e = stockade("eject", "-o", "json", "--workload", injected_file)
     assert e.returncode == 0, e.stderr
     assert json.loads(e.stdout) == original
+
+
+@pytest.mark.parametrize("kind", list(WORKLOADS))
+def test_injected_workloads_pass_kubernetes_schemas(stockade, k8s_check, tmp_path, kind):
+    wfile, wname = WORKLOADS[kind]
+    for caps in ("", "    capabilities: {add: [SYS_PTRACE]}\n"):
+        sb = inject_spec(tmp_path, kind, wname, caps)
+        r = stockade("render", "--target", "kubernetes", "-o", "json", "--workload", wfile, sb)
+        assert r.returncode == 0, r.stderr
+        ok, report = k8s_check([json.loads(r.stdout)], tmp_path)
+        assert ok, report
 
 
 def test_inject_ptrace_only_when_granted(stockade, tmp_path):
