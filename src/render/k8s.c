@@ -635,7 +635,7 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
  * escalate or impersonate, never write roles or rolebindings, never use
  * wildcards, and never mint tokens (serviceaccounts/token). Each row belongs
  * to the lowest role that has it; higher roles include lower rows. */
-enum verbs { READ, WRITE, READ_WRITE, CREATE };
+enum verbs { READ, WRITE, CREATE };
 static const char *const read_verbs[] = {"get", "list", "watch"};
 static const char *const write_verbs[] = {"create", "delete", "deletecollection", "patch",
                                           "update"};
@@ -689,11 +689,6 @@ static json_t *verbs_json(enum verbs v)
         return strings_json(read_verbs, STK_ARRAY_SIZE(read_verbs));
     case WRITE:
         return strings_json(write_verbs, STK_ARRAY_SIZE(write_verbs));
-    case READ_WRITE: {
-        json_t *a = strings_json(read_verbs, STK_ARRAY_SIZE(read_verbs));
-        json_array_extend(a, strings_json(write_verbs, STK_ARRAY_SIZE(write_verbs)));
-        return a;
-    }
     case CREATE:
         return json_pack("[s]", "create");
     }
@@ -735,29 +730,22 @@ static const char protect_policies_match[] =
 static const char protect_policies_rule[] =
     "request.userInfo.username.startsWith('system:serviceaccount:" STK_K8S_SYSTEM_NAMESPACE ":')";
 
-static const char ns_labels[] = "(has(namespaceObject.metadata.labels) ? "
-                                "namespaceObject.metadata.labels : {})";
-static const char *pod_runtime_rule(void)
-{
-    static char rule[512];
-    snprintf(rule, sizeof(rule),
-             "!('" STK_K8S_RUNTIME_CLASS_LABEL "' in %s) || "
-             "(has(object.spec.runtimeClassName) && object.spec.runtimeClassName == "
-             "%s['" STK_K8S_RUNTIME_CLASS_LABEL "'])",
-             ns_labels, ns_labels);
-    return rule;
-}
-static const char *pod_privileged_rule(void)
-{
-    static char rule[768];
-    snprintf(rule, sizeof(rule),
-             "('" STK_K8S_EXCEPTION_LABEL "' in %s && %s['" STK_K8S_EXCEPTION_LABEL
-             "'] == 'true') || "
-             "!object.spec.containers.exists(c, has(c.securityContext) && "
-             "has(c.securityContext.privileged) && c.securityContext.privileged)",
-             ns_labels, ns_labels);
-    return rule;
-}
+/* CEL without optionals or ternaries, so every Kubernetes release with
+ * admissionregistration.k8s.io/v1 type-checks it the same way. */
+#define NS_LABELS         "namespaceObject.metadata.labels"
+#define HAS_NS_LABEL(key) "(has(" NS_LABELS ") && '" key "' in " NS_LABELS ")"
+#define PRIVILEGED_IN(list)                                                                        \
+    "(has(object.spec." list ") && object.spec." list ".exists(c, has(c.securityContext) && "      \
+    "has(c.securityContext.privileged) && c.securityContext.privileged))"
+
+static const char pod_runtime_rule[] =
+    "!" HAS_NS_LABEL(STK_K8S_RUNTIME_CLASS_LABEL) " || (has(object.spec.runtimeClassName) && "
+                                                  "object.spec.runtimeClassName == " NS_LABELS
+                                                  "['" STK_K8S_RUNTIME_CLASS_LABEL "'])";
+static const char pod_privileged_rule[] = "(" HAS_NS_LABEL(
+    STK_K8S_EXCEPTION_LABEL) " && " NS_LABELS "['" STK_K8S_EXCEPTION_LABEL
+                             "'] == 'true') || !(" PRIVILEGED_IN("containers") " || " PRIVILEGED_IN(
+                                 "initContainers") " || " PRIVILEGED_IN("ephemeralContainers") ")";
 
 static json_t *admission_policy(const char *name, json_t *rules, json_t *match_conditions,
                                 json_t *validations)
@@ -814,10 +802,10 @@ json_t *stk_k8s_cluster_objects(void)
                  json_pack("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "", "apiVersions",
                            "v1", "operations", "CREATE", "UPDATE", "resources", "pods"),
                  NULL,
-                 json_pack("[{s:s, s:s}, {s:s, s:s}]", "expression", pod_runtime_rule(), "message",
+                 json_pack("[{s:s, s:s}, {s:s, s:s}]", "expression", pod_runtime_rule, "message",
                            "Pods in this stockade namespace must use the namespace's "
                            "runtimeClassName (label " STK_K8S_RUNTIME_CLASS_LABEL ")",
-                           "expression", pod_privileged_rule(), "message",
+                           "expression", pod_privileged_rule, "message",
                            "privileged containers need the namespace label " STK_K8S_EXCEPTION_LABEL
                            "=true (an operator exception)")));
     json_array_append_new(out, admission_binding("stockade-pod-guard"));

@@ -240,6 +240,18 @@ def test_cluster_objects_valid(stockade, k8s_check, tmp_path):
     assert ok, report
 
 
+def test_admission_policies_decide_as_intended(stockade, k8s_check, tmp_path):
+    """Evaluates the rendered CEL against admission requests (tests/k8s-schema/cel.mjs)."""
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    objs = tmp_path / "cluster.json"
+    objs.write_text(r.stdout)
+    c = subprocess.run([shutil.which("node"), str(SCHEMA_DIR / "cel.mjs"), str(objs)],
+                       capture_output=True, text=True, timeout=120)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert "admission cases: 13 as expected, 0 not" in c.stdout
+
+
 def test_render_errors(stockade, tmp_path):
     r = stockade("render", "--target", "kubernetes", EXAMPLES / "agent.yaml")
     assert r.returncode == 1
