@@ -62,7 +62,8 @@ def k8s_check():
         pytest.skip("node and npm are needed for the Kubernetes schema checks "
                     f"(node: {node or 'missing'}, npm: {npm or 'missing'}); "
                     "scripts/install-deps.sh installs them")
-    if not (SCHEMA_DIR / "node_modules" / "kubernetes-models").is_dir():
+    needed = ["kubernetes-models", "@marcbachmann/cel-js"]
+    if not all((SCHEMA_DIR / "node_modules" / n / "package.json").is_file() for n in needed):
         cmd = [npm, "ci" if (SCHEMA_DIR / "package-lock.json").exists() else "install",
                "--no-audit", "--no-fund"]
         r = subprocess.run(cmd, cwd=SCHEMA_DIR, capture_output=True, text=True, timeout=600)
