@@ -119,13 +119,31 @@ static json_t *namespace_json(const struct stk_boundary *b, const char *name)
     return object_new("v1", "Namespace", name, NULL, l);
 }
 
+/* ---- warm pools ------------------------------------------------------------------- */
+
+static const char *warm_pool(const struct stk_boundary *b)
+{
+    const struct stk_allocation *al = b->kube ? &b->kube->allocation : NULL;
+    if (al && al->mode.meta.set && al->mode.v == STK_ALLOC_WARMPOOL)
+        return al->warm_pool.v;
+    return NULL;
+}
+
+/* Pods the namespace holds at once: the sandbox's, or with a warm pool the
+ * pool's ready replicas plus the one a claim has just adopted. */
+static int64_t pod_count(const struct stk_boundary *b)
+{
+    return warm_pool(b) ? STK_K8S_WARM_POOL_REPLICAS + 1 : 1;
+}
+
 /* ---- identity ------------------------------------------------------------------ */
 
+/* Pooled Pods are interchangeable, so they run as the pool's account. */
 static const char *service_account(const struct stk_boundary *b)
 {
     if (b->kube && b->kube->service_account_name.meta.set)
         return b->kube->service_account_name.v;
-    return b->name;
+    return warm_pool(b) ? warm_pool(b) : b->name;
 }
 
 static json_t *service_account_json(const struct stk_boundary *b, const char *name, const char *ns)
@@ -254,9 +272,9 @@ static int n_containers(const struct stk_boundary *b)
 static json_t *resource_quota_json(const struct stk_boundary *b, const char *ns)
 {
     const struct stk_resolved_limits *l = &b->limits;
-    int64_t k = n_containers(b);
+    int64_t k = n_containers(b) * pod_count(b);
     json_t *hard = json_object();
-    json_object_set_new(hard, "pods", json_string("1"));
+    json_object_set_new(hard, "pods", json_sprintf("%lld", (long long)pod_count(b)));
     json_object_set_new(hard, "limits.cpu", qty_cpu(k * l->cpu_milli));
     json_object_set_new(hard, "requests.cpu", qty_cpu(k * l->cpu_milli));
     json_object_set_new(hard, "limits.memory", qty_bytes(k * l->memory));
@@ -570,6 +588,35 @@ static json_t *workload_json(const struct stk_boundary *b, const char *ns, bool 
     return o;
 }
 
+/* allocation.mode warmPool: the Pod spec becomes a SandboxTemplate, a
+ * SandboxWarmPool keeps replicas of it ready, and the sandbox is a
+ * SandboxClaim on that pool (agents.x-k8s.io). The pool's controller must
+ * not add its own NetworkPolicy: stockade's cover the namespace. */
+static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, const char *pool)
+{
+    json_t *out = json_array();
+    /* A pooled Pod belongs to whichever sandbox claims it: labelled with its
+     * pool, not with one sandbox. */
+    json_t *pool_labels = labels_json(b);
+    json_object_del(pool_labels, STK_K8S_SANDBOX_LABEL);
+    json_object_set_new(pool_labels, STK_K8S_WARM_POOL_LABEL, json_string(pool));
+    json_t *tpl = object_new(STK_K8S_AGENTS_API, "SandboxTemplate", pool, ns, labels_json(b));
+    json_object_set_new(tpl, "spec",
+                        json_pack("{s:{s:{s:o}, s:o}, s:s}", "podTemplate", "metadata", "labels",
+                                  pool_labels, "spec", pod_spec_json(b, false),
+                                  "networkPolicyManagement", "Unmanaged"));
+    json_array_append_new(out, tpl);
+    json_t *wp = object_new(STK_K8S_AGENTS_API, "SandboxWarmPool", pool, ns, labels_json(b));
+    json_object_set_new(wp, "spec",
+                        json_pack("{s:i, s:{s:s}}", "replicas", STK_K8S_WARM_POOL_REPLICAS,
+                                  "sandboxTemplateRef", "name", pool));
+    json_array_append_new(out, wp);
+    json_t *claim = object_new(STK_K8S_AGENTS_API, "SandboxClaim", b->name, ns, labels_json(b));
+    json_object_set_new(claim, "spec", json_pack("{s:{s:s}}", "warmPoolRef", "name", pool));
+    json_array_append_new(out, claim);
+    return out;
+}
+
 /* ---- the whole stream ------------------------------------------------------------------ */
 
 static int check_name(const char *what, const char *name, struct stk_error **err)
@@ -595,6 +642,17 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         return stk_error_make(err, EINVAL,
                               "spec.image is required for the kubernetes target: a Pod runs an "
                               "image, not the host's root filesystem");
+    if (warm_pool(b) && b->limits.wall_clock_ms)
+        return stk_error_make(err, EINVAL,
+                              "resources.wallClock cannot be enforced with allocation.mode "
+                              "warmPool: a pooled Pod starts before it is claimed");
+    if (warm_pool(b) && b->home && b->home_persist)
+        return stk_error_make(err, EINVAL,
+                              "storage.home.persist is not available with allocation.mode "
+                              "warmPool: pooled sandboxes are interchangeable, a persistent home "
+                              "belongs to one");
+    if (warm_pool(b) && opt && opt->job)
+        return stk_error_make(err, EINVAL, "--job does not apply to allocation.mode warmPool");
     const char *ns = stk_k8s_namespace(b);
     if ((r = check_name("namespace", ns, err)) < 0)
         return r;
@@ -622,8 +680,13 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         json_array_append_new(out, vns);
         json_array_append_new(out, service_account_json(b, "default", vc_ns));
     }
-    bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
-    json_array_append_new(out, workload_json(b, ns, job));
+    const char *pool = warm_pool(b);
+    if (pool) {
+        json_array_extend(out, warm_pool_json(b, ns, pool));
+    } else {
+        bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
+        json_array_append_new(out, workload_json(b, ns, job));
+    }
     *ret = out;
     return 0;
 }

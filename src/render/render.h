@@ -18,6 +18,8 @@
 #define STK_K8S_MANAGED_BY_LABEL "app.kubernetes.io/managed-by"
 #define STK_K8S_MANAGED_BY       "stockade"
 #define STK_K8S_SANDBOX_LABEL    "stockade.dev/sandbox"
+/* Pod template label of a warm pool's Pods (instead of the sandbox label). */
+#define STK_K8S_WARM_POOL_LABEL "stockade.dev/warm-pool"
 /* Namespace label: the runtimeClassName every Pod there must use. */
 #define STK_K8S_RUNTIME_CLASS_LABEL "stockade.dev/runtime-class"
 /* Namespace label: an operator-approved exception (privileged Pods allowed). */
@@ -32,6 +34,11 @@
 /* Lifetime of the projected service-account token, in seconds. */
 #define STK_K8S_TOKEN_SECONDS 3600
 
+/* Warm pools (allocation.mode warmPool): agents.x-k8s.io's extension API and
+ * the replicas a rendered SandboxWarmPool keeps ready (operators scale it). */
+#define STK_K8S_AGENTS_API         "extensions.agents.x-k8s.io/v1beta1"
+#define STK_K8S_WARM_POOL_REPLICAS 1
+
 struct stk_k8s_options {
     bool job; /* a Job even without a wallClock deadline */
 };
@@ -43,8 +50,9 @@ const char *stk_k8s_namespace(const struct stk_boundary *b);
 
 /* The namespaced objects of a standalone sandbox, in apply order: Namespace,
  * ServiceAccount, RoleBinding, NetworkPolicies, ResourceQuota, LimitRange,
- * PersistentVolumeClaim, vcluster Namespace, and the Pod or Job. *ret is a
- * new JSON array. */
+ * PersistentVolumeClaim, vcluster Namespace, and the Pod or Job (with a warm
+ * pool: SandboxTemplate, SandboxWarmPool and SandboxClaim). *ret is a new
+ * JSON array. */
 int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *opt, json_t **ret,
                    struct stk_error **err);
 

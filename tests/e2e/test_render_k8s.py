@@ -29,6 +29,7 @@ CASES = [
     ("datalab-s-joe-strict", EXAMPLES / "datalab" / "s-joe.yaml", None),
     ("build-job", EXAMPLES / "kubernetes" / "build-job.yaml", None),
     ("build-job-datalab", EXAMPLES / "kubernetes" / "build-job.yaml", ENV),
+    ("warm-pool", EXAMPLES / "kubernetes" / "warm-pool.yaml", None),
 ]
 
 WORKLOADS = {
@@ -124,7 +125,8 @@ def test_render_golden_and_deterministic(stockade, name, sandbox, env):
 
 @pytest.mark.parametrize("name,sandbox,env", CASES, ids=[c[0] for c in CASES])
 def test_render_passes_kubernetes_schemas(stockade, k8s_check, tmp_path, name, sandbox, env):
-    for job in ([], ["--job"]):
+    variants = [[]] if name.startswith("warm-pool") else [[], ["--job"]]
+    for job in variants:
         objs = render_json(stockade, sandbox, env, *job)
         ok, report = k8s_check(objs, tmp_path)
         assert ok, f"{name} {job}: {report}"
@@ -224,6 +226,33 @@ def test_job_for_wall_clock_and_flag(stockade):
     assert by_kind(objs, "PersistentVolumeClaim", "ci-build-home")
     forced = render_json(stockade, EXAMPLES / "datalab" / "s-joe.yaml", None, "--job")
     assert by_kind(forced, "Job") and not by_kind(forced, "Pod")
+
+
+def test_warm_pool(stockade, tmp_path):
+    objs = render_json(stockade, EXAMPLES / "kubernetes" / "warm-pool.yaml")
+    assert not by_kind(objs, "Pod") and not by_kind(objs, "Job")
+    tpl = by_kind(objs, "SandboxTemplate", "python-small")[0]
+    assert tpl["apiVersion"] == "extensions.agents.x-k8s.io/v1beta1"
+    assert tpl["spec"]["networkPolicyManagement"] == "Unmanaged"
+    pod = tpl["spec"]["podTemplate"]
+    assert pod["metadata"]["labels"]["stockade.dev/warm-pool"] == "python-small"
+    assert "stockade.dev/sandbox" not in pod["metadata"]["labels"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    assert pod["spec"]["serviceAccountName"] == "python-small"
+    pool = by_kind(objs, "SandboxWarmPool", "python-small")[0]
+    assert pool["spec"] == {"replicas": 1, "sandboxTemplateRef": {"name": "python-small"}}
+    claim = by_kind(objs, "SandboxClaim", "agent-42")[0]
+    assert claim["spec"] == {"warmPoolRef": {"name": "python-small"}}
+    assert by_kind(objs, "ResourceQuota")[0]["spec"]["hard"]["pods"] == "2"
+    # what a pooled sandbox cannot have
+    text = (EXAMPLES / "kubernetes" / "warm-pool.yaml").read_text()
+    wall = tmp_path / "wall.yaml"
+    wall.write_text(text.replace("    memory: 256Mi\n", "    memory: 256Mi\n    wallClock: 5m\n"))
+    r = stockade("render", "--target", "kubernetes", wall)
+    assert r.returncode == 1 and "wallClock" in r.stderr
+    r = stockade("render", "--target", "kubernetes", "--job", EXAMPLES / "kubernetes" / "warm-pool.yaml")
+    assert r.returncode == 1 and "--job" in r.stderr
 
 
 def test_cluster_objects_valid(stockade, k8s_check, tmp_path):

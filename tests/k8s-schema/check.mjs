@@ -8,7 +8,10 @@
 //      against the field lists of the same schemas (the package's generated
 //      type declarations, one interface per OpenAPI definition) and reject any
 //      field the schema does not declare;
-//   3. CIDRs: the schemas type ipBlock.cidr/except as plain strings, so we
+//   3. agents.x-k8s.io warm-pool objects (not upstream): their shapes are
+//      written below from agent-sandbox's v1beta1 types, with the same strict
+//      rules, and their embedded upstream types are checked as in 1 and 2;
+//   4. CIDRs: the schemas type ipBlock.cidr/except as plain strings, so we
 //      check their syntax (canonical, host bits clear) and that every except
 //      lies inside its cidr and family, as the API server's validation does.
 //
@@ -142,6 +145,98 @@ function kindType(apiVersion, kind) {
   return interfaceType(loadDecl(file), "I" + kind);
 }
 
+// ---- agents.x-k8s.io (warm pools) -------------------------------------------------
+// Not upstream Kubernetes: the shapes below are written from agent-sandbox's
+// extensions.agents.x-k8s.io/v1beta1 API types (SandboxTemplate,
+// SandboxWarmPool, SandboxClaim). Every upstream type embedded in them
+// (ObjectMeta, PodSpec, ...) is checked with the upstream schemas as above.
+
+const scalar = (what, ok) => ({ kind: "scalar", what, ok });
+const str = scalar("a string", (v) => typeof v === "string");
+const bool = scalar("a boolean", (v) => typeof v === "boolean");
+const int32 = (min) => scalar(`an integer >= ${min}`, (v) => Number.isInteger(v) && v >= min && v < 2 ** 31);
+const oneOf = (...vals) => scalar(`one of ${vals.join(", ")}`, (v) => vals.includes(v));
+const strMap = { kind: "map", of: () => str };
+const obj = (fields, required = []) => ({
+  kind: "object",
+  fields: new Map(Object.entries(fields).map(([k, v]) => [k, () => v])),
+  required,
+});
+const arr = (of) => ({ kind: "array", of: () => of });
+const upstream = (file, name) => ({ kind: "upstream", file, name });
+
+const objectMeta = upstream("@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta", "ObjectMeta");
+const crdRoot = (spec) => obj({ apiVersion: str, kind: str, metadata: objectMeta, spec, status: { kind: "any" } }, ["spec"]);
+const crds = {
+  "extensions.agents.x-k8s.io/v1beta1": {
+    SandboxTemplate: crdRoot(obj({
+      podTemplate: obj({ metadata: obj({ labels: strMap, annotations: strMap }), spec: upstream("kubernetes-models/v1/PodSpec", "PodSpec") }, ["spec"]),
+      volumeClaimTemplates: arr(obj({ metadata: obj({ name: str, labels: strMap, annotations: strMap }), spec: upstream("kubernetes-models/v1/PersistentVolumeClaimSpec", "PersistentVolumeClaimSpec") }, ["spec"])),
+      networkPolicy: obj({
+        ingress: arr(upstream("kubernetes-models/networking.k8s.io/v1/NetworkPolicyIngressRule", "NetworkPolicyIngressRule")),
+        egress: arr(upstream("kubernetes-models/networking.k8s.io/v1/NetworkPolicyEgressRule", "NetworkPolicyEgressRule")),
+      }),
+      networkPolicyManagement: oneOf("Managed", "Unmanaged"),
+      envVarsInjectionPolicy: oneOf("Allowed", "Overrides", "Disallowed"),
+      service: bool,
+    }, ["podTemplate"])),
+    SandboxWarmPool: crdRoot(obj({
+      replicas: int32(0),
+      sandboxTemplateRef: obj({ name: str }, ["name"]),
+      updateStrategy: obj({ type: oneOf("Recreate", "OnReplenish") }),
+    }, ["replicas", "sandboxTemplateRef"])),
+    SandboxClaim: crdRoot(obj({
+      warmPoolRef: obj({ name: str }, ["name"]),
+      lifecycle: obj({ shutdownTime: str, ttlSecondsAfterFinished: int32(0), shutdownPolicy: oneOf("Delete", "DeleteForeground", "Retain") }),
+      additionalPodMetadata: obj({ labels: strMap, annotations: strMap }),
+      env: arr(obj({ name: str, value: str, containerName: str }, ["name", "value"])),
+    }, ["warmPoolRef"])),
+  },
+};
+
+async function checkUpstream(value, type, where, problems) {
+  const base = path.join(nodeModules, type.file);
+  const mod = await import(pathToFileURL(base + ".js").href);
+  try {
+    new mod[type.name](value).validate();
+  } catch (e) {
+    problems.push(`${where}: schema: ${e.message}`);
+  }
+  strictWalk(value, interfaceType(loadDecl(base + ".d.ts"), "I" + type.name), where, problems);
+}
+
+// Walks a hand-written CRD shape: types, required fields, unknown fields;
+// embedded upstream types go to the upstream checks.
+async function crdWalk(value, type, where, problems) {
+  if (value === undefined) return;
+  switch (type.kind) {
+    case "upstream":
+      return checkUpstream(value, type, where, problems);
+    case "scalar":
+      if (!type.ok(value)) problems.push(`${where}: must be ${type.what}`);
+      return;
+    case "object":
+      if (!value || typeof value !== "object" || Array.isArray(value)) return problems.push(`${where}: must be an object`);
+      for (const r of type.required) if (value[r] === undefined) problems.push(`${where}: missing required field "${r}"`);
+      for (const [k, v] of Object.entries(value)) {
+        const f = type.fields.get(k);
+        if (!f) problems.push(`${where}: unknown field "${k}"`);
+        else await crdWalk(v, f(), `${where}.${k}`, problems);
+      }
+      return;
+    case "array":
+      if (!Array.isArray(value)) return problems.push(`${where}: must be a list`);
+      for (const [i, v] of value.entries()) await crdWalk(v, type.of(), `${where}[${i}]`, problems);
+      return;
+    case "map":
+      if (!value || typeof value !== "object" || Array.isArray(value)) return problems.push(`${where}: must be a map`);
+      for (const [k, v] of Object.entries(value)) await crdWalk(v, type.of(), `${where}.${k}`, problems);
+      return;
+    default:
+      return;
+  }
+}
+
 function strictWalk(value, type, where, problems) {
   if (value === null || value === undefined) return;
   switch (type.kind) {
@@ -215,6 +310,12 @@ async function check(obj, i) {
   const label = `[${i}] ${obj?.kind}/${obj?.metadata?.name}`;
   if (!obj || typeof obj.apiVersion !== "string" || typeof obj.kind !== "string")
     return [`${label}: no apiVersion/kind`];
+  const crd = crds[obj.apiVersion]?.[obj.kind];
+  if (crd) {
+    await crdWalk(obj, crd, label, problems);
+    checkIpBlocks(obj, label, problems);
+    return problems;
+  }
   const modFile = path.join(modelsRoot, obj.apiVersion, obj.kind + ".js");
   if (!fs.existsSync(modFile)) return [`${label}: no upstream schema for ${obj.apiVersion} ${obj.kind}`];
   const mod = await import(pathToFileURL(modFile).href);

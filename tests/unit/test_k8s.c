@@ -403,6 +403,46 @@ static void test_docker_vcluster_home(void **state)
     fixture_release(&f);
 }
 
+static void test_warm_pool(void **state)
+{
+    (void)state;
+    static const char pool[] = "  driverConfig:\n    kubernetes:\n      namespace: pool\n"
+                               "      allocation: {mode: warmPool, warmPool: small}\n";
+    char sb[512];
+    struct fixture f;
+    snprintf(sb, sizeof(sb), SB_HEAD "spec:\n  image: busybox:1.36\n%s", pool);
+    resolve(&f, sb, NULL);
+    json_t *objs = render(f.b, false);
+    assert_null(find(objs, "Pod", NULL));
+    assert_null(find(objs, "Job", NULL));
+    json_t *tpl = find(objs, "SandboxTemplate", "small");
+    assert_non_null(tpl);
+    json_t *pt = json_object_get(json_object_get(tpl, "spec"), "podTemplate");
+    assert_json(json_object_get(json_object_get(pt, "metadata"), "labels"),
+                "{\"owner\":\"joe\",\"app.kubernetes.io/managed-by\":\"stockade\","
+                "\"stockade.dev/warm-pool\":\"small\"}");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(pt, "spec"), "serviceAccountName")),
+        "small");
+    assert_json(json_object_get(find(objs, "SandboxWarmPool", "small"), "spec"),
+                "{\"replicas\":1,\"sandboxTemplateRef\":{\"name\":\"small\"}}");
+    assert_json(json_object_get(find(objs, "SandboxClaim", "s-joe"), "spec"),
+                "{\"warmPoolRef\":{\"name\":\"small\"}}");
+    json_decref(objs);
+    fixture_release(&f);
+
+    /* a deadline cannot be kept by a pooled Pod */
+    snprintf(sb, sizeof(sb),
+             SB_HEAD "spec:\n  image: busybox:1.36\n  resources: {wallClock: 1m}\n%s", pool);
+    resolve(&f, sb, NULL);
+    json_t *out = NULL;
+    struct stk_error *err = NULL;
+    assert_true(stk_k8s_render(f.b, NULL, &out, &err) < 0);
+    assert_non_null(strstr(err->msg, "wallClock"));
+    stk_error_free(err);
+    fixture_release(&f);
+}
+
 static void test_image_required(void **state)
 {
     (void)state;
@@ -681,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_restricted_security_context),
         cmocka_unit_test(test_job_rule),
         cmocka_unit_test(test_docker_vcluster_home),
+        cmocka_unit_test(test_warm_pool),
         cmocka_unit_test(test_image_required),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_cluster_roles_safe),
