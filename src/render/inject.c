@@ -93,7 +93,7 @@ static json_t *empty_dir_spec(const char *medium, int64_t size)
 static json_t *sandbox_container(const struct stk_boundary *b, const char *name,
                                  const char *tmp_vol, const char *work_vol)
 {
-    json_t *c = json_pack("{s:s, s:s}", "name", name, "image", b->image);
+    json_t *c = PACK("{s:s, s:s}", "name", name, "image", b->image);
     if (b->argc) {
         json_t *cmd = json_array();
         for (size_t i = 0; i < b->argc; i++)
@@ -107,8 +107,8 @@ static json_t *sandbox_container(const struct stk_boundary *b, const char *name,
     if (b->n_env_from)
         json_object_set_new(c, "envFrom", stk_k8s_env_from(b));
     json_object_set_new(c, "resources",
-                        json_pack("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
-                                  stk_k8s_container_limits(b)));
+                        PACK("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
+                             stk_k8s_container_limits(b)));
     /* The pod's own securityContext belongs to the workload, so the sandbox
      * container carries everything its level needs itself. SYS_PTRACE (to
      * debug the workload's processes) is added only when granted, which
@@ -120,9 +120,9 @@ static json_t *sandbox_container(const struct stk_boundary *b, const char *name,
     }
     json_object_set_new(c, "securityContext", sc);
     json_object_set_new(c, "volumeMounts",
-                        json_pack("[{s:s, s:s}, {s:s, s:s}]", "name", work_vol, "mountPath",
-                                  b->working_dir ? b->working_dir : "/workspace", "name", tmp_vol,
-                                  "mountPath", "/tmp"));
+                        PACK("[{s:s, s:s}, {s:s, s:s}]", "name", work_vol, "mountPath",
+                             b->working_dir ? b->working_dir : "/workspace", "name", tmp_vol,
+                             "mountPath", "/tmp"));
     return c;
 }
 
@@ -198,12 +198,12 @@ int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t 
     /* All checks passed: build the changed copy and the record. */
     json_t *out = json_deep_copy(workload);
     json_t *ospec = path_get(out, "spec", "template", "spec");
-    json_t *record = json_pack("{s:s}", "sandbox", b->name);
+    json_t *record = PACK("{s:s}", "sandbox", b->name);
     json_t *created = json_array();
 
     json_array_append_new(json_object_get(ospec, "containers"),
                           sandbox_container(b, cname, tmp_vol, work_vol));
-    json_object_set_new(record, "containers", json_pack("[s]", cname));
+    json_object_set_new(record, "containers", PACK("[s]", cname));
 
     json_t *ovols = json_object_get(ospec, "volumes");
     if (!ovols) {
@@ -211,11 +211,11 @@ int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t 
         json_object_set_new(ospec, "volumes", ovols);
         json_array_append_new(created, json_string(created_names[CREATED_VOLUMES]));
     }
-    json_array_append_new(ovols, json_pack("{s:s, s:o}", "name", work_vol, "emptyDir",
-                                           empty_dir_spec(NULL, b->limits.storage)));
-    json_array_append_new(ovols, json_pack("{s:s, s:o}", "name", tmp_vol, "emptyDir",
-                                           empty_dir_spec("Memory", b->tmp_size)));
-    json_object_set_new(record, "volumes", json_pack("[s, s]", work_vol, tmp_vol));
+    json_array_append_new(ovols, PACK("{s:s, s:o}", "name", work_vol, "emptyDir",
+                                      empty_dir_spec(NULL, b->limits.storage)));
+    json_array_append_new(ovols, PACK("{s:s, s:o}", "name", tmp_vol, "emptyDir",
+                                      empty_dir_spec("Memory", b->tmp_size)));
+    json_object_set_new(record, "volumes", PACK("[s, s]", work_vol, tmp_vol));
 
     json_t *share = json_object_get(ospec, "shareProcessNamespace");
     if (share)

@@ -6,6 +6,17 @@
 
 #include "render.h"
 
+/* json_pack for objects we build ourselves. NULL means a NULL string slipped
+ * into a format (a bug) or no memory: either way no correct output exists, and
+ * a silently missing field would be worse than stopping. */
+static inline json_t *stk_k8s_packed(json_t *v)
+{
+    if (!v)
+        abort();
+    return v;
+}
+#define PACK(...) stk_k8s_packed(json_pack(__VA_ARGS__))
+
 /* The sandbox container's securityContext for its policy level. */
 json_t *stk_k8s_container_security_context(const struct stk_boundary *b);
 /* env and envFrom lists of the sandbox container (b->env, b->env_from). */

@@ -62,11 +62,11 @@ static json_t *labels_json(const struct stk_boundary *b)
 static json_t *object_new(const char *api_version, const char *kind, const char *name,
                           const char *ns, json_t *labels)
 {
-    json_t *meta = json_pack("{s:s}", "name", name);
+    json_t *meta = PACK("{s:s}", "name", name);
     if (ns)
         json_object_set_new(meta, "namespace", json_string(ns));
     json_object_set_new(meta, "labels", labels);
-    return json_pack("{s:s, s:s, s:o}", "apiVersion", api_version, "kind", kind, "metadata", meta);
+    return PACK("{s:s, s:s, s:o}", "apiVersion", api_version, "kind", kind, "metadata", meta);
 }
 
 static json_t *strings_json(const char *const *v, size_t n)
@@ -160,11 +160,11 @@ static json_t *role_binding_json(const struct stk_boundary *b, const char *ns)
                            stk_arena_printf(b->arena, "%s-%s", service_account(b), role), ns,
                            labels_json(b));
     json_object_set_new(o, "roleRef",
-                        json_pack("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io",
-                                  "kind", "ClusterRole", "name", role));
+                        PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind",
+                             "ClusterRole", "name", role));
     json_object_set_new(o, "subjects",
-                        json_pack("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name",
-                                  service_account(b), "namespace", ns));
+                        PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name",
+                             service_account(b), "namespace", ns));
     return o;
 }
 
@@ -179,8 +179,8 @@ static json_t *selector_json(const struct stk_label_selector *s)
         json_t *exprs = json_array();
         for (uint32_t i = 0; i < s->match_expressions.n; i++) {
             const struct stk_selector_req *r = &s->match_expressions.items[i];
-            json_t *e = json_pack("{s:s, s:s}", "key", r->key.v, "operator",
-                                  stk_selector_op_names[r->op.v]);
+            json_t *e =
+                PACK("{s:s, s:s}", "key", r->key.v, "operator", stk_selector_op_names[r->op.v]);
             if (r->values.n) {
                 json_t *vals = json_array();
                 for (uint32_t j = 0; j < r->values.n; j++)
@@ -196,7 +196,7 @@ static json_t *selector_json(const struct stk_label_selector *s)
 
 static json_t *namespace_selector(const char *ns)
 {
-    return json_pack("{s:{s:s}}", "matchLabels", "kubernetes.io/metadata.name", ns);
+    return PACK("{s:{s:s}}", "matchLabels", "kubernetes.io/metadata.name", ns);
 }
 
 static json_t *peer_json(const struct stk_erule *r)
@@ -204,24 +204,24 @@ static json_t *peer_json(const struct stk_erule *r)
     char buf[STK_CIDR_STRLEN];
     switch (r->peer) {
     case STK_PEER_SAME_NAMESPACE:
-        return json_pack("{s:{}}", "podSelector");
+        return PACK("{s:{}}", "podSelector");
     case STK_PEER_CLUSTER_DNS:
-        return json_pack("{s:o}", "namespaceSelector", namespace_selector(r->namespace));
+        return PACK("{s:o}", "namespaceSelector", namespace_selector(r->namespace));
     case STK_PEER_NAMESPACE: {
-        json_t *p = json_pack("{s:o}", "namespaceSelector", namespace_selector(r->namespace));
+        json_t *p = PACK("{s:o}", "namespaceSelector", namespace_selector(r->namespace));
         if (r->pod_selector)
             json_object_set_new(p, "podSelector", selector_json(r->pod_selector));
         return p;
     }
     case STK_PEER_IPBLOCK: {
-        json_t *ib = json_pack("{s:s}", "cidr", stk_cidr_format(&r->cidr, buf));
+        json_t *ib = PACK("{s:s}", "cidr", stk_cidr_format(&r->cidr, buf));
         if (r->n_except) {
             json_t *ex = json_array();
             for (size_t i = 0; i < r->n_except; i++)
                 json_array_append_new(ex, json_string(stk_cidr_format(&r->except[i], buf)));
             json_object_set_new(ib, "except", ex);
         }
-        return json_pack("{s:o}", "ipBlock", ib);
+        return PACK("{s:o}", "ipBlock", ib);
     }
     }
     return json_object();
@@ -231,7 +231,7 @@ static json_t *ports_json(const struct stk_eport *ports, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_t *p = json_pack("{s:s}", "protocol", stk_protocol_names[ports[i].protocol]);
+        json_t *p = PACK("{s:s}", "protocol", stk_protocol_names[ports[i].protocol]);
         if (ports[i].port)
             json_object_set_new(p, "port", json_integer(ports[i].port));
         if (ports[i].end_port)
@@ -247,7 +247,7 @@ static json_t *network_policy_json(const struct stk_boundary *b, const struct st
     json_t *rules = json_array();
     for (size_t i = 0; i < pol->n_rules; i++) {
         const struct stk_erule *r = &pol->rules[i];
-        json_t *rule = json_pack("{s:[o]}", "to", peer_json(r));
+        json_t *rule = PACK("{s:[o]}", "to", peer_json(r));
         if (r->n_ports)
             json_object_set_new(rule, "ports", ports_json(r->ports, r->n_ports));
         json_array_append_new(rules, rule);
@@ -256,7 +256,7 @@ static json_t *network_policy_json(const struct stk_boundary *b, const struct st
                            labels_json(b));
     json_object_set_new(
         o, "spec",
-        json_pack("{s:{}, s:[s], s:o}", "podSelector", "policyTypes", "Egress", "egress", rules));
+        PACK("{s:{}, s:[s], s:o}", "podSelector", "policyTypes", "Egress", "egress", rules));
     return o;
 }
 
@@ -289,7 +289,7 @@ static json_t *resource_quota_json(const struct stk_boundary *b, const char *ns)
     json_object_set_new(hard, "services.loadbalancers", json_string("0"));
     json_object_set_new(hard, "services.nodeports", json_string("0"));
     json_t *o = object_new("v1", "ResourceQuota", "sandbox-quota", ns, labels_json(b));
-    json_object_set_new(o, "spec", json_pack("{s:o}", "hard", hard));
+    json_object_set_new(o, "spec", PACK("{s:o}", "hard", hard));
     return o;
 }
 
@@ -306,15 +306,15 @@ json_t *stk_k8s_container_limits(const struct stk_boundary *b)
 static json_t *limit_range_json(const struct stk_boundary *b, const char *ns)
 {
     json_t *limits = json_array();
-    json_array_append_new(limits, json_pack("{s:s, s:o, s:o, s:o}", "type", "Container", "max",
-                                            stk_k8s_container_limits(b), "default",
-                                            stk_k8s_container_limits(b), "defaultRequest",
-                                            stk_k8s_container_limits(b)));
+    json_array_append_new(limits,
+                          PACK("{s:s, s:o, s:o, s:o}", "type", "Container", "max",
+                               stk_k8s_container_limits(b), "default", stk_k8s_container_limits(b),
+                               "defaultRequest", stk_k8s_container_limits(b)));
     if (b->home && b->home_persist)
-        json_array_append_new(limits, json_pack("{s:s, s:{s:o}}", "type", "PersistentVolumeClaim",
-                                                "max", "storage", qty_bytes(b->home_size)));
+        json_array_append_new(limits, PACK("{s:s, s:{s:o}}", "type", "PersistentVolumeClaim", "max",
+                                           "storage", qty_bytes(b->home_size)));
     json_t *o = object_new("v1", "LimitRange", "sandbox-limits", ns, labels_json(b));
-    json_object_set_new(o, "spec", json_pack("{s:o}", "limits", limits));
+    json_object_set_new(o, "spec", PACK("{s:o}", "limits", limits));
     return o;
 }
 
@@ -325,8 +325,8 @@ static const char *home_claim(const struct stk_boundary *b)
 
 static json_t *home_pvc_json(const struct stk_boundary *b, const char *ns)
 {
-    json_t *spec = json_pack("{s:[s], s:{s:{s:o}}}", "accessModes", "ReadWriteOnce", "resources",
-                             "requests", "storage", qty_bytes(b->home_size));
+    json_t *spec = PACK("{s:[s], s:{s:{s:o}}}", "accessModes", "ReadWriteOnce", "resources",
+                        "requests", "storage", qty_bytes(b->home_size));
     if (b->home_storage_class)
         json_object_set_new(spec, "storageClassName", json_string(b->home_storage_class));
     json_t *o = object_new("v1", "PersistentVolumeClaim", home_claim(b), ns, labels_json(b));
@@ -360,7 +360,7 @@ static json_t *pod_security_context(const struct stk_boundary *b)
         json_object_set_new(sc, "runAsGroup", json_integer(NONROOT_ID));
         json_object_set_new(sc, "fsGroup", json_integer(NONROOT_ID));
     }
-    json_object_set_new(sc, "seccompProfile", json_pack("{s:s}", "type", "RuntimeDefault"));
+    json_object_set_new(sc, "seccompProfile", PACK("{s:s}", "type", "RuntimeDefault"));
     return sc;
 }
 
@@ -370,7 +370,7 @@ json_t *stk_k8s_container_security_context(const struct stk_boundary *b)
     json_t *sc = json_object();
     if (lc->no_escalation)
         json_object_set_new(sc, "allowPrivilegeEscalation", json_false());
-    json_t *caps = json_pack("{s:[s]}", "drop", "ALL");
+    json_t *caps = PACK("{s:[s]}", "drop", "ALL");
     if (b->n_caps)
         json_object_set_new(caps, "add", strings_json(b->caps, b->n_caps));
     json_object_set_new(sc, "capabilities", caps);
@@ -378,7 +378,7 @@ json_t *stk_k8s_container_security_context(const struct stk_boundary *b)
     json_object_set_new(sc, "readOnlyRootFilesystem", json_boolean(lc->read_only_root));
     if (lc->run_as_non_root)
         json_object_set_new(sc, "runAsNonRoot", json_true());
-    json_object_set_new(sc, "seccompProfile", json_pack("{s:s}", "type", "RuntimeDefault"));
+    json_object_set_new(sc, "seccompProfile", PACK("{s:s}", "type", "RuntimeDefault"));
     return sc;
 }
 
@@ -387,15 +387,15 @@ json_t *stk_k8s_env(const struct stk_boundary *b)
     json_t *env = json_array();
     for (size_t i = 0; i < b->n_env; i++) {
         const struct stk_env_var *e = &b->env[i];
-        json_t *v = json_pack("{s:s}", "name", e->name.v);
+        json_t *v = PACK("{s:s}", "name", e->name.v);
         if (e->value.meta.set)
             json_object_set_new(v, "value", json_string(e->value.v));
         const struct stk_configmap_key_ref *ref = &e->value_from.config_map_key_ref;
         if (ref->meta.set) {
-            json_t *r = json_pack("{s:s, s:s}", "name", ref->name.v, "key", ref->key.v);
+            json_t *r = PACK("{s:s, s:s}", "name", ref->name.v, "key", ref->key.v);
             if (ref->optional.meta.set)
                 json_object_set_new(r, "optional", json_boolean(ref->optional.v));
-            json_object_set_new(v, "valueFrom", json_pack("{s:o}", "configMapKeyRef", r));
+            json_object_set_new(v, "valueFrom", PACK("{s:o}", "configMapKeyRef", r));
         }
         json_array_append_new(env, v);
     }
@@ -411,7 +411,7 @@ json_t *stk_k8s_env_from(const struct stk_boundary *b)
         if (f->prefix.meta.set)
             json_object_set_new(v, "prefix", json_string(f->prefix.v));
         if (f->config_map_ref.meta.set) {
-            json_t *r = json_pack("{s:s}", "name", f->config_map_ref.name.v);
+            json_t *r = PACK("{s:s}", "name", f->config_map_ref.name.v);
             if (f->config_map_ref.optional.meta.set)
                 json_object_set_new(r, "optional", json_boolean(f->config_map_ref.optional.v));
             json_object_set_new(v, "configMapRef", r);
@@ -432,11 +432,11 @@ static bool env_has(const struct stk_boundary *b, const char *name)
 static void add_volume(json_t *volumes, json_t *mounts, const char *name, const char *path,
                        bool read_only, json_t *source_key_value)
 {
-    json_t *v = json_pack("{s:s}", "name", name);
+    json_t *v = PACK("{s:s}", "name", name);
     json_object_update(v, source_key_value);
     json_decref(source_key_value);
     json_array_append_new(volumes, v);
-    json_t *m = json_pack("{s:s, s:s}", "name", name, "mountPath", path);
+    json_t *m = PACK("{s:s, s:s}", "name", name, "mountPath", path);
     if (read_only)
         json_object_set_new(m, "readOnly", json_true());
     json_array_append_new(mounts, m);
@@ -449,33 +449,31 @@ json_t *stk_k8s_empty_dir(const char *medium, int64_t size)
         json_object_set_new(ed, "medium", json_string(medium));
     if (size)
         json_object_set_new(ed, "sizeLimit", qty_bytes(size));
-    return json_pack("{s:o}", "emptyDir", ed);
+    return PACK("{s:o}", "emptyDir", ed);
 }
 
 static json_t *token_volume(void)
 {
-    return json_pack("{s:{s:[{s:{s:s, s:i}}, {s:{s:s, s:[{s:s, s:s}]}}, "
-                     "{s:{s:[{s:s, s:{s:s, s:s}}]}}]}}",
-                     "projected", "sources", "serviceAccountToken", "path", "token",
-                     "expirationSeconds", STK_K8S_TOKEN_SECONDS, "configMap", "name",
-                     "kube-root-ca.crt", "items", "key", "ca.crt", "path", "ca.crt", "downwardAPI",
-                     "items", "path", "namespace", "fieldRef", "apiVersion", "v1", "fieldPath",
-                     "metadata.namespace");
+    return PACK("{s:{s:[{s:{s:s, s:i}}, {s:{s:s, s:[{s:s, s:s}]}}, "
+                "{s:{s:[{s:s, s:{s:s, s:s}}]}}]}}",
+                "projected", "sources", "serviceAccountToken", "path", "token", "expirationSeconds",
+                STK_K8S_TOKEN_SECONDS, "configMap", "name", "kube-root-ca.crt", "items", "key",
+                "ca.crt", "path", "ca.crt", "downwardAPI", "items", "path", "namespace", "fieldRef",
+                "apiVersion", "v1", "fieldPath", "metadata.namespace");
 }
 
 static json_t *docker_sidecar(const struct stk_boundary *b)
 {
-    json_t *c = json_pack("{s:s, s:s, s:[s], s:[{s:s, s:s}]}", "name", "docker", "image",
-                          STK_K8S_DOCKER_IMAGE, "args", "--host=unix://" DOCKER_DIR "/docker.sock",
-                          "env", "name", "DOCKER_TLS_CERTDIR", "value", "");
+    json_t *c = PACK("{s:s, s:s, s:[s], s:[{s:s, s:s}]}", "name", "docker", "image",
+                     STK_K8S_DOCKER_IMAGE, "args", "--host=unix://" DOCKER_DIR "/docker.sock",
+                     "env", "name", "DOCKER_TLS_CERTDIR", "value", "");
     json_object_set_new(c, "resources",
-                        json_pack("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
-                                  stk_k8s_container_limits(b)));
-    json_object_set_new(c, "securityContext", json_pack("{s:b}", "privileged", 1));
+                        PACK("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
+                             stk_k8s_container_limits(b)));
+    json_object_set_new(c, "securityContext", PACK("{s:b}", "privileged", 1));
     json_object_set_new(c, "volumeMounts",
-                        json_pack("[{s:s, s:s}, {s:s, s:s}]", "name", "docker-socket", "mountPath",
-                                  DOCKER_DIR, "name", "docker-data", "mountPath",
-                                  "/var/lib/docker"));
+                        PACK("[{s:s, s:s}, {s:s, s:s}]", "name", "docker-socket", "mountPath",
+                             DOCKER_DIR, "name", "docker-data", "mountPath", "/var/lib/docker"));
     return c;
 }
 
@@ -521,17 +519,17 @@ static json_t *pod_spec_json(const struct stk_boundary *b, bool job)
     json_object_set_new(spec, "securityContext", pod_security_context(b));
 
     /* the sandbox container */
-    json_t *c = json_pack("{s:s, s:s}", "name", "sandbox", "image", b->image);
+    json_t *c = PACK("{s:s, s:s}", "name", "sandbox", "image", b->image);
     if (b->argc)
         json_object_set_new(c, "command", strings_json(b->argv, b->argc));
     if (b->working_dir)
         json_object_set_new(c, "workingDir", json_string(b->working_dir));
     json_t *env = stk_k8s_env(b);
     if (b->docker && !env_has(b, "DOCKER_HOST"))
-        json_array_append_new(env, json_pack("{s:s, s:s}", "name", "DOCKER_HOST", "value",
-                                             "unix://" DOCKER_DIR "/docker.sock"));
+        json_array_append_new(env, PACK("{s:s, s:s}", "name", "DOCKER_HOST", "value",
+                                        "unix://" DOCKER_DIR "/docker.sock"));
     if (b->home && !env_has(b, "HOME"))
-        json_array_append_new(env, json_pack("{s:s, s:s}", "name", "HOME", "value", HOME_PATH));
+        json_array_append_new(env, PACK("{s:s, s:s}", "name", "HOME", "value", HOME_PATH));
     if (json_array_size(env))
         json_object_set_new(c, "env", env);
     else
@@ -539,8 +537,8 @@ static json_t *pod_spec_json(const struct stk_boundary *b, bool job)
     if (b->n_env_from)
         json_object_set_new(c, "envFrom", stk_k8s_env_from(b));
     json_object_set_new(c, "resources",
-                        json_pack("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
-                                  stk_k8s_container_limits(b)));
+                        PACK("{s:o, s:o}", "limits", stk_k8s_container_limits(b), "requests",
+                             stk_k8s_container_limits(b)));
     json_object_set_new(c, "securityContext", stk_k8s_container_security_context(b));
 
     add_volume(volumes, mounts, "workspace", b->working_dir ? b->working_dir : "/workspace", false,
@@ -550,17 +548,17 @@ static json_t *pod_spec_json(const struct stk_boundary *b, bool job)
     if (b->home)
         add_volume(volumes, mounts, "home", HOME_PATH, false,
                    b->home_persist
-                       ? json_pack("{s:{s:s}}", "persistentVolumeClaim", "claimName", home_claim(b))
+                       ? PACK("{s:{s:s}}", "persistentVolumeClaim", "claimName", home_claim(b))
                        : stk_k8s_empty_dir(NULL, b->home_size));
     if (b->kube_access)
         add_volume(volumes, mounts, "kube-api-access", TOKEN_PATH, true, token_volume());
     if (b->docker) {
         add_volume(volumes, mounts, "docker-socket", DOCKER_DIR, false, stk_k8s_empty_dir(NULL, 0));
-        json_array_append_new(volumes, json_pack("{s:s, s:{}}", "name", "docker-data", "emptyDir"));
+        json_array_append_new(volumes, PACK("{s:s, s:{}}", "name", "docker-data", "emptyDir"));
     }
     json_object_set_new(c, "volumeMounts", mounts);
 
-    json_t *containers = json_pack("[o]", c);
+    json_t *containers = PACK("[o]", c);
     if (b->docker)
         json_array_append_new(containers, docker_sidecar(b));
     json_object_set_new(spec, "containers", containers);
@@ -582,8 +580,8 @@ static json_t *workload_json(const struct stk_boundary *b, const char *ns, bool 
         json_object_set_new(spec, "activeDeadlineSeconds",
                             json_integer((b->limits.wall_clock_ms + 999) / 1000));
     json_object_set_new(spec, "template",
-                        json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_json(b), "spec",
-                                  pod_spec_json(b, true)));
+                        PACK("{s:{s:o}, s:o}", "metadata", "labels", labels_json(b), "spec",
+                             pod_spec_json(b, true)));
     json_object_set_new(o, "spec", spec);
     return o;
 }
@@ -602,17 +600,17 @@ static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, cons
     json_object_set_new(pool_labels, STK_K8S_WARM_POOL_LABEL, json_string(pool));
     json_t *tpl = object_new(STK_K8S_AGENTS_API, "SandboxTemplate", pool, ns, labels_json(b));
     json_object_set_new(tpl, "spec",
-                        json_pack("{s:{s:{s:o}, s:o}, s:s}", "podTemplate", "metadata", "labels",
-                                  pool_labels, "spec", pod_spec_json(b, false),
-                                  "networkPolicyManagement", "Unmanaged"));
+                        PACK("{s:{s:{s:o}, s:o}, s:s}", "podTemplate", "metadata", "labels",
+                             pool_labels, "spec", pod_spec_json(b, false),
+                             "networkPolicyManagement", "Unmanaged"));
     json_array_append_new(out, tpl);
     json_t *wp = object_new(STK_K8S_AGENTS_API, "SandboxWarmPool", pool, ns, labels_json(b));
     json_object_set_new(wp, "spec",
-                        json_pack("{s:i, s:{s:s}}", "replicas", STK_K8S_WARM_POOL_REPLICAS,
-                                  "sandboxTemplateRef", "name", pool));
+                        PACK("{s:i, s:{s:s}}", "replicas", STK_K8S_WARM_POOL_REPLICAS,
+                             "sandboxTemplateRef", "name", pool));
     json_array_append_new(out, wp);
     json_t *claim = object_new(STK_K8S_AGENTS_API, "SandboxClaim", b->name, ns, labels_json(b));
-    json_object_set_new(claim, "spec", json_pack("{s:{s:s}}", "warmPoolRef", "name", pool));
+    json_object_set_new(claim, "spec", PACK("{s:{s:s}}", "warmPoolRef", "name", pool));
     json_array_append_new(out, claim);
     return out;
 }
@@ -753,14 +751,14 @@ static json_t *verbs_json(enum verbs v)
     case WRITE:
         return strings_json(write_verbs, STK_ARRAY_SIZE(write_verbs));
     case CREATE:
-        return json_pack("[s]", "create");
+        return PACK("[s]", "create");
     }
     return json_array();
 }
 
 static json_t *cluster_labels(void)
 {
-    return json_pack("{s:s}", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
+    return PACK("{s:s}", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
 }
 
 static json_t *cluster_role_json(enum stk_role role)
@@ -775,8 +773,8 @@ static json_t *cluster_role_json(enum stk_role role)
         json_t *res = json_array();
         for (size_t j = 0; j < STK_ARRAY_SIZE(row->resources) && row->resources[j]; j++)
             json_array_append_new(res, json_string(row->resources[j]));
-        json_array_append_new(rules, json_pack("{s:[s], s:o, s:o}", "apiGroups", row->group,
-                                               "resources", res, "verbs", verbs_json(row->verbs)));
+        json_array_append_new(rules, PACK("{s:[s], s:o, s:o}", "apiGroups", row->group, "resources",
+                                          res, "verbs", verbs_json(row->verbs)));
     }
     json_t *o =
         object_new("rbac.authorization.k8s.io/v1", "ClusterRole", name, NULL, cluster_labels());
@@ -815,9 +813,8 @@ static json_t *admission_policy(const char *name, json_t *rules, json_t *match_c
 {
     json_t *o = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", name,
                            NULL, cluster_labels());
-    json_t *spec =
-        json_pack("{s:s, s:{s:o, s:o}}", "failurePolicy", "Fail", "matchConstraints",
-                  "namespaceSelector", json_pack(MANAGED_NS_SELECTOR), "resourceRules", rules);
+    json_t *spec = PACK("{s:s, s:{s:o, s:o}}", "failurePolicy", "Fail", "matchConstraints",
+                        "namespaceSelector", PACK(MANAGED_NS_SELECTOR), "resourceRules", rules);
     if (match_conditions)
         json_object_set_new(spec, "matchConditions", match_conditions);
     json_object_set_new(spec, "validations", validations);
@@ -830,9 +827,9 @@ static json_t *admission_binding(const char *policy)
     json_t *o = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
                            policy, NULL, cluster_labels());
     json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:[s], s:{s:o}}", "policyName", policy,
-                                  "validationActions", "Deny", "matchResources",
-                                  "namespaceSelector", json_pack(MANAGED_NS_SELECTOR)));
+                        PACK("{s:s, s:[s], s:{s:o}}", "policyName", policy, "validationActions",
+                             "Deny", "matchResources", "namespaceSelector",
+                             PACK(MANAGED_NS_SELECTOR)));
     return o;
 }
 
@@ -847,30 +844,29 @@ json_t *stk_k8s_cluster_objects(void)
     json_array_append_new(out, rc);
 
     json_array_append_new(
-        out,
-        admission_policy(
-            "stockade-protect-networkpolicies",
-            json_pack("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "networking.k8s.io",
+        out, admission_policy(
+                 "stockade-protect-networkpolicies",
+                 PACK("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "networking.k8s.io",
                       "apiVersions", "v1", "operations", "UPDATE", "DELETE", "resources",
                       "networkpolicies"),
-            json_pack("[{s:s, s:s}]", "name", "managed-by-stockade", "expression",
+                 PACK("[{s:s, s:s}]", "name", "managed-by-stockade", "expression",
                       protect_policies_match),
-            json_pack("[{s:s, s:s}]", "expression", protect_policies_rule, "message",
+                 PACK("[{s:s, s:s}]", "expression", protect_policies_rule, "message",
                       "stockade's NetworkPolicies may only be changed or deleted by stockade")));
     json_array_append_new(out, admission_binding("stockade-protect-networkpolicies"));
 
     json_array_append_new(
         out, admission_policy(
                  "stockade-pod-guard",
-                 json_pack("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "", "apiVersions",
-                           "v1", "operations", "CREATE", "UPDATE", "resources", "pods"),
+                 PACK("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "", "apiVersions", "v1",
+                      "operations", "CREATE", "UPDATE", "resources", "pods"),
                  NULL,
-                 json_pack("[{s:s, s:s}, {s:s, s:s}]", "expression", pod_runtime_rule, "message",
-                           "Pods in this stockade namespace must use the namespace's "
-                           "runtimeClassName (label " STK_K8S_RUNTIME_CLASS_LABEL ")",
-                           "expression", pod_privileged_rule, "message",
-                           "privileged containers need the namespace label " STK_K8S_EXCEPTION_LABEL
-                           "=true (an operator exception)")));
+                 PACK("[{s:s, s:s}, {s:s, s:s}]", "expression", pod_runtime_rule, "message",
+                      "Pods in this stockade namespace must use the namespace's "
+                      "runtimeClassName (label " STK_K8S_RUNTIME_CLASS_LABEL ")",
+                      "expression", pod_privileged_rule, "message",
+                      "privileged containers need the namespace label " STK_K8S_EXCEPTION_LABEL
+                      "=true (an operator exception)")));
     json_array_append_new(out, admission_binding("stockade-pod-guard"));
     return out;
 }
