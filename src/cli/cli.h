@@ -60,5 +60,6 @@ int cmd_assess(int argc, char **argv);
 int cmd_reference(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_eject(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 #endif
