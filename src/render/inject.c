@@ -139,11 +139,17 @@ int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t 
                               b->name);
     if (!b->image)
         return stk_error_make(err, EINVAL, "spec.image is required to inject a sandbox container");
-    if (b->kube_access && b->kube_access_origin.source == STK_SRC_SPEC)
+    if (b->kube_access) {
+        /* Rendering it without a token would make explain's contract wrong;
+         * mounting one would hand over the workload's own identity. */
+        char from[256];
+        stk_origin_format(&b->kube_access_origin, from, sizeof(from));
         return stk_error_make(err, EINVAL,
-                              "spec.security.kubernetesAccess is not available with injection: "
-                              "the container would hold the workload's own service account "
-                              "token, not a sandbox identity");
+                              "kubernetesAccess is true (from %s) but an injected sandbox has no "
+                              "identity of its own: it would hold the workload's service account "
+                              "token; set spec.security.kubernetesAccess: false",
+                              from);
+    }
     if ((r = workload_pod_spec(workload, &spec, err)) < 0)
         return r;
 

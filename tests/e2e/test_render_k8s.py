@@ -393,3 +393,7 @@ def test_inject_errors(stockade, tmp_path):
     assert r.returncode == 1 and "nothing to eject" in r.stderr
     r = stockade("render", "--target", "kubernetes", EXAMPLES / "kubernetes" / "debug-inject.yaml")
     assert r.returncode == 1 and "--workload" in r.stderr
+    # an environment that grants tokens by default cannot grant one to an injected sandbox
+    r = stockade("render", "--target", "kubernetes", "--env", ENV, "--workload",
+                 DATA / "deployment.yaml", EXAMPLES / "kubernetes" / "debug-inject.yaml")
+    assert r.returncode == 1 and "kubernetesAccess is true (from environment" in r.stderr
