@@ -40,7 +40,8 @@ const struct cli_command cli_commands[] = {
      "      --fail-above LEVEL  exit 3 when the level is above LEVEL\n"},
     {"render", cmd_render, "print the objects a backend would apply",
      "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"
-     "                [--cluster-objects] [--workload WORKLOAD] [FILE]\n"
+     "                [--cluster-objects [--admission vap|kyverno]] [--workload WORKLOAD]\n"
+     "                [FILE]\n"
      "\n"
      "Prints the Kubernetes objects of the sandbox in FILE as one deterministic stream\n"
      "(same input, byte-identical output): Namespace, ServiceAccount, RoleBinding,\n"
@@ -53,6 +54,7 @@ const struct cli_command cli_commands[] = {
      "      --job                render a Job even without a wallClock deadline\n"
      "      --cluster-objects    also print the cluster-scoped objects (ClusterRoles,\n"
      "                           RuntimeClass, admission policies); FILE is then optional\n"
+     "      --admission ENGINE   vap (default: ValidatingAdmissionPolicy) or kyverno\n"
      "  -w, --workload WORKLOAD  injection: print WORKLOAD (a Deployment, StatefulSet or\n"
      "                           DaemonSet, YAML or JSON) with the sandbox injected\n"},
     {"eject", cmd_eject, "remove an injected sandbox from a workload",

@@ -89,11 +89,11 @@ static int load_workload(const char *path, json_t **ret)
 }
 
 static int render_kubernetes(const char *file, const char *env_file, const char *workload_file,
-                             bool cluster_objects, const struct stk_k8s_options *opt,
-                             enum render_format fmt)
+                             bool cluster_objects, enum stk_k8s_admission admission,
+                             const struct stk_k8s_options *opt, enum render_format fmt)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    json_t *out = cluster_objects ? stk_k8s_cluster_objects() : json_array();
+    json_t *out = cluster_objects ? stk_k8s_cluster_objects(admission) : json_array();
 
     if (file) {
         _cleanup_cli_sandbox_ struct cli_sandbox s = {0};
@@ -132,15 +132,14 @@ static int render_kubernetes(const char *file, const char *env_file, const char 
 int cmd_render(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"env", required_argument, NULL, 'e'},
-        {"target", required_argument, NULL, 't'},
-        {"output", required_argument, NULL, 'o'},
-        {"cluster-objects", no_argument, NULL, 'c'},
-        {"workload", required_argument, NULL, 'w'},
-        {"job", no_argument, NULL, 'j'},
-        {NULL, 0, NULL, 0},
+        {"env", required_argument, NULL, 'e'},       {"target", required_argument, NULL, 't'},
+        {"output", required_argument, NULL, 'o'},    {"cluster-objects", no_argument, NULL, 'c'},
+        {"workload", required_argument, NULL, 'w'},  {"job", no_argument, NULL, 'j'},
+        {"admission", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
     };
     const char *env_file = NULL, *target = NULL, *workload = NULL;
+    enum stk_k8s_admission admission = STK_K8S_ADMISSION_VAP;
+    bool admission_set = false;
     enum render_format fmt = FMT_YAML;
     struct stk_k8s_options kopt = {0};
     bool cluster_objects = false;
@@ -168,6 +167,15 @@ int cmd_render(int argc, char **argv)
         case 'j':
             kopt.job = true;
             break;
+        case 'a': {
+            int i = stk_enum_lookup(stk_k8s_admission_names, _STK_K8S_ADMISSION_N, optarg);
+            if (i < 0)
+                return cli_usage_error("render", "--admission must be vap or kyverno, not '%s'",
+                                       optarg);
+            admission = (enum stk_k8s_admission)i;
+            admission_set = true;
+            break;
+        }
         default:
             return cli_usage("render", stderr, EXIT_USAGE);
         }
@@ -185,7 +193,9 @@ int cmd_render(int argc, char **argv)
         return cli_usage_error("render", "--env, --workload and --job need a FILE");
     if (workload && kopt.job)
         return cli_usage_error("render", "--job and --workload exclude each other");
-    return render_kubernetes(file, env_file, workload, cluster_objects, &kopt, fmt);
+    if (admission_set && !cluster_objects)
+        return cli_usage_error("render", "--admission applies to --cluster-objects");
+    return render_kubernetes(file, env_file, workload, cluster_objects, admission, &kopt, fmt);
 }
 
 int cmd_eject(int argc, char **argv)

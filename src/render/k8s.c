@@ -808,32 +808,102 @@ static const char pod_privileged_rule[] = "(" HAS_NS_LABEL(
                              "'] == 'true') || !(" PRIVILEGED_IN("containers") " || " PRIVILEGED_IN(
                                  "initContainers") " || " PRIVILEGED_IN("ephemeralContainers") ")";
 
-static json_t *admission_policy(const char *name, json_t *rules, json_t *match_conditions,
-                                json_t *validations)
+/* The admission guard, one table for both engines: ValidatingAdmissionPolicy
+ * (built in, Kubernetes 1.30+) and Kyverno ClusterPolicies. Both evaluate
+ * the same CEL, so they decide the same way. */
+struct admission_rule {
+    const char *expression;
+    const char *message;
+};
+
+static const struct admission_policy {
+    const char *name;
+    const char *group;    /* API group of the guarded resource */
+    const char *resource; /* its plural, for the built-in engine */
+    const char *kind;     /* its kind, for Kyverno */
+    const char *operations[2];
+    const char *precondition; /* NULL: every matching request */
+    struct admission_rule rules[2];
+} admission_policies[] = {
+    {"stockade-protect-networkpolicies",
+     "networking.k8s.io",
+     "networkpolicies",
+     "NetworkPolicy",
+     {"UPDATE", "DELETE"},
+     protect_policies_match,
+     {{protect_policies_rule,
+       "stockade's NetworkPolicies may only be changed or deleted by stockade"}}},
+    {"stockade-pod-guard",
+     "",
+     "pods",
+     "Pod",
+     {"CREATE", "UPDATE"},
+     NULL,
+     {{pod_runtime_rule, "Pods in this stockade namespace must use the namespace's "
+                         "runtimeClassName (label " STK_K8S_RUNTIME_CLASS_LABEL ")"},
+      {pod_privileged_rule,
+       "privileged containers need the namespace label " STK_K8S_EXCEPTION_LABEL
+       "=true (an operator exception)"}}},
+};
+
+const char *const stk_k8s_admission_names[_STK_K8S_ADMISSION_N] = {"vap", "kyverno"};
+
+static json_t *rules_json(const struct admission_policy *p)
 {
-    json_t *o = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", name,
-                           NULL, cluster_labels());
-    json_t *spec = PACK("{s:s, s:{s:o, s:o}}", "failurePolicy", "Fail", "matchConstraints",
-                        "namespaceSelector", PACK(MANAGED_NS_SELECTOR), "resourceRules", rules);
-    if (match_conditions)
-        json_object_set_new(spec, "matchConditions", match_conditions);
-    json_object_set_new(spec, "validations", validations);
-    json_object_set_new(o, "spec", spec);
-    return o;
+    json_t *a = json_array();
+    for (size_t i = 0; i < STK_ARRAY_SIZE(p->rules) && p->rules[i].expression; i++)
+        json_array_append_new(a, PACK("{s:s, s:s}", "expression", p->rules[i].expression, "message",
+                                      p->rules[i].message));
+    return a;
 }
 
-static json_t *admission_binding(const char *policy)
+static json_t *precondition_json(const struct admission_policy *p)
 {
-    json_t *o = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
-                           policy, NULL, cluster_labels());
-    json_object_set_new(o, "spec",
-                        PACK("{s:s, s:[s], s:{s:o}}", "policyName", policy, "validationActions",
+    return PACK("[{s:s, s:s}]", "name", "managed-by-stockade", "expression", p->precondition);
+}
+
+static void vap_json(json_t *out, const struct admission_policy *p)
+{
+    json_t *o = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", p->name,
+                           NULL, cluster_labels());
+    json_t *spec = PACK("{s:s, s:{s:o, s:[{s:[s], s:[s], s:[s, s], s:[s]}]}}", "failurePolicy",
+                        "Fail", "matchConstraints", "namespaceSelector", PACK(MANAGED_NS_SELECTOR),
+                        "resourceRules", "apiGroups", p->group, "apiVersions", "v1", "operations",
+                        p->operations[0], p->operations[1], "resources", p->resource);
+    if (p->precondition)
+        json_object_set_new(spec, "matchConditions", precondition_json(p));
+    json_object_set_new(spec, "validations", rules_json(p));
+    json_object_set_new(o, "spec", spec);
+    json_array_append_new(out, o);
+
+    json_t *bind = object_new("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding",
+                              p->name, NULL, cluster_labels());
+    json_object_set_new(bind, "spec",
+                        PACK("{s:s, s:[s], s:{s:o}}", "policyName", p->name, "validationActions",
                              "Deny", "matchResources", "namespaceSelector",
                              PACK(MANAGED_NS_SELECTOR)));
-    return o;
+    json_array_append_new(out, bind);
 }
 
-json_t *stk_k8s_cluster_objects(void)
+/* Kyverno: admission only (background: false), since the rules read the
+ * request; failure blocks (Enforce). */
+static void kyverno_json(json_t *out, const struct admission_policy *p)
+{
+    json_t *o = object_new("kyverno.io/v1", "ClusterPolicy", p->name, NULL, cluster_labels());
+    json_t *rule =
+        PACK("{s:s, s:{s:[{s:{s:[s], s:[s, s], s:o}}]}}", "name", p->name + strlen("stockade-"),
+             "match", "any", "resources", "kinds", p->kind, "operations", p->operations[0],
+             p->operations[1], "namespaceSelector", PACK(MANAGED_NS_SELECTOR));
+    if (p->precondition)
+        json_object_set_new(rule, "celPreconditions", precondition_json(p));
+    json_object_set_new(rule, "validate", PACK("{s:{s:o}}", "cel", "expressions", rules_json(p)));
+    json_object_set_new(o, "spec",
+                        PACK("{s:s, s:b, s:[o]}", "validationFailureAction", "Enforce",
+                             "background", 0, "rules", rule));
+    json_array_append_new(out, o);
+}
+
+json_t *stk_k8s_cluster_objects(enum stk_k8s_admission admission)
 {
     json_t *out = json_array();
     for (int role = 0; role < _STK_ROLE_N; role++)
@@ -843,30 +913,16 @@ json_t *stk_k8s_cluster_objects(void)
     json_object_set_new(rc, "handler", json_string("runsc"));
     json_array_append_new(out, rc);
 
-    json_array_append_new(
-        out, admission_policy(
-                 "stockade-protect-networkpolicies",
-                 PACK("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "networking.k8s.io",
-                      "apiVersions", "v1", "operations", "UPDATE", "DELETE", "resources",
-                      "networkpolicies"),
-                 PACK("[{s:s, s:s}]", "name", "managed-by-stockade", "expression",
-                      protect_policies_match),
-                 PACK("[{s:s, s:s}]", "expression", protect_policies_rule, "message",
-                      "stockade's NetworkPolicies may only be changed or deleted by stockade")));
-    json_array_append_new(out, admission_binding("stockade-protect-networkpolicies"));
-
-    json_array_append_new(
-        out, admission_policy(
-                 "stockade-pod-guard",
-                 PACK("[{s:[s], s:[s], s:[s, s], s:[s]}]", "apiGroups", "", "apiVersions", "v1",
-                      "operations", "CREATE", "UPDATE", "resources", "pods"),
-                 NULL,
-                 PACK("[{s:s, s:s}, {s:s, s:s}]", "expression", pod_runtime_rule, "message",
-                      "Pods in this stockade namespace must use the namespace's "
-                      "runtimeClassName (label " STK_K8S_RUNTIME_CLASS_LABEL ")",
-                      "expression", pod_privileged_rule, "message",
-                      "privileged containers need the namespace label " STK_K8S_EXCEPTION_LABEL
-                      "=true (an operator exception)")));
-    json_array_append_new(out, admission_binding("stockade-pod-guard"));
+    for (size_t i = 0; i < STK_ARRAY_SIZE(admission_policies); i++)
+        switch (admission) {
+        case STK_K8S_ADMISSION_VAP:
+            vap_json(out, &admission_policies[i]);
+            break;
+        case STK_K8S_ADMISSION_KYVERNO:
+            kyverno_json(out, &admission_policies[i]);
+            break;
+        case _STK_K8S_ADMISSION_N:
+            break;
+        }
     return out;
 }

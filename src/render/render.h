@@ -56,10 +56,18 @@ const char *stk_k8s_namespace(const struct stk_boundary *b);
 int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *opt, json_t **ret,
                    struct stk_error **err);
 
+/* Which admission engine the guard policies are written for. */
+enum stk_k8s_admission {
+    STK_K8S_ADMISSION_VAP,     /* ValidatingAdmissionPolicy + binding (built in) */
+    STK_K8S_ADMISSION_KYVERNO, /* Kyverno ClusterPolicy */
+    _STK_K8S_ADMISSION_N
+};
+extern const char *const stk_k8s_admission_names[_STK_K8S_ADMISSION_N];
+
 /* The cluster-scoped objects every cluster needs once: the stockade-view,
  * -edit and -admin ClusterRoles, the gvisor RuntimeClass and the admission
- * policies with their bindings. */
-json_t *stk_k8s_cluster_objects(void);
+ * guard (same CEL for either engine). */
+json_t *stk_k8s_cluster_objects(enum stk_k8s_admission admission);
 
 /* Injects the sandbox into a Deployment, StatefulSet or DaemonSet (a JSON
  * object, not modified) and returns the changed copy. */

@@ -255,8 +255,10 @@ def test_warm_pool(stockade, tmp_path):
     assert r.returncode == 1 and "--job" in r.stderr
 
 
-def test_cluster_objects_valid(stockade, k8s_check, tmp_path):
-    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "-o", "json")
+@pytest.mark.parametrize("engine", ["vap", "kyverno"])
+def test_cluster_objects_valid(stockade, k8s_check, tmp_path, engine):
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--admission", engine,
+                 "-o", "json")
     assert r.returncode == 0, r.stderr
     objs = json.loads(r.stdout)["items"]
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objs]
@@ -270,10 +272,15 @@ def test_cluster_objects_valid(stockade, k8s_check, tmp_path):
     assert ok, report
 
 
-def test_admission_policies_decide_as_intended(stockade, k8s_check, tmp_path):
+@pytest.mark.parametrize("engine", ["vap", "kyverno"])
+def test_admission_policies_decide_as_intended(stockade, k8s_check, tmp_path, engine):
     """Evaluates the rendered CEL against admission requests (tests/k8s-schema/cel.mjs)."""
-    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "-o", "json")
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--admission", engine,
+                 "-o", "json")
     assert r.returncode == 0, r.stderr
+    kinds = {o["kind"] for o in json.loads(r.stdout)["items"]}
+    assert ("ClusterPolicy" in kinds) == (engine == "kyverno")
+    assert ("ValidatingAdmissionPolicy" in kinds) == (engine == "vap")
     objs = tmp_path / "cluster.json"
     objs.write_text(r.stdout)
     c = subprocess.run([shutil.which("node"), str(SCHEMA_DIR / "cel.mjs"), str(objs)],
@@ -289,6 +296,11 @@ def test_render_errors(stockade, tmp_path):
     r = stockade("render", EXAMPLES / "datalab" / "s-joe.yaml")
     assert r.returncode == 2
     r = stockade("render", "--target", "kubernetes", "-o", "toml", EXAMPLES / "datalab" / "s-joe.yaml")
+    assert r.returncode == 2
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--admission", "opa")
+    assert r.returncode == 2
+    r = stockade("render", "--target", "kubernetes", "--admission", "kyverno",
+                 EXAMPLES / "datalab" / "s-joe.yaml")
     assert r.returncode == 2
     r = stockade("render", "--target", "kubernetes", "--workload", DATA / "deployment.yaml",
                  EXAMPLES / "datalab" / "s-joe.yaml")

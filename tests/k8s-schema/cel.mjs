@@ -1,4 +1,5 @@
-// Evaluates the CEL of stockade's ValidatingAdmissionPolicies against
+// Evaluates the CEL of stockade's admission guard (ValidatingAdmissionPolicies,
+// or the Kyverno ClusterPolicies of --admission kyverno) against
 // admission requests, the way the API server would: a request is admitted
 // when a policy's matchConditions do not all hold, or when every validation
 // holds. Uses @marcbachmann/cel-js (a CEL implementation) to parse and
@@ -12,9 +13,20 @@ import { parse } from "@marcbachmann/cel-js";
 
 const input = JSON.parse(fs.readFileSync(process.argv[2] || 0, "utf8"));
 const objects = Array.isArray(input) ? input : input.items;
-const policies = new Map(
-  objects.filter((o) => o.kind === "ValidatingAdmissionPolicy").map((o) => [o.metadata.name, o.spec]),
-);
+// Both engines reduce to {matchConditions, validations}: a
+// ValidatingAdmissionPolicy directly, a Kyverno ClusterPolicy through its one
+// rule's celPreconditions and validate.cel.expressions.
+const policies = new Map();
+for (const o of objects) {
+  if (o.kind === "ValidatingAdmissionPolicy") policies.set(o.metadata.name, o.spec);
+  if (o.kind === "ClusterPolicy" && o.apiVersion === "kyverno.io/v1") {
+    const rule = o.spec.rules[0];
+    policies.set(o.metadata.name, {
+      matchConditions: rule.celPreconditions,
+      validations: rule.validate.cel.expressions,
+    });
+  }
+}
 
 function decide(policyName, vars) {
   const spec = policies.get(policyName);

@@ -8,9 +8,10 @@
 //      against the field lists of the same schemas (the package's generated
 //      type declarations, one interface per OpenAPI definition) and reject any
 //      field the schema does not declare;
-//   3. agents.x-k8s.io warm-pool objects (not upstream): their shapes are
-//      written below from agent-sandbox's v1beta1 types, with the same strict
-//      rules, and their embedded upstream types are checked as in 1 and 2;
+//   3. agents.x-k8s.io warm-pool objects and Kyverno ClusterPolicies (not
+//      upstream): their shapes are written below from agent-sandbox's v1beta1
+//      and Kyverno's v1 API types, with the same strict rules, and their
+//      embedded upstream types are checked as in 1 and 2;
 //   4. CIDRs: the schemas type ipBlock.cidr/except as plain strings, so we
 //      check their syntax (canonical, host bits clear) and that every except
 //      lies inside its cidr and family, as the API server's validation does.
@@ -192,6 +193,34 @@ const crds = {
       env: arr(obj({ name: str, value: str, containerName: str }, ["name", "value"])),
     }, ["warmPoolRef"])),
   },
+};
+
+// Kyverno (stockade render --cluster-objects --admission kyverno): the subset
+// of kyverno.io/v1 ClusterPolicy stockade writes, from Kyverno's v1 API types
+// (Spec, Rule, MatchResources, ResourceDescription, Validation.CEL).
+const labelSelector = upstream("@kubernetes-models/apimachinery/apis/meta/v1/LabelSelector", "LabelSelector");
+const admissionOps = arr(oneOf("CREATE", "UPDATE", "DELETE", "CONNECT"));
+const resourceFilter = obj({
+  resources: obj({
+    kinds: arr(str), names: arr(str), namespaces: arr(str), operations: admissionOps,
+    selector: labelSelector, namespaceSelector: labelSelector, annotations: strMap,
+  }),
+});
+crds["kyverno.io/v1"] = {
+  ClusterPolicy: crdRoot(obj({
+    validationFailureAction: oneOf("Audit", "Enforce"),
+    background: bool,
+    rules: arr(obj({
+      name: str,
+      match: obj({ any: arr(resourceFilter), all: arr(resourceFilter) }),
+      exclude: obj({ any: arr(resourceFilter), all: arr(resourceFilter) }),
+      celPreconditions: arr(obj({ name: str, expression: str }, ["name", "expression"])),
+      validate: obj({
+        message: str,
+        cel: obj({ expressions: arr(obj({ expression: str, message: str, reason: str, messageExpression: str }, ["expression"])) }),
+      }),
+    }, ["name"])),
+  }, ["rules"])),
 };
 
 async function checkUpstream(value, type, where, problems) {

@@ -484,7 +484,7 @@ static void test_cluster_roles_safe(void **state)
 {
     (void)state;
     static const char *const forbidden_verbs[] = {"bind", "escalate", "impersonate", "*"};
-    json_t *objs = stk_k8s_cluster_objects();
+    json_t *objs = stk_k8s_cluster_objects(STK_K8S_ADMISSION_VAP);
     const char *roles[] = {"stockade-view", "stockade-edit", "stockade-admin"};
     for (size_t r = 0; r < 3; r++) {
         json_t *role = find(objs, "ClusterRole", roles[r]);
