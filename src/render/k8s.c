@@ -680,7 +680,9 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
     }
     const char *pool = warm_pool(b);
     if (pool) {
-        json_array_extend(out, warm_pool_json(b, ns, pool));
+        json_t *pool_objs = warm_pool_json(b, ns, pool);
+        json_array_extend(out, pool_objs);
+        json_decref(pool_objs);
     } else {
         bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
         json_array_append_new(out, workload_json(b, ns, job));
