@@ -10,10 +10,16 @@ packages=(
   libyaml-dev libjansson-dev libcmocka-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev libevent-dev libseccomp-dev libnftables-dev libmnl-dev
   # tests and benchmarks
-  python3 python3-pytest hyperfine
+  python3 python3-pytest python3-yaml hyperfine
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
 )
+# The Kubernetes schema checks (tests/k8s-schema) run on node and npm. Keep a
+# node that is already installed (it may not be Debian's) instead of adding
+# Debian's beside it.
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

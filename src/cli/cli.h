@@ -59,5 +59,8 @@ int cmd_explain(int argc, char **argv);
 int cmd_assess(int argc, char **argv);
 int cmd_reference(int argc, char **argv);
 int cmd_netpol(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_eject(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 #endif

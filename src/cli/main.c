@@ -54,6 +54,45 @@ const struct cli_command cli_commands[] = {
      "  -m, --matrix         a table of verdicts for the given destinations, or for one\n"
      "                       of each class (same namespace, DNS, metadata, private, public)\n"
      "  -o, --output FMT     text (default) or json\n"},
+    {"render", cmd_render, "print the objects a backend would apply",
+     "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"
+     "                [--cluster-objects [--admission vap|kyverno]] [--workload WORKLOAD]\n"
+     "                [FILE]\n"
+     "\n"
+     "Prints the Kubernetes objects of the sandbox in FILE as one deterministic stream\n"
+     "(same input, byte-identical output): Namespace, ServiceAccount, RoleBinding,\n"
+     "NetworkPolicies, ResourceQuota, LimitRange, PVC, and a Pod (or a Job when the\n"
+     "sandbox has a wallClock deadline or --job is given). See docs/kubernetes.md.\n"
+     "\n"
+     "  -e, --env ENV            the operator's EnvironmentConfig\n"
+     "  -t, --target T           kubernetes\n"
+     "  -o, --output FMT         yaml (default; a multi-document stream) or json (a v1 List)\n"
+     "      --job                render a Job even without a wallClock deadline\n"
+     "      --cluster-objects    also print the cluster-scoped objects (ClusterRoles,\n"
+     "                           RuntimeClass, admission policies); FILE is then optional\n"
+     "      --admission ENGINE   vap (default: ValidatingAdmissionPolicy) or kyverno\n"
+     "  -w, --workload WORKLOAD  injection: print WORKLOAD (a Deployment, StatefulSet or\n"
+     "                           DaemonSet, YAML or JSON) with the sandbox injected\n"},
+    {"eject", cmd_eject, "remove an injected sandbox from a workload",
+     "stockade eject --workload WORKLOAD [-o yaml|json]\n"
+     "\n"
+     "Prints WORKLOAD with the sandbox that 'stockade render --workload' injected\n"
+     "removed, restored exactly from the stockade.dev/injected annotation.\n"
+     "\n"
+     "  -w, --workload WORKLOAD  the injected Deployment, StatefulSet or DaemonSet\n"
+     "  -o, --output FMT         yaml (default) or json\n"},
+    {"doctor", cmd_doctor, "check an EnvironmentConfig against the operator checks",
+     "stockade doctor --env ENV [-o text|json]\n"
+     "\n"
+     "Checks the operator's EnvironmentConfig: metadata endpoints in blacklistIPs (IPv4\n"
+     "and IPv6), podCIDRs and serviceCIDR, the externalEgress default, excludePolicies\n"
+     "with a stated replacement, token and role defaults, the privilege default. Each\n"
+     "check passes, warns or fails with why and what to change.\n"
+     "\n"
+     "  -e, --env ENV       the EnvironmentConfig to check\n"
+     "  -o, --output FMT    text (default) or json\n"
+     "\n"
+     "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 2 usage error.\n"},
     {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
      "stockade reference\n"
      "\n"

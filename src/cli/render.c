@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stockade render / stockade eject: print what a backend would apply. */
+#include "cli.h"
+#include "render/render.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+enum render_format { FMT_YAML, FMT_JSON, _FMT_N };
+static const char *const format_names[_FMT_N] = {"yaml", "json"};
+
+static int parse_format(const char *command, const char *arg, enum render_format *ret)
+{
+    int i = stk_enum_lookup(format_names, _FMT_N, arg);
+    if (i < 0)
+        return cli_usage_error(command, "--output must be yaml or json, not '%s'", arg);
+    *ret = (enum render_format)i;
+    return 0;
+}
+
+/* Prints objects (stolen): a YAML stream, or a JSON v1 List (one object
+ * alone when single is set). */
+static int print_objects(json_t *objects, enum render_format fmt, bool single)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    switch (fmt) {
+    case FMT_YAML: {
+        _cleanup_buf_ struct stk_buf out = {0};
+        int r = stk_yaml_dump(objects, &out, &err);
+        json_decref(objects);
+        if (r < 0) {
+            fprintf(stderr, "stockade: %s\n", err->msg);
+            return EXIT_INVALID;
+        }
+        fputs(stk_buf_str(&out), stdout);
+        return 0;
+    }
+    case FMT_JSON:
+        if (single)
+            cli_print_json(json_incref(json_array_get(objects, 0)));
+        else
+            cli_print_json(
+                json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List", "items", objects));
+        json_decref(objects);
+        return 0;
+    case _FMT_N:
+        break;
+    }
+    json_decref(objects);
+    return EXIT_INVALID;
+}
+
+/* Reads a workload file (YAML or JSON, exactly one object). */
+static int load_workload(const char *path, json_t **ret)
+{
+    _cleanup_fclose_ FILE *f = strcmp(path, "-") ? fopen(path, "re") : NULL;
+    FILE *in = strcmp(path, "-") ? f : stdin;
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_free_ char *data = stk_xmalloc(STK_LIMIT_FILE_BYTES + 1);
+    json_t *docs = NULL;
+
+    if (!in) {
+        fprintf(stderr, "stockade: %s: %s\n", path, strerror(errno));
+        return EXIT_INVALID;
+    }
+    size_t n = fread(data, 1, STK_LIMIT_FILE_BYTES + 1, in);
+    if (ferror(in)) {
+        fprintf(stderr, "stockade: %s: read error\n", path);
+        return EXIT_INVALID;
+    }
+    if (n > STK_LIMIT_FILE_BYTES) {
+        fprintf(stderr, "stockade: %s: larger than %d bytes\n", path, STK_LIMIT_FILE_BYTES);
+        return EXIT_INVALID;
+    }
+    if (stk_yaml_load(data, n, &docs, &err) < 0) {
+        fprintf(stderr, "stockade: %s:%s\n", path, err->msg);
+        return EXIT_INVALID;
+    }
+    if (json_array_size(docs) != 1 || !json_is_object(json_array_get(docs, 0))) {
+        fprintf(stderr, "stockade: %s: expected exactly one workload object, found %zu documents\n",
+                path, json_array_size(docs));
+        json_decref(docs);
+        return EXIT_INVALID;
+    }
+    *ret = json_incref(json_array_get(docs, 0));
+    json_decref(docs);
+    return 0;
+}
+
+static int render_kubernetes(const char *file, const char *env_file, const char *workload_file,
+                             bool cluster_objects, enum stk_k8s_admission admission,
+                             const struct stk_k8s_options *opt, enum render_format fmt)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    json_t *out = cluster_objects ? stk_k8s_cluster_objects(admission) : json_array();
+
+    if (file) {
+        _cleanup_cli_sandbox_ struct cli_sandbox s = {0};
+        int status = cli_sandbox_load(file, env_file, &s);
+        if (status != 0) {
+            json_decref(out);
+            return status;
+        }
+        json_t *objs = NULL;
+        int r;
+        if (workload_file) {
+            json_t *w = NULL;
+            if ((status = load_workload(workload_file, &w)) != 0) {
+                json_decref(out);
+                return status;
+            }
+            json_t *injected = NULL;
+            r = stk_k8s_inject(s.b, w, &injected, &err);
+            json_decref(w);
+            if (r >= 0)
+                objs = json_pack("[o]", injected);
+        } else {
+            r = stk_k8s_render(s.b, opt, &objs, &err);
+        }
+        if (r < 0) {
+            fprintf(stderr, "stockade: %s: %s\n", file, err->msg);
+            json_decref(out);
+            return EXIT_INVALID;
+        }
+        json_array_extend(out, objs);
+        json_decref(objs);
+    }
+    return print_objects(out, fmt, workload_file && !cluster_objects);
+}
+
+int cmd_render(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"env", required_argument, NULL, 'e'},       {"target", required_argument, NULL, 't'},
+        {"output", required_argument, NULL, 'o'},    {"cluster-objects", no_argument, NULL, 'c'},
+        {"workload", required_argument, NULL, 'w'},  {"job", no_argument, NULL, 'j'},
+        {"admission", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+    };
+    const char *env_file = NULL, *target = NULL, *workload = NULL;
+    enum stk_k8s_admission admission = STK_K8S_ADMISSION_VAP;
+    bool admission_set = false;
+    enum render_format fmt = FMT_YAML;
+    struct stk_k8s_options kopt = {0};
+    bool cluster_objects = false;
+    int c, r;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "e:t:o:w:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            env_file = optarg;
+            break;
+        case 't':
+            target = optarg;
+            break;
+        case 'o':
+            if ((r = parse_format("render", optarg, &fmt)) != 0)
+                return r;
+            break;
+        case 'c':
+            cluster_objects = true;
+            break;
+        case 'w':
+            workload = optarg;
+            break;
+        case 'j':
+            kopt.job = true;
+            break;
+        case 'a': {
+            int i = stk_enum_lookup(stk_k8s_admission_names, _STK_K8S_ADMISSION_N, optarg);
+            if (i < 0)
+                return cli_usage_error("render", "--admission must be vap or kyverno, not '%s'",
+                                       optarg);
+            admission = (enum stk_k8s_admission)i;
+            admission_set = true;
+            break;
+        }
+        default:
+            return cli_usage("render", stderr, EXIT_USAGE);
+        }
+    }
+    if (!target)
+        return cli_usage_error("render", "--target is required (kubernetes)");
+    if (strcmp(target, "kubernetes"))
+        return cli_usage_error("render", "unknown --target '%s' (kubernetes)", target);
+    if (argc - optind > 1)
+        return cli_usage_error("render", "takes one FILE");
+    const char *file = optind < argc ? argv[optind] : NULL;
+    if (!file && !cluster_objects)
+        return cli_usage_error("render", "needs a FILE (or --cluster-objects)");
+    if (!file && (workload || env_file || kopt.job))
+        return cli_usage_error("render", "--env, --workload and --job need a FILE");
+    if (workload && kopt.job)
+        return cli_usage_error("render", "--job and --workload exclude each other");
+    if (admission_set && !cluster_objects)
+        return cli_usage_error("render", "--admission applies to --cluster-objects");
+    return render_kubernetes(file, env_file, workload, cluster_objects, admission, &kopt, fmt);
+}
+
+int cmd_eject(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"workload", required_argument, NULL, 'w'},
+        {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *workload = NULL;
+    enum render_format fmt = FMT_YAML;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int c, r;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "w:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w':
+            workload = optarg;
+            break;
+        case 'o':
+            if ((r = parse_format("eject", optarg, &fmt)) != 0)
+                return r;
+            break;
+        default:
+            return cli_usage("eject", stderr, EXIT_USAGE);
+        }
+    }
+    if (!workload)
+        return cli_usage_error("eject", "--workload FILE is required");
+    if (optind < argc)
+        return cli_usage_error("eject", "takes no positional arguments");
+    json_t *w = NULL, *out = NULL;
+    if ((r = load_workload(workload, &w)) != 0)
+        return r;
+    r = stk_k8s_eject(w, &out, &err);
+    json_decref(w);
+    if (r < 0) {
+        fprintf(stderr, "stockade: %s: %s\n", workload, err->msg);
+        return EXIT_INVALID;
+    }
+    return print_objects(json_pack("[o]", out), fmt, true);
+}
