@@ -144,20 +144,31 @@ static bool except_redundant(const struct stk_erule *r, size_t i)
     return false;
 }
 
-static void ipblock_peer(const struct stk_erule *r, struct stk_buf *peer)
+/* The except list of an ipBlock: its own excepts, minus those another one
+ * covers; for allow-external-egress also the local address pool, which is
+ * this machine's pod CIDR (Datalab excepts podCIDRs from broad egress so
+ * that other namespaces are reached only through internal egress). */
+static void ipblock_peer(const struct stk_erule *r, const struct stk_cidr *extra, size_t n_extra,
+                         struct stk_buf *peer)
 {
     char cb[STK_CIDR_STRLEN];
     const char *kw = family_kw[r->cidr.family];
     stk_buf_printf(peer, "%s daddr %s", kw, stk_cidr_format(&r->cidr, cb));
     bool first = true;
-    for (size_t i = 0; i < r->n_except; i++) {
-        if (except_redundant(r, i))
+    for (size_t i = 0; i < r->n_except + n_extra; i++) {
+        const struct stk_cidr *c = i < r->n_except ? &r->except[i] : &extra[i - r->n_except];
+        if (i < r->n_except ? except_redundant(r, i) : !stk_cidr_contains(&r->cidr, c))
+            continue;
+        bool covered = false;
+        for (size_t j = 0; i >= r->n_except && j < r->n_except && !covered; j++)
+            covered = stk_cidr_contains(&r->except[j], c);
+        if (covered)
             continue;
         if (first)
             stk_buf_printf(peer, " %s daddr != { ", kw);
         else
             stk_buf_puts(peer, ", ");
-        stk_buf_puts(peer, addr_text(&r->except[i], cb));
+        stk_buf_puts(peer, addr_text(c, cb));
         first = false;
     }
     if (!first)
@@ -210,10 +221,13 @@ static void rule_lines(const struct stk_boundary *b, const struct stk_nft_facts 
                        addr_text(&f->resolver, cb));
         accept_lines(out, chain, stk_buf_str(&peer), r, stk_buf_str(&why));
         return;
-    case STK_PEER_IPBLOCK:
-        ipblock_peer(r, &peer);
+    case STK_PEER_IPBLOCK: {
+        const struct stk_cidr pools[2] = {f->pool4, f->pool6};
+        bool ext = p->id == STK_NETPOL_EXTERNAL;
+        ipblock_peer(r, pools, ext ? 2 : 0, &peer);
         accept_lines(out, chain, stk_buf_str(&peer), r, stk_buf_str(&why));
         return;
+    }
     }
 }
 

@@ -52,6 +52,8 @@ static struct stk_nft_facts facts(const char *ns, bool resolver)
     assert_int_equal(stk_addr_parse("fd88::5", &f.addr6), 0);
     assert_int_equal(stk_addr_parse("10.88.0.1", &f.bridge4), 0);
     assert_int_equal(stk_addr_parse("fd88::1", &f.bridge6), 0);
+    assert_int_equal(stk_cidr_parse("10.88.0.0/16", &f.pool4, NULL), 0);
+    assert_int_equal(stk_cidr_parse("fd88::/64", &f.pool6, NULL), 0);
     if (resolver)
         assert_int_equal(stk_addr_parse("10.88.0.1", &f.resolver), 0);
     return f;
@@ -157,8 +159,9 @@ static void test_text_checks(void **state)
     /* the metadata endpoints are excepted, per family */
     assert_int_equal(stk_nft_render(b, &f, &text, &err), 0);
     assert_non_null(strstr(text, "ip daddr 0.0.0.0/0 ip daddr != { 169.254.169.254, "
-                                 "169.254.42.42, 10.42.0.0/16, 10.43.0.0/16 }"));
-    assert_non_null(strstr(text, "ip6 daddr ::/0 ip6 daddr != { fd00:ec2::254, fd00:42::42 }"));
+                                 "169.254.42.42, 10.42.0.0/16, 10.43.0.0/16, 10.88.0.0/16 }"));
+    assert_non_null(
+        strstr(text, "ip6 daddr ::/0 ip6 daddr != { fd00:ec2::254, fd00:42::42, fd88::/64 }"));
     assert_non_null(strstr(text, "log group 7 prefix \"stk:s-jeff-1:\""));
     assert_null(strstr(text, "masquerade"));
     free(TAKE_PTR(text));
