@@ -14,7 +14,7 @@
  *
  * OPTIONS: --host-netns PATH (act as if that namespace were the host:
  * tests never touch the real host's links or rules), --run-dir DIR,
- * --log-group N.
+ * --log-group N, --rate N (log: events per sandbox per second).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 {
     struct stk_net_config cfg;
     stk_net_config_default(&cfg);
+    int rate = -1;
     int i = 1;
     for (; i + 1 < argc && stk_startswith(argv[i], "--"); i += 2) {
         if (!strcmp(argv[i], "--host-netns")) {
@@ -65,6 +66,8 @@ int main(int argc, char **argv)
             close(fd);
         } else if (!strcmp(argv[i], "--run-dir")) {
             cfg.run_dir = argv[i + 1];
+        } else if (!strcmp(argv[i], "--rate")) {
+            rate = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--log-group")) {
             cfg.log_group = (uint16_t)atoi(argv[i + 1]);
         } else {
@@ -145,6 +148,8 @@ int main(int argc, char **argv)
         if (stk_egress_log_open(cfg.log_group, &lg, &err) < 0)
             return fail(err);
         stk_egress_log_watch(lg, argv[i + 1], l.b);
+        if (rate >= 0)
+            stk_egress_log_set_rate(lg, (unsigned)rate);
         printf("ready\n");
         fflush(stdout);
         struct stk_egress_event ev[64];

@@ -88,6 +88,9 @@ struct stk_egress_event {
 struct stk_egress_log;
 /* Binds the NFLOG group in the calling thread's network namespace. */
 int stk_egress_log_open(uint16_t group, struct stk_egress_log **ret, struct stk_error **err);
+/* Events per sandbox per second before suppression (default
+ * STK_EGRESS_LOG_RATE; 0 = no limit). */
+void stk_egress_log_set_rate(struct stk_egress_log *l, unsigned per_second);
 /* Tells the reader sandbox id's boundary, so events name the policy. */
 int stk_egress_log_watch(struct stk_egress_log *l, const char *id, const struct stk_boundary *b);
 int stk_egress_log_fd(const struct stk_egress_log *l);

@@ -32,6 +32,7 @@ struct watch {
 struct stk_egress_log {
     struct mnl_socket *nl;
     uint16_t group;
+    unsigned rate;
     struct watch *w;
     size_t n;
     /* the read in progress */
@@ -94,6 +95,7 @@ int stk_egress_log_open(uint16_t group, struct stk_egress_log **ret, struct stk_
     struct stk_egress_log *l = stk_xcalloc(1, sizeof(*l));
     l->nl = nl;
     l->group = group;
+    l->rate = STK_EGRESS_LOG_RATE;
     l->w = stk_xcalloc(MAX_WATCH, sizeof(*l->w));
     *ret = l;
     return 0;
@@ -109,6 +111,11 @@ static struct watch *watch_of(struct stk_egress_log *l, const char *id)
     struct watch *w = &l->w[l->n++];
     snprintf(w->id, sizeof(w->id), "%s", id);
     return w;
+}
+
+void stk_egress_log_set_rate(struct stk_egress_log *l, unsigned per_second)
+{
+    l->rate = per_second;
 }
 
 int stk_egress_log_watch(struct stk_egress_log *l, const char *id, const struct stk_boundary *b)
@@ -237,7 +244,7 @@ static int packet_cb(const struct nlmsghdr *nlh, void *data)
         w->window = now;
         w->count = 0;
     }
-    if (w->count >= STK_EGRESS_LOG_RATE) {
+    if (l->rate && w->count >= l->rate) {
         w->suppressed++;
         return MNL_CB_OK;
     }
