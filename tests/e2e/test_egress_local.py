@@ -250,6 +250,9 @@ CASES = {
     "strict": ("", False, ("0.0.0.0/0", "::/0")),
     "allowlist": (ALLOWLIST, False, ("0.0.0.0/0", "::/0")),
     "narrow-external": ("", True, ("203.0.113.0/25",)),
+    # DNS allowed, the resolver outside every external CIDR: only UDP/TCP 53
+    # to the configured resolver passes
+    "dns-only": ("", True, ("2001:db8::/32",)),
 }
 
 
@@ -258,7 +261,8 @@ def destinations(same, other):
         ("203.0.113.10", 443, "tcp", None),
         ("203.0.113.10", 80, "tcp", None),
         ("203.0.113.200", 443, "tcp", None),
-        ("203.0.113.53", 53, "udp", None),
+        ("203.0.113.53", 53, "udp", "kube-system"),  # the resolver is the cluster DNS
+        ("203.0.113.53", 443, "tcp", "kube-system"),
         ("203.0.113.10", 53, "udp", None),
         ("169.254.169.254", 80, "tcp", None),
         ("10.43.0.10", 443, "tcp", None),
