@@ -43,6 +43,13 @@ static int load(const char *spec, const char *env, struct loaded *l)
     return 0;
 }
 
+static void loaded_free(struct loaded *l)
+{
+    stk_boundary_free(l->b);
+    stk_docset_free(l->sb);
+    stk_docset_free(l->env);
+}
+
 static int fail(struct stk_error *e)
 {
     fprintf(stderr, "stk-net-helper: %s\n", e ? e->msg : "failed");
@@ -81,7 +88,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[i++];
     struct stk_error *err = NULL;
-    struct loaded l = {0};
+    _cleanup_(loaded_free) struct loaded l = {0};
 
     if (!strcmp(cmd, "up") || !strcmp(cmd, "render")) {
         if (argc - i < 2)

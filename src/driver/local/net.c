@@ -427,16 +427,15 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
     }
     if ((r = IP(-1, err, "link", "set", c->bridge, "up")) < 0)
         return r;
-    /* Route between sandboxes and out of the bridge, without telling a
-     * sandbox to go around the host (redirects would bypass nothing — the
-     * ports are isolated — but they would break the connection). */
+    /* Route between sandboxes and out of the bridge. Sandboxes ignore ICMP
+     * redirects (set inside), so the host's global send_redirects stays as
+     * the operator left it; only the bridge's own is turned off. */
     _cleanup_free_ char *f4 = stk_xasprintf("/proc/sys/net/ipv4/conf/%s/forwarding", c->bridge);
     _cleanup_free_ char *f6 =
         stk_xasprintf("/proc/sys/net/ipv6/conf/%s/force_forwarding", c->bridge);
     _cleanup_free_ char *rd = stk_xasprintf("/proc/sys/net/ipv4/conf/%s/send_redirects", c->bridge);
-    const char *kv[] = {f4,  "1", f6, "1", rd, "0", "/proc/sys/net/ipv4/conf/all/send_redirects",
-                        "0", NULL};
-    if (c->nat) {
+    const char *kv[] = {f4, "1", f6, "1", rd, "0", NULL, NULL, NULL};
+    if (c->nat) { /* the operator's switch: route out of the uplink */
         kv[6] = "/proc/sys/net/ipv4/ip_forward";
         kv[7] = "1";
     }
@@ -599,12 +598,113 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
     return 0;
 }
 
+/* ---- setup as a list of steps ------------------------------------------- */
+
+struct setup {
+    struct stk_net *n;
+    const struct stk_boundary *b;
+    char *rules, *undo_rules;
+};
+
+static int step_lease(struct setup *s, struct stk_error **err)
+{
+    int r = lease_take(&s->n->cfg, s->n->id, &s->n->index, err);
+    if (r >= 0)
+        facts_fill(s->n);
+    return r;
+}
+
+static void undo_lease(struct setup *s)
+{
+    lease_drop(&s->n->cfg, s->n->index);
+}
+
+/* Nothing is touched when the model does not compile. */
+static int step_compile(struct setup *s, struct stk_error **err)
+{
+    int r = stk_nft_render(s->b, &s->n->facts, &s->rules, err);
+    return r < 0 ? r : stk_nft_render_remove(&s->n->facts, &s->undo_rules, err);
+}
+
+static int step_bridge(struct setup *s, struct stk_error **err)
+{
+    int r = bridge_up(&s->n->cfg, &s->n->facts, err);
+    if (r < 0)
+        bridge_down_if_unused(&s->n->cfg);
+    return r;
+}
+
+/* Shared: goes when no sandbox is left. */
+static void undo_bridge(struct setup *s)
+{
+    bridge_down_if_unused(&s->n->cfg);
+}
+
+static int step_netns(struct setup *s, struct stk_error **err)
+{
+    return netns_make(s->n->netns, err);
+}
+
+static void undo_netns(struct setup *s)
+{
+    netns_remove(s->n->netns);
+}
+
+static int step_veth(struct setup *s, struct stk_error **err)
+{
+    return veth_make(s->n, err);
+}
+
+static void undo_veth(struct setup *s)
+{
+    struct stk_error *e = NULL;
+    (void)IP(-1, &e, "link", "del", s->n->veth);
+    stk_error_freep(&e);
+}
+
+/* Undone with the namespace. */
+static int step_inside(struct setup *s, struct stk_error **err)
+{
+    return inside_setup(s->n, err);
+}
+
+/* One transaction: all or nothing. */
+static int step_rules(struct setup *s, struct stk_error **err)
+{
+    return nft_apply(s->rules, err);
+}
+
+static void undo_rules(struct setup *s)
+{
+    struct stk_error *e = NULL;
+    (void)nft_apply(s->undo_rules, &e);
+    stk_error_freep(&e);
+}
+
+static int step_state(struct setup *s, struct stk_error **err)
+{
+    return state_write(s->n, err);
+}
+
+/* In order (nsjail's containProc, bubblewrap's SetupOp list): a failing
+ * step cleans up after itself, then the earlier steps' undos run, last
+ * first. */
+static const struct {
+    const char *name;
+    int (*run)(struct setup *s, struct stk_error **err);
+    void (*undo)(struct setup *s);
+} setup_steps[] = {
+    {"address lease", step_lease, undo_lease}, {"ruleset", step_compile, NULL},
+    {"bridge", step_bridge, undo_bridge},      {"network namespace", step_netns, undo_netns},
+    {"veth pair", step_veth, undo_veth},       {"addresses and routes", step_inside, NULL},
+    {"nftables", step_rules, undo_rules},      {"state", step_state, NULL},
+};
+
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
                struct stk_net **ret, struct stk_error **err)
 {
     _cleanup_(net_freep) struct stk_net *n = NULL;
     _cleanup_close_ int lock = -1;
-    _cleanup_free_ char *rules = NULL, *undo_rules = NULL;
     int r;
 
     if (!stk_nft_id_valid(id))
@@ -622,52 +722,24 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
     if (link_exists(n->veth))
         return stk_error_make(err, EEXIST, "link %s exists (another sandbox id?)", n->veth);
 
-    /* 1. lease */
-    if ((r = lease_take(c, id, &n->index, err)) < 0)
+    struct setup s = {.n = n, .b = b};
+    size_t i;
+    for (i = 0; i < STK_ARRAY_SIZE(setup_steps); i++)
+        if ((r = setup_steps[i].run(&s, err)) < 0)
+            break;
+    if (r < 0) {
+        const char *failed = setup_steps[i].name;
+        while (i-- > 0)
+            if (setup_steps[i].undo)
+                setup_steps[i].undo(&s);
+        r = stk_error_wrap(err, "sandbox %s network (%s)", id, failed);
+    }
+    free(s.rules);
+    free(s.undo_rules);
+    if (r < 0)
         return r;
-    facts_fill(n);
-    /* 2. compile: nothing is touched when the model does not compile */
-    if ((r = stk_nft_render(b, &n->facts, &rules, err)) < 0 ||
-        (r = stk_nft_render_remove(&n->facts, &undo_rules, err)) < 0)
-        goto undo_lease;
-    /* 3. bridge (shared; removed by down/gc when no port is left) */
-    if ((r = bridge_up(c, &n->facts, err)) < 0)
-        goto undo_bridge;
-    /* 4. namespace */
-    if ((r = netns_make(n->netns, err)) < 0)
-        goto undo_bridge;
-    /* 5. veth pair */
-    if ((r = veth_make(n, err)) < 0)
-        goto undo_netns;
-    /* 6. inside */
-    if ((r = inside_setup(n, err)) < 0)
-        goto undo_veth;
-    /* 7. rules, one transaction */
-    if ((r = nft_apply(rules, err)) < 0)
-        goto undo_veth;
-    /* 8. state, for down and gc in other processes */
-    if ((r = state_write(n, err)) < 0)
-        goto undo_rules;
     *ret = TAKE_PTR(n);
     return 0;
-
-undo_rules : {
-    struct stk_error *e = NULL;
-    (void)nft_apply(undo_rules, &e);
-    stk_error_freep(&e);
-}
-undo_veth : {
-    struct stk_error *e = NULL;
-    (void)IP(-1, &e, "link", "del", n->veth);
-    stk_error_freep(&e);
-}
-undo_netns:
-    netns_remove(n->netns);
-undo_bridge:
-    bridge_down_if_unused(c);
-undo_lease:
-    lease_drop(c, n->index);
-    return stk_error_wrap(err, "sandbox %s network", id);
 }
 
 int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net **ret,
