@@ -98,9 +98,9 @@ class World:
         self.procs = []
         self.ids = []
 
-    def helper(self, *args, check=True):
+    def helper(self, *args, check=True, options=()):
         return sh(HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", self.run_dir,
-                  "--log-group", GROUP, *args, check=check)
+                  "--log-group", GROUP, *options, *args, check=check)
 
     def build(self):
         sh("ip", "netns", "add", HOST)
@@ -145,11 +145,12 @@ class World:
         assert p.stdout.readline().strip() == "listening"
         self.procs.append(p)
 
-    def up(self, sid, spec, env=None):
-        r = self.helper("up", sid, spec, *([env] if env else []))
+    def up(self, sid, spec, env=None, options=()):
+        r = self.helper("up", sid, spec, *([env] if env else []), options=options)
         self.ids.append(sid)
-        path, a4, a6, veth = r.stdout.split()
-        return {"netns": path, "v4": a4.split("/")[0], "v6": a6.split("/")[0], "veth": veth}
+        path, a4, a6, veth, group = r.stdout.split()
+        return {"netns": path, "v4": a4.split("/")[0], "v6": a6.split("/")[0], "veth": veth,
+                "group": int(group)}
 
     def down(self, sid):
         self.helper("down", sid)
@@ -305,8 +306,8 @@ def test_parity_with_netpol_trace(world, stockade, tmp_path, case):
     sb = world.up(f"t-{case}", spec, env)
 
     log = subprocess.Popen(
-        [HELPER, "--host-netns", f"/run/netns/{HOST}", "--log-group", GROUP, "--rate", "0",
-         "log", "2500", f"t-{case}", spec, env], stdout=subprocess.PIPE, text=True)
+        [HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", world.run_dir,
+         "--log-group", GROUP, "--rate", "0", "log", "2500", f"t-{case}", spec, env], stdout=subprocess.PIPE, text=True)
     assert log.stdout.readline().strip() == "ready"
 
     dests = destinations(same, other)
@@ -344,7 +345,8 @@ def test_denials_are_rate_limited_with_a_summary(world, tmp_path):
     spec = sandbox_file(tmp_path, "noisy", "lab-002")
     sb = world.up("noisy", spec, env)
     log = subprocess.Popen(
-        [HELPER, "--host-netns", f"/run/netns/{HOST}", "--log-group", GROUP, "log", "2500",
+        [HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", world.run_dir,
+         "--log-group", GROUP, "log", "2500",
          "noisy", spec, env], stdout=subprocess.PIPE, text=True)
     assert log.stdout.readline().strip() == "ready"
     world.probe(sb, [{"addr": "203.0.113.10", "port": 1000 + i, "proto": "udp"}
@@ -408,3 +410,19 @@ def test_failed_setup_undoes_itself(world, tmp_path):
     r = sh("nft", "list", "tables", ns=HOST)
     assert "stockade" not in r.stdout
     sh("ip", "-n", HOST, "link", "del", "stk0", check=False)
+
+
+def test_host_only_offered_services(world, tmp_path):
+    """The host is reachable only at the services stockade offers on the
+    bridge address, whatever the egress model allows."""
+    env = env_file(tmp_path)  # 0.0.0.0/0 allowed: the host rule must still hold
+    spec = sandbox_file(tmp_path, "svc", "lab-002")
+    world.listen(HOST, "9998")
+    sb = world.up("svc", spec, env, options=("--service", "tcp:9999"))
+    got = world.probe(sb, [
+        {"addr": "10.88.0.1", "port": 9999, "proto": "tcp"},
+        {"addr": "fd88::1", "port": 9999, "proto": "tcp"},
+        {"addr": "10.88.0.1", "port": 9998, "proto": "tcp"},
+        {"addr": "198.51.100.1", "port": 9999, "proto": "tcp"},  # another host address
+    ])
+    assert got == [True, True, False, False]

@@ -4,7 +4,8 @@
  * driver will call, as subcommands, so pytest can prove enforcement with
  * real packets (tests/e2e/test_egress_local.py). Not installed.
  *
- *   stk-net-helper [OPTIONS] up ID SPEC [ENV]      prints netns path, v4, v6
+ *   stk-net-helper [OPTIONS] up ID SPEC [ENV]      prints netns path, v4, v6,
+ *                                                  veth, NFLOG group
  *   stk-net-helper [OPTIONS] down ID
  *   stk-net-helper [OPTIONS] gc [LIVE-ID...]       prints objects removed
  *   stk-net-helper [OPTIONS] log MS ID SPEC [ENV]  prints "ready", then one
@@ -14,7 +15,8 @@
  *
  * OPTIONS: --host-netns PATH (act as if that namespace were the host:
  * tests never touch the real host's links or rules), --run-dir DIR,
- * --log-group N, --rate N (log: events per sandbox per second).
+ * --log-group BASE, --service tcp:PORT (offered on the bridge), --rate N
+ * (log: events per sandbox per second).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
     struct stk_net_config cfg;
     stk_net_config_default(&cfg);
     int rate = -1;
+    struct stk_nft_service services[4];
+    size_t n_services = 0;
     int i = 1;
     for (; i + 1 < argc && stk_startswith(argv[i], "--"); i += 2) {
         if (!strcmp(argv[i], "--host-netns")) {
@@ -76,7 +80,16 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--rate")) {
             rate = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--log-group")) {
-            cfg.log_group = (uint16_t)atoi(argv[i + 1]);
+            cfg.log_group_base = (uint16_t)atoi(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--service")) {
+            /* PROTO:PORT offered on the bridge address, e.g. tcp:9999 */
+            if (n_services == STK_ARRAY_SIZE(services))
+                return 2;
+            services[n_services].protocol =
+                stk_startswith(argv[i + 1], "udp:") ? STK_PROTO_UDP : STK_PROTO_TCP;
+            services[n_services++].port = (uint16_t)atoi(strchr(argv[i + 1], ':') + 1);
+            cfg.services = services;
+            cfg.n_services = n_services;
         } else {
             fprintf(stderr, "stk-net-helper: unknown option %s\n", argv[i]);
             return 2;
@@ -104,7 +117,7 @@ int main(int argc, char **argv)
                                       .bridge = cfg.bridge,
                                       .veth = "stk-render",
                                       .resolver = cfg.resolver,
-                                      .log_group = cfg.log_group,
+                                      .log_group = cfg.log_group_base,
                                       .nat = cfg.nat,
                                       .pool4 = cfg.pool4,
                                       .pool6 = cfg.pool6};
@@ -126,7 +139,8 @@ int main(int argc, char **argv)
             stk_cidr_format(&a4, b4);
         if (a6.family)
             stk_cidr_format(&a6, b6);
-        printf("%s %s %s %s\n", stk_net_netns_path(n), b4, b6, stk_net_veth(n));
+        printf("%s %s %s %s %u\n", stk_net_netns_path(n), b4, b6, stk_net_veth(n),
+               stk_net_log_group(n));
         stk_net_free(n);
         return 0;
     }
@@ -151,8 +165,13 @@ int main(int argc, char **argv)
         int ms = atoi(argv[i]);
         if (load(argv[i + 2], argc - i > 3 ? argv[i + 3] : NULL, &l) < 0)
             return 1;
+        struct stk_net *net = NULL;
+        if (stk_net_open(&cfg, argv[i + 1], &net, &err) < 0)
+            return fail(err);
+        uint16_t group = stk_net_log_group(net);
+        stk_net_free(net);
         struct stk_egress_log *lg = NULL;
-        if (stk_egress_log_open(cfg.log_group, &lg, &err) < 0)
+        if (stk_egress_log_open(group, &lg, &err) < 0)
             return fail(err);
         stk_egress_log_watch(lg, argv[i + 1], l.b);
         if (rate >= 0)

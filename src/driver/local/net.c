@@ -44,7 +44,7 @@ static const char *const ip_paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"
 void stk_net_config_default(struct stk_net_config *c)
 {
     *c = (struct stk_net_config){
-        .run_dir = STK_NET_RUN_DIR, .bridge = STK_NET_BRIDGE, .log_group = STK_NET_LOG_GROUP};
+        .run_dir = STK_NET_RUN_DIR, .bridge = STK_NET_BRIDGE, .log_group_base = STK_NET_LOG_GROUP};
     (void)stk_cidr_parse(STK_NET_POOL4, &c->pool4, NULL);
     (void)stk_cidr_parse(STK_NET_POOL6, &c->pool6, NULL);
 }
@@ -163,9 +163,12 @@ static int sysctls_in(int netns_fd, const char *const *kv, struct stk_error **er
     if (pid == 0) {
         if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
             _exit(126);
-        for (size_t i = 0; kv[i]; i += 2)
-            if (write_file(kv[i], kv[i + 1]) < 0 && errno != ENOENT)
+        /* a sysctl this kernel lacks (force_forwarding before 6.17) is skipped */
+        for (size_t i = 0; kv[i]; i += 2) {
+            int r = write_file(kv[i], kv[i + 1]);
+            if (r < 0 && r != -ENOENT)
                 _exit(1);
+        }
         _exit(0);
     }
     int st = 0;
@@ -347,7 +350,7 @@ static void facts_fill(struct stk_net *n)
                                 .resolver = c->resolver,
                                 .services = c->services,
                                 .n_services = c->n_services,
-                                .log_group = c->log_group,
+                                .log_group = (uint16_t)(c->log_group_base + n->index),
                                 .nat = c->nat,
                                 .pool4 = c->pool4,
                                 .pool6 = c->pool6};
@@ -595,6 +598,9 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
         return stk_error_make(err, EINVAL, "IPv4 address pool too small (at most /29)");
     if (c->pool6.family == STK_FAMILY_V6 && c->pool6.prefix > 125)
         return stk_error_make(err, EINVAL, "IPv6 address pool too small (at most /125)");
+    if ((unsigned)c->log_group_base + STK_NET_MAX_SANDBOXES + 2 > UINT16_MAX)
+        return stk_error_make(err, EINVAL, "NFLOG group base %u too high (at most %u)",
+                              c->log_group_base, UINT16_MAX - STK_NET_MAX_SANDBOXES - 2);
     return 0;
 }
 
@@ -759,6 +765,11 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
 const char *stk_net_netns_path(const struct stk_net *n)
 {
     return n->netns;
+}
+
+uint16_t stk_net_log_group(const struct stk_net *n)
+{
+    return n->facts.log_group;
 }
 
 const char *stk_net_veth(const struct stk_net *n)

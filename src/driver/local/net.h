@@ -28,7 +28,7 @@ struct stk_net_config {
     struct stk_cidr pool4, pool6; /* either may be absent (family NONE), not both */
     struct stk_cidr resolver;     /* where allow-dns-egress goes; absent: DNS denied */
     bool nat;                     /* masquerade to the uplink (EnvironmentConfig data.local.nat) */
-    uint16_t log_group;
+    uint16_t log_group_base;      /* sandbox with address index i logs to group base + i */
     const struct stk_nft_service *services; /* offered on the bridge address */
     size_t n_services;
 };
@@ -57,6 +57,9 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
                  struct stk_error **err);
 const char *stk_net_netns_path(const struct stk_net *n);
 const char *stk_net_veth(const struct stk_net *n);
+/* The NFLOG group of the sandbox's denials: its own, so that each run's
+ * reader (stk_egress_log_open) binds only its sandbox's group. */
+uint16_t stk_net_log_group(const struct stk_net *n);
 /* The sandbox's addresses (family NONE when absent). */
 void stk_net_addresses(const struct stk_net *n, struct stk_cidr *ret4, struct stk_cidr *ret6);
 /* Removes everything stk_net_up created, and the bridge and tables when no
