@@ -245,18 +245,22 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
                       "policy accept; }\n"
                       "flush chain " T " forward\n"
                       "flush chain " T " input\n");
-    /* A sandbox is known by its source address (bridged packets show the
-     * bridge as iifname); the bridge table binds each address to its port. */
-    stk_buf_printf(out,
-                   "add rule " T " forward iifname \"%1$s\" ip saddr vmap @sb4\n"
-                   "add rule " T " forward iifname \"%1$s\" ip6 saddr vmap @sb6\n"
-                   "add rule " T " forward iifname \"%1$s\" counter drop\n"
-                   "add rule " T " input iifname \"%1$s\" icmpv6 type { nd-neighbor-solicit, "
-                   "nd-neighbor-advert, nd-router-solicit } accept\n"
-                   "add rule " T " input iifname \"%1$s\" ip saddr vmap @sb4\n"
-                   "add rule " T " input iifname \"%1$s\" ip6 saddr vmap @sb6\n"
-                   "add rule " T " input iifname \"%1$s\" counter drop\n",
-                   f->bridge);
+    /* Neighbour discovery and multicast listener reports to the host carry
+     * no data and would only fill the denial log. A sandbox is known by its
+     * source address (bridged packets show the bridge as iifname); the
+     * bridge table binds each address to its port. */
+    stk_buf_printf(
+        out,
+        "add rule " T " forward iifname \"%1$s\" ip saddr vmap @sb4\n"
+        "add rule " T " forward iifname \"%1$s\" ip6 saddr vmap @sb6\n"
+        "add rule " T " forward iifname \"%1$s\" counter drop\n"
+        "add rule " T " input iifname \"%1$s\" icmpv6 type { nd-neighbor-solicit, "
+        "nd-neighbor-advert, nd-router-solicit, mld-listener-report, mld2-listener-report } "
+        "accept\n"
+        "add rule " T " input iifname \"%1$s\" ip saddr vmap @sb4\n"
+        "add rule " T " input iifname \"%1$s\" ip6 saddr vmap @sb6\n"
+        "add rule " T " input iifname \"%1$s\" counter drop\n",
+        f->bridge);
     if (f->nat) {
         stk_buf_puts(out, "add chain " T " postrouting { type nat hook postrouting priority "
                           "srcnat; policy accept; }\n"

@@ -338,6 +338,9 @@ def test_parity_with_netpol_trace(world, stockade, tmp_path, case):
         assert {e["policy"] for e in got} == {want}, (addr, port, got)
         assert all(e["sandbox"] == f"t-{case}" for e in got)
     assert any(e["policy"] == "host" and e["dst"] == "10.88.0.1" for e in denied), events
+    # nothing else: no neighbour discovery or listener reports in the log
+    probed = {a for a, _, _, _ in dests} | {"10.88.0.1", "fd88::1"}
+    assert [e for e in denied if e["dst"] not in probed] == []
 
 
 def test_denials_are_rate_limited_with_a_summary(world, tmp_path):
