@@ -127,8 +127,12 @@ static int ip_run(int netns_fd, const char *const *argv, struct stk_error **err)
     char msg[512];
     size_t n = 0;
     ssize_t k;
-    while ((k = read(pipefd[0], msg + n, sizeof(msg) - 1 - n)) > 0 && n < sizeof(msg) - 1)
-        n += (size_t)k;
+    char rest[256];
+    /* keep the start of the message, drain the rest so ip never blocks */
+    while ((k = n < sizeof(msg) - 1 ? read(pipefd[0], msg + n, sizeof(msg) - 1 - n)
+                                    : read(pipefd[0], rest, sizeof(rest))) > 0)
+        if (n < sizeof(msg) - 1)
+            n += (size_t)k;
     close(pipefd[0]);
     msg[n] = '\0';
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))

@@ -166,6 +166,8 @@ static bool packet_decode(const uint8_t *p, size_t n, struct stk_dest *d, uint8_
         memcpy(d->addr.addr, p + 16, 4);
         proto = p[9];
         off = (size_t)(p[0] & 0xf) * 4;
+        if ((p[6] & 0x1f) || p[7]) /* a later fragment: no L4 header */
+            off = n;
     } else if (n >= 40 && (p[0] >> 4) == 6) {
         d->addr.family = STK_FAMILY_V6;
         d->addr.prefix = 128;
