@@ -374,8 +374,14 @@ static int state_write(const struct stk_net *n, struct stk_error **err)
 {
     _cleanup_free_ char *p = path_of(&n->cfg, "net/sandboxes", n->id);
     _cleanup_free_ char *tmp = stk_xasprintf("%s.tmp", p);
-    _cleanup_free_ char *text =
-        stk_xasprintf("index %u\nnamespace %s\nveth %s\n", n->index, n->namespace, n->veth);
+    char a4[STK_CIDR_STRLEN] = "-", a6[STK_CIDR_STRLEN] = "-";
+    if (n->facts.addr4.family)
+        stk_cidr_format(&n->facts.addr4, a4);
+    if (n->facts.addr6.family)
+        stk_cidr_format(&n->facts.addr6, a6);
+    /* the addresses too: teardown must not depend on today's pool setting */
+    _cleanup_free_ char *text = stk_xasprintf("index %u\nnamespace %s\nveth %s\naddr %s %s\n",
+                                              n->index, n->namespace, n->veth, a4, a6);
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) < 0 ||
         rename(tmp, p) < 0) {
@@ -393,11 +399,18 @@ static int state_read(const struct stk_net_config *c, const char *id, struct stk
     _cleanup_fclose_ FILE *f = fopen(p, "re");
     if (!f)
         return stk_error_errno(err, errno, "sandbox %s has no network state (%s)", id, p);
-    char ns[64] = "", veth[16] = "";
-    if (fscanf(f, "index %u\nnamespace %63s\nveth %15s\n", &n->index, ns, veth) != 3)
+    char ns[64] = "", veth[16] = "", a4[STK_CIDR_STRLEN] = "", a6[STK_CIDR_STRLEN] = "";
+    if (fscanf(f, "index %u\nnamespace %63s\nveth %15s\naddr %49s %49s\n", &n->index, ns, veth, a4,
+               a6) != 5)
         return stk_error_make(err, EINVAL, "%s: malformed", p);
     snprintf(n->namespace, sizeof(n->namespace), "%s", ns);
     snprintf(n->veth, sizeof(n->veth), "%s", veth);
+    facts_fill(n);
+    n->facts.addr4 = n->facts.addr6 = (struct stk_cidr){0};
+    if (strcmp(a4, "-") && stk_cidr_parse(a4, &n->facts.addr4, NULL) < 0)
+        return stk_error_make(err, EINVAL, "%s: malformed address %s", p, a4);
+    if (strcmp(a6, "-") && stk_cidr_parse(a6, &n->facts.addr6, NULL) < 0)
+        return stk_error_make(err, EINVAL, "%s: malformed address %s", p, a6);
     return 0;
 }
 
@@ -761,7 +774,6 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
     int r = state_read(c, id, n, err);
     if (r < 0)
         return r;
-    facts_fill(n);
     *ret = TAKE_PTR(n);
     return 0;
 }
