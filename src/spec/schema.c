@@ -490,6 +490,20 @@ static const struct stk_field retention_fields[] = {
     END,
 };
 
+static const struct stk_field env_local_fields[] = {
+    {"addressPool", AT(struct stk_env_local, address_pool), LIST(struct stk_cidrv, STK_F_CIDR),
+     .max_items = 2,
+     .doc = "Networks sandbox addresses come from, at most one IPv4 and one IPv6 (default "
+            "10.88.0.0/16 and fd88::/64); the first address of each is the bridge stk0."},
+    {"resolver", AT(struct stk_env_local, resolver), .type = STK_F_CIDR,
+     .doc = "The DNS resolver allow-dns-egress reaches, one address as a /32 or /128 CIDR; "
+            "unset, sandboxes get no DNS locally."},
+    {"nat", AT(struct stk_env_local, nat), .type = STK_F_BOOL,
+     .doc = "Masquerade sandbox traffic to the host's uplink (default false: sandboxes reach "
+            "only what is routed to them without NAT)."},
+    END,
+};
+
 static const struct stk_field env_data_fields[] = {
     {"defaults", AT(struct stk_env_data, defaults), OBJ(env_defaults_fields),
      .doc = "Defaults applied where a Sandbox is silent."},
@@ -497,6 +511,8 @@ static const struct stk_field env_data_fields[] = {
      .doc = "Upper bounds on what a Sandbox may request."},
     {"network", AT(struct stk_env_data, network), OBJ(env_network_fields),
      .doc = "The operator's network facts and egress policy inputs."},
+    {"local", AT(struct stk_env_data, local), OBJ(env_local_fields),
+     .doc = "The local backend's sandbox network."},
     {"retention", AT(struct stk_env_data, retention), OBJ(retention_fields),
      .doc = "What the operator backs up and keeps."},
     END,

@@ -443,11 +443,20 @@ struct stk_retention {
     struct stk_num audit_days;
 };
 
+/* The local backend's network (src/driver/local/net.c). */
+struct stk_env_local {
+    struct stk_meta meta;
+    STK_LIST(struct stk_cidrv) address_pool; /* at most one network per family */
+    struct stk_cidrv resolver;               /* one address, as /32 or /128 */
+    struct stk_bool nat;                     /* masquerade sandboxes to the uplink */
+};
+
 struct stk_env_data {
     struct stk_meta meta;
     struct stk_env_defaults defaults;
     struct stk_env_limits limits;
     struct stk_env_network network;
+    struct stk_env_local local;
     struct stk_retention retention;
 };
 

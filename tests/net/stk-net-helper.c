@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Test driver for src/driver/local/net.c and nflog.c: what the local
+ * driver will call, as subcommands, so pytest can prove enforcement with
+ * real packets (tests/e2e/test_egress_local.py). Not installed.
+ *
+ *   stk-net-helper [OPTIONS] up ID SPEC [ENV]      prints netns path, v4, v6,
+ *                                                  veth, NFLOG group
+ *   stk-net-helper [OPTIONS] down ID
+ *   stk-net-helper [OPTIONS] gc [LIVE-ID...]       prints objects removed
+ *   stk-net-helper [OPTIONS] log MS ID SPEC [ENV]  prints "ready", then one
+ *                                                  JSON event per line until
+ *                                                  MS ms pass without any
+ *   stk-net-helper render ID SPEC [ENV]            prints the nft script
+ *
+ * OPTIONS: --host-netns PATH (act as if that namespace were the host:
+ * tests never touch the real host's links or rules), --run-dir DIR,
+ * --log-group BASE, --service tcp:PORT (offered on the bridge), --rate N
+ * (log: events per sandbox per second).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+
+#include "driver/local/net.h"
+
+struct loaded {
+    struct stk_docset *sb, *env;
+    struct stk_boundary *b;
+};
+
+static int load(const char *spec, const char *env, struct loaded *l)
+{
+    struct stk_diags d = {0};
+    *l = (struct loaded){0};
+    if (stk_docset_load(spec, &d, &l->sb) < 0 || (env && stk_docset_load(env, &d, &l->env) < 0) ||
+        stk_resolve(l->sb->docs[0].sandbox, spec, l->env ? l->env->docs[0].env : NULL, env, &d,
+                    &l->b) < 0) {
+        fprintf(stderr, "stk-net-helper: %s does not resolve\n", spec);
+        stk_diags_free(&d);
+        return -EINVAL;
+    }
+    stk_diags_free(&d);
+    return 0;
+}
+
+static void loaded_free(struct loaded *l)
+{
+    stk_boundary_free(l->b);
+    stk_docset_free(l->sb);
+    stk_docset_free(l->env);
+}
+
+static int fail(struct stk_error *e)
+{
+    fprintf(stderr, "stk-net-helper: %s\n", e ? e->msg : "failed");
+    stk_error_free(e);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct stk_net_config cfg;
+    stk_net_config_default(&cfg);
+    int rate = -1;
+    struct stk_nft_service services[4];
+    size_t n_services = 0;
+    int i = 1;
+    for (; i + 1 < argc && stk_startswith(argv[i], "--"); i += 2) {
+        if (!strcmp(argv[i], "--host-netns")) {
+            int fd = open(argv[i + 1], O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+                perror(argv[i + 1]);
+                return 1;
+            }
+            close(fd);
+        } else if (!strcmp(argv[i], "--run-dir")) {
+            cfg.run_dir = argv[i + 1];
+        } else if (!strcmp(argv[i], "--rate")) {
+            rate = atoi(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--log-group")) {
+            cfg.log_group_base = (uint16_t)atoi(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--service")) {
+            /* PROTO:PORT offered on the bridge address, e.g. tcp:9999 */
+            if (n_services == STK_ARRAY_SIZE(services))
+                return 2;
+            services[n_services].protocol =
+                stk_startswith(argv[i + 1], "udp:") ? STK_PROTO_UDP : STK_PROTO_TCP;
+            services[n_services++].port = (uint16_t)atoi(strchr(argv[i + 1], ':') + 1);
+            cfg.services = services;
+            cfg.n_services = n_services;
+        } else {
+            fprintf(stderr, "stk-net-helper: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "usage: stk-net-helper [OPTIONS] up|down|gc|log|render ...\n");
+        return 2;
+    }
+    const char *cmd = argv[i++];
+    struct stk_error *err = NULL;
+    _cleanup_(loaded_free) struct loaded l = {0};
+
+    if (!strcmp(cmd, "up") || !strcmp(cmd, "render")) {
+        if (argc - i < 2)
+            return 2;
+        if (load(argv[i + 1], argc - i > 2 ? argv[i + 2] : NULL, &l) < 0)
+            return 1;
+        if (stk_net_config_apply_env(&cfg, l.env ? l.env->docs[0].env : NULL, &err) < 0)
+            return fail(err);
+        if (!strcmp(cmd, "render")) {
+            /* the facts an up would use, with the first free address */
+            struct stk_nft_facts f = {.id = argv[i],
+                                      .namespace = l.b->namespace,
+                                      .bridge = cfg.bridge,
+                                      .veth = "stk-render",
+                                      .resolver = cfg.resolver,
+                                      .log_group = cfg.log_group_base,
+                                      .nat = cfg.nat,
+                                      .pool4 = cfg.pool4,
+                                      .pool6 = cfg.pool6};
+            (void)stk_addr_parse("10.88.0.2", &f.addr4);
+            char *text = NULL;
+            if (stk_nft_render(l.b, &f, &text, &err) < 0)
+                return fail(err);
+            fputs(text, stdout);
+            free(text);
+            return 0;
+        }
+        struct stk_net *n = NULL;
+        if (stk_net_up(&cfg, l.b, argv[i], &n, &err) < 0)
+            return fail(err);
+        struct stk_cidr a4, a6;
+        char b4[STK_CIDR_STRLEN] = "-", b6[STK_CIDR_STRLEN] = "-";
+        stk_net_addresses(n, &a4, &a6);
+        if (a4.family)
+            stk_cidr_format(&a4, b4);
+        if (a6.family)
+            stk_cidr_format(&a6, b6);
+        printf("%s %s %s %s %u\n", stk_net_netns_path(n), b4, b6, stk_net_veth(n),
+               stk_net_log_group(n));
+        stk_net_free(n);
+        return 0;
+    }
+    if (!strcmp(cmd, "down")) {
+        if (argc - i < 1)
+            return 2;
+        struct stk_net *n = NULL;
+        if (stk_net_open(&cfg, argv[i], &n, &err) < 0 || stk_net_down(n, &err) < 0)
+            return fail(err);
+        return 0;
+    }
+    if (!strcmp(cmd, "gc")) {
+        int r = stk_net_gc(&cfg, (const char *const *)(argv + i), (size_t)(argc - i), &err);
+        if (r < 0)
+            return fail(err);
+        printf("%d\n", r);
+        return 0;
+    }
+    if (!strcmp(cmd, "log")) {
+        if (argc - i < 3)
+            return 2;
+        int ms = atoi(argv[i]);
+        if (load(argv[i + 2], argc - i > 3 ? argv[i + 3] : NULL, &l) < 0)
+            return 1;
+        struct stk_net *net = NULL;
+        if (stk_net_open(&cfg, argv[i + 1], &net, &err) < 0)
+            return fail(err);
+        uint16_t group = stk_net_log_group(net);
+        stk_net_free(net);
+        struct stk_egress_log *lg = NULL;
+        if (stk_egress_log_open(group, &lg, &err) < 0)
+            return fail(err);
+        stk_egress_log_watch(lg, argv[i + 1], l.b);
+        if (rate >= 0)
+            stk_egress_log_set_rate(lg, (unsigned)rate);
+        printf("ready\n");
+        fflush(stdout);
+        struct stk_egress_event ev[64];
+        int n;
+        while ((n = stk_egress_log_read(lg, ms, ev, STK_ARRAY_SIZE(ev), &err)) > 0)
+            for (int k = 0; k < n; k++) {
+                struct stk_buf out = {0};
+                stk_egress_event_json(&ev[k], &out);
+                printf("%s\n", stk_buf_str(&out));
+                stk_buf_free(&out);
+                fflush(stdout);
+            }
+        if (n < 0)
+            return fail(err);
+        size_t m = stk_egress_log_flush(lg, ev, STK_ARRAY_SIZE(ev));
+        for (size_t k = 0; k < m; k++) {
+            struct stk_buf out = {0};
+            stk_egress_event_json(&ev[k], &out);
+            printf("%s\n", stk_buf_str(&out));
+            stk_buf_free(&out);
+        }
+        stk_egress_log_close(lg);
+        return 0;
+    }
+    fprintf(stderr, "stk-net-helper: unknown command %s\n", cmd);
+    return 2;
+}
