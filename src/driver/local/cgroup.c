@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Cgroups stockade owns: <hierarchy>/stockade/<id>, created before the
+ * runtime is called and given to it as linux.cgroupsPath, so the kernel's
+ * own counters (OOM kills, refused forks, CPU time) are readable until
+ * stockade removes the directory. v1 (and hybrid) and v2 are two rows of one
+ * table.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+/* "key value" lines: the value of key, or -1. */
+static int64_t keyed_value(const char *path, const char *key)
+{
+    char buf[4096];
+    if (file_read(path, buf, sizeof(buf)) < 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (!strncmp(line, key, klen) && line[klen] == ' ')
+            return strtoll(line + klen + 1, NULL, 10);
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static int64_t single_value(const char *path)
+{
+    char buf[64];
+    if (file_read(path, buf, sizeof(buf)) <= 0)
+        return -1;
+    if (!strncmp(buf, "max", 3))
+        return INT64_MAX;
+    return strtoll(buf, NULL, 10);
+}
+
+static void set_max(int64_t *dst, int64_t v)
+{
+    if (v > *dst)
+        *dst = v;
+}
+
+/* ---- v1 (and hybrid: the v1 controllers carry every limit) ---------------- */
+
+static const char *const v1_controllers[] = {"memory", "pids", "cpu", "cpuacct"};
+
+static int v1_create(const char *id, struct stk_error **err)
+{
+    for (size_t i = 0; i < STK_ARRAY_SIZE(v1_controllers); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id);
+        if (mkdir_p(path, 0755) < 0)
+            return stk_error_errno(err, errno, "creating cgroup %s", path);
+    }
+    return 0;
+}
+
+static void v1_sample(const char *id, struct cg_sample *s)
+{
+    char path[256];
+    int64_t v;
+    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.oom_control", id);
+    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
+    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.max_usage_in_bytes", id);
+    set_max(&s->mem_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.events", id);
+    set_max(&s->pids_max, keyed_value(path, "max"));
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.current", id);
+    if ((v = single_value(path)) >= 0) {
+        s->pids_current = v;
+        set_max(&s->pids_peak, v);
+    }
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.peak", id);
+    set_max(&s->pids_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/cpuacct/" CG_PARENT "/%s/cpuacct.usage", id);
+    if ((v = single_value(path)) >= 0)
+        set_max(&s->cpu_usec, v / 1000);
+}
+
+/* ---- v2 --------------------------------------------------------------------- */
+
+static int v2_create(const char *id, struct stk_error **err)
+{
+    char path[256];
+    static const char enable[] = "+memory +pids +cpu";
+    if (file_write(CG_ROOT "/cgroup.subtree_control", enable, strlen(enable)) < 0)
+        return stk_error_errno(err, errno, "enabling controllers in " CG_ROOT);
+    if (mkdir_p(CG_ROOT "/" CG_PARENT, 0755) < 0)
+        return stk_error_errno(err, errno, "creating " CG_ROOT "/" CG_PARENT);
+    if (file_write(CG_ROOT "/" CG_PARENT "/cgroup.subtree_control", enable, strlen(enable)) < 0)
+        return stk_error_errno(err, errno, "enabling controllers in " CG_ROOT "/" CG_PARENT);
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s", id);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return stk_error_errno(err, errno, "creating cgroup %s", path);
+    return 0;
+}
+
+static void v2_sample(const char *id, struct cg_sample *s)
+{
+    char path[256];
+    int64_t v;
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.events", id);
+    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.peak", id);
+    set_max(&s->mem_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.events", id);
+    set_max(&s->pids_max, keyed_value(path, "max"));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.current", id);
+    if ((v = single_value(path)) >= 0) {
+        s->pids_current = v;
+        set_max(&s->pids_peak, v);
+    }
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.peak", id);
+    set_max(&s->pids_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/cpu.stat", id);
+    set_max(&s->cpu_usec, keyed_value(path, "usage_usec"));
+}
+
+static const struct cg_ops cg_table[] = {
+    {"v1", v1_create, v1_sample},
+    {"v2", v2_create, v2_sample},
+};
+
+static bool is_cgroup2(const char *path)
+{
+    struct statfs st;
+    return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+const struct cg_ops *cg_detect(void)
+{
+    return is_cgroup2(CG_ROOT) ? &cg_table[1] : &cg_table[0];
+}
+
+bool cg_is_hybrid(void)
+{
+    return !is_cgroup2(CG_ROOT) && is_cgroup2(CG_ROOT "/unified");
+}
+
+/* The hierarchies: CG_ROOT itself on v2, each mounted directory on v1. */
+static size_t hierarchies(char out[][128], size_t max)
+{
+    size_t n = 0;
+    if (is_cgroup2(CG_ROOT)) {
+        snprintf(out[n++], 128, CG_ROOT);
+        return n;
+    }
+    DIR *d = opendir(CG_ROOT);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+            continue;
+        fmt_into(out[n++], 128, CG_ROOT "/%s", e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void kill_procs(const char *dir)
+{
+    char path[300], buf[8192];
+    fmt_into(path, sizeof(path), "%s/cgroup.procs", dir);
+    if (file_read(path, buf, sizeof(buf)) <= 0)
+        return;
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1)
+            (void)kill((pid_t)pid, SIGKILL);
+        p = *end ? end + 1 : end;
+    }
+}
+
+int cg_remove(const char *id)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    int removed = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
+        struct stat st;
+        if (stat(dir, &st) < 0)
+            continue;
+        /* A bounded wait: killed tasks leave the cgroup within milliseconds. */
+        int tries = 0;
+        for (; tries < 200; tries++) {
+            kill_procs(dir);
+            if (rmdir(dir) == 0 || errno == ENOENT)
+                break;
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (tries == 200)
+            r = -EBUSY;
+        else
+            removed++;
+    }
+    return r < 0 ? r : removed;
+}
+
+void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT, hier[i]);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+                continue;
+            fn(e->d_name, ud);
+        }
+        closedir(d);
+    }
+}

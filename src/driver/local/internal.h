@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to the local driver: cgroup backends and the runtime table. */
+#ifndef STK_DRIVER_LOCAL_INTERNAL_H
+#define STK_DRIVER_LOCAL_INTERNAL_H
+
+#include "driver/driver.h"
+
+#include <signal.h>
+#include <sys/types.h>
+
+#define CG_ROOT   "/sys/fs/cgroup"
+#define CG_PARENT "stockade" /* every sandbox cgroup is <hierarchy>/stockade/<id> */
+
+/* ---- cgroups: v1 (and hybrid) or v2, behind one table ---------------------- */
+
+struct cg_sample {
+    int64_t oom_kills; /* OOM kills the memory cgroup recorded */
+    int64_t pids_max;  /* forks the pids cgroup refused */
+    int64_t cpu_usec;  /* CPU time used */
+    int64_t mem_peak;  /* bytes, -1 unknown */
+    int64_t pids_peak; /* -1 unknown */
+    int64_t pids_current;
+};
+
+struct cg_ops {
+    const char *name;
+    /* Creates <hierarchy>/stockade/<id> where stockade reads counters. */
+    int (*create)(const char *id, struct stk_error **err);
+    /* Reads the counters; fields it cannot read are left as they were. */
+    void (*sample)(const char *id, struct cg_sample *s);
+};
+
+const struct cg_ops *cg_detect(void);
+/* True on a hybrid host: v1 controllers plus a cgroup2 mount at unified/. */
+bool cg_is_hybrid(void);
+/* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
+ * Returns how many directories were removed; negative if one stays. */
+int cg_remove(const char *id);
+/* Calls fn for each id found under <every hierarchy>/stockade/. */
+void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
+
+/* ---- runtimes --------------------------------------------------------------- */
+
+struct rt_desc {
+    const char *name; /* binary name */
+    /* runsc: the workload's exit status comes from `runsc wait`, since the
+     * sandbox process stockade reaps is gVisor's, not the workload's */
+    bool exit_via_wait;
+    const char *const *global_args; /* after --root DIR */
+    const char *const *unobservable;
+};
+extern const struct rt_desc rt_table[_STK_OCI_N];
+
+/* Runs `<runtime> --root <run_dir>/<name> <global args> args...` and waits.
+ * crun on a hybrid host runs in a private mount namespace without the
+ * cgroup2 mount. out_fd (or -1: /dev/null) gets stdout and stderr unless
+ * inherit_stdio. Returns the exit status (0..255) or negative. */
+int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+            const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask);
+/* Same without waiting; returns the pid. */
+pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+               const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask);
+bool rt_needs_private_mntns(enum stk_oci_runtime rt);
+/* Finds a runtime binary in the system directories (not $PATH). */
+struct stat;
+bool rt_find(const char *name, char *ret, size_t n, struct stat *st);
+
+/* snprintf for paths and messages where cutting is the intended behaviour */
+STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
+
+/* ---- small file helpers ------------------------------------------------------ */
+
+int file_write(const char *path, const char *data, size_t len);
+/* Reads up to n-1 bytes; NUL-terminates. Returns bytes read or negative. */
+ssize_t file_read(const char *path, char *buf, size_t n);
+/* Removes a directory tree without following symlinks or crossing mounts. */
+int rm_rf(const char *path);
+int mkdir_p(const char *path, mode_t mode);
+/* Random lowercase hex id of n characters. */
+void random_hex(char *buf, size_t n);
+
+#endif
