@@ -42,10 +42,7 @@ void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
 /* ---- runtimes --------------------------------------------------------------- */
 
 struct rt_desc {
-    const char *name; /* binary name */
-    /* runsc: the workload's exit status comes from `runsc wait`, since the
-     * sandbox process stockade reaps is gVisor's, not the workload's */
-    bool exit_via_wait;
+    const char *name;               /* binary name */
     const char *const *global_args; /* after --root DIR */
     const char *const *unobservable;
 };

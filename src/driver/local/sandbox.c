@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/file.h>
@@ -55,8 +54,10 @@ struct sandbox {
     int lock_fd;
     int log_fd;
     sigset_t child_mask; /* the caller's mask, restored in every child */
-    pid_t init_pid;      /* runc, crun: the container's init, our child */
-    pid_t wait_pid;      /* runsc: `runsc wait`, our child */
+    /* The pid file's process, our child once create has exited: the
+     * container's init (runc, crun) or gVisor's sandbox (runsc), whose exit
+     * status is the workload's. */
+    pid_t init_pid;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -247,18 +248,6 @@ static int step_start(struct sandbox *s, struct stk_error **err)
     int r = rt_exec(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
     if (r != 0)
         return runtime_failed(s, "start", r, err);
-    if (rt_table[s->rt].exit_via_wait) {
-        char path[700];
-        fmt_into(path, sizeof(path), "%s/wait.json", s->dir);
-        _cleanup_close_ int fd =
-            open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-            return stk_error_errno(err, errno, "creating %s", path);
-        const char *wargs[] = {"wait", s->id, NULL};
-        s->wait_pid = rt_spawn(s->p, s->rt, s->rt_path, wargs, false, fd, &s->child_mask);
-        if (s->wait_pid < 0)
-            return stk_error_errno(err, -s->wait_pid, "spawning %s wait", rt_table[s->rt].name);
-    }
     return 0;
 }
 
@@ -307,36 +296,17 @@ static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk
     if (res->kill_reason != STK_KILL_NONE)
         return;
     res->kill_reason = why;
-    if (!rt_table[s->rt].exit_via_wait && s->init_pid > 1) {
-        /* init of a PID namespace: the kernel kills the rest with it */
+    /* init of a PID namespace, or gVisor's whole sandbox: everything in
+     * the sandbox dies with it */
+    if (s->init_pid > 1)
         (void)kill(s->init_pid, SIGKILL);
-        return;
-    }
-    const char *args[] = {"kill", s->id, "KILL", NULL};
-    (void)rt_exec(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
-}
-
-static int runsc_exit_status(struct sandbox *s)
-{
-    char path[700];
-    fmt_into(path, sizeof(path), "%s/wait.json", s->dir);
-    json_t *j = json_load_file(path, 0, NULL);
-    int code = -1;
-    json_t *v = json_object_get(j, "exitStatus");
-    if (json_is_integer(v)) {
-        /* runsc reports the raw wait status */
-        int ws = (int)json_integer_value(v);
-        code = WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : WEXITSTATUS(ws);
-    }
-    json_decref(j);
-    return code;
 }
 
 static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
 {
     const struct stk_resolved_limits *l = &s->req->b->limits;
     int64_t deadline = l->wall_clock_ms > 0 ? mono_ms() + l->wall_clock_ms : INT64_MAX;
-    pid_t watch = rt_table[s->rt].exit_via_wait ? s->wait_pid : s->init_pid;
+    pid_t watch = s->init_pid;
     struct cg_sample cs = {.mem_peak = -1, .pids_peak = -1};
     int status = 0;
 
@@ -376,9 +346,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
     clock_gettime(CLOCK_REALTIME, &res->finished);
 
     s->cg->sample(s->id, &cs);
-    if (rt_table[s->rt].exit_via_wait)
-        res->exit_code = runsc_exit_status(s);
-    else if (WIFEXITED(status))
+    if (WIFEXITED(status))
         res->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         res->exit_code = 128 + WTERMSIG(status);
@@ -453,11 +421,9 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
             res.phase = res.exit_code == 0 ? STK_PHASE_SUCCEEDED : STK_PHASE_FAILED;
         if (res.phase != STK_PHASE_SUCCEEDED && req->quiet)
             sandbox_log_tail(&s, res.note, sizeof(res.note));
-    } else if (s.init_pid > 1 && !rt_table[s.rt].exit_via_wait) {
+    } else if (s.init_pid > 1) {
         (void)kill(s.init_pid, SIGKILL);
     }
-    if (s.wait_pid > 0 && r < 0)
-        (void)kill(s.wait_pid, SIGKILL);
     teardown(&s, done);
     reap_leftovers();
     (void)prctl(PR_SET_CHILD_SUBREAPER, was_subreaper);
