@@ -57,14 +57,41 @@ static void set_max(int64_t *dst, int64_t v)
 
 static const char *const v1_controllers[] = {"memory", "pids", "cpu", "cpuacct"};
 
-static int v1_create(const char *id, struct stk_error **err)
+/* Writes a decimal value into <dir>/<file>; skipped when v is 0. */
+static int cg_write(const char *dir, const char *file, int64_t v, bool optional,
+                    struct stk_error **err)
 {
+    char path[300], text[32];
+    if (v == 0)
+        return 0;
+    fmt_into(path, sizeof(path), "%s/%s", dir, file);
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    int r = file_write(path, text, strlen(text));
+    if (r < 0 && !(optional && r == -ENOENT))
+        return stk_error_errno(err, -r, "writing %s to %s", text, path);
+    return 0;
+}
+
+#define CPU_PERIOD_US 100000
+
+static int v1_create(const char *id, const struct cg_limits *l, struct stk_error **err)
+{
+    char dir[4][256];
     for (size_t i = 0; i < STK_ARRAY_SIZE(v1_controllers); i++) {
-        char path[256];
-        snprintf(path, sizeof(path), CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id);
-        if (mkdir_p(path, 0755) < 0)
-            return stk_error_errno(err, errno, "creating cgroup %s", path);
+        snprintf(dir[i], sizeof(dir[i]), CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id);
+        if (mkdir_p(dir[i], 0755) < 0)
+            return stk_error_errno(err, errno, "creating cgroup %s", dir[i]);
     }
+    int r;
+    /* memsw after the memory limit: the kernel keeps memsw >= memory */
+    if ((r = cg_write(dir[0], "memory.limit_in_bytes", l->memory, false, err)) < 0 ||
+        (r = cg_write(dir[0], "memory.memsw.limit_in_bytes", l->memory, true, err)) < 0 ||
+        (r = cg_write(dir[1], "pids.max", l->pids, false, err)) < 0 ||
+        (r = cg_write(dir[2], "cpu.cfs_period_us", l->cpu_milli ? CPU_PERIOD_US : 0, false, err)) <
+            0 ||
+        (r = cg_write(dir[2], "cpu.cfs_quota_us", l->cpu_milli * CPU_PERIOD_US / 1000, false,
+                      err)) < 0)
+        return r;
     return 0;
 }
 
@@ -92,7 +119,7 @@ static void v1_sample(const char *id, struct cg_sample *s)
 
 /* ---- v2 --------------------------------------------------------------------- */
 
-static int v2_create(const char *id, struct stk_error **err)
+static int v2_create(const char *id, const struct cg_limits *l, struct stk_error **err)
 {
     char path[256];
     static const char enable[] = "+memory +pids +cpu";
@@ -105,6 +132,23 @@ static int v2_create(const char *id, struct stk_error **err)
     snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s", id);
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
         return stk_error_errno(err, errno, "creating cgroup %s", path);
+    int r;
+    if ((r = cg_write(path, "memory.max", l->memory, false, err)) < 0 ||
+        (r = cg_write(path, "pids.max", l->pids, false, err)) < 0)
+        return r;
+    if (l->memory) {
+        char p2[300];
+        fmt_into(p2, sizeof(p2), "%s/memory.swap.max", path);
+        (void)file_write(p2, "0", 1); /* absent without swap accounting */
+    }
+    if (l->cpu_milli) {
+        char p2[300], text[64];
+        fmt_into(p2, sizeof(p2), "%s/cpu.max", path);
+        snprintf(text, sizeof(text), "%lld %d", (long long)(l->cpu_milli * CPU_PERIOD_US / 1000),
+                 CPU_PERIOD_US);
+        if ((r = file_write(p2, text, strlen(text))) < 0)
+            return stk_error_errno(err, -r, "writing %s", p2);
+    }
     return 0;
 }
 

@@ -22,10 +22,19 @@ struct cg_sample {
     int64_t pids_current;
 };
 
+/* Limits stockade writes itself, so they hold even when a runtime does not
+ * apply config.json's resources to the host cgroup (runsc). 0 = leave. */
+struct cg_limits {
+    int64_t memory; /* bytes; swap is held to the same figure */
+    int64_t pids;
+    int64_t cpu_milli;
+};
+
 struct cg_ops {
     const char *name;
-    /* Creates <hierarchy>/stockade/<id> where stockade reads counters. */
-    int (*create)(const char *id, struct stk_error **err);
+    /* Creates <hierarchy>/stockade/<id> with the limits; stockade reads
+     * its counters there. */
+    int (*create)(const char *id, const struct cg_limits *l, struct stk_error **err);
     /* Reads the counters; fields it cannot read are left as they were. */
     void (*sample)(const char *id, struct cg_sample *s);
 };

@@ -201,9 +201,25 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     return 0;
 }
 
+static bool observable(const struct sandbox *s, enum stk_kill_reason k)
+{
+    for (const char *const *u = rt_table[s->rt].unobservable; *u; u++)
+        if (!strcmp(*u, stk_kill_reason_names[k]))
+            return false;
+    return true;
+}
+
 static int step_cgroup(struct sandbox *s, struct stk_error **err)
 {
-    return s->cg->create(s->id, err);
+    const struct stk_resolved_limits *l = &s->req->b->limits;
+    struct cg_limits cl = {
+        .memory = l->memory,
+        /* gVisor's guest processes are not host tasks; its own threads are,
+         * and capping them would break the sandbox, not the workload */
+        .pids = observable(s, STK_KILL_PIDS) ? l->pids : 0,
+        .cpu_milli = l->cpu_milli,
+    };
+    return s->cg->create(s->id, &cl, err);
 }
 
 static void undo_cgroup(struct sandbox *s)
@@ -239,7 +255,14 @@ static int step_create(struct sandbox *s, struct stk_error **err)
 static void undo_create(struct sandbox *s)
 {
     const char *args[] = {"delete", "--force", s->id, NULL};
-    (void)rt_exec(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
+    pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
+    /* Reap everything while delete runs: runsc delete waits for gVisor's
+     * gofer and sandbox pids to vanish, and as their subreaper stockade
+     * must reap them or they stay zombies. The workload's status was
+     * collected before teardown. */
+    for (pid_t w; pid > 0 && (w = waitpid(-1, NULL, 0)) != pid;)
+        if (w < 0 && errno != EINTR)
+            break;
 }
 
 static int step_start(struct sandbox *s, struct stk_error **err)
@@ -281,14 +304,6 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool observable(const struct sandbox *s, enum stk_kill_reason k)
-{
-    for (const char *const *u = rt_table[s->rt].unobservable; *u; u++)
-        if (!strcmp(*u, stk_kill_reason_names[k]))
-            return false;
-    return true;
 }
 
 static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk_run_result *res)
