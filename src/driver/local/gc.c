@@ -32,16 +32,50 @@ static void idlist_add(const char *id, void *ud)
     snprintf(l->ids[l->n++], 64, "%s", id);
 }
 
+/* The sandbox id an entry of a runtime's --root belongs to: runc and crun
+ * keep a directory named after it; runsc keeps "<id>_sandbox:<id>.state"
+ * and ".lock" files. stockade's ids never contain '_'. */
+static bool entry_id(const char *name, char id[64])
+{
+    size_t n = strcspn(name, "_");
+    if (name[0] == '.' || n == 0 || n >= 64)
+        return false;
+    memcpy(id, name, n);
+    id[n] = '\0';
+    return true;
+}
+
 static void dir_ids(const char *path, struct idlist *l)
 {
     DIR *d = opendir(path);
     if (!d)
         return;
     struct dirent *e;
+    char id[64];
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && e->d_type == DT_DIR)
-            idlist_add(e->d_name, l);
+        if (entry_id(e->d_name, id))
+            idlist_add(id, l);
     closedir(d);
+}
+
+/* Counts, or removes, <root>/<id> and <root>/<id>_* (runsc's files). */
+static size_t runtime_entries(const char *root, const char *id, bool remove)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    size_t n = 0, len = strlen(id);
+    struct dirent *e;
+    char path[700];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, id, len) || (e->d_name[len] && e->d_name[len] != '_'))
+            continue;
+        fmt_into(path, sizeof(path), "%s/%s", root, e->d_name);
+        if (!remove || rm_rf(path) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 /* True when a live run holds the sandbox's lock. */
@@ -78,14 +112,14 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
         for (int rt = 0; rt < _STK_OCI_N; rt++) {
             struct stat sb;
             char bin[256];
-            fmt_into(path, sizeof(path), "%s/%s/%s", p->run_dir, rt_table[rt].name, id);
-            if (stat(path, &sb) < 0)
+            fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
+            if (!runtime_entries(path, id, false))
                 continue;
             if (rt_find(rt_table[rt].name, bin, sizeof(bin), &sb)) {
                 const char *args[] = {"delete", "--force", id, NULL};
                 (void)rt_exec(p, (enum stk_oci_runtime)rt, bin, args, false, -1, NULL);
             }
-            (void)rm_rf(path);
+            (void)runtime_entries(path, id, true);
             st.runtime_states++;
         }
         int r = cg_remove(id);
