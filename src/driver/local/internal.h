@@ -51,7 +51,10 @@ void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
 /* ---- runtimes --------------------------------------------------------------- */
 
 struct rt_desc {
-    const char *name;               /* binary name */
+    const char *name; /* binary name */
+    /* teardown must call `delete` even after the workload exited (runsc:
+     * its gofer and sandbox processes outlive the workload) */
+    bool needs_delete;
     const char *const *global_args; /* after --root DIR */
     const char *const *unobservable;
 };

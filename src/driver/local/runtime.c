@@ -35,9 +35,9 @@ static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
-    [STK_OCI_RUNSC] = {"runsc", runsc_args, runsc_unobservable},
-    [STK_OCI_CRUN] = {"crun", no_args, none},
-    [STK_OCI_RUNC] = {"runc", no_args, none},
+    [STK_OCI_RUNSC] = {"runsc", true, runsc_args, runsc_unobservable},
+    [STK_OCI_CRUN] = {"crun", false, no_args, none},
+    [STK_OCI_RUNC] = {"runc", false, no_args, none},
 };
 
 static const char *const runsc_caveats[] = {

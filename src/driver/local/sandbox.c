@@ -58,6 +58,7 @@ struct sandbox {
      * container's init (runc, crun) or gVisor's sandbox (runsc), whose exit
      * status is the workload's. */
     pid_t init_pid;
+    bool reaped; /* init_pid's exit status was collected */
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -237,23 +238,37 @@ static int runtime_failed(struct sandbox *s, const char *what, int status, struc
                           status, tail[0] ? ": " : "", tail);
 }
 
-static int step_create(struct sandbox *s, struct stk_error **err)
+/* One runtime call creates and starts the container (run --detach): the
+ * runtime exits once the workload runs, and the workload's process becomes
+ * stockade's child. */
+static int step_run(struct sandbox *s, struct stk_error **err)
 {
     char pidfile[700];
     fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
-    const char *args[] = {"create", "--bundle", s->bundle, "--pid-file", pidfile, s->id, NULL};
+    const char *args[] = {"run",        "--detach", "--bundle", s->bundle,
+                          "--pid-file", pidfile,    s->id,      NULL};
     bool quiet = s->req->quiet;
     int r = rt_exec(s->p, s->rt, s->rt_path, args, !quiet, quiet ? s->log_fd : -1, &s->child_mask);
     if (r != 0)
-        return runtime_failed(s, "create", r, err);
+        return runtime_failed(s, "run", r, err);
     char buf[32];
     if (file_read(pidfile, buf, sizeof(buf)) <= 0 || (s->init_pid = atoi(buf)) <= 1)
-        return stk_error_make(err, EIO, "%s create wrote no pid file", rt_table[s->rt].name);
+        return stk_error_make(err, EIO, "%s run wrote no pid file", rt_table[s->rt].name);
     return 0;
 }
 
-static void undo_create(struct sandbox *s)
+static void undo_run(struct sandbox *s)
 {
+    if (s->reaped && !rt_table[s->rt].needs_delete) {
+        /* The container's processes are gone (its PID namespace died with
+         * its init) and stockade removes the cgroup itself: what is left of
+         * runc's or crun's state is its directory under our --root. Saves a
+         * runtime exec on every run. */
+        char path[700];
+        fmt_into(path, sizeof(path), "%s/%s/%s", s->p->run_dir, rt_table[s->rt].name, s->id);
+        (void)rm_rf(path);
+        return;
+    }
     const char *args[] = {"delete", "--force", s->id, NULL};
     pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
     /* Reap everything while delete runs: runsc delete waits for gVisor's
@@ -263,15 +278,6 @@ static void undo_create(struct sandbox *s)
     for (pid_t w; pid > 0 && (w = waitpid(-1, NULL, 0)) != pid;)
         if (w < 0 && errno != EINTR)
             break;
-}
-
-static int step_start(struct sandbox *s, struct stk_error **err)
-{
-    const char *args[] = {"start", s->id, NULL};
-    int r = rt_exec(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
-    if (r != 0)
-        return runtime_failed(s, "start", r, err);
-    return 0;
 }
 
 struct step {
@@ -286,8 +292,7 @@ static const struct step setup_steps[] = {
     {"state directory", step_dir, undo_dir},
     {"bundle", step_bundle, NULL}, /* inside the state directory */
     {"cgroup", step_cgroup, undo_cgroup},
-    {"runtime create", step_create, undo_create},
-    {"runtime start", step_start, NULL}, /* undone by deleting the container */
+    {"runtime run", step_run, undo_run},
 };
 
 static void teardown(struct sandbox *s, size_t done)
@@ -330,7 +335,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         bool done = false;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
             if (pid == watch) {
-                done = true;
+                done = s->reaped = true;
                 break;
             }
         if (done || (pid < 0 && errno == ECHILD))
