@@ -130,7 +130,8 @@ def test_memory_hog(run):
                  *py("b = []\nwhile True: b.append(bytearray(1 << 20))"))
     assert res["killReason"] == "memory_exceeded"
     assert res["phase"] == "killed" and p.returncode == 137
-    assert res["usage"]["peakMemoryBytes"] <= 192 << 20
+    # the peak counter may pass the limit by the page being charged
+    assert res["usage"]["peakMemoryBytes"] <= (192 << 20) + (1 << 20)
 
 
 def test_cpu_budget(run):

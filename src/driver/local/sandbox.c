@@ -39,6 +39,10 @@ const char *const stk_phase_names[_STK_PHASE_N] = {"succeeded", "failed", "kille
 static const char *const host_dir_candidates[] = {"/usr",   "/bin",   "/sbin",  "/lib",
                                                   "/lib32", "/lib64", "/libx32"};
 
+/* Mount points of the shared `rootfs: host` skeleton (see step_bundle). */
+static const char *const rootfs_mount_points[] = {"/proc", "/dev", "/sys",
+                                                  "/tmp",  "/etc", "/workspace"};
+
 struct sandbox {
     const struct stk_local_paths *p;
     const struct stk_run_request *req;
@@ -96,7 +100,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         fmt_into(s->workspace, sizeof(s->workspace), "%s/workspace", s->dir);
     bool host = stk_streq(b->rootfs, "host");
     if (host)
-        fmt_into(s->rootfs, sizeof(s->rootfs), "%s/rootfs", s->bundle);
+        fmt_into(s->rootfs, sizeof(s->rootfs), "%s/rootfs-host", s->p->state_dir);
     else
         fmt_into(s->rootfs, sizeof(s->rootfs), "%s", b->rootfs);
 
@@ -184,8 +188,28 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     }
     if (!stk_streq(s->req->b->rootfs, "host"))
         return 0;
-    if (mkdir(s->rootfs, 0755) < 0 || mkdir(s->etc, 0755) < 0)
-        return stk_error_errno(err, errno, "creating the rootfs in %s", s->bundle);
+    if (mkdir(s->etc, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", s->etc);
+    /* The root of every `rootfs: host` sandbox is one shared, empty
+     * skeleton holding only mount points, mounted read-only. Sharing it
+     * is not only tidy: removing a directory that was a mount point in a
+     * container's dying mount namespace waits for that namespace to go
+     * (tens of milliseconds), and a per-sandbox root paid that every run. */
+    if ((r = mkdir_p(s->rootfs, 0755)) < 0)
+        return stk_error_errno(err, -r, "creating %s", s->rootfs);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
+        fmt_into(path, sizeof(path), "%s%s", s->rootfs, rootfs_mount_points[i]);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", path);
+        /* runc gives a tmpfs the mode of the directory it covers */
+        if (!strcmp(rootfs_mount_points[i], "/tmp") && chmod(path, 01777) < 0)
+            return stk_error_errno(err, errno, "chmod %s", path);
+    }
+    for (size_t i = 0; i < s->n_host_dirs; i++) {
+        fmt_into(path, sizeof(path), "%s%s", s->rootfs, s->host_dirs[i]);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", path);
+    }
     for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
         fmt_into(path, sizeof(path), "%s/%s", s->etc, s->etc_files[i].name);
         const char *c = s->etc_files[i].content;
