@@ -58,16 +58,16 @@ for rt in runc crun runsc; do
   capture_bundle "$flag" "$work/$rt"
   add "stockade run ($rt)" "$bin run --runtime $flag -- /bin/true"
   case $rt in
-    runc) add "runc run (bare)" "runc --root $work/run/bare-runc run -b $work/runc bench-runc" ;;
+    runc) add "runc run (bare)" "runc --root $work/run/bare-runc run --bundle $work/runc bench-runc" ;;
     # crun needs the same private mount namespace stockade gives it on a
     # hybrid host; unshare + sh add about a millisecond to the bare figure.
     crun)
       if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
-        add "crun run (bare)" "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec crun --root $work/run/bare-crun run -b $work/crun bench-crun'"
+        add "crun run (bare)" "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec crun --root $work/run/bare-crun run --bundle $work/crun bench-crun'"
       else
-        add "crun run (bare)" "crun --root $work/run/bare-crun run -b $work/crun bench-crun"
+        add "crun run (bare)" "crun --root $work/run/bare-crun run --bundle $work/crun bench-crun"
       fi ;;
-    runsc) add "runsc run (bare)" "runsc --root $work/run/bare-runsc --network=none --oci-seccomp run -b $work/runsc bench-runsc" ;;
+    runsc) add "runsc run (bare)" "runsc --root $work/run/bare-runsc --network=none --oci-seccomp run --bundle $work/runsc bench-runsc" ;;
   esac
 done
 if command -v bwrap >/dev/null; then
