@@ -362,9 +362,6 @@ int cmd_run(int argc, char **argv)
         return EXIT_SETUP;
     }
     if (o.out == CLI_OUT_JSON) {
-        /* gVisor writes a regular-file stdout at its own offset: append */
-        fflush(stdout);
-        (void)fseek(stdout, 0, SEEK_END);
         json_t *j = result_json(&res);
         json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
         putchar('\n');

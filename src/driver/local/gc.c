@@ -117,7 +117,7 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
                 continue;
             if (rt_find(rt_table[rt].name, bin, sizeof(bin), &sb)) {
                 const char *args[] = {"delete", "--force", id, NULL};
-                (void)rt_exec(p, (enum stk_oci_runtime)rt, bin, args, false, -1, NULL);
+                (void)rt_exec(p, (enum stk_oci_runtime)rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
             }
             (void)runtime_entries(path, id, true);
             st.runtime_states++;

@@ -55,20 +55,43 @@ struct rt_desc {
     /* teardown must call `delete` even after the workload exited (runsc:
      * its gofer and sandbox processes outlive the workload) */
     bool needs_delete;
+    /* stdout/stderr through pipes stockade copies: gVisor writes a regular
+     * file at its own offset, over what others wrote to the same file */
+    bool relay_output;
     const char *const *global_args; /* after --root DIR */
     const char *const *unobservable;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 
+/* A child's fds 0, 1, 2: a descriptor, or one of these. */
+#define RT_NULL    (-1) /* /dev/null */
+#define RT_INHERIT (-2) /* stockade's own */
+struct rt_stdio {
+    int fd[3];
+};
+#define RT_IO_INHERIT                                                                              \
+    (struct rt_stdio)                                                                              \
+    {                                                                                              \
+        {                                                                                          \
+            RT_INHERIT, RT_INHERIT, RT_INHERIT                                                     \
+        }                                                                                          \
+    }
+#define RT_IO_LOG(f)                                                                               \
+    (struct rt_stdio)                                                                              \
+    {                                                                                              \
+        {                                                                                          \
+            RT_NULL, (f), (f)                                                                      \
+        }                                                                                          \
+    }
+
 /* Runs `<runtime> --root <run_dir>/<name> <global args> args...` and waits.
  * crun on a hybrid host runs in a private mount namespace without the
- * cgroup2 mount. out_fd (or -1: /dev/null) gets stdout and stderr unless
- * inherit_stdio. Returns the exit status (0..255) or negative. */
+ * cgroup2 mount. Returns the exit status (0..255) or negative. */
 int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
-            const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask);
+            const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
 /* Same without waiting; returns the pid. */
 pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
-               const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask);
+               const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
 bool rt_needs_private_mntns(enum stk_oci_runtime rt);
 /* Finds a runtime binary in the system directories (not $PATH). */
 struct stat;

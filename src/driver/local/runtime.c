@@ -35,9 +35,9 @@ static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
-    [STK_OCI_RUNSC] = {"runsc", true, runsc_args, runsc_unobservable},
-    [STK_OCI_CRUN] = {"crun", false, no_args, none},
-    [STK_OCI_RUNC] = {"runc", false, no_args, none},
+    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
 };
 
 static const char *const runsc_caveats[] = {
@@ -65,7 +65,7 @@ bool rt_needs_private_mntns(enum stk_oci_runtime rt)
 }
 
 pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
-               const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask)
+               const char *const *args, struct rt_stdio io, const sigset_t *child_mask)
 {
     const char *argv[64];
     size_t n = 0;
@@ -90,10 +90,13 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* child: only async-signal-safe calls from here, then exec or _exit */
     if (child_mask)
         sigprocmask(SIG_SETMASK, child_mask, NULL);
-    if (!inherit_stdio) {
-        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-        int out = out_fd >= 0 ? out_fd : null;
-        if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        _exit(126);
+    for (int i = 0; i < 3; i++) {
+        if (io.fd[i] == RT_INHERIT)
+            continue;
+        if (dup2(io.fd[i] >= 0 ? io.fd[i] : null, i) < 0)
             _exit(126);
     }
     if (private_ns) {
@@ -110,9 +113,9 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
 }
 
 int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
-            const char *const *args, bool inherit_stdio, int out_fd, const sigset_t *child_mask)
+            const char *const *args, struct rt_stdio io, const sigset_t *child_mask)
 {
-    pid_t pid = rt_spawn(p, rt, path, args, inherit_stdio, out_fd, child_mask);
+    pid_t pid = rt_spawn(p, rt, path, args, io, child_mask);
     if (pid < 0)
         return pid;
     int status;
@@ -151,7 +154,7 @@ static void version_of(const struct stk_local_paths *p, enum stk_oci_runtime rt,
     (void)p;
     /* --version is a global flag; no --root needed, but harmless. */
     static const char *const args[] = {"--version", NULL};
-    if (rt_exec(p, rt, path, args, false, fd, NULL) != 0)
+    if (rt_exec(p, rt, path, args, RT_IO_LOG(fd), NULL) != 0)
         return;
     char buf[512];
     ssize_t r = pread(fd, buf, sizeof(buf) - 1, 0);

@@ -63,6 +63,9 @@ struct sandbox {
      * status is the workload's. */
     pid_t init_pid;
     bool reaped; /* init_pid's exit status was collected */
+    /* runsc: the workload's output comes through these and stockade copies
+     * it to its own stdout/stderr */
+    int out_pipe[2], err_pipe[2];
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -271,8 +274,27 @@ static int step_run(struct sandbox *s, struct stk_error **err)
     fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
     const char *args[] = {"run",        "--detach", "--bundle", s->bundle,
                           "--pid-file", pidfile,    s->id,      NULL};
-    bool quiet = s->req->quiet;
-    int r = rt_exec(s->p, s->rt, s->rt_path, args, !quiet, quiet ? s->log_fd : -1, &s->child_mask);
+    struct rt_stdio io = RT_IO_INHERIT;
+    if (s->req->quiet) {
+        io = RT_IO_LOG(s->log_fd);
+    } else if (rt_table[s->rt].relay_output) {
+        if (pipe2(s->out_pipe, O_CLOEXEC) < 0 || pipe2(s->err_pipe, O_CLOEXEC) < 0)
+            return stk_error_errno(err, errno, "creating output pipes");
+        io.fd[1] = s->out_pipe[1];
+        io.fd[2] = s->err_pipe[1];
+    }
+    int r = rt_exec(s->p, s->rt, s->rt_path, args, io, &s->child_mask);
+    if (s->out_pipe[0] >= 0) {
+        (void)fcntl(s->out_pipe[0], F_SETFL, O_NONBLOCK);
+        (void)fcntl(s->err_pipe[0], F_SETFL, O_NONBLOCK);
+    }
+    /* the sandbox holds the write ends now */
+    for (int i = 0; i < 2; i++) {
+        int *w = i ? &s->err_pipe[1] : &s->out_pipe[1];
+        if (*w >= 0)
+            close(*w);
+        *w = -1;
+    }
     if (r != 0)
         return runtime_failed(s, "run", r, err);
     char buf[32];
@@ -294,7 +316,7 @@ static void undo_run(struct sandbox *s)
         return;
     }
     const char *args[] = {"delete", "--force", s->id, NULL};
-    pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, false, s->log_fd, &s->child_mask);
+    pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, RT_IO_LOG(s->log_fd), &s->child_mask);
     /* Reap everything while delete runs: runsc delete waits for gVisor's
      * gofer and sandbox pids to vanish, and as their subreaper stockade
      * must reap them or they stay zombies. The workload's status was
@@ -346,6 +368,34 @@ static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk
         (void)kill(s->init_pid, SIGKILL);
 }
 
+/* Copies what is waiting in a relay pipe to stockade's fd `to`. Closes the
+ * pipe at end of file. Bounded per call so one chatty stream cannot starve
+ * the supervisor. */
+static void relay(int *from, int to)
+{
+    char buf[65536];
+    for (int i = 0; *from >= 0 && i < 16; i++) {
+        ssize_t n = read(*from, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close(*from);
+            *from = -1;
+            return;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break; /* our own output is gone: drop, keep supervising */
+            off += w;
+        }
+    }
+}
+
 static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
 {
     const struct stk_resolved_limits *l = &s->req->b->limits;
@@ -379,14 +429,26 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         int64_t wait_ms = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait_ms)
             wait_ms = deadline - now > 0 ? deadline - now : 0;
-        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)wait_ms) > 0) {
+        struct pollfd pfd[3] = {
+            {.fd = sfd, .events = POLLIN},
+            {.fd = s->out_pipe[0], .events = POLLIN},
+            {.fd = s->err_pipe[0], .events = POLLIN},
+        };
+        if (poll(pfd, 3, (int)wait_ms) > 0) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
                     sandbox_kill(s, STK_KILL_INTERRUPTED, res);
+            if (pfd[1].revents)
+                relay(&s->out_pipe[0], STDOUT_FILENO);
+            if (pfd[2].revents)
+                relay(&s->err_pipe[0], STDERR_FILENO);
         }
     }
+    /* what the workload wrote before it ended (gVisor's gofer may hold the
+     * write ends open past that, so no waiting for end of file) */
+    relay(&s->out_pipe[0], STDOUT_FILENO);
+    relay(&s->err_pipe[0], STDERR_FILENO);
     clock_gettime(CLOCK_REALTIME, &res->finished);
 
     s->cg->sample(s->id, &cs);
@@ -422,7 +484,15 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
                   struct stk_run_result *ret, struct stk_error **err)
 {
     struct sandbox s = {
-        .p = p, .req = req, .cg = cg_detect(), .rt = req->runtime, .lock_fd = -1, .log_fd = -1};
+        .p = p,
+        .req = req,
+        .cg = cg_detect(),
+        .rt = req->runtime,
+        .lock_fd = -1,
+        .log_fd = -1,
+        .out_pipe = {-1, -1},
+        .err_pipe = {-1, -1},
+    };
     struct stk_run_result res = {.runtime = req->runtime, .peak_memory = -1, .peak_pids = -1};
     _cleanup_close_ int sfd = -1;
     int was_subreaper = 0;
@@ -474,6 +544,12 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
 out_mask:
     sigprocmask(SIG_SETMASK, &s.child_mask, NULL);
 out_free:
+    for (int i = 0; i < 2; i++) {
+        if (s.out_pipe[i] >= 0)
+            close(s.out_pipe[i]);
+        if (s.err_pipe[i] >= 0)
+            close(s.err_pipe[i]);
+    }
     free(s.config);
     stk_oci_etc_free(s.etc_files);
     if (r >= 0) {
