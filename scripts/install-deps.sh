@@ -13,6 +13,8 @@ packages=(
   python3 python3-pytest hyperfine
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
+  # gVisor: the strongest local runtime (stockade run --runtime gvisor)
+  runsc
 )
 
 missing=()

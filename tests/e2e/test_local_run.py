@@ -324,3 +324,31 @@ def test_explain_names_the_runtime(stockade, local_env, detected):
     assert r.returncode == 0, r.stderr
     best = next((rt for rt in ("runsc", "crun", "runc") if detected[rt]["works"]), None)
     assert json.loads(r.stdout)["runtime"] == best
+
+
+def test_output_to_a_regular_file(run, runtime, tmp_path):
+    """Output lands after what the file already holds, in order (gVisor
+    writes files at its own offset, so stockade relays its output)."""
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        f.write("before\n")
+        f.flush()
+        p = subprocess.run([run.binary, "run", "--runtime", runtime, "--", "/bin/sh", "-c",
+                            "echo one; echo two"], stdout=f, stderr=subprocess.PIPE,
+                           env=run.env, timeout=60)
+        f.write("after\n")
+    assert p.returncode == 0, p.stderr
+    assert out.read_text() == "before\none\ntwo\nafter\n"
+
+
+def test_env_and_workspace(run, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    os.chown(ws, 65534, 65534)
+    (ws / "in.txt").write_text("data\n")
+    p, res = run("--workspace", str(ws), "-e", "GREETING=hi there", "--", "/bin/sh", "-c",
+                 'echo "$GREETING"; pwd; cat in.txt; echo out > out.txt')
+    assert res["phase"] == "succeeded", p.stderr
+    assert p.output.splitlines() == ["hi there", "/workspace", "data"]
+    assert (ws / "out.txt").read_text() == "out\n"
+    assert (ws / "in.txt").exists()  # a given workspace is the caller's: kept
