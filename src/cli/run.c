@@ -182,6 +182,28 @@ static void mark_flag_origins(const struct run_opts *o, struct stk_boundary *b)
     }
 }
 
+/* Diagnostics about the flags name the flag, not a position in the
+ * generated document. */
+static void print_diags(const struct stk_diags *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        const struct stk_diag *g = &d->items[i];
+        const char *option = NULL;
+        for (int k = 0; k < _FLAG_N && g->file && !strcmp(g->file, "command line"); k++)
+            if (g->path && stk_startswith(g->path, flags[k].path))
+                option = flags[k].option;
+        if (option) {
+            fprintf(stderr, "stockade run: %s: %s: %s\n", option,
+                    g->sev == STK_SEV_ERROR ? "error" : "warning", g->msg);
+            continue;
+        }
+        _cleanup_free_ char *line = stk_diag_format(g);
+        fprintf(stderr, "%s\n", line);
+    }
+    if (d->dropped)
+        fprintf(stderr, "... and %zu more problems\n", d->dropped);
+}
+
 /* ---- result ------------------------------------------------------------------- */
 
 static json_t *result_json(const struct stk_run_result *r)
@@ -335,7 +357,7 @@ int cmd_run(int argc, char **argv)
     if (stk_resolve(sb, ds ? ds->file : "command line", env, env ? env_ds->file : NULL, &diags,
                     &b) < 0)
         goto invalid;
-    cli_print_diags(&diags);
+    print_diags(&diags);
     mark_flag_origins(&o, b);
 
     struct stk_runtime_status st[_STK_OCI_N];
@@ -380,6 +402,6 @@ int cmd_run(int argc, char **argv)
     return res.exit_code < 0 ? EXIT_SETUP : res.exit_code & 0xff;
 
 invalid:
-    cli_print_diags(&diags);
+    print_diags(&diags);
     return EXIT_INVALID;
 }

@@ -214,7 +214,7 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
 {
     char cache_path[512];
     snprintf(cache_path, sizeof(cache_path), "%s/runtimes.json", p->state_dir);
-    int r = mkdir_p(p->state_dir, 0700);
+    int r = geteuid() == 0 ? mkdir_p(p->state_dir, 0700) : 0;
     if (r < 0)
         return stk_error_errno(err, -r, "creating state dir %s", p->state_dir);
 
@@ -235,6 +235,11 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
             continue;
         }
         st->installed = true;
+        if (geteuid() != 0) {
+            fmt_into(st->note, sizeof(st->note),
+                     "the local backend needs root (cgroups, namespaces, runtime state)");
+            continue;
+        }
         json_t *e = json_object_get(cache, rt_table[i].name);
         if (json_is_object(e) &&
             stk_streq(json_string_value(json_object_get(e, "path")), st->path) &&
@@ -255,7 +260,7 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
                                       "note", st->note, "version", st->version));
         dirty = true;
     }
-    if (dirty) {
+    if (dirty && geteuid() == 0) {
         char tmp[600];
         snprintf(tmp, sizeof(tmp), "%s.tmp", cache_path);
         if (json_dump_file(cache, tmp, JSON_INDENT(2)) == 0)
