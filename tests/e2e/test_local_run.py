@@ -224,6 +224,7 @@ def test_unprivileged_identity(run):
         "libc = ctypes.CDLL(None)\n"
         "print('UID', os.getuid(), os.geteuid())\n"
         "print('NNP', libc.prctl(39, 0, 0, 0, 0))\n"
+        "import socket; print('HOST', socket.gethostname())\n"
         "for line in open('/proc/self/status'):\n"
         "    if line.startswith(('CapEff', 'Seccomp:')): print(line.strip())\n"))
     assert res["phase"] == "succeeded", p.stderr
@@ -231,6 +232,7 @@ def test_unprivileged_identity(run):
     assert "NNP 1" in p.output
     assert "CapEff:\t0000000000000000" in p.output
     assert "Seccomp:\t2" in p.output
+    assert f"HOST {res['id'].rsplit('-', 1)[0]}" in p.output  # hostname = sandbox name
 
 
 def test_no_runtime_sockets_and_only_loopback(run):
@@ -311,11 +313,14 @@ def test_gc_after_crash(run, runtime):
 
 def test_flags_are_validated_like_the_spec(stockade, local_env):
     r = stockade("run", "--memory", "1Ki", "--", "/bin/true", env=local_env)
+    # the same bounds as spec.resources.memory, reported against the flag
     assert r.returncode == 1
-    assert "spec.resources.memory" in r.stderr
+    assert "--memory: error: 1Ki is below the minimum of 16Mi" in r.stderr
     r = stockade("run", "--runtime", "kata", "--", "/bin/true", env=local_env)
     assert r.returncode == 1
-    assert "spec.runtime" in r.stderr
+    assert '--runtime: error: "kata" is not one of default|gvisor|crun|runc' in r.stderr
+    r = stockade("run", "-e", "1A=b", "--", "/bin/true", env=local_env)
+    assert r.returncode == 1 and "-e: error:" in r.stderr
 
 
 def test_explain_names_the_runtime(stockade, local_env, detected):

@@ -90,6 +90,9 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* child: only async-signal-safe calls from here, then exec or _exit */
     if (child_mask)
         sigprocmask(SIG_SETMASK, child_mask, NULL);
+    /* stockade ignores SIGPIPE while it relays output; the sandbox must not
+     * inherit that */
+    signal(SIGPIPE, SIG_DFL);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
         _exit(126);

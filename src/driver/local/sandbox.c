@@ -495,6 +495,7 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     };
     struct stk_run_result res = {.runtime = req->runtime, .peak_memory = -1, .peak_pids = -1};
     _cleanup_close_ int sfd = -1;
+    void (*old_pipe)(int) = SIG_ERR;
     int was_subreaper = 0;
     size_t done = 0;
     sigset_t mask;
@@ -511,6 +512,9 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     sigaddset(&mask, SIGTERM);
     sigprocmask(SIG_BLOCK, &mask, &s.child_mask);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    /* A closed stdout must not kill stockade mid-run: that would leave the
+     * sandbox behind. Writes fail with EPIPE instead. */
+    old_pipe = signal(SIGPIPE, SIG_IGN);
     (void)prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
     if (sfd < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
         r = stk_error_errno(err, errno, "setting up the supervisor");
@@ -542,6 +546,8 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     reap_leftovers();
     (void)prctl(PR_SET_CHILD_SUBREAPER, was_subreaper);
 out_mask:
+    if (old_pipe != SIG_ERR)
+        signal(SIGPIPE, old_pipe);
     sigprocmask(SIG_SETMASK, &s.child_mask, NULL);
 out_free:
     for (int i = 0; i < 2; i++) {
