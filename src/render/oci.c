@@ -348,7 +348,9 @@ int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o
 
 void stk_oci_etc_render(const struct stk_boundary *b, struct stk_oci_file ret[STK_OCI_ETC_FILES])
 {
-    const char *host = b->name ? b->name : "sandbox";
+    /* Nothing here depends on the sandbox (the hostname is set through the
+     * UTS namespace), so one generated /etc serves every sandbox. */
+    (void)b;
     ret[0] = (struct stk_oci_file){
         "passwd", stk_xasprintf("root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
                                 "sandbox:x:%d:%d:stockade sandbox:/workspace:/bin/sh\n",
@@ -356,13 +358,12 @@ void stk_oci_etc_render(const struct stk_boundary *b, struct stk_oci_file ret[ST
     ret[1] =
         (struct stk_oci_file){"group", stk_xasprintf("root:x:0:\nsandbox:x:%d:\n", STK_OCI_GID)};
     ret[2] = (struct stk_oci_file){
-        "hosts", stk_xasprintf("127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost\n", host)};
-    ret[3] = (struct stk_oci_file){"hostname", stk_xasprintf("%s\n", host)};
-    ret[4] = (struct stk_oci_file){"nsswitch.conf",
+        "hosts", stk_xstrdup("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")};
+    ret[3] = (struct stk_oci_file){"nsswitch.conf",
                                    stk_xstrdup("passwd: files\ngroup: files\nshadow: files\n"
                                                "hosts: files\n")};
     /* No resolver: the sandbox has no network until egress rules say so. */
-    ret[5] = (struct stk_oci_file){"resolv.conf", stk_xstrdup("")};
+    ret[4] = (struct stk_oci_file){"resolv.conf", stk_xstrdup("")};
 }
 
 void stk_oci_etc_free(struct stk_oci_file files[STK_OCI_ETC_FILES])

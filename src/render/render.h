@@ -42,12 +42,13 @@ int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o
                    struct stk_error **err);
 
 /* The minimal /etc of a `rootfs: host` sandbox: the sandbox user, hosts,
- * nsswitch; nothing from the host's /etc and no secrets. */
+ * nsswitch; nothing from the host's /etc and no secrets. The same for every
+ * sandbox, so the driver may share one copy. */
 struct stk_oci_file {
     const char *name; /* relative to etc_dir */
     char *content;
 };
-#define STK_OCI_ETC_FILES 6
+#define STK_OCI_ETC_FILES 5
 void stk_oci_etc_render(const struct stk_boundary *b, struct stk_oci_file ret[STK_OCI_ETC_FILES]);
 void stk_oci_etc_free(struct stk_oci_file files[STK_OCI_ETC_FILES]);
 

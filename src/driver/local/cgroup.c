@@ -240,21 +240,26 @@ int cg_remove(const char *id)
     for (size_t i = 0; i < n; i++) {
         char dir[300];
         fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
-        struct stat st;
-        if (stat(dir, &st) < 0)
-            continue;
-        /* A bounded wait: killed tasks leave the cgroup within milliseconds. */
+        /* Empty after a normal end, so try first and kill only when busy;
+         * a bounded wait, since killed tasks leave within milliseconds. */
         int tries = 0;
-        for (; tries < 200; tries++) {
-            kill_procs(dir);
-            if (rmdir(dir) == 0 || errno == ENOENT)
+        bool existed = true;
+        for (;;) {
+            if (rmdir(dir) == 0)
                 break;
+            if (errno == ENOENT) {
+                existed = false;
+                break;
+            }
+            if (++tries == 200)
+                break;
+            kill_procs(dir);
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
         if (tries == 200)
             r = -EBUSY;
-        else
+        else if (existed)
             removed++;
     }
     return r < 0 ? r : removed;

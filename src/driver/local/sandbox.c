@@ -43,6 +43,8 @@ static const char *const host_dir_candidates[] = {"/usr",   "/bin",   "/sbin",  
 static const char *const rootfs_mount_points[] = {"/proc", "/dev", "/sys",
                                                   "/tmp",  "/etc", "/workspace"};
 
+#define LD_CACHE_MAX (1 << 20)
+
 struct sandbox {
     const struct stk_local_paths *p;
     const struct stk_run_request *req;
@@ -53,7 +55,9 @@ struct sandbox {
     char dir[512], bundle[600], rootfs[640], etc[600], workspace[600], log[600];
     const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
     size_t n_host_dirs;
-    char *config; /* rendered config.json */
+    char *config;   /* rendered config.json */
+    char *ld_cache; /* the host's /etc/ld.so.cache, for the shared /etc */
+    size_t n_ld_cache;
     struct stk_oci_file etc_files[STK_OCI_ETC_FILES];
     int lock_fd;
     int log_fd;
@@ -85,6 +89,33 @@ static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
     return 1;
 }
 
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* The generated /etc is the same for every sandbox: one read-only copy,
+ * named after a hash of its content (the loader's cache included, so a
+ * changed host gets a new copy), created once by whichever run needs it
+ * first (write to a temporary name, then rename). */
+static void shared_etc_name(struct sandbox *s)
+{
+    s->ld_cache = stk_xmalloc(LD_CACHE_MAX);
+    ssize_t n = file_read("/etc/ld.so.cache", s->ld_cache, LD_CACHE_MAX);
+    /* absent or too large: the loader searches the directories instead */
+    s->n_ld_cache = n > 0 && (size_t)n < LD_CACHE_MAX - 1 ? (size_t)n : 0;
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
+        h = fnv1a(h, s->etc_files[i].name, strlen(s->etc_files[i].name) + 1);
+        h = fnv1a(h, s->etc_files[i].content, strlen(s->etc_files[i].content) + 1);
+    }
+    h = fnv1a(h, s->ld_cache, s->n_ld_cache);
+    fmt_into(s->etc, sizeof(s->etc), "%s/etc-%016llx", s->p->state_dir, (unsigned long long)h);
+}
+
 /* ---- parse: everything computed before acting --------------------------------- */
 
 static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
@@ -95,7 +126,6 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     fmt_into(s->id, sizeof(s->id), "%.40s-%s", b->name ? b->name : "sandbox", rnd);
     fmt_into(s->dir, sizeof(s->dir), "%s/sandboxes/%s", s->p->state_dir, s->id);
     fmt_into(s->bundle, sizeof(s->bundle), "%s/bundle", s->dir);
-    fmt_into(s->etc, sizeof(s->etc), "%s/etc", s->dir);
     fmt_into(s->log, sizeof(s->log), "%s/runtime.log", s->dir);
     if (s->req->workspace)
         fmt_into(s->workspace, sizeof(s->workspace), "%s", s->req->workspace);
@@ -119,6 +149,11 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
             if (stat(host_dir_candidates[i], &st) == 0 && S_ISDIR(st.st_mode))
                 s->host_dirs[s->n_host_dirs++] = host_dir_candidates[i];
 
+    if (host) {
+        stk_oci_etc_render(b, s->etc_files);
+        shared_etc_name(s);
+    }
+
     char cgpath[128];
     snprintf(cgpath, sizeof(cgpath), "/" CG_PARENT "/%s", s->id);
     struct stk_oci_options o = {
@@ -131,12 +166,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
     };
-    int r = stk_oci_render(b, &o, &s->config, err);
-    if (r < 0)
-        return r;
-    if (host)
-        stk_oci_etc_render(b, s->etc_files);
-    return 0;
+    return stk_oci_render(b, &o, &s->config, err);
 }
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
@@ -176,6 +206,38 @@ static void undo_dir(struct sandbox *s)
     s->log_fd = s->lock_fd = -1;
 }
 
+static int shared_etc(struct sandbox *s, struct stk_error **err)
+{
+    if (access(s->etc, F_OK) == 0)
+        return 0;
+
+    char tmp[700], path[800];
+    fmt_into(tmp, sizeof(tmp), "%s.%s", s->etc, s->id);
+    if (mkdir(tmp, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", tmp);
+    int r = 0;
+    for (size_t i = 0; i < STK_OCI_ETC_FILES && r >= 0; i++) {
+        fmt_into(path, sizeof(path), "%s/%s", tmp, s->etc_files[i].name);
+        r = file_write(path, s->etc_files[i].content, strlen(s->etc_files[i].content));
+    }
+    if (r >= 0 && s->n_ld_cache > 0) {
+        fmt_into(path, sizeof(path), "%s/ld.so.cache", tmp);
+        r = file_write(path, s->ld_cache, s->n_ld_cache);
+    }
+    if (r < 0) {
+        (void)rm_rf(tmp);
+        return stk_error_errno(err, -r, "writing %s", path);
+    }
+    if (rename(tmp, s->etc) < 0) {
+        int e = errno;
+        (void)rm_rf(tmp);
+        /* another run made the same copy first */
+        if (e != EEXIST && e != ENOTEMPTY)
+            return stk_error_errno(err, e, "renaming %s", tmp);
+    }
+    return 0;
+}
+
 static int step_bundle(struct sandbox *s, struct stk_error **err)
 {
     char path[700];
@@ -191,13 +253,15 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     }
     if (!stk_streq(s->req->b->rootfs, "host"))
         return 0;
-    if (mkdir(s->etc, 0755) < 0)
-        return stk_error_errno(err, errno, "creating %s", s->etc);
     /* The root of every `rootfs: host` sandbox is one shared, empty
      * skeleton holding only mount points, mounted read-only. Sharing it
      * is not only tidy: removing a directory that was a mount point in a
      * container's dying mount namespace waits for that namespace to go
      * (tens of milliseconds), and a per-sandbox root paid that every run. */
+    char done[700];
+    fmt_into(done, sizeof(done), "%s.done", s->rootfs);
+    if (access(done, F_OK) == 0)
+        return shared_etc(s, err);
     if ((r = mkdir_p(s->rootfs, 0755)) < 0)
         return stk_error_errno(err, -r, "creating %s", s->rootfs);
     for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
@@ -213,20 +277,9 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
         if (mkdir(path, 0755) < 0 && errno != EEXIST)
             return stk_error_errno(err, errno, "creating %s", path);
     }
-    for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
-        fmt_into(path, sizeof(path), "%s/%s", s->etc, s->etc_files[i].name);
-        const char *c = s->etc_files[i].content;
-        if ((r = file_write(path, c, strlen(c))) < 0)
-            return stk_error_errno(err, -r, "writing %s", path);
-    }
-    /* The loader's cache: library paths only, and it saves a search. */
-    char cache[1 << 16];
-    ssize_t n = file_read("/etc/ld.so.cache", cache, sizeof(cache));
-    if (n > 0 && (size_t)n < sizeof(cache) - 1) {
-        fmt_into(path, sizeof(path), "%s/ld.so.cache", s->etc);
-        (void)file_write(path, cache, (size_t)n);
-    }
-    return 0;
+    if ((r = file_write(done, "", 0)) < 0)
+        return stk_error_errno(err, -r, "writing %s", done);
+    return shared_etc(s, err);
 }
 
 static bool observable(const struct sandbox *s, enum stk_kill_reason k)
@@ -557,6 +610,7 @@ out_free:
             close(s.err_pipe[i]);
     }
     free(s.config);
+    free(s.ld_cache);
     stk_oci_etc_free(s.etc_files);
     if (r >= 0) {
         if (!res.finished.tv_sec)
