@@ -33,7 +33,7 @@ capture_bundle() { # runtime-flag dest
   done
   local sb; sb=$(dirname "$(dirname "$cfg")")
   mkdir -p "$2/rootfs" "$2/ws"
-  cp -r "$sb/etc" "$2/etc"
+  cp -r "$(python3 -c 'import json,sys; print([m["source"] for m in json.load(open(sys.argv[1]))["mounts"] if m["destination"] == "/etc"][0])' "$cfg")" "$2/etc"
   chown 65534:65534 "$2/ws"
   python3 - "$cfg" "$2" "$sb" <<'PY'
 import json, sys

@@ -135,3 +135,23 @@ void random_hex(char *buf, size_t n)
         buf[i] = hex[(raw[i / 2] >> ((i % 2) ? 0 : 4)) & 0xf];
     buf[n] = '\0';
 }
+
+/* Counts, or removes, <root>/<id> and <root>/<id>_* (runsc's files). */
+size_t runtime_entries(const char *root, const char *id, bool remove)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    size_t n = 0, len = strlen(id);
+    struct dirent *e;
+    char path[700];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, id, len) || (e->d_name[len] && e->d_name[len] != '_'))
+            continue;
+        fmt_into(path, sizeof(path), "%s/%s", root, e->d_name);
+        if (!remove || rm_rf(path) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}

@@ -58,26 +58,6 @@ static void dir_ids(const char *path, struct idlist *l)
     closedir(d);
 }
 
-/* Counts, or removes, <root>/<id> and <root>/<id>_* (runsc's files). */
-static size_t runtime_entries(const char *root, const char *id, bool remove)
-{
-    DIR *d = opendir(root);
-    if (!d)
-        return 0;
-    size_t n = 0, len = strlen(id);
-    struct dirent *e;
-    char path[700];
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, id, len) || (e->d_name[len] && e->d_name[len] != '_'))
-            continue;
-        fmt_into(path, sizeof(path), "%s/%s", root, e->d_name);
-        if (!remove || rm_rf(path) == 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /* True when a live run holds the sandbox's lock. */
 static bool in_use(const struct stk_local_paths *p, const char *id)
 {

@@ -108,6 +108,9 @@ ssize_t file_read(const char *path, char *buf, size_t n);
 /* Removes a directory tree without following symlinks or crossing mounts. */
 int rm_rf(const char *path);
 int mkdir_p(const char *path, mode_t mode);
+/* Counts, or removes, what a runtime's --root holds for a sandbox:
+ * <root>/<id> (runc, crun) and <root>/<id>_* (runsc's files). */
+size_t runtime_entries(const char *root, const char *id, bool remove);
 /* Random lowercase hex id of n characters. */
 void random_hex(char *buf, size_t n);
 

@@ -356,16 +356,33 @@ static int step_run(struct sandbox *s, struct stk_error **err)
     return 0;
 }
 
+/* Waits, bounded, until stockade has no children left (gVisor's gofer
+ * exits right after its sandbox). True when none are left. */
+static bool reap_all(int64_t max_ms)
+{
+    for (int64_t waited = 0; waited <= max_ms; waited++) {
+        pid_t pid;
+        while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+            ;
+        if (pid < 0 && errno == ECHILD)
+            return true;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
 static void undo_run(struct sandbox *s)
 {
-    if (s->reaped && !rt_table[s->rt].needs_delete) {
-        /* The container's processes are gone (its PID namespace died with
-         * its init) and stockade removes the cgroup itself: what is left of
-         * runc's or crun's state is its directory under our --root. Saves a
-         * runtime exec on every run. */
-        char path[700];
-        fmt_into(path, sizeof(path), "%s/%s/%s", s->p->run_dir, rt_table[s->rt].name, s->id);
-        (void)rm_rf(path);
+    /* Once every process of the container is gone (runc, crun: its PID
+     * namespace died with init; runsc: the sandbox and gofer, stockade's
+     * children, have exited) and stockade removes the cgroup itself, what
+     * is left of the runtime's state is in our --root. Removing it directly
+     * saves a runtime exec (for runsc, most of its teardown time). */
+    if (s->reaped && (!rt_table[s->rt].needs_delete || reap_all(500))) {
+        char root[600];
+        fmt_into(root, sizeof(root), "%s/%s", s->p->run_dir, rt_table[s->rt].name);
+        (void)runtime_entries(root, s->id, true);
         return;
     }
     const char *args[] = {"delete", "--force", s->id, NULL};
