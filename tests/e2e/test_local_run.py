@@ -357,3 +357,39 @@ def test_env_and_workspace(run, tmp_path):
     assert p.output.splitlines() == ["hi there", "/workspace", "data"]
     assert (ws / "out.txt").read_text() == "out\n"
     assert (ws / "in.txt").exists()  # a given workspace is the caller's: kept
+
+
+@pytest.fixture(scope="session")
+def tiny_rootfs(tmp_path_factory):
+    """A rootfs directory holding /bin/true and what it links against."""
+    root = tmp_path_factory.mktemp("rootfs")
+    root.chmod(0o755)  # the sandbox user must be able to enter its root
+    libs = subprocess.run(["ldd", "/usr/bin/true"], capture_output=True, text=True).stdout
+    paths = ["/usr/bin/true"] + [w for w in libs.split() if w.startswith("/")]
+    for src in paths:
+        dst = root / src.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(pathlib.Path(src).read_bytes())
+        dst.chmod(0o755)
+    (root / "bin").symlink_to("usr/bin")
+    return root
+
+
+def test_rootfs_directory(run, tiny_rootfs):
+    p, res = run("--rootfs", str(tiny_rootfs), "--", "/bin/true")
+    assert res["phase"] == "succeeded", p.stderr
+    # nothing of the host's /usr: python3 is not there
+    r = subprocess.run([run.binary, "run", "--runtime", run.runtime, "--rootfs",
+                        str(tiny_rootfs), "--", "/usr/bin/python3", "-c", "1"],
+                       capture_output=True, text=True, env=run.env, timeout=60)
+    assert r.returncode == 125  # the runtime could not start it
+    assert leftovers(run.env) == []
+
+
+def test_setup_failure_leaves_nothing(run, tmp_path):
+    r = subprocess.run([run.binary, "run", "--runtime", run.runtime, "--rootfs", str(tmp_path),
+                        "--", "/bin/true"], capture_output=True, text=True, env=run.env,
+                       timeout=60)
+    assert r.returncode == 125
+    assert "runtime run" in r.stderr and "failed" in r.stderr
+    assert leftovers(run.env) == []

@@ -318,6 +318,34 @@ static int runtime_failed(struct sandbox *s, const char *what, int status, struc
                           status, tail[0] ? ": " : "", tail);
 }
 
+/* Copies what is waiting in a relay pipe to stockade's fd `to`. Closes the
+ * pipe at end of file. Bounded per call so one chatty stream cannot starve
+ * the supervisor. */
+static void relay(int *from, int to)
+{
+    char buf[65536];
+    for (int i = 0; *from >= 0 && i < 16; i++) {
+        ssize_t n = read(*from, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close(*from);
+            *from = -1;
+            return;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break; /* our own output is gone: drop, keep supervising */
+            off += w;
+        }
+    }
+}
+
 /* One runtime call creates and starts the container (run --detach): the
  * runtime exits once the workload runs, and the workload's process becomes
  * stockade's child. */
@@ -348,8 +376,12 @@ static int step_run(struct sandbox *s, struct stk_error **err)
             close(*w);
         *w = -1;
     }
-    if (r != 0)
+    if (r != 0) {
+        /* under relay, the runtime's own complaint is in the pipes */
+        relay(&s->err_pipe[0], STDERR_FILENO);
+        relay(&s->out_pipe[0], STDOUT_FILENO);
         return runtime_failed(s, "run", r, err);
+    }
     char buf[32];
     if (file_read(pidfile, buf, sizeof(buf)) <= 0 || (s->init_pid = atoi(buf)) <= 1)
         return stk_error_make(err, EIO, "%s run wrote no pid file", rt_table[s->rt].name);
@@ -438,34 +470,6 @@ static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk
         (void)kill(s->init_pid, SIGKILL);
 }
 
-/* Copies what is waiting in a relay pipe to stockade's fd `to`. Closes the
- * pipe at end of file. Bounded per call so one chatty stream cannot starve
- * the supervisor. */
-static void relay(int *from, int to)
-{
-    char buf[65536];
-    for (int i = 0; *from >= 0 && i < 16; i++) {
-        ssize_t n = read(*from, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return;
-        if (n <= 0) {
-            close(*from);
-            *from = -1;
-            return;
-        }
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(to, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break; /* our own output is gone: drop, keep supervising */
-            off += w;
-        }
-    }
-}
-
 static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
 {
     const struct stk_resolved_limits *l = &s->req->b->limits;
@@ -531,7 +535,9 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         res->kill_reason = STK_KILL_MEMORY;
     res->cpu_seconds = (double)cs.cpu_usec / 1e6;
     res->peak_memory = cs.mem_peak;
-    res->peak_pids = cs.pids_peak;
+    /* under gVisor the host pids counters count gVisor's threads, not the
+     * workload's processes: unknown rather than wrong */
+    res->peak_pids = observable(s, STK_KILL_PIDS) ? cs.pids_peak : -1;
     s->init_pid = 0;
 }
 
