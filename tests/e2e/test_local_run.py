@@ -393,3 +393,19 @@ def test_setup_failure_leaves_nothing(run, tmp_path):
     assert r.returncode == 125
     assert "runtime run" in r.stderr and "failed" in r.stderr
     assert leftovers(run.env) == []
+
+
+def test_gc_leaves_a_live_run_alone(run, runtime):
+    proc = subprocess.Popen([run.binary, "run", "--runtime", runtime, "-o", "json", "--",
+                             "/bin/sh", "-c", "sleep 2; echo survived"], stdout=subprocess.PIPE,
+                            text=True, env=run.env)
+    sid = wait_for_sandbox(run.env)
+    r = subprocess.run([run.binary, "gc"], capture_output=True, text=True, env=run.env,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "removed 0 sandbox directories" in r.stdout
+    out, _ = proc.communicate(timeout=60)
+    res = json.loads(out.rstrip("\n").split("\n")[-1])
+    assert res["id"] == sid and res["phase"] == "succeeded"
+    assert "survived" in out
+    assert leftovers(run.env, sid) == []

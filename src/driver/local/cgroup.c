@@ -265,6 +265,24 @@ int cg_remove(const char *id)
     return r < 0 ? r : removed;
 }
 
+int cg_remove_idle(const char *id, int min_age)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    int removed = 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        struct stat st;
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
+        if (stat(dir, &st) < 0 || now - st.st_mtime < min_age)
+            continue;
+        if (rmdir(dir) == 0) /* EBUSY when anything is inside: left alone */
+            removed++;
+    }
+    return removed;
+}
+
 void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud)
 {
     char hier[32][128];

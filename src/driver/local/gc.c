@@ -14,7 +14,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#define GC_MAX_IDS 4096
+#define GC_MAX_IDS      4096
+#define GC_IDLE_SECONDS 60
 
 struct idlist {
     char (*ids)[64];
@@ -82,10 +83,22 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
         fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
         dir_ids(path, &l);
     }
+    /* ids our state or run directory knows are ours; the rest of
+     * <hierarchy>/stockade/ may belong to runs under another state
+     * directory, whose locks we cannot see */
+    size_t owned = l.n;
     cg_foreach_id(idlist_add, &l);
 
     for (size_t i = 0; i < l.n; i++) {
         const char *id = l.ids[i];
+        if (i >= owned) {
+            /* not provably ours: only an empty cgroup that has been there
+             * a while is removed, and nothing in it is killed */
+            int r = cg_remove_idle(id, GC_IDLE_SECONDS);
+            if (r > 0)
+                st.cgroups += (size_t)r;
+            continue;
+        }
         if (in_use(p, id))
             continue;
         /* runtime state first: it may still hold processes */

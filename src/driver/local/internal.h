@@ -45,6 +45,9 @@ bool cg_is_hybrid(void);
 /* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
  * Returns how many directories were removed; negative if one stays. */
 int cg_remove(const char *id);
+/* Removes <every hierarchy>/stockade/<id> that is empty and older than
+ * min_age seconds; kills nothing. Returns how many were removed. */
+int cg_remove_idle(const char *id, int min_age);
 /* Calls fn for each id found under <every hierarchy>/stockade/. */
 void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
 

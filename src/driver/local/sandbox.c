@@ -8,9 +8,10 @@
  * steps that ran, in reverse, whether the workload succeeded, failed, was
  * killed or stockade was interrupted.
  *
- * stockade is the child subreaper for the run: the runtime's create exits
- * once the container's init is in place, so init becomes stockade's child
- * and its exit status is reaped here. Kill reasons come from the cgroup
+ * stockade is the child subreaper for the run: `<runtime> run --detach`
+ * exits once the workload runs, so the container's init (or gVisor's
+ * sandbox process) becomes stockade's child and its exit status is reaped
+ * here. Kill reasons come from the cgroup
  * counters stockade reads from the cgroup it created (never from the exit
  * status): an OOM kill recorded by the memory cgroup, a fork the pids cgroup
  * refused, CPU time over the budget, or the deadline.
