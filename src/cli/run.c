@@ -385,7 +385,7 @@ int cmd_run(int argc, char **argv)
     }
     if (o.out == CLI_OUT_JSON) {
         json_t *j = result_json(&res);
-        json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         putchar('\n');
         json_decref(j);
     } else if (res.phase == STK_PHASE_KILLED) {

@@ -409,3 +409,16 @@ def test_gc_leaves_a_live_run_alone(run, runtime):
     assert res["id"] == sid and res["phase"] == "succeeded"
     assert "survived" in out
     assert leftovers(run.env, sid) == []
+
+
+@pytest.mark.parametrize("command", ["run", "gc"])
+def test_help(stockade, command):
+    r = stockade(command, "--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith(f"Usage: stockade {command}")
+
+
+def test_run_needs_a_command(stockade, local_env):
+    r = stockade("run", env=local_env)
+    assert r.returncode == 2
+    assert "needs a command" in r.stderr
