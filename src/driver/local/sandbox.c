@@ -527,10 +527,16 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
     clock_gettime(CLOCK_REALTIME, &res->finished);
 
     s->cg->sample(s->id, &cs);
-    if (WIFEXITED(status))
+    if (!s->reaped) {
+        /* no children left and the workload was not among them: its
+         * status is lost, and saying "succeeded" would be a guess */
+        res->exit_code = -1;
+        fmt_into(res->note, sizeof(res->note), "the workload's exit status was lost");
+    } else if (WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status))
+    } else if (WIFSIGNALED(status)) {
         res->exit_code = 128 + WTERMSIG(status);
+    }
     /* The kernel killed something for memory and the workload ended. */
     if (res->kill_reason == STK_KILL_NONE && cs.oom_kills > 0 && observable(s, STK_KILL_MEMORY))
         res->kill_reason = STK_KILL_MEMORY;
@@ -614,7 +620,7 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
             res.phase = STK_PHASE_KILLED;
         else
             res.phase = res.exit_code == 0 ? STK_PHASE_SUCCEEDED : STK_PHASE_FAILED;
-        if (res.phase != STK_PHASE_SUCCEEDED && req->quiet)
+        if (res.phase != STK_PHASE_SUCCEEDED && req->quiet && !res.note[0])
             sandbox_log_tail(&s, res.note, sizeof(res.note));
     } else if (s.init_pid > 1) {
         (void)kill(s.init_pid, SIGKILL);
