@@ -41,7 +41,7 @@ const struct cli_command cli_commands[] = {
     {"run", cmd_run, "run a command in a local sandbox",
      "stockade run [-f FILE] [--env ENV] [--policy P] [--memory Q] [--pids N] [--cpu Q]\n"
      "              [--wall-clock D] [--cpu-time D] [--runtime R] [--rootfs host|DIR]\n"
-     "              [--workspace DIR] [--state-dir DIR] [-e K=V]... [-o text|json]\n"
+     "              [--workspace DIR] [--state-dir DIR] [-e K=V]... [-o text|json] [--dry-run]\n"
      "              [--] CMD [ARGS...]\n"
      "\n"
      "Runs CMD in a sandbox on this host with an OCI runtime (runsc, crun or runc) and\n"
@@ -64,6 +64,8 @@ const struct cli_command cli_commands[] = {
      "                        /var/lib/stockade)\n"
      "  -e NAME=VALUE         set an environment variable (repeatable)\n"
      "  -o, --output FMT      text (default) or json: one result object on the last line\n"
+     "      --dry-run         print the sandbox's contract (explain, flags included)\n"
+     "                        and the runtime it would use; run nothing\n"
      "\n"
      "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
      "2 usage error, 125 the sandbox could not be run.\n"},

@@ -64,6 +64,7 @@ static const struct flag_desc flags[_FLAG_N] = {
 
 struct run_opts {
     const char *file, *env_file, *workspace, *state_dir;
+    bool dry_run;
     enum cli_output out;
     const char *value[_FLAG_N];
     const char *env[RUN_MAX_ENV_FLAGS];
@@ -173,7 +174,7 @@ static void mark_flag_origins(const struct run_opts *o, struct stk_boundary *b)
         bool given = i == FLAG_COMMAND ? o->argc > 0 : i == FLAG_ENV ? o->n_env > 0 : !!o->value[i];
         if (!given)
             continue;
-        struct stk_origin fo = {.source = STK_SRC_FLAG, .path = f->option};
+        struct stk_origin fo = {.source = STK_SRC_FLAG, .path = f->path};
         if (f->origin_off != SIZE_MAX)
             *(struct stk_origin *)((char *)b + f->origin_off) = fo;
         for (size_t k = 0; k < b->n_settings; k++)
@@ -234,17 +235,37 @@ static json_t *result_json(const struct stk_run_result *r)
     return j;
 }
 
+/* --dry-run: the contract of the sandbox that would run, flags included
+ * (their provenance shows as "flag"), and the runtime it would use. */
+static int dry_run(const struct stk_boundary *b, enum cli_output out)
+{
+    struct stk_backend_facts facts;
+    cli_backend_facts(STK_BACKEND_LOCAL, b, &facts);
+    _cleanup_contract_ struct stk_contract *contract = NULL;
+    if (stk_explain(b, &facts, &contract) < 0)
+        return EXIT_INVALID;
+    if (out == CLI_OUT_JSON) {
+        cli_print_json(stk_contract_json(contract));
+    } else {
+        _cleanup_buf_ struct stk_buf text = {0};
+        stk_contract_text(contract, &text);
+        fputs(stk_buf_str(&text), stdout);
+    }
+    return 0;
+}
+
 /* ---- the command ---------------------------------------------------------------- */
 
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_ENV = 256, OPT_WORKSPACE, OPT_STATE_DIR, OPT_FLAG0 };
+    enum { OPT_ENV = 256, OPT_WORKSPACE, OPT_STATE_DIR, OPT_DRY_RUN, OPT_FLAG0 };
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'},
         {"env", required_argument, NULL, OPT_ENV},
         {"output", required_argument, NULL, 'o'},
         {"workspace", required_argument, NULL, OPT_WORKSPACE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {"policy", required_argument, NULL, OPT_FLAG0 + FLAG_POLICY},
         {"memory", required_argument, NULL, OPT_FLAG0 + FLAG_MEMORY},
         {"pids", required_argument, NULL, OPT_FLAG0 + FLAG_PIDS},
@@ -281,6 +302,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
             break;
         case OPT_STATE_DIR:
             o->state_dir = optarg;
+            break;
+        case OPT_DRY_RUN:
+            o->dry_run = true;
             break;
         default:
             if (c >= OPT_FLAG0 && c < OPT_FLAG0 + _FLAG_N) {
@@ -359,6 +383,9 @@ int cmd_run(int argc, char **argv)
         goto invalid;
     print_diags(&diags);
     mark_flag_origins(&o, b);
+
+    if (o.dry_run)
+        return dry_run(b, o.out);
 
     struct stk_runtime_status st[_STK_OCI_N];
     if (stk_runtimes_detect(&paths, st, &err) < 0) {

@@ -447,3 +447,19 @@ def test_32bit_entry_points_refused(run, runtime, entry):
         # action kills the caller with SIGSYS before the syscall runs
         assert res["exitCode"] == 128 + 31, p.output
         assert "RESULT" not in p.output
+
+
+def test_dry_run_shows_flag_provenance(stockade, local_env, detected):
+    spec = pathlib.Path(__file__).resolve().parents[2] / "examples" / "agent.yaml"
+    r = stockade("run", "--dry-run", "-o", "json", "-f", spec, "--memory", "300Mi", "--",
+                 "/bin/true", env=local_env)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    froms = [f for s in c["sections"] for st in s["statements"] for f in st.get("from", [])]
+    assert {"source": "flag", "path": "spec.resources.memory"} in froms
+    # what the flag did not touch keeps its spec provenance
+    assert any(f["source"] == "spec" and f["path"] == "spec.resources.pids" for f in froms)
+    assert list((pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "sandboxes").glob("*")) == []
+    r = stockade("run", "--dry-run", "--memory", "300Mi", "--", "/bin/true", env=local_env)
+    assert "spec.resources.memory = 300Mi [command-line flag]" in r.stdout
+    assert "resources.storage is not enforced" in r.stdout

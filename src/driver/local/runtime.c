@@ -40,15 +40,21 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
 };
 
+#define STORAGE_CAVEAT                                                                             \
+    "resources.storage is not enforced: /workspace is a host directory without a quota "           \
+    "(/tmp and /dev/shm are size-limited tmpfs)"
+
 static const char *const runsc_caveats[] = {
     "gVisor manages its own cgroups: the pids limit is not enforced per guest process, so "
     "pids_exceeded is unobservable (a fork bomb ends at the memory limit or the deadline)",
     "gVisor runs with --network=none on this host: no network stack at all",
+    STORAGE_CAVEAT,
     NULL,
 };
 static const char *const host_kernel_caveats[] = {
     "the workload talks to the host kernel directly (no gVisor): a kernel bug reachable "
     "through the allowed syscalls is a way out",
+    STORAGE_CAVEAT,
     NULL,
 };
 
