@@ -463,3 +463,10 @@ def test_dry_run_shows_flag_provenance(stockade, local_env, detected):
     r = stockade("run", "--dry-run", "--memory", "300Mi", "--", "/bin/true", env=local_env)
     assert "spec.resources.memory = 300Mi [command-line flag]" in r.stdout
     assert "resources.storage is not enforced" in r.stdout
+
+
+def test_stdin_reaches_the_workload(run, runtime):
+    p = subprocess.run([run.binary, "run", "--runtime", runtime, "--", "cat"], input="piped\n",
+                       capture_output=True, text=True, env=run.env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "piped\n"
