@@ -470,3 +470,10 @@ def test_stdin_reaches_the_workload(run, runtime):
                        capture_output=True, text=True, env=run.env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout == "piped\n"
+
+
+def test_cpu_quota_throttles(run):
+    # 250m for 2 s allows about 0.5 s of CPU; unthrottled a spinner takes 2 s
+    p, res = run("--cpu", "250m", "--wall-clock", "2s", *py("while True: pass"))
+    assert res["killReason"] == "wall_clock_exceeded"
+    assert res["usage"]["cpuSeconds"] < 1.0, res["usage"]
