@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define RUN_MAX_ENV_FLAGS 128
 #define EXIT_SETUP        125 /* stockade could not run the sandbox at all */
@@ -235,6 +236,20 @@ static json_t *result_json(const struct stk_run_result *r)
     return j;
 }
 
+/* The default sandbox's name: run-<6 random hex digits>. */
+static void default_name(char *buf, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[6] = {0};
+    if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t)sizeof(raw))
+        memset(raw, (int)(getpid() & 0xff), sizeof(raw));
+    char rnd[7];
+    for (size_t i = 0; i < 6; i++)
+        rnd[i] = hex[raw[i] & 0xf];
+    rnd[6] = '\0';
+    snprintf(buf, n, "run-%s", rnd);
+}
+
 /* --dry-run: the contract of the sandbox that would run, flags included
  * (their provenance shows as "flag"), and the runtime it would use. */
 static int dry_run(const struct stk_boundary *b, enum cli_output out)
@@ -332,28 +347,14 @@ int cmd_run(int argc, char **argv)
     _cleanup_docset_ struct stk_docset *env_ds = NULL, *ds = NULL, *ovl_ds = NULL;
     const struct stk_envconfig *env = NULL;
     struct stk_sandbox *sb = NULL;
-    char name[32], rnd[8];
+    char name[32];
     struct stk_local_paths paths;
     _cleanup_free_ char *ovl = NULL;
     _cleanup_boundary_ struct stk_boundary *b = NULL;
     _cleanup_error_ struct stk_error *err = NULL;
     cli_local_paths(o.state_dir, &paths);
 
-    /* the default sandbox's name: run-<random> */
-    {
-        static const char hex[] = "0123456789abcdef";
-        FILE *f = fopen("/dev/urandom", "re");
-        unsigned char raw[6] = {0};
-        if (f) {
-            if (fread(raw, 1, sizeof(raw), f) != sizeof(raw))
-                memset(raw, 0, sizeof(raw));
-            fclose(f);
-        }
-        for (size_t i = 0; i < 6; i++)
-            rnd[i] = hex[raw[i] & 0xf];
-        rnd[6] = '\0';
-    }
-    snprintf(name, sizeof(name), "run-%s", rnd);
+    default_name(name, sizeof(name));
 
     if (o.env_file && cli_env_load(o.env_file, &diags, &env_ds, &env) != 0)
         goto invalid;
@@ -386,6 +387,10 @@ int cmd_run(int argc, char **argv)
 
     if (o.dry_run)
         return dry_run(b, o.out);
+    if (b->argc == 0) {
+        fprintf(stderr, "stockade run: %s has no spec.command; give one after --\n", o.file);
+        return EXIT_INVALID;
+    }
 
     struct stk_runtime_status st[_STK_OCI_N];
     if (stk_runtimes_detect(&paths, st, &err) < 0) {
@@ -420,11 +425,13 @@ int cmd_run(int argc, char **argv)
                 stk_kill_reason_names[res.kill_reason], res.exit_code,
                 stk_oci_runtime_names[res.runtime]);
     }
-    if (res.phase != STK_PHASE_SUCCEEDED && res.unobservable && res.unobservable[0] &&
-        o.out == CLI_OUT_TEXT)
-        fprintf(stderr, "stockade: note: %s cannot observe:%s%s\n",
-                stk_oci_runtime_names[res.runtime], res.unobservable[0] ? " " : "",
-                res.unobservable[0]);
+    if (o.out == CLI_OUT_TEXT && res.phase != STK_PHASE_SUCCEEDED) {
+        for (const char *const *u = res.unobservable; u && *u; u++)
+            fprintf(stderr, "stockade: note: %s cannot observe %s\n",
+                    stk_oci_runtime_names[res.runtime], *u);
+        if (res.note[0])
+            fprintf(stderr, "stockade: note: %s\n", res.note);
+    }
     fflush(stdout);
     return res.exit_code < 0 ? EXIT_SETUP : res.exit_code & 0xff;
 
