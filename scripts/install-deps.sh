@@ -13,6 +13,8 @@ packages=(
   python3 python3-pytest python3-yaml hyperfine
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
+  # gVisor: the strongest local runtime (stockade run --runtime gvisor)
+  runsc
 )
 # The Kubernetes schema checks (tests/k8s-schema) run on node and npm. Keep a
 # node that is already installed (it may not be Debian's) instead of adding

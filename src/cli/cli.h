@@ -54,6 +54,11 @@ int cli_env_load(const char *file, struct stk_diags *diags, struct stk_docset **
 void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
                        struct stk_backend_facts *ret);
 
+/* The local backend's paths: --state-dir, else $STOCKADE_STATE_DIR, else
+ * /var/lib/stockade; runtime state under $STOCKADE_RUN_DIR or /run/stockade. */
+struct stk_local_paths;
+void cli_local_paths(const char *state_dir, struct stk_local_paths *ret);
+
 int cmd_validate(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_assess(int argc, char **argv);
@@ -62,5 +67,7 @@ int cmd_netpol(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_eject(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli.h"
+#include "driver/driver.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -102,10 +103,50 @@ void cli_sandbox_release(struct cli_sandbox *s)
     memset(s, 0, sizeof(*s));
 }
 
+void cli_local_paths(const char *state_dir, struct stk_local_paths *ret)
+{
+    const char *e = getenv("STOCKADE_STATE_DIR");
+    const char *r = getenv("STOCKADE_RUN_DIR");
+    ret->state_dir = state_dir ? state_dir : e && *e ? e : STK_LOCAL_STATE_DIR;
+    ret->run_dir = r && *r ? r : STK_LOCAL_RUN_DIR;
+}
+
+/* Local: which runtime `run` would use for this boundary, from the cached
+ * detection (a smoke run the first time a runtime binary is seen). */
+static void local_facts(const struct stk_boundary *b, struct stk_backend_facts *ret)
+{
+    static struct stk_runtime_status st[_STK_OCI_N];
+    static char note[1024];
+    struct stk_local_paths paths;
+    cli_local_paths(NULL, &paths);
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_runtimes_detect(&paths, st, &err) < 0) {
+        snprintf(note, sizeof(note), "runtime detection failed: %s", err->msg);
+        ret->runtime_note = note;
+        return;
+    }
+    enum stk_oci_runtime rt;
+    const char *why = NULL;
+    if (stk_runtime_choose(b->runtime, st, &rt, &why) < 0) {
+        snprintf(note, sizeof(note), "%s", why ? why : "");
+        ret->runtime_note = note;
+        return;
+    }
+    ret->runtime = stk_oci_runtime_names[rt];
+    ret->runtime_is_gvisor = rt == STK_OCI_RUNSC;
+    if (st[rt].version[0] && why)
+        snprintf(note, sizeof(note), "%s; %s", st[rt].version, why);
+    else
+        snprintf(note, sizeof(note), "%s", why ? why : st[rt].version);
+    ret->runtime_note = note[0] ? note : NULL;
+    ret->caveats = stk_runtime_caveats(rt);
+}
+
 void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
                        struct stk_backend_facts *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->backend = backend;
-    (void)b;
+    if (backend == STK_BACKEND_LOCAL)
+        local_facts(b, ret);
 }

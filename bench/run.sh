@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# stockade run -- /bin/true against the bare runtimes on the same bundle and
+# bwrap with comparable isolation, side by side in one hyperfine run.
+# As root. Writes bench/results.md (medians and ratios).
+#
+#   bench/run.sh [RUNS]     (default 30 runs per command, 3 warmups)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+runs=${1:-30}
+bin=${STOCKADE_BIN:-$root/build/src/stockade}
+[ -x "$bin" ] || { echo "build first: ninja -C build" >&2; exit 1; }
+command -v hyperfine >/dev/null || { echo "hyperfine missing: scripts/install-deps.sh" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/stockade-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export STOCKADE_STATE_DIR=$work/state STOCKADE_RUN_DIR=$work/run
+
+# Runtime detection (smoke runs) happens once, outside the measurement.
+"$bin" run -- /bin/true
+works() { python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/state/runtimes.json'))['$1']['works'] else 1)"; }
+
+# The bundle stockade renders, captured from a live run and made standalone:
+# the same config.json (namespaces, seccomp, mounts, limits) for each bare
+# runtime, with its own workspace, /etc and cgroup path.
+capture_bundle() { # runtime-flag dest
+  "$bin" run --runtime "$1" -- /bin/sleep 3 &
+  local pid=$! cfg=""
+  for _ in $(seq 100); do
+    cfg=$(ls "$work"/state/sandboxes/*/bundle/config.json 2>/dev/null | head -n1 || true)
+    [ -n "$cfg" ] && [ -e "$(dirname "$cfg")/../pid" ] && break
+    sleep 0.05
+  done
+  local sb; sb=$(dirname "$(dirname "$cfg")")
+  mkdir -p "$2/rootfs" "$2/ws"
+  cp -r "$(python3 -c 'import json,sys; print([m["source"] for m in json.load(open(sys.argv[1]))["mounts"] if m["destination"] == "/etc"][0])' "$cfg")" "$2/etc"
+  chown 65534:65534 "$2/ws"
+  python3 - "$cfg" "$2" "$sb" <<'PY'
+import json, sys
+cfg, dest, sb = sys.argv[1:]
+c = json.load(open(cfg))
+c["root"]["path"] = dest + "/rootfs"
+c["process"]["args"] = ["/bin/true"]
+for m in c["mounts"]:
+    if m["destination"] == "/workspace": m["source"] = dest + "/ws"
+    if m["destination"] == "/etc": m["source"] = dest + "/etc"
+c["linux"]["cgroupsPath"] = "/stockade-bench/" + dest.rsplit("/", 1)[1]
+json.dump(c, open(dest + "/config.json", "w"), indent=2)
+PY
+  wait "$pid"
+}
+
+cmds=() names=()
+add() { names+=("$1"); cmds+=("$2"); }
+for rt in runc crun runsc; do
+  works "$rt" || { echo "bench: skipping $rt (does not work here)"; continue; }
+  flag=$rt; [ "$rt" = runsc ] && flag=gvisor
+  capture_bundle "$flag" "$work/$rt"
+  add "stockade run ($rt)" "$bin run --runtime $flag -- /bin/true"
+  case $rt in
+    runc) add "runc run (bare)" "runc --root $work/run/bare-runc run --bundle $work/runc bench-runc" ;;
+    # crun needs the same private mount namespace stockade gives it on a
+    # hybrid host; unshare + sh add about a millisecond to the bare figure.
+    crun)
+      if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+        add "crun run (bare)" "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec crun --root $work/run/bare-crun run --bundle $work/crun bench-crun'"
+      else
+        add "crun run (bare)" "crun --root $work/run/bare-crun run --bundle $work/crun bench-crun"
+      fi ;;
+    runsc) add "runsc run (bare)" "runsc --root $work/run/bare-runsc --network=none --oci-seccomp run --bundle $work/runsc bench-runsc" ;;
+  esac
+done
+if command -v bwrap >/dev/null; then
+  # Same namespaces (user, pid, net, ipc, uts, cgroup, mount), read-only host
+  # /usr, no capabilities, uid 65534; no seccomp filter and no cgroup limits.
+  add "bwrap (no seccomp, no cgroup)" "bwrap --unshare-all --die-with-parent --new-session --uid 65534 --gid 65534 --cap-drop ALL --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp /bin/true"
+fi
+
+args=()
+for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}" || \
+  hyperfine --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}"
+
+python3 - "$work/hyperfine.json" "$root/bench/results.md" "$runs" <<'PY'
+import json, platform, subprocess, sys, time
+data, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
+res = {r["command"]: r for r in json.load(open(data))["results"]}
+med = {k: r["median"] * 1000 for k, r in res.items()}
+def ver(cmd):
+    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+    except Exception: return "?"
+lines = ["# stockade run -- /bin/true: benchmark", "",
+         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+         f"(kernel {platform.release()}), hyperfine, {runs} runs after 3 warmups, by `bench/run.sh`.", "",
+         "| command | median (ms) | mean ± σ (ms) | vs bare runtime |", "|---|---:|---:|---:|"]
+for name, r in res.items():
+    ratio = ""
+    if name.startswith("stockade run ("):
+        rt = name[len("stockade run ("):-1]
+        bare = med.get(f"{rt} run (bare)")
+        if bare:
+            ratio = f"{med[name] / bare:.2f}× ({med[name] - bare:+.1f} ms)"
+    lines.append(f"| {name} | {med[name]:.1f} | {r['mean']*1000:.1f} ± {r['stddev']*1000:.1f} | {ratio} |")
+lines += ["", "Versions: " + "; ".join(ver(c) for c in (["runc", "--version"], ["crun", "--version"],
+          ["runsc", "--version"], ["bwrap", "--version"]))]
+open(out, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Cgroups stockade owns: <hierarchy>/stockade/<id>, created before the
+ * runtime is called and given to it as linux.cgroupsPath, so the kernel's
+ * own counters (OOM kills, refused forks, CPU time) are readable until
+ * stockade removes the directory. v1 (and hybrid) and v2 are two rows of one
+ * table.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+/* "key value" lines: the value of key, or -1. */
+static int64_t keyed_value(const char *path, const char *key)
+{
+    char buf[4096];
+    if (file_read(path, buf, sizeof(buf)) < 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (!strncmp(line, key, klen) && line[klen] == ' ')
+            return strtoll(line + klen + 1, NULL, 10);
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static int64_t single_value(const char *path)
+{
+    char buf[64];
+    if (file_read(path, buf, sizeof(buf)) <= 0)
+        return -1;
+    if (!strncmp(buf, "max", 3))
+        return INT64_MAX;
+    return strtoll(buf, NULL, 10);
+}
+
+static void set_max(int64_t *dst, int64_t v)
+{
+    if (v > *dst)
+        *dst = v;
+}
+
+/* ---- v1 (and hybrid: the v1 controllers carry every limit) ---------------- */
+
+static const char *const v1_controllers[] = {"memory", "pids", "cpu", "cpuacct"};
+
+/* Writes a decimal value into <dir>/<file>; skipped when v is 0. */
+static int cg_write(const char *dir, const char *file, int64_t v, bool optional,
+                    struct stk_error **err)
+{
+    char path[300], text[32];
+    if (v == 0)
+        return 0;
+    fmt_into(path, sizeof(path), "%s/%s", dir, file);
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    int r = file_write(path, text, strlen(text));
+    if (r < 0 && !(optional && r == -ENOENT))
+        return stk_error_errno(err, -r, "writing %s to %s", text, path);
+    return 0;
+}
+
+#define CPU_PERIOD_US 100000
+
+static int v1_create(const char *id, const struct cg_limits *l, struct stk_error **err)
+{
+    char dir[4][256];
+    for (size_t i = 0; i < STK_ARRAY_SIZE(v1_controllers); i++) {
+        snprintf(dir[i], sizeof(dir[i]), CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id);
+        if (mkdir_p(dir[i], 0755) < 0)
+            return stk_error_errno(err, errno, "creating cgroup %s", dir[i]);
+    }
+    int r;
+    /* memsw after the memory limit: the kernel keeps memsw >= memory */
+    if ((r = cg_write(dir[0], "memory.limit_in_bytes", l->memory, false, err)) < 0 ||
+        (r = cg_write(dir[0], "memory.memsw.limit_in_bytes", l->memory, true, err)) < 0 ||
+        (r = cg_write(dir[1], "pids.max", l->pids, false, err)) < 0 ||
+        (r = cg_write(dir[2], "cpu.cfs_period_us", l->cpu_milli ? CPU_PERIOD_US : 0, false, err)) <
+            0 ||
+        (r = cg_write(dir[2], "cpu.cfs_quota_us", l->cpu_milli * CPU_PERIOD_US / 1000, false,
+                      err)) < 0)
+        return r;
+    return 0;
+}
+
+static void v1_sample(const char *id, struct cg_sample *s)
+{
+    char path[256];
+    int64_t v;
+    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.oom_control", id);
+    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
+    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.max_usage_in_bytes", id);
+    set_max(&s->mem_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.events", id);
+    set_max(&s->pids_max, keyed_value(path, "max"));
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.current", id);
+    if ((v = single_value(path)) >= 0) {
+        s->pids_current = v;
+        set_max(&s->pids_peak, v);
+    }
+    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.peak", id);
+    set_max(&s->pids_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/cpuacct/" CG_PARENT "/%s/cpuacct.usage", id);
+    if ((v = single_value(path)) >= 0)
+        set_max(&s->cpu_usec, v / 1000);
+}
+
+/* ---- v2 --------------------------------------------------------------------- */
+
+static int v2_create(const char *id, const struct cg_limits *l, struct stk_error **err)
+{
+    char path[256];
+    static const char enable[] = "+memory +pids +cpu";
+    if (file_write(CG_ROOT "/cgroup.subtree_control", enable, strlen(enable)) < 0)
+        return stk_error_errno(err, errno, "enabling controllers in " CG_ROOT);
+    if (mkdir_p(CG_ROOT "/" CG_PARENT, 0755) < 0)
+        return stk_error_errno(err, errno, "creating " CG_ROOT "/" CG_PARENT);
+    if (file_write(CG_ROOT "/" CG_PARENT "/cgroup.subtree_control", enable, strlen(enable)) < 0)
+        return stk_error_errno(err, errno, "enabling controllers in " CG_ROOT "/" CG_PARENT);
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s", id);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return stk_error_errno(err, errno, "creating cgroup %s", path);
+    int r;
+    if ((r = cg_write(path, "memory.max", l->memory, false, err)) < 0 ||
+        (r = cg_write(path, "pids.max", l->pids, false, err)) < 0)
+        return r;
+    if (l->memory) {
+        char p2[300];
+        fmt_into(p2, sizeof(p2), "%s/memory.swap.max", path);
+        (void)file_write(p2, "0", 1); /* absent without swap accounting */
+    }
+    if (l->cpu_milli) {
+        char p2[300], text[64];
+        fmt_into(p2, sizeof(p2), "%s/cpu.max", path);
+        snprintf(text, sizeof(text), "%lld %d", (long long)(l->cpu_milli * CPU_PERIOD_US / 1000),
+                 CPU_PERIOD_US);
+        if ((r = file_write(p2, text, strlen(text))) < 0)
+            return stk_error_errno(err, -r, "writing %s", p2);
+    }
+    return 0;
+}
+
+static void v2_sample(const char *id, struct cg_sample *s)
+{
+    char path[256];
+    int64_t v;
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.events", id);
+    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.peak", id);
+    set_max(&s->mem_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.events", id);
+    set_max(&s->pids_max, keyed_value(path, "max"));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.current", id);
+    if ((v = single_value(path)) >= 0) {
+        s->pids_current = v;
+        set_max(&s->pids_peak, v);
+    }
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.peak", id);
+    set_max(&s->pids_peak, single_value(path));
+    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/cpu.stat", id);
+    set_max(&s->cpu_usec, keyed_value(path, "usage_usec"));
+}
+
+static const struct cg_ops cg_table[] = {
+    {"v1", v1_create, v1_sample},
+    {"v2", v2_create, v2_sample},
+};
+
+static bool is_cgroup2(const char *path)
+{
+    struct statfs st;
+    return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+const struct cg_ops *cg_detect(void)
+{
+    return is_cgroup2(CG_ROOT) ? &cg_table[1] : &cg_table[0];
+}
+
+bool cg_is_hybrid(void)
+{
+    return !is_cgroup2(CG_ROOT) && is_cgroup2(CG_ROOT "/unified");
+}
+
+/* The hierarchies: CG_ROOT itself on v2, each mounted directory on v1. */
+static size_t hierarchies(char out[][128], size_t max)
+{
+    size_t n = 0;
+    if (is_cgroup2(CG_ROOT)) {
+        snprintf(out[n++], 128, CG_ROOT);
+        return n;
+    }
+    DIR *d = opendir(CG_ROOT);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+            continue;
+        fmt_into(out[n++], 128, CG_ROOT "/%s", e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void kill_procs(const char *dir)
+{
+    char path[300], buf[8192];
+    fmt_into(path, sizeof(path), "%s/cgroup.procs", dir);
+    if (file_read(path, buf, sizeof(buf)) <= 0)
+        return;
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1)
+            (void)kill((pid_t)pid, SIGKILL);
+        p = *end ? end + 1 : end;
+    }
+}
+
+int cg_remove(const char *id)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    int removed = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
+        /* Empty after a normal end, so try first and kill only when busy;
+         * a bounded wait, since killed tasks leave within milliseconds. */
+        int tries = 0;
+        bool existed = true;
+        for (;;) {
+            if (rmdir(dir) == 0)
+                break;
+            if (errno == ENOENT) {
+                existed = false;
+                break;
+            }
+            if (++tries == 200)
+                break;
+            kill_procs(dir);
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (tries == 200)
+            r = -EBUSY;
+        else if (existed)
+            removed++;
+    }
+    return r < 0 ? r : removed;
+}
+
+int cg_remove_idle(const char *id, int min_age)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    int removed = 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        struct stat st;
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
+        if (stat(dir, &st) < 0 || now - st.st_mtime < min_age)
+            continue;
+        if (rmdir(dir) == 0) /* EBUSY when anything is inside: left alone */
+            removed++;
+    }
+    return removed;
+}
+
+void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    for (size_t i = 0; i < n; i++) {
+        char dir[300];
+        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT, hier[i]);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || e->d_type != DT_DIR)
+                continue;
+            fn(e->d_name, ud);
+        }
+        closedir(d);
+    }
+}

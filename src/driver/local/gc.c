@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gc: what a crashed run left behind, found only where stockade puts
+ * things: <state>/sandboxes/<id>, <run>/<runtime>/<id> and the cgroups
+ * <hierarchy>/stockade/<id>. A sandbox whose lock a live run holds is left
+ * alone, and so are its cgroups and runtime state.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#define GC_MAX_IDS      4096
+#define GC_IDLE_SECONDS 60
+
+struct idlist {
+    char (*ids)[64];
+    size_t n;
+};
+
+static void idlist_add(const char *id, void *ud)
+{
+    struct idlist *l = ud;
+    if (l->n >= GC_MAX_IDS || strlen(id) >= 64)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->ids[i], id))
+            return;
+    snprintf(l->ids[l->n++], 64, "%s", id);
+}
+
+/* The sandbox id an entry of a runtime's --root belongs to: runc and crun
+ * keep a directory named after it; runsc keeps "<id>_sandbox:<id>.state"
+ * and ".lock" files. stockade's ids never contain '_'. */
+static bool entry_id(const char *name, char id[64])
+{
+    size_t n = strcspn(name, "_");
+    if (name[0] == '.' || n == 0 || n >= 64)
+        return false;
+    memcpy(id, name, n);
+    id[n] = '\0';
+    return true;
+}
+
+static void dir_ids(const char *path, struct idlist *l)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *e;
+    char id[64];
+    while ((e = readdir(d)))
+        if (entry_id(e->d_name, id))
+            idlist_add(id, l);
+    closedir(d);
+}
+
+/* True when a live run holds the sandbox's lock. */
+static bool in_use(const struct stk_local_paths *p, const char *id)
+{
+    char path[700];
+    fmt_into(path, sizeof(path), "%s/sandboxes/%s/lock", p->state_dir, id);
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    return flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
+int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, struct stk_error **err)
+{
+    struct stk_gc_stats st = {0};
+    struct idlist l = {.ids = stk_xcalloc(GC_MAX_IDS, 64)};
+    char path[700];
+    (void)err;
+
+    fmt_into(path, sizeof(path), "%s/sandboxes", p->state_dir);
+    dir_ids(path, &l);
+    for (int rt = 0; rt < _STK_OCI_N; rt++) {
+        fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
+        dir_ids(path, &l);
+    }
+    /* ids our state or run directory knows are ours; the rest of
+     * <hierarchy>/stockade/ may belong to runs under another state
+     * directory, whose locks we cannot see */
+    size_t owned = l.n;
+    cg_foreach_id(idlist_add, &l);
+
+    for (size_t i = 0; i < l.n; i++) {
+        const char *id = l.ids[i];
+        if (i >= owned) {
+            /* not provably ours: only an empty cgroup that has been there
+             * a while is removed, and nothing in it is killed */
+            int r = cg_remove_idle(id, GC_IDLE_SECONDS);
+            if (r > 0)
+                st.cgroups += (size_t)r;
+            continue;
+        }
+        if (in_use(p, id))
+            continue;
+        /* runtime state first: it may still hold processes */
+        for (int rt = 0; rt < _STK_OCI_N; rt++) {
+            struct stat sb;
+            char bin[256];
+            fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
+            if (!runtime_entries(path, id, false))
+                continue;
+            if (rt_find(rt_table[rt].name, bin, sizeof(bin), &sb)) {
+                const char *args[] = {"delete", "--force", id, NULL};
+                (void)rt_exec(p, (enum stk_oci_runtime)rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
+            }
+            (void)runtime_entries(path, id, true);
+            st.runtime_states++;
+        }
+        int r = cg_remove(id);
+        if (r > 0)
+            st.cgroups += (size_t)r;
+        fmt_into(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id);
+        struct stat sb;
+        if (stat(path, &sb) == 0 && rm_rf(path) == 0)
+            st.sandboxes++;
+    }
+    free(l.ids);
+    *ret = st;
+    return 0;
+}

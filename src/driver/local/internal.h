@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to the local driver: cgroup backends and the runtime table. */
+#ifndef STK_DRIVER_LOCAL_INTERNAL_H
+#define STK_DRIVER_LOCAL_INTERNAL_H
+
+#include "driver/driver.h"
+
+#include <signal.h>
+#include <sys/types.h>
+
+#define CG_ROOT   "/sys/fs/cgroup"
+#define CG_PARENT "stockade" /* every sandbox cgroup is <hierarchy>/stockade/<id> */
+
+/* ---- cgroups: v1 (and hybrid) or v2, behind one table ---------------------- */
+
+struct cg_sample {
+    int64_t oom_kills; /* OOM kills the memory cgroup recorded */
+    int64_t pids_max;  /* forks the pids cgroup refused */
+    int64_t cpu_usec;  /* CPU time used */
+    int64_t mem_peak;  /* bytes, -1 unknown */
+    int64_t pids_peak; /* -1 unknown */
+    int64_t pids_current;
+};
+
+/* Limits stockade writes itself, so they hold even when a runtime does not
+ * apply config.json's resources to the host cgroup (runsc). 0 = leave. */
+struct cg_limits {
+    int64_t memory; /* bytes; swap is held to the same figure */
+    int64_t pids;
+    int64_t cpu_milli;
+};
+
+struct cg_ops {
+    const char *name;
+    /* Creates <hierarchy>/stockade/<id> with the limits; stockade reads
+     * its counters there. */
+    int (*create)(const char *id, const struct cg_limits *l, struct stk_error **err);
+    /* Reads the counters; fields it cannot read are left as they were. */
+    void (*sample)(const char *id, struct cg_sample *s);
+};
+
+const struct cg_ops *cg_detect(void);
+/* True on a hybrid host: v1 controllers plus a cgroup2 mount at unified/. */
+bool cg_is_hybrid(void);
+/* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
+ * Returns how many directories were removed; negative if one stays. */
+int cg_remove(const char *id);
+/* Removes <every hierarchy>/stockade/<id> that is empty and older than
+ * min_age seconds; kills nothing. Returns how many were removed. */
+int cg_remove_idle(const char *id, int min_age);
+/* Calls fn for each id found under <every hierarchy>/stockade/. */
+void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
+
+/* ---- runtimes --------------------------------------------------------------- */
+
+struct rt_desc {
+    const char *name; /* binary name */
+    /* teardown must call `delete` even after the workload exited (runsc:
+     * its gofer and sandbox processes outlive the workload) */
+    bool needs_delete;
+    /* stdout/stderr through pipes stockade copies: gVisor writes a regular
+     * file at its own offset, over what others wrote to the same file */
+    bool relay_output;
+    const char *const *global_args; /* after --root DIR */
+    const char *const *unobservable;
+};
+extern const struct rt_desc rt_table[_STK_OCI_N];
+
+/* A child's fds 0, 1, 2: a descriptor, or one of these. */
+#define RT_NULL    (-1) /* /dev/null */
+#define RT_INHERIT (-2) /* stockade's own */
+struct rt_stdio {
+    int fd[3];
+};
+#define RT_IO_INHERIT                                                                              \
+    (struct rt_stdio)                                                                              \
+    {                                                                                              \
+        {                                                                                          \
+            RT_INHERIT, RT_INHERIT, RT_INHERIT                                                     \
+        }                                                                                          \
+    }
+#define RT_IO_LOG(f)                                                                               \
+    (struct rt_stdio)                                                                              \
+    {                                                                                              \
+        {                                                                                          \
+            RT_NULL, (f), (f)                                                                      \
+        }                                                                                          \
+    }
+
+/* Runs `<runtime> --root <run_dir>/<name> <global args> args...` and waits.
+ * crun on a hybrid host runs in a private mount namespace without the
+ * cgroup2 mount. Returns the exit status (0..255) or negative. */
+int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+            const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
+/* Same without waiting; returns the pid. */
+pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+               const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
+bool rt_needs_private_mntns(enum stk_oci_runtime rt);
+/* Finds a runtime binary in the system directories (not $PATH). */
+struct stat;
+bool rt_find(const char *name, char *ret, size_t n, struct stat *st);
+
+/* snprintf for paths and messages where cutting is the intended behaviour */
+STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
+
+/* ---- small file helpers ------------------------------------------------------ */
+
+int file_write(const char *path, const char *data, size_t len);
+/* Reads up to n-1 bytes; NUL-terminates. Returns bytes read or negative. */
+ssize_t file_read(const char *path, char *buf, size_t n);
+/* Removes a directory tree without following symlinks or crossing mounts. */
+int rm_rf(const char *path);
+int mkdir_p(const char *path, mode_t mode);
+/* Counts, or removes, what a runtime's --root holds for a sandbox:
+ * <root>/<id> (runc, crun) and <root>/<id>_* (runsc's files). */
+size_t runtime_entries(const char *root, const char *id, bool remove);
+/* Random lowercase hex id of n characters. */
+void random_hex(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * OCI runtimes: the table, how each is called, and which ones work here.
+ *
+ * "Works" is decided by a smoke run of the real path (render, cgroup,
+ * create, start, wait, delete) with /bin/true, cached per binary path and
+ * mtime in <state>/runtimes.json.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+const char *const stk_oci_runtime_names[_STK_OCI_N] = {"runsc", "crun", "runc"};
+
+static const char *const runsc_args[] = {
+    /* This host's gVisor cannot run with a network stack in a fresh network
+     * namespace (reference/MACHINE.md); none means no network at all, which
+     * is what the boundary asks for until the egress issue lands. */
+    "--network=none",
+    /* gVisor ignores the OCI seccomp profile unless told; with it, the
+     * profile applies to the workload inside the sandbox too. */
+    "--oci-seccomp",
+    NULL,
+};
+static const char *const no_args[] = {NULL};
+static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
+static const char *const none[] = {NULL};
+
+const struct rt_desc rt_table[_STK_OCI_N] = {
+    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
+};
+
+#define STORAGE_CAVEAT                                                                             \
+    "resources.storage is not enforced: /workspace is a host directory without a quota "           \
+    "(/tmp and /dev/shm are size-limited tmpfs)"
+
+static const char *const runsc_caveats[] = {
+    "gVisor manages its own cgroups: the pids limit is not enforced per guest process, so "
+    "pids_exceeded is unobservable (a fork bomb ends at the memory limit or the deadline)",
+    "gVisor runs with --network=none on this host: no network stack at all",
+    STORAGE_CAVEAT,
+    NULL,
+};
+static const char *const host_kernel_caveats[] = {
+    "the workload talks to the host kernel directly (no gVisor): a kernel bug reachable "
+    "through the allowed syscalls is a way out",
+    STORAGE_CAVEAT,
+    NULL,
+};
+
+const char *const *stk_runtime_caveats(enum stk_oci_runtime rt)
+{
+    return rt == STK_OCI_RUNSC ? runsc_caveats : host_kernel_caveats;
+}
+
+bool rt_needs_private_mntns(enum stk_oci_runtime rt)
+{
+    /* crun 1.8 refuses hybrid hosts; without the cgroup2 mount it sees a
+     * plain v1 host, which it supports. */
+    return rt == STK_OCI_CRUN && cg_is_hybrid();
+}
+
+pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+               const char *const *args, struct rt_stdio io, const sigset_t *child_mask)
+{
+    const char *argv[64];
+    size_t n = 0;
+    char root[512];
+    snprintf(root, sizeof(root), "%s/%s", p->run_dir, rt_table[rt].name);
+    argv[n++] = path;
+    argv[n++] = "--root";
+    argv[n++] = root;
+    for (const char *const *a = rt_table[rt].global_args; *a; a++)
+        argv[n++] = *a;
+    for (; *args && n < STK_ARRAY_SIZE(argv) - 1; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    bool private_ns = rt_needs_private_mntns(rt);
+
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0)
+        return pid;
+
+    /* child: only async-signal-safe calls from here, then exec or _exit */
+    if (child_mask)
+        sigprocmask(SIG_SETMASK, child_mask, NULL);
+    /* stockade ignores SIGPIPE while it relays output; the sandbox must not
+     * inherit that */
+    signal(SIGPIPE, SIG_DFL);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        _exit(126);
+    for (int i = 0; i < 3; i++) {
+        if (io.fd[i] == RT_INHERIT)
+            continue;
+        if (dup2(io.fd[i] >= 0 ? io.fd[i] : null, i) < 0)
+            _exit(126);
+    }
+    if (private_ns) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+            _exit(125);
+    }
+    union {
+        const char **c;
+        char **m;
+    } av = {.c = argv};
+    execv(path, av.m);
+    _exit(127);
+}
+
+int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+            const char *const *args, struct rt_stdio io, const sigset_t *child_mask)
+{
+    pid_t pid = rt_spawn(p, rt, path, args, io, child_mask);
+    if (pid < 0)
+        return pid;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+/* ---- detection ---------------------------------------------------------------- */
+
+static const char *const search_dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                          "/usr/bin",        "/sbin",          "/bin"};
+
+bool rt_find(const char *name, char *ret, size_t n, struct stat *st)
+{
+    for (size_t i = 0; i < STK_ARRAY_SIZE(search_dirs); i++) {
+        snprintf(ret, n, "%s/%s", search_dirs[i], name);
+        if (stat(ret, st) == 0 && S_ISREG(st->st_mode) && (st->st_mode & 0111))
+            return true;
+    }
+    return false;
+}
+
+static void version_of(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+                       char *ret, size_t n)
+{
+    char tmpl[] = "/tmp/stockade-version-XXXXXX";
+    _cleanup_close_ int fd = mkostemp(tmpl, O_CLOEXEC);
+    ret[0] = '\0';
+    if (fd < 0)
+        return;
+    (void)unlink(tmpl);
+    (void)p;
+    /* --version is a global flag; no --root needed, but harmless. */
+    static const char *const args[] = {"--version", NULL};
+    if (rt_exec(p, rt, path, args, RT_IO_LOG(fd), NULL) != 0)
+        return;
+    char buf[512];
+    ssize_t r = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (r <= 0)
+        return;
+    buf[r] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl)
+        *nl = '\0';
+    fmt_into(ret, n, "%s", buf);
+}
+
+/* Runs /bin/true in a default sandbox with this runtime. */
+static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
+                  struct stk_runtime_status *st)
+{
+    struct stk_sandbox sb = {0};
+    struct stk_str cmd = {.meta = {.set = true}, .v = "/bin/true"};
+    char name[64];
+    snprintf(name, sizeof(name), "smoke-%s", rt_table[rt].name);
+    sb.metadata.name = (struct stk_str){.meta = {.set = true}, .v = name};
+    sb.spec.command.items = &cmd;
+    sb.spec.command.n = 1;
+    sb.spec.command.meta.set = true;
+    _cleanup_diags_ struct stk_diags diags = {0};
+    _cleanup_boundary_ struct stk_boundary *b = NULL;
+    if (stk_resolve(&sb, "<smoke>", NULL, NULL, &diags, &b) < 0) {
+        fmt_into(st->note, sizeof(st->note), "internal error: the smoke sandbox does not resolve");
+        return;
+    }
+    struct stk_run_request req = {.b = b, .runtime = rt, .quiet = true};
+    struct stk_run_result res;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_local_run(p, &req, &res, &err) < 0) {
+        fmt_into(st->note, sizeof(st->note), "smoke run failed: %s", err->msg);
+        return;
+    }
+    if (res.phase != STK_PHASE_SUCCEEDED) {
+        fmt_into(st->note, sizeof(st->note), "smoke run of /bin/true ended %s (exit %d)%s%s",
+                 stk_phase_names[res.phase], res.exit_code, res.note[0] ? ": " : "", res.note);
+        return;
+    }
+    st->works = true;
+    if (rt_needs_private_mntns(rt))
+        fmt_into(st->note, sizeof(st->note),
+                 "run in a private mount namespace without the cgroup2 'unified' mount (this "
+                 "host's cgroups are hybrid, which crun refuses)");
+}
+
+static json_t *cache_load(const char *path)
+{
+    return json_load_file(path, 0, NULL);
+}
+
+int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_status ret[_STK_OCI_N],
+                        struct stk_error **err)
+{
+    char cache_path[512];
+    snprintf(cache_path, sizeof(cache_path), "%s/runtimes.json", p->state_dir);
+    int r = geteuid() == 0 ? mkdir_p(p->state_dir, 0700) : 0;
+    if (r < 0)
+        return stk_error_errno(err, -r, "creating state dir %s", p->state_dir);
+
+    json_t *cache = cache_load(cache_path);
+    if (!json_is_object(cache)) {
+        json_decref(cache);
+        cache = json_object();
+    }
+    bool hybrid = cg_is_hybrid();
+    bool dirty = false;
+    for (int i = 0; i < _STK_OCI_N; i++) {
+        struct stk_runtime_status *st = &ret[i];
+        memset(st, 0, sizeof(*st));
+        struct stat sb;
+        if (!rt_find(rt_table[i].name, st->path, sizeof(st->path), &sb)) {
+            st->path[0] = '\0';
+            fmt_into(st->note, sizeof(st->note), "not installed");
+            continue;
+        }
+        st->installed = true;
+        if (geteuid() != 0) {
+            fmt_into(st->note, sizeof(st->note),
+                     "the local backend needs root (cgroups, namespaces, runtime state)");
+            continue;
+        }
+        json_t *e = json_object_get(cache, rt_table[i].name);
+        if (json_is_object(e) &&
+            stk_streq(json_string_value(json_object_get(e, "path")), st->path) &&
+            json_integer_value(json_object_get(e, "mtime")) == (json_int_t)sb.st_mtime &&
+            json_is_true(json_object_get(e, "hybrid")) == hybrid) {
+            st->works = json_is_true(json_object_get(e, "works"));
+            fmt_into(st->note, sizeof(st->note), "%s",
+                     json_string_value(json_object_get(e, "note")) ?: "");
+            snprintf(st->version, sizeof(st->version), "%s",
+                     json_string_value(json_object_get(e, "version")) ?: "");
+            continue;
+        }
+        version_of(p, (enum stk_oci_runtime)i, st->path, st->version, sizeof(st->version));
+        smoke(p, (enum stk_oci_runtime)i, st);
+        json_object_set_new(cache, rt_table[i].name,
+                            json_pack("{s:s,s:I,s:b,s:b,s:s,s:s}", "path", st->path, "mtime",
+                                      (json_int_t)sb.st_mtime, "hybrid", hybrid, "works", st->works,
+                                      "note", st->note, "version", st->version));
+        dirty = true;
+    }
+    if (dirty && geteuid() == 0) {
+        char tmp[600];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", cache_path);
+        if (json_dump_file(cache, tmp, JSON_INDENT(2)) == 0)
+            (void)rename(tmp, cache_path);
+    }
+    json_decref(cache);
+    return 0;
+}
+
+int stk_runtime_choose(enum stk_runtime want, const struct stk_runtime_status st[_STK_OCI_N],
+                       enum stk_oci_runtime *ret, const char **ret_note)
+{
+    static const enum stk_oci_runtime wanted[_STK_RUNTIME_N] = {
+        [STK_RUNTIME_DEFAULT] = _STK_OCI_N,
+        [STK_RUNTIME_GVISOR] = STK_OCI_RUNSC,
+        [STK_RUNTIME_CRUN] = STK_OCI_CRUN,
+        [STK_RUNTIME_RUNC] = STK_OCI_RUNC,
+    };
+    static char note[1024];
+    enum stk_oci_runtime w = wanted[want];
+    if (w != _STK_OCI_N) {
+        if (!st[w].works) {
+            fmt_into(note, sizeof(note), "runtime %s needs %s, which does not work here: %s",
+                     stk_runtime_names[want], stk_oci_runtime_names[w], st[w].note);
+            *ret_note = note;
+            return -ENOENT;
+        }
+        *ret = w;
+        *ret_note = st[w].note[0] ? st[w].note : NULL;
+        return 0;
+    }
+    /* default: the strongest that works, saying what was passed over */
+    size_t len = 0;
+    note[0] = '\0';
+    for (int i = 0; i < _STK_OCI_N; i++) {
+        if (st[i].works) {
+            if (st[i].note[0])
+                fmt_into(note + len, sizeof(note) - len, "%s%s", len ? "; " : "", st[i].note);
+            *ret = (enum stk_oci_runtime)i;
+            *ret_note = note[0] ? note : NULL;
+            return 0;
+        }
+        int w2 = fmt_into(note + len, sizeof(note) - len, "%s%s skipped (%s)", len ? "; " : "",
+                          stk_oci_runtime_names[i], st[i].note);
+        if (w2 > 0 && (size_t)w2 < sizeof(note) - len)
+            len += (size_t)w2;
+    }
+    *ret_note = note;
+    return -ENOENT;
+}

@@ -1,0 +1,659 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One local sandbox, start to finish.
+ *
+ * Parse first, act second: the id, every path, config.json and the /etc
+ * files are computed before anything touches the kernel. Then setup_steps[]
+ * runs in order; each step has an undo, and teardown runs the undos of the
+ * steps that ran, in reverse, whether the workload succeeded, failed, was
+ * killed or stockade was interrupted.
+ *
+ * stockade is the child subreaper for the run: `<runtime> run --detach`
+ * exits once the workload runs, so the container's init (or gVisor's
+ * sandbox process) becomes stockade's child and its exit status is reaped
+ * here. Kill reasons come from the cgroup
+ * counters stockade reads from the cgroup it created (never from the exit
+ * status): an OOM kill recorded by the memory cgroup, a fork the pids cgroup
+ * refused, CPU time over the budget, or the deadline.
+ */
+#include "internal.h"
+#include "render/render.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+const char *const stk_kill_reason_names[_STK_KILL_N] = {
+    "", "memory_exceeded", "pids_exceeded", "cpu_exceeded", "wall_clock_exceeded", "interrupted",
+};
+const char *const stk_phase_names[_STK_PHASE_N] = {"succeeded", "failed", "killed"};
+
+#define SAMPLE_MS 50 /* how often the cgroup counters are read */
+
+/* Host directories a `rootfs: host` sandbox sees read-only, when present. */
+static const char *const host_dir_candidates[] = {"/usr",   "/bin",   "/sbin",  "/lib",
+                                                  "/lib32", "/lib64", "/libx32"};
+
+/* Mount points of the shared `rootfs: host` skeleton (see step_bundle). */
+static const char *const rootfs_mount_points[] = {"/proc", "/dev", "/sys",
+                                                  "/tmp",  "/etc", "/workspace"};
+
+#define LD_CACHE_MAX (1 << 20)
+
+struct sandbox {
+    const struct stk_local_paths *p;
+    const struct stk_run_request *req;
+    const struct cg_ops *cg;
+    enum stk_oci_runtime rt;
+    char rt_path[256];
+    char id[64];
+    char dir[512], bundle[600], rootfs[640], etc[600], workspace[600], log[600];
+    const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
+    size_t n_host_dirs;
+    char *config;   /* rendered config.json */
+    char *ld_cache; /* the host's /etc/ld.so.cache, for the shared /etc */
+    size_t n_ld_cache;
+    struct stk_oci_file etc_files[STK_OCI_ETC_FILES];
+    int lock_fd;
+    int log_fd;
+    sigset_t child_mask; /* the caller's mask, restored in every child */
+    /* The pid file's process, our child once create has exited: the
+     * container's init (runc, crun) or gVisor's sandbox (runsc), whose exit
+     * status is the workload's. */
+    pid_t init_pid;
+    bool reaped; /* init_pid's exit status was collected */
+    /* runsc: the workload's output comes through these and stockade copies
+     * it to its own stdout/stderr */
+    int out_pipe[2], err_pipe[2];
+};
+
+static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
+{
+    char all[4096];
+    buf[0] = '\0';
+    if (s->log_fd < 0)
+        return 0;
+    ssize_t r = pread(s->log_fd, all, sizeof(all) - 1, 0);
+    if (r <= 0)
+        return 0;
+    all[r] = '\0';
+    while (r > 0 && (all[r - 1] == '\n' || all[r - 1] == ' '))
+        all[--r] = '\0';
+    char *last = strrchr(all, '\n');
+    fmt_into(buf, n, "%s", last ? last + 1 : all);
+    return 1;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* The generated /etc is the same for every sandbox: one read-only copy,
+ * named after a hash of its content (the loader's cache included, so a
+ * changed host gets a new copy), created once by whichever run needs it
+ * first (write to a temporary name, then rename). */
+static void shared_etc_name(struct sandbox *s)
+{
+    s->ld_cache = stk_xmalloc(LD_CACHE_MAX);
+    ssize_t n = file_read("/etc/ld.so.cache", s->ld_cache, LD_CACHE_MAX);
+    /* absent or too large: the loader searches the directories instead */
+    s->n_ld_cache = n > 0 && (size_t)n < LD_CACHE_MAX - 1 ? (size_t)n : 0;
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
+        h = fnv1a(h, s->etc_files[i].name, strlen(s->etc_files[i].name) + 1);
+        h = fnv1a(h, s->etc_files[i].content, strlen(s->etc_files[i].content) + 1);
+    }
+    h = fnv1a(h, s->ld_cache, s->n_ld_cache);
+    fmt_into(s->etc, sizeof(s->etc), "%s/etc-%016llx", s->p->state_dir, (unsigned long long)h);
+}
+
+/* ---- parse: everything computed before acting --------------------------------- */
+
+static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
+{
+    const struct stk_boundary *b = s->req->b;
+    char rnd[9];
+    random_hex(rnd, 8);
+    fmt_into(s->id, sizeof(s->id), "%.40s-%s", b->name ? b->name : "sandbox", rnd);
+    fmt_into(s->dir, sizeof(s->dir), "%s/sandboxes/%s", s->p->state_dir, s->id);
+    fmt_into(s->bundle, sizeof(s->bundle), "%s/bundle", s->dir);
+    fmt_into(s->log, sizeof(s->log), "%s/runtime.log", s->dir);
+    if (s->req->workspace)
+        fmt_into(s->workspace, sizeof(s->workspace), "%s", s->req->workspace);
+    else
+        fmt_into(s->workspace, sizeof(s->workspace), "%s/workspace", s->dir);
+    bool host = stk_streq(b->rootfs, "host");
+    if (host)
+        fmt_into(s->rootfs, sizeof(s->rootfs), "%s/rootfs-host", s->p->state_dir);
+    else
+        fmt_into(s->rootfs, sizeof(s->rootfs), "%s", b->rootfs);
+
+    struct stat st;
+    if (!rt_find(rt_table[s->rt].name, s->rt_path, sizeof(s->rt_path), &st))
+        return stk_error_make(err, ENOENT, "%s is not installed", rt_table[s->rt].name);
+    if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
+        return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
+    if (!host && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
+        return stk_error_make(err, ENOTDIR, "rootfs %s is not a directory", b->rootfs);
+    if (host)
+        for (size_t i = 0; i < STK_ARRAY_SIZE(host_dir_candidates); i++)
+            if (stat(host_dir_candidates[i], &st) == 0 && S_ISDIR(st.st_mode))
+                s->host_dirs[s->n_host_dirs++] = host_dir_candidates[i];
+
+    if (host) {
+        stk_oci_etc_render(b, s->etc_files);
+        shared_etc_name(s);
+    }
+
+    char cgpath[128];
+    snprintf(cgpath, sizeof(cgpath), "/" CG_PARENT "/%s", s->id);
+    struct stk_oci_options o = {
+        .root_path = s->rootfs,
+        .workspace = s->workspace,
+        .etc_dir = host ? s->etc : NULL,
+        .host_dirs = s->host_dirs,
+        .n_host_dirs = s->n_host_dirs,
+        .cgroups_path = cgpath,
+        .extra_env = s->req->extra_env,
+        .n_extra_env = s->req->n_extra_env,
+    };
+    return stk_oci_render(b, &o, &s->config, err);
+}
+
+/* ---- setup steps, in order; each undoes itself ------------------------------------ */
+
+static int step_dir(struct sandbox *s, struct stk_error **err)
+{
+    char parent[600];
+    fmt_into(parent, sizeof(parent), "%s/sandboxes", s->p->state_dir);
+    int r = mkdir_p(parent, 0700);
+    if (r < 0)
+        return stk_error_errno(err, -r, "creating %s", parent);
+    if (mkdir(s->dir, 0700) < 0)
+        return stk_error_errno(err, errno, "creating %s", s->dir);
+    char path[700];
+    fmt_into(path, sizeof(path), "%s/lock", s->dir);
+    /* Held for the whole run: gc leaves a locked sandbox alone. */
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX) < 0)
+        return stk_error_errno(err, errno, "locking %s", path);
+    fmt_into(path, sizeof(path), "%s/runtime", s->dir);
+    const char *name = rt_table[s->rt].name;
+    if ((r = file_write(path, name, strlen(name))) < 0)
+        return stk_error_errno(err, -r, "writing %s", path);
+    s->log_fd = open(s->log, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->log_fd < 0)
+        return stk_error_errno(err, errno, "creating %s", s->log);
+    return 0;
+}
+
+static void undo_dir(struct sandbox *s)
+{
+    (void)rm_rf(s->dir);
+    if (s->log_fd >= 0)
+        close(s->log_fd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    s->log_fd = s->lock_fd = -1;
+}
+
+static int shared_etc(struct sandbox *s, struct stk_error **err)
+{
+    if (access(s->etc, F_OK) == 0)
+        return 0;
+
+    char tmp[700], path[800];
+    fmt_into(tmp, sizeof(tmp), "%s.%s", s->etc, s->id);
+    if (mkdir(tmp, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", tmp);
+    int r = 0;
+    for (size_t i = 0; i < STK_OCI_ETC_FILES && r >= 0; i++) {
+        fmt_into(path, sizeof(path), "%s/%s", tmp, s->etc_files[i].name);
+        r = file_write(path, s->etc_files[i].content, strlen(s->etc_files[i].content));
+    }
+    if (r >= 0 && s->n_ld_cache > 0) {
+        fmt_into(path, sizeof(path), "%s/ld.so.cache", tmp);
+        r = file_write(path, s->ld_cache, s->n_ld_cache);
+    }
+    if (r < 0) {
+        (void)rm_rf(tmp);
+        return stk_error_errno(err, -r, "writing %s", path);
+    }
+    if (rename(tmp, s->etc) < 0) {
+        int e = errno;
+        (void)rm_rf(tmp);
+        /* another run made the same copy first */
+        if (e != EEXIST && e != ENOTEMPTY)
+            return stk_error_errno(err, e, "renaming %s", tmp);
+    }
+    return 0;
+}
+
+static int step_bundle(struct sandbox *s, struct stk_error **err)
+{
+    char path[700];
+    int r;
+    if (mkdir(s->bundle, 0700) < 0)
+        return stk_error_errno(err, errno, "creating %s", s->bundle);
+    fmt_into(path, sizeof(path), "%s/config.json", s->bundle);
+    if ((r = file_write(path, s->config, strlen(s->config))) < 0)
+        return stk_error_errno(err, -r, "writing %s", path);
+    if (!s->req->workspace) {
+        if (mkdir(s->workspace, 0755) < 0 || chown(s->workspace, STK_OCI_UID, STK_OCI_GID) < 0)
+            return stk_error_errno(err, errno, "creating %s", s->workspace);
+    }
+    if (!stk_streq(s->req->b->rootfs, "host"))
+        return 0;
+    /* The root of every `rootfs: host` sandbox is one shared, empty
+     * skeleton holding only mount points, mounted read-only. Sharing it
+     * is not only tidy: removing a directory that was a mount point in a
+     * container's dying mount namespace waits for that namespace to go
+     * (tens of milliseconds), and a per-sandbox root paid that every run. */
+    char done[700];
+    fmt_into(done, sizeof(done), "%s.done", s->rootfs);
+    if (access(done, F_OK) == 0)
+        return shared_etc(s, err);
+    if ((r = mkdir_p(s->rootfs, 0755)) < 0)
+        return stk_error_errno(err, -r, "creating %s", s->rootfs);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
+        fmt_into(path, sizeof(path), "%s%s", s->rootfs, rootfs_mount_points[i]);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", path);
+        /* runc gives a tmpfs the mode of the directory it covers */
+        if (!strcmp(rootfs_mount_points[i], "/tmp") && chmod(path, 01777) < 0)
+            return stk_error_errno(err, errno, "chmod %s", path);
+    }
+    for (size_t i = 0; i < s->n_host_dirs; i++) {
+        fmt_into(path, sizeof(path), "%s%s", s->rootfs, s->host_dirs[i]);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", path);
+    }
+    if ((r = file_write(done, "", 0)) < 0)
+        return stk_error_errno(err, -r, "writing %s", done);
+    return shared_etc(s, err);
+}
+
+static bool observable(const struct sandbox *s, enum stk_kill_reason k)
+{
+    for (const char *const *u = rt_table[s->rt].unobservable; *u; u++)
+        if (!strcmp(*u, stk_kill_reason_names[k]))
+            return false;
+    return true;
+}
+
+static int step_cgroup(struct sandbox *s, struct stk_error **err)
+{
+    const struct stk_resolved_limits *l = &s->req->b->limits;
+    struct cg_limits cl = {
+        .memory = l->memory,
+        /* gVisor's guest processes are not host tasks; its own threads are,
+         * and capping them would break the sandbox, not the workload */
+        .pids = observable(s, STK_KILL_PIDS) ? l->pids : 0,
+        .cpu_milli = l->cpu_milli,
+    };
+    return s->cg->create(s->id, &cl, err);
+}
+
+static void undo_cgroup(struct sandbox *s)
+{
+    (void)cg_remove(s->id);
+}
+
+static int runtime_failed(struct sandbox *s, const char *what, int status, struct stk_error **err)
+{
+    char tail[400];
+    sandbox_log_tail(s, tail, sizeof(tail));
+    if (status < 0)
+        return stk_error_errno(err, -status, "%s %s", rt_table[s->rt].name, what);
+    return stk_error_make(err, EIO, "%s %s failed (exit %d)%s%s", rt_table[s->rt].name, what,
+                          status, tail[0] ? ": " : "", tail);
+}
+
+/* Copies what is waiting in a relay pipe to stockade's fd `to`. Closes the
+ * pipe at end of file. Bounded per call so one chatty stream cannot starve
+ * the supervisor. */
+static void relay(int *from, int to)
+{
+    char buf[65536];
+    for (int i = 0; *from >= 0 && i < 16; i++) {
+        ssize_t n = read(*from, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close(*from);
+            *from = -1;
+            return;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break; /* our own output is gone: drop, keep supervising */
+            off += w;
+        }
+    }
+}
+
+/* One runtime call creates and starts the container (run --detach): the
+ * runtime exits once the workload runs, and the workload's process becomes
+ * stockade's child. */
+static int step_run(struct sandbox *s, struct stk_error **err)
+{
+    char pidfile[700];
+    fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
+    const char *args[] = {"run",        "--detach", "--bundle", s->bundle,
+                          "--pid-file", pidfile,    s->id,      NULL};
+    struct rt_stdio io = RT_IO_INHERIT;
+    if (s->req->quiet) {
+        io = RT_IO_LOG(s->log_fd);
+    } else if (rt_table[s->rt].relay_output) {
+        if (pipe2(s->out_pipe, O_CLOEXEC) < 0 || pipe2(s->err_pipe, O_CLOEXEC) < 0)
+            return stk_error_errno(err, errno, "creating output pipes");
+        io.fd[1] = s->out_pipe[1];
+        io.fd[2] = s->err_pipe[1];
+    }
+    int r = rt_exec(s->p, s->rt, s->rt_path, args, io, &s->child_mask);
+    if (s->out_pipe[0] >= 0) {
+        (void)fcntl(s->out_pipe[0], F_SETFL, O_NONBLOCK);
+        (void)fcntl(s->err_pipe[0], F_SETFL, O_NONBLOCK);
+    }
+    /* the sandbox holds the write ends now */
+    for (int i = 0; i < 2; i++) {
+        int *w = i ? &s->err_pipe[1] : &s->out_pipe[1];
+        if (*w >= 0)
+            close(*w);
+        *w = -1;
+    }
+    if (r != 0) {
+        /* under relay, the runtime's own complaint is in the pipes */
+        relay(&s->err_pipe[0], STDERR_FILENO);
+        relay(&s->out_pipe[0], STDOUT_FILENO);
+        return runtime_failed(s, "run", r, err);
+    }
+    char buf[32];
+    if (file_read(pidfile, buf, sizeof(buf)) <= 0 || (s->init_pid = atoi(buf)) <= 1)
+        return stk_error_make(err, EIO, "%s run wrote no pid file", rt_table[s->rt].name);
+    return 0;
+}
+
+/* Waits, bounded, until stockade has no children left (gVisor's gofer
+ * exits right after its sandbox). True when none are left. */
+static bool reap_all(int64_t max_ms)
+{
+    for (int64_t waited = 0; waited <= max_ms; waited++) {
+        pid_t pid;
+        while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+            ;
+        if (pid < 0 && errno == ECHILD)
+            return true;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static void undo_run(struct sandbox *s)
+{
+    /* Once every process of the container is gone (runc, crun: its PID
+     * namespace died with init; runsc: the sandbox and gofer, stockade's
+     * children, have exited) and stockade removes the cgroup itself, what
+     * is left of the runtime's state is in our --root. Removing it directly
+     * saves a runtime exec (for runsc, most of its teardown time). */
+    if (s->reaped && (!rt_table[s->rt].needs_delete || reap_all(500))) {
+        char root[600];
+        fmt_into(root, sizeof(root), "%s/%s", s->p->run_dir, rt_table[s->rt].name);
+        (void)runtime_entries(root, s->id, true);
+        return;
+    }
+    const char *args[] = {"delete", "--force", s->id, NULL};
+    pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, RT_IO_LOG(s->log_fd), &s->child_mask);
+    /* Reap everything while delete runs: runsc delete waits for gVisor's
+     * gofer and sandbox pids to vanish, and as their subreaper stockade
+     * must reap them or they stay zombies. The workload's status was
+     * collected before teardown. */
+    for (pid_t w; pid > 0 && (w = waitpid(-1, NULL, 0)) != pid;)
+        if (w < 0 && errno != EINTR)
+            break;
+}
+
+struct step {
+    const char *name;
+    int (*run)(struct sandbox *s, struct stk_error **err);
+    void (*undo)(struct sandbox *s);
+};
+
+/* The order matters: the directory first (gc finds a run by it) and last
+ * out; the cgroup before the runtime is told to use it. */
+static const struct step setup_steps[] = {
+    {"state directory", step_dir, undo_dir},
+    {"bundle", step_bundle, NULL}, /* inside the state directory */
+    {"cgroup", step_cgroup, undo_cgroup},
+    {"runtime run", step_run, undo_run},
+};
+
+static void teardown(struct sandbox *s, size_t done)
+{
+    while (done-- > 0)
+        if (setup_steps[done].undo)
+            setup_steps[done].undo(s);
+}
+
+/* ---- supervise ----------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk_run_result *res)
+{
+    if (res->kill_reason != STK_KILL_NONE)
+        return;
+    res->kill_reason = why;
+    /* init of a PID namespace, or gVisor's whole sandbox: everything in
+     * the sandbox dies with it */
+    if (s->init_pid > 1)
+        (void)kill(s->init_pid, SIGKILL);
+}
+
+static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
+{
+    const struct stk_resolved_limits *l = &s->req->b->limits;
+    int64_t deadline = l->wall_clock_ms > 0 ? mono_ms() + l->wall_clock_ms : INT64_MAX;
+    pid_t watch = s->init_pid;
+    struct cg_sample cs = {.mem_peak = -1, .pids_peak = -1};
+    int status = 0;
+
+    for (;;) {
+        pid_t pid;
+        bool done = false;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+            if (pid == watch) {
+                done = s->reaped = true;
+                break;
+            }
+        if (done || (pid < 0 && errno == ECHILD))
+            break;
+
+        s->cg->sample(s->id, &cs);
+        if (cs.oom_kills > 0 && observable(s, STK_KILL_MEMORY))
+            sandbox_kill(s, STK_KILL_MEMORY, res);
+        if (cs.pids_max > 0 && observable(s, STK_KILL_PIDS))
+            sandbox_kill(s, STK_KILL_PIDS, res);
+        if (l->cpu_time_ms > 0 && cs.cpu_usec / 1000 >= l->cpu_time_ms)
+            sandbox_kill(s, STK_KILL_CPU, res);
+        int64_t now = mono_ms();
+        if (now >= deadline)
+            sandbox_kill(s, STK_KILL_WALL_CLOCK, res);
+
+        int64_t wait_ms = SAMPLE_MS;
+        if (deadline != INT64_MAX && deadline - now < wait_ms)
+            wait_ms = deadline - now > 0 ? deadline - now : 0;
+        struct pollfd pfd[3] = {
+            {.fd = sfd, .events = POLLIN},
+            {.fd = s->out_pipe[0], .events = POLLIN},
+            {.fd = s->err_pipe[0], .events = POLLIN},
+        };
+        if (poll(pfd, 3, (int)wait_ms) > 0) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                    sandbox_kill(s, STK_KILL_INTERRUPTED, res);
+            if (pfd[1].revents)
+                relay(&s->out_pipe[0], STDOUT_FILENO);
+            if (pfd[2].revents)
+                relay(&s->err_pipe[0], STDERR_FILENO);
+        }
+    }
+    /* what the workload wrote before it ended (gVisor's gofer may hold the
+     * write ends open past that, so no waiting for end of file) */
+    relay(&s->out_pipe[0], STDOUT_FILENO);
+    relay(&s->err_pipe[0], STDERR_FILENO);
+    clock_gettime(CLOCK_REALTIME, &res->finished);
+
+    s->cg->sample(s->id, &cs);
+    if (!s->reaped) {
+        /* no children left and the workload was not among them: its
+         * status is lost, and saying "succeeded" would be a guess */
+        res->exit_code = -1;
+        fmt_into(res->note, sizeof(res->note), "the workload's exit status was lost");
+    } else if (WIFEXITED(status)) {
+        res->exit_code = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        res->exit_code = 128 + WTERMSIG(status);
+    }
+    /* The kernel killed something for memory and the workload ended. */
+    if (res->kill_reason == STK_KILL_NONE && cs.oom_kills > 0 && observable(s, STK_KILL_MEMORY))
+        res->kill_reason = STK_KILL_MEMORY;
+    res->cpu_seconds = (double)cs.cpu_usec / 1e6;
+    res->peak_memory = cs.mem_peak;
+    /* under gVisor the host pids counters count gVisor's threads, not the
+     * workload's processes: unknown rather than wrong */
+    res->peak_pids = observable(s, STK_KILL_PIDS) ? cs.pids_peak : -1;
+    s->init_pid = 0;
+}
+
+/* Reaps what the runtime left as our children (gVisor's sandbox and gofer
+ * exit once the container is deleted). Bounded. */
+static void reap_leftovers(void)
+{
+    for (int i = 0; i < 400; i++) {
+        pid_t pid = waitpid(-1, NULL, WNOHANG);
+        if (pid < 0 && errno == ECHILD)
+            return;
+        if (pid == 0) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
+                  struct stk_run_result *ret, struct stk_error **err)
+{
+    struct sandbox s = {
+        .p = p,
+        .req = req,
+        .cg = cg_detect(),
+        .rt = req->runtime,
+        .lock_fd = -1,
+        .log_fd = -1,
+        .out_pipe = {-1, -1},
+        .err_pipe = {-1, -1},
+    };
+    struct stk_run_result res = {.runtime = req->runtime, .peak_memory = -1, .peak_pids = -1};
+    _cleanup_close_ int sfd = -1;
+    void (*old_pipe)(int) = SIG_ERR;
+    int was_subreaper = 0;
+    size_t done = 0;
+    sigset_t mask;
+    int r = sandbox_prepare(&s, err);
+    if (r < 0)
+        goto out_free;
+    snprintf(res.id, sizeof(res.id), "%s", s.id);
+    res.unobservable = rt_table[s.rt].unobservable;
+
+    /* Signals: SIGCHLD wakes the supervisor, SIGINT/SIGTERM tear down. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, &s.child_mask);
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    /* A closed stdout must not kill stockade mid-run: that would leave the
+     * sandbox behind. Writes fail with EPIPE instead. */
+    old_pipe = signal(SIGPIPE, SIG_IGN);
+    (void)prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
+    if (sfd < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+        r = stk_error_errno(err, errno, "setting up the supervisor");
+        goto out_mask;
+    }
+
+    clock_gettime(CLOCK_REALTIME, &res.started);
+    for (; done < STK_ARRAY_SIZE(setup_steps); done++) {
+        r = setup_steps[done].run(&s, err);
+        if (r < 0) {
+            stk_error_wrap(err, "%s", setup_steps[done].name);
+            /* the failing step undoes its own partial work too */
+            done++;
+            break;
+        }
+    }
+    if (r >= 0) {
+        supervise(&s, sfd, &res);
+        if (res.kill_reason != STK_KILL_NONE)
+            res.phase = STK_PHASE_KILLED;
+        else
+            res.phase = res.exit_code == 0 ? STK_PHASE_SUCCEEDED : STK_PHASE_FAILED;
+        if (res.phase != STK_PHASE_SUCCEEDED && req->quiet && !res.note[0])
+            sandbox_log_tail(&s, res.note, sizeof(res.note));
+    } else if (s.init_pid > 1) {
+        (void)kill(s.init_pid, SIGKILL);
+    }
+    teardown(&s, done);
+    reap_leftovers();
+    (void)prctl(PR_SET_CHILD_SUBREAPER, was_subreaper);
+out_mask:
+    if (old_pipe != SIG_ERR)
+        signal(SIGPIPE, old_pipe);
+    sigprocmask(SIG_SETMASK, &s.child_mask, NULL);
+out_free:
+    for (int i = 0; i < 2; i++) {
+        if (s.out_pipe[i] >= 0)
+            close(s.out_pipe[i]);
+        if (s.err_pipe[i] >= 0)
+            close(s.err_pipe[i]);
+    }
+    free(s.config);
+    free(s.ld_cache);
+    stk_oci_etc_free(s.etc_files);
+    if (r >= 0) {
+        if (!res.finished.tv_sec)
+            clock_gettime(CLOCK_REALTIME, &res.finished);
+        *ret = res;
+    }
+    return r < 0 ? r : 0;
+}
+
+void stk_time_format(const struct timespec *ts, char buf[40])
+{
+    struct tm tm;
+    gmtime_r(&ts->tv_sec, &tm);
+    size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 40 - n, ".%03ldZ", ts->tv_nsec / 1000000);
+}

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * boundary -> OCI runtime bundle config.json (runtime-spec 1.0.x).
+ *
+ * Pure: reads the boundary and the driver's host paths, writes text. Every
+ * list is bounded (STK_OCI_MAX_*), every value comes from the boundary or a
+ * constant below, so the output is a function of the inputs alone.
+ */
+#include "render.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+#define KiB INT64_C(1024)
+
+static const char default_path[] =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/*
+ * The default seccomp profile: allow, except these, which fail with EPERM.
+ * Each is either a way out of the sandbox's namespaces and mounts, a kernel
+ * attack surface a workload has no use for, or needs a capability the
+ * sandbox does not hold (so refusing it early costs nothing).
+ */
+const char *const stk_oci_denied_syscalls[] = {
+    /* mounts and namespaces */
+    "mount", "umount2", "pivot_root", "unshare", "setns", "open_tree", "move_mount", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr",
+    /* kernel keyring, bpf, perf, userfaultfd */
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    /* modules, kexec, reboot, swap, accounting */
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "reboot",
+    "swapon", "swapoff", "acct", "quotactl",
+    /* file handles bypass path lookup (the "shocker" escape) */
+    "open_by_handle_at", "name_to_handle_at",
+    /* raw hardware, clock, syslog */
+    "iopl", "ioperm", "settimeofday", "clock_settime", "syslog", "lookup_dcookie", "uselib",
+    "vhangup",
+    /* io_uring bypasses the seccomp filter for the operations it queues */
+    "io_uring_setup", "io_uring_enter", "io_uring_register", NULL};
+
+/* Refused unless SYS_PTRACE is granted: they read or write another
+ * process's memory. */
+static const char *const ptrace_syscalls[] = {"ptrace", "process_vm_readv", "process_vm_writev",
+                                              "kcmp", NULL};
+
+/* clone(2) flags that create namespaces: refused one by one, since runtime-spec
+ * arguments within one rule are ANDed. */
+static const uint64_t clone_ns_flags[] = {
+    0x00020000, /* CLONE_NEWNS */
+    0x02000000, /* CLONE_NEWCGROUP */
+    0x04000000, /* CLONE_NEWUTS */
+    0x08000000, /* CLONE_NEWIPC */
+    0x10000000, /* CLONE_NEWUSER */
+    0x20000000, /* CLONE_NEWPID */
+    0x40000000, /* CLONE_NEWNET */
+};
+
+/* Docker's masked and read-only /proc and /sys paths. */
+static const char *const masked_paths[] = {
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+};
+static const char *const readonly_paths[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+};
+
+static const char *const namespaces[] = {"pid", "ipc", "uts", "mount", "cgroup", "network"};
+
+struct rlimit_desc {
+    const char *type;
+    uint64_t hard, soft;
+};
+static const struct rlimit_desc rlimits[] = {
+    {"RLIMIT_NOFILE", 1024, 1024},
+    {"RLIMIT_CORE", 0, 0},
+};
+
+static json_t *str_array(const char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static void mount_add(json_t *mounts, const char *dst, const char *type, const char *src,
+                      const char *const *opts, size_t n_opts)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "destination", json_string(dst));
+    json_object_set_new(m, "type", json_string(type));
+    json_object_set_new(m, "source", json_string(src));
+    json_object_set_new(m, "options", str_array(opts, n_opts));
+    json_array_append_new(mounts, m);
+}
+
+static void tmpfs_add(json_t *mounts, const char *dst, int64_t size, const char *mode)
+{
+    char sz[48], md[24];
+    snprintf(sz, sizeof(sz), "size=%lldk", (long long)((size + KiB - 1) / KiB));
+    snprintf(md, sizeof(md), "mode=%s", mode);
+    const char *opts[] = {"nosuid", "nodev", "noexec", md, sz};
+    /* /tmp keeps exec: scripts and build tools run from it. */
+    if (!strcmp(dst, "/tmp")) {
+        const char *topts[] = {"nosuid", "nodev", md, sz};
+        mount_add(mounts, dst, "tmpfs", "tmpfs", topts, STK_ARRAY_SIZE(topts));
+        return;
+    }
+    mount_add(mounts, dst, "tmpfs", "tmpfs", opts, STK_ARRAY_SIZE(opts));
+}
+
+static void bind_add(json_t *mounts, const char *dst, const char *src, bool ro)
+{
+    const char *opts[] = {"rbind", "nosuid", "nodev", ro ? "ro" : "rw"};
+    mount_add(mounts, dst, "bind", src, opts, STK_ARRAY_SIZE(opts));
+}
+
+static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_options *o)
+{
+    json_t *m = json_array();
+    const char *proc[] = {"nosuid", "noexec", "nodev"};
+    mount_add(m, "/proc", "proc", "proc", proc, STK_ARRAY_SIZE(proc));
+    const char *dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
+    mount_add(m, "/dev", "tmpfs", "tmpfs", dev, STK_ARRAY_SIZE(dev));
+    const char *pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"};
+    mount_add(m, "/dev/pts", "devpts", "devpts", pts, STK_ARRAY_SIZE(pts));
+    tmpfs_add(m, "/dev/shm", b->shm_size, "1777");
+    const char *mq[] = {"nosuid", "noexec", "nodev"};
+    mount_add(m, "/dev/mqueue", "mqueue", "mqueue", mq, STK_ARRAY_SIZE(mq));
+    const char *sys[] = {"nosuid", "noexec", "nodev", "ro"};
+    mount_add(m, "/sys", "sysfs", "sysfs", sys, STK_ARRAY_SIZE(sys));
+    const char *cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro"};
+    mount_add(m, "/sys/fs/cgroup", "cgroup", "cgroup", cg, STK_ARRAY_SIZE(cg));
+    tmpfs_add(m, "/tmp", b->tmp_size, "1777");
+    bind_add(m, "/workspace", o->workspace, false);
+    if (stk_streq(b->rootfs, "host")) {
+        for (size_t i = 0; i < o->n_host_dirs; i++)
+            bind_add(m, o->host_dirs[i], o->host_dirs[i], true);
+        bind_add(m, "/etc", o->etc_dir, true);
+    }
+    return m;
+}
+
+static json_t *render_caps(const struct stk_boundary *b)
+{
+    json_t *caps = json_array();
+    for (size_t i = 0; i < b->n_caps; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "CAP_%s", b->caps[i]);
+        json_array_append_new(caps, json_string(name));
+    }
+    json_t *set = json_object();
+    static const char *const sets[] = {"bounding", "effective", "permitted", "inheritable",
+                                       "ambient"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(sets); i++)
+        json_object_set_new(set, sets[i], json_deep_copy(caps));
+    json_decref(caps);
+    return set;
+}
+
+static bool has_cap(const struct stk_boundary *b, const char *cap)
+{
+    for (size_t i = 0; i < b->n_caps; i++)
+        if (!strcmp(b->caps[i], cap))
+            return true;
+    return false;
+}
+
+static json_t *deny_rule(const char *const *names, int errno_ret)
+{
+    json_t *r = json_object();
+    json_t *a = json_array();
+    for (const char *const *n = names; *n; n++)
+        json_array_append_new(a, json_string(*n));
+    json_object_set_new(r, "names", a);
+    json_object_set_new(r, "action", json_string("SCMP_ACT_ERRNO"));
+    json_object_set_new(r, "errnoRet", json_integer(errno_ret));
+    return r;
+}
+
+static json_t *render_seccomp(const struct stk_boundary *b)
+{
+    json_t *s = json_object();
+    json_object_set_new(s, "defaultAction", json_string("SCMP_ACT_ALLOW"));
+    /* x86_64 only: 32-bit (int 0x80) and x32 entry points hit the
+     * bad-architecture action and never reach a syscall. */
+    json_object_set_new(s, "architectures", json_pack("[s]", "SCMP_ARCH_X86_64"));
+    json_t *rules = json_array();
+    json_array_append_new(rules, deny_rule(stk_oci_denied_syscalls, EPERM));
+    if (!has_cap(b, "SYS_PTRACE"))
+        json_array_append_new(rules, deny_rule(ptrace_syscalls, EPERM));
+    for (size_t i = 0; i < STK_ARRAY_SIZE(clone_ns_flags); i++) {
+        static const char *const clone[] = {"clone", NULL};
+        json_t *r = deny_rule(clone, EPERM);
+        json_object_set_new(r, "args",
+                            json_pack("[{s:i,s:I,s:I,s:s}]", "index", 0, "value",
+                                      (json_int_t)clone_ns_flags[i], "valueTwo",
+                                      (json_int_t)clone_ns_flags[i], "op", "SCMP_CMP_MASKED_EQ"));
+        json_array_append_new(rules, r);
+    }
+    /* clone3 passes its flags in memory seccomp cannot read: ENOSYS makes
+     * the C library fall back to clone, whose flags are checked above. */
+    static const char *const clone3[] = {"clone3", NULL};
+    json_array_append_new(rules, deny_rule(clone3, ENOSYS));
+    json_object_set_new(s, "syscalls", rules);
+    return s;
+}
+
+static json_t *render_resources(const struct stk_boundary *b)
+{
+    const struct stk_resolved_limits *l = &b->limits;
+    json_t *r = json_object();
+    /* swap == memory: no swap beyond the memory limit. */
+    json_object_set_new(r, "memory",
+                        json_pack("{s:I,s:I,s:b}", "limit", (json_int_t)l->memory, "swap",
+                                  (json_int_t)l->memory, "disableOOMKiller", 0));
+    const int64_t period = 100000;
+    json_object_set_new(r, "cpu",
+                        json_pack("{s:I,s:I}", "quota", (json_int_t)(l->cpu_milli * period / 1000),
+                                  "period", (json_int_t)period));
+    json_object_set_new(r, "pids", json_pack("{s:I}", "limit", (json_int_t)l->pids));
+    /* No device access beyond the runtime's default /dev nodes. */
+    json_object_set_new(r, "devices", json_pack("[{s:b,s:s}]", "allow", 0, "access", "rwm"));
+    return r;
+}
+
+static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
+                      struct stk_error **err)
+{
+    size_t n = 3 + b->n_env + o->n_extra_env;
+    if (n > STK_OCI_MAX_ENV)
+        return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
+                              STK_OCI_MAX_ENV);
+    if (b->n_env_from)
+        return stk_error_make(err, ENOTSUP,
+                              "spec.envFrom reads Kubernetes ConfigMaps; the local backend has "
+                              "none");
+    json_t *env = json_array();
+    json_array_append_new(env, json_string(default_path));
+    json_array_append_new(env, json_string("HOME=/workspace"));
+    char sb[256];
+    snprintf(sb, sizeof(sb), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
+    json_array_append_new(env, json_string(sb));
+    for (size_t i = 0; i < b->n_env; i++) {
+        const struct stk_env_var *e = &b->env[i];
+        if (e->value_from.meta.set) {
+            json_decref(env);
+            return stk_error_make(err, ENOTSUP,
+                                  "spec.env[%zu] (%s): valueFrom reads a Kubernetes ConfigMap; "
+                                  "the local backend has none",
+                                  i, e->name.v);
+        }
+        _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
+        json_array_append_new(env, json_string(kv));
+    }
+    for (size_t i = 0; i < o->n_extra_env; i++)
+        json_array_append_new(env, json_string(o->extra_env[i]));
+    *ret = env;
+    return 0;
+}
+
+static json_t *render_process(const struct stk_boundary *b, json_t *env)
+{
+    json_t *p = json_object();
+    json_object_set_new(p, "terminal", json_false());
+    json_object_set_new(p, "user", json_pack("{s:i,s:i}", "uid", STK_OCI_UID, "gid", STK_OCI_GID));
+    json_object_set_new(p, "args", str_array(b->argv, b->argc));
+    json_object_set_new(p, "env", env);
+    json_object_set_new(p, "cwd", json_string(b->working_dir ? b->working_dir : "/workspace"));
+    json_object_set_new(p, "capabilities", render_caps(b));
+    json_t *rl = json_array();
+    for (size_t i = 0; i < STK_ARRAY_SIZE(rlimits); i++)
+        json_array_append_new(rl, json_pack("{s:s,s:I,s:I}", "type", rlimits[i].type, "hard",
+                                            (json_int_t)rlimits[i].hard, "soft",
+                                            (json_int_t)rlimits[i].soft));
+    json_object_set_new(p, "rlimits", rl);
+    json_object_set_new(p, "noNewPrivileges", json_true());
+    return p;
+}
+
+static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_options *o)
+{
+    json_t *l = json_object();
+    json_t *ns = json_array();
+    for (size_t i = 0; i < STK_ARRAY_SIZE(namespaces); i++)
+        json_array_append_new(ns, json_pack("{s:s}", "type", namespaces[i]));
+    json_object_set_new(l, "namespaces", ns);
+    json_object_set_new(l, "cgroupsPath", json_string(o->cgroups_path));
+    json_object_set_new(l, "resources", render_resources(b));
+    json_object_set_new(l, "seccomp", render_seccomp(b));
+    json_object_set_new(l, "maskedPaths", str_array(masked_paths, STK_ARRAY_SIZE(masked_paths)));
+    json_object_set_new(l, "readonlyPaths",
+                        str_array(readonly_paths, STK_ARRAY_SIZE(readonly_paths)));
+    return l;
+}
+
+int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o, char **ret,
+                   struct stk_error **err)
+{
+    if (b->argc == 0)
+        return stk_error_make(err, EINVAL, "no command: set spec.command or pass one after --");
+    if (b->argc > STK_OCI_MAX_ARGV)
+        return stk_error_make(err, E2BIG, "too many arguments (%zu, limit %d)", b->argc,
+                              STK_OCI_MAX_ARGV);
+    if (o->n_host_dirs > STK_OCI_MAX_HOST_DIRS)
+        return stk_error_make(err, E2BIG, "too many host directories (%zu, limit %d)",
+                              o->n_host_dirs, STK_OCI_MAX_HOST_DIRS);
+    if (b->image)
+        return stk_error_make(err, ENOTSUP,
+                              "spec.image needs an image store; the local backend runs "
+                              "rootfs: host or a rootfs directory");
+    if (!o->root_path || !o->workspace || !o->cgroups_path ||
+        (stk_streq(b->rootfs, "host") && !o->etc_dir))
+        return stk_error_make(err, EINVAL, "render: missing host paths");
+
+    json_t *env = NULL;
+    int r = render_env(b, o, &env, err);
+    if (r < 0)
+        return r;
+
+    json_t *c = json_object();
+    json_object_set_new(c, "ociVersion", json_string("1.0.2"));
+    json_object_set_new(c, "process", render_process(b, env));
+    json_object_set_new(c, "root", json_pack("{s:s,s:b}", "path", o->root_path, "readonly", 1));
+    json_object_set_new(c, "hostname", json_string(b->name));
+    json_object_set_new(c, "mounts", render_mounts(b, o));
+    json_object_set_new(c, "linux", render_linux(b, o));
+
+    char *text = json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(c);
+    if (!text)
+        stk_oom();
+    *ret = stk_xasprintf("%s\n", text);
+    free(text);
+    return 0;
+}
+
+void stk_oci_etc_render(const struct stk_boundary *b, struct stk_oci_file ret[STK_OCI_ETC_FILES])
+{
+    /* Nothing here depends on the sandbox (the hostname is set through the
+     * UTS namespace), so one generated /etc serves every sandbox. */
+    (void)b;
+    ret[0] = (struct stk_oci_file){
+        "passwd", stk_xasprintf("root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+                                "sandbox:x:%d:%d:stockade sandbox:/workspace:/bin/sh\n",
+                                STK_OCI_UID, STK_OCI_GID)};
+    ret[1] =
+        (struct stk_oci_file){"group", stk_xasprintf("root:x:0:\nsandbox:x:%d:\n", STK_OCI_GID)};
+    ret[2] = (struct stk_oci_file){
+        "hosts", stk_xstrdup("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")};
+    ret[3] = (struct stk_oci_file){"nsswitch.conf",
+                                   stk_xstrdup("passwd: files\ngroup: files\nshadow: files\n"
+                                               "hosts: files\n")};
+    /* No resolver: the sandbox has no network until egress rules say so. */
+    ret[4] = (struct stk_oci_file){"resolv.conf", stk_xstrdup("")};
+}
+
+void stk_oci_etc_free(struct stk_oci_file files[STK_OCI_ETC_FILES])
+{
+    for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
+        free(files[i].content);
+        files[i].content = NULL;
+    }
+}

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* render/oci.c: golden config.json files and the properties they must keep.
+ * STK_UPDATE_GOLDEN=1 rewrites the golden files from the current output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "render/render.h"
+
+#define GOLDEN_DIR STK_SOURCE_ROOT "/tests/data/golden/"
+
+static const char agent_yaml[] = "apiVersion: stockade.dev/v1alpha1\n"
+                                 "kind: Sandbox\n"
+                                 "metadata:\n"
+                                 "  name: agent-tools\n"
+                                 "spec:\n"
+                                 "  rootfs: host\n"
+                                 "  command: [\"/bin/sh\", \"-c\"]\n"
+                                 "  args: [\"echo hello; id\"]\n"
+                                 "  env:\n"
+                                 "    - name: LANG\n"
+                                 "      value: C.UTF-8\n"
+                                 "  resources:\n"
+                                 "    cpu: 500m\n"
+                                 "    memory: 256Mi\n"
+                                 "    pids: 64\n"
+                                 "    wallClock: 5m\n"
+                                 "    cpuTime: 2m\n";
+
+static const char debugger_yaml[] = "apiVersion: stockade.dev/v1alpha1\n"
+                                    "kind: Sandbox\n"
+                                    "metadata:\n"
+                                    "  name: debugger\n"
+                                    "spec:\n"
+                                    "  rootfs: /srv/rootfs\n"
+                                    "  command: [\"/usr/bin/gdb\"]\n"
+                                    "  security:\n"
+                                    "    policy: privileged\n"
+                                    "    capabilities:\n"
+                                    "      add: [SYS_PTRACE]\n"
+                                    "  driverConfig:\n"
+                                    "    local:\n"
+                                    "      tmpSize: 16Mi\n"
+                                    "      shmSize: 8Mi\n";
+
+static const char *const host_dirs[] = {"/usr", "/bin", "/sbin", "/lib", "/lib64"};
+
+struct fixture {
+    struct stk_docset *ds;
+    struct stk_boundary *b;
+};
+
+static void load(const char *yaml, struct fixture *f)
+{
+    struct stk_diags d = {0};
+    assert_int_equal(stk_docset_parse("test.yaml", yaml, strlen(yaml), &d, &f->ds), 0);
+    assert_int_equal(stk_resolve(f->ds->docs[0].sandbox, "test.yaml", NULL, NULL, &d, &f->b), 0);
+    stk_diags_free(&d);
+}
+
+static void release(struct fixture *f)
+{
+    stk_boundary_free(f->b);
+    stk_docset_free(f->ds);
+}
+
+static char *render(const struct stk_boundary *b)
+{
+    static const char *const extra[] = {"EXTRA=1"};
+    struct stk_oci_options o = {
+        .root_path = "/var/lib/stockade/sandboxes/ID/bundle/rootfs",
+        .workspace = "/var/lib/stockade/sandboxes/ID/workspace",
+        .etc_dir = "/var/lib/stockade/sandboxes/ID/etc",
+        .host_dirs = host_dirs,
+        .n_host_dirs = STK_ARRAY_SIZE(host_dirs),
+        .cgroups_path = "/stockade/ID",
+        .extra_env = extra,
+        .n_extra_env = 1,
+    };
+    char *text = NULL;
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_oci_render(b, &o, &text, &err), 0);
+    assert_null(err);
+    return text;
+}
+
+static void check_golden(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), GOLDEN_DIR "%s", name);
+    if (getenv("STK_UPDATE_GOLDEN")) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+    }
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char want[1 << 17];
+    size_t n = fread(want, 1, sizeof(want) - 1, f);
+    fclose(f);
+    want[n] = '\0';
+    assert_string_equal(text, want);
+}
+
+static bool has_string(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i,
+                       v) if (json_is_string(v) && !strcmp(json_string_value(v), s)) return true;
+    return false;
+}
+
+/* Every syscall name refused with EPERM by some rule without arguments. */
+static bool denied(json_t *cfg, const char *name)
+{
+    json_t *rules =
+        json_object_get(json_object_get(json_object_get(cfg, "linux"), "seccomp"), "syscalls");
+    size_t i;
+    json_t *r;
+    json_array_foreach(rules, i, r)
+    {
+        if (json_object_get(r, "args"))
+            continue;
+        if (strcmp(json_string_value(json_object_get(r, "action")), "SCMP_ACT_ERRNO"))
+            continue;
+        if (has_string(json_object_get(r, "names"), name))
+            return true;
+    }
+    return false;
+}
+
+static void test_agent_golden(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    load(agent_yaml, &f);
+    char *text = render(f.b);
+    check_golden("oci-agent.json", text);
+    free(text);
+    release(&f);
+}
+
+static void test_debugger_golden(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    load(debugger_yaml, &f);
+    char *text = render(f.b);
+    check_golden("oci-debugger.json", text);
+    free(text);
+    release(&f);
+}
+
+static void test_agent_properties(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    load(agent_yaml, &f);
+    char *text = render(f.b);
+    json_t *c = json_loads(text, 0, NULL);
+    assert_non_null(c);
+    json_t *proc = json_object_get(c, "process");
+    assert_true(json_is_true(json_object_get(proc, "noNewPrivileges")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(proc, "user"), "uid")),
+                     STK_OCI_UID);
+    json_t *caps = json_object_get(proc, "capabilities");
+    assert_int_equal(json_array_size(json_object_get(caps, "bounding")), 0);
+    assert_int_equal(json_array_size(json_object_get(caps, "effective")), 0);
+    assert_true(json_is_true(json_object_get(json_object_get(c, "root"), "readonly")));
+    assert_string_equal(json_string_value(json_object_get(c, "hostname")), "agent-tools");
+
+    json_t *lx = json_object_get(c, "linux");
+    static const char *const want_ns[] = {"pid", "ipc", "uts", "mount", "cgroup", "network"};
+    json_t *ns = json_object_get(lx, "namespaces");
+    assert_int_equal(json_array_size(ns), STK_ARRAY_SIZE(want_ns));
+    for (size_t i = 0; i < STK_ARRAY_SIZE(want_ns); i++) {
+        json_t *e = json_array_get(ns, i);
+        assert_string_equal(json_string_value(json_object_get(e, "type")), want_ns[i]);
+        assert_null(json_object_get(e, "path")); /* a new, empty namespace */
+    }
+    json_t *mem = json_object_get(json_object_get(lx, "resources"), "memory");
+    assert_int_equal(json_integer_value(json_object_get(mem, "limit")), 256 << 20);
+    assert_int_equal(json_integer_value(json_object_get(mem, "swap")), 256 << 20);
+    json_t *cpu = json_object_get(json_object_get(lx, "resources"), "cpu");
+    assert_int_equal(json_integer_value(json_object_get(cpu, "quota")), 50000);
+    json_t *sc = json_object_get(lx, "seccomp");
+    json_t *arch = json_object_get(sc, "architectures");
+    assert_int_equal(json_array_size(arch), 1);
+    assert_string_equal(json_string_value(json_array_get(arch, 0)), "SCMP_ARCH_X86_64");
+    static const char *const must[] = {
+        "mount",         "umount2",
+        "unshare",       "setns",
+        "ptrace",        "bpf",
+        "keyctl",        "add_key",
+        "request_key",   "perf_event_open",
+        "userfaultfd",   "kexec_load",
+        "init_module",   "finit_module",
+        "delete_module", "open_by_handle_at",
+        "swapon",        "swapoff",
+        "reboot",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(must); i++)
+        assert_true(denied(c, must[i]));
+    assert_true(has_string(json_object_get(lx, "maskedPaths"), "/proc/kcore"));
+    assert_true(has_string(json_object_get(lx, "readonlyPaths"), "/proc/sys"));
+
+    /* host dirs and /etc are read-only; /workspace is the only rw bind */
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(c, "mounts"), i, m)
+    {
+        const char *dst = json_string_value(json_object_get(m, "destination"));
+        const char *type = json_string_value(json_object_get(m, "type"));
+        json_t *opts = json_object_get(m, "options");
+        if (!strcmp(type, "bind"))
+            assert_true(has_string(opts, !strcmp(dst, "/workspace") ? "rw" : "ro"));
+        assert_false(stk_startswith(dst, "/root") || stk_startswith(dst, "/home") ||
+                     stk_startswith(dst, "/var") || stk_startswith(dst, "/run"));
+        if (!strcmp(dst, "/tmp"))
+            assert_true(has_string(opts, "size=65536k"));
+    }
+    json_decref(c);
+    free(text);
+    release(&f);
+}
+
+static void test_ptrace_granted(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    load(debugger_yaml, &f);
+    char *text = render(f.b);
+    json_t *c = json_loads(text, 0, NULL);
+    assert_false(denied(c, "ptrace"));
+    assert_true(denied(c, "mount"));
+    json_t *caps = json_object_get(json_object_get(c, "process"), "capabilities");
+    assert_true(has_string(json_object_get(caps, "bounding"), "CAP_SYS_PTRACE"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(c, "root"), "path")),
+                        "/var/lib/stockade/sandboxes/ID/bundle/rootfs");
+    json_decref(c);
+    free(text);
+    release(&f);
+}
+
+static void test_no_command(void **state)
+{
+    (void)state;
+    static const char yaml[] = "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\n"
+                               "metadata:\n  name: x\nspec: {}\n";
+    struct fixture f = {0};
+    load(yaml, &f);
+    struct stk_oci_options o = {
+        .root_path = "/r", .workspace = "/w", .etc_dir = "/e", .cgroups_path = "/c"};
+    char *text = NULL;
+    struct stk_error *err = NULL;
+    assert_true(stk_oci_render(f.b, &o, &text, &err) < 0);
+    assert_non_null(err);
+    assert_non_null(strstr(err->msg, "no command"));
+    stk_error_free(err);
+    release(&f);
+}
+
+static void test_etc_has_no_host_content(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    load(agent_yaml, &f);
+    struct stk_oci_file files[STK_OCI_ETC_FILES];
+    stk_oci_etc_render(f.b, files);
+    bool passwd = false;
+    for (size_t i = 0; i < STK_OCI_ETC_FILES; i++) {
+        assert_null(strstr(files[i].content, "shadow:x"));
+        if (!strcmp(files[i].name, "passwd")) {
+            passwd = true;
+            assert_non_null(strstr(files[i].content, "sandbox:x:65534:65534:"));
+        }
+        assert_string_not_equal(files[i].name, "shadow");
+    }
+    assert_true(passwd);
+    stk_oci_etc_free(files);
+    release(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_agent_golden),     cmocka_unit_test(test_debugger_golden),
+        cmocka_unit_test(test_agent_properties), cmocka_unit_test(test_ptrace_granted),
+        cmocka_unit_test(test_no_command),       cmocka_unit_test(test_etc_has_no_host_content),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
