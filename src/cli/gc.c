@@ -30,8 +30,10 @@ int cmd_gc(int argc, char **argv)
         fprintf(stderr, "stockade gc: %s\n", err->msg);
         return EXIT_INVALID;
     }
-    printf("removed %zu sandbox director%s, %zu cgroup%s, %zu runtime state%s\n", st.sandboxes,
-           st.sandboxes == 1 ? "y" : "ies", st.cgroups, st.cgroups == 1 ? "" : "s",
-           st.runtime_states, st.runtime_states == 1 ? "" : "s");
+    printf("removed %zu sandbox director%s, %zu cgroup%s, %zu runtime state%s, %zu network "
+           "object%s\n",
+           st.sandboxes, st.sandboxes == 1 ? "y" : "ies", st.cgroups, st.cgroups == 1 ? "" : "s",
+           st.runtime_states, st.runtime_states == 1 ? "" : "s", st.network,
+           st.network == 1 ? "" : "s");
     return 0;
 }

@@ -231,6 +231,18 @@ static json_t *result_json(const struct stk_run_result *r)
     json_object_set_new(j, "finished", json_string(finished));
     json_object_set_new(j, "usage", usage);
     json_object_set_new(j, "unobservable", unobs);
+    json_object_set_new(j, "network",
+                        json_string(r->runtime == STK_OCI_RUNSC ? "loopback" : "egress-policy"));
+    json_t *events = json_array();
+    for (const char *line = r->events; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        json_t *ev = json_loadb(line, len, 0, NULL);
+        if (ev)
+            json_array_append_new(events, ev);
+        line += len + (nl ? 1 : 0);
+    }
+    json_object_set_new(j, "events", events);
     if (r->note[0])
         json_object_set_new(j, "note", json_string(r->note));
     return j;
@@ -404,10 +416,22 @@ int cmd_run(int argc, char **argv)
         return EXIT_SETUP;
     }
 
+    /* The sandbox's network: a veth on stockade's bridge with the egress
+     * model compiled to nftables. gVisor on this Debian cannot join a
+     * prepared network namespace (MACHINE.md), so under runsc the sandbox
+     * keeps an empty one: loopback only, stricter than the model. */
+    struct stk_net_config net;
+    stk_net_config_default(&net);
+    net.run_dir = paths.run_dir;
+    if (stk_net_config_apply_env(&net, env, &err) < 0) {
+        fprintf(stderr, "stockade run: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
     struct stk_run_request req = {
         .b = b,
         .runtime = rt,
         .workspace = o.workspace,
+        .net = rt == STK_OCI_RUNSC ? NULL : &net,
     };
     struct stk_run_result res;
     fflush(stdout);
@@ -425,6 +449,10 @@ int cmd_run(int argc, char **argv)
                 stk_kill_reason_names[res.kill_reason], res.exit_code,
                 stk_oci_runtime_names[res.runtime]);
     }
+    if (o.out == CLI_OUT_TEXT && res.events)
+        fprintf(stderr, "stockade: %zu egress event%s (denied attempts):\n%s", res.n_events,
+                res.n_events == 1 ? "" : "s", res.events);
+    free(res.events);
     if (o.out == CLI_OUT_TEXT && res.phase != STK_PHASE_SUCCEEDED) {
         for (const char *const *u = res.unobservable; u && *u; u++)
             fprintf(stderr, "stockade: note: %s cannot observe %s\n",

@@ -8,6 +8,7 @@
 #define STK_DRIVER_H
 
 #include "boundary/boundary.h"
+#include "driver/local/net.h"
 
 #include <time.h>
 
@@ -65,6 +66,10 @@ extern const char *const stk_kill_reason_names[_STK_KILL_N];
 enum stk_phase { STK_PHASE_SUCCEEDED, STK_PHASE_FAILED, STK_PHASE_KILLED, _STK_PHASE_N };
 extern const char *const stk_phase_names[_STK_PHASE_N];
 
+/* At most this many egress events are kept per run (the NFLOG reader's
+ * rate limit already summarises floods). */
+#define STK_RUN_MAX_EVENTS 1000
+
 struct stk_run_request {
     const struct stk_boundary *b;
     enum stk_oci_runtime runtime;
@@ -72,6 +77,9 @@ struct stk_run_request {
     const char *const *extra_env; /* "K=V" */
     size_t n_extra_env;
     bool quiet; /* workload stdio to a log file (smoke runs) */
+    /* The sandbox's network (veth on stockade's bridge, egress compiled to
+     * nftables). NULL: an empty network namespace, loopback only. */
+    const struct stk_net_config *net;
 };
 
 struct stk_run_result {
@@ -87,6 +95,9 @@ struct stk_run_result {
     /* kill reasons this runtime cannot observe (NULL-terminated, static) */
     const char *const *unobservable;
     char note[256]; /* extra words about the result, "" when none */
+    /* egress_denied events, JSON Lines; NULL when none. The caller frees. */
+    char *events;
+    size_t n_events;
 };
 
 /* Creates, runs and tears down one sandbox; blocks until the workload ends.
@@ -100,6 +111,7 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
  * their runtime state, processes and cgroups. */
 struct stk_gc_stats {
     size_t sandboxes, cgroups, runtime_states;
+    size_t network; /* namespaces, links, leases and nft chains */
 };
 int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, struct stk_error **err);
 

@@ -249,6 +249,14 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
      * no data and would only fill the denial log. A sandbox is known by its
      * source address (bridged packets show the bridge as iifname); the
      * bridge table binds each address to its port. */
+    /* Unless the operator masquerades or routes the pool, nothing a
+     * sandbox sends leaves the bridge: an allowed external destination is
+     * still never reached through this host's uplink, whatever the host's
+     * own forwarding settings. */
+    if (!f->nat && !f->routed)
+        stk_buf_printf(out,
+                       "add rule " T " forward iifname \"%1$s\" oifname != \"%1$s\" counter drop\n",
+                       f->bridge);
     stk_buf_printf(
         out,
         "add rule " T " forward iifname \"%1$s\" ip saddr vmap @sb4\n"

@@ -116,6 +116,7 @@ struct stk_nft_facts {
     size_t n_services;
     uint16_t log_group;           /* NFLOG group of the final log rule */
     bool nat;                     /* masquerade the pool to the uplink (operator switch) */
+    bool routed;                  /* the operator routes the pool beyond the host */
     struct stk_cidr pool4, pool6; /* the address pool, for NAT */
 };
 
@@ -165,6 +166,9 @@ struct stk_oci_options {
     const char *const *host_dirs;
     size_t n_host_dirs;
     const char *cgroups_path; /* linux.cgroupsPath, owned by the driver */
+    /* the sandbox's network namespace, prepared by the driver (veth, egress
+     * rules); NULL: a new, empty one (loopback only) */
+    const char *netns_path;
     /* extra environment ("K=V"), after the boundary's; may be NULL */
     const char *const *extra_env;
     size_t n_extra_env;

@@ -501,6 +501,10 @@ static const struct stk_field env_local_fields[] = {
     {"nat", AT(struct stk_env_local, nat), .type = STK_F_BOOL,
      .doc = "Masquerade sandbox traffic to the host's uplink (default false: sandboxes reach "
             "only what is routed to them without NAT)."},
+    {"routed", AT(struct stk_env_local, routed), .type = STK_F_BOOL,
+     .doc = "The operator routes the address pool beyond this host without NAT. Unless this or "
+            "nat is set, sandbox traffic never leaves the bridge: nothing a sandbox sends is "
+            "routed off the machine."},
     END,
 };
 

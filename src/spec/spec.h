@@ -449,6 +449,7 @@ struct stk_env_local {
     STK_LIST(struct stk_cidrv) address_pool; /* at most one network per family */
     struct stk_cidrv resolver;               /* one address, as /32 or /128 */
     struct stk_bool nat;                     /* masquerade sandboxes to the uplink */
+    struct stk_bool routed; /* the operator routes the pool itself: forward without NAT */
 };
 
 struct stk_env_data {

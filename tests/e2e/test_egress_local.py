@@ -212,6 +212,7 @@ data:
     serviceCIDR: 10.43.0.0/16
   local:
     resolver: 203.0.113.53/32
+    routed: true   # the test's own host namespace routes to its server namespace
 """
     p = tmp_path / "env.yaml"
     p.write_text(text)

@@ -88,6 +88,9 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
      * directory, whose locks we cannot see */
     size_t owned = l.n;
     cg_foreach_id(idlist_add, &l);
+    /* the ids of live runs: their networks stay */
+    const char **live = stk_xcalloc(owned + 1, sizeof(*live));
+    size_t n_live = 0;
 
     for (size_t i = 0; i < l.n; i++) {
         const char *id = l.ids[i];
@@ -99,8 +102,10 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
                 st.cgroups += (size_t)r;
             continue;
         }
-        if (in_use(p, id))
+        if (in_use(p, id)) {
+            live[n_live++] = id;
             continue;
+        }
         /* runtime state first: it may still hold processes */
         for (int rt = 0; rt < _STK_OCI_N; rt++) {
             struct stat sb;
@@ -123,7 +128,16 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
         if (stat(path, &sb) == 0 && rm_rf(path) == 0)
             st.sandboxes++;
     }
+    /* networks last: their sandboxes' processes are gone by now */
+    struct stk_net_config net;
+    stk_net_config_default(&net);
+    net.run_dir = p->run_dir;
+    int r = stk_net_gc(&net, live, n_live, err);
+    free(live);
     free(l.ids);
+    if (r < 0)
+        return r;
+    st.network = (size_t)r;
     *ret = st;
     return 0;
 }

@@ -75,6 +75,8 @@ int stk_net_config_apply_env(struct stk_net_config *c, const struct stk_envconfi
     }
     if (l->nat.meta.set)
         c->nat = l->nat.v;
+    if (l->routed.meta.set)
+        c->routed = l->routed.v;
     return 0;
 }
 
@@ -356,6 +358,7 @@ static void facts_fill(struct stk_net *n)
                                 .n_services = c->n_services,
                                 .log_group = (uint16_t)(c->log_group_base + n->index),
                                 .nat = c->nat,
+                                .routed = c->routed,
                                 .pool4 = c->pool4,
                                 .pool6 = c->pool6};
     if (c->pool4.family == STK_FAMILY_V4) {
@@ -591,8 +594,13 @@ static struct stk_net *net_new(const struct stk_net_config *c, const char *id)
     n->cfg = *c;
     snprintf(n->id, sizeof(n->id), "%s", id);
     veth_name(id, n->veth);
-    snprintf(n->netns, sizeof(n->netns), "%s/netns/%s", c->run_dir, id);
+    stk_net_netns_path_for(c, id, n->netns, sizeof(n->netns));
     return n;
+}
+
+void stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/netns/%s", c->run_dir, id);
 }
 
 void stk_net_free(struct stk_net *n)

@@ -28,6 +28,7 @@ struct stk_net_config {
     struct stk_cidr pool4, pool6; /* either may be absent (family NONE), not both */
     struct stk_cidr resolver;     /* where allow-dns-egress goes; absent: DNS denied */
     bool nat;                     /* masquerade to the uplink (EnvironmentConfig data.local.nat) */
+    bool routed;                  /* the operator routes the pool (data.local.routed) */
     uint16_t log_group_base;      /* sandbox with address index i logs to group base + i */
     const struct stk_nft_service *services; /* offered on the bridge address */
     size_t n_services;
@@ -56,6 +57,9 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
 int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net **ret,
                  struct stk_error **err);
 const char *stk_net_netns_path(const struct stk_net *n);
+/* Where stk_net_up(c, ..., id) puts the namespace, known before it exists
+ * (the OCI config is rendered before anything touches the kernel). */
+void stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n);
 const char *stk_net_veth(const struct stk_net *n);
 /* The NFLOG group of the sandbox's denials: its own, so that each run's
  * reader (stk_egress_log_open) binds only its sandbox's group. */

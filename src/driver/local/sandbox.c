@@ -71,6 +71,13 @@ struct sandbox {
     /* runsc: the workload's output comes through these and stockade copies
      * it to its own stdout/stderr */
     int out_pipe[2], err_pipe[2];
+    /* the network: its namespace path (rendered into config.json), the
+     * handle once it is up, and the reader of its denied attempts */
+    char netns[700];
+    struct stk_net *net;
+    struct stk_egress_log *elog;
+    struct stk_buf events; /* egress events, JSON Lines */
+    size_t n_events;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -124,7 +131,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     const struct stk_boundary *b = s->req->b;
     char rnd[9];
     random_hex(rnd, 8);
-    fmt_into(s->id, sizeof(s->id), "%.40s-%s", b->name ? b->name : "sandbox", rnd);
+    /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain */
+    fmt_into(s->id, sizeof(s->id), "%.39s-%s", b->name ? b->name : "sandbox", rnd);
     fmt_into(s->dir, sizeof(s->dir), "%s/sandboxes/%s", s->p->state_dir, s->id);
     fmt_into(s->bundle, sizeof(s->bundle), "%s/bundle", s->dir);
     fmt_into(s->log, sizeof(s->log), "%s/runtime.log", s->dir);
@@ -157,6 +165,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 
     char cgpath[128];
     snprintf(cgpath, sizeof(cgpath), "/" CG_PARENT "/%s", s->id);
+    if (s->req->net)
+        stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns));
     struct stk_oci_options o = {
         .root_path = s->rootfs,
         .workspace = s->workspace,
@@ -164,6 +174,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .host_dirs = s->host_dirs,
         .n_host_dirs = s->n_host_dirs,
         .cgroups_path = cgpath,
+        .netns_path = s->req->net ? s->netns : NULL,
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
     };
@@ -281,6 +292,61 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     if ((r = file_write(done, "", 0)) < 0)
         return stk_error_errno(err, -r, "writing %s", done);
     return shared_etc(s, err);
+}
+
+/* The sandbox's network namespace with its veth and egress chain, and the
+ * reader of its denied attempts. Without a network config the runtime makes
+ * an empty namespace instead (loopback only). */
+static int step_network(struct sandbox *s, struct stk_error **err)
+{
+    const struct stk_boundary *b = s->req->b;
+    int r;
+    if (!s->req->net)
+        return 0;
+    if ((r = stk_net_up(s->req->net, b, s->id, &s->net, err)) < 0)
+        return r;
+    if ((r = stk_egress_log_open(stk_net_log_group(s->net), &s->elog, err)) < 0 ||
+        (r = stk_egress_log_watch(s->elog, s->id, b)) < 0) {
+        stk_egress_log_close(s->elog);
+        s->elog = NULL;
+        (void)stk_net_down(s->net, NULL);
+        s->net = NULL;
+        return r < 0 ? r : stk_error_make(err, EINVAL, "watching denied egress");
+    }
+    return 0;
+}
+
+static void events_add(struct sandbox *s, const struct stk_egress_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s->n_events >= STK_RUN_MAX_EVENTS)
+            return;
+        stk_egress_event_json(&ev[i], &s->events);
+        stk_buf_putc(&s->events, '\n');
+        s->n_events++;
+    }
+}
+
+/* Collects what the kernel logged; non-blocking. */
+static void events_poll(struct sandbox *s, bool flush)
+{
+    struct stk_egress_event ev[32];
+    int n;
+    if (!s->elog)
+        return;
+    while ((n = stk_egress_log_read(s->elog, 0, ev, STK_ARRAY_SIZE(ev), NULL)) > 0)
+        events_add(s, ev, (size_t)n);
+    if (flush)
+        events_add(s, ev, stk_egress_log_flush(s->elog, ev, STK_ARRAY_SIZE(ev)));
+}
+
+static void undo_network(struct sandbox *s)
+{
+    stk_egress_log_close(s->elog);
+    s->elog = NULL;
+    if (s->net)
+        (void)stk_net_down(s->net, NULL);
+    s->net = NULL;
 }
 
 static bool observable(const struct sandbox *s, enum stk_kill_reason k)
@@ -440,6 +506,7 @@ struct step {
 static const struct step setup_steps[] = {
     {"state directory", step_dir, undo_dir},
     {"bundle", step_bundle, NULL}, /* inside the state directory */
+    {"network", step_network, undo_network},
     {"cgroup", step_cgroup, undo_cgroup},
     {"runtime run", step_run, undo_run},
 };
@@ -504,12 +571,15 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         int64_t wait_ms = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait_ms)
             wait_ms = deadline - now > 0 ? deadline - now : 0;
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {.fd = sfd, .events = POLLIN},
             {.fd = s->out_pipe[0], .events = POLLIN},
             {.fd = s->err_pipe[0], .events = POLLIN},
+            {.fd = s->elog ? stk_egress_log_fd(s->elog) : -1, .events = POLLIN},
         };
-        if (poll(pfd, 3, (int)wait_ms) > 0) {
+        if (poll(pfd, 4, (int)wait_ms) > 0) {
+            if (pfd[3].revents)
+                events_poll(s, false);
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
@@ -525,6 +595,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
     relay(&s->out_pipe[0], STDOUT_FILENO);
     relay(&s->err_pipe[0], STDERR_FILENO);
     clock_gettime(CLOCK_REALTIME, &res->finished);
+    events_poll(s, true);
 
     s->cg->sample(s->id, &cs);
     if (!s->reaped) {
@@ -645,8 +716,11 @@ out_free:
     if (r >= 0) {
         if (!res.finished.tv_sec)
             clock_gettime(CLOCK_REALTIME, &res.finished);
+        res.n_events = s.n_events;
+        res.events = s.n_events ? stk_buf_steal(&s.events) : NULL;
         *ret = res;
     }
+    stk_buf_free(&s.events);
     return r < 0 ? r : 0;
 }
 
