@@ -277,7 +277,7 @@ def wait_for_sandbox(env, timeout=20):
     raise AssertionError("the sandbox never started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_tears_down(run, runtime, sig):
     proc = subprocess.Popen([run.binary, "run", "--runtime", runtime, "-o", "json", "--",
                              "sleep", "60"], stdout=subprocess.PIPE, text=True, env=run.env)

@@ -512,7 +512,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         if (poll(pfd, 3, (int)wait_ms) > 0) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
                     sandbox_kill(s, STK_KILL_INTERRUPTED, res);
             if (pfd[1].revents)
                 relay(&s->out_pipe[0], STDOUT_FILENO);
@@ -588,11 +588,13 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     snprintf(res.id, sizeof(res.id), "%s", s.id);
     res.unobservable = rt_table[s.rt].unobservable;
 
-    /* Signals: SIGCHLD wakes the supervisor, SIGINT/SIGTERM tear down. */
+    /* Signals: SIGCHLD wakes the supervisor; SIGINT, SIGTERM and SIGHUP (the
+     * terminal went away) tear down. */
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &s.child_mask);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     /* A closed stdout must not kill stockade mid-run: that would leave the
