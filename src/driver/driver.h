@@ -15,6 +15,8 @@
 
 #define STK_LOCAL_STATE_DIR "/var/lib/stockade"
 #define STK_LOCAL_RUN_DIR   "/run/stockade"
+/* Sandboxes one state directory holds at once. */
+#define STK_LOCAL_MAX_SANDBOXES 256
 
 /* Where stockade keeps its state. Everything it creates lives under these
  * paths or under the cgroup "stockade" in each hierarchy; gc looks nowhere

@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "render/render.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -172,6 +173,19 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
 
+static size_t count_entries(const char *path, size_t max)
+{
+    DIR *d = opendir(path);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; n < max && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
 static int step_dir(struct sandbox *s, struct stk_error **err)
 {
     char parent[600];
@@ -179,6 +193,12 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
     int r = mkdir_p(parent, 0700);
     if (r < 0)
         return stk_error_errno(err, -r, "creating %s", parent);
+    size_t n = count_entries(parent, STK_LOCAL_MAX_SANDBOXES);
+    if (n >= STK_LOCAL_MAX_SANDBOXES)
+        return stk_error_make(err, EAGAIN,
+                              "%zu sandboxes already on this host (limit %d); if some "
+                              "belong to crashed runs, `stockade gc` removes them",
+                              n, STK_LOCAL_MAX_SANDBOXES);
     if (mkdir(s->dir, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->dir);
     char path[700];
