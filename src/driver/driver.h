@@ -16,6 +16,8 @@
 
 #define STK_LOCAL_STATE_DIR "/var/lib/stockade"
 #define STK_LOCAL_RUN_DIR   "/run/stockade"
+/* Sandboxes one state directory holds at once. */
+#define STK_LOCAL_MAX_SANDBOXES 256
 
 /* Where stockade keeps its state. Everything it creates lives under these
  * paths or under the cgroup "stockade" in each hierarchy; gc looks nowhere
@@ -58,7 +60,7 @@ enum stk_kill_reason {
     STK_KILL_PIDS,        /* the pids cgroup refused a fork */
     STK_KILL_CPU,         /* CPU time used reached the budget */
     STK_KILL_WALL_CLOCK,  /* the deadline passed */
-    STK_KILL_INTERRUPTED, /* stockade got SIGINT or SIGTERM */
+    STK_KILL_INTERRUPTED, /* stockade got SIGINT, SIGTERM or SIGHUP */
     _STK_KILL_N
 };
 extern const char *const stk_kill_reason_names[_STK_KILL_N];
@@ -101,8 +103,8 @@ struct stk_run_result {
 };
 
 /* Creates, runs and tears down one sandbox; blocks until the workload ends.
- * SIGINT and SIGTERM are taken for the duration (they tear the sandbox
- * down: kill reason "interrupted"). Returns negative when the sandbox could
+ * SIGINT, SIGTERM and SIGHUP are taken for the duration (they tear the
+ * sandbox down: kill reason "interrupted"). Returns negative when the sandbox could
  * not be set up; the workload's own failure is a result, not an error. */
 int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
                   struct stk_run_result *ret, struct stk_error **err);

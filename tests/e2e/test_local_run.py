@@ -277,7 +277,7 @@ def wait_for_sandbox(env, timeout=20):
     raise AssertionError("the sandbox never started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_tears_down(run, runtime, sig):
     proc = subprocess.Popen([run.binary, "run", "--runtime", runtime, "-o", "json", "--",
                              "sleep", "60"], stdout=subprocess.PIPE, text=True, env=run.env)
@@ -477,3 +477,22 @@ def test_cpu_quota_throttles(run):
     p, res = run("--cpu", "250m", "--wall-clock", "2s", *py("while True: pass"))
     assert res["killReason"] == "wall_clock_exceeded"
     assert res["usage"]["cpuSeconds"] < 1.0, res["usage"]
+
+
+def test_host_environment_does_not_leak(run, runtime):
+    """Nothing of stockade's own environment reaches the sandbox, and no
+    process environment outside the sandbox is readable from it."""
+    env = dict(run.env, HOST_SECRET="s3cr3t-value")
+    code = (
+        "import os\n"
+        "found = []\n"
+        "for pid in os.listdir('/proc'):\n"
+        "    if pid.isdigit():\n"
+        "        try: data = open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "        except OSError: continue\n"
+        "        if b's3cr3t' in data: found.append(pid)\n"
+        "print('LEAK', found, 'HOST_SECRET' in os.environ)\n")
+    p = subprocess.run([run.binary, "run", "--runtime", runtime, "--", "python3", "-c", code],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "LEAK [] False" in p.stdout

@@ -51,9 +51,8 @@ static const char *const runsc_caveats[] = {
     STORAGE_CAVEAT,
     NULL,
 };
+/* explain already says that runc and crun share the host kernel */
 static const char *const host_kernel_caveats[] = {
-    "the workload talks to the host kernel directly (no gVisor): a kernel bug reachable "
-    "through the allowed syscalls is a way out",
     STORAGE_CAVEAT,
     NULL,
 };

@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "render/render.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -183,6 +184,19 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
 
+static size_t count_entries(const char *path, size_t max)
+{
+    DIR *d = opendir(path);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; n < max && (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
 static int step_dir(struct sandbox *s, struct stk_error **err)
 {
     char parent[600];
@@ -190,6 +204,12 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
     int r = mkdir_p(parent, 0700);
     if (r < 0)
         return stk_error_errno(err, -r, "creating %s", parent);
+    size_t n = count_entries(parent, STK_LOCAL_MAX_SANDBOXES);
+    if (n >= STK_LOCAL_MAX_SANDBOXES)
+        return stk_error_make(err, EAGAIN,
+                              "%zu sandboxes already on this host (limit %d); if some "
+                              "belong to crashed runs, `stockade gc` removes them",
+                              n, STK_LOCAL_MAX_SANDBOXES);
     if (mkdir(s->dir, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->dir);
     char path[700];
@@ -582,7 +602,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
                 events_poll(s, false);
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
                     sandbox_kill(s, STK_KILL_INTERRUPTED, res);
             if (pfd[1].revents)
                 relay(&s->out_pipe[0], STDOUT_FILENO);
@@ -659,11 +679,13 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     snprintf(res.id, sizeof(res.id), "%s", s.id);
     res.unobservable = rt_table[s.rt].unobservable;
 
-    /* Signals: SIGCHLD wakes the supervisor, SIGINT/SIGTERM tear down. */
+    /* Signals: SIGCHLD wakes the supervisor; SIGINT, SIGTERM and SIGHUP (the
+     * terminal went away) tear down. */
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &s.child_mask);
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     /* A closed stdout must not kill stockade mid-run: that would leave the
