@@ -243,20 +243,25 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
                       "policy accept; }\n"
                       "add chain " T " input { type filter hook input priority filter; "
                       "policy accept; }\n"
+                      "add chain " T " offhost { type filter hook forward priority filter + 10; "
+                      "policy accept; }\n"
                       "flush chain " T " forward\n"
-                      "flush chain " T " input\n");
+                      "flush chain " T " input\n"
+                      "flush chain " T " offhost\n");
+    /* Unless the operator masquerades or routes the pool, nothing a sandbox
+     * sends leaves the bridge, whatever the host's own forwarding settings:
+     * an allowed external destination is still never reached through this
+     * host's uplink. A later base chain, so that the sandbox chains have
+     * decided (and logged denials) first. */
+    if (!f->nat && !f->routed)
+        stk_buf_printf(out,
+                       "add rule " T " offhost iifname \"%1$s\" oifname != \"%1$s\" counter "
+                       "drop\n",
+                       f->bridge);
     /* Neighbour discovery and multicast listener reports to the host carry
      * no data and would only fill the denial log. A sandbox is known by its
      * source address (bridged packets show the bridge as iifname); the
      * bridge table binds each address to its port. */
-    /* Unless the operator masquerades or routes the pool, nothing a
-     * sandbox sends leaves the bridge: an allowed external destination is
-     * still never reached through this host's uplink, whatever the host's
-     * own forwarding settings. */
-    if (!f->nat && !f->routed)
-        stk_buf_printf(out,
-                       "add rule " T " forward iifname \"%1$s\" oifname != \"%1$s\" counter drop\n",
-                       f->bridge);
     stk_buf_printf(
         out,
         "add rule " T " forward iifname \"%1$s\" ip saddr vmap @sb4\n"

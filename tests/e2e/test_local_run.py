@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from conftest import ROOT
+
 RUNTIMES = ["gvisor", "crun", "runc"]
 BINARY = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
 
@@ -51,8 +53,16 @@ def leftovers(env, sandbox_id=None):
     state = pathlib.Path(env["STOCKADE_STATE_DIR"]) / "sandboxes"
     found += [str(p) for p in state.glob("*")] if state.exists() else []
     run = pathlib.Path(env["STOCKADE_RUN_DIR"])
-    found += [str(p) for p in run.glob("*/*")] if run.exists() else []
+    # runtime state and network namespaces; net/ holds the network's own
+    # bookkeeping (lock, leases) and one entry per live sandbox
+    found += [str(p) for p in run.glob("*/*") if p.parent.name != "net"] if run.exists() else []
+    found += [str(p) for p in (run / "net" / "sandboxes").glob("*")]
     if sandbox_id:
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
+                  if ": stk" in line]
+        chains = subprocess.run(["nft", "list", "chains"], capture_output=True, text=True).stdout
+        found += [f"nft chain for {sandbox_id}" for _ in [0] if sandbox_id in chains]
         found += glob.glob(f"/sys/fs/cgroup/*/stockade/{sandbox_id}")
         found += glob.glob(f"/sys/fs/cgroup/stockade/{sandbox_id}")
     return found
@@ -235,7 +245,7 @@ def test_unprivileged_identity(run):
     assert f"HOST {res['id'].rsplit('-', 1)[0]}" in p.output  # hostname = sandbox name
 
 
-def test_no_runtime_sockets_and_only_loopback(run):
+def test_no_runtime_sockets_and_only_its_own_interfaces(run, runtime):
     p, res = run(*py(
         "import os, stat\n"
         "socks = []\n"
@@ -251,7 +261,56 @@ def test_no_runtime_sockets_and_only_loopback(run):
         "print('IFS', ifs)\n"))
     assert res["phase"] == "succeeded", p.stderr
     assert "SOCKS []" in p.output
-    assert "IFS ['lo']" in p.output
+    if runtime == "gvisor":
+        # runsc cannot join a prepared network namespace here: loopback only
+        assert "IFS ['lo']" in p.output
+        assert res["network"] == "loopback"
+    else:
+        # loopback and its veth onto stockade's bridge, nothing of the host's
+        assert "IFS ['lo', 'eth0']" in p.output
+        assert res["network"] == "egress-policy"
+
+
+def test_egress_denials_are_events(run, runtime, tmp_path):
+    """Default deny: the metadata endpoint, the host itself and an internet
+    address are refused by the kernel, and each attempt is an event naming
+    the policy. Nothing is sent beyond the host: the packets are dropped at
+    the bridge."""
+    if runtime == "gvisor":
+        pytest.skip("runsc runs with --network=none here: no packet leaves loopback")
+    p, res = run(*py(
+        "import socket\n"
+        "for a in [('169.254.169.254', 80), ('10.88.0.1', 22), ('203.0.113.10', 443)]:\n"
+        "    s = socket.socket(); s.settimeout(0.5)\n"
+        "    try: s.connect(a); print('CONNECTED', a)\n"
+        "    except OSError: print('REFUSED', a)\n"))
+    assert res["phase"] == "succeeded", p.stderr
+    assert "CONNECTED" not in p.output
+    got = {(e["dst"], e["port"], e["proto"], e["policy"]) for e in res["events"]
+           if e["type"] == "egress_denied"}
+    assert ("169.254.169.254", 80, "TCP", "deny-egress") in got
+    assert ("10.88.0.1", 22, "TCP", "host") in got
+    assert ("203.0.113.10", 443, "TCP", "deny-egress") in got
+
+
+def test_egress_metadata_excepted_under_open_egress(run, runtime, tmp_path):
+    """Datalab-style open egress: the metadata endpoint is still refused,
+    and the event names the rule whose except list held it."""
+    if runtime == "gvisor":
+        pytest.skip("runsc runs with --network=none here")
+    env = tmp_path / "env.yaml"
+    env.write_text((ROOT / "examples" / "datalab" / "environment.yaml").read_text())
+    p, res = run("--env", str(env), *py(
+        "import socket\n"
+        "s = socket.socket(); s.settimeout(0.5)\n"
+        "try: s.connect(('169.254.169.254', 80)); print('CONNECTED')\n"
+        "except OSError: print('REFUSED')\n"))
+    assert res["phase"] == "succeeded", p.stderr
+    assert "REFUSED" in p.output
+    ev = [e for e in res["events"] if e["type"] == "egress_denied"]
+    assert ev and ev[0]["dst"] == "169.254.169.254"
+    assert ev[0]["policy"] == "allow-external-egress"
+    assert ev[0]["except"] == "169.254.169.254/32"
 
 
 def test_setuid_does_not_gain_root(run):
