@@ -318,8 +318,12 @@ static void explain_privileges(struct stk_contract *c)
     switch (f->backend) {
     case STK_BACKEND_LOCAL:
         if (f->runtime)
-            from(say(c, SEC_PRIVILEGES, "Runtime: %s%s%s.", f->runtime, f->runtime_note ? ": " : "",
-                     f->runtime_note ? f->runtime_note : ""),
+            from(say(c, SEC_PRIVILEGES, "Runtime: %s%s%s%s: %s.",
+                     f->runtime_is_gvisor ? "gVisor, " : "", f->runtime,
+                     f->runtime_note ? ", " : "", f->runtime_note ? f->runtime_note : "",
+                     f->runtime_is_gvisor ? "a user-space kernel between the workload and the "
+                                            "host kernel"
+                                          : "the workload talks to the host kernel directly"),
                  &b->runtime_origin);
         else
             from(say(c, SEC_PRIVILEGES,
@@ -512,8 +516,8 @@ static void explain_caveats(struct stk_contract *c)
     case STK_BACKEND_LOCAL:
         if (!f->runtime_is_gvisor)
             from(say(c, SEC_CAVEATS,
-                     "No gVisor on this host: the workload talks to the host "
-                     "kernel directly."),
+                     "Not running under gVisor: a kernel exploit in the workload "
+                     "reaches the host's kernel."),
                  &b->runtime_origin);
         if (b->model == STK_MODEL_INJECTION)
             from(say(c, SEC_CAVEATS,
