@@ -295,8 +295,8 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
     json_t *ns = json_array();
     for (size_t i = 0; i < STK_ARRAY_SIZE(namespaces); i++)
         if (o->netns_path && !strcmp(namespaces[i], "network"))
-            json_array_append_new(ns, json_pack("{s:s,s:s}", "type", namespaces[i], "path",
-                                                o->netns_path));
+            json_array_append_new(
+                ns, json_pack("{s:s,s:s}", "type", namespaces[i], "path", o->netns_path));
         else
             json_array_append_new(ns, json_pack("{s:s}", "type", namespaces[i]));
     json_object_set_new(l, "namespaces", ns);
