@@ -66,6 +66,7 @@ static const struct flag_desc flags[_FLAG_N] = {
 struct run_opts {
     const char *file, *env_file, *workspace, *state_dir;
     bool dry_run;
+    bool no_network;
     enum cli_output out;
     const char *value[_FLAG_N];
     const char *env[RUN_MAX_ENV_FLAGS];
@@ -231,8 +232,7 @@ static json_t *result_json(const struct stk_run_result *r)
     json_object_set_new(j, "finished", json_string(finished));
     json_object_set_new(j, "usage", usage);
     json_object_set_new(j, "unobservable", unobs);
-    json_object_set_new(j, "network",
-                        json_string(r->runtime == STK_OCI_RUNSC ? "loopback" : "egress-policy"));
+    json_object_set_new(j, "network", json_string(r->network ? "egress-policy" : "loopback"));
     json_t *events = json_array();
     for (const char *line = r->events; line && *line;) {
         const char *nl = strchr(line, '\n');
@@ -285,7 +285,7 @@ static int dry_run(const struct stk_boundary *b, enum cli_output out)
 
 static int run_parse(int argc, char **argv, struct run_opts *o)
 {
-    enum { OPT_ENV = 256, OPT_WORKSPACE, OPT_STATE_DIR, OPT_DRY_RUN, OPT_FLAG0 };
+    enum { OPT_ENV = 256, OPT_WORKSPACE, OPT_STATE_DIR, OPT_DRY_RUN, OPT_NO_NETWORK, OPT_FLAG0 };
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'},
         {"env", required_argument, NULL, OPT_ENV},
@@ -293,6 +293,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         {"workspace", required_argument, NULL, OPT_WORKSPACE},
         {"state-dir", required_argument, NULL, OPT_STATE_DIR},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"no-network", no_argument, NULL, OPT_NO_NETWORK},
         {"policy", required_argument, NULL, OPT_FLAG0 + FLAG_POLICY},
         {"memory", required_argument, NULL, OPT_FLAG0 + FLAG_MEMORY},
         {"pids", required_argument, NULL, OPT_FLAG0 + FLAG_PIDS},
@@ -332,6 +333,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
             break;
         case OPT_DRY_RUN:
             o->dry_run = true;
+            break;
+        case OPT_NO_NETWORK:
+            o->no_network = true;
             break;
         default:
             if (c >= OPT_FLAG0 && c < OPT_FLAG0 + _FLAG_N) {
@@ -431,7 +435,7 @@ int cmd_run(int argc, char **argv)
         .b = b,
         .runtime = rt,
         .workspace = o.workspace,
-        .net = rt == STK_OCI_RUNSC ? NULL : &net,
+        .net = rt == STK_OCI_RUNSC || o.no_network ? NULL : &net,
     };
     struct stk_run_result res;
     fflush(stdout);

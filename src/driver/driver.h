@@ -97,6 +97,7 @@ struct stk_run_result {
     /* kill reasons this runtime cannot observe (NULL-terminated, static) */
     const char *const *unobservable;
     char note[256]; /* extra words about the result, "" when none */
+    bool network;   /* it had a network (veth, egress rules); false: loopback only */
     /* egress_denied events, JSON Lines; NULL when none. The caller frees. */
     char *events;
     size_t n_events;

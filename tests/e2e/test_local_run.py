@@ -555,3 +555,12 @@ def test_host_environment_does_not_leak(run, runtime):
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "LEAK [] False" in p.stdout
+
+
+def test_no_network_is_loopback_only(run, runtime):
+    p, res = run("--no-network", *py(
+        "print('IFS', [l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]])"))
+    assert res["phase"] == "succeeded", p.stderr
+    assert "IFS ['lo']" in p.output
+    assert res["network"] == "loopback"
+    assert res["events"] == []

@@ -738,6 +738,7 @@ out_free:
     if (r >= 0) {
         if (!res.finished.tv_sec)
             clock_gettime(CLOCK_REALTIME, &res.finished);
+        res.network = req->net != NULL;
         res.n_events = s.n_events;
         res.events = s.n_events ? stk_buf_steal(&s.events) : NULL;
         *ret = res;
