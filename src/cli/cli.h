@@ -50,6 +50,10 @@ void cli_sandbox_release(struct cli_sandbox *s);
 int cli_env_load(const char *file, struct stk_diags *diags, struct stk_docset **ret_ds,
                  const struct stk_envconfig **ret);
 
+/* explain's contract for b on a backend, printed as text or JSON. Returns
+ * the exit status. */
+int cli_print_contract(const struct stk_boundary *b, enum stk_backend backend, enum cli_output out);
+
 /* What explain tells about a backend on this host. */
 void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
                        struct stk_backend_facts *ret);

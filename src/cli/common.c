@@ -150,3 +150,20 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
     if (backend == STK_BACKEND_LOCAL)
         local_facts(b, ret);
 }
+
+int cli_print_contract(const struct stk_boundary *b, enum stk_backend backend, enum cli_output out)
+{
+    struct stk_backend_facts facts;
+    cli_backend_facts(backend, b, &facts);
+    _cleanup_contract_ struct stk_contract *contract = NULL;
+    if (stk_explain(b, &facts, &contract) < 0)
+        return EXIT_INVALID;
+    if (out == CLI_OUT_JSON) {
+        cli_print_json(stk_contract_json(contract));
+    } else {
+        _cleanup_buf_ struct stk_buf text = {0};
+        stk_contract_text(contract, &text);
+        fputs(stk_buf_str(&text), stdout);
+    }
+    return 0;
+}

@@ -39,17 +39,5 @@ int cmd_explain(int argc, char **argv)
     if (r != 0)
         return r;
 
-    struct stk_backend_facts facts;
-    cli_backend_facts(backend, s.b, &facts);
-    _cleanup_contract_ struct stk_contract *contract = NULL;
-    if (stk_explain(s.b, &facts, &contract) < 0)
-        return EXIT_INVALID;
-    if (out == CLI_OUT_JSON) {
-        cli_print_json(stk_contract_json(contract));
-    } else {
-        _cleanup_buf_ struct stk_buf text = {0};
-        stk_contract_text(contract, &text);
-        fputs(stk_buf_str(&text), stdout);
-    }
-    return 0;
+    return cli_print_contract(s.b, backend, out);
 }

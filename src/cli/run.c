@@ -266,19 +266,7 @@ static void default_name(char *buf, size_t n)
  * (their provenance shows as "flag"), and the runtime it would use. */
 static int dry_run(const struct stk_boundary *b, enum cli_output out)
 {
-    struct stk_backend_facts facts;
-    cli_backend_facts(STK_BACKEND_LOCAL, b, &facts);
-    _cleanup_contract_ struct stk_contract *contract = NULL;
-    if (stk_explain(b, &facts, &contract) < 0)
-        return EXIT_INVALID;
-    if (out == CLI_OUT_JSON) {
-        cli_print_json(stk_contract_json(contract));
-    } else {
-        _cleanup_buf_ struct stk_buf text = {0};
-        stk_contract_text(contract, &text);
-        fputs(stk_buf_str(&text), stdout);
-    }
-    return 0;
+    return cli_print_contract(b, STK_BACKEND_LOCAL, out);
 }
 
 /* ---- the command ---------------------------------------------------------------- */
