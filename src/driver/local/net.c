@@ -92,7 +92,9 @@ static const char *ip_binary(void)
 
 /* Runs argv (argv[0] is "ip") with the network namespace netns_fd (-1: the
  * caller's). Errors carry the command and what it printed. */
-static int ip_run(int netns_fd, const char *const *argv, struct stk_error **err)
+/* Runs ip(8) with argv in netns_fd (or here with -1); with input, feeds it on
+ * standard input (for `ip -batch -`: one fork for many commands). */
+static int ip_exec(int netns_fd, const char *const *argv, const char *input, struct stk_error **err)
 {
     const char *bin = ip_binary();
     _cleanup_buf_ struct stk_buf cmd = {0};
@@ -101,21 +103,36 @@ static int ip_run(int netns_fd, const char *const *argv, struct stk_error **err)
     if (!bin)
         return stk_error_make(err, ENOENT, "%s: ip(8) not found (install iproute2)",
                               stk_buf_str(&cmd));
-    int pipefd[2];
+    int pipefd[2], infd[2] = {-1, -1};
+    size_t in_len = input ? strlen(input) : 0;
+    /* the script is written whole before ip reads it: it must fit a pipe */
+    if (in_len > 16384)
+        return stk_error_make(err, E2BIG, "ip batch too long");
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return stk_error_errno(err, errno, "pipe");
+    if (input && pipe2(infd, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return stk_error_errno(err, e, "pipe");
+    }
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(pipefd[0]);
         close(pipefd[1]);
+        if (input) {
+            close(infd[0]);
+            close(infd[1]);
+        }
         return stk_error_errno(err, e, "fork");
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
             _exit(126);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(pipefd[1], 2) < 0)
+        if (devnull < 0 || dup2(input ? infd[0] : devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
+            dup2(pipefd[1], 2) < 0)
             _exit(126);
         /* execv's prototype predates const; it does not write argv */
         union {
@@ -126,6 +143,11 @@ static int ip_run(int netns_fd, const char *const *argv, struct stk_error **err)
         _exit(127);
     }
     close(pipefd[1]);
+    if (input) {
+        close(infd[0]);
+        (void)!write(infd[1], input, in_len);
+        close(infd[1]);
+    }
     char msg[512];
     size_t n = 0;
     ssize_t k;
@@ -148,7 +170,36 @@ static int ip_run(int netns_fd, const char *const *argv, struct stk_error **err)
                           n ? msg : "failed without a message");
 }
 
-#define IP(fd, err, ...) ip_run((fd), (const char *const[]){"ip", __VA_ARGS__, NULL}, (err))
+#define IP(fd, err, ...) ip_exec((fd), (const char *const[]){"ip", __VA_ARGS__, NULL}, NULL, (err))
+
+/* Several ip commands in one process (each fork+exec of ip costs ~5 ms);
+ * the first failing line stops the batch and is reported. */
+static int ip_batch(int netns_fd, const char *script, struct stk_error **err)
+{
+    struct stk_error *e = NULL;
+    int r = ip_exec(netns_fd, (const char *const[]){"ip", "-batch", "-", NULL}, script, &e);
+    if (r >= 0)
+        return r;
+    /* ip says "Command failed -:N": name the command, as a single ip would */
+    const char *at = strstr(e->msg, "Command failed -:");
+    long line = at ? strtol(at + strlen("Command failed -:"), NULL, 10) : 0;
+    const char *cmd = script;
+    for (long i = 1; i < line && cmd; i++)
+        cmd = strchr(cmd, '\n') ? strchr(cmd, '\n') + 1 : NULL;
+    if (line > 0 && cmd) {
+        const char *why = strstr(e->msg, ": ") ? strstr(e->msg, ": ") + 2 : e->msg;
+        size_t why_len = strcspn(why, "\n");
+        r = stk_error_make(err, EIO, "ip %.*s: %.*s", (int)strcspn(cmd, "\n"), cmd, (int)why_len,
+                           why);
+        stk_error_free(e);
+        return r;
+    }
+    if (err && !*err)
+        *err = e;
+    else
+        stk_error_free(e);
+    return r;
+}
 
 static int write_file(const char *path, const char *value)
 {
@@ -522,17 +573,18 @@ static int veth_make(const struct stk_net *n, struct stk_error **err)
 {
     char peer[16];
     snprintf(peer, sizeof(peer), "stq-%s", n->veth + 4);
-    int r = IP(-1, err, "link", "add", n->veth, "type", "veth", "peer", "name", peer);
-    if (r < 0)
-        return r;
-    /* iproute2 takes a path for netns when the name holds a '/'. */
-    if ((r = IP(-1, err, "link", "set", peer, "netns", n->netns)) < 0 ||
-        (r = IP(-1, err, "link", "set", n->veth, "master", n->cfg.bridge)) < 0 ||
-        /* isolated ports only reach the bridge itself: sandbox-to-sandbox
-         * traffic is routed through the host, where the chains see it */
-        (r = IP(-1, err, "link", "set", n->veth, "type", "bridge_slave", "isolated", "on",
-                "learning", "on")) < 0 ||
-        (r = IP(-1, err, "link", "set", n->veth, "up")) < 0) {
+    /* iproute2 takes a path for netns when the name holds a '/'. Isolated
+     * ports only reach the bridge itself: sandbox-to-sandbox traffic is
+     * routed through the host, where the chains see it. */
+    _cleanup_free_ char *script =
+        stk_xasprintf("link add %1$s type veth peer name %2$s\n"
+                      "link set %2$s netns %3$s\n"
+                      "link set %1$s master %4$s\n"
+                      "link set %1$s type bridge_slave isolated on learning on\n"
+                      "link set %1$s up\n",
+                      n->veth, peer, n->netns, n->cfg.bridge);
+    int r = ip_batch(-1, script, err);
+    if (r < 0) {
         struct stk_error *e2 = NULL;
         (void)IP(-1, &e2, "link", "del", n->veth);
         stk_error_freep(&e2);
@@ -560,32 +612,33 @@ static int inside_setup(const struct stk_net *n, struct stk_error **err)
                                      "0",
                                      NULL};
     int r;
-    if ((r = sysctls_in(fd, kv, err)) < 0 || (r = IP(fd, err, "link", "set", "lo", "up")) < 0 ||
-        (r = IP(fd, err, "link", "set", peer, "name", "eth0")) < 0)
+    if ((r = sysctls_in(fd, kv, err)) < 0)
         return r;
+    /* One batch; addresses and gateways name their family, so no -4/-6. */
+    _cleanup_buf_ struct stk_buf script = {0};
+    stk_buf_printf(&script, "link set lo up\nlink set %s name eth0\n", peer);
     if (f->addr4.family) {
         stk_cidr_format(&f->addr4, a4);
         *strchr(stk_cidr_format(&f->bridge4, g4), '/') = '\0';
-        if ((r = IP(fd, err, "-4", "addr", "add", a4, "dev", "eth0")) < 0)
-            return r;
+        stk_buf_printf(&script, "address add %s dev eth0\n", a4);
     }
     if (f->addr6.family) {
         stk_cidr_format(&f->addr6, a6);
         *strchr(stk_cidr_format(&f->bridge6, g6), '/') = '\0';
-        if ((r = IP(fd, err, "-6", "addr", "add", a6, "dev", "eth0", "nodad")) < 0)
-            return r;
+        stk_buf_printf(&script, "address add %s dev eth0 nodad\n", a6);
     }
-    if ((r = IP(fd, err, "link", "set", "eth0", "up")) < 0)
-        return r;
-    if (f->addr4.family &&
-        ((r = IP(fd, err, "-4", "route", "add", g4, "dev", "eth0", "scope", "link")) < 0 ||
-         (r = IP(fd, err, "-4", "route", "add", "default", "via", g4, "dev", "eth0")) < 0))
-        return r;
-    if (f->addr6.family &&
-        ((r = IP(fd, err, "-6", "route", "add", g6, "dev", "eth0")) < 0 ||
-         (r = IP(fd, err, "-6", "route", "add", "default", "via", g6, "dev", "eth0")) < 0))
-        return r;
-    return 0;
+    stk_buf_puts(&script, "link set eth0 up\n");
+    if (f->addr4.family)
+        stk_buf_printf(&script,
+                       "route add %1$s/32 dev eth0 scope link\n"
+                       "route add 0.0.0.0/0 via %1$s dev eth0\n",
+                       g4);
+    if (f->addr6.family)
+        stk_buf_printf(&script,
+                       "route add %1$s/128 dev eth0\n"
+                       "route add ::/0 via %1$s dev eth0\n",
+                       g6);
+    return ip_batch(fd, stk_buf_str(&script), err);
 }
 
 static struct stk_net *net_new(const struct stk_net_config *c, const char *id)
