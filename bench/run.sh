@@ -24,7 +24,9 @@ works() { python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/state
 # the same config.json (namespaces, seccomp, mounts, limits) for each bare
 # runtime, with its own workspace, /etc and cgroup path.
 capture_bundle() { # runtime-flag dest
-  "$bin" run --runtime "$1" -- /bin/sleep 3 &
+  # without its network: the bare runtimes below cannot join a namespace
+  # that is gone once the capture run ends
+  "$bin" run --no-network --runtime "$1" -- /bin/sleep 3 &
   local pid=$! cfg=""
   for _ in $(seq 100); do
     cfg=$(ls "$work"/state/sandboxes/*/bundle/config.json 2>/dev/null | head -n1 || true)
