@@ -670,6 +670,13 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
 {
     if (!c->run_dir || c->run_dir[0] != '/')
         return stk_error_make(err, EINVAL, "run directory must be absolute");
+    /* the namespace path goes into ip batch scripts, split on blanks */
+    for (const char *p = c->run_dir; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\'' || *p == '\\' || *p == '#')
+            return stk_error_make(err, EINVAL,
+                                  "run directory %s: blanks, quotes, '#' and control "
+                                  "characters are not allowed",
+                                  c->run_dir);
     if (c->pool4.family != STK_FAMILY_V4 && c->pool6.family != STK_FAMILY_V6)
         return stk_error_make(err, EINVAL, "the address pool has no network");
     if (c->pool4.family == STK_FAMILY_V4 && c->pool4.prefix > 29)
