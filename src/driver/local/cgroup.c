@@ -95,28 +95,6 @@ static int v1_create(const char *id, const struct cg_limits *l, struct stk_error
     return 0;
 }
 
-static void v1_sample(const char *id, struct cg_sample *s)
-{
-    char path[256];
-    int64_t v;
-    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.oom_control", id);
-    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
-    snprintf(path, sizeof(path), CG_ROOT "/memory/" CG_PARENT "/%s/memory.max_usage_in_bytes", id);
-    set_max(&s->mem_peak, single_value(path));
-    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.events", id);
-    set_max(&s->pids_max, keyed_value(path, "max"));
-    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.current", id);
-    if ((v = single_value(path)) >= 0) {
-        s->pids_current = v;
-        set_max(&s->pids_peak, v);
-    }
-    snprintf(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.peak", id);
-    set_max(&s->pids_peak, single_value(path));
-    snprintf(path, sizeof(path), CG_ROOT "/cpuacct/" CG_PARENT "/%s/cpuacct.usage", id);
-    if ((v = single_value(path)) >= 0)
-        set_max(&s->cpu_usec, v / 1000);
-}
-
 /* ---- v2 --------------------------------------------------------------------- */
 
 static int v2_create(const char *id, const struct cg_limits *l, struct stk_error **err)
@@ -152,25 +130,68 @@ static int v2_create(const char *id, const struct cg_limits *l, struct stk_error
     return 0;
 }
 
+/* ---- counters: one table per cgroup version ---------------------------- */
+
+/* How a counter file feeds struct cg_sample: the largest value seen (the
+ * kernel's counters only grow, and a file may vanish as the cgroup dies). */
+struct counter {
+    const char *controller; /* v1 hierarchy; NULL on v2 */
+    const char *file;
+    const char *key; /* "key value" line in the file; NULL: the file is one number */
+    size_t field;    /* offset in struct cg_sample */
+    int64_t divisor; /* cpuacct.usage is in ns, cpu.stat in us */
+    bool current;    /* pids.current: also the current count */
+};
+
+#define COUNTER(ctl, f, k, member, div, cur)                                                       \
+    {                                                                                              \
+        (ctl), (f), (k), offsetof(struct cg_sample, member), (div), (cur)                          \
+    }
+
+static const struct counter v1_counters[] = {
+    COUNTER("memory", "memory.oom_control", "oom_kill", oom_kills, 1, false),
+    COUNTER("memory", "memory.max_usage_in_bytes", NULL, mem_peak, 1, false),
+    COUNTER("pids", "pids.events", "max", pids_max, 1, false),
+    COUNTER("pids", "pids.current", NULL, pids_peak, 1, true),
+    COUNTER("pids", "pids.peak", NULL, pids_peak, 1, false),
+    COUNTER("cpuacct", "cpuacct.usage", NULL, cpu_usec, 1000, false),
+};
+
+static const struct counter v2_counters[] = {
+    COUNTER(NULL, "memory.events", "oom_kill", oom_kills, 1, false),
+    COUNTER(NULL, "memory.peak", NULL, mem_peak, 1, false),
+    COUNTER(NULL, "pids.events", "max", pids_max, 1, false),
+    COUNTER(NULL, "pids.current", NULL, pids_peak, 1, true),
+    COUNTER(NULL, "pids.peak", NULL, pids_peak, 1, false),
+    COUNTER(NULL, "cpu.stat", "usage_usec", cpu_usec, 1, false),
+};
+
+static void sample_counters(const struct counter *t, size_t n, const char *id, struct cg_sample *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        char path[256];
+        if (t[i].controller)
+            snprintf(path, sizeof(path), CG_ROOT "/%s/" CG_PARENT "/%s/%s", t[i].controller, id,
+                     t[i].file);
+        else
+            snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/%s", id, t[i].file);
+        int64_t v = t[i].key ? keyed_value(path, t[i].key) : single_value(path);
+        if (v < 0)
+            continue;
+        if (t[i].current)
+            s->pids_current = v;
+        set_max((int64_t *)((char *)s + t[i].field), v / t[i].divisor);
+    }
+}
+
+static void v1_sample(const char *id, struct cg_sample *s)
+{
+    sample_counters(v1_counters, STK_ARRAY_SIZE(v1_counters), id, s);
+}
+
 static void v2_sample(const char *id, struct cg_sample *s)
 {
-    char path[256];
-    int64_t v;
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.events", id);
-    set_max(&s->oom_kills, keyed_value(path, "oom_kill"));
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/memory.peak", id);
-    set_max(&s->mem_peak, single_value(path));
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.events", id);
-    set_max(&s->pids_max, keyed_value(path, "max"));
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.current", id);
-    if ((v = single_value(path)) >= 0) {
-        s->pids_current = v;
-        set_max(&s->pids_peak, v);
-    }
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/pids.peak", id);
-    set_max(&s->pids_peak, single_value(path));
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/cpu.stat", id);
-    set_max(&s->cpu_usec, keyed_value(path, "usage_usec"));
+    sample_counters(v2_counters, STK_ARRAY_SIZE(v2_counters), id, s);
 }
 
 static const struct cg_ops cg_table[] = {
