@@ -82,6 +82,10 @@ struct stk_run_request {
     /* The sandbox's network (veth on stockade's bridge, egress compiled to
      * nftables). NULL: an empty network namespace, loopback only. */
     const struct stk_net_config *net;
+    /* Long-lived sandboxes (stk_local_provision) only: */
+    const char *id;      /* the sandbox's id, chosen by the caller */
+    int lock_fd;         /* the caller holds the sandbox directory's lock */
+    const char *hostname; /* NULL: the boundary's name */
 };
 
 struct stk_run_result {
@@ -109,6 +113,41 @@ struct stk_run_result {
  * not be set up; the workload's own failure is a result, not an error. */
 int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
                   struct stk_run_result *ret, struct stk_error **err);
+
+/* ---- long-lived sandboxes ------------------------------------------------------ */
+
+/* Where the host side of a long-lived sandbox's supervisor socket lives:
+ * <run_dir>/init/<id>.sock, root only. */
+int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char *buf, size_t n,
+                          struct stk_error **err);
+
+struct stk_local_instance {
+    pid_t init_pid; /* stockade-init, PID 1 of the sandbox (a host pid) */
+    char socket[256];
+};
+
+/* Sets up a long-lived sandbox and leaves it running: the same steps as
+ * stk_local_run (directory, bundle, network, cgroup) with stockade-init as
+ * the container's process, idle until asked to start the workload. The
+ * directory may exist already (a restart); req->id and req->lock_fd are
+ * required. On failure everything this call set up is undone. */
+int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_request *req,
+                        struct stk_local_instance *ret, struct stk_error **err);
+
+/* Removes what a long-lived sandbox holds on the host, from its id alone
+ * (another process may have provisioned it): the container, its network,
+ * cgroup, socket, bundle and workspace. With purge, its whole directory
+ * (logs included). Idempotent; best effort; returns negative only when
+ * something stays. */
+int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk_oci_runtime rt,
+                       const struct stk_net_config *net, bool purge, struct stk_error **err);
+
+/* The directory that holds stockade-init and stockade-probe, bound into
+ * sandboxes read-only: a copy under the state directory, made once per
+ * build of the binaries. The binaries are looked up next to the running
+ * executable, or in $STOCKADE_LIBEXEC_DIR. */
+int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n,
+                      struct stk_error **err);
 
 /* Removes what crashed runs left: sandbox dirs not locked by a live run,
  * their runtime state, processes and cgroups. */

@@ -149,6 +149,8 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
             bind_add(m, o->host_dirs[i], o->host_dirs[i], true);
         bind_add(m, "/etc", o->etc_dir, true);
     }
+    if (o->init_dir)
+        bind_add(m, STK_OCI_INIT_DIR, o->init_dir, true);
     return m;
 }
 
@@ -270,12 +272,15 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
     return 0;
 }
 
-static json_t *render_process(const struct stk_boundary *b, json_t *env)
+static json_t *render_process(const struct stk_boundary *b, const struct stk_oci_options *o,
+                              json_t *env)
 {
+    static const char *const init_argv[] = {STK_OCI_INIT_PATH};
     json_t *p = json_object();
     json_object_set_new(p, "terminal", json_false());
     json_object_set_new(p, "user", json_pack("{s:i,s:i}", "uid", STK_OCI_UID, "gid", STK_OCI_GID));
-    json_object_set_new(p, "args", str_array(b->argv, b->argc));
+    json_object_set_new(p, "args", o->init_dir ? str_array(init_argv, 1)
+                                               : str_array(b->argv, b->argc));
     json_object_set_new(p, "env", env);
     json_object_set_new(p, "cwd", json_string(b->working_dir ? b->working_dir : "/workspace"));
     json_object_set_new(p, "capabilities", render_caps(b));
@@ -312,7 +317,7 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
 int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o, char **ret,
                    struct stk_error **err)
 {
-    if (b->argc == 0)
+    if (b->argc == 0 && !o->init_dir)
         return stk_error_make(err, EINVAL, "no command: set spec.command or pass one after --");
     if (b->argc > STK_OCI_MAX_ARGV)
         return stk_error_make(err, E2BIG, "too many arguments (%zu, limit %d)", b->argc,
@@ -335,9 +340,9 @@ int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o
 
     json_t *c = json_object();
     json_object_set_new(c, "ociVersion", json_string("1.0.2"));
-    json_object_set_new(c, "process", render_process(b, env));
+    json_object_set_new(c, "process", render_process(b, o, env));
     json_object_set_new(c, "root", json_pack("{s:s,s:b}", "path", o->root_path, "readonly", 1));
-    json_object_set_new(c, "hostname", json_string(b->name));
+    json_object_set_new(c, "hostname", json_string(o->hostname ? o->hostname : b->name));
     json_object_set_new(c, "mounts", render_mounts(b, o));
     json_object_set_new(c, "linux", render_linux(b, o));
 

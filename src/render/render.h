@@ -172,7 +172,18 @@ struct stk_oci_options {
     /* extra environment ("K=V"), after the boundary's; may be NULL */
     const char *const *extra_env;
     size_t n_extra_env;
+    /* A long-lived sandbox: this host directory (stockade-init and
+     * stockade-probe, nothing else) is bound read-only at STK_OCI_INIT_DIR
+     * and the process is stockade-init, which starts the workload when asked
+     * (the command may then be empty: a warm pool member). NULL: the
+     * process is the workload itself. */
+    const char *init_dir;
+    /* the hostname; NULL: the boundary's name */
+    const char *hostname;
 };
+
+#define STK_OCI_INIT_DIR  "/.stockade"
+#define STK_OCI_INIT_PATH STK_OCI_INIT_DIR "/stockade-init"
 
 /* Renders config.json text (2-space indented, fixed key order, trailing
  * newline). The caller frees *ret. */

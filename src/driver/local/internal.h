@@ -71,20 +71,17 @@ extern const struct rt_desc rt_table[_STK_OCI_N];
 #define RT_INHERIT (-2) /* stockade's own */
 struct rt_stdio {
     int fd[3];
+    int pass_fd; /* becomes the child's fd 3 (--preserve-fds 1); -1: none */
 };
 #define RT_IO_INHERIT                                                                              \
     (struct rt_stdio)                                                                              \
     {                                                                                              \
-        {                                                                                          \
-            RT_INHERIT, RT_INHERIT, RT_INHERIT                                                     \
-        }                                                                                          \
+        .fd = {RT_INHERIT, RT_INHERIT, RT_INHERIT}, .pass_fd = -1                                  \
     }
 #define RT_IO_LOG(f)                                                                               \
     (struct rt_stdio)                                                                              \
     {                                                                                              \
-        {                                                                                          \
-            RT_NULL, (f), (f)                                                                      \
-        }                                                                                          \
+        .fd = {RT_NULL, (f), (f)}, .pass_fd = -1                                                   \
     }
 
 /* Runs `<runtime> --root <run_dir>/<name> <global args> args...` and waits.

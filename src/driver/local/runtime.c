@@ -112,6 +112,9 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
         if (dup2(io.fd[i] >= 0 ? io.fd[i] : null, i) < 0)
             _exit(126);
     }
+    /* dup2 clears FD_CLOEXEC on the copy: the runtime hands fd 3 on */
+    if (io.pass_fd >= 0 && dup2(io.pass_fd, 3) < 0)
+        _exit(126);
     if (private_ns) {
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
             umount2(CG_ROOT "/unified", MNT_DETACH) < 0)

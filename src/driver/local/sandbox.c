@@ -27,7 +27,9 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 const char *const stk_kill_reason_names[_STK_KILL_N] = {
@@ -79,6 +81,11 @@ struct sandbox {
     struct stk_egress_log *elog;
     struct stk_buf events; /* egress events, JSON Lines */
     size_t n_events;
+    /* a long-lived sandbox (stk_local_provision): stockade-init is its
+     * process and listens on listen_fd, which the runtime passes as fd 3 */
+    bool session;
+    char libexec[600], sock[256];
+    int listen_fd;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -133,7 +140,10 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     char rnd[9];
     random_hex(rnd, 8);
     /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain */
-    fmt_into(s->id, sizeof(s->id), "%.39s-%s", b->name ? b->name : "sandbox", rnd);
+    if (s->session)
+        fmt_into(s->id, sizeof(s->id), "%s", s->req->id);
+    else
+        fmt_into(s->id, sizeof(s->id), "%.39s-%s", b->name ? b->name : "sandbox", rnd);
     fmt_into(s->dir, sizeof(s->dir), "%s/sandboxes/%s", s->p->state_dir, s->id);
     fmt_into(s->bundle, sizeof(s->bundle), "%s/bundle", s->dir);
     fmt_into(s->log, sizeof(s->log), "%s/runtime.log", s->dir);
@@ -164,6 +174,11 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         shared_etc_name(s);
     }
 
+    int r;
+    if (s->session && ((r = stk_local_libexec(s->p, s->libexec, sizeof(s->libexec), err)) < 0 ||
+                       (r = stk_local_socket_path(s->p, s->id, s->sock, sizeof(s->sock), err)) < 0))
+        return r;
+
     char cgpath[128];
     snprintf(cgpath, sizeof(cgpath), "/" CG_PARENT "/%s", s->id);
     if (s->req->net)
@@ -178,6 +193,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .netns_path = s->req->net ? s->netns : NULL,
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
+        .init_dir = s->session ? s->libexec : NULL,
+        .hostname = s->req->hostname,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
@@ -210,14 +227,20 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
                               "%zu sandboxes already on this host (limit %d); if some "
                               "belong to crashed runs, `stockade gc` removes them",
                               n, STK_LOCAL_MAX_SANDBOXES);
-    if (mkdir(s->dir, 0700) < 0)
-        return stk_error_errno(err, errno, "creating %s", s->dir);
     char path[700];
-    fmt_into(path, sizeof(path), "%s/lock", s->dir);
-    /* Held for the whole run: gc leaves a locked sandbox alone. */
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX) < 0)
-        return stk_error_errno(err, errno, "locking %s", path);
+    if (s->session) {
+        /* the caller made the directory and holds its lock */
+        if (access(s->dir, F_OK) < 0)
+            return stk_error_errno(err, errno, "%s", s->dir);
+    } else {
+        if (mkdir(s->dir, 0700) < 0)
+            return stk_error_errno(err, errno, "creating %s", s->dir);
+        fmt_into(path, sizeof(path), "%s/lock", s->dir);
+        /* Held for the whole run: gc leaves a locked sandbox alone. */
+        s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX) < 0)
+            return stk_error_errno(err, errno, "locking %s", path);
+    }
     fmt_into(path, sizeof(path), "%s/runtime", s->dir);
     const char *name = rt_table[s->rt].name;
     if ((r = file_write(path, name, strlen(name))) < 0)
@@ -230,7 +253,10 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
 
 static void undo_dir(struct sandbox *s)
 {
-    (void)rm_rf(s->dir);
+    /* a long-lived sandbox's directory outlives a failed start: its logs
+     * and lock are the caller's */
+    if (!s->session)
+        (void)rm_rf(s->dir);
     if (s->log_fd >= 0)
         close(s->log_fd);
     if (s->lock_fd >= 0)
@@ -274,6 +300,13 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
 {
     char path[700];
     int r;
+    if (s->session) {
+        /* a restart renders afresh; what was there belongs to the
+         * previous container */
+        (void)rm_rf(s->bundle);
+        if (!s->req->workspace)
+            (void)rm_rf(s->workspace);
+    }
     if (mkdir(s->bundle, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->bundle);
     fmt_into(path, sizeof(path), "%s/config.json", s->bundle);
@@ -282,6 +315,12 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     if (!s->req->workspace) {
         if (mkdir(s->workspace, 0755) < 0 || chown(s->workspace, STK_OCI_UID, STK_OCI_GID) < 0)
             return stk_error_errno(err, errno, "creating %s", s->workspace);
+    }
+    if (s->session) {
+        /* the mount point of the supervisor's directory */
+        fmt_into(path, sizeof(path), "%s" STK_OCI_INIT_DIR, s->rootfs);
+        if ((r = mkdir_p(path, 0755)) < 0)
+            return stk_error_errno(err, -r, "creating %s", path);
     }
     if (!stk_streq(s->req->b->rootfs, "host"))
         return 0;
@@ -433,6 +472,45 @@ static void relay(int *from, int to)
     }
 }
 
+/* The supervisor's socket: listening here, on the host, before the
+ * container exists; stockade-init inherits it as fd 3. Nothing inside the
+ * sandbox can reach the path: it is not mounted there. */
+static int step_socket(struct sandbox *s, struct stk_error **err)
+{
+    if (!s->session)
+        return 0;
+    char dir[256];
+    fmt_into(dir, sizeof(dir), "%s/init", s->p->run_dir);
+    int r = mkdir_p(dir, 0700);
+    if (r < 0)
+        return stk_error_errno(err, -r, "creating %s", dir);
+    (void)unlink(s->sock);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
+    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s->listen_fd < 0)
+        return stk_error_errno(err, errno, "socket");
+    mode_t old = umask(0077);
+    r = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || listen(s->listen_fd, 64) < 0) {
+        r = errno;
+        close(s->listen_fd);
+        s->listen_fd = -1;
+        return stk_error_errno(err, r, "listening on %s", s->sock);
+    }
+    return 0;
+}
+
+static void undo_socket(struct sandbox *s)
+{
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    s->listen_fd = -1;
+    if (s->session)
+        (void)unlink(s->sock);
+}
+
 /* One runtime call creates and starts the container (run --detach): the
  * runtime exits once the workload runs, and the workload's process becomes
  * stockade's child. */
@@ -440,10 +518,19 @@ static int step_run(struct sandbox *s, struct stk_error **err)
 {
     char pidfile[700];
     fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
-    const char *args[] = {"run",        "--detach", "--bundle", s->bundle,
-                          "--pid-file", pidfile,    s->id,      NULL};
+    const char *args[] = {"run",     "--detach", "--bundle", s->bundle, "--pid-file",
+                          pidfile,   s->id,      NULL,       NULL};
+    if (s->session) {
+        args[6] = "--preserve-fds=1";
+        args[7] = s->id;
+    }
     struct rt_stdio io = RT_IO_INHERIT;
-    if (s->req->quiet) {
+    if (s->session) {
+        /* stockade-init's diagnostics go to the runtime log; the workload's
+         * output goes through init's socket */
+        io = RT_IO_LOG(s->log_fd);
+        io.pass_fd = s->listen_fd;
+    } else if (s->req->quiet) {
         io = RT_IO_LOG(s->log_fd);
     } else if (rt_table[s->rt].relay_output) {
         if (pipe2(s->out_pipe, O_CLOEXEC) < 0 || pipe2(s->err_pipe, O_CLOEXEC) < 0)
@@ -528,6 +615,7 @@ static const struct step setup_steps[] = {
     {"bundle", step_bundle, NULL}, /* inside the state directory */
     {"network", step_network, undo_network},
     {"cgroup", step_cgroup, undo_cgroup},
+    {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
 };
 
@@ -666,6 +754,7 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
         .log_fd = -1,
         .out_pipe = {-1, -1},
         .err_pipe = {-1, -1},
+        .listen_fd = -1,
     };
     struct stk_run_result res = {.runtime = req->runtime, .peak_memory = -1, .peak_pids = -1};
     _cleanup_close_ int sfd = -1;
@@ -753,4 +842,60 @@ void stk_time_format(const struct timespec *ts, char buf[40])
     gmtime_r(&ts->tv_sec, &tm);
     size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, 40 - n, ".%03ldZ", ts->tv_nsec / 1000000);
+}
+
+/* ---- long-lived sandboxes ---------------------------------------------------------- */
+
+int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_request *req,
+                        struct stk_local_instance *ret, struct stk_error **err)
+{
+    if (!req->id || req->lock_fd < 0)
+        return stk_error_make(err, EINVAL, "provision: no id or lock");
+    if (rt_table[req->runtime].relay_output)
+        return stk_error_make(err, ENOTSUP,
+                              "%s cannot pass the supervisor's socket to the sandbox (no "
+                              "--preserve-fds); long-lived sandboxes need crun or runc",
+                              rt_table[req->runtime].name);
+    struct sandbox s = {
+        .p = p,
+        .req = req,
+        .cg = cg_detect(),
+        .rt = req->runtime,
+        .lock_fd = -1,
+        .log_fd = -1,
+        .out_pipe = {-1, -1},
+        .err_pipe = {-1, -1},
+        .listen_fd = -1,
+        .session = true,
+    };
+    size_t done = 0;
+    sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
+    int r = sandbox_prepare(&s, err);
+    for (; r >= 0 && done < STK_ARRAY_SIZE(setup_steps); done++) {
+        r = setup_steps[done].run(&s, err);
+        if (r < 0) {
+            stk_error_wrap(err, "%s", setup_steps[done].name);
+            done++;
+        }
+    }
+    if (r < 0) {
+        if (s.init_pid > 1)
+            (void)kill(s.init_pid, SIGKILL);
+        teardown(&s, done);
+    } else {
+        *ret = (struct stk_local_instance){.init_pid = s.init_pid};
+        fmt_into(ret->socket, sizeof(ret->socket), "%s", s.sock);
+        /* what stays up is the caller's now; these handles are not */
+        stk_egress_log_close(s.elog);
+        stk_net_free(s.net);
+        if (s.listen_fd >= 0)
+            close(s.listen_fd);
+        if (s.log_fd >= 0)
+            close(s.log_fd);
+    }
+    free(s.config);
+    free(s.ld_cache);
+    stk_oci_etc_free(s.etc_files);
+    stk_buf_free(&s.events);
+    return r < 0 ? r : 0;
 }

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Long-lived sandboxes, the host-side pieces that need no supervisor: where
+ * the supervisor's socket lives, the read-only directory that carries
+ * stockade-init into every sandbox, and teardown from an id alone (the
+ * process that set a sandbox up may be long gone: stop, rm and crash
+ * recovery all start from the id).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+/* The binaries every long-lived sandbox gets at /.stockade. */
+static const char *const libexec_files[] = {"stockade-init", "stockade-probe"};
+
+#define LIBEXEC_MAX_BYTES (64 << 20) /* per binary */
+
+int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char *buf, size_t n,
+                          struct stk_error **err)
+{
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+    int len = snprintf(buf, n, "%s/init/%s.sock", p->run_dir, id);
+    if (len < 0 || (size_t)len >= n || (size_t)len >= max)
+        return stk_error_make(err, ENAMETOOLONG,
+                              "the supervisor socket path %s/init/%s.sock is longer than a Unix "
+                              "socket path may be (%zu bytes); use a shorter STOCKADE_RUN_DIR",
+                              p->run_dir, id, max - 1);
+    return 0;
+}
+
+/* Where the binaries are: $STOCKADE_LIBEXEC_DIR, else the directory of the
+ * running executable (the build tree, or the install prefix's bin). */
+static int libexec_source(char *ret, size_t n, struct stk_error **err)
+{
+    const char *env = getenv("STOCKADE_LIBEXEC_DIR");
+    if (env && *env) {
+        fmt_into(ret, n, "%s", env);
+        return 0;
+    }
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0)
+        return stk_error_errno(err, errno, "reading /proc/self/exe");
+    self[len] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    fmt_into(ret, n, "%s", self);
+    return 0;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++, v >>= 8)
+        h = (h ^ (v & 0xff)) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static int copy_file(const char *from, const char *to, struct stk_error **err)
+{
+    _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return stk_error_errno(err, errno, "opening %s", from);
+    _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0555);
+    if (out < 0)
+        return stk_error_errno(err, errno, "creating %s", to);
+    char buf[65536];
+    size_t total = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return stk_error_errno(err, errno, "reading %s", from);
+        if (r == 0)
+            break;
+        if ((total += (size_t)r) > LIBEXEC_MAX_BYTES)
+            return stk_error_make(err, EFBIG, "%s is larger than %d MiB", from,
+                                  LIBEXEC_MAX_BYTES >> 20);
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return stk_error_errno(err, errno, "writing %s", to);
+            off += w;
+        }
+    }
+    return 0;
+}
+
+int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, struct stk_error **err)
+{
+    char src[PATH_MAX], path[PATH_MAX + 64];
+    int r = libexec_source(src, sizeof(src), err);
+    if (r < 0)
+        return r;
+    /* Named after what the binaries are (size, mtime, inode): a new build
+     * gets a new copy, and a sandbox never sees a binary change under it. */
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(libexec_files); i++) {
+        struct stat st;
+        fmt_into(path, sizeof(path), "%s/%s", src, libexec_files[i]);
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+            return stk_error_make(err, ENOENT,
+                                  "%s not found (it is built next to stockade; set "
+                                  "STOCKADE_LIBEXEC_DIR to the directory that holds it)",
+                                  path);
+        h = mix(mix(mix(h, (uint64_t)st.st_size), (uint64_t)st.st_mtim.tv_sec),
+                (uint64_t)st.st_mtim.tv_nsec ^ (uint64_t)st.st_ino);
+    }
+    fmt_into(ret, n, "%s/libexec-%016llx", p->state_dir, (unsigned long long)h);
+    if (access(ret, F_OK) == 0)
+        return 0;
+
+    /* copied under a temporary name, then renamed: a concurrent create
+     * sees the whole directory or none */
+    char tmp[PATH_MAX + 32];
+    char rnd[9];
+    random_hex(rnd, 8);
+    fmt_into(tmp, sizeof(tmp), "%s.%s", ret, rnd);
+    if ((r = mkdir_p(p->state_dir, 0700)) < 0)
+        return stk_error_errno(err, -r, "creating %s", p->state_dir);
+    if (mkdir(tmp, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", tmp);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(libexec_files) && r >= 0; i++) {
+        char to[PATH_MAX + 64];
+        fmt_into(path, sizeof(path), "%s/%s", src, libexec_files[i]);
+        fmt_into(to, sizeof(to), "%s/%s", tmp, libexec_files[i]);
+        r = copy_file(path, to, err);
+    }
+    if (r >= 0 && rename(tmp, ret) < 0 && errno != EEXIST && errno != ENOTEMPTY)
+        r = stk_error_errno(err, errno, "renaming %s", tmp);
+    if (access(tmp, F_OK) == 0)
+        (void)rm_rf(tmp);
+    return r < 0 ? r : 0;
+}
+
+int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk_oci_runtime rt,
+                       const struct stk_net_config *net, bool purge, struct stk_error **err)
+{
+    char path[700], bin[256];
+    struct stat st;
+    int failed = 0;
+
+    /* The container first: it may still hold processes. delete --force
+     * kills what is left; then the runtime's state is gone. */
+    fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
+    if (runtime_entries(path, id, false) && rt_find(rt_table[rt].name, bin, sizeof(bin), &st)) {
+        const char *args[] = {"delete", "--force", id, NULL};
+        (void)rt_exec(p, rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
+        (void)runtime_entries(path, id, true);
+    }
+    if (cg_remove(id) < 0)
+        failed = EBUSY;
+    if (net) {
+        struct stk_net *n = NULL;
+        if (stk_net_open(net, id, &n, NULL) >= 0 && stk_net_down(n, NULL) < 0)
+            failed = EBUSY;
+    }
+    char sock[256];
+    if (stk_local_socket_path(p, id, sock, sizeof(sock), NULL) >= 0)
+        (void)unlink(sock);
+
+    fmt_into(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id);
+    if (purge) {
+        if (stat(path, &st) == 0 && rm_rf(path) < 0)
+            failed = EBUSY;
+    } else {
+        /* what explain says goes on stop: the bundle and /workspace */
+        char sub[760];
+        fmt_into(sub, sizeof(sub), "%s/bundle", path);
+        (void)rm_rf(sub);
+        fmt_into(sub, sizeof(sub), "%s/workspace", path);
+        if (stat(sub, &st) == 0 && rm_rf(sub) < 0)
+            failed = EBUSY;
+    }
+    /* reap what the runtime left as our children, if any */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    if (failed)
+        return stk_error_make(err, failed, "sandbox %s: some of its resources could not be removed",
+                              id);
+    return 0;
+}

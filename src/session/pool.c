@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Warm pools: sandboxes provisioned ahead of time (network, cgroup, a
+ * running stockade-init) with no workload. A claim takes one in a single
+ * store transaction (so no member is ever handed to two claims), gives it
+ * the claimer's name, labels and owner, and starts the claimer's command
+ * in it. A claimed member is an ordinary sandbox from then on and never
+ * returns to its pool; the pool is refilled in the background.
+ *
+ * A claim is only allowed when the claimer's spec gives exactly the
+ * sandbox the pool's members are (the same fingerprint: OCI config and
+ * egress chain with ids and addresses held fixed): a warm pool must never
+ * hand out a boundary other than the one the spec asks for.
+ */
+#include "session/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int pool_lock(struct stk_session *s, const char *name, struct stk_error **err)
+{
+    char path[PATH_MAX + 80];
+    fmt_into(path, sizeof(path), "%s/pools", s->p.state_dir);
+    int r = mkdir_p(path, 0700);
+    if (r < 0)
+        return stk_error_errno(err, -r, "creating %s", path);
+    fmt_into(path, sizeof(path), "%s/pools/%s.lock", s->p.state_dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+        r = stk_error_errno(err, errno, "locking %s", path);
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    return fd;
+}
+
+static bool name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 39)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              (name[i] == '-' && i > 0)))
+            return false;
+    return true;
+}
+
+/* Members of the pool that are or will be ready for a claim. */
+static int count_members(struct stk_session *s, const char *name, size_t *ready, size_t *coming,
+                         struct stk_error **err)
+{
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    if (r < 0)
+        return r;
+    *ready = *coming = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].pool_member && !strcmp(recs[i].pool, name)) {
+            if (recs[i].phase == STK_SB_READY)
+                (*ready)++;
+            else if (recs[i].phase == STK_SB_PENDING || recs[i].phase == STK_SB_PROVISIONING)
+                (*coming)++;
+        }
+        stk_sb_rec_free(&recs[i]);
+    }
+    free(recs);
+    return 0;
+}
+
+int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err)
+{
+    size_t coming;
+    return count_members(s, name, ret, &coming, err);
+}
+
+int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err)
+{
+    _cleanup_close_ int lock = pool_lock(s, name, err);
+    if (lock < 0)
+        return lock;
+    struct stk_pool_rec pool = {0};
+    int r = stk_store_pool_get(s->st, name, &pool, err);
+    if (r < 0)
+        return r;
+    size_t ready = 0, coming = 0;
+    r = count_members(s, name, &ready, &coming, err);
+    struct stk_create_req req = {
+        .docs = {.spec_file = "pool template",
+                 .spec = pool.template_spec,
+                 .spec_len = strlen(pool.template_spec),
+                 .env_file = "pool environment",
+                 .env = pool.env,
+                 .env_len = pool.env ? strlen(pool.env) : 0},
+        .pool = name,
+        .pool_member = true,
+    };
+    for (size_t have = ready + coming; r >= 0 && have < (size_t)pool.size; have++) {
+        struct stk_create_res res;
+        r = stk_session_create(s, &req, &res, err);
+    }
+    stk_pool_rec_free(&pool);
+    return r;
+}
+
+int stk_pool_create(struct stk_session *s, const char *name, int size,
+                    const struct stk_session_docs *tmpl, struct stk_error **err)
+{
+    if (!name_ok(name))
+        return stk_error_make(err, EINVAL,
+                              "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
+                              name);
+    if (size < 1 || size > STK_POOL_MAX_SIZE)
+        return stk_error_make(err, EINVAL, "--size %d: a pool holds 1 to %d members", size,
+                              STK_POOL_MAX_SIZE);
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_boundary sb = {0};
+    if (stk_session_resolve(tmpl, &diags, &sb) < 0) {
+        _cleanup_free_ char *line = diags.n ? stk_diag_format(&diags.items[0]) : NULL;
+        return stk_error_make(err, EINVAL, "%s", line ? line : "invalid template");
+    }
+    struct stk_pool_rec pool = {.size = size};
+    fmt_into(pool.name, sizeof(pool.name), "%s", name);
+    int r = session_fingerprint(sb.b, pool.fingerprint, err);
+    stk_session_boundary_release(&sb);
+    if (r < 0)
+        return r;
+    pool.template_spec = stk_xstrndup(tmpl->spec, tmpl->spec_len);
+    pool.env = tmpl->env ? stk_xstrndup(tmpl->env, tmpl->env_len) : NULL;
+    r = stk_store_pool_insert(s->st, &pool, err);
+    if (r >= 0) {
+        json_t *d = json_pack("{s:s,s:i}", "pool", name, "size", size);
+        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        (void)stk_audit_append(s->st, "", "pool_created", s->actor, dj, NULL);
+        r = stk_pool_refill(s, name, err);
+    }
+    stk_pool_rec_free(&pool);
+    return r;
+}
+
+int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
+{
+    _cleanup_close_ int lock = pool_lock(s, name, err);
+    if (lock < 0)
+        return lock;
+    struct stk_pool_rec pool = {0};
+    int r = stk_store_pool_get(s->st, name, &pool, err);
+    if (r < 0)
+        return r;
+    stk_pool_rec_free(&pool);
+    /* the pool first: nothing can claim or refill it from now on */
+    if ((r = stk_store_pool_delete(s->st, name, err)) < 0)
+        return r;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    for (size_t i = 0; r >= 0 && i < n; i++)
+        if (recs[i].pool_member && !strcmp(recs[i].pool, name))
+            r = stk_session_rm(s, recs[i].id, true, err);
+    for (size_t i = 0; i < n; i++)
+        stk_sb_rec_free(&recs[i]);
+    free(recs);
+    if (r >= 0) {
+        json_t *d = json_pack("{s:s}", "pool", name);
+        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        (void)stk_audit_append(s->st, "", "pool_deleted", s->actor, dj, NULL);
+    }
+    return r;
+}
+
+void pool_refill_background(struct stk_session *s, const char *pool)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid > 0)
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return;
+    }
+    if (fork() != 0)
+        _exit(0);
+    (void)setsid();
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    /* a store connection of its own: SQLite's must not cross fork */
+    struct stk_session *own = NULL;
+    if (stk_session_open(&s->p, s->actor, &own, NULL) < 0)
+        _exit(1);
+    int r = stk_pool_refill(own, pool, NULL);
+    stk_session_close(own);
+    _exit(r < 0 ? 1 : 0);
+}
+
+int pool_claim(struct stk_session *s, const struct stk_create_req *req,
+               const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err)
+{
+    struct stk_pool_rec pool = {0};
+    int r = stk_store_pool_get(s->st, req->pool, &pool, err);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ESRCH,
+                              "no pool %s (stockade pool ls lists them)", req->pool);
+    }
+    if (r < 0)
+        return r;
+    char fp[65];
+    if ((r = session_fingerprint(b, fp, err)) < 0)
+        goto out;
+    if (strcmp(fp, pool.fingerprint)) {
+        r = stk_error_make(err, EPERM,
+                           "the spec does not give the sandbox pool %s holds (its security, "
+                           "resources, network or rootfs differ from the pool's template); "
+                           "create it without --pool, or make a pool from this spec",
+                           req->pool);
+        goto out;
+    }
+    if (b->argc == 0) {
+        r = stk_error_make(err, EINVAL, "the spec has no spec.command: nothing to start");
+        goto out;
+    }
+    struct stk_sb_rec claim = {.exit_code = -1};
+    fmt_into(claim.name, sizeof(claim.name), "%s", b->name);
+    fmt_into(claim.owner, sizeof(claim.owner), "%s", req->owner ? req->owner : s->actor);
+    fmt_into(claim.tenant, sizeof(claim.tenant), "%s", b->namespace ? b->namespace : "");
+    json_t *l = json_object();
+    for (size_t i = 0; b->labels && i < b->labels->n; i++)
+        json_object_set_new(l, b->labels->items[i].key, json_string(b->labels->items[i].value));
+    claim.labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(l);
+    claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
+    claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
+    r = stk_store_pool_claim(s->st, req->pool, &claim, s->actor, ret->id, err);
+    stk_sb_rec_free(&claim);
+    if (r < 0)
+        goto out; /* -ENOENT: empty; the caller creates cold */
+    ret->warm = true;
+
+    /* the member is the claimer's now: start its command */
+    char sock[256];
+    struct stk_init_conn *c = NULL;
+    struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc};
+    if ((r = stk_local_socket_path(&s->p, ret->id, sock, sizeof(sock), err)) >= 0 &&
+        (r = stk_init_connect(sock, 2000, &c, err)) >= 0)
+        r = stk_init_start(c, &proc, err);
+    stk_init_close(c);
+    if (r >= 0) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < b->argc; i++)
+            json_array_append_new(a, json_string(b->argv[i]));
+        json_t *d = json_pack("{s:o,s:s}", "argv", a, "pool", req->pool);
+        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        (void)stk_audit_append(s->st, ret->id, "started", s->actor, dj, NULL);
+    } else {
+        /* a claimed member that cannot start is failed, never returned */
+        (void)stk_store_sb_set_phase(s->st, ret->id, STK_SB_READY, STK_SB_FAILED,
+                                     "start_failed", (*err) ? (*err)->msg : "", s->actor,
+                                     "failed", NULL, NULL);
+    }
+    pool_refill_background(s, req->pool);
+out:
+    stk_pool_rec_free(&pool);
+    return r == -ENOENT ? -ENOENT : r;
+}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Crash recovery. A sandbox whose phase names an operation in flight and
+ * whose lock nobody holds was left by a stockade process that died: its
+ * monitor (kill -9, OOM, a reboot) or the command that was finishing its
+ * work. Whoever opens the store next finishes that work:
+ *
+ *   pending, provisioning, starting  → roll back: remove what was set up,
+ *                                      phase failed (reason interrupted)
+ *   stopping                         → finish the stop: stopped
+ *   deleting                         → finish the delete: deleted
+ *   ready                            → adopt: a new monitor takes over the
+ *                                      running sandbox (or concludes it
+ *                                      when its supervisor is gone too)
+ */
+#include "session/internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+int session_finish(struct stk_session *s, const char *id, int lock_fd, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = stk_store_sb_get(s->st, id, &rec, err);
+    if (r < 0) {
+        close(lock_fd);
+        return r;
+    }
+    if (rec.phase == STK_SB_READY) {
+        stk_sb_rec_free(&rec);
+        return monitor_spawn(s, id, MONITOR_ADOPT, lock_fd, err);
+    }
+    enum stk_sb_phase to;
+    const char *event, *reason = NULL, *msg = NULL;
+    bool purge = false;
+    switch (rec.phase) {
+    case STK_SB_PENDING:
+    case STK_SB_PROVISIONING:
+    case STK_SB_STARTING:
+        to = STK_SB_FAILED;
+        event = "failed";
+        reason = "interrupted";
+        msg = "stockade stopped while setting the sandbox up; what it had set up was removed";
+        break;
+    case STK_SB_STOPPING:
+        to = STK_SB_STOPPED;
+        event = "stopped";
+        break;
+    case STK_SB_DELETING:
+        to = STK_SB_DELETED;
+        event = "deleted";
+        purge = true;
+        break;
+    case STK_SB_READY:
+    case STK_SB_STOPPED:
+    case STK_SB_SUCCEEDED:
+    case STK_SB_FAILED:
+    case STK_SB_KILLED:
+    case STK_SB_DELETED:
+    case _STK_SB_N:
+    default:
+        stk_sb_rec_free(&rec);
+        close(lock_fd);
+        return 0;
+    }
+    enum stk_oci_runtime rt = STK_OCI_CRUN;
+    (void)session_runtime_of(&rec, &rt);
+    struct stk_session_boundary sb = {0};
+    struct stk_net_config net;
+    if (session_rec_boundary(&rec, &sb, NULL) < 0 ||
+        session_net_config(&s->p, sb.env, &net, NULL) < 0)
+        session_net_config(&s->p, NULL, &net, NULL);
+    r = stk_local_teardown(&s->p, id, rt, &net, purge, err);
+    stk_session_boundary_release(&sb);
+    if (r >= 0) {
+        if (!purge) {
+            rec.monitor_pid = 0;
+            rec.init_pid = 0;
+            (void)stk_store_sb_update(s->st, &rec, NULL);
+        }
+        r = stk_store_sb_set_phase(s->st, id, (int)rec.phase, to, reason, msg, s->actor, event,
+                                   "{\"recovered\":true}", err);
+    }
+    stk_sb_rec_free(&rec);
+    close(lock_fd);
+    return r;
+}
+
+static bool in_flight(enum stk_sb_phase p)
+{
+    return p == STK_SB_PENDING || p == STK_SB_PROVISIONING || p == STK_SB_READY ||
+           p == STK_SB_STOPPING || p == STK_SB_STARTING || p == STK_SB_DELETING;
+}
+
+int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
+{
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_flight(recs[i].phase))
+            continue;
+        /* a held lock is a live monitor (or a command at work): theirs */
+        int lock = session_lock(s, recs[i].id, 0, NULL);
+        if (lock == -ENOENT) {
+            /* the directory is gone: nothing is left on the host to own */
+            lock = session_lock_open(s, recs[i].id, true, NULL);
+            if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) < 0) {
+                close(lock);
+                lock = -1;
+            }
+        }
+        if (lock < 0)
+            continue;
+        struct stk_error *e = NULL;
+        if (session_finish(s, recs[i].id, lock, &e) < 0)
+            fprintf(stderr, "stockade: recovering sandbox %s: %s\n", recs[i].id,
+                    e ? e->msg : "failed");
+        stk_error_free(e);
+    }
+    for (size_t i = 0; i < n; i++)
+        stk_sb_rec_free(&recs[i]);
+    free(recs);
+    return 0;
+}

@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Long-lived sandboxes: create, exec, stop, start, rm and crash recovery.
+ *
+ * The order of every operation is "record, then act, then record": a phase
+ * change is committed (with its audit record) before the host is touched,
+ * and the final phase only after the host is in that state. A stockade
+ * process killed between the two leaves a phase that names an operation in
+ * flight (provisioning, starting, stopping, deleting) and a sandbox
+ * directory nobody holds the lock of; stk_session_reconcile() finishes or
+ * rolls back that operation. The lock of <state>/sandboxes/<id>/lock is held
+ * by whichever process owns the sandbox's host resources at the moment: its
+ * monitor while it runs, or the command finishing a dead monitor's work.
+ */
+#include "session/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+int stk_session_open(const struct stk_local_paths *p, const char *actor, struct stk_session **ret,
+                     struct stk_error **err)
+{
+    struct stk_session *s = stk_xcalloc(1, sizeof(*s));
+    s->p = *p;
+    fmt_into(s->state_dir, sizeof(s->state_dir), "%s", p->state_dir);
+    fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
+    s->p.state_dir = s->state_dir;
+    s->p.run_dir = s->run_dir;
+    if (actor) {
+        fmt_into(s->actor, sizeof(s->actor), "%s", actor);
+    } else {
+        struct passwd *pw = getpwuid(getuid());
+        fmt_into(s->actor, sizeof(s->actor), "uid=%u(%s)", (unsigned)getuid(),
+                 pw ? pw->pw_name : "?");
+    }
+    int r = mkdir_p(p->state_dir, 0700);
+    if (r < 0) {
+        free(s);
+        return stk_error_errno(err, -r, "creating %s", p->state_dir);
+    }
+    if ((r = stk_store_open(p->state_dir, &s->st, err)) < 0) {
+        free(s);
+        return r;
+    }
+    if ((r = stk_session_reconcile(s, err)) < 0) {
+        stk_session_close(s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}
+
+void stk_session_close(struct stk_session *s)
+{
+    if (!s)
+        return;
+    stk_store_close(s->st);
+    free(s);
+}
+
+struct stk_store *stk_session_store(struct stk_session *s)
+{
+    return s->st;
+}
+
+/* ---- documents and boundary ------------------------------------------------------- */
+
+int stk_session_resolve(const struct stk_session_docs *d, struct stk_diags *diags,
+                        struct stk_session_boundary *ret)
+{
+    struct stk_session_boundary sb = {0};
+    size_t count = 0;
+    int r = -EINVAL;
+    if (d->env) {
+        if (stk_docset_parse(d->env_file ? d->env_file : "environment", d->env, d->env_len, diags,
+                             &sb.env_ds) < 0)
+            goto out;
+        const struct stk_doc *e = stk_docset_find(sb.env_ds, STK_KIND_ENVCONFIG, &count);
+        if (count != 1) {
+            stk_diags_add(diags, STK_SEV_ERROR, sb.env_ds->file, (struct stk_pos){0, 0}, "",
+                          "expected exactly one EnvironmentConfig document, found %zu", count);
+            goto out;
+        }
+        sb.env = e->env;
+    }
+    if (stk_docset_parse(d->spec_file ? d->spec_file : "spec", d->spec, d->spec_len, diags,
+                         &sb.ds) < 0)
+        goto out;
+    const struct stk_doc *doc = stk_docset_find(sb.ds, STK_KIND_SANDBOX, &count);
+    if (count != 1) {
+        stk_diags_add(diags, STK_SEV_ERROR, sb.ds->file, (struct stk_pos){0, 0}, "",
+                      "expected exactly one Sandbox document, found %zu", count);
+        goto out;
+    }
+    if (stk_resolve(doc->sandbox, sb.ds->file, sb.env, sb.env ? sb.env_ds->file : NULL, diags,
+                    &sb.b) < 0)
+        goto out;
+    *ret = sb;
+    return 0;
+out:
+    stk_session_boundary_release(&sb);
+    return r;
+}
+
+void stk_session_boundary_release(struct stk_session_boundary *sb)
+{
+    stk_boundary_free(sb->b);
+    stk_docset_free(sb->ds);
+    stk_docset_free(sb->env_ds);
+    *sb = (struct stk_session_boundary){0};
+}
+
+/* The boundary of a stored sandbox. */
+int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_boundary *ret,
+                         struct stk_error **err)
+{
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_docs d = {
+        .spec_file = "stored spec",
+        .spec = rec->spec ? rec->spec : "",
+        .spec_len = rec->spec ? strlen(rec->spec) : 0,
+        .env_file = "stored environment",
+        .env = rec->env,
+        .env_len = rec->env ? strlen(rec->env) : 0,
+    };
+    if (stk_session_resolve(&d, &diags, ret) < 0)
+        return stk_error_make(err, EINVAL, "sandbox %s: its stored spec no longer resolves%s%s",
+                              rec->id, diags.n ? ": " : "", diags.n ? diags.items[0].msg : "");
+    return 0;
+}
+
+int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
+                        enum stk_oci_runtime *ret, struct stk_error **err)
+{
+    struct stk_runtime_status st[_STK_OCI_N];
+    int r = stk_runtimes_detect(p, st, err);
+    if (r < 0)
+        return r;
+    /* This runsc has no --preserve-fds: stockade-init cannot receive its
+     * socket, so long-lived sandboxes run on the strongest of the others. */
+    if (st[STK_OCI_RUNSC].works) {
+        st[STK_OCI_RUNSC].works = false;
+        fmt_into(st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
+                 "this runsc cannot pass the supervisor's socket (no --preserve-fds); long-lived "
+                 "sandboxes use crun or runc, `stockade run` can use runsc");
+    }
+    const char *note = NULL;
+    if (stk_runtime_choose(b->runtime, st, ret, &note) < 0)
+        return stk_error_make(err, ENOENT, "no runtime: %s", note);
+    return 0;
+}
+
+int session_net_config(const struct stk_local_paths *p, const struct stk_envconfig *env,
+                       struct stk_net_config *ret, struct stk_error **err)
+{
+    stk_net_config_default(ret);
+    ret->run_dir = p->run_dir;
+    return stk_net_config_apply_env(ret, env, err);
+}
+
+/* ---- records -------------------------------------------------------------------- */
+
+int session_get(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
+                struct stk_error **err)
+{
+    int r = stk_store_sb_get(s->st, id, ret, err);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ENOENT, "no sandbox %s (stockade ls lists them)", id);
+    }
+    return r;
+}
+
+static const char *phase_name(enum stk_sb_phase p)
+{
+    return p < _STK_SB_N ? stk_sb_phase_names[p] : "?";
+}
+
+
+/* ---- the sandbox directory and its lock --------------------------------------------- */
+
+void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n)
+{
+    fmt_into(buf, n, "%s/sandboxes/%s", s->p.state_dir, id);
+}
+
+int session_lock_open(const struct stk_session *s, const char *id, bool create,
+                      struct stk_error **err)
+{
+    char dir[600], path[700];
+    session_dir(s, id, dir, sizeof(dir));
+    if (create) {
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+            return stk_error_errno(err, -r, "creating %s", dir);
+    }
+    fmt_into(path, sizeof(path), "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "opening %s", path);
+    return fd;
+}
+
+/* Takes the sandbox's lock, waiting up to wait_ms. Returns the fd, -EAGAIN
+ * when someone else still holds it, -ENOENT when the directory is gone. */
+int session_lock(const struct stk_session *s, const char *id, int wait_ms, struct stk_error **err)
+{
+    int fd = session_lock_open(s, id, false, NULL);
+    if (fd < 0)
+        return -ENOENT;
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK || waited >= wait_ms) {
+            close(fd);
+            return err ? stk_error_make(err, EAGAIN,
+                                        "sandbox %s is busy (another stockade process holds it)",
+                                        id)
+                       : -EAGAIN;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- fingerprints (warm pools) ------------------------------------------------------ */
+
+/* What a local sandbox enforces, with everything that differs between two
+ * sandboxes of the same boundary (ids, paths, addresses) held fixed: the OCI
+ * config and the nftables chain. Two specs with the same fingerprint get the
+ * same sandbox, whatever their names, labels and commands. */
+int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err)
+{
+    static const char *const no_dirs[] = {NULL};
+    struct stk_oci_options o = {
+        .root_path = "/rootfs",
+        .workspace = "/workspace",
+        .etc_dir = "/etc",
+        .host_dirs = no_dirs,
+        .cgroups_path = "/stockade/x",
+        .netns_path = "/netns/x",
+        .init_dir = "/libexec",
+        .hostname = "x",
+    };
+    _cleanup_free_ char *oci = NULL, *nft = NULL;
+    int r = stk_oci_render(b, &o, &oci, err);
+    if (r < 0)
+        return r;
+    struct stk_nft_facts f = {
+        .id = "x",
+        .namespace = b->namespace,
+        .bridge = "stk0",
+        .veth = "stk-x",
+        .log_group = 1,
+    };
+    (void)stk_cidr_parse("10.0.0.2/32", &f.addr4, NULL);
+    (void)stk_cidr_parse("10.0.0.1/32", &f.bridge4, NULL);
+    (void)stk_cidr_parse("10.0.0.0/16", &f.pool4, NULL);
+    if ((r = stk_nft_render(b, &f, &nft, err)) < 0)
+        return r;
+    /* the command is the workload's, not the sandbox's */
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(ctx, oci, strlen(oci)) || !EVP_DigestUpdate(ctx, "\0", 1) ||
+        !EVP_DigestUpdate(ctx, nft, strlen(nft)) || !EVP_DigestFinal_ex(ctx, md, &n)) {
+        EVP_MD_CTX_free(ctx);
+        return stk_error_make(err, EIO, "sha256 failed");
+    }
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(ret + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* ---- create ----------------------------------------------------------------------- */
+
+static void labels_json(const struct stk_boundary *b, struct stk_sb_rec *rec)
+{
+    json_t *l = json_object();
+    for (size_t i = 0; b->labels && i < b->labels->n; i++)
+        json_object_set_new(l, b->labels->items[i].key, json_string(b->labels->items[i].value));
+    rec->labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(l);
+}
+
+static int cold_create(struct stk_session *s, const struct stk_create_req *req,
+                       const struct stk_boundary *b, struct stk_create_res *ret,
+                       struct stk_error **err)
+{
+    enum stk_oci_runtime rt;
+    int r = stk_session_runtime(&s->p, b, &rt, err);
+    if (r < 0)
+        return r;
+    if (!req->pool_member && b->argc == 0)
+        return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
+                              req->docs.spec_file ? req->docs.spec_file : "the spec");
+
+    struct stk_sb_rec rec = {.phase = STK_SB_PENDING, .exit_code = -1};
+    char rnd[9];
+    random_hex(rnd, 8);
+    const char *base = req->pool_member ? req->pool : b->name;
+    fmt_into(rec.id, sizeof(rec.id), "%.39s-%s", base ? base : "sandbox", rnd);
+    fmt_into(rec.name, sizeof(rec.name), "%s", req->pool_member ? rec.id : b->name);
+    fmt_into(rec.owner, sizeof(rec.owner), "%s", req->owner ? req->owner : s->actor);
+    fmt_into(rec.tenant, sizeof(rec.tenant), "%s", b->namespace ? b->namespace : "");
+    fmt_into(rec.runtime, sizeof(rec.runtime), "%s", stk_oci_runtime_names[rt]);
+    if (req->pool)
+        fmt_into(rec.pool, sizeof(rec.pool), "%s", req->pool);
+    rec.pool_member = req->pool_member;
+    rec.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
+    rec.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
+    labels_json(b, &rec);
+
+    /* locked before the record exists: recovery never mistakes a sandbox
+     * being created for one whose creator died */
+    int lock = session_lock_open(s, rec.id, true, err);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+        stk_sb_rec_free(&rec);
+        if (lock >= 0)
+            close(lock);
+        return lock < 0 ? lock : stk_error_errno(err, errno, "locking sandbox %s", rec.id);
+    }
+    r = stk_store_sb_insert(s->st, &rec, err);
+    if (r >= 0) {
+        json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec.name, "runtime", rec.runtime,
+                              "poolMember", rec.pool_member);
+        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        r = stk_audit_append(s->st, rec.id, "created", s->actor, dj, err);
+    }
+    fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
+    stk_sb_rec_free(&rec);
+    if (r < 0) {
+        close(lock);
+        return r;
+    }
+    return monitor_spawn(s, ret->id, MONITOR_CREATE, lock, err);
+}
+
+int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
+                       struct stk_create_res *ret, struct stk_error **err)
+{
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_boundary sb = {0};
+    *ret = (struct stk_create_res){0};
+    if (stk_session_resolve(&req->docs, &diags, &sb) < 0) {
+        struct stk_buf msg = {0};
+        for (size_t i = 0; i < diags.n; i++) {
+            _cleanup_free_ char *line = stk_diag_format(&diags.items[i]);
+            stk_buf_printf(&msg, "%s%s", i ? "\n" : "", line);
+        }
+        int r = stk_error_make(err, EINVAL, "%s", msg.data ? msg.data : "invalid spec");
+        stk_buf_free(&msg);
+        return r;
+    }
+    int r;
+    if (req->pool && !req->pool_member) {
+        r = pool_claim(s, req, sb.b, ret, err);
+        if (r != -ENOENT)
+            goto out;
+        /* empty: a cold create, and the caller is told */
+        stk_error_free(*err);
+        *err = NULL;
+        fmt_into(ret->note, sizeof(ret->note), "pool %s had no ready member: cold create",
+                 req->pool);
+        struct stk_create_req cold = *req;
+        cold.pool = NULL;
+        r = cold_create(s, &cold, sb.b, ret, err);
+        goto out;
+    }
+    r = cold_create(s, req, sb.b, ret, err);
+out:
+    stk_session_boundary_release(&sb);
+    return r;
+}
+
+/* ---- exec --------------------------------------------------------------------------- */
+
+int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
+                     int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_get(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    if (rec.phase != STK_SB_READY || rec.pool_member) {
+        r = rec.pool_member
+                ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s",
+                                 rec.id, rec.pool)
+                : stk_error_make(err, EBUSY, "sandbox %s is %s; exec needs a ready sandbox",
+                                 rec.id, phase_name(rec.phase));
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    json_t *argv = json_array();
+    for (size_t i = 0; i < proc->argc; i++)
+        json_array_append_new(argv, json_string(proc->argv[i]));
+    json_t *d = json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty);
+    _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    char sock[256];
+    struct stk_init_conn *c = NULL;
+    if ((r = stk_audit_append(s->st, rec.id, "exec", s->actor, dj, err)) >= 0 &&
+        (r = stk_local_socket_path(&s->p, rec.id, sock, sizeof(sock), err)) >= 0 &&
+        (r = stk_init_connect(sock, 2000, &c, err)) >= 0)
+        r = stk_init_exec(c, proc, in_fd, out_fd, err_fd, ret_code, err);
+    stk_init_close(c);
+    stk_sb_rec_free(&rec);
+    return r;
+}
+
+/* ---- stop / start / rm ------------------------------------------------------------ */
+
+/* Asks stockade-init to end the workload (SIGTERM, then SIGKILL after the
+ * grace period) and waits until the sandbox's monitor has finished the
+ * operation the phase names, or does it itself when there is no monitor. */
+static int shutdown_and_finish(struct stk_session *s, const char *id, struct stk_error **err)
+{
+    char sock[256];
+    struct stk_init_conn *c = NULL;
+    if (stk_local_socket_path(&s->p, id, sock, sizeof(sock), NULL) >= 0 &&
+        stk_init_connect(sock, 500, &c, NULL) >= 0) {
+        (void)stk_init_shutdown(c, STK_STOP_GRACE_MS, NULL);
+        stk_init_close(c);
+    }
+    /* the monitor releases the lock once the host is clean */
+    int lock = session_lock(s, id, STK_STOP_GRACE_MS + 30000, err);
+    if (lock == -ENOENT)
+        return 0;
+    if (lock < 0)
+        return lock;
+    int r = session_finish(s, id, lock, err);
+    close(lock);
+    return r;
+}
+
+int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_get(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    if (rec.phase == STK_SB_STOPPED) {
+        stk_sb_rec_free(&rec);
+        return 0;
+    }
+    if (rec.phase != STK_SB_READY || rec.pool_member) {
+        r = stk_error_make(err, EBUSY, "sandbox %s is %s%s; only a ready sandbox can be stopped",
+                           rec.id, phase_name(rec.phase),
+                           rec.pool_member ? " (an unclaimed pool member: pool rm removes it)"
+                                           : "");
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    r = stk_store_sb_set_phase(s->st, rec.id, STK_SB_READY, STK_SB_STOPPING, "", "stop requested",
+                               s->actor, "stopping", NULL, err);
+    if (r >= 0)
+        r = shutdown_and_finish(s, rec.id, err);
+    stk_sb_rec_free(&rec);
+    return r;
+}
+
+int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_get(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    if (rec.phase == STK_SB_READY) {
+        stk_sb_rec_free(&rec);
+        return 0;
+    }
+    if (rec.phase != STK_SB_STOPPED) {
+        r = stk_error_make(err, EBUSY, "sandbox %s is %s; only a stopped sandbox can be started",
+                           rec.id, phase_name(rec.phase));
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    int lock = session_lock(s, rec.id, 5000, err);
+    if (lock < 0) {
+        stk_sb_rec_free(&rec);
+        return lock;
+    }
+    r = stk_store_sb_set_phase(s->st, rec.id, STK_SB_STOPPED, STK_SB_STARTING, "",
+                               "start requested", s->actor, "starting", NULL, err);
+    if (r >= 0)
+        r = monitor_spawn(s, rec.id, MONITOR_START, lock, err);
+    else
+        close(lock);
+    stk_sb_rec_free(&rec);
+    return r;
+}
+
+int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_get(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    enum stk_sb_phase ph = rec.phase;
+    bool running = ph == STK_SB_READY || ph == STK_SB_STARTING || ph == STK_SB_PROVISIONING ||
+                   ph == STK_SB_PENDING || ph == STK_SB_STOPPING;
+    if (ph == STK_SB_DELETED) {
+        stk_sb_rec_free(&rec);
+        return 0;
+    }
+    if (running && !force && !rec.pool_member) {
+        r = stk_error_make(err, EBUSY,
+                           "sandbox %s is %s; stop it first, or rm -f stops and removes it",
+                           rec.id, phase_name(ph));
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    r = stk_store_sb_set_phase(s->st, rec.id, (int)ph, STK_SB_DELETING, NULL, "delete requested",
+                               s->actor, "deleting", NULL, err);
+    if (r >= 0)
+        r = shutdown_and_finish(s, rec.id, err);
+    stk_sb_rec_free(&rec);
+    return r;
+}

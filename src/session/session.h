@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * session — long-lived sandboxes: their lifecycle, kept in the store.
+ *
+ * Every sandbox has a record in the store (src/session/store.h) whose phase
+ * tells the truth, and, while it holds anything on the host, a monitor: a
+ * detached stockade process that provisioned it (or adopted it after a
+ * crash), holds the lock of its directory, collects its output into bounded
+ * logs, watches its cgroup counters, deadline and denied egress, and
+ * records how it ended. CLI commands (and the gateway) act through the
+ * store and the supervisor socket; none of them need the monitor alive to
+ * make progress: whoever finds a dead monitor finishes its work
+ * (stk_session_reconcile).
+ */
+#ifndef STK_SESSION_H
+#define STK_SESSION_H
+
+#include "boundary/boundary.h"
+#include "driver/driver.h"
+#include "init/client.h"
+#include "session/store.h"
+
+/* Each sandbox keeps at most two log files of this size (the current one
+ * and the one before): the last 8 to 16 MiB of its output. */
+#define STK_LOG_FILE_MAX   (8 << 20)
+#define STK_LOG_KEPT_BYTES (2 * STK_LOG_FILE_MAX)
+/* How long stop waits for the workload after SIGTERM before SIGKILL. */
+#define STK_STOP_GRACE_MS 5000
+/* Warm pool sizes. */
+#define STK_POOL_MAX_SIZE 64
+
+struct stk_session;
+
+/* Opens the store under p->state_dir and recovers what crashed stockade
+ * processes left (stk_session_reconcile). actor names the caller in audit
+ * records ("uid=0(root)" when NULL). */
+int stk_session_open(const struct stk_local_paths *p, const char *actor, struct stk_session **ret,
+                     struct stk_error **err);
+void stk_session_close(struct stk_session *s);
+struct stk_store *stk_session_store(struct stk_session *s);
+
+/* A sandbox's documents as text: the Sandbox and, optionally, the
+ * EnvironmentConfig it was resolved with. The store keeps both, so the
+ * boundary can be resolved again by any process, any time later. */
+struct stk_session_docs {
+    const char *spec_file, *spec;
+    size_t spec_len;
+    const char *env_file, *env; /* NULL: none */
+    size_t env_len;
+};
+
+/* A resolved sandbox with the documents that keep its strings alive. */
+struct stk_session_boundary {
+    struct stk_docset *ds, *env_ds;
+    const struct stk_envconfig *env;
+    struct stk_boundary *b;
+};
+/* Resolves docs; diagnostics go to diags. Returns -EINVAL when invalid. */
+int stk_session_resolve(const struct stk_session_docs *d, struct stk_diags *diags,
+                        struct stk_session_boundary *ret);
+void stk_session_boundary_release(struct stk_session_boundary *sb);
+
+struct stk_create_req {
+    struct stk_session_docs docs;
+    const char *pool;  /* claim a warm member of this pool; cold create when it is empty */
+    bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
+    const char *owner; /* NULL: the actor */
+};
+struct stk_create_res {
+    char id[64];
+    bool warm;      /* a pool member was claimed */
+    char note[256]; /* e.g. why a pool claim fell back to a cold create */
+};
+/* Creates a sandbox and returns once it is ready (its workload started),
+ * or once it failed (then the record says why and nothing stays up). */
+int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
+                       struct stk_create_res *ret, struct stk_error **err);
+
+/* Runs argv in a ready sandbox; *ret_code is the process's exit code
+ * (128+N when killed by signal N). The audit trail records argv and the
+ * caller. */
+int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
+                     int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
+
+int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err);
+int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err);
+/* force: also a sandbox that is still running (it is stopped first). */
+int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err);
+
+/* Copies the sandbox's logs, oldest first, to out_fd / err_fd by stream.
+ * since_ms: only output recorded at or after (unix ms; 0: all). follow:
+ * keep copying until the sandbox ends. */
+int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
+                     int out_fd, int err_fd, struct stk_error **err);
+
+/* Finishes what dead monitors left: a create or start cut short is rolled
+ * back (failed), a stop or delete is completed, a running sandbox whose
+ * monitor died is adopted by a new monitor. Every action is audited. */
+int stk_session_reconcile(struct stk_session *s, struct stk_error **err);
+
+/* ---- warm pools ---- */
+int stk_pool_create(struct stk_session *s, const char *name, int size,
+                    const struct stk_session_docs *tmpl, struct stk_error **err);
+int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err);
+/* Creates members until the pool has `size` of them ready or starting. */
+int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err);
+/* Counts a pool's unclaimed members that are ready. */
+int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err);
+
+/* What stockade's own processes should know about this host's runtimes
+ * and network (shared with `stockade run`). */
+int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
+                        enum stk_oci_runtime *ret, struct stk_error **err);
+
+#endif
