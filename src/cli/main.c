@@ -41,6 +41,75 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
      "2 usage error, 125 the sandbox could not be run.\n"},
+    {"create", cmd_create, "create a long-lived sandbox and start its workload",
+     "stockade create -f FILE [--env ENV] [--pool NAME] [-o text|json]\n"
+     "\n"
+     "Creates a sandbox from FILE on this host and returns once it is ready (its\n"
+     "workload started), printing its id. The sandbox keeps running: exec into it,\n"
+     "follow its logs, stop, start and rm it. Its state lives in the state directory\n"
+     "($STOCKADE_STATE_DIR, default /var/lib/stockade); see docs/sessions.md.\n"
+     "\n"
+     "  -f, --file FILE     a Sandbox document (spec.command is the workload)\n"
+     "  -e, --env ENV       the operator's EnvironmentConfig\n"
+     "  -p, --pool NAME     claim a ready member of warm pool NAME (its template must\n"
+     "                      give the same sandbox); an empty pool means a cold create,\n"
+     "                      and the output says so\n"
+     "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"},
+    {"exec", cmd_exec, "run a command in a ready sandbox",
+     "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
+     "\n"
+     "Runs CMD inside sandbox ID, as the sandbox user, with the sandbox's limits. The\n"
+     "exit status is CMD's (128+N when a signal N ended it); 125 when stockade could\n"
+     "not run it. The audit trail records CMD and the caller.\n"
+     "\n"
+     "  -i, --interactive   send stdin to CMD (otherwise CMD's stdin is closed)\n"
+     "  -t, --tty           give CMD a terminal (stdout and stderr merged)\n"
+     "  -e NAME=VALUE       add an environment variable (repeatable)\n"
+     "  -w, --workdir DIR   working directory inside the sandbox\n"},
+    {"logs", cmd_logs, "print a sandbox's output",
+     "stockade logs ID [-f] [--since D|TIME]\n"
+     "\n"
+     "Prints what the workload wrote, stdout to stdout and stderr to stderr. Each\n"
+     "sandbox keeps the last 8 to 16 MiB of output (two rotated files).\n"
+     "\n"
+     "  -f, --follow        keep printing until the sandbox ends\n"
+     "      --since X       only output since a duration ago (10m) or an RFC 3339 UTC\n"
+     "                      time (2026-11-23T10:00:00Z)\n"},
+    {"stop", cmd_stop, "stop sandboxes (what persists is what explain says)",
+     "stockade stop ID...\n"
+     "\n"
+     "Ends the workload (SIGTERM, SIGKILL after 5 s) and releases the sandbox's\n"
+     "container, network and cgroup. /workspace and /tmp are emptied; the record,\n"
+     "logs and audit trail stay. `stockade start` brings it back.\n"},
+    {"start", cmd_start, "start stopped sandboxes again",
+     "stockade start ID...\n"
+     "\n"
+     "Sets a stopped sandbox up again from its stored spec and starts its workload.\n"},
+    {"rm", cmd_rm, "remove sandboxes",
+     "stockade rm [-f] ID...\n"
+     "\n"
+     "Removes a stopped or ended sandbox: its directory and logs. The record stays\n"
+     "(phase deleted, `ls -a` shows it) and so does its audit trail.\n"
+     "\n"
+     "  -f, --force   also a running sandbox: stop it first\n"},
+    {"ls", cmd_ls, "list sandboxes",
+     "stockade ls [-a] [-o table|json|yaml]\n"
+     "\n"
+     "  -a, --all           include deleted sandboxes\n"
+     "  -o, --output FMT    table (default), json or yaml\n"},
+    {"get", cmd_get, "show one sandbox",
+     "stockade get ID [-o table|json|yaml]\n"
+     "\n"
+     "ID is a sandbox id or a name. json and yaml include the last result.\n"},
+    {"pool", cmd_pool, "manage warm pools of ready sandboxes",
+     "stockade pool create NAME --size N -f TEMPLATE [--env ENV]\n"
+     "       stockade pool ls [-o table|json|yaml]\n"
+     "       stockade pool rm NAME\n"
+     "\n"
+     "A pool keeps N sandboxes of TEMPLATE fully prepared (network, cgroup,\n"
+     "supervisor) with no workload. `stockade create --pool NAME -f SPEC` claims one:\n"
+     "it gets SPEC's name, labels and owner and runs SPEC's command. A claimed member\n"
+     "never returns to the pool; the pool refills in the background.\n"},
     {"gc", cmd_gc, "remove what crashed local runs left behind",
      "stockade gc [--state-dir DIR]\n"
      "\n"

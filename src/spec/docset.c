@@ -113,11 +113,9 @@ static int read_bounded(int fd, char **ret, size_t *ret_len, bool *ret_too_big)
     return 0;
 }
 
-int stk_docset_load(const char *path, struct stk_diags *diags, struct stk_docset **ret)
+int stk_docset_read(const char *path, struct stk_diags *diags, char **ret, size_t *ret_len)
 {
     _cleanup_close_ int fd = -1;
-    _cleanup_free_ char *data = NULL;
-    size_t len = 0;
     bool too_big = false;
     const char *name = strcmp(path, "-") ? path : "<stdin>";
     struct stk_pos nowhere = {0, 0};
@@ -135,16 +133,25 @@ int stk_docset_load(const char *path, struct stk_diags *diags, struct stk_docset
         stk_diags_add(diags, STK_SEV_ERROR, name, nowhere, "", "is a directory, not a file");
         return -EISDIR;
     }
-    int r = read_bounded(fd, &data, &len, &too_big);
+    int r = read_bounded(fd, ret, ret_len, &too_big);
     if (r < 0) {
         if (too_big)
             stk_diags_add(diags, STK_SEV_ERROR, name, nowhere, "",
                           "file is larger than the limit of %d bytes", STK_LIMIT_FILE_BYTES);
         else
             stk_diags_add(diags, STK_SEV_ERROR, name, nowhere, "", "cannot read: %s", strerror(-r));
-        return r;
     }
-    return stk_docset_parse(name, data, len, diags, ret);
+    return r;
+}
+
+int stk_docset_load(const char *path, struct stk_diags *diags, struct stk_docset **ret)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    int r = stk_docset_read(path, diags, &data, &len);
+    if (r < 0)
+        return r;
+    return stk_docset_parse(strcmp(path, "-") ? path : "<stdin>", data, len, diags, ret);
 }
 
 void stk_docset_free(struct stk_docset *ds)

@@ -495,6 +495,9 @@ struct stk_docset {
  * `name` is what diagnostics call the input. */
 int stk_docset_parse(const char *name, const char *data, size_t len, struct stk_diags *diags,
                      struct stk_docset **ret);
+/* Reads the file, bounded by STK_LIMIT_FILE_BYTES ("-" is standard input);
+ * problems go to diags. The caller frees *ret. */
+int stk_docset_read(const char *path, struct stk_diags *diags, char **ret, size_t *ret_len);
 /* Reads the file (bounded by STK_LIMIT_FILE_BYTES) and parses it. "-" is
  * standard input. */
 int stk_docset_load(const char *path, struct stk_diags *diags, struct stk_docset **ret);

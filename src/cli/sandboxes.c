@@ -1,0 +1,638 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Long-lived sandboxes from the command line: create, exec, logs, stop,
+ * start, rm, ls, get and pool. Each is a thin layer over src/session: parse
+ * the arguments, open the session (which recovers what crashed stockade
+ * processes left), call, print.
+ */
+#include "cli.h"
+#include "render/render.h"
+#include "session/session.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_SETUP      125 /* stockade could not do what was asked */
+#define EXEC_MAX_ENV    128
+#define CLI_MAX_TARGETS 64
+
+enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, _OUT_N };
+
+static int parse_list_output(const char *cmd, const char *arg, enum list_output *ret)
+{
+    static const char *const names[] = {"table", "json", "yaml", "text"};
+    int i = stk_enum_lookup(names, STK_ARRAY_SIZE(names), arg);
+    if (i < 0)
+        return cli_usage_error(cmd, "--output must be table, json or yaml, not '%s'", arg);
+    *ret = i == 3 ? OUT_TABLE : (enum list_output)i;
+    return 0;
+}
+
+static int open_session(const char *cmd, struct stk_session **ret)
+{
+    struct stk_local_paths paths;
+    _cleanup_error_ struct stk_error *err = NULL;
+    cli_local_paths(NULL, &paths);
+    if (stk_session_open(&paths, NULL, ret, &err) < 0) {
+        fprintf(stderr, "stockade %s: %s\n", cmd, err->msg);
+        return EXIT_SETUP;
+    }
+    return 0;
+}
+
+static int fail(const char *cmd, struct stk_error *err)
+{
+    fprintf(stderr, "stockade %s: %s\n", cmd, err ? err->msg : "failed");
+    return EXIT_INVALID;
+}
+
+/* Reads FILE (and ENV) as text: the store keeps the documents themselves. */
+struct docs_text {
+    char *spec, *env;
+    struct stk_session_docs d;
+};
+
+static int docs_read(const char *file, const char *env_file, struct docs_text *t)
+{
+    _cleanup_diags_ struct stk_diags diags = {0};
+    *t = (struct docs_text){.d = {.spec_file = file, .env_file = env_file}};
+    if (stk_docset_read(file, &diags, &t->spec, &t->d.spec_len) < 0 ||
+        (env_file && stk_docset_read(env_file, &diags, &t->env, &t->d.env_len) < 0)) {
+        cli_print_diags(&diags);
+        free(t->spec);
+        free(t->env);
+        return EXIT_INVALID;
+    }
+    t->d.spec = t->spec;
+    t->d.env = t->env;
+    /* validate here, so a bad spec is reported with its positions */
+    struct stk_session_boundary sb = {0};
+    int r = stk_session_resolve(&t->d, &diags, &sb);
+    cli_print_diags(&diags);
+    stk_session_boundary_release(&sb);
+    if (r < 0) {
+        free(t->spec);
+        free(t->env);
+        return EXIT_INVALID;
+    }
+    return 0;
+}
+
+static void docs_free(struct docs_text *t)
+{
+    free(t->spec);
+    free(t->env);
+}
+
+/* ---- create ----------------------------------------------------------------------- */
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'f'}, {"env", required_argument, NULL, 'e'},
+        {"pool", required_argument, NULL, 'p'}, {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *file = NULL, *env = NULL, *pool = NULL;
+    enum cli_output out = CLI_OUT_TEXT;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:e:p:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            file = optarg;
+            break;
+        case 'e':
+            env = optarg;
+            break;
+        case 'p':
+            pool = optarg;
+            break;
+        case 'o':
+            if (cli_parse_output("create", optarg, &out) != 0)
+                return EXIT_USAGE;
+            break;
+        default:
+            return cli_usage("create", stderr, EXIT_USAGE);
+        }
+    }
+    if (!file)
+        return cli_usage_error("create", "needs -f FILE (a Sandbox spec)");
+    if (optind < argc)
+        return cli_usage_error("create", "unexpected argument '%s'", argv[optind]);
+
+    struct docs_text t;
+    int r = docs_read(file, env, &t);
+    if (r != 0)
+        return r;
+    struct stk_session *s = NULL;
+    if ((r = open_session("create", &s)) != 0) {
+        docs_free(&t);
+        return r;
+    }
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_create_req req = {.docs = t.d, .pool = pool};
+    struct stk_create_res res;
+    r = stk_session_create(s, &req, &res, &err);
+    stk_session_close(s);
+    docs_free(&t);
+    if (r < 0)
+        return fail("create", err);
+    if (out == CLI_OUT_JSON) {
+        json_t *j = json_pack("{s:s,s:b}", "id", res.id, "warm", res.warm);
+        if (res.note[0])
+            json_object_set_new(j, "note", json_string(res.note));
+        json_dumpf(j, stdout, JSON_COMPACT);
+        putchar('\n');
+        json_decref(j);
+    } else {
+        if (res.note[0])
+            fprintf(stderr, "stockade create: %s\n", res.note);
+        printf("%s\n", res.id);
+    }
+    return 0;
+}
+
+/* ---- exec ---------------------------------------------------------------------------- */
+
+int cmd_exec(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"interactive", no_argument, NULL, 'i'},  {"tty", no_argument, NULL, 't'},
+        {"env", required_argument, NULL, 'e'},    {"workdir", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
+    };
+    bool interactive = false, tty = false;
+    const char *env[EXEC_MAX_ENV], *cwd = NULL;
+    size_t n_env = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+ite:w:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            interactive = true;
+            break;
+        case 't':
+            tty = true;
+            break;
+        case 'e':
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return cli_usage_error("exec", "-e needs NAME=VALUE, not '%s'", optarg);
+            if (n_env == EXEC_MAX_ENV)
+                return cli_usage_error("exec", "at most %d -e flags", EXEC_MAX_ENV);
+            env[n_env++] = optarg;
+            break;
+        case 'w':
+            cwd = optarg;
+            break;
+        default:
+            return cli_usage("exec", stderr, EXIT_USAGE);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("exec", "needs a sandbox ID");
+    const char *id = argv[optind++];
+    if (optind < argc && !strcmp(argv[optind], "--"))
+        optind++;
+    if (optind >= argc)
+        return cli_usage_error("exec", "needs a command: stockade exec ID -- CMD [ARG...]");
+    if (tty && !isatty(STDIN_FILENO) && interactive)
+        fprintf(stderr, "stockade exec: note: -t without a terminal on stdin\n");
+
+    struct stk_init_proc proc = {
+        .argv = (const char *const *)(argv + optind),
+        .argc = (size_t)(argc - optind),
+        .env = env,
+        .n_env = n_env,
+        .cwd = cwd,
+        .tty = tty,
+    };
+    struct winsize ws;
+    if (tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+        proc.rows = ws.ws_row;
+        proc.cols = ws.ws_col;
+    }
+    struct stk_session *s = NULL;
+    int r = open_session("exec", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int code = 0;
+    r = stk_session_exec(s, id, &proc, interactive ? STDIN_FILENO : -1, STDOUT_FILENO,
+                         STDERR_FILENO, &code, &err);
+    stk_session_close(s);
+    if (r < 0) {
+        fprintf(stderr, "stockade exec: %s\n", err ? err->msg : "failed");
+        return EXIT_SETUP;
+    }
+    return code & 0xff;
+}
+
+/* ---- logs ---------------------------------------------------------------------------- */
+
+/* --since: a duration before now ("10m") or an RFC 3339 time. */
+static int parse_since(const char *arg, int64_t *ret)
+{
+    int64_t ms;
+    const char *why = NULL;
+    if (stk_duration_parse(arg, &ms, &why) == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        *ret = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - ms;
+        return 0;
+    }
+    struct tm tm = {0};
+    const char *end = strptime(arg, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return -EINVAL;
+    long frac_ms = 0;
+    if (*end == '.') {
+        int digits = 0;
+        for (end++; *end >= '0' && *end <= '9'; end++, digits++)
+            if (digits < 3)
+                frac_ms = frac_ms * 10 + (*end - '0');
+        for (; digits < 3; digits++)
+            frac_ms *= 10;
+    }
+    if (strcmp(end, "Z") != 0)
+        return -EINVAL;
+    *ret = (int64_t)timegm(&tm) * 1000 + frac_ms;
+    return 0;
+}
+
+int cmd_logs(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"follow", no_argument, NULL, 'f'},
+        {"since", required_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    bool follow = false;
+    int64_t since = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "fs:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            follow = true;
+            break;
+        case 's':
+            if (parse_since(optarg, &since) < 0)
+                return cli_usage_error("logs",
+                                       "--since needs a duration (30s, 10m, 2h) or an RFC 3339 "
+                                       "UTC time (2026-11-23T10:00:00Z), not '%s'",
+                                       optarg);
+            break;
+        default:
+            return cli_usage("logs", stderr, EXIT_USAGE);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("logs", "needs exactly one sandbox ID");
+    struct stk_session *s = NULL;
+    int r = open_session("logs", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    fflush(stdout);
+    r = stk_session_logs(s, argv[optind], since, follow, STDOUT_FILENO, STDERR_FILENO, &err);
+    stk_session_close(s);
+    return r < 0 ? fail("logs", err) : 0;
+}
+
+/* ---- stop, start, rm ---------------------------------------------------------------- */
+
+typedef int (*id_op)(struct stk_session *s, const char *id, bool force, struct stk_error **err);
+
+static int op_stop(struct stk_session *s, const char *id, bool force, struct stk_error **err)
+{
+    (void)force;
+    return stk_session_stop(s, id, err);
+}
+
+static int op_start(struct stk_session *s, const char *id, bool force, struct stk_error **err)
+{
+    (void)force;
+    return stk_session_start(s, id, err);
+}
+
+/* Applies op to each ID; prints each id done, each failure; exit 1 if any
+ * failed. */
+static int each_id(const char *cmd, int argc, char **argv, id_op op, bool allow_force)
+{
+    static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
+    bool force = false;
+    int c;
+    while ((c = getopt_long(argc, argv, allow_force ? "f" : "", opts, NULL)) != -1) {
+        if (c == 'f' && allow_force)
+            force = true;
+        else
+            return cli_usage(cmd, stderr, EXIT_USAGE);
+    }
+    if (optind >= argc)
+        return cli_usage_error(cmd, "needs at least one sandbox ID");
+    struct stk_session *s = NULL;
+    int r = open_session(cmd, &s);
+    if (r != 0)
+        return r;
+    int status = 0;
+    for (int i = optind; i < argc; i++) {
+        _cleanup_error_ struct stk_error *err = NULL;
+        if (op(s, argv[i], force, &err) < 0)
+            status = fail(cmd, err);
+        else
+            printf("%s\n", argv[i]);
+    }
+    stk_session_close(s);
+    return status;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+    return each_id("stop", argc, argv, op_stop, false);
+}
+
+int cmd_start(int argc, char **argv)
+{
+    return each_id("start", argc, argv, op_start, false);
+}
+
+int cmd_rm(int argc, char **argv)
+{
+    return each_id("rm", argc, argv, stk_session_rm, true);
+}
+
+/* ---- ls, get ------------------------------------------------------------------------ */
+
+static json_t *rec_json(const struct stk_sb_rec *r, bool full)
+{
+    char created[40];
+    struct timespec ts = {.tv_sec = r->created_ms / 1000,
+                          .tv_nsec = (r->created_ms % 1000) * 1000000};
+    stk_time_format(&ts, created);
+    json_t *j = json_pack("{s:s,s:s,s:s}", "id", r->id, "name", r->name, "phase",
+                          stk_sb_phase_names[r->phase]);
+    json_object_set_new(j, "reason", r->reason[0] ? json_string(r->reason) : json_null());
+    json_object_set_new(j, "runtime", json_string(r->runtime));
+    json_object_set_new(j, "pool", r->pool[0] ? json_string(r->pool) : json_null());
+    json_object_set_new(j, "poolMember", json_boolean(r->pool_member));
+    json_object_set_new(j, "owner", json_string(r->owner));
+    json_object_set_new(j, "tenant", json_string(r->tenant));
+    json_object_set_new(j, "created", json_string(created));
+    json_object_set_new(j, "exitCode", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
+    if (!full)
+        return j;
+    json_object_set_new(j, "message", json_string(r->message));
+    json_object_set_new(j, "labels", r->labels ? json_loads(r->labels, 0, NULL) : json_object());
+    json_object_set_new(j, "result", r->result ? json_loads(r->result, 0, NULL) : json_null());
+    return j;
+}
+
+static int print_value(json_t *v, enum list_output out)
+{
+    if (out == OUT_JSON) {
+        cli_print_json(v);
+        return 0;
+    }
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_buf b = {0};
+    json_t *docs = json_pack("[o]", v);
+    int r = stk_yaml_dump(docs, &b, &err);
+    json_decref(docs);
+    if (r >= 0)
+        fputs(stk_buf_str(&b), stdout);
+    stk_buf_free(&b);
+    return r < 0 ? fail("ls", err) : 0;
+}
+
+static void age(int64_t created_ms, char *buf, size_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t s = (int64_t)ts.tv_sec - created_ms / 1000;
+    if (s < 120)
+        snprintf(buf, n, "%llds", (long long)s);
+    else if (s < 7200)
+        snprintf(buf, n, "%lldm", (long long)s / 60);
+    else
+        snprintf(buf, n, "%lldh", (long long)s / 3600);
+}
+
+static void print_table(const struct stk_sb_rec *recs, size_t n)
+{
+    printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
+           "POOL", "AGE");
+    for (size_t i = 0; i < n; i++) {
+        char a[32];
+        age(recs[i].created_ms, a, sizeof(a));
+        char pool[80];
+        snprintf(pool, sizeof(pool), "%s%s", recs[i].pool[0] ? recs[i].pool : "-",
+                 recs[i].pool_member ? "*" : "");
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", recs[i].id, recs[i].name,
+               stk_sb_phase_names[recs[i].phase], recs[i].reason[0] ? recs[i].reason : "-",
+               recs[i].runtime, pool, a);
+    }
+}
+
+int cmd_ls(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"all", no_argument, NULL, 'a'},
+        {"output", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
+    };
+    bool all = false;
+    enum list_output out = OUT_TABLE;
+    int c;
+    while ((c = getopt_long(argc, argv, "ao:", opts, NULL)) != -1) {
+        if (c == 'a')
+            all = true;
+        else if (c == 'o') {
+            if (parse_list_output("ls", optarg, &out) != 0)
+                return EXIT_USAGE;
+        } else
+            return cli_usage("ls", stderr, EXIT_USAGE);
+    }
+    if (optind < argc)
+        return cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+    struct stk_session *s = NULL;
+    int r = open_session("ls", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    r = stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err);
+    stk_session_close(s);
+    if (r < 0)
+        return fail("ls", err);
+    if (out == OUT_TABLE) {
+        print_table(recs, n);
+    } else {
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, rec_json(&recs[i], false));
+        r = print_value(a, out);
+    }
+    for (size_t i = 0; i < n; i++)
+        stk_sb_rec_free(&recs[i]);
+    free(recs);
+    return r;
+}
+
+int cmd_get(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    enum list_output out = OUT_TABLE;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        if (c != 'o' || parse_list_output("get", optarg, &out) != 0)
+            return cli_usage("get", stderr, EXIT_USAGE);
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("get", "needs exactly one sandbox ID");
+    struct stk_session *s = NULL;
+    int r = open_session("get", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_sb_rec rec = {0};
+    r = stk_store_sb_get(stk_session_store(s), argv[optind], &rec, &err);
+    stk_session_close(s);
+    if (r < 0)
+        return fail("get", err);
+    if (out == OUT_TABLE)
+        print_table(&rec, 1);
+    else
+        r = print_value(rec_json(&rec, true), out);
+    stk_sb_rec_free(&rec);
+    return r;
+}
+
+/* ---- pool ------------------------------------------------------------------------------ */
+
+static int pool_create_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'f'},
+        {"env", required_argument, NULL, 'e'},
+        {"size", required_argument, NULL, 'n'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *file = NULL, *env = NULL;
+    long size = -1;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:e:n:", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'f':
+            file = optarg;
+            break;
+        case 'e':
+            env = optarg;
+            break;
+        case 'n':
+            size = strtol(optarg, &end, 10);
+            if (*end || end == optarg || size < 1 || size > STK_POOL_MAX_SIZE)
+                return cli_usage_error("pool", "--size must be 1 to %d, not '%s'",
+                                       STK_POOL_MAX_SIZE, optarg);
+            break;
+        default:
+            return cli_usage("pool", stderr, EXIT_USAGE);
+        }
+    }
+    if (optind != argc - 1 || !file || size < 0)
+        return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
+    struct docs_text t;
+    int r = docs_read(file, env, &t);
+    if (r != 0)
+        return r;
+    struct stk_session *s = NULL;
+    if ((r = open_session("pool", &s)) != 0) {
+        docs_free(&t);
+        return r;
+    }
+    _cleanup_error_ struct stk_error *err = NULL;
+    r = stk_pool_create(s, argv[optind], (int)size, &t.d, &err);
+    stk_session_close(s);
+    docs_free(&t);
+    if (r < 0)
+        return fail("pool create", err);
+    printf("%s\n", argv[optind]);
+    return 0;
+}
+
+static int pool_ls_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    enum list_output out = OUT_TABLE;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
+        if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
+            return cli_usage("pool", stderr, EXIT_USAGE);
+    struct stk_session *s = NULL;
+    int r = open_session("pool", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0;
+    r = stk_store_pool_list(stk_session_store(s), &pools, &n, &err);
+    json_t *a = json_array();
+    if (out == OUT_TABLE && r >= 0)
+        printf("%-24s %-6s %-6s\n", "NAME", "SIZE", "READY");
+    for (size_t i = 0; r >= 0 && i < n; i++) {
+        size_t ready = 0;
+        (void)stk_pool_ready(s, pools[i].name, &ready, NULL);
+        if (out == OUT_TABLE)
+            printf("%-24s %-6d %-6zu\n", pools[i].name, pools[i].size, ready);
+        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
+                                           pools[i].size, "ready", (json_int_t)ready));
+    }
+    for (size_t i = 0; i < n; i++)
+        stk_pool_rec_free(&pools[i]);
+    free(pools);
+    stk_session_close(s);
+    if (r < 0) {
+        json_decref(a);
+        return fail("pool ls", err);
+    }
+    if (out == OUT_TABLE) {
+        json_decref(a);
+        return 0;
+    }
+    return print_value(a, out);
+}
+
+static int pool_rm_cmd(int argc, char **argv)
+{
+    if (argc != 2)
+        return cli_usage_error("pool", "pool rm NAME");
+    struct stk_session *s = NULL;
+    int r = open_session("pool", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    r = stk_pool_rm(s, argv[1], &err);
+    stk_session_close(s);
+    if (r < 0)
+        return fail("pool rm", err);
+    printf("%s\n", argv[1]);
+    return 0;
+}
+
+int cmd_pool(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error("pool", "needs a subcommand: create, ls or rm");
+    if (!strcmp(argv[1], "create"))
+        return pool_create_cmd(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "ls"))
+        return pool_ls_cmd(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "rm"))
+        return pool_rm_cmd(argc - 1, argv + 1);
+    return cli_usage_error("pool", "unknown subcommand '%s' (create, ls or rm)", argv[1]);
+}
