@@ -11,7 +11,7 @@
  * stdout, 2 stderr). Output is stored as the workload wrote it, in the
  * chunks stockade-init read, so binary output survives unchanged.
  */
-#include "session/internal.h"
+#include "session/private.h"
 
 #include <errno.h>
 #include <fcntl.h>

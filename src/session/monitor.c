@@ -15,7 +15,7 @@
  * that order, so the phase never claims a state the host is not in.
  */
 #include "driver/local/internal.h"
-#include "session/internal.h"
+#include "session/private.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,7 +12,7 @@
  * egress chain with ids and addresses held fixed): a warm pool must never
  * hand out a boundary other than the one the spec asks for.
  */
-#include "session/internal.h"
+#include "session/private.h"
 
 #include <errno.h>
 #include <fcntl.h>

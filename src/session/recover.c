@@ -13,7 +13,7 @@
  *                                      running sandbox (or concludes it
  *                                      when its supervisor is gone too)
  */
-#include "session/internal.h"
+#include "session/private.h"
 
 #include <errno.h>
 #include <string.h>

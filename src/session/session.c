@@ -12,7 +12,7 @@
  * by whichever process owns the sandbox's host resources at the moment: its
  * monitor while it runs, or the command finishing a dead monitor's work.
  */
-#include "session/internal.h"
+#include "session/private.h"
 
 #include <errno.h>
 #include <fcntl.h>

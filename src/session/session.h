@@ -18,6 +18,7 @@
 #include "boundary/boundary.h"
 #include "driver/driver.h"
 #include "init/client.h"
+#include "session/audit.h"
 #include "session/store.h"
 
 /* Each sandbox keeps at most two log files of this size (the current one

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Internal to the session module. */
-#ifndef STK_SESSION_INTERNAL_H
-#define STK_SESSION_INTERNAL_H
+#ifndef STK_SESSION_PRIVATE_H
+#define STK_SESSION_PRIVATE_H
 
 #include "render/render.h"
 #include "session/session.h"
