@@ -1,0 +1,1135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store: opening, schema migrations, transactions, sandboxes and pools.
+ * The audit trail's half is audit.c. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+const char *const stk_sb_phase_names[_STK_SB_N] = {
+    [STK_SB_PENDING] = "pending",     [STK_SB_PROVISIONING] = "provisioning",
+    [STK_SB_READY] = "ready",         [STK_SB_STOPPING] = "stopping",
+    [STK_SB_STOPPED] = "stopped",     [STK_SB_STARTING] = "starting",
+    [STK_SB_SUCCEEDED] = "succeeded", [STK_SB_FAILED] = "failed",
+    [STK_SB_KILLED] = "killed",       [STK_SB_DELETING] = "deleting",
+    [STK_SB_DELETED] = "deleted",
+};
+
+/* ---- the transition table -------------------------------------------------- */
+
+#define BIT(p) (1u << (p))
+#define ENDS   (BIT(STK_SB_SUCCEEDED) | BIT(STK_SB_FAILED) | BIT(STK_SB_KILLED))
+
+/* One row per phase: the set of phases it may move to (store.h explains). */
+static const unsigned transitions[_STK_SB_N] = {
+    [STK_SB_PENDING] = BIT(STK_SB_PROVISIONING) | BIT(STK_SB_FAILED) | BIT(STK_SB_DELETING),
+    [STK_SB_PROVISIONING] = BIT(STK_SB_READY) | ENDS | BIT(STK_SB_DELETING),
+    [STK_SB_READY] = BIT(STK_SB_STOPPING) | ENDS | BIT(STK_SB_DELETING),
+    [STK_SB_STOPPING] = BIT(STK_SB_STOPPED) | ENDS | BIT(STK_SB_DELETING),
+    [STK_SB_STOPPED] = BIT(STK_SB_STARTING) | BIT(STK_SB_DELETING),
+    [STK_SB_STARTING] = BIT(STK_SB_READY) | ENDS | BIT(STK_SB_DELETING),
+    [STK_SB_SUCCEEDED] = BIT(STK_SB_DELETING),
+    [STK_SB_FAILED] = BIT(STK_SB_DELETING),
+    [STK_SB_KILLED] = BIT(STK_SB_DELETING),
+    [STK_SB_DELETING] = BIT(STK_SB_DELETED),
+    [STK_SB_DELETED] = 0,
+};
+
+bool stk_sb_transition_ok(enum stk_sb_phase from, enum stk_sb_phase to)
+{
+    if ((unsigned)from >= _STK_SB_N || (unsigned)to >= _STK_SB_N)
+        return false;
+    return transitions[from] & BIT(to);
+}
+
+bool stk_sb_phase_terminal(enum stk_sb_phase p)
+{
+    return p == STK_SB_SUCCEEDED || p == STK_SB_FAILED || p == STK_SB_KILLED || p == STK_SB_DELETED;
+}
+
+/* ---- schema ------------------------------------------------------------------ */
+
+/* migrations[v] takes a database from user_version v to v + 1. Append only:
+ * a released step is never edited. */
+static const char *const migrations[STK_STORE_SCHEMA] = {
+    "CREATE TABLE sandboxes ("
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL, project TEXT NOT NULL,"
+    " owner TEXT NOT NULL, runtime TEXT NOT NULL, pool TEXT NOT NULL,"
+    " pool_member INTEGER NOT NULL, phase TEXT NOT NULL, reason TEXT NOT NULL,"
+    " message TEXT NOT NULL, exit_code INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, monitor_pid INTEGER NOT NULL,"
+    " monitor_start INTEGER NOT NULL, init_pid INTEGER NOT NULL,"
+    " spec TEXT, env TEXT, labels TEXT, result TEXT);"
+    "CREATE INDEX sandboxes_name ON sandboxes(name);"
+    "CREATE INDEX sandboxes_pool ON sandboxes(pool, pool_member, phase);"
+    "CREATE TABLE pools ("
+    " name TEXT PRIMARY KEY, size INTEGER NOT NULL, template_spec TEXT, env TEXT,"
+    " fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE audit ("
+    " seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, sandbox_id TEXT NOT NULL,"
+    " sandbox_seq INTEGER NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL,"
+    " details TEXT NOT NULL, prev_hash TEXT NOT NULL, sandbox_prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL);"
+    "CREATE INDEX audit_sandbox ON audit(sandbox_id, seq);"
+    /* The head inside the database moves in the appending transaction; the
+     * head file (audit.c) is the copy outside it. */
+    "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " seq INTEGER NOT NULL, hash TEXT NOT NULL);",
+};
+
+static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "PRAGMA user_version", &s, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading the schema version");
+    *ret = sqlite3_column_int(s, 0);
+    return 0;
+}
+
+static int migrate_step(struct stk_store *st, int v, struct stk_error **err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(st->db, migrations[v], NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int r = stk_error_make(err, EIO, "migrating the schema from version %d: %s", v,
+                               msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return r;
+    }
+    _cleanup_free_ char *sql = stk_xasprintf("PRAGMA user_version = %d", v + 1);
+    rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return store_sql_error(st, rc, err, "setting the schema version");
+    return 0;
+}
+
+/* Each step runs in the write transaction, so two processes opening a new
+ * database at once create the schema once; the second sees the new version. */
+static int migrate(struct stk_store *st, struct stk_error **err)
+{
+    int v = 0;
+    int r = user_version(st, &v, err);
+    if (r < 0)
+        return r;
+    if (v == STK_STORE_SCHEMA)
+        return 0;
+    r = store_tx_begin(st, err);
+    if (r < 0)
+        return r;
+    r = user_version(st, &v, err);
+    if (r >= 0 && v > STK_STORE_SCHEMA)
+        r = stk_error_make(err, EPROTO,
+                           "the database has schema version %d; this stockade knows up to %d "
+                           "(written by a newer stockade?)",
+                           v, STK_STORE_SCHEMA);
+    for (; r >= 0 && v < STK_STORE_SCHEMA; v++)
+        r = migrate_step(st, v, err);
+    if (r < 0) {
+        store_tx_rollback(st);
+        return r;
+    }
+    return store_tx_commit(st, err);
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+/* The state directory holds every sandbox's spec and the audit trail: 0700,
+ * parents created as needed. */
+static int mkdir_parents(const char *dir, struct stk_error **err)
+{
+    _cleanup_free_ char *p = stk_xstrdup(dir);
+    for (char *s = p + 1;; s++) {
+        bool end = *s == '\0';
+        if (*s != '/' && !end)
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", p);
+        if (end)
+            break;
+        *s = '/';
+    }
+    struct stat sb;
+    if (stat(dir, &sb) < 0)
+        return stk_error_errno(err, errno, "%s", dir);
+    if (!S_ISDIR(sb.st_mode))
+        return stk_error_make(err, ENOTDIR, "%s is not a directory", dir);
+    return 0;
+}
+
+/* The database file is created 0600 before SQLite opens it: SQLite gives its
+ * -wal and -shm files the database's mode. */
+static int db_file_create(const char *path, struct stk_error **err)
+{
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "creating %s", path);
+    struct stat sb;
+    if (fstat(fd, &sb) < 0)
+        return stk_error_errno(err, errno, "%s", path);
+    if ((sb.st_mode & 077) && sb.st_uid == geteuid() && fchmod(fd, 0600) < 0)
+        return stk_error_errno(err, errno, "restricting %s to 0600", path);
+    return 0;
+}
+
+static int exec_pragma(struct stk_store *st, const char *sql, const char *want,
+                       struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, sql, &s, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, sql);
+    if (want && (rc != SQLITE_ROW || strcmp(store_col_text(s, 0), want)))
+        return stk_error_make(err, EIO, "%s: SQLite answered '%s', not '%s'", sql,
+                              rc == SQLITE_ROW ? store_col_text(s, 0) : "", want);
+    return 0;
+}
+
+/* WAL: readers (ls, audit) never wait for a monitor's write. synchronous=FULL:
+ * with NORMAL a power loss may drop the newest committed transactions while
+ * the head file, fsynced after the commit, survives; verify would then report
+ * a truncation that no one made. Writes are lifecycle events, few per
+ * second, so one fsync each is cheap. */
+static int configure(struct stk_store *st, struct stk_error **err)
+{
+    sqlite3_busy_timeout(st->db, STK_STORE_BUSY_MS);
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+    int r = exec_pragma(st, "PRAGMA journal_mode = WAL", "wal", err);
+    if (r >= 0)
+        r = exec_pragma(st, "PRAGMA synchronous = FULL", NULL, err);
+    if (r >= 0)
+        r = exec_pragma(st, "PRAGMA foreign_keys = ON", NULL, err);
+    return r;
+}
+
+static int store_open_at(const char *state_dir, bool create, struct stk_store **ret,
+                         struct stk_error **err)
+{
+    if (!state_dir || !*state_dir)
+        return stk_error_make(err, EINVAL, "no state directory given");
+    _cleanup_free_ char *db_path = stk_xasprintf("%s/%s", state_dir, STK_STORE_DB_FILE);
+    int r;
+    if (create) {
+        r = mkdir_parents(state_dir, err);
+        if (r >= 0)
+            r = db_file_create(db_path, err);
+        if (r < 0)
+            return r;
+    } else if (access(db_path, F_OK) < 0) {
+        return stk_error_errno(err, errno, "%s", db_path);
+    }
+    struct stk_store *st = stk_xcalloc(1, sizeof(*st));
+    st->lock_fd = -1;
+    st->dir = stk_xstrdup(state_dir);
+    st->head_path = stk_xasprintf("%s/%s", state_dir, STK_AUDIT_HEAD_FILE);
+    _cleanup_free_ char *lock_path = stk_xasprintf("%s/%s", state_dir, STK_STORE_LOCK_FILE);
+    st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (st->lock_fd < 0) {
+        r = stk_error_errno(err, errno, "opening %s", lock_path);
+        stk_store_close(st);
+        return r;
+    }
+    int rc =
+        sqlite3_open_v2(db_path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
+    if (rc != SQLITE_OK)
+        r = stk_error_make(err, EIO, "opening %s: %s", db_path,
+                           st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+    else
+        r = configure(st, err);
+    if (r >= 0)
+        r = migrate(st, err);
+    if (r < 0) {
+        stk_store_close(st);
+        return stk_error_wrap(err, "the store %s", db_path);
+    }
+    *ret = st;
+    return 0;
+}
+
+int stk_store_open(const char *state_dir, struct stk_store **ret, struct stk_error **err)
+{
+    return store_open_at(state_dir, true, ret, err);
+}
+
+int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struct stk_error **err)
+{
+    return store_open_at(state_dir, false, ret, err);
+}
+
+void stk_store_close(struct stk_store *st)
+{
+    if (!st)
+        return;
+    if (st->in_tx)
+        store_tx_rollback(st);
+    sqlite3_close_v2(st->db);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    free(st->dir);
+    free(st->head_path);
+    free(st);
+}
+
+const char *stk_store_dir(const struct stk_store *st)
+{
+    return st->dir;
+}
+
+/* ---- shared plumbing ------------------------------------------------------------ */
+
+int store_sql_error(struct stk_store *st, int rc, struct stk_error **err, const char *what)
+{
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        code = EBUSY;
+        break;
+    case SQLITE_CONSTRAINT:
+        code = EEXIST;
+        break;
+    case SQLITE_FULL:
+        code = ENOSPC;
+        break;
+    case SQLITE_READONLY:
+        code = EROFS;
+        break;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        code = EACCES;
+        break;
+    case SQLITE_TOOBIG:
+        code = E2BIG;
+        break;
+    default:
+        code = EIO;
+        break;
+    }
+    const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+    if ((rc & 0xff) == SQLITE_BUSY)
+        return stk_error_make(err, code, "%s: the database stayed locked for %d ms (%s)", what,
+                              STK_STORE_BUSY_MS, msg);
+    return stk_error_make(err, code, "%s: %s", what, msg);
+}
+
+int store_prepare(struct stk_store *st, const char *sql, sqlite3_stmt **ret, struct stk_error **err)
+{
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, ret, NULL);
+    if (rc != SQLITE_OK)
+        return store_sql_error(st, rc, err, "preparing a statement");
+    return 0;
+}
+
+const char *store_col_text(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t ? (const char *)t : "";
+}
+
+bool store_copy(char *dst, size_t n, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= n)
+        return false;
+    memcpy(dst, src, len + 1);
+    return true;
+}
+
+int64_t store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The lock file serialises writers before SQLite does, so that the head file
+ * is written in commit order (audit.c); polled, to give up like busy_timeout
+ * instead of hanging behind a stopped process. */
+static int lock_take(struct stk_store *st, struct stk_error **err)
+{
+    for (int waited = 0;; waited++) {
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return stk_error_errno(err, errno, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
+        if (waited >= STK_STORE_BUSY_MS)
+            return stk_error_make(err, EBUSY,
+                                  "another stockade process held the store's write lock "
+                                  "(%s/%s) for %d ms",
+                                  st->dir, STK_STORE_LOCK_FILE, STK_STORE_BUSY_MS);
+        (void)nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
+int store_tx_begin(struct stk_store *st, struct stk_error **err)
+{
+    if (st->in_tx)
+        return stk_error_make(err, EDEADLK, "a store transaction is already open");
+    int r = lock_take(st, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        (void)flock(st->lock_fd, LOCK_UN);
+        return store_sql_error(st, rc, err, "starting a transaction");
+    }
+    st->in_tx = true;
+    st->head_dirty = false;
+    return 0;
+}
+
+void store_tx_rollback(struct stk_store *st)
+{
+    if (!st->in_tx)
+        return;
+    (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->in_tx = false;
+    st->head_dirty = false;
+    (void)flock(st->lock_fd, LOCK_UN);
+}
+
+int store_tx_commit(struct stk_store *st, struct stk_error **err)
+{
+    int rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int r = store_sql_error(st, rc, err, "committing");
+        store_tx_rollback(st);
+        return r;
+    }
+    st->in_tx = false;
+    int r = 0;
+    if (st->head_dirty)
+        r = audit_head_write(st, err);
+    st->head_dirty = false;
+    (void)flock(st->lock_fd, LOCK_UN);
+    return r;
+}
+
+/* ---- field checks ------------------------------------------------------------------- */
+
+static bool name_chars_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* A fixed array must hold its NUL: a caller that filled it to the brim
+ * passed a longer string than the column allows. */
+static int check_fixed(const char *what, const char *field, const char *v, size_t size,
+                       struct stk_error **err)
+{
+    if (strnlen(v, size) == size)
+        return stk_error_make(err, EINVAL,
+                              "%s field '%s' is too long: at most %zu bytes (not NUL-terminated "
+                              "within %zu)",
+                              what, field, size - 1, size);
+    return 0;
+}
+
+static int check_owned(const char *what, const char *field, const char *v, size_t max,
+                       struct stk_error **err)
+{
+    if (v && strlen(v) > max)
+        return stk_error_make(err, EINVAL, "%s field '%s' is %zu bytes, the limit is %zu", what,
+                              field, strlen(v), max);
+    return 0;
+}
+
+static int check_json_object(const char *what, const char *field, const char *v,
+                             struct stk_error **err)
+{
+    if (!v)
+        return 0;
+    json_error_t je;
+    json_t *j = json_loads(v, JSON_REJECT_DUPLICATES, &je);
+    bool obj = json_is_object(j);
+    json_decref(j);
+    if (!j)
+        return stk_error_make(err, EINVAL, "%s field '%s' is not valid JSON: %s", what, field,
+                              je.text);
+    if (!obj)
+        return stk_error_make(err, EINVAL, "%s field '%s' must be a JSON object", what, field);
+    return 0;
+}
+
+static int check_id(const char *what, const char *field, const char *v, struct stk_error **err)
+{
+    if (!*v)
+        return stk_error_make(err, EINVAL, "%s field '%s' is empty", what, field);
+    if (!name_chars_ok(v) || v[0] == '.')
+        return stk_error_make(err, EINVAL,
+                              "%s field '%s' ('%s') may hold only letters, digits, '-', '_' and "
+                              "'.', and may not start with '.'",
+                              what, field, v);
+    return 0;
+}
+
+/* Everything sb_update may write. */
+static int sb_check_mutable(const struct stk_sb_rec *r, struct stk_error **err)
+{
+    static const char what[] = "sandbox";
+    const struct {
+        const char *name, *v;
+        size_t size;
+    } fixed[] = {
+        {"id", r->id, sizeof(r->id)},
+        {"name", r->name, sizeof(r->name)},
+        {"tenant", r->tenant, sizeof(r->tenant)},
+        {"project", r->project, sizeof(r->project)},
+        {"owner", r->owner, sizeof(r->owner)},
+        {"pool", r->pool, sizeof(r->pool)},
+    };
+    int ret = 0;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(fixed) && ret >= 0; i++)
+        ret = check_fixed(what, fixed[i].name, fixed[i].v, fixed[i].size, err);
+    if (ret >= 0)
+        ret = check_id(what, "id", r->id, err);
+    if (ret >= 0 && r->pool[0] && !name_chars_ok(r->pool))
+        ret =
+            stk_error_make(err, EINVAL, "sandbox field 'pool' ('%s') is not a pool name", r->pool);
+    if (ret >= 0)
+        ret = check_owned(what, "labels", r->labels, STK_STORE_MAX_JSON, err);
+    if (ret >= 0)
+        ret = check_owned(what, "result", r->result, STK_STORE_MAX_JSON, err);
+    if (ret >= 0)
+        ret = check_json_object(what, "labels", r->labels, err);
+    if (ret >= 0)
+        ret = check_json_object(what, "result", r->result, err);
+    return ret;
+}
+
+static int sb_check(const struct stk_sb_rec *r, struct stk_error **err)
+{
+    static const char what[] = "sandbox";
+    int ret = sb_check_mutable(r, err);
+    if (ret >= 0)
+        ret = check_fixed(what, "runtime", r->runtime, sizeof(r->runtime), err);
+    if (ret >= 0)
+        ret = check_fixed(what, "reason", r->reason, sizeof(r->reason), err);
+    if (ret >= 0)
+        ret = check_fixed(what, "message", r->message, sizeof(r->message), err);
+    if (ret >= 0 && r->runtime[0] && strcmp(r->runtime, "crun") && strcmp(r->runtime, "runc") &&
+        strcmp(r->runtime, "runsc"))
+        ret = stk_error_make(err, EINVAL,
+                             "sandbox field 'runtime' is '%s', not one of crun|runc|runsc (or "
+                             "empty)",
+                             r->runtime);
+    if (ret >= 0 && (unsigned)r->phase >= _STK_SB_N)
+        ret = stk_error_make(err, EINVAL, "sandbox field 'phase' is %d, not a phase", r->phase);
+    if (ret >= 0)
+        ret = check_owned(what, "spec", r->spec, STK_STORE_MAX_DOC, err);
+    if (ret >= 0)
+        ret = check_owned(what, "env", r->env, STK_STORE_MAX_DOC, err);
+    return ret;
+}
+
+/* ---- sandboxes ------------------------------------------------------------------------ */
+
+#define SB_COLS                                                                                    \
+    "id, name, tenant, project, owner, runtime, pool, pool_member, phase, reason, message,"        \
+    " exit_code, created_ms, updated_ms, monitor_pid, monitor_start, init_pid, spec, env,"         \
+    " labels, result"
+
+void stk_sb_rec_free(struct stk_sb_rec *r)
+{
+    if (!r)
+        return;
+    free(r->spec);
+    free(r->env);
+    free(r->labels);
+    free(r->result);
+    r->spec = r->env = r->labels = r->result = NULL;
+}
+
+void stk_sb_recs_free(struct stk_sb_rec *r, size_t n)
+{
+    for (size_t i = 0; r && i < n; i++)
+        stk_sb_rec_free(&r[i]);
+    free(r);
+}
+
+static char *col_dup(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t ? stk_xstrdup((const char *)t) : NULL;
+}
+
+/* A row that does not fit the struct was not written by this code. */
+static int sb_from_row(sqlite3_stmt *s, struct stk_sb_rec *r, struct stk_error **err)
+{
+    memset(r, 0, sizeof(*r));
+    char *const fixed[] = {r->id, r->name, r->tenant, r->project, r->owner, r->runtime, r->pool};
+    const size_t sizes[] = {sizeof(r->id),      sizeof(r->name),  sizeof(r->tenant),
+                            sizeof(r->project), sizeof(r->owner), sizeof(r->runtime),
+                            sizeof(r->pool)};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(fixed); i++)
+        if (!store_copy(fixed[i], sizes[i], store_col_text(s, (int)i)))
+            return stk_error_make(err, EUCLEAN, "sandbox %s: column %d in the database is too long",
+                                  store_col_text(s, 0), (int)i);
+    r->pool_member = sqlite3_column_int(s, 7) != 0;
+    int phase = stk_enum_lookup(stk_sb_phase_names, _STK_SB_N, store_col_text(s, 8));
+    if (phase < 0)
+        return stk_error_make(err, EUCLEAN, "sandbox %s: unknown phase '%s' in the database", r->id,
+                              store_col_text(s, 8));
+    r->phase = (enum stk_sb_phase)phase;
+    if (!store_copy(r->reason, sizeof(r->reason), store_col_text(s, 9)) ||
+        !store_copy(r->message, sizeof(r->message), store_col_text(s, 10)))
+        return stk_error_make(err, EUCLEAN, "sandbox %s: reason or message too long", r->id);
+    r->exit_code = sqlite3_column_int(s, 11);
+    r->created_ms = sqlite3_column_int64(s, 12);
+    r->updated_ms = sqlite3_column_int64(s, 13);
+    r->monitor_pid = sqlite3_column_int(s, 14);
+    r->monitor_start = sqlite3_column_int64(s, 15);
+    r->init_pid = sqlite3_column_int(s, 16);
+    r->spec = col_dup(s, 17);
+    r->env = col_dup(s, 18);
+    r->labels = col_dup(s, 19);
+    r->result = col_dup(s, 20);
+    return 0;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static int count_live(struct stk_store *st, int64_t *ret, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT count(*) FROM sandboxes WHERE phase != 'deleted'", &s, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "counting sandboxes");
+    *ret = sqlite3_column_int64(s, 0);
+    return 0;
+}
+
+static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
+{
+    int64_t live = 0;
+    int ret = count_live(st, &live, err);
+    if (ret < 0)
+        return ret;
+    if (live >= STK_STORE_MAX_LIVE)
+        return stk_error_make(err, EDQUOT,
+                              "there are already %lld sandboxes (the limit is %d): delete some",
+                              (long long)live, STK_STORE_MAX_LIVE);
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    ret = store_prepare(st,
+                        "INSERT INTO sandboxes (" SB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                        " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                        &s, err);
+    if (ret < 0)
+        return ret;
+    int64_t now = store_now_ms();
+    const char *texts[] = {r->id, r->name, r->tenant, r->project, r->owner, r->runtime, r->pool};
+    for (int i = 0; i < (int)STK_ARRAY_SIZE(texts); i++)
+        bind_text(s, i + 1, texts[i]);
+    sqlite3_bind_int(s, 8, r->pool_member);
+    bind_text(s, 9, stk_sb_phase_names[r->phase]);
+    bind_text(s, 10, r->reason);
+    bind_text(s, 11, r->message);
+    sqlite3_bind_int(s, 12, r->exit_code);
+    sqlite3_bind_int64(s, 13, r->created_ms ? r->created_ms : now);
+    sqlite3_bind_int64(s, 14, now);
+    sqlite3_bind_int(s, 15, r->monitor_pid);
+    sqlite3_bind_int64(s, 16, r->monitor_start);
+    sqlite3_bind_int(s, 17, r->init_pid);
+    bind_text(s, 18, r->spec);
+    bind_text(s, 19, r->env);
+    bind_text(s, 20, r->labels);
+    bind_text(s, 21, r->result);
+    int rc = sqlite3_step(s);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return stk_error_make(err, EEXIST, "a sandbox with id '%s' already exists", r->id);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "inserting a sandbox");
+    return 0;
+}
+
+int stk_store_sb_insert(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
+{
+    int ret = sb_check(r, err);
+    if (ret < 0)
+        return ret;
+    ret = store_tx_begin(st, err);
+    if (ret < 0)
+        return ret;
+    ret = sb_insert_tx(st, r, err);
+    if (ret < 0) {
+        store_tx_rollback(st);
+        return ret;
+    }
+    return store_tx_commit(st, err);
+}
+
+static int sb_select_one(struct stk_store *st, const char *sql, const char *key,
+                         struct stk_sb_rec *ret, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, sql, &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, key);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return -ENOENT;
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading a sandbox");
+    struct stk_sb_rec rec;
+    r = sb_from_row(s, &rec, err);
+    if (r < 0) {
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        stk_sb_rec_free(&rec);
+        return stk_error_make(err, EINVAL,
+                              "'%s' is ambiguous: several sandboxes are named so; use an id", key);
+    }
+    *ret = rec;
+    return 0;
+}
+
+int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb_rec *ret,
+                     struct stk_error **err)
+{
+    if (!id_or_name || !*id_or_name)
+        return stk_error_make(err, EINVAL, "no sandbox id or name given");
+    int r =
+        sb_select_one(st, "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1", id_or_name, ret, err);
+    if (r != -ENOENT)
+        return r;
+    r = sb_select_one(st,
+                      "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
+                      " ORDER BY created_ms LIMIT 2",
+                      id_or_name, ret, err);
+    if (r == -ENOENT)
+        return stk_error_make(err, ENOENT, "no sandbox '%s'", id_or_name);
+    return r;
+}
+
+int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
+                      size_t *ret_n, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r =
+        store_prepare(st,
+                      include_deleted ? "SELECT " SB_COLS " FROM sandboxes ORDER BY created_ms, id"
+                                      : "SELECT " SB_COLS " FROM sandboxes WHERE phase != 'deleted'"
+                                        " ORDER BY created_ms, id",
+                      &s, err);
+    if (r < 0)
+        return r;
+    struct stk_sb_rec *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = stk_xrealloc(v, cap * sizeof(*v));
+        }
+        r = sb_from_row(s, &v[n++], err);
+        if (r < 0) {
+            stk_sb_recs_free(v, n);
+            return r;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        stk_sb_recs_free(v, n);
+        return store_sql_error(st, rc, err, "listing sandboxes");
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int sb_phase_tx(struct stk_store *st, const char *id, enum stk_sb_phase *ret,
+                       struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT phase FROM sandboxes WHERE id = ?1", &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return stk_error_make(err, ENOENT, "no sandbox with id '%s'", id);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading a sandbox's phase");
+    int p = stk_enum_lookup(stk_sb_phase_names, _STK_SB_N, store_col_text(s, 0));
+    if (p < 0)
+        return stk_error_make(err, EUCLEAN, "sandbox %s: unknown phase '%s' in the database", id,
+                              store_col_text(s, 0));
+    *ret = (enum stk_sb_phase)p;
+    return 0;
+}
+
+/* The audit details of a phase change: the caller's object with from, to and
+ * the reason added unless it set them. */
+static int phase_details(const char *details_json, enum stk_sb_phase from, enum stk_sb_phase to,
+                         const char *reason, char **ret, struct stk_error **err)
+{
+    json_t *j;
+    if (details_json) {
+        json_error_t je;
+        j = json_loads(details_json, JSON_REJECT_DUPLICATES, &je);
+        if (!json_is_object(j)) {
+            json_decref(j);
+            return stk_error_make(err, EINVAL, "audit details must be a JSON object%s%s",
+                                  j ? "" : ": ", j ? "" : je.text);
+        }
+    } else {
+        j = json_object();
+    }
+    if (!json_object_get(j, "from"))
+        json_object_set_new(j, "from", json_string(stk_sb_phase_names[from]));
+    if (!json_object_get(j, "to"))
+        json_object_set_new(j, "to", json_string(stk_sb_phase_names[to]));
+    if (reason && *reason && !json_object_get(j, "reason"))
+        json_object_set_new(j, "reason", json_string(reason));
+    *ret = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!*ret)
+        stk_oom();
+    return 0;
+}
+
+static int set_phase_tx(struct stk_store *st, const char *id, int expect, enum stk_sb_phase to,
+                        const char *reason, const char *message, const char *actor,
+                        const char *audit_event, const char *details_json, struct stk_error **err)
+{
+    enum stk_sb_phase from = STK_SB_PENDING;
+    int r = sb_phase_tx(st, id, &from, err);
+    if (r < 0)
+        return r;
+    if (expect >= 0 && (enum stk_sb_phase)expect != from)
+        return stk_error_make(err, ESTALE, "sandbox %s is %s, not %s", id, stk_sb_phase_names[from],
+                              stk_sb_phase_names[expect]);
+    if (!stk_sb_transition_ok(from, to))
+        return stk_error_make(err, EINVAL, "sandbox %s cannot go from %s to %s", id,
+                              stk_sb_phase_names[from], stk_sb_phase_names[to]);
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    r = store_prepare(st,
+                      "UPDATE sandboxes SET phase = ?2, reason = coalesce(?3, reason),"
+                      " message = coalesce(?4, message), updated_ms = ?5 WHERE id = ?1",
+                      &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, id);
+    bind_text(s, 2, stk_sb_phase_names[to]);
+    bind_text(s, 3, reason);
+    bind_text(s, 4, message);
+    sqlite3_bind_int64(s, 5, store_now_ms());
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "changing a sandbox's phase");
+    if (!audit_event)
+        return 0;
+    _cleanup_free_ char *details = NULL;
+    r = phase_details(details_json, from, to, reason, &details, err);
+    if (r < 0)
+        return r;
+    return audit_append_tx(st, id, audit_event, actor, details, err);
+}
+
+int stk_store_sb_set_phase(struct stk_store *st, const char *id, int expect, enum stk_sb_phase to,
+                           const char *reason, const char *message, const char *actor,
+                           const char *audit_event, const char *audit_details_json,
+                           struct stk_error **err)
+{
+    if (!id || !*id)
+        return stk_error_make(err, EINVAL, "no sandbox id given");
+    if ((unsigned)to >= _STK_SB_N || expect < -1 || expect >= _STK_SB_N)
+        return stk_error_make(err, EINVAL, "not a phase: %d",
+                              expect >= _STK_SB_N ? expect : (int)to);
+    if (reason && strlen(reason) >= sizeof(((struct stk_sb_rec *)0)->reason))
+        return stk_error_make(err, EINVAL, "sandbox field 'reason' is too long: at most %zu bytes",
+                              sizeof(((struct stk_sb_rec *)0)->reason) - 1);
+    if (message && strlen(message) >= sizeof(((struct stk_sb_rec *)0)->message))
+        return stk_error_make(err, EINVAL, "sandbox field 'message' is too long: at most %zu bytes",
+                              sizeof(((struct stk_sb_rec *)0)->message) - 1);
+    int r = store_tx_begin(st, err);
+    if (r < 0)
+        return r;
+    r = set_phase_tx(st, id, expect, to, reason, message, actor, audit_event, audit_details_json,
+                     err);
+    if (r < 0) {
+        store_tx_rollback(st);
+        return r;
+    }
+    return store_tx_commit(st, err);
+}
+
+int stk_store_sb_update(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
+{
+    int ret = sb_check_mutable(r, err);
+    if (ret < 0)
+        return ret;
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    ret = store_prepare(st,
+                        "UPDATE sandboxes SET name = ?2, tenant = ?3, project = ?4, owner = ?5,"
+                        " pool = ?6, pool_member = ?7, exit_code = ?8, monitor_pid = ?9,"
+                        " monitor_start = ?10, init_pid = ?11, labels = ?12, result = ?13,"
+                        " updated_ms = ?14 WHERE id = ?1",
+                        &s, err);
+    if (ret < 0)
+        return ret;
+    const char *texts[] = {r->id, r->name, r->tenant, r->project, r->owner, r->pool};
+    for (int i = 0; i < (int)STK_ARRAY_SIZE(texts); i++)
+        bind_text(s, i + 1, texts[i]);
+    sqlite3_bind_int(s, 7, r->pool_member);
+    sqlite3_bind_int(s, 8, r->exit_code);
+    sqlite3_bind_int(s, 9, r->monitor_pid);
+    sqlite3_bind_int64(s, 10, r->monitor_start);
+    sqlite3_bind_int(s, 11, r->init_pid);
+    bind_text(s, 12, r->labels);
+    bind_text(s, 13, r->result);
+    sqlite3_bind_int64(s, 14, store_now_ms());
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "updating a sandbox");
+    if (sqlite3_changes(st->db) == 0)
+        return stk_error_make(err, ENOENT, "no sandbox with id '%s'", r->id);
+    return 0;
+}
+
+/* ---- warm pools --------------------------------------------------------------------------- */
+
+void stk_pool_rec_free(struct stk_pool_rec *p)
+{
+    if (!p)
+        return;
+    free(p->template_spec);
+    free(p->env);
+    p->template_spec = p->env = NULL;
+}
+
+void stk_pool_recs_free(struct stk_pool_rec *p, size_t n)
+{
+    for (size_t i = 0; p && i < n; i++)
+        stk_pool_rec_free(&p[i]);
+    free(p);
+}
+
+static int pool_check(const struct stk_pool_rec *p, struct stk_error **err)
+{
+    static const char what[] = "pool";
+    int r = check_fixed(what, "name", p->name, sizeof(p->name), err);
+    if (r >= 0)
+        r = check_id(what, "name", p->name, err);
+    if (r >= 0)
+        r = check_fixed(what, "fingerprint", p->fingerprint, sizeof(p->fingerprint), err);
+    if (r >= 0 && (p->size < 0 || p->size > STK_STORE_MAX_POOL))
+        r = stk_error_make(err, EINVAL, "pool field 'size' is %d, not within 0..%d", p->size,
+                           STK_STORE_MAX_POOL);
+    if (r >= 0)
+        r = check_owned(what, "template_spec", p->template_spec, STK_STORE_MAX_DOC, err);
+    if (r >= 0)
+        r = check_owned(what, "env", p->env, STK_STORE_MAX_DOC, err);
+    return r;
+}
+
+int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
+                          struct stk_error **err)
+{
+    int r = pool_check(p, err);
+    if (r < 0)
+        return r;
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    r = store_prepare(st,
+                      "INSERT INTO pools (name, size, template_spec, env, fingerprint, created_ms)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, p->name);
+    sqlite3_bind_int(s, 2, p->size);
+    bind_text(s, 3, p->template_spec);
+    bind_text(s, 4, p->env);
+    bind_text(s, 5, p->fingerprint);
+    sqlite3_bind_int64(s, 6, p->created_ms ? p->created_ms : store_now_ms());
+    int rc = sqlite3_step(s);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return stk_error_make(err, EEXIST, "a pool named '%s' already exists", p->name);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "inserting a pool");
+    return 0;
+}
+
+static int pool_from_row(sqlite3_stmt *s, struct stk_pool_rec *p, struct stk_error **err)
+{
+    memset(p, 0, sizeof(*p));
+    if (!store_copy(p->name, sizeof(p->name), store_col_text(s, 0)) ||
+        !store_copy(p->fingerprint, sizeof(p->fingerprint), store_col_text(s, 4)))
+        return stk_error_make(err, EUCLEAN, "pool %s: a column in the database is too long",
+                              store_col_text(s, 0));
+    p->size = sqlite3_column_int(s, 1);
+    p->template_spec = col_dup(s, 2);
+    p->env = col_dup(s, 3);
+    p->created_ms = sqlite3_column_int64(s, 5);
+    return 0;
+}
+
+#define POOL_COLS "name, size, template_spec, env, fingerprint, created_ms"
+
+int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_rec *ret,
+                       struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT " POOL_COLS " FROM pools WHERE name = ?1", &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, name);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return stk_error_make(err, ENOENT, "no pool '%s'", name);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading a pool");
+    struct stk_pool_rec p;
+    r = pool_from_row(s, &p, err);
+    if (r < 0) {
+        stk_pool_rec_free(&p);
+        return r;
+    }
+    *ret = p;
+    return 0;
+}
+
+int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t *ret_n,
+                        struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT " POOL_COLS " FROM pools ORDER BY name", &s, err);
+    if (r < 0)
+        return r;
+    struct stk_pool_rec *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = stk_xrealloc(v, cap * sizeof(*v));
+        }
+        r = pool_from_row(s, &v[n++], err);
+        if (r < 0) {
+            stk_pool_recs_free(v, n);
+            return r;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        stk_pool_recs_free(v, n);
+        return store_sql_error(st, rc, err, "listing pools");
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "DELETE FROM pools WHERE name = ?1", &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, name);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "deleting a pool");
+    if (sqlite3_changes(st->db) == 0)
+        return stk_error_make(err, ENOENT, "no pool '%s'", name);
+    return 0;
+}
+
+static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_rec *c,
+                    const char *actor, char ret_id[64], struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *q = NULL;
+    int r = store_prepare(st,
+                          "SELECT id FROM sandboxes WHERE pool = ?1 AND pool_member = 1"
+                          " AND phase = 'ready' ORDER BY created_ms, id LIMIT 1",
+                          &q, err);
+    if (r < 0)
+        return r;
+    bind_text(q, 1, pool);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE)
+        return stk_error_make(err, ENOENT, "pool '%s' has no ready member", pool);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "finding a pool member");
+    char id[64];
+    if (!store_copy(id, sizeof(id), store_col_text(q, 0)))
+        return stk_error_make(err, EUCLEAN, "pool '%s': a member id is too long", pool);
+    _cleanup_stmt_ sqlite3_stmt *u = NULL;
+    r = store_prepare(st,
+                      "UPDATE sandboxes SET pool_member = 0, name = ?2, labels = ?3, owner = ?4,"
+                      " tenant = ?5, project = ?6, updated_ms = ?7 WHERE id = ?1",
+                      &u, err);
+    if (r < 0)
+        return r;
+    bind_text(u, 1, id);
+    bind_text(u, 2, c->name);
+    bind_text(u, 3, c->labels);
+    bind_text(u, 4, c->owner);
+    bind_text(u, 5, c->tenant);
+    bind_text(u, 6, c->project);
+    sqlite3_bind_int64(u, 7, store_now_ms());
+    rc = sqlite3_step(u);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "claiming a pool member");
+    json_t *d = json_pack("{s:s, s:s, s:s}", "pool", pool, "name", c->name, "owner", c->owner);
+    _cleanup_free_ char *details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    if (!details)
+        stk_oom();
+    r = audit_append_tx(st, id, "claimed", actor, details, err);
+    if (r < 0)
+        return r;
+    memcpy(ret_id, id, sizeof(id));
+    return 0;
+}
+
+int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,
+                         const char *actor, char ret_id[64], struct stk_error **err)
+{
+    struct stk_sb_rec c = *claim;
+    /* The claim's id is unused: fill one so the shared checks pass. */
+    memcpy(c.id, "claim", sizeof("claim"));
+    c.pool[0] = '\0';
+    int r = sb_check_mutable(&c, err);
+    if (r < 0)
+        return r;
+    r = store_tx_begin(st, err);
+    if (r < 0)
+        return r;
+    r = claim_tx(st, pool, claim, actor, ret_id, err);
+    if (r < 0) {
+        store_tx_rollback(st);
+        return r;
+    }
+    return store_tx_commit(st, err);
+}

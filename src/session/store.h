@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * store — stockade's durable state: sandboxes, warm pools and the audit trail
+ * (audit.h) in one SQLite database, <state_dir>/stockade.db.
+ *
+ * Several processes use it at once (CLI commands, one monitor per sandbox):
+ * the database runs in WAL mode so readers never wait for a writer, every
+ * connection waits up to STK_STORE_BUSY_MS for a lock, and every
+ * read-modify-write runs in one BEGIN IMMEDIATE transaction taken under an
+ * exclusive lock file, so two writers never interleave. A connection must not
+ * cross fork(): open the store in the process that uses it.
+ */
+#ifndef STK_SESSION_STORE_H
+#define STK_SESSION_STORE_H
+
+#include "base/base.h"
+
+#define STK_STORE_DB_FILE   "stockade.db"
+#define STK_STORE_LOCK_FILE "stockade.lock"
+#define STK_STORE_BUSY_MS   5000
+#define STK_STORE_SCHEMA    1             /* PRAGMA user_version this code writes */
+#define STK_STORE_MAX_LIVE  10000         /* sandboxes not yet deleted */
+#define STK_STORE_MAX_DOC   (1024 * 1024) /* spec, env, template_spec: as the docset bound */
+#define STK_STORE_MAX_JSON  (64 * 1024)   /* labels, result */
+#define STK_STORE_MAX_POOL  1000          /* a pool's size */
+
+struct stk_store;
+
+/* Opens (creating the directory 0700 and the database 0600 when missing) and
+ * migrates the schema to STK_STORE_SCHEMA. -EPROTO when the database was
+ * written by a newer stockade. */
+int stk_store_open(const char *state_dir, struct stk_store **ret, struct stk_error **err);
+/* Like stk_store_open, but -ENOENT (creating nothing) when the database does
+ * not exist: for commands that only read, such as `stockade audit`. */
+int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struct stk_error **err);
+void stk_store_close(struct stk_store *st);
+static inline void stk_store_closep(struct stk_store **st)
+{
+    stk_store_close(*st);
+}
+#define _cleanup_store_ _cleanup_(stk_store_closep)
+const char *stk_store_dir(const struct stk_store *st);
+
+/* ---- sandboxes ----------------------------------------------------------- */
+
+enum stk_sb_phase {
+    STK_SB_PENDING,
+    STK_SB_PROVISIONING,
+    STK_SB_READY,
+    STK_SB_STOPPING,
+    STK_SB_STOPPED,
+    STK_SB_STARTING,
+    STK_SB_SUCCEEDED,
+    STK_SB_FAILED,
+    STK_SB_KILLED,
+    STK_SB_DELETING,
+    STK_SB_DELETED,
+    _STK_SB_N
+};
+extern const char *const stk_sb_phase_names[_STK_SB_N]; /* "pending", ... */
+
+/*
+ * The allowed transitions (from → to); nothing else, and never to itself:
+ *
+ *   pending       → provisioning, failed, deleting
+ *   provisioning  → ready, succeeded, failed, killed, deleting
+ *   ready         → stopping, succeeded, failed, killed, deleting
+ *   stopping      → stopped, succeeded, failed, killed, deleting
+ *   stopped       → starting, deleting
+ *   starting      → ready, succeeded, failed, killed, deleting
+ *   succeeded     → deleting
+ *   failed        → deleting
+ *   killed        → deleting
+ *   deleting      → deleted
+ *   deleted       → (nothing)
+ *
+ * Every live phase may go to deleting (`rm -f`); a workload can end
+ * (succeeded|failed|killed) whenever something runs; pending fails before
+ * anything runs, so it cannot be killed or succeed. A delete that fails
+ * midway stays in deleting and is retried; there is no way back.
+ */
+bool stk_sb_transition_ok(enum stk_sb_phase from, enum stk_sb_phase to);
+/* succeeded|failed|killed|deleted: the workload will not run again. */
+bool stk_sb_phase_terminal(enum stk_sb_phase p);
+
+/* Every fixed-size field must be NUL-terminated inside its array; the store
+ * also checks the owned strings against STK_STORE_MAX_DOC / _JSON. */
+struct stk_sb_rec {
+    char id[64];   /* unique, [A-Za-z0-9._-], e.g. "agent-3f2a9c1b" */
+    char name[64]; /* metadata.name (not unique across deleted ones) */
+    char tenant[64], project[64], owner[128];
+    char runtime[16]; /* "" | crun | runc | runsc */
+    char pool[64];    /* "" unless a pool member or claimed from one */
+    bool pool_member; /* true while it is an unclaimed warm pool member */
+    enum stk_sb_phase phase;
+    char reason[64]; /* kill reason (memory_exceeded, ...) or a failure reason; "" */
+    char message[512];
+    int exit_code;                  /* -1 unknown */
+    int64_t created_ms, updated_ms; /* unix ms; the store sets updated_ms */
+    int monitor_pid;                /* 0 none */
+    int64_t monitor_start;          /* its /proc start time (pid reuse) */
+    int init_pid;                   /* 0 none */
+    char *spec;                     /* the Sandbox document text as given (owned, may be NULL) */
+    char *env;                      /* the EnvironmentConfig text used (owned, may be NULL) */
+    char *labels;                   /* JSON object text (owned, may be NULL) */
+    char *result; /* JSON object text: the last run's result (owned, may be NULL) */
+};
+void stk_sb_rec_free(struct stk_sb_rec *r);            /* frees the owned strings */
+void stk_sb_recs_free(struct stk_sb_rec *r, size_t n); /* a list and its array */
+
+/* created_ms 0 means now. -EEXIST on a duplicate id, -EDQUOT beyond
+ * STK_STORE_MAX_LIVE live sandboxes, -EINVAL naming the field that is too long
+ * or malformed. Appends no audit record (the caller knows the actor: use
+ * stk_store_sb_set_phase or stk_audit_append). */
+int stk_store_sb_insert(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err);
+/* By id, else by name among sandboxes that are not deleted. -ENOENT; -EINVAL
+ * "ambiguous" when a name matches several. */
+int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb_rec *ret,
+                     struct stk_error **err);
+/* Oldest first. Free with stk_sb_recs_free. */
+int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
+                      size_t *ret_n, struct stk_error **err);
+/*
+ * Compare-and-set of the phase in one IMMEDIATE transaction together with an
+ * audit record: both commit or neither does. expect: the phase the caller
+ * believes the sandbox is in, or -1 for any; -ESTALE when it is not, -EINVAL
+ * when the transition is not allowed, -ENOENT when there is no such sandbox.
+ * reason/message: NULL leaves them, "" clears them. audit_event: e.g.
+ * "started", "stopped", "killed", "exited", "deleted", or NULL for no record;
+ * audit_details_json: a JSON object or NULL; "from" and "to" (and "reason"
+ * when given) are added unless present.
+ */
+int stk_store_sb_set_phase(struct stk_store *st, const char *id, int expect, enum stk_sb_phase to,
+                           const char *reason, const char *message, const char *actor,
+                           const char *audit_event, const char *audit_details_json,
+                           struct stk_error **err);
+/* Updates the non-phase fields from r, found by r->id: name, tenant, project,
+ * owner, pool, pool_member, exit_code, monitor_pid, monitor_start, init_pid,
+ * labels, result. runtime, spec, env, created_ms, phase, reason and message
+ * are left. -ENOENT. */
+int stk_store_sb_update(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err);
+
+/* ---- warm pools ----------------------------------------------------------- */
+
+struct stk_pool_rec {
+    char name[64];       /* [A-Za-z0-9._-] */
+    int size;            /* 0..STK_STORE_MAX_POOL */
+    char *template_spec; /* owned, may be NULL */
+    char *env;           /* owned, may be NULL */
+    char fingerprint[65];
+    int64_t created_ms; /* 0 means now */
+};
+void stk_pool_rec_free(struct stk_pool_rec *p);
+void stk_pool_recs_free(struct stk_pool_rec *p, size_t n);
+int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
+                          struct stk_error **err); /* -EEXIST */
+int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_rec *ret,
+                       struct stk_error **err); /* -ENOENT */
+int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t *ret_n,
+                        struct stk_error **err);
+/* Removes the pool's row only: its members keep their pool name and are the
+ * caller's to delete. -ENOENT. */
+int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_error **err);
+/*
+ * Atomically takes one ready, unclaimed member of the pool (the oldest):
+ * clears pool_member, copies name, labels, owner, tenant and project from
+ * claim and appends a "claimed" audit record, in one transaction. A member is
+ * never returned twice. -ENOENT when none is ready.
+ */
+int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,
+                         const char *actor, char ret_id[64], struct stk_error **err);
+
+#endif
