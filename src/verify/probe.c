@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -297,15 +299,60 @@ static void j_status_int(const char *status, const char *key, const char *name)
     fputs("null", out);
 }
 
-static void j_status_hex(const char *status, const char *key, const char *name)
+/* Capability sets from the kernel's own calls, for kernels whose
+ * /proc/self/status lacks a line (gVisor has no CapAmb). */
+static bool caps_from_capget(int which, uint64_t *ret)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0)
+        return false;
+    *ret = which == 0 ? (uint64_t)d[1].effective << 32 | d[0].effective
+                      : (uint64_t)d[1].permitted << 32 | d[0].permitted;
+    return true;
+}
+
+static bool caps_from_prctl(int which, uint64_t *ret)
+{
+    uint64_t m = 0;
+    for (int cap = 0; cap < 64; cap++) {
+        int r = which == 2 ? prctl(PR_CAPBSET_READ, cap, 0, 0, 0)
+                           : prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+        if (r < 0 && errno == EINVAL && cap > 0)
+            break; /* past the kernel's last capability */
+        if (r < 0)
+            return false;
+        if (r == 1)
+            m |= UINT64_C(1) << cap;
+    }
+    *ret = m;
+    return true;
+}
+
+/* which: 0 eff, 1 prm, 2 bnd, 3 amb */
+static void j_caps(const char *status, const char *key, const char *name, int which)
 {
     char v[64];
+    uint64_t m;
     j_key(name);
     if (status && status_field(status, key, v, sizeof(v)) && strlen(v) == 16 &&
         strspn(v, "0123456789abcdefABCDEF") == 16)
         j_str(v);
+    else if (which < 2 ? caps_from_capget(which, &m) : caps_from_prctl(which, &m))
+        fprintf(out, "\"%016llx\"", (unsigned long long)m);
     else
         fputs("null", out);
+}
+
+/* prctl is the kernel's answer; the status line is the fallback. */
+static void j_nnp(const char *status)
+{
+    int r = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+    if (r >= 0) {
+        fprintf(out, "\"no_new_privs\":%d", r);
+        return;
+    }
+    j_status_int(status, "NoNewPrivs", "no_new_privs");
 }
 
 static void probe_identity(void)
@@ -329,17 +376,17 @@ static void probe_identity(void)
         fputc(']', out);
     }
     fputc(',', out);
-    j_status_int(st, "NoNewPrivs", "no_new_privs");
+    j_nnp(st);
     fputc(',', out);
     j_status_int(st, "Seccomp", "seccomp");
     fputc(',', out);
-    j_status_hex(st, "CapEff", "cap_eff");
+    j_caps(st, "CapEff", "cap_eff", 0);
     fputc(',', out);
-    j_status_hex(st, "CapPrm", "cap_prm");
+    j_caps(st, "CapPrm", "cap_prm", 1);
     fputc(',', out);
-    j_status_hex(st, "CapBnd", "cap_bnd");
+    j_caps(st, "CapBnd", "cap_bnd", 2);
     fputc(',', out);
-    j_status_hex(st, "CapAmb", "cap_amb");
+    j_caps(st, "CapAmb", "cap_amb", 3);
     fputc(',', out);
     j_errno(r < 0 ? -r : 0);
     fputc('}', out);

@@ -5,8 +5,11 @@
  *
  * With STK_VERIFY_REPORT=<file> set, test_real_report judges that file (a
  * report the real probe wrote) against the default plan and prints the
- * table; STK_VERIFY_EXPECT=fail|ok says which overall result to assert. The
- * end-to-end tests use it to prove the judge fails on real data. */
+ * table; STK_VERIFY_EXPECT=fail|ok says which overall result to assert.
+ * STK_VERIFY_RUNTIME (default crun), STK_VERIFY_NETWORK=0, STK_VERIFY_TO
+ * (comma-separated IP:PORT) and STK_VERIFY_SPEC (YAML after the Sandbox's
+ * metadata) shape the plan. The end-to-end tests use it to judge real
+ * reports: from the host (must fail) and from real sandboxes (must pass). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -301,6 +304,13 @@ static void test_judge_conforming(void **state)
                      rows[i].reason ? rows[i].reason : "");
     assert_true(stk_verify_report_ok(rep));
     json_decref(r);
+    /* gVisor has no ambient set: CapAmb null is judged through CapPrm */
+    r = good_report();
+    json_object_set_new(json_object_get(r, "identity"), "cap_amb", json_null());
+    struct stk_verify_report *rep2 = judge_json(p, r);
+    assert_true(stk_verify_report_ok(rep2));
+    stk_verify_report_free(rep2);
+    json_decref(r);
     fixture_free(&f);
 }
 
@@ -333,6 +343,11 @@ static void dev_cap(json_t *r)
 static void dev_cap_bnd_unknown(json_t *r)
 {
     set_str(json_object_get(r, "identity"), "cap_bnd", NULL);
+}
+static void dev_cap_prm_unknown(json_t *r)
+{
+    set_str(json_object_get(r, "identity"), "cap_amb", NULL);
+    set_str(json_object_get(r, "identity"), "cap_prm", NULL);
 }
 static void dev_nnp0(json_t *r)
 {
@@ -426,6 +441,7 @@ static const struct {
     {"group 0", dev_group0, "runs as non-root (uid 65534)"},
     {"CAP_SYS_ADMIN", dev_cap, "capabilities: NET_BIND_SERVICE, CHOWN only"},
     {"CapBnd unseen", dev_cap_bnd_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
+    {"CapPrm and CapAmb unseen", dev_cap_prm_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
     {"NoNewPrivs 0", dev_nnp0, "no_new_privs"},
     {"seccomp 0", dev_seccomp0, "seccomp filter on"},
     {"keyctl allowed", dev_keyctl, "keyctl, add_key, unshare denied"},
@@ -471,6 +487,37 @@ static void test_judge_deviations(void **state)
         stk_verify_report_free(rep);
         json_decref(r);
     }
+    fixture_free(&f);
+}
+
+/* gVisor shows no cgroup files: an unobserved memory limit is a skip there,
+ * but a wrong one that is observed still fails. */
+static void test_judge_gvisor_memory(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "runsc"};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, WIDE_SPEC, NULL), &o, &p, NULL), 0);
+    json_t *r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    dev_memory_unseen(r);
+    struct stk_verify_report *rep = judge_json(p, r);
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].id, "memory"))
+            assert_int_equal(rows[i].verdict, STK_VERIFY_SKIP);
+    assert_true(stk_verify_report_ok(rep));
+    stk_verify_report_free(rep);
+    json_decref(r);
+    r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    dev_memory_max(r);
+    rep = judge_json(p, r);
+    assert_false(stk_verify_report_ok(rep));
+    stk_verify_report_free(rep);
+    json_decref(r);
     fixture_free(&f);
 }
 
@@ -635,9 +682,21 @@ static void test_real_report(void **state)
     size_t n = fread(text, 1, sizeof(text), in);
     fclose(in);
     struct fixture f = {0};
-    struct stk_verify_opts o = {.runtime = "crun", .network = true};
+    const char *rt = getenv("STK_VERIFY_RUNTIME");
+    const char *to_env = getenv("STK_VERIFY_TO");
+    struct stk_verify_target to[STK_VERIFY_MAX_TARGETS];
+    size_t n_to = 0;
+    _cleanup_free_ char *list = stk_xstrdup(to_env ? to_env : "");
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && n_to < STK_ARRAY_SIZE(to);
+         t = strtok_r(NULL, ",", &save))
+        to[n_to++] = target(t);
+    struct stk_verify_opts o = {.runtime = rt ? rt : "crun",
+                                .network = !stk_streq(getenv("STK_VERIFY_NETWORK"), "0"),
+                                .to = to,
+                                .n_to = n_to};
     _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
-    assert_int_equal(stk_verify_plan_make(boundary(&f, "", NULL), &o, &p, NULL), 0);
+    const char *spec = getenv("STK_VERIFY_SPEC");
+    assert_int_equal(stk_verify_plan_make(boundary(&f, spec ? spec : "", NULL), &o, &p, NULL), 0);
     _cleanup_verify_report_ struct stk_verify_report *rep = NULL;
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_verify_judge(p, text, n, &rep, &err) < 0)
@@ -654,11 +713,17 @@ static void test_real_report(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_default),     cmocka_unit_test(test_plan_wide),
-        cmocka_unit_test(test_plan_gvisor),      cmocka_unit_test(test_plan_limits),
-        cmocka_unit_test(test_parse_target),     cmocka_unit_test(test_judge_conforming),
-        cmocka_unit_test(test_judge_deviations), cmocka_unit_test(test_judge_skip),
-        cmocka_unit_test(test_judge_malformed),  cmocka_unit_test(test_print),
+        cmocka_unit_test(test_plan_default),
+        cmocka_unit_test(test_plan_wide),
+        cmocka_unit_test(test_plan_gvisor),
+        cmocka_unit_test(test_plan_limits),
+        cmocka_unit_test(test_parse_target),
+        cmocka_unit_test(test_judge_conforming),
+        cmocka_unit_test(test_judge_deviations),
+        cmocka_unit_test(test_judge_skip),
+        cmocka_unit_test(test_judge_gvisor_memory),
+        cmocka_unit_test(test_judge_malformed),
+        cmocka_unit_test(test_print),
         cmocka_unit_test(test_real_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
