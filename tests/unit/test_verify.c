@@ -1,0 +1,730 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* verify: the plan a boundary makes, and the judge over synthetic probe
+ * reports. Every deviation from a conforming report must fail exactly the
+ * row that claims it, and nothing malformed may pass.
+ *
+ * With STK_VERIFY_REPORT=<file> set, test_real_report judges that file (a
+ * report the real probe wrote) against the default plan and prints the
+ * table; STK_VERIFY_EXPECT=fail|ok says which overall result to assert.
+ * STK_VERIFY_RUNTIME (default crun), STK_VERIFY_NETWORK=0, STK_VERIFY_TO
+ * (comma-separated IP:PORT) and STK_VERIFY_SPEC (YAML after the Sandbox's
+ * metadata) shape the plan. The end-to-end tests use it to judge real
+ * reports: from the host (must fail) and from real sandboxes (must pass). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "verify/verify.h"
+
+#define HEAD                                                                                       \
+    "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: t\n  namespace: lab\n"
+#define ENV_HEAD                                                                                   \
+    "apiVersion: stockade.dev/v1alpha1\nkind: EnvironmentConfig\nmetadata:\n  name: env\n"
+#define DATALAB_NET                                                                                \
+    "data:\n  defaults:\n    security:\n      externalEgress: true\n"                              \
+    "  network:\n    externalEgressCIDRs: [0.0.0.0/0, \"::/0\"]\n"                                 \
+    "    blacklistIPs: [169.254.169.254/32, fd00:ec2::254/128]\n"                                  \
+    "    podCIDRs: [10.42.0.0/16]\n    serviceCIDR: 10.43.0.0/16\n"
+#define WIDE_SPEC                                                                                  \
+    "spec:\n  security:\n    policy: baseline\n    capabilities:\n"                                \
+    "      add: [NET_BIND_SERVICE, CHOWN]\n  resources:\n    memory: 256Mi\n    pids: 64\n"
+
+struct fixture {
+    struct stk_docset *sb, *env;
+    struct stk_boundary *b;
+};
+
+static struct stk_boundary *boundary(struct fixture *f, const char *spec, const char *env)
+{
+    struct stk_diags d = {0};
+    _cleanup_free_ char *sbt = stk_xasprintf(HEAD "%s", spec);
+    _cleanup_free_ char *envt = env ? stk_xasprintf(ENV_HEAD "%s", env) : NULL;
+    assert_int_equal(stk_docset_parse("sb", sbt, strlen(sbt), &d, &f->sb), 0);
+    if (envt)
+        assert_int_equal(stk_docset_parse("env", envt, strlen(envt), &d, &f->env), 0);
+    if (stk_resolve(f->sb->docs[0].sandbox, "sb", f->env ? f->env->docs[0].env : NULL, "env", &d,
+                    &f->b) < 0)
+        fail_msg("does not resolve");
+    stk_diags_free(&d);
+    return f->b;
+}
+
+static void fixture_free(struct fixture *f)
+{
+    stk_boundary_free(f->b);
+    stk_docset_free(f->sb);
+    stk_docset_free(f->env);
+}
+
+static struct stk_verify_target target(const char *s)
+{
+    struct stk_verify_target t;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_verify_parse_target(s, &t, &err) < 0)
+        fail_msg("%s: %s", s, err->msg);
+    return t;
+}
+
+/* The widened plan: baseline with two capabilities, external egress, one
+ * allowed and one denied destination, crun with a network. */
+static struct stk_verify_plan *wide_plan(struct fixture *f)
+{
+    static struct stk_verify_target to[2];
+    to[0] = target("203.0.113.10:443");
+    to[1] = target("169.254.169.254:80");
+    struct stk_verify_opts o = {.runtime = "crun", .network = true, .to = to, .n_to = 2};
+    struct stk_verify_plan *p = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_verify_plan_make(boundary(f, WIDE_SPEC, DATALAB_NET), &o, &p, &err) < 0)
+        fail_msg("plan: %s", err->msg);
+    return p;
+}
+
+static const struct stk_verify_claim *claim_find(const struct stk_verify_plan *p, const char *text)
+{
+    const struct stk_verify_claim *c;
+    size_t n = stk_verify_plan_claims(p, &c);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(c[i].text, text))
+            return &c[i];
+    fail_msg("no claim \"%s\"", text);
+    return NULL;
+}
+
+/* ---- plans ------------------------------------------------------------------ */
+
+static void test_plan_default(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "crun", .network = true};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, "", NULL), &o, &p, NULL), 0);
+    static const char *const want[] = {
+        "runs as non-root (uid 65534)",
+        "no capabilities",
+        "no_new_privs",
+        "seccomp filter on",
+        "keyctl, add_key, unshare denied",
+        "root filesystem read-only",
+        "/workspace writable",
+        "/tmp writable",
+        "no service-account token",
+        "no container-runtime sockets",
+        "memory limit = 512Mi",
+        "pids limit = 256",
+    };
+    const struct stk_verify_claim *c;
+    size_t n = stk_verify_plan_claims(p, &c);
+    assert_int_equal(n, STK_ARRAY_SIZE(want));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(c[i].text, want[i]);
+        assert_null(c[i].skip);
+    }
+    const char *const *argv = stk_verify_plan_argv(p);
+    assert_string_equal(argv[0], "/.stockade/stockade-probe");
+    assert_string_equal(argv[1], "--timeout-ms");
+    assert_string_equal(argv[2], "1500");
+    assert_null(argv[3]);
+    fixture_free(&f);
+}
+
+static void test_plan_wide(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = wide_plan(&f);
+    claim_find(p, "capabilities: NET_BIND_SERVICE, CHOWN only");
+    claim_find(p, "memory limit = 256Mi");
+    claim_find(p, "pids limit = 64");
+    const struct stk_verify_claim *a = claim_find(p, "reach 203.0.113.10:443 -> allowed");
+    assert_non_null(strstr(a->expected, "external-egress"));
+    claim_find(p, "reach 169.254.169.254:80 -> denied");
+    const char *const *argv = stk_verify_plan_argv(p);
+    assert_string_equal(argv[3], "--connect");
+    assert_string_equal(argv[4], "203.0.113.10:443");
+    assert_string_equal(argv[5], "--connect");
+    assert_string_equal(argv[6], "169.254.169.254:80");
+    assert_null(argv[7]);
+    fixture_free(&f);
+}
+
+/* gVisor: no network (every destination denied, even allowed ones) and
+ * the pids limit is a skip, as runtime.c's caveats say. */
+static void test_plan_gvisor(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_target to[2] = {target("203.0.113.10:443"), target("127.0.0.1:8080")};
+    struct stk_verify_opts o = {.runtime = "runsc", .network = true, .to = to, .n_to = 2};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, "", DATALAB_NET), &o, &p, NULL), 0);
+    const struct stk_verify_claim *c = claim_find(p, "reach 203.0.113.10:443 -> denied");
+    assert_non_null(strstr(c->expected, "egress rules would allow it"));
+    assert_non_null(claim_find(p, "pids limit = 256")->skip);
+    assert_non_null(claim_find(p, "reach 127.0.0.1:8080")->skip);
+    assert_null(claim_find(p, "memory limit = 512Mi")->skip);
+    fixture_free(&f);
+}
+
+static void test_plan_limits(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_target to[STK_VERIFY_MAX_TARGETS + 1];
+    for (size_t i = 0; i < STK_ARRAY_SIZE(to); i++)
+        to[i] = target("10.0.0.1:80");
+    struct stk_verify_opts o = {.runtime = "crun", .to = to, .n_to = STK_ARRAY_SIZE(to)};
+    struct stk_verify_plan *p = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, "", NULL), &o, &p, &err), -E2BIG);
+    assert_null(p);
+    const char *rel[] = {"relative"};
+    struct stk_verify_opts o2 = {.runtime = "crun", .writable = rel, .n_writable = 1};
+    stk_error_free(err);
+    err = NULL;
+    assert_int_equal(stk_verify_plan_make(f.b, &o2, &p, &err), -EINVAL);
+    o.n_to = STK_VERIFY_MAX_TARGETS;
+    assert_int_equal(stk_verify_plan_make(f.b, &o, &p, NULL), 0);
+    stk_verify_plan_free(p);
+    fixture_free(&f);
+}
+
+/* ---- targets --------------------------------------------------------------------- */
+
+static void test_parse_target(void **state)
+{
+    (void)state;
+    struct stk_verify_target t;
+    assert_int_equal(stk_verify_parse_target("10.1.2.3:443", &t, NULL), 0);
+    assert_string_equal(t.host, "10.1.2.3");
+    assert_int_equal(t.port, 443);
+    assert_int_equal(t.family, STK_FAMILY_V4);
+    assert_int_equal(stk_verify_parse_target("[2001:DB8::1]:8080", &t, NULL), 0);
+    assert_string_equal(t.host, "2001:db8::1");
+    assert_int_equal(t.port, 8080);
+    assert_int_equal(t.family, STK_FAMILY_V6);
+    static const char *const bad[] = {
+        "10.1.2.3",  "10.1.2.3:0",     "10.1.2.3:65536", "10.1.2.3:-1",     "10.1.2.3:+80",
+        "10.1.2.3:", "10.1.2.3:80x",   "example.com:80", "localhost:80",    "[::1]",
+        "[::1]80",   "2001:db8::1:80", "[10.0.0.1]:80",  "[2001:db8::1:80", "",
+        ":80",       "10.1.2.300:80",  "[::1]:99999",    "1.2.3.4:80:90",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        struct stk_error *err = NULL;
+        if (stk_verify_parse_target(bad[i], &t, &err) != -EINVAL)
+            fail_msg("\"%s\" was accepted", bad[i]);
+        stk_error_free(err);
+    }
+}
+
+/* ---- judging ----------------------------------------------------------------------- */
+
+/* What the probe prints in a sandbox that keeps the wide plan's contract. */
+static json_t *good_report(void)
+{
+    json_error_t e;
+    json_t *r = json_pack_ex(
+        &e, 0,
+        "{s:i,s:s,s:s,s:i,"
+        "s:{s:i,s:i,s:i,s:i,s:[],s:i,s:i,s:s,s:s,s:s,s:s,s:n},"
+        "s:[{s:s,s:i,s:s},{s:s,s:i,s:s},{s:s,s:i,s:s}],"
+        "s:[{s:s,s:s,s:b,s:s},{s:s,s:s,s:b,s:s},{s:s,s:s,s:b,s:s},"
+        "{s:s,s:s,s:b,s:n},{s:s,s:s,s:b,s:n}],"
+        "s:[{s:s,s:b,s:s},{s:s,s:b,s:s}],"
+        "s:[{s:s,s:b,s:b,s:n,s:s,s:b,s:n},{s:s,s:b,s:b,s:n,s:s,s:b,s:n},"
+        "{s:s,s:b,s:b,s:s,s:n,s:b,s:s}],"
+        "s:{s:i,s:{s:s,s:s,s:n},s:{s:s,s:s,s:n}},"
+        "s:[{s:s,s:s,s:i,s:s},{s:s,s:s,s:i,s:s}]}",
+        "schema", 1, "probe", "stockade-probe", "version", "0.1.0", "timeout_ms", 1500,
+        /* identity */
+        "identity", "uid", 65534, "euid", 65534, "gid", 65534, "egid", 65534, "groups",
+        "no_new_privs", 1, "seccomp", 2, "cap_eff", "0000000000000401", "cap_prm",
+        "0000000000000401", "cap_bnd", "0000000000000401", "cap_amb", "0000000000000401", "errno",
+        /* syscalls */
+        "syscalls", "name", "keyctl", "ret", -1, "errno", "EPERM", "name", "add_key", "ret", -1,
+        "errno", "EPERM", "name", "unshare", "ret", -1, "errno", "EPERM",
+        /* paths */
+        "paths", "path", "/", "kind", "root", "writable", 0, "errno", "EROFS", "path", "/etc",
+        "kind", "root", "writable", 0, "errno", "EROFS", "path", "/usr", "kind", "root", "writable",
+        0, "errno", "EACCES", "path", "/workspace", "kind", "writable", "writable", 1, "errno",
+        "path", "/tmp", "kind", "writable", "writable", 1, "errno",
+        /* secrets */
+        "secrets", "path", "/var/run/secrets/kubernetes.io/serviceaccount/token", "present", 0,
+        "errno", "ENOENT", "path", "/run/secrets/kubernetes.io/serviceaccount", "present", 0,
+        "errno", "ENOENT",
+        /* sockets */
+        "sockets", "path", "/run/docker.sock", "found_under_run", 0, "present", 0, "type", "errno",
+        "ENOENT", "reachable", 0, "connect_errno", "path", "/run/stockade", "found_under_run", 0,
+        "present", 0, "type", "errno", "ENOENT", "reachable", 0, "connect_errno", "path",
+        "/run/dead.sock", "found_under_run", 1, "present", 1, "type", "socket", "errno",
+        "reachable", 0, "connect_errno", "ECONNREFUSED",
+        /* cgroup */
+        "cgroup", "version", 1, "memory", "path", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "value", "268435456", "errno", "pids", "path", "/sys/fs/cgroup/pids/pids.max", "value",
+        "64", "errno",
+        /* connect */
+        "connect", "target", "203.0.113.10:443", "result", "connected", "ms", 3, "errno",
+        "EINPROGRESS", "target", "169.254.169.254:80", "result", "timeout", "ms", 1500, "errno",
+        "ETIMEDOUT");
+    if (!r)
+        fail_msg("good_report: %s", e.text);
+    /* errno must be null where the step worked: set_new replaces cleanly */
+    json_object_set_new(json_array_get(json_object_get(r, "connect"), 0), "errno", json_null());
+    return r;
+}
+
+static struct stk_verify_report *judge_json(const struct stk_verify_plan *p, json_t *r)
+{
+    _cleanup_free_ char *text = json_dumps(r, JSON_COMPACT);
+    struct stk_verify_report *rep = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_verify_judge(p, text, strlen(text), &rep, &err) < 0)
+        fail_msg("judge: %s", err->msg);
+    return rep;
+}
+
+static void test_judge_conforming(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = wide_plan(&f);
+    json_t *r = good_report();
+    _cleanup_verify_report_ struct stk_verify_report *rep = judge_json(p, r);
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows);
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].verdict != STK_VERIFY_PASS)
+            fail_msg("%s: %s (%s)", rows[i].claim, stk_verify_verdict_names[rows[i].verdict],
+                     rows[i].reason ? rows[i].reason : "");
+    assert_true(stk_verify_report_ok(rep));
+    json_decref(r);
+    /* gVisor has no ambient set: CapAmb null is judged through CapPrm */
+    r = good_report();
+    json_object_set_new(json_object_get(r, "identity"), "cap_amb", json_null());
+    struct stk_verify_report *rep2 = judge_json(p, r);
+    assert_true(stk_verify_report_ok(rep2));
+    stk_verify_report_free(rep2);
+    json_decref(r);
+    fixture_free(&f);
+}
+
+static json_t *at(json_t *r, const char *list, size_t i)
+{
+    return json_array_get(json_object_get(r, list), i);
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+/* ---- one deviation each ---- */
+
+static void dev_uid0(json_t *r)
+{
+    json_object_set_new(json_object_get(r, "identity"), "uid", json_integer(0));
+}
+static void dev_group0(json_t *r)
+{
+    json_array_append_new(json_object_get(json_object_get(r, "identity"), "groups"),
+                          json_integer(0));
+}
+static void dev_cap(json_t *r)
+{
+    /* CAP_SYS_ADMIN (bit 21) in the effective set */
+    set_str(json_object_get(r, "identity"), "cap_eff", "0000000000200401");
+}
+static void dev_cap_bnd_unknown(json_t *r)
+{
+    set_str(json_object_get(r, "identity"), "cap_bnd", NULL);
+}
+static void dev_cap_prm_unknown(json_t *r)
+{
+    set_str(json_object_get(r, "identity"), "cap_amb", NULL);
+    set_str(json_object_get(r, "identity"), "cap_prm", NULL);
+}
+static void dev_nnp0(json_t *r)
+{
+    json_object_set_new(json_object_get(r, "identity"), "no_new_privs", json_integer(0));
+}
+static void dev_seccomp0(json_t *r)
+{
+    json_object_set_new(json_object_get(r, "identity"), "seccomp", json_integer(0));
+}
+static void dev_keyctl(json_t *r)
+{
+    set_str(at(r, "syscalls", 0), "errno", "EOPNOTSUPP");
+}
+static void dev_root_writable(json_t *r)
+{
+    json_object_set_new(at(r, "paths", 0), "writable", json_true());
+    set_str(at(r, "paths", 0), "errno", NULL);
+}
+static void dev_root_enospc(json_t *r)
+{
+    set_str(at(r, "paths", 1), "errno", "ENOSPC");
+}
+static void dev_workspace(json_t *r)
+{
+    json_object_set_new(at(r, "paths", 3), "writable", json_false());
+    set_str(at(r, "paths", 3), "errno", "EROFS");
+}
+static void dev_token(json_t *r)
+{
+    json_object_set_new(at(r, "secrets", 0), "present", json_true());
+    set_str(at(r, "secrets", 0), "errno", NULL);
+}
+static void dev_docker(json_t *r)
+{
+    json_t *s = at(r, "sockets", 0);
+    json_object_set_new(s, "present", json_true());
+    set_str(s, "type", "socket");
+    set_str(s, "errno", NULL);
+    json_object_set_new(s, "reachable", json_true());
+}
+static void dev_stockade_dir(json_t *r)
+{
+    json_t *s = at(r, "sockets", 1);
+    json_object_set_new(s, "present", json_true());
+    set_str(s, "type", "directory");
+    set_str(s, "errno", NULL);
+}
+static void dev_memory_larger(json_t *r)
+{
+    set_str(json_object_get(json_object_get(r, "cgroup"), "memory"), "value", "536870912");
+}
+static void dev_memory_max(json_t *r)
+{
+    set_str(json_object_get(json_object_get(r, "cgroup"), "memory"), "value", "max");
+}
+static void dev_memory_unseen(json_t *r)
+{
+    json_t *m = json_object_get(json_object_get(r, "cgroup"), "memory");
+    set_str(m, "value", NULL);
+    set_str(m, "path", NULL);
+    set_str(m, "errno", "ENOENT");
+}
+static void dev_pids(json_t *r)
+{
+    set_str(json_object_get(json_object_get(r, "cgroup"), "pids"), "value", "max");
+}
+static void dev_denied_connected(json_t *r)
+{
+    set_str(at(r, "connect", 1), "result", "connected");
+    set_str(at(r, "connect", 1), "errno", NULL);
+}
+static void dev_denied_refused(json_t *r)
+{
+    set_str(at(r, "connect", 1), "result", "refused");
+}
+static void dev_allowed_timeout(json_t *r)
+{
+    set_str(at(r, "connect", 0), "result", "timeout");
+}
+static void dev_connect_missing(json_t *r)
+{
+    json_array_remove(json_object_get(r, "connect"), 0);
+}
+
+static const struct {
+    const char *name;
+    void (*mutate)(json_t *);
+    const char *row; /* the claim text that must be the one FAIL */
+} deviations[] = {
+    {"uid 0", dev_uid0, "runs as non-root (uid 65534)"},
+    {"group 0", dev_group0, "runs as non-root (uid 65534)"},
+    {"CAP_SYS_ADMIN", dev_cap, "capabilities: NET_BIND_SERVICE, CHOWN only"},
+    {"CapBnd unseen", dev_cap_bnd_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
+    {"CapPrm and CapAmb unseen", dev_cap_prm_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
+    {"NoNewPrivs 0", dev_nnp0, "no_new_privs"},
+    {"seccomp 0", dev_seccomp0, "seccomp filter on"},
+    {"keyctl allowed", dev_keyctl, "keyctl, add_key, unshare denied"},
+    {"root writable", dev_root_writable, "root filesystem read-only"},
+    {"root test inconclusive", dev_root_enospc, "root filesystem read-only"},
+    {"/workspace read-only", dev_workspace, "/workspace writable"},
+    {"token present", dev_token, "no service-account token"},
+    {"docker.sock reachable", dev_docker, "no container-runtime sockets"},
+    {"/run/stockade visible", dev_stockade_dir, "no container-runtime sockets"},
+    {"memory larger", dev_memory_larger, "memory limit = 256Mi"},
+    {"memory max", dev_memory_max, "memory limit = 256Mi"},
+    {"memory unobserved", dev_memory_unseen, "memory limit = 256Mi"},
+    {"pids max", dev_pids, "pids limit = 64"},
+    {"denied connected", dev_denied_connected, "reach 169.254.169.254:80 -> denied"},
+    {"denied refused", dev_denied_refused, "reach 169.254.169.254:80 -> denied"},
+    {"allowed timeout", dev_allowed_timeout, "reach 203.0.113.10:443 -> allowed"},
+    {"allowed unobserved", dev_connect_missing, "reach 203.0.113.10:443 -> allowed"},
+};
+
+static void test_judge_deviations(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = wide_plan(&f);
+    for (size_t d = 0; d < STK_ARRAY_SIZE(deviations); d++) {
+        json_t *r = good_report();
+        deviations[d].mutate(r);
+        struct stk_verify_report *rep = judge_json(p, r);
+        const struct stk_verify_row *rows;
+        size_t n = stk_verify_report_rows(rep, &rows), fails = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool want = !strcmp(rows[i].claim, deviations[d].row);
+            bool failed = rows[i].verdict == STK_VERIFY_FAIL;
+            fails += failed;
+            if (want != failed)
+                fail_msg("%s: row \"%s\" is %s", deviations[d].name, rows[i].claim,
+                         stk_verify_verdict_names[rows[i].verdict]);
+            if (failed)
+                assert_non_null(rows[i].reason);
+        }
+        assert_int_equal(fails, 1);
+        assert_false(stk_verify_report_ok(rep));
+        stk_verify_report_free(rep);
+        json_decref(r);
+    }
+    fixture_free(&f);
+}
+
+/* gVisor shows no cgroup files: an unobserved memory limit is a skip there,
+ * but a wrong one that is observed still fails. */
+static void test_judge_gvisor_memory(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "runsc"};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, WIDE_SPEC, NULL), &o, &p, NULL), 0);
+    json_t *r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    dev_memory_unseen(r);
+    struct stk_verify_report *rep = judge_json(p, r);
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].id, "memory"))
+            assert_int_equal(rows[i].verdict, STK_VERIFY_SKIP);
+    assert_true(stk_verify_report_ok(rep));
+    stk_verify_report_free(rep);
+    json_decref(r);
+    r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    dev_memory_max(r);
+    rep = judge_json(p, r);
+    assert_false(stk_verify_report_ok(rep));
+    stk_verify_report_free(rep);
+    json_decref(r);
+    fixture_free(&f);
+}
+
+/* A skip stays a skip whatever was observed, and never makes the report fail. */
+static void test_judge_skip(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "runsc"};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, WIDE_SPEC, NULL), &o, &p, NULL), 0);
+    json_t *r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    dev_pids(r);
+    _cleanup_verify_report_ struct stk_verify_report *rep = judge_json(p, r);
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows), skips = 0;
+    for (size_t i = 0; i < n; i++)
+        skips += rows[i].verdict == STK_VERIFY_SKIP;
+    assert_int_equal(skips, 1);
+    assert_true(stk_verify_report_ok(rep));
+    json_decref(r);
+    fixture_free(&f);
+}
+
+static int judge_text(const struct stk_verify_plan *p, const char *text, size_t n)
+{
+    struct stk_verify_report *rep = NULL;
+    struct stk_error *err = NULL;
+    int r = stk_verify_judge(p, text, n, &rep, &err);
+    if (r < 0) {
+        assert_non_null(err);
+        assert_null(rep);
+        stk_error_free(err);
+    }
+    stk_verify_report_free(rep);
+    return r;
+}
+
+static void test_judge_malformed(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = wide_plan(&f);
+    static const char *const bad[] = {
+        "",
+        "{",
+        "[]",
+        "null",
+        "{}",
+        "{\"schema\":2}",
+        "{\"schema\":1,\"schema\":1}",
+        "{\"schema\":1,\"probe\":\"other\"}",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++)
+        if (judge_text(p, bad[i], strlen(bad[i])) != -EBADMSG)
+            fail_msg("\"%s\" was accepted", bad[i]);
+
+    /* every top-level field, removed in turn; and wrong types */
+    static const char *const fields[] = {"probe",   "identity", "syscalls", "paths",
+                                         "secrets", "sockets",  "cgroup",   "connect"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(fields); i++) {
+        json_t *r = good_report();
+        json_object_del(r, fields[i]);
+        _cleanup_free_ char *t = json_dumps(r, JSON_COMPACT);
+        if (judge_text(p, t, strlen(t)) != -EBADMSG)
+            fail_msg("report without %s was accepted", fields[i]);
+        json_object_set_new(r, fields[i], json_string("x"));
+        _cleanup_free_ char *t2 = json_dumps(r, JSON_COMPACT);
+        if (judge_text(p, t2, strlen(t2)) != -EBADMSG)
+            fail_msg("report with a string %s was accepted", fields[i]);
+        json_decref(r);
+    }
+    static const struct {
+        const char *obj, *key;
+        json_t *(*val)(void);
+    } wrong[] = {
+        {"identity", "uid", json_null},
+        {"identity", "groups", json_true},
+        {"identity", "cap_eff", json_false},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(wrong); i++) {
+        json_t *r = good_report();
+        json_object_set_new(json_object_get(r, wrong[i].obj), wrong[i].key, wrong[i].val());
+        _cleanup_free_ char *t = json_dumps(r, JSON_COMPACT);
+        if (judge_text(p, t, strlen(t)) != -EBADMSG)
+            fail_msg("%s.%s of the wrong type was accepted", wrong[i].obj, wrong[i].key);
+        json_decref(r);
+    }
+    /* inconsistent entries and values out of range */
+    json_t *r = good_report();
+    set_str(at(r, "paths", 0), "errno", NULL); /* not writable, but no errno */
+    _cleanup_free_ char *t = json_dumps(r, JSON_COMPACT);
+    assert_int_equal(judge_text(p, t, strlen(t)), -EBADMSG);
+    json_decref(r);
+    r = good_report();
+    set_str(json_object_get(r, "identity"), "cap_eff", "xyz");
+    _cleanup_free_ char *t2 = json_dumps(r, JSON_COMPACT);
+    assert_int_equal(judge_text(p, t2, strlen(t2)), -EBADMSG);
+    json_decref(r);
+    r = good_report();
+    set_str(at(r, "connect", 0), "result", "maybe");
+    _cleanup_free_ char *t3 = json_dumps(r, JSON_COMPACT);
+    assert_int_equal(judge_text(p, t3, strlen(t3)), -EBADMSG);
+    json_decref(r);
+    r = good_report();
+    set_str(at(r, "syscalls", 0), "errno", "eperm; rm -rf");
+    _cleanup_free_ char *t4 = json_dumps(r, JSON_COMPACT);
+    assert_int_equal(judge_text(p, t4, strlen(t4)), -EBADMSG);
+    json_decref(r);
+
+    /* oversized: refused before parsing */
+    size_t big = STK_VERIFY_MAX_REPORT + 1;
+    char *huge = stk_xmalloc(big);
+    memset(huge, ' ', big);
+    assert_int_equal(judge_text(p, huge, big), -E2BIG);
+    free(huge);
+    fixture_free(&f);
+}
+
+static void test_print(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = wide_plan(&f);
+    json_t *r = good_report();
+    dev_uid0(r);
+    _cleanup_verify_report_ struct stk_verify_report *rep = judge_json(p, r);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    stk_verify_report_print_text(rep, m);
+    fclose(m);
+    assert_non_null(strstr(buf, "CLAIM"));
+    assert_non_null(strstr(buf, "FAIL: runs as uid 0"));
+    assert_non_null(strstr(buf, "does NOT keep its contract"));
+    free(buf);
+    m = open_memstream(&buf, &len);
+    stk_verify_report_print_json(rep, m);
+    fclose(m);
+    json_t *j = json_loads(buf, 0, NULL);
+    assert_non_null(j);
+    assert_true(json_is_false(json_object_get(j, "ok")));
+    assert_string_equal(json_string_value(json_object_get(at(j, "rows", 0), "verdict")), "fail");
+    json_decref(j);
+    free(buf);
+    json_decref(r);
+    fixture_free(&f);
+}
+
+/* Judges a report the real probe wrote (see the top of this file). */
+static void test_real_report(void **state)
+{
+    (void)state;
+    const char *file = getenv("STK_VERIFY_REPORT");
+    const char *expect = getenv("STK_VERIFY_EXPECT");
+    if (!file || !*file)
+        skip();
+    FILE *in = fopen(file, "re");
+    assert_non_null(in);
+    static char text[STK_VERIFY_MAX_REPORT + 1];
+    size_t n = fread(text, 1, sizeof(text), in);
+    fclose(in);
+    struct fixture f = {0};
+    const char *rt = getenv("STK_VERIFY_RUNTIME");
+    const char *to_env = getenv("STK_VERIFY_TO");
+    struct stk_verify_target to[STK_VERIFY_MAX_TARGETS];
+    size_t n_to = 0;
+    _cleanup_free_ char *list = stk_xstrdup(to_env ? to_env : "");
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && n_to < STK_ARRAY_SIZE(to);
+         t = strtok_r(NULL, ",", &save))
+        to[n_to++] = target(t);
+    struct stk_verify_opts o = {.runtime = rt ? rt : "crun",
+                                .network = !stk_streq(getenv("STK_VERIFY_NETWORK"), "0"),
+                                .to = to,
+                                .n_to = n_to};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    const char *spec = getenv("STK_VERIFY_SPEC");
+    assert_int_equal(stk_verify_plan_make(boundary(&f, spec ? spec : "", NULL), &o, &p, NULL), 0);
+    _cleanup_verify_report_ struct stk_verify_report *rep = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_verify_judge(p, text, n, &rep, &err) < 0)
+        fail_msg("%s", err->msg);
+    stk_verify_report_print_text(rep, stdout);
+    stk_verify_report_print_json(rep, stdout);
+    if (expect && !strcmp(expect, "fail"))
+        assert_false(stk_verify_report_ok(rep));
+    else if (expect && !strcmp(expect, "ok"))
+        assert_true(stk_verify_report_ok(rep));
+    fixture_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_default),
+        cmocka_unit_test(test_plan_wide),
+        cmocka_unit_test(test_plan_gvisor),
+        cmocka_unit_test(test_plan_limits),
+        cmocka_unit_test(test_parse_target),
+        cmocka_unit_test(test_judge_conforming),
+        cmocka_unit_test(test_judge_deviations),
+        cmocka_unit_test(test_judge_skip),
+        cmocka_unit_test(test_judge_gvisor_memory),
+        cmocka_unit_test(test_judge_malformed),
+        cmocka_unit_test(test_print),
+        cmocka_unit_test(test_real_report),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
