@@ -503,6 +503,10 @@ static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
         if (r < 0 || x->done)
             return r;
         bool sending = x->slen > x->soff;
+        /* POLLHUP comes whatever was asked: with output still held, the
+         * socket is not read, or an end of file would be taken for a lost
+         * EXIT that is in fact still waiting in our buffer */
+        bool reading = x->pending_len == 0;
         struct pollfd pfd[4] = {
             [PFD_SOCK] = {.fd = x->c->fd,
                           .events =
@@ -524,7 +528,7 @@ static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
             read_stdin(x);
         if (pfd[PFD_SOCK].revents & POLLOUT)
             flush_sendq(x);
-        if (pfd[PFD_SOCK].revents & (POLLIN | POLLHUP | POLLERR) && !x->pending_len &&
+        if (pfd[PFD_SOCK].revents & (POLLIN | POLLHUP | POLLERR) && reading &&
             (r = fill(x->c, false, err)) < 0)
             return stk_error_wrap(err, "exec");
     }
