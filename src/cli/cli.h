@@ -82,5 +82,6 @@ int cmd_rm(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_pool(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -110,6 +110,23 @@ const struct cli_command cli_commands[] = {
      "supervisor) with no workload. `stockade create --pool NAME -f SPEC` claims one:\n"
      "it gets SPEC's name, labels and owner and runs SPEC's command. A claimed member\n"
      "never returns to the pool; the pool refills in the background.\n"},
+    {"verify", cmd_verify, "prove a sandbox's contract from inside it",
+     "stockade verify ID|FILE [--to IP:PORT]... [--timeout-ms N] [--env ENV] [-o text|json]\n"
+     "\n"
+     "Runs stockade-probe inside sandbox ID and checks every claim `explain` makes:\n"
+     "non-root, no capabilities, no_new_privs, seccomp, read-only root, writable\n"
+     "/workspace and /tmp, no service-account token, no runtime sockets, the memory\n"
+     "and pids limits in effect, and, for each --to, reachability against the egress\n"
+     "model (`netpol trace`). Prints claim / expected / observed / verdict. With FILE,\n"
+     "a sandbox is created from it with no workload, verified and removed.\n"
+     "See docs/verify.md.\n"
+     "\n"
+     "  -t, --to IP:PORT      a destination to try (repeatable; numeric, [v6]:port)\n"
+     "      --timeout-ms N    per connection attempt (default 1500)\n"
+     "  -e, --env ENV         FILE's EnvironmentConfig\n"
+     "  -o, --output FMT      text (default) or json\n"
+     "\n"
+     "Exit status: 0 every claim holds, 1 a claim failed, 2 usage, 125 no verdict.\n"},
     {"gc", cmd_gc, "remove what crashed local runs left behind",
      "stockade gc [--state-dir DIR]\n"
      "\n"

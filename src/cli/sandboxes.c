@@ -93,8 +93,10 @@ static void docs_free(struct docs_text *t)
 int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"file", required_argument, NULL, 'f'}, {"env", required_argument, NULL, 'e'},
-        {"pool", required_argument, NULL, 'p'}, {"output", required_argument, NULL, 'o'},
+        {"file", required_argument, NULL, 'f'},
+        {"env", required_argument, NULL, 'e'},
+        {"pool", required_argument, NULL, 'p'},
+        {"output", required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
     const char *file = NULL, *env = NULL, *pool = NULL;
@@ -161,8 +163,10 @@ int cmd_create(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"interactive", no_argument, NULL, 'i'},  {"tty", no_argument, NULL, 't'},
-        {"env", required_argument, NULL, 'e'},    {"workdir", required_argument, NULL, 'w'},
+        {"interactive", no_argument, NULL, 'i'},
+        {"tty", no_argument, NULL, 't'},
+        {"env", required_argument, NULL, 'e'},
+        {"workdir", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     bool interactive = false, tty = false;
@@ -380,7 +384,8 @@ static json_t *rec_json(const struct stk_sb_rec *r, bool full)
     json_object_set_new(j, "owner", json_string(r->owner));
     json_object_set_new(j, "tenant", json_string(r->tenant));
     json_object_set_new(j, "created", json_string(created));
-    json_object_set_new(j, "exitCode", r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
+    json_object_set_new(j, "exitCode",
+                        r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
     if (!full)
         return j;
     json_object_set_new(j, "message", json_string(r->message));

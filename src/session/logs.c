@@ -83,8 +83,8 @@ int log_writer_put(struct log_writer *w, int stream, const void *data, size_t n)
     if (n > LOG_RECORD_MAX)
         n = LOG_RECORD_MAX;
     char hdr[LOG_HEADER_MAX];
-    int h = snprintf(hdr, sizeof(hdr), "%lld %d %zu\n", (long long)now_ms(), stream == 2 ? 2 : 1,
-                     n);
+    int h =
+        snprintf(hdr, sizeof(hdr), "%lld %d %zu\n", (long long)now_ms(), stream == 2 ? 2 : 1, n);
     if (w->size + (size_t)h + n > STK_LOG_FILE_MAX && w->size > 0)
         rotate(w);
     /* one write for header and data where it fits: readers following the

@@ -54,6 +54,7 @@ struct monitor {
     enum stk_kill_reason kill;
     struct cg_sample cs;
     int64_t started_ms;
+    bool idle; /* no workload: an idle sandbox for verify */
 };
 
 static int64_t mono_ms(void)
@@ -105,7 +106,7 @@ static int start_workload(struct monitor *m, struct stk_error **err)
     int r = stk_init_connect(m->sock, INIT_WAIT_MS, &c, err);
     if (r >= 0)
         r = stk_init_hello(c, &info, err);
-    if (r >= 0 && !m->rec.pool_member) {
+    if (r >= 0 && !m->rec.pool_member && !m->idle) {
         const struct stk_boundary *b = m->sb.b;
         struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc};
         r = stk_init_start(c, &proc, err);
@@ -136,10 +137,11 @@ static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error
     m->rec.monitor_pid = getpid();
     if ((r = stk_store_sb_update(m->s->st, &m->rec, err)) < 0 || (r = start_workload(m, err)) < 0)
         return r;
+    bool workload = !m->rec.pool_member && !m->idle;
     _cleanup_free_ char *dj = argv_json(m->sb.b);
     return stk_store_sb_set_phase(m->s->st, m->id, (int)from, STK_SB_READY, "", "",
-                                  "stockade-monitor", m->rec.pool_member ? "ready" : "started",
-                                  m->rec.pool_member ? NULL : dj, err);
+                                  "stockade-monitor", workload ? "started" : "ready",
+                                  workload ? dj : NULL, err);
 }
 
 /* ---- the attach thread -------------------------------------------------------------- */
@@ -383,11 +385,13 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     if (r >= 0)
         r = log_writer_open(&m->logs, dir, &err);
 
-    if (r >= 0 && mode == MONITOR_CREATE)
-        r = stk_store_sb_set_phase(m->s->st, m->id, STK_SB_PENDING, STK_SB_PROVISIONING, NULL,
-                                   NULL, "stockade-monitor", NULL, NULL, &err);
+    bool creating = mode == MONITOR_CREATE || mode == MONITOR_CREATE_IDLE;
+    m->idle = mode == MONITOR_CREATE_IDLE;
+    if (r >= 0 && creating)
+        r = stk_store_sb_set_phase(m->s->st, m->id, STK_SB_PENDING, STK_SB_PROVISIONING, NULL, NULL,
+                                   "stockade-monitor", NULL, NULL, &err);
     if (r >= 0 && mode != MONITOR_ADOPT)
-        r = provision(m, mode == MONITOR_CREATE ? STK_SB_PROVISIONING : STK_SB_STARTING, &err);
+        r = provision(m, creating ? STK_SB_PROVISIONING : STK_SB_STARTING, &err);
     if (r >= 0 && mode == MONITOR_ADOPT) {
         m->init_pid = m->rec.init_pid;
         if (stk_local_socket_path(&m->s->p, m->id, m->sock, sizeof(m->sock), &err) < 0 ||
@@ -418,7 +422,8 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
 
     if (m->attach_r == 0) {
         m->done_fd = eventfd(0, EFD_CLOEXEC);
-        m->thread_started = m->done_fd >= 0 && pthread_create(&m->thread, NULL, attach_thread, m) == 0;
+        m->thread_started =
+            m->done_fd >= 0 && pthread_create(&m->thread, NULL, attach_thread, m) == 0;
         if (m->thread_started)
             supervise(m);
         else

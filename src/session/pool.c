@@ -213,8 +213,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     if (r == -ENOENT) {
         stk_error_free(*err);
         *err = NULL;
-        return stk_error_make(err, ESRCH,
-                              "no pool %s (stockade pool ls lists them)", req->pool);
+        return stk_error_make(err, ESRCH, "no pool %s (stockade pool ls lists them)", req->pool);
     }
     if (r < 0)
         return r;
@@ -268,9 +267,8 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
         (void)stk_audit_append(s->st, ret->id, "started", s->actor, dj, NULL);
     } else {
         /* a claimed member that cannot start is failed, never returned */
-        (void)stk_store_sb_set_phase(s->st, ret->id, STK_SB_READY, STK_SB_FAILED,
-                                     "start_failed", (*err) ? (*err)->msg : "", s->actor,
-                                     "failed", NULL, NULL);
+        (void)stk_store_sb_set_phase(s->st, ret->id, STK_SB_READY, STK_SB_FAILED, "start_failed",
+                                     (*err) ? (*err)->msg : "", s->actor, "failed", NULL, NULL);
     }
     pool_refill_background(s, req->pool);
 out:

@@ -44,7 +44,7 @@ int session_finish(struct stk_session *s, const char *id, int lock_fd, struct st
  * lock stays held across the fork: flock belongs to the open file). mode
  * says what it does first; it returns once the monitor reported: ready, or
  * the error that made the sandbox fail. */
-enum monitor_mode { MONITOR_CREATE, MONITOR_START, MONITOR_ADOPT };
+enum monitor_mode { MONITOR_CREATE, MONITOR_CREATE_IDLE, MONITOR_START, MONITOR_ADOPT };
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
                   struct stk_error **err);
 
@@ -68,8 +68,7 @@ void log_writer_close(struct log_writer *w);
 /* Parses one record header "<unix ms> <stream> <length>\n" at the start of
  * buf (n bytes). Returns the header's length, 0 when incomplete, -EBADMSG
  * when malformed. Exposed for the fuzzer. */
-int log_record_parse(const char *buf, size_t n, int64_t *ret_ms, int *ret_stream,
-                     size_t *ret_len);
+int log_record_parse(const char *buf, size_t n, int64_t *ret_ms, int *ret_stream, size_t *ret_len);
 #define LOG_RECORD_MAX (1 << 20)
 
 #endif

@@ -187,7 +187,6 @@ static const char *phase_name(enum stk_sb_phase p)
     return p < _STK_SB_N ? stk_sb_phase_names[p] : "?";
 }
 
-
 /* ---- the sandbox directory and its lock --------------------------------------------- */
 
 void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n)
@@ -304,7 +303,7 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     int r = stk_session_runtime(&s->p, b, &rt, err);
     if (r < 0)
         return r;
-    if (!req->pool_member && b->argc == 0)
+    if (!req->pool_member && !req->idle && b->argc == 0)
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");
 
@@ -347,7 +346,7 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
         close(lock);
         return r;
     }
-    return monitor_spawn(s, ret->id, MONITOR_CREATE, lock, err);
+    return monitor_spawn(s, ret->id, req->idle ? MONITOR_CREATE_IDLE : MONITOR_CREATE, lock, err);
 }
 
 int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
@@ -398,10 +397,10 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
         return r;
     if (rec.phase != STK_SB_READY || rec.pool_member) {
         r = rec.pool_member
-                ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s",
-                                 rec.id, rec.pool)
-                : stk_error_make(err, EBUSY, "sandbox %s is %s; exec needs a ready sandbox",
-                                 rec.id, phase_name(rec.phase));
+                ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s", rec.id,
+                                 rec.pool)
+                : stk_error_make(err, EBUSY, "sandbox %s is %s; exec needs a ready sandbox", rec.id,
+                                 phase_name(rec.phase));
         stk_sb_rec_free(&rec);
         return r;
     }
@@ -519,8 +518,8 @@ int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk
     }
     if (running && !force && !rec.pool_member) {
         r = stk_error_make(err, EBUSY,
-                           "sandbox %s is %s; stop it first, or rm -f stops and removes it",
-                           rec.id, phase_name(ph));
+                           "sandbox %s is %s; stop it first, or rm -f stops and removes it", rec.id,
+                           phase_name(ph));
         stk_sb_rec_free(&rec);
         return r;
     }

@@ -65,6 +65,7 @@ struct stk_create_req {
     struct stk_session_docs docs;
     const char *pool;  /* claim a warm member of this pool; cold create when it is empty */
     bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
+    bool idle;         /* start no workload (verify FILE), even when the spec has one */
     const char *owner; /* NULL: the actor */
 };
 struct stk_create_res {
@@ -93,6 +94,15 @@ int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk
  * keep copying until the sandbox ends. */
 int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
                      int out_fd, int err_fd, struct stk_error **err);
+
+/* Proves the contract from inside: runs stockade-probe in the ready
+ * sandbox and judges every claim of its boundary (src/verify). to: the
+ * destinations to try, each judged against the egress model. */
+struct stk_verify_target;
+struct stk_verify_report;
+int stk_session_verify(struct stk_session *s, const char *id, const struct stk_verify_target *to,
+                       size_t n_to, int timeout_ms, struct stk_verify_report **ret,
+                       struct stk_error **err);
 
 /* Finishes what dead monitors left: a create or start cut short is rolled
  * back (failed), a stop or delete is completed, a running sandbox whose

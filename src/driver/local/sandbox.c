@@ -518,8 +518,8 @@ static int step_run(struct sandbox *s, struct stk_error **err)
 {
     char pidfile[700];
     fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
-    const char *args[] = {"run",     "--detach", "--bundle", s->bundle, "--pid-file",
-                          pidfile,   s->id,      NULL,       NULL};
+    const char *args[] = {"run",   "--detach", "--bundle", s->bundle, "--pid-file",
+                          pidfile, s->id,      NULL,       NULL};
     if (s->session) {
         args[6] = "--preserve-fds=1";
         args[7] = s->id;
