@@ -83,5 +83,7 @@ int cmd_ls(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_pool(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_internal_monitor(int argc, char **argv);
+int cmd_internal_refill(int argc, char **argv);
 
 #endif

@@ -223,6 +223,9 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Prints the Markdown reference of every field, generated from the field table.\n"},
     {"version", cmd_version, "print the version", "stockade version\n"},
+    /* stockade's own processes (no summary: not listed) */
+    {"__monitor", cmd_internal_monitor, NULL, "stockade __monitor MODE ID (internal)\n"},
+    {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
     {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
     {NULL, NULL, NULL, NULL},
 };
@@ -260,7 +263,8 @@ static void main_usage(FILE *to)
                 "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
                 "enforced, audited and provable.\n\nCommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
-        fprintf(to, "  %-10s  %s\n", c->name, c->summary);
+        if (c->summary)
+            fprintf(to, "  %-10s  %s\n", c->name, c->summary);
     fprintf(to, "\nRun 'stockade COMMAND --help' for a command's options.\n");
 }
 

@@ -10,6 +10,7 @@
 #include "session/session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -640,4 +641,33 @@ int cmd_pool(int argc, char **argv)
     if (!strcmp(argv[1], "rm"))
         return pool_rm_cmd(argc - 1, argv + 1);
     return cli_usage_error("pool", "unknown subcommand '%s' (create, ls or rm)", argv[1]);
+}
+
+/* ---- the processes stockade starts for itself ---------------------------------------- */
+
+int cmd_internal_monitor(int argc, char **argv)
+{
+    /* started by stockade itself: its lock on fd 3, its report pipe on 4 */
+    if (argc != 3 || fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0) {
+        fprintf(stderr, "stockade: %s is stockade's own (it supervises one sandbox)\n",
+                STK_SESSION_MONITOR_VERB);
+        return EXIT_USAGE;
+    }
+    struct stk_local_paths paths;
+    cli_local_paths(NULL, &paths);
+    return stk_session_monitor_main(&paths, argv[2], argv[1], 3, 4);
+}
+
+int cmd_internal_refill(int argc, char **argv)
+{
+    if (argc != 2)
+        return EXIT_USAGE;
+    struct stk_session *s = NULL;
+    int r = open_session("pool", &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    r = stk_pool_refill(s, argv[1], &err);
+    stk_session_close(s);
+    return r < 0 ? EXIT_INVALID : 0;
 }

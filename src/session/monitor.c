@@ -434,42 +434,73 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     return 0;
 }
 
-/* In the monitor, after the double fork: its own session, no terminal, a
- * store connection of its own (SQLite connections must not cross fork). */
-static _Noreturn void monitor_child(struct stk_session *parent, const char *id,
-                                    enum monitor_mode mode, int lock_fd, int report_fd)
+static const char *const mode_names[] = {"create", "create-idle", "start", "adopt"};
+
+/* The monitor's process: a fresh exec of stockade (never a bare fork of the
+ * caller: SQLite connections, locks and descriptors must not cross into a
+ * process that lives as long as the sandbox). lock_fd and report_fd are
+ * the only descriptors it inherits. */
+int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, const char *mode,
+                             int lock_fd, int report_fd)
 {
-    (void)setsid();
+    int i = stk_enum_lookup(mode_names, STK_ARRAY_SIZE(mode_names), mode);
+    (void)prctl(PR_SET_NAME, "stockade-mon");
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     /* stop and rm end sandboxes through init, never by signalling us */
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-    }
-    struct stk_session s = *parent;
+    struct stk_session s = {.p = *p};
+    fmt_into(s.state_dir, sizeof(s.state_dir), "%s", p->state_dir);
+    fmt_into(s.run_dir, sizeof(s.run_dir), "%s", p->run_dir);
     s.p.state_dir = s.state_dir;
     s.p.run_dir = s.run_dir;
+    fmt_into(s.actor, sizeof(s.actor), "stockade-monitor");
     struct stk_error *err = NULL;
-    /* the parent's connection is left untouched, never closed here */
-    if (stk_store_open(s.p.state_dir, &s.st, &err) < 0) {
+    if (i < 0 || stk_store_open(s.p.state_dir, &s.st, &err) < 0) {
         char buf[600];
-        int n = snprintf(buf, sizeof(buf), "error %s\n", err->msg);
+        int n = snprintf(buf, sizeof(buf), "error %s\n", err ? err->msg : "bad monitor mode");
         (void)!write(report_fd, buf, (size_t)n);
-        _exit(1);
+        stk_error_free(err);
+        return 1;
     }
     struct monitor m = {.s = &s, .lock_fd = lock_fd, .report_fd = report_fd, .done_fd = -1};
     fmt_into(m.id, sizeof(m.id), "%s", id);
-    int r = monitor_main(&m, mode);
+    int r = monitor_main(&m, (enum monitor_mode)i);
     stk_store_close(s.st);
-    _exit(r);
+    return r;
+}
+
+/* In a child of the caller: a new session, stdio on /dev/null, keep[0..n)
+ * moved to fds 3.., every other descriptor closed, then `stockade ARGV`.
+ * Never returns. */
+_Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int n_keep,
+                                 const char *const *argv)
+{
+    (void)setsid();
+    int high[4];
+    for (int i = 0; i < n_keep && i < 4; i++)
+        high[i] = fcntl(keep[i], F_DUPFD, 100);
+    for (int i = 0; i < n_keep && i < 4; i++)
+        if (high[i] < 0 || dup2(high[i], 3 + i) < 0)
+            _exit(126);
+    (void)close_range((unsigned)(3 + n_keep), ~0U, 0);
+    int null = open("/dev/null", O_RDWR);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+        _exit(126);
+    if (null > 2 + n_keep)
+        close(null);
+    setenv("STOCKADE_STATE_DIR", p->state_dir, 1);
+    setenv("STOCKADE_RUN_DIR", p->run_dir, 1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    union {
+        const char *const *c;
+        char *const *m;
+    } av = {.c = argv};
+    execv("/proc/self/exe", av.m);
+    _exit(127);
 }
 
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
@@ -492,7 +523,9 @@ int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode,
         pid_t m = fork();
         if (m != 0)
             _exit(m < 0 ? 1 : 0);
-        monitor_child(s, id, mode, lock_fd, pfd[1]);
+        int keep[2] = {lock_fd, pfd[1]};
+        const char *argv[] = {"stockade", STK_SESSION_MONITOR_VERB, mode_names[mode], id, NULL};
+        session_exec_self(&s->p, keep, 2, argv);
     }
     close(pfd[1]);
     /* the lock now belongs to the monitor (same open file) */

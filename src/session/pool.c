@@ -181,28 +181,15 @@ void pool_refill_background(struct stk_session *s, const char *pool)
 {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid != 0) {
-        if (pid > 0)
-            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        return;
+    if (pid == 0) {
+        if (fork() != 0)
+            _exit(0);
+        const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, NULL};
+        session_exec_self(&s->p, NULL, 0, argv);
     }
-    if (fork() != 0)
-        _exit(0);
-    (void)setsid();
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-    }
-    /* a store connection of its own: SQLite's must not cross fork */
-    struct stk_session *own = NULL;
-    if (stk_session_open(&s->p, s->actor, &own, NULL) < 0)
-        _exit(1);
-    int r = stk_pool_refill(own, pool, NULL);
-    stk_session_close(own);
-    _exit(r < 0 ? 1 : 0);
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
 }
 
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,
@@ -252,7 +239,10 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     /* the member is the claimer's now: start its command */
     char sock[256];
     struct stk_init_conn *c = NULL;
-    struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc};
+    char name_env[128];
+    fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
+    const char *env[] = {name_env};
+    struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc, .env = env, .n_env = 1};
     if ((r = stk_local_socket_path(&s->p, ret->id, sock, sizeof(sock), err)) >= 0 &&
         (r = stk_init_connect(sock, 2000, &c, err)) >= 0)
         r = stk_init_start(c, &proc, err);

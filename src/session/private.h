@@ -20,6 +20,14 @@ STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
 int mkdir_p(const char *path, mode_t mode);
 void random_hex(char *buf, size_t n);
 
+/* In a child of the caller: a new session, stdio on /dev/null, keep[0..n)
+ * moved to descriptors 3.., every other one closed, then `stockade argv...`
+ * (/proc/self/exe) with the state and run directories in the environment.
+ * Long-running helpers (monitors, pool refills) are fresh processes, never
+ * bare forks: SQLite connections, locks and descriptors must not cross. */
+_Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int n_keep,
+                                 const char *const *argv);
+
 int session_get(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
                 struct stk_error **err);
 int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_boundary *ret,

@@ -253,7 +253,11 @@ int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_e
         .hostname = "x",
     };
     _cleanup_free_ char *oci = NULL, *nft = NULL;
-    int r = stk_oci_render(b, &o, &oci, err);
+    /* the name is the claimer's (STOCKADE_SANDBOX is set when the workload
+     * starts); everything else must match */
+    struct stk_boundary fixed = *b;
+    fixed.name = "x";
+    int r = stk_oci_render(&fixed, &o, &oci, err);
     if (r < 0)
         return r;
     struct stk_nft_facts f = {
@@ -266,7 +270,7 @@ int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_e
     (void)stk_cidr_parse("10.0.0.2/32", &f.addr4, NULL);
     (void)stk_cidr_parse("10.0.0.1/32", &f.bridge4, NULL);
     (void)stk_cidr_parse("10.0.0.0/16", &f.pool4, NULL);
-    if ((r = stk_nft_render(b, &f, &nft, err)) < 0)
+    if ((r = stk_nft_render(&fixed, &f, &nft, err)) < 0)
         return r;
     /* the command is the workload's, not the sandbox's */
     unsigned char md[32];
@@ -414,8 +418,20 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     struct stk_init_conn *c = NULL;
     if ((r = stk_audit_append(s->st, rec.id, "exec", s->actor, dj, err)) >= 0 &&
         (r = stk_local_socket_path(&s->p, rec.id, sock, sizeof(sock), err)) >= 0 &&
-        (r = stk_init_connect(sock, 2000, &c, err)) >= 0)
-        r = stk_init_exec(c, proc, in_fd, out_fd, err_fd, ret_code, err);
+        (r = stk_init_connect(sock, 2000, &c, err)) >= 0) {
+        /* a claimed pool member's own environment still names the pool's
+         * template: the sandbox's name is the record's */
+        const char *env[STK_EXEC_MAX_ENV + 1];
+        char name_env[128];
+        struct stk_init_proc p = *proc;
+        fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", rec.name);
+        env[0] = name_env;
+        for (size_t i = 0; i < proc->n_env && i < STK_EXEC_MAX_ENV; i++)
+            env[i + 1] = proc->env[i];
+        p.env = env;
+        p.n_env = 1 + (proc->n_env < STK_EXEC_MAX_ENV ? proc->n_env : STK_EXEC_MAX_ENV);
+        r = stk_init_exec(c, &p, in_fd, out_fd, err_fd, ret_code, err);
+    }
     stk_init_close(c);
     stk_sb_rec_free(&rec);
     return r;

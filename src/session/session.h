@@ -27,6 +27,8 @@
 #define STK_LOG_KEPT_BYTES (2 * STK_LOG_FILE_MAX)
 /* How long stop waits for the workload after SIGTERM before SIGKILL. */
 #define STK_STOP_GRACE_MS 5000
+/* Extra environment variables an exec may add. */
+#define STK_EXEC_MAX_ENV 128
 /* Warm pool sizes. */
 #define STK_POOL_MAX_SIZE 64
 
@@ -108,6 +110,14 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
  * back (failed), a stop or delete is completed, a running sandbox whose
  * monitor died is adopted by a new monitor. Every action is audited. */
 int stk_session_reconcile(struct stk_session *s, struct stk_error **err);
+
+/* ---- internal verbs: the processes stockade starts for itself ---- */
+#define STK_SESSION_MONITOR_VERB "__monitor"
+#define STK_SESSION_REFILL_VERB  "__pool-refill"
+/* `stockade __monitor MODE ID` with the lock on fd 3 and the report pipe on
+ * fd 4. Returns the exit status. */
+int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, const char *mode,
+                             int lock_fd, int report_fd);
 
 /* ---- warm pools ---- */
 int stk_pool_create(struct stk_session *s, const char *name, int size,
