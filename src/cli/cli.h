@@ -73,5 +73,6 @@ int cmd_eject(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif
