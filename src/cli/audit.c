@@ -110,9 +110,15 @@ static int audit_show(struct stk_store *st, const struct audit_opts *o)
 
 static int audit_verify(struct stk_store *st, const struct audit_opts *o)
 {
+    char id[64];
+    if (o->sandbox) {
+        int status = resolve_sandbox(st, o->sandbox, id);
+        if (status)
+            return status;
+    }
     struct stk_audit_verify_result v;
     _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_audit_verify(st, o->sandbox, &v, &err) < 0)
+    if (stk_audit_verify(st, o->sandbox ? id : NULL, &v, &err) < 0)
         return audit_error("%s", err->msg);
     if (v.warning[0])
         fprintf(stderr, "stockade audit: warning: %s\n", v.warning);
