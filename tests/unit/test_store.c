@@ -845,7 +845,6 @@ static void test_export_reverifies_offline(void **state)
     assert_non_null(mem);
     assert_int_equal(stk_audit_export(f->st, NULL, mem, NULL), 0);
     fclose(mem);
-    _cleanup_free_ char *owned = text;
 
     char prev[STK_AUDIT_HASH_LEN + 1];
     memset(prev, '0', STK_AUDIT_HASH_LEN);
@@ -865,6 +864,7 @@ static void test_export_reverifies_offline(void **state)
         memcpy(prev, a.hash, sizeof(prev));
         stk_audit_rec_free(&a);
     }
+    free(text);
     assert_int_equal(n, 12);
     assert_string_equal(prev, verify(f->st, NULL).head);
 
