@@ -85,5 +85,6 @@ int cmd_pool(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_internal_monitor(int argc, char **argv);
 int cmd_internal_refill(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif

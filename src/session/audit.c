@@ -111,6 +111,8 @@ static int check_actor(const char *a, struct stk_error **err)
     for (const char *p = a; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return stk_error_make(err, EINVAL, "audit actor contains a control character");
+    if (!store_utf8_ok(a))
+        return stk_error_make(err, EINVAL, "audit actor is not valid UTF-8");
     return 0;
 }
 
@@ -376,7 +378,7 @@ static int audit_query(struct stk_store *st, const char *sandbox_id, sqlite3_stm
     return r;
 }
 
-/* Reads in one transaction: a consistent snapshot even while monitors append. */
+/* One SELECT reads one snapshot (WAL), even while monitors append. */
 int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn, void *userdata,
                    struct stk_error **err)
 {
@@ -685,8 +687,24 @@ static int check_anchor(struct stk_store *st, const char *what, int64_t seq, con
     return 0;
 }
 
-static int check_heads(struct stk_store *st, struct stk_audit_verify_result *v,
-                       struct stk_error **err)
+/* The head file as read before the snapshot was pinned (stk_audit_verify). */
+struct file_head {
+    int r; /* 0, -ENOENT, or another negative errno (problem says what) */
+    int64_t seq;
+    char hash[STK_AUDIT_HASH_LEN + 1];
+    char problem[256];
+};
+
+static void file_head_load(struct stk_store *st, struct file_head *fh)
+{
+    _cleanup_error_ struct stk_error *ferr = NULL;
+    fh->r = head_file_read(st, &fh->seq, fh->hash, &ferr);
+    if (ferr)
+        snprintf(fh->problem, sizeof(fh->problem), "%s", ferr->msg);
+}
+
+static int check_heads(struct stk_store *st, const struct file_head *fh,
+                       struct stk_audit_verify_result *v, struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     int r = store_prepare(st, "SELECT seq, hash FROM audit_head WHERE id = 1", &s, err);
@@ -702,21 +720,17 @@ static int check_heads(struct stk_store *st, struct stk_audit_verify_result *v,
         return store_sql_error(st, rc, err, "reading the audit head");
     if (r < 0 || !v->ok)
         return r;
-    int64_t fseq = 0;
-    char fhash[STK_AUDIT_HASH_LEN + 1];
-    _cleanup_error_ struct stk_error *ferr = NULL;
-    r = head_file_read(st, &fseq, fhash, &ferr);
-    if (r == -ENOENT) {
+    if (fh->r == -ENOENT) {
         if (v->head_seq > 0)
             fail(v, NULL, "the head anchor %s is missing (deleted?)", st->head_path);
         return 0;
     }
-    if (r < 0) {
-        fail(v, NULL, "%s", ferr->msg);
+    if (fh->r < 0) {
+        fail(v, NULL, "%s", fh->problem);
         return 0;
     }
     _cleanup_free_ char *what = stk_xasprintf("the head anchor %s", STK_AUDIT_HEAD_FILE);
-    return check_anchor(st, what, fseq, fhash, true, v, err);
+    return check_anchor(st, what, fh->seq, fh->hash, true, v, err);
 }
 
 /* One sandbox's chain alone: sandbox_seq from 1 without gaps, links, hashes. */
@@ -758,17 +772,36 @@ static int walk_sandbox(struct stk_store *st, const char *sandbox_id,
     return 0;
 }
 
+/* Under the shared lock no writer is between its COMMIT and its head file:
+ * the head file read and the snapshot pinned here agree. */
+static int verify_begin(struct stk_store *st, struct file_head *fh, struct stk_error **err)
+{
+    int r = store_lock(st, false, err);
+    if (r < 0)
+        return r;
+    file_head_load(st, fh);
+    int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) /* a transaction's snapshot starts at its first read */
+        rc = sqlite3_exec(st->db, "SELECT count(*) FROM audit_head", NULL, NULL, NULL);
+    store_unlock(st);
+    if (rc != SQLITE_OK) {
+        (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return store_sql_error(st, rc, err, "starting a read transaction");
+    }
+    return 0;
+}
+
 int stk_audit_verify(struct stk_store *st, const char *sandbox_id,
                      struct stk_audit_verify_result *ret, struct stk_error **err)
 {
     struct stk_audit_verify_result v = {.ok = true};
-    /* One read transaction: a snapshot that appends cannot move under us. */
-    int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return store_sql_error(st, rc, err, "starting a read transaction");
-    int r = sandbox_id ? walk_sandbox(st, sandbox_id, &v, err) : walk_global(st, &v, err);
+    struct file_head fh = {0};
+    int r = verify_begin(st, &fh, err);
+    if (r < 0)
+        return r;
+    r = sandbox_id ? walk_sandbox(st, sandbox_id, &v, err) : walk_global(st, &v, err);
     if (r >= 0 && v.ok && !sandbox_id)
-        r = check_heads(st, &v, err);
+        r = check_heads(st, &fh, &v, err);
     (void)sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
     if (r < 0)
         return r;

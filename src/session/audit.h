@@ -35,7 +35,10 @@ struct stk_audit_rec {
 /* Appends one record in its own IMMEDIATE transaction and moves the head.
  * details_json: a JSON object (NULL means {}), at most STK_AUDIT_MAX_DETAILS
  * bytes; it is stored re-encoded compact with sorted keys. Never put secrets
- * in it. */
+ * in it. If the head file cannot be written after the COMMIT, the record is
+ * committed and the error says so ("... is committed, but its head anchor
+ * ... could not be written"); the same holds for every function that appends
+ * (stk_store_sb_set_phase, stk_store_pool_claim). */
 int stk_audit_append(struct stk_store *st, const char *sandbox_id, const char *event,
                      const char *actor, const char *details_json, struct stk_error **err);
 

@@ -33,6 +33,9 @@ static inline void store_stmt_finalizep(sqlite3_stmt **s)
 int store_sql_error(struct stk_store *st, int rc, struct stk_error **err, const char *what);
 int store_prepare(struct stk_store *st, const char *sql, sqlite3_stmt **ret,
                   struct stk_error **err);
+/* The lock file, exclusive for writers, shared for verify. */
+int store_lock(struct stk_store *st, bool exclusive, struct stk_error **err);
+void store_unlock(struct stk_store *st);
 /* Lock file, then BEGIN IMMEDIATE: the write transaction of every
  * read-modify-write. */
 int store_tx_begin(struct stk_store *st, struct stk_error **err);
@@ -42,6 +45,7 @@ void store_tx_rollback(struct stk_store *st);
 int64_t store_now_ms(void);
 /* A column as text, "" for NULL. */
 const char *store_col_text(sqlite3_stmt *s, int col);
+bool store_utf8_ok(const char *s);
 /* Copies into a fixed array; false when it does not fit. */
 bool store_copy(char *dst, size_t n, const char *src);
 

@@ -341,6 +341,14 @@ const char *store_col_text(sqlite3_stmt *s, int col)
     return t ? (const char *)t : "";
 }
 
+/* Text columns hold UTF-8, and JSON output (export, -o json) needs it. */
+bool store_utf8_ok(const char *s)
+{
+    json_t *j = json_string(s); /* NULL for invalid UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
 bool store_copy(char *dst, size_t n, const char *src)
 {
     size_t len = strlen(src);
@@ -358,12 +366,13 @@ int64_t store_now_ms(void)
 }
 
 /* The lock file serialises writers before SQLite does, so that the head file
- * is written in commit order (audit.c); polled, to give up like busy_timeout
- * instead of hanging behind a stopped process. */
-static int lock_take(struct stk_store *st, struct stk_error **err)
+ * is written in commit order (audit.c); verify takes it shared to read the
+ * head file and pin its snapshot together. Polled, to give up like
+ * busy_timeout instead of hanging behind a stopped process. */
+int store_lock(struct stk_store *st, bool exclusive, struct stk_error **err)
 {
     for (int waited = 0;; waited++) {
-        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        if (flock(st->lock_fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
             return 0;
         if (errno != EWOULDBLOCK && errno != EINTR)
             return stk_error_errno(err, errno, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
@@ -376,16 +385,21 @@ static int lock_take(struct stk_store *st, struct stk_error **err)
     }
 }
 
+void store_unlock(struct stk_store *st)
+{
+    (void)flock(st->lock_fd, LOCK_UN);
+}
+
 int store_tx_begin(struct stk_store *st, struct stk_error **err)
 {
     if (st->in_tx)
         return stk_error_make(err, EDEADLK, "a store transaction is already open");
-    int r = lock_take(st, err);
+    int r = store_lock(st, true, err);
     if (r < 0)
         return r;
     int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        (void)flock(st->lock_fd, LOCK_UN);
+        store_unlock(st);
         return store_sql_error(st, rc, err, "starting a transaction");
     }
     st->in_tx = true;
@@ -400,7 +414,7 @@ void store_tx_rollback(struct stk_store *st)
     (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     st->in_tx = false;
     st->head_dirty = false;
-    (void)flock(st->lock_fd, LOCK_UN);
+    store_unlock(st);
 }
 
 int store_tx_commit(struct stk_store *st, struct stk_error **err)
@@ -416,7 +430,7 @@ int store_tx_commit(struct stk_store *st, struct stk_error **err)
     if (st->head_dirty)
         r = audit_head_write(st, err);
     st->head_dirty = false;
-    (void)flock(st->lock_fd, LOCK_UN);
+    store_unlock(st);
     return r;
 }
 
@@ -441,6 +455,8 @@ static int check_fixed(const char *what, const char *field, const char *v, size_
                               "%s field '%s' is too long: at most %zu bytes (not NUL-terminated "
                               "within %zu)",
                               what, field, size - 1, size);
+    if (!store_utf8_ok(v))
+        return stk_error_make(err, EINVAL, "%s field '%s' is not valid UTF-8", what, field);
     return 0;
 }
 
@@ -1102,10 +1118,10 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "claiming a pool member");
     json_t *d = json_pack("{s:s, s:s, s:s}", "pool", pool, "name", c->name, "owner", c->owner);
-    _cleanup_free_ char *details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    _cleanup_free_ char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
     if (!details)
-        stk_oom();
+        return stk_error_make(err, EINVAL, "pool name '%s' is not valid UTF-8", pool);
     r = audit_append_tx(st, id, "claimed", actor, details, err);
     if (r < 0)
         return r;

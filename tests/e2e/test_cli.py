@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc", "reference", "version", "help"]
+COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc", "audit", "reference", "version", "help"]
 
 
 def test_version(stockade):

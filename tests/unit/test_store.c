@@ -845,7 +845,6 @@ static void test_export_reverifies_offline(void **state)
     assert_non_null(mem);
     assert_int_equal(stk_audit_export(f->st, NULL, mem, NULL), 0);
     fclose(mem);
-    _cleanup_free_ char *owned = text;
 
     char prev[STK_AUDIT_HASH_LEN + 1];
     memset(prev, '0', STK_AUDIT_HASH_LEN);
@@ -865,6 +864,7 @@ static void test_export_reverifies_offline(void **state)
         memcpy(prev, a.hash, sizeof(prev));
         stk_audit_rec_free(&a);
     }
+    free(text);
     assert_int_equal(n, 12);
     assert_string_equal(prev, verify(f->st, NULL).head);
 
@@ -884,6 +884,63 @@ static void test_export_reverifies_offline(void **state)
     snprintf(x.actor, sizeof(x.actor), "bc");
     stk_audit_hash(&x, h2);
     assert_string_not_equal(h1, h2);
+}
+
+/* Writers in other processes append while this one verifies: the chain stays
+ * linear, and verify never sees a head file ahead of (or behind) its snapshot. */
+#define APPENDERS   3
+#define APPEND_EACH 25
+
+static void test_concurrent_appends_and_verify(void **state)
+{
+    struct fixture *f = *state;
+    pid_t pids[APPENDERS];
+    for (int i = 0; i < APPENDERS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            struct stk_store *st = NULL;
+            if (stk_store_open(f->state, &st, NULL) < 0)
+                _exit(10);
+            char id[16];
+            snprintf(id, sizeof(id), "w%d", i);
+            for (int k = 0; k < APPEND_EACH; k++)
+                if (stk_audit_append(st, id, "exec", ACTOR, "{\"argv\":[\"x\"]}", NULL) < 0)
+                    _exit(11);
+            stk_store_close(st);
+            _exit(0);
+        }
+    }
+    int done = 0, checks = 0;
+    while (done < APPENDERS) {
+        struct stk_audit_verify_result v = verify(f->st, NULL);
+        if (!v.ok || v.warning[0])
+            fail_msg("verify during appends: %s%s", v.problem, v.warning);
+        checks++;
+        int status = 0;
+        pid_t p = waitpid(-1, &status, WNOHANG);
+        if (p > 0) {
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+            done++;
+        }
+    }
+    struct stk_audit_verify_result v = verify(f->st, NULL);
+    assert_true(v.ok);
+    assert_int_equal(v.records, APPENDERS * APPEND_EACH);
+    assert_int_equal(audit_count(f->st, "w1"), APPEND_EACH);
+    assert_true(verify(f->st, "w2").ok);
+    assert_true(checks > 0);
+}
+
+static void test_text_must_be_utf8(void **state)
+{
+    struct fixture *f = *state;
+    struct stk_sb_rec r = sb("u", "bad\xff", STK_SB_PENDING);
+    expect_insert_error(f->st, &r, "sandbox field 'name' is not valid UTF-8");
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_audit_append(f->st, "u", "exec", "caf\xc3", NULL, &err), -EINVAL);
+    assert_string_equal(err->msg, "audit actor is not valid UTF-8");
 }
 
 int main(void)
@@ -908,6 +965,8 @@ int main(void)
         T(test_tamper_sandbox_chain),
         T(test_tamper_rehashed_record),
         T(test_export_reverifies_offline),
+        T(test_concurrent_appends_and_verify),
+        T(test_text_must_be_utf8),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
