@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -300,3 +301,32 @@ def test_probe_in_sandbox_keeps_contract(stockade, runtime, tmp_path):
     else:
         assert skips == set()
     assert not [p for p in ws.iterdir() if p.name != "stockade-probe"]
+
+
+@root_only
+def test_unix_sockets_under_run(tmp_path):
+    """Sockets the test makes under /run: a live one is reachable, a dead
+    one (no listener) is present but not reachable; the judge fails only
+    the live one."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="stkv-", dir="/run"))
+    live, dead = d / "live.sock", d / "dead.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        srv.bind(str(live))
+        srv.listen(4)
+        gone.bind(str(dead))
+        gone.close()
+        text, rep = report()
+        found = {s["path"]: s for s in rep["sockets"] if s["found_under_run"]}
+        assert found[str(live)]["reachable"] is True
+        assert found[str(dead)]["present"] is True
+        assert found[str(dead)]["reachable"] is False
+        assert found[str(dead)]["connect_errno"] == "ECONNREFUSED"
+        doc = judge(text, tmp_path, "fail")
+        row = [r for r in doc["rows"] if r["id"] == "no_runtime_sockets"][0]
+        assert row["verdict"] == "fail"
+        assert str(live) in row["observed"] and str(dead) not in row["observed"]
+    finally:
+        srv.close()
+        shutil.rmtree(d, ignore_errors=True)
