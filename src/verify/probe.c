@@ -44,6 +44,7 @@
 #define MAX_PATH_LEN       1024
 #define MAX_RUN_SOCKETS    64
 #define MAX_RUN_DEPTH      4
+#define MAX_RUN_ENTRIES    4096 /* directory entries looked at under /run */
 #define MAX_GROUPS         64
 #define DEFAULT_TIMEOUT_MS 1500
 #define MAX_TIMEOUT_MS     10000
@@ -605,13 +606,13 @@ static bool is_known(const char *path)
 
 /* Every unix socket under /run, bounded in depth and count; symlinks are
  * not followed (lstat), so the walk stays under /run. */
-static void walk_run(const char *dir, int depth, size_t *n, bool *first)
+static void walk_run(const char *dir, int depth, size_t *n, size_t *visited, bool *first)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *de;
-    while ((de = readdir(d)) && *n < MAX_RUN_SOCKETS) {
+    while ((de = readdir(d)) && *n < MAX_RUN_SOCKETS && (*visited)++ < MAX_RUN_ENTRIES) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         char path[MAX_PATH_LEN];
@@ -624,7 +625,7 @@ static void walk_run(const char *dir, int depth, size_t *n, bool *first)
             (*n)++;
             j_socket(path, true, first);
         } else if (S_ISDIR(st.st_mode) && depth < MAX_RUN_DEPTH) {
-            walk_run(path, depth + 1, n, first);
+            walk_run(path, depth + 1, n, visited, first);
         }
     }
     closedir(d);
@@ -633,11 +634,11 @@ static void walk_run(const char *dir, int depth, size_t *n, bool *first)
 static void probe_sockets(void)
 {
     bool first = true;
-    size_t n = 0;
+    size_t n = 0, visited = 0;
     fputs(",\"sockets\":[", out);
     for (size_t i = 0; i < sizeof(known_sockets) / sizeof(known_sockets[0]); i++)
         j_socket(known_sockets[i], false, &first);
-    walk_run("/run", 1, &n, &first);
+    walk_run("/run", 1, &n, &visited, &first);
     fputc(']', out);
 }
 

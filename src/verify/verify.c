@@ -825,8 +825,14 @@ static void cap_list(struct stk_buf *out, uint64_t m)
 static void judge_caps(struct judge *j, const struct claim *c, const struct obs *o)
 {
     static const char *const sets[4] = {"CapEff", "CapPrm", "CapBnd", "CapAmb"};
+    bool same = true;
+    for (int i = 1; i < 4; i++)
+        same &= o->caps_hex[i] && o->caps_hex[0] && o->caps[i] == o->caps[0];
+    if (same)
+        observed(j, "all four sets %s", o->caps_hex[0]);
     for (int i = 0; i < 4; i++) {
-        observed(j, "%s%s=%s", i ? " " : "", sets[i], o->caps_hex[i] ? o->caps_hex[i] : "?");
+        if (!same)
+            observed(j, "%s%s=%s", i ? " " : "", sets[i], o->caps_hex[i] ? o->caps_hex[i] : "?");
         /* The kernel keeps the ambient set inside the permitted one, so a
          * kernel without ambient capabilities (gVisor) is judged by CapPrm. */
         if (!o->caps_hex[i] && i == 3 && o->caps_hex[1]) {
