@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli.h"
 #include "driver/driver.h"
+#include "session/session.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
 
 int cmd_gc(int argc, char **argv)
 {
@@ -26,7 +31,37 @@ int cmd_gc(int argc, char **argv)
     cli_local_paths(state_dir, &paths);
     struct stk_gc_stats st;
     _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_local_gc(&paths, &st, &err) < 0) {
+    /* Long-lived sandboxes are the store's: recovery runs first (opening
+     * the session), then gc leaves every sandbox the store still has. */
+    struct stk_session *s = NULL;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    char db[4200];
+    snprintf(db, sizeof(db), "%s/%s", paths.state_dir, STK_STORE_DB_FILE);
+    if (access(db, F_OK) == 0 &&
+        (stk_session_open(&paths, NULL, &s, &err) < 0 ||
+         stk_store_sb_list(stk_session_store(s), false, &recs, &n, &err) < 0)) {
+        fprintf(stderr, "stockade gc: %s\n", err->msg);
+        stk_session_close(s);
+        return EXIT_INVALID;
+    }
+    const char **keep = stk_xcalloc(n + 1, sizeof(*keep));
+    for (size_t i = 0; i < n; i++)
+        keep[i] = recs[i].id;
+    int r = stk_local_gc(&paths, keep, n, &st, &err);
+    free(keep);
+    stk_sb_recs_free(recs, n);
+    if (r >= 0 && s) {
+        json_t *d = json_pack("{s:I,s:I,s:I,s:I}", "sandboxes", (json_int_t)st.sandboxes,
+                              "cgroups", (json_int_t)st.cgroups, "runtimeStates",
+                              (json_int_t)st.runtime_states, "network", (json_int_t)st.network);
+        char *dj = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+        (void)stk_audit_append(stk_session_store(s), "", "gc", "stockade gc", dj, NULL);
+        free(dj);
+    }
+    stk_session_close(s);
+    if (r < 0) {
         fprintf(stderr, "stockade gc: %s\n", err->msg);
         return EXIT_INVALID;
     }

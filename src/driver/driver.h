@@ -155,7 +155,10 @@ struct stk_gc_stats {
     size_t sandboxes, cgroups, runtime_states;
     size_t network; /* namespaces, links, leases and nft chains */
 };
-int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, struct stk_error **err);
+/* keep: ids whose sandboxes stay whatever their locks say (the store's
+ * long-lived sandboxes: a stopped one holds no lock but keeps its logs). */
+int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_t n_keep,
+                 struct stk_gc_stats *ret, struct stk_error **err);
 
 /* RFC 3339 UTC with milliseconds. */
 void stk_time_format(const struct timespec *ts, char buf[40]);

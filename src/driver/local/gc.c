@@ -70,7 +70,8 @@ static bool in_use(const struct stk_local_paths *p, const char *id)
     return flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
 }
 
-int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, struct stk_error **err)
+int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_t n_keep,
+                 struct stk_gc_stats *ret, struct stk_error **err)
 {
     struct stk_gc_stats st = {0};
     struct idlist l = {.ids = stk_xcalloc(GC_MAX_IDS, 64)};
@@ -102,7 +103,10 @@ int stk_local_gc(const struct stk_local_paths *p, struct stk_gc_stats *ret, stru
                 st.cgroups += (size_t)r;
             continue;
         }
-        if (in_use(p, id)) {
+        bool kept = false;
+        for (size_t k = 0; k < n_keep && !kept; k++)
+            kept = !strcmp(keep[k], id);
+        if (kept || in_use(p, id)) {
             live[n_live++] = id;
             continue;
         }

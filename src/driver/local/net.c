@@ -10,8 +10,13 @@
  * one nft_run_cmd_from_buffer() is one kernel transaction, so a sandbox's
  * chain, its set memberships and its dispatch appear and vanish together.
  *
- * Concurrency: every up/down/gc holds an flock on <run_dir>/net/lock, so
- * the shared objects (bridge, tables, leases) are never raced.
+ * Concurrency: every up/down/gc holds an flock on STK_NET_HOST_DIR/lock, so
+ * the shared objects (bridge, tables, leases) are never raced. The bridge,
+ * the nft tables, addresses and NFLOG groups belong to the host, not to a
+ * run directory, so the lock and the address leases do too: two stockade
+ * instances with different run directories never hand out the same
+ * address, and each lease names the run directory that owns it, so one
+ * instance's gc never takes another's sandboxes for dead.
  */
 #include "driver/local/net.h"
 
@@ -19,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <net/if.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
@@ -290,7 +296,11 @@ static void veth_name(const char *id, char out[16])
 
 static char *path_of(const struct stk_net_config *c, const char *a, const char *b)
 {
-    return b ? stk_xasprintf("%s/%s/%s", c->run_dir, a, b) : stk_xasprintf("%s/%s", c->run_dir, a);
+    /* host-wide: the lock and the leases (see the top of this file) */
+    const char *base = stk_startswith(a, "net/l") ? STK_NET_HOST_DIR : c->run_dir;
+    if (base != c->run_dir)
+        a += strlen("net/");
+    return b ? stk_xasprintf("%s/%s/%s", base, a, b) : stk_xasprintf("%s/%s", base, a);
 }
 
 static int mkdir_p(const char *path)
@@ -377,7 +387,8 @@ static int lease_take(const struct stk_net_config *c, const char *id, unsigned *
             continue;
         if (fd < 0)
             return stk_error_errno(err, errno, "lease %s", p);
-        if (write(fd, id, strlen(id)) < 0) {
+        _cleanup_free_ char *owner = stk_xasprintf("%s\n%s\n", id, c->run_dir);
+        if (write(fd, owner, strlen(owner)) < 0) {
             int e = errno;
             unlink(p);
             return stk_error_errno(err, e, "lease %s", p);
@@ -386,6 +397,63 @@ static int lease_take(const struct stk_net_config *c, const char *id, unsigned *
         return 0;
     }
     return stk_error_make(err, ENOSPC, "address pool exhausted (%u sandboxes)", n - 2);
+}
+
+/* A lease file: "<id>\n<run dir>\n" (an id alone: written before leases
+ * were host-wide, owned by the default run directory). */
+static bool lease_read(const char *path, char id[STK_NFT_MAX_ID + 1], char dir[PATH_MAX])
+{
+    char buf[STK_NFT_MAX_ID + PATH_MAX + 4];
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t k = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (k <= 0)
+        return false;
+    buf[k] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl)
+        *nl = '\0';
+    size_t l = strnlen(buf, STK_NFT_MAX_ID);
+    memcpy(id, buf, l);
+    id[l] = '\0';
+    const char *d = nl ? nl + 1 : "";
+    char *nl2 = strchr(d, '\n');
+    if (nl2)
+        *nl2 = '\0';
+    if (!*d)
+        d = STK_NET_RUN_DIR;
+    l = strnlen(d, PATH_MAX - 1);
+    memcpy(dir, d, l);
+    dir[l] = '\0';
+    return true;
+}
+
+/* The ids leased by other run directories. */
+struct others {
+    char (*ids)[STK_NFT_MAX_ID + 1];
+    size_t n;
+};
+
+static void others_collect(const struct stk_net_config *c, struct others *o)
+{
+    _cleanup_free_ char *ldir = path_of(c, "net/leases", NULL);
+    DIR *d = opendir(ldir);
+    struct dirent *de;
+    size_t cap = 0;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_free_ char *p = path_of(c, "net/leases", de->d_name);
+        char id[STK_NFT_MAX_ID + 1], dir[PATH_MAX];
+        if (!lease_read(p, id, dir) || !strcmp(dir, c->run_dir))
+            continue;
+        if (o->n == cap) {
+            cap = cap ? 2 * cap : 16;
+            o->ids = stk_xrealloc(o->ids, cap * sizeof(*o->ids));
+        }
+        memcpy(o->ids[o->n++], id, sizeof(id));
+    }
+    if (d)
+        closedir(d);
 }
 
 static void lease_drop(const struct stk_net_config *c, unsigned index)
@@ -1038,12 +1106,32 @@ static int chains_gc(const char *const *live, size_t n_live)
     return removed;
 }
 
-int stk_net_gc(const struct stk_net_config *c, const char *const *live, size_t n_live,
+static int net_gc_locked(const struct stk_net_config *c, const char *const *live, size_t n_live);
+
+int stk_net_gc(const struct stk_net_config *c, const char *const *own_live, size_t n_own,
                struct stk_error **err)
 {
     _cleanup_close_ int lock = lock_take(c, err);
     if (lock < 0)
         return lock;
+    /* live: ours as the caller says, and every sandbox another run
+     * directory holds a lease for (not ours to judge) */
+    struct others o = {0};
+    others_collect(c, &o);
+    const char **live = stk_xcalloc(n_own + o.n + 1, sizeof(*live));
+    size_t n_live = 0;
+    for (size_t i = 0; i < n_own; i++)
+        live[n_live++] = own_live[i];
+    for (size_t i = 0; i < o.n; i++)
+        live[n_live++] = o.ids[i];
+    int r = net_gc_locked(c, live, n_live);
+    free(live);
+    free(o.ids);
+    return r;
+}
+
+static int net_gc_locked(const struct stk_net_config *c, const char *const *live, size_t n_live)
+{
     int removed = 0;
     struct stk_error *e = NULL;
 
@@ -1092,12 +1180,9 @@ int stk_net_gc(const struct stk_net_config *c, const char *const *live, size_t n
         if (de->d_name[0] == '.')
             continue;
         _cleanup_free_ char *p = path_of(c, "net/leases", de->d_name);
-        char owner[STK_NFT_MAX_ID + 1] = "";
-        _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-        ssize_t k = fd >= 0 ? read(fd, owner, sizeof(owner) - 1) : -1;
-        if (k >= 0)
-            owner[k] = '\0';
-        if (!is_live(owner, live, n_live)) {
+        char owner[STK_NFT_MAX_ID + 1], dir[PATH_MAX];
+        if (lease_read(p, owner, dir) && !strcmp(dir, c->run_dir) &&
+            !is_live(owner, live, n_live)) {
             (void)unlink(p);
             removed++;
         }
