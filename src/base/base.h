@@ -91,6 +91,10 @@ STK_PRINTF(3, 4) int stk_error_errno(struct stk_error **err, int code, const cha
  * the error's negative value so it can end a failing path. */
 STK_PRINTF(2, 3) int stk_error_wrap(struct stk_error **err, const char *fmt, ...);
 void stk_error_free(struct stk_error *err);
+
+/* Dies by SIGKILL when $STOCKADE_FAULT names this point: how the crash
+ * recovery tests stop stockade mid-create, mid-delete (docs/sessions.md). */
+void stk_fault_point(const char *point);
 static inline void stk_error_freep(struct stk_error **e)
 {
     stk_error_free(*e);

@@ -2,6 +2,8 @@
 #include "base.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int error_set(struct stk_error **err, int code, char *msg)
@@ -61,4 +63,13 @@ void stk_error_free(struct stk_error *err)
         return;
     free(err->msg);
     free(err);
+}
+
+void stk_fault_point(const char *point)
+{
+    /* Crash-recovery tests name the point where a stockade process must
+     * die as kill -9 would kill it: no cleanup, no atexit, nothing flushed. */
+    const char *want = getenv("STOCKADE_FAULT");
+    if (want && !strcmp(want, point))
+        raise(SIGKILL);
 }

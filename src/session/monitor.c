@@ -131,6 +131,7 @@ static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error
     int r = stk_local_provision(&m->s->p, &req, &inst, err);
     if (r < 0)
         return r;
+    stk_fault_point("provisioned");
     m->init_pid = inst.init_pid;
     fmt_into(m->sock, sizeof(m->sock), "%s", inst.socket);
     m->rec.init_pid = inst.init_pid;

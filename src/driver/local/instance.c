@@ -157,6 +157,7 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
         (void)rt_exec(p, rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
         (void)runtime_entries(path, id, true);
     }
+    stk_fault_point("teardown-container-gone");
     if (cg_remove(id) < 0)
         failed = EBUSY;
     if (net) {

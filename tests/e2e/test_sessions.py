@@ -1,0 +1,457 @@
+"""Long-lived sandboxes end to end: create, exec, logs, stop, start, rm, ls,
+get, warm pools, crash recovery, the audit trail and verify, driving the
+real binary as root.
+
+Every test has its own state and run directories and removes what it
+created, even when it fails. Sandboxes reach nothing but their own
+namespace here: no test sends a packet anywhere but to this machine.
+"""
+import glob
+import json
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import stockade_bin
+
+SPEC = {
+    "apiVersion": "stockade.dev/v1alpha1",
+    "kind": "Sandbox",
+    "metadata": {"name": "svc"},
+    "spec": {"command": ["/bin/sh", "-c", "echo started; echo to-stderr >&2; exec sleep 600"]},
+}
+
+
+def write_spec(path, name="svc", command=None, labels=None, **spec):
+    doc = json.loads(json.dumps(SPEC))
+    doc["metadata"]["name"] = name
+    if labels:
+        doc["metadata"]["labels"] = labels
+    if command is not None:
+        doc["spec"]["command"] = command
+    doc["spec"].update(spec)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+class Session:
+    """stockade with a private state and run directory."""
+
+    def __init__(self, base):
+        self.base = base
+        self.env = dict(os.environ)
+        self.env["STOCKADE_STATE_DIR"] = str(base / "state")
+        self.env["STOCKADE_RUN_DIR"] = str(base / "run")
+        self.env.pop("STOCKADE_FAULT", None)
+
+    def __call__(self, *args, timeout=60, env=None, input=None):
+        return subprocess.run([stockade_bin(), *map(str, args)], capture_output=True, text=True,
+                              env=env or self.env, timeout=timeout, input=input)
+
+    def ok(self, *args, **kw):
+        p = self(*args, **kw)
+        assert p.returncode == 0, f"stockade {' '.join(map(str, args))}: rc={p.returncode}\n{p.stderr}"
+        return p
+
+    def create(self, spec, *args, env=None):
+        return self.ok("create", "-f", spec, *args, env=env).stdout.strip()
+
+    def get(self, sid):
+        return json.loads(self.ok("get", sid, "-o", "json").stdout)
+
+    def ls(self, *args):
+        return json.loads(self.ok("ls", "-o", "json", *args).stdout)
+
+    def wait_phase(self, sid, phases, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.get(sid)
+            if rec["phase"] in phases:
+                return rec
+            assert time.monotonic() < deadline, f"{sid} stayed {rec['phase']}, wanted {phases}"
+            time.sleep(0.05)
+
+    def audit(self, sid):
+        return json.loads(self.ok("audit", sid, "-o", "json").stdout)
+
+    def cleanup(self):
+        pools = self("pool", "ls", "-o", "json")
+        if pools.returncode == 0:
+            for pool in json.loads(pools.stdout):
+                self("pool", "rm", pool["name"])
+        p = self("ls", "-o", "json")
+        if p.returncode == 0:
+            for rec in json.loads(p.stdout):
+                self("rm", "-f", rec["id"])
+        for rec in json.loads(self("ls", "-o", "json").stdout or "[]"):
+            assert rec["phase"] == "deleted", rec
+
+
+def monitors(state_dir):
+    """pids of the monitors whose sandboxes live under state_dir."""
+    pids = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            if pathlib.Path(proc, "comm").read_text().strip() != "stockade-mon":
+                continue
+            env = pathlib.Path(proc, "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"STOCKADE_STATE_DIR={state_dir}".encode() in env:
+            pids.append(int(os.path.basename(proc)))
+    return pids
+
+
+def host_leftovers(sid, run_dir):
+    """What a removed sandbox must not have left on the host."""
+    found = []
+    found += glob.glob(f"/sys/fs/cgroup/*/stockade/{sid}") + glob.glob(f"/sys/fs/cgroup/stockade/{sid}")
+    found += [p for p in glob.glob(f"{run_dir}/*/{sid}*")]
+    found += [p for p in glob.glob(f"{run_dir}/netns/{sid}")]
+    found += [p for p in glob.glob(f"{run_dir}/init/{sid}.sock")]
+    chains = subprocess.run(["nft", "list", "chains"], capture_output=True, text=True).stdout
+    if sid in chains:
+        found.append(f"nft chain {sid}")
+    for lease in glob.glob("/run/stockade-net/leases/*"):
+        if pathlib.Path(lease).read_text().split("\n")[0] == sid:
+            found.append(f"lease {lease}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def session_runtime(tmp_path_factory):
+    """A runtime that can host long-lived sandboxes here, or a skip."""
+    s = Session(tmp_path_factory.mktemp("probe"))
+    spec = write_spec(s.base / "probe.yaml", name="probe")
+    p = s("create", "-f", spec)
+    if p.returncode != 0 and "no runtime" in p.stderr:
+        pytest.skip(f"no runtime can host long-lived sandboxes here: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+    s.cleanup()
+    return True
+
+
+@pytest.fixture
+def sess(tmp_path, session_runtime):
+    s = Session(tmp_path)
+    yield s
+    s.cleanup()
+    assert monitors(s.env["STOCKADE_STATE_DIR"]) == []
+
+
+# ---- lifecycle ------------------------------------------------------------------
+
+
+def test_create_exec_logs_stop_start_rm(sess, tmp_path):
+    spec = write_spec(tmp_path / "svc.yaml")
+    sid = sess.create(spec)
+    rec = sess.get(sid)
+    assert rec["phase"] == "ready" and rec["name"] == "svc" and rec["runtime"] in ("crun", "runc")
+
+    # exec: output, exit status, the sandbox user
+    p = sess("exec", sid, "--", "/bin/sh", "-c", "id -u; echo err >&2; exit 7")
+    assert (p.returncode, p.stdout, p.stderr) == (7, "65534\n", "err\n")
+    p = sess("exec", "svc", "--", "/bin/sh", "-c", "kill -TERM $$")
+    assert p.returncode == 143
+    p = sess("exec", sid, "--", "/nonexistent")
+    assert p.returncode == 127 and "nonexistent" in p.stderr
+
+    # stdin with -i, byte for byte
+    data = "".join(f"line {i}\n" for i in range(20000))
+    p = sess("exec", "-i", sid, "--", "/bin/cat", input=data)
+    assert p.returncode == 0 and p.stdout == data
+    p = sess("exec", sid, "--", "/bin/cat", input="ignored")
+    assert p.returncode == 0 and p.stdout == ""
+
+    # logs: the workload's streams, kept apart
+    p = sess.ok("logs", sid)
+    assert p.stdout == "started\n" and p.stderr == "to-stderr\n"
+    assert sess.ok("logs", "--since", "1s", sid).stdout in ("", "started\n")
+    future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    assert sess.ok("logs", "--since", future, sid).stdout == ""
+
+    # stop: /workspace is emptied, the record and logs stay
+    sess.ok("exec", sid, "--", "/bin/sh", "-c", "echo kept? > /workspace/f")
+    sess.ok("stop", sid)
+    assert sess.get(sid)["phase"] == "stopped"
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
+    p = sess("exec", sid, "--", "/bin/true")
+    assert p.returncode == 125 and "stopped" in p.stderr
+    assert sess.ok("logs", sid).stdout == "started\n"
+
+    # start: a fresh container, as explain says
+    sess.ok("start", sid)
+    assert sess.get(sid)["phase"] == "ready"
+    assert sess.ok("exec", sid, "--", "ls", "-A", "/workspace").stdout == ""
+    assert sess.ok("logs", sid).stdout == "started\nstarted\n"
+
+    # rm refuses a running sandbox without -f
+    p = sess("rm", sid)
+    assert p.returncode == 1 and "stop it first" in p.stderr
+    sess.ok("rm", "-f", sid)
+    assert sess.ls("-a")[0]["phase"] == "deleted"
+    assert sess.ls() == []
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
+    assert not (tmp_path / "state" / "sandboxes" / sid).exists()
+
+    events = [r["event"] for r in sess.audit(sid)]
+    for e in ["created", "started", "exec", "stopping", "stopped", "starting", "deleting", "deleted"]:
+        assert e in events, (e, events)
+
+
+def test_ls_get_outputs(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "a.yaml", name="alpha", labels={"team": "a"}))
+    table = sess.ok("ls").stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "NAME", "PHASE"] and sid in table[1]
+    doc = yaml.safe_load(sess.ok("get", "alpha", "-o", "yaml").stdout)
+    assert doc["id"] == sid and doc["phase"] == "ready" and doc["labels"] == {"team": "a"}
+    p = sess("get", "nosuch")
+    assert p.returncode == 1 and "no sandbox" in p.stderr and "nosuch" in p.stderr
+    p = sess("ls", "-o", "xml")
+    assert p.returncode == 2
+
+
+def test_tty_exec(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "t.yaml"))
+    p = sess.ok("exec", "-t", sid, "--", "/bin/sh", "-c", "tty; stty size")
+    lines = p.stdout.replace("\r", "").split("\n")
+    assert lines[0].startswith("/dev/pts/"), p.stdout
+
+
+def test_exec_client_killed_leaves_nothing_running(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "x.yaml"))
+    client = subprocess.Popen([stockade_bin(), "exec", sid, "--", "/bin/sleep", "4242"],
+                              env=sess.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while "sleep 4242" not in sess.ok("exec", sid, "--", "ps", "-eo", "args").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 10
+    while "sleep 4242" in sess.ok("exec", sid, "--", "ps", "-eo", "args").stdout:
+        assert time.monotonic() < deadline, "the exec'd process outlived its client"
+        time.sleep(0.05)
+    assert sess.get(sid)["phase"] == "ready"
+    execs = [r for r in sess.audit(sid) if r["event"] == "exec"]
+    assert any("4242" in json.dumps(r["details"]) for r in execs)
+
+
+# ---- how workloads end ------------------------------------------------------------
+
+
+def test_workload_exit_is_recorded(sess, tmp_path):
+    ok = sess.create(write_spec(tmp_path / "ok.yaml", name="ok", command=["/bin/true"]))
+    bad = sess.create(write_spec(tmp_path / "bad.yaml", name="bad",
+                                 command=["/bin/sh", "-c", "echo bye; exit 3"]))
+    assert sess.wait_phase(ok, ["succeeded"])["exitCode"] == 0
+    rec = sess.wait_phase(bad, ["failed"])
+    assert rec["exitCode"] == 3 and rec["result"]["exitCode"] == 3
+    assert sess.ok("logs", bad).stdout == "bye\n"
+    assert host_leftovers(bad, sess.env["STOCKADE_RUN_DIR"]) == []
+    assert "exited" in [r["event"] for r in sess.audit(bad)]
+    # an ended sandbox is removed without -f
+    sess.ok("rm", ok, bad)
+
+
+def test_wall_clock_kill(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "w.yaml", name="slow",
+                                 resources={"wallClock": "1s"}))
+    rec = sess.wait_phase(sid, ["killed"], timeout=30)
+    assert rec["reason"] == "wall_clock_exceeded"
+    killed = [r for r in sess.audit(sid) if r["event"] == "killed"]
+    assert killed and killed[0]["details"]["reason"] == "wall_clock_exceeded"
+
+
+def test_memory_kill(sess, tmp_path):
+    hog = "x=a; while :; do x=$x$x$x$x; done"
+    sid = sess.create(write_spec(tmp_path / "m.yaml", name="hog", command=["/bin/sh", "-c", hog],
+                                 resources={"memory": "64Mi"},
+                                 driverConfig={"local": {"tmpSize": "8Mi", "shmSize": "8Mi"}}))
+    rec = sess.wait_phase(sid, ["killed"], timeout=60)
+    assert rec["reason"] == "memory_exceeded"
+
+
+def test_logs_follow_and_bound(sess, tmp_path):
+    # 20 MiB of output: more than a sandbox keeps
+    cmd = ["/bin/sh", "-c", "sleep 0.5; head -c 20971520 /dev/zero | tr '\\0' x; echo; echo END"]
+    sid = sess.create(write_spec(tmp_path / "l.yaml", name="chatty", command=cmd))
+    p = sess.ok("logs", "-f", sid, timeout=120)
+    assert p.stdout.endswith("x\nEND\n")
+    assert 8 << 20 <= len(p.stdout) <= 16 << 20
+    logs = tmp_path / "state" / "sandboxes" / sid / "logs"
+    assert sum(f.stat().st_size for f in logs.iterdir()) <= (16 << 20) + 65536
+    assert sess.get(sid)["phase"] == "succeeded"
+
+
+# ---- input errors -------------------------------------------------------------------
+
+
+def test_create_refuses_bad_input(sess, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: b\n"
+                   "spec:\n  resources:\n    memory: lots\n")
+    p = sess("create", "-f", bad)
+    assert p.returncode == 1 and f"{bad}:7:" in p.stderr and "spec.resources.memory" in p.stderr
+    p = sess("create", "-f", write_spec(tmp_path / "g.yaml", runtime="gvisor"))
+    assert p.returncode == 1 and "preserve-fds" in p.stderr
+    assert sess.ls("-a") == []
+    p = sess("exec", "nosuch", "--", "true")
+    assert p.returncode == 125 and "no sandbox nosuch" in p.stderr
+    p = sess("exec", "x")
+    assert p.returncode == 2
+
+
+# ---- crash recovery -----------------------------------------------------------------
+
+
+def test_crash_mid_create_is_rolled_back(sess, tmp_path):
+    env = dict(sess.env, STOCKADE_FAULT="provisioned")
+    p = sess("create", "-f", write_spec(tmp_path / "c.yaml", name="crash"), env=env)
+    assert p.returncode == 1 and "monitor ended without reporting" in p.stderr
+    # the next command recovers: what was set up is removed, the state says so
+    rec = sess.ls("-a")[0]
+    assert rec["phase"] == "failed" and rec["reason"] == "interrupted"
+    assert host_leftovers(rec["id"], sess.env["STOCKADE_RUN_DIR"]) == []
+    assert monitors(sess.env["STOCKADE_STATE_DIR"]) == []
+    events = [r["event"] for r in sess.audit(rec["id"])]
+    assert events[-1] == "failed"
+
+
+def test_dead_monitor_is_adopted(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "a.yaml", name="adopt"))
+    [pid] = monitors(sess.env["STOCKADE_STATE_DIR"])
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)
+    assert sess.get(sid)["phase"] == "ready"
+    assert monitors(sess.env["STOCKADE_STATE_DIR"]) != [pid]
+    assert sess.ok("exec", sid, "--", "echo", "alive").stdout == "alive\n"
+    assert "adopted" in [r["event"] for r in sess.audit(sid)]
+    # the new monitor still sees the workload end
+    sess.ok("exec", sid, "--", "/bin/sh", "-c", "kill 1 || true")
+    sess.ok("stop", sid)
+    assert sess.get(sid)["phase"] == "stopped"
+
+
+def test_crash_mid_delete_is_completed(sess, tmp_path):
+    env = dict(sess.env, STOCKADE_FAULT="teardown-container-gone")
+    p = sess("create", "-f", write_spec(tmp_path / "d.yaml", name="del"), env=env)
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+    # the monitor dies halfway through the teardown; rm finishes it
+    sess.ok("rm", "-f", sid)
+    assert sess.ls("-a")[0]["phase"] == "deleted"
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
+    deleted = [r for r in sess.audit(sid) if r["event"] == "deleted"]
+    assert deleted and deleted[0]["details"].get("recovered") is True
+
+
+# ---- warm pools -----------------------------------------------------------------------
+
+
+def test_pool_claim_refill_and_fallback(sess, tmp_path):
+    tmpl = write_spec(tmp_path / "tmpl.yaml", name="tmpl", command=["/bin/true"])
+    sess.ok("pool", "create", "warm", "--size", "2", "-f", tmpl)
+    pools = json.loads(sess.ok("pool", "ls", "-o", "json").stdout)
+    assert pools == [{"name": "warm", "size": 2, "ready": 2}]
+    members = {r["id"] for r in sess.ls() if r["poolMember"]}
+    assert len(members) == 2
+
+    claim = write_spec(tmp_path / "claim.yaml", name="worker", labels={"team": "b"},
+                       command=["/bin/sh", "-c", "echo claimed; exec sleep 600"])
+    out = json.loads(sess.ok("create", "--pool", "warm", "-f", claim, "-o", "json").stdout)
+    assert out["warm"] is True and out["id"] in members
+    rec = sess.get("worker")
+    assert rec["id"] == out["id"] and not rec["poolMember"] and rec["labels"] == {"team": "b"}
+    assert sess.ok("exec", "worker", "--", "/bin/sh", "-c", "echo $STOCKADE_SANDBOX").stdout == "worker\n"
+    deadline = time.monotonic() + 30
+    while sess.ok("logs", "worker").stdout != "claimed\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    # the pool refills in the background, never with the claimed member
+    deadline = time.monotonic() + 30
+    while json.loads(sess.ok("pool", "ls", "-o", "json").stdout)[0]["ready"] < 2:
+        assert time.monotonic() < deadline, "the pool did not refill"
+        time.sleep(0.1)
+    now = {r["id"] for r in sess.ls() if r["poolMember"]}
+    assert out["id"] not in now and len(now) == 2
+
+    # three claims at once from a pool of two: distinct members, one cold
+    procs = [subprocess.Popen([stockade_bin(), "create", "--pool", "warm", "-f", claim, "-o", "json"],
+                              env=sess.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    ids = [r["id"] for r in results]
+    assert len(set(ids)) == 3
+    assert sorted(r["warm"] for r in results) in ([False, True, True], [False, False, True])
+    cold = [r for r in results if not r["warm"]]
+    assert all("cold create" in r["note"] for r in cold)
+
+    # a spec that gives another sandbox cannot take a member
+    other = write_spec(tmp_path / "other.yaml", name="x", resources={"memory": "256Mi"})
+    p = sess("create", "--pool", "warm", "-f", other)
+    assert p.returncode == 1 and "does not give the sandbox pool warm holds" in p.stderr
+    p = sess("create", "--pool", "nosuch", "-f", claim)
+    assert p.returncode == 1 and "no pool nosuch" in p.stderr
+
+    sess.ok("pool", "rm", "warm")
+    assert json.loads(sess.ok("pool", "ls", "-o", "json").stdout) == []
+    assert [r for r in sess.ls() if r["poolMember"]] == []
+
+
+# ---- audit ---------------------------------------------------------------------------
+
+
+def test_audit_tamper_is_named(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "a.yaml", name="aud"))
+    sess.ok("exec", sid, "--", "/bin/true")
+    p = sess.ok("audit", "verify")
+    assert p.stdout.startswith("audit trail intact")
+    recs = sess.audit(sid)
+    exec_rec = [r for r in recs if r["event"] == "exec"][0]
+    db = sqlite3.connect(tmp_path / "state" / "stockade.db")
+    db.execute("UPDATE audit SET details = ? WHERE seq = ?",
+               ('{"argv":["/bin/false"],"tty":false}', exec_rec["seq"]))
+    db.commit()
+    db.close()
+    p = sess("audit", "verify")
+    assert p.returncode == 1 and f"record {exec_rec['seq']}" in p.stdout + p.stderr
+    lines = sess.ok("audit", "export").stdout.splitlines()
+    assert all(json.loads(line)["hash"] for line in lines)
+
+
+# ---- verify ----------------------------------------------------------------------------
+
+
+def test_verify_passes_then_fails_when_weakened(sess, tmp_path):
+    sid = sess.create(write_spec(tmp_path / "v.yaml", name="ver", resources={"memory": "256Mi"}))
+    p = sess("verify", sid, "--to", "10.88.0.1:9", "--timeout-ms", "300")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "memory limit" in p.stdout and ", 0 FAIL," in p.stdout
+    # weaken the sandbox from outside: raise its memory limit behind stockade's back
+    limits = glob.glob(f"/sys/fs/cgroup/memory/stockade/{sid}/memory.limit_in_bytes") + \
+        glob.glob(f"/sys/fs/cgroup/stockade/{sid}/memory.max")
+    assert limits, "no memory cgroup for the sandbox"
+    memsw = pathlib.Path(limits[0]).with_name("memory.memsw.limit_in_bytes")
+    if memsw.exists():  # v1: memory+swap first, it may not be below the memory limit
+        memsw.write_text(str(1 << 30))
+    pathlib.Path(limits[0]).write_text(str(1 << 30))
+    p = sess("verify", sid, "-o", "json")
+    assert p.returncode == 1
+    rows = json.loads(p.stdout)["rows"]
+    failed = [r["id"] for r in rows if r["verdict"] == "fail"]
+    assert failed == ["memory"], rows
+    assert [r["event"] for r in sess.audit(sid)].count("verified") == 2
+
+
+def test_verify_file(sess, tmp_path):
+    p = sess("verify", write_spec(tmp_path / "f.yaml", name="once"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert sess.ls() == [] and sess.ls("-a")[0]["phase"] == "deleted"
