@@ -320,13 +320,15 @@ static void conclude(struct monitor *m)
     (void)stk_local_teardown(&m->s->p, m->id, m->rt, &m->net, purge, NULL);
 
     _cleanup_free_ char *result = result_json(m, have_status);
-    free(m->rec.result);
-    m->rec.result = stk_xstrdup(result);
-    m->rec.exit_code = have_status ? m->exit_code : -1;
-    m->rec.monitor_pid = 0;
-    m->rec.init_pid = 0;
-    if (!purge)
-        (void)stk_store_sb_update(m->s->st, &m->rec, NULL);
+    /* the record as it is now (a claim may have renamed the sandbox since
+     * this monitor started), with this run's result */
+    free(now.result);
+    now.result = stk_xstrdup(result);
+    now.exit_code = have_status ? m->exit_code : -1;
+    now.monitor_pid = 0;
+    now.init_pid = 0;
+    if (!purge && now.id[0])
+        (void)stk_store_sb_update(m->s->st, &now, NULL);
 
     enum stk_sb_phase to;
     const char *event, *reason = "";

@@ -1103,7 +1103,8 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
     _cleanup_stmt_ sqlite3_stmt *u = NULL;
     r = store_prepare(st,
                       "UPDATE sandboxes SET pool_member = 0, name = ?2, labels = ?3, owner = ?4,"
-                      " tenant = ?5, project = ?6, updated_ms = ?7 WHERE id = ?1",
+                      " tenant = ?5, project = ?6, updated_ms = ?7,"
+                      " spec = coalesce(?8, spec), env = coalesce(?9, env) WHERE id = ?1",
                       &u, err);
     if (r < 0)
         return r;
@@ -1114,6 +1115,9 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
     bind_text(u, 5, c->tenant);
     bind_text(u, 6, c->project);
     sqlite3_bind_int64(u, 7, store_now_ms());
+    /* the claimer's documents: a stop and start runs its command again */
+    bind_text(u, 8, c->spec);
+    bind_text(u, 9, c->env);
     rc = sqlite3_step(u);
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "claiming a pool member");

@@ -163,8 +163,9 @@ int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t 
 int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_error **err);
 /*
  * Atomically takes one ready, unclaimed member of the pool (the oldest):
- * clears pool_member, copies name, labels, owner, tenant and project from
- * claim and appends a "claimed" audit record, in one transaction. A member is
+ * clears pool_member, copies name, labels, owner, tenant and project (and
+ * spec and env, when claim has them) from claim and appends a "claimed"
+ * audit record, in one transaction. A member is
  * never returned twice. -ENOENT when none is ready.
  */
 int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,

@@ -375,6 +375,14 @@ def test_pool_claim_refill_and_fallback(sess, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
+    # a claimed member is the claimer's sandbox: stop and start run its command
+    sess.ok("stop", "worker")
+    sess.ok("start", "worker")
+    deadline = time.monotonic() + 30
+    while sess.ok("logs", "worker").stdout != "claimed\nclaimed\n":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
     # the pool refills in the background, never with the claimed member
     deadline = time.monotonic() + 30
     while json.loads(sess.ok("pool", "ls", "-o", "json").stdout)[0]["ready"] < 2:
