@@ -447,6 +447,10 @@ static void explain_persistence(struct stk_contract *c)
     else
         say(c, SEC_PERSISTENCE, "After delete: everything is removed%s.",
             b->home ? ", the home volume included" : "");
+    if (c->facts->backend == STK_BACKEND_LOCAL)
+        say(c, SEC_PERSISTENCE,
+            "Logs: the last 8 to 16 MiB of the workload's output (two rotated files), kept "
+            "across stop and start, removed with the sandbox.");
     say(c, SEC_PERSISTENCE, "The audit trail of the sandbox outlives it.");
 }
 

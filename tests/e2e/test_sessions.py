@@ -463,3 +463,17 @@ def test_verify_file(sess, tmp_path):
     p = sess("verify", write_spec(tmp_path / "f.yaml", name="once"))
     assert p.returncode == 0, p.stdout + p.stderr
     assert sess.ls() == [] and sess.ls("-a")[0]["phase"] == "deleted"
+
+
+def test_readme_pool_examples(sess):
+    """The pool template in examples/ matches examples/agent.yaml, as the docs say."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    sess.ok("pool", "create", "agents", "--size", "1", "-f", root / "pool-template.yaml")
+    out = json.loads(sess.ok("create", "--pool", "agents", "-f", root / "agent.yaml", "-o", "json").stdout)
+    assert out["warm"] is True
+    rec = sess.wait_phase(out["id"], ["succeeded"])
+    assert rec["name"] == "agent-tools"
+    assert sess.ok("logs", out["id"]).stdout.startswith("hello from the sandbox\n")
+    sid = sess.create(root / "workspace.yaml")
+    assert sess.ok("logs", sid).stdout in ("", "workspace ready\n")
+    assert sess.ok("exec", sid, "--", "id", "-un").stdout == "sandbox\n"
