@@ -103,27 +103,40 @@ void log_writer_close(struct log_writer *w)
     w->fd = -1;
 }
 
+/* Digits up to a stop character; false on anything else or an overflow. */
+static bool parse_uint(const char **p, const char *end, char stop, uint64_t max, uint64_t *ret)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (s >= end || *s < '0' || *s > '9')
+        return false;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        uint64_t d = (uint64_t)(*s - '0');
+        if (d > max || v > (max - d) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (s >= end || *s != stop)
+        return false;
+    *p = s + 1;
+    *ret = v;
+    return true;
+}
+
 int log_record_parse(const char *buf, size_t n, int64_t *ret_ms, int *ret_stream, size_t *ret_len)
 {
     const char *nl = memchr(buf, '\n', n < LOG_HEADER_MAX ? n : LOG_HEADER_MAX);
     if (!nl)
         return n < LOG_HEADER_MAX ? 0 : -EBADMSG;
-    unsigned long long ms, len;
-    int stream, used = 0;
-    char line[LOG_HEADER_MAX + 1];
-    size_t hl = (size_t)(nl - buf);
-    memcpy(line, buf, hl);
-    line[hl] = '\0';
-    for (size_t i = 0; i < hl; i++)
-        if (!(line[i] == ' ' || (line[i] >= '0' && line[i] <= '9')))
-            return -EBADMSG;
-    if (sscanf(line, "%llu %d %llu%n", &ms, &stream, &len, &used) != 3 || (size_t)used != hl ||
-        (stream != 1 && stream != 2) || len > LOG_RECORD_MAX || ms > INT64_MAX)
+    const char *p = buf, *end = nl + 1;
+    uint64_t ms, stream, len;
+    if (!parse_uint(&p, end, ' ', INT64_MAX, &ms) || !parse_uint(&p, end, ' ', 2, &stream) ||
+        !parse_uint(&p, end, '\n', LOG_RECORD_MAX, &len) || p != end || stream < 1)
         return -EBADMSG;
     *ret_ms = (int64_t)ms;
-    *ret_stream = stream;
+    *ret_stream = (int)stream;
     *ret_len = (size_t)len;
-    return (int)hl + 1;
+    return (int)(end - buf);
 }
 
 /* ---- reading ------------------------------------------------------------------------ */
