@@ -52,8 +52,8 @@ int cmd_gc(int argc, char **argv)
     free(keep);
     stk_sb_recs_free(recs, n);
     if (r >= 0 && s) {
-        json_t *d = json_pack("{s:I,s:I,s:I,s:I}", "sandboxes", (json_int_t)st.sandboxes,
-                              "cgroups", (json_int_t)st.cgroups, "runtimeStates",
+        json_t *d = json_pack("{s:I,s:I,s:I,s:I}", "sandboxes", (json_int_t)st.sandboxes, "cgroups",
+                              (json_int_t)st.cgroups, "runtimeStates",
                               (json_int_t)st.runtime_states, "network", (json_int_t)st.network);
         char *dj = json_dumps(d, JSON_COMPACT);
         json_decref(d);

@@ -89,6 +89,16 @@ static void docs_free(struct docs_text *t)
     free(t->env);
 }
 
+/* The documents, then the session; on failure nothing is left open. */
+static int docs_session(const char *cmd, const char *file, const char *env, struct docs_text *t,
+                        struct stk_session **s)
+{
+    int r = docs_read(file, env, t);
+    if (r == 0 && (r = open_session(cmd, s)) != 0)
+        docs_free(t);
+    return r;
+}
+
 /* ---- create ----------------------------------------------------------------------- */
 
 int cmd_create(int argc, char **argv)
@@ -128,14 +138,10 @@ int cmd_create(int argc, char **argv)
         return cli_usage_error("create", "unexpected argument '%s'", argv[optind]);
 
     struct docs_text t;
-    int r = docs_read(file, env, &t);
+    struct stk_session *s = NULL;
+    int r = docs_session("create", file, env, &t, &s);
     if (r != 0)
         return r;
-    struct stk_session *s = NULL;
-    if ((r = open_session("create", &s)) != 0) {
-        docs_free(&t);
-        return r;
-    }
     _cleanup_error_ struct stk_error *err = NULL;
     struct stk_create_req req = {.docs = t.d, .pool = pool};
     struct stk_create_res res;
@@ -552,14 +558,10 @@ static int pool_create_cmd(int argc, char **argv)
     if (optind != argc - 1 || !file || size < 0)
         return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
     struct docs_text t;
-    int r = docs_read(file, env, &t);
+    struct stk_session *s = NULL;
+    int r = docs_session("pool", file, env, &t, &s);
     if (r != 0)
         return r;
-    struct stk_session *s = NULL;
-    if ((r = open_session("pool", &s)) != 0) {
-        docs_free(&t);
-        return r;
-    }
     _cleanup_error_ struct stk_error *err = NULL;
     r = stk_pool_create(s, argv[optind], (int)size, &t.d, &err);
     stk_session_close(s);

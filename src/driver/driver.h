@@ -83,8 +83,8 @@ struct stk_run_request {
      * nftables). NULL: an empty network namespace, loopback only. */
     const struct stk_net_config *net;
     /* Long-lived sandboxes (stk_local_provision) only: */
-    const char *id;      /* the sandbox's id, chosen by the caller */
-    int lock_fd;         /* the caller holds the sandbox directory's lock */
+    const char *id;       /* the sandbox's id, chosen by the caller */
+    int lock_fd;          /* the caller holds the sandbox directory's lock */
     const char *hostname; /* NULL: the boundary's name */
 };
 
@@ -146,8 +146,7 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
  * sandboxes read-only: a copy under the state directory, made once per
  * build of the binaries. The binaries are looked up next to the running
  * executable, or in $STOCKADE_LIBEXEC_DIR. */
-int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n,
-                      struct stk_error **err);
+int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, struct stk_error **err);
 
 /* Removes what crashed runs left: sandbox dirs not locked by a live run,
  * their runtime state, processes and cgroups. */

@@ -279,8 +279,8 @@ static json_t *render_process(const struct stk_boundary *b, const struct stk_oci
     json_t *p = json_object();
     json_object_set_new(p, "terminal", json_false());
     json_object_set_new(p, "user", json_pack("{s:i,s:i}", "uid", STK_OCI_UID, "gid", STK_OCI_GID));
-    json_object_set_new(p, "args", o->init_dir ? str_array(init_argv, 1)
-                                               : str_array(b->argv, b->argc));
+    json_object_set_new(p, "args",
+                        o->init_dir ? str_array(init_argv, 1) : str_array(b->argv, b->argc));
     json_object_set_new(p, "env", env);
     json_object_set_new(p, "cwd", json_string(b->working_dir ? b->working_dir : "/workspace"));
     json_object_set_new(p, "capabilities", render_caps(b));

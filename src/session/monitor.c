@@ -86,17 +86,6 @@ static void report(struct monitor *m, const char *what, const char *msg)
     m->report_fd = -1;
 }
 
-static char *argv_json(const struct stk_boundary *b)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < b->argc; i++)
-        json_array_append_new(a, json_string(b->argv[i]));
-    json_t *d = json_pack("{s:o}", "argv", a);
-    char *s = json_dumps(d, JSON_COMPACT);
-    json_decref(d);
-    return s;
-}
-
 /* ---- provisioning ----------------------------------------------------------------- */
 
 static int start_workload(struct monitor *m, struct stk_error **err)
@@ -139,7 +128,7 @@ static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error
     if ((r = stk_store_sb_update(m->s->st, &m->rec, err)) < 0 || (r = start_workload(m, err)) < 0)
         return r;
     bool workload = !m->rec.pool_member && !m->idle;
-    _cleanup_free_ char *dj = argv_json(m->sb.b);
+    _cleanup_free_ char *dj = session_argv_json(m->sb.b->argv, m->sb.b->argc, NULL, NULL);
     return stk_store_sb_set_phase(m->s->st, m->id, (int)from, STK_SB_READY, "", "",
                                   "stockade-monitor", workload ? "started" : "ready",
                                   workload ? dj : NULL, err);

@@ -81,15 +81,29 @@ int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct 
     return count_members(s, name, ret, &coming, err);
 }
 
-int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err)
+/* Locks the pool (refills, claims' refills and rm serialise on it) and
+ * reads it. Returns the lock's fd. */
+static int pool_open(struct stk_session *s, const char *name, struct stk_pool_rec *ret,
+                     struct stk_error **err)
 {
-    _cleanup_close_ int lock = pool_lock(s, name, err);
+    int lock = pool_lock(s, name, err);
     if (lock < 0)
         return lock;
-    struct stk_pool_rec pool = {0};
-    int r = stk_store_pool_get(s->st, name, &pool, err);
-    if (r < 0)
+    int r = stk_store_pool_get(s->st, name, ret, err);
+    if (r < 0) {
+        close(lock);
         return r;
+    }
+    return lock;
+}
+
+int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err)
+{
+    struct stk_pool_rec pool = {0};
+    _cleanup_close_ int lock = pool_open(s, name, &pool, err);
+    if (lock < 0)
+        return lock;
+    int r;
     size_t ready = 0, coming = 0;
     r = count_members(s, name, &ready, &coming, err);
     struct stk_create_req req = {
@@ -148,14 +162,12 @@ int stk_pool_create(struct stk_session *s, const char *name, int size,
 
 int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
 {
-    _cleanup_close_ int lock = pool_lock(s, name, err);
+    struct stk_pool_rec pool = {0};
+    _cleanup_close_ int lock = pool_open(s, name, &pool, err);
     if (lock < 0)
         return lock;
-    struct stk_pool_rec pool = {0};
-    int r = stk_store_pool_get(s->st, name, &pool, err);
-    if (r < 0)
-        return r;
     stk_pool_rec_free(&pool);
+    int r;
     /* the pool first: nothing can claim or refill it from now on */
     if ((r = stk_store_pool_delete(s->st, name, err)) < 0)
         return r;
@@ -223,11 +235,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     fmt_into(claim.name, sizeof(claim.name), "%s", b->name);
     fmt_into(claim.owner, sizeof(claim.owner), "%s", req->owner ? req->owner : s->actor);
     fmt_into(claim.tenant, sizeof(claim.tenant), "%s", b->namespace ? b->namespace : "");
-    json_t *l = json_object();
-    for (size_t i = 0; b->labels && i < b->labels->n; i++)
-        json_object_set_new(l, b->labels->items[i].key, json_string(b->labels->items[i].value));
-    claim.labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(l);
+    claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
     r = stk_store_pool_claim(s->st, req->pool, &claim, s->actor, ret->id, err);
@@ -237,23 +245,17 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     ret->warm = true;
 
     /* the member is the claimer's now: start its command */
-    char sock[256];
     struct stk_init_conn *c = NULL;
     char name_env[128];
     fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
     const char *env[] = {name_env};
     struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc, .env = env, .n_env = 1};
-    if ((r = stk_local_socket_path(&s->p, ret->id, sock, sizeof(sock), err)) >= 0 &&
-        (r = stk_init_connect(sock, 2000, &c, err)) >= 0)
+    if ((r = session_init_connect(s, ret->id, 2000, &c, err)) >= 0)
         r = stk_init_start(c, &proc, err);
     stk_init_close(c);
     if (r >= 0) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < b->argc; i++)
-            json_array_append_new(a, json_string(b->argv[i]));
-        json_t *d = json_pack("{s:o,s:s}", "argv", a, "pool", req->pool);
-        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
-        json_decref(d);
+        _cleanup_free_ char *dj =
+            session_argv_json(b->argv, b->argc, "pool", json_string(req->pool));
         (void)stk_audit_append(s->st, ret->id, "started", s->actor, dj, NULL);
     } else {
         /* a claimed member that cannot start is failed, never returned */

@@ -28,6 +28,14 @@ void random_hex(char *buf, size_t n);
 _Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int n_keep,
                                  const char *const *argv);
 
+/* {"argv": [...], key: value (a json_t *, stolen)} and the labels, as JSON
+ * text; the caller frees. */
+char *session_argv_json(const char *const *argv, size_t argc, const char *key, void *value);
+char *session_labels_json(const struct stk_boundary *b);
+/* Connects to the sandbox's stockade-init. */
+int session_init_connect(const struct stk_session *s, const char *id, int timeout_ms,
+                         struct stk_init_conn **ret, struct stk_error **err);
+
 int session_get(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
                 struct stk_error **err);
 int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_boundary *ret,

@@ -290,13 +290,35 @@ int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_e
 
 /* ---- create ----------------------------------------------------------------------- */
 
-static void labels_json(const struct stk_boundary *b, struct stk_sb_rec *rec)
+char *session_labels_json(const struct stk_boundary *b)
 {
     json_t *l = json_object();
     for (size_t i = 0; b->labels && i < b->labels->n; i++)
         json_object_set_new(l, b->labels->items[i].key, json_string(b->labels->items[i].value));
-    rec->labels = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+    char *s = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(l);
+    return s;
+}
+
+char *session_argv_json(const char *const *argv, size_t argc, const char *key, void *value)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < argc; i++)
+        json_array_append_new(a, json_string(argv[i]));
+    json_t *d = json_pack("{s:o}", "argv", a);
+    if (key)
+        json_object_set_new(d, key, value);
+    char *s = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    return s;
+}
+
+int session_init_connect(const struct stk_session *s, const char *id, int timeout_ms,
+                         struct stk_init_conn **ret, struct stk_error **err)
+{
+    char sock[256];
+    int r = stk_local_socket_path(&s->p, id, sock, sizeof(sock), err);
+    return r < 0 ? r : stk_init_connect(sock, timeout_ms, ret, err);
 }
 
 static int cold_create(struct stk_session *s, const struct stk_create_req *req,
@@ -325,7 +347,7 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     rec.pool_member = req->pool_member;
     rec.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     rec.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
-    labels_json(b, &rec);
+    rec.labels = session_labels_json(b);
 
     /* locked before the record exists: recovery never mistakes a sandbox
      * being created for one whose creator died */
@@ -408,17 +430,11 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
         stk_sb_rec_free(&rec);
         return r;
     }
-    json_t *argv = json_array();
-    for (size_t i = 0; i < proc->argc; i++)
-        json_array_append_new(argv, json_string(proc->argv[i]));
-    json_t *d = json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty);
-    _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
-    json_decref(d);
-    char sock[256];
+    _cleanup_free_ char *dj =
+        session_argv_json(proc->argv, proc->argc, "tty", json_boolean(proc->tty));
     struct stk_init_conn *c = NULL;
     if ((r = stk_audit_append(s->st, rec.id, "exec", s->actor, dj, err)) >= 0 &&
-        (r = stk_local_socket_path(&s->p, rec.id, sock, sizeof(sock), err)) >= 0 &&
-        (r = stk_init_connect(sock, 2000, &c, err)) >= 0) {
+        (r = session_init_connect(s, rec.id, 2000, &c, err)) >= 0) {
         /* a claimed pool member's own environment still names the pool's
          * template: the sandbox's name is the record's */
         const char *env[STK_EXEC_MAX_ENV + 1];
@@ -444,10 +460,8 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
  * operation the phase names, or does it itself when there is no monitor. */
 static int shutdown_and_finish(struct stk_session *s, const char *id, struct stk_error **err)
 {
-    char sock[256];
     struct stk_init_conn *c = NULL;
-    if (stk_local_socket_path(&s->p, id, sock, sizeof(sock), NULL) >= 0 &&
-        stk_init_connect(sock, 500, &c, NULL) >= 0) {
+    if (session_init_connect(s, id, 500, &c, NULL) >= 0) {
         (void)stk_init_shutdown(c, STK_STOP_GRACE_MS, NULL);
         stk_init_close(c);
     }

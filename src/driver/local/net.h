@@ -15,10 +15,10 @@
 
 #include "render/render.h"
 
-#define STK_NET_RUN_DIR       "/run/stockade"
+#define STK_NET_RUN_DIR "/run/stockade"
 /* host-wide: the network lock and the address leases (one bridge, one set
  * of addresses and NFLOG groups per host, whatever the run directory) */
-#define STK_NET_HOST_DIR "/run/stockade-net"
+#define STK_NET_HOST_DIR      "/run/stockade-net"
 #define STK_NET_BRIDGE        "stk0"
 #define STK_NET_POOL4         "10.88.0.0/16"
 #define STK_NET_POOL6         "fd88::/64"

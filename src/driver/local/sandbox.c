@@ -132,6 +132,23 @@ static void shared_etc_name(struct sandbox *s)
     fmt_into(s->etc, sizeof(s->etc), "%s/etc-%016llx", s->p->state_dir, (unsigned long long)h);
 }
 
+static struct sandbox sandbox_new(const struct stk_local_paths *p,
+                                  const struct stk_run_request *req, bool session)
+{
+    return (struct sandbox){
+        .p = p,
+        .req = req,
+        .cg = cg_detect(),
+        .rt = req->runtime,
+        .lock_fd = -1,
+        .log_fd = -1,
+        .out_pipe = {-1, -1},
+        .err_pipe = {-1, -1},
+        .listen_fd = -1,
+        .session = session,
+    };
+}
+
 /* ---- parse: everything computed before acting --------------------------------- */
 
 static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
@@ -745,17 +762,7 @@ static void reap_leftovers(void)
 int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
                   struct stk_run_result *ret, struct stk_error **err)
 {
-    struct sandbox s = {
-        .p = p,
-        .req = req,
-        .cg = cg_detect(),
-        .rt = req->runtime,
-        .lock_fd = -1,
-        .log_fd = -1,
-        .out_pipe = {-1, -1},
-        .err_pipe = {-1, -1},
-        .listen_fd = -1,
-    };
+    struct sandbox s = sandbox_new(p, req, false);
     struct stk_run_result res = {.runtime = req->runtime, .peak_memory = -1, .peak_pids = -1};
     _cleanup_close_ int sfd = -1;
     void (*old_pipe)(int) = SIG_ERR;
@@ -856,18 +863,7 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
                               "%s cannot pass the supervisor's socket to the sandbox (no "
                               "--preserve-fds); long-lived sandboxes need crun or runc",
                               rt_table[req->runtime].name);
-    struct sandbox s = {
-        .p = p,
-        .req = req,
-        .cg = cg_detect(),
-        .rt = req->runtime,
-        .lock_fd = -1,
-        .log_fd = -1,
-        .out_pipe = {-1, -1},
-        .err_pipe = {-1, -1},
-        .listen_fd = -1,
-        .session = true,
-    };
+    struct sandbox s = sandbox_new(p, req, true);
     size_t done = 0;
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
