@@ -140,8 +140,9 @@ int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_bounda
 }
 
 int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, struct stk_error **err)
+                        enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err)
 {
+    *ret_passed_over = false;
     struct stk_runtime_status st[_STK_OCI_N];
     int r = stk_runtimes_detect(p, st, err);
     if (r < 0)
@@ -150,6 +151,7 @@ int stk_session_runtime(const struct stk_local_paths *p, const struct stk_bounda
      * socket, so long-lived sandboxes run on the strongest of the others. */
     if (st[STK_OCI_RUNSC].works) {
         st[STK_OCI_RUNSC].works = false;
+        *ret_passed_over = b->runtime == STK_RUNTIME_DEFAULT;
         fmt_into(st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
                  "this runsc cannot pass the supervisor's socket (no --preserve-fds); long-lived "
                  "sandboxes use crun or runc, `stockade run` can use runsc");
@@ -326,9 +328,18 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
                        struct stk_error **err)
 {
     enum stk_oci_runtime rt;
-    int r = stk_session_runtime(&s->p, b, &rt, err);
+    bool passed_over = false;
+    int r = stk_session_runtime(&s->p, b, &rt, &passed_over, err);
     if (r < 0)
         return r;
+    /* explain names the strongest runtime that works; when that was runsc,
+     * the sandbox is weaker than explain said: say so, never silently */
+    size_t len = strlen(ret->note);
+    if (passed_over)
+        fmt_into(ret->note + len, sizeof(ret->note) - len,
+                 "%sruns on %s, not gVisor: this runsc cannot pass the supervisor's socket (no "
+                 "--preserve-fds); `stockade run` can use it",
+                 len ? "; " : "", stk_oci_runtime_names[rt]);
     if (!req->pool_member && !req->idle && b->argc == 0)
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");

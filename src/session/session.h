@@ -73,7 +73,7 @@ struct stk_create_req {
 struct stk_create_res {
     char id[64];
     bool warm;      /* a pool member was claimed */
-    char note[256]; /* e.g. why a pool claim fell back to a cold create */
+    char note[512]; /* e.g. why a pool claim fell back to a cold create */
 };
 /* Creates a sandbox and returns once it is ready (its workload started),
  * or once it failed (then the record says why and nothing stays up). */
@@ -128,9 +128,11 @@ int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **
 /* Counts a pool's unclaimed members that are ready. */
 int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err);
 
-/* What stockade's own processes should know about this host's runtimes
- * and network (shared with `stockade run`). */
+/* The runtime a long-lived sandbox of b gets here: as `run` would choose,
+ * without runsc (no --preserve-fds in this version). *ret_passed_over: the
+ * default would have been runsc. */
 int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, struct stk_error **err);
+                        enum stk_oci_runtime *ret, bool *ret_passed_over,
+                        struct stk_error **err);
 
 #endif

@@ -484,3 +484,15 @@ def test_readme_pool_examples(sess):
     sid = sess.create(root / "workspace.yaml")
     assert sess.ok("logs", sid).stdout in ("", "workspace ready\n")
     assert sess.ok("exec", sid, "--", "id", "-un").stdout == "sandbox\n"
+
+
+def test_runtime_choice_is_said(sess, tmp_path):
+    """When explain's default would be gVisor, create says the sandbox runs on something weaker."""
+    p = sess("create", "-f", write_spec(tmp_path / "r.yaml", name="rt"))
+    assert p.returncode == 0, p.stderr
+    runtimes = json.loads((tmp_path / "state" / "runtimes.json").read_text())
+    rec = sess.get(p.stdout.strip())
+    if runtimes["runsc"]["works"]:
+        assert f"runs on {rec['runtime']}, not gVisor" in p.stderr
+    else:
+        assert "not gVisor" not in p.stderr
