@@ -3,7 +3,9 @@ import re
 
 import pytest
 
-COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc", "audit", "reference", "version", "help"]
+COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc",
+            "create", "exec", "logs", "stop", "start", "rm", "ls", "get", "pool", "verify",
+            "audit", "reference", "version", "help"]
 
 
 def test_version(stockade):
