@@ -983,6 +983,18 @@ static void reap_children(void)
     }
 }
 
+/* A reaped process's pipes are read until empty right away: an orphan that
+ * inherited them may keep them open and silent forever, so no poll event
+ * would come. */
+static void proc_drain_exited(struct proc *p)
+{
+    if (!p->reaped || p->tty)
+        return;
+    for (int i = 0; i < 2; i++)
+        while (p->out_fd[i] >= 0 && proc_can_read(p))
+            proc_read(p, i);
+}
+
 static bool proc_drained(const struct proc *p)
 {
     return p->reaped && p->out_fd[0] < 0 && p->out_fd[1] < 0;
@@ -991,6 +1003,7 @@ static bool proc_drained(const struct proc *p)
 /* Finished exec: EXIT frame, then the connection closes once flushed. */
 static void exec_progress(struct proc *p, int64_t now)
 {
+    proc_drain_exited(p);
     if (p->reaped && p->tty && now >= p->drain_deadline)
         proc_close_fds(p);
     if (!p->conn || !proc_drained(p))
@@ -1206,8 +1219,7 @@ static void make_progress(void)
     for (size_t i = 0; i < MAX_PROCS; i++)
         if (S.procs[i].pid)
             exec_progress(&S.procs[i], now);
-    if (S.wl.reaped && S.wl.tty && now >= S.wl.drain_deadline)
-        proc_close_fds(&S.wl);
+    proc_drain_exited(&S.wl);
     attach_progress();
     for (size_t i = 0; i < MAX_CONNS; i++) {
         struct conn *c = &S.conns[i];
