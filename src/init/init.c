@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -299,9 +300,11 @@ __attribute__((noreturn)) static void child_exec(const struct stk_initp_proc *re
         child_fail(errpipe, 1);
     /* Everything init holds is O_CLOEXEC already (fd 3 included); this is the
      * belt to those braces, so no descriptor of init survives execve. */
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != errpipe)
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
             (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     environ = env;
     execvp(req->argv[0], (char *const *)(uintptr_t)req->argv);
     child_fail(errpipe, 0);
