@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -755,6 +756,93 @@ static void test_proto_proc_roundtrip(void **state)
     free(out);
 }
 
+/* ---- as PID 1 of a PID namespace -------------------------------------------- */
+
+/* fork → unshare(CLONE_NEWPID) → fork: the grandchild is PID 1 of a new
+ * namespace. The middle process reports its host pid and waits for it. */
+static void test_pid1(void **state)
+{
+    struct initd *d = *state;
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, d->sock);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    int report[2];
+    assert_int_equal(pipe(report), 0);
+    pid_t mid = fork();
+    assert_true(mid >= 0);
+    if (mid == 0) {
+        if (unshare(CLONE_NEWPID) < 0)
+            _exit(77);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
+                _exit(120);
+            execl(STK_INIT_PATH, "stockade-init", (char *)NULL);
+            _exit(121);
+        }
+        if (write(report[1], &pid, sizeof(pid)) != sizeof(pid))
+            _exit(122);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+    close(lfd);
+    close(report[1]);
+    pid_t init = 0;
+    if (read(report[0], &init, sizeof(init)) != sizeof(init)) {
+        int st;
+        waitpid(mid, &st, 0);
+        close(report[0]);
+        if (WEXITSTATUS(st) == 77)
+            skip(); /* no PID namespaces here */
+        fail_msg("pid namespace setup failed: %d", WEXITSTATUS(st));
+    }
+    close(report[0]);
+    d->pid = mid; /* teardown kills the middle process */
+
+    _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* the workload sees init as PID 1 and cannot make it shut down */
+    _cleanup_close_ int out = tmpfd();
+    assert_int_equal(exec_sh(d, "kill -TERM 1; echo $PPID", -1, out, 2), 0);
+    size_t n;
+    _cleanup_free_ char *got = read_file(out, &n);
+    assert_string_equal(got, "1\n");
+    struct stk_init_info info;
+    assert_int_equal(stk_init_hello(c, &info, &err), 0);
+    /* an orphan is reaped by PID 1 */
+    struct stk_init_proc p = sh("sleep 1000 & echo $!");
+    assert_int_equal(stk_init_start(c, &p, &err), 0);
+    struct captured cap = {0};
+    int code = -1, sig = -1;
+    assert_int_equal(stk_init_attach(c, capture, &cap, &code, &sig, &err), 0);
+    assert_int_equal(code, 0);
+    stk_buf_free(&cap.out);
+    stk_buf_free(&cap.err);
+    /* SIGTERM from outside the namespace (the runtime) shuts it down and
+     * everything in the namespace goes with it */
+    assert_int_equal(kill(init, SIGTERM), 0);
+    int st;
+    assert_int_equal(waitpid(mid, &st, 0), mid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    d->pid = 0;
+    assert_true(pid_gone(init));
+}
+
+/* The PID 1 test makes its own init. */
+static int setup_dir(void **state)
+{
+    struct initd *d = stk_xcalloc(1, sizeof(*d));
+    strcpy(d->dir, "/tmp/stk-init-XXXXXX");
+    assert_non_null(mkdtemp(d->dir));
+    snprintf(d->sock, sizeof(d->sock), "%s/init.sock", d->dir);
+    *state = d;
+    return 0;
+}
+
 #define INIT_TEST(f) cmocka_unit_test_setup_teardown(f, setup_init, teardown_init)
 
 int main(void)
@@ -775,6 +863,7 @@ int main(void)
         INIT_TEST(test_orphans_reaped),
         INIT_TEST(test_shutdown),
         INIT_TEST(test_sigterm_shuts_down),
+        cmocka_unit_test_setup_teardown(test_pid1, setup_dir, teardown_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
