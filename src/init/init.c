@@ -445,6 +445,8 @@ static int spawn(const struct stk_initp_proc *req, bool with_stdin, struct proc 
             return r;
         }
         (void)waitpid(pid, NULL, 0);
+        if (f.err <= 0)
+            f.err = EIO; /* a failure must never read as success */
         const char *what = f.stage == 1 ? req->cwd : req->argv[0];
         snprintf(msg, msgsz, "init: %s: %s: %s", stage_names[f.stage & 3], what, strerror(f.err));
         *ret_kind = STK_INITP_ERR_SPAWN;
