@@ -503,10 +503,9 @@ static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
         if (r < 0 || x->done)
             return r;
         bool sending = x->slen > x->soff;
-        /* POLLHUP comes whatever was asked: with output still held, the
-         * socket is not read, or an end of file would be taken for a lost
-         * EXIT that is in fact still waiting in our buffer */
-        bool reading = x->pending_len == 0;
+        /* Receive only when every complete frame was handled: EOF is then
+         * an error, and not a race with frames still in the buffer. */
+        bool receiving = x->pending_len == 0;
         struct pollfd pfd[4] = {
             [PFD_SOCK] = {.fd = x->c->fd,
                           .events =
@@ -528,7 +527,7 @@ static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
             read_stdin(x);
         if (pfd[PFD_SOCK].revents & POLLOUT)
             flush_sendq(x);
-        if (pfd[PFD_SOCK].revents & (POLLIN | POLLHUP | POLLERR) && reading &&
+        if (pfd[PFD_SOCK].revents & (POLLIN | POLLHUP | POLLERR) && receiving &&
             (r = fill(x->c, false, err)) < 0)
             return stk_error_wrap(err, "exec");
     }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -299,9 +300,11 @@ __attribute__((noreturn)) static void child_exec(const struct stk_initp_proc *re
         child_fail(errpipe, 1);
     /* Everything init holds is O_CLOEXEC already (fd 3 included); this is the
      * belt to those braces, so no descriptor of init survives execve. */
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != errpipe)
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
             (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     environ = env;
     execvp(req->argv[0], (char *const *)(uintptr_t)req->argv);
     child_fail(errpipe, 0);
@@ -442,6 +445,8 @@ static int spawn(const struct stk_initp_proc *req, bool with_stdin, struct proc 
             return r;
         }
         (void)waitpid(pid, NULL, 0);
+        if (f.err <= 0)
+            f.err = EIO; /* a failure must never read as success */
         const char *what = f.stage == 1 ? req->cwd : req->argv[0];
         snprintf(msg, msgsz, "init: %s: %s: %s", stage_names[f.stage & 3], what, strerror(f.err));
         *ret_kind = STK_INITP_ERR_SPAWN;
@@ -983,6 +988,18 @@ static void reap_children(void)
     }
 }
 
+/* A reaped process's pipes are read until empty right away: an orphan that
+ * inherited them may keep them open and silent forever, so no poll event
+ * would come. */
+static void proc_drain_exited(struct proc *p)
+{
+    if (!p->reaped || p->tty)
+        return;
+    for (int i = 0; i < 2; i++)
+        while (p->out_fd[i] >= 0 && proc_can_read(p))
+            proc_read(p, i);
+}
+
 static bool proc_drained(const struct proc *p)
 {
     return p->reaped && p->out_fd[0] < 0 && p->out_fd[1] < 0;
@@ -991,6 +1008,7 @@ static bool proc_drained(const struct proc *p)
 /* Finished exec: EXIT frame, then the connection closes once flushed. */
 static void exec_progress(struct proc *p, int64_t now)
 {
+    proc_drain_exited(p);
     if (p->reaped && p->tty && now >= p->drain_deadline)
         proc_close_fds(p);
     if (!p->conn || !proc_drained(p))
@@ -1206,8 +1224,7 @@ static void make_progress(void)
     for (size_t i = 0; i < MAX_PROCS; i++)
         if (S.procs[i].pid)
             exec_progress(&S.procs[i], now);
-    if (S.wl.reaped && S.wl.tty && now >= S.wl.drain_deadline)
-        proc_close_fds(&S.wl);
+    proc_drain_exited(&S.wl);
     attach_progress();
     for (size_t i = 0; i < MAX_CONNS; i++) {
         struct conn *c = &S.conns[i];
