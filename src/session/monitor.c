@@ -54,8 +54,23 @@ struct monitor {
     enum stk_kill_reason kill;
     struct cg_sample cs;
     int64_t started_ms;
-    bool idle; /* no workload: an idle sandbox for verify */
+    bool idle;  /* no workload: an idle sandbox for verify */
+    int pidfd;  /* init's: signals go through it, never to a pid that may be reused */
+    /* denied egress: the first STK_EGRESS_AUDIT_BUDGET events are records of
+     * their own, then one counted summary per minute (the sandbox must not
+     * be able to fill the disk with its own denials) */
+    size_t egress_recorded, egress_unrecorded;
+    int64_t egress_next_summary;
 };
+
+#define STK_EGRESS_AUDIT_BUDGET 1000
+#define EGRESS_SUMMARY_MS       60000
+/* How long past the stop grace period init may take before the monitor
+ * kills it: stop and rm do not depend on init cooperating. */
+#define STOP_OVERDUE_MS (STK_STOP_GRACE_MS + 5000)
+/* How long a claimed member may stay without its workload before the
+ * monitor starts it (the claimer died between its claim and the start). */
+#define CLAIM_START_MS 5000
 
 static int64_t mono_ms(void)
 {
@@ -122,10 +137,12 @@ static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error
         return r;
     stk_fault_point("provisioned");
     m->init_pid = inst.init_pid;
+    /* our child (we are the subreaper the runtime left it to): its pid
+     * cannot be reused before we reap it, so this pidfd is exact */
+    m->pidfd = (int)syscall(SYS_pidfd_open, m->init_pid, 0);
     fmt_into(m->sock, sizeof(m->sock), "%s", inst.socket);
-    m->rec.init_pid = inst.init_pid;
-    m->rec.monitor_pid = getpid();
-    if ((r = stk_store_sb_update(m->s->st, &m->rec, err)) < 0 || (r = start_workload(m, err)) < 0)
+    if ((r = stk_store_sb_set_pids(m->s->st, m->id, getpid(), inst.init_pid, err)) < 0 ||
+        (r = start_workload(m, err)) < 0)
         return r;
     bool workload = !m->rec.pool_member && !m->idle;
     _cleanup_free_ char *dj = session_argv_json(m->sb.b->argv, m->sb.b->argc, NULL, NULL);
@@ -174,9 +191,10 @@ static void kill_sandbox(struct monitor *m, enum stk_kill_reason why)
     if (m->kill != STK_KILL_NONE)
         return;
     m->kill = why;
-    /* PID 1 of the sandbox's PID namespace: everything dies with it */
-    if (m->init_pid > 1)
-        (void)kill(m->init_pid, SIGKILL);
+    /* PID 1 of the sandbox's PID namespace: everything dies with it. The
+     * pidfd names exactly that process, even once its pid is reused. */
+    if (m->pidfd >= 0)
+        (void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
 }
 
 static void audit_egress(struct monitor *m, struct stk_egress_log *elog, bool flush)
@@ -190,6 +208,11 @@ static void audit_egress(struct monitor *m, struct stk_egress_log *elog, bool fl
             flush = false;
         }
         for (int i = 0; i < n; i++) {
+            if (m->egress_recorded >= STK_EGRESS_AUDIT_BUDGET) {
+                m->egress_unrecorded++;
+                continue;
+            }
+            m->egress_recorded++;
             stk_egress_event_json(&ev[i], &b);
             _cleanup_free_ char *line = stk_buf_steal(&b);
             (void)stk_audit_append(m->s->st, m->id, "egress_denied", "stockade-monitor", line,
@@ -201,11 +224,72 @@ static void audit_egress(struct monitor *m, struct stk_egress_log *elog, bool fl
     stk_buf_free(&b);
 }
 
+/* Past the budget: how many denials went unrecorded since the last summary. */
+static void audit_egress_summary(struct monitor *m, int64_t now, bool final)
+{
+    if (!m->egress_unrecorded || (!final && now < m->egress_next_summary))
+        return;
+    char d[160];
+    snprintf(d, sizeof(d), "{\"suppressed\":%zu,\"budget\":%d}", m->egress_unrecorded,
+             STK_EGRESS_AUDIT_BUDGET);
+    (void)stk_audit_append(m->s->st, m->id, "egress_denied_summary", "stockade-monitor", d, NULL);
+    m->egress_unrecorded = 0;
+    m->egress_next_summary = now + EGRESS_SUMMARY_MS;
+}
+
+/* What the store says since the last look: a claim (the deadline starts,
+ * and the workload must start), a stop or rm that init is not honouring. */
+struct watch {
+    bool member;
+    int64_t claimed_at, asked_at;
+    int64_t deadline;
+};
+
+static void watch_store(struct monitor *m, struct watch *w, int64_t now)
+{
+    const struct stk_resolved_limits *l = &m->sb.b->limits;
+    struct stk_sb_rec r = {0};
+    if (stk_store_sb_get(m->s->st, m->id, &r, NULL) < 0)
+        return;
+    if (w->member && !r.pool_member) {
+        w->member = false;
+        w->claimed_at = now;
+        if (l->wall_clock_ms > 0)
+            w->deadline = now + l->wall_clock_ms;
+    }
+    if (w->claimed_at && now - w->claimed_at >= CLAIM_START_MS) {
+        /* the claimer should have started the command by now; if init is
+         * still idle, the claimer died: start it from the claimed record */
+        struct stk_init_conn *c = NULL;
+        struct stk_init_info info;
+        struct stk_session_boundary sb = {0};
+        if (session_init_connect(m->s, m->id, 1000, &c, NULL) >= 0 &&
+            stk_init_hello(c, &info, NULL) >= 0 && info.state == STK_INIT_IDLE &&
+            session_rec_boundary(&r, &sb, NULL) >= 0) {
+            struct stk_init_proc proc = {.argv = sb.b->argv, .argc = sb.b->argc};
+            if (stk_init_start(c, &proc, NULL) >= 0) {
+                _cleanup_free_ char *dj = session_argv_json(
+                    sb.b->argv, sb.b->argc, "why", json_string("the claimer did not start it"));
+                (void)stk_audit_append(m->s->st, m->id, "started", "stockade-monitor", dj, NULL);
+            }
+        }
+        stk_session_boundary_release(&sb);
+        stk_init_close(c);
+        w->claimed_at = 0;
+    }
+    bool asked = r.phase == STK_SB_STOPPING || r.phase == STK_SB_DELETING;
+    if (asked && !w->asked_at)
+        w->asked_at = now;
+    if (asked && now - w->asked_at >= STOP_OVERDUE_MS && m->pidfd >= 0)
+        /* not a kill reason: the sandbox was asked to end and did not */
+        (void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
+    stk_sb_rec_free(&r);
+}
+
 static void supervise(struct monitor *m)
 {
     const struct stk_resolved_limits *l = &m->sb.b->limits;
     const struct cg_ops *cg = cg_detect();
-    int pidfd = (int)syscall(SYS_pidfd_open, m->init_pid, 0);
     struct stk_egress_log *elog = NULL;
     struct stk_net *net = NULL;
     if (stk_net_open(&m->net, m->id, &net, NULL) >= 0) {
@@ -217,11 +301,10 @@ static void supervise(struct monitor *m)
         stk_net_free(net);
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
-    int64_t deadline = INT64_MAX;
+    struct watch w = {.member = m->rec.pool_member, .deadline = INT64_MAX};
     int64_t next_db = 0;
-    bool member = m->rec.pool_member;
-    if (!member && l->wall_clock_ms > 0)
-        deadline = mono_ms() + l->wall_clock_ms;
+    if (!w.member && l->wall_clock_ms > 0)
+        w.deadline = mono_ms() + l->wall_clock_ms;
 
     for (;;) {
         cg->sample(m->id, &m->cs);
@@ -232,22 +315,17 @@ static void supervise(struct monitor *m)
         if (l->cpu_time_ms > 0 && m->cs.cpu_usec / 1000 >= l->cpu_time_ms)
             kill_sandbox(m, STK_KILL_CPU);
         int64_t now = mono_ms();
-        if (now >= deadline)
+        if (now >= w.deadline)
             kill_sandbox(m, STK_KILL_WALL_CLOCK);
-        /* a pool member's deadline starts when it is claimed */
-        if (member && now >= next_db) {
-            struct stk_sb_rec r = {0};
-            if (stk_store_sb_get(m->s->st, m->id, &r, NULL) >= 0 && !r.pool_member) {
-                member = false;
-                if (l->wall_clock_ms > 0)
-                    deadline = now + l->wall_clock_ms;
-            }
-            stk_sb_rec_free(&r);
+        if (now >= next_db) {
+            watch_store(m, &w, now);
+            audit_egress_summary(m, now, false);
             next_db = now + 200;
         }
+        int64_t deadline = w.deadline;
         struct pollfd pfd[3] = {
             {.fd = m->done_fd, .events = POLLIN},
-            {.fd = pidfd, .events = POLLIN},
+            {.fd = m->pidfd, .events = POLLIN},
             {.fd = elog ? stk_egress_log_fd(elog) : -1, .events = POLLIN},
         };
         int64_t wait = SAMPLE_MS;
@@ -270,8 +348,7 @@ static void supervise(struct monitor *m)
         audit_egress(m, elog, true);
         stk_egress_log_close(elog);
     }
-    if (pidfd >= 0)
-        close(pidfd);
+    audit_egress_summary(m, mono_ms(), true);
 }
 
 static char *result_json(struct monitor *m, bool have_status)
@@ -293,6 +370,33 @@ static char *result_json(struct monitor *m, bool have_status)
 
 /* The workload ended, was killed, or a stop or rm shut init down: release
  * the host's resources, then record the phase that is now true. */
+static enum stk_sb_phase outcome(const struct monitor *m, enum stk_sb_phase now, bool have_status,
+                                  const char **event, const char **reason, char *msg, size_t n)
+{
+    *reason = "";
+    if (now == STK_SB_STOPPING) {
+        *event = "stopped";
+        return STK_SB_STOPPED;
+    }
+    if (now == STK_SB_DELETING) {
+        *event = "deleted";
+        return STK_SB_DELETED;
+    }
+    if (m->kill != STK_KILL_NONE) {
+        *event = "killed";
+        *reason = stk_kill_reason_names[m->kill];
+        return STK_SB_KILLED;
+    }
+    if (!have_status) {
+        *event = "failed";
+        *reason = "lost";
+        fmt_into(msg, n, "stockade-init ended without reporting the workload's status");
+        return STK_SB_FAILED;
+    }
+    *event = "exited";
+    return m->exit_code == 0 ? STK_SB_SUCCEEDED : STK_SB_FAILED;
+}
+
 static void conclude(struct monitor *m)
 {
     if (m->thread_started) {
@@ -300,66 +404,70 @@ static void conclude(struct monitor *m)
         pthread_join(m->thread, NULL);
         m->thread_started = false;
     }
-    struct stk_sb_rec now = {0};
-    if (stk_store_sb_get(m->s->st, m->id, &now, NULL) < 0)
-        now.phase = STK_SB_READY;
     bool have_status = m->attach_r >= 0;
-    bool purge = now.phase == STK_SB_DELETING;
     log_writer_close(&m->logs);
-    (void)stk_local_teardown(&m->s->p, m->id, m->rt, &m->net, purge, NULL);
-
+    /* act: release what the sandbox holds (its directory and logs stay
+     * until the final phase is recorded, even for a delete) */
+    struct stk_error *terr = NULL;
+    int tr = stk_local_teardown(&m->s->p, m->id, m->rt, &m->net, false, &terr);
     _cleanup_free_ char *result = result_json(m, have_status);
-    /* the record as it is now (a claim may have renamed the sandbox since
-     * this monitor started), with this run's result */
-    free(now.result);
-    now.result = stk_xstrdup(result);
-    now.exit_code = have_status ? m->exit_code : -1;
-    now.monitor_pid = 0;
-    now.init_pid = 0;
-    if (!purge && now.id[0])
-        (void)stk_store_sb_update(m->s->st, &now, NULL);
+    (void)stk_store_sb_set_result(m->s->st, m->id, have_status ? m->exit_code : -1, result, NULL);
 
-    enum stk_sb_phase to;
-    const char *event, *reason = "";
-    char msg[256] = "";
-    if (now.phase == STK_SB_STOPPING) {
-        to = STK_SB_STOPPED;
-        event = "stopped";
-    } else if (purge) {
-        to = STK_SB_DELETED;
-        event = "deleted";
-    } else if (m->kill != STK_KILL_NONE) {
-        to = STK_SB_KILLED;
-        event = "killed";
-        reason = stk_kill_reason_names[m->kill];
-    } else if (!have_status) {
-        to = STK_SB_FAILED;
-        event = "failed";
-        reason = "lost";
-        fmt_into(msg, sizeof(msg), "stockade-init ended without reporting the workload's status");
-    } else {
-        to = m->exit_code == 0 ? STK_SB_SUCCEEDED : STK_SB_FAILED;
-        event = "exited";
+    /* record: the phase that is now true; a stop or rm may land meanwhile
+     * (the compare-and-set then fails and the new phase decides) */
+    enum stk_sb_phase to = STK_SB_FAILED;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        struct stk_sb_rec now = {0};
+        if (stk_store_sb_get(m->s->st, m->id, &now, NULL) < 0)
+            break;
+        const char *event, *reason;
+        char msg[512] = "";
+        to = outcome(m, now.phase, have_status, &event, &reason, msg, sizeof(msg));
+        if (tr < 0) {
+            size_t len = strlen(msg);
+            fmt_into(msg + len, sizeof(msg) - len, "%sleft on the host: %s (`stockade gc` retries)",
+                     len ? "; " : "", terr ? terr->msg : "?");
+        }
+        int r = stk_store_sb_set_phase(m->s->st, m->id, (int)now.phase, to, reason, msg,
+                                       "stockade-monitor", event, result, NULL);
+        stk_sb_rec_free(&now);
+        if (r != -ESTALE)
+            break;
     }
-    (void)stk_store_sb_set_phase(m->s->st, m->id, (int)now.phase, to, reason, msg,
-                                 "stockade-monitor", event, result, NULL);
-    stk_sb_rec_free(&now);
+    if (to == STK_SB_DELETED) {
+        char dir[PATH_MAX];
+        session_dir(m->s, m->id, dir, sizeof(dir));
+        (void)rm_rf(dir);
+    }
+    stk_error_free(terr);
 }
 
 /* ---- the monitor process ------------------------------------------------------------ */
 
-/* Is pid still the sandbox's stockade-init (and not a reused pid)? */
-static bool is_init(pid_t pid)
+/* A pidfd for the sandbox's stockade-init after a crash: the pid from the
+ * record is trusted only when, once the pidfd pins the process, it still
+ * runs stockade-init inside this sandbox's own cgroup. */
+static int adopt_pidfd(pid_t pid, const char *id)
 {
-    char path[64], exe[256];
     if (pid <= 1)
-        return false;
+        return -ESRCH;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return -errno;
+    char path[64], exe[256], cg[4096];
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
-    return strstr(exe, STK_OCI_INIT_PATH) != NULL;
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    ssize_t k = file_read(path, cg, sizeof(cg));
+    char want[96];
+    snprintf(want, sizeof(want), "/" CG_PARENT "/%s\n", id);
+    if (n > 0)
+        exe[n] = '\0';
+    if (n <= 0 || k <= 0 || !strstr(exe, STK_OCI_INIT_PATH) || !strstr(cg, want)) {
+        close(fd);
+        return -ESRCH;
+    }
+    return fd;
 }
 
 static int monitor_main(struct monitor *m, enum monitor_mode mode)
@@ -386,8 +494,9 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
         r = provision(m, creating ? STK_SB_PROVISIONING : STK_SB_STARTING, &err);
     if (r >= 0 && mode == MONITOR_ADOPT) {
         m->init_pid = m->rec.init_pid;
+        m->pidfd = adopt_pidfd(m->init_pid, m->id);
         if (stk_local_socket_path(&m->s->p, m->id, m->sock, sizeof(m->sock), &err) < 0 ||
-            !is_init(m->init_pid))
+            m->pidfd < 0)
             m->attach_r = -ESRCH; /* nothing to adopt: conclude as lost */
     }
     if (r < 0) {
@@ -405,8 +514,7 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
         return 1;
     }
     if (mode == MONITOR_ADOPT) {
-        m->rec.monitor_pid = getpid();
-        (void)stk_store_sb_update(m->s->st, &m->rec, NULL);
+        (void)stk_store_sb_set_pids(m->s->st, m->id, getpid(), m->init_pid, NULL);
         (void)stk_audit_append(m->s->st, m->id, "adopted", "stockade-monitor",
                                "{\"why\":\"its previous monitor was gone\"}", NULL);
     }
@@ -456,7 +564,15 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
         stk_error_free(err);
         return 1;
     }
-    struct monitor m = {.s = &s, .lock_fd = lock_fd, .report_fd = report_fd, .done_fd = -1};
+    /* neither may reach the runtimes and ip(8) this process starts: the
+     * lock would outlive us in them, the report pipe would hold create */
+    (void)fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+    struct monitor m = {.s = &s,
+                        .lock_fd = lock_fd,
+                        .report_fd = report_fd,
+                        .done_fd = -1,
+                        .pidfd = -1};
     fmt_into(m.id, sizeof(m.id), "%s", id);
     int r = monitor_main(&m, (enum monitor_mode)i);
     stk_store_close(s.st);

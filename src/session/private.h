@@ -18,6 +18,7 @@ struct stk_session {
 /* snprintf that cuts (paths, messages); from the local driver */
 STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
 int mkdir_p(const char *path, mode_t mode);
+int rm_rf(const char *path);
 void random_hex(char *buf, size_t n);
 
 /* In a child of the caller: a new session, stdio on /dev/null, keep[0..n)

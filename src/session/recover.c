@@ -72,16 +72,19 @@ int session_finish(struct stk_session *s, const char *id, int lock_fd, struct st
     if (session_rec_boundary(&rec, &sb, NULL) < 0 ||
         session_net_config(&s->p, sb.env, &net, NULL) < 0)
         session_net_config(&s->p, NULL, &net, NULL);
-    r = stk_local_teardown(&s->p, id, rt, &net, purge, err);
+    /* act, then record; a delete removes the directory (and the lock in
+     * it) only once "deleted" is recorded */
+    r = stk_local_teardown(&s->p, id, rt, &net, false, err);
     stk_session_boundary_release(&sb);
     if (r >= 0) {
-        if (!purge) {
-            rec.monitor_pid = 0;
-            rec.init_pid = 0;
-            (void)stk_store_sb_update(s->st, &rec, NULL);
-        }
+        (void)stk_store_sb_set_pids(s->st, id, 0, 0, NULL);
         r = stk_store_sb_set_phase(s->st, id, (int)rec.phase, to, reason, msg, s->actor, event,
                                    "{\"recovered\":true}", err);
+    }
+    if (r >= 0 && purge) {
+        char dir[PATH_MAX];
+        session_dir(s, id, dir, sizeof(dir));
+        (void)rm_rf(dir);
     }
     stk_sb_rec_free(&rec);
     close(lock_fd);

@@ -217,21 +217,34 @@ int session_lock_open(const struct stk_session *s, const char *id, bool create,
  * when someone else still holds it, -ENOENT when the directory is gone. */
 int session_lock(const struct stk_session *s, const char *id, int wait_ms, struct stk_error **err)
 {
-    int fd = session_lock_open(s, id, false, NULL);
-    if (fd < 0)
-        return -ENOENT;
-    for (int waited = 0;; waited += 10) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            return fd;
-        if (errno != EWOULDBLOCK || waited >= wait_ms) {
+    for (int waited = 0;;) {
+        int fd = session_lock_open(s, id, false, NULL);
+        if (fd < 0)
+            return err ? stk_error_make(err, ENOENT, "sandbox %s has no directory on this host", id)
+                       : -ENOENT;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* the lock file may have been removed (a delete finished) while
+             * we waited: a lock on an unlinked file guards nothing */
+            char dir[PATH_MAX], path[PATH_MAX + 8];
+            struct stat a, b;
+            session_dir(s, id, dir, sizeof(dir));
+            fmt_into(path, sizeof(path), "%s/lock", dir);
+            if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+                a.st_dev == b.st_dev)
+                return fd;
             close(fd);
+            continue;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EWOULDBLOCK || waited >= wait_ms)
             return err ? stk_error_make(err, EAGAIN,
                                         "sandbox %s is busy (another stockade process holds it)",
                                         id)
                        : -EAGAIN;
-        }
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        waited += 10;
     }
 }
 
@@ -477,11 +490,15 @@ static int shutdown_and_finish(struct stk_session *s, const char *id, struct stk
         stk_init_close(c);
     }
     /* the monitor releases the lock once the host is clean */
-    int lock = session_lock(s, id, STK_STOP_GRACE_MS + 30000, err);
+    /* the monitor's grace period, its overdue kill, its teardown */
+    int lock = session_lock(s, id, STK_STOP_GRACE_MS + 30000, NULL);
     if (lock == -ENOENT)
-        return 0;
+        return 0; /* deleted: the directory went after the phase was recorded */
     if (lock < 0)
-        return lock;
+        return stk_error_make(err, EAGAIN,
+                              "sandbox %s: its monitor did not finish in time; `stockade get %s` "
+                              "shows its phase, and the next command finishes the work",
+                              id, id);
     int r = session_finish(s, id, lock, err);
     close(lock);
     return r;

@@ -901,6 +901,50 @@ int stk_store_sb_set_phase(struct stk_store *st, const char *id, int expect, enu
     return store_tx_commit(st, err);
 }
 
+/* One statement on one record's columns, outside any read-modify-write:
+ * what a monitor writes must never carry back a snapshot it read earlier
+ * (a claim may have changed the record since). */
+static int sb_set_columns(struct stk_store *st, const char *sql, const char *id, int64_t a,
+                          int64_t b, const char *text, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int ret = store_prepare(st, sql, &s, err);
+    if (ret < 0)
+        return ret;
+    bind_text(s, 1, id);
+    sqlite3_bind_int64(s, 2, a);
+    sqlite3_bind_int64(s, 3, b);
+    bind_text(s, 4, text);
+    sqlite3_bind_int64(s, 5, store_now_ms());
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "updating a sandbox");
+    if (sqlite3_changes(st->db) == 0)
+        return stk_error_make(err, ENOENT, "no sandbox with id '%s'", id);
+    return 0;
+}
+
+int stk_store_sb_set_pids(struct stk_store *st, const char *id, int monitor_pid, int init_pid,
+                          struct stk_error **err)
+{
+    return sb_set_columns(st,
+                          "UPDATE sandboxes SET monitor_pid = ?2, init_pid = ?3, updated_ms = ?5"
+                          " WHERE id = ?1 AND ?4 IS NULL",
+                          id, monitor_pid, init_pid, NULL, err);
+}
+
+int stk_store_sb_set_result(struct stk_store *st, const char *id, int exit_code,
+                            const char *result_json, struct stk_error **err)
+{
+    if (result_json && strlen(result_json) > STK_STORE_MAX_JSON)
+        return stk_error_make(err, EINVAL, "sandbox %s: result: longer than %d bytes", id,
+                              STK_STORE_MAX_JSON);
+    return sb_set_columns(st,
+                          "UPDATE sandboxes SET exit_code = ?2, monitor_pid = 0, init_pid = 0,"
+                          " result = ?4, updated_ms = ?5 WHERE id = ?1 AND ?3 = 0",
+                          id, exit_code, 0, result_json, err);
+}
+
 int stk_store_sb_update(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
 {
     int ret = sb_check_mutable(r, err);
@@ -1086,8 +1130,12 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
 {
     _cleanup_stmt_ sqlite3_stmt *q = NULL;
     int r = store_prepare(st,
+                          /* the pool must still exist: a claim never commits
+                           * after `pool rm` deleted the pool (it then removes
+                           * the members it listed) */
                           "SELECT id FROM sandboxes WHERE pool = ?1 AND pool_member = 1"
-                          " AND phase = 'ready' ORDER BY created_ms, id LIMIT 1",
+                          " AND phase = 'ready' AND EXISTS (SELECT 1 FROM pools WHERE name = ?1)"
+                          " ORDER BY created_ms, id LIMIT 1",
                           &q, err);
     if (r < 0)
         return r;

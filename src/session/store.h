@@ -134,6 +134,12 @@ int stk_store_sb_set_phase(struct stk_store *st, const char *id, int expect, enu
                            const char *reason, const char *message, const char *actor,
                            const char *audit_event, const char *audit_details_json,
                            struct stk_error **err);
+/* Targeted updates for a monitor (no snapshot written back): its own and
+ * init's pid; the last run's exit code and result (pids cleared). */
+int stk_store_sb_set_pids(struct stk_store *st, const char *id, int monitor_pid, int init_pid,
+                          struct stk_error **err);
+int stk_store_sb_set_result(struct stk_store *st, const char *id, int exit_code,
+                            const char *result_json, struct stk_error **err);
 /* Updates the non-phase fields from r, found by r->id: name, tenant, project,
  * owner, pool, pool_member, exit_code, monitor_pid, monitor_start, init_pid,
  * labels, result. runtime, spec, env, created_ms, phase, reason and message
