@@ -33,6 +33,10 @@ int cmd_gc(int argc, char **argv)
     _cleanup_error_ struct stk_error *err = NULL;
     /* Long-lived sandboxes are the store's: recovery runs first (opening
      * the session), then gc leaves every sandbox the store still has. */
+    if (stk_local_paths_check(&paths, &err) < 0) {
+        fprintf(stderr, "stockade gc: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
     struct stk_session *s = NULL;
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;

@@ -397,6 +397,10 @@ int cmd_run(int argc, char **argv)
     }
 
     struct stk_runtime_status st[_STK_OCI_N];
+    if (stk_local_paths_check(&paths, &err) < 0) {
+        fprintf(stderr, "stockade run: %s\n", err->msg);
+        return EXIT_SETUP;
+    }
     if (stk_runtimes_detect(&paths, st, &err) < 0) {
         fprintf(stderr, "stockade run: %s\n", err->msg);
         return EXIT_SETUP;

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #define EXIT_SETUP      125 /* stockade could not do what was asked */
-#define EXEC_MAX_ENV    128
 #define CLI_MAX_TARGETS 64
 
 enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, _OUT_N };
@@ -177,7 +176,7 @@ int cmd_exec(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     bool interactive = false, tty = false;
-    const char *env[EXEC_MAX_ENV], *cwd = NULL;
+    const char *env[STK_EXEC_MAX_ENV], *cwd = NULL;
     size_t n_env = 0;
     int c;
     while ((c = getopt_long(argc, argv, "+ite:w:", opts, NULL)) != -1) {
@@ -191,8 +190,8 @@ int cmd_exec(int argc, char **argv)
         case 'e':
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return cli_usage_error("exec", "-e needs NAME=VALUE, not '%s'", optarg);
-            if (n_env == EXEC_MAX_ENV)
-                return cli_usage_error("exec", "at most %d -e flags", EXEC_MAX_ENV);
+            if (n_env == STK_EXEC_MAX_ENV)
+                return cli_usage_error("exec", "at most %d -e flags", STK_EXEC_MAX_ENV);
             env[n_env++] = optarg;
             break;
         case 'w':

@@ -148,6 +148,12 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
  * executable, or in $STOCKADE_LIBEXEC_DIR. */
 int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, struct stk_error **err);
 
+/* A run directory belongs to one state directory (recorded in
+ * <run_dir>/state-dir on first use): gc and recovery judge what is theirs
+ * by the state directory, so two must never share a run directory. Returns
+ * -EEXIST with a message naming both when they would. */
+int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **err);
+
 /* Removes what crashed runs left: sandbox dirs not locked by a live run,
  * their runtime state, processes and cgroups. */
 struct stk_gc_stats {

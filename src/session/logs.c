@@ -17,7 +17,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,13 +89,23 @@ int log_writer_put(struct log_writer *w, int stream, const void *data, size_t n)
         snprintf(hdr, sizeof(hdr), "%lld %d %zu\n", (long long)now_ms(), stream == 2 ? 2 : 1, n);
     if (w->size + (size_t)h + n > STK_LOG_FILE_MAX && w->size > 0)
         rotate(w);
-    /* one write for header and data where it fits: readers following the
-     * file see whole records more often */
-    int r = write_all(w->fd, hdr, (size_t)h);
-    if (r >= 0)
-        r = write_all(w->fd, data, n);
-    w->size += (size_t)h + n;
-    return r;
+    /* header and data in one writev; a short or failed write (the disk is
+     * full: /workspace shares it) is cut off again, so the file always
+     * holds whole records and stays readable */
+    struct iovec iov[2] = {{hdr, (size_t)h}, {(void *)(uintptr_t)data, n}};
+    size_t want = (size_t)h + n;
+    ssize_t wr;
+    do
+        wr = writev(w->fd, iov, 2);
+    while (wr < 0 && errno == EINTR);
+    if (wr != (ssize_t)want) {
+        int e = wr < 0 ? errno : EIO;
+        if (ftruncate(w->fd, (off_t)w->size) < 0)
+            w->size = (size_t)lseek(w->fd, 0, SEEK_END); /* cannot cut: at least count right */
+        return -e;
+    }
+    w->size += want;
+    return 0;
 }
 
 void log_writer_close(struct log_writer *w)

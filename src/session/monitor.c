@@ -54,8 +54,8 @@ struct monitor {
     enum stk_kill_reason kill;
     struct cg_sample cs;
     int64_t started_ms;
-    bool idle;  /* no workload: an idle sandbox for verify */
-    int pidfd;  /* init's: signals go through it, never to a pid that may be reused */
+    bool idle; /* no workload: an idle sandbox for verify */
+    int pidfd; /* init's: signals go through it, never to a pid that may be reused */
     /* denied egress: the first STK_EGRESS_AUDIT_BUDGET events are records of
      * their own, then one counted summary per minute (the sandbox must not
      * be able to fill the disk with its own denials) */
@@ -371,7 +371,7 @@ static char *result_json(struct monitor *m, bool have_status)
 /* The workload ended, was killed, or a stop or rm shut init down: release
  * the host's resources, then record the phase that is now true. */
 static enum stk_sb_phase outcome(const struct monitor *m, enum stk_sb_phase now, bool have_status,
-                                  const char **event, const char **reason, char *msg, size_t n)
+                                 const char **event, const char **reason, char *msg, size_t n)
 {
     *reason = "";
     if (now == STK_SB_STOPPING) {
@@ -568,11 +568,8 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
      * lock would outlive us in them, the report pipe would hold create */
     (void)fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
     (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-    struct monitor m = {.s = &s,
-                        .lock_fd = lock_fd,
-                        .report_fd = report_fd,
-                        .done_fd = -1,
-                        .pidfd = -1};
+    struct monitor m = {
+        .s = &s, .lock_fd = lock_fd, .report_fd = report_fd, .done_fd = -1, .pidfd = -1};
     fmt_into(m.id, sizeof(m.id), "%s", id);
     int r = monitor_main(&m, (enum monitor_mode)i);
     stk_store_close(s.st);

@@ -12,6 +12,7 @@
  * egress chain with ids and addresses held fixed): a warm pool must never
  * hand out a boundary other than the one the spec asks for.
  */
+#include "init/proto.h"
 #include "session/private.h"
 
 #include <errno.h>
@@ -22,9 +23,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static bool name_ok(const char *name);
+
 static int pool_lock(struct stk_session *s, const char *name, struct stk_error **err)
 {
     char path[PATH_MAX + 80];
+    /* the name becomes a path: checked at the one place that makes it one */
+    if (!name_ok(name))
+        return stk_error_make(err, EINVAL,
+                              "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
+                              name);
     fmt_into(path, sizeof(path), "%s/pools", s->p.state_dir);
     int r = mkdir_p(path, 0700);
     if (r < 0)
@@ -208,6 +216,10 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err)
 {
     struct stk_pool_rec pool = {0};
+    if (!name_ok(req->pool))
+        return stk_error_make(err, EINVAL,
+                              "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
+                              req->pool);
     int r = stk_store_pool_get(s->st, req->pool, &pool, err);
     if (r == -ENOENT) {
         stk_error_free(*err);
@@ -227,8 +239,9 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                            req->pool);
         goto out;
     }
-    if (b->argc == 0) {
-        r = stk_error_make(err, EINVAL, "the spec has no spec.command: nothing to start");
+    if (b->argc == 0 || b->argc > STK_INITP_MAX_ARGS) {
+        r = stk_error_make(err, EINVAL, "spec.command: %zu arguments (1 to %d can be started)",
+                           b->argc, STK_INITP_MAX_ARGS);
         goto out;
     }
     struct stk_sb_rec claim = {.exit_code = -1};
@@ -258,12 +271,13 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
             session_argv_json(b->argv, b->argc, "pool", json_string(req->pool));
         (void)stk_audit_append(s->st, ret->id, "started", s->actor, dj, NULL);
     } else {
-        /* a claimed member that cannot start is failed, never returned */
-        (void)stk_store_sb_set_phase(s->st, ret->id, STK_SB_READY, STK_SB_FAILED, "start_failed",
-                                     (*err) ? (*err)->msg : "", s->actor, "failed", NULL, NULL);
+        /* claimed, so never back to the pool; its monitor starts the
+         * command from the claimed record once init answers again */
+        stk_error_wrap(err, "sandbox %s (claimed from pool %s)", ret->id, req->pool);
+        r = -EIO; /* not -ENOENT: that would read as "the pool is empty" */
     }
     pool_refill_background(s, req->pool);
 out:
     stk_pool_rec_free(&pool);
-    return r == -ENOENT ? -ENOENT : r;
+    return r;
 }

@@ -119,10 +119,10 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
         }
         if (lock < 0)
             continue;
+        /* what fails here is retried by the next command; the sandbox's
+         * phase keeps saying what is in flight */
         struct stk_error *e = NULL;
-        if (session_finish(s, recs[i].id, lock, &e) < 0)
-            fprintf(stderr, "stockade: recovering sandbox %s: %s\n", recs[i].id,
-                    e ? e->msg : "failed");
+        (void)session_finish(s, recs[i].id, lock, &e);
         stk_error_free(e);
     }
     for (size_t i = 0; i < n; i++)

@@ -43,10 +43,10 @@ int stk_session_open(const struct stk_local_paths *p, const char *actor, struct 
         fmt_into(s->actor, sizeof(s->actor), "uid=%u(%s)", (unsigned)getuid(),
                  pw ? pw->pw_name : "?");
     }
-    int r = mkdir_p(p->state_dir, 0700);
+    int r = stk_local_paths_check(p, err);
     if (r < 0) {
         free(s);
-        return stk_error_errno(err, -r, "creating %s", p->state_dir);
+        return r;
     }
     if ((r = stk_store_open(p->state_dir, &s->st, err)) < 0) {
         free(s);
@@ -288,12 +288,20 @@ int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_e
     if ((r = stk_nft_render(&fixed, &f, &nft, err)) < 0)
         return r;
     /* the command is the workload's, not the sandbox's */
+    /* and what neither holds: the limits the monitor enforces and the
+     * runtime the spec asks for (a claim must not get a longer deadline or
+     * another runtime than the spec says) */
+    char extra[160];
+    snprintf(extra, sizeof(extra), "wallClock=%lld cpuTime=%lld runtime=%s",
+             (long long)b->limits.wall_clock_ms, (long long)b->limits.cpu_time_ms,
+             stk_runtime_names[b->runtime]);
     unsigned char md[32];
     unsigned int n = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
         !EVP_DigestUpdate(ctx, oci, strlen(oci)) || !EVP_DigestUpdate(ctx, "\0", 1) ||
-        !EVP_DigestUpdate(ctx, nft, strlen(nft)) || !EVP_DigestFinal_ex(ctx, md, &n)) {
+        !EVP_DigestUpdate(ctx, nft, strlen(nft)) || !EVP_DigestUpdate(ctx, "\0", 1) ||
+        !EVP_DigestUpdate(ctx, extra, strlen(extra)) || !EVP_DigestFinal_ex(ctx, md, &n)) {
         EVP_MD_CTX_free(ctx);
         return stk_error_make(err, EIO, "sha256 failed");
     }
@@ -445,6 +453,11 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     int r = session_get(s, id, &rec, err);
     if (r < 0)
         return r;
+    if (proc->n_env > STK_EXEC_MAX_ENV) {
+        stk_sb_rec_free(&rec);
+        return stk_error_make(err, E2BIG, "%zu environment variables (at most %d)", proc->n_env,
+                              STK_EXEC_MAX_ENV);
+    }
     if (rec.phase != STK_SB_READY || rec.pool_member) {
         r = rec.pool_member
                 ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s", rec.id,
@@ -466,10 +479,10 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
         struct stk_init_proc p = *proc;
         fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", rec.name);
         env[0] = name_env;
-        for (size_t i = 0; i < proc->n_env && i < STK_EXEC_MAX_ENV; i++)
+        for (size_t i = 0; i < proc->n_env; i++)
             env[i + 1] = proc->env[i];
         p.env = env;
-        p.n_env = 1 + (proc->n_env < STK_EXEC_MAX_ENV ? proc->n_env : STK_EXEC_MAX_ENV);
+        p.n_env = 1 + proc->n_env;
         r = stk_init_exec(c, &p, in_fd, out_fd, err_fd, ret_code, err);
     }
     stk_init_close(c);

@@ -132,7 +132,6 @@ int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct 
  * without runsc (no --preserve-fds in this version). *ret_passed_over: the
  * default would have been runsc. */
 int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, bool *ret_passed_over,
-                        struct stk_error **err);
+                        enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err);
 
 #endif

@@ -10,7 +10,9 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,7 +51,17 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
         goto out;
     }
     int code = 0;
-    if ((r = stk_session_exec(s, rec.id, &proc, -1, out, STDERR_FILENO, &code, err)) < 0)
+    /* the report is bounded while it is written, not after: past the
+     * bound the write fails (EFBIG) and the exec with it */
+    struct rlimit old, cap = {STK_VERIFY_MAX_REPORT + 1, STK_VERIFY_MAX_REPORT + 1};
+    void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+    bool capped = getrlimit(RLIMIT_FSIZE, &old) == 0 && old.rlim_cur > cap.rlim_cur &&
+                  setrlimit(RLIMIT_FSIZE, &(struct rlimit){cap.rlim_cur, old.rlim_max}) == 0;
+    r = stk_session_exec(s, rec.id, &proc, -1, out, STDERR_FILENO, &code, err);
+    if (capped)
+        (void)setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_xfsz);
+    if (r < 0)
         goto out;
     struct stat st;
     if (fstat(out, &st) < 0 || st.st_size > STK_VERIFY_MAX_REPORT) {

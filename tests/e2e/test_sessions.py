@@ -496,3 +496,21 @@ def test_runtime_choice_is_said(sess, tmp_path):
         assert f"runs on {rec['runtime']}, not gVisor" in p.stderr
     else:
         assert "not gVisor" not in p.stderr
+
+
+def test_run_dir_belongs_to_one_state_dir(sess, tmp_path):
+    sess.create(write_spec(tmp_path / "o.yaml", name="own"))
+    other = dict(sess.env, STOCKADE_STATE_DIR=str(tmp_path / "other-state"))
+    for args in (["gc"], ["ls"], ["create", "-f", tmp_path / "o.yaml"]):
+        p = sess(*args, env=other)
+        assert p.returncode != 0 and "belongs to state directory" in p.stderr, (args, p.stderr)
+    assert sess.ls()[0]["phase"] == "ready"
+
+
+def test_pool_names_are_not_paths(sess, tmp_path):
+    escape = tmp_path / "escaped"
+    for args in (["pool", "rm", f"../../../../{escape}"], ["pool", "create", "../x", "--size", "1",
+                                                           "-f", write_spec(tmp_path / "t.yaml")]):
+        p = sess(*args)
+        assert p.returncode == 1 and "pool name" in p.stderr, p.stderr
+    assert not list(tmp_path.glob("escaped*"))

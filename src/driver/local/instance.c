@@ -190,3 +190,42 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
                               id);
     return 0;
 }
+
+int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **err)
+{
+    char state[PATH_MAX], path[PATH_MAX + 16], owner[PATH_MAX];
+    int r;
+    if ((r = mkdir_p(p->state_dir, 0700)) < 0)
+        return stk_error_errno(err, -r, "creating %s", p->state_dir);
+    if ((r = mkdir_p(p->run_dir, 0700)) < 0)
+        return stk_error_errno(err, -r, "creating %s", p->run_dir);
+    if (!realpath(p->state_dir, state))
+        return stk_error_errno(err, errno, "%s", p->state_dir);
+    fmt_into(path, sizeof(path), "%s/state-dir", p->run_dir);
+    /* first use: this run directory is the state directory's, for good */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        size_t n = strlen(state);
+        state[n] = '\n';
+        bool ok = write(fd, state, n + 1) == (ssize_t)(n + 1);
+        state[n] = '\0';
+        close(fd);
+        if (!ok) {
+            (void)unlink(path);
+            return stk_error_errno(err, errno ? errno : EIO, "writing %s", path);
+        }
+        return 0;
+    }
+    if (errno != EEXIST)
+        return stk_error_errno(err, errno, "creating %s", path);
+    ssize_t n = file_read(path, owner, sizeof(owner));
+    if (n > 0 && owner[n - 1] == '\n')
+        owner[--n] = '\0';
+    if (n <= 0 || strcmp(owner, state))
+        return stk_error_make(err, EEXIST,
+                              "run directory %s belongs to state directory %s, not %s: two "
+                              "state directories must not share one (gc would take the other's "
+                              "sandboxes for its own); set STOCKADE_RUN_DIR too",
+                              p->run_dir, n > 0 ? owner : "(unreadable)", state);
+    return 0;
+}
