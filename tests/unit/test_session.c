@@ -104,6 +104,12 @@ static void test_fingerprint(void **state)
                      0);
     assert_int_equal(resolve_text(DOC("one", "  resources: {memory: 1Gi}\n"), &c), 0);
     assert_int_equal(resolve_text(DOC("one", "  network: {externalEgress: true}\n"), &d), 0);
+    /* what the monitor enforces and the runtime asked for count too */
+    static const char *const also_differ[] = {
+        DOC("one", "  resources: {wallClock: 100h}\n"),
+        DOC("one", "  resources: {cpuTime: 90m}\n"),
+        DOC("one", "  runtime: runc\n"),
+    };
     char fa[65], fb[65], fc[65], fd[65];
     assert_int_equal(session_fingerprint(a.b, fa, NULL), 0);
     assert_int_equal(session_fingerprint(b.b, fb, NULL), 0);
@@ -113,6 +119,14 @@ static void test_fingerprint(void **state)
     assert_string_not_equal(fa, fc);
     assert_string_not_equal(fa, fd);
     assert_int_equal(strlen(fa), 64);
+    for (size_t i = 0; i < sizeof(also_differ) / sizeof(also_differ[0]); i++) {
+        struct stk_session_boundary e = {0};
+        char fe[65];
+        assert_int_equal(resolve_text(also_differ[i], &e), 0);
+        assert_int_equal(session_fingerprint(e.b, fe, NULL), 0);
+        assert_string_not_equal(fa, fe);
+        stk_session_boundary_release(&e);
+    }
     stk_session_boundary_release(&a);
     stk_session_boundary_release(&b);
     stk_session_boundary_release(&c);
