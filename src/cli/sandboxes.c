@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -663,6 +664,9 @@ int cmd_internal_refill(int argc, char **argv)
 {
     if (argc != 2)
         return EXIT_USAGE;
+    /* background work: it must not slow the claim that started it (the
+     * monitors it starts return to normal priority) */
+    (void)setpriority(PRIO_PROCESS, 0, 10);
     struct stk_session *s = NULL;
     int r = open_session("pool", &s);
     if (r != 0)

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -545,6 +546,9 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
 {
     int i = stk_enum_lookup(mode_names, STK_ARRAY_SIZE(mode_names), mode);
     (void)prctl(PR_SET_NAME, "stockade-mon");
+    /* a pool refill starts monitors at low priority; supervising is not
+     * background work */
+    (void)setpriority(PRIO_PROCESS, 0, 0);
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     /* stop and rm end sandboxes through init, never by signalling us */

@@ -91,27 +91,19 @@ int session_finish(struct stk_session *s, const char *id, int lock_fd, struct st
     return r;
 }
 
-static bool in_flight(enum stk_sb_phase p)
-{
-    return p == STK_SB_PENDING || p == STK_SB_PROVISIONING || p == STK_SB_READY ||
-           p == STK_SB_STOPPING || p == STK_SB_STARTING || p == STK_SB_DELETING;
-}
-
 int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
 {
-    struct stk_sb_rec *recs = NULL;
+    char(*ids)[64] = NULL;
     size_t n = 0;
-    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    int r = stk_store_sb_in_flight(s->st, &ids, &n, err);
     if (r < 0)
         return r;
     for (size_t i = 0; i < n; i++) {
-        if (!in_flight(recs[i].phase))
-            continue;
         /* a held lock is a live monitor (or a command at work): theirs */
-        int lock = session_lock(s, recs[i].id, 0, NULL);
+        int lock = session_lock(s, ids[i], 0, NULL);
         if (lock == -ENOENT) {
             /* the directory is gone: nothing is left on the host to own */
-            lock = session_lock_open(s, recs[i].id, true, NULL);
+            lock = session_lock_open(s, ids[i], true, NULL);
             if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) < 0) {
                 close(lock);
                 lock = -1;
@@ -122,11 +114,9 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
         /* what fails here is retried by the next command; the sandbox's
          * phase keeps saying what is in flight */
         struct stk_error *e = NULL;
-        (void)session_finish(s, recs[i].id, lock, &e);
+        (void)session_finish(s, ids[i], lock, &e);
         stk_error_free(e);
     }
-    for (size_t i = 0; i < n; i++)
-        stk_sb_rec_free(&recs[i]);
-    free(recs);
+    free(ids);
     return 0;
 }

@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -39,9 +38,9 @@ int stk_session_open(const struct stk_local_paths *p, const char *actor, struct 
     if (actor) {
         fmt_into(s->actor, sizeof(s->actor), "%s", actor);
     } else {
-        struct passwd *pw = getpwuid(getuid());
-        fmt_into(s->actor, sizeof(s->actor), "uid=%u(%s)", (unsigned)getuid(),
-                 pw ? pw->pw_name : "?");
+        /* the kernel's word only: a name would cost an NSS lookup on every
+         * command, and $USER is the caller's to set */
+        fmt_into(s->actor, sizeof(s->actor), "uid=%u", (unsigned)getuid());
     }
     int r = stk_local_paths_check(p, err);
     if (r < 0) {

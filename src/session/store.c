@@ -784,6 +784,39 @@ int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_
     return 0;
 }
 
+int stk_store_sb_in_flight(struct stk_store *st, char (**ret)[64], size_t *ret_n,
+                           struct stk_error **err)
+{
+    /* ids only: every command runs this (recovery), so it must not load
+     * the documents of every sandbox */
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          "SELECT id FROM sandboxes WHERE phase IN ('pending', 'provisioning',"
+                          " 'ready', 'stopping', 'starting', 'deleting') ORDER BY created_ms, id",
+                          &s, err);
+    if (r < 0)
+        return r;
+    char(*v)[64] = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = stk_xrealloc(v, cap * sizeof(*v));
+        }
+        if (!store_copy(v[n], sizeof(v[n]), store_col_text(s, 0)))
+            continue;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return store_sql_error(st, rc, err, "listing sandboxes in flight");
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 static int sb_phase_tx(struct stk_store *st, const char *id, enum stk_sb_phase *ret,
                        struct stk_error **err)
 {

@@ -120,6 +120,10 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
 /* Oldest first. Free with stk_sb_recs_free. */
 int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
                       size_t *ret_n, struct stk_error **err);
+/* The ids of sandboxes whose phase names an operation in flight (pending,
+ * provisioning, ready, stopping, starting, deleting). The caller frees *ret. */
+int stk_store_sb_in_flight(struct stk_store *st, char (**ret)[64], size_t *ret_n,
+                           struct stk_error **err);
 /*
  * Compare-and-set of the phase in one IMMEDIATE transaction together with an
  * audit record: both commit or neither does. expect: the phase the caller
