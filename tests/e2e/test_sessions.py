@@ -118,7 +118,7 @@ def host_leftovers(sid, run_dir):
     chains = subprocess.run(["nft", "list", "chains"], capture_output=True, text=True).stdout
     if sid in chains:
         found.append(f"nft chain {sid}")
-    for lease in glob.glob("/run/stockade-net/leases/*"):
+    for lease in glob.glob("/run/stockade-net/*/leases/*"):
         if pathlib.Path(lease).read_text().split("\n")[0] == sid:
             found.append(f"lease {lease}")
     return found

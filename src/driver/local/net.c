@@ -294,13 +294,22 @@ static void veth_name(const char *id, char out[16])
     snprintf(out, 16, "stk-%.6s%05x", id, h & 0xfffff);
 }
 
+/* The lock and the leases belong to the bridge, and a bridge to a network
+ * namespace: STK_NET_HOST_DIR/<netns inode>-<bridge>/, whatever the run
+ * directory (see the top of this file). */
 static char *path_of(const struct stk_net_config *c, const char *a, const char *b)
 {
-    /* host-wide: the lock and the leases (see the top of this file) */
-    const char *base = stk_startswith(a, "net/l") ? STK_NET_HOST_DIR : c->run_dir;
-    if (base != c->run_dir)
-        a += strlen("net/");
-    return b ? stk_xasprintf("%s/%s/%s", base, a, b) : stk_xasprintf("%s/%s", base, a);
+    bool host_wide = !strcmp(a, "net/lock") || !strcmp(a, "net/leases");
+    if (!host_wide)
+        return b ? stk_xasprintf("%s/%s/%s", c->run_dir, a, b)
+                 : stk_xasprintf("%s/%s", c->run_dir, a);
+    struct stat st = {0};
+    (void)stat("/proc/self/ns/net", &st);
+    a += strlen("net/");
+    return b ? stk_xasprintf("%s/%llu-%s/%s/%s", STK_NET_HOST_DIR, (unsigned long long)st.st_ino,
+                             c->bridge, a, b)
+             : stk_xasprintf("%s/%llu-%s/%s", STK_NET_HOST_DIR, (unsigned long long)st.st_ino,
+                             c->bridge, a);
 }
 
 static int mkdir_p(const char *path)
