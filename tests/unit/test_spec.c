@@ -349,10 +349,10 @@ static void test_loader_errors(void **state)
                        "not an integer"},
         {"", "t.yaml: error: no documents found"},
         {"apiVersion: stockade.dev/v1alpha1\nkind: Pod\nmetadata: {name: x}\n",
-         "t.yaml:2:7: error: kind: \"Pod\" is not one of Sandbox|EnvironmentConfig"},
+         "t.yaml:2:7: error: kind: \"Pod\" is not one of Sandbox|EnvironmentConfig|AccessPolicy"},
         {"apiVersion: stockade.dev/v1alpha1\nmetadata: {name: x}\n",
          "t.yaml:1:1: error: kind: missing required field \"kind\" (one of "
-         "Sandbox|EnvironmentConfig)"},
+         "Sandbox|EnvironmentConfig|AccessPolicy)"},
         {"? [a]\n: b\n", "t.yaml:1:3: error: a mapping key must be a string, not a list"},
         /* control characters in quoted input never reach the terminal raw */
         {HEAD "spec: {runtime: \"\\e[31mred\"}\n",
