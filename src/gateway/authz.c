@@ -79,6 +79,19 @@ static int attach_grant(struct stk_authz *z, const struct grant *gr, struct stk_
     return 0;
 }
 
+/* The decoder only stores valid verbs; a hand-built policy is checked
+ * rather than trusted with an index. */
+static int compile_verbs(struct grant *gr, struct stk_error **err)
+{
+    for (uint32_t v = 0; v < gr->g->verbs.n; v++) {
+        int verb = gr->g->verbs.items[v].v;
+        if (verb < 0 || verb >= _STK_VERB_N)
+            return stk_error_make(err, EINVAL, "grant %u: verb %d out of range", gr->index, verb);
+        gr->verbs[verb] = true;
+    }
+    return 0;
+}
+
 int stk_authz_new(const struct stk_access_policy *ap, struct stk_authz **ret,
                   struct stk_error **err)
 {
@@ -94,9 +107,9 @@ int stk_authz_new(const struct stk_access_policy *ap, struct stk_authz **ret,
         struct grant *gr = &z->grants[g];
         gr->index = g;
         gr->g = &s->grants.items[g];
-        for (uint32_t v = 0; v < gr->g->verbs.n; v++)
-            gr->verbs[gr->g->verbs.items[v].v] = true;
-        int r = attach_grant(z, gr, err);
+        int r = compile_verbs(gr, err);
+        if (r >= 0)
+            r = attach_grant(z, gr, err);
         if (r < 0) {
             stk_authz_free(z);
             return r;
@@ -272,6 +285,13 @@ static bool is_collection(const struct stk_authz_target *t)
     return !t || (!t->tenant && !t->project && !t->owner && !t->namespace);
 }
 
+/* Only these verbs have a form without a sandbox; exec or delete without
+ * one is a caller's bug, and must not read as "every sandbox". */
+static bool has_collection_form(enum stk_verb v)
+{
+    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL;
+}
+
 /* ---- create --------------------------------------------------------------------------- */
 
 static bool create_namespaces_ok(const struct stk_access_scope *sc,
@@ -293,8 +313,14 @@ static bool owner_create_ok(const struct identity *ic, const struct stk_access_s
                             const char *on_behalf_of, struct why *w)
 {
     const char *self = ic->id->name.v;
+    struct stk_authz_decision probe;
     if (!on_behalf_of || !strcmp(on_behalf_of, self))
         return true;
+    /* the owner is recorded from decision.owner: it must fit whole, or two
+     * long names could end up as one owner */
+    if (!on_behalf_of[0] || strlen(on_behalf_of) >= sizeof(probe.owner))
+        return fail(w, "owner of %zu bytes: must be 1 to %zu", strlen(on_behalf_of),
+                    sizeof(probe.owner) - 1);
     if (!sc->on_behalf_of.v)
         return fail(w, "may not create on behalf of %s (onBehalfOf is false)", on_behalf_of);
     if (owned_default(ic, sc))
@@ -490,8 +516,12 @@ static void decide_object(const struct identity *ic, enum stk_verb verb,
     const struct grant *gr = covering(ic, verb, t, &first, &w);
     char on[160] = "";
 
+    if (is_collection(t) && !has_collection_form(verb)) {
+        reason(ret, "verb %s names no sandbox", vname);
+        return;
+    }
     if (!is_collection(t))
-        snprintf(on, sizeof(on), " on sandbox owned by %s", t->owner ? t->owner : "nobody");
+        snprintf(on, sizeof(on), " on sandbox owned by %.100s", t->owner ? t->owner : "nobody");
     if (gr) {
         ret->allow = true;
         reason(ret, "grant %u of identity %s allows %s%s", gr->index, name, vname, on);

@@ -2,8 +2,9 @@
 /*
  * authz — the authorization engine: a compiled AccessPolicy answers "which
  * identity is this principal" and "may it do this verb to this target".
- * Pure: no I/O, no clock, no allocation per decision. The semantics are in
- * docs/gateway.md ("Authorization").
+ * Pure: no I/O and no clock (a JWT's claims are parsed per decision, that
+ * is all it allocates). The semantics are in docs/gateway.md
+ * ("Authorization").
  */
 #ifndef STK_GATEWAY_AUTHZ_H
 #define STK_GATEWAY_AUTHZ_H

@@ -142,7 +142,8 @@ static void check_match(struct actx *c, const struct stk_access_identity *id, ui
         return;
     }
     if (m->claims.meta.set && m->claims.n == 0) {
-        aerr(c, m->claims.meta.pos, path, "claims must not be empty: it would match everyone");
+        _cleanup_free_ char *cp = stk_xasprintf("%s.claims", path);
+        aerr(c, m->claims.meta.pos, cp, "must not be empty: it would match everyone");
         return;
     }
     if (m->token.meta.set && !token_known(au, m->token.v))

@@ -335,6 +335,12 @@ static void test_collection_targets(void **state)
     assert_false(d.allow);
     decide(&p, "controller", STK_VERB_POOL, NULL, &d);
     assert_true(d.allow);
+    /* a verb that acts on one sandbox never reads "no sandbox" as "all" */
+    decide(&p, "controller", STK_VERB_EXEC, NULL, &d);
+    assert_false(d.allow);
+    assert_string_equal(d.reason, "verb exec names no sandbox");
+    decide(&p, "alice", STK_VERB_DELETE, &none, &d);
+    assert_false(d.allow);
     decide(&p, "unknown", STK_VERB_LIST, NULL, &d);
     assert_false(d.allow);
     assert_false(d.hide);
@@ -421,6 +427,7 @@ static void test_create_scope(void **state)
         {"maker", "acme-1", NULL, "acme", "web", "alice", false,
          "may not create on behalf of alice (onBehalfOf is false)"},
         {"maker", "acme-1", NULL, "acme", "web", "maker", false, NULL}, /* itself */
+        {"proxy", NULL, NULL, "acme", NULL, "", false, "owner of 0 bytes: must be 1 to 127"},
         {"proxy", NULL, NULL, "acme", NULL, "alice", false, NULL},
         {"maker", "acme-1", NULL, "globex", "web", NULL, false,
          "tenant globex matches no tenants pattern"},
@@ -565,6 +572,14 @@ static void test_dangling_identity(void **state)
     assert_int_equal(stk_authz_new(&ap, &z, &err), -EINVAL);
     assert_null(z);
     assert_string_equal(err->msg, "grant 0 names no identity \"ghost\"");
+
+    struct stk_enumv bad_verb = {.meta = {.set = true}, .v = _STK_VERB_N};
+    stk_error_free(TAKE_PTR(err));
+    g.identities.n = 0;
+    g.verbs.items = &bad_verb;
+    g.verbs.n = 1;
+    assert_int_equal(stk_authz_new(&ap, &z, &err), -EINVAL);
+    assert_string_equal(err->msg, "grant 0: verb 11 out of range");
 }
 
 int main(void)

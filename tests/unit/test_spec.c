@@ -706,6 +706,11 @@ static void test_access_policy_messages(void **state)
          "t.yaml:6:65: error: spec.grants[0].scope.driverConfigKeys[0]: "
          "\"kubernetes.allocaton\" is not a key under spec.driverConfig; did you mean "
          "\"kubernetes.allocation\"?"},
+        {AP_HEAD "  authentication: {oidc: [{issuer: https://i.example, audience: a, jwksFile: "
+                 "/j}]}\n  identities:\n    - {name: u, kind: end-user, tenant: t, match: "
+                 "{issuer: https://i.example, claims: {}}}\n",
+         "t.yaml:7:87: error: spec.identities[0].match.claims: must not be empty: it would match "
+         "everyone"},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
         _cleanup_free_ char *got = parse_err(cases[i].text);
