@@ -14,6 +14,8 @@
 
 _Static_assert(STK_ACCESS_VERBS == _STK_VERB_N, "the spec's verb table is the gateway's");
 
+#define OWNER_SIZE sizeof(((struct stk_authz_decision *)0)->owner)
+
 struct grant {
     uint32_t index; /* in spec.grants: what reasons and validate's paths call it */
     const struct stk_access_grant *g;
@@ -313,14 +315,13 @@ static bool owner_create_ok(const struct identity *ic, const struct stk_access_s
                             const char *on_behalf_of, struct why *w)
 {
     const char *self = ic->id->name.v;
-    struct stk_authz_decision probe;
     if (!on_behalf_of || !strcmp(on_behalf_of, self))
         return true;
     /* the owner is recorded from decision.owner: it must fit whole, or two
      * long names could end up as one owner */
-    if (!on_behalf_of[0] || strlen(on_behalf_of) >= sizeof(probe.owner))
+    if (!on_behalf_of[0] || strlen(on_behalf_of) >= OWNER_SIZE)
         return fail(w, "owner of %zu bytes: must be 1 to %zu", strlen(on_behalf_of),
-                    sizeof(probe.owner) - 1);
+                    OWNER_SIZE - 1);
     if (!sc->on_behalf_of.v)
         return fail(w, "may not create on behalf of %s (onBehalfOf is false)", on_behalf_of);
     if (owned_default(ic, sc))
