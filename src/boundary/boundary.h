@@ -200,6 +200,11 @@ struct stk_boundary {
     /* backend-specific settings, forwarded untouched */
     const struct stk_kube_config *kube;
     int64_t tmp_size, shm_size; /* local tmpfs sizes */
+    /* the dotted keys the spec sets under spec.driverConfig ("local.tmpSize"),
+     * leaves only: what an AccessPolicy's driverConfigKeys scope is checked
+     * against (the gateway never re-reads the spec) */
+    const char **driver_config_keys;
+    size_t n_driver_config_keys;
 
     /* operator retention (0 / false = not stated) */
     bool home_backup;

@@ -700,6 +700,8 @@ static void resolve_kube(struct rctx *r)
     const struct stk_allocation *al = &k->allocation;
     struct stk_origin o;
     r->b->kube = k;
+    r->b->n_driver_config_keys =
+        stk_driver_config_keys(&r->sb->spec.driver_config, r->a, &r->b->driver_config_keys);
 
     int mode = chain_enum(r, "spec.driverConfig.kubernetes.allocation.mode", &al->mode, NULL, NULL,
                           STK_ALLOC_DIRECT, stk_alloc_mode_names, &o);

@@ -36,14 +36,24 @@ static bool validate_file(const char *file, const struct stk_docset *env_ds,
     for (size_t i = 0; i < ds->n; i++) {
         const struct stk_doc *doc = &ds->docs[i];
         const char *name = NULL;
-        if (doc->kind == STK_KIND_SANDBOX) {
+        switch (doc->kind) {
+        case STK_KIND_SANDBOX: {
             struct stk_boundary *b = NULL;
             name = doc->sandbox->metadata.name.v;
             if (stk_resolve(doc->sandbox, ds->file, env, env ? env_ds->file : NULL, diags, &b) == 0)
                 stk_boundary_free(b);
-        } else {
+            break;
+        }
+        case STK_KIND_ENVCONFIG:
             name = doc->env->metadata.name.v;
             (void)stk_envconfig_check(doc->env, ds->file, diags);
+            break;
+        case STK_KIND_ACCESS_POLICY:
+            /* its cross-field rules ran when it loaded (src/spec/access.c) */
+            name = doc->access->metadata.name.v;
+            break;
+        case _STK_KIND_N:
+            break;
         }
         json_t *j = json_object();
         json_object_set_new(j, "kind", json_string(stk_kind_names[doc->kind]));

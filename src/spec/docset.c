@@ -36,6 +36,17 @@ static int doc_kind(const char *file, const struct stk_node *root, struct stk_di
     return 0;
 }
 
+/* The cross-field rules run only on a cleanly decoded policy: on a partial
+ * one they would report the same mistake twice. */
+static void decode_access_policy(const char *file, struct stk_arena *a, struct stk_diags *d,
+                                 const struct stk_node *root, struct stk_access_policy *ret)
+{
+    size_t before = d->n_errors;
+    stk_decode_object(file, a, d, stk_access_policy_fields, root, ret, "");
+    if (d->n_errors == before)
+        stk_access_policy_check(ret, file, d);
+}
+
 int stk_docset_parse(const char *name, const char *data, size_t len, struct stk_diags *diags,
                      struct stk_docset **ret)
 {
@@ -64,6 +75,10 @@ int stk_docset_parse(const char *name, const char *data, size_t len, struct stk_
         case STK_KIND_ENVCONFIG:
             docs[i].env = stk_arena_alloc(a, sizeof(*docs[i].env));
             stk_decode_object(name, a, diags, stk_envconfig_fields, roots[i], docs[i].env, "");
+            break;
+        case STK_KIND_ACCESS_POLICY:
+            docs[i].access = stk_arena_alloc(a, sizeof(*docs[i].access));
+            decode_access_policy(name, a, diags, roots[i], docs[i].access);
             break;
         case _STK_KIND_N:
             break;

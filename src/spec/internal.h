@@ -85,6 +85,9 @@ enum stk_strfmt {
     STK_FMT_HEADER,        /* HTTP header field name */
     STK_FMT_INJECT_FORMAT, /* header value template containing {value} once */
     STK_FMT_API_VERSION,   /* exactly STK_API_VERSION */
+    STK_FMT_SHA256_HEX,    /* 64 lowercase hex digits */
+    STK_FMT_HTTPS_URL,     /* https:// URL (an OIDC issuer) */
+    STK_FMT_GLOB,          /* fnmatch(3) pattern, one line */
     _STK_FMT_N
 };
 
@@ -112,6 +115,15 @@ struct stk_field {
 
 extern const struct stk_field stk_sandbox_fields[];
 extern const struct stk_field stk_envconfig_fields[];
+extern const struct stk_field stk_access_policy_fields[];
+/* spec.driverConfig's own table: what driverConfigKeys may name. */
+extern const struct stk_field stk_driver_config_fields[];
+
+/* The cross-field rules of an AccessPolicy that decoded cleanly (unique
+ * names, references that resolve, one match form per identity); problems go
+ * to d with the field's position and path. */
+void stk_access_policy_check(const struct stk_access_policy *ap, const char *file,
+                             struct stk_diags *d);
 
 /* Decodes one mapping into `out` following `fields`. `path` is the prefix
  * for diagnostics ("" for a document root). */

@@ -150,6 +150,10 @@ void stk_spec_reference(struct stk_buf *out, stk_default_text_fn defaults, void 
     const char *bl = defaults ? defaults("data.network.blacklistIPs", userdata) : NULL;
     if (bl)
         stk_buf_printf(out, "\nWhen `data.network.blacklistIPs` is not set, it is `%s`.\n", bl);
+    section(&r, "AccessPolicy",
+            "The gateway's side: who callers are (authentication), which identity each is, and "
+            "what each identity may do (grants). Default deny; see docs/gateway.md.",
+            stk_access_policy_fields);
     stk_buf_puts(out, "\n## Fields that are never accepted\n\nThese are recognised only to "
                       "explain why they are refused.\n\n| Field | Why |\n|---|---|\n");
     stk_buf_puts(out, stk_buf_str(&r.rejected));

@@ -24,7 +24,13 @@ const char *const stk_taint_effect_names[_STK_EFFECT_N] = {"", "NoSchedule", "Pr
 const char *const stk_netpol_names[_STK_NETPOL_N] = {
     "deny-egress",           "allow-namespace-egress", "allow-dns-egress",
     "allow-external-egress", "allow-internal-egress",  "allow-sandbox-egress"};
-const char *const stk_kind_names[_STK_KIND_N] = {"Sandbox", "EnvironmentConfig"};
+const char *const stk_kind_names[_STK_KIND_N] = {"Sandbox", "EnvironmentConfig", "AccessPolicy"};
+const char *const stk_jwt_alg_names[_STK_JWT_N] = {"RS256", "ES256"};
+const char *const stk_identity_kind_names[_STK_IDENTITY_N] = {"platform-controller", "end-user"};
+const char *const stk_access_verb_names[STK_ACCESS_VERBS] = {
+    "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
+};
+const char *const stk_allocation_kind_names[_STK_ALLOCATION_N] = {"cold", "warm"};
 
 #define KiB (INT64_C(1024))
 #define MiB (KiB * 1024)
@@ -357,7 +363,7 @@ static const struct stk_field local_fields[] = {
     END,
 };
 
-static const struct stk_field driver_config_fields[] = {
+const struct stk_field stk_driver_config_fields[] = {
     {"kubernetes", AT(struct stk_driver_config, kubernetes), OBJ(kube_fields),
      .doc = "Settings only the Kubernetes backend reads."},
     {"local", AT(struct stk_driver_config, local), OBJ(local_fields),
@@ -402,7 +408,7 @@ static const struct stk_field sandbox_spec_fields[] = {
             "credentials."},
     {"vcluster", AT(struct stk_sandbox_spec, vcluster), .type = STK_F_BOOL,
      .doc = "Give the sandbox a virtual Kubernetes API (operator-installed vcluster)."},
-    {"driverConfig", AT(struct stk_sandbox_spec, driver_config), OBJ(driver_config_fields),
+    {"driverConfig", AT(struct stk_sandbox_spec, driver_config), OBJ(stk_driver_config_fields),
      .doc = "Backend-specific settings, keyed by backend."},
     {"hostNetwork", REJECT(reject_host_ns)},
     {"hostPID", REJECT(reject_host_ns)},
@@ -531,5 +537,166 @@ const struct stk_field stk_envconfig_fields[] = {
      .doc = "Name of the environment."},
     {"data", AT(struct stk_envconfig, data), OBJ(env_data_fields),
      .doc = "The operator's settings."},
+    END,
+};
+
+/* ---- AccessPolicy ------------------------------------------------------------ */
+
+static const struct stk_field access_token_fields[] = {
+    {"id", AT(struct stk_access_token, id), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "The token's name, unique; identities match it with match.token."},
+    {"sha256", AT(struct stk_access_token, sha256), STR(STK_FMT_SHA256_HEX), .required = true,
+     .doc = "SHA-256 of the bearer token, in lowercase hex. The token itself is never stored."},
+    END,
+};
+
+static const struct stk_field access_oidc_fields[] = {
+    {"issuer", AT(struct stk_access_oidc, issuer), STR(STK_FMT_HTTPS_URL), .max_len = 256,
+     .required = true, .doc = "The issuer (iss) of accepted JWTs, unique."},
+    {"audience", AT(struct stk_access_oidc, audience), STR(STK_FMT_LINE), .max_len = 256,
+     .required = true, .doc = "The audience (aud) a JWT must name."},
+    {"jwksFile", AT(struct stk_access_oidc, jwks_file), STR(STK_FMT_ABS_PATH), .required = true,
+     .doc = "The issuer's signing keys (a JWK Set) in a local file."},
+    {"algorithms", AT(struct stk_access_oidc, algorithms), LIST(struct stk_enumv, STK_F_ENUM),
+     .values = stk_jwt_alg_names, .n_values = _STK_JWT_N, .max_items = _STK_JWT_N,
+     .doc = "Signature algorithms accepted; RS256 and ES256 when omitted."},
+    {"clockSkew", AT(struct stk_access_oidc, clock_skew), .type = STK_F_DURATION, .min = 0,
+     .max = 5 * 60 * SEC, .doc = "Tolerance on exp and nbf; 60s when omitted."},
+    END,
+};
+
+static const struct stk_field access_client_certs_fields[] = {
+    {"caFile", AT(struct stk_access_client_certs, ca_file), STR(STK_FMT_ABS_PATH), .required = true,
+     .doc = "CA bundle (PEM); client certificates it signed are accepted (mTLS)."},
+    END,
+};
+
+static const struct stk_field access_authn_fields[] = {
+    {"tokens", AT(struct stk_access_authn, tokens),
+     OBJLIST(struct stk_access_token, access_token_fields), .max_items = STK_LIMIT_AP_TOKENS,
+     .doc = "Static bearer tokens."},
+    {"oidc", AT(struct stk_access_authn, oidc), OBJLIST(struct stk_access_oidc, access_oidc_fields),
+     .max_items = STK_LIMIT_AP_ISSUERS, .doc = "OIDC issuers whose JWTs are accepted."},
+    {"clientCertificates", AT(struct stk_access_authn, client_certificates),
+     OBJ(access_client_certs_fields), .doc = "Client certificates (mTLS)."},
+    END,
+};
+
+static const struct stk_field access_match_fields[] = {
+    {"token", AT(struct stk_access_match, token), STR(STK_FMT_DNS_LABEL),
+     .doc = "The id of a token in spec.authentication.tokens."},
+    {"issuer", AT(struct stk_access_match, issuer), STR(STK_FMT_HTTPS_URL), .max_len = 256,
+     .doc = "The issuer of a spec.authentication.oidc entry; with subject or claims."},
+    {"subject", AT(struct stk_access_match, subject), STR(STK_FMT_LINE), .max_len = 255,
+     .doc = "The JWT's sub."},
+    {"claims", AT(struct stk_access_match, claims), .type = STK_F_MAP, .fmt = STK_FMT_LINE,
+     .value_fmt = STK_FMT_LINE, .max_len = 256, .max_items = 16,
+     .doc = "Claims the JWT must carry, all of them: a string claim equal to the value, or an "
+            "array claim containing it."},
+    {"certificateSubject", AT(struct stk_access_match, certificate_subject), STR(STK_FMT_LINE),
+     .max_len = 511,
+     .doc = "The client certificate's subject, RFC 2253 (\"CN=alice,O=acme\"), compared exactly; "
+            "needs spec.authentication.clientCertificates."},
+    END,
+};
+
+static const struct stk_field access_identity_fields[] = {
+    {"name", AT(struct stk_access_identity, name), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "The identity's name, unique; recorded as the actor of its requests and as the "
+            "owner of the sandboxes it creates."},
+    {"kind", AT(struct stk_access_identity, kind), ENUM(stk_identity_kind_names), .required = true,
+     .doc = "platform-controller: a trusted control plane acting for others. end-user: a person "
+            "or agent acting for itself."},
+    {"match", AT(struct stk_access_identity, match), OBJ(access_match_fields), .required = true,
+     .doc = "Which authenticated principal this identity is: exactly one of token, issuer with "
+            "subject, issuer with claims, certificateSubject."},
+    {"tenant", AT(struct stk_access_identity, tenant), STR(STK_FMT_DNS_LABEL),
+     .doc = "The identity's tenant; required for end-user identities."},
+    {"project", AT(struct stk_access_identity, project), STR(STK_FMT_DNS_LABEL),
+     .doc = "The identity's project."},
+    END,
+};
+
+static const struct stk_field access_scope_fields[] = {
+    {"owned", AT(struct stk_access_scope, owned), .type = STK_F_BOOL,
+     .doc = "Only sandboxes the identity owns. Default true for end-user identities, false for "
+            "platform controllers."},
+    {"namespaces", AT(struct stk_access_scope, namespaces), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "Namespace patterns (fnmatch: team-*); any namespace of the tenants in scope when "
+            "omitted."},
+    {"tenants", AT(struct stk_access_scope, tenants), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "Tenant patterns; the identity's own tenant when omitted (none if it has none)."},
+    {"projects", AT(struct stk_access_scope, projects), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "Project patterns (a sandbox without a project is matched as \"\"); any project "
+            "when omitted."},
+    {"maxPolicy", AT(struct stk_access_scope, max_policy), ENUM(stk_policy_names),
+     .doc = "create: the highest spec.security.policy the sandbox may resolve to; restricted "
+            "when omitted."},
+    {"runtimes", AT(struct stk_access_scope, runtimes), LIST(struct stk_enumv, STK_F_ENUM),
+     .values = stk_runtime_names, .n_values = _STK_RUNTIME_N, .max_items = _STK_RUNTIME_N,
+     .doc = "create: the runtimes the sandbox may resolve to; [default] when omitted."},
+    {"driverConfigKeys", AT(struct stk_access_scope, driver_config_keys),
+     LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_LINE, .max_len = 128,
+     .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "create: the keys under spec.driverConfig the sandbox may set, dotted "
+            "(local.tmpSize, kubernetes.nodeSelector); a section (kubernetes.allocation) "
+            "covers every key in it. None when omitted."},
+    {"credentialRefs", AT(struct stk_access_scope, credential_refs),
+     LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_GLOB, .max_len = 1024,
+     .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "create: patterns over spec.bindings[].credential.ref; no binding when omitted."},
+    {"serviceAccounts", AT(struct stk_access_scope, service_accounts),
+     LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
+     .doc = "create: patterns over spec.driverConfig.kubernetes.serviceAccountName (the key must "
+            "also be in driverConfigKeys); none when omitted."},
+    {"allocation", AT(struct stk_access_scope, allocation), LIST(struct stk_enumv, STK_F_ENUM),
+     .values = stk_allocation_kind_names, .n_values = _STK_ALLOCATION_N,
+     .max_items = _STK_ALLOCATION_N,
+     .doc = "create: cold (a new sandbox) and/or warm (a warm-pool claim); both when omitted."},
+    {"onBehalfOf", AT(struct stk_access_scope, on_behalf_of), .type = STK_F_BOOL,
+     .doc = "create: may record another identity as the owner (platform controllers); false "
+            "when omitted."},
+    END,
+};
+
+static const struct stk_field access_grant_fields[] = {
+    {"identities", AT(struct stk_access_grant, identities), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_DNS_LABEL, .max_items = STK_LIMIT_AP_PATTERNS, .required = true,
+     .doc = "Names from spec.identities."},
+    {"verbs", AT(struct stk_access_grant, verbs), LIST(struct stk_enumv, STK_F_ENUM),
+     .values = stk_access_verb_names, .n_values = STK_ACCESS_VERBS, .max_items = STK_ACCESS_VERBS,
+     .required = true, .doc = "What the identities may do."},
+    {"scope", AT(struct stk_access_grant, scope), OBJ(access_scope_fields),
+     .doc = "On which sandboxes, and what a create may ask for. Every field narrows."},
+    END,
+};
+
+static const struct stk_field access_spec_fields[] = {
+    {"authentication", AT(struct stk_access_spec, authentication), OBJ(access_authn_fields),
+     .doc = "How callers prove who they are."},
+    {"identities", AT(struct stk_access_spec, identities),
+     OBJLIST(struct stk_access_identity, access_identity_fields),
+     .max_items = STK_LIMIT_AP_IDENTITIES,
+     .doc = "Named identities, each matching authenticated principals. A principal is the "
+            "first identity that matches it."},
+    {"grants", AT(struct stk_access_spec, grants),
+     OBJLIST(struct stk_access_grant, access_grant_fields), .max_items = STK_LIMIT_AP_GRANTS,
+     .doc = "What identities may do. Default deny: a request is allowed when one grant of the "
+            "caller's identity lists the verb and its whole scope holds."},
+    END,
+};
+
+const struct stk_field stk_access_policy_fields[] = {
+    {"apiVersion", AT(struct stk_access_policy, api_version), STR(STK_FMT_API_VERSION),
+     .required = true, .doc = "Always " STK_API_VERSION "."},
+    {"kind", AT(struct stk_access_policy, kind), STR(STK_FMT_LINE), .required = true,
+     .doc = "AccessPolicy."},
+    {"metadata", AT(struct stk_access_policy, metadata), OBJ(metadata_fields), .required = true,
+     .doc = "Name of the policy."},
+    {"spec", AT(struct stk_access_policy, spec), OBJ(access_spec_fields), .required = true,
+     .doc = "Authentication, identities and grants (docs/gateway.md)."},
     END,
 };

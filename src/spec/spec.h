@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * spec — parse and validate user input: Sandbox and EnvironmentConfig
- * documents in YAML or JSON. One field table (schema.c) drives parsing,
+ * spec — parse and validate user input: Sandbox, EnvironmentConfig and
+ * AccessPolicy documents in YAML or JSON. One field table (schema.c) drives parsing,
  * validation and the generated reference page docs/spec.md.
  *
  * Parsing is all-or-nothing: a file with any error yields no documents, and
@@ -469,9 +469,130 @@ struct stk_envconfig {
     struct stk_env_data data;
 };
 
+/* ---- AccessPolicy (the gateway: who may do what; docs/gateway.md) ------- */
+
+enum stk_jwt_alg { STK_JWT_RS256, STK_JWT_ES256, _STK_JWT_N };
+extern const char *const stk_jwt_alg_names[_STK_JWT_N];
+
+enum stk_identity_kind { STK_IDENTITY_PLATFORM_CONTROLLER, STK_IDENTITY_END_USER, _STK_IDENTITY_N };
+extern const char *const stk_identity_kind_names[_STK_IDENTITY_N];
+
+/* The verbs a grant lists. Same order and spelling as the gateway's enum
+ * stk_verb (src/gateway/gateway.h); the spec module cannot include it, so a
+ * unit test holds the two tables together. */
+#define STK_ACCESS_VERBS 11
+extern const char *const stk_access_verb_names[STK_ACCESS_VERBS];
+
+/* How a sandbox is obtained: created from nothing, or claimed from a warm pool. */
+enum stk_allocation_kind { STK_ALLOCATION_COLD, STK_ALLOCATION_WARM, _STK_ALLOCATION_N };
+extern const char *const stk_allocation_kind_names[_STK_ALLOCATION_N];
+
+/* Limits of an AccessPolicy (each list also has its own line in schema.c). */
+#define STK_LIMIT_AP_TOKENS     256
+#define STK_LIMIT_AP_ISSUERS    32
+#define STK_LIMIT_AP_IDENTITIES 1024
+#define STK_LIMIT_AP_GRANTS     1024
+#define STK_LIMIT_AP_PATTERNS   64
+
+struct stk_access_token {
+    struct stk_meta meta;
+    struct stk_str id;
+    struct stk_str sha256; /* 64 lowercase hex digits: the token itself is never stored */
+};
+
+struct stk_access_oidc {
+    struct stk_meta meta;
+    struct stk_str issuer;
+    struct stk_str audience;
+    struct stk_str jwks_file;
+    STK_LIST(struct stk_enumv) algorithms; /* enum stk_jwt_alg; unset = all */
+    struct stk_num clock_skew;             /* ms; unset = 60s */
+};
+
+struct stk_access_client_certs {
+    struct stk_meta meta;
+    struct stk_str ca_file;
+};
+
+struct stk_access_authn {
+    struct stk_meta meta;
+    STK_LIST(struct stk_access_token) tokens;
+    STK_LIST(struct stk_access_oidc) oidc;
+    struct stk_access_client_certs client_certificates;
+};
+
+/* Exactly one form: token | issuer+subject | issuer+claims | certificateSubject
+ * (checked after decoding, src/spec/access.c). */
+struct stk_access_match {
+    struct stk_meta meta;
+    struct stk_str token;
+    struct stk_str issuer;
+    struct stk_str subject;
+    struct stk_map claims;
+    struct stk_str certificate_subject;
+};
+
+struct stk_access_identity {
+    struct stk_meta meta;
+    struct stk_str name;
+    struct stk_enumv kind; /* enum stk_identity_kind */
+    struct stk_access_match match;
+    struct stk_str tenant;
+    struct stk_str project;
+};
+
+/* Every field optional; an unset field has the strictest meaning documented
+ * in schema.c (and docs/gateway.md). */
+struct stk_access_scope {
+    struct stk_meta meta;
+    struct stk_bool owned;
+    STK_LIST(struct stk_str) namespaces;         /* fnmatch patterns */
+    STK_LIST(struct stk_str) tenants;            /* fnmatch patterns */
+    STK_LIST(struct stk_str) projects;           /* fnmatch patterns */
+    struct stk_enumv max_policy;                 /* enum stk_policy */
+    STK_LIST(struct stk_enumv) runtimes;         /* enum stk_runtime */
+    STK_LIST(struct stk_str) driver_config_keys; /* "local.tmpSize", "kubernetes" */
+    STK_LIST(struct stk_str) credential_refs;    /* fnmatch patterns */
+    STK_LIST(struct stk_str) service_accounts;   /* fnmatch patterns */
+    STK_LIST(struct stk_enumv) allocation;       /* enum stk_allocation_kind */
+    struct stk_bool on_behalf_of;
+};
+
+struct stk_access_grant {
+    struct stk_meta meta;
+    STK_LIST(struct stk_str) identities;
+    STK_LIST(struct stk_enumv) verbs; /* index into stk_access_verb_names */
+    struct stk_access_scope scope;
+};
+
+struct stk_access_spec {
+    struct stk_meta meta;
+    struct stk_access_authn authentication;
+    STK_LIST(struct stk_access_identity) identities;
+    STK_LIST(struct stk_access_grant) grants;
+};
+
+struct stk_access_policy {
+    struct stk_meta meta;
+    struct stk_str api_version;
+    struct stk_str kind;
+    struct stk_metadata metadata;
+    struct stk_access_spec spec;
+};
+
+/* The dotted keys a Sandbox sets under spec.driverConfig, leaves only
+ * ("kubernetes.nodeSelector", "local.tmpSize"), in table order; what an
+ * AccessPolicy's driverConfigKeys scope is checked against. Returns the
+ * count; the array and its strings live in a. */
+size_t stk_driver_config_keys(const struct stk_driver_config *dc, struct stk_arena *a,
+                              const char ***ret);
+/* Whether key names a field under spec.driverConfig, a leaf or a section
+ * ("kubernetes", "kubernetes.allocation"). */
+bool stk_driver_config_key_known(const char *key);
+
 /* ---- documents ------------------------------------------------------------ */
 
-enum stk_kind { STK_KIND_SANDBOX, STK_KIND_ENVCONFIG, _STK_KIND_N };
+enum stk_kind { STK_KIND_SANDBOX, STK_KIND_ENVCONFIG, STK_KIND_ACCESS_POLICY, _STK_KIND_N };
 extern const char *const stk_kind_names[_STK_KIND_N];
 
 struct stk_doc {
@@ -480,6 +601,7 @@ struct stk_doc {
     union {
         struct stk_sandbox *sandbox;
         struct stk_envconfig *env;
+        struct stk_access_policy *access;
     };
 };
 

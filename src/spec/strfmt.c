@@ -311,6 +311,9 @@ static const struct {
     [STK_FMT_HEADER] = {128, "HTTP header name"},
     [STK_FMT_INJECT_FORMAT] = {256, "template with {value}"},
     [STK_FMT_API_VERSION] = {64, STK_API_VERSION},
+    [STK_FMT_SHA256_HEX] = {64, "SHA-256, 64 lowercase hex digits"},
+    [STK_FMT_HTTPS_URL] = {2048, "https URL"},
+    [STK_FMT_GLOB] = {253, "glob pattern (fnmatch)"},
 };
 
 uint32_t stk_strfmt_max_len(enum stk_strfmt fmt)
@@ -403,6 +406,20 @@ bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why)
     case STK_FMT_API_VERSION:
         if (strcmp(s, STK_API_VERSION) != 0)
             why = "must be " STK_API_VERSION;
+        break;
+    case STK_FMT_SHA256_HEX:
+        if (n != 64 || strspn(s, "0123456789abcdef") != 64)
+            why = "must be a SHA-256 digest: 64 lowercase hex digits (sha256sum of the token)";
+        break;
+    case STK_FMT_HTTPS_URL:
+        if (!stk_startswith(s, "https://"))
+            why = "must be an https:// URL";
+        else
+            (void)url(s, &why);
+        break;
+    case STK_FMT_GLOB:
+        if (n == 0 || has_control(s))
+            why = "must be a non-empty pattern on one line (*, ? and [...] match as in a shell)";
         break;
     case _STK_FMT_N:
         break;

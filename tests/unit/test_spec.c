@@ -67,6 +67,10 @@ static void test_enum_tables_round_trip(void **state)
         {stk_taint_effect_names, _STK_EFFECT_N},
         {stk_netpol_names, _STK_NETPOL_N},
         {stk_kind_names, _STK_KIND_N},
+        {stk_jwt_alg_names, _STK_JWT_N},
+        {stk_identity_kind_names, _STK_IDENTITY_N},
+        {stk_access_verb_names, STK_ACCESS_VERBS},
+        {stk_allocation_kind_names, _STK_ALLOCATION_N},
     };
     for (size_t t = 0; t < STK_ARRAY_SIZE(tables); t++)
         for (size_t i = 0; i < tables[t].n; i++) {
@@ -349,10 +353,10 @@ static void test_loader_errors(void **state)
                        "not an integer"},
         {"", "t.yaml: error: no documents found"},
         {"apiVersion: stockade.dev/v1alpha1\nkind: Pod\nmetadata: {name: x}\n",
-         "t.yaml:2:7: error: kind: \"Pod\" is not one of Sandbox|EnvironmentConfig"},
+         "t.yaml:2:7: error: kind: \"Pod\" is not one of Sandbox|EnvironmentConfig|AccessPolicy"},
         {"apiVersion: stockade.dev/v1alpha1\nmetadata: {name: x}\n",
          "t.yaml:1:1: error: kind: missing required field \"kind\" (one of "
-         "Sandbox|EnvironmentConfig)"},
+         "Sandbox|EnvironmentConfig|AccessPolicy)"},
         {"? [a]\n: b\n", "t.yaml:1:3: error: a mapping key must be a string, not a list"},
         /* control characters in quoted input never reach the terminal raw */
         {HEAD "spec: {runtime: \"\\e[31mred\"}\n",
@@ -608,6 +612,133 @@ static void test_full_environment_every_field(void **state)
     stk_docset_free(ds);
 }
 
+static void test_full_access_policy_every_field(void **state)
+{
+    (void)state;
+    struct stk_docset *ds = load_ok(DATA "full-access-policy.yaml");
+    assert_int_equal(ds->docs[0].kind, STK_KIND_ACCESS_POLICY);
+    const struct stk_access_policy *ap = ds->docs[0].access;
+    const void *objs[] = {ap};
+    assert_all_set(stk_access_policy_fields, objs, 1, "");
+    const struct stk_access_spec *s = &ap->spec;
+    assert_string_equal(s->authentication.tokens.items[0].id.v, "controller");
+    assert_int_equal(s->authentication.oidc.items[0].algorithms.items[0].v, STK_JWT_ES256);
+    assert_int_equal(s->authentication.oidc.items[0].clock_skew.v, 90000);
+    assert_string_equal(s->authentication.client_certificates.ca_file.v,
+                        "/etc/stockade/clients-ca.pem");
+    assert_int_equal(s->identities.n, 4);
+    assert_int_equal(s->identities.items[0].kind.v, STK_IDENTITY_PLATFORM_CONTROLLER);
+    assert_string_equal(s->identities.items[1].match.subject.v, "1234");
+    assert_string_equal(s->identities.items[2].match.claims.items[1].value, "ops@example.com");
+    assert_string_equal(s->identities.items[3].match.certificate_subject.v, "CN=auditor,O=acme");
+    const struct stk_access_scope *sc = &s->grants.items[0].scope;
+    assert_int_equal(s->grants.items[0].verbs.n, STK_ACCESS_VERBS);
+    assert_false(sc->owned.v);
+    assert_int_equal(sc->max_policy.v, STK_POLICY_BASELINE);
+    assert_int_equal(sc->runtimes.items[1].v, STK_RUNTIME_CRUN);
+    assert_string_equal(sc->driver_config_keys.items[1].v, "kubernetes.allocation");
+    assert_int_equal(sc->allocation.items[1].v, STK_ALLOCATION_WARM);
+    assert_true(sc->on_behalf_of.v);
+    assert_false(s->grants.items[1].scope.meta.set);
+    stk_docset_free(ds);
+}
+
+#define AP_HEAD                                                                                    \
+    "apiVersion: stockade.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: p}\nspec:\n"
+#define SHA_A "c1642e5b544401b66b42479ef55919b9a732591acdc91090cd56e709e32afbd8"
+
+/* The limits have their own messages, and a clean document passes the
+ * cross-field rules. */
+static void test_access_policy_limits(void **state)
+{
+    (void)state;
+    struct stk_buf b = {0};
+    stk_buf_puts(&b, AP_HEAD "  authentication:\n    tokens:\n");
+    for (int i = 0; i < STK_LIMIT_AP_TOKENS + 1; i++)
+        stk_buf_printf(&b, "      - {id: t%d, sha256: \"%064x\"}\n", i, i);
+    _cleanup_free_ char *e = parse_err(stk_buf_str(&b));
+    assert_string_equal(e, "t.yaml:7:7: error: spec.authentication.tokens: has 257 items; the "
+                           "limit is 256");
+    stk_buf_free(&b);
+
+    stk_buf_puts(&b, AP_HEAD "  grants:\n    - identities: [x]\n      verbs: [get]\n"
+                             "      scope:\n        namespaces: [");
+    for (int i = 0; i < STK_LIMIT_AP_PATTERNS + 1; i++)
+        stk_buf_printf(&b, "%sns-%d", i ? ", " : "", i);
+    stk_buf_puts(&b, "]\n");
+    _cleanup_free_ char *e2 = parse_err(stk_buf_str(&b));
+    assert_string_equal(e2, "t.yaml:9:21: error: spec.grants[0].scope.namespaces: has 65 items; "
+                            "the limit is 64");
+    stk_buf_free(&b);
+
+    /* exactly at the limit is fine */
+    stk_buf_puts(&b, AP_HEAD "  authentication:\n    tokens:\n");
+    for (int i = 0; i < STK_LIMIT_AP_TOKENS; i++)
+        stk_buf_printf(&b, "      - {id: t%d, sha256: \"%064x\"}\n", i, i);
+    stk_docset_free(parse_ok(stk_buf_str(&b)));
+    stk_buf_free(&b);
+}
+
+static void test_access_policy_messages(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {AP_HEAD "  authentication:\n    oidc:\n      - {issuer: https://i.example, audience: a, "
+                 "jwksFile: /j, clockSkew: 6m}\n",
+         "t.yaml:7:75: error: spec.authentication.oidc[0].clockSkew: 6m is above the limit of 5m"},
+        {AP_HEAD "  identities:\n    - {name: u, kind: end-user, match: {token: t}}\n",
+         "t.yaml:6:48: error: spec.identities[0].match.token: no token \"t\" in "
+         "spec.authentication.tokens"},
+        {AP_HEAD "  authentication: {tokens: [{id: t, sha256: " SHA_A "}]}\n"
+                 "  identities:\n    - {name: u, kind: end-user, match: {token: t}}\n",
+         "t.yaml:7:7: error: spec.identities[0]: missing required field \"tenant\" (an end-user "
+         "identity belongs to a tenant)"},
+        {AP_HEAD "  grants:\n    - {identities: [ghost], verbs: [get]}\n",
+         "t.yaml:6:21: error: spec.grants[0].identities[0]: no identity \"ghost\" in "
+         "spec.identities"},
+        {AP_HEAD "  grants:\n    - {identities: [], verbs: [get], scope: {ownd: true}}\n",
+         "t.yaml:6:46: error: spec.grants[0].scope.ownd: unknown field \"ownd\"; did you mean "
+         "\"owned\"?"},
+        {AP_HEAD "  grants:\n    - {identities: [], verbs: [get], scope: {driverConfigKeys: "
+                 "[kubernetes.allocaton]}}\n",
+         "t.yaml:6:65: error: spec.grants[0].scope.driverConfigKeys[0]: "
+         "\"kubernetes.allocaton\" is not a key under spec.driverConfig; did you mean "
+         "\"kubernetes.allocation\"?"},
+        {AP_HEAD "  authentication: {oidc: [{issuer: https://i.example, audience: a, jwksFile: "
+                 "/j}]}\n  identities:\n    - {name: u, kind: end-user, tenant: t, match: "
+                 "{issuer: https://i.example, claims: {}}}\n",
+         "t.yaml:7:87: error: spec.identities[0].match.claims: must not be empty: it would match "
+         "everyone"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        _cleanup_free_ char *got = parse_err(cases[i].text);
+        assert_string_equal(got, cases[i].want);
+    }
+}
+
+static void test_driver_config_keys(void **state)
+{
+    (void)state;
+    struct stk_docset *ds = parse_ok(HEAD "spec:\n  driverConfig:\n    local: {shmSize: 8Mi}\n"
+                                          "    kubernetes:\n      nodeSelector: {a: b}\n"
+                                          "      allocation: {mode: direct}\n");
+    _cleanup_arena_ struct stk_arena *a = stk_arena_new();
+    const char **keys = NULL;
+    size_t n = stk_driver_config_keys(&ds->docs[0].sandbox->spec.driver_config, a, &keys);
+    assert_int_equal(n, 3);
+    assert_string_equal(keys[0], "kubernetes.nodeSelector");
+    assert_string_equal(keys[1], "kubernetes.allocation.mode");
+    assert_string_equal(keys[2], "local.shmSize");
+    assert_true(stk_driver_config_key_known("kubernetes"));
+    assert_true(stk_driver_config_key_known("kubernetes.allocation.warmPool"));
+    assert_false(stk_driver_config_key_known("kubernetes.nodeSelector.a"));
+    assert_false(stk_driver_config_key_known("local."));
+    assert_false(stk_driver_config_key_known(""));
+    stk_docset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +754,10 @@ int main(void)
         cmocka_unit_test(test_all_errors_in_one_pass),
         cmocka_unit_test(test_full_sandbox_every_field),
         cmocka_unit_test(test_full_environment_every_field),
+        cmocka_unit_test(test_full_access_policy_every_field),
+        cmocka_unit_test(test_access_policy_limits),
+        cmocka_unit_test(test_access_policy_messages),
+        cmocka_unit_test(test_driver_config_keys),
     };
     return cmocka_run_group_tests_name("spec", tests, NULL, NULL);
 }
