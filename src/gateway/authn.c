@@ -276,8 +276,9 @@ static int jwk_rsa(json_t *k, const struct key_where *w, EVP_PKEY **ret, struct 
     if (bits < STK_AUTHN_RSA_MIN_BITS || bits > STK_AUTHN_RSA_MAX_BITS)
         return key_error(err, w, "n: %d-bit modulus, %d..%d bits required", bits,
                          STK_AUTHN_RSA_MIN_BITS, STK_AUTHN_RSA_MAX_BITS);
-    if (!BN_is_odd(e) || BN_num_bits(e) < 2)
-        return key_error(err, w, "e: not an odd number >= 3");
+    /* What OpenSSL's public key check requires too (SP 800-56B). */
+    if (!BN_is_odd(e) || BN_num_bits(e) <= 16)
+        return key_error(err, w, "e: not an odd number >= 65537");
 
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
@@ -433,7 +434,8 @@ static int jwks_parse(const char *name, const char *data, size_t len, struct key
 
 static int jwks_read(const char *path, char **ret, size_t *ret_len, struct stk_error **err)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO put in its place must not hang the gateway. */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return stk_error_errno(err, errno, "jwks %s", path);
     struct stat st;
@@ -533,7 +535,8 @@ static int token_config(const struct stk_authn_token *t, size_t i, struct token 
     for (size_t j = 0; ok && j < sizeof(ret->hash); j++) {
         int hi = hex_value(h[2 * j]), lo = hex_value(h[2 * j + 1]);
         ok = hi >= 0 && lo >= 0;
-        ret->hash[j] = (unsigned char)(hi << 4 | lo);
+        if (ok)
+            ret->hash[j] = (unsigned char)(hi << 4 | lo);
     }
     if (!ok)
         return stk_error_make(

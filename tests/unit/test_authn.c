@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -599,7 +600,18 @@ static void test_jwks_errors(void **state)
     memset(huge, ' ', STK_AUTHN_JWKS_FILE_MAX + 1);
     huge[STK_AUTHN_JWKS_FILE_MAX + 1] = '\0';
     CASE(huge, "larger than 262144 bytes");
+    _cleanup_free_ char *e3 = stk_xstrdup(r1);
+    memcpy(strstr(e3, "\"e\":\"AQAB\"") + 5, "Aw\"}", 5); /* e = 3 */
+    CASE(stk_xasprintf("{\"keys\": [%s]}", e3),
+         "key 0 (kid \"r1\"): e: not an odd number >= 65537");
     expect_new_error(NULL, "bad.json: No such file or directory");
+    char fifo[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo.json", g.dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    struct stk_authn *a = NULL;
+    _cleanup_error_ struct stk_error *ferr = NULL;
+    assert_int_equal(new_authn(fifo, NULL, &a, &ferr), -EINVAL);
+    assert_non_null(strstr(ferr->msg, "fifo.json: not a regular file"));
     expect_new_error("", "bad.json:");
 #undef CASE
 
