@@ -228,6 +228,7 @@ static int member_b64(json_t *k, const char *name, const struct key_where *w, un
         return key_error(err, w, "%s: not base64url (RFC 7515, no padding)", name);
     if (*ret_len == 0) {
         free(*ret);
+        *ret = NULL; /* the caller's cleanup frees it otherwise, a second time */
         return key_error(err, w, "%s: empty", name);
     }
     return 0;

@@ -25,6 +25,7 @@
 
 static EVP_PKEY *ec_key;
 static struct stk_authn *authn;
+static bool debug;
 
 static char *b64url(const void *data, size_t len)
 {
@@ -38,37 +39,49 @@ static char *b64url(const void *data, size_t len)
     return out;
 }
 
-static char *coord(const char *name)
+/* A key parameter as base64url; pad: the fixed width (EC), or 0. */
+static char *param(EVP_PKEY *k, const char *name, int pad)
 {
     BIGNUM *bn = NULL;
-    unsigned char buf[32];
-    if (EVP_PKEY_get_bn_param(ec_key, name, &bn) != 1 || BN_bn2binpad(bn, buf, 32) != 32)
+    unsigned char buf[512];
+    if (EVP_PKEY_get_bn_param(k, name, &bn) != 1)
+        abort();
+    int n = pad ? BN_bn2binpad(bn, buf, pad) : BN_bn2bin(bn, buf);
+    if (n <= 0)
         abort();
     BN_free(bn);
-    return b64url(buf, 32);
+    return b64url(buf, (size_t)n);
 }
 
 /* One issuer, "https://fz" for audience "fz", whose JWKS holds this
- * process's P-256 key; and one static token. */
+ * process's P-256 key ("k") and an RSA key ("r1", so RS256 tokens reach the
+ * signature check); and one static token. */
 static void init(void)
 {
+    debug = getenv("FUZZ_JWT_DEBUG") != NULL;
     ec_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     char dir[] = "/tmp/stk-fuzz-jwt-XXXXXX";
-    if (!ec_key || !mkdtemp(dir))
+    if (!ec_key || !rsa || !mkdtemp(dir))
         abort();
     char path[64];
     snprintf(path, sizeof(path), "%s/jwks.json", dir);
-    char *x = coord(OSSL_PKEY_PARAM_EC_PUB_X), *y = coord(OSSL_PKEY_PARAM_EC_PUB_Y);
+    char *x = param(ec_key, OSSL_PKEY_PARAM_EC_PUB_X, 32);
+    char *y = param(ec_key, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
+    char *n = param(rsa, OSSL_PKEY_PARAM_RSA_N, 0), *e = param(rsa, OSSL_PKEY_PARAM_RSA_E, 0);
     FILE *f = fopen(path, "we");
     if (!f)
         abort();
-    fprintf(
-        f,
-        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"x\":\"%s\",\"y\":\"%s\"}]}",
-        x, y);
+    fprintf(f,
+            "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"x\":\"%s\",\"y\":\"%s\"},"
+            "{\"kty\":\"RSA\",\"kid\":\"r1\",\"n\":\"%s\",\"e\":\"%s\"}]}",
+            x, y, n, e);
     fclose(f);
     free(x);
     free(y);
+    free(n);
+    free(e);
+    EVP_PKEY_free(rsa);
     static const char token[] = "fuzz-static-token-0123";
     unsigned char d[32];
     unsigned dn = 0;
@@ -123,6 +136,8 @@ static void check(const char *authorization, const char *cert)
     struct stk_principal p = {.kind = STK_PRINCIPAL_NONE};
     char why[STK_AUTHN_WHY_LEN];
     int r = stk_authn_check(authn, authorization, cert, NOW_MS, &p, why, sizeof(why));
+    if (debug) /* FUZZ_JWT_DEBUG=1: what each input came to, to check the seeds */
+        fprintf(stderr, "fuzz_jwt: %d %s\n", r, r == 0 ? "accepted" : why);
     if (r == 0) {
         if (p.kind == STK_PRINCIPAL_NONE)
             abort();

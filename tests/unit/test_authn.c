@@ -575,6 +575,11 @@ static void test_jwks_errors(void **state)
     CASE(stk_xstrdup(
              "{\"keys\": [{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQAB\",\"y\":\"AQAB\"}]}"),
          "key 0: x: 3 bytes, P-256 needs 32");
+    /* found by fuzz_jwt: an empty member was freed twice */
+    CASE(stk_xstrdup("{\"keys\": [{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"e1\",\"x\":\"\"}]}"),
+         "key 0 (kid \"e1\"): x: empty");
+    CASE(stk_xstrdup("{\"keys\": [{\"kty\":\"RSA\",\"n\":\"\",\"e\":\"AQAB\"}]}"),
+         "key 0: n: empty");
     CASE(stk_xstrdup("{\"keys\": [{\"kty\":\"EC\",\"x\":\"AQAB\",\"y\":\"AQAB\"}]}"),
          "crv: missing");
     CASE(stk_xasprintf("{\"keys\": [%s, %s]}", r1, bad_pt),
