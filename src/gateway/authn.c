@@ -39,7 +39,7 @@
 
 struct jwk {
     char *kid;    /* NULL when the JWK has none */
-    unsigned alg; /* STK_JWT_RS256 or STK_JWT_ES256 */
+    unsigned alg; /* STK_AUTHN_RS256 or STK_AUTHN_ES256 */
     EVP_PKEY *pkey;
 };
 
@@ -99,7 +99,7 @@ static void keyset_free(struct keyset *ks)
 
 static const char *alg_name(unsigned alg)
 {
-    return alg == STK_JWT_ES256 ? "ES256" : "RS256";
+    return alg == STK_AUTHN_ES256 ? "ES256" : "RS256";
 }
 
 /* `why` is best effort: the reason for the audit log, truncated if long. */
@@ -345,7 +345,7 @@ static int jwk_kind(json_t *k, const struct key_where *w, unsigned *ret, struct 
         return 0;
     if (strcmp(kty, "RSA") == 0) {
         if (!alg || strcmp(alg, "RS256") == 0)
-            *ret = STK_JWT_RS256;
+            *ret = STK_AUTHN_RS256;
         return 0;
     }
     if (strcmp(kty, "EC") == 0) {
@@ -355,7 +355,7 @@ static int jwk_kind(json_t *k, const struct key_where *w, unsigned *ret, struct 
         if (r < 0)
             return key_error(err, w, "crv: not a string");
         if (strcmp(crv, "P-256") == 0 && (!alg || strcmp(alg, "ES256") == 0))
-            *ret = STK_JWT_ES256;
+            *ret = STK_AUTHN_ES256;
     }
     return 0;
 }
@@ -380,7 +380,7 @@ static int jwk_parse(json_t *k, struct key_where *w, struct jwk *ret, struct stk
     *ret = (struct jwk){.alg = alg};
     if (!alg)
         return 0;
-    r = alg == STK_JWT_RS256 ? jwk_rsa(k, w, &ret->pkey, err) : jwk_ec(k, w, &ret->pkey, err);
+    r = alg == STK_AUTHN_RS256 ? jwk_rsa(k, w, &ret->pkey, err) : jwk_ec(k, w, &ret->pkey, err);
     if (r < 0)
         return r;
     ret->kid = kid ? stk_xstrdup(kid) : NULL;
@@ -487,7 +487,7 @@ static int issuer_load(const struct issuer *is, struct keyset *ret, struct stk_e
                               "jwks %s: no signing key for %s (RSA \"RS256\" or EC P-256 "
                               "\"ES256\", use \"sig\")",
                               is->jwks_file,
-                              is->algorithms == (STK_JWT_RS256 | STK_JWT_ES256)
+                              is->algorithms == (STK_AUTHN_RS256 | STK_AUTHN_ES256)
                                   ? "RS256 or ES256"
                                   : alg_name(is->algorithms));
     }
@@ -578,7 +578,7 @@ static int issuer_config(const struct stk_authn_issuer *c, size_t i, struct issu
     if (!c->jwks_file || !*c->jwks_file)
         return stk_error_make(err, EINVAL, "issuers[%zu] (%s): jwks_file is required", i,
                               c->issuer);
-    if (c->algorithms & ~(unsigned)(STK_JWT_RS256 | STK_JWT_ES256))
+    if (c->algorithms & ~(unsigned)(STK_AUTHN_RS256 | STK_AUTHN_ES256))
         return stk_error_make(err, EINVAL, "issuers[%zu] (%s): unknown algorithm bits 0x%x", i,
                               c->issuer, c->algorithms);
     if (c->skew_ms < 0 || c->skew_ms > STK_AUTHN_SKEW_MAX_MS)
@@ -588,7 +588,7 @@ static int issuer_config(const struct stk_authn_issuer *c, size_t i, struct issu
         .iss = stk_xstrdup(c->issuer),
         .aud = stk_xstrdup(c->audience),
         .jwks_file = stk_xstrdup(c->jwks_file),
-        .algorithms = c->algorithms ? c->algorithms : (STK_JWT_RS256 | STK_JWT_ES256),
+        .algorithms = c->algorithms ? c->algorithms : (STK_AUTHN_RS256 | STK_AUTHN_ES256),
         .skew_ms = c->skew_ms,
     };
     return 0;
@@ -771,9 +771,9 @@ static int jws_header(json_t *h, unsigned *ret_alg, const char **ret_kid, char *
     if (strncmp(alg, "HS", 2) == 0)
         return refuse(why, why_len, "jwt: alg \"%s\" refused (symmetric)", shown(alg, buf));
     if (strcmp(alg, "RS256") == 0)
-        *ret_alg = STK_JWT_RS256;
+        *ret_alg = STK_AUTHN_RS256;
     else if (strcmp(alg, "ES256") == 0)
-        *ret_alg = STK_JWT_ES256;
+        *ret_alg = STK_AUTHN_ES256;
     else
         return refuse(why, why_len, "jwt: alg \"%s\" is not RS256 or ES256", shown(alg, buf));
     r = member_string(h, "typ", &typ);
@@ -850,7 +850,7 @@ static bool jws_signature_ok(const struct jws *j, const struct jwk *k)
     unsigned char *der = NULL;
     const unsigned char *sig = j->sig;
     size_t sig_len = j->sig_len;
-    if (k->alg == STK_JWT_ES256) {
+    if (k->alg == STK_AUTHN_ES256) {
         if (sig_len != ES256_SIGLEN || es256_der(j->sig, &der, &sig_len) < 0)
             return false;
         sig = der;
@@ -860,7 +860,7 @@ static bool jws_signature_ok(const struct jws *j, const struct jwk *k)
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL; /* owned by md */
     bool ok = md && EVP_DigestVerifyInit_ex(md, &pctx, "SHA256", NULL, NULL, k->pkey, NULL) == 1;
-    if (ok && k->alg == STK_JWT_RS256)
+    if (ok && k->alg == STK_AUTHN_RS256)
         ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
     ok = ok && EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)j->signing_input,
                                 j->signing_len) == 1;

@@ -41,8 +41,8 @@ struct stk_authn_token {
 };
 
 enum {
-    STK_JWT_RS256 = 1,
-    STK_JWT_ES256 = 2,
+    STK_AUTHN_RS256 = 1,
+    STK_AUTHN_ES256 = 2,
 };
 
 struct stk_authn_issuer {

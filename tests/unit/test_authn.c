@@ -194,7 +194,7 @@ static int new_authn(const char *jwks, const char *jwks_rs, struct stk_authn **r
         {.issuer = ISS_RS,
          .audience = AUD,
          .jwks_file = jwks_rs,
-         .algorithms = STK_JWT_RS256,
+         .algorithms = STK_AUTHN_RS256,
          .skew_ms = 0},
     };
     struct stk_authn_config c = {tokens, 2, issuers, jwks_rs ? 2 : 1};
@@ -655,7 +655,7 @@ static void test_config_errors(void **state)
 
     /* ES256 only, but the file holds only RSA keys */
     struct stk_authn_issuer es_only[] = {
-        {.issuer = ISS, .audience = AUD, .jwks_file = g.jwks_rs, .algorithms = STK_JWT_ES256}};
+        {.issuer = ISS, .audience = AUD, .jwks_file = g.jwks_rs, .algorithms = STK_AUTHN_ES256}};
     c = (struct stk_authn_config){.issuers = es_only, .n_issuers = 1};
     assert_int_equal(stk_authn_new(&c, &a, &e4), -EINVAL);
     assert_non_null(strstr(e4->msg, "no signing key for ES256"));
