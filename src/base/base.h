@@ -92,6 +92,10 @@ STK_PRINTF(3, 4) int stk_error_errno(struct stk_error **err, int code, const cha
 STK_PRINTF(2, 3) int stk_error_wrap(struct stk_error **err, const char *fmt, ...);
 void stk_error_free(struct stk_error *err);
 
+/* Milliseconds on a clock: CLOCK_MONOTONIC for deadlines, CLOCK_REALTIME
+ * for records. */
+int64_t stk_clock_ms(int clock);
+
 /* Dies by SIGKILL when $STOCKADE_FAULT names this point: how the crash
  * recovery tests stop stockade mid-create, mid-delete (docs/sessions.md). */
 void stk_fault_point(const char *point);

@@ -249,9 +249,7 @@ static int parse_since(const char *arg, int64_t *ret)
     int64_t ms;
     const char *why = NULL;
     if (stk_duration_parse(arg, &ms, &why) == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        *ret = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - ms;
+        *ret = stk_clock_ms(CLOCK_REALTIME) - ms;
         return 0;
     }
     struct tm tm = {0};

@@ -20,19 +20,13 @@ struct stk_gw_policy {
     struct stk_gw_auth ops;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int authenticate(void *ud, const char *authorization, const char *cert_subject,
                         struct stk_principal *ret)
 {
     struct stk_gw_policy *p = ud;
     char why[STK_AUTHN_WHY_LEN];
-    return stk_authn_check(p->authn, authorization, cert_subject, now_ms(), ret, why, sizeof(why));
+    return stk_authn_check(p->authn, authorization, cert_subject, stk_clock_ms(CLOCK_REALTIME), ret,
+                           why, sizeof(why));
 }
 
 static void authorize(void *ud, const struct stk_principal *who, enum stk_verb verb,
@@ -77,7 +71,8 @@ int stk_gw_policy_load(const char *file, struct stk_diags *diags, struct stk_gw_
     struct stk_gw_policy *p = stk_xcalloc(1, sizeof(*p));
     size_t count = 0;
     int r = stk_docset_load(file, diags, &p->ds);
-    const struct stk_doc *doc = r >= 0 ? stk_docset_find(p->ds, STK_KIND_ACCESS_POLICY, &count) : NULL;
+    const struct stk_doc *doc =
+        r >= 0 ? stk_docset_find(p->ds, STK_KIND_ACCESS_POLICY, &count) : NULL;
     if (r < 0 || count != 1 || p->ds->n != 1) {
         if (r >= 0)
             stk_diags_add(diags, STK_SEV_ERROR, file, (struct stk_pos){0, 0}, "",

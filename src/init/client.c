@@ -27,13 +27,6 @@ struct stk_init_conn {
     size_t consumed; /* bytes of the frame last returned, dropped on the next read */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int stk_init_connect(const char *path, int timeout_ms, struct stk_init_conn **ret,
                      struct stk_error **err)
 {
@@ -41,7 +34,7 @@ int stk_init_connect(const char *path, int timeout_ms, struct stk_init_conn **re
     if (strlen(path) >= sizeof(sa.sun_path))
         return stk_error_make(err, ENAMETOOLONG, "init: socket path too long: %s", path);
     strcpy(sa.sun_path, path);
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = stk_clock_ms(CLOCK_MONOTONIC) + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -54,7 +47,7 @@ int stk_init_connect(const char *path, int timeout_ms, struct stk_init_conn **re
         }
         int e = errno;
         bool retry = e == ENOENT || e == ECONNREFUSED || e == EAGAIN || e == EINTR;
-        if (!retry || mono_ms() >= deadline)
+        if (!retry || stk_clock_ms(CLOCK_MONOTONIC) >= deadline)
             return stk_error_errno(err, e, "init: connect %s", path);
         struct timespec pause = {.tv_nsec = CONNECT_RETRY_MS * 1000000L};
         nanosleep(&pause, NULL);

@@ -25,13 +25,6 @@
 
 #define LOG_HEADER_MAX 48
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int log_writer_open(struct log_writer *w, const char *sandbox_dir, struct stk_error **err)
 {
     char path[PATH_MAX + 16];
@@ -85,8 +78,8 @@ int log_writer_put(struct log_writer *w, int stream, const void *data, size_t n)
     if (n > LOG_RECORD_MAX)
         n = LOG_RECORD_MAX;
     char hdr[LOG_HEADER_MAX];
-    int h =
-        snprintf(hdr, sizeof(hdr), "%lld %d %zu\n", (long long)now_ms(), stream == 2 ? 2 : 1, n);
+    int h = snprintf(hdr, sizeof(hdr), "%lld %d %zu\n", (long long)stk_clock_ms(CLOCK_REALTIME),
+                     stream == 2 ? 2 : 1, n);
     if (w->size + (size_t)h + n > STK_LOG_FILE_MAX && w->size > 0)
         rotate(w);
     /* header and data in one writev; a short or failed write (the disk is

@@ -73,13 +73,6 @@ struct monitor {
  * monitor starts it (the claimer died between its claim and the start). */
 #define CLAIM_START_MS 5000
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int session_runtime_of(const struct stk_sb_rec *rec, enum stk_oci_runtime *ret)
 {
     int i = stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rec->runtime);
@@ -305,7 +298,7 @@ static void supervise(struct monitor *m)
     struct watch w = {.member = m->rec.pool_member, .deadline = INT64_MAX};
     int64_t next_db = 0;
     if (!w.member && l->wall_clock_ms > 0)
-        w.deadline = mono_ms() + l->wall_clock_ms;
+        w.deadline = stk_clock_ms(CLOCK_MONOTONIC) + l->wall_clock_ms;
 
     for (;;) {
         cg->sample(m->id, &m->cs);
@@ -315,7 +308,7 @@ static void supervise(struct monitor *m)
             kill_sandbox(m, STK_KILL_PIDS);
         if (l->cpu_time_ms > 0 && m->cs.cpu_usec / 1000 >= l->cpu_time_ms)
             kill_sandbox(m, STK_KILL_CPU);
-        int64_t now = mono_ms();
+        int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
         if (now >= w.deadline)
             kill_sandbox(m, STK_KILL_WALL_CLOCK);
         if (now >= next_db) {
@@ -349,7 +342,7 @@ static void supervise(struct monitor *m)
         audit_egress(m, elog, true);
         stk_egress_log_close(elog);
     }
-    audit_egress_summary(m, mono_ms(), true);
+    audit_egress_summary(m, stk_clock_ms(CLOCK_MONOTONIC), true);
 }
 
 static char *result_json(struct monitor *m, bool have_status)
@@ -580,11 +573,40 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
     return r;
 }
 
-/* In a child of the caller: a new session, stdio on /dev/null, keep[0..n)
- * moved to fds 3.., every other descriptor closed, then `stockade ARGV`.
- * Never returns. */
-_Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int n_keep,
-                                 const char *const *argv)
+/* environ with the state and run directories set, built before the fork:
+ * between fork and exec only async-signal-safe calls (the caller may be
+ * the multi-threaded gateway). */
+static char **child_environ(const struct stk_local_paths *p)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = stk_xcalloc(n + 3, sizeof(*env));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!stk_startswith(environ[i], "STOCKADE_STATE_DIR=") &&
+            !stk_startswith(environ[i], "STOCKADE_RUN_DIR="))
+            env[k++] = environ[i];
+    env[k++] = stk_xasprintf("STOCKADE_STATE_DIR=%s", p->state_dir);
+    env[k++] = stk_xasprintf("STOCKADE_RUN_DIR=%s", p->run_dir);
+    return env;
+}
+
+static void child_environ_free(char **env)
+{
+    size_t n = 0;
+    while (env[n])
+        n++;
+    /* the last two are ours */
+    free(env[n - 1]);
+    free(env[n - 2]);
+    free(env);
+}
+
+/* In the grandchild: a new session, stdio on /dev/null, keep[0..n) moved to
+ * fds 3.., every other descriptor closed, then `stockade ARGV`. */
+static _Noreturn void exec_self(int *keep, int n_keep, const char *const *argv, char **envp)
 {
     (void)setsid();
     int high[4];
@@ -599,8 +621,6 @@ _Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int
         _exit(126);
     if (null > 2 + n_keep)
         close(null);
-    setenv("STOCKADE_STATE_DIR", p->state_dir, 1);
-    setenv("STOCKADE_RUN_DIR", p->run_dir, 1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -608,8 +628,28 @@ _Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int
         const char *const *c;
         char *const *m;
     } av = {.c = argv};
-    execv("/proc/self/exe", av.m);
+    execve("/proc/self/exe", av.m, envp);
     _exit(127);
+}
+
+int session_spawn_self(const struct stk_local_paths *p, int *keep, int n_keep,
+                       const char *const *argv)
+{
+    char **envp = child_environ(p);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* double fork: the new process is nobody's child but init's (or
+         * the nearest subreaper's), and the caller has no zombie to reap */
+        if (fork() != 0)
+            _exit(0);
+        exec_self(keep, n_keep, argv, envp);
+    }
+    int r = pid < 0 ? -errno : 0;
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    child_environ_free(envp);
+    return r;
 }
 
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
@@ -618,34 +658,22 @@ int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode,
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
         return stk_error_errno(err, errno, "pipe");
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return stk_error_errno(err, errno, "fork");
-    }
-    if (pid == 0) {
-        close(pfd[0]);
-        /* double fork: the monitor is nobody's child but init's (or the
-         * nearest subreaper's), and the caller has no zombie to reap */
-        pid_t m = fork();
-        if (m != 0)
-            _exit(m < 0 ? 1 : 0);
-        int keep[2] = {lock_fd, pfd[1]};
-        const char *argv[] = {"stockade", STK_SESSION_MONITOR_VERB, mode_names[mode], id, NULL};
-        session_exec_self(&s->p, keep, 2, argv);
-    }
+    int keep[2] = {lock_fd, pfd[1]};
+    const char *argv[] = {"stockade", STK_SESSION_MONITOR_VERB, mode_names[mode], id, NULL};
+    int r = session_spawn_self(&s->p, keep, 2, argv);
     close(pfd[1]);
     /* the lock now belongs to the monitor (same open file) */
     close(lock_fd);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    if (r < 0) {
+        close(pfd[0]);
+        return stk_error_errno(err, -r, "starting the monitor");
+    }
     char buf[1024];
     size_t got = 0;
     struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-    for (int64_t deadline = mono_ms() + REPORT_WAIT_MS; got < sizeof(buf) - 1;) {
-        int64_t left = deadline - mono_ms();
+    for (int64_t deadline = stk_clock_ms(CLOCK_MONOTONIC) + REPORT_WAIT_MS;
+         got < sizeof(buf) - 1;) {
+        int64_t left = deadline - stk_clock_ms(CLOCK_MONOTONIC);
         if (left <= 0 || poll(&p, 1, (int)left) <= 0)
             break;
         ssize_t n = read(pfd[0], buf + got, sizeof(buf) - 1 - got);

@@ -199,17 +199,8 @@ int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
 
 void pool_refill_background(struct stk_session *s, const char *pool)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (fork() != 0)
-            _exit(0);
-        const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, NULL};
-        session_exec_self(&s->p, NULL, 0, argv);
-    }
-    if (pid > 0)
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+    const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, NULL};
+    (void)session_spawn_self(&s->p, NULL, 0, argv);
 }
 
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,

@@ -21,13 +21,14 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 void random_hex(char *buf, size_t n);
 
-/* In a child of the caller: a new session, stdio on /dev/null, keep[0..n)
- * moved to descriptors 3.., every other one closed, then `stockade argv...`
- * (/proc/self/exe) with the state and run directories in the environment.
+/* Starts `stockade argv...` (/proc/self/exe) as a process of its own: a
+ * new session, stdio on /dev/null, keep[0..n) as descriptors 3.., nothing
+ * else inherited, the state and run directories in its environment.
  * Long-running helpers (monitors, pool refills) are fresh processes, never
- * bare forks: SQLite connections, locks and descriptors must not cross. */
-_Noreturn void session_exec_self(const struct stk_local_paths *p, int *keep, int n_keep,
-                                 const char *const *argv);
+ * bare forks: SQLite connections, locks and descriptors must not cross.
+ * Returns once it is started (0) or could not be (negative errno). */
+int session_spawn_self(const struct stk_local_paths *p, int *keep, int n_keep,
+                       const char *const *argv);
 
 /* {"argv": [...], key: value (a json_t *, stolen)} and the labels, as JSON
  * text; the caller frees. */
@@ -51,10 +52,11 @@ int session_lock_open(const struct stk_session *s, const char *id, bool create,
                       struct stk_error **err);
 int session_lock(const struct stk_session *s, const char *id, int wait_ms, struct stk_error **err);
 
-/* With the sandbox's lock held and no monitor alive: completes (stopping,
- * deleting) or rolls back (pending, provisioning, starting) the operation
- * its phase names, or adopts a ready sandbox (a new monitor takes the lock
- * over). Consumes lock_fd. */
+/* With the sandbox's lock held: completes (stopping, deleting) or rolls
+ * back (pending, provisioning, starting) the operation its phase names,
+ * or adopts a ready sandbox (a new monitor takes the lock over). The lock
+ * may come from a dead monitor (recovery) or from a live one that has
+ * just released it (stop, rm waiting for their monitor). Consumes lock_fd. */
 int session_finish(struct stk_session *s, const char *id, int lock_fd, struct stk_error **err);
 
 /* The monitor: a detached process per sandbox. It inherits lock_fd (the

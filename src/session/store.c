@@ -360,9 +360,7 @@ bool store_copy(char *dst, size_t n, const char *src)
 
 int64_t store_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return stk_clock_ms(CLOCK_REALTIME);
 }
 
 /* The lock file serialises writers before SQLite does, so that the head file

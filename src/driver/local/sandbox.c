@@ -645,13 +645,6 @@ static void teardown(struct sandbox *s, size_t done)
 
 /* ---- supervise ----------------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk_run_result *res)
 {
     if (res->kill_reason != STK_KILL_NONE)
@@ -666,7 +659,8 @@ static void sandbox_kill(struct sandbox *s, enum stk_kill_reason why, struct stk
 static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
 {
     const struct stk_resolved_limits *l = &s->req->b->limits;
-    int64_t deadline = l->wall_clock_ms > 0 ? mono_ms() + l->wall_clock_ms : INT64_MAX;
+    int64_t deadline =
+        l->wall_clock_ms > 0 ? stk_clock_ms(CLOCK_MONOTONIC) + l->wall_clock_ms : INT64_MAX;
     pid_t watch = s->init_pid;
     struct cg_sample cs = {.mem_peak = -1, .pids_peak = -1};
     int status = 0;
@@ -689,7 +683,7 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
             sandbox_kill(s, STK_KILL_PIDS, res);
         if (l->cpu_time_ms > 0 && cs.cpu_usec / 1000 >= l->cpu_time_ms)
             sandbox_kill(s, STK_KILL_CPU, res);
-        int64_t now = mono_ms();
+        int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
         if (now >= deadline)
             sandbox_kill(s, STK_KILL_WALL_CLOCK, res);
 
