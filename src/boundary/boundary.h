@@ -199,7 +199,8 @@ struct stk_boundary {
 
     /* backend-specific settings, forwarded untouched */
     const struct stk_kube_config *kube;
-    int64_t tmp_size, shm_size; /* local tmpfs sizes */
+    const struct stk_sim_config *sim; /* the simulator's hints (docs/sim.md) */
+    int64_t tmp_size, shm_size;       /* local tmpfs sizes */
     /* the dotted keys the spec sets under spec.driverConfig ("local.tmpSize"),
      * leaves only: what an AccessPolicy's driverConfigKeys scope is checked
      * against (the gateway never re-reads the spec) */

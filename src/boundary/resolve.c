@@ -694,6 +694,24 @@ static void resolve_bindings(struct rctx *r)
     }
 }
 
+/* The simulator spreads cpuTime over runFor: without an end there is no
+ * rate to model, and guessing one would be pretending. */
+static void resolve_sim(struct rctx *r)
+{
+    const struct stk_sim_config *sim = &r->sb->spec.driver_config.sim;
+    r->b->sim = sim;
+    if (sim->cpu_time.meta.set && sim->cpu_time.v > 0 && !sim->run_for.meta.set) {
+        struct stk_origin at = spec_origin(r, &sim->cpu_time.meta, NULL);
+        rerr(r, &at, "spec.driverConfig.sim.cpuTime",
+             "needs runFor: the CPU time is modelled as used evenly over runFor");
+    }
+    if (sim->exit_code.meta.set && !sim->run_for.meta.set) {
+        struct stk_origin at = spec_origin(r, &sim->exit_code.meta, NULL);
+        rerr(r, &at, "spec.driverConfig.sim.exitCode",
+             "needs runFor: a workload that runs until stopped never exits on its own");
+    }
+}
+
 static void resolve_kube(struct rctx *r)
 {
     const struct stk_kube_config *k = &r->sb->spec.driver_config.kubernetes;
@@ -818,6 +836,7 @@ int stk_resolve(const struct stk_sandbox *sb, const char *sb_file, const struct 
     resolve_network(&r);
     resolve_bindings(&r);
     resolve_kube(&r);
+    resolve_sim(&r);
     resolve_retention(&r);
 
     b->settings = stk_arena_array(a, r.n_settings, sizeof(*b->settings));

@@ -2,6 +2,7 @@
 /* stockade audit: a sandbox's records, verification of the whole trail, and
  * JSON Lines export. Reads only: it never creates a state database. */
 #include "cli.h"
+#include "session/session.h"
 #include "driver/driver.h"
 #include "session/audit.h"
 
@@ -217,6 +218,27 @@ static int audit_parse(int argc, char **argv, struct audit_opts *o)
     return 0;
 }
 
+/* The trail of a state directory is read with the backend that owns it;
+ * for sim, opening its session first applies the modelled ends that have
+ * come, so their records are in the trail being read. */
+static int audit_backend(const char *state_dir, const struct stk_local_paths *paths)
+{
+    enum stk_backend be;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int status = cli_session_backend("audit", &be);
+    if (status != 0)
+        return status;
+    if (stk_session_backend_check(paths->state_dir, be, &err) < 0)
+        return audit_error("%s", err->msg);
+    if (be != STK_BACKEND_SIM)
+        return 0;
+    struct stk_session *s = NULL;
+    if ((status = cli_session_open("audit", state_dir, &s)) != 0)
+        return status;
+    stk_session_close(s);
+    return 0;
+}
+
 int cmd_audit(int argc, char **argv)
 {
     struct audit_opts o = {.out = CLI_OUT_TEXT};
@@ -232,6 +254,8 @@ int cmd_audit(int argc, char **argv)
         return audit_no_database(&o, paths.state_dir);
     if (r < 0)
         return audit_error("%s", err->msg);
+    if ((status = audit_backend(o.state_dir, &paths)) != 0)
+        return status;
     switch (o.verb) {
     case VERB_VERIFY:
         return audit_verify(st, &o);

@@ -62,6 +62,13 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
  * /var/lib/stockade; runtime state under $STOCKADE_RUN_DIR or /run/stockade. */
 struct stk_local_paths;
 void cli_local_paths(const char *state_dir, struct stk_local_paths *ret);
+/* The backend of the embedded session commands: $STOCKADE_BACKEND (set by
+ * `stockade --backend B COMMAND` too), local when unset; local or sim. */
+int cli_session_backend(const char *command, enum stk_backend *ret);
+/* Opens the embedded session for that backend; prints why not and returns
+ * an exit status. */
+struct stk_session;
+int cli_session_open(const char *command, const char *state_dir, struct stk_session **ret);
 
 int cmd_validate(int argc, char **argv);
 int cmd_explain(int argc, char **argv);

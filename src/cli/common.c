@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli.h"
 #include "driver/driver.h"
+#include "session/session.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -164,6 +165,37 @@ int cli_print_contract(const struct stk_boundary *b, enum stk_backend backend, e
         _cleanup_buf_ struct stk_buf text = {0};
         stk_contract_text(contract, &text);
         fputs(stk_buf_str(&text), stdout);
+    }
+    return 0;
+}
+
+int cli_session_backend(const char *command, enum stk_backend *ret)
+{
+    const char *e = getenv("STOCKADE_BACKEND");
+    int i = e && *e ? stk_enum_lookup(stk_backend_names, _STK_BACKEND_N, e) : STK_BACKEND_LOCAL;
+    if (i != STK_BACKEND_LOCAL && i != STK_BACKEND_SIM) {
+        fprintf(stderr,
+                "stockade %s: backend '%s': embedded sandboxes run on local or sim (the "
+                "kubernetes backend is reached through a gateway)\n",
+                command, e);
+        return EXIT_USAGE;
+    }
+    *ret = (enum stk_backend)i;
+    return 0;
+}
+
+int cli_session_open(const char *command, const char *state_dir, struct stk_session **ret)
+{
+    struct stk_local_paths paths;
+    enum stk_backend be;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r = cli_session_backend(command, &be);
+    if (r != 0)
+        return r;
+    cli_local_paths(state_dir, &paths);
+    if (stk_session_open_backend(&paths, be, NULL, ret, &err) < 0) {
+        fprintf(stderr, "stockade %s: %s\n", command, err->msg);
+        return 125; /* stockade could not do what was asked */
     }
     return 0;
 }

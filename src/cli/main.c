@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int cmd_help(int argc, char **argv);
@@ -312,8 +313,43 @@ static int cmd_help(int argc, char **argv)
     return cli_usage(argv[1], stdout, 0);
 }
 
+/* The commands whose sandboxes live in the state directory: they take the
+ * embedded backend (local or sim). */
+static bool session_command(const char *name)
+{
+    static const char *const names[] = {"create", "exec", "logs", "stop",  "start", "rm",
+                                        "ls",     "get",  "pool", "audit", "verify"};
+    return stk_enum_lookup(names, STK_ARRAY_SIZE(names), name) >= 0;
+}
+
+/* `--backend B` or `--backend=B` at argv[i]: sets $STOCKADE_BACKEND (which
+ * the processes stockade starts for itself inherit) and returns how many
+ * arguments it took; 0 when argv[i] is something else. */
+static int take_backend(int argc, char **argv, int i)
+{
+    const char *v = NULL;
+    int n = 0;
+    if (i < argc && !strcmp(argv[i], "--backend") && i + 1 < argc) {
+        v = argv[i + 1];
+        n = 2;
+    } else if (i < argc && !strncmp(argv[i], "--backend=", 10)) {
+        v = argv[i] + 10;
+        n = 1;
+    }
+    if (v)
+        setenv("STOCKADE_BACKEND", v, 1);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
+    int global = take_backend(argc, argv, 1);
+    if (global) {
+        /* stockade --backend B COMMAND ...: as if COMMAND came first */
+        argv[global] = argv[0];
+        argv += global;
+        argc -= global;
+    }
     if (argc < 2) {
         main_usage(stderr);
         return EXIT_USAGE;
@@ -333,5 +369,12 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return cli_usage(c->name, stdout, 0);
+    /* stockade COMMAND --backend B ...: right after a session command */
+    int taken = session_command(c->name) ? take_backend(argc, argv, 2) : 0;
+    if (taken) {
+        argv[1 + taken] = argv[1];
+        argv += taken;
+        argc -= taken;
+    }
     return c->fn(argc - 1, argv + 1);
 }

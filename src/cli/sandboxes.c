@@ -35,14 +35,7 @@ static int parse_list_output(const char *cmd, const char *arg, enum list_output 
 
 static int open_session(const char *cmd, struct stk_session **ret)
 {
-    struct stk_local_paths paths;
-    _cleanup_error_ struct stk_error *err = NULL;
-    cli_local_paths(NULL, &paths);
-    if (stk_session_open(&paths, NULL, ret, &err) < 0) {
-        fprintf(stderr, "stockade %s: %s\n", cmd, err->msg);
-        return EXIT_SETUP;
-    }
-    return 0;
+    return cli_session_open(cmd, NULL, ret);
 }
 
 static int fail(const char *cmd, struct stk_error *err)

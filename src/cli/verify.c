@@ -96,14 +96,10 @@ int cmd_verify(int argc, char **argv)
         return r;
     const char *target = argv[optind];
 
-    struct stk_local_paths paths;
-    cli_local_paths(NULL, &paths);
     struct stk_session *s = NULL;
     _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_session_open(&paths, NULL, &s, &err) < 0) {
-        fprintf(stderr, "stockade verify: %s\n", err->msg);
-        return EXIT_SETUP;
-    }
+    if ((r = cli_session_open("verify", NULL, &s)) != 0)
+        return r;
     char own[64] = "";
     struct stat st;
     if (stat(target, &st) == 0 && S_ISREG(st.st_mode)) {

@@ -198,6 +198,14 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
                      int out_fd, int err_fd, struct stk_error **err)
 {
     struct stk_sb_rec rec = {0};
+    if (follow && session_sim(s)) {
+        /* a sim workload's output is all written when it starts: follow
+         * is waiting for its modelled end */
+        int w = sim_logs_wait(s, id, err);
+        if (w < 0)
+            return w;
+        follow = false;
+    }
     int r = session_get(s, id, &rec, err);
     if (r < 0)
         return r;

@@ -247,6 +247,14 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     if (r < 0)
         goto out; /* -ENOENT: empty; the caller creates cold */
     ret->warm = true;
+    if (session_sim(s)) {
+        /* records only: the claim's workload is modelled from now, and the
+         * refill is as instant as any sim create */
+        r = sim_claimed(s, ret->id, b, req->pool, err);
+        if (r >= 0)
+            (void)stk_pool_refill(s, req->pool, NULL);
+        goto out;
+    }
 
     /* the member is the claimer's now: start its command */
     struct stk_init_conn *c = NULL;

@@ -13,6 +13,7 @@ struct stk_session {
     char state_dir[PATH_MAX], run_dir[PATH_MAX];
     struct stk_store *st;
     char actor[128];
+    enum stk_backend backend; /* local or sim */
 };
 
 /* snprintf that cuts (paths, messages); from the local driver */
@@ -71,6 +72,28 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
 /* Starts a detached process that refills the pool. */
 void pool_refill_background(struct stk_session *s, const char *pool);
+
+/* ---- the simulator (sim.c): the verbs of a session opened for sim ---- */
+static inline bool session_sim(const struct stk_session *s)
+{
+    return s->backend == STK_BACKEND_SIM;
+}
+/* Applies what the model says has happened by now: a ready sandbox whose
+ * modelled end has come ends, an in-flight phase a dead process left is
+ * finished or rolled back. */
+int sim_advance_all(struct stk_session *s, struct stk_error **err);
+int sim_create(struct stk_session *s, const struct stk_create_req *req,
+               const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
+/* A claimed pool member: its workload is modelled from now. */
+int sim_claimed(struct stk_session *s, const char *id, const struct stk_boundary *b,
+                const char *pool, struct stk_error **err);
+int sim_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
+             struct stk_error **err);
+int sim_stop(struct stk_session *s, const char *id, struct stk_error **err);
+int sim_start(struct stk_session *s, const char *id, struct stk_error **err);
+int sim_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err);
+/* logs -f: waits until the sandbox ends (its output is written at start). */
+int sim_logs_wait(struct stk_session *s, const char *id, struct stk_error **err);
 
 /* ---- logs ---- */
 struct log_writer {

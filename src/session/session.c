@@ -29,7 +29,70 @@
 int stk_session_open(const struct stk_local_paths *p, const char *actor, struct stk_session **ret,
                      struct stk_error **err)
 {
+    return stk_session_open_backend(p, STK_BACKEND_LOCAL, actor, ret, err);
+}
+
+enum stk_backend stk_session_backend(const struct stk_session *s)
+{
+    return s->backend;
+}
+
+/* A state directory holds one backend's sandboxes: a sim record read by a
+ * local command would be "adopted" by a monitor that finds nothing, and a
+ * local one read by sim would be modelled instead of supervised. had_store:
+ * the store existed before this open (a directory from before the backend
+ * file is local's). */
+static int backend_claim(const char *state_dir, enum stk_backend want, bool had_store,
+                         struct stk_error **err)
+{
+    char path[PATH_MAX + 16], have[32] = "";
+    fmt_into(path, sizeof(path), "%s/" STK_SESSION_BACKEND_FILE, state_dir);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (!fgets(have, sizeof(have), f))
+            have[0] = '\0';
+        fclose(f);
+        have[strcspn(have, "\n")] = '\0';
+    } else if (had_store) {
+        fmt_into(have, sizeof(have), "%s", stk_backend_names[STK_BACKEND_LOCAL]);
+    } else {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            char line[32];
+            int n = snprintf(line, sizeof(line), "%s\n", stk_backend_names[want]);
+            bool ok = write(fd, line, (size_t)n) == n;
+            close(fd);
+            return ok ? 0 : stk_error_errno(err, errno ? errno : EIO, "writing %s", path);
+        }
+        if (errno != EEXIST)
+            return stk_error_errno(err, errno, "writing %s", path);
+        /* another process claimed it first: judge by what it wrote */
+        return backend_claim(state_dir, want, true, err);
+    }
+    if (strcmp(have, stk_backend_names[want]) != 0)
+        return stk_error_make(err, EEXIST,
+                              "state directory %s holds %s sandboxes (%s), not %s ones: use "
+                              "another state directory (--state-dir or STOCKADE_STATE_DIR) for "
+                              "the %s backend, or --backend %s for this one",
+                              state_dir, have[0] ? have : "unknown", path, stk_backend_names[want],
+                              stk_backend_names[want], have);
+    return 0;
+}
+
+int stk_session_backend_check(const char *state_dir, enum stk_backend want, struct stk_error **err)
+{
+    return backend_claim(state_dir, want, true, err);
+}
+
+int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend backend,
+                             const char *actor, struct stk_session **ret, struct stk_error **err)
+{
+    if (backend != STK_BACKEND_LOCAL && backend != STK_BACKEND_SIM)
+        return stk_error_make(err, ENOTSUP,
+                              "the %s backend has no embedded sessions (local or sim)",
+                              backend < _STK_BACKEND_N ? stk_backend_names[backend] : "?");
     struct stk_session *s = stk_xcalloc(1, sizeof(*s));
+    s->backend = backend;
     s->p = *p;
     fmt_into(s->state_dir, sizeof(s->state_dir), "%s", p->state_dir);
     fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
@@ -42,7 +105,14 @@ int stk_session_open(const struct stk_local_paths *p, const char *actor, struct 
          * command, and $USER is the caller's to set */
         fmt_into(s->actor, sizeof(s->actor), "uid=%u", (unsigned)getuid());
     }
-    int r = stk_local_paths_check(p, err);
+    char db[PATH_MAX + 16];
+    fmt_into(db, sizeof(db), "%s/%s", p->state_dir, STK_STORE_DB_FILE);
+    bool had_store = access(db, F_OK) == 0;
+    /* the backend first: its mismatch is the message that helps; sim holds
+     * nothing on the host, so its run directory is never used */
+    int r = had_store ? backend_claim(p->state_dir, backend, true, err) : 0;
+    if (r >= 0 && !session_sim(s))
+        r = stk_local_paths_check(p, err);
     if (r < 0) {
         free(s);
         return r;
@@ -51,7 +121,10 @@ int stk_session_open(const struct stk_local_paths *p, const char *actor, struct 
         free(s);
         return r;
     }
-    if ((r = stk_session_reconcile(s, err)) < 0) {
+    r = backend_claim(p->state_dir, backend, had_store, err);
+    if (r >= 0)
+        r = session_sim(s) ? sim_advance_all(s, err) : stk_session_reconcile(s, err);
+    if (r < 0) {
         stk_session_close(s);
         return r;
     }
@@ -347,6 +420,8 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
                        const struct stk_boundary *b, struct stk_create_res *ret,
                        struct stk_error **err)
 {
+    if (session_sim(s))
+        return sim_create(s, req, b, ret, err);
     enum stk_oci_runtime rt;
     bool passed_over = false;
     int r = stk_session_runtime(&s->p, b, &rt, &passed_over, err);
@@ -448,6 +523,8 @@ out:
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err)
 {
+    if (session_sim(s))
+        return sim_exec(s, id, proc, err);
     struct stk_sb_rec rec = {0};
     int r = session_get(s, id, &rec, err);
     if (r < 0)
@@ -518,6 +595,8 @@ static int shutdown_and_finish(struct stk_session *s, const char *id, struct stk
 
 int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err)
 {
+    if (session_sim(s))
+        return sim_stop(s, id, err);
     struct stk_sb_rec rec = {0};
     int r = session_get(s, id, &rec, err);
     if (r < 0)
@@ -544,6 +623,8 @@ int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **e
 
 int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err)
 {
+    if (session_sim(s))
+        return sim_start(s, id, err);
     struct stk_sb_rec rec = {0};
     int r = session_get(s, id, &rec, err);
     if (r < 0)
@@ -575,6 +656,8 @@ int stk_session_start(struct stk_session *s, const char *id, struct stk_error **
 
 int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err)
 {
+    if (session_sim(s))
+        return sim_rm(s, id, force, err);
     struct stk_sb_rec rec = {0};
     int r = session_get(s, id, &rec, err);
     if (r < 0)

@@ -39,6 +39,22 @@ struct stk_session;
  * records ("uid=0(root)" when NULL). */
 int stk_session_open(const struct stk_local_paths *p, const char *actor, struct stk_session **ret,
                      struct stk_error **err);
+/* The same for a backend: STK_BACKEND_LOCAL (stk_session_open) or
+ * STK_BACKEND_SIM, the simulator: the same records, phases, audit trail and
+ * pools, with every outcome modelled from the boundary and the spec's sim
+ * hints and nothing executed (docs/sim.md); p->run_dir is not used. A state
+ * directory belongs to one backend (<state_dir>/backend, written on first
+ * use; a directory with a store but no such file is local's): opening it
+ * with another is -EEXIST with a message. The gateway's `serve --backend`
+ * opens its session with this. */
+int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend backend,
+                             const char *actor, struct stk_session **ret, struct stk_error **err);
+enum stk_backend stk_session_backend(const struct stk_session *s);
+/* Only the check of stk_session_open_backend, for readers that open the
+ * store themselves (`stockade audit`): -EEXIST when an existing state
+ * directory belongs to another backend; writes nothing. */
+int stk_session_backend_check(const char *state_dir, enum stk_backend want, struct stk_error **err);
+#define STK_SESSION_BACKEND_FILE "backend"
 void stk_session_close(struct stk_session *s);
 struct stk_store *stk_session_store(struct stk_session *s);
 
@@ -133,5 +149,35 @@ int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct 
  * default would have been runsc. */
 int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
                         enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err);
+
+/* ---- the simulator's model (src/session/sim.c, docs/sim.md) ---- */
+
+/* How a sandbox of b would end, from the sim hints against its limits. The
+ * declared use grows linearly from nothing at start to its peak at runFor
+ * (memory and pids: reached at start when there is no runFor); the first
+ * limit crossed kills it, ties in the order memory, pids, cpu, wall clock. */
+struct stk_sim_outcome {
+    bool ends;                 /* false: it runs until stopped */
+    int64_t at_ms;             /* when it ends, after its start */
+    enum stk_sb_phase phase;   /* succeeded, failed or killed (when it ends) */
+    enum stk_kill_reason kill; /* STK_KILL_NONE unless killed */
+    int exit_code;             /* -1 when killed */
+    /* modelled use when it ends (a kill: the limit it reached) */
+    int64_t memory_bytes, pids, cpu_ms;
+};
+void stk_sim_model(const struct stk_boundary *b, struct stk_sim_outcome *ret);
+
+/* The decision on the i-th of the hints' connects, by stk_egress_decide(). */
+struct stk_sim_connect {
+    char dst[STK_CIDR_STRLEN]; /* the address, no prefix */
+    uint16_t port;
+    const char *proto; /* "TCP", "UDP", "SCTP" (as the local NFLOG reader) */
+    bool allowed;
+    const char *policy;           /* allowing policy; when denied the deny or excepting one */
+    char except[STK_CIDR_STRLEN]; /* the except that held dst, "" when none */
+};
+/* -EINVAL when the egress model does not apply (injection) or the entry is
+ * not a destination. */
+int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_connect *ret);
 
 #endif

@@ -89,7 +89,7 @@ struct stk_sb_rec {
     char id[64];   /* unique, [A-Za-z0-9._-], e.g. "agent-3f2a9c1b" */
     char name[64]; /* metadata.name (not unique across deleted ones) */
     char tenant[64], project[64], owner[128];
-    char runtime[16]; /* "" | crun | runc | runsc */
+    char runtime[16]; /* "" | crun | runc | runsc | sim */
     char pool[64];    /* "" unless a pool member or claimed from one */
     bool pool_member; /* true while it is an unclaimed warm pool member */
     enum stk_sb_phase phase;

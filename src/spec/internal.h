@@ -88,6 +88,7 @@ enum stk_strfmt {
     STK_FMT_SHA256_HEX,    /* 64 lowercase hex digits */
     STK_FMT_HTTPS_URL,     /* https:// URL (an OIDC issuer) */
     STK_FMT_GLOB,          /* fnmatch(3) pattern, one line */
+    STK_FMT_ENDPOINT,      /* numeric ADDR:PORT[/PROTO] (stk_endpoint_parse) */
     _STK_FMT_N
 };
 

@@ -363,11 +363,45 @@ static const struct stk_field local_fields[] = {
     END,
 };
 
+/* Hard limits keep a declared workload within what a real one could be:
+ * no modelled run beyond a year, no peak beyond 16 TiB or pid_max. */
+static const struct stk_field sim_fields[] = {
+    {"runFor", AT(struct stk_sim_config, run_for), .type = STK_F_DURATION, .min = 0,
+     .max = 365 * DAY,
+     .doc = "How long the workload runs before it exits on its own (30s, 10m); it runs until "
+            "stopped when omitted."},
+    {"exitCode", AT(struct stk_sim_config, exit_code), .type = STK_F_INT, .min = 0, .max = 255,
+     .doc = "The exit status it ends with after runFor: 0 is succeeded, any other failed; 0 when "
+            "omitted."},
+    {"memoryPeak", AT(struct stk_sim_config, memory_peak), .type = STK_F_BYTES, .min = 0,
+     .max = 16 * TiB,
+     .doc = "Peak memory it would use (300Mi), reached linearly over runFor (at start without "
+            "it); above resources.memory it is killed with memory_exceeded."},
+    {"pids", AT(struct stk_sim_config, pids), .type = STK_F_INT, .min = 0, .max = 4194304,
+     .doc = "Processes and threads it would start, reached like memoryPeak; above "
+            "resources.pids it is killed with pids_exceeded."},
+    {"cpuTime", AT(struct stk_sim_config, cpu_time), .type = STK_F_DURATION, .min = 0,
+     .max = 365 * DAY,
+     .doc = "CPU time it would use, evenly over runFor (needs runFor); above resources.cpuTime "
+            "it is killed with cpu_exceeded."},
+    {"connects", AT(struct stk_sim_config, connects), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_ENDPOINT, .max_items = STK_SIM_MAX_CONNECTS,
+     .doc = "Numeric destinations it tries when it starts (10.0.0.5:5432, [2001:db8::1]:443, "
+            "10.0.0.53:53/udp); each is decided by the egress model and audited as "
+            "egress_allowed or egress_denied."},
+    {"output", AT(struct stk_sim_config, output), STR(STK_FMT_TEXT), .max_len = STK_SIM_MAX_OUTPUT,
+     .doc = "What it would print to stdout when it starts; `stockade logs` shows it."},
+    END,
+};
+
 const struct stk_field stk_driver_config_fields[] = {
     {"kubernetes", AT(struct stk_driver_config, kubernetes), OBJ(kube_fields),
      .doc = "Settings only the Kubernetes backend reads."},
     {"local", AT(struct stk_driver_config, local), OBJ(local_fields),
      .doc = "Settings only the local backend reads."},
+    {"sim", AT(struct stk_driver_config, sim), OBJ(sim_fields),
+     .doc = "The workload's declared behaviour, which the simulator models instead of running "
+            "anything (docs/sim.md); other backends ignore it."},
     END,
 };
 

@@ -369,10 +369,26 @@ struct stk_local_config {
     struct stk_num shm_size; /* bytes */
 };
 
+/* The simulator's hints: the workload's declared behaviour, which the sim
+ * backend models instead of running anything (docs/sim.md). */
+#define STK_SIM_MAX_CONNECTS 64
+#define STK_SIM_MAX_OUTPUT   4096
+struct stk_sim_config {
+    struct stk_meta meta;
+    struct stk_num run_for;     /* ms; unset: until stopped */
+    struct stk_num exit_code;   /* 0..255 */
+    struct stk_num memory_peak; /* bytes */
+    struct stk_num pids;
+    struct stk_num cpu_time;           /* ms, used over run_for */
+    STK_LIST(struct stk_str) connects; /* numeric endpoints (stk_endpoint_parse) */
+    struct stk_str output;
+};
+
 struct stk_driver_config {
     struct stk_meta meta;
     struct stk_kube_config kubernetes;
     struct stk_local_config local;
+    struct stk_sim_config sim;
 };
 
 struct stk_sandbox_spec {
@@ -589,6 +605,16 @@ size_t stk_driver_config_keys(const struct stk_driver_config *dc, struct stk_are
 /* Whether key names a field under spec.driverConfig, a leaf or a section
  * ("kubernetes", "kubernetes.allocation"). */
 bool stk_driver_config_key_known(const char *key);
+
+/* A numeric destination: ADDR:PORT, [V6ADDR]:PORT, optionally /tcp, /udp or
+ * /sctp (TCP when omitted). Host names are not destinations: NetworkPolicy
+ * is IP-only. On failure returns false with *ret_why (static text). */
+struct stk_endpoint {
+    struct stk_cidr addr; /* full-length prefix */
+    uint16_t port;        /* 1..65535 */
+    enum stk_protocol protocol;
+};
+bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **ret_why);
 
 /* ---- documents ------------------------------------------------------------ */
 

@@ -3,6 +3,7 @@
  * documentation per format. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static bool is_lower_alnum(char c)
@@ -314,6 +315,7 @@ static const struct {
     [STK_FMT_SHA256_HEX] = {64, "SHA-256, 64 lowercase hex digits"},
     [STK_FMT_HTTPS_URL] = {2048, "https URL"},
     [STK_FMT_GLOB] = {253, "glob pattern (fnmatch)"},
+    [STK_FMT_ENDPOINT] = {64, "numeric ADDR:PORT[/PROTO]"},
 };
 
 uint32_t stk_strfmt_max_len(enum stk_strfmt fmt)
@@ -421,6 +423,11 @@ bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why)
         if (n == 0 || has_control(s))
             why = "must be a non-empty pattern on one line (*, ? and [...] match as in a shell)";
         break;
+    case STK_FMT_ENDPOINT: {
+        struct stk_endpoint e;
+        (void)stk_endpoint_parse(s, &e, &why);
+        break;
+    }
     case _STK_FMT_N:
         break;
     }
@@ -428,5 +435,72 @@ bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why)
         *ret_why = why;
         return false;
     }
+    return true;
+}
+
+/* Splits "ADDR:PORT" or "[V6]:PORT" in buf; returns the port text or NULL. */
+static char *endpoint_split(char *buf, char **ret_addr, const char **why)
+{
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (!close || close[1] != ':') {
+            *why = "an IPv6 destination is written [ADDR]:PORT";
+            return NULL;
+        }
+        *close = '\0';
+        *ret_addr = buf + 1;
+        return close + 2;
+    }
+    char *colon = strrchr(buf, ':');
+    if (!colon || colon != strchr(buf, ':')) {
+        *why = colon ? "an IPv6 destination is written [ADDR]:PORT" : "needs a port: ADDR:PORT";
+        return NULL;
+    }
+    *colon = '\0';
+    *ret_addr = buf;
+    return colon + 1;
+}
+
+bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **ret_why)
+{
+    char buf[80];
+    const char *why = NULL;
+    if (strlen(s) >= sizeof(buf)) {
+        *ret_why = "is too long for a destination";
+        return false;
+    }
+    strcpy(buf, s);
+    struct stk_endpoint e = {.protocol = STK_PROTO_TCP};
+    char *proto = strchr(buf, '/');
+    if (proto) {
+        *proto++ = '\0';
+        static const char *const lower[_STK_PROTO_N] = {"tcp", "udp", "sctp"};
+        int p = stk_enum_lookup(lower, _STK_PROTO_N, proto);
+        if (p < 0)
+            p = stk_enum_lookup(stk_protocol_names, _STK_PROTO_N, proto);
+        if (p < 0) {
+            *ret_why = "the protocol after '/' must be tcp, udp or sctp";
+            return false;
+        }
+        e.protocol = (enum stk_protocol)p;
+    }
+    char *addr = NULL, *port = endpoint_split(buf, &addr, &why);
+    if (!port) {
+        *ret_why = why;
+        return false;
+    }
+    char *end = NULL;
+    long v = strtol(port, &end, 10);
+    if (!*port || *end || v < 1 || v > 65535) {
+        *ret_why = "the port must be 1-65535";
+        return false;
+    }
+    e.port = (uint16_t)v;
+    if (stk_addr_parse(addr, &e.addr) < 0) {
+        *ret_why = "must be a numeric IPv4 or IPv6 address (NetworkPolicy is IP-only; host names "
+                   "belong to the egress proxy)";
+        return false;
+    }
+    *ret = e;
     return true;
 }
