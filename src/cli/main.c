@@ -55,7 +55,12 @@ const struct cli_command cli_commands[] = {
      "  -p, --pool NAME     claim a ready member of warm pool NAME (its template must\n"
      "                      give the same sandbox); an empty pool means a cold create,\n"
      "                      and the output says so\n"
-     "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"},
+     "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"
+     "\n"
+     "Backend: local by default; `stockade --backend sim create ...` (or\n"
+     "STOCKADE_BACKEND=sim, or --backend right after any sandbox command) models the\n"
+     "sandbox from its spec's driverConfig.sim hints and executes nothing; see\n"
+     "docs/sim.md. A state directory holds one backend's sandboxes.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
      "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
      "\n"
@@ -66,7 +71,10 @@ const struct cli_command cli_commands[] = {
      "  -i, --interactive   send stdin to CMD (otherwise CMD's stdin is closed)\n"
      "  -t, --tty           give CMD a terminal (stdout and stderr merged)\n"
      "  -e NAME=VALUE       add an environment variable (repeatable)\n"
-     "  -w, --workdir DIR   working directory inside the sandbox\n"},
+     "  -w, --workdir DIR   working directory inside the sandbox\n"
+     "\n"
+     "On the sim backend nothing is executed: exec is audited and fails (125) with\n"
+     "\"simulated: nothing was executed\".\n"},
     {"logs", cmd_logs, "print a sandbox's output",
      "stockade logs ID [-f] [--since D|TIME]\n"
      "\n"
@@ -284,7 +292,7 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 
 static void main_usage(FILE *to)
 {
-    fprintf(to, "Usage: stockade [--version] [--help] COMMAND [ARGS]\n\n"
+    fprintf(to, "Usage: stockade [--version] [--help] [--backend local|sim] COMMAND [ARGS]\n\n"
                 "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
                 "enforced, audited and provable.\n\nCommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
