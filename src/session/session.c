@@ -56,16 +56,23 @@ static int backend_claim(const char *state_dir, enum stk_backend want, bool had_
     } else if (had_store) {
         fmt_into(have, sizeof(have), "%s", stk_backend_names[STK_BACKEND_LOCAL]);
     } else {
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
-            char line[32];
-            int n = snprintf(line, sizeof(line), "%s\n", stk_backend_names[want]);
-            bool ok = write(fd, line, (size_t)n) == n;
-            close(fd);
-            return ok ? 0 : stk_error_errno(err, errno ? errno : EIO, "writing %s", path);
-        }
-        if (errno != EEXIST)
-            return stk_error_errno(err, errno, "writing %s", path);
+        /* written whole, then linked: a reader never sees a half-written
+         * file, and of two first users exactly one wins */
+        char tmp[PATH_MAX + 48];
+        fmt_into(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return stk_error_errno(err, errno, "writing %s", tmp);
+        char line[32];
+        int n = snprintf(line, sizeof(line), "%s\n", stk_backend_names[want]);
+        bool ok = write(fd, line, (size_t)n) == n;
+        close(fd);
+        int e = ok && link(tmp, path) < 0 ? errno : 0;
+        unlink(tmp);
+        if (!ok || (e && e != EEXIST))
+            return stk_error_errno(err, ok ? e : EIO, "writing %s", path);
+        if (!e)
+            return 0;
         /* another process claimed it first: judge by what it wrote */
         return backend_claim(state_dir, want, true, err);
     }

@@ -444,7 +444,7 @@ static char *endpoint_split(char *buf, char **ret_addr, const char **why)
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
         if (!close || close[1] != ':') {
-            *why = "an IPv6 destination is written [ADDR]:PORT";
+            *why = "must be written [ADDR]:PORT for an IPv6 address";
             return NULL;
         }
         *close = '\0';
@@ -453,7 +453,8 @@ static char *endpoint_split(char *buf, char **ret_addr, const char **why)
     }
     char *colon = strrchr(buf, ':');
     if (!colon || colon != strchr(buf, ':')) {
-        *why = colon ? "an IPv6 destination is written [ADDR]:PORT" : "needs a port: ADDR:PORT";
+        *why = colon ? "must be written [ADDR]:PORT for an IPv6 address"
+                     : "must name a port: ADDR:PORT";
         return NULL;
     }
     *colon = '\0';
@@ -466,7 +467,7 @@ bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **re
     char buf[80];
     const char *why = NULL;
     if (strlen(s) >= sizeof(buf)) {
-        *ret_why = "is too long for a destination";
+        *ret_why = "must be at most 79 characters";
         return false;
     }
     strcpy(buf, s);
@@ -479,7 +480,7 @@ bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **re
         if (p < 0)
             p = stk_enum_lookup(stk_protocol_names, _STK_PROTO_N, proto);
         if (p < 0) {
-            *ret_why = "the protocol after '/' must be tcp, udp or sctp";
+            *ret_why = "must name tcp, udp or sctp after '/'";
             return false;
         }
         e.protocol = (enum stk_protocol)p;
@@ -492,7 +493,7 @@ bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **re
     char *end = NULL;
     long v = strtol(port, &end, 10);
     if (!*port || *end || v < 1 || v > 65535) {
-        *ret_why = "the port must be 1-65535";
+        *ret_why = "must name a port from 1 to 65535";
         return false;
     }
     e.port = (uint16_t)v;
