@@ -92,7 +92,6 @@ def test_lifecycle_parity(backend, tmp_path):
         sid = s.create(spec)
         rec = s.get(sid)
         assert rec["phase"] == "ready" and rec["name"] == "svc"
-        assert rec["runtime"] == ("sim" if backend == "sim" else rec["runtime"])
         assert (rec["runtime"] == "sim") == (backend == "sim")
 
         # ls and get: the same shape on both
@@ -127,8 +126,7 @@ def test_lifecycle_parity(backend, tmp_path):
         events = [r["event"] for r in s.audit(sid)]
         for e in ["created", "started", "stopping", "stopped", "starting", "deleting", "deleted"]:
             assert e in events, (e, events)
-        p = s.ok("audit", "verify")
-        assert "intact" in p.stdout.lower() or "ok" in p.stdout.lower(), p.stdout
+        assert s.ok("audit", "verify").stdout.startswith("audit trail intact"), backend
         if backend == "sim":
             assert_nothing_on_host(s, sid)
     finally:
