@@ -69,6 +69,9 @@ struct stk_create_req {
     bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
     bool idle;         /* start no workload (verify FILE), even when the spec has one */
     const char *owner; /* NULL: the actor */
+    /* NULL: the spec's metadata.namespace. The gateway records the tenant
+     * its authorization decided on. */
+    const char *tenant;
 };
 struct stk_create_res {
     char id[64];
@@ -132,7 +135,6 @@ int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct 
  * without runsc (no --preserve-fds in this version). *ret_passed_over: the
  * default would have been runsc. */
 int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, bool *ret_passed_over,
-                        struct stk_error **err);
+                        enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err);
 
 #endif
