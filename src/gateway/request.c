@@ -58,6 +58,8 @@ static bool pattern_match(const char *pat, const char *path, char arg[64])
                 return false;
             memcpy(arg, path, n);
             arg[n] = '\0';
+            if (!gw_name_ok(arg)) /* "." and ".." are not names */
+                return false;
             path += n;
             pat += 2;
             continue;
