@@ -649,15 +649,16 @@ static void h_sb_start(struct gw_call *c)
     sb_op(c, STK_VERB_START, stk_session_start);
 }
 
-/* Exec over an HTTP/1.1 Upgrade is specified in docs/api.md but not built
- * yet; authorization still runs, so the trail shows the attempt. */
+/* Exec: the connection is handed to a relay process (exec.c). */
 static void h_sb_exec(struct gw_call *c)
 {
     struct stk_sb_rec rec;
     if (!load_sandbox(c, STK_VERB_EXEC, &rec))
         return;
+    char id[64];
+    snprintf(id, sizeof(id), "%s", rec.id);
     stk_sb_rec_free(&rec);
-    gw_reply_error(c, GW_E_NOT_IMPLEMENTED, "exec over the API is not implemented yet");
+    gw_exec_start(c, id);
 }
 
 static void h_sb_logs(struct gw_call *c)
@@ -901,7 +902,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct stk_gw *g = arg;
     gw_events_tick(g);
-    if (g->closing && !g->jobs)
+    if (g->closing && !g->jobs && !g->execs)
         event_base_loopexit(g->base, NULL);
 }
 
@@ -926,6 +927,7 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         evhttp_del_accept_socket(g->http, g->bound);
     g->bound = NULL;
     gw_events_close_all(g);
+    gw_execs_stop(g);
     struct gw_conn *next;
     for (struct gw_conn *cn = g->conns; cn; cn = next) {
         next = cn->next;
@@ -1110,6 +1112,7 @@ void stk_gw_free(struct stk_gw *g)
         gw_sub_detach(g->subs);
     while (g->jobs)
         gw_job_detach(g->jobs);
+    gw_exec_free_all(g);
     struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick};
     for (size_t i = 0; i < STK_ARRAY_SIZE(evs); i++)
         if (evs[i])

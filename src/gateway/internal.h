@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#define STK_GW_EXEC_MAX_ENV 128 /* as the CLI's -e and STK_EXEC_MAX_ENV */
+
 enum gw_route {
     GW_HEALTHZ,
     GW_METRICS,
@@ -64,12 +66,13 @@ enum gw_err gw_err_of_errno(int e);
 
 /* Request bodies: a JSON object whose fields a table names; anything else is
  * an error that names it. */
-enum gw_ftype { GW_F_STRING, GW_F_INT };
+enum gw_ftype { GW_F_STRING, GW_F_INT, GW_F_BOOL, GW_F_ARRAY };
 struct gw_field {
     const char *name;
     enum gw_ftype type;
     bool required;
-    size_t off; /* of a `const char *` (borrowed from the root) or an int64_t */
+    size_t off; /* of a `const char *` (borrowed from the root), an int64_t, a bool or a
+                 * json_t * (borrowed) */
 };
 /* *ret_root keeps the strings alive. why: "line 3, column 7: ..." or what
  * is wrong with which field. */
@@ -87,6 +90,19 @@ struct gw_pool_body {
     int64_t size;
 };
 int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, json_t **ret_root,
+                       char *why, size_t why_n);
+
+#define GW_EXEC_MAX_ARGV 256
+struct gw_exec_body {
+    const char *argv[GW_EXEC_MAX_ARGV + 1];
+    size_t argc;
+    const char *env[STK_GW_EXEC_MAX_ENV];
+    size_t n_env;
+    const char *cwd;
+    bool tty;
+};
+/* {"argv": [...], "tty": bool, "env": ["K=V"], "cwd": "/abs"} */
+int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, json_t **ret_root,
                        char *why, size_t why_n);
 
 /* "[A-Za-z0-9._-]{1,63}": ids, names and pools. */

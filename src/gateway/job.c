@@ -126,8 +126,7 @@ static void job_readable(evutil_socket_t fd, short what, void *arg)
         job_finish_result(j);
 }
 
-/* The child: a fresh session, then fn; never returns. */
-STK_NORETURN static void job_child(struct gw_call *c, gw_job_fn fn, void *arg, int out_fd)
+void gw_child_signals(void)
 {
     /* libevent's signal handlers write to the parent's socketpair */
     signal(SIGINT, SIG_DFL);
@@ -137,6 +136,30 @@ STK_NORETURN static void job_child(struct gw_call *c, gw_job_fn fn, void *arg, i
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void gw_child_fds(const int *keep, size_t n)
+{
+    unsigned from = 3;
+    for (;;) {
+        /* the lowest kept descriptor at or above from */
+        unsigned next = ~0U;
+        for (size_t i = 0; i < n; i++)
+            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
+                next = (unsigned)keep[i];
+        if (next > from)
+            (void)close_range(from, next == ~0U ? ~0U : next - 1, 0);
+        if (next == ~0U)
+            return;
+        from = next + 1;
+    }
+}
+
+/* The child: a fresh session, then fn; never returns. */
+STK_NORETURN static void job_child(struct gw_call *c, gw_job_fn fn, void *arg, int out_fd)
+{
+    gw_child_signals();
+    gw_child_fds(&out_fd, 1);
     struct stk_session *s = NULL;
     struct stk_error *err = NULL;
     if (stk_session_open(&c->g->paths, c->actor, &s, &err) < 0) {

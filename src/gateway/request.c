@@ -152,6 +152,22 @@ static int field_set(const struct gw_field *f, json_t *v, void *out, char *why, 
         *(const char **)((char *)out + f->off) = json_string_value(v);
         return 0;
     }
+    if (f->type == GW_F_BOOL) {
+        if (!json_is_boolean(v)) {
+            snprintf(why, why_n, "field \"%s\" must be true or false", f->name);
+            return -EINVAL;
+        }
+        *(bool *)((char *)out + f->off) = json_is_true(v);
+        return 0;
+    }
+    if (f->type == GW_F_ARRAY) {
+        if (!json_is_array(v)) {
+            snprintf(why, why_n, "field \"%s\" must be an array", f->name);
+            return -EINVAL;
+        }
+        *(json_t **)((char *)out + f->off) = v;
+        return 0;
+    }
     if (!json_is_integer(v)) {
         snprintf(why, why_n, "field \"%s\" must be an integer", f->name);
         return -EINVAL;
@@ -287,5 +303,76 @@ int gw_parse_ms(const char *s, int64_t *ret)
         v = v * 10 + (*s - '0');
     }
     *ret = v;
+    return 0;
+}
+
+/* The strings of a JSON array into out[0..max); false with why set. */
+static bool string_list(const char *name, json_t *a, const char **out, size_t max, size_t *ret_n,
+                        char *why, size_t why_n)
+{
+    size_t n = a ? json_array_size(a) : 0;
+    if (n > max) {
+        snprintf(why, why_n, "field \"%s\" has more than %zu entries", name, max);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = json_string_value(json_array_get(a, i));
+        if (!out[i] || strlen(out[i]) > 4096) {
+            snprintf(why, why_n, "field \"%s\" must hold strings of at most 4096 bytes", name);
+            return false;
+        }
+    }
+    *ret_n = n;
+    return true;
+}
+
+static bool exec_body_check(const struct gw_exec_body *b, char *why, size_t why_n)
+{
+    if (b->argc == 0 || !b->argv[0][0]) {
+        snprintf(why, why_n, "field \"argv\" needs a program");
+        return false;
+    }
+    for (size_t i = 0; i < b->n_env; i++) {
+        const char *eq = strchr(b->env[i], '=');
+        if (!eq || eq == b->env[i]) {
+            snprintf(why, why_n, "field \"env\" needs NAME=VALUE entries");
+            return false;
+        }
+    }
+    if (b->cwd && b->cwd[0] != '/') {
+        snprintf(why, why_n, "field \"cwd\" must be an absolute path");
+        return false;
+    }
+    return true;
+}
+
+int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, json_t **ret_root,
+                       char *why, size_t why_n)
+{
+    struct raw {
+        json_t *argv, *env;
+        const char *cwd;
+        bool tty;
+    } raw = {0};
+    static const struct gw_field fields[] = {
+        {"argv", GW_F_ARRAY, true, offsetof(struct raw, argv)},
+        {"env", GW_F_ARRAY, false, offsetof(struct raw, env)},
+        {"cwd", GW_F_STRING, false, offsetof(struct raw, cwd)},
+        {"tty", GW_F_BOOL, false, offsetof(struct raw, tty)},
+    };
+    json_t *root = NULL;
+    int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &raw, &root, why, why_n);
+    if (r < 0)
+        return r;
+    memset(ret, 0, sizeof(*ret));
+    ret->cwd = raw.cwd;
+    ret->tty = raw.tty;
+    if (!string_list("argv", raw.argv, ret->argv, GW_EXEC_MAX_ARGV, &ret->argc, why, why_n) ||
+        !string_list("env", raw.env, ret->env, STK_GW_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
+        !exec_body_check(ret, why, why_n)) {
+        json_decref(root);
+        return -EINVAL;
+    }
+    *ret_root = root;
     return 0;
 }

@@ -20,6 +20,7 @@
 struct gw_call;
 struct gw_job;
 struct gw_sub;
+struct gw_exec;
 
 /* A client connection that sent a request: its stream, if any, must end
  * when it closes. */
@@ -44,6 +45,7 @@ struct stk_gw {
     struct gw_conn *conns;
     size_t n_conns;
     struct gw_job *jobs;
+    struct gw_exec *execs;
     struct gw_sub *subs;
     size_t n_subs;
     int64_t tick_ms; /* CLOCK_MONOTONIC ms of the last tick */
@@ -91,6 +93,18 @@ void gw_jobs_reap(struct stk_gw *g);
 /* In the child: the reply. */
 void gw_job_result(int out_fd, int status, json_t *body);
 void gw_job_error(int out_fd, int err, const char *message);
+
+/* In a child of the server: closes every descriptor from 3 up except keep
+ * (other clients' sockets, the listener, the parent's database), so a long
+ * child never holds a connection the server closed. */
+void gw_child_fds(const int *keep, size_t n);
+/* ... and puts the signals libevent handles back to their defaults. */
+void gw_child_signals(void);
+
+/* POST /v1/sandboxes/{id}:exec, after authorization (exec.c). */
+void gw_exec_start(struct gw_call *c, const char *id);
+void gw_execs_stop(struct stk_gw *g);
+void gw_exec_free_all(struct stk_gw *g);
 
 /* SSE: starts the stream of GET /v1/events. */
 void gw_events_subscribe(struct gw_call *c, int64_t after_seq);

@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: what the gateway makes of a request before it touches
  * the store: the route of a method and path, and the JSON bodies of
- * POST /v1/sandboxes and POST /v1/pools. The first byte picks the parser.
+ * POST /v1/sandboxes, POST /v1/pools and POST ...:exec. The first byte picks the parser.
  * Invariants: a route match names a route with that method and an argument
  * that is a valid name; a body that parses has its required fields.
  */
@@ -46,6 +46,15 @@ static void fuzz_bodies(const char *text, size_t n)
     why[0] = '\0';
     if (gw_pool_body_parse(text, n, &p, &root, why, sizeof(why)) == 0) {
         if (!p.name || !p.spec || !gw_name_ok(p.name))
+            abort();
+        json_decref(root);
+    } else if (!why[0]) {
+        abort();
+    }
+    struct gw_exec_body e;
+    why[0] = '\0';
+    if (gw_exec_body_parse(text, n, &e, &root, why, sizeof(why)) == 0) {
+        if (e.argc < 1 || !e.argv[0] || e.argv[e.argc])
             abort();
         json_decref(root);
     } else if (!why[0]) {

@@ -508,6 +508,53 @@ static void test_metrics(void **state)
     stk_buf_free(&r.raw);
 }
 
+/* Exec's upgrade: refusals are ordinary replies; after 101 the frames. A
+ * sandbox that is not running answers with an ERROR frame. */
+static void test_exec_upgrade(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    const char *body = "{\"argv\": [\"id\"]}";
+    http(f->port, "POST", "/v1/sandboxes/sb-alice:exec", "Bearer alice-token", "application/json",
+         body, strlen(body), &r);
+    assert_error(&r, 400, "bad_request"); /* no Upgrade */
+    stk_buf_free(&r.raw);
+    http(f->port, "POST", "/v1/sandboxes/sb-carol:exec", "Bearer alice-token", "application/json",
+         body, strlen(body), &r);
+    assert_error(&r, 404, "not_found");
+    stk_buf_free(&r.raw);
+
+    int fd = dial(f->port);
+    _cleanup_free_ char *req = stk_xasprintf(
+        "POST /v1/sandboxes/sb-alice:exec HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+        "alice-token\r\nConnection: Upgrade\r\nUpgrade: stockade-exec.v1\r\nContent-Type: "
+        "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+        strlen(body), body);
+    send_all(fd, req, strlen(req));
+    struct stk_buf got = {0};
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        stk_buf_append(&got, buf, (size_t)n);
+    close(fd);
+    const char *s = stk_buf_str(&got);
+    assert_true(stk_startswith(s, "HTTP/1.1 101 Switching Protocols\r\n"));
+    const char *frames = strstr(s, "\r\n\r\n");
+    assert_non_null(frames);
+    const uint8_t *h = (const uint8_t *)frames + 4;
+    size_t left = got.len - (size_t)((const char *)h - s);
+    assert_true(left >= 6 + 5);
+    assert_int_equal(h[0], 35); /* ERROR: it is not running */
+    uint32_t len = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 8 | h[5];
+    assert_int_equal(left, 6 + len);
+    stk_buf_free(&got);
+
+    /* the server is still there */
+    GET(f, "/healthz", NULL, &r);
+    assert_int_equal(r.status, 200);
+    stk_buf_free(&r.raw);
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -536,6 +583,7 @@ int main(void)
         T(test_slow_client),
         T(test_events_resume),
         T(test_metrics),
+        T(test_exec_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
