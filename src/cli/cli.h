@@ -87,6 +87,7 @@ int cmd_internal_monitor(int argc, char **argv);
 int cmd_internal_refill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_internal_gateway_worker(int argc, char **argv);
 
 /* The gateway's authentication and authorization from an AccessPolicy file
  * (src/cli/serve.c): the integration point for src/gateway/authn.c and

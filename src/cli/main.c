@@ -271,6 +271,8 @@ const struct cli_command cli_commands[] = {
     /* stockade's own processes (no summary: not listed) */
     {"__monitor", cmd_internal_monitor, NULL, "stockade __monitor MODE ID (internal)\n"},
     {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
+    {"__gateway-worker", cmd_internal_gateway_worker, NULL,
+     "stockade __gateway-worker (internal: started by serve)\n"},
     {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
     {NULL, NULL, NULL, NULL},
 };

@@ -8,6 +8,7 @@
 #include "gateway/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -95,4 +96,15 @@ int cmd_serve(int argc, char **argv)
     r = stk_gw_run(g);
     stk_gw_free(g);
     return r < 0 ? EXIT_INVALID : 0;
+}
+
+/* Started by serve itself for each operation that may block: the job on
+ * fd 3, the answer on fd 4 (src/gateway/worker.c). */
+int cmd_internal_gateway_worker(int argc, char **argv)
+{
+    if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0) {
+        fprintf(stderr, "stockade: %s is stockade's own (serve starts it)\n", STK_GW_WORKER_VERB);
+        return EXIT_USAGE;
+    }
+    return stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
 }

@@ -4,8 +4,8 @@
  *
  * After authorization the connection leaves the event loop: a child process
  * takes its socket, answers 101 and relays frames (the init protocol's
- * header: u8 type, u8 stream, u32 length) between the client and a
- * grandchild that runs stk_session_exec on pipes with its own session. The
+ * header: u8 type, u8 stream, u32 length) between the client and a worker
+ * (worker.c) that runs stk_session_exec on pipes with its own session. The
  * server keeps the connection object, disabled, until the child exits, and
  * only then frees it: freeing shuts the socket down for writing, which
  * would cut the relay.
@@ -39,13 +39,6 @@ struct gw_exec {
     struct event *ev; /* the child's end-of-life pipe */
     int fd;
     struct gw_exec *next;
-};
-
-/* What the grandchild tells the relay when stk_session_exec returns. */
-struct exec_result {
-    int r;    /* negative errno, or 0 */
-    int code; /* exit code */
-    char msg[512];
 };
 
 /* ---- the relay (in the child) ---- */
@@ -167,38 +160,35 @@ static bool relay_loop(struct relay *rl)
     return true;
 }
 
-/* The grandchild: the exec itself, with its own session. */
-STK_NORETURN static void exec_run(struct gw_call *c, const char *id, const struct gw_exec_body *b,
-                                  int in_r, int out_w, int err_w, int res_w)
-{
-    struct exec_result res = {0};
-    struct stk_session *s = NULL;
-    struct stk_error *err = NULL;
-    struct stk_init_proc proc = {.argv = b->argv,
-                                 .argc = b->argc,
-                                 .env = b->env,
-                                 .n_env = b->n_env,
-                                 .cwd = b->cwd,
-                                 .tty = b->tty};
-    res.r = stk_session_open(&c->g->paths, c->actor, &s, &err);
-    if (res.r >= 0)
-        res.r = stk_session_exec(s, id, &proc, in_r, out_w, err_w, &res.code, &err);
-    if (res.r < 0)
-        snprintf(res.msg, sizeof(res.msg), "%s", err ? err->msg : "exec failed");
-    close(out_w);
-    close(err_w);
-    (void)!write(res_w, &res, sizeof(res));
-    _exit(0);
-}
-
 static void pipe_or_die(int p[2])
 {
     if (pipe2(p, O_CLOEXEC) < 0)
         _exit(1);
 }
 
-STK_NORETURN static void exec_child(struct gw_call *c, const char *id, const struct gw_exec_body *b,
-                                    int sock, int done_w)
+/* The worker's {"r","code","message"}, once the output has ended. */
+static void send_result(int sock, int res_r)
+{
+    char buf[2048];
+    size_t n = 0;
+    ssize_t got;
+    while (n < sizeof(buf) - 1 && (got = read(res_r, buf + n, sizeof(buf) - 1 - n)) > 0)
+        n += (size_t)got;
+    buf[n] = '\0';
+    json_t *res = json_loads(buf, 0, NULL);
+    json_t *r = json_object_get(res, "r");
+    const char *msg = json_string_value(json_object_get(res, "message"));
+    if (!json_is_integer(r))
+        send_error(sock, EIO, "the exec ended without a result");
+    else if (json_integer_value(r) < 0)
+        send_error(sock, (int)json_integer_value(r), msg ? msg : "exec failed");
+    else
+        send_u32_pair(sock, F_EXIT, (uint32_t)json_integer_value(json_object_get(res, "code")), 0);
+    json_decref(res);
+}
+
+STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *body, int sock,
+                                    int done_w)
 {
     gw_child_signals();
     int keep[] = {sock, done_w};
@@ -213,16 +203,13 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, const str
     pipe_or_die(out);
     pipe_or_die(errp);
     pipe_or_die(res);
-    pid_t pid = fork();
-    if (pid < 0)
+    /* the exec itself runs in a worker with its own session */
+    pid_t pid;
+    json_t *job = json_pack("{s:s,s:s,s:O}", "op", "exec", "id", id, "exec", body);
+    int fds[] = {res[1], in[0], out[1], errp[1]};
+    if (gw_worker_spawn(c->g, c->actor, job, fds, 4, &pid) < 0) {
+        send_error(sock, EAGAIN, "cannot start the exec worker");
         _exit(1);
-    if (pid == 0) {
-        close(sock);
-        close(in[1]);
-        close(out[0]);
-        close(errp[0]);
-        close(res[0]);
-        exec_run(c, id, b, in[0], out[1], errp[1], res[1]);
     }
     close(in[0]);
     close(out[1]);
@@ -236,13 +223,7 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, const str
         kill(pid, SIGTERM); /* the client is gone */
         _exit(0);
     }
-    struct exec_result r = {0};
-    if (read(rl.res_r, &r, sizeof(r)) != (ssize_t)sizeof(r))
-        r = (struct exec_result){.r = -EIO, .msg = "the exec ended without a result"};
-    if (r.r < 0)
-        send_error(sock, r.r, r.msg);
-    else
-        send_u32_pair(sock, F_EXIT, (uint32_t)r.code, 0);
+    send_result(sock, rl.res_r);
     shutdown(sock, SHUT_WR);
     _exit(0);
 }
@@ -292,7 +273,7 @@ static bool upgrade_asked(struct evhttp_request *req)
     return up && !strcasecmp(up, "stockade-exec.v1") && conn && strcasestr(conn, "upgrade");
 }
 
-static void exec_handover(struct gw_call *c, const char *id, const struct gw_exec_body *b)
+static void exec_handover(struct gw_call *c, const char *id, json_t *body)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
@@ -311,7 +292,7 @@ static void exec_handover(struct gw_call *c, const char *id, const struct gw_exe
     }
     if (pid == 0) {
         close(done[0]);
-        exec_child(c, id, b, sock, done[1]);
+        exec_child(c, id, body, sock, done[1]);
     }
     close(done[1]);
     /* the event loop must not read the client's frames or time it out */
@@ -351,6 +332,6 @@ void gw_exec_start(struct gw_call *c, const char *id)
         gw_reply_error(c, GW_E_BAD_REQUEST, "%s", why);
         return;
     }
-    exec_handover(c, id, &b);
+    exec_handover(c, id, root);
     json_decref(root);
 }

@@ -382,113 +382,18 @@ static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,
     return false;
 }
 
-/* ---- jobs: what runs in a child ------------------------------------------------------------ */
+/* ---- jobs ----------------------------------------------------------------------------------- */
 
-struct job_arg {
-    char id[64];
-    bool force, follow;
-    int64_t since_ms;
-    struct stk_create_req req;
-    const char *pool_name;
-    int pool_size;
-    int (*op)(struct stk_session *s, const char *id, struct stk_error **err);
-};
-
-static void job_fail(int fd, int r, struct stk_error *err)
+static void start_job(struct gw_call *c, json_t *job, bool stream)
 {
-    gw_job_error(fd, r, err ? err->msg : strerror(-r));
-    stk_error_free(err);
-}
-
-/* Answers with the record as `stockade get -o json` prints it. */
-static void job_reply_record(struct stk_session *s, const char *id, int status, int fd)
-{
-    struct stk_sb_rec rec = {0};
-    struct stk_error *err = NULL;
-    int r = stk_store_sb_get(stk_session_store(s), id, &rec, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    gw_job_result(fd, status, stk_sb_rec_json(&rec, true));
-    stk_sb_rec_free(&rec);
-}
-
-static void job_create(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_create_res res;
-    struct stk_error *err = NULL;
-    int r = stk_session_create(s, &a->req, &res, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    job_reply_record(s, res.id, 201, fd);
-}
-
-static void job_op(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_error *err = NULL;
-    int r = a->op(s, a->id, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    job_reply_record(s, a->id, 200, fd);
-}
-
-static void job_rm(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_error *err = NULL;
-    int r = stk_session_rm(s, a->id, a->force, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    job_reply_record(s, a->id, 200, fd);
-}
-
-static void job_logs(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_error *err = NULL;
-    /* both streams interleaved, in the order they were recorded */
-    if (stk_session_logs(s, a->id, a->since_ms, a->follow, fd, fd, &err) < 0)
-        stk_error_free(err);
-}
-
-static void job_pool_create(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_error *err = NULL;
-    int r = stk_pool_create(s, a->pool_name, a->pool_size, &a->req.docs, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    gw_job_result(fd, 201, json_pack("{s:s,s:i}", "name", a->pool_name, "size", a->pool_size));
-}
-
-static void job_pool_rm(struct stk_session *s, void *arg, int fd)
-{
-    struct job_arg *a = arg;
-    struct stk_error *err = NULL;
-    int r = stk_pool_rm(s, a->id, &err);
-    if (r < 0) {
-        job_fail(fd, r, err);
-        return;
-    }
-    gw_job_result(fd, 200, json_pack("{s:s,s:b}", "name", a->id, "deleted", true));
-}
-
-static void start_job(struct gw_call *c, gw_job_fn fn, struct job_arg *a, bool stream)
-{
-    int r = gw_job_start(c, fn, a, stream);
+    int r = gw_job_start(c, job, stream);
     if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
+}
+
+static json_t *id_job(const char *op, const char *id)
+{
+    return json_pack("{s:s,s:s}", "op", op, "id", id);
 }
 
 /* ---- handlers -------------------------------------------------------------------------------- */
@@ -591,9 +496,10 @@ static void create_authorized(struct gw_call *c, const struct gw_create_body *b,
     if (!gw_authorize(c, STK_VERB_CREATE, &t, NULL, "sandboxes", &d))
         return;
     /* the record says what the decision allowed, not what was asked */
-    struct job_arg a = {.req = {.docs = *docs, .pool = b->pool, .tenant = tenant}};
-    a.req.owner = d.owner[0] ? d.owner : b->owner ? b->owner : c->actor;
-    start_job(c, job_create, &a, false);
+    const char *owner = d.owner[0] ? d.owner : b->owner ? b->owner : c->actor;
+    json_t *job = json_pack("{s:s,s:s,s:s*,s:s*,s:s,s:s*}", "op", "create", "spec", docs->spec,
+                            "env", docs->env, "pool", b->pool, "owner", owner, "tenant", tenant);
+    start_job(c, job, false);
 }
 
 static void h_sb_create(struct gw_call *c)
@@ -621,32 +527,30 @@ static void h_sb_delete(struct gw_call *c)
     struct stk_sb_rec rec;
     if (!load_sandbox(c, STK_VERB_DELETE, &rec))
         return;
-    struct job_arg a = {.force = query_flag(c, "force")};
-    snprintf(a.id, sizeof(a.id), "%s", rec.id);
+    json_t *job = id_job("rm", rec.id);
+    json_object_set_new(job, "force", json_boolean(query_flag(c, "force")));
     stk_sb_rec_free(&rec);
-    start_job(c, job_rm, &a, false);
+    start_job(c, job, false);
 }
 
-static void sb_op(struct gw_call *c, enum stk_verb verb,
-                  int (*op)(struct stk_session *, const char *, struct stk_error **))
+static void sb_op(struct gw_call *c, enum stk_verb verb, const char *op)
 {
     struct stk_sb_rec rec;
     if (!load_sandbox(c, verb, &rec))
         return;
-    struct job_arg a = {.op = op};
-    snprintf(a.id, sizeof(a.id), "%s", rec.id);
+    json_t *job = id_job(op, rec.id);
     stk_sb_rec_free(&rec);
-    start_job(c, job_op, &a, false);
+    start_job(c, job, false);
 }
 
 static void h_sb_stop(struct gw_call *c)
 {
-    sb_op(c, STK_VERB_STOP, stk_session_stop);
+    sb_op(c, STK_VERB_STOP, "stop");
 }
 
 static void h_sb_start(struct gw_call *c)
 {
-    sb_op(c, STK_VERB_START, stk_session_start);
+    sb_op(c, STK_VERB_START, "start");
 }
 
 /* Exec: the connection is handed to a relay process (exec.c). */
@@ -664,18 +568,20 @@ static void h_sb_exec(struct gw_call *c)
 static void h_sb_logs(struct gw_call *c)
 {
     char v[32];
-    struct job_arg a = {.follow = query_flag(c, "follow")};
+    int64_t since_ms = 0;
     const char *since = query_get(c, "since", v, sizeof(v));
-    if (since && gw_parse_ms(since, &a.since_ms) < 0) {
+    if (since && gw_parse_ms(since, &since_ms) < 0) {
         gw_reply_error(c, GW_E_BAD_REQUEST, "since must be unix milliseconds");
         return;
     }
     struct stk_sb_rec rec;
     if (!load_sandbox(c, STK_VERB_LOGS, &rec))
         return;
-    snprintf(a.id, sizeof(a.id), "%s", rec.id);
+    json_t *job = id_job("logs", rec.id);
+    json_object_set_new(job, "since", json_integer(since_ms));
+    json_object_set_new(job, "follow", json_boolean(query_flag(c, "follow")));
     stk_sb_rec_free(&rec);
-    start_job(c, job_logs, &a, true);
+    start_job(c, job, true);
 }
 
 static int audit_one(const struct stk_audit_rec *r, void *ud)
@@ -775,9 +681,10 @@ static void h_pool_create(struct gw_call *c)
         char object[80];
         snprintf(object, sizeof(object), "pool/%s", b.name);
         if (gw_authorize(c, STK_VERB_POOL, &t, NULL, object, &d)) {
-            struct job_arg a = {
-                .req = {.docs = docs}, .pool_name = b.name, .pool_size = (int)b.size};
-            start_job(c, job_pool_create, &a, false);
+            start_job(c,
+                      json_pack("{s:s,s:s,s:I,s:s,s:s*}", "op", "pool_create", "name", b.name,
+                                "size", (json_int_t)b.size, "spec", b.spec, "env", b.env),
+                      false);
         }
         stk_session_boundary_release(&sb);
     }
@@ -791,9 +698,7 @@ static void h_pool_delete(struct gw_call *c)
     snprintf(object, sizeof(object), "pool/%s", c->arg);
     if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, object, &d))
         return;
-    struct job_arg a = {0};
-    snprintf(a.id, sizeof(a.id), "%s", c->arg);
-    start_job(c, job_pool_rm, &a, false);
+    start_job(c, json_pack("{s:s,s:s}", "op", "pool_rm", "name", c->arg), false);
 }
 
 /* Last-Event-ID (a reconnecting EventSource sends it), else ?after=SEQ. */

@@ -35,4 +35,10 @@ int stk_gw_port(const struct stk_gw *g);
 int stk_gw_run(struct stk_gw *g);
 void stk_gw_free(struct stk_gw *g);
 
+/* The worker processes the server starts for operations that may block
+ * (src/gateway/worker.c): the binary that runs the server must dispatch
+ * this verb to stk_gw_worker_main. */
+#define STK_GW_WORKER_VERB "__gateway-worker"
+int stk_gw_worker_main(int argc, char **argv);
+
 #endif

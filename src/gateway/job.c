@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Jobs: the session calls that block (create waits for ready, stop waits
- * out a grace period, logs --follow waits for the end) run in a child
- * process. The child opens its own session — a SQLite connection must not
- * cross fork(), so it never touches the parent's — acts with the caller's
- * identity as the audit actor, writes its answer to a pipe and exits. The
- * event loop only ever reads pipes.
+ * out a grace period, logs --follow waits for the end) run in a worker
+ * process (worker.c) that writes its answer to a pipe. The event loop only
+ * ever reads pipes.
  */
 #include "gateway/server.h"
 
@@ -155,39 +153,20 @@ void gw_child_fds(const int *keep, size_t n)
     }
 }
 
-/* The child: a fresh session, then fn; never returns. */
-STK_NORETURN static void job_child(struct gw_call *c, gw_job_fn fn, void *arg, int out_fd)
-{
-    gw_child_signals();
-    gw_child_fds(&out_fd, 1);
-    struct stk_session *s = NULL;
-    struct stk_error *err = NULL;
-    if (stk_session_open(&c->g->paths, c->actor, &s, &err) < 0) {
-        gw_job_error(out_fd, err ? err->code : EIO, err ? err->msg : "opening the session");
-        _exit(1);
-    }
-    fn(s, arg, out_fd);
-    stk_session_close(s);
-    _exit(0);
-}
-
-int gw_job_start(struct gw_call *c, gw_job_fn fn, void *arg, bool stream)
+int gw_job_start(struct gw_call *c, json_t *job, bool stream)
 {
     int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        json_decref(job);
         return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return -e;
     }
-    if (pid == 0) {
-        close(p[0]);
-        job_child(c, fn, arg, p[1]);
-    }
+    pid_t pid;
+    int r = gw_worker_spawn(c->g, c->actor, job, &p[1], 1, &pid);
     close(p[1]);
+    if (r < 0) {
+        close(p[0]);
+        return r;
+    }
     (void)fcntl(p[0], F_SETFL, O_NONBLOCK);
     struct gw_job *j = stk_xcalloc(1, sizeof(*j));
     *j = (struct gw_job){.g = c->g, .call = c, .pid = pid, .fd = p[0], .stream = stream};

@@ -77,20 +77,21 @@ int64_t gw_now_ms(void);
 /* Makes the call's connection live as long as its stream does. */
 void gw_stream_begin(struct gw_call *c);
 
-/* What a child does: writes its reply ({"status":N,"body":...}) or, for a
- * stream, raw bytes to out_fd. */
-typedef void (*gw_job_fn)(struct stk_session *s, void *arg, int out_fd);
-/* Runs fn in a child process with its own session (the caller's identity as
- * its audit actor), so the event loop never waits on a create, a stop
- * grace period or a follow. stream: the child's bytes are relayed as a
- * chunked 200 reply with backpressure; else its JSON reply is sent. arg is
- * copied into the child by fork. */
-int gw_job_start(struct gw_call *c, gw_job_fn fn, void *arg, bool stream);
+/* Runs job ({"op": ..., its fields}, stolen) in a worker process
+ * (worker.c) acting with the caller's identity as its audit actor, so the
+ * event loop never waits on a create, a stop grace period or a follow.
+ * stream: the worker's bytes are relayed as a chunked 200 reply with
+ * backpressure; else its JSON reply ({"status":N,"body":...}) is sent. */
+int gw_job_start(struct gw_call *c, json_t *job, bool stream);
+/* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
+ * 4 + i. */
+int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
+                    pid_t *ret);
 /* The client went away: a stream's child is stopped, an operation's child
  * finishes (its result is dropped). */
 void gw_job_detach(struct gw_job *j);
 void gw_jobs_reap(struct stk_gw *g);
-/* In the child: the reply. */
+/* In the worker: the reply. */
 void gw_job_result(int out_fd, int status, json_t *body);
 void gw_job_error(int out_fd, int err, const char *message);
 
