@@ -120,11 +120,12 @@ void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...)
     gw_reply_json(c, gw_err_status[code], gw_error_json(code, msg));
 }
 
-/* The same answer for a sandbox that does not exist and one the caller may
- * not know of. */
-static void reply_no_sandbox(struct gw_call *c)
+/* The same answer for an object that does not exist and one the caller
+ * may not know of. */
+static void reply_not_found(struct gw_call *c)
 {
-    gw_reply_error(c, GW_E_NOT_FOUND, "no sandbox \"%s\"", c->arg);
+    bool pool = c->route == GW_POOL_DELETE;
+    gw_reply_error(c, GW_E_NOT_FOUND, "no %s \"%s\"", pool ? "pool" : "sandbox", c->arg);
 }
 
 /* ---- connections ----------------------------------------------------------------------- */
@@ -240,8 +241,9 @@ bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_
 {
     if (gw_decide(c, verb, t, sandbox_id, object, ret))
         return true;
-    if (ret->hide)
-        reply_no_sandbox(c);
+    /* hide is about objects; a collection the caller may not use is a 403 */
+    if (ret->hide && c->arg[0])
+        reply_not_found(c);
     else
         gw_reply_error(c, GW_E_FORBIDDEN, "%s on %s is not allowed", stk_verb_names[verb], object);
     return false;
@@ -335,7 +337,7 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
     _cleanup_error_ struct stk_error *err = NULL;
     int r = stk_store_sb_get(stk_session_store(c->g->session), c->arg, ret, &err);
     if (r == -ENOENT) {
-        reply_no_sandbox(c);
+        reply_not_found(c);
         return false;
     }
     if (r < 0) {

@@ -6,9 +6,9 @@
 
 #include "gateway/gateway.h"
 
-#include <jansson.h>
+#include "session/session.h"
 
-#define STK_GW_EXEC_MAX_ENV 128 /* as the CLI's -e and STK_EXEC_MAX_ENV */
+#include <jansson.h>
 
 enum gw_route {
     GW_HEALTHZ,
@@ -96,7 +96,7 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
 struct gw_exec_body {
     const char *argv[GW_EXEC_MAX_ARGV + 1];
     size_t argc;
-    const char *env[STK_GW_EXEC_MAX_ENV];
+    const char *env[STK_EXEC_MAX_ENV];
     size_t n_env;
     const char *cwd;
     bool tty;

@@ -368,7 +368,7 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
     ret->cwd = raw.cwd;
     ret->tty = raw.tty;
     if (!string_list("argv", raw.argv, ret->argv, GW_EXEC_MAX_ARGV, &ret->argc, why, why_n) ||
-        !string_list("env", raw.env, ret->env, STK_GW_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
+        !string_list("env", raw.env, ret->env, STK_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
         !exec_body_check(ret, why, why_n)) {
         json_decref(root);
         return -EINVAL;
