@@ -191,6 +191,7 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
                                     int done_w)
 {
     gw_child_signals();
+    signal(SIGPIPE, SIG_IGN); /* a process that closed its stdin is not the relay's end */
     int keep[] = {sock, done_w};
     gw_child_fds(keep, 2);
     (void)fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) & ~O_NONBLOCK);

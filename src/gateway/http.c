@@ -20,6 +20,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #define GW_STOP_GRACE_S  10 /* at shutdown, operations in flight may finish */
@@ -913,8 +915,42 @@ static int parse_listen(const char *listen, bool tls, char host[64], uint16_t *p
     return 0;
 }
 
+/* "unix:/path": a socket only this host's users with access to the path
+ * reach (0600); a stale socket there is replaced, any other file is not. */
+static int gw_bind_unix(struct stk_gw *g, const char *path, struct stk_error **err)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (path[0] != '/' || strlen(path) >= sizeof(a.sun_path))
+        return stk_error_make(err, EINVAL,
+                              "--listen unix: needs an absolute path of at most %zu "
+                              "bytes, not '%s'",
+                              sizeof(a.sun_path) - 1, path);
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        (void)unlink(path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
+        listen(fd, 128) < 0)
+        return stk_error_errno(err, errno, "cannot listen on %s", path);
+    struct evconnlistener *l = evconnlistener_new(
+        g->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!l)
+        return stk_error_make(err, ENOMEM, "cannot listen on %s", path);
+    TAKE_FD(fd);
+    g->bound = evhttp_bind_listener(g->http, l);
+    if (!g->bound) {
+        evconnlistener_free(l);
+        return stk_error_make(err, ENOMEM, "cannot listen on %s", path);
+    }
+    snprintf(g->unix_path, sizeof(g->unix_path), "%s", path);
+    return 0;
+}
+
 static int gw_bind(struct stk_gw *g, const char *listen, bool tls, struct stk_error **err)
 {
+    if (stk_startswith(listen, "unix:"))
+        return gw_bind_unix(g, listen + 5, err);
     char host[64];
     uint16_t port = 0;
     int r = parse_listen(listen, tls, host, &port, err);
@@ -1028,6 +1064,8 @@ void stk_gw_free(struct stk_gw *g)
         event_base_free(g->base);
     if (g->ssl)
         SSL_CTX_free(g->ssl);
+    if (g->unix_path[0])
+        (void)unlink(g->unix_path);
     stk_session_close(g->session);
     free(g);
 }

@@ -16,7 +16,8 @@
 #define STK_GW_MAX_CONNECTIONS 1024
 
 struct stk_gw_options {
-    /* "127.0.0.1:8443", "[::1]:8443"; port 0 picks a free one (stk_gw_port) */
+    /* "127.0.0.1:8443", "[::1]:8443"; port 0 picks a free one (stk_gw_port);
+     * "unix:/run/stockade/api.sock" (mode 0600) */
     const char *listen;
     /* NULL: plain HTTP, allowed on a loopback address only */
     const char *tls_cert, *tls_key;

@@ -41,6 +41,7 @@ struct stk_gw {
     struct stk_session *session; /* the server's own: reads and decisions */
     struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop;
     int port;
+    char unix_path[108]; /* listening on a Unix socket: removed at the end */
     bool closing;
     struct gw_conn *conns;
     size_t n_conns;

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -75,6 +76,7 @@ static const struct stk_gw_auth double_auth = {.authenticate = double_authentica
 
 struct fixture {
     char dir[64], state[96], run[96];
+    char listen[128]; /* "" : 127.0.0.1:0 */
     pid_t server;
     int port;
     struct stk_store *st;
@@ -89,8 +91,10 @@ static void server_start(struct fixture *f)
     if (f->server == 0) {
         close(p[0]);
         struct stk_local_paths paths = {.state_dir = f->state, .run_dir = f->run};
-        struct stk_gw_options o = {
-            .listen = "127.0.0.1:0", .paths = &paths, .auth = &double_auth, .timeout_s = 2};
+        struct stk_gw_options o = {.listen = f->listen[0] ? f->listen : "127.0.0.1:0",
+                                   .paths = &paths,
+                                   .auth = &double_auth,
+                                   .timeout_s = 2};
         struct stk_gw *g = NULL;
         struct stk_error *err = NULL;
         int port = -1;
@@ -108,7 +112,7 @@ static void server_start(struct fixture *f)
     close(p[1]);
     assert_int_equal(read(p[0], &f->port, sizeof(f->port)), (int)sizeof(f->port));
     close(p[0]);
-    assert_true(f->port > 0);
+    assert_true(f->port > 0 || (f->listen[0] && f->port == 0));
 }
 
 static void server_stop(struct fixture *f)
@@ -581,6 +585,31 @@ static void test_worker_operations(void **state)
     stk_buf_free(&r.raw);
 }
 
+static void test_unix_socket(void **state)
+{
+    struct fixture *f = *state;
+    server_stop(f);
+    snprintf(f->listen, sizeof(f->listen), "unix:%s/api.sock", f->dir);
+    server_start(f);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s/api.sock", f->dir);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect %s: %s", a.sun_path, strerror(errno));
+    const char *req = "GET /v1/whoami HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+                      "bob-token\r\nConnection: close\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    struct stk_buf got = {0};
+    char buf[1024];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        stk_buf_append(&got, buf, (size_t)n);
+    close(fd);
+    assert_true(stk_startswith(stk_buf_str(&got), "HTTP/1.1 200"));
+    assert_non_null(strstr(stk_buf_str(&got), "\"identity\":\"user:bob\""));
+    stk_buf_free(&got);
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -616,6 +645,7 @@ int main(int argc, char **argv)
         T(test_metrics),
         T(test_exec_upgrade),
         T(test_worker_operations),
+        T(test_unix_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
