@@ -145,12 +145,13 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
             struct gw_call *c = cn->call;
             c->req = NULL; /* libevent frees it with the connection */
             c->conn = NULL;
+            /* the job no longer answers anyone; the call goes now */
             if (c->job)
                 gw_job_detach(c->job);
+            c->job = NULL;
             if (c->sub)
                 gw_sub_detach(c->sub);
-            if (!c->job)
-                gw_call_free(c);
+            gw_call_free(c);
         }
         free(cn);
         if (g->n_conns < STK_GW_MAX_CONNECTIONS && g->bound && !g->closing)

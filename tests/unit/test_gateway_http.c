@@ -576,6 +576,23 @@ static void test_worker_operations(void **state)
      * for the delete to finish with (as `stockade rm` would leave it) */
     assert_non_null(strstr(r.body, "\"phase\":\"delet"));
     stk_buf_free(&r.raw);
+    /* a stream from a worker: this record has no logs, the stream is empty */
+    GET(f, "/v1/sandboxes/sb-alice/logs?follow=1", "Bearer alice-token", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(stk_buf_str(&r.raw), "Transfer-Encoding: chunked"));
+    stk_buf_free(&r.raw);
+    GET(f, "/v1/sandboxes/sb-alice/logs?since=x", "Bearer alice-token", &r);
+    assert_error(&r, 400, "bad_request");
+    stk_buf_free(&r.raw);
+    GET(f, "/v1/pools", "Bearer ops-token", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"items\":[]}\n");
+    stk_buf_free(&r.raw);
+    const char *pool = "{\"name\": \"p\", \"size\": 0, \"spec\": \"x\"}";
+    http(f->port, "POST", "/v1/pools", "Bearer ops-token", "application/json", pool, strlen(pool),
+         &r);
+    assert_error(&r, 400, "bad_request");
+    stk_buf_free(&r.raw);
     http(f->port, "DELETE", "/v1/pools/none", "Bearer ops-token", NULL, NULL, 0, &r);
     assert_error(&r, 404, "not_found");
     stk_buf_free(&r.raw);
