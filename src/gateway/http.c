@@ -143,7 +143,12 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
         g->n_conns--;
         if (cn->call) {
             struct gw_call *c = cn->call;
-            c->req = NULL; /* libevent frees it with the connection */
+            /* A client that left mid-stream: libevent detaches the request
+             * from the connection and leaves it to us; ending the reply
+             * frees it. Otherwise it goes with the connection. */
+            if (c->req && !evhttp_request_get_connection(c->req))
+                evhttp_send_reply_end(c->req);
+            c->req = NULL;
             c->conn = NULL;
             /* the job no longer answers anyone; the call goes now */
             if (c->job)

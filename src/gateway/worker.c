@@ -213,6 +213,8 @@ int stk_gw_worker_main(int argc, char **argv)
 int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
                     pid_t *ret)
 {
+    if (!job)
+        return -EINVAL;
     json_object_set_new(job, "state_dir", json_string(g->paths.state_dir));
     json_object_set_new(job, "run_dir", json_string(g->paths.run_dir));
     json_object_set_new(job, "actor", json_string(actor));
@@ -220,7 +222,9 @@ int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int 
     json_decref(job);
     /* a memfd, not a pipe: a 1 MiB spec must not block the event loop */
     _cleanup_close_ int mfd = memfd_create("stockade-job", MFD_CLOEXEC);
-    if (mfd < 0 || !text)
+    if (!text)
+        return -EINVAL;
+    if (mfd < 0)
         return -errno;
     size_t len = strlen(text), off = 0;
     while (off < len) {
