@@ -13,6 +13,9 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -627,6 +630,46 @@ static void test_unix_socket(void **state)
     stk_buf_free(&got);
 }
 
+/* An operation that outlasts the request timeout (2 s here) still answers,
+ * and the server keeps serving while it runs: the delete waits for the
+ * sandbox's lock, which this test holds for 4 s. */
+static void test_long_operation(void **state)
+{
+    struct fixture *f = *state;
+    _cleanup_free_ char *dir = stk_xasprintf("%s/sandboxes/sb-alice", f->state);
+    _cleanup_free_ char *lock_path = stk_xasprintf("%s/lock", dir);
+    _cleanup_free_ char *parent = stk_xasprintf("%s/sandboxes", f->state);
+    (void)mkdir(parent, 0700);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(lock >= 0);
+    assert_int_equal(flock(lock, LOCK_EX), 0);
+
+    int fd = dial(f->port);
+    const char *req = "DELETE /v1/sandboxes/sb-alice HTTP/1.1\r\nHost: t\r\nAuthorization: "
+                      "Bearer ops-token\r\nConnection: close\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    int64_t t0 = now_ms();
+    while (now_ms() - t0 < 4000) {
+        struct reply r;
+        GET(f, "/healthz", NULL, &r);
+        assert_int_equal(r.status, 200);
+        stk_buf_free(&r.raw);
+        usleep(500 * 1000);
+    }
+    close(lock);
+    struct stk_buf got = {0};
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        stk_buf_append(&got, buf, (size_t)n);
+    close(fd);
+    if (!stk_startswith(stk_buf_str(&got), "HTTP/1.1 200"))
+        fail_msg("after %lld ms: %s", (long long)(now_ms() - t0), stk_buf_str(&got));
+    assert_non_null(strstr(stk_buf_str(&got), "\"id\":\"sb-alice\""));
+    stk_buf_free(&got);
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -663,6 +706,7 @@ int main(int argc, char **argv)
         T(test_exec_upgrade),
         T(test_worker_operations),
         T(test_unix_socket),
+        T(test_long_operation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
