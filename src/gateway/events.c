@@ -61,7 +61,7 @@ void gw_events_subscribe(struct gw_call *c, int64_t after_seq)
     if (after_seq < 0) {
         /* no Last-Event-ID: from now on */
         int64_t head = 0;
-        (void)stk_audit_count(stk_session_store(c->g->session), NULL, &head, NULL);
+        (void)stk_audit_last_seq(stk_session_store(c->g->session), &head, NULL);
         after_seq = head;
     }
     s->cursor = after_seq;
@@ -172,7 +172,7 @@ void gw_events_tick(struct stk_gw *g)
     if (!g->subs)
         return;
     int64_t head = 0;
-    if (stk_audit_count(stk_session_store(g->session), NULL, &head, NULL) < 0)
+    if (stk_audit_last_seq(stk_session_store(g->session), &head, NULL) < 0)
         return;
     int64_t now = gw_now_ms();
     struct gw_sub *next;

@@ -422,6 +422,19 @@ int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn
     return audit_walk(st, s, fn, userdata, err);
 }
 
+int stk_audit_last_seq(struct stk_store *st, int64_t *ret, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT coalesce(max(seq), 0) FROM audit", &s, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading the audit head");
+    *ret = sqlite3_column_int64(s, 0);
+    return 0;
+}
+
 int stk_audit_count(struct stk_store *st, const char *sandbox_id, int64_t *ret,
                     struct stk_error **err)
 {

@@ -56,6 +56,9 @@ int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn
  * is new without walking the whole trail. */
 int stk_audit_list_after(struct stk_store *st, int64_t after_seq, int limit, stk_audit_fn fn,
                          void *userdata, struct stk_error **err);
+/* The newest record's seq (0 when empty): one index lookup, for followers
+ * that ask often. */
+int stk_audit_last_seq(struct stk_store *st, int64_t *ret, struct stk_error **err);
 /* Number of records (of one sandbox, or all). */
 int stk_audit_count(struct stk_store *st, const char *sandbox_id, int64_t *ret,
                     struct stk_error **err);
