@@ -998,7 +998,9 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
     evhttp_set_timeout(g->http, o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S);
-    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+    /* the others reach the router too, so a wrong method is a JSON 405 */
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(g->http, on_request, g);
     if (gw_events_setup(g) < 0)
         return stk_error_make(err, ENOMEM, "cannot set up signal handling");

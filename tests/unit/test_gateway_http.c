@@ -283,6 +283,9 @@ static void test_authentication(void **state)
     http(f->port, "DELETE", "/v1/sandboxes", "Bearer ops-token", NULL, NULL, 0, &r);
     assert_error(&r, 405, "method_not_allowed");
     stk_buf_free(&r.raw);
+    http(f->port, "PUT", "/v1/sandboxes/sb-alice", "Bearer ops-token", NULL, NULL, 0, &r);
+    assert_error(&r, 405, "method_not_allowed");
+    stk_buf_free(&r.raw);
 }
 
 static int count_authz(const struct stk_audit_rec *a, void *ud)
