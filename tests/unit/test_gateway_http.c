@@ -339,7 +339,7 @@ static void test_hidden_versus_forbidden(void **state)
     int n = 0;
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_audit_list(f->st, NULL, count_authz, &n, &err), 0);
-    assert_int_equal(n, 2); /* the GET of sb-carol and its row in the list */
+    assert_int_equal(n, 2); /* the GET of sb-carol, and the list's batch with its row */
 }
 
 static void test_refused_bodies(void **state)
