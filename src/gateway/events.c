@@ -187,7 +187,7 @@ void gw_events_close_all(struct stk_gw *g)
     while (g->subs) {
         struct gw_call *c = g->subs->call;
         gw_count(g, c->route, 200);
-        evhttp_send_reply_end(c->req);
+        gw_stream_end(c);
         gw_sub_detach(g->subs);
         c->conn->call = NULL;
         gw_call_free(c);

@@ -191,6 +191,13 @@ void gw_stream_begin(struct gw_call *c)
     evhttp_connection_set_timeout(evhttp_request_get_connection(c->req), GW_STREAM_IDLE_S);
 }
 
+void gw_stream_end(struct gw_call *c)
+{
+    /* a kept-alive connection waits for its next request as any other */
+    evhttp_connection_set_timeout(evhttp_request_get_connection(c->req), c->g->timeout_s);
+    evhttp_send_reply_end(c->req);
+}
+
 /* ---- authentication and authorization --------------------------------------------------- */
 
 static void principal_name(const struct stk_principal *p, char *buf, size_t n)
@@ -1059,7 +1066,8 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
         return stk_error_make(err, ENOMEM, "cannot create the event loop");
     evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
-    evhttp_set_timeout(g->http, o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S);
+    g->timeout_s = o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S;
+    evhttp_set_timeout(g->http, g->timeout_s);
     /* the others reach the router too, so a wrong method is a JSON 405 */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);

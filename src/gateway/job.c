@@ -90,7 +90,7 @@ static void job_relay(struct gw_job *j)
     }
     if (j->done) {
         gw_count(c->g, c->route, 200);
-        evhttp_send_reply_end(c->req);
+        gw_stream_end(c);
         c->job = NULL;
         j->call = NULL;
         gw_call_free(c);

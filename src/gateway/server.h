@@ -41,6 +41,7 @@ struct stk_gw {
     struct stk_session *session; /* the server's own: reads and decisions */
     struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop;
     int port;
+    int timeout_s;
     char unix_path[108]; /* listening on a Unix socket: removed at the end */
     bool closing;
     struct gw_conn *conns;
@@ -77,6 +78,8 @@ void gw_count(struct stk_gw *g, enum gw_route route, int status);
 int64_t gw_now_ms(void);
 /* Makes the call's connection live as long as its stream does. */
 void gw_stream_begin(struct gw_call *c);
+/* Ends the stream's reply. */
+void gw_stream_end(struct gw_call *c);
 
 /* Runs job ({"op": ..., its fields}, stolen) in a worker process
  * (worker.c) acting with the caller's identity as its audit actor, so the
