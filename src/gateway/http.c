@@ -691,6 +691,19 @@ static void h_sb_audit(struct gw_call *c)
     gw_reply_json(c, 200, json_pack("{s:o}", "records", a));
 }
 
+/* What explain knows of the local backend for this sandbox: the runtime it
+ * was given at create (not what `run` would choose now) and its caveats. */
+static void record_facts(const struct stk_sb_rec *rec, struct stk_backend_facts *ret)
+{
+    *ret = (struct stk_backend_facts){.backend = STK_BACKEND_LOCAL};
+    int rt = stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rec->runtime);
+    if (rt < 0)
+        return;
+    ret->runtime = stk_oci_runtime_names[rt];
+    ret->runtime_is_gvisor = rt == STK_OCI_RUNSC;
+    ret->caveats = stk_runtime_caveats((enum stk_oci_runtime)rt);
+}
+
 /* explain's contract of the sandbox as recorded, on the local backend with
  * the runtime it was given. */
 static void h_sb_contract(struct gw_call *c)
@@ -707,8 +720,8 @@ static void h_sb_contract(struct gw_call *c)
     _cleanup_diags_ struct stk_diags diags = {0};
     struct stk_session_boundary sb = {0};
     _cleanup_contract_ struct stk_contract *contract = NULL;
-    struct stk_backend_facts facts = {.backend = STK_BACKEND_LOCAL,
-                                      .runtime = rec.runtime[0] ? rec.runtime : NULL};
+    struct stk_backend_facts facts;
+    record_facts(&rec, &facts);
     if (stk_session_resolve(&docs, &diags, &sb) < 0 || stk_explain(sb.b, &facts, &contract) < 0)
         gw_reply_error(c, GW_E_INTERNAL, "the sandbox's recorded spec no longer resolves");
     else

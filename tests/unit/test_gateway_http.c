@@ -152,8 +152,12 @@ static void insert_sandbox(struct stk_store *st, const char *id, const char *own
     snprintf(r.owner, sizeof(r.owner), "%s", owner);
     snprintf(r.tenant, sizeof(r.tenant), "t1");
     snprintf(r.runtime, sizeof(r.runtime), "crun");
+    r.spec = stk_xasprintf("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {name: "
+                           "%s}\nspec:\n  command: [\"/bin/true\"]\n",
+                           id);
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_store_sb_insert(st, &r, &err), 0);
+    stk_sb_rec_free(&r);
 }
 
 static int setup(void **state)
@@ -325,6 +329,16 @@ static void test_hidden_versus_forbidden(void **state)
     assert_error(&r, 403, "forbidden");
     stk_buf_free(&r.raw);
 
+    /* explain's contract of the recorded spec, with the recorded runtime */
+    GET(f, "/v1/sandboxes/sb-alice/contract", "Bearer alice-token", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"sandbox\":\"sb-alice\""));
+    assert_non_null(strstr(r.body, "\"runtime\":\"crun\""));
+    stk_buf_free(&r.raw);
+    GET(f, "/v1/sandboxes/sb-carol/contract", "Bearer alice-token", &r);
+    assert_error(&r, 404, "not_found");
+    stk_buf_free(&r.raw);
+
     /* a list shows only what the caller may get */
     GET(f, "/v1/sandboxes", "Bearer alice-token", &r);
     assert_int_equal(r.status, 200);
@@ -339,7 +353,7 @@ static void test_hidden_versus_forbidden(void **state)
     int n = 0;
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_audit_list(f->st, NULL, count_authz, &n, &err), 0);
-    assert_int_equal(n, 2); /* the GET of sb-carol, and the list's batch with its row */
+    assert_int_equal(n, 3); /* two GETs of sb-carol, and the list's batch with its row */
 }
 
 static void test_refused_bodies(void **state)
