@@ -14,7 +14,7 @@
 #include <event2/bufferevent.h>
 #include <string.h>
 
-#define SUB_BATCH        128          /* records read per subscriber per tick */
+#define SUB_BATCH        512          /* records read per subscriber per tick */
 #define SUB_HIGH_WATER   (256 * 1024) /* bytes queued before it is fed no more */
 #define SUB_BEHIND_MS    10000        /* that long above the mark: disconnected */
 #define SUB_KEEPALIVE_MS 15000        /* a comment line keeps proxies from closing */
