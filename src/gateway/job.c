@@ -178,6 +178,8 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
     j->next = c->g->jobs;
     c->g->jobs = j;
     c->job = j;
+    /* if the client leaves first, the connection's close ends the call */
+    c->conn->call = c;
     if (stream) {
         gw_stream_begin(c);
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",

@@ -22,11 +22,12 @@ struct gw_job;
 struct gw_sub;
 struct gw_exec;
 
-/* A client connection that sent a request: its stream, if any, must end
- * when it closes. */
+/* A client connection that sent a request. A call that outlives its
+ * request callback (a job, a stream, an exec) is registered on it, so the
+ * connection's close ends the call and the call never outlives it. */
 struct gw_conn {
     struct evhttp_connection *evcon;
-    struct gw_call *call; /* the streaming call on it, or NULL */
+    struct gw_call *call; /* the call in progress on it, or NULL */
     struct gw_conn *next;
 };
 

@@ -647,21 +647,27 @@ static void test_unix_socket(void **state)
     stk_buf_free(&got);
 }
 
+/* Holds the lock of a sandbox's directory, as its monitor would. */
+static int hold_lock(struct fixture *f, const char *id)
+{
+    _cleanup_free_ char *parent = stk_xasprintf("%s/sandboxes", f->state);
+    _cleanup_free_ char *dir = stk_xasprintf("%s/%s", parent, id);
+    _cleanup_free_ char *path = stk_xasprintf("%s/lock", dir);
+    (void)mkdir(parent, 0700);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(lock >= 0);
+    assert_int_equal(flock(lock, LOCK_EX), 0);
+    return lock;
+}
+
 /* An operation that outlasts the request timeout (2 s here) still answers,
  * and the server keeps serving while it runs: the delete waits for the
  * sandbox's lock, which this test holds for 4 s. */
 static void test_long_operation(void **state)
 {
     struct fixture *f = *state;
-    _cleanup_free_ char *dir = stk_xasprintf("%s/sandboxes/sb-alice", f->state);
-    _cleanup_free_ char *lock_path = stk_xasprintf("%s/lock", dir);
-    _cleanup_free_ char *parent = stk_xasprintf("%s/sandboxes", f->state);
-    (void)mkdir(parent, 0700);
-    assert_int_equal(mkdir(dir, 0700), 0);
-    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    assert_true(lock >= 0);
-    assert_int_equal(flock(lock, LOCK_EX), 0);
-
+    int lock = hold_lock(f, "sb-alice");
     int fd = dial(f->port);
     const char *req = "DELETE /v1/sandboxes/sb-alice HTTP/1.1\r\nHost: t\r\nAuthorization: "
                       "Bearer ops-token\r\nConnection: close\r\n\r\n";
@@ -685,6 +691,24 @@ static void test_long_operation(void **state)
         fail_msg("after %lld ms: %s", (long long)(now_ms() - t0), stk_buf_str(&got));
     assert_non_null(strstr(stk_buf_str(&got), "\"id\":\"sb-alice\""));
     stk_buf_free(&got);
+
+    /* a client that leaves while its operation runs: the operation ends,
+     * its answer is dropped, the server carries on */
+    lock = hold_lock(f, "sb-carol");
+    fd = dial(f->port);
+    req = "DELETE /v1/sandboxes/sb-carol HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
+          "ops-token\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    usleep(300 * 1000);
+    close(fd);
+    usleep(300 * 1000);
+    close(lock);
+    usleep(700 * 1000);
+    struct reply r;
+    GET(f, "/v1/sandboxes/sb-carol", "Bearer ops-token", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"phase\":\"delet"));
+    stk_buf_free(&r.raw);
 }
 
 static void test_routes(void **state)
