@@ -132,6 +132,27 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Removes sandbox directories, runtime state and cgroups of local runs that are no\n"
      "longer running, found only under stockade's own paths.\n"},
+    {"serve", cmd_serve, "serve the HTTP/JSON API (docs/api.md)",
+     "stockade serve --policy FILE [--listen ADDR] [--tls-cert F --tls-key F [--client-ca F]]\n"
+     "                [--state-dir DIR]\n"
+     "\n"
+     "Serves the sandbox API over HTTP/1.1 (docs/api.md, docs/openapi.yaml). Every\n"
+     "request is authenticated and authorized by the AccessPolicy in FILE, and every\n"
+     "decision is an audit record. There is no unauthenticated mode.\n"
+     "\n"
+     "  --listen ADDR      HOST:PORT, numeric (default 127.0.0.1:8443), or unix:PATH;\n"
+     "                     plain HTTP is refused on a non-loopback address\n"
+     "  --tls-cert F       the server certificate chain (PEM)\n"
+     "  --tls-key F        its private key (PEM)\n"
+     "  --client-ca F      verify client certificates against these CAs (mTLS)\n"
+     "  --policy FILE      the AccessPolicy (required)\n"
+     "  --state-dir DIR    state directory (default $STOCKADE_STATE_DIR or\n"
+     "                     /var/lib/stockade)\n"
+     "\n"
+     "Note: authentication and authorization are not built into this version yet:\n"
+     "serve refuses to start (\"authentication is not built yet\").\n"
+     "\n"
+     "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 2 usage error.\n"},
     {"audit", cmd_audit, "show, verify and export the audit trail",
      "stockade audit [--state-dir DIR] [-o text|json] ID\n"
      "       stockade audit verify [--state-dir DIR] [ID]\n"
@@ -250,6 +271,8 @@ const struct cli_command cli_commands[] = {
     /* stockade's own processes (no summary: not listed) */
     {"__monitor", cmd_internal_monitor, NULL, "stockade __monitor MODE ID (internal)\n"},
     {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
+    {"__gateway-worker", cmd_internal_gateway_worker, NULL,
+     "stockade __gateway-worker (internal: started by serve)\n"},
     {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
     {NULL, NULL, NULL, NULL},
 };

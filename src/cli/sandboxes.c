@@ -376,31 +376,6 @@ int cmd_rm(int argc, char **argv)
 
 /* ---- ls, get ------------------------------------------------------------------------ */
 
-static json_t *rec_json(const struct stk_sb_rec *r, bool full)
-{
-    char created[40];
-    struct timespec ts = {.tv_sec = r->created_ms / 1000,
-                          .tv_nsec = (r->created_ms % 1000) * 1000000};
-    stk_time_format(&ts, created);
-    json_t *j = json_pack("{s:s,s:s,s:s}", "id", r->id, "name", r->name, "phase",
-                          stk_sb_phase_names[r->phase]);
-    json_object_set_new(j, "reason", r->reason[0] ? json_string(r->reason) : json_null());
-    json_object_set_new(j, "runtime", json_string(r->runtime));
-    json_object_set_new(j, "pool", r->pool[0] ? json_string(r->pool) : json_null());
-    json_object_set_new(j, "poolMember", json_boolean(r->pool_member));
-    json_object_set_new(j, "owner", json_string(r->owner));
-    json_object_set_new(j, "tenant", json_string(r->tenant));
-    json_object_set_new(j, "created", json_string(created));
-    json_object_set_new(j, "exitCode",
-                        r->exit_code >= 0 ? json_integer(r->exit_code) : json_null());
-    if (!full)
-        return j;
-    json_object_set_new(j, "message", json_string(r->message));
-    json_object_set_new(j, "labels", r->labels ? json_loads(r->labels, 0, NULL) : json_object());
-    json_object_set_new(j, "result", r->result ? json_loads(r->result, 0, NULL) : json_null());
-    return j;
-}
-
 static int print_value(json_t *v, enum list_output out)
 {
     if (out == OUT_JSON) {
@@ -484,7 +459,7 @@ int cmd_ls(int argc, char **argv)
     } else {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, rec_json(&recs[i], false));
+            json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
         r = print_value(a, out);
     }
     for (size_t i = 0; i < n; i++)
@@ -518,7 +493,7 @@ int cmd_get(int argc, char **argv)
     if (out == OUT_TABLE)
         print_table(&rec, 1);
     else
-        r = print_value(rec_json(&rec, true), out);
+        r = print_value(stk_sb_rec_json(&rec, true), out);
     stk_sb_rec_free(&rec);
     return r;
 }

@@ -378,15 +378,10 @@ static int audit_query(struct stk_store *st, const char *sandbox_id, sqlite3_stm
     return r;
 }
 
-/* One SELECT reads one snapshot (WAL), even while monitors append. */
-int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn, void *userdata,
-                   struct stk_error **err)
+static int audit_walk(struct stk_store *st, sqlite3_stmt *s, stk_audit_fn fn, void *userdata,
+                      struct stk_error **err)
 {
-    _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = audit_query(st, sandbox_id, &s, err);
-    if (r < 0)
-        return r;
-    int rc;
+    int rc, r;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         _cleanup_audit_rec_ struct stk_audit_rec a;
         if (rec_from_row(s, &a) < 0)
@@ -400,6 +395,43 @@ int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn
     }
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "reading the audit trail");
+    return 0;
+}
+
+int stk_audit_list_after(struct stk_store *st, int64_t after_seq, int limit, stk_audit_fn fn,
+                         void *userdata, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(
+        st, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2", &s, err);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(s, 1, after_seq);
+    sqlite3_bind_int(s, 2, limit);
+    return audit_walk(st, s, fn, userdata, err);
+}
+
+/* One SELECT reads one snapshot (WAL), even while monitors append. */
+int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn, void *userdata,
+                   struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = audit_query(st, sandbox_id, &s, err);
+    if (r < 0)
+        return r;
+    return audit_walk(st, s, fn, userdata, err);
+}
+
+int stk_audit_last_seq(struct stk_store *st, int64_t *ret, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT coalesce(max(seq), 0) FROM audit", &s, err);
+    if (r < 0)
+        return r;
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading the audit head");
+    *ret = sqlite3_column_int64(s, 0);
     return 0;
 }
 

@@ -51,6 +51,14 @@ void stk_audit_hash(const struct stk_audit_rec *r, char ret[STK_AUDIT_HASH_LEN +
 typedef int (*stk_audit_fn)(const struct stk_audit_rec *r, void *userdata);
 int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn, void *userdata,
                    struct stk_error **err);
+/* Calls fn for at most limit records with seq > after_seq (all sandboxes),
+ * oldest first: how a follower (the gateway's event stream) reads only what
+ * is new without walking the whole trail. */
+int stk_audit_list_after(struct stk_store *st, int64_t after_seq, int limit, stk_audit_fn fn,
+                         void *userdata, struct stk_error **err);
+/* The newest record's seq (0 when empty): one index lookup, for followers
+ * that ask often. */
+int stk_audit_last_seq(struct stk_store *st, int64_t *ret, struct stk_error **err);
 /* Number of records (of one sandbox, or all). */
 int stk_audit_count(struct stk_store *st, const char *sandbox_id, int64_t *ret,
                     struct stk_error **err);

@@ -247,7 +247,10 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     struct stk_sb_rec claim = {.exit_code = -1};
     fmt_into(claim.name, sizeof(claim.name), "%s", b->name);
     fmt_into(claim.owner, sizeof(claim.owner), "%s", req->owner ? req->owner : s->actor);
-    fmt_into(claim.tenant, sizeof(claim.tenant), "%s", b->namespace ? b->namespace : "");
+    fmt_into(claim.tenant, sizeof(claim.tenant), "%s",
+             req->tenant    ? req->tenant
+             : b->namespace ? b->namespace
+                            : "");
     claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;

@@ -371,7 +371,10 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     fmt_into(rec.id, sizeof(rec.id), "%.39s-%s", base ? base : "sandbox", rnd);
     fmt_into(rec.name, sizeof(rec.name), "%s", req->pool_member ? rec.id : b->name);
     fmt_into(rec.owner, sizeof(rec.owner), "%s", req->owner ? req->owner : s->actor);
-    fmt_into(rec.tenant, sizeof(rec.tenant), "%s", b->namespace ? b->namespace : "");
+    fmt_into(rec.tenant, sizeof(rec.tenant), "%s",
+             req->tenant    ? req->tenant
+             : b->namespace ? b->namespace
+                            : "");
     fmt_into(rec.runtime, sizeof(rec.runtime), "%s", stk_oci_runtime_names[rt]);
     if (req->pool)
         fmt_into(rec.pool, sizeof(rec.pool), "%s", req->pool);

@@ -69,6 +69,9 @@ struct stk_create_req {
     bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
     bool idle;         /* start no workload (verify FILE), even when the spec has one */
     const char *owner; /* NULL: the actor */
+    /* NULL: the spec's metadata.namespace. The gateway records the tenant
+     * its authorization decided on. */
+    const char *tenant;
 };
 struct stk_create_res {
     char id[64];

@@ -105,7 +105,11 @@ struct stk_sb_rec {
     char *labels;                   /* JSON object text (owned, may be NULL) */
     char *result; /* JSON object text: the last run's result (owned, may be NULL) */
 };
-void stk_sb_rec_free(struct stk_sb_rec *r);            /* frees the owned strings */
+void stk_sb_rec_free(struct stk_sb_rec *r); /* frees the owned strings */
+/* The record as the CLI (`get -o json`, `ls -o json`) and the gateway show
+ * it: a jansson json_t * (void * keeps jansson out of this header). full:
+ * also message, labels and result. */
+void *stk_sb_rec_json(const struct stk_sb_rec *r, bool full);
 void stk_sb_recs_free(struct stk_sb_rec *r, size_t n); /* a list and its array */
 
 /* created_ms 0 means now. -EEXIST on a duplicate id, -EDQUOT beyond

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `stockade serve`: the HTTP/JSON API (src/gateway/http.c, docs/api.md).
+ * There is no unauthenticated mode: without a policy and the
+ * authentication and authorization that enforce it, serve does not start.
+ */
+#include "cli.h"
+#include "gateway/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
+
+/*
+ * INTEGRATION POINT: the AccessPolicy's authentication (src/gateway/authn.c)
+ * and authorization (src/gateway/authz.c) are built separately; once they
+ * land, this loads policy_file and fills *ret with them. Until then it
+ * refuses, so `serve` cannot run open.
+ */
+int cli_gateway_auth(const char *policy_file, struct stk_gw_auth *ret, struct stk_error **err)
+{
+    (void)policy_file;
+    (void)ret;
+    return stk_error_make(err, ENOTSUP, "authentication is not built yet");
+}
+
+struct serve_args {
+    const char *listen, *cert, *key, *ca, *policy, *state_dir;
+};
+
+static int serve_parse(int argc, char **argv, struct serve_args *a)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'k'},
+        {"client-ca", required_argument, NULL, 'a'},
+        {"policy", required_argument, NULL, 'p'},
+        {"state-dir", required_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    *a = (struct serve_args){.listen = SERVE_DEFAULT_LISTEN};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char **dst = c == 'l'   ? &a->listen
+                           : c == 'c' ? &a->cert
+                           : c == 'k' ? &a->key
+                           : c == 'a' ? &a->ca
+                           : c == 'p' ? &a->policy
+                           : c == 's' ? &a->state_dir
+                                      : NULL;
+        if (!dst)
+            return cli_usage("serve", stderr, EXIT_USAGE);
+        *dst = optarg;
+    }
+    if (optind < argc)
+        return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (!a->policy)
+        return cli_usage_error("serve", "needs --policy FILE (an AccessPolicy): there is no "
+                                        "unauthenticated mode");
+    if (!a->cert != !a->key)
+        return cli_usage_error("serve", "--tls-cert and --tls-key go together");
+    if (a->ca && !a->cert)
+        return cli_usage_error("serve", "--client-ca needs --tls-cert and --tls-key");
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_args a;
+    int r = serve_parse(argc, argv, &a);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_gw_auth auth = {0};
+    if (cli_gateway_auth(a.policy, &auth, &err) < 0) {
+        fprintf(stderr, "stockade serve: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    struct stk_local_paths paths;
+    cli_local_paths(a.state_dir, &paths);
+    struct stk_gw_options o = {.listen = a.listen,
+                               .tls_cert = a.cert,
+                               .tls_key = a.key,
+                               .client_ca = a.ca,
+                               .paths = &paths,
+                               .auth = &auth};
+    struct stk_gw *g = NULL;
+    if (stk_gw_new(&o, &g, &err) < 0) {
+        fprintf(stderr, "stockade serve: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    fprintf(stderr, "stockade serve: listening on %s (port %d)\n", a.listen, stk_gw_port(g));
+    r = stk_gw_run(g);
+    stk_gw_free(g);
+    return r < 0 ? EXIT_INVALID : 0;
+}
+
+/* Started by serve itself for each operation that may block: the job on
+ * fd 3, the answer on fd 4 (src/gateway/worker.c). */
+int cmd_internal_gateway_worker(int argc, char **argv)
+{
+    if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0) {
+        fprintf(stderr, "stockade: %s is stockade's own (serve starts it)\n", STK_GW_WORKER_VERB);
+        return EXIT_USAGE;
+    }
+    return stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
+}

@@ -1,0 +1,1149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP/JSON API of `stockade serve` (docs/api.md, docs/openapi.yaml):
+ * libevent's evhttp, one thread, one event loop. A request is routed by the
+ * table in request.c, authenticated and authorized through the injected
+ * `struct stk_gw_auth`, and answered from the store (reads) or by a child
+ * process (job.c: everything that may block).
+ */
+#include "gateway/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#define GW_STOP_GRACE_S  10 /* at shutdown, operations in flight may finish */
+#define GW_STREAM_IDLE_S (24 * 3600)
+
+int64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+void gw_count(struct stk_gw *g, enum gw_route route, int status)
+{
+    size_t r = (size_t)route <= _GW_ROUTE_N ? (size_t)route : _GW_ROUTE_N;
+    for (size_t i = 0; i < GW_METRIC_STATUSES; i++) {
+        if (g->statuses[i] == 0)
+            g->statuses[i] = status;
+        if (g->statuses[i] == status) {
+            g->requests[r][i]++;
+            return;
+        }
+    }
+}
+
+static void metrics_text(struct stk_gw *g, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# TYPE stockade_http_requests_total counter\n");
+    for (size_t r = 0; r <= _GW_ROUTE_N; r++)
+        for (size_t i = 0; i < GW_METRIC_STATUSES && g->statuses[i]; i++)
+            if (g->requests[r][i])
+                evbuffer_add_printf(
+                    out,
+                    "stockade_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+                    r < _GW_ROUTE_N ? gw_routes[r].method : "",
+                    r < _GW_ROUTE_N ? gw_routes[r].pattern : "unknown", g->statuses[i],
+                    (unsigned long long)g->requests[r][i]);
+    evbuffer_add_printf(out,
+                        "# TYPE stockade_authz_decisions_total counter\n"
+                        "stockade_authz_decisions_total{decision=\"allow\"} %llu\n"
+                        "stockade_authz_decisions_total{decision=\"deny\"} %llu\n",
+                        (unsigned long long)g->decisions[1], (unsigned long long)g->decisions[0]);
+    size_t by_phase[_STK_SB_N] = {0};
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    if (stk_store_sb_list(stk_session_store(g->session), false, &recs, &n, NULL) >= 0) {
+        for (size_t i = 0; i < n; i++)
+            by_phase[recs[i].phase]++;
+        stk_sb_recs_free(recs, n);
+    }
+    evbuffer_add_printf(out, "# TYPE stockade_sandboxes gauge\n");
+    for (size_t p = 0; p < _STK_SB_N; p++)
+        if (p != STK_SB_DELETED)
+            evbuffer_add_printf(out, "stockade_sandboxes{phase=\"%s\"} %zu\n",
+                                stk_sb_phase_names[p], by_phase[p]);
+    evbuffer_add_printf(out,
+                        "# TYPE stockade_event_subscribers gauge\nstockade_event_subscribers %zu\n",
+                        g->n_subs);
+}
+
+/* ---- replies ------------------------------------------------------------------------- */
+
+void gw_call_free(struct gw_call *c)
+{
+    if (!c)
+        return;
+    if (c->conn && c->conn->call == c)
+        c->conn->call = NULL;
+    stk_principal_release(&c->who);
+    free(c);
+}
+
+void gw_reply_json(struct gw_call *c, int status, json_t *json)
+{
+    char *s = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(json);
+    if (c->req) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "%s\n", s ? s : "{}");
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
+                          "application/json");
+        gw_count(c->g, c->route, status);
+        evhttp_send_reply(c->req, status, NULL, b);
+        evbuffer_free(b);
+    }
+    free(s);
+    gw_call_free(c);
+}
+
+void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *msg = stk_xvasprintf(fmt, ap);
+    va_end(ap);
+    gw_reply_json(c, gw_err_status[code], gw_error_json(code, msg));
+}
+
+/* The same answer for an object that does not exist and one the caller
+ * may not know of. */
+static void reply_not_found(struct gw_call *c)
+{
+    bool pool = c->route == GW_POOL_DELETE;
+    gw_reply_error(c, GW_E_NOT_FOUND, "no %s \"%s\"", pool ? "pool" : "sandbox", c->arg);
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct stk_gw *g = arg;
+    for (struct gw_conn **p = &g->conns; *p; p = &(*p)->next) {
+        struct gw_conn *cn = *p;
+        if (cn->evcon != evcon)
+            continue;
+        *p = cn->next;
+        g->n_conns--;
+        if (cn->call) {
+            struct gw_call *c = cn->call;
+            /* A client that left mid-stream: libevent detaches the request
+             * from the connection and leaves it to us; ending the reply
+             * frees it. Otherwise it goes with the connection. */
+            if (c->req && !evhttp_request_get_connection(c->req))
+                evhttp_send_reply_end(c->req);
+            c->req = NULL;
+            c->conn = NULL;
+            /* the job no longer answers anyone; the call goes now */
+            if (c->job)
+                gw_job_detach(c->job);
+            c->job = NULL;
+            if (c->sub)
+                gw_sub_detach(c->sub);
+            gw_call_free(c);
+        }
+        free(cn);
+        if (g->n_conns < STK_GW_MAX_CONNECTIONS && g->bound && !g->closing)
+            evconnlistener_enable(evhttp_bound_socket_get_listener(g->bound));
+        return;
+    }
+}
+
+/* Connections that sent a request are tracked: their streams end with them,
+ * and at STK_GW_MAX_CONNECTIONS the listener stops accepting until one
+ * closes. One that never completes a request is ended by the timeout. */
+static struct gw_conn *conn_track(struct stk_gw *g, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    for (struct gw_conn *cn = g->conns; cn; cn = cn->next)
+        if (cn->evcon == evcon)
+            return cn;
+    struct gw_conn *cn = stk_xcalloc(1, sizeof(*cn));
+    cn->evcon = evcon;
+    cn->next = g->conns;
+    g->conns = cn;
+    if (++g->n_conns >= STK_GW_MAX_CONNECTIONS && g->bound)
+        evconnlistener_disable(evhttp_bound_socket_get_listener(g->bound));
+    evhttp_connection_set_closecb(evcon, conn_closed, g);
+    return cn;
+}
+
+void gw_stream_begin(struct gw_call *c)
+{
+    c->conn->call = c;
+    /* a stream may be quiet for long; the request timeout is for requests */
+    evhttp_connection_set_timeout(evhttp_request_get_connection(c->req), GW_STREAM_IDLE_S);
+}
+
+void gw_stream_end(struct gw_call *c)
+{
+    /* a kept-alive connection waits for its next request as any other */
+    evhttp_connection_set_timeout(evhttp_request_get_connection(c->req), c->g->timeout_s);
+    evhttp_send_reply_end(c->req);
+}
+
+/* ---- authentication and authorization --------------------------------------------------- */
+
+static void principal_name(const struct stk_principal *p, char *buf, size_t n)
+{
+    switch (p->kind) {
+    case STK_PRINCIPAL_TOKEN:
+        snprintf(buf, n, "token:%s", p->token_id);
+        break;
+    case STK_PRINCIPAL_JWT:
+        snprintf(buf, n, "jwt:%.120s#%.120s", p->issuer, p->subject);
+        break;
+    case STK_PRINCIPAL_CERT:
+        snprintf(buf, n, "cert:%.240s", p->cert_subject);
+        break;
+    case STK_PRINCIPAL_NONE:
+        snprintf(buf, n, "anonymous");
+        break;
+    }
+}
+
+static const char *decision_name(const struct stk_authz_decision *d)
+{
+    return d->allow ? "allow" : d->hide ? "deny_hidden" : "deny";
+}
+
+static void audit_decision(struct gw_call *c, enum stk_verb verb, const char *sandbox_id,
+                           const char *object, const struct stk_authz_decision *d)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "verb", stk_verb_names[verb], "object", object,
+                          "decision", decision_name(d), "reason", d->reason);
+    _cleanup_free_ char *details = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_audit_append(stk_session_store(c->g->session), sandbox_id ? sandbox_id : "", "authz",
+                         c->actor, details, &err) < 0)
+        fprintf(stderr, "stockade serve: recording a decision: %s\n", err ? err->msg : "failed");
+}
+
+/* Asks the policy; counts; remembers the identity as the call's actor. */
+static void ask(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
+                struct stk_authz_decision *ret)
+{
+    static const struct stk_authz_target none = {0};
+    memset(ret, 0, sizeof(*ret));
+    c->g->auth->authorize(c->g->auth->ud, &c->who, verb, t ? t : &none, ret);
+    ret->identity[sizeof(ret->identity) - 1] = '\0';
+    ret->owner[sizeof(ret->owner) - 1] = '\0';
+    ret->reason[sizeof(ret->reason) - 1] = '\0';
+    if (ret->identity[0])
+        snprintf(c->actor, sizeof(c->actor), "%s", ret->identity);
+    c->g->decisions[ret->allow ? 1 : 0]++;
+}
+
+bool gw_decide(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
+               const char *sandbox_id, const char *object, struct stk_authz_decision *ret)
+{
+    ask(c, verb, t, ret);
+    audit_decision(c, verb, sandbox_id, object, ret);
+    return ret->allow;
+}
+
+/*
+ * A list's per-row decisions, recorded in batches: one audit record (host
+ * chain) per ~12 KiB of {object, decision, reason}, not one per row — each
+ * record is a synced transaction, and a list of thousands must not stall the
+ * event loop for seconds.
+ */
+#define BATCH_BYTES 12000
+struct decision_batch {
+    struct gw_call *c;
+    enum stk_verb verb;
+    json_t *rows;
+    size_t bytes;
+};
+
+static void batch_flush(struct decision_batch *b)
+{
+    if (!b->rows || json_array_size(b->rows) == 0)
+        return;
+    json_t *j = json_pack("{s:s,s:s,s:O}", "verb", stk_verb_names[b->verb], "object",
+                          "sandboxes (list rows)", "decisions", b->rows);
+    _cleanup_free_ char *details = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_audit_append(stk_session_store(b->c->g->session), "", "authz", b->c->actor, details,
+                         &err) < 0)
+        fprintf(stderr, "stockade serve: recording decisions: %s\n", err ? err->msg : "failed");
+    json_array_clear(b->rows);
+    b->bytes = 0;
+}
+
+static bool batch_decide(struct decision_batch *b, const struct stk_authz_target *t,
+                         const char *object)
+{
+    struct stk_authz_decision d;
+    ask(b->c, b->verb, t, &d);
+    if (!b->rows)
+        b->rows = json_array();
+    json_array_append_new(b->rows, json_pack("{s:s,s:s,s:s}", "object", object, "decision",
+                                             decision_name(&d), "reason", d.reason));
+    /* the JSON escaping of a reason at most doubles it (\uXXXX is rare) */
+    b->bytes += strlen(object) + 2 * strlen(d.reason) + 48;
+    if (b->bytes > BATCH_BYTES)
+        batch_flush(b);
+    return d.allow;
+}
+
+static void batch_end(struct decision_batch *b)
+{
+    batch_flush(b);
+    json_decref(b->rows);
+}
+
+bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
+                  const char *sandbox_id, const char *object, struct stk_authz_decision *ret)
+{
+    if (gw_decide(c, verb, t, sandbox_id, object, ret))
+        return true;
+    /* hide is about objects; a collection the caller may not use is a 403 */
+    if (ret->hide && c->arg[0])
+        reply_not_found(c);
+    else
+        gw_reply_error(c, GW_E_FORBIDDEN, "%s on %s is not allowed", stk_verb_names[verb], object);
+    return false;
+}
+
+static const char *cert_subject(struct evhttp_request *req, char *buf, size_t n)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
+        return NULL;
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+    if (!cert)
+        return NULL;
+    BIO *bio = BIO_new(BIO_s_mem());
+    const char *ret = NULL;
+    if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+        int len = BIO_read(bio, buf, (int)n - 1);
+        if (len > 0) {
+            buf[len] = '\0';
+            ret = buf;
+        }
+    }
+    BIO_free(bio);
+    X509_free(cert);
+    return ret;
+}
+
+/* 401 unless the caller is someone; fills c->who and c->actor. */
+static bool authenticate(struct gw_call *c)
+{
+    char subject[512];
+    const char *authz =
+        evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    int r = c->g->auth->authenticate(c->g->auth->ud, authz,
+                                     cert_subject(c->req, subject, sizeof(subject)), &c->who);
+    if (r == -ENOENT) {
+        gw_reply_error(c, GW_E_UNAUTHENTICATED, "authentication required");
+        return false;
+    }
+    if (r < 0) {
+        gw_reply_error(c, GW_E_UNAUTHENTICATED, "invalid credentials");
+        return false;
+    }
+    principal_name(&c->who, c->actor, sizeof(c->actor));
+    return true;
+}
+
+/* ---- request helpers ----------------------------------------------------------------------- */
+
+static const char *query_get(struct gw_call *c, const char *key, char *buf, size_t n)
+{
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    if (!q || evhttp_parse_query_str(q, &kv) < 0)
+        return NULL;
+    const char *v = evhttp_find_header(&kv, key);
+    const char *ret = NULL;
+    if (v && strlen(v) < n) {
+        memcpy(buf, v, strlen(v) + 1);
+        ret = buf;
+    }
+    evhttp_clear_headers(&kv);
+    return ret;
+}
+
+static bool query_flag(struct gw_call *c, const char *key)
+{
+    char v[8];
+    const char *s = query_get(c, key, v, sizeof(v));
+    return s && (!strcmp(s, "1") || !strcmp(s, "true"));
+}
+
+/* The body, NUL-terminated (evhttp bounds it at STK_GW_MAX_BODY). */
+static char *body_text(struct gw_call *c, size_t *ret_len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t n = evbuffer_get_length(in);
+    char *s = stk_xmalloc(n + 1);
+    evbuffer_copyout(in, s, n);
+    s[n] = '\0';
+    *ret_len = n;
+    return s;
+}
+
+/* Loads the sandbox c->arg names and asks for verb on it. */
+static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_rec *ret)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r = stk_store_sb_get(stk_session_store(c->g->session), c->arg, ret, &err);
+    if (r == -ENOENT) {
+        reply_not_found(c);
+        return false;
+    }
+    if (r < 0) {
+        gw_reply_error(c, gw_err_of_errno(r), "%s", err ? err->msg : "reading the store");
+        return false;
+    }
+    struct stk_authz_target t = {.tenant = ret->tenant,
+                                 .project = ret->project,
+                                 .owner = ret->owner,
+                                 .namespace = ret->tenant};
+    struct stk_authz_decision d;
+    char object[80];
+    snprintf(object, sizeof(object), "sandbox/%s", ret->id);
+    if (!gw_authorize(c, verb, &t, ret->id, object, &d)) {
+        stk_sb_rec_free(ret);
+        return false;
+    }
+    return true;
+}
+
+/* The resolved boundary of spec (and env) text, or a 400 with the
+ * diagnostics ("file:line:col: error: path: message") in the body. */
+static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,
+                         struct stk_session_docs *docs, struct stk_session_boundary *ret)
+{
+    *docs = (struct stk_session_docs){.spec_file = "spec",
+                                      .spec = spec,
+                                      .spec_len = strlen(spec),
+                                      .env_file = env ? "env" : NULL,
+                                      .env = env,
+                                      .env_len = env ? strlen(env) : 0};
+    _cleanup_diags_ struct stk_diags diags = {0};
+    if (stk_session_resolve(docs, &diags, ret) >= 0)
+        return true;
+    json_t *list = json_array();
+    for (size_t i = 0; i < diags.n; i++) {
+        _cleanup_free_ char *line = stk_diag_format(&diags.items[i]);
+        json_array_append_new(list, json_string(line));
+    }
+    json_t *e = gw_error_json(GW_E_BAD_REQUEST, "the spec is not valid");
+    json_object_set_new(json_object_get(e, "error"), "diagnostics", list);
+    stk_session_boundary_release(ret);
+    gw_reply_json(c, 400, e);
+    return false;
+}
+
+/* ---- jobs ----------------------------------------------------------------------------------- */
+
+static void start_job(struct gw_call *c, json_t *job, bool stream)
+{
+    int r = gw_job_start(c, job, stream);
+    if (r < 0)
+        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
+}
+
+static json_t *id_job(const char *op, const char *id)
+{
+    return json_pack("{s:s,s:s}", "op", op, "id", id);
+}
+
+/* ---- handlers -------------------------------------------------------------------------------- */
+
+static void h_healthz(struct gw_call *c)
+{
+    gw_reply_json(c, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Metrics tell how many sandboxes exist: the caller needs `list`. */
+static void h_metrics(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_LIST, NULL, NULL, "metrics", &d))
+        return;
+    struct evbuffer *b = evbuffer_new();
+    metrics_text(c->g, b);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    gw_count(c->g, c->route, 200);
+    evhttp_send_reply(c->req, 200, "OK", b);
+    evbuffer_free(b);
+    gw_call_free(c);
+}
+
+static json_t *principal_json(const struct stk_principal *p)
+{
+    static const char *const kinds[] = {"none", "token", "jwt", "cert"};
+    json_t *j = json_pack("{s:s}", "kind", kinds[p->kind]);
+    if (p->kind == STK_PRINCIPAL_TOKEN)
+        json_object_set_new(j, "token_id", json_string(p->token_id));
+    if (p->kind == STK_PRINCIPAL_JWT) {
+        json_object_set_new(j, "issuer", json_string(p->issuer));
+        json_object_set_new(j, "subject", json_string(p->subject));
+    }
+    if (p->kind == STK_PRINCIPAL_CERT)
+        json_object_set_new(j, "cert_subject", json_string(p->cert_subject));
+    return j;
+}
+
+/* The identity is what the policy matches: a `list` decision names it (and
+ * is recorded like every other); whoami answers either way. */
+static void h_whoami(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    (void)gw_decide(c, STK_VERB_LIST, NULL, NULL, "whoami", &d);
+    gw_reply_json(
+        c, 200,
+        json_pack("{s:o,s:s}", "principal", principal_json(&c->who), "identity", d.identity));
+}
+
+static void h_sb_list(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_LIST, NULL, NULL, "sandboxes", &d))
+        return;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r =
+        stk_store_sb_list(stk_session_store(c->g->session), query_flag(c, "all"), &recs, &n, &err);
+    if (r < 0) {
+        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "listing");
+        return;
+    }
+    json_t *a = json_array();
+    struct decision_batch batch = {.c = c, .verb = STK_VERB_GET};
+    for (size_t i = 0; i < n; i++) {
+        struct stk_authz_target t = {.tenant = recs[i].tenant,
+                                     .project = recs[i].project,
+                                     .owner = recs[i].owner,
+                                     .namespace = recs[i].tenant};
+        char object[80];
+        snprintf(object, sizeof(object), "sandbox/%s", recs[i].id);
+        if (batch_decide(&batch, &t, object))
+            json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
+    }
+    batch_end(&batch);
+    stk_sb_recs_free(recs, n);
+    gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
+}
+
+static void h_sb_get(struct gw_call *c)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_GET, &rec))
+        return;
+    gw_reply_json(c, 200, stk_sb_rec_json(&rec, true));
+    stk_sb_rec_free(&rec);
+}
+
+static void create_authorized(struct gw_call *c, const struct gw_create_body *b,
+                              struct stk_session_docs *docs, const struct stk_boundary *bd)
+{
+    const char *tenant = b->tenant ? b->tenant : bd->namespace;
+    struct stk_authz_target t = {.tenant = tenant,
+                                 .namespace = bd->namespace,
+                                 .b = bd,
+                                 .on_behalf_of = b->owner,
+                                 .warm = b->pool != NULL};
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_CREATE, &t, NULL, "sandboxes", &d))
+        return;
+    /* the record says what the decision allowed, not what was asked */
+    const char *owner = d.owner[0] ? d.owner : b->owner ? b->owner : c->actor;
+    json_t *job = json_pack("{s:s,s:s,s:s*,s:s*,s:s,s:s*}", "op", "create", "spec", docs->spec,
+                            "env", docs->env, "pool", b->pool, "owner", owner, "tenant", tenant);
+    start_job(c, job, false);
+}
+
+static void h_sb_create(struct gw_call *c)
+{
+    size_t len;
+    _cleanup_free_ char *body = body_text(c, &len);
+    struct gw_create_body b;
+    json_t *root = NULL;
+    char why[256];
+    if (gw_create_body_parse(body, len, &b, &root, why, sizeof(why)) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "%s", why);
+        return;
+    }
+    struct stk_session_docs docs;
+    struct stk_session_boundary sb = {0};
+    if (resolve_docs(c, b.spec, b.env, &docs, &sb)) {
+        create_authorized(c, &b, &docs, sb.b);
+        stk_session_boundary_release(&sb);
+    }
+    json_decref(root);
+}
+
+static void h_sb_delete(struct gw_call *c)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_DELETE, &rec))
+        return;
+    json_t *job = id_job("rm", rec.id);
+    json_object_set_new(job, "force", json_boolean(query_flag(c, "force")));
+    stk_sb_rec_free(&rec);
+    start_job(c, job, false);
+}
+
+static void sb_op(struct gw_call *c, enum stk_verb verb, const char *op)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, verb, &rec))
+        return;
+    json_t *job = id_job(op, rec.id);
+    stk_sb_rec_free(&rec);
+    start_job(c, job, false);
+}
+
+static void h_sb_stop(struct gw_call *c)
+{
+    sb_op(c, STK_VERB_STOP, "stop");
+}
+
+static void h_sb_start(struct gw_call *c)
+{
+    sb_op(c, STK_VERB_START, "start");
+}
+
+/* Exec: the connection is handed to a relay process (exec.c). */
+static void h_sb_exec(struct gw_call *c)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_EXEC, &rec))
+        return;
+    char id[64];
+    snprintf(id, sizeof(id), "%s", rec.id);
+    stk_sb_rec_free(&rec);
+    gw_exec_start(c, id);
+}
+
+static void h_sb_logs(struct gw_call *c)
+{
+    char v[32];
+    int64_t since_ms = 0;
+    const char *since = query_get(c, "since", v, sizeof(v));
+    if (since && gw_parse_ms(since, &since_ms) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "since must be unix milliseconds");
+        return;
+    }
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_LOGS, &rec))
+        return;
+    json_t *job = id_job("logs", rec.id);
+    json_object_set_new(job, "since", json_integer(since_ms));
+    json_object_set_new(job, "follow", json_boolean(query_flag(c, "follow")));
+    stk_sb_rec_free(&rec);
+    start_job(c, job, true);
+}
+
+static int audit_one(const struct stk_audit_rec *r, void *ud)
+{
+    struct stk_buf line = {0};
+    stk_audit_rec_jsonl(r, &line);
+    json_t *j = json_loads(stk_buf_str(&line), 0, NULL);
+    stk_buf_free(&line);
+    if (j)
+        json_array_append_new(ud, j);
+    return 0;
+}
+
+static void h_sb_audit(struct gw_call *c)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_AUDIT, &rec))
+        return;
+    json_t *a = json_array();
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r = stk_audit_list(stk_session_store(c->g->session), rec.id, audit_one, a, &err);
+    stk_sb_rec_free(&rec);
+    if (r < 0) {
+        json_decref(a);
+        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "reading the audit trail");
+        return;
+    }
+    gw_reply_json(c, 200, json_pack("{s:o}", "records", a));
+}
+
+/* explain's contract of the sandbox as recorded, on the local backend with
+ * the runtime it was given. */
+static void h_sb_contract(struct gw_call *c)
+{
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_GET, &rec))
+        return;
+    struct stk_session_docs docs = {.spec_file = rec.id,
+                                    .spec = rec.spec ? rec.spec : "",
+                                    .spec_len = rec.spec ? strlen(rec.spec) : 0,
+                                    .env_file = rec.env ? "env" : NULL,
+                                    .env = rec.env,
+                                    .env_len = rec.env ? strlen(rec.env) : 0};
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_boundary sb = {0};
+    _cleanup_contract_ struct stk_contract *contract = NULL;
+    struct stk_backend_facts facts = {.backend = STK_BACKEND_LOCAL,
+                                      .runtime = rec.runtime[0] ? rec.runtime : NULL};
+    if (stk_session_resolve(&docs, &diags, &sb) < 0 || stk_explain(sb.b, &facts, &contract) < 0)
+        gw_reply_error(c, GW_E_INTERNAL, "the sandbox's recorded spec no longer resolves");
+    else
+        gw_reply_json(c, 200, stk_contract_json(contract));
+    stk_session_boundary_release(&sb);
+    stk_sb_rec_free(&rec);
+}
+
+static void h_pool_list(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, "pools", &d))
+        return;
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_store_pool_list(stk_session_store(c->g->session), &pools, &n, &err) < 0) {
+        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "listing pools");
+        return;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        size_t ready = 0;
+        (void)stk_pool_ready(c->g->session, pools[i].name, &ready, NULL);
+        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
+                                           pools[i].size, "ready", (json_int_t)ready));
+    }
+    stk_pool_recs_free(pools, n);
+    gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
+}
+
+static void h_pool_create(struct gw_call *c)
+{
+    size_t len;
+    _cleanup_free_ char *body = body_text(c, &len);
+    struct gw_pool_body b;
+    json_t *root = NULL;
+    char why[256];
+    if (gw_pool_body_parse(body, len, &b, &root, why, sizeof(why)) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "%s", why);
+        return;
+    }
+    struct stk_session_docs docs;
+    struct stk_session_boundary sb = {0};
+    if (resolve_docs(c, b.spec, b.env, &docs, &sb)) {
+        struct stk_authz_target t = {
+            .tenant = sb.b->namespace, .namespace = sb.b->namespace, .b = sb.b};
+        struct stk_authz_decision d;
+        char object[80];
+        snprintf(object, sizeof(object), "pool/%s", b.name);
+        if (gw_authorize(c, STK_VERB_POOL, &t, NULL, object, &d)) {
+            start_job(c,
+                      json_pack("{s:s,s:s,s:I,s:s,s:s*}", "op", "pool_create", "name", b.name,
+                                "size", (json_int_t)b.size, "spec", b.spec, "env", b.env),
+                      false);
+        }
+        stk_session_boundary_release(&sb);
+    }
+    json_decref(root);
+}
+
+static void h_pool_delete(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    char object[80];
+    snprintf(object, sizeof(object), "pool/%s", c->arg);
+    if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, object, &d))
+        return;
+    start_job(c, json_pack("{s:s,s:s}", "op", "pool_rm", "name", c->arg), false);
+}
+
+/* Last-Event-ID (a reconnecting EventSource sends it), else ?after=SEQ. */
+static void h_events(struct gw_call *c)
+{
+    char v[32];
+    const char *last =
+        evhttp_find_header(evhttp_request_get_input_headers(c->req), "Last-Event-ID");
+    if (!last)
+        last = query_get(c, "after", v, sizeof(v));
+    int64_t after = -1;
+    if (last && gw_parse_ms(last, &after) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "Last-Event-ID must be an event id (a number)");
+        return;
+    }
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_LIST, NULL, NULL, "events", &d))
+        return;
+    gw_events_subscribe(c, after);
+}
+
+typedef void (*gw_handler)(struct gw_call *c);
+static const gw_handler handlers[_GW_ROUTE_N] = {
+    [GW_HEALTHZ] = h_healthz,         [GW_METRICS] = h_metrics,
+    [GW_WHOAMI] = h_whoami,           [GW_SB_LIST] = h_sb_list,
+    [GW_SB_CREATE] = h_sb_create,     [GW_SB_GET] = h_sb_get,
+    [GW_SB_DELETE] = h_sb_delete,     [GW_SB_STOP] = h_sb_stop,
+    [GW_SB_START] = h_sb_start,       [GW_SB_EXEC] = h_sb_exec,
+    [GW_SB_LOGS] = h_sb_logs,         [GW_SB_AUDIT] = h_sb_audit,
+    [GW_SB_CONTRACT] = h_sb_contract, [GW_POOL_LIST] = h_pool_list,
+    [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
+    [GW_EVENTS] = h_events,
+};
+
+/* ---- dispatch ----------------------------------------------------------------------------------
+ */
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_HEAD:
+    case EVHTTP_REQ_PUT:
+    case EVHTTP_REQ_OPTIONS:
+    case EVHTTP_REQ_TRACE:
+    case EVHTTP_REQ_CONNECT:
+    case EVHTTP_REQ_PATCH:
+        break;
+    }
+    return "";
+}
+
+/* POST bodies are JSON: anything else is refused before it is parsed. */
+static bool content_type_ok(struct gw_call *c)
+{
+    if (evhttp_request_get_command(c->req) != EVHTTP_REQ_POST ||
+        evbuffer_get_length(evhttp_request_get_input_buffer(c->req)) == 0)
+        return true;
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type");
+    size_t n = strlen("application/json");
+    if (ct && !strncasecmp(ct, "application/json", n) && (ct[n] == '\0' || ct[n] == ';'))
+        return true;
+    gw_reply_error(c, GW_E_MEDIA_TYPE, "the body must be application/json");
+    return false;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct stk_gw *g = arg;
+    struct gw_call *c = stk_xcalloc(1, sizeof(*c));
+    *c = (struct gw_call){.g = g, .req = req, .route = _GW_ROUTE_N};
+    c->conn = conn_track(g, req);
+    if (g->closing) {
+        gw_reply_error(c, GW_E_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    int r = gw_route_parse(method_name(evhttp_request_get_command(req)), path ? path : "/",
+                           &c->route, c->arg);
+    if (r < 0) {
+        c->route = _GW_ROUTE_N;
+        if (r == -EPERM)
+            gw_reply_error(c, GW_E_METHOD, "method not allowed on %s", path);
+        else
+            gw_reply_error(c, GW_E_NOT_FOUND, "no such endpoint");
+        return;
+    }
+    if (c->route != GW_HEALTHZ && !authenticate(c))
+        return;
+    if (!content_type_ok(c))
+        return;
+    handlers[c->route](c);
+}
+
+/* ---- lifecycle
+ * ------------------------------------------------------------------------------------ */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct stk_gw *g = arg;
+    gw_events_tick(g);
+    if (g->closing && !g->jobs && !g->execs)
+        event_base_loopexit(g->base, NULL);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_jobs_reap(arg);
+}
+
+/* Log streams are cut (the client resumes with ?since), event streams end
+ * (it resumes with Last-Event-ID); operations in flight may finish. */
+static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct stk_gw *g = arg;
+    if (g->closing)
+        return;
+    g->closing = true;
+    if (g->bound)
+        evhttp_del_accept_socket(g->http, g->bound);
+    g->bound = NULL;
+    gw_events_close_all(g);
+    gw_execs_stop(g);
+    struct gw_conn *next;
+    for (struct gw_conn *cn = g->conns; cn; cn = next) {
+        next = cn->next;
+        if (cn->call && cn->call->job)
+            evhttp_connection_free(cn->evcon);
+    }
+    struct timeval grace = {.tv_sec = GW_STOP_GRACE_S};
+    event_base_loopexit(g->base, &grace);
+}
+
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    struct stk_gw *g = arg;
+    SSL *ssl = SSL_new(g->ssl);
+    if (!ssl)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct stk_error **err)
+{
+    g->ssl = SSL_CTX_new(TLS_server_method());
+    if (!g->ssl)
+        return stk_error_make(err, ENOMEM, "TLS: cannot create a context");
+    SSL_CTX_set_min_proto_version(g->ssl, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(g->ssl, o->tls_cert) != 1)
+        return stk_error_make(err, EINVAL, "TLS: cannot load the certificate %s", o->tls_cert);
+    if (SSL_CTX_use_PrivateKey_file(g->ssl, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(g->ssl) != 1)
+        return stk_error_make(err, EINVAL, "TLS: cannot load the key %s (or it does not match)",
+                              o->tls_key);
+    if (o->client_ca) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca);
+        if (!names || SSL_CTX_load_verify_locations(g->ssl, o->client_ca, NULL) != 1)
+            return stk_error_make(err, EINVAL, "TLS: cannot load the client CA %s", o->client_ca);
+        SSL_CTX_set_client_CA_list(g->ssl, names);
+        /* a certificate is asked for, not required: tokens work too; an
+         * unverified one is never a principal (cert_subject) */
+        SSL_CTX_set_verify(g->ssl, SSL_VERIFY_PEER, NULL);
+    }
+    evhttp_set_bevcb(g->http, tls_bev, g);
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT", numeric. Plain HTTP only on loopback: tokens
+ * must not cross a network in clear. */
+static int parse_listen(const char *listen, bool tls, char host[64], uint16_t *port,
+                        struct stk_error **err)
+{
+    const char *colon = strrchr(listen, ':');
+    const char *h = listen;
+    size_t hn = colon ? (size_t)(colon - listen) : 0;
+    if (hn >= 2 && h[0] == '[' && h[hn - 1] == ']') {
+        h++;
+        hn -= 2;
+    }
+    char *end = NULL;
+    unsigned long p = colon ? strtoul(colon + 1, &end, 10) : 0;
+    if (!colon || hn == 0 || hn >= 64 || !end || *end || end == colon + 1 || p > 65535)
+        return stk_error_make(err, EINVAL, "--listen needs HOST:PORT, not '%s'", listen);
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    struct in6_addr a6;
+    struct in_addr a4;
+    bool v4 = inet_pton(AF_INET, host, &a4) == 1, v6 = inet_pton(AF_INET6, host, &a6) == 1;
+    if (!v4 && !v6)
+        return stk_error_make(err, EINVAL, "--listen needs a numeric address, not '%s'", host);
+    bool loopback = v4 ? (ntohl(a4.s_addr) >> 24) == 127 : IN6_IS_ADDR_LOOPBACK(&a6);
+    if (!tls && !loopback)
+        return stk_error_make(err, EPERM,
+                              "refusing to serve plain HTTP on %s: give --tls-cert and --tls-key, "
+                              "or listen on a loopback address",
+                              host);
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* "unix:/path": a socket only this host's users with access to the path
+ * reach (0600); a stale socket there is replaced, any other file is not. */
+static int gw_bind_unix(struct stk_gw *g, const char *path, struct stk_error **err)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (path[0] != '/' || strlen(path) >= sizeof(a.sun_path))
+        return stk_error_make(err, EINVAL,
+                              "--listen unix: needs an absolute path of at most %zu "
+                              "bytes, not '%s'",
+                              sizeof(a.sun_path) - 1, path);
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        (void)unlink(path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
+        listen(fd, 128) < 0)
+        return stk_error_errno(err, errno, "cannot listen on %s", path);
+    struct evconnlistener *l = evconnlistener_new(
+        g->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!l)
+        return stk_error_make(err, ENOMEM, "cannot listen on %s", path);
+    TAKE_FD(fd);
+    g->bound = evhttp_bind_listener(g->http, l);
+    if (!g->bound) {
+        evconnlistener_free(l);
+        return stk_error_make(err, ENOMEM, "cannot listen on %s", path);
+    }
+    snprintf(g->unix_path, sizeof(g->unix_path), "%s", path);
+    return 0;
+}
+
+static int gw_bind(struct stk_gw *g, const char *listen, bool tls, struct stk_error **err)
+{
+    if (stk_startswith(listen, "unix:"))
+        return gw_bind_unix(g, listen + 5, err);
+    char host[64];
+    uint16_t port = 0;
+    int r = parse_listen(listen, tls, host, &port, err);
+    if (r < 0)
+        return r;
+    g->bound = evhttp_bind_socket_with_handle(g->http, host, port);
+    if (!g->bound)
+        return stk_error_errno(err, errno ? errno : EADDRINUSE, "cannot listen on %s", listen);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(evhttp_bound_socket_get_fd(g->bound), (struct sockaddr *)&ss, &len) == 0)
+        g->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static int gw_events_setup(struct stk_gw *g)
+{
+    g->ev_int = evsignal_new(g->base, SIGINT, on_stop_signal, g);
+    g->ev_term = evsignal_new(g->base, SIGTERM, on_stop_signal, g);
+    g->ev_chld = evsignal_new(g->base, SIGCHLD, on_sigchld, g);
+    g->ev_tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
+    if (!g->ev_int || !g->ev_term || !g->ev_chld || !g->ev_tick)
+        return -ENOMEM;
+    struct timeval tick = {.tv_usec = 100 * 1000};
+    event_add(g->ev_int, NULL);
+    event_add(g->ev_term, NULL);
+    event_add(g->ev_chld, NULL);
+    event_add(g->ev_tick, &tick);
+    return 0;
+}
+
+static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struct stk_error **err)
+{
+    g->base = event_base_new();
+    g->http = g->base ? evhttp_new(g->base) : NULL;
+    if (!g->http)
+        return stk_error_make(err, ENOMEM, "cannot create the event loop");
+    evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
+    evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
+    g->timeout_s = o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S;
+    evhttp_set_timeout(g->http, g->timeout_s);
+    /* the others reach the router too, so a wrong method is a JSON 405 */
+    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_gencb(g->http, on_request, g);
+    if (gw_events_setup(g) < 0)
+        return stk_error_make(err, ENOMEM, "cannot set up signal handling");
+    return 0;
+}
+
+static int options_check(const struct stk_gw_options *o, struct stk_error **err)
+{
+    if (!o->auth || !o->auth->authenticate || !o->auth->authorize)
+        return stk_error_make(err, EINVAL, "the gateway needs authentication and authorization");
+    if (!o->paths || !o->listen)
+        return stk_error_make(err, EINVAL, "the gateway needs a listen address and paths");
+    if (!o->tls_cert != !o->tls_key)
+        return stk_error_make(err, EINVAL, "TLS needs both a certificate and a key");
+    if (o->client_ca && !o->tls_cert)
+        return stk_error_make(err, EINVAL, "client certificates need TLS");
+    return 0;
+}
+
+int stk_gw_new(const struct stk_gw_options *o, struct stk_gw **ret, struct stk_error **err)
+{
+    int r = options_check(o, err);
+    if (r < 0)
+        return r;
+    struct stk_gw *g = stk_xcalloc(1, sizeof(*g));
+    g->auth = o->auth;
+    snprintf(g->state_dir, sizeof(g->state_dir), "%s", o->paths->state_dir);
+    snprintf(g->run_dir, sizeof(g->run_dir), "%s", o->paths->run_dir);
+    g->paths = (struct stk_local_paths){.state_dir = g->state_dir, .run_dir = g->run_dir};
+    /* a client gone mid-write is an error on that connection, not the end */
+    signal(SIGPIPE, SIG_IGN);
+    if ((r = stk_session_open(&g->paths, "stockade-gateway", &g->session, err)) < 0 ||
+        (r = gw_http_setup(g, o, err)) < 0 || (o->tls_cert && (r = tls_setup(g, o, err)) < 0) ||
+        (r = gw_bind(g, o->listen, o->tls_cert != NULL, err)) < 0) {
+        stk_gw_free(g);
+        return r;
+    }
+    *ret = g;
+    return 0;
+}
+
+int stk_gw_port(const struct stk_gw *g)
+{
+    return g->port;
+}
+
+int stk_gw_run(struct stk_gw *g)
+{
+    return event_base_dispatch(g->base) < 0 ? -EIO : 0;
+}
+
+void stk_gw_free(struct stk_gw *g)
+{
+    if (!g)
+        return;
+    /* first the connections: their close callbacks still use the server */
+    if (g->http)
+        evhttp_free(g->http);
+    while (g->subs)
+        gw_sub_detach(g->subs);
+    while (g->jobs)
+        gw_job_detach(g->jobs);
+    gw_exec_free_all(g);
+    struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(evs); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (g->base)
+        event_base_free(g->base);
+    if (g->ssl)
+        SSL_CTX_free(g->ssl);
+    if (g->unix_path[0])
+        (void)unlink(g->unix_path);
+    stk_session_close(g->session);
+    free(g);
+}

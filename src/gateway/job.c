@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Jobs: the session calls that block (create waits for ready, stop waits
+ * out a grace period, logs --follow waits for the end) run in a worker
+ * process (worker.c) that writes its answer to a pipe. The event loop only
+ * ever reads pipes.
+ */
+#include "gateway/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define JOB_MAX_RESULT (4 * 1024 * 1024) /* a reply from a child */
+#define JOB_CHUNK      (64 * 1024)       /* relayed per write: the stream's buffer bound */
+
+struct gw_job {
+    struct stk_gw *g;
+    struct gw_call *call; /* NULL once detached */
+    pid_t pid;
+    int fd;
+    bool stream;
+    bool done; /* EOF seen */
+    struct event *ev;
+    struct evbuffer *buf;
+    struct gw_job *next;
+};
+
+static void job_unlink(struct gw_job *j)
+{
+    for (struct gw_job **p = &j->g->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            return;
+        }
+}
+
+static void job_free(struct gw_job *j)
+{
+    job_unlink(j);
+    if (j->call)
+        j->call->job = NULL;
+    event_free(j->ev);
+    evbuffer_free(j->buf);
+    if (j->fd >= 0)
+        close(j->fd);
+    /* reaped by the SIGCHLD handler (gw_jobs_reap) */
+    free(j);
+}
+
+static void job_finish_result(struct gw_job *j)
+{
+    struct gw_call *c = j->call;
+    j->call = NULL;
+    if (!c) {
+        job_free(j);
+        return;
+    }
+    c->job = NULL;
+    size_t n = evbuffer_get_length(j->buf);
+    const char *data = (const char *)evbuffer_pullup(j->buf, -1);
+    json_t *res = n ? json_loadb(data, n, 0, NULL) : NULL;
+    json_t *status = json_object_get(res, "status"), *body = json_object_get(res, "body");
+    if (json_is_integer(status) && body)
+        gw_reply_json(c, (int)json_integer_value(status), json_incref(body));
+    else
+        gw_reply_error(c, GW_E_INTERNAL, "the operation's worker ended without an answer");
+    json_decref(res);
+    job_free(j);
+}
+
+static void job_chunk_written(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct gw_job *j = arg;
+    /* the previous chunk reached the socket: read the next one */
+    if (j->call && !j->done)
+        event_add(j->ev, NULL);
+}
+
+static void job_relay(struct gw_job *j)
+{
+    struct gw_call *c = j->call;
+    if (!c) {
+        job_free(j);
+        return;
+    }
+    if (j->done) {
+        gw_count(c->g, c->route, 200);
+        gw_stream_end(c);
+        c->job = NULL;
+        j->call = NULL;
+        gw_call_free(c);
+        job_free(j);
+        return;
+    }
+    /* one chunk in flight at a time: the child blocks on a full pipe while
+     * a slow client drains, and the server holds at most JOB_CHUNK */
+    event_del(j->ev);
+    evhttp_send_reply_chunk_with_cb(c->req, j->buf, job_chunk_written, j);
+}
+
+static void job_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct gw_job *j = arg;
+    int n = evbuffer_read(j->buf, fd, JOB_CHUNK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0)
+        j->done = true;
+    if (j->stream) {
+        job_relay(j);
+        return;
+    }
+    if (evbuffer_get_length(j->buf) > JOB_MAX_RESULT) {
+        evbuffer_drain(j->buf, evbuffer_get_length(j->buf));
+        j->done = true;
+    }
+    if (j->done)
+        job_finish_result(j);
+}
+
+void gw_child_signals(void)
+{
+    /* libevent's signal handlers write to the parent's socketpair */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void gw_child_fds(const int *keep, size_t n)
+{
+    unsigned from = 3;
+    for (;;) {
+        /* the lowest kept descriptor at or above from */
+        unsigned next = ~0U;
+        for (size_t i = 0; i < n; i++)
+            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
+                next = (unsigned)keep[i];
+        if (next > from)
+            (void)close_range(from, next == ~0U ? ~0U : next - 1, 0);
+        if (next == ~0U)
+            return;
+        from = next + 1;
+    }
+}
+
+int gw_job_start(struct gw_call *c, json_t *job, bool stream)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        json_decref(job);
+        return -errno;
+    }
+    pid_t pid;
+    int r = gw_worker_spawn(c->g, c->actor, job, &p[1], 1, &pid);
+    close(p[1]);
+    if (r < 0) {
+        close(p[0]);
+        return r;
+    }
+    (void)fcntl(p[0], F_SETFL, O_NONBLOCK);
+    struct gw_job *j = stk_xcalloc(1, sizeof(*j));
+    *j = (struct gw_job){.g = c->g, .call = c, .pid = pid, .fd = p[0], .stream = stream};
+    j->buf = evbuffer_new();
+    j->ev = event_new(c->g->base, p[0], EV_READ | EV_PERSIST, job_readable, j);
+    if (!j->buf || !j->ev)
+        stk_oom();
+    event_add(j->ev, NULL);
+    j->next = c->g->jobs;
+    c->g->jobs = j;
+    c->job = j;
+    if (stream) {
+        gw_stream_begin(c);
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
+                          "application/octet-stream");
+        evhttp_send_reply_start(c->req, 200, "OK");
+    }
+    return 0;
+}
+
+void gw_job_detach(struct gw_job *j)
+{
+    j->call = NULL;
+    if (j->stream) {
+        /* nobody reads a stream any more: stop its child */
+        kill(j->pid, SIGTERM);
+        job_free(j);
+    }
+    /* an operation runs to its end: half a create is worse than none */
+}
+
+void gw_jobs_reap(struct stk_gw *g)
+{
+    (void)g;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+void gw_job_result(int out_fd, int status, json_t *body)
+{
+    json_t *res = json_pack("{s:i,s:o}", "status", status, "body", body);
+    char *s = json_dumps(res, JSON_COMPACT);
+    json_decref(res);
+    size_t n = s ? strlen(s) : 0, off = 0;
+    while (off < n) {
+        ssize_t w = write(out_fd, s + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(s);
+}
+
+void gw_job_error(int out_fd, int err, const char *message)
+{
+    enum gw_err code = gw_err_of_errno(err);
+    gw_job_result(out_fd, gw_err_status[code], gw_error_json(code, message));
+}

@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The pure half of the API: routes, request bodies and error codes. Nothing
+ * here touches a socket or the store, so the fuzz target drives it directly.
+ */
+#include "gateway/internal.h"
+#include "session/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Routes as a table (h2o's style): adding an endpoint is one line here and
+ * one handler in http.c's table, indexed by the same enum. */
+const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
+    [GW_HEALTHZ] = {"GET", "/healthz"},
+    [GW_METRICS] = {"GET", "/metrics"},
+    [GW_WHOAMI] = {"GET", "/v1/whoami"},
+    [GW_SB_LIST] = {"GET", "/v1/sandboxes"},
+    [GW_SB_CREATE] = {"POST", "/v1/sandboxes"},
+    [GW_SB_GET] = {"GET", "/v1/sandboxes/{}"},
+    [GW_SB_DELETE] = {"DELETE", "/v1/sandboxes/{}"},
+    [GW_SB_STOP] = {"POST", "/v1/sandboxes/{}:stop"},
+    [GW_SB_START] = {"POST", "/v1/sandboxes/{}:start"},
+    [GW_SB_EXEC] = {"POST", "/v1/sandboxes/{}:exec"},
+    [GW_SB_LOGS] = {"GET", "/v1/sandboxes/{}/logs"},
+    [GW_SB_AUDIT] = {"GET", "/v1/sandboxes/{}/audit"},
+    [GW_SB_CONTRACT] = {"GET", "/v1/sandboxes/{}/contract"},
+    [GW_POOL_LIST] = {"GET", "/v1/pools"},
+    [GW_POOL_CREATE] = {"POST", "/v1/pools"},
+    [GW_POOL_DELETE] = {"DELETE", "/v1/pools/{}"},
+    [GW_EVENTS] = {"GET", "/v1/events"},
+};
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+bool gw_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!name_char(s[n]) || n >= 63)
+            return false;
+    return n > 0 && strcmp(s, ".") && strcmp(s, "..");
+}
+
+static bool pattern_match(const char *pat, const char *path, char arg[64])
+{
+    while (*pat) {
+        if (pat[0] == '{' && pat[1] == '}') {
+            size_t n = 0;
+            while (name_char(path[n]) && n < 63)
+                n++;
+            if (n == 0 || name_char(path[n]))
+                return false;
+            memcpy(arg, path, n);
+            arg[n] = '\0';
+            if (!gw_name_ok(arg)) /* "." and ".." are not names */
+                return false;
+            path += n;
+            pat += 2;
+            continue;
+        }
+        if (*pat++ != *path++)
+            return false;
+    }
+    return *path == '\0';
+}
+
+int gw_route_parse(const char *method, const char *path, enum gw_route *ret, char ret_arg[64])
+{
+    bool other_method = false;
+    for (size_t i = 0; i < _GW_ROUTE_N; i++) {
+        char arg[64] = "";
+        if (!pattern_match(gw_routes[i].pattern, path, arg))
+            continue;
+        if (strcmp(gw_routes[i].method, method)) {
+            other_method = true;
+            continue;
+        }
+        *ret = (enum gw_route)i;
+        memcpy(ret_arg, arg, sizeof(arg));
+        return 0;
+    }
+    return other_method ? -EPERM : -ENOENT;
+}
+
+const char *const gw_err_names[_GW_E_N] = {
+    [GW_E_BAD_REQUEST] = "bad_request",
+    [GW_E_UNAUTHENTICATED] = "unauthenticated",
+    [GW_E_FORBIDDEN] = "forbidden",
+    [GW_E_NOT_FOUND] = "not_found",
+    [GW_E_METHOD] = "method_not_allowed",
+    [GW_E_CONFLICT] = "conflict",
+    [GW_E_TOO_LARGE] = "too_large",
+    [GW_E_MEDIA_TYPE] = "unsupported_media_type",
+    [GW_E_INTERNAL] = "internal",
+    [GW_E_UNAVAILABLE] = "unavailable",
+    [GW_E_NOT_IMPLEMENTED] = "not_implemented",
+};
+
+const int gw_err_status[_GW_E_N] = {
+    [GW_E_BAD_REQUEST] = 400, [GW_E_UNAUTHENTICATED] = 401, [GW_E_FORBIDDEN] = 403,
+    [GW_E_NOT_FOUND] = 404,   [GW_E_METHOD] = 405,          [GW_E_CONFLICT] = 409,
+    [GW_E_TOO_LARGE] = 413,   [GW_E_MEDIA_TYPE] = 415,      [GW_E_INTERNAL] = 500,
+    [GW_E_UNAVAILABLE] = 503, [GW_E_NOT_IMPLEMENTED] = 501,
+};
+
+json_t *gw_error_json(enum gw_err code, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", gw_err_names[code], "message",
+                     message ? message : "");
+}
+
+enum gw_err gw_err_of_errno(int e)
+{
+    switch (e < 0 ? -e : e) {
+    case EINVAL:
+    case E2BIG:
+        return GW_E_BAD_REQUEST;
+    case ENOENT:
+    case ESRCH:
+        return GW_E_NOT_FOUND;
+    case EEXIST:
+    case EBUSY:
+    case ESTALE:
+    case EDQUOT:
+    case EPERM:
+    case EALREADY:
+        return GW_E_CONFLICT;
+    case EAGAIN:
+    case ENOSPC:
+    case ETIMEDOUT:
+        return GW_E_UNAVAILABLE;
+    default:
+        return GW_E_INTERNAL;
+    }
+}
+
+static int field_set(const struct gw_field *f, json_t *v, void *out, char *why, size_t why_n)
+{
+    if (json_is_null(v) && !f->required)
+        return 0;
+    if (f->type == GW_F_STRING) {
+        if (!json_is_string(v)) {
+            snprintf(why, why_n, "field \"%s\" must be a string", f->name);
+            return -EINVAL;
+        }
+        *(const char **)((char *)out + f->off) = json_string_value(v);
+        return 0;
+    }
+    if (f->type == GW_F_BOOL) {
+        if (!json_is_boolean(v)) {
+            snprintf(why, why_n, "field \"%s\" must be true or false", f->name);
+            return -EINVAL;
+        }
+        *(bool *)((char *)out + f->off) = json_is_true(v);
+        return 0;
+    }
+    if (f->type == GW_F_ARRAY) {
+        if (!json_is_array(v)) {
+            snprintf(why, why_n, "field \"%s\" must be an array", f->name);
+            return -EINVAL;
+        }
+        *(json_t **)((char *)out + f->off) = v;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        snprintf(why, why_n, "field \"%s\" must be an integer", f->name);
+        return -EINVAL;
+    }
+    *(int64_t *)((char *)out + f->off) = json_integer_value(v);
+    return 0;
+}
+
+static const struct gw_field *field_find(const struct gw_field *f, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(f[i].name, key))
+            return &f[i];
+    return NULL;
+}
+
+int gw_body_parse(const char *body, size_t len, const struct gw_field *f, size_t n, void *out,
+                  json_t **ret_root, char *why, size_t why_n)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(why, why_n, "malformed JSON: line %d, column %d: %s", je.line, je.column, je.text);
+        return -EINVAL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        snprintf(why, why_n, "the body must be a JSON object");
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        const struct gw_field *fd = field_find(f, n, key);
+        if (!fd) {
+            snprintf(why, why_n, "unknown field \"%.64s\"", key);
+            json_decref(root);
+            return -EINVAL;
+        }
+        if (field_set(fd, v, out, why, why_n) < 0) {
+            json_decref(root);
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (f[i].required && !json_object_get(root, f[i].name)) {
+            snprintf(why, why_n, "missing field \"%s\"", f[i].name);
+            json_decref(root);
+            return -EINVAL;
+        }
+    *ret_root = root;
+    return 0;
+}
+
+static bool opt_name_ok(const char *what, const char *s, size_t max, char *why, size_t why_n)
+{
+    if (!s || (strlen(s) > 0 && strlen(s) < max))
+        return true;
+    snprintf(why, why_n, "field \"%s\" must be 1 to %zu characters", what, max - 1);
+    return false;
+}
+
+int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *ret,
+                         json_t **ret_root, char *why, size_t why_n)
+{
+    static const struct gw_field fields[] = {
+        {"spec", GW_F_STRING, true, offsetof(struct gw_create_body, spec)},
+        {"env", GW_F_STRING, false, offsetof(struct gw_create_body, env)},
+        {"pool", GW_F_STRING, false, offsetof(struct gw_create_body, pool)},
+        {"owner", GW_F_STRING, false, offsetof(struct gw_create_body, owner)},
+        {"tenant", GW_F_STRING, false, offsetof(struct gw_create_body, tenant)},
+    };
+    struct gw_create_body b = {0};
+    json_t *root = NULL;
+    int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &b, &root, why, why_n);
+    if (r < 0)
+        return r;
+    if (b.pool && !gw_name_ok(b.pool)) {
+        snprintf(why, why_n, "field \"pool\" must match [A-Za-z0-9._-]{1,63}");
+        r = -EINVAL;
+    } else if (!opt_name_ok("owner", b.owner, 128, why, why_n) ||
+               !opt_name_ok("tenant", b.tenant, 64, why, why_n)) {
+        r = -EINVAL;
+    }
+    if (r < 0) {
+        json_decref(root);
+        return r;
+    }
+    *ret = b;
+    *ret_root = root;
+    return 0;
+}
+
+int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, json_t **ret_root,
+                       char *why, size_t why_n)
+{
+    static const struct gw_field fields[] = {
+        {"name", GW_F_STRING, true, offsetof(struct gw_pool_body, name)},
+        {"size", GW_F_INT, true, offsetof(struct gw_pool_body, size)},
+        {"spec", GW_F_STRING, true, offsetof(struct gw_pool_body, spec)},
+        {"env", GW_F_STRING, false, offsetof(struct gw_pool_body, env)},
+    };
+    struct gw_pool_body b = {0};
+    json_t *root = NULL;
+    int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &b, &root, why, why_n);
+    if (r < 0)
+        return r;
+    if (!gw_name_ok(b.name)) {
+        snprintf(why, why_n, "field \"name\" must match [A-Za-z0-9._-]{1,63}");
+        r = -EINVAL;
+    } else if (b.size < 1 || b.size > STK_POOL_MAX_SIZE) {
+        snprintf(why, why_n, "field \"size\" must be 1 to %d", STK_POOL_MAX_SIZE);
+        r = -EINVAL;
+    }
+    if (r < 0) {
+        json_decref(root);
+        return r;
+    }
+    *ret = b;
+    *ret_root = root;
+    return 0;
+}
+
+int gw_parse_ms(const char *s, int64_t *ret)
+{
+    if (!s || !*s || strlen(s) > 15)
+        return -EINVAL;
+    int64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        v = v * 10 + (*s - '0');
+    }
+    *ret = v;
+    return 0;
+}
+
+/* The strings of a JSON array into out[0..max); false with why set. */
+static bool string_list(const char *name, json_t *a, const char **out, size_t max, size_t *ret_n,
+                        char *why, size_t why_n)
+{
+    size_t n = a ? json_array_size(a) : 0;
+    if (n > max) {
+        snprintf(why, why_n, "field \"%s\" has more than %zu entries", name, max);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = json_string_value(json_array_get(a, i));
+        if (!out[i] || strlen(out[i]) > 4096) {
+            snprintf(why, why_n, "field \"%s\" must hold strings of at most 4096 bytes", name);
+            return false;
+        }
+    }
+    *ret_n = n;
+    return true;
+}
+
+static bool exec_body_check(const struct gw_exec_body *b, char *why, size_t why_n)
+{
+    if (b->argc == 0 || !b->argv[0][0]) {
+        snprintf(why, why_n, "field \"argv\" needs a program");
+        return false;
+    }
+    for (size_t i = 0; i < b->n_env; i++) {
+        const char *eq = strchr(b->env[i], '=');
+        if (!eq || eq == b->env[i]) {
+            snprintf(why, why_n, "field \"env\" needs NAME=VALUE entries");
+            return false;
+        }
+    }
+    if (b->cwd && b->cwd[0] != '/') {
+        snprintf(why, why_n, "field \"cwd\" must be an absolute path");
+        return false;
+    }
+    return true;
+}
+
+int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, json_t **ret_root,
+                       char *why, size_t why_n)
+{
+    struct raw {
+        json_t *argv, *env;
+        const char *cwd;
+        bool tty;
+    } raw = {0};
+    static const struct gw_field fields[] = {
+        {"argv", GW_F_ARRAY, true, offsetof(struct raw, argv)},
+        {"env", GW_F_ARRAY, false, offsetof(struct raw, env)},
+        {"cwd", GW_F_STRING, false, offsetof(struct raw, cwd)},
+        {"tty", GW_F_BOOL, false, offsetof(struct raw, tty)},
+    };
+    json_t *root = NULL;
+    int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &raw, &root, why, why_n);
+    if (r < 0)
+        return r;
+    memset(ret, 0, sizeof(*ret));
+    ret->cwd = raw.cwd;
+    ret->tty = raw.tty;
+    if (!string_list("argv", raw.argv, ret->argv, GW_EXEC_MAX_ARGV, &ret->argc, why, why_n) ||
+        !string_list("env", raw.env, ret->env, STK_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
+        !exec_body_check(ret, why, why_n)) {
+        json_decref(root);
+        return -EINVAL;
+    }
+    *ret_root = root;
+    return 0;
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal to the HTTP server: its state and the pieces its files share
+ * (http.c dispatches, job.c runs blocking session calls in children,
+ * events.c streams the audit trail). */
+#ifndef STK_GATEWAY_SERVER_H
+#define STK_GATEWAY_SERVER_H
+
+#include "gateway/http.h"
+#include "gateway/internal.h"
+#include "session/session.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+#include <sys/types.h>
+
+/* statuses counted per route in /metrics */
+#define GW_METRIC_STATUSES 16
+
+struct gw_call;
+struct gw_job;
+struct gw_sub;
+struct gw_exec;
+
+/* A client connection that sent a request: its stream, if any, must end
+ * when it closes. */
+struct gw_conn {
+    struct evhttp_connection *evcon;
+    struct gw_call *call; /* the streaming call on it, or NULL */
+    struct gw_conn *next;
+};
+
+struct stk_gw {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    SSL_CTX *ssl;
+    const struct stk_gw_auth *auth;
+    char state_dir[4096], run_dir[4096];
+    struct stk_local_paths paths;
+    struct stk_session *session; /* the server's own: reads and decisions */
+    struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop;
+    int port;
+    int timeout_s;
+    char unix_path[108]; /* listening on a Unix socket: removed at the end */
+    bool closing;
+    struct gw_conn *conns;
+    size_t n_conns;
+    struct gw_job *jobs;
+    struct gw_exec *execs;
+    struct gw_sub *subs;
+    size_t n_subs;
+    int64_t tick_ms; /* CLOCK_MONOTONIC ms of the last tick */
+    /* metrics */
+    uint64_t requests[_GW_ROUTE_N + 1][GW_METRIC_STATUSES];
+    int statuses[GW_METRIC_STATUSES];
+    uint64_t decisions[2]; /* deny, allow */
+};
+
+/* One request from authentication to the reply. */
+struct gw_call {
+    struct stk_gw *g;
+    struct evhttp_request *req; /* NULL once the client went away */
+    struct gw_conn *conn;
+    enum gw_route route;
+    char arg[64];
+    struct stk_principal who;
+    char actor[256]; /* the identity when the policy matched one, else the principal */
+    struct gw_job *job;
+    struct gw_sub *sub;
+};
+
+/* Replies and frees the call (json is stolen). */
+void gw_reply_json(struct gw_call *c, int status, json_t *json);
+STK_PRINTF(3, 4) void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...);
+void gw_call_free(struct gw_call *c);
+void gw_count(struct stk_gw *g, enum gw_route route, int status);
+int64_t gw_now_ms(void);
+/* Makes the call's connection live as long as its stream does. */
+void gw_stream_begin(struct gw_call *c);
+/* Ends the stream's reply. */
+void gw_stream_end(struct gw_call *c);
+
+/* Runs job ({"op": ..., its fields}, stolen) in a worker process
+ * (worker.c) acting with the caller's identity as its audit actor, so the
+ * event loop never waits on a create, a stop grace period or a follow.
+ * stream: the worker's bytes are relayed as a chunked 200 reply with
+ * backpressure; else its JSON reply ({"status":N,"body":...}) is sent. */
+int gw_job_start(struct gw_call *c, json_t *job, bool stream);
+/* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
+ * 4 + i. */
+int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
+                    pid_t *ret);
+/* The client went away: a stream's child is stopped, an operation's child
+ * finishes (its result is dropped). */
+void gw_job_detach(struct gw_job *j);
+void gw_jobs_reap(struct stk_gw *g);
+/* In the worker: the reply. */
+void gw_job_result(int out_fd, int status, json_t *body);
+void gw_job_error(int out_fd, int err, const char *message);
+
+/* In a child of the server: closes every descriptor from 3 up except keep
+ * (other clients' sockets, the listener, the parent's database), so a long
+ * child never holds a connection the server closed. */
+void gw_child_fds(const int *keep, size_t n);
+/* ... and puts the signals libevent handles back to their defaults. */
+void gw_child_signals(void);
+
+/* POST /v1/sandboxes/{id}:exec, after authorization (exec.c). */
+void gw_exec_start(struct gw_call *c, const char *id);
+void gw_execs_stop(struct stk_gw *g);
+void gw_exec_free_all(struct stk_gw *g);
+
+/* SSE: starts the stream of GET /v1/events. */
+void gw_events_subscribe(struct gw_call *c, int64_t after_seq);
+void gw_events_tick(struct stk_gw *g);
+void gw_sub_detach(struct gw_sub *s);
+void gw_events_close_all(struct stk_gw *g);
+
+/* Asks the policy; records the decision; on deny replies (404 when hidden,
+ * else 403) and returns false. object: "sandbox/ID", "pools", ... */
+bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
+                  const char *sandbox_id, const char *object, struct stk_authz_decision *ret);
+/* Like gw_authorize, without a reply: for filtering rows and events. */
+bool gw_decide(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
+               const char *sandbox_id, const char *object, struct stk_authz_decision *ret);
+
+#endif

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The gateway's worker: `stockade __gateway-worker`, one process per
+ * operation that may block (create, stop, start, rm, logs, pools, exec).
+ * It is exec'd, never a bare fork of the server: the server holds a SQLite
+ * connection, whose locking state must not cross fork() (store.h). The job
+ * comes as JSON on fd 3 (a memfd), the answer goes to fd 4; exec's stdio
+ * pipes are fds 5, 6 and 7.
+ */
+#include "gateway/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define W_JOB_FD    3
+#define W_OUT_FD    4
+#define W_STDIN_FD  5
+#define W_STDOUT_FD 6
+#define W_STDERR_FD 7
+
+static const char *jstr(json_t *job, const char *key)
+{
+    return json_string_value(json_object_get(job, key));
+}
+
+static void w_fail(int r, struct stk_error *err)
+{
+    gw_job_error(W_OUT_FD, r, err ? err->msg : strerror(-r));
+    stk_error_free(err);
+}
+
+/* Answers with the record as `stockade get -o json` prints it. */
+static void w_record(struct stk_session *s, const char *id, int status)
+{
+    struct stk_sb_rec rec = {0};
+    struct stk_error *err = NULL;
+    int r = stk_store_sb_get(stk_session_store(s), id, &rec, &err);
+    if (r < 0) {
+        w_fail(r, err);
+        return;
+    }
+    gw_job_result(W_OUT_FD, status, stk_sb_rec_json(&rec, true));
+    stk_sb_rec_free(&rec);
+}
+
+static struct stk_session_docs w_docs(json_t *job)
+{
+    const char *spec = jstr(job, "spec"), *env = jstr(job, "env");
+    return (struct stk_session_docs){.spec_file = "spec",
+                                     .spec = spec ? spec : "",
+                                     .spec_len = spec ? strlen(spec) : 0,
+                                     .env_file = env ? "env" : NULL,
+                                     .env = env,
+                                     .env_len = env ? strlen(env) : 0};
+}
+
+static void w_create(struct stk_session *s, json_t *job)
+{
+    struct stk_create_req req = {.docs = w_docs(job),
+                                 .pool = jstr(job, "pool"),
+                                 .owner = jstr(job, "owner"),
+                                 .tenant = jstr(job, "tenant")};
+    struct stk_create_res res;
+    struct stk_error *err = NULL;
+    int r = stk_session_create(s, &req, &res, &err);
+    if (r < 0)
+        w_fail(r, err);
+    else
+        w_record(s, res.id, 201);
+}
+
+static void w_id_op(struct stk_session *s, json_t *job,
+                    int (*op)(struct stk_session *, const char *, struct stk_error **))
+{
+    struct stk_error *err = NULL;
+    int r = op(s, jstr(job, "id"), &err);
+    if (r < 0)
+        w_fail(r, err);
+    else
+        w_record(s, jstr(job, "id"), 200);
+}
+
+static void w_stop(struct stk_session *s, json_t *job)
+{
+    w_id_op(s, job, stk_session_stop);
+}
+
+static void w_start(struct stk_session *s, json_t *job)
+{
+    w_id_op(s, job, stk_session_start);
+}
+
+static void w_rm(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    int r = stk_session_rm(s, jstr(job, "id"), json_is_true(json_object_get(job, "force")), &err);
+    if (r < 0)
+        w_fail(r, err);
+    else
+        w_record(s, jstr(job, "id"), 200);
+}
+
+static void w_logs(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    /* both streams interleaved, in the order they were recorded */
+    if (stk_session_logs(s, jstr(job, "id"), json_integer_value(json_object_get(job, "since")),
+                         json_is_true(json_object_get(job, "follow")), W_OUT_FD, W_OUT_FD,
+                         &err) < 0)
+        stk_error_free(err);
+}
+
+static void w_pool_create(struct stk_session *s, json_t *job)
+{
+    struct stk_session_docs docs = w_docs(job);
+    int size = (int)json_integer_value(json_object_get(job, "size"));
+    struct stk_error *err = NULL;
+    int r = stk_pool_create(s, jstr(job, "name"), size, &docs, &err);
+    if (r < 0)
+        w_fail(r, err);
+    else
+        gw_job_result(W_OUT_FD, 201,
+                      json_pack("{s:s,s:i}", "name", jstr(job, "name"), "size", size));
+}
+
+static void w_pool_rm(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    int r = stk_pool_rm(s, jstr(job, "name"), &err);
+    if (r < 0)
+        w_fail(r, err);
+    else
+        gw_job_result(W_OUT_FD, 200,
+                      json_pack("{s:s,s:b}", "name", jstr(job, "name"), "deleted", true));
+}
+
+/* exec: the relay (exec.c) reads {"r","code","message"} after the output. */
+static void w_exec(struct stk_session *s, json_t *job)
+{
+    struct gw_exec_body b;
+    json_t *root = NULL;
+    char why[256] = "";
+    _cleanup_free_ char *text = json_dumps(json_object_get(job, "exec"), JSON_COMPACT);
+    int code = 0,
+        r = text ? gw_exec_body_parse(text, strlen(text), &b, &root, why, sizeof(why)) : -EINVAL;
+    struct stk_error *err = NULL;
+    if (r >= 0) {
+        struct stk_init_proc proc = {.argv = b.argv,
+                                     .argc = b.argc,
+                                     .env = b.env,
+                                     .n_env = b.n_env,
+                                     .cwd = b.cwd,
+                                     .tty = b.tty};
+        r = stk_session_exec(s, jstr(job, "id"), &proc, W_STDIN_FD, W_STDOUT_FD, W_STDERR_FD, &code,
+                             &err);
+    }
+    json_decref(root);
+    close(W_STDOUT_FD);
+    close(W_STDERR_FD);
+    json_t *res = json_pack("{s:i,s:i,s:s}", "r", r, "code", code, "message", err ? err->msg : why);
+    _cleanup_free_ char *out = json_dumps(res, JSON_COMPACT);
+    json_decref(res);
+    stk_error_free(err);
+    if (out)
+        (void)!write(W_OUT_FD, out, strlen(out));
+}
+
+static const struct {
+    const char *op;
+    void (*fn)(struct stk_session *s, json_t *job);
+} ops[] = {
+    {"create", w_create},   {"stop", w_stop}, {"start", w_start},
+    {"rm", w_rm},           {"logs", w_logs}, {"pool_create", w_pool_create},
+    {"pool_rm", w_pool_rm}, {"exec", w_exec},
+};
+
+int stk_gw_worker_main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    json_error_t je;
+    FILE *in = fdopen(W_JOB_FD, "r");
+    json_t *job = in ? json_loadf(in, 0, &je) : NULL;
+    if (in)
+        fclose(in);
+    const char *op = jstr(job, "op");
+    struct stk_local_paths paths = {.state_dir = jstr(job, "state_dir"),
+                                    .run_dir = jstr(job, "run_dir")};
+    if (!op || !paths.state_dir || !paths.run_dir) {
+        gw_job_error(W_OUT_FD, EINVAL, "the worker got no job");
+        json_decref(job);
+        return 1;
+    }
+    struct stk_session *s = NULL;
+    struct stk_error *err = NULL;
+    int r = stk_session_open(&paths, jstr(job, "actor"), &s, &err);
+    if (r < 0) {
+        w_fail(r, err);
+        json_decref(job);
+        return 1;
+    }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(ops); i++)
+        if (!strcmp(ops[i].op, op))
+            ops[i].fn(s, job);
+    stk_session_close(s);
+    json_decref(job);
+    return 0;
+}
+
+int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
+                    pid_t *ret)
+{
+    if (!job)
+        return -EINVAL;
+    json_object_set_new(job, "state_dir", json_string(g->paths.state_dir));
+    json_object_set_new(job, "run_dir", json_string(g->paths.run_dir));
+    json_object_set_new(job, "actor", json_string(actor));
+    _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
+    json_decref(job);
+    /* a memfd, not a pipe: a 1 MiB spec must not block the event loop */
+    _cleanup_close_ int mfd = memfd_create("stockade-job", MFD_CLOEXEC);
+    if (!text)
+        return -EINVAL;
+    if (mfd < 0)
+        return -errno;
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(mfd, text + off, len - off);
+        if (w <= 0)
+            return -EIO;
+        off += (size_t)w;
+    }
+    if (lseek(mfd, 0, SEEK_SET) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        gw_child_signals();
+        /* fds[i] → 4 + i, the job → 3; each dup'd above the range first,
+         * so no move overwrites a descriptor still to be moved */
+        int tmp[8];
+        int job_tmp = fcntl(mfd, F_DUPFD, 64);
+        for (size_t i = 0; i < n && i < 8; i++)
+            tmp[i] = fcntl(fds[i], F_DUPFD, 64);
+        if (job_tmp < 0 || dup2(job_tmp, W_JOB_FD) < 0)
+            _exit(127);
+        for (size_t i = 0; i < n && i < 8; i++)
+            if (tmp[i] < 0 || dup2(tmp[i], W_OUT_FD + (int)i) < 0)
+                _exit(127);
+        (void)close_range((unsigned)W_OUT_FD + (unsigned)n, ~0U, 0);
+        char arg0[] = "stockade", arg1[] = STK_GW_WORKER_VERB;
+        char *args[] = {arg0, arg1, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    *ret = pid;
+    return 0;
+}
