@@ -90,9 +90,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_internal_gateway_worker(int argc, char **argv);
 
 /* The gateway's authentication and authorization from an AccessPolicy file
- * (src/cli/serve.c): the integration point for src/gateway/authn.c and
- * authz.c. -ENOTSUP until they are built. */
-struct stk_gw_auth;
-int cli_gateway_auth(const char *policy_file, struct stk_gw_auth *ret, struct stk_error **err);
+ * (src/cli/serve.c); prints diagnostics. Returns 0 or an exit status. */
+struct stk_gw_policy;
+int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "gateway/http.h"
+#include "gateway/policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,22 +14,32 @@
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
-/*
- * INTEGRATION POINT: the AccessPolicy's authentication (src/gateway/authn.c)
- * and authorization (src/gateway/authz.c) are built separately; once they
- * land, this loads policy_file and fills *ret with them. Until then it
- * refuses, so `serve` cannot run open.
- */
-int cli_gateway_auth(const char *policy_file, struct stk_gw_auth *ret, struct stk_error **err)
+/* The AccessPolicy as the server's authentication and authorization; the
+ * policy stays loaded for the server's lifetime (the auth points into it).
+ * Diagnostics print with file:line:col. Returns 0 or an exit status. */
+int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret)
 {
-    (void)policy_file;
-    (void)ret;
-    return stk_error_make(err, ENOTSUP, "authentication is not built yet");
+    _cleanup_diags_ struct stk_diags diags = {0};
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_gw_policy *p = NULL;
+    int r = stk_gw_policy_load(policy_file, &diags, &p, &err);
+    cli_print_diags(&diags);
+    if (r < 0) {
+        fprintf(stderr, "stockade serve: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    *ret = p;
+    return 0;
 }
 
 struct serve_args {
     const char *listen, *cert, *key, *ca, *policy, *state_dir;
 };
+
+static void stk_gw_policy_freep(struct stk_gw_policy **p)
+{
+    stk_gw_policy_free(*p);
+}
 
 static int serve_parse(int argc, char **argv, struct serve_args *a)
 {
@@ -74,11 +85,9 @@ int cmd_serve(int argc, char **argv)
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_gw_auth auth = {0};
-    if (cli_gateway_auth(a.policy, &auth, &err) < 0) {
-        fprintf(stderr, "stockade serve: %s\n", err->msg);
-        return EXIT_INVALID;
-    }
+    _cleanup_(stk_gw_policy_freep) struct stk_gw_policy *policy = NULL;
+    if ((r = cli_gateway_auth(a.policy, &policy)) != 0)
+        return r;
     struct stk_local_paths paths;
     cli_local_paths(a.state_dir, &paths);
     struct stk_gw_options o = {.listen = a.listen,
@@ -86,7 +95,7 @@ int cmd_serve(int argc, char **argv)
                                .tls_key = a.key,
                                .client_ca = a.ca,
                                .paths = &paths,
-                               .auth = &auth};
+                               .auth = stk_gw_policy_auth(policy)};
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);
