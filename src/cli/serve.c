@@ -34,6 +34,7 @@ int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret)
 
 struct serve_args {
     const char *listen, *cert, *key, *ca, *policy, *state_dir;
+    int timeout_s;
 };
 
 static void stk_gw_policy_freep(struct stk_gw_policy **p)
@@ -50,11 +51,23 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
         {"client-ca", required_argument, NULL, 'a'},
         {"policy", required_argument, NULL, 'p'},
         {"state-dir", required_argument, NULL, 's'},
+        {"request-timeout", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     *a = (struct serve_args){.listen = SERVE_DEFAULT_LISTEN};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 't') {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (*end || end == optarg || t < 1 || t > 3600)
+                return cli_usage_error("serve",
+                                       "--request-timeout must be 1 to 3600 seconds, "
+                                       "not '%s'",
+                                       optarg);
+            a->timeout_s = (int)t;
+            continue;
+        }
         const char **dst = c == 'l'   ? &a->listen
                            : c == 'c' ? &a->cert
                            : c == 'k' ? &a->key
@@ -95,7 +108,8 @@ int cmd_serve(int argc, char **argv)
                                .tls_key = a.key,
                                .client_ca = a.ca,
                                .paths = &paths,
-                               .auth = stk_gw_policy_auth(policy)};
+                               .auth = stk_gw_policy_auth(policy),
+                               .timeout_s = a.timeout_s};
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);

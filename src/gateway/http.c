@@ -406,6 +406,25 @@ static char *body_text(struct gw_call *c, size_t *ret_len)
     return s;
 }
 
+char *gw_record_namespace(const struct stk_sb_rec *r)
+{
+    if (!r->spec)
+        return NULL;
+    struct stk_session_docs d = {.spec_file = "spec",
+                                 .spec = r->spec,
+                                 .spec_len = strlen(r->spec),
+                                 .env_file = r->env ? "env" : NULL,
+                                 .env = r->env,
+                                 .env_len = r->env ? strlen(r->env) : 0};
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_boundary sb = {0};
+    char *ns = NULL;
+    if (stk_session_resolve(&d, &diags, &sb) == 0 && sb.b->namespace)
+        ns = stk_xstrdup(sb.b->namespace);
+    stk_session_boundary_release(&sb);
+    return ns;
+}
+
 /* Loads the sandbox c->arg names and asks for verb on it. */
 static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_rec *ret)
 {
@@ -419,10 +438,9 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
         gw_reply_error(c, gw_err_of_errno(r), "%s", err ? err->msg : "reading the store");
         return false;
     }
-    struct stk_authz_target t = {.tenant = ret->tenant,
-                                 .project = ret->project,
-                                 .owner = ret->owner,
-                                 .namespace = ret->tenant};
+    _cleanup_free_ char *ns = gw_record_namespace(ret);
+    struct stk_authz_target t = {
+        .tenant = ret->tenant, .project = ret->project, .owner = ret->owner, .namespace = ns};
     struct stk_authz_decision d;
     char object[80];
     snprintf(object, sizeof(object), "sandbox/%s", ret->id);
@@ -539,10 +557,11 @@ static void h_sb_list(struct gw_call *c)
     json_t *a = json_array();
     struct decision_batch batch = {.c = c, .verb = STK_VERB_GET};
     for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *ns = gw_record_namespace(&recs[i]);
         struct stk_authz_target t = {.tenant = recs[i].tenant,
                                      .project = recs[i].project,
                                      .owner = recs[i].owner,
-                                     .namespace = recs[i].tenant};
+                                     .namespace = ns};
         char object[80];
         snprintf(object, sizeof(object), "sandbox/%s", recs[i].id);
         if (batch_decide(&batch, &t, object))

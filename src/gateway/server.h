@@ -117,6 +117,11 @@ void gw_events_tick(struct stk_gw *g);
 void gw_sub_detach(struct gw_sub *s);
 void gw_events_close_all(struct stk_gw *g);
 
+/* A stored sandbox's namespace for authorization: the record keeps the
+ * documents, not the namespace, so its spec is resolved as create resolved
+ * it. NULL when there is no spec or it no longer resolves. Caller frees. */
+char *gw_record_namespace(const struct stk_sb_rec *r);
+
 /* Asks the policy; records the decision; on deny replies (404 when hidden,
  * else 403) and returns false. object: "sandbox/ID", "pools", ... */
 bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
