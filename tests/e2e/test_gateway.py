@@ -386,7 +386,8 @@ TARGETS = ["alice", "bob", "other"]  # alice's sandbox, bob's (same tenant), ten
 
 # identity -> verb -> (status on alice's, on bob's, on the other tenant's).
 # list: 200 when the sandbox is in the caller's list, 0 when it is not.
-# create: a new sandbox for the target's owner, tenant and namespace.
+# create: a new sandbox asked for the target's owner, tenant and namespace
+# (end users may create only for themselves: no onBehalfOf).
 # pool: GET /v1/pools (the same for every target).
 EXPECTED = {
     "controller": {
@@ -457,8 +458,7 @@ def cell(gw, who, verb, target, sid, owners):
         return gw.request("GET", "/v1/pools", who)[0]
     if verb == "create":
         owner, tenant, ns = owners[target]
-        status, rec = gw.create(f"c-{who}-{target}", ns, who=who,
-                                owner=owner if who == "controller" else None, tenant=tenant)
+        status, rec = gw.create(f"c-{who}-{target}", ns, who=who, owner=owner, tenant=tenant)
         return status
     if verb == "stop":
         return gw.request("POST", f"/v1/sandboxes/{sid}:stop", who)[0]
@@ -503,3 +503,125 @@ def test_authorization_matrix(gw, targets):
                   if EXPECTED[who][verb][i] != observed[who][verb][i]]
     assert not mismatches, "\n".join(mismatches)
     gw.healthy()
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+
+def raw_exchange(gw, data, wait=None, timeout=10):
+    """Sends data on a fresh connection; returns what came back until the
+    server closed (b"" when it closed without a word)."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if wait:
+            time.sleep(wait)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out and b"Connection: close" not in out and b"content-length" not in out.lower():
+                    break
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def test_bad_input(gw):
+    spec = spec_text("bad", "acme-alice")
+    h = {"Authorization": "Bearer " + TOKENS["controller"], "Content-Type": "application/json"}
+
+    status, body = gw.request("POST", "/v1/sandboxes", raw=b'{"spec": "x",', headers=h)
+    assert status == 400 and body["error"]["code"] == "bad_request", body
+    assert "line 1" in body["error"]["message"] and "column" in body["error"]["message"], body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller",
+                              body={"spec": spec, "tenant": "acme", "bogus": 1})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert 'unknown field "bogus"' in body["error"]["message"], body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller",
+                              body={"spec": spec_text("bad", "acme-alice").replace('"rootfs"', '"rootfz"'),
+                                    "tenant": "acme"})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert any("rootfz" in d for d in body["error"]["diagnostics"]), body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller", raw=json.dumps({"spec": spec}).encode(),
+                              headers={"Content-Type": "text/plain"})
+    assert (status, body["error"]["code"]) == (415, "unsupported_media_type"), body
+    status, body = gw.request("POST", "/v1/sandboxes", "controller", raw=json.dumps({"spec": spec}).encode())
+    assert status == 415, body
+    gw.healthy()
+
+    big = b"x" * (1024 * 1024 + 1)
+    out = raw_exchange(gw, (f"POST /v1/sandboxes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            f"Authorization: Bearer {TOKENS['controller']}\r\n"
+                            f"Content-Type: application/json\r\nContent-Length: {len(big)}\r\n"
+                            "Connection: close\r\n\r\n").encode() + big)
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    gw.healthy()
+
+    status, body = gw.request("GET", "/v1/nothing-here", "controller")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = gw.request("PUT", "/v1/sandboxes", "controller")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    gw.healthy()
+
+    # a slow client: half a request, then silence past the request timeout
+    t0 = time.monotonic()
+    out = raw_exchange(gw, b"GET /v1/sandboxes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthor",
+                       timeout=REQUEST_TIMEOUT_S + 10)
+    assert out == b"" or out.split(b" ")[1].startswith(b"4"), out[:200]
+    assert time.monotonic() - t0 < REQUEST_TIMEOUT_S + 5
+    gw.healthy()
+
+
+# ---- every decision is an audit record ---------------------------------------------------
+
+
+def test_decisions_are_audited(gw):
+    status, rec = gw.create("audited", "acme-alice", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    assert gw.request("GET", f"/v1/sandboxes/{sid}", "alice")[0] == 200
+    assert gw.request("GET", f"/v1/sandboxes/{sid}", "bob")[0] == 404
+    assert gw.request("POST", f"/v1/sandboxes/{sid}:stop", "bob")[0] == 404
+    assert gw.request("GET", "/v1/sandboxes", "alice")[0] == 200
+    assert gw.request("POST", "/v1/sandboxes", "alice",
+                      body={"spec": spec_text("big", "acme-alice", policy="baseline"),
+                            "tenant": "acme"})[0] == 403
+
+    decisions = [(r["actor"], r["details"]["verb"], r["details"]["decision"])
+                 for r in gw.audit(sid) if r["event"] == "authz"]
+    assert decisions == [("alice", "get", "allow"), ("bob", "get", "deny_hidden"),
+                         ("bob", "stop", "deny_hidden")], decisions
+    created = [r for r in gw.audit(sid) if r["event"] == "created"]
+    assert created and created[0]["actor"] == "controller"
+
+    # the collection verbs, on the host chain
+    p = gw.local("audit", "export")
+    assert p.returncode == 0, p.stderr
+    host = [json.loads(line) for line in p.stdout.splitlines()]
+    host = [(r["actor"], json.loads(r["details"])) for r in host if r["event"] == "authz" and r["sandbox_id"] == ""]
+    assert any(a == "alice" and d.get("verb") == "list" and d.get("decision") == "allow" for a, d in host), host[-5:]
+    assert any(a == "alice" and d.get("verb") == "get" and "decisions" in d for a, d in host)
+    assert any(a == "controller" and d.get("verb") == "create" and d.get("decision") == "allow"
+               for a, d in host)
+    assert any(a == "alice" and d.get("verb") == "create" and d.get("decision") == "deny"
+               for a, d in host)
+
+    # the CLI shows them; the trail is intact
+    p = gw.cli("audit", sid, who="alice")
+    assert p.returncode == 0
+    assert any(" authz " in line and "bob" in line and "deny_hidden" in line for line in p.stdout.splitlines())
+    p = gw.local("audit", "verify")
+    assert p.returncode == 0 and p.stdout.startswith("audit trail intact:"), p.stdout + p.stderr
+    assert gw.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
