@@ -37,6 +37,16 @@ struct serve_args {
     int timeout_s;
 };
 
+/* SIGHUP: key rotation without a restart (the grants stay as loaded). */
+static void serve_reload_keys(void *ud)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_gw_policy_reload_keys(ud, &err) < 0)
+        fprintf(stderr, "stockade serve: SIGHUP: keeping the old keys: %s\n", err->msg);
+    else
+        fprintf(stderr, "stockade serve: SIGHUP: JWKS keys re-read\n");
+}
+
 static void stk_gw_policy_freep(struct stk_gw_policy **p)
 {
     stk_gw_policy_free(*p);
@@ -109,7 +119,9 @@ int cmd_serve(int argc, char **argv)
                                .client_ca = a.ca,
                                .paths = &paths,
                                .auth = stk_gw_policy_auth(policy),
-                               .timeout_s = a.timeout_s};
+                               .timeout_s = a.timeout_s,
+                               .on_hup = serve_reload_keys,
+                               .on_hup_ud = policy};
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);

@@ -909,6 +909,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(g->base, NULL);
 }
 
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct stk_gw *g = arg;
+    if (g->on_hup)
+        g->on_hup(g->on_hup_ud);
+}
+
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1066,13 +1075,15 @@ static int gw_events_setup(struct stk_gw *g)
     g->ev_int = evsignal_new(g->base, SIGINT, on_stop_signal, g);
     g->ev_term = evsignal_new(g->base, SIGTERM, on_stop_signal, g);
     g->ev_chld = evsignal_new(g->base, SIGCHLD, on_sigchld, g);
+    g->ev_hup = evsignal_new(g->base, SIGHUP, on_sighup, g);
     g->ev_tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
-    if (!g->ev_int || !g->ev_term || !g->ev_chld || !g->ev_tick)
+    if (!g->ev_int || !g->ev_term || !g->ev_chld || !g->ev_tick || !g->ev_hup)
         return -ENOMEM;
     struct timeval tick = {.tv_usec = 100 * 1000};
     event_add(g->ev_int, NULL);
     event_add(g->ev_term, NULL);
     event_add(g->ev_chld, NULL);
+    event_add(g->ev_hup, NULL);
     event_add(g->ev_tick, &tick);
     return 0;
 }
@@ -1086,6 +1097,8 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
     g->timeout_s = o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S;
+    g->on_hup = o->on_hup;
+    g->on_hup_ud = o->on_hup_ud;
     evhttp_set_timeout(g->http, g->timeout_s);
     /* the others reach the router too, so a wrong method is a JSON 405 */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
@@ -1153,7 +1166,7 @@ void stk_gw_free(struct stk_gw *g)
     while (g->jobs)
         gw_job_detach(g->jobs);
     gw_exec_free_all(g);
-    struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick};
+    struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick, g->ev_hup};
     for (size_t i = 0; i < STK_ARRAY_SIZE(evs); i++)
         if (evs[i])
             event_free(evs[i]);

@@ -39,7 +39,9 @@ struct stk_gw {
     char state_dir[4096], run_dir[4096];
     struct stk_local_paths paths;
     struct stk_session *session; /* the server's own: reads and decisions */
-    struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop;
+    struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop, *ev_hup;
+    void (*on_hup)(void *ud);
+    void *on_hup_ud;
     int port;
     int timeout_s;
     char unix_path[108]; /* listening on a Unix socket: removed at the end */
