@@ -104,14 +104,15 @@ const struct cli_command cli_commands[] = {
      "\n"
      "ID is a sandbox id or a name. json and yaml include the last result.\n"},
     {"pool", cmd_pool, "manage warm pools of ready sandboxes",
-     "stockade pool create NAME --size N -f TEMPLATE [--env ENV]\n"
+     "stockade pool create NAME --size N -f TEMPLATE [--env ENV] [--tenant T]\n"
      "       stockade pool ls [-o table|json|yaml]\n"
      "       stockade pool rm NAME\n"
      "\n"
      "A pool keeps N sandboxes of TEMPLATE fully prepared (network, cgroup,\n"
      "supervisor) with no workload. `stockade create --pool NAME -f SPEC` claims one:\n"
      "it gets SPEC's name, labels and owner and runs SPEC's command. A claimed member\n"
-     "never returns to the pool; the pool refills in the background.\n"},
+     "never returns to the pool; the pool refills in the background. --tenant (with\n"
+     "--server): the tenant the pool is asked for (default: the template's namespace).\n"},
     {"verify", cmd_verify, "prove a sandbox's contract from inside it",
      "stockade verify ID|FILE [--to IP:PORT]... [--timeout-ms N] [--env ENV] [-o text|json]\n"
      "\n"

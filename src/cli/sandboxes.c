@@ -628,9 +628,10 @@ static int pool_create_cmd(int argc, char **argv)
         {"file", required_argument, NULL, 'f'},
         {"env", required_argument, NULL, 'e'},
         {"size", required_argument, NULL, 'n'},
+        {"tenant", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = NULL, *env = NULL;
+    const char *file = NULL, *env = NULL, *tenant = NULL;
     long size = -1;
     int c;
     while ((c = getopt_long(argc, argv, "f:e:n:", opts, NULL)) != -1) {
@@ -641,6 +642,9 @@ static int pool_create_cmd(int argc, char **argv)
             break;
         case 'e':
             env = optarg;
+            break;
+        case 'T':
+            tenant = optarg;
             break;
         case 'n':
             size = strtol(optarg, &end, 10);
@@ -654,6 +658,8 @@ static int pool_create_cmd(int argc, char **argv)
     }
     if (optind != argc - 1 || !file || size < 0)
         return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
+    if (tenant && !cli_remote_active())
+        return cli_usage_error("pool", "--tenant needs --server URL");
     if (cli_remote_active()) {
         struct docs_text t;
         int r = docs_read(file, env, &t);
@@ -663,6 +669,8 @@ static int pool_create_cmd(int argc, char **argv)
             json_pack("{s:s,s:i,s:s}", "name", argv[optind], "size", (int)size, "spec", t.spec);
         if (t.env)
             json_object_set_new(body, "env", json_string(t.env));
+        if (tenant)
+            json_object_set_new(body, "tenant", json_string(tenant));
         r = cli_remote_call("pool create", "POST", "/v1/pools", body, -1, NULL);
         json_decref(body);
         docs_free(&t);

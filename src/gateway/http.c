@@ -773,8 +773,10 @@ static void h_pool_create(struct gw_call *c)
     struct stk_session_docs docs;
     struct stk_session_boundary sb = {0};
     if (resolve_docs(c, b.spec, b.env, &docs, &sb)) {
-        struct stk_authz_target t = {
-            .tenant = sb.b->namespace, .namespace = sb.b->namespace, .b = sb.b};
+        /* as for create: the tenant asked for, else the template's namespace */
+        struct stk_authz_target t = {.tenant = b.tenant ? b.tenant : sb.b->namespace,
+                                     .namespace = sb.b->namespace,
+                                     .b = sb.b};
         struct stk_authz_decision d;
         char object[80];
         snprintf(object, sizeof(object), "pool/%s", b.name);
