@@ -625,3 +625,83 @@ def test_decisions_are_audited(gw):
     p = gw.local("audit", "verify")
     assert p.returncode == 0 and p.stdout.startswith("audit trail intact:"), p.stdout + p.stderr
     assert gw.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+
+
+# ---- pools and logs through the CLI; serve's own behaviour -------------------------------
+
+
+def test_pool_and_logs_cli(gw, tmp_path):
+    tpl = tmp_path / "tpl.json"
+    tpl.write_text(json.dumps({"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+                               "metadata": {"name": "tpl", "namespace": "acme-pool"},
+                               "spec": {"rootfs": "host"}}))
+    p = gw.cli("pool", "create", "gwpool", "--size", "1", "-f", tpl, who="alice")
+    assert p.returncode == 1 and "not allowed" in p.stderr
+    p = gw.cli("pool", "create", "gwpool", "--size", "1", "-f", tpl, "--tenant", "acme",
+               who="controller")
+    assert (p.returncode, p.stdout) == (0, "gwpool\n"), p.stderr
+    deadline = time.monotonic() + 20
+    while True:
+        p = gw.cli("pool", "ls", "-o", "json", who="controller")
+        assert p.returncode == 0, p.stderr
+        if json.loads(p.stdout) == [{"name": "gwpool", "size": 1, "ready": 1}]:
+            break
+        assert time.monotonic() < deadline, p.stdout
+        time.sleep(0.1)
+    # the same table as embedded mode
+    assert gw.cli("pool", "ls", who="controller").stdout == gw.local("pool", "ls").stdout
+
+    claim = tmp_path / "claim.json"
+    claim.write_text(json.dumps({"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+                                 "metadata": {"name": "claimer", "namespace": "acme-pool"},
+                                 "spec": {"rootfs": "host", "command": [
+                                     "/bin/sh", "-c", "echo one; echo err >&2; exec /bin/sleep 600"]}}))
+    p = gw.cli("create", "--pool", "gwpool", "-f", claim, "--owner", "alice", "--tenant", "acme",
+               "-o", "json", who="controller")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["warm"] is True
+    sid = res["id"]
+
+    # logs: stdout and stderr interleaved on stdout; -f until interrupted
+    deadline = time.monotonic() + 10
+    while "err" not in gw.cli("logs", sid, who="alice").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    p = gw.cli("logs", sid, who="alice")
+    assert p.returncode == 0 and p.stdout.splitlines() == ["one", "err"], p.stdout
+    assert gw.cli("logs", "--since", "2099-01-01T00:00:00Z", sid, who="alice").stdout == ""
+    f = subprocess.Popen([stockade_bin(), "--server", gw.url, "--token", TOKENS["alice"], "logs", "-f", sid],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert f.stdout.readline() == "one\n"
+    finally:
+        f.kill()
+        f.wait()
+    p = gw.cli("logs", sid, who="bob")
+    assert (p.returncode, p.stderr) == (1, f'stockade logs: no sandbox "{sid}"\n')
+
+    p = gw.cli("pool", "rm", "gwpool", who="controller")
+    assert (p.returncode, p.stdout) == (0, "gwpool\n"), p.stderr
+    assert gw.cli("rm", "-f", sid, who="alice").returncode == 0
+
+
+def test_serve_refuses_a_bad_policy(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: stockade.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: x}\n"
+                   "spec:\n  identities: 3\n")
+    p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0", "--policy", bad],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[0].startswith(f"{bad}:5:15: error: spec.identities")
+    p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "--policy" in p.stderr
+
+
+def test_sighup_keeps_serving(gw):
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    gw.healthy()
+    assert gw.request("GET", "/v1/sandboxes", "alice")[0] == 200
+    assert "SIGHUP: JWKS keys re-read" in (gw.base / "serve.log").read_text()
