@@ -56,6 +56,10 @@ class Gateway:
         self.env["STOCKADE_RUN_DIR"] = str(base / "run")
         for k in ("STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE", "STOCKADE_FAULT"):
             self.env.pop(k, None)
+        # libcurl honours proxies: nothing may leave 127.0.0.1
+        for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            self.env.pop(k, None)
+        self.env["NO_PROXY"] = self.env["no_proxy"] = "*"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -672,7 +676,7 @@ def test_pool_and_logs_cli(gw, tmp_path):
     assert p.returncode == 0 and p.stdout.splitlines() == ["one", "err"], p.stdout
     assert gw.cli("logs", "--since", "2099-01-01T00:00:00Z", sid, who="alice").stdout == ""
     f = subprocess.Popen([stockade_bin(), "--server", gw.url, "--token", TOKENS["alice"], "logs", "-f", sid],
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, text=True, env=gw.env)
     try:
         assert f.stdout.readline() == "one\n"
     finally:
