@@ -69,16 +69,20 @@ class Gateway:
             [stockade_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--policy", str(POLICY),
              "--request-timeout", str(REQUEST_TIMEOUT_S)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.request("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (base / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve did not answer /healthz"
-            time.sleep(0.05)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if self.request("GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert self.proc.poll() is None, (base / "serve.log").read_text()
+                assert time.monotonic() < deadline, "serve did not answer /healthz"
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
 
     # ---- clients ----
 
