@@ -204,8 +204,10 @@ int cmd_create(int argc, char **argv)
             return r;
         const char *id = json_string_value(json_object_get(rec, "id"));
         snprintf(res.id, sizeof(res.id), "%s", id ? id : "");
-        res.warm = json_is_true(json_object_get(rec, "poolMember")) ||
-                   (pool && json_is_string(json_object_get(rec, "pool")));
+        /* a claim keeps the pool's name; an empty pool means a cold create */
+        res.warm = pool && json_is_string(json_object_get(rec, "pool"));
+        if (pool && !res.warm)
+            snprintf(res.note, sizeof(res.note), "pool %s had no ready member: cold create", pool);
         json_decref(rec);
     } else {
         struct stk_session *s = NULL;
