@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,8 +128,19 @@ static int remote_exec(const char *id, const struct stk_init_proc *proc, bool in
     json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
     if (proc->cwd)
         json_object_set_new(body, "cwd", json_string(proc->cwd));
+    /* a terminal inside: this one passes keystrokes through untouched */
+    struct termios saved;
+    bool raw =
+        proc->tty && interactive && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (raw) {
+        struct termios t = saved;
+        cfmakeraw(&t);
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
+    }
     int code = 0;
     int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, &code);
+    if (raw)
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     json_decref(body);
     return r != 0 ? r : code & 0xff;
 }
