@@ -355,7 +355,8 @@ static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
     stk_buf_append(&in, pending->data ? pending->data : "", pending->len);
     char tmp[FRAME_MAX];
     int result = EXIT_SETUP;
-    bool done = false;
+    /* without -i the command's stdin is closed, as in embedded mode */
+    bool done = in_fd < 0 && send_frame(fd, FRAME_STDIN_EOF, NULL, 0) < 0;
     while (!done) {
         /* every whole frame received so far */
         while (in.len >= FRAME_HDR) {
@@ -467,7 +468,8 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
     if (status != 101) {
         /* an ordinary JSON error; the body may still be on its way */
         const char *cl = strcasestr(in.data, "\r\ncontent-length:");
-        size_t want = cl && cl < in.data + head ? strtoul(cl + 18, NULL, 10) : 0;
+        size_t want =
+            cl && cl < in.data + head ? strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10) : 0;
         char tmp[4096];
         while (want <= REMOTE_MAX_ANSWER && in.len < head + want) {
             ssize_t n = read(fd, tmp, sizeof(tmp));

@@ -332,6 +332,8 @@ def test_readme_scenario_cli(gw, tmp_path):
     assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
     p = gw.cli("exec", "-i", alice_id, "--", "/bin/cat", who="alice", input="via stdin\n")
     assert (p.returncode, p.stdout) == (0, "via stdin\n")
+    p = gw.cli("exec", alice_id, "--", "/bin/cat", who="alice", input="not sent\n", timeout=10)
+    assert (p.returncode, p.stdout) == (0, "")  # without -i, stdin is closed
     p = gw.cli("audit", alice_id, who="alice")
     assert p.returncode == 0 and " authz " in p.stdout
 
