@@ -715,3 +715,98 @@ def test_sighup_keeps_serving(gw):
     gw.healthy()
     assert gw.request("GET", "/v1/sandboxes", "alice")[0] == 200
     assert "SIGHUP: JWKS keys re-read" in (gw.base / "serve.log").read_text()
+
+
+# ---- TLS and client certificates through the CLI -----------------------------------------
+
+MTLS_POLICY = """\
+apiVersion: stockade.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: mtls}
+spec:
+  authentication:
+    clientCertificates: {caFile: %(ca)s}
+  identities:
+    - name: carol
+      kind: end-user
+      match: {certificateSubject: "CN=carol,O=acme"}
+      tenant: acme
+  grants:
+    - identities: [carol]
+      verbs: [get, list]
+      scope: {owned: true}
+"""
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_tls_and_client_certificate_cli(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("serve's state directory: as root, like the other gateway tests")
+    d = tmp_path
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=stockade test CA", cwd=d)
+    for name, subj, ext in (("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+                            ("carol", "/O=acme/CN=carol", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj,
+                cwd=d)
+        (d / f"{name}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext",
+                cwd=d)
+    policy = d / "policy.yaml"
+    policy.write_text(MTLS_POLICY % {"ca": d / "ca.pem"})
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(d / "state"), STOCKADE_RUN_DIR=str(d / "run"))
+    for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
+        env.pop(k, None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(d / "serve.log", "w")
+    server = subprocess.Popen(
+        [stockade_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--policy", policy,
+         "--tls-cert", d / "server.pem", "--tls-key", d / "server.key", "--client-ca", d / "ca.pem"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while cli_probe(url, d / "ca.pem") != 200:
+            assert server.poll() is None, (d / "serve.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
+                            d / "carol.pem", "--key", d / "carol.key", "ls", "-o", "json"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert (p.returncode, p.stdout.strip()) == (0, "[]"), p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "ls"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert (p.returncode, p.stderr) == (1, "stockade ls: authentication required\n")
+        p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "--key",
+                            d / "carol.key", "ls"], capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 125 and "certificate" in p.stderr, p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
+                            d / "carol.pem", "--key", d / "carol.key", "exec", "x", "--", "true"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 125 and "not supported over --server https://" in p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "ls"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 2 and "--cert and --key go together" in p.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def cli_probe(url, ca):
+    """The /healthz status over TLS (0: no answer yet)."""
+    p = subprocess.run(["curl", "-s", "--noproxy", "*", "--cacert", str(ca), "-o", "/dev/null",
+                        "-w", "%{http_code}", url + "/healthz"], capture_output=True, text=True)
+    return int(p.stdout or 0)
