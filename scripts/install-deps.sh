@@ -10,7 +10,7 @@ packages=(
   libyaml-dev libjansson-dev libcmocka-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev libevent-dev libseccomp-dev libnftables-dev libmnl-dev
   # tests and benchmarks
-  python3 python3-pytest python3-yaml hyperfine
+  python3 python3-pytest python3-yaml hyperfine curl openssl
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
   # gVisor: the strongest local runtime (stockade run --runtime gvisor)

@@ -45,30 +45,68 @@ static void format_time(int64_t ms, char buf[32])
     snprintf(buf + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-static int print_text(const struct stk_audit_rec *a, void *userdata)
+/* A record as `audit export` and the server write it: details as the
+ * hashed string. */
+static int add_record(const struct stk_audit_rec *a, void *userdata)
 {
-    (void)userdata;
-    char when[32];
-    format_time(a->time_ms, when);
-    char seq[24];
-    snprintf(seq, sizeof(seq), "#%" PRId64, a->seq);
-    printf("%s  %-6s  %-10s  %s  %s\n", when, seq, a->event, a->actor, a->details);
-    return 0;
-}
-
-/* The display form: details as an object, not the hashed string. */
-static int add_json(const struct stk_audit_rec *a, void *userdata)
-{
-    json_t *details = json_loads(a->details, 0, NULL);
-    json_t *o =
-        json_pack("{s:I, s:I, s:s, s:I, s:s, s:s, s:o, s:s, s:s, s:s}", "seq", (json_int_t)a->seq,
-                  "time_ms", (json_int_t)a->time_ms, "sandbox_id", a->sandbox_id, "sandbox_seq",
-                  (json_int_t)a->sandbox_seq, "event", a->event, "actor", a->actor, "details",
-                  details ? details : json_string(a->details), "prev_hash", a->prev_hash,
-                  "sandbox_prev_hash", a->sandbox_prev_hash, "hash", a->hash);
+    json_t *o = json_pack("{s:I, s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+                          (json_int_t)a->seq, "time_ms", (json_int_t)a->time_ms, "sandbox_id",
+                          a->sandbox_id, "sandbox_seq", (json_int_t)a->sandbox_seq, "event",
+                          a->event, "actor", a->actor, "details", a->details, "prev_hash",
+                          a->prev_hash, "sandbox_prev_hash", a->sandbox_prev_hash, "hash", a->hash);
     if (o)
         json_array_append_new(userdata, o);
     return 0;
+}
+
+/* `audit ID` from the records (stolen), local or from the server: text
+ * lines, or JSON with details as an object (the display form). */
+static int audit_print(json_t *records, enum cli_output out)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        const char *details = json_string_value(json_object_get(r, "details"));
+        if (out == CLI_OUT_JSON) {
+            json_t *d = details ? json_loads(details, 0, NULL) : NULL;
+            if (d)
+                json_object_set_new(r, "details", d);
+            continue;
+        }
+        char when[32];
+        format_time((int64_t)json_integer_value(json_object_get(r, "time_ms")), when);
+        char seq[24];
+        snprintf(seq, sizeof(seq), "#%" PRId64,
+                 (int64_t)json_integer_value(json_object_get(r, "seq")));
+        const char *event = json_string_value(json_object_get(r, "event"));
+        const char *actor = json_string_value(json_object_get(r, "actor"));
+        printf("%s  %-6s  %-10s  %s  %s\n", when, seq, event ? event : "", actor ? actor : "",
+               details ? details : "");
+    }
+    if (out == CLI_OUT_JSON)
+        cli_print_json(records);
+    else
+        json_decref(records);
+    return 0;
+}
+
+static int audit_remote(const struct audit_opts *o)
+{
+    if (o->verb != VERB_SHOW)
+        return audit_error("%s works on this host only, not with --server (the server's trail: "
+                           "run it there)",
+                           o->verb == VERB_VERIFY ? "verify" : "export");
+    _cleanup_free_ char *eid = cli_remote_escape(o->sandbox);
+    _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/audit", eid);
+    json_t *ans = NULL;
+    int r = cli_remote_call("audit", "GET", path, NULL, -1, &ans);
+    if (r != 0)
+        return r;
+    json_t *records = json_object_get(ans, "records");
+    records = json_is_array(records) ? json_incref(records) : json_array();
+    json_decref(ans);
+    return audit_print(records, o->out);
 }
 
 /* ID is a sandbox id with records, else a sandbox id or name in the store. */
@@ -95,18 +133,12 @@ static int audit_show(struct stk_store *st, const struct audit_opts *o)
     if (status)
         return status;
     _cleanup_error_ struct stk_error *err = NULL;
-    if (o->out == CLI_OUT_JSON) {
-        json_t *arr = json_array();
-        if (stk_audit_list(st, id, add_json, arr, &err) < 0) {
-            json_decref(arr);
-            return audit_error("%s", err->msg);
-        }
-        cli_print_json(arr);
-        return 0;
-    }
-    if (stk_audit_list(st, id, print_text, NULL, &err) < 0)
+    json_t *arr = json_array();
+    if (stk_audit_list(st, id, add_record, arr, &err) < 0) {
+        json_decref(arr);
         return audit_error("%s", err->msg);
-    return 0;
+    }
+    return audit_print(arr, o->out);
 }
 
 static int audit_verify(struct stk_store *st, const struct audit_opts *o)
@@ -245,6 +277,8 @@ int cmd_audit(int argc, char **argv)
     int status = audit_parse(argc, argv, &o);
     if (status)
         return status;
+    if (cli_remote_active())
+        return audit_remote(&o);
     struct stk_local_paths paths;
     cli_local_paths(o.state_dir, &paths);
     _cleanup_store_ struct stk_store *st = NULL;

@@ -10,6 +10,7 @@
 
 #define EXIT_INVALID 1
 #define EXIT_USAGE   2
+#define EXIT_SETUP   125 /* stockade could not do what was asked (or reach the server) */
 
 struct cli_command {
     const char *name;
@@ -97,9 +98,35 @@ int cmd_serve(int argc, char **argv);
 int cmd_internal_gateway_worker(int argc, char **argv);
 
 /* The gateway's authentication and authorization from an AccessPolicy file
- * (src/cli/serve.c): the integration point for src/gateway/authn.c and
- * authz.c. -ENOTSUP until they are built. */
-struct stk_gw_auth;
-int cli_gateway_auth(const char *policy_file, struct stk_gw_auth *ret, struct stk_error **err);
+ * (src/cli/serve.c); prints diagnostics. Returns 0 or an exit status. */
+struct stk_gw_policy;
+int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret);
+
+/* ---- the CLI as a client of `stockade serve` (src/cli/remote.c) ---- */
+
+/* The global options (before the command) and their environment variables. */
+struct cli_remote_opts {
+    const char *server;     /* --server URL, $STOCKADE_SERVER; "unix:/path" too */
+    const char *token;      /* --token, $STOCKADE_TOKEN */
+    const char *token_file; /* --token-file, $STOCKADE_TOKEN_FILE */
+    const char *cacert;     /* --cacert FILE */
+    const char *cert, *key; /* --cert FILE --key FILE (mTLS) */
+};
+extern struct cli_remote_opts cli_remote;
+void cli_remote_from_env(void);
+bool cli_remote_active(void);
+/* One request: body (not stolen) as JSON; a 2xx answer is parsed into *ret
+ * (when ret), or written to fd (when fd >= 0: a stream). Any other answer
+ * prints the server's error message. Returns 0, EXIT_INVALID (refused or
+ * failed) or EXIT_SETUP (the server could not be reached). */
+struct json_t;
+int cli_remote_call(const char *cmd, const char *method, const char *path, struct json_t *body,
+                    int fd, struct json_t **ret);
+/* exec over the server's upgrade (docs/api.md, Exec): body is the exec
+ * request; stdin from in_fd (-1: none), output to stdout and stderr.
+ * Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code);
+/* s escaped for a URL path segment or query value (caller frees). */
+char *cli_remote_escape(const char *s);
 
 #endif

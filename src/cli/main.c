@@ -56,6 +56,8 @@ const struct cli_command cli_commands[] = {
      "                      give the same sandbox); an empty pool means a cold create,\n"
      "                      and the output says so\n"
      "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"
+     "      --owner USER    with --server: create it for USER (the policy's onBehalfOf)\n"
+     "      --tenant T      with --server: the tenant (default: the spec's namespace)\n"
      "\n"
      "Backend: local by default; `stockade --backend sim create ...` (or\n"
      "STOCKADE_BACKEND=sim, or --backend right after any sandbox command) models the\n"
@@ -111,14 +113,15 @@ const struct cli_command cli_commands[] = {
      "\n"
      "ID is a sandbox id or a name. json and yaml include the last result.\n"},
     {"pool", cmd_pool, "manage warm pools of ready sandboxes",
-     "stockade pool create NAME --size N -f TEMPLATE [--env ENV]\n"
+     "stockade pool create NAME --size N -f TEMPLATE [--env ENV] [--tenant T]\n"
      "       stockade pool ls [-o table|json|yaml]\n"
      "       stockade pool rm NAME\n"
      "\n"
      "A pool keeps N sandboxes of TEMPLATE fully prepared (network, cgroup,\n"
      "supervisor) with no workload. `stockade create --pool NAME -f SPEC` claims one:\n"
      "it gets SPEC's name, labels and owner and runs SPEC's command. A claimed member\n"
-     "never returns to the pool; the pool refills in the background.\n"},
+     "never returns to the pool; the pool refills in the background. --tenant (with\n"
+     "--server): the tenant the pool is asked for (default: the template's namespace).\n"},
     {"verify", cmd_verify, "prove a sandbox's contract from inside it",
      "stockade verify ID|FILE [--to IP:PORT]... [--timeout-ms N] [--env ENV] [-o text|json]\n"
      "\n"
@@ -143,7 +146,7 @@ const struct cli_command cli_commands[] = {
      "longer running, found only under stockade's own paths.\n"},
     {"serve", cmd_serve, "serve the HTTP/JSON API (docs/api.md)",
      "stockade serve --policy FILE [--listen ADDR] [--tls-cert F --tls-key F [--client-ca F]]\n"
-     "                [--state-dir DIR]\n"
+     "                [--state-dir DIR] [--request-timeout S]\n"
      "\n"
      "Serves the sandbox API over HTTP/1.1 (docs/api.md, docs/openapi.yaml). Every\n"
      "request is authenticated and authorized by the AccessPolicy in FILE, and every\n"
@@ -157,9 +160,9 @@ const struct cli_command cli_commands[] = {
      "  --policy FILE      the AccessPolicy (required)\n"
      "  --state-dir DIR    state directory (default $STOCKADE_STATE_DIR or\n"
      "                     /var/lib/stockade)\n"
+     "  --request-timeout S  a request must arrive within S seconds (default 30)\n"
      "\n"
-     "Note: authentication and authorization are not built into this version yet:\n"
-     "serve refuses to start (\"authentication is not built yet\").\n"
+     "A bad policy is reported with file:line:col and serve does not start.\n"
      "\n"
      "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 2 usage error.\n"},
     {"audit", cmd_audit, "show, verify and export the audit trail",
@@ -315,13 +318,82 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 
 static void main_usage(FILE *to)
 {
-    fprintf(to, "Usage: stockade [--version] [--help] [--backend local|sim] COMMAND [ARGS]\n\n"
+    fprintf(to, "Usage: stockade [--version] [--help] [--backend local|sim] [CLIENT OPTIONS] "
+                "COMMAND [ARGS]\n\n"
                 "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
                 "enforced, audited and provable.\n\nCommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         if (c->summary)
             fprintf(to, "  %-10s  %s\n", c->name, c->summary);
-    fprintf(to, "\nRun 'stockade COMMAND --help' for a command's options.\n");
+    fprintf(to, "\nClient options (before COMMAND): the commands create, exec, logs, stop,\n"
+                "start, rm, ls, get, pool and audit ID then talk to `stockade serve`\n"
+                "(docs/gateway.md) instead of this host's state:\n"
+                "  --server URL        http(s)://HOST:PORT or unix:PATH ($STOCKADE_SERVER)\n"
+                "  --token TOKEN       a bearer token ($STOCKADE_TOKEN)\n"
+                "  --token-file FILE   its first line is the token ($STOCKADE_TOKEN_FILE)\n"
+                "  --cacert FILE       CA certificates to verify the server with\n"
+                "  --cert FILE --key FILE  a client certificate (mTLS)\n"
+                "\nRun 'stockade COMMAND --help' for a command's options.\n");
+}
+
+/* The commands that work as clients of `stockade serve`. */
+static const char *const remote_commands[] = {"create", "exec", "logs", "stop",  "start", "rm",
+                                              "ls",     "get",  "pool", "audit", "help"};
+
+static bool remote_capable(const char *name)
+{
+    return stk_enum_lookup(remote_commands, STK_ARRAY_SIZE(remote_commands), name) >= 0;
+}
+
+/* The client options before the command; returns the index of the command
+ * or -EXIT_USAGE. */
+static int parse_client_opts(int argc, char **argv)
+{
+    static const struct {
+        const char *flag;
+        const char **dst;
+    } flags[] = {
+        {"--server", &cli_remote.server},
+        {"--token", &cli_remote.token},
+        {"--token-file", &cli_remote.token_file},
+        {"--cacert", &cli_remote.cacert},
+        {"--cert", &cli_remote.cert},
+        {"--key", &cli_remote.key},
+    };
+    int i = 1;
+    while (i < argc && !strncmp(argv[i], "--", 2) && strcmp(argv[i], "--help") &&
+           strcmp(argv[i], "--version")) {
+        const char *arg = argv[i], *eq = strchr(arg, '=');
+        size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
+        size_t k = 0;
+        while (k < STK_ARRAY_SIZE(flags) &&
+               (strlen(flags[k].flag) != n || strncmp(flags[k].flag, arg, n)))
+            k++;
+        if (k == STK_ARRAY_SIZE(flags)) {
+            fprintf(stderr, "stockade: unknown option '%s'\n", arg);
+            return -EXIT_USAGE;
+        }
+        if (eq) {
+            *flags[k].dst = eq + 1;
+            i++;
+        } else if (i + 1 < argc) {
+            *flags[k].dst = argv[i + 1];
+            i += 2;
+        } else {
+            fprintf(stderr, "stockade: %s needs a value\n", arg);
+            return -EXIT_USAGE;
+        }
+    }
+    cli_remote_from_env();
+    if (!cli_remote.cert != !cli_remote.key) {
+        fprintf(stderr, "stockade: --cert and --key go together\n");
+        return -EXIT_USAGE;
+    }
+    if (!cli_remote.server && (cli_remote.cacert || cli_remote.cert)) {
+        fprintf(stderr, "stockade: --cacert, --cert and --key need --server URL\n");
+        return -EXIT_USAGE;
+    }
+    return i;
 }
 
 static int cmd_version(int argc, char **argv)
@@ -381,6 +453,11 @@ int main(int argc, char **argv)
         argv += global;
         argc -= global;
     }
+    int first = parse_client_opts(argc, argv);
+    if (first < 0)
+        return -first;
+    argc -= first - 1;
+    argv += first - 1;
     if (argc < 2) {
         main_usage(stderr);
         return EXIT_USAGE;
@@ -406,6 +483,12 @@ int main(int argc, char **argv)
         argv[1 + taken] = argv[1];
         argv += taken;
         argc -= taken;
+    }
+    if (cli_remote_active() && !remote_capable(c->name)) {
+        fprintf(stderr,
+                "stockade %s: works on this host only, not with --server / STOCKADE_SERVER\n",
+                c->name);
+        return EXIT_USAGE;
     }
     return c->fn(argc - 1, argv + 1);
 }

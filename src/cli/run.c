@@ -18,7 +18,6 @@
 #include <sys/random.h>
 
 #define RUN_MAX_ENV_FLAGS 128
-#define EXIT_SETUP        125 /* stockade could not run the sandbox at all */
 
 enum run_flag {
     FLAG_POLICY,

@@ -15,10 +15,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_SETUP      125 /* stockade could not do what was asked */
 #define CLI_MAX_TARGETS 64
 
 enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, _OUT_N };
@@ -92,6 +92,52 @@ static int docs_session(const char *cmd, const char *file, const char *env, stru
     return r;
 }
 
+/* ---- as a client of `stockade serve` (--server) ------------------------------------- */
+
+static int remote_each_id(const char *cmd, int argc, char **argv, bool force)
+{
+    int status = 0;
+    for (int i = optind; i < argc; i++) {
+        _cleanup_free_ char *eid = cli_remote_escape(argv[i]);
+        _cleanup_free_ char *path =
+            !strcmp(cmd, "rm") ? stk_xasprintf("/v1/sandboxes/%s%s", eid, force ? "?force=1" : "")
+                               : stk_xasprintf("/v1/sandboxes/%s:%s", eid, cmd);
+        int r = cli_remote_call(cmd, !strcmp(cmd, "rm") ? "DELETE" : "POST", path, NULL, -1, NULL);
+        if (r != 0)
+            status = status ? status : r;
+        else
+            printf("%s\n", argv[i]);
+    }
+    return status;
+}
+
+static int remote_exec(const char *id, const struct stk_init_proc *proc, bool interactive)
+{
+    json_t *argv = json_array(), *env = json_array();
+    for (size_t i = 0; i < proc->argc; i++)
+        json_array_append_new(argv, json_string(proc->argv[i]));
+    for (size_t i = 0; i < proc->n_env; i++)
+        json_array_append_new(env, json_string(proc->env[i]));
+    json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
+    if (proc->cwd)
+        json_object_set_new(body, "cwd", json_string(proc->cwd));
+    /* a terminal inside: this one passes keystrokes through untouched */
+    struct termios saved;
+    bool raw =
+        proc->tty && interactive && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (raw) {
+        struct termios t = saved;
+        cfmakeraw(&t);
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
+    }
+    int code = 0;
+    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, &code);
+    if (raw)
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    json_decref(body);
+    return r != 0 ? r : code & 0xff;
+}
+
 /* ---- create ----------------------------------------------------------------------- */
 
 int cmd_create(int argc, char **argv)
@@ -101,9 +147,11 @@ int cmd_create(int argc, char **argv)
         {"env", required_argument, NULL, 'e'},
         {"pool", required_argument, NULL, 'p'},
         {"output", required_argument, NULL, 'o'},
+        {"owner", required_argument, NULL, 'O'},
+        {"tenant", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = NULL, *env = NULL, *pool = NULL;
+    const char *file = NULL, *env = NULL, *pool = NULL, *owner = NULL, *tenant = NULL;
     enum cli_output out = CLI_OUT_TEXT;
     int c;
     while ((c = getopt_long(argc, argv, "f:e:p:o:", opts, NULL)) != -1) {
@@ -121,6 +169,12 @@ int cmd_create(int argc, char **argv)
             if (cli_parse_output("create", optarg, &out) != 0)
                 return EXIT_USAGE;
             break;
+        case 'O':
+            owner = optarg;
+            break;
+        case 'T':
+            tenant = optarg;
+            break;
         default:
             return cli_usage("create", stderr, EXIT_USAGE);
         }
@@ -129,20 +183,50 @@ int cmd_create(int argc, char **argv)
         return cli_usage_error("create", "needs -f FILE (a Sandbox spec)");
     if (optind < argc)
         return cli_usage_error("create", "unexpected argument '%s'", argv[optind]);
+    if ((owner || tenant) && !cli_remote_active())
+        return cli_usage_error("create", "--owner and --tenant need --server URL");
 
     struct docs_text t;
-    struct stk_session *s = NULL;
-    int r = docs_session("create", file, env, &t, &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_create_req req = {.docs = t.d, .pool = pool};
-    struct stk_create_res res;
-    r = stk_session_create(s, &req, &res, &err);
-    stk_session_close(s);
-    docs_free(&t);
-    if (r < 0)
-        return fail("create", err);
+    struct stk_create_res res = {0};
+    if (cli_remote_active()) {
+        int r = docs_read(file, env, &t);
+        if (r != 0)
+            return r;
+        json_t *body = json_pack("{s:s}", "spec", t.spec);
+        if (t.env)
+            json_object_set_new(body, "env", json_string(t.env));
+        if (pool)
+            json_object_set_new(body, "pool", json_string(pool));
+        if (owner)
+            json_object_set_new(body, "owner", json_string(owner));
+        if (tenant)
+            json_object_set_new(body, "tenant", json_string(tenant));
+        json_t *rec = NULL;
+        r = cli_remote_call("create", "POST", "/v1/sandboxes", body, -1, &rec);
+        json_decref(body);
+        docs_free(&t);
+        if (r != 0)
+            return r;
+        const char *id = json_string_value(json_object_get(rec, "id"));
+        snprintf(res.id, sizeof(res.id), "%s", id ? id : "");
+        /* a claim keeps the pool's name; an empty pool means a cold create */
+        res.warm = pool && json_is_string(json_object_get(rec, "pool"));
+        if (pool && !res.warm)
+            snprintf(res.note, sizeof(res.note), "pool %s had no ready member: cold create", pool);
+        json_decref(rec);
+    } else {
+        struct stk_session *s = NULL;
+        int r = docs_session("create", file, env, &t, &s);
+        if (r != 0)
+            return r;
+        _cleanup_error_ struct stk_error *err = NULL;
+        struct stk_create_req req = {.docs = t.d, .pool = pool};
+        r = stk_session_create(s, &req, &res, &err);
+        stk_session_close(s);
+        docs_free(&t);
+        if (r < 0)
+            return fail("create", err);
+    }
     if (out == CLI_OUT_JSON) {
         json_t *j = json_pack("{s:s,s:b}", "id", res.id, "warm", res.warm);
         if (res.note[0])
@@ -218,6 +302,8 @@ int cmd_exec(int argc, char **argv)
         proc.rows = ws.ws_row;
         proc.cols = ws.ws_col;
     }
+    if (cli_remote_active())
+        return remote_exec(id, &proc, interactive);
     struct stk_session *s = NULL;
     int r = open_session("exec", &s);
     if (r != 0)
@@ -236,15 +322,9 @@ int cmd_exec(int argc, char **argv)
 
 /* ---- logs ---------------------------------------------------------------------------- */
 
-/* --since: a duration before now ("10m") or an RFC 3339 time. */
-static int parse_since(const char *arg, int64_t *ret)
+/* An RFC 3339 UTC time, "2026-11-23T10:00:00Z" or with milliseconds. */
+static int parse_rfc3339(const char *arg, int64_t *ret)
 {
-    int64_t ms;
-    const char *why = NULL;
-    if (stk_duration_parse(arg, &ms, &why) == 0) {
-        *ret = stk_clock_ms(CLOCK_REALTIME) - ms;
-        return 0;
-    }
     struct tm tm = {0};
     const char *end = strptime(arg, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end)
@@ -262,6 +342,18 @@ static int parse_since(const char *arg, int64_t *ret)
         return -EINVAL;
     *ret = (int64_t)timegm(&tm) * 1000 + frac_ms;
     return 0;
+}
+
+/* --since: a duration before now ("10m") or an RFC 3339 time. */
+static int parse_since(const char *arg, int64_t *ret)
+{
+    int64_t ms;
+    const char *why = NULL;
+    if (stk_duration_parse(arg, &ms, &why) == 0) {
+        *ret = stk_clock_ms(CLOCK_REALTIME) - ms;
+        return 0;
+    }
+    return parse_rfc3339(arg, ret);
 }
 
 int cmd_logs(int argc, char **argv)
@@ -292,6 +384,13 @@ int cmd_logs(int argc, char **argv)
     }
     if (optind != argc - 1)
         return cli_usage_error("logs", "needs exactly one sandbox ID");
+    if (cli_remote_active()) {
+        _cleanup_free_ char *eid = cli_remote_escape(argv[optind]);
+        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s", eid,
+                                                  (long long)since, follow ? "&follow=1" : "");
+        fflush(stdout);
+        return cli_remote_call("logs", "GET", path, NULL, STDOUT_FILENO, NULL);
+    }
     struct stk_session *s = NULL;
     int r = open_session("logs", &s);
     if (r != 0)
@@ -334,6 +433,8 @@ static int each_id(const char *cmd, int argc, char **argv, id_op op, bool allow_
     }
     if (optind >= argc)
         return cli_usage_error(cmd, "needs at least one sandbox ID");
+    if (cli_remote_active())
+        return remote_each_id(cmd, argc, argv, force);
     struct stk_session *s = NULL;
     int r = open_session(cmd, &s);
     if (r != 0)
@@ -397,20 +498,45 @@ static void age(int64_t created_ms, char *buf, size_t n)
         snprintf(buf, n, "%lldh", (long long)s / 3600);
 }
 
-static void print_table(const struct stk_sb_rec *recs, size_t n)
+static const char *str_or(json_t *o, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v && *v ? v : dflt;
+}
+
+/* The table of `ls` and `get`, from the records' JSON (stk_sb_rec_json, or
+ * the server's answer: the same function prints both). */
+static void print_table(json_t *recs)
 {
     printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
            "POOL", "AGE");
-    for (size_t i = 0; i < n; i++) {
-        char a[32];
-        age(recs[i].created_ms, a, sizeof(a));
+    size_t i;
+    json_t *rec;
+    json_array_foreach(recs, i, rec)
+    {
+        char a[32] = "-";
+        int64_t created = 0;
+        if (parse_rfc3339(str_or(rec, "created", ""), &created) == 0)
+            age(created, a, sizeof(a));
         char pool[80];
-        snprintf(pool, sizeof(pool), "%s%s", recs[i].pool[0] ? recs[i].pool : "-",
-                 recs[i].pool_member ? "*" : "");
-        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", recs[i].id, recs[i].name,
-               stk_sb_phase_names[recs[i].phase], recs[i].reason[0] ? recs[i].reason : "-",
-               recs[i].runtime, pool, a);
+        snprintf(pool, sizeof(pool), "%s%s", str_or(rec, "pool", "-"),
+                 json_is_true(json_object_get(rec, "poolMember")) ? "*" : "");
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", str_or(rec, "id", ""),
+               str_or(rec, "name", ""), str_or(rec, "phase", ""), str_or(rec, "reason", "-"),
+               str_or(rec, "runtime", ""), pool, a);
     }
+}
+
+/* recs (stolen): an array of records, or one record (get). */
+static int print_records(json_t *recs, enum list_output out)
+{
+    if (out != OUT_TABLE)
+        return print_value(recs, out);
+    if (json_is_object(recs))
+        recs = json_pack("[o]", recs);
+    print_table(recs);
+    json_decref(recs);
+    return 0;
 }
 
 int cmd_ls(int argc, char **argv)
@@ -434,6 +560,16 @@ int cmd_ls(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+    if (cli_remote_active()) {
+        json_t *ans = NULL;
+        int r = cli_remote_call("ls", "GET", all ? "/v1/sandboxes?all=1" : "/v1/sandboxes", NULL,
+                                -1, &ans);
+        if (r != 0)
+            return r;
+        json_t *items = json_incref(json_object_get(ans, "items"));
+        json_decref(ans);
+        return print_records(items ? items : json_array(), out);
+    }
     struct stk_session *s = NULL;
     int r = open_session("ls", &s);
     if (r != 0)
@@ -445,14 +581,10 @@ int cmd_ls(int argc, char **argv)
     stk_session_close(s);
     if (r < 0)
         return fail("ls", err);
-    if (out == OUT_TABLE) {
-        print_table(recs, n);
-    } else {
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
-        r = print_value(a, out);
-    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
+    r = print_records(a, out);
     for (size_t i = 0; i < n; i++)
         stk_sb_rec_free(&recs[i]);
     free(recs);
@@ -471,6 +603,13 @@ int cmd_get(int argc, char **argv)
     }
     if (optind != argc - 1)
         return cli_usage_error("get", "needs exactly one sandbox ID");
+    if (cli_remote_active()) {
+        _cleanup_free_ char *eid = cli_remote_escape(argv[optind]);
+        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
+        json_t *rec = NULL;
+        int r = cli_remote_call("get", "GET", path, NULL, -1, &rec);
+        return r != 0 ? r : print_records(rec, out);
+    }
     struct stk_session *s = NULL;
     int r = open_session("get", &s);
     if (r != 0)
@@ -481,10 +620,7 @@ int cmd_get(int argc, char **argv)
     stk_session_close(s);
     if (r < 0)
         return fail("get", err);
-    if (out == OUT_TABLE)
-        print_table(&rec, 1);
-    else
-        r = print_value(stk_sb_rec_json(&rec, true), out);
+    r = print_records(stk_sb_rec_json(&rec, true), out);
     stk_sb_rec_free(&rec);
     return r;
 }
@@ -497,9 +633,10 @@ static int pool_create_cmd(int argc, char **argv)
         {"file", required_argument, NULL, 'f'},
         {"env", required_argument, NULL, 'e'},
         {"size", required_argument, NULL, 'n'},
+        {"tenant", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = NULL, *env = NULL;
+    const char *file = NULL, *env = NULL, *tenant = NULL;
     long size = -1;
     int c;
     while ((c = getopt_long(argc, argv, "f:e:n:", opts, NULL)) != -1) {
@@ -510,6 +647,9 @@ static int pool_create_cmd(int argc, char **argv)
             break;
         case 'e':
             env = optarg;
+            break;
+        case 'T':
+            tenant = optarg;
             break;
         case 'n':
             size = strtol(optarg, &end, 10);
@@ -523,6 +663,26 @@ static int pool_create_cmd(int argc, char **argv)
     }
     if (optind != argc - 1 || !file || size < 0)
         return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
+    if (tenant && !cli_remote_active())
+        return cli_usage_error("pool", "--tenant needs --server URL");
+    if (cli_remote_active()) {
+        struct docs_text t;
+        int r = docs_read(file, env, &t);
+        if (r != 0)
+            return r;
+        json_t *body =
+            json_pack("{s:s,s:i,s:s}", "name", argv[optind], "size", (int)size, "spec", t.spec);
+        if (t.env)
+            json_object_set_new(body, "env", json_string(t.env));
+        if (tenant)
+            json_object_set_new(body, "tenant", json_string(tenant));
+        r = cli_remote_call("pool create", "POST", "/v1/pools", body, -1, NULL);
+        json_decref(body);
+        docs_free(&t);
+        if (r == 0)
+            printf("%s\n", argv[optind]);
+        return r;
+    }
     struct docs_text t;
     struct stk_session *s = NULL;
     int r = docs_session("pool", file, env, &t, &s);
@@ -538,15 +698,9 @@ static int pool_create_cmd(int argc, char **argv)
     return 0;
 }
 
-static int pool_ls_cmd(int argc, char **argv)
+/* The pools as JSON: [{name, size, ready}], as the server answers them. */
+static int local_pool_list(json_t **ret)
 {
-    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
-                                         {NULL, 0, NULL, 0}};
-    enum list_output out = OUT_TABLE;
-    int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
-        if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
-            return cli_usage("pool", stderr, EXIT_USAGE);
     struct stk_session *s = NULL;
     int r = open_session("pool", &s);
     if (r != 0)
@@ -556,13 +710,9 @@ static int pool_ls_cmd(int argc, char **argv)
     size_t n = 0;
     r = stk_store_pool_list(stk_session_store(s), &pools, &n, &err);
     json_t *a = json_array();
-    if (out == OUT_TABLE && r >= 0)
-        printf("%-24s %-6s %-6s\n", "NAME", "SIZE", "READY");
     for (size_t i = 0; r >= 0 && i < n; i++) {
         size_t ready = 0;
         (void)stk_pool_ready(s, pools[i].name, &ready, NULL);
-        if (out == OUT_TABLE)
-            printf("%-24s %-6d %-6zu\n", pools[i].name, pools[i].size, ready);
         json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
                                            pools[i].size, "ready", (json_int_t)ready));
     }
@@ -574,17 +724,62 @@ static int pool_ls_cmd(int argc, char **argv)
         json_decref(a);
         return fail("pool ls", err);
     }
-    if (out == OUT_TABLE) {
-        json_decref(a);
-        return 0;
+    *ret = a;
+    return 0;
+}
+
+static int remote_pool_list(json_t **ret)
+{
+    json_t *ans = NULL;
+    int r = cli_remote_call("pool ls", "GET", "/v1/pools", NULL, -1, &ans);
+    if (r != 0)
+        return r;
+    json_t *items = json_object_get(ans, "items");
+    *ret = json_is_array(items) ? json_incref(items) : json_array();
+    json_decref(ans);
+    return 0;
+}
+
+static int pool_ls_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    enum list_output out = OUT_TABLE;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
+        if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
+            return cli_usage("pool", stderr, EXIT_USAGE);
+    json_t *a = NULL;
+    int r = cli_remote_active() ? remote_pool_list(&a) : local_pool_list(&a);
+    if (r != 0)
+        return r;
+    if (out != OUT_TABLE)
+        return print_value(a, out);
+    printf("%-24s %-6s %-6s\n", "NAME", "SIZE", "READY");
+    size_t i;
+    json_t *p;
+    json_array_foreach(a, i, p)
+    {
+        printf("%-24s %-6d %-6d\n", str_or(p, "name", ""),
+               (int)json_integer_value(json_object_get(p, "size")),
+               (int)json_integer_value(json_object_get(p, "ready")));
     }
-    return print_value(a, out);
+    json_decref(a);
+    return 0;
 }
 
 static int pool_rm_cmd(int argc, char **argv)
 {
     if (argc != 2)
         return cli_usage_error("pool", "pool rm NAME");
+    if (cli_remote_active()) {
+        _cleanup_free_ char *en = cli_remote_escape(argv[1]);
+        _cleanup_free_ char *path = stk_xasprintf("/v1/pools/%s", en);
+        int r = cli_remote_call("pool rm", "DELETE", path, NULL, -1, NULL);
+        if (r == 0)
+            printf("%s\n", argv[1]);
+        return r;
+    }
     struct stk_session *s = NULL;
     int r = open_session("pool", &s);
     if (r != 0)

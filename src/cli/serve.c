@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "gateway/http.h"
+#include "gateway/policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,22 +14,43 @@
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
-/*
- * INTEGRATION POINT: the AccessPolicy's authentication (src/gateway/authn.c)
- * and authorization (src/gateway/authz.c) are built separately; once they
- * land, this loads policy_file and fills *ret with them. Until then it
- * refuses, so `serve` cannot run open.
- */
-int cli_gateway_auth(const char *policy_file, struct stk_gw_auth *ret, struct stk_error **err)
+/* The AccessPolicy as the server's authentication and authorization; the
+ * policy stays loaded for the server's lifetime (the auth points into it).
+ * Diagnostics print with file:line:col. Returns 0 or an exit status. */
+int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret)
 {
-    (void)policy_file;
-    (void)ret;
-    return stk_error_make(err, ENOTSUP, "authentication is not built yet");
+    _cleanup_diags_ struct stk_diags diags = {0};
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_gw_policy *p = NULL;
+    int r = stk_gw_policy_load(policy_file, &diags, &p, &err);
+    cli_print_diags(&diags);
+    if (r < 0) {
+        fprintf(stderr, "stockade serve: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    *ret = p;
+    return 0;
 }
 
 struct serve_args {
     const char *listen, *cert, *key, *ca, *policy, *state_dir;
+    int timeout_s;
 };
+
+/* SIGHUP: key rotation without a restart (the grants stay as loaded). */
+static void serve_reload_keys(void *ud)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_gw_policy_reload_keys(ud, &err) < 0)
+        fprintf(stderr, "stockade serve: SIGHUP: keeping the old keys: %s\n", err->msg);
+    else
+        fprintf(stderr, "stockade serve: SIGHUP: JWKS keys re-read\n");
+}
+
+static void stk_gw_policy_freep(struct stk_gw_policy **p)
+{
+    stk_gw_policy_free(*p);
+}
 
 static int serve_parse(int argc, char **argv, struct serve_args *a)
 {
@@ -39,11 +61,23 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
         {"client-ca", required_argument, NULL, 'a'},
         {"policy", required_argument, NULL, 'p'},
         {"state-dir", required_argument, NULL, 's'},
+        {"request-timeout", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     *a = (struct serve_args){.listen = SERVE_DEFAULT_LISTEN};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 't') {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (*end || end == optarg || t < 1 || t > 3600)
+                return cli_usage_error("serve",
+                                       "--request-timeout must be 1 to 3600 seconds, "
+                                       "not '%s'",
+                                       optarg);
+            a->timeout_s = (int)t;
+            continue;
+        }
         const char **dst = c == 'l'   ? &a->listen
                            : c == 'c' ? &a->cert
                            : c == 'k' ? &a->key
@@ -74,11 +108,9 @@ int cmd_serve(int argc, char **argv)
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_gw_auth auth = {0};
-    if (cli_gateway_auth(a.policy, &auth, &err) < 0) {
-        fprintf(stderr, "stockade serve: %s\n", err->msg);
-        return EXIT_INVALID;
-    }
+    _cleanup_(stk_gw_policy_freep) struct stk_gw_policy *policy = NULL;
+    if ((r = cli_gateway_auth(a.policy, &policy)) != 0)
+        return r;
     struct stk_local_paths paths;
     cli_local_paths(a.state_dir, &paths);
     struct stk_gw_options o = {.listen = a.listen,
@@ -86,7 +118,10 @@ int cmd_serve(int argc, char **argv)
                                .tls_key = a.key,
                                .client_ca = a.ca,
                                .paths = &paths,
-                               .auth = &auth};
+                               .auth = stk_gw_policy_auth(policy),
+                               .timeout_s = a.timeout_s,
+                               .on_hup = serve_reload_keys,
+                               .on_hup_ud = policy};
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);

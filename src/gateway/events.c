@@ -84,10 +84,9 @@ static bool sub_may_see(struct gw_sub *s, const struct stk_sb_rec *rec)
             !strcmp(e->tenant, rec->tenant))
             return e->allow;
     }
-    struct stk_authz_target t = {.tenant = rec->tenant,
-                                 .project = rec->project,
-                                 .owner = rec->owner,
-                                 .namespace = rec->tenant};
+    _cleanup_free_ char *ns = gw_record_namespace(rec);
+    struct stk_authz_target t = {
+        .tenant = rec->tenant, .project = rec->project, .owner = rec->owner, .namespace = ns};
     struct stk_authz_decision d;
     char object[80];
     snprintf(object, sizeof(object), "sandbox/%s", rec->id);

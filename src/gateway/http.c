@@ -406,6 +406,25 @@ static char *body_text(struct gw_call *c, size_t *ret_len)
     return s;
 }
 
+char *gw_record_namespace(const struct stk_sb_rec *r)
+{
+    if (!r->spec)
+        return NULL;
+    struct stk_session_docs d = {.spec_file = "spec",
+                                 .spec = r->spec,
+                                 .spec_len = strlen(r->spec),
+                                 .env_file = r->env ? "env" : NULL,
+                                 .env = r->env,
+                                 .env_len = r->env ? strlen(r->env) : 0};
+    _cleanup_diags_ struct stk_diags diags = {0};
+    struct stk_session_boundary sb = {0};
+    char *ns = NULL;
+    if (stk_session_resolve(&d, &diags, &sb) == 0 && sb.b->namespace)
+        ns = stk_xstrdup(sb.b->namespace);
+    stk_session_boundary_release(&sb);
+    return ns;
+}
+
 /* Loads the sandbox c->arg names and asks for verb on it. */
 static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_rec *ret)
 {
@@ -419,10 +438,9 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
         gw_reply_error(c, gw_err_of_errno(r), "%s", err ? err->msg : "reading the store");
         return false;
     }
-    struct stk_authz_target t = {.tenant = ret->tenant,
-                                 .project = ret->project,
-                                 .owner = ret->owner,
-                                 .namespace = ret->tenant};
+    _cleanup_free_ char *ns = gw_record_namespace(ret);
+    struct stk_authz_target t = {
+        .tenant = ret->tenant, .project = ret->project, .owner = ret->owner, .namespace = ns};
     struct stk_authz_decision d;
     char object[80];
     snprintf(object, sizeof(object), "sandbox/%s", ret->id);
@@ -539,10 +557,11 @@ static void h_sb_list(struct gw_call *c)
     json_t *a = json_array();
     struct decision_batch batch = {.c = c, .verb = STK_VERB_GET};
     for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *ns = gw_record_namespace(&recs[i]);
         struct stk_authz_target t = {.tenant = recs[i].tenant,
                                      .project = recs[i].project,
                                      .owner = recs[i].owner,
-                                     .namespace = recs[i].tenant};
+                                     .namespace = ns};
         char object[80];
         snprintf(object, sizeof(object), "sandbox/%s", recs[i].id);
         if (batch_decide(&batch, &t, object))
@@ -767,8 +786,10 @@ static void h_pool_create(struct gw_call *c)
     struct stk_session_docs docs;
     struct stk_session_boundary sb = {0};
     if (resolve_docs(c, b.spec, b.env, &docs, &sb)) {
-        struct stk_authz_target t = {
-            .tenant = sb.b->namespace, .namespace = sb.b->namespace, .b = sb.b};
+        /* as for create: the tenant asked for, else the template's namespace */
+        struct stk_authz_target t = {.tenant = b.tenant ? b.tenant : sb.b->namespace,
+                                     .namespace = sb.b->namespace,
+                                     .b = sb.b};
         struct stk_authz_decision d;
         char object[80];
         snprintf(object, sizeof(object), "pool/%s", b.name);
@@ -901,6 +922,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     gw_events_tick(g);
     if (g->closing && !g->jobs && !g->execs)
         event_base_loopexit(g->base, NULL);
+}
+
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct stk_gw *g = arg;
+    if (g->on_hup)
+        g->on_hup(g->on_hup_ud);
 }
 
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
@@ -1060,13 +1090,15 @@ static int gw_events_setup(struct stk_gw *g)
     g->ev_int = evsignal_new(g->base, SIGINT, on_stop_signal, g);
     g->ev_term = evsignal_new(g->base, SIGTERM, on_stop_signal, g);
     g->ev_chld = evsignal_new(g->base, SIGCHLD, on_sigchld, g);
+    g->ev_hup = evsignal_new(g->base, SIGHUP, on_sighup, g);
     g->ev_tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
-    if (!g->ev_int || !g->ev_term || !g->ev_chld || !g->ev_tick)
+    if (!g->ev_int || !g->ev_term || !g->ev_chld || !g->ev_tick || !g->ev_hup)
         return -ENOMEM;
     struct timeval tick = {.tv_usec = 100 * 1000};
     event_add(g->ev_int, NULL);
     event_add(g->ev_term, NULL);
     event_add(g->ev_chld, NULL);
+    event_add(g->ev_hup, NULL);
     event_add(g->ev_tick, &tick);
     return 0;
 }
@@ -1080,6 +1112,8 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
     evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
     g->timeout_s = o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S;
+    g->on_hup = o->on_hup;
+    g->on_hup_ud = o->on_hup_ud;
     evhttp_set_timeout(g->http, g->timeout_s);
     /* the others reach the router too, so a wrong method is a JSON 405 */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
@@ -1147,7 +1181,7 @@ void stk_gw_free(struct stk_gw *g)
     while (g->jobs)
         gw_job_detach(g->jobs);
     gw_exec_free_all(g);
-    struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick};
+    struct event *evs[] = {g->ev_int, g->ev_term, g->ev_chld, g->ev_tick, g->ev_hup};
     for (size_t i = 0; i < STK_ARRAY_SIZE(evs); i++)
         if (evs[i])
             event_free(evs[i]);

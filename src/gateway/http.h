@@ -25,6 +25,10 @@ struct stk_gw_options {
     const struct stk_local_paths *paths;
     const struct stk_gw_auth *auth; /* required */
     int timeout_s;                  /* a request must arrive within; 0: STK_GW_TIMEOUT_S */
+    /* SIGHUP calls it on the loop (serve: re-read the policy's keys); SIGHUP
+     * never ends the server, with or without it */
+    void (*on_hup)(void *ud);
+    void *on_hup_ud;
 };
 
 struct stk_gw;

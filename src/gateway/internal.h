@@ -86,7 +86,7 @@ int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *re
                          json_t **ret_root, char *why, size_t why_n);
 
 struct gw_pool_body {
-    const char *name, *spec, *env;
+    const char *name, *spec, *env, *tenant;
     int64_t size;
 };
 int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, json_t **ret_root,

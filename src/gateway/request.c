@@ -270,6 +270,7 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
         {"size", GW_F_INT, true, offsetof(struct gw_pool_body, size)},
         {"spec", GW_F_STRING, true, offsetof(struct gw_pool_body, spec)},
         {"env", GW_F_STRING, false, offsetof(struct gw_pool_body, env)},
+        {"tenant", GW_F_STRING, false, offsetof(struct gw_pool_body, tenant)},
     };
     struct gw_pool_body b = {0};
     json_t *root = NULL;
@@ -281,6 +282,8 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
         r = -EINVAL;
     } else if (b.size < 1 || b.size > STK_POOL_MAX_SIZE) {
         snprintf(why, why_n, "field \"size\" must be 1 to %d", STK_POOL_MAX_SIZE);
+        r = -EINVAL;
+    } else if (!opt_name_ok("tenant", b.tenant, 64, why, why_n)) {
         r = -EINVAL;
     }
     if (r < 0) {

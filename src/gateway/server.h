@@ -40,7 +40,9 @@ struct stk_gw {
     char state_dir[4096], run_dir[4096];
     struct stk_local_paths paths;
     struct stk_session *session; /* the server's own: reads and decisions */
-    struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop;
+    struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop, *ev_hup;
+    void (*on_hup)(void *ud);
+    void *on_hup_ud;
     int port;
     int timeout_s;
     char unix_path[108]; /* listening on a Unix socket: removed at the end */
@@ -117,6 +119,11 @@ void gw_events_subscribe(struct gw_call *c, int64_t after_seq);
 void gw_events_tick(struct stk_gw *g);
 void gw_sub_detach(struct gw_sub *s);
 void gw_events_close_all(struct stk_gw *g);
+
+/* A stored sandbox's namespace for authorization: the record keeps the
+ * documents, not the namespace, so its spec is resolved as create resolved
+ * it. NULL when there is no spec or it no longer resolves. Caller frees. */
+char *gw_record_namespace(const struct stk_sb_rec *r);
 
 /* Asks the policy; records the decision; on deny replies (404 when hidden,
  * else 403) and returns false. object: "sandbox/ID", "pools", ... */

@@ -69,7 +69,9 @@ static void double_authorize(void *ud, const struct stk_principal *who, enum stk
     } else {
         ret->allow = verb == STK_VERB_LIST;
     }
-    snprintf(ret->reason, sizeof(ret->reason), "rule for %s", who->token_id);
+    /* the target's namespace and tenant, for test_target_namespace */
+    snprintf(ret->reason, sizeof(ret->reason), "rule for %s ns=%s tenant=%s", who->token_id,
+             t && t->namespace ? t->namespace : "-", t && t->tenant ? t->tenant : "-");
 }
 
 static const struct stk_gw_auth double_auth = {.authenticate = double_authenticate,
@@ -711,6 +713,64 @@ static void test_long_operation(void **state)
     stk_buf_free(&r.raw);
 }
 
+static int find_reason(const struct stk_audit_rec *a, void *ud)
+{
+    const char **want = ud;
+    if (!strcmp(a->event, "authz") && strstr(a->details, *want))
+        *want = NULL;
+    return 0;
+}
+
+static void assert_decided(struct fixture *f, const char *sandbox, const char *reason)
+{
+    const char *want = reason;
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_audit_list(f->st, sandbox, find_reason, &want, &err), 0);
+    if (want)
+        fail_msg("no authz record of %s with \"%s\"", sandbox ? sandbox : "the host", reason);
+}
+
+/* A stored sandbox's namespace is its spec's (the record has no namespace
+ * of its own), not its tenant; a pool's tenant is the one asked for. */
+static void test_target_namespace(void **state)
+{
+    struct fixture *f = *state;
+    static char spec[] = "{\"apiVersion\":\"stockade.dev/v1alpha1\",\"kind\":\"Sandbox\","
+                         "\"metadata\":{\"name\":\"sb-ns\",\"namespace\":\"team-ns\"},"
+                         "\"spec\":{\"rootfs\":\"host\"}}";
+    struct stk_sb_rec rec = {.phase = STK_SB_SUCCEEDED, .exit_code = 0, .spec = spec};
+    snprintf(rec.id, sizeof(rec.id), "sb-ns");
+    snprintf(rec.name, sizeof(rec.name), "sb-ns");
+    snprintf(rec.owner, sizeof(rec.owner), "dave");
+    snprintf(rec.tenant, sizeof(rec.tenant), "t1");
+    snprintf(rec.runtime, sizeof(rec.runtime), "crun");
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_sb_insert(f->st, &rec, &err), 0);
+
+    struct reply r;
+    GET(f, "/v1/sandboxes/sb-ns", "Bearer ops-token", &r);
+    assert_int_equal(r.status, 200);
+    stk_buf_free(&r.raw);
+    assert_decided(f, "sb-ns", "rule for ops ns=team-ns tenant=t1");
+    GET(f, "/v1/sandboxes/sb-alice", "Bearer ops-token", &r); /* no spec: no namespace */
+    stk_buf_free(&r.raw);
+    assert_decided(f, "sb-alice", "rule for ops ns=- tenant=t1");
+    GET(f, "/v1/sandboxes", "Bearer alice-token", &r); /* the list's rows too */
+    stk_buf_free(&r.raw);
+    assert_decided(f, "", "rule for alice ns=team-ns tenant=t1");
+
+    static const char pool[] =
+        "{\"name\":\"p\",\"size\":1,\"tenant\":\"acme\",\"spec\":"
+        "\"{\\\"apiVersion\\\":\\\"stockade.dev/v1alpha1\\\",\\\"kind\\\":"
+        "\\\"Sandbox\\\",\\\"metadata\\\":{\\\"name\\\":\\\"p\\\",\\\"namespace\\\":"
+        "\\\"team-p\\\"},\\\"spec\\\":{\\\"rootfs\\\":\\\"host\\\"}}\"}";
+    http(f->port, "POST", "/v1/pools", "Bearer bob-token", "application/json", pool, strlen(pool),
+         &r);
+    assert_error(&r, 403, "forbidden");
+    stk_buf_free(&r.raw);
+    assert_decided(f, "", "rule for bob ns=team-p tenant=acme");
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -748,6 +808,7 @@ int main(int argc, char **argv)
         T(test_worker_operations),
         T(test_unix_socket),
         T(test_long_operation),
+        T(test_target_namespace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CLI as a client of `stockade serve` (docs/api.md): `--server URL` or
+ * $STOCKADE_SERVER selects it, with a bearer token or a client certificate.
+ * This file is the transport only (libcurl); the commands build the
+ * requests and print the answers with the printers embedded mode uses, so
+ * both modes print the same thing from the same record JSON.
+ *
+ * The token is sent in a header and never printed: libcurl's verbose mode
+ * stays off and error messages name the server, never the credentials.
+ */
+#include "cli.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define REMOTE_MAX_ANSWER   (64 * 1024 * 1024)
+#define REMOTE_CONNECT_S    10
+#define REMOTE_MAX_TOKEN    4096
+#define REMOTE_UNIX_PREFIX  "unix:"
+#define REMOTE_UNIX_BASEURL "http://localhost"
+
+struct cli_remote_opts cli_remote = {0};
+
+bool cli_remote_active(void)
+{
+    return cli_remote.server != NULL;
+}
+
+void cli_remote_from_env(void)
+{
+    if (!cli_remote.server && getenv("STOCKADE_SERVER") && *getenv("STOCKADE_SERVER"))
+        cli_remote.server = getenv("STOCKADE_SERVER");
+    if (!cli_remote.token && getenv("STOCKADE_TOKEN") && *getenv("STOCKADE_TOKEN"))
+        cli_remote.token = getenv("STOCKADE_TOKEN");
+    if (!cli_remote.token_file && getenv("STOCKADE_TOKEN_FILE") && *getenv("STOCKADE_TOKEN_FILE"))
+        cli_remote.token_file = getenv("STOCKADE_TOKEN_FILE");
+}
+
+/* The token: --token / $STOCKADE_TOKEN, else the first line of the token
+ * file. NULL without one (a client certificate may be the credential). */
+static int token_get(const char *cmd, char **ret)
+{
+    *ret = NULL;
+    if (cli_remote.token) {
+        *ret = stk_xstrdup(cli_remote.token);
+        return 0;
+    }
+    if (!cli_remote.token_file)
+        return 0;
+    _cleanup_fclose_ FILE *f = fopen(cli_remote.token_file, "re");
+    if (!f) {
+        fprintf(stderr, "stockade %s: cannot read the token file %s: %s\n", cmd,
+                cli_remote.token_file, strerror(errno));
+        return EXIT_USAGE;
+    }
+    char *line = stk_xcalloc(1, REMOTE_MAX_TOKEN + 2);
+    if (!fgets(line, REMOTE_MAX_TOKEN + 2, f) || strlen(line) > REMOTE_MAX_TOKEN) {
+        fprintf(stderr, "stockade %s: the token file %s is empty or too long\n", cmd,
+                cli_remote.token_file);
+        free(line);
+        return EXIT_USAGE;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    *ret = line;
+    return 0;
+}
+
+struct sink {
+    CURL *curl;
+    struct stk_buf body; /* the answer, or an error answer of a stream */
+    int fd;              /* a stream's 2xx body goes here; -1: buffer it */
+    bool failed;
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *ud)
+{
+    struct sink *s = ud;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (s->fd >= 0 && status >= 200 && status < 300) {
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(s->fd, p + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                s->failed = true;
+                return 0;
+            }
+            off += (size_t)w;
+        }
+        return len;
+    }
+    if (s->body.len + len > REMOTE_MAX_ANSWER)
+        return 0;
+    stk_buf_append(&s->body, p, len);
+    return len;
+}
+
+/* "stockade CMD: MESSAGE" from the server's JSON error (and its
+ * diagnostics), else the status line. */
+static void print_error(const char *cmd, long status, json_t *j)
+{
+    json_t *e = json_object_get(j, "error");
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    if (msg && *msg)
+        fprintf(stderr, "stockade %s: %s\n", cmd, msg);
+    else
+        fprintf(stderr, "stockade %s: the server answered HTTP %ld\n", cmd, status);
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(e, "diagnostics"), i, d)
+    {
+        if (json_is_string(d))
+            fprintf(stderr, "%s\n", json_string_value(d));
+    }
+}
+
+int cli_remote_call(const char *cmd, const char *method, const char *path, json_t *body, int fd,
+                    json_t **ret)
+{
+    if (ret)
+        *ret = NULL;
+    _cleanup_free_ char *token = NULL;
+    int r = token_get(cmd, &token);
+    if (r != 0)
+        return r;
+    static bool inited;
+    if (!inited) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        inited = true;
+    }
+    CURL *c = curl_easy_init();
+    if (!c) {
+        fprintf(stderr, "stockade %s: cannot set up an HTTP client\n", cmd);
+        return EXIT_SETUP;
+    }
+    const char *base = cli_remote.server;
+    bool unix_socket = !strncmp(base, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX));
+    if (unix_socket) {
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, base + strlen(REMOTE_UNIX_PREFIX));
+        base = REMOTE_UNIX_BASEURL;
+    }
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--;
+    _cleanup_free_ char *url = stk_xasprintf("%.*s%s", (int)blen, base, path);
+    _cleanup_free_ char *auth = token ? stk_xasprintf("Authorization: Bearer %s", token) : NULL;
+    _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct curl_slist *headers = NULL;
+    if (auth)
+        headers = curl_slist_append(headers, auth);
+    if (payload)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = curl_slist_append(headers, "Expect:");
+    struct sink s = {.curl = c, .fd = fd};
+
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)REMOTE_CONNECT_S);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    if (payload) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    }
+    if (cli_remote.cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cli_remote.cacert);
+    if (cli_remote.cert) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cli_remote.cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, cli_remote.key);
+    }
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+
+    CURLcode cr = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    if (token)
+        explicit_bzero(token, strlen(token));
+    if (auth)
+        explicit_bzero(auth, strlen(auth));
+    curl_easy_cleanup(c);
+
+    int status_out = 0;
+    if (cr != CURLE_OK && !(s.failed || (fd >= 0 && status >= 200 && status < 300))) {
+        fprintf(stderr, "stockade %s: %s: %s\n", cmd, cli_remote.server,
+                curl_err[0] ? curl_err : curl_easy_strerror(cr));
+        status_out = EXIT_SETUP;
+    } else if (cr != CURLE_OK) {
+        /* a stream ended early, or stdout went away */
+        status_out = s.failed ? EXIT_INVALID : EXIT_SETUP;
+        if (!s.failed)
+            fprintf(stderr, "stockade %s: the stream ended early: %s\n", cmd,
+                    curl_err[0] ? curl_err : curl_easy_strerror(cr));
+    } else {
+        json_t *j = s.body.len ? json_loadb(s.body.data, s.body.len, 0, NULL) : NULL;
+        if (status < 200 || status >= 300) {
+            print_error(cmd, status, j);
+            json_decref(j);
+            status_out = EXIT_INVALID;
+        } else if (ret) {
+            if (!j) {
+                fprintf(stderr, "stockade %s: the server's answer is not JSON\n", cmd);
+                status_out = EXIT_INVALID;
+            }
+            *ret = j;
+        } else {
+            json_decref(j);
+        }
+    }
+    stk_buf_free(&s.body);
+    return status_out;
+}
+
+char *cli_remote_escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    char *r = stk_xstrdup(e ? e : "");
+    curl_free(e);
+    return r;
+}
+
+/* ---- exec: the server's upgrade, over a plain socket -------------------------------- */
+
+enum {
+    FRAME_STDIN = 16,
+    FRAME_STDIN_EOF = 17,
+    FRAME_OUTPUT = 33,
+    FRAME_EXIT = 34,
+    FRAME_ERROR = 35
+};
+#define FRAME_HDR 6
+#define FRAME_MAX 65536
+
+/* http://HOST:PORT or unix:PATH → a connected socket. The server relays
+ * exec over plain connections only (over TLS it answers 501). */
+static int exec_connect(char *host_out, size_t host_n)
+{
+    const char *srv = cli_remote.server;
+    if (!strncmp(srv, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX))) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        const char *path = srv + strlen(REMOTE_UNIX_PREFIX);
+        if (strlen(path) >= sizeof(sun.sun_path))
+            return -ENAMETOOLONG;
+        memcpy(sun.sun_path, path, strlen(path) + 1);
+        snprintf(host_out, host_n, "localhost");
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return -e;
+        }
+        return fd;
+    }
+    if (strncmp(srv, "http://", 7))
+        return -EPROTONOSUPPORT;
+    char hostport[300];
+    snprintf(hostport, sizeof(hostport), "%s", srv + 7);
+    hostport[strcspn(hostport, "/")] = '\0';
+    snprintf(host_out, host_n, "%s", hostport);
+    char *host = hostport, *port = NULL;
+    if (host[0] == '[') {
+        char *end = strchr(host, ']');
+        if (!end)
+            return -EINVAL;
+        *end = '\0';
+        host++;
+        port = end[1] == ':' ? end + 2 : NULL;
+    } else if ((port = strrchr(host, ':'))) {
+        *port++ = '\0';
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, port ? port : "80", &hints, &ai) != 0)
+        return -EHOSTUNREACH;
+    int fd = -ECONNREFUSED;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -errno;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, (const char *)p + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+static int send_frame(int fd, uint8_t type, const void *p, uint32_t n)
+{
+    uint8_t h[FRAME_HDR] = {type,      0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                            (uint8_t)n};
+    return write_all(fd, h, sizeof(h)) < 0 || (n && write_all(fd, p, n) < 0) ? -1 : 0;
+}
+
+/* The answer's head up to the blank line; anything read past it stays in
+ * buf (frames, or an error's body). */
+static int read_head(int fd, struct stk_buf *buf, size_t *ret_head_len)
+{
+    char tmp[4096];
+    for (;;) {
+        const char *end = buf->len ? strstr(buf->data, "\r\n\r\n") : NULL;
+        if (end) {
+            *ret_head_len = (size_t)(end - buf->data) + 4;
+            return 0;
+        }
+        if (buf->len > 16 * 1024)
+            return -1;
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        stk_buf_append(buf, tmp, (size_t)n);
+    }
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Relays until EXIT or ERROR. pending: bytes already read after the head. */
+static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
+{
+    struct stk_buf in = {0};
+    stk_buf_append(&in, pending->data ? pending->data : "", pending->len);
+    char tmp[FRAME_MAX];
+    int result = EXIT_SETUP;
+    /* without -i the command's stdin is closed, as in embedded mode */
+    bool done = in_fd < 0 && send_frame(fd, FRAME_STDIN_EOF, NULL, 0) < 0;
+    while (!done) {
+        /* every whole frame received so far */
+        while (in.len >= FRAME_HDR) {
+            const uint8_t *h = (const uint8_t *)in.data;
+            uint32_t n = be32(h + 2);
+            if (n > FRAME_MAX) {
+                fprintf(stderr, "stockade exec: the server sent a frame too large\n");
+                done = true;
+                break;
+            }
+            if (in.len < FRAME_HDR + n)
+                break;
+            const uint8_t *p = h + FRAME_HDR;
+            if (h[0] == FRAME_OUTPUT) {
+                if (write_all(h[1] == 2 ? STDERR_FILENO : STDOUT_FILENO, p, n) < 0) {
+                    done = true;
+                    break;
+                }
+            } else if (h[0] == FRAME_EXIT && n >= 4) {
+                *ret_code = (int)be32(p);
+                result = 0;
+                done = true;
+            } else if (h[0] == FRAME_ERROR) {
+                const char *msg = n > 5 ? (const char *)p + 5 : "";
+                fprintf(stderr, "stockade exec: %.*s\n", (int)(n > 5 ? n - 5 : 0), msg);
+                done = true;
+            }
+            memmove(in.data, in.data + FRAME_HDR + n, in.len - FRAME_HDR - n);
+            in.len -= FRAME_HDR + n;
+            if (done)
+                break;
+        }
+        if (done)
+            break;
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = in_fd, .events = POLLIN}};
+        if (poll(pfd, in_fd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (in_fd >= 0 && pfd[1].revents) {
+            ssize_t n = read(in_fd, tmp, sizeof(tmp));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n > 0 ? send_frame(fd, FRAME_STDIN, tmp, (uint32_t)n) < 0
+                      : send_frame(fd, FRAME_STDIN_EOF, NULL, 0) < 0)
+                break;
+            if (n <= 0)
+                in_fd = -1;
+        }
+        if (pfd[0].revents) {
+            ssize_t n = read(fd, tmp, sizeof(tmp));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                fprintf(stderr, "stockade exec: the server closed the connection\n");
+                break;
+            }
+            stk_buf_append(&in, tmp, (size_t)n);
+        }
+    }
+    stk_buf_free(&in);
+    return result;
+}
+
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code)
+{
+    if (!strncmp(cli_remote.server, "https://", 8)) {
+        fprintf(stderr, "stockade exec: not supported over --server https:// yet (the server "
+                        "relays exec on plain loopback and unix: listeners only)\n");
+        return EXIT_SETUP;
+    }
+    _cleanup_free_ char *token = NULL;
+    int r = token_get("exec", &token);
+    if (r != 0)
+        return r;
+    char host[300];
+    _cleanup_close_ int fd = exec_connect(host, sizeof(host));
+    if (fd < 0) {
+        fprintf(stderr, "stockade exec: %s: %s\n", cli_remote.server, strerror(-fd));
+        return EXIT_SETUP;
+    }
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
+    struct stk_buf req = {0};
+    stk_buf_printf(&req,
+                   "POST /v1/sandboxes/%s:exec HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
+                   "Upgrade: stockade-exec.v1\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n",
+                   eid, host, strlen(payload));
+    if (token)
+        stk_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
+    stk_buf_printf(&req, "\r\n%s", payload);
+    int w = write_all(fd, req.data, req.len);
+    explicit_bzero(req.data, req.len);
+    stk_buf_free(&req);
+    if (token)
+        explicit_bzero(token, strlen(token));
+    struct stk_buf in = {0};
+    size_t head = 0;
+    if (w < 0 || read_head(fd, &in, &head) < 0) {
+        fprintf(stderr, "stockade exec: %s: no answer\n", cli_remote.server);
+        stk_buf_free(&in);
+        return EXIT_SETUP;
+    }
+    long status = 0;
+    if (sscanf(in.data, "HTTP/1.%*d %ld", &status) != 1)
+        status = 0;
+    if (status != 101) {
+        /* an ordinary JSON error; the body may still be on its way */
+        const char *cl = strcasestr(in.data, "\r\ncontent-length:");
+        size_t want =
+            cl && cl < in.data + head ? strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10) : 0;
+        char tmp[4096];
+        while (want <= REMOTE_MAX_ANSWER && in.len < head + want) {
+            ssize_t n = read(fd, tmp, sizeof(tmp));
+            if (n <= 0)
+                break;
+            stk_buf_append(&in, tmp, (size_t)n);
+        }
+        json_t *j = json_loadb(in.data + head, in.len - head, 0, NULL);
+        print_error("exec", status, j);
+        json_decref(j);
+        stk_buf_free(&in);
+        return EXIT_SETUP;
+    }
+    struct stk_buf pending = {0};
+    stk_buf_append(&pending, in.data + head, in.len - head);
+    stk_buf_free(&in);
+    r = exec_relay(fd, in_fd, &pending, ret_code);
+    stk_buf_free(&pending);
+    return r;
+}

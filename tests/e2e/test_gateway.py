@@ -1,0 +1,812 @@
+"""The gateway end to end: `stockade serve` with the example AccessPolicy
+(examples/gateway/access-policy.yaml and its documented demo tokens), driven
+through curl, through the CLI as a client (--server) and through raw
+sockets, as root with the real binary.
+
+The README scenario; an authorization matrix (identities x every verb x own /
+same-tenant / other-tenant sandboxes) asserting every cell from a literal
+table; bad input (malformed JSON, unknown fields, oversized bodies, missing
+content type, a slow client); and the audit trail of the decisions.
+
+One server and one private state directory for the module; the fixture stops
+the server and removes every sandbox at the end, also when a test fails.
+Nothing is sent anywhere but 127.0.0.1.
+"""
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import EXAMPLES, stockade_bin
+
+POLICY = EXAMPLES / "gateway" / "access-policy.yaml"
+TOKENS = {
+    "controller": "demo-controller-token-0000000000",
+    "alice": "demo-alice-token-00000000000000",
+    "bob": "demo-bob-token-0000000000000000",
+    "stranger": "not-in-the-policy-token-00000000",
+}
+REQUEST_TIMEOUT_S = 2
+
+
+def spec_text(name, namespace, policy=None):
+    spec = {"rootfs": "host", "command": ["/bin/sh", "-c", "echo started-" + name + "; exec /bin/sleep 600"]}
+    if policy:
+        spec["security"] = {"policy": policy}
+    return json.dumps({
+        "apiVersion": "stockade.dev/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+
+
+class Gateway:
+    def __init__(self, base):
+        self.base = base
+        self.env = dict(os.environ)
+        self.env["STOCKADE_STATE_DIR"] = str(base / "state")
+        self.env["STOCKADE_RUN_DIR"] = str(base / "run")
+        for k in ("STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE", "STOCKADE_FAULT"):
+            self.env.pop(k, None)
+        # libcurl honours proxies: nothing may leave 127.0.0.1
+        for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            self.env.pop(k, None)
+        self.env["NO_PROXY"] = self.env["no_proxy"] = "*"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(base / "serve.log", "w")
+        self.proc = subprocess.Popen(
+            [stockade_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--policy", str(POLICY),
+             "--request-timeout", str(REQUEST_TIMEOUT_S)],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if self.request("GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert self.proc.poll() is None, (base / "serve.log").read_text()
+                assert time.monotonic() < deadline, "serve did not answer /healthz"
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    # ---- clients ----
+
+    def request(self, method, path, who=None, body=None, raw=None, headers=None, timeout=60):
+        """(status, parsed JSON or text) over http.client."""
+        h = dict(headers or {})
+        if who:
+            h["Authorization"] = "Bearer " + TOKENS[who]
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            text = r.read().decode(errors="replace")
+        finally:
+            c.close()
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
+
+    def curl(self, *args, who=None):
+        """curl -s: (status, body)."""
+        cmd = ["curl", "-s", "--noproxy", "*", "-w", "\n%{http_code}"]
+        if who:
+            cmd += ["-H", "Authorization: Bearer " + TOKENS[who]]
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+        body, _, code = p.stdout.rpartition("\n")
+        return int(code), body
+
+    def cli(self, *args, who=None, timeout=60, input=None):
+        """The CLI as a client: stockade --server URL [--token T] ARGS."""
+        env = dict(self.env)
+        env.pop("STOCKADE_STATE_DIR")
+        if who:
+            env["STOCKADE_TOKEN"] = TOKENS[who]
+        return subprocess.run([stockade_bin(), "--server", self.url, *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=timeout, input=input)
+
+    def local(self, *args, timeout=60):
+        """The embedded CLI on the server's state directory."""
+        return subprocess.run([stockade_bin(), *map(str, args)], capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+
+    def exec(self, sid, argv, who, stdin=b""):
+        """(status, exit code or None, output) through the exec upgrade."""
+        body = json.dumps({"argv": argv}).encode()
+        head = (f"POST /v1/sandboxes/{sid}:exec HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Connection: Upgrade\r\nUpgrade: stockade-exec.v1\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n")
+        if who:
+            head += f"Authorization: Bearer {TOKENS[who]}\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            s.sendall(head.encode() + b"\r\n" + body)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            status = int(buf.split(b" ", 2)[1])
+            buf = buf.split(b"\r\n\r\n", 1)[1]
+            if status != 101:
+                return status, None, buf
+            if stdin:
+                s.sendall(struct.pack(">BBI", 16, 0, len(stdin)) + stdin)
+            s.sendall(struct.pack(">BBI", 17, 0, 0))
+            out = b""
+            while True:
+                while len(buf) >= 6:
+                    t, _, n = struct.unpack(">BBI", buf[:6])
+                    if len(buf) < 6 + n:
+                        break
+                    payload, buf = buf[6:6 + n], buf[6 + n:]
+                    if t == 33:
+                        out += payload
+                    elif t == 34:
+                        return status, struct.unpack(">i", payload[:4])[0], out
+                    elif t == 35:
+                        return status, None, payload[5:]
+                chunk = s.recv(65536)
+                assert chunk, "exec: the server closed before EXIT"
+                buf += chunk
+
+    def create(self, name, namespace, who="controller", owner=None, tenant="acme"):
+        body = {"spec": spec_text(name, namespace)}
+        if owner:
+            body["owner"] = owner
+        if tenant:
+            body["tenant"] = tenant
+        return self.request("POST", "/v1/sandboxes", who, body=body)
+
+    def healthy(self):
+        assert self.request("GET", "/healthz") == (200, {"status": "ok"})
+        assert self.proc.poll() is None
+
+    def audit(self, sid):
+        p = self.local("audit", sid, "-o", "json")
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    # ---- teardown ----
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def cleanup(self):
+        p = self.local("ls", "-o", "json")
+        if p.returncode == 0:
+            for rec in json.loads(p.stdout):
+                self.local("rm", "-f", rec["id"])
+        p = self.local("pool", "ls", "-o", "json")
+        if p.returncode == 0:
+            for pool in json.loads(p.stdout):
+                self.local("pool", "rm", pool["name"])
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the gateway's sandboxes need root")
+    g = Gateway(tmp_path_factory.mktemp("gateway"))
+    try:
+        status, body = g.create("probe", "acme-probe")
+        if status != 201 and "no runtime" in json.dumps(body):
+            pytest.skip(f"no runtime can host long-lived sandboxes here: {body}")
+        assert status == 201, body
+        yield g
+    finally:
+        try:
+            g.stop()
+        finally:
+            g.cleanup()
+            left = [r for r in json.loads(g.local("ls", "-o", "json").stdout or "[]")
+                    if r["phase"] != "deleted"]
+            assert not left, left
+
+
+# ---- the README scenario -----------------------------------------------------------------
+
+
+def test_readme_scenario_curl(gw):
+    spec = spec_text("alice-work", "acme-alice")
+    code, body = gw.curl("-H", "Content-Type: application/json", "--data",
+                         json.dumps({"spec": spec, "owner": "alice", "tenant": "acme"}),
+                         gw.url + "/v1/sandboxes", who="controller")
+    assert code == 201, body
+    alice_sb = json.loads(body)
+    assert alice_sb["owner"] == "alice" and alice_sb["tenant"] == "acme"
+    assert alice_sb["phase"] == "ready"
+    code, body = gw.curl("-H", "Content-Type: application/json", "--data",
+                         json.dumps({"spec": spec_text("bob-work", "acme-bob"), "owner": "bob",
+                                     "tenant": "acme"}),
+                         gw.url + "/v1/sandboxes", who="controller")
+    assert code == 201, body
+    bob_sb = json.loads(body)
+
+    # alice lists and sees only hers
+    code, body = gw.curl(gw.url + "/v1/sandboxes", who="alice")
+    assert code == 200
+    assert [r["id"] for r in json.loads(body)["items"]] == [alice_sb["id"]]
+    # get, logs, exec hers
+    code, body = gw.curl(gw.url + f"/v1/sandboxes/{alice_sb['id']}", who="alice")
+    assert code == 200 and json.loads(body)["id"] == alice_sb["id"]
+    code, body = gw.curl(gw.url + f"/v1/sandboxes/{alice_sb['id']}/logs", who="alice")
+    assert code == 200 and "started-alice-work" in body
+    assert gw.exec(alice_sb["id"], ["/bin/echo", "hello from alice"], "alice") == \
+        (101, 0, b"hello from alice\n")
+
+    # bob: alice's sandbox does not exist for him (404, not 403), the same body
+    code, body = gw.curl(gw.url + f"/v1/sandboxes/{alice_sb['id']}", who="bob")
+    assert code == 404
+    assert json.loads(body) == {"error": {"code": "not_found",
+                                          "message": f"no sandbox \"{alice_sb['id']}\""}}
+    code, body = gw.curl("-X", "DELETE", gw.url + f"/v1/sandboxes/{alice_sb['id']}?force=1",
+                         who="bob")
+    assert code == 404
+    code, _ = gw.curl(gw.url + f"/v1/sandboxes/{alice_sb['id']}", who="alice")
+    assert code == 200
+    code, body = gw.curl(gw.url + "/v1/sandboxes", who="bob")
+    assert [r["id"] for r in json.loads(body)["items"]] == [bob_sb["id"]]
+
+    # credentials
+    code, body = gw.curl("-H", "Authorization: Bearer " + TOKENS["stranger"], gw.url + "/v1/sandboxes")
+    assert code == 401
+    assert json.loads(body)["error"] == {"code": "unauthenticated", "message": "invalid credentials"}
+    code, body = gw.curl(gw.url + "/v1/sandboxes")
+    assert code == 401
+    assert json.loads(body)["error"]["code"] == "unauthenticated"
+
+    # an end user asking for more than restricted
+    code, body = gw.curl("-H", "Content-Type: application/json", "--data",
+                         json.dumps({"spec": spec_text("alice-big", "acme-alice", policy="baseline"),
+                                     "tenant": "acme"}),
+                         gw.url + "/v1/sandboxes", who="alice")
+    assert code == 403, body
+    assert json.loads(body)["error"]["code"] == "forbidden"
+
+    for sid in (alice_sb["id"], bob_sb["id"]):
+        code, body = gw.curl("-X", "DELETE", gw.url + f"/v1/sandboxes/{sid}?force=1", who="controller")
+        assert code == 200, body
+
+
+def test_readme_scenario_cli(gw, tmp_path):
+    spec = tmp_path / "alice.json"
+    spec.write_text(spec_text("alice-cli", "acme-alice"))
+    p = gw.cli("create", "-f", spec, "--owner", "alice", "--tenant", "acme", who="controller")
+    assert p.returncode == 0, p.stderr
+    alice_id = p.stdout.strip()
+    bspec = tmp_path / "bob.json"
+    bspec.write_text(spec_text("bob-cli", "acme-bob"))
+    p = gw.cli("create", "-f", bspec, "--owner", "bob", "--tenant", "acme", "-o", "json",
+               who="controller")
+    assert p.returncode == 0, p.stderr
+    bob_id = json.loads(p.stdout)["id"]
+
+    # the same output as embedded mode, from the same record JSON
+    p = gw.cli("ls", "-o", "json", who="alice")
+    assert p.returncode == 0, p.stderr
+    mine = json.loads(p.stdout)
+    assert [r["id"] for r in mine] == [alice_id]
+    local = {r["id"]: r for r in json.loads(gw.local("ls", "-o", "json").stdout)}
+    assert mine == [local[alice_id]]
+    p = gw.cli("get", alice_id, "-o", "json", who="alice")
+    assert p.returncode == 0 and json.loads(p.stdout) == json.loads(gw.local("get", alice_id, "-o", "json").stdout)
+    p = gw.cli("get", alice_id, "-o", "yaml", who="alice")
+    assert p.stdout == gw.local("get", alice_id, "-o", "yaml").stdout
+    p = gw.cli("ls", who="alice")
+    assert p.returncode == 0
+    assert p.stdout.splitlines()[0].split() == ["ID", "NAME", "PHASE", "REASON", "RUNTIME", "POOL", "AGE"]
+    assert [line.split()[0] for line in p.stdout.splitlines()[1:]] == [alice_id]
+
+    p = gw.cli("logs", alice_id, who="alice")
+    assert p.returncode == 0 and "started-alice-cli" in p.stdout
+    p = gw.cli("exec", alice_id, "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7", who="alice")
+    assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
+    p = gw.cli("exec", "-i", alice_id, "--", "/bin/cat", who="alice", input="via stdin\n")
+    assert (p.returncode, p.stdout) == (0, "via stdin\n")
+    p = gw.cli("exec", alice_id, "--", "/bin/cat", who="alice", input="not sent\n", timeout=10)
+    assert (p.returncode, p.stdout) == (0, "")  # without -i, stdin is closed
+    p = gw.cli("audit", alice_id, who="alice")
+    assert p.returncode == 0 and " authz " in p.stdout
+
+    # bob cannot see it: the server's message, exit 1 (125 for exec)
+    p = gw.cli("get", alice_id, who="bob")
+    assert (p.returncode, p.stderr) == (1, f'stockade get: no sandbox "{alice_id}"\n')
+    p = gw.cli("rm", "-f", alice_id, who="bob")
+    assert (p.returncode, p.stderr) == (1, f'stockade rm: no sandbox "{alice_id}"\n')
+    p = gw.cli("exec", alice_id, "--", "/bin/true", who="bob")
+    assert p.returncode == 125 and "no sandbox" in p.stderr
+    p = gw.cli("ls", "-o", "json", who="bob")
+    assert [r["id"] for r in json.loads(p.stdout)] == [bob_id]
+
+    p = gw.cli("ls", who="stranger")
+    assert (p.returncode, p.stderr) == (1, "stockade ls: invalid credentials\n")
+    assert TOKENS["stranger"] not in p.stdout + p.stderr
+    p = gw.cli("ls")
+    assert (p.returncode, p.stderr) == (1, "stockade ls: authentication required\n")
+    big = tmp_path / "big.json"
+    big.write_text(spec_text("alice-big", "acme-alice", policy="baseline"))
+    p = gw.cli("create", "-f", big, "--tenant", "acme", who="alice")
+    assert p.returncode == 1 and "not allowed" in p.stderr, p.stderr
+
+    # a token file, and the host-only commands refused in client mode
+    tf = tmp_path / "token"
+    tf.write_text(TOKENS["alice"] + "\n")
+    env = dict(gw.env, STOCKADE_SERVER=gw.url, STOCKADE_TOKEN_FILE=str(tf))
+    env.pop("STOCKADE_STATE_DIR")
+    p = subprocess.run([stockade_bin(), "ls", "-o", "json"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and [r["id"] for r in json.loads(p.stdout)] == [alice_id]
+    p = subprocess.run([stockade_bin(), "gc"], capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "not with --server" in p.stderr
+
+    # stop, start, rm through the CLI
+    for verb in ("stop", "start"):
+        p = gw.cli(verb, alice_id, who="alice")
+        assert (p.returncode, p.stdout) == (0, alice_id + "\n"), p.stderr
+    p = gw.cli("rm", alice_id, who="alice")
+    assert p.returncode == 1 and "stockade rm:" in p.stderr  # running: needs -f (409)
+    p = gw.cli("rm", "-f", alice_id, who="alice")
+    assert (p.returncode, p.stdout) == (0, alice_id + "\n"), p.stderr
+    p = gw.cli("rm", "-f", bob_id, who="controller")
+    assert p.returncode == 0, p.stderr
+
+    # the server unreachable: 125, as when embedded mode cannot open its state
+    env = dict(gw.env)
+    env.pop("STOCKADE_STATE_DIR")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    p = subprocess.run([stockade_bin(), "--server", f"http://127.0.0.1:{dead}", "--token", "x" * 20, "ls"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 125 and "x" * 20 not in p.stderr
+
+
+# ---- the authorization matrix ------------------------------------------------------------
+
+IDENTITIES = ["controller", "alice", "bob", "stranger"]
+TARGETS = ["alice", "bob", "other"]  # alice's sandbox, bob's (same tenant), tenant globex's
+
+# identity -> verb -> (status on alice's, on bob's, on the other tenant's).
+# list: 200 when the sandbox is in the caller's list, 0 when it is not.
+# create: a new sandbox asked for the target's owner, tenant and namespace
+# (end users may create only for themselves: no onBehalfOf).
+# pool: GET /v1/pools (the same for every target).
+EXPECTED = {
+    "controller": {
+        "get": (200, 200, 404), "list": (200, 200, 0), "logs": (200, 200, 404),
+        "audit": (200, 200, 404), "exec": (101, 101, 404), "pool": (200, 200, 200),
+        "create": (201, 201, 403),
+        "stop": (200, 200, 404), "start": (200, 200, 404), "delete": (200, 200, 404),
+    },
+    "alice": {
+        "get": (200, 404, 404), "list": (200, 0, 0), "logs": (200, 404, 404),
+        "audit": (200, 404, 404), "exec": (101, 404, 404), "pool": (403, 403, 403),
+        "create": (201, 403, 403),
+        "stop": (200, 404, 404), "start": (200, 404, 404), "delete": (200, 404, 404),
+    },
+    "bob": {
+        "get": (404, 200, 404), "list": (0, 200, 0), "logs": (404, 200, 404),
+        "audit": (404, 200, 404), "exec": (404, 101, 404), "pool": (403, 403, 403),
+        "create": (403, 201, 403),
+        "stop": (404, 200, 404), "start": (404, 200, 404), "delete": (404, 200, 404),
+    },
+    "stranger": {
+        "get": (401, 401, 401), "list": (401, 401, 401), "logs": (401, 401, 401),
+        "audit": (401, 401, 401), "exec": (401, 401, 401), "pool": (401, 401, 401),
+        "create": (401, 401, 401),
+        "stop": (401, 401, 401), "start": (401, 401, 401), "delete": (401, 401, 401),
+    },
+}
+READ_VERBS = ["get", "list", "logs", "audit", "exec", "pool", "create"]
+WRITE_VERBS = ["stop", "start", "delete"]
+
+
+@pytest.fixture(scope="module")
+def targets(gw, tmp_path_factory):
+    """One sandbox per target per identity that may change it (the stop,
+    start and delete columns each need a sandbox in a known phase)."""
+    d = tmp_path_factory.mktemp("targets")
+    ids = {}
+    for owner in ("alice", "bob"):
+        status, rec = gw.create(f"m-{owner}", f"acme-{owner}", owner=owner)
+        assert status == 201, rec
+        ids[owner] = rec["id"]
+    other = d / "other.json"
+    other.write_text(spec_text("m-other", "globex"))
+    p = gw.local("create", "-f", other)  # another tenant: straight into the store
+    assert p.returncode == 0, p.stderr
+    ids["other"] = p.stdout.strip()
+    assert gw.local("get", ids["other"], "-o", "json").stdout.count('"tenant": "globex"') == 1
+    return ids
+
+
+def cell(gw, who, verb, target, sid, owners):
+    if verb == "get":
+        return gw.request("GET", f"/v1/sandboxes/{sid}", who)[0]
+    if verb == "list":
+        status, body = gw.request("GET", "/v1/sandboxes", who)
+        if status != 200:
+            return status
+        return 200 if sid in [r["id"] for r in body["items"]] else 0
+    if verb == "logs":
+        return gw.request("GET", f"/v1/sandboxes/{sid}/logs", who)[0]
+    if verb == "audit":
+        return gw.request("GET", f"/v1/sandboxes/{sid}/audit", who)[0]
+    if verb == "exec":
+        status, code, out = gw.exec(sid, ["/bin/true"], who)
+        assert status != 101 or code == 0, out
+        return status
+    if verb == "pool":
+        return gw.request("GET", "/v1/pools", who)[0]
+    if verb == "create":
+        owner, tenant, ns = owners[target]
+        status, rec = gw.create(f"c-{who}-{target}", ns, who=who, owner=owner, tenant=tenant)
+        return status
+    if verb == "stop":
+        return gw.request("POST", f"/v1/sandboxes/{sid}:stop", who)[0]
+    if verb == "start":
+        return gw.request("POST", f"/v1/sandboxes/{sid}:start", who)[0]
+    if verb == "delete":
+        return gw.request("DELETE", f"/v1/sandboxes/{sid}?force=1", who)[0]
+    raise AssertionError(verb)
+
+
+OWNERS = {"alice": ("alice", "acme", "acme-alice"), "bob": ("bob", "acme", "acme-bob"),
+          "other": (None, "globex", "globex")}
+
+
+def test_authorization_matrix(gw, targets):
+    observed = {who: {} for who in IDENTITIES}
+    for verb in READ_VERBS:
+        for who in IDENTITIES:
+            observed[who][verb] = tuple(cell(gw, who, verb, t, targets[t], OWNERS) for t in TARGETS)
+    # the changing verbs: denied callers first, then the one allowed caller
+    # per target, each on the sandbox in the phase its verb needs
+    for verb in WRITE_VERBS:
+        for who in ["stranger", "bob", "alice", "controller"]:
+            row = []
+            for t in TARGETS:
+                sid = targets[t]
+                allowed = EXPECTED[who][verb][TARGETS.index(t)] in (200, 201)
+                if allowed and who == "controller" and t in ("alice", "bob"):
+                    # the owner already did it: the controller acts on its own copy
+                    status, rec = gw.create(f"w-{verb}-{t}", OWNERS[t][2], owner=t)
+                    assert status == 201, rec
+                    sid = rec["id"]
+                    if verb == "start":
+                        assert gw.request("POST", f"/v1/sandboxes/{sid}:stop", "controller")[0] == 200
+                row.append(cell(gw, who, verb, t, sid, OWNERS))
+            observed[who][verb] = tuple(row)
+    if os.environ.get("GW_MATRIX_PRINT"):
+        print(json.dumps(observed, indent=1))
+    mismatches = [f"{who} {verb} on {t}'s: expected {EXPECTED[who][verb][i]}, got {observed[who][verb][i]}"
+                  for who in IDENTITIES for verb in READ_VERBS + WRITE_VERBS
+                  for i, t in enumerate(TARGETS)
+                  if EXPECTED[who][verb][i] != observed[who][verb][i]]
+    assert not mismatches, "\n".join(mismatches)
+    gw.healthy()
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+
+def raw_exchange(gw, data, wait=None, timeout=10):
+    """Sends data on a fresh connection; returns what came back until the
+    server closed (b"" when it closed without a word)."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if wait:
+            time.sleep(wait)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out and b"Connection: close" not in out and b"content-length" not in out.lower():
+                    break
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def test_bad_input(gw):
+    spec = spec_text("bad", "acme-alice")
+    h = {"Authorization": "Bearer " + TOKENS["controller"], "Content-Type": "application/json"}
+
+    status, body = gw.request("POST", "/v1/sandboxes", raw=b'{"spec": "x",', headers=h)
+    assert status == 400 and body["error"]["code"] == "bad_request", body
+    assert "line 1" in body["error"]["message"] and "column" in body["error"]["message"], body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller",
+                              body={"spec": spec, "tenant": "acme", "bogus": 1})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert 'unknown field "bogus"' in body["error"]["message"], body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller",
+                              body={"spec": spec_text("bad", "acme-alice").replace('"rootfs"', '"rootfz"'),
+                                    "tenant": "acme"})
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert any("rootfz" in d for d in body["error"]["diagnostics"]), body
+    gw.healthy()
+
+    status, body = gw.request("POST", "/v1/sandboxes", "controller", raw=json.dumps({"spec": spec}).encode(),
+                              headers={"Content-Type": "text/plain"})
+    assert (status, body["error"]["code"]) == (415, "unsupported_media_type"), body
+    status, body = gw.request("POST", "/v1/sandboxes", "controller", raw=json.dumps({"spec": spec}).encode())
+    assert status == 415, body
+    gw.healthy()
+
+    big = b"x" * (1024 * 1024 + 1)
+    out = raw_exchange(gw, (f"POST /v1/sandboxes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            f"Authorization: Bearer {TOKENS['controller']}\r\n"
+                            f"Content-Type: application/json\r\nContent-Length: {len(big)}\r\n"
+                            "Connection: close\r\n\r\n").encode() + big)
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    gw.healthy()
+
+    status, body = gw.request("GET", "/v1/nothing-here", "controller")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = gw.request("PUT", "/v1/sandboxes", "controller")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    gw.healthy()
+
+    # a slow client: half a request, then silence past the request timeout
+    t0 = time.monotonic()
+    out = raw_exchange(gw, b"GET /v1/sandboxes HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthor",
+                       timeout=REQUEST_TIMEOUT_S + 10)
+    assert out == b"" or out.split(b" ")[1].startswith(b"4"), out[:200]
+    assert time.monotonic() - t0 < REQUEST_TIMEOUT_S + 5
+    gw.healthy()
+
+
+# ---- every decision is an audit record ---------------------------------------------------
+
+
+def test_decisions_are_audited(gw):
+    status, rec = gw.create("audited", "acme-alice", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    assert gw.request("GET", f"/v1/sandboxes/{sid}", "alice")[0] == 200
+    assert gw.request("GET", f"/v1/sandboxes/{sid}", "bob")[0] == 404
+    assert gw.request("POST", f"/v1/sandboxes/{sid}:stop", "bob")[0] == 404
+    assert gw.request("GET", "/v1/sandboxes", "alice")[0] == 200
+    assert gw.request("POST", "/v1/sandboxes", "alice",
+                      body={"spec": spec_text("big", "acme-alice", policy="baseline"),
+                            "tenant": "acme"})[0] == 403
+
+    decisions = [(r["actor"], r["details"]["verb"], r["details"]["decision"])
+                 for r in gw.audit(sid) if r["event"] == "authz"]
+    assert decisions == [("alice", "get", "allow"), ("bob", "get", "deny_hidden"),
+                         ("bob", "stop", "deny_hidden")], decisions
+    created = [r for r in gw.audit(sid) if r["event"] == "created"]
+    assert created and created[0]["actor"] == "controller"
+
+    # the collection verbs, on the host chain
+    p = gw.local("audit", "export")
+    assert p.returncode == 0, p.stderr
+    host = [json.loads(line) for line in p.stdout.splitlines()]
+    host = [(r["actor"], json.loads(r["details"])) for r in host if r["event"] == "authz" and r["sandbox_id"] == ""]
+    assert any(a == "alice" and d.get("verb") == "list" and d.get("decision") == "allow" for a, d in host), host[-5:]
+    assert any(a == "alice" and d.get("verb") == "get" and "decisions" in d for a, d in host)
+    assert any(a == "controller" and d.get("verb") == "create" and d.get("decision") == "allow"
+               for a, d in host)
+    assert any(a == "alice" and d.get("verb") == "create" and d.get("decision") == "deny"
+               for a, d in host)
+
+    # the CLI shows them; the trail is intact
+    p = gw.cli("audit", sid, who="alice")
+    assert p.returncode == 0
+    assert any(" authz " in line and "bob" in line and "deny_hidden" in line for line in p.stdout.splitlines())
+    p = gw.local("audit", "verify")
+    assert p.returncode == 0 and p.stdout.startswith("audit trail intact:"), p.stdout + p.stderr
+    assert gw.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+
+
+# ---- pools and logs through the CLI; serve's own behaviour -------------------------------
+
+
+def test_pool_and_logs_cli(gw, tmp_path):
+    tpl = tmp_path / "tpl.json"
+    tpl.write_text(json.dumps({"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+                               "metadata": {"name": "tpl", "namespace": "acme-pool"},
+                               "spec": {"rootfs": "host"}}))
+    p = gw.cli("pool", "create", "gwpool", "--size", "1", "-f", tpl, who="alice")
+    assert p.returncode == 1 and "not allowed" in p.stderr
+    p = gw.cli("pool", "create", "gwpool", "--size", "1", "-f", tpl, "--tenant", "acme",
+               who="controller")
+    assert (p.returncode, p.stdout) == (0, "gwpool\n"), p.stderr
+    deadline = time.monotonic() + 20
+    while True:
+        p = gw.cli("pool", "ls", "-o", "json", who="controller")
+        assert p.returncode == 0, p.stderr
+        if json.loads(p.stdout) == [{"name": "gwpool", "size": 1, "ready": 1}]:
+            break
+        assert time.monotonic() < deadline, p.stdout
+        time.sleep(0.1)
+    # the same table as embedded mode
+    assert gw.cli("pool", "ls", who="controller").stdout == gw.local("pool", "ls").stdout
+
+    claim = tmp_path / "claim.json"
+    claim.write_text(json.dumps({"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+                                 "metadata": {"name": "claimer", "namespace": "acme-pool"},
+                                 "spec": {"rootfs": "host", "command": [
+                                     "/bin/sh", "-c", "echo one; echo err >&2; exec /bin/sleep 600"]}}))
+    p = gw.cli("create", "--pool", "gwpool", "-f", claim, "--owner", "alice", "--tenant", "acme",
+               "-o", "json", who="controller")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["warm"] is True
+    sid = res["id"]
+
+    # logs: stdout and stderr interleaved on stdout; -f until interrupted
+    deadline = time.monotonic() + 10
+    while "err" not in gw.cli("logs", sid, who="alice").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    p = gw.cli("logs", sid, who="alice")
+    assert p.returncode == 0 and p.stdout.splitlines() == ["one", "err"], p.stdout
+    assert gw.cli("logs", "--since", "2099-01-01T00:00:00Z", sid, who="alice").stdout == ""
+    f = subprocess.Popen([stockade_bin(), "--server", gw.url, "--token", TOKENS["alice"], "logs", "-f", sid],
+                         stdout=subprocess.PIPE, text=True, env=gw.env)
+    try:
+        assert f.stdout.readline() == "one\n"
+    finally:
+        f.kill()
+        f.wait()
+    p = gw.cli("logs", sid, who="bob")
+    assert (p.returncode, p.stderr) == (1, f'stockade logs: no sandbox "{sid}"\n')
+
+    p = gw.cli("pool", "rm", "gwpool", who="controller")
+    assert (p.returncode, p.stdout) == (0, "gwpool\n"), p.stderr
+    assert gw.cli("rm", "-f", sid, who="alice").returncode == 0
+
+
+def test_serve_refuses_a_bad_policy(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: stockade.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: x}\n"
+                   "spec:\n  identities: 3\n")
+    p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0", "--policy", bad],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[0].startswith(f"{bad}:5:15: error: spec.identities")
+    p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "--policy" in p.stderr
+
+
+def test_sighup_keeps_serving(gw):
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    gw.healthy()
+    assert gw.request("GET", "/v1/sandboxes", "alice")[0] == 200
+    assert "SIGHUP: JWKS keys re-read" in (gw.base / "serve.log").read_text()
+
+
+# ---- TLS and client certificates through the CLI -----------------------------------------
+
+MTLS_POLICY = """\
+apiVersion: stockade.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: mtls}
+spec:
+  authentication:
+    clientCertificates: {caFile: %(ca)s}
+  identities:
+    - name: carol
+      kind: end-user
+      match: {certificateSubject: "CN=carol,O=acme"}
+      tenant: acme
+  grants:
+    - identities: [carol]
+      verbs: [get, list]
+      scope: {owned: true}
+"""
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_tls_and_client_certificate_cli(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("serve's state directory: as root, like the other gateway tests")
+    d = tmp_path
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=stockade test CA", cwd=d)
+    for name, subj, ext in (("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+                            ("carol", "/O=acme/CN=carol", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj,
+                cwd=d)
+        (d / f"{name}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext",
+                cwd=d)
+    policy = d / "policy.yaml"
+    policy.write_text(MTLS_POLICY % {"ca": d / "ca.pem"})
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(d / "state"), STOCKADE_RUN_DIR=str(d / "run"))
+    for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
+        env.pop(k, None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(d / "serve.log", "w")
+    server = subprocess.Popen(
+        [stockade_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--policy", policy,
+         "--tls-cert", d / "server.pem", "--tls-key", d / "server.key", "--client-ca", d / "ca.pem"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while cli_probe(url, d / "ca.pem") != 200:
+            assert server.poll() is None, (d / "serve.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
+                            d / "carol.pem", "--key", d / "carol.key", "ls", "-o", "json"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert (p.returncode, p.stdout.strip()) == (0, "[]"), p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "ls"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert (p.returncode, p.stderr) == (1, "stockade ls: authentication required\n")
+        p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "--key",
+                            d / "carol.key", "ls"], capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 125 and "certificate" in p.stderr, p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
+                            d / "carol.pem", "--key", d / "carol.key", "exec", "x", "--", "true"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 125 and "not supported over --server https://" in p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "ls"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 2 and "--cert and --key go together" in p.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def cli_probe(url, ca):
+    """The /healthz status over TLS (0: no answer yet)."""
+    p = subprocess.run(["curl", "-s", "--noproxy", "*", "--cacert", str(ca), "-o", "/dev/null",
+                        "-w", "%{http_code}", url + "/healthz"], capture_output=True, text=True)
+    return int(p.stdout or 0)
