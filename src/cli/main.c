@@ -420,8 +420,8 @@ static int cmd_help(int argc, char **argv)
  * embedded backend (local or sim). */
 static bool session_command(const char *name)
 {
-    static const char *const names[] = {"create", "exec", "logs", "stop",  "start", "rm",
-                                        "ls",     "get",  "pool", "audit", "verify"};
+    static const char *const names[] = {"create", "exec", "logs", "stop",  "start",  "rm",
+                                        "ls",     "get",  "pool", "audit", "verify", "serve"};
     return stk_enum_lookup(names, STK_ARRAY_SIZE(names), name) >= 0;
 }
 

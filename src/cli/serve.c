@@ -113,7 +113,12 @@ int cmd_serve(int argc, char **argv)
         return r;
     struct stk_local_paths paths;
     cli_local_paths(a.state_dir, &paths);
+    /* stockade --backend sim serve, or STOCKADE_BACKEND=sim */
+    enum stk_backend backend;
+    if ((r = cli_session_backend("serve", &backend)) != 0)
+        return r;
     struct stk_gw_options o = {.listen = a.listen,
+                               .backend = backend,
                                .tls_cert = a.cert,
                                .tls_key = a.key,
                                .client_ca = a.ca,

@@ -1149,7 +1149,9 @@ int stk_gw_new(const struct stk_gw_options *o, struct stk_gw **ret, struct stk_e
     g->paths = (struct stk_local_paths){.state_dir = g->state_dir, .run_dir = g->run_dir};
     /* a client gone mid-write is an error on that connection, not the end */
     signal(SIGPIPE, SIG_IGN);
-    if ((r = stk_session_open(&g->paths, "stockade-gateway", &g->session, err)) < 0 ||
+    g->backend = o->backend;
+    if ((r = stk_session_open_backend(&g->paths, g->backend, "stockade-gateway", &g->session,
+                                      err)) < 0 ||
         (r = gw_http_setup(g, o, err)) < 0 || (o->tls_cert && (r = tls_setup(g, o, err)) < 0) ||
         (r = gw_bind(g, o->listen, o->tls_cert != NULL, err)) < 0) {
         stk_gw_free(g);

@@ -39,6 +39,7 @@ struct stk_gw {
     const struct stk_gw_auth *auth;
     char state_dir[4096], run_dir[4096];
     struct stk_local_paths paths;
+    enum stk_backend backend;
     struct stk_session *session; /* the server's own: reads and decisions */
     struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop, *ev_hup;
     void (*on_hup)(void *ud);

@@ -35,6 +35,10 @@ int session_spawn_self(const struct stk_local_paths *p, int *keep, int n_keep,
  * text; the caller frees. */
 char *session_argv_json(const char *const *argv, size_t argc, const char *key, void *value);
 char *session_labels_json(const struct stk_boundary *b);
+/* A new sandbox's record (phase pending) from a create request: id, name,
+ * owner, tenant, documents, labels; the caller frees it. */
+void session_record_new(const struct stk_session *s, const struct stk_create_req *req,
+                        const struct stk_boundary *b, const char *runtime, struct stk_sb_rec *rec);
 /* Connects to the sandbox's stockade-init. */
 int session_init_connect(const struct stk_session *s, const char *id, int timeout_ms,
                          struct stk_init_conn **ret, struct stk_error **err);

@@ -392,6 +392,30 @@ int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_e
 
 /* ---- create ----------------------------------------------------------------------- */
 
+void session_record_new(const struct stk_session *s, const struct stk_create_req *req,
+                        const struct stk_boundary *b, const char *runtime, struct stk_sb_rec *rec)
+{
+    *rec = (struct stk_sb_rec){.phase = STK_SB_PENDING, .exit_code = -1};
+    char rnd[9];
+    random_hex(rnd, 8);
+    const char *base = req->pool_member ? req->pool : b->name;
+    fmt_into(rec->id, sizeof(rec->id), "%.39s-%s", base ? base : "sandbox", rnd);
+    fmt_into(rec->name, sizeof(rec->name), "%s", req->pool_member ? rec->id : b->name);
+    fmt_into(rec->owner, sizeof(rec->owner), "%s", req->owner ? req->owner : s->actor);
+    /* the gateway records the tenant its authorization decided on */
+    fmt_into(rec->tenant, sizeof(rec->tenant), "%s",
+             req->tenant    ? req->tenant
+             : b->namespace ? b->namespace
+                            : "");
+    fmt_into(rec->runtime, sizeof(rec->runtime), "%s", runtime);
+    if (req->pool)
+        fmt_into(rec->pool, sizeof(rec->pool), "%s", req->pool);
+    rec->pool_member = req->pool_member;
+    rec->spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
+    rec->env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
+    rec->labels = session_labels_json(b);
+}
+
 char *session_labels_json(const struct stk_boundary *b)
 {
     json_t *l = json_object();
@@ -446,24 +470,8 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");
 
-    struct stk_sb_rec rec = {.phase = STK_SB_PENDING, .exit_code = -1};
-    char rnd[9];
-    random_hex(rnd, 8);
-    const char *base = req->pool_member ? req->pool : b->name;
-    fmt_into(rec.id, sizeof(rec.id), "%.39s-%s", base ? base : "sandbox", rnd);
-    fmt_into(rec.name, sizeof(rec.name), "%s", req->pool_member ? rec.id : b->name);
-    fmt_into(rec.owner, sizeof(rec.owner), "%s", req->owner ? req->owner : s->actor);
-    fmt_into(rec.tenant, sizeof(rec.tenant), "%s",
-             req->tenant    ? req->tenant
-             : b->namespace ? b->namespace
-                            : "");
-    fmt_into(rec.runtime, sizeof(rec.runtime), "%s", stk_oci_runtime_names[rt]);
-    if (req->pool)
-        fmt_into(rec.pool, sizeof(rec.pool), "%s", req->pool);
-    rec.pool_member = req->pool_member;
-    rec.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
-    rec.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
-    rec.labels = session_labels_json(b);
+    struct stk_sb_rec rec;
+    session_record_new(s, req, b, stk_oci_runtime_names[rt], &rec);
 
     /* locked before the record exists: recovery never mistakes a sandbox
      * being created for one whose creator died */

@@ -379,21 +379,8 @@ int sim_create(struct stk_session *s, const struct stk_create_req *req,
     if (!req->pool_member && !req->idle && b->argc == 0)
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");
-    struct stk_sb_rec rec = {.phase = STK_SB_PENDING, .exit_code = -1};
-    char rnd[9];
-    random_hex(rnd, 8);
-    const char *base = req->pool_member ? req->pool : b->name;
-    fmt_into(rec.id, sizeof(rec.id), "%.39s-%s", base ? base : "sandbox", rnd);
-    fmt_into(rec.name, sizeof(rec.name), "%s", req->pool_member ? rec.id : b->name);
-    fmt_into(rec.owner, sizeof(rec.owner), "%s", req->owner ? req->owner : s->actor);
-    fmt_into(rec.tenant, sizeof(rec.tenant), "%s", b->namespace ? b->namespace : "");
-    fmt_into(rec.runtime, sizeof(rec.runtime), "sim");
-    if (req->pool)
-        fmt_into(rec.pool, sizeof(rec.pool), "%s", req->pool);
-    rec.pool_member = req->pool_member;
-    rec.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
-    rec.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
-    rec.labels = session_labels_json(b);
+    struct stk_sb_rec rec;
+    session_record_new(s, req, b, "sim", &rec);
     int r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0) {
         _cleanup_free_ char *dj =

@@ -49,9 +49,12 @@ def spec_text(name, namespace, policy=None):
 
 
 class Gateway:
-    def __init__(self, base):
+    def __init__(self, base, backend="local"):
         self.base = base
+        self.backend = backend
         self.env = dict(os.environ)
+        # backend parity: the same suite against `serve` on local and on sim
+        self.env["STOCKADE_BACKEND"] = backend
         self.env["STOCKADE_STATE_DIR"] = str(base / "state")
         self.env["STOCKADE_RUN_DIR"] = str(base / "run")
         for k in ("STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE", "STOCKADE_FAULT"):
@@ -211,11 +214,11 @@ class Gateway:
                 self.local("pool", "rm", pool["name"])
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory):
+@pytest.fixture(scope="module", params=["local", "sim"])
+def gw(request, tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the gateway's sandboxes need root")
-    g = Gateway(tmp_path_factory.mktemp("gateway"))
+    g = Gateway(tmp_path_factory.mktemp(f"gateway-{request.param}"), request.param)
     try:
         status, body = g.create("probe", "acme-probe")
         if status != 201 and "no runtime" in json.dumps(body):
@@ -236,6 +239,9 @@ def gw(tmp_path_factory):
 
 
 def test_readme_scenario_curl(gw):
+    if gw.backend == "sim":
+        pytest.skip("reads what processes printed and execs into them: the simulator executes "
+                    "nothing (its own lifecycle, logs and exec refusal: test_sim.py)")
     spec = spec_text("alice-work", "acme-alice")
     code, body = gw.curl("-H", "Content-Type: application/json", "--data",
                          json.dumps({"spec": spec, "owner": "alice", "tenant": "acme"}),
@@ -298,6 +304,9 @@ def test_readme_scenario_curl(gw):
 
 
 def test_readme_scenario_cli(gw, tmp_path):
+    if gw.backend == "sim":
+        pytest.skip("reads what processes printed and execs into them: the simulator executes "
+                    "nothing (its own lifecycle, logs and exec refusal: test_sim.py)")
     spec = tmp_path / "alice.json"
     spec.write_text(spec_text("alice-cli", "acme-alice"))
     p = gw.cli("create", "-f", spec, "--owner", "alice", "--tenant", "acme", who="controller")
@@ -462,7 +471,8 @@ def cell(gw, who, verb, target, sid, owners):
         return gw.request("GET", f"/v1/sandboxes/{sid}/audit", who)[0]
     if verb == "exec":
         status, code, out = gw.exec(sid, ["/bin/true"], who)
-        assert status != 101 or code == 0, out
+        # allowed: it ran (local), or the simulator said it runs nothing
+        assert status != 101 or code == 0 or (gw.backend == "sim" and b"simulated" in out), out
         return status
     if verb == "pool":
         return gw.request("GET", "/v1/pools", who)[0]
@@ -641,6 +651,9 @@ def test_decisions_are_audited(gw):
 
 
 def test_pool_and_logs_cli(gw, tmp_path):
+    if gw.backend == "sim":
+        pytest.skip("reads what processes printed and execs into them: the simulator executes "
+                    "nothing (its own lifecycle, logs and exec refusal: test_sim.py)")
     tpl = tmp_path / "tpl.json"
     tpl.write_text(json.dumps({"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
                                "metadata": {"name": "tpl", "namespace": "acme-pool"},

@@ -752,9 +752,10 @@ static void test_target_namespace(void **state)
     assert_int_equal(r.status, 200);
     stk_buf_free(&r.raw);
     assert_decided(f, "sb-ns", "rule for ops ns=team-ns tenant=t1");
-    GET(f, "/v1/sandboxes/sb-alice", "Bearer ops-token", &r); /* no spec: no namespace */
+    /* a spec without metadata.namespace: the resolved default namespace */
+    GET(f, "/v1/sandboxes/sb-alice", "Bearer ops-token", &r);
     stk_buf_free(&r.raw);
-    assert_decided(f, "sb-alice", "rule for ops ns=- tenant=t1");
+    assert_decided(f, "sb-alice", "rule for ops ns=default tenant=t1");
     GET(f, "/v1/sandboxes", "Bearer alice-token", &r); /* the list's rows too */
     stk_buf_free(&r.raw);
     assert_decided(f, "", "rule for alice ns=team-ns tenant=t1");
