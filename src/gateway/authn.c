@@ -8,11 +8,13 @@
 #include "gateway/authn.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -49,8 +51,9 @@ struct keyset {
 };
 
 struct issuer {
-    char *iss, *aud, *jwks_file;
-    unsigned algorithms; /* never 0 here: 0 in the config means both */
+    char *iss, *aud;
+    char *jwks_file, *jwks_url, *jwks_ca; /* one of file and url; ca: NULL = the system's */
+    unsigned algorithms;                  /* never 0 here: 0 in the config means both */
     int64_t skew_ms;
     struct keyset ks;
 };
@@ -465,17 +468,107 @@ static int jwks_read(const char *path, char **ret, size_t *ret_len, struct stk_e
     return 0;
 }
 
+/* ---- JWKS by URL ------------------------------------------------------------ */
+
+struct fetch_buf {
+    char *data;
+    size_t len;
+    bool too_big;
+};
+
+static size_t fetch_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct fetch_buf *b = ud;
+    size_t n = size * nmemb;
+    if (n > STK_AUTHN_JWKS_FILE_MAX - b->len) {
+        b->too_big = true;
+        return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    return n;
+}
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static inline void curl_easy_cleanupp(CURL **c)
+{
+    if (*c)
+        curl_easy_cleanup(*c);
+}
+
+/* GET url: https only (redirects too, at most STK_AUTHN_JWKS_REDIRECTS_MAX),
+ * the peer and its name verified (against ca, or the system's CAs), bounded
+ * in time and size, 200 only. Proxies: libcurl's environment variables. */
+static int jwks_fetch(const char *url, const char *ca, char **ret, size_t *ret_len,
+                      struct stk_error **err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_init_once);
+    _cleanup_(curl_easy_cleanupp) CURL *c = curl_easy_init();
+    if (!c)
+        return stk_error_make(err, ENOMEM, "jwks %s: curl_easy_init failed", url);
+    _cleanup_free_ char *data = stk_xmalloc(STK_AUTHN_JWKS_FILE_MAX + 1);
+    struct fetch_buf b = {.data = data};
+    char curl_err[CURL_ERROR_SIZE] = "";
+    CURLcode cr = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (cr == CURLE_OK)                                                                        \
+            cr = curl_easy_setopt(c, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_PROTOCOLS_STR, "https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, (long)STK_AUTHN_JWKS_REDIRECTS_MAX);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca)
+        SET(CURLOPT_CAINFO, ca);
+    SET(CURLOPT_CONNECTTIMEOUT, (long)STK_AUTHN_JWKS_CONNECT_S);
+    SET(CURLOPT_TIMEOUT, (long)STK_AUTHN_JWKS_TIMEOUT_S);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)STK_AUTHN_JWKS_FILE_MAX);
+    SET(CURLOPT_WRITEFUNCTION, fetch_write);
+    SET(CURLOPT_WRITEDATA, &b);
+    SET(CURLOPT_ERRORBUFFER, curl_err);
+    SET(CURLOPT_USERAGENT, "stockade");
+#undef SET
+    if (cr != CURLE_OK)
+        return stk_error_make(err, EINVAL, "jwks %s: %s", url, curl_easy_strerror(cr));
+    cr = curl_easy_perform(c);
+    if (b.too_big || cr == CURLE_FILESIZE_EXCEEDED)
+        return stk_error_make(err, EFBIG, "jwks %s: larger than %d bytes", url,
+                              STK_AUTHN_JWKS_FILE_MAX);
+    if (cr != CURLE_OK)
+        return stk_error_make(err, EIO, "jwks %s: %s", url,
+                              curl_err[0] ? curl_err : curl_easy_strerror(cr));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200)
+        return stk_error_make(err, EIO, "jwks %s: HTTP %ld, 200 needed", url, status);
+    *ret = TAKE_PTR(data);
+    *ret_len = b.len;
+    return 0;
+}
+
 /* Loads an issuer's key set; it must hold a key for an algorithm the issuer
  * allows, or no token of that issuer could ever be accepted. */
 static int issuer_load(const struct issuer *is, struct keyset *ret, struct stk_error **err)
 {
     _cleanup_free_ char *data = NULL;
     size_t len = 0;
-    int r = jwks_read(is->jwks_file, &data, &len, err);
+    const char *name = is->jwks_url ? is->jwks_url : is->jwks_file;
+    int r = is->jwks_url ? jwks_fetch(is->jwks_url, is->jwks_ca, &data, &len, err)
+                         : jwks_read(is->jwks_file, &data, &len, err);
     if (r < 0)
         return r;
     struct keyset ks;
-    r = jwks_parse(is->jwks_file, data, len, &ks, err);
+    r = jwks_parse(name, data, len, &ks, err);
     if (r < 0)
         return r;
     size_t usable = 0;
@@ -486,7 +579,7 @@ static int issuer_load(const struct issuer *is, struct keyset *ret, struct stk_e
         return stk_error_make(err, EINVAL,
                               "jwks %s: no signing key for %s (RSA \"RS256\" or EC P-256 "
                               "\"ES256\", use \"sig\")",
-                              is->jwks_file,
+                              name,
                               is->algorithms == (STK_AUTHN_RS256 | STK_AUTHN_ES256)
                                   ? "RS256 or ES256"
                                   : alg_name(is->algorithms));
@@ -575,8 +668,21 @@ static int issuer_config(const struct stk_authn_issuer *c, size_t i, struct issu
         return stk_error_make(err, EINVAL, "issuers[%zu]: issuer must be 1..255 bytes", i);
     if (!c->audience || !*c->audience)
         return stk_error_make(err, EINVAL, "issuers[%zu] (%s): audience is required", i, c->issuer);
-    if (!c->jwks_file || !*c->jwks_file)
-        return stk_error_make(err, EINVAL, "issuers[%zu] (%s): jwks_file is required", i,
+    bool file = c->jwks_file && *c->jwks_file, url = c->jwks_url && *c->jwks_url;
+    if (file == url)
+        return stk_error_make(
+            err, EINVAL, "issuers[%zu] (%s): exactly one of jwks_file and jwks_url is required", i,
+            c->issuer);
+    /* A URL must say https itself: libcurl would guess a scheme for "host/x". */
+    if (url && (strncmp(c->jwks_url, "https://", 8) != 0 || !c->jwks_url[8] ||
+                strlen(c->jwks_url) > STK_AUTHN_JWKS_URL_MAX))
+        return stk_error_make(
+            err, EINVAL,
+            "issuers[%zu] (%s): jwks_url \"%.64s\": must be an https:// URL of at "
+            "most %d bytes",
+            i, c->issuer, c->jwks_url, STK_AUTHN_JWKS_URL_MAX);
+    if (c->jwks_ca_file && *c->jwks_ca_file && !url)
+        return stk_error_make(err, EINVAL, "issuers[%zu] (%s): jwks_ca_file needs jwks_url", i,
                               c->issuer);
     if (c->algorithms & ~(unsigned)(STK_AUTHN_RS256 | STK_AUTHN_ES256))
         return stk_error_make(err, EINVAL, "issuers[%zu] (%s): unknown algorithm bits 0x%x", i,
@@ -587,7 +693,9 @@ static int issuer_config(const struct stk_authn_issuer *c, size_t i, struct issu
     *ret = (struct issuer){
         .iss = stk_xstrdup(c->issuer),
         .aud = stk_xstrdup(c->audience),
-        .jwks_file = stk_xstrdup(c->jwks_file),
+        .jwks_file = file ? stk_xstrdup(c->jwks_file) : NULL,
+        .jwks_url = url ? stk_xstrdup(c->jwks_url) : NULL,
+        .jwks_ca = url && c->jwks_ca_file && *c->jwks_ca_file ? stk_xstrdup(c->jwks_ca_file) : NULL,
         .algorithms = c->algorithms ? c->algorithms : (STK_AUTHN_RS256 | STK_AUTHN_ES256),
         .skew_ms = c->skew_ms,
     };
@@ -657,6 +765,8 @@ void stk_authn_free(struct stk_authn *a)
         free(a->issuers[i].iss);
         free(a->issuers[i].aud);
         free(a->issuers[i].jwks_file);
+        free(a->issuers[i].jwks_url);
+        free(a->issuers[i].jwks_ca);
         keyset_free(&a->issuers[i].ks);
     }
     free(a->issuers);

@@ -6,7 +6,8 @@
  *   - static bearer tokens; only their SHA-256 is configured, compared in
  *     constant time;
  *   - OIDC JWTs (compact JWS, RS256 or ES256) from configured issuers, keys
- *     from a JWKS file per issuer (reloadable for key rotation);
+ *     from a JWKS file or an https URL per issuer (reloadable for key
+ *     rotation);
  *   - the subject of a client certificate the TLS layer already verified.
  *
  * The configuration is plain structs, so this file does not depend on how
@@ -33,6 +34,12 @@
 #define STK_AUTHN_RSA_MAX_BITS  8192
 #define STK_AUTHN_WHY_LEN       256 /* a comfortable size for `why` */
 
+/* Fetching a JWKS URL. */
+#define STK_AUTHN_JWKS_URL_MAX       2048 /* bytes of the URL */
+#define STK_AUTHN_JWKS_CONNECT_S     5
+#define STK_AUTHN_JWKS_TIMEOUT_S     10 /* the whole transfer, redirects included */
+#define STK_AUTHN_JWKS_REDIRECTS_MAX 3
+
 /* A static token: its id (the principal's token_id, < 64 bytes) and the
  * SHA-256 of the token as 64 lowercase hex digits. */
 struct stk_authn_token {
@@ -46,11 +53,16 @@ enum {
 };
 
 struct stk_authn_issuer {
-    const char *issuer;    /* exact "iss" value, < 256 bytes */
-    const char *audience;  /* must appear in "aud" */
-    const char *jwks_file; /* a JWKS document on disk (not a URL) */
-    unsigned algorithms;   /* mask of STK_JWT_*; 0 = both */
-    int64_t skew_ms;       /* allowed clock skew, 0..STK_AUTHN_SKEW_MAX_MS */
+    const char *issuer;   /* exact "iss" value, < 256 bytes */
+    const char *audience; /* must appear in "aud" */
+    /* Exactly one of jwks_file and jwks_url. */
+    const char *jwks_file; /* a JWKS document on disk */
+    const char *jwks_url;  /* an https:// URL, fetched with libcurl */
+    /* The CA to verify the JWKS endpoint with (a PEM file), default: the
+     * system's. Only with jwks_url. */
+    const char *jwks_ca_file;
+    unsigned algorithms; /* mask of STK_JWT_*; 0 = both */
+    int64_t skew_ms;     /* allowed clock skew, 0..STK_AUTHN_SKEW_MAX_MS */
 };
 
 struct stk_authn_config {
@@ -62,11 +74,16 @@ struct stk_authn_config {
 
 struct stk_authn;
 
-/* Copies the configuration, validates it and loads every JWKS file now.
- * Errors are precise ("jwks /etc/x.json: key 2 (kid \"k1\"): n: not
- * base64url"). */
+/* Copies the configuration, validates it and loads every JWKS file and
+ * fetches every JWKS URL now. Errors are precise ("jwks /etc/x.json: key 2
+ * (kid \"k1\"): n: not base64url", "jwks https://id.example/keys: HTTP
+ * 500"). A URL is fetched over https only (redirects too, at most
+ * STK_AUTHN_JWKS_REDIRECTS_MAX), the peer verified, within the timeouts
+ * above, the body at most STK_AUTHN_JWKS_FILE_MAX bytes, status 200 only.
+ * libcurl honours the proxy environment variables (https_proxy, no_proxy). */
 int stk_authn_new(const struct stk_authn_config *c, struct stk_authn **ret, struct stk_error **err);
-/* Re-reads every JWKS file (key rotation). All or nothing: on any error the
+/* Re-reads every JWKS file and re-fetches every JWKS URL (key rotation;
+ * blocks up to the fetch timeout per URL). All or nothing: on any error the
  * old keys stay in use. Not safe concurrently with stk_authn_check(); call
  * both from the same thread (the gateway's event loop). */
 int stk_authn_reload(struct stk_authn *a, struct stk_error **err);

@@ -53,7 +53,8 @@ static int authn_build(const struct stk_access_authn *a, struct stk_authn **ret,
         issuers[i] = (struct stk_authn_issuer){
             .issuer = o->issuer.v,
             .audience = o->audience.v,
-            .jwks_file = o->jwks_file.v,
+            .jwks_file = o->jwks_file.meta.set ? o->jwks_file.v : NULL,
+            .jwks_url = o->jwks_url.meta.set ? o->jwks_url.v : NULL,
             .algorithms = algs,
             .skew_ms = o->clock_skew.meta.set ? o->clock_skew.v : 60000,
         };

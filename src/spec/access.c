@@ -74,6 +74,18 @@ static void check_tokens(struct actx *c)
 static void check_issuers(struct actx *c)
 {
     const struct stk_access_authn *au = &c->s->authentication;
+    for (uint32_t i = 0; i < au->oidc.n; i++) {
+        const struct stk_access_oidc *o = &au->oidc.items[i];
+        if (o->jwks_file.meta.set && o->jwks_url.meta.set) {
+            _cleanup_free_ char *path = stk_xasprintf("spec.authentication.oidc[%u].jwksUrl", i);
+            aerr(c, o->jwks_url.meta.pos, path,
+                 "give exactly one of jwksFile and jwksUrl, not both (jwksFile at line %u)",
+                 o->jwks_file.meta.pos.line);
+        } else if (!o->jwks_file.meta.set && !o->jwks_url.meta.set) {
+            _cleanup_free_ char *path = stk_xasprintf("spec.authentication.oidc[%u]", i);
+            aerr(c, o->meta.pos, path, "needs exactly one of jwksFile and jwksUrl");
+        }
+    }
     for (uint32_t i = 0; i < au->oidc.n; i++)
         for (uint32_t j = 0; j < i; j++)
             if (!strcmp(au->oidc.items[i].issuer.v, au->oidc.items[j].issuer.v)) {

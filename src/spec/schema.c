@@ -589,8 +589,14 @@ static const struct stk_field access_oidc_fields[] = {
      .required = true, .doc = "The issuer (iss) of accepted JWTs, unique."},
     {"audience", AT(struct stk_access_oidc, audience), STR(STK_FMT_LINE), .max_len = 256,
      .required = true, .doc = "The audience (aud) a JWT must name."},
-    {"jwksFile", AT(struct stk_access_oidc, jwks_file), STR(STK_FMT_ABS_PATH), .required = true,
-     .doc = "The issuer's signing keys (a JWK Set) in a local file."},
+    {"jwksFile", AT(struct stk_access_oidc, jwks_file), STR(STK_FMT_ABS_PATH),
+     .doc = "The issuer's signing keys (a JWK Set) in a local file; exactly one of jwksFile and "
+            "jwksUrl."},
+    {"jwksUrl", AT(struct stk_access_oidc, jwks_url), STR(STK_FMT_HTTPS_URL), .max_len = 2048,
+     .doc = "The issuer's signing keys (a JWK Set) fetched over https (the provider's jwks_uri) "
+            "when the gateway starts and at each key reload; TLS verified with the system's CAs, "
+            "at most 3 redirects (https only), 256 KiB, status 200; the proxy environment "
+            "variables apply. Exactly one of jwksFile and jwksUrl."},
     {"algorithms", AT(struct stk_access_oidc, algorithms), LIST(struct stk_enumv, STK_F_ENUM),
      .values = stk_jwt_alg_names, .n_values = _STK_JWT_N, .max_items = _STK_JWT_N,
      .doc = "Signature algorithms accepted; RS256 and ES256 when omitted."},

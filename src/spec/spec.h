@@ -520,7 +520,8 @@ struct stk_access_oidc {
     struct stk_meta meta;
     struct stk_str issuer;
     struct stk_str audience;
-    struct stk_str jwks_file;
+    struct stk_str jwks_file; /* exactly one of jwks_file and jwks_url */
+    struct stk_str jwks_url;
     STK_LIST(struct stk_enumv) algorithms; /* enum stk_jwt_alg; unset = all */
     struct stk_num clock_skew;             /* ms; unset = 60s */
 };

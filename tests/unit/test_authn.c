@@ -1,24 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * authn: static tokens, JWTs (RS256, ES256) against JWKS files, client
- * certificate subjects. The keys are generated here, the JWKS files written
- * from them and the tokens signed here, so every test can fail for real.
+ * authn: static tokens, JWTs (RS256, ES256) against JWKS files and JWKS
+ * URLs, client certificate subjects. The keys are generated here, the JWKS
+ * files written from them and the tokens signed here, so every test can fail
+ * for real. JWKS URLs are served by a TLS server thread on 127.0.0.1 with a
+ * self-signed certificate made here: no test touches any other address.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "base/base.h"
 #include "gateway/authn.h"
@@ -201,6 +212,9 @@ static int new_authn(const char *jwks, const char *jwks_rs, struct stk_authn **r
     return stk_authn_new(&c, ret, err);
 }
 
+static int srv_start(const char *jwks);
+static void srv_stop(void);
+
 static int setup(void **state)
 {
     (void)state;
@@ -224,12 +238,18 @@ static int setup(void **state)
         fprintf(stderr, "setup: %s\n", err->msg);
         return -1;
     }
+    _cleanup_free_ char *doc = stk_xasprintf("{\"keys\":[%s,%s]}", r1, e1);
+    if (srv_start(doc) < 0) {
+        fprintf(stderr, "setup: the JWKS server on 127.0.0.1: %s\n", strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
+    srv_stop();
     stk_authn_free(g.a);
     EVP_PKEY_free(g.rsa);
     EVP_PKEY_free(g.rsa_other);
@@ -708,14 +728,349 @@ static void test_reload(void **state)
     assert_string_equal(why, "jwt: signature does not verify");
 }
 
+/* ---- JWKS by URL: an https server on 127.0.0.1 ------------------------------- */
+
+#define BIG_LEN (STK_AUTHN_JWKS_FILE_MAX + 40 * 1024)
+
+static struct {
+    SSL_CTX *ctx;
+    int fd, port;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    char ca[160];    /* the server's self-signed certificate (PEM): the CA to trust */
+    char *jwks;      /* GET /jwks */
+    char *rotate;    /* GET /rotate: 200 with this, 500 when NULL */
+    unsigned served; /* requests answered */
+} srv = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void add_ext(X509 *x, int nid, const char *value)
+{
+    X509V3_CTX v3;
+    X509V3_set_ctx_nodb(&v3);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    assert_non_null(e);
+    assert_int_equal(X509_add_ext(x, e, -1), 1);
+    X509_EXTENSION_free(e);
+}
+
+/* A self-signed certificate for IP 127.0.0.1, written to srv.ca. */
+static int srv_tls_setup(void)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    if (!k || !x)
+        return -1;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    add_ext(x, NID_basic_constraints, "critical,CA:TRUE");
+    add_ext(x, NID_subject_key_identifier, "hash");
+    add_ext(x, NID_authority_key_identifier, "keyid:always");
+    add_ext(x, NID_subject_alt_name, "IP:127.0.0.1");
+    if (X509_sign(x, k, EVP_sha256()) <= 0)
+        return -1;
+    snprintf(srv.ca, sizeof(srv.ca), "%s/jwks-ca.pem", g.dir);
+    FILE *f = fopen(srv.ca, "we");
+    if (!f || PEM_write_X509(f, x) != 1 || fclose(f) != 0)
+        return -1;
+    srv.ctx = SSL_CTX_new(TLS_server_method());
+    if (!srv.ctx || SSL_CTX_use_certificate(srv.ctx, x) != 1 ||
+        SSL_CTX_use_PrivateKey(srv.ctx, k) != 1)
+        return -1;
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return 0;
+}
+
+static void srv_respond(SSL *ssl, int status, const char *headers, const char *body, size_t len,
+                        bool length)
+{
+    _cleanup_free_ char *cl = length ? stk_xasprintf("Content-Length: %zu\r\n", len) : NULL;
+    _cleanup_free_ char *head = stk_xasprintf(
+        "HTTP/1.1 %d X\r\nConnection: close\r\nContent-Type: application/json\r\n%s%s\r\n", status,
+        headers, cl ? cl : "");
+    if (SSL_write(ssl, head, (int)strlen(head)) <= 0)
+        return;
+    for (size_t off = 0; off < len;) {
+        int n = SSL_write(ssl, body + off, (int)(len - off > 16384 ? 16384 : len - off));
+        if (n <= 0)
+            return; /* the client gave up (a refused body): fine */
+        off += (size_t)n;
+    }
+}
+
+static void srv_route(SSL *ssl, const char *req)
+{
+    char path[64] = "";
+    if (sscanf(req, "GET %63s ", path) != 1)
+        return;
+    pthread_mutex_lock(&srv.lock);
+    srv.served++;
+    _cleanup_free_ char *rotate = srv.rotate ? stk_xstrdup(srv.rotate) : NULL;
+    pthread_mutex_unlock(&srv.lock);
+    _cleanup_free_ char *to_jwks =
+        stk_xasprintf("Location: https://127.0.0.1:%d/jwks\r\n", srv.port);
+    _cleanup_free_ char *to_http =
+        stk_xasprintf("Location: http://127.0.0.1:%d/jwks\r\n", srv.port);
+    if (!strcmp(path, "/jwks")) {
+        srv_respond(ssl, 200, "", srv.jwks, strlen(srv.jwks), true);
+    } else if (!strcmp(path, "/rotate")) {
+        if (rotate)
+            srv_respond(ssl, 200, "", rotate, strlen(rotate), true);
+        else
+            srv_respond(ssl, 500, "", "boom", 4, true);
+    } else if (!strcmp(path, "/500")) {
+        srv_respond(ssl, 500, "", srv.jwks, strlen(srv.jwks), true); /* a body, but not 200 */
+    } else if (!strcmp(path, "/big") || !strcmp(path, "/big-cl")) {
+        _cleanup_free_ char *big = stk_xmalloc(BIG_LEN);
+        memset(big, ' ', BIG_LEN);
+        srv_respond(ssl, 200, "", big, BIG_LEN, !strcmp(path, "/big-cl"));
+    } else if (!strcmp(path, "/redirect")) {
+        srv_respond(ssl, 302, to_jwks, "", 0, true);
+    } else if (!strcmp(path, "/to-http")) {
+        srv_respond(ssl, 302, to_http, "", 0, true);
+    } else if (!strcmp(path, "/loop")) {
+        srv_respond(ssl, 302, "Location: /loop\r\n", "", 0, true);
+    } else {
+        srv_respond(ssl, 404, "", "", 0, true);
+    }
+}
+
+static void srv_one(int cfd)
+{
+    struct timeval tv = {5, 0};
+    setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    SSL *ssl = SSL_new(srv.ctx);
+    char req[4096];
+    size_t n = 0;
+    req[0] = '\0';
+    if (!ssl || SSL_set_fd(ssl, cfd) != 1 || SSL_accept(ssl) != 1)
+        goto out;
+    while (!strstr(req, "\r\n\r\n") && n < sizeof(req) - 1) {
+        int r = SSL_read(ssl, req + n, (int)(sizeof(req) - 1 - n));
+        if (r <= 0)
+            goto out;
+        n += (size_t)r;
+        req[n] = '\0';
+    }
+    srv_route(ssl, req);
+out:
+    SSL_free(ssl);
+    close(cfd);
+}
+
+static void *srv_run(void *ud)
+{
+    (void)ud;
+    for (;;) {
+        int cfd = accept4(srv.fd, NULL, NULL, SOCK_CLOEXEC);
+        if (cfd < 0 && (errno == EINTR || errno == ECONNABORTED))
+            continue;
+        if (cfd < 0)
+            return NULL; /* shutdown() by srv_stop() */
+        srv_one(cfd);
+    }
+}
+
+static int srv_start(const char *jwks)
+{
+    if (srv_tls_setup() < 0)
+        return -1;
+    srv.jwks = stk_xstrdup(jwks);
+    srv.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    if (srv.fd < 0 || bind(srv.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(srv.fd, 16) < 0 || getsockname(srv.fd, (struct sockaddr *)&sa, &sl) < 0)
+        return -1;
+    srv.port = ntohs(sa.sin_port);
+    return pthread_create(&srv.thread, NULL, srv_run, NULL) == 0 ? 0 : -1;
+}
+
+static void srv_stop(void)
+{
+    if (srv.fd < 0)
+        return;
+    shutdown(srv.fd, SHUT_RDWR);
+    pthread_join(srv.thread, NULL);
+    close(srv.fd);
+    SSL_CTX_free(srv.ctx);
+    free(srv.jwks);
+    free(srv.rotate);
+}
+
+static char *srv_url(const char *path)
+{
+    return stk_xasprintf("https://127.0.0.1:%d%s", srv.port, path);
+}
+
+static void srv_set_rotate(const char *doc)
+{
+    pthread_mutex_lock(&srv.lock);
+    free(srv.rotate);
+    srv.rotate = doc ? stk_xstrdup(doc) : NULL;
+    pthread_mutex_unlock(&srv.lock);
+}
+
+static unsigned srv_served(void)
+{
+    pthread_mutex_lock(&srv.lock);
+    unsigned n = srv.served;
+    pthread_mutex_unlock(&srv.lock);
+    return n;
+}
+
+static int url_authn(const char *url, const char *ca, struct stk_authn **ret,
+                     struct stk_error **err)
+{
+    struct stk_authn_issuer is[] = {
+        {.issuer = ISS, .audience = AUD, .jwks_url = url, .jwks_ca_file = ca, .skew_ms = SKEW_MS}};
+    struct stk_authn_config c = {.issuers = is, .n_issuers = 1};
+    return stk_authn_new(&c, ret, err);
+}
+
+static int check_with(struct stk_authn *a, const char *tok)
+{
+    _cleanup_free_ char *h = stk_xasprintf("Bearer %s", tok);
+    char why[STK_AUTHN_WHY_LEN];
+    struct stk_principal p;
+    int r = stk_authn_check(a, h, NULL, NOW_MS, &p, why, sizeof(why));
+    if (r == 0)
+        stk_principal_release(&p);
+    return r;
+}
+
+/* stk_authn_new() on path of the server fails with code and msg_part, and
+ * the error names the URL. */
+static void expect_url_error(const char *path, const char *ca, int code, const char *msg_part)
+{
+    _cleanup_free_ char *url = srv_url(path);
+    struct stk_authn *a = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r = url_authn(url, ca, &a, &err);
+    if (r != code || !err || !strstr(err->msg, msg_part) || !strstr(err->msg, url))
+        fail_msg("%s: expected %d with \"%s\", got %d \"%s\"", path, code, msg_part, r,
+                 err ? err->msg : "");
+    assert_null(a);
+}
+
+static void test_jwks_url_valid(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *c = claims(ISS, NOW + 3600, "");
+    _cleanup_free_ char *rs = sign(g.rsa, RS_H, c), *es = sign(g.ec, ES_H, c);
+    _cleanup_free_ char *other = sign(g.rsa_other, RS_H, c);
+    const char *paths[] = {"/jwks", "/redirect"};
+    for (size_t i = 0; i < 2; i++) {
+        _cleanup_free_ char *url = srv_url(paths[i]);
+        _cleanup_authn_ struct stk_authn *a = NULL;
+        _cleanup_error_ struct stk_error *err = NULL;
+        unsigned before = srv_served();
+        if (url_authn(url, srv.ca, &a, &err) < 0)
+            fail_msg("%s: %s", url, err->msg);
+        assert_int_equal(srv_served() - before, i + 1); /* fetched once (+ the redirect) */
+        assert_int_equal(check_with(a, rs), 0);
+        assert_int_equal(check_with(a, es), 0);
+        assert_int_equal(check_with(a, other), -EACCES);
+    }
+}
+
+static void test_jwks_url_errors(void **state)
+{
+    (void)state;
+    /* at config time, before any connection */
+    unsigned before = srv_served();
+    _cleanup_free_ char *http = stk_xasprintf("http://127.0.0.1:%d/jwks", srv.port);
+    struct stk_authn *a = NULL;
+    _cleanup_error_ struct stk_error *e1 = NULL, *e2 = NULL, *e3 = NULL;
+    assert_int_equal(url_authn(http, srv.ca, &a, &e1), -EINVAL);
+    assert_non_null(strstr(e1->msg, "must be an https:// URL"));
+    _cleanup_free_ char *url = srv_url("/jwks");
+    struct stk_authn_issuer both[] = {
+        {.issuer = ISS, .audience = AUD, .jwks_file = g.jwks, .jwks_url = url}};
+    struct stk_authn_config c = {.issuers = both, .n_issuers = 1};
+    assert_int_equal(stk_authn_new(&c, &a, &e2), -EINVAL);
+    assert_non_null(strstr(e2->msg, "exactly one of jwks_file and jwks_url"));
+    struct stk_authn_issuer ca_file[] = {
+        {.issuer = ISS, .audience = AUD, .jwks_file = g.jwks, .jwks_ca_file = srv.ca}};
+    c = (struct stk_authn_config){.issuers = ca_file, .n_issuers = 1};
+    assert_int_equal(stk_authn_new(&c, &a, &e3), -EINVAL);
+    assert_non_null(strstr(e3->msg, "jwks_ca_file needs jwks_url"));
+    assert_null(a);
+    assert_int_equal(srv_served(), before);
+
+    /* the fetch */
+    expect_url_error("/big", srv.ca, -EFBIG, "larger than 262144 bytes");
+    expect_url_error("/big-cl", srv.ca, -EFBIG, "larger than 262144 bytes");
+    expect_url_error("/500", srv.ca, -EIO, "HTTP 500");
+    expect_url_error("/nothing", srv.ca, -EIO, "HTTP 404");
+    expect_url_error("/loop", srv.ca, -EIO, "(3) redirects");
+    before = srv_served();
+    expect_url_error("/to-http", srv.ca, -EIO, ""); /* redirected to http: not followed */
+    assert_int_equal(srv_served() - before, 1);
+    /* TLS is verified: without our CA (the system's CAs) the server is refused */
+    before = srv_served();
+    expect_url_error("/jwks", NULL, -EIO, "");
+    assert_int_equal(srv_served(), before);
+}
+
+static void test_jwks_url_reload(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *r1 = jwk_rsa(g.rsa, "r1"), *e1 = jwk_ec(g.ec, "e1");
+    _cleanup_free_ char *r_new = jwk_rsa(g.rsa_other, "r1");
+    _cleanup_free_ char *doc_old = stk_xasprintf("{\"keys\":[%s,%s]}", r1, e1);
+    _cleanup_free_ char *doc_new = stk_xasprintf("{\"keys\":[%s,%s]}", r_new, e1);
+    srv_set_rotate(doc_old);
+    _cleanup_free_ char *url = srv_url("/rotate");
+    _cleanup_authn_ struct stk_authn *a = NULL;
+    assert_int_equal(url_authn(url, srv.ca, &a, NULL), 0);
+    _cleanup_free_ char *c = claims(ISS, NOW + 3600, "");
+    _cleanup_free_ char *old_tok = sign(g.rsa, RS_H, c), *new_tok = sign(g.rsa_other, RS_H, c);
+    assert_int_equal(check_with(a, old_tok), 0);
+
+    /* the URL fails: the error names it, the old keys stay */
+    srv_set_rotate(NULL);
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_authn_reload(a, &err), -EIO);
+    assert_non_null(strstr(err->msg, url));
+    assert_non_null(strstr(err->msg, "HTTP 500"));
+    assert_int_equal(check_with(a, old_tok), 0);
+    assert_int_equal(check_with(a, new_tok), -EACCES);
+
+    /* rotated */
+    srv_set_rotate(doc_new);
+    assert_int_equal(stk_authn_reload(a, NULL), 0);
+    assert_int_equal(check_with(a, new_tok), 0);
+    assert_int_equal(check_with(a, old_tok), -EACCES);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jwt_valid),     cmocka_unit_test(test_jwt_signature),
-        cmocka_unit_test(test_jwt_header),    cmocka_unit_test(test_jwt_claims),
-        cmocka_unit_test(test_jwt_syntax),    cmocka_unit_test(test_static_token),
-        cmocka_unit_test(test_cert_and_none), cmocka_unit_test(test_jwks_errors),
-        cmocka_unit_test(test_config_errors), cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_jwt_valid),       cmocka_unit_test(test_jwt_signature),
+        cmocka_unit_test(test_jwt_header),      cmocka_unit_test(test_jwt_claims),
+        cmocka_unit_test(test_jwt_syntax),      cmocka_unit_test(test_static_token),
+        cmocka_unit_test(test_cert_and_none),   cmocka_unit_test(test_jwks_errors),
+        cmocka_unit_test(test_config_errors),   cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_jwks_url_valid),  cmocka_unit_test(test_jwks_url_errors),
+        cmocka_unit_test(test_jwks_url_reload),
     };
+    /* A refused body leaves the server writing to a closed connection. */
+    signal(SIGPIPE, SIG_IGN);
+    /* Only 127.0.0.1 is ever contacted: no proxy from the environment. */
+    const char *proxies[] = {"https_proxy", "HTTPS_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof(proxies) / sizeof(*proxies); i++)
+        unsetenv(proxies[i]);
+    setenv("no_proxy", "*", 1);
+    setenv("NO_PROXY", "*", 1);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -624,6 +624,10 @@ static void test_full_access_policy_every_field(void **state)
     assert_string_equal(s->authentication.tokens.items[0].id.v, "controller");
     assert_int_equal(s->authentication.oidc.items[0].algorithms.items[0].v, STK_JWT_ES256);
     assert_int_equal(s->authentication.oidc.items[0].clock_skew.v, 90000);
+    assert_false(s->authentication.oidc.items[0].jwks_url.meta.set);
+    assert_string_equal(s->authentication.oidc.items[1].jwks_url.v,
+                        "https://login.example.com/.well-known/jwks.json");
+    assert_false(s->authentication.oidc.items[1].jwks_file.meta.set);
     assert_string_equal(s->authentication.client_certificates.ca_file.v,
                         "/etc/stockade/clients-ca.pem");
     assert_int_equal(s->identities.n, 4);
