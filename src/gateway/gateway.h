@@ -37,6 +37,9 @@ struct stk_principal {
     char *claims_json;      /* STK_PRINCIPAL_JWT: the verified claims, a JSON object (owned) */
     char cert_subject[512]; /* STK_PRINCIPAL_CERT: the verified client certificate's subject,
                              * RFC 2253 ("CN=alice,O=acme") */
+    /* when authentication failed: why, for the audit trail only (never
+     * sent to the caller) */
+    char why[256];
 };
 void stk_principal_release(struct stk_principal *p);
 

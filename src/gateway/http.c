@@ -348,6 +348,33 @@ static const char *cert_subject(struct evhttp_request *req, char *buf, size_t n)
     return ret;
 }
 
+/* Failed authentications are audit records, but a caller must not be able
+ * to fill the trail with them: at most AUTHN_AUDIT_PER_MIN a minute, then
+ * one record that counts the ones left out. */
+#define AUTHN_AUDIT_PER_MIN 10
+
+static void audit_authn_failure(struct stk_gw *g, const char *why)
+{
+    int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
+    if (now - g->authn_window_ms >= 60000) {
+        g->authn_window_ms = now;
+        g->authn_in_window = 0;
+    }
+    if (g->authn_in_window >= AUTHN_AUDIT_PER_MIN) {
+        g->authn_suppressed++;
+        return;
+    }
+    g->authn_in_window++;
+    json_t *d = json_pack("{s:s,s:I}", "reason", why && *why ? why : "invalid credentials",
+                          "suppressedBefore", (json_int_t)g->authn_suppressed);
+    char *dj = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    (void)stk_audit_append(stk_session_store(g->session), "", "authn_failed", "unauthenticated", dj,
+                           NULL);
+    free(dj);
+    g->authn_suppressed = 0;
+}
+
 /* 401 unless the caller is someone; fills c->who and c->actor. */
 static bool authenticate(struct gw_call *c)
 {
@@ -361,6 +388,7 @@ static bool authenticate(struct gw_call *c)
         return false;
     }
     if (r < 0) {
+        audit_authn_failure(c->g, c->who.why);
         gw_reply_error(c, GW_E_UNAUTHENTICATED, "invalid credentials");
         return false;
     }

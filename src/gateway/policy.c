@@ -25,8 +25,11 @@ static int authenticate(void *ud, const char *authorization, const char *cert_su
 {
     struct stk_gw_policy *p = ud;
     char why[STK_AUTHN_WHY_LEN];
-    return stk_authn_check(p->authn, authorization, cert_subject, stk_clock_ms(CLOCK_REALTIME), ret,
-                           why, sizeof(why));
+    int r = stk_authn_check(p->authn, authorization, cert_subject, stk_clock_ms(CLOCK_REALTIME),
+                            ret, why, sizeof(why));
+    if (r == -EACCES)
+        snprintf(ret->why, sizeof(ret->why), "%s", why);
+    return r;
 }
 
 static void authorize(void *ud, const struct stk_principal *who, enum stk_verb verb,

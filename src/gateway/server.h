@@ -41,6 +41,10 @@ struct stk_gw {
     struct stk_local_paths paths;
     enum stk_backend backend;
     struct stk_session *session; /* the server's own: reads and decisions */
+    /* failed authentications recorded in the current minute, and since left out */
+    int64_t authn_window_ms;
+    unsigned authn_in_window;
+    size_t authn_suppressed;
     struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop, *ev_hup;
     void (*on_hup)(void *ud);
     void *on_hup_ud;

@@ -823,3 +823,18 @@ def cli_probe(url, ca):
     p = subprocess.run(["curl", "-s", "--noproxy", "*", "--cacert", str(ca), "-o", "/dev/null",
                         "-w", "%{http_code}", url + "/healthz"], capture_output=True, text=True)
     return int(p.stdout or 0)
+
+
+def test_failed_authentication_is_audited_and_bounded(gw):
+    """A bad credential is an audit record with the reason (never sent to the
+    caller); a flood of them costs at most 10 records a minute."""
+    before = len(gw.local("audit", "export").stdout.splitlines())
+    for _ in range(25):
+        status, body = gw.request("GET", "/v1/sandboxes", headers={"Authorization": "Bearer x" * 4})
+        assert status == 401 and body["error"]["message"] == "invalid credentials", body
+    lines = gw.local("audit", "export").stdout.splitlines()[before:]
+    failed = [json.loads(line) for line in lines if json.loads(line)["event"] == "authn_failed"]
+    assert 1 <= len(failed) <= 10, len(failed)
+    assert all(json.loads(r["details"])["reason"] for r in failed)
+    assert "Bearer" not in "".join(lines)
+    gw.healthy()
