@@ -11,6 +11,8 @@ packages=(
   libcurl4-openssl-dev libevent-dev libseccomp-dev libnftables-dev libmnl-dev
   # tests and benchmarks
   python3 python3-pytest python3-yaml hyperfine curl openssl
+  # bench/gateway.sh: the load generator, its static-file peer, the profile
+  wrk busybox strace linux-perf
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
   # gVisor: the strongest local runtime (stockade run --runtime gvisor)
