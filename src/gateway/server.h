@@ -41,6 +41,14 @@ struct stk_gw {
     struct stk_local_paths paths;
     enum stk_backend backend;
     struct stk_session *session; /* the server's own: reads and decisions */
+    /* read decisions waiting for the group commit (docs/gateway.md) */
+    struct gw_audit_pending {
+        char sandbox[64];
+        char actor[256];
+        char *details;
+    } * audit_q;
+    size_t audit_n;
+    struct event *ev_audit; /* the commit, GW_AUDIT_BATCH_MS after the first waiting one */
     /* failed authentications recorded in the current minute, and since left out */
     int64_t authn_window_ms;
     unsigned authn_in_window;
@@ -82,6 +90,8 @@ struct gw_call {
 void gw_reply_json(struct gw_call *c, int status, json_t *json);
 STK_PRINTF(3, 4) void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...);
 void gw_call_free(struct gw_call *c);
+/* Commits the read decisions waiting for the group commit. */
+void gw_audit_flush(struct stk_gw *g);
 void gw_count(struct stk_gw *g, enum gw_route route, int status);
 int64_t gw_now_ms(void);
 /* Makes the call's connection live as long as its stream does. */

@@ -278,6 +278,24 @@ int stk_audit_append(struct stk_store *st, const char *sandbox_id, const char *e
     return store_tx_commit(st, err);
 }
 
+int stk_audit_append_batch(struct stk_store *st, const struct stk_audit_entry *e, size_t n,
+                           struct stk_error **err)
+{
+    if (n == 0)
+        return 0;
+    int r = store_tx_begin(st, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n && r >= 0; i++)
+        r = audit_append_tx(st, e[i].sandbox_id, e[i].event, e[i].actor, e[i].details_json, err);
+    if (r < 0) {
+        store_tx_rollback(st);
+        return r;
+    }
+    /* one commit and one head write for the whole batch */
+    return store_tx_commit(st, err);
+}
+
 /* ---- the head file ------------------------------------------------------------------ */
 
 static int write_all(int fd, const char *p, size_t n)

@@ -39,6 +39,13 @@ struct stk_audit_rec {
  * committed and the error says so ("... is committed, but its head anchor
  * ... could not be written"); the same holds for every function that appends
  * (stk_store_sb_set_phase, stk_store_pool_claim). */
+/* Several records in one transaction (one commit, one head write): the
+ * gateway's group commit of read decisions. All or none. */
+struct stk_audit_entry {
+    const char *sandbox_id, *event, *actor, *details_json;
+};
+int stk_audit_append_batch(struct stk_store *st, const struct stk_audit_entry *e, size_t n,
+                           struct stk_error **err);
 int stk_audit_append(struct stk_store *st, const char *sandbox_id, const char *event,
                      const char *actor, const char *details_json, struct stk_error **err);
 
