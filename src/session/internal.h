@@ -22,9 +22,12 @@ struct stk_store {
     char head_hash[STK_AUDIT_HASH_LEN + 1];
 };
 
+/* Gives a statement back: a cached one is reset for the next
+ * store_prepare() of the same SQL, any other finalized. NULL is a no-op. */
+void store_stmt_release(sqlite3_stmt *s);
 static inline void store_stmt_finalizep(sqlite3_stmt **s)
 {
-    sqlite3_finalize(*s); /* NULL is a no-op */
+    store_stmt_release(*s);
 }
 #define _cleanup_stmt_ _cleanup_(store_stmt_finalizep)
 

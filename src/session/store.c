@@ -271,12 +271,15 @@ int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struc
     return store_open_at(state_dir, false, ret, err);
 }
 
+static void stmt_cache_drop(sqlite3 *db);
+
 void stk_store_close(struct stk_store *st)
 {
     if (!st)
         return;
     if (st->in_tx)
         store_tx_rollback(st);
+    stmt_cache_drop(st->db);
     sqlite3_close_v2(st->db);
     if (st->lock_fd >= 0)
         close(st->lock_fd);
@@ -327,12 +330,64 @@ int store_sql_error(struct stk_store *st, int rc, struct stk_error **err, const 
     return stk_error_make(err, code, "%s: %s", what, msg);
 }
 
+/* Prepared statements, kept per connection: preparing (parsing and planning)
+ * every query again was a visible part of a gateway request's CPU. Keyed
+ * by the SQL text (never by its address: built strings come and go); a
+ * statement in use is never handed out twice. Stores are used by one
+ * thread of a process. */
+#define STMT_CACHE 48
+static struct {
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    bool busy;
+} stmt_cache[STMT_CACHE];
+
 int store_prepare(struct stk_store *st, const char *sql, sqlite3_stmt **ret, struct stk_error **err)
 {
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, ret, NULL);
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        if (stmt_cache[i].db == st->db && !stmt_cache[i].busy &&
+            !strcmp(sqlite3_sql(stmt_cache[i].s), sql)) {
+            stmt_cache[i].busy = true;
+            *ret = stmt_cache[i].s;
+            return 0;
+        }
+    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
     if (rc != SQLITE_OK)
         return store_sql_error(st, rc, err, "preparing a statement");
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        if (!stmt_cache[i].db) {
+            stmt_cache[i].db = st->db;
+            stmt_cache[i].s = *ret;
+            stmt_cache[i].busy = true;
+            break;
+        }
     return 0;
+}
+
+void store_stmt_release(sqlite3_stmt *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        if (stmt_cache[i].s == s) {
+            (void)sqlite3_reset(s);
+            (void)sqlite3_clear_bindings(s);
+            stmt_cache[i].busy = false;
+            return;
+        }
+    sqlite3_finalize(s);
+}
+
+/* A closing connection takes its cached statements with it. */
+static void stmt_cache_drop(sqlite3 *db)
+{
+    for (size_t i = 0; i < STMT_CACHE; i++)
+        if (stmt_cache[i].db == db) {
+            sqlite3_finalize(stmt_cache[i].s);
+            stmt_cache[i].db = NULL;
+            stmt_cache[i].s = NULL;
+            stmt_cache[i].busy = false;
+        }
 }
 
 const char *store_col_text(sqlite3_stmt *s, int col)
