@@ -803,6 +803,47 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
     return r;
 }
 
+/* Every row of s into an array of elements of `size`, each filled by row();
+ * on error the rows read so far are freed with free_all(). One loop for
+ * every list the store returns. */
+static int collect_rows(struct stk_store *st, sqlite3_stmt *s, size_t size,
+                        int (*row)(sqlite3_stmt *s, void *elem, struct stk_error **err),
+                        void (*free_all)(void *v, size_t n), void **ret, size_t *ret_n,
+                        const char *what, struct stk_error **err)
+{
+    char *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = stk_xrealloc(v, cap * size);
+        }
+        int r = row(s, v + n++ * size, err);
+        if (r < 0) {
+            free_all(v, n);
+            return r;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        free_all(v, n);
+        return store_sql_error(st, rc, err, what);
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int sb_row(sqlite3_stmt *s, void *elem, struct stk_error **err)
+{
+    return sb_from_row(s, elem, err);
+}
+
+static void sb_recs_free(void *v, size_t n)
+{
+    stk_sb_recs_free(v, n);
+}
+
 int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
                       size_t *ret_n, struct stk_error **err)
 {
@@ -815,24 +856,12 @@ int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_
                       &s, err);
     if (r < 0)
         return r;
-    struct stk_sb_rec *v = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            v = stk_xrealloc(v, cap * sizeof(*v));
-        }
-        r = sb_from_row(s, &v[n++], err);
-        if (r < 0) {
-            stk_sb_recs_free(v, n);
-            return r;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        stk_sb_recs_free(v, n);
-        return store_sql_error(st, rc, err, "listing sandboxes");
-    }
+    void *v = NULL;
+    size_t n = 0;
+    r = collect_rows(st, s, sizeof(struct stk_sb_rec), sb_row, sb_recs_free, &v, &n,
+                     "listing sandboxes", err);
+    if (r < 0)
+        return r;
     *ret = v;
     *ret_n = n;
     return 0;
@@ -1167,6 +1196,16 @@ int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_r
     return 0;
 }
 
+static int pool_row(sqlite3_stmt *s, void *elem, struct stk_error **err)
+{
+    return pool_from_row(s, elem, err);
+}
+
+static void pool_recs_free(void *v, size_t n)
+{
+    stk_pool_recs_free(v, n);
+}
+
 int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t *ret_n,
                         struct stk_error **err)
 {
@@ -1174,24 +1213,12 @@ int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t 
     int r = store_prepare(st, "SELECT " POOL_COLS " FROM pools ORDER BY name", &s, err);
     if (r < 0)
         return r;
-    struct stk_pool_rec *v = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            v = stk_xrealloc(v, cap * sizeof(*v));
-        }
-        r = pool_from_row(s, &v[n++], err);
-        if (r < 0) {
-            stk_pool_recs_free(v, n);
-            return r;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        stk_pool_recs_free(v, n);
-        return store_sql_error(st, rc, err, "listing pools");
-    }
+    void *v = NULL;
+    size_t n = 0;
+    r = collect_rows(st, s, sizeof(struct stk_pool_rec), pool_row, pool_recs_free, &v, &n,
+                     "listing pools", err);
+    if (r < 0)
+        return r;
     *ret = v;
     *ret_n = n;
     return 0;
