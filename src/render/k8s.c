@@ -617,6 +617,51 @@ static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, cons
 
 /* ---- the whole stream ------------------------------------------------------------------ */
 
+/* The driver's identity labels on one object's labels (created if absent). */
+static void identity_labels(json_t *meta, const struct stk_k8s_options *opt)
+{
+    json_t *l = json_object_get(meta, "labels");
+    if (!l) {
+        l = json_object();
+        json_object_set_new(meta, "labels", l);
+    }
+    json_object_set_new(l, STK_K8S_SANDBOX_ID_LABEL, json_string(opt->sandbox_id));
+    json_object_set_new(l, STK_K8S_STORE_LABEL, json_string(opt->store));
+}
+
+static void identity_container(json_t *pod_spec, const struct stk_k8s_options *opt)
+{
+    json_t *c = json_array_get(json_object_get(pod_spec, "containers"), 0);
+    json_t *env = json_object_get(c, "env");
+    if (!c)
+        return;
+    if (!env) {
+        env = json_array();
+        json_object_set_new(c, "env", env);
+    }
+    json_array_append_new(env, PACK("{s:s, s:s}", "name", "STOCKADE_SANDBOX", "value",
+                                    opt->sandbox_name ? opt->sandbox_name : opt->sandbox_id));
+}
+
+static void identity(json_t *objs, const struct stk_k8s_options *opt)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o)
+    {
+        identity_labels(json_object_get(o, "metadata"), opt);
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        json_t *spec = json_object_get(o, "spec");
+        if (!strcmp(kind, "Pod")) {
+            identity_container(spec, opt);
+        } else if (!strcmp(kind, "Job")) {
+            json_t *tpl = json_object_get(spec, "template");
+            identity_labels(json_object_get(tpl, "metadata"), opt);
+            identity_container(json_object_get(tpl, "spec"), opt);
+        }
+    }
+}
+
 static int check_name(const char *what, const char *name, struct stk_error **err)
 {
     if (!stk_dns_label_valid(name))
@@ -687,6 +732,8 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
         json_array_append_new(out, workload_json(b, ns, job));
     }
+    if (opt && opt->sandbox_id && opt->store)
+        identity(out, opt);
     *ret = out;
     return 0;
 }

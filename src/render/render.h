@@ -39,8 +39,17 @@
 #define STK_K8S_AGENTS_API         "extensions.agents.x-k8s.io/v1beta1"
 #define STK_K8S_WARM_POOL_REPLICAS 1
 
+/* Labels the kubernetes driver adds to every object of one sandbox: which
+ * sandbox (its id, unique where the name is not) and which state directory
+ * made it (gc removes only its own). */
+#define STK_K8S_SANDBOX_ID_LABEL "stockade.dev/sandbox-id"
+#define STK_K8S_STORE_LABEL      "stockade.dev/store"
+
 struct stk_k8s_options {
     bool job; /* a Job even without a wallClock deadline */
+    /* Set by the driver: every object (and a Job's Pod template) gets the
+     * two labels above, and the sandbox container STOCKADE_SANDBOX=name. */
+    const char *sandbox_id, *store, *sandbox_name;
 };
 
 /* The namespace a standalone sandbox's objects live in:

@@ -1,0 +1,937 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The kubernetes driver: a sandbox is the objects `stockade render --target
+ * kubernetes` prints, applied to a cluster in order by server-side apply.
+ *
+ * Identity: every object carries the sandbox's id and the state directory's
+ * store id as labels (render adds them), so every operation finds what
+ * belongs to a sandbox from its id alone — a create cut short by a crash
+ * included — and gc removes only what its own state directory made. A
+ * sandbox owns its namespace: a namespace that exists and is not this
+ * sandbox's is refused, never taken over (applying would change its Pod
+ * Security labels).
+ *
+ * The handle the session stores: {"namespace", "kind" (Pod|Job), "name",
+ * "context", "server"}.
+ *
+ * Status comes from list+watch of the sandbox's Pods; kill reasons from
+ * what the cluster reports (a container terminated OOMKilled →
+ * memory_exceeded; a Job's DeadlineExceeded → wall_clock_exceeded). The
+ * cluster cannot report pids or CPU-time kills (explain says so).
+ */
+#include "driver/driver.h"
+#include "driver/kubernetes/kube.h"
+#include "render/render.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How long provision waits for the Pod to run (image pulls, scheduling). */
+#define READY_TIMEOUT_MS 180000
+/* How long teardown waits for what it deleted to be gone. */
+#define GONE_TIMEOUT_MS 120000
+/* supervise looks at the session at least this often. */
+#define SUPERVISE_TICK_MS 2000
+#define STORE_ID_FILE     "kubernetes-store-id"
+#define CONTAINER         "sandbox"
+
+struct kube_ctx {
+    struct stk_kubeconfig *cfg;
+    struct stk_kube *k;
+    char store[33]; /* this state directory's label value */
+};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static const char *jstr(const json_t *o, const char *path)
+{
+    /* "a.b.c": nested objects */
+    char key[64];
+    const json_t *v = o;
+    while (v && *path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof(key))
+            return NULL;
+        memcpy(key, path, n);
+        key[n] = '\0';
+        v = json_object_get(v, key);
+        path += n + (dot ? 1 : 0);
+    }
+    return json_string_value(v);
+}
+
+/* The store id: a random label value made once per state directory. */
+static int store_id(const char *state_dir, char ret[33], struct stk_error **err)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", state_dir, STORE_ID_FILE) >= (int)sizeof(path))
+        return stk_error_make(err, ENAMETOOLONG, "state directory path too long: %s", state_dir);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            char buf[40];
+            ssize_t n = read(fd, buf, sizeof(buf) - 1);
+            close(fd);
+            if (n == 32) {
+                memcpy(ret, buf, 32);
+                ret[32] = '\0';
+                for (int i = 0; i < 32; i++)
+                    if (!strchr("0123456789abcdef", ret[i]))
+                        n = -1;
+                if (n == 32)
+                    return 0;
+            }
+            return stk_error_make(err, EINVAL, "%s is not a store id (32 hex digits)", path);
+        }
+        if (errno != ENOENT)
+            return stk_error_errno(err, errno, "opening %s", path);
+        (void)mkdir(state_dir, 0700);
+        unsigned char rnd[16];
+        int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (rfd < 0 || read(rfd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
+            if (rfd >= 0)
+                close(rfd);
+            return stk_error_errno(err, EIO, "reading /dev/urandom");
+        }
+        close(rfd);
+        char hex[34];
+        for (int i = 0; i < 16; i++)
+            snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+        hex[32] = '\n';
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST)
+            continue; /* another process made it first: read theirs */
+        if (fd < 0)
+            return stk_error_errno(err, errno, "creating %s", path);
+        bool ok = write(fd, hex, 33) == 33 && fsync(fd) == 0;
+        close(fd);
+        if (!ok)
+            return stk_error_errno(err, EIO, "writing %s", path);
+    }
+    return stk_error_make(err, EIO, "%s: could not be read back", path);
+}
+
+STK_PRINTF(2, 3) static void error_append(struct stk_error **err, const char *fmt, ...)
+{
+    if (!err || !*err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *more = stk_xvasprintf(fmt, ap);
+    va_end(ap);
+    char *msg = stk_xasprintf("%s%s", (*err)->msg, more);
+    free((*err)->msg);
+    (*err)->msg = msg;
+}
+
+static void selector(const char *id, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s=%s", STK_K8S_SANDBOX_ID_LABEL, id);
+}
+
+/* ---- open, facts -------------------------------------------------------------------- */
+
+static void kube_close(void *ud)
+{
+    struct kube_ctx *c = ud;
+    if (!c)
+        return;
+    stk_kube_close(c->k);
+    stk_kubeconfig_free(c->cfg);
+    free(c);
+}
+
+static int kube_open(const struct stk_driver_conf *conf, void **ret, struct stk_error **err)
+{
+    struct kube_ctx *c = stk_xcalloc(1, sizeof(*c));
+    struct stk_kube_opts o = {.kubeconfig = conf->kubeconfig, .context = conf->context};
+    int r = store_id(conf->state_dir, c->store, err);
+    if (r >= 0)
+        r = stk_kubeconfig_load(&o, &c->cfg, err);
+    if (r >= 0)
+        r = stk_kube_open(c->cfg, &c->k, err);
+    if (r < 0) {
+        kube_close(c);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
+static const char *runtime_class(const struct stk_boundary *b)
+{
+    if (b->kube && b->kube->runtime_class_name.meta.set)
+        return b->kube->runtime_class_name.v;
+    return b->runtime == STK_RUNTIME_GVISOR ? "gvisor" : NULL;
+}
+
+static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_facts *ret,
+                      struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    const char *rc = runtime_class(b);
+    *ret = (struct stk_driver_facts){
+        .facts = {.backend = STK_BACKEND_KUBERNETES,
+                  .runtime = rc ? rc : "the cluster's default runtime",
+                  .runtime_is_gvisor = rc && !strcmp(rc, "gvisor")},
+        .runtime = "pod",
+    };
+    if (!b->image)
+        return stk_error_make(err, EINVAL,
+                              "spec.image is required on the kubernetes backend: a Pod runs an "
+                              "image, not the host's root filesystem");
+    if (b->model == STK_MODEL_INJECTION)
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "deployment.model: injection is applied to a workload with "
+                              "`stockade render --workload`; create runs standalone sandboxes");
+    if (!rc || !c)
+        return 0;
+    /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
+     * a missing gVisor must never become runc in silence */
+    struct stk_kube_ref ref = {"node.k8s.io/v1", "RuntimeClass", NULL, rc};
+    json_t *obj = NULL;
+    int r = stk_kube_get(c->k, &ref, &obj, err);
+    json_decref(obj);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, EINVAL,
+                              "context %s (%s) has no RuntimeClass %s, which this sandbox needs "
+                              "(runtime: %s); install it, or choose another runtime",
+                              stk_kubeconfig_context(c->cfg), stk_kubeconfig_server(c->cfg), rc,
+                              stk_runtime_names[b->runtime]);
+    }
+    return r < 0 ? r : 0;
+}
+
+/* ---- pods and their status ---------------------------------------------------------- */
+
+static const json_t *sandbox_container_status(const json_t *pod)
+{
+    const json_t *cs = json_object_get(json_object_get(pod, "status"), "containerStatuses");
+    size_t i;
+    const json_t *s;
+    json_array_foreach(cs, i,
+                       s) if (!strcmp(jstr(s, "name") ? jstr(s, "name") : "", CONTAINER)) return s;
+    return NULL;
+}
+
+/* Waiting reasons that will not resolve by waiting. */
+static bool waiting_fatal(const char *reason)
+{
+    static const char *const fatal[] = {"ErrImagePull",         "ImagePullBackOff",
+                                        "InvalidImageName",     "CreateContainerConfigError",
+                                        "CreateContainerError", "RunContainerError",
+                                        "ErrImageNeverPull",    "CrashLoopBackOff"};
+    for (size_t i = 0; reason && i < STK_ARRAY_SIZE(fatal); i++)
+        if (!strcmp(reason, fatal[i]))
+            return true;
+    return false;
+}
+
+/* The status of a pod: running, or ended with its exit code and kill reason. */
+static void pod_status(const json_t *pod, struct stk_driver_status *ret)
+{
+    *ret = (struct stk_driver_status){.state = STK_DRV_RUNNING, .exit_code = -1};
+    const char *phase = jstr(pod, "status.phase");
+    const json_t *cs = sandbox_container_status(pod);
+    const json_t *term = json_object_get(json_object_get(cs, "state"), "terminated");
+    const json_t *last = json_object_get(json_object_get(cs, "lastState"), "terminated");
+    bool ended = term || (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")));
+    if (!ended)
+        return;
+    ret->state = STK_DRV_ENDED;
+    if (!term)
+        term = last;
+    const char *reason = jstr(term, "reason");
+    json_t *code = json_object_get(term, "exitCode");
+    ret->exit_code = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+    ret->signal = (int)json_integer_value(json_object_get(term, "signal"));
+    /* the reason decides, not the exit code: an OOM kill of a child can
+     * leave the Pod Succeeded with exit 0 */
+    if ((reason && !strcmp(reason, "OOMKilled")) ||
+        (last && jstr(last, "reason") && !strcmp(jstr(last, "reason"), "OOMKilled")))
+        ret->kill = STK_KILL_MEMORY;
+    const char *pod_reason = jstr(pod, "status.reason");
+    if (pod_reason && !strcmp(pod_reason, "DeadlineExceeded"))
+        ret->kill = STK_KILL_WALL_CLOCK;
+    snprintf(ret->message, sizeof(ret->message), "%s%s%s", phase ? phase : "", reason ? ": " : "",
+             reason ? reason : "");
+}
+
+/* A Job that failed for its deadline: the Job controller deletes its Pod. */
+static bool job_deadline_exceeded(struct kube_ctx *c, const char *ns, const char *name)
+{
+    struct stk_kube_ref ref = {"batch/v1", "Job", ns, name};
+    json_t *job = NULL;
+    if (stk_kube_get(c->k, &ref, &job, NULL) < 0)
+        return false;
+    bool hit = false;
+    size_t i;
+    const json_t *cond;
+    json_array_foreach(json_object_get(json_object_get(job, "status"), "conditions"), i, cond)
+    {
+        const char *reason = jstr(cond, "reason"), *status = jstr(cond, "status");
+        hit |= reason && !strcmp(reason, "DeadlineExceeded") && status && !strcmp(status, "True");
+    }
+    json_decref(job);
+    return hit;
+}
+
+/* ---- the handle --------------------------------------------------------------------- */
+
+struct handle {
+    char ns[64], kind[8], name[254];
+};
+
+static int handle_parse(const struct stk_driver_sandbox *sb, struct handle *ret,
+                        struct stk_error **err)
+{
+    *ret = (struct handle){0};
+    json_t *h = sb->handle ? json_loads(sb->handle, 0, NULL) : NULL;
+    const char *ns = jstr(h, "namespace"), *kind = jstr(h, "kind"), *name = jstr(h, "name");
+    int r = 0;
+    if (ns && kind && name && strlen(ns) < sizeof(ret->ns) && strlen(kind) < sizeof(ret->kind) &&
+        strlen(name) < sizeof(ret->name)) {
+        strcpy(ret->ns, ns);
+        strcpy(ret->kind, kind);
+        strcpy(ret->name, name);
+    } else if (sb->b) {
+        /* no handle yet (a create cut short): what render would name */
+        snprintf(ret->ns, sizeof(ret->ns), "%s", stk_k8s_namespace(sb->b));
+        snprintf(ret->kind, sizeof(ret->kind), "%s", sb->b->limits.wall_clock_ms ? "Job" : "Pod");
+        snprintf(ret->name, sizeof(ret->name), "%s", sb->b->name);
+    } else {
+        r = stk_error_make(err, EINVAL, "sandbox %s: its kubernetes handle is unreadable", sb->id);
+    }
+    json_decref(h);
+    return r;
+}
+
+/* The sandbox's pods (a Pod's one, or a Job's). */
+static int list_pods(struct kube_ctx *c, const char *ns, const char *id, json_t **ret,
+                     struct stk_error **err)
+{
+    char sel[128];
+    selector(id, sel, sizeof(sel));
+    struct stk_kube_ref ref = {"v1", "Pod", ns, NULL};
+    json_t *list = NULL;
+    int r = stk_kube_list(c->k, &ref, sel, &list, err);
+    if (r < 0)
+        return r;
+    *ret = list;
+    return 0;
+}
+
+/* The newest of a list's pods (a Job may have made more than one). */
+static const json_t *newest_pod(const json_t *list)
+{
+    const json_t *best = NULL, *p;
+    size_t i;
+    json_array_foreach(json_object_get(list, "items"), i, p)
+    {
+        const char *t = jstr(p, "metadata.creationTimestamp");
+        const char *bt = best ? jstr(best, "metadata.creationTimestamp") : NULL;
+        if (!best || (t && bt && strcmp(t, bt) > 0))
+            best = p;
+    }
+    return best;
+}
+
+/* ---- teardown ----------------------------------------------------------------------- */
+
+struct gone_wait {
+    const char *what;
+    bool seen;
+};
+
+static int gone_fn(void *ud, const char *type, const json_t *obj)
+{
+    struct gone_wait *w = ud;
+    (void)obj;
+    if (!strcmp(type, "SYNC"))
+        w->seen = true;
+    if (!strcmp(type, "SYNCED"))
+        return w->seen ? 0 : 1; /* nothing left */
+    if (!strcmp(type, "DELETED"))
+        return 1;
+    return 0;
+}
+
+/* Waits until nothing of `collection` matches sel (and field). */
+static int wait_gone(struct kube_ctx *c, const struct stk_kube_ref *collection, const char *sel,
+                     const char *field, struct stk_error **err)
+{
+    for (;;) {
+        struct gone_wait w = {0};
+        int r = stk_kube_watch(c->k, collection, sel, field, GONE_TIMEOUT_MS, gone_fn, &w, err);
+        if (r < 0)
+            return r;
+        /* one DELETED: look again, there may have been more */
+        json_t *list = NULL;
+        if ((r = stk_kube_list(c->k, collection, sel, &list, err)) < 0)
+            return r;
+        size_t n = json_array_size(json_object_get(list, "items"));
+        json_decref(list);
+        if (n == 0 || field)
+            return 0;
+    }
+}
+
+static int delete_workload(struct kube_ctx *c, const struct handle *h, const char *id, int grace_s,
+                           struct stk_error **err)
+{
+    struct stk_kube_ref ref = {strcmp(h->kind, "Job") ? "v1" : "batch/v1", h->kind, h->ns, h->name};
+    struct stk_buf path = {0};
+    int r = stk_kube_path(c->k, &ref, &path, err);
+    if (r < 0) {
+        stk_buf_free(&path);
+        return r;
+    }
+    json_t *opts = json_pack("{s:s,s:s,s:s}", "kind", "DeleteOptions", "apiVersion", "v1",
+                             "propagationPolicy", "Foreground");
+    if (grace_s >= 0)
+        json_object_set_new(opts, "gracePeriodSeconds", json_integer(grace_s));
+    long status = 0;
+    r = stk_kube_request(c->k, "DELETE", path.data, NULL, opts, &status, NULL, err);
+    json_decref(opts);
+    stk_buf_free(&path);
+    if (r < 0)
+        return r;
+    if (status >= 300 && status != 404)
+        return stk_error_make(err, status >= 500 ? STK_DRV_E_TRANSIENT : EIO,
+                              "context %s (%s): delete %s %s/%s: HTTP %ld",
+                              stk_kubeconfig_context(c->cfg), stk_kubeconfig_server(c->cfg),
+                              h->kind, h->ns, h->name, status);
+    /* a Job's pods go with it (foreground); pods made for the id anyway */
+    (void)id;
+    return 0;
+}
+
+static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool purge,
+                         struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    char sel[128];
+    selector(sb->id, sel, sizeof(sel));
+    if (purge) {
+        /* the namespaces labelled with the id: found even when no handle
+         * was recorded (a create cut short) */
+        struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
+        json_t *list = NULL;
+        int r = stk_kube_list(c->k, &nsref, sel, &list, err);
+        if (r < 0)
+            return r;
+        size_t i;
+        json_t *ns;
+        json_array_foreach(json_object_get(list, "items"), i, ns)
+        {
+            struct stk_kube_ref one = {"v1", "Namespace", NULL, jstr(ns, "metadata.name")};
+            if ((r = stk_kube_delete(c->k, &one, "Foreground", jstr(ns, "metadata.uid"), err)) <
+                    0 &&
+                r != -EAGAIN)
+                break;
+            r = 0;
+        }
+        json_decref(list);
+        return r < 0 ? r : wait_gone(c, &nsref, sel, NULL, err);
+    }
+    struct handle h;
+    int r = handle_parse(sb, &h, err);
+    if (r < 0 || (r = delete_workload(c, &h, sb->id, -1, err)) < 0)
+        return r;
+    struct stk_kube_ref pods = {"v1", "Pod", h.ns, NULL};
+    return wait_gone(c, &pods, sel, NULL, err);
+}
+
+/* ---- provision ---------------------------------------------------------------------- */
+
+struct ready_wait {
+    struct kube_ctx *c;
+    char message[512];
+    bool failed;
+};
+
+static int ready_fn(void *ud, const char *type, const json_t *pod)
+{
+    struct ready_wait *w = ud;
+    if (strcmp(type, "SYNC") && strcmp(type, "ADDED") && strcmp(type, "MODIFIED"))
+        return 0;
+    struct stk_driver_status st;
+    pod_status(pod, &st);
+    if (st.state == STK_DRV_ENDED)
+        return 1; /* it ran: supervise reports how it ended */
+    const json_t *cs = sandbox_container_status(pod);
+    if (json_object_get(json_object_get(cs, "state"), "running"))
+        return 1;
+    const json_t *waiting = json_object_get(json_object_get(cs, "state"), "waiting");
+    const char *reason = jstr(waiting, "reason");
+    if (waiting_fatal(reason)) {
+        snprintf(w->message, sizeof(w->message), "Pod %s/%s: %s: %s",
+                 jstr(pod, "metadata.namespace"), jstr(pod, "metadata.name"), reason,
+                 jstr(waiting, "message") ? jstr(waiting, "message") : "");
+        w->failed = true;
+        return 2;
+    }
+    /* what it waits for, said if the wait times out */
+    size_t i;
+    const json_t *cond;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, cond)
+    {
+        const char *s = jstr(cond, "status"), *m = jstr(cond, "message");
+        if (s && !strcmp(s, "False") && m)
+            snprintf(w->message, sizeof(w->message), "%s: %s", jstr(cond, "type"), m);
+    }
+    if (reason)
+        snprintf(w->message, sizeof(w->message), "%s", reason);
+    return 0;
+}
+
+static int wait_running(struct kube_ctx *c, const char *ns, const char *id, struct stk_error **err)
+{
+    char sel[128];
+    selector(id, sel, sizeof(sel));
+    struct stk_kube_ref pods = {"v1", "Pod", ns, NULL};
+    struct ready_wait w = {.c = c};
+    int r = stk_kube_watch(c->k, &pods, sel, NULL, READY_TIMEOUT_MS, ready_fn, &w, err);
+    if (r == -ETIMEDOUT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ETIMEDOUT, "the sandbox's Pod in %s did not run within %d s%s%s",
+                              ns, READY_TIMEOUT_MS / 1000, w.message[0] ? ": " : "", w.message);
+    }
+    if (w.failed)
+        return stk_error_make(err, EIO, "%s", w.message);
+    return r < 0 ? r : 0;
+}
+
+/* The namespace is the sandbox's, or free. */
+static int namespace_check(struct kube_ctx *c, const char *ns, const char *id,
+                           struct stk_error **err)
+{
+    struct stk_kube_ref ref = {"v1", "Namespace", NULL, ns};
+    json_t *obj = NULL;
+    int r = stk_kube_get(c->k, &ref, &obj, err);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    const json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
+    const char *owner = json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+    const char *phase = jstr(obj, "status.phase");
+    if (owner && !strcmp(owner, id) && !(phase && !strcmp(phase, "Terminating"))) {
+        json_decref(obj);
+        return 0;
+    }
+    r = stk_error_make(err, EEXIST,
+                       "context %s (%s): namespace %s %s; a sandbox owns its namespace (set "
+                       "spec.driverConfig.kubernetes.namespace, or another metadata.name)",
+                       stk_kubeconfig_context(c->cfg), stk_kubeconfig_server(c->cfg), ns,
+                       owner
+                           ? (phase && !strcmp(phase, "Terminating") ? "is still being deleted"
+                                                                     : "belongs to another sandbox")
+                           : "exists and was not made by stockade");
+    json_decref(obj);
+    return r;
+}
+
+static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool restart,
+                          char **ret_handle, struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct stk_driver_facts facts;
+    int r = kube_facts(c, sb->b, &facts, err);
+    if (r < 0)
+        return r;
+    struct stk_k8s_options opt = {
+        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name};
+    json_t *objs = NULL;
+    if ((r = stk_k8s_render(sb->b, &opt, &objs, err)) < 0)
+        return r;
+    const char *ns = stk_k8s_namespace(sb->b);
+    if ((r = namespace_check(c, ns, sb->id, err)) < 0) {
+        json_decref(objs);
+        return r;
+    }
+    size_t i, applied = 0;
+    json_t *o;
+    const json_t *workload = NULL;
+    json_array_foreach(objs, i, o)
+    {
+        if ((r = stk_kube_apply(c->k, o, NULL, err)) < 0)
+            break;
+        applied++;
+        const char *kind = jstr(o, "kind");
+        if (!strcmp(kind, "Pod") || !strcmp(kind, "Job"))
+            workload = o;
+    }
+    if (r >= 0 && !workload)
+        r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
+    if (r >= 0)
+        r = wait_running(c, ns, sb->id, err);
+    if (r < 0) {
+        /* nothing half-applied: what this create made goes (a restart
+         * keeps what persisted: only the workload goes) */
+        struct stk_driver_sandbox undo = *sb;
+        undo.handle = NULL;
+        struct stk_error *uerr = NULL;
+        if (kube_teardown(c, &undo, !restart, &uerr) < 0)
+            error_append(err, "; removing what this %s applied failed too: %s",
+                         restart ? "start" : "create", uerr ? uerr->msg : "?");
+        else if (applied)
+            error_append(err, "; removed what this %s applied (%zu object%s)",
+                         restart ? "start (its workload)" : "create", applied,
+                         applied == 1 ? "" : "s");
+        stk_error_free(uerr);
+        json_decref(objs);
+        return r;
+    }
+    json_t *h = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", ns, "kind", jstr(workload, "kind"),
+                          "name", jstr(workload, "metadata.name"), "context",
+                          stk_kubeconfig_context(c->cfg), "server", stk_kubeconfig_server(c->cfg));
+    *ret_handle = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(h);
+    json_decref(objs);
+    return 0;
+}
+
+static int kube_start(void *ud, const struct stk_driver_sandbox *sb, struct stk_error **err)
+{
+    (void)ud;
+    /* a Pod's command is fixed when it is made: a pool member runs its
+     * template's command from the start */
+    return stk_error_make(err, STK_DRV_E_NOTSUP,
+                          "sandbox %s: a Pod cannot start a command later; on kubernetes a "
+                          "pool's members run their template's command from the start",
+                          sb->id);
+}
+
+/* ---- exec --------------------------------------------------------------------------- */
+
+/* The running Pod of the sandbox. */
+static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, char *ns,
+                       size_t ns_n, char *pod, size_t pod_n, struct stk_error **err)
+{
+    struct handle h;
+    json_t *list = NULL;
+    int r = handle_parse(sb, &h, err);
+    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+        return r;
+    const json_t *p = newest_pod(list);
+    struct stk_driver_status st = {0};
+    if (p)
+        pod_status(p, &st);
+    if (!p || st.state != STK_DRV_RUNNING) {
+        r = stk_error_make(err, p ? STK_DRV_E_PHASE : STK_DRV_E_GONE,
+                           "sandbox %s: %s in namespace %s", sb->id,
+                           p ? "its Pod is not running" : "no Pod", h.ns);
+    } else {
+        snprintf(ns, ns_n, "%s", h.ns);
+        snprintf(pod, pod_n, "%s", jstr(p, "metadata.name"));
+    }
+    json_decref(list);
+    return r;
+}
+
+static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
+                     const struct stk_init_proc *proc, int in_fd, int out_fd, int err_fd,
+                     int *ret_code, struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    char ns[64], pod[254];
+    int r = running_pod(c, sb, ns, sizeof(ns), pod, sizeof(pod), err);
+    if (r < 0)
+        return r;
+    if (proc->cwd)
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "exec -w: pods/exec has no working directory; run `sh -c 'cd DIR "
+                              "&& ...'` instead");
+    /* pods/exec takes no environment: STOCKADE_SANDBOX is in the Pod's
+     * own; others are set by env(1) from the image */
+    size_t n_env = 0;
+    for (size_t i = 0; i < proc->n_env; i++)
+        if (strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
+            n_env++;
+    const char **argv = stk_xcalloc(proc->argc + n_env + 2, sizeof(*argv));
+    size_t n = 0;
+    if (n_env) {
+        argv[n++] = "env";
+        for (size_t i = 0; i < proc->n_env; i++)
+            if (strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
+                argv[n++] = proc->env[i];
+    }
+    for (size_t i = 0; i < proc->argc; i++)
+        argv[n++] = proc->argv[i];
+    struct stk_kube_exec_req req = {.namespace = ns,
+                                    .pod = pod,
+                                    .container = CONTAINER,
+                                    .argv = argv,
+                                    .argc = n,
+                                    .tty = proc->tty,
+                                    .in_fd = in_fd,
+                                    .out_fd = out_fd,
+                                    .err_fd = err_fd};
+    r = stk_kube_exec(c->k, &req, ret_code, err);
+    free(argv);
+    return r;
+}
+
+/* ---- stop --------------------------------------------------------------------------- */
+
+static int kube_stop(void *ud, const struct stk_driver_sandbox *sb, int grace_ms,
+                     struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct handle h;
+    int r = handle_parse(sb, &h, err);
+    return r < 0 ? r : delete_workload(c, &h, sb->id, (grace_ms + 999) / 1000, err);
+}
+
+/* ---- supervise, observe ------------------------------------------------------------- */
+
+static int kube_observe(void *ud, const struct stk_driver_sandbox *sb,
+                        struct stk_driver_status *ret, struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct handle h;
+    json_t *list = NULL;
+    int r = handle_parse(sb, &h, err);
+    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+        return r;
+    const json_t *p = newest_pod(list);
+    if (p) {
+        pod_status(p, ret);
+    } else {
+        *ret = (struct stk_driver_status){.state = STK_DRV_LOST, .exit_code = -1};
+        if (!strcmp(h.kind, "Job") && job_deadline_exceeded(c, h.ns, h.name)) {
+            ret->state = STK_DRV_ENDED;
+            ret->kill = STK_KILL_WALL_CLOCK;
+            snprintf(ret->message, sizeof(ret->message), "Job: DeadlineExceeded");
+        } else {
+            snprintf(ret->message, sizeof(ret->message), "no Pod of the sandbox in %s", h.ns);
+        }
+    }
+    if (ret->state == STK_DRV_ENDED && ret->kill == STK_KILL_NONE && !strcmp(h.kind, "Job") &&
+        job_deadline_exceeded(c, h.ns, h.name))
+        ret->kill = STK_KILL_WALL_CLOCK;
+    json_decref(list);
+    return 0;
+}
+
+/* The log follower: a thread copying pods/log into a pipe, and one copying
+ * the pipe into the sink (stk_kube_logs writes to a descriptor). */
+struct follower {
+    struct kube_ctx *c;
+    char ns[64], pod[254];
+    int64_t since_ms;
+    int wfd;
+};
+
+static void *follow_thread(void *ud)
+{
+    struct follower *f = ud;
+    struct stk_kube_logs_req req = {.namespace = f->ns,
+                                    .pod = f->pod,
+                                    .container = CONTAINER,
+                                    .follow = true,
+                                    .since_ms = f->since_ms,
+                                    .tail_lines = -1,
+                                    .out_fd = f->wfd};
+    (void)stk_kube_logs(f->c->k, &req, NULL);
+    close(f->wfd);
+    return NULL;
+}
+
+struct supervision {
+    struct kube_ctx *c;
+    const struct stk_driver_sink *sink;
+    const struct stk_driver_sandbox *sb;
+    struct handle h;
+    struct stk_driver_status st;
+    bool ended, gone, killed;
+    char last_phase[32];
+};
+
+static int supervise_fn(void *ud, const char *type, const json_t *pod)
+{
+    struct supervision *s = ud;
+    if (!strcmp(type, "DELETED")) {
+        s->gone = true;
+        return 1;
+    }
+    if (strcmp(type, "SYNC") && strcmp(type, "ADDED") && strcmp(type, "MODIFIED"))
+        return 0;
+    const char *phase = jstr(pod, "status.phase");
+    if (phase && strcmp(phase, s->last_phase)) {
+        /* a lifecycle change of the Pod: an event of the sandbox */
+        snprintf(s->last_phase, sizeof(s->last_phase), "%s", phase);
+        json_t *d = json_pack("{s:s,s:s,s:s}", "pod", jstr(pod, "metadata.name"), "namespace",
+                              s->h.ns, "phase", phase);
+        char *dj = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+        if (s->sink->event && dj)
+            s->sink->event(s->sink->ud, "pod_phase", dj);
+        free(dj);
+        json_decref(d);
+    }
+    pod_status(pod, &s->st);
+    if (s->st.state == STK_DRV_ENDED) {
+        s->ended = true;
+        return 1;
+    }
+    return 0;
+}
+
+static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
+                          const struct stk_driver_sink *sink, struct stk_driver_status *ret,
+                          struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct supervision s = {.c = c, .sink = sink, .sb = sb};
+    int r = handle_parse(sb, &s.h, err);
+    if (r < 0)
+        return r;
+    char sel[128];
+    selector(sb->id, sel, sizeof(sel));
+
+    /* the output, while the workload runs */
+    struct follower f = {.c = c, .wfd = -1};
+    pthread_t thread;
+    bool following = false;
+    int pfd[2] = {-1, -1};
+    char ns[64], pod[254];
+    if (sink->output && running_pod(c, sb, ns, sizeof(ns), pod, sizeof(pod), NULL) >= 0 &&
+        pipe2(pfd, O_CLOEXEC) == 0) {
+        snprintf(f.ns, sizeof(f.ns), "%s", ns);
+        snprintf(f.pod, sizeof(f.pod), "%s", pod);
+        f.wfd = pfd[1];
+        following = pthread_create(&thread, NULL, follow_thread, &f) == 0;
+        if (!following) {
+            close(pfd[0]);
+            close(pfd[1]);
+            pfd[0] = -1;
+        }
+    }
+
+    struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
+    while (!s.ended && !s.gone) {
+        /* output copied between looks at the Pod */
+        char buf[65536];
+        ssize_t n;
+        if (following) {
+            (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+            while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
+                (void)sink->output(sink->ud, 1, buf, (size_t)n);
+        }
+        struct stk_error *werr = NULL;
+        r = stk_kube_watch(c->k, &pods, sel, NULL, SUPERVISE_TICK_MS, supervise_fn, &s, &werr);
+        if (r == -ETIMEDOUT || r >= 0) {
+            stk_error_free(werr);
+        } else if (r == -ENOENT) {
+            stk_error_free(werr);
+            s.gone = true;
+        } else {
+            /* the cluster did not answer: the next look retries */
+            stk_error_free(werr);
+            sleep(1);
+        }
+        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud) : STK_DRV_ASK_NONE;
+        if (ask == STK_DRV_ASK_KILL && !s.killed) {
+            s.killed = true;
+            (void)delete_workload(c, &s.h, sb->id, 0, NULL);
+        }
+        if (!s.ended && !s.gone) {
+            /* the watch saw no Pod at all: it went while we were away */
+            json_t *list = NULL;
+            if (list_pods(c, s.h.ns, sb->id, &list, NULL) >= 0 &&
+                !json_array_size(json_object_get(list, "items")))
+                s.gone = true;
+            json_decref(list);
+        }
+    }
+    if (following) {
+        /* the log stream ends with the container */
+        pthread_join(thread, NULL);
+        (void)fcntl(pfd[0], F_SETFL, 0);
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
+            (void)sink->output(sink->ud, 1, buf, (size_t)n);
+        close(pfd[0]);
+    }
+    if (s.gone)
+        return kube_observe(c, sb, ret, err);
+    if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&
+        job_deadline_exceeded(c, s.h.ns, s.h.name))
+        s.st.kill = STK_KILL_WALL_CLOCK;
+    *ret = s.st;
+    return 0;
+}
+
+/* ---- gc ----------------------------------------------------------------------------- */
+
+static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret_removed,
+                   struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    char sel[160];
+    snprintf(sel, sizeof(sel), "%s=%s,%s=%s", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY,
+             STK_K8S_STORE_LABEL, c->store);
+    struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
+    json_t *list = NULL;
+    int r = stk_kube_list(c->k, &nsref, sel, &list, err);
+    if (r < 0)
+        return r;
+    size_t removed = 0, i;
+    json_t *ns;
+    json_array_foreach(json_object_get(list, "items"), i, ns)
+    {
+        const json_t *labels = json_object_get(json_object_get(ns, "metadata"), "labels");
+        const char *id = json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+        bool kept = false;
+        for (size_t k = 0; id && k < n_keep; k++)
+            kept |= !strcmp(keep[k], id);
+        const char *phase = jstr(ns, "status.phase");
+        if (!id || kept || (phase && !strcmp(phase, "Terminating")))
+            continue;
+        struct stk_kube_ref one = {"v1", "Namespace", NULL, jstr(ns, "metadata.name")};
+        if ((r = stk_kube_delete(c->k, &one, "Foreground", jstr(ns, "metadata.uid"), err)) < 0 &&
+            r != -EAGAIN)
+            break;
+        removed += r > 0;
+        r = 0;
+    }
+    json_decref(list);
+    if (r < 0)
+        return r;
+    *ret_removed = removed;
+    return 0;
+}
+
+const struct stk_driver_ops stk_kube_driver_ops = {
+    .backend = STK_BACKEND_KUBERNETES,
+    .open = kube_open,
+    .close = kube_close,
+    .facts = kube_facts,
+    .provision = kube_provision,
+    .start = kube_start,
+    .exec = kube_exec,
+    .stop = kube_stop,
+    .supervise = kube_supervise,
+    .observe = kube_observe,
+    .teardown = kube_teardown,
+    .logs = NULL, /* the session's own files, copied by supervise */
+    .gc = kube_gc,
+};
