@@ -90,10 +90,16 @@ static int load_workload(const char *path, json_t **ret)
 
 static int render_kubernetes(const char *file, const char *env_file, const char *workload_file,
                              bool cluster_objects, enum stk_k8s_admission admission,
-                             const struct stk_k8s_options *opt, enum render_format fmt)
+                             const char *gateway_image, const struct stk_k8s_options *opt,
+                             enum render_format fmt)
 {
     _cleanup_error_ struct stk_error *err = NULL;
     json_t *out = cluster_objects ? stk_k8s_cluster_objects(admission) : json_array();
+    if (cluster_objects && gateway_image) {
+        json_t *gw = stk_k8s_gateway_objects(gateway_image);
+        json_array_extend(out, gw);
+        json_decref(gw);
+    }
 
     if (file) {
         _cleanup_cli_sandbox_ struct cli_sandbox s = {0};
@@ -132,12 +138,20 @@ static int render_kubernetes(const char *file, const char *env_file, const char 
 int cmd_render(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"env", required_argument, NULL, 'e'},       {"target", required_argument, NULL, 't'},
-        {"output", required_argument, NULL, 'o'},    {"cluster-objects", no_argument, NULL, 'c'},
-        {"workload", required_argument, NULL, 'w'},  {"job", no_argument, NULL, 'j'},
-        {"admission", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+        {"env", required_argument, NULL, 'e'},
+        {"target", required_argument, NULL, 't'},
+        {"output", required_argument, NULL, 'o'},
+        {"cluster-objects", no_argument, NULL, 'c'},
+        {"workload", required_argument, NULL, 'w'},
+        {"job", no_argument, NULL, 'j'},
+        {"admission", required_argument, NULL, 'a'},
+        {"gateway-image", required_argument, NULL, 'g'},
+        {"no-gateway", no_argument, NULL, 'G'},
+        {NULL, 0, NULL, 0},
     };
     const char *env_file = NULL, *target = NULL, *workload = NULL;
+    const char *gateway_image = STK_K8S_GATEWAY_IMAGE;
+    bool gateway_set = false;
     enum stk_k8s_admission admission = STK_K8S_ADMISSION_VAP;
     bool admission_set = false;
     enum render_format fmt = FMT_YAML;
@@ -167,6 +181,14 @@ int cmd_render(int argc, char **argv)
         case 'j':
             kopt.job = true;
             break;
+        case 'g':
+            gateway_image = optarg;
+            gateway_set = true;
+            break;
+        case 'G':
+            gateway_image = NULL;
+            gateway_set = true;
+            break;
         case 'a': {
             int i = stk_enum_lookup(stk_k8s_admission_names, _STK_K8S_ADMISSION_N, optarg);
             if (i < 0)
@@ -195,7 +217,11 @@ int cmd_render(int argc, char **argv)
         return cli_usage_error("render", "--job and --workload exclude each other");
     if (admission_set && !cluster_objects)
         return cli_usage_error("render", "--admission applies to --cluster-objects");
-    return render_kubernetes(file, env_file, workload, cluster_objects, admission, &kopt, fmt);
+    if (gateway_set && !cluster_objects)
+        return cli_usage_error("render",
+                               "--gateway-image and --no-gateway apply to --cluster-objects");
+    return render_kubernetes(file, env_file, workload, cluster_objects, admission, gateway_image,
+                             &kopt, fmt);
 }
 
 int cmd_eject(int argc, char **argv)

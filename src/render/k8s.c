@@ -837,8 +837,16 @@ static const char protect_policies_match[] =
     "has(oldObject.metadata.labels) && "
     "'" STK_K8S_MANAGED_BY_LABEL "' in oldObject.metadata.labels && "
     "oldObject.metadata.labels['" STK_K8S_MANAGED_BY_LABEL "'] == '" STK_K8S_MANAGED_BY "'";
+/* stockade's own identities, and the controllers that empty a namespace
+ * being deleted (with or without per-controller service accounts): a
+ * namespace stockade removes must still go away. */
 static const char protect_policies_rule[] =
-    "request.userInfo.username.startsWith('system:serviceaccount:" STK_K8S_SYSTEM_NAMESPACE ":')";
+    "request.userInfo.username.startsWith('system:serviceaccount:" STK_K8S_SYSTEM_NAMESPACE ":') "
+    "|| request.userInfo.username == "
+    "'system:serviceaccount:kube-system:namespace-controller' "
+    "|| request.userInfo.username == "
+    "'system:serviceaccount:kube-system:generic-garbage-collector' "
+    "|| request.userInfo.username == 'system:kube-controller-manager'";
 
 /* CEL without optionals or ternaries, so every Kubernetes release with
  * admissionregistration.k8s.io/v1 type-checks it the same way. */
@@ -950,6 +958,128 @@ static void kyverno_json(json_t *out, const struct admission_policy *p)
                         PACK("{s:s, s:b, s:[o]}", "validationFailureAction", "Enforce",
                              "background", 0, "rules", rule));
     json_array_append_new(out, o);
+}
+
+/* ---- the gateway inside the cluster ---------------------------------------------------- */
+
+/* Exactly what the kubernetes driver calls, nothing more: a row a resource
+ * set. SSA is patch; a WebSocket exec is a GET upgrade (create since 1.30). */
+static const struct gateway_rule {
+    const char *group;
+    const char *resources[8];
+    const char *verbs[8];
+} gateway_rules[] = {
+    {"",
+     {"namespaces", "serviceaccounts", "resourcequotas", "limitranges", "persistentvolumeclaims",
+      "pods"},
+     {"get", "list", "watch", "create", "patch", "delete"}},
+    {"", {"pods/exec", "pods/attach"}, {"get", "create"}},
+    {"", {"pods/log"}, {"get"}},
+    {"rbac.authorization.k8s.io", {"rolebindings"}, {"get", "list", "create", "patch", "delete"}},
+    {"networking.k8s.io", {"networkpolicies"}, {"get", "list", "create", "patch", "delete"}},
+    {"batch", {"jobs"}, {"get", "list", "watch", "create", "patch", "delete"}},
+    {"apps", {"deployments", "statefulsets", "daemonsets"}, {"get", "list", "patch"}},
+    {"node.k8s.io", {"runtimeclasses"}, {"get"}},
+    {"admissionregistration.k8s.io",
+     {"validatingadmissionpolicies", "validatingadmissionpolicybindings"},
+     {"get", "list"}},
+};
+
+static json_t *nul_strings(const char *const *v, size_t max)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < max && v[i]; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+json_t *stk_k8s_gateway_objects(const char *image)
+{
+    const char *ns = STK_K8S_SYSTEM_NAMESPACE, *name = STK_K8S_GATEWAY_NAME;
+    json_t *out = json_array();
+
+    json_t *nso = object_new("v1", "Namespace", ns, NULL, cluster_labels());
+    json_t *l = json_object_get(json_object_get(nso, "metadata"), "labels");
+    json_object_set_new(l, "pod-security.kubernetes.io/enforce", json_string("restricted"));
+    json_array_append_new(out, nso);
+
+    json_t *sa = object_new("v1", "ServiceAccount", name, ns, cluster_labels());
+    json_object_set_new(sa, "automountServiceAccountToken", json_false());
+    json_array_append_new(out, sa);
+
+    json_t *rules = json_array();
+    for (size_t i = 0; i < STK_ARRAY_SIZE(gateway_rules); i++) {
+        const struct gateway_rule *g = &gateway_rules[i];
+        json_array_append_new(rules, PACK("{s:[s], s:o, s:o}", "apiGroups", g->group, "resources",
+                                          nul_strings(g->resources, 8), "verbs",
+                                          nul_strings(g->verbs, 8)));
+    }
+    /* RoleBindings to stockade's roles only: bind, by name */
+    json_array_append_new(rules, PACK("{s:[s], s:[s], s:[s], s:[s, s, s]}", "apiGroups",
+                                      "rbac.authorization.k8s.io", "resources", "clusterroles",
+                                      "verbs", "bind", "resourceNames", "stockade-view",
+                                      "stockade-edit", "stockade-admin"));
+    json_t *role =
+        object_new("rbac.authorization.k8s.io/v1", "ClusterRole", name, NULL, cluster_labels());
+    json_object_set_new(role, "rules", rules);
+    json_array_append_new(out, role);
+
+    json_t *crb = object_new("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name, NULL,
+                             cluster_labels());
+    json_object_set_new(crb, "roleRef",
+                        PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind",
+                             "ClusterRole", "name", name));
+    json_object_set_new(
+        crb, "subjects",
+        PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name", name, "namespace", ns));
+    json_array_append_new(out, crb);
+
+    /* stockade serve --backend kubernetes: in-cluster credentials (a
+     * projected, expiring token), the AccessPolicy from a Secret the
+     * operator creates, the state on a volume */
+    json_t *sel = PACK("{s:s}", "app.kubernetes.io/name", name);
+    json_t *container = PACK("{s:s, s:s, s:[s, s, s, s, s, s, s]}", "name", "gateway", "image",
+                             image, "args", "serve", "--backend", "kubernetes", "--policy",
+                             "/etc/stockade/access-policy.yaml", "--listen", "0.0.0.0:8443");
+    json_object_set_new(container, "env",
+                        PACK("[{s:s, s:s}]", "name", "STOCKADE_STATE_DIR", "value",
+                             "/var/lib/stockade/kubernetes"));
+    json_object_set_new(container, "ports",
+                        PACK("[{s:s, s:i}]", "name", "http", "containerPort", 8443));
+    json_object_set_new(container, "securityContext",
+                        PACK("{s:b, s:b, s:b, s:{s:[s]}, s:{s:s}}", "allowPrivilegeEscalation", 0,
+                             "runAsNonRoot", 1, "readOnlyRootFilesystem", 1, "capabilities", "drop",
+                             "ALL", "seccompProfile", "type", "RuntimeDefault"));
+    json_object_set_new(container, "volumeMounts",
+                        PACK("[{s:s, s:s, s:b}, {s:s, s:s}, {s:s, s:s, s:b}]", "name", "policy",
+                             "mountPath", "/etc/stockade", "readOnly", 1, "name", "state",
+                             "mountPath", "/var/lib/stockade", "name", "token", "mountPath",
+                             "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly", 1));
+    json_t *token =
+        PACK("{s:s, s:{s:[{s:{s:s, s:i}}, {s:{s:s, s:[{s:s, s:s}]}}, {s:{s:[{s:s, s:{s:s}}]}}]}}",
+             "name", "token", "projected", "sources", "serviceAccountToken", "path", "token",
+             "expirationSeconds", STK_K8S_TOKEN_SECONDS, "configMap", "name", "kube-root-ca.crt",
+             "items", "key", "ca.crt", "path", "ca.crt", "downwardAPI", "items", "path",
+             "namespace", "fieldRef", "fieldPath", "metadata.namespace");
+    json_t *pod =
+        PACK("{s:s, s:b, s:{s:b, s:i, s:i}, s:[o], s:[{s:s, s:{s:s}}, {s:s, s:{}}, o]}",
+             "serviceAccountName", name, "automountServiceAccountToken", 0, "securityContext",
+             "runAsNonRoot", 1, "runAsUser", STK_OCI_UID, "fsGroup", STK_OCI_GID, "containers",
+             container, "volumes", "name", "policy", "secret", "secretName",
+             STK_K8S_GATEWAY_NAME "-policy", "name", "state", "emptyDir", token);
+    json_t *dep = object_new("apps/v1", "Deployment", name, ns, cluster_labels());
+    json_object_set_new(dep, "spec",
+                        PACK("{s:i, s:{s:o}, s:{s:{s:o}, s:o}}", "replicas", 1, "selector",
+                             "matchLabels", sel, "template", "metadata", "labels",
+                             json_deep_copy(sel), "spec", pod));
+    json_array_append_new(out, dep);
+
+    json_t *svc = object_new("v1", "Service", name, ns, cluster_labels());
+    json_object_set_new(svc, "spec",
+                        PACK("{s:O, s:[{s:s, s:i, s:s}]}", "selector", sel, "ports", "name", "http",
+                             "port", 8443, "targetPort", "http"));
+    json_array_append_new(out, svc);
+    return out;
 }
 
 json_t *stk_k8s_cluster_objects(enum stk_k8s_admission admission)

@@ -78,6 +78,15 @@ extern const char *const stk_k8s_admission_names[_STK_K8S_ADMISSION_N];
  * guard (same CEL for either engine). */
 json_t *stk_k8s_cluster_objects(enum stk_k8s_admission admission);
 
+/* `stockade serve --backend kubernetes` inside the cluster: the
+ * stockade-system Namespace, the gateway's ServiceAccount, a ClusterRole
+ * with exactly the verbs the kubernetes driver uses and its binding, a
+ * Deployment (AccessPolicy from the Secret STK_K8S_GATEWAY_NAME-policy,
+ * key access-policy.yaml) and a Service on port 8443. */
+#define STK_K8S_GATEWAY_NAME  "stockade-gateway"
+#define STK_K8S_GATEWAY_IMAGE "stockade/stockade:" STK_VERSION
+json_t *stk_k8s_gateway_objects(const char *image);
+
 /* Injects the sandbox into a Deployment, StatefulSet or DaemonSet (a JSON
  * object, not modified) and returns the changed copy. */
 int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t **ret,

@@ -265,9 +265,34 @@ def test_cluster_objects_valid(stockade, k8s_check, tmp_path, engine):
     for role in ("stockade-view", "stockade-edit", "stockade-admin"):
         assert ("ClusterRole", role) in kinds
     assert ("RuntimeClass", "gvisor") in kinds
-    text = json.dumps([o for o in objs if o["kind"] == "ClusterRole"])
+    sandbox_roles = [o for o in objs if o["kind"] == "ClusterRole"
+                     and o["metadata"]["name"] != "stockade-gateway"]
+    text = json.dumps(sandbox_roles)
     for word in ("networkpolicies", '"bind"', '"escalate"', '"impersonate"', '"*"'):
         assert word not in text
+    # the in-cluster gateway: exactly the driver's verbs; bind only on stockade's roles
+    for kind, name in (("Namespace", "stockade-system"), ("ServiceAccount", "stockade-gateway"),
+                       ("ClusterRole", "stockade-gateway"), ("ClusterRoleBinding", "stockade-gateway"),
+                       ("Deployment", "stockade-gateway"), ("Service", "stockade-gateway")):
+        assert (kind, name) in kinds
+    gw = next(o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "stockade-gateway")
+    text = json.dumps(gw)
+    for word in ('"escalate"', '"impersonate"', '"*"', '"secrets"', '"update"', '"deletecollection"'):
+        assert word not in text
+    binds = [r for r in gw["rules"] if "bind" in r["verbs"]]
+    assert binds == [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                      "verbs": ["bind"],
+                      "resourceNames": ["stockade-view", "stockade-edit", "stockade-admin"]}]
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "stockade-gateway"
+    assert pod["automountServiceAccountToken"] is False
+    c = pod["containers"][0]
+    assert c["args"][:3] == ["serve", "--backend", "kubernetes"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--no-gateway", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert "stockade-gateway" not in r.stdout
     ok, report = k8s_check(objs, tmp_path)
     assert ok, report
 
@@ -286,7 +311,7 @@ def test_admission_policies_decide_as_intended(stockade, k8s_check, tmp_path, en
     c = subprocess.run([shutil.which("node"), str(SCHEMA_DIR / "cel.mjs"), str(objs)],
                        capture_output=True, text=True, timeout=120)
     assert c.returncode == 0, c.stdout + c.stderr
-    assert "admission cases: 13 as expected, 0 not" in c.stdout
+    assert "admission cases: 16 as expected, 0 not" in c.stdout
 
 
 def test_render_errors(stockade, tmp_path):

@@ -67,6 +67,12 @@ const cases = [
     { oldObject: managedPolicy, object: managedPolicy, request: user("system:serviceaccount:lab-s-joe:s-joe") }, "deny"],
   ["stockade's controller deletes its NetworkPolicy", "stockade-protect-networkpolicies",
     { oldObject: managedPolicy, object: null, request: user("system:serviceaccount:stockade-system:controller") }, "admit"],
+  ["the namespace controller empties a namespace being deleted", "stockade-protect-networkpolicies",
+    { oldObject: managedPolicy, object: null, request: user("system:serviceaccount:kube-system:namespace-controller") }, "admit"],
+  ["the controller manager without per-controller credentials", "stockade-protect-networkpolicies",
+    { oldObject: managedPolicy, object: null, request: user("system:kube-controller-manager") }, "admit"],
+  ["another kube-system service account deletes stockade's NetworkPolicy", "stockade-protect-networkpolicies",
+    { oldObject: managedPolicy, object: null, request: user("system:serviceaccount:kube-system:replicaset-controller") }, "deny"],
   ["a user deletes an operator's own NetworkPolicy", "stockade-protect-networkpolicies",
     { oldObject: { metadata: { name: "mine" } }, object: null, request: user("alice") }, "admit"],
 ];

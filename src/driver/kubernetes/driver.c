@@ -515,6 +515,16 @@ static int wait_running(struct kube_ctx *c, const char *ns, const char *id, stru
     return r < 0 ? r : 0;
 }
 
+static bool exists(struct kube_ctx *c, const json_t *obj)
+{
+    struct stk_kube_ref ref;
+    json_t *live = NULL;
+    if (stk_kube_ref_of(obj, &ref, NULL) < 0 || stk_kube_get(c->k, &ref, &live, NULL) < 0)
+        return false;
+    json_decref(live);
+    return true;
+}
+
 /* The namespace is the sandbox's, or free. */
 static int namespace_check(struct kube_ctx *c, const char *ns, const char *id,
                            struct stk_error **err)
@@ -571,12 +581,18 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     const json_t *workload = NULL;
     json_array_foreach(objs, i, o)
     {
+        const char *kind = jstr(o, "kind");
+        bool is_workload = !strcmp(kind, "Pod") || !strcmp(kind, "Job");
+        if (is_workload)
+            workload = o;
+        /* a restart re-creates what a stop removed and leaves what
+         * persisted alone: an update of a NetworkPolicy is for stockade's
+         * in-cluster identity only (the admission guard) */
+        if (restart && !is_workload && exists(c, o))
+            continue;
         if ((r = stk_kube_apply(c->k, o, NULL, err)) < 0)
             break;
         applied++;
-        const char *kind = jstr(o, "kind");
-        if (!strcmp(kind, "Pod") || !strcmp(kind, "Job"))
-            workload = o;
     }
     if (r >= 0 && !workload)
         r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
