@@ -1,17 +1,38 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* stockade doctor: the operator checks of an EnvironmentConfig. */
+/* stockade doctor: the operator checks of an EnvironmentConfig, and of a
+ * live cluster with --kubeconfig or --context. */
 #include "cli.h"
 #include "doctor/doctor.h"
+#include "driver/kubernetes/kube.h"
+
+/* The live cluster's checks, appended to rep. Returns a usage status when
+ * the cluster cannot even be addressed (a bad kubeconfig). */
+static int cluster_checks(const char *kubeconfig, const char *context,
+                          struct stk_doctor_report *rep)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_kube_opts o = {.kubeconfig = kubeconfig, .context = context};
+    _cleanup_(stk_kubeconfig_freep) struct stk_kubeconfig *cfg = NULL;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = NULL;
+    if (stk_kubeconfig_load(&o, &cfg, &err) < 0 || stk_kube_open(cfg, &k, &err) < 0) {
+        stk_doctor_add(rep, "cluster-reachable", "API server reachable", STK_CHECK_FAIL,
+                       err ? err->msg : "?", "check --kubeconfig and --context", "kubeconfig");
+        return 0;
+    }
+    return stk_kube_doctor(k, cfg, rep);
+}
 
 int cmd_doctor(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"env", required_argument, NULL, 'e'},
         {"output", required_argument, NULL, 'o'},
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"context", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     enum cli_output out = CLI_OUT_TEXT;
-    const char *env_file = NULL;
+    const char *env_file = NULL, *kubeconfig = NULL, *context = NULL;
     int c;
 
     optind = 1;
@@ -24,30 +45,44 @@ int cmd_doctor(int argc, char **argv)
             if (cli_parse_output("doctor", optarg, &out) != 0)
                 return EXIT_USAGE;
             break;
+        case 'k':
+            kubeconfig = optarg;
+            break;
+        case 'c':
+            context = optarg;
+            break;
         default:
             return cli_usage("doctor", stderr, EXIT_USAGE);
         }
     }
-    if (!env_file)
-        return cli_usage_error("doctor", "--env ENV is required");
+    bool cluster = kubeconfig || context;
+    if (!env_file && !cluster)
+        return cli_usage_error("doctor", "--env ENV, --kubeconfig FILE or --context NAME is "
+                                         "required");
     if (optind != argc)
         return cli_usage_error("doctor", "takes no positional arguments");
 
     _cleanup_diags_ struct stk_diags diags = {0};
     _cleanup_(stk_docset_freep) struct stk_docset *ds = NULL;
-    const struct stk_envconfig *env = NULL;
-    int r = cli_env_load(env_file, &diags, &ds, &env);
-    cli_print_diags(&diags);
-    if (r != 0)
-        return r;
-    _cleanup_diags_ struct stk_diags checked = {0};
-    r = stk_envconfig_check(env, ds->file, &checked);
-    cli_print_diags(&checked);
-    if (r < 0)
-        return EXIT_INVALID;
     _cleanup_doctor_report_ struct stk_doctor_report *rep = NULL;
-    if (stk_doctor(env, ds->file, &rep) < 0)
-        return EXIT_INVALID;
+    if (env_file) {
+        const struct stk_envconfig *env = NULL;
+        int r = cli_env_load(env_file, &diags, &ds, &env);
+        cli_print_diags(&diags);
+        if (r != 0)
+            return r;
+        _cleanup_diags_ struct stk_diags checked = {0};
+        r = stk_envconfig_check(env, ds->file, &checked);
+        cli_print_diags(&checked);
+        if (r < 0)
+            return EXIT_INVALID;
+        if (stk_doctor(env, ds->file, &rep) < 0)
+            return EXIT_INVALID;
+    } else {
+        rep = stk_doctor_report_new(NULL);
+    }
+    if (cluster)
+        (void)cluster_checks(kubeconfig, context, rep);
     if (out == CLI_OUT_JSON) {
         cli_print_json(stk_doctor_json(rep));
     } else {

@@ -263,15 +263,22 @@ const struct cli_command cli_commands[] = {
      "\n"
      "  -w, --workload WORKLOAD  the injected Deployment, StatefulSet or DaemonSet\n"
      "  -o, --output FMT         yaml (default) or json\n"},
-    {"doctor", cmd_doctor, "check an EnvironmentConfig against the operator checks",
-     "stockade doctor --env ENV [-o text|json]\n"
+    {"doctor", cmd_doctor, "check an EnvironmentConfig and a live cluster",
+     "stockade doctor [--env ENV] [--kubeconfig FILE] [--context NAME] [-o text|json]\n"
      "\n"
      "Checks the operator's EnvironmentConfig: metadata endpoints in blacklistIPs (IPv4\n"
      "and IPv6), podCIDRs and serviceCIDR, the externalEgress default, excludePolicies\n"
      "with a stated replacement, token and role defaults, the privilege default. Each\n"
      "check passes, warns or fails with why and what to change.\n"
      "\n"
+     "With --kubeconfig or --context it checks that cluster too: the API server answers,\n"
+     "the identity may do what the kubernetes driver does, Pod Security admission\n"
+     "rejects a privileged Pod under enforce=restricted, the gvisor RuntimeClass and the\n"
+     "admission guard are installed, NetworkPolicies are accepted.\n"
+     "\n"
      "  -e, --env ENV       the EnvironmentConfig to check\n"
+     "  --kubeconfig FILE   a cluster to check ($KUBECONFIG when only --context is given)\n"
+     "  --context NAME      the kubeconfig context (default: its current-context)\n"
      "  -o, --output FMT    text (default) or json\n"
      "\n"
      "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 2 usage error.\n"},

@@ -243,12 +243,40 @@ static const struct {
     {"policy-default", "privilege default", check_policy_default},
 };
 
-int stk_doctor(const struct stk_envconfig *env, const char *file, struct stk_doctor_report **ret)
+struct stk_doctor_report *stk_doctor_report_new(const char *file)
 {
     struct stk_arena *a = stk_arena_new();
     struct stk_doctor_report *r = stk_arena_alloc(a, sizeof(*r));
     r->arena = a;
     r->file = file ? stk_arena_strdup(a, file) : NULL;
+    return r;
+}
+
+void stk_doctor_add(struct stk_doctor_report *r, const char *id, const char *title,
+                    enum stk_check_status status, const char *why, const char *fix,
+                    const char *path)
+{
+    /* reports are a handful of rows: grow by copying within the arena */
+    struct stk_check *checks_new = stk_arena_array(r->arena, r->n + 1, sizeof(*checks_new));
+    if (r->n)
+        memcpy(checks_new, r->checks, r->n * sizeof(*checks_new));
+    checks_new[r->n] = (struct stk_check){
+        .id = stk_arena_strdup(r->arena, id),
+        .title = stk_arena_strdup(r->arena, title),
+        .status = status,
+        .why = stk_arena_strdup(r->arena, why),
+        .fix = fix ? stk_arena_strdup(r->arena, fix) : NULL,
+        .path = stk_arena_strdup(r->arena, path),
+    };
+    r->checks = checks_new;
+    r->n++;
+    r->n_status[status]++;
+}
+
+int stk_doctor(const struct stk_envconfig *env, const char *file, struct stk_doctor_report **ret)
+{
+    struct stk_doctor_report *r = stk_doctor_report_new(file);
+    struct stk_arena *a = r->arena;
     r->n = STK_ARRAY_SIZE(checks);
     r->checks = stk_arena_array(a, r->n, sizeof(*r->checks));
     struct ctx x = {.env = env, .a = a};

@@ -37,6 +37,12 @@ struct stk_doctor_report {
 };
 
 int stk_doctor(const struct stk_envconfig *env, const char *file, struct stk_doctor_report **ret);
+/* An empty report, for checks made elsewhere (a live cluster's). */
+struct stk_doctor_report *stk_doctor_report_new(const char *file);
+/* Appends a check; every string is copied into the report. fix may be NULL. */
+void stk_doctor_add(struct stk_doctor_report *r, const char *id, const char *title,
+                    enum stk_check_status status, const char *why, const char *fix,
+                    const char *path);
 void stk_doctor_report_free(struct stk_doctor_report *r);
 static inline void stk_doctor_report_freep(struct stk_doctor_report **r)
 {
