@@ -590,6 +590,8 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
          * in-cluster identity only (the admission guard) */
         if (restart && !is_workload && exists(c, o))
             continue;
+        if (is_workload)
+            stk_fault_point("kube-before-workload");
         if ((r = stk_kube_apply(c->k, o, NULL, err)) < 0)
             break;
         applied++;

@@ -1,0 +1,227 @@
+"""The kubernetes backend against a real API server.
+
+CI has no cluster: every test here skips unless STOCKADE_TEST_KUBECONFIG
+names the kubeconfig of a cluster that runs Pods (a single-node cluster is
+enough; NetworkPolicies need not be enforced). STOCKADE_TEST_KUBE_IMAGE
+names an image the nodes have locally (busybox-like, with sh, id, sleep,
+head); kubectl (PATH, or STOCKADE_TEST_KUBECTL) reads the cluster behind
+stockade's back.
+"""
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from conftest import stockade_bin
+
+KUBECONFIG = os.environ.get("STOCKADE_TEST_KUBECONFIG")
+IMAGE = os.environ.get("STOCKADE_TEST_KUBE_IMAGE", "localhost/stockade-test:latest")
+KUBECTL = os.environ.get("STOCKADE_TEST_KUBECTL") or shutil.which("kubectl")
+
+pytestmark = [
+    pytest.mark.skipif(not KUBECONFIG, reason="STOCKADE_TEST_KUBECONFIG is not set: no cluster"),
+    pytest.mark.skipif(not KUBECTL, reason="kubectl is needed to look behind stockade's back"),
+]
+
+
+def kubectl(*args, check=True):
+    p = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], capture_output=True,
+                       text=True, timeout=120)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def labelled(sid):
+    """Every object of any kind that carries the sandbox's id label."""
+    kinds = "namespaces,pods,jobs,serviceaccounts,rolebindings,networkpolicies,resourcequotas," \
+            "limitranges,persistentvolumeclaims"
+    out = kubectl("get", kinds, "-A", "-l", f"stockade.dev/sandbox-id={sid}", "-o", "name").stdout
+    return [line for line in out.splitlines() if line]
+
+
+class Kube:
+    def __init__(self, base):
+        self.env = dict(os.environ)
+        self.env.update(STOCKADE_STATE_DIR=str(base / "state"), STOCKADE_RUN_DIR=str(base / "run"),
+                        STOCKADE_BACKEND="kubernetes", KUBECONFIG=KUBECONFIG)
+        self.env.pop("STOCKADE_FAULT", None)
+
+    def __call__(self, *args, timeout=300, env=None, input=None):
+        return subprocess.run([stockade_bin(), *map(str, args)], capture_output=True, text=True,
+                              env=env or self.env, timeout=timeout, input=input)
+
+    def ok(self, *args, **kw):
+        p = self(*args, **kw)
+        assert p.returncode == 0, f"stockade {' '.join(map(str, args))}: rc={p.returncode}\n{p.stderr}"
+        return p
+
+    def get(self, sid):
+        return json.loads(self.ok("get", sid, "-o", "json").stdout)
+
+    def wait_phase(self, sid, phases, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.get(sid)
+            if rec["phase"] in phases:
+                return rec
+            assert time.monotonic() < deadline, f"{sid} stayed {rec['phase']}, wanted {phases}"
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def kube(tmp_path):
+    k = Kube(tmp_path)
+    yield k
+    # whatever a failed test left: rm -f every record, then nothing may stay
+    p = k("ls", "-a", "-o", "json")
+    if p.returncode == 0:
+        for rec in json.loads(p.stdout):
+            if rec["phase"] != "deleted":
+                k("rm", "-f", rec["id"])
+
+
+def spec(path, name, command, **extra):
+    doc = {
+        "apiVersion": "stockade.dev/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": "e2e"},
+        "spec": {"image": IMAGE, "command": command,
+                 "driverConfig": {"kubernetes": {"namespace": f"stk-e2e-{name}-{os.getpid()}"}}},
+    }
+    doc["spec"].update(extra)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_lifecycle(kube, tmp_path):
+    f = spec(tmp_path / "s.yaml", "life", ["/bin/sh", "-c", "echo hello-from-pod; exec sleep 3600"])
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    rec = kube.get(sid)
+    assert rec["phase"] == "ready"
+    ns = f"stk-e2e-life-{os.getpid()}"
+    # every object carries the sandbox's labels and was applied with strict validation
+    objs = labelled(sid)
+    assert f"namespace/{ns}" in objs and f"pod/life" in objs, objs
+    nsobj = json.loads(kubectl("get", "namespace", ns, "-o", "json").stdout)
+    assert nsobj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = json.loads(kubectl("get", "pod", "-n", ns, "life", "-o", "json").stdout)
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    managers = {m["manager"] for m in pod["metadata"]["managedFields"]}
+    assert "stockade" in managers
+    # exec: identity, exit status, stdin
+    assert kube.ok("exec", sid, "--", "id", "-u").stdout.strip() == "65534"
+    p = kube("exec", sid, "--", "/bin/sh", "-c", "exit 3")
+    assert p.returncode == 3, p.stderr
+    p = kube.ok("exec", "-i", sid, "--", "cat", input="through stdin\n")
+    assert p.stdout == "through stdin\n"
+    # logs
+    deadline = time.monotonic() + 30
+    while "hello-from-pod" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline, "the Pod's output never reached the logs"
+        time.sleep(0.5)
+    # stop keeps the namespace, removes the Pod; start brings it back
+    kube.ok("stop", sid)
+    assert kube.get(sid)["phase"] == "stopped"
+    assert kubectl("get", "pods", "-n", ns, "-o", "name").stdout.strip() == ""
+    assert kubectl("get", "namespace", ns, check=False).returncode == 0
+    kube.ok("start", sid)
+    assert kube.wait_phase(sid, ["ready"])["phase"] == "ready"
+    assert kube.ok("exec", sid, "--", "echo", "again").stdout == "again\n"
+    # rm leaves nothing labelled behind
+    kube.ok("rm", "-f", sid)
+    assert kube.get(sid)["phase"] == "deleted"
+    assert labelled(sid) == []
+    events = [r["event"] for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)]
+    for e in ("created", "exec", "stopped", "deleted"):
+        assert e in events, events
+
+
+def test_oom_killed_is_memory_exceeded(kube, tmp_path):
+    f = spec(tmp_path / "m.yaml", "oom",
+             ["/bin/sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"],
+             resources={"memory": "32Mi"})
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    rec = kube.wait_phase(sid, ["killed", "failed", "succeeded"])
+    assert rec["phase"] == "killed" and rec["reason"] == "memory_exceeded", rec
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+
+def test_job_deadline_is_wall_clock_exceeded(kube, tmp_path):
+    f = spec(tmp_path / "d.yaml", "deadline", ["/bin/sh", "-c", "exec sleep 600"],
+             resources={"wallClock": "5s"})
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    rec = kube.wait_phase(sid, ["killed", "failed", "succeeded"], timeout=180)
+    assert rec["phase"] == "killed" and rec["reason"] == "wall_clock_exceeded", rec
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+
+def test_bad_image_fails_and_leaves_nothing(kube, tmp_path):
+    f = spec(tmp_path / "b.yaml", "badimage", ["/bin/true"], image="stockade.invalid/none:1")
+    p = kube("create", "-f", f)
+    assert p.returncode != 0
+    assert "ErrImage" in p.stderr or "ImagePull" in p.stderr or "ErrImageNeverPull" in p.stderr, p.stderr
+    recs = json.loads(kube.ok("ls", "-a", "-o", "json").stdout)
+    for rec in recs:
+        assert rec["phase"] in ("failed", "deleted")
+        assert labelled(rec["id"]) == []
+
+
+def test_namespace_of_another_sandbox_is_refused(kube, tmp_path):
+    f = spec(tmp_path / "o.yaml", "owned", ["/bin/sh", "-c", "exec sleep 3600"])
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    p = kube("create", "-f", f)
+    assert p.returncode != 0 and "belongs to another sandbox" in p.stderr, p.stderr
+    # the first one is untouched
+    assert kube.ok("exec", sid, "--", "echo", "still").stdout == "still\n"
+    kube.ok("rm", "-f", sid)
+
+
+def test_crash_mid_create_is_rolled_back(kube, tmp_path):
+    f = spec(tmp_path / "c.yaml", "crash", ["/bin/sh", "-c", "exec sleep 3600"])
+    env = dict(kube.env, STOCKADE_FAULT="kube-before-workload")
+    p = kube("create", "-f", f, env=env)
+    assert p.returncode != 0
+    # the next command recovers: what was applied goes, the record says so
+    recs = json.loads(kube.ok("ls", "-a", "-o", "json").stdout)
+    [rec] = recs
+    deadline = time.monotonic() + 120
+    while rec["phase"] not in ("failed", "deleted"):
+        assert time.monotonic() < deadline, rec
+        time.sleep(1)
+        rec = kube.get(rec["id"])
+    deadline = time.monotonic() + 120
+    while labelled(rec["id"]):
+        assert time.monotonic() < deadline, labelled(rec["id"])
+        time.sleep(1)
+
+
+def test_gc_removes_only_this_state_dirs_orphans(kube, tmp_path):
+    f = spec(tmp_path / "g.yaml", "gcme", ["/bin/sh", "-c", "exec sleep 3600"])
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    other = Kube(tmp_path / "other")
+    g = spec(tmp_path / "h.yaml", "gcother", ["/bin/sh", "-c", "exec sleep 3600"])
+    oid = other.ok("create", "-f", g).stdout.strip()
+    try:
+        # the record goes behind the driver's back: the objects are orphans
+        os.remove(tmp_path / "state" / "stockade.db")
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(tmp_path / "state" / f"stockade.db{suffix}"):
+                os.remove(tmp_path / "state" / f"stockade.db{suffix}")
+        kube.ok("gc")
+        deadline = time.monotonic() + 120
+        while labelled(sid):
+            assert time.monotonic() < deadline, labelled(sid)
+            time.sleep(1)
+        # the other state directory's sandbox is untouched
+        assert other.ok("exec", oid, "--", "echo", "mine").stdout == "mine\n"
+    finally:
+        other.ok("rm", "-f", oid)
