@@ -696,7 +696,7 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
                               "belongs to one");
     if (warm_pool(b) && opt && opt->job)
         return stk_error_make(err, EINVAL, "--job does not apply to allocation.mode warmPool");
-    const char *ns = stk_k8s_namespace(b);
+    const char *ns = opt && opt->namespace ? opt->namespace : stk_k8s_namespace(b);
     if ((r = check_name("namespace", ns, err)) < 0)
         return r;
     const char *vc_ns = stk_arena_printf(b->arena, "%s-vc", ns);

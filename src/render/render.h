@@ -50,6 +50,9 @@ struct stk_k8s_options {
     /* Set by the driver: every object (and a Job's Pod template) gets the
      * two labels above, and the sandbox container STOCKADE_SANDBOX=name. */
     const char *sandbox_id, *store, *sandbox_name;
+    /* instead of stk_k8s_namespace(b): a warm pool's members, each in a
+     * namespace of its own */
+    const char *namespace;
 };
 
 /* The namespace a standalone sandbox's objects live in:

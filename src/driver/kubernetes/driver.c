@@ -288,6 +288,16 @@ static bool job_deadline_exceeded(struct kube_ctx *c, const char *ns, const char
     return hit;
 }
 
+/* The namespace of a sandbox: render's, or for a warm pool's member (many
+ * of one template) one of its own, named by its id. */
+static const char *sandbox_namespace(const struct stk_driver_sandbox *sb, char *buf, size_t n)
+{
+    if (!sb->pool_member && !(sb->pool && sb->pool[0]))
+        return stk_k8s_namespace(sb->b);
+    snprintf(buf, n, "%s", sb->id);
+    return buf;
+}
+
 /* ---- the handle --------------------------------------------------------------------- */
 
 struct handle {
@@ -308,7 +318,8 @@ static int handle_parse(const struct stk_driver_sandbox *sb, struct handle *ret,
         strcpy(ret->name, name);
     } else if (sb->b) {
         /* no handle yet (a create cut short): what render would name */
-        snprintf(ret->ns, sizeof(ret->ns), "%s", stk_k8s_namespace(sb->b));
+        char buf[64];
+        snprintf(ret->ns, sizeof(ret->ns), "%s", sandbox_namespace(sb, buf, sizeof(buf)));
         snprintf(ret->kind, sizeof(ret->kind), "%s", sb->b->limits.wall_clock_ms ? "Job" : "Pod");
         snprintf(ret->name, sizeof(ret->name), "%s", sb->b->name);
     } else {
@@ -626,15 +637,46 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     return 0;
 }
 
+/* A claimed warm member: its Pod has run the pool template's command since
+ * it was made (a Pod's command is fixed), so the claim is a relabelling,
+ * guarded by the Pod's resourceVersion: of two claims on one Pod, across
+ * any number of stockade processes, exactly one wins (409 for the other). */
 static int kube_start(void *ud, const struct stk_driver_sandbox *sb, struct stk_error **err)
 {
-    (void)ud;
-    /* a Pod's command is fixed when it is made: a pool member runs its
-     * template's command from the start */
-    return stk_error_make(err, STK_DRV_E_NOTSUP,
-                          "sandbox %s: a Pod cannot start a command later; on kubernetes a "
-                          "pool's members run their template's command from the start",
-                          sb->id);
+    struct kube_ctx *c = ud;
+    struct handle h;
+    json_t *list = NULL;
+    int r = handle_parse(sb, &h, err);
+    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+        return r;
+    const json_t *pod = newest_pod(list);
+    const json_t *cmd = json_object_get(
+        json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0), "command");
+    bool same = json_array_size(cmd) == sb->b->argc;
+    for (size_t i = 0; same && i < sb->b->argc; i++)
+        same = !strcmp(json_string_value(json_array_get(cmd, i)) ?: "", sb->b->argv[i]);
+    if (!pod) {
+        r = stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: no Pod in %s", sb->id, h.ns);
+    } else if (json_object_get(json_object_get(json_object_get(pod, "metadata"), "labels"),
+                               "stockade.dev/claimed")) {
+        r = stk_error_make(err, STK_DRV_E_TRANSIENT, "sandbox %s: its Pod was claimed already",
+                           sb->id);
+    } else if (sb->b->argc && !same) {
+        r = stk_error_make(err, STK_DRV_E_NOTSUP,
+                           "sandbox %s: on kubernetes a pool member runs its template's command "
+                           "from the start; a claim cannot run another (%s)",
+                           sb->id, sb->b->argv[0]);
+    } else {
+        struct stk_kube_ref ref = {"v1", "Pod", h.ns, jstr(pod, "metadata.name")};
+        json_t *patch =
+            json_pack("{s:{s:s, s:{s:s, s:s}}}", "metadata", "resourceVersion",
+                      jstr(pod, "metadata.resourceVersion"), "labels", STK_K8S_SANDBOX_LABEL,
+                      sb->name ? sb->name : sb->id, "stockade.dev/claimed", "true");
+        r = stk_kube_patch(c->k, &ref, "application/merge-patch+json", patch, NULL, err);
+        json_decref(patch);
+    }
+    json_decref(list);
+    return r;
 }
 
 /* ---- exec --------------------------------------------------------------------------- */
