@@ -1,16 +1,181 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * driver — runs a boundary. For now the local backend: an OCI bundle
- * rendered by src/render, run by runsc, crun or runc, in a cgroup stockade
- * owns so that kill reasons come from the kernel's own counters.
+ * driver — runs a boundary. One interface, `struct stk_driver_ops`, with a
+ * driver per backend behind it: local/ (OCI runtimes, network namespaces,
+ * nftables, cgroups), kubernetes/ (the API server) and sim/ (a model that
+ * executes nothing). The interface is the seam of backend parity:
+ *
+ *  - the session owns records, phases and the audit trail; a driver never
+ *    writes them. It reports through a sink the session implements.
+ *  - a driver owns host or cluster resources and an opaque handle (JSON
+ *    text) that the session stores with the record, so every operation
+ *    works from (id, handle) in a fresh process and recovery stays
+ *    backend-neutral.
+ *  - errors crossing the seam are a fixed set (STK_DRV_E_*), each with a
+ *    message in *err that names the sandbox and what failed.
  */
 #ifndef STK_DRIVER_H
 #define STK_DRIVER_H
 
 #include "boundary/boundary.h"
 #include "driver/local/net.h"
+#include "init/client.h"
 
 #include <time.h>
+
+/* ==== the driver interface =============================================== */
+
+enum stk_kill_reason {
+    STK_KILL_NONE,
+    STK_KILL_MEMORY,      /* the memory cgroup recorded an OOM kill */
+    STK_KILL_PIDS,        /* the pids cgroup refused a fork */
+    STK_KILL_CPU,         /* CPU time used reached the budget */
+    STK_KILL_WALL_CLOCK,  /* the deadline passed */
+    STK_KILL_INTERRUPTED, /* stockade got SIGINT, SIGTERM or SIGHUP */
+    _STK_KILL_N
+};
+extern const char *const stk_kill_reason_names[_STK_KILL_N];
+
+/* The errors an operation returns (negative errno values); anything else
+ * is reported to the user as is, with its message. */
+#define STK_DRV_E_GONE   ENOENT     /* the sandbox's resources no longer exist */
+#define STK_DRV_E_NOTSUP EOPNOTSUPP /* this backend cannot do that */
+#define STK_DRV_E_PHASE  EBUSY      /* the resources are not in a state that allows it */
+#define STK_DRV_E_TRANSIENT                                                                        \
+    EAGAIN /* try again: a cluster or host that did not answer, a conflict */
+
+/* Where a backend keeps what it keeps, and how it reaches its cluster. */
+struct stk_driver_conf {
+    const char *state_dir;  /* the session's store, logs and per-sandbox directories */
+    const char *run_dir;    /* local: runtime state, sockets (not used by others) */
+    const char *kubeconfig; /* kubernetes: NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
+    const char *context;    /* kubernetes: NULL: the kubeconfig's current context */
+};
+
+/* One sandbox as an operation sees it: everything comes from its record. */
+struct stk_driver_sandbox {
+    const char *id;   /* the record's id: [a-z0-9][a-z0-9.-]*, at most 63 bytes */
+    const char *name; /* the record's name (a claimed pool member: the claimer's) */
+    const struct stk_boundary *b;
+    const struct stk_envconfig *env; /* NULL: none */
+    const char *handle;              /* what provision returned; NULL before */
+    const char *pool;                /* the pool it belongs or belonged to; NULL */
+    bool pool_member;                /* an unclaimed warm member: no workload */
+    bool idle;                       /* no workload (verify FILE) */
+    int lock_fd;                     /* local: the sandbox directory's lock, held by the caller */
+};
+
+/* How a workload ended, or that it has not. */
+enum stk_driver_state {
+    STK_DRV_RUNNING, /* provisioned and running (or idle, waiting for a workload) */
+    STK_DRV_ENDED,   /* the workload ended: see exit_code, kill */
+    STK_DRV_LOST,    /* the resources are gone without a status (deleted behind our back) */
+};
+struct stk_driver_status {
+    enum stk_driver_state state;
+    int exit_code;             /* -1 unknown; 128+N when killed by signal N */
+    int signal;                /* 0 none */
+    enum stk_kill_reason kill; /* STK_KILL_NONE unless the backend saw a limit end it */
+    char message[256];         /* the backend's words ("OOMKilled", ...), "" */
+    /* JSON object text of measured use (cpuSeconds, peakMemoryBytes, ...),
+     * owned; NULL when the backend measures nothing */
+    char *usage;
+};
+void stk_driver_status_release(struct stk_driver_status *st);
+
+enum stk_driver_ask {
+    STK_DRV_ASK_NONE,
+    STK_DRV_ASK_CLAIMED, /* a pool member was claimed: its deadline starts now */
+    STK_DRV_ASK_KILL,    /* a stop or rm is overdue: end it now, whatever it does */
+};
+
+/* What supervise reports while it runs. The session writes logs and audit
+ * records from these; the driver never touches the store. */
+struct stk_driver_sink {
+    void *ud;
+    /* the workload's output (stream 1 or 2); may be NULL when the backend
+     * keeps logs itself (ops->logs) */
+    int (*output)(void *ud, int stream, const void *data, size_t n);
+    /* an event of the sandbox (egress_denied, a Pod condition, ...), its
+     * details as JSON object text: becomes an audit record of type `type` */
+    void (*event)(void *ud, const char *type, const char *details_json);
+    /* called at least every 200 ms: what the session wants now */
+    enum stk_driver_ask (*poll)(void *ud);
+};
+
+/* What a backend can tell and enforce, for explain, results and records. */
+struct stk_driver_facts {
+    struct stk_backend_facts facts; /* for stk_explain */
+    const char *runtime; /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
+    char note[512];      /* said to the user at create ("runs on crun, not gVisor: ...") */
+};
+
+struct stk_driver_logs_req {
+    int64_t since_ms; /* unix ms, 0: all */
+    long tail;        /* last N lines, -1: all */
+    bool follow, timestamps;
+    int out_fd, err_fd;
+};
+
+struct stk_driver;
+struct stk_driver_ops {
+    enum stk_backend backend;
+    /* Connects to the backend (a cluster's API server: credentials are
+     * checked here). */
+    int (*open)(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err);
+    void (*close)(void *ctx);
+    /* What b gets on this backend: the runtime it would use, what is not
+     * enforced here. -EINVAL when b cannot run here at all, with why. */
+    int (*facts)(void *ctx, const struct stk_boundary *b, struct stk_driver_facts *ret,
+                 struct stk_error **err);
+    /* Creates what the sandbox holds and starts it (its workload too, unless
+     * pool_member or idle); returns once it is running, or failed (then
+     * nothing it made stays). restart: after a stop, what persisted is
+     * reused. *ret_handle: new JSON text, the caller frees. */
+    int (*provision)(void *ctx, const struct stk_driver_sandbox *sb, bool restart,
+                     char **ret_handle, struct stk_error **err);
+    /* Starts the workload of a claimed pool member. */
+    int (*start)(void *ctx, const struct stk_driver_sandbox *sb, struct stk_error **err);
+    /* Runs a process in the running sandbox; *ret_code as stk_init_exec. */
+    int (*exec)(void *ctx, const struct stk_driver_sandbox *sb, const struct stk_init_proc *proc,
+                int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
+    /* Asks the workload to end (SIGTERM, SIGKILL after grace_ms) and returns;
+     * supervise (or observe) reports the end. */
+    int (*stop)(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
+                struct stk_error **err);
+    /* Blocks while the sandbox runs, reporting through the sink; fills *ret
+     * once it ended. NULL: the backend needs no watcher (observe tells). */
+    int (*supervise)(void *ctx, const struct stk_driver_sandbox *sb,
+                     const struct stk_driver_sink *sink, struct stk_driver_status *ret,
+                     struct stk_error **err);
+    /* How the sandbox is now, from the backend alone (recovery, lazy status). */
+    int (*observe)(void *ctx, const struct stk_driver_sandbox *sb, struct stk_driver_status *ret,
+                   struct stk_error **err);
+    /* Removes what the sandbox holds; keeps what persists across a stop
+     * unless purge. Idempotent: what is already gone is success. */
+    int (*teardown)(void *ctx, const struct stk_driver_sandbox *sb, bool purge,
+                    struct stk_error **err);
+    /* The workload's logs from the backend. NULL: the session's own log
+     * files (written from the sink's output). */
+    int (*logs)(void *ctx, const struct stk_driver_sandbox *sb,
+                const struct stk_driver_logs_req *req, struct stk_error **err);
+    /* Removes what this state directory's sandboxes left and no record
+     * keeps (keep: the ids of live records). */
+    int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
+              struct stk_error **err);
+};
+
+/* The driver of a backend (a static table); NULL when not built in. */
+const struct stk_driver_ops *stk_driver_ops(enum stk_backend backend);
+
+/* An open driver: its operations and its context. */
+struct stk_driver {
+    const struct stk_driver_ops *ops;
+    void *ctx;
+};
+int stk_driver_open(enum stk_backend backend, const struct stk_driver_conf *conf,
+                    struct stk_driver **ret, struct stk_error **err);
+void stk_driver_close(struct stk_driver *d);
 
 /* ==== local backend ====================================================== */
 
@@ -53,17 +218,6 @@ int stk_runtime_choose(enum stk_runtime want, const struct stk_runtime_status st
 
 /* Caveats of a runtime for explain and results (NULL-terminated, static). */
 const char *const *stk_runtime_caveats(enum stk_oci_runtime rt);
-
-enum stk_kill_reason {
-    STK_KILL_NONE,
-    STK_KILL_MEMORY,      /* the memory cgroup recorded an OOM kill */
-    STK_KILL_PIDS,        /* the pids cgroup refused a fork */
-    STK_KILL_CPU,         /* CPU time used reached the budget */
-    STK_KILL_WALL_CLOCK,  /* the deadline passed */
-    STK_KILL_INTERRUPTED, /* stockade got SIGINT, SIGTERM or SIGHUP */
-    _STK_KILL_N
-};
-extern const char *const stk_kill_reason_names[_STK_KILL_N];
 
 enum stk_phase { STK_PHASE_SUCCEEDED, STK_PHASE_FAILED, STK_PHASE_KILLED, _STK_PHASE_N };
 extern const char *const stk_phase_names[_STK_PHASE_N];

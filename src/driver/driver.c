@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The driver table: one set of operations per backend. */
+#include "driver/driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+const struct stk_driver_ops *stk_driver_ops(enum stk_backend backend)
+{
+    /* each driver adds its table here as it moves behind the interface */
+    switch (backend) {
+    case STK_BACKEND_KUBERNETES:
+    case STK_BACKEND_LOCAL:
+    case STK_BACKEND_SIM:
+    case _STK_BACKEND_N:
+        break;
+    }
+    return NULL;
+}
+
+int stk_driver_open(enum stk_backend backend, const struct stk_driver_conf *conf,
+                    struct stk_driver **ret, struct stk_error **err)
+{
+    const struct stk_driver_ops *ops = stk_driver_ops(backend);
+    if (!ops)
+        return stk_error_make(err, STK_DRV_E_NOTSUP, "the %s backend has no driver here",
+                              backend < _STK_BACKEND_N ? stk_backend_names[backend] : "?");
+    void *ctx = NULL;
+    int r = ops->open(conf, &ctx, err);
+    if (r < 0)
+        return r;
+    struct stk_driver *d = stk_xcalloc(1, sizeof(*d));
+    d->ops = ops;
+    d->ctx = ctx;
+    *ret = d;
+    return 0;
+}
+
+void stk_driver_close(struct stk_driver *d)
+{
+    if (!d)
+        return;
+    d->ops->close(d->ctx);
+    free(d);
+}
+
+void stk_driver_status_release(struct stk_driver_status *st)
+{
+    free(st->usage);
+    st->usage = NULL;
+}
