@@ -57,35 +57,35 @@ struct stk_kube_opts {
     const char *context;    /* NULL: current-context */
 };
 
-/* Opaque: context name, server URL, CA (file or PEM data), client cert+key
- * (file or PEM data), bearer token or token file, default namespace. */
-struct stk_kube_config;
+/* Opaque (named stk_kubeconfig: spec.h's struct stk_kube_config is the
+ * Sandbox's driverConfig.kubernetes): context name, server URL, CA (file or PEM data), client
+ * cert+key (file or PEM data), bearer token or token file, default namespace. */
+struct stk_kubeconfig;
 
 /* Refused with a precise error: insecure-skip-tls-verify: true, exec and
  * auth-provider plugins, username/password, proxy-url, a server that is not
  * https. Relative file paths are relative to the kubeconfig's directory. */
-int stk_kube_config_load(const struct stk_kube_opts *o, struct stk_kube_config **ret,
-                         struct stk_error **err);
+int stk_kubeconfig_load(const struct stk_kube_opts *o, struct stk_kubeconfig **ret,
+                        struct stk_error **err);
 /* The same from kubeconfig text already in memory (tests, fuzzing); dir is
  * what relative paths are relative to, name is for messages. */
-int stk_kube_config_parse(const char *data, size_t len, const char *name, const char *dir,
-                          const char *context, struct stk_kube_config **ret,
-                          struct stk_error **err);
-void stk_kube_config_free(struct stk_kube_config *c);
-static inline void stk_kube_config_freep(struct stk_kube_config **c)
+int stk_kubeconfig_parse(const char *data, size_t len, const char *name, const char *dir,
+                         const char *context, struct stk_kubeconfig **ret, struct stk_error **err);
+void stk_kubeconfig_free(struct stk_kubeconfig *c);
+static inline void stk_kubeconfig_freep(struct stk_kubeconfig **c)
 {
-    stk_kube_config_free(*c);
+    stk_kubeconfig_free(*c);
 }
-const char *stk_kube_config_context(const struct stk_kube_config *c); /* for messages */
-const char *stk_kube_config_server(const struct stk_kube_config *c);
+const char *stk_kubeconfig_context(const struct stk_kubeconfig *c); /* for messages */
+const char *stk_kubeconfig_server(const struct stk_kubeconfig *c);
 /* The context's namespace (in-cluster: the service account's), else "default". */
-const char *stk_kube_config_namespace(const struct stk_kube_config *c);
+const char *stk_kubeconfig_namespace(const struct stk_kubeconfig *c);
 
 /* ==== the client ========================================================= */
 
 /* A client: libcurl handle(s) and a copy of the config (c may be freed after). */
 struct stk_kube;
-int stk_kube_open(const struct stk_kube_config *c, struct stk_kube **ret, struct stk_error **err);
+int stk_kube_open(const struct stk_kubeconfig *c, struct stk_kube **ret, struct stk_error **err);
 void stk_kube_close(struct stk_kube *k);
 static inline void stk_kube_closep(struct stk_kube **k)
 {
