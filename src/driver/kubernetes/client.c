@@ -201,13 +201,21 @@ struct collect {
     struct stk_buf *out;
     bool too_big;
     bool stopped; /* the sink said stop */
+    CURL *curl;
+    bool status_known, to_sink; /* an error answer is collected, not streamed */
 };
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct collect *c = ud;
     size_t n = size * nmemb;
-    if (c->h->sink) {
+    if (c->h->sink && !c->status_known) {
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        c->status_known = true;
+        c->to_sink = status >= 200 && status <= 299;
+    }
+    if (c->to_sink) {
         size_t w = c->h->sink(c->h->sink_ud, ptr, n);
         if (w != n)
             c->stopped = true;
@@ -260,7 +268,7 @@ int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
         stk_oom();
     _cleanup_free_ char *url = stk_xasprintf("%s%s", k->cfg->server, h->path);
     struct stk_buf scratch = {0};
-    struct collect col = {.h = h, .out = body_out ? body_out : &scratch};
+    struct collect col = {.h = h, .out = body_out ? body_out : &scratch, .curl = c};
     char curl_err[CURL_ERROR_SIZE] = "";
     int timeout = h->timeout_ms ? h->timeout_ms : k->timeout_ms;
 
@@ -684,6 +692,12 @@ int stk_kube_get(struct stk_kube *k, const struct stk_kube_ref *r, json_t **ret,
 int stk_kube_list(struct stk_kube *k, const struct stk_kube_ref *r, const char *label_selector,
                   json_t **ret, struct stk_error **err)
 {
+    return kube_list(k, r, label_selector, NULL, ret, err);
+}
+
+int kube_list(struct stk_kube *k, const struct stk_kube_ref *r, const char *label_selector,
+              const char *field_selector, json_t **ret, struct stk_error **err)
+{
     struct stk_kube_ref coll = *r;
     coll.name = NULL;
     json_auto_t *result = NULL;
@@ -695,6 +709,10 @@ int stk_kube_list(struct stk_kube *k, const struct stk_kube_ref *r, const char *
         if (label_selector && *label_selector) {
             stk_buf_puts(&q, "&labelSelector=");
             kube_query_escape(&q, label_selector);
+        }
+        if (field_selector && *field_selector) {
+            stk_buf_puts(&q, "&fieldSelector=");
+            kube_query_escape(&q, field_selector);
         }
         if (cont) {
             stk_buf_puts(&q, "&continue=");

@@ -50,10 +50,13 @@ struct kube_http {
     const char *body;
     size_t body_len;
     int timeout_ms; /* 0: the client's; < 0: none */
-    /* streaming: called with each chunk instead of collecting */
+    /* streaming: a 2xx answer's body goes to sink chunk by chunk (a short
+     * count stops the transfer: kube_http returns 1); other answers are
+     * collected into body_out as usual */
     size_t (*sink)(void *ud, const char *data, size_t n);
     void *sink_ud;
 };
+/* 0 done (*ret_status set), 1 the sink stopped it, < 0 transport errors */
 int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
               struct stk_buf *body_out, struct stk_error **err);
 /* An HTTP error status with its Status body → the negative errno and message
@@ -61,6 +64,10 @@ int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
 int kube_status_error(struct stk_kube *k, long status, const char *body, size_t len,
                       const char *verb, const char *what, struct stk_error **err);
 int kube_status_errno(long status, const json_t *st);
+
+/* LIST with label and field selectors, pages joined. */
+int kube_list(struct stk_kube *k, const struct stk_kube_ref *r, const char *label_selector,
+              const char *field_selector, json_t **ret, struct stk_error **err);
 
 /* Appends s URL-escaped (query values). */
 void kube_query_escape(struct stk_buf *b, const char *s);

@@ -169,9 +169,10 @@ int stk_kube_has_api(struct stk_kube *k, const char *group_version, struct stk_e
  * dropped connection it reconnects from the last resourceVersion with
  * exponential backoff (100 ms doubling, at most 5 s; reset by any event).
  * fn must ignore types it does not know. Stops when fn returns > 0 (returns
- * that value), < 0 (returns it; *err is set with the object's identity only
- * when fn did not set it), or timeout_ms passes (-ETIMEDOUT; < 0: none).
- * Errors that retrying cannot fix (401, 403, 404, 400) end it.
+ * that value), < 0 (returns it, *err says the caller stopped the watch), or
+ * timeout_ms passes (-ETIMEDOUT; < 0: none). Transient failures (5xx,
+ * connection errors) are retried with the backoff until the deadline; errors
+ * that retrying cannot fix (400, 401, 403, 404, ...) end it.
  */
 typedef int (*stk_kube_watch_fn)(void *ud, const char *type, const json_t *obj);
 int stk_kube_watch(struct stk_kube *k, const struct stk_kube_ref *collection,
