@@ -340,6 +340,10 @@ int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
     if (cr == CURLE_OPERATION_TIMEDOUT)
         return kube_error(k, err, ETIMEDOUT, "%s %s: timed out after %d ms", h->method, h->path,
                           timeout);
+    if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CERTPROBLEM ||
+        cr == CURLE_SSL_CACERT_BADFILE || cr == CURLE_SSL_PINNEDPUBKEYNOTMATCH)
+        return kube_error(k, err, EPROTO, "%s %s: TLS: %s", h->method, h->path,
+                          curl_err[0] ? curl_err : curl_easy_strerror(cr));
     if (cr != CURLE_OK)
         return kube_error(k, err, EIO, "%s %s: %s (transient: the server may answer later)",
                           h->method, h->path, curl_err[0] ? curl_err : curl_easy_strerror(cr));

@@ -91,7 +91,7 @@ struct watch {
     int fn_result; /* non-zero: fn stopped the watch */
     bool gone;     /* 410: list again */
     bool progressed;
-    int err_code;  /* an ERROR event that is not 410 */
+    int err_code; /* an ERROR event that is not 410 */
     char *err_msg;
 };
 
@@ -134,8 +134,7 @@ static int on_line(void *ud, char *line, size_t len)
         w->err_msg = stk_xasprintf("ERROR event %ld: %s", code, msg ? msg : "");
         return -w->err_code;
     }
-    if (strcmp(type, "ADDED") != 0 && strcmp(type, "MODIFIED") != 0 &&
-        strcmp(type, "DELETED") != 0)
+    if (strcmp(type, "ADDED") != 0 && strcmp(type, "MODIFIED") != 0 && strcmp(type, "DELETED") != 0)
         return 0; /* a type this client does not know: skipped */
     set_rv(w, obj);
     int r = w->fn(w->ud, type, obj);
@@ -220,8 +219,8 @@ static int relist(struct watch *w, const struct stk_kube_ref *coll, const char *
 static int stopped(struct watch *w, struct stk_error **err)
 {
     if (w->fn_result < 0)
-        return kube_error(w->k, err, -w->fn_result, "watch %s: stopped by the caller (%s)",
-                          w->what, strerror(-w->fn_result));
+        return kube_error(w->k, err, -w->fn_result, "watch %s: stopped by the caller (%s)", w->what,
+                          strerror(-w->fn_result));
     return w->fn_result;
 }
 
