@@ -9,6 +9,7 @@
 #ifndef KUBE_DOUBLE_H
 #define KUBE_DOUBLE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct kube_double {
@@ -22,5 +23,13 @@ struct kube_double {
 
 int kube_double_start(const char *data_dir, struct kube_double *ret);
 void kube_double_stop(struct kube_double *d);
+
+/* pods/exec over WebSocket (libwebsockets as the server), TLS with the same
+ * certificates, bearer token only. Commands: "echo ARGS..." (stdout, exit
+ * 0), "exit N", "fail" (a Failure Status that is not an exit code), "cat"
+ * (stdin back to stdout until stdin is closed), "wc" (the byte count of
+ * stdin at its close), "size" (prints the first terminal size received).
+ * v5: offer v5.channel.k8s.io too (else v4 only). */
+int kube_ws_double_start(const char *data_dir, bool v5, struct kube_double *ret);
 
 #endif

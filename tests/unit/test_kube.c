@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pty.h>
+#include <termios.h>
 #include <time.h>
 
 #include "driver/kubernetes/kube.h"
@@ -23,7 +25,8 @@
 #define DATA STK_SOURCE_ROOT "/tests/data/kube"
 
 static struct {
-    struct kube_double d;
+    struct kube_double d, ws5, ws4;
+    char ws5_cfg[128], ws4_cfg[128];
     char dir[64]; /* kubeconfigs with the double's port, fixture files linked */
     char data_cfg[128], files_cfg[128];
 } G;
@@ -50,13 +53,13 @@ static void write_file(const char *path, const char *text)
 }
 
 /* A fixture kubeconfig with @PORT@ replaced, written into G.dir. */
-static void with_port(const char *name, char *out, size_t outsz)
+static void with_port_as(const char *name, int port_num, const char *as, char *out, size_t outsz)
 {
     _cleanup_free_ char *src = stk_xasprintf("%s/%s", DATA, name);
     _cleanup_free_ char *text = slurp(src);
     struct stk_buf b = {0};
     char port[16];
-    snprintf(port, sizeof(port), "%d", G.d.port);
+    snprintf(port, sizeof(port), "%d", port_num);
     for (const char *p = text; *p;) {
         const char *at = strstr(p, "@PORT@");
         if (!at) {
@@ -67,9 +70,14 @@ static void with_port(const char *name, char *out, size_t outsz)
         stk_buf_puts(&b, port);
         p = at + 6;
     }
-    snprintf(out, outsz, "%s/%s", G.dir, name);
+    snprintf(out, outsz, "%s/%s", G.dir, as);
     write_file(out, stk_buf_str(&b));
     stk_buf_free(&b);
+}
+
+static void with_port(const char *name, char *out, size_t outsz)
+{
+    with_port_as(name, G.d.port, name, out, outsz);
 }
 
 static int group_setup(void **state)
@@ -88,6 +96,10 @@ static int group_setup(void **state)
     }
     with_port("kubeconfig-data.yaml", G.data_cfg, sizeof(G.data_cfg));
     with_port("kubeconfig-files.yaml", G.files_cfg, sizeof(G.files_cfg));
+    assert_int_equal(kube_ws_double_start(DATA, true, &G.ws5), 0);
+    assert_int_equal(kube_ws_double_start(DATA, false, &G.ws4), 0);
+    with_port_as("kubeconfig-data.yaml", G.ws5.port, "ws5.yaml", G.ws5_cfg, sizeof(G.ws5_cfg));
+    with_port_as("kubeconfig-data.yaml", G.ws4.port, "ws4.yaml", G.ws4_cfg, sizeof(G.ws4_cfg));
     return 0;
 }
 
@@ -95,6 +107,8 @@ static int group_teardown(void **state)
 {
     (void)state;
     kube_double_stop(&G.d);
+    kube_double_stop(&G.ws5);
+    kube_double_stop(&G.ws4);
     _cleanup_free_ char *cmd = stk_xasprintf("rm -rf '%s'", G.dir);
     assert_int_equal(system(cmd), 0);
     return 0;
@@ -689,9 +703,6 @@ static void test_watch_transient_and_timeout(void **state)
     err = NULL;
 
     /* errors retrying cannot fix end the watch */
-    _cleanup_free_ char *text = slurp(G.data_cfg);
-    struct stk_kube_ref forbidden = {"v1", "Secret", "wns", NULL};
-    (void)forbidden;
     struct stk_kube_ref bad = {"v1", "Pod", "Bad_NS", NULL};
     assert_int_equal(stk_kube_watch(k, &bad, NULL, NULL, 1000, on_event, &s, &err), -EINVAL);
     stk_error_free(err);
@@ -817,6 +828,164 @@ static void test_logs(void **state)
     assert_true(count_in_log(k, "/pods/p/log?container=c&follow=true") == 1);
 }
 
+/* ---- exec ------------------------------------------------------------------ */
+
+static int tmpfd(void)
+{
+    int fd = open(G.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static int run_exec(const char *cfg, const char *const *argv, size_t argc, int in_fd,
+                    char **ret_out, char **ret_err, int *ret_code, struct stk_error **err)
+{
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(cfg, "token");
+    _cleanup_close_ int out = tmpfd(), errfd = tmpfd();
+    struct stk_kube_exec_req q = {.namespace = "ns1",
+                                  .pod = "p",
+                                  .container = "c",
+                                  .argv = argv,
+                                  .argc = argc,
+                                  .in_fd = in_fd,
+                                  .out_fd = out,
+                                  .err_fd = errfd};
+    int r = stk_kube_exec(k, &q, ret_code, err);
+    *ret_out = read_all(out);
+    *ret_err = read_all(errfd);
+    return r;
+}
+
+static void test_exec(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    for (int v = 0; v < 2; v++) {
+        const char *cfg = v ? G.ws4_cfg : G.ws5_cfg;
+        static const char *const echo[] = {"echo", "hi", "there"};
+        _cleanup_free_ char *out = NULL, *errs = NULL;
+        int code = -1;
+        int r = run_exec(cfg, echo, 3, -1, &out, &errs, &code, &err);
+        if (r < 0)
+            fail_msg("%s", err->msg);
+        assert_int_equal(code, 0);
+        assert_string_equal(out, "hi there\n");
+        assert_string_equal(errs, "to stderr\n");
+
+        static const char *const ex[] = {"exit", "3"};
+        _cleanup_free_ char *out2 = NULL, *errs2 = NULL;
+        assert_int_equal(run_exec(cfg, ex, 2, -1, &out2, &errs2, &code, &err), 0);
+        assert_int_equal(code, 3);
+
+        static const char *const fl[] = {"fail"};
+        _cleanup_free_ char *out3 = NULL, *errs3 = NULL;
+        assert_int_equal(run_exec(cfg, fl, 1, -1, &out3, &errs3, &code, &err), -EIO);
+        assert_non_null(strstr(err->msg, "exec Pod ns1/p: InternalError: container not found"));
+        stk_error_free(err);
+        err = NULL;
+    }
+}
+
+static void test_exec_stdin(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* v5: stdin's end reaches the command (close signal) */
+    _cleanup_close_ int in = tmpfd();
+    assert_int_equal(write(in, "abc", 3), 3);
+    lseek(in, 0, SEEK_SET);
+    static const char *const cat[] = {"cat"};
+    _cleanup_free_ char *out = NULL, *errs = NULL;
+    int code = -1;
+    int r = run_exec(G.ws5_cfg, cat, 1, in, &out, &errs, &code, &err);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    assert_string_equal(out, "abc");
+
+    /* 4 MiB through a slow reader: flow control, no buffering of it all */
+    _cleanup_close_ int big = tmpfd();
+    static char chunk[1 << 16];
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(write(big, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
+    lseek(big, 0, SEEK_SET);
+    static const char *const wc[] = {"wc"};
+    _cleanup_free_ char *out2 = NULL, *errs2 = NULL;
+    r = run_exec(G.ws5_cfg, wc, 1, big, &out2, &errs2, &code, &err);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    assert_string_equal(out2, "4194304\n");
+    assert_int_equal(code, 0);
+}
+
+static void test_exec_refused(void **state)
+{
+    (void)state;
+    /* the WebSocket double takes no client certificate: the upgrade is refused */
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(G.ws5_cfg, NULL);
+    static const char *const echo[] = {"echo"};
+    struct stk_kube_exec_req q = {.namespace = "ns1",
+                                  .pod = "p",
+                                  .argv = echo,
+                                  .argc = 1,
+                                  .in_fd = -1,
+                                  .out_fd = -1,
+                                  .err_fd = -1};
+    _cleanup_error_ struct stk_error *err = NULL;
+    int code = -1;
+    assert_true(stk_kube_exec(k, &q, &code, &err) < 0);
+    assert_non_null(strstr(err->msg, "exec Pod ns1/p: "));
+    assert_int_equal(code, -1);
+    stk_error_free(err);
+    err = NULL;
+    q.argc = 0;
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), -EINVAL);
+    stk_error_free(err);
+    err = NULL;
+
+    /* a server the configured CA did not sign: no exec */
+    char cfg[128];
+    with_port_as("kubeconfig-files.yaml", G.ws5.port, "ws5-files.yaml", cfg, sizeof(cfg));
+    _cleanup_(stk_kube_closep) struct stk_kube *other = open_ctx(cfg, "other-ca");
+    q.argc = 1;
+    assert_int_equal(stk_kube_exec(other, &q, &code, &err), -EPROTO);
+    assert_non_null(strstr(err->msg, "TLS"));
+    assert_int_equal(code, -1);
+}
+
+static void test_exec_tty(void **state)
+{
+    (void)state;
+    int master = -1, slave = -1;
+    struct winsize ws = {.ws_row = 40, .ws_col = 100};
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, &ws), 0);
+    struct termios before, after;
+    assert_int_equal(tcgetattr(slave, &before), 0);
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(G.ws5_cfg, "token");
+    _cleanup_close_ int out = tmpfd();
+    static const char *const size[] = {"size"};
+    struct stk_kube_exec_req q = {.namespace = "ns1",
+                                  .pod = "p",
+                                  .argv = size,
+                                  .argc = 1,
+                                  .tty = true,
+                                  .in_fd = slave,
+                                  .out_fd = out,
+                                  .err_fd = -1};
+    _cleanup_error_ struct stk_error *err = NULL;
+    int code = -1;
+    int r = stk_kube_exec(k, &q, &code, &err);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    _cleanup_free_ char *got = read_all(out);
+    assert_string_equal(got, "{\"Width\":100,\"Height\":40}");
+    /* the terminal's mode is given back */
+    assert_int_equal(tcgetattr(slave, &after), 0);
+    assert_int_equal(before.c_lflag, after.c_lflag);
+    close(master);
+    close(slave);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -836,6 +1005,10 @@ int main(void)
         cmocka_unit_test(test_watch_fn_error),
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_exec_stdin),
+        cmocka_unit_test(test_exec_refused),
+        cmocka_unit_test(test_exec_tty),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -325,6 +325,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         const char *why = in ? (const char *)in : "connection failed";
         if (status)
             fail(s, -kube_status_errno(status, NULL), "%s (HTTP %d)", why, status);
+        else if (strstr(why, "SSL") || strstr(why, "TLS") || strstr(why, "tls"))
+            fail(s, EPROTO, "TLS: %s", why);
         else
             fail(s, EIO, "%s (transient: the server may answer later)", why);
         s->closed = true;

@@ -109,14 +109,14 @@ static void set_rv(struct watch *w, const json_t *obj)
 static int on_line(void *ud, char *line, size_t len)
 {
     struct watch *w = ud;
-    json_t *ev = NULL, *obj = NULL;
+    json_auto_t *ev = NULL;
+    json_t *obj = NULL;
     const char *type = NULL;
     if (stk_kube_event_parse(line, len, &ev, &type, &obj, NULL) < 0) {
         w->err_code = EPROTO;
         w->err_msg = stk_xstrdup("malformed watch event");
         return -EPROTO;
     }
-    json_auto_t *evp = ev;
     w->progressed = true;
     if (strcmp(type, "BOOKMARK") == 0) {
         set_rv(w, obj);
