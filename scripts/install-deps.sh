@@ -9,6 +9,8 @@ packages=(
   # libraries (DESIGN.md §5)
   libyaml-dev libjansson-dev libcmocka-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev libevent-dev libseccomp-dev libnftables-dev libmnl-dev
+  # pods/exec and pods/attach: WebSocket framing (the Kubernetes client)
+  libwebsockets-dev
   # tests and benchmarks
   python3 python3-pytest python3-yaml hyperfine curl openssl
   # bench/gateway.sh: the load generator, its static-file peer, the profile
