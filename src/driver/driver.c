@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <stdlib.h>
 
+extern const struct stk_driver_ops stk_kube_driver_ops;
+
 const struct stk_driver_ops *stk_driver_ops(enum stk_backend backend)
 {
     /* each driver adds its table here as it moves behind the interface */
     switch (backend) {
     case STK_BACKEND_KUBERNETES:
+        return &stk_kube_driver_ops;
     case STK_BACKEND_LOCAL:
     case STK_BACKEND_SIM:
     case _STK_BACKEND_N:

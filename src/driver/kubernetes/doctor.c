@@ -8,11 +8,13 @@
  * changed but one short-lived namespace for the Pod Security probe, which
  * is deleted again.
  */
+#include "doctor/doctor.h"
 #include "driver/kubernetes/kube.h"
 #include "render/render.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

@@ -234,4 +234,14 @@ struct stk_kube_exec_req {
 int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *r, int *ret_code,
                   struct stk_error **err);
 
+/* ==== doctor ============================================================= */
+
+struct stk_doctor_report;
+/* The checks of a live cluster (doctor --kubeconfig), appended to r: the
+ * API answers, the identity may do what the driver does, Pod Security
+ * admission is enforced, the gvisor RuntimeClass and the admission guard
+ * are installed, NetworkPolicies are accepted. */
+int stk_kube_doctor(struct stk_kube *k, const struct stk_kubeconfig *cfg,
+                    struct stk_doctor_report *r);
+
 #endif
