@@ -52,8 +52,8 @@ static bool check_reachable(struct doc *d)
             stk_kubeconfig_server(d->cfg), v);
     else
         add(d, "cluster-reachable", "API server reachable", STK_CHECK_FAIL,
-            "check the kubeconfig's server, CA and credentials", PATH_CLUSTER,
-            "context %s: %s: %s", stk_kubeconfig_context(d->cfg), stk_kubeconfig_server(d->cfg),
+            "check the kubeconfig's server, CA and credentials", PATH_CLUSTER, "context %s: %s: %s",
+            stk_kubeconfig_context(d->cfg), stk_kubeconfig_server(d->cfg),
             err ? err->msg : "no version in the answer");
     json_decref(body);
     stk_error_free(err);
@@ -84,16 +84,16 @@ static void check_authorized(struct doc *d)
     _cleanup_buf_ struct stk_buf missing = {0};
     _cleanup_buf_ struct stk_buf failed = {0};
     for (size_t i = 0; i < STK_ARRAY_SIZE(needs); i++) {
-        json_t *review = json_pack(
-            "{s:s, s:s, s:{s:{s:s, s:s, s:s}}}", "apiVersion", "authorization.k8s.io/v1", "kind",
-            "SelfSubjectAccessReview", "spec", "resourceAttributes", "group", needs[i].group,
-            "resource", needs[i].resource, "verb", needs[i].verb);
+        json_t *review =
+            json_pack("{s:s, s:s, s:{s:{s:s, s:s, s:s}}}", "apiVersion", "authorization.k8s.io/v1",
+                      "kind", "SelfSubjectAccessReview", "spec", "resourceAttributes", "group",
+                      needs[i].group, "resource", needs[i].resource, "verb", needs[i].verb);
         long status = 0;
         json_t *body = NULL;
         struct stk_error *err = NULL;
-        int r = stk_kube_request(d->k, "POST",
-                                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", NULL,
-                                 review, &status, &body, &err);
+        int r =
+            stk_kube_request(d->k, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                             NULL, review, &status, &body, &err);
         json_decref(review);
         json_t *allowed = json_object_get(json_object_get(body, "status"), "allowed");
         if (r < 0 || status >= 300)
@@ -126,10 +126,10 @@ static void check_pod_security(struct doc *d)
 {
     char name[64];
     snprintf(name, sizeof(name), "stockade-doctor-%ld", (long)getpid());
-    json_t *ns = json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}}}", "apiVersion", "v1", "kind",
-                           "Namespace", "metadata", "name", name, "labels",
-                           "pod-security.kubernetes.io/enforce", "restricted",
-                           STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
+    json_t *ns =
+        json_pack("{s:s, s:s, s:{s:s, s:{s:s, s:s}}}", "apiVersion", "v1", "kind", "Namespace",
+                  "metadata", "name", name, "labels", "pod-security.kubernetes.io/enforce",
+                  "restricted", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
     struct stk_error *err = NULL;
     int r = stk_kube_apply(d->k, ns, NULL, &err);
     json_decref(ns);
@@ -139,10 +139,10 @@ static void check_pod_security(struct doc *d)
         stk_error_free(err);
         return;
     }
-    json_t *pod = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:s, s:{s:b}}]}}", "apiVersion", "v1", "kind", "Pod",
-        "metadata", "name", "probe", "namespace", name, "spec", "containers", "name", "probe",
-        "image", "stockade.invalid/probe", "securityContext", "privileged", 1);
+    json_t *pod = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:[{s:s, s:s, s:{s:b}}]}}", "apiVersion",
+                            "v1", "kind", "Pod", "metadata", "name", "probe", "namespace", name,
+                            "spec", "containers", "name", "probe", "image",
+                            "stockade.invalid/probe", "securityContext", "privileged", 1);
     char path[160];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?dryRun=All", name);
     long status = 0;
@@ -179,9 +179,9 @@ static void check_runtime_class(struct doc *d)
     if (r >= 0)
         add(d, "runtime-class-gvisor", "gvisor RuntimeClass", STK_CHECK_PASS, NULL, PATH_CLUSTER,
             "RuntimeClass gvisor exists (handler %s)",
-            json_string_value(json_object_get(rc, "handler")) ? json_string_value(
-                                                                    json_object_get(rc, "handler"))
-                                                              : "?");
+            json_string_value(json_object_get(rc, "handler"))
+                ? json_string_value(json_object_get(rc, "handler"))
+                : "?");
     else if (r == -ENOENT)
         add(d, "runtime-class-gvisor", "gvisor RuntimeClass", STK_CHECK_WARN,
             "install gVisor's containerd shim on the nodes and apply render --cluster-objects",
@@ -203,8 +203,7 @@ static void check_admission(struct doc *d)
     for (size_t i = 0; i < STK_ARRAY_SIZE(names) && !error; i++) {
         const char *kinds[] = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"};
         for (size_t k = 0; k < 2 && !error; k++) {
-            struct stk_kube_ref ref = {"admissionregistration.k8s.io/v1", kinds[k], NULL,
-                                       names[i]};
+            struct stk_kube_ref ref = {"admissionregistration.k8s.io/v1", kinds[k], NULL, names[i]};
             json_t *o = NULL;
             int r = stk_kube_get(d->k, &ref, &o, &err);
             json_decref(o);
