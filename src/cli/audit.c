@@ -262,8 +262,8 @@ static int audit_backend(const char *state_dir, const struct stk_local_paths *pa
         return status;
     if (stk_session_backend_check(paths->state_dir, be, &err) < 0)
         return audit_error("%s", err->msg);
-    if (be != STK_BACKEND_SIM)
-        return 0;
+    if (be == STK_BACKEND_LOCAL)
+        return 0; /* its monitors record as things happen */
     struct stk_session *s = NULL;
     if ((status = cli_session_open("audit", state_dir, &s)) != 0)
         return status;
@@ -280,7 +280,12 @@ int cmd_audit(int argc, char **argv)
     if (cli_remote_active())
         return audit_remote(&o);
     struct stk_local_paths paths;
-    cli_local_paths(o.state_dir, &paths);
+    /* the backend's own default state directory (a bad name is reported
+     * by audit_backend below) */
+    const char *be_name = getenv("STOCKADE_BACKEND");
+    int be = be_name && *be_name ? stk_enum_lookup(stk_backend_names, _STK_BACKEND_N, be_name)
+                                 : STK_BACKEND_LOCAL;
+    cli_backend_paths(o.state_dir, be < 0 ? STK_BACKEND_LOCAL : (enum stk_backend)be, &paths);
     _cleanup_store_ struct stk_store *st = NULL;
     _cleanup_error_ struct stk_error *err = NULL;
     int r = stk_store_open_existing(paths.state_dir, &st, &err);

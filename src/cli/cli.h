@@ -63,8 +63,17 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
  * /var/lib/stockade; runtime state under $STOCKADE_RUN_DIR or /run/stockade. */
 struct stk_local_paths;
 void cli_local_paths(const char *state_dir, struct stk_local_paths *ret);
+/* The same for a backend: its default state directory is
+ * /var/lib/stockade/<backend> unless it is local (a state directory holds
+ * one backend's sandboxes). */
+void cli_backend_paths(const char *state_dir, enum stk_backend backend,
+                       struct stk_local_paths *ret);
+/* --kubeconfig and --context ($STOCKADE_KUBECONFIG, $STOCKADE_CONTEXT). */
+struct stk_session_opts;
+void cli_session_opts(struct stk_session_opts *ret);
 /* The backend of the embedded session commands: $STOCKADE_BACKEND (set by
- * `stockade --backend B COMMAND` too), local when unset; local or sim. */
+ * `stockade --backend B COMMAND` too), local when unset; a backend not built
+ * in is a usage error. */
 int cli_session_backend(const char *command, enum stk_backend *ret);
 /* Opens the embedded session for that backend; prints why not and returns
  * an exit status. */

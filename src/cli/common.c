@@ -106,50 +106,64 @@ void cli_sandbox_release(struct cli_sandbox *s)
 
 void cli_local_paths(const char *state_dir, struct stk_local_paths *ret)
 {
+    cli_backend_paths(state_dir, STK_BACKEND_LOCAL, ret);
+}
+
+void cli_backend_paths(const char *state_dir, enum stk_backend backend, struct stk_local_paths *ret)
+{
+    /* a state directory holds one backend's sandboxes: each backend has
+     * its own default, so --backend alone is enough */
+    static char dflt[64];
     const char *e = getenv("STOCKADE_STATE_DIR");
     const char *r = getenv("STOCKADE_RUN_DIR");
-    ret->state_dir = state_dir ? state_dir : e && *e ? e : STK_LOCAL_STATE_DIR;
+    if (backend == STK_BACKEND_LOCAL || backend >= _STK_BACKEND_N)
+        snprintf(dflt, sizeof(dflt), "%s", STK_LOCAL_STATE_DIR);
+    else
+        snprintf(dflt, sizeof(dflt), "%s/%s", STK_LOCAL_STATE_DIR, stk_backend_names[backend]);
+    ret->state_dir = state_dir ? state_dir : e && *e ? e : dflt;
     ret->run_dir = r && *r ? r : STK_LOCAL_RUN_DIR;
 }
 
-/* Local: which runtime `run` would use for this boundary, from the cached
- * detection (a smoke run the first time a runtime binary is seen). */
-static void local_facts(const struct stk_boundary *b, struct stk_backend_facts *ret)
+void cli_session_opts(struct stk_session_opts *ret)
 {
-    static struct stk_runtime_status st[_STK_OCI_N];
-    static char note[1024];
-    struct stk_local_paths paths;
-    cli_local_paths(NULL, &paths);
-    _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_runtimes_detect(&paths, st, &err) < 0) {
-        snprintf(note, sizeof(note), "runtime detection failed: %s", err->msg);
-        ret->runtime_note = note;
-        return;
-    }
-    enum stk_oci_runtime rt;
-    const char *why = NULL;
-    if (stk_runtime_choose(b->runtime, st, &rt, &why) < 0) {
-        snprintf(note, sizeof(note), "%s", why ? why : "");
-        ret->runtime_note = note;
-        return;
-    }
-    ret->runtime = stk_oci_runtime_names[rt];
-    ret->runtime_is_gvisor = rt == STK_OCI_RUNSC;
-    if (st[rt].version[0] && why)
-        snprintf(note, sizeof(note), "%s; %s", st[rt].version, why);
-    else
-        snprintf(note, sizeof(note), "%s", why ? why : st[rt].version);
-    ret->runtime_note = note[0] ? note : NULL;
-    ret->caveats = stk_runtime_caveats(rt);
+    const char *kc = getenv("STOCKADE_KUBECONFIG"), *ctx = getenv("STOCKADE_CONTEXT");
+    *ret = (struct stk_session_opts){.kubeconfig = kc && *kc ? kc : NULL,
+                                     .context = ctx && *ctx ? ctx : NULL};
 }
 
 void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
                        struct stk_backend_facts *ret)
 {
-    memset(ret, 0, sizeof(*ret));
-    ret->backend = backend;
-    if (backend == STK_BACKEND_LOCAL)
-        local_facts(b, ret);
+    /* the driver says what it enforces; its strings live until the next call */
+    static struct stk_driver_facts f;
+    struct stk_local_paths paths;
+    struct stk_session_opts o;
+    cli_backend_paths(NULL, backend, &paths);
+    cli_session_opts(&o);
+    struct stk_driver_conf conf = {.state_dir = paths.state_dir,
+                                   .run_dir = paths.run_dir,
+                                   .kubeconfig = o.kubeconfig,
+                                   .context = o.context};
+    struct stk_driver *d = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    memset(&f, 0, sizeof(f));
+    f.facts.backend = backend;
+    if (stk_driver_open(backend, &conf, &d, &err) < 0) {
+        /* not built in, or not reachable: explain still states the contract */
+        if (stk_driver_ops(backend)) {
+            snprintf(f.runtime_note, sizeof(f.runtime_note), "%s", err->msg);
+            f.facts.runtime_note = f.runtime_note;
+        }
+    } else {
+        if (d->ops->facts(d->ctx, b, &f, &err) < 0 && f.facts.backend == backend &&
+            !f.facts.runtime_note) {
+            snprintf(f.runtime_note, sizeof(f.runtime_note), "%s", err->msg);
+            f.facts.runtime_note = f.runtime_note;
+        }
+        stk_driver_close(d);
+    }
+    f.facts.backend = backend;
+    *ret = f.facts;
 }
 
 int cli_print_contract(const struct stk_boundary *b, enum stk_backend backend, enum cli_output out)
@@ -173,11 +187,13 @@ int cli_session_backend(const char *command, enum stk_backend *ret)
 {
     const char *e = getenv("STOCKADE_BACKEND");
     int i = e && *e ? stk_enum_lookup(stk_backend_names, _STK_BACKEND_N, e) : STK_BACKEND_LOCAL;
-    if (i != STK_BACKEND_LOCAL && i != STK_BACKEND_SIM) {
+    if (i < 0)
+        return cli_usage_error(command, "backend '%s': local, kubernetes or sim", e);
+    if (!stk_driver_ops((enum stk_backend)i)) {
         fprintf(stderr,
-                "stockade %s: backend '%s': embedded sandboxes run on local or sim (the "
-                "kubernetes backend is reached through a gateway)\n",
-                command, e);
+                "stockade %s: backend '%s' is not built into this stockade: sandboxes run on "
+                "local or sim here\n",
+                command, stk_backend_names[i]);
         return EXIT_USAGE;
     }
     *ret = (enum stk_backend)i;
@@ -187,13 +203,15 @@ int cli_session_backend(const char *command, enum stk_backend *ret)
 int cli_session_open(const char *command, const char *state_dir, struct stk_session **ret)
 {
     struct stk_local_paths paths;
+    struct stk_session_opts o;
     enum stk_backend be;
     _cleanup_error_ struct stk_error *err = NULL;
     int r = cli_session_backend(command, &be);
     if (r != 0)
         return r;
-    cli_local_paths(state_dir, &paths);
-    if (stk_session_open_backend(&paths, be, NULL, ret, &err) < 0) {
+    cli_backend_paths(state_dir, be, &paths);
+    cli_session_opts(&o);
+    if (stk_session_open_opts(&paths, be, NULL, &o, ret, &err) < 0) {
         fprintf(stderr, "stockade %s: %s\n", command, err->msg);
         return 125; /* stockade could not do what was asked */
     }

@@ -62,7 +62,10 @@ const struct cli_command cli_commands[] = {
      "Backend: local by default; `stockade --backend sim create ...` (or\n"
      "STOCKADE_BACKEND=sim, or --backend right after any sandbox command) models the\n"
      "sandbox from its spec's driverConfig.sim hints and executes nothing; see\n"
-     "docs/sim.md. A state directory holds one backend's sandboxes.\n"},
+     "docs/sim.md. `--backend kubernetes` (with --kubeconfig FILE and --context NAME,\n"
+     "or $STOCKADE_KUBECONFIG / $STOCKADE_CONTEXT) runs it on a cluster when that\n"
+     "driver is built in. A state directory holds one backend's sandboxes; unless\n"
+     "local, a backend's default is /var/lib/stockade/<backend>.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
      "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
      "\n"
@@ -325,10 +328,13 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 
 static void main_usage(FILE *to)
 {
-    fprintf(to, "Usage: stockade [--version] [--help] [--backend local|sim] [CLIENT OPTIONS] "
-                "COMMAND [ARGS]\n\n"
-                "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
-                "enforced, audited and provable.\n\nCommands:\n");
+    fprintf(
+        to,
+        "Usage: stockade [--version] [--help] [--backend B] [--kubeconfig FILE] [--context NAME] "
+        "[CLIENT OPTIONS] "
+        "COMMAND [ARGS]\n\n"
+        "stockade runs untrusted code in sandboxes whose boundary is explicit,\n"
+        "enforced, audited and provable.\n\nCommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         if (c->summary)
             fprintf(to, "  %-10s  %s\n", c->name, c->summary);
@@ -427,27 +433,42 @@ static int cmd_help(int argc, char **argv)
  * embedded backend (local or sim). */
 static bool session_command(const char *name)
 {
-    static const char *const names[] = {"create", "exec", "logs", "stop",  "start",  "rm",
-                                        "ls",     "get",  "pool", "audit", "verify", "serve"};
+    static const char *const names[] = {"create", "exec", "logs",  "stop",   "start", "rm", "ls",
+                                        "get",    "pool", "audit", "verify", "serve", "gc"};
     return stk_enum_lookup(names, STK_ARRAY_SIZE(names), name) >= 0;
 }
 
-/* `--backend B` or `--backend=B` at argv[i]: sets $STOCKADE_BACKEND (which
- * the processes stockade starts for itself inherit) and returns how many
- * arguments it took; 0 when argv[i] is something else. */
+/* `--backend B`, `--kubeconfig FILE`, `--context NAME` (or `--flag=V`) from
+ * argv[i] on: each sets its variable ($STOCKADE_BACKEND, $STOCKADE_KUBECONFIG,
+ * $STOCKADE_CONTEXT, which the processes stockade starts for itself
+ * inherit). Returns how many arguments they took. */
 static int take_backend(int argc, char **argv, int i)
 {
-    const char *v = NULL;
+    static const struct {
+        const char *flag, *var;
+    } flags[] = {{"--backend", "STOCKADE_BACKEND"},
+                 {"--kubeconfig", "STOCKADE_KUBECONFIG"},
+                 {"--context", "STOCKADE_CONTEXT"}};
     int n = 0;
-    if (i < argc && !strcmp(argv[i], "--backend") && i + 1 < argc) {
-        v = argv[i + 1];
-        n = 2;
-    } else if (i < argc && !strncmp(argv[i], "--backend=", 10)) {
-        v = argv[i] + 10;
-        n = 1;
+    for (bool more = true; more && i + n < argc;) {
+        more = false;
+        const char *a = argv[i + n];
+        for (size_t k = 0; k < STK_ARRAY_SIZE(flags); k++) {
+            size_t len = strlen(flags[k].flag);
+            if (!strcmp(a, flags[k].flag) && i + n + 1 < argc) {
+                setenv(flags[k].var, argv[i + n + 1], 1);
+                n += 2;
+                more = true;
+                break;
+            }
+            if (!strncmp(a, flags[k].flag, len) && a[len] == '=') {
+                setenv(flags[k].var, a + len + 1, 1);
+                n += 1;
+                more = true;
+                break;
+            }
+        }
     }
-    if (v)
-        setenv("STOCKADE_BACKEND", v, 1);
     return n;
 }
 

@@ -817,8 +817,16 @@ int cmd_internal_monitor(int argc, char **argv)
         return EXIT_USAGE;
     }
     struct stk_local_paths paths;
+    enum stk_backend be;
+    int r = cli_session_backend(STK_SESSION_MONITOR_VERB, &be);
+    if (r != 0)
+        return r;
     cli_local_paths(NULL, &paths);
-    return stk_session_monitor_main(&paths, argv[2], argv[1], 3, 4);
+    /* its creator put the backend and its cluster access in the environment */
+    const char *kc = getenv("STOCKADE_KUBECONFIG"), *ctx = getenv("STOCKADE_CONTEXT");
+    struct stk_session_opts o = {.kubeconfig = kc && *kc ? kc : NULL,
+                                 .context = ctx && *ctx ? ctx : NULL};
+    return stk_session_monitor_main(&paths, be, &o, argv[2], argv[1], 3, 4);
 }
 
 int cmd_internal_refill(int argc, char **argv)

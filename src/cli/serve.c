@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "gateway/http.h"
 #include "gateway/policy.h"
+#include "session/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,14 +112,18 @@ int cmd_serve(int argc, char **argv)
     _cleanup_(stk_gw_policy_freep) struct stk_gw_policy *policy = NULL;
     if ((r = cli_gateway_auth(a.policy, &policy)) != 0)
         return r;
-    struct stk_local_paths paths;
-    cli_local_paths(a.state_dir, &paths);
     /* stockade --backend sim serve, or STOCKADE_BACKEND=sim */
     enum stk_backend backend;
     if ((r = cli_session_backend("serve", &backend)) != 0)
         return r;
+    struct stk_local_paths paths;
+    cli_backend_paths(a.state_dir, backend, &paths);
+    struct stk_session_opts so;
+    cli_session_opts(&so);
     struct stk_gw_options o = {.listen = a.listen,
                                .backend = backend,
+                               .kubeconfig = so.kubeconfig,
+                               .context = so.context,
                                .tls_cert = a.cert,
                                .tls_key = a.key,
                                .client_ca = a.ca,

@@ -5,16 +5,15 @@
 #include <errno.h>
 #include <stdlib.h>
 
-extern const struct stk_driver_ops stk_kube_driver_ops;
-
 const struct stk_driver_ops *stk_driver_ops(enum stk_backend backend)
 {
-    /* each driver adds its table here as it moves behind the interface */
     switch (backend) {
+    case STK_BACKEND_LOCAL:
+        return &stk_local_driver_ops;
+    case STK_BACKEND_SIM:
+        return &stk_sim_driver_ops;
     case STK_BACKEND_KUBERNETES:
         return &stk_kube_driver_ops;
-    case STK_BACKEND_LOCAL:
-    case STK_BACKEND_SIM:
     case _STK_BACKEND_N:
         break;
     }
@@ -26,7 +25,8 @@ int stk_driver_open(enum stk_backend backend, const struct stk_driver_conf *conf
 {
     const struct stk_driver_ops *ops = stk_driver_ops(backend);
     if (!ops)
-        return stk_error_make(err, STK_DRV_E_NOTSUP, "the %s backend has no driver here",
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "the %s backend is not built into this stockade",
                               backend < _STK_BACKEND_N ? stk_backend_names[backend] : "?");
     void *ctx = NULL;
     int r = ops->open(conf, &ctx, err);

@@ -63,6 +63,11 @@ struct stk_driver_sandbox {
     bool pool_member;                /* an unclaimed warm member: no workload */
     bool idle;                       /* no workload (verify FILE) */
     int lock_fd;                     /* local: the sandbox directory's lock, held by the caller */
+    const char *runtime;             /* the record's runtime (facts' runtime at create) */
+    /* provision and start: what happens while the workload starts (sim:
+     * its declared output and egress decisions) is reported here; only
+     * output and event are called. NULL: nobody listens. */
+    const struct stk_driver_sink *sink;
 };
 
 /* How a workload ended, or that it has not. */
@@ -93,6 +98,9 @@ enum stk_driver_ask {
  * records from these; the driver never touches the store. */
 struct stk_driver_sink {
     void *ud;
+    /* output may be called from another thread than event and poll (the
+     * local driver's attach thread): the session's output callback touches
+     * nothing else */
     /* the workload's output (stream 1 or 2); may be NULL when the backend
      * keeps logs itself (ops->logs) */
     int (*output)(void *ud, int stream, const void *data, size_t n);
@@ -106,8 +114,9 @@ struct stk_driver_sink {
 /* What a backend can tell and enforce, for explain, results and records. */
 struct stk_driver_facts {
     struct stk_backend_facts facts; /* for stk_explain */
-    const char *runtime; /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
-    char note[512];      /* said to the user at create ("runs on crun, not gVisor: ...") */
+    const char *runtime;    /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
+    char note[512];         /* said to the user at create ("runs on crun, not gVisor: ...") */
+    char runtime_note[512]; /* storage facts.runtime_note may point into */
 };
 
 struct stk_driver_logs_req {
@@ -120,6 +129,11 @@ struct stk_driver_logs_req {
 struct stk_driver;
 struct stk_driver_ops {
     enum stk_backend backend;
+    /* JSON object text the session merges into every audit record and
+     * result of this backend's sandboxes (sim: {"simulated":true}); NULL */
+    const char *marks;
+    /* runs nothing (sim): verify, which observes from inside, is refused */
+    bool models_only;
     /* Connects to the backend (a cluster's API server: credentials are
      * checked here). */
     int (*open)(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err);
@@ -134,8 +148,11 @@ struct stk_driver_ops {
      * reused. *ret_handle: new JSON text, the caller frees. */
     int (*provision)(void *ctx, const struct stk_driver_sandbox *sb, bool restart,
                      char **ret_handle, struct stk_error **err);
-    /* Starts the workload of a claimed pool member. */
-    int (*start)(void *ctx, const struct stk_driver_sandbox *sb, struct stk_error **err);
+    /* Starts the workload of a claimed pool member (sb: the claimed record).
+     * STK_DRV_E_PHASE: it runs already. *ret_handle: a new handle (the
+     * caller frees and stores it), or NULL when it is unchanged. */
+    int (*start)(void *ctx, const struct stk_driver_sandbox *sb, char **ret_handle,
+                 struct stk_error **err);
     /* Runs a process in the running sandbox; *ret_code as stk_init_exec. */
     int (*exec)(void *ctx, const struct stk_driver_sandbox *sb, const struct stk_init_proc *proc,
                 int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
@@ -176,6 +193,45 @@ struct stk_driver {
 int stk_driver_open(enum stk_backend backend, const struct stk_driver_conf *conf,
                     struct stk_driver **ret, struct stk_error **err);
 void stk_driver_close(struct stk_driver *d);
+
+/* The tables (driver/<backend>/driver.c); stk_driver_ops() is the way in. */
+extern const struct stk_driver_ops stk_local_driver_ops;
+extern const struct stk_driver_ops stk_sim_driver_ops;
+extern const struct stk_driver_ops stk_kube_driver_ops;
+
+/* How a workload ended (stk_local_run, the sim model). */
+enum stk_phase { STK_PHASE_SUCCEEDED, STK_PHASE_FAILED, STK_PHASE_KILLED, _STK_PHASE_N };
+extern const char *const stk_phase_names[_STK_PHASE_N];
+
+/* ==== sim backend (docs/sim.md) ========================================== */
+
+/* How a sandbox of b would end, from the sim hints against its limits. The
+ * declared use grows linearly from nothing at start to its peak at runFor
+ * (memory and pids: reached at start when there is no runFor); the first
+ * limit crossed kills it, ties in the order memory, pids, cpu, wall clock. */
+struct stk_sim_outcome {
+    bool ends;                 /* false: it runs until stopped */
+    int64_t at_ms;             /* when it ends, after its start */
+    enum stk_phase phase;      /* succeeded, failed or killed (when it ends) */
+    enum stk_kill_reason kill; /* STK_KILL_NONE unless killed */
+    int exit_code;             /* -1 when killed */
+    /* modelled use when it ends (a kill: the limit it reached) */
+    int64_t memory_bytes, pids, cpu_ms;
+};
+void stk_sim_model(const struct stk_boundary *b, struct stk_sim_outcome *ret);
+
+/* The decision on the i-th of the hints' connects, by stk_egress_decide(). */
+struct stk_sim_connect {
+    char dst[STK_CIDR_STRLEN]; /* the address, no prefix */
+    uint16_t port;
+    const char *proto; /* "TCP", "UDP", "SCTP" (as the local NFLOG reader) */
+    bool allowed;
+    const char *policy;           /* allowing policy; when denied the deny or excepting one */
+    char except[STK_CIDR_STRLEN]; /* the except that held dst, "" when none */
+};
+/* -EINVAL when the egress model does not apply (injection) or the entry is
+ * not a destination. */
+int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_connect *ret);
 
 /* ==== local backend ====================================================== */
 
@@ -218,9 +274,6 @@ int stk_runtime_choose(enum stk_runtime want, const struct stk_runtime_status st
 
 /* Caveats of a runtime for explain and results (NULL-terminated, static). */
 const char *const *stk_runtime_caveats(enum stk_oci_runtime rt);
-
-enum stk_phase { STK_PHASE_SUCCEEDED, STK_PHASE_FAILED, STK_PHASE_KILLED, _STK_PHASE_N };
-extern const char *const stk_phase_names[_STK_PHASE_N];
 
 /* At most this many egress events are kept per run (the NFLOG reader's
  * rate limit already summarises floods). */

@@ -839,19 +839,8 @@ static void h_sb_audit(struct gw_call *c)
 
 /* What explain knows of the local backend for this sandbox: the runtime it
  * was given at create (not what `run` would choose now) and its caveats. */
-static void record_facts(const struct stk_sb_rec *rec, struct stk_backend_facts *ret)
-{
-    *ret = (struct stk_backend_facts){.backend = STK_BACKEND_LOCAL};
-    int rt = stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rec->runtime);
-    if (rt < 0)
-        return;
-    ret->runtime = stk_oci_runtime_names[rt];
-    ret->runtime_is_gvisor = rt == STK_OCI_RUNSC;
-    ret->caveats = stk_runtime_caveats((enum stk_oci_runtime)rt);
-}
-
-/* explain's contract of the sandbox as recorded, on the local backend with
- * the runtime it was given. */
+/* explain's contract of the sandbox as recorded, on the session's backend
+ * (its driver's facts) with the runtime it was given. */
 static void h_sb_contract(struct gw_call *c)
 {
     struct stk_sb_rec rec;
@@ -866,9 +855,10 @@ static void h_sb_contract(struct gw_call *c)
     _cleanup_diags_ struct stk_diags diags = {0};
     struct stk_session_boundary sb = {0};
     _cleanup_contract_ struct stk_contract *contract = NULL;
-    struct stk_backend_facts facts;
-    record_facts(&rec, &facts);
-    if (stk_session_resolve(&docs, &diags, &sb) < 0 || stk_explain(sb.b, &facts, &contract) < 0)
+    struct stk_driver_facts facts;
+    if (stk_session_resolve(&docs, &diags, &sb) < 0 ||
+        stk_session_record_facts(c->g->session, &rec, sb.b, &facts, NULL) < 0 ||
+        stk_explain(sb.b, &facts.facts, &contract) < 0)
         gw_reply_error(c, GW_E_INTERNAL, "the sandbox's recorded spec no longer resolves");
     else
         gw_reply_json(c, 200, stk_contract_json(contract));
@@ -1278,8 +1268,12 @@ int stk_gw_new(const struct stk_gw_options *o, struct stk_gw **ret, struct stk_e
     /* a client gone mid-write is an error on that connection, not the end */
     signal(SIGPIPE, SIG_IGN);
     g->backend = o->backend;
-    if ((r = stk_session_open_backend(&g->paths, g->backend, "stockade-gateway", &g->session,
-                                      err)) < 0 ||
+    snprintf(g->kubeconfig, sizeof(g->kubeconfig), "%s", o->kubeconfig ? o->kubeconfig : "");
+    snprintf(g->context, sizeof(g->context), "%s", o->context ? o->context : "");
+    struct stk_session_opts sopts = {.kubeconfig = g->kubeconfig[0] ? g->kubeconfig : NULL,
+                                     .context = g->context[0] ? g->context : NULL};
+    if ((r = stk_session_open_opts(&g->paths, g->backend, "stockade-gateway", &sopts, &g->session,
+                                   err)) < 0 ||
         (r = gw_http_setup(g, o, err)) < 0 || (o->tls_cert && (r = tls_setup(g, o, err)) < 0) ||
         (r = gw_bind(g, o->listen, o->tls_cert != NULL, err)) < 0) {
         stk_gw_free(g);

@@ -23,7 +23,10 @@ struct stk_gw_options {
     const char *tls_cert, *tls_key;
     const char *client_ca; /* with TLS: ask for client certificates, verified against it */
     const struct stk_local_paths *paths;
-    enum stk_backend backend;       /* local or sim: what the sandboxes run on */
+    enum stk_backend backend; /* what the sandboxes run on (its driver) */
+    /* kubernetes: the cluster (NULL: $KUBECONFIG, ~/.kube/config, in-cluster;
+     * the current context) */
+    const char *kubeconfig, *context;
     const struct stk_gw_auth *auth; /* required */
     int timeout_s;                  /* a request must arrive within; 0: STK_GW_TIMEOUT_S */
     /* SIGHUP calls it on the loop (serve: re-read the policy's keys); SIGHUP

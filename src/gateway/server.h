@@ -38,6 +38,7 @@ struct stk_gw {
     SSL_CTX *ssl;
     const struct stk_gw_auth *auth;
     char state_dir[4096], run_dir[4096];
+    char kubeconfig[4096], context[256];
     struct stk_local_paths paths;
     enum stk_backend backend;
     struct stk_session *session; /* the server's own: reads and decisions */

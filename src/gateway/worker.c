@@ -198,10 +198,12 @@ int stk_gw_worker_main(int argc, char **argv)
     struct stk_error *err = NULL;
     const char *backend = jstr(job, "backend");
     int be = backend ? stk_enum_lookup(stk_backend_names, _STK_BACKEND_N, backend) : 0;
-    int r =
-        be == STK_BACKEND_LOCAL || be == STK_BACKEND_SIM
-            ? stk_session_open_backend(&paths, (enum stk_backend)be, jstr(job, "actor"), &s, &err)
-            : stk_error_make(&err, EINVAL, "the worker got backend '%s'", backend);
+    const char *kc = jstr(job, "kubeconfig"), *ctx = jstr(job, "context");
+    struct stk_session_opts o = {.kubeconfig = kc && *kc ? kc : NULL,
+                                 .context = ctx && *ctx ? ctx : NULL};
+    int r = be >= 0 ? stk_session_open_opts(&paths, (enum stk_backend)be, jstr(job, "actor"), &o,
+                                            &s, &err)
+                    : stk_error_make(&err, EINVAL, "the worker got backend '%s'", backend);
     if (r < 0) {
         w_fail(r, err);
         json_decref(job);
@@ -223,6 +225,8 @@ int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int 
     json_object_set_new(job, "state_dir", json_string(g->paths.state_dir));
     json_object_set_new(job, "run_dir", json_string(g->paths.run_dir));
     json_object_set_new(job, "backend", json_string(stk_backend_names[g->backend]));
+    json_object_set_new(job, "kubeconfig", json_string(g->kubeconfig));
+    json_object_set_new(job, "context", json_string(g->context));
     json_object_set_new(job, "actor", json_string(actor));
     _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
     json_decref(job);

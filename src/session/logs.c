@@ -186,7 +186,8 @@ static int copy_records(struct log_reader *r, int64_t since_ms, int out_fd, int 
 static bool ended(struct stk_session *s, const char *id)
 {
     struct stk_sb_rec rec = {0};
-    if (stk_store_sb_get(s->st, id, &rec, NULL) < 0)
+    /* a backend without a monitor: what it observes is applied first */
+    if (session_current(s, id, &rec, NULL) < 0)
         return true;
     bool e = rec.phase != STK_SB_READY && rec.phase != STK_SB_STARTING &&
              rec.phase != STK_SB_PROVISIONING && rec.phase != STK_SB_PENDING;
@@ -198,14 +199,6 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
                      int out_fd, int err_fd, struct stk_error **err)
 {
     struct stk_sb_rec rec = {0};
-    if (follow && session_sim(s)) {
-        /* a sim workload's output is all written when it starts: follow
-         * is waiting for its modelled end */
-        int w = sim_logs_wait(s, id, err);
-        if (w < 0)
-            return w;
-        follow = false;
-    }
     int r = session_get(s, id, &rec, err);
     if (r < 0)
         return r;

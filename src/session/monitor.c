@@ -1,86 +1,60 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The monitor: one detached process per live sandbox (conmon's role).
- *
- * It provisions the sandbox (or adopts one a dead monitor left), holds the
- * lock of the sandbox's directory for as long as the sandbox holds anything
- * on the host, and watches it:
- *  - a thread attached to stockade-init copies the workload's output into
- *    the bounded logs and learns its exit status;
- *  - the main loop reads the cgroup counters (kill reasons come from the
- *    kernel's own counters, never from an exit status), the deadline, the
- *    denied-egress log (each event an audit record) and init's pidfd.
- * When the workload ends (or is killed, or a stop or rm asked init to shut
- * down) it removes what the sandbox held and records the final phase, in
- * that order, so the phase never claims a state the host is not in.
+ * The monitor: one detached process per live sandbox of a backend whose
+ * driver supervises (conmon's role). It provisions the sandbox through the
+ * driver (or adopts one a dead monitor left), holds the lock of the
+ * sandbox's directory for as long as the sandbox holds anything, and runs
+ * the driver's supervise with a sink:
+ *  - output: the workload's output, into the bounded logs;
+ *  - event: an audit record each (egress denials within a budget, then a
+ *    counted summary per minute: a sandbox must not fill the disk with its
+ *    own denials);
+ *  - poll: what the store says (a claim starts the deadline and, when the
+ *    claimer died before starting it, the workload; a stop or rm that is
+ *    overdue becomes a kill).
+ * When supervise returns, it removes what the sandbox held (teardown) and
+ * records the final phase from the status, in that order, so the phase
+ * never claims a state the backend is not in. Adoption is the same
+ * supervise with the handle of a running sandbox.
  */
-#include "driver/local/internal.h"
 #include "session/private.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SAMPLE_MS      50
-#define INIT_WAIT_MS   10000 /* for stockade-init to answer after the runtime started it */
 #define REPORT_WAIT_MS 120000
-
-struct monitor {
-    struct stk_session *s;
-    char id[64];
-    struct stk_sb_rec rec;
-    struct stk_session_boundary sb;
-    enum stk_oci_runtime rt;
-    struct stk_net_config net;
-    char sock[256];
-    pid_t init_pid;
-    int lock_fd, report_fd;
-    /* the attach thread */
-    pthread_t thread;
-    bool thread_started;
-    int done_fd; /* eventfd: the attach ended */
-    int attach_r, exit_code, signal;
-    struct log_writer logs;
-    /* what the main loop saw */
-    enum stk_kill_reason kill;
-    struct cg_sample cs;
-    int64_t started_ms;
-    bool idle; /* no workload: an idle sandbox for verify */
-    int pidfd; /* init's: signals go through it, never to a pid that may be reused */
-    /* denied egress: the first STK_EGRESS_AUDIT_BUDGET events are records of
-     * their own, then one counted summary per minute (the sandbox must not
-     * be able to fill the disk with its own denials) */
-    size_t egress_recorded, egress_unrecorded;
-    int64_t egress_next_summary;
-};
+#define MONITOR_ACTOR  "stockade-monitor"
 
 #define STK_EGRESS_AUDIT_BUDGET 1000
 #define EGRESS_SUMMARY_MS       60000
-/* How long past the stop grace period init may take before the monitor
- * kills it: stop and rm do not depend on init cooperating. */
+/* How long past the stop grace period the workload may take before the
+ * monitor has it killed: stop and rm do not depend on it cooperating. */
 #define STOP_OVERDUE_MS (STK_STOP_GRACE_MS + 5000)
 /* How long a claimed member may stay without its workload before the
  * monitor starts it (the claimer died between its claim and the start). */
 #define CLAIM_START_MS 5000
 
-int session_runtime_of(const struct stk_sb_rec *rec, enum stk_oci_runtime *ret)
-{
-    int i = stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rec->runtime);
-    if (i < 0)
-        return -EINVAL;
-    *ret = (enum stk_oci_runtime)i;
-    return 0;
-}
+struct monitor {
+    struct stk_session *s;
+    char id[64];
+    struct session_sb sb;
+    int lock_fd, report_fd;
+    struct log_writer logs;
+    /* the store as poll last saw it */
+    bool member;
+    int64_t claimed_at, asked_at, next_summary;
+    /* denied egress: the first STK_EGRESS_AUDIT_BUDGET events are records of
+     * their own, then one counted summary per minute */
+    size_t egress_recorded, egress_unrecorded;
+};
 
 /* "ok <id>\n" or "error <message>\n" to whoever waits for the sandbox. */
 static void report(struct monitor *m, const char *what, const char *msg)
@@ -95,58 +69,9 @@ static void report(struct monitor *m, const char *what, const char *msg)
     m->report_fd = -1;
 }
 
-/* ---- provisioning ----------------------------------------------------------------- */
+/* ---- the sink --------------------------------------------------------------------- */
 
-static int start_workload(struct monitor *m, struct stk_error **err)
-{
-    struct stk_init_conn *c = NULL;
-    struct stk_init_info info;
-    int r = stk_init_connect(m->sock, INIT_WAIT_MS, &c, err);
-    if (r >= 0)
-        r = stk_init_hello(c, &info, err);
-    if (r >= 0 && !m->rec.pool_member && !m->idle) {
-        const struct stk_boundary *b = m->sb.b;
-        struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc};
-        r = stk_init_start(c, &proc, err);
-    }
-    stk_init_close(c);
-    return r;
-}
-
-static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error **err)
-{
-    struct stk_run_request req = {
-        .b = m->sb.b,
-        .runtime = m->rt,
-        .net = &m->net,
-        .id = m->id,
-        .lock_fd = m->lock_fd,
-        /* a pool member keeps the pool's name: the hostname is fixed at
-         * creation (the UTS namespace), before any claim */
-        .hostname = m->rec.pool_member ? m->rec.pool : NULL,
-    };
-    struct stk_local_instance inst;
-    int r = stk_local_provision(&m->s->p, &req, &inst, err);
-    if (r < 0)
-        return r;
-    stk_fault_point("provisioned");
-    m->init_pid = inst.init_pid;
-    /* our child (we are the subreaper the runtime left it to): its pid
-     * cannot be reused before we reap it, so this pidfd is exact */
-    m->pidfd = (int)syscall(SYS_pidfd_open, m->init_pid, 0);
-    fmt_into(m->sock, sizeof(m->sock), "%s", inst.socket);
-    if ((r = stk_store_sb_set_pids(m->s->st, m->id, getpid(), inst.init_pid, err)) < 0 ||
-        (r = start_workload(m, err)) < 0)
-        return r;
-    bool workload = !m->rec.pool_member && !m->idle;
-    _cleanup_free_ char *dj = session_argv_json(m->sb.b->argv, m->sb.b->argc, NULL, NULL);
-    return stk_store_sb_set_phase(m->s->st, m->id, (int)from, STK_SB_READY, "", "",
-                                  "stockade-monitor", workload ? "started" : "ready",
-                                  workload ? dj : NULL, err);
-}
-
-/* ---- the attach thread -------------------------------------------------------------- */
-
+/* Called from the driver's attach thread: touches the logs only. */
 static int on_output(void *ud, int stream, const void *data, size_t n)
 {
     struct monitor *m = ud;
@@ -154,283 +79,124 @@ static int on_output(void *ud, int stream, const void *data, size_t n)
     return 0;
 }
 
-static void *attach_thread(void *ud)
+static void on_event(void *ud, const char *type, const char *details_json)
 {
     struct monitor *m = ud;
-    struct stk_init_conn *c = NULL;
-    struct stk_error *err = NULL;
-    int r = stk_init_connect(m->sock, INIT_WAIT_MS, &c, &err);
-    if (r >= 0)
-        r = stk_init_attach(c, on_output, m, &m->exit_code, &m->signal, &err);
-    stk_init_close(c);
-    stk_error_free(err);
-    m->attach_r = r;
-    uint64_t one = 1;
-    (void)!write(m->done_fd, &one, sizeof(one));
-    return NULL;
-}
-
-/* ---- supervising ------------------------------------------------------------------ */
-
-static bool observable(enum stk_oci_runtime rt, enum stk_kill_reason k)
-{
-    for (const char *const *u = rt_table[rt].unobservable; *u; u++)
-        if (!strcmp(*u, stk_kill_reason_names[k]))
-            return false;
-    return true;
-}
-
-static void kill_sandbox(struct monitor *m, enum stk_kill_reason why)
-{
-    if (m->kill != STK_KILL_NONE)
-        return;
-    m->kill = why;
-    /* PID 1 of the sandbox's PID namespace: everything dies with it. The
-     * pidfd names exactly that process, even once its pid is reused. */
-    if (m->pidfd >= 0)
-        (void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
-}
-
-static void audit_egress(struct monitor *m, struct stk_egress_log *elog, bool flush)
-{
-    struct stk_egress_event ev[32];
-    int n;
-    struct stk_buf b = {0};
-    while ((n = stk_egress_log_read(elog, 0, ev, STK_ARRAY_SIZE(ev), NULL)) > 0 || flush) {
-        if (flush) {
-            n = (int)stk_egress_log_flush(elog, ev, STK_ARRAY_SIZE(ev));
-            flush = false;
+    if (!strcmp(type, "egress_denied")) {
+        if (m->egress_recorded >= STK_EGRESS_AUDIT_BUDGET) {
+            m->egress_unrecorded++;
+            return;
         }
-        for (int i = 0; i < n; i++) {
-            if (m->egress_recorded >= STK_EGRESS_AUDIT_BUDGET) {
-                m->egress_unrecorded++;
-                continue;
-            }
-            m->egress_recorded++;
-            stk_egress_event_json(&ev[i], &b);
-            _cleanup_free_ char *line = stk_buf_steal(&b);
-            (void)stk_audit_append(m->s->st, m->id, "egress_denied", "stockade-monitor", line,
-                                   NULL);
-        }
-        if (n <= 0)
-            break;
+        m->egress_recorded++;
     }
-    stk_buf_free(&b);
+    json_t *d = json_loads(details_json, 0, NULL);
+    if (json_is_object(d))
+        (void)session_audit(m->s, m->id, type, MONITOR_ACTOR, d, NULL);
+    else
+        json_decref(d);
 }
 
 /* Past the budget: how many denials went unrecorded since the last summary. */
-static void audit_egress_summary(struct monitor *m, int64_t now, bool final)
+static void egress_summary(struct monitor *m, int64_t now, bool final)
 {
-    if (!m->egress_unrecorded || (!final && now < m->egress_next_summary))
+    if (!m->egress_unrecorded || (!final && now < m->next_summary))
         return;
-    char d[160];
-    snprintf(d, sizeof(d), "{\"suppressed\":%zu,\"budget\":%d}", m->egress_unrecorded,
-             STK_EGRESS_AUDIT_BUDGET);
-    (void)stk_audit_append(m->s->st, m->id, "egress_denied_summary", "stockade-monitor", d, NULL);
+    (void)session_audit(m->s, m->id, "egress_denied_summary", MONITOR_ACTOR,
+                        json_pack("{s:I,s:i}", "suppressed", (json_int_t)m->egress_unrecorded,
+                                  "budget", STK_EGRESS_AUDIT_BUDGET),
+                        NULL);
     m->egress_unrecorded = 0;
-    m->egress_next_summary = now + EGRESS_SUMMARY_MS;
+    m->next_summary = now + EGRESS_SUMMARY_MS;
 }
 
-/* What the store says since the last look: a claim (the deadline starts,
- * and the workload must start), a stop or rm that init is not honouring. */
-struct watch {
-    bool member;
-    int64_t claimed_at, asked_at;
-    int64_t deadline;
-};
-
-static void watch_store(struct monitor *m, struct watch *w, int64_t now)
+/* The claimer should have started the command by now; if it did not (it
+ * died), start it from the claimed record. */
+static void start_claimed(struct monitor *m)
 {
-    const struct stk_resolved_limits *l = &m->sb.b->limits;
+    struct session_sb sb;
+    if (session_sb_load(m->s, m->id, true, &sb, NULL) < 0)
+        return;
+    _cleanup_free_ char *handle = NULL;
+    if (m->s->drv->ops->start(m->s->drv->ctx, &sb.d, &handle, NULL) >= 0) {
+        if (handle)
+            (void)stk_store_sb_set_handle(m->s->st, m->id, handle, NULL);
+        (void)session_audit(
+            m->s, m->id, "started", MONITOR_ACTOR,
+            session_argv_details(sb.bd.b, "why", json_string("the claimer did not start it")),
+            NULL);
+    }
+    session_sb_release(&sb);
+}
+
+static enum stk_driver_ask on_poll(void *ud)
+{
+    struct monitor *m = ud;
+    enum stk_driver_ask ask = STK_DRV_ASK_NONE;
+    int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
+    egress_summary(m, now, false);
     struct stk_sb_rec r = {0};
     if (stk_store_sb_get(m->s->st, m->id, &r, NULL) < 0)
-        return;
-    if (w->member && !r.pool_member) {
-        w->member = false;
-        w->claimed_at = now;
-        if (l->wall_clock_ms > 0)
-            w->deadline = now + l->wall_clock_ms;
+        return ask;
+    if (m->member && !r.pool_member) {
+        m->member = false;
+        m->claimed_at = now;
+        ask = STK_DRV_ASK_CLAIMED;
     }
-    if (w->claimed_at && now - w->claimed_at >= CLAIM_START_MS) {
-        /* the claimer should have started the command by now; if init is
-         * still idle, the claimer died: start it from the claimed record */
-        struct stk_init_conn *c = NULL;
-        struct stk_init_info info;
-        struct stk_session_boundary sb = {0};
-        if (session_init_connect(m->s, m->id, 1000, &c, NULL) >= 0 &&
-            stk_init_hello(c, &info, NULL) >= 0 && info.state == STK_INIT_IDLE &&
-            session_rec_boundary(&r, &sb, NULL) >= 0) {
-            struct stk_init_proc proc = {.argv = sb.b->argv, .argc = sb.b->argc};
-            if (stk_init_start(c, &proc, NULL) >= 0) {
-                _cleanup_free_ char *dj = session_argv_json(
-                    sb.b->argv, sb.b->argc, "why", json_string("the claimer did not start it"));
-                (void)stk_audit_append(m->s->st, m->id, "started", "stockade-monitor", dj, NULL);
-            }
-        }
-        stk_session_boundary_release(&sb);
-        stk_init_close(c);
-        w->claimed_at = 0;
+    if (m->claimed_at && now - m->claimed_at >= CLAIM_START_MS) {
+        start_claimed(m);
+        m->claimed_at = 0;
     }
     bool asked = r.phase == STK_SB_STOPPING || r.phase == STK_SB_DELETING;
-    if (asked && !w->asked_at)
-        w->asked_at = now;
-    if (asked && now - w->asked_at >= STOP_OVERDUE_MS && m->pidfd >= 0)
-        /* not a kill reason: the sandbox was asked to end and did not */
-        (void)syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
+    if (asked && !m->asked_at)
+        m->asked_at = now;
+    if (asked && now - m->asked_at >= STOP_OVERDUE_MS)
+        ask = STK_DRV_ASK_KILL;
     stk_sb_rec_free(&r);
+    return ask;
 }
 
-static void supervise(struct monitor *m)
-{
-    const struct stk_resolved_limits *l = &m->sb.b->limits;
-    const struct cg_ops *cg = cg_detect();
-    struct stk_egress_log *elog = NULL;
-    struct stk_net *net = NULL;
-    if (stk_net_open(&m->net, m->id, &net, NULL) >= 0) {
-        if (stk_egress_log_open(stk_net_log_group(net), &elog, NULL) < 0 ||
-            stk_egress_log_watch(elog, m->id, m->sb.b) < 0) {
-            stk_egress_log_close(elog);
-            elog = NULL;
-        }
-        stk_net_free(net);
-    }
-    m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
-    struct watch w = {.member = m->rec.pool_member, .deadline = INT64_MAX};
-    int64_t next_db = 0;
-    if (!w.member && l->wall_clock_ms > 0)
-        w.deadline = stk_clock_ms(CLOCK_MONOTONIC) + l->wall_clock_ms;
+/* ---- concluding ---------------------------------------------------------------------- */
 
-    for (;;) {
-        cg->sample(m->id, &m->cs);
-        if (m->cs.oom_kills > 0 && observable(m->rt, STK_KILL_MEMORY))
-            kill_sandbox(m, STK_KILL_MEMORY);
-        if (m->cs.pids_max > 0 && observable(m->rt, STK_KILL_PIDS))
-            kill_sandbox(m, STK_KILL_PIDS);
-        if (l->cpu_time_ms > 0 && m->cs.cpu_usec / 1000 >= l->cpu_time_ms)
-            kill_sandbox(m, STK_KILL_CPU);
-        int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
-        if (now >= w.deadline)
-            kill_sandbox(m, STK_KILL_WALL_CLOCK);
-        if (now >= next_db) {
-            watch_store(m, &w, now);
-            audit_egress_summary(m, now, false);
-            next_db = now + 200;
-        }
-        int64_t deadline = w.deadline;
-        struct pollfd pfd[3] = {
-            {.fd = m->done_fd, .events = POLLIN},
-            {.fd = m->pidfd, .events = POLLIN},
-            {.fd = elog ? stk_egress_log_fd(elog) : -1, .events = POLLIN},
-        };
-        int64_t wait = SAMPLE_MS;
-        if (deadline != INT64_MAX && deadline - now < wait)
-            wait = deadline - now > 0 ? deadline - now : 0;
-        if (poll(pfd, 3, (int)wait) > 0) {
-            if (pfd[2].revents && elog)
-                audit_egress(m, elog, false);
-            if (pfd[0].revents || pfd[1].revents)
-                break;
-        }
-        /* children the runtime left us (we are their subreaper) */
-        while (waitpid(-1, NULL, WNOHANG) > 0)
-            ;
-    }
-    cg->sample(m->id, &m->cs);
-    if (m->kill == STK_KILL_NONE && m->cs.oom_kills > 0 && observable(m->rt, STK_KILL_MEMORY))
-        m->kill = STK_KILL_MEMORY;
-    if (elog) {
-        audit_egress(m, elog, true);
-        stk_egress_log_close(elog);
-    }
-    audit_egress_summary(m, stk_clock_ms(CLOCK_MONOTONIC), true);
-}
-
-static char *result_json(struct monitor *m, bool have_status)
+/* The workload ended, was killed, or a stop or rm ended it: release what
+ * the sandbox holds, then record the phase that is now true. */
+static void conclude(struct monitor *m, const struct stk_driver_status *st)
 {
-    json_t *j = json_object();
-    json_object_set_new(j, "exitCode", have_status ? json_integer(m->exit_code) : json_null());
-    json_object_set_new(j, "signal",
-                        have_status && m->signal ? json_integer(m->signal) : json_null());
-    json_object_set_new(j, "killReason",
-                        m->kill ? json_string(stk_kill_reason_names[m->kill]) : json_null());
-    json_object_set_new(j, "cpuSeconds", json_real((double)m->cs.cpu_usec / 1e6));
-    json_object_set_new(j, "peakMemoryBytes",
-                        m->cs.mem_peak >= 0 ? json_integer(m->cs.mem_peak) : json_null());
-    json_object_set_new(j, "runtime", json_string(stk_oci_runtime_names[m->rt]));
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
-}
-
-/* The workload ended, was killed, or a stop or rm shut init down: release
- * the host's resources, then record the phase that is now true. */
-static enum stk_sb_phase outcome(const struct monitor *m, enum stk_sb_phase now, bool have_status,
-                                 const char **event, const char **reason, char *msg, size_t n)
-{
-    *reason = "";
-    if (now == STK_SB_STOPPING) {
-        *event = "stopped";
-        return STK_SB_STOPPED;
-    }
-    if (now == STK_SB_DELETING) {
-        *event = "deleted";
-        return STK_SB_DELETED;
-    }
-    if (m->kill != STK_KILL_NONE) {
-        *event = "killed";
-        *reason = stk_kill_reason_names[m->kill];
-        return STK_SB_KILLED;
-    }
-    if (!have_status) {
-        *event = "failed";
-        *reason = "lost";
-        fmt_into(msg, n, "stockade-init ended without reporting the workload's status");
-        return STK_SB_FAILED;
-    }
-    *event = "exited";
-    return m->exit_code == 0 ? STK_SB_SUCCEEDED : STK_SB_FAILED;
-}
-
-static void conclude(struct monitor *m)
-{
-    if (m->thread_started) {
-        /* init's end closes the attach connection */
-        pthread_join(m->thread, NULL);
-        m->thread_started = false;
-    }
-    bool have_status = m->attach_r >= 0;
+    struct stk_session *s = m->s;
     log_writer_close(&m->logs);
     /* act: release what the sandbox holds (its directory and logs stay
      * until the final phase is recorded, even for a delete) */
     struct stk_error *terr = NULL;
-    int tr = stk_local_teardown(&m->s->p, m->id, m->rt, &m->net, false, &terr);
-    _cleanup_free_ char *result = result_json(m, have_status);
-    (void)stk_store_sb_set_result(m->s->st, m->id, have_status ? m->exit_code : -1, result, NULL);
+    int tr = s->drv->ops->teardown(s->drv->ctx, &m->sb.d, false, &terr);
+    _cleanup_free_ char *result = session_result(s, m->sb.rec.runtime, st);
+    bool have_status = st->state == STK_DRV_ENDED && st->exit_code >= 0;
+    (void)stk_store_sb_set_result(s->st, m->id, have_status ? st->exit_code : -1, result, NULL);
 
     /* record: the phase that is now true; a stop or rm may land meanwhile
      * (the compare-and-set then fails and the new phase decides) */
     enum stk_sb_phase to = STK_SB_FAILED;
     for (int attempt = 0; attempt < 3; attempt++) {
         struct stk_sb_rec now = {0};
-        if (stk_store_sb_get(m->s->st, m->id, &now, NULL) < 0)
+        if (stk_store_sb_get(s->st, m->id, &now, NULL) < 0)
             break;
         const char *event, *reason;
-        char msg[512] = "";
-        to = outcome(m, now.phase, have_status, &event, &reason, msg, sizeof(msg));
+        char msg[512];
+        to = session_outcome(now.phase, st, &event, &reason);
+        fmt_into(msg, sizeof(msg), "%s",
+                 to == STK_SB_FAILED && !strcmp(reason, "lost") ? st->message : "");
         if (tr < 0) {
             size_t len = strlen(msg);
             fmt_into(msg + len, sizeof(msg) - len, "%sleft on the host: %s (`stockade gc` retries)",
                      len ? "; " : "", terr ? terr->msg : "?");
         }
-        int r = stk_store_sb_set_phase(m->s->st, m->id, (int)now.phase, to, reason, msg,
-                                       "stockade-monitor", event, result, NULL);
+        int r = session_set_phase(s, m->id, (int)now.phase, to, reason, msg, MONITOR_ACTOR, event,
+                                  json_loads(result, 0, NULL), NULL);
         stk_sb_rec_free(&now);
         if (r != -ESTALE)
             break;
     }
     if (to == STK_SB_DELETED) {
         char dir[PATH_MAX];
-        session_dir(m->s, m->id, dir, sizeof(dir));
+        session_dir(s, m->id, dir, sizeof(dir));
         (void)rm_rf(dir);
     }
     stk_error_free(terr);
@@ -438,92 +204,71 @@ static void conclude(struct monitor *m)
 
 /* ---- the monitor process ------------------------------------------------------------ */
 
-/* A pidfd for the sandbox's stockade-init after a crash: the pid from the
- * record is trusted only when, once the pidfd pins the process, it still
- * runs stockade-init inside this sandbox's own cgroup. */
-static int adopt_pidfd(pid_t pid, const char *id)
-{
-    if (pid <= 1)
-        return -ESRCH;
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd < 0)
-        return -errno;
-    char path[64], exe[256], cg[4096];
-    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(path, exe, sizeof(exe) - 1);
-    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-    ssize_t k = file_read(path, cg, sizeof(cg));
-    char want[96];
-    snprintf(want, sizeof(want), "/" CG_PARENT "/%s\n", id);
-    if (n > 0)
-        exe[n] = '\0';
-    if (n <= 0 || k <= 0 || !strstr(exe, STK_OCI_INIT_PATH) || !strstr(cg, want)) {
-        close(fd);
-        return -ESRCH;
-    }
-    return fd;
-}
-
 static int monitor_main(struct monitor *m, enum monitor_mode mode)
 {
+    struct stk_session *s = m->s;
+    const struct stk_driver_ops *ops = s->drv->ops;
     struct stk_error *err = NULL;
-    int r = stk_store_sb_get(m->s->st, m->id, &m->rec, &err);
-    if (r >= 0)
-        r = session_rec_boundary(&m->rec, &m->sb, &err);
-    if (r >= 0 && session_runtime_of(&m->rec, &m->rt) < 0)
-        r = stk_error_make(&err, EINVAL, "unknown runtime %s", m->rec.runtime);
-    if (r >= 0)
-        r = session_net_config(&m->s->p, m->sb.env, &m->net, &err);
+    int r = session_sb_load(s, m->id, true, &m->sb, &err);
     char dir[PATH_MAX];
-    session_dir(m->s, m->id, dir, sizeof(dir));
+    session_dir(s, m->id, dir, sizeof(dir));
     if (r >= 0)
         r = log_writer_open(&m->logs, dir, &err);
+    m->sb.d.lock_fd = m->lock_fd;
+    m->sb.d.idle = mode == MONITOR_CREATE_IDLE;
+    m->member = m->sb.rec.pool_member;
 
     bool creating = mode == MONITOR_CREATE || mode == MONITOR_CREATE_IDLE;
-    m->idle = mode == MONITOR_CREATE_IDLE;
+    enum stk_sb_phase from = creating ? STK_SB_PROVISIONING : STK_SB_STARTING;
     if (r >= 0 && creating)
-        r = stk_store_sb_set_phase(m->s->st, m->id, STK_SB_PENDING, STK_SB_PROVISIONING, NULL, NULL,
-                                   "stockade-monitor", NULL, NULL, &err);
-    if (r >= 0 && mode != MONITOR_ADOPT)
-        r = provision(m, creating ? STK_SB_PROVISIONING : STK_SB_STARTING, &err);
-    if (r >= 0 && mode == MONITOR_ADOPT) {
-        m->init_pid = m->rec.init_pid;
-        m->pidfd = adopt_pidfd(m->init_pid, m->id);
-        if (stk_local_socket_path(&m->s->p, m->id, m->sock, sizeof(m->sock), &err) < 0 ||
-            m->pidfd < 0)
-            m->attach_r = -ESRCH; /* nothing to adopt: conclude as lost */
+        r = session_set_phase(s, m->id, STK_SB_PENDING, STK_SB_PROVISIONING, NULL, NULL,
+                              MONITOR_ACTOR, NULL, NULL, &err);
+    _cleanup_free_ char *handle = NULL;
+    if (r >= 0 && mode != MONITOR_ADOPT) {
+        r = ops->provision(s->drv->ctx, &m->sb.d, mode == MONITOR_START, &handle, &err);
+        if (r >= 0) {
+            m->sb.d.handle = handle;
+            r = stk_store_sb_set_handle(s->st, m->id, handle, &err);
+        }
+        if (r >= 0)
+            r = stk_store_sb_set_pids(s->st, m->id, getpid(), 0, &err);
+        bool workload = !m->sb.rec.pool_member && !m->sb.d.idle;
+        if (r >= 0)
+            r = session_set_phase(s, m->id, (int)from, STK_SB_READY, "", "", MONITOR_ACTOR,
+                                  workload ? "started" : "ready",
+                                  workload ? session_argv_details(m->sb.bd.b, NULL, NULL) : NULL,
+                                  &err);
     }
     if (r < 0) {
         report(m, "error", err ? err->msg : "failed");
-        if (m->rec.id[0]) {
-            (void)stk_local_teardown(&m->s->p, m->id, m->rt, &m->net, false, NULL);
+        if (m->sb.rec.id[0]) {
+            (void)ops->teardown(s->drv->ctx, &m->sb.d, false, NULL);
             struct stk_sb_rec now = {0};
-            if (stk_store_sb_get(m->s->st, m->id, &now, NULL) >= 0)
-                (void)stk_store_sb_set_phase(m->s->st, m->id, (int)now.phase, STK_SB_FAILED,
-                                             "provisioning_failed", err ? err->msg : "",
-                                             "stockade-monitor", "failed", NULL, NULL);
+            if (stk_store_sb_get(s->st, m->id, &now, NULL) >= 0)
+                (void)session_set_phase(s, m->id, (int)now.phase, STK_SB_FAILED,
+                                        "provisioning_failed", err ? err->msg : "", MONITOR_ACTOR,
+                                        "failed", NULL, NULL);
             stk_sb_rec_free(&now);
         }
         stk_error_free(err);
         return 1;
     }
     if (mode == MONITOR_ADOPT) {
-        (void)stk_store_sb_set_pids(m->s->st, m->id, getpid(), m->init_pid, NULL);
-        (void)stk_audit_append(m->s->st, m->id, "adopted", "stockade-monitor",
-                               "{\"why\":\"its previous monitor was gone\"}", NULL);
+        (void)stk_store_sb_set_pids(s->st, m->id, getpid(), 0, NULL);
+        (void)session_audit(s, m->id, "adopted", MONITOR_ACTOR,
+                            json_pack("{s:s}", "why", "its previous monitor was gone"), NULL);
     }
     report(m, "ok", m->id);
 
-    if (m->attach_r == 0) {
-        m->done_fd = eventfd(0, EFD_CLOEXEC);
-        m->thread_started =
-            m->done_fd >= 0 && pthread_create(&m->thread, NULL, attach_thread, m) == 0;
-        if (m->thread_started)
-            supervise(m);
-        else
-            m->attach_r = -EIO;
-    }
-    conclude(m);
+    struct stk_driver_sink sink = {
+        .ud = m, .output = on_output, .event = on_event, .poll = on_poll};
+    struct stk_driver_status st = {.state = STK_DRV_LOST, .exit_code = -1};
+    if (ops->supervise(s->drv->ctx, &m->sb.d, &sink, &st, &err) < 0)
+        fmt_into(st.message, sizeof(st.message), "%s", err ? err->msg : "supervising failed");
+    egress_summary(m, stk_clock_ms(CLOCK_MONOTONIC), true);
+    conclude(m, &st);
+    stk_driver_status_release(&st);
+    session_sb_release(&m->sb);
     stk_error_free(err);
     return 0;
 }
@@ -534,7 +279,8 @@ static const char *const mode_names[] = {"create", "create-idle", "start", "adop
  * caller: SQLite connections, locks and descriptors must not cross into a
  * process that lives as long as the sandbox). lock_fd and report_fd are
  * the only descriptors it inherits. */
-int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, const char *mode,
+int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend backend,
+                             const struct stk_session_opts *opts, const char *id, const char *mode,
                              int lock_fd, int report_fd)
 {
     int i = stk_enum_lookup(mode_names, STK_ARRAY_SIZE(mode_names), mode);
@@ -547,60 +293,75 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
     /* stop and rm end sandboxes through init, never by signalling us */
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    struct stk_session s = {.p = *p};
-    fmt_into(s.state_dir, sizeof(s.state_dir), "%s", p->state_dir);
-    fmt_into(s.run_dir, sizeof(s.run_dir), "%s", p->run_dir);
-    s.p.state_dir = s.state_dir;
-    s.p.run_dir = s.run_dir;
-    fmt_into(s.actor, sizeof(s.actor), "stockade-monitor");
+    struct stk_session *s = stk_xcalloc(1, sizeof(*s));
+    s->p = *p;
+    s->backend = backend;
+    fmt_into(s->state_dir, sizeof(s->state_dir), "%s", p->state_dir);
+    fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
+    s->p.state_dir = s->state_dir;
+    s->p.run_dir = s->run_dir;
+    fmt_into(s->actor, sizeof(s->actor), MONITOR_ACTOR);
+    struct stk_driver_conf conf = {.state_dir = s->state_dir,
+                                   .run_dir = s->run_dir,
+                                   .kubeconfig = opts ? opts->kubeconfig : NULL,
+                                   .context = opts ? opts->context : NULL};
     struct stk_error *err = NULL;
-    if (i < 0 || stk_store_open(s.p.state_dir, &s.st, &err) < 0) {
+    if (i < 0 || stk_driver_open(backend, &conf, &s->drv, &err) < 0 ||
+        stk_store_open(s->p.state_dir, &s->st, &err) < 0) {
         char buf[600];
         int n = snprintf(buf, sizeof(buf), "error %s\n", err ? err->msg : "bad monitor mode");
         (void)!write(report_fd, buf, (size_t)n);
         stk_error_free(err);
+        stk_session_close(s);
         return 1;
     }
     /* neither may reach the runtimes and ip(8) this process starts: the
      * lock would outlive us in them, the report pipe would hold create */
     (void)fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
     (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-    struct monitor m = {
-        .s = &s, .lock_fd = lock_fd, .report_fd = report_fd, .done_fd = -1, .pidfd = -1};
+    struct monitor m = {.s = s, .lock_fd = lock_fd, .report_fd = report_fd};
+    m.logs.fd = -1;
     fmt_into(m.id, sizeof(m.id), "%s", id);
     int r = monitor_main(&m, (enum monitor_mode)i);
-    stk_store_close(s.st);
+    stk_session_close(s);
     return r;
 }
 
-/* environ with the state and run directories set, built before the fork:
- * between fork and exec only async-signal-safe calls (the caller may be
- * the multi-threaded gateway). */
-static char **child_environ(const struct stk_local_paths *p)
+/* environ with the state and run directories and the backend set, built
+ * before the fork: between fork and exec only async-signal-safe calls (the
+ * caller may be the multi-threaded gateway). The first `ours` entries are
+ * this function's. */
+#define CHILD_ENV_OURS 5
+static char **child_environ(const struct stk_session *s)
 {
     extern char **environ;
+    static const char *const set[] = {
+        "STOCKADE_STATE_DIR=", "STOCKADE_RUN_DIR=", "STOCKADE_BACKEND=", "STOCKADE_KUBECONFIG=",
+        "STOCKADE_CONTEXT="};
     size_t n = 0;
     while (environ[n])
         n++;
-    char **env = stk_xcalloc(n + 3, sizeof(*env));
+    char **env = stk_xcalloc(n + CHILD_ENV_OURS + 1, sizeof(*env));
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!stk_startswith(environ[i], "STOCKADE_STATE_DIR=") &&
-            !stk_startswith(environ[i], "STOCKADE_RUN_DIR="))
+    env[k++] = stk_xasprintf("STOCKADE_STATE_DIR=%s", s->p.state_dir);
+    env[k++] = stk_xasprintf("STOCKADE_RUN_DIR=%s", s->p.run_dir);
+    env[k++] = stk_xasprintf("STOCKADE_BACKEND=%s", stk_backend_names[s->backend]);
+    env[k++] = stk_xasprintf("STOCKADE_KUBECONFIG=%s", s->kubeconfig);
+    env[k++] = stk_xasprintf("STOCKADE_CONTEXT=%s", s->context);
+    for (size_t i = 0; i < n; i++) {
+        bool ours = false;
+        for (size_t j = 0; j < STK_ARRAY_SIZE(set); j++)
+            ours = ours || stk_startswith(environ[i], set[j]);
+        if (!ours)
             env[k++] = environ[i];
-    env[k++] = stk_xasprintf("STOCKADE_STATE_DIR=%s", p->state_dir);
-    env[k++] = stk_xasprintf("STOCKADE_RUN_DIR=%s", p->run_dir);
+    }
     return env;
 }
 
 static void child_environ_free(char **env)
 {
-    size_t n = 0;
-    while (env[n])
-        n++;
-    /* the last two are ours */
-    free(env[n - 1]);
-    free(env[n - 2]);
+    for (size_t i = 0; i < CHILD_ENV_OURS; i++)
+        free(env[i]);
     free(env);
 }
 
@@ -632,10 +393,9 @@ static _Noreturn void exec_self(int *keep, int n_keep, const char *const *argv, 
     _exit(127);
 }
 
-int session_spawn_self(const struct stk_local_paths *p, int *keep, int n_keep,
-                       const char *const *argv)
+int session_spawn_self(const struct stk_session *s, int *keep, int n_keep, const char *const *argv)
 {
-    char **envp = child_environ(p);
+    char **envp = child_environ(s);
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -660,7 +420,7 @@ int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode,
         return stk_error_errno(err, errno, "pipe");
     int keep[2] = {lock_fd, pfd[1]};
     const char *argv[] = {"stockade", STK_SESSION_MONITOR_VERB, mode_names[mode], id, NULL};
-    int r = session_spawn_self(&s->p, keep, 2, argv);
+    int r = session_spawn_self(s, keep, 2, argv);
     close(pfd[1]);
     /* the lock now belongs to the monitor (same open file) */
     close(lock_fd);

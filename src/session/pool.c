@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 static bool name_ok(const char *name);
+static int claim_start(struct stk_session *s, const struct stk_create_req *req,
+                       const struct stk_boundary *b, struct stk_create_res *ret,
+                       struct stk_error **err);
 
 static int pool_lock(struct stk_session *s, const char *name, struct stk_error **err)
 {
@@ -200,7 +203,7 @@ int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
 void pool_refill_background(struct stk_session *s, const char *pool)
 {
     const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, NULL};
-    (void)session_spawn_self(&s->p, NULL, 0, argv);
+    (void)session_spawn_self(s, NULL, 0, argv);
 }
 
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,
@@ -250,36 +253,59 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     if (r < 0)
         goto out; /* -ENOENT: empty; the caller creates cold */
     ret->warm = true;
-    if (session_sim(s)) {
-        /* records only: the claim's workload is modelled from now, and the
-         * refill is as instant as any sim create */
-        r = sim_claimed(s, ret->id, b, req->pool, err);
-        if (r >= 0)
-            (void)stk_pool_refill(s, req->pool, NULL);
-        goto out;
-    }
 
-    /* the member is the claimer's now: start its command */
-    struct stk_init_conn *c = NULL;
-    char name_env[128];
-    fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
-    const char *env[] = {name_env};
-    struct stk_init_proc proc = {.argv = b->argv, .argc = b->argc, .env = env, .n_env = 1};
-    if ((r = session_init_connect(s, ret->id, 2000, &c, err)) >= 0)
-        r = stk_init_start(c, &proc, err);
-    stk_init_close(c);
+    r = claim_start(s, req, b, ret, err);
+out:
+    stk_pool_rec_free(&pool);
+    return r;
+}
+
+/* The member is the claimer's now: start its command. */
+static int claim_start(struct stk_session *s, const struct stk_create_req *req,
+                       const struct stk_boundary *b, struct stk_create_res *ret,
+                       struct stk_error **err)
+{
+    const struct stk_driver_ops *ops = s->drv->ops;
+    int r;
+    struct session_sb sb;
+    if ((r = session_sb_load(s, ret->id, true, &sb, err)) < 0)
+        return -EIO; /* not -ENOENT: that would read as "the pool is empty" */
+    struct session_events ev;
+    session_events_init(&ev, s, sb.rec.id);
+    sb.d.sink = &ev.sink;
+    _cleanup_free_ char *handle = NULL;
+    r = ops->start(s->drv->ctx, &sb.d, &handle, err);
+    if (r >= 0 && handle) {
+        (void)stk_store_sb_set_handle(s->st, sb.rec.id, handle, NULL);
+        sb.d.handle = handle;
+    }
+    if (r >= 0 && !session_supervised(s)) {
+        /* no monitor: the result says what the driver sees now */
+        struct stk_driver_status st = {.state = STK_DRV_RUNNING, .exit_code = -1};
+        if (ops->observe(s->drv->ctx, &sb.d, &st, NULL) >= 0) {
+            _cleanup_free_ char *result = session_result(s, sb.rec.runtime, &st);
+            (void)stk_store_sb_set_result(s->st, sb.rec.id, -1, result, NULL);
+        }
+        stk_driver_status_release(&st);
+    }
     if (r >= 0) {
-        _cleanup_free_ char *dj =
-            session_argv_json(b->argv, b->argc, "pool", json_string(req->pool));
-        (void)stk_audit_append(s->st, ret->id, "started", s->actor, dj, NULL);
+        (void)session_audit(s, ret->id, "started", NULL,
+                            session_argv_details(b, "pool", json_string(req->pool)), NULL);
+        session_events_flush(&ev);
     } else {
+        json_decref(ev.queue);
+        ev.queue = json_array();
+        session_events_flush(&ev);
         /* claimed, so never back to the pool; its monitor starts the
-         * command from the claimed record once init answers again */
+         * command from the claimed record once it can */
         stk_error_wrap(err, "sandbox %s (claimed from pool %s)", ret->id, req->pool);
         r = -EIO; /* not -ENOENT: that would read as "the pool is empty" */
     }
-    pool_refill_background(s, req->pool);
-out:
-    stk_pool_rec_free(&pool);
+    session_sb_release(&sb);
+    if (session_supervised(s))
+        pool_refill_background(s, req->pool);
+    else if (r >= 0)
+        /* records and API calls only: as quick as any create of this backend */
+        (void)stk_pool_refill(s, req->pool, NULL);
     return r;
 }

@@ -13,8 +13,89 @@ struct stk_session {
     char state_dir[PATH_MAX], run_dir[PATH_MAX];
     struct stk_store *st;
     char actor[128];
-    enum stk_backend backend; /* local or sim */
+    enum stk_backend backend;
+    struct stk_driver *drv; /* the backend's driver, open */
+    char kubeconfig[PATH_MAX], context[256];
 };
+
+/* A driver with a watcher (supervise) gets a monitor process per sandbox;
+ * one without is observed by whoever reads (the session's verbs). */
+static inline bool session_supervised(const struct stk_session *s)
+{
+    return s->drv->ops->supervise != NULL;
+}
+/* The actor of what a backend reports without a monitor ("stockade-sim"). */
+void session_backend_actor(const struct stk_session *s, char *buf, size_t n);
+
+/* ---- logs ---- */
+struct log_writer {
+    char dir[PATH_MAX];
+    int fd;
+    size_t size;
+};
+int log_writer_open(struct log_writer *w, const char *sandbox_dir, struct stk_error **err);
+/* Appends one chunk of output (stream 1 or 2) with the current time;
+ * rotates past STK_LOG_FILE_MAX. */
+int log_writer_put(struct log_writer *w, int stream, const void *data, size_t n);
+void log_writer_close(struct log_writer *w);
+
+/* ---- the seam (backend.c): a record as a driver sees it ---- */
+struct session_sb {
+    struct stk_sb_rec rec;
+    struct stk_session_boundary bd; /* bd.b NULL: the stored spec no longer resolves */
+    struct stk_driver_sandbox d;
+};
+/* The record (by id or name) and its boundary; the driver's view in ret->d.
+ * need_boundary: a spec that no longer resolves is an error (otherwise d.b is
+ * NULL). */
+int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
+                    struct session_sb *ret, struct stk_error **err);
+void session_sb_release(struct session_sb *sb);
+/* Audit details with the driver's marks merged in (details stolen, NULL:
+ * {}); NULL when both are empty. The caller frees. */
+char *session_details(const struct stk_session *s, void *details);
+/* stk_store_sb_set_phase / stk_audit_append with the marks merged. */
+int session_set_phase(struct stk_session *s, const char *id, int expect, enum stk_sb_phase to,
+                      const char *reason, const char *msg, const char *actor, const char *event,
+                      void *details, struct stk_error **err);
+int session_audit(struct stk_session *s, const char *id, const char *event, const char *actor,
+                  void *details, struct stk_error **err);
+/* The result JSON of a status: the keys every backend's result has
+ * (exitCode, signal, killReason, cpuSeconds, peakMemoryBytes, runtime),
+ * then the driver's usage and marks. The caller frees. */
+char *session_result(const struct stk_session *s, const char *runtime,
+                     const struct stk_driver_status *st);
+/* How a status ends a sandbox whose phase is `now`: the phase, its audit
+ * event and reason (a stop or rm in flight decides over the workload). */
+enum stk_sb_phase session_outcome(enum stk_sb_phase now, const struct stk_driver_status *st,
+                                  const char **event, const char **reason);
+
+/* What a driver reports while provisioning or starting (no monitor): output
+ * goes to the logs at once; events are kept and become audit records once
+ * the phase says the workload started. */
+struct session_events {
+    struct stk_session *s;
+    const char *id;
+    struct log_writer *logs;
+    void *queue; /* json array of {type, details} */
+    struct stk_driver_sink sink;
+};
+void session_events_init(struct session_events *e, struct stk_session *s, const char *id);
+void session_events_flush(struct session_events *e);
+
+/* Unsupervised drivers: the record as of now (its end applied when the
+ * driver observes one). */
+int session_current(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
+                    struct stk_error **err);
+/* Applies what unsupervised drivers observe to every live record and
+ * finishes in-flight phases a dead process left (older than
+ * SESSION_STALE_MS). */
+int session_advance_all(struct stk_session *s, struct stk_error **err);
+#define SESSION_STALE_MS 10000
+/* Brings a sandbox's workload up without a monitor: provision, the handle,
+ * the result, the phase (ready), then the events. */
+int session_up_inline(struct stk_session *s, const char *id, bool create, bool idle,
+                      struct stk_error **err);
 
 /* snprintf that cuts (paths, messages); from the local driver */
 STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
@@ -24,33 +105,29 @@ void random_hex(char *buf, size_t n);
 
 /* Starts `stockade argv...` (/proc/self/exe) as a process of its own: a
  * new session, stdio on /dev/null, keep[0..n) as descriptors 3.., nothing
- * else inherited, the state and run directories in its environment.
+ * else inherited, the state and run directories and the backend (with its
+ * kubeconfig and context) in its environment.
  * Long-running helpers (monitors, pool refills) are fresh processes, never
  * bare forks: SQLite connections, locks and descriptors must not cross.
  * Returns once it is started (0) or could not be (negative errno). */
-int session_spawn_self(const struct stk_local_paths *p, int *keep, int n_keep,
-                       const char *const *argv);
+int session_spawn_self(const struct stk_session *s, int *keep, int n_keep, const char *const *argv);
 
 /* {"argv": [...], key: value (a json_t *, stolen)} and the labels, as JSON
  * text; the caller frees. */
 char *session_argv_json(const char *const *argv, size_t argc, const char *key, void *value);
+/* {"argv": b's command, key: value (a json_t *, stolen)} as a json_t *. */
+void *session_argv_details(const struct stk_boundary *b, const char *key, void *value);
 char *session_labels_json(const struct stk_boundary *b);
 /* A new sandbox's record (phase pending) from a create request: id, name,
  * owner, tenant, documents, labels; the caller frees it. */
 void session_record_new(const struct stk_session *s, const struct stk_create_req *req,
                         const struct stk_boundary *b, const char *runtime, struct stk_sb_rec *rec);
-/* Connects to the sandbox's stockade-init. */
-int session_init_connect(const struct stk_session *s, const char *id, int timeout_ms,
-                         struct stk_init_conn **ret, struct stk_error **err);
 
 int session_get(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
                 struct stk_error **err);
 int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_boundary *ret,
                          struct stk_error **err);
-int session_net_config(const struct stk_local_paths *p, const struct stk_envconfig *env,
-                       struct stk_net_config *ret, struct stk_error **err);
 int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err);
-int session_runtime_of(const struct stk_sb_rec *rec, enum stk_oci_runtime *ret);
 
 void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n);
 int session_lock_open(const struct stk_session *s, const char *id, bool create,
@@ -63,6 +140,11 @@ int session_lock(const struct stk_session *s, const char *id, int wait_ms, struc
  * may come from a dead monitor (recovery) or from a live one that has
  * just released it (stop, rm waiting for their monitor). Consumes lock_fd. */
 int session_finish(struct stk_session *s, const char *id, int lock_fd, struct stk_error **err);
+/* Completes (stopping, deleting) or rolls back (pending, provisioning,
+ * starting) the operation sb's phase names: teardown, then the phase
+ * (recovered), then a deleted sandbox's directory. Other phases: nothing. */
+struct session_sb;
+int session_settle(struct stk_session *s, const struct session_sb *sb, struct stk_error **err);
 
 /* The monitor: a detached process per sandbox. It inherits lock_fd (the
  * lock stays held across the fork: flock belongs to the open file). mode
@@ -76,40 +158,6 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
 /* Starts a detached process that refills the pool. */
 void pool_refill_background(struct stk_session *s, const char *pool);
-
-/* ---- the simulator (sim.c): the verbs of a session opened for sim ---- */
-static inline bool session_sim(const struct stk_session *s)
-{
-    return s->backend == STK_BACKEND_SIM;
-}
-/* Applies what the model says has happened by now: a ready sandbox whose
- * modelled end has come ends, an in-flight phase a dead process left is
- * finished or rolled back. */
-int sim_advance_all(struct stk_session *s, struct stk_error **err);
-int sim_create(struct stk_session *s, const struct stk_create_req *req,
-               const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
-/* A claimed pool member: its workload is modelled from now. */
-int sim_claimed(struct stk_session *s, const char *id, const struct stk_boundary *b,
-                const char *pool, struct stk_error **err);
-int sim_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
-             struct stk_error **err);
-int sim_stop(struct stk_session *s, const char *id, struct stk_error **err);
-int sim_start(struct stk_session *s, const char *id, struct stk_error **err);
-int sim_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err);
-/* logs -f: waits until the sandbox ends (its output is written at start). */
-int sim_logs_wait(struct stk_session *s, const char *id, struct stk_error **err);
-
-/* ---- logs ---- */
-struct log_writer {
-    char dir[PATH_MAX];
-    int fd;
-    size_t size;
-};
-int log_writer_open(struct log_writer *w, const char *sandbox_dir, struct stk_error **err);
-/* Appends one chunk of output (stream 1 or 2) with the current time;
- * rotates past STK_LOG_FILE_MAX. */
-int log_writer_put(struct log_writer *w, int stream, const void *data, size_t n);
-void log_writer_close(struct log_writer *w);
 
 /* Parses one record header "<unix ms> <stream> <length>\n" at the start of
  * buf (n bytes). Returns the header's length, 0 when incomplete, -EBADMSG

@@ -16,26 +16,18 @@
 #include "session/private.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
-int session_finish(struct stk_session *s, const char *id, int lock_fd, struct stk_error **err)
+int session_settle(struct stk_session *s, const struct session_sb *sb, struct stk_error **err)
 {
-    struct stk_sb_rec rec = {0};
-    int r = stk_store_sb_get(s->st, id, &rec, err);
-    if (r < 0) {
-        close(lock_fd);
-        return r;
-    }
-    if (rec.phase == STK_SB_READY) {
-        stk_sb_rec_free(&rec);
-        return monitor_spawn(s, id, MONITOR_ADOPT, lock_fd, err);
-    }
+    const struct stk_sb_rec *rec = &sb->rec;
     enum stk_sb_phase to;
     const char *event, *reason = NULL, *msg = NULL;
     bool purge = false;
-    switch (rec.phase) {
+    switch (rec->phase) {
     case STK_SB_PENDING:
     case STK_SB_PROVISIONING:
     case STK_SB_STARTING:
@@ -61,38 +53,49 @@ int session_finish(struct stk_session *s, const char *id, int lock_fd, struct st
     case STK_SB_DELETED:
     case _STK_SB_N:
     default:
-        stk_sb_rec_free(&rec);
-        close(lock_fd);
         return 0;
     }
-    enum stk_oci_runtime rt = STK_OCI_CRUN;
-    (void)session_runtime_of(&rec, &rt);
-    struct stk_session_boundary sb = {0};
-    struct stk_net_config net;
-    if (session_rec_boundary(&rec, &sb, NULL) < 0 ||
-        session_net_config(&s->p, sb.env, &net, NULL) < 0)
-        session_net_config(&s->p, NULL, &net, NULL);
     /* act, then record; a delete removes the directory (and the lock in
      * it) only once "deleted" is recorded */
-    r = stk_local_teardown(&s->p, id, rt, &net, false, err);
-    stk_session_boundary_release(&sb);
+    int r = s->drv->ops->teardown(s->drv->ctx, &sb->d, false, err);
     if (r >= 0) {
-        (void)stk_store_sb_set_pids(s->st, id, 0, 0, NULL);
-        r = stk_store_sb_set_phase(s->st, id, (int)rec.phase, to, reason, msg, s->actor, event,
-                                   "{\"recovered\":true}", err);
+        (void)stk_store_sb_set_pids(s->st, rec->id, 0, 0, NULL);
+        r = session_set_phase(s, rec->id, (int)rec->phase, to, reason, msg, NULL, event,
+                              json_pack("{s:b}", "recovered", 1), err);
     }
     if (r >= 0 && purge) {
         char dir[PATH_MAX];
-        session_dir(s, id, dir, sizeof(dir));
+        session_dir(s, rec->id, dir, sizeof(dir));
         (void)rm_rf(dir);
     }
-    stk_sb_rec_free(&rec);
+    return r;
+}
+
+int session_finish(struct stk_session *s, const char *id, int lock_fd, struct stk_error **err)
+{
+    struct session_sb sb;
+    int r = session_sb_load(s, id, false, &sb, err);
+    if (r < 0) {
+        close(lock_fd);
+        return r;
+    }
+    if (sb.rec.phase == STK_SB_READY) {
+        session_sb_release(&sb);
+        return monitor_spawn(s, id, MONITOR_ADOPT, lock_fd, err);
+    }
+    sb.d.lock_fd = lock_fd;
+    r = session_settle(s, &sb, err);
+    session_sb_release(&sb);
     close(lock_fd);
     return r;
 }
 
 int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
 {
+    if (!session_supervised(s))
+        /* no monitors, no locks: what the driver observes, and in-flight
+         * phases older than any operation takes */
+        return session_advance_all(s, err);
     char(*ids)[64] = NULL;
     size_t n = 0;
     int r = stk_store_sb_in_flight(s->st, &ids, &n, err);

@@ -94,10 +94,20 @@ int stk_session_backend_check(const char *state_dir, enum stk_backend want, stru
 int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend backend,
                              const char *actor, struct stk_session **ret, struct stk_error **err)
 {
-    if (backend != STK_BACKEND_LOCAL && backend != STK_BACKEND_SIM)
-        return stk_error_make(err, ENOTSUP,
-                              "the %s backend has no embedded sessions (local or sim)",
-                              backend < _STK_BACKEND_N ? stk_backend_names[backend] : "?");
+    return stk_session_open_opts(p, backend, actor, NULL, ret, err);
+}
+
+int stk_session_open_opts(const struct stk_local_paths *p, enum stk_backend backend,
+                          const char *actor, const struct stk_session_opts *opts,
+                          struct stk_session **ret, struct stk_error **err)
+{
+    if (backend >= _STK_BACKEND_N)
+        return stk_error_make(err, EINVAL, "unknown backend %d", (int)backend);
+    if (!stk_driver_ops(backend))
+        return stk_error_make(err, EOPNOTSUPP,
+                              "the %s backend is not built into this stockade (it has local or "
+                              "sim)",
+                              stk_backend_names[backend]);
     struct stk_session *s = stk_xcalloc(1, sizeof(*s));
     s->backend = backend;
     s->p = *p;
@@ -105,6 +115,10 @@ int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend b
     fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
     s->p.state_dir = s->state_dir;
     s->p.run_dir = s->run_dir;
+    if (opts && opts->kubeconfig)
+        fmt_into(s->kubeconfig, sizeof(s->kubeconfig), "%s", opts->kubeconfig);
+    if (opts && opts->context)
+        fmt_into(s->context, sizeof(s->context), "%s", opts->context);
     if (actor) {
         fmt_into(s->actor, sizeof(s->actor), "%s", actor);
     } else {
@@ -115,22 +129,27 @@ int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend b
     char db[PATH_MAX + 16];
     fmt_into(db, sizeof(db), "%s/%s", p->state_dir, STK_STORE_DB_FILE);
     bool had_store = access(db, F_OK) == 0;
-    /* the backend first: its mismatch is the message that helps; sim holds
-     * nothing on the host, so its run directory is never used */
+    /* the backend first: its mismatch is the message that helps */
     int r = had_store ? backend_claim(p->state_dir, backend, true, err) : 0;
-    if (r >= 0 && !session_sim(s))
-        r = stk_local_paths_check(p, err);
+    struct stk_driver_conf conf = {
+        .state_dir = s->state_dir,
+        .run_dir = s->run_dir,
+        .kubeconfig = s->kubeconfig[0] ? s->kubeconfig : NULL,
+        .context = s->context[0] ? s->context : NULL,
+    };
+    if (r >= 0)
+        r = stk_driver_open(backend, &conf, &s->drv, err);
     if (r < 0) {
         free(s);
         return r;
     }
     if ((r = stk_store_open(p->state_dir, &s->st, err)) < 0) {
-        free(s);
+        stk_session_close(s);
         return r;
     }
     r = backend_claim(p->state_dir, backend, had_store, err);
     if (r >= 0)
-        r = session_sim(s) ? sim_advance_all(s, err) : stk_session_reconcile(s, err);
+        r = stk_session_reconcile(s, err);
     if (r < 0) {
         stk_session_close(s);
         return r;
@@ -144,7 +163,52 @@ void stk_session_close(struct stk_session *s)
     if (!s)
         return;
     stk_store_close(s->st);
+    stk_driver_close(s->drv);
     free(s);
+}
+
+int stk_session_facts(struct stk_session *s, const struct stk_boundary *b,
+                      struct stk_driver_facts *ret, struct stk_error **err)
+{
+    return s->drv->ops->facts(s->drv->ctx, b, ret, err);
+}
+
+int stk_session_record_facts(struct stk_session *s, const struct stk_sb_rec *rec,
+                             const struct stk_boundary *b, struct stk_driver_facts *ret,
+                             struct stk_error **err)
+{
+    /* an OCI runtime it was given: its caveats are known without asking
+     * the driver (which would detect runtimes, smoke runs included, in the
+     * caller: the gateway's event loop) */
+    int rt = stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rec->runtime);
+    if (rt < 0)
+        return stk_session_facts(s, b, ret, err);
+    *ret = (struct stk_driver_facts){.facts = {.backend = s->backend}};
+    ret->runtime = stk_oci_runtime_names[rt];
+    ret->facts.runtime = ret->runtime;
+    ret->facts.runtime_is_gvisor = rt == STK_OCI_RUNSC;
+    ret->facts.caveats = stk_runtime_caveats((enum stk_oci_runtime)rt);
+    return 0;
+}
+
+int stk_session_gc(struct stk_session *s, size_t *ret_removed, struct stk_error **err)
+{
+    const struct stk_driver_ops *ops = s->drv->ops;
+    if (!ops->gc)
+        return stk_error_make(err, EOPNOTSUPP, "the %s backend leaves nothing behind to collect",
+                              stk_backend_names[s->backend]);
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    if (r < 0)
+        return r;
+    const char **keep = stk_xcalloc(n + 1, sizeof(*keep));
+    for (size_t i = 0; i < n; i++)
+        keep[i] = recs[i].id;
+    r = ops->gc(s->drv->ctx, keep, n, ret_removed, err);
+    free(keep);
+    stk_sb_recs_free(recs, n);
+    return r;
 }
 
 struct stk_store *stk_session_store(struct stk_session *s)
@@ -216,37 +280,6 @@ int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_bounda
         return stk_error_make(err, EINVAL, "sandbox %s: its stored spec no longer resolves%s%s",
                               rec->id, diags.n ? ": " : "", diags.n ? diags.items[0].msg : "");
     return 0;
-}
-
-int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err)
-{
-    *ret_passed_over = false;
-    struct stk_runtime_status st[_STK_OCI_N];
-    int r = stk_runtimes_detect(p, st, err);
-    if (r < 0)
-        return r;
-    /* This runsc has no --preserve-fds: stockade-init cannot receive its
-     * socket, so long-lived sandboxes run on the strongest of the others. */
-    if (st[STK_OCI_RUNSC].works) {
-        st[STK_OCI_RUNSC].works = false;
-        *ret_passed_over = b->runtime == STK_RUNTIME_DEFAULT;
-        fmt_into(st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
-                 "this runsc cannot pass the supervisor's socket (no --preserve-fds); long-lived "
-                 "sandboxes use crun or runc, `stockade run` can use runsc");
-    }
-    const char *note = NULL;
-    if (stk_runtime_choose(b->runtime, st, ret, &note) < 0)
-        return stk_error_make(err, ENOENT, "no runtime: %s", note);
-    return 0;
-}
-
-int session_net_config(const struct stk_local_paths *p, const struct stk_envconfig *env,
-                       struct stk_net_config *ret, struct stk_error **err)
-{
-    stk_net_config_default(ret);
-    ret->run_dir = p->run_dir;
-    return stk_net_config_apply_env(ret, env, err);
 }
 
 /* ---- records -------------------------------------------------------------------- */
@@ -439,63 +472,64 @@ char *session_argv_json(const char *const *argv, size_t argc, const char *key, v
     return s;
 }
 
-int session_init_connect(const struct stk_session *s, const char *id, int timeout_ms,
-                         struct stk_init_conn **ret, struct stk_error **err)
+void *session_argv_details(const struct stk_boundary *b, const char *key, void *value)
 {
-    char sock[256];
-    int r = stk_local_socket_path(&s->p, id, sock, sizeof(sock), err);
-    return r < 0 ? r : stk_init_connect(sock, timeout_ms, ret, err);
+    json_t *a = json_array();
+    for (size_t i = 0; b && i < b->argc; i++)
+        json_array_append_new(a, json_string(b->argv[i]));
+    json_t *d = json_pack("{s:o}", "argv", a);
+    if (key)
+        json_object_set_new(d, key, value);
+    return d;
 }
 
 static int cold_create(struct stk_session *s, const struct stk_create_req *req,
                        const struct stk_boundary *b, struct stk_create_res *ret,
                        struct stk_error **err)
 {
-    if (session_sim(s))
-        return sim_create(s, req, b, ret, err);
-    enum stk_oci_runtime rt;
-    bool passed_over = false;
-    int r = stk_session_runtime(&s->p, b, &rt, &passed_over, err);
+    struct stk_driver_facts facts;
+    int r = stk_session_facts(s, b, &facts, err);
     if (r < 0)
         return r;
-    /* explain names the strongest runtime that works; when that was runsc,
-     * the sandbox is weaker than explain said: say so, never silently */
+    /* explain names what the backend would do; where this sandbox gets
+     * less, say so, never silently */
     size_t len = strlen(ret->note);
-    if (passed_over)
-        fmt_into(ret->note + len, sizeof(ret->note) - len,
-                 "%sruns on %s, not gVisor: this runsc cannot pass the supervisor's socket (no "
-                 "--preserve-fds); `stockade run` can use it",
-                 len ? "; " : "", stk_oci_runtime_names[rt]);
+    if (facts.note[0])
+        fmt_into(ret->note + len, sizeof(ret->note) - len, "%s%s", len ? "; " : "", facts.note);
     if (!req->pool_member && !req->idle && b->argc == 0)
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");
 
     struct stk_sb_rec rec;
-    session_record_new(s, req, b, stk_oci_runtime_names[rt], &rec);
+    session_record_new(s, req, b, facts.runtime ? facts.runtime : "", &rec);
 
     /* locked before the record exists: recovery never mistakes a sandbox
-     * being created for one whose creator died */
-    int lock = session_lock_open(s, rec.id, true, err);
-    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
-        stk_sb_rec_free(&rec);
-        if (lock >= 0)
-            close(lock);
-        return lock < 0 ? lock : stk_error_errno(err, errno, "locking sandbox %s", rec.id);
+     * being created for one whose creator died (a monitor takes it over) */
+    int lock = -1;
+    if (session_supervised(s)) {
+        lock = session_lock_open(s, rec.id, true, err);
+        if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+            stk_sb_rec_free(&rec);
+            if (lock >= 0)
+                close(lock);
+            return lock < 0 ? lock : stk_error_errno(err, errno, "locking sandbox %s", rec.id);
+        }
     }
     r = stk_store_sb_insert(s->st, &rec, err);
-    if (r >= 0) {
-        json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec.name, "runtime", rec.runtime,
-                              "poolMember", rec.pool_member);
-        _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
-        json_decref(d);
-        r = stk_audit_append(s->st, rec.id, "created", s->actor, dj, err);
-    }
+    if (r >= 0)
+        r = session_audit(s, rec.id, "created", NULL,
+                          json_pack("{s:s,s:s,s:b}", "name", rec.name, "runtime", rec.runtime,
+                                    "poolMember", rec.pool_member),
+                          err);
     fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
     if (r < 0) {
-        close(lock);
+        if (lock >= 0)
+            close(lock);
         return r;
     }
+    if (!session_supervised(s))
+        return session_up_inline(s, ret->id, true, req->idle, err);
     return monitor_spawn(s, ret->id, req->idle ? MONITOR_CREATE_IDLE : MONITOR_CREATE, lock, err);
 }
 
@@ -541,10 +575,8 @@ out:
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err)
 {
-    if (session_sim(s))
-        return sim_exec(s, id, proc, err);
     struct stk_sb_rec rec = {0};
-    int r = session_get(s, id, &rec, err);
+    int r = session_current(s, id, &rec, err);
     if (r < 0)
         return r;
     if (proc->n_env > STK_EXEC_MAX_ENV) {
@@ -561,62 +593,79 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
         stk_sb_rec_free(&rec);
         return r;
     }
-    _cleanup_free_ char *dj =
-        session_argv_json(proc->argv, proc->argc, "tty", json_boolean(proc->tty));
-    struct stk_init_conn *c = NULL;
-    if ((r = stk_audit_append(s->st, rec.id, "exec", s->actor, dj, err)) >= 0 &&
-        (r = session_init_connect(s, rec.id, 2000, &c, err)) >= 0) {
-        /* a claimed pool member's own environment still names the pool's
-         * template: the sandbox's name is the record's */
-        const char *env[STK_EXEC_MAX_ENV + 1];
-        char name_env[128];
-        struct stk_init_proc p = *proc;
-        fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", rec.name);
-        env[0] = name_env;
-        for (size_t i = 0; i < proc->n_env; i++)
-            env[i + 1] = proc->env[i];
-        p.env = env;
-        p.n_env = 1 + proc->n_env;
-        r = stk_init_exec(c, &p, in_fd, out_fd, err_fd, ret_code, err);
+    struct session_sb sb;
+    if ((r = session_sb_load(s, rec.id, false, &sb, err)) < 0) {
+        stk_sb_rec_free(&rec);
+        return r;
     }
-    stk_init_close(c);
     stk_sb_rec_free(&rec);
+    json_t *argv = json_array();
+    for (size_t i = 0; i < proc->argc; i++)
+        json_array_append_new(argv, json_string(proc->argv[i]));
+    r = session_audit(s, sb.rec.id, "exec", NULL,
+                      json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty), err);
+    if (r >= 0) {
+        r = s->drv->ops->exec(s->drv->ctx, &sb.d, proc, in_fd, out_fd, err_fd, ret_code, err);
+        /* a backend that runs nothing: the command was not executed */
+        if (r == -STK_DRV_E_NOTSUP)
+            r = -ENOEXEC;
+    }
+    session_sb_release(&sb);
     return r;
 }
 
 /* ---- stop / start / rm ------------------------------------------------------------ */
 
-/* Asks stockade-init to end the workload (SIGTERM, then SIGKILL after the
- * grace period) and waits until the sandbox's monitor has finished the
- * operation the phase names, or does it itself when there is no monitor. */
-static int shutdown_and_finish(struct stk_session *s, const char *id, struct stk_error **err)
+/* The phase (stopping or deleting) is recorded: ask the workload to end and
+ * finish the operation. A supervised sandbox's monitor sees the end, tears
+ * down and records the phase; the lock it releases says it is done (or
+ * that it is gone: then the operation is finished here). Without a
+ * monitor, it is all done here. */
+static int end_and_finish(struct stk_session *s, const char *id, enum stk_sb_phase now,
+                          bool running, struct stk_error **err)
 {
-    struct stk_init_conn *c = NULL;
-    if (session_init_connect(s, id, 500, &c, NULL) >= 0) {
-        (void)stk_init_shutdown(c, STK_STOP_GRACE_MS, NULL);
-        stk_init_close(c);
+    const struct stk_driver_ops *ops = s->drv->ops;
+    struct session_sb sb;
+    int r = session_sb_load(s, id, false, &sb, err);
+    if (r < 0)
+        return r;
+    if (running)
+        r = ops->stop(s->drv->ctx, &sb.d, STK_STOP_GRACE_MS, err);
+    if (r >= 0 && session_supervised(s)) {
+        session_sb_release(&sb);
+        /* the monitor's grace period, its overdue kill, its teardown */
+        int lock = session_lock(s, id, STK_STOP_GRACE_MS + 30000, NULL);
+        if (lock == -ENOENT)
+            return 0; /* deleted: the directory went after the phase was recorded */
+        if (lock < 0)
+            return stk_error_make(err, EAGAIN,
+                                  "sandbox %s: its monitor did not finish in time; `stockade get "
+                                  "%s` shows its phase, and the next command finishes the work",
+                                  id, id);
+        r = session_finish(s, id, lock, err);
+        close(lock);
+        return r;
     }
-    /* the monitor releases the lock once the host is clean */
-    /* the monitor's grace period, its overdue kill, its teardown */
-    int lock = session_lock(s, id, STK_STOP_GRACE_MS + 30000, NULL);
-    if (lock == -ENOENT)
-        return 0; /* deleted: the directory went after the phase was recorded */
-    if (lock < 0)
-        return stk_error_make(err, EAGAIN,
-                              "sandbox %s: its monitor did not finish in time; `stockade get %s` "
-                              "shows its phase, and the next command finishes the work",
-                              id, id);
-    int r = session_finish(s, id, lock, err);
-    close(lock);
+    bool purge = now == STK_SB_DELETING;
+    if (r >= 0)
+        r = ops->teardown(s->drv->ctx, &sb.d, purge, err);
+    if (r >= 0)
+        r = session_set_phase(s, sb.rec.id, (int)now, purge ? STK_SB_DELETED : STK_SB_STOPPED,
+                              purge ? NULL : "", "", NULL, purge ? "deleted" : "stopped", NULL,
+                              err);
+    if (r >= 0 && purge) {
+        char dir[PATH_MAX];
+        session_dir(s, sb.rec.id, dir, sizeof(dir));
+        (void)rm_rf(dir); /* its logs */
+    }
+    session_sb_release(&sb);
     return r;
 }
 
 int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err)
 {
-    if (session_sim(s))
-        return sim_stop(s, id, err);
     struct stk_sb_rec rec = {0};
-    int r = session_get(s, id, &rec, err);
+    int r = session_current(s, id, &rec, err);
     if (r < 0)
         return r;
     if (rec.phase == STK_SB_STOPPED) {
@@ -631,20 +680,18 @@ int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **e
         stk_sb_rec_free(&rec);
         return r;
     }
-    r = stk_store_sb_set_phase(s->st, rec.id, STK_SB_READY, STK_SB_STOPPING, "", "stop requested",
-                               s->actor, "stopping", NULL, err);
+    r = session_set_phase(s, rec.id, STK_SB_READY, STK_SB_STOPPING, "", "stop requested", NULL,
+                          "stopping", NULL, err);
     if (r >= 0)
-        r = shutdown_and_finish(s, rec.id, err);
+        r = end_and_finish(s, rec.id, STK_SB_STOPPING, true, err);
     stk_sb_rec_free(&rec);
     return r;
 }
 
 int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err)
 {
-    if (session_sim(s))
-        return sim_start(s, id, err);
     struct stk_sb_rec rec = {0};
-    int r = session_get(s, id, &rec, err);
+    int r = session_current(s, id, &rec, err);
     if (r < 0)
         return r;
     if (rec.phase == STK_SB_READY) {
@@ -657,27 +704,27 @@ int stk_session_start(struct stk_session *s, const char *id, struct stk_error **
         stk_sb_rec_free(&rec);
         return r;
     }
-    int lock = session_lock(s, rec.id, 5000, err);
-    if (lock < 0) {
+    int lock = -1;
+    if (session_supervised(s) && (lock = session_lock(s, rec.id, 5000, err)) < 0) {
         stk_sb_rec_free(&rec);
         return lock;
     }
-    r = stk_store_sb_set_phase(s->st, rec.id, STK_SB_STOPPED, STK_SB_STARTING, "",
-                               "start requested", s->actor, "starting", NULL, err);
-    if (r >= 0)
+    r = session_set_phase(s, rec.id, STK_SB_STOPPED, STK_SB_STARTING, "", "start requested", NULL,
+                          "starting", NULL, err);
+    if (r >= 0 && lock >= 0)
         r = monitor_spawn(s, rec.id, MONITOR_START, lock, err);
-    else
+    else if (lock >= 0)
         close(lock);
+    else if (r >= 0)
+        r = session_up_inline(s, rec.id, false, false, err);
     stk_sb_rec_free(&rec);
     return r;
 }
 
 int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk_error **err)
 {
-    if (session_sim(s))
-        return sim_rm(s, id, force, err);
     struct stk_sb_rec rec = {0};
-    int r = session_get(s, id, &rec, err);
+    int r = session_current(s, id, &rec, err);
     if (r < 0)
         return r;
     enum stk_sb_phase ph = rec.phase;
@@ -694,10 +741,10 @@ int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk
         stk_sb_rec_free(&rec);
         return r;
     }
-    r = stk_store_sb_set_phase(s->st, rec.id, (int)ph, STK_SB_DELETING, NULL, "delete requested",
-                               s->actor, "deleting", NULL, err);
+    r = session_set_phase(s, rec.id, (int)ph, STK_SB_DELETING, NULL, "delete requested", NULL,
+                          "deleting", NULL, err);
     if (r >= 0)
-        r = shutdown_and_finish(s, rec.id, err);
+        r = end_and_finish(s, rec.id, STK_SB_DELETING, running || session_supervised(s), err);
     stk_sb_rec_free(&rec);
     return r;
 }

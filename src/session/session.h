@@ -49,6 +49,17 @@ int stk_session_open(const struct stk_local_paths *p, const char *actor, struct 
  * opens its session with this. */
 int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend backend,
                              const char *actor, struct stk_session **ret, struct stk_error **err);
+/* What only some backends need. */
+struct stk_session_opts {
+    const char *kubeconfig; /* kubernetes: NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
+    const char *context;    /* kubernetes: NULL: the kubeconfig's current context */
+};
+/* stk_session_open_backend with opts (NULL: none): the driver of `backend`
+ * is opened with {state_dir, run_dir, kubeconfig, context}; a backend not
+ * built into this stockade is -EOPNOTSUPP with a message. */
+int stk_session_open_opts(const struct stk_local_paths *p, enum stk_backend backend,
+                          const char *actor, const struct stk_session_opts *opts,
+                          struct stk_session **ret, struct stk_error **err);
 enum stk_backend stk_session_backend(const struct stk_session *s);
 /* Only the check of stk_session_open_backend, for readers that open the
  * store themselves (`stockade audit`): -EEXIST when an existing state
@@ -135,7 +146,8 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err);
 #define STK_SESSION_REFILL_VERB  "__pool-refill"
 /* `stockade __monitor MODE ID` with the lock on fd 3 and the report pipe on
  * fd 4. Returns the exit status. */
-int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, const char *mode,
+int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend backend,
+                             const struct stk_session_opts *opts, const char *id, const char *mode,
                              int lock_fd, int report_fd);
 
 /* ---- warm pools ---- */
@@ -147,40 +159,16 @@ int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **
 /* Counts a pool's unclaimed members that are ready. */
 int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err);
 
-/* The runtime a long-lived sandbox of b gets here: as `run` would choose,
- * without runsc (no --preserve-fds in this version). *ret_passed_over: the
- * default would have been runsc. */
-int stk_session_runtime(const struct stk_local_paths *p, const struct stk_boundary *b,
-                        enum stk_oci_runtime *ret, bool *ret_passed_over, struct stk_error **err);
-
-/* ---- the simulator's model (src/session/sim.c, docs/sim.md) ---- */
-
-/* How a sandbox of b would end, from the sim hints against its limits. The
- * declared use grows linearly from nothing at start to its peak at runFor
- * (memory and pids: reached at start when there is no runFor); the first
- * limit crossed kills it, ties in the order memory, pids, cpu, wall clock. */
-struct stk_sim_outcome {
-    bool ends;                 /* false: it runs until stopped */
-    int64_t at_ms;             /* when it ends, after its start */
-    enum stk_sb_phase phase;   /* succeeded, failed or killed (when it ends) */
-    enum stk_kill_reason kill; /* STK_KILL_NONE unless killed */
-    int exit_code;             /* -1 when killed */
-    /* modelled use when it ends (a kill: the limit it reached) */
-    int64_t memory_bytes, pids, cpu_ms;
-};
-void stk_sim_model(const struct stk_boundary *b, struct stk_sim_outcome *ret);
-
-/* The decision on the i-th of the hints' connects, by stk_egress_decide(). */
-struct stk_sim_connect {
-    char dst[STK_CIDR_STRLEN]; /* the address, no prefix */
-    uint16_t port;
-    const char *proto; /* "TCP", "UDP", "SCTP" (as the local NFLOG reader) */
-    bool allowed;
-    const char *policy;           /* allowing policy; when denied the deny or excepting one */
-    char except[STK_CIDR_STRLEN]; /* the except that held dst, "" when none */
-};
-/* -EINVAL when the egress model does not apply (injection) or the entry is
- * not a destination. */
-int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_connect *ret);
+/* What the session's backend enforces for b, from its driver (explain,
+ * the gateway's contract of a record). -EINVAL when b cannot run there. */
+int stk_session_facts(struct stk_session *s, const struct stk_boundary *b,
+                      struct stk_driver_facts *ret, struct stk_error **err);
+/* The same for a recorded sandbox: with the runtime its record names. */
+int stk_session_record_facts(struct stk_session *s, const struct stk_sb_rec *rec,
+                             const struct stk_boundary *b, struct stk_driver_facts *ret,
+                             struct stk_error **err);
+/* Removes what this state directory's sandboxes left on the backend and no
+ * record keeps (the driver's gc); -EOPNOTSUPP when it has none. */
+int stk_session_gc(struct stk_session *s, size_t *ret_removed, struct stk_error **err);
 
 #endif

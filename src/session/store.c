@@ -80,6 +80,9 @@ static const char *const migrations[STK_STORE_SCHEMA] = {
      * head file (audit.c) is the copy outside it. */
     "CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seq INTEGER NOT NULL, hash TEXT NOT NULL);",
+    /* 1 → 2: the driver's opaque handle of a sandbox (driver.h), so every
+     * operation works from (id, handle) in any process */
+    "ALTER TABLE sandboxes ADD COLUMN handle TEXT;",
 };
 
 static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
@@ -616,7 +619,7 @@ static int sb_check(const struct stk_sb_rec *r, struct stk_error **err)
 #define SB_COLS                                                                                    \
     "id, name, tenant, project, owner, runtime, pool, pool_member, phase, reason, message,"        \
     " exit_code, created_ms, updated_ms, monitor_pid, monitor_start, init_pid, spec, env,"         \
-    " labels, result"
+    " labels, result, handle"
 
 void stk_sb_rec_free(struct stk_sb_rec *r)
 {
@@ -626,7 +629,8 @@ void stk_sb_rec_free(struct stk_sb_rec *r)
     free(r->env);
     free(r->labels);
     free(r->result);
-    r->spec = r->env = r->labels = r->result = NULL;
+    free(r->handle);
+    r->spec = r->env = r->labels = r->result = r->handle = NULL;
 }
 
 void stk_sb_recs_free(struct stk_sb_rec *r, size_t n)
@@ -673,6 +677,7 @@ static int sb_from_row(sqlite3_stmt *s, struct stk_sb_rec *r, struct stk_error *
     r->env = col_dup(s, 18);
     r->labels = col_dup(s, 19);
     r->result = col_dup(s, 20);
+    r->handle = col_dup(s, 21);
     return 0;
 }
 
@@ -710,7 +715,7 @@ static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     ret = store_prepare(st,
                         "INSERT INTO sandboxes (" SB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                        " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                        " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                         &s, err);
     if (ret < 0)
         return ret;
@@ -732,6 +737,7 @@ static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct
     bind_text(s, 19, r->env);
     bind_text(s, 20, r->labels);
     bind_text(s, 21, r->result);
+    bind_text(s, 22, r->handle);
     int rc = sqlite3_step(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return stk_error_make(err, EEXIST, "a sandbox with id '%s' already exists", r->id);
@@ -1059,6 +1065,18 @@ int stk_store_sb_set_result(struct stk_store *st, const char *id, int exit_code,
                           "UPDATE sandboxes SET exit_code = ?2, monitor_pid = 0, init_pid = 0,"
                           " result = ?4, updated_ms = ?5 WHERE id = ?1 AND ?3 = 0",
                           id, exit_code, 0, result_json, err);
+}
+
+int stk_store_sb_set_handle(struct stk_store *st, const char *id, const char *handle,
+                            struct stk_error **err)
+{
+    if (handle && strlen(handle) > STK_STORE_MAX_JSON)
+        return stk_error_make(err, EINVAL, "sandbox %s: handle: longer than %d bytes", id,
+                              STK_STORE_MAX_JSON);
+    return sb_set_columns(st,
+                          "UPDATE sandboxes SET handle = ?4, updated_ms = ?5 WHERE id = ?1"
+                          " AND ?2 = ?3",
+                          id, 0, 0, handle, err);
 }
 
 int stk_store_sb_update(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)

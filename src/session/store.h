@@ -18,7 +18,7 @@
 #define STK_STORE_DB_FILE   "stockade.db"
 #define STK_STORE_LOCK_FILE "stockade.lock"
 #define STK_STORE_BUSY_MS   5000
-#define STK_STORE_SCHEMA    1             /* PRAGMA user_version this code writes */
+#define STK_STORE_SCHEMA    2             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE  10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC   (1024 * 1024) /* spec, env, template_spec: as the docset bound */
 #define STK_STORE_MAX_JSON  (64 * 1024)   /* labels, result */
@@ -104,6 +104,7 @@ struct stk_sb_rec {
     char *env;                      /* the EnvironmentConfig text used (owned, may be NULL) */
     char *labels;                   /* JSON object text (owned, may be NULL) */
     char *result; /* JSON object text: the last run's result (owned, may be NULL) */
+    char *handle; /* the driver's handle (driver.h), JSON text (owned, may be NULL) */
 };
 void stk_sb_rec_free(struct stk_sb_rec *r); /* frees the owned strings */
 /* The record as the CLI (`get -o json`, `ls -o json`) and the gateway show
@@ -152,6 +153,9 @@ int stk_store_sb_set_result(struct stk_store *st, const char *id, int exit_code,
  * owner, pool, pool_member, exit_code, monitor_pid, monitor_start, init_pid,
  * labels, result. runtime, spec, env, created_ms, phase, reason and message
  * are left. -ENOENT. */
+/* The driver's handle (NULL clears it). */
+int stk_store_sb_set_handle(struct stk_store *st, const char *id, const char *handle,
+                            struct stk_error **err);
 int stk_store_sb_update(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err);
 
 /* ---- warm pools ----------------------------------------------------------- */

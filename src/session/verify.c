@@ -25,14 +25,14 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     struct stk_verify_plan *plan = NULL;
     _cleanup_free_ char *report = NULL, *dj = NULL;
     _cleanup_close_ int out = -1;
-    if (session_sim(s))
+    if (s->drv->ops->models_only)
         /* verify observes a live sandbox from inside; modelling the
-         * observations would be the pretence the simulator must not make */
+         * observations would be the pretence a model must not make */
         return stk_error_make(err, ENOTSUP,
                               "sandbox %s is simulated: verify proves the contract from inside a "
-                              "live sandbox, and the sim backend runs none (stockade explain "
-                              "--backend sim states what is modelled)",
-                              id);
+                              "live sandbox, and the %s backend runs none (stockade explain "
+                              "--backend %s states what is modelled)",
+                              id, stk_backend_names[s->backend], stk_backend_names[s->backend]);
     int r = session_get(s, id, &rec, err);
     if (r < 0)
         return r;

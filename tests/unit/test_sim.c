@@ -73,12 +73,12 @@ static void test_exits_on_its_own(void **state)
     struct stk_sim_outcome o = model("  driverConfig: {sim: {runFor: 2s}}\n");
     assert_true(o.ends);
     assert_int_equal(o.at_ms, 2000);
-    assert_int_equal(o.phase, STK_SB_SUCCEEDED);
+    assert_int_equal(o.phase, STK_PHASE_SUCCEEDED);
     assert_int_equal(o.exit_code, 0);
     assert_int_equal(o.kill, STK_KILL_NONE);
 
     o = model("  driverConfig: {sim: {runFor: 1s, exitCode: 7}}\n");
-    assert_int_equal(o.phase, STK_SB_FAILED);
+    assert_int_equal(o.phase, STK_PHASE_FAILED);
     assert_int_equal(o.exit_code, 7);
 
     /* no hints: it runs until stopped (no wall clock by default) */
@@ -88,11 +88,11 @@ static void test_exits_on_its_own(void **state)
 
     /* exactly at the deadline it exits: the deadline kills what runs past it */
     o = model("  resources: {wallClock: 5s}\n  driverConfig: {sim: {runFor: 5s}}\n");
-    assert_int_equal(o.phase, STK_SB_SUCCEEDED);
+    assert_int_equal(o.phase, STK_PHASE_SUCCEEDED);
     /* at its limit, not above: no kill */
     o = model("  resources: {memory: 256Mi}\n  driverConfig: {sim: {runFor: 1s, memoryPeak: "
               "256Mi}}\n");
-    assert_int_equal(o.phase, STK_SB_SUCCEEDED);
+    assert_int_equal(o.phase, STK_PHASE_SUCCEEDED);
     assert_int_equal(o.memory_bytes, 256 << 20);
 }
 
@@ -102,7 +102,7 @@ static void test_each_kill_reason(void **state)
     /* memory grows linearly to 512Mi over 10s: above 256Mi at 5s */
     struct stk_sim_outcome o = model("  resources: {memory: 256Mi}\n"
                                      "  driverConfig: {sim: {runFor: 10s, memoryPeak: 512Mi}}\n");
-    assert_int_equal(o.phase, STK_SB_KILLED);
+    assert_int_equal(o.phase, STK_PHASE_KILLED);
     assert_int_equal(o.kill, STK_KILL_MEMORY);
     assert_int_equal(o.at_ms, 5000);
     assert_int_equal(o.exit_code, -1);

@@ -641,8 +641,10 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
  * it was made (a Pod's command is fixed), so the claim is a relabelling,
  * guarded by the Pod's resourceVersion: of two claims on one Pod, across
  * any number of stockade processes, exactly one wins (409 for the other). */
-static int kube_start(void *ud, const struct stk_driver_sandbox *sb, struct stk_error **err)
+static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_handle,
+                      struct stk_error **err)
 {
+    *ret_handle = NULL; /* the same namespace and Pod */
     struct kube_ctx *c = ud;
     struct handle h;
     json_t *list = NULL;

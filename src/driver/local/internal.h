@@ -114,4 +114,26 @@ size_t runtime_entries(const char *root, const char *id, bool remove);
 /* Random lowercase hex id of n characters. */
 void random_hex(char *buf, size_t n);
 
+/* ---- the driver (driver.c, supervise.c) -------------------------------------- */
+
+struct local_ctx {
+    struct stk_local_paths p;
+    char state_dir[4096], run_dir[4096];
+};
+/* The handle's runtime (the record's when the handle has none) and init's
+ * pid (0: none). -EINVAL when the runtime is unknown (*ret_rt: crun). */
+int local_handle_parse(const struct stk_driver_sandbox *sb, enum stk_oci_runtime *ret_rt,
+                       pid_t *ret_init_pid);
+int local_net_config(const struct local_ctx *c, const struct stk_envconfig *env,
+                     struct stk_net_config *ret, struct stk_error **err);
+int local_init_connect(const struct local_ctx *c, const char *id, int timeout_ms,
+                       struct stk_init_conn **ret, struct stk_error **err);
+/* A pidfd for the sandbox's stockade-init, trusted only when, once the pidfd
+ * pins the process, it still runs stockade-init inside this sandbox's own
+ * cgroup. -ESRCH otherwise. */
+int local_init_pidfd(pid_t pid, const char *id);
+int local_supervise(void *ctx, const struct stk_driver_sandbox *sb,
+                    const struct stk_driver_sink *sink, struct stk_driver_status *ret,
+                    struct stk_error **err);
+
 #endif

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The local driver's table: long-lived sandboxes on this host (an OCI
+ * runtime, a network namespace with nftables, cgroups, stockade-init as
+ * PID 1). The handle is {"runtime": "crun", "initPid": N}: with the
+ * sandbox's id it names everything the sandbox holds (its directory, cgroup,
+ * network, socket and the runtime's state are all found by id).
+ * Supervision is supervise.c.
+ */
+#include "driver/local/internal.h"
+#include "init/proto.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* How long stockade-init may take to answer after the runtime started it. */
+#define INIT_WAIT_MS 10000
+
+static int local_open(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err)
+{
+    struct local_ctx *c = stk_xcalloc(1, sizeof(*c));
+    fmt_into(c->state_dir, sizeof(c->state_dir), "%s",
+             conf->state_dir ? conf->state_dir : STK_LOCAL_STATE_DIR);
+    fmt_into(c->run_dir, sizeof(c->run_dir), "%s",
+             conf->run_dir ? conf->run_dir : STK_LOCAL_RUN_DIR);
+    c->p = (struct stk_local_paths){.state_dir = c->state_dir, .run_dir = c->run_dir};
+    int r = stk_local_paths_check(&c->p, err);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    *ret_ctx = c;
+    return 0;
+}
+
+static void local_close(void *ctx)
+{
+    free(ctx);
+}
+
+/* The runtime a long-lived sandbox of b gets here: as `run` would choose,
+ * without runsc (no --preserve-fds in this version). */
+static int long_lived_runtime(const struct stk_boundary *b,
+                              struct stk_runtime_status st[_STK_OCI_N], enum stk_oci_runtime *ret,
+                              bool *ret_passed_over, struct stk_error **err)
+{
+    *ret_passed_over = false;
+    /* This runsc has no --preserve-fds: stockade-init cannot receive its
+     * socket, so long-lived sandboxes run on the strongest of the others. */
+    if (st[STK_OCI_RUNSC].works) {
+        st[STK_OCI_RUNSC].works = false;
+        *ret_passed_over = b->runtime == STK_RUNTIME_DEFAULT;
+        fmt_into(st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
+                 "this runsc cannot pass the supervisor's socket (no --preserve-fds); long-lived "
+                 "sandboxes use crun or runc, `stockade run` can use runsc");
+    }
+    const char *note = NULL;
+    if (stk_runtime_choose(b->runtime, st, ret, &note) < 0)
+        return stk_error_make(err, ENOENT, "no runtime: %s", note);
+    return 0;
+}
+
+static int local_facts(void *ctx, const struct stk_boundary *b, struct stk_driver_facts *ret,
+                       struct stk_error **err)
+{
+    struct local_ctx *c = ctx;
+    struct stk_runtime_status st[_STK_OCI_N];
+    *ret = (struct stk_driver_facts){.facts = {.backend = STK_BACKEND_LOCAL}};
+    int r = stk_runtimes_detect(&c->p, st, err);
+    if (r < 0)
+        return r;
+    /* explain: the strongest runtime that works (`run` may use runsc) */
+    enum stk_oci_runtime rt;
+    const char *why = NULL;
+    if (stk_runtime_choose(b->runtime, st, &rt, &why) < 0) {
+        fmt_into(ret->runtime_note, sizeof(ret->runtime_note), "%s", why ? why : "");
+        ret->facts.runtime_note = ret->runtime_note;
+    } else {
+        ret->facts.runtime = stk_oci_runtime_names[rt];
+        ret->facts.runtime_is_gvisor = rt == STK_OCI_RUNSC;
+        if (st[rt].version[0] && why)
+            fmt_into(ret->runtime_note, sizeof(ret->runtime_note), "%s; %s", st[rt].version, why);
+        else
+            fmt_into(ret->runtime_note, sizeof(ret->runtime_note), "%s",
+                     why ? why : st[rt].version);
+        ret->facts.runtime_note = ret->runtime_note[0] ? ret->runtime_note : NULL;
+        ret->facts.caveats = stk_runtime_caveats(rt);
+    }
+    /* a long-lived sandbox: never runsc here; when that was explain's
+     * choice, the sandbox is weaker than explain said: say so */
+    bool passed_over = false;
+    if ((r = long_lived_runtime(b, st, &rt, &passed_over, err)) < 0)
+        return r;
+    ret->runtime = stk_oci_runtime_names[rt];
+    if (passed_over)
+        fmt_into(ret->note, sizeof(ret->note),
+                 "runs on %s, not gVisor: this runsc cannot pass the supervisor's socket (no "
+                 "--preserve-fds); `stockade run` can use it",
+                 stk_oci_runtime_names[rt]);
+    return 0;
+}
+
+/* ---- handles ------------------------------------------------------------------------ */
+
+int local_handle_parse(const struct stk_driver_sandbox *sb, enum stk_oci_runtime *ret_rt,
+                       pid_t *ret_init_pid)
+{
+    json_t *h = sb->handle ? json_loads(sb->handle, 0, NULL) : NULL;
+    const char *rt = json_string_value(json_object_get(h, "runtime"));
+    if (!rt)
+        rt = sb->runtime;
+    int i = rt ? stk_enum_lookup(stk_oci_runtime_names, _STK_OCI_N, rt) : -1;
+    json_t *pid = json_object_get(h, "initPid");
+    *ret_init_pid = json_is_integer(pid) ? (pid_t)json_integer_value(pid) : 0;
+    json_decref(h);
+    *ret_rt = i >= 0 ? (enum stk_oci_runtime)i : STK_OCI_CRUN;
+    return i >= 0 ? 0 : -EINVAL;
+}
+
+int local_net_config(const struct local_ctx *c, const struct stk_envconfig *env,
+                     struct stk_net_config *ret, struct stk_error **err)
+{
+    stk_net_config_default(ret);
+    ret->run_dir = c->p.run_dir;
+    return stk_net_config_apply_env(ret, env, err);
+}
+
+int local_init_connect(const struct local_ctx *c, const char *id, int timeout_ms,
+                       struct stk_init_conn **ret, struct stk_error **err)
+{
+    char sock[256];
+    int r = stk_local_socket_path(&c->p, id, sock, sizeof(sock), err);
+    return r < 0 ? r : stk_init_connect(sock, timeout_ms, ret, err);
+}
+
+/* ---- provision, start --------------------------------------------------------------- */
+
+/* Starts the workload in an idle stockade-init; STK_DRV_E_PHASE when one
+ * was started already. */
+static int start_workload(const struct local_ctx *c, const struct stk_driver_sandbox *sb,
+                          int wait_ms, struct stk_error **err)
+{
+    struct stk_init_conn *conn = NULL;
+    struct stk_init_info info;
+    int r = local_init_connect(c, sb->id, wait_ms, &conn, err);
+    if (r >= 0)
+        r = stk_init_hello(conn, &info, err);
+    if (r >= 0 && info.state != STK_INIT_IDLE)
+        r = stk_error_make(err, STK_DRV_E_PHASE, "sandbox %s: its workload was started already",
+                           sb->id);
+    if (r >= 0 && !sb->pool_member && !sb->idle) {
+        /* a claimed member's own environment still names the pool's
+         * template: the sandbox's name is the record's */
+        char name_env[128];
+        fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", sb->name ? sb->name : "");
+        const char *env[] = {name_env};
+        struct stk_init_proc proc = {
+            .argv = sb->b->argv, .argc = sb->b->argc, .env = env, .n_env = 1};
+        r = stk_init_start(conn, &proc, err);
+    }
+    stk_init_close(conn);
+    return r;
+}
+
+static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool restart,
+                           char **ret_handle, struct stk_error **err)
+{
+    struct local_ctx *c = ctx;
+    (void)restart; /* what persists across a stop is in the directory */
+    enum stk_oci_runtime rt;
+    pid_t unused;
+    if (!sb->b || local_handle_parse(sb, &rt, &unused) < 0)
+        return stk_error_make(err, EINVAL, "sandbox %s: unknown runtime %s", sb->id,
+                              sb->runtime ? sb->runtime : "(none)");
+    struct stk_net_config net;
+    int r = local_net_config(c, sb->env, &net, err);
+    if (r < 0)
+        return r;
+    struct stk_run_request req = {
+        .b = sb->b,
+        .runtime = rt,
+        .net = &net,
+        .id = sb->id,
+        .lock_fd = sb->lock_fd,
+        /* a pool member keeps the pool's name: the hostname is fixed at
+         * creation (the UTS namespace), before any claim */
+        .hostname = sb->pool_member ? sb->pool : NULL,
+    };
+    struct stk_local_instance inst;
+    if ((r = stk_local_provision(&c->p, &req, &inst, err)) < 0)
+        return r;
+    stk_fault_point("provisioned");
+    json_t *h =
+        json_pack("{s:s,s:i}", "runtime", stk_oci_runtime_names[rt], "initPid", (int)inst.init_pid);
+    char *handle = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    if ((r = start_workload(c, sb, INIT_WAIT_MS, err)) < 0) {
+        free(handle);
+        (void)stk_local_teardown(&c->p, sb->id, rt, &net, false, NULL);
+        return r;
+    }
+    *ret_handle = handle;
+    return 0;
+}
+
+static int local_start(void *ctx, const struct stk_driver_sandbox *sb, char **ret_handle,
+                       struct stk_error **err)
+{
+    *ret_handle = NULL;
+    if (!sb->b)
+        return stk_error_make(err, EINVAL, "sandbox %s: no boundary to start", sb->id);
+    return start_workload(ctx, sb, 2000, err);
+}
+
+/* ---- exec, stop, observe, teardown, gc ------------------------------------------------ */
+
+static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
+                      const struct stk_init_proc *proc, int in_fd, int out_fd, int err_fd,
+                      int *ret_code, struct stk_error **err)
+{
+    struct stk_init_conn *conn = NULL;
+    int r = local_init_connect(ctx, sb->id, 2000, &conn, err);
+    if (r >= 0) {
+        /* a claimed pool member's own environment still names the pool's
+         * template: the sandbox's name is the record's */
+        const char *env[STK_INITP_MAX_ENV];
+        char name_env[128];
+        struct stk_init_proc p = *proc;
+        size_t n = proc->n_env < STK_INITP_MAX_ENV - 1 ? proc->n_env : STK_INITP_MAX_ENV - 1;
+        fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", sb->name ? sb->name : "");
+        env[0] = name_env;
+        for (size_t i = 0; i < n; i++)
+            env[i + 1] = proc->env[i];
+        p.env = env;
+        p.n_env = 1 + n;
+        r = stk_init_exec(conn, &p, in_fd, out_fd, err_fd, ret_code, err);
+    }
+    stk_init_close(conn);
+    return r;
+}
+
+static int local_stop(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
+                      struct stk_error **err)
+{
+    (void)err;
+    struct stk_init_conn *conn = NULL;
+    /* no answer: init is gone already, and supervise reports the end */
+    if (local_init_connect(ctx, sb->id, 500, &conn, NULL) >= 0) {
+        (void)stk_init_shutdown(conn, grace_ms, NULL);
+        stk_init_close(conn);
+    }
+    return 0;
+}
+
+static int local_observe(void *ctx, const struct stk_driver_sandbox *sb,
+                         struct stk_driver_status *ret, struct stk_error **err)
+{
+    (void)ctx;
+    (void)err;
+    *ret = (struct stk_driver_status){.state = STK_DRV_LOST, .exit_code = -1};
+    enum stk_oci_runtime rt;
+    pid_t pid;
+    (void)local_handle_parse(sb, &rt, &pid);
+    int fd = local_init_pidfd(pid, sb->id);
+    if (fd >= 0) {
+        ret->state = STK_DRV_RUNNING;
+        close(fd);
+    } else {
+        fmt_into(ret->message, sizeof(ret->message), "stockade-init of sandbox %s is gone", sb->id);
+    }
+    return 0;
+}
+
+static int local_teardown(void *ctx, const struct stk_driver_sandbox *sb, bool purge,
+                          struct stk_error **err)
+{
+    struct local_ctx *c = ctx;
+    enum stk_oci_runtime rt;
+    pid_t pid;
+    (void)local_handle_parse(sb, &rt, &pid);
+    struct stk_net_config net;
+    if (local_net_config(c, sb->env, &net, NULL) < 0)
+        (void)local_net_config(c, NULL, &net, NULL);
+    return stk_local_teardown(&c->p, sb->id, rt, &net, purge, err);
+}
+
+static int local_gc(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
+                    struct stk_error **err)
+{
+    struct local_ctx *c = ctx;
+    struct stk_gc_stats st = {0};
+    int r = stk_local_gc(&c->p, keep, n_keep, &st, err);
+    if (r >= 0 && ret_removed)
+        *ret_removed = st.sandboxes + st.cgroups + st.runtime_states + st.network;
+    return r;
+}
+
+const struct stk_driver_ops stk_local_driver_ops = {
+    .backend = STK_BACKEND_LOCAL,
+    .marks = NULL,
+    .models_only = false,
+    .open = local_open,
+    .close = local_close,
+    .facts = local_facts,
+    .provision = local_provision,
+    .start = local_start,
+    .exec = local_exec,
+    .stop = local_stop,
+    .supervise = local_supervise,
+    .observe = local_observe,
+    .teardown = local_teardown,
+    .logs = NULL, /* the session's log files, written from the sink */
+    .gc = local_gc,
+};
