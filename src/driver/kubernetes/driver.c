@@ -435,7 +435,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
     struct kube_ctx *c = ud;
     char sel[128];
     selector(sb->id, sel, sizeof(sel));
-    if (purge) {
+    /* no handle: provision never finished (a create cut short by a crash),
+     * so nothing of it persists: everything goes */
+    if (purge || !sb->handle) {
         /* the namespaces labelled with the id: found even when no handle
          * was recorded (a create cut short) */
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
