@@ -169,7 +169,9 @@ struct stk_driver_ops {
     int (*observe)(void *ctx, const struct stk_driver_sandbox *sb, struct stk_driver_status *ret,
                    struct stk_error **err);
     /* Removes what the sandbox holds; keeps what persists across a stop
-     * unless purge. Idempotent: what is already gone is success. */
+     * (a home volume, a cluster namespace) unless purge (rm). The session's
+     * own directory (logs, lock) is the session's to remove. Idempotent:
+     * what is already gone is success. */
     int (*teardown)(void *ctx, const struct stk_driver_sandbox *sb, bool purge,
                     struct stk_error **err);
     /* The workload's logs from the backend. NULL: the session's own log

@@ -520,6 +520,9 @@ static json_t *pod_spec_json(const struct stk_boundary *b, bool job)
 
     /* the sandbox container */
     json_t *c = PACK("{s:s, s:s}", "name", "sandbox", "image", b->image);
+    if (b->kube && b->kube->image_pull_policy.meta.set)
+        json_object_set_new(c, "imagePullPolicy",
+                            json_string(stk_pull_policy_names[b->kube->image_pull_policy.v]));
     if (b->argc)
         json_object_set_new(c, "command", strings_json(b->argv, b->argc));
     if (b->working_dir)

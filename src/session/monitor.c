@@ -166,7 +166,10 @@ static void conclude(struct monitor *m, const struct stk_driver_status *st)
     /* act: release what the sandbox holds (its directory and logs stay
      * until the final phase is recorded, even for a delete) */
     struct stk_error *terr = NULL;
-    int tr = s->drv->ops->teardown(s->drv->ctx, &m->sb.d, false, &terr);
+    struct stk_sb_rec was = {0};
+    bool purge = stk_store_sb_get(s->st, m->id, &was, NULL) >= 0 && was.phase == STK_SB_DELETING;
+    stk_sb_rec_free(&was);
+    int tr = s->drv->ops->teardown(s->drv->ctx, &m->sb.d, purge, &terr);
     _cleanup_free_ char *result = session_result(s, m->sb.rec.runtime, st);
     bool have_status = st->state == STK_DRV_ENDED && st->exit_code >= 0;
     (void)stk_store_sb_set_result(s->st, m->id, have_status ? st->exit_code : -1, result, NULL);
@@ -195,6 +198,9 @@ static void conclude(struct monitor *m, const struct stk_driver_status *st)
             break;
     }
     if (to == STK_SB_DELETED) {
+        /* an rm that landed after the teardown: what persists goes too */
+        if (!purge)
+            (void)s->drv->ops->teardown(s->drv->ctx, &m->sb.d, true, NULL);
         char dir[PATH_MAX];
         session_dir(s, m->id, dir, sizeof(dir));
         (void)rm_rf(dir);

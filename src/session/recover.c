@@ -57,7 +57,7 @@ int session_settle(struct stk_session *s, const struct session_sb *sb, struct st
     }
     /* act, then record; a delete removes the directory (and the lock in
      * it) only once "deleted" is recorded */
-    int r = s->drv->ops->teardown(s->drv->ctx, &sb->d, false, err);
+    int r = s->drv->ops->teardown(s->drv->ctx, &sb->d, purge, err);
     if (r >= 0) {
         (void)stk_store_sb_set_pids(s->st, rec->id, 0, 0, NULL);
         r = session_set_phase(s, rec->id, (int)rec->phase, to, reason, msg, NULL, event,

@@ -598,12 +598,14 @@ static int sb_check(const struct stk_sb_rec *r, struct stk_error **err)
         ret = check_fixed(what, "reason", r->reason, sizeof(r->reason), err);
     if (ret >= 0)
         ret = check_fixed(what, "message", r->message, sizeof(r->message), err);
-    /* sim: a simulated sandbox, which no runtime runs */
-    if (ret >= 0 && r->runtime[0] && strcmp(r->runtime, "crun") && strcmp(r->runtime, "runc") &&
-        strcmp(r->runtime, "runsc") && strcmp(r->runtime, "sim"))
+    /* sim: a simulated sandbox, which no runtime runs; pod: a Pod on a
+     * cluster (the kubernetes backend) */
+    static const char *const runtimes[] = {"crun", "runc", "runsc", "sim", "pod"};
+    if (ret >= 0 && r->runtime[0] &&
+        stk_enum_lookup(runtimes, STK_ARRAY_SIZE(runtimes), r->runtime) < 0)
         ret = stk_error_make(err, EINVAL,
-                             "sandbox field 'runtime' is '%s', not one of crun|runc|runsc|sim (or "
-                             "empty)",
+                             "sandbox field 'runtime' is '%s', not one of crun|runc|runsc|sim|pod "
+                             "(or empty)",
                              r->runtime);
     if (ret >= 0 && (unsigned)r->phase >= _STK_SB_N)
         ret = stk_error_make(err, EINVAL, "sandbox field 'phase' is %d, not a phase", r->phase);

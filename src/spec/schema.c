@@ -19,6 +19,7 @@ const char *const stk_alloc_mode_names[_STK_ALLOC_N] = {"direct", "warmPool"};
 const char *const stk_cred_source_names[_STK_CRED_N] = {"env", "file", "kubernetesSecret"};
 const char *const stk_selector_op_names[_STK_SEL_N] = {"In", "NotIn", "Exists", "DoesNotExist"};
 const char *const stk_toleration_op_names[_STK_TOL_N] = {"Equal", "Exists"};
+const char *const stk_pull_policy_names[_STK_PULL_N] = {"Always", "IfNotPresent", "Never"};
 const char *const stk_taint_effect_names[_STK_EFFECT_N] = {"", "NoSchedule", "PreferNoSchedule",
                                                            "NoExecute"};
 const char *const stk_netpol_names[_STK_NETPOL_N] = {
@@ -344,6 +345,10 @@ static const struct stk_field kube_fields[] = {
      STR(STK_FMT_DNS_SUBDOMAIN), .doc = "Existing ServiceAccount to run as."},
     {"priorityClassName", AT(struct stk_kube_config, priority_class_name),
      STR(STK_FMT_DNS_SUBDOMAIN), .doc = "PriorityClass of the pod."},
+    {"imagePullPolicy", AT(struct stk_kube_config, image_pull_policy),
+     ENUM(stk_pull_policy_names),
+     .doc = "When the node pulls spec.image; the cluster's default (Always for :latest) when "
+            "omitted. Never for images loaded onto the nodes by hand."},
     {"nodeSelector", AT(struct stk_kube_config, node_selector), .type = STK_F_MAP,
      .fmt = STK_FMT_QUALIFIED, .value_fmt = STK_FMT_LABEL_VALUE, .max_items = 32,
      .doc = "Node labels the pod must land on."},

@@ -161,6 +161,8 @@ extern const char *const stk_selector_op_names[_STK_SEL_N];
 
 enum stk_toleration_op { STK_TOL_EQUAL, STK_TOL_EXISTS, _STK_TOL_N };
 extern const char *const stk_toleration_op_names[_STK_TOL_N];
+enum stk_pull_policy { STK_PULL_ALWAYS, STK_PULL_IF_NOT_PRESENT, STK_PULL_NEVER, _STK_PULL_N };
+extern const char *const stk_pull_policy_names[_STK_PULL_N];
 
 enum stk_taint_effect {
     STK_EFFECT_ALL, /* "" in Kubernetes: every effect */
@@ -358,6 +360,7 @@ struct stk_kube_config {
     struct stk_str runtime_class_name;
     struct stk_str service_account_name;
     struct stk_str priority_class_name;
+    struct stk_enumv image_pull_policy; /* enum stk_pull_policy */
     struct stk_map node_selector;
     STK_LIST(struct stk_toleration) tolerations;
     struct stk_allocation allocation;

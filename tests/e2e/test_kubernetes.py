@@ -92,7 +92,8 @@ def spec(path, name, command, **extra):
         "kind": "Sandbox",
         "metadata": {"name": name, "namespace": "e2e"},
         "spec": {"image": IMAGE, "command": command,
-                 "driverConfig": {"kubernetes": {"namespace": f"stk-e2e-{name}-{os.getpid()}"}}},
+                 "driverConfig": {"kubernetes": {"namespace": f"stk-e2e-{name}-{os.getpid()}",
+                                                 "imagePullPolicy": "IfNotPresent"}}},
     }
     doc["spec"].update(extra)
     path.write_text(yaml.safe_dump(doc))
@@ -115,8 +116,10 @@ def test_lifecycle(kube, tmp_path):
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     managers = {m["manager"] for m in pod["metadata"]["managedFields"]}
     assert "stockade" in managers
-    # exec: identity, exit status, stdin
-    assert kube.ok("exec", sid, "--", "id", "-u").stdout.strip() == "65534"
+    # exec: identity (the Pod's non-root user), exit status, stdin
+    uid = pod["spec"]["securityContext"]["runAsUser"]
+    assert uid != 0
+    assert kube.ok("exec", sid, "--", "id", "-u").stdout.strip() == str(uid)
     p = kube("exec", sid, "--", "/bin/sh", "-c", "exit 3")
     assert p.returncode == 3, p.stderr
     p = kube.ok("exec", "-i", sid, "--", "cat", input="through stdin\n")

@@ -82,6 +82,8 @@ static int store_id(const char *state_dir, char ret[33], struct stk_error **err)
             char buf[40];
             ssize_t n = read(fd, buf, sizeof(buf) - 1);
             close(fd);
+            if (n == 33 && buf[32] == '\n')
+                n = 32;
             if (n == 32) {
                 memcpy(ret, buf, 32);
                 ret[32] = '\0';
@@ -798,7 +800,7 @@ static int kube_observe(void *ud, const struct stk_driver_sandbox *sb,
 /* The log follower: a thread copying pods/log into a pipe, and one copying
  * the pipe into the sink (stk_kube_logs writes to a descriptor). */
 struct follower {
-    struct kube_ctx *c;
+    struct stk_kube *k; /* its own: a client is used by one thread */
     char ns[64], pod[254];
     int64_t since_ms;
     int wfd;
@@ -814,7 +816,7 @@ static void *follow_thread(void *ud)
                                     .since_ms = f->since_ms,
                                     .tail_lines = -1,
                                     .out_fd = f->wfd};
-    (void)stk_kube_logs(f->c->k, &req, NULL);
+    (void)stk_kube_logs(f->k, &req, NULL);
     close(f->wfd);
     return NULL;
 }
@@ -871,13 +873,13 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     selector(sb->id, sel, sizeof(sel));
 
     /* the output, while the workload runs */
-    struct follower f = {.c = c, .wfd = -1};
+    struct follower f = {.wfd = -1};
     pthread_t thread;
     bool following = false;
     int pfd[2] = {-1, -1};
     char ns[64], pod[254];
     if (sink->output && running_pod(c, sb, ns, sizeof(ns), pod, sizeof(pod), NULL) >= 0 &&
-        pipe2(pfd, O_CLOEXEC) == 0) {
+        stk_kube_open(c->cfg, &f.k, NULL) >= 0 && pipe2(pfd, O_CLOEXEC) == 0) {
         snprintf(f.ns, sizeof(f.ns), "%s", ns);
         snprintf(f.pod, sizeof(f.pod), "%s", pod);
         f.wfd = pfd[1];
@@ -935,6 +937,7 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             (void)sink->output(sink->ud, 1, buf, (size_t)n);
         close(pfd[0]);
     }
+    stk_kube_close(f.k);
     if (s.gone)
         return kube_observe(c, sb, ret, err);
     if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&

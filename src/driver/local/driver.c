@@ -286,7 +286,10 @@ static int local_teardown(void *ctx, const struct stk_driver_sandbox *sb, bool p
     struct stk_net_config net;
     if (local_net_config(c, sb->env, &net, NULL) < 0)
         (void)local_net_config(c, NULL, &net, NULL);
-    return stk_local_teardown(&c->p, sb->id, rt, &net, purge, err);
+    /* nothing of a local sandbox outlives a stop but its directory, which
+     * (logs and lock) the session removes once "deleted" is recorded */
+    (void)purge;
+    return stk_local_teardown(&c->p, sb->id, rt, &net, false, err);
 }
 
 static int local_gc(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
