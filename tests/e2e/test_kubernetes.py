@@ -111,7 +111,8 @@ def test_lifecycle(kube, tmp_path):
     assert f"namespace/{ns}" in objs and f"pod/life" in objs, objs
     nsobj = json.loads(kubectl("get", "namespace", ns, "-o", "json").stdout)
     assert nsobj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    pod = json.loads(kubectl("get", "pod", "-n", ns, "life", "-o", "json").stdout)
+    pod = json.loads(kubectl("get", "pod", "-n", ns, "life", "-o", "json",
+                             "--show-managed-fields").stdout)
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     managers = {m["manager"] for m in pod["metadata"]["managedFields"]}
@@ -148,8 +149,8 @@ def test_lifecycle(kube, tmp_path):
 
 def test_oom_killed_is_memory_exceeded(kube, tmp_path):
     f = spec(tmp_path / "m.yaml", "oom",
-             ["/bin/sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"],
-             resources={"memory": "32Mi"})
+             ["/bin/sh", "-c", "head -c 900m /dev/zero | tail > /dev/null"],
+             resources={"memory": "256Mi"})
     sid = kube.ok("create", "-f", f).stdout.strip()
     rec = kube.wait_phase(sid, ["killed", "failed", "succeeded"])
     assert rec["phase"] == "killed" and rec["reason"] == "memory_exceeded", rec

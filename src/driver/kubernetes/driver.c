@@ -47,8 +47,18 @@
 struct kube_ctx {
     struct stk_kubeconfig *cfg;
     struct stk_kube *k;
-    char store[33]; /* this state directory's label value */
+    char store[33]; /* this state directory's label value; "" until needed */
+    char state_dir[PATH_MAX];
 };
+
+static int store_id(const char *state_dir, char ret[33], struct stk_error **err);
+
+/* The store id, read or made on first use (the state directory exists by
+ * then: the session opened its store). */
+static int need_store(struct kube_ctx *c, struct stk_error **err)
+{
+    return c->store[0] ? 0 : store_id(c->state_dir, c->store, err);
+}
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -97,7 +107,6 @@ static int store_id(const char *state_dir, char ret[33], struct stk_error **err)
         }
         if (errno != ENOENT)
             return stk_error_errno(err, errno, "opening %s", path);
-        (void)mkdir(state_dir, 0700);
         unsigned char rnd[16];
         int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
         if (rfd < 0 || read(rfd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
@@ -157,7 +166,10 @@ static int kube_open(const struct stk_driver_conf *conf, void **ret, struct stk_
 {
     struct kube_ctx *c = stk_xcalloc(1, sizeof(*c));
     struct stk_kube_opts o = {.kubeconfig = conf->kubeconfig, .context = conf->context};
-    int r = store_id(conf->state_dir, c->store, err);
+    int r = 0;
+    if (snprintf(c->state_dir, sizeof(c->state_dir), "%s", conf->state_dir) >=
+        (int)sizeof(c->state_dir))
+        r = stk_error_make(err, ENAMETOOLONG, "state directory path too long: %s", conf->state_dir);
     if (r >= 0)
         r = stk_kubeconfig_load(&o, &c->cfg, err);
     if (r >= 0)
@@ -579,7 +591,7 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     struct kube_ctx *c = ud;
     struct stk_driver_facts facts;
     int r = kube_facts(c, sb->b, &facts, err);
-    if (r < 0)
+    if (r < 0 || (r = need_store(c, err)) < 0)
         return r;
     struct stk_k8s_options opt = {
         .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name};
@@ -953,13 +965,15 @@ static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret
                    struct stk_error **err)
 {
     struct kube_ctx *c = ud;
+    int r = need_store(c, err);
+    if (r < 0)
+        return r;
     char sel[160];
     snprintf(sel, sizeof(sel), "%s=%s,%s=%s", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY,
              STK_K8S_STORE_LABEL, c->store);
     struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
     json_t *list = NULL;
-    int r = stk_kube_list(c->k, &nsref, sel, &list, err);
-    if (r < 0)
+    if ((r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
         return r;
     size_t removed = 0, i;
     json_t *ns;
