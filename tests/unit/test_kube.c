@@ -1015,6 +1015,10 @@ static void test_exec_refused(void **state)
                                   .err_fd = -1};
     _cleanup_error_ struct stk_error *err = NULL;
     int code = -1;
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), -EINVAL); /* no stream at all */
+    stk_error_free(err);
+    err = NULL;
+    q.out_fd = 1;
     assert_true(stk_kube_exec(k, &q, &code, &err) < 0);
     assert_non_null(strstr(err->msg, "exec Pod ns1/p: "));
     assert_int_equal(code, -1);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <pty.h>
 #include <time.h>
 
 #include "driver/kubernetes/kube.h"
@@ -27,10 +28,11 @@ static struct {
     struct stk_kube *k;
 } G;
 
-static void check(int r, struct stk_error *err)
+#define check(r, err) check_at((r), (err), __LINE__)
+static void check_at(int r, struct stk_error *err, int line)
 {
     if (r < 0)
-        fail_msg("%s", err ? err->msg : "(no message)");
+        fail_msg("line %d: %d %s", line, r, err ? err->msg : "(no message)");
 }
 
 static json_t *parse(const char *text)
@@ -204,6 +206,44 @@ static void test_pod_lifecycle(void **state)
         exec_argv(cat, 1, in, &o5, &code);
         assert_string_equal(o5, "abcdefgh\n");
     }
+    /* a tty: its size reaches the container (channel 4) */
+    int master = -1, slave = -1;
+    struct winsize ws = {.ws_row = 40, .ws_col = 100};
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, &ws), 0);
+    /* a short wait: the runtime may still be wiring the terminal (seen on containerd 1.6) */
+    static const char *const stty[] = {"sh", "-c", "sleep 0.5; stty size"};
+    _cleanup_close_ int tout = tmpfd();
+    struct stk_kube_exec_req tq = {.namespace = G.ns,
+                                   .pod = "work",
+                                   .argv = stty,
+                                   .argc = 3,
+                                   .tty = true,
+                                   .in_fd = slave,
+                                   .out_fd = tout,
+                                   .err_fd = -1};
+    check(stk_kube_exec(G.k, &tq, &code, &err), err);
+    _cleanup_free_ char *sz = read_all(tout);
+    assert_string_equal(sz, "40 100\r\n");
+    close(master);
+    close(slave);
+
+    /* a command that does not exist: an error with the runtime's message */
+    static const char *const nope[] = {"/nonexistent"};
+    _cleanup_close_ int nout = tmpfd();
+    struct stk_kube_exec_req nq = {.namespace = G.ns,
+                                   .pod = "work",
+                                   .argv = nope,
+                                   .argc = 1,
+                                   .in_fd = -1,
+                                   .out_fd = nout,
+                                   .err_fd = nout};
+    code = -1;
+    r = stk_kube_exec(G.k, &nq, &code, &err);
+    print_message("exec /nonexistent: %d, code %d, %s\n", r, code, r < 0 ? err->msg : "");
+    assert_true(r < 0 || code != 0);
+    stk_error_free(err);
+    err = NULL;
+
     exec_argv(done, 2, -1, &o4, &code);
     assert_int_equal(code, 0);
 
