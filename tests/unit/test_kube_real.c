@@ -28,7 +28,12 @@ static struct {
     struct stk_kube *k;
 } G;
 
-#define check(r, err) check_at((r), (err), __LINE__)
+/* r is evaluated before err: the call fills err */
+#define check(r, err)                                                                              \
+    do {                                                                                           \
+        int r_ = (r);                                                                              \
+        check_at(r_, (err), __LINE__);                                                             \
+    } while (0)
 static void check_at(int r, struct stk_error *err, int line)
 {
     if (r < 0)
