@@ -171,8 +171,12 @@ static void test_pod_lifecycle(void **state)
         "\"imagePullPolicy\":\"Never\",\"command\":[\"/bin/sh\",\"-c\",\"for i in 1 2 3; do echo "
         "tick $i; done; while [ ! -f /tmp/done ]; do sleep 0.2; done; echo bye\"],"
         "\"securityContext\":{\"runAsUser\":65534,\"runAsNonRoot\":true,"
+        "\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}},"
+        "{\"name\":\"reader\",\"image\":\"%s\",\"imagePullPolicy\":\"Never\",\"stdin\":true,"
+        "\"stdinOnce\":true,\"command\":[\"/bin/sh\",\"-c\",\"while read l; do echo got $l; "
+        "done; echo eof\"],\"securityContext\":{\"runAsUser\":65534,\"runAsNonRoot\":true,"
         "\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}}]}}",
-        G.ns, G.image);
+        G.ns, G.image, G.image);
     json_auto_t *po = parse(pod);
     check(stk_kube_apply(G.k, po, NULL, &err), err);
 
@@ -220,6 +224,7 @@ static void test_pod_lifecycle(void **state)
     _cleanup_close_ int tout = tmpfd();
     struct stk_kube_exec_req tq = {.namespace = G.ns,
                                    .pod = "work",
+                                   .container = "main",
                                    .argv = stty,
                                    .argc = 3,
                                    .tty = true,
@@ -237,6 +242,7 @@ static void test_pod_lifecycle(void **state)
     _cleanup_close_ int nout = tmpfd();
     struct stk_kube_exec_req nq = {.namespace = G.ns,
                                    .pod = "work",
+                                   .container = "main",
                                    .argv = nope,
                                    .argc = 1,
                                    .in_fd = -1,
@@ -251,6 +257,27 @@ static void test_pod_lifecycle(void **state)
 
     exec_argv(done, 2, -1, &o4, &code);
     assert_int_equal(code, 0);
+
+    /* attach to the reader: with v5 the end of stdin reaches it (stdinOnce) */
+    if (getenv("STOCKADE_TEST_KUBE_V5")) {
+        _cleanup_close_ int ain = tmpfd(), aout = tmpfd();
+        assert_int_equal(write(ain, "hello\n", 6), 6);
+        lseek(ain, 0, SEEK_SET);
+        struct stk_kube_exec_req aq = {.namespace = G.ns,
+                                       .pod = "work",
+                                       .container = "reader",
+                                       .attach = true,
+                                       .in_fd = ain,
+                                       .out_fd = aout,
+                                       .err_fd = aout};
+        code = -1;
+        r = stk_kube_exec(G.k, &aq, &code, &err);
+        _cleanup_free_ char *att = read_all(aout);
+        print_message("attach: %d, code %d, output \"%s\" %s\n", r, code, att,
+                      r < 0 ? err->msg : "");
+        check(r, err);
+        assert_non_null(strstr(att, "got hello"));
+    }
 
     _cleanup_close_ int logs = tmpfd();
     struct stk_kube_logs_req lq = {.namespace = G.ns,
