@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 
@@ -1068,6 +1071,38 @@ static void test_exec_tty(void **state)
     /* the terminal's mode is given back */
     assert_int_equal(tcgetattr(slave, &after), 0);
     assert_int_equal(before.c_lflag, after.c_lflag);
+
+    /* a resize while exec runs: SIGWINCH, then channel 4 again */
+    pid_t parent = getpid();
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* a new size every 100 ms: whenever exec starts, a change follows
+         * (a signal before its handler is in place is ignored, as by default) */
+        for (unsigned short i = 1; i <= 100; i++) {
+            usleep(100000);
+            struct winsize ws2 = {.ws_row = 50, .ws_col = (unsigned short)(100 + i)};
+            ioctl(master, TIOCSWINSZ, &ws2);
+            kill(parent, SIGWINCH);
+        }
+        _exit(0);
+    }
+    static const char *const resize[] = {"resize"};
+    _cleanup_close_ int out2 = tmpfd();
+    q.argv = resize;
+    q.out_fd = out2;
+    r = stk_kube_exec(k, &q, &code, &err);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    _cleanup_free_ char *got2 = read_all(out2);
+    unsigned w1 = 0, h1 = 0, w2 = 0, h2 = 0;
+    assert_int_equal(sscanf(got2, "{\"Width\":%u,\"Height\":%u}{\"Width\":%u,\"Height\":%u}", &w1,
+                            &h1, &w2, &h2),
+                     4);
+    assert_true(w2 > w1 && w2 > 100);
+    assert_int_equal(h2, 50);
     close(master);
     close(slave);
 }
