@@ -21,7 +21,7 @@ struct ctx {
 static int on_line(void *ud, char *line, size_t len)
 {
     struct ctx *c = ud;
-    if (len == 0 || len > c->max || strlen(line) != len || memchr(line, '\n', len))
+    if (len == 0 || len > c->max || line[len] != '\0' || memchr(line, '\n', len))
         abort();
     json_t *ev = NULL, *obj = NULL;
     const char *type = NULL;

@@ -28,7 +28,8 @@ void kube_double_stop(struct kube_double *d);
  * certificates, bearer token only. Commands: "echo ARGS..." (stdout, exit
  * 0), "exit N", "fail" (a Failure Status that is not an exit code), "cat"
  * (stdin back to stdout until stdin is closed), "wc" (the byte count of
- * stdin at its close), "size" (prints the first terminal size received).
+ * stdin at its close), "size" (prints the first terminal size received), "resize" (prints the
+ * first two).
  * v5: offer v5.channel.k8s.io too (else v4 only). */
 int kube_ws_double_start(const char *data_dir, bool v5, struct kube_double *ret);
 

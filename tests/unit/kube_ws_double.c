@@ -23,6 +23,7 @@ struct session {
     bool close_after;
     long stdin_bytes;
     bool size_done;
+    int sizes;
     char msgch; /* channel of the message being received */
 };
 
@@ -122,6 +123,13 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             s->size_done = true;
             queue(s, 1, (const char *)d, len);
             finish(s, wsi, 0);
+        } else if (s->msgch == 4 && strcmp(s->cmd, "resize") == 0 && !s->size_done) {
+            /* the first size, then the next one: a resize */
+            queue(s, 1, (const char *)d, len);
+            if (++s->sizes == 2) {
+                s->size_done = true;
+                finish(s, wsi, 0);
+            }
         }
         /* a slow consumer: the client must hold back, not buffer */
         if (strcmp(s->cmd, "wc") == 0)

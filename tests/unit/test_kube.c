@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 
@@ -420,9 +423,10 @@ static void test_apply_strict(void **state)
                              "\"p\",\"namespace\":\"ns1\"},\"spec\":{\"containerz\":[]}}");
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_kube_apply(k, bad, NULL, &err), -EINVAL);
-    if (!strstr(err->msg, "apply Pod ns1/p: 400 BadRequest: failed to create typed patch "
-                          "object (v1, Kind=Pod): .spec.containerz: field not declared in schema"))
+    if (!strstr(err->msg, "apply Pod ns1/p: 500: failed to create typed patch object (ns1/p; "
+                          "/v1, Kind=Pod): .spec.containerz: field not declared in schema"))
         fail_msg("%s", err->msg);
+    assert_null(strstr(err->msg, "transient"));
     assert_non_null(strstr(err->msg, "context double (https://127.0.0.1:"));
 
     /* an object without a name never leaves the client */
@@ -732,6 +736,87 @@ static void test_watch_fn_error(void **state)
     assert_non_null(strstr(err->msg, "stopped by the caller"));
 }
 
+/* ---- answers recorded from a real API server (v1.32) ---------------------- */
+
+static void replay(struct stk_kube *k, const char *file)
+{
+    _cleanup_free_ char *path = stk_xasprintf("/_double/replay?file=%s", file);
+    long status = 0;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_kube_request(k, "POST", path, NULL, NULL, &status, NULL, &err) < 0)
+        fail_msg("%s", err->msg);
+    assert_int_equal(status, 200);
+}
+
+static void test_recorded_errors(void **state)
+{
+    (void)state;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_double();
+    static const struct {
+        const char *file;
+        int code;
+        const char *msg;
+    } cases[] = {
+        {"apply-unknown-field.json", -EINVAL,
+         "apply ConfigMap ns1/cm: 500: failed to create typed patch object (stk-record/cm; /v1, "
+         "Kind=ConfigMap): .spec: field not declared in schema"},
+        {"apply-pod-unknown-field.json", -EINVAL, ".spec.containerz: field not declared"},
+        {"apply-invalid.json", -EINVAL,
+         "422 Invalid: Pod \"p\" is invalid: spec.containers[0].name: Invalid value: "
+         "\"Bad_Name\""},
+        {"create-alreadyexists.json", -EEXIST,
+         "409 AlreadyExists: namespaces \"stk-record\" "
+         "already exists"},
+        {"patch-conflict.json", -EAGAIN,
+         "409 Conflict: Operation cannot be fulfilled on "
+         "configmaps \"cm\": the object has been modified"},
+        {"delete-precondition.json", -EAGAIN, "does not match the UID in record"},
+        {"get-notfound.json", -ENOENT, "404 NotFound: configmaps \"missing\" not found"},
+        {"namespace-in-path-mismatch.json", -EINVAL,
+         "400 BadRequest: the name of the object (cm) does not match the name on the URL"},
+    };
+    json_auto_t *cm = parse("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"
+                            "\"name\":\"cm\",\"namespace\":\"ns1\"}}");
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        _cleanup_error_ struct stk_error *err = NULL;
+        replay(k, cases[i].file);
+        int r = stk_kube_apply(k, cm, NULL, &err);
+        if (r != cases[i].code || !strstr(err->msg, cases[i].msg))
+            fail_msg("%s: %d %s", cases[i].file, r, err ? err->msg : "");
+        assert_null(strstr(err->msg, "transient"));
+    }
+}
+
+static void test_recorded_answers(void **state)
+{
+    (void)state;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_double();
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* discovery: a group the table does not know */
+    replay(k, "discovery-networking.json");
+    struct stk_kube_ref ic = {"networking.k8s.io/v1", "IngressClass", NULL, "nginx"};
+    _cleanup_buf_ struct stk_buf b = {0};
+    if (stk_kube_path(k, &ic, &b, &err) < 0)
+        fail_msg("%s", err->msg);
+    assert_string_equal(stk_buf_str(&b), "/apis/networking.k8s.io/v1/ingressclasses/nginx");
+    replay(k, "discovery-missing.json");
+    assert_int_equal(stk_kube_has_api(k, "agents.x-k8s.io/v1beta1", &err), 0);
+
+    /* a recorded list and watch stream: SYNC, SYNCED, then the events */
+    replay(k, "list-configmaps.json");
+    replay(k, "watch-configmaps.json");
+    struct seen s = {.stop_added = 0};
+    struct stk_kube_ref coll = {"v1", "ConfigMap", "stk-record", NULL};
+    int r = stk_kube_watch(k, &coll, "app=x", NULL, 1500, on_event, &s, &err);
+    assert_int_equal(r, -ETIMEDOUT); /* then the double's own (empty) watch */
+    assert_int_equal(s.sync, 1);
+    assert_int_equal(s.synced, 1);
+    assert_int_equal(s.added, 1);
+    assert_int_equal(s.modified, 1);
+    assert_int_equal(s.deleted, 1);
+    assert_string_equal(s.names, "w1,");
+}
+
 /* ---- the line splitter ------------------------------------------------------ */
 
 struct lines_seen {
@@ -933,6 +1018,10 @@ static void test_exec_refused(void **state)
                                   .err_fd = -1};
     _cleanup_error_ struct stk_error *err = NULL;
     int code = -1;
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), -EINVAL); /* no stream at all */
+    stk_error_free(err);
+    err = NULL;
+    q.out_fd = 1;
     assert_true(stk_kube_exec(k, &q, &code, &err) < 0);
     assert_non_null(strstr(err->msg, "exec Pod ns1/p: "));
     assert_int_equal(code, -1);
@@ -982,6 +1071,38 @@ static void test_exec_tty(void **state)
     /* the terminal's mode is given back */
     assert_int_equal(tcgetattr(slave, &after), 0);
     assert_int_equal(before.c_lflag, after.c_lflag);
+
+    /* a resize while exec runs: SIGWINCH, then channel 4 again */
+    pid_t parent = getpid();
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* a new size every 100 ms: whenever exec starts, a change follows
+         * (a signal before its handler is in place is ignored, as by default) */
+        for (unsigned short i = 1; i <= 100; i++) {
+            usleep(100000);
+            struct winsize ws2 = {.ws_row = 50, .ws_col = (unsigned short)(100 + i)};
+            ioctl(master, TIOCSWINSZ, &ws2);
+            kill(parent, SIGWINCH);
+        }
+        _exit(0);
+    }
+    static const char *const resize[] = {"resize"};
+    _cleanup_close_ int out2 = tmpfd();
+    q.argv = resize;
+    q.out_fd = out2;
+    r = stk_kube_exec(k, &q, &code, &err);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    _cleanup_free_ char *got2 = read_all(out2);
+    unsigned w1 = 0, h1 = 0, w2 = 0, h2 = 0;
+    assert_int_equal(sscanf(got2, "{\"Width\":%u,\"Height\":%u}{\"Width\":%u,\"Height\":%u}", &w1,
+                            &h1, &w2, &h2),
+                     4);
+    assert_true(w2 > w1 && w2 > 100);
+    assert_int_equal(h2, 50);
     close(master);
     close(slave);
 }
@@ -1003,6 +1124,8 @@ int main(void)
         cmocka_unit_test(test_watch_gone_relists),
         cmocka_unit_test(test_watch_transient_and_timeout),
         cmocka_unit_test(test_watch_fn_error),
+        cmocka_unit_test(test_recorded_errors),
+        cmocka_unit_test(test_recorded_answers),
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_exec),

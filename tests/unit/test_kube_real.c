@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <pty.h>
 #include <time.h>
 
 #include "driver/kubernetes/kube.h"
@@ -27,10 +28,16 @@ static struct {
     struct stk_kube *k;
 } G;
 
-static void check(int r, struct stk_error *err)
+/* r is evaluated before err: the call fills err */
+#define check(r, err)                                                                              \
+    do {                                                                                           \
+        int r_ = (r);                                                                              \
+        check_at(r_, (err), __LINE__);                                                             \
+    } while (0)
+static void check_at(int r, struct stk_error *err, int line)
 {
     if (r < 0)
-        fail_msg("%s", err ? err->msg : "(no message)");
+        fail_msg("line %d: %d %s", line, r, err ? err->msg : "(no message)");
 }
 
 static json_t *parse(const char *text)
@@ -88,7 +95,9 @@ static void test_discovery_and_strict(void **state)
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_kube_has_api(G.k, "v1", &err), 1);
     assert_int_equal(stk_kube_has_api(G.k, "apps/v1", &err), 1);
-    assert_int_equal(stk_kube_has_api(G.k, "nothing.stockade.dev/v1", &err), 0);
+    int none = stk_kube_has_api(G.k, "nothing.stockade.dev/v1", &err);
+    if (none != 0)
+        fail_msg("%d %s", none, err ? err->msg : "");
 
     _cleanup_free_ char *ns =
         stk_xasprintf("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"%s\","
@@ -162,8 +171,12 @@ static void test_pod_lifecycle(void **state)
         "\"imagePullPolicy\":\"Never\",\"command\":[\"/bin/sh\",\"-c\",\"for i in 1 2 3; do echo "
         "tick $i; done; while [ ! -f /tmp/done ]; do sleep 0.2; done; echo bye\"],"
         "\"securityContext\":{\"runAsUser\":65534,\"runAsNonRoot\":true,"
+        "\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}},"
+        "{\"name\":\"reader\",\"image\":\"%s\",\"imagePullPolicy\":\"Never\",\"stdin\":true,"
+        "\"stdinOnce\":true,\"command\":[\"/bin/sh\",\"-c\",\"while read l; do echo got $l; "
+        "done; echo eof\"],\"securityContext\":{\"runAsUser\":65534,\"runAsNonRoot\":true,"
         "\"allowPrivilegeEscalation\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}}]}}",
-        G.ns, G.image);
+        G.ns, G.image, G.image);
     json_auto_t *po = parse(pod);
     check(stk_kube_apply(G.k, po, NULL, &err), err);
 
@@ -202,8 +215,69 @@ static void test_pod_lifecycle(void **state)
         exec_argv(cat, 1, in, &o5, &code);
         assert_string_equal(o5, "abcdefgh\n");
     }
+    /* a tty: its size reaches the container (channel 4) */
+    int master = -1, slave = -1;
+    struct winsize ws = {.ws_row = 40, .ws_col = 100};
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, &ws), 0);
+    /* a short wait: the runtime may still be wiring the terminal (seen on containerd 1.6) */
+    static const char *const stty[] = {"sh", "-c", "sleep 0.5; stty size"};
+    _cleanup_close_ int tout = tmpfd();
+    struct stk_kube_exec_req tq = {.namespace = G.ns,
+                                   .pod = "work",
+                                   .container = "main",
+                                   .argv = stty,
+                                   .argc = 3,
+                                   .tty = true,
+                                   .in_fd = slave,
+                                   .out_fd = tout,
+                                   .err_fd = -1};
+    check(stk_kube_exec(G.k, &tq, &code, &err), err);
+    _cleanup_free_ char *sz = read_all(tout);
+    assert_string_equal(sz, "40 100\r\n");
+    close(master);
+    close(slave);
+
+    /* a command that does not exist: an error with the runtime's message */
+    static const char *const nope[] = {"/nonexistent"};
+    _cleanup_close_ int nout = tmpfd();
+    struct stk_kube_exec_req nq = {.namespace = G.ns,
+                                   .pod = "work",
+                                   .container = "main",
+                                   .argv = nope,
+                                   .argc = 1,
+                                   .in_fd = -1,
+                                   .out_fd = nout,
+                                   .err_fd = nout};
+    code = -1;
+    r = stk_kube_exec(G.k, &nq, &code, &err);
+    print_message("exec /nonexistent: %d, code %d, %s\n", r, code, r < 0 ? err->msg : "");
+    assert_true(r < 0 || code != 0);
+    stk_error_free(err);
+    err = NULL;
+
     exec_argv(done, 2, -1, &o4, &code);
     assert_int_equal(code, 0);
+
+    /* attach to the reader: with v5 the end of stdin reaches it (stdinOnce) */
+    if (getenv("STOCKADE_TEST_KUBE_V5")) {
+        _cleanup_close_ int ain = tmpfd(), aout = tmpfd();
+        assert_int_equal(write(ain, "hello\n", 6), 6);
+        lseek(ain, 0, SEEK_SET);
+        struct stk_kube_exec_req aq = {.namespace = G.ns,
+                                       .pod = "work",
+                                       .container = "reader",
+                                       .attach = true,
+                                       .in_fd = ain,
+                                       .out_fd = aout,
+                                       .err_fd = aout};
+        code = -1;
+        r = stk_kube_exec(G.k, &aq, &code, &err);
+        _cleanup_free_ char *att = read_all(aout);
+        print_message("attach: %d, code %d, output \"%s\" %s\n", r, code, att,
+                      r < 0 ? err->msg : "");
+        check(r, err);
+        assert_non_null(strstr(att, "got hello"));
+    }
 
     _cleanup_close_ int logs = tmpfd();
     struct stk_kube_logs_req lq = {.namespace = G.ns,

@@ -91,6 +91,13 @@ int kube_error(struct stk_kube *k, struct stk_error **err, int code, const char 
 int kube_status_errno(long status, const json_t *st)
 {
     const char *reason = json_string_value(json_object_get(st, "reason"));
+    const char *msg = json_string_value(json_object_get(st, "message"));
+    /* A real API server (checked on v1.32) answers a server-side apply with
+     * a field its schema lacks with 500 and no reason: "failed to create
+     * typed patch object (...): .spec: field not declared in schema". That
+     * is the caller's invalid object, not a transient server failure. */
+    if (status == 500 && msg && strstr(msg, "failed to create typed patch object"))
+        return -EINVAL;
     switch (status) {
     case 400:
     case 422:

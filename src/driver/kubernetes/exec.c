@@ -60,7 +60,8 @@ struct exec_state {
     bool status_done;
     int exit_code;
     /* outcome */
-    int fail; /* negative errno when set */
+    char *close_reason; /* from the server's close frame */
+    int fail;           /* negative errno when set */
     char *fail_msg;
 };
 
@@ -229,7 +230,9 @@ static void on_status(struct exec_state *s)
     json_auto_t *st = json_loadb(s->status.data ? s->status.data : "", s->status.len, 0, NULL);
     s->status_done = true;
     if (!json_is_object(st)) {
-        fail(s, EPROTO, "the exit status is not a Status object");
+        /* older protocols, and some runtime failures, send plain text */
+        fail(s, EIO, "%.*s", (int)(s->status.len < 1000 ? s->status.len : 1000),
+             s->status.data ? s->status.data : "");
         return;
     }
     const char *status = json_string_value(json_object_get(st, "status"));
@@ -285,7 +288,9 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
             break;
         }
         stk_buf_append(&s->status, data, len);
-        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
+        /* an empty message on a channel only says it is open */
+        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0 &&
+            s->status.len > 0)
             on_status(s);
         break;
     default:
@@ -354,6 +359,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         send_pending(s, wsi);
         return s->fail ? -1 : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* a close frame: 2 bytes of code, then the server's reason */
+        if (len > 2 && !s->close_reason)
+            s->close_reason =
+                stk_xasprintf("%.*s", (int)(len - 2 < 500 ? len - 2 : 500), (const char *)in + 2);
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
         s->closed = true;
@@ -448,6 +457,7 @@ static void exec_state_free(struct exec_state *s)
     }
     stk_buf_free(&s->status);
     free(s->fail_msg);
+    free(s->close_reason);
     OPENSSL_cleanse(s->inbuf, sizeof(s->inbuf));
 }
 
@@ -463,6 +473,9 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     int r = stk_kube_path(k, &pod, &path, err);
     if (r < 0)
         return stk_error_wrap(err, "%s %s", verb, stk_buf_str(&what));
+    if (q->in_fd < 0 && q->out_fd < 0 && q->err_fd < 0)
+        return kube_error(k, err, EINVAL, "%s %s: no stdin, stdout or stderr", verb,
+                          stk_buf_str(&what));
     if (!q->attach && q->argc == 0)
         return kube_error(k, err, EINVAL, "exec %s: no command", stk_buf_str(&what));
     if (q->container && !kube_dns_label(q->container))
@@ -589,6 +602,9 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
 
     if (s->fail)
         r = kube_error(k, err, -s->fail, "%s %s: %s", verb, s->what, s->fail_msg);
+    else if (!s->status_done && s->close_reason)
+        r = kube_error(k, err, EIO, "%s %s: the server closed the stream: %s", verb, s->what,
+                       s->close_reason);
     else if (!s->status_done)
         r = kube_error(k, err, EIO,
                        "%s %s: the connection ended without an exit status (transient: the "

@@ -83,7 +83,9 @@ const char *stk_kubeconfig_namespace(const struct stk_kubeconfig *c);
 
 /* ==== the client ========================================================= */
 
-/* A client: libcurl handle(s) and a copy of the config (c may be freed after). */
+/* A client: libcurl handle(s) and a copy of the config (c may be freed after).
+ * Not thread-safe: one client per thread (a watch callback that writes must
+ * use a second client). The TLS connection is kept between requests. */
 struct stk_kube;
 int stk_kube_open(const struct stk_kubeconfig *c, struct stk_kube **ret, struct stk_error **err);
 void stk_kube_close(struct stk_kube *k);
@@ -222,7 +224,10 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *r, struct 
  * exec runs, the old handler restored after) on channel 4. *ret_code is the
  * exit status from the status channel (3): Success → 0, NonZeroExitCode →
  * its ExitCode cause; another failure is a negative return with the message.
- * attach = true is pods/attach with the same request (argv ignored).
+ * attach = true is pods/attach with the same request (argv ignored). At
+ * least one of in_fd, out_fd, err_fd must be >= 0 (the server insists):
+ * -EINVAL otherwise. One tty exec at a time per process (the SIGWINCH
+ * handler is process-wide).
  */
 struct stk_kube_exec_req {
     const char *namespace, *pod, *container; /* container NULL: the only one */
