@@ -178,6 +178,11 @@ struct stk_driver_ops {
      * files (written from the sink's output). */
     int (*logs)(void *ctx, const struct stk_driver_sandbox *sb,
                 const struct stk_driver_logs_req *req, struct stk_error **err);
+    /* What a warm pool's claim must match, as 64 hex digits: a digest of
+     * everything this backend enforces for b except its name. NULL: the
+     * session's own (the local rendering: OCI config and nft chain). */
+    int (*fingerprint)(void *ctx, const struct stk_boundary *b, char ret[65],
+                       struct stk_error **err);
     /* Removes what this state directory's sandboxes left and no record
      * keeps (keep: the ids of live records). */
     int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,

@@ -153,7 +153,7 @@ int stk_pool_create(struct stk_session *s, const char *name, int size,
     }
     struct stk_pool_rec pool = {.size = size};
     fmt_into(pool.name, sizeof(pool.name), "%s", name);
-    int r = session_fingerprint(sb.b, pool.fingerprint, err);
+    int r = session_fingerprint(s, sb.b, pool.fingerprint, err);
     stk_session_boundary_release(&sb);
     if (r < 0)
         return r;
@@ -223,7 +223,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     if (r < 0)
         return r;
     char fp[65];
-    if ((r = session_fingerprint(b, fp, err)) < 0)
+    if ((r = session_fingerprint(s, b, fp, err)) < 0)
         goto out;
     if (strcmp(fp, pool.fingerprint)) {
         r = stk_error_make(err, EPERM,

@@ -127,7 +127,11 @@ int session_get(struct stk_session *s, const char *id, struct stk_sb_rec *ret,
                 struct stk_error **err);
 int session_rec_boundary(const struct stk_sb_rec *rec, struct stk_session_boundary *ret,
                          struct stk_error **err);
-int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err);
+int session_fingerprint(const struct stk_session *s, const struct stk_boundary *b, char ret[65],
+                        struct stk_error **err);
+/* The default: the local rendering (OCI config, nft chain) with the name
+ * fixed. */
+int session_local_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err);
 
 void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n);
 int session_lock_open(const struct stk_session *s, const char *id, bool create,

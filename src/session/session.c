@@ -366,7 +366,15 @@ int session_lock(const struct stk_session *s, const char *id, int wait_ms, struc
  * sandboxes of the same boundary (ids, paths, addresses) held fixed: the OCI
  * config and the nftables chain. Two specs with the same fingerprint get the
  * same sandbox, whatever their names, labels and commands. */
-int session_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err)
+int session_fingerprint(const struct stk_session *s, const struct stk_boundary *b, char ret[65],
+                        struct stk_error **err)
+{
+    if (s->drv->ops->fingerprint)
+        return s->drv->ops->fingerprint(s->drv->ctx, b, ret, err);
+    return session_local_fingerprint(b, ret, err);
+}
+
+int session_local_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err)
 {
     static const char *const no_dirs[] = {NULL};
     struct stk_oci_options o = {

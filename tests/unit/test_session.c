@@ -111,10 +111,10 @@ static void test_fingerprint(void **state)
         DOC("one", "  runtime: runc\n"),
     };
     char fa[65], fb[65], fc[65], fd[65];
-    assert_int_equal(session_fingerprint(a.b, fa, NULL), 0);
-    assert_int_equal(session_fingerprint(b.b, fb, NULL), 0);
-    assert_int_equal(session_fingerprint(c.b, fc, NULL), 0);
-    assert_int_equal(session_fingerprint(d.b, fd, NULL), 0);
+    assert_int_equal(session_local_fingerprint(a.b, fa, NULL), 0);
+    assert_int_equal(session_local_fingerprint(b.b, fb, NULL), 0);
+    assert_int_equal(session_local_fingerprint(c.b, fc, NULL), 0);
+    assert_int_equal(session_local_fingerprint(d.b, fd, NULL), 0);
     assert_string_equal(fa, fb);
     assert_string_not_equal(fa, fc);
     assert_string_not_equal(fa, fd);
@@ -123,7 +123,7 @@ static void test_fingerprint(void **state)
         struct stk_session_boundary e = {0};
         char fe[65];
         assert_int_equal(resolve_text(also_differ[i], &e), 0);
-        assert_int_equal(session_fingerprint(e.b, fe, NULL), 0);
+        assert_int_equal(session_local_fingerprint(e.b, fe, NULL), 0);
         assert_string_not_equal(fa, fe);
         stk_session_boundary_release(&e);
     }

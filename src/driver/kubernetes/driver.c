@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -593,12 +594,13 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     int r = kube_facts(c, sb->b, &facts, err);
     if (r < 0 || (r = need_store(c, err)) < 0)
         return r;
+    char nsbuf[64];
+    const char *ns = sandbox_namespace(sb, nsbuf, sizeof(nsbuf));
     struct stk_k8s_options opt = {
-        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name};
+        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
     json_t *objs = NULL;
     if ((r = stk_k8s_render(sb->b, &opt, &objs, err)) < 0)
         return r;
-    const char *ns = stk_k8s_namespace(sb->b);
     if ((r = namespace_check(c, ns, sb->id, err)) < 0) {
         json_decref(objs);
         return r;
@@ -959,6 +961,34 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     return 0;
 }
 
+/* ---- fingerprint ------------------------------------------------------------------ */
+
+/* Everything the cluster would be given for b, but its name: rendered as a
+ * sandbox named "x" in namespace "x", without the driver's identity. */
+static int kube_fingerprint(void *ud, const struct stk_boundary *b, char ret[65],
+                            struct stk_error **err)
+{
+    (void)ud;
+    struct stk_boundary fixed = *b;
+    fixed.name = "x";
+    struct stk_k8s_options opt = {.namespace = "x"};
+    json_t *objs = NULL;
+    int r = stk_k8s_render(&fixed, &opt, &objs, err);
+    if (r < 0)
+        return r;
+    char *text = json_dumps(objs, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(objs);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    bool ok = text && EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL) == 1;
+    free(text);
+    if (!ok)
+        return stk_error_make(err, EIO, "sha256 failed");
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(ret + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 /* ---- gc ----------------------------------------------------------------------------- */
 
 static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret_removed,
@@ -1014,5 +1044,6 @@ const struct stk_driver_ops stk_kube_driver_ops = {
     .observe = kube_observe,
     .teardown = kube_teardown,
     .logs = NULL, /* the session's own files, copied by supervise */
+    .fingerprint = kube_fingerprint,
     .gc = kube_gc,
 };
