@@ -741,16 +741,18 @@ static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
                               "&& ...'` instead");
     /* pods/exec takes no environment: STOCKADE_SANDBOX is in the Pod's
      * own; others are set by env(1) from the image */
+    /* a claimed pool member's Pod was made with the member's name */
+    bool claimed = sb->pool && sb->pool[0];
     size_t n_env = 0;
     for (size_t i = 0; i < proc->n_env; i++)
-        if (strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
+        if (claimed || strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
             n_env++;
     const char **argv = stk_xcalloc(proc->argc + n_env + 2, sizeof(*argv));
     size_t n = 0;
     if (n_env) {
         argv[n++] = "env";
         for (size_t i = 0; i < proc->n_env; i++)
-            if (strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
+            if (claimed || strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
                 argv[n++] = proc->env[i];
     }
     for (size_t i = 0; i < proc->argc; i++)
