@@ -134,7 +134,8 @@ static int provision(struct monitor *m, enum stk_sb_phase from, struct stk_error
     /* our child (we are the subreaper the runtime left it to): its pid
      * cannot be reused before we reap it, so this pidfd is exact */
     m->pidfd = (int)syscall(SYS_pidfd_open, m->init_pid, 0);
-    fmt_into(m->sock, sizeof(m->sock), "%s", inst.socket);
+    if ((r = stk_path_make(m->sock, sizeof(m->sock), err, "%s", inst.socket)) < 0)
+        return r;
     if ((r = stk_store_sb_set_pids(m->s->st, m->id, getpid(), inst.init_pid, err)) < 0 ||
         (r = start_workload(m, err)) < 0)
         return r;
@@ -430,8 +431,8 @@ static void conclude(struct monitor *m)
     }
     if (to == STK_SB_DELETED) {
         char dir[PATH_MAX];
-        session_dir(m->s, m->id, dir, sizeof(dir));
-        (void)rm_rf(dir);
+        if (session_dir(m->s, m->id, dir, sizeof(dir)) >= 0)
+            (void)rm_rf(dir);
     }
     stk_error_free(terr);
 }
@@ -475,7 +476,8 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     if (r >= 0)
         r = session_net_config(&m->s->p, m->sb.env, &m->net, &err);
     char dir[PATH_MAX];
-    session_dir(m->s, m->id, dir, sizeof(dir));
+    if (r >= 0 && session_dir(m->s, m->id, dir, sizeof(dir)) < 0)
+        r = stk_error_make(&err, ENAMETOOLONG, "the directory of sandbox %s", m->id);
     if (r >= 0)
         r = log_writer_open(&m->logs, dir, &err);
 

@@ -83,8 +83,8 @@ int session_finish(struct stk_session *s, const char *id, int lock_fd, struct st
     }
     if (r >= 0 && purge) {
         char dir[PATH_MAX];
-        session_dir(s, id, dir, sizeof(dir));
-        (void)rm_rf(dir);
+        if (session_dir(s, id, dir, sizeof(dir)) >= 0)
+            (void)rm_rf(dir);
     }
     stk_sb_rec_free(&rec);
     close(lock_fd);

@@ -208,8 +208,7 @@ static void write_output(struct stk_session *s, const char *id, const struct stk
         return;
     char dir[PATH_MAX];
     struct log_writer w = {.fd = -1};
-    session_dir(s, id, dir, sizeof(dir));
-    if (log_writer_open(&w, dir, NULL) < 0)
+    if (session_dir(s, id, dir, sizeof(dir)) < 0 || log_writer_open(&w, dir, NULL) < 0)
         return;
     (void)log_writer_put(&w, 1, b->sim->output.v, strlen(b->sim->output.v));
     log_writer_close(&w);
@@ -514,12 +513,12 @@ int sim_rm(struct stk_session *s, const char *id, bool force, struct stk_error *
         return r;
     }
     char dir[PATH_MAX];
-    session_dir(s, rec.id, dir, sizeof(dir));
+    bool have_dir = session_dir(s, rec.id, dir, sizeof(dir)) >= 0;
     r = stk_store_sb_set_phase(s->st, rec.id, (int)ph, STK_SB_DELETING, NULL, "delete requested",
                                s->actor, "deleting", "{\"simulated\":true}", err);
     if (r >= 0)
         r = set_phase(s, rec.id, STK_SB_DELETING, STK_SB_DELETED, NULL, "deleted", NULL, err);
-    if (r >= 0)
+    if (r >= 0 && have_dir)
         (void)rm_rf(dir); /* its logs: all a sim sandbox holds */
     stk_sb_rec_free(&rec);
     return r;

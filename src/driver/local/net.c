@@ -19,6 +19,7 @@
  * instance's gc never takes another's sandboxes for dead.
  */
 #include "driver/local/net.h"
+#include "driver/local/steps.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -718,19 +719,25 @@ static int inside_setup(const struct stk_net *n, struct stk_error **err)
     return ip_batch(fd, stk_buf_str(&script), err);
 }
 
-static struct stk_net *net_new(const struct stk_net_config *c, const char *id)
+/* id is valid (stk_nft_id_valid): it fits n->id */
+static int net_new(const struct stk_net_config *c, const char *id, struct stk_net **ret,
+                   struct stk_error **err)
 {
-    struct stk_net *n = stk_xcalloc(1, sizeof(*n));
+    _cleanup_free_ struct stk_net *n = stk_xcalloc(1, sizeof(*n));
     n->cfg = *c;
     snprintf(n->id, sizeof(n->id), "%s", id);
     veth_name(id, n->veth);
-    stk_net_netns_path_for(c, id, n->netns, sizeof(n->netns));
-    return n;
+    int r = stk_net_netns_path_for(c, id, n->netns, sizeof(n->netns), err);
+    if (r < 0)
+        return r;
+    *ret = TAKE_PTR(n);
+    return 0;
 }
 
-void stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n)
+int stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n,
+                           struct stk_error **err)
 {
-    snprintf(buf, n, "%s/netns/%s", c->run_dir, id);
+    return stk_path_make(buf, n, err, "%s/netns/%s", c->run_dir, id);
 }
 
 void stk_net_free(struct stk_net *n)
@@ -774,94 +781,101 @@ struct setup {
     char *rules, *undo_rules;
 };
 
-static int step_lease(struct setup *s, struct stk_error **err)
+static int step_lease(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     int r = lease_take(&s->n->cfg, s->n->id, &s->n->index, err);
     if (r >= 0)
         facts_fill(s->n);
     return r;
 }
 
-static void undo_lease(struct setup *s)
+static void undo_lease(void *ctx)
 {
-    lease_drop(&s->n->cfg, s->n->index);
+    struct setup *s = ctx;
+    if (s->n->index) /* 0: none was taken */
+        lease_drop(&s->n->cfg, s->n->index);
 }
 
 /* Nothing is touched when the model does not compile. */
-static int step_compile(struct setup *s, struct stk_error **err)
+static int step_compile(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     int r = stk_nft_render(s->b, &s->n->facts, &s->rules, err);
     return r < 0 ? r : stk_nft_render_remove(&s->n->facts, &s->undo_rules, err);
 }
 
-static int step_bridge(struct setup *s, struct stk_error **err)
+static int step_bridge(void *ctx, struct stk_error **err)
 {
-    int r = bridge_up(&s->n->cfg, &s->n->facts, err);
-    if (r < 0)
-        bridge_down_if_unused(&s->n->cfg);
-    return r;
+    struct setup *s = ctx;
+    return bridge_up(&s->n->cfg, &s->n->facts, err);
 }
 
-/* Shared: goes when no sandbox is left. */
-static void undo_bridge(struct setup *s)
+/* Shared: goes when no sandbox of any run directory is left. */
+static void undo_bridge(void *ctx)
 {
+    struct setup *s = ctx;
     bridge_down_if_unused(&s->n->cfg);
 }
 
-static int step_netns(struct setup *s, struct stk_error **err)
+static int step_netns(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return netns_make(s->n->netns, err);
 }
 
-static void undo_netns(struct setup *s)
+static void undo_netns(void *ctx)
 {
+    struct setup *s = ctx;
     netns_remove(s->n->netns);
 }
 
-static int step_veth(struct setup *s, struct stk_error **err)
+static int step_veth(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return veth_make(s->n, err);
 }
 
-static void undo_veth(struct setup *s)
+static void undo_veth(void *ctx)
 {
+    struct setup *s = ctx;
     struct stk_error *e = NULL;
     (void)IP(-1, &e, "link", "del", s->n->veth);
     stk_error_freep(&e);
 }
 
 /* Undone with the namespace. */
-static int step_inside(struct setup *s, struct stk_error **err)
+static int step_inside(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return inside_setup(s->n, err);
 }
 
 /* One transaction: all or nothing. */
-static int step_rules(struct setup *s, struct stk_error **err)
+static int step_rules(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return nft_apply(s->rules, err);
 }
 
-static void undo_rules(struct setup *s)
+static void undo_rules(void *ctx)
 {
+    struct setup *s = ctx;
     struct stk_error *e = NULL;
     (void)nft_apply(s->undo_rules, &e);
     stk_error_freep(&e);
 }
 
-static int step_state(struct setup *s, struct stk_error **err)
+static int step_state(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return state_write(s->n, err);
 }
 
-/* In order (nsjail's containProc, bubblewrap's SetupOp list): a failing
- * step cleans up after itself, then the earlier steps' undos run, last
- * first. */
-static const struct {
-    const char *name;
-    int (*run)(struct setup *s, struct stk_error **err);
-    void (*undo)(struct setup *s);
-} setup_steps[] = {
+/* In order (nsjail's containProc, bubblewrap's SetupOp list), through the
+ * one runner (steps.h): a failing step's undo, then the earlier steps'
+ * undos, last first. */
+static const struct stk_step setup_steps[] = {
     {"address lease", step_lease, undo_lease}, {"ruleset", step_compile, NULL},
     {"bridge", step_bridge, undo_bridge},      {"network namespace", step_netns, undo_netns},
     {"veth pair", step_veth, undo_veth},       {"addresses and routes", step_inside, NULL},
@@ -877,9 +891,8 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
 
     if (!stk_nft_id_valid(id))
         return stk_error_make(err, EINVAL, "invalid sandbox id \"%s\"", id);
-    if ((r = config_check(c, err)) < 0)
+    if ((r = config_check(c, err)) < 0 || (r = net_new(c, id, &n, err)) < 0)
         return r;
-    n = net_new(c, id);
     snprintf(n->namespace, sizeof(n->namespace), "%s", b->namespace);
 
     if ((lock = lock_take(c, err)) < 0)
@@ -891,17 +904,8 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
         return stk_error_make(err, EEXIST, "link %s exists (another sandbox id?)", n->veth);
 
     struct setup s = {.n = n, .b = b};
-    size_t i;
-    for (i = 0; i < STK_ARRAY_SIZE(setup_steps); i++)
-        if ((r = setup_steps[i].run(&s, err)) < 0)
-            break;
-    if (r < 0) {
-        const char *failed = setup_steps[i].name;
-        while (i-- > 0)
-            if (setup_steps[i].undo)
-                setup_steps[i].undo(&s);
-        r = stk_error_wrap(err, "sandbox %s network (%s)", id, failed);
-    }
+    if ((r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err)) < 0 && err && *err)
+        (void)stk_error_wrap(err, "sandbox %s network", id);
     free(s.rules);
     free(s.undo_rules);
     if (r < 0)
@@ -915,9 +919,9 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
 {
     if (!stk_nft_id_valid(id))
         return stk_error_make(err, EINVAL, "invalid sandbox id \"%s\"", id);
-    _cleanup_(net_freep) struct stk_net *n = net_new(c, id);
-    int r = state_read(c, id, n, err);
-    if (r < 0)
+    _cleanup_(net_freep) struct stk_net *n = NULL;
+    int r = net_new(c, id, &n, err);
+    if (r < 0 || (r = state_read(c, id, n, err)) < 0)
         return r;
     *ret = TAKE_PTR(n);
     return 0;
