@@ -25,7 +25,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <libmnl/libmnl.h>
 #include <limits.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
@@ -594,18 +596,84 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
     return sysctls_in(-1, kv, err);
 }
 
-static size_t sandboxes_count(const struct stk_net_config *c);
+/* Links enslaved to the bridge, asked of the kernel (an RTM_GETLINK dump
+ * over rtnetlink: IFLA_MASTER names the bridge's index). -1: unknown. */
+struct ports_count {
+    unsigned master;
+    long n;
+};
 
-/* Every port of the bridge is a sandbox's: no recorded sandbox, no port. */
-static bool bridge_unused(const struct stk_net_config *c)
+static int port_cb(const struct nlmsghdr *nlh, void *data)
 {
-    return sandboxes_count(c) == 0;
+    struct ports_count *pc = data;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, nlh, sizeof(struct ifinfomsg))
+    {
+        if (mnl_attr_get_type(a) == IFLA_MASTER && mnl_attr_validate(a, MNL_TYPE_U32) >= 0 &&
+            mnl_attr_get_u32(a) == pc->master)
+            pc->n++;
+    }
+    return MNL_CB_OK;
+}
+
+static long bridge_ports(const char *bridge)
+{
+    unsigned master = if_nametoindex(bridge);
+    if (!master)
+        return 0;
+    struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (!nl)
+        return -1;
+    struct ports_count pc = {.master = master};
+    char buf[16384] __attribute__((aligned(4)));
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = 1;
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    int r = -1;
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0 &&
+        mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
+        uint32_t seq = nlh->nlmsg_seq, port = mnl_socket_get_portid(nl);
+        ssize_t n;
+        while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0 &&
+               (r = mnl_cb_run(buf, (size_t)n, seq, port, port_cb, &pc)) > MNL_CB_STOP)
+            ;
+    }
+    mnl_socket_close(nl);
+    return r == MNL_CB_STOP ? pc.n : -1;
+}
+
+/* Sandboxes of any run directory hold a lease (taken first, dropped
+ * last), in the lease directory every run directory shares. */
+static size_t leases_count(const struct stk_net_config *c)
+{
+    _cleanup_free_ char *p = path_of(c, "net/leases", NULL);
+    DIR *d = opendir(p);
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The bridge and the tables are the network namespace's, shared by every
+ * run and state directory: in use while any sandbox holds a lease or a
+ * port of the bridge, whichever run directory it belongs to. Asked under
+ * the host-wide lock, so no sandbox comes up meanwhile. */
+static bool network_unused(const struct stk_net_config *c)
+{
+    return leases_count(c) == 0 && bridge_ports(c->bridge) == 0;
 }
 
 static void bridge_down_if_unused(const struct stk_net_config *c)
 {
     struct stk_error *e = NULL;
-    if (link_exists(c->bridge) && bridge_unused(c)) {
+    if (link_exists(c->bridge) && network_unused(c)) {
         (void)IP(-1, &e, "link", "del", c->bridge);
         stk_error_freep(&e);
     }
@@ -775,6 +843,8 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
 
 /* ---- setup as a list of steps ------------------------------------------- */
 
+static void shared_down_if_unused(const struct stk_net_config *c);
+
 struct setup {
     struct stk_net *n;
     const struct stk_boundary *b;
@@ -790,11 +860,14 @@ static int step_lease(void *ctx, struct stk_error **err)
     return r;
 }
 
+/* Last out: with the lease gone, the bridge and tables go too when no
+ * other sandbox (of any run directory) holds one. */
 static void undo_lease(void *ctx)
 {
     struct setup *s = ctx;
     if (s->n->index) /* 0: none was taken */
         lease_drop(&s->n->cfg, s->n->index);
+    shared_down_if_unused(&s->n->cfg);
 }
 
 /* Nothing is touched when the model does not compile. */
@@ -809,13 +882,6 @@ static int step_bridge(void *ctx, struct stk_error **err)
 {
     struct setup *s = ctx;
     return bridge_up(&s->n->cfg, &s->n->facts, err);
-}
-
-/* Shared: goes when no sandbox of any run directory is left. */
-static void undo_bridge(void *ctx)
-{
-    struct setup *s = ctx;
-    bridge_down_if_unused(&s->n->cfg);
 }
 
 static int step_netns(void *ctx, struct stk_error **err)
@@ -876,10 +942,14 @@ static int step_state(void *ctx, struct stk_error **err)
  * one runner (steps.h): a failing step's undo, then the earlier steps'
  * undos, last first. */
 static const struct stk_step setup_steps[] = {
-    {"address lease", step_lease, undo_lease}, {"ruleset", step_compile, NULL},
-    {"bridge", step_bridge, undo_bridge},      {"network namespace", step_netns, undo_netns},
-    {"veth pair", step_veth, undo_veth},       {"addresses and routes", step_inside, NULL},
-    {"nftables", step_rules, undo_rules},      {"state", step_state, NULL},
+    {"address lease", step_lease, undo_lease},
+    {"ruleset", step_compile, NULL},
+    {"bridge", step_bridge, NULL /* shared: undo_lease */},
+    {"network namespace", step_netns, undo_netns},
+    {"veth pair", step_veth, undo_veth},
+    {"addresses and routes", step_inside, NULL},
+    {"nftables", step_rules, undo_rules},
+    {"state", step_state, NULL},
 };
 
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
@@ -960,34 +1030,46 @@ static void first_error(struct stk_error **err, struct stk_error **e, int r, int
     stk_error_freep(e);
 }
 
-/* Sandboxes still recorded in <run_dir>/net/sandboxes. */
-static size_t sandboxes_count(const struct stk_net_config *c)
+/* Sandbox chains (sb-<id>, sp-<id>) in a listing of one of the tables. */
+static size_t sandbox_chains(const char *listing)
 {
-    _cleanup_free_ char *p = path_of(c, "net/sandboxes", NULL);
-    DIR *d = opendir(p);
-    size_t n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.' && !strstr(e->d_name, ".tmp"))
+    json_t *root = listing ? json_loads(listing, 0, NULL) : NULL;
+    json_t *items = json_object_get(root, "nftables"), *it;
+    size_t i, n = 0;
+    json_array_foreach(items, i, it)
+    {
+        const char *name = json_string_value(json_object_get(json_object_get(it, "chain"), "name"));
+        if (name && (stk_startswith(name, "sb-") || stk_startswith(name, "sp-")))
             n++;
-    if (d)
-        closedir(d);
+    }
+    json_decref(root);
     return n;
 }
 
+/* A table goes only when no sandbox's chain is left in it: another bridge's
+ * sandboxes (another lock) may still use it. */
 static void tables_remove(void)
 {
-    struct stk_error *e = NULL;
-    char *inet = nft_list_json("list table inet " STK_NFT_TABLE);
-    if (inet)
-        (void)nft_apply("delete table inet " STK_NFT_TABLE "\n", &e);
-    stk_error_freep(&e);
-    char *br = nft_list_json("list table bridge " STK_NFT_TABLE);
-    if (br)
-        (void)nft_apply("delete table bridge " STK_NFT_TABLE "\n", &e);
-    stk_error_freep(&e);
-    free(inet);
-    free(br);
+    static const char *const tables[] = {"inet " STK_NFT_TABLE, "bridge " STK_NFT_TABLE};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(tables); i++) {
+        _cleanup_free_ char *list = stk_xasprintf("list table %s", tables[i]);
+        _cleanup_free_ char *text = nft_list_json(list);
+        if (!text || sandbox_chains(text) > 0)
+            continue;
+        _cleanup_free_ char *del = stk_xasprintf("delete table %s\n", tables[i]);
+        struct stk_error *e = NULL;
+        (void)nft_apply(del, &e);
+        stk_error_freep(&e);
+    }
+}
+
+/* The bridge and the tables, when no sandbox of any run directory is left. */
+static void shared_down_if_unused(const struct stk_net_config *c)
+{
+    if (!network_unused(c))
+        return;
+    bridge_down_if_unused(c);
+    tables_remove();
 }
 
 /* Down without the lock (callers hold it). */
@@ -1020,10 +1102,7 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
     lease_drop(&n->cfg, n->index);
     _cleanup_free_ char *state = path_of(&n->cfg, "net/sandboxes", n->id);
     (void)unlink(state);
-    if (sandboxes_count(&n->cfg) == 0) {
-        bridge_down_if_unused(&n->cfg);
-        tables_remove();
-    }
+    shared_down_if_unused(&n->cfg);
     return ret;
 }
 
@@ -1203,12 +1282,10 @@ static int net_gc_locked(const struct stk_net_config *c, const char *const *live
     if (d)
         closedir(d);
 
-    /* 3. chains of dead sandboxes, after their dispatch elements */
-    if (n_live == 0) {
-        tables_remove();
-        bridge_down_if_unused(c);
-    } else {
-        removed += chains_gc(live, n_live);
-    }
+    /* 3. chains of dead sandboxes, after their dispatch elements; then
+     * the shared objects, only when no sandbox of any run directory is
+     * left (live holds every other run directory's leased ids) */
+    removed += chains_gc(live, n_live);
+    shared_down_if_unused(c);
     return removed;
 }
