@@ -228,6 +228,84 @@ def test_dangerous_syscalls_refused(run):
         assert f"{name} EPERM" in p.output, p.output
 
 
+# Families socket(2) must refuse, and the value seccomp would see if a caller
+# put garbage in the upper half of the (int) family argument: the kernel
+# truncates it to the family, so a filter comparing all 64 bits would miss it.
+FAMILY_PROBE = r"""
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def sock(family):
+    fd = libc.syscall(41, ctypes.c_long(family), ctypes.c_long(socket.SOCK_STREAM), ctypes.c_long(0))
+    if fd >= 0:
+        os.close(fd)
+        return 'CREATED'
+    return errno.errorcode[ctypes.get_errno()]
+for name, fam in (('AF_VSOCK', 40), ('AF_ALG', 38)):
+    print(name, sock(fam))
+    print(name + '-high', sock((1 << 32) | fam))
+print('AF_INET', sock(socket.AF_INET))
+"""
+
+
+def test_refused_socket_families(run):
+    """AF_VSOCK is not namespaced (the VM's port space, outside nftables)
+    and AF_ALG is the kernel crypto API: no socket of either, however the
+    family is passed. Any refusal holds the boundary (EAFNOSUPPORT from the
+    filter; a kernel or gVisor without the family says the same or EINVAL);
+    only a created socket fails."""
+    p, res = run(*py(FAMILY_PROBE))
+    assert res["phase"] == "succeeded", p.stderr
+    lines = dict(l.split(" ", 1) for l in p.output.splitlines() if l.startswith("AF_"))
+    assert lines.get("AF_INET") == "CREATED", p.output  # the probe itself works
+    for name in ("AF_VSOCK", "AF_VSOCK-high", "AF_ALG", "AF_ALG-high"):
+        assert name in lines and lines[name] != "CREATED", p.output
+
+
+PTRACE_GROUP_PROBE = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(nr, *args):
+    r = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+    return 'ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]
+try:
+    pidfd = os.pidfd_open(os.getpid())
+except OSError:  # gVisor has no pidfds: the calls below fail anyway
+    pidfd = -1
+# pidfd_getfd on our own process: the kernel allows it (same process); only
+# the filter refuses it
+print('pidfd_getfd', call(438, pidfd, 0, 0))
+buf = ctypes.create_string_buffer(4096)
+iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 4096)
+print('process_madvise', call(440, pidfd, ctypes.addressof(iov), 1, 20, 0))  # MADV_COLD
+print('kcmp', call(312, os.getpid(), os.getpid(), 0, 0, 0))  # KCMP_FILE
+"""
+
+
+def test_ptrace_group_refused(run):
+    """pidfd_getfd, process_madvise and kcmp belong with ptrace: refused
+    without SYS_PTRACE. A refusal or a runtime that lacks the call holds;
+    'ok' does not."""
+    p, res = run(*py(PTRACE_GROUP_PROBE))
+    assert res["phase"] == "succeeded", p.stderr
+    for name in ("pidfd_getfd", "process_madvise", "kcmp"):
+        line = [l for l in p.output.splitlines() if l.startswith(name + " ")]
+        assert line and line[0].split()[1] != "ok", p.output
+
+
+def test_sys_fs_cgroup_is_read_only(run):
+    """Nothing under /sys/fs/cgroup can be created or written, under every
+    runtime (crun once left a writable 1777 tmpfs there)."""
+    p, res = run(*py(
+        "import os\n"
+        "for what, f in (('file', lambda: open('/sys/fs/cgroup/x', 'w')),\n"
+        "                ('dir', lambda: os.mkdir('/sys/fs/cgroup/y'))):\n"
+        "    try:\n"
+        "        f(); print(what, 'CREATED')\n"
+        "    except OSError as e: print(what, e.errno)\n"))
+    assert res["phase"] == "succeeded", p.stderr
+    assert "file " in p.output and "dir " in p.output, p.output
+    assert "CREATED" not in p.output, p.output
+
 def test_unprivileged_identity(run):
     p, res = run(*py(
         "import ctypes, os\n"

@@ -217,6 +217,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .n_extra_env = s->req->n_extra_env,
         .init_dir = s->session ? s->libexec : NULL,
         .hostname = s->req->hostname,
+        .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
