@@ -357,9 +357,13 @@ static const struct stk_field kube_fields[] = {
 
 static const struct stk_field local_fields[] = {
     {"tmpSize", AT(struct stk_local_config, tmp_size), .type = STK_F_BYTES, .min = MiB,
-     .max = 64 * GiB, .doc = "Size of the /tmp tmpfs (counted against memory)."},
+     .max = 64 * GiB,
+     .doc = "Size of the /tmp tmpfs (counted against memory). Default: a quarter of the "
+            "memory limit, at least 1Mi and at most 64Mi."},
     {"shmSize", AT(struct stk_local_config, shm_size), .type = STK_F_BYTES, .min = MiB,
-     .max = 64 * GiB, .doc = "Size of the /dev/shm tmpfs (counted against memory)."},
+     .max = 64 * GiB,
+     .doc = "Size of the /dev/shm tmpfs (counted against memory). Default: a quarter of the "
+            "memory limit, at least 1Mi and at most 64Mi."},
     END,
 };
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import EXAMPLES, ROOT
 
 RUNTIMES = ["gvisor", "crun", "runc"]
 BINARY = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
@@ -642,3 +642,44 @@ def test_no_network_is_loopback_only(run, runtime):
     assert "IFS ['lo']" in p.output
     assert res["network"] == "loopback"
     assert res["events"] == []
+
+# ---- sizes that fit the request ------------------------------------------------
+
+
+@pytest.mark.parametrize("memory", ["16Mi", "64Mi", "128Mi"])
+def test_small_memory_limits_need_no_other_flags(run, memory):
+    """/tmp and /dev/shm default to a quarter of the memory limit each, so
+    any limit from 16Mi up runs as is (the README's tour uses 128Mi)."""
+    p, res = run("--memory", memory, "--", "/bin/sh", "-c",
+                 "df -k /tmp /dev/shm | tail -n 2")
+    assert res["phase"] == "succeeded", p.stderr
+    quarter_kib = int(memory[:-2]) * 1024 // 4
+    sizes = [int(line.split()[1]) for line in p.output.splitlines() if line.strip()]
+    assert sizes == [quarter_kib, quarter_kib], p.output
+
+
+def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):
+    spec = tmp_path / "tmp.yaml"
+    spec.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: t\n"
+                    "spec:\n  command: [\"true\"]\n  driverConfig:\n    local:\n"
+                    "      tmpSize: 64Mi\n")
+    r = stockade("run", "-f", spec, "--memory", "64Mi", env=local_env)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == (
+        f"{spec}:9:16: error: spec.driverConfig.local.tmpSize: tmpSize (64Mi) + shmSize (16Mi, "
+        "the default for this limit) must be below the memory limit (64Mi): tmpfs pages are "
+        "charged to the sandbox's memory"), r.stderr
+
+
+def test_flag_errors_name_the_flag(stockade, local_env, tmp_path):
+    """A value from a flag that a rule refuses is the flag's error, not a
+    line of the file whose value it replaced."""
+    env = tmp_path / "env.yaml"
+    env.write_text("apiVersion: stockade.dev/v1alpha1\nkind: EnvironmentConfig\nmetadata:\n"
+                   "  name: lim\ndata:\n  limits:\n    resources:\n      memory: 1Gi\n")
+    r = stockade("run", "-f", EXAMPLES / "agent.yaml", "--env", env, "--memory", "2Gi", "--",
+                 "true", env=local_env)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("stockade run: --memory: error: 2Gi is above the environment's "
+                               "limit of 1Gi"), r.stderr
+    assert "agent.yaml" not in r.stderr
