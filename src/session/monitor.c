@@ -550,12 +550,13 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     struct stk_session s = {.p = *p};
-    fmt_into(s.state_dir, sizeof(s.state_dir), "%s", p->state_dir);
-    fmt_into(s.run_dir, sizeof(s.run_dir), "%s", p->run_dir);
+    struct stk_error *err = NULL;
+    if (stk_path_make(s.state_dir, sizeof(s.state_dir), &err, "%s", p->state_dir) < 0 ||
+        stk_path_make(s.run_dir, sizeof(s.run_dir), &err, "%s", p->run_dir) < 0)
+        i = -1;
     s.p.state_dir = s.state_dir;
     s.p.run_dir = s.run_dir;
     fmt_into(s.actor, sizeof(s.actor), "stockade-monitor");
-    struct stk_error *err = NULL;
     if (i < 0 || stk_store_open(s.p.state_dir, &s.st, &err) < 0) {
         char buf[600];
         int n = snprintf(buf, sizeof(buf), "error %s\n", err ? err->msg : "bad monitor mode");

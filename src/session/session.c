@@ -104,8 +104,11 @@ int stk_session_open_backend(const struct stk_local_paths *p, enum stk_backend b
     struct stk_session *s = stk_xcalloc(1, sizeof(*s));
     s->backend = backend;
     s->p = *p;
-    fmt_into(s->state_dir, sizeof(s->state_dir), "%s", p->state_dir);
-    fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
+    if (stk_path_make(s->state_dir, sizeof(s->state_dir), err, "%s", p->state_dir) < 0 ||
+        stk_path_make(s->run_dir, sizeof(s->run_dir), err, "%s", p->run_dir) < 0) {
+        free(s);
+        return -ENAMETOOLONG;
+    }
     s->p.state_dir = s->state_dir;
     s->p.run_dir = s->run_dir;
     if (actor) {
