@@ -683,3 +683,17 @@ def test_flag_errors_name_the_flag(stockade, local_env, tmp_path):
     assert r.stderr.startswith("stockade run: --memory: error: 2Gi is above the environment's "
                                "limit of 1Gi"), r.stderr
     assert "agent.yaml" not in r.stderr
+
+
+def test_paths_that_do_not_fit_are_refused_not_cut(stockade, tmp_path):
+    """A state directory so long that a sandbox's paths no longer fit their
+    buffers: the run is refused with the length, and nothing is made (or
+    removed) under a cut path."""
+    state = tmp_path / ("d" * 200) / ("e" * 200)
+    state = state / ("f" * max(1, 500 - len(str(state))))
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(state), STOCKADE_RUN_DIR=str(tmp_path / "run"))
+    r = stockade("run", "--runtime", "runc", "--", "true", env=env, timeout=120)
+    assert r.returncode != 0, r.stderr
+    assert "bytes long, more than" in r.stderr, r.stderr
+    made = [p for p in tmp_path.rglob("*") if p.name in ("sandboxes", "bundle", "lock")]
+    assert made == [], made

@@ -562,8 +562,12 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
 {
     char cb[STK_CIDR_STRLEN];
     int r;
-    if (!link_exists(c->bridge) &&
-        (r = IP(-1, err, "link", "add", c->bridge, "type", "bridge")) < 0)
+    /* A MAC of its own: a bridge without one takes the lowest of its ports'
+     * and changes it when that port goes, and every other sandbox's
+     * neighbour entry for the bridge address is stale until it is resolved
+     * again (seconds without traffic). Locally administered, "STK". */
+    if (!link_exists(c->bridge) && (r = IP(-1, err, "link", "add", c->bridge, "address",
+                                           "02:53:54:4b:00:01", "type", "bridge")) < 0)
         return r;
     if (f->bridge4.family) {
         struct stk_cidr gw = f->bridge4;

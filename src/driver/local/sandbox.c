@@ -4,9 +4,11 @@
  *
  * Parse first, act second: the id, every path, config.json and the /etc
  * files are computed before anything touches the kernel. Then setup_steps[]
- * runs in order; each step has an undo, and teardown runs the undos of the
- * steps that ran, in reverse, whether the workload succeeded, failed, was
- * killed or stockade was interrupted.
+ * runs in order through the one step runner (steps.h): when a step fails,
+ * its own undo and then the earlier steps' undos run, last first; after a
+ * run, teardown runs every undo in reverse, whether the workload succeeded,
+ * failed, was killed or stockade was interrupted. Every path is built whole
+ * (stk_path_make) or not at all.
  *
  * stockade is the child subreaper for the run: `<runtime> run --detach`
  * exits once the workload runs, so the container's init (or gVisor's
@@ -87,6 +89,8 @@ struct sandbox {
     bool session;
     char libexec[600], sock[256];
     int listen_fd;
+    /* step_dir made s->dir (undo_dir removes only what this run made) */
+    bool made_dir;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -260,6 +264,7 @@ static int step_dir(void *ctx, struct stk_error **err)
     } else {
         if (mkdir(s->dir, 0700) < 0)
             return stk_error_errno(err, errno, "creating %s", s->dir);
+        s->made_dir = true;
         if ((r = stk_path_make(path, sizeof(path), err, "%s/lock", s->dir)) < 0)
             return r;
         /* Held for the whole run: gc leaves a locked sandbox alone. */
@@ -283,8 +288,9 @@ static void undo_dir(void *ctx)
     struct sandbox *s = ctx;
     /* a long-lived sandbox's directory outlives a failed start: its logs
      * and lock are the caller's */
-    if (!s->session)
+    if (!s->session && s->made_dir)
         (void)rm_rf(s->dir);
+    s->made_dir = false;
     if (s->log_fd >= 0)
         close(s->log_fd);
     if (s->lock_fd >= 0)
