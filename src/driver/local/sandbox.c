@@ -165,7 +165,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     random_hex(rnd, 8);
     bool host = stk_streq(b->rootfs, "host");
     /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain;
-     * the name is cut on purpose, a paths never is */
+     * the name is cut on purpose, a path never is */
     if ((r = s->session ? stk_path_make(s->id, sizeof(s->id), err, "%s", s->req->id)
                         : stk_path_make(s->id, sizeof(s->id), err, "%.39s-%s",
                                         b->name ? b->name : "sandbox", rnd)) < 0 ||
