@@ -121,3 +121,17 @@ def test_trace_backend_local(stockade, tmp_path, dest, nat, verdict, model, loca
     # without --backend the model's verdict alone
     r = trace(stockade, "--to", dest, "-o", "json", file=spec, env=env)
     assert json.loads(r.stdout)["verdict"] == "allow"
+
+
+def test_explain_local_states_the_local_drops(stockade, tmp_path):
+    """explain on the local backend says what trace --backend local applies;
+    the other backends do not (they have no such rules)."""
+    spec = tmp_path / "sb.yaml"
+    spec.write_text(ALLOW_ALL)
+    local = stockade("explain", "--backend", "local", spec)
+    assert local.returncode == 0, local.stderr
+    assert "the host itself is not a destination" in local.stdout
+    assert "unless the operator sets data.local.nat or data.local.routed" in local.stdout
+    k8s = stockade("explain", "--backend", "kubernetes", spec)
+    assert k8s.returncode == 0, k8s.stderr
+    assert "the host itself is not a destination" not in k8s.stdout
