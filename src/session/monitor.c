@@ -570,7 +570,13 @@ int stk_session_monitor_main(const struct stk_local_paths *p, const char *id, co
     (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
     struct monitor m = {
         .s = &s, .lock_fd = lock_fd, .report_fd = report_fd, .done_fd = -1, .pidfd = -1};
-    fmt_into(m.id, sizeof(m.id), "%s", id);
+    /* the id names the sandbox's directory: whole, or no monitor */
+    if (stk_path_fmt(m.id, sizeof(m.id), "%s", id) < 0) {
+        static const char msg[] = "error sandbox id too long\n";
+        (void)!write(report_fd, msg, sizeof(msg) - 1);
+        stk_store_close(s.st);
+        return 1;
+    }
     int r = monitor_main(&m, (enum monitor_mode)i);
     stk_store_close(s.st);
     return r;
