@@ -150,6 +150,16 @@ int stk_enum_lookup(const char *const *names, size_t n, const char *s);
 const char *stk_enum_join(const char *const *names, size_t n, const char *sep, char *buf,
                           size_t bufsz);
 
+/* ---- paths ------------------------------------------------------------- */
+
+/* snprintf for paths: a path that does not fit is -ENAMETOOLONG and leaves
+ * buf empty, never cut. Returns the length otherwise. */
+STK_PRINTF(3, 4) int stk_path_fmt(char *buf, size_t n, const char *fmt, ...);
+STK_PRINTF(3, 0) int stk_path_vfmt(char *buf, size_t n, const char *fmt, va_list ap);
+/* Same, with the message set in *err (the path's start, its length). */
+STK_PRINTF(4, 5)
+int stk_path_make(char *buf, size_t n, struct stk_error **err, const char *fmt, ...);
+
 /* ---- small string helpers ---------------------------------------------- */
 
 bool stk_streq(const char *a, const char *b); /* NULL-safe */

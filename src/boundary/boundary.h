@@ -112,6 +112,30 @@ struct stk_verdict {
 int stk_egress_decide(const struct stk_boundary *b, const struct stk_dest *d,
                       struct stk_verdict *ret);
 
+/* What the local backend enforces beyond the model (src/render/nft.c): the
+ * host's own addresses are dropped (but for the services stockade offers on
+ * the bridge address, and the cluster DNS rule, which comes first), and
+ * without data.local.nat or routed nothing leaves the host. */
+struct stk_local_facts {
+    const struct stk_cidr *host_addrs; /* the host's own addresses, full length */
+    size_t n_host_addrs;
+    struct stk_cidr pool4, pool6; /* the sandboxes' address pool */
+    bool nat, routed;
+};
+
+enum stk_local_path {
+    STK_LOCAL_AS_MODELLED,     /* the model's verdict is what a connection observes */
+    STK_LOCAL_LOOPBACK,        /* allowed: the sandbox's own loopback */
+    STK_LOCAL_HOST_DROPPED,    /* denied: the host's own, broadcast or multicast address */
+    STK_LOCAL_OFFHOST_DROPPED, /* denied: leaves the host without nat or routed */
+    _STK_LOCAL_PATH_N
+};
+extern const char *const stk_local_path_reasons[_STK_LOCAL_PATH_N];
+
+/* The local backend's word on a destination the model decided as v. Pure. */
+enum stk_local_path stk_egress_local(const struct stk_local_facts *f, const struct stk_dest *d,
+                                     const struct stk_verdict *v);
+
 /* "0.0.0.0/0 except 169.254.169.254/32, all ports", "namespace db, pods
  * with app=pg, TCP 5432", ... */
 void stk_erule_describe(const struct stk_boundary *b, const struct stk_erule *r,

@@ -204,6 +204,22 @@ static void explain_kubernetes(struct stk_contract *c)
          &b->kube_role_origin);
 }
 
+/* What the local enforcer adds to any egress model (stk_egress_local(),
+ * src/render/nft.c), so that explain and `netpol trace --backend local`
+ * say the same. */
+static void local_network_caveats(struct stk_contract *c)
+{
+    if (c->facts->backend != STK_BACKEND_LOCAL)
+        return;
+    say(c, SEC_NETWORK,
+        "On this host the host itself is not a destination: its own, broadcast and multicast "
+        "addresses are dropped whatever the rules allow, except the services stockade offers "
+        "on the bridge address and the cluster resolver.");
+    say(c, SEC_NETWORK,
+        "On this host nothing leaves the machine unless the operator sets data.local.nat or "
+        "data.local.routed; `stockade netpol trace --backend local` shows what that drops.");
+}
+
 static void explain_network(struct stk_contract *c)
 {
     const struct stk_boundary *b = c->b;
@@ -222,6 +238,7 @@ static void explain_network(struct stk_contract *c)
                  "Egress is unrestricted: the operator excluded every "
                  "generated policy."),
              &eg->exclude_origin);
+        local_network_caveats(c);
         return;
     }
     /* Any policy selecting the pod isolates it; deny-egress only makes that
@@ -278,6 +295,7 @@ static void explain_network(struct stk_contract *c)
                  "endpoints are not excepted from external rules."),
              &b->blacklist_origin);
     }
+    local_network_caveats(c);
 }
 
 static void explain_privileges(struct stk_contract *c)

@@ -136,3 +136,49 @@ int stk_egress_decide(const struct stk_boundary *b, const struct stk_dest *d,
     *ret = v;
     return 0;
 }
+
+/* ---- what the local backend adds ---------------------------------------------- */
+
+const char *const stk_local_path_reasons[_STK_LOCAL_PATH_N] = {
+    [STK_LOCAL_AS_MODELLED] = "",
+    [STK_LOCAL_LOOPBACK] = "the sandbox's own loopback: it never leaves the sandbox's network "
+                           "namespace, so egress rules do not apply",
+    [STK_LOCAL_HOST_DROPPED] =
+        "dropped by the local backend: the host's own, broadcast and multicast addresses are "
+        "reachable only at the services stockade offers on the bridge address (nftables rule "
+        "`fib daddr type { local, broadcast, multicast } drop`)",
+    [STK_LOCAL_OFFHOST_DROPPED] =
+        "dropped by the local backend: traffic leaves this host only when the operator sets "
+        "data.local.nat or data.local.routed (nftables chain offhost)",
+};
+
+static bool in_cidr(const char *cidr, const struct stk_cidr *a)
+{
+    struct stk_cidr c;
+    return stk_cidr_parse(cidr, &c, NULL) == 0 && stk_cidr_contains(&c, a);
+}
+
+enum stk_local_path stk_egress_local(const struct stk_local_facts *f, const struct stk_dest *d,
+                                     const struct stk_verdict *v)
+{
+    if (!d->has_addr)
+        return STK_LOCAL_AS_MODELLED; /* a pod: another sandbox, through the bridge */
+    const struct stk_cidr *a = &d->addr;
+    if (in_cidr("127.0.0.0/8", a) || in_cidr("::1/128", a))
+        return STK_LOCAL_LOOPBACK;
+    /* denied by the model: denied here too, by the sandbox's chain; and the
+     * cluster DNS rule comes before the host rule (the resolver may be a
+     * service on the bridge address) */
+    if (!v->allowed || (v->isolated && v->policy == STK_NETPOL_DNS))
+        return STK_LOCAL_AS_MODELLED;
+    bool host =
+        in_cidr("224.0.0.0/4", a) || in_cidr("255.255.255.255/32", a) || in_cidr("ff00::/8", a);
+    for (size_t i = 0; i < f->n_host_addrs && !host; i++)
+        host = stk_cidr_contains(&f->host_addrs[i], a);
+    if (host)
+        return STK_LOCAL_HOST_DROPPED;
+    const struct stk_cidr *pool = a->family == STK_FAMILY_V4 ? &f->pool4 : &f->pool6;
+    if (pool->family == a->family && stk_cidr_contains(pool, a))
+        return STK_LOCAL_AS_MODELLED; /* another sandbox: routed through the host */
+    return f->nat || f->routed ? STK_LOCAL_AS_MODELLED : STK_LOCAL_OFFHOST_DROPPED;
+}

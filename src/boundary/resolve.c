@@ -31,8 +31,22 @@ static const struct stk_resolved_limits default_limits = {
     .storage = GiB,
 };
 static const int64_t default_home_size = GiB;
-static const int64_t default_tmp_size = 64 * MiB;
-static const int64_t default_shm_size = 64 * MiB;
+/* /tmp and /dev/shm, when the spec does not size them: a quarter of the
+ * memory limit each (tmpfs pages are charged to it, so together they take at
+ * most half), at least 1Mi and at most 64Mi; 64Mi without a memory limit.
+ * Any memory limit from 4Mi up then works without sizing them. */
+static const int64_t tmpfs_default_max = 64 * MiB;
+static const int64_t tmpfs_default_min = MiB;
+
+static int64_t tmpfs_default(int64_t memory)
+{
+    if (memory <= 0)
+        return tmpfs_default_max;
+    int64_t q = memory / 4 / 1024 * 1024; /* whole KiB: tmpfs sizes are in KiB */
+    return q < tmpfs_default_min   ? tmpfs_default_min
+           : q > tmpfs_default_max ? tmpfs_default_max
+                                   : q;
+}
 static const char default_namespace[] = "default";
 static const char default_rootfs[] = "host";
 static const char default_working_dir[] = "/workspace";
@@ -484,21 +498,32 @@ static void resolve_storage(struct rctx *r)
     b->home_storage_class = home->storage_class_name.meta.set ? home->storage_class_name.v : NULL;
 
     const struct stk_local_config *local = &r->sb->spec.driver_config.local;
+    int64_t dflt = tmpfs_default(b->limits.memory);
     b->tmp_size = chain_num(r, "spec.driverConfig.local.tmpSize", &local->tmp_size, NULL, NULL,
-                            default_tmp_size, NUM_BYTES, &o);
+                            dflt, NUM_BYTES, &o);
     b->shm_size = chain_num(r, "spec.driverConfig.local.shmSize", &local->shm_size, NULL, NULL,
-                            default_shm_size, NUM_BYTES, &o);
+                            dflt, NUM_BYTES, &o);
     int64_t tmpfs = b->tmp_size + b->shm_size;
     if (b->limits.memory && tmpfs >= b->limits.memory) {
-        char t[32], m[32];
-        stk_bytes_format(tmpfs, t, sizeof(t));
+        char t[32], sh[32], m[32];
+        stk_bytes_format(b->tmp_size, t, sizeof(t));
+        stk_bytes_format(b->shm_size, sh, sizeof(sh));
         stk_bytes_format(b->limits.memory, m, sizeof(m));
-        struct stk_origin at =
-            local->meta.set ? spec_origin(r, &local->meta, NULL) : r->b->memory_origin;
-        rerr(r, &at, local->meta.set ? "spec.driverConfig.local" : "spec.resources.memory",
-             "tmpSize + shmSize (%s) must be below the memory limit (%s): tmpfs pages are "
-             "charged to the sandbox's memory",
-             t, m);
+        /* a size the spec set is the one to change; with both defaulted
+         * the memory limit itself is too small */
+        bool tmp_set = local->tmp_size.meta.set, shm_set = local->shm_size.meta.set;
+        const struct stk_meta *at_meta = tmp_set   ? &local->tmp_size.meta
+                                         : shm_set ? &local->shm_size.meta
+                                                   : NULL;
+        struct stk_origin at = at_meta ? spec_origin(r, at_meta, NULL) : r->b->memory_origin;
+        rerr(r, &at,
+             tmp_set   ? "spec.driverConfig.local.tmpSize"
+             : shm_set ? "spec.driverConfig.local.shmSize"
+                       : "spec.resources.memory",
+             "tmpSize (%s%s) + shmSize (%s%s) must be below the memory limit (%s): tmpfs pages "
+             "are charged to the sandbox's memory",
+             t, tmp_set ? "" : ", the default for this limit", sh,
+             shm_set ? "" : ", the default for this limit", m);
     }
 }
 

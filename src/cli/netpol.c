@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stockade netpol trace: egress decisions without running anything. */
 #include "cli.h"
+#include "driver/driver.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <jansson.h>
 #include <string.h>
 #include <strings.h>
@@ -121,6 +124,62 @@ static void dest_text(const struct stk_dest *d, struct stk_buf *out)
     stk_buf_printf(out, "/%s", stk_protocol_names[d->protocol]);
 }
 
+/* ---- --backend local: what the local driver adds ---------------------------- */
+
+#define MAX_HOST_ADDRS 256
+
+struct local_facts {
+    struct stk_local_facts f;
+    struct stk_cidr addrs[MAX_HOST_ADDRS];
+};
+
+/* This host's addresses (of the network namespace trace runs in: the one
+ * the bridge lives in), the pool and the operator's nat/routed switches
+ * from the EnvironmentConfig. */
+static int local_facts_load(const struct cli_sandbox *s, struct local_facts *ret)
+{
+    struct stk_net_config c;
+    stk_net_config_default(&c);
+    _cleanup_error_ struct stk_error *err = NULL;
+    const struct stk_envconfig *env = s->env_ds ? s->env_ds->docs[0].env : NULL;
+    if (stk_net_config_apply_env(&c, env, &err) < 0) {
+        fprintf(stderr, "stockade netpol: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    *ret = (struct local_facts){
+        .f = {.pool4 = c.pool4, .pool6 = c.pool6, .nat = c.nat, .routed = c.routed}};
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i && ret->f.n_host_addrs < MAX_HOST_ADDRS; i = i->ifa_next) {
+            char text[64];
+            struct stk_cidr a;
+            if (!i->ifa_addr ||
+                (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+                continue;
+            const void *raw =
+                i->ifa_addr->sa_family == AF_INET
+                    ? (const void *)&((const struct sockaddr_in *)i->ifa_addr)->sin_addr
+                    : (const void *)&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+            if (inet_ntop(i->ifa_addr->sa_family, raw, text, sizeof(text)) &&
+                stk_addr_parse(text, &a) == 0)
+                ret->addrs[ret->f.n_host_addrs++] = a;
+        }
+        freeifaddrs(ifs);
+    }
+    /* the bridge's addresses, whether or not the bridge is up right now */
+    for (int fam = 0; fam < 2; fam++) {
+        const struct stk_cidr *pool = fam ? &c.pool6 : &c.pool4;
+        if (!pool->family || ret->f.n_host_addrs == MAX_HOST_ADDRS)
+            continue;
+        struct stk_cidr gw = *pool;
+        gw.addr[pool->family == STK_FAMILY_V4 ? 3 : 15] |= 1;
+        gw.prefix = pool->family == STK_FAMILY_V4 ? 32 : 128;
+        ret->addrs[ret->f.n_host_addrs++] = gw;
+    }
+    ret->f.host_addrs = ret->addrs;
+    return 0;
+}
+
 /* The destinations a matrix shows when none are given: every class the
  * egress model distinguishes. */
 static size_t default_matrix(const struct stk_boundary *b, struct dest_arg *out)
@@ -148,14 +207,12 @@ static size_t default_matrix(const struct stk_boundary *b, struct dest_arg *out)
 static int netpol_trace(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"env", required_argument, NULL, 'e'},
-        {"to", required_argument, NULL, 't'},
-        {"namespace", required_argument, NULL, 'n'},
-        {"labels", required_argument, NULL, 'l'},
-        {"matrix", no_argument, NULL, 'm'},
-        {"output", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
+        {"env", required_argument, NULL, 'e'},       {"to", required_argument, NULL, 't'},
+        {"namespace", required_argument, NULL, 'n'}, {"labels", required_argument, NULL, 'l'},
+        {"matrix", no_argument, NULL, 'm'},          {"output", required_argument, NULL, 'o'},
+        {"backend", required_argument, NULL, 'b'},   {NULL, 0, NULL, 0},
     };
+    enum stk_backend backend = _STK_BACKEND_N; /* the model alone */
     enum cli_output out = CLI_OUT_TEXT;
     const char *env_file = NULL, *namespace = NULL;
     char *labels_arg = NULL;
@@ -167,8 +224,12 @@ static int netpol_trace(int argc, char **argv)
     const char *why = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:t:n:l:mo:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:t:n:l:mo:b:", opts, NULL)) != -1) {
         switch (c) {
+        case 'b':
+            if (cli_parse_backend("netpol", optarg, &backend) != 0)
+                return EXIT_USAGE;
+            break;
         case 'e':
             env_file = optarg;
             break;
@@ -222,6 +283,10 @@ static int netpol_trace(int argc, char **argv)
         return r;
     if (matrix && n == 0)
         n = default_matrix(s.b, dests);
+    /* the local backend enforces more than the model: say where */
+    static struct local_facts lf;
+    if (backend == STK_BACKEND_LOCAL && (r = local_facts_load(&s, &lf)) != 0)
+        return r;
     for (size_t i = 0; i < n; i++)
         if (dests[i].text[0] || !dests[i].d.namespace) {
             if (namespace)
@@ -246,6 +311,14 @@ static int netpol_trace(int argc, char **argv)
         _cleanup_buf_ struct stk_buf dt = {0}, rt = {0};
         dest_text(&dests[i].d, &dt);
         reason_text(s.b, &v, &rt);
+        enum stk_local_path lp = backend == STK_BACKEND_LOCAL
+                                     ? stk_egress_local(&lf.f, &dests[i].d, &v)
+                                     : STK_LOCAL_AS_MODELLED;
+        bool model_allowed = v.allowed;
+        if (lp != STK_LOCAL_AS_MODELLED) {
+            v.allowed = lp == STK_LOCAL_LOOPBACK;
+            stk_buf_printf(&rt, "; locally %s", stk_local_path_reasons[lp]);
+        }
         if (out == CLI_OUT_JSON) {
             json_t *j = json_object();
             json_object_set_new(j, "destination", json_string(stk_buf_str(&dt)));
@@ -259,6 +332,15 @@ static int netpol_trace(int argc, char **argv)
                 json_object_set_new(j, "rule", json_integer((json_int_t)v.except_rule));
             }
             json_object_set_new(j, "reason", json_string(stk_buf_str(&rt)));
+            if (lp != STK_LOCAL_AS_MODELLED) {
+                static const char *const local_names[_STK_LOCAL_PATH_N] = {
+                    [STK_LOCAL_LOOPBACK] = "loopback",
+                    [STK_LOCAL_HOST_DROPPED] = "host",
+                    [STK_LOCAL_OFFHOST_DROPPED] = "offHost",
+                };
+                json_object_set_new(j, "model", json_string(model_allowed ? "allow" : "deny"));
+                json_object_set_new(j, "local", json_string(local_names[lp]));
+            }
             json_array_append_new(results, j);
         } else if (n > 1) {
             printf("%-36s %-7s %s\n", stk_buf_str(&dt), v.allowed ? "allow" : "deny",

@@ -167,13 +167,17 @@ static void overlay_apply(const struct run_opts *o, struct stk_sandbox *dst,
     }
 }
 
+static bool flag_given(const struct run_opts *o, int i)
+{
+    return i == FLAG_COMMAND ? o->argc > 0 : i == FLAG_ENV ? o->n_env > 0 : !!o->value[i];
+}
+
 /* Flags are their own source: explain and the result say "flag". */
 static void mark_flag_origins(const struct run_opts *o, struct stk_boundary *b)
 {
     for (int i = 0; i < _FLAG_N; i++) {
         const struct flag_desc *f = &flags[i];
-        bool given = i == FLAG_COMMAND ? o->argc > 0 : i == FLAG_ENV ? o->n_env > 0 : !!o->value[i];
-        if (!given)
+        if (!flag_given(o, i))
             continue;
         struct stk_origin fo = {.source = STK_SRC_FLAG, .path = f->path};
         if (f->origin_off != SIZE_MAX)
@@ -185,14 +189,17 @@ static void mark_flag_origins(const struct run_opts *o, struct stk_boundary *b)
 }
 
 /* Diagnostics about the flags name the flag, not a position in the
- * generated document. */
-static void print_diags(const struct stk_diags *d)
+ * generated document, nor in the spec file whose value the flag replaced
+ * (resolve's checks see the overlaid value under the file's name). */
+static void print_diags(const struct run_opts *o, const struct stk_diags *d)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct stk_diag *g = &d->items[i];
         const char *option = NULL;
-        for (int k = 0; k < _FLAG_N && g->file && !strcmp(g->file, "command line"); k++)
-            if (g->path && stk_startswith(g->path, flags[k].path))
+        bool generated = g->file && !strcmp(g->file, "command line");
+        for (int k = 0; k < _FLAG_N && g->path; k++)
+            if ((generated && stk_startswith(g->path, flags[k].path)) ||
+                (flag_given(o, k) && !strcmp(g->path, flags[k].path)))
                 option = flags[k].option;
         if (option) {
             fprintf(stderr, "stockade run: %s: %s: %s\n", option,
@@ -385,7 +392,7 @@ int cmd_run(int argc, char **argv)
     if (stk_resolve(sb, ds ? ds->file : "command line", env, env ? env_ds->file : NULL, &diags,
                     &b) < 0)
         goto invalid;
-    print_diags(&diags);
+    print_diags(&o, &diags);
     mark_flag_origins(&o, b);
 
     if (o.dry_run)
@@ -459,6 +466,6 @@ int cmd_run(int argc, char **argv)
     return res.exit_code < 0 ? EXIT_SETUP : res.exit_code & 0xff;
 
 invalid:
-    print_diags(&diags);
+    print_diags(&o, &diags);
     return EXIT_INVALID;
 }

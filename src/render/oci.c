@@ -41,9 +41,28 @@ const char *const stk_oci_denied_syscalls[] = {
     "io_uring_setup", "io_uring_enter", "io_uring_register", NULL};
 
 /* Refused unless SYS_PTRACE is granted: they read or write another
- * process's memory. */
+ * process's memory, or take its file descriptors (pidfd_getfd) or steer its
+ * memory (process_madvise). Docker's default profile gates the same six on
+ * CAP_SYS_PTRACE. */
 static const char *const ptrace_syscalls[] = {"ptrace", "process_vm_readv", "process_vm_writev",
-                                              "kcmp", NULL};
+                                              "kcmp",   "pidfd_getfd",      "process_madvise",
+                                              NULL};
+
+/* Socket families socket(2) refuses with EAFNOSUPPORT (what a kernel
+ * without the family answers, so programs fall back cleanly). Docker's
+ * default profile refuses AF_VSOCK alone; stockade refuses AF_ALG too.
+ * Every other family stays, as under Docker: the ones that need a
+ * capability (AF_PACKET, raw sockets) fail without it anyway. */
+const struct stk_oci_family stk_oci_denied_families[] = {
+    /* not namespaced: vsock ports are the VM's, shared with the host and
+     * every other sandbox, and outside nftables */
+    {"AF_VSOCK", 40},
+    /* the kernel crypto API as a socket: a large attack surface with a
+     * history of kernel bugs, which gVisor does not offer at all; user-space
+     * crypto (OpenSSL, libsodium) needs none of it */
+    {"AF_ALG", 38},
+    {NULL, 0},
+};
 
 /* clone(2) flags that create namespaces: refused one by one, since runtime-spec
  * arguments within one rule are ANDed. */
@@ -142,6 +161,14 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
     mount_add(m, "/sys", "sysfs", "sysfs", sys, STK_ARRAY_SIZE(sys));
     const char *cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro"};
     mount_add(m, "/sys/fs/cgroup", "cgroup", "cgroup", cg, STK_ARRAY_SIZE(cg));
+    /* On a v1 or hybrid host the runtime puts the controllers under a
+     * tmpfs at /sys/fs/cgroup, and crun leaves that tmpfs writable (mode
+     * 1777) whatever the options say. Remounting the mount point read-only
+     * (MS_REMOUNT|MS_BIND|MS_RDONLY acts on what is mounted there; the
+     * source is not used) makes it read-only under every runtime. */
+    const char *cg_ro[] = {"bind", "remount", "ro", "nosuid", "noexec", "nodev"};
+    if (!o->no_cgroup_remount)
+        mount_add(m, "/sys/fs/cgroup", "bind", "/sys/fs/cgroup", cg_ro, STK_ARRAY_SIZE(cg_ro));
     tmpfs_add(m, "/tmp", b->tmp_size, "1777");
     bind_add(m, "/workspace", o->workspace, false);
     if (stk_streq(b->rootfs, "host")) {
@@ -209,6 +236,18 @@ static json_t *render_seccomp(const struct stk_boundary *b)
                             json_pack("[{s:i,s:I,s:I,s:s}]", "index", 0, "value",
                                       (json_int_t)clone_ns_flags[i], "valueTwo",
                                       (json_int_t)clone_ns_flags[i], "op", "SCMP_CMP_MASKED_EQ"));
+        json_array_append_new(rules, r);
+    }
+    /* socket(2)'s family is an int: compared on the low 32 bits (value is
+     * the mask, valueTwo the datum), so garbage in the upper half cannot
+     * slip a family past the rule */
+    for (const struct stk_oci_family *f = stk_oci_denied_families; f->name; f++) {
+        static const char *const sock[] = {"socket", NULL};
+        json_t *r = deny_rule(sock, EAFNOSUPPORT);
+        json_object_set_new(r, "args",
+                            json_pack("[{s:i,s:I,s:I,s:s}]", "index", 0, "value",
+                                      (json_int_t)0xffffffff, "valueTwo", (json_int_t)f->family,
+                                      "op", "SCMP_CMP_MASKED_EQ"));
         json_array_append_new(rules, r);
     }
     /* clone3 passes its flags in memory seccomp cannot read: ENOSYS makes

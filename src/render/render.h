@@ -201,6 +201,9 @@ struct stk_oci_options {
     const char *init_dir;
     /* the hostname; NULL: the boundary's name */
     const char *hostname;
+    /* gVisor: its /sys/fs/cgroup is its own, read-only emulation, and it
+     * refuses the remount entry that makes runc's and crun's read-only */
+    bool no_cgroup_remount;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"
@@ -225,5 +228,12 @@ void stk_oci_etc_free(struct stk_oci_file files[STK_OCI_ETC_FILES]);
 /* The syscalls the default seccomp profile refuses with EPERM (for docs and
  * tests). NULL-terminated. */
 extern const char *const stk_oci_denied_syscalls[];
+/* socket(2) families the default profile refuses (EAFNOSUPPORT); ends with
+ * {NULL, 0} */
+struct stk_oci_family {
+    const char *name;
+    int family;
+};
+extern const struct stk_oci_family stk_oci_denied_families[];
 
 #endif

@@ -28,11 +28,13 @@
 int log_writer_open(struct log_writer *w, const char *sandbox_dir, struct stk_error **err)
 {
     char path[PATH_MAX + 16];
-    fmt_into(w->dir, sizeof(w->dir), "%s/logs", sandbox_dir);
-    int r = mkdir_p(w->dir, 0700);
+    int r = stk_path_make(w->dir, sizeof(w->dir), err, "%s/logs", sandbox_dir);
     if (r < 0)
+        return r;
+    if ((r = mkdir_p(w->dir, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", w->dir);
-    fmt_into(path, sizeof(path), "%s/current", w->dir);
+    if ((r = stk_path_make(path, sizeof(path), err, "%s/current", w->dir)) < 0)
+        return r;
     w->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (w->fd < 0)
         return stk_error_errno(err, errno, "opening %s", path);
@@ -59,9 +61,8 @@ static int write_all(int fd, const void *data, size_t n)
 static void rotate(struct log_writer *w)
 {
     char cur[PATH_MAX + 16], prev[PATH_MAX + 16];
-    fmt_into(cur, sizeof(cur), "%s/current", w->dir);
-    fmt_into(prev, sizeof(prev), "%s/previous", w->dir);
-    if (rename(cur, prev) < 0)
+    if (stk_path_fmt(cur, sizeof(cur), "%s/current", w->dir) < 0 ||
+        stk_path_fmt(prev, sizeof(prev), "%s/previous", w->dir) < 0 || rename(cur, prev) < 0)
         return;
     int fd = open(cur, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
@@ -203,13 +204,16 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
     if (r < 0)
         return r;
     char dir[PATH_MAX], path[PATH_MAX + 32];
-    session_dir(s, rec.id, dir, sizeof(dir));
+    r = session_dir(s, rec.id, dir, sizeof(dir));
     stk_sb_rec_free(&rec);
+    if (r < 0)
+        return stk_error_make(err, -r, "the directory of sandbox %s", id);
     struct log_reader *lr = stk_xcalloc(1, sizeof(*lr));
     static const char *const files[] = {"previous", "current"};
     struct stat cur_st = {0};
     for (size_t i = 0; i < 2 && r >= 0; i++) {
-        fmt_into(path, sizeof(path), "%s/logs/%s", dir, files[i]);
+        if (stk_path_fmt(path, sizeof(path), "%s/logs/%s", dir, files[i]) < 0)
+            continue;
         lr->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         lr->have = 0;
         if (lr->fd < 0)
@@ -227,8 +231,8 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
     while (r >= 0 && follow) {
         bool done = ended(s, id);
         struct stat st;
-        fmt_into(path, sizeof(path), "%s/logs/current", dir);
-        bool rotated = stat(path, &st) == 0 && (lr->fd < 0 || st.st_ino != cur_st.st_ino);
+        bool rotated = stk_path_fmt(path, sizeof(path), "%s/logs/current", dir) >= 0 &&
+                       stat(path, &st) == 0 && (lr->fd < 0 || st.st_ino != cur_st.st_ino);
         if (lr->fd >= 0)
             r = copy_records(lr, since_ms, out_fd, err_fd);
         if (r < 0)

@@ -202,8 +202,8 @@ static void conclude(struct monitor *m, const struct stk_driver_status *st)
         if (!purge)
             (void)s->drv->ops->teardown(s->drv->ctx, &m->sb.d, true, NULL);
         char dir[PATH_MAX];
-        session_dir(s, m->id, dir, sizeof(dir));
-        (void)rm_rf(dir);
+        if (session_dir(s, m->id, dir, sizeof(dir)) >= 0)
+            (void)rm_rf(dir);
     }
     stk_error_free(terr);
 }
@@ -217,7 +217,8 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     struct stk_error *err = NULL;
     int r = session_sb_load(s, m->id, true, &m->sb, &err);
     char dir[PATH_MAX];
-    session_dir(s, m->id, dir, sizeof(dir));
+    if (r >= 0 && session_dir(s, m->id, dir, sizeof(dir)) < 0)
+        r = stk_error_make(&err, ENAMETOOLONG, "the directory of sandbox %s", m->id);
     if (r >= 0)
         r = log_writer_open(&m->logs, dir, &err);
     m->sb.d.lock_fd = m->lock_fd;
@@ -327,7 +328,13 @@ int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend b
     (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
     struct monitor m = {.s = s, .lock_fd = lock_fd, .report_fd = report_fd};
     m.logs.fd = -1;
-    fmt_into(m.id, sizeof(m.id), "%s", id);
+    /* the id names the sandbox's directory: whole, or no monitor */
+    if (stk_path_fmt(m.id, sizeof(m.id), "%s", id) < 0) {
+        static const char msg[] = "error sandbox id too long\n";
+        (void)!write(report_fd, msg, sizeof(msg) - 1);
+        stk_session_close(s);
+        return 1;
+    }
     int r = monitor_main(&m, (enum monitor_mode)i);
     stk_session_close(s);
     return r;

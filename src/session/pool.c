@@ -36,11 +36,13 @@ static int pool_lock(struct stk_session *s, const char *name, struct stk_error *
         return stk_error_make(err, EINVAL,
                               "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
                               name);
-    fmt_into(path, sizeof(path), "%s/pools", s->p.state_dir);
-    int r = mkdir_p(path, 0700);
+    int r = stk_path_make(path, sizeof(path), err, "%s/pools", s->p.state_dir);
     if (r < 0)
+        return r;
+    if ((r = mkdir_p(path, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", path);
-    fmt_into(path, sizeof(path), "%s/pools/%s.lock", s->p.state_dir, name);
+    if ((r = stk_path_make(path, sizeof(path), err, "%s/pools/%s.lock", s->p.state_dir, name)) < 0)
+        return r;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 || flock(fd, LOCK_EX) < 0) {
         r = stk_error_errno(err, errno, "locking %s", path);

@@ -97,7 +97,8 @@ int session_advance_all(struct stk_session *s, struct stk_error **err);
 int session_up_inline(struct stk_session *s, const char *id, bool create, bool idle,
                       struct stk_error **err);
 
-/* snprintf that cuts (paths, messages); from the local driver */
+/* snprintf that cuts, for messages only (paths: stk_path_make); from the
+ * local driver */
 STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
@@ -133,7 +134,8 @@ int session_fingerprint(const struct stk_session *s, const struct stk_boundary *
  * fixed. */
 int session_local_fingerprint(const struct stk_boundary *b, char ret[65], struct stk_error **err);
 
-void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n);
+/* <state_dir>/sandboxes/<id>; -ENAMETOOLONG (buf empty) when it does not fit */
+int session_dir(const struct stk_session *s, const char *id, char *buf, size_t n);
 int session_lock_open(const struct stk_session *s, const char *id, bool create,
                       struct stk_error **err);
 int session_lock(const struct stk_session *s, const char *id, int wait_ms, struct stk_error **err);

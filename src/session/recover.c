@@ -65,8 +65,8 @@ int session_settle(struct stk_session *s, const struct session_sb *sb, struct st
     }
     if (r >= 0 && purge) {
         char dir[PATH_MAX];
-        session_dir(s, rec->id, dir, sizeof(dir));
-        (void)rm_rf(dir);
+        if (session_dir(s, rec->id, dir, sizeof(dir)) >= 0)
+            (void)rm_rf(dir);
     }
     return r;
 }

@@ -46,7 +46,9 @@ static int backend_claim(const char *state_dir, enum stk_backend want, bool had_
                          struct stk_error **err)
 {
     char path[PATH_MAX + 16], have[32] = "";
-    fmt_into(path, sizeof(path), "%s/" STK_SESSION_BACKEND_FILE, state_dir);
+    int w = stk_path_make(path, sizeof(path), err, "%s/" STK_SESSION_BACKEND_FILE, state_dir);
+    if (w < 0)
+        return w;
     FILE *f = fopen(path, "re");
     if (f) {
         if (!fgets(have, sizeof(have), f))
@@ -59,7 +61,8 @@ static int backend_claim(const char *state_dir, enum stk_backend want, bool had_
         /* written whole, then linked: a reader never sees a half-written
          * file, and of two first users exactly one wins */
         char tmp[PATH_MAX + 48];
-        fmt_into(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+        if ((w = stk_path_make(tmp, sizeof(tmp), err, "%s.%d", path, (int)getpid())) < 0)
+            return w;
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
             return stk_error_errno(err, errno, "writing %s", tmp);
@@ -111,8 +114,11 @@ int stk_session_open_opts(const struct stk_local_paths *p, enum stk_backend back
     struct stk_session *s = stk_xcalloc(1, sizeof(*s));
     s->backend = backend;
     s->p = *p;
-    fmt_into(s->state_dir, sizeof(s->state_dir), "%s", p->state_dir);
-    fmt_into(s->run_dir, sizeof(s->run_dir), "%s", p->run_dir);
+    if (stk_path_make(s->state_dir, sizeof(s->state_dir), err, "%s", p->state_dir) < 0 ||
+        stk_path_make(s->run_dir, sizeof(s->run_dir), err, "%s", p->run_dir) < 0) {
+        free(s);
+        return -ENAMETOOLONG;
+    }
     s->p.state_dir = s->state_dir;
     s->p.run_dir = s->run_dir;
     if (opts && opts->kubeconfig)
@@ -127,7 +133,10 @@ int stk_session_open_opts(const struct stk_local_paths *p, enum stk_backend back
         fmt_into(s->actor, sizeof(s->actor), "uid=%u", (unsigned)getuid());
     }
     char db[PATH_MAX + 16];
-    fmt_into(db, sizeof(db), "%s/%s", p->state_dir, STK_STORE_DB_FILE);
+    if (stk_path_make(db, sizeof(db), err, "%s/%s", p->state_dir, STK_STORE_DB_FILE) < 0) {
+        free(s);
+        return -ENAMETOOLONG;
+    }
     bool had_store = access(db, F_OK) == 0;
     /* the backend first: its mismatch is the message that helps */
     int r = had_store ? backend_claim(p->state_dir, backend, true, err) : 0;
@@ -303,22 +312,23 @@ static const char *phase_name(enum stk_sb_phase p)
 
 /* ---- the sandbox directory and its lock --------------------------------------------- */
 
-void session_dir(const struct stk_session *s, const char *id, char *buf, size_t n)
+int session_dir(const struct stk_session *s, const char *id, char *buf, size_t n)
 {
-    fmt_into(buf, n, "%s/sandboxes/%s", s->p.state_dir, id);
+    return stk_path_fmt(buf, n, "%s/sandboxes/%s", s->p.state_dir, id);
 }
 
 int session_lock_open(const struct stk_session *s, const char *id, bool create,
                       struct stk_error **err)
 {
     char dir[600], path[700];
-    session_dir(s, id, dir, sizeof(dir));
+    int r = session_dir(s, id, dir, sizeof(dir));
+    if (r < 0 || (r = stk_path_make(path, sizeof(path), err, "%s/lock", dir)) < 0)
+        return err && *err ? r : stk_error_make(err, -r, "the directory of sandbox %s", id);
     if (create) {
-        int r = mkdir_p(dir, 0700);
+        r = mkdir_p(dir, 0700);
         if (r < 0)
             return stk_error_errno(err, -r, "creating %s", dir);
     }
-    fmt_into(path, sizeof(path), "%s/lock", dir);
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
     if (fd < 0)
         return stk_error_errno(err, errno, "opening %s", path);
@@ -339,10 +349,9 @@ int session_lock(const struct stk_session *s, const char *id, int wait_ms, struc
              * we waited: a lock on an unlinked file guards nothing */
             char dir[PATH_MAX], path[PATH_MAX + 8];
             struct stat a, b;
-            session_dir(s, id, dir, sizeof(dir));
-            fmt_into(path, sizeof(path), "%s/lock", dir);
-            if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
-                a.st_dev == b.st_dev)
+            if (session_dir(s, id, dir, sizeof(dir)) >= 0 &&
+                stk_path_fmt(path, sizeof(path), "%s/lock", dir) >= 0 && fstat(fd, &a) == 0 &&
+                stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
                 return fd;
             close(fd);
             continue;

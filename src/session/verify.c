@@ -9,12 +9,74 @@
 #include "verify/verify.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+/* The probe's report is bounded while it is read, by a child of ours that
+ * copies at most STK_VERIFY_MAX_REPORT + 1 bytes from a pipe into mem and
+ * then closes the pipe: the exec's next write fails (EPIPE) and the exec
+ * with it. No limit of this process changes: it writes the store (the
+ * exec's audit records) while the probe runs, and a lowered RLIMIT_FSIZE
+ * would fail those writes (EFBIG) once the WAL is past the bound. */
+static int probe_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
+                      int mem, int *ret_code, bool *ret_too_big, struct stk_error **err)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return stk_error_errno(err, errno, "pipe");
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        return stk_error_errno(err, e, "fork");
+    }
+    if (pid == 0) {
+        close(pfd[1]);
+        char buf[16384];
+        size_t total = 0;
+        for (;;) {
+            ssize_t n = read(pfd[0], buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                _exit(n < 0 ? 2 : 0);
+            /* past the bound: keep one byte more (so it shows), then go */
+            size_t keep = (size_t)n;
+            if (total + keep > (size_t)STK_VERIFY_MAX_REPORT + 1)
+                keep = (size_t)STK_VERIFY_MAX_REPORT + 1 - total;
+            for (size_t off = 0; off < keep;) {
+                ssize_t w = write(mem, buf + off, keep - off);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    _exit(2);
+                off += (size_t)w;
+            }
+            total += keep;
+            if (total > (size_t)STK_VERIFY_MAX_REPORT)
+                _exit(1);
+        }
+    }
+    close(pfd[0]);
+    /* a closed pipe is an error of the exec, not a signal that kills us */
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+    int r = stk_session_exec(s, id, proc, -1, pfd[1], STDERR_FILENO, ret_code, err);
+    close(pfd[1]);
+    signal(SIGPIPE, old_pipe);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *ret_too_big = WIFEXITED(st) && WEXITSTATUS(st) == 1;
+    if (r >= 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !*ret_too_big)
+        return stk_error_make(err, EIO, "reading the probe's report failed");
+    return r;
+}
 
 int stk_session_verify(struct stk_session *s, const char *id, const struct stk_verify_target *to,
                        size_t n_to, int timeout_ms, struct stk_verify_report **ret,
@@ -52,27 +114,21 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     while (argv[argc])
         argc++;
     struct stk_init_proc proc = {.argv = argv, .argc = argc};
-    /* the report may be larger than a pipe holds: a memory file */
+    /* the report may be larger than a pipe holds: a memory file, filled by
+     * a reader that bounds it */
     out = memfd_create("stockade-probe", MFD_CLOEXEC);
     if (out < 0) {
         r = stk_error_errno(err, errno, "memfd_create");
         goto out;
     }
     int code = 0;
-    /* the report is bounded while it is written, not after: past the
-     * bound the write fails (EFBIG) and the exec with it */
-    struct rlimit old, cap = {STK_VERIFY_MAX_REPORT + 1, STK_VERIFY_MAX_REPORT + 1};
-    void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
-    bool capped = getrlimit(RLIMIT_FSIZE, &old) == 0 && old.rlim_cur > cap.rlim_cur &&
-                  setrlimit(RLIMIT_FSIZE, &(struct rlimit){cap.rlim_cur, old.rlim_max}) == 0;
-    r = stk_session_exec(s, rec.id, &proc, -1, out, STDERR_FILENO, &code, err);
-    if (capped)
-        (void)setrlimit(RLIMIT_FSIZE, &old);
-    signal(SIGXFSZ, old_xfsz);
-    if (r < 0)
+    bool too_big = false;
+    if ((r = probe_exec(s, rec.id, &proc, out, &code, &too_big, err)) < 0 && !too_big)
         goto out;
     struct stat st;
-    if (fstat(out, &st) < 0 || st.st_size > STK_VERIFY_MAX_REPORT) {
+    if (too_big || fstat(out, &st) < 0 || st.st_size > STK_VERIFY_MAX_REPORT) {
+        if (err)
+            stk_error_freep(err);
         r = stk_error_make(err, E2BIG, "the probe's report is larger than %d bytes",
                            STK_VERIFY_MAX_REPORT);
         goto out;

@@ -345,8 +345,7 @@ static const struct stk_field kube_fields[] = {
      STR(STK_FMT_DNS_SUBDOMAIN), .doc = "Existing ServiceAccount to run as."},
     {"priorityClassName", AT(struct stk_kube_config, priority_class_name),
      STR(STK_FMT_DNS_SUBDOMAIN), .doc = "PriorityClass of the pod."},
-    {"imagePullPolicy", AT(struct stk_kube_config, image_pull_policy),
-     ENUM(stk_pull_policy_names),
+    {"imagePullPolicy", AT(struct stk_kube_config, image_pull_policy), ENUM(stk_pull_policy_names),
      .doc = "When the node pulls spec.image; the cluster's default (Always for :latest) when "
             "omitted. Never for images loaded onto the nodes by hand."},
     {"nodeSelector", AT(struct stk_kube_config, node_selector), .type = STK_F_MAP,
@@ -362,9 +361,13 @@ static const struct stk_field kube_fields[] = {
 
 static const struct stk_field local_fields[] = {
     {"tmpSize", AT(struct stk_local_config, tmp_size), .type = STK_F_BYTES, .min = MiB,
-     .max = 64 * GiB, .doc = "Size of the /tmp tmpfs (counted against memory)."},
+     .max = 64 * GiB,
+     .doc = "Size of the /tmp tmpfs (counted against memory). Default: a quarter of the "
+            "memory limit, at least 1Mi and at most 64Mi."},
     {"shmSize", AT(struct stk_local_config, shm_size), .type = STK_F_BYTES, .min = MiB,
-     .max = 64 * GiB, .doc = "Size of the /dev/shm tmpfs (counted against memory)."},
+     .max = 64 * GiB,
+     .doc = "Size of the /dev/shm tmpfs (counted against memory). Default: a quarter of the "
+            "memory limit, at least 1Mi and at most 64Mi."},
     END,
 };
 

@@ -388,7 +388,8 @@ def test_teardown_and_gc_leave_nothing(world, tmp_path):
     # a chain whose state file is lost is still found by its name
     os.unlink(os.path.join(world.run_dir, "net", "sandboxes", "gc-c"))
     r = world.helper("gc", "someone-else")
-    chains = sh("nft", "list", "table", "inet", "stockade", ns=HOST).stdout
+    # with no sandbox left in the namespace the tables go too
+    chains = sh("nft", "list", "ruleset", ns=HOST).stdout
     assert "sb-gc-c" not in chains
     links = sh("ip", "-n", HOST, "-o", "link").stdout
     assert "stk-gc-c" not in links
@@ -432,3 +433,45 @@ def test_host_only_offered_services(world, tmp_path):
         {"addr": "198.51.100.1", "port": 9999, "proto": "tcp"},  # another host address
     ])
     assert got == [True, True, False, False]
+
+
+def test_two_run_directories_share_one_network(world, tmp_path):
+    """The bridge, the tables and the leases belong to the network
+    namespace, not to a run directory: removing the last sandbox of one run
+    directory, or its gc, leaves another run directory's sandboxes working."""
+    env = env_file(tmp_path)
+    spec = sandbox_file(tmp_path, "pair", "lab-002")
+    other_dir = tempfile.mkdtemp(prefix="stk-egress-2-")
+
+    def other(*args, check=True):
+        return sh(HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", other_dir,
+                  "--log-group", GROUP, *args, check=check)
+
+    bridge = [{"addr": "10.88.0.1", "port": 9999, "proto": "tcp"},
+              {"addr": "fd88::1", "port": 9999, "proto": "tcp"}]
+    try:
+        path, a4, a6, veth, _ = other("--service", "tcp:9999", "up", "keep", spec,
+                                      env).stdout.split()
+        keep = {"netns": path, "v4": a4.split("/")[0], "v6": a6.split("/")[0], "veth": veth}
+        gone = world.up("gone", spec, env, options=("--service", "tcp:9999"))
+        # one pool, two run directories: never the same address
+        assert {gone["v4"], gone["v6"]}.isdisjoint({keep["v4"], keep["v6"]})
+        assert world.probe(keep, bridge) == [True, True]
+        # the last sandbox of the first run directory goes, then its gc runs
+        world.down("gone")
+        world.helper("gc")
+        link = sh("ip", "-n", HOST, "-o", "link", "show", keep["veth"]).stdout
+        assert "master stk0" in link, link
+        chains = sh("nft", "list", "table", "inet", "stockade", ns=HOST).stdout
+        assert "sb-keep" in chains
+        # and its traffic still passes
+        # (the bridge keeps its own MAC when the port whose MAC it had goes)
+        assert world.probe(keep, bridge) == [True, True]
+        other("down", "keep")
+        # the last sandbox of all: the shared objects go with it
+        assert sh("nft", "list", "tables", ns=HOST).stdout.strip() == ""
+        assert "stk0" not in sh("ip", "-n", HOST, "-o", "link").stdout
+    finally:
+        other("down", "keep", check=False)
+        other("gc", check=False)
+        shutil.rmtree(other_dir, ignore_errors=True)

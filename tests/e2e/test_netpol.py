@@ -63,3 +63,75 @@ def test_injection_has_no_model(stockade, tmp_path):
     r = trace(stockade, "--to", "10.0.0.1", file=f, env=None)
     assert r.returncode == 1
     assert "the workload's own NetworkPolicies govern its traffic" in r.stderr
+
+
+ALLOW_ALL = """apiVersion: stockade.dev/v1alpha1
+kind: Sandbox
+metadata:
+  name: t
+  namespace: lab
+spec:
+  network:
+    egress:
+      - cidr: 0.0.0.0/0
+      - cidr: "::/0"
+"""
+
+NAT_ENV = """apiVersion: stockade.dev/v1alpha1
+kind: EnvironmentConfig
+metadata:
+  name: nat
+data:
+  local:
+    nat: true
+"""
+
+
+@pytest.mark.parametrize("dest,nat,verdict,model,local", [
+    # the bridge address is the host's own: dropped whatever the model says
+    ("10.88.0.1:80", False, "deny", "allow", "host"),
+    ("[fd88::1]:80", True, "deny", "allow", "host"),
+    ("224.0.0.251:5353/udp", True, "deny", "allow", "host"),
+    # off the host: dropped without data.local.nat, as modelled with it
+    ("203.0.113.10:443", False, "deny", "allow", "offHost"),
+    ("[2001:db8::10]:443", False, "deny", "allow", "offHost"),
+    ("203.0.113.10:443", True, "allow", None, None),
+    # another sandbox: through the bridge, as modelled
+    ("10.88.0.7:80", False, "allow", None, None),
+    # the sandbox's own loopback never reaches the host's rules
+    ("127.0.0.1:80", False, "allow", "allow", "loopback"),
+])
+def test_trace_backend_local(stockade, tmp_path, dest, nat, verdict, model, local):
+    """--backend local states what the local enforcement adds to the model
+    (src/render/nft.c): the host rule and the off-host drop."""
+    spec = tmp_path / "sb.yaml"
+    spec.write_text(ALLOW_ALL)
+    env = None
+    if nat:
+        env = tmp_path / "env.yaml"
+        env.write_text(NAT_ENV)
+    r = trace(stockade, "--backend", "local", "--to", dest, "-o", "json", file=spec, env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["verdict"] == verdict, out
+    assert out.get("model") == model, out
+    assert out.get("local") == local, out
+    if local in ("host", "offHost"):
+        assert "dropped by the local backend" in out["reason"]
+    # without --backend the model's verdict alone
+    r = trace(stockade, "--to", dest, "-o", "json", file=spec, env=env)
+    assert json.loads(r.stdout)["verdict"] == "allow"
+
+
+def test_explain_local_states_the_local_drops(stockade, tmp_path):
+    """explain on the local backend says what trace --backend local applies;
+    the other backends do not (they have no such rules)."""
+    spec = tmp_path / "sb.yaml"
+    spec.write_text(ALLOW_ALL)
+    local = stockade("explain", "--backend", "local", spec)
+    assert local.returncode == 0, local.stderr
+    assert "the host itself is not a destination" in local.stdout
+    assert "unless the operator sets data.local.nat or data.local.routed" in local.stdout
+    k8s = stockade("explain", "--backend", "kubernetes", spec)
+    assert k8s.returncode == 0, k8s.stderr
+    assert "the host itself is not a destination" not in k8s.stdout

@@ -466,6 +466,41 @@ def test_verify_passes_then_fails_when_weakened(sess, tmp_path):
     assert [r["event"] for r in sess.audit(sid)].count("verified") == 2
 
 
+def test_verify_on_a_large_wal(sess, tmp_path):
+    """verify appends audit records while the probe runs: a WAL of several
+    MiB must take them (a lowered RLIMIT_FSIZE once failed them with EFBIG
+    and left a torn frame), and the trail verifies afterwards."""
+    sid = sess.create(write_spec(tmp_path / "w.yaml", name="wal"))
+    db = pathlib.Path(sess.env["STOCKADE_STATE_DIR"]) / "stockade.db"
+    wal = db.with_name(db.name + "-wal")
+    # a reader's snapshot keeps the WAL from restarting, so what stockade
+    # writes next lands past everything written below
+    reader = sqlite3.connect(db, isolation_level=None)
+    writer = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        writer.execute("CREATE TABLE test_wal_filler (b BLOB)")
+        for _ in range(6):
+            writer.execute("INSERT INTO test_wal_filler VALUES (randomblob(1048576))")
+        assert wal.stat().st_size > 4 << 20, wal.stat().st_size
+        p = sess("verify", sid)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "disk I/O error" not in p.stderr
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+        writer.execute("DROP TABLE IF EXISTS test_wal_filler")
+        writer.close()
+    assert [r["event"] for r in sess.audit(sid)].count("verified") == 1
+    sess.ok("audit", "verify")
+    check = sqlite3.connect(db)
+    try:
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        check.close()
+
+
 def test_verify_file(sess, tmp_path):
     p = sess("verify", write_spec(tmp_path / "f.yaml", name="once"))
     assert p.returncode == 0, p.stdout + p.stderr

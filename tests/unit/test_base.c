@@ -162,6 +162,33 @@ static void test_cidr_contains(void **state)
     assert_true(stk_cidr_equal(&addr, &ten));
 }
 
+static void test_path_never_truncates(void **state)
+{
+    (void)state;
+    char buf[16];
+    /* fits: 15 characters and the NUL */
+    assert_int_equal(stk_path_fmt(buf, sizeof(buf), "%s/%s", "/run", "abcdefghij"), 15);
+    assert_string_equal(buf, "/run/abcdefghij");
+    /* one byte more: an error and an empty buffer, never "/run/abcdefghij" */
+    assert_int_equal(stk_path_fmt(buf, sizeof(buf), "%s/%s", "/run", "abcdefghijk"), -ENAMETOOLONG);
+    assert_string_equal(buf, "");
+    assert_int_equal(stk_path_fmt(buf, 0, "x"), -ENAMETOOLONG);
+
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_path_make(buf, sizeof(buf), &err, "/state/%s", "sandboxes/0123456789"),
+                     -ENAMETOOLONG);
+    assert_string_equal(buf, "");
+    assert_non_null(err);
+    assert_int_equal(err->code, ENAMETOOLONG);
+    assert_non_null(strstr(err->msg, "/state/sandbox")); /* where it started */
+    assert_non_null(strstr(err->msg, "27 bytes"));
+    stk_error_free(err);
+    err = NULL;
+    assert_int_equal(stk_path_make(buf, sizeof(buf), &err, "/state/%s", "ok"), 9);
+    assert_null(err);
+    assert_string_equal(buf, "/state/ok");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_enum_helpers),
         cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_contains),
+        cmocka_unit_test(test_path_never_truncates),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

@@ -278,10 +278,48 @@ static void test_cross_field_errors(void **state)
          "spec:\n  resources: {memory: 64Mi}\n  driverConfig:\n    local: {tmpSize: 32Mi, "
          "shmSize: 32Mi}\n",
          NULL,
-         "sb.yaml:8:12: error: spec.driverConfig.local: tmpSize + shmSize (64Mi) must be below "
-         "the memory limit (64Mi): tmpfs pages are charged to the sandbox's memory"},
+         "sb.yaml:8:22: error: spec.driverConfig.local.tmpSize: tmpSize (32Mi) + shmSize (32Mi) "
+         "must be below the memory limit (64Mi): tmpfs pages are charged to the sandbox's "
+         "memory"},
+        /* the size the spec set is named, and the defaulted one says so */
+        {"explicit tmpSize over a small limit",
+         "spec:\n  resources: {memory: 16Mi}\n  driverConfig:\n    local: {tmpSize: 12Mi}\n", NULL,
+         "sb.yaml:8:22: error: spec.driverConfig.local.tmpSize: tmpSize (12Mi) + shmSize (4Mi, "
+         "the default for this limit) must be below the memory limit (16Mi): tmpfs pages are "
+         "charged to the sandbox's memory"},
     };
     run_rule_cases(cases, STK_ARRAY_SIZE(cases), true);
+}
+
+static void test_tmpfs_defaults_scale_with_memory(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *memory;
+        int64_t each;
+    } cases[] = {
+        {"16Mi", 4 << 20},   {"64Mi", 16 << 20},  {"128Mi", 32 << 20},
+        {"100Mi", 25 << 20}, {"256Mi", 64 << 20}, {"4Gi", 64 << 20},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        struct fixture f = {0};
+        _cleanup_free_ char *sb =
+            stk_xasprintf(HEAD "spec:\n  resources: {memory: %s}\n", cases[i].memory);
+        resolve_ok(&f, sb, NULL);
+        assert_int_equal(f.b->tmp_size, cases[i].each);
+        assert_int_equal(f.b->shm_size, cases[i].each);
+        assert_true(f.b->tmp_size + f.b->shm_size < f.b->limits.memory);
+        fixture_free(&f);
+    }
+    /* one size set: the other still scales */
+    struct fixture f = {0};
+    resolve_ok(&f,
+               HEAD "spec:\n  resources: {memory: 64Mi}\n  driverConfig:\n    local: "
+                    "{shmSize: 8Mi}\n",
+               NULL);
+    assert_int_equal(f.b->tmp_size, 16 << 20);
+    assert_int_equal(f.b->shm_size, 8 << 20);
+    fixture_free(&f);
 }
 
 static void test_cross_field_warnings(void **state)
@@ -491,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_provenance_spec_env_default),
         cmocka_unit_test(test_default_text_for_docs),
         cmocka_unit_test(test_cross_field_errors),
+        cmocka_unit_test(test_tmpfs_defaults_scale_with_memory),
         cmocka_unit_test(test_cross_field_warnings),
         cmocka_unit_test(test_policy_capabilities),
         cmocka_unit_test(test_egress_datalab_example),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "driver/driver.h"
+#include "driver/local/steps.h"
 
 static void set(struct stk_runtime_status st[_STK_OCI_N], bool runsc, bool crun, bool runc)
 {
@@ -94,6 +95,96 @@ static void test_time_format(void **state)
     assert_string_equal(buf, "2026-11-18T11:06:40.123Z");
 }
 
+/* ---- the setup-steps runner -------------------------------------------------- */
+
+#define N_STEPS 5
+
+struct log {
+    int fail_at;           /* the step that fails, -1: none */
+    char ran[16];          /* run order: '0'.. */
+    char undone[16];       /* undo order */
+    bool partial[N_STEPS]; /* a failing step's partial work, still there */
+};
+
+static int step_run(struct log *l, int i, struct stk_error **err)
+{
+    size_t n = strlen(l->ran);
+    l->ran[n] = (char)('0' + i);
+    if (i == l->fail_at) {
+        l->partial[i] = true;
+        return stk_error_make(err, EIO, "step %d broke", i);
+    }
+    return 0;
+}
+
+static void step_undo(struct log *l, int i)
+{
+    size_t n = strlen(l->undone);
+    l->undone[n] = (char)('0' + i);
+    l->partial[i] = false;
+}
+
+#define STEP(i)                                                                                    \
+    static int run##i(void *c, struct stk_error **err)                                             \
+    {                                                                                              \
+        return step_run(c, i, err);                                                                \
+    }                                                                                              \
+    static __attribute__((unused)) void undo##i(void *c)                                           \
+    {                                                                                              \
+        step_undo(c, i);                                                                           \
+    }
+STEP(0)
+STEP(1)
+STEP(2)
+STEP(3)
+STEP(4)
+
+/* step 2 has nothing to undo */
+static const struct stk_step steps[N_STEPS] = {
+    {"zero", run0, undo0},  {"one", run1, undo1},  {"two", run2, NULL},
+    {"three", run3, undo3}, {"four", run4, undo4},
+};
+
+static void test_steps_fail_each_in_turn(void **state)
+{
+    (void)state;
+    /* failing step k: steps 0..k ran, then k's undo, then k-1 .. 0 (step
+     * 2 has none); nothing after k ran or was undone */
+    static const char *const want_undone[N_STEPS] = {"0", "10", "10", "310", "4310"};
+    for (int k = 0; k < N_STEPS; k++) {
+        struct log l = {.fail_at = k};
+        struct stk_error *err = NULL;
+        assert_int_equal(stk_steps_run(steps, N_STEPS, &l, &err), -EIO);
+        char want_ran[16] = "";
+        for (int i = 0; i <= k; i++)
+            want_ran[i] = (char)('0' + i);
+        assert_string_equal(l.ran, want_ran);
+        assert_string_equal(l.undone, want_undone[k]);
+        /* the failing step's partial work is gone (unless it has no undo) */
+        assert_int_equal(l.partial[k], k == 2);
+        /* the message names the failing step */
+        assert_non_null(err);
+        assert_true(stk_startswith(err->msg, steps[k].name));
+        assert_non_null(strstr(err->msg, "broke"));
+        stk_error_free(err);
+    }
+}
+
+static void test_steps_success_then_teardown(void **state)
+{
+    (void)state;
+    struct log l = {.fail_at = -1};
+    assert_int_equal(stk_steps_run(steps, N_STEPS, &l, NULL), 0);
+    assert_string_equal(l.ran, "01234");
+    assert_string_equal(l.undone, "");
+    stk_steps_undo(steps, N_STEPS, &l);
+    assert_string_equal(l.undone, "4310");
+    /* a failure without an error object still undoes */
+    struct log f = {.fail_at = 4};
+    assert_int_equal(stk_steps_run(steps, N_STEPS, &f, NULL), -EIO);
+    assert_string_equal(f.undone, "4310");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +192,8 @@ int main(void)
         cmocka_unit_test(test_named_runtime_is_required),
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_steps_fail_each_in_turn),
+        cmocka_unit_test(test_steps_success_then_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

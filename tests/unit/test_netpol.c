@@ -233,6 +233,66 @@ static void test_excluded_everything_is_unrestricted(void **state)
     run_table(&t);
 }
 
+/* What the local backend adds to the model's verdict: one row per class of
+ * destination, allowed or denied by the model, with and without NAT. */
+static void test_local_paths(void **state)
+{
+    (void)state;
+    struct stk_cidr host[2];
+    assert_int_equal(stk_cidr_parse("192.0.2.7/32", &host[0], NULL), 0);
+    assert_int_equal(stk_cidr_parse("10.88.0.1/32", &host[1], NULL), 0); /* the bridge */
+    struct stk_local_facts f = {.host_addrs = host, .n_host_addrs = 2};
+    assert_int_equal(stk_cidr_parse("10.88.0.0/16", &f.pool4, NULL), 0);
+    assert_int_equal(stk_cidr_parse("fd88::/64", &f.pool6, NULL), 0);
+    static const struct {
+        const char *addr;
+        bool allowed;
+        enum stk_netpol policy;
+        bool nat;
+        enum stk_local_path want;
+    } rows[] = {
+        {"192.0.2.7", true, STK_NETPOL_EXTERNAL, false, STK_LOCAL_HOST_DROPPED},
+        {"192.0.2.7", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
+        {"10.88.0.1", true, STK_NETPOL_ALLOWLIST, false, STK_LOCAL_HOST_DROPPED},
+        {"10.88.0.1", true, STK_NETPOL_DNS, false, STK_LOCAL_AS_MODELLED}, /* DNS first */
+        {"224.0.0.251", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
+        {"ff02::fb", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
+        {"192.0.2.7", false, STK_NETPOL_DENY, false, STK_LOCAL_AS_MODELLED},
+        {"10.88.3.4", true, STK_NETPOL_NAMESPACE, false, STK_LOCAL_AS_MODELLED},
+        {"fd88::9", true, STK_NETPOL_NAMESPACE, false, STK_LOCAL_AS_MODELLED},
+        {"203.0.113.10", true, STK_NETPOL_EXTERNAL, false, STK_LOCAL_OFFHOST_DROPPED},
+        {"2001:db8::10", true, STK_NETPOL_EXTERNAL, false, STK_LOCAL_OFFHOST_DROPPED},
+        {"203.0.113.10", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_AS_MODELLED},
+        {"203.0.113.10", false, STK_NETPOL_DENY, false, STK_LOCAL_AS_MODELLED},
+        {"127.0.0.1", false, STK_NETPOL_DENY, false, STK_LOCAL_LOOPBACK},
+        {"::1", true, STK_NETPOL_EXTERNAL, false, STK_LOCAL_LOOPBACK},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(rows); i++) {
+        struct stk_dest d = {.has_addr = true};
+        assert_int_equal(stk_addr_parse(rows[i].addr, &d.addr), 0);
+        struct stk_verdict v = {
+            .allowed = rows[i].allowed, .isolated = true, .policy = rows[i].policy};
+        f.nat = rows[i].nat;
+        enum stk_local_path got = stk_egress_local(&f, &d, &v);
+        if (got != rows[i].want)
+            fail_msg("%s (allowed %d by %s, nat %d): got %d, want %d", rows[i].addr,
+                     rows[i].allowed, stk_netpol_names[rows[i].policy], rows[i].nat, got,
+                     rows[i].want);
+    }
+    /* routed, like nat, lets allowed traffic leave; a pod by namespace
+     * only is another sandbox */
+    struct stk_dest d = {.has_addr = true};
+    assert_int_equal(stk_addr_parse("203.0.113.10", &d.addr), 0);
+    struct stk_verdict v = {.allowed = true, .isolated = true, .policy = STK_NETPOL_EXTERNAL};
+    f.nat = false;
+    f.routed = true;
+    assert_int_equal(stk_egress_local(&f, &d, &v), STK_LOCAL_AS_MODELLED);
+    struct stk_dest pod = {.namespace = "lab"};
+    assert_int_equal(stk_egress_local(&f, &pod, &v), STK_LOCAL_AS_MODELLED);
+    for (int p = 0; p < _STK_LOCAL_PATH_N; p++)
+        assert_non_null(stk_local_path_reasons[p]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_allowlist_ports_and_ranges),
         cmocka_unit_test(test_internal_egress_selectors),
         cmocka_unit_test(test_excluded_everything_is_unrestricted),
+        cmocka_unit_test(test_local_paths),
     };
     return cmocka_run_group_tests_name("netpol", tests, NULL, NULL);
 }

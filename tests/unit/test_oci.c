@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -194,23 +195,41 @@ static void test_agent_properties(void **state)
     assert_int_equal(json_array_size(arch), 1);
     assert_string_equal(json_string_value(json_array_get(arch, 0)), "SCMP_ARCH_X86_64");
     static const char *const must[] = {
-        "mount",         "umount2",
-        "unshare",       "setns",
-        "ptrace",        "bpf",
-        "keyctl",        "add_key",
-        "request_key",   "perf_event_open",
-        "userfaultfd",   "kexec_load",
-        "init_module",   "finit_module",
-        "delete_module", "open_by_handle_at",
-        "swapon",        "swapoff",
-        "reboot",
+        "mount",           "umount2",
+        "unshare",         "setns",
+        "ptrace",          "bpf",
+        "keyctl",          "add_key",
+        "request_key",     "perf_event_open",
+        "userfaultfd",     "kexec_load",
+        "init_module",     "finit_module",
+        "delete_module",   "open_by_handle_at",
+        "swapon",          "swapoff",
+        "reboot",          "pidfd_getfd",
+        "process_madvise", "kcmp",
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(must); i++)
         assert_true(denied(c, must[i]));
+    /* socket(AF_VSOCK) and socket(AF_ALG): EAFNOSUPPORT, on the low 32 bits */
+    int families = 0;
+    size_t k;
+    json_t *rule;
+    json_array_foreach(json_object_get(sc, "syscalls"), k, rule)
+    {
+        if (!has_string(json_object_get(rule, "names"), "socket"))
+            continue;
+        json_t *arg = json_array_get(json_object_get(rule, "args"), 0);
+        assert_int_equal(json_integer_value(json_object_get(rule, "errnoRet")), EAFNOSUPPORT);
+        assert_string_equal(json_string_value(json_object_get(arg, "op")), "SCMP_CMP_MASKED_EQ");
+        assert_int_equal(json_integer_value(json_object_get(arg, "value")), 0xffffffff);
+        json_int_t fam = json_integer_value(json_object_get(arg, "valueTwo"));
+        families |= fam == 40 ? 1 : fam == 38 ? 2 : 4;
+    }
+    assert_int_equal(families, 3);
     assert_true(has_string(json_object_get(lx, "maskedPaths"), "/proc/kcore"));
     assert_true(has_string(json_object_get(lx, "readonlyPaths"), "/proc/sys"));
 
     /* host dirs and /etc are read-only; /workspace is the only rw bind */
+    int cgroup_mounts = 0;
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(c, "mounts"), i, m)
@@ -224,7 +243,12 @@ static void test_agent_properties(void **state)
                      stk_startswith(dst, "/var") || stk_startswith(dst, "/run"));
         if (!strcmp(dst, "/tmp"))
             assert_true(has_string(opts, "size=65536k"));
+        /* /sys/fs/cgroup: mounted, then remounted read-only */
+        if (!strcmp(dst, "/sys/fs/cgroup"))
+            assert_true(has_string(opts, "ro"));
+        cgroup_mounts += !strcmp(dst, "/sys/fs/cgroup");
     }
+    assert_int_equal(cgroup_mounts, 2);
     json_decref(c);
     free(text);
     release(&f);
@@ -238,6 +262,7 @@ static void test_ptrace_granted(void **state)
     char *text = render(f.b);
     json_t *c = json_loads(text, 0, NULL);
     assert_false(denied(c, "ptrace"));
+    assert_false(denied(c, "pidfd_getfd"));
     assert_true(denied(c, "mount"));
     json_t *caps = json_object_get(json_object_get(c, "process"), "capabilities");
     assert_true(has_string(json_object_get(caps, "bounding"), "CAP_SYS_PTRACE"));

@@ -64,9 +64,11 @@ static int cg_write(const char *dir, const char *file, int64_t v, bool optional,
     char path[300], text[32];
     if (v == 0)
         return 0;
-    fmt_into(path, sizeof(path), "%s/%s", dir, file);
+    int r = stk_path_make(path, sizeof(path), err, "%s/%s", dir, file);
+    if (r < 0)
+        return r;
     snprintf(text, sizeof(text), "%lld", (long long)v);
-    int r = file_write(path, text, strlen(text));
+    r = file_write(path, text, strlen(text));
     if (r < 0 && !(optional && r == -ENOENT))
         return stk_error_errno(err, -r, "writing %s to %s", text, path);
     return 0;
@@ -78,7 +80,10 @@ static int v1_create(const char *id, const struct cg_limits *l, struct stk_error
 {
     char dir[4][256];
     for (size_t i = 0; i < STK_ARRAY_SIZE(v1_controllers); i++) {
-        snprintf(dir[i], sizeof(dir[i]), CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id);
+        int r = stk_path_make(dir[i], sizeof(dir[i]), err, CG_ROOT "/%s/" CG_PARENT "/%s",
+                              v1_controllers[i], id);
+        if (r < 0)
+            return r;
         if (mkdir_p(dir[i], 0755) < 0)
             return stk_error_errno(err, errno, "creating cgroup %s", dir[i]);
     }
@@ -107,21 +112,23 @@ static int v2_create(const char *id, const struct cg_limits *l, struct stk_error
         return stk_error_errno(err, errno, "creating " CG_ROOT "/" CG_PARENT);
     if (file_write(CG_ROOT "/" CG_PARENT "/cgroup.subtree_control", enable, strlen(enable)) < 0)
         return stk_error_errno(err, errno, "enabling controllers in " CG_ROOT "/" CG_PARENT);
-    snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s", id);
+    int r = stk_path_make(path, sizeof(path), err, CG_ROOT "/" CG_PARENT "/%s", id);
+    if (r < 0)
+        return r;
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
         return stk_error_errno(err, errno, "creating cgroup %s", path);
-    int r;
     if ((r = cg_write(path, "memory.max", l->memory, false, err)) < 0 ||
         (r = cg_write(path, "pids.max", l->pids, false, err)) < 0)
         return r;
     if (l->memory) {
         char p2[300];
-        fmt_into(p2, sizeof(p2), "%s/memory.swap.max", path);
-        (void)file_write(p2, "0", 1); /* absent without swap accounting */
+        if (stk_path_fmt(p2, sizeof(p2), "%s/memory.swap.max", path) >= 0)
+            (void)file_write(p2, "0", 1); /* absent without swap accounting */
     }
     if (l->cpu_milli) {
         char p2[300], text[64];
-        fmt_into(p2, sizeof(p2), "%s/cpu.max", path);
+        if ((r = stk_path_make(p2, sizeof(p2), err, "%s/cpu.max", path)) < 0)
+            return r;
         snprintf(text, sizeof(text), "%lld %d", (long long)(l->cpu_milli * CPU_PERIOD_US / 1000),
                  CPU_PERIOD_US);
         if ((r = file_write(p2, text, strlen(text))) < 0)
@@ -170,11 +177,13 @@ static void sample_counters(const struct counter *t, size_t n, const char *id, s
 {
     for (size_t i = 0; i < n; i++) {
         char path[256];
-        if (t[i].controller)
-            snprintf(path, sizeof(path), CG_ROOT "/%s/" CG_PARENT "/%s/%s", t[i].controller, id,
-                     t[i].file);
-        else
-            snprintf(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/%s", id, t[i].file);
+        int w =
+            t[i].controller
+                ? stk_path_fmt(path, sizeof(path), CG_ROOT "/%s/" CG_PARENT "/%s/%s",
+                               t[i].controller, id, t[i].file)
+                : stk_path_fmt(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/%s", id, t[i].file);
+        if (w < 0)
+            continue;
         int64_t v = t[i].key ? keyed_value(path, t[i].key) : single_value(path);
         if (v < 0)
             continue;
@@ -230,7 +239,8 @@ static size_t hierarchies(char out[][128], size_t max)
     while ((e = readdir(d)) && n < max) {
         if (e->d_name[0] == '.' || e->d_type != DT_DIR)
             continue;
-        fmt_into(out[n++], 128, CG_ROOT "/%s", e->d_name);
+        if (stk_path_fmt(out[n], 128, CG_ROOT "/%s", e->d_name) >= 0)
+            n++;
     }
     closedir(d);
     return n;
@@ -239,7 +249,8 @@ static size_t hierarchies(char out[][128], size_t max)
 static void kill_procs(const char *dir)
 {
     char path[300], buf[8192];
-    fmt_into(path, sizeof(path), "%s/cgroup.procs", dir);
+    if (stk_path_fmt(path, sizeof(path), "%s/cgroup.procs", dir) < 0)
+        return;
     if (file_read(path, buf, sizeof(buf)) <= 0)
         return;
     for (char *p = buf; *p;) {
@@ -260,7 +271,10 @@ int cg_remove(const char *id)
     int removed = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
         char dir[300];
-        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
+        if (stk_path_fmt(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id) < 0) {
+            r = -ENAMETOOLONG;
+            continue;
+        }
         /* Empty after a normal end, so try first and kill only when busy;
          * a bounded wait, since killed tasks leave within milliseconds. */
         int tries = 0;
@@ -295,8 +309,8 @@ int cg_remove_idle(const char *id, int min_age)
     for (size_t i = 0; i < n; i++) {
         char dir[300];
         struct stat st;
-        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id);
-        if (stat(dir, &st) < 0 || now - st.st_mtime < min_age)
+        if (stk_path_fmt(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id) < 0 ||
+            stat(dir, &st) < 0 || now - st.st_mtime < min_age)
             continue;
         if (rmdir(dir) == 0) /* EBUSY when anything is inside: left alone */
             removed++;
@@ -310,7 +324,8 @@ void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud)
     size_t n = hierarchies(hier, 32);
     for (size_t i = 0; i < n; i++) {
         char dir[300];
-        fmt_into(dir, sizeof(dir), "%s/" CG_PARENT, hier[i]);
+        if (stk_path_fmt(dir, sizeof(dir), "%s/" CG_PARENT, hier[i]) < 0)
+            continue;
         DIR *d = opendir(dir);
         if (!d)
             continue;

@@ -24,12 +24,14 @@
 static int local_open(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err)
 {
     struct local_ctx *c = stk_xcalloc(1, sizeof(*c));
-    fmt_into(c->state_dir, sizeof(c->state_dir), "%s",
-             conf->state_dir ? conf->state_dir : STK_LOCAL_STATE_DIR);
-    fmt_into(c->run_dir, sizeof(c->run_dir), "%s",
-             conf->run_dir ? conf->run_dir : STK_LOCAL_RUN_DIR);
+    int r = stk_path_make(c->state_dir, sizeof(c->state_dir), err, "%s",
+                          conf->state_dir ? conf->state_dir : STK_LOCAL_STATE_DIR);
+    if (r >= 0)
+        r = stk_path_make(c->run_dir, sizeof(c->run_dir), err, "%s",
+                          conf->run_dir ? conf->run_dir : STK_LOCAL_RUN_DIR);
     c->p = (struct stk_local_paths){.state_dir = c->state_dir, .run_dir = c->run_dir};
-    int r = stk_local_paths_check(&c->p, err);
+    if (r >= 0)
+        r = stk_local_paths_check(&c->p, err);
     if (r < 0) {
         free(c);
         return r;

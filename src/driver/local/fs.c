@@ -114,6 +114,9 @@ static int rm_rf_at(int at, const char *name, dev_t dev, int depth)
 int rm_rf(const char *path)
 {
     struct stat st;
+    /* a path builder that refused leaves an empty path: nothing to remove */
+    if (!path || !*path)
+        return -EINVAL;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : -errno;
     return rm_rf_at(AT_FDCWD, path, st.st_dev, 0);
@@ -148,7 +151,8 @@ size_t runtime_entries(const char *root, const char *id, bool remove)
     while ((e = readdir(d))) {
         if (strncmp(e->d_name, id, len) || (e->d_name[len] && e->d_name[len] != '_'))
             continue;
-        fmt_into(path, sizeof(path), "%s/%s", root, e->d_name);
+        if (stk_path_fmt(path, sizeof(path), "%s/%s", root, e->d_name) < 0)
+            continue; /* never a cut path: it would name another entry */
         if (!remove || rm_rf(path) == 0)
             n++;
     }

@@ -63,7 +63,9 @@ static void dir_ids(const char *path, struct idlist *l)
 static bool in_use(const struct stk_local_paths *p, const char *id)
 {
     char path[700];
-    fmt_into(path, sizeof(path), "%s/sandboxes/%s/lock", p->state_dir, id);
+    /* a path that does not fit names no lock: in use, to be safe */
+    if (stk_path_fmt(path, sizeof(path), "%s/sandboxes/%s/lock", p->state_dir, id) < 0)
+        return true;
     _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return false;
@@ -76,14 +78,15 @@ int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_
     struct stk_gc_stats st = {0};
     struct idlist l = {.ids = stk_xcalloc(GC_MAX_IDS, 64)};
     char path[700];
-    (void)err;
 
-    fmt_into(path, sizeof(path), "%s/sandboxes", p->state_dir);
-    dir_ids(path, &l);
-    for (int rt = 0; rt < _STK_OCI_N; rt++) {
-        fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
-        dir_ids(path, &l);
+    if (stk_path_make(path, sizeof(path), err, "%s/sandboxes", p->state_dir) < 0) {
+        free(l.ids);
+        return -ENAMETOOLONG;
     }
+    dir_ids(path, &l);
+    for (int rt = 0; rt < _STK_OCI_N; rt++)
+        if (stk_path_fmt(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name) >= 0)
+            dir_ids(path, &l);
     /* ids our state or run directory knows are ours; the rest of
      * <hierarchy>/stockade/ may belong to runs under another state
      * directory, whose locks we cannot see */
@@ -114,8 +117,8 @@ int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_
         for (int rt = 0; rt < _STK_OCI_N; rt++) {
             struct stat sb;
             char bin[256];
-            fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
-            if (!runtime_entries(path, id, false))
+            if (stk_path_fmt(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name) < 0 ||
+                !runtime_entries(path, id, false))
                 continue;
             if (rt_find(rt_table[rt].name, bin, sizeof(bin), &sb)) {
                 const char *args[] = {"delete", "--force", id, NULL};
@@ -127,9 +130,10 @@ int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_
         int r = cg_remove(id);
         if (r > 0)
             st.cgroups += (size_t)r;
-        fmt_into(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id);
         struct stat sb;
-        if (stat(path, &sb) == 0 && rm_rf(path) == 0)
+        /* removed only by a path built whole */
+        if (stk_path_fmt(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id) >= 0 &&
+            stat(path, &sb) == 0 && rm_rf(path) == 0)
             st.sandboxes++;
     }
     /* networks last: their sandboxes' processes are gone by now */

@@ -39,10 +39,8 @@ int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char 
 static int libexec_source(char *ret, size_t n, struct stk_error **err)
 {
     const char *env = getenv("STOCKADE_LIBEXEC_DIR");
-    if (env && *env) {
-        fmt_into(ret, n, "%s", env);
-        return 0;
-    }
+    if (env && *env)
+        return stk_path_make(ret, n, err, "%s", env) < 0 ? -ENAMETOOLONG : 0;
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (len <= 0)
@@ -51,8 +49,7 @@ static int libexec_source(char *ret, size_t n, struct stk_error **err)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    fmt_into(ret, n, "%s", self);
-    return 0;
+    return stk_path_make(ret, n, err, "%s", self) < 0 ? -ENAMETOOLONG : 0;
 }
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -106,7 +103,8 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
     uint64_t h = UINT64_C(0xcbf29ce484222325);
     for (size_t i = 0; i < STK_ARRAY_SIZE(libexec_files); i++) {
         struct stat st;
-        fmt_into(path, sizeof(path), "%s/%s", src, libexec_files[i]);
+        if ((r = stk_path_make(path, sizeof(path), err, "%s/%s", src, libexec_files[i])) < 0)
+            return r;
         if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
             return stk_error_make(err, ENOENT,
                                   "%s not found (it is built next to stockade; set "
@@ -115,7 +113,9 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
         h = mix(mix(mix(h, (uint64_t)st.st_size), (uint64_t)st.st_mtim.tv_sec),
                 (uint64_t)st.st_mtim.tv_nsec ^ (uint64_t)st.st_ino);
     }
-    fmt_into(ret, n, "%s/libexec-%016llx", p->state_dir, (unsigned long long)h);
+    if ((r = stk_path_make(ret, n, err, "%s/libexec-%016llx", p->state_dir,
+                           (unsigned long long)h)) < 0)
+        return r;
     if (access(ret, F_OK) == 0)
         return 0;
 
@@ -124,16 +124,17 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
     char tmp[PATH_MAX + 32];
     char rnd[9];
     random_hex(rnd, 8);
-    fmt_into(tmp, sizeof(tmp), "%s.%s", ret, rnd);
+    if ((r = stk_path_make(tmp, sizeof(tmp), err, "%s.%s", ret, rnd)) < 0)
+        return r;
     if ((r = mkdir_p(p->state_dir, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", p->state_dir);
     if (mkdir(tmp, 0755) < 0)
         return stk_error_errno(err, errno, "creating %s", tmp);
     for (size_t i = 0; i < STK_ARRAY_SIZE(libexec_files) && r >= 0; i++) {
         char to[PATH_MAX + 64];
-        fmt_into(path, sizeof(path), "%s/%s", src, libexec_files[i]);
-        fmt_into(to, sizeof(to), "%s/%s", tmp, libexec_files[i]);
-        r = copy_file(path, to, err);
+        if ((r = stk_path_make(path, sizeof(path), err, "%s/%s", src, libexec_files[i])) >= 0 &&
+            (r = stk_path_make(to, sizeof(to), err, "%s/%s", tmp, libexec_files[i])) >= 0)
+            r = copy_file(path, to, err);
     }
     if (r >= 0 && rename(tmp, ret) < 0 && errno != EEXIST && errno != ENOTEMPTY)
         r = stk_error_errno(err, errno, "renaming %s", tmp);
@@ -151,7 +152,8 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
 
     /* The container first: it may still hold processes. delete --force
      * kills what is left; then the runtime's state is gone. */
-    fmt_into(path, sizeof(path), "%s/%s", p->run_dir, rt_table[rt].name);
+    if (stk_path_make(path, sizeof(path), err, "%s/%s", p->run_dir, rt_table[rt].name) < 0)
+        return -ENAMETOOLONG;
     if (runtime_entries(path, id, false) && rt_find(rt_table[rt].name, bin, sizeof(bin), &st)) {
         const char *args[] = {"delete", "--force", id, NULL};
         (void)rt_exec(p, rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
@@ -169,17 +171,19 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
     if (stk_local_socket_path(p, id, sock, sizeof(sock), NULL) >= 0)
         (void)unlink(sock);
 
-    fmt_into(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id);
-    if (purge) {
+    /* every removal below takes a path built whole */
+    char sub[760];
+    if (stk_path_fmt(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id) < 0) {
+        failed = ENAMETOOLONG;
+    } else if (purge) {
         if (stat(path, &st) == 0 && rm_rf(path) < 0)
             failed = EBUSY;
     } else {
         /* what explain says goes on stop: the bundle and /workspace */
-        char sub[760];
-        fmt_into(sub, sizeof(sub), "%s/bundle", path);
-        (void)rm_rf(sub);
-        fmt_into(sub, sizeof(sub), "%s/workspace", path);
-        if (stat(sub, &st) == 0 && rm_rf(sub) < 0)
+        if (stk_path_fmt(sub, sizeof(sub), "%s/bundle", path) >= 0)
+            (void)rm_rf(sub);
+        if (stk_path_fmt(sub, sizeof(sub), "%s/workspace", path) >= 0 && stat(sub, &st) == 0 &&
+            rm_rf(sub) < 0)
             failed = EBUSY;
     }
     /* reap what the runtime left as our children, if any */
@@ -201,7 +205,8 @@ int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **er
         return stk_error_errno(err, -r, "creating %s", p->run_dir);
     if (!realpath(p->state_dir, state))
         return stk_error_errno(err, errno, "%s", p->state_dir);
-    fmt_into(path, sizeof(path), "%s/state-dir", p->run_dir);
+    if ((r = stk_path_make(path, sizeof(path), err, "%s/state-dir", p->run_dir)) < 0)
+        return r;
     /* first use: this run directory is the state directory's, for good */
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {

@@ -97,7 +97,8 @@ bool rt_needs_private_mntns(enum stk_oci_runtime rt);
 struct stat;
 bool rt_find(const char *name, char *ret, size_t n, struct stat *st);
 
-/* snprintf for paths and messages where cutting is the intended behaviour */
+/* snprintf for messages and names, where cutting is intended; never for a
+ * path (stk_path_fmt / stk_path_make refuse to cut) */
 STK_PRINTF(3, 4) int fmt_into(char *buf, size_t n, const char *fmt, ...);
 
 /* ---- small file helpers ------------------------------------------------------ */

@@ -19,12 +19,15 @@
  * instance's gc never takes another's sandboxes for dead.
  */
 #include "driver/local/net.h"
+#include "driver/local/steps.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <libmnl/libmnl.h>
 #include <limits.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
@@ -559,8 +562,12 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
 {
     char cb[STK_CIDR_STRLEN];
     int r;
-    if (!link_exists(c->bridge) &&
-        (r = IP(-1, err, "link", "add", c->bridge, "type", "bridge")) < 0)
+    /* A MAC of its own: a bridge without one takes the lowest of its ports'
+     * and changes it when that port goes, and every other sandbox's
+     * neighbour entry for the bridge address is stale until it is resolved
+     * again (seconds without traffic). Locally administered, "STK". */
+    if (!link_exists(c->bridge) && (r = IP(-1, err, "link", "add", c->bridge, "address",
+                                           "02:53:54:4b:00:01", "type", "bridge")) < 0)
         return r;
     if (f->bridge4.family) {
         struct stk_cidr gw = f->bridge4;
@@ -593,18 +600,84 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
     return sysctls_in(-1, kv, err);
 }
 
-static size_t sandboxes_count(const struct stk_net_config *c);
+/* Links enslaved to the bridge, asked of the kernel (an RTM_GETLINK dump
+ * over rtnetlink: IFLA_MASTER names the bridge's index). -1: unknown. */
+struct ports_count {
+    unsigned master;
+    long n;
+};
 
-/* Every port of the bridge is a sandbox's: no recorded sandbox, no port. */
-static bool bridge_unused(const struct stk_net_config *c)
+static int port_cb(const struct nlmsghdr *nlh, void *data)
 {
-    return sandboxes_count(c) == 0;
+    struct ports_count *pc = data;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, nlh, sizeof(struct ifinfomsg))
+    {
+        if (mnl_attr_get_type(a) == IFLA_MASTER && mnl_attr_validate(a, MNL_TYPE_U32) >= 0 &&
+            mnl_attr_get_u32(a) == pc->master)
+            pc->n++;
+    }
+    return MNL_CB_OK;
+}
+
+static long bridge_ports(const char *bridge)
+{
+    unsigned master = if_nametoindex(bridge);
+    if (!master)
+        return 0;
+    struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (!nl)
+        return -1;
+    struct ports_count pc = {.master = master};
+    char buf[16384] __attribute__((aligned(4)));
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = 1;
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    int r = -1;
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0 &&
+        mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
+        uint32_t seq = nlh->nlmsg_seq, port = mnl_socket_get_portid(nl);
+        ssize_t n;
+        while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0 &&
+               (r = mnl_cb_run(buf, (size_t)n, seq, port, port_cb, &pc)) > MNL_CB_STOP)
+            ;
+    }
+    mnl_socket_close(nl);
+    return r == MNL_CB_STOP ? pc.n : -1;
+}
+
+/* Sandboxes of any run directory hold a lease (taken first, dropped
+ * last), in the lease directory every run directory shares. */
+static size_t leases_count(const struct stk_net_config *c)
+{
+    _cleanup_free_ char *p = path_of(c, "net/leases", NULL);
+    DIR *d = opendir(p);
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The bridge and the tables are the network namespace's, shared by every
+ * run and state directory: in use while any sandbox holds a lease or a
+ * port of the bridge, whichever run directory it belongs to. Asked under
+ * the host-wide lock, so no sandbox comes up meanwhile. */
+static bool network_unused(const struct stk_net_config *c)
+{
+    return leases_count(c) == 0 && bridge_ports(c->bridge) == 0;
 }
 
 static void bridge_down_if_unused(const struct stk_net_config *c)
 {
     struct stk_error *e = NULL;
-    if (link_exists(c->bridge) && bridge_unused(c)) {
+    if (link_exists(c->bridge) && network_unused(c)) {
         (void)IP(-1, &e, "link", "del", c->bridge);
         stk_error_freep(&e);
     }
@@ -718,19 +791,25 @@ static int inside_setup(const struct stk_net *n, struct stk_error **err)
     return ip_batch(fd, stk_buf_str(&script), err);
 }
 
-static struct stk_net *net_new(const struct stk_net_config *c, const char *id)
+/* id is valid (stk_nft_id_valid): it fits n->id */
+static int net_new(const struct stk_net_config *c, const char *id, struct stk_net **ret,
+                   struct stk_error **err)
 {
-    struct stk_net *n = stk_xcalloc(1, sizeof(*n));
+    _cleanup_free_ struct stk_net *n = stk_xcalloc(1, sizeof(*n));
     n->cfg = *c;
     snprintf(n->id, sizeof(n->id), "%s", id);
     veth_name(id, n->veth);
-    stk_net_netns_path_for(c, id, n->netns, sizeof(n->netns));
-    return n;
+    int r = stk_net_netns_path_for(c, id, n->netns, sizeof(n->netns), err);
+    if (r < 0)
+        return r;
+    *ret = TAKE_PTR(n);
+    return 0;
 }
 
-void stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n)
+int stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n,
+                           struct stk_error **err)
 {
-    snprintf(buf, n, "%s/netns/%s", c->run_dir, id);
+    return stk_path_make(buf, n, err, "%s/netns/%s", c->run_dir, id);
 }
 
 void stk_net_free(struct stk_net *n)
@@ -768,104 +847,113 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
 
 /* ---- setup as a list of steps ------------------------------------------- */
 
+static void shared_down_if_unused(const struct stk_net_config *c);
+
 struct setup {
     struct stk_net *n;
     const struct stk_boundary *b;
     char *rules, *undo_rules;
 };
 
-static int step_lease(struct setup *s, struct stk_error **err)
+static int step_lease(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     int r = lease_take(&s->n->cfg, s->n->id, &s->n->index, err);
     if (r >= 0)
         facts_fill(s->n);
     return r;
 }
 
-static void undo_lease(struct setup *s)
+/* Last out: with the lease gone, the bridge and tables go too when no
+ * other sandbox (of any run directory) holds one. */
+static void undo_lease(void *ctx)
 {
-    lease_drop(&s->n->cfg, s->n->index);
+    struct setup *s = ctx;
+    if (s->n->index) /* 0: none was taken */
+        lease_drop(&s->n->cfg, s->n->index);
+    shared_down_if_unused(&s->n->cfg);
 }
 
 /* Nothing is touched when the model does not compile. */
-static int step_compile(struct setup *s, struct stk_error **err)
+static int step_compile(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     int r = stk_nft_render(s->b, &s->n->facts, &s->rules, err);
     return r < 0 ? r : stk_nft_render_remove(&s->n->facts, &s->undo_rules, err);
 }
 
-static int step_bridge(struct setup *s, struct stk_error **err)
+static int step_bridge(void *ctx, struct stk_error **err)
 {
-    int r = bridge_up(&s->n->cfg, &s->n->facts, err);
-    if (r < 0)
-        bridge_down_if_unused(&s->n->cfg);
-    return r;
+    struct setup *s = ctx;
+    return bridge_up(&s->n->cfg, &s->n->facts, err);
 }
 
-/* Shared: goes when no sandbox is left. */
-static void undo_bridge(struct setup *s)
+static int step_netns(void *ctx, struct stk_error **err)
 {
-    bridge_down_if_unused(&s->n->cfg);
-}
-
-static int step_netns(struct setup *s, struct stk_error **err)
-{
+    struct setup *s = ctx;
     return netns_make(s->n->netns, err);
 }
 
-static void undo_netns(struct setup *s)
+static void undo_netns(void *ctx)
 {
+    struct setup *s = ctx;
     netns_remove(s->n->netns);
 }
 
-static int step_veth(struct setup *s, struct stk_error **err)
+static int step_veth(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return veth_make(s->n, err);
 }
 
-static void undo_veth(struct setup *s)
+static void undo_veth(void *ctx)
 {
+    struct setup *s = ctx;
     struct stk_error *e = NULL;
     (void)IP(-1, &e, "link", "del", s->n->veth);
     stk_error_freep(&e);
 }
 
 /* Undone with the namespace. */
-static int step_inside(struct setup *s, struct stk_error **err)
+static int step_inside(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return inside_setup(s->n, err);
 }
 
 /* One transaction: all or nothing. */
-static int step_rules(struct setup *s, struct stk_error **err)
+static int step_rules(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return nft_apply(s->rules, err);
 }
 
-static void undo_rules(struct setup *s)
+static void undo_rules(void *ctx)
 {
+    struct setup *s = ctx;
     struct stk_error *e = NULL;
     (void)nft_apply(s->undo_rules, &e);
     stk_error_freep(&e);
 }
 
-static int step_state(struct setup *s, struct stk_error **err)
+static int step_state(void *ctx, struct stk_error **err)
 {
+    struct setup *s = ctx;
     return state_write(s->n, err);
 }
 
-/* In order (nsjail's containProc, bubblewrap's SetupOp list): a failing
- * step cleans up after itself, then the earlier steps' undos run, last
- * first. */
-static const struct {
-    const char *name;
-    int (*run)(struct setup *s, struct stk_error **err);
-    void (*undo)(struct setup *s);
-} setup_steps[] = {
-    {"address lease", step_lease, undo_lease}, {"ruleset", step_compile, NULL},
-    {"bridge", step_bridge, undo_bridge},      {"network namespace", step_netns, undo_netns},
-    {"veth pair", step_veth, undo_veth},       {"addresses and routes", step_inside, NULL},
-    {"nftables", step_rules, undo_rules},      {"state", step_state, NULL},
+/* In order (nsjail's containProc, bubblewrap's SetupOp list), through the
+ * one runner (steps.h): a failing step's undo, then the earlier steps'
+ * undos, last first. */
+static const struct stk_step setup_steps[] = {
+    {"address lease", step_lease, undo_lease},
+    {"ruleset", step_compile, NULL},
+    {"bridge", step_bridge, NULL /* shared: undo_lease */},
+    {"network namespace", step_netns, undo_netns},
+    {"veth pair", step_veth, undo_veth},
+    {"addresses and routes", step_inside, NULL},
+    {"nftables", step_rules, undo_rules},
+    {"state", step_state, NULL},
 };
 
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
@@ -877,9 +965,8 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
 
     if (!stk_nft_id_valid(id))
         return stk_error_make(err, EINVAL, "invalid sandbox id \"%s\"", id);
-    if ((r = config_check(c, err)) < 0)
+    if ((r = config_check(c, err)) < 0 || (r = net_new(c, id, &n, err)) < 0)
         return r;
-    n = net_new(c, id);
     snprintf(n->namespace, sizeof(n->namespace), "%s", b->namespace);
 
     if ((lock = lock_take(c, err)) < 0)
@@ -891,17 +978,8 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
         return stk_error_make(err, EEXIST, "link %s exists (another sandbox id?)", n->veth);
 
     struct setup s = {.n = n, .b = b};
-    size_t i;
-    for (i = 0; i < STK_ARRAY_SIZE(setup_steps); i++)
-        if ((r = setup_steps[i].run(&s, err)) < 0)
-            break;
-    if (r < 0) {
-        const char *failed = setup_steps[i].name;
-        while (i-- > 0)
-            if (setup_steps[i].undo)
-                setup_steps[i].undo(&s);
-        r = stk_error_wrap(err, "sandbox %s network (%s)", id, failed);
-    }
+    if ((r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err)) < 0 && err && *err)
+        (void)stk_error_wrap(err, "sandbox %s network", id);
     free(s.rules);
     free(s.undo_rules);
     if (r < 0)
@@ -915,9 +993,9 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
 {
     if (!stk_nft_id_valid(id))
         return stk_error_make(err, EINVAL, "invalid sandbox id \"%s\"", id);
-    _cleanup_(net_freep) struct stk_net *n = net_new(c, id);
-    int r = state_read(c, id, n, err);
-    if (r < 0)
+    _cleanup_(net_freep) struct stk_net *n = NULL;
+    int r = net_new(c, id, &n, err);
+    if (r < 0 || (r = state_read(c, id, n, err)) < 0)
         return r;
     *ret = TAKE_PTR(n);
     return 0;
@@ -956,34 +1034,46 @@ static void first_error(struct stk_error **err, struct stk_error **e, int r, int
     stk_error_freep(e);
 }
 
-/* Sandboxes still recorded in <run_dir>/net/sandboxes. */
-static size_t sandboxes_count(const struct stk_net_config *c)
+/* Sandbox chains (sb-<id>, sp-<id>) in a listing of one of the tables. */
+static size_t sandbox_chains(const char *listing)
 {
-    _cleanup_free_ char *p = path_of(c, "net/sandboxes", NULL);
-    DIR *d = opendir(p);
-    size_t n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.' && !strstr(e->d_name, ".tmp"))
+    json_t *root = listing ? json_loads(listing, 0, NULL) : NULL;
+    json_t *items = json_object_get(root, "nftables"), *it;
+    size_t i, n = 0;
+    json_array_foreach(items, i, it)
+    {
+        const char *name = json_string_value(json_object_get(json_object_get(it, "chain"), "name"));
+        if (name && (stk_startswith(name, "sb-") || stk_startswith(name, "sp-")))
             n++;
-    if (d)
-        closedir(d);
+    }
+    json_decref(root);
     return n;
 }
 
+/* A table goes only when no sandbox's chain is left in it: another bridge's
+ * sandboxes (another lock) may still use it. */
 static void tables_remove(void)
 {
-    struct stk_error *e = NULL;
-    char *inet = nft_list_json("list table inet " STK_NFT_TABLE);
-    if (inet)
-        (void)nft_apply("delete table inet " STK_NFT_TABLE "\n", &e);
-    stk_error_freep(&e);
-    char *br = nft_list_json("list table bridge " STK_NFT_TABLE);
-    if (br)
-        (void)nft_apply("delete table bridge " STK_NFT_TABLE "\n", &e);
-    stk_error_freep(&e);
-    free(inet);
-    free(br);
+    static const char *const tables[] = {"inet " STK_NFT_TABLE, "bridge " STK_NFT_TABLE};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(tables); i++) {
+        _cleanup_free_ char *list = stk_xasprintf("list table %s", tables[i]);
+        _cleanup_free_ char *text = nft_list_json(list);
+        if (!text || sandbox_chains(text) > 0)
+            continue;
+        _cleanup_free_ char *del = stk_xasprintf("delete table %s\n", tables[i]);
+        struct stk_error *e = NULL;
+        (void)nft_apply(del, &e);
+        stk_error_freep(&e);
+    }
+}
+
+/* The bridge and the tables, when no sandbox of any run directory is left. */
+static void shared_down_if_unused(const struct stk_net_config *c)
+{
+    if (!network_unused(c))
+        return;
+    bridge_down_if_unused(c);
+    tables_remove();
 }
 
 /* Down without the lock (callers hold it). */
@@ -1016,10 +1106,7 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
     lease_drop(&n->cfg, n->index);
     _cleanup_free_ char *state = path_of(&n->cfg, "net/sandboxes", n->id);
     (void)unlink(state);
-    if (sandboxes_count(&n->cfg) == 0) {
-        bridge_down_if_unused(&n->cfg);
-        tables_remove();
-    }
+    shared_down_if_unused(&n->cfg);
     return ret;
 }
 
@@ -1199,12 +1286,10 @@ static int net_gc_locked(const struct stk_net_config *c, const char *const *live
     if (d)
         closedir(d);
 
-    /* 3. chains of dead sandboxes, after their dispatch elements */
-    if (n_live == 0) {
-        tables_remove();
-        bridge_down_if_unused(c);
-    } else {
-        removed += chains_gc(live, n_live);
-    }
+    /* 3. chains of dead sandboxes, after their dispatch elements; then
+     * the shared objects, only when no sandbox of any run directory is
+     * left (live holds every other run directory's leased ids) */
+    removed += chains_gc(live, n_live);
+    shared_down_if_unused(c);
     return removed;
 }

@@ -62,7 +62,8 @@ int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net 
 const char *stk_net_netns_path(const struct stk_net *n);
 /* Where stk_net_up(c, ..., id) puts the namespace, known before it exists
  * (the OCI config is rendered before anything touches the kernel). */
-void stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n);
+int stk_net_netns_path_for(const struct stk_net_config *c, const char *id, char *buf, size_t n,
+                           struct stk_error **err);
 const char *stk_net_veth(const struct stk_net *n);
 /* The NFLOG group of the sandbox's denials: its own, so that each run's
  * reader (stk_egress_log_open) binds only its sandbox's group. */

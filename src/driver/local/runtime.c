@@ -151,7 +151,8 @@ static const char *const search_dirs[] = {"/usr/local/sbin", "/usr/local/bin", "
 bool rt_find(const char *name, char *ret, size_t n, struct stat *st)
 {
     for (size_t i = 0; i < STK_ARRAY_SIZE(search_dirs); i++) {
-        snprintf(ret, n, "%s/%s", search_dirs[i], name);
+        if (stk_path_fmt(ret, n, "%s/%s", search_dirs[i], name) < 0)
+            return false;
         if (stat(ret, st) == 0 && S_ISREG(st->st_mode) && (st->st_mode & 0111))
             return true;
     }
@@ -229,7 +230,8 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
                         struct stk_error **err)
 {
     char cache_path[512];
-    snprintf(cache_path, sizeof(cache_path), "%s/runtimes.json", p->state_dir);
+    if (stk_path_make(cache_path, sizeof(cache_path), err, "%s/runtimes.json", p->state_dir) < 0)
+        return -ENAMETOOLONG;
     int r = geteuid() == 0 ? mkdir_p(p->state_dir, 0700) : 0;
     if (r < 0)
         return stk_error_errno(err, -r, "creating state dir %s", p->state_dir);
@@ -278,8 +280,8 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
     }
     if (dirty && geteuid() == 0) {
         char tmp[600];
-        snprintf(tmp, sizeof(tmp), "%s.tmp", cache_path);
-        if (json_dump_file(cache, tmp, JSON_INDENT(2)) == 0)
+        if (stk_path_fmt(tmp, sizeof(tmp), "%s.tmp", cache_path) >= 0 &&
+            json_dump_file(cache, tmp, JSON_INDENT(2)) == 0)
             (void)rename(tmp, cache_path);
     }
     json_decref(cache);

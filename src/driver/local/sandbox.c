@@ -4,9 +4,11 @@
  *
  * Parse first, act second: the id, every path, config.json and the /etc
  * files are computed before anything touches the kernel. Then setup_steps[]
- * runs in order; each step has an undo, and teardown runs the undos of the
- * steps that ran, in reverse, whether the workload succeeded, failed, was
- * killed or stockade was interrupted.
+ * runs in order through the one step runner (steps.h): when a step fails,
+ * its own undo and then the earlier steps' undos run, last first; after a
+ * run, teardown runs every undo in reverse, whether the workload succeeded,
+ * failed, was killed or stockade was interrupted. Every path is built whole
+ * (stk_path_make) or not at all.
  *
  * stockade is the child subreaper for the run: `<runtime> run --detach`
  * exits once the workload runs, so the container's init (or gVisor's
@@ -17,6 +19,7 @@
  * refused, CPU time over the budget, or the deadline.
  */
 #include "internal.h"
+#include "steps.h"
 #include "render/render.h"
 
 #include <dirent.h>
@@ -86,6 +89,8 @@ struct sandbox {
     bool session;
     char libexec[600], sock[256];
     int listen_fd;
+    /* step_dir made s->dir (undo_dir removes only what this run made) */
+    bool made_dir;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -117,7 +122,7 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
  * named after a hash of its content (the loader's cache included, so a
  * changed host gets a new copy), created once by whichever run needs it
  * first (write to a temporary name, then rename). */
-static void shared_etc_name(struct sandbox *s)
+static int shared_etc_name(struct sandbox *s, struct stk_error **err)
 {
     s->ld_cache = stk_xmalloc(LD_CACHE_MAX);
     ssize_t n = file_read("/etc/ld.so.cache", s->ld_cache, LD_CACHE_MAX);
@@ -129,7 +134,8 @@ static void shared_etc_name(struct sandbox *s)
         h = fnv1a(h, s->etc_files[i].content, strlen(s->etc_files[i].content) + 1);
     }
     h = fnv1a(h, s->ld_cache, s->n_ld_cache);
-    fmt_into(s->etc, sizeof(s->etc), "%s/etc-%016llx", s->p->state_dir, (unsigned long long)h);
+    return stk_path_make(s->etc, sizeof(s->etc), err, "%s/etc-%016llx", s->p->state_dir,
+                         (unsigned long long)h);
 }
 
 static struct sandbox sandbox_new(const struct stk_local_paths *p,
@@ -155,24 +161,26 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 {
     const struct stk_boundary *b = s->req->b;
     char rnd[9];
+    int r;
     random_hex(rnd, 8);
-    /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain */
-    if (s->session)
-        fmt_into(s->id, sizeof(s->id), "%s", s->req->id);
-    else
-        fmt_into(s->id, sizeof(s->id), "%.39s-%s", b->name ? b->name : "sandbox", rnd);
-    fmt_into(s->dir, sizeof(s->dir), "%s/sandboxes/%s", s->p->state_dir, s->id);
-    fmt_into(s->bundle, sizeof(s->bundle), "%s/bundle", s->dir);
-    fmt_into(s->log, sizeof(s->log), "%s/runtime.log", s->dir);
-    if (s->req->workspace)
-        fmt_into(s->workspace, sizeof(s->workspace), "%s", s->req->workspace);
-    else
-        fmt_into(s->workspace, sizeof(s->workspace), "%s/workspace", s->dir);
     bool host = stk_streq(b->rootfs, "host");
-    if (host)
-        fmt_into(s->rootfs, sizeof(s->rootfs), "%s/rootfs-host", s->p->state_dir);
-    else
-        fmt_into(s->rootfs, sizeof(s->rootfs), "%s", b->rootfs);
+    /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain;
+     * the name is cut on purpose, a path never is */
+    if ((r = s->session ? stk_path_make(s->id, sizeof(s->id), err, "%s", s->req->id)
+                        : stk_path_make(s->id, sizeof(s->id), err, "%.39s-%s",
+                                        b->name ? b->name : "sandbox", rnd)) < 0 ||
+        (r = stk_path_make(s->dir, sizeof(s->dir), err, "%s/sandboxes/%s", s->p->state_dir,
+                           s->id)) < 0 ||
+        (r = stk_path_make(s->bundle, sizeof(s->bundle), err, "%s/bundle", s->dir)) < 0 ||
+        (r = stk_path_make(s->log, sizeof(s->log), err, "%s/runtime.log", s->dir)) < 0 ||
+        (r = s->req->workspace
+                 ? stk_path_make(s->workspace, sizeof(s->workspace), err, "%s", s->req->workspace)
+                 : stk_path_make(s->workspace, sizeof(s->workspace), err, "%s/workspace", s->dir)) <
+            0 ||
+        (r = host ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs-host",
+                                  s->p->state_dir)
+                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0)
+        return r;
 
     struct stat st;
     if (!rt_find(rt_table[s->rt].name, s->rt_path, sizeof(s->rt_path), &st))
@@ -188,18 +196,19 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 
     if (host) {
         stk_oci_etc_render(b, s->etc_files);
-        shared_etc_name(s);
+        if ((r = shared_etc_name(s, err)) < 0)
+            return r;
     }
 
-    int r;
     if (s->session && ((r = stk_local_libexec(s->p, s->libexec, sizeof(s->libexec), err)) < 0 ||
                        (r = stk_local_socket_path(s->p, s->id, s->sock, sizeof(s->sock), err)) < 0))
         return r;
 
     char cgpath[128];
-    snprintf(cgpath, sizeof(cgpath), "/" CG_PARENT "/%s", s->id);
-    if (s->req->net)
-        stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns));
+    if ((r = stk_path_make(cgpath, sizeof(cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
+        (s->req->net &&
+         (r = stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns), err)) < 0))
+        return r;
     struct stk_oci_options o = {
         .root_path = s->rootfs,
         .workspace = s->workspace,
@@ -212,6 +221,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .n_extra_env = s->req->n_extra_env,
         .init_dir = s->session ? s->libexec : NULL,
         .hostname = s->req->hostname,
+        .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
@@ -231,12 +241,14 @@ static size_t count_entries(const char *path, size_t max)
     return n;
 }
 
-static int step_dir(struct sandbox *s, struct stk_error **err)
+static int step_dir(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     char parent[600];
-    fmt_into(parent, sizeof(parent), "%s/sandboxes", s->p->state_dir);
-    int r = mkdir_p(parent, 0700);
+    int r = stk_path_make(parent, sizeof(parent), err, "%s/sandboxes", s->p->state_dir);
     if (r < 0)
+        return r;
+    if ((r = mkdir_p(parent, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", parent);
     size_t n = count_entries(parent, STK_LOCAL_MAX_SANDBOXES);
     if (n >= STK_LOCAL_MAX_SANDBOXES)
@@ -252,13 +264,16 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
     } else {
         if (mkdir(s->dir, 0700) < 0)
             return stk_error_errno(err, errno, "creating %s", s->dir);
-        fmt_into(path, sizeof(path), "%s/lock", s->dir);
+        s->made_dir = true;
+        if ((r = stk_path_make(path, sizeof(path), err, "%s/lock", s->dir)) < 0)
+            return r;
         /* Held for the whole run: gc leaves a locked sandbox alone. */
         s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX) < 0)
             return stk_error_errno(err, errno, "locking %s", path);
     }
-    fmt_into(path, sizeof(path), "%s/runtime", s->dir);
+    if ((r = stk_path_make(path, sizeof(path), err, "%s/runtime", s->dir)) < 0)
+        return r;
     const char *name = rt_table[s->rt].name;
     if ((r = file_write(path, name, strlen(name))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
@@ -268,12 +283,14 @@ static int step_dir(struct sandbox *s, struct stk_error **err)
     return 0;
 }
 
-static void undo_dir(struct sandbox *s)
+static void undo_dir(void *ctx)
 {
+    struct sandbox *s = ctx;
     /* a long-lived sandbox's directory outlives a failed start: its logs
      * and lock are the caller's */
-    if (!s->session)
+    if (!s->session && s->made_dir)
         (void)rm_rf(s->dir);
+    s->made_dir = false;
     if (s->log_fd >= 0)
         close(s->log_fd);
     if (s->lock_fd >= 0)
@@ -286,19 +303,18 @@ static int shared_etc(struct sandbox *s, struct stk_error **err)
     if (access(s->etc, F_OK) == 0)
         return 0;
 
-    char tmp[700], path[800];
-    fmt_into(tmp, sizeof(tmp), "%s.%s", s->etc, s->id);
+    char tmp[700], path[800] = "";
+    int r = stk_path_make(tmp, sizeof(tmp), err, "%s.%s", s->etc, s->id);
+    if (r < 0)
+        return r;
     if (mkdir(tmp, 0755) < 0)
         return stk_error_errno(err, errno, "creating %s", tmp);
-    int r = 0;
-    for (size_t i = 0; i < STK_OCI_ETC_FILES && r >= 0; i++) {
-        fmt_into(path, sizeof(path), "%s/%s", tmp, s->etc_files[i].name);
-        r = file_write(path, s->etc_files[i].content, strlen(s->etc_files[i].content));
-    }
-    if (r >= 0 && s->n_ld_cache > 0) {
-        fmt_into(path, sizeof(path), "%s/ld.so.cache", tmp);
+    for (size_t i = 0; i < STK_OCI_ETC_FILES && r >= 0; i++)
+        if ((r = stk_path_fmt(path, sizeof(path), "%s/%s", tmp, s->etc_files[i].name)) >= 0)
+            r = file_write(path, s->etc_files[i].content, strlen(s->etc_files[i].content));
+    if (r >= 0 && s->n_ld_cache > 0 &&
+        (r = stk_path_fmt(path, sizeof(path), "%s/ld.so.cache", tmp)) >= 0)
         r = file_write(path, s->ld_cache, s->n_ld_cache);
-    }
     if (r < 0) {
         (void)rm_rf(tmp);
         return stk_error_errno(err, -r, "writing %s", path);
@@ -313,8 +329,9 @@ static int shared_etc(struct sandbox *s, struct stk_error **err)
     return 0;
 }
 
-static int step_bundle(struct sandbox *s, struct stk_error **err)
+static int step_bundle(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     char path[700];
     int r;
     if (s->session) {
@@ -326,7 +343,8 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     }
     if (mkdir(s->bundle, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->bundle);
-    fmt_into(path, sizeof(path), "%s/config.json", s->bundle);
+    if ((r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
+        return r;
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
     if (!s->req->workspace) {
@@ -335,7 +353,8 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
     }
     if (s->session) {
         /* the mount point of the supervisor's directory */
-        fmt_into(path, sizeof(path), "%s" STK_OCI_INIT_DIR, s->rootfs);
+        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR, s->rootfs)) < 0)
+            return r;
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
     }
@@ -347,13 +366,16 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
      * container's dying mount namespace waits for that namespace to go
      * (tens of milliseconds), and a per-sandbox root paid that every run. */
     char done[700];
-    fmt_into(done, sizeof(done), "%s.done", s->rootfs);
+    if ((r = stk_path_make(done, sizeof(done), err, "%s.done", s->rootfs)) < 0)
+        return r;
     if (access(done, F_OK) == 0)
         return shared_etc(s, err);
     if ((r = mkdir_p(s->rootfs, 0755)) < 0)
         return stk_error_errno(err, -r, "creating %s", s->rootfs);
     for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
-        fmt_into(path, sizeof(path), "%s%s", s->rootfs, rootfs_mount_points[i]);
+        if ((r = stk_path_make(path, sizeof(path), err, "%s%s", s->rootfs,
+                               rootfs_mount_points[i])) < 0)
+            return r;
         if (mkdir(path, 0755) < 0 && errno != EEXIST)
             return stk_error_errno(err, errno, "creating %s", path);
         /* runc gives a tmpfs the mode of the directory it covers */
@@ -361,7 +383,8 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
             return stk_error_errno(err, errno, "chmod %s", path);
     }
     for (size_t i = 0; i < s->n_host_dirs; i++) {
-        fmt_into(path, sizeof(path), "%s%s", s->rootfs, s->host_dirs[i]);
+        if ((r = stk_path_make(path, sizeof(path), err, "%s%s", s->rootfs, s->host_dirs[i])) < 0)
+            return r;
         if (mkdir(path, 0755) < 0 && errno != EEXIST)
             return stk_error_errno(err, errno, "creating %s", path);
     }
@@ -373,8 +396,9 @@ static int step_bundle(struct sandbox *s, struct stk_error **err)
 /* The sandbox's network namespace with its veth and egress chain, and the
  * reader of its denied attempts. Without a network config the runtime makes
  * an empty namespace instead (loopback only). */
-static int step_network(struct sandbox *s, struct stk_error **err)
+static int step_network(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     const struct stk_boundary *b = s->req->b;
     int r;
     if (!s->req->net)
@@ -416,8 +440,9 @@ static void events_poll(struct sandbox *s, bool flush)
         events_add(s, ev, stk_egress_log_flush(s->elog, ev, STK_ARRAY_SIZE(ev)));
 }
 
-static void undo_network(struct sandbox *s)
+static void undo_network(void *ctx)
 {
+    struct sandbox *s = ctx;
     stk_egress_log_close(s->elog);
     s->elog = NULL;
     if (s->net)
@@ -433,8 +458,9 @@ static bool observable(const struct sandbox *s, enum stk_kill_reason k)
     return true;
 }
 
-static int step_cgroup(struct sandbox *s, struct stk_error **err)
+static int step_cgroup(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     const struct stk_resolved_limits *l = &s->req->b->limits;
     struct cg_limits cl = {
         .memory = l->memory,
@@ -446,8 +472,9 @@ static int step_cgroup(struct sandbox *s, struct stk_error **err)
     return s->cg->create(s->id, &cl, err);
 }
 
-static void undo_cgroup(struct sandbox *s)
+static void undo_cgroup(void *ctx)
 {
+    struct sandbox *s = ctx;
     (void)cg_remove(s->id);
 }
 
@@ -492,14 +519,16 @@ static void relay(int *from, int to)
 /* The supervisor's socket: listening here, on the host, before the
  * container exists; stockade-init inherits it as fd 3. Nothing inside the
  * sandbox can reach the path: it is not mounted there. */
-static int step_socket(struct sandbox *s, struct stk_error **err)
+static int step_socket(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     if (!s->session)
         return 0;
     char dir[256];
-    fmt_into(dir, sizeof(dir), "%s/init", s->p->run_dir);
-    int r = mkdir_p(dir, 0700);
+    int r = stk_path_make(dir, sizeof(dir), err, "%s/init", s->p->run_dir);
     if (r < 0)
+        return r;
+    if ((r = mkdir_p(dir, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", dir);
     (void)unlink(s->sock);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -519,8 +548,9 @@ static int step_socket(struct sandbox *s, struct stk_error **err)
     return 0;
 }
 
-static void undo_socket(struct sandbox *s)
+static void undo_socket(void *ctx)
 {
+    struct sandbox *s = ctx;
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     s->listen_fd = -1;
@@ -531,10 +561,13 @@ static void undo_socket(struct sandbox *s)
 /* One runtime call creates and starts the container (run --detach): the
  * runtime exits once the workload runs, and the workload's process becomes
  * stockade's child. */
-static int step_run(struct sandbox *s, struct stk_error **err)
+static int step_run(void *ctx, struct stk_error **err)
 {
+    struct sandbox *s = ctx;
     char pidfile[700];
-    fmt_into(pidfile, sizeof(pidfile), "%s/pid", s->dir);
+    int r = stk_path_make(pidfile, sizeof(pidfile), err, "%s/pid", s->dir);
+    if (r < 0)
+        return r;
     const char *args[] = {"run",   "--detach", "--bundle", s->bundle, "--pid-file",
                           pidfile, s->id,      NULL,       NULL};
     if (s->session) {
@@ -555,7 +588,7 @@ static int step_run(struct sandbox *s, struct stk_error **err)
         io.fd[1] = s->out_pipe[1];
         io.fd[2] = s->err_pipe[1];
     }
-    int r = rt_exec(s->p, s->rt, s->rt_path, args, io, &s->child_mask);
+    r = rt_exec(s->p, s->rt, s->rt_path, args, io, &s->child_mask);
     if (s->out_pipe[0] >= 0) {
         (void)fcntl(s->out_pipe[0], F_SETFL, O_NONBLOCK);
         (void)fcntl(s->err_pipe[0], F_SETFL, O_NONBLOCK);
@@ -595,16 +628,20 @@ static bool reap_all(int64_t max_ms)
     return false;
 }
 
-static void undo_run(struct sandbox *s)
+static void undo_run(void *ctx)
 {
+    struct sandbox *s = ctx;
+    /* a run that failed after the workload started: it goes first */
+    if (s->init_pid > 1 && !s->reaped)
+        (void)kill(s->init_pid, SIGKILL);
     /* Once every process of the container is gone (runc, crun: its PID
      * namespace died with init; runsc: the sandbox and gofer, stockade's
      * children, have exited) and stockade removes the cgroup itself, what
      * is left of the runtime's state is in our --root. Removing it directly
      * saves a runtime exec (for runsc, most of its teardown time). */
-    if (s->reaped && (!rt_table[s->rt].needs_delete || reap_all(500))) {
-        char root[600];
-        fmt_into(root, sizeof(root), "%s/%s", s->p->run_dir, rt_table[s->rt].name);
+    char root[600];
+    if (s->reaped && (!rt_table[s->rt].needs_delete || reap_all(500)) &&
+        stk_path_fmt(root, sizeof(root), "%s/%s", s->p->run_dir, rt_table[s->rt].name) >= 0) {
         (void)runtime_entries(root, s->id, true);
         return;
     }
@@ -619,15 +656,9 @@ static void undo_run(struct sandbox *s)
             break;
 }
 
-struct step {
-    const char *name;
-    int (*run)(struct sandbox *s, struct stk_error **err);
-    void (*undo)(struct sandbox *s);
-};
-
 /* The order matters: the directory first (gc finds a run by it) and last
  * out; the cgroup before the runtime is told to use it. */
-static const struct step setup_steps[] = {
+static const struct stk_step setup_steps[] = {
     {"state directory", step_dir, undo_dir},
     {"bundle", step_bundle, NULL}, /* inside the state directory */
     {"network", step_network, undo_network},
@@ -635,13 +666,6 @@ static const struct step setup_steps[] = {
     {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
 };
-
-static void teardown(struct sandbox *s, size_t done)
-{
-    while (done-- > 0)
-        if (setup_steps[done].undo)
-            setup_steps[done].undo(s);
-}
 
 /* ---- supervise ----------------------------------------------------------------- */
 
@@ -761,7 +785,6 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     _cleanup_close_ int sfd = -1;
     void (*old_pipe)(int) = SIG_ERR;
     int was_subreaper = 0;
-    size_t done = 0;
     sigset_t mask;
     int r = sandbox_prepare(&s, err);
     if (r < 0)
@@ -788,15 +811,8 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
     }
 
     clock_gettime(CLOCK_REALTIME, &res.started);
-    for (; done < STK_ARRAY_SIZE(setup_steps); done++) {
-        r = setup_steps[done].run(&s, err);
-        if (r < 0) {
-            stk_error_wrap(err, "%s", setup_steps[done].name);
-            /* the failing step undoes its own partial work too */
-            done++;
-            break;
-        }
-    }
+    /* on failure the runner has undone what ran */
+    r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
     if (r >= 0) {
         supervise(&s, sfd, &res);
         if (res.kill_reason != STK_KILL_NONE)
@@ -805,10 +821,8 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
             res.phase = res.exit_code == 0 ? STK_PHASE_SUCCEEDED : STK_PHASE_FAILED;
         if (res.phase != STK_PHASE_SUCCEEDED && req->quiet && !res.note[0])
             sandbox_log_tail(&s, res.note, sizeof(res.note));
-    } else if (s.init_pid > 1) {
-        (void)kill(s.init_pid, SIGKILL);
+        stk_steps_undo(setup_steps, STK_ARRAY_SIZE(setup_steps), &s);
     }
-    teardown(&s, done);
     reap_leftovers();
     (void)prctl(PR_SET_CHILD_SUBREAPER, was_subreaper);
 out_mask:
@@ -858,23 +872,15 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
                               "--preserve-fds); long-lived sandboxes need crun or runc",
                               rt_table[req->runtime].name);
     struct sandbox s = sandbox_new(p, req, true);
-    size_t done = 0;
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
-    for (; r >= 0 && done < STK_ARRAY_SIZE(setup_steps); done++) {
-        r = setup_steps[done].run(&s, err);
-        if (r < 0) {
-            stk_error_wrap(err, "%s", setup_steps[done].name);
-            done++;
-        }
-    }
-    if (r < 0) {
-        if (s.init_pid > 1)
-            (void)kill(s.init_pid, SIGKILL);
-        teardown(&s, done);
-    } else {
+    /* on failure the runner has undone what ran */
+    if (r >= 0)
+        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
+    if (r >= 0) {
         *ret = (struct stk_local_instance){.init_pid = s.init_pid};
-        fmt_into(ret->socket, sizeof(ret->socket), "%s", s.sock);
+        /* s.sock was built whole, in a buffer of the same size */
+        (void)stk_path_fmt(ret->socket, sizeof(ret->socket), "%s", s.sock);
         /* what stays up is the caller's now; these handles are not */
         stk_egress_log_close(s.elog);
         stk_net_free(s.net);
