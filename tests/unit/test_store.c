@@ -399,8 +399,8 @@ static void test_string_limits(void **state)
     r = sb("lim", "lim", STK_SB_PENDING);
     snprintf(r.runtime, sizeof(r.runtime), "kata");
     expect_insert_error(f->st, &r,
-                        "sandbox field 'runtime' is 'kata', not one of crun|runc|runsc|sim (or "
-                        "empty)");
+                        "sandbox field 'runtime' is 'kata', not one of crun|runc|runsc|sim|pod "
+                        "(or empty)");
     r = sb("../etc", "lim", STK_SB_PENDING);
     expect_insert_error(f->st, &r,
                         "sandbox field 'id' ('../etc') may hold only letters, digits, '-', '_' "
