@@ -65,6 +65,31 @@ void session_sb_release(struct session_sb *sb)
     *sb = (struct session_sb){0};
 }
 
+/* ---- errors across the seam --------------------------------------------------------- */
+
+int session_drv_error(const struct stk_session *s, const char *verb, int r, struct stk_error **err)
+{
+    const char *be = stk_backend_names[s->backend];
+    if (r >= 0)
+        return r;
+    switch (-r) {
+    case STK_DRV_E_NOTSUP:
+        /* exec: the command was not executed (125, never a made-up status) */
+        if (!strcmp(verb, "exec"))
+            return -ENOEXEC;
+        (void)stk_error_wrap(err, "%s: the %s backend cannot do that", verb, be);
+        return -EOPNOTSUPP;
+    case STK_DRV_E_GONE:
+        (void)stk_error_wrap(err, "%s: gone from the %s backend", verb, be);
+        return -ENOENT;
+    case STK_DRV_E_TRANSIENT:
+        (void)stk_error_wrap(err, "%s: the %s backend did not answer; try again", verb, be);
+        return -EAGAIN;
+    default:
+        return r; /* PHASE (EBUSY) and anything else: the driver's words */
+    }
+}
+
 /* ---- marks, details, results ------------------------------------------------------ */
 
 static void merge_marks(const struct stk_session *s, json_t *j)
@@ -232,7 +257,9 @@ int session_up_inline(struct stk_session *s, const char *id, bool create, bool i
     sb.d.idle = idle;
     sb.d.sink = &ev.sink;
     _cleanup_free_ char *handle = NULL;
-    if (r >= 0 && (r = ops->provision(s->drv->ctx, &sb.d, !create, &handle, err)) < 0)
+    if (r >= 0 &&
+        (r = session_drv_error(s, "provision",
+                               ops->provision(s->drv->ctx, &sb.d, !create, &handle, err), err)) < 0)
         (void)session_set_phase(s, id, (int)from, STK_SB_FAILED, "provisioning_failed",
                                 err && *err ? (*err)->msg : "", NULL, "failed", NULL, NULL);
     if (r >= 0)
