@@ -138,4 +138,47 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
 /* s escaped for a URL path segment or query value (caller frees). */
 char *cli_remote_escape(const char *s);
 
+/* ---- the client interface of the sandbox commands (src/cli/engine.c) ---- */
+
+/* Embedded (the session in this process) or remote (`stockade serve`):
+ * commands call the table and never ask which. Each operation prints its
+ * own failure and returns 0 or an exit status. */
+struct cli_engine;
+struct stk_session_docs;
+struct stk_create_res;
+struct stk_init_proc;
+struct cli_create_args {
+    const struct stk_session_docs *docs;
+    const char *pool, *owner, *tenant; /* NULL: none */
+};
+enum cli_act { CLI_ACT_STOP, CLI_ACT_START, CLI_ACT_RM };
+struct cli_engine_ops {
+    int (*create)(struct cli_engine *e, const struct cli_create_args *a,
+                  struct stk_create_res *ret);
+    /* 0 with the command's exit code in *ret_code, or an exit status */
+    int (*exec)(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
+                bool interactive, int *ret_code);
+    int (*logs)(struct cli_engine *e, const char *id, int64_t since_ms, bool follow);
+    int (*act)(struct cli_engine *e, enum cli_act act, const char *id, bool force);
+    /* records as stk_sb_rec_json() makes them (a json_t *, the caller's) */
+    int (*list)(struct cli_engine *e, bool all, struct json_t **ret);
+    int (*get)(struct cli_engine *e, const char *id, struct json_t **ret);
+    int (*pool_create)(struct cli_engine *e, const char *name, int size,
+                       const struct stk_session_docs *docs, const char *tenant);
+    /* [{name, size, ready}] */
+    int (*pool_list)(struct cli_engine *e, struct json_t **ret);
+    int (*pool_rm)(struct cli_engine *e, const char *name);
+};
+extern const struct cli_engine_ops cli_remote_engine_ops;
+/* The engine for cmd (its name in messages): remote with --server or
+ * $STOCKADE_SERVER, embedded otherwise. */
+struct cli_engine *cli_engine_open(const char *cmd);
+const struct cli_engine_ops *cli_engine_ops_of(const struct cli_engine *e);
+void cli_engine_close(struct cli_engine *e);
+static inline void cli_engine_closep(struct cli_engine **e)
+{
+    cli_engine_close(*e);
+}
+#define _cleanup_engine_ _cleanup_(cli_engine_closep)
+
 #endif

@@ -10,6 +10,7 @@
  * stays off and error messages name the server, never the credentials.
  */
 #include "cli.h"
+#include "session/session.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define REMOTE_MAX_ANSWER   (64 * 1024 * 1024)
@@ -490,3 +492,150 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
     stk_buf_free(&pending);
     return r;
 }
+
+/* ---- the remote engine (cli_engine_ops over the gateway's API) ---------------------- */
+
+static int rem_create(struct cli_engine *e, const struct cli_create_args *a,
+                      struct stk_create_res *ret)
+{
+    (void)e;
+    json_t *body = json_pack("{s:s%}", "spec", a->docs->spec, a->docs->spec_len);
+    if (a->docs->env)
+        json_object_set_new(body, "env", json_stringn(a->docs->env, a->docs->env_len));
+    if (a->pool)
+        json_object_set_new(body, "pool", json_string(a->pool));
+    if (a->owner)
+        json_object_set_new(body, "owner", json_string(a->owner));
+    if (a->tenant)
+        json_object_set_new(body, "tenant", json_string(a->tenant));
+    json_t *rec = NULL;
+    int r = cli_remote_call("create", "POST", "/v1/sandboxes", body, -1, &rec);
+    json_decref(body);
+    if (r != 0)
+        return r;
+    const char *id = json_string_value(json_object_get(rec, "id"));
+    snprintf(ret->id, sizeof(ret->id), "%s", id ? id : "");
+    /* a claim keeps the pool's name; an empty pool means a cold create */
+    ret->warm = a->pool && json_is_string(json_object_get(rec, "pool"));
+    if (a->pool && !ret->warm)
+        snprintf(ret->note, sizeof(ret->note), "pool %s had no ready member: cold create", a->pool);
+    json_decref(rec);
+    return 0;
+}
+
+static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
+                    bool interactive, int *ret_code)
+{
+    (void)e;
+    json_t *argv = json_array(), *env = json_array();
+    for (size_t i = 0; i < proc->argc; i++)
+        json_array_append_new(argv, json_string(proc->argv[i]));
+    for (size_t i = 0; i < proc->n_env; i++)
+        json_array_append_new(env, json_string(proc->env[i]));
+    json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
+    if (proc->cwd)
+        json_object_set_new(body, "cwd", json_string(proc->cwd));
+    /* a terminal inside: this one passes keystrokes through untouched */
+    struct termios saved;
+    bool raw =
+        proc->tty && interactive && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (raw) {
+        struct termios t = saved;
+        cfmakeraw(&t);
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
+    }
+    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, ret_code);
+    if (raw)
+        (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    json_decref(body);
+    return r;
+}
+
+static int rem_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s", eid,
+                                              (long long)since_ms, follow ? "&follow=1" : "");
+    fflush(stdout);
+    return cli_remote_call("logs", "GET", path, NULL, STDOUT_FILENO, NULL);
+}
+
+static int rem_act(struct cli_engine *e, enum cli_act act, const char *id, bool force)
+{
+    (void)e;
+    static const char *const verbs[] = {"stop", "start", "rm"};
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *path =
+        act == CLI_ACT_RM ? stk_xasprintf("/v1/sandboxes/%s%s", eid, force ? "?force=1" : "")
+                          : stk_xasprintf("/v1/sandboxes/%s:%s", eid, verbs[act]);
+    return cli_remote_call(verbs[act], act == CLI_ACT_RM ? "DELETE" : "POST", path, NULL, -1, NULL);
+}
+
+/* The `items` of a list answer (an empty array when there are none). */
+static int rem_items(const char *cmd, const char *path, json_t **ret)
+{
+    json_t *ans = NULL;
+    int r = cli_remote_call(cmd, "GET", path, NULL, -1, &ans);
+    if (r != 0)
+        return r;
+    json_t *items = json_object_get(ans, "items");
+    *ret = json_is_array(items) ? json_incref(items) : json_array();
+    json_decref(ans);
+    return 0;
+}
+
+static int rem_list(struct cli_engine *e, bool all, json_t **ret)
+{
+    (void)e;
+    return rem_items("ls", all ? "/v1/sandboxes?all=1" : "/v1/sandboxes", ret);
+}
+
+static int rem_get(struct cli_engine *e, const char *id, json_t **ret)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
+    return cli_remote_call("get", "GET", path, NULL, -1, ret);
+}
+
+static int rem_pool_create(struct cli_engine *e, const char *name, int size,
+                           const struct stk_session_docs *docs, const char *tenant)
+{
+    (void)e;
+    json_t *body =
+        json_pack("{s:s,s:i,s:s%}", "name", name, "size", size, "spec", docs->spec, docs->spec_len);
+    if (docs->env)
+        json_object_set_new(body, "env", json_stringn(docs->env, docs->env_len));
+    if (tenant)
+        json_object_set_new(body, "tenant", json_string(tenant));
+    int r = cli_remote_call("pool create", "POST", "/v1/pools", body, -1, NULL);
+    json_decref(body);
+    return r;
+}
+
+static int rem_pool_list(struct cli_engine *e, json_t **ret)
+{
+    (void)e;
+    return rem_items("pool ls", "/v1/pools", ret);
+}
+
+static int rem_pool_rm(struct cli_engine *e, const char *name)
+{
+    (void)e;
+    _cleanup_free_ char *en = cli_remote_escape(name);
+    _cleanup_free_ char *path = stk_xasprintf("/v1/pools/%s", en);
+    return cli_remote_call("pool rm", "DELETE", path, NULL, -1, NULL);
+}
+
+const struct cli_engine_ops cli_remote_engine_ops = {
+    .create = rem_create,
+    .exec = rem_exec,
+    .logs = rem_logs,
+    .act = rem_act,
+    .list = rem_list,
+    .get = rem_get,
+    .pool_create = rem_pool_create,
+    .pool_list = rem_pool_list,
+    .pool_rm = rem_pool_rm,
+};

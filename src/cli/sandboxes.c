@@ -82,62 +82,6 @@ static void docs_free(struct docs_text *t)
     free(t->env);
 }
 
-/* The documents, then the session; on failure nothing is left open. */
-static int docs_session(const char *cmd, const char *file, const char *env, struct docs_text *t,
-                        struct stk_session **s)
-{
-    int r = docs_read(file, env, t);
-    if (r == 0 && (r = open_session(cmd, s)) != 0)
-        docs_free(t);
-    return r;
-}
-
-/* ---- as a client of `stockade serve` (--server) ------------------------------------- */
-
-static int remote_each_id(const char *cmd, int argc, char **argv, bool force)
-{
-    int status = 0;
-    for (int i = optind; i < argc; i++) {
-        _cleanup_free_ char *eid = cli_remote_escape(argv[i]);
-        _cleanup_free_ char *path =
-            !strcmp(cmd, "rm") ? stk_xasprintf("/v1/sandboxes/%s%s", eid, force ? "?force=1" : "")
-                               : stk_xasprintf("/v1/sandboxes/%s:%s", eid, cmd);
-        int r = cli_remote_call(cmd, !strcmp(cmd, "rm") ? "DELETE" : "POST", path, NULL, -1, NULL);
-        if (r != 0)
-            status = status ? status : r;
-        else
-            printf("%s\n", argv[i]);
-    }
-    return status;
-}
-
-static int remote_exec(const char *id, const struct stk_init_proc *proc, bool interactive)
-{
-    json_t *argv = json_array(), *env = json_array();
-    for (size_t i = 0; i < proc->argc; i++)
-        json_array_append_new(argv, json_string(proc->argv[i]));
-    for (size_t i = 0; i < proc->n_env; i++)
-        json_array_append_new(env, json_string(proc->env[i]));
-    json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
-    if (proc->cwd)
-        json_object_set_new(body, "cwd", json_string(proc->cwd));
-    /* a terminal inside: this one passes keystrokes through untouched */
-    struct termios saved;
-    bool raw =
-        proc->tty && interactive && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
-    if (raw) {
-        struct termios t = saved;
-        cfmakeraw(&t);
-        (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
-    }
-    int code = 0;
-    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, &code);
-    if (raw)
-        (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-    json_decref(body);
-    return r != 0 ? r : code & 0xff;
-}
-
 /* ---- create ----------------------------------------------------------------------- */
 
 int cmd_create(int argc, char **argv)
@@ -183,50 +127,17 @@ int cmd_create(int argc, char **argv)
         return cli_usage_error("create", "needs -f FILE (a Sandbox spec)");
     if (optind < argc)
         return cli_usage_error("create", "unexpected argument '%s'", argv[optind]);
-    if ((owner || tenant) && !cli_remote_active())
-        return cli_usage_error("create", "--owner and --tenant need --server URL");
-
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("create");
     struct docs_text t;
     struct stk_create_res res = {0};
-    if (cli_remote_active()) {
-        int r = docs_read(file, env, &t);
-        if (r != 0)
-            return r;
-        json_t *body = json_pack("{s:s}", "spec", t.spec);
-        if (t.env)
-            json_object_set_new(body, "env", json_string(t.env));
-        if (pool)
-            json_object_set_new(body, "pool", json_string(pool));
-        if (owner)
-            json_object_set_new(body, "owner", json_string(owner));
-        if (tenant)
-            json_object_set_new(body, "tenant", json_string(tenant));
-        json_t *rec = NULL;
-        r = cli_remote_call("create", "POST", "/v1/sandboxes", body, -1, &rec);
-        json_decref(body);
-        docs_free(&t);
-        if (r != 0)
-            return r;
-        const char *id = json_string_value(json_object_get(rec, "id"));
-        snprintf(res.id, sizeof(res.id), "%s", id ? id : "");
-        /* a claim keeps the pool's name; an empty pool means a cold create */
-        res.warm = pool && json_is_string(json_object_get(rec, "pool"));
-        if (pool && !res.warm)
-            snprintf(res.note, sizeof(res.note), "pool %s had no ready member: cold create", pool);
-        json_decref(rec);
-    } else {
-        struct stk_session *s = NULL;
-        int r = docs_session("create", file, env, &t, &s);
-        if (r != 0)
-            return r;
-        _cleanup_error_ struct stk_error *err = NULL;
-        struct stk_create_req req = {.docs = t.d, .pool = pool};
-        r = stk_session_create(s, &req, &res, &err);
-        stk_session_close(s);
-        docs_free(&t);
-        if (r < 0)
-            return fail("create", err);
-    }
+    int r = docs_read(file, env, &t);
+    if (r != 0)
+        return r;
+    struct cli_create_args ca = {.docs = &t.d, .pool = pool, .owner = owner, .tenant = tenant};
+    r = cli_engine_ops_of(e)->create(e, &ca, &res);
+    docs_free(&t);
+    if (r != 0)
+        return r;
     if (out == CLI_OUT_JSON) {
         json_t *j = json_pack("{s:s,s:b}", "id", res.id, "warm", res.warm);
         if (res.note[0])
@@ -302,22 +213,10 @@ int cmd_exec(int argc, char **argv)
         proc.rows = ws.ws_row;
         proc.cols = ws.ws_col;
     }
-    if (cli_remote_active())
-        return remote_exec(id, &proc, interactive);
-    struct stk_session *s = NULL;
-    int r = open_session("exec", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
     int code = 0;
-    r = stk_session_exec(s, id, &proc, interactive ? STDIN_FILENO : -1, STDOUT_FILENO,
-                         STDERR_FILENO, &code, &err);
-    stk_session_close(s);
-    if (r < 0) {
-        fprintf(stderr, "stockade exec: %s\n", err ? err->msg : "failed");
-        return EXIT_SETUP;
-    }
-    return code & 0xff;
+    int r = cli_engine_ops_of(e)->exec(e, id, &proc, interactive, &code);
+    return r != 0 ? r : code & 0xff;
 }
 
 /* ---- logs ---------------------------------------------------------------------------- */
@@ -384,43 +283,15 @@ int cmd_logs(int argc, char **argv)
     }
     if (optind != argc - 1)
         return cli_usage_error("logs", "needs exactly one sandbox ID");
-    if (cli_remote_active()) {
-        _cleanup_free_ char *eid = cli_remote_escape(argv[optind]);
-        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s", eid,
-                                                  (long long)since, follow ? "&follow=1" : "");
-        fflush(stdout);
-        return cli_remote_call("logs", "GET", path, NULL, STDOUT_FILENO, NULL);
-    }
-    struct stk_session *s = NULL;
-    int r = open_session("logs", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    fflush(stdout);
-    r = stk_session_logs(s, argv[optind], since, follow, STDOUT_FILENO, STDERR_FILENO, &err);
-    stk_session_close(s);
-    return r < 0 ? fail("logs", err) : 0;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("logs");
+    return cli_engine_ops_of(e)->logs(e, argv[optind], since, follow);
 }
 
 /* ---- stop, start, rm ---------------------------------------------------------------- */
 
-typedef int (*id_op)(struct stk_session *s, const char *id, bool force, struct stk_error **err);
-
-static int op_stop(struct stk_session *s, const char *id, bool force, struct stk_error **err)
-{
-    (void)force;
-    return stk_session_stop(s, id, err);
-}
-
-static int op_start(struct stk_session *s, const char *id, bool force, struct stk_error **err)
-{
-    (void)force;
-    return stk_session_start(s, id, err);
-}
-
-/* Applies op to each ID; prints each id done, each failure; exit 1 if any
- * failed. */
-static int each_id(const char *cmd, int argc, char **argv, id_op op, bool allow_force)
+/* Applies act to each ID; prints each id done, each failure; the first
+ * failure's exit status if any failed. */
+static int each_id(const char *cmd, int argc, char **argv, enum cli_act act, bool allow_force)
 {
     static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
     bool force = false;
@@ -433,37 +304,31 @@ static int each_id(const char *cmd, int argc, char **argv, id_op op, bool allow_
     }
     if (optind >= argc)
         return cli_usage_error(cmd, "needs at least one sandbox ID");
-    if (cli_remote_active())
-        return remote_each_id(cmd, argc, argv, force);
-    struct stk_session *s = NULL;
-    int r = open_session(cmd, &s);
-    if (r != 0)
-        return r;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open(cmd);
     int status = 0;
     for (int i = optind; i < argc; i++) {
-        _cleanup_error_ struct stk_error *err = NULL;
-        if (op(s, argv[i], force, &err) < 0)
-            status = fail(cmd, err);
+        int r = cli_engine_ops_of(e)->act(e, act, argv[i], force);
+        if (r != 0)
+            status = status ? status : r;
         else
             printf("%s\n", argv[i]);
     }
-    stk_session_close(s);
     return status;
 }
 
 int cmd_stop(int argc, char **argv)
 {
-    return each_id("stop", argc, argv, op_stop, false);
+    return each_id("stop", argc, argv, CLI_ACT_STOP, false);
 }
 
 int cmd_start(int argc, char **argv)
 {
-    return each_id("start", argc, argv, op_start, false);
+    return each_id("start", argc, argv, CLI_ACT_START, false);
 }
 
 int cmd_rm(int argc, char **argv)
 {
-    return each_id("rm", argc, argv, stk_session_rm, true);
+    return each_id("rm", argc, argv, CLI_ACT_RM, true);
 }
 
 /* ---- ls, get ------------------------------------------------------------------------ */
@@ -560,35 +425,10 @@ int cmd_ls(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
-    if (cli_remote_active()) {
-        json_t *ans = NULL;
-        int r = cli_remote_call("ls", "GET", all ? "/v1/sandboxes?all=1" : "/v1/sandboxes", NULL,
-                                -1, &ans);
-        if (r != 0)
-            return r;
-        json_t *items = json_incref(json_object_get(ans, "items"));
-        json_decref(ans);
-        return print_records(items ? items : json_array(), out);
-    }
-    struct stk_session *s = NULL;
-    int r = open_session("ls", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_sb_rec *recs = NULL;
-    size_t n = 0;
-    r = stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err);
-    stk_session_close(s);
-    if (r < 0)
-        return fail("ls", err);
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
-    r = print_records(a, out);
-    for (size_t i = 0; i < n; i++)
-        stk_sb_rec_free(&recs[i]);
-    free(recs);
-    return r;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("ls");
+    json_t *a = NULL;
+    int r = cli_engine_ops_of(e)->list(e, all, &a);
+    return r != 0 ? r : print_records(a, out);
 }
 
 int cmd_get(int argc, char **argv)
@@ -603,26 +443,10 @@ int cmd_get(int argc, char **argv)
     }
     if (optind != argc - 1)
         return cli_usage_error("get", "needs exactly one sandbox ID");
-    if (cli_remote_active()) {
-        _cleanup_free_ char *eid = cli_remote_escape(argv[optind]);
-        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
-        json_t *rec = NULL;
-        int r = cli_remote_call("get", "GET", path, NULL, -1, &rec);
-        return r != 0 ? r : print_records(rec, out);
-    }
-    struct stk_session *s = NULL;
-    int r = open_session("get", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_sb_rec rec = {0};
-    r = stk_store_sb_get(stk_session_store(s), argv[optind], &rec, &err);
-    stk_session_close(s);
-    if (r < 0)
-        return fail("get", err);
-    r = print_records(stk_sb_rec_json(&rec, true), out);
-    stk_sb_rec_free(&rec);
-    return r;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("get");
+    json_t *rec = NULL;
+    int r = cli_engine_ops_of(e)->get(e, argv[optind], &rec);
+    return r != 0 ? r : print_records(rec, out);
 }
 
 /* ---- pool ------------------------------------------------------------------------------ */
@@ -663,81 +487,16 @@ static int pool_create_cmd(int argc, char **argv)
     }
     if (optind != argc - 1 || !file || size < 0)
         return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
-    if (tenant && !cli_remote_active())
-        return cli_usage_error("pool", "--tenant needs --server URL");
-    if (cli_remote_active()) {
-        struct docs_text t;
-        int r = docs_read(file, env, &t);
-        if (r != 0)
-            return r;
-        json_t *body =
-            json_pack("{s:s,s:i,s:s}", "name", argv[optind], "size", (int)size, "spec", t.spec);
-        if (t.env)
-            json_object_set_new(body, "env", json_string(t.env));
-        if (tenant)
-            json_object_set_new(body, "tenant", json_string(tenant));
-        r = cli_remote_call("pool create", "POST", "/v1/pools", body, -1, NULL);
-        json_decref(body);
-        docs_free(&t);
-        if (r == 0)
-            printf("%s\n", argv[optind]);
-        return r;
-    }
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     struct docs_text t;
-    struct stk_session *s = NULL;
-    int r = docs_session("pool", file, env, &t, &s);
+    int r = docs_read(file, env, &t);
     if (r != 0)
         return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    r = stk_pool_create(s, argv[optind], (int)size, &t.d, &err);
-    stk_session_close(s);
+    r = cli_engine_ops_of(e)->pool_create(e, argv[optind], (int)size, &t.d, tenant);
     docs_free(&t);
-    if (r < 0)
-        return fail("pool create", err);
-    printf("%s\n", argv[optind]);
-    return 0;
-}
-
-/* The pools as JSON: [{name, size, ready}], as the server answers them. */
-static int local_pool_list(json_t **ret)
-{
-    struct stk_session *s = NULL;
-    int r = open_session("pool", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_pool_rec *pools = NULL;
-    size_t n = 0;
-    r = stk_store_pool_list(stk_session_store(s), &pools, &n, &err);
-    json_t *a = json_array();
-    for (size_t i = 0; r >= 0 && i < n; i++) {
-        size_t ready = 0;
-        (void)stk_pool_ready(s, pools[i].name, &ready, NULL);
-        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
-                                           pools[i].size, "ready", (json_int_t)ready));
-    }
-    for (size_t i = 0; i < n; i++)
-        stk_pool_rec_free(&pools[i]);
-    free(pools);
-    stk_session_close(s);
-    if (r < 0) {
-        json_decref(a);
-        return fail("pool ls", err);
-    }
-    *ret = a;
-    return 0;
-}
-
-static int remote_pool_list(json_t **ret)
-{
-    json_t *ans = NULL;
-    int r = cli_remote_call("pool ls", "GET", "/v1/pools", NULL, -1, &ans);
-    if (r != 0)
-        return r;
-    json_t *items = json_object_get(ans, "items");
-    *ret = json_is_array(items) ? json_incref(items) : json_array();
-    json_decref(ans);
-    return 0;
+    if (r == 0)
+        printf("%s\n", argv[optind]);
+    return r;
 }
 
 static int pool_ls_cmd(int argc, char **argv)
@@ -749,8 +508,9 @@ static int pool_ls_cmd(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
         if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
             return cli_usage("pool", stderr, EXIT_USAGE);
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     json_t *a = NULL;
-    int r = cli_remote_active() ? remote_pool_list(&a) : local_pool_list(&a);
+    int r = cli_engine_ops_of(e)->pool_list(e, &a);
     if (r != 0)
         return r;
     if (out != OUT_TABLE)
@@ -772,25 +532,11 @@ static int pool_rm_cmd(int argc, char **argv)
 {
     if (argc != 2)
         return cli_usage_error("pool", "pool rm NAME");
-    if (cli_remote_active()) {
-        _cleanup_free_ char *en = cli_remote_escape(argv[1]);
-        _cleanup_free_ char *path = stk_xasprintf("/v1/pools/%s", en);
-        int r = cli_remote_call("pool rm", "DELETE", path, NULL, -1, NULL);
-        if (r == 0)
-            printf("%s\n", argv[1]);
-        return r;
-    }
-    struct stk_session *s = NULL;
-    int r = open_session("pool", &s);
-    if (r != 0)
-        return r;
-    _cleanup_error_ struct stk_error *err = NULL;
-    r = stk_pool_rm(s, argv[1], &err);
-    stk_session_close(s);
-    if (r < 0)
-        return fail("pool rm", err);
-    printf("%s\n", argv[1]);
-    return 0;
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
+    int r = cli_engine_ops_of(e)->pool_rm(e, argv[1]);
+    if (r == 0)
+        printf("%s\n", argv[1]);
+    return r;
 }
 
 int cmd_pool(int argc, char **argv)

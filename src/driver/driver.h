@@ -56,6 +56,8 @@ struct stk_driver_conf {
 struct stk_driver_sandbox {
     const char *id;   /* the record's id: [a-z0-9][a-z0-9.-]*, at most 63 bytes */
     const char *name; /* the record's name (a claimed pool member: the claimer's) */
+    /* NULL for exec, stop, observe and teardown when the stored spec no
+     * longer resolves (what the sandbox holds must still go) */
     const struct stk_boundary *b;
     const struct stk_envconfig *env; /* NULL: none */
     const char *handle;              /* what provision returned; NULL before */
@@ -161,7 +163,14 @@ struct stk_driver_ops {
     int (*stop)(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
                 struct stk_error **err);
     /* Blocks while the sandbox runs, reporting through the sink; fills *ret
-     * once it ended. NULL: the backend needs no watcher (observe tells). */
+     * once it ended. NULL: the backend needs no watcher (observe tells).
+     * The session runs it in a monitor process per sandbox (a fresh exec of
+     * stockade holding the sandbox directory's lock), right after provision
+     * or start, and again with the same handle when a monitor died and a
+     * new one adopts the sandbox: supervise must work from (id, handle)
+     * alone. Without supervise the session observes a ready sandbox
+     * whenever a command reads it and ends it when observe says ENDED or
+     * LOST. */
     int (*supervise)(void *ctx, const struct stk_driver_sandbox *sb,
                      const struct stk_driver_sink *sink, struct stk_driver_status *ret,
                      struct stk_error **err);

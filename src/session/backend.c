@@ -24,11 +24,31 @@ void session_backend_actor(const struct stk_session *s, char *buf, size_t n)
 
 /* ---- a record as a driver sees it ------------------------------------------------- */
 
-int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
-                    struct session_sb *ret, struct stk_error **err)
+/* The record only: d.b is NULL (observe needs the handle, not the spec). */
+static int sb_load_record(struct stk_session *s, const char *id, struct session_sb *ret,
+                          struct stk_error **err)
 {
     *ret = (struct session_sb){0};
     int r = session_get(s, id, &ret->rec, err);
+    if (r < 0)
+        return r;
+    const struct stk_sb_rec *rec = &ret->rec;
+    ret->d = (struct stk_driver_sandbox){
+        .id = rec->id,
+        .name = rec->name,
+        .handle = rec->handle,
+        .pool = rec->pool[0] ? rec->pool : NULL,
+        .pool_member = rec->pool_member,
+        .lock_fd = -1,
+        .runtime = rec->runtime,
+    };
+    return 0;
+}
+
+int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
+                    struct session_sb *ret, struct stk_error **err)
+{
+    int r = sb_load_record(s, id, ret, err);
     if (r < 0)
         return r;
     struct stk_error *e = NULL;
@@ -43,18 +63,8 @@ int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
         }
         stk_error_free(e);
     }
-    const struct stk_sb_rec *rec = &ret->rec;
-    ret->d = (struct stk_driver_sandbox){
-        .id = rec->id,
-        .name = rec->name,
-        .b = ret->bd.b,
-        .env = ret->bd.env,
-        .handle = rec->handle,
-        .pool = rec->pool[0] ? rec->pool : NULL,
-        .pool_member = rec->pool_member,
-        .lock_fd = -1,
-        .runtime = rec->runtime,
-    };
+    ret->d.b = ret->bd.b;
+    ret->d.env = ret->bd.env;
     return 0;
 }
 
@@ -63,6 +73,31 @@ void session_sb_release(struct session_sb *sb)
     stk_session_boundary_release(&sb->bd);
     stk_sb_rec_free(&sb->rec);
     *sb = (struct session_sb){0};
+}
+
+/* ---- errors across the seam --------------------------------------------------------- */
+
+int session_drv_error(const struct stk_session *s, const char *verb, int r, struct stk_error **err)
+{
+    const char *be = stk_backend_names[s->backend];
+    if (r >= 0)
+        return r;
+    switch (-r) {
+    case STK_DRV_E_NOTSUP:
+        /* exec: the command was not executed (125, never a made-up status) */
+        if (!strcmp(verb, "exec"))
+            return -ENOEXEC;
+        (void)stk_error_wrap(err, "%s: the %s backend cannot do that", verb, be);
+        return -EOPNOTSUPP;
+    case STK_DRV_E_GONE:
+        (void)stk_error_wrap(err, "%s: gone from the %s backend", verb, be);
+        return -ENOENT;
+    case STK_DRV_E_TRANSIENT:
+        (void)stk_error_wrap(err, "%s: the %s backend did not answer; try again", verb, be);
+        return -EAGAIN;
+    default:
+        return r; /* PHASE (EBUSY) and anything else: the driver's words */
+    }
 }
 
 /* ---- marks, details, results ------------------------------------------------------ */
@@ -232,7 +267,9 @@ int session_up_inline(struct stk_session *s, const char *id, bool create, bool i
     sb.d.idle = idle;
     sb.d.sink = &ev.sink;
     _cleanup_free_ char *handle = NULL;
-    if (r >= 0 && (r = ops->provision(s->drv->ctx, &sb.d, !create, &handle, err)) < 0)
+    if (r >= 0 &&
+        (r = session_drv_error(s, "provision",
+                               ops->provision(s->drv->ctx, &sb.d, !create, &handle, err), err)) < 0)
         (void)session_set_phase(s, id, (int)from, STK_SB_FAILED, "provisioning_failed",
                                 err && *err ? (*err)->msg : "", NULL, "failed", NULL, NULL);
     if (r >= 0)
@@ -295,18 +332,29 @@ static void recover_stale(struct stk_session *s, struct session_sb *sb, int64_t 
 static bool advance(struct stk_session *s, const char *id, int64_t now)
 {
     struct session_sb sb;
-    if (session_sb_load(s, id, false, &sb, NULL) < 0)
+    /* every command reads every live record here: the spec is resolved
+     * only when something has to be done with it */
+    if (sb_load_record(s, id, &sb, NULL) < 0)
         return false;
     bool changed = false;
     if (sb.rec.phase == STK_SB_READY && !sb.rec.pool_member) {
         struct stk_driver_status st = {.exit_code = -1};
         if (s->drv->ops->observe(s->drv->ctx, &sb.d, &st, NULL) >= 0 &&
             st.state != STK_DRV_RUNNING) {
-            conclude_observed(s, &sb, &st);
+            /* its teardown gets the boundary when it still resolves */
+            struct session_sb full;
+            if (session_sb_load(s, id, false, &full, NULL) >= 0) {
+                conclude_observed(s, &full, &st);
+                session_sb_release(&full);
+            }
             changed = true;
         }
         stk_driver_status_release(&st);
-    } else if (!stk_sb_phase_terminal(sb.rec.phase) && sb.rec.phase != STK_SB_STOPPED) {
+    } else if (!stk_sb_phase_terminal(sb.rec.phase) && sb.rec.phase != STK_SB_STOPPED &&
+               now - sb.rec.updated_ms >= SESSION_STALE_MS) {
+        session_sb_release(&sb);
+        if (session_sb_load(s, id, false, &sb, NULL) < 0)
+            return false;
         recover_stale(s, &sb, now);
         changed = true;
     }

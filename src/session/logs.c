@@ -199,6 +199,18 @@ static bool ended(struct stk_session *s, const char *id)
 int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
                      int out_fd, int err_fd, struct stk_error **err)
 {
+    if (s->drv->ops->logs) {
+        /* the backend keeps them (a cluster's pods/log) */
+        struct session_sb sb;
+        int r = session_sb_load(s, id, false, &sb, err);
+        if (r < 0)
+            return r;
+        struct stk_driver_logs_req req = {
+            .since_ms = since_ms, .tail = -1, .follow = follow, .out_fd = out_fd, .err_fd = err_fd};
+        r = s->drv->ops->logs(s->drv->ctx, &sb.d, &req, err);
+        session_sb_release(&sb);
+        return r;
+    }
     struct stk_sb_rec rec = {0};
     int r = session_get(s, id, &rec, err);
     if (r < 0)

@@ -51,6 +51,10 @@ struct session_sb {
 int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
                     struct session_sb *ret, struct stk_error **err);
 void session_sb_release(struct session_sb *sb);
+/* A driver's error (the fixed set, driver.h) as the session reports it to
+ * the user of verb: NOTSUP, GONE, TRANSIENT get their meaning said once;
+ * exec's NOTSUP is -ENOEXEC (nothing was executed). Returns the errno. */
+int session_drv_error(const struct stk_session *s, const char *verb, int r, struct stk_error **err);
 /* Audit details with the driver's marks merged in (details stolen, NULL:
  * {}); NULL when both are empty. The caller frees. */
 char *session_details(const struct stk_session *s, void *details);

@@ -623,9 +623,7 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
                       json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty), err);
     if (r >= 0) {
         r = s->drv->ops->exec(s->drv->ctx, &sb.d, proc, in_fd, out_fd, err_fd, ret_code, err);
-        /* a backend that runs nothing: the command was not executed */
-        if (r == -STK_DRV_E_NOTSUP)
-            r = -ENOEXEC;
+        r = session_drv_error(s, "exec", r, err);
     }
     session_sb_release(&sb);
     return r;
@@ -647,7 +645,8 @@ static int end_and_finish(struct stk_session *s, const char *id, enum stk_sb_pha
     if (r < 0)
         return r;
     if (running)
-        r = ops->stop(s->drv->ctx, &sb.d, STK_STOP_GRACE_MS, err);
+        r = session_drv_error(s, "stop", ops->stop(s->drv->ctx, &sb.d, STK_STOP_GRACE_MS, err),
+                              err);
     if (r >= 0 && session_supervised(s)) {
         session_sb_release(&sb);
         /* the monitor's grace period, its overdue kill, its teardown */
@@ -665,7 +664,7 @@ static int end_and_finish(struct stk_session *s, const char *id, enum stk_sb_pha
     }
     bool purge = now == STK_SB_DELETING;
     if (r >= 0)
-        r = ops->teardown(s->drv->ctx, &sb.d, purge, err);
+        r = session_drv_error(s, "teardown", ops->teardown(s->drv->ctx, &sb.d, purge, err), err);
     if (r >= 0)
         r = session_set_phase(s, sb.rec.id, (int)now, purge ? STK_SB_DELETED : STK_SB_STOPPED,
                               purge ? NULL : "", "", NULL, purge ? "deleted" : "stopped", NULL,

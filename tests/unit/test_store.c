@@ -170,6 +170,28 @@ static void test_open_existing_and_newer_schema(void **state)
     assert_non_null(strstr(err->msg, "schema version 99"));
 }
 
+/* A state directory from before the handle column (schema 1) is migrated
+ * when opened: its sandboxes stay, and they get handles from then on. */
+static void test_migrates_schema_1_handle(void **state)
+{
+    struct fixture *f = *state;
+    insert(f->st, sb("old-1", "old", STK_SB_READY));
+    stk_store_close(f->st);
+    f->st = NULL;
+    sql(f, "ALTER TABLE sandboxes DROP COLUMN handle; PRAGMA user_version = 1");
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_open(f->state, &f->st, &err), 0);
+    struct stk_sb_rec r = {0};
+    assert_int_equal(stk_store_sb_get(f->st, "old-1", &r, &err), 0);
+    assert_null(r.handle);
+    stk_sb_rec_free(&r);
+    assert_int_equal(stk_store_sb_set_handle(f->st, "old-1", "{\"initPid\":7}", &err), 0);
+    assert_int_equal(stk_store_sb_get(f->st, "old-1", &r, &err), 0);
+    assert_string_equal(r.handle, "{\"initPid\":7}");
+    stk_sb_rec_free(&r);
+    assert_int_equal(stk_store_sb_set_handle(f->st, "nobody", "{}", &err), -ENOENT);
+}
+
 /* ---- sandboxes ------------------------------------------------------------------ */
 
 static void test_sandbox_insert_get_list(void **state)
@@ -949,6 +971,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_open_creates_private_files_and_is_idempotent),
         T(test_open_existing_and_newer_schema),
+        T(test_migrates_schema_1_handle),
         T(test_sandbox_insert_get_list),
         T(test_transition_table_every_cell),
         T(test_set_phase_compare_and_set),

@@ -226,8 +226,20 @@ static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
                       int *ret_code, struct stk_error **err)
 {
     struct stk_init_conn *conn = NULL;
-    int r = local_init_connect(ctx, sb->id, 2000, &conn, err);
-    if (r >= 0) {
+    struct stk_error *cerr = NULL;
+    int r = local_init_connect(ctx, sb->id, 2000, &conn, &cerr);
+    if (r == -ENOENT || r == -ECONNREFUSED) {
+        stk_error_free(cerr);
+        return stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: its stockade-init is gone", sb->id);
+    }
+    if (r < 0) {
+        if (err)
+            *err = cerr;
+        else
+            stk_error_free(cerr);
+        return r;
+    }
+    {
         /* a claimed pool member's own environment still names the pool's
          * template: the sandbox's name is the record's */
         const char *env[STK_INITP_MAX_ENV];

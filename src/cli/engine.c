@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The client interface the sandbox commands use: one table, two engines
+ * (podman's local "abi" and remote "tunnel" ContainerEngine): embedded runs
+ * the session in this process; remote talks to `stockade serve`
+ * (src/cli/remote.c). cli_engine_open() is the one place that asks which;
+ * commands never do. Every operation prints its own failure and returns 0
+ * or an exit status.
+ */
+#include "cli.h"
+#include "session/session.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct cli_engine {
+    const struct cli_engine_ops *ops;
+    const char *cmd;
+    struct stk_session *s; /* embedded: opened on first use */
+};
+
+static int fail(const char *cmd, struct stk_error *err)
+{
+    fprintf(stderr, "stockade %s: %s\n", cmd, err ? err->msg : "failed");
+    return EXIT_INVALID;
+}
+
+static int session(struct cli_engine *e, struct stk_session **ret)
+{
+    if (!e->s) {
+        int r = cli_session_open(e->cmd, NULL, &e->s);
+        if (r != 0)
+            return r;
+    }
+    *ret = e->s;
+    return 0;
+}
+
+static int emb_create(struct cli_engine *e, const struct cli_create_args *a,
+                      struct stk_create_res *ret)
+{
+    if (a->owner || a->tenant)
+        return cli_usage_error("create", "--owner and --tenant need --server URL");
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_create_req req = {.docs = *a->docs, .pool = a->pool};
+    return stk_session_create(s, &req, ret, &err) < 0 ? fail("create", err) : 0;
+}
+
+static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
+                    bool interactive, int *ret_code)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_session_exec(s, id, proc, interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO,
+                         ret_code, &err) < 0) {
+        fprintf(stderr, "stockade exec: %s\n", err ? err->msg : "failed");
+        return EXIT_SETUP;
+    }
+    return 0;
+}
+
+static int emb_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    fflush(stdout);
+    r = stk_session_logs(s, id, since_ms, follow, STDOUT_FILENO, STDERR_FILENO, &err);
+    return r < 0 ? fail("logs", err) : 0;
+}
+
+static int emb_act(struct cli_engine *e, enum cli_act act, const char *id, bool force)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    switch (act) {
+    case CLI_ACT_STOP:
+        r = stk_session_stop(s, id, &err);
+        break;
+    case CLI_ACT_START:
+        r = stk_session_start(s, id, &err);
+        break;
+    case CLI_ACT_RM:
+        r = stk_session_rm(s, id, force, &err);
+        break;
+    }
+    return r < 0 ? fail(e->cmd, err) : 0;
+}
+
+static int emb_list(struct cli_engine *e, bool all, json_t **ret)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0;
+    if (stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err) < 0)
+        return fail("ls", err);
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
+    stk_sb_recs_free(recs, n);
+    *ret = a;
+    return 0;
+}
+
+static int emb_get(struct cli_engine *e, const char *id, json_t **ret)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_sb_rec rec = {0};
+    if (stk_store_sb_get(stk_session_store(s), id, &rec, &err) < 0)
+        return fail("get", err);
+    *ret = stk_sb_rec_json(&rec, true);
+    stk_sb_rec_free(&rec);
+    return 0;
+}
+
+static int emb_pool_create(struct cli_engine *e, const char *name, int size,
+                           const struct stk_session_docs *docs, const char *tenant)
+{
+    if (tenant)
+        return cli_usage_error("pool", "--tenant needs --server URL");
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    return stk_pool_create(s, name, size, docs, &err) < 0 ? fail("pool create", err) : 0;
+}
+
+static int emb_pool_list(struct cli_engine *e, json_t **ret)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0;
+    if (stk_store_pool_list(stk_session_store(s), &pools, &n, &err) < 0)
+        return fail("pool ls", err);
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        size_t ready = 0;
+        (void)stk_pool_ready(s, pools[i].name, &ready, NULL);
+        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
+                                           pools[i].size, "ready", (json_int_t)ready));
+    }
+    stk_pool_recs_free(pools, n);
+    *ret = a;
+    return 0;
+}
+
+static int emb_pool_rm(struct cli_engine *e, const char *name)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    return stk_pool_rm(s, name, &err) < 0 ? fail("pool rm", err) : 0;
+}
+
+static const struct cli_engine_ops embedded_ops = {
+    .create = emb_create,
+    .exec = emb_exec,
+    .logs = emb_logs,
+    .act = emb_act,
+    .list = emb_list,
+    .get = emb_get,
+    .pool_create = emb_pool_create,
+    .pool_list = emb_pool_list,
+    .pool_rm = emb_pool_rm,
+};
+
+struct cli_engine *cli_engine_open(const char *cmd)
+{
+    struct cli_engine *e = stk_xcalloc(1, sizeof(*e));
+    e->cmd = cmd;
+    e->ops = cli_remote_active() ? &cli_remote_engine_ops : &embedded_ops;
+    return e;
+}
+
+const struct cli_engine_ops *cli_engine_ops_of(const struct cli_engine *e)
+{
+    return e->ops;
+}
+
+void cli_engine_close(struct cli_engine *e)
+{
+    if (!e)
+        return;
+    stk_session_close(e->s);
+    free(e);
+}
