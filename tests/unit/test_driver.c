@@ -69,7 +69,17 @@ static bool world_open(struct world *w, const char **why)
     snprintf(w->run, sizeof(w->run), "/tmp/stk-drvr-XXXXXX");
     assert_non_null(mkdtemp(w->run));
     _cleanup_diags_ struct stk_diags diags = {0};
-    assert_int_equal(stk_docset_parse("conf.yaml", SPEC, strlen(SPEC), &diags, &w->ds), 0);
+    /* a cluster runs an image: STOCKADE_TEST_KUBE_IMAGE, on the nodes already */
+    char spec[512];
+    const char *image = getenv("STOCKADE_TEST_KUBE_IMAGE");
+    if (w->backend == STK_BACKEND_KUBERNETES)
+        snprintf(spec, sizeof(spec),
+                 "%s  image: %s\n  resources: {memory: 256Mi}\n  driverConfig:\n"
+                 "    kubernetes: {namespace: stk-conformance-%d, imagePullPolicy: IfNotPresent}\n",
+                 SPEC, image ? image : "localhost/stockade-test:latest", (int)getpid());
+    else
+        snprintf(spec, sizeof(spec), "%s", SPEC);
+    assert_int_equal(stk_docset_parse("conf.yaml", spec, strlen(spec), &diags, &w->ds), 0);
     size_t n = 0;
     const struct stk_doc *doc = stk_docset_find(w->ds, STK_KIND_SANDBOX, &n);
     assert_int_equal(n, 1);
