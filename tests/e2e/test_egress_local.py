@@ -97,6 +97,7 @@ class World:
         self.run_dir = run_dir
         self.procs = []
         self.ids = []
+        self.veths = []
 
     def helper(self, *args, check=True, options=()):
         return sh(HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", self.run_dir,
@@ -149,6 +150,7 @@ class World:
         r = self.helper("up", sid, spec, *([env] if env else []), options=options)
         self.ids.append(sid)
         path, a4, a6, veth, group = r.stdout.split()
+        self.veths.append(veth)
         return {"netns": path, "v4": a4.split("/")[0], "v6": a6.split("/")[0], "veth": veth,
                 "group": int(group)}
 
@@ -189,9 +191,11 @@ def world():
     finally:
         left = w.teardown()
         shutil.rmtree(run_dir, ignore_errors=True)
-        root_links = [l for l in sh("ip", "-o", "link").stdout.splitlines() if ": stk-" in l]
+        # only this world's links: other run directories' sandboxes may share the host
+        root_links = [l for l in sh("ip", "-o", "link").stdout.splitlines()
+                      if any(f": {v}@" in l or f": {v}:" in l for v in w.veths)]
         assert left == {"links": [], "tables": "", "netns": []}, left
-        assert root_links == [], "stk-* links leaked into the real host namespace"
+        assert root_links == [], "this world's links leaked into the real host namespace"
 
 
 def env_file(tmp_path, external=True, cidrs=("0.0.0.0/0", "::/0")):
