@@ -136,6 +136,9 @@ struct stk_driver_ops {
     const char *marks;
     /* runs nothing (sim): verify, which observes from inside, is refused */
     bool models_only;
+    /* set when verify's probe cannot run in this backend's sandboxes yet:
+     * why, said to the user instead of a failed exec */
+    const char *no_verify;
     /* Connects to the backend (a cluster's API server: credentials are
      * checked here). */
     int (*open)(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err);

@@ -95,6 +95,9 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
                               "live sandbox, and the %s backend runs none (stockade explain "
                               "--backend %s states what is modelled)",
                               id, stk_backend_names[s->backend], stk_backend_names[s->backend]);
+    if (s->drv->ops->no_verify)
+        return stk_error_make(err, ENOTSUP, "sandbox %s: verify on the %s backend: %s", id,
+                              stk_backend_names[s->backend], s->drv->ops->no_verify);
     int r = session_get(s, id, &rec, err);
     if (r < 0)
         return r;
