@@ -47,6 +47,16 @@ def runtime(request, detected):
     return name
 
 
+def veth_name(sandbox_id):
+    """The host side of a sandbox's veth pair, as src/driver/local/net.c names it."""
+    if len(sandbox_id) <= 11:
+        return f"stk-{sandbox_id}"
+    h = 2166136261
+    for c in sandbox_id.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
+
+
 def leftovers(env, sandbox_id=None):
     """What stockade's paths still hold: sandbox dirs, runtime state, cgroups."""
     found = []
@@ -58,9 +68,11 @@ def leftovers(env, sandbox_id=None):
     found += [str(p) for p in run.glob("*/*") if p.parent.name != "net"] if run.exists() else []
     found += [str(p) for p in (run / "net" / "sandboxes").glob("*")]
     if sandbox_id:
+        # this sandbox's veth only: other run directories may share the host
+        veth = veth_name(sandbox_id)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
-                  if ": stk" in line]
+                  if line.split(":")[1].strip().split("@")[0] == veth]
         chains = subprocess.run(["nft", "list", "chains"], capture_output=True, text=True).stdout
         found += [f"nft chain for {sandbox_id}" for _ in [0] if sandbox_id in chains]
         found += glob.glob(f"/sys/fs/cgroup/*/stockade/{sandbox_id}")

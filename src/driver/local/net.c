@@ -610,7 +610,7 @@ struct ports_count {
 static int port_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct ports_count *pc = data;
-    const struct nlattr *a;
+    struct nlattr *a;
     mnl_attr_for_each(a, nlh, sizeof(struct ifinfomsg))
     {
         if (mnl_attr_get_type(a) == IFLA_MASTER && mnl_attr_validate(a, MNL_TYPE_U32) >= 0 &&
