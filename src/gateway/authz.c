@@ -291,10 +291,31 @@ static bool is_collection(const struct stk_authz_target *t)
  * one is a caller's bug, and must not read as "every sandbox". */
 static bool has_collection_form(enum stk_verb v)
 {
-    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL;
+    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL ||
+           v == STK_VERB_METRICS;
 }
 
 /* ---- create --------------------------------------------------------------------------- */
+
+static const char *ns_owner(const struct stk_authz_target *t, const char *ns)
+{
+    for (size_t i = 0; i < t->n_ns_owners; i++)
+        if (t->ns_owners[i].ns && !strcmp(t->ns_owners[i].ns, ns))
+            return t->ns_owners[i].tenant;
+    return NULL;
+}
+
+/* A namespace is its tenant's: bound to another one, no grant reaches into
+ * it; with no namespaces pattern, a grant covers the tenant's own (bound to
+ * it, or unbound: the create binds it), never any. */
+static bool ns_tenant_ok(const struct stk_access_scope *sc, const struct stk_authz_target *t,
+                         const char *ns, struct why *w)
+{
+    const char *owner = ns_owner(t, ns);
+    if (owner && !stk_streq(owner, t->tenant))
+        return fail(w, "namespace %s belongs to tenant %s", ns, owner);
+    return namespace_ok(sc, ns, w);
+}
 
 static bool create_namespaces_ok(const struct stk_access_scope *sc,
                                  const struct stk_authz_target *t, struct why *w)
@@ -306,7 +327,7 @@ static bool create_namespaces_ok(const struct stk_access_scope *sc,
     if (b->kube && b->kube->namespace.meta.set)
         nss[2] = b->kube->namespace.v;
     for (size_t i = 0; i < STK_ARRAY_SIZE(nss); i++)
-        if (nss[i] && !namespace_ok(sc, nss[i], w))
+        if (nss[i] && !ns_tenant_ok(sc, t, nss[i], w))
             return false;
     return true;
 }
@@ -536,6 +557,19 @@ static void decide_object(const struct identity *ic, enum stk_verb verb,
                first->index, w.text);
     else
         reason(ret, "no grant of identity %s covers verb %s%s", name, vname, on);
+}
+
+bool stk_authz_lists_verb(const struct stk_authz *z, const struct stk_principal *p,
+                          enum stk_verb verb, bool *ret_known)
+{
+    const struct identity *ic = z ? identify(z, p) : NULL;
+    *ret_known = ic != NULL;
+    if (!ic || (unsigned)verb >= _STK_VERB_N)
+        return false;
+    for (size_t i = 0; i < ic->n_grants; i++)
+        if (ic->grants[i]->verbs[verb])
+            return true;
+    return false;
 }
 
 void stk_authz_decide(const struct stk_authz *z, const struct stk_principal *p, enum stk_verb verb,

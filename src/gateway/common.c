@@ -5,6 +5,7 @@
 
 const char *const stk_verb_names[_STK_VERB_N] = {
     "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
+    "metrics",
 };
 
 void stk_principal_release(struct stk_principal *p)

@@ -29,6 +29,7 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_POOL_LIST] = {"GET", "/v1/pools"},
     [GW_POOL_CREATE] = {"POST", "/v1/pools"},
     [GW_POOL_DELETE] = {"DELETE", "/v1/pools/{}"},
+    [GW_POOL_GET] = {"GET", "/v1/pools/{}"},
     [GW_EVENTS] = {"GET", "/v1/events"},
 };
 
@@ -271,6 +272,7 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
         {"spec", GW_F_STRING, true, offsetof(struct gw_pool_body, spec)},
         {"env", GW_F_STRING, false, offsetof(struct gw_pool_body, env)},
         {"tenant", GW_F_STRING, false, offsetof(struct gw_pool_body, tenant)},
+        {"owner", GW_F_STRING, false, offsetof(struct gw_pool_body, owner)},
     };
     struct gw_pool_body b = {0};
     json_t *root = NULL;
@@ -283,7 +285,8 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
     } else if (b.size < 1 || b.size > STK_POOL_MAX_SIZE) {
         snprintf(why, why_n, "field \"size\" must be 1 to %d", STK_POOL_MAX_SIZE);
         r = -EINVAL;
-    } else if (!opt_name_ok("tenant", b.tenant, 64, why, why_n)) {
+    } else if (!opt_name_ok("tenant", b.tenant, 64, why, why_n) ||
+               !opt_name_ok("owner", b.owner, 128, why, why_n)) {
         r = -EINVAL;
     }
     if (r < 0) {

@@ -29,6 +29,7 @@ const char *const stk_jwt_alg_names[_STK_JWT_N] = {"RS256", "ES256"};
 const char *const stk_identity_kind_names[_STK_IDENTITY_N] = {"platform-controller", "end-user"};
 const char *const stk_access_verb_names[STK_ACCESS_VERBS] = {
     "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
+    "metrics",
 };
 const char *const stk_allocation_kind_names[_STK_ALLOCATION_N] = {"cold", "warm"};
 
@@ -708,7 +709,9 @@ static const struct stk_field access_grant_fields[] = {
      .doc = "Names from spec.identities."},
     {"verbs", AT(struct stk_access_grant, verbs), LIST(struct stk_enumv, STK_F_ENUM),
      .values = stk_access_verb_names, .n_values = STK_ACCESS_VERBS, .max_items = STK_ACCESS_VERBS,
-     .required = true, .doc = "What the identities may do."},
+     .required = true,
+     .doc = "What the identities may do. `metrics` reads /metrics (every tenant's counts); "
+            "`pool` manages warm pools."},
     {"scope", AT(struct stk_access_grant, scope), OBJ(access_scope_fields),
      .doc = "On which sandboxes, and what a create may ask for. Every field narrows."},
     END,

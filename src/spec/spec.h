@@ -496,7 +496,7 @@ extern const char *const stk_identity_kind_names[_STK_IDENTITY_N];
 /* The verbs a grant lists. Same order and spelling as the gateway's enum
  * stk_verb (src/gateway/gateway.h); the spec module cannot include it, so a
  * unit test holds the two tables together. */
-#define STK_ACCESS_VERBS 11
+#define STK_ACCESS_VERBS 12
 extern const char *const stk_access_verb_names[STK_ACCESS_VERBS];
 
 /* How a sandbox is obtained: created from nothing, or claimed from a warm pool. */

@@ -164,17 +164,17 @@ static const struct {
 
 /* One row per caller, one string per target, one letter per verb in
  * stk_verb order (create get list exec logs connect stop start delete
- * audit pool): A allow, F forbidden (403), H hidden (404). */
+ * audit pool metrics): A allow, F forbidden (403), H hidden (404). */
 static const struct {
     const char *who;
     const char *cells[N_TARGETS];
 } matrix[] = {
-    {"controller", {"AAAAAFAAAAA", "AAAAAFAAAAA", "FHHHHHHHHHH", "FHHHHHHHHHH"}},
-    {"alice", {"AAAAAFAAAAF", "AHHHHHHHHHH", "FHHHHHHHHHH", "AAAAAFAAAAF"}},
-    {"bob", {"AHHHHHHHHHH", "AAAAAAAAAAF", "FHHHHHHHHHH", "AHHHHHHHHHH"}},
-    {"ops", {"FAAFAFFFFAF", "FAAFAFFFFAF", "FHHHHHHHHHH", "FAAFAFFFFAF"}},
-    {"auditor", {"FHHHHHHHHAH", "FHHHHHHHHAH", "FHHHHHHHHAH", "FHHHHHHHHAH"}},
-    {"unknown", {"FHHHHHHHHHH", "FHHHHHHHHHH", "FHHHHHHHHHH", "FHHHHHHHHHH"}},
+    {"controller", {"AAAAAFAAAAAF", "AAAAAFAAAAAF", "FHHHHHHHHHHH", "FHHHHHHHHHHH"}},
+    {"alice", {"AAAAAFAAAAFF", "AHHHHHHHHHHH", "FHHHHHHHHHHH", "AAAAAFAAAAFF"}},
+    {"bob", {"AHHHHHHHHHHH", "AAAAAAAAAAFF", "FHHHHHHHHHHH", "AHHHHHHHHHHH"}},
+    {"ops", {"FAAFAFFFFAFF", "FAAFAFFFFAFF", "FHHHHHHHHHHH", "FAAFAFFFFAFF"}},
+    {"auditor", {"FHHHHHHHHAHH", "FHHHHHHHHAHH", "FHHHHHHHHAHH", "FHHHHHHHHAHH"}},
+    {"unknown", {"FHHHHHHHHHHH", "FHHHHHHHHHHH", "FHHHHHHHHHHH", "FHHHHHHHHHHH"}},
 };
 
 static struct stk_principal caller(const char *who)
@@ -579,7 +579,7 @@ static void test_dangling_identity(void **state)
     g.verbs.items = &bad_verb;
     g.verbs.n = 1;
     assert_int_equal(stk_authz_new(&ap, &z, &err), -EINVAL);
-    assert_string_equal(err->msg, "grant 0: verb 11 out of range");
+    assert_string_equal(err->msg, "grant 0: verb 12 out of range");
 }
 
 int main(void)
