@@ -291,8 +291,7 @@ static bool is_collection(const struct stk_authz_target *t)
  * one is a caller's bug, and must not read as "every sandbox". */
 static bool has_collection_form(enum stk_verb v)
 {
-    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL ||
-           v == STK_VERB_METRICS;
+    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL || v == STK_VERB_METRICS;
 }
 
 /* ---- create --------------------------------------------------------------------------- */

@@ -76,7 +76,7 @@ struct stk_authz_target {
      * listed is unbound */
     const struct stk_ns_owner {
         const char *ns, *tenant;
-    } *ns_owners;
+    } * ns_owners;
     size_t n_ns_owners;
 };
 

@@ -479,8 +479,8 @@ void gw_audit_authn_failure(struct stk_gw *g, struct evhttp_connection *evcon, c
         return;
     }
     json_t *d = json_pack("{s:s,s:s,s:I,s:I}", "reason", why && *why ? why : "invalid credentials",
-                          "source", src, "suppressedBefore", (json_int_t)sup,
-                          "suppressedAll", (json_int_t)all);
+                          "source", src, "suppressedBefore", (json_int_t)sup, "suppressedAll",
+                          (json_int_t)all);
     char *dj = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     (void)stk_audit_append(stk_session_store(g->session), "", "authn_failed", "unauthenticated", dj,
@@ -504,12 +504,10 @@ int gw_authenticate(struct stk_gw *g, struct evhttp_connection *evcon,
     int cr = gw_cert_subject(bev, subject, sizeof(subject));
     memset(ret, 0, sizeof(*ret));
     /* which of two headers would count is a guess: neither does */
-    const char *why = n_authz > 1 ? "two or more Authorization headers"
-                      : cr == -E2BIG
-                          ? "client certificate subject longer than 511 bytes"
-                          : NULL;
-    int r = why ? -EACCES
-                : g->auth->authenticate(g->auth->ud, authz, cr > 0 ? subject : NULL, ret);
+    const char *why = n_authz > 1    ? "two or more Authorization headers"
+                      : cr == -E2BIG ? "client certificate subject longer than 511 bytes"
+                                     : NULL;
+    int r = why ? -EACCES : g->auth->authenticate(g->auth->ud, authz, cr > 0 ? subject : NULL, ret);
     if (why)
         snprintf(ret->why, sizeof(ret->why), "%s", why);
     if (r < 0 && r != -ENOENT)
@@ -952,9 +950,8 @@ static void ns_owners_of(struct gw_call *c, const char *request_ns, const struct
                           b->kube && b->kube->namespace.meta.set ? b->kube->namespace.v : NULL};
     ret->n = 0;
     for (size_t i = 0; i < STK_ARRAY_SIZE(nss); i++) {
-        if (!nss[i] ||
-            stk_store_ns_tenant(stk_session_store(c->g->session), nss[i], ret->tenant[ret->n],
-                                NULL) < 0)
+        if (!nss[i] || stk_store_ns_tenant(stk_session_store(c->g->session), nss[i],
+                                           ret->tenant[ret->n], NULL) < 0)
             continue;
         ret->o[ret->n] = (struct stk_ns_owner){nss[i], ret->tenant[ret->n]};
         ret->n++;

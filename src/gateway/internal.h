@@ -134,7 +134,6 @@ bool gw_ratelim_take(struct gw_ratelim *rl, const char *key, int64_t now_ms,
                      uint64_t *ret_suppressed);
 /* Gives back a take whose record was not written after all (another key's
  * budget dropped it), with the suppressed count that take returned. */
-void gw_ratelim_undo(struct gw_ratelim *rl, const char *key, int64_t now_ms,
-                     uint64_t suppressed);
+void gw_ratelim_undo(struct gw_ratelim *rl, const char *key, int64_t now_ms, uint64_t suppressed);
 
 #endif

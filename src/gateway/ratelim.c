@@ -60,8 +60,7 @@ bool gw_ratelim_take(struct gw_ratelim *rl, const char *key, int64_t now_ms,
     return true;
 }
 
-void gw_ratelim_undo(struct gw_ratelim *rl, const char *key, int64_t now_ms,
-                     uint64_t suppressed)
+void gw_ratelim_undo(struct gw_ratelim *rl, const char *key, int64_t now_ms, uint64_t suppressed)
 {
     uint8_t h[16];
     key_hash(key, h);

@@ -501,8 +501,8 @@ const char *session_tenant(const struct stk_create_req *req, const struct stk_bo
     return req->tenant ? req->tenant : b->namespace ? b->namespace : "";
 }
 
-int session_bind_namespaces(struct stk_session *s, const struct stk_boundary *b,
-                            const char *tenant, struct stk_error **err)
+int session_bind_namespaces(struct stk_session *s, const struct stk_boundary *b, const char *tenant,
+                            struct stk_error **err)
 {
     /* every namespace the sandbox occupies, as authorization counts them */
     const char *nss[] = {b->namespace,

@@ -711,8 +711,8 @@ static int count_live(struct stk_store *st, int64_t *ret, struct stk_error **err
 /* Names are unique per tenant among live sandboxes (Kubernetes' namespaced
  * names): -EEXIST when another live one (not `except`) has it. Unclaimed
  * pool members all carry their template's name and do not count. */
-static int name_free(struct stk_store *st, const char *tenant, const char *name,
-                     const char *except, struct stk_error **err)
+static int name_free(struct stk_store *st, const char *tenant, const char *name, const char *except,
+                     struct stk_error **err)
 {
     if (!name || !*name)
         return 0;
@@ -1227,9 +1227,9 @@ int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
     if (r < 0)
         return r;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    r = store_prepare(st,
-                      "INSERT INTO pools (" POOL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                      &s, err);
+    r = store_prepare(
+        st, "INSERT INTO pools (" POOL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &s,
+        err);
     if (r < 0)
         return r;
     bind_text(s, 1, p->name);
@@ -1413,8 +1413,7 @@ int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct st
 
 /* ---- namespaces ------------------------------------------------------------ */
 
-int stk_store_ns_tenant(struct stk_store *st, const char *ns, char ret[64],
-                        struct stk_error **err)
+int stk_store_ns_tenant(struct stk_store *st, const char *ns, char ret[64], struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     int r = store_prepare(st, "SELECT tenant FROM namespaces WHERE name = ?1", &s, err);

@@ -15,15 +15,15 @@
 
 #include "base/base.h"
 
-#define STK_STORE_DB_FILE   "stockade.db"
-#define STK_STORE_LOCK_FILE "stockade.lock"
-#define STK_STORE_BUSY_MS   5000
-#define STK_STORE_SCHEMA    2             /* PRAGMA user_version this code writes */
-#define STK_STORE_MAX_LIVE  10000         /* sandboxes not yet deleted */
-#define STK_STORE_MAX_DOC   (1024 * 1024) /* spec, env, template_spec: as the docset bound */
-#define STK_STORE_MAX_JSON  (64 * 1024)   /* labels, result */
-#define STK_STORE_MAX_POOL  1000          /* a pool's size */
-#define STK_STORE_MAX_SAME_NAME 256       /* live sandboxes one name lookup returns */
+#define STK_STORE_DB_FILE       "stockade.db"
+#define STK_STORE_LOCK_FILE     "stockade.lock"
+#define STK_STORE_BUSY_MS       5000
+#define STK_STORE_SCHEMA        2             /* PRAGMA user_version this code writes */
+#define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
+#define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
+#define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
+#define STK_STORE_MAX_POOL      1000          /* a pool's size */
+#define STK_STORE_MAX_SAME_NAME 256           /* live sandboxes one name lookup returns */
 
 struct stk_store;
 

@@ -28,8 +28,8 @@ const char *const stk_kind_names[_STK_KIND_N] = {"Sandbox", "EnvironmentConfig",
 const char *const stk_jwt_alg_names[_STK_JWT_N] = {"RS256", "ES256"};
 const char *const stk_identity_kind_names[_STK_IDENTITY_N] = {"platform-controller", "end-user"};
 const char *const stk_access_verb_names[STK_ACCESS_VERBS] = {
-    "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
-    "metrics",
+    "create", "get",   "list",   "exec",  "logs", "connect",
+    "stop",   "start", "delete", "audit", "pool", "metrics",
 };
 const char *const stk_allocation_kind_names[_STK_ALLOCATION_N] = {"cold", "warm"};
 
