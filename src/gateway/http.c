@@ -159,15 +159,12 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
             gw_call_free(c);
         }
         free(cn);
-        if (g->n_conns < STK_GW_MAX_CONNECTIONS && g->bound && !g->closing)
-            evconnlistener_enable(evhttp_bound_socket_get_listener(g->bound));
         return;
     }
 }
 
-/* Connections that sent a request are tracked: their streams end with them,
- * and at STK_GW_MAX_CONNECTIONS the listener stops accepting until one
- * closes. One that never completes a request is ended by the timeout. */
+/* Connections that sent a request are tracked: their streams end with them.
+ * The cap on connections is the gate's (gate.c), from the first byte. */
 static struct gw_conn *conn_track(struct stk_gw *g, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -178,8 +175,7 @@ static struct gw_conn *conn_track(struct stk_gw *g, struct evhttp_request *req)
     cn->evcon = evcon;
     cn->next = g->conns;
     g->conns = cn;
-    if (++g->n_conns >= STK_GW_MAX_CONNECTIONS && g->bound)
-        evconnlistener_disable(evhttp_bound_socket_get_listener(g->bound));
+    g->n_conns++;
     evhttp_connection_set_closecb(evcon, conn_closed, g);
     return cn;
 }
@@ -442,21 +438,24 @@ int gw_cert_subject(struct bufferevent *bev, char *buf, size_t n)
 
 /* The budget key of a connection's source: its IPv4 address, its IPv6
  * /64 (one host holds a whole /64), or "unix". */
-static void source_key(struct evhttp_connection *evcon, char *buf, size_t n)
+static void source_key(struct bufferevent *bev, char *buf, size_t n)
 {
-    char *host = NULL;
-    uint16_t port = 0;
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &host, &port);
-    struct in6_addr a6;
-    if (host && inet_pton(AF_INET6, host, &a6) == 1) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = bev ? bufferevent_getfd(bev) : -1;
+    snprintf(buf, n, "unix");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    char p[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, p, sizeof(p));
+        snprintf(buf, n, "%s", p);
+    } else if (ss.ss_family == AF_INET6) {
+        struct in6_addr a6 = ((struct sockaddr_in6 *)&ss)->sin6_addr;
         memset(a6.s6_addr + 8, 0, 8);
-        char p[INET6_ADDRSTRLEN];
         inet_ntop(AF_INET6, &a6, p, sizeof(p));
         snprintf(buf, n, "%s/64", p);
-        return;
     }
-    snprintf(buf, n, "%s", host && *host ? host : "unix");
 }
 
 /* Failed authentications are audit records, but a caller must not be able
@@ -466,10 +465,10 @@ static void source_key(struct evhttp_connection *evcon, char *buf, size_t n)
 #define AUTHN_AUDIT_PER_MIN        10
 #define AUTHN_AUDIT_GLOBAL_PER_MIN 600
 
-void gw_audit_authn_failure(struct stk_gw *g, struct evhttp_connection *evcon, const char *why)
+void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const char *why)
 {
     char src[80];
-    source_key(evcon, src, sizeof(src));
+    source_key(bev, src, sizeof(src));
     int64_t now = gw_now_ms();
     uint64_t sup = 0, all = 0;
     if (!gw_ratelim_take(&g->rl_source, src, now, &sup))
@@ -488,19 +487,10 @@ void gw_audit_authn_failure(struct stk_gw *g, struct evhttp_connection *evcon, c
     free(dj);
 }
 
-int gw_authenticate(struct stk_gw *g, struct evhttp_connection *evcon,
-                    const struct evkeyvalq *headers, struct stk_principal *ret)
+int gw_authenticate(struct stk_gw *g, struct bufferevent *bev, const char *authz, size_t n_authz,
+                    struct stk_principal *ret)
 {
     char subject[GW_CERT_SUBJECT_MAX];
-    const char *authz = NULL;
-    size_t n_authz = 0;
-    const struct evkeyval *kv;
-    TAILQ_FOREACH(kv, headers, next)
-    {
-        if (!strcasecmp(kv->key, "Authorization") && n_authz++ == 0)
-            authz = kv->value;
-    }
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     int cr = gw_cert_subject(bev, subject, sizeof(subject));
     memset(ret, 0, sizeof(*ret));
     /* which of two headers would count is a guess: neither does */
@@ -511,15 +501,24 @@ int gw_authenticate(struct stk_gw *g, struct evhttp_connection *evcon,
     if (why)
         snprintf(ret->why, sizeof(ret->why), "%s", why);
     if (r < 0 && r != -ENOENT)
-        gw_audit_authn_failure(g, evcon, ret->why);
+        gw_audit_authn_failure(g, bev, ret->why);
     return r;
 }
 
 /* 401 unless the caller is someone; fills c->who and c->actor. */
 static bool authenticate(struct gw_call *c)
 {
-    int r = gw_authenticate(c->g, evhttp_request_get_connection(c->req),
-                            evhttp_request_get_input_headers(c->req), &c->who);
+    const char *authz = NULL;
+    size_t n_authz = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(c->req), next)
+    {
+        if (!strcasecmp(kv->key, "Authorization") && n_authz++ == 0)
+            authz = kv->value;
+    }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    int r = gw_authenticate(c->g, evcon ? evhttp_connection_get_bufferevent(evcon) : NULL, authz,
+                            n_authz, &c->who);
     if (r == -ENOENT) {
         gw_reply_error(c, GW_E_UNAUTHENTICATED, "authentication required");
         return false;
@@ -531,6 +530,19 @@ static bool authenticate(struct gw_call *c)
     principal_name(&c->who, c->actor, sizeof(c->actor));
     snprintf(c->principal, sizeof(c->principal), "%s", c->actor);
     return true;
+}
+
+void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                    const char *object, bool known)
+{
+    struct gw_call c = {.g = g};
+    principal_name(who, c.principal, sizeof(c.principal));
+    snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
+    struct stk_authz_decision d = {.hide = true};
+    snprintf(d.reason, sizeof(d.reason), "%s (refused before the body was read)",
+             known ? "no grant of the caller's identity lists the verb"
+                   : "no identity matches the principal");
+    audit_decision(&c, verb, NULL, object, &d);
 }
 
 /* ---- request helpers ----------------------------------------------------------------------- */
@@ -1404,14 +1416,19 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(g->base, &grace);
 }
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+/* Every connection: a plain socket under the gate (gate.c), or TLS. */
+static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
     struct stk_gw *g = arg;
-    SSL *ssl = SSL_new(g->ssl);
-    if (!ssl)
-        return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    if (g->ssl) {
+        SSL *ssl = SSL_new(g->ssl);
+        if (!ssl)
+            return NULL;
+        return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                              BEV_OPT_CLOSE_ON_FREE);
+    }
+    struct bufferevent *under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    return under ? gw_gate_new(g, under) : NULL;
 }
 
 static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct stk_error **err)
@@ -1435,7 +1452,6 @@ static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct st
          * unverified one is never a principal (cert_subject) */
         SSL_CTX_set_verify(g->ssl, SSL_VERIFY_PEER, NULL);
     }
-    evhttp_set_bevcb(g->http, tls_bev, g);
     return 0;
 }
 
@@ -1559,6 +1575,7 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(g->http, on_request, g);
+    evhttp_set_bevcb(g->http, conn_bev, g);
     if (gw_events_setup(g) < 0)
         return stk_error_make(err, ENOMEM, "cannot set up signal handling");
     return 0;

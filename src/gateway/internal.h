@@ -9,6 +9,7 @@
 #include "session/session.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 
 enum gw_route {
     GW_HEALTHZ,
@@ -110,6 +111,23 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
 bool gw_name_ok(const char *s);
 /* A query value as unix milliseconds ("since"). */
 int gw_parse_ms(const char *s, int64_t *ret);
+
+/* The head of a request (request line and headers), as the gate reads it
+ * before any body: what authentication and the body's size need. */
+struct gw_head {
+    char method[8];
+    char path[128];         /* the target without its query (cut: no route is that long) */
+    int64_t content_length; /* -1: none */
+    bool chunked;           /* a Transfer-Encoding header */
+    char authorization[4200];
+    size_t n_authorization; /* Authorization headers */
+};
+/* The length of the head in buf (through its blank line), or -1 when it
+ * has not all arrived. */
+ssize_t gw_head_end(const char *buf, size_t n);
+/* Parses a head gw_head_end found. -EINVAL: malformed, a folded line, or
+ * two Content-Lengths that disagree. */
+int gw_head_parse(const char *buf, size_t n, struct gw_head *ret);
 
 /* Audit budgets (ratelim.c): at most per_window records per key in each
  * window of window_ms; the rest are counted and reported by the next one. */

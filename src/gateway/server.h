@@ -21,6 +21,7 @@ struct gw_call;
 struct gw_job;
 struct gw_sub;
 struct gw_exec;
+struct gw_gate;
 
 /* A client connection that sent a request. A call that outlives its
  * request callback (a job, a stream, an exec) is registered on it, so the
@@ -61,6 +62,10 @@ struct stk_gw {
     bool closing;
     struct gw_conn *conns;
     size_t n_conns;
+    /* every open connection, oldest first (gate.c) */
+    struct gw_gate *gates, *gates_tail;
+    size_t n_open;
+    int64_t body_bytes; /* request bodies passed on and not yet answered */
     struct gw_job *jobs;
     struct gw_exec *execs;
     struct gw_sub *subs;
@@ -102,11 +107,21 @@ char *gw_call_body(struct gw_call *c, size_t *ret_len);
  * 0, -ENOENT (none), -EACCES (invalid; recorded, within the source's
  * budget). Two Authorization headers and an over-long certificate subject
  * are invalid. */
-int gw_authenticate(struct stk_gw *g, struct evhttp_connection *evcon,
-                    const struct evkeyvalq *headers, struct stk_principal *ret);
+int gw_authenticate(struct stk_gw *g, struct bufferevent *bev, const char *authz, size_t n_authz,
+                    struct stk_principal *ret);
 /* The verified client certificate's subject: 1, 0 (none), -E2BIG. */
 int gw_cert_subject(struct bufferevent *bev, char *buf, size_t n);
-void gw_audit_authn_failure(struct stk_gw *g, struct evhttp_connection *evcon, const char *why);
+void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const char *why);
+/* Records a denial the gate made before a body was read (hidden, global
+ * chain, budgeted like every denial). */
+void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                    const char *object, bool known);
+/* The gate over a new connection's bufferevent (under is taken). */
+struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under);
+/* Request bodies passed on and not yet answered, in all. */
+#define GW_BODY_BYTES_IN_FLIGHT (64 * 1024 * 1024)
+/* A head longer than this is evhttp's to refuse. */
+#define GW_GATE_MAX_HEAD (STK_GW_MAX_HEADERS + 8192)
 
 /* Replies and frees the call (json is stolen). */
 void gw_reply_json(struct gw_call *c, int status, json_t *json);
