@@ -11,6 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
+
+#define SERVE_NOFILE 4096
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
@@ -152,6 +155,13 @@ int cmd_serve(int argc, char **argv)
                                .timeout_s = a.timeout_s,
                                .on_hup = serve_reload_keys,
                                .on_hup_ud = policy};
+    /* the gate holds up to STK_GW_MAX_CONNECTIONS sockets besides the
+     * store, workers' pipes and the listener */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < SERVE_NOFILE) {
+        nofile.rlim_cur = nofile.rlim_max < SERVE_NOFILE ? nofile.rlim_max : SERVE_NOFILE;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);
