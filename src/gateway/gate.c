@@ -46,10 +46,11 @@ struct gw_gate {
     struct bufferevent *under, *bev;
     struct event *ev_flush, *ev_writable;
     enum gate_state state;
-    bool passed;  /* a request went through: no longer evicted to make room */
-    bool evicted; /* shut down to make room; closing */
-    bool busy;    /* opened beyond the cap with nothing to evict: 503 */
-    bool upgrade; /* the body being passed is an exec's: frames follow */
+    bool passed;   /* a request went through: no longer evicted to make room */
+    bool evicted;  /* shut down to make room; closing */
+    bool busy;     /* opened beyond the cap with nothing to evict: 503 */
+    bool upgrade;  /* the body being passed is an exec's: frames follow */
+    bool flushing; /* in gate_flush: output may go to the socket */
     int64_t body_left, in_flight;
     struct gw_gate *prev, *next;
 };
@@ -264,6 +265,11 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
     (void)mode;
     struct gw_gate *k = ctx;
     int fd = bufferevent_getfd(k->under);
+    /* Never while evhttp is adding to the output: the filter would report
+     * the write done (and evhttp run its next step) in the middle of it. A
+     * socket reports from the event loop; so does the gate (gate_flush). */
+    if (!k->flushing)
+        return BEV_NEED_MORE;
     if (fd < 0) {
         evbuffer_add_buffer(dst, src);
         return BEV_OK;
@@ -301,7 +307,14 @@ static void gate_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct gw_gate *k = arg;
-    bufferevent_flush(k->bev, EV_WRITE, BEV_NORMAL);
+    struct bufferevent *bev = k->bev;
+    /* evhttp may close the connection from the write callback: the gate
+     * lives until the reference taken here goes */
+    bufferevent_incref(bev);
+    k->flushing = true;
+    bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
+    k->flushing = false;
+    bufferevent_decref(bev);
 }
 
 static void gate_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
