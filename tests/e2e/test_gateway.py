@@ -12,6 +12,7 @@ One server and one private state directory for the module; the fixture stops
 the server and removes every sandbox at the end, also when a test fails.
 Nothing is sent anywhere but 127.0.0.1.
 """
+import errno
 import http.client
 import json
 import os
@@ -670,7 +671,9 @@ def test_pool_and_logs_cli(gw, tmp_path):
     while True:
         p = gw.cli("pool", "ls", "-o", "json", who="controller")
         assert p.returncode == 0, p.stderr
-        if json.loads(p.stdout) == [{"name": "gwpool", "size": 1, "ready": 1}]:
+        # a pool belongs to the tenant and owner its creation was decided for
+        if json.loads(p.stdout) == [{"name": "gwpool", "size": 1, "ready": 1, "tenant": "acme",
+                                     "owner": "controller"}]:
             break
         assert time.monotonic() < deadline, p.stdout
         time.sleep(0.1)
@@ -1131,3 +1134,77 @@ def test_half_open_bodies_hold_no_memory(tmp_path_factory):
         for s in socks:
             s.close()
         g.stop()
+
+
+def exec_head(sid, who, argv):
+    body = json.dumps({"argv": argv}).encode()
+    return (f"POST /v1/sandboxes/{sid}:exec HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Connection: Upgrade\r\nUpgrade: stockade-exec.v1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: Bearer {TOKENS[who]}\r\n\r\n").encode() + body
+
+
+def read_101(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return rest
+
+
+def test_exec_under_stress(hostile):
+    """Exec's relay stays bounded: a frame over the limit, frames sent
+    before the 101, a client that never reads its output, and many execs
+    at once; the server answers /healthz throughout and its memory stays
+    put (each relay is a process of its own with fixed buffers)."""
+    g = hostile
+    if g.backend == "sim":
+        pytest.skip("the simulator executes nothing (its exec refusal: test_sim.py)")
+    status, rec = g.create("stress", "acme-stress", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    base = rss_kib(g.proc.pid)
+
+    # a frame larger than the limit: ERROR (EPROTO), then the end
+    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+        s.sendall(exec_head(sid, "alice", ["cat"]))
+        buf = read_101(s)
+        s.sendall(struct.pack(">BBI", 16, 0, 65537) + b"x" * 1024)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        t, _, n = struct.unpack(">BBI", buf[:6])
+        assert (t, struct.unpack(">I", buf[6:10])[0]) == (35, errno.EPROTO), buf[:64]
+    g.healthy()
+
+    # frames before the upgrade completed: bounded, and the client's close ends it
+    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+        s.sendall(exec_head(sid, "alice", ["cat"]) +
+                  (struct.pack(">BBI", 16, 0, 65536) + b"y" * 65536) * 8)
+        read_101(s)
+        g.healthy()
+
+    # a client that never reads: the relay stops reading the process, not the server
+    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+        s.sendall(exec_head(sid, "alice", ["/bin/sh", "-c", "head -c 200000000 /dev/zero"]))
+        read_101(s)
+        time.sleep(2)
+        t0 = time.monotonic()
+        g.healthy()
+        print(f"\n/healthz with an exec not read: {(time.monotonic() - t0) * 1000:.1f} ms")
+
+    # many at once
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
+        results = list(ex.map(lambda i: g.exec(sid, ["/bin/echo", str(i)], "alice"), range(32)))
+    assert [(st, code, out) for st, code, out in results] == \
+        [(101, 0, f"{i}\n".encode()) for i in range(32)]
+    grown = (rss_kib(g.proc.pid) - base) / 1024
+    print(f"gateway RSS after the exec stress: +{grown:.1f} MiB")
+    assert grown < RSS_BOUND_MIB, grown
+    g.healthy()
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
