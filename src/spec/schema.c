@@ -717,9 +717,24 @@ static const struct stk_field access_grant_fields[] = {
     END,
 };
 
+static const struct stk_field access_tenant_fields[] = {
+    {"name", AT(struct stk_access_tenant, name), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "A tenant, as identities and grants name it."},
+    {"namespaces", AT(struct stk_access_tenant, namespaces), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS, .required = true,
+     .doc = "Namespace patterns (fnmatch) that are this tenant's: no other tenant creates in "
+            "them, whoever used them first. Other namespaces belong to the first tenant that "
+            "creates in them."},
+    END,
+};
+
 static const struct stk_field access_spec_fields[] = {
     {"authentication", AT(struct stk_access_spec, authentication), OBJ(access_authn_fields),
      .doc = "How callers prove who they are."},
+    {"tenants", AT(struct stk_access_spec, tenants),
+     OBJLIST(struct stk_access_tenant, access_tenant_fields), .max_items = STK_LIMIT_AP_IDENTITIES,
+     .doc = "Namespaces assigned to tenants by the operator; the first tenant whose pattern "
+            "matches a namespace owns it."},
     {"identities", AT(struct stk_access_spec, identities),
      OBJLIST(struct stk_access_identity, access_identity_fields),
      .max_items = STK_LIMIT_AP_IDENTITIES,

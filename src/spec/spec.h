@@ -582,9 +582,17 @@ struct stk_access_grant {
     struct stk_access_scope scope;
 };
 
+/* Namespaces the operator assigns to a tenant. */
+struct stk_access_tenant {
+    struct stk_meta meta;
+    struct stk_str name;
+    STK_LIST(struct stk_str) namespaces; /* fnmatch patterns */
+};
+
 struct stk_access_spec {
     struct stk_meta meta;
     struct stk_access_authn authentication;
+    STK_LIST(struct stk_access_tenant) tenants;
     STK_LIST(struct stk_access_identity) identities;
     STK_LIST(struct stk_access_grant) grants;
 };
