@@ -6,7 +6,7 @@
  *
  * - A connection counts from its first byte (accept), not from its first
  *   finished request; at STK_GW_MAX_CONNECTIONS the oldest connection that
- *   has not passed a request is closed to make room (an attacker's
+ *   has not passed an authenticated request is closed to make room (an attacker's
  *   half-sent requests never lock others out).
  * - A request's head (request line and headers, at most
  *   STK_GW_MAX_HEADERS) is read by the gate; a request with a body is
@@ -38,7 +38,8 @@ enum gate_state {
     GATE_HEAD,    /* reading a request's head */
     GATE_BODY,    /* passing an allowed body on */
     GATE_REFUSED, /* answered here: what comes is read and dropped */
-    GATE_OPEN,    /* evhttp's from now on (an upgrade, or a head evhttp refuses) */
+    GATE_OPEN,    /* evhttp's from now on (a head evhttp refuses, then closes) */
+    GATE_TAKEN,   /* after an exec's body: the relay owns the socket; nothing more is read */
 };
 
 struct gw_gate {
@@ -46,7 +47,7 @@ struct gw_gate {
     struct bufferevent *under, *bev;
     struct event *ev_flush, *ev_writable;
     enum gate_state state;
-    bool passed;   /* a request went through: no longer evicted to make room */
+    bool passed;   /* an authenticated request went through: not evicted for room */
     bool evicted;  /* shut down to make room; closing */
     bool busy;     /* opened beyond the cap with nothing to evict: 503 */
     bool upgrade;  /* the body being passed is an exec's: frames follow */
@@ -165,6 +166,21 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
     return true;
 }
 
+static bool gate_someone(struct gw_gate *k, const struct gw_head *h)
+{
+    struct stk_gw *g = k->g;
+    char subject[GW_CERT_SUBJECT_MAX];
+    if (h->n_authorization > 1)
+        return false;
+    int cr = gw_cert_subject(k->under, subject, sizeof(subject));
+    struct stk_principal who;
+    memset(&who, 0, sizeof(who));
+    int r = g->auth->authenticate(g->auth->ud, h->n_authorization ? h->authorization : NULL,
+                                  cr > 0 ? subject : NULL, &who);
+    stk_principal_release(&who);
+    return r >= 0;
+}
+
 /* At the end of a head: on to evhttp, or refused. */
 static void gate_head(struct gw_gate *k, struct evbuffer *src, struct evbuffer *dst, size_t len)
 {
@@ -184,8 +200,13 @@ static void gate_head(struct gw_gate *k, struct evbuffer *src, struct evbuffer *
         k->state = GATE_BODY;
         k->body_left = k->in_flight = h.content_length;
         k->g->body_bytes += k->in_flight;
+        k->passed = true;
+    } else if (!k->passed) {
+        /* evhttp authenticates it (and records a failure); the gate only
+         * asks whether the connection is someone's, so that an
+         * unauthenticated one stays first to go at the cap */
+        k->passed = gate_someone(k, &h);
     }
-    k->passed = true;
     evbuffer_remove_buffer(src, dst, len);
     /* after an exec's head and body the connection carries frames */
     enum gw_route route;
@@ -216,7 +237,7 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
             out = true;
             break;
         }
-        if (k->state == GATE_REFUSED) {
+        if (k->state == GATE_REFUSED || k->state == GATE_TAKEN) {
             evbuffer_drain(src, n);
             break;
         }
@@ -229,7 +250,7 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
                 /* evhttp has it all and answers now */
                 k->g->body_bytes -= k->in_flight;
                 k->in_flight = 0;
-                k->state = k->upgrade ? GATE_OPEN : GATE_HEAD;
+                k->state = k->upgrade ? GATE_TAKEN : GATE_HEAD;
             }
             continue;
         }
