@@ -768,8 +768,11 @@ def test_tls_and_client_certificate_cli(tmp_path):
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
             "-subj", "/CN=stockade test CA", cwd=d)
+    # a subject whose RFC 2253 form is longer than 511 bytes: refused, never cut and matched
+    long_subj = "".join(f"/OU={i:02d}{'u' * 58}" for i in range(10)) + "/O=acme/CN=carol"
     for name, subj, ext in (("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
-                            ("carol", "/O=acme/CN=carol", "extendedKeyUsage=clientAuth")):
+                            ("carol", "/O=acme/CN=carol", "extendedKeyUsage=clientAuth"),
+                            ("long", long_subj, "extendedKeyUsage=clientAuth")):
         openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj,
                 cwd=d)
         (d / f"{name}.ext").write_text(ext + "\n")
@@ -782,6 +785,13 @@ def test_tls_and_client_certificate_cli(tmp_path):
     for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
               "STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
         env.pop(k, None)
+    # the policy's CA is the one enforced: another --client-ca is an error
+    (d / "other-ca.pem").write_bytes((d / "ca.pem").read_bytes())
+    p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0", "--policy", policy,
+                        "--tls-cert", d / "server.pem", "--tls-key", d / "server.key",
+                        "--client-ca", d / "other-ca.pem"],
+                       capture_output=True, text=True, env=env, timeout=10)
+    assert p.returncode == 1 and "is not the policy's clientCertificates.caFile" in p.stderr, p.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -801,6 +811,10 @@ def test_tls_and_client_certificate_cli(tmp_path):
                             d / "carol.pem", "--key", d / "carol.key", "ls", "-o", "json"],
                            capture_output=True, text=True, env=env, timeout=30)
         assert (p.returncode, p.stdout.strip()) == (0, "[]"), p.stderr
+        p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
+                            d / "long.pem", "--key", d / "long.key", "ls"],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert (p.returncode, p.stderr) == (1, "stockade ls: invalid credentials\n"), p.stderr
         p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "ls"],
                            capture_output=True, text=True, env=env, timeout=30)
         assert (p.returncode, p.stderr) == (1, "stockade ls: authentication required\n")
