@@ -784,6 +784,39 @@ static void test_target_namespace(void **state)
     assert_decided(f, "", "rule for bob ns=team-p tenant=acme");
 }
 
+/* A body is read only for a caller who may send it: the answer to an
+ * unauthenticated or unknown caller comes from the head alone, while the
+ * client has sent none of its 1 MiB body. */
+static void test_gate_refuses_before_body(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *auth, *want;
+    } cases[] = {
+        {NULL, "HTTP/1.1 401"},
+        {"Authorization: Bearer nobody\r\n", "HTTP/1.1 401"},
+        {"Authorization: Bearer alice-token\r\nAuthorization: Bearer ops-token\r\n",
+         "HTTP/1.1 401"},
+        {"Transfer-Encoding: chunked\r\n", "HTTP/1.1 400"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        int fd = dial(f->port);
+        _cleanup_free_ char *head = stk_xasprintf(
+            "POST /v1/sandboxes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1048576\r\n%s\r\n",
+            cases[i].auth ? cases[i].auth : "");
+        send_all(fd, head, strlen(head));
+        char buf[1024];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        if (!stk_startswith(buf, cases[i].want))
+            fail_msg("case %zu: %s", i, buf);
+        assert_non_null(strstr(buf, "Connection: close"));
+    }
+}
+
 /* The gate's reading of a head: what authentication and the body's size
  * need, and the forms it refuses rather than guess at. */
 static void test_head_parse(void **state)
@@ -896,6 +929,7 @@ int main(int argc, char **argv)
         T(test_unix_socket),
         T(test_long_operation),
         T(test_target_namespace),
+        T(test_gate_refuses_before_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
