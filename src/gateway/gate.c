@@ -90,6 +90,11 @@ static void gate_free(void *ctx)
     event_free(k->ev_flush);
     if (k->ev_writable)
         event_free(k->ev_writable);
+    /* the socket's bufferevent goes when the filter's last reference does
+     * (libevent 2.1 drops it after this); until then nothing of it may call
+     * back into the filter being destroyed */
+    bufferevent_setcb(k->under, NULL, NULL, NULL, NULL);
+    bufferevent_disable(k->under, EV_READ | EV_WRITE);
 
     k->g->n_open--;
     k->g->body_bytes -= k->in_flight;
