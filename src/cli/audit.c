@@ -98,14 +98,25 @@ static int audit_remote(const struct audit_opts *o)
                            "run it there)",
                            o->verb == VERB_VERIFY ? "verify" : "export");
     _cleanup_free_ char *eid = cli_remote_escape(o->sandbox);
-    _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/audit", eid);
-    json_t *ans = NULL;
-    int r = cli_remote_call("audit", "GET", path, NULL, -1, &ans);
-    if (r != 0)
-        return r;
-    json_t *records = json_object_get(ans, "records");
-    records = json_is_array(records) ? json_incref(records) : json_array();
-    json_decref(ans);
+    json_t *records = json_array();
+    /* the server answers in pages; "next" is the seq to continue after */
+    for (json_int_t after = 0;;) {
+        _cleanup_free_ char *path =
+            stk_xasprintf("/v1/sandboxes/%s/audit?after=%lld&limit=1000", eid, (long long)after);
+        json_t *ans = NULL;
+        int r = cli_remote_call("audit", "GET", path, NULL, -1, &ans);
+        if (r != 0) {
+            json_decref(records);
+            return r;
+        }
+        json_array_extend(records, json_object_get(ans, "records"));
+        json_t *next = json_object_get(ans, "next");
+        bool more = json_is_integer(next) && json_integer_value(next) > after;
+        after = more ? json_integer_value(next) : after;
+        json_decref(ans);
+        if (!more)
+            break;
+    }
     return audit_print(records, o->out);
 }
 

@@ -12,6 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
+
+#define SERVE_NOFILE 4096
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
@@ -102,6 +105,29 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
     return 0;
 }
 
+/* The policy's clientCertificates.caFile is the CA that is enforced;
+ * --client-ca may repeat it (the same file), never replace it. */
+static int serve_client_ca(struct serve_args *a, const char *policy_ca)
+{
+    if (!policy_ca)
+        return 0;
+    if (!a->cert)
+        return cli_usage_error("serve",
+                               "the policy's clientCertificates need --tls-cert and --tls-key");
+    if (a->ca) {
+        _cleanup_free_ char *x = realpath(a->ca, NULL), *y = realpath(policy_ca, NULL);
+        if (!x || !y || strcmp(x, y) != 0) {
+            fprintf(stderr,
+                    "stockade serve: --client-ca %s is not the policy's clientCertificates.caFile "
+                    "%s: give the same file, or leave --client-ca out\n",
+                    a->ca, policy_ca);
+            return EXIT_INVALID;
+        }
+    }
+    a->ca = policy_ca;
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     struct serve_args a;
@@ -111,6 +137,8 @@ int cmd_serve(int argc, char **argv)
     _cleanup_error_ struct stk_error *err = NULL;
     _cleanup_(stk_gw_policy_freep) struct stk_gw_policy *policy = NULL;
     if ((r = cli_gateway_auth(a.policy, &policy)) != 0)
+        return r;
+    if ((r = serve_client_ca(&a, stk_gw_policy_client_ca(policy))) != 0)
         return r;
     /* stockade --backend sim serve, or STOCKADE_BACKEND=sim */
     enum stk_backend backend;
@@ -132,6 +160,13 @@ int cmd_serve(int argc, char **argv)
                                .timeout_s = a.timeout_s,
                                .on_hup = serve_reload_keys,
                                .on_hup_ud = policy};
+    /* the gate holds up to STK_GW_MAX_CONNECTIONS sockets besides the
+     * store, workers' pipes and the listener */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < SERVE_NOFILE) {
+        nofile.rlim_cur = nofile.rlim_max < SERVE_NOFILE ? nofile.rlim_max : SERVE_NOFILE;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     struct stk_gw *g = NULL;
     if (stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);

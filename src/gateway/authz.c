@@ -23,6 +23,7 @@ struct grant {
 };
 
 struct identity {
+    const struct stk_access_spec *spec; /* the policy's tenants */
     const struct stk_access_identity *id;
     const struct grant **grants; /* the grants naming it, in document order */
     size_t n_grants;
@@ -101,8 +102,10 @@ int stk_authz_new(const struct stk_access_policy *ap, struct stk_authz **ret,
     struct stk_authz *z = stk_xcalloc(1, sizeof(*z));
     z->n_ids = s->identities.n;
     z->ids = stk_xcalloc(z->n_ids + 1, sizeof(*z->ids));
-    for (size_t i = 0; i < z->n_ids; i++)
+    for (size_t i = 0; i < z->n_ids; i++) {
         z->ids[i].id = &s->identities.items[i];
+        z->ids[i].spec = s;
+    }
     z->n_grants = s->grants.n;
     z->grants = stk_xcalloc(z->n_grants + 1, sizeof(*z->grants));
     for (uint32_t g = 0; g < s->grants.n; g++) {
@@ -291,12 +294,38 @@ static bool is_collection(const struct stk_authz_target *t)
  * one is a caller's bug, and must not read as "every sandbox". */
 static bool has_collection_form(enum stk_verb v)
 {
-    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL;
+    return v == STK_VERB_LIST || v == STK_VERB_AUDIT || v == STK_VERB_POOL || v == STK_VERB_METRICS;
 }
 
 /* ---- create --------------------------------------------------------------------------- */
 
-static bool create_namespaces_ok(const struct stk_access_scope *sc,
+/* The operator's assignment (spec.tenants) first, then the store's binding
+ * (the first tenant that created in it). */
+static const char *ns_owner(const struct identity *ic, const struct stk_authz_target *t,
+                            const char *ns)
+{
+    for (uint32_t i = 0; i < ic->spec->tenants.n; i++)
+        if (GLOB_ANY(ic->spec->tenants.items[i].namespaces, ns))
+            return ic->spec->tenants.items[i].name.v;
+    for (size_t i = 0; i < t->n_ns_owners; i++)
+        if (t->ns_owners[i].ns && !strcmp(t->ns_owners[i].ns, ns))
+            return t->ns_owners[i].tenant;
+    return NULL;
+}
+
+/* A namespace is its tenant's: bound to another one, no grant reaches into
+ * it; with no namespaces pattern, a grant covers the tenant's own (bound to
+ * it, or unbound: the create binds it), never any. */
+static bool ns_tenant_ok(const struct identity *ic, const struct stk_access_scope *sc,
+                         const struct stk_authz_target *t, const char *ns, struct why *w)
+{
+    const char *owner = ns_owner(ic, t, ns);
+    if (owner && !stk_streq(owner, t->tenant))
+        return fail(w, "namespace %s belongs to tenant %s", ns, owner);
+    return namespace_ok(sc, ns, w);
+}
+
+static bool create_namespaces_ok(const struct identity *ic, const struct stk_access_scope *sc,
                                  const struct stk_authz_target *t, struct why *w)
 {
     const struct stk_boundary *b = t->b;
@@ -306,7 +335,7 @@ static bool create_namespaces_ok(const struct stk_access_scope *sc,
     if (b->kube && b->kube->namespace.meta.set)
         nss[2] = b->kube->namespace.v;
     for (size_t i = 0; i < STK_ARRAY_SIZE(nss); i++)
-        if (nss[i] && !namespace_ok(sc, nss[i], w))
+        if (nss[i] && !ns_tenant_ok(ic, sc, t, nss[i], w))
             return false;
     return true;
 }
@@ -418,7 +447,7 @@ static bool create_ok(const struct identity *ic, const struct grant *gr,
     if (!t->b)
         return fail(w, "create without a sandbox spec");
     return tenant_ok(ic, sc, t->tenant, w) && project_ok(sc, t->project, w) &&
-           create_namespaces_ok(sc, t, w) && owner_create_ok(ic, sc, t->on_behalf_of, w) &&
+           create_namespaces_ok(ic, sc, t, w) && owner_create_ok(ic, sc, t->on_behalf_of, w) &&
            owner_ok(ic, sc, owner, w) && policy_ok(sc, t->b->policy, w) &&
            runtime_ok(sc, t->b->runtime, w) && driver_config_ok(sc, t->b, w) &&
            service_account_ok(sc, t->b, w) && credentials_ok(sc, t->b, w) &&
@@ -536,6 +565,19 @@ static void decide_object(const struct identity *ic, enum stk_verb verb,
                first->index, w.text);
     else
         reason(ret, "no grant of identity %s covers verb %s%s", name, vname, on);
+}
+
+bool stk_authz_lists_verb(const struct stk_authz *z, const struct stk_principal *p,
+                          enum stk_verb verb, bool *ret_known)
+{
+    const struct identity *ic = z ? identify(z, p) : NULL;
+    *ret_known = ic != NULL;
+    if (!ic || (unsigned)verb >= _STK_VERB_N)
+        return false;
+    for (size_t i = 0; i < ic->n_grants; i++)
+        if (ic->grants[i]->verbs[verb])
+            return true;
+    return false;
 }
 
 void stk_authz_decide(const struct stk_authz *z, const struct stk_principal *p, enum stk_verb verb,

@@ -31,6 +31,11 @@ static inline void stk_authz_freep(struct stk_authz **z)
  * it), or NULL when none does. */
 const char *stk_authz_identify(const struct stk_authz *z, const struct stk_principal *p);
 
+/* Whether a grant of p's identity lists verb (*ret_known: p is an
+ * identity). No target is checked: a yes only means "read on". */
+bool stk_authz_lists_verb(const struct stk_authz *z, const struct stk_principal *p,
+                          enum stk_verb verb, bool *ret_known);
+
 /* The decision for p doing verb to t (t may be NULL: a request on no
  * sandbox, such as list). Always fills *ret. */
 void stk_authz_decide(const struct stk_authz *z, const struct stk_principal *p, enum stk_verb verb,

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 
 const char *const stk_verb_names[_STK_VERB_N] = {
-    "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
+    "create", "get",   "list",   "exec",  "logs", "connect",
+    "stop",   "start", "delete", "audit", "pool", "metrics",
 };
 
 void stk_principal_release(struct stk_principal *p)

@@ -278,7 +278,9 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    int sock = bufferevent_getfd(bev);
+    /* the socket is under the gate's filter */
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    int sock = bufferevent_getfd(under ? under : bev);
     int done[2];
     if (sock < 0 || pipe2(done, O_CLOEXEC) < 0) {
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the exec relay");

@@ -57,6 +57,7 @@ enum stk_verb {
     STK_VERB_DELETE,
     STK_VERB_AUDIT,
     STK_VERB_POOL,
+    STK_VERB_METRICS,
     _STK_VERB_N
 };
 extern const char *const stk_verb_names[_STK_VERB_N]; /* "create", "get", ... */
@@ -70,6 +71,13 @@ struct stk_authz_target {
     const struct stk_boundary *b; /* create: the requested sandbox */
     const char *on_behalf_of;     /* create: the owner requested; NULL = the caller */
     bool warm;                    /* create: a warm-pool claim (allocation "warm") */
+    /* create: the tenants the namespaces it would occupy are bound to (a
+     * namespace belongs to the first tenant that used it); a namespace not
+     * listed is unbound */
+    const struct stk_ns_owner {
+        const char *ns, *tenant;
+    } * ns_owners;
+    size_t n_ns_owners;
 };
 
 struct stk_authz_decision {
@@ -93,6 +101,10 @@ struct stk_gw_auth {
                         struct stk_principal *ret);
     void (*authorize)(void *ud, const struct stk_principal *who, enum stk_verb verb,
                       const struct stk_authz_target *target, struct stk_authz_decision *ret);
+    /* Whether a grant of who's identity lists verb at all (*ret_known: an
+     * identity matched): the check made before a request body is read. */
+    bool (*lists_verb)(void *ud, const struct stk_principal *who, enum stk_verb verb,
+                       bool *ret_known);
 };
 
 #endif

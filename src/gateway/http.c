@@ -126,7 +126,7 @@ void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...)
  * may not know of. */
 static void reply_not_found(struct gw_call *c)
 {
-    bool pool = c->route == GW_POOL_DELETE;
+    bool pool = c->route == GW_POOL_DELETE || c->route == GW_POOL_GET || c->claim_pool;
     gw_reply_error(c, GW_E_NOT_FOUND, "no %s \"%s\"", pool ? "pool" : "sandbox", c->arg);
 }
 
@@ -159,15 +159,12 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
             gw_call_free(c);
         }
         free(cn);
-        if (g->n_conns < STK_GW_MAX_CONNECTIONS && g->bound && !g->closing)
-            evconnlistener_enable(evhttp_bound_socket_get_listener(g->bound));
         return;
     }
 }
 
-/* Connections that sent a request are tracked: their streams end with them,
- * and at STK_GW_MAX_CONNECTIONS the listener stops accepting until one
- * closes. One that never completes a request is ended by the timeout. */
+/* Connections that sent a request are tracked: their streams end with them.
+ * The cap on connections is the gate's (gate.c), from the first byte. */
 static struct gw_conn *conn_track(struct stk_gw *g, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -178,8 +175,7 @@ static struct gw_conn *conn_track(struct stk_gw *g, struct evhttp_request *req)
     cn->evcon = evcon;
     cn->next = g->conns;
     g->conns = cn;
-    if (++g->n_conns >= STK_GW_MAX_CONNECTIONS && g->bound)
-        evconnlistener_disable(evhttp_bound_socket_get_listener(g->bound));
+    g->n_conns++;
     evhttp_connection_set_closecb(evcon, conn_closed, g);
     return cn;
 }
@@ -266,12 +262,44 @@ static bool verb_reads(enum stk_verb verb)
            verb == STK_VERB_AUDIT;
 }
 
+/*
+ * Denials are budgeted (docs/gateway.md, "Limits"): GW_DENY_PER_MIN records a
+ * minute per principal and as many per target, the rest counted in the next
+ * record of that principal (suppressedBefore) or target
+ * (suppressedOnTarget). A denial the caller may not even know the target of
+ * (hidden) goes to the global chain: another principal's requests never
+ * fill a sandbox's own chain. false: the record is dropped.
+ */
+static bool denial_budget(struct gw_call *c, const char *object, json_t *details)
+{
+    struct stk_gw *g = c->g;
+    int64_t now = gw_now_ms();
+    uint64_t sp = 0, st = 0;
+    if (!gw_ratelim_take(&g->rl_principal, c->principal, now, &sp))
+        return false;
+    if (!gw_ratelim_take(&g->rl_target, object, now, &st)) {
+        gw_ratelim_undo(&g->rl_principal, c->principal, now, sp);
+        return false;
+    }
+    json_object_set_new(details, "suppressedBefore", json_integer((json_int_t)sp));
+    json_object_set_new(details, "suppressedOnTarget", json_integer((json_int_t)st));
+    return true;
+}
+
 static void audit_decision(struct gw_call *c, enum stk_verb verb, const char *sandbox_id,
                            const char *object, const struct stk_authz_decision *d)
 {
     struct stk_gw *g = c->g;
     json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "verb", stk_verb_names[verb], "object", object,
                           "decision", decision_name(d), "reason", d->reason);
+    if (!d->allow) {
+        if (!denial_budget(c, object, j)) {
+            json_decref(j);
+            return;
+        }
+        if (d->hide)
+            sandbox_id = NULL;
+    }
     char *details = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (g->audit_n == GW_AUDIT_BATCH_MAX)
@@ -325,6 +353,7 @@ bool gw_decide(struct gw_call *c, enum stk_verb verb, const struct stk_authz_tar
 struct decision_batch {
     struct gw_call *c;
     enum stk_verb verb;
+    const char *what; /* NULL: "sandboxes (list rows)" */
     json_t *rows;
     size_t bytes;
 };
@@ -334,7 +363,7 @@ static void batch_flush(struct decision_batch *b)
     if (!b->rows || json_array_size(b->rows) == 0)
         return;
     json_t *j = json_pack("{s:s,s:s,s:O}", "verb", stk_verb_names[b->verb], "object",
-                          "sandboxes (list rows)", "decisions", b->rows);
+                          b->what ? b->what : "sandboxes (list rows)", "decisions", b->rows);
     _cleanup_free_ char *details = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     _cleanup_error_ struct stk_error *err = NULL;
@@ -380,23 +409,26 @@ bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_
     return false;
 }
 
-static const char *cert_subject(struct evhttp_request *req, char *buf, size_t n)
+int gw_cert_subject(struct bufferevent *bev, char *buf, size_t n)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    /* the gate's filter sits on top of the TLS bufferevent */
+    struct bufferevent *under = bev ? bufferevent_get_underlying(bev) : NULL;
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(under ? under : bev) : NULL;
     if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
-        return NULL;
+        return 0;
     X509 *cert = SSL_get1_peer_certificate(ssl);
     if (!cert)
-        return NULL;
+        return 0;
     BIO *bio = BIO_new(BIO_s_mem());
-    const char *ret = NULL;
+    int ret = 0;
     if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
-        int len = BIO_read(bio, buf, (int)n - 1);
-        if (len > 0) {
-            buf[len] = '\0';
-            ret = buf;
+        /* a subject that does not fit is refused, never cut and matched */
+        size_t pending = BIO_ctrl_pending(bio);
+        if (pending >= n)
+            ret = -E2BIG;
+        else if (pending > 0 && BIO_read(bio, buf, (int)pending) == (int)pending) {
+            buf[pending] = '\0';
+            ret = 1;
         }
     }
     BIO_free(bio);
@@ -404,52 +436,113 @@ static const char *cert_subject(struct evhttp_request *req, char *buf, size_t n)
     return ret;
 }
 
-/* Failed authentications are audit records, but a caller must not be able
- * to fill the trail with them: at most AUTHN_AUDIT_PER_MIN a minute, then
- * one record that counts the ones left out. */
-#define AUTHN_AUDIT_PER_MIN 10
-
-static void audit_authn_failure(struct stk_gw *g, const char *why)
+/* The budget key of a connection's source: its IPv4 address, its IPv6
+ * /64 (one host holds a whole /64), or "unix". */
+static void source_key(struct bufferevent *bev, char *buf, size_t n)
 {
-    int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
-    if (now - g->authn_window_ms >= 60000) {
-        g->authn_window_ms = now;
-        g->authn_in_window = 0;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = bev ? bufferevent_getfd(bev) : -1;
+    snprintf(buf, n, "unix");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    char p[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, p, sizeof(p));
+        snprintf(buf, n, "%s", p);
+    } else if (ss.ss_family == AF_INET6) {
+        struct in6_addr a6 = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+        memset(a6.s6_addr + 8, 0, 8);
+        inet_ntop(AF_INET6, &a6, p, sizeof(p));
+        snprintf(buf, n, "%s/64", p);
     }
-    if (g->authn_in_window >= AUTHN_AUDIT_PER_MIN) {
-        g->authn_suppressed++;
+}
+
+/* Failed authentications are audit records, but a caller must not be able
+ * to fill the trail with them, nor spend another's budget: at most
+ * AUTHN_AUDIT_PER_MIN a minute per source (and AUTHN_AUDIT_GLOBAL_PER_MIN in
+ * all), then one record that counts the ones left out. */
+#define AUTHN_AUDIT_PER_MIN        10
+#define AUTHN_AUDIT_GLOBAL_PER_MIN 600
+
+void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const char *why)
+{
+    char src[80];
+    source_key(bev, src, sizeof(src));
+    int64_t now = gw_now_ms();
+    uint64_t sup = 0, all = 0;
+    if (!gw_ratelim_take(&g->rl_source, src, now, &sup))
+        return;
+    if (!gw_ratelim_take(&g->rl_authn_all, "", now, &all)) {
+        gw_ratelim_undo(&g->rl_source, src, now, sup);
         return;
     }
-    g->authn_in_window++;
-    json_t *d = json_pack("{s:s,s:I}", "reason", why && *why ? why : "invalid credentials",
-                          "suppressedBefore", (json_int_t)g->authn_suppressed);
+    json_t *d = json_pack("{s:s,s:s,s:I,s:I}", "reason", why && *why ? why : "invalid credentials",
+                          "source", src, "suppressedBefore", (json_int_t)sup, "suppressedAll",
+                          (json_int_t)all);
     char *dj = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     (void)stk_audit_append(stk_session_store(g->session), "", "authn_failed", "unauthenticated", dj,
                            NULL);
     free(dj);
-    g->authn_suppressed = 0;
+}
+
+int gw_authenticate(struct stk_gw *g, struct bufferevent *bev, const char *authz, size_t n_authz,
+                    struct stk_principal *ret)
+{
+    char subject[GW_CERT_SUBJECT_MAX];
+    int cr = gw_cert_subject(bev, subject, sizeof(subject));
+    memset(ret, 0, sizeof(*ret));
+    /* which of two headers would count is a guess: neither does */
+    const char *why = n_authz > 1    ? "two or more Authorization headers"
+                      : cr == -E2BIG ? "client certificate subject longer than 511 bytes"
+                                     : NULL;
+    int r = why ? -EACCES : g->auth->authenticate(g->auth->ud, authz, cr > 0 ? subject : NULL, ret);
+    if (why)
+        snprintf(ret->why, sizeof(ret->why), "%s", why);
+    if (r < 0 && r != -ENOENT)
+        gw_audit_authn_failure(g, bev, ret->why);
+    return r;
 }
 
 /* 401 unless the caller is someone; fills c->who and c->actor. */
 static bool authenticate(struct gw_call *c)
 {
-    char subject[512];
-    const char *authz =
-        evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
-    int r = c->g->auth->authenticate(c->g->auth->ud, authz,
-                                     cert_subject(c->req, subject, sizeof(subject)), &c->who);
+    const char *authz = NULL;
+    size_t n_authz = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(c->req), next)
+    {
+        if (!strcasecmp(kv->key, "Authorization") && n_authz++ == 0)
+            authz = kv->value;
+    }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    int r = gw_authenticate(c->g, evcon ? evhttp_connection_get_bufferevent(evcon) : NULL, authz,
+                            n_authz, &c->who);
     if (r == -ENOENT) {
         gw_reply_error(c, GW_E_UNAUTHENTICATED, "authentication required");
         return false;
     }
     if (r < 0) {
-        audit_authn_failure(c->g, c->who.why);
         gw_reply_error(c, GW_E_UNAUTHENTICATED, "invalid credentials");
         return false;
     }
     principal_name(&c->who, c->actor, sizeof(c->actor));
+    snprintf(c->principal, sizeof(c->principal), "%s", c->actor);
     return true;
+}
+
+void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                    const char *object, bool known)
+{
+    struct gw_call c = {.g = g};
+    principal_name(who, c.principal, sizeof(c.principal));
+    snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
+    struct stk_authz_decision d = {.hide = true};
+    snprintf(d.reason, sizeof(d.reason), "%s (refused before the body was read)",
+             known ? "no grant of the caller's identity lists the verb"
+                   : "no identity matches the principal");
+    audit_decision(&c, verb, NULL, object, &d);
 }
 
 /* ---- request helpers ----------------------------------------------------------------------- */
@@ -479,7 +572,7 @@ static bool query_flag(struct gw_call *c, const char *key)
 }
 
 /* The body, NUL-terminated (evhttp bounds it at STK_GW_MAX_BODY). */
-static char *body_text(struct gw_call *c, size_t *ret_len)
+char *gw_call_body(struct gw_call *c, size_t *ret_len)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
     size_t n = evbuffer_get_length(in);
@@ -550,13 +643,71 @@ static char *record_namespace_resolve(const struct stk_sb_rec *r)
     return ns;
 }
 
+static void record_target(const struct stk_sb_rec *r, const char *ns, struct stk_authz_target *t)
+{
+    *t = (struct stk_authz_target){
+        .tenant = r->tenant, .project = r->project, .owner = r->owner, .namespace = ns};
+}
+
+/* Whether the caller may see the sandbox (a `get` would be allowed): asked,
+ * not recorded; the decision on the verb itself is. */
+static bool visible(struct gw_call *c, const struct stk_sb_rec *r)
+{
+    _cleanup_free_ char *ns = gw_record_namespace(r);
+    struct stk_authz_target t;
+    record_target(r, ns, &t);
+    struct stk_authz_decision d;
+    memset(&d, 0, sizeof(d));
+    c->g->auth->authorize(c->g->auth->ud, &c->who, STK_VERB_GET, &t, &d);
+    return d.allow;
+}
+
+/*
+ * An id names one sandbox; a name is unique per tenant only, so it is
+ * looked up among the sandboxes the caller may see: another tenant's
+ * sandbox of the same name neither makes it ambiguous nor shows that it
+ * exists. 0, -ENOENT (none the caller sees), -EINVAL (several it sees).
+ */
+static int find_sandbox(struct gw_call *c, struct stk_sb_rec *ret, struct stk_error **err)
+{
+    struct stk_store *st = stk_session_store(c->g->session);
+    int r = stk_store_sb_get_id(st, c->arg, ret, err);
+    if (r != -ENOENT)
+        return r;
+    struct stk_sb_rec *recs = NULL;
+    size_t n = 0, found = 0, pick = 0;
+    if ((r = stk_store_sb_find_name(st, c->arg, &recs, &n, err)) < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (visible(c, &recs[i]) && found++ == 0)
+            pick = i;
+    if (found == 1) {
+        *ret = recs[pick];
+        memset(&recs[pick], 0, sizeof(recs[pick]));
+    }
+    stk_sb_recs_free(recs, n);
+    return found == 1 ? 0 : found == 0 ? -ENOENT : -EINVAL;
+}
+
 /* Loads the sandbox c->arg names and asks for verb on it. */
 static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_rec *ret)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_store_sb_get(stk_session_store(c->g->session), c->arg, ret, &err);
+    int r = find_sandbox(c, ret, &err);
     if (r == -ENOENT) {
+        /* recorded like any hidden denial (global chain, budgeted) */
+        struct stk_authz_decision d = {.hide = true};
+        snprintf(d.reason, sizeof(d.reason), "no sandbox %s the caller may see", c->arg);
+        char object[80];
+        snprintf(object, sizeof(object), "sandbox/%s", c->arg);
+        audit_decision(c, verb, NULL, object, &d);
         reply_not_found(c);
+        return false;
+    }
+    if (r == -EINVAL && !err) {
+        gw_reply_error(c, GW_E_CONFLICT,
+                       "'%s' is ambiguous: several sandboxes you may see are named so; use an id",
+                       c->arg);
         return false;
     }
     if (r < 0) {
@@ -564,8 +715,8 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
         return false;
     }
     _cleanup_free_ char *ns = gw_record_namespace(ret);
-    struct stk_authz_target t = {
-        .tenant = ret->tenant, .project = ret->project, .owner = ret->owner, .namespace = ns};
+    struct stk_authz_target t;
+    record_target(ret, ns, &t);
     struct stk_authz_decision d;
     char object[80];
     snprintf(object, sizeof(object), "sandbox/%s", ret->id);
@@ -623,11 +774,12 @@ static void h_healthz(struct gw_call *c)
     gw_reply_json(c, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* Metrics tell how many sandboxes exist: the caller needs `list`. */
+/* Metrics count every tenant's sandboxes: the caller needs their own verb,
+ * `metrics`, which `list` does not imply. */
 static void h_metrics(struct gw_call *c)
 {
     struct stk_authz_decision d;
-    if (!gw_authorize(c, STK_VERB_LIST, NULL, NULL, "metrics", &d))
+    if (!gw_authorize(c, STK_VERB_METRICS, NULL, NULL, "metrics", &d))
         return;
     struct evbuffer *b = evbuffer_new();
     metrics_text(c->g, b);
@@ -706,16 +858,155 @@ static void h_sb_get(struct gw_call *c)
     stk_sb_rec_free(&rec);
 }
 
+/* A pool is authorized as the sandboxes it holds: its tenant, project,
+ * owner and its template's namespace. */
+struct pool_target {
+    struct stk_authz_target t;
+    char *ns;
+};
+
+static void pool_target(const struct stk_pool_rec *p, struct pool_target *ret)
+{
+    struct stk_sb_rec as = {0};
+    snprintf(as.id, sizeof(as.id), "pool/%.50s", p->name);
+    as.spec = p->template_spec;
+    as.env = p->env;
+    ret->ns = gw_record_namespace(&as);
+    ret->t = (struct stk_authz_target){
+        .tenant = p->tenant, .project = p->project, .owner = p->owner, .namespace = ret->ns};
+}
+
+static json_t *pool_json(struct gw_call *c, const struct stk_pool_rec *p)
+{
+    size_t ready = 0;
+    (void)stk_pool_ready(c->g->session, p->name, &ready, NULL);
+    return json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
+                     (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
+}
+
+static void h_pool_list(struct gw_call *c)
+{
+    struct stk_authz_decision d;
+    if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, "pools", &d))
+        return;
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_store_pool_list(stk_session_store(c->g->session), &pools, &n, &err) < 0) {
+        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "listing pools");
+        return;
+    }
+    json_t *a = json_array();
+    struct decision_batch batch = {.c = c, .verb = STK_VERB_POOL, .what = "pools (list rows)"};
+    for (size_t i = 0; i < n; i++) {
+        struct pool_target pt;
+        pool_target(&pools[i], &pt);
+        char object[80];
+        snprintf(object, sizeof(object), "pool/%s", pools[i].name);
+        if (batch_decide(&batch, &pt.t, object))
+            json_array_append_new(a, pool_json(c, &pools[i]));
+        free(pt.ns);
+    }
+    batch_end(&batch);
+    stk_pool_recs_free(pools, n);
+    gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
+}
+
+/* Loads pool `name` and asks for verb on it: 404 when it does not exist or
+ * the caller may not see it, 403 when it may see but not do. */
+static bool load_pool(struct gw_call *c, const char *name, enum stk_verb verb,
+                      struct stk_pool_rec *ret)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    int r = stk_store_pool_get(stk_session_store(c->g->session), name, ret, &err);
+    if (r == -ENOENT) {
+        reply_not_found(c);
+        return false;
+    }
+    if (r < 0) {
+        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "reading a pool");
+        return false;
+    }
+    struct pool_target pt;
+    pool_target(ret, &pt);
+    struct stk_authz_decision d;
+    char object[80];
+    snprintf(object, sizeof(object), "pool/%s", name);
+    bool ok = gw_authorize(c, verb, &pt.t, NULL, object, &d);
+    free(pt.ns);
+    if (!ok)
+        stk_pool_rec_free(ret);
+    return ok;
+}
+
+static void h_pool_get(struct gw_call *c)
+{
+    struct stk_pool_rec p;
+    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
+        return;
+    gw_reply_json(c, 200, pool_json(c, &p));
+    stk_pool_rec_free(&p);
+}
+
+/* The namespaces a boundary occupies with the tenants they are bound to. */
+struct ns_owners {
+    struct stk_ns_owner o[3];
+    char tenant[3][64];
+    size_t n;
+};
+
+static void ns_owners_of(struct gw_call *c, const char *request_ns, const struct stk_boundary *b,
+                         struct ns_owners *ret)
+{
+    const char *nss[3] = {request_ns, b->namespace,
+                          b->kube && b->kube->namespace.meta.set ? b->kube->namespace.v : NULL};
+    ret->n = 0;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(nss); i++) {
+        if (!nss[i] || stk_store_ns_tenant(stk_session_store(c->g->session), nss[i],
+                                           ret->tenant[ret->n], NULL) < 0)
+            continue;
+        ret->o[ret->n] = (struct stk_ns_owner){nss[i], ret->tenant[ret->n]};
+        ret->n++;
+    }
+}
+
+/* A claim is checked twice: the pool must be one the caller may see, of
+ * the tenant the claim is for (404 otherwise, as for a missing pool), and
+ * the claim itself is a create (below). */
+static bool claim_ok(struct gw_call *c, const char *pool, const char *tenant)
+{
+    struct stk_pool_rec p;
+    c->claim_pool = true;
+    snprintf(c->arg, sizeof(c->arg), "%s", pool);
+    if (!load_pool(c, pool, STK_VERB_GET, &p))
+        return false;
+    bool same = !strcmp(p.tenant, tenant ? tenant : "");
+    stk_pool_rec_free(&p);
+    if (!same) {
+        reply_not_found(c);
+        return false;
+    }
+    c->claim_pool = false;
+    c->arg[0] = '\0';
+    return true;
+}
+
 static void create_authorized(struct gw_call *c, const struct gw_create_body *b,
                               struct stk_session_docs *docs, const struct stk_boundary *bd)
 {
     const char *tenant = b->tenant ? b->tenant : bd->namespace;
+    struct ns_owners nso;
+    ns_owners_of(c, bd->namespace, bd, &nso);
     struct stk_authz_target t = {.tenant = tenant,
                                  .namespace = bd->namespace,
                                  .b = bd,
                                  .on_behalf_of = b->owner,
-                                 .warm = b->pool != NULL};
+                                 .warm = b->pool != NULL,
+                                 .ns_owners = nso.o,
+                                 .n_ns_owners = nso.n};
     struct stk_authz_decision d;
+    if (b->pool && !claim_ok(c, b->pool, tenant))
+        return;
     if (!gw_authorize(c, STK_VERB_CREATE, &t, NULL, "sandboxes", &d))
         return;
     /* the record says what the decision allowed, not what was asked */
@@ -728,7 +1019,7 @@ static void create_authorized(struct gw_call *c, const struct gw_create_body *b,
 static void h_sb_create(struct gw_call *c)
 {
     size_t len;
-    _cleanup_free_ char *body = body_text(c, &len);
+    _cleanup_free_ char *body = gw_call_body(c, &len);
     struct gw_create_body b;
     json_t *root = NULL;
     char why[256];
@@ -807,34 +1098,76 @@ static void h_sb_logs(struct gw_call *c)
     start_job(c, job, true);
 }
 
+/* One page of a sandbox's trail, built as text (each record exactly as
+ * `audit export` writes it) into the reply: GW_AUDIT_PAGE_MAX records and
+ * GW_AUDIT_PAGE_BYTES at most, whatever the chain's length, so a read costs
+ * the event loop one bounded page. */
+struct audit_page {
+    struct evbuffer *out;
+    size_t n;
+    int64_t last;
+};
+
 static int audit_one(const struct stk_audit_rec *r, void *ud)
 {
+    struct audit_page *p = ud;
+    if (evbuffer_get_length(p->out) >= GW_AUDIT_PAGE_BYTES)
+        return -ENOBUFS; /* the rest is the next page's */
     struct stk_buf line = {0};
     stk_audit_rec_jsonl(r, &line);
-    json_t *j = json_loads(stk_buf_str(&line), 0, NULL);
+    size_t len = line.len;
+    while (len && line.data[len - 1] == '\n')
+        len--;
+    evbuffer_add_printf(p->out, "%s", p->n ? "," : "");
+    evbuffer_add(p->out, line.data, len);
     stk_buf_free(&line);
-    if (j)
-        json_array_append_new(ud, j);
+    p->n++;
+    p->last = r->seq;
     return 0;
 }
 
 static void h_sb_audit(struct gw_call *c)
 {
+    char v[32];
+    int64_t after = 0, limit = GW_AUDIT_PAGE_DEFAULT;
+    const char *s_after = query_get(c, "after", v, sizeof(v));
+    if (s_after && gw_parse_ms(s_after, &after) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "after must be a record's seq (a number)");
+        return;
+    }
+    const char *s_limit = query_get(c, "limit", v, sizeof(v));
+    if (s_limit && (gw_parse_ms(s_limit, &limit) < 0 || limit < 1 || limit > GW_AUDIT_PAGE_MAX)) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "limit must be 1 to %d", GW_AUDIT_PAGE_MAX);
+        return;
+    }
     struct stk_sb_rec rec;
     if (!load_sandbox(c, STK_VERB_AUDIT, &rec))
         return;
     /* the trail as it stands, decisions waiting for the group commit included */
     gw_audit_flush(c->g);
-    json_t *a = json_array();
+    struct audit_page p = {.out = evbuffer_new()};
+    evbuffer_add_printf(p.out, "{\"records\":[");
     _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_audit_list(stk_session_store(c->g->session), rec.id, audit_one, a, &err);
+    int r = stk_audit_list_page(stk_session_store(c->g->session), rec.id, after, (int)limit,
+                                audit_one, &p, &err);
     stk_sb_rec_free(&rec);
-    if (r < 0) {
-        json_decref(a);
+    if (r < 0 && r != -ENOBUFS) {
+        evbuffer_free(p.out);
         gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "reading the audit trail");
         return;
     }
-    gw_reply_json(c, 200, json_pack("{s:o}", "records", a));
+    /* a full page (or one cut by size) may have more after it */
+    bool more = r == -ENOBUFS || p.n == (size_t)limit;
+    if (more)
+        evbuffer_add_printf(p.out, "],\"next\":%lld}\n", (long long)p.last);
+    else
+        evbuffer_add_printf(p.out, "],\"next\":null}\n");
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
+                      "application/json");
+    gw_count(c->g, c->route, 200);
+    evhttp_send_reply(c->req, 200, "OK", p.out);
+    evbuffer_free(p.out);
+    gw_call_free(c);
 }
 
 /* What explain knows of the local backend for this sandbox: the runtime it
@@ -866,33 +1199,15 @@ static void h_sb_contract(struct gw_call *c)
     stk_sb_rec_free(&rec);
 }
 
-static void h_pool_list(struct gw_call *c)
-{
-    struct stk_authz_decision d;
-    if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, "pools", &d))
-        return;
-    struct stk_pool_rec *pools = NULL;
-    size_t n = 0;
-    _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_store_pool_list(stk_session_store(c->g->session), &pools, &n, &err) < 0) {
-        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "listing pools");
-        return;
-    }
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) {
-        size_t ready = 0;
-        (void)stk_pool_ready(c->g->session, pools[i].name, &ready, NULL);
-        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
-                                           pools[i].size, "ready", (json_int_t)ready));
-    }
-    stk_pool_recs_free(pools, n);
-    gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
-}
-
+/* A pool is created as the sandboxes it will hold: `pool` to manage pools,
+ * and `create` on its template with every create-time limit (maxPolicy,
+ * runtimes, driverConfigKeys, service accounts, credential references,
+ * namespaces, warm allocation). Its members are recorded with the tenant
+ * and owner decided here, and refilled from the template as decided. */
 static void h_pool_create(struct gw_call *c)
 {
     size_t len;
-    _cleanup_free_ char *body = body_text(c, &len);
+    _cleanup_free_ char *body = gw_call_body(c, &len);
     struct gw_pool_body b;
     json_t *root = NULL;
     char why[256];
@@ -903,17 +1218,27 @@ static void h_pool_create(struct gw_call *c)
     struct stk_session_docs docs;
     struct stk_session_boundary sb = {0};
     if (resolve_docs(c, b.spec, b.env, &docs, &sb)) {
+        struct ns_owners nso;
+        ns_owners_of(c, sb.b->namespace, sb.b, &nso);
         /* as for create: the tenant asked for, else the template's namespace */
-        struct stk_authz_target t = {.tenant = b.tenant ? b.tenant : sb.b->namespace,
+        const char *tenant = b.tenant ? b.tenant : sb.b->namespace;
+        struct stk_authz_target t = {.tenant = tenant,
                                      .namespace = sb.b->namespace,
-                                     .b = sb.b};
-        struct stk_authz_decision d;
+                                     .b = sb.b,
+                                     .on_behalf_of = b.owner,
+                                     .warm = true,
+                                     .ns_owners = nso.o,
+                                     .n_ns_owners = nso.n};
+        struct stk_authz_decision d, dc;
         char object[80];
         snprintf(object, sizeof(object), "pool/%s", b.name);
-        if (gw_authorize(c, STK_VERB_POOL, &t, NULL, object, &d)) {
+        if (gw_authorize(c, STK_VERB_CREATE, &t, NULL, object, &dc) &&
+            gw_authorize(c, STK_VERB_POOL, NULL, NULL, object, &d)) {
+            const char *owner = dc.owner[0] ? dc.owner : c->actor;
             start_job(c,
-                      json_pack("{s:s,s:s,s:I,s:s,s:s*}", "op", "pool_create", "name", b.name,
-                                "size", (json_int_t)b.size, "spec", b.spec, "env", b.env),
+                      json_pack("{s:s,s:s,s:I,s:s,s:s*,s:s*,s:s}", "op", "pool_create", "name",
+                                b.name, "size", (json_int_t)b.size, "spec", b.spec, "env", b.env,
+                                "tenant", tenant, "owner", owner),
                       false);
         }
         stk_session_boundary_release(&sb);
@@ -923,11 +1248,10 @@ static void h_pool_create(struct gw_call *c)
 
 static void h_pool_delete(struct gw_call *c)
 {
-    struct stk_authz_decision d;
-    char object[80];
-    snprintf(object, sizeof(object), "pool/%s", c->arg);
-    if (!gw_authorize(c, STK_VERB_POOL, NULL, NULL, object, &d))
+    struct stk_pool_rec p;
+    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
         return;
+    stk_pool_rec_free(&p);
     start_job(c, json_pack("{s:s,s:s}", "op", "pool_rm", "name", c->arg), false);
 }
 
@@ -960,7 +1284,7 @@ static const gw_handler handlers[_GW_ROUTE_N] = {
     [GW_SB_LOGS] = h_sb_logs,         [GW_SB_AUDIT] = h_sb_audit,
     [GW_SB_CONTRACT] = h_sb_contract, [GW_POOL_LIST] = h_pool_list,
     [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
-    [GW_EVENTS] = h_events,
+    [GW_EVENTS] = h_events,           [GW_POOL_GET] = h_pool_get,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------------
@@ -1082,14 +1406,19 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(g->base, &grace);
 }
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+/* Every connection: a plain socket under the gate (gate.c), or TLS. */
+static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
     struct stk_gw *g = arg;
-    SSL *ssl = SSL_new(g->ssl);
-    if (!ssl)
-        return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    if (g->ssl) {
+        SSL *ssl = SSL_new(g->ssl);
+        if (!ssl)
+            return NULL;
+        return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                              BEV_OPT_CLOSE_ON_FREE);
+    }
+    struct bufferevent *under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    return under ? gw_gate_new(g, under) : NULL;
 }
 
 static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct stk_error **err)
@@ -1113,7 +1442,6 @@ static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct st
          * unverified one is never a principal (cert_subject) */
         SSL_CTX_set_verify(g->ssl, SSL_VERIFY_PEER, NULL);
     }
-    evhttp_set_bevcb(g->http, tls_bev, g);
     return 0;
 }
 
@@ -1237,6 +1565,7 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(g->http, on_request, g);
+    evhttp_set_bevcb(g->http, conn_bev, g);
     if (gw_events_setup(g) < 0)
         return stk_error_make(err, ENOMEM, "cannot set up signal handling");
     return 0;
@@ -1262,6 +1591,11 @@ int stk_gw_new(const struct stk_gw_options *o, struct stk_gw **ret, struct stk_e
         return r;
     struct stk_gw *g = stk_xcalloc(1, sizeof(*g));
     g->auth = o->auth;
+    g->rl_principal.per_window = g->rl_target.per_window = GW_DENY_PER_MIN;
+    g->rl_source.per_window = AUTHN_AUDIT_PER_MIN;
+    g->rl_authn_all.per_window = AUTHN_AUDIT_GLOBAL_PER_MIN;
+    g->rl_principal.window_ms = g->rl_target.window_ms = g->rl_source.window_ms =
+        g->rl_authn_all.window_ms = 60000;
     snprintf(g->state_dir, sizeof(g->state_dir), "%s", o->paths->state_dir);
     snprintf(g->run_dir, sizeof(g->run_dir), "%s", o->paths->run_dir);
     g->paths = (struct stk_local_paths){.state_dir = g->state_dir, .run_dir = g->run_dir};

@@ -9,6 +9,7 @@
 #include "session/session.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 
 enum gw_route {
     GW_HEALTHZ,
@@ -28,6 +29,7 @@ enum gw_route {
     GW_POOL_CREATE,
     GW_POOL_DELETE,
     GW_EVENTS,
+    GW_POOL_GET,
     _GW_ROUTE_N
 };
 
@@ -86,7 +88,7 @@ int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *re
                          json_t **ret_root, char *why, size_t why_n);
 
 struct gw_pool_body {
-    const char *name, *spec, *env, *tenant;
+    const char *name, *spec, *env, *tenant, *owner;
     int64_t size;
 };
 int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, json_t **ret_root,
@@ -109,5 +111,47 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
 bool gw_name_ok(const char *s);
 /* A query value as unix milliseconds ("since"). */
 int gw_parse_ms(const char *s, int64_t *ret);
+
+/* The head of a request (request line and headers), as the gate reads it
+ * before any body: what authentication and the body's size need. */
+struct gw_head {
+    char method[8];
+    char path[128];         /* the target without its query (cut: no route is that long) */
+    int64_t content_length; /* -1: none */
+    bool chunked;           /* a Transfer-Encoding header */
+    char authorization[4200];
+    size_t n_authorization; /* Authorization headers */
+};
+/* The length of the head in buf (through its blank line), or -1 when it
+ * has not all arrived. */
+ssize_t gw_head_end(const char *buf, size_t n);
+/* Parses a head gw_head_end found. -EINVAL: malformed, a folded line, or
+ * two Content-Lengths that disagree. */
+int gw_head_parse(const char *buf, size_t n, struct gw_head *ret);
+
+/* Audit budgets (ratelim.c): at most per_window records per key in each
+ * window of window_ms; the rest are counted and reported by the next one. */
+#define GW_RL_SLOTS 4096
+#define GW_RL_PROBE 16
+struct gw_rl_slot {
+    uint8_t key[16]; /* SHA-256 of the key, truncated */
+    bool used;
+    unsigned n;
+    int64_t window_ms;
+    uint64_t suppressed;
+};
+struct gw_ratelim {
+    unsigned per_window;
+    int64_t window_ms;
+    uint64_t evicted; /* suppressed counts of keys pushed out of the table */
+    struct gw_rl_slot slots[GW_RL_SLOTS];
+};
+/* true: write the record, *ret_suppressed (may be NULL) being how many of
+ * this key's were dropped since its last one; false: drop it (counted). */
+bool gw_ratelim_take(struct gw_ratelim *rl, const char *key, int64_t now_ms,
+                     uint64_t *ret_suppressed);
+/* Gives back a take whose record was not written after all (another key's
+ * budget dropped it), with the suppressed count that take returned. */
+void gw_ratelim_undo(struct gw_ratelim *rl, const char *key, int64_t now_ms, uint64_t suppressed);
 
 #endif

@@ -18,6 +18,7 @@ struct stk_gw_policy {
     struct stk_authn *authn;
     struct stk_authz *authz;
     struct stk_gw_auth ops;
+    const char *client_ca; /* clientCertificates.caFile (borrowed from ds) */
 };
 
 static int authenticate(void *ud, const char *authorization, const char *cert_subject,
@@ -37,6 +38,13 @@ static void authorize(void *ud, const struct stk_principal *who, enum stk_verb v
 {
     struct stk_gw_policy *p = ud;
     stk_authz_decide(p->authz, who, verb, target, ret);
+}
+
+static bool lists_verb(void *ud, const struct stk_principal *who, enum stk_verb verb,
+                       bool *ret_known)
+{
+    struct stk_gw_policy *p = ud;
+    return stk_authz_lists_verb(p->authz, who, verb, ret_known);
 }
 
 /* The spec's authentication section as authn's plain configuration. The
@@ -90,7 +98,11 @@ int stk_gw_policy_load(const char *file, struct stk_diags *diags, struct stk_gw_
         stk_gw_policy_free(p);
         return r;
     }
-    p->ops = (struct stk_gw_auth){.ud = p, .authenticate = authenticate, .authorize = authorize};
+    p->ops = (struct stk_gw_auth){
+        .ud = p, .authenticate = authenticate, .authorize = authorize, .lists_verb = lists_verb};
+    const struct stk_access_authn *an = &ap->spec.authentication;
+    if (an->client_certificates.meta.set && an->client_certificates.ca_file.meta.set)
+        p->client_ca = an->client_certificates.ca_file.v;
     *ret = p;
     return 0;
 }
@@ -98,6 +110,11 @@ int stk_gw_policy_load(const char *file, struct stk_diags *diags, struct stk_gw_
 const struct stk_gw_auth *stk_gw_policy_auth(const struct stk_gw_policy *p)
 {
     return &p->ops;
+}
+
+const char *stk_gw_policy_client_ca(const struct stk_gw_policy *p)
+{
+    return p->client_ca;
 }
 
 int stk_gw_policy_reload_keys(struct stk_gw_policy *p, struct stk_error **err)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Routes as a table (h2o's style): adding an endpoint is one line here and
  * one handler in http.c's table, indexed by the same enum. */
@@ -29,6 +30,7 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_POOL_LIST] = {"GET", "/v1/pools"},
     [GW_POOL_CREATE] = {"POST", "/v1/pools"},
     [GW_POOL_DELETE] = {"DELETE", "/v1/pools/{}"},
+    [GW_POOL_GET] = {"GET", "/v1/pools/{}"},
     [GW_EVENTS] = {"GET", "/v1/events"},
 };
 
@@ -271,6 +273,7 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
         {"spec", GW_F_STRING, true, offsetof(struct gw_pool_body, spec)},
         {"env", GW_F_STRING, false, offsetof(struct gw_pool_body, env)},
         {"tenant", GW_F_STRING, false, offsetof(struct gw_pool_body, tenant)},
+        {"owner", GW_F_STRING, false, offsetof(struct gw_pool_body, owner)},
     };
     struct gw_pool_body b = {0};
     json_t *root = NULL;
@@ -283,7 +286,8 @@ int gw_pool_body_parse(const char *body, size_t len, struct gw_pool_body *ret, j
     } else if (b.size < 1 || b.size > STK_POOL_MAX_SIZE) {
         snprintf(why, why_n, "field \"size\" must be 1 to %d", STK_POOL_MAX_SIZE);
         r = -EINVAL;
-    } else if (!opt_name_ok("tenant", b.tenant, 64, why, why_n)) {
+    } else if (!opt_name_ok("tenant", b.tenant, 64, why, why_n) ||
+               !opt_name_ok("owner", b.owner, 128, why, why_n)) {
         r = -EINVAL;
     }
     if (r < 0) {
@@ -378,4 +382,118 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
     }
     *ret_root = root;
     return 0;
+}
+
+/* ---- the head of a request, as the gate reads it ---- */
+
+static bool head_name_is(const char *line, size_t name_len, const char *want)
+{
+    return name_len == strlen(want) && !strncasecmp(line, want, name_len);
+}
+
+static void head_value(const char *v, size_t n, const char **ret, size_t *ret_n)
+{
+    while (n && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    *ret = v;
+    *ret_n = n;
+}
+
+static int head_content_length(const char *v, size_t n, int64_t *cl)
+{
+    int64_t x = 0;
+    if (n == 0 || n > 12)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -EINVAL;
+        x = x * 10 + (v[i] - '0');
+    }
+    if (*cl >= 0 && *cl != x)
+        return -EINVAL; /* two lengths that disagree */
+    *cl = x;
+    return 0;
+}
+
+/* One header line (no line end) into the head. */
+static int head_line(struct gw_head *h, const char *line, size_t n)
+{
+    if (line[0] == ' ' || line[0] == '\t')
+        return -EINVAL; /* obs-fold: what it continues is a guess */
+    const char *colon = memchr(line, ':', n);
+    if (!colon)
+        return -EINVAL;
+    size_t name_len = (size_t)(colon - line);
+    const char *v;
+    size_t vn;
+    head_value(colon + 1, n - name_len - 1, &v, &vn);
+    if (head_name_is(line, name_len, "Content-Length"))
+        return head_content_length(v, vn, &h->content_length);
+    if (head_name_is(line, name_len, "Transfer-Encoding"))
+        h->chunked = true;
+    else if (head_name_is(line, name_len, "Authorization") && h->n_authorization++ == 0) {
+        if (vn >= sizeof(h->authorization))
+            return -EINVAL;
+        memcpy(h->authorization, v, vn);
+        h->authorization[vn] = '\0';
+    }
+    return 0;
+}
+
+static int head_request_line(struct gw_head *h, const char *line, size_t n)
+{
+    const char *sp1 = memchr(line, ' ', n);
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - line)) : NULL;
+    if (!sp1 || !sp2 || (size_t)(sp1 - line) >= sizeof(h->method))
+        return -EINVAL;
+    memcpy(h->method, line, (size_t)(sp1 - line));
+    h->method[sp1 - line] = '\0';
+    const char *t = sp1 + 1;
+    size_t tn = (size_t)(sp2 - t);
+    const char *q = memchr(t, '?', tn);
+    if (q)
+        tn = (size_t)(q - t);
+    if (tn >= sizeof(h->path))
+        tn = sizeof(h->path) - 1; /* longer than any route: no route matches */
+    memcpy(h->path, t, tn);
+    h->path[tn] = '\0';
+    return 0;
+}
+
+ssize_t gw_head_end(const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (i + 1 < n && buf[i + 1] == '\n')
+            return (ssize_t)(i + 2);
+        if (i + 2 < n && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+            return (ssize_t)(i + 3);
+    }
+    return -1;
+}
+
+int gw_head_parse(const char *buf, size_t n, struct gw_head *ret)
+{
+    *ret = (struct gw_head){.content_length = -1};
+    size_t at = 0, lineno = 0;
+    while (at < n) {
+        const char *nl = memchr(buf + at, '\n', n - at);
+        size_t len = nl ? (size_t)(nl - (buf + at)) : n - at;
+        size_t used = len + (nl ? 1 : 0);
+        if (len && buf[at + len - 1] == '\r')
+            len--;
+        if (len == 0)
+            break; /* the blank line */
+        int r =
+            lineno++ == 0 ? head_request_line(ret, buf + at, len) : head_line(ret, buf + at, len);
+        if (r < 0)
+            return r;
+        at += used;
+    }
+    return lineno ? 0 : -EINVAL;
 }

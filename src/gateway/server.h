@@ -21,6 +21,7 @@ struct gw_call;
 struct gw_job;
 struct gw_sub;
 struct gw_exec;
+struct gw_gate;
 
 /* A client connection that sent a request. A call that outlives its
  * request callback (a job, a stream, an exec) is registered on it, so the
@@ -50,10 +51,9 @@ struct stk_gw {
     } * audit_q;
     size_t audit_n;
     struct event *ev_audit; /* the commit, GW_AUDIT_BATCH_MS after the first waiting one */
-    /* failed authentications recorded in the current minute, and since left out */
-    int64_t authn_window_ms;
-    unsigned authn_in_window;
-    size_t authn_suppressed;
+    /* audit budgets: denials per principal and per target, failed
+     * authentications per source and in all (docs/gateway.md, "Limits") */
+    struct gw_ratelim rl_principal, rl_target, rl_source, rl_authn_all;
     struct event *ev_int, *ev_term, *ev_chld, *ev_tick, *ev_stop, *ev_hup;
     void (*on_hup)(void *ud);
     void *on_hup_ud;
@@ -63,6 +63,10 @@ struct stk_gw {
     bool closing;
     struct gw_conn *conns;
     size_t n_conns;
+    /* every open connection, oldest first (gate.c) */
+    struct gw_gate *gates, *gates_tail;
+    size_t n_open;
+    int64_t body_bytes; /* request bodies passed on and not yet answered */
     struct gw_job *jobs;
     struct gw_exec *execs;
     struct gw_sub *subs;
@@ -82,10 +86,43 @@ struct gw_call {
     enum gw_route route;
     char arg[64];
     struct stk_principal who;
-    char actor[256]; /* the identity when the policy matched one, else the principal */
+    char actor[256];     /* the identity when the policy matched one, else the principal */
+    char principal[256]; /* the principal ("token:ID", ...): the key of its audit budget */
+    bool claim_pool;     /* a 404 now is the claimed pool's */
     struct gw_job *job;
     struct gw_sub *sub;
 };
+
+/* Audit pages (GET .../audit?after=SEQ&limit=N). */
+#define GW_AUDIT_PAGE_DEFAULT 100
+#define GW_AUDIT_PAGE_MAX     1000
+#define GW_AUDIT_PAGE_BYTES   (1024 * 1024)
+/* Denial records per principal and per target, a minute. */
+#define GW_DENY_PER_MIN 30
+/* RFC 2253 subjects longer than this - 1 are refused. */
+#define GW_CERT_SUBJECT_MAX 512
+
+/* The request body as received, NUL-terminated (caller frees). */
+char *gw_call_body(struct gw_call *c, size_t *ret_len);
+/* Authenticates the credentials of a request's headers and connection:
+ * 0, -ENOENT (none), -EACCES (invalid; recorded, within the source's
+ * budget). Two Authorization headers and an over-long certificate subject
+ * are invalid. */
+int gw_authenticate(struct stk_gw *g, struct bufferevent *bev, const char *authz, size_t n_authz,
+                    struct stk_principal *ret);
+/* The verified client certificate's subject: 1, 0 (none), -E2BIG. */
+int gw_cert_subject(struct bufferevent *bev, char *buf, size_t n);
+void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const char *why);
+/* Records a denial the gate made before a body was read (hidden, global
+ * chain, budgeted like every denial). */
+void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                    const char *object, bool known);
+/* The gate over a new connection's bufferevent (under is taken). */
+struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under);
+/* Request bodies passed on and not yet answered, in all. */
+#define GW_BODY_BYTES_IN_FLIGHT (64 * 1024 * 1024)
+/* A head longer than this is evhttp's to refuse. */
+#define GW_GATE_MAX_HEAD (STK_GW_MAX_HEADERS + 8192)
 
 /* Replies and frees the call (json is stolen). */
 void gw_reply_json(struct gw_call *c, int status, json_t *json);

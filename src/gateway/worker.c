@@ -118,7 +118,12 @@ static void w_pool_create(struct stk_session *s, json_t *job)
     struct stk_session_docs docs = w_docs(job);
     int size = (int)json_integer_value(json_object_get(job, "size"));
     struct stk_error *err = NULL;
-    int r = stk_pool_create(s, jstr(job, "name"), size, &docs, &err);
+    struct stk_pool_req req = {.name = jstr(job, "name"),
+                               .size = size,
+                               .tmpl = &docs,
+                               .tenant = jstr(job, "tenant"),
+                               .owner = jstr(job, "owner")};
+    int r = stk_pool_create_owned(s, &req, &err);
     if (r < 0)
         w_fail(r, err);
     else
@@ -209,6 +214,8 @@ int stk_gw_worker_main(int argc, char **argv)
         json_decref(job);
         return 1;
     }
+    /* through the API, names are unique per tenant */
+    stk_store_unique_names(stk_session_store(s), true);
     for (size_t i = 0; i < STK_ARRAY_SIZE(ops); i++)
         if (!strcmp(ops[i].op, op))
             ops[i].fn(s, job);

@@ -429,6 +429,22 @@ int stk_audit_list_after(struct stk_store *st, int64_t after_seq, int limit, stk
     return audit_walk(st, s, fn, userdata, err);
 }
 
+int stk_audit_list_page(struct stk_store *st, const char *sandbox_id, int64_t after_seq, int limit,
+                        stk_audit_fn fn, void *userdata, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          "SELECT " AUDIT_COLS " FROM audit WHERE sandbox_id = ?1 AND seq > ?2"
+                          " ORDER BY seq LIMIT ?3",
+                          &s, err);
+    if (r < 0)
+        return r;
+    sqlite3_bind_text(s, 1, sandbox_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, after_seq);
+    sqlite3_bind_int(s, 3, limit);
+    return audit_walk(st, s, fn, userdata, err);
+}
+
 /* One SELECT reads one snapshot (WAL), even while monitors append. */
 int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn, void *userdata,
                    struct stk_error **err)

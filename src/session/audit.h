@@ -63,6 +63,12 @@ int stk_audit_list(struct stk_store *st, const char *sandbox_id, stk_audit_fn fn
  * is new without walking the whole trail. */
 int stk_audit_list_after(struct stk_store *st, int64_t after_seq, int limit, stk_audit_fn fn,
                          void *userdata, struct stk_error **err);
+/* One sandbox's records with seq > after_seq, oldest first, at most limit
+ * (the index on (sandbox_id, seq) makes a page cost its own size, however
+ * long the chain): how the gateway pages GET .../audit. fn returning < 0
+ * stops the walk with that value. */
+int stk_audit_list_page(struct stk_store *st, const char *sandbox_id, int64_t after_seq, int limit,
+                        stk_audit_fn fn, void *userdata, struct stk_error **err);
 /* The newest record's seq (0 when empty): one index lookup, for followers
  * that ask often. */
 int stk_audit_last_seq(struct stk_store *st, int64_t *ret, struct stk_error **err);

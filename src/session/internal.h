@@ -15,6 +15,7 @@ struct stk_store {
     char *head_path; /* <dir>/audit.head */
     int lock_fd;     /* <dir>/stockade.lock, flock()ed around write transactions */
     bool in_tx;
+    bool unique_names; /* stk_store_unique_names() */
     /* Set by an audit append inside the transaction; written to head_path
      * after COMMIT, still under the lock. */
     bool head_dirty;

@@ -128,6 +128,9 @@ int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **
                  .env_len = pool.env ? strlen(pool.env) : 0},
         .pool = name,
         .pool_member = true,
+        /* members belong to whom the pool was authorized for */
+        .tenant = pool.tenant[0] ? pool.tenant : NULL,
+        .owner = pool.owner[0] ? pool.owner : NULL,
     };
     for (size_t have = ready + coming; r >= 0 && have < (size_t)pool.size; have++) {
         struct stk_create_res res;
@@ -140,6 +143,16 @@ int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **
 int stk_pool_create(struct stk_session *s, const char *name, int size,
                     const struct stk_session_docs *tmpl, struct stk_error **err)
 {
+    struct stk_pool_req req = {.name = name, .size = size, .tmpl = tmpl};
+    return stk_pool_create_owned(s, &req, err);
+}
+
+int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
+                          struct stk_error **err)
+{
+    const char *name = req->name;
+    int size = req->size;
+    const struct stk_session_docs *tmpl = req->tmpl;
     if (!name_ok(name))
         return stk_error_make(err, EINVAL,
                               "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
@@ -155,7 +168,15 @@ int stk_pool_create(struct stk_session *s, const char *name, int size,
     }
     struct stk_pool_rec pool = {.size = size};
     fmt_into(pool.name, sizeof(pool.name), "%s", name);
-    int r = session_fingerprint(s, sb.b, pool.fingerprint, err);
+    /* as a create would record them: the tenant decided on, else the
+     * template's namespace; the owner asked for, else the actor */
+    struct stk_create_req as_create = {.tenant = req->tenant};
+    fmt_into(pool.tenant, sizeof(pool.tenant), "%s", session_tenant(&as_create, sb.b));
+    fmt_into(pool.project, sizeof(pool.project), "%s", req->project ? req->project : "");
+    fmt_into(pool.owner, sizeof(pool.owner), "%s", req->owner ? req->owner : s->actor);
+    int r = session_bind_namespaces(s, sb.b, pool.tenant, err);
+    if (r >= 0)
+        r = session_fingerprint(s, sb.b, pool.fingerprint, err);
     stk_session_boundary_release(&sb);
     if (r < 0)
         return r;
@@ -163,7 +184,8 @@ int stk_pool_create(struct stk_session *s, const char *name, int size,
     pool.env = tmpl->env ? stk_xstrndup(tmpl->env, tmpl->env_len) : NULL;
     r = stk_store_pool_insert(s->st, &pool, err);
     if (r >= 0) {
-        json_t *d = json_pack("{s:s,s:i}", "pool", name, "size", size);
+        json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "pool", name, "size", size, "tenant",
+                              pool.tenant, "owner", pool.owner);
         _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
         json_decref(d);
         (void)stk_audit_append(s->st, "", "pool_created", s->actor, dj, NULL);
@@ -243,10 +265,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     struct stk_sb_rec claim = {.exit_code = -1};
     fmt_into(claim.name, sizeof(claim.name), "%s", b->name);
     fmt_into(claim.owner, sizeof(claim.owner), "%s", req->owner ? req->owner : s->actor);
-    fmt_into(claim.tenant, sizeof(claim.tenant), "%s",
-             req->tenant    ? req->tenant
-             : b->namespace ? b->namespace
-                            : "");
+    fmt_into(claim.tenant, sizeof(claim.tenant), "%s", session_tenant(req, b));
     claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;

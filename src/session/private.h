@@ -123,6 +123,12 @@ char *session_argv_json(const char *const *argv, size_t argc, const char *key, v
 /* {"argv": b's command, key: value (a json_t *, stolen)} as a json_t *. */
 void *session_argv_details(const struct stk_boundary *b, const char *key, void *value);
 char *session_labels_json(const struct stk_boundary *b);
+/* The tenant a create records: the one asked for, else the namespace. */
+const char *session_tenant(const struct stk_create_req *req, const struct stk_boundary *b);
+/* Binds every namespace b occupies to tenant (the first tenant to use a
+ * namespace owns it); -EPERM when one is another tenant's. */
+int session_bind_namespaces(struct stk_session *s, const struct stk_boundary *b, const char *tenant,
+                            struct stk_error **err);
 /* A new sandbox's record (phase pending) from a create request: id, name,
  * owner, tenant, documents, labels; the caller frees it. */
 void session_record_new(const struct stk_session *s, const struct stk_create_req *req,

@@ -453,10 +453,7 @@ void session_record_new(const struct stk_session *s, const struct stk_create_req
     fmt_into(rec->name, sizeof(rec->name), "%s", req->pool_member ? rec->id : b->name);
     fmt_into(rec->owner, sizeof(rec->owner), "%s", req->owner ? req->owner : s->actor);
     /* the gateway records the tenant its authorization decided on */
-    fmt_into(rec->tenant, sizeof(rec->tenant), "%s",
-             req->tenant    ? req->tenant
-             : b->namespace ? b->namespace
-                            : "");
+    fmt_into(rec->tenant, sizeof(rec->tenant), "%s", session_tenant(req, b));
     fmt_into(rec->runtime, sizeof(rec->runtime), "%s", runtime);
     if (req->pool)
         fmt_into(rec->pool, sizeof(rec->pool), "%s", req->pool);
@@ -550,6 +547,27 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     return monitor_spawn(s, ret->id, req->idle ? MONITOR_CREATE_IDLE : MONITOR_CREATE, lock, err);
 }
 
+const char *session_tenant(const struct stk_create_req *req, const struct stk_boundary *b)
+{
+    return req->tenant ? req->tenant : b->namespace ? b->namespace : "";
+}
+
+int session_bind_namespaces(struct stk_session *s, const struct stk_boundary *b, const char *tenant,
+                            struct stk_error **err)
+{
+    /* every namespace the sandbox occupies, as authorization counts them */
+    const char *nss[] = {b->namespace,
+                         b->kube && b->kube->namespace.meta.set ? b->kube->namespace.v : NULL};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(nss); i++) {
+        if (!nss[i] || !*nss[i] || !*tenant)
+            continue;
+        int r = stk_store_ns_bind(s->st, nss[i], tenant, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
                        struct stk_create_res *ret, struct stk_error **err)
 {
@@ -566,7 +584,10 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
         stk_buf_free(&msg);
         return r;
     }
-    int r;
+    /* a namespace is its first tenant's; no other tenant creates in it */
+    int r = session_bind_namespaces(s, sb.b, session_tenant(req, sb.b), err);
+    if (r < 0)
+        goto out;
     if (req->pool && !req->pool_member) {
         r = pool_claim(s, req, sb.b, ret, err);
         if (r != -ENOENT)

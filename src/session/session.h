@@ -153,6 +153,18 @@ int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend b
 /* ---- warm pools ---- */
 int stk_pool_create(struct stk_session *s, const char *name, int size,
                     const struct stk_session_docs *tmpl, struct stk_error **err);
+/* A pool that belongs to a tenant and an owner (the gateway's, after a
+ * create decision on the template): its members are recorded with them. */
+struct stk_pool_req {
+    const char *name;
+    int size;
+    const struct stk_session_docs *tmpl;
+    const char *tenant;  /* NULL: the template's namespace */
+    const char *project; /* NULL: none */
+    const char *owner;   /* NULL: the actor */
+};
+int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
+                          struct stk_error **err);
 int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err);
 /* Creates members until the pool has `size` of them ready or starting. */
 int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err);

@@ -83,6 +83,17 @@ static const char *const migrations[STK_STORE_SCHEMA] = {
     /* 1 → 2: the driver's opaque handle of a sandbox (driver.h), so every
      * operation works from (id, handle) in any process */
     "ALTER TABLE sandboxes ADD COLUMN handle TEXT;",
+    /* 2 → 3: pools belong to a tenant and an owner like the sandboxes they
+     * become; a namespace belongs to the tenant that first used it; names
+     * are unique per tenant (looked up by tenant and name). Pools of an
+     * older state directory have neither ("" tenant: only a grant whose
+     * tenants pattern matches "" sees them). */
+    "ALTER TABLE pools ADD COLUMN tenant TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE pools ADD COLUMN project TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE pools ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE namespaces (name TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE INDEX sandboxes_tenant_name ON sandboxes(tenant, name);",
 };
 
 static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
@@ -704,6 +715,33 @@ static int count_live(struct stk_store *st, int64_t *ret, struct stk_error **err
     return 0;
 }
 
+/* Names are unique per tenant among live sandboxes (Kubernetes' namespaced
+ * names): -EEXIST when another live one (not `except`) has it. Unclaimed
+ * pool members all carry their template's name and do not count. */
+static int name_free(struct stk_store *st, const char *tenant, const char *name, const char *except,
+                     struct stk_error **err)
+{
+    if (!name || !*name)
+        return 0;
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          "SELECT 1 FROM sandboxes WHERE tenant = ?1 AND name = ?2"
+                          " AND phase != 'deleted' AND pool_member = 0 AND id != ?3 LIMIT 1",
+                          &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, name);
+    bind_text(s, 3, except ? except : "");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        return stk_error_make(err, EEXIST, "a sandbox named '%s' already exists in tenant '%s'",
+                              name, tenant);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "checking a sandbox name");
+    return 0;
+}
+
 static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
 {
     int64_t live = 0;
@@ -714,6 +752,9 @@ static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct
         return stk_error_make(err, EDQUOT,
                               "there are already %lld sandboxes (the limit is %d): delete some",
                               (long long)live, STK_STORE_MAX_LIVE);
+    if (st->unique_names && !r->pool_member &&
+        (ret = name_free(st, r->tenant, r->name, NULL, err)) < 0)
+        return ret;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     ret = store_prepare(st,
                         "INSERT INTO sandboxes (" SB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
@@ -793,6 +834,17 @@ static int sb_select_one(struct stk_store *st, const char *sql, const char *key,
     return 0;
 }
 
+void stk_store_unique_names(struct stk_store *st, bool on)
+{
+    st->unique_names = on;
+}
+
+int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
+                        struct stk_error **err)
+{
+    return sb_select_one(st, "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1", id, ret, err);
+}
+
 int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb_rec *ret,
                      struct stk_error **err)
 {
@@ -809,6 +861,36 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
     if (r == -ENOENT)
         return stk_error_make(err, ENOENT, "no sandbox '%s'", id_or_name);
     return r;
+}
+
+static int sb_row(sqlite3_stmt *s, void *elem, struct stk_error **err);
+static void sb_recs_free(void *v, size_t n);
+static int collect_rows(struct stk_store *st, sqlite3_stmt *s, size_t size,
+                        int (*row)(sqlite3_stmt *s, void *elem, struct stk_error **err),
+                        void (*free_all)(void *v, size_t n), void **ret, size_t *ret_n,
+                        const char *what, struct stk_error **err);
+
+int stk_store_sb_find_name(struct stk_store *st, const char *name, struct stk_sb_rec **ret,
+                           size_t *ret_n, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
+                          " AND pool_member = 0 ORDER BY created_ms, id LIMIT ?2",
+                          &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, name);
+    sqlite3_bind_int(s, 2, STK_STORE_MAX_SAME_NAME);
+    void *v = NULL;
+    size_t n = 0;
+    r = collect_rows(st, s, sizeof(struct stk_sb_rec), sb_row, sb_recs_free, &v, &n,
+                     "finding sandboxes by name", err);
+    if (r < 0)
+        return r;
+    *ret = v;
+    *ret_n = n;
+    return 0;
 }
 
 /* Every row of s into an array of elements of `size`, each filled by row();
@@ -1132,6 +1214,8 @@ void stk_pool_recs_free(struct stk_pool_rec *p, size_t n)
     free(p);
 }
 
+#define POOL_COLS "name, size, template_spec, env, fingerprint, created_ms, tenant, project, owner"
+
 static int pool_check(const struct stk_pool_rec *p, struct stk_error **err)
 {
     static const char what[] = "pool";
@@ -1140,6 +1224,12 @@ static int pool_check(const struct stk_pool_rec *p, struct stk_error **err)
         r = check_id(what, "name", p->name, err);
     if (r >= 0)
         r = check_fixed(what, "fingerprint", p->fingerprint, sizeof(p->fingerprint), err);
+    if (r >= 0)
+        r = check_fixed(what, "tenant", p->tenant, sizeof(p->tenant), err);
+    if (r >= 0)
+        r = check_fixed(what, "project", p->project, sizeof(p->project), err);
+    if (r >= 0)
+        r = check_fixed(what, "owner", p->owner, sizeof(p->owner), err);
     if (r >= 0 && (p->size < 0 || p->size > STK_STORE_MAX_POOL))
         r = stk_error_make(err, EINVAL, "pool field 'size' is %d, not within 0..%d", p->size,
                            STK_STORE_MAX_POOL);
@@ -1157,10 +1247,9 @@ int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
     if (r < 0)
         return r;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    r = store_prepare(st,
-                      "INSERT INTO pools (name, size, template_spec, env, fingerprint, created_ms)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                      &s, err);
+    r = store_prepare(
+        st, "INSERT INTO pools (" POOL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &s,
+        err);
     if (r < 0)
         return r;
     bind_text(s, 1, p->name);
@@ -1169,6 +1258,9 @@ int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
     bind_text(s, 4, p->env);
     bind_text(s, 5, p->fingerprint);
     sqlite3_bind_int64(s, 6, p->created_ms ? p->created_ms : store_now_ms());
+    bind_text(s, 7, p->tenant);
+    bind_text(s, 8, p->project);
+    bind_text(s, 9, p->owner);
     int rc = sqlite3_step(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return stk_error_make(err, EEXIST, "a pool named '%s' already exists", p->name);
@@ -1181,7 +1273,10 @@ static int pool_from_row(sqlite3_stmt *s, struct stk_pool_rec *p, struct stk_err
 {
     memset(p, 0, sizeof(*p));
     if (!store_copy(p->name, sizeof(p->name), store_col_text(s, 0)) ||
-        !store_copy(p->fingerprint, sizeof(p->fingerprint), store_col_text(s, 4)))
+        !store_copy(p->fingerprint, sizeof(p->fingerprint), store_col_text(s, 4)) ||
+        !store_copy(p->tenant, sizeof(p->tenant), store_col_text(s, 6)) ||
+        !store_copy(p->project, sizeof(p->project), store_col_text(s, 7)) ||
+        !store_copy(p->owner, sizeof(p->owner), store_col_text(s, 8)))
         return stk_error_make(err, EUCLEAN, "pool %s: a column in the database is too long",
                               store_col_text(s, 0));
     p->size = sqlite3_column_int(s, 1);
@@ -1190,8 +1285,6 @@ static int pool_from_row(sqlite3_stmt *s, struct stk_pool_rec *p, struct stk_err
     p->created_ms = sqlite3_column_int64(s, 5);
     return 0;
 }
-
-#define POOL_COLS "name, size, template_spec, env, fingerprint, created_ms"
 
 int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_rec *ret,
                        struct stk_error **err)
@@ -1282,6 +1375,8 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
     char id[64];
     if (!store_copy(id, sizeof(id), store_col_text(q, 0)))
         return stk_error_make(err, EUCLEAN, "pool '%s': a member id is too long", pool);
+    if (st->unique_names && (r = name_free(st, c->tenant, c->name, id, err)) < 0)
+        return r;
     _cleanup_stmt_ sqlite3_stmt *u = NULL;
     r = store_prepare(st,
                       "UPDATE sandboxes SET pool_member = 0, name = ?2, labels = ?3, owner = ?4,"
@@ -1334,4 +1429,65 @@ int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct st
         return r;
     }
     return store_tx_commit(st, err);
+}
+
+/* ---- namespaces ------------------------------------------------------------ */
+
+int stk_store_ns_tenant(struct stk_store *st, const char *ns, char ret[64], struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st, "SELECT tenant FROM namespaces WHERE name = ?1", &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, ns);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return -ENOENT;
+    if (rc != SQLITE_ROW)
+        return store_sql_error(st, rc, err, "reading a namespace");
+    if (!store_copy(ret, 64, store_col_text(s, 0)))
+        return stk_error_make(err, EUCLEAN, "namespace %s: its tenant is too long", ns);
+    return 0;
+}
+
+static int ns_bind_tx(struct stk_store *st, const char *ns, const char *tenant,
+                      struct stk_error **err)
+{
+    char have[64];
+    int r = stk_store_ns_tenant(st, ns, have, err);
+    if (r >= 0)
+        return strcmp(have, tenant) == 0
+                   ? 0
+                   : stk_error_make(err, EPERM, "namespace %s belongs to another tenant", ns);
+    if (r != -ENOENT)
+        return r;
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    r = store_prepare(st, "INSERT INTO namespaces (name, tenant, created_ms) VALUES (?1, ?2, ?3)",
+                      &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, ns);
+    bind_text(s, 2, tenant);
+    sqlite3_bind_int64(s, 3, store_now_ms());
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "binding a namespace");
+    return 1;
+}
+
+int stk_store_ns_bind(struct stk_store *st, const char *ns, const char *tenant,
+                      struct stk_error **err)
+{
+    if (!ns || !*ns || strlen(ns) >= 64 || !tenant || strlen(tenant) >= 64)
+        return stk_error_make(err, EINVAL, "namespace and tenant: 1 to 63 bytes");
+    int r = store_tx_begin(st, err);
+    if (r < 0)
+        return r;
+    r = ns_bind_tx(st, ns, tenant, err);
+    if (r < 0) {
+        store_tx_rollback(st);
+        return r;
+    }
+    int c = store_tx_commit(st, err);
+    return c < 0 ? c : r;
 }

@@ -15,14 +15,15 @@
 
 #include "base/base.h"
 
-#define STK_STORE_DB_FILE   "stockade.db"
-#define STK_STORE_LOCK_FILE "stockade.lock"
-#define STK_STORE_BUSY_MS   5000
-#define STK_STORE_SCHEMA    2             /* PRAGMA user_version this code writes */
-#define STK_STORE_MAX_LIVE  10000         /* sandboxes not yet deleted */
-#define STK_STORE_MAX_DOC   (1024 * 1024) /* spec, env, template_spec: as the docset bound */
-#define STK_STORE_MAX_JSON  (64 * 1024)   /* labels, result */
-#define STK_STORE_MAX_POOL  1000          /* a pool's size */
+#define STK_STORE_DB_FILE       "stockade.db"
+#define STK_STORE_LOCK_FILE     "stockade.lock"
+#define STK_STORE_BUSY_MS       5000
+#define STK_STORE_SCHEMA        3             /* PRAGMA user_version this code writes */
+#define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
+#define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
+#define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
+#define STK_STORE_MAX_POOL      1000          /* a pool's size */
+#define STK_STORE_MAX_SAME_NAME 256           /* live sandboxes one name lookup returns */
 
 struct stk_store;
 
@@ -122,6 +123,19 @@ int stk_store_sb_insert(struct stk_store *st, const struct stk_sb_rec *r, struct
  * "ambiguous" when a name matches several. */
 int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb_rec *ret,
                      struct stk_error **err);
+/* From now on, this connection's inserts and claims refuse a name a live
+ * sandbox of the same tenant has (-EEXIST): the gateway's names are unique
+ * per tenant, as Kubernetes' are per namespace. Embedded mode (one user)
+ * keeps reusable names. */
+void stk_store_unique_names(struct stk_store *st, bool on);
+/* By id only; -ENOENT (no message). */
+int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
+                        struct stk_error **err);
+/* The live sandboxes (unclaimed pool members aside) named `name`, of every
+ * tenant, oldest first, at most STK_STORE_MAX_SAME_NAME: the gateway picks
+ * among those the caller may see (see stk_store_unique_names). */
+int stk_store_sb_find_name(struct stk_store *st, const char *name, struct stk_sb_rec **ret,
+                           size_t *ret_n, struct stk_error **err);
 /* Oldest first. Free with stk_sb_recs_free. */
 int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
                       size_t *ret_n, struct stk_error **err);
@@ -167,6 +181,8 @@ struct stk_pool_rec {
     char *env;           /* owned, may be NULL */
     char fingerprint[65];
     int64_t created_ms; /* 0 means now */
+    /* who the pool and its members belong to, as a sandbox's record */
+    char tenant[64], project[64], owner[128];
 };
 void stk_pool_rec_free(struct stk_pool_rec *p);
 void stk_pool_recs_free(struct stk_pool_rec *p, size_t n);
@@ -188,5 +204,14 @@ int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_err
  */
 int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,
                          const char *actor, char ret_id[64], struct stk_error **err);
+
+/* ---- namespaces ------------------------------------------------------------ */
+
+/* The tenant a namespace belongs to (ret: 64 bytes); -ENOENT when unbound. */
+int stk_store_ns_tenant(struct stk_store *st, const char *ns, char ret[64], struct stk_error **err);
+/* Binds ns to tenant when unbound (1), or checks that it is tenant's (0);
+ * -EPERM when another tenant's. */
+int stk_store_ns_bind(struct stk_store *st, const char *ns, const char *tenant,
+                      struct stk_error **err);
 
 #endif

@@ -29,7 +29,8 @@ const char *const stk_kind_names[_STK_KIND_N] = {"Sandbox", "EnvironmentConfig",
 const char *const stk_jwt_alg_names[_STK_JWT_N] = {"RS256", "ES256"};
 const char *const stk_identity_kind_names[_STK_IDENTITY_N] = {"platform-controller", "end-user"};
 const char *const stk_access_verb_names[STK_ACCESS_VERBS] = {
-    "create", "get", "list", "exec", "logs", "connect", "stop", "start", "delete", "audit", "pool",
+    "create", "get",   "list",   "exec",  "logs", "connect",
+    "stop",   "start", "delete", "audit", "pool", "metrics",
 };
 const char *const stk_allocation_kind_names[_STK_ALLOCATION_N] = {"cold", "warm"};
 
@@ -716,15 +717,32 @@ static const struct stk_field access_grant_fields[] = {
      .doc = "Names from spec.identities."},
     {"verbs", AT(struct stk_access_grant, verbs), LIST(struct stk_enumv, STK_F_ENUM),
      .values = stk_access_verb_names, .n_values = STK_ACCESS_VERBS, .max_items = STK_ACCESS_VERBS,
-     .required = true, .doc = "What the identities may do."},
+     .required = true,
+     .doc = "What the identities may do. `metrics` reads /metrics (every tenant's counts); "
+            "`pool` manages warm pools."},
     {"scope", AT(struct stk_access_grant, scope), OBJ(access_scope_fields),
      .doc = "On which sandboxes, and what a create may ask for. Every field narrows."},
+    END,
+};
+
+static const struct stk_field access_tenant_fields[] = {
+    {"name", AT(struct stk_access_tenant, name), STR(STK_FMT_DNS_LABEL), .required = true,
+     .doc = "A tenant, as identities and grants name it."},
+    {"namespaces", AT(struct stk_access_tenant, namespaces), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS, .required = true,
+     .doc = "Namespace patterns (fnmatch) that are this tenant's: no other tenant creates in "
+            "them, whoever used them first. Other namespaces belong to the first tenant that "
+            "creates in them."},
     END,
 };
 
 static const struct stk_field access_spec_fields[] = {
     {"authentication", AT(struct stk_access_spec, authentication), OBJ(access_authn_fields),
      .doc = "How callers prove who they are."},
+    {"tenants", AT(struct stk_access_spec, tenants),
+     OBJLIST(struct stk_access_tenant, access_tenant_fields), .max_items = STK_LIMIT_AP_IDENTITIES,
+     .doc = "Namespaces assigned to tenants by the operator; the first tenant whose pattern "
+            "matches a namespace owns it."},
     {"identities", AT(struct stk_access_spec, identities),
      OBJLIST(struct stk_access_identity, access_identity_fields),
      .max_items = STK_LIMIT_AP_IDENTITIES,

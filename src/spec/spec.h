@@ -499,7 +499,7 @@ extern const char *const stk_identity_kind_names[_STK_IDENTITY_N];
 /* The verbs a grant lists. Same order and spelling as the gateway's enum
  * stk_verb (src/gateway/gateway.h); the spec module cannot include it, so a
  * unit test holds the two tables together. */
-#define STK_ACCESS_VERBS 11
+#define STK_ACCESS_VERBS 12
 extern const char *const stk_access_verb_names[STK_ACCESS_VERBS];
 
 /* How a sandbox is obtained: created from nothing, or claimed from a warm pool. */
@@ -585,9 +585,17 @@ struct stk_access_grant {
     struct stk_access_scope scope;
 };
 
+/* Namespaces the operator assigns to a tenant. */
+struct stk_access_tenant {
+    struct stk_meta meta;
+    struct stk_str name;
+    STK_LIST(struct stk_str) namespaces; /* fnmatch patterns */
+};
+
 struct stk_access_spec {
     struct stk_meta meta;
     struct stk_access_authn authentication;
+    STK_LIST(struct stk_access_tenant) tenants;
     STK_LIST(struct stk_access_identity) identities;
     STK_LIST(struct stk_access_grant) grants;
 };

@@ -62,6 +62,21 @@ static void fuzz_bodies(const char *text, size_t n)
     }
 }
 
+/* The gate's head reader: bounded, NUL-terminated fields, a length that
+ * is a number or none. */
+static void fuzz_head(const char *text, size_t n)
+{
+    ssize_t end = gw_head_end(text, n);
+    if (end > (ssize_t)n)
+        abort();
+    struct gw_head h;
+    if (gw_head_parse(text, end > 0 ? (size_t)end : n, &h) < 0)
+        return;
+    if (strlen(h.method) >= sizeof(h.method) || strlen(h.path) >= sizeof(h.path) ||
+        strlen(h.authorization) >= sizeof(h.authorization) || h.content_length < -1)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 64 * 1024)
@@ -71,7 +86,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(text, data + 1, size - 1);
     text[size - 1] = '\0';
-    if (data[0] & 1)
+    if (data[0] & 2)
+        fuzz_head(text, size - 1);
+    else if (data[0] & 1)
         fuzz_route(text);
     else
         fuzz_bodies(text, size - 1);

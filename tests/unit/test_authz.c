@@ -164,17 +164,17 @@ static const struct {
 
 /* One row per caller, one string per target, one letter per verb in
  * stk_verb order (create get list exec logs connect stop start delete
- * audit pool): A allow, F forbidden (403), H hidden (404). */
+ * audit pool metrics): A allow, F forbidden (403), H hidden (404). */
 static const struct {
     const char *who;
     const char *cells[N_TARGETS];
 } matrix[] = {
-    {"controller", {"AAAAAFAAAAA", "AAAAAFAAAAA", "FHHHHHHHHHH", "FHHHHHHHHHH"}},
-    {"alice", {"AAAAAFAAAAF", "AHHHHHHHHHH", "FHHHHHHHHHH", "AAAAAFAAAAF"}},
-    {"bob", {"AHHHHHHHHHH", "AAAAAAAAAAF", "FHHHHHHHHHH", "AHHHHHHHHHH"}},
-    {"ops", {"FAAFAFFFFAF", "FAAFAFFFFAF", "FHHHHHHHHHH", "FAAFAFFFFAF"}},
-    {"auditor", {"FHHHHHHHHAH", "FHHHHHHHHAH", "FHHHHHHHHAH", "FHHHHHHHHAH"}},
-    {"unknown", {"FHHHHHHHHHH", "FHHHHHHHHHH", "FHHHHHHHHHH", "FHHHHHHHHHH"}},
+    {"controller", {"AAAAAFAAAAAF", "AAAAAFAAAAAF", "FHHHHHHHHHHH", "FHHHHHHHHHHH"}},
+    {"alice", {"AAAAAFAAAAFF", "AHHHHHHHHHHH", "FHHHHHHHHHHH", "AAAAAFAAAAFF"}},
+    {"bob", {"AHHHHHHHHHHH", "AAAAAAAAAAFF", "FHHHHHHHHHHH", "AHHHHHHHHHHH"}},
+    {"ops", {"FAAFAFFFFAFF", "FAAFAFFFFAFF", "FHHHHHHHHHHH", "FAAFAFFFFAFF"}},
+    {"auditor", {"FHHHHHHHHAHH", "FHHHHHHHHAHH", "FHHHHHHHHAHH", "FHHHHHHHHAHH"}},
+    {"unknown", {"FHHHHHHHHHHH", "FHHHHHHHHHHH", "FHHHHHHHHHHH", "FHHHHHHHHHHH"}},
 };
 
 static struct stk_principal caller(const char *who)
@@ -382,6 +382,62 @@ static const char create_policy[] =
          "      verbs: [create]\n"
          "      scope: {onBehalfOf: true}\n";
 
+/* A namespace is one tenant's: assigned by the operator (spec.tenants) or
+ * bound by the store to the first tenant that created in it; no grant
+ * reaches into another tenant's, and a grant without namespaces covers the
+ * tenant's own (or unbound) ones only. */
+static void test_namespace_ownership(void **state)
+{
+    (void)state;
+    static const char text[] =
+        HEAD "kind: AccessPolicy\nmetadata: {name: ns}\nspec:\n"
+             "  authentication:\n"
+             "    tokens:\n"
+             "      - {id: a, sha256: " SHA1 "}\n"
+             "      - {id: g, sha256: " SHA2 "}\n"
+             "  tenants:\n"
+             "    - {name: acme, namespaces: [\"acme-*\"]}\n"
+             "  identities:\n"
+             "    - {name: a, kind: end-user, tenant: acme, match: {token: a}}\n"
+             "    - {name: g, kind: platform-controller, tenant: globex, match: {token: g}}\n"
+             "  grants:\n"
+             "    - {identities: [a], verbs: [create]}\n"
+             "    - identities: [g]\n"
+             "      verbs: [create]\n"
+             "      scope: {tenants: [globex], namespaces: [\"*\"]}\n";
+    static const struct stk_ns_owner bound[] = {{"shared", "acme"}, {"gns", "globex"}};
+    static const struct {
+        const char *who, *tenant, *ns;
+        const char *reason; /* NULL: allowed */
+    } cases[] = {
+        {"g", "globex", "acme-x", "namespace acme-x belongs to tenant acme"},
+        {"g", "globex", "shared", "namespace shared belongs to tenant acme"},
+        {"g", "globex", "free", NULL},
+        {"g", "globex", "gns", NULL},
+        {"a", "acme", "gns", "namespace gns belongs to tenant globex"},
+        {"a", "acme", "acme-1", NULL},
+        {"a", "acme", "shared", NULL},
+    };
+    struct policy p;
+    policy_load(&p, text);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        struct sandbox sb;
+        sandbox_resolve(&sb, cases[i].ns, NULL);
+        struct stk_authz_target t = {.tenant = cases[i].tenant,
+                                     .namespace = cases[i].ns,
+                                     .b = sb.b,
+                                     .ns_owners = bound,
+                                     .n_ns_owners = STK_ARRAY_SIZE(bound)};
+        struct stk_principal who = token(cases[i].who);
+        struct stk_authz_decision d;
+        stk_authz_decide(p.z, &who, STK_VERB_CREATE, &t, &d);
+        if (d.allow != !cases[i].reason || (cases[i].reason && !strstr(d.reason, cases[i].reason)))
+            fail_msg("case %zu: %s", i, d.reason);
+        sandbox_release(&sb);
+    }
+    policy_release(&p);
+}
+
 static void test_create_scope(void **state)
 {
     (void)state;
@@ -579,7 +635,7 @@ static void test_dangling_identity(void **state)
     g.verbs.items = &bad_verb;
     g.verbs.n = 1;
     assert_int_equal(stk_authz_new(&ap, &z, &err), -EINVAL);
-    assert_string_equal(err->msg, "grant 0: verb 11 out of range");
+    assert_string_equal(err->msg, "grant 0: verb 12 out of range");
 }
 
 int main(void)
@@ -589,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_collection_targets),
         cmocka_unit_test(test_create_scope),
+        cmocka_unit_test(test_namespace_ownership),
         cmocka_unit_test(test_identify),
         cmocka_unit_test(test_verb_tables_agree),
         cmocka_unit_test(test_dangling_identity),

@@ -784,6 +784,111 @@ static void test_target_namespace(void **state)
     assert_decided(f, "", "rule for bob ns=team-p tenant=acme");
 }
 
+/* A body is read only for a caller who may send it: the answer to an
+ * unauthenticated or unknown caller comes from the head alone, while the
+ * client has sent none of its 1 MiB body. */
+static void test_gate_refuses_before_body(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *auth, *want;
+    } cases[] = {
+        {NULL, "HTTP/1.1 401"},
+        {"Authorization: Bearer nobody\r\n", "HTTP/1.1 401"},
+        {"Authorization: Bearer alice-token\r\nAuthorization: Bearer ops-token\r\n",
+         "HTTP/1.1 401"},
+        {"Transfer-Encoding: chunked\r\n", "HTTP/1.1 400"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        int fd = dial(f->port);
+        _cleanup_free_ char *head = stk_xasprintf(
+            "POST /v1/sandboxes HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1048576\r\n%s\r\n",
+            cases[i].auth ? cases[i].auth : "");
+        send_all(fd, head, strlen(head));
+        char buf[1024];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        if (!stk_startswith(buf, cases[i].want))
+            fail_msg("case %zu: %s", i, buf);
+        assert_non_null(strstr(buf, "Connection: close"));
+    }
+}
+
+/* The gate's reading of a head: what authentication and the body's size
+ * need, and the forms it refuses rather than guess at. */
+static void test_head_parse(void **state)
+{
+    (void)state;
+    static const char ok[] = "POST /v1/sandboxes?x=1 HTTP/1.1\r\nHost: a\r\n"
+                             "authorization:  Bearer t0k  \r\nContent-Length: 12\r\n\r\nbody";
+    struct gw_head h;
+    assert_int_equal(gw_head_end(ok, sizeof(ok) - 1), sizeof(ok) - 1 - 4);
+    assert_int_equal(gw_head_parse(ok, sizeof(ok) - 1 - 4, &h), 0);
+    assert_string_equal(h.method, "POST");
+    assert_string_equal(h.path, "/v1/sandboxes");
+    assert_string_equal(h.authorization, "Bearer t0k");
+    assert_int_equal(h.n_authorization, 1);
+    assert_int_equal(h.content_length, 12);
+    assert_false(h.chunked);
+    static const char lf[] = "GET / HTTP/1.0\nA: b\n\n";
+    assert_int_equal(gw_head_end(lf, sizeof(lf) - 1), sizeof(lf) - 1);
+    assert_int_equal(gw_head_end(ok, 20), -1); /* not all there */
+    static const char *const bad[] = {
+        "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nAuthorization: Bearer a\r\n b\r\n\r\n",
+        "POST / HTTP/1.1\r\nno colon\r\n\r\n",
+        "NOSPACE\r\n\r\n",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++)
+        if (gw_head_parse(bad[i], strlen(bad[i]), &h) != -EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    static const char two[] = "GET / HTTP/1.1\r\nAuthorization: a\r\nAUTHORIZATION: b\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n";
+    assert_int_equal(gw_head_parse(two, sizeof(two) - 1, &h), 0);
+    assert_int_equal(h.n_authorization, 2);
+    assert_true(h.chunked);
+}
+
+/* Budgets: per key and window, the dropped counted into the next record
+ * of the same key, keys independent, an undone take given back. */
+static void test_ratelim(void **state)
+{
+    (void)state;
+    struct gw_ratelim *rl = stk_xcalloc(1, sizeof(*rl));
+    rl->per_window = 3;
+    rl->window_ms = 60000;
+    uint64_t sup = 99;
+    for (int i = 0; i < 3; i++) {
+        assert_true(gw_ratelim_take(rl, "a", 1000, &sup));
+        assert_int_equal(sup, 0);
+    }
+    for (int i = 0; i < 5; i++)
+        assert_false(gw_ratelim_take(rl, "a", 2000, &sup));
+    assert_true(gw_ratelim_take(rl, "b", 2000, &sup)); /* another key's own budget */
+    assert_int_equal(sup, 0);
+    assert_true(gw_ratelim_take(rl, "a", 61000, &sup)); /* a new window */
+    assert_int_equal(sup, 5);
+    assert_true(gw_ratelim_take(rl, "a", 61001, &sup));
+    assert_int_equal(sup, 0);
+    gw_ratelim_undo(rl, "a", 61002, 7); /* not written after all */
+    assert_true(gw_ratelim_take(rl, "a", 61003, &sup));
+    assert_int_equal(sup, 7);
+    assert_true(gw_ratelim_take(rl, "a", 61004, &sup)); /* the third of the window */
+    assert_false(gw_ratelim_take(rl, "a", 61005, &sup));
+    /* many keys: the table stays bounded, evicted counts are not lost */
+    char key[32];
+    for (int i = 0; i < 4 * GW_RL_SLOTS; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        (void)gw_ratelim_take(rl, key, 70000, NULL);
+    }
+    free(rl);
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -811,6 +916,8 @@ int main(int argc, char **argv)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_head_parse),
+        cmocka_unit_test(test_ratelim),
         T(test_authentication),
         T(test_hidden_versus_forbidden),
         T(test_refused_bodies),
@@ -822,6 +929,7 @@ int main(int argc, char **argv)
         T(test_unix_socket),
         T(test_long_operation),
         T(test_target_namespace),
+        T(test_gate_refuses_before_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
