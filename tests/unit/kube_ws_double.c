@@ -9,6 +9,7 @@
 #include <libwebsockets.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #define MSG_MAX 8
@@ -194,6 +195,7 @@ int kube_ws_double_start(const char *data_dir, bool v5, struct kube_double *ret)
         return -errno;
     if (pid == 0) {
         close(p[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its watchdog */
         signal(SIGTERM, on_term);
         signal(SIGPIPE, SIG_IGN);
         lws_set_log_level(0, NULL);

@@ -1003,6 +1003,116 @@ static void test_exec_stdin(void **state)
     assert_int_equal(code, 0);
 }
 
+/* The read end of a pipe that holds data and whose writer has already gone. */
+static int closed_pipe(const char *data, size_t n)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    if (n > 0)
+        assert_int_equal(write(p[1], data, n), (ssize_t)n);
+    close(p[1]);
+    return p[0];
+}
+
+/* a hang is a failure: the exec must end well before the watchdog (SIGALRM) */
+static int run_exec_watched(const char *const *argv, size_t argc, int in_fd, char **ret_out,
+                            int *ret_code, struct stk_error **err)
+{
+    _cleanup_free_ char *errs = NULL;
+    alarm(8);
+    int r = run_exec(G.ws5_cfg, argv, argc, in_fd, ret_out, &errs, ret_code, err);
+    alarm(0);
+    if (r < 0)
+        fail_msg("%s", (*err)->msg);
+    return r;
+}
+
+static void test_exec_stdin_pipe_at_eof(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    static const char *const cat[] = {"cat"};
+    static const char *const wc[] = {"wc"};
+    int code = -1;
+
+    /* `echo piped | stockade exec -i`: written and closed before the upgrade */
+    _cleanup_close_ int in = closed_pipe("piped\n", 6);
+    _cleanup_free_ char *out = NULL;
+    run_exec_watched(cat, 1, in, &out, &code, &err);
+    assert_string_equal(out, "piped\n");
+    assert_int_equal(code, 0);
+
+    /* a full pipe buffer, more than one chunk, at EOF: all of it, then the end */
+    int probe[2];
+    assert_int_equal(pipe2(probe, O_CLOEXEC), 0);
+    int cap = fcntl(probe[0], F_GETPIPE_SZ);
+    close(probe[0]);
+    close(probe[1]);
+    assert_true(cap >= 4096);
+    _cleanup_free_ char *fill = stk_xcalloc(1, (size_t)cap);
+    memset(fill, 'y', (size_t)cap);
+    _cleanup_close_ int full = closed_pipe(fill, (size_t)cap);
+    _cleanup_free_ char *out2 = NULL;
+    run_exec_watched(wc, 1, full, &out2, &code, &err);
+    _cleanup_free_ char *want = stk_xasprintf("%d\n", cap);
+    assert_string_equal(out2, want);
+}
+
+static void test_exec_stdin_empty_at_eof(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    static const char *const cat[] = {"cat"};
+    int code = -1;
+
+    /* an empty pipe whose writer is gone: only the end of stdin */
+    _cleanup_close_ int in = closed_pipe(NULL, 0);
+    _cleanup_free_ char *out = NULL;
+    run_exec_watched(cat, 1, in, &out, &code, &err);
+    assert_string_equal(out, "");
+    assert_int_equal(code, 0);
+
+    /* `exec -i ... </dev/null` */
+    _cleanup_close_ int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(null >= 0);
+    _cleanup_free_ char *out2 = NULL;
+    run_exec_watched(cat, 1, null, &out2, &code, &err);
+    assert_string_equal(out2, "");
+    assert_int_equal(code, 0);
+}
+
+static void test_exec_stdin_pipe_live(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    static const char *const cat[] = {"cat"};
+    int code = -1;
+    /* data before the upgrade, more while the stream runs, then the writer goes */
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (write(p[1], "early\n", 6) != 6)
+            _exit(1);
+        usleep(300 * 1000);
+        if (write(p[1], "late\n", 5) != 5)
+            _exit(1);
+        usleep(100 * 1000);
+        _exit(0);
+    }
+    close(p[1]);
+    _cleanup_close_ int in = p[0];
+    _cleanup_free_ char *out = NULL;
+    run_exec_watched(cat, 1, in, &out, &code, &err);
+    int st = -1;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_equal(out, "early\nlate\n");
+    assert_int_equal(code, 0);
+}
+
 static void test_exec_refused(void **state)
 {
     (void)state;
@@ -1130,6 +1240,9 @@ int main(void)
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_stdin),
+        cmocka_unit_test(test_exec_stdin_pipe_at_eof),
+        cmocka_unit_test(test_exec_stdin_empty_at_eof),
+        cmocka_unit_test(test_exec_stdin_pipe_live),
         cmocka_unit_test(test_exec_refused),
         cmocka_unit_test(test_exec_tty),
     };

@@ -3,10 +3,11 @@
  * The Kubernetes API client against a real cluster: runs only when
  * STOCKADE_TEST_KUBECONFIG names a kubeconfig (skips, exit 77, otherwise).
  * Applies a Namespace and a Pod, watches it Running, execs (exit codes 0
- * and 3, stdin), follows its logs to the end, checks strict validation and
- * the Status messages, deletes what it made. The image must be present on
- * the node: STOCKADE_TEST_KUBE_IMAGE, default localhost/stockade-test:latest
- * (pull policy Never: nothing is pulled).
+ * and 3, stdin from a file and from a pipe at its end), follows its logs
+ * to the end, checks strict validation and the Status messages, deletes
+ * what it made. The image must be present on the node:
+ * STOCKADE_TEST_KUBE_IMAGE, default localhost/stockade-test:latest (pull
+ * policy Never: nothing is pulled).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,6 +55,18 @@ static int tmpfd(void)
     int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
     return fd;
+}
+
+/* The read end of a pipe holding text, its writer already gone. */
+static int closed_pipe(const char *text)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    size_t n = strlen(text);
+    if (n > 0)
+        assert_int_equal(write(p[1], text, n), (ssize_t)n);
+    close(p[1]);
+    return p[0];
 }
 
 static char *read_all(int fd)
@@ -214,6 +227,19 @@ static void test_pod_lifecycle(void **state)
         lseek(in, 0, SEEK_SET);
         exec_argv(cat, 1, in, &o5, &code);
         assert_string_equal(o5, "abcdefgh\n");
+
+        /* `echo piped | stockade exec -i`: a pipe written and closed before
+         * the upgrade; then one closed with nothing in it */
+        _cleanup_close_ int piped = closed_pipe("piped\n");
+        _cleanup_free_ char *o6 = NULL;
+        exec_argv(cat, 1, piped, &o6, &code);
+        assert_string_equal(o6, "piped\n");
+        assert_int_equal(code, 0);
+        _cleanup_close_ int empty = closed_pipe("");
+        _cleanup_free_ char *o7 = NULL;
+        exec_argv(cat, 1, empty, &o7, &code);
+        assert_string_equal(o7, "");
+        assert_int_equal(code, 0);
     }
     /* a tty: its size reaches the container (channel 4) */
     int master = -1, slave = -1;

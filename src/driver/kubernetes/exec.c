@@ -8,9 +8,14 @@
  * One lws context per call, serviced on the caller's thread. stdin is a
  * dup of in_fd adopted as a raw file: while a chunk waits for the socket to
  * become writable, reading stops (flow control), so a fast producer cannot
- * grow memory and the loop never spins. TLS trusts the kubeconfig's CA
- * only and checks the server's name or IP address through OpenSSL's own
- * verification parameters; client certificate and key come from memory.
+ * grow memory and the loop never spins. lws closes that raw file, without
+ * a read, when poll() reports a hang-up but no input it asked for: a pipe
+ * whose writer is gone, if reading is stopped (before the upgrade, or with
+ * a chunk pending) or the pipe is empty. stdin is then read straight from
+ * in_fd, one chunk per writable socket, up to its end, and the end is
+ * signalled. TLS trusts the kubeconfig's CA only and checks the server's
+ * name or IP address through OpenSSL's own verification parameters; client
+ * certificate and key come from memory.
  */
 #include "driver/kubernetes/internal.h"
 
@@ -44,7 +49,9 @@ struct exec_state {
     char *token;
     char host[256]; /* for the TLS name check */
     bool host_is_ip;
-    struct lws *ws, *in_wsi;
+    struct lws *ws;
+    struct lws *in_wsi; /* watches stdin; NULL once lws closed it */
+    struct lws_vhost *vhost;
     bool v5;
     bool established, closed;
     /* stdin */
@@ -182,10 +189,60 @@ static int load_tls(struct exec_state *s, SSL_CTX *ctx)
     return ok == 1 ? 0 : -1;
 }
 
+/* ---- stdin ---- */
+
+/* Watches stdin (a dup lws may close) for data; reading as flow control says. */
+static int watch_stdin(struct exec_state *s, bool read_now)
+{
+    int dupfd = fcntl(s->q->in_fd, F_DUPFD_CLOEXEC, 3);
+    if (dupfd < 0)
+        return -errno;
+    lws_sock_file_fd_type fd = {.filefd = dupfd};
+    s->in_wsi =
+        lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "stockade-stdin", NULL);
+    if (!s->in_wsi)
+        return -EIO; /* lws closed the dup */
+    if (!read_now)
+        lws_rx_flow_control(s->in_wsi, 0);
+    return 0;
+}
+
+/*
+ * stdin without a watcher: lws closed it on a hang-up. A hung-up pipe (or
+ * terminal, or socket) answers read() at once, with data or its end; were
+ * it quiet instead (a FIFO with a new writer), it is watched again.
+ */
+static void read_unwatched(struct exec_state *s)
+{
+    struct pollfd pf = {.fd = s->q->in_fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&pf, 1, 0);
+    while (r < 0 && errno == EINTR);
+    ssize_t n = -1;
+    if (r > 0 && !(pf.revents & POLLNVAL)) {
+        do
+            n = read(s->q->in_fd, s->inbuf + LWS_PRE + 1, STDIN_CHUNK);
+        while (n < 0 && errno == EINTR);
+    }
+    if (r == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+        r = watch_stdin(s, true);
+        if (r < 0)
+            fail(s, -r, "stdin could not be watched: %s", strerror(-r));
+        return;
+    }
+    if (n > 0)
+        s->in_len = (size_t)n;
+    else
+        s->in_eof = true; /* its end, or an error: either ends stdin */
+}
+
 /* ---- sending ---- */
 
 static void send_pending(struct exec_state *s, struct lws *wsi)
 {
+    if (!s->resize_pending && s->in_len == 0 && !s->in_eof && !s->in_wsi && s->q->in_fd >= 0)
+        read_unwatched(s);
     if (s->resize_pending) {
         unsigned char buf[LWS_PRE + 64];
         int n = snprintf((char *)buf + LWS_PRE + 1, sizeof(buf) - LWS_PRE - 1,
@@ -209,8 +266,8 @@ static void send_pending(struct exec_state *s, struct lws *wsi)
         }
         if (s->in_wsi)
             lws_rx_flow_control(s->in_wsi, 1); /* room again: read more */
-        if (s->in_eof)
-            lws_callback_on_writable(wsi);
+        else if (!s->in_eof || s->v5)
+            lws_callback_on_writable(wsi); /* the next chunk, or the end */
         return;
     }
     if (s->in_eof && !s->in_eof_sent && s->v5) {
@@ -390,8 +447,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     }
     case LWS_CALLBACK_RAW_CLOSE_FILE:
-        if (s->in_wsi == wsi)
+        /* not at its end: lws saw a hang-up; what is left is read directly */
+        if (s->in_wsi == wsi) {
             s->in_wsi = NULL;
+            if (s->established && s->ws && !s->closed && !s->fail)
+                lws_callback_on_writable(s->ws);
+        }
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (winch) {
@@ -532,18 +593,11 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
         return r;
     }
 
-    /* stdin: a dup, so lws may close it without closing the caller's fd */
+    /* stdin: a dup, so lws may close it without closing the caller's fd;
+     * nothing is read before the upgrade */
+    s->vhost = lws_get_vhost_by_name(ctx, "default");
     if (q->in_fd >= 0) {
-        int dupfd = fcntl(q->in_fd, F_DUPFD_CLOEXEC, 3);
-        if (dupfd < 0) {
-            r = -errno;
-        } else {
-            lws_sock_file_fd_type fd = {.filefd = dupfd};
-            s->in_wsi =
-                lws_adopt_descriptor_vhost(lws_get_vhost_by_name(ctx, "default"),
-                                           LWS_ADOPT_RAW_FILE_DESC, fd, "stockade-stdin", NULL);
-            r = s->in_wsi ? 0 : -EIO;
-        }
+        r = watch_stdin(s, false);
         if (r < 0) {
             lws_context_destroy(ctx);
             tls_current = NULL;
@@ -551,7 +605,6 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
             free(s);
             return kube_error(k, err, -r, "%s: stdin could not be watched", verb);
         }
-        lws_rx_flow_control(s->in_wsi, 0); /* nothing is read before the upgrade */
     }
 
     struct termios saved;
