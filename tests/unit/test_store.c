@@ -178,7 +178,12 @@ static void test_migrates_schema_1_handle(void **state)
     insert(f->st, sb("old-1", "old", STK_SB_READY));
     stk_store_close(f->st);
     f->st = NULL;
-    sql(f, "ALTER TABLE sandboxes DROP COLUMN handle; PRAGMA user_version = 1");
+    /* everything after schema 1 undone: the handle (2), pools' owners,
+     * the namespaces and the name index (3) */
+    sql(f, "ALTER TABLE sandboxes DROP COLUMN handle; DROP INDEX sandboxes_tenant_name;"
+           "DROP TABLE namespaces; ALTER TABLE pools DROP COLUMN tenant;"
+           "ALTER TABLE pools DROP COLUMN project; ALTER TABLE pools DROP COLUMN owner;"
+           "PRAGMA user_version = 1");
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_store_open(f->state, &f->st, &err), 0);
     struct stk_sb_rec r = {0};
