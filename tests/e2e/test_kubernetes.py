@@ -92,10 +92,15 @@ def spec(path, name, command, **extra):
         "kind": "Sandbox",
         "metadata": {"name": name, "namespace": "e2e"},
         "spec": {"image": IMAGE, "command": command,
+                 "resources": {"cpu": "100m", "memory": "128Mi"},
                  "driverConfig": {"kubernetes": {"namespace": f"stk-e2e-{name}-{os.getpid()}",
                                                  "imagePullPolicy": "IfNotPresent"}}},
     }
-    doc["spec"].update(extra)
+    for k, v in extra.items():
+        if k == "resources":
+            doc["spec"]["resources"].update(v)
+        else:
+            doc["spec"][k] = v
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -229,3 +234,42 @@ def test_gc_removes_only_this_state_dirs_orphans(kube, tmp_path):
         assert other.ok("exec", oid, "--", "echo", "mine").stdout == "mine\n"
     finally:
         other.ok("rm", "-f", oid)
+
+
+def test_concurrent_claims_get_distinct_pods(kube, tmp_path):
+    f = spec(tmp_path / "p.yaml", "pooled", ["/bin/sh", "-c", "exec sleep 3600"])
+    kube.ok("pool", "create", "claims", "--size", "2", "-f", f)
+    deadline = time.monotonic() + 180
+    while True:
+        pools = json.loads(kube.ok("pool", "ls", "-o", "json").stdout)
+        if pools and pools[0]["ready"] == 2:
+            break
+        assert time.monotonic() < deadline, pools
+        time.sleep(1)
+    results = []
+
+    def claim():
+        results.append(kube("create", "--pool", "claims", "-f", f, "-o", "json"))
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [json.loads(p.stdout) for p in results if p.returncode == 0]
+    assert len(claimed) == 2, [p.stderr for p in results]
+    assert all(c["warm"] for c in claimed), claimed
+    ids = {c["id"] for c in claimed}
+    assert len(ids) == 2
+    # each claim holds its own Pod, relabelled for the claimer
+    for sid in ids:
+        pods = kubectl("get", "pods", "-A", "-l", f"stockade.dev/sandbox-id={sid}", "-o",
+                       "json").stdout
+        [pod] = json.loads(pods)["items"]
+        assert pod["metadata"]["labels"]["stockade.dev/claimed"] == "true"
+        assert pod["metadata"]["labels"]["stockade.dev/sandbox"] == "pooled"
+        assert kube.ok("exec", sid, "--", "sh", "-c", "echo $STOCKADE_SANDBOX").stdout == "pooled\n"
+    kube.ok("pool", "rm", "claims")
+    for sid in ids:
+        kube.ok("rm", "-f", sid)
+        assert labelled(sid) == []

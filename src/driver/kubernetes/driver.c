@@ -36,8 +36,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* How long provision waits for the Pod to run (image pulls, scheduling). */
-#define READY_TIMEOUT_MS 180000
+/* How long provision waits for the Pod to run (image pulls, scheduling);
+ * below the two minutes create waits for its monitor's report. */
+#define READY_TIMEOUT_MS 90000
 /* How long teardown waits for what it deleted to be gone. */
 #define GONE_TIMEOUT_MS 120000
 /* supervise looks at the session at least this often. */
@@ -739,22 +740,22 @@ static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
         return stk_error_make(err, STK_DRV_E_NOTSUP,
                               "exec -w: pods/exec has no working directory; run `sh -c 'cd DIR "
                               "&& ...'` instead");
-    /* pods/exec takes no environment: STOCKADE_SANDBOX is in the Pod's
-     * own; others are set by env(1) from the image */
-    /* a claimed pool member's Pod was made with the member's name */
+    /* pods/exec takes no environment: what the caller adds goes through
+     * env(1) from the image; STOCKADE_SANDBOX is in the Pod's own, except
+     * for a claimed pool member, whose Pod was made with the member's name */
     bool claimed = sb->pool && sb->pool[0];
-    size_t n_env = 0;
-    for (size_t i = 0; i < proc->n_env; i++)
-        if (claimed || strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
-            n_env++;
-    const char **argv = stk_xcalloc(proc->argc + n_env + 2, sizeof(*argv));
+    _cleanup_free_ char *name_env =
+        claimed ? stk_xasprintf("STOCKADE_SANDBOX=%s", sb->name ? sb->name : sb->id) : NULL;
+    const char **argv = stk_xcalloc(proc->argc + proc->n_env + 3, sizeof(*argv));
     size_t n = 0;
-    if (n_env) {
-        argv[n++] = "env";
-        for (size_t i = 0; i < proc->n_env; i++)
-            if (claimed || strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
-                argv[n++] = proc->env[i];
-    }
+    argv[n++] = "env";
+    if (name_env)
+        argv[n++] = name_env;
+    for (size_t i = 0; i < proc->n_env; i++)
+        if (strncmp(proc->env[i], "STOCKADE_SANDBOX=", 17))
+            argv[n++] = proc->env[i];
+    if (n == 1)
+        n = 0; /* nothing to set: no env(1) needed */
     for (size_t i = 0; i < proc->argc; i++)
         argv[n++] = proc->argv[i];
     struct stk_kube_exec_req req = {.namespace = ns,
