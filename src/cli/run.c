@@ -433,7 +433,7 @@ int cmd_run(int argc, char **argv)
         .b = b,
         .runtime = rt,
         .workspace = o.workspace,
-        .net = rt == STK_OCI_RUNSC || o.no_network ? NULL : &net,
+        .net = o.no_network ? NULL : &net,
     };
     struct stk_run_result res;
     fflush(stdout);

@@ -21,10 +21,6 @@
 const char *const stk_oci_runtime_names[_STK_OCI_N] = {"runsc", "crun", "runc"};
 
 static const char *const runsc_args[] = {
-    /* This host's gVisor cannot run with a network stack in a fresh network
-     * namespace (reference/MACHINE.md); none means no network at all, which
-     * is what the boundary asks for until the egress issue lands. */
-    "--network=none",
     /* gVisor ignores the OCI seccomp profile unless told; with it, the
      * profile applies to the workload inside the sandbox too. */
     "--oci-seccomp",
@@ -35,9 +31,10 @@ static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
-    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
+    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable, "--network=sandbox",
+                       "--network=none", true},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false},
 };
 
 #define STORAGE_CAVEAT                                                                             \
@@ -90,6 +87,7 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
         argv[n++] = *args;
     argv[n] = NULL;
     bool private_ns = rt_needs_private_mntns(rt);
+    bool hide_net = rt_table[rt].hide_proc_sys_net;
 
     pid_t pid = fork();
     if (pid < 0)
@@ -115,9 +113,18 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* dup2 clears FD_CLOEXEC on the copy: the runtime hands fd 3 on */
     if (io.pass_fd >= 0 && dup2(io.pass_fd, 3) < 0)
         _exit(126);
-    if (private_ns) {
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+    if (private_ns || hide_net) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            _exit(125);
+        if (private_ns && umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+            _exit(125);
+        /* gVisor refuses to run a network stack when it believes it is in
+         * the host's network namespace, and believes so when
+         * /proc/sys/net/core/rmem_default exists, which 6.x kernels show in
+         * every namespace. Only this runtime process and the sandbox and
+         * gofer it starts see the empty directory. */
+        if (hide_net && mount("tmpfs", "/proc/sys/net", "tmpfs",
+                              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555") < 0)
             _exit(125);
     }
     union {

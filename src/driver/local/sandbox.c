@@ -568,12 +568,21 @@ static int step_run(void *ctx, struct stk_error **err)
     int r = stk_path_make(pidfile, sizeof(pidfile), err, "%s/pid", s->dir);
     if (r < 0)
         return r;
-    const char *args[] = {"run",   "--detach", "--bundle", s->bundle, "--pid-file",
-                          pidfile, s->id,      NULL,       NULL};
-    if (s->session) {
-        args[6] = "--preserve-fds=1";
-        args[7] = s->id;
-    }
+    const char *args[12];
+    size_t n = 0;
+    const char *net_flag = s->net ? rt_table[s->rt].net_on : rt_table[s->rt].net_off;
+    if (net_flag)
+        args[n++] = net_flag; /* a global flag: before the command */
+    args[n++] = "run";
+    args[n++] = "--detach";
+    args[n++] = "--bundle";
+    args[n++] = s->bundle;
+    args[n++] = "--pid-file";
+    args[n++] = pidfile;
+    if (s->session)
+        args[n++] = "--preserve-fds=1";
+    args[n++] = s->id;
+    args[n] = NULL;
     struct rt_stdio io = RT_IO_INHERIT;
     if (s->session) {
         /* stockade-init's diagnostics go to the runtime log; the workload's
