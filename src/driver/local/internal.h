@@ -69,6 +69,10 @@ struct rt_desc {
     /* every call runs in a private mount namespace whose /proc/sys/net is
      * an empty tmpfs (runtime.c says why) */
     bool hide_proc_sys_net;
+    /* the workload's tasks are not host tasks (gVisor): the host pids
+     * limit is scaled to gVisor's cost per guest task, and the host's pids
+     * counters are not the workload's */
+    bool guest_tasks;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 

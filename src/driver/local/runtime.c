@@ -27,14 +27,13 @@ static const char *const runsc_args[] = {
     NULL,
 };
 static const char *const no_args[] = {NULL};
-static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
-    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable, "--network=sandbox",
-                       "--network=none", true},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false},
+    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
+                       true, true},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false},
 };
 
 #define STORAGE_CAVEAT                                                                             \
@@ -42,10 +41,11 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     "(/tmp and /dev/shm are size-limited tmpfs)"
 
 static const char *const runsc_caveats[] = {
-    "gVisor manages its own cgroups: the pids limit is not enforced per guest process, so "
-    "pids_exceeded is unobservable (a fork bomb ends at the memory limit or the deadline)",
-    "gVisor runs with --network=none on this host (this runsc cannot join a prepared network "
-    "namespace): the sandbox has loopback only, stricter than the egress rules above",
+    "the pids limit holds on the host tasks of gVisor's sandbox (about two per guest process, "
+    "plus gVisor's own), so it is approximate: a workload reaches about the requested count, "
+    "then the sandbox ends with pids_exceeded; peak pids are not reported",
+    "egress is enforced by nftables on the host side of the sandbox's veth, where gVisor's "
+    "packets pass; gVisor's own network stack runs inside the sandbox",
     STORAGE_CAVEAT,
     NULL,
 };
