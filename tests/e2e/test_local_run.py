@@ -122,6 +122,26 @@ def test_success(run):
     assert p.returncode == 0 and res["phase"] == "succeeded"
 
 
+def test_listing_the_root_works(run):
+    """What a new user runs first: coreutils' ls and stat use statx, which
+    Debian 12's 2022 runsc answered with EINVAL."""
+    p, res = run("--", "/bin/sh", "-c", "ls -la / /usr && stat / && echo LISTED")
+    assert res["phase"] == "succeeded", p.stderr
+    assert "LISTED" in p.output and "Invalid argument" not in p.stderr
+
+
+def test_detection_smoke_checks_what_users_run(stockade, local_env, detected):
+    """A runtime counts as working only after ls -la /, stat / and a packet
+    across the bridge worked in it; the default run uses the strongest."""
+    for name, entry in detected.items():
+        if not entry.get("works"):
+            assert entry.get("note"), (name, entry)  # passed over, with the reason
+    r = stockade("run", "-o", "json", "--", "ls", "-la", "/", env=local_env, timeout=120)
+    res = json.loads(r.stdout.rstrip("\n").split("\n")[-1])
+    best = next(rt for rt in ("runsc", "crun", "runc") if detected.get(rt, {}).get("works"))
+    assert r.returncode == 0 and res["runtime"] == best, r.stderr
+
+
 def test_fork_bomb(run, runtime):
     bomb = ["--pids", "64", "--memory", "256Mi", "--wall-clock", "20s", "--", "/bin/sh", "-c",
             "f() { f | f & }; f; sleep 60"]

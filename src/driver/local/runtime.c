@@ -2,12 +2,13 @@
 /*
  * OCI runtimes: the table, how each is called, and which ones work here.
  *
- * "Works" is decided by a smoke run of the real path (render, cgroup,
- * create, start, wait, delete) with /bin/true, cached per binary path and
- * mtime in <state>/runtimes.json.
+ * "Works" is decided by a smoke run of the real path (render, network,
+ * cgroup, run, wait, delete) of what users run first (smoke() says what),
+ * cached per binary path and mtime in <state>/runtimes.json.
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -45,7 +46,10 @@ static const char *const runsc_caveats[] = {
     "plus gVisor's own), so it is approximate: a workload reaches about the requested count, "
     "then the sandbox ends with pids_exceeded; peak pids are not reported",
     "egress is enforced by nftables on the host side of the sandbox's veth, where gVisor's "
-    "packets pass; gVisor's own network stack runs inside the sandbox",
+    "packets pass (gVisor's own network stack runs inside the sandbox); an internalEgress rule "
+    "narrowed by a podSelector allows nothing locally (pods carry no labels here)",
+    "allowed traffic leaves this host only when the operator sets data.local.nat or "
+    "data.local.routed; otherwise it stops at the bridge",
     STORAGE_CAVEAT,
     NULL,
 };
@@ -191,17 +195,41 @@ static void version_of(const struct stk_local_paths *p, enum stk_oci_runtime rt,
     fmt_into(ret, n, "%s", buf);
 }
 
-/* Runs /bin/true in a default sandbox with this runtime. */
+/* What a user runs first, in a default sandbox with a network: a listing
+ * and a stat of the root (Debian 12's runsc answers coreutils' statx with
+ * EINVAL), then a connection to the bridge's own address, which the host
+ * rule drops and logs: the denial event proves that the sandbox's packets
+ * cross its veth to the bridge, where egress is enforced. */
+#define SMOKE_CHECKS                                                                               \
+    "ls -la / >/dev/null || { echo 'ls -la / failed' >&2; exit 3; }; "                             \
+    "stat / >/dev/null || { echo 'stat / failed' >&2; exit 4; }; "                                 \
+    "timeout 2 bash -c ': </dev/tcp/%s/9' 2>/dev/null; exit 0"
+
 static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
                   struct stk_runtime_status *st)
 {
+    struct stk_net_config net;
+    stk_net_config_default(&net);
+    net.run_dir = p->run_dir;
+    char bridge[INET_ADDRSTRLEN] = "";
+    uint8_t a[4];
+    memcpy(a, net.pool4.addr, 4);
+    a[3] += 1; /* the bridge holds the pool's first address */
+    inet_ntop(AF_INET, a, bridge, sizeof(bridge));
+    char script[512];
+    fmt_into(script, sizeof(script), SMOKE_CHECKS, bridge);
+
     struct stk_sandbox sb = {0};
-    struct stk_str cmd = {.meta = {.set = true}, .v = "/bin/true"};
+    struct stk_str cmd[3] = {
+        {.meta = {.set = true}, .v = "/bin/sh"},
+        {.meta = {.set = true}, .v = "-c"},
+        {.meta = {.set = true}, .v = script},
+    };
     char name[64];
     snprintf(name, sizeof(name), "smoke-%s", rt_table[rt].name);
     sb.metadata.name = (struct stk_str){.meta = {.set = true}, .v = name};
-    sb.spec.command.items = &cmd;
-    sb.spec.command.n = 1;
+    sb.spec.command.items = cmd;
+    sb.spec.command.n = 3;
     sb.spec.command.meta.set = true;
     _cleanup_diags_ struct stk_diags diags = {0};
     _cleanup_boundary_ struct stk_boundary *b = NULL;
@@ -209,16 +237,25 @@ static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
         fmt_into(st->note, sizeof(st->note), "internal error: the smoke sandbox does not resolve");
         return;
     }
-    struct stk_run_request req = {.b = b, .runtime = rt, .quiet = true};
+    struct stk_run_request req = {.b = b, .runtime = rt, .quiet = true, .net = &net};
     struct stk_run_result res;
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_local_run(p, &req, &res, &err) < 0) {
         fmt_into(st->note, sizeof(st->note), "smoke run failed: %s", err->msg);
         return;
     }
+    bool crossed = res.events && strstr(res.events, "\"policy\":\"host\"");
+    free(res.events);
     if (res.phase != STK_PHASE_SUCCEEDED) {
-        fmt_into(st->note, sizeof(st->note), "smoke run of /bin/true ended %s (exit %d)%s%s",
+        fmt_into(st->note, sizeof(st->note), "smoke run (ls -la /, stat /) ended %s (exit %d)%s%s",
                  stk_phase_names[res.phase], res.exit_code, res.note[0] ? ": " : "", res.note);
+        return;
+    }
+    if (!crossed) {
+        fmt_into(st->note, sizeof(st->note),
+                 "smoke run: a connection to the bridge (%s) never reached it (no denial event): "
+                 "the sandbox's network does not pass the veth",
+                 bridge);
         return;
     }
     st->works = true;
