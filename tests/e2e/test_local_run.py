@@ -130,6 +130,17 @@ def test_listing_the_root_works(run):
     assert "LISTED" in p.output and "Invalid argument" not in p.stderr
 
 
+def test_threads_work(run):
+    """glibc creates threads with clone3 and falls back to clone only on
+    ENOSYS; gVisor's seccomp answers every refusal with EPERM."""
+    p, res = run(*py(
+        "import threading\n"
+        "ts = [threading.Thread(target=sum, args=([1],)) for _ in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print('THREADS OK')\n"))
+    assert res["phase"] == "succeeded" and "THREADS OK" in p.output, p.stderr
+
+
 def test_detection_smoke_checks_what_users_run(stockade, local_env, detected):
     """A runtime counts as working only after ls -la /, stat / and a packet
     across the bridge worked in it; the default run uses the strongest."""

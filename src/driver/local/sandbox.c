@@ -227,6 +227,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .init_dir = s->session ? s->libexec : NULL,
         .hostname = s->req->hostname,
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
+        .no_clone3_rule = s->rt == STK_OCI_RUNSC,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
