@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, veth_name
 
 PY = "/usr/bin/python3"
 HELPER = os.environ.get("STK_NET_HELPER", str(ROOT / "build" / "tests" / "net" / "stk-net-helper"))
@@ -486,16 +486,6 @@ def test_two_run_directories_share_one_network(world, tmp_path):
 # ---- the same verdicts through each OCI runtime -------------------------------
 
 RUNTIMES = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
-
-
-def veth_name(sandbox_id):
-    """net.c's name for a sandbox's host-side veth."""
-    if len(sandbox_id) <= 11:
-        return f"stk-{sandbox_id}"
-    h = 2166136261
-    for c in sandbox_id.encode():
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, veth_name
 
 RUNTIMES = ["gvisor", "crun", "runc"]
 BINARY = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
@@ -45,16 +45,6 @@ def runtime(request, detected):
     if not entry.get("works"):
         pytest.skip(f"{BINARY[name]} does not work here: {entry.get('note', 'not detected')}")
     return name
-
-
-def veth_name(sandbox_id):
-    """net.c's name for a sandbox's host-side veth."""
-    if len(sandbox_id) <= 11:
-        return f"stk-{sandbox_id}"
-    h = 2166136261
-    for c in sandbox_id.encode():
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
 
 
 def leftovers(env, sandbox_id=None):
