@@ -888,8 +888,9 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
         return stk_error_make(err, EINVAL, "provision: no id or lock");
     if (rt_table[req->runtime].relay_output)
         return stk_error_make(err, ENOTSUP,
-                              "%s cannot pass the supervisor's socket to the sandbox (no "
-                              "--preserve-fds); long-lived sandboxes need crun or runc",
+                              "%s cannot pass the supervisor's listening socket to the sandbox "
+                              "(its --pass-fd hands it in as a non-socket); long-lived "
+                              "sandboxes need crun or runc",
                               rt_table[req->runtime].name);
     struct sandbox s = sandbox_new(p, req, true);
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
