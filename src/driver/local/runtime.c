@@ -203,7 +203,7 @@ static void version_of(const struct stk_local_paths *p, enum stk_oci_runtime rt,
 #define SMOKE_CHECKS                                                                               \
     "ls -la / >/dev/null || { echo 'ls -la / failed' >&2; exit 3; }; "                             \
     "stat / >/dev/null || { echo 'stat / failed' >&2; exit 4; }; "                                 \
-    "timeout 2 bash -c ': </dev/tcp/%s/9' 2>/dev/null; exit 0"
+    "timeout 1 bash -c ': </dev/tcp/%s/9' 2>/dev/null; exit 0"
 
 static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
                   struct stk_runtime_status *st)
