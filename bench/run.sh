@@ -60,8 +60,8 @@ for rt in runc crun runsc; do
   capture_bundle "$flag" "$work/$rt"
   add "stockade run ($rt)" "$bin run --runtime $flag -- /bin/true"
   # the network (netns, veth, nftables transaction) is stockade's own work
-  # too; runsc never has one here
-  [ "$rt" = runsc ] || add "stockade run --no-network ($rt)" "$bin run --no-network --runtime $flag -- /bin/true"
+  # too; the bare runs below have none
+  add "stockade run --no-network ($rt)" "$bin run --no-network --runtime $flag -- /bin/true"
   case $rt in
     runc) add "runc run (bare)" "runc --root $work/run/bare-runc run --bundle $work/runc bench-runc" ;;
     # crun needs the same private mount namespace stockade gives it on a

@@ -36,7 +36,7 @@ const struct cli_command cli_commands[] = {
      "  -e NAME=VALUE         set an environment variable (repeatable)\n"
      "  -o, --output FMT      text (default) or json: one result object on the last line\n"
      "      --no-network      loopback only: no veth, no egress at all (stricter than any\n"
-     "                        egress rule; runsc always runs so on this host)\n"
+     "                        egress rule)\n"
      "      --dry-run         print the sandbox's contract (explain, flags included)\n"
      "                        and the runtime it would use; run nothing\n"
      "\n"

@@ -419,9 +419,8 @@ int cmd_run(int argc, char **argv)
     }
 
     /* The sandbox's network: a veth on stockade's bridge with the egress
-     * model compiled to nftables. gVisor on this Debian cannot join a
-     * prepared network namespace (MACHINE.md), so under runsc the sandbox
-     * keeps an empty one: loopback only, stricter than the model. */
+     * model compiled to nftables, on every runtime (gVisor's stack takes
+     * the veth over; runtime.c says how). */
     struct stk_net_config net;
     stk_net_config_default(&net);
     net.run_dir = paths.run_dir;
@@ -433,7 +432,7 @@ int cmd_run(int argc, char **argv)
         .b = b,
         .runtime = rt,
         .workspace = o.workspace,
-        .net = rt == STK_OCI_RUNSC || o.no_network ? NULL : &net,
+        .net = o.no_network ? NULL : &net,
     };
     struct stk_run_result res;
     fflush(stdout);

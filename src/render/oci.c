@@ -218,7 +218,7 @@ static json_t *deny_rule(const char *const *names, int errno_ret)
     return r;
 }
 
-static json_t *render_seccomp(const struct stk_boundary *b)
+static json_t *render_seccomp(const struct stk_boundary *b, const struct stk_oci_options *o)
 {
     json_t *s = json_object();
     json_object_set_new(s, "defaultAction", json_string("SCMP_ACT_ALLOW"));
@@ -253,7 +253,8 @@ static json_t *render_seccomp(const struct stk_boundary *b)
     /* clone3 passes its flags in memory seccomp cannot read: ENOSYS makes
      * the C library fall back to clone, whose flags are checked above. */
     static const char *const clone3[] = {"clone3", NULL};
-    json_array_append_new(rules, deny_rule(clone3, ENOSYS));
+    if (!o->no_clone3_rule)
+        json_array_append_new(rules, deny_rule(clone3, ENOSYS));
     json_object_set_new(s, "syscalls", rules);
     return s;
 }
@@ -346,7 +347,7 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
     json_object_set_new(l, "namespaces", ns);
     json_object_set_new(l, "cgroupsPath", json_string(o->cgroups_path));
     json_object_set_new(l, "resources", render_resources(b));
-    json_object_set_new(l, "seccomp", render_seccomp(b));
+    json_object_set_new(l, "seccomp", render_seccomp(b, o));
     json_object_set_new(l, "maskedPaths", str_array(masked_paths, STK_ARRAY_SIZE(masked_paths)));
     json_object_set_new(l, "readonlyPaths",
                         str_array(readonly_paths, STK_ARRAY_SIZE(readonly_paths)));

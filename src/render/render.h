@@ -204,6 +204,11 @@ struct stk_oci_options {
     /* gVisor: its /sys/fs/cgroup is its own, read-only emulation, and it
      * refuses the remount entry that makes runc's and crun's read-only */
     bool no_cgroup_remount;
+    /* gVisor: its seccomp answers every refusal with EPERM (errnoRet is not
+     * honoured), and glibc's pthread_create falls back from clone3 to clone
+     * only on ENOSYS; a clone3 rule would break every thread. clone3 then
+     * reaches gVisor's own kernel, whose namespaces the host never sees. */
+    bool no_clone3_rule;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"

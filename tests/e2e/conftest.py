@@ -18,6 +18,16 @@ def stockade_bin():
     return os.environ.get("STOCKADE_BIN", str(ROOT / "build" / "src" / "stockade"))
 
 
+def veth_name(sandbox_id):
+    """net.c's name for a sandbox's host-side veth."""
+    if len(sandbox_id) <= 11:
+        return f"stk-{sandbox_id}"
+    h = 2166136261
+    for c in sandbox_id.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
+
+
 class Stockade:
     def __init__(self, binary):
         self.binary = binary

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, veth_name
 
 PY = "/usr/bin/python3"
 HELPER = os.environ.get("STK_NET_HELPER", str(ROOT / "build" / "tests" / "net" / "stk-net-helper"))
@@ -97,7 +97,7 @@ class World:
         self.run_dir = run_dir
         self.procs = []
         self.ids = []
-        self.veths = []
+        self.veths = set()  # every sandbox's host-side veth name, for the leak check
 
     def helper(self, *args, check=True, options=()):
         return sh(HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", self.run_dir,
@@ -150,7 +150,7 @@ class World:
         r = self.helper("up", sid, spec, *([env] if env else []), options=options)
         self.ids.append(sid)
         path, a4, a6, veth, group = r.stdout.split()
-        self.veths.append(veth)
+        self.veths.add(veth)
         return {"netns": path, "v4": a4.split("/")[0], "v6": a6.split("/")[0], "veth": veth,
                 "group": int(group)}
 
@@ -184,6 +184,8 @@ class World:
 @pytest.fixture
 def world():
     run_dir = tempfile.mkdtemp(prefix="stk-egress-")
+    # other users of this host have stk-* links of their own: only new ones count
+    before = set(sh("ip", "-o", "link").stdout.splitlines())
     w = World(run_dir)
     try:
         w.build()
@@ -191,9 +193,9 @@ def world():
     finally:
         left = w.teardown()
         shutil.rmtree(run_dir, ignore_errors=True)
-        # only this world's links: other run directories' sandboxes may share the host
         root_links = [l for l in sh("ip", "-o", "link").stdout.splitlines()
-                      if any(f": {v}@" in l or f": {v}:" in l for v in w.veths)]
+                      if ": stk-" in l and l not in before
+                      and l.split(":")[1].strip().split("@")[0] in w.veths]
         assert left == {"links": [], "tables": "", "netns": []}, left
         assert root_links == [], "this world's links leaked into the real host namespace"
 
@@ -479,3 +481,71 @@ def test_two_run_directories_share_one_network(world, tmp_path):
         other("down", "keep", check=False)
         other("gc", check=False)
         shutil.rmtree(other_dir, ignore_errors=True)
+
+
+# ---- the same verdicts through each OCI runtime -------------------------------
+
+RUNTIMES = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
+
+
+@pytest.fixture(scope="module")
+def runtime_state(tmp_path_factory, stockade):
+    """A state directory whose runtime detection is done once: which runtimes
+    passed stockade's own smoke run here."""
+    base = tmp_path_factory.mktemp("rt-state")
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(base / "state"),
+               STOCKADE_RUN_DIR=str(base / "run"))
+    stockade("run", "--", "/bin/true", env=env, timeout=180)
+    detected = json.loads((base / "state" / "runtimes.json").read_text())
+    return env, detected
+
+
+@pytest.mark.parametrize("case", ["allowlist", "datalab", "dns-only"])
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_parity_through_the_runtime(world, stockade, runtime_state, tmp_path, runtime, case):
+    """The probe runs as a real sandbox (`stockade run`, started in the test's
+    host namespace) on each runtime: what its connections observe is what
+    netpol trace says, and every denied attempt is an event of the run. Under
+    gVisor the packets come from gVisor's own network stack and cross the
+    veth, where the rules are."""
+    env, detected = runtime_state
+    entry = detected.get(RUNTIMES[runtime], {})
+    if not entry.get("works"):
+        pytest.skip(f"{RUNTIMES[runtime]} does not work here: {entry.get('note')}")
+    network, external, cidrs = CASES[case]
+    envfile = env_file(tmp_path, external, cidrs)
+    spec = sandbox_file(tmp_path, "probe", "lab-002", network)
+    # the local backend runs the host's directories, not an image
+    pathlib.Path(spec).write_text(pathlib.Path(spec).read_text().replace(
+        "image: busybox", "rootfs: host"))
+    dests = [d for d in destinations({"v4": "", "v6": ""}, {"v4": "", "v6": ""}) if d[0]]
+    expected = trace(stockade, spec, envfile, dests)
+    probes = [{"addr": a, "port": p, "proto": pr} for a, p, pr, _ in dests]
+    probes += [{"addr": "10.88.0.1", "port": 9999, "proto": "tcp"}]
+    r = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{HOST}", stockade.binary, "run", "--runtime", runtime,
+         "--env", envfile, "-f", spec, "-o", "json", "--", "python3", "-c", PROBE],
+        input=json.dumps(probes), capture_output=True, text=True, env=env, timeout=120)
+    lines = r.stdout.rstrip("\n").split("\n")
+    assert r.returncode == 0 and len(lines) >= 2, r.stderr
+    res = json.loads(lines[-1])
+    world.veths.add(veth_name(res["id"]))
+    observed = json.loads(lines[-2])
+    assert res["runtime"] == RUNTIMES[runtime] and res["network"] == "egress-policy"
+    mismatches = [
+        (d, v["verdict"], "connected" if o else "blocked")
+        for d, v, o in zip(dests, expected, observed)
+        if (v["verdict"] == "allow") != o
+    ]
+    assert not mismatches, f"{runtime}/{case}: enforcement differs from netpol trace: {mismatches}"
+    assert observed[-1] is False  # the host itself
+    denied = [e for e in res["events"] if e["type"] == "egress_denied"]
+    for (addr, port, proto, _), v in zip(dests, expected):
+        got = [e for e in denied
+               if e["dst"] == addr and e["port"] == port and e["proto"] == proto.upper()]
+        if v["verdict"] == "allow":
+            assert not got, (addr, port)
+        else:
+            assert got, f"{runtime}/{case}: no egress_denied event for {addr}:{port}/{proto}"
+            assert {e["policy"] for e in got} == {v.get("exceptedBy", "deny-egress")}
+    assert any(e["policy"] == "host" and e["dst"] == "10.88.0.1" for e in denied), denied

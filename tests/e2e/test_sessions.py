@@ -300,7 +300,7 @@ def test_create_refuses_bad_input(sess, tmp_path):
     p = sess("create", "-f", bad)
     assert p.returncode == 1 and f"{bad}:7:" in p.stderr and "spec.resources.memory" in p.stderr
     p = sess("create", "-f", write_spec(tmp_path / "g.yaml", runtime="gvisor"))
-    assert p.returncode == 1 and "preserve-fds" in p.stderr
+    assert p.returncode == 1 and "supervisor's listening socket" in p.stderr
     assert sess.ls("-a") == []
     p = sess("exec", "nosuch", "--", "true")
     assert p.returncode == 125 and "no sandbox nosuch" in p.stderr

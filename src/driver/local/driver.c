@@ -46,20 +46,22 @@ static void local_close(void *ctx)
 }
 
 /* The runtime a long-lived sandbox of b gets here: as `run` would choose,
- * without runsc (no --preserve-fds in this version). */
+ * without runsc (its --pass-fd hands a listening socket in as a
+ * non-socket, so stockade-init cannot serve from inside gVisor). */
 static int long_lived_runtime(const struct stk_boundary *b,
                               struct stk_runtime_status st[_STK_OCI_N], enum stk_oci_runtime *ret,
                               bool *ret_passed_over, struct stk_error **err)
 {
     *ret_passed_over = false;
-    /* This runsc has no --preserve-fds: stockade-init cannot receive its
-     * socket, so long-lived sandboxes run on the strongest of the others. */
+    /* stockade-init cannot receive its listening socket under runsc, so
+     * long-lived sandboxes run on the strongest of the others. */
     if (st[STK_OCI_RUNSC].works) {
         st[STK_OCI_RUNSC].works = false;
         *ret_passed_over = b->runtime == STK_RUNTIME_DEFAULT;
-        fmt_into(st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
-                 "this runsc cannot pass the supervisor's socket (no --preserve-fds); long-lived "
-                 "sandboxes use crun or runc, `stockade run` can use runsc");
+        fmt_into(
+            st[STK_OCI_RUNSC].note, sizeof(st[STK_OCI_RUNSC].note),
+            "runsc cannot pass the supervisor's listening socket (--pass-fd hands it in as a "
+            "non-socket); long-lived sandboxes use crun or runc, `stockade run` can use runsc");
     }
     const char *note = NULL;
     if (stk_runtime_choose(b->runtime, st, ret, &note) < 0)
@@ -101,8 +103,8 @@ static int local_facts(void *ctx, const struct stk_boundary *b, struct stk_drive
     ret->runtime = stk_oci_runtime_names[rt];
     if (passed_over)
         fmt_into(ret->note, sizeof(ret->note),
-                 "runs on %s, not gVisor: this runsc cannot pass the supervisor's socket (no "
-                 "--preserve-fds); `stockade run` can use it",
+                 "runs on %s, not gVisor: runsc cannot pass the supervisor's listening socket "
+                 "(--pass-fd hands it in as a non-socket); `stockade run` can use it",
                  stk_oci_runtime_names[rt]);
     return 0;
 }

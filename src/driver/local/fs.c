@@ -139,7 +139,17 @@ void random_hex(char *buf, size_t n)
     buf[n] = '\0';
 }
 
-/* Counts, or removes, <root>/<id> and <root>/<id>_* (runsc's files). */
+/* Whether a --root entry belongs to id: <id>, <id>_* or runsc-<id>.sock
+ * (runsc's control socket since 2024). */
+static bool entry_of(const char *name, const char *id, size_t len)
+{
+    if (!strncmp(name, "runsc-", 6) && !strncmp(name + 6, id, len) &&
+        !strcmp(name + 6 + len, ".sock"))
+        return true;
+    return !strncmp(name, id, len) && (!name[len] || name[len] == '_');
+}
+
+/* Counts, or removes, what a runtime's --root holds for id. */
 size_t runtime_entries(const char *root, const char *id, bool remove)
 {
     DIR *d = opendir(root);
@@ -149,7 +159,7 @@ size_t runtime_entries(const char *root, const char *id, bool remove)
     struct dirent *e;
     char path[700];
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, id, len) || (e->d_name[len] && e->d_name[len] != '_'))
+        if (!entry_of(e->d_name, id, len))
             continue;
         if (stk_path_fmt(path, sizeof(path), "%s/%s", root, e->d_name) < 0)
             continue; /* never a cut path: it would name another entry */

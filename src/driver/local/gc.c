@@ -35,9 +35,18 @@ static void idlist_add(const char *id, void *ud)
 
 /* The sandbox id an entry of a runtime's --root belongs to: runc and crun
  * keep a directory named after it; runsc keeps "<id>_sandbox:<id>.state"
- * and ".lock" files. stockade's ids never contain '_'. */
+ * and ".lock" files, and (since 2024) "runsc-<id>.sock". stockade's ids never contain '_'. */
 static bool entry_id(const char *name, char id[64])
 {
+    /* runsc-<id>.sock, runsc's control socket */
+    size_t len = strlen(name);
+    if (!strncmp(name, "runsc-", 6) && len > 11 && !strcmp(name + len - 5, ".sock")) {
+        if (len - 11 >= 64)
+            return false;
+        memcpy(id, name + 6, len - 11);
+        id[len - 11] = '\0';
+        return true;
+    }
     size_t n = strcspn(name, "_");
     if (name[0] == '.' || n == 0 || n >= 64)
         return false;

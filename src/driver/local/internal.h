@@ -63,6 +63,16 @@ struct rt_desc {
     bool relay_output;
     const char *const *global_args; /* after --root DIR */
     const char *const *unobservable;
+    /* global flags for `run` with a prepared network namespace and
+     * without one (NULL: the namespace in config.json says it all) */
+    const char *net_on, *net_off;
+    /* every call runs in a private mount namespace whose /proc/sys/net is
+     * an empty tmpfs (runtime.c says why) */
+    bool hide_proc_sys_net;
+    /* the workload's tasks are not host tasks (gVisor): the host pids
+     * limit is scaled to gVisor's cost per guest task, and the host's pids
+     * counters are not the workload's */
+    bool guest_tasks;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 
@@ -110,7 +120,7 @@ ssize_t file_read(const char *path, char *buf, size_t n);
 int rm_rf(const char *path);
 int mkdir_p(const char *path, mode_t mode);
 /* Counts, or removes, what a runtime's --root holds for a sandbox:
- * <root>/<id> (runc, crun) and <root>/<id>_* (runsc's files). */
+ * <root>/<id> (runc, crun), <root>/<id>_* and <root>/runsc-<id>.sock (runsc). */
 size_t runtime_entries(const char *root, const char *id, bool remove);
 /* Random lowercase hex id of n characters. */
 void random_hex(char *buf, size_t n);

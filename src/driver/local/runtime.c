@@ -2,12 +2,13 @@
 /*
  * OCI runtimes: the table, how each is called, and which ones work here.
  *
- * "Works" is decided by a smoke run of the real path (render, cgroup,
- * create, start, wait, delete) with /bin/true, cached per binary path and
- * mtime in <state>/runtimes.json.
+ * "Works" is decided by a smoke run of the real path (render, network,
+ * cgroup, run, wait, delete) of what users run first (smoke() says what),
+ * cached per binary path and mtime in <state>/runtimes.json.
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -21,23 +22,19 @@
 const char *const stk_oci_runtime_names[_STK_OCI_N] = {"runsc", "crun", "runc"};
 
 static const char *const runsc_args[] = {
-    /* This host's gVisor cannot run with a network stack in a fresh network
-     * namespace (reference/MACHINE.md); none means no network at all, which
-     * is what the boundary asks for until the egress issue lands. */
-    "--network=none",
     /* gVisor ignores the OCI seccomp profile unless told; with it, the
      * profile applies to the workload inside the sandbox too. */
     "--oci-seccomp",
     NULL,
 };
 static const char *const no_args[] = {NULL};
-static const char *const runsc_unobservable[] = {"pids_exceeded", NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
-    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, runsc_unobservable},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
+    [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
+                       true, true},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false},
 };
 
 #define STORAGE_CAVEAT                                                                             \
@@ -45,10 +42,14 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     "(/tmp and /dev/shm are size-limited tmpfs)"
 
 static const char *const runsc_caveats[] = {
-    "gVisor manages its own cgroups: the pids limit is not enforced per guest process, so "
-    "pids_exceeded is unobservable (a fork bomb ends at the memory limit or the deadline)",
-    "gVisor runs with --network=none on this host (this runsc cannot join a prepared network "
-    "namespace): the sandbox has loopback only, stricter than the egress rules above",
+    "the pids limit holds on the host tasks of gVisor's sandbox (about two per guest process, "
+    "plus gVisor's own), so it is approximate: a workload reaches about the requested count, "
+    "then the sandbox ends with pids_exceeded; peak pids are not reported",
+    "egress is enforced by nftables on the host side of the sandbox's veth, where gVisor's "
+    "packets pass (gVisor's own network stack runs inside the sandbox); an internalEgress rule "
+    "narrowed by a podSelector allows nothing locally (pods carry no labels here)",
+    "allowed traffic leaves this host only when the operator sets data.local.nat or "
+    "data.local.routed; otherwise it stops at the bridge",
     STORAGE_CAVEAT,
     NULL,
 };
@@ -90,6 +91,7 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
         argv[n++] = *args;
     argv[n] = NULL;
     bool private_ns = rt_needs_private_mntns(rt);
+    bool hide_net = rt_table[rt].hide_proc_sys_net;
 
     pid_t pid = fork();
     if (pid < 0)
@@ -115,9 +117,18 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* dup2 clears FD_CLOEXEC on the copy: the runtime hands fd 3 on */
     if (io.pass_fd >= 0 && dup2(io.pass_fd, 3) < 0)
         _exit(126);
-    if (private_ns) {
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+    if (private_ns || hide_net) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            _exit(125);
+        if (private_ns && umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+            _exit(125);
+        /* gVisor refuses to run a network stack when it believes it is in
+         * the host's network namespace, and believes so when
+         * /proc/sys/net/core/rmem_default exists, which 6.x kernels show in
+         * every namespace. Only this runtime process and the sandbox and
+         * gofer it starts see the empty directory. */
+        if (hide_net && mount("tmpfs", "/proc/sys/net", "tmpfs",
+                              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555") < 0)
             _exit(125);
     }
     union {
@@ -184,17 +195,41 @@ static void version_of(const struct stk_local_paths *p, enum stk_oci_runtime rt,
     fmt_into(ret, n, "%s", buf);
 }
 
-/* Runs /bin/true in a default sandbox with this runtime. */
+/* What a user runs first, in a default sandbox with a network: a listing
+ * and a stat of the root (Debian 12's runsc answers coreutils' statx with
+ * EINVAL), then a connection to the bridge's own address, which the host
+ * rule drops and logs: the denial event proves that the sandbox's packets
+ * cross its veth to the bridge, where egress is enforced. */
+#define SMOKE_CHECKS                                                                               \
+    "ls -la / >/dev/null || { echo 'ls -la / failed' >&2; exit 3; }; "                             \
+    "stat / >/dev/null || { echo 'stat / failed' >&2; exit 4; }; "                                 \
+    "timeout 1 bash -c ': </dev/tcp/%s/9' 2>/dev/null; exit 0"
+
 static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
                   struct stk_runtime_status *st)
 {
+    struct stk_net_config net;
+    stk_net_config_default(&net);
+    net.run_dir = p->run_dir;
+    char bridge[INET_ADDRSTRLEN] = "";
+    uint8_t a[4];
+    memcpy(a, net.pool4.addr, 4);
+    a[3] += 1; /* the bridge holds the pool's first address */
+    inet_ntop(AF_INET, a, bridge, sizeof(bridge));
+    char script[512];
+    fmt_into(script, sizeof(script), SMOKE_CHECKS, bridge);
+
     struct stk_sandbox sb = {0};
-    struct stk_str cmd = {.meta = {.set = true}, .v = "/bin/true"};
+    struct stk_str cmd[3] = {
+        {.meta = {.set = true}, .v = "/bin/sh"},
+        {.meta = {.set = true}, .v = "-c"},
+        {.meta = {.set = true}, .v = script},
+    };
     char name[64];
     snprintf(name, sizeof(name), "smoke-%s", rt_table[rt].name);
     sb.metadata.name = (struct stk_str){.meta = {.set = true}, .v = name};
-    sb.spec.command.items = &cmd;
-    sb.spec.command.n = 1;
+    sb.spec.command.items = cmd;
+    sb.spec.command.n = 3;
     sb.spec.command.meta.set = true;
     _cleanup_diags_ struct stk_diags diags = {0};
     _cleanup_boundary_ struct stk_boundary *b = NULL;
@@ -202,16 +237,25 @@ static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
         fmt_into(st->note, sizeof(st->note), "internal error: the smoke sandbox does not resolve");
         return;
     }
-    struct stk_run_request req = {.b = b, .runtime = rt, .quiet = true};
+    struct stk_run_request req = {.b = b, .runtime = rt, .quiet = true, .net = &net};
     struct stk_run_result res;
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_local_run(p, &req, &res, &err) < 0) {
         fmt_into(st->note, sizeof(st->note), "smoke run failed: %s", err->msg);
         return;
     }
+    bool crossed = res.events && strstr(res.events, "\"policy\":\"host\"");
+    free(res.events);
     if (res.phase != STK_PHASE_SUCCEEDED) {
-        fmt_into(st->note, sizeof(st->note), "smoke run of /bin/true ended %s (exit %d)%s%s",
+        fmt_into(st->note, sizeof(st->note), "smoke run (ls -la /, stat /) ended %s (exit %d)%s%s",
                  stk_phase_names[res.phase], res.exit_code, res.note[0] ? ": " : "", res.note);
+        return;
+    }
+    if (!crossed) {
+        fmt_into(st->note, sizeof(st->note),
+                 "smoke run: a connection to the bridge (%s) never reached it (no denial event): "
+                 "the sandbox's network does not pass the veth",
+                 bridge);
         return;
     }
     st->works = true;
