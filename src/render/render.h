@@ -204,7 +204,13 @@ struct stk_oci_options {
     /* gVisor: its /sys/fs/cgroup is its own, read-only emulation, and it
      * refuses the remount entry that makes runc's and crun's read-only */
     bool no_cgroup_remount;
+    /* spec.storage.home: the host directory bound read-write at
+     * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
+    const char *home;
 };
+
+/* Where a sandbox's home volume is mounted, on every backend. */
+#define STK_HOME_PATH "/home/sandbox"
 
 #define STK_OCI_INIT_DIR  "/.stockade"
 #define STK_OCI_INIT_PATH STK_OCI_INIT_DIR "/stockade-init"
