@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, volume_leftovers
 
 RUNTIMES = ["gvisor", "crun", "runc"]
 BINARY = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
@@ -57,6 +57,8 @@ def leftovers(env, sandbox_id=None):
     # bookkeeping (lock, leases) and one entry per live sandbox
     found += [str(p) for p in run.glob("*/*") if p.parent.name != "net"] if run.exists() else []
     found += [str(p) for p in (run / "net" / "sandboxes").glob("*")]
+    # the sandbox's volumes (/workspace): their mounts and loop devices
+    found += volume_leftovers(env["STOCKADE_STATE_DIR"])
     if sandbox_id:
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
