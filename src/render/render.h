@@ -209,9 +209,6 @@ struct stk_oci_options {
     const char *home;
 };
 
-/* Where a sandbox's home volume is mounted, on every backend. */
-#define STK_HOME_PATH "/home/sandbox"
-
 #define STK_OCI_INIT_DIR  "/.stockade"
 #define STK_OCI_INIT_PATH STK_OCI_INIT_DIR "/stockade-init"
 

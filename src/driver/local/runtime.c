@@ -40,16 +40,11 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNC] = {"runc", false, false, no_args, none},
 };
 
-#define STORAGE_CAVEAT                                                                             \
-    "resources.storage is not enforced: /workspace is a host directory without a quota "           \
-    "(/tmp and /dev/shm are size-limited tmpfs)"
-
 static const char *const runsc_caveats[] = {
     "gVisor manages its own cgroups: the pids limit is not enforced per guest process, so "
     "pids_exceeded is unobservable (a fork bomb ends at the memory limit or the deadline)",
     "gVisor runs with --network=none on this host (this runsc cannot join a prepared network "
     "namespace): the sandbox has loopback only, stricter than the egress rules above",
-    STORAGE_CAVEAT,
     NULL,
 };
 /* explain already says that runc and crun share the host kernel */
@@ -58,7 +53,6 @@ static const char *const host_kernel_caveats[] = {
     "podSelector allows nothing locally (pods carry no labels here)",
     "allowed traffic leaves this host only when the operator sets data.local.nat or "
     "data.local.routed; otherwise it stops at the bridge",
-    STORAGE_CAVEAT,
     NULL,
 };
 
