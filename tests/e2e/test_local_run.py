@@ -605,7 +605,8 @@ def test_dry_run_shows_flag_provenance(stockade, local_env, detected):
     assert list((pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "sandboxes").glob("*")) == []
     r = stockade("run", "--dry-run", "--memory", "300Mi", "--", "/bin/true", env=local_env)
     assert "spec.resources.memory = 300Mi [command-line flag]" in r.stdout
-    assert "resources.storage is not enforced" in r.stdout
+    assert "resources.storage is not enforced" not in r.stdout
+    assert "Storage: /workspace is a 1Gi filesystem of its own" in r.stdout
 
 
 def test_stdin_reaches_the_workload(run, runtime):
@@ -662,6 +663,25 @@ def test_small_memory_limits_need_no_other_flags(run, memory):
     quarter_kib = int(memory[:-2]) * 1024 // 4
     sizes = [int(line.split()[1]) for line in p.output.splitlines() if line.strip()]
     assert sizes == [quarter_kib, quarter_kib], p.output
+
+
+def test_storage_limit_holds(run, tmp_path):
+    """Writing past resources.storage into /workspace and past the home's
+    size fails on every runtime; however it fails, no file outgrows its
+    limit, and nothing lands on the host's filesystem."""
+    spec = tmp_path / "full.yaml"
+    spec.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: full\n"
+                    "spec:\n  command: [\"true\"]\n  resources:\n    storage: 50Mi\n"
+                    "  storage:\n    home:\n      size: 20Mi\n")
+    p, res = run("-f", spec, "--", "/bin/sh", "-c",
+                 "for f in /workspace/big $HOME/big; do "
+                 "dd if=/dev/zero of=$f bs=1M count=120 2>/dev/null && echo fits; "
+                 "wc -c < $f; done; echo HOME=$HOME")
+    lines = p.output.split()
+    assert "fits" not in lines, p.output
+    ws, home = [int(x) for x in lines if x.isdigit()]
+    assert ws <= 50 << 20 and home <= 20 << 20, p.output
+    assert "HOME=/home/sandbox" in lines
 
 
 def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):
