@@ -106,30 +106,34 @@ static int mkfs(const char *image, bool journal, struct stk_error **err)
     return 0;
 }
 
+/* Made under a temporary name and renamed once whole: a crash half way
+ * never leaves a kept image that does not mount. */
 static int image_create(const char *image, int64_t size, bool journal, struct stk_error **err)
 {
-    (void)unlink(image);
-    _cleanup_close_ int fd =
-        open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    char tmp[760];
+    if (stk_path_fmt(tmp, sizeof(tmp), "%s.new", image) < 0)
+        return stk_error_make(err, ENAMETOOLONG, "%s: path too long", image);
+    (void)unlink(tmp);
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return stk_error_errno(err, errno, "creating %s", image);
+        return stk_error_errno(err, errno, "creating %s", tmp);
     /* Every block taken now, by stockade: the sandbox's writes then only
      * fill space it was given, never the host's free or reserved blocks
      * (the loop device writes as the kernel, which may use them). A host
      * without the space refuses the sandbox here. */
-    if (fallocate(fd, 0, 0, (off_t)size) < 0) {
-        int e = errno;
-        (void)unlink(image);
-        if (e == ENOSPC)
-            return stk_error_make(err, ENOSPC,
-                                  "the host has not got %lld MiB free for %s (the sandbox's "
-                                  "storage is taken when it starts)",
-                                  (long long)(size >> 20), image);
-        return stk_error_errno(err, e, "allocating %s", image);
-    }
-    int r = mkfs(image, journal, err);
+    int r = 0;
+    if (fallocate(fd, 0, 0, (off_t)size) < 0)
+        r = errno == ENOSPC ? stk_error_make(err, ENOSPC,
+                                             "the host has not got %lld MiB free for %s (the "
+                                             "sandbox's storage is taken when it starts)",
+                                             (long long)(size >> 20), image)
+                            : stk_error_errno(err, errno, "allocating %s", tmp);
+    if (r >= 0)
+        r = mkfs(tmp, journal, err);
+    if (r >= 0 && rename(tmp, image) < 0)
+        r = stk_error_errno(err, errno, "renaming %s", tmp);
     if (r < 0)
-        (void)unlink(image);
+        (void)unlink(tmp);
     return r;
 }
 
