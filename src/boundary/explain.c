@@ -129,7 +129,7 @@ static void explain_filesystem(struct stk_contract *c)
     } else if (!strcmp(b->rootfs, "host")) {
         from(say(c, SEC_FILESYSTEM,
                  "Reads the host's /usr, /bin, /lib*, /sbin and a minimal /etc, read-only; never "
-                 "/root, /home, /var, /run or any socket."),
+                 "the host's /root, /home, /var, /run or any socket."),
              &b->rootfs_origin);
     } else {
         from(say(c, SEC_FILESYSTEM, "Reads its root filesystem %s, read-only.", b->rootfs),

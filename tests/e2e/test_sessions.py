@@ -262,6 +262,12 @@ def test_storage_limits_hold(sess, tmp_path):
     spec = write_spec(tmp_path / "full.yaml", name="full", resources={"storage": "50Mi"},
                       storage={"home": {"persist": True, "size": "30Mi"}})
     sid = sess.create(spec)
+    # verify proves both limits from inside: each is a filesystem no larger
+    p = sess("verify", sid, "-o", "json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {r["claim"]: r["verdict"] for r in json.loads(p.stdout)["rows"]}
+    assert rows["/workspace holds at most 50Mi"] == "pass", rows
+    assert rows["/home/sandbox holds at most 30Mi"] == "pass", rows
     p = sess("exec", sid, "--", "/bin/sh", "-c",
              "dd if=/dev/zero of=/workspace/big bs=1M count=120 2>&1")
     assert p.returncode != 0 and "No space left" in p.stdout, p.stdout
