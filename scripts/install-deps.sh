@@ -17,6 +17,8 @@ packages=(
   wrk busybox strace linux-perf
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
+  # mkfs.ext4: /workspace and the home are size-limited ext4 volumes
+  e2fsprogs
 )
 # gVisor, the strongest local runtime, comes from bookworm-backports: Debian
 # 12's own runsc (2022) answers statx with EINVAL (`ls /` fails under it) and

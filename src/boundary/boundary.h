@@ -152,6 +152,10 @@ struct stk_resolved_limits {
     int64_t storage;
 };
 
+/* Where spec.storage.home is mounted and what $HOME then is, on every
+ * backend (the Kubernetes pod, the local sandbox, verify's probe). */
+#define STK_HOME_PATH "/home/sandbox"
+
 struct stk_boundary {
     struct stk_arena *arena;
     const char *spec_file;

@@ -129,7 +129,7 @@ static void explain_filesystem(struct stk_contract *c)
     } else if (!strcmp(b->rootfs, "host")) {
         from(say(c, SEC_FILESYSTEM,
                  "Reads the host's /usr, /bin, /lib*, /sbin and a minimal /etc, read-only; never "
-                 "/root, /home, /var, /run or any socket."),
+                 "the host's /root, /home, /var, /run or any socket."),
              &b->rootfs_origin);
     } else {
         from(say(c, SEC_FILESYSTEM, "Reads its root filesystem %s, read-only.", b->rootfs),
@@ -409,8 +409,26 @@ static void explain_resources(struct stk_contract *c)
     else
         from(say(c, SEC_RESOURCES, "CPU time: no budget beyond the CPU limit."),
              &b->cpu_time_origin);
-    from(say(c, SEC_RESOURCES, "Ephemeral storage: %s.", bytes(c, b->limits.storage)),
+    if (c->facts->backend != STK_BACKEND_LOCAL) {
+        from(say(c, SEC_RESOURCES, "Ephemeral storage: %s.", bytes(c, b->limits.storage)),
+             &b->storage_origin);
+        return;
+    }
+    /* local: each volume is an ext4 image on a loop device (volume.c) */
+    from(say(c, SEC_RESOURCES,
+             "Storage: /workspace is a %s filesystem of its own (an ext4 image on a loop "
+             "device, its blocks taken from the host when the sandbox starts); a write past it "
+             "fails with ENOSPC, and nothing the sandbox writes reaches the host's filesystem "
+             "or its reserved blocks. /tmp and /dev/shm are in memory, charged to the memory "
+             "limit.",
+             bytes(c, b->limits.storage)),
          &b->storage_origin);
+    if (b->home)
+        from(say(c, SEC_RESOURCES,
+                 "Storage: the home volume at %s is a %s filesystem of its own, limited the "
+                 "same way.",
+                 STK_HOME_PATH, bytes(c, b->home_size)),
+             &b->home_origin);
 }
 
 static void explain_credentials(struct stk_contract *c)
@@ -548,6 +566,9 @@ static void explain_caveats(struct stk_contract *c)
                  &b->model_origin);
         if (b->docker || b->registry || b->vcluster)
             say(c, SEC_CAVEATS, "Docker, registry and vcluster exist on Kubernetes only.");
+        say(c, SEC_CAVEATS,
+            "`stockade run --workspace DIR` makes /workspace that host directory: "
+            "resources.storage does not limit it.");
         break;
     case STK_BACKEND_SIM:
         say(c, SEC_CAVEATS,

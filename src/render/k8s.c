@@ -13,7 +13,7 @@
 #define MiB (1024 * KiB)
 #define GiB (1024 * MiB)
 
-#define HOME_PATH  "/home/sandbox"
+#define HOME_PATH  STK_HOME_PATH
 #define TOKEN_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
 #define DOCKER_DIR "/var/run/docker"
 #define NONROOT_ID 65532

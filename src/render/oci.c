@@ -171,6 +171,8 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
         mount_add(m, "/sys/fs/cgroup", "bind", "/sys/fs/cgroup", cg_ro, STK_ARRAY_SIZE(cg_ro));
     tmpfs_add(m, "/tmp", b->tmp_size, "1777");
     bind_add(m, "/workspace", o->workspace, false);
+    if (o->home)
+        bind_add(m, STK_HOME_PATH, o->home, false);
     if (stk_streq(b->rootfs, "host")) {
         for (size_t i = 0; i < o->n_host_dirs; i++)
             bind_add(m, o->host_dirs[i], o->host_dirs[i], true);
@@ -290,7 +292,7 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
                               "none");
     json_t *env = json_array();
     json_array_append_new(env, json_string(default_path));
-    json_array_append_new(env, json_string("HOME=/workspace"));
+    json_array_append_new(env, json_string(o->home ? "HOME=" STK_HOME_PATH : "HOME=/workspace"));
     char sb[256];
     snprintf(sb, sizeof(sb), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
     json_array_append_new(env, json_string(sb));

@@ -209,6 +209,9 @@ struct stk_oci_options {
      * only on ENOSYS; a clone3 rule would break every thread. clone3 then
      * reaches gVisor's own kernel, whose namespaces the host never sees. */
     bool no_clone3_rule;
+    /* spec.storage.home: the host directory bound read-write at
+     * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
+    const char *home;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"

@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -474,6 +475,13 @@ static void j_path(const char *path, const char *kind, bool first)
     j_str(kind);
     fprintf(out, ",\"writable\":%s,", e ? "false" : "true");
     j_errno(e);
+    /* the size of the filesystem the path is on: no write there can grow
+     * past it (verify's storage claims) */
+    struct statvfs vfs;
+    if (statvfs(path, &vfs) == 0)
+        fprintf(out, ",\"fs_bytes\":%llu", (unsigned long long)vfs.f_blocks * vfs.f_frsize);
+    else
+        fputs(",\"fs_bytes\":null", out);
     if (cleanup) {
         fputs(",\"cleanup_errno\":", out);
         j_str(errno_name(cleanup));

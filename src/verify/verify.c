@@ -33,6 +33,7 @@ enum claim_kind {
     CLAIM_SOCKETS,
     CLAIM_MEMORY,
     CLAIM_PIDS,
+    CLAIM_STORAGE,
     CLAIM_REACH,
 };
 
@@ -40,8 +41,8 @@ struct claim {
     struct stk_verify_claim pub;
     enum claim_kind kind;
     uint64_t cap_mask;  /* CLAIM_CAPS */
-    int64_t limit;      /* CLAIM_MEMORY, CLAIM_PIDS */
-    const char *path;   /* CLAIM_WRITABLE, CLAIM_READONLY */
+    int64_t limit;      /* CLAIM_MEMORY, CLAIM_PIDS, CLAIM_STORAGE (bytes) */
+    const char *path;   /* CLAIM_WRITABLE, CLAIM_READONLY, CLAIM_STORAGE */
     const char *target; /* CLAIM_REACH: as the probe echoes it */
     bool allow;         /* CLAIM_REACH */
     /* observed: judged; not observed: a skip for this reason, not a FAIL */
@@ -178,7 +179,8 @@ static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *
     c->pub.expected = "each fails with EPERM";
 }
 
-static void plan_filesystem(struct stk_verify_plan *p, const struct stk_verify_opts *o)
+static void plan_filesystem(struct stk_verify_plan *p, const struct stk_boundary *b,
+                            const struct stk_verify_opts *o)
 {
     struct claim *c = claim_add(p, CLAIM_ROOT_RO, "root_readonly");
     c->pub.text = "root filesystem read-only";
@@ -191,6 +193,26 @@ static void plan_filesystem(struct stk_verify_plan *p, const struct stk_verify_o
         c->path = path;
         claim_say(p, c, "%s writable", path);
         c->pub.expected = "create, write, delete work";
+    }
+    /* each of /workspace and the home is a filesystem of its own, no larger
+     * than its limit (the local driver's volumes) */
+    for (int i = 0; i < 1 + b->home; i++) {
+        const char *path = i ? STK_HOME_PATH : "/workspace";
+        int64_t limit = i ? b->home_size : b->limits.storage;
+        if (i) {
+            c = claim_add(p, CLAIM_WRITABLE, "writable");
+            c->path = path;
+            claim_say(p, c, "%s writable", path);
+            c->pub.expected = "create, write, delete work";
+        }
+        char bytes[32];
+        stk_bytes_format(limit, bytes, sizeof(bytes));
+        c = claim_add(p, CLAIM_STORAGE, "storage");
+        c->path = path;
+        c->limit = limit;
+        claim_say(p, c, "%s holds at most %s", path, bytes);
+        c->pub.expected =
+            stk_arena_printf(p->arena, "a filesystem of at most %lld bytes", (long long)limit);
     }
     for (size_t i = 0; i < o->n_readonly; i++) {
         c = claim_add(p, CLAIM_READONLY, "readonly");
@@ -374,9 +396,11 @@ int stk_verify_plan_make(const struct stk_boundary *b, const struct stk_verify_o
         argv_add(p, "--writable", o->writable[i]);
     for (size_t i = 0; i < o->n_readonly; i++)
         argv_add(p, "--readonly", o->readonly[i]);
+    if (b->home)
+        argv_add(p, "--writable", STK_HOME_PATH);
 
     plan_identity(p, b, caps);
-    plan_filesystem(p, o);
+    plan_filesystem(p, b, o);
     plan_secrets(p, b);
     plan_limits(p, b, gvisor);
     if ((r = plan_reach(p, b, o, err)) < 0) {
@@ -422,6 +446,7 @@ void stk_verify_plan_free(struct stk_verify_plan *p)
 struct obs_path {
     const char *path, *kind, *err;
     bool writable;
+    int64_t fs_bytes; /* the size of its filesystem; -1 unknown */
 };
 struct obs_secret {
     const char *path, *err;
@@ -639,6 +664,10 @@ static void read_paths(struct reader *rd, json_t *root, struct obs *o)
         p->kind = get_enum(rd, e, "paths[]", "kind", kinds, STK_ARRAY_SIZE(kinds));
         p->writable = get_bool(rd, e, "paths[]", "writable");
         p->err = get_errno(rd, e, "paths[]", "errno");
+        /* absent from a probe older than storage claims: not observed */
+        p->fs_bytes = json_object_get(e, "fs_bytes")
+                          ? get_int(rd, e, "paths[]", "fs_bytes", 0, INT64_MAX, true)
+                          : -1;
         if (rd->r == 0 && p->writable == (p->err != NULL))
             bad(rd, "paths[%zu]: writable and errno disagree", i);
     }
@@ -951,6 +980,20 @@ static void judge_writable(struct judge *j, const struct claim *c, const struct 
         fail(j, "the write test failed with %s", p->err);
 }
 
+static void judge_storage(struct judge *j, const struct claim *c, const struct obs *o)
+{
+    const struct obs_path *p = find_path(o, "writable", c->path);
+    if (!p || p->fs_bytes < 0) {
+        observed(j, "?");
+        fail(j, "the size of %s's filesystem was not observed", c->path);
+        return;
+    }
+    observed(j, "a filesystem of %lld bytes", (long long)p->fs_bytes);
+    if (p->fs_bytes > c->limit)
+        fail(j, "%s's filesystem holds %lld bytes, more than the limit", c->path,
+             (long long)p->fs_bytes);
+}
+
 static void judge_readonly(struct judge *j, const struct claim *c, const struct obs *o)
 {
     judge_not_writable(j, find_path(o, "readonly", c->path), c->path, true);
@@ -1104,6 +1147,9 @@ static void judge_claim(struct judge *j, const struct claim *c, const struct obs
         break;
     case CLAIM_PIDS:
         judge_limit(j, c, &o->pids, 0);
+        break;
+    case CLAIM_STORAGE:
+        judge_storage(j, c, o);
         break;
     case CLAIM_REACH:
         judge_reach(j, c, o);

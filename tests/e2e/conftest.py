@@ -51,3 +51,23 @@ def stockade():
     if not os.access(binary, os.X_OK):
         pytest.fail(f"stockade binary not found at {binary}: build first (see README)")
     return Stockade(binary)
+
+
+def volume_leftovers(under):
+    """Mounts and loop devices whose path starts with `under` (a state
+    directory, or one sandbox's directory in it): a sandbox's volumes."""
+    under = str(under).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(under):
+                found.append(f"mount {point}")
+    for back in pathlib.Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            path = back.read_text().strip()
+        except OSError:
+            continue  # detached meanwhile
+        if path.startswith(under):
+            found.append(f"{back.parent.parent.name} on {path}")
+    return found

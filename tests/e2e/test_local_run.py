@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, veth_name
+from conftest import EXAMPLES, ROOT, veth_name, volume_leftovers
 
 RUNTIMES = ["gvisor", "crun", "runc"]
 BINARY = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
@@ -47,16 +47,6 @@ def runtime(request, detected):
     return name
 
 
-def veth_name(sandbox_id):
-    """The host side of a sandbox's veth pair, as src/driver/local/net.c names it."""
-    if len(sandbox_id) <= 11:
-        return f"stk-{sandbox_id}"
-    h = 2166136261
-    for c in sandbox_id.encode():
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
-
-
 def leftovers(env, sandbox_id=None):
     """What stockade's paths still hold: sandbox dirs, runtime state, cgroups."""
     found = []
@@ -67,6 +57,8 @@ def leftovers(env, sandbox_id=None):
     # bookkeeping (lock, leases) and one entry per live sandbox
     found += [str(p) for p in run.glob("*/*") if p.parent.name != "net"] if run.exists() else []
     found += [str(p) for p in (run / "net" / "sandboxes").glob("*")]
+    # the sandbox's volumes (/workspace): their mounts and loop devices
+    found += volume_leftovers(env["STOCKADE_STATE_DIR"])
     if sandbox_id:
         # this sandbox's veth only: other run directories may share the host
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
@@ -662,7 +654,8 @@ def test_dry_run_shows_flag_provenance(stockade, local_env, detected):
     assert list((pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "sandboxes").glob("*")) == []
     r = stockade("run", "--dry-run", "--memory", "300Mi", "--", "/bin/true", env=local_env)
     assert "spec.resources.memory = 300Mi [command-line flag]" in r.stdout
-    assert "resources.storage is not enforced" in r.stdout
+    assert "resources.storage is not enforced" not in r.stdout
+    assert "Storage: /workspace is a 1Gi filesystem of its own" in r.stdout
 
 
 def test_stdin_reaches_the_workload(run, runtime):
@@ -719,6 +712,25 @@ def test_small_memory_limits_need_no_other_flags(run, memory):
     quarter_kib = int(memory[:-2]) * 1024 // 4
     sizes = [int(line.split()[1]) for line in p.output.splitlines() if line.strip()]
     assert sizes == [quarter_kib, quarter_kib], p.output
+
+
+def test_storage_limit_holds(run, tmp_path):
+    """Writing past resources.storage into /workspace and past the home's
+    size fails on every runtime; however it fails, no file outgrows its
+    limit, and nothing lands on the host's filesystem."""
+    spec = tmp_path / "full.yaml"
+    spec.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: full\n"
+                    "spec:\n  command: [\"true\"]\n  resources:\n    storage: 50Mi\n"
+                    "  storage:\n    home:\n      size: 20Mi\n")
+    p, res = run("-f", spec, "--", "/bin/sh", "-c",
+                 "for f in /workspace/big $HOME/big; do "
+                 "dd if=/dev/zero of=$f bs=1M count=120 2>/dev/null && echo fits; "
+                 "wc -c < $f; done; echo HOME=$HOME")
+    lines = p.output.split()
+    assert "fits" not in lines, p.output
+    ws, home = [int(x) for x in lines if x.isdigit()]
+    assert ws <= 50 << 20 and home <= 20 << 20, p.output
+    assert "HOME=/home/sandbox" in lines
 
 
 def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):

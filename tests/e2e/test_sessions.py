@@ -18,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import stockade_bin
+from conftest import stockade_bin, volume_leftovers
 
 SPEC = {
     "apiVersion": "stockade.dev/v1alpha1",
@@ -118,6 +118,8 @@ def host_leftovers(sid, run_dir):
     chains = subprocess.run(["nft", "list", "chains"], capture_output=True, text=True).stdout
     if sid in chains:
         found.append(f"nft chain {sid}")
+    # its volumes: mounts and loop devices under its directory
+    found += volume_leftovers(pathlib.Path(run_dir).parent / "state" / "sandboxes" / sid)
     for lease in glob.glob("/run/stockade-net/*/leases/*"):
         if pathlib.Path(lease).read_text().split("\n")[0] == sid:
             found.append(f"lease {lease}")
@@ -203,6 +205,79 @@ def test_create_exec_logs_stop_start_rm(sess, tmp_path):
     events = [r["event"] for r in sess.audit(sid)]
     for e in ["created", "started", "exec", "stopping", "stopped", "starting", "deleting", "deleted"]:
         assert e in events, (e, events)
+
+
+# ---- storage: home and /workspace volumes ------------------------------------------
+
+MiB = 1 << 20
+
+
+def fill(sess, sid, path, mib):
+    """Writes up to `mib` MiB to path in the sandbox; returns the bytes the
+    file holds afterwards (the write may fail part way: that is the limit)."""
+    sess("exec", sid, "--", "/bin/sh", "-c",
+         f"dd if=/dev/zero of={path} bs=1M count={mib} 2>/dev/null; sync")
+    p = sess.ok("exec", sid, "--", "/bin/sh", "-c", f"wc -c < {path} || echo 0")
+    return int(p.stdout.strip() or 0)
+
+
+def test_home_persists_across_stop_start_and_rm_leaves_nothing(sess, tmp_path):
+    spec = write_spec(tmp_path / "home.yaml", name="homey",
+                      storage={"home": {"persist": True, "size": "40Mi"}})
+    sid = sess.create(spec)
+    sbdir = tmp_path / "state" / "sandboxes" / sid
+    p = sess.ok("exec", sid, "--", "/bin/sh", "-c",
+                'echo "$HOME"; stat -c "%u:%g" "$HOME"; echo kept > "$HOME/note"')
+    assert p.stdout == "/home/sandbox\n65534:65534\n"
+
+    sess.ok("stop", sid)
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []  # no mount, no loop device
+    assert (sbdir / "home.img").is_file()
+    assert not (sbdir / "workspace.img").exists()
+
+    sess.ok("start", sid)
+    assert sess.ok("exec", sid, "--", "cat", "/home/sandbox/note").stdout == "kept\n"
+
+    sess.ok("rm", "-f", sid)
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
+    assert not sbdir.exists()  # the image went with it
+    assert volume_leftovers(tmp_path / "state") == []
+
+
+def test_home_without_persist_is_emptied_on_stop(sess, tmp_path):
+    spec = write_spec(tmp_path / "scratch.yaml", name="scratch", storage={"home": {"size": "8Mi"}})
+    sid = sess.create(spec)
+    sess.ok("exec", sid, "--", "/bin/sh", "-c", 'echo gone > "$HOME/note"')
+    sess.ok("stop", sid)
+    assert list((tmp_path / "state" / "sandboxes" / sid).glob("*.img")) == []
+    sess.ok("start", sid)
+    assert sess.ok("exec", sid, "--", "ls", "-A", "/home/sandbox").stdout == ""
+    sess.ok("rm", "-f", sid)
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
+
+
+def test_storage_limits_hold(sess, tmp_path):
+    """Writing past resources.storage (/workspace) and storage.home.size
+    fails; whatever the way it fails, no file grows past its limit."""
+    spec = write_spec(tmp_path / "full.yaml", name="full", resources={"storage": "50Mi"},
+                      storage={"home": {"persist": True, "size": "30Mi"}})
+    sid = sess.create(spec)
+    # verify proves both limits from inside: each is a filesystem no larger
+    p = sess("verify", sid, "-o", "json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {r["claim"]: r["verdict"] for r in json.loads(p.stdout)["rows"]}
+    assert rows["/workspace holds at most 50Mi"] == "pass", rows
+    assert rows["/home/sandbox holds at most 30Mi"] == "pass", rows
+    p = sess("exec", sid, "--", "/bin/sh", "-c",
+             "dd if=/dev/zero of=/workspace/big bs=1M count=120 2>&1")
+    assert p.returncode != 0 and "No space left" in p.stdout, p.stdout
+    assert fill(sess, sid, "/workspace/big", 120) <= 50 * MiB
+    assert fill(sess, sid, "/home/sandbox/big", 120) <= 30 * MiB
+    # the space is the sandbox's own: freeing it makes room again
+    sess.ok("exec", sid, "--", "rm", "/workspace/big")
+    assert fill(sess, sid, "/workspace/small", 4) == 4 * MiB
+    sess.ok("rm", "-f", sid)
+    assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
 
 
 def test_ls_get_outputs(sess, tmp_path):

@@ -291,6 +291,50 @@ static void test_no_command(void **state)
     release(&f);
 }
 
+/* spec.storage.home: the home volume bound read-write at /home/sandbox,
+ * which is $HOME; without a home volume from the driver, neither. */
+static void test_home(void **state)
+{
+    (void)state;
+    static const char yaml[] = "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\n"
+                               "metadata:\n  name: x\nspec:\n  command: [\"true\"]\n"
+                               "  storage:\n    home: {persist: true}\n";
+    struct fixture f = {0};
+    load(yaml, &f);
+    for (int with = 0; with < 2; with++) {
+        struct stk_oci_options o = {.root_path = "/r",
+                                    .workspace = "/w",
+                                    .etc_dir = "/e",
+                                    .cgroups_path = "/c",
+                                    .home = with ? "/state/sandboxes/ID/home" : NULL};
+        char *text = NULL;
+        assert_int_equal(stk_oci_render(f.b, &o, &text, NULL), 0);
+        json_t *c = json_loads(text, 0, NULL);
+        assert_non_null(c);
+        json_t *m, *home = NULL;
+        size_t i;
+        json_array_foreach(json_object_get(c, "mounts"), i,
+                           m) if (!strcmp(json_string_value(json_object_get(m, "destination")),
+                                          "/home/sandbox")) home = m;
+        bool env_home = false;
+        json_array_foreach(json_object_get(json_object_get(c, "process"), "env"), i, m) env_home |=
+            !strcmp(json_string_value(m), "HOME=/home/sandbox");
+        assert_int_equal(env_home, with);
+        if (with) {
+            assert_non_null(home);
+            assert_string_equal(json_string_value(json_object_get(home, "source")),
+                                "/state/sandboxes/ID/home");
+            json_t *opts = json_object_get(home, "options");
+            assert_string_equal(json_string_value(json_array_get(opts, 3)), "rw");
+        } else {
+            assert_null(home);
+        }
+        json_decref(c);
+        free(text);
+    }
+    release(&f);
+}
+
 static void test_etc_has_no_host_content(void **state)
 {
     (void)state;
@@ -315,9 +359,13 @@ static void test_etc_has_no_host_content(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_agent_golden),     cmocka_unit_test(test_debugger_golden),
-        cmocka_unit_test(test_agent_properties), cmocka_unit_test(test_ptrace_granted),
-        cmocka_unit_test(test_no_command),       cmocka_unit_test(test_etc_has_no_host_content),
+        cmocka_unit_test(test_agent_golden),
+        cmocka_unit_test(test_debugger_golden),
+        cmocka_unit_test(test_agent_properties),
+        cmocka_unit_test(test_ptrace_granted),
+        cmocka_unit_test(test_no_command),
+        cmocka_unit_test(test_etc_has_no_host_content),
+        cmocka_unit_test(test_home),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

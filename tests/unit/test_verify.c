@@ -114,6 +114,7 @@ static void test_plan_default(void **state)
         "root filesystem read-only",
         "/workspace writable",
         "/tmp writable",
+        "/workspace holds at most 1Gi",
         "no service-account token",
         "no container-runtime sockets",
         "memory limit = 512Mi",
@@ -227,6 +228,28 @@ static void test_parse_target(void **state)
 /* ---- judging ----------------------------------------------------------------------- */
 
 /* What the probe prints in a sandbox that keeps the wide plan's contract. */
+static void test_plan_home(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "crun"};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(
+        stk_verify_plan_make(
+            boundary(&f, "spec:\n  storage:\n    home: {persist: true, size: 40Mi}\n", NULL), &o,
+            &p, NULL),
+        0);
+    claim_find(p, "/home/sandbox writable");
+    const struct stk_verify_claim *c = claim_find(p, "/home/sandbox holds at most 40Mi");
+    assert_non_null(strstr(c->expected, "41943040"));
+    const char *const *argv = stk_verify_plan_argv(p);
+    bool probed = false;
+    for (size_t i = 1; argv[i] && argv[i + 1]; i++)
+        probed |= !strcmp(argv[i], "--writable") && !strcmp(argv[i + 1], "/home/sandbox");
+    assert_true(probed);
+    fixture_free(&f);
+}
+
 static json_t *good_report(void)
 {
     json_error_t e;
@@ -275,6 +298,9 @@ static json_t *good_report(void)
         "ETIMEDOUT");
     if (!r)
         fail_msg("good_report: %s", e.text);
+    /* /workspace is a filesystem of its own, below resources.storage */
+    json_object_set_new(json_array_get(json_object_get(r, "paths"), 3), "fs_bytes",
+                        json_integer(48073728));
     /* errno must be null where the step worked: set_new replaces cleanly */
     json_object_set_new(json_array_get(json_object_get(r, "connect"), 0), "errno", json_null());
     return r;
@@ -376,6 +402,15 @@ static void dev_workspace(json_t *r)
     json_object_set_new(at(r, "paths", 3), "writable", json_false());
     set_str(at(r, "paths", 3), "errno", "EROFS");
 }
+static void dev_workspace_large(json_t *r)
+{
+    /* a host directory: the host's filesystem, far above the limit */
+    json_object_set_new(at(r, "paths", 3), "fs_bytes", json_integer(INT64_C(270) << 30));
+}
+static void dev_workspace_unseen(json_t *r)
+{
+    json_object_set_new(at(r, "paths", 3), "fs_bytes", json_null());
+}
 static void dev_token(json_t *r)
 {
     json_object_set_new(at(r, "secrets", 0), "present", json_true());
@@ -449,6 +484,8 @@ static const struct {
     {"root writable", dev_root_writable, "root filesystem read-only"},
     {"root test inconclusive", dev_root_enospc, "root filesystem read-only"},
     {"/workspace read-only", dev_workspace, "/workspace writable"},
+    {"/workspace on the host's filesystem", dev_workspace_large, "/workspace holds at most 1Gi"},
+    {"/workspace size unseen", dev_workspace_unseen, "/workspace holds at most 1Gi"},
     {"token present", dev_token, "no service-account token"},
     {"docker.sock reachable", dev_docker, "no container-runtime sockets"},
     {"/run/stockade visible", dev_stockade_dir, "no container-runtime sockets"},
@@ -714,17 +751,12 @@ static void test_real_report(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_default),
-        cmocka_unit_test(test_plan_wide),
-        cmocka_unit_test(test_plan_gvisor),
-        cmocka_unit_test(test_plan_limits),
-        cmocka_unit_test(test_parse_target),
-        cmocka_unit_test(test_judge_conforming),
-        cmocka_unit_test(test_judge_deviations),
-        cmocka_unit_test(test_judge_skip),
-        cmocka_unit_test(test_judge_gvisor_memory),
-        cmocka_unit_test(test_judge_malformed),
-        cmocka_unit_test(test_print),
+        cmocka_unit_test(test_plan_default),     cmocka_unit_test(test_plan_home),
+        cmocka_unit_test(test_plan_wide),        cmocka_unit_test(test_plan_gvisor),
+        cmocka_unit_test(test_plan_limits),      cmocka_unit_test(test_parse_target),
+        cmocka_unit_test(test_judge_conforming), cmocka_unit_test(test_judge_deviations),
+        cmocka_unit_test(test_judge_skip),       cmocka_unit_test(test_judge_gvisor_memory),
+        cmocka_unit_test(test_judge_malformed),  cmocka_unit_test(test_print),
         cmocka_unit_test(test_real_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -302,10 +302,18 @@ static int local_teardown(void *ctx, const struct stk_driver_sandbox *sb, bool p
     struct stk_net_config net;
     if (local_net_config(c, sb->env, &net, NULL) < 0)
         (void)local_net_config(c, NULL, &net, NULL);
-    /* nothing of a local sandbox outlives a stop but its directory, which
-     * (logs and lock) the session removes once "deleted" is recorded */
-    (void)purge;
-    return stk_local_teardown(&c->p, sb->id, rt, &net, false, err);
+    /* nothing of a local sandbox outlives a stop but its directory (logs,
+     * lock and a persistent home's image; its volumes are unmounted); rm
+     * (purge) removes the home's image too, and the session the directory
+     * once "deleted" is recorded */
+    int r = stk_local_teardown(&c->p, sb->id, rt, &net, false, err);
+    char dir[700];
+    if (r >= 0 && purge &&
+        (r = stk_path_make(dir, sizeof(dir), err, "%s/sandboxes/%s", c->p.state_dir, sb->id)) >=
+            0 &&
+        stk_local_volumes_release(dir, true) < 0)
+        r = stk_error_make(err, EBUSY, "sandbox %s: a volume stays mounted under %s", sb->id, dir);
+    return r < 0 ? r : 0;
 }
 
 static int local_gc(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,

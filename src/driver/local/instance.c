@@ -143,6 +143,26 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
     return r < 0 ? r : 0;
 }
 
+int stk_local_volumes_release(const char *dir, bool purge)
+{
+    char path[760];
+    int failed = 0;
+    static const char *const mounts[] = {"workspace", VOL_HOME_DIR};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(mounts); i++)
+        if (stk_path_fmt(path, sizeof(path), "%s/%s", dir, mounts[i]) < 0 || vol_unmount(path) < 0)
+            failed = -EBUSY;
+    if (failed)
+        return failed;
+    /* a stop keeps a persistent home's image, rm (purge) does not */
+    static const char *const scratch[] = {VOL_WORKSPACE_IMAGE, VOL_SCRATCH_IMAGE, VOL_HOME_IMAGE};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(scratch) - !purge; i++)
+        if (stk_path_fmt(path, sizeof(path), "%s/%s", dir, scratch[i]) >= 0)
+            (void)unlink(path);
+    if (stk_path_fmt(path, sizeof(path), "%s/" VOL_HOME_DIR, dir) >= 0)
+        (void)rmdir(path);
+    return 0;
+}
+
 int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk_oci_runtime rt,
                        const struct stk_net_config *net, bool purge, struct stk_error **err)
 {
@@ -175,6 +195,9 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
     char sub[760];
     if (stk_path_fmt(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id) < 0) {
         failed = ENAMETOOLONG;
+    } else if (stk_local_volumes_release(path, purge) < 0) {
+        /* a volume stays mounted: nothing below it may be removed */
+        failed = EBUSY;
     } else if (purge) {
         if (stat(path, &st) == 0 && rm_rf(path) < 0)
             failed = EBUSY;

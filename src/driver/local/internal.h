@@ -125,6 +125,38 @@ size_t runtime_entries(const char *root, const char *id, bool remove);
 /* Random lowercase hex id of n characters. */
 void random_hex(char *buf, size_t n);
 
+/* ---- volumes (volume.c): size-limited filesystems ------------------------------ */
+
+/* The names of a sandbox's volumes in its directory <state>/sandboxes/<id>:
+ * each is an image file and the mount point beside it. A persistent home's
+ * image outlives a stop; the others are removed by it. */
+#define VOL_WORKSPACE_IMAGE "workspace.img"
+#define VOL_HOME_IMAGE      "home.img"         /* storage.home.persist */
+#define VOL_SCRATCH_IMAGE   "home-scratch.img" /* storage.home without persist */
+#define VOL_HOME_DIR        "home"
+
+struct vol {
+    const char *image; /* the ext4 image file */
+    const char *mnt;   /* where it is mounted on the host */
+    int64_t size;      /* bytes */
+    /* reuse an existing image (a persistent home; it gets a journal);
+     * false: a fresh filesystem every time */
+    bool keep;
+};
+/* Makes (unless kept) the image, binds it to a free autoclearing loop
+ * device and mounts it at v->mnt (created when missing), nosuid, nodev,
+ * private. On failure nothing of this call is left but v->mnt. */
+int vol_mount(const struct vol *v, struct stk_error **err);
+/* Unmounts whatever is mounted at mnt (nothing mounted: success); the loop
+ * device clears itself. Negative errno when it stays mounted. */
+int vol_unmount(const char *mnt);
+/* Unmounts the volumes of the sandbox directory dir and removes the
+ * images a stop removes (all but a persistent home's), with purge every
+ * image. -EBUSY when one stays mounted (then nothing is removed). */
+int stk_local_volumes_release(const char *dir, bool purge);
+/* The mkfs.ext4 this host has, or -ENOENT. */
+int vol_mkfs_path(char *ret, size_t n);
+
 /* ---- the driver (driver.c, supervise.c) -------------------------------------- */
 
 struct local_ctx {

@@ -37,10 +37,6 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false},
 };
 
-#define STORAGE_CAVEAT                                                                             \
-    "resources.storage is not enforced: /workspace is a host directory without a quota "           \
-    "(/tmp and /dev/shm are size-limited tmpfs)"
-
 static const char *const runsc_caveats[] = {
     "the pids limit holds on the host tasks of gVisor's sandbox (about two per guest process, "
     "plus gVisor's own), so it is approximate: a workload reaches about the requested count, "
@@ -50,7 +46,6 @@ static const char *const runsc_caveats[] = {
     "narrowed by a podSelector allows nothing locally (pods carry no labels here)",
     "allowed traffic leaves this host only when the operator sets data.local.nat or "
     "data.local.routed; otherwise it stops at the bridge",
-    STORAGE_CAVEAT,
     NULL,
 };
 /* explain already says that runc and crun share the host kernel */
@@ -59,7 +54,6 @@ static const char *const host_kernel_caveats[] = {
     "podSelector allows nothing locally (pods carry no labels here)",
     "allowed traffic leaves this host only when the operator sets data.local.nat or "
     "data.local.routed; otherwise it stops at the bridge",
-    STORAGE_CAVEAT,
     NULL,
 };
 

@@ -65,6 +65,9 @@ struct sandbox {
     char rt_path[256];
     char id[64];
     char dir[512], bundle[600], rootfs[640], etc[600], workspace[600], log[600];
+    /* the volumes (volume.c): /workspace's image unless --workspace, and
+     * the home's mount point and image when spec.storage.home */
+    char workspace_img[600], home[600], home_img[600];
     const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
     size_t n_host_dirs;
     char *config;   /* rendered config.json */
@@ -184,7 +187,12 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
             0 ||
         (r = host ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs-host",
                                   s->p->state_dir)
-                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0)
+                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0 ||
+        (r = stk_path_make(s->workspace_img, sizeof(s->workspace_img), err,
+                           "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
+        (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
+        (r = stk_path_make(s->home_img, sizeof(s->home_img), err, "%s/%s", s->dir,
+                           b->home_persist ? VOL_HOME_IMAGE : VOL_SCRATCH_IMAGE)) < 0)
         return r;
 
     struct stat st;
@@ -228,6 +236,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .hostname = s->req->hostname,
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
+        .home = b->home ? s->home : NULL,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
@@ -344,7 +353,7 @@ static int step_bundle(void *ctx, struct stk_error **err)
         /* a restart renders afresh; what was there belongs to the
          * previous container */
         (void)rm_rf(s->bundle);
-        if (!s->req->workspace)
+        if (!s->req->workspace && vol_unmount(s->workspace) == 0)
             (void)rm_rf(s->workspace);
     }
     if (mkdir(s->bundle, 0700) < 0)
@@ -397,6 +406,50 @@ static int step_bundle(void *ctx, struct stk_error **err)
     if ((r = file_write(done, "", 0)) < 0)
         return stk_error_errno(err, -r, "writing %s", done);
     return shared_etc(s, err);
+}
+
+/* /workspace and the home, each a filesystem of its own with the size the
+ * spec gives it (volume.c): writing past it fails with ENOSPC, and nothing
+ * lands on the host's filesystem. A `--workspace DIR` is the caller's and
+ * stays a plain directory. */
+static int step_storage(void *ctx, struct stk_error **err)
+{
+    struct sandbox *s = ctx;
+    const struct stk_boundary *b = s->req->b;
+    int r;
+    if (!s->req->workspace && b->limits.storage > 0) {
+        struct vol ws = {.image = s->workspace_img, .mnt = s->workspace, .size = b->limits.storage};
+        if ((r = vol_mount(&ws, err)) < 0)
+            return r;
+    }
+    if (!b->home)
+        return 0;
+    if (stk_streq(b->rootfs, "host")) {
+        /* the mount point in the shared skeleton (made before homes were) */
+        char path[700];
+        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_HOME_PATH, s->rootfs)) < 0)
+            return r;
+        if ((r = mkdir_p(path, 0755)) < 0)
+            return stk_error_errno(err, -r, "creating %s", path);
+    }
+    struct vol home = {
+        .image = s->home_img, .mnt = s->home, .size = b->home_size, .keep = b->home_persist};
+    return vol_mount(&home, err);
+}
+
+/* Unmounts both volumes (the loop devices clear themselves). The images go
+ * with the directory after a run; a long-lived sandbox whose start failed
+ * keeps a persistent home's image, as a stop would. */
+static void undo_storage(void *ctx)
+{
+    struct sandbox *s = ctx;
+    if (!s->req->workspace && vol_unmount(s->workspace) == 0)
+        (void)unlink(s->workspace_img);
+    if (vol_unmount(s->home) == 0) {
+        (void)rmdir(s->home);
+        if (!s->req->b->home_persist || !s->session)
+            (void)unlink(s->home_img);
+    }
 }
 
 /* The sandbox's network namespace with its veth and egress chain, and the
@@ -681,6 +734,7 @@ static void undo_run(void *ctx)
 static const struct stk_step setup_steps[] = {
     {"state directory", step_dir, undo_dir},
     {"bundle", step_bundle, NULL}, /* inside the state directory */
+    {"storage", step_storage, undo_storage},
     {"network", step_network, undo_network},
     {"cgroup", step_cgroup, undo_cgroup},
     {"supervisor socket", step_socket, undo_socket},
