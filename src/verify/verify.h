@@ -46,6 +46,9 @@ struct stk_verify_opts {
     const struct stk_verify_target *to;
     size_t n_to;    /* at most STK_VERIFY_MAX_TARGETS */
     int timeout_ms; /* per connect; 0 = STK_VERIFY_DEFAULT_TIMEOUT_MS */
+    /* /workspace is a host directory the caller bound (run --workspace):
+     * not a volume of the limit's size, so its size is not claimed */
+    bool host_workspace;
     /* extra paths beyond /workspace and /tmp (absolute), at most STK_VERIFY_MAX_PATHS each */
     const char *const *writable;
     size_t n_writable;

@@ -42,7 +42,7 @@ def report(*args, prefix=()):
     return r.stdout, json.loads(r.stdout)
 
 
-def judge(text, tmp_path, expect, runtime="crun", network=True, to=()):
+def judge(text, tmp_path, expect, runtime="crun", network=True, to=(), host_workspace=False):
     """Judges a report with the default plan; returns {claim id: verdict}
     for each row, plus the rows themselves."""
     if not JUDGE.exists():
@@ -51,7 +51,8 @@ def judge(text, tmp_path, expect, runtime="crun", network=True, to=()):
     f.write_text(text)
     env = dict(os.environ, STK_VERIFY_REPORT=str(f), STK_VERIFY_EXPECT=expect,
                STK_VERIFY_RUNTIME=runtime, STK_VERIFY_NETWORK="1" if network else "0",
-               STK_VERIFY_TO=",".join(to), CMOCKA_MESSAGE_OUTPUT="stdout")
+               STK_VERIFY_TO=",".join(to), CMOCKA_MESSAGE_OUTPUT="stdout",
+               STK_VERIFY_HOST_WORKSPACE="1" if host_workspace else "0")
     r = subprocess.run([str(JUDGE)], capture_output=True, text=True, env=env, timeout=60)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
@@ -293,7 +294,9 @@ def test_probe_in_sandbox_keeps_contract(stockade, runtime, tmp_path):
         pytest.skip(f"{runtime} cannot run here: {r.stderr.strip()[-300:]}")
     assert r.returncode == 0, r.stderr
     text = r.stdout.strip().splitlines()[-1]
-    doc = judge(text, tmp_path, "ok", runtime=RUNTIMES[runtime], network=False, to=to)
+    # the probe was brought in with --workspace: a host directory, not a volume
+    doc = judge(text, tmp_path, "ok", runtime=RUNTIMES[runtime], network=False, to=to,
+                host_workspace=True)
     assert doc["ok"] is True
     skips = {row["id"] for row in doc["rows"] if row["verdict"] == "skip"}
     if runtime == "gvisor":

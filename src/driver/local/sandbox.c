@@ -165,11 +165,22 @@ static struct sandbox sandbox_new(const struct stk_local_paths *p,
 
 /* ---- parse: everything computed before acting --------------------------------- */
 
+/* gVisor's own kernel (the Sentry) lives in the sandbox's memory cgroup:
+ * below this it is killed before the workload runs (16Mi was, 32Mi runs). */
+#define RUNSC_MIN_MEMORY (32ll << 20)
+
 static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 {
     const struct stk_boundary *b = s->req->b;
     char rnd[9];
     int r;
+    if (s->req->runtime == STK_OCI_RUNSC && b->limits.memory > 0 &&
+        b->limits.memory < RUNSC_MIN_MEMORY)
+        return stk_error_make(err, EINVAL,
+                              "a memory limit of %lld MiB is below gVisor's floor of 32Mi: its "
+                              "own kernel is charged to the sandbox's memory; give 32Mi or more, "
+                              "or --runtime crun|runc",
+                              (long long)(b->limits.memory >> 20));
     random_hex(rnd, 8);
     bool host = stk_streq(b->rootfs, "host");
     /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain;
