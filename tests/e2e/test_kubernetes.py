@@ -78,7 +78,11 @@ class Kube:
 def kube(tmp_path):
     k = Kube(tmp_path)
     yield k
-    # whatever a failed test left: rm -f every record, then nothing may stay
+    # whatever a failed test left: its pools, then rm -f every record
+    p = k("pool", "ls", "-o", "json")
+    if p.returncode == 0:
+        for pool in json.loads(p.stdout):
+            k("pool", "rm", pool["name"])
     p = k("ls", "-a", "-o", "json")
     if p.returncode == 0:
         for rec in json.loads(p.stdout):
