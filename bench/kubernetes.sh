@@ -69,17 +69,21 @@ mk_prev="[ -s $work/c.id ] || $bin create -f $work/create.yaml >$work/c.id"
 kdel="$kubectl --kubeconfig $kubeconfig delete -f $work/rendered.yaml --ignore-not-found >/dev/null"
 kapply="$kubectl --kubeconfig $kubeconfig apply --server-side --field-manager=bench -f $work/rendered.yaml >/dev/null"
 kwait="$kubectl --kubeconfig $kubeconfig wait -n stk-bench-kubectl --for=condition=Ready pod/bench-kubectl --timeout=120s >/dev/null"
-hf --warmup 1 --runs "$runs" --export-json "$work/create.json" \
+# one hyperfine per command (this hyperfine takes one --prepare/--cleanup each)
+hf --warmup 1 --runs "$runs" --export-json "$work/create1.json" \
   --prepare "$rm_prev" --cleanup "$rm_prev" \
-  -n "stockade create (applied, Pod running)" "$bin create -f $work/create.yaml >$work/c.id" \
+  -n "stockade create (applied, Pod running)" "$bin create -f $work/create.yaml >$work/c.id"
+hf --warmup 1 --runs "$runs" --export-json "$work/create2.json" \
   --prepare "$kdel" --cleanup "$kdel" \
-  -n "kubectl apply --server-side + wait Ready" "$kapply && $kwait" \
-  --prepare "$kdel" \
+  -n "kubectl apply --server-side + wait Ready" "$kapply && $kwait"
+hf --warmup 1 --runs "$runs" --export-json "$work/create3.json" \
+  --prepare "$kdel" --cleanup "$kdel" \
   -n "kubectl apply --server-side (accepted only)" "$kapply"
-hf --warmup 1 --runs "$runs" --export-json "$work/rm.json" \
-  --prepare "$mk_prev" \
-  -n "stockade rm -f (namespace gone)" "$bin rm -f \$(cat $work/c.id) >/dev/null && rm -f $work/c.id" \
-  --prepare "$kapply && $kwait" \
+hf --warmup 1 --runs "$runs" --export-json "$work/rm1.json" \
+  --prepare "$mk_prev" --cleanup "$rm_prev" \
+  -n "stockade rm -f (namespace gone)" "$bin rm -f \$(cat $work/c.id) >/dev/null && rm -f $work/c.id"
+hf --warmup 1 --runs "$runs" --export-json "$work/rm2.json" \
+  --prepare "$kapply && $kwait" --cleanup "$kdel" \
   -n "kubectl delete -f (waits)" "$kdel"
 
 # --- warm claim ---------------------------------------------------------------
@@ -106,7 +110,7 @@ python3 - "$work" "$root/bench/kubernetes.md" "$runs" "$kubectl" "$kubeconfig" <
 import json, subprocess, sys, time
 work, out, runs, kubectl, kc = sys.argv[1:]
 res = {}
-for f in ("create", "rm", "warm"):
+for f in ("create1", "create2", "create3", "rm1", "rm2", "warm"):
     for r in json.load(open(f"{work}/{f}.json"))["results"]:
         res[r["command"]] = r
 med = {k: r["median"] * 1000 for k, r in res.items()}

@@ -375,6 +375,20 @@ static const json_t *newest_pod(const json_t *list)
     return best;
 }
 
+/* The sandbox's handle, its pods (*ret_list, the caller's to free) and the
+ * newest of them (*ret_pod, into the list; NULL when it has none). */
+static int sandbox_pods(struct kube_ctx *c, const struct stk_driver_sandbox *sb, struct handle *h,
+                        json_t **ret_list, const json_t **ret_pod, struct stk_error **err)
+{
+    json_t *list = NULL;
+    int r = handle_parse(sb, h, err);
+    if (r < 0 || (r = list_pods(c, h->ns, sb->id, &list, err)) < 0)
+        return r;
+    *ret_list = list;
+    *ret_pod = newest_pod(list);
+    return 0;
+}
+
 /* ---- teardown ----------------------------------------------------------------------- */
 
 struct gone_wait {
@@ -667,10 +681,10 @@ static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_
     struct kube_ctx *c = ud;
     struct handle h;
     json_t *list = NULL;
-    int r = handle_parse(sb, &h, err);
-    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+    const json_t *pod = NULL;
+    int r = sandbox_pods(c, sb, &h, &list, &pod, err);
+    if (r < 0)
         return r;
-    const json_t *pod = newest_pod(list);
     const json_t *cmd = json_object_get(
         json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0), "command");
     bool same = json_array_size(cmd) == sb->b->argc;
@@ -708,10 +722,10 @@ static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, 
 {
     struct handle h;
     json_t *list = NULL;
-    int r = handle_parse(sb, &h, err);
-    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+    const json_t *p = NULL;
+    int r = sandbox_pods(c, sb, &h, &list, &p, err);
+    if (r < 0)
         return r;
-    const json_t *p = newest_pod(list);
     struct stk_driver_status st = {0};
     if (p)
         pod_status(p, &st);
@@ -791,10 +805,10 @@ static int kube_observe(void *ud, const struct stk_driver_sandbox *sb,
     struct kube_ctx *c = ud;
     struct handle h;
     json_t *list = NULL;
-    int r = handle_parse(sb, &h, err);
-    if (r < 0 || (r = list_pods(c, h.ns, sb->id, &list, err)) < 0)
+    const json_t *p = NULL;
+    int r = sandbox_pods(c, sb, &h, &list, &p, err);
+    if (r < 0)
         return r;
-    const json_t *p = newest_pod(list);
     if (p) {
         pod_status(p, ret);
     } else {
