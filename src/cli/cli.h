@@ -92,6 +92,7 @@ int cmd_run(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_start(int argc, char **argv);
@@ -131,6 +132,10 @@ bool cli_remote_active(void);
 struct json_t;
 int cli_remote_call(const char *cmd, const char *method, const char *path, struct json_t *body,
                     int fd, struct json_t **ret);
+/* The same with a body of bytes (content_type: its Content-Type, NULL:
+ * none). */
+int cli_remote_call_raw(const char *cmd, const char *method, const char *path, const void *payload,
+                        size_t payload_len, const char *content_type, int fd, struct json_t **ret);
 /* exec over the server's upgrade (docs/api.md, Exec): body is the exec
  * request; stdin from in_fd (-1: none), output to stdout and stderr.
  * Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
@@ -168,6 +173,11 @@ struct cli_engine_ops {
     /* [{name, size, ready}] */
     int (*pool_list)(struct cli_engine *e, struct json_t **ret);
     int (*pool_rm)(struct cli_engine *e, const char *name);
+    /* cp: a file of the sandbox to out_fd; size bytes of data to a file of
+     * the sandbox (mode: permission bits) */
+    int (*file_read)(struct cli_engine *e, const char *id, const char *path, int out_fd);
+    int (*file_write)(struct cli_engine *e, const char *id, const char *path, unsigned mode,
+                      const void *data, size_t size);
 };
 extern const struct cli_engine_ops cli_remote_engine_ops;
 /* The engine for cmd (its name in messages): remote with --server or

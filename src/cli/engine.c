@@ -10,7 +10,9 @@
 #include "cli.h"
 #include "session/session.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -181,7 +183,37 @@ static int emb_pool_rm(struct cli_engine *e, const char *name)
     return stk_pool_rm(s, name, &err) < 0 ? fail("pool rm", err) : 0;
 }
 
+static int emb_file_read(struct cli_engine *e, const char *id, const char *path, int out_fd)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    return stk_session_file_read(s, id, path, out_fd, NULL, &err) < 0 ? fail("cp", err) : 0;
+}
+
+static int emb_file_write(struct cli_engine *e, const char *id, const char *path, unsigned mode,
+                          const void *data, size_t size)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* the session reads the content from a descriptor: a memfd holds it */
+    _cleanup_close_ int mfd = memfd_create("stockade-cp", MFD_CLOEXEC);
+    if (mfd < 0 || (size && write(mfd, data, size) != (ssize_t)size) ||
+        lseek(mfd, 0, SEEK_SET) < 0) {
+        fprintf(stderr, "stockade cp: %s\n", strerror(errno));
+        return EXIT_SETUP;
+    }
+    return stk_session_file_write(s, id, path, mode, mfd, size, &err) < 0 ? fail("cp", err) : 0;
+}
+
 static const struct cli_engine_ops embedded_ops = {
+    .file_read = emb_file_read,
+    .file_write = emb_file_write,
     .create = emb_create,
     .exec = emb_exec,
     .logs = emb_logs,

@@ -80,6 +80,24 @@ const struct cli_command cli_commands[] = {
      "\n"
      "On the sim backend nothing is executed: exec is audited and fails (125) with\n"
      "\"simulated: nothing was executed\".\n"},
+    {"cp", cmd_cp, "copy a file into or out of a ready sandbox",
+     "stockade cp [--mode MODE] SRC DST\n"
+     "\n"
+     "One of SRC and DST is ID:/PATH, a path inside the sandbox (a local path with\n"
+     "a colon is written ./a:b); the other is a local file, or - for stdin/stdout.\n"
+     "  stockade cp ./main.py ID:/workspace/main.py     into the sandbox\n"
+     "  stockade cp ID:/workspace/out.csv .              out of it\n"
+     "\n"
+     "One regular file per copy, at most 16 MiB. The sandbox's stockade-init\n"
+     "moves the bytes inside the sandbox (never the host's view of its files) and\n"
+     "follows no symbolic link there; a path the boundary does not make writable\n"
+     "(the root filesystem is read-only: /workspace, /tmp, /dev/shm and the home\n"
+     "are writable) is refused. A copy in writes a new file renamed over PATH at\n"
+     "the end, so a failed copy changes nothing; PATH ending in / takes the\n"
+     "source's name. Every copy is an audit record (direction, path, size).\n"
+     "  -m, --mode MODE   permission bits of the file written (octal; default: the\n"
+     "                    source's, 0644 from stdin)\n"
+     "On the sim backend there is no filesystem: cp fails with \"simulated\".\n"},
     {"logs", cmd_logs, "print a sandbox's output",
      "stockade logs ID [-f] [--since D|TIME]\n"
      "\n"
@@ -341,7 +359,7 @@ static void main_usage(FILE *to)
     for (const struct cli_command *c = cli_commands; c->name; c++)
         if (c->summary)
             fprintf(to, "  %-10s  %s\n", c->name, c->summary);
-    fprintf(to, "\nClient options (before COMMAND): the commands create, exec, logs, stop,\n"
+    fprintf(to, "\nClient options (before COMMAND): the commands create, exec, cp, logs, stop,\n"
                 "start, rm, ls, get, pool and audit ID then talk to `stockade serve`\n"
                 "(docs/gateway.md) instead of this host's state:\n"
                 "  --server URL        http(s)://HOST:PORT or unix:PATH ($STOCKADE_SERVER)\n"
@@ -353,8 +371,8 @@ static void main_usage(FILE *to)
 }
 
 /* The commands that work as clients of `stockade serve`. */
-static const char *const remote_commands[] = {"create", "exec", "logs", "stop",  "start", "rm",
-                                              "ls",     "get",  "pool", "audit", "help"};
+static const char *const remote_commands[] = {"create", "exec", "cp",  "logs", "stop",  "start",
+                                              "rm",     "ls",   "get", "pool", "audit", "help"};
 
 static bool remote_capable(const char *name)
 {
@@ -436,8 +454,8 @@ static int cmd_help(int argc, char **argv)
  * embedded backend (local or sim). */
 static bool session_command(const char *name)
 {
-    static const char *const names[] = {"create", "exec", "logs",  "stop",   "start", "rm", "ls",
-                                        "get",    "pool", "audit", "verify", "serve", "gc"};
+    static const char *const names[] = {"create", "exec", "cp",   "logs",  "stop",   "start", "rm",
+                                        "ls",     "get",  "pool", "audit", "verify", "serve", "gc"};
     return stk_enum_lookup(names, STK_ARRAY_SIZE(names), name) >= 0;
 }
 

@@ -129,6 +129,14 @@ static void print_error(const char *cmd, long status, json_t *j)
 int cli_remote_call(const char *cmd, const char *method, const char *path, json_t *body, int fd,
                     json_t **ret)
 {
+    _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    return cli_remote_call_raw(cmd, method, path, payload, payload ? strlen(payload) : 0,
+                               payload ? "application/json" : NULL, fd, ret);
+}
+
+int cli_remote_call_raw(const char *cmd, const char *method, const char *path, const void *payload,
+                        size_t payload_len, const char *content_type, int fd, json_t **ret)
+{
     if (ret)
         *ret = NULL;
     _cleanup_free_ char *token = NULL;
@@ -156,12 +164,13 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, json_
         blen--;
     _cleanup_free_ char *url = stk_xasprintf("%.*s%s", (int)blen, base, path);
     _cleanup_free_ char *auth = token ? stk_xasprintf("Authorization: Bearer %s", token) : NULL;
-    _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    _cleanup_free_ char *ctype =
+        content_type ? stk_xasprintf("Content-Type: %s", content_type) : NULL;
     struct curl_slist *headers = NULL;
     if (auth)
         headers = curl_slist_append(headers, auth);
-    if (payload)
-        headers = curl_slist_append(headers, "Content-Type: application/json");
+    if (ctype)
+        headers = curl_slist_append(headers, ctype);
     headers = curl_slist_append(headers, "Accept: application/json");
     headers = curl_slist_append(headers, "Expect:");
     struct sink s = {.curl = c, .fd = fd};
@@ -177,7 +186,7 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, json_
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     if (payload) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload_len);
     }
     if (cli_remote.cacert)
         curl_easy_setopt(c, CURLOPT_CAINFO, cli_remote.cacert);
@@ -628,7 +637,29 @@ static int rem_pool_rm(struct cli_engine *e, const char *name)
     return cli_remote_call("pool rm", "DELETE", path, NULL, -1, NULL);
 }
 
+static int rem_file_read(struct cli_engine *e, const char *id, const char *path, int out_fd)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id), *epath = cli_remote_escape(path);
+    _cleanup_free_ char *url = stk_xasprintf("/v1/sandboxes/%s/files?path=%s", eid, epath);
+    return cli_remote_call("cp", "GET", url, NULL, out_fd, NULL);
+}
+
+static int rem_file_write(struct cli_engine *e, const char *id, const char *path, unsigned mode,
+                          const void *data, size_t size)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id), *epath = cli_remote_escape(path);
+    _cleanup_free_ char *url =
+        stk_xasprintf("/v1/sandboxes/%s/files?path=%s&mode=%04o", eid, epath, mode);
+    /* an empty file is a body of 0 bytes, not no body */
+    return cli_remote_call_raw("cp", "PUT", url, data ? data : "", size, "application/octet-stream",
+                               -1, NULL);
+}
+
 const struct cli_engine_ops cli_remote_engine_ops = {
+    .file_read = rem_file_read,
+    .file_write = rem_file_write,
     .create = rem_create,
     .exec = rem_exec,
     .logs = rem_logs,

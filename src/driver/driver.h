@@ -44,6 +44,10 @@ extern const char *const stk_kill_reason_names[_STK_KILL_N];
 #define STK_DRV_E_TRANSIENT                                                                        \
     EAGAIN /* try again: a cluster or host that did not answer, a conflict */
 
+/* file_read / file_write: the path does not exist inside the sandbox (not
+ * ENOENT, which says the sandbox is gone) */
+#define STK_DRV_E_NOFILE ENODATA
+
 /* Where a backend keeps what it keeps, and how it reaches its cluster. */
 struct stk_driver_conf {
     const char *state_dir;  /* the session's store, logs and per-sandbox directories */
@@ -161,6 +165,15 @@ struct stk_driver_ops {
     /* Runs a process in the running sandbox; *ret_code as stk_init_exec. */
     int (*exec)(void *ctx, const struct stk_driver_sandbox *sb, const struct stk_init_proc *proc,
                 int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
+    /* Reads / writes one regular file inside the running sandbox as its
+     * own supervisor sees it (never through the host's view of the
+     * sandbox's filesystem, which the workload can race with symbolic
+     * links); the semantics of stk_init_file_read / _write. NULL: this
+     * backend cannot (the session refuses with why). */
+    int (*file_read)(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                     stk_init_data_fn cb, void *ud, uint64_t *ret_size, struct stk_error **err);
+    int (*file_write)(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                      unsigned mode, uint64_t size, int in_fd, struct stk_error **err);
     /* Asks the workload to end (SIGTERM, SIGKILL after grace_ms) and returns;
      * supervise (or observe) reports the end. */
     int (*stop)(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,

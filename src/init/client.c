@@ -15,6 +15,8 @@
 
 #include "init/proto.h"
 
+_Static_assert(STK_INIT_FILE_MAX == STK_INITP_FILE_MAX, "one file limit");
+
 #define CONNECT_RETRY_MS 20
 #define STDIN_CHUNK      32768
 #define OUT_CHUNK        4096 /* <= PIPE_BUF: a write after POLLOUT never blocks */
@@ -617,5 +619,131 @@ int stk_init_exec(struct stk_init_conn *c, const struct stk_init_proc *p, int in
     if (r < 0)
         return r;
     *ret_exit_code = x->exit_code;
+    return 0;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+static int file_request(struct stk_init_conn *c, uint8_t type, const struct stk_initp_file *f,
+                        const char *what, const uint8_t **ret_payload, size_t *ret_len,
+                        struct stk_error **err)
+{
+    static uint8_t buf[STK_INITP_FILE_WRITE_FIXED + STK_INITP_PATH_MAX];
+    const char *why = "invalid request";
+    ssize_t n = stk_initp_file_encode(type, buf, sizeof(buf), f, &why);
+    if (n < 0)
+        return stk_error_make(err, (int)-n, "%s: %s", f->path, why);
+    return request(c, type, buf, (size_t)n, what, ret_payload, ret_len, NULL, err);
+}
+
+static int file_path(struct stk_initp_file *f, const char *path, struct stk_error **err)
+{
+    if (strlen(path) > STK_INITP_PATH_MAX)
+        return stk_error_make(err, ENAMETOOLONG, "%.64s...: the path is longer than 4096 bytes",
+                              path);
+    snprintf(f->path, sizeof(f->path), "%s", path);
+    return 0;
+}
+
+int stk_init_file_read(struct stk_init_conn *c, const char *path, stk_init_data_fn cb, void *ud,
+                       uint64_t *ret_size, unsigned *ret_mode, struct stk_error **err)
+{
+    static struct stk_initp_file f;
+    int r = file_path(&f, path, err);
+    if (r < 0)
+        return r;
+    const uint8_t *p;
+    size_t n;
+    if ((r = file_request(c, STK_INITP_FILE_READ, &f, "read", &p, &n, err)) < 0)
+        return r;
+    uint64_t size, got = 0;
+    uint32_t mode;
+    if (stk_initp_file_info_decode(p, n, &size, &mode) < 0)
+        return stk_error_make(err, EPROTO, "init: read: malformed reply");
+    for (;;) {
+        struct stk_initp_hdr h;
+        if ((r = recv_frame(c, &h, &p, err)) < 0)
+            return stk_error_wrap(err, "read %s", path);
+        if (h.type == STK_INITP_ERROR)
+            return error_from_frame(p, h.len, NULL, err);
+        if (h.type == STK_INITP_DATA_END)
+            break;
+        if (h.type != STK_INITP_DATA)
+            return unexpected(&h, "read", err);
+        if (h.len > size - got)
+            return stk_error_make(err, EPROTO, "init: read: more data than announced");
+        got += h.len;
+        if (h.len && (r = cb(ud, p, h.len)) < 0)
+            return r;
+    }
+    if (got != size)
+        return stk_error_make(err, EPROTO, "init: read: %llu of %llu bytes arrived",
+                              (unsigned long long)got, (unsigned long long)size);
+    if (ret_size)
+        *ret_size = size;
+    if (ret_mode)
+        *ret_mode = mode;
+    return 0;
+}
+
+/* A send failed: init may have said why before it closed. */
+static int file_send_failed(struct stk_init_conn *c, struct stk_error **err)
+{
+    struct stk_error *mine = NULL;
+    struct stk_initp_hdr h;
+    const uint8_t *p;
+    if (recv_frame(c, &h, &p, &mine) == 0 && h.type == STK_INITP_ERROR) {
+        stk_error_free(*err);
+        *err = NULL;
+        return error_from_frame(p, h.len, NULL, err);
+    }
+    stk_error_free(mine);
+    return stk_error_wrap(err, "write");
+}
+
+int stk_init_file_write(struct stk_init_conn *c, const char *path, unsigned mode, uint64_t size,
+                        int in_fd, struct stk_error **err)
+{
+    static struct stk_initp_file f;
+    int r = file_path(&f, path, err);
+    if (r < 0)
+        return r;
+    f.mode = mode;
+    f.size = size;
+    if ((r = file_request(c, STK_INITP_FILE_WRITE, &f, "write", NULL, NULL, err)) < 0)
+        return r;
+    _cleanup_free_ uint8_t *buf = stk_xmalloc(STK_INITP_HDR + STDIN_CHUNK);
+    uint64_t sent = 0;
+    for (;;) {
+        size_t want = size - sent < STDIN_CHUNK ? (size_t)(size - sent) : STDIN_CHUNK;
+        /* one byte more than announced would be an error: ask for it */
+        ssize_t n = read(in_fd, buf + STK_INITP_HDR, want ? want : 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return stk_error_errno(err, errno, "write %s: reading the source", path);
+        if (n == 0 && sent < size)
+            return stk_error_make(err, EIO, "write %s: the source ended after %llu of %llu bytes",
+                                  path, (unsigned long long)sent, (unsigned long long)size);
+        if (n > 0 && sent == size)
+            return stk_error_make(err, EIO, "write %s: the source is longer than %llu bytes", path,
+                                  (unsigned long long)size);
+        if (n == 0)
+            break;
+        stk_initp_hdr_encode(buf, STK_INITP_DATA, 0, (uint32_t)n);
+        if (send_all(c, buf, STK_INITP_HDR + (size_t)n, err) < 0)
+            return file_send_failed(c, err);
+        sent += (uint64_t)n;
+    }
+    if (send_frame(c, STK_INITP_DATA_END, NULL, 0, err) < 0)
+        return file_send_failed(c, err);
+    struct stk_initp_hdr h;
+    const uint8_t *p;
+    if ((r = recv_frame(c, &h, &p, err)) < 0)
+        return stk_error_wrap(err, "write %s", path);
+    if (h.type == STK_INITP_ERROR)
+        return error_from_frame(p, h.len, NULL, err);
+    if (h.type != STK_INITP_OK)
+        return unexpected(&h, "write", err);
     return 0;
 }

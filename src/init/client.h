@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/base.h"
 
@@ -83,5 +84,22 @@ int stk_init_signal(struct stk_init_conn *c, int sig, struct stk_error **err);
 /* SIGTERM to everything, SIGKILL after grace_ms (capped at 60 s by init),
  * then init exits. Returns once init confirmed. */
 int stk_init_shutdown(struct stk_init_conn *c, int grace_ms, struct stk_error **err);
+
+/* Reads the regular file at path (absolute) inside the sandbox, without
+ * following symbolic links; cb gets its content in order (cb returning
+ * negative stops the read and returns that value). *ret_size: the size
+ * init announced (at most STK_INITP_FILE_MAX, 16 MiB), *ret_mode its
+ * permission bits; both may be NULL. */
+#define STK_INIT_FILE_MAX (16 * 1024 * 1024) /* = STK_INITP_FILE_MAX */
+typedef int (*stk_init_data_fn)(void *ud, const void *data, size_t n);
+int stk_init_file_read(struct stk_init_conn *c, const char *path, stk_init_data_fn cb, void *ud,
+                       uint64_t *ret_size, unsigned *ret_mode, struct stk_error **err);
+
+/* Writes size bytes read from in_fd to path (absolute) inside the sandbox,
+ * mode as its permission bits: a new file beside it renamed over it at the
+ * end, so a failed transfer changes nothing. in_fd must yield exactly size
+ * bytes (-EIO otherwise). */
+int stk_init_file_write(struct stk_init_conn *c, const char *path, unsigned mode, uint64_t size,
+                        int in_fd, struct stk_error **err);
 
 #endif

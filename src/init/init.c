@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -106,10 +109,12 @@ static bool queue_push_frame(struct queue *q, uint8_t type, uint8_t stream, cons
 
 enum conn_role {
     ROLE_FREE,
-    ROLE_CMD,      /* waiting for requests */
-    ROLE_ATTACH,   /* receives the workload's output */
-    ROLE_EXEC,     /* bound to one exec'd process */
-    ROLE_SHUTDOWN, /* waits for the shutdown to finish */
+    ROLE_CMD,        /* waiting for requests */
+    ROLE_ATTACH,     /* receives the workload's output */
+    ROLE_EXEC,       /* bound to one exec'd process */
+    ROLE_SHUTDOWN,   /* waits for the shutdown to finish */
+    ROLE_FILE_READ,  /* sends a file's content: DATA..., DATA_END */
+    ROLE_FILE_WRITE, /* receives a file's content into a temporary file */
 };
 
 struct proc;
@@ -125,6 +130,12 @@ struct conn {
     bool close_after_flush;
     struct queue out;
     struct proc *proc;
+    /* FILE_READ, FILE_WRITE */
+    int file_fd, dir_fd; /* -1 when closed */
+    uint64_t file_left;  /* bytes still to send or to receive */
+    uint32_t file_mode;
+    char tmp_name[64]; /* FILE_WRITE: the temporary file in dir_fd, "" once gone */
+    char base[256];    /* FILE_WRITE: the name it becomes */
 };
 
 struct proc {
@@ -617,6 +628,250 @@ static void handle_shutdown(struct conn *c, const uint8_t *p, size_t n)
     begin_shutdown(grace > SHUTDOWN_GRACE_MAX_MS ? SHUTDOWN_GRACE_MAX_MS : (int)grace);
 }
 
+/* ---- files ---------------------------------------------------------------------- */
+
+/* Opens path (absolute, no `..`: the decoder checked) inside this
+ * sandbox's mount namespace without following any symbolic link: a
+ * workload that swaps a component for a link between the host's request
+ * and this open gets ELOOP, not the link's target. openat2 where the
+ * kernel has it; otherwise a walk, one component at a time, O_NOFOLLOW. */
+static int open_beneath(const char *path, int flags, mode_t mode)
+{
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -errno;
+    const char *rel = path + strspn(path, "/");
+    if (*rel == '\0')
+        rel = ".";
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .mode = (flags & O_CREAT) ? mode : 0,
+                           .resolve =
+                               RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH};
+    long fd = syscall(SYS_openat2, root, rel, &how, sizeof(how));
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {
+        int e = errno;
+        close(root);
+        return fd >= 0 ? (int)fd : -e;
+    }
+    /* no openat2 (an older kernel or gVisor, or a filter that refuses it) */
+    char comp[256];
+    int dir = root;
+    for (;;) {
+        size_t len = strcspn(rel, "/");
+        if (len >= sizeof(comp)) {
+            close(dir);
+            return -ENAMETOOLONG;
+        }
+        memcpy(comp, rel, len);
+        comp[len] = '\0';
+        const char *next = rel + len + strspn(rel + len, "/");
+        bool last = *next == '\0';
+        int nfd = last ? openat(dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode)
+                       : openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(dir);
+        if (nfd < 0)
+            return -e;
+        if (last)
+            return nfd;
+        dir = nfd;
+        rel = next;
+    }
+}
+
+/* Why an open failed, in the words of this protocol's rules. */
+static const char *open_problem(int e)
+{
+    return e == ELOOP || e == EXDEV ? "a component is a symbolic link (none is followed here)"
+                                    : strerror(e);
+}
+
+static void file_close(struct conn *c)
+{
+    close_fd(&c->file_fd);
+    if (c->tmp_name[0] && c->dir_fd >= 0)
+        (void)unlinkat(c->dir_fd, c->tmp_name, 0);
+    c->tmp_name[0] = '\0';
+    close_fd(&c->dir_fd);
+}
+
+static void file_fail(struct conn *c, int e, const char *what, const char *path)
+{
+    file_close(c);
+    send_error(c, e, STK_INITP_ERR_REQUEST, "init: %s: %s: %s", what, path, strerror(e));
+}
+
+static const char *not_regular(mode_t m)
+{
+    return S_ISDIR(m) ? "is a directory (only regular files are copied)"
+                      : "is not a regular file (a device, socket, FIFO or link is not copied)";
+}
+
+static void handle_file_read(struct conn *c, const uint8_t *p, size_t n)
+{
+    static struct stk_initp_file f;
+    const char *why = NULL;
+    int r = stk_initp_file_decode(STK_INITP_FILE_READ, p, n, &f, &why);
+    if (r < 0)
+        return send_error(c, -r, STK_INITP_ERR_REQUEST, "init: read: %s", why);
+    /* O_NONBLOCK: opening a FIFO the workload put there must not stall init */
+    int fd = open_beneath(f.path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+    if (fd < 0)
+        return send_error(c, -fd, STK_INITP_ERR_REQUEST, "init: read: %s: %s", f.path,
+                          open_problem(-fd));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        close(fd);
+        return send_error(c, e, STK_INITP_ERR_REQUEST, "init: read: %s: %s", f.path,
+                          not_regular(st.st_mode));
+    }
+    if (st.st_size > STK_INITP_FILE_MAX) {
+        close(fd);
+        return send_error(c, EFBIG, STK_INITP_ERR_REQUEST,
+                          "init: read: %s: %lld bytes is larger than the limit of 16 MiB", f.path,
+                          (long long)st.st_size);
+    }
+    uint8_t info[STK_INITP_FILE_INFO_LEN];
+    stk_initp_file_info_encode(info, (uint64_t)st.st_size, st.st_mode & 07777);
+    send_ok(c, info, sizeof(info));
+    c->role = ROLE_FILE_READ;
+    c->file_fd = fd;
+    c->file_left = (uint64_t)st.st_size;
+}
+
+/* Sends what fits of the file being read: a DATA frame whenever the
+ * connection's queue has room for one, DATA_END after the size announced. */
+static void file_read_progress(struct conn *c)
+{
+    while (c->file_fd >= 0 && c->out.len + STK_INITP_HDR + READ_CHUNK <= CONN_DATA_MAX) {
+        if (c->file_left == 0) {
+            close_fd(&c->file_fd);
+            (void)queue_push_frame(&c->out, STK_INITP_DATA_END, 0, NULL, 0);
+            c->close_after_flush = true;
+            return;
+        }
+        size_t want = c->file_left < READ_CHUNK ? (size_t)c->file_left : READ_CHUNK;
+        uint8_t *dst = queue_reserve(&c->out, STK_INITP_HDR + want);
+        if (!dst)
+            return;
+        ssize_t n = read(c->file_fd, dst + STK_INITP_HDR, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            file_close(c);
+            return send_error(c, e, STK_INITP_ERR_REQUEST, "init: read: %s",
+                              n < 0 ? strerror(e) : "the file shrank while it was read");
+        }
+        stk_initp_hdr_encode(dst, STK_INITP_DATA, 0, (uint32_t)n);
+        c->out.len += STK_INITP_HDR + (size_t)n;
+        c->file_left -= (uint64_t)n;
+    }
+}
+
+static void handle_file_write(struct conn *c, const uint8_t *p, size_t n)
+{
+    static struct stk_initp_file f;
+    static unsigned counter;
+    const char *why = NULL;
+    int r = stk_initp_file_decode(STK_INITP_FILE_WRITE, p, n, &f, &why);
+    if (r < 0)
+        return send_error(c, -r, STK_INITP_ERR_REQUEST, "init: write: %s", why);
+    static char dir[STK_INITP_PATH_MAX + 1];
+    const char *slash = strrchr(f.path, '/');
+    const char *base = slash + 1;
+    if (strlen(base) >= sizeof(c->base) || !strcmp(base, "."))
+        return send_error(c, EINVAL, STK_INITP_ERR_REQUEST, "init: write: %s: not a file name",
+                          f.path);
+    snprintf(c->base, sizeof(c->base), "%s", base);
+    size_t dlen = slash == f.path ? 1 : (size_t)(slash - f.path);
+    memcpy(dir, f.path, dlen);
+    dir[dlen] = '\0';
+    int dfd = open_beneath(dir, O_PATH | O_DIRECTORY, 0);
+    if (dfd < 0)
+        return send_error(c, -dfd, STK_INITP_ERR_REQUEST, "init: write: %s: its directory: %s",
+                          f.path, open_problem(-dfd));
+    c->dir_fd = dfd;
+    struct stat st;
+    if (fstatat(dfd, c->base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) {
+        file_close(c);
+        return send_error(c, S_ISDIR(st.st_mode) ? EISDIR : EEXIST, STK_INITP_ERR_REQUEST,
+                          "init: write: %s: exists and %s", f.path, not_regular(st.st_mode));
+    }
+    /* the content goes to a new file beside it, renamed over it at the end:
+     * a transfer cut short changes nothing */
+    snprintf(c->tmp_name, sizeof(c->tmp_name), ".stockade-cp.%d.%u", (int)getpid(), ++counter);
+    int fd = openat(dfd, c->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        c->tmp_name[0] = '\0';
+        return file_fail(c, errno, "write", f.path);
+    }
+    c->file_fd = fd;
+    c->file_left = f.size;
+    c->file_mode = f.mode;
+    c->role = ROLE_FILE_WRITE;
+    send_ok(c, NULL, 0);
+}
+
+static void file_write_data(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (n > c->file_left) {
+        file_close(c);
+        return send_error(c, EFBIG, STK_INITP_ERR_REQUEST,
+                          "init: write: more data than the size announced");
+    }
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(c->file_fd, p + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            file_close(c);
+            return send_error(c, e, STK_INITP_ERR_REQUEST, "init: write: %s", strerror(e));
+        }
+        off += (size_t)w;
+    }
+    c->file_left -= n;
+}
+
+static void file_write_end(struct conn *c)
+{
+    if (c->file_left != 0) {
+        file_close(c);
+        return send_error(c, EPROTO, STK_INITP_ERR_REQUEST,
+                          "init: write: the data ended %llu bytes short of the size announced",
+                          (unsigned long long)c->file_left);
+    }
+    if (fchmod(c->file_fd, c->file_mode) < 0 || close(c->file_fd) < 0) {
+        c->file_fd = -1;
+        int e = errno;
+        file_close(c);
+        return send_error(c, e, STK_INITP_ERR_REQUEST, "init: write: %s", strerror(e));
+    }
+    c->file_fd = -1;
+    if (renameat(c->dir_fd, c->tmp_name, c->dir_fd, c->base) < 0) {
+        int e = errno;
+        file_close(c);
+        return send_error(c, e, STK_INITP_ERR_REQUEST, "init: write: %s: %s", c->base, strerror(e));
+    }
+    c->tmp_name[0] = '\0';
+    file_close(c);
+    send_ok(c, NULL, 0);
+    c->close_after_flush = true;
+}
+
+static void handle_file_frame(struct conn *c, const struct stk_initp_hdr *h, const uint8_t *p)
+{
+    if (c->role == ROLE_FILE_WRITE && c->file_fd >= 0 && h->type == STK_INITP_DATA)
+        return file_write_data(c, p, h->len);
+    if (c->role == ROLE_FILE_WRITE && c->file_fd >= 0 && h->type == STK_INITP_DATA_END)
+        return file_write_end(c);
+    file_close(c);
+    send_error(c, EPROTO, STK_INITP_ERR_REQUEST, "init: unexpected %s frame during a file transfer",
+               stk_initp_type_name(h->type));
+}
+
 /* Requests allowed on a fresh (command) connection. */
 static void handle_request(struct conn *c, const struct stk_initp_hdr *h, const uint8_t *p)
 {
@@ -635,6 +890,10 @@ static void handle_request(struct conn *c, const struct stk_initp_hdr *h, const 
         return handle_signal(c, p, h->len);
     case STK_INITP_SHUTDOWN:
         return handle_shutdown(c, p, h->len);
+    case STK_INITP_FILE_READ:
+        return handle_file_read(c, p, h->len);
+    case STK_INITP_FILE_WRITE:
+        return handle_file_write(c, p, h->len);
     default:
         return send_error(c, EPROTO, STK_INITP_ERR_REQUEST, "init: unexpected %s frame",
                           stk_initp_type_name(h->type));
@@ -735,6 +994,10 @@ static enum frame_result dispatch(struct conn *c, const struct stk_initp_hdr *h,
             return FRAME_DONE;
         }
         return handle_exec_frame(c, h, p);
+    case ROLE_FILE_READ:
+    case ROLE_FILE_WRITE:
+        handle_file_frame(c, h, p);
+        return FRAME_DONE;
     case ROLE_ATTACH:
     case ROLE_SHUTDOWN:
     case ROLE_FREE:
@@ -801,6 +1064,7 @@ static void conn_close(struct conn *c)
     if (c->proc)
         proc_detach(c->proc);
     c->proc = NULL;
+    file_close(c);
     close_fd(&c->fd);
     free(c->in);
     c->in = NULL;
@@ -898,6 +1162,9 @@ static void accept_conn(void)
     c->in_len = c->stdin_off = 0;
     c->stdin_blocked = c->close_after_flush = false;
     c->proc = NULL;
+    c->file_fd = c->dir_fd = -1;
+    c->file_left = 0;
+    c->tmp_name[0] = '\0';
     c->in = malloc(STK_INITP_MAX_FRAME);
     if (!c->in) {
         log_msg("out of memory");
@@ -1083,6 +1350,8 @@ __attribute__((noreturn)) static void finish_shutdown(void)
         ;
     for (size_t i = 0; i < MAX_CONNS; i++) {
         struct conn *c = &S.conns[i];
+        if (c->role == ROLE_FILE_WRITE)
+            file_close(c); /* no half-written temporary file stays */
         if (c->role != ROLE_SHUTDOWN)
             continue;
         send_ok(c, NULL, 0);
@@ -1228,6 +1497,8 @@ static void make_progress(void)
     attach_progress();
     for (size_t i = 0; i < MAX_CONNS; i++) {
         struct conn *c = &S.conns[i];
+        if (c->role == ROLE_FILE_READ && !c->close_after_flush)
+            file_read_progress(c);
         if (c->role != ROLE_FREE && c->close_after_flush && !conn_has_output(c))
             conn_close(c);
     }
@@ -1320,7 +1591,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; i < MAX_CONNS; i++)
-        S.conns[i].fd = -1;
+        S.conns[i].fd = S.conns[i].file_fd = S.conns[i].dir_fd = -1;
     for (size_t i = 0; i < MAX_PROCS; i++)
         S.procs[i].in_fd = S.procs[i].out_fd[0] = S.procs[i].out_fd[1] = -1;
     S.wl.in_fd = S.wl.out_fd[0] = S.wl.out_fd[1] = -1;

@@ -21,10 +21,15 @@ static const struct frame_rule frame_rules[] = {
     {STK_INITP_EXEC, 11, STK_INITP_MAX_PAYLOAD, false, "exec"},
     {STK_INITP_SIGNAL, 4, 4, false, "signal"},
     {STK_INITP_SHUTDOWN, 4, 4, false, "shutdown"},
+    {STK_INITP_FILE_READ, 1, STK_INITP_PATH_MAX, false, "file-read"},
+    {STK_INITP_FILE_WRITE, STK_INITP_FILE_WRITE_FIXED + 1,
+     STK_INITP_FILE_WRITE_FIXED + STK_INITP_PATH_MAX, false, "file-write"},
     {STK_INITP_STDIN, 0, STK_INITP_MAX_PAYLOAD, false, "stdin"},
     {STK_INITP_STDIN_EOF, 0, 0, false, "stdin-eof"},
     {STK_INITP_RESIZE, STK_INITP_RESIZE_LEN, STK_INITP_RESIZE_LEN, false, "resize"},
     {STK_INITP_KILL, 4, 4, false, "kill"},
+    {STK_INITP_DATA, 0, STK_INITP_MAX_PAYLOAD, false, "data"},
+    {STK_INITP_DATA_END, 0, 0, false, "data-end"},
     {STK_INITP_OK, 0, STK_INITP_HELLO_LEN, false, "ok"},
     {STK_INITP_OUTPUT, 0, STK_INITP_MAX_PAYLOAD, true, "output"},
     {STK_INITP_EXIT, STK_INITP_EXIT_LEN, STK_INITP_EXIT_LEN, false, "exit"},
@@ -320,5 +325,119 @@ int stk_initp_error_decode(const uint8_t *p, size_t n, uint32_t *ret_code, uint8
     for (size_t i = 0; i < len; i++)
         if (msg[i] == '\0')
             msg[i] = '?';
+    return 0;
+}
+
+/* ---- FILE_READ / FILE_WRITE ------------------------------------------------ */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)(v >> 32));
+    put_u32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+}
+
+/* The path rules both ends apply: absolute, no NUL, no `..` component, and
+ * a write names a file (no trailing slash, not the root). */
+static const char *path_problem(const char *path, size_t len, bool write)
+{
+    if (len == 0 || path[0] != '/')
+        return "the path must be absolute";
+    if (len > STK_INITP_PATH_MAX)
+        return "the path is longer than 4096 bytes";
+    if (memchr(path, '\0', len))
+        return "the path contains a NUL byte";
+    for (size_t i = 0; i < len;) {
+        size_t j = i;
+        while (j < len && path[j] != '/')
+            j++;
+        if (j - i == 2 && path[i] == '.' && path[i + 1] == '.')
+            return "the path has a '..' component";
+        i = j + 1;
+    }
+    if (write && path[len - 1] == '/')
+        return "the path names a directory, not a file";
+    return NULL;
+}
+
+int stk_initp_file_decode(uint8_t type, const uint8_t *p, size_t n, struct stk_initp_file *ret,
+                          const char **ret_why)
+{
+    size_t off = 0;
+    ret->mode = 0;
+    ret->size = 0;
+    if (type == STK_INITP_FILE_WRITE) {
+        if (n < STK_INITP_FILE_WRITE_FIXED)
+            return fail(ret_why, "file request too short");
+        ret->mode = get_u32(p);
+        ret->size = get_u64(p + 4);
+        if (ret->mode & ~0777u)
+            return fail(ret_why, "the mode has bits other than 0777");
+        if (ret->size > STK_INITP_FILE_MAX) {
+            if (ret_why)
+                *ret_why = "the file is larger than the limit of 16 MiB";
+            return -EFBIG;
+        }
+        off = STK_INITP_FILE_WRITE_FIXED;
+    } else if (type != STK_INITP_FILE_READ) {
+        return fail(ret_why, "not a file request");
+    }
+    const char *why = path_problem((const char *)p + off, n - off, type == STK_INITP_FILE_WRITE);
+    if (why)
+        return fail(ret_why, why);
+    memcpy(ret->path, p + off, n - off);
+    ret->path[n - off] = '\0';
+    return 0;
+}
+
+ssize_t stk_initp_file_encode(uint8_t type, uint8_t *buf, size_t cap,
+                              const struct stk_initp_file *f, const char **ret_why)
+{
+    size_t len = strnlen(f->path, sizeof(f->path));
+    const char *why = path_problem(f->path, len, type == STK_INITP_FILE_WRITE);
+    if (why)
+        return fail(ret_why, why);
+    size_t off = 0;
+    if (type == STK_INITP_FILE_WRITE) {
+        if (f->mode & ~0777u)
+            return fail(ret_why, "the mode has bits other than 0777");
+        if (f->size > STK_INITP_FILE_MAX) {
+            if (ret_why)
+                *ret_why = "the file is larger than the limit of 16 MiB";
+            return -EFBIG;
+        }
+        if (cap < STK_INITP_FILE_WRITE_FIXED)
+            return -E2BIG;
+        put_u32(buf, f->mode);
+        put_u64(buf + 4, f->size);
+        off = STK_INITP_FILE_WRITE_FIXED;
+    } else if (type != STK_INITP_FILE_READ) {
+        return fail(ret_why, "not a file request");
+    }
+    if (cap - off < len)
+        return -E2BIG;
+    memcpy(buf + off, f->path, len);
+    return (ssize_t)(off + len);
+}
+
+void stk_initp_file_info_encode(uint8_t buf[STK_INITP_FILE_INFO_LEN], uint64_t size, uint32_t mode)
+{
+    put_u64(buf, size);
+    put_u32(buf + 8, mode);
+}
+
+int stk_initp_file_info_decode(const uint8_t *p, size_t n, uint64_t *ret_size, uint32_t *ret_mode)
+{
+    if (n != STK_INITP_FILE_INFO_LEN)
+        return -EBADMSG;
+    uint64_t size = get_u64(p);
+    if (size > STK_INITP_FILE_MAX)
+        return -EBADMSG;
+    *ret_size = size;
+    *ret_mode = get_u32(p + 8);
     return 0;
 }

@@ -23,6 +23,10 @@
 #define STK_INITP_MAX_ARGS    256
 #define STK_INITP_MAX_ENV     256
 #define STK_INITP_MAX_STR     4096
+/* FILE_READ / FILE_WRITE: the largest file one request moves (the hard
+ * limit of `stockade cp` and the gateway's files API), and the longest path. */
+#define STK_INITP_FILE_MAX (16 * 1024 * 1024)
+#define STK_INITP_PATH_MAX 4096
 
 enum stk_initp_type {
     /* requests, client -> init */
@@ -32,11 +36,17 @@ enum stk_initp_type {
     STK_INITP_EXEC = 4,
     STK_INITP_SIGNAL = 5,
     STK_INITP_SHUTDOWN = 6,
+    STK_INITP_FILE_READ = 7,
+    STK_INITP_FILE_WRITE = 8,
     /* inside an EXEC, client -> init */
     STK_INITP_STDIN = 16,
     STK_INITP_STDIN_EOF = 17,
     STK_INITP_RESIZE = 18,
     STK_INITP_KILL = 19,
+    /* a file's content, both ways (FILE_READ: init -> client; FILE_WRITE:
+     * client -> init), then DATA_END */
+    STK_INITP_DATA = 20,
+    STK_INITP_DATA_END = 21,
     /* init -> client */
     STK_INITP_OK = 32,
     STK_INITP_OUTPUT = 33,
@@ -118,6 +128,28 @@ size_t stk_initp_error_encode(uint8_t *buf, size_t cap, uint32_t code, uint8_t k
 /* Copies the message NUL-terminated into msg (msgsz bytes, truncating). */
 int stk_initp_error_decode(const uint8_t *p, size_t n, uint32_t *ret_code, uint8_t *ret_kind,
                            char *msg, size_t msgsz);
+
+/* FILE_READ payload: the path (no NUL on the wire). FILE_WRITE payload:
+ * u32 mode (permission bits, at most 0777), u64 size, the path. A path is
+ * absolute, at most STK_INITP_PATH_MAX bytes, without NUL, without a `..`
+ * component and, for a write, not ending in `/`. */
+struct stk_initp_file {
+    uint32_t mode;                     /* FILE_WRITE */
+    uint64_t size;                     /* FILE_WRITE: bytes that will follow */
+    char path[STK_INITP_PATH_MAX + 1]; /* NUL-terminated copy */
+};
+#define STK_INITP_FILE_WRITE_FIXED 12
+/* Returns 0, or -EINVAL / -EFBIG with *ret_why set to a static reason. */
+int stk_initp_file_decode(uint8_t type, const uint8_t *p, size_t n, struct stk_initp_file *ret,
+                          const char **ret_why);
+/* Writes the payload of a FILE_READ or FILE_WRITE; returns its length, or
+ * -EINVAL / -EFBIG / -E2BIG with *ret_why set. */
+ssize_t stk_initp_file_encode(uint8_t type, uint8_t *buf, size_t cap,
+                              const struct stk_initp_file *f, const char **ret_why);
+/* OK to FILE_READ: u64 size, u32 mode of the file opened. */
+#define STK_INITP_FILE_INFO_LEN 12
+void stk_initp_file_info_encode(uint8_t buf[STK_INITP_FILE_INFO_LEN], uint64_t size, uint32_t mode);
+int stk_initp_file_info_decode(const uint8_t *p, size_t n, uint64_t *ret_size, uint32_t *ret_mode);
 
 const char *stk_initp_type_name(uint8_t type);
 

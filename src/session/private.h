@@ -51,6 +51,10 @@ struct session_sb {
 int session_sb_load(struct stk_session *s, const char *id, bool need_boundary,
                     struct session_sb *ret, struct stk_error **err);
 void session_sb_release(struct session_sb *sb);
+/* session_sb_load for a sandbox that must be ready (not a pool's unclaimed
+ * member): otherwise -EBUSY saying that verb needs a ready one. */
+int session_load_ready(struct stk_session *s, const char *id, const char *verb,
+                       struct session_sb *ret, struct stk_error **err);
 /* A driver's error (the fixed set, driver.h) as the session reports it to
  * the user of verb: NOTSUP, GONE, TRANSIENT get their meaning said once;
  * exec's NOTSUP is -ENOEXEC (nothing was executed). Returns the errno. */

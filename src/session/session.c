@@ -610,33 +610,37 @@ out:
 
 /* ---- exec --------------------------------------------------------------------------- */
 
-int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
-                     int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err)
+int session_load_ready(struct stk_session *s, const char *id, const char *verb,
+                       struct session_sb *ret, struct stk_error **err)
 {
     struct stk_sb_rec rec = {0};
     int r = session_current(s, id, &rec, err);
     if (r < 0)
         return r;
-    if (proc->n_env > STK_EXEC_MAX_ENV) {
-        stk_sb_rec_free(&rec);
-        return stk_error_make(err, E2BIG, "%zu environment variables (at most %d)", proc->n_env,
-                              STK_EXEC_MAX_ENV);
-    }
     if (rec.phase != STK_SB_READY || rec.pool_member) {
         r = rec.pool_member
                 ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s", rec.id,
                                  rec.pool)
-                : stk_error_make(err, EBUSY, "sandbox %s is %s; exec needs a ready sandbox", rec.id,
-                                 phase_name(rec.phase));
+                : stk_error_make(err, EBUSY, "sandbox %s is %s; %s needs a ready sandbox", rec.id,
+                                 phase_name(rec.phase), verb);
         stk_sb_rec_free(&rec);
         return r;
     }
-    struct session_sb sb;
-    if ((r = session_sb_load(s, rec.id, false, &sb, err)) < 0) {
-        stk_sb_rec_free(&rec);
-        return r;
-    }
+    r = session_sb_load(s, rec.id, false, ret, err);
     stk_sb_rec_free(&rec);
+    return r;
+}
+
+int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
+                     int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err)
+{
+    if (proc->n_env > STK_EXEC_MAX_ENV)
+        return stk_error_make(err, E2BIG, "%zu environment variables (at most %d)", proc->n_env,
+                              STK_EXEC_MAX_ENV);
+    struct session_sb sb;
+    int r = session_load_ready(s, id, "exec", &sb, err);
+    if (r < 0)
+        return r;
     json_t *argv = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));

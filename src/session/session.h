@@ -116,6 +116,20 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
 
+/* Files (`stockade cp`, the gateway's files API): one regular file per
+ * transfer, at most STK_FILE_MAX bytes, through the sandbox's own
+ * supervisor; symbolic links inside the sandbox are never followed. Every
+ * transfer is an audit record (file_read / file_write: direction, path,
+ * size; never the content). A read's content is written to out_fd only
+ * after its record. A write reads exactly size bytes from in_fd (mode:
+ * permission bits, at most 0777) into a new file renamed over path at the
+ * end: a failed write changes nothing. */
+#define STK_FILE_MAX STK_INIT_FILE_MAX
+int stk_session_file_read(struct stk_session *s, const char *id, const char *path, int out_fd,
+                          uint64_t *ret_size, struct stk_error **err);
+int stk_session_file_write(struct stk_session *s, const char *id, const char *path, unsigned mode,
+                           int in_fd, uint64_t size, struct stk_error **err);
+
 int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err);
 int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err);
 /* force: also a sandbox that is still running (it is stopped first). */

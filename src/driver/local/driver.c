@@ -223,13 +223,12 @@ static int local_start(void *ctx, const struct stk_driver_sandbox *sb, char **re
 
 /* ---- exec, stop, observe, teardown, gc ------------------------------------------------ */
 
-static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
-                      const struct stk_init_proc *proc, int in_fd, int out_fd, int err_fd,
-                      int *ret_code, struct stk_error **err)
+/* A connection to the sandbox's init; STK_DRV_E_GONE when it is gone. */
+static int local_conn(void *ctx, const struct stk_driver_sandbox *sb, struct stk_init_conn **ret,
+                      struct stk_error **err)
 {
-    struct stk_init_conn *conn = NULL;
     struct stk_error *cerr = NULL;
-    int r = local_init_connect(ctx, sb->id, 2000, &conn, &cerr);
+    int r = local_init_connect(ctx, sb->id, 2000, ret, &cerr);
     if (r == -ENOENT || r == -ECONNREFUSED) {
         stk_error_free(cerr);
         return stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: its stockade-init is gone", sb->id);
@@ -239,8 +238,18 @@ static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
             *err = cerr;
         else
             stk_error_free(cerr);
-        return r;
     }
+    return r;
+}
+
+static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
+                      const struct stk_init_proc *proc, int in_fd, int out_fd, int err_fd,
+                      int *ret_code, struct stk_error **err)
+{
+    struct stk_init_conn *conn = NULL;
+    int r = local_conn(ctx, sb, &conn, err);
+    if (r < 0)
+        return r;
     {
         /* a claimed pool member's own environment still names the pool's
          * template: the sandbox's name is the record's */
@@ -258,6 +267,29 @@ static int local_exec(void *ctx, const struct stk_driver_sandbox *sb,
     }
     stk_init_close(conn);
     return r;
+}
+
+static int local_file_read(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                           stk_init_data_fn cb, void *ud, uint64_t *ret_size,
+                           struct stk_error **err)
+{
+    _cleanup_init_conn_ struct stk_init_conn *conn = NULL;
+    int r = local_conn(ctx, sb, &conn, err);
+    if (r < 0)
+        return r;
+    r = stk_init_file_read(conn, path, cb, ud, ret_size, NULL, err);
+    return r == -ENOENT ? -STK_DRV_E_NOFILE : r; /* init's: the path */
+}
+
+static int local_file_write(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                            unsigned mode, uint64_t size, int in_fd, struct stk_error **err)
+{
+    _cleanup_init_conn_ struct stk_init_conn *conn = NULL;
+    int r = local_conn(ctx, sb, &conn, err);
+    if (r < 0)
+        return r;
+    r = stk_init_file_write(conn, path, mode, size, in_fd, err);
+    return r == -ENOENT ? -STK_DRV_E_NOFILE : r; /* init's: the path */
 }
 
 static int local_stop(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
@@ -337,6 +369,8 @@ const struct stk_driver_ops stk_local_driver_ops = {
     .provision = local_provision,
     .start = local_start,
     .exec = local_exec,
+    .file_read = local_file_read,
+    .file_write = local_file_write,
     .stop = local_stop,
     .supervise = local_supervise,
     .observe = local_observe,

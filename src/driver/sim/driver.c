@@ -248,6 +248,27 @@ static int sim_exec(void *ctx, const struct stk_driver_sandbox *sb,
                           sb->id);
 }
 
+static int sim_file_read(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                         stk_init_data_fn cb, void *ud, uint64_t *ret_size, struct stk_error **err)
+{
+    (void)ctx, (void)cb, (void)ud, (void)ret_size;
+    /* never made-up content */
+    return stk_error_make(err, STK_DRV_E_NOTSUP,
+                          SIM_NOTE " (sandbox %s is simulated: it has no filesystem to read %s "
+                                   "from)",
+                          sb->id, path);
+}
+
+static int sim_file_write(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
+                          unsigned mode, uint64_t size, int in_fd, struct stk_error **err)
+{
+    (void)ctx, (void)mode, (void)size, (void)in_fd;
+    return stk_error_make(err, STK_DRV_E_NOTSUP,
+                          SIM_NOTE " (sandbox %s is simulated: it has no filesystem to write %s "
+                                   "to)",
+                          sb->id, path);
+}
+
 static int sim_stop(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
                     struct stk_error **err)
 {
@@ -312,6 +333,8 @@ const struct stk_driver_ops stk_sim_driver_ops = {
     .provision = sim_provision,
     .start = sim_start,
     .exec = sim_exec,
+    .file_read = sim_file_read,
+    .file_write = sim_file_write,
     .stop = sim_stop,
     .supervise = NULL, /* nothing runs: observe applies the model's time */
     .observe = sim_observe,
