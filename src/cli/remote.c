@@ -10,6 +10,7 @@
  * stays off and error messages name the server, never the credentials.
  */
 #include "cli.h"
+#include "gateway/http.h"
 #include "session/session.h"
 
 #include <curl/curl.h>
@@ -649,6 +650,13 @@ static int rem_file_write(struct cli_engine *e, const char *id, const char *path
                           const void *data, size_t size)
 {
     (void)e;
+    if (size > STK_GW_MAX_BODY) {
+        fprintf(stderr,
+                "stockade cp: %zu bytes: through the gateway a file is at most %d bytes (its "
+                "request body limit)\n",
+                size, STK_GW_MAX_BODY);
+        return EXIT_INVALID;
+    }
     _cleanup_free_ char *eid = cli_remote_escape(id), *epath = cli_remote_escape(path);
     _cleanup_free_ char *url =
         stk_xasprintf("/v1/sandboxes/%s/files?path=%s&mode=%04o", eid, epath, mode);

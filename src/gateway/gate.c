@@ -62,13 +62,13 @@ static void gate_flush(evutil_socket_t fd, short what, void *arg);
 static const enum stk_verb body_verbs[_GW_ROUTE_N] = {
     [GW_SB_CREATE] = STK_VERB_CREATE,   [GW_SB_STOP] = STK_VERB_STOP,
     [GW_SB_START] = STK_VERB_START,     [GW_SB_EXEC] = STK_VERB_EXEC,
-    [GW_POOL_CREATE] = STK_VERB_CREATE,
+    [GW_POOL_CREATE] = STK_VERB_CREATE, [GW_SB_FILE_PUT] = STK_VERB_EXEC,
 };
 
 static bool takes_body(enum gw_route r)
 {
     return r == GW_SB_CREATE || r == GW_SB_STOP || r == GW_SB_START || r == GW_SB_EXEC ||
-           r == GW_POOL_CREATE;
+           r == GW_POOL_CREATE || r == GW_SB_FILE_PUT;
 }
 
 static void gate_unlink(struct gw_gate *k)

@@ -1098,6 +1098,74 @@ static void h_sb_logs(struct gw_call *c)
     start_job(c, job, true);
 }
 
+/* ?path=... of the files API: absolute, at most STK_INITP's 4096 bytes, no
+ * NUL (a %00 would cut the path the caller meant). */
+static bool file_path_query(struct gw_call *c, char *buf, size_t n)
+{
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+    if (q && strcasestr(q, "%00")) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "path must not contain a NUL byte");
+        return false;
+    }
+    if (!query_get(c, "path", buf, n) || buf[0] != '/') {
+        gw_reply_error(c, GW_E_BAD_REQUEST,
+                       "files need ?path=ABSOLUTE_PATH (at most 4096 bytes, URL-escaped)");
+        return false;
+    }
+    return true;
+}
+
+/* GET .../files?path=P: the file's bytes (a worker reads it into a memfd,
+ * then the reply is that memfd). Authorized as exec. */
+static void h_sb_file_get(struct gw_call *c)
+{
+    char path[GW_FILE_PATH_MAX + 1];
+    if (!file_path_query(c, path, sizeof(path)))
+        return;
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_EXEC, &rec))
+        return;
+    json_t *job = id_job("file_read", rec.id);
+    json_object_set_new(job, "path", json_string(path));
+    stk_sb_rec_free(&rec);
+    int r = gw_job_start_file(c, job, NULL, 0);
+    if (r < 0)
+        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
+}
+
+/* PUT .../files?path=P[&mode=0644]: the body becomes the file (at most the
+ * request body limit). Authorized as exec. */
+static void h_sb_file_put(struct gw_call *c)
+{
+    char path[GW_FILE_PATH_MAX + 1], m[8];
+    if (!file_path_query(c, path, sizeof(path)))
+        return;
+    long mode = 0644;
+    const char *ms = query_get(c, "mode", m, sizeof(m));
+    if (ms) {
+        char *end;
+        mode = strtol(ms, &end, 8);
+        if (!*ms || *end || mode < 0 || mode > 0777) {
+            gw_reply_error(c, GW_E_BAD_REQUEST, "mode must be octal permission bits, 0 to 0777");
+            return;
+        }
+    }
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_EXEC, &rec))
+        return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(in);
+    json_t *job = id_job("file_write", rec.id);
+    json_object_set_new(job, "path", json_string(path));
+    json_object_set_new(job, "mode", json_integer(mode));
+    json_object_set_new(job, "size", json_integer((json_int_t)len));
+    stk_sb_rec_free(&rec);
+    const void *data = evbuffer_pullup(in, -1);
+    int r = gw_job_start_file(c, job, data, len);
+    if (r < 0)
+        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
+}
+
 /* One page of a sandbox's trail, built as text (each record exactly as
  * `audit export` writes it) into the reply: GW_AUDIT_PAGE_MAX records and
  * GW_AUDIT_PAGE_BYTES at most, whatever the chain's length, so a read costs
@@ -1285,6 +1353,7 @@ static const gw_handler handlers[_GW_ROUTE_N] = {
     [GW_SB_CONTRACT] = h_sb_contract, [GW_POOL_LIST] = h_pool_list,
     [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
     [GW_EVENTS] = h_events,           [GW_POOL_GET] = h_pool_get,
+    [GW_SB_FILE_GET] = h_sb_file_get, [GW_SB_FILE_PUT] = h_sb_file_put,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------------
@@ -1299,8 +1368,9 @@ static const char *method_name(enum evhttp_cmd_type m)
         return "POST";
     case EVHTTP_REQ_DELETE:
         return "DELETE";
-    case EVHTTP_REQ_HEAD:
     case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_HEAD:
     case EVHTTP_REQ_OPTIONS:
     case EVHTTP_REQ_TRACE:
     case EVHTTP_REQ_CONNECT:

@@ -30,6 +30,8 @@ enum gw_route {
     GW_POOL_DELETE,
     GW_EVENTS,
     GW_POOL_GET,
+    GW_SB_FILE_GET,
+    GW_SB_FILE_PUT,
     _GW_ROUTE_N
 };
 
@@ -65,6 +67,9 @@ extern const int gw_err_status[_GW_E_N];
 json_t *gw_error_json(enum gw_err code, const char *message);
 /* The error a session call's errno maps to. */
 enum gw_err gw_err_of_errno(int e);
+/* The same for the files API: what a path inside a sandbox can be (not
+ * writable, too large, a directory, a symbolic link) as well. */
+enum gw_err gw_err_of_file_errno(int e);
 
 /* Request bodies: a JSON object whose fields a table names; anything else is
  * an error that names it. */

@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define JOB_MAX_RESULT (4 * 1024 * 1024) /* a reply from a child */
@@ -23,7 +25,9 @@ struct gw_job {
     pid_t pid;
     int fd;
     bool stream;
-    bool done; /* EOF seen */
+    bool done;       /* EOF seen */
+    int file_fd;     /* the files API's memfd (fd 5 of the worker), -1 */
+    bool reply_file; /* a read: a 200 answer is the memfd's bytes */
     struct event *ev;
     struct evbuffer *buf;
     struct gw_job *next;
@@ -47,8 +51,38 @@ static void job_free(struct gw_job *j)
     evbuffer_free(j->buf);
     if (j->fd >= 0)
         close(j->fd);
+    if (j->file_fd >= 0)
+        close(j->file_fd);
     /* reaped by the SIGCHLD handler (gw_jobs_reap) */
     free(j);
+}
+
+/* A read's content: the memfd the worker filled, sent as the body
+ * (evbuffer_add_file takes a descriptor of its own). */
+static void job_reply_file(struct gw_call *c, struct gw_job *j, json_int_t size)
+{
+    struct stat st;
+    int fd = fstat(j->file_fd, &st) == 0 && st.st_size == size ? dup(j->file_fd) : -1;
+    if (fd < 0) {
+        gw_reply_error(c, GW_E_INTERNAL, "the file's content did not arrive whole");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        stk_oom();
+    if (size > 0 && evbuffer_add_file(b, fd, 0, size) < 0) {
+        evbuffer_free(b);
+        gw_reply_error(c, GW_E_INTERNAL, "cannot send the file's content");
+        return;
+    }
+    if (size == 0)
+        close(fd);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", "application/octet-stream");
+    gw_count(c->g, c->route, 200);
+    evhttp_send_reply(c->req, 200, "OK", b);
+    evbuffer_free(b);
+    gw_call_free(c);
 }
 
 static void job_finish_result(struct gw_job *j)
@@ -64,7 +98,9 @@ static void job_finish_result(struct gw_job *j)
     const char *data = (const char *)evbuffer_pullup(j->buf, -1);
     json_t *res = n ? json_loadb(data, n, 0, NULL) : NULL;
     json_t *status = json_object_get(res, "status"), *body = json_object_get(res, "body");
-    if (json_is_integer(status) && body)
+    if (j->reply_file && json_integer_value(status) == 200)
+        job_reply_file(c, j, json_integer_value(json_object_get(body, "size")));
+    else if (json_is_integer(status) && body)
         gw_reply_json(c, (int)json_integer_value(status), json_incref(body));
     else
         gw_reply_error(c, GW_E_INTERNAL, "the operation's worker ended without an answer");
@@ -153,23 +189,34 @@ void gw_child_fds(const int *keep, size_t n)
     }
 }
 
-int gw_job_start(struct gw_call *c, json_t *job, bool stream)
+static int job_start(struct gw_call *c, json_t *job, bool stream, int file_fd, bool reply_file)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         json_decref(job);
+        if (file_fd >= 0)
+            close(file_fd);
         return -errno;
     }
     pid_t pid;
-    int r = gw_worker_spawn(c->g, c->actor, job, &p[1], 1, &pid);
+    int fds[2] = {p[1], file_fd};
+    int r = gw_worker_spawn(c->g, c->actor, job, fds, file_fd >= 0 ? 2 : 1, &pid);
     close(p[1]);
     if (r < 0) {
         close(p[0]);
+        if (file_fd >= 0)
+            close(file_fd);
         return r;
     }
     (void)fcntl(p[0], F_SETFL, O_NONBLOCK);
     struct gw_job *j = stk_xcalloc(1, sizeof(*j));
-    *j = (struct gw_job){.g = c->g, .call = c, .pid = pid, .fd = p[0], .stream = stream};
+    *j = (struct gw_job){.g = c->g,
+                         .call = c,
+                         .pid = pid,
+                         .fd = p[0],
+                         .stream = stream,
+                         .file_fd = file_fd,
+                         .reply_file = reply_file};
     j->buf = evbuffer_new();
     j->ev = event_new(c->g->base, p[0], EV_READ | EV_PERSIST, job_readable, j);
     if (!j->buf || !j->ev)
@@ -187,6 +234,40 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
         evhttp_send_reply_start(c->req, 200, "OK");
     }
     return 0;
+}
+
+int gw_job_start(struct gw_call *c, json_t *job, bool stream)
+{
+    return job_start(c, job, stream, -1, false);
+}
+
+int gw_job_start_file(struct gw_call *c, json_t *job, const void *data, size_t len)
+{
+    int fd = memfd_create("stockade-file", MFD_CLOEXEC);
+    if (fd < 0) {
+        json_decref(job);
+        return -errno;
+    }
+    /* a memfd write of at most the body limit does not block */
+    for (size_t off = 0; data && off < len;) {
+        ssize_t w = write(fd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            close(fd);
+            json_decref(job);
+            return -e;
+        }
+        off += (size_t)w;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        int e = errno;
+        close(fd);
+        json_decref(job);
+        return -e;
+    }
+    return job_start(c, job, false, fd, data == NULL);
 }
 
 void gw_job_detach(struct gw_job *j)

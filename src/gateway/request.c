@@ -32,6 +32,8 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_POOL_DELETE] = {"DELETE", "/v1/pools/{}"},
     [GW_POOL_GET] = {"GET", "/v1/pools/{}"},
     [GW_EVENTS] = {"GET", "/v1/events"},
+    [GW_SB_FILE_GET] = {"GET", "/v1/sandboxes/{}/files"},
+    [GW_SB_FILE_PUT] = {"PUT", "/v1/sandboxes/{}/files"},
 };
 
 static bool name_char(char c)
@@ -139,6 +141,26 @@ enum gw_err gw_err_of_errno(int e)
         return GW_E_UNAVAILABLE;
     default:
         return GW_E_INTERNAL;
+    }
+}
+
+enum gw_err gw_err_of_file_errno(int e)
+{
+    switch (e < 0 ? -e : e) {
+    case EROFS:
+    case EACCES:
+        return GW_E_FORBIDDEN;
+    case EFBIG:
+        return GW_E_TOO_LARGE;
+    case EISDIR:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+        return GW_E_BAD_REQUEST;
+    case EOPNOTSUPP:
+        return GW_E_NOT_IMPLEMENTED;
+    default:
+        return gw_err_of_errno(e);
     }
 }
 

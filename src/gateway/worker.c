@@ -173,13 +173,53 @@ static void w_exec(struct stk_session *s, json_t *job)
         (void)!write(W_OUT_FD, out, strlen(out));
 }
 
+/* The files API: the content is the memfd on W_STDIN_FD (fd 5). */
+static void w_file_fail(int r, struct stk_error *err)
+{
+    enum gw_err code = gw_err_of_file_errno(r);
+    gw_job_result(W_OUT_FD, gw_err_status[code],
+                  gw_error_json(code, err ? err->msg : strerror(-r)));
+    stk_error_free(err);
+}
+
+static void w_file_read(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    uint64_t size = 0;
+    int r = stk_session_file_read(s, jstr(job, "id"), jstr(job, "path"), W_STDIN_FD, &size, &err);
+    if (r < 0)
+        w_file_fail(r, err);
+    else
+        gw_job_result(W_OUT_FD, 200,
+                      json_pack("{s:s,s:I}", "path", jstr(job, "path"), "size", (json_int_t)size));
+}
+
+static void w_file_write(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    json_int_t size = json_integer_value(json_object_get(job, "size"));
+    unsigned mode = (unsigned)json_integer_value(json_object_get(job, "mode"));
+    int r = stk_session_file_write(s, jstr(job, "id"), jstr(job, "path"), mode, W_STDIN_FD,
+                                   (uint64_t)size, &err);
+    char ms[8];
+    snprintf(ms, sizeof(ms), "%04o", mode);
+    if (r < 0)
+        w_file_fail(r, err);
+    else
+        gw_job_result(
+            W_OUT_FD, 200,
+            json_pack("{s:s,s:I,s:s}", "path", jstr(job, "path"), "size", size, "mode", ms));
+}
+
 static const struct {
     const char *op;
     void (*fn)(struct stk_session *s, json_t *job);
 } ops[] = {
-    {"create", w_create},   {"stop", w_stop}, {"start", w_start},
-    {"rm", w_rm},           {"logs", w_logs}, {"pool_create", w_pool_create},
-    {"pool_rm", w_pool_rm}, {"exec", w_exec},
+    {"create", w_create},       {"stop", w_stop},
+    {"start", w_start},         {"rm", w_rm},
+    {"logs", w_logs},           {"pool_create", w_pool_create},
+    {"pool_rm", w_pool_rm},     {"exec", w_exec},
+    {"file_read", w_file_read}, {"file_write", w_file_write},
 };
 
 int stk_gw_worker_main(int argc, char **argv)
