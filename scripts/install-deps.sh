@@ -13,6 +13,8 @@ packages=(
   libwebsockets-dev
   # tests and benchmarks
   python3 python3-pytest python3-yaml hyperfine curl openssl
+  # clients/python: `pip install --no-build-isolation ./clients/python` offline
+  python3-pip python3-setuptools python3-wheel python3-venv
   # bench/gateway.sh: the load generator, its static-file peer, the profile
   wrk busybox strace linux-perf
   # the local backend: OCI runtimes and host tools
