@@ -42,6 +42,14 @@ static void check_payload(const struct stk_initp_hdr *h, const uint8_t *p)
     case STK_INITP_EXEC:
         check_proc(p, h->len);
         break;
+    case STK_INITP_FILE_READ:
+    case STK_INITP_FILE_WRITE: {
+        static struct stk_initp_file f; /* fuzz_initfile checks these in depth */
+        const char *why = NULL;
+        if (stk_initp_file_decode(h->type, p, h->len, &f, &why) < 0 && !why)
+            abort();
+        break;
+    }
     case STK_INITP_SIGNAL:
     case STK_INITP_SHUTDOWN:
     case STK_INITP_KILL:

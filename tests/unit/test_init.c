@@ -756,6 +756,237 @@ static void test_proto_proc_roundtrip(void **state)
     free(out);
 }
 
+/* ---- files ---------------------------------------------------------------------- */
+
+static void test_proto_file_roundtrip(void **state)
+{
+    (void)state;
+    struct stk_initp_file *in = stk_xcalloc(1, sizeof(*in)), *out = stk_xcalloc(1, sizeof(*out));
+    uint8_t buf[STK_INITP_FILE_WRITE_FIXED + STK_INITP_PATH_MAX];
+    const char *why = NULL;
+    snprintf(in->path, sizeof(in->path), "/workspace/a b/c.txt");
+    in->mode = 0640;
+    in->size = 12345;
+    ssize_t n = stk_initp_file_encode(STK_INITP_FILE_WRITE, buf, sizeof(buf), in, &why);
+    assert_int_equal(n, STK_INITP_FILE_WRITE_FIXED + (ssize_t)strlen(in->path));
+    assert_int_equal(stk_initp_file_decode(STK_INITP_FILE_WRITE, buf, (size_t)n, out, &why), 0);
+    assert_string_equal(out->path, in->path);
+    assert_int_equal(out->mode, 0640);
+    assert_int_equal(out->size, 12345);
+    /* a truncated write request is short or a shorter path, never more */
+    for (ssize_t k = 0; k < STK_INITP_FILE_WRITE_FIXED + 1; k++)
+        assert_int_equal(stk_initp_file_decode(STK_INITP_FILE_WRITE, buf, (size_t)k, out, &why),
+                         -EINVAL);
+    n = stk_initp_file_encode(STK_INITP_FILE_READ, buf, sizeof(buf), in, &why);
+    assert_int_equal(n, (ssize_t)strlen(in->path));
+    assert_int_equal(stk_initp_file_decode(STK_INITP_FILE_READ, buf, (size_t)n, out, &why), 0);
+    assert_string_equal(out->path, in->path);
+    /* paths: what both ends refuse, and why */
+    static const struct {
+        uint8_t type;
+        const char *path;
+        const char *why;
+    } bad[] = {
+        {STK_INITP_FILE_READ, "relative", "the path must be absolute"},
+        {STK_INITP_FILE_READ, "", "the path must be absolute"},
+        {STK_INITP_FILE_READ, "/a/../etc/passwd", "the path has a '..' component"},
+        {STK_INITP_FILE_READ, "/..", "the path has a '..' component"},
+        {STK_INITP_FILE_WRITE, "/tmp/", "the path names a directory, not a file"},
+        {STK_INITP_FILE_WRITE, "/", "the path names a directory, not a file"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        snprintf(in->path, sizeof(in->path), "%s", bad[i].path);
+        assert_int_equal(stk_initp_file_encode(bad[i].type, buf, sizeof(buf), in, &why), -EINVAL);
+        assert_string_equal(why, bad[i].why);
+        size_t off = bad[i].type == STK_INITP_FILE_WRITE ? STK_INITP_FILE_WRITE_FIXED : 0;
+        memcpy(buf, "\0\0\001\244\0\0\0\0\0\0\0\001", off); /* mode 0644, size 1 */
+        memcpy(buf + off, bad[i].path, strlen(bad[i].path));
+        assert_int_equal(
+            stk_initp_file_decode(bad[i].type, buf, off + strlen(bad[i].path), out, &why), -EINVAL);
+        assert_string_equal(why, bad[i].why);
+    }
+    /* "/a/..b" and "/a/b.." are names, not parents */
+    snprintf(in->path, sizeof(in->path), "/a/..b/c..");
+    assert_true(stk_initp_file_encode(STK_INITP_FILE_READ, buf, sizeof(buf), in, &why) > 0);
+    /* a NUL inside the path on the wire */
+    memcpy(buf, "/a\0b", 4);
+    assert_int_equal(stk_initp_file_decode(STK_INITP_FILE_READ, buf, 4, out, &why), -EINVAL);
+    assert_string_equal(why, "the path contains a NUL byte");
+    /* limits: mode bits, size */
+    snprintf(in->path, sizeof(in->path), "/tmp/x");
+    in->mode = 04755;
+    assert_int_equal(stk_initp_file_encode(STK_INITP_FILE_WRITE, buf, sizeof(buf), in, &why),
+                     -EINVAL);
+    in->mode = 0644;
+    in->size = STK_INITP_FILE_MAX + 1ULL;
+    assert_int_equal(stk_initp_file_encode(STK_INITP_FILE_WRITE, buf, sizeof(buf), in, &why),
+                     -EFBIG);
+    memset(buf, 0, 4);
+    memcpy(buf + 4, "\0\0\0\0\x01\0\0\x01/tmp/x", 14); /* 16 MiB + 1 */
+    assert_int_equal(stk_initp_file_decode(STK_INITP_FILE_WRITE, buf, 18, out, &why), -EFBIG);
+    /* the OK to a read */
+    uint8_t info[STK_INITP_FILE_INFO_LEN];
+    uint64_t size;
+    uint32_t mode;
+    stk_initp_file_info_encode(info, 77, 0600);
+    assert_int_equal(stk_initp_file_info_decode(info, sizeof(info), &size, &mode), 0);
+    assert_int_equal(size, 77);
+    assert_int_equal(mode, 0600);
+    stk_initp_file_info_encode(info, STK_INITP_FILE_MAX + 1ULL, 0600);
+    assert_int_equal(stk_initp_file_info_decode(info, sizeof(info), &size, &mode), -EBADMSG);
+    free(in);
+    free(out);
+}
+
+static int collect_data(void *ud, const void *data, size_t n)
+{
+    stk_buf_append(ud, data, n);
+    return 0;
+}
+
+/* Names in dir that start with prefix. */
+static int count_prefixed(const char *dir, const char *prefix)
+{
+    _cleanup_(closedirp) DIR *dp = opendir(dir);
+    assert_non_null(dp);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dp));)
+        n += !strncmp(e->d_name, prefix, strlen(prefix));
+    return n;
+}
+
+static void test_file_write_read(void **state)
+{
+    struct initd *d = *state;
+    size_t sizes[] = {0, 5, 4 * MIB + 7, STK_INITP_FILE_MAX};
+    char path[256];
+    snprintf(path, sizeof(path), "%s/f", d->dir);
+    for (size_t k = 0; k < STK_ARRAY_SIZE(sizes); k++) {
+        _cleanup_close_ int in = tmpfd();
+        _cleanup_free_ char *data = stk_xmalloc(sizes[k] + 1);
+        for (size_t i = 0; i < sizes[k]; i++)
+            data[i] = (char)(i * 13 + i / 509);
+        assert_int_equal(write(in, data, sizes[k]), (ssize_t)sizes[k]);
+        assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+        _cleanup_error_ struct stk_error *err = NULL;
+        _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+        if (stk_init_file_write(c, path, 0640, sizes[k], in, &err) < 0)
+            fail_msg("write %zu bytes: %s", sizes[k], err->msg);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, (off_t)sizes[k]);
+        assert_int_equal(st.st_mode & 0777, 0640);
+        _cleanup_init_conn_ struct stk_init_conn *c2 = conn(d);
+        _cleanup_buf_ struct stk_buf got = {0};
+        uint64_t size = 1;
+        unsigned mode = 0;
+        if (stk_init_file_read(c2, path, collect_data, &got, &size, &mode, &err) < 0)
+            fail_msg("read %zu bytes: %s", sizes[k], err->msg);
+        assert_int_equal(size, sizes[k]);
+        assert_int_equal(mode, 0640);
+        assert_int_equal(got.len, sizes[k]);
+        if (sizes[k])
+            assert_memory_equal(got.data, data, sizes[k]);
+    }
+    assert_int_equal(count_prefixed(d->dir, ".stockade-cp"), 0);
+    unlink(path);
+}
+
+static int file_read_err(struct initd *d, const char *path, char *msg, size_t n)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+    _cleanup_buf_ struct stk_buf got = {0};
+    int r = stk_init_file_read(c, path, collect_data, &got, NULL, NULL, &err);
+    snprintf(msg, n, "%s", err ? err->msg : "");
+    return r;
+}
+
+static int file_write_err(struct initd *d, const char *path, const char *data, uint64_t size,
+                          char *msg, size_t n)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+    _cleanup_close_ int in = tmpfd();
+    assert_int_equal(write(in, data, strlen(data)), (ssize_t)strlen(data));
+    assert_int_equal(lseek(in, 0, SEEK_SET), 0);
+    int r = stk_init_file_write(c, path, 0644, size, in, &err);
+    snprintf(msg, n, "%s", err ? err->msg : "");
+    return r;
+}
+
+static void test_file_refusals(void **state)
+{
+    struct initd *d = *state;
+    char real[128], link[128], p[256], msg[512];
+    snprintf(real, sizeof(real), "%s/real", d->dir);
+    snprintf(link, sizeof(link), "%s/link", d->dir);
+    assert_int_equal(mkdir(real, 0755), 0);
+    assert_int_equal(symlink(real, link), 0);
+    snprintf(p, sizeof(p), "%s/kept", real);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("original", f);
+    fclose(f);
+
+    /* a symbolic link anywhere in the path is not followed, either way */
+    snprintf(p, sizeof(p), "%s/kept", link);
+    assert_int_equal(file_read_err(d, p, msg, sizeof(msg)), -ELOOP);
+    assert_non_null(strstr(msg, "symbolic link"));
+    snprintf(p, sizeof(p), "%s/new", link);
+    assert_int_equal(file_write_err(d, p, "x", 1, msg, sizeof(msg)), -ELOOP);
+    snprintf(p, sizeof(p), "%s/new", real);
+    assert_int_equal(access(p, F_OK), -1);
+    /* ... nor as the last component: reading it, or writing over it */
+    snprintf(p, sizeof(p), "%s/kept", real);
+    char flink[160];
+    snprintf(flink, sizeof(flink), "%s/flink", d->dir);
+    assert_int_equal(symlink(p, flink), 0);
+    assert_int_equal(file_read_err(d, flink, msg, sizeof(msg)), -ELOOP);
+    assert_int_equal(file_write_err(d, flink, "x", 1, msg, sizeof(msg)), -EEXIST);
+    assert_non_null(strstr(msg, "not a regular file"));
+
+    /* directories, FIFOs (no hang), missing paths */
+    assert_int_equal(file_read_err(d, real, msg, sizeof(msg)), -EISDIR);
+    assert_int_equal(file_write_err(d, real, "x", 1, msg, sizeof(msg)), -EISDIR);
+    char fifo[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", d->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(file_read_err(d, fifo, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(file_write_err(d, fifo, "x", 1, msg, sizeof(msg)), -EEXIST);
+    snprintf(p, sizeof(p), "%s/nosuch/f", d->dir);
+    assert_int_equal(file_read_err(d, p, msg, sizeof(msg)), -ENOENT);
+    assert_int_equal(file_write_err(d, p, "x", 1, msg, sizeof(msg)), -ENOENT);
+
+    /* a source shorter or longer than announced changes nothing */
+    snprintf(p, sizeof(p), "%s/kept", real);
+    assert_int_equal(file_write_err(d, p, "short", 10, msg, sizeof(msg)), -EIO);
+    assert_int_equal(file_write_err(d, p, "longer than 3", 3, msg, sizeof(msg)), -EIO);
+    _cleanup_buf_ struct stk_buf got = {0};
+    {
+        _cleanup_error_ struct stk_error *err = NULL;
+        _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+        assert_int_equal(stk_init_file_read(c, p, collect_data, &got, NULL, NULL, &err), 0);
+    }
+    assert_int_equal(got.len, 8);
+    assert_memory_equal(got.data, "original", 8);
+    /* init drops the temporary file once the connection is gone */
+    for (int i = 0; i < 100 && count_prefixed(real, ".stockade-cp"); i++)
+        sleep_ms(10);
+    assert_int_equal(count_prefixed(real, ".stockade-cp"), 0);
+
+    /* init is still fine */
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+    struct stk_init_info info;
+    assert_int_equal(stk_init_hello(c, &info, &err), 0);
+    unlink(flink);
+    unlink(fifo);
+    unlink(link);
+    unlink(p);
+    rmdir(real);
+}
+
 /* ---- as PID 1 of a PID namespace -------------------------------------------- */
 
 /* fork → unshare(CLONE_NEWPID) → fork: the grandchild is PID 1 of a new
@@ -849,6 +1080,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_proto_proc_roundtrip),
+        cmocka_unit_test(test_proto_file_roundtrip),
+        INIT_TEST(test_file_write_read),
+        INIT_TEST(test_file_refusals),
         INIT_TEST(test_hello_start_attach),
         INIT_TEST(test_attach_before_start_and_signal),
         INIT_TEST(test_exec_cat_roundtrip),
