@@ -137,8 +137,10 @@ static bool relay_loop(struct relay *rl)
 {
     while (rl->out_r >= 0 || rl->err_r >= 0) {
         bool holding = rl->pending_off < rl->pending_n;
+        /* after STDIN_EOF the client sends nothing more: the socket is
+         * watched only for its going away, which ends the exec */
         struct pollfd p[4] = {
-            {.fd = holding || rl->stdin_eof ? -1 : rl->sock, .events = POLLIN},
+            {.fd = holding ? -1 : rl->sock, .events = rl->stdin_eof ? POLLRDHUP : POLLIN},
             {.fd = holding ? rl->in_w : -1, .events = POLLOUT},
             {.fd = rl->out_r, .events = POLLIN},
             {.fd = rl->err_r, .events = POLLIN},
@@ -148,6 +150,8 @@ static bool relay_loop(struct relay *rl)
                 continue;
             return false;
         }
+        if (p[0].revents && rl->stdin_eof)
+            return false;
         if (p[0].revents && !read_client_frame(rl))
             return false;
         if (p[0].revents || p[1].revents)

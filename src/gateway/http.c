@@ -1128,7 +1128,7 @@ static void h_sb_file_get(struct gw_call *c)
     json_t *job = id_job("file_read", rec.id);
     json_object_set_new(job, "path", json_string(path));
     stk_sb_rec_free(&rec);
-    int r = gw_job_start_file(c, job, NULL, 0);
+    int r = gw_job_start_file(c, job, false, NULL, 0);
     if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }
@@ -1161,7 +1161,7 @@ static void h_sb_file_put(struct gw_call *c)
     json_object_set_new(job, "size", json_integer((json_int_t)len));
     stk_sb_rec_free(&rec);
     const void *data = evbuffer_pullup(in, -1);
-    int r = gw_job_start_file(c, job, data, len);
+    int r = gw_job_start_file(c, job, true, data, len);
     if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }

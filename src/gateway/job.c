@@ -241,7 +241,7 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
     return job_start(c, job, stream, -1, false);
 }
 
-int gw_job_start_file(struct gw_call *c, json_t *job, const void *data, size_t len)
+int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const void *data, size_t len)
 {
     int fd = memfd_create("stockade-file", MFD_CLOEXEC);
     if (fd < 0) {
@@ -249,7 +249,7 @@ int gw_job_start_file(struct gw_call *c, json_t *job, const void *data, size_t l
         return -errno;
     }
     /* a memfd write of at most the body limit does not block */
-    for (size_t off = 0; data && off < len;) {
+    for (size_t off = 0; to_sandbox && off < len;) {
         ssize_t w = write(fd, (const char *)data + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
@@ -267,7 +267,7 @@ int gw_job_start_file(struct gw_call *c, json_t *job, const void *data, size_t l
         json_decref(job);
         return -e;
     }
-    return job_start(c, job, false, fd, data == NULL);
+    return job_start(c, job, false, fd, !to_sandbox);
 }
 
 void gw_job_detach(struct gw_job *j)

@@ -143,10 +143,11 @@ void gw_stream_end(struct gw_call *c);
  * stream: the worker's bytes are relayed as a chunked 200 reply with
  * backpressure; else its JSON reply ({"status":N,"body":...}) is sent. */
 int gw_job_start(struct gw_call *c, json_t *job, bool stream);
-/* The files API's job: a memfd holding data (a write's content; NULL: an
- * empty one for a read to fill) is the worker's fd 5. A 200 answer of a
- * read ({"path","size"}) is replied as the memfd's bytes. */
-int gw_job_start_file(struct gw_call *c, json_t *job, const void *data, size_t len);
+/* The files API's job: a memfd is the worker's fd 5, holding the content
+ * of a write, or empty for a read to fill. A 200 answer of a read
+ * ({"path","size"}) is replied as the memfd's bytes. */
+int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const void *data,
+                      size_t len);
 #define GW_FILE_PATH_MAX 4096
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
  * 4 + i. */

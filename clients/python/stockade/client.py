@@ -27,6 +27,12 @@ OUTPUT_LIMIT = 16 * 1024 * 1024
 FILE_WRITE_MAX = 1024 * 1024
 
 
+# An exec's ERROR frame carries the session's errno: ENOENT, EBUSY
+# (not ready), EINVAL, E2BIG, EOPNOTSUPP, EAGAIN.
+_EXEC_ERRORS = {2: ("not_found", 404), 16: ("conflict", 409), 22: ("bad_request", 400),
+                7: ("bad_request", 400), 95: ("not_implemented", 501), 11: ("unavailable", 503)}
+
+
 class StockadeError(Exception):
     """The gateway refused or failed: HTTP status, the API's error code
     (docs/api.md, "Errors"), its message and any spec diagnostics."""
@@ -284,8 +290,11 @@ class _Exec:
                                 cb(tail)
                         return CommandResult(code, self.out[1], self.out[2], self.truncated)
                     elif ftype == _ERROR:
+                        err = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else 0
                         msg = payload[5:].decode("utf-8", errors="replace")
-                        raise StockadeError(status, "exec_failed", msg)
+                        # the session's errno, as the API maps it (docs/api.md, "Errors")
+                        code, st = _EXEC_ERRORS.get(err, ("exec_failed", 500))
+                        raise StockadeError(st, code, msg)
                     else:
                         raise StockadeError(status, "protocol", f"unexpected frame type {ftype}")
                 chunk = sock.recv(65536)
