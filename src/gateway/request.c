@@ -151,6 +151,8 @@ enum gw_err gw_err_of_file_errno(int e)
     case EACCES:
         return GW_E_FORBIDDEN;
     case EFBIG:
+    case ENOSPC: /* the sandbox's volume or tmpfs is full: this file does not fit */
+    case EDQUOT:
         return GW_E_TOO_LARGE;
     case EISDIR:
     case ENOTDIR:

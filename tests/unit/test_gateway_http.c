@@ -902,8 +902,27 @@ static void test_routes(void **state)
     assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/x/../y", &rt, arg), -ENOENT);
     assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/", &rt, arg), -ENOENT);
     assert_int_equal(gw_route_parse("PUT", "/v1/pools", &rt, arg), -EPERM);
+    /* files: one path, two methods */
+    assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/s1/files", &rt, arg), 0);
+    assert_int_equal(rt, GW_SB_FILE_GET);
+    assert_string_equal(arg, "s1");
+    assert_int_equal(gw_route_parse("PUT", "/v1/sandboxes/s1/files", &rt, arg), 0);
+    assert_int_equal(rt, GW_SB_FILE_PUT);
+    assert_int_equal(gw_route_parse("POST", "/v1/sandboxes/s1/files", &rt, arg), -EPERM);
+    assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/s1/files/x", &rt, arg), -ENOENT);
     for (size_t i = 0; i < _GW_E_N; i++)
         assert_non_null(gw_err_names[i]);
+    /* what a path inside a sandbox can be, as the files API answers it */
+    static const struct {
+        int e;
+        enum gw_err want;
+    } file_errs[] = {
+        {EROFS, GW_E_FORBIDDEN},    {EACCES, GW_E_FORBIDDEN},           {EFBIG, GW_E_TOO_LARGE},
+        {EISDIR, GW_E_BAD_REQUEST}, {ELOOP, GW_E_BAD_REQUEST},          {ENOENT, GW_E_NOT_FOUND},
+        {EBUSY, GW_E_CONFLICT},     {EOPNOTSUPP, GW_E_NOT_IMPLEMENTED}, {ENOSPC, GW_E_UNAVAILABLE},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(file_errs); i++)
+        assert_int_equal(gw_err_of_file_errno(-file_errs[i].e), file_errs[i].want);
 }
 
 int main(int argc, char **argv)
