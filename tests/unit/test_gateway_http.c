@@ -919,7 +919,7 @@ static void test_routes(void **state)
     } file_errs[] = {
         {EROFS, GW_E_FORBIDDEN},    {EACCES, GW_E_FORBIDDEN},           {EFBIG, GW_E_TOO_LARGE},
         {EISDIR, GW_E_BAD_REQUEST}, {ELOOP, GW_E_BAD_REQUEST},          {ENOENT, GW_E_NOT_FOUND},
-        {EBUSY, GW_E_CONFLICT},     {EOPNOTSUPP, GW_E_NOT_IMPLEMENTED}, {ENOSPC, GW_E_UNAVAILABLE},
+        {EBUSY, GW_E_CONFLICT},     {EOPNOTSUPP, GW_E_NOT_IMPLEMENTED}, {ENOSPC, GW_E_TOO_LARGE},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(file_errs); i++)
         assert_int_equal(gw_err_of_file_errno(-file_errs[i].e), file_errs[i].want);
