@@ -19,6 +19,7 @@ _Static_assert(STK_INIT_FILE_MAX == STK_INITP_FILE_MAX, "one file limit");
 
 #define CONNECT_RETRY_MS 20
 #define STDIN_CHUNK      32768
+#define FILE_CHUNK       STK_INITP_MAX_PAYLOAD
 #define OUT_CHUNK        4096 /* <= PIPE_BUF: a write after POLLOUT never blocks */
 #define ERRMSG_MAX       1024
 
@@ -712,10 +713,10 @@ int stk_init_file_write(struct stk_init_conn *c, const char *path, unsigned mode
     f.size = size;
     if ((r = file_request(c, STK_INITP_FILE_WRITE, &f, "write", NULL, NULL, err)) < 0)
         return r;
-    _cleanup_free_ uint8_t *buf = stk_xmalloc(STK_INITP_HDR + STDIN_CHUNK);
+    _cleanup_free_ uint8_t *buf = stk_xmalloc(STK_INITP_HDR + FILE_CHUNK);
     uint64_t sent = 0;
     for (;;) {
-        size_t want = size - sent < STDIN_CHUNK ? (size_t)(size - sent) : STDIN_CHUNK;
+        size_t want = size - sent < FILE_CHUNK ? (size_t)(size - sent) : FILE_CHUNK;
         /* one byte more than announced would be an error: ask for it */
         ssize_t n = read(in_fd, buf + STK_INITP_HDR, want ? want : 1);
         if (n < 0 && errno == EINTR)

@@ -36,6 +36,7 @@
 #define MAX_CONNS             64
 #define MAX_PROCS             (2 * MAX_CONNS)
 #define READ_CHUNK            16384
+#define FILE_CHUNK            65536 /* a file is read in whole frames: fewer turns of the loop */
 #define CONN_DATA_MAX         (256 * 1024)           /* queued output per connection */
 #define CONN_QUEUE_CAP        (CONN_DATA_MAX + 4096) /* room for control frames */
 #define WORKLOAD_BUF_MAX      (1024 * 1024)          /* workload output kept without attacher */
@@ -744,14 +745,14 @@ static void handle_file_read(struct conn *c, const uint8_t *p, size_t n)
  * connection's queue has room for one, DATA_END after the size announced. */
 static void file_read_progress(struct conn *c)
 {
-    while (c->file_fd >= 0 && c->out.len + STK_INITP_HDR + READ_CHUNK <= CONN_DATA_MAX) {
+    while (c->file_fd >= 0 && c->out.len + STK_INITP_HDR + FILE_CHUNK <= CONN_DATA_MAX) {
         if (c->file_left == 0) {
             close_fd(&c->file_fd);
             (void)queue_push_frame(&c->out, STK_INITP_DATA_END, 0, NULL, 0);
             c->close_after_flush = true;
             return;
         }
-        size_t want = c->file_left < READ_CHUNK ? (size_t)c->file_left : READ_CHUNK;
+        size_t want = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
         uint8_t *dst = queue_reserve(&c->out, STK_INITP_HDR + want);
         if (!dst)
             return;
