@@ -218,3 +218,25 @@ def test_not_ready_and_sim(sess, sid, tmp_path):
 def test_help_documents_the_limit(sess):
     p = sess.ok("cp", "--help")
     assert "16 MiB" in p.stdout and "ID:/PATH" in p.stdout
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun"])
+def test_each_runtime(sess, tmp_path, runtime):
+    """The same init protocol whatever OCI runtime started the sandbox."""
+    p = sess("create", "-f", write_spec(tmp_path / f"{runtime}.yaml", name=f"rt-{runtime}",
+                                        command=["/bin/sleep", "600"], runtime=runtime))
+    if p.returncode != 0 and ("not available" in p.stderr or "no runtime" in p.stderr
+                              or "does not work" in p.stderr):
+        pytest.skip(f"{runtime} cannot host long-lived sandboxes here: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+    rid = p.stdout.strip()
+    assert sess.get(rid)["runtime"] == runtime
+    src = tmp_path / "f"
+    src.write_bytes(data_of(100000))
+    sess.ok("cp", src, f"{rid}:/workspace/f")
+    out = tmp_path / "o"
+    sess.ok("cp", f"{rid}:/workspace/f", out)
+    assert out.read_bytes() == src.read_bytes()
+    sess.ok("exec", rid, "--", "ln", "-s", "/etc", "/tmp/e")
+    p = sess("cp", f"{rid}:/tmp/e/passwd", "-")
+    assert p.returncode != 0 and "symbolic link" in p.stderr and p.stdout == ""
