@@ -721,7 +721,12 @@ static void handle_file_read(struct conn *c, const uint8_t *p, size_t n)
         return send_error(c, -fd, STK_INITP_ERR_REQUEST, "init: read: %s: %s", f.path,
                           open_problem(-fd));
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return send_error(c, e, STK_INITP_ERR_REQUEST, "init: read: %s: %s", f.path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
         int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         close(fd);
         return send_error(c, e, STK_INITP_ERR_REQUEST, "init: read: %s: %s", f.path,
