@@ -807,8 +807,12 @@ static void handle_file_write(struct conn *c, const uint8_t *p, size_t n)
     }
     /* the content goes to a new file beside it, renamed over it at the end:
      * a transfer cut short changes nothing */
-    snprintf(c->tmp_name, sizeof(c->tmp_name), ".stockade-cp.%d.%u", (int)getpid(), ++counter);
-    int fd = openat(dfd, c->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = -1;
+    /* a name the workload took already is passed over (a few times) */
+    for (int i = 0; i < 8 && (fd < 0 && (i == 0 || errno == EEXIST)); i++) {
+        snprintf(c->tmp_name, sizeof(c->tmp_name), ".stockade-cp.%d.%u", (int)getpid(), ++counter);
+        fd = openat(dfd, c->tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     if (fd < 0) {
         c->tmp_name[0] = '\0';
         return file_fail(c, errno, "write", f.path);
