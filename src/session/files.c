@@ -10,14 +10,44 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-static int collect(void *ud, const void *data, size_t n)
+/* A read is held here, in a memfd, until its audit record is written. */
+struct held {
+    int fd;
+    size_t len;
+};
+
+static int write_all(int fd, const char *p, size_t n);
+
+static int hold(void *ud, const void *data, size_t n)
 {
-    struct stk_buf *b = ud;
-    if (b->len + n > STK_FILE_MAX)
+    struct held *h = ud;
+    if (h->len + n > STK_FILE_MAX)
         return -EFBIG;
-    stk_buf_append(b, data, n);
+    int r = write_all(h->fd, data, n);
+    if (r < 0)
+        return r;
+    h->len += n;
+    return 0;
+}
+
+/* The held content to out_fd, from its start. */
+static int release(const struct held *h, int out_fd)
+{
+    char buf[65536];
+    for (off_t off = 0; (size_t)off < h->len;) {
+        ssize_t n = pread(h->fd, buf, sizeof(buf), off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        int r = write_all(out_fd, buf, (size_t)n);
+        if (r < 0)
+            return r;
+        off += n;
+    }
     return 0;
 }
 
@@ -66,13 +96,17 @@ int stk_session_file_read(struct stk_session *s, const char *id, const char *pat
     if ((r = session_load_ready(s, id, "cp", &sb, err)) < 0)
         return r;
     const struct stk_driver_ops *ops = s->drv->ops;
-    _cleanup_buf_ struct stk_buf data = {0};
+    _cleanup_close_ int mfd = memfd_create("stockade-cp", MFD_CLOEXEC);
+    struct held data = {.fd = mfd};
     uint64_t size = 0;
-    r = ops->file_read
-            ? ops->file_read(s->drv->ctx, &sb.d, path, collect, &data, &size, err)
-            : stk_error_make(err, STK_DRV_E_NOTSUP,
-                             "sandbox %s: copying files is not implemented on this backend yet",
-                             sb.rec.id);
+    if (mfd < 0)
+        r = stk_error_errno(err, errno, "cp: memfd");
+    else if (!ops->file_read)
+        r = stk_error_make(err, STK_DRV_E_NOTSUP,
+                           "sandbox %s: copying files is not implemented on this backend yet",
+                           sb.rec.id);
+    else
+        r = ops->file_read(s->drv->ctx, &sb.d, path, hold, &data, &size, err);
     r = session_drv_error(s, "cp", r, err);
     if (r == -STK_DRV_E_NOFILE)
         r = -ENOENT;
@@ -85,7 +119,7 @@ int stk_session_file_read(struct stk_session *s, const char *id, const char *pat
     int ra = session_audit(s, sb.rec.id, "file_read", NULL, d, r < 0 ? NULL : err);
     if (r >= 0 && ra < 0)
         r = ra;
-    if (r >= 0 && (r = write_all(out_fd, data.data, data.len)) < 0)
+    if (r >= 0 && (r = release(&data, out_fd)) < 0)
         r = stk_error_errno(err, -r, "cp: writing %s's content", path);
     if (r >= 0 && ret_size)
         *ret_size = size;
