@@ -23,7 +23,7 @@ import urllib.parse
 
 import pytest
 
-from test_gateway import TOKENS, Gateway
+from test_gateway import TOKENS, Gateway, raw_exchange
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "python"
@@ -173,9 +173,12 @@ def test_files_api_authorized_like_exec(gw, box):
                               "controller", raw=b"x")
     assert status == 400
     # over the body limit: refused before the body is read
-    status, _ = gw.request("PUT", f"/v1/sandboxes/{box.id}/files?path=/tmp/big", "controller",
-                           raw=b"x" * (1024 * 1024 + 1))
-    assert status == 413
+    big = b"x" * (1024 * 1024 + 1)
+    out = raw_exchange(gw, (f"PUT /v1/sandboxes/{box.id}/files?path=/tmp/big HTTP/1.1\r\n"
+                            f"Host: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['controller']}\r\n"
+                            f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
+                       + big)
+    assert out.startswith(b"HTTP/1.1 413"), out[:200]
     assert box.run("test -e /tmp/big").exit_code == 1
 
     # alice's own sandbox: her files
