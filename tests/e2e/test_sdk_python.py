@@ -213,9 +213,18 @@ def test_cli_cp_through_the_server(gw, box, tmp_path):
     assert p.returncode != 0 and "request body limit" in p.stderr
 
 
-def test_url_and_kill(gw, controller):
-    sb = Sandbox.create(spec("short", "acme-short"), client=controller, tenant="acme")
+def test_url_logs_stop_start_kill(gw, controller):
+    doc = spec("short", "acme-short")
+    doc["spec"]["command"] = ["/bin/sh", "-c", "echo hello-logs; exec /bin/sleep 600"]
+    sb = Sandbox.create(doc, client=controller, tenant="acme")
     assert sb.url(8080) == f"{gw.url}/v1/sandboxes/{sb.id}/ports/8080/"
+    deadline = time.monotonic() + 10
+    while "hello-logs" not in sb.logs():
+        assert time.monotonic() < deadline, sb.logs()
+        time.sleep(0.1)
+    assert sb.stop()["phase"] == "stopped" and sb.phase == "stopped"
+    assert sb.start()["phase"] == "ready"
+    assert sb.run("echo again").stdout == "again\n"
     with pytest.raises(ValueError):
         sb.url(0)
     assert Sandbox.connect(sb.id, client=controller).id == sb.id
