@@ -88,7 +88,9 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
         if (colon) {
             *colon = '\0';
             tag = colon + 1;
-            if (!tag[0] || strlen(tag) > 128 || strchr(tag, '@'))
+            if (!tag[0] || strlen(tag) > 128 ||
+                strspn(tag, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+                    strlen(tag))
                 return stk_error_make(err, EINVAL, "image %s: a malformed tag", s);
         }
         if (!repo[0] || strchr(repo, ':'))
