@@ -244,6 +244,9 @@ def test_rm_refuses_an_image_in_use_and_prune(store, layout, tmp_path):
         audit = json.loads(store.ok("audit", sid, "-o", "json").stdout)
         created = [r for r in audit if r.get("event") == "created" or r.get("action") == "created"]
         assert created and digest in json.dumps(created[0]), audit[:2]
+        # verify names the image and its digest above its claims
+        p = store("verify", sid, timeout=120)
+        assert f"image {ref} ({digest})" in p.stdout, p.stdout + p.stderr
         p = store("image", "rm", ref)
         assert p.returncode == 1 and "in use" in p.stderr
         p = store.ok("image", "prune")
