@@ -82,13 +82,12 @@ static json_t *strv(char **v, size_t n)
 
 static json_t *image_json(const struct stk_image *img)
 {
-    return json_pack("{s:s,s:o,s:s,s:I,s:I,s:I,s:{s:o,s:o,s:o,s:s,s:s}}", "digest", img->digest,
-                     "names", strv(img->names, img->n_names), "root", img->root, "size",
-                     (json_int_t)img->size, "layers", (json_int_t)img->n_layers, "pulled",
-                     (json_int_t)img->pulled, "config", "Entrypoint",
-                     strv(img->entrypoint, img->n_entrypoint), "Cmd", strv(img->cmd, img->n_cmd),
-                     "Env", strv(img->env, img->n_env), "WorkingDir", img->workdir, "User",
-                     img->user);
+    return json_pack(
+        "{s:s,s:o,s:s,s:I,s:I,s:I,s:{s:o,s:o,s:o,s:s,s:s}}", "digest", img->digest, "names",
+        strv(img->names, img->n_names), "root", img->root, "size", (json_int_t)img->size, "layers",
+        (json_int_t)img->n_layers, "pulled", (json_int_t)img->pulled, "config", "Entrypoint",
+        strv(img->entrypoint, img->n_entrypoint), "Cmd", strv(img->cmd, img->n_cmd), "Env",
+        strv(img->env, img->n_env), "WorkingDir", img->workdir, "User", img->user);
 }
 
 int cmd_image(int argc, char **argv)
@@ -214,8 +213,9 @@ int cmd_image(int argc, char **argv)
     } else if (!strcmp(sub, "rm") || !strcmp(sub, "prune")) {
         bool rm = !strcmp(sub, "rm");
         if (rm ? nargs < 1 : nargs != 0)
-            return cli_usage_error("image", rm ? "rm takes references" : "prune takes no "
-                                                                         "arguments");
+            return cli_usage_error("image", rm ? "rm takes references"
+                                               : "prune takes no "
+                                                 "arguments");
         if ((status = users_load(&paths, &users)) != 0)
             return status;
         if (rm) {

@@ -347,7 +347,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     o->argv = argv + optind;
     o->argc = argc - optind;
     if (!o->file && o->argc == 0 && !o->value[FLAG_IMAGE])
-        return cli_usage_error("run", "needs a command after -- (or -f FILE with spec.command, or --image)");
+        return cli_usage_error(
+            "run", "needs a command after -- (or -f FILE with spec.command, or --image)");
     return 0;
 }
 

@@ -47,9 +47,9 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
 
 /* Hard limits on what a layer (and an image's layers together) may hold. */
 struct stk_tar_limits {
-    uint64_t max_files;     /* entries over all layers */
-    uint64_t max_bytes;     /* file content over all layers */
-    size_t max_path;        /* bytes in one entry's name or link target */
+    uint64_t max_files; /* entries over all layers */
+    uint64_t max_bytes; /* file content over all layers */
+    size_t max_path;    /* bytes in one entry's name or link target */
 };
 #define STK_TAR_MAX_FILES UINT64_C(500000)
 #define STK_TAR_MAX_BYTES (UINT64_C(16) << 30)
@@ -114,15 +114,15 @@ int stk_image_rmtree_at(int dir_fd, const char *name);
 
 /* An image in the store. */
 struct stk_image {
-    char digest[72];        /* the manifest's "sha256:<hex>" */
-    char root[1024];        /* the unpacked, shared root */
-    char **names;           /* references that name it */
+    char digest[72]; /* the manifest's "sha256:<hex>" */
+    char root[1024]; /* the unpacked, shared root */
+    char **names;    /* references that name it */
     size_t n_names;
     char **entrypoint, **cmd, **env; /* NULL-terminated (may be empty) */
     size_t n_entrypoint, n_cmd, n_env;
-    char *workdir; /* "" when unset */
-    char *user;    /* "" when unset */
-    int64_t size;  /* bytes on disk (blobs and root) */
+    char *workdir;        /* "" when unset */
+    char *user;           /* "" when unset */
+    int64_t size;         /* bytes on disk (blobs and root) */
     int64_t pulled, used; /* ms since the epoch */
     size_t n_layers;
 };
@@ -138,16 +138,16 @@ static inline void stk_image_freep(struct stk_image **p)
 typedef bool (*stk_image_in_use_fn)(void *ctx, const char *digest);
 
 struct stk_image_pull_opts {
-    const char *cert_dir;      /* --cert-dir: CA certificates for the registry */
-    const char *auth_file;     /* --authfile: registry credentials */
-    bool tls_verify_off;       /* --tls-verify=false: loopback registries only */
-    int64_t max_store;         /* bytes; <= 0: STK_IMAGE_STORE_DEFAULT */
+    const char *cert_dir;                /* --cert-dir: CA certificates for the registry */
+    const char *auth_file;               /* --authfile: registry credentials */
+    bool tls_verify_off;                 /* --tls-verify=false: loopback registries only */
+    int64_t max_store;                   /* bytes; <= 0: STK_IMAGE_STORE_DEFAULT */
     const struct stk_tar_limits *limits; /* NULL: the STK_TAR_MAX_* defaults */
     stk_image_in_use_fn in_use;
     void *in_use_ctx;
 };
 #define STK_IMAGE_STORE_DEFAULT (INT64_C(20) << 30)
-#define STK_IMAGE_MAX_LAYERS 128
+#define STK_IMAGE_MAX_LAYERS    128
 
 /* <state_dir>/images */
 int stk_image_store_dir(const char *state_dir, char *buf, size_t n, struct stk_error **err);

@@ -52,8 +52,9 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
         const char *p = stk_startswith(s, "docker://") ? s + 9 : s;
         for (const char *c = p; *c; c++)
             if (!ref_char(*c))
-                return stk_error_make(err, EINVAL, "image %s: '%c' is not allowed in a "
-                                                   "reference",
+                return stk_error_make(err, EINVAL,
+                                      "image %s: '%c' is not allowed in a "
+                                      "reference",
                                       s, *c);
         char buf[STK_IMAGE_REF_MAX + 1];
         snprintf(buf, sizeof(buf), "%s", p);
@@ -61,9 +62,8 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
         if (at) {
             *at++ = '\0';
             if (!stk_startswith(at, "sha256:") || !hex64(at + 7))
-                return stk_error_make(err, EINVAL,
-                                      "image %s: a digest is sha256: and 64 lowercase hex digits",
-                                      s);
+                return stk_error_make(
+                    err, EINVAL, "image %s: a digest is sha256: and 64 lowercase hex digits", s);
             snprintf(r.digest, sizeof(r.digest), "%s", at);
         }
         if (!buf[0] || buf[0] == '/' || buf[0] == '-' || strstr(buf, "//") ||
@@ -74,8 +74,7 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
         char *slash = strchr(buf, '/');
         const char *repo = buf;
         if (slash && (memchr(buf, '.', (size_t)(slash - buf)) ||
-                      memchr(buf, ':', (size_t)(slash - buf)) ||
-                      !strncmp(buf, "localhost/", 10))) {
+                      memchr(buf, ':', (size_t)(slash - buf)) || !strncmp(buf, "localhost/", 10))) {
             *slash = '\0';
             snprintf(r.host, sizeof(r.host), "%s", buf);
             repo = slash + 1;
@@ -97,8 +96,7 @@ int stk_image_ref_parse(const char *s, struct stk_image_ref *ret, struct stk_err
             return stk_error_make(err, EINVAL, "image %s: not a repository name", s);
         for (const char *c = repo; *c; c++)
             if (*c >= 'A' && *c <= 'Z')
-                return stk_error_make(err, EINVAL, "image %s: repository names are lowercase",
-                                      s);
+                return stk_error_make(err, EINVAL, "image %s: repository names are lowercase", s);
         bool library = !strcmp(r.host, "docker.io") && !strchr(repo, '/');
         char name[sizeof(r.name)];
         int k = snprintf(name, sizeof(name), "%s/%s%s%s%s%s%s", r.host, library ? "library/" : "",

@@ -48,7 +48,7 @@ static int mkdirs(const char *store, struct stk_error **err)
         if (mkdir(parent, 0700) < 0 && errno != EEXIST)
             return stk_error_errno(err, errno, "creating %s", parent);
     }
-    static const char *const sub[] = {"", "/blobs", "/blobs/sha256", "/roots",
+    static const char *const sub[] = {"",        "/blobs", "/blobs/sha256", "/roots",
                                       "/images", "/holds", "/tmp"};
     for (size_t i = 0; i < STK_ARRAY_SIZE(sub); i++) {
         char p[1200];
@@ -158,14 +158,16 @@ static int blob_check(int blobs_fd, const char *digest, off_t *ret_size, struct 
 {
     const char *hex;
     if (!digest_hex(digest, &hex))
-        return stk_error_make(err, EBADMSG, "image: %s is not a sha256 digest", digest ? digest : "(none)");
+        return stk_error_make(err, EBADMSG, "image: %s is not a sha256 digest",
+                              digest ? digest : "(none)");
     char got[65];
     int r = file_sha256(blobs_fd, hex, got, ret_size);
     if (r < 0)
         return stk_error_errno(err, -r, "image: blob %s", digest);
     if (strcmp(got, hex))
-        return stk_error_make(err, EBADMSG, "image: blob %s has digest sha256:%s: corrupted or "
-                                            "tampered with",
+        return stk_error_make(err, EBADMSG,
+                              "image: blob %s has digest sha256:%s: corrupted or "
+                              "tampered with",
                               digest, got);
     return 0;
 }
@@ -389,8 +391,8 @@ int stk_image_list(const char *store, struct stk_image ***ret, size_t *ret_n,
 static bool matches(const struct stk_image *img, const char *q, const char *canon)
 {
     const char *hex = img->digest + 7;
-    if (!strcmp(q, img->digest) || (stk_startswith(q, "sha256:") && strlen(q) >= 19 &&
-                                    stk_startswith(hex, q + 7)))
+    if (!strcmp(q, img->digest) ||
+        (stk_startswith(q, "sha256:") && strlen(q) >= 19 && stk_startswith(hex, q + 7)))
         return true;
     size_t ql = strlen(q);
     if (ql >= 12 && ql <= 64 && stk_startswith(hex, q) && strspn(q, "0123456789abcdef") == ql)
@@ -636,8 +638,8 @@ int stk_image_remove(const char *store, const char *ref, stk_image_in_use_fn in_
     int r = find_unlocked(store, ref, &img, err);
     if (r == 0 && busy(store, img, in_use, ctx))
         r = stk_error_make(err, EBUSY,
-                           "image %s (%.19s) is in use by a sandbox; remove the sandbox first",
-                           ref, img->digest);
+                           "image %s (%.19s) is in use by a sandbox; remove the sandbox first", ref,
+                           img->digest);
     if (r == 0 && (r = remove_unlocked(store, img->digest + 7, err)) == 0)
         blobs_gc(store);
     stk_image_free(img);
@@ -655,7 +657,8 @@ int stk_image_prune(const char *store, stk_image_in_use_fn in_use, void *ctx, si
     size_t n, removed = 0;
     int r = list_unlocked(store, &v, &n, err);
     for (size_t i = 0; r == 0 && i < n; i++)
-        if (!busy(store, v[i], in_use, ctx) && (r = remove_unlocked(store, v[i]->digest + 7, err)) == 0)
+        if (!busy(store, v[i], in_use, ctx) &&
+            (r = remove_unlocked(store, v[i]->digest + 7, err)) == 0)
             removed++;
     if (r == 0) {
         stk_image_list_free(v, n);
@@ -922,16 +925,16 @@ static int pull_commit(struct pull *p, const struct stk_image_ref *ref, const ch
     }
     json_t *cfg = json_object_get(p->config, "config");
     json_t *keep = json_object();
-    static const char *const keys[] = {"Entrypoint", "Cmd", "Env", "WorkingDir", "User",
-                                       "ExposedPorts"};
+    static const char *const keys[] = {"Entrypoint", "Cmd",  "Env",
+                                       "WorkingDir", "User", "ExposedPorts"};
     for (size_t k = 0; k < STK_ARRAY_SIZE(keys); k++) {
         json_t *v = json_object_get(cfg, keys[k]);
         if (v && !json_is_null(v))
             json_object_set(keep, keys[k], v);
     }
-    json_t *rec = json_pack("{s:s,s:[],s:s,s:o,s:o,s:I,s:I}", "digest", "", "names",
-                            "configDigest", cdigest, "config", keep, "layers", layers, "size",
-                            (json_int_t)size, "pulled", (json_int_t)stk_clock_ms(CLOCK_REALTIME));
+    json_t *rec = json_pack("{s:s,s:[],s:s,s:o,s:o,s:I,s:I}", "digest", "", "names", "configDigest",
+                            cdigest, "config", keep, "layers", layers, "size", (json_int_t)size,
+                            "pulled", (json_int_t)stk_clock_ms(CLOCK_REALTIME));
     char digest[72];
     snprintf(digest, sizeof(digest), "sha256:%s", hex);
     json_object_set_new(rec, "digest", json_string(digest));

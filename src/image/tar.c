@@ -69,8 +69,9 @@ static int read_full(struct stk_tar_reader *r, void *buf, size_t n, struct stk_e
         if (k < 0)
             return stk_error_errno(err, (int)-k, "reading the layer");
         if (k == 0)
-            return stk_error_make(err, EBADMSG, "layer: the archive ends in the middle of an "
-                                                "entry");
+            return stk_error_make(err, EBADMSG,
+                                  "layer: the archive ends in the middle of an "
+                                  "entry");
         got += (size_t)k;
     }
     return 0;
@@ -157,8 +158,7 @@ static int meta_read(struct stk_tar_reader *r, uint64_t size, char **ret, struct
     return 0;
 }
 
-static int check_len(struct stk_tar_reader *r, const char *what, size_t len,
-                     struct stk_error **err)
+static int check_len(struct stk_tar_reader *r, const char *what, size_t len, struct stk_error **err)
 {
     if (len > r->lim.max_path)
         return stk_error_make(err, ENAMETOOLONG, "layer: a %zu-byte %s (limit %zu)", len, what,
@@ -296,8 +296,9 @@ int stk_tar_next(struct stk_tar_reader *r, struct stk_tar_entry *ret, struct stk
         for (size_t i = 0; i < BLOCK; i++)
             sum += (i >= 148 && i < 156) ? ' ' : h[i];
         if (number(h + 148, 8, &sum_field) < 0 || sum_field != sum)
-            return stk_error_make(err, EBADMSG, "layer: a header's checksum does not match (not "
-                                                "a tar archive?)");
+            return stk_error_make(err, EBADMSG,
+                                  "layer: a header's checksum does not match (not "
+                                  "a tar archive?)");
         uint64_t size, mode, uid, gid, mtime;
         if (number(h + 124, 12, &size) < 0 || number(h + 100, 8, &mode) < 0 ||
             number(h + 108, 8, &uid) < 0 || number(h + 116, 8, &gid) < 0 ||

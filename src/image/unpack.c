@@ -31,8 +31,7 @@ static int beneath(int root_fd, const char *path, int flags)
 {
     struct open_how how = {
         .flags = (uint64_t)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-                   RESOLVE_NO_XDEV,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
     };
     int fd = (int)syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
     return fd < 0 ? -errno : fd;
@@ -272,8 +271,7 @@ static int hardlink(int root_fd, int pd, const char *base, const struct stk_tar_
 }
 
 static int entry(struct stk_tar_reader *rd, int root_fd, const struct stk_tar_entry *e,
-                 const struct stk_tar_limits *lim, struct stk_tar_counts *c,
-                 struct stk_error **err)
+                 const struct stk_tar_limits *lim, struct stk_tar_counts *c, struct stk_error **err)
 {
     char rel[STK_TAR_MAX_PATH + 2];
     const char *why, *dir, *base;
@@ -365,8 +363,7 @@ static int entry(struct stk_tar_reader *rd, int root_fd, const struct stk_tar_en
 }
 
 static int pass(int root_fd, const char *layer_path, bool whiteouts,
-                const struct stk_tar_limits *lim, struct stk_tar_counts *c,
-                struct stk_error **err)
+                const struct stk_tar_limits *lim, struct stk_tar_counts *c, struct stk_error **err)
 {
     int fd = open(layer_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -375,8 +372,9 @@ static int pass(int root_fd, const char *layer_path, bool whiteouts,
     if (pread(fd, magic, sizeof(magic), 0) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 &&
         magic[2] == 0x2f && magic[3] == 0xfd) {
         close(fd);
-        return stk_error_make(err, ENOTSUP, "layer %s is zstd-compressed; stockade reads plain "
-                                            "and gzip layers",
+        return stk_error_make(err, ENOTSUP,
+                              "layer %s is zstd-compressed; stockade reads plain "
+                              "and gzip layers",
                               layer_path);
     }
     struct gz_src src = {gzdopen(fd, "rb")};
@@ -412,8 +410,8 @@ int stk_image_mountpoints(int root_fd)
     /* where the runtime mounts /proc, /dev, ... and stockade binds
      * /workspace, the home and stockade-init: made here, once, so the
      * runtime never writes into the shared root */
-    static const char *const dirs[] = {"proc", "sys", "dev", "tmp", "etc", "workspace",
-                                       "home/sandbox", ".stockade"};
+    static const char *const dirs[] = {"proc", "sys",       "dev",          "tmp",
+                                       "etc",  "workspace", "home/sandbox", ".stockade"};
     for (size_t i = 0; i < STK_ARRAY_SIZE(dirs); i++) {
         int fd = open_dir(root_fd, dirs[i], true);
         if (fd >= 0)

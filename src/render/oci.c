@@ -322,8 +322,8 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
     return 0;
 }
 
-int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img,
-                 const char ***ret, size_t *ret_n, struct stk_error **err)
+int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, const char ***ret,
+                 size_t *ret_n, struct stk_error **err)
 {
     const char *const *parts[2] = {b->argv, NULL};
     size_t ns[2] = {b->argc, 0};

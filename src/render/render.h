@@ -195,8 +195,8 @@ struct stk_oci_image {
  * Entrypoint (and its Cmd), spec.args alone replace its Cmd (Kubernetes'
  * rule). Without an image, the boundary's argv. *ret is malloc'd (the
  * strings are borrowed), NULL-terminated. */
-int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img,
-                 const char ***ret, size_t *ret_n, struct stk_error **err);
+int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, const char ***ret,
+                 size_t *ret_n, struct stk_error **err);
 
 /* What the driver decides and the boundary does not say: host paths. */
 struct stk_oci_options {

@@ -501,8 +501,8 @@ void *session_argv_details(const struct stk_boundary *b, const char *key, void *
  * ran is then fixed in the trail, whatever the tag says later). */
 static json_t *created_details(const struct stk_sb_rec *rec, const struct stk_driver_facts *f)
 {
-    json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec->name, "runtime", rec->runtime,
-                          "poolMember", rec->pool_member);
+    json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec->name, "runtime", rec->runtime, "poolMember",
+                          rec->pool_member);
     if (f->facts.image_digest)
         json_object_set_new(d, "imageDigest", json_string(f->facts.image_digest));
     return d;
@@ -547,8 +547,7 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     }
     r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0)
-        r = session_audit(s, rec.id, "created", NULL,
-                          created_details(&rec, &facts), err);
+        r = session_audit(s, rec.id, "created", NULL, created_details(&rec, &facts), err);
     fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
     if (r < 0) {

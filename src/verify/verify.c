@@ -790,8 +790,7 @@ struct stk_verify_report {
     const char *image, *image_digest; /* what the sandbox runs, or NULL */
 };
 
-void stk_verify_report_set_image(struct stk_verify_report *r, const char *image,
-                                 const char *digest)
+void stk_verify_report_set_image(struct stk_verify_report *r, const char *image, const char *digest)
 {
     r->image = image ? stk_arena_strdup(r->arena, image) : NULL;
     r->image_digest = digest ? stk_arena_strdup(r->arena, digest) : NULL;
@@ -1255,7 +1254,8 @@ void stk_verify_report_print_text(const struct stk_verify_report *r, FILE *f)
     int wo = (int)col_width(r, offsetof(struct stk_verify_row, observed), "OBSERVED");
     size_t n[_STK_VERIFY_N] = {0};
     if (r->image)
-        fprintf(f, "image %s (%s)\n\n", r->image, r->image_digest ? r->image_digest : "digest unknown");
+        fprintf(f, "image %s (%s)\n\n", r->image,
+                r->image_digest ? r->image_digest : "digest unknown");
     fprintf(f, "%-*s  %-*s  %-*s  %s\n", wc, "CLAIM", we, "EXPECTED", wo, "OBSERVED", "VERDICT");
     for (size_t i = 0; i < r->n; i++) {
         const struct stk_verify_row *row = &r->rows[i];

@@ -32,8 +32,7 @@ static void test_refs(void **state)
          "docker://registry.example.com/team/tool:latest", "registry.example.com",
          STK_IMG_REGISTRY},
         {"oci:/srv/img:v1", "oci:/srv/img:v1", "oci:/srv/img:v1", "", STK_IMG_OCI},
-        {"oci-archive:/a.tar", "oci-archive:/a.tar", "oci-archive:/a.tar", "",
-         STK_IMG_OCI_ARCHIVE},
+        {"oci-archive:/a.tar", "oci-archive:/a.tar", "oci-archive:/a.tar", "", STK_IMG_OCI_ARCHIVE},
         {"docker-archive:/b.tar", "docker-archive:/b.tar", "docker-archive:/b.tar", "",
          STK_IMG_DOCKER_ARCHIVE},
     };
@@ -51,12 +50,13 @@ static void test_refs(void **state)
     struct stk_image_ref r;
     struct stk_error *err = NULL;
     assert_int_equal(stk_image_ref_parse(digest, &r, &err), 0);
-    assert_string_equal(r.source, "docker://localhost:5000/a@sha256:"
-                                  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert_string_equal(r.source,
+                        "docker://localhost:5000/a@sha256:"
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     assert_true(stk_startswith(r.digest, "sha256:0123"));
-    static const char *const bad[] = {"",       "Busybox", "a b",           "x@sha256:zz",
-                                      "-x",     "/abs",    "a//b",          "a:",
-                                      "oci:",   "x:y:z",   "a@sha256:ABCD", "docker://"};
+    static const char *const bad[] = {
+        "",   "Busybox", "a b",   "x@sha256:zz",   "-x",       "/abs", "a//b",
+        "a:", "oci:",    "x:y:z", "a@sha256:ABCD", "docker://"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err = NULL;
         assert_true(stk_image_ref_parse(bad[i], &r, &err) < 0);
@@ -133,8 +133,8 @@ static ssize_t mem_read(void *ctx, void *buf, size_t n)
     return (ssize_t)n;
 }
 
-static int read_all(const struct tarb *t, const struct stk_tar_limits *lim, char *names,
-                    size_t cap, struct stk_error **err)
+static int read_all(const struct tarb *t, const struct stk_tar_limits *lim, char *names, size_t cap,
+                    struct stk_error **err)
 {
     struct mem m = {t->p, t->n};
     struct stk_tar_reader *r = stk_tar_reader_new(mem_read, &m, lim);
