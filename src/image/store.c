@@ -797,12 +797,11 @@ static int pull_layout(struct pull *p, const struct stk_image_ref *ref, char ret
     int r;
     if ((r = blob_check(p->blobs_fd, digest, NULL, err)) < 0)
         return r;
-    if (ref->digest[0] && strcmp(ref->digest, digest)) {
-        /* skopeo may have converted the manifest: the pinned digest must
-         * still be what was asked for */
-        return stk_error_make(err, EBADMSG, "image: asked for %s, got manifest %s", ref->digest,
-                              digest);
-    }
+    /* A pinned digest is checked by skopeo against what the registry
+     * serves (containers/image verifies a by-digest manifest); the layout's
+     * manifest may then differ from it (a manifest list resolved to this
+     * platform, a Docker manifest converted to OCI), so the store records
+     * the reference with its digest as a name of this image. */
     _cleanup_free_ char *mtext = read_small(p->blobs_fd, ret_hex, MANIFEST_MAX, NULL);
     p->manifest = mtext ? json_loads(mtext, 0, NULL) : NULL;
     const char *mt = json_string_value(json_object_get(p->manifest, "mediaType"));

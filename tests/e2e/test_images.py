@@ -338,3 +338,30 @@ def test_tampered_blob_refused(store, tmp_path):
     p = store("image", "pull", f"oci:{d}:latest")
     assert p.returncode == 1 and "digest" in p.stderr.lower(), p.stderr
     store.assert_empty()
+
+
+def test_pull_docker_manifest_by_digest(store, registry, layout):
+    """A Docker schema 2 manifest (what most registries serve): skopeo
+    converts it to OCI, so the stored digest differs from the pinned one;
+    the pinned reference still names the image."""
+    d, _ = layout
+    host = registry["host"]
+    subprocess.run([SKOPEO, "--policy", str(registry["policy"]), "copy", "--quiet", "--format",
+                    "v2s2", "--dest-cert-dir", str(registry["certs"]), f"oci:{d}:latest",
+                    f"docker://{host}/busybox:docker"], check=True, capture_output=True)
+    out = subprocess.run([SKOPEO, "inspect", "--cert-dir", str(registry["certs"]),
+                          f"docker://{host}/busybox:docker"], check=True, capture_output=True,
+                         text=True).stdout
+    pinned = json.loads(out)["Digest"]
+    ref = f"{host}/busybox@{pinned}"
+    store.ok("image", "pull", "--cert-dir", registry["certs"], ref)
+    [img] = store.ls()
+    assert ref in img["names"]
+    p = store.ok("run", "--no-network", "--image", ref, "--", "/bin/id", "-u")
+    assert p.stdout.strip() == "1000"
+    # a digest the registry does not have is refused, nothing kept
+    store.ok("image", "rm", ref)
+    wrong = f"{host}/busybox@sha256:{'0' * 64}"
+    p = store("image", "pull", "--cert-dir", registry["certs"], wrong)
+    assert p.returncode == 1
+    store.assert_empty()
