@@ -855,6 +855,14 @@ static int pull_unpack(struct pull *p, const struct stk_image_pull_opts *o,
     int root = openat(p->tmp_fd, "root", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root < 0)
         return stk_error_errno(err, errno, "opening %s/root", p->tmp);
+    /* never more content than the store may hold: a layer that inflates
+     * past it (a gzip bomb) stops at the limit, not at a full disk */
+    struct stk_tar_limits lim =
+        o->limits ? *o->limits
+                  : (struct stk_tar_limits){STK_TAR_MAX_FILES, STK_TAR_MAX_BYTES, STK_TAR_MAX_PATH};
+    uint64_t store_max = (uint64_t)(o->max_store > 0 ? o->max_store : STK_IMAGE_STORE_DEFAULT);
+    if (lim.max_bytes > store_max)
+        lim.max_bytes = store_max;
     json_t *l;
     size_t i;
     int r = 0;
@@ -864,7 +872,7 @@ static int pull_unpack(struct pull *p, const struct stk_image_pull_opts *o,
         const char *d = json_string_value(json_object_get(l, "digest"));
         if ((r = stk_path_make(path, sizeof(path), err, "%s/layout/blobs/sha256/%s", p->tmp,
                                d + 7)) < 0 ||
-            (r = stk_layer_unpack(root, path, o->limits, c, err)) < 0) {
+            (r = stk_layer_unpack(root, path, &lim, c, err)) < 0) {
             stk_error_wrap(err, "layer %zu (%.19s)", i, d);
             break;
         }

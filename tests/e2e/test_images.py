@@ -365,3 +365,14 @@ def test_pull_docker_manifest_by_digest(store, registry, layout):
     p = store("image", "pull", "--cert-dir", registry["certs"], wrong)
     assert p.returncode == 1
     store.assert_empty()
+
+
+def test_inflating_layer_stops_at_the_store_limit(store, tmp_path):
+    """A layer that inflates past the store's limit (here 4 MiB of zeros,
+    a few KiB compressed) is refused while unpacking, not after."""
+    d = tmp_path / "bomb"
+    ib.write_layout(str(d), [ib.tar_bytes([ib.entry("zeros", data=bytes(4 << 20))])],
+                    {"Cmd": ["/x"]})
+    p = store("image", "pull", "--max-store", "1Mi", f"oci:{d}:latest")
+    assert p.returncode == 1 and "over the limit of 1048576" in p.stderr, p.stderr
+    store.assert_empty()
