@@ -72,7 +72,8 @@ python3 - "$work" "$runs" <<'PY' >bench/images.md
 import json, statistics, sys, datetime
 work, runs = sys.argv[1], sys.argv[2]
 def rows(f):
-    return [(r["command"], statistics.median(r["times"]) * 1000, r["mean"] * 1000, r["stddev"] * 1000)
+    return [(r["command"], statistics.median(r["times"]) * 1000, r["mean"] * 1000, r["stddev"] * 1000,
+             (r["user"] + r["system"]) * 1000)
             for r in json.load(open(f"{work}/{f}"))["results"]]
 run, pull = rows("run.json"), rows("pull.json")
 print("# Images on the local backend: measured\n")
@@ -80,12 +81,15 @@ print(f"`bench/images.sh {runs}` on {datetime.date.today()}, {runs} runs each, h
 print("The image is busybox (this host's binary and its libraries, ~12 MiB unpacked) from")
 print("Debian's docker-registry on 127.0.0.1 with TLS. podman is not installed on this")
 print("machine, so the issue's podman rows are not measured.\n")
-print("| command | median (ms) | mean ± σ (ms) | vs peer |")
-print("|---|---:|---:|---:|")
+print("CPU is user + system time of stockade and the processes it waited for (mean),")
+print("less sensitive than wall time to other load on the machine.\n")
+print("| command | median (ms) | mean ± σ (ms) | CPU (ms) | vs peer (median) |")
+print("|---|---:|---:|---:|---:|")
 for rs in (run, pull):
     base = rs[1][1]
-    for i, (c, med, mean, sd) in enumerate(rs):
+    for i, (c, med, mean, sd, cpu) in enumerate(rs):
         vs = f"{med / base:.2f}× ({med - base:+.1f} ms)" if i == 0 else ""
-        print(f"| {c} | {med:.1f} | {mean:.1f} ± {sd:.1f} | {vs} |")
+        print(f"| {c} | {med:.1f} | {mean:.1f} ± {sd:.1f} | {cpu:.1f} | {vs} |")
+print(f"\nLoad average while measuring: {open('/proc/loadavg').read().split()[0]} (2 cores).")
 PY
 cat bench/images.md
