@@ -663,16 +663,22 @@ int stk_image_prune(const char *store, stk_image_in_use_fn in_use, void *ctx, si
     if (r == 0) {
         stk_image_list_free(v, n);
         blobs_gc(store);
-        /* and whatever a killed pull left in tmp/ (no pull runs: the lock) */
+        /* and whatever a killed pull left in tmp/: a pull in progress
+         * holds a lock on its directory */
         char p[1200];
-        if (stk_path_fmt(p, sizeof(p), "%s", store) >= 0) {
-            int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0) {
-                (void)stk_image_rmtree_at(fd, "tmp");
-                (void)mkdirat(fd, "tmp", 0700);
+        DIR *d = stk_path_fmt(p, sizeof(p), "%s/tmp", store) >= 0 ? opendir(p) : NULL;
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (!stk_startswith(de->d_name, "pull-"))
+                continue;
+            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+                (void)stk_image_rmtree_at(dirfd(d), de->d_name);
+            if (fd >= 0)
                 close(fd);
-            }
         }
+        if (d)
+            closedir(d);
         *ret_n = removed;
     } else {
         stk_image_list_free(v, n);
@@ -990,34 +996,43 @@ int stk_image_pull(const char *store, const char *refstr, const struct stk_image
                               "CA instead");
     if ((r = mkdirs(store, err)) < 0)
         return r;
-    int lock = store_lock(store, LOCK_EX, err);
-    if (lock < 0)
-        return lock;
+    /* The transfer, the checks and the unpack happen in a private
+     * directory without the store's lock (runs and other pulls go on);
+     * the lock is taken for the commit only. The pull's directory is
+     * flocked so that prune leaves it alone. */
+    int lock = -1;
     struct pull p = {.store = store, .tmp_fd = -1, .blobs_fd = -1};
-    char hex[65] = "";
+    char hex[65] = "", rec[1300];
+    struct stat st;
+    struct stk_tar_counts counts = {0};
+    bool unpacked = false;
     if ((r = stk_path_make(p.tmp, sizeof(p.tmp), err, "%s/tmp/pull-XXXXXX", store)) < 0)
-        goto out_unlocked;
-    if (!mkdtemp(p.tmp)) {
-        r = stk_error_errno(err, errno, "creating %s", p.tmp);
-        goto out_unlocked;
-    }
-    if ((p.tmp_fd = open(p.tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        return r;
+    if (!mkdtemp(p.tmp))
+        return stk_error_errno(err, errno, "creating %s", p.tmp);
+    if ((p.tmp_fd = open(p.tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        flock(p.tmp_fd, LOCK_EX) < 0) {
         r = stk_error_errno(err, errno, "opening %s", p.tmp);
         goto out;
     }
-    struct stk_tar_counts counts = {0};
-    if ((r = skopeo_copy(p.tmp, &ref, o, err)) < 0 || (r = pull_layout(&p, &ref, hex, err)) < 0)
-        goto out;
-    char rec[1300];
-    struct stat st;
-    if ((r = stk_path_make(rec, sizeof(rec), err, "%s/images/%s.json", store, hex)) < 0)
+    if ((r = skopeo_copy(p.tmp, &ref, o, err)) < 0 || (r = pull_layout(&p, &ref, hex, err)) < 0 ||
+        (r = stk_path_make(rec, sizeof(rec), err, "%s/images/%s.json", store, hex)) < 0)
         goto out;
     if (stat(rec, &st) < 0) {
-        int64_t root_size;
         if ((r = pull_unpack(&p, o, &counts, err)) < 0)
             goto out;
+        unpacked = true;
+    }
+    if ((lock = store_lock(store, LOCK_EX, err)) < 0) {
+        r = lock;
+        goto out;
+    }
+    if (stat(rec, &st) < 0) {
+        /* removed while this pull ran without the lock: unpack now */
+        if (!unpacked && (r = pull_unpack(&p, o, &counts, err)) < 0)
+            goto out;
         int root = openat(p.tmp_fd, "root", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        root_size = root >= 0 ? du(root) : 0;
+        int64_t root_size = root >= 0 ? du(root) : 0;
         if (root >= 0)
             close(root);
         if ((r = pull_commit(&p, &ref, hex, root_size, err)) < 0)
@@ -1031,10 +1046,11 @@ int stk_image_pull(const char *store, const char *refstr, const struct stk_image
     if ((r = evict(store, digest, max, o, err)) < 0) {
         /* the new image alone does not fit: it goes again */
         (void)remove_unlocked(store, hex, NULL);
-        blobs_gc(store);
         goto out;
     }
 out:
+    if (r < 0 && lock >= 0)
+        blobs_gc(store); /* what a failed commit moved */
     if (p.tmp_fd >= 0) {
         close(p.tmp_fd);
         char tmpdir[1200];
@@ -1045,19 +1061,19 @@ out:
                 close(fd);
             }
         }
-    } else if (p.tmp[0]) {
+    } else {
         (void)rmdir(p.tmp);
     }
     if (p.blobs_fd >= 0)
         close(p.blobs_fd);
     json_decref(p.manifest);
     json_decref(p.config);
-out_unlocked:
     if (r == 0) {
         char found[72];
         snprintf(found, sizeof(found), "sha256:%s", hex);
         r = ret ? find_unlocked(store, found, ret, err) : 0;
     }
-    close(lock);
+    if (lock >= 0)
+        close(lock);
     return r;
 }
