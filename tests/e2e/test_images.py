@@ -376,3 +376,23 @@ def test_inflating_layer_stops_at_the_store_limit(store, tmp_path):
     p = store("image", "pull", "--max-store", "1Mi", f"oci:{d}:latest")
     assert p.returncode == 1 and "over the limit of 1048576" in p.stderr, p.stderr
     store.assert_empty()
+
+
+def test_rm_refuses_an_image_a_run_holds(store, layout):
+    d, _ = layout
+    ref = f"oci:{d}:latest"
+    store.ok("image", "pull", ref)
+    run = subprocess.Popen([store.stockade.binary, "run", "--no-network", "--image", ref, "--",
+                            "/bin/sh", "-c", "echo up; sleep 30"], env=store.env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "up", run.stderr.read() if run.poll() else ""
+        p = store("image", "rm", ref)
+        assert p.returncode == 1 and "in use" in p.stderr, p.stderr
+        p = store.ok("image", "prune")
+        assert len(store.ls()) == 1
+    finally:
+        run.terminate()
+        run.wait(timeout=30)
+    store.ok("image", "rm", ref)
+    store.assert_empty()
