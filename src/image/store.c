@@ -68,6 +68,9 @@ int stk_image_store_dir(const char *state_dir, char *buf, size_t n, struct stk_e
 static int store_lock(const char *store, int op, struct stk_error **err)
 {
     char p[1200];
+    int r = mkdirs(store, err); /* a fresh state directory has an empty store */
+    if (r < 0)
+        return r;
     if (stk_path_make(p, sizeof(p), err, "%s/lock", store) < 0)
         return -ENAMETOOLONG;
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
