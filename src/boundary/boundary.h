@@ -221,6 +221,15 @@ struct stk_boundary {
     size_t n_blacklist;
     struct stk_origin blacklist_origin;
 
+    /* host names reached through the egress proxy (spec.network.allowHosts),
+     * and the networks the proxy never connects to whatever a name resolves
+     * to: blacklistIPs, the pod CIDRs and the service CIDR */
+#define STK_PROXY_PORT 3128 /* the proxy's port on the sandbox's own loopback */
+    const struct stk_allow_host *allow_hosts;
+    size_t n_allow_hosts;
+    const struct stk_cidr *proxy_deny;
+    size_t n_proxy_deny;
+
     /* credentials brokered by the egress proxy */
     const struct stk_binding *bindings;
     size_t n_bindings;

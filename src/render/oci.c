@@ -282,7 +282,17 @@ static json_t *render_resources(const struct stk_boundary *b)
 static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
                       struct stk_error **err)
 {
-    size_t n = 3 + b->n_env + o->n_extra_env;
+    /* the egress proxy listens on the sandbox's own loopback (src/proxy) */
+    static const char *const proxy_env[] = {
+        "HTTP_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "HTTPS_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "http_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "https_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "NO_PROXY=localhost,127.0.0.1,::1",
+        "no_proxy=localhost,127.0.0.1,::1",
+    };
+    bool proxy = o->netns_path && b->n_allow_hosts;
+    size_t n = 3 + b->n_env + o->n_extra_env + (proxy ? STK_ARRAY_SIZE(proxy_env) : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
                               STK_OCI_MAX_ENV);
@@ -308,6 +318,8 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
         _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
         json_array_append_new(env, json_string(kv));
     }
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_env); i++)
+        json_array_append_new(env, json_string(proxy_env[i]));
     for (size_t i = 0; i < o->n_extra_env; i++)
         json_array_append_new(env, json_string(o->extra_env[i]));
     *ret = env;
