@@ -601,6 +601,11 @@ bool stk_proxy_addr_allowed(const struct stk_proxy_config *c, const struct stk_c
         {"::1/128", "a loopback address"},          {"::ffff:0:0/96", "an IPv4-mapped address"},
         {"fe80::/10", "a link-local address"},      {"ff00::/8", "a multicast address"},
     };
+    for (size_t i = 0; i < c->n_deny; i++)
+        if (stk_cidr_contains(&c->deny[i], addr)) {
+            *ret_why = "in blacklistIPs, the pod or the service CIDRs";
+            return false;
+        }
     for (size_t i = 0; i < STK_ARRAY_SIZE(fixed); i++) {
         struct stk_cidr f;
         if (stk_cidr_parse(fixed[i].cidr, &f, NULL) < 0)
@@ -610,11 +615,6 @@ bool stk_proxy_addr_allowed(const struct stk_proxy_config *c, const struct stk_c
             return false;
         }
     }
-    for (size_t i = 0; i < c->n_deny; i++)
-        if (stk_cidr_contains(&c->deny[i], addr)) {
-            *ret_why = "in blacklistIPs, the pod or the service CIDRs";
-            return false;
-        }
     for (size_t i = 0; i < c->n_deny_extra; i++)
         if (stk_cidr_contains(&c->deny_extra[i], addr)) {
             *ret_why = "a sandbox address";

@@ -57,6 +57,9 @@ bool stk_proxy_authority_parse(const char *s, size_t n, uint16_t default_port, c
     }
     if (label == 0)
         return false;
+    /* a last label of digits only is an IPv4 address (or a form of one) */
+    if (strspn(host + hn - label, "0123456789") == label)
+        return false;
     host[hn] = '\0';
     *ret_port = (uint16_t)port;
     return true;

@@ -1,0 +1,268 @@
+"""The egress proxy (src/proxy) on the local backend, with real packets.
+
+Everything happens in network namespaces this test creates: stockade runs
+in a "host" namespace of its own (nsenter --net, so its bridge, tables and
+proxy connections stay there) beside a "server" namespace playing the
+internet (198.18.7.2: an HTTP server on 80 and an HTTPS server with a test
+CA on 443). Names resolve from a hosts file the proxy reads in its test
+mode (STOCKADE_PROXY_HOSTS): no DNS query is ever sent.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import stockade_bin
+
+PY = "/usr/bin/python3"
+TAG = f"stkp{os.getpid() % 100000}"
+HOST, SRV = f"{TAG}-h", f"{TAG}-s"
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, runtimes)"),
+    pytest.mark.skipif(not shutil.which("ip") or not shutil.which("openssl")
+                       or not shutil.which("nsenter"), reason="needs ip, nsenter and openssl"),
+]
+
+TLS_SERVER = r"""
+import http.server, ssl, sys, threading
+d = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("upstream saw " + self.path + " host=" + str(self.headers.get("Host")) +
+                " auth=" + str(self.headers.get("Authorization"))).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+plain = http.server.ThreadingHTTPServer(("198.18.7.2", 80), H)
+tls = http.server.ThreadingHTTPServer(("198.18.7.2", 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(d + "/srv.pem", d + "/srv.key")
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=plain.serve_forever, daemon=True).start()
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+print("listening", flush=True)
+threading.Event().wait()
+"""
+
+
+def sh(*argv, check=True):
+    r = subprocess.run(list(map(str, argv)), capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))}: {r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def world():
+    base = tempfile.mkdtemp(prefix="stk-proxy-")
+    procs = []
+    try:
+        sh("ip", "netns", "add", HOST)
+        sh("ip", "netns", "add", SRV)
+        for ns in (HOST, SRV):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", HOST, "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
+           "netns", SRV)
+        sh("ip", "-n", HOST, "addr", "add", "198.18.7.1/30", "dev", "up0")
+        sh("ip", "-n", HOST, "link", "set", "up0", "up")
+        sh("ip", "-n", SRV, "addr", "add", "198.18.7.2/30", "dev", "eth0")
+        sh("ip", "-n", SRV, "link", "set", "eth0", "up")
+        # a test CA and a server certificate for tls.test and alias.test
+        sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+           f"{base}/ca.key", "-out", f"{base}/ca.pem", "-days", "2", "-subj", "/CN=stk test CA")
+        sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{base}/srv.key",
+           "-out", f"{base}/srv.csr", "-subj", "/CN=tls.test")
+        with open(f"{base}/ext", "w") as f:
+            f.write("subjectAltName=DNS:tls.test,DNS:alias.test,DNS:files.pypi.test\n")
+        sh("openssl", "x509", "-req", "-in", f"{base}/srv.csr", "-CA", f"{base}/ca.pem",
+           "-CAkey", f"{base}/ca.key", "-CAcreateserial", "-out", f"{base}/srv.pem", "-days", "2",
+           "-extfile", f"{base}/ext")
+        p = subprocess.Popen(["ip", "netns", "exec", SRV, PY, "-c", TLS_SERVER, base],
+                             stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "listening"
+        with open(f"{base}/hosts", "w") as f:
+            f.write("198.18.7.2 pypi.test tls.test alias.test files.pypi.test\n"
+                    "127.0.0.1 loop.test\n198.18.7.1 hostaddr.test\n169.254.169.254 meta.test\n"
+                    "10.88.0.1 bridge.test\n")
+        os.makedirs(f"{base}/ws")
+        shutil.copy(f"{base}/ca.pem", f"{base}/ws/ca.pem")
+        env = dict(os.environ)
+        env.update(STOCKADE_STATE_DIR=f"{base}/state", STOCKADE_RUN_DIR=f"{base}/run",
+                   STOCKADE_PROXY_HOSTS=f"{base}/hosts")
+        env.pop("STOCKADE_FAULT", None)
+        yield {"base": base, "env": env}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        if os.path.isdir(f"{base}/state"):
+            ls = subprocess.run(["nsenter", f"--net=/run/netns/{HOST}", stockade_bin(), "ls",
+                                 "-o", "json"], capture_output=True, text=True,
+                                env=env, timeout=60)
+            for rec in json.loads(ls.stdout or "[]"):
+                subprocess.run(["nsenter", f"--net=/run/netns/{HOST}", stockade_bin(), "rm",
+                                "-f", rec["id"]], capture_output=True, env=env, timeout=60)
+        sh("ip", "netns", "del", SRV, check=False)
+        sh("ip", "netns", "del", HOST, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def stk(world, *args, timeout=120, input=None):
+    return subprocess.run(["nsenter", f"--net=/run/netns/{HOST}", stockade_bin(), *map(str, args)],
+                          capture_output=True, text=True, env=world["env"], timeout=timeout,
+                          input=input)
+
+
+def spec(world, name, allow, extra=""):
+    path = f"{world['base']}/{name}.yaml"
+    with open(path, "w") as f:
+        f.write(f"""apiVersion: stockade.dev/v1alpha1
+kind: Sandbox
+metadata:
+  name: {name}
+spec:
+  rootfs: host
+{extra}  network:
+    allowHosts: {json.dumps(allow)}
+""")
+    return path
+
+
+def run(world, name, allow, code):
+    p = stk(world, "run", "-f", spec(world, name, allow), "--runtime", "runc", "--workspace",
+            f"{world['base']}/ws", "-o", "json", "--", PY, "-c", code)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    return lines[:-1], json.loads(lines[-1])
+
+
+FETCH = r"""
+import os, socket, ssl, urllib.request
+ca = "/workspace/ca.pem"
+ctx = ssl.create_default_context(cafile=ca if os.path.exists(ca) else None)
+op = urllib.request.build_opener(urllib.request.ProxyHandler(), urllib.request.HTTPSHandler(context=ctx))
+for u in URLS:
+    try: print(u, "OK", op.open(u, timeout=5).read().decode())
+    except Exception as e: print(u, "ERR", getattr(e, "code", type(e).__name__))
+"""
+
+
+def fetch(urls):
+    return f"URLS = {urls!r}\n" + FETCH
+
+
+def proxy_events(res):
+    return [e for e in res["events"] if e["type"] == "egress_proxy"]
+
+
+def test_allowed_names_only(world):
+    """HTTP and HTTPS to listed names pass, with the proxy's own Host;
+    unlisted names, other ports and names resolving to loopback, the host,
+    the bridge or a blacklisted address are refused with the reason."""
+    urls = ["http://pypi.test/simple/", "https://tls.test/x", "https://files.pypi.test/f",
+            "http://other.test/", "http://pypi.test:8080/", "http://loop.test/",
+            "http://hostaddr.test/", "http://meta.test/", "http://bridge.test/"]
+    out, res = run(world, "allow", ["pypi.test:80", "tls.test", "*.pypi.test:443", "loop.test:80",
+                                    "hostaddr.test:80", "meta.test:80", "bridge.test:80"],
+                   fetch(urls))
+    got = {l.split(" ", 2)[0]: l.split(" ", 2)[1:] for l in out if l.startswith("http")}
+    assert got["http://pypi.test/simple/"] == ["OK", "upstream saw /simple/ host=pypi.test auth=None"]
+    assert got["https://tls.test/x"][0] == "OK"
+    assert got["https://files.pypi.test/f"][0] == "OK"
+    for u in urls[3:]:
+        assert got[u] == ["ERR", "403"], (u, got[u])
+    ev = proxy_events(res)
+    allowed = {(e["host"], e["port"]) for e in ev if e["decision"] == "allowed"}
+    assert allowed == {("pypi.test", 80), ("tls.test", 443), ("files.pypi.test", 443)}
+    denied = {e["host"]: e.get("reason", "") for e in ev if e["decision"] == "denied"}
+    assert "no spec.network.allowHosts rule" in denied["other.test"]
+    assert "loopback" in denied["loop.test"]
+    assert "address of the host" in denied["hostaddr.test"]
+    assert "blacklistIPs" in denied["meta.test"]
+    assert "sandbox address" in denied["bridge.test"]
+    rules = {e["host"]: e.get("rule") for e in ev if e["decision"] == "allowed"}
+    assert rules["files.pypi.test"] == "spec.network.allowHosts[2] *.pypi.test:443"
+
+
+def test_no_direct_path(world):
+    """The upstream's address itself is unreachable from the sandbox: only
+    the proxy reaches it."""
+    out, res = run(world, "direct", ["pypi.test:80"],
+                   "import socket\ns = socket.socket(); s.settimeout(1)\n"
+                   "try: s.connect(('198.18.7.2', 80)); print('CONNECTED')\n"
+                   "except OSError: print('REFUSED')\n")
+    assert out == ["REFUSED"]
+    assert any(e["type"] == "egress_denied" and e["dst"] == "198.18.7.2" for e in res["events"])
+
+
+def test_connect_needs_matching_tls_server_name(world):
+    """A CONNECT tunnel carries TLS whose ClientHello names the CONNECT
+    host, or nothing: another name in the SNI, or no TLS at all, closes it."""
+    code = r"""
+import socket, ssl
+ctx = ssl.create_default_context(cafile="/workspace/ca.pem")
+def tunnel(first):
+    s = socket.create_connection(("127.0.0.1", 3128), 5)
+    s.sendall(b"CONNECT tls.test:443 HTTP/1.1\r\nHost: tls.test:443\r\n\r\n")
+    print("status", s.recv(64).split(b"\r\n")[0].decode())
+    return s
+s = tunnel(None)
+try: ctx.wrap_socket(s, server_hostname="alias.test"); print("sni-mismatch OPEN")
+except (OSError, ssl.SSLError): print("sni-mismatch CLOSED")
+s = tunnel(None); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+print("plain", "CLOSED" if s.recv(64) == b"" else "OPEN")
+s = socket.create_connection(("127.0.0.1", 3128), 5)
+s.sendall(b"CONNECT 198.18.7.2:443 HTTP/1.1\r\n\r\n")
+print("literal", s.recv(64).split(b"\r\n")[0].decode())
+s = socket.create_connection(("127.0.0.1", 3128), 5)
+s.sendall(b"GET /x HTTP/1.1\r\nHost: tls.test\r\n\r\n")
+print("origin-form", s.recv(64).split(b"\r\n")[0].decode())
+"""
+    out, res = run(world, "sni", ["tls.test:443"], code)
+    assert out == ["status HTTP/1.1 200 Connection established", "sni-mismatch CLOSED",
+                   "status HTTP/1.1 200 Connection established", "plain CLOSED",
+                   "literal HTTP/1.1 400 Bad Request", "origin-form HTTP/1.1 400 Bad Request"]
+    reasons = [e.get("reason", "") for e in proxy_events(res) if e["decision"] == "denied"]
+    assert "the TLS server name alias.test is not the CONNECT name" in reasons
+    assert "the tunnel did not start with a TLS ClientHello" in reasons
+
+
+def test_no_proxy_without_allow_hosts(world):
+    """Without allowHosts nothing listens and no proxy variables are set."""
+    p = stk(world, "run", "--runtime", "runc", "-o", "json", "--", PY, "-c",
+            "import os, socket\nprint(os.environ.get('HTTP_PROXY'))\n"
+            "s = socket.socket()\ntry: s.connect(('127.0.0.1', 3128)); print('LISTENING')\n"
+            "except OSError: print('NOTHING')\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[:2] == ["None", "NOTHING"]
+
+
+def test_long_lived_sandbox_audits_decisions(world):
+    """A created sandbox's proxy serves exec'd processes; every decision is
+    an audit record of the sandbox."""
+    p = stk(world, "create", "-f",
+            spec(world, "svc", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n'))
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+    try:
+        e = stk(world, "exec", sid, "--", PY, "-c", fetch(["http://pypi.test/a", "http://x.test/"]))
+        assert e.returncode == 0, e.stderr
+        assert "http://pypi.test/a OK upstream saw /a" in e.stdout
+        assert "http://x.test/ ERR 403" in e.stdout
+        deadline = time.monotonic() + 10
+        while True:
+            a = json.loads(stk(world, "audit", sid, "-o", "json").stdout)
+            recs = [r for r in a if r.get("type", r.get("event")) == "egress_proxy"]
+            if len(recs) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        text = json.dumps(recs)
+        assert '"allowed"' in text and '"pypi.test"' in text, a
+        assert '"denied"' in text and '"x.test"' in text, a
+    finally:
+        stk(world, "rm", "-f", sid)
