@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libFuzzer target: the egress proxy's request head parser, its authority
+ * parser and the allowHosts entries it is matched against. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/proxy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* an exact-size copy, so a read past the end is caught */
+    char *buf = malloc(size ? size : 1);
+    memcpy(buf, data, size);
+    struct stk_proxy_request *r = malloc(sizeof(*r));
+    const char *why = NULL;
+    int n = stk_proxy_request_parse(buf, size, r, &why);
+    if (n > 0) {
+        if ((size_t)n > size || !r->host[0] || strlen(r->host) > 253 || r->port == 0)
+            abort();
+        for (size_t i = 0; i < r->n_headers; i++)
+            if (r->headers[i].name < buf || r->headers[i].name + r->headers[i].name_len > buf + n)
+                abort();
+    } else if (n < 0 && !why) {
+        abort();
+    }
+    char host[254];
+    uint16_t port;
+    (void)stk_proxy_authority_parse(buf, size, 80, host, &port);
+    char line[STK_ALLOW_HOST_MAX + 1];
+    if (size < sizeof(line)) {
+        memcpy(line, data, size);
+        line[size] = '\0';
+        struct stk_allow_host h;
+        if (stk_allow_host_parse(line, &h, &why) && !stk_allow_host_match(&h, h.name, h.port) &&
+            !h.wildcard)
+            abort(); /* an exact entry matches its own name */
+    }
+    free(r);
+    free(buf);
+    return 0;
+}
