@@ -220,6 +220,35 @@ static void local_network_caveats(struct stk_contract *c)
         "data.local.routed; `stockade netpol trace --backend local` shows what that drops.");
 }
 
+/* spec.network.allowHosts: what the egress proxy lets through (src/proxy). */
+static void explain_allow_hosts(struct stk_contract *c)
+{
+    const struct stk_boundary *b = c->b;
+    if (!b->n_allow_hosts)
+        return;
+    struct stk_buf t = {0};
+    for (size_t i = 0; i < b->n_allow_hosts; i++)
+        stk_buf_printf(&t, "%s%s%s:%u", i ? ", " : "", b->allow_hosts[i].wildcard ? "*." : "",
+                       b->allow_hosts[i].name, b->allow_hosts[i].port);
+    if (c->facts->backend == STK_BACKEND_LOCAL)
+        from(say(c, SEC_NETWORK,
+                 "Host names through the egress proxy on the sandbox's own loopback "
+                 "(HTTP_PROXY and HTTPS_PROXY are set to http://127.0.0.1:%d): %s. The proxy "
+                 "resolves each name itself and refuses loopback, link-local, multicast, "
+                 "blacklisted, pod, service, sandbox and host addresses; a CONNECT tunnel "
+                 "must carry TLS whose server name is the CONNECT name. Every decision is "
+                 "audited.",
+                 STK_PROXY_PORT, stk_buf_str(&t)),
+             &b->allow_hosts_origin);
+    else
+        from(say(c, SEC_NETWORK,
+                 "spec.network.allowHosts (%s) is not served on this backend: no egress "
+                 "proxy runs here, so those names stay unreachable.",
+                 stk_buf_str(&t)),
+             &b->allow_hosts_origin);
+    stk_buf_free(&t);
+}
+
 static void explain_network(struct stk_contract *c)
 {
     const struct stk_boundary *b = c->b;
@@ -275,6 +304,7 @@ static void explain_network(struct stk_contract *c)
              &b->external_egress_origin);
     if (!b->external_egress)
         from(say(c, SEC_NETWORK, "No internet access and no DNS."), &b->external_egress_origin);
+    explain_allow_hosts(c);
     for (int id = 0; id < _STK_NETPOL_N; id++)
         if (eg->excluded[id])
             from(say(c, SEC_NETWORK, "The operator excluded the generated policy %s.",

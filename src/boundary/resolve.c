@@ -624,6 +624,8 @@ static void resolve_network(struct rctx *r)
         }
         b->allow_hosts = ah;
         b->n_allow_hosts = net->allow_hosts.n;
+        if (net->allow_hosts.n)
+            b->allow_hosts_origin = spec_origin(r, &net->allow_hosts.meta, NULL);
         size_t nd = b->n_blacklist + (env_net ? env_net->pod_cidrs.n + 1 : 0);
         struct stk_cidr *d = stk_arena_array(r->a, nd + 1, sizeof(*d));
         size_t k = 0;

@@ -266,3 +266,36 @@ def test_long_lived_sandbox_audits_decisions(world):
         assert '"denied"' in text and '"x.test"' in text, a
     finally:
         stk(world, "rm", "-f", sid)
+
+
+def test_netpol_trace_and_explain_name_the_rule(tmp_path):
+    """Host names are traced through allowHosts, naming the rule; explain
+    states what the proxy lets through."""
+    path = tmp_path / "t.yaml"
+    path.write_text("""apiVersion: stockade.dev/v1alpha1
+kind: Sandbox
+metadata:
+  name: t
+spec:
+  rootfs: host
+  network:
+    allowHosts: [pypi.org, "*.githubusercontent.com:443"]
+""")
+    p = subprocess.run([stockade_bin(), "netpol", "trace", str(path), "--to", "PyPI.org",
+                        "--to", "raw.githubusercontent.com:443", "--to", "pypi.org:80",
+                        "--to", "githubusercontent.com", "-o", "json"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    got = {(r["destination"], r["verdict"], r.get("allowHosts")) for r in json.loads(p.stdout)}
+    assert got == {("pypi.org:443/TCP", "allow", 0),
+                   ("raw.githubusercontent.com:443/TCP", "allow", 1),
+                   ("pypi.org:80/TCP", "deny", None),
+                   ("githubusercontent.com:443/TCP", "deny", None)}
+    e = subprocess.run([stockade_bin(), "explain", "--backend", "local", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert "pypi.org:443, *.githubusercontent.com:443" in e.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace('"*.githubusercontent.com:443"', '"*.com"'))
+    v = subprocess.run([stockade_bin(), "validate", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert v.returncode != 0 and "spec.network.allowHosts[1]" in v.stderr, v.stderr
