@@ -26,19 +26,32 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
-#define SPLICE_HIGH (512u * 1024) /* bytes queued towards one side before reading stops */
-#define RECORD_MAX  2048
+#define SPLICE_HIGH   (512u * 1024) /* bytes queued towards one side before reading stops */
+#define RECORD_MAX    2048
+#define RESP_HEAD_MAX (64u * 1024) /* an upstream response head of a binding */
 
 struct conn;
 
+/* A binding as the proxy keeps it: its own copies, never the value. */
+struct pbinding {
+    char *name, *url, *ref, *key, *header, *format;
+    enum stk_cred_source source;
+};
+
 struct stk_proxy {
-    char *sandbox, *hosts_file;
+    char *sandbox, *hosts_file, *ca_file;
+    struct pbinding *bindings;
+    size_t n_bindings;
+    SSL_CTX *tls;
     struct stk_proxy_config c;
     struct stk_allow_host *allow;
     struct stk_cidr *deny;
@@ -60,7 +73,7 @@ struct stk_proxy {
     size_t n_rd;
 };
 
-enum conn_state { C_HEAD, C_RESOLVE, C_CONNECT, C_HELLO, C_SPLICE, C_CLOSING };
+enum conn_state { C_HEAD, C_RESOLVE, C_CONNECT, C_HELLO, C_RESPONSE, C_SPLICE, C_CLOSING };
 
 struct conn {
     struct stk_proxy *p;
@@ -75,6 +88,13 @@ struct conn {
     char addr[INET6_ADDRSTRLEN];
     struct evdns_getaddrinfo_request *dreq;
     struct evbuffer *head_out; /* HTTP: the rewritten head */
+    /* a binding's request: which, its path (no query) for the record, and
+     * the credential's value while the response head may echo it */
+    long binding;
+    char *path;
+    char *secret;
+    int status;        /* the upstream's answer to a binding's request */
+    unsigned stripped; /* response headers dropped for echoing the credential */
 };
 
 /* ---- records ------------------------------------------------------------------ */
@@ -140,6 +160,11 @@ static void decision(struct conn *k, const char *what, const char *reason)
         json_object_set_new(o, "host", json_string(k->host));
         json_object_set_new(o, "port", json_integer(k->port));
     }
+    if (k->binding >= 0) {
+        json_object_set_new(o, "binding", json_string(k->p->bindings[k->binding].name));
+        if (k->path)
+            json_object_set_new(o, "path", json_string(k->path));
+    }
     if (k->rule >= 0) {
         const struct stk_allow_host *h = &k->p->allow[k->rule];
         char rule[340];
@@ -149,6 +174,10 @@ static void decision(struct conn *k, const char *what, const char *reason)
     }
     if (k->addr[0])
         json_object_set_new(o, "address", json_string(k->addr));
+    if (k->status)
+        json_object_set_new(o, "status", json_integer(k->status));
+    if (k->stripped)
+        json_object_set_new(o, "strippedHeaders", json_integer(k->stripped));
     if (reason)
         json_object_set_new(o, "reason", json_string(reason));
     record(k->p, o);
@@ -169,8 +198,16 @@ static void conn_free(struct conn *k)
         bufferevent_free(k->cli);
     if (k->up)
         bufferevent_free(k->up);
-    if (k->head_out)
+    if (k->head_out) {
+        /* it held the credential */
+        size_t n = evbuffer_get_length(k->head_out);
+        unsigned char *b = n ? evbuffer_pullup(k->head_out, (ssize_t)n) : NULL;
+        if (b)
+            explicit_bzero(b, n);
         evbuffer_free(k->head_out);
+    }
+    stk_credential_free(k->secret);
+    free(k->path);
     if (k->prev)
         k->prev->next = k->next;
     else
@@ -255,7 +292,7 @@ static void on_splice_write(struct bufferevent *o, void *ud)
     struct conn *k = ud;
     struct bufferevent *b = other(k, o);
     /* called at o's low watermark: b may read again */
-    if (b && k->st == C_SPLICE) {
+    if (b && k->st != C_CLOSING) {
         bufferevent_setwatermark(o, EV_WRITE, 0, 0);
         bufferevent_enable(b, EV_READ);
     }
@@ -332,6 +369,50 @@ static void on_hello_event(struct bufferevent *b, short what, void *ud)
         conn_free(k);
 }
 
+/* ---- a binding's response head: the credential's echo is dropped ------------ */
+
+static void on_resp_read(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    struct evbuffer *in = bufferevent_get_input(b);
+    struct evbuffer_ptr e = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (e.pos < 0) {
+        if (evbuffer_get_length(in) > RESP_HEAD_MAX) {
+            decision(k, "failed", "the upstream's response head is too large");
+            refuse(k, 502, "Bad Gateway", "the upstream's response head is too large");
+        }
+        return;
+    }
+    size_t hl = (size_t)e.pos + 4;
+    char *head = stk_xmalloc(hl + 1);
+    evbuffer_remove(in, head, hl);
+    head[hl] = '\0';
+    if (sscanf(head, "HTTP/1.%*d %3d", &k->status) != 1)
+        k->status = 0;
+    size_t slen = k->secret ? strlen(k->secret) : 0;
+    struct evbuffer *out = bufferevent_get_output(k->cli);
+    for (char *line = head, *end; *line; line = end + 2) {
+        end = strstr(line, "\r\n");
+        if (!end)
+            break;
+        size_t n = (size_t)(end - line);
+        if (line != head && slen && memmem(line, n, k->secret, slen)) {
+            k->stripped++;
+            continue;
+        }
+        evbuffer_add(out, line, n + 2);
+    }
+    explicit_bzero(head, hl);
+    free(head);
+    stk_credential_free(k->secret);
+    k->secret = NULL;
+    decision(k, "binding", NULL);
+    k->st = C_SPLICE;
+    bufferevent_setcb(k->up, on_splice_read, on_splice_write, on_splice_event, k);
+    if (evbuffer_get_length(in))
+        on_splice_read(k->up, k);
+}
+
 /* ---- connect --------------------------------------------------------------------------- */
 
 static void on_up_event(struct bufferevent *b, short what, void *ud)
@@ -351,16 +432,25 @@ static void on_up_event(struct bufferevent *b, short what, void *ud)
             if (evbuffer_get_length(bufferevent_get_input(k->cli)))
                 on_hello_read(k->cli, k);
         } else {
-            decision(k, "allowed", NULL);
+            if (k->binding < 0)
+                decision(k, "allowed", NULL);
             bufferevent_write_buffer(k->up, k->head_out);
             evbuffer_free(k->head_out);
             k->head_out = NULL;
             splice_start(k);
+            if (k->binding >= 0) {
+                /* the answer's head is read before it is relayed */
+                k->st = C_RESPONSE;
+                bufferevent_setcb(k->up, on_resp_read, on_splice_write, on_splice_event, k);
+            }
         }
         return;
     }
-    decision(k, "failed", "the upstream did not accept the connection");
-    refuse(k, 502, "Bad Gateway", "the upstream did not accept the connection");
+    const char *why = k->binding >= 0 ? "the upstream refused the connection or its TLS "
+                                        "certificate did not verify"
+                                      : "the upstream did not accept the connection";
+    decision(k, "failed", why);
+    refuse(k, 502, "Bad Gateway", why);
 }
 
 static void host_addrs(struct stk_cidr *ret, size_t max, size_t *n)
@@ -460,7 +550,22 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *ud)
     evutil_freeaddrinfo(res);
     struct timeval t = {STK_PROXY_CONNECT_SECONDS, 0};
     k->st = C_CONNECT;
-    k->up = bufferevent_socket_new(k->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (k->binding >= 0) {
+        /* verified TLS to the binding's upstream: its name in SNI and in
+         * the certificate check */
+        SSL *ssl = SSL_new(k->p->tls);
+        if (!ssl || !SSL_set_tlsext_host_name(ssl, k->host) || !SSL_set1_host(ssl, k->host)) {
+            SSL_free(ssl);
+            decision(k, "failed", "TLS setup failed");
+            refuse(k, 502, "Bad Gateway", "TLS setup failed");
+            return;
+        }
+        k->up = bufferevent_openssl_socket_new(k->p->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+        bufferevent_openssl_set_allow_dirty_shutdown(k->up, 1);
+    } else {
+        k->up = bufferevent_socket_new(k->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     bufferevent_setcb(k->up, NULL, NULL, on_up_event, k);
     bufferevent_set_timeouts(k->up, &t, &t);
     if (bufferevent_socket_connect(k->up, (struct sockaddr *)&ss, (int)pick_len) < 0) {
@@ -480,6 +585,81 @@ static bool hop_header(const struct stk_proxy_header *h)
         if (h->name_len == strlen(drop[i]) && !strncasecmp(h->name, drop[i], h->name_len))
             return true;
     return false;
+}
+
+static void header_line(struct evbuffer *out, const struct stk_proxy_request *rq, const char *drop)
+{
+    for (size_t i = 0; i < rq->n_headers; i++) {
+        const struct stk_proxy_header *h = &rq->headers[i];
+        if (hop_header(h) ||
+            (drop && h->name_len == strlen(drop) && !strncasecmp(h->name, drop, h->name_len)))
+            continue;
+        evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
+                            h->value);
+    }
+}
+
+/* A request to http://<name>.bindings.stockade.internal/...: the head for
+ * the binding's upstream with the credential read now. false when refused
+ * (answered and recorded). */
+static bool binding_head(struct conn *k, const struct stk_proxy_request *rq, const char *name)
+{
+    struct stk_proxy *p = k->p;
+    for (size_t i = 0; i < p->n_bindings && k->binding < 0; i++)
+        if (!strcmp(p->bindings[i].name, name))
+            k->binding = (long)i;
+    if (k->binding < 0) {
+        decision(k, "denied", "the sandbox has no binding of that name");
+        refuse(k, 404, "Not Found", "the sandbox has no binding of that name");
+        return false;
+    }
+    const struct pbinding *bd = &p->bindings[k->binding];
+    size_t q = strcspn(rq->path, "?");
+    k->path = strndup(rq->path, q < rq->path_len ? q : rq->path_len);
+    struct stk_binding_target *t = stk_xmalloc(sizeof(*t));
+    const char *why = NULL;
+    char *secret = NULL;
+    int r = stk_binding_map(bd->url, rq->path, rq->path_len, t, &why);
+    if (r < 0) {
+        free(t);
+        decision(k, "denied", why);
+        refuse(k, 400, "Bad Request", why);
+        return false;
+    }
+    struct stk_cred_ref cref = {.source = bd->source, .ref = bd->ref, .key = bd->key};
+    if (stk_credential_read(&cref, &secret, &why) < 0) {
+        free(t);
+        decision(k, "failed", why);
+        refuse(k, 502, "Bad Gateway", "the binding's credential is not available");
+        return false;
+    }
+    memcpy(k->host, t->host, sizeof(k->host));
+    k->port = t->port;
+    k->head_out = evbuffer_new();
+    evbuffer_add_printf(k->head_out, "%s %s HTTP/1.1\r\n", rq->method, t->path);
+    free(t);
+    if (k->port == 443)
+        evbuffer_add_printf(k->head_out, "Host: %s\r\n", k->host);
+    else
+        evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
+    header_line(k->head_out, rq, bd->header);
+    const char *at = strstr(bd->format, "{value}");
+    evbuffer_add_printf(k->head_out, "%s: %.*s%s%s\r\nConnection: close\r\n\r\n", bd->header,
+                        (int)(at - bd->format), bd->format, secret, at + 7);
+    k->secret = secret;
+    return true;
+}
+
+static void resolve_start(struct conn *k)
+{
+    k->st = C_RESOLVE;
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    /* the callback may run before this returns (a hosts-file answer) and
+     * may free k: touch k only when a request is pending */
+    struct evdns_getaddrinfo_request *dr =
+        evdns_getaddrinfo(k->p->dns, k->host, NULL, &hints, on_resolved, k);
+    if (dr)
+        k->dreq = dr;
 }
 
 static void on_head_read(struct bufferevent *b, void *ud)
@@ -508,6 +688,17 @@ static void on_head_read(struct bufferevent *b, void *ud)
     memcpy(k->method, rq->method, sizeof(k->method));
     memcpy(k->host, rq->host, sizeof(k->host));
     k->port = rq->port;
+    char bname[64];
+    if (k->kind == STK_PROXY_HTTP && stk_binding_name(k->host, bname)) {
+        bool ok = binding_head(k, rq, bname);
+        free(rq);
+        if (ok) {
+            evbuffer_drain(in, (size_t)r);
+            bufferevent_disable(b, EV_READ);
+            resolve_start(k);
+        }
+        return;
+    }
     for (size_t i = 0; i < k->p->c.n_allow; i++)
         if (stk_allow_host_match(&k->p->allow[i], k->host, k->port)) {
             k->rule = (long)i;
@@ -527,26 +718,13 @@ static void on_head_read(struct bufferevent *b, void *ud)
             evbuffer_add_printf(k->head_out, "Host: %s\r\n", k->host);
         else
             evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
-        for (size_t i = 0; i < rq->n_headers; i++) {
-            const struct stk_proxy_header *h = &rq->headers[i];
-            if (hop_header(h))
-                continue;
-            evbuffer_add_printf(k->head_out, "%.*s: %.*s\r\n", (int)h->name_len, h->name,
-                                (int)h->value_len, h->value);
-        }
+        header_line(k->head_out, rq, NULL);
         evbuffer_add_printf(k->head_out, "Connection: close\r\n\r\n");
     }
     evbuffer_drain(in, (size_t)r);
     free(rq);
     bufferevent_disable(b, EV_READ);
-    k->st = C_RESOLVE;
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    /* the callback may run before this returns (a hosts-file answer) and
-     * may free k: touch k only when a request is pending */
-    struct evdns_getaddrinfo_request *dr =
-        evdns_getaddrinfo(k->p->dns, k->host, NULL, &hints, on_resolved, k);
-    if (dr)
-        k->dreq = dr;
+    resolve_start(k);
 }
 
 static void on_head_event(struct bufferevent *b, short what, void *ud)
@@ -575,6 +753,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         abort();
     k->p = p;
     k->rule = -1;
+    k->binding = -1;
     k->next = p->conns;
     if (p->conns)
         p->conns->prev = k;
@@ -699,6 +878,15 @@ static void proxy_free(struct stk_proxy *p)
         if (p->ev[i] >= 0)
             close(p->ev[i]);
     }
+    for (size_t i = 0; i < p->n_bindings; i++) {
+        struct pbinding *bd = &p->bindings[i];
+        free(bd->name), free(bd->url), free(bd->ref), free(bd->key), free(bd->header);
+        free(bd->format);
+    }
+    free(p->bindings);
+    if (p->tls)
+        SSL_CTX_free(p->tls);
+    free(p->ca_file);
     free(p->allow);
     free(p->deny);
     free(p->sandbox);
@@ -725,6 +913,33 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
     p->c.sandbox = p->sandbox;
     p->c.netns_path = NULL;
     p->c.hosts_file = p->hosts_file = c->hosts_file ? stk_xstrdup(c->hosts_file) : NULL;
+    p->c.ca_file = p->ca_file = c->ca_file ? stk_xstrdup(c->ca_file) : NULL;
+    p->bindings = stk_xcalloc(c->n_bindings + 1, sizeof(*p->bindings));
+    p->n_bindings = c->n_bindings;
+    for (size_t i = 0; i < c->n_bindings; i++) {
+        const struct stk_binding *bd = &c->bindings[i];
+        p->bindings[i] = (struct pbinding){
+            .name = stk_xstrdup(bd->name.v),
+            .url = stk_xstrdup(bd->url.v),
+            .ref = stk_xstrdup(bd->credential.ref.v),
+            .key = stk_xstrdup(bd->credential.key.v ? bd->credential.key.v : ""),
+            .header = stk_xstrdup(bd->inject.header.v ? bd->inject.header.v : "Authorization"),
+            .format = stk_xstrdup(bd->inject.format.v ? bd->inject.format.v : "Bearer {value}"),
+            .source = (enum stk_cred_source)bd->credential.source.v,
+        };
+    }
+    p->c.bindings = NULL;
+    if (c->n_bindings) {
+        p->tls = SSL_CTX_new(TLS_client_method());
+        if (!p->tls || !SSL_CTX_set_min_proto_version(p->tls, TLS1_2_VERSION) ||
+            !(p->ca_file ? SSL_CTX_load_verify_locations(p->tls, p->ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(p->tls))) {
+            proxy_free(p);
+            return stk_error_make(err, EIO, "egress proxy: the CAs for binding upstreams (%s)",
+                                  c->ca_file ? c->ca_file : "the system's");
+        }
+        SSL_CTX_set_verify(p->tls, SSL_VERIFY_PEER, NULL);
+    }
 
     int fd = listen_in(c->netns_path, err);
     if (fd < 0) {

@@ -62,6 +62,46 @@ int stk_proxy_request_parse(const char *buf, size_t n, struct stk_proxy_request 
 bool stk_proxy_authority_parse(const char *s, size_t n, uint16_t default_port, char host[254],
                                uint16_t *ret_port);
 
+/* ---- bindings ---------------------------------------------------------------- */
+
+/* A binding is reached at http://<name>.bindings.stockade.internal/PATH; the
+ * proxy forwards to the binding's https upstream with the credential. */
+#define STK_BINDING_DOMAIN ".bindings.stockade.internal"
+
+/* The binding name of a request's (lowercase) host, or false. */
+bool stk_binding_name(const char *host, char ret[64]);
+
+struct stk_binding_target {
+    bool tls;
+    char host[254];
+    uint16_t port;
+    char path[STK_PROXY_HEAD_MAX]; /* the URL's path prefix + the request's path */
+};
+/* Maps a request path (origin form, with its query) onto the binding's URL.
+ * Refuses a non-https upstream, dot segments (which could climb out of the
+ * URL's path prefix) and control characters. 0 or a negative errno with
+ * *ret_why. */
+int stk_binding_map(const char *url, const char *path, size_t path_len,
+                    struct stk_binding_target *ret, const char **ret_why);
+
+/* ---- credential sources ----------------------------------------------------- */
+
+#define STK_CREDENTIAL_MAX 8192
+
+/* A credential as a binding names it; never the value. */
+struct stk_cred_ref {
+    enum stk_cred_source source;
+    const char *ref; /* variable name, file path, or namespace/name of a Secret */
+    const char *key; /* a Secret's key */
+};
+/* Reads the credential now (env: the serving process's environment; file:
+ * a regular file of at most STK_CREDENTIAL_MAX bytes, trailing newlines cut;
+ * kubernetesSecret: not on the local backend). The value is one header
+ * line's worth of printable bytes. Free with stk_credential_free(). */
+int stk_credential_read(const struct stk_cred_ref *c, char **ret_value, const char **ret_why);
+/* Wipes and frees. */
+void stk_credential_free(char *value);
+
 /* ---- the TLS ClientHello --------------------------------------------------- */
 
 #define STK_TLS_HELLO_MAX 16384
@@ -98,6 +138,11 @@ struct stk_proxy_config {
     /* test mode: names resolve from this hosts file only, no DNS query is
      * ever sent; NULL: the host's resolver (/etc/resolv.conf) */
     const char *hosts_file;
+    /* bindings (copied); their credentials are read at request time */
+    const struct stk_binding *bindings;
+    size_t n_bindings;
+    /* the CAs that verify binding upstreams; NULL: the system's */
+    const char *ca_file;
 };
 
 struct stk_proxy;

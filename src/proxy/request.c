@@ -194,3 +194,87 @@ int stk_proxy_request_parse(const char *buf, size_t n, struct stk_proxy_request 
     *ret = r;
     return (int)at;
 }
+
+/* ---- bindings: http://<name>.bindings.stockade.internal/... ------------------ */
+
+bool stk_binding_name(const char *host, char ret[64])
+{
+    static const char suffix[] = STK_BINDING_DOMAIN;
+    size_t n = strlen(host), m = sizeof(suffix) - 1;
+    if (n <= m || n - m > 63 || strcmp(host + n - m, suffix) != 0)
+        return false;
+    for (size_t i = 0; i < n - m; i++)
+        if (host[i] == '.')
+            return false; /* one label: the binding's name */
+    memcpy(ret, host, n - m);
+    ret[n - m] = '\0';
+    return true;
+}
+
+/* A dot segment ("." or "..", also percent-encoded) would let a request
+ * climb out of the binding's path prefix once the upstream normalises it. */
+static bool dot_segment(const char *p, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '/' && p[i] != '?')
+            continue;
+        size_t len = i - start;
+        const char *seg = p + start;
+        size_t dots = 0, k = 0;
+        while (k < len) {
+            if (seg[k] == '.') {
+                k++;
+            } else if (len - k >= 3 && seg[k] == '%' && seg[k + 1] == '2' &&
+                       (seg[k + 2] == 'e' || seg[k + 2] == 'E')) {
+                k += 3;
+            } else {
+                break;
+            }
+            dots++;
+        }
+        if (k == len && dots >= 1 && dots <= 2 && len > 0)
+            return true;
+        if (i < n && p[i] == '?')
+            return false;
+        start = i + 1;
+    }
+    return false;
+}
+
+int stk_binding_map(const char *url, const char *path, size_t path_len,
+                    struct stk_binding_target *ret, const char **ret_why)
+{
+    struct stk_binding_target t = {0};
+    const char *rest;
+    if (!strncmp(url, "https://", 8)) {
+        rest = url + 8;
+        t.tls = true;
+    } else {
+        FAIL(EPROTONOSUPPORT, "a binding's upstream must be https:// (the credential never "
+                              "travels in clear)");
+    }
+    size_t alen = strcspn(rest, "/?#");
+    if (!stk_proxy_authority_parse(rest, alen, 443, t.host, &t.port))
+        FAIL(EPROTONOSUPPORT, "the binding's upstream host must be a DNS name");
+    const char *prefix = rest + alen;
+    size_t plen = strlen(prefix);
+    if (strpbrk(prefix, "?#"))
+        FAIL(EINVAL, "the binding's URL must not carry a query or fragment");
+    while (plen && prefix[plen - 1] == '/')
+        plen--;
+    if (path_len == 0 || path[0] != '/')
+        FAIL(EINVAL, "the request path must start with /");
+    for (size_t i = 0; i < path_len; i++)
+        if ((unsigned char)path[i] <= 0x20 || path[i] == 0x7f || path[i] == '#')
+            FAIL(EINVAL, "the request path holds a control character, a space or a fragment");
+    if (dot_segment(path, path_len))
+        FAIL(EINVAL, "the request path must not hold . or .. segments");
+    if (plen + path_len >= sizeof(t.path))
+        FAIL(EMSGSIZE, "the upstream path is too long");
+    memcpy(t.path, prefix, plen);
+    memcpy(t.path + plen, path, path_len);
+    t.path[plen + path_len] = '\0';
+    *ret = t;
+    return 0;
+}

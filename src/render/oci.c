@@ -291,7 +291,7 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
         "NO_PROXY=localhost,127.0.0.1,::1",
         "no_proxy=localhost,127.0.0.1,::1",
     };
-    bool proxy = o->netns_path && b->n_allow_hosts;
+    bool proxy = o->netns_path && (b->n_allow_hosts || b->n_bindings);
     size_t n = 3 + b->n_env + o->n_extra_env + (proxy ? STK_ARRAY_SIZE(proxy_env) : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,

@@ -31,12 +31,22 @@ pytestmark = [
 TLS_SERVER = r"""
 import http.server, ssl, sys, threading
 d = sys.argv[1]
+CANARY = open(d + "/canary").read().strip()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        # says whether the credential arrived, never what it is; echoes it
+        # in response headers, which the proxy must strip
+        got = [self.headers.get("Authorization"), self.headers.get("X-Api-Key")]
+        auth = ("bearer-ok" if got[0] == "Bearer " + CANARY else
+                "key-ok" if got[1] == CANARY else
+                "none" if got == [None, None] else "wrong")
         body = ("upstream saw " + self.path + " host=" + str(self.headers.get("Host")) +
-                " auth=" + str(self.headers.get("Authorization"))).encode()
+                " auth=" + auth).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        for v in got:
+            if v: self.send_header("X-Echo", v)
         self.end_headers(); self.wfile.write(body)
+    do_POST = do_GET
     def log_message(self, *a): pass
 plain = http.server.ThreadingHTTPServer(("198.18.7.2", 80), H)
 tls = http.server.ThreadingHTTPServer(("198.18.7.2", 443), H)
@@ -81,6 +91,12 @@ def world():
         sh("openssl", "x509", "-req", "-in", f"{base}/srv.csr", "-CA", f"{base}/ca.pem",
            "-CAkey", f"{base}/ca.key", "-CAcreateserial", "-out", f"{base}/srv.pem", "-days", "2",
            "-extfile", f"{base}/ext")
+        canary = "stkcanary-" + os.urandom(12).hex()
+        with open(f"{base}/canary", "w") as f:
+            f.write(canary + "\n")
+        os.makedirs(f"{base}/secrets")
+        with open(f"{base}/secrets/token", "w") as f:
+            f.write(canary + "\n")
         p = subprocess.Popen(["ip", "netns", "exec", SRV, PY, "-c", TLS_SERVER, base],
                              stdout=subprocess.PIPE, text=True)
         procs.append(p)
@@ -93,9 +109,10 @@ def world():
         shutil.copy(f"{base}/ca.pem", f"{base}/ws/ca.pem")
         env = dict(os.environ)
         env.update(STOCKADE_STATE_DIR=f"{base}/state", STOCKADE_RUN_DIR=f"{base}/run",
-                   STOCKADE_PROXY_HOSTS=f"{base}/hosts")
+                   STOCKADE_PROXY_HOSTS=f"{base}/hosts", STOCKADE_PROXY_CA_FILE=f"{base}/ca.pem",
+                   STK_TEST_CANARY=canary)
         env.pop("STOCKADE_FAULT", None)
-        yield {"base": base, "env": env}
+        yield {"base": base, "env": env, "canary": canary}
     finally:
         for p in procs:
             p.kill()
@@ -171,7 +188,7 @@ def test_allowed_names_only(world):
                                     "hostaddr.test:80", "meta.test:80", "bridge.test:80"],
                    fetch(urls))
     got = {l.split(" ", 2)[0]: l.split(" ", 2)[1:] for l in out if l.startswith("http")}
-    assert got["http://pypi.test/simple/"] == ["OK", "upstream saw /simple/ host=pypi.test auth=None"]
+    assert got["http://pypi.test/simple/"] == ["OK", "upstream saw /simple/ host=pypi.test auth=none"]
     assert got["https://tls.test/x"][0] == "OK"
     assert got["https://files.pypi.test/f"][0] == "OK"
     for u in urls[3:]:
@@ -299,3 +316,68 @@ spec:
     v = subprocess.run([stockade_bin(), "validate", str(bad)], capture_output=True, text=True,
                        timeout=30)
     assert v.returncode != 0 and "spec.network.allowHosts[1]" in v.stderr, v.stderr
+
+
+BINDINGS = """  bindings:
+    - name: api
+      url: https://tls.test/v1
+      credential: {source: env, ref: STK_TEST_CANARY}
+    - name: files
+      url: https://alias.test
+      credential: {source: file, ref: BASE/secrets/token}
+      inject: {header: X-Api-Key, format: "{value}"}
+    - name: gone
+      url: https://tls.test
+      credential: {source: env, ref: STK_TEST_NO_SUCH_VARIABLE}
+    - name: meta
+      url: https://meta.test
+      credential: {source: env, ref: STK_TEST_CANARY}
+"""
+
+BINDING_CALLS = r"""
+import urllib.request
+op = urllib.request.build_opener(urllib.request.ProxyHandler())
+for u in URLS:
+    try:
+        r = op.open(u, timeout=5)
+        print(u, "OK", r.read().decode(), "echo=" + str(r.headers.get_all("X-Echo")))
+    except Exception as e: print(u, "ERR", getattr(e, "code", type(e).__name__))
+"""
+
+BINDING_URLS = ["http://api.bindings.stockade.internal/repos?x=1",
+                "http://files.bindings.stockade.internal/f",
+                "http://api.bindings.stockade.internal/../admin",
+                "http://api.bindings.stockade.internal/%2e%2e/admin",
+                "http://nope.bindings.stockade.internal/",
+                "http://gone.bindings.stockade.internal/",
+                "http://meta.bindings.stockade.internal/"]
+
+
+def binding_spec(world, name):
+    return spec(world, name, [], BINDINGS.replace("BASE", world["base"]))
+
+
+def test_bindings_add_the_credential_the_sandbox_never_sees(world):
+    """A binding's upstream gets the credential (bearer from an environment
+    variable of the proxy, a named header from a file), over verified TLS;
+    the echo in the response headers is stripped; paths cannot climb out of
+    the binding's prefix; a missing credential or a refused address fails
+    closed. Each call is an audit-ready record without the credential."""
+    p = stk(world, "run", "-f", binding_spec(world, "bind"), "--runtime", "runc", "-o", "json",
+            "--", PY, "-c", f"URLS = {BINDING_URLS!r}\n" + BINDING_CALLS)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    res = json.loads(lines[-1])
+    got = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in lines[:-1] if l.startswith("http")}
+    u = BINDING_URLS
+    assert got[u[0]] == "OK upstream saw /v1/repos?x=1 host=tls.test auth=bearer-ok echo=None"
+    assert got[u[1]] == "OK upstream saw /f host=alias.test auth=key-ok echo=None"
+    assert got[u[2]] == "ERR 400" and got[u[3]] == "ERR 400"
+    assert got[u[4]] == "ERR 404"
+    assert got[u[5]] == "ERR 502"
+    assert got[u[6]] == "ERR 403"
+    ev = proxy_events(res)
+    calls = [(e["binding"], e["path"], e["status"], e.get("strippedHeaders"))
+             for e in ev if e["decision"] == "binding"]
+    assert calls == [("api", "/repos", 200, 1), ("files", "/f", 200, 1)]
+    assert world["canary"] not in p.stdout + p.stderr

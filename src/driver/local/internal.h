@@ -170,6 +170,9 @@ struct local_ctx {
 /* Test mode of the egress proxy: names resolve from this hosts file only
  * and no DNS query is ever sent (tests use names like pypi.org). */
 #define STK_PROXY_HOSTS_ENV "STOCKADE_PROXY_HOSTS"
+/* The CAs (a PEM file) that verify binding upstreams instead of the
+ * system's: a private CA of the operator's, or a test's. */
+#define STK_PROXY_CA_ENV "STOCKADE_PROXY_CA_FILE"
 /* Starts sandbox id's egress proxy in its namespace; *ret NULL when the
  * boundary allows no host names. */
 int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,

@@ -515,7 +515,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
                       const char *netns, struct stk_proxy **ret, struct stk_error **err)
 {
     *ret = NULL;
-    if (!b->n_allow_hosts)
+    if (!b->n_allow_hosts && !b->n_bindings)
         return 0;
     /* other sandboxes are never reached through the proxy */
     struct stk_cidr pools[2];
@@ -524,7 +524,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
         pools[n_pools++] = nc->pool4;
     if (nc->pool6.family != STK_FAMILY_NONE)
         pools[n_pools++] = nc->pool6;
-    const char *hosts = getenv(STK_PROXY_HOSTS_ENV);
+    const char *hosts = getenv(STK_PROXY_HOSTS_ENV), *ca = getenv(STK_PROXY_CA_ENV);
     struct stk_proxy_config pc = {
         .sandbox = id,
         .netns_path = netns,
@@ -535,6 +535,9 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
         .deny_extra = pools,
         .n_deny_extra = n_pools,
         .hosts_file = hosts && *hosts ? hosts : NULL,
+        .bindings = b->bindings,
+        .n_bindings = b->n_bindings,
+        .ca_file = ca && *ca ? ca : NULL,
     };
     return stk_proxy_start(&pc, ret, err);
 }
