@@ -381,3 +381,102 @@ def test_bindings_add_the_credential_the_sandbox_never_sees(world):
              for e in ev if e["decision"] == "binding"]
     assert calls == [("api", "/repos", 200, 1), ("files", "/f", 200, 1)]
     assert world["canary"] not in p.stdout + p.stderr
+
+
+def sandbox_pids(sid):
+    """The sandbox's processes (host pids), from its cgroup in any hierarchy."""
+    import glob
+    pids = set()
+    for f in glob.glob(f"/sys/fs/cgroup/*/stockade/{sid}/cgroup.procs") + \
+            glob.glob(f"/sys/fs/cgroup/stockade/{sid}/cgroup.procs"):
+        with open(f) as fh:
+            pids |= {int(x) for x in fh.read().split()}
+    return sorted(pids)
+
+
+def grep_tree(root, needle):
+    """Files under root holding needle (bytes), symlinks not followed."""
+    hits = []
+    for d, dirs, files in os.walk(root, followlinks=False):
+        for f in files:
+            path = os.path.join(d, f)
+            try:
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                with open(path, "rb") as fh:
+                    if needle in fh.read(64 << 20):
+                        hits.append(path)
+            except OSError:
+                pass
+    return hits
+
+
+def test_canary_is_nowhere(world):
+    """The canary secret, planted in every credential source the local proxy
+    reads (an environment variable of the serving process, a file on the
+    host), is used by a long-lived sandbox's bindings and then searched for:
+    the sandbox's processes' environments and command lines, the files it
+    can see, its process list, the API's answers, its logs, the audit trail,
+    and the state and run directories. Zero occurrences anywhere. (The
+    kubernetesSecret source has no local proxy to plant it in.)"""
+    canary = world["canary"]
+    needle = canary.encode()
+    path = binding_spec(world, "canary")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("  rootfs: host\n", '  rootfs: host\n  command: ["/bin/sleep", "600"]\n'))
+    p = stk(world, "create", "-f", path)
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+    try:
+        e = stk(world, "exec", sid, "--", PY, "-c",
+                f"URLS = {BINDING_URLS[:2]!r}\n" + BINDING_CALLS + "\nimport sys; sys.stdout.flush()\n"
+                "open('/workspace/out.txt', 'w').write('done')\n")
+        assert e.returncode == 0, e.stderr
+        assert "auth=bearer-ok" in e.stdout and "auth=key-ok" in e.stdout, e.stdout
+        found = []
+        # inside: every process's environment and command line, the process
+        # list, and every file it can see but the host's read-only system
+        # directories (they hold nothing of this test's)
+        pids = sandbox_pids(sid)
+        assert pids, "no processes found for the sandbox"
+        for pid in pids:
+            for what in ("environ", "cmdline"):
+                try:
+                    with open(f"/proc/{pid}/{what}", "rb") as fh:
+                        if needle in fh.read():
+                            found.append(f"/proc/{pid}/{what}")
+                except OSError:
+                    pass
+        root = f"/proc/{pids[0]}/root"
+        for d in os.listdir(root):
+            if d in ("proc", "sys", "dev", "usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin"):
+                continue
+            found += grep_tree(os.path.join(root, d), needle)
+        ps = stk(world, "exec", sid, "--", "/bin/ps", "-eo", "pid,args")
+        assert ps.returncode == 0 and "sleep 600" in ps.stdout, ps.stderr
+        found += ["ps"] if canary in ps.stdout else []
+        env = stk(world, "exec", sid, "--", "/usr/bin/env")
+        found += ["env"] if canary in env.stdout else []
+        # the API's answers, logs, the audit trail (binding calls included)
+        outputs = {
+            "get": stk(world, "get", sid, "-o", "json"),
+            "ls": stk(world, "ls", "-o", "json"),
+            "logs": stk(world, "logs", sid),
+            "audit": stk(world, "audit", sid, "-o", "json"),
+            "export": stk(world, "audit", "export"),
+        }
+        for name, o in outputs.items():
+            if canary in o.stdout + o.stderr:
+                found.append(name)
+        audit = json.loads(outputs["audit"].stdout)
+        assert any("binding" in json.dumps(r) and "/repos" in json.dumps(r) for r in audit), audit
+        # the state and run directories, the database included
+        for d in ("state", "run"):
+            found += grep_tree(os.path.join(world["base"], d), needle)
+        assert found == [], found
+    finally:
+        stk(world, "rm", "-f", sid)
+    leftovers = grep_tree(os.path.join(world["base"], "state"), needle)
+    assert leftovers == []
