@@ -64,6 +64,9 @@ struct stk_proxy {
     bool running;
     struct conn *conns;
     unsigned n_conns;
+    struct stk_cidr host[128];
+    size_t n_host;
+    int64_t host_at;
     /* the records' budget: a window of one second */
     int64_t win;
     unsigned in_win;
@@ -510,9 +513,16 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *ud)
         refuse(k, 502, "Bad Gateway", "the name did not resolve");
         return;
     }
-    struct stk_cidr host[64];
-    size_t n_host;
-    host_addrs(host, 64, &n_host);
+    /* the host's addresses, read again at most once a second (a netlink
+     * dump per request would cost more than the request) */
+    struct stk_proxy *p = k->p;
+    int64_t now = now_s();
+    if (now != p->host_at) {
+        host_addrs(p->host, STK_ARRAY_SIZE(p->host), &p->n_host);
+        p->host_at = now;
+    }
+    const struct stk_cidr *host = p->host;
+    size_t n_host = p->n_host;
     const struct sockaddr *pick = NULL;
     socklen_t pick_len = 0;
     char refused[INET6_ADDRSTRLEN] = "";
@@ -899,6 +909,7 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
 {
     struct stk_proxy *p = stk_xcalloc(1, sizeof(*p));
     p->wake[0] = p->wake[1] = p->ev[0] = p->ev[1] = -1;
+    p->host_at = -1;
     p->sandbox = stk_xstrdup(c->sandbox);
     p->c = *c;
     p->allow = stk_xcalloc(c->n_allow + 1, sizeof(*p->allow));
