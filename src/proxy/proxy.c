@@ -969,6 +969,10 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
             r = stk_error_make(err, EIO, "egress proxy: no resolver (/etc/resolv.conf)");
         else if (p->hosts_file && evdns_base_load_hosts(p->dns, p->hosts_file) != 0)
             r = stk_error_make(err, EIO, "egress proxy: reading hosts file %s", p->hosts_file);
+        else
+            /* a listed name is asked for as written: no search domain turns
+             * pypi.org into pypi.org.corp.example */
+            evdns_base_search_clear(p->dns);
     }
     if (r >= 0) {
         p->lis = evconnlistener_new(p->base, on_accept, p, LEV_OPT_CLOSE_ON_FREE, -1, fd);
