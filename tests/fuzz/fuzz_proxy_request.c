@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the egress proxy's request head parser, its authority
- * parser and the allowHosts entries it is matched against. */
+ * parser, the binding URL mapping and the allowHosts entries requests are
+ * matched against. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < r->n_headers; i++)
             if (r->headers[i].name < buf || r->headers[i].name + r->headers[i].name_len > buf + n)
                 abort();
+        char name[64];
+        struct stk_binding_target *t = malloc(sizeof(*t));
+        if (stk_binding_name(r->host, name) && r->kind == STK_PROXY_HTTP &&
+            stk_binding_map("https://api.example.com/v1/", r->path, r->path_len, t, &why) == 0 &&
+            (strncmp(t->path, "/v1/", 4) != 0 || strstr(t->path, "/../") || !t->tls))
+            abort(); /* a mapped path stays under the binding's prefix */
+        free(t);
     } else if (n < 0 && !why) {
         abort();
     }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy/proxy.h"
 
@@ -228,6 +229,73 @@ static void test_addresses(void **state)
     }
 }
 
+static void test_binding_map(void **state)
+{
+    (void)state;
+    char name[64];
+    assert_true(stk_binding_name("github.bindings.stockade.internal", name));
+    assert_string_equal(name, "github");
+    assert_false(stk_binding_name("a.b.bindings.stockade.internal", name));
+    assert_false(stk_binding_name("bindings.stockade.internal", name));
+    assert_false(stk_binding_name("github.bindings.stockade.internal.evil.com", name));
+    struct stk_binding_target *t = malloc(sizeof(*t));
+    const char *why;
+    static const char path[] = "/repos/x?page=2";
+    assert_int_equal(stk_binding_map("https://api.github.com/v3/", path, strlen(path), t, &why), 0);
+    assert_true(t->tls);
+    assert_string_equal(t->host, "api.github.com");
+    assert_int_equal(t->port, 443);
+    assert_string_equal(t->path, "/v3/repos/x?page=2");
+    assert_int_equal(stk_binding_map("https://Store.example.com:8443", "/", 1, t, &why), 0);
+    assert_string_equal(t->host, "store.example.com");
+    assert_int_equal(t->port, 8443);
+    assert_string_equal(t->path, "/");
+    static const char *const bad_paths[] = {"/../admin", "/a/..", "/%2e%2E/x", "/a/./b",
+                                            "/.%2e",     "x",     "/a b",      "/a#f"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad_paths); i++)
+        if (stk_binding_map("https://api.github.com/v3", bad_paths[i], strlen(bad_paths[i]), t,
+                            &why) == 0)
+            fail_msg("%s was mapped to %s", bad_paths[i], t->path);
+    /* dots inside a segment are a name, not a climb */
+    assert_int_equal(stk_binding_map("https://h.example.com", "/a..b/.c/x?q=..", 15, t, &why), 0);
+    assert_int_equal(stk_binding_map("http://h.example.com", "/", 1, t, &why), -EPROTONOSUPPORT);
+    assert_int_equal(stk_binding_map("https://10.0.0.1", "/", 1, t, &why), -EPROTONOSUPPORT);
+    free(t);
+}
+
+static void test_credential_sources(void **state)
+{
+    (void)state;
+    char *v = NULL;
+    const char *why = NULL;
+    setenv("STK_TEST_CRED", "s3cr3t-value", 1);
+    struct stk_cred_ref env = {.source = STK_CRED_ENV, .ref = "STK_TEST_CRED"};
+    assert_int_equal(stk_credential_read(&env, &v, &why), 0);
+    assert_string_equal(v, "s3cr3t-value");
+    stk_credential_free(v);
+    setenv("STK_TEST_CRED", "a\r\nX-Injected: 1", 1);
+    assert_int_equal(stk_credential_read(&env, &v, &why), -EINVAL);
+    unsetenv("STK_TEST_CRED");
+    assert_int_equal(stk_credential_read(&env, &v, &why), -ENOENT);
+
+    char path[] = "/tmp/stk-cred-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "file-secret\n", 12), 12);
+    close(fd);
+    struct stk_cred_ref file = {.source = STK_CRED_FILE, .ref = path};
+    assert_int_equal(stk_credential_read(&file, &v, &why), 0);
+    assert_string_equal(v, "file-secret");
+    stk_credential_free(v);
+    unlink(path);
+    assert_true(stk_credential_read(&file, &v, &why) < 0);
+    struct stk_cred_ref dir = {.source = STK_CRED_FILE, .ref = "/tmp"};
+    assert_int_equal(stk_credential_read(&dir, &v, &why), -EINVAL);
+    struct stk_cred_ref kube = {.source = STK_CRED_KUBERNETES_SECRET, .ref = "ns/name", .key = "k"};
+    assert_int_equal(stk_credential_read(&kube, &v, &why), -ENOTSUP);
+    assert_non_null(why);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +306,8 @@ int main(void)
         cmocka_unit_test(test_allow_hosts),
         cmocka_unit_test(test_client_hello),
         cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_binding_map),
+        cmocka_unit_test(test_credential_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
