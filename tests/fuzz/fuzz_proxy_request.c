@@ -11,6 +11,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A ".." segment in the path (the query is not normalised by servers). */
+static bool climbs(const char *path)
+{
+    size_t n = strcspn(path, "?");
+    for (size_t i = 0; i + 2 <= n; i++)
+        if (path[i] == '.' && path[i + 1] == '.' && (i == 0 || path[i - 1] == '/') &&
+            (i + 2 == n || path[i + 2] == '/'))
+            return true;
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* an exact-size copy, so a read past the end is caught */
@@ -29,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct stk_binding_target *t = malloc(sizeof(*t));
         if (stk_binding_name(r->host, name) && r->kind == STK_PROXY_HTTP &&
             stk_binding_map("https://api.example.com/v1/", r->path, r->path_len, t, &why) == 0 &&
-            (strncmp(t->path, "/v1/", 4) != 0 || strstr(t->path, "/../") || !t->tls))
+            (strncmp(t->path, "/v1/", 4) != 0 || !t->tls || climbs(t->path)))
             abort(); /* a mapped path stays under the binding's prefix */
         free(t);
     } else if (n < 0 && !why) {
