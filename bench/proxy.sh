@@ -151,6 +151,17 @@ if [ -n "$tp_pid" ]; then
   t_ka_rps=$(peer -t2 -c32 -d${secs}s)
 fi
 
+# what a proxy costs a sandbox: its monitor's memory and threads beside a
+# monitor of a sandbox without allowHosts
+sed -e '/network:/d' -e '/allowHosts/d' -e 's/proxybench/noproxy/' "$work/sb.yaml" > "$work/sb0.yaml"
+sid0=$(nsenter --net=/run/netns/$H "$bin" create -f "$work/sb0.yaml")
+monitor_of() { for p in /proc/[0-9]*; do
+  if tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q "__monitor create $1 *\$"; then echo ${p#/proc/}; fi; done; }
+mstat() { awk '/^VmRSS|^Threads/ { printf "%s %s ", $1, $2 }' /proc/$1/status; }
+m1=$(monitor_of "$sid"); m0=$(monitor_of "$sid0")
+cost1=$(mstat "$m1"); cost0=$(mstat "$m0")
+nsenter --net=/run/netns/$H "$bin" rm -f "$sid0" >/dev/null
+
 row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(echo "$2" | pct 99%)" "$(echo "$3" | rps)" "$(echo "$3" | errs)"; }
 {
   echo "# The egress proxy: through the proxy vs direct"
@@ -170,6 +181,9 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(e
     row "peer: tinyproxy, a connection per request" "$t_lat" "$t_rps"
     row "peer: tinyproxy, keep-alive" "$t_ka_lat" "$t_ka_rps"
   fi
+  echo
+  echo "Per-sandbox cost (after the runs above): the monitor of the sandbox with a proxy"
+  echo "\`$cost1\` (kB), a monitor without one \`$cost0\`."
   echo
   dp=$(echo "$d_lat" | pct 50%); pp=$(echo "$p_lat" | pct 50%)
   echo "Added p50 over the direct request with a connection each: $((pp - dp)) µs (target ≤ 100 µs)."
