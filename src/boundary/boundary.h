@@ -230,6 +230,8 @@ struct stk_boundary {
      * and the networks the proxy never connects to whatever a name resolves
      * to: blacklistIPs, the pod CIDRs and the service CIDR */
 #define STK_PROXY_PORT 3128 /* the proxy's port on the sandbox's own loopback */
+/* a binding is reached at http://<name>.bindings.stockade.internal/ */
+#define STK_BINDING_DOMAIN_TEXT ".bindings.stockade.internal"
     const struct stk_allow_host *allow_hosts;
     size_t n_allow_hosts;
     struct stk_origin allow_hosts_origin;

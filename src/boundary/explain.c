@@ -476,12 +476,21 @@ static void explain_credentials(struct stk_contract *c)
                                .file = b->spec_file,
                                .pos = bd->meta.pos,
                                .path = "spec.bindings"};
-        from(say(c, SEC_CREDENTIALS,
-                 "Can call %s (%s) through the egress proxy, which adds the credential from "
-                 "%s %s; the secret never enters the sandbox.",
-                 bd->name.v, bd->url.v, stk_cred_source_names[bd->credential.source.v],
-                 bd->credential.ref.v),
-             &o);
+        if (c->facts->backend == STK_BACKEND_LOCAL)
+            from(say(c, SEC_CREDENTIALS,
+                     "Can call %s (%s) at http://%s" STK_BINDING_DOMAIN_TEXT
+                     "/ through the egress proxy, which adds the credential from %s %s; the "
+                     "secret never enters the sandbox.",
+                     bd->name.v, bd->url.v, bd->name.v,
+                     stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v),
+                 &o);
+        else
+            from(say(c, SEC_CREDENTIALS,
+                     "Binding %s (%s) is not served on this backend: no egress proxy runs "
+                     "here, so calls to it fail; the secret (%s %s) never enters the sandbox.",
+                     bd->name.v, bd->url.v, stk_cred_source_names[bd->credential.source.v],
+                     bd->credential.ref.v),
+                 &o);
     }
 }
 

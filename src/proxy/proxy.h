@@ -66,7 +66,7 @@ bool stk_proxy_authority_parse(const char *s, size_t n, uint16_t default_port, c
 
 /* A binding is reached at http://<name>.bindings.stockade.internal/PATH; the
  * proxy forwards to the binding's https upstream with the credential. */
-#define STK_BINDING_DOMAIN ".bindings.stockade.internal"
+#define STK_BINDING_DOMAIN STK_BINDING_DOMAIN_TEXT
 
 /* The binding name of a request's (lowercase) host, or false. */
 bool stk_binding_name(const char *host, char ret[64]);
