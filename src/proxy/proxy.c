@@ -624,8 +624,9 @@ static bool binding_head(struct conn *k, const struct stk_proxy_request *rq, con
         return false;
     }
     const struct pbinding *bd = &p->bindings[k->binding];
-    size_t q = strcspn(rq->path, "?");
-    k->path = strndup(rq->path, q < rq->path_len ? q : rq->path_len);
+    /* the path is not terminated: it points into the request head */
+    const char *q = memchr(rq->path, '?', rq->path_len);
+    k->path = strndup(rq->path, q ? (size_t)(q - rq->path) : rq->path_len);
     struct stk_binding_target *t = stk_xmalloc(sizeof(*t));
     const char *why = NULL;
     char *secret = NULL;
