@@ -246,6 +246,11 @@ static void explain_allow_hosts(struct stk_contract *c)
                  "proxy runs here, so those names stay unreachable.",
                  stk_buf_str(&t)),
              &b->allow_hosts_origin);
+    if (c->facts->backend == STK_BACKEND_LOCAL && c->facts->runtime_is_gvisor)
+        say(c, SEC_NETWORK,
+            "Under gVisor the workload's loopback is gVisor's own: the egress proxy is not "
+            "reachable from it, so host names and bindings stay unreachable (use crun or "
+            "runc, or a long-lived sandbox).");
     stk_buf_free(&t);
 }
 
