@@ -170,7 +170,8 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(e
   echo "a network namespace of the script's own. \"Direct\" runs in the namespace the proxy"
   echo "connects out of; \"through the proxy\" runs inside a long-lived sandbox"
   echo "(crun/runc) against its proxy on 127.0.0.1:3128. p50/p99 with one connection"
-  echo "(\`-t1 -c1 --latency\`), requests/s with \`-t2 -c32\`."
+  echo "(\`-t1 -c1 --latency\`), requests/s with \`-t2 -c32\`. Load average when it ended:"
+  echo "$(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: compare rows of one run only)."
   echo
   echo "| path | p50 (µs) | p99 (µs) | requests/s | wrk errors |"
   echo "|---|---:|---:|---:|---|"
