@@ -480,3 +480,41 @@ def test_canary_is_nowhere(world):
         stk(world, "rm", "-f", sid)
     leftovers = grep_tree(os.path.join(world["base"], "state"), needle)
     assert leftovers == []
+
+
+def test_adopted_sandbox_gets_its_proxy_again(world):
+    """The proxy is a thread of the sandbox's monitor: when the monitor is
+    killed, the new monitor that adopts the sandbox serves a new proxy."""
+    import signal
+    p = stk(world, "create", "-f",
+            spec(world, "adopt", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n'))
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+
+    def monitor():
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+                    if args[1:2] == [b"__monitor"] and sid.encode() in args[2:]:
+                        return int(d)
+            except (OSError, ValueError, IndexError):
+                pass
+        return None
+
+    try:
+        old = monitor()
+        assert old
+        os.kill(old, signal.SIGKILL)
+        time.sleep(0.2)
+        deadline = time.monotonic() + 15
+        while True:
+            stk(world, "get", sid, "-o", "json")  # whoever reads finds the dead monitor
+            new = monitor()
+            e = stk(world, "exec", sid, "--", PY, "-c", fetch(["http://pypi.test/x"]))
+            if new and new != old and "OK upstream saw /x" in e.stdout:
+                break
+            assert time.monotonic() < deadline, (new, e.stdout, e.stderr)
+            time.sleep(0.3)
+    finally:
+        stk(world, "rm", "-f", sid)
