@@ -38,8 +38,14 @@ cleanup() {
   [ -n "$tp_pid" ] && kill "$tp_pid" 2>/dev/null || true
   [ -n "$sid" ] && nsenter --net=/run/netns/$H "$bin" rm -f "$sid" >/dev/null 2>&1 || true
   [ -n "$httpd_pid" ] && kill "$httpd_pid" 2>/dev/null || true
+  local ino; ino=$(stat -L -c %i /run/netns/$H 2>/dev/null || true)
   ip netns del $S 2>/dev/null || true
   ip netns del $H 2>/dev/null || true
+  # the network's host directory of this script's namespace, when empty
+  if [ -n "$ino" ] && [ -d /run/stockade-net/$ino-stk0/leases ] &&
+     [ -z "$(ls -A /run/stockade-net/$ino-stk0/leases)" ]; then
+    rm -rf "/run/stockade-net/$ino-stk0"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -124,8 +124,16 @@ def world():
             for rec in json.loads(ls.stdout or "[]"):
                 subprocess.run(["nsenter", f"--net=/run/netns/{HOST}", stockade_bin(), "rm",
                                 "-f", rec["id"]], capture_output=True, env=env, timeout=60)
+        # the network's host directory is keyed by the namespace's inode:
+        # this test's namespace goes, so does its (empty) directory
+        try:
+            netdir = f"/run/stockade-net/{os.stat(f'/run/netns/{HOST}').st_ino}-stk0"
+        except OSError:
+            netdir = None
         sh("ip", "netns", "del", SRV, check=False)
         sh("ip", "netns", "del", HOST, check=False)
+        if netdir and os.path.isdir(netdir) and not os.listdir(os.path.join(netdir, "leases")):
+            shutil.rmtree(netdir, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
