@@ -343,7 +343,8 @@ BINDINGS = """  bindings:
 """
 
 BINDING_CALLS = r"""
-import urllib.request
+import os, urllib.request
+print("ENV", os.environ.get("STOCKADE_BINDING_API_URL"), os.environ.get("STOCKADE_BINDING_FILES_URL"))
 op = urllib.request.build_opener(urllib.request.ProxyHandler())
 for u in URLS:
     try:
@@ -377,6 +378,7 @@ def test_bindings_add_the_credential_the_sandbox_never_sees(world):
     lines = p.stdout.strip().splitlines()
     res = json.loads(lines[-1])
     got = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in lines[:-1] if l.startswith("http")}
+    assert "ENV http://api.bindings.stockade.internal http://files.bindings.stockade.internal" in lines
     u = BINDING_URLS
     assert got[u[0]] == "OK upstream saw /v1/repos?x=1 host=tls.test auth=bearer-ok echo=None"
     assert got[u[1]] == "OK upstream saw /f host=alias.test auth=key-ok echo=None"
