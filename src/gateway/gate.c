@@ -20,17 +20,21 @@
  * evhttp still parses and authorizes every request itself; the gate only
  * decides what may be read.
  *
- * Plain connections only (loopback, Unix sockets): over TLS the filter
- * would sit above the TLS bufferevent, whose queued output is lost when
- * evhttp closes the connection right after a reply; TLS connections keep
- * evhttp's own limits (docs/gateway.md says which).
+ * Plain and TLS connections alike: over TLS the filter sits above the TLS
+ * bufferevent (it reads what that one decrypted), and its output is
+ * written with SSL_write straight to the socket, never queued in the TLS
+ * bufferevent, whose queued output would be lost when evhttp closes the
+ * connection right after a reply.
  */
 #include "gateway/server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -45,6 +49,7 @@ enum gate_state {
 struct gw_gate {
     struct stk_gw *g;
     struct bufferevent *under, *bev;
+    SSL *ssl; /* the TLS connection under the gate; NULL on a plain socket */
     struct event *ev_flush, *ev_writable;
     enum gate_state state;
     bool passed;   /* an authenticated request went through: not evicted for room */
@@ -283,6 +288,38 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
  * bufferevent below, the end of a reply would be lost. What the socket does
  * not take stays here until it is writable.
  */
+/* Writes from the start of src: bytes written, -EAGAIN (again when the
+ * socket is writable), or -EPIPE (the peer is gone). */
+static int gate_write(struct gw_gate *k, int fd, struct evbuffer *src)
+{
+    if (!k->ssl) {
+        int n = evbuffer_write(src, fd);
+        if (n > 0)
+            return n;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -EPIPE;
+    }
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+        return -EPIPE;
+    int len = v.iov_len > (size_t)INT_MAX ? INT_MAX : (int)v.iov_len;
+    ERR_clear_error();
+    int n = SSL_write(k->ssl, v.iov_base, len);
+    if (n > 0) {
+        evbuffer_drain(src, (size_t)n);
+        return n;
+    }
+    int e = SSL_get_error(k->ssl, n);
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? -EAGAIN : -EPIPE;
+}
+
+/*
+ * Output goes straight to the socket (through SSL_write over TLS). The
+ * filter reports a write as done once its own buffer is empty, and evhttp
+ * then may close the connection (shutting the socket down): had the bytes
+ * only moved to the bufferevent below, the end of a reply would be lost.
+ * What the socket does not take stays here until it is writable.
+ */
 static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbuffer *dst,
                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
                                                void *ctx)
@@ -302,17 +339,19 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
     }
     bool wrote = false;
     while (evbuffer_get_length(src)) {
-        int n = evbuffer_write(src, fd);
+        int n = gate_write(k, fd, src);
         if (n > 0) {
             wrote = true;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == -EAGAIN) {
             if (!k->ev_writable)
                 k->ev_writable =
                     event_new(bufferevent_get_base(k->under), fd, EV_WRITE, gate_flush, k);
+            /* a TLS write waiting on a read is retried shortly, not spun on */
+            struct timeval retry = {.tv_usec = 10000};
             if (k->ev_writable)
-                event_add(k->ev_writable, NULL);
+                event_add(k->ev_writable, k->ssl ? &retry : NULL);
             break;
         }
         /* the peer is gone: evhttp learns it from the read side */
@@ -373,6 +412,7 @@ struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under)
     struct gw_gate *k = stk_xcalloc(1, sizeof(*k));
     k->g = g;
     k->under = under;
+    k->ssl = bufferevent_openssl_get_ssl(under);
     k->ev_flush = event_new(bufferevent_get_base(under), -1, 0, gate_flush, k);
     struct bufferevent *bev =
         k->ev_flush

@@ -1406,18 +1406,20 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(g->base, &grace);
 }
 
-/* Every connection: a plain socket under the gate (gate.c), or TLS. */
+/* Every connection: a plain socket or a TLS one, under the gate (gate.c). */
 static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
     struct stk_gw *g = arg;
+    struct bufferevent *under;
     if (g->ssl) {
         SSL *ssl = SSL_new(g->ssl);
         if (!ssl)
             return NULL;
-        return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                              BEV_OPT_CLOSE_ON_FREE);
+        under = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
-    struct bufferevent *under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     return under ? gw_gate_new(g, under) : NULL;
 }
 
@@ -1427,6 +1429,9 @@ static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct st
     if (!g->ssl)
         return stk_error_make(err, ENOMEM, "TLS: cannot create a context");
     SSL_CTX_set_min_proto_version(g->ssl, TLS1_2_VERSION);
+    /* the gate writes with SSL_write beside the TLS bufferevent's reads: no
+     * renegotiation may make a write wait on a read */
+    SSL_CTX_set_options(g->ssl, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(g->ssl, o->tls_cert) != 1)
         return stk_error_make(err, EINVAL, "TLS: cannot load the certificate %s", o->tls_cert);
     if (SSL_CTX_use_PrivateKey_file(g->ssl, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
