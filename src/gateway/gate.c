@@ -29,7 +29,6 @@
 #include "gateway/server.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -62,6 +61,8 @@ struct gw_gate {
 };
 
 static void gate_flush(evutil_socket_t fd, short what, void *arg);
+
+#define GATE_TLS_RECORD 16384
 
 /* The verb a route's body is read for. */
 static const enum stk_verb body_verbs[_GW_ROUTE_N] = {
@@ -298,12 +299,16 @@ static int gate_write(struct gw_gate *k, int fd, struct evbuffer *src)
             return n;
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -EPIPE;
     }
-    struct evbuffer_iovec v;
-    if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+    /* one TLS record of up to 16 KiB at a time: a reply's head and body
+     * written apart would wait on Nagle and the peer's delayed ACK */
+    size_t len = evbuffer_get_length(src);
+    if (len > GATE_TLS_RECORD)
+        len = GATE_TLS_RECORD;
+    const unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)len);
+    if (!p)
         return -EPIPE;
-    int len = v.iov_len > (size_t)INT_MAX ? INT_MAX : (int)v.iov_len;
     ERR_clear_error();
-    int n = SSL_write(k->ssl, v.iov_base, len);
+    int n = SSL_write(k->ssl, p, (int)len);
     if (n > 0) {
         evbuffer_drain(src, (size_t)n);
         return n;

@@ -1224,13 +1224,36 @@ HALF_OPEN = 2000
 RSS_BOUND_MIB = 64
 
 
+HEALTHZ_MS = 10
+
+
+def healthz_median_ms(g, probes=15):
+    """The median round trip of GET /healthz on one kept-alive connection."""
+    c = g.connection(timeout=10)
+    times = []
+    try:
+        for _ in range(probes):
+            t0 = time.monotonic()
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            times.append((time.monotonic() - t0) * 1000)
+            assert r.status == 200
+    finally:
+        c.close()
+    return sorted(times)[len(times) // 2]
+
+
+@pytest.mark.parametrize("transport", ["plain", "tls"])
 @pytest.mark.parametrize("backend", ["local", "sim"])
-def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend):
+def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend, transport):
     """2,000 unauthenticated clients each send a 1 MiB body's head and part
     of the body, and hold: the server buffers none of it (the gate refuses
     at the headers), evicts the oldest of them past its connection cap, and
-    keeps answering /healthz. Asserted: the resident memory bound and that
-    /healthz answers; the latency is measured and printed, not asserted."""
+    keeps answering /healthz: its resident memory grows by less than
+    RSS_BOUND_MIB and the median /healthz round trip (several probes on one
+    connection, so the machine's scheduling noise does not decide) stays
+    under HEALTHZ_MS, on plain HTTP and over TLS."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < HALF_OPEN + 100:
@@ -1238,7 +1261,9 @@ def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend):
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, HALF_OPEN + 100), hard))
     if os.geteuid() != 0:
         pytest.skip("serve's state directory: as root, like the other gateway tests")
-    g = Gateway(tmp_path_factory.mktemp(f"half-open-{backend}"), backend, timeout_s=120)
+    base_dir = tmp_path_factory.mktemp(f"half-open-{backend}-{transport}")
+    g = Gateway(base_dir, backend, timeout_s=120,
+                tls=make_pki(base_dir) if transport == "tls" else None)
     socks = []
     try:
         base = rss_kib(g.proc.pid)
@@ -1246,28 +1271,34 @@ def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend):
                 b"Content-Length: 1048576\r\n\r\n")
         part = b"x" * (64 * 1024)
         for _ in range(HALF_OPEN):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", g.port))
-            except BlockingIOError:
-                pass
+            if g.tls:
+                # the handshake first (the server refuses nothing before it)
+                try:
+                    s = g.connect(timeout=10)
+                except OSError:
+                    continue  # evicted to make room before its handshake ended
+                s.setblocking(False)
+            else:
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", g.port))
+                except BlockingIOError:
+                    pass
             socks.append(s)
         for s in socks:
             for chunk in (head, part):
                 try:
                     s.send(chunk)
-                except OSError:
+                except (OSError, ValueError):
                     break
         time.sleep(1)
         grown = (rss_kib(g.proc.pid) - base) / 1024
-        t0 = time.monotonic()
-        status = g.request("GET", "/healthz", timeout=10)[0]
-        ms = (time.monotonic() - t0) * 1000
-        print(f"\nhalf-open bodies: {HALF_OPEN}, RSS {base // 1024} MiB -> +{grown:.1f} MiB, "
-              f"/healthz {ms:.1f} ms")
-        assert status == 200
+        ms = healthz_median_ms(g)
+        print(f"\nhalf-open bodies ({transport}, {backend}): {HALF_OPEN}, RSS {base // 1024} MiB -> "
+              f"+{grown:.1f} MiB, /healthz median {ms:.2f} ms")
         assert grown < RSS_BOUND_MIB, f"resident memory grew {grown:.1f} MiB"
+        assert ms < HEALTHZ_MS, f"/healthz median {ms:.1f} ms"
         g.healthy()
     finally:
         for s in socks:
