@@ -564,6 +564,10 @@ static const char *query_get(struct gw_call *c, const char *key, char *buf, size
     return ret;
 }
 
+/* ?tenant=T: which tenant's pool a name means, for a caller who sees
+ * several tenants' pools of that name. */
+#define query_tenant(c) query_get((c), "tenant", (char[64]){0}, 64)
+
 static bool query_flag(struct gw_call *c, const char *key)
 {
     char v[8];
@@ -879,7 +883,7 @@ static void pool_target(const struct stk_pool_rec *p, struct pool_target *ret)
 static json_t *pool_json(struct gw_call *c, const struct stk_pool_rec *p)
 {
     size_t ready = 0;
-    (void)stk_pool_ready(c->g->session, p->name, &ready, NULL);
+    (void)stk_pool_ready(c->g->session, p->tenant, p->name, &ready, NULL);
     return json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
                      (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
 }
@@ -912,15 +916,66 @@ static void h_pool_list(struct gw_call *c)
     gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
 }
 
-/* Loads pool `name` and asks for verb on it: 404 when it does not exist or
- * the caller may not see it, 403 when it may see but not do. */
-static bool load_pool(struct gw_call *c, const char *name, enum stk_verb verb,
+/* Whether the caller may see the pool (verb on it would be allowed): asked,
+ * not recorded. */
+static bool pool_visible(struct gw_call *c, const struct stk_pool_rec *p, enum stk_verb verb)
+{
+    struct pool_target pt;
+    pool_target(p, &pt);
+    struct stk_authz_decision d;
+    memset(&d, 0, sizeof(d));
+    c->g->auth->authorize(c->g->auth->ud, &c->who, verb, &pt.t, &d);
+    free(pt.ns);
+    return d.allow;
+}
+
+/* A pool name is unique per tenant only: it is looked up among the pools
+ * the caller may see (of tenant, when not NULL), so that another tenant's
+ * pool of the same name neither makes it ambiguous nor shows that it
+ * exists. 0, -ENOENT (none the caller sees), -EINVAL (several). */
+static int find_pool(struct gw_call *c, const char *name, const char *tenant, enum stk_verb verb,
+                     struct stk_pool_rec *ret, struct stk_error **err)
+{
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0, found = 0, pick = 0;
+    int r = stk_store_pool_list(stk_session_store(c->g->session), &pools, &n, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(pools[i].name, name) && (!tenant || !strcmp(pools[i].tenant, tenant)) &&
+            pool_visible(c, &pools[i], verb) && found++ == 0)
+            pick = i;
+    if (found == 1) {
+        *ret = pools[pick];
+        memset(&pools[pick], 0, sizeof(pools[pick]));
+    }
+    stk_pool_recs_free(pools, n);
+    return found == 1 ? 0 : found == 0 ? -ENOENT : -EINVAL;
+}
+
+/* Loads pool `name` (of tenant, when not NULL) and asks for verb on it: 404
+ * when it does not exist or the caller may not see it, 403 when it may see
+ * but not do. */
+static bool load_pool(struct gw_call *c, const char *name, const char *tenant, enum stk_verb verb,
                       struct stk_pool_rec *ret)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_store_pool_get(stk_session_store(c->g->session), name, ret, &err);
-    if (r == -ENOENT) {
+    int r = find_pool(c, name, tenant, verb, ret, &err);
+    if (r == -ENOENT && !err) {
+        /* recorded like any hidden denial (global chain, budgeted) */
+        struct stk_authz_decision d = {.hide = true};
+        snprintf(d.reason, sizeof(d.reason), "no pool %s the caller may see", name);
+        char object[80];
+        snprintf(object, sizeof(object), "pool/%s", name);
+        audit_decision(c, verb, NULL, object, &d);
         reply_not_found(c);
+        return false;
+    }
+    if (r == -EINVAL && !err) {
+        gw_reply_error(c, GW_E_CONFLICT,
+                       "'%s' is ambiguous: several pools you may see are named so (of tenants "
+                       "you manage); give the tenant",
+                       name);
         return false;
     }
     if (r < 0) {
@@ -942,7 +997,7 @@ static bool load_pool(struct gw_call *c, const char *name, enum stk_verb verb,
 static void h_pool_get(struct gw_call *c)
 {
     struct stk_pool_rec p;
-    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
+    if (!load_pool(c, c->arg, query_tenant(c), STK_VERB_POOL, &p))
         return;
     gw_reply_json(c, 200, pool_json(c, &p));
     stk_pool_rec_free(&p);
@@ -978,14 +1033,10 @@ static bool claim_ok(struct gw_call *c, const char *pool, const char *tenant)
     struct stk_pool_rec p;
     c->claim_pool = true;
     snprintf(c->arg, sizeof(c->arg), "%s", pool);
-    if (!load_pool(c, pool, STK_VERB_GET, &p))
+    /* only the claim's tenant's pools are candidates */
+    if (!load_pool(c, pool, tenant ? tenant : "", STK_VERB_GET, &p))
         return false;
-    bool same = !strcmp(p.tenant, tenant ? tenant : "");
     stk_pool_rec_free(&p);
-    if (!same) {
-        reply_not_found(c);
-        return false;
-    }
     c->claim_pool = false;
     c->arg[0] = '\0';
     return true;
@@ -1249,10 +1300,11 @@ static void h_pool_create(struct gw_call *c)
 static void h_pool_delete(struct gw_call *c)
 {
     struct stk_pool_rec p;
-    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
+    if (!load_pool(c, c->arg, query_tenant(c), STK_VERB_POOL, &p))
         return;
+    start_job(c, json_pack("{s:s,s:s,s:s}", "op", "pool_rm", "name", c->arg, "tenant", p.tenant),
+              false);
     stk_pool_rec_free(&p);
-    start_job(c, json_pack("{s:s,s:s}", "op", "pool_rm", "name", c->arg), false);
 }
 
 /* Last-Event-ID (a reconnecting EventSource sends it), else ?after=SEQ. */

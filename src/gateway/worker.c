@@ -134,7 +134,7 @@ static void w_pool_create(struct stk_session *s, json_t *job)
 static void w_pool_rm(struct stk_session *s, json_t *job)
 {
     struct stk_error *err = NULL;
-    int r = stk_pool_rm(s, jstr(job, "name"), &err);
+    int r = stk_pool_rm(s, jstr(job, "tenant"), jstr(job, "name"), &err);
     if (r < 0)
         w_fail(r, err);
     else

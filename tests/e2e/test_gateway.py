@@ -1072,6 +1072,45 @@ def test_pools_are_authorized_like_their_sandboxes(hostile):
     g.healthy()
 
 
+def test_pool_names_are_unique_per_tenant(hostile):
+    """Two tenants' pools of one name are two pools: each tenant sees, claims
+    from and deletes its own; nobody learns of the other's."""
+    g = hostile
+    status, body = g.request("POST", "/v1/pools", "controller",
+                             body=pool_body("shared", "acme-shared", policy="baseline", tenant="acme"))
+    assert status == 201, body
+    status, body = g.request("POST", "/v1/pools", "globex",
+                             body=pool_body("shared", "globex-shared", policy="baseline",
+                                            tenant="globex"))
+    assert status == 201, body
+    # unique within the tenant
+    status, body = g.request("POST", "/v1/pools", "controller",
+                             body=pool_body("shared", "acme-shared", policy="baseline", tenant="acme"))
+    assert status == 409, body
+    for who, tenant in (("controller", "acme"), ("globex", "globex")):
+        status, pool = g.request("GET", "/v1/pools/shared", who)
+        assert status == 200 and pool["tenant"] == tenant, pool
+        status, body = g.request("GET", "/v1/pools", who)
+        assert [(p["name"], p["tenant"]) for p in body["items"]] == [("shared", tenant)], body
+    assert g.request("GET", "/v1/pools/shared", "bob") == \
+        (404, {"error": {"code": "not_found", "message": 'no pool "shared"'}})
+    # a claim takes a member of the claimer's tenant's pool
+    status, rec = g.request("POST", "/v1/sandboxes", "globex",
+                            body={"spec": spec_text("tpl-shared", "globex-shared", "baseline"),
+                                  "pool": "shared", "tenant": "globex"})
+    assert status == 201 and rec["tenant"] == "globex", rec
+    # globex deletes its own; acme's stays, with its members
+    assert g.request("DELETE", "/v1/pools/shared", "globex")[0] == 200
+    assert g.request("GET", "/v1/pools/shared", "globex")[0] == 404
+    status, pool = g.request("GET", "/v1/pools/shared", "controller")
+    assert status == 200 and pool["tenant"] == "acme", pool
+    members = [r for r in local_records(g) if r["pool"] == "shared" and r["phase"] != "deleted"]
+    assert members and {r["tenant"] for r in members} == {"acme", "globex"}, members
+    assert {r["tenant"] for r in members if r["id"] != rec["id"]} == {"acme"}
+    assert g.request("DELETE", "/v1/pools/shared", "controller")[0] == 200
+    assert g.request("DELETE", f"/v1/sandboxes/{rec['id']}?force=1", "globex")[0] == 200
+
+
 def test_names_are_unique_per_tenant_and_resolved_among_visible(hostile):
     g = hostile
     status, mine = g.create("same", "acme-names", owner="alice")
