@@ -1149,34 +1149,6 @@ static void h_sb_logs(struct gw_call *c)
     start_job(c, job, true);
 }
 
-/* One page of a sandbox's trail, built as text (each record exactly as
- * `audit export` writes it) into the reply: GW_AUDIT_PAGE_MAX records and
- * GW_AUDIT_PAGE_BYTES at most, whatever the chain's length, so a read costs
- * the event loop one bounded page. */
-struct audit_page {
-    struct evbuffer *out;
-    size_t n;
-    int64_t last;
-};
-
-static int audit_one(const struct stk_audit_rec *r, void *ud)
-{
-    struct audit_page *p = ud;
-    if (evbuffer_get_length(p->out) >= GW_AUDIT_PAGE_BYTES)
-        return -ENOBUFS; /* the rest is the next page's */
-    struct stk_buf line = {0};
-    stk_audit_rec_jsonl(r, &line);
-    size_t len = line.len;
-    while (len && line.data[len - 1] == '\n')
-        len--;
-    evbuffer_add_printf(p->out, "%s", p->n ? "," : "");
-    evbuffer_add(p->out, line.data, len);
-    stk_buf_free(&line);
-    p->n++;
-    p->last = r->seq;
-    return 0;
-}
-
 static void h_sb_audit(struct gw_call *c)
 {
     char v[32];
@@ -1196,29 +1168,15 @@ static void h_sb_audit(struct gw_call *c)
         return;
     /* the trail as it stands, decisions waiting for the group commit included */
     gw_audit_flush(c->g);
-    struct audit_page p = {.out = evbuffer_new()};
-    evbuffer_add_printf(p.out, "{\"records\":[");
-    _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_audit_list_page(stk_session_store(c->g->session), rec.id, after, (int)limit,
-                                audit_one, &p, &err);
+    /* a worker reads the page in batches and streams it (worker.c): the
+     * event loop reads no SQLite for it and holds one chunk at a time */
+    json_t *job = id_job("audit", rec.id);
+    json_object_set_new(job, "after", json_integer(after));
+    json_object_set_new(job, "limit", json_integer(limit));
     stk_sb_rec_free(&rec);
-    if (r < 0 && r != -ENOBUFS) {
-        evbuffer_free(p.out);
-        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "reading the audit trail");
-        return;
-    }
-    /* a full page (or one cut by size) may have more after it */
-    bool more = r == -ENOBUFS || p.n == (size_t)limit;
-    if (more)
-        evbuffer_add_printf(p.out, "],\"next\":%lld}\n", (long long)p.last);
-    else
-        evbuffer_add_printf(p.out, "],\"next\":null}\n");
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
                       "application/json");
-    gw_count(c->g, c->route, 200);
-    evhttp_send_reply(c->req, 200, "OK", p.out);
-    evbuffer_free(p.out);
-    gw_call_free(c);
+    start_job(c, job, true);
 }
 
 /* What explain knows of the local backend for this sandbox: the runtime it

@@ -182,8 +182,9 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
     c->conn->call = c;
     if (stream) {
         gw_stream_begin(c);
-        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
-                          "application/octet-stream");
+        struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+        if (!evhttp_find_header(h, "Content-Type"))
+            evhttp_add_header(h, "Content-Type", "application/octet-stream");
         evhttp_send_reply_start(c->req, 200, "OK");
     }
     return 0;

@@ -97,6 +97,8 @@ struct gw_call {
 #define GW_AUDIT_PAGE_DEFAULT 100
 #define GW_AUDIT_PAGE_MAX     1000
 #define GW_AUDIT_PAGE_BYTES   (1024 * 1024)
+/* records read from SQLite at a time for a page (streamed by a worker) */
+#define GW_AUDIT_BATCH 100
 /* Denial records per principal and per target, a minute. */
 #define GW_DENY_PER_MIN 30
 /* RFC 2253 subjects longer than this - 1 are refused. */
