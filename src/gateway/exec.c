@@ -275,6 +275,7 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
 
 static void exec_free(struct gw_exec *x)
 {
+    x->g->n_workers--;
     for (struct gw_exec **p = &x->g->execs; *p; p = &(*p)->next)
         if (*p == x) {
             *p = x->next;
@@ -325,6 +326,11 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     int sock = bufferevent_getfd(under ? under : bev);
     SSL *ssl = bufferevent_openssl_get_ssl(under ? under : bev);
     int done[2];
+    if (c->g->n_workers >= GW_MAX_WORKERS) {
+        gw_reply_error(c, GW_E_UNAVAILABLE, "too many operations in progress (%d): retry",
+                       GW_MAX_WORKERS);
+        return;
+    }
     if (sock < 0 || pipe2(done, O_CLOEXEC) < 0) {
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the exec relay");
         return;
@@ -351,6 +357,7 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     event_add(x->ev, NULL);
     x->next = c->g->execs;
     c->g->execs = x;
+    c->g->n_workers++;
     c->conn->call = c; /* freed when the connection is */
     gw_count(c->g, c->route, 101);
 }

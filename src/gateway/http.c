@@ -762,7 +762,10 @@ static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,
 static void start_job(struct gw_call *c, json_t *job, bool stream)
 {
     int r = gw_job_start(c, job, stream);
-    if (r < 0)
+    if (r == -EAGAIN)
+        gw_reply_error(c, GW_E_UNAVAILABLE, "too many operations in progress (%d): retry",
+                       GW_MAX_WORKERS);
+    else if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }
 

@@ -69,6 +69,7 @@ struct stk_gw {
     int64_t body_bytes; /* request bodies passed on and not yet answered */
     struct gw_job *jobs;
     struct gw_exec *execs;
+    size_t n_workers; /* jobs and exec relays running (GW_MAX_WORKERS) */
     struct gw_sub *subs;
     size_t n_subs;
     int64_t tick_ms; /* CLOCK_MONOTONIC ms of the last tick */
@@ -144,6 +145,10 @@ void gw_stream_end(struct gw_call *c);
  * event loop never waits on a create, a stop grace period or a follow.
  * stream: the worker's bytes are relayed as a chunked 200 reply with
  * backpressure; else its JSON reply ({"status":N,"body":...}) is sent. */
+/* Operations that run in a process of their own (jobs, exec relays) at
+ * once: past it a request gets 503 before any process starts. */
+#define GW_MAX_WORKERS 128
+/* -EAGAIN at GW_MAX_WORKERS. */
 int gw_job_start(struct gw_call *c, json_t *job, bool stream);
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
  * 4 + i. */

@@ -1255,6 +1255,40 @@ def test_audit_pages_are_streamed(hostile):
     assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
 
 
+GW_MAX_WORKERS = 128
+
+
+def test_operations_in_progress_are_capped(hostile):
+    """Every operation that runs in a process of its own (a create, a log
+    stream, an exec relay, an audit page) counts against one cap: past it,
+    503 before any process starts; closing one makes room again."""
+    g = hostile
+    status, rec = g.create("capped", "acme-cap", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    streams = []
+    req = (f"GET /v1/sandboxes/{sid}/logs?follow=1 HTTP/1.1\r\nHost: x\r\n"
+           f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n").encode()
+    try:
+        for _ in range(GW_MAX_WORKERS):
+            s = g.connect(timeout=30)
+            s.sendall(req)
+            assert s.recv(12) == b"HTTP/1.1 200"
+            streams.append(s)
+        status, body = g.request("GET", f"/v1/sandboxes/{sid}/audit", "alice")
+        assert (status, body["error"]["message"]) == \
+            (503, f"too many operations in progress ({GW_MAX_WORKERS}): retry"), body
+        g.healthy()
+    finally:
+        for s in streams:
+            s.close()
+    deadline = time.monotonic() + 20
+    while g.request("GET", f"/v1/sandboxes/{sid}/audit", "alice")[0] != 200:
+        assert time.monotonic() < deadline, "the cap was not given back"
+        time.sleep(0.2)
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+
+
 def test_identity_edges(hostile):
     g = hostile
     # two Authorization headers: which one counts would be a guess
