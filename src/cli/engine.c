@@ -164,8 +164,8 @@ static int emb_pool_list(struct cli_engine *e, json_t **ret)
         size_t ready = 0;
         (void)stk_pool_ready(s, pools[i].tenant, pools[i].name, &ready, NULL);
         json_array_append_new(a, json_pack("{s:s,s:i,s:I,s:s}", "name", pools[i].name, "size",
-                                           pools[i].size, "ready", (json_int_t)ready,
-                                           "tenant", pools[i].tenant));
+                                           pools[i].size, "ready", (json_int_t)ready, "tenant",
+                                           pools[i].tenant));
     }
     stk_pool_recs_free(pools, n);
     *ret = a;

@@ -75,8 +75,8 @@ static bool member_of(const struct stk_sb_rec *rec, const char *tenant, const ch
 }
 
 /* Members of the pool that are or will be ready for a claim. */
-static int count_members(struct stk_session *s, const char *tenant, const char *name,
-                         size_t *ready, size_t *coming, struct stk_error **err)
+static int count_members(struct stk_session *s, const char *tenant, const char *name, size_t *ready,
+                         size_t *coming, struct stk_error **err)
 {
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
@@ -206,8 +206,7 @@ int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
     return r;
 }
 
-int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name,
-                struct stk_error **err)
+int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name, struct stk_error **err)
 {
     struct stk_pool_rec pool = {0};
     _cleanup_close_ int lock = pool_open(s, tenant, name, &pool, err);

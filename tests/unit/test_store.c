@@ -683,14 +683,15 @@ static void test_migrates_schema_3_pool_names(void **state)
     struct fixture *f = *state;
     stk_store_close(f->st);
     f->st = NULL;
-    sql(f, "DROP TABLE pools;"
-           "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL, template_spec TEXT,"
-           " env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,"
-           " tenant TEXT NOT NULL DEFAULT '', project TEXT NOT NULL DEFAULT '',"
-           " owner TEXT NOT NULL DEFAULT '');"
-           "INSERT INTO pools VALUES ('web', 2, 'kind: Sandbox', NULL, 'fp', 7, 'acme', 'p', 'ctl');"
-           "INSERT INTO pools VALUES ('old', 1, NULL, NULL, 'fp', 8, '', '', '');"
-           "PRAGMA user_version = 3");
+    sql(f,
+        "DROP TABLE pools;"
+        "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL, template_spec TEXT,"
+        " env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+        " tenant TEXT NOT NULL DEFAULT '', project TEXT NOT NULL DEFAULT '',"
+        " owner TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO pools VALUES ('web', 2, 'kind: Sandbox', NULL, 'fp', 7, 'acme', 'p', 'ctl');"
+        "INSERT INTO pools VALUES ('old', 1, NULL, NULL, 'fp', 8, '', '', '');"
+        "PRAGMA user_version = 3");
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_store_open(f->state, &f->st, &err), 0);
     struct stk_pool_rec p;
