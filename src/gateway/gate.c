@@ -158,7 +158,19 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
         !g->auth->lists_verb || g->auth->lists_verb(g->auth->ud, &who, body_verbs[route], &known);
     if (!ok)
         gw_gate_denied(g, &who, body_verbs[route], arg[0] ? arg : gw_routes[route].pattern, known);
+    /* on one sandbox: the whole decision on it, from the head */
+    int target = ok && arg[0] ? gw_gate_target(g, &who, body_verbs[route], arg) : -1;
     stk_principal_release(&who);
+    if (target >= 0) {
+        char msg[128];
+        if (target == GW_E_NOT_FOUND)
+            snprintf(msg, sizeof(msg), "no sandbox \"%s\"", arg);
+        else
+            snprintf(msg, sizeof(msg), "%s on sandbox/%s is not allowed",
+                     stk_verb_names[body_verbs[route]], arg);
+        gate_reply(k, route, (enum gw_err)target, msg);
+        return false;
+    }
     if (!ok) {
         /* on one sandbox: the 404 of a missing one, whatever the caller may see */
         char msg[128];

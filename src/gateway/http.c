@@ -731,6 +731,44 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
     return true;
 }
 
+int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                   const char *arg)
+{
+    struct gw_call c = {.g = g, .who = *who}; /* borrowed: never released here */
+    snprintf(c.arg, sizeof(c.arg), "%s", arg);
+    principal_name(who, c.principal, sizeof(c.principal));
+    snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
+    struct stk_sb_rec rec;
+    char object[80];
+    snprintf(object, sizeof(object), "sandbox/%s", arg);
+    int r = find_sandbox(&c, &rec, NULL);
+    if (r == -ENOENT) {
+        struct stk_authz_decision d = {.hide = true};
+        snprintf(d.reason, sizeof(d.reason),
+                 "no sandbox %s the caller may see (refused before the body was read)", arg);
+        audit_decision(&c, verb, NULL, object, &d);
+        return GW_E_NOT_FOUND;
+    }
+    if (r < 0)
+        return -1; /* the handler answers it, from the whole request */
+    _cleanup_free_ char *ns = gw_record_namespace(&rec);
+    struct stk_authz_target t;
+    record_target(&rec, ns, &t);
+    struct stk_authz_decision d;
+    memset(&d, 0, sizeof(d));
+    g->auth->authorize(g->auth->ud, &c.who, verb, &t, &d);
+    int ret = -1;
+    if (!d.allow) {
+        /* recorded as the handler would: on the sandbox's chain when the
+         * caller may see it, else hidden */
+        snprintf(object, sizeof(object), "sandbox/%s", rec.id);
+        audit_decision(&c, verb, d.hide ? NULL : rec.id, object, &d);
+        ret = d.hide ? GW_E_NOT_FOUND : GW_E_FORBIDDEN;
+    }
+    stk_sb_rec_free(&rec);
+    return ret;
+}
+
 /* The resolved boundary of spec (and env) text, or a 400 with the
  * diagnostics ("file:line:col: error: path: message") in the body. */
 static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,

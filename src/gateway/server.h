@@ -120,6 +120,12 @@ void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const cha
  * chain, budgeted like every denial). */
 void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
                     const char *object, bool known);
+/* The gate's decision on verb on sandbox arg (an id, or a name among those
+ * the caller may see) from a request's head, before its body is read:
+ * GW_E_NOT_FOUND or GW_E_FORBIDDEN (recorded as the handler would), or -1
+ * to let the handler decide (allowed, or an answer that needs it). */
+int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                   const char *arg);
 /* The gate over a new connection's bufferevent (under is taken). */
 struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under);
 /* Request bodies passed on and not yet answered, in all. */
