@@ -1013,6 +1013,56 @@ def test_tls_exec_cli_and_raw(tls_gw, tmp_path):
     g.healthy()
 
 
+def test_cli_exec_over_a_unix_socket(tmp_path):
+    """--server unix:PATH: every command, exec's upgrade included (libcurl
+    connects to the socket for it too)."""
+    if os.geteuid() != 0:
+        pytest.skip("the gateway's sandboxes need root")
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(tmp_path / "state"),
+               STOCKADE_RUN_DIR=str(tmp_path / "run"), STOCKADE_BACKEND="local")
+    for k in ("STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
+        env.pop(k, None)
+    sock = tmp_path / "api.sock"
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([stockade_bin(), "serve", "--listen", f"unix:{sock}", "--policy", POLICY],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = dict(env)
+    client.pop("STOCKADE_STATE_DIR")
+
+    def cli(who, *args, **kw):
+        return subprocess.run([stockade_bin(), "--server", f"unix:{sock}", *map(str, args)],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(client, STOCKADE_TOKEN=TOKENS[who]), **kw)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        spec = tmp_path / "s.json"
+        spec.write_text(spec_text("ux", "acme-ux"))
+        p = cli("controller", "create", "-f", spec, "--owner", "alice", "--tenant", "acme")
+        assert p.returncode == 0, p.stderr
+        sid = p.stdout.strip()
+        p = cli("alice", "exec", "-i", sid, "--", "/bin/sh", "-c", "cat; exit 3", input="unix\n")
+        assert (p.returncode, p.stdout) == (3, "unix\n"), p.stderr
+        p = cli("bob", "exec", sid, "--", "/bin/true")
+        assert p.returncode == 125 and "no sandbox" in p.stderr, p.stderr
+        assert cli("alice", "rm", "-f", sid).returncode == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        local = subprocess.run([stockade_bin(), "ls", "-o", "json"], capture_output=True,
+                               text=True, env=env)
+        for rec in json.loads(local.stdout or "[]"):
+            subprocess.run([stockade_bin(), "rm", "-f", rec["id"]], capture_output=True, env=env)
+
+
 def cli_probe(url, ca):
     """The /healthz status over TLS (0: no answer yet)."""
     p = subprocess.run(["curl", "-s", "--noproxy", "*", "--cacert", str(ca), "-o", "/dev/null",
