@@ -252,9 +252,11 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                               "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
                               req->pool);
     /* the claim's tenant's pool; the operator's CLI, which decides no
-     * tenant, finds it in any (when only one tenant has that name) */
+     * tenant, finds it in any (when only one tenant has that name) — never
+     * the gateway's workers (names per tenant), whose claim was authorized
+     * for the one pool of the claim's tenant */
     int r = stk_store_pool_get(s->st, session_tenant(req, b), req->pool, &pool, err);
-    if (r == -ENOENT && !req->tenant) {
+    if (r == -ENOENT && !req->tenant && !stk_store_names_per_tenant(s->st)) {
         stk_error_free(*err);
         *err = NULL;
         r = stk_store_pool_get(s->st, NULL, req->pool, &pool, err);

@@ -851,6 +851,11 @@ void stk_store_unique_names(struct stk_store *st, bool on)
     st->unique_names = on;
 }
 
+bool stk_store_names_per_tenant(const struct stk_store *st)
+{
+    return st->unique_names;
+}
+
 int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
                         struct stk_error **err)
 {

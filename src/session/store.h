@@ -128,6 +128,8 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
  * per tenant, as Kubernetes' are per namespace. Embedded mode (one user)
  * keeps reusable names. */
 void stk_store_unique_names(struct stk_store *st, bool on);
+/* Whether stk_store_unique_names is on. */
+bool stk_store_names_per_tenant(const struct stk_store *st);
 /* By id only; -ENOENT (no message). */
 int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
                         struct stk_error **err);
