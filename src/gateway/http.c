@@ -1483,8 +1483,11 @@ static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct st
     /* the gate writes with SSL_write beside the TLS bufferevent's reads: no
      * renegotiation may make a write wait on a read */
     SSL_CTX_set_options(g->ssl, SSL_OP_NO_RENEGOTIATION);
-    /* an idle connection holds no TLS buffers (about 34 KiB each otherwise) */
-    SSL_CTX_set_mode(g->ssl, SSL_MODE_RELEASE_BUFFERS);
+    /* an idle connection holds no TLS buffers (about 34 KiB each otherwise);
+     * the gate retries a write from a buffer that may have moved, and takes
+     * what a write took */
+    SSL_CTX_set_mode(g->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_ENABLE_PARTIAL_WRITE);
     if (SSL_CTX_use_certificate_chain_file(g->ssl, o->tls_cert) != 1)
         return stk_error_make(err, EINVAL, "TLS: cannot load the certificate %s", o->tls_cert);
     if (SSL_CTX_use_PrivateKey_file(g->ssl, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
