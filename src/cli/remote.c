@@ -124,9 +124,9 @@ static void print_error(const char *cmd, long status, json_t *j)
     }
 }
 
-/* What every request to the server sets: its URL (returned) and socket,
- * the protocols, timeouts and the TLS material. */
-static char *remote_setup(CURL *c, const char *path)
+/* What every request to the server sets: its URL and socket, the
+ * protocols, timeouts and the TLS material (libcurl copies the strings). */
+static void remote_setup(CURL *c, const char *path)
 {
     const char *base = cli_remote.server;
     bool unix_socket = !strncmp(base, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX));
@@ -137,7 +137,7 @@ static char *remote_setup(CURL *c, const char *path)
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
         blen--;
-    char *url = stk_xasprintf("%.*s%s", (int)blen, base, path);
+    _cleanup_free_ char *url = stk_xasprintf("%.*s%s", (int)blen, base, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -149,7 +149,6 @@ static char *remote_setup(CURL *c, const char *path)
         curl_easy_setopt(c, CURLOPT_SSLCERT, cli_remote.cert);
         curl_easy_setopt(c, CURLOPT_SSLKEY, cli_remote.key);
     }
-    return url;
 }
 
 static CURL *remote_curl(void)
@@ -176,7 +175,7 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, json_
         fprintf(stderr, "stockade %s: cannot set up an HTTP client\n", cmd);
         return EXIT_SETUP;
     }
-    _cleanup_free_ char *url = remote_setup(c, path);
+    remote_setup(c, path);
     _cleanup_free_ char *auth = token ? stk_xasprintf("Authorization: Bearer %s", token) : NULL;
     _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct curl_slist *headers = NULL;
@@ -274,7 +273,7 @@ static int xconn_open(struct xconn *x, char *err, size_t err_n)
     x->fd = CURL_SOCKET_BAD;
     if (!x->c)
         return -ENOMEM;
-    _cleanup_free_ char *url = remote_setup(x->c, "/");
+    remote_setup(x->c, "/");
     curl_easy_setopt(x->c, CURLOPT_CONNECT_ONLY, 1L);
     char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, curl_err);
