@@ -302,7 +302,8 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
  * not take stays here until it is writable.
  */
 /* Writes from the start of src: bytes written, -EAGAIN (again when the
- * socket is writable), or -EPIPE (the peer is gone). */
+ * socket is writable), -EINPROGRESS (TLS wants to read first: again
+ * shortly), or -EPIPE (the peer is gone). */
 static int gate_write(struct gw_gate *k, int fd, struct evbuffer *src)
 {
     if (!k->ssl) {
@@ -327,7 +328,7 @@ static int gate_write(struct gw_gate *k, int fd, struct evbuffer *src)
     }
     int e = SSL_get_error(k->ssl, n);
     ERR_clear_error();
-    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? -EAGAIN : -EPIPE;
+    return e == SSL_ERROR_WANT_WRITE ? -EAGAIN : e == SSL_ERROR_WANT_READ ? -EINPROGRESS : -EPIPE;
 }
 
 /*
@@ -361,14 +362,16 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
             wrote = true;
             continue;
         }
-        if (n == -EAGAIN) {
+        if (n == -EAGAIN || n == -EINPROGRESS) {
             if (!k->ev_writable)
                 k->ev_writable =
                     event_new(bufferevent_get_base(k->under), fd, EV_WRITE, gate_flush, k);
-            /* a TLS write waiting on a read is retried shortly, not spun on */
+            /* a TLS write waiting on a read (renegotiation is refused, so
+             * hardly ever) is retried shortly, not spun on; any other waits
+             * for the socket */
             struct timeval retry = {.tv_usec = 10000};
             if (k->ev_writable)
-                event_add(k->ev_writable, k->ssl ? &retry : NULL);
+                event_add(k->ev_writable, n == -EINPROGRESS ? &retry : NULL);
             break;
         }
         /* the peer is gone: evhttp learns it from the read side */

@@ -58,16 +58,23 @@ def healthz_median_ms(g, probes=21):
 
 
 def assert_healthz_prompt(g, baseline_ms, what):
-    """/healthz answers within HEALTHZ_MS (median of several probes): the
-    issue's bound. The development and CI machines are 2-core VMs shared
-    with other work, where scheduling alone can cost milliseconds; so the
-    bound is HEALTHZ_MS or 4 times the median measured on the same server
-    just before the load, whichever is larger. A stalled loop (the issue
-    saw 4.2 s) fails either way."""
-    ms = healthz_median_ms(g)
+    """/healthz answers within HEALTHZ_MS (median of 21 probes): the issue's
+    bound. The development and CI machines are 2-core VMs shared with other
+    work, where scheduling alone can cost milliseconds: the bound is
+    HEALTHZ_MS or 4 times the median measured on the same server just
+    before the load, whichever is larger, and a burst of the machine's load
+    gets two more rounds of probes. A stalled loop (the issue saw 4.2 s)
+    fails every round."""
     bound = max(HEALTHZ_MS, 4 * baseline_ms)
-    print(f"\n/healthz {what}: median {ms:.2f} ms (before: {baseline_ms:.2f} ms, bound {bound:.1f} ms)")
-    assert ms < bound, f"/healthz {what}: median {ms:.1f} ms, bound {bound:.1f} ms"
+    rounds = []
+    for _ in range(3):
+        rounds.append(healthz_median_ms(g))
+        if rounds[-1] < bound:
+            break
+        time.sleep(1)
+    print(f"\n/healthz {what}: medians {', '.join(f'{ms:.2f}' for ms in rounds)} ms "
+          f"(before: {baseline_ms:.2f} ms, bound {bound:.1f} ms)")
+    assert rounds[-1] < bound, f"/healthz {what}: medians {rounds} ms, bound {bound:.1f} ms"
 
 
 def spec_text(name, namespace, policy=None):
