@@ -755,8 +755,7 @@ int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_v
     struct stk_authz_target t;
     record_target(&rec, ns, &t);
     struct stk_authz_decision d;
-    memset(&d, 0, sizeof(d));
-    g->auth->authorize(g->auth->ud, &c.who, verb, &t, &d);
+    ask(&c, verb, &t, &d); /* the identity becomes the record's actor, as in a handler */
     int ret = -1;
     if (!d.allow) {
         /* recorded as the handler would: on the sandbox's chain when the
