@@ -939,7 +939,9 @@ def tls_gw(request, tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the gateway's sandboxes need root")
     base = tmp_path_factory.mktemp(f"tls-{request.param}")
-    g = Gateway(base, request.param, tls=make_pki(base))
+    # the default request timeout: a TLS handshake under a burst of execs on a
+    # loaded machine can outlast the 2 s the plain fixtures use
+    g = Gateway(base, request.param, tls=make_pki(base), timeout_s=30)
     try:
         yield g
     finally:
