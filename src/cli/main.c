@@ -149,7 +149,7 @@ const struct cli_command cli_commands[] = {
      "longer running, found only under stockade's own paths.\n"},
     {"serve", cmd_serve, "serve the HTTP/JSON API (docs/api.md)",
      "stockade serve --policy FILE [--listen ADDR] [--tls-cert F --tls-key F [--client-ca F]]\n"
-     "                [--state-dir DIR] [--request-timeout S]\n"
+     "                [--state-dir DIR] [--request-timeout S] [--access-log FILE|-|off]\n"
      "\n"
      "Serves the sandbox API over HTTP/1.1 (docs/api.md, docs/openapi.yaml). Every\n"
      "request is authenticated and authorized by the AccessPolicy in FILE, and every\n"
@@ -164,6 +164,9 @@ const struct cli_command cli_commands[] = {
      "  --state-dir DIR    state directory (default $STOCKADE_STATE_DIR or\n"
      "                     /var/lib/stockade)\n"
      "  --request-timeout S  a request must arrive within S seconds (default 30)\n"
+     "  --access-log FILE  one JSON line per request (method, path, status, identity,\n"
+     "                     duration; never a token) appended to FILE; - (the default)\n"
+     "                     is stderr, off is none\n"
      "\n"
      "A bad policy is reported with file:line:col and serve does not start.\n"
      "\n"

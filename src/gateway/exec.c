@@ -309,7 +309,7 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     x->next = c->g->execs;
     c->g->execs = x;
     c->conn->call = c; /* freed when the connection is */
-    gw_count(c->g, c->route, 101);
+    gw_call_answered(c, 101);
 }
 
 void gw_exec_start(struct gw_call *c, const char *id)

@@ -184,6 +184,7 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
         gw_stream_begin(c);
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
                           "application/octet-stream");
+        gw_call_log(c, 200);
         evhttp_send_reply_start(c->req, 200, "OK");
     }
     return 0;

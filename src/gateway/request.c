@@ -90,6 +90,44 @@ int gw_route_parse(const char *method, const char *path, enum gw_route *ret, cha
     return other_method ? -EPERM : -ENOENT;
 }
 
+void gw_route_allow(const char *path, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < _GW_ROUTE_N; i++) {
+        char arg[64] = "";
+        const char *m = gw_routes[i].method;
+        if (!pattern_match(gw_routes[i].pattern, path, arg) || strstr(buf, m))
+            continue;
+        int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", m);
+        if (w < 0 || (size_t)w >= n - used) {
+            buf[used] = '\0';
+            return;
+        }
+        used += (size_t)w;
+    }
+}
+
+const char *gw_status_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Refused";
+    }
+}
+
 const char *const gw_err_names[_GW_E_N] = {
     [GW_E_BAD_REQUEST] = "bad_request",
     [GW_E_UNAUTHENTICATED] = "unauthenticated",
