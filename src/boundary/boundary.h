@@ -78,6 +78,37 @@ struct stk_egress {
     struct stk_origin exclude_origin;
 };
 
+/* ---- ingress --------------------------------------------------------------- */
+
+struct stk_boundary;
+
+struct stk_ingress_port {
+    uint16_t port;
+    const char *name; /* spec.ports[].name, else "p<port>" */
+    struct stk_origin origin;
+};
+
+/* The ingress rules, as explain, netpol trace, the nft chains and the
+ * Kubernetes NetworkPolicy name them (docs/egress.md, "Ingress"). */
+#define STK_INGRESS_NAMESPACE "allow-namespace-ingress" /* from the namespace's own sandboxes */
+#define STK_INGRESS_DECLARED  "allow-declared-ingress"  /* to a port of spec.ports */
+#define STK_INGRESS_DENY      "deny-ingress"            /* everything else */
+
+struct stk_ingress_verdict {
+    bool allowed;
+    const char *rule;                    /* one of STK_INGRESS_* */
+    const struct stk_ingress_port *port; /* allow-declared-ingress: the declared port */
+};
+
+/* Decides one inbound connection to the sandbox: from a sandbox of the
+ * sandbox's own namespace (from_namespace), or from anywhere else (the host's
+ * port-forward and the gateway, another namespace, a Service's client), to
+ * port/protocol. -EINVAL for injection (the workload's own policies). */
+int stk_ingress_decide(const struct stk_boundary *b, bool from_namespace, uint16_t port,
+                       enum stk_protocol protocol, struct stk_ingress_verdict *ret);
+/* The declared port (NULL: none). */
+const struct stk_ingress_port *stk_ingress_port(const struct stk_boundary *b, uint16_t port);
+
 /* ---- egress decisions (one evaluator for trace, sim and tests) ------------ */
 
 struct stk_boundary;
@@ -220,6 +251,11 @@ struct stk_boundary {
     const struct stk_cidr *blacklist; /* effective blacklistIPs */
     size_t n_blacklist;
     struct stk_origin blacklist_origin;
+
+    /* ingress: the TCP ports the sandbox admits connections on (spec.ports) */
+    const struct stk_ingress_port *ports;
+    size_t n_ports;
+    struct stk_origin ports_origin;
 
     /* credentials brokered by the egress proxy */
     const struct stk_binding *bindings;
