@@ -66,6 +66,20 @@ const struct cli_command cli_commands[] = {
      "or $STOCKADE_KUBECONFIG / $STOCKADE_CONTEXT) runs it on a cluster when that\n"
      "driver is built in. A state directory holds one backend's sandboxes; unless\n"
      "local, a backend's default is /var/lib/stockade/<backend>.\n"},
+    {"port-forward", cmd_port_forward, "forward a local port to a declared port of a sandbox",
+     "stockade port-forward [--address ADDR] ID [LOCAL:]PORT...\n"
+     "\n"
+     "Listens on ADDR (default 127.0.0.1) at LOCAL (default PORT; 0: any free port,\n"
+     "printed) and relays each connection to PORT of sandbox ID, which must be one of\n"
+     "its spec.ports: the sandbox's ingress admits nothing else. Each connection is an\n"
+     "audit record (port_connect). Runs until SIGINT or SIGTERM. Local backend only:\n"
+     "a sandbox without a network namespace of its own on this host (sim, kubernetes)\n"
+     "is refused.\n"
+     "\n"
+     "  -a, --address ADDR  the numeric address to listen on (default 127.0.0.1)\n"
+     "\n"
+     "Exit status: 0 stopped by a signal, 1 refused (port not declared, sandbox not\n"
+     "ready), 2 usage error, 125 could not listen.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
      "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
      "\n"
