@@ -297,6 +297,7 @@ static int local_connect(void *ctx, const struct stk_driver_sandbox *sb, uint16_
                             : r;
     struct stk_cidr a4, a6;
     stk_net_addresses(n, &a4, &a6);
+    stk_net_forget_neighbours(n);
     stk_net_free(n);
     struct sockaddr_storage ss = {0};
     socklen_t len;
