@@ -1166,6 +1166,25 @@ static void h_sb_exec(struct gw_call *c)
     gw_exec_start(c, id);
 }
 
+/* Authorized as exec: the caller reaches a process of the sandbox. */
+static void h_sb_port(struct gw_call *c)
+{
+    char id[64];
+    uint16_t port;
+    const char *rest;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(c->req));
+    if (!path || gw_port_path(path, id, &port, &rest) < 0) {
+        gw_reply_error(c, GW_E_NOT_FOUND, "no such endpoint");
+        return;
+    }
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_EXEC, &rec))
+        return;
+    snprintf(id, sizeof(id), "%s", rec.id);
+    stk_sb_rec_free(&rec);
+    gw_port_start(c, id, port, rest);
+}
+
 static void h_sb_logs(struct gw_call *c)
 {
     char v[32];
@@ -1372,6 +1391,7 @@ static const gw_handler handlers[_GW_ROUTE_N] = {
     [GW_SB_CONTRACT] = h_sb_contract, [GW_POOL_LIST] = h_pool_list,
     [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
     [GW_EVENTS] = h_events,           [GW_POOL_GET] = h_pool_get,
+    [GW_SB_PORT] = h_sb_port,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------------

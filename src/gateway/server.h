@@ -180,6 +180,16 @@ void gw_child_signals(void);
 
 /* POST /v1/sandboxes/{id}:exec, after authorization (exec.c). */
 void gw_exec_start(struct gw_call *c, const char *id);
+/* The connection leaves the event loop: a forked child runs child() with
+ * the client's socket and ends; the server frees the connection once it
+ * has (exec.c). The answer is counted as a 101. */
+void gw_handover(struct gw_call *c,
+                 void (*child)(struct gw_call *c, int sock, int done_w, void *arg), void *arg);
+/* GET /v1/sandboxes/{id}/ports/{port}/..., after authorization (ports.c). */
+void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest);
+/* In the worker: the proxying itself, on the client's socket. */
+void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
+                   bool upgrade, int sock);
 void gw_execs_stop(struct stk_gw *g);
 void gw_exec_free_all(struct stk_gw *g);
 
