@@ -25,7 +25,17 @@ SERVER = """
 import http.server, threading
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = ("port %d" % self.server.server_port).encode()
+        if self.headers.get("Upgrade") == "echo":
+            # an upgraded connection (as WebSocket is): 101, then an echo
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+            self.wfile.flush()
+            while True:
+                b = self.connection.recv(4096)
+                if not b:
+                    return
+                self.connection.sendall(b.upper())
+        body = ("port %d path %s auth %s" % (self.server.server_port, self.path,
+                self.headers.get("Authorization"))).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
@@ -35,10 +45,10 @@ for p in (8081, 8080):
 """
 
 
-def spec_text(name):
+def spec_text(name, namespace="ports-e2e"):
     return json.dumps({
         "apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
-        "metadata": {"name": name, "namespace": "ports-e2e"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"command": ["python3", "-c", SERVER],
                  "ports": [{"port": 8080, "name": "http"}]},
     })
@@ -117,7 +127,7 @@ def test_declared_port_is_forwarded_from_loopback(web):
         for _ in range(3):
             reply = http_get(f.port)
             assert reply.startswith("HTTP/1.0 200"), reply
-            assert reply.endswith("port 8080")
+            assert reply.endswith("port 8080 path / auth None"), reply
     finally:
         rc, err = f.stop()
     assert rc == 0, err
@@ -163,3 +173,73 @@ def test_sim_backend_is_refused(tmp_path):
         assert "sim backend, which has no way to its ports" in p.stderr, p.stderr
     finally:
         s.cleanup()
+
+
+# ---- through the gateway -------------------------------------------------------------
+
+
+def raw(port, request, timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data.decode(errors="replace")
+            data += chunk
+
+
+def test_gateway_port_route(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("local sandboxes need root")
+    from test_gateway import Gateway, TOKENS
+    g = Gateway(tmp_path, backend="local")
+    try:
+        status, rec = g.request("POST", "/v1/sandboxes", "controller", body={
+            "spec": spec_text("web", "acme-ports"), "tenant": "acme", "owner": "alice"})
+        if status != 201 and "no runtime" in json.dumps(rec):
+            pytest.skip(f"no runtime can host long-lived sandboxes here: {rec}")
+        assert status == 201, rec
+        sid = rec["id"]
+        base = f"/v1/sandboxes/{sid}/ports"
+        alice = "Authorization: Bearer " + TOKENS["alice"]
+        deadline = time.monotonic() + 30
+        while True:
+            reply = raw(g.port, f"GET {base}/8080/a/b?x=1 HTTP/1.1\r\nHost: h\r\n{alice}\r\n\r\n".encode())
+            if reply.startswith("HTTP/1.0 200") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        # the sandbox gets the rest of the path and the query, never the credentials
+        assert reply.startswith("HTTP/1.0 200"), reply
+        assert reply.endswith("port 8080 path /a/b?x=1 auth None"), reply
+        # an upgrade is relayed both ways
+        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as s:
+            s.sendall(f"GET {base}/8080/ws HTTP/1.1\r\nHost: h\r\n{alice}\r\n"
+                      "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            s.sendall(b"hello")
+            got = b""
+            while len(got) < 5:
+                got += s.recv(4096)
+            assert got == b"HELLO"
+        # an undeclared port: refused, naming the declared ones
+        status, body = g.request("GET", f"{base}/8081/", "alice")
+        assert status == 403, body
+        assert "not declared in spec.ports (declared: 8080)" in body["error"]["message"]
+        # authorized like exec: bob may not even see alice's sandbox
+        status, body = g.request("GET", f"{base}/8080/", "bob")
+        assert status == 404, body
+        status, _ = g.request("GET", f"{base}/8080/")
+        assert status == 401
+        status, _ = g.request("POST", f"{base}/8080/", "alice", body={})
+        assert status == 405
+        audit = g.audit(sid)
+        vias = [r["details"]["via"] for r in audit if r["event"] == "port_connect"]
+        assert vias and set(vias) == {"gateway"}, vias
+        assert any(r["event"] == "authz" and r["details"]["verb"] == "exec" for r in audit)
+    finally:
+        g.stop()
+        g.cleanup()
