@@ -958,7 +958,31 @@ static void test_routes(void **state)
     assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/x/../y", &rt, arg), -ENOENT);
     assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/", &rt, arg), -ENOENT);
     assert_int_equal(gw_route_parse("PUT", "/v1/pools", &rt, arg), -EPERM);
+    /* the port route is a prefix: the id, the port, the rest */
+    const char *rest = NULL;
+    uint16_t port = 0;
+    assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/web-1/ports/8080/a/b", &rt, arg), 0);
+    assert_int_equal(rt, GW_SB_PORT);
+    assert_string_equal(arg, "web-1");
+    assert_int_equal(gw_port_path("/v1/sandboxes/web-1/ports/8080/a/b", arg, &port, &rest), 0);
+    assert_int_equal(port, 8080);
+    assert_string_equal(rest, "/a/b");
+    assert_int_equal(gw_port_path("/v1/sandboxes/web-1/ports/80", arg, &port, &rest), 0);
+    assert_string_equal(rest, "/");
+    static const char *const bad[] = {
+        "/v1/sandboxes/web-1/ports/",        "/v1/sandboxes/web-1/ports/0/",
+        "/v1/sandboxes/web-1/ports/65536",   "/v1/sandboxes/web-1/ports/080/",
+        "/v1/sandboxes/web-1/ports/80x",     "/v1/sandboxes/../ports/80/",
+        "/v1/sandboxes/web-1/ports/123456/", "/v1/sandboxes/web-1/ports/{port}/...",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        assert_int_equal(gw_port_path(bad[i], arg, &port, &rest), -ENOENT);
+        assert_int_not_equal(gw_route_parse("GET", bad[i], &rt, arg), 0);
+    }
+    assert_int_equal(gw_route_parse("POST", "/v1/sandboxes/web-1/ports/8080/", &rt, arg), -EPERM);
     char allow[64];
+    gw_route_allow("/v1/sandboxes/w/ports/1/x", allow, sizeof(allow));
+    assert_string_equal(allow, "GET");
     gw_route_allow("/v1/pools", allow, sizeof(allow));
     assert_string_equal(allow, "GET, POST");
     gw_route_allow("/v1/sandboxes/x:exec", allow, sizeof(allow));
