@@ -277,9 +277,9 @@ static json_t *ingress_policy_json(const struct stk_boundary *b, const char *ns,
     } else {
         rule = PACK("{s:[{s:{}}]}", "from", "podSelector");
     }
-    json_t *o = object_new("networking.k8s.io/v1", "NetworkPolicy",
-                           declared ? STK_INGRESS_DECLARED : STK_INGRESS_NAMESPACE, ns,
-                           labels_json(b));
+    json_t *o =
+        object_new("networking.k8s.io/v1", "NetworkPolicy",
+                   declared ? STK_INGRESS_DECLARED : STK_INGRESS_NAMESPACE, ns, labels_json(b));
     json_object_set_new(
         o, "spec",
         PACK("{s:{}, s:[s], s:[o]}", "podSelector", "policyTypes", "Ingress", "ingress", rule));
@@ -292,8 +292,8 @@ static json_t *service_json(const struct stk_boundary *b, const char *ns)
     json_t *ports = json_array();
     for (size_t i = 0; i < b->n_ports; i++)
         json_array_append_new(ports, PACK("{s:s, s:s, s:i, s:i}", "name", b->ports[i].name,
-                                          "protocol", "TCP", "port", b->ports[i].port,
-                                          "targetPort", b->ports[i].port));
+                                          "protocol", "TCP", "port", b->ports[i].port, "targetPort",
+                                          b->ports[i].port));
     json_t *o = object_new("v1", "Service", b->name, ns, labels_json(b));
     json_object_set_new(o, "spec",
                         PACK("{s:s, s:{s:s}, s:o}", "type", "ClusterIP", "selector",
