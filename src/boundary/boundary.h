@@ -90,9 +90,9 @@ struct stk_ingress_port {
 
 /* The ingress rules, as explain, netpol trace, the nft chains and the
  * Kubernetes NetworkPolicy name them (docs/egress.md, "Ingress"). */
-#define STK_INGRESS_NAMESPACE "allow-namespace-ingress" /* from the namespace's own sandboxes */
-#define STK_INGRESS_DECLARED  "allow-declared-ingress"  /* to a port of spec.ports */
-#define STK_INGRESS_DENY      "deny-ingress"            /* everything else */
+#define STK_INGRESS_SANDBOX  "allow-sandbox-ingress"  /* from sandboxes, as their egress allows */
+#define STK_INGRESS_DECLARED "allow-declared-ingress" /* to a port of spec.ports */
+#define STK_INGRESS_DENY     "deny-ingress"           /* everything else */
 
 struct stk_ingress_verdict {
     bool allowed;
@@ -100,11 +100,12 @@ struct stk_ingress_verdict {
     const struct stk_ingress_port *port; /* allow-declared-ingress: the declared port */
 };
 
-/* Decides one inbound connection to the sandbox: from a sandbox of the
- * sandbox's own namespace (from_namespace), or from anywhere else (the host's
- * port-forward and the gateway, another namespace, a Service's client), to
- * port/protocol. -EINVAL for injection (the workload's own policies). */
-int stk_ingress_decide(const struct stk_boundary *b, bool from_namespace, uint16_t port,
+/* Decides one inbound connection to the sandbox: from another sandbox
+ * (from_sandbox: its own egress rules decide), or from anything else (the
+ * host's port-forward and the gateway, a pod that is not a sandbox, a
+ * Service's client), to port/protocol. -EINVAL for injection (the
+ * workload's own policies). */
+int stk_ingress_decide(const struct stk_boundary *b, bool from_sandbox, uint16_t port,
                        enum stk_protocol protocol, struct stk_ingress_verdict *ret);
 /* The declared port (NULL: none). */
 const struct stk_ingress_port *stk_ingress_port(const struct stk_boundary *b, uint16_t port);

@@ -227,9 +227,8 @@ static void explain_ingress(struct stk_contract *c)
     const struct stk_boundary *b = c->b;
     if (b->n_ports == 0) {
         from(say(c, SEC_NETWORK,
-                 "Ingress: no port is declared, so nothing from outside namespace %s gets in "
-                 "(%s).",
-                 b->namespace, STK_INGRESS_DENY),
+                 "Ingress: no port is declared, so nothing but other sandboxes gets in (%s).",
+                 STK_INGRESS_DENY),
              &b->ports_origin);
     } else {
         struct stk_buf t = {0};
@@ -247,11 +246,10 @@ static void explain_ingress(struct stk_contract *c)
              &b->ports_origin);
         stk_buf_free(&t);
     }
-    from(say(c, SEC_NETWORK,
-             "Ingress from the sandboxes of namespace %s: as their own egress rules allow (%s); "
-             "every other inbound connection is denied (%s).",
-             b->namespace, STK_INGRESS_NAMESPACE, STK_INGRESS_DENY),
-         &b->namespace_origin);
+    say(c, SEC_NETWORK,
+        "Ingress from other sandboxes: as their own egress rules allow (%s); every other "
+        "inbound connection is denied (%s).",
+        STK_INGRESS_SANDBOX, STK_INGRESS_DENY);
 }
 
 static void explain_network(struct stk_contract *c)

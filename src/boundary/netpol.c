@@ -147,15 +147,15 @@ const struct stk_ingress_port *stk_ingress_port(const struct stk_boundary *b, ui
     return NULL;
 }
 
-int stk_ingress_decide(const struct stk_boundary *b, bool from_namespace, uint16_t port,
+int stk_ingress_decide(const struct stk_boundary *b, bool from_sandbox, uint16_t port,
                        enum stk_protocol protocol, struct stk_ingress_verdict *ret)
 {
     if (b->model == STK_MODEL_INJECTION)
         return -EINVAL;
     *ret = (struct stk_ingress_verdict){.rule = STK_INGRESS_DENY};
-    if (from_namespace) {
+    if (from_sandbox) {
         ret->allowed = true;
-        ret->rule = STK_INGRESS_NAMESPACE;
+        ret->rule = STK_INGRESS_SANDBOX;
         return 0;
     }
     const struct stk_ingress_port *p = protocol == STK_PROTO_TCP ? stk_ingress_port(b, port) : NULL;

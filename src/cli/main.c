@@ -250,8 +250,8 @@ const struct cli_command cli_commands[] = {
      "deny once any policy selects it, allows add up) for a destination and prints the\n"
      "verdict and the policy and rule that decided it. Nothing is sent anywhere.\n"
      "With --ingress, an inbound connection to the sandbox instead: allowed on a port of\n"
-     "spec.ports (allow-declared-ingress) or from its own namespace's sandboxes\n"
-     "(allow-namespace-ingress), denied otherwise (deny-ingress).\n"
+     "spec.ports (allow-declared-ingress) or from another sandbox, whose own egress rules\n"
+     "decide (allow-sandbox-ingress), denied otherwise (deny-ingress).\n"
      "\n"
      "  -e, --env ENV        the operator's EnvironmentConfig\n"
      "  -b, --backend local  also what the local backend enforces beyond the model: the\n"
@@ -264,8 +264,8 @@ const struct cli_command cli_commands[] = {
      "  -m, --matrix         a table of verdicts for the given destinations, or for one\n"
      "                       of each class (same namespace, DNS, metadata, private, public)\n"
      "  -i, --ingress P      an inbound connection to port P[/PROTO]; repeat for several\n"
-     "  -F, --from-namespace NS  from a sandbox of namespace NS (default: from outside\n"
-     "                       the sandbox's namespace: the host, a Service's clients)\n"
+     "  -F, --from-namespace NS  from a sandbox of namespace NS (default: from what is\n"
+     "                       not a sandbox: the host, a Service's clients)\n"
      "  -o, --output FMT     text (default) or json\n"},
     {"render", cmd_render, "print the objects a backend would apply",
      "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"

@@ -227,8 +227,9 @@ static int parse_ingress(const char *arg, struct ingress_arg *ret, const char **
     return 0;
 }
 
-/* Inbound connections to the sandbox, from outside its namespace or (with
- * from_ns its own) from one of its namespace's sandboxes. */
+/* Inbound connections to the sandbox: from a sandbox of namespace from_ns,
+ * or (NULL) from anything that is not a sandbox (the host, a Service's
+ * client). */
 static int ingress_trace(const char *file, const char *env_file, const struct ingress_arg *in,
                          size_t n, const char *from_ns, enum cli_output out)
 {
@@ -236,11 +237,11 @@ static int ingress_trace(const char *file, const char *env_file, const struct in
     int r = cli_sandbox_load(file, env_file, &s);
     if (r != 0)
         return r;
-    bool same = from_ns && !strcmp(from_ns, s.b->namespace);
+    bool from_sandbox = from_ns != NULL;
     json_t *results = json_array();
     for (size_t i = 0; i < n; i++) {
         struct stk_ingress_verdict v;
-        if (stk_ingress_decide(s.b, same, in[i].port, in[i].protocol, &v) < 0) {
+        if (stk_ingress_decide(s.b, from_sandbox, in[i].port, in[i].protocol, &v) < 0) {
             json_decref(results);
             fprintf(stderr,
                     "%s: deployment.model is injection: the workload's own NetworkPolicies "
@@ -252,16 +253,15 @@ static int ingress_trace(const char *file, const char *env_file, const struct in
         if (v.port)
             stk_buf_printf(&why, "%s: port %u (%s) is declared at spec.ports[%zu]", v.rule,
                            v.port->port, v.port->name, (size_t)(v.port - s.b->ports));
-        else if (same)
-            stk_buf_printf(&why, "%s: from a sandbox of namespace %s, as its egress allows", v.rule,
-                           s.b->namespace);
+        else if (from_sandbox)
+            stk_buf_printf(&why, "%s: from a sandbox (namespace %s): its own egress rules decide",
+                           v.rule, from_ns);
         else
             stk_buf_printf(&why, "%s: %u/%s is not a port of spec.ports%s", v.rule, in[i].port,
                            stk_protocol_names[in[i].protocol],
                            in[i].protocol != STK_PROTO_TCP ? " (only TCP ports are declared)" : "");
-        _cleanup_free_ char *src =
-            stk_xasprintf("%s%s", from_ns ? "namespace " : "outside namespace ",
-                          from_ns ? from_ns : s.b->namespace);
+        _cleanup_free_ char *src = from_ns ? stk_xasprintf("a sandbox of namespace %s", from_ns)
+                                           : stk_xstrdup("outside the sandboxes");
         if (out == CLI_OUT_JSON) {
             json_t *j = json_pack(
                 "{s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "direction", "ingress", "from", src, "port",

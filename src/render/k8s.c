@@ -261,9 +261,9 @@ static json_t *network_policy_json(const struct stk_boundary *b, const struct st
 }
 
 /* Ingress (docs/egress.md, "Ingress"), one policy per rule as egress has:
- * the namespace's own pods (the peers allow-namespace-egress lets reach it),
- * and the declared ports from anywhere the cluster lets reach them (the
- * Service's clients). A policy with Ingress in policyTypes isolates the
+ * sandboxes (its namespace's pods and stockade's namespaces: their own
+ * egress policies decide), and the declared ports from anywhere the cluster
+ * lets reach them (the Service's clients). A policy with Ingress in policyTypes isolates the
  * pods: nothing else gets in. */
 static json_t *ingress_policy_json(const struct stk_boundary *b, const char *ns, bool declared)
 {
@@ -275,11 +275,12 @@ static json_t *ingress_policy_json(const struct stk_boundary *b, const char *ns,
                                   PACK("{s:s, s:i}", "protocol", "TCP", "port", b->ports[i].port));
         rule = PACK("{s:o}", "ports", ports);
     } else {
-        rule = PACK("{s:[{s:{}}]}", "from", "podSelector");
+        rule = PACK("{s:[{s:{}}, {s:{s:{s:s}}}]}", "from", "podSelector", "namespaceSelector",
+                    "matchLabels", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
     }
     json_t *o =
         object_new("networking.k8s.io/v1", "NetworkPolicy",
-                   declared ? STK_INGRESS_DECLARED : STK_INGRESS_NAMESPACE, ns, labels_json(b));
+                   declared ? STK_INGRESS_DECLARED : STK_INGRESS_SANDBOX, ns, labels_json(b));
     json_object_set_new(
         o, "spec",
         PACK("{s:{}, s:[s], s:[o]}", "podSelector", "policyTypes", "Ingress", "ingress", rule));

@@ -313,13 +313,16 @@ static void ingress_base_lines(const struct stk_nft_facts *f, struct stk_buf *ou
                    "flush chain " T " toward\n"
                    "add rule " T " output oifname \"%1$s\" ip daddr vmap @in4\n"
                    "add rule " T " output oifname \"%1$s\" ip6 daddr vmap @in6\n"
+                   "add rule " T " toward iifname \"%1$s\" oifname \"%1$s\" accept comment "
+                   "\"" STK_INGRESS_SANDBOX "\"\n"
                    "add rule " T " toward oifname \"%1$s\" ip daddr vmap @in4\n"
                    "add rule " T " toward oifname \"%1$s\" ip6 daddr vmap @in6\n",
                    f->bridge);
 }
 
-/* The sandbox's ingress chain: replies, neighbour discovery, its
- * namespace's sandboxes, its declared ports; nothing else. */
+/* The sandbox's ingress chain (what the host or the world beyond it sends):
+ * replies, neighbour discovery, its declared ports; nothing else. Traffic
+ * from other sandboxes passed `toward` already: their egress chains decide. */
 static void ingress_chain_lines(const struct stk_boundary *b, const struct stk_nft_facts *f,
                                 struct stk_buf *out)
 {
@@ -331,11 +334,6 @@ static void ingress_chain_lines(const struct stk_boundary *b, const struct stk_n
                    "add rule " T " %1$s icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } "
                    "accept\n",
                    chain);
-    for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
-        stk_buf_printf(out, "add rule " T " %s %s saddr @", chain, family_kw[fam]);
-        stk_nft_ns_set(f->namespace, fam, out);
-        stk_buf_puts(out, " accept comment \"" STK_INGRESS_NAMESPACE "\"\n");
-    }
     if (b->n_ports) {
         stk_buf_printf(out, "add rule " T " %s tcp dport { ", chain);
         for (size_t i = 0; i < b->n_ports; i++)

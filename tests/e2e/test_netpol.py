@@ -149,10 +149,10 @@ PREVIEW = ROOT / "examples" / "preview.yaml"
      "deny-ingress: 8081/TCP is not a port of spec.ports"),
     (["--ingress", "8080/udp"], "deny", "deny-ingress",
      "deny-ingress: 8080/UDP is not a port of spec.ports (only TCP ports are declared)"),
-    (["--ingress", "22", "--from-namespace", "other"], "deny", "deny-ingress",
-     "deny-ingress: 22/TCP is not a port of spec.ports"),
-    (["--ingress", "22", "--from-namespace", "previews"], "allow", "allow-namespace-ingress",
-     "allow-namespace-ingress: from a sandbox of namespace previews, as its egress allows"),
+    (["--ingress", "22", "--from-namespace", "other"], "allow", "allow-sandbox-ingress",
+     "allow-sandbox-ingress: from a sandbox (namespace other): its own egress rules decide"),
+    (["--ingress", "22", "--from-namespace", "previews"], "allow", "allow-sandbox-ingress",
+     "allow-sandbox-ingress: from a sandbox (namespace previews): its own egress rules decide"),
 ])
 def test_ingress_trace(stockade, args, verdict, rule, reason):
     r = stockade("netpol", "trace", *args, "-o", "json", PREVIEW)
@@ -166,8 +166,8 @@ def test_ingress_without_ports_denies_everything_from_outside(stockade):
     r = trace(stockade, "--ingress", "8080", "--ingress", "443")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
-        "deny ingress 8080/TCP from outside namespace lab-002: deny-ingress: 8080/TCP is not a port of spec.ports",
-        "deny ingress 443/TCP from outside namespace lab-002: deny-ingress: 443/TCP is not a port of spec.ports",
+        "deny ingress 8080/TCP from outside the sandboxes: deny-ingress: 8080/TCP is not a port of spec.ports",
+        "deny ingress 443/TCP from outside the sandboxes: deny-ingress: 443/TCP is not a port of spec.ports",
     ]
 
 

@@ -155,10 +155,11 @@ def test_datalab_networkpolicies_exactly(stockade):
     pols = by_kind(objs, "NetworkPolicy")
     assert [p["metadata"]["name"] for p in pols] == [
         "deny-egress", "allow-namespace-egress", "allow-dns-egress", "allow-external-egress",
-        "allow-namespace-ingress"]
-    # no spec.ports: only the namespace's own pods get in, and no Service
-    assert pols.pop()["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"],
-                                  "ingress": [{"from": [{"podSelector": {}}]}]}
+        "allow-sandbox-ingress"]
+    # no spec.ports: only sandboxes get in (their egress decides), and no Service
+    assert pols.pop()["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": [{"podSelector": {}},
+                  {"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "stockade"}}}]}]}
     assert by_kind(objs, "Service") == []
     for p in pols:
         assert p["spec"]["podSelector"] == {}
@@ -181,7 +182,7 @@ def test_declared_ports_service_and_ingress(stockade):
     objs = render_json(stockade, EXAMPLES / "preview.yaml", None)
     ingress = [p for p in by_kind(objs, "NetworkPolicy") if p["spec"]["policyTypes"] == ["Ingress"]]
     assert [p["metadata"]["name"] for p in ingress] == [
-        "allow-namespace-ingress", "allow-declared-ingress"]
+        "allow-sandbox-ingress", "allow-declared-ingress"]
     assert ingress[1]["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
     (svc,) = by_kind(objs, "Service")
     assert svc["spec"] == {"type": "ClusterIP", "selector": {"stockade.dev/sandbox": "preview"},

@@ -253,11 +253,10 @@ static void test_ingress(void **state)
          STK_INGRESS_DECLARED},
         {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 8081, TCP, STK_INGRESS_DENY},
         {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 8080, UDP, STK_INGRESS_DENY},
-        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", true, 22, TCP,
-         STK_INGRESS_NAMESPACE},
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", true, 22, TCP, STK_INGRESS_SANDBOX},
         {"  command: [x]\n", false, 8080, TCP, STK_INGRESS_DENY},
         {"  command: [x]\n", false, 0, TCP, STK_INGRESS_DENY},
-        {"  command: [x]\n", true, 8080, UDP, STK_INGRESS_NAMESPACE},
+        {"  command: [x]\n", true, 8080, UDP, STK_INGRESS_SANDBOX},
     };
     for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
         struct stk_diags d = {0};
