@@ -296,10 +296,9 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
 }
 
 /* Ingress (docs/egress.md, "Ingress"): what the host originates toward a
- * sandbox (output: port-forward, the gateway) and what is routed to it
- * (forward: other sandboxes) goes through the destination's ingress chain
- * first. A chain of its own at a priority before forward, so that accept
- * there only passes the packet on to the egress chains. */
+ * sandbox (output: port-forward, the gateway) goes through the
+ * destination's ingress chain. What other sandboxes send is routed through
+ * the host and decided by their egress chains (allow-sandbox-ingress). */
 static void ingress_base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
 {
     stk_buf_printf(out,
@@ -307,22 +306,14 @@ static void ingress_base_lines(const struct stk_nft_facts *f, struct stk_buf *ou
                    "add map " T " in6 { type ipv6_addr : verdict; }\n"
                    "add chain " T " output { type filter hook output priority filter; "
                    "policy accept; }\n"
-                   "add chain " T " toward { type filter hook forward priority filter - 10; "
-                   "policy accept; }\n"
                    "flush chain " T " output\n"
-                   "flush chain " T " toward\n"
                    "add rule " T " output oifname \"%1$s\" ip daddr vmap @in4\n"
-                   "add rule " T " output oifname \"%1$s\" ip6 daddr vmap @in6\n"
-                   "add rule " T " toward iifname \"%1$s\" oifname \"%1$s\" accept comment "
-                   "\"" STK_INGRESS_SANDBOX "\"\n"
-                   "add rule " T " toward oifname \"%1$s\" ip daddr vmap @in4\n"
-                   "add rule " T " toward oifname \"%1$s\" ip6 daddr vmap @in6\n",
+                   "add rule " T " output oifname \"%1$s\" ip6 daddr vmap @in6\n",
                    f->bridge);
 }
 
-/* The sandbox's ingress chain (what the host or the world beyond it sends):
- * replies, neighbour discovery, its declared ports; nothing else. Traffic
- * from other sandboxes passed `toward` already: their egress chains decide. */
+/* The sandbox's ingress chain (what the host sends it): replies, neighbour
+ * discovery, its declared ports; nothing else. */
 static void ingress_chain_lines(const struct stk_boundary *b, const struct stk_nft_facts *f,
                                 struct stk_buf *out)
 {
