@@ -55,6 +55,17 @@ struct port_child_arg {
     bool upgrade;
 };
 
+/* The relay's worker: a server that stops (SIGTERM to this child, as to
+ * an exec's relay) ends the streams it relays. */
+static volatile pid_t port_worker;
+
+static void port_child_stop(int sig)
+{
+    if (port_worker > 0)
+        kill(port_worker, sig);
+    _exit(0);
+}
+
 STK_NORETURN static void port_child(struct gw_call *c, int sock, int done_w, void *arg)
 {
     struct port_child_arg *a = arg;
@@ -68,8 +79,16 @@ STK_NORETURN static void port_child(struct gw_call *c, int sock, int done_w, voi
                             "head", a->head, "upgrade", a->upgrade);
     int fds[] = {res[1], sock};
     pid_t pid;
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
     if (gw_worker_spawn(c->g, c->actor, job, fds, 2, &pid) < 0)
         _exit(1);
+    port_worker = pid;
+    struct sigaction sa = {.sa_handler = port_child_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     close(res[1]);
     close(sock);
     int st;

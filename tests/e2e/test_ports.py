@@ -240,6 +240,20 @@ def test_gateway_port_route(tmp_path):
         vias = [r["details"]["via"] for r in audit if r["event"] == "port_connect"]
         assert vias and set(vias) == {"gateway"}, vias
         assert any(r["event"] == "authz" and r["details"]["verb"] == "exec" for r in audit)
+        # a server that stops ends the upgraded streams it relays
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=20)
+        s.sendall(f"GET {base}/8080/ws HTTP/1.1\r\nHost: h\r\n{alice}\r\n"
+                  "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        g.stop()
+        try:
+            assert s.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
     finally:
         g.stop()
         g.cleanup()
