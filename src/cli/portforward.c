@@ -258,6 +258,13 @@ int cmd_port_forward(int argc, char **argv)
     if (inet_pton(AF_INET, address, &a4) != 1 && inet_pton(AF_INET6, address, &a6) != 1)
         return cli_usage_error("port-forward", "--address needs a numeric address, not '%s'",
                                address);
+    bool loopback = (inet_pton(AF_INET, address, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                    (inet_pton(AF_INET6, address, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+    if (!loopback)
+        fprintf(stderr,
+                "stockade port-forward: warning: %s is not a loopback address: whoever reaches "
+                "it reaches the sandbox's port, unauthenticated\n",
+                address);
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("port-forward");
     if (!cli_engine_ops_of(e)->connect) {
         fprintf(stderr, "stockade port-forward: not available with --server: reach the port "
