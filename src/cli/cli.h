@@ -93,6 +93,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_port_forward(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_start(int argc, char **argv);
@@ -160,6 +161,9 @@ struct cli_engine_ops {
     int (*exec)(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
                 bool interactive, int *ret_code);
     int (*logs)(struct cli_engine *e, const char *id, int64_t since_ms, bool follow);
+    /* port-forward: check (ret_fd NULL) or open a connection to a declared
+     * port; NULL when this engine has no way to ports */
+    int (*connect)(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd);
     int (*act)(struct cli_engine *e, enum cli_act act, const char *id, bool force);
     /* records as stk_sb_rec_json() makes them (a json_t *, the caller's) */
     int (*list)(struct cli_engine *e, bool all, struct json_t **ret);

@@ -182,7 +182,20 @@ static int emb_pool_rm(struct cli_engine *e, const char *name)
     return stk_pool_rm(s, NULL, name, &err) < 0 ? fail("pool rm", err) : 0;
 }
 
+static int emb_connect(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    r = ret_fd ? stk_session_connect(s, id, port, "port-forward", ret_fd, &err)
+               : stk_session_port_check(s, id, port, &err);
+    return r < 0 ? fail(e->cmd, err) : 0;
+}
+
 static const struct cli_engine_ops embedded_ops = {
+    .connect = emb_connect,
     .create = emb_create,
     .exec = emb_exec,
     .logs = emb_logs,

@@ -67,6 +67,20 @@ const struct cli_command cli_commands[] = {
      "or $STOCKADE_KUBECONFIG / $STOCKADE_CONTEXT) runs it on a cluster when that\n"
      "driver is built in. A state directory holds one backend's sandboxes; unless\n"
      "local, a backend's default is /var/lib/stockade/<backend>.\n"},
+    {"port-forward", cmd_port_forward, "forward a local port to a declared port of a sandbox",
+     "stockade port-forward [--address ADDR] ID [LOCAL:]PORT...\n"
+     "\n"
+     "Listens on ADDR (default 127.0.0.1) at LOCAL (default PORT; 0: any free port,\n"
+     "printed) and relays each connection to PORT of sandbox ID, which must be one of\n"
+     "its spec.ports: the sandbox's ingress admits nothing else. Each connection is an\n"
+     "audit record (port_connect). Runs until SIGINT or SIGTERM. Local backend only:\n"
+     "a sandbox without a network namespace of its own on this host (sim, kubernetes)\n"
+     "is refused.\n"
+     "\n"
+     "  -a, --address ADDR  the numeric address to listen on (default 127.0.0.1)\n"
+     "\n"
+     "Exit status: 0 stopped by a signal, 1 refused (port not declared, sandbox not\n"
+     "ready), 2 usage error, 125 could not listen.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
      "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
      "\n"
@@ -171,7 +185,7 @@ const struct cli_command cli_commands[] = {
      "  -q, --quiet           ls: digests only\n"},
     {"serve", cmd_serve, "serve the HTTP/JSON API (docs/api.md)",
      "stockade serve --policy FILE [--listen ADDR] [--tls-cert F --tls-key F [--client-ca F]]\n"
-     "                [--state-dir DIR] [--request-timeout S]\n"
+     "                [--state-dir DIR] [--request-timeout S] [--access-log FILE|-|off]\n"
      "\n"
      "Serves the sandbox API over HTTP/1.1 (docs/api.md, docs/openapi.yaml). Every\n"
      "request is authenticated and authorized by the AccessPolicy in FILE, and every\n"
@@ -186,6 +200,9 @@ const struct cli_command cli_commands[] = {
      "  --state-dir DIR    state directory (default $STOCKADE_STATE_DIR or\n"
      "                     /var/lib/stockade)\n"
      "  --request-timeout S  a request must arrive within S seconds (default 30)\n"
+     "  --access-log FILE  one JSON line per request (method, path, status, identity,\n"
+     "                     duration; never a token) appended to FILE; - (the default)\n"
+     "                     is stderr, off is none\n"
      "\n"
      "A bad policy is reported with file:line:col and serve does not start.\n"
      "\n"
@@ -248,10 +265,15 @@ const struct cli_command cli_commands[] = {
     {"netpol", cmd_netpol, "trace egress decisions without running anything",
      "stockade netpol trace [--env ENV] [--backend local] (--to DEST | --namespace NS |\n"
      "                      --matrix) [-o text|json] FILE\n"
+     "       stockade netpol trace [--env ENV] --ingress PORT[/PROTO] [--from-namespace NS]\n"
+     "                      [-o text|json] FILE\n"
      "\n"
      "Evaluates the sandbox's egress model (Kubernetes NetworkPolicy semantics: default\n"
      "deny once any policy selects it, allows add up) for a destination and prints the\n"
      "verdict and the policy and rule that decided it. Nothing is sent anywhere.\n"
+     "With --ingress, an inbound connection to the sandbox instead: allowed on a port of\n"
+     "spec.ports (allow-declared-ingress) or from another sandbox, whose own egress rules\n"
+     "decide (allow-sandbox-ingress), denied otherwise (deny-ingress).\n"
      "\n"
      "  -e, --env ENV        the operator's EnvironmentConfig\n"
      "  -b, --backend local  also what the local backend enforces beyond the model: the\n"
@@ -263,6 +285,9 @@ const struct cli_command cli_commands[] = {
      "  -l, --labels K=V,..  that pod's labels (for podSelector rules)\n"
      "  -m, --matrix         a table of verdicts for the given destinations, or for one\n"
      "                       of each class (same namespace, DNS, metadata, private, public)\n"
+     "  -i, --ingress P      an inbound connection to port P[/PROTO]; repeat for several\n"
+     "  -F, --from-namespace NS  from a sandbox of namespace NS (default: from what is\n"
+     "                       not a sandbox: the host, a Service's clients)\n"
      "  -o, --output FMT     text (default) or json\n"},
     {"render", cmd_render, "print the objects a backend would apply",
      "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"

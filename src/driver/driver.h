@@ -162,6 +162,12 @@ struct stk_driver_ops {
     /* Runs a process in the running sandbox; *ret_code as stk_init_exec. */
     int (*exec)(void *ctx, const struct stk_driver_sandbox *sb, const struct stk_init_proc *proc,
                 int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
+    /* A TCP connection to port in the running sandbox, made from outside it
+     * (what the sandbox's ingress admits: spec.ports); *ret_fd a connected
+     * socket, O_CLOEXEC, blocking. NULL: the backend has no way in
+     * (STK_DRV_E_NOTSUP). */
+    int (*connect)(void *ctx, const struct stk_driver_sandbox *sb, uint16_t port, int *ret_fd,
+                   struct stk_error **err);
     /* Asks the workload to end (SIGTERM, SIGKILL after grace_ms) and returns;
      * supervise (or observe) reports the end. */
     int (*stop)(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,

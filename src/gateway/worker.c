@@ -257,6 +257,17 @@ static void w_audit(struct stk_session *s, json_t *job)
     (void)w_write_all(tail, strlen(tail));
 }
 
+/* ports: the client's socket on fd 5 (ports.c) */
+static void w_port(struct stk_session *s, json_t *job)
+{
+    json_t *port = json_object_get(job, "port");
+    const char *head = jstr(job, "head");
+    if (!json_is_integer(port) || !head)
+        return;
+    gw_port_proxy(s, jstr(job, "id"), (uint16_t)json_integer_value(port), head,
+                  json_is_true(json_object_get(job, "upgrade")), W_STDIN_FD);
+}
+
 static const struct {
     const char *op;
     void (*fn)(struct stk_session *s, json_t *job);
@@ -264,6 +275,7 @@ static const struct {
     {"create", w_create},   {"stop", w_stop}, {"start", w_start},
     {"rm", w_rm},           {"logs", w_logs}, {"pool_create", w_pool_create},
     {"pool_rm", w_pool_rm}, {"exec", w_exec}, {"audit", w_audit},
+    {"port", w_port},
 };
 
 int stk_gw_worker_main(int argc, char **argv)

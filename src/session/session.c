@@ -663,6 +663,67 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     return r;
 }
 
+/* ---- ports ------------------------------------------------------------------------- */
+
+static int session_port(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err);
+
+int stk_session_connect(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err)
+{
+    return session_port(s, id, port, via, ret_fd, err);
+}
+
+int stk_session_port_check(struct stk_session *s, const char *id, uint16_t port,
+                           struct stk_error **err)
+{
+    return session_port(s, id, port, NULL, NULL, err);
+}
+
+/* ret_fd NULL: only whether a connection would be attempted. */
+static int session_port(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_current(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    if (rec.phase != STK_SB_READY || rec.pool_member) {
+        r = stk_error_make(err, EBUSY, "sandbox %s is %s; a port needs a ready sandbox", rec.id,
+                           rec.pool_member ? "an unclaimed pool member" : phase_name(rec.phase));
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    stk_sb_rec_free(&rec);
+    struct session_sb sb;
+    if ((r = session_sb_load(s, id, true, &sb, err)) < 0)
+        return r;
+    if (!s->drv->ops->connect) {
+        r = stk_error_make(err, STK_DRV_E_NOTSUP,
+                           "sandbox %s runs on the %s backend, which has no way to its ports "
+                           "from here (no network namespace of its own on this host)",
+                           sb.rec.id, stk_backend_names[s->drv->ops->backend]);
+    } else if (!stk_ingress_port(sb.d.b, port)) {
+        struct stk_buf t = {0};
+        for (size_t i = 0; i < sb.d.b->n_ports; i++)
+            stk_buf_printf(&t, "%s%u", i ? ", " : "", sb.d.b->ports[i].port);
+        r = stk_error_make(err, EPERM,
+                           "port %u of sandbox %s is not declared in spec.ports (%s%s): its "
+                           "ingress admits nothing else",
+                           port, sb.rec.id, t.len ? "declared: " : "none declared",
+                           stk_buf_str(&t));
+        stk_buf_free(&t);
+    } else if (ret_fd) {
+        r = session_audit(s, sb.rec.id, "port_connect", NULL,
+                          json_pack("{s:i,s:s}", "port", port, "via", via ? via : "cli"), err);
+        if (r >= 0)
+            r = session_drv_error(s, "connect",
+                                  s->drv->ops->connect(s->drv->ctx, &sb.d, port, ret_fd, err), err);
+    }
+    session_sb_release(&sb);
+    return r;
+}
+
 /* ---- stop / start / rm ------------------------------------------------------------ */
 
 /* The phase (stopping or deleting) is recorded: ask the workload to end and

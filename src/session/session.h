@@ -113,6 +113,14 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
 /* Runs argv in a ready sandbox; *ret_code is the process's exit code
  * (128+N when killed by signal N). The audit trail records argv and the
  * caller. */
+/* A TCP connection to a declared port (spec.ports) of a ready sandbox,
+ * recorded in its trail (event port_connect, details {port, via}). EPERM: the
+ * port is not declared; EOPNOTSUPP: the backend has no way in. */
+int stk_session_connect(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err);
+/* The same checks, without connecting or recording anything. */
+int stk_session_port_check(struct stk_session *s, const char *id, uint16_t port,
+                           struct stk_error **err);
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
 
