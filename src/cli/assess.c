@@ -16,7 +16,7 @@ int cmd_assess(int argc, char **argv)
     int fail_above = -1;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:o:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;

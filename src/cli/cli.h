@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cli — subcommands and their shared plumbing. Commands return the process
- * exit status: 0 success, 1 failure or invalid input, 2 usage error. */
+ * exit status (docs/cli.md, "Exit status"): 0 success, 1 a negative answer
+ * (invalid, refused, not found, a failed check), 125 stockade's own error
+ * (usage included); run and exec: 126 not executable, 127 not found,
+ * otherwise the workload's status. */
 #ifndef STK_CLI_H
 #define STK_CLI_H
 
@@ -9,7 +12,7 @@
 #include <getopt.h>
 
 #define EXIT_INVALID 1
-#define EXIT_USAGE   2
+#define EXIT_USAGE   125 /* as podman: every error of stockade's own is 125 */
 #define EXIT_SETUP   125 /* stockade could not do what was asked (or reach the server) */
 
 struct cli_command {
@@ -21,8 +24,22 @@ struct cli_command {
 
 extern const struct cli_command cli_commands[];
 
-/* Prints "Usage: ..." for the command to stdout (help) or stderr (error). */
+/* Prints "Usage: ..." for the command to stdout (help); to stderr (an
+ * error, already reported) only "see 'stockade COMMAND --help'". */
 int cli_usage(const char *command, FILE *to, int status);
+
+/* The command being run ("" before dispatch), for messages. */
+extern const char *cli_command_name;
+/* getopt_long without getopt's messages: an unknown option or a missing
+ * value is reported on one line, with the closest long option when one is
+ * close, and returns '?'. */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+/* Levenshtein distance (SIZE_MAX for names over 64 characters). */
+size_t cli_edit_distance(const char *a, size_t la, const char *b, size_t lb);
+/* The name name_at(ctx, 0, 1, ...) (until NULL) closest to word, or NULL
+ * when none is close enough to suggest. */
+const char *cli_closest(const char *word, size_t len, const char *(*name_at)(const void *, size_t),
+                        const void *ctx);
 /* Reports a usage problem and returns EXIT_USAGE. */
 STK_PRINTF(2, 3) int cli_usage_error(const char *command, const char *fmt, ...);
 

@@ -36,7 +36,7 @@ int cmd_doctor(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:o:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;

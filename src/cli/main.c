@@ -41,7 +41,7 @@ const struct cli_command cli_commands[] = {
      "                        and the runtime it would use; run nothing\n"
      "\n"
      "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
-     "2 usage error, 125 the sandbox could not be run.\n"},
+     "125 usage error, 125 the sandbox could not be run.\n"},
     {"create", cmd_create, "create a long-lived sandbox and start its workload",
      "stockade create -f FILE [--env ENV] [--pool NAME] [-o text|json]\n"
      "\n"
@@ -141,7 +141,7 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV         FILE's EnvironmentConfig\n"
      "  -o, --output FMT      text (default) or json\n"
      "\n"
-     "Exit status: 0 every claim holds, 1 a claim failed, 2 usage, 125 no verdict.\n"},
+     "Exit status: 0 every claim holds, 1 a claim failed, 125 usage or no verdict.\n"},
     {"gc", cmd_gc, "remove what crashed local runs left behind",
      "stockade gc [--state-dir DIR]\n"
      "\n"
@@ -167,7 +167,7 @@ const struct cli_command cli_commands[] = {
      "\n"
      "A bad policy is reported with file:line:col and serve does not start.\n"
      "\n"
-     "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 2 usage error.\n"},
+     "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 125 usage error.\n"},
     {"audit", cmd_audit, "show, verify and export the audit trail",
      "stockade audit [--state-dir DIR] [-o text|json] ID\n"
      "       stockade audit verify [--state-dir DIR] [ID]\n"
@@ -191,7 +191,7 @@ const struct cli_command cli_commands[] = {
      "is no trail and exit 0 (1 when audit.head remains without its database).\n"
      "\n"
      "Exit status: 0 success (verify: intact), 1 broken trail, unknown sandbox or\n"
-     "unreadable store, 2 usage error.\n"},
+     "unreadable store, 125 usage error.\n"},
     {"validate", cmd_validate, "check Sandbox and EnvironmentConfig files",
      "stockade validate [--env ENV] [-o text|json] FILE...\n"
      "\n"
@@ -201,7 +201,7 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV       resolve Sandboxes against this EnvironmentConfig\n"
      "  -o, --output FMT    text (default) or json\n"
      "\n"
-     "Exit status: 0 valid, 1 invalid, 2 usage error.\n"},
+     "Exit status: 0 valid, 1 invalid, 125 usage error.\n"},
     {"explain", cmd_explain, "say what a sandbox can read, write and reach",
      "stockade explain [--env ENV] [--backend local|kubernetes|sim] [-o text|json] FILE\n"
      "\n"
@@ -287,7 +287,7 @@ const struct cli_command cli_commands[] = {
      "  --context NAME      the kubeconfig context (default: its current-context)\n"
      "  -o, --output FMT    text (default) or json\n"
      "\n"
-     "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 2 usage error.\n"},
+     "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 125 usage error.\n"},
     {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
      "stockade reference\n"
      "\n"
@@ -313,7 +313,9 @@ static const struct cli_command *command_find(const char *name)
 int cli_usage(const char *command, FILE *to, int status)
 {
     const struct cli_command *c = command_find(command);
-    if (c)
+    if (to != stdout)
+        fprintf(to, "see 'stockade %s --help'\n", command);
+    else if (c)
         fprintf(to, "Usage: %s", c->usage);
     return status;
 }
@@ -325,7 +327,7 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'stockade %s --help'.\n", command);
+    fprintf(stderr, "\nsee 'stockade %s --help'\n", command);
     return EXIT_USAGE;
 }
 
@@ -350,6 +352,42 @@ static void main_usage(FILE *to)
                 "  --cacert FILE       CA certificates to verify the server with\n"
                 "  --cert FILE --key FILE  a client certificate (mTLS)\n"
                 "\nRun 'stockade COMMAND --help' for a command's options.\n");
+}
+
+/* The global options, for suggestions. */
+static const char *const global_flags[] = {"--backend", "--kubeconfig", "--context", "--server",
+                                           "--token",   "--token-file", "--cacert",  "--cert",
+                                           "--key",     "--help",       "--version"};
+
+static const char *global_flag_at(const void *ctx, size_t i)
+{
+    (void)ctx;
+    return i < STK_ARRAY_SIZE(global_flags) ? global_flags[i] : NULL;
+}
+
+static const char *command_at(const void *ctx, size_t i)
+{
+    (void)ctx;
+    for (size_t k = 0; cli_commands[k].name; k++) {
+        if (!cli_commands[k].summary)
+            continue; /* stockade's own are never suggested */
+        if (i-- == 0)
+            return cli_commands[k].name;
+    }
+    return NULL;
+}
+
+/* "stockade: unknown command 'lss'; did you mean 'ls'?" and where to look. */
+static void unknown_word(const char *what, const char *word, size_t len,
+                         const char *(*name_at)(const void *, size_t))
+{
+    const char *best = cli_closest(word, len, name_at, NULL);
+    if (best)
+        fprintf(stderr, "stockade: unknown %s '%.*s'; did you mean '%s'?\n", what, (int)len, word,
+                best);
+    else
+        fprintf(stderr, "stockade: unknown %s '%.*s'\n", what, (int)len, word);
+    fprintf(stderr, "see 'stockade --help'\n");
 }
 
 /* The commands that work as clients of `stockade serve`. */
@@ -386,7 +424,7 @@ static int parse_client_opts(int argc, char **argv)
                (strlen(flags[k].flag) != n || strncmp(flags[k].flag, arg, n)))
             k++;
         if (k == STK_ARRAY_SIZE(flags)) {
-            fprintf(stderr, "stockade: unknown option '%s'\n", arg);
+            unknown_word("option", arg, n, global_flag_at);
             return -EXIT_USAGE;
         }
         if (eq) {
@@ -490,7 +528,7 @@ int main(int argc, char **argv)
     argc -= first - 1;
     argv += first - 1;
     if (argc < 2) {
-        main_usage(stderr);
+        fprintf(stderr, "stockade: needs a command\nsee 'stockade --help'\n");
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -501,10 +539,10 @@ int main(int argc, char **argv)
         return cmd_version(1, argv);
     const struct cli_command *c = command_find(argv[1]);
     if (!c) {
-        fprintf(stderr, "stockade: unknown command '%s'\n", argv[1]);
-        main_usage(stderr);
+        unknown_word("command", argv[1], strlen(argv[1]), command_at);
         return EXIT_USAGE;
     }
+    cli_command_name = c->name;
     for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return cli_usage(c->name, stdout, 0);

@@ -224,7 +224,7 @@ static int netpol_trace(int argc, char **argv)
     const char *why = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:t:n:l:mo:b:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:t:n:l:mo:b:", opts)) != -1) {
         switch (c) {
         case 'b':
             if (cli_parse_backend("netpol", optarg, &backend) != 0)

@@ -160,7 +160,7 @@ int cmd_render(int argc, char **argv)
     int c, r;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:t:o:w:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:t:o:w:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;
@@ -237,7 +237,7 @@ int cmd_eject(int argc, char **argv)
     int c, r;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "w:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "w:o:", opts)) != -1) {
         switch (c) {
         case 'w':
             workload = optarg;

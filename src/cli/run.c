@@ -300,7 +300,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     };
     int c;
     /* '+': stop at the first non-option, so the workload's own flags are its */
-    while ((c = getopt_long(argc, argv, "+f:o:e:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "+f:o:e:", opts)) != -1) {
         switch (c) {
         case 'f':
             o->file = optarg;
@@ -334,6 +334,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         default:
             if (c >= OPT_FLAG0 && c < OPT_FLAG0 + _FLAG_N) {
                 o->value[c - OPT_FLAG0] = optarg;
+                /* the binary's name is gVisor's too (messages say runsc) */
+                if (c == OPT_FLAG0 + FLAG_RUNTIME && !strcmp(optarg, "runsc"))
+                    o->value[FLAG_RUNTIME] = "gvisor";
                 break;
             }
             return cli_usage("run", stderr, EXIT_USAGE);

@@ -98,7 +98,7 @@ int cmd_create(int argc, char **argv)
     const char *file = NULL, *env = NULL, *pool = NULL, *owner = NULL, *tenant = NULL;
     enum cli_output out = CLI_OUT_TEXT;
     int c;
-    while ((c = getopt_long(argc, argv, "f:e:p:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "f:e:p:o:", opts)) != -1) {
         switch (c) {
         case 'f':
             file = optarg;
@@ -168,7 +168,7 @@ int cmd_exec(int argc, char **argv)
     const char *env[STK_EXEC_MAX_ENV], *cwd = NULL;
     size_t n_env = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+ite:w:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "+ite:w:", opts)) != -1) {
         switch (c) {
         case 'i':
             interactive = true;
@@ -265,7 +265,7 @@ int cmd_logs(int argc, char **argv)
     bool follow = false;
     int64_t since = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "fs:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "fs:", opts)) != -1) {
         switch (c) {
         case 'f':
             follow = true;
@@ -296,7 +296,7 @@ static int each_id(const char *cmd, int argc, char **argv, enum cli_act act, boo
     static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
     bool force = false;
     int c;
-    while ((c = getopt_long(argc, argv, allow_force ? "f" : "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, allow_force ? "f" : "", opts)) != -1) {
         if (c == 'f' && allow_force)
             force = true;
         else
@@ -414,7 +414,7 @@ int cmd_ls(int argc, char **argv)
     bool all = false;
     enum list_output out = OUT_TABLE;
     int c;
-    while ((c = getopt_long(argc, argv, "ao:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "ao:", opts)) != -1) {
         if (c == 'a')
             all = true;
         else if (c == 'o') {
@@ -437,7 +437,7 @@ int cmd_get(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     enum list_output out = OUT_TABLE;
     int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:", opts)) != -1) {
         if (c != 'o' || parse_list_output("get", optarg, &out) != 0)
             return cli_usage("get", stderr, EXIT_USAGE);
     }
@@ -463,7 +463,7 @@ static int pool_create_cmd(int argc, char **argv)
     const char *file = NULL, *env = NULL, *tenant = NULL;
     long size = -1;
     int c;
-    while ((c = getopt_long(argc, argv, "f:e:n:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "f:e:n:", opts)) != -1) {
         char *end;
         switch (c) {
         case 'f':
@@ -505,7 +505,7 @@ static int pool_ls_cmd(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     enum list_output out = OUT_TABLE;
     int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
+    while ((c = cli_getopt(argc, argv, "o:", opts)) != -1)
         if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
             return cli_usage("pool", stderr, EXIT_USAGE);
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");

@@ -608,7 +608,7 @@ def test_help(stockade, command):
 
 def test_run_needs_a_command(stockade, local_env):
     r = stockade("run", env=local_env)
-    assert r.returncode == 2
+    assert r.returncode == 125
     assert "needs a command" in r.stderr
 
 

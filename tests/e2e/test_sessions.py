@@ -289,7 +289,7 @@ def test_ls_get_outputs(sess, tmp_path):
     p = sess("get", "nosuch")
     assert p.returncode == 1 and "no sandbox" in p.stderr and "nosuch" in p.stderr
     p = sess("ls", "-o", "xml")
-    assert p.returncode == 2
+    assert p.returncode == 125
 
 
 def test_tty_exec(sess, tmp_path):
@@ -380,7 +380,7 @@ def test_create_refuses_bad_input(sess, tmp_path):
     p = sess("exec", "nosuch", "--", "true")
     assert p.returncode == 125 and "no sandbox nosuch" in p.stderr
     p = sess("exec", "x")
-    assert p.returncode == 2
+    assert p.returncode == 125
 
 
 # ---- crash recovery -----------------------------------------------------------------
