@@ -167,6 +167,7 @@ struct stk_init_proc;
 struct cli_create_args {
     const struct stk_session_docs *docs;
     const char *pool, *owner, *tenant; /* NULL: none */
+    bool idle;                         /* start no workload (run -i/-t execs one) */
 };
 enum cli_act { CLI_ACT_STOP, CLI_ACT_START, CLI_ACT_RM };
 struct cli_engine_ops {
@@ -187,6 +188,17 @@ struct cli_engine_ops {
     int (*pool_rm)(struct cli_engine *e, const char *name);
 };
 extern const struct cli_engine_ops cli_remote_engine_ops;
+/* exec with the terminal's size and, with tty, the caller's TERM (unless
+ * env sets one): what `exec` and `run -it` share. */
+struct cli_exec_args {
+    const char *const *argv;
+    size_t argc;
+    const char *const *env; /* "K=V" */
+    size_t n_env;
+    const char *cwd;
+    bool tty, interactive;
+};
+int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a, int *ret_code);
 /* The engine for cmd (its name in messages): remote with --server or
  * $STOCKADE_SERVER, embedded otherwise. */
 struct cli_engine *cli_engine_open(const char *cmd);

@@ -199,24 +199,52 @@ int cmd_exec(int argc, char **argv)
         return cli_usage_error("exec", "needs a command: stockade exec ID -- CMD [ARG...]");
     if (tty && !isatty(STDIN_FILENO) && interactive)
         fprintf(stderr, "stockade exec: note: -t without a terminal on stdin\n");
-
-    struct stk_init_proc proc = {
+    struct cli_exec_args a = {
         .argv = (const char *const *)(argv + optind),
         .argc = (size_t)(argc - optind),
         .env = env,
         .n_env = n_env,
         .cwd = cwd,
         .tty = tty,
+        .interactive = interactive,
+    };
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
+    int code = 0;
+    int r = cli_exec(e, id, &a, &code);
+    return r != 0 ? EXIT_SETUP : code & 0xff;
+}
+
+int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a, int *ret_code)
+{
+    /* -t: the caller's TERM, unless -e TERM=... says otherwise (a terminal
+     * the program cannot name is one it cannot drive) */
+    const char *env[STK_EXEC_MAX_ENV + 1];
+    size_t n_env = 0;
+    bool has_term = false;
+    for (size_t i = 0; i < a->n_env && i < STK_EXEC_MAX_ENV; i++) {
+        env[n_env++] = a->env[i];
+        has_term |= stk_startswith(a->env[i], "TERM=");
+    }
+    _cleanup_free_ char *term = NULL;
+    const char *caller = getenv("TERM");
+    if (a->tty && !has_term && n_env < STK_EXEC_MAX_ENV) {
+        term = stk_xasprintf("TERM=%.64s", caller && *caller ? caller : "xterm");
+        env[n_env++] = term;
+    }
+    struct stk_init_proc proc = {
+        .argv = a->argv,
+        .argc = a->argc,
+        .env = env,
+        .n_env = n_env,
+        .cwd = a->cwd,
+        .tty = a->tty,
     };
     struct winsize ws;
-    if (tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+    if (a->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
         proc.rows = ws.ws_row;
         proc.cols = ws.ws_col;
     }
-    _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
-    int code = 0;
-    int r = cli_engine_ops_of(e)->exec(e, id, &proc, interactive, &code);
-    return r != 0 ? r : code & 0xff;
+    return cli_engine_ops_of(e)->exec(e, id, &proc, a->interactive, ret_code);
 }
 
 /* ---- logs ---------------------------------------------------------------------------- */
