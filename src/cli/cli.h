@@ -164,6 +164,7 @@ struct cli_engine;
 struct stk_session_docs;
 struct stk_create_res;
 struct stk_init_proc;
+struct stk_session_logs_req;
 struct cli_create_args {
     const struct stk_session_docs *docs;
     const char *pool, *owner, *tenant; /* NULL: none */
@@ -176,7 +177,7 @@ struct cli_engine_ops {
     /* 0 with the command's exit code in *ret_code, or an exit status */
     int (*exec)(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
                 bool interactive, int *ret_code);
-    int (*logs)(struct cli_engine *e, const char *id, int64_t since_ms, bool follow);
+    int (*logs)(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q);
     int (*act)(struct cli_engine *e, enum cli_act act, const char *id, bool force);
     /* records as stk_sb_rec_json() makes them (a json_t *, the caller's) */
     int (*list)(struct cli_engine *e, bool all, struct json_t **ret);

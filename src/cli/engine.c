@@ -68,7 +68,7 @@ static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_
     return 0;
 }
 
-static int emb_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+static int emb_logs(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q)
 {
     struct stk_session *s;
     int r = session(e, &s);
@@ -76,7 +76,7 @@ static int emb_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
     fflush(stdout);
-    r = stk_session_logs(s, id, since_ms, follow, STDOUT_FILENO, STDERR_FILENO, &err);
+    r = stk_session_logs_req(s, id, q, STDOUT_FILENO, STDERR_FILENO, &err);
     return r < 0 ? fail("logs", err) : 0;
 }
 

@@ -551,9 +551,14 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
     return r;
 }
 
-static int rem_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+static int rem_logs(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q)
 {
     (void)e;
+    int64_t since_ms = q->since_ms;
+    bool follow = q->follow;
+    if (q->tail >= 0 || q->timestamps || q->until_ms > 0)
+        return cli_usage_error("logs", "--tail, --timestamps and --until work on this host's "
+                                       "sandboxes, not yet with --server");
     _cleanup_free_ char *eid = cli_remote_escape(id);
     _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s", eid,
                                               (long long)since_ms, follow ? "&follow=1" : "");

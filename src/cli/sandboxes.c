@@ -288,22 +288,38 @@ int cmd_logs(int argc, char **argv)
     static const struct option opts[] = {
         {"follow", no_argument, NULL, 'f'},
         {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
+        {"tail", required_argument, NULL, 'n'},
+        {"timestamps", no_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
-    bool follow = false;
-    int64_t since = 0;
+    struct stk_session_logs_req q = {.tail = -1};
     int c;
-    while ((c = cli_getopt(argc, argv, "fs:", opts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "fn:t", opts)) != -1) {
+        char *end;
         switch (c) {
         case 'f':
-            follow = true;
+            q.follow = true;
             break;
         case 's':
-            if (parse_since(optarg, &since) < 0)
+        case 'u':
+            if (parse_since(optarg, c == 's' ? &q.since_ms : &q.until_ms) < 0)
                 return cli_usage_error("logs",
-                                       "--since needs a duration (30s, 10m, 2h) or an RFC 3339 "
+                                       "--%s needs a duration (30s, 10m, 2h) or an RFC 3339 "
                                        "UTC time (2026-11-23T10:00:00Z), not '%s'",
+                                       c == 's' ? "since" : "until", optarg);
+            break;
+        case 'n':
+            errno = 0;
+            q.tail = strtoll(optarg, &end, 10);
+            if (!strcmp(optarg, "all"))
+                q.tail = -1;
+            else if (errno || *end || end == optarg || q.tail < 0 || q.tail > 100000000)
+                return cli_usage_error("logs", "--tail needs a number of lines (or all), not '%s'",
                                        optarg);
+            break;
+        case 't':
+            q.timestamps = true;
             break;
         default:
             return cli_usage("logs", stderr, EXIT_USAGE);
@@ -312,7 +328,7 @@ int cmd_logs(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage_error("logs", "needs exactly one sandbox ID");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("logs");
-    return cli_engine_ops_of(e)->logs(e, argv[optind], since, follow);
+    return cli_engine_ops_of(e)->logs(e, argv[optind], &q);
 }
 
 /* ---- stop, start, rm ---------------------------------------------------------------- */
