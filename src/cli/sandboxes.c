@@ -6,6 +6,7 @@
  * processes left), call, print.
  */
 #include "cli.h"
+#include "render/jsonpath.h"
 #include "render/render.h"
 #include "session/session.h"
 
@@ -21,15 +22,27 @@
 
 #define CLI_MAX_TARGETS 64
 
-enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, _OUT_N };
+enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, OUT_WIDE, OUT_NAME, OUT_JSONPATH, _OUT_N };
 
-static int parse_list_output(const char *cmd, const char *arg, enum list_output *ret)
+/* -o: table (text), json, yaml; for records also wide, name and
+ * jsonpath=TEMPLATE (the template in *ret_tmpl). */
+static int parse_list_output(const char *cmd, const char *arg, enum list_output *ret,
+                             const char **ret_tmpl)
 {
-    static const char *const names[] = {"table", "json", "yaml", "text"};
+    static const char *const names[] = {"table", "json", "yaml", "wide", "name", "text"};
+    size_t n = ret_tmpl ? STK_ARRAY_SIZE(names) : 3;
+    if (ret_tmpl && stk_startswith(arg, "jsonpath=")) {
+        *ret = OUT_JSONPATH;
+        *ret_tmpl = arg + strlen("jsonpath=");
+        return 0;
+    }
     int i = stk_enum_lookup(names, STK_ARRAY_SIZE(names), arg);
-    if (i < 0)
-        return cli_usage_error(cmd, "--output must be table, json or yaml, not '%s'", arg);
-    *ret = i == 3 ? OUT_TABLE : (enum list_output)i;
+    if (i < 0 || ((size_t)i >= n && i != 5))
+        return cli_usage_error(cmd, "--output must be %s, not '%s'",
+                               ret_tmpl ? "table, wide, name, json, yaml or jsonpath=TEMPLATE"
+                                        : "table, json or yaml",
+                               arg);
+    *ret = i == 5 ? OUT_TABLE : (enum list_output)i;
     return 0;
 }
 
@@ -413,12 +426,42 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
     return v && *v ? v : dflt;
 }
 
+/* How `ls` and `get` print records. */
+struct list_fmt {
+    enum list_output out;
+    const char *tmpl; /* jsonpath */
+    bool quiet, no_headers;
+};
+
+static void labels_text(json_t *rec, char *buf, size_t n)
+{
+    const char *k;
+    json_t *v;
+    size_t len = 0;
+    buf[0] = '\0';
+    json_object_foreach(json_object_get(rec, "labels"), k, v)
+    {
+        int w = snprintf(buf + len, n - len, "%s%s=%s", len ? "," : "", k, json_string_value(v));
+        if (w < 0 || (size_t)w >= n - len)
+            break;
+        len += (size_t)w;
+    }
+    if (!len)
+        snprintf(buf, n, "-");
+}
+
 /* The table of `ls` and `get`, from the records' JSON (stk_sb_rec_json, or
  * the server's answer: the same function prints both). */
-static void print_table(json_t *recs)
+static void print_table(json_t *recs, const struct list_fmt *f)
 {
-    printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
-           "POOL", "AGE");
+    bool wide = f->out == OUT_WIDE;
+    if (!f->no_headers) {
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", "ID", "NAME", "PHASE", "REASON",
+               "RUNTIME", "POOL", "AGE");
+        if (wide)
+            printf(" %-5s %-16s %-12s %s", "EXIT", "OWNER", "TENANT", "LABELS");
+        putchar('\n');
+    }
     size_t i;
     json_t *rec;
     json_array_foreach(recs, i, rec)
@@ -430,21 +473,77 @@ static void print_table(json_t *recs)
         char pool[80];
         snprintf(pool, sizeof(pool), "%s%s", str_or(rec, "pool", "-"),
                  json_is_true(json_object_get(rec, "poolMember")) ? "*" : "");
-        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", str_or(rec, "id", ""),
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", str_or(rec, "id", ""),
                str_or(rec, "name", ""), str_or(rec, "phase", ""), str_or(rec, "reason", "-"),
                str_or(rec, "runtime", ""), pool, a);
+        if (wide) {
+            char code[16] = "-", labels[512];
+            json_t *x = json_object_get(rec, "exitCode");
+            if (json_is_integer(x))
+                snprintf(code, sizeof(code), "%lld", (long long)json_integer_value(x));
+            labels_text(rec, labels, sizeof(labels));
+            printf(" %-5s %-16s %-12s %s", code, str_or(rec, "owner", "-"),
+                   str_or(rec, "tenant", "-"), labels);
+        }
+        putchar('\n');
     }
 }
 
-/* recs (stolen): an array of records, or one record (get). */
-static int print_records(json_t *recs, enum list_output out)
+/* recs (stolen): an array of records (ls), or one record (get). */
+static int print_records(json_t *recs, const struct list_fmt *f)
 {
-    if (out != OUT_TABLE)
-        return print_value(recs, out);
-    if (json_is_object(recs))
+    bool one = json_is_object(recs);
+    if (f->out == OUT_JSONPATH) {
+        /* kubectl's shapes: a list is {"items": [...]}, one record itself */
+        json_t *root = one ? json_incref(recs) : json_pack("{s:O}", "items", recs);
+        struct stk_buf b = {0};
+        _cleanup_error_ struct stk_error *err = NULL;
+        int r = stk_jsonpath(root, f->tmpl, &b, &err);
+        json_decref(root);
+        json_decref(recs);
+        if (r < 0) {
+            stk_buf_free(&b);
+            return cli_usage_error(cli_command_name, "%s", err->msg);
+        }
+        printf("%s\n", b.data ? b.data : "");
+        stk_buf_free(&b);
+        return 0;
+    }
+    if (f->out == OUT_JSON || f->out == OUT_YAML)
+        return print_value(recs, f->out);
+    if (one)
         recs = json_pack("[o]", recs);
-    print_table(recs);
+    size_t i;
+    json_t *rec;
+    if (f->quiet || f->out == OUT_NAME)
+        json_array_foreach(recs, i, rec) printf("%s%s\n", f->quiet ? "" : "sandbox/",
+                                                str_or(rec, "id", ""));
+    else
+        print_table(recs, f);
     json_decref(recs);
+    return 0;
+}
+
+/* Records without labels (the server's list) are fetched one by one when a
+ * selector or -o wide needs them. Keeps the records sel matches. */
+static int select_records(struct cli_engine *e, json_t *recs, const struct stk_lsel *sel,
+                          bool need_labels)
+{
+    for (size_t i = 0; i < json_array_size(recs);) {
+        json_t *rec = json_array_get(recs, i);
+        if ((sel->n || need_labels) && !json_object_get(rec, "labels")) {
+            json_t *full = NULL;
+            int r = cli_engine_ops_of(e)->get(e, str_or(rec, "id", ""), &full);
+            if (r != 0)
+                return r;
+            json_object_set(rec, "labels", json_object_get(full, "labels"));
+            json_decref(full);
+        }
+        if (sel->n && !stk_lsel_match(sel, json_object_get(rec, "labels")))
+            json_array_remove(recs, i);
+        else
+            i++;
+    }
     return 0;
 }
 
@@ -453,16 +552,28 @@ int cmd_ls(int argc, char **argv)
     static const struct option opts[] = {
         {"all", no_argument, NULL, 'a'},
         {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"selector", required_argument, NULL, 'l'},
+        {"no-headers", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     bool all = false;
-    enum list_output out = OUT_TABLE;
+    struct list_fmt f = {.out = OUT_TABLE};
+    struct stk_lsel sel = {0};
+    _cleanup_error_ struct stk_error *err = NULL;
     int c;
-    while ((c = cli_getopt(argc, argv, "ao:", opts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "ao:ql:", opts)) != -1) {
         if (c == 'a')
             all = true;
-        else if (c == 'o') {
-            if (parse_list_output("ls", optarg, &out) != 0)
+        else if (c == 'q')
+            f.quiet = true;
+        else if (c == 'H')
+            f.no_headers = true;
+        else if (c == 'l') {
+            if (stk_lsel_parse(optarg, &sel, &err) < 0)
+                return cli_usage_error("ls", "-l: %s", err->msg);
+        } else if (c == 'o') {
+            if (parse_list_output("ls", optarg, &f.out, &f.tmpl) != 0)
                 return EXIT_USAGE;
         } else
             return cli_usage("ls", stderr, EXIT_USAGE);
@@ -472,25 +583,36 @@ int cmd_ls(int argc, char **argv)
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("ls");
     json_t *a = NULL;
     int r = cli_engine_ops_of(e)->list(e, all, &a);
-    return r != 0 ? r : print_records(a, out);
+    if (r == 0)
+        r = select_records(e, a, &sel, f.out == OUT_WIDE);
+    if (r != 0) {
+        json_decref(a);
+        return r;
+    }
+    return print_records(a, &f);
 }
 
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"no-headers", no_argument, NULL, 'H'},
                                          {NULL, 0, NULL, 0}};
-    enum list_output out = OUT_TABLE;
+    struct list_fmt f = {.out = OUT_TABLE};
     int c;
     while ((c = cli_getopt(argc, argv, "o:", opts)) != -1) {
-        if (c != 'o' || parse_list_output("get", optarg, &out) != 0)
+        if (c == 'H')
+            f.no_headers = true;
+        else if (c != 'o')
             return cli_usage("get", stderr, EXIT_USAGE);
+        else if (parse_list_output("get", optarg, &f.out, &f.tmpl) != 0)
+            return EXIT_USAGE;
     }
     if (optind != argc - 1)
         return cli_usage_error("get", "needs exactly one sandbox ID");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("get");
     json_t *rec = NULL;
     int r = cli_engine_ops_of(e)->get(e, argv[optind], &rec);
-    return r != 0 ? r : print_records(rec, out);
+    return r != 0 ? r : print_records(rec, &f);
 }
 
 /* ---- pool ------------------------------------------------------------------------------ */
@@ -550,7 +672,7 @@ static int pool_ls_cmd(int argc, char **argv)
     enum list_output out = OUT_TABLE;
     int c;
     while ((c = cli_getopt(argc, argv, "o:", opts)) != -1)
-        if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
+        if (c != 'o' || parse_list_output("pool", optarg, &out, NULL) != 0)
             return cli_usage("pool", stderr, EXIT_USAGE);
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     json_t *a = NULL;
