@@ -134,7 +134,8 @@ void cli_backend_paths(const char *state_dir, enum stk_backend backend, struct s
         uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
         for (const char *c = key; *c; c++)
             h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
-        snprintf(derived, sizeof(derived), "%s/s-%016llx", STK_LOCAL_RUN_DIR, (unsigned long long)h);
+        snprintf(derived, sizeof(derived), "%s/s-%016llx", STK_LOCAL_RUN_DIR,
+                 (unsigned long long)h);
         ret->run_dir = derived;
     }
 }

@@ -624,16 +624,18 @@ static int parse_volume(const char *arg, struct run_opts *o)
     size_t plen = opt ? (size_t)(opt - path) : strlen(path);
     if (opt && strcmp(opt + 1, "rw") != 0) {
         if (!strcmp(opt + 1, "ro"))
-            return cli_usage_error("run", "-v %s: a read-only host directory is not part of the "
-                                          "boundary (the one host directory, /workspace, is "
-                                          "read-write); copy what the sandbox should read",
+            return cli_usage_error("run",
+                                   "-v %s: a read-only host directory is not part of the "
+                                   "boundary (the one host directory, /workspace, is "
+                                   "read-write); copy what the sandbox should read",
                                    arg);
         return cli_usage_error("run", "-v %s: the only option is ro or rw, not '%s'", arg, opt + 1);
     }
     if (plen != strlen("/workspace") || strncmp(path, "/workspace", plen) != 0)
-        return cli_usage_error("run", "-v %s: only /workspace may come from the host (the root "
-                                      "filesystem is read-only and hostPath volumes are refused, "
-                                      "spec.volumes); use -v DIR:/workspace",
+        return cli_usage_error("run",
+                               "-v %s: only /workspace may come from the host (the root "
+                               "filesystem is read-only and hostPath volumes are refused, "
+                               "spec.volumes); use -v DIR:/workspace",
                                arg);
     if (o->workspace)
         return cli_usage_error("run", "one host directory at most (-v or --workspace)");
@@ -760,8 +762,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
                                       "-i or -t");
     if (session && (o->workspace || o->no_network))
         return cli_usage_error(
-            "run", "%s works in the foreground only: with -d, -i or -t the sandbox is a "
-                   "long-lived one, with a /workspace of its own and the network its spec gives",
+            "run",
+            "%s works in the foreground only: with -d, -i or -t the sandbox is a "
+            "long-lived one, with a /workspace of its own and the network its spec gives",
             o->workspace ? "--workspace (-v DIR:/workspace)" : "--no-network");
     return 0;
 }
@@ -872,7 +875,8 @@ int cmd_run(int argc, char **argv)
                     why == 127 ? "command not found" : "not executable");
         if (o.out == CLI_OUT_JSON) {
             /* still one document on stdout: what went wrong, and the output */
-            json_t *j = json_pack("{s:s,s:i}", "error", err->msg, "exitCode", why ? why : EXIT_SETUP);
+            json_t *j =
+                json_pack("{s:s,s:i}", "error", err->msg, "exitCode", why ? why : EXIT_SETUP);
             capture_put(&cap, j);
             json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
             putchar('\n');

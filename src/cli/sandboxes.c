@@ -299,12 +299,9 @@ static int parse_since(const char *arg, int64_t *ret)
 int cmd_logs(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"follow", no_argument, NULL, 'f'},
-        {"since", required_argument, NULL, 's'},
-        {"until", required_argument, NULL, 'u'},
-        {"tail", required_argument, NULL, 'n'},
-        {"timestamps", no_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
+        {"follow", no_argument, NULL, 'f'},      {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'}, {"tail", required_argument, NULL, 'n'},
+        {"timestamps", no_argument, NULL, 't'},  {NULL, 0, NULL, 0},
     };
     struct stk_session_logs_req q = {.tail = -1};
     int c;
@@ -456,8 +453,8 @@ static void print_table(json_t *recs, const struct list_fmt *f)
 {
     bool wide = f->out == OUT_WIDE;
     if (!f->no_headers) {
-        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", "ID", "NAME", "PHASE", "REASON",
-               "RUNTIME", "POOL", "AGE");
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
+               "POOL", "AGE");
         if (wide)
             printf(" %-5s %-16s %-12s %s", "EXIT", "OWNER", "TENANT", "LABELS");
         putchar('\n');
@@ -516,8 +513,8 @@ static int print_records(json_t *recs, const struct list_fmt *f)
     size_t i;
     json_t *rec;
     if (f->quiet || f->out == OUT_NAME)
-        json_array_foreach(recs, i, rec) printf("%s%s\n", f->quiet ? "" : "sandbox/",
-                                                str_or(rec, "id", ""));
+        json_array_foreach(recs, i, rec)
+            printf("%s%s\n", f->quiet ? "" : "sandbox/", str_or(rec, "id", ""));
     else
         print_table(recs, f);
     json_decref(recs);
@@ -550,12 +547,9 @@ static int select_records(struct cli_engine *e, json_t *recs, const struct stk_l
 int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"all", no_argument, NULL, 'a'},
-        {"output", required_argument, NULL, 'o'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"selector", required_argument, NULL, 'l'},
-        {"no-headers", no_argument, NULL, 'H'},
-        {NULL, 0, NULL, 0},
+        {"all", no_argument, NULL, 'a'},        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},      {"selector", required_argument, NULL, 'l'},
+        {"no-headers", no_argument, NULL, 'H'}, {NULL, 0, NULL, 0},
     };
     bool all = false;
     struct list_fmt f = {.out = OUT_TABLE};

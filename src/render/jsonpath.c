@@ -228,8 +228,9 @@ static int term_parse(const char *s, size_t n, struct stk_lsel *sel, struct stk_
         p++;
     size_t klen = (size_t)(p - k);
     if (!klen || klen > STK_SELECTOR_MAX_KEY)
-        return stk_error_make(err, EINVAL, "selector: '%.*s' needs a label key (at most %d "
-                                           "characters: letters, digits, '-', '_', '.', '/')",
+        return stk_error_make(err, EINVAL,
+                              "selector: '%.*s' needs a label key (at most %d "
+                              "characters: letters, digits, '-', '_', '.', '/')",
                               (int)n, s, STK_SELECTOR_MAX_KEY);
     memcpy(t->key, k, klen);
     t->key[klen] = '\0';
@@ -254,8 +255,9 @@ static int term_parse(const char *s, size_t n, struct stk_lsel *sel, struct stk_
         while (p < end && label_char(*p))
             p++;
         if (p != end || (size_t)(p - v) > STK_SELECTOR_MAX_VALUE)
-            return stk_error_make(err, EINVAL, "selector: '%.*s': a value is at most %d "
-                                               "characters: letters, digits, '-', '_', '.'",
+            return stk_error_make(err, EINVAL,
+                                  "selector: '%.*s': a value is at most %d "
+                                  "characters: letters, digits, '-', '_', '.'",
                                   (int)n, s, STK_SELECTOR_MAX_VALUE);
         memcpy(t->value, v, (size_t)(p - v));
         t->value[p - v] = '\0';
@@ -288,7 +290,7 @@ bool stk_lsel_match(const struct stk_lsel *sel, const json_t *labels)
         bool ok = t->op == STK_LSEL_EXISTS       ? v != NULL
                   : t->op == STK_LSEL_NOT_EXISTS ? v == NULL
                   : t->op == STK_LSEL_EQ         ? v && !strcmp(v, t->value)
-                                                : !v || strcmp(v, t->value) != 0;
+                                                 : !v || strcmp(v, t->value) != 0;
         if (!ok)
             return false;
     }

@@ -8,10 +8,10 @@
 
 #include <jansson.h>
 
-#define STK_JSONPATH_MAX_LEN    4096 /* a template's length */
-#define STK_SELECTOR_MAX_TERMS  16
-#define STK_SELECTOR_MAX_KEY    253
-#define STK_SELECTOR_MAX_VALUE  63
+#define STK_JSONPATH_MAX_LEN   4096 /* a template's length */
+#define STK_SELECTOR_MAX_TERMS 16
+#define STK_SELECTOR_MAX_KEY   253
+#define STK_SELECTOR_MAX_VALUE 63
 
 /* Expands a template: text, and {PATH} or {"literal"} (\n, \t, \", \\)
  * in braces. PATH is [$].name, [N] (negative from the end), [*] and .*,

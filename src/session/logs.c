@@ -153,10 +153,10 @@ struct log_emit {
     const struct stk_session_logs_req *req;
     int out_fd, err_fd;
     bool counting;
-    uint64_t lines;      /* counting: lines seen ('\n', and a last partial one) */
-    bool open_line;      /* counting: the last record did not end a line */
-    uint64_t skip;       /* writing: lines still to skip */
-    bool at_bol[3];      /* per stream: the next byte starts a line */
+    uint64_t lines; /* counting: lines seen ('\n', and a last partial one) */
+    bool open_line; /* counting: the last record did not end a line */
+    uint64_t skip;  /* writing: lines still to skip */
+    bool at_bol[3]; /* per stream: the next byte starts a line */
 };
 
 static void emit(struct log_emit *e, int64_t ms, int stream, const char *data, size_t len)
@@ -281,7 +281,8 @@ int stk_session_logs_req(struct stk_session *s, const char *id,
 {
     int64_t since_ms = q->since_ms;
     bool follow = q->follow;
-    struct log_emit e = {.req = q, .out_fd = out_fd, .err_fd = err_fd, .at_bol = {true, true, true}};
+    struct log_emit e = {
+        .req = q, .out_fd = out_fd, .err_fd = err_fd, .at_bol = {true, true, true}};
     if (s->drv->ops->logs) {
         /* the backend keeps them (a cluster's pods/log) */
         struct session_sb sb;
