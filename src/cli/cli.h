@@ -28,6 +28,12 @@ extern const struct cli_command cli_commands[];
  * error, already reported) only "see 'stockade COMMAND --help'". */
 int cli_usage(const char *command, FILE *to, int status);
 
+/* `stockade --help`'s text; the exit status table (help, man page). */
+void cli_main_usage(FILE *to);
+extern const char cli_exit_status_text[];
+int cmd_completion(int argc, char **argv);
+int cmd_internal_man(int argc, char **argv);
+
 /* The command being run ("" before dispatch), for messages. */
 extern const char *cli_command_name;
 /* getopt_long without getopt's messages: an unknown option or a missing

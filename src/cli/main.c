@@ -9,17 +9,24 @@ static int cmd_version(int argc, char **argv);
 
 const struct cli_command cli_commands[] = {
     {"run", cmd_run, "run a command in a local sandbox",
-     "stockade run [-f FILE] [--env ENV] [--policy P] [--memory Q] [--pids N] [--cpu Q]\n"
-     "              [--wall-clock D] [--cpu-time D] [--runtime R] [--rootfs host|DIR]\n"
-     "              [--workspace DIR] [--state-dir DIR] [-e K=V]... [-o text|json] [--dry-run]\n"
-     "              [--no-network]\n"
+     "stockade run [-i] [-t] [-d] [--rm] [-f FILE] [--env ENV] [--policy P] [--memory Q]\n"
+     "              [--pids N] [--cpu Q] [--wall-clock D] [--cpu-time D] [--runtime R]\n"
+     "              [--rootfs host|DIR] [--workspace DIR | -v DIR:/workspace] [-w DIR]\n"
+     "              [--state-dir DIR] [-e K=V]... [-o text|json] [--dry-run] [--no-network]\n"
      "              [--] CMD [ARGS...]\n"
      "\n"
      "Runs CMD in a sandbox on this host with an OCI runtime (runsc, crun or runc) and\n"
      "waits for it. Flags override FILE's values and are validated like them. Without\n"
      "-f, a default Sandbox is used (strict defaults, rootfs: host). The workload's\n"
-     "stdout and stderr are streamed; Ctrl-C or SIGTERM tears the sandbox down.\n"
+     "stdout and stderr are streamed; Ctrl-C or SIGTERM tears the sandbox down. The\n"
+     "sandbox is always removed when CMD ends (--rm is accepted and changes nothing);\n"
+     "its record and audit trail stay (`stockade ls -a`, `stockade audit ID`).\n"
      "\n"
+     "  -i, --interactive     send stdin to CMD \\  both make the sandbox a long-lived\n"
+     "  -t, --tty             give CMD a terminal /  one (crun or runc), removed at the end\n"
+     "  -d, --detach          start CMD in a long-lived sandbox, print its id and return;\n"
+     "                        `stockade logs|exec|stop|rm ID` from then on\n"
+     "      --rm              (the default) remove the sandbox when CMD ends\n"
      "  -f, --file FILE       a Sandbox document\n"
      "      --env ENV         the operator's EnvironmentConfig\n"
      "      --policy P        restricted, baseline or privileged\n"
@@ -28,20 +35,25 @@ const struct cli_command cli_commands[] = {
      "      --cpu Q           CPU quota (500m, 2)\n"
      "      --wall-clock D    deadline (90s, 10m): then wall_clock_exceeded\n"
      "      --cpu-time D      CPU-time budget: then cpu_exceeded\n"
-     "      --runtime R       default, gvisor, crun or runc\n"
+     "      --runtime R       default, gvisor (or runsc), crun or runc\n"
      "      --rootfs R        host (read-only host /usr, /bin, /lib*) or a directory\n"
      "      --workspace DIR   bind DIR read-write at /workspace (default: a fresh one)\n"
+     "  -v, --volume DIR:/workspace  the same; any other path, and :ro, are refused:\n"
+     "                        the boundary lets one host directory in, at /workspace\n"
+     "  -w, --workdir DIR     CMD's working directory (spec.workingDir)\n"
      "      --state-dir DIR   state directory (default $STOCKADE_STATE_DIR or\n"
      "                        /var/lib/stockade)\n"
      "  -e NAME=VALUE         set an environment variable (repeatable)\n"
-     "  -o, --output FMT      text (default) or json: one result object on the last line\n"
+     "  -o, --output FMT      text (default) or json: stdout is exactly one JSON object,\n"
+     "                        the result with CMD's stdout and stderr inside (1 MiB each\n"
+     "                        kept; stdoutTruncated/stderrTruncated say when cut)\n"
      "      --no-network      loopback only: no veth, no egress at all (stricter than any\n"
      "                        egress rule)\n"
      "      --dry-run         print the sandbox's contract (explain, flags included)\n"
      "                        and the runtime it would use; run nothing\n"
      "\n"
-     "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
-     "125 usage error, 125 the sandbox could not be run.\n"},
+     "Exit status: CMD's (128+N when killed by signal N), 126 CMD not executable,\n"
+     "127 CMD not found, 125 stockade's own error (invalid input included).\n"},
     {"create", cmd_create, "create a long-lived sandbox and start its workload",
      "stockade create -f FILE [--env ENV] [--pool NAME] [-o text|json]\n"
      "\n"
@@ -81,14 +93,21 @@ const struct cli_command cli_commands[] = {
      "On the sim backend nothing is executed: exec is audited and fails (125) with\n"
      "\"simulated: nothing was executed\".\n"},
     {"logs", cmd_logs, "print a sandbox's output",
-     "stockade logs ID [-f] [--since D|TIME]\n"
+     "stockade logs ID [-f] [-n N] [-t] [--since D|TIME] [--until D|TIME]\n"
      "\n"
      "Prints what the workload wrote, stdout to stdout and stderr to stderr. Each\n"
      "sandbox keeps the last 8 to 16 MiB of output (two rotated files).\n"
      "\n"
      "  -f, --follow        keep printing until the sandbox ends\n"
+     "  -n, --tail N        only the last N lines (stdout and stderr together; all: every\n"
+     "                      line)\n"
+     "  -t, --timestamps    begin each line with the time it was recorded (RFC 3339)\n"
      "      --since X       only output since a duration ago (10m) or an RFC 3339 UTC\n"
-     "                      time (2026-11-23T10:00:00Z)\n"},
+     "                      time (2026-11-23T10:00:00Z)\n"
+     "      --until X       only output up to a duration ago or an RFC 3339 UTC time\n"
+     "\n"
+     "--tail, --timestamps and --until work on this host's sandboxes (not yet through\n"
+     "a server).\n"},
     {"stop", cmd_stop, "stop sandboxes (what persists is what explain says)",
      "stockade stop ID...\n"
      "\n"
@@ -107,14 +126,26 @@ const struct cli_command cli_commands[] = {
      "\n"
      "  -f, --force   also a running sandbox: stop it first\n"},
     {"ls", cmd_ls, "list sandboxes",
-     "stockade ls [-a] [-o table|json|yaml]\n"
+     "stockade ls [-a] [-q] [-l SELECTOR]... [--no-headers]\n"
+     "            [-o table|wide|name|json|yaml|jsonpath=TEMPLATE]\n"
      "\n"
-     "  -a, --all           include deleted sandboxes\n"
-     "  -o, --output FMT    table (default), json or yaml\n"},
+     "  -a, --all              include deleted sandboxes\n"
+     "  -q, --quiet            only the ids, one a line\n"
+     "  -l, --selector SEL     only sandboxes whose labels match: k=v, k==v, k!=v, k, !k,\n"
+     "                         comma-separated (all must hold); repeatable\n"
+     "      --no-headers       the table without its header line\n"
+     "  -o, --output FMT       table (default); wide (also exit code, owner, tenant,\n"
+     "                         labels); name (sandbox/ID); json; yaml; jsonpath=TEMPLATE,\n"
+     "                         kubectl's simple paths over {\"items\": [...]}:\n"
+     "                         -o jsonpath='{.items[*].id}'\n"},
     {"get", cmd_get, "show one sandbox",
-     "stockade get ID [-o table|json|yaml]\n"
+     "stockade get ID [--no-headers] [-o table|wide|name|json|yaml|jsonpath=TEMPLATE]\n"
      "\n"
-     "ID is a sandbox id or a name. json and yaml include the last result.\n"},
+     "ID is a sandbox id or a name. json and yaml include the last result.\n"
+     "\n"
+     "  -o, --output FMT    as for ls; jsonpath applies to the record itself:\n"
+     "                      -o jsonpath='{.phase}', -o jsonpath='{.labels.team}'\n"
+     "      --no-headers    the table without its header line\n"},
     {"pool", cmd_pool, "manage warm pools of ready sandboxes",
      "stockade pool create NAME --size N -f TEMPLATE [--env ENV] [--tenant T]\n"
      "       stockade pool ls [-o table|json|yaml]\n"
@@ -292,13 +323,27 @@ const struct cli_command cli_commands[] = {
      "stockade reference\n"
      "\n"
      "Prints the Markdown reference of every field, generated from the field table.\n"},
+    {"completion", cmd_completion, "print a shell completion script",
+     "stockade completion bash|zsh|fish\n"
+     "\n"
+     "Prints the completion script for the shell, generated from the same table as\n"
+     "--help (commands, their options, sandbox ids from `stockade ls -q`). meson install\n"
+     "installs all three. To try one in the current shell:\n"
+     "\n"
+     "  source <(stockade completion bash)\n"
+     "  source <(stockade completion zsh)\n"
+     "  stockade completion fish | source\n"},
     {"version", cmd_version, "print the version", "stockade version\n"},
     /* stockade's own processes (no summary: not listed) */
     {"__monitor", cmd_internal_monitor, NULL, "stockade __monitor MODE ID (internal)\n"},
     {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
     {"__gateway-worker", cmd_internal_gateway_worker, NULL,
      "stockade __gateway-worker (internal: started by serve)\n"},
-    {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
+    {"__man", cmd_internal_man, NULL, "stockade __man (internal: the man page, built by meson)\n"},
+    {"help", cmd_help, "show help for a command",
+     "stockade help [COMMAND | exit-status]\n"
+     "\n"
+     "exit-status: the exit status table, the same for every command (docs/cli.md).\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -331,7 +376,19 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-static void main_usage(FILE *to)
+const char cli_exit_status_text[] =
+    "  0    success\n"
+    "  1    a negative answer: invalid input (validate, explain, ...), a refusal, no such\n"
+    "       sandbox, a failed check (doctor, verify, audit verify)\n"
+    "  3    assess --fail-above: the level is above the given one\n"
+    "  125  stockade's own error: a usage error (unknown command or option), or it could\n"
+    "       not do what was asked (set the sandbox up, reach the server); run and exec:\n"
+    "       any error of stockade's, invalid input included\n"
+    "  126  run, exec: the command is not executable\n"
+    "  127  run, exec: the command was not found\n"
+    "  N    run, exec: the command's own exit status (128+S when signal S ended it)\n";
+
+void cli_main_usage(FILE *to)
 {
     fprintf(
         to,
@@ -351,6 +408,8 @@ static void main_usage(FILE *to)
                 "  --token-file FILE   its first line is the token ($STOCKADE_TOKEN_FILE)\n"
                 "  --cacert FILE       CA certificates to verify the server with\n"
                 "  --cert FILE --key FILE  a client certificate (mTLS)\n"
+                "\nExit status: 125 stockade's own error, 126 not executable, 127 not found,\n"
+                "otherwise the command's ('stockade help exit-status').\n"
                 "\nRun 'stockade COMMAND --help' for a command's options.\n");
 }
 
@@ -462,7 +521,11 @@ static int cmd_version(int argc, char **argv)
 static int cmd_help(int argc, char **argv)
 {
     if (argc < 2) {
-        main_usage(stdout);
+        cli_main_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "exit-status")) {
+        printf("Exit status of every stockade command:\n%s", cli_exit_status_text);
         return 0;
     }
     if (!command_find(argv[1]))
@@ -532,7 +595,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        main_usage(stdout);
+        cli_main_usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "--version"))
