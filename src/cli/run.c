@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
@@ -372,8 +373,17 @@ static int capture_start(struct capture *c)
         close(w[i]);
         w[i] = -1;
     }
-    if (pthread_create(&c->thread, NULL, capture_main, c) != 0)
+    /* the thread takes no signals: the run's own handling (signalfd in the
+     * thread that runs it) must see SIGINT and SIGTERM */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(&c->thread, NULL, capture_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        errno = r;
         goto fail;
+    }
     return 0;
 fail:
     fprintf(stderr, "stockade run: capturing the output: %s\n", strerror(errno));

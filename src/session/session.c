@@ -611,7 +611,19 @@ out:
          * removed (phase deleted; its record and audit trail say what
          * happened), so no user has to clean it up */
         struct stk_error *rm_err = NULL;
-        /* its monitor may still be recording the failure: bounded retries */
+        /* its monitor may still be recording the failure (the audit trail
+         * says why it failed): wait for that, bounded, then remove it */
+        for (int i = 0; i < 50; i++) {
+            struct stk_sb_rec rec = {0};
+            if (session_get(s, ret->id, &rec, NULL) < 0)
+                break;
+            bool settling = rec.phase == STK_SB_PENDING || rec.phase == STK_SB_PROVISIONING ||
+                            rec.phase == STK_SB_STARTING;
+            stk_sb_rec_free(&rec);
+            if (!settling)
+                break;
+            (void)nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+        }
         int rr = -1;
         for (int i = 0; i < 50 && rr < 0; i++) {
             if (i)
