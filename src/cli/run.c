@@ -461,6 +461,10 @@ static void capture_put(struct capture *c, json_t *j)
     }
 }
 
+/* -o json: whether the one document went out (a result, an error, the
+ * contract of --dry-run, the id of -d). */
+static bool json_printed;
+
 /* ---- 126 and 127 --------------------------------------------------------------------- */
 
 /* Why the runtime could not start the command, as podman says it: 127 not
@@ -597,6 +601,7 @@ static int run_session(const struct run_opts *o, const struct stk_boundary *b, c
         fprintf(stderr, "stockade run: %s\n", res.note);
     if (o->detach) {
         if (o->out == CLI_OUT_JSON) {
+            json_printed = true;
             json_t *j = json_pack("{s:s}", "id", res.id);
             json_dumpf(j, stdout, JSON_COMPACT);
             putchar('\n');
@@ -779,12 +784,29 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
+static int run_main(int argc, char **argv, struct run_opts *op);
+
 int cmd_run(int argc, char **argv)
 {
     struct run_opts o = {.out = CLI_OUT_TEXT};
-    int r = run_parse(argc, argv, &o);
+    int r = run_main(argc, argv, &o);
+    if (r != 0 && o.out == CLI_OUT_JSON && !json_printed) {
+        /* still one document on stdout; stderr says what went wrong */
+        json_t *j = json_pack("{s:s,s:i}", "error",
+                              "stockade could not run the sandbox (see stderr)", "exitCode", r);
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(j);
+    }
+    return r;
+}
+
+static int run_main(int argc, char **argv, struct run_opts *op)
+{
+    int r = run_parse(argc, argv, op);
     if (r != 0)
         return r;
+    struct run_opts o = *op;
 
     _cleanup_diags_ struct stk_diags diags = {0};
     _cleanup_docset_ struct stk_docset *env_ds = NULL, *ds = NULL, *ovl_ds = NULL;
@@ -828,8 +850,10 @@ int cmd_run(int argc, char **argv)
     print_diags(&o, &diags);
     mark_flag_origins(&o, b);
 
-    if (o.dry_run)
+    if (o.dry_run) {
+        json_printed = true;
         return dry_run(b, o.out);
+    }
     if (b->argc == 0) {
         fprintf(stderr, "stockade run: %s has no spec.command; give one after --\n", o.file);
         return EXIT_SETUP;
@@ -884,6 +908,7 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "stockade run: %s: %s\n", b->argv[0],
                     why == 127 ? "command not found" : "not executable");
         if (o.out == CLI_OUT_JSON) {
+            json_printed = true;
             /* still one document on stdout: what went wrong, and the output */
             json_t *j =
                 json_pack("{s:s,s:i}", "error", err->msg, "exitCode", why ? why : EXIT_SETUP);
@@ -895,6 +920,7 @@ int cmd_run(int argc, char **argv)
         return why ? why : EXIT_SETUP;
     }
     if (o.out == CLI_OUT_JSON) {
+        json_printed = true;
         json_t *j = result_json(&res);
         capture_put(&cap, j);
         json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
