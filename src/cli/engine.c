@@ -49,7 +49,7 @@ static int emb_create(struct cli_engine *e, const struct cli_create_args *a,
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
     struct stk_create_req req = {.docs = *a->docs, .pool = a->pool, .idle = a->idle};
-    return stk_session_create(s, &req, ret, &err) < 0 ? fail("create", err) : 0;
+    return stk_session_create(s, &req, ret, &err) < 0 ? fail(e->cmd, err) : 0;
 }
 
 static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
@@ -62,7 +62,7 @@ static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_session_exec(s, id, proc, interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO,
                          ret_code, &err) < 0) {
-        fprintf(stderr, "stockade exec: %s\n", err ? err->msg : "failed");
+        fprintf(stderr, "stockade %s: %s\n", e->cmd, err ? err->msg : "failed");
         return EXIT_SETUP;
     }
     return 0;

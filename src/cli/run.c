@@ -617,10 +617,16 @@ static int run_session(const struct run_opts *o, const struct stk_boundary *b, c
                               .tty = o->tty,
                               .interactive = o->interactive};
     int code = 0;
+    /* a terminal that hangs up ends the command through end of file and
+     * EIO, and then the sandbox goes; stockade must live to remove it */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_hup;
+    sigaction(SIGHUP, &ign, &old_hup);
     int r = cli_exec(e, res.id, &a, &code);
     /* like a foreground run: the sandbox goes when its command ends (its
      * record and audit trail stay) */
-    if (ops->act(e, CLI_ACT_RM, res.id, true) != 0)
+    int rm = ops->act(e, CLI_ACT_RM, res.id, true);
+    sigaction(SIGHUP, &old_hup, NULL);
+    if (rm != 0)
         fprintf(stderr, "stockade run: sandbox %s stays: `stockade rm -f %s` removes it\n", res.id,
                 res.id);
     return r != 0 ? EXIT_SETUP : code & 0xff;

@@ -612,8 +612,11 @@ out:
          * happened), so no user has to clean it up */
         struct stk_error *rm_err = NULL;
         /* its monitor may still be recording the failure (the audit trail
-         * says why it failed): wait for that, bounded, then remove it */
+         * says why it failed): wait for that, bounded, then remove it; a
+         * monitor that died is recovered first, as the next command would */
         for (int i = 0; i < 50; i++) {
+            if (i == 10)
+                (void)stk_session_reconcile(s, NULL);
             struct stk_sb_rec rec = {0};
             if (session_get(s, ret->id, &rec, NULL) < 0)
                 break;
