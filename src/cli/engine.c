@@ -113,13 +113,8 @@ static int emb_list(struct cli_engine *e, bool all, json_t **ret)
     if (stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err) < 0)
         return fail("ls", err);
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *j = stk_sb_rec_json(&recs[i], false);
-        /* for selectors and -o wide (the list the API sends has none) */
-        json_object_set_new(j, "labels",
-                            recs[i].labels ? json_loads(recs[i].labels, 0, NULL) : json_object());
-        json_array_append_new(a, j);
-    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
     stk_sb_recs_free(recs, n);
     *ret = a;
     return 0;

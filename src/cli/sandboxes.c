@@ -521,8 +521,9 @@ static int print_records(json_t *recs, const struct list_fmt *f)
     return 0;
 }
 
-/* Records without labels (the server's list) are fetched one by one when a
- * selector or -o wide needs them. Keeps the records sel matches. */
+/* A list's records carry no labels (the API's list neither; both engines
+ * print the same): each is read with get when a selector or -o wide needs
+ * them. Keeps the records sel matches. */
 static int select_records(struct cli_engine *e, json_t *recs, const struct stk_lsel *sel,
                           bool need_labels)
 {
@@ -666,8 +667,10 @@ static int pool_ls_cmd(int argc, char **argv)
     enum list_output out = OUT_TABLE;
     int c;
     while ((c = cli_getopt(argc, argv, "o:", opts)) != -1)
-        if (c != 'o' || parse_list_output("pool", optarg, &out, NULL) != 0)
+        if (c != 'o')
             return cli_usage("pool", stderr, EXIT_USAGE);
+        else if (parse_list_output("pool", optarg, &out, NULL) != 0)
+            return EXIT_USAGE;
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     json_t *a = NULL;
     int r = cli_engine_ops_of(e)->pool_list(e, &a);

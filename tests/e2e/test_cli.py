@@ -5,7 +5,7 @@ import pytest
 
 COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc",
             "create", "exec", "logs", "stop", "start", "rm", "ls", "get", "pool", "verify",
-            "audit", "serve", "reference", "version", "help"]
+            "audit", "serve", "reference", "completion", "version", "help"]
 
 
 def test_version(stockade):
