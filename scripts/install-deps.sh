@@ -15,6 +15,9 @@ packages=(
   python3 python3-pytest python3-yaml hyperfine curl openssl
   # bench/gateway.sh: the load generator, its static-file peer, the profile
   wrk busybox strace linux-perf
+  # tests of the CLI: `run -o json | jq`, the man page (groff), the zsh and
+  # fish completions' syntax
+  jq groff-base zsh fish
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
   # mkfs.ext4: /workspace and the home are size-limited ext4 volumes

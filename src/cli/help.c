@@ -210,7 +210,12 @@ static void completion_zsh(void)
            "        esac\n"
            "    fi\n"
            "}\n"
-           "_stockade \"$@\"\n");
+           "# autoloaded from $fpath: complete now; sourced: register\n"
+           "if [[ $funcstack[1] == _stockade ]]; then\n"
+           "    _stockade \"$@\"\n"
+           "else\n"
+           "    compdef _stockade stockade\n"
+           "fi\n");
 }
 
 static void completion_fish(void)

@@ -398,6 +398,15 @@ def test_other_completions_parse(stockade, tmp_path, shell, check):
     f.write_text(text)
     r = subprocess.run(check + [str(f)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    if shell == "zsh":
+        # sourced after compinit, it registers itself
+        r = subprocess.run(["zsh", "-c", f"autoload -Uz compinit; compinit -u; source {f}; "
+                            "print -r -- ${_comps[stockade]}"], capture_output=True, text=True)
+        assert r.stdout.strip() == "_stockade", r.stderr
+    else:
+        r = subprocess.run(["fish", "-c", f"source {f}; complete -C 'stockade ls --no'; "
+                            "complete -C 'stockade lo'"], capture_output=True, text=True)
+        assert "--no-headers" in r.stdout and "logs" in r.stdout, r.stderr
 
 
 def test_man_page_is_the_help_text(stockade):
