@@ -106,10 +106,7 @@ const struct cli_command cli_commands[] = {
      "  -t, --timestamps    begin each line with the time it was recorded (RFC 3339)\n"
      "      --since X       only output since a duration ago (10m) or an RFC 3339 UTC\n"
      "                      time (2026-11-23T10:00:00Z)\n"
-     "      --until X       only output up to a duration ago or an RFC 3339 UTC time\n"
-     "\n"
-     "--tail, --timestamps and --until work on this host's sandboxes (not yet through\n"
-     "a server).\n"},
+     "      --until X       only output up to a duration ago or an RFC 3339 UTC time\n"},
     {"stop", cmd_stop, "stop sandboxes (what persists is what explain says)",
      "stockade stop ID...\n"
      "\n"

@@ -338,6 +338,13 @@ def test_readme_scenario_cli(gw, tmp_path):
 
     p = gw.cli("logs", alice_id, who="alice")
     assert p.returncode == 0 and "started-alice-cli" in p.stdout
+    # --tail, --timestamps and --until through the API as on this host
+    p = gw.cli("logs", "-n", "1", "-t", alice_id, who="alice")
+    local = gw.local("logs", "-n", "1", "-t", alice_id)
+    assert p.returncode == 0 and p.stdout == local.stdout + local.stderr, p.stderr
+    assert p.stdout.count("\n") == 1 and p.stdout[:4].isdigit() and "Z " in p.stdout
+    p = gw.cli("logs", "--until", "2020-01-01T00:00:00Z", alice_id, who="alice")
+    assert (p.returncode, p.stdout) == (0, "")
     p = gw.cli("exec", alice_id, "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7", who="alice")
     assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
     p = gw.cli("exec", "-i", alice_id, "--", "/bin/cat", who="alice", input="via stdin\n")
