@@ -36,6 +36,7 @@ enum run_flag {
     FLAG_RUNTIME,
     FLAG_ROOTFS,
     FLAG_WORKDIR,
+    FLAG_IMAGE,
     FLAG_COMMAND,
     FLAG_ENV,
     _FLAG_N
@@ -67,6 +68,7 @@ static const struct flag_desc flags[_FLAG_N] = {
     [FLAG_RUNTIME] = {"--runtime", NULL, "runtime", "spec.runtime", ORIGIN(runtime_origin), false},
     [FLAG_ROOTFS] = {"--rootfs", NULL, "rootfs", "spec.rootfs", ORIGIN(rootfs_origin), false},
     [FLAG_WORKDIR] = {"-w", NULL, "workingDir", "spec.workingDir", SIZE_MAX, false},
+    [FLAG_IMAGE] = {"--image", NULL, "image", "spec.image", SIZE_MAX, false},
     [FLAG_COMMAND] = {"-- CMD", NULL, "command", "spec.command", SIZE_MAX, false},
     [FLAG_ENV] = {"-e", NULL, "env", "spec.env", SIZE_MAX, false},
 };
@@ -155,6 +157,8 @@ static void overlay_apply(const struct run_opts *o, struct stk_sandbox *dst,
         d->rootfs = s->rootfs;
     if (o->value[FLAG_WORKDIR])
         d->working_dir = s->working_dir;
+    if (o->value[FLAG_IMAGE])
+        d->image = s->image;
     if (o->argc > 0) {
         d->command = s->command;
         memset(&d->args, 0, sizeof(d->args));
@@ -475,8 +479,8 @@ static bool json_printed;
 static int not_runnable(const struct stk_boundary *b)
 {
     const char *cmd = b->argc ? b->argv[0] : NULL;
-    if (!cmd || !*cmd)
-        return 0;
+    if (!cmd || !*cmd || b->image)
+        return 0; /* an image's root is the store's: not judged here */
     const char *root = !b->rootfs || !strcmp(b->rootfs, "host") ? "" : b->rootfs;
     const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     for (size_t i = 0; i < b->n_env; i++)
@@ -611,6 +615,12 @@ static int run_session(const struct run_opts *o, const struct stk_boundary *b, c
         }
         return 0;
     }
+    if (b->argc == 0) {
+        fprintf(stderr, "stockade run: -i and -t need the command after -- (the image's "
+                        "entrypoint is run only without them)\n");
+        (void)ops->act(e, CLI_ACT_RM, res.id, true);
+        return EXIT_SETUP;
+    }
     struct cli_exec_args a = {.argv = b->argv,
                               .argc = b->argc,
                               .cwd = b->working_dir,
@@ -702,6 +712,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         {"cpu-time", required_argument, NULL, OPT_FLAG0 + FLAG_CPU_TIME},
         {"runtime", required_argument, NULL, OPT_FLAG0 + FLAG_RUNTIME},
         {"rootfs", required_argument, NULL, OPT_FLAG0 + FLAG_ROOTFS},
+        {"image", required_argument, NULL, OPT_FLAG0 + FLAG_IMAGE},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -769,8 +780,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     }
     o->argv = argv + optind;
     o->argc = argc - optind;
-    if (!o->file && o->argc == 0)
-        return cli_usage_error("run", "needs a command after -- (or -f FILE with spec.command)");
+    if (!o->file && o->argc == 0 && !o->value[FLAG_IMAGE])
+        return cli_usage_error(
+            "run", "needs a command after -- (or -f FILE with spec.command, or --image)");
     if (o->detach && (o->interactive || o->tty))
         return cli_usage_error("run", "-d does not combine with -i or -t: run -d, then "
                                       "`stockade exec -it ID -- CMD`");
@@ -860,7 +872,7 @@ static int run_main(int argc, char **argv, struct run_opts *op)
         json_printed = true;
         return dry_run(b, o.out);
     }
-    if (b->argc == 0) {
+    if (b->argc == 0 && !b->image) {
         fprintf(stderr, "stockade run: %s has no spec.command; give one after --\n", o.file);
         return EXIT_SETUP;
     }
