@@ -298,17 +298,23 @@ def test_state_dir_alone_gets_a_run_dir_of_its_own(stockade, tmp_path):
     r = stockade("run", "--runtime", "runc", "--no-network", "--", "/bin/true", env=e,
                  timeout=120)
     assert r.returncode == 0, r.stderr
-    owned = [p for p in pathlib.Path("/run/stockade").glob("s-*")
-             if (p / "state-dir").exists()
-             and (p / "state-dir").read_text().strip() == str(tmp_path / "solo")]
-    assert len(owned) == 1
+    def owned_by(state):
+        return [p for p in pathlib.Path("/run/stockade").glob("s-*")
+                if (p / "state-dir").exists()
+                and (p / "state-dir").read_text().strip() == str(state)]
+
     try:
+        assert len(owned_by(tmp_path / "solo")) == 1
         # another state directory alone gets another one
         e2 = dict(e, STOCKADE_STATE_DIR=str(tmp_path / "other"))
-        assert stockade("run", "--dry-run", "--", "true", env=e2).returncode == 0
+        assert stockade("run", "--runtime", "runc", "--no-network", "--", "/bin/true", env=e2,
+                        timeout=120).returncode == 0
+        other = owned_by(tmp_path / "other")
+        assert len(other) == 1 and other != owned_by(tmp_path / "solo")
         assert stockade("gc", env=e).returncode == 0
     finally:
-        shutil.rmtree(owned[0], ignore_errors=True)
+        for d in owned_by(tmp_path / "solo") + owned_by(tmp_path / "other"):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 # ---- the other commands -----------------------------------------------------------------
