@@ -358,7 +358,7 @@ static int netpol_trace(int argc, char **argv)
     const char *why = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:t:n:l:mo:b:i:F:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:t:n:l:mo:b:i:F:", opts)) != -1) {
         switch (c) {
         case 'b':
             if (cli_parse_backend("netpol", optarg, &backend) != 0)

@@ -71,7 +71,7 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
     };
     *a = (struct serve_args){.listen = SERVE_DEFAULT_LISTEN};
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "", opts)) != -1) {
         if (c == 't') {
             char *end;
             long t = strtol(optarg, &end, 10);

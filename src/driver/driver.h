@@ -395,6 +395,20 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
  * -EEXIST with a message naming both when they would. */
 int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **err);
 
+/* `stockade doctor` on this host, read-only: root, each OCI runtime (the
+ * cached smoke runs of stk_runtimes_detect), the cgroup controllers, and
+ * nftables. Fills up to max checks. */
+enum stk_host_status { STK_HOST_PASS, STK_HOST_WARN, STK_HOST_FAIL };
+struct stk_host_check {
+    const char *id, *title;
+    enum stk_host_status status;
+    char why[600];
+    const char *fix; /* static; NULL: nothing to change */
+    char id_buf[32], title_buf[64];
+};
+int stk_local_host_checks(const struct stk_local_paths *p, struct stk_host_check *ret, size_t max,
+                          size_t *ret_n);
+
 /* Removes what crashed runs left: sandbox dirs not locked by a live run,
  * their runtime state, processes and cgroups. */
 struct stk_gc_stats {

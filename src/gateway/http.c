@@ -1279,10 +1279,21 @@ static void h_sb_port(struct gw_call *c)
 static void h_sb_logs(struct gw_call *c)
 {
     char v[32];
-    int64_t since_ms = 0;
+    int64_t since_ms = 0, until_ms = 0, tail = -1;
     const char *since = query_get(c, "since", v, sizeof(v));
     if (since && gw_parse_ms(since, &since_ms) < 0) {
         gw_reply_error(c, GW_E_BAD_REQUEST, "since must be unix milliseconds");
+        return;
+    }
+    const char *until = query_get(c, "until", v, sizeof(v));
+    if (until && gw_parse_ms(until, &until_ms) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "until must be unix milliseconds");
+        return;
+    }
+    /* tail: the last N lines (at most 10^8, as the CLI takes) */
+    const char *t = query_get(c, "tail", v, sizeof(v));
+    if (t && (gw_parse_ms(t, &tail) < 0 || tail > 100000000)) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "tail must be a number of lines up to 100000000");
         return;
     }
     struct stk_sb_rec rec;
@@ -1290,6 +1301,9 @@ static void h_sb_logs(struct gw_call *c)
         return;
     json_t *job = id_job("logs", rec.id);
     json_object_set_new(job, "since", json_integer(since_ms));
+    json_object_set_new(job, "until", json_integer(until_ms));
+    json_object_set_new(job, "tail", json_integer(tail));
+    json_object_set_new(job, "timestamps", json_boolean(query_flag(c, "timestamps")));
     json_object_set_new(job, "follow", json_boolean(query_flag(c, "follow")));
     stk_sb_rec_free(&rec);
     start_job(c, job, true);

@@ -107,9 +107,15 @@ static void w_logs(struct stk_session *s, json_t *job)
 {
     struct stk_error *err = NULL;
     /* both streams interleaved, in the order they were recorded */
-    if (stk_session_logs(s, jstr(job, "id"), json_integer_value(json_object_get(job, "since")),
-                         json_is_true(json_object_get(job, "follow")), W_OUT_FD, W_OUT_FD,
-                         &err) < 0)
+    json_t *tail = json_object_get(job, "tail");
+    struct stk_session_logs_req q = {
+        .since_ms = json_integer_value(json_object_get(job, "since")),
+        .until_ms = json_integer_value(json_object_get(job, "until")),
+        .tail = json_is_integer(tail) ? json_integer_value(tail) : -1,
+        .timestamps = json_is_true(json_object_get(job, "timestamps")),
+        .follow = json_is_true(json_object_get(job, "follow")),
+    };
+    if (stk_session_logs_req(s, jstr(job, "id"), &q, W_OUT_FD, W_OUT_FD, &err) < 0)
         stk_error_free(err);
 }
 

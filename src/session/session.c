@@ -22,6 +22,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- open / close ------------------------------------------------------------------ */
@@ -548,7 +549,8 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0)
         r = session_audit(s, rec.id, "created", NULL, created_details(&rec, &facts), err);
-    fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
+    if (r >= 0)
+        fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
     if (r < 0) {
         if (lock >= 0)
@@ -617,6 +619,44 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
     }
     r = cold_create(s, req, sb.b, ret, err);
 out:
+    if (r < 0 && ret->id[0] && !req->pool_member) {
+        /* nothing half-applied: a sandbox that never became ready is
+         * removed (phase deleted; its record and audit trail say what
+         * happened), so no user has to clean it up */
+        struct stk_error *rm_err = NULL;
+        /* its monitor may still be recording the failure (the audit trail
+         * says why it failed): wait for that, bounded, then remove it; a
+         * monitor that died is recovered first, as the next command would */
+        for (int i = 0; i < 50; i++) {
+            if (i == 10)
+                (void)stk_session_reconcile(s, NULL);
+            struct stk_sb_rec rec = {0};
+            if (session_get(s, ret->id, &rec, NULL) < 0)
+                break;
+            bool settling = rec.phase == STK_SB_PENDING || rec.phase == STK_SB_PROVISIONING ||
+                            rec.phase == STK_SB_STARTING;
+            stk_sb_rec_free(&rec);
+            if (!settling)
+                break;
+            (void)nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+        }
+        int rr = -1;
+        for (int i = 0; i < 50 && rr < 0; i++) {
+            if (i)
+                (void)nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+            stk_error_free(rm_err);
+            rm_err = NULL;
+            rr = stk_session_rm(s, ret->id, true, &rm_err);
+        }
+        if (rr < 0 && err && *err) {
+            struct stk_error *both = NULL;
+            stk_error_make(&both, (*err)->code, "%s (and it stays: %s)", (*err)->msg,
+                           rm_err ? rm_err->msg : "removing it failed");
+            stk_error_free(*err);
+            *err = both;
+        }
+        stk_error_free(rm_err);
+    }
     stk_session_boundary_release(&sb);
     return r;
 }

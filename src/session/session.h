@@ -132,6 +132,17 @@ int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk
 /* Copies the sandbox's logs, oldest first, to out_fd / err_fd by stream.
  * since_ms: only output recorded at or after (unix ms; 0: all). follow:
  * keep copying until the sandbox ends. */
+/* What `logs` asks for beyond that. */
+struct stk_session_logs_req {
+    int64_t since_ms; /* 0: from the start */
+    int64_t until_ms; /* 0: to the end; else only output recorded at or before */
+    int64_t tail;     /* -1: all; else only the last N lines (stdout and stderr together) */
+    bool timestamps;  /* each line begins with the RFC 3339 time it was recorded */
+    bool follow;
+};
+int stk_session_logs_req(struct stk_session *s, const char *id,
+                         const struct stk_session_logs_req *req, int out_fd, int err_fd,
+                         struct stk_error **err);
 int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
                      int out_fd, int err_fd, struct stk_error **err);
 

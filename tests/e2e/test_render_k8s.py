@@ -341,14 +341,14 @@ def test_render_errors(stockade, tmp_path):
     assert r.returncode == 1
     assert "spec.image is required" in r.stderr
     r = stockade("render", EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "-o", "toml", EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--admission", "opa")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--admission", "kyverno",
                  EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--workload", DATA / "deployment.yaml",
                  EXAMPLES / "datalab" / "s-joe.yaml")
     assert r.returncode == 1
