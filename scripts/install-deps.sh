@@ -18,6 +18,9 @@ packages=(
   # bench/gateway.sh: the load generator, its static-file peer, the profile;
   # bench/proxy.sh: tinyproxy-bin, the egress proxy's peer (the binary, no service)
   wrk busybox strace linux-perf tinyproxy-bin
+  # tests of the CLI: `run -o json | jq`, the man page (groff), the zsh and
+  # fish completions' syntax
+  jq groff-base zsh fish
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
   # mkfs.ext4: /workspace and the home are size-limited ext4 volumes

@@ -78,6 +78,38 @@ struct stk_egress {
     struct stk_origin exclude_origin;
 };
 
+/* ---- ingress --------------------------------------------------------------- */
+
+struct stk_boundary;
+
+struct stk_ingress_port {
+    uint16_t port;
+    const char *name; /* spec.ports[].name, else "p<port>" */
+    struct stk_origin origin;
+};
+
+/* The ingress rules, as explain, netpol trace, the nft chains and the
+ * Kubernetes NetworkPolicy name them (docs/egress.md, "Ingress"). */
+#define STK_INGRESS_SANDBOX  "allow-sandbox-ingress"  /* from sandboxes, as their egress allows */
+#define STK_INGRESS_DECLARED "allow-declared-ingress" /* to a port of spec.ports */
+#define STK_INGRESS_DENY     "deny-ingress"           /* everything else */
+
+struct stk_ingress_verdict {
+    bool allowed;
+    const char *rule;                    /* one of STK_INGRESS_* */
+    const struct stk_ingress_port *port; /* allow-declared-ingress: the declared port */
+};
+
+/* Decides one inbound connection to the sandbox: from another sandbox
+ * (from_sandbox: its own egress rules decide), or from anything else (the
+ * host's port-forward and the gateway, a pod that is not a sandbox, a
+ * Service's client), to port/protocol. -EINVAL for injection (the
+ * workload's own policies). */
+int stk_ingress_decide(const struct stk_boundary *b, bool from_sandbox, uint16_t port,
+                       enum stk_protocol protocol, struct stk_ingress_verdict *ret);
+/* The declared port (NULL: none). */
+const struct stk_ingress_port *stk_ingress_port(const struct stk_boundary *b, uint16_t port);
+
 /* ---- egress decisions (one evaluator for trace, sim and tests) ------------ */
 
 struct stk_boundary;
@@ -239,6 +271,10 @@ struct stk_boundary {
     struct stk_origin allow_hosts_origin;
     const struct stk_cidr *proxy_deny;
     size_t n_proxy_deny;
+    /* ingress: the TCP ports the sandbox admits connections on (spec.ports) */
+    const struct stk_ingress_port *ports;
+    size_t n_ports;
+    struct stk_origin ports_origin;
 
     /* credentials brokered by the egress proxy */
     const struct stk_binding *bindings;

@@ -266,6 +266,38 @@ static void explain_allow_hosts(struct stk_contract *c)
     stk_buf_free(&t);
 }
 
+/* Ingress (docs/egress.md, "Ingress"): the declared ports, the namespace's
+ * own sandboxes, nothing else. */
+static void explain_ingress(struct stk_contract *c)
+{
+    const struct stk_boundary *b = c->b;
+    if (b->n_ports == 0) {
+        from(say(c, SEC_NETWORK,
+                 "Ingress: no port is declared, so nothing but other sandboxes gets in (%s).",
+                 STK_INGRESS_DENY),
+             &b->ports_origin);
+    } else {
+        struct stk_buf t = {0};
+        for (size_t i = 0; i < b->n_ports; i++)
+            stk_buf_printf(&t, "%s%u (%s)", i ? ", " : "", b->ports[i].port, b->ports[i].name);
+        const char *who = c->facts->backend == STK_BACKEND_LOCAL
+                              ? "from this host only: `stockade port-forward` and the gateway's "
+                                "/v1/sandboxes/{id}/ports/{port}/ route"
+                          : c->facts->backend == STK_BACKEND_KUBERNETES
+                              ? "through the sandbox's Service, from any pod the cluster lets "
+                                "reach it"
+                              : "as modelled";
+        from(say(c, SEC_NETWORK, "Ingress: TCP %s admitted, %s (%s).", stk_buf_str(&t), who,
+                 STK_INGRESS_DECLARED),
+             &b->ports_origin);
+        stk_buf_free(&t);
+    }
+    say(c, SEC_NETWORK,
+        "Ingress from other sandboxes: as their own egress rules allow (%s); every other "
+        "inbound connection is denied (%s).",
+        STK_INGRESS_SANDBOX, STK_INGRESS_DENY);
+}
+
 static void explain_network(struct stk_contract *c)
 {
     const struct stk_boundary *b = c->b;
@@ -284,6 +316,7 @@ static void explain_network(struct stk_contract *c)
                  "Egress is unrestricted: the operator excluded every "
                  "generated policy."),
              &eg->exclude_origin);
+        explain_ingress(c);
         local_network_caveats(c);
         return;
     }
@@ -342,6 +375,7 @@ static void explain_network(struct stk_contract *c)
                  "endpoints are not excepted from external rules."),
              &b->blacklist_origin);
     }
+    explain_ingress(c);
     local_network_caveats(c);
 }
 

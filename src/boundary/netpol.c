@@ -137,6 +137,36 @@ int stk_egress_decide(const struct stk_boundary *b, const struct stk_dest *d,
     return 0;
 }
 
+/* ---- ingress ------------------------------------------------------------------ */
+
+const struct stk_ingress_port *stk_ingress_port(const struct stk_boundary *b, uint16_t port)
+{
+    for (size_t i = 0; i < b->n_ports; i++)
+        if (b->ports[i].port == port)
+            return &b->ports[i];
+    return NULL;
+}
+
+int stk_ingress_decide(const struct stk_boundary *b, bool from_sandbox, uint16_t port,
+                       enum stk_protocol protocol, struct stk_ingress_verdict *ret)
+{
+    if (b->model == STK_MODEL_INJECTION)
+        return -EINVAL;
+    *ret = (struct stk_ingress_verdict){.rule = STK_INGRESS_DENY};
+    if (from_sandbox) {
+        ret->allowed = true;
+        ret->rule = STK_INGRESS_SANDBOX;
+        return 0;
+    }
+    const struct stk_ingress_port *p = protocol == STK_PROTO_TCP ? stk_ingress_port(b, port) : NULL;
+    if (p) {
+        ret->allowed = true;
+        ret->rule = STK_INGRESS_DECLARED;
+        ret->port = p;
+    }
+    return 0;
+}
+
 /* ---- what the local backend adds ---------------------------------------------- */
 
 const char *const stk_local_path_reasons[_STK_LOCAL_PATH_N] = {

@@ -680,6 +680,51 @@ static void resolve_network(struct rctx *r)
     stk_egress_build(b, net, r->sb_file, env_net, r->env_file);
 }
 
+/* ---- ingress -------------------------------------------------------------------- */
+
+static void resolve_ports(struct rctx *r)
+{
+    struct stk_boundary *b = r->b;
+    const struct stk_sandbox_spec *s = &r->sb->spec;
+    if (!s->ports.meta.set || s->ports.n == 0) {
+        b->ports_origin = default_origin("spec.ports");
+        setting(r, "spec.ports", "none", b->ports_origin);
+        return;
+    }
+    b->ports_origin = spec_origin(r, &s->ports.meta, "spec.ports");
+    if (b->model == STK_MODEL_INJECTION) {
+        rerr(r, &b->ports_origin, "spec.ports",
+             "an injected sandbox uses its workload's network: its ports are the workload's, "
+             "not the sandbox's to declare");
+        return;
+    }
+    struct stk_ingress_port *ports = stk_arena_array(r->a, s->ports.n, sizeof(*ports));
+    struct stk_buf t = {0};
+    for (uint32_t i = 0; i < s->ports.n; i++) {
+        const struct stk_container_port *cp = &s->ports.items[i];
+        struct stk_origin at = spec_origin(r, &cp->meta, NULL);
+        _cleanup_free_ char *path = stk_xasprintf("spec.ports[%u]", (unsigned)i);
+        ports[i] = (struct stk_ingress_port){
+            .port = (uint16_t)cp->port.v,
+            .name = cp->name.meta.set ? cp->name.v
+                                      : stk_arena_printf(r->a, "p%u", (unsigned)cp->port.v),
+            .origin = at};
+        for (uint32_t j = 0; j < i; j++) {
+            if (ports[j].port == ports[i].port)
+                rerr(r, &at, path, "port %u is declared twice (first at spec.ports[%u])",
+                     ports[i].port, (unsigned)j);
+            else if (!strcmp(ports[j].name, ports[i].name))
+                rerr(r, &at, path, "name \"%s\" is used twice (first at spec.ports[%u])",
+                     ports[i].name, (unsigned)j);
+        }
+        stk_buf_printf(&t, "%s%u/%s", i ? ", " : "", ports[i].port, ports[i].name);
+    }
+    b->ports = ports;
+    b->n_ports = s->ports.n;
+    setting(r, "spec.ports", stk_buf_str(&t), b->ports_origin);
+    stk_buf_free(&t);
+}
+
 /* ---- credentials and driver config --------------------------------------------- */
 
 static bool secret_ref_valid(const char *ref)
@@ -890,6 +935,7 @@ int stk_resolve(const struct stk_sandbox *sb, const char *sb_file, const struct 
     resolve_resources(&r);
     resolve_storage(&r);
     resolve_network(&r);
+    resolve_ports(&r);
     resolve_bindings(&r);
     resolve_kube(&r);
     resolve_sim(&r);

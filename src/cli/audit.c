@@ -217,7 +217,7 @@ static int audit_parse(int argc, char **argv, struct audit_opts *o)
     };
     const char *sandbox_opt = NULL, *output = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:", opts)) != -1) {
         switch (c) {
         case OPT_STATE_DIR:
             o->state_dir = optarg;

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cli — subcommands and their shared plumbing. Commands return the process
- * exit status: 0 success, 1 failure or invalid input, 2 usage error. */
+ * exit status (docs/cli.md, "Exit status"): 0 success, 1 a negative answer
+ * (invalid, refused, not found, a failed check), 125 stockade's own error
+ * (usage included); run and exec: 126 not executable, 127 not found,
+ * otherwise the workload's status. */
 #ifndef STK_CLI_H
 #define STK_CLI_H
 
@@ -9,7 +12,7 @@
 #include <getopt.h>
 
 #define EXIT_INVALID 1
-#define EXIT_USAGE   2
+#define EXIT_USAGE   125 /* as podman: every error of stockade's own is 125 */
 #define EXIT_SETUP   125 /* stockade could not do what was asked (or reach the server) */
 
 struct cli_command {
@@ -21,8 +24,28 @@ struct cli_command {
 
 extern const struct cli_command cli_commands[];
 
-/* Prints "Usage: ..." for the command to stdout (help) or stderr (error). */
+/* Prints "Usage: ..." for the command to stdout (help); to stderr (an
+ * error, already reported) only "see 'stockade COMMAND --help'". */
 int cli_usage(const char *command, FILE *to, int status);
+
+/* `stockade --help`'s text; the exit status table (help, man page). */
+void cli_main_usage(FILE *to);
+extern const char cli_exit_status_text[];
+int cmd_completion(int argc, char **argv);
+int cmd_internal_man(int argc, char **argv);
+
+/* The command being run ("" before dispatch), for messages. */
+extern const char *cli_command_name;
+/* getopt_long without getopt's messages: an unknown option or a missing
+ * value is reported on one line, with the closest long option when one is
+ * close, and returns '?'. */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+/* Levenshtein distance (SIZE_MAX for names over 64 characters). */
+size_t cli_edit_distance(const char *a, size_t la, const char *b, size_t lb);
+/* The name name_at(ctx, 0, 1, ...) (until NULL) closest to word, or NULL
+ * when none is close enough to suggest. */
+const char *cli_closest(const char *word, size_t len, const char *(*name_at)(const void *, size_t),
+                        const void *ctx);
 /* Reports a usage problem and returns EXIT_USAGE. */
 STK_PRINTF(2, 3) int cli_usage_error(const char *command, const char *fmt, ...);
 
@@ -94,6 +117,7 @@ int cmd_image(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
+int cmd_port_forward(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_start(int argc, char **argv);
@@ -153,9 +177,11 @@ struct cli_engine;
 struct stk_session_docs;
 struct stk_create_res;
 struct stk_init_proc;
+struct stk_session_logs_req;
 struct cli_create_args {
     const struct stk_session_docs *docs;
     const char *pool, *owner, *tenant; /* NULL: none */
+    bool idle;                         /* start no workload (run -i/-t execs one) */
 };
 enum cli_act { CLI_ACT_STOP, CLI_ACT_START, CLI_ACT_RM };
 struct cli_engine_ops {
@@ -164,7 +190,10 @@ struct cli_engine_ops {
     /* 0 with the command's exit code in *ret_code, or an exit status */
     int (*exec)(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
                 bool interactive, int *ret_code);
-    int (*logs)(struct cli_engine *e, const char *id, int64_t since_ms, bool follow);
+    int (*logs)(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q);
+    /* port-forward: check (ret_fd NULL) or open a connection to a declared
+     * port; NULL when this engine has no way to ports */
+    int (*connect)(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd);
     int (*act)(struct cli_engine *e, enum cli_act act, const char *id, bool force);
     /* records as stk_sb_rec_json() makes them (a json_t *, the caller's) */
     int (*list)(struct cli_engine *e, bool all, struct json_t **ret);
@@ -181,6 +210,17 @@ struct cli_engine_ops {
                       const void *data, size_t size);
 };
 extern const struct cli_engine_ops cli_remote_engine_ops;
+/* exec with the terminal's size and, with tty, the caller's TERM (unless
+ * env sets one): what `exec` and `run -it` share. */
+struct cli_exec_args {
+    const char *const *argv;
+    size_t argc;
+    const char *const *env; /* "K=V" */
+    size_t n_env;
+    const char *cwd;
+    bool tty, interactive;
+};
+int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a, int *ret_code);
 /* The engine for cmd (its name in messages): remote with --server or
  * $STOCKADE_SERVER, embedded otherwise. */
 struct cli_engine *cli_engine_open(const char *cmd);

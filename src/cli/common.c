@@ -4,6 +4,8 @@
 #include "session/session.h"
 
 #include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cli_parse_output(const char *command, const char *arg, enum cli_output *ret)
@@ -122,6 +124,20 @@ void cli_backend_paths(const char *state_dir, enum stk_backend backend, struct s
         snprintf(dflt, sizeof(dflt), "%s/%s", STK_LOCAL_STATE_DIR, stk_backend_names[backend]);
     ret->state_dir = state_dir ? state_dir : e && *e ? e : dflt;
     ret->run_dir = r && *r ? r : STK_LOCAL_RUN_DIR;
+    if (!(r && *r) && strcmp(ret->state_dir, STK_LOCAL_STATE_DIR) != 0) {
+        /* a state directory of its own and no run directory: one derived
+         * from it, so that two state directories never share one (the
+         * driver still checks: <run_dir>/state-dir names its owner) */
+        static char derived[128];
+        char real[PATH_MAX];
+        const char *key = realpath(ret->state_dir, real) ? real : ret->state_dir;
+        uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+        for (const char *c = key; *c; c++)
+            h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+        snprintf(derived, sizeof(derived), "%s/s-%016llx", STK_LOCAL_RUN_DIR,
+                 (unsigned long long)h);
+        ret->run_dir = derived;
+    }
 }
 
 void cli_session_opts(struct stk_session_opts *ret)
@@ -216,4 +232,96 @@ int cli_session_open(const char *command, const char *state_dir, struct stk_sess
         return 125; /* stockade could not do what was asked */
     }
     return 0;
+}
+
+/* ---- argument errors: one line, a suggestion, where to look ------------------------- */
+
+const char *cli_command_name = "";
+
+size_t cli_edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    /* Levenshtein over two rows; names are short (longer ones never match) */
+    enum { MAX = 64 };
+    size_t prev[MAX + 1], cur[MAX + 1];
+    if (la > MAX || lb > MAX)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(prev));
+    }
+    return prev[lb];
+}
+
+const char *cli_closest(const char *word, size_t len, const char *(*name_at)(const void *, size_t),
+                        const void *ctx)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t i = 0;; i++) {
+        const char *n = name_at(ctx, i);
+        if (!n)
+            break;
+        size_t d = cli_edit_distance(word, len, n, strlen(n));
+        /* a prefix of a name ("--ful" for "--full") counts as close */
+        if (len >= 2 && !strncmp(n, word, len))
+            d = d < 1 ? d : 1;
+        if (d < best_d) {
+            best_d = d;
+            best = n;
+        }
+    }
+    size_t limit = len / 3 > 2 ? len / 3 : 2;
+    return best_d <= limit ? best : NULL;
+}
+
+static const char *longopt_at(const void *ctx, size_t i)
+{
+    const struct option *o = ctx;
+    for (size_t k = 0; k < i; k++)
+        if (!o[k].name)
+            return NULL;
+    return o[i].name;
+}
+
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    /* ':' right after an optional '+': a missing argument returns ':' */
+    char spec[128];
+    bool plus = shortopts[0] == '+';
+    snprintf(spec, sizeof(spec), "%s:%s", plus ? "+" : "", shortopts + plus);
+    opterr = 0;
+    int prev = optind;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    const char *cmd = cli_command_name;
+    const char *arg = optind > prev && optind <= argc ? argv[optind - 1] : argv[prev];
+    bool is_long = arg && !strncmp(arg, "--", 2);
+    if (c == ':') {
+        if (!is_long)
+            fprintf(stderr, "stockade %s: option '-%c' needs a value\n", cmd, optopt);
+        else
+            fprintf(stderr, "stockade %s: option '%s' needs a value\n", cmd, arg);
+        return '?';
+    }
+    if (!is_long) {
+        fprintf(stderr, "stockade %s: unknown option '-%c'\n", cmd, optopt);
+        return '?';
+    }
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const char *best = longopts ? cli_closest(name, len, longopt_at, longopts) : NULL;
+    if (best)
+        fprintf(stderr, "stockade %s: unknown option '%.*s'; did you mean '--%s'?\n", cmd,
+                (int)(len + 2), arg, best);
+    else
+        fprintf(stderr, "stockade %s: unknown option '%.*s'\n", cmd, (int)(len + 2), arg);
+    return '?';
 }

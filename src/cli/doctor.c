@@ -3,7 +3,29 @@
  * live cluster with --kubeconfig or --context. */
 #include "cli.h"
 #include "doctor/doctor.h"
+#include "driver/driver.h"
 #include "driver/kubernetes/kube.h"
+
+#include <stdlib.h>
+
+/* This host, for the local backend (doctor without --env). */
+static void host_checks(struct stk_doctor_report *rep)
+{
+    struct stk_local_paths paths;
+    cli_local_paths(NULL, &paths);
+    struct stk_host_check *checks = stk_xcalloc(16, sizeof(*checks));
+    size_t n = 0;
+    stk_local_host_checks(&paths, checks, 16, &n);
+    static const enum stk_check_status map[] = {
+        [STK_HOST_PASS] = STK_CHECK_PASS,
+        [STK_HOST_WARN] = STK_CHECK_WARN,
+        [STK_HOST_FAIL] = STK_CHECK_FAIL,
+    };
+    for (size_t i = 0; i < n; i++)
+        stk_doctor_add(rep, checks[i].id, checks[i].title, map[checks[i].status], checks[i].why,
+                       checks[i].fix, "host");
+    free(checks);
+}
 
 /* The live cluster's checks, appended to rep. Returns a usage status when
  * the cluster cannot even be addressed (a bad kubeconfig). */
@@ -36,7 +58,7 @@ int cmd_doctor(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:o:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;
@@ -55,10 +77,9 @@ int cmd_doctor(int argc, char **argv)
             return cli_usage("doctor", stderr, EXIT_USAGE);
         }
     }
+    if (!kubeconfig && getenv("STOCKADE_KUBECONFIG") && *getenv("STOCKADE_KUBECONFIG"))
+        kubeconfig = getenv("STOCKADE_KUBECONFIG");
     bool cluster = kubeconfig || context;
-    if (!env_file && !cluster)
-        return cli_usage_error("doctor", "--env ENV, --kubeconfig FILE or --context NAME is "
-                                         "required");
     if (optind != argc)
         return cli_usage_error("doctor", "takes no positional arguments");
 
@@ -79,7 +100,9 @@ int cmd_doctor(int argc, char **argv)
         if (stk_doctor(env, ds->file, &rep) < 0)
             return EXIT_INVALID;
     } else {
+        /* no EnvironmentConfig: the host the local backend runs on */
         rep = stk_doctor_report_new(NULL);
+        host_checks(rep);
     }
     if (cluster)
         (void)cluster_checks(kubeconfig, context, rep);

@@ -50,8 +50,8 @@ static int emb_create(struct cli_engine *e, const struct cli_create_args *a,
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_create_req req = {.docs = *a->docs, .pool = a->pool};
-    return stk_session_create(s, &req, ret, &err) < 0 ? fail("create", err) : 0;
+    struct stk_create_req req = {.docs = *a->docs, .pool = a->pool, .idle = a->idle};
+    return stk_session_create(s, &req, ret, &err) < 0 ? fail(e->cmd, err) : 0;
 }
 
 static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_proc *proc,
@@ -64,13 +64,13 @@ static int emb_exec(struct cli_engine *e, const char *id, const struct stk_init_
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_session_exec(s, id, proc, interactive ? STDIN_FILENO : -1, STDOUT_FILENO, STDERR_FILENO,
                          ret_code, &err) < 0) {
-        fprintf(stderr, "stockade exec: %s\n", err ? err->msg : "failed");
+        fprintf(stderr, "stockade %s: %s\n", e->cmd, err ? err->msg : "failed");
         return EXIT_SETUP;
     }
     return 0;
 }
 
-static int emb_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+static int emb_logs(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q)
 {
     struct stk_session *s;
     int r = session(e, &s);
@@ -78,7 +78,7 @@ static int emb_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
     fflush(stdout);
-    r = stk_session_logs(s, id, since_ms, follow, STDOUT_FILENO, STDERR_FILENO, &err);
+    r = stk_session_logs_req(s, id, q, STDOUT_FILENO, STDERR_FILENO, &err);
     return r < 0 ? fail("logs", err) : 0;
 }
 
@@ -184,6 +184,18 @@ static int emb_pool_rm(struct cli_engine *e, const char *name)
     return stk_pool_rm(s, NULL, name, &err) < 0 ? fail("pool rm", err) : 0;
 }
 
+static int emb_connect(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd)
+{
+    struct stk_session *s;
+    int r = session(e, &s);
+    if (r != 0)
+        return r;
+    _cleanup_error_ struct stk_error *err = NULL;
+    r = ret_fd ? stk_session_connect(s, id, port, "port-forward", ret_fd, &err)
+               : stk_session_port_check(s, id, port, &err);
+    return r < 0 ? fail(e->cmd, err) : 0;
+}
+
 static int emb_file_read(struct cli_engine *e, const char *id, const char *path, int out_fd)
 {
     struct stk_session *s;
@@ -215,6 +227,7 @@ static int emb_file_write(struct cli_engine *e, const char *id, const char *path
 static const struct cli_engine_ops embedded_ops = {
     .file_read = emb_file_read,
     .file_write = emb_file_write,
+    .connect = emb_connect,
     .create = emb_create,
     .exec = emb_exec,
     .logs = emb_logs,

@@ -14,7 +14,7 @@ int cmd_explain(int argc, char **argv)
     const char *env_file = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:b:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:b:o:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;

@@ -35,7 +35,7 @@ int cmd_gc(int argc, char **argv)
     };
     const char *state_dir = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "", opts)) != -1) {
         switch (c) {
         case OPT_STATE_DIR:
             state_dir = optarg;

@@ -108,7 +108,7 @@ int cmd_image(int argc, char **argv)
     enum cli_output out = CLI_OUT_TEXT;
     bool quiet = false;
     int c;
-    while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:q", opts)) != -1) {
         const char *why;
         switch (c) {
         case OPT_STATE_DIR:

@@ -9,17 +9,25 @@ static int cmd_version(int argc, char **argv);
 
 const struct cli_command cli_commands[] = {
     {"run", cmd_run, "run a command in a local sandbox",
-     "stockade run [-f FILE] [--env ENV] [--policy P] [--memory Q] [--pids N] [--cpu Q]\n"
-     "              [--wall-clock D] [--cpu-time D] [--runtime R] [--rootfs host|DIR]\n"
-     "              [--workspace DIR] [--state-dir DIR] [-e K=V]... [-o text|json] [--dry-run]\n"
-     "              [--no-network]\n"
+     "stockade run [-i] [-t] [-d] [--rm] [-f FILE] [--env ENV] [--policy P] [--memory Q]\n"
+     "              [--pids N] [--cpu Q] [--wall-clock D] [--cpu-time D] [--runtime R]\n"
+     "              [--rootfs host|DIR | --image REF] [--workspace DIR | -v DIR:/workspace]\n"
+     "              [-w DIR]\n"
+     "              [--state-dir DIR] [-e K=V]... [-o text|json] [--dry-run] [--no-network]\n"
      "              [--] CMD [ARGS...]\n"
      "\n"
      "Runs CMD in a sandbox on this host with an OCI runtime (runsc, crun or runc) and\n"
      "waits for it. Flags override FILE's values and are validated like them. Without\n"
      "-f, a default Sandbox is used (strict defaults, rootfs: host). The workload's\n"
-     "stdout and stderr are streamed; Ctrl-C or SIGTERM tears the sandbox down.\n"
+     "stdout and stderr are streamed; Ctrl-C or SIGTERM tears the sandbox down. The\n"
+     "sandbox is always removed when CMD ends (--rm is accepted and changes nothing);\n"
+     "its record and audit trail stay (`stockade ls -a`, `stockade audit ID`).\n"
      "\n"
+     "  -i, --interactive     send stdin to CMD \\  both make the sandbox a long-lived\n"
+     "  -t, --tty             give CMD a terminal /  one (crun or runc), removed at the end\n"
+     "  -d, --detach          start CMD in a long-lived sandbox, print its id and return;\n"
+     "                        `stockade logs|exec|stop|rm ID` from then on\n"
+     "      --rm              (the default) remove the sandbox when CMD ends\n"
      "  -f, --file FILE       a Sandbox document\n"
      "      --env ENV         the operator's EnvironmentConfig\n"
      "      --policy P        restricted, baseline or privileged\n"
@@ -28,21 +36,26 @@ const struct cli_command cli_commands[] = {
      "      --cpu Q           CPU quota (500m, 2)\n"
      "      --wall-clock D    deadline (90s, 10m): then wall_clock_exceeded\n"
      "      --cpu-time D      CPU-time budget: then cpu_exceeded\n"
-     "      --runtime R       default, gvisor, crun or runc\n"
+     "      --runtime R       default, gvisor (or runsc), crun or runc\n"
      "      --rootfs R        host (read-only host /usr, /bin, /lib*) or a directory\n"
      "      --image REF       run a pulled image's root and config (stockade image pull)\n"
      "      --workspace DIR   bind DIR read-write at /workspace (default: a fresh one)\n"
+     "  -v, --volume DIR:/workspace  the same; any other path, and :ro, are refused:\n"
+     "                        the boundary lets one host directory in, at /workspace\n"
+     "  -w, --workdir DIR     CMD's working directory (spec.workingDir)\n"
      "      --state-dir DIR   state directory (default $STOCKADE_STATE_DIR or\n"
      "                        /var/lib/stockade)\n"
      "  -e NAME=VALUE         set an environment variable (repeatable)\n"
-     "  -o, --output FMT      text (default) or json: one result object on the last line\n"
+     "  -o, --output FMT      text (default) or json: stdout is exactly one JSON object,\n"
+     "                        the result with CMD's stdout and stderr inside (1 MiB each\n"
+     "                        kept; stdoutTruncated/stderrTruncated say when cut)\n"
      "      --no-network      loopback only: no veth, no egress at all (stricter than any\n"
      "                        egress rule)\n"
      "      --dry-run         print the sandbox's contract (explain, flags included)\n"
      "                        and the runtime it would use; run nothing\n"
      "\n"
-     "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
-     "2 usage error, 125 the sandbox could not be run.\n"},
+     "Exit status: CMD's (128+N when killed by signal N), 126 CMD not executable,\n"
+     "127 CMD not found, 125 stockade's own error (invalid input included).\n"},
     {"create", cmd_create, "create a long-lived sandbox and start its workload",
      "stockade create -f FILE [--env ENV] [--pool NAME] [-o text|json]\n"
      "\n"
@@ -67,15 +80,31 @@ const struct cli_command cli_commands[] = {
      "or $STOCKADE_KUBECONFIG / $STOCKADE_CONTEXT) runs it on a cluster when that\n"
      "driver is built in. A state directory holds one backend's sandboxes; unless\n"
      "local, a backend's default is /var/lib/stockade/<backend>.\n"},
+    {"port-forward", cmd_port_forward, "forward a local port to a declared port of a sandbox",
+     "stockade port-forward [--address ADDR] ID [LOCAL:]PORT...\n"
+     "\n"
+     "Listens on ADDR (default 127.0.0.1) at LOCAL (default PORT; 0: any free port,\n"
+     "printed) and relays each connection to PORT of sandbox ID, which must be one of\n"
+     "its spec.ports: the sandbox's ingress admits nothing else. Each connection is an\n"
+     "audit record (port_connect). Runs until SIGINT or SIGTERM. Local backend only:\n"
+     "a sandbox without a network namespace of its own on this host (sim, kubernetes)\n"
+     "is refused.\n"
+     "\n"
+     "  -a, --address ADDR  the numeric address to listen on (default 127.0.0.1)\n"
+     "\n"
+     "Exit status: 0 stopped by a signal, 1 refused (port not declared, sandbox not\n"
+     "ready), 2 usage error, 125 could not listen.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
      "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
      "\n"
      "Runs CMD inside sandbox ID, as the sandbox user, with the sandbox's limits. The\n"
-     "exit status is CMD's (128+N when a signal N ended it); 125 when stockade could\n"
-     "not run it. The audit trail records CMD and the caller.\n"
+     "exit status is CMD's (128+N when a signal N ended it); 126 CMD not executable,\n"
+     "127 CMD not found, 125 when stockade could not run it. The audit trail records\n"
+     "CMD and the caller.\n"
      "\n"
      "  -i, --interactive   send stdin to CMD (otherwise CMD's stdin is closed)\n"
-     "  -t, --tty           give CMD a terminal (stdout and stderr merged)\n"
+     "  -t, --tty           give CMD a terminal (stdout and stderr merged); TERM is the\n"
+     "                      caller's (xterm without one) unless -e TERM=... is given\n"
      "  -e NAME=VALUE       add an environment variable (repeatable)\n"
      "  -w, --workdir DIR   working directory inside the sandbox\n"
      "\n"
@@ -100,14 +129,18 @@ const struct cli_command cli_commands[] = {
      "                    source's, 0644 from stdin)\n"
      "On the sim backend there is no filesystem: cp fails with \"simulated\".\n"},
     {"logs", cmd_logs, "print a sandbox's output",
-     "stockade logs ID [-f] [--since D|TIME]\n"
+     "stockade logs ID [-f] [-n N] [-t] [--since D|TIME] [--until D|TIME]\n"
      "\n"
      "Prints what the workload wrote, stdout to stdout and stderr to stderr. Each\n"
      "sandbox keeps the last 8 to 16 MiB of output (two rotated files).\n"
      "\n"
      "  -f, --follow        keep printing until the sandbox ends\n"
+     "  -n, --tail N        only the last N lines (stdout and stderr together; all: every\n"
+     "                      line)\n"
+     "  -t, --timestamps    begin each line with the time it was recorded (RFC 3339)\n"
      "      --since X       only output since a duration ago (10m) or an RFC 3339 UTC\n"
-     "                      time (2026-11-23T10:00:00Z)\n"},
+     "                      time (2026-11-23T10:00:00Z)\n"
+     "      --until X       only output up to a duration ago or an RFC 3339 UTC time\n"},
     {"stop", cmd_stop, "stop sandboxes (what persists is what explain says)",
      "stockade stop ID...\n"
      "\n"
@@ -126,14 +159,26 @@ const struct cli_command cli_commands[] = {
      "\n"
      "  -f, --force   also a running sandbox: stop it first\n"},
     {"ls", cmd_ls, "list sandboxes",
-     "stockade ls [-a] [-o table|json|yaml]\n"
+     "stockade ls [-a] [-q] [-l SELECTOR]... [--no-headers]\n"
+     "            [-o table|wide|name|json|yaml|jsonpath=TEMPLATE]\n"
      "\n"
-     "  -a, --all           include deleted sandboxes\n"
-     "  -o, --output FMT    table (default), json or yaml\n"},
+     "  -a, --all              include deleted sandboxes\n"
+     "  -q, --quiet            only the ids, one a line\n"
+     "  -l, --selector SEL     only sandboxes whose labels match: k=v, k==v, k!=v, k, !k,\n"
+     "                         comma-separated (all must hold); repeatable\n"
+     "      --no-headers       the table without its header line\n"
+     "  -o, --output FMT       table (default); wide (also exit code, owner, tenant,\n"
+     "                         labels); name (sandbox/ID); json; yaml; jsonpath=TEMPLATE,\n"
+     "                         kubectl's simple paths over {\"items\": [...]}:\n"
+     "                         -o jsonpath='{.items[*].id}'\n"},
     {"get", cmd_get, "show one sandbox",
-     "stockade get ID [-o table|json|yaml]\n"
+     "stockade get ID [--no-headers] [-o table|wide|name|json|yaml|jsonpath=TEMPLATE]\n"
      "\n"
-     "ID is a sandbox id or a name. json and yaml include the last result.\n"},
+     "ID is a sandbox id or a name. json and yaml include the last result.\n"
+     "\n"
+     "  -o, --output FMT    as for ls; jsonpath applies to the record itself:\n"
+     "                      -o jsonpath='{.phase}', -o jsonpath='{.labels.team}'\n"
+     "      --no-headers    the table without its header line\n"},
     {"pool", cmd_pool, "manage warm pools of ready sandboxes",
      "stockade pool create NAME --size N -f TEMPLATE [--env ENV] [--tenant T]\n"
      "       stockade pool ls [-o table|json|yaml]\n"
@@ -160,7 +205,7 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV         FILE's EnvironmentConfig\n"
      "  -o, --output FMT      text (default) or json\n"
      "\n"
-     "Exit status: 0 every claim holds, 1 a claim failed, 2 usage, 125 no verdict.\n"},
+     "Exit status: 0 every claim holds, 1 a claim failed, 125 usage or no verdict.\n"},
     {"gc", cmd_gc, "remove what crashed local runs left behind",
      "stockade gc [--state-dir DIR]\n"
      "\n"
@@ -189,7 +234,7 @@ const struct cli_command cli_commands[] = {
      "  -q, --quiet           ls: digests only\n"},
     {"serve", cmd_serve, "serve the HTTP/JSON API (docs/api.md)",
      "stockade serve --policy FILE [--listen ADDR] [--tls-cert F --tls-key F [--client-ca F]]\n"
-     "                [--state-dir DIR] [--request-timeout S]\n"
+     "                [--state-dir DIR] [--request-timeout S] [--access-log FILE|-|off]\n"
      "\n"
      "Serves the sandbox API over HTTP/1.1 (docs/api.md, docs/openapi.yaml). Every\n"
      "request is authenticated and authorized by the AccessPolicy in FILE, and every\n"
@@ -204,10 +249,13 @@ const struct cli_command cli_commands[] = {
      "  --state-dir DIR    state directory (default $STOCKADE_STATE_DIR or\n"
      "                     /var/lib/stockade)\n"
      "  --request-timeout S  a request must arrive within S seconds (default 30)\n"
+     "  --access-log FILE  one JSON line per request (method, path, status, identity,\n"
+     "                     duration; never a token) appended to FILE; - (the default)\n"
+     "                     is stderr, off is none\n"
      "\n"
      "A bad policy is reported with file:line:col and serve does not start.\n"
      "\n"
-     "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 2 usage error.\n"},
+     "Exit status: 0 stopped by SIGINT/SIGTERM, 1 could not start, 125 usage error.\n"},
     {"audit", cmd_audit, "show, verify and export the audit trail",
      "stockade audit [--state-dir DIR] [-o text|json] ID\n"
      "       stockade audit verify [--state-dir DIR] [ID]\n"
@@ -231,7 +279,7 @@ const struct cli_command cli_commands[] = {
      "is no trail and exit 0 (1 when audit.head remains without its database).\n"
      "\n"
      "Exit status: 0 success (verify: intact), 1 broken trail, unknown sandbox or\n"
-     "unreadable store, 2 usage error.\n"},
+     "unreadable store, 125 usage error.\n"},
     {"validate", cmd_validate, "check Sandbox and EnvironmentConfig files",
      "stockade validate [--env ENV] [-o text|json] FILE...\n"
      "\n"
@@ -241,7 +289,7 @@ const struct cli_command cli_commands[] = {
      "  -e, --env ENV       resolve Sandboxes against this EnvironmentConfig\n"
      "  -o, --output FMT    text (default) or json\n"
      "\n"
-     "Exit status: 0 valid, 1 invalid, 2 usage error.\n"},
+     "Exit status: 0 valid, 1 invalid, 125 usage error.\n"},
     {"explain", cmd_explain, "say what a sandbox can read, write and reach",
      "stockade explain [--env ENV] [--backend local|kubernetes|sim] [-o text|json] FILE\n"
      "\n"
@@ -254,22 +302,30 @@ const struct cli_command cli_commands[] = {
      "  -b, --backend B     local (default), kubernetes or sim\n"
      "  -o, --output FMT    text (default) or json\n"},
     {"assess", cmd_assess, "judge a sandbox's trust level",
-     "stockade assess [--env ENV] [-o text|json] [--fail-above LEVEL] FILE\n"
+     "stockade assess [--env ENV] [-o text|json] [--fail-above LEVEL] FILE...\n"
      "\n"
      "Lists findings (privilege, API access, egress, storage, credentials), each with a\n"
      "severity and a reason, and the overall level: hardened, trusted-automation or\n"
-     "operator-exception.\n"
+     "operator-exception. With several FILEs, each under its name (json: an array of\n"
+     "{file, ...}); the exit status is the worst.\n"
      "\n"
      "  -e, --env ENV           the operator's EnvironmentConfig\n"
      "  -o, --output FMT        text (default) or json\n"
-     "      --fail-above LEVEL  exit 3 when the level is above LEVEL\n"},
+     "      --fail-above LEVEL  exit 3 when a level is above LEVEL\n"
+     "\n"
+     "Exit status: 0, 1 a FILE is invalid, 3 above LEVEL, 125 usage error.\n"},
     {"netpol", cmd_netpol, "trace egress decisions without running anything",
      "stockade netpol trace [--env ENV] [--backend local] (--to DEST | --namespace NS |\n"
      "                      --matrix) [-o text|json] FILE\n"
+     "       stockade netpol trace [--env ENV] --ingress PORT[/PROTO] [--from-namespace NS]\n"
+     "                      [-o text|json] FILE\n"
      "\n"
      "Evaluates the sandbox's egress model (Kubernetes NetworkPolicy semantics: default\n"
      "deny once any policy selects it, allows add up) for a destination and prints the\n"
      "verdict and the policy and rule that decided it. Nothing is sent anywhere.\n"
+     "With --ingress, an inbound connection to the sandbox instead: allowed on a port of\n"
+     "spec.ports (allow-declared-ingress) or from another sandbox, whose own egress rules\n"
+     "decide (allow-sandbox-ingress), denied otherwise (deny-ingress).\n"
      "\n"
      "  -e, --env ENV        the operator's EnvironmentConfig\n"
      "  -b, --backend local  also what the local backend enforces beyond the model: the\n"
@@ -281,6 +337,9 @@ const struct cli_command cli_commands[] = {
      "  -l, --labels K=V,..  that pod's labels (for podSelector rules)\n"
      "  -m, --matrix         a table of verdicts for the given destinations, or for one\n"
      "                       of each class (same namespace, DNS, metadata, private, public)\n"
+     "  -i, --ingress P      an inbound connection to port P[/PROTO]; repeat for several\n"
+     "  -F, --from-namespace NS  from a sandbox of namespace NS (default: from what is\n"
+     "                       not a sandbox: the host, a Service's clients)\n"
      "  -o, --output FMT     text (default) or json\n"},
     {"render", cmd_render, "print the objects a backend would apply",
      "stockade render [--env ENV] --target kubernetes [-o yaml|json] [--job]\n"
@@ -309,36 +368,55 @@ const struct cli_command cli_commands[] = {
      "\n"
      "  -w, --workload WORKLOAD  the injected Deployment, StatefulSet or DaemonSet\n"
      "  -o, --output FMT         yaml (default) or json\n"},
-    {"doctor", cmd_doctor, "check an EnvironmentConfig and a live cluster",
+    {"doctor", cmd_doctor, "check this host, an EnvironmentConfig or a live cluster",
      "stockade doctor [--env ENV] [--kubeconfig FILE] [--context NAME] [-o text|json]\n"
      "\n"
-     "Checks the operator's EnvironmentConfig: metadata endpoints in blacklistIPs (IPv4\n"
-     "and IPv6), podCIDRs and serviceCIDR, the externalEgress default, excludePolicies\n"
-     "with a stated replacement, token and role defaults, the privilege default. Each\n"
-     "check passes, warns or fails with why and what to change.\n"
+     "Without --env it checks this host for the local backend: root, each OCI runtime\n"
+     "(runsc, crun, runc: installed and passing a smoke run), the memory, pids and cpu\n"
+     "cgroup controllers, and nftables. Nothing is changed.\n"
      "\n"
-     "With --kubeconfig or --context it checks that cluster too: the API server answers,\n"
-     "the identity may do what the kubernetes driver does, Pod Security admission\n"
-     "rejects a privileged Pod under enforce=restricted, the gvisor RuntimeClass and the\n"
-     "admission guard are installed, NetworkPolicies are accepted.\n"
+     "With --env it checks the operator's EnvironmentConfig instead: metadata endpoints\n"
+     "in blacklistIPs (IPv4 and IPv6), podCIDRs and serviceCIDR, the externalEgress\n"
+     "default, excludePolicies with a stated replacement, token and role defaults, the\n"
+     "privilege default. Each check passes, warns or fails with why and what to change.\n"
+     "\n"
+     "With --kubeconfig or --context (or $STOCKADE_KUBECONFIG) it checks that cluster\n"
+     "too: the API server answers, the identity may do what the kubernetes driver does,\n"
+     "Pod Security admission rejects a privileged Pod under enforce=restricted, the\n"
+     "gvisor RuntimeClass and the admission guard are installed, NetworkPolicies are\n"
+     "accepted.\n"
      "\n"
      "  -e, --env ENV       the EnvironmentConfig to check\n"
      "  --kubeconfig FILE   a cluster to check ($KUBECONFIG when only --context is given)\n"
      "  --context NAME      the kubeconfig context (default: its current-context)\n"
      "  -o, --output FMT    text (default) or json\n"
      "\n"
-     "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 2 usage error.\n"},
+     "Exit status: 0 no failed check, 1 a check failed or ENV is invalid, 125 usage error.\n"},
     {"reference", cmd_reference, "print the spec reference (docs/spec.md)",
      "stockade reference\n"
      "\n"
      "Prints the Markdown reference of every field, generated from the field table.\n"},
+    {"completion", cmd_completion, "print a shell completion script",
+     "stockade completion bash|zsh|fish\n"
+     "\n"
+     "Prints the completion script for the shell, generated from the same table as\n"
+     "--help (commands, their options, sandbox ids from `stockade ls -q`). meson install\n"
+     "installs all three. To try one in the current shell:\n"
+     "\n"
+     "  source <(stockade completion bash)\n"
+     "  source <(stockade completion zsh)\n"
+     "  stockade completion fish | source\n"},
     {"version", cmd_version, "print the version", "stockade version\n"},
     /* stockade's own processes (no summary: not listed) */
     {"__monitor", cmd_internal_monitor, NULL, "stockade __monitor MODE ID (internal)\n"},
     {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
     {"__gateway-worker", cmd_internal_gateway_worker, NULL,
      "stockade __gateway-worker (internal: started by serve)\n"},
-    {"help", cmd_help, "show help for a command", "stockade help [COMMAND]\n"},
+    {"__man", cmd_internal_man, NULL, "stockade __man (internal: the man page, built by meson)\n"},
+    {"help", cmd_help, "show help for a command",
+     "stockade help [COMMAND | exit-status]\n"
+     "\n"
+     "exit-status: the exit status table, the same for every command (docs/cli.md).\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -353,7 +431,9 @@ static const struct cli_command *command_find(const char *name)
 int cli_usage(const char *command, FILE *to, int status)
 {
     const struct cli_command *c = command_find(command);
-    if (c)
+    if (to != stdout)
+        fprintf(to, "see 'stockade %s --help'\n", command);
+    else if (c)
         fprintf(to, "Usage: %s", c->usage);
     return status;
 }
@@ -365,11 +445,23 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'stockade %s --help'.\n", command);
+    fprintf(stderr, "\nsee 'stockade %s --help'\n", command);
     return EXIT_USAGE;
 }
 
-static void main_usage(FILE *to)
+const char cli_exit_status_text[] =
+    "  0    success\n"
+    "  1    a negative answer: invalid input (validate, explain, ...), a refusal, no such\n"
+    "       sandbox, a failed check (doctor, verify, audit verify)\n"
+    "  3    assess --fail-above: the level is above the given one\n"
+    "  125  stockade's own error: a usage error (unknown command or option), or it could\n"
+    "       not do what was asked (set the sandbox up, reach the server); run and exec:\n"
+    "       any error of stockade's, invalid input included\n"
+    "  126  run, exec: the command is not executable\n"
+    "  127  run, exec: the command was not found\n"
+    "  N    run, exec: the command's own exit status (128+S when signal S ended it)\n";
+
+void cli_main_usage(FILE *to)
 {
     fprintf(
         to,
@@ -389,7 +481,45 @@ static void main_usage(FILE *to)
                 "  --token-file FILE   its first line is the token ($STOCKADE_TOKEN_FILE)\n"
                 "  --cacert FILE       CA certificates to verify the server with\n"
                 "  --cert FILE --key FILE  a client certificate (mTLS)\n"
+                "\nExit status: 125 stockade's own error, 126 not executable, 127 not found,\n"
+                "otherwise the command's ('stockade help exit-status').\n"
                 "\nRun 'stockade COMMAND --help' for a command's options.\n");
+}
+
+/* The global options, for suggestions. */
+static const char *const global_flags[] = {"--backend", "--kubeconfig", "--context", "--server",
+                                           "--token",   "--token-file", "--cacert",  "--cert",
+                                           "--key",     "--help",       "--version"};
+
+static const char *global_flag_at(const void *ctx, size_t i)
+{
+    (void)ctx;
+    return i < STK_ARRAY_SIZE(global_flags) ? global_flags[i] : NULL;
+}
+
+static const char *command_at(const void *ctx, size_t i)
+{
+    (void)ctx;
+    for (size_t k = 0; cli_commands[k].name; k++) {
+        if (!cli_commands[k].summary)
+            continue; /* stockade's own are never suggested */
+        if (i-- == 0)
+            return cli_commands[k].name;
+    }
+    return NULL;
+}
+
+/* "stockade: unknown command 'lss'; did you mean 'ls'?" and where to look. */
+static void unknown_word(const char *what, const char *word, size_t len,
+                         const char *(*name_at)(const void *, size_t))
+{
+    const char *best = cli_closest(word, len, name_at, NULL);
+    if (best)
+        fprintf(stderr, "stockade: unknown %s '%.*s'; did you mean '%s'?\n", what, (int)len, word,
+                best);
+    else
+        fprintf(stderr, "stockade: unknown %s '%.*s'\n", what, (int)len, word);
+    fprintf(stderr, "see 'stockade --help'\n");
 }
 
 /* The commands that work as clients of `stockade serve`. */
@@ -426,7 +556,7 @@ static int parse_client_opts(int argc, char **argv)
                (strlen(flags[k].flag) != n || strncmp(flags[k].flag, arg, n)))
             k++;
         if (k == STK_ARRAY_SIZE(flags)) {
-            fprintf(stderr, "stockade: unknown option '%s'\n", arg);
+            unknown_word("option", arg, n, global_flag_at);
             return -EXIT_USAGE;
         }
         if (eq) {
@@ -464,7 +594,11 @@ static int cmd_version(int argc, char **argv)
 static int cmd_help(int argc, char **argv)
 {
     if (argc < 2) {
-        main_usage(stdout);
+        cli_main_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "exit-status")) {
+        printf("Exit status of every stockade command:\n%s", cli_exit_status_text);
         return 0;
     }
     if (!command_find(argv[1]))
@@ -530,21 +664,21 @@ int main(int argc, char **argv)
     argc -= first - 1;
     argv += first - 1;
     if (argc < 2) {
-        main_usage(stderr);
+        fprintf(stderr, "stockade: needs a command\nsee 'stockade --help'\n");
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        main_usage(stdout);
+        cli_main_usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "--version"))
         return cmd_version(1, argv);
     const struct cli_command *c = command_find(argv[1]);
     if (!c) {
-        fprintf(stderr, "stockade: unknown command '%s'\n", argv[1]);
-        main_usage(stderr);
+        unknown_word("command", argv[1], strlen(argv[1]), command_at);
         return EXIT_USAGE;
     }
+    cli_command_name = c->name;
     for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return cli_usage(c->name, stdout, 0);

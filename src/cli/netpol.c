@@ -254,14 +254,98 @@ static size_t default_matrix(const struct stk_boundary *b, struct dest_arg *out)
     return n;
 }
 
+/* ---- ingress: --ingress PORT[/PROTO] ------------------------------------------------ */
+
+struct ingress_arg {
+    const char *text;
+    uint16_t port;
+    enum stk_protocol protocol;
+};
+
+static int parse_ingress(const char *arg, struct ingress_arg *ret, const char **ret_why)
+{
+    struct stk_dest d = {0};
+    char buf[32];
+    if (snprintf(buf, sizeof(buf), ":%s", arg) >= (int)sizeof(buf) ||
+        parse_to(buf, &d, ret_why) < 0)
+        return -1;
+    if (d.port == 0) {
+        *ret_why = "needs PORT[/PROTO], a port of 1 to 65535";
+        return -1;
+    }
+    *ret = (struct ingress_arg){.text = arg, .port = d.port, .protocol = d.protocol};
+    return 0;
+}
+
+/* Inbound connections to the sandbox: from a sandbox of namespace from_ns,
+ * or (NULL) from anything that is not a sandbox (the host, a Service's
+ * client). */
+static int ingress_trace(const char *file, const char *env_file, const struct ingress_arg *in,
+                         size_t n, const char *from_ns, enum cli_output out)
+{
+    _cleanup_cli_sandbox_ struct cli_sandbox s = {0};
+    int r = cli_sandbox_load(file, env_file, &s);
+    if (r != 0)
+        return r;
+    bool from_sandbox = from_ns != NULL;
+    json_t *results = json_array();
+    for (size_t i = 0; i < n; i++) {
+        struct stk_ingress_verdict v;
+        if (stk_ingress_decide(s.b, from_sandbox, in[i].port, in[i].protocol, &v) < 0) {
+            json_decref(results);
+            fprintf(stderr,
+                    "%s: deployment.model is injection: the workload's own NetworkPolicies "
+                    "govern its traffic; stockade adds none to trace\n",
+                    file);
+            return EXIT_INVALID;
+        }
+        _cleanup_buf_ struct stk_buf why = {0};
+        if (v.port)
+            stk_buf_printf(&why, "%s: port %u (%s) is declared at spec.ports[%zu]", v.rule,
+                           v.port->port, v.port->name, (size_t)(v.port - s.b->ports));
+        else if (from_sandbox)
+            stk_buf_printf(&why, "%s: from a sandbox (namespace %s): its own egress rules decide",
+                           v.rule, from_ns);
+        else
+            stk_buf_printf(&why, "%s: %u/%s is not a port of spec.ports%s", v.rule, in[i].port,
+                           stk_protocol_names[in[i].protocol],
+                           in[i].protocol != STK_PROTO_TCP ? " (only TCP ports are declared)" : "");
+        _cleanup_free_ char *src = from_ns ? stk_xasprintf("a sandbox of namespace %s", from_ns)
+                                           : stk_xstrdup("outside the sandboxes");
+        if (out == CLI_OUT_JSON) {
+            json_t *j = json_pack(
+                "{s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "direction", "ingress", "from", src, "port",
+                in[i].port, "protocol", stk_protocol_names[in[i].protocol], "verdict",
+                v.allowed ? "allow" : "deny", "rule", v.rule, "reason", stk_buf_str(&why));
+            json_array_append_new(results, j);
+        } else {
+            printf("%s ingress %u/%s from %s: %s\n", v.allowed ? "allow" : "deny", in[i].port,
+                   stk_protocol_names[in[i].protocol], src, stk_buf_str(&why));
+        }
+    }
+    if (out == CLI_OUT_JSON)
+        cli_print_json(n == 1 ? json_incref(json_array_get(results, 0)) : json_incref(results));
+    json_decref(results);
+    return 0;
+}
+
 static int netpol_trace(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"env", required_argument, NULL, 'e'},       {"to", required_argument, NULL, 't'},
-        {"namespace", required_argument, NULL, 'n'}, {"labels", required_argument, NULL, 'l'},
-        {"matrix", no_argument, NULL, 'm'},          {"output", required_argument, NULL, 'o'},
-        {"backend", required_argument, NULL, 'b'},   {NULL, 0, NULL, 0},
+        {"env", required_argument, NULL, 'e'},
+        {"to", required_argument, NULL, 't'},
+        {"namespace", required_argument, NULL, 'n'},
+        {"labels", required_argument, NULL, 'l'},
+        {"matrix", no_argument, NULL, 'm'},
+        {"output", required_argument, NULL, 'o'},
+        {"backend", required_argument, NULL, 'b'},
+        {"ingress", required_argument, NULL, 'i'},
+        {"from-namespace", required_argument, NULL, 'F'},
+        {NULL, 0, NULL, 0},
     };
+    struct ingress_arg ingress[MAX_DESTS];
+    size_t n_ingress = 0;
+    const char *from_ns = NULL;
     enum stk_backend backend = _STK_BACKEND_N; /* the model alone */
     enum cli_output out = CLI_OUT_TEXT;
     const char *env_file = NULL, *namespace = NULL;
@@ -274,7 +358,7 @@ static int netpol_trace(int argc, char **argv)
     const char *why = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:t:n:l:mo:b:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:t:n:l:mo:b:i:F:", opts)) != -1) {
         switch (c) {
         case 'b':
             if (cli_parse_backend("netpol", optarg, &backend) != 0)
@@ -282,6 +366,18 @@ static int netpol_trace(int argc, char **argv)
             break;
         case 'e':
             env_file = optarg;
+            break;
+        case 'i':
+            if (n_ingress == MAX_DESTS)
+                return cli_usage_error("netpol", "at most %d --ingress ports", MAX_DESTS);
+            if (parse_ingress(optarg, &ingress[n_ingress], &why) < 0)
+                return cli_usage_error("netpol", "--ingress %s: %s", optarg, why);
+            n_ingress++;
+            break;
+        case 'F':
+            if (!stk_dns_label_valid(optarg))
+                return cli_usage_error("netpol", "--from-namespace must be a DNS-1123 label");
+            from_ns = optarg;
             break;
         case 't':
             if (n == MAX_DESTS)
@@ -323,6 +419,15 @@ static int netpol_trace(int argc, char **argv)
         *eq = '\0';
         labels[n_labels++] = (struct stk_kv){.key = kv, .value = eq + 1};
     }
+    if (n_ingress) {
+        if (n || matrix || namespace || labels_arg || backend != _STK_BACKEND_N)
+            return cli_usage_error("netpol", "--ingress traces inbound connections: give it "
+                                             "without --to, --namespace, --labels, --matrix and "
+                                             "--backend");
+        return ingress_trace(argv[optind], env_file, ingress, n_ingress, from_ns, out);
+    }
+    if (from_ns)
+        return cli_usage_error("netpol", "--from-namespace goes with --ingress");
     if (n == 0 && !matrix && namespace) {
         dests[0].d = (struct stk_dest){0};
         dests[n++].text = "";

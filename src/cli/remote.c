@@ -615,12 +615,23 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
     return r;
 }
 
-static int rem_logs(struct cli_engine *e, const char *id, int64_t since_ms, bool follow)
+static int rem_logs(struct cli_engine *e, const char *id, const struct stk_session_logs_req *q)
 {
     (void)e;
     _cleanup_free_ char *eid = cli_remote_escape(id);
-    _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s", eid,
-                                              (long long)since_ms, follow ? "&follow=1" : "");
+    _cleanup_free_ char *path =
+        stk_xasprintf("/v1/sandboxes/%s/logs?since=%lld%s%s", eid, (long long)q->since_ms,
+                      q->follow ? "&follow=1" : "", q->timestamps ? "&timestamps=1" : "");
+    if (q->until_ms > 0) {
+        char *p = stk_xasprintf("%s&until=%lld", path, (long long)q->until_ms);
+        free(path);
+        path = p;
+    }
+    if (q->tail >= 0) {
+        char *p = stk_xasprintf("%s&tail=%lld", path, (long long)q->tail);
+        free(path);
+        path = p;
+    }
     fflush(stdout);
     return cli_remote_call("logs", "GET", path, NULL, STDOUT_FILENO, NULL);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <string.h>
 
 enum render_format { FMT_YAML, FMT_JSON, _FMT_N };
@@ -51,8 +52,26 @@ static int print_objects(json_t *objects, enum render_format fmt, bool single)
     return EXIT_INVALID;
 }
 
+/* What eject needs to tell whether it gave back the original bytes: their
+ * SHA-256 and whether they were JSON (else YAML). */
+struct source {
+    char sha256[65];
+    bool json;
+};
+
+static void sha256_hex(const void *data, size_t n, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = '\0';
+    if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+        return;
+    for (unsigned i = 0; i < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 /* Reads a workload file (YAML or JSON, exactly one object). */
-static int load_workload(const char *path, json_t **ret)
+static int load_workload(const char *path, json_t **ret, struct source *src)
 {
     _cleanup_fclose_ FILE *f = strcmp(path, "-") ? fopen(path, "re") : NULL;
     FILE *in = strcmp(path, "-") ? f : stdin;
@@ -73,6 +92,13 @@ static int load_workload(const char *path, json_t **ret)
         fprintf(stderr, "stockade: %s: larger than %d bytes\n", path, STK_LIMIT_FILE_BYTES);
         return EXIT_INVALID;
     }
+    if (src) {
+        sha256_hex(data, n, src->sha256);
+        size_t k = 0;
+        while (k < n && strchr(" \t\r\n", data[k]))
+            k++;
+        src->json = k < n && data[k] == '{';
+    }
     if (stk_yaml_load(data, n, &docs, &err) < 0) {
         fprintf(stderr, "stockade: %s:%s\n", path, err->msg);
         return EXIT_INVALID;
@@ -86,6 +112,26 @@ static int load_workload(const char *path, json_t **ret)
     *ret = json_incref(json_array_get(docs, 0));
     json_decref(docs);
     return 0;
+}
+
+/* The injected record gets the original's SHA-256 and format, so eject can
+ * say whether its output is the original byte for byte. */
+static void record_source(json_t *injected, const struct source *src)
+{
+    json_t *ann = json_object_get(json_object_get(injected, "metadata"), "annotations");
+    const char *text = json_string_value(json_object_get(ann, STK_K8S_INJECTED_ANNOTATION));
+    json_t *rec = text ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_object(rec) || !src->sha256[0]) {
+        json_decref(rec);
+        return;
+    }
+    json_object_set_new(
+        rec, "source",
+        json_pack("{s:s,s:s}", "sha256", src->sha256, "format", src->json ? "json" : "yaml"));
+    char *t = json_dumps(rec, JSON_COMPACT);
+    json_object_set_new(ann, STK_K8S_INJECTED_ANNOTATION, json_string(t));
+    free(t);
+    json_decref(rec);
 }
 
 static int render_kubernetes(const char *file, const char *env_file, const char *workload_file,
@@ -112,13 +158,16 @@ static int render_kubernetes(const char *file, const char *env_file, const char 
         int r;
         if (workload_file) {
             json_t *w = NULL;
-            if ((status = load_workload(workload_file, &w)) != 0) {
+            struct source src;
+            if ((status = load_workload(workload_file, &w, &src)) != 0) {
                 json_decref(out);
                 return status;
             }
             json_t *injected = NULL;
             r = stk_k8s_inject(s.b, w, &injected, &err);
             json_decref(w);
+            if (r >= 0)
+                record_source(injected, &src);
             if (r >= 0)
                 objs = json_pack("[o]", injected);
         } else {
@@ -160,7 +209,7 @@ int cmd_render(int argc, char **argv)
     int c, r;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:t:o:w:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:t:o:w:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;
@@ -233,11 +282,12 @@ int cmd_eject(int argc, char **argv)
     };
     const char *workload = NULL;
     enum render_format fmt = FMT_YAML;
+    bool fmt_set = false;
     _cleanup_error_ struct stk_error *err = NULL;
     int c, r;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "w:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "w:o:", opts)) != -1) {
         switch (c) {
         case 'w':
             workload = optarg;
@@ -245,6 +295,7 @@ int cmd_eject(int argc, char **argv)
         case 'o':
             if ((r = parse_format("eject", optarg, &fmt)) != 0)
                 return r;
+            fmt_set = true;
             break;
         default:
             return cli_usage("eject", stderr, EXIT_USAGE);
@@ -255,13 +306,55 @@ int cmd_eject(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("eject", "takes no positional arguments");
     json_t *w = NULL, *out = NULL;
-    if ((r = load_workload(workload, &w)) != 0)
+    if ((r = load_workload(workload, &w, NULL)) != 0)
         return r;
+    /* the original's SHA-256 and format, when render recorded them */
+    const char *text = json_string_value(
+        json_object_get(json_object_get(json_object_get(w, "metadata"), "annotations"),
+                        STK_K8S_INJECTED_ANNOTATION));
+    json_t *rec = text ? json_loads(text, 0, NULL) : NULL;
+    const char *sha = json_string_value(json_object_get(json_object_get(rec, "source"), "sha256"));
+    const char *format =
+        json_string_value(json_object_get(json_object_get(rec, "source"), "format"));
+    if (!fmt_set && stk_streq(format, "json"))
+        fmt = FMT_JSON; /* the original's format unless -o says otherwise */
     r = stk_k8s_eject(w, &out, &err);
     json_decref(w);
     if (r < 0) {
+        json_decref(rec);
         fprintf(stderr, "stockade: %s: %s\n", workload, err->msg);
         return EXIT_INVALID;
     }
-    return print_objects(json_pack("[o]", out), fmt, true);
+    _cleanup_buf_ struct stk_buf b = {0};
+    if (fmt == FMT_JSON) {
+        char *t = json_dumps(out, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+        stk_buf_printf(&b, "%s\n", t);
+        free(t);
+    } else {
+        json_t *docs = json_pack("[O]", out);
+        r = stk_yaml_dump(docs, &b, &err);
+        json_decref(docs);
+    }
+    json_decref(out);
+    if (r < 0) {
+        json_decref(rec);
+        fprintf(stderr, "stockade: %s\n", err->msg);
+        return EXIT_INVALID;
+    }
+    fputs(stk_buf_str(&b), stdout);
+    char got[65];
+    sha256_hex(stk_buf_str(&b), strlen(stk_buf_str(&b)), got);
+    if (!sha)
+        fprintf(stderr, "stockade eject: the original workload field for field, in its key "
+                        "order; whether byte for byte is unknown (injected before render "
+                        "recorded the original's SHA-256)\n");
+    else if (strcmp(sha, got) != 0)
+        fprintf(stderr,
+                "stockade eject: the original workload field for field, in its key "
+                "order, but not byte for byte: comments, quoting, flow style and "
+                "indentation are stockade's %s (an original that was stockade's own "
+                "output comes back exactly)\n",
+                fmt == FMT_JSON ? "JSON" : "YAML");
+    json_decref(rec);
+    return 0;
 }

@@ -6,6 +6,7 @@
  * processes left), call, print.
  */
 #include "cli.h"
+#include "render/jsonpath.h"
 #include "render/render.h"
 #include "session/session.h"
 
@@ -21,15 +22,27 @@
 
 #define CLI_MAX_TARGETS 64
 
-enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, _OUT_N };
+enum list_output { OUT_TABLE, OUT_JSON, OUT_YAML, OUT_WIDE, OUT_NAME, OUT_JSONPATH, _OUT_N };
 
-static int parse_list_output(const char *cmd, const char *arg, enum list_output *ret)
+/* -o: table (text), json, yaml; for records also wide, name and
+ * jsonpath=TEMPLATE (the template in *ret_tmpl). */
+static int parse_list_output(const char *cmd, const char *arg, enum list_output *ret,
+                             const char **ret_tmpl)
 {
-    static const char *const names[] = {"table", "json", "yaml", "text"};
+    static const char *const names[] = {"table", "json", "yaml", "wide", "name", "text"};
+    size_t n = ret_tmpl ? STK_ARRAY_SIZE(names) : 3;
+    if (ret_tmpl && stk_startswith(arg, "jsonpath=")) {
+        *ret = OUT_JSONPATH;
+        *ret_tmpl = arg + strlen("jsonpath=");
+        return 0;
+    }
     int i = stk_enum_lookup(names, STK_ARRAY_SIZE(names), arg);
-    if (i < 0)
-        return cli_usage_error(cmd, "--output must be table, json or yaml, not '%s'", arg);
-    *ret = i == 3 ? OUT_TABLE : (enum list_output)i;
+    if (i < 0 || ((size_t)i >= n && i != 5))
+        return cli_usage_error(cmd, "--output must be %s, not '%s'",
+                               ret_tmpl ? "table, wide, name, json, yaml or jsonpath=TEMPLATE"
+                                        : "table, json or yaml",
+                               arg);
+    *ret = i == 5 ? OUT_TABLE : (enum list_output)i;
     return 0;
 }
 
@@ -98,7 +111,7 @@ int cmd_create(int argc, char **argv)
     const char *file = NULL, *env = NULL, *pool = NULL, *owner = NULL, *tenant = NULL;
     enum cli_output out = CLI_OUT_TEXT;
     int c;
-    while ((c = getopt_long(argc, argv, "f:e:p:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "f:e:p:o:", opts)) != -1) {
         switch (c) {
         case 'f':
             file = optarg;
@@ -168,7 +181,7 @@ int cmd_exec(int argc, char **argv)
     const char *env[STK_EXEC_MAX_ENV], *cwd = NULL;
     size_t n_env = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+ite:w:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "+ite:w:", opts)) != -1) {
         switch (c) {
         case 'i':
             interactive = true;
@@ -199,24 +212,52 @@ int cmd_exec(int argc, char **argv)
         return cli_usage_error("exec", "needs a command: stockade exec ID -- CMD [ARG...]");
     if (tty && !isatty(STDIN_FILENO) && interactive)
         fprintf(stderr, "stockade exec: note: -t without a terminal on stdin\n");
-
-    struct stk_init_proc proc = {
+    struct cli_exec_args a = {
         .argv = (const char *const *)(argv + optind),
         .argc = (size_t)(argc - optind),
         .env = env,
         .n_env = n_env,
         .cwd = cwd,
         .tty = tty,
+        .interactive = interactive,
+    };
+    _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
+    int code = 0;
+    int r = cli_exec(e, id, &a, &code);
+    return r != 0 ? EXIT_SETUP : code & 0xff;
+}
+
+int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a, int *ret_code)
+{
+    /* -t: the caller's TERM, unless -e TERM=... says otherwise (a terminal
+     * the program cannot name is one it cannot drive) */
+    const char *env[STK_EXEC_MAX_ENV + 1];
+    size_t n_env = 0;
+    bool has_term = false;
+    for (size_t i = 0; i < a->n_env && i < STK_EXEC_MAX_ENV; i++) {
+        env[n_env++] = a->env[i];
+        has_term |= stk_startswith(a->env[i], "TERM=");
+    }
+    _cleanup_free_ char *term = NULL;
+    const char *caller = getenv("TERM");
+    if (a->tty && !has_term && n_env < STK_EXEC_MAX_ENV) {
+        term = stk_xasprintf("TERM=%.64s", caller && *caller ? caller : "xterm");
+        env[n_env++] = term;
+    }
+    struct stk_init_proc proc = {
+        .argv = a->argv,
+        .argc = a->argc,
+        .env = env,
+        .n_env = n_env,
+        .cwd = a->cwd,
+        .tty = a->tty,
     };
     struct winsize ws;
-    if (tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+    if (a->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
         proc.rows = ws.ws_row;
         proc.cols = ws.ws_col;
     }
-    _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
-    int code = 0;
-    int r = cli_engine_ops_of(e)->exec(e, id, &proc, interactive, &code);
-    return r != 0 ? r : code & 0xff;
+    return cli_engine_ops_of(e)->exec(e, id, &proc, a->interactive, ret_code);
 }
 
 /* ---- logs ---------------------------------------------------------------------------- */
@@ -258,24 +299,37 @@ static int parse_since(const char *arg, int64_t *ret)
 int cmd_logs(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"follow", no_argument, NULL, 'f'},
-        {"since", required_argument, NULL, 's'},
-        {NULL, 0, NULL, 0},
+        {"follow", no_argument, NULL, 'f'},      {"since", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'}, {"tail", required_argument, NULL, 'n'},
+        {"timestamps", no_argument, NULL, 't'},  {NULL, 0, NULL, 0},
     };
-    bool follow = false;
-    int64_t since = 0;
+    struct stk_session_logs_req q = {.tail = -1};
     int c;
-    while ((c = getopt_long(argc, argv, "fs:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "fn:t", opts)) != -1) {
+        char *end;
         switch (c) {
         case 'f':
-            follow = true;
+            q.follow = true;
             break;
         case 's':
-            if (parse_since(optarg, &since) < 0)
+        case 'u':
+            if (parse_since(optarg, c == 's' ? &q.since_ms : &q.until_ms) < 0)
                 return cli_usage_error("logs",
-                                       "--since needs a duration (30s, 10m, 2h) or an RFC 3339 "
+                                       "--%s needs a duration (30s, 10m, 2h) or an RFC 3339 "
                                        "UTC time (2026-11-23T10:00:00Z), not '%s'",
+                                       c == 's' ? "since" : "until", optarg);
+            break;
+        case 'n':
+            errno = 0;
+            q.tail = strtoll(optarg, &end, 10);
+            if (!strcmp(optarg, "all"))
+                q.tail = -1;
+            else if (errno || *end || end == optarg || q.tail < 0 || q.tail > 100000000)
+                return cli_usage_error("logs", "--tail needs a number of lines (or all), not '%s'",
                                        optarg);
+            break;
+        case 't':
+            q.timestamps = true;
             break;
         default:
             return cli_usage("logs", stderr, EXIT_USAGE);
@@ -284,7 +338,7 @@ int cmd_logs(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage_error("logs", "needs exactly one sandbox ID");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("logs");
-    return cli_engine_ops_of(e)->logs(e, argv[optind], since, follow);
+    return cli_engine_ops_of(e)->logs(e, argv[optind], &q);
 }
 
 /* ---- stop, start, rm ---------------------------------------------------------------- */
@@ -296,7 +350,7 @@ static int each_id(const char *cmd, int argc, char **argv, enum cli_act act, boo
     static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
     bool force = false;
     int c;
-    while ((c = getopt_long(argc, argv, allow_force ? "f" : "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, allow_force ? "f" : "", opts)) != -1) {
         if (c == 'f' && allow_force)
             force = true;
         else
@@ -369,12 +423,42 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
     return v && *v ? v : dflt;
 }
 
+/* How `ls` and `get` print records. */
+struct list_fmt {
+    enum list_output out;
+    const char *tmpl; /* jsonpath */
+    bool quiet, no_headers;
+};
+
+static void labels_text(json_t *rec, char *buf, size_t n)
+{
+    const char *k;
+    json_t *v;
+    size_t len = 0;
+    buf[0] = '\0';
+    json_object_foreach(json_object_get(rec, "labels"), k, v)
+    {
+        int w = snprintf(buf + len, n - len, "%s%s=%s", len ? "," : "", k, json_string_value(v));
+        if (w < 0 || (size_t)w >= n - len)
+            break;
+        len += (size_t)w;
+    }
+    if (!len)
+        snprintf(buf, n, "-");
+}
+
 /* The table of `ls` and `get`, from the records' JSON (stk_sb_rec_json, or
  * the server's answer: the same function prints both). */
-static void print_table(json_t *recs)
+static void print_table(json_t *recs, const struct list_fmt *f)
 {
-    printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
-           "POOL", "AGE");
+    bool wide = f->out == OUT_WIDE;
+    if (!f->no_headers) {
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", "ID", "NAME", "PHASE", "REASON", "RUNTIME",
+               "POOL", "AGE");
+        if (wide)
+            printf(" %-5s %-16s %-12s %s", "EXIT", "OWNER", "TENANT", "LABELS");
+        putchar('\n');
+    }
     size_t i;
     json_t *rec;
     json_array_foreach(recs, i, rec)
@@ -386,39 +470,105 @@ static void print_table(json_t *recs)
         char pool[80];
         snprintf(pool, sizeof(pool), "%s%s", str_or(rec, "pool", "-"),
                  json_is_true(json_object_get(rec, "poolMember")) ? "*" : "");
-        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s\n", str_or(rec, "id", ""),
+        printf("%-32s %-20s %-12s %-20s %-6s %-12s %s", str_or(rec, "id", ""),
                str_or(rec, "name", ""), str_or(rec, "phase", ""), str_or(rec, "reason", "-"),
                str_or(rec, "runtime", ""), pool, a);
+        if (wide) {
+            char code[16] = "-", labels[512];
+            json_t *x = json_object_get(rec, "exitCode");
+            if (json_is_integer(x))
+                snprintf(code, sizeof(code), "%lld", (long long)json_integer_value(x));
+            labels_text(rec, labels, sizeof(labels));
+            printf(" %-5s %-16s %-12s %s", code, str_or(rec, "owner", "-"),
+                   str_or(rec, "tenant", "-"), labels);
+        }
+        putchar('\n');
     }
 }
 
-/* recs (stolen): an array of records, or one record (get). */
-static int print_records(json_t *recs, enum list_output out)
+/* recs (stolen): an array of records (ls), or one record (get). */
+static int print_records(json_t *recs, const struct list_fmt *f)
 {
-    if (out != OUT_TABLE)
-        return print_value(recs, out);
-    if (json_is_object(recs))
+    bool one = json_is_object(recs);
+    if (f->out == OUT_JSONPATH) {
+        /* kubectl's shapes: a list is {"items": [...]}, one record itself */
+        json_t *root = one ? json_incref(recs) : json_pack("{s:O}", "items", recs);
+        struct stk_buf b = {0};
+        _cleanup_error_ struct stk_error *err = NULL;
+        int r = stk_jsonpath(root, f->tmpl, &b, &err);
+        json_decref(root);
+        json_decref(recs);
+        if (r < 0) {
+            stk_buf_free(&b);
+            return cli_usage_error(cli_command_name, "%s", err->msg);
+        }
+        printf("%s\n", b.data ? b.data : "");
+        stk_buf_free(&b);
+        return 0;
+    }
+    if (f->out == OUT_JSON || f->out == OUT_YAML)
+        return print_value(recs, f->out);
+    if (one)
         recs = json_pack("[o]", recs);
-    print_table(recs);
+    size_t i;
+    json_t *rec;
+    if (f->quiet || f->out == OUT_NAME)
+        json_array_foreach(recs, i, rec)
+            printf("%s%s\n", f->quiet ? "" : "sandbox/", str_or(rec, "id", ""));
+    else
+        print_table(recs, f);
     json_decref(recs);
+    return 0;
+}
+
+/* A list's records carry no labels (the API's list neither; both engines
+ * print the same): each is read with get when a selector or -o wide needs
+ * them. Keeps the records sel matches. */
+static int select_records(struct cli_engine *e, json_t *recs, const struct stk_lsel *sel,
+                          bool need_labels)
+{
+    for (size_t i = 0; i < json_array_size(recs);) {
+        json_t *rec = json_array_get(recs, i);
+        if ((sel->n || need_labels) && !json_object_get(rec, "labels")) {
+            json_t *full = NULL;
+            int r = cli_engine_ops_of(e)->get(e, str_or(rec, "id", ""), &full);
+            if (r != 0)
+                return r;
+            json_object_set(rec, "labels", json_object_get(full, "labels"));
+            json_decref(full);
+        }
+        if (sel->n && !stk_lsel_match(sel, json_object_get(rec, "labels")))
+            json_array_remove(recs, i);
+        else
+            i++;
+    }
     return 0;
 }
 
 int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"all", no_argument, NULL, 'a'},
-        {"output", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
+        {"all", no_argument, NULL, 'a'},        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},      {"selector", required_argument, NULL, 'l'},
+        {"no-headers", no_argument, NULL, 'H'}, {NULL, 0, NULL, 0},
     };
     bool all = false;
-    enum list_output out = OUT_TABLE;
+    struct list_fmt f = {.out = OUT_TABLE};
+    struct stk_lsel sel = {0};
+    _cleanup_error_ struct stk_error *err = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "ao:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "ao:ql:", opts)) != -1) {
         if (c == 'a')
             all = true;
-        else if (c == 'o') {
-            if (parse_list_output("ls", optarg, &out) != 0)
+        else if (c == 'q')
+            f.quiet = true;
+        else if (c == 'H')
+            f.no_headers = true;
+        else if (c == 'l') {
+            if (stk_lsel_parse(optarg, &sel, &err) < 0)
+                return cli_usage_error("ls", "-l: %s", err->msg);
+        } else if (c == 'o') {
+            if (parse_list_output("ls", optarg, &f.out, &f.tmpl) != 0)
                 return EXIT_USAGE;
         } else
             return cli_usage("ls", stderr, EXIT_USAGE);
@@ -428,25 +578,36 @@ int cmd_ls(int argc, char **argv)
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("ls");
     json_t *a = NULL;
     int r = cli_engine_ops_of(e)->list(e, all, &a);
-    return r != 0 ? r : print_records(a, out);
+    if (r == 0)
+        r = select_records(e, a, &sel, f.out == OUT_WIDE);
+    if (r != 0) {
+        json_decref(a);
+        return r;
+    }
+    return print_records(a, &f);
 }
 
 int cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"no-headers", no_argument, NULL, 'H'},
                                          {NULL, 0, NULL, 0}};
-    enum list_output out = OUT_TABLE;
+    struct list_fmt f = {.out = OUT_TABLE};
     int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        if (c != 'o' || parse_list_output("get", optarg, &out) != 0)
+    while ((c = cli_getopt(argc, argv, "o:", opts)) != -1) {
+        if (c == 'H')
+            f.no_headers = true;
+        else if (c != 'o')
             return cli_usage("get", stderr, EXIT_USAGE);
+        else if (parse_list_output("get", optarg, &f.out, &f.tmpl) != 0)
+            return EXIT_USAGE;
     }
     if (optind != argc - 1)
         return cli_usage_error("get", "needs exactly one sandbox ID");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("get");
     json_t *rec = NULL;
     int r = cli_engine_ops_of(e)->get(e, argv[optind], &rec);
-    return r != 0 ? r : print_records(rec, out);
+    return r != 0 ? r : print_records(rec, &f);
 }
 
 /* ---- pool ------------------------------------------------------------------------------ */
@@ -463,7 +624,7 @@ static int pool_create_cmd(int argc, char **argv)
     const char *file = NULL, *env = NULL, *tenant = NULL;
     long size = -1;
     int c;
-    while ((c = getopt_long(argc, argv, "f:e:n:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "f:e:n:", opts)) != -1) {
         char *end;
         switch (c) {
         case 'f':
@@ -505,9 +666,11 @@ static int pool_ls_cmd(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     enum list_output out = OUT_TABLE;
     int c;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1)
-        if (c != 'o' || parse_list_output("pool", optarg, &out) != 0)
+    while ((c = cli_getopt(argc, argv, "o:", opts)) != -1)
+        if (c != 'o')
             return cli_usage("pool", stderr, EXIT_USAGE);
+        else if (parse_list_output("pool", optarg, &out, NULL) != 0)
+            return EXIT_USAGE;
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     json_t *a = NULL;
     int r = cli_engine_ops_of(e)->pool_list(e, &a);

@@ -37,7 +37,7 @@ int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret)
 }
 
 struct serve_args {
-    const char *listen, *cert, *key, *ca, *policy, *state_dir;
+    const char *listen, *cert, *key, *ca, *policy, *state_dir, *access_log;
     int timeout_s;
 };
 
@@ -66,11 +66,12 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
         {"policy", required_argument, NULL, 'p'},
         {"state-dir", required_argument, NULL, 's'},
         {"request-timeout", required_argument, NULL, 't'},
+        {"access-log", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     *a = (struct serve_args){.listen = SERVE_DEFAULT_LISTEN};
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "", opts)) != -1) {
         if (c == 't') {
             char *end;
             long t = strtol(optarg, &end, 10);
@@ -88,6 +89,7 @@ static int serve_parse(int argc, char **argv, struct serve_args *a)
                            : c == 'a' ? &a->ca
                            : c == 'p' ? &a->policy
                            : c == 's' ? &a->state_dir
+                           : c == 'L' ? &a->access_log
                                       : NULL;
         if (!dst)
             return cli_usage("serve", stderr, EXIT_USAGE);
@@ -158,6 +160,7 @@ int cmd_serve(int argc, char **argv)
                                .paths = &paths,
                                .auth = stk_gw_policy_auth(policy),
                                .timeout_s = a.timeout_s,
+                               .access_log = a.access_log,
                                .on_hup = serve_reload_keys,
                                .on_hup_ud = policy};
     /* the gate holds up to STK_GW_MAX_CONNECTIONS sockets besides the

@@ -76,7 +76,7 @@ int cmd_validate(int argc, char **argv)
     const char *env_file = NULL;
     int c;
 
-    while ((c = getopt_long(argc, argv, "e:o:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "e:o:", opts)) != -1) {
         switch (c) {
         case 'e':
             env_file = optarg;

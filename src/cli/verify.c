@@ -25,7 +25,7 @@ static int verify_parse(int argc, char **argv, struct stk_verify_target *to, siz
         {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "t:o:e:", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:o:e:", opts)) != -1) {
         _cleanup_error_ struct stk_error *err = NULL;
         char *end;
         long v;

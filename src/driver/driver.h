@@ -175,6 +175,12 @@ struct stk_driver_ops {
                      stk_init_data_fn cb, void *ud, uint64_t *ret_size, struct stk_error **err);
     int (*file_write)(void *ctx, const struct stk_driver_sandbox *sb, const char *path,
                       unsigned mode, uint64_t size, int in_fd, struct stk_error **err);
+    /* A TCP connection to port in the running sandbox, made from outside it
+     * (what the sandbox's ingress admits: spec.ports); *ret_fd a connected
+     * socket, O_CLOEXEC, blocking. NULL: the backend has no way in
+     * (STK_DRV_E_NOTSUP). */
+    int (*connect)(void *ctx, const struct stk_driver_sandbox *sb, uint16_t port, int *ret_fd,
+                   struct stk_error **err);
     /* Asks the workload to end (SIGTERM, SIGKILL after grace_ms) and returns;
      * supervise (or observe) reports the end. */
     int (*stop)(void *ctx, const struct stk_driver_sandbox *sb, int grace_ms,
@@ -401,6 +407,20 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
  * by the state directory, so two must never share a run directory. Returns
  * -EEXIST with a message naming both when they would. */
 int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **err);
+
+/* `stockade doctor` on this host, read-only: root, each OCI runtime (the
+ * cached smoke runs of stk_runtimes_detect), the cgroup controllers, and
+ * nftables. Fills up to max checks. */
+enum stk_host_status { STK_HOST_PASS, STK_HOST_WARN, STK_HOST_FAIL };
+struct stk_host_check {
+    const char *id, *title;
+    enum stk_host_status status;
+    char why[600];
+    const char *fix; /* static; NULL: nothing to change */
+    char id_buf[32], title_buf[64];
+};
+int stk_local_host_checks(const struct stk_local_paths *p, struct stk_host_check *ret, size_t max,
+                          size_t *ret_n);
 
 /* Removes what crashed runs left: sandbox dirs not locked by a live run,
  * their runtime state, processes and cgroups. */

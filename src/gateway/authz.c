@@ -39,6 +39,9 @@ struct stk_authz {
 /* A verdict of one scope condition: NULL when it holds, else why not. */
 struct why {
     char text[200];
+    /* the caller's own input that failed, when telling it reveals nothing
+     * about anyone else ("" otherwise) */
+    char field[32], value[128];
 };
 
 STK_PRINTF(2, 3) static bool fail(struct why *w, const char *fmt, ...)
@@ -47,6 +50,19 @@ STK_PRINTF(2, 3) static bool fail(struct why *w, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(w->text, sizeof(w->text), fmt, ap);
     va_end(ap);
+    return false;
+}
+
+/* fail(), naming the caller's own input that was refused. */
+STK_PRINTF(4, 5)
+static bool fail_on(struct why *w, const char *field, const char *value, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->text, sizeof(w->text), fmt, ap);
+    va_end(ap);
+    snprintf(w->field, sizeof(w->field), "%s", field);
+    snprintf(w->value, sizeof(w->value), "%s", value ? value : "");
     return false;
 }
 
@@ -232,13 +248,15 @@ static bool tenant_ok(const struct identity *ic, const struct stk_access_scope *
         return fail(w, "the sandbox has no tenant");
     if (sc->tenants.meta.set) {
         if (!GLOB_ANY(sc->tenants, tenant))
-            return fail(w, "tenant %s matches no tenants pattern", tenant);
+            return fail_on(w, "tenant", tenant, "tenant %s matches no tenants pattern", tenant);
         return true;
     }
     if (!ic->id->tenant.meta.set)
-        return fail(w, "tenant %s: the identity has no tenant and the grant names none", tenant);
+        return fail_on(w, "tenant", tenant,
+                       "tenant %s: the identity has no tenant and the grant names none", tenant);
     if (strcmp(ic->id->tenant.v, tenant) != 0)
-        return fail(w, "tenant %s is not the identity's tenant %s", tenant, ic->id->tenant.v);
+        return fail_on(w, "tenant", tenant, "tenant %s is not the identity's tenant %s", tenant,
+                       ic->id->tenant.v);
     return true;
 }
 
@@ -246,7 +264,8 @@ static bool project_ok(const struct stk_access_scope *sc, const char *project, s
 {
     if (!sc->projects.meta.set || GLOB_ANY(sc->projects, project ? project : ""))
         return true;
-    return fail(w, "project %s matches no projects pattern", project ? project : "(none)");
+    return fail_on(w, "project", project, "project %s matches no projects pattern",
+                   project ? project : "(none)");
 }
 
 static bool namespace_ok(const struct stk_access_scope *sc, const char *ns, struct why *w)
@@ -256,7 +275,7 @@ static bool namespace_ok(const struct stk_access_scope *sc, const char *ns, stru
     if (!ns)
         return fail(w, "the sandbox has no namespace");
     if (!GLOB_ANY(sc->namespaces, ns))
-        return fail(w, "namespace %s matches no namespaces pattern", ns);
+        return fail_on(w, "namespace", ns, "namespace %s matches no namespaces pattern", ns);
     return true;
 }
 
@@ -352,9 +371,11 @@ static bool owner_create_ok(const struct identity *ic, const struct stk_access_s
         return fail(w, "owner of %zu bytes: must be 1 to %zu", strlen(on_behalf_of),
                     OWNER_SIZE - 1);
     if (!sc->on_behalf_of.v)
-        return fail(w, "may not create on behalf of %s (onBehalfOf is false)", on_behalf_of);
+        return fail_on(w, "owner", on_behalf_of,
+                       "may not create on behalf of %s (onBehalfOf is false)", on_behalf_of);
     if (owned_default(ic, sc))
-        return fail(w, "owned: true allows creating only for itself, not for %s", on_behalf_of);
+        return fail_on(w, "owner", on_behalf_of,
+                       "owned: true allows creating only for itself, not for %s", on_behalf_of);
     return true;
 }
 
@@ -363,18 +384,21 @@ static bool policy_ok(const struct stk_access_scope *sc, enum stk_policy p, stru
     int max = sc->max_policy.meta.set ? sc->max_policy.v : STK_POLICY_RESTRICTED;
     if ((int)p <= max)
         return true;
-    return fail(w, "policy %s above maxPolicy %s", stk_policy_names[p], stk_policy_names[max]);
+    return fail_on(w, "security.policy", stk_policy_names[p], "policy %s above maxPolicy %s",
+                   stk_policy_names[p], stk_policy_names[max]);
 }
 
 static bool runtime_ok(const struct stk_access_scope *sc, enum stk_runtime rt, struct why *w)
 {
     if (!sc->runtimes.meta.set)
         return rt == STK_RUNTIME_DEFAULT ||
-               fail(w, "runtime %s is not in runtimes (default)", stk_runtime_names[rt]);
+               fail_on(w, "runtime", stk_runtime_names[rt],
+                       "runtime %s is not in runtimes (default)", stk_runtime_names[rt]);
     for (uint32_t i = 0; i < sc->runtimes.n; i++)
         if (sc->runtimes.items[i].v == (int)rt)
             return true;
-    return fail(w, "runtime %s is not in runtimes", stk_runtime_names[rt]);
+    return fail_on(w, "runtime", stk_runtime_names[rt], "runtime %s is not in runtimes",
+                   stk_runtime_names[rt]);
 }
 
 /* A grant key covers itself and everything below it ("kubernetes" covers
@@ -395,8 +419,9 @@ static bool driver_config_ok(const struct stk_access_scope *sc, const struct stk
 {
     for (size_t i = 0; i < b->n_driver_config_keys; i++)
         if (!key_covered(sc, b->driver_config_keys[i]))
-            return fail(w, "driverConfig key %s is not in driverConfigKeys",
-                        b->driver_config_keys[i]);
+            return fail_on(w, "driverConfig", b->driver_config_keys[i],
+                           "driverConfig key %s is not in driverConfigKeys",
+                           b->driver_config_keys[i]);
     return true;
 }
 
@@ -408,7 +433,8 @@ static bool service_account_ok(const struct stk_access_scope *sc, const struct s
     const char *sa = b->kube->service_account_name.v;
     if (GLOB_ANY(sc->service_accounts, sa))
         return true;
-    return fail(w, "service account %s matches no serviceAccounts pattern", sa);
+    return fail_on(w, "serviceAccountName", sa,
+                   "service account %s matches no serviceAccounts pattern", sa);
 }
 
 static bool credentials_ok(const struct stk_access_scope *sc, const struct stk_boundary *b,
@@ -417,8 +443,9 @@ static bool credentials_ok(const struct stk_access_scope *sc, const struct stk_b
     for (size_t i = 0; i < b->n_bindings; i++) {
         const struct stk_binding *bd = &b->bindings[i];
         if (!GLOB_ANY(sc->credential_refs, bd->credential.ref.v))
-            return fail(w, "credential ref %s (binding %s) matches no credentialRefs pattern",
-                        bd->credential.ref.v, bd->name.v);
+            return fail_on(w, "credential", bd->credential.ref.v,
+                           "credential ref %s (binding %s) matches no credentialRefs pattern",
+                           bd->credential.ref.v, bd->name.v);
     }
     return true;
 }
@@ -435,7 +462,8 @@ static bool allocation_ok(const struct stk_access_scope *sc, const struct stk_au
     for (uint32_t i = 0; i < sc->allocation.n; i++)
         if (sc->allocation.items[i].v == want)
             return true;
-    return fail(w, "allocation %s is not in allocation", stk_allocation_kind_names[want]);
+    return fail_on(w, "allocation", stk_allocation_kind_names[want],
+                   "allocation %s is not in allocation", stk_allocation_kind_names[want]);
 }
 
 /* Every condition of one grant for a create, in the order docs/gateway.md
@@ -491,11 +519,11 @@ static void decide_create(const struct identity *ic, const struct stk_authz_targ
     if (!t)
         t = &empty;
     const char *owner = t->on_behalf_of ? t->on_behalf_of : name;
-    struct why first = {{0}};
+    struct why first = {0};
     const struct grant *first_gr = NULL;
     for (size_t i = 0; i < ic->n_grants; i++) {
         const struct grant *gr = ic->grants[i];
-        struct why w = {{0}};
+        struct why w = {0};
         if (!gr->verbs[STK_VERB_CREATE])
             continue;
         if (create_ok(ic, gr, t, owner, &w)) {
@@ -510,9 +538,11 @@ static void decide_create(const struct identity *ic, const struct stk_authz_targ
             first = w;
         }
     }
-    if (first_gr)
+    if (first_gr) {
         reason(ret, "grant %u of identity %s: %s", first_gr->index, name, first.text);
-    else
+        copy_str(ret->refused_field, sizeof(ret->refused_field), first.field);
+        copy_str(ret->refused_value, sizeof(ret->refused_value), first.value);
+    } else
         reason(ret, "no grant of identity %s covers verb create", name);
 }
 
@@ -524,7 +554,7 @@ static const struct grant *covering(const struct identity *ic, enum stk_verb ver
 {
     for (size_t i = 0; i < ic->n_grants; i++) {
         const struct grant *gr = ic->grants[i];
-        struct why w = {{0}};
+        struct why w = {0};
         if (!gr->verbs[verb])
             continue;
         if (is_collection(t) || sandbox_ok(ic, gr, t, &w))
@@ -542,7 +572,7 @@ static void decide_object(const struct identity *ic, enum stk_verb verb,
 {
     const char *name = ic->id->name.v, *vname = stk_verb_names[verb];
     const struct grant *first = NULL;
-    struct why w = {{0}};
+    struct why w = {0};
     const struct grant *gr = covering(ic, verb, t, &first, &w);
     char on[160] = "";
 

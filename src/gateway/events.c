@@ -73,6 +73,7 @@ void gw_events_subscribe(struct gw_call *c, int64_t after_seq)
     struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-store");
+    gw_call_log(c, 200);
     evhttp_send_reply_start(c->req, 200, "OK");
 }
 

@@ -321,7 +321,26 @@ static bool upgrade_asked(struct evhttp_request *req)
     return up && !strcasecmp(up, "stockade-exec.v1") && conn && strcasestr(conn, "upgrade");
 }
 
+struct exec_child_arg {
+    const char *id;
+    json_t *body;
+};
+
+static void exec_child_run(struct gw_call *c, int sock, SSL *ssl, int done_w, void *arg)
+{
+    struct exec_child_arg *a = arg;
+    exec_child(c, a->id, a->body, sock, ssl, done_w);
+}
+
 static void exec_handover(struct gw_call *c, const char *id, json_t *body)
+{
+    struct exec_child_arg a = {id, body};
+    gw_handover(c, exec_child_run, &a);
+}
+
+void gw_handover(struct gw_call *c,
+                 void (*child)(struct gw_call *c, int sock, SSL *ssl, int done_w, void *arg),
+                 void *arg)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
@@ -336,19 +355,20 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
         return;
     }
     if (sock < 0 || pipe2(done, O_CLOEXEC) < 0) {
-        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the exec relay");
+        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the relay");
         return;
     }
     pid_t pid = fork();
     if (pid < 0) {
         close(done[0]);
         close(done[1]);
-        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the exec relay: %s", strerror(errno));
+        gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the relay: %s", strerror(errno));
         return;
     }
     if (pid == 0) {
         close(done[0]);
-        exec_child(c, id, body, sock, ssl, done[1]);
+        child(c, sock, ssl, done[1], arg);
+        _exit(0);
     }
     close(done[1]);
     /* the event loop must not read the client's frames or time it out */
@@ -363,7 +383,7 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     c->g->execs = x;
     c->g->n_workers++;
     c->conn->call = c; /* freed when the connection is */
-    gw_count(c->g, c->route, 101);
+    gw_call_answered(c, 101);
 }
 
 void gw_exec_start(struct gw_call *c, const char *id)

@@ -57,6 +57,7 @@ struct gw_gate {
     bool upgrade;  /* the body being passed is an exec's: frames follow */
     bool flushing; /* in gate_flush: output may go to the socket */
     int64_t body_left, in_flight;
+    int64_t t0_ms; /* the head's arrival (the access log's duration) */
     struct gw_gate *prev, *next;
 };
 
@@ -109,20 +110,31 @@ static void gate_free(void *ctx)
 }
 
 /* The answer to a refused request, written past evhttp (it never saw the
- * request) with Connection: close. */
-static void gate_reply(struct gw_gate *k, enum gw_route route, enum gw_err code, const char *msg)
+ * request) with Connection: close; h is NULL when no head was read. */
+static void gate_reply(struct gw_gate *k, const struct gw_head *h, const char *who,
+                       enum gw_route route, enum gw_err code, const char *msg)
 {
     json_t *j = gw_error_json(code, msg);
     char *body = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(j);
     int status = gw_err_status[code];
+    char extra[128] = "";
+    if (code == GW_E_UNAUTHENTICATED)
+        snprintf(extra, sizeof(extra), "WWW-Authenticate: %s\r\n",
+                 !strcmp(msg, "invalid credentials") ? GW_WWW_AUTH_INVALID : GW_WWW_AUTH);
+    if (code == GW_E_METHOD && h) {
+        char allow[64];
+        gw_route_allow(h->path, allow, sizeof(allow));
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+    }
     evbuffer_add_printf(bufferevent_get_output(k->under),
-                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%s"
                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                        status, status == 401 ? "Unauthorized" : "Refused",
-                        strlen(body ? body : "{}") + 1, body ? body : "{}");
+                        status, gw_status_phrase(status), extra, strlen(body ? body : "{}") + 1,
+                        body ? body : "{}");
     free(body);
     gw_count(k->g, route, status);
+    gw_access_log(k->g, h ? h->method : "", h ? h->path : "", status, who, k->t0_ms);
     k->state = GATE_REFUSED;
 }
 
@@ -134,7 +146,7 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
     enum gw_route route = _GW_ROUTE_N;
     char arg[64] = "";
     if (h->chunked) {
-        gate_reply(k, route, GW_E_BAD_REQUEST,
+        gate_reply(k, h, NULL, route, GW_E_BAD_REQUEST,
                    "chunked request bodies are not accepted: send Content-Length");
         return false;
     }
@@ -142,14 +154,17 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
     int r = gw_authenticate(g, k->under, h->n_authorization ? h->authorization : NULL,
                             h->n_authorization, &who);
     if (r < 0) {
-        gate_reply(k, route, GW_E_UNAUTHENTICATED,
+        gate_reply(k, h, NULL, route, GW_E_UNAUTHENTICATED,
                    r == -ENOENT ? "authentication required" : "invalid credentials");
         return false;
     }
+    char name[256];
+    gw_principal_name(&who, name, sizeof(name));
     int rr = gw_route_parse(h->method, h->path, &route, arg);
     if (rr < 0 || !takes_body(route)) {
         stk_principal_release(&who);
-        gate_reply(k, rr < 0 ? _GW_ROUTE_N : route, rr == -EPERM ? GW_E_METHOD : GW_E_NOT_FOUND,
+        gate_reply(k, h, name, rr < 0 ? _GW_ROUTE_N : route,
+                   rr == -EPERM ? GW_E_METHOD : GW_E_NOT_FOUND,
                    rr == -EPERM ? "method not allowed" : "no such endpoint");
         return false;
     }
@@ -168,7 +183,7 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
         else
             snprintf(msg, sizeof(msg), "%s on sandbox/%s is not allowed",
                      stk_verb_names[body_verbs[route]], arg);
-        gate_reply(k, route, (enum gw_err)target, msg);
+        gate_reply(k, h, name, route, (enum gw_err)target, msg);
         return false;
     }
     if (!ok) {
@@ -179,11 +194,11 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
         else
             snprintf(msg, sizeof(msg), "%s on %s is not allowed", stk_verb_names[body_verbs[route]],
                      gw_routes[route].pattern);
-        gate_reply(k, route, arg[0] ? GW_E_NOT_FOUND : GW_E_FORBIDDEN, msg);
+        gate_reply(k, h, name, route, arg[0] ? GW_E_NOT_FOUND : GW_E_FORBIDDEN, msg);
         return false;
     }
     if (g->body_bytes + h->content_length > GW_BODY_BYTES_IN_FLIGHT) {
-        gate_reply(k, route, GW_E_UNAVAILABLE, "too many request bodies in flight: retry");
+        gate_reply(k, h, name, route, GW_E_UNAVAILABLE, "too many request bodies in flight: retry");
         return false;
     }
     return true;
@@ -210,8 +225,9 @@ static void gate_head(struct gw_gate *k, struct evbuffer *src, struct evbuffer *
     const char *buf = (const char *)evbuffer_pullup(src, (ev_ssize_t)len);
     struct gw_head h;
     bool has_body;
+    k->t0_ms = gw_now_ms();
     if (gw_head_parse(buf, len, &h) < 0) {
-        gate_reply(k, _GW_ROUTE_N, GW_E_BAD_REQUEST, "malformed request head");
+        gate_reply(k, NULL, NULL, _GW_ROUTE_N, GW_E_BAD_REQUEST, "malformed request head");
         return;
     }
     has_body = h.chunked || h.content_length > 0;
@@ -249,7 +265,7 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
     bool out = false;
     if (k->busy) {
         k->busy = false;
-        gate_reply(k, _GW_ROUTE_N, GW_E_UNAVAILABLE, "too many connections: retry");
+        gate_reply(k, NULL, NULL, _GW_ROUTE_N, GW_E_UNAVAILABLE, "too many connections: retry");
     }
     for (;;) {
         size_t n = evbuffer_get_length(src);

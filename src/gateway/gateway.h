@@ -88,6 +88,10 @@ struct stk_authz_decision {
     char identity[128]; /* the policy identity matched ("" when none) */
     char owner[128];    /* create, when allowed: the owner to record */
     char reason[256];   /* for the audit record; never sent to the caller */
+    /* denied: the caller's own input that was refused (a create's
+     * "tenant", "runtime", ...), only when naming it tells nothing about
+     * other tenants; "" otherwise. Sent to the caller. */
+    char refused_field[32], refused_value[128];
 };
 
 /* How the HTTP layer asks. ud is the implementation's. */

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #define GW_STOP_GRACE_S  10 /* at shutdown, operations in flight may finish */
 #define GW_STREAM_IDLE_S (24 * 3600)
@@ -84,6 +86,53 @@ static void metrics_text(struct stk_gw *g, struct evbuffer *out)
                         g->n_subs);
 }
 
+/* ---- access log ------------------------------------------------------------------------ */
+
+/* One JSON line per request: jansson escapes what a client put in the path,
+ * so no client can forge or split a line. Never a header, a query or a
+ * body: tokens travel in headers. */
+void gw_access_log(struct stk_gw *g, const char *method, const char *path, int status,
+                   const char *who, int64_t t0_ms)
+{
+    if (!g->access_log)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char ts[96];
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(now.tv_nsec / 1000000));
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "time", ts, "method", method ? method : "", "path",
+                  path ? path : "", "status", status, "identity", who && *who ? who : "-",
+                  "duration_ms", (json_int_t)(t0_ms > 0 ? gw_now_ms() - t0_ms : 0));
+    char *line = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(j);
+    if (line) {
+        fprintf(g->access_log, "%s\n", line);
+        fflush(g->access_log);
+    }
+    free(line);
+}
+
+static const char *request_method(struct evhttp_request *req);
+
+void gw_call_log(struct gw_call *c, int status)
+{
+    if (!c->req)
+        return;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(c->req));
+    gw_access_log(c->g, request_method(c->req), path, status, c->actor, c->t0_ms);
+}
+
+void gw_call_answered(struct gw_call *c, int status)
+{
+    gw_count(c->g, c->route, status);
+    gw_call_log(c, status);
+}
+
 /* ---- replies ------------------------------------------------------------------------- */
 
 void gw_call_free(struct gw_call *c)
@@ -105,12 +154,30 @@ void gw_reply_json(struct gw_call *c, int status, json_t *json)
         evbuffer_add_printf(b, "%s\n", s ? s : "{}");
         evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
                           "application/json");
-        gw_count(c->g, c->route, status);
+        gw_call_answered(c, status);
         evhttp_send_reply(c->req, status, NULL, b);
         evbuffer_free(b);
     }
     free(s);
     gw_call_free(c);
+}
+
+/* The headers an error status promises: WWW-Authenticate on a 401 (how to
+ * authenticate), Allow on a 405 (what the path takes). */
+static void error_headers(struct gw_call *c, enum gw_err code, const char *msg)
+{
+    if (!c->req)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    if (code == GW_E_UNAUTHENTICATED)
+        evhttp_add_header(h, "WWW-Authenticate",
+                          !strcmp(msg, "invalid credentials") ? GW_WWW_AUTH_INVALID : GW_WWW_AUTH);
+    if (code == GW_E_METHOD) {
+        const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(c->req));
+        char allow[64];
+        gw_route_allow(path ? path : "/", allow, sizeof(allow));
+        evhttp_add_header(h, "Allow", allow);
+    }
 }
 
 void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...)
@@ -119,6 +186,7 @@ void gw_reply_error(struct gw_call *c, enum gw_err code, const char *fmt, ...)
     va_start(ap, fmt);
     _cleanup_free_ char *msg = stk_xvasprintf(fmt, ap);
     va_end(ap);
+    error_headers(c, code, msg);
     gw_reply_json(c, gw_err_status[code], gw_error_json(code, msg));
 }
 
@@ -196,7 +264,7 @@ void gw_stream_end(struct gw_call *c)
 
 /* ---- authentication and authorization --------------------------------------------------- */
 
-static void principal_name(const struct stk_principal *p, char *buf, size_t n)
+void gw_principal_name(const struct stk_principal *p, char *buf, size_t n)
 {
     switch (p->kind) {
     case STK_PRINCIPAL_TOKEN:
@@ -330,6 +398,8 @@ static void ask(struct gw_call *c, enum stk_verb verb, const struct stk_authz_ta
     ret->identity[sizeof(ret->identity) - 1] = '\0';
     ret->owner[sizeof(ret->owner) - 1] = '\0';
     ret->reason[sizeof(ret->reason) - 1] = '\0';
+    ret->refused_field[sizeof(ret->refused_field) - 1] = '\0';
+    ret->refused_value[sizeof(ret->refused_value) - 1] = '\0';
     if (ret->identity[0])
         snprintf(c->actor, sizeof(c->actor), "%s", ret->identity);
     c->g->decisions[ret->allow ? 1 : 0]++;
@@ -396,6 +466,21 @@ static void batch_end(struct decision_batch *b)
     json_decref(b->rows);
 }
 
+/* A 403 that names the caller's own input the policy refused (the
+ * decision says which only when that reveals nothing about others). */
+static void reply_refused(struct gw_call *c, enum stk_verb verb, const char *object,
+                          const struct stk_authz_decision *d)
+{
+    _cleanup_free_ char *msg =
+        stk_xasprintf("%s on %s is not allowed: your grants do not allow %s \"%s\"",
+                      stk_verb_names[verb], object, d->refused_field, d->refused_value);
+    json_t *e = gw_error_json(GW_E_FORBIDDEN, msg);
+    json_object_set_new(
+        json_object_get(e, "error"), "refused",
+        json_pack("{s:s,s:s}", "field", d->refused_field, "value", d->refused_value));
+    gw_reply_json(c, 403, e);
+}
+
 bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_target *t,
                   const char *sandbox_id, const char *object, struct stk_authz_decision *ret)
 {
@@ -404,6 +489,8 @@ bool gw_authorize(struct gw_call *c, enum stk_verb verb, const struct stk_authz_
     /* hide is about objects; a collection the caller may not use is a 403 */
     if (ret->hide && c->arg[0])
         reply_not_found(c);
+    else if (ret->refused_field[0])
+        reply_refused(c, verb, object, ret);
     else
         gw_reply_error(c, GW_E_FORBIDDEN, "%s on %s is not allowed", stk_verb_names[verb], object);
     return false;
@@ -527,7 +614,7 @@ static bool authenticate(struct gw_call *c)
         gw_reply_error(c, GW_E_UNAUTHENTICATED, "invalid credentials");
         return false;
     }
-    principal_name(&c->who, c->actor, sizeof(c->actor));
+    gw_principal_name(&c->who, c->actor, sizeof(c->actor));
     snprintf(c->principal, sizeof(c->principal), "%s", c->actor);
     return true;
 }
@@ -536,7 +623,7 @@ void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_
                     const char *object, bool known)
 {
     struct gw_call c = {.g = g};
-    principal_name(who, c.principal, sizeof(c.principal));
+    gw_principal_name(who, c.principal, sizeof(c.principal));
     snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
     struct stk_authz_decision d = {.hide = true};
     snprintf(d.reason, sizeof(d.reason), "%s (refused before the body was read)",
@@ -736,7 +823,7 @@ int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_v
 {
     struct gw_call c = {.g = g, .who = *who}; /* borrowed: never released here */
     snprintf(c.arg, sizeof(c.arg), "%s", arg);
-    principal_name(who, c.principal, sizeof(c.principal));
+    gw_principal_name(who, c.principal, sizeof(c.principal));
     snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
     struct stk_sb_rec rec;
     char object[80];
@@ -829,7 +916,7 @@ static void h_metrics(struct gw_call *c)
     metrics_text(c->g, b);
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
                       "text/plain; version=0.0.4");
-    gw_count(c->g, c->route, 200);
+    gw_call_answered(c, 200);
     evhttp_send_reply(c->req, 200, "OK", b);
     evbuffer_free(b);
     gw_call_free(c);
@@ -1170,13 +1257,43 @@ static void h_sb_exec(struct gw_call *c)
     gw_exec_start(c, id);
 }
 
+/* Authorized as exec: the caller reaches a process of the sandbox. */
+static void h_sb_port(struct gw_call *c)
+{
+    char id[64];
+    uint16_t port;
+    const char *rest;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(c->req));
+    if (!path || gw_port_path(path, id, &port, &rest) < 0) {
+        gw_reply_error(c, GW_E_NOT_FOUND, "no such endpoint");
+        return;
+    }
+    struct stk_sb_rec rec;
+    if (!load_sandbox(c, STK_VERB_EXEC, &rec))
+        return;
+    snprintf(id, sizeof(id), "%s", rec.id);
+    stk_sb_rec_free(&rec);
+    gw_port_start(c, id, port, rest);
+}
+
 static void h_sb_logs(struct gw_call *c)
 {
     char v[32];
-    int64_t since_ms = 0;
+    int64_t since_ms = 0, until_ms = 0, tail = -1;
     const char *since = query_get(c, "since", v, sizeof(v));
     if (since && gw_parse_ms(since, &since_ms) < 0) {
         gw_reply_error(c, GW_E_BAD_REQUEST, "since must be unix milliseconds");
+        return;
+    }
+    const char *until = query_get(c, "until", v, sizeof(v));
+    if (until && gw_parse_ms(until, &until_ms) < 0) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "until must be unix milliseconds");
+        return;
+    }
+    /* tail: the last N lines (at most 10^8, as the CLI takes) */
+    const char *t = query_get(c, "tail", v, sizeof(v));
+    if (t && (gw_parse_ms(t, &tail) < 0 || tail > 100000000)) {
+        gw_reply_error(c, GW_E_BAD_REQUEST, "tail must be a number of lines up to 100000000");
         return;
     }
     struct stk_sb_rec rec;
@@ -1184,6 +1301,9 @@ static void h_sb_logs(struct gw_call *c)
         return;
     json_t *job = id_job("logs", rec.id);
     json_object_set_new(job, "since", json_integer(since_ms));
+    json_object_set_new(job, "until", json_integer(until_ms));
+    json_object_set_new(job, "tail", json_integer(tail));
+    json_object_set_new(job, "timestamps", json_boolean(query_flag(c, "timestamps")));
     json_object_set_new(job, "follow", json_boolean(query_flag(c, "follow")));
     stk_sb_rec_free(&rec);
     start_job(c, job, true);
@@ -1404,11 +1524,13 @@ static const gw_handler handlers[_GW_ROUTE_N] = {
     [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
     [GW_EVENTS] = h_events,           [GW_POOL_GET] = h_pool_get,
     [GW_SB_FILE_GET] = h_sb_file_get, [GW_SB_FILE_PUT] = h_sb_file_put,
+    [GW_SB_PORT] = h_sb_port,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------------
  */
 
+/* The method as routes name it; "" for one no route takes. */
 static const char *method_name(enum evhttp_cmd_type m)
 {
     switch (m) {
@@ -1430,6 +1552,30 @@ static const char *method_name(enum evhttp_cmd_type m)
     return "";
 }
 
+/* The method as the client sent it, for the access log. */
+static const char *request_method(struct evhttp_request *req)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_GET:
+    case EVHTTP_REQ_POST:
+    case EVHTTP_REQ_DELETE:
+        break;
+    }
+    return method_name(evhttp_request_get_command(req));
+}
+
 /* POST bodies are JSON: anything else is refused before it is parsed. */
 static bool content_type_ok(struct gw_call *c)
 {
@@ -1448,7 +1594,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 {
     struct stk_gw *g = arg;
     struct gw_call *c = stk_xcalloc(1, sizeof(*c));
-    *c = (struct gw_call){.g = g, .req = req, .route = _GW_ROUTE_N};
+    *c = (struct gw_call){.g = g, .req = req, .route = _GW_ROUTE_N, .t0_ms = gw_now_ms()};
     c->conn = conn_track(g, req);
     if (g->closing) {
         gw_reply_error(c, GW_E_UNAVAILABLE, "the server is shutting down");
@@ -1691,6 +1837,18 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     g->on_hup = o->on_hup;
     g->on_hup_ud = o->on_hup_ud;
     evhttp_set_timeout(g->http, g->timeout_s);
+    if (!o->access_log || !strcmp(o->access_log, "-"))
+        g->access_log = stderr;
+    else if (strcmp(o->access_log, "off") != 0) {
+        int fd = open(o->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        g->access_log = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (!g->access_log) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return stk_error_errno(err, e, "cannot open the access log %s", o->access_log);
+        }
+    }
     /* the others reach the router too, so a wrong method is a JSON 405 */
     evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
@@ -1782,6 +1940,8 @@ void stk_gw_free(struct stk_gw *g)
         SSL_CTX_free(g->ssl);
     if (g->unix_path[0])
         (void)unlink(g->unix_path);
+    if (g->access_log && g->access_log != stderr)
+        fclose(g->access_log);
     stk_session_close(g->session);
     free(g);
 }

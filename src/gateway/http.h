@@ -29,6 +29,9 @@ struct stk_gw_options {
     const char *kubeconfig, *context;
     const struct stk_gw_auth *auth; /* required */
     int timeout_s;                  /* a request must arrive within; 0: STK_GW_TIMEOUT_S */
+    /* the access log (one JSON line per request): NULL or "-" stderr, "off"
+     * none, else a file appended to (created 0600) */
+    const char *access_log;
     /* SIGHUP calls it on the loop (serve: re-read the policy's keys); SIGHUP
      * never ends the server, with or without it */
     void (*on_hup)(void *ud);

@@ -32,6 +32,7 @@ enum gw_route {
     GW_POOL_GET,
     GW_SB_FILE_GET,
     GW_SB_FILE_PUT,
+    GW_SB_PORT,
     _GW_ROUTE_N
 };
 
@@ -45,6 +46,12 @@ extern const struct gw_route_def gw_routes[_GW_ROUTE_N];
  * part. -ENOENT when no route has the path, -EPERM when one has it with
  * another method. */
 int gw_route_parse(const char *method, const char *path, enum gw_route *ret, char ret_arg[64]);
+/* "/v1/sandboxes/{id}/ports/{port}[/REST]": the id, the port (1..65535) and
+ * the rest of the path the sandbox gets ("/" when none). -ENOENT otherwise. */
+int gw_port_path(const char *path, char ret_id[64], uint16_t *ret_port, const char **ret_rest);
+/* The methods path takes, as an Allow header lists them ("GET, DELETE");
+ * "" when no route matches it. */
+void gw_route_allow(const char *path, char *buf, size_t n);
 
 /* The stable error codes of docs/api.md and their HTTP statuses. */
 enum gw_err {
@@ -63,6 +70,8 @@ enum gw_err {
 };
 extern const char *const gw_err_names[_GW_E_N];
 extern const int gw_err_status[_GW_E_N];
+/* The reason phrase of the statuses the gate answers with. */
+const char *gw_status_phrase(int status);
 /* {"error":{"code":..,"message":..}} */
 json_t *gw_error_json(enum gw_err code, const char *message);
 /* The error a session call's errno maps to. */

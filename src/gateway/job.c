@@ -240,6 +240,7 @@ static int job_start(struct gw_call *c, json_t *job, bool stream, int file_fd, b
         struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
         if (!evhttp_find_header(h, "Content-Type"))
             evhttp_add_header(h, "Content-Type", "application/octet-stream");
+        gw_call_log(c, 200);
         evhttp_send_reply_start(c->req, 200, "OK");
     }
     return 0;

@@ -34,6 +34,8 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_EVENTS] = {"GET", "/v1/events"},
     [GW_SB_FILE_GET] = {"GET", "/v1/sandboxes/{}/files"},
     [GW_SB_FILE_PUT] = {"PUT", "/v1/sandboxes/{}/files"},
+    /* a prefix: gw_port_path() matches it */
+    [GW_SB_PORT] = {"GET", "/v1/sandboxes/{}/ports/{port}/..."},
 };
 
 static bool name_char(char c)
@@ -74,10 +76,49 @@ static bool pattern_match(const char *pat, const char *path, char arg[64])
     return *path == '\0';
 }
 
+int gw_port_path(const char *path, char ret_id[64], uint16_t *ret_port, const char **ret_rest)
+{
+    static const char prefix[] = "/v1/sandboxes/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1))
+        return -ENOENT;
+    const char *p = path + sizeof(prefix) - 1;
+    size_t n = 0;
+    while (name_char(p[n]) && n < 63)
+        n++;
+    char id[64];
+    memcpy(id, p, n);
+    id[n] = '\0';
+    p += n;
+    if (!gw_name_ok(id) || strncmp(p, "/ports/", 7))
+        return -ENOENT;
+    p += 7;
+    unsigned port = 0;
+    size_t digits = 0;
+    for (; p[digits] >= '0' && p[digits] <= '9' && digits < 6; digits++)
+        port = port * 10 + (unsigned)(p[digits] - '0');
+    if (digits == 0 || digits > 5 || p[0] == '0' || port > 65535 ||
+        (p[digits] != '\0' && p[digits] != '/'))
+        return -ENOENT;
+    memcpy(ret_id, id, n + 1);
+    *ret_port = (uint16_t)port;
+    *ret_rest = p[digits] ? p + digits : "/";
+    return 0;
+}
+
 int gw_route_parse(const char *method, const char *path, enum gw_route *ret, char ret_arg[64])
 {
     bool other_method = false;
+    uint16_t port;
+    const char *rest;
+    if (gw_port_path(path, ret_arg, &port, &rest) == 0) {
+        if (strcmp(method, "GET"))
+            return -EPERM;
+        *ret = GW_SB_PORT;
+        return 0;
+    }
     for (size_t i = 0; i < _GW_ROUTE_N; i++) {
+        if (i == GW_SB_PORT) /* a prefix, matched above */
+            continue;
         char arg[64] = "";
         if (!pattern_match(gw_routes[i].pattern, path, arg))
             continue;
@@ -90,6 +131,53 @@ int gw_route_parse(const char *method, const char *path, enum gw_route *ret, cha
         return 0;
     }
     return other_method ? -EPERM : -ENOENT;
+}
+
+void gw_route_allow(const char *path, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    char id[64];
+    uint16_t port;
+    const char *rest;
+    if (gw_port_path(path, id, &port, &rest) == 0) {
+        snprintf(buf, n, "GET");
+        return;
+    }
+    for (size_t i = 0; i < _GW_ROUTE_N; i++) {
+        if (i == GW_SB_PORT) /* a prefix, matched above */
+            continue;
+        char arg[64] = "";
+        const char *m = gw_routes[i].method;
+        if (!pattern_match(gw_routes[i].pattern, path, arg) || strstr(buf, m))
+            continue;
+        int w = snprintf(buf + used, n - used, "%s%s", used ? ", " : "", m);
+        if (w < 0 || (size_t)w >= n - used) {
+            buf[used] = '\0';
+            return;
+        }
+        used += (size_t)w;
+    }
+}
+
+const char *gw_status_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Refused";
+    }
 }
 
 const char *const gw_err_names[_GW_E_N] = {

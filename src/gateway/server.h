@@ -59,6 +59,7 @@ struct stk_gw {
     void *on_hup_ud;
     int port;
     int timeout_s;
+    FILE *access_log;    /* stderr, a file of --access-log, or NULL (off) */
     char unix_path[108]; /* listening on a Unix socket: removed at the end */
     bool closing;
     struct gw_conn *conns;
@@ -90,6 +91,7 @@ struct gw_call {
     char actor[256];     /* the identity when the policy matched one, else the principal */
     char principal[256]; /* the principal ("token:ID", ...): the key of its audit budget */
     bool claim_pool;     /* a 404 now is the claimed pool's */
+    int64_t t0_ms;       /* when the request arrived (the access log's duration) */
     struct gw_job *job;
     struct gw_sub *sub;
 };
@@ -140,6 +142,20 @@ void gw_call_free(struct gw_call *c);
 /* Commits the read decisions waiting for the group commit. */
 void gw_audit_flush(struct stk_gw *g);
 void gw_count(struct stk_gw *g, enum gw_route route, int status);
+/* One access log line (docs/api.md, "Access log"): method, path (no query),
+ * status, who ("-" before authentication) and the time since t0_ms. */
+void gw_access_log(struct stk_gw *g, const char *method, const char *path, int status,
+                   const char *who, int64_t t0_ms);
+/* A call's answer is decided: counted and logged. A stream is logged when
+ * its answer starts and counted when it ends. */
+void gw_call_answered(struct gw_call *c, int status);
+void gw_call_log(struct gw_call *c, int status);
+/* "token:ID", "jwt:ISS#SUB", "cert:SUBJECT", "anonymous". */
+void gw_principal_name(const struct stk_principal *p, char *buf, size_t n);
+/* The values of WWW-Authenticate on a 401 (RFC 6750): no credentials, and
+ * credentials that did not verify. */
+#define GW_WWW_AUTH         "Bearer realm=\"stockade\""
+#define GW_WWW_AUTH_INVALID "Bearer realm=\"stockade\", error=\"invalid_token\""
 int64_t gw_now_ms(void);
 /* Makes the call's connection live as long as its stream does. */
 void gw_stream_begin(struct gw_call *c);
@@ -183,6 +199,18 @@ void gw_child_signals(void);
 
 /* POST /v1/sandboxes/{id}:exec, after authorization (exec.c). */
 void gw_exec_start(struct gw_call *c, const char *id);
+/* The connection leaves the event loop: a forked child runs child() with
+ * the client's socket (and its TLS session, NULL on plain HTTP) and ends;
+ * the server frees the connection once it has (exec.c). The answer is
+ * counted as a 101. */
+void gw_handover(struct gw_call *c,
+                 void (*child)(struct gw_call *c, int sock, SSL *ssl, int done_w, void *arg),
+                 void *arg);
+/* GET /v1/sandboxes/{id}/ports/{port}/..., after authorization (ports.c). */
+void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest);
+/* In the worker: the proxying itself, on the client's socket. */
+void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
+                   bool upgrade, int sock);
 void gw_execs_stop(struct stk_gw *g);
 void gw_exec_free_all(struct stk_gw *g);
 

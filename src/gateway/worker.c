@@ -107,9 +107,15 @@ static void w_logs(struct stk_session *s, json_t *job)
 {
     struct stk_error *err = NULL;
     /* both streams interleaved, in the order they were recorded */
-    if (stk_session_logs(s, jstr(job, "id"), json_integer_value(json_object_get(job, "since")),
-                         json_is_true(json_object_get(job, "follow")), W_OUT_FD, W_OUT_FD,
-                         &err) < 0)
+    json_t *tail = json_object_get(job, "tail");
+    struct stk_session_logs_req q = {
+        .since_ms = json_integer_value(json_object_get(job, "since")),
+        .until_ms = json_integer_value(json_object_get(job, "until")),
+        .tail = json_is_integer(tail) ? json_integer_value(tail) : -1,
+        .timestamps = json_is_true(json_object_get(job, "timestamps")),
+        .follow = json_is_true(json_object_get(job, "follow")),
+    };
+    if (stk_session_logs_req(s, jstr(job, "id"), &q, W_OUT_FD, W_OUT_FD, &err) < 0)
         stk_error_free(err);
 }
 
@@ -295,21 +301,25 @@ static void w_audit(struct stk_session *s, json_t *job)
     (void)w_write_all(tail, strlen(tail));
 }
 
+/* ports: the client's socket on fd 5 (ports.c) */
+static void w_port(struct stk_session *s, json_t *job)
+{
+    json_t *port = json_object_get(job, "port");
+    const char *head = jstr(job, "head");
+    if (!json_is_integer(port) || !head)
+        return;
+    gw_port_proxy(s, jstr(job, "id"), (uint16_t)json_integer_value(port), head,
+                  json_is_true(json_object_get(job, "upgrade")), W_STDIN_FD);
+}
+
 static const struct {
     const char *op;
     void (*fn)(struct stk_session *s, json_t *job);
 } ops[] = {
-    {"create", w_create},
-    {"stop", w_stop},
-    {"start", w_start},
-    {"rm", w_rm},
-    {"logs", w_logs},
-    {"pool_create", w_pool_create},
-    {"pool_rm", w_pool_rm},
-    {"exec", w_exec},
-    {"audit", w_audit},
-    {"file_read", w_file_read},
-    {"file_write", w_file_write},
+    {"create", w_create},   {"stop", w_stop},           {"start", w_start},
+    {"rm", w_rm},           {"logs", w_logs},           {"pool_create", w_pool_create},
+    {"pool_rm", w_pool_rm}, {"exec", w_exec},           {"audit", w_audit},
+    {"port", w_port},       {"file_read", w_file_read}, {"file_write", w_file_write},
 };
 
 int stk_gw_worker_main(int argc, char **argv)

@@ -260,6 +260,48 @@ static json_t *network_policy_json(const struct stk_boundary *b, const struct st
     return o;
 }
 
+/* Ingress (docs/egress.md, "Ingress"), one policy per rule as egress has:
+ * sandboxes (its namespace's pods and stockade's namespaces: their own
+ * egress policies decide), and the declared ports from anywhere the cluster
+ * lets reach them (the Service's clients). A policy with Ingress in policyTypes isolates the
+ * pods: nothing else gets in. */
+static json_t *ingress_policy_json(const struct stk_boundary *b, const char *ns, bool declared)
+{
+    json_t *rule;
+    if (declared) {
+        json_t *ports = json_array();
+        for (size_t i = 0; i < b->n_ports; i++)
+            json_array_append_new(ports,
+                                  PACK("{s:s, s:i}", "protocol", "TCP", "port", b->ports[i].port));
+        rule = PACK("{s:o}", "ports", ports);
+    } else {
+        rule = PACK("{s:[{s:{}}, {s:{s:{s:s}}}]}", "from", "podSelector", "namespaceSelector",
+                    "matchLabels", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY);
+    }
+    json_t *o =
+        object_new("networking.k8s.io/v1", "NetworkPolicy",
+                   declared ? STK_INGRESS_DECLARED : STK_INGRESS_SANDBOX, ns, labels_json(b));
+    json_object_set_new(
+        o, "spec",
+        PACK("{s:{}, s:[s], s:[o]}", "podSelector", "policyTypes", "Ingress", "ingress", rule));
+    return o;
+}
+
+/* The declared ports as a ClusterIP Service selecting the sandbox's Pod. */
+static json_t *service_json(const struct stk_boundary *b, const char *ns)
+{
+    json_t *ports = json_array();
+    for (size_t i = 0; i < b->n_ports; i++)
+        json_array_append_new(ports, PACK("{s:s, s:s, s:i, s:i}", "name", b->ports[i].name,
+                                          "protocol", "TCP", "port", b->ports[i].port, "targetPort",
+                                          b->ports[i].port));
+    json_t *o = object_new("v1", "Service", b->name, ns, labels_json(b));
+    json_object_set_new(o, "spec",
+                        PACK("{s:s, s:{s:s}, s:o}", "type", "ClusterIP", "selector",
+                             STK_K8S_SANDBOX_LABEL, b->name, "ports", ports));
+    return o;
+}
+
 /* ---- quotas and storage ------------------------------------------------------------ */
 
 /* Containers in the sandbox's Pod: each gets the sandbox's limits, so the
@@ -713,6 +755,9 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         json_array_append_new(out, role_binding_json(b, ns));
     for (size_t i = 0; i < b->egress.n; i++)
         json_array_append_new(out, network_policy_json(b, &b->egress.policies[i], ns));
+    json_array_append_new(out, ingress_policy_json(b, ns, false));
+    if (b->n_ports)
+        json_array_append_new(out, ingress_policy_json(b, ns, true));
     json_array_append_new(out, resource_quota_json(b, ns));
     json_array_append_new(out, limit_range_json(b, ns));
     if (b->home && b->home_persist)
@@ -735,6 +780,8 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
         json_array_append_new(out, workload_json(b, ns, job));
     }
+    if (b->n_ports)
+        json_array_append_new(out, service_json(b, ns));
     if (opt && opt->sandbox_id && opt->store)
         identity(out, opt);
     *ret = out;

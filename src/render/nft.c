@@ -295,6 +295,51 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
                       "add rule " BT " prerouting iifname vmap @ports\n");
 }
 
+/* Ingress (docs/egress.md, "Ingress"): what the host originates toward a
+ * sandbox (output: port-forward, the gateway) goes through the
+ * destination's ingress chain. What other sandboxes send is routed through
+ * the host and decided by their egress chains (allow-sandbox-ingress). */
+static void ingress_base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
+{
+    stk_buf_printf(out,
+                   "add map " T " in4 { type ipv4_addr : verdict; }\n"
+                   "add map " T " in6 { type ipv6_addr : verdict; }\n"
+                   "add chain " T " output { type filter hook output priority filter; "
+                   "policy accept; }\n"
+                   "flush chain " T " output\n"
+                   "add rule " T " output oifname \"%1$s\" ip daddr vmap @in4\n"
+                   "add rule " T " output oifname \"%1$s\" ip6 daddr vmap @in6\n",
+                   f->bridge);
+}
+
+/* The sandbox's ingress chain (what the host sends it): replies, neighbour
+ * discovery, its declared ports; nothing else. */
+static void ingress_chain_lines(const struct stk_boundary *b, const struct stk_nft_facts *f,
+                                struct stk_buf *out)
+{
+    char cb[STK_CIDR_STRLEN];
+    _cleanup_free_ char *chain = stk_xasprintf("si-%s", f->id);
+    stk_buf_printf(out,
+                   "add chain " T " %1$s\nflush chain " T " %1$s\n"
+                   "add rule " T " %1$s ct state established,related accept\n"
+                   "add rule " T " %1$s icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } "
+                   "accept\n",
+                   chain);
+    if (b->n_ports) {
+        stk_buf_printf(out, "add rule " T " %s tcp dport { ", chain);
+        for (size_t i = 0; i < b->n_ports; i++)
+            stk_buf_printf(out, "%s%u", i ? ", " : "", b->ports[i].port);
+        stk_buf_puts(out, " } accept comment \"" STK_INGRESS_DECLARED "\"\n");
+    }
+    stk_buf_printf(out, "add rule " T " %s counter drop comment \"" STK_INGRESS_DENY "\"\n", chain);
+    for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
+        const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
+        if (has(a))
+            stk_buf_printf(out, "add element " T " in%c { %s : jump %s }\n",
+                           fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), chain);
+    }
+}
+
 static void ns_sets(const char *ns, struct stk_buf *out)
 {
     for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
@@ -321,6 +366,7 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
 
     stk_buf_printf(&out, "# stockade egress for sandbox %s (namespace %s)\n", f->id, f->namespace);
     base_lines(f, &out);
+    ingress_base_lines(f, &out);
 
     /* Member sets of every namespace the model names. */
     ns_sets(f->namespace, &out);
@@ -389,6 +435,8 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
                        fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), chain);
     }
 
+    ingress_chain_lines(b, f, &out);
+
     /* The bridge port may only speak with its own addresses (and IPv6
      * link-local and unspecified ones, for neighbour discovery). */
     stk_buf_printf(&out, "add chain " BT " %1$s\nflush chain " BT " %1$s\n", port_chain);
@@ -430,6 +478,13 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
         stk_nft_ns_set(f->namespace, fam, &out);
         stk_buf_printf(&out, " { %s }\n", addr_text(a, cb));
     }
+    for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
+        const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
+        if (has(a))
+            stk_buf_printf(&out, "delete element " T " in%c { %s }\n",
+                           fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb));
+    }
+    stk_buf_printf(&out, "flush chain " T " si-%1$s\ndelete chain " T " si-%1$s\n", f->id);
     stk_buf_printf(&out,
                    "flush chain " T " sb-%1$s\ndelete chain " T " sb-%1$s\n"
                    "flush chain " BT " sp-%1$s\ndelete chain " BT " sp-%1$s\n",

@@ -147,6 +147,59 @@ int log_record_parse(const char *buf, size_t n, int64_t *ret_ms, int *ret_stream
 
 /* ---- reading ------------------------------------------------------------------------ */
 
+/* Where records go: counted (the first pass of --tail) or written, with
+ * the lines before the tail skipped and each line stamped on request. */
+struct log_emit {
+    const struct stk_session_logs_req *req;
+    int out_fd, err_fd;
+    bool counting;
+    uint64_t lines; /* counting: lines seen ('\n', and a last partial one) */
+    bool open_line; /* counting: the last record did not end a line */
+    uint64_t skip;  /* writing: lines still to skip */
+    bool at_bol[3]; /* per stream: the next byte starts a line */
+};
+
+static void emit(struct log_emit *e, int64_t ms, int stream, const char *data, size_t len)
+{
+    if (ms < e->req->since_ms || (e->req->until_ms > 0 && ms > e->req->until_ms) || !len)
+        return;
+    if (e->counting) {
+        for (size_t i = 0; i < len; i++)
+            e->lines += data[i] == '\n';
+        e->open_line = data[len - 1] != '\n';
+        return;
+    }
+    while (e->skip > 0 && len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        if (!nl)
+            return; /* inside a skipped line */
+        len -= (size_t)(nl + 1 - data);
+        data = nl + 1;
+        e->skip--;
+    }
+    int fd = stream == 2 ? e->err_fd : e->out_fd;
+    if (!e->req->timestamps) {
+        (void)write_all(fd, data, len);
+        return;
+    }
+    char stamp[48];
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    stk_time_format(&ts, stamp);
+    size_t slen = strlen(stamp);
+    stamp[slen++] = ' ';
+    bool *bol = &e->at_bol[stream == 2 ? 2 : 1];
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl + 1 - data) : len;
+        if (*bol)
+            (void)write_all(fd, stamp, slen);
+        (void)write_all(fd, data, n);
+        *bol = nl != NULL;
+        data += n;
+        len -= n;
+    }
+}
+
 struct log_reader {
     int fd;
     char buf[LOG_RECORD_MAX + LOG_HEADER_MAX];
@@ -155,7 +208,7 @@ struct log_reader {
 
 /* Copies every whole record available in r's file. Returns 0, or -EBADMSG
  * when the file is not a log. */
-static int copy_records(struct log_reader *r, int64_t since_ms, int out_fd, int err_fd)
+static int copy_records(struct log_reader *r, struct log_emit *e)
 {
     for (;;) {
         ssize_t n = read(r->fd, r->buf + r->have, sizeof(r->buf) - r->have);
@@ -173,8 +226,7 @@ static int copy_records(struct log_reader *r, int64_t since_ms, int out_fd, int 
                 return h;
             if (h == 0 || r->have - off < (size_t)h + len)
                 break;
-            if (ms >= since_ms)
-                (void)write_all(stream == 2 ? err_fd : out_fd, r->buf + off + h, len);
+            emit(e, ms, stream, r->buf + off + h, len);
             off += (size_t)h + len;
         }
         memmove(r->buf, r->buf + off, r->have - off);
@@ -199,14 +251,52 @@ static bool ended(struct stk_session *s, const char *id)
 int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
                      int out_fd, int err_fd, struct stk_error **err)
 {
+    struct stk_session_logs_req req = {.since_ms = since_ms, .tail = -1, .follow = follow};
+    return stk_session_logs_req(s, id, &req, out_fd, err_fd, err);
+}
+
+/* Reads previous then current once, into e. Returns 0 or -EBADMSG. */
+static int read_once(struct log_reader *lr, const char *dir, struct log_emit *e)
+{
+    static const char *const files[] = {"previous", "current"};
+    char path[PATH_MAX + 32];
+    int r = 0;
+    for (size_t i = 0; i < 2 && r >= 0; i++) {
+        if (stk_path_fmt(path, sizeof(path), "%s/logs/%s", dir, files[i]) < 0)
+            continue;
+        lr->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        lr->have = 0;
+        if (lr->fd < 0)
+            continue;
+        r = copy_records(lr, e);
+        close(lr->fd);
+        lr->fd = -1;
+    }
+    return r;
+}
+
+int stk_session_logs_req(struct stk_session *s, const char *id,
+                         const struct stk_session_logs_req *q, int out_fd, int err_fd,
+                         struct stk_error **err)
+{
+    int64_t since_ms = q->since_ms;
+    bool follow = q->follow;
+    struct log_emit e = {
+        .req = q, .out_fd = out_fd, .err_fd = err_fd, .at_bol = {true, true, true}};
     if (s->drv->ops->logs) {
         /* the backend keeps them (a cluster's pods/log) */
         struct session_sb sb;
         int r = session_sb_load(s, id, false, &sb, err);
         if (r < 0)
             return r;
-        struct stk_driver_logs_req req = {
-            .since_ms = since_ms, .tail = -1, .follow = follow, .out_fd = out_fd, .err_fd = err_fd};
+        if (q->timestamps || q->until_ms > 0)
+            return stk_error_make(err, ENOTSUP,
+                                  "--timestamps and --until: this backend's logs do not have them");
+        struct stk_driver_logs_req req = {.since_ms = since_ms,
+                                          .tail = q->tail,
+                                          .follow = follow,
+                                          .out_fd = out_fd,
+                                          .err_fd = err_fd};
         r = s->drv->ops->logs(s->drv->ctx, &sb.d, &req, err);
         session_sb_release(&sb);
         return r;
@@ -221,6 +311,15 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
     if (r < 0)
         return stk_error_make(err, -r, "the directory of sandbox %s", id);
     struct log_reader *lr = stk_xcalloc(1, sizeof(*lr));
+    lr->fd = -1;
+    if (q->tail >= 0) {
+        /* --tail N: count the lines, then skip all but the last N */
+        e.counting = true;
+        r = read_once(lr, dir, &e);
+        uint64_t total = e.lines + (e.open_line ? 1 : 0);
+        e.counting = false;
+        e.skip = total > (uint64_t)q->tail ? total - (uint64_t)q->tail : 0;
+    }
     static const char *const files[] = {"previous", "current"};
     struct stat cur_st = {0};
     for (size_t i = 0; i < 2 && r >= 0; i++) {
@@ -232,7 +331,7 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
             continue;
         if (i == 1)
             (void)fstat(lr->fd, &cur_st);
-        r = copy_records(lr, since_ms, out_fd, err_fd);
+        r = copy_records(lr, &e);
         if (i == 0 || !follow) {
             close(lr->fd);
             lr->fd = -1;
@@ -246,7 +345,7 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
         bool rotated = stk_path_fmt(path, sizeof(path), "%s/logs/current", dir) >= 0 &&
                        stat(path, &st) == 0 && (lr->fd < 0 || st.st_ino != cur_st.st_ino);
         if (lr->fd >= 0)
-            r = copy_records(lr, since_ms, out_fd, err_fd);
+            r = copy_records(lr, &e);
         if (r < 0)
             break;
         if (rotated) {

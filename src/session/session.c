@@ -22,6 +22,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- open / close ------------------------------------------------------------------ */
@@ -548,7 +549,8 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0)
         r = session_audit(s, rec.id, "created", NULL, created_details(&rec, &facts), err);
-    fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
+    if (r >= 0)
+        fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
     if (r < 0) {
         if (lock >= 0)
@@ -617,6 +619,44 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
     }
     r = cold_create(s, req, sb.b, ret, err);
 out:
+    if (r < 0 && ret->id[0] && !req->pool_member) {
+        /* nothing half-applied: a sandbox that never became ready is
+         * removed (phase deleted; its record and audit trail say what
+         * happened), so no user has to clean it up */
+        struct stk_error *rm_err = NULL;
+        /* its monitor may still be recording the failure (the audit trail
+         * says why it failed): wait for that, bounded, then remove it; a
+         * monitor that died is recovered first, as the next command would */
+        for (int i = 0; i < 50; i++) {
+            if (i == 10)
+                (void)stk_session_reconcile(s, NULL);
+            struct stk_sb_rec rec = {0};
+            if (session_get(s, ret->id, &rec, NULL) < 0)
+                break;
+            bool settling = rec.phase == STK_SB_PENDING || rec.phase == STK_SB_PROVISIONING ||
+                            rec.phase == STK_SB_STARTING;
+            stk_sb_rec_free(&rec);
+            if (!settling)
+                break;
+            (void)nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+        }
+        int rr = -1;
+        for (int i = 0; i < 50 && rr < 0; i++) {
+            if (i)
+                (void)nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+            stk_error_free(rm_err);
+            rm_err = NULL;
+            rr = stk_session_rm(s, ret->id, true, &rm_err);
+        }
+        if (rr < 0 && err && *err) {
+            struct stk_error *both = NULL;
+            stk_error_make(&both, (*err)->code, "%s (and it stays: %s)", (*err)->msg,
+                           rm_err ? rm_err->msg : "removing it failed");
+            stk_error_free(*err);
+            *err = both;
+        }
+        stk_error_free(rm_err);
+    }
     stk_session_boundary_release(&sb);
     return r;
 }
@@ -662,6 +702,67 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     if (r >= 0) {
         r = s->drv->ops->exec(s->drv->ctx, &sb.d, proc, in_fd, out_fd, err_fd, ret_code, err);
         r = session_drv_error(s, "exec", r, err);
+    }
+    session_sb_release(&sb);
+    return r;
+}
+
+/* ---- ports ------------------------------------------------------------------------- */
+
+static int session_port(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err);
+
+int stk_session_connect(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err)
+{
+    return session_port(s, id, port, via, ret_fd, err);
+}
+
+int stk_session_port_check(struct stk_session *s, const char *id, uint16_t port,
+                           struct stk_error **err)
+{
+    return session_port(s, id, port, NULL, NULL, err);
+}
+
+/* ret_fd NULL: only whether a connection would be attempted. */
+static int session_port(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err)
+{
+    struct stk_sb_rec rec = {0};
+    int r = session_current(s, id, &rec, err);
+    if (r < 0)
+        return r;
+    if (rec.phase != STK_SB_READY || rec.pool_member) {
+        r = stk_error_make(err, EBUSY, "sandbox %s is %s; a port needs a ready sandbox", rec.id,
+                           rec.pool_member ? "an unclaimed pool member" : phase_name(rec.phase));
+        stk_sb_rec_free(&rec);
+        return r;
+    }
+    stk_sb_rec_free(&rec);
+    struct session_sb sb;
+    if ((r = session_sb_load(s, id, true, &sb, err)) < 0)
+        return r;
+    if (!s->drv->ops->connect) {
+        r = stk_error_make(err, STK_DRV_E_NOTSUP,
+                           "sandbox %s runs on the %s backend, which has no way to its ports "
+                           "from here (no network namespace of its own on this host)",
+                           sb.rec.id, stk_backend_names[s->drv->ops->backend]);
+    } else if (!stk_ingress_port(sb.d.b, port)) {
+        struct stk_buf t = {0};
+        for (size_t i = 0; i < sb.d.b->n_ports; i++)
+            stk_buf_printf(&t, "%s%u", i ? ", " : "", sb.d.b->ports[i].port);
+        r = stk_error_make(err, EPERM,
+                           "port %u of sandbox %s is not declared in spec.ports (%s%s): its "
+                           "ingress admits nothing else",
+                           port, sb.rec.id, t.len ? "declared: " : "none declared",
+                           stk_buf_str(&t));
+        stk_buf_free(&t);
+    } else if (ret_fd) {
+        r = session_audit(s, sb.rec.id, "port_connect", NULL,
+                          json_pack("{s:i,s:s}", "port", port, "via", via ? via : "cli"), err);
+        if (r >= 0)
+            r = session_drv_error(s, "connect",
+                                  s->drv->ops->connect(s->drv->ctx, &sb.d, port, ret_fd, err), err);
     }
     session_sb_release(&sb);
     return r;

@@ -113,6 +113,14 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
 /* Runs argv in a ready sandbox; *ret_code is the process's exit code
  * (128+N when killed by signal N). The audit trail records argv and the
  * caller. */
+/* A TCP connection to a declared port (spec.ports) of a ready sandbox,
+ * recorded in its trail (event port_connect, details {port, via}). EPERM: the
+ * port is not declared; EOPNOTSUPP: the backend has no way in. */
+int stk_session_connect(struct stk_session *s, const char *id, uint16_t port, const char *via,
+                        int *ret_fd, struct stk_error **err);
+/* The same checks, without connecting or recording anything. */
+int stk_session_port_check(struct stk_session *s, const char *id, uint16_t port,
+                           struct stk_error **err);
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
 
@@ -138,6 +146,17 @@ int stk_session_rm(struct stk_session *s, const char *id, bool force, struct stk
 /* Copies the sandbox's logs, oldest first, to out_fd / err_fd by stream.
  * since_ms: only output recorded at or after (unix ms; 0: all). follow:
  * keep copying until the sandbox ends. */
+/* What `logs` asks for beyond that. */
+struct stk_session_logs_req {
+    int64_t since_ms; /* 0: from the start */
+    int64_t until_ms; /* 0: to the end; else only output recorded at or before */
+    int64_t tail;     /* -1: all; else only the last N lines (stdout and stderr together) */
+    bool timestamps;  /* each line begins with the RFC 3339 time it was recorded */
+    bool follow;
+};
+int stk_session_logs_req(struct stk_session *s, const char *id,
+                         const struct stk_session_logs_req *req, int out_fd, int err_fd,
+                         struct stk_error **err);
 int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bool follow,
                      int out_fd, int err_fd, struct stk_error **err);
 

@@ -276,6 +276,14 @@ static const struct stk_field network_fields[] = {
     END,
 };
 
+static const struct stk_field container_port_fields[] = {
+    {"port", AT(struct stk_container_port, port), .type = STK_F_INT, .min = 1, .max = 65535,
+     .required = true, .doc = "TCP port the sandbox listens on."},
+    {"name", AT(struct stk_container_port, name), STR(STK_FMT_DNS_LABEL), .max_len = 15,
+     .doc = "Name of the port (the Service's port name); p<port> when omitted."},
+    END,
+};
+
 static const struct stk_field home_fields[] = {
     {"size", AT(struct stk_home, size), .type = STK_F_BYTES, .min = MiB, .max = 10 * TiB,
      .doc = "Size of the home volume."},
@@ -450,6 +458,11 @@ static const struct stk_field sandbox_spec_fields[] = {
      .doc = "Privilege and API access."},
     {"network", AT(struct stk_sandbox_spec, network), OBJ(network_fields),
      .doc = "Egress. Default deny; allows are additive (Kubernetes NetworkPolicy semantics)."},
+    {"ports", AT(struct stk_sandbox_spec, ports),
+     OBJLIST(struct stk_container_port, container_port_fields), .max_items = STK_LIMIT_PORTS,
+     .doc = "TCP ports the sandbox listens on: the only ingress it admits (from the host's "
+            "port-forward and the gateway locally; through its Service on Kubernetes). None "
+            "when omitted: nothing gets in."},
     {"resources", AT(struct stk_sandbox_spec, resources), OBJ(resources_fields),
      .doc = "Quotas; exceeding one kills the sandbox with a precise reason."},
     {"storage", AT(struct stk_sandbox_spec, storage), OBJ(storage_fields),

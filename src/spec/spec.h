@@ -395,6 +395,15 @@ struct stk_driver_config {
     struct stk_sim_config sim;
 };
 
+/* A port the sandbox listens on, reachable from the host's forwarder (the
+ * local backend) or through a Service (Kubernetes): ingress, TCP. */
+struct stk_container_port {
+    struct stk_meta meta;
+    struct stk_num port;
+    struct stk_str name; /* unset: "p<port>" */
+};
+#define STK_LIMIT_PORTS 16
+
 struct stk_sandbox_spec {
     struct stk_meta meta;
     struct stk_str image;
@@ -408,6 +417,7 @@ struct stk_sandbox_spec {
     struct stk_enumv runtime; /* enum stk_runtime */
     struct stk_security security;
     struct stk_network network;
+    STK_LIST(struct stk_container_port) ports;
     struct stk_resources resources;
     struct stk_storage storage;
     STK_LIST(struct stk_binding) bindings;

@@ -155,4 +155,4 @@ def test_unknown_sandbox_and_usage(stockade, state):
     for args in [(), ("verify", "a", "b"), ("export", "x"), ("sb-a", "-o", "yaml"),
                  ("verify", "-o", "json"), ("sb-a", "--sandbox", "x")]:
         r = audit(stockade, state, *args)
-        assert r.returncode == 2, args
+        assert r.returncode == 125, args

@@ -5,7 +5,7 @@ import pytest
 
 COMMANDS = ["validate", "explain", "assess", "netpol", "render", "eject", "doctor", "run", "gc",
             "create", "exec", "logs", "stop", "start", "rm", "ls", "get", "pool", "verify",
-            "audit", "serve", "reference", "version", "help"]
+            "audit", "serve", "reference", "completion", "version", "help"]
 
 
 def test_version(stockade):
@@ -16,13 +16,13 @@ def test_version(stockade):
 
 def test_no_arguments_is_usage_error(stockade):
     r = stockade()
-    assert r.returncode == 2
-    assert "Usage: stockade" in r.stderr
+    assert r.returncode == 125
+    assert "see 'stockade --help'" in r.stderr and "Usage" not in r.stderr
 
 
 def test_unknown_command(stockade):
     r = stockade("frobnicate")
-    assert r.returncode == 2
+    assert r.returncode == 125
     assert "unknown command 'frobnicate'" in r.stderr
 
 

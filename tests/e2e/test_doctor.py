@@ -97,7 +97,7 @@ def test_each_check(stockade, tmp_path, check, edit, status, words):
 
 
 def test_usage(stockade, tmp_path):
-    assert stockade("doctor").returncode == 2
+    assert stockade("doctor", "extra").returncode == 125
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: stockade.dev/v1alpha1\nkind: EnvironmentConfig\nmetadata: {name: x}\n"
                    "data: {network: {blacklistIPs: [not-a-cidr]}}\n")

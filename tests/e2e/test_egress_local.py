@@ -526,11 +526,10 @@ def test_parity_through_the_runtime(world, stockade, runtime_state, tmp_path, ru
         ["nsenter", f"--net=/run/netns/{HOST}", stockade.binary, "run", "--runtime", runtime,
          "--env", envfile, "-f", spec, "-o", "json", "--", "python3", "-c", PROBE],
         input=json.dumps(probes), capture_output=True, text=True, env=env, timeout=120)
-    lines = r.stdout.rstrip("\n").split("\n")
-    assert r.returncode == 0 and len(lines) >= 2, r.stderr
-    res = json.loads(lines[-1])
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)  # one document: the workload's output is inside
     world.veths.add(veth_name(res["id"]))
-    observed = json.loads(lines[-2])
+    observed = json.loads(res["stdout"].rstrip("\n").split("\n")[-1])
     assert res["runtime"] == RUNTIMES[runtime] and res["network"] == "egress-policy"
     mismatches = [
         (d, v["verdict"], "connected" if o else "blocked")

@@ -105,10 +105,10 @@ def test_explain_local_names_a_runtime_or_says_none_works(stockade):
 
 
 def test_explain_usage(stockade):
-    assert stockade("explain").returncode == 2
-    assert stockade("explain", "--backend", "docker", "examples/agent.yaml", cwd=ROOT).returncode == 2
+    assert stockade("explain").returncode == 125
+    assert stockade("explain", "--backend", "docker", "examples/agent.yaml", cwd=ROOT).returncode == 125
     two = stockade("explain", "examples/agent.yaml", "examples/agent.yaml", cwd=ROOT)
-    assert two.returncode == 2
+    assert two.returncode == 125
 
 
 def test_explain_needs_exactly_one_sandbox(stockade):

@@ -403,6 +403,13 @@ def test_readme_scenario_cli(gw, tmp_path):
 
     p = gw.cli("logs", alice_id, who="alice")
     assert p.returncode == 0 and "started-alice-cli" in p.stdout
+    # --tail, --timestamps and --until through the API as on this host
+    p = gw.cli("logs", "-n", "1", "-t", alice_id, who="alice")
+    local = gw.local("logs", "-n", "1", "-t", alice_id)
+    assert p.returncode == 0 and p.stdout == local.stdout + local.stderr, p.stderr
+    assert p.stdout.count("\n") == 1 and p.stdout[:4].isdigit() and "Z " in p.stdout
+    p = gw.cli("logs", "--until", "2020-01-01T00:00:00Z", alice_id, who="alice")
+    assert (p.returncode, p.stdout) == (0, "")
     p = gw.cli("exec", alice_id, "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7", who="alice")
     assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
     p = gw.cli("exec", "-i", alice_id, "--", "/bin/cat", who="alice", input="via stdin\n")
@@ -440,7 +447,7 @@ def test_readme_scenario_cli(gw, tmp_path):
     p = subprocess.run([stockade_bin(), "ls", "-o", "json"], capture_output=True, text=True, env=env)
     assert p.returncode == 0 and [r["id"] for r in json.loads(p.stdout)] == [alice_id]
     p = subprocess.run([stockade_bin(), "gc"], capture_output=True, text=True, env=env)
-    assert p.returncode == 2 and "not with --server" in p.stderr
+    assert p.returncode == 125 and "not with --server" in p.stderr
 
     # stop, start, rm through the CLI
     for verb in ("stop", "start"):
@@ -790,7 +797,7 @@ def test_serve_refuses_a_bad_policy(tmp_path):
     assert p.stderr.splitlines()[0].startswith(f"{bad}:5:15: error: spec.identities")
     p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=10)
-    assert p.returncode == 2 and "--policy" in p.stderr
+    assert p.returncode == 125 and "--policy" in p.stderr
 
 
 def test_sighup_keeps_serving(gw):
@@ -904,7 +911,7 @@ def test_tls_and_client_certificate_cli(tmp_path, backend):
         assert p.returncode == 125 and 'no sandbox "x"' in p.stderr, p.stderr
         p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "ls"],
                            capture_output=True, text=True, env=env, timeout=30)
-        assert p.returncode == 2 and "--cert and --key go together" in p.stderr
+        assert p.returncode == 125 and "--cert and --key go together" in p.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -1482,7 +1489,7 @@ def test_serve_enforces_the_policy_client_ca(tmp_path):
     policy.write_text(text)
     p = subprocess.run([stockade_bin(), "serve", "--listen", "127.0.0.1:0", "--policy", policy],
                        capture_output=True, text=True, timeout=10)
-    assert p.returncode == 2 and "clientCertificates need --tls-cert" in p.stderr, p.stderr
+    assert p.returncode == 125 and "clientCertificates need --tls-cert" in p.stderr, p.stderr
 
 
 def rss_kib(pid):

@@ -79,10 +79,12 @@ class Runner:
     def __call__(self, *args, timeout=120):
         cmd = [self.binary, "run", "--runtime", self.runtime, "-o", "json", *args]
         p = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=timeout)
-        lines = p.stdout.rstrip("\n").split("\n")
-        result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+        # stdout is exactly one JSON document: the result, the output inside
+        result = json.loads(p.stdout) if p.stdout.startswith("{") else None
         assert result is not None, f"no result: rc={p.returncode} stderr={p.stderr}"
-        p.output = "\n".join(lines[:-1])
+        assert p.stdout.count("\n") == 1 and "error" not in result, p.stdout
+        p.output = result["stdout"].rstrip("\n")
+        p.stderr = result["stderr"] + p.stderr
         # Teardown leaves nothing, whatever happened.
         assert leftovers(self.env, result["id"]) == []
         return p, result
@@ -140,7 +142,7 @@ def test_detection_smoke_checks_what_users_run(stockade, local_env, detected):
         if not entry.get("works"):
             assert entry.get("note"), (name, entry)  # passed over, with the reason
     r = stockade("run", "-o", "json", "--", "ls", "-la", "/", env=local_env, timeout=120)
-    res = json.loads(r.stdout.rstrip("\n").split("\n")[-1])
+    res = json.loads(r.stdout)
     best = next(rt for rt in ("runsc", "crun", "runc") if detected.get(rt, {}).get("works"))
     assert r.returncode == 0 and res["runtime"] == best, r.stderr
 
@@ -157,7 +159,7 @@ def test_fork_bomb(run, runtime):
     subprocess.run(["/bin/true"], check=True, timeout=10)
     assert time.monotonic() - t0 < 2.0
     out, _ = proc.communicate(timeout=60)
-    res = json.loads(out.rstrip("\n").split("\n")[-1])
+    res = json.loads(out)
     assert leftovers(run.env, res["id"]) == []
     assert res["phase"] == "killed"
     assert res["killReason"] == "pids_exceeded"
@@ -473,7 +475,7 @@ def test_signal_tears_down(run, runtime, sig):
     time.sleep(0.3)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
-    res = json.loads(out.rstrip("\n").split("\n")[-1])
+    res = json.loads(out)
     assert res["id"] == sid
     assert res["killReason"] == "interrupted" and res["phase"] == "killed"
     assert leftovers(run.env, sid) == []
@@ -501,14 +503,15 @@ def test_gc_after_crash(run, runtime):
 
 def test_flags_are_validated_like_the_spec(stockade, local_env):
     r = stockade("run", "--memory", "1Ki", "--", "/bin/true", env=local_env)
-    # the same bounds as spec.resources.memory, reported against the flag
-    assert r.returncode == 1
+    # the same bounds as spec.resources.memory, reported against the flag; 125:
+    # stockade refused (1 would be the workload's)
+    assert r.returncode == 125
     assert "--memory: error: 1Ki is below the minimum of 16Mi" in r.stderr
     r = stockade("run", "--runtime", "kata", "--", "/bin/true", env=local_env)
-    assert r.returncode == 1
+    assert r.returncode == 125
     assert '--runtime: error: "kata" is not one of default|gvisor|crun|runc' in r.stderr
     r = stockade("run", "-e", "1A=b", "--", "/bin/true", env=local_env)
-    assert r.returncode == 1 and "-e: error:" in r.stderr
+    assert r.returncode == 125 and "-e: error:" in r.stderr
 
 
 def test_explain_names_the_runtime(stockade, local_env, detected):
@@ -570,7 +573,8 @@ def test_rootfs_directory(run, tiny_rootfs):
     r = subprocess.run([run.binary, "run", "--runtime", run.runtime, "--rootfs",
                         str(tiny_rootfs), "--", "/usr/bin/python3", "-c", "1"],
                        capture_output=True, text=True, env=run.env, timeout=60)
-    assert r.returncode == 125  # the runtime could not start it
+    assert r.returncode == 127  # as podman: the command is not found in that rootfs
+    assert "command not found" in r.stderr
     assert leftovers(run.env) == []
 
 
@@ -578,7 +582,7 @@ def test_setup_failure_leaves_nothing(run, tmp_path):
     r = subprocess.run([run.binary, "run", "--runtime", run.runtime, "--rootfs", str(tmp_path),
                         "--", "/bin/true"], capture_output=True, text=True, env=run.env,
                        timeout=60)
-    assert r.returncode == 125
+    assert r.returncode == 127  # an empty rootfs has no /bin/true
     assert "runtime run" in r.stderr and "failed" in r.stderr
     assert leftovers(run.env) == []
 
@@ -593,9 +597,9 @@ def test_gc_leaves_a_live_run_alone(run, runtime):
     assert r.returncode == 0, r.stderr
     assert "removed 0 sandbox directories" in r.stdout
     out, _ = proc.communicate(timeout=60)
-    res = json.loads(out.rstrip("\n").split("\n")[-1])
+    res = json.loads(out)
     assert res["id"] == sid and res["phase"] == "succeeded"
-    assert "survived" in out
+    assert "survived" in res["stdout"]
     assert leftovers(run.env, sid) == []
 
 
@@ -608,7 +612,7 @@ def test_help(stockade, command):
 
 def test_run_needs_a_command(stockade, local_env):
     r = stockade("run", env=local_env)
-    assert r.returncode == 2
+    assert r.returncode == 125
     assert "needs a command" in r.stderr
 
 
@@ -746,7 +750,7 @@ def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):
                     "spec:\n  command: [\"true\"]\n  driverConfig:\n    local:\n"
                     "      tmpSize: 64Mi\n")
     r = stockade("run", "-f", spec, "--memory", "64Mi", env=local_env)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 125, r.stderr
     assert r.stderr.strip() == (
         f"{spec}:9:16: error: spec.driverConfig.local.tmpSize: tmpSize (64Mi) + shmSize (16Mi, "
         "the default for this limit) must be below the memory limit (64Mi): tmpfs pages are "
@@ -761,7 +765,7 @@ def test_flag_errors_name_the_flag(stockade, local_env, tmp_path):
                    "  name: lim\ndata:\n  limits:\n    resources:\n      memory: 1Gi\n")
     r = stockade("run", "-f", EXAMPLES / "agent.yaml", "--env", env, "--memory", "2Gi", "--",
                  "true", env=local_env)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 125, r.stderr
     assert r.stderr.startswith("stockade run: --memory: error: 2Gi is above the environment's "
                                "limit of 1Gi"), r.stderr
     assert "agent.yaml" not in r.stderr

@@ -47,13 +47,16 @@ def test_dns_needs_external_egress(stockade):
 
 
 def test_bad_destinations(stockade):
+    # a host name is judged by spec.network.allowHosts (the egress proxy):
+    # this spec lists none, so it is denied, and the answer says why
     r = trace(stockade, "--to", "example.com:443")
-    assert r.returncode == 2
-    assert "NetworkPolicy is IP-only" in r.stderr
-    assert trace(stockade, "--to", "10.0.0.1:70000").returncode == 2
-    assert trace(stockade, "--to", "10.0.0.1:80/icmp").returncode == 2
-    assert trace(stockade).returncode == 2
-    assert stockade("netpol", "frob", cwd=ROOT).returncode == 2
+    assert r.returncode == 0, r.stderr
+    assert "deny" in r.stdout and "allowHosts" in r.stdout
+    assert trace(stockade, "--to", "exa mple.com:443").returncode == 125
+    assert trace(stockade, "--to", "10.0.0.1:70000").returncode == 125
+    assert trace(stockade, "--to", "10.0.0.1:80/icmp").returncode == 125
+    assert trace(stockade).returncode == 125
+    assert stockade("netpol", "frob", cwd=ROOT).returncode == 125
 
 
 def test_injection_has_no_model(stockade, tmp_path):
@@ -135,3 +138,44 @@ def test_explain_local_states_the_local_drops(stockade, tmp_path):
     k8s = stockade("explain", "--backend", "kubernetes", spec)
     assert k8s.returncode == 0, k8s.stderr
     assert "the host itself is not a destination" not in k8s.stdout
+
+
+# ---- ingress (spec.ports) ------------------------------------------------------------
+
+PREVIEW = ROOT / "examples" / "preview.yaml"
+
+
+@pytest.mark.parametrize("args,verdict,rule,reason", [
+    (["--ingress", "8080"], "allow", "allow-declared-ingress",
+     "allow-declared-ingress: port 8080 (http) is declared at spec.ports[0]"),
+    (["--ingress", "8081"], "deny", "deny-ingress",
+     "deny-ingress: 8081/TCP is not a port of spec.ports"),
+    (["--ingress", "8080/udp"], "deny", "deny-ingress",
+     "deny-ingress: 8080/UDP is not a port of spec.ports (only TCP ports are declared)"),
+    (["--ingress", "22", "--from-namespace", "other"], "allow", "allow-sandbox-ingress",
+     "allow-sandbox-ingress: from a sandbox (namespace other): its own egress rules decide"),
+    (["--ingress", "22", "--from-namespace", "previews"], "allow", "allow-sandbox-ingress",
+     "allow-sandbox-ingress: from a sandbox (namespace previews): its own egress rules decide"),
+])
+def test_ingress_trace(stockade, args, verdict, rule, reason):
+    r = stockade("netpol", "trace", *args, "-o", "json", PREVIEW)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["direction"], got["verdict"], got["rule"], got["reason"]) == (
+        "ingress", verdict, rule, reason)
+
+
+def test_ingress_without_ports_denies_everything_from_outside(stockade):
+    r = trace(stockade, "--ingress", "8080", "--ingress", "443")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "deny ingress 8080/TCP from outside the sandboxes: deny-ingress: 8080/TCP is not a port of spec.ports",
+        "deny ingress 443/TCP from outside the sandboxes: deny-ingress: 443/TCP is not a port of spec.ports",
+    ]
+
+
+def test_ingress_usage_errors(stockade):
+    for args in (["--ingress", "0"], ["--ingress", "x"], ["--ingress", "80", "--to", "1.1.1.1"],
+                 ["--from-namespace", "a", "--to", "1.1.1.1"]):
+        r = stockade("netpol", "trace", *args, PREVIEW)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)

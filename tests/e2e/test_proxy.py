@@ -162,8 +162,8 @@ def run(world, name, allow, code):
     p = stk(world, "run", "-f", spec(world, name, allow), "--runtime", "runc", "--workspace",
             f"{world['base']}/ws", "-o", "json", "--", PY, "-c", code)
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.strip().splitlines()
-    return lines[:-1], json.loads(lines[-1])
+    res = json.loads(p.stdout)  # one document: the workload's output is inside
+    return res["stdout"].strip().splitlines(), res
 
 
 FETCH = r"""
@@ -264,7 +264,7 @@ def test_no_proxy_without_allow_hosts(world):
             "s = socket.socket()\ntry: s.connect(('127.0.0.1', 3128)); print('LISTENING')\n"
             "except OSError: print('NOTHING')\n")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[:2] == ["None", "NOTHING"]
+    assert json.loads(p.stdout)["stdout"].splitlines()[:2] == ["None", "NOTHING"]
 
 
 def test_long_lived_sandbox_audits_decisions(world):
@@ -375,9 +375,9 @@ def test_bindings_add_the_credential_the_sandbox_never_sees(world):
     p = stk(world, "run", "-f", binding_spec(world, "bind"), "--runtime", "runc", "-o", "json",
             "--", PY, "-c", f"URLS = {BINDING_URLS!r}\n" + BINDING_CALLS)
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.strip().splitlines()
-    res = json.loads(lines[-1])
-    got = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in lines[:-1] if l.startswith("http")}
+    res = json.loads(p.stdout)  # one document: the workload's output is inside
+    lines = res["stdout"].strip().splitlines()
+    got = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in lines if l.startswith("http")}
     assert "ENV http://api.bindings.stockade.internal http://files.bindings.stockade.internal" in lines
     u = BINDING_URLS
     assert got[u[0]] == "OK upstream saw /v1/repos?x=1 host=tls.test auth=bearer-ok echo=None"

@@ -30,6 +30,7 @@ CASES = [
     ("build-job", EXAMPLES / "kubernetes" / "build-job.yaml", None),
     ("build-job-datalab", EXAMPLES / "kubernetes" / "build-job.yaml", ENV),
     ("warm-pool", EXAMPLES / "kubernetes" / "warm-pool.yaml", None),
+    ("preview-ports", EXAMPLES / "preview.yaml", None),
 ]
 
 WORKLOADS = {
@@ -153,7 +154,13 @@ def test_datalab_networkpolicies_exactly(stockade):
     objs = render_json(stockade, EXAMPLES / "datalab" / "s-joe.yaml", ENV)
     pols = by_kind(objs, "NetworkPolicy")
     assert [p["metadata"]["name"] for p in pols] == [
-        "deny-egress", "allow-namespace-egress", "allow-dns-egress", "allow-external-egress"]
+        "deny-egress", "allow-namespace-egress", "allow-dns-egress", "allow-external-egress",
+        "allow-sandbox-ingress"]
+    # no spec.ports: only sandboxes get in (their egress decides), and no Service
+    assert pols.pop()["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": [{"podSelector": {}},
+                  {"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "stockade"}}}]}]}
+    assert by_kind(objs, "Service") == []
     for p in pols:
         assert p["spec"]["podSelector"] == {}
         assert p["spec"]["policyTypes"] == ["Egress"]
@@ -167,6 +174,21 @@ def test_datalab_networkpolicies_exactly(stockade):
             "169.254.169.254/32", "169.254.42.42/32", "10.42.0.0/16", "10.43.0.0/16"]}}]},
         {"to": [{"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128", "fd00:42::42/128"]}}]},
     ]
+
+
+def test_declared_ports_service_and_ingress(stockade):
+    """spec.ports: a Service of exactly those ports, and an ingress policy
+    admitting exactly them; nothing else gets in."""
+    objs = render_json(stockade, EXAMPLES / "preview.yaml", None)
+    ingress = [p for p in by_kind(objs, "NetworkPolicy") if p["spec"]["policyTypes"] == ["Ingress"]]
+    assert [p["metadata"]["name"] for p in ingress] == [
+        "allow-sandbox-ingress", "allow-declared-ingress"]
+    assert ingress[1]["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    (svc,) = by_kind(objs, "Service")
+    assert svc["spec"] == {"type": "ClusterIP", "selector": {"stockade.dev/sandbox": "preview"},
+                           "ports": [{"name": "http", "protocol": "TCP", "port": 8080,
+                                      "targetPort": 8080}]}
+    assert svc["metadata"]["namespace"] == ingress[0]["metadata"]["namespace"]
 
 
 def test_exclude_policies(stockade, tmp_path):
@@ -319,14 +341,14 @@ def test_render_errors(stockade, tmp_path):
     assert r.returncode == 1
     assert "spec.image is required" in r.stderr
     r = stockade("render", EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "-o", "toml", EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--admission", "opa")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--admission", "kyverno",
                  EXAMPLES / "datalab" / "s-joe.yaml")
-    assert r.returncode == 2
+    assert r.returncode == 125
     r = stockade("render", "--target", "kubernetes", "--workload", DATA / "deployment.yaml",
                  EXAMPLES / "datalab" / "s-joe.yaml")
     assert r.returncode == 1

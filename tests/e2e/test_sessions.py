@@ -289,7 +289,7 @@ def test_ls_get_outputs(sess, tmp_path):
     p = sess("get", "nosuch")
     assert p.returncode == 1 and "no sandbox" in p.stderr and "nosuch" in p.stderr
     p = sess("ls", "-o", "xml")
-    assert p.returncode == 2
+    assert p.returncode == 125
 
 
 def test_tty_exec(sess, tmp_path):
@@ -380,7 +380,7 @@ def test_create_refuses_bad_input(sess, tmp_path):
     p = sess("exec", "nosuch", "--", "true")
     assert p.returncode == 125 and "no sandbox nosuch" in p.stderr
     p = sess("exec", "x")
-    assert p.returncode == 2
+    assert p.returncode == 125
 
 
 # ---- crash recovery -----------------------------------------------------------------
@@ -390,13 +390,16 @@ def test_crash_mid_create_is_rolled_back(sess, tmp_path):
     env = dict(sess.env, STOCKADE_FAULT="provisioned")
     p = sess("create", "-f", write_spec(tmp_path / "c.yaml", name="crash"), env=env)
     assert p.returncode == 1 and "monitor ended without reporting" in p.stderr
-    # the next command recovers: what was set up is removed, the state says so
+    # what was set up is recovered and removed: nothing half-applied, nothing
+    # for the user to clean up; the trail says it failed, interrupted
     rec = sess.ls("-a")[0]
-    assert rec["phase"] == "failed" and rec["reason"] == "interrupted"
+    assert rec["phase"] == "deleted" and sess.ls() == []
     assert host_leftovers(rec["id"], sess.env["STOCKADE_RUN_DIR"]) == []
     assert monitors(sess.env["STOCKADE_STATE_DIR"]) == []
-    events = [r["event"] for r in sess.audit(rec["id"])]
-    assert events[-1] == "failed"
+    audit = sess.audit(rec["id"])
+    assert audit[-1]["event"] == "deleted"
+    failed = [r for r in audit if r["event"] == "failed"]
+    assert failed and failed[-1]["details"]["reason"] == "interrupted"
 
 
 def test_dead_monitor_is_adopted(sess, tmp_path):

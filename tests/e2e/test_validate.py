@@ -90,8 +90,8 @@ def test_many_files_json(stockade, tmp_path):
 
 
 def test_usage_errors(stockade):
-    assert stockade("validate").returncode == 2
-    assert stockade("validate", "-o", "xml", "x").returncode == 2
+    assert stockade("validate").returncode == 125
+    assert stockade("validate", "-o", "xml", "x").returncode == 125
     r = stockade("validate", "/nonexistent/file.yaml")
     assert r.returncode == 1
     assert r.stderr == "/nonexistent/file.yaml: error: cannot open: No such file or directory\n"

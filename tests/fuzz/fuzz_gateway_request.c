@@ -28,6 +28,12 @@ static void fuzz_route(const char *text)
         if (strstr(gw_routes[rt].pattern, "{}") && !gw_name_ok(arg))
             abort();
     }
+    char id[64];
+    uint16_t port;
+    const char *rest;
+    if (gw_port_path(text, id, &port, &rest) == 0 &&
+        (!gw_name_ok(id) || port == 0 || rest[0] != '/' || !strstr(text, rest)))
+        abort();
 }
 
 static void fuzz_bodies(const char *text, size_t n)

@@ -433,6 +433,9 @@ static void test_namespace_ownership(void **state)
         stk_authz_decide(p.z, &who, STK_VERB_CREATE, &t, &d);
         if (d.allow != !cases[i].reason || (cases[i].reason && !strstr(d.reason, cases[i].reason)))
             fail_msg("case %zu: %s", i, d.reason);
+        /* another tenant's namespace: naming it would tell that it is taken */
+        if (cases[i].reason)
+            assert_string_equal(d.refused_field, "");
         sandbox_release(&sb);
     }
     policy_release(&p);
@@ -542,6 +545,14 @@ static void test_create_scope(void **state)
                 fail_msg("case %zu: allowed, want \"%s\"", i, want);
             assert_string_equal(d.reason, want);
             assert_false(d.hide);
+            /* the caller is told which of their own inputs was refused,
+             * and its value appears in the reason */
+            bool unnamed = strstr(cases[i].reason, "has no tenant") ||
+                           strstr(cases[i].reason, "owner of 0 bytes") ||
+                           strstr(cases[i].reason, "project (none)");
+            if (!unnamed && (!d.refused_field[0] || !strstr(d.reason, d.refused_value)))
+                fail_msg("case %zu: refused input not named: %s / %s", i, d.refused_field,
+                         d.refused_value);
         }
         sandbox_release(&sb);
     }

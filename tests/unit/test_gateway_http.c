@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "gateway/http.h"
+#include <jansson.h>
 #include "gateway/internal.h"
 #include "session/audit.h"
 #include "session/store.h"
@@ -80,7 +81,7 @@ static const struct stk_gw_auth double_auth = {.authenticate = double_authentica
 /* ---- the server, in a child process ---- */
 
 struct fixture {
-    char dir[64], state[96], run[96];
+    char dir[64], state[96], run[96], access_log[96];
     char listen[128]; /* "" : 127.0.0.1:0 */
     pid_t server;
     int port;
@@ -99,6 +100,7 @@ static void server_start(struct fixture *f)
         struct stk_gw_options o = {.listen = f->listen[0] ? f->listen : "127.0.0.1:0",
                                    .paths = &paths,
                                    .auth = &double_auth,
+                                   .access_log = f->access_log,
                                    .timeout_s = 2};
         struct stk_gw *g = NULL;
         struct stk_error *err = NULL;
@@ -170,6 +172,7 @@ static int setup(void **state)
         return -1;
     snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
     snprintf(f->run, sizeof(f->run), "%s/run", f->dir);
+    snprintf(f->access_log, sizeof(f->access_log), "%s/access.log", f->dir);
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_store_open(f->state, &f->st, &err) < 0)
         return -1;
@@ -273,10 +276,14 @@ static void test_authentication(void **state)
     stk_buf_free(&r.raw);
     GET(f, "/v1/sandboxes", NULL, &r);
     assert_error(&r, 401, "unauthenticated");
+    assert_non_null(strstr(r.raw.data, "\r\nWWW-Authenticate: Bearer realm=\"stockade\"\r\n"));
     stk_buf_free(&r.raw);
     GET(f, "/v1/sandboxes", "Bearer nope", &r);
     assert_error(&r, 401, "unauthenticated");
     assert_non_null(strstr(r.body, "\"message\":\"invalid credentials\""));
+    assert_non_null(
+        strstr(r.raw.data,
+               "\r\nWWW-Authenticate: Bearer realm=\"stockade\", error=\"invalid_token\"\r\n"));
     stk_buf_free(&r.raw);
     GET(f, "/v1/whoami", "Bearer alice-token", &r);
     assert_int_equal(r.status, 200);
@@ -288,9 +295,16 @@ static void test_authentication(void **state)
     stk_buf_free(&r.raw);
     http(f->port, "DELETE", "/v1/sandboxes", "Bearer ops-token", NULL, NULL, 0, &r);
     assert_error(&r, 405, "method_not_allowed");
+    assert_non_null(strstr(r.raw.data, "\r\nAllow: GET, POST\r\n"));
     stk_buf_free(&r.raw);
     http(f->port, "PUT", "/v1/sandboxes/sb-alice", "Bearer ops-token", NULL, NULL, 0, &r);
     assert_error(&r, 405, "method_not_allowed");
+    assert_non_null(strstr(r.raw.data, "\r\nAllow: GET, DELETE\r\n"));
+    stk_buf_free(&r.raw);
+    /* with a body, the gate answers the 405 itself, with the same header */
+    http(f->port, "PUT", "/v1/sandboxes", "Bearer ops-token", "application/json", "{}", 2, &r);
+    assert_error(&r, 405, "method_not_allowed");
+    assert_non_null(strstr(r.raw.data, "\r\nAllow: GET, POST\r\n"));
     stk_buf_free(&r.raw);
 }
 
@@ -538,6 +552,46 @@ static void test_metrics(void **state)
     GET(f, "/metrics", NULL, &r);
     assert_int_equal(r.status, 401);
     stk_buf_free(&r.raw);
+    /* metrics count every tenant's sandboxes: only the verb opens them */
+    GET(f, "/metrics", "Bearer bob-token", &r);
+    assert_error(&r, 403, "forbidden");
+    assert_null(strstr(r.body, "stockade_sandboxes"));
+    stk_buf_free(&r.raw);
+}
+
+/* One JSON line per request, with who asked and never the credentials. */
+static void test_access_log(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    GET(f, "/v1/whoami", "Bearer alice-token", &r);
+    stk_buf_free(&r.raw);
+    GET(f, "/v1/sandboxes/%0a\"x", "Bearer bob-token", &r);
+    stk_buf_free(&r.raw);
+    http(f->port, "POST", "/v1/sandboxes", "Bearer nope", "application/json", "{}", 2, &r);
+    stk_buf_free(&r.raw);
+    char log[16384];
+    FILE *fp = fopen(f->access_log, "re");
+    assert_non_null(fp);
+    size_t n = fread(log, 1, sizeof(log) - 1, fp);
+    fclose(fp);
+    log[n] = '\0';
+    assert_non_null(strstr(log, "\"method\":\"GET\",\"path\":\"/v1/whoami\",\"status\":200,"
+                                "\"identity\":\"user:alice\",\"duration_ms\":"));
+    /* refused by the gate before evhttp saw it: logged there */
+    assert_non_null(strstr(log, "\"method\":\"POST\",\"path\":\"/v1/sandboxes\",\"status\":401,"
+                                "\"identity\":\"-\""));
+    assert_null(strstr(log, "token"));
+    /* every line is one JSON object: a client cannot split or forge lines */
+    for (char *line = log, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        if (!j)
+            fail_msg("not JSON: %s", line);
+        assert_non_null(json_object_get(j, "status"));
+        json_decref(j);
+    }
 }
 
 /* Exec's upgrade: refusals are ordinary replies; after 101 the frames. A
@@ -813,6 +867,8 @@ static void test_gate_refuses_before_body(void **state)
         buf[n] = '\0';
         if (!stk_startswith(buf, cases[i].want))
             fail_msg("case %zu: %s", i, buf);
+        if (!strcmp(cases[i].want, "HTTP/1.1 401"))
+            assert_non_null(strstr(buf, "\r\nWWW-Authenticate: Bearer realm=\"stockade\""));
         assert_non_null(strstr(buf, "Connection: close"));
     }
 }
@@ -910,6 +966,39 @@ static void test_routes(void **state)
     assert_int_equal(rt, GW_SB_FILE_PUT);
     assert_int_equal(gw_route_parse("POST", "/v1/sandboxes/s1/files", &rt, arg), -EPERM);
     assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/s1/files/x", &rt, arg), -ENOENT);
+    /* the port route is a prefix: the id, the port, the rest */
+    const char *rest = NULL;
+    uint16_t port = 0;
+    assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/web-1/ports/8080/a/b", &rt, arg), 0);
+    assert_int_equal(rt, GW_SB_PORT);
+    assert_string_equal(arg, "web-1");
+    assert_int_equal(gw_port_path("/v1/sandboxes/web-1/ports/8080/a/b", arg, &port, &rest), 0);
+    assert_int_equal(port, 8080);
+    assert_string_equal(rest, "/a/b");
+    assert_int_equal(gw_port_path("/v1/sandboxes/web-1/ports/80", arg, &port, &rest), 0);
+    assert_string_equal(rest, "/");
+    static const char *const bad[] = {
+        "/v1/sandboxes/web-1/ports/",        "/v1/sandboxes/web-1/ports/0/",
+        "/v1/sandboxes/web-1/ports/65536",   "/v1/sandboxes/web-1/ports/080/",
+        "/v1/sandboxes/web-1/ports/80x",     "/v1/sandboxes/../ports/80/",
+        "/v1/sandboxes/web-1/ports/123456/", "/v1/sandboxes/web-1/ports/{port}/...",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        assert_int_equal(gw_port_path(bad[i], arg, &port, &rest), -ENOENT);
+        assert_int_not_equal(gw_route_parse("GET", bad[i], &rt, arg), 0);
+    }
+    assert_int_equal(gw_route_parse("POST", "/v1/sandboxes/web-1/ports/8080/", &rt, arg), -EPERM);
+    char allow[64];
+    gw_route_allow("/v1/sandboxes/w/ports/1/x", allow, sizeof(allow));
+    assert_string_equal(allow, "GET");
+    gw_route_allow("/v1/pools", allow, sizeof(allow));
+    assert_string_equal(allow, "GET, POST");
+    gw_route_allow("/v1/sandboxes/x:exec", allow, sizeof(allow));
+    assert_string_equal(allow, "POST");
+    gw_route_allow("/v1/sandboxes/x/files", allow, sizeof(allow));
+    assert_string_equal(allow, "GET, PUT");
+    gw_route_allow("/v1/nothing", allow, sizeof(allow));
+    assert_string_equal(allow, "");
     for (size_t i = 0; i < _GW_E_N; i++)
         assert_non_null(gw_err_names[i]);
     /* what a path inside a sandbox can be, as the files API answers it */
@@ -935,6 +1024,7 @@ int main(int argc, char **argv)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
+        cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
         cmocka_unit_test(test_head_parse),
         cmocka_unit_test(test_ratelim),
         T(test_authentication),

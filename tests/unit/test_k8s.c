@@ -130,17 +130,22 @@ static void test_datalab_networkpolicies_golden(void **state)
     json_t *objs = render(f.b, false);
 
     const char *names[] = {"deny-egress", "allow-namespace-egress", "allow-dns-egress",
-                           "allow-external-egress"};
+                           "allow-external-egress", "allow-sandbox-ingress"};
     size_t i, k = 0;
     json_t *o;
     json_array_foreach(
         objs, i, o) if (!strcmp(json_string_value(json_object_get(o, "kind")), "NetworkPolicy"))
     {
-        assert_true(k < 4);
+        assert_true(k < 5);
         assert_string_equal(
             json_string_value(json_object_get(json_object_get(o, "metadata"), "name")), names[k++]);
     }
-    assert_int_equal(k, 4);
+    assert_int_equal(k, 5);
+    /* no spec.ports: sandboxes only (their egress decides), no Service */
+    assert_json(json_object_get(find(objs, "NetworkPolicy", "allow-sandbox-ingress"), "spec"),
+                "{\"podSelector\":{},\"policyTypes\":[\"Ingress\"],"
+                "\"ingress\":[{\"from\":[{\"podSelector\":{}},{\"namespaceSelector\":"
+                "{\"matchLabels\":{\"app.kubernetes.io/managed-by\":\"stockade\"}}}]}]}");
 
     assert_json(json_object_get(find(objs, "NetworkPolicy", "deny-egress"), "spec"),
                 "{\"podSelector\":{},\"policyTypes\":[\"Egress\"],\"egress\":[]}");

@@ -235,6 +235,50 @@ static void test_excluded_everything_is_unrestricted(void **state)
 
 /* What the local backend adds to the model's verdict: one row per class of
  * destination, allowed or denied by the model, with and without NAT. */
+/* The ingress evaluator: declared TCP ports from anywhere, the namespace's
+ * own sandboxes on any port, nothing else. */
+static void test_ingress(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ports; /* spec text under spec: */
+        bool from_ns;
+        uint16_t port;
+        enum stk_protocol proto;
+        const char *rule;
+    } cases[] = {
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 8080, TCP,
+         STK_INGRESS_DECLARED},
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 3000, TCP,
+         STK_INGRESS_DECLARED},
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 8081, TCP, STK_INGRESS_DENY},
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", false, 8080, UDP, STK_INGRESS_DENY},
+        {"  ports: [{port: 8080, name: http}, {port: 3000}]\n", true, 22, TCP, STK_INGRESS_SANDBOX},
+        {"  command: [x]\n", false, 8080, TCP, STK_INGRESS_DENY},
+        {"  command: [x]\n", false, 0, TCP, STK_INGRESS_DENY},
+        {"  command: [x]\n", true, 8080, UDP, STK_INGRESS_SANDBOX},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        struct stk_diags d = {0};
+        struct stk_docset *sb = NULL;
+        struct stk_boundary *b = NULL;
+        _cleanup_free_ char *text = stk_xasprintf(HEAD "spec:\n%s", cases[i].ports);
+        assert_int_equal(stk_docset_parse("sb", text, strlen(text), &d, &sb), 0);
+        assert_int_equal(stk_resolve(sb->docs[0].sandbox, "sb", NULL, NULL, &d, &b), 0);
+        struct stk_ingress_verdict v;
+        assert_int_equal(stk_ingress_decide(b, cases[i].from_ns, cases[i].port, cases[i].proto, &v),
+                         0);
+        if (strcmp(v.rule, cases[i].rule) || v.allowed != (strcmp(v.rule, STK_INGRESS_DENY) != 0))
+            fail_msg("case %zu: %s (%s)", i, v.rule, v.allowed ? "allowed" : "denied");
+        if (v.port && v.port->port != cases[i].port)
+            fail_msg("case %zu: declared port %u", i, v.port->port);
+        assert_true(!strcmp(v.rule, STK_INGRESS_DECLARED) == (v.port != NULL));
+        stk_boundary_free(b);
+        stk_docset_free(sb);
+        stk_diags_free(&d);
+    }
+}
+
 static void test_local_paths(void **state)
 {
     (void)state;
@@ -297,6 +341,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strict_defaults),
+        cmocka_unit_test(test_ingress),
         cmocka_unit_test(test_datalab_external_egress),
         cmocka_unit_test(test_external_egress_off_by_spec),
         cmocka_unit_test(test_allowlist_ports_and_ranges),

@@ -146,6 +146,31 @@ static void test_allowlist(void **state)
                "nft-allowlist.nft", NULL);
 }
 
+/* spec.ports: the ingress chain admits exactly the declared ports (beyond
+ * replies, neighbour discovery and the namespace's own sandboxes). */
+static void test_ingress_ports(void **state)
+{
+    (void)state;
+    check_both("examples/preview.yaml", NULL, NULL, false, "nft-ports-preview.nft", NULL);
+    struct stk_docset *sb, *ev;
+    struct stk_boundary *b = load("examples/preview.yaml", NULL, &sb, &ev);
+    struct stk_nft_facts f = facts(b->namespace, false);
+    _cleanup_free_ char *text = NULL, *rm = NULL;
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_nft_render(b, &f, &text, &err), 0);
+    assert_non_null(
+        strstr(text, " tcp dport { 8080 } accept comment \"allow-declared-ingress\"\n"));
+    /* the deny comes after every accept of the chain */
+    const char *deny = strstr(text, "counter drop comment \"deny-ingress\"");
+    assert_non_null(deny);
+    assert_null(strstr(deny, "accept comment \"allow-declared-ingress\""));
+    assert_int_equal(stk_nft_render_remove(&f, &rm, &err), 0);
+    assert_non_null(strstr(rm, "delete chain inet stockade si-"));
+    stk_boundary_free(b);
+    stk_docset_free(sb);
+    stk_docset_free(ev);
+}
+
 static void test_text_checks(void **state)
 {
     (void)state;
@@ -199,9 +224,8 @@ static void test_text_checks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_datalab),
-        cmocka_unit_test(test_strict_defaults),
-        cmocka_unit_test(test_allowlist),
+        cmocka_unit_test(test_datalab),     cmocka_unit_test(test_strict_defaults),
+        cmocka_unit_test(test_allowlist),   cmocka_unit_test(test_ingress_ports),
         cmocka_unit_test(test_text_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,12 @@
 #include "driver/local/internal.h"
 #include "init/proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -321,6 +326,64 @@ static int local_stop(void *ctx, const struct stk_driver_sandbox *sb, int grace_
     return 0;
 }
 
+/* From the host to the sandbox's address on the bridge: the ingress chain
+ * (src/render/nft.c) admits the declared ports only. */
+#define LOCAL_CONNECT_TIMEOUT_MS 5000
+
+static int local_connect(void *ctx, const struct stk_driver_sandbox *sb, uint16_t port, int *ret_fd,
+                         struct stk_error **err)
+{
+    struct local_ctx *c = ctx;
+    struct stk_net_config cfg;
+    if (local_net_config(c, sb->env, &cfg, NULL) < 0)
+        (void)local_net_config(c, NULL, &cfg, NULL);
+    struct stk_net *n = NULL;
+    int r = stk_net_open(&cfg, sb->id, &n, err);
+    if (r < 0)
+        return r == -ENOENT ? stk_error_make(err, STK_DRV_E_GONE,
+                                             "sandbox %s has no network (any more)", sb->id)
+                            : r;
+    struct stk_cidr a4, a6;
+    stk_net_addresses(n, &a4, &a6);
+    stk_net_forget_neighbours(n);
+    stk_net_free(n);
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (a4.family == STK_FAMILY_V4) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        memcpy(&in->sin_addr, a4.addr, 4);
+        len = sizeof(*in);
+    } else if (a6.family == STK_FAMILY_V6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        memcpy(&in6->sin6_addr, a6.addr, 16);
+        len = sizeof(*in6);
+    } else {
+        return stk_error_make(err, STK_DRV_E_GONE, "sandbox %s has no address", sb->id);
+    }
+    _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "socket");
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
+        return stk_error_errno(err, errno, "connecting to port %u of sandbox %s", port, sb->id);
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int e = 0;
+    socklen_t el = sizeof(e);
+    if (poll(&p, 1, LOCAL_CONNECT_TIMEOUT_MS) <= 0)
+        return stk_error_make(err, ETIMEDOUT, "port %u of sandbox %s: no answer within %d ms", port,
+                              sb->id, LOCAL_CONNECT_TIMEOUT_MS);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e)
+        return stk_error_errno(err, e ? e : errno, "port %u of sandbox %s", port, sb->id);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return stk_error_errno(err, errno, "fcntl");
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
 static int local_observe(void *ctx, const struct stk_driver_sandbox *sb,
                          struct stk_driver_status *ret, struct stk_error **err)
 {
@@ -387,6 +450,7 @@ const struct stk_driver_ops stk_local_driver_ops = {
     .exec = local_exec,
     .file_read = local_file_read,
     .file_write = local_file_write,
+    .connect = local_connect,
     .stop = local_stop,
     .supervise = local_supervise,
     .observe = local_observe,

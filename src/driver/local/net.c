@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <libmnl/libmnl.h>
 #include <limits.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <nftables/libnftables.h>
@@ -647,6 +648,36 @@ static long bridge_ports(const char *bridge)
     }
     mnl_socket_close(nl);
     return r == MNL_CB_STOP ? pc.n : -1;
+}
+
+/* Addresses are reused: the host's neighbour entry for one may still hold
+ * the MAC of the sandbox that had it before (STALE), and the first packet
+ * the host sends would wait seconds for the kernel to probe it. Deleting
+ * the entry (RTM_DELNEIGH; none there is fine) makes the next packet ask. */
+void stk_net_forget_neighbours(const struct stk_net *n)
+{
+    unsigned ifindex = if_nametoindex(n->cfg.bridge);
+    struct mnl_socket *nl = ifindex ? mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC) : NULL;
+    if (!nl)
+        return;
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0) {
+        const struct stk_cidr *addrs[] = {&n->facts.addr4, &n->facts.addr6};
+        for (size_t i = 0; i < STK_ARRAY_SIZE(addrs); i++) {
+            const struct stk_cidr *a = addrs[i];
+            if (a->family != STK_FAMILY_V4 && a->family != STK_FAMILY_V6)
+                continue;
+            char buf[256] __attribute__((aligned(4)));
+            struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+            nlh->nlmsg_type = RTM_DELNEIGH;
+            nlh->nlmsg_flags = NLM_F_REQUEST;
+            struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+            nd->ndm_family = a->family == STK_FAMILY_V4 ? AF_INET : AF_INET6;
+            nd->ndm_ifindex = (int)ifindex;
+            mnl_attr_put(nlh, NDA_DST, a->family == STK_FAMILY_V4 ? 4 : 16, a->addr);
+            (void)mnl_socket_sendto(nl, nlh, nlh->nlmsg_len);
+        }
+    }
+    mnl_socket_close(nl);
 }
 
 /* Sandboxes of any run directory hold a lease (taken first, dropped

@@ -70,6 +70,9 @@ const char *stk_net_veth(const struct stk_net *n);
 uint16_t stk_net_log_group(const struct stk_net *n);
 /* The sandbox's addresses (family NONE when absent). */
 void stk_net_addresses(const struct stk_net *n, struct stk_cidr *ret4, struct stk_cidr *ret6);
+/* Drops the host's neighbour entries for the sandbox's addresses on the
+ * bridge (a previous owner's MAC), so that the host's next packet asks. */
+void stk_net_forget_neighbours(const struct stk_net *n);
 /* Removes everything stk_net_up created, and the bridge and tables when no
  * sandbox uses them any more. Keeps going past failures, reports the
  * first. Frees n. */

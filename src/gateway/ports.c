@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * GET /v1/sandboxes/{id}/ports/{port}/REST (docs/api.md, "Ports"): HTTP and
+ * WebSocket to a declared port of the sandbox (spec.ports), authorized as
+ * exec. After authorization the connection leaves the event loop (exec.c's
+ * handover): a child starts a worker (its own session) that connects to the
+ * port through stk_session_connect (the declared-port check, a port_connect
+ * audit record) and relays. The request goes on as GET REST with the
+ * client's headers but its credentials; one request per connection
+ * (Connection: close), or an Upgrade (WebSocket) relayed both ways.
+ */
+#include "gateway/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PORT_HEAD_MAX (32 * 1024)
+#define PORT_BUF      65536
+
+/* Headers that stay at the gateway: the caller's credentials, hop-by-hop
+ * headers the gateway decides itself. */
+static bool header_dropped(const char *key)
+{
+    static const char *const dropped[] = {"Authorization",    "Proxy-Authorization",
+                                          "Proxy-Connection", "Connection",
+                                          "Keep-Alive",       "TE",
+                                          "Trailer",          "Transfer-Encoding"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(dropped); i++)
+        if (!strcasecmp(key, dropped[i]))
+            return true;
+    return false;
+}
+
+static bool upgrade_asked(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *up = evhttp_find_header(h, "Upgrade");
+    const char *conn = evhttp_find_header(h, "Connection");
+    return up && conn && strcasestr(conn, "upgrade");
+}
+
+struct port_child_arg {
+    const char *id;
+    uint16_t port;
+    const char *head;
+    bool upgrade;
+};
+
+/* The relay's worker: a server that stops (SIGTERM to this child, as to
+ * an exec's relay) ends the streams it relays. */
+static volatile pid_t port_worker;
+
+static void port_child_stop(int sig)
+{
+    if (port_worker > 0)
+        kill(port_worker, sig);
+    _exit(0);
+}
+
+/* Plain HTTP only: gw_port_start refuses TLS listeners, so ssl is NULL. */
+STK_NORETURN static void port_child(struct gw_call *c, int sock, SSL *ssl, int done_w, void *arg)
+{
+    (void)ssl;
+    struct port_child_arg *a = arg;
+    gw_child_signals();
+    int keep[] = {sock, done_w};
+    gw_child_fds(keep, 2);
+    int res[2];
+    if (pipe2(res, O_CLOEXEC) < 0)
+        _exit(1);
+    json_t *job = json_pack("{s:s,s:s,s:i,s:s,s:b}", "op", "port", "id", a->id, "port", a->port,
+                            "head", a->head, "upgrade", a->upgrade);
+    int fds[] = {res[1], sock};
+    pid_t pid;
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
+    if (gw_worker_spawn(c->g, c->actor, job, fds, 2, &pid) < 0)
+        _exit(1);
+    port_worker = pid;
+    struct sigaction sa = {.sa_handler = port_child_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    close(res[1]);
+    close(sock);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    _exit(0);
+}
+
+void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest)
+{
+    if (c->g->ssl) {
+        gw_reply_error(c, GW_E_NOT_IMPLEMENTED, "ports over TLS are not implemented yet");
+        return;
+    }
+    struct stk_buf head = {0};
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+    stk_buf_printf(&head, "GET %s%s%s HTTP/1.1\r\n", rest, q ? "?" : "", q ? q : "");
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(c->req), next)
+    {
+        if (!header_dropped(kv->key))
+            stk_buf_printf(&head, "%s: %s\r\n", kv->key, kv->value);
+    }
+    bool upgrade = upgrade_asked(c->req);
+    stk_buf_printf(&head, "Connection: %s\r\nX-Forwarded-Prefix: /v1/sandboxes/%s/ports/%u\r\n\r\n",
+                   upgrade ? "Upgrade" : "close", id, port);
+    if (head.len > PORT_HEAD_MAX) {
+        stk_buf_free(&head);
+        gw_reply_error(c, GW_E_BAD_REQUEST, "the request head is over %d bytes", PORT_HEAD_MAX);
+        return;
+    }
+    struct port_child_arg a = {id, port, stk_buf_str(&head), upgrade};
+    gw_handover(c, port_child, &a);
+    stk_buf_free(&head);
+}
+
+/* ---- in the worker ---- */
+
+static void reply_error(int sock, int status, const char *code, const char *msg)
+{
+    json_t *j = gw_error_json(GW_E_BAD_REQUEST, msg);
+    json_object_set_new(json_object_get(j, "error"), "code", json_string(code));
+    char *body = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(j);
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     status,
+                     status == 403   ? "Forbidden"
+                     : status == 409 ? "Conflict"
+                     : status == 501 ? "Not Implemented"
+                     : status == 404 ? "Not Found"
+                                     : "Bad Gateway",
+                     strlen(body ? body : "{}") + 1);
+    (void)!send(sock, head, (size_t)n, MSG_NOSIGNAL);
+    (void)!send(sock, body ? body : "{}", strlen(body ? body : "{}"), MSG_NOSIGNAL);
+    (void)!send(sock, "\n", 1, MSG_NOSIGNAL);
+    free(body);
+}
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Blocking relay until both directions end; without upgrade only the
+ * sandbox's answer flows (a second request on the connection would reach
+ * the sandbox unchecked). */
+static void relay(int sock, int sfd, bool upgrade)
+{
+    static char buf[PORT_BUF];
+    bool open_c = upgrade, open_s = true;
+    if (!upgrade)
+        (void)shutdown(sfd, SHUT_WR);
+    while (open_c || open_s) {
+        struct pollfd p[2] = {{.fd = open_c ? sock : -1, .events = POLLIN},
+                              {.fd = open_s ? sfd : -1, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (!p[i].revents)
+                continue;
+            int from = i == 0 ? sock : sfd, to = i == 0 ? sfd : sock;
+            ssize_t n = read(from, buf, sizeof(buf));
+            if (n > 0 && send_all(to, buf, (size_t)n))
+                continue;
+            if (n > 0)
+                return; /* the other side is gone */
+            (void)shutdown(to, SHUT_WR);
+            if (i == 0)
+                open_c = false;
+            else
+                open_s = false;
+        }
+    }
+}
+
+void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
+                   bool upgrade, int sock)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = -1;
+    struct stk_error *err = NULL;
+    int r = stk_session_connect(s, id, port, "gateway", &sfd, &err);
+    if (r < 0) {
+        int st = r == -EPERM ? 403 : r == -EBUSY ? 409 : r == -EOPNOTSUPP ? 501 : 502;
+        const char *code = st == 403   ? "forbidden"
+                           : st == 409 ? "conflict"
+                           : st == 501 ? "not_implemented"
+                                       : "bad_gateway";
+        reply_error(sock, st, code, err ? err->msg : strerror(-r));
+        stk_error_free(err);
+        return;
+    }
+    if (send_all(sfd, head, strlen(head)))
+        relay(sock, sfd, upgrade);
+    close(sfd);
+}
