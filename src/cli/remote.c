@@ -527,6 +527,9 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
                     bool interactive, int *ret_code)
 {
     (void)e;
+    if (proc->replica)
+        return cli_usage_error("exec", "--replica needs the embedded engine: the gateway's exec "
+                                       "does not choose a replica yet");
     json_t *argv = json_array(), *env = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));

@@ -199,6 +199,13 @@ struct stk_driver_ops {
      * keeps (keep: the ids of live records). */
     int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
               struct stk_error **err);
+    /* The live instances of a sandbox injected into a workload, one per
+     * replica that carries it: JSON array text [{"pod", "phase", "node",
+     * "running"}] (*ret, the caller frees), or *ret NULL when the sandbox
+     * is not injected (one instance: itself). exec reaches one of them by
+     * stk_init_proc.replica. NULL: the backend has no replicas. */
+    int (*replicas)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
+                    struct stk_error **err);
 };
 
 /* The driver of a backend (a static table); NULL when not built in. */

@@ -622,6 +622,13 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
         return stk_error_make(err, E2BIG, "%zu environment variables (at most %d)", proc->n_env,
                               STK_EXEC_MAX_ENV);
     }
+    if (proc->replica && !s->drv->ops->replicas) {
+        stk_sb_rec_free(&rec);
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "exec --replica: the %s backend runs no sandbox in a workload's "
+                              "replicas",
+                              stk_backend_names[s->drv->ops->backend]);
+    }
     if (rec.phase != STK_SB_READY || rec.pool_member) {
         r = rec.pool_member
                 ? stk_error_make(err, EBUSY, "sandbox %s is an unclaimed member of pool %s", rec.id,
@@ -640,12 +647,29 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     json_t *argv = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));
-    r = session_audit(s, sb.rec.id, "exec", NULL,
-                      json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty), err);
+    json_t *details = json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty);
+    if (proc->replica)
+        json_object_set_new(details, "replica", json_string(proc->replica));
+    r = session_audit(s, sb.rec.id, "exec", NULL, details, err);
     if (r >= 0) {
         r = s->drv->ops->exec(s->drv->ctx, &sb.d, proc, in_fd, out_fd, err_fd, ret_code, err);
         r = session_drv_error(s, "exec", r, err);
     }
+    session_sb_release(&sb);
+    return r;
+}
+
+int stk_session_replicas(struct stk_session *s, const char *id, char **ret, struct stk_error **err)
+{
+    *ret = NULL;
+    if (!s->drv->ops->replicas)
+        return 0;
+    struct session_sb sb;
+    int r = session_sb_load(s, id, false, &sb, err);
+    if (r < 0)
+        return r;
+    r = s->drv->ops->replicas(s->drv->ctx, &sb.d, ret, err);
+    r = session_drv_error(s, "replicas", r, err);
     session_sb_release(&sb);
     return r;
 }

@@ -116,6 +116,11 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
 int stk_session_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
                      int in_fd, int out_fd, int err_fd, int *ret_code, struct stk_error **err);
 
+/* The live instances of a sandbox injected into a workload (one per
+ * replica that carries it) as JSON array text, *ret the caller's; *ret
+ * NULL when the sandbox is not injected. */
+int stk_session_replicas(struct stk_session *s, const char *id, char **ret, struct stk_error **err);
+
 int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err);
 int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err);
 /* force: also a sandbox that is still running (it is stopped first). */
