@@ -10,6 +10,7 @@ stockade's back.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import stockade_bin
+from conftest import monitors, stockade_bin
 
 KUBECONFIG = os.environ.get("STOCKADE_TEST_KUBECONFIG")
 IMAGE = os.environ.get("STOCKADE_TEST_KUBE_IMAGE", "localhost/stockade-test:latest")
@@ -154,6 +155,30 @@ def test_lifecycle(kube, tmp_path):
     events = [r["event"] for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)]
     for e in ("created", "exec", "stopped", "deleted"):
         assert e in events, events
+
+
+def test_adopting_monitor_delivers_only_new_output(kube, tmp_path):
+    """A monitor that dies is replaced; the new one's log follower goes on
+    from where the old one stopped (each line once in `logs`)."""
+    f = spec(tmp_path / "s.yaml", "adopt", ["/bin/sh", "-c",
+             "for i in 1 2 3; do echo line-$i; done; sleep 6; echo line-4; exec sleep 3600"])
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    deadline = time.monotonic() + 60
+    while "line-3" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    [pid] = monitors(kube.env["STOCKADE_STATE_DIR"])
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert kube.get(sid)["phase"] == "ready"  # reconciled: a new monitor adopts it
+    assert monitors(kube.env["STOCKADE_STATE_DIR"]) not in ([], [pid])
+    deadline = time.monotonic() + 60
+    while "line-4" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(1)
+    assert kube.ok("logs", sid).stdout.split() == ["line-1", "line-2", "line-3", "line-4"]
+    kube.ok("rm", "-f", sid)
 
 
 def test_oom_killed_is_memory_exceeded(kube, tmp_path):

@@ -1144,12 +1144,101 @@ static void *follow_thread(void *ud)
                                     .pod = f->pod,
                                     .container = CONTAINER,
                                     .follow = true,
+                                    .timestamps = true,
                                     .since_ms = f->since_ms,
                                     .tail_lines = -1,
                                     .out_fd = f->wfd};
     (void)stk_kube_logs(f->k, &req, NULL);
     close(f->wfd);
     return NULL;
+}
+
+/* What the follower delivered, kept in the sandbox's directory so that a
+ * monitor adopting the sandbox (after a crash) continues where the last
+ * one stopped instead of delivering the whole log again: pods/log is
+ * asked from that second on (sinceTime has a second's resolution) and
+ * the lines the stamps say were delivered are dropped. */
+struct log_state {
+    const struct stk_driver_sink *sink;
+    struct stk_kube_log_pos pos;
+    struct stk_kube_lines lines;
+    char path[PATH_MAX];
+    bool moved;
+};
+
+static void log_state_init(struct log_state *ls, struct kube_ctx *c, const char *id,
+                           const struct stk_driver_sink *sink)
+{
+    *ls = (struct log_state){.sink = sink};
+    if (snprintf(ls->path, sizeof(ls->path), "%s/sandboxes/%s/kube-log-pos", c->state_dir, id) >=
+        (int)sizeof(ls->path)) {
+        ls->path[0] = '\0';
+        return;
+    }
+    char buf[64];
+    int fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        if (stk_kube_log_pos_parse(buf, &ls->pos) < 0)
+            ls->pos = (struct stk_kube_log_pos){0};
+    }
+}
+
+static void log_state_save(struct log_state *ls)
+{
+    if (!ls->moved || !ls->path[0])
+        return;
+    ls->moved = false;
+    char buf[64], tmp[PATH_MAX + 8];
+    stk_kube_log_pos_format(&ls->pos, buf);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ls->path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    bool ok = write(fd, buf, strlen(buf)) == (ssize_t)strlen(buf);
+    close(fd);
+    if (!ok || rename(tmp, ls->path) < 0)
+        (void)unlink(tmp);
+}
+
+static void log_deliver(struct log_state *ls, const char *line, size_t len, bool newline)
+{
+    const char *text;
+    size_t n;
+    int r = stk_kube_log_line(&ls->pos, line, len, &text, &n);
+    if (r == 0)
+        return;
+    ls->moved |= r == 1;
+    _cleanup_free_ char *out = stk_xmalloc(n + 1);
+    memcpy(out, text, n);
+    out[n] = '\n';
+    (void)ls->sink->output(ls->sink->ud, 1, out, n + (newline ? 1 : 0));
+}
+
+static int log_line_fn(void *ud, char *line, size_t len)
+{
+    log_deliver(ud, line, len, true);
+    return 0;
+}
+
+/* Copies what the follower's pipe holds (blocking: until it ends). */
+static void log_copy(struct log_state *ls, int fd, bool block)
+{
+    char buf[65536];
+    ssize_t n;
+    (void)fcntl(fd, F_SETFL, block ? 0 : O_NONBLOCK);
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        if (stk_kube_lines_feed(&ls->lines, buf, (size_t)n, log_line_fn, ls, NULL) < 0) {
+            /* a line past the limit: what was held goes as it is */
+            log_deliver(ls, stk_buf_str(&ls->lines.buf), ls->lines.buf.len, false);
+            ls->lines.buf.len = 0;
+        }
+    if (block && ls->lines.buf.len) /* the last line, without its newline */
+        log_deliver(ls, stk_buf_str(&ls->lines.buf), ls->lines.buf.len, false);
+    log_state_save(ls);
 }
 
 struct supervision {
@@ -1207,6 +1296,9 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
 
     /* the output, while the workload runs */
     struct follower f = {.wfd = -1};
+    struct log_state ls;
+    log_state_init(&ls, c, sb->id, sink);
+    f.since_ms = ls.pos.sec * 1000;
     pthread_t thread;
     bool following = false;
     int pfd[2] = {-1, -1};
@@ -1227,13 +1319,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
     while (!s.ended && !s.gone) {
         /* output copied between looks at the Pod */
-        char buf[65536];
-        ssize_t n;
-        if (following) {
-            (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-            while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
-                (void)sink->output(sink->ud, 1, buf, (size_t)n);
-        }
+        if (following)
+            log_copy(&ls, pfd[0], false);
         struct stk_error *werr = NULL;
         r = stk_kube_watch(c->k, &pods, sel, NULL, SUPERVISE_TICK_MS, supervise_fn, &s, &werr);
         if (r == -ETIMEDOUT || r >= 0) {
@@ -1263,14 +1350,11 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     if (following) {
         /* the log stream ends with the container */
         pthread_join(thread, NULL);
-        (void)fcntl(pfd[0], F_SETFL, 0);
-        char buf[65536];
-        ssize_t n;
-        while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
-            (void)sink->output(sink->ud, 1, buf, (size_t)n);
+        log_copy(&ls, pfd[0], true);
         close(pfd[0]);
     }
     stk_kube_close(f.k);
+    stk_kube_lines_free(&ls.lines);
     if (s.gone)
         return kube_observe(c, sb, ret, err);
     if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&
