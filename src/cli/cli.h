@@ -150,6 +150,7 @@ struct stk_init_proc;
 struct cli_create_args {
     const struct stk_session_docs *docs;
     const char *pool, *owner, *tenant; /* NULL: none */
+    bool accepted_only;                /* --wait accepted */
 };
 enum cli_act { CLI_ACT_STOP, CLI_ACT_START, CLI_ACT_RM };
 struct cli_engine_ops {

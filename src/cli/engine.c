@@ -48,7 +48,8 @@ static int emb_create(struct cli_engine *e, const struct cli_create_args *a,
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_create_req req = {.docs = *a->docs, .pool = a->pool};
+    struct stk_create_req req = {
+        .docs = *a->docs, .pool = a->pool, .accepted_only = a->accepted_only};
     return stk_session_create(s, &req, ret, &err) < 0 ? fail("create", err) : 0;
 }
 

@@ -43,7 +43,8 @@ const struct cli_command cli_commands[] = {
      "Exit status: the workload's (128+N when killed by signal N), 1 invalid input,\n"
      "2 usage error, 125 the sandbox could not be run.\n"},
     {"create", cmd_create, "create a long-lived sandbox and start its workload",
-     "stockade create -f FILE [--env ENV] [--pool NAME | --workload KIND/NAME] [-o text|json]\n"
+     "stockade create -f FILE [--env ENV] [--pool NAME | --workload KIND/NAME]\n"
+     "                [--wait running|accepted] [-o text|json]\n"
      "\n"
      "Creates a sandbox from FILE on this host and returns once it is ready (its\n"
      "workload started), printing its id. The sandbox keeps running: exec into it,\n"
@@ -61,6 +62,12 @@ const struct cli_command cli_commands[] = {
      "                      namespace) by server-side apply; every replica runs one\n"
      "                      instance (ls lists them, exec --replica POD picks one);\n"
      "                      rm (or stop) ejects exactly what was added\n"
+     "      --wait WHEN     running (default): return once the workload runs;\n"
+     "                      accepted: kubernetes: once every object is applied and\n"
+     "                      accepted by the API server (as `kubectl apply` returns); the\n"
+     "                      Pod may still be starting, and `ready` means accepted. A\n"
+     "                      workload that then fails to start ends the sandbox (get).\n"
+     "                      Other backends return once it runs either way\n"
      "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"
      "      --owner USER    with --server: create it for USER (the policy's onBehalfOf)\n"
      "      --tenant T      with --server: the tenant (default: the spec's namespace)\n"

@@ -499,6 +499,9 @@ static int rem_create(struct cli_engine *e, const struct cli_create_args *a,
                       struct stk_create_res *ret)
 {
     (void)e;
+    if (a->accepted_only)
+        return cli_usage_error("create", "--wait accepted needs the embedded engine: the "
+                                         "gateway's create returns once the sandbox runs");
     json_t *body = json_pack("{s:s%}", "spec", a->docs->spec, a->docs->spec_len);
     if (a->docs->env)
         json_object_set_new(body, "env", json_stringn(a->docs->env, a->docs->env_len));

@@ -181,11 +181,17 @@ static void docs_free(struct docs_text *t)
 int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"file", required_argument, NULL, 'f'},     {"env", required_argument, NULL, 'e'},
-        {"pool", required_argument, NULL, 'p'},     {"output", required_argument, NULL, 'o'},
-        {"owner", required_argument, NULL, 'O'},    {"tenant", required_argument, NULL, 'T'},
-        {"workload", required_argument, NULL, 'w'}, {NULL, 0, NULL, 0},
+        {"file", required_argument, NULL, 'f'},
+        {"env", required_argument, NULL, 'e'},
+        {"pool", required_argument, NULL, 'p'},
+        {"output", required_argument, NULL, 'o'},
+        {"owner", required_argument, NULL, 'O'},
+        {"tenant", required_argument, NULL, 'T'},
+        {"workload", required_argument, NULL, 'w'},
+        {"wait", required_argument, NULL, 'W'},
+        {NULL, 0, NULL, 0},
     };
+    bool accepted_only = false;
     const char *file = NULL, *env = NULL, *pool = NULL, *owner = NULL, *tenant = NULL;
     const char *workload = NULL;
     enum cli_output out = CLI_OUT_TEXT;
@@ -197,6 +203,11 @@ int cmd_create(int argc, char **argv)
             break;
         case 'w':
             workload = optarg;
+            break;
+        case 'W':
+            if (strcmp(optarg, "accepted") && strcmp(optarg, "running"))
+                return cli_usage_error("create", "--wait is accepted or running, not '%s'", optarg);
+            accepted_only = !strcmp(optarg, "accepted");
             break;
         case 'e':
             env = optarg;
@@ -230,7 +241,11 @@ int cmd_create(int argc, char **argv)
     int r = docs_read(file, env, workload, &t);
     if (r != 0)
         return r;
-    struct cli_create_args ca = {.docs = &t.d, .pool = pool, .owner = owner, .tenant = tenant};
+    struct cli_create_args ca = {.docs = &t.d,
+                                 .pool = pool,
+                                 .owner = owner,
+                                 .tenant = tenant,
+                                 .accepted_only = accepted_only};
     r = cli_engine_ops_of(e)->create(e, &ca, &res);
     docs_free(&t);
     if (r != 0)

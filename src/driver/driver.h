@@ -64,8 +64,12 @@ struct stk_driver_sandbox {
     const char *pool;                /* the pool it belongs or belonged to; NULL */
     bool pool_member;                /* an unclaimed warm member: no workload */
     bool idle;                       /* no workload (verify FILE) */
-    int lock_fd;                     /* local: the sandbox directory's lock, held by the caller */
-    const char *runtime;             /* the record's runtime (facts' runtime at create) */
+    /* provision returns once the backend accepted what it applied, without
+     * waiting for the workload to run (create --wait accepted); a workload
+     * that then fails to start is reported by supervise */
+    bool accepted_only;
+    int lock_fd;         /* local: the sandbox directory's lock, held by the caller */
+    const char *runtime; /* the record's runtime (facts' runtime at create) */
     /* provision and start: what happens while the workload starts (sim:
      * its declared output and egress decisions) is reported here; only
      * output and event are called. NULL: nobody listens. */

@@ -544,7 +544,11 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     }
     if (!session_supervised(s))
         return session_up_inline(s, ret->id, true, req->idle, err);
-    return monitor_spawn(s, ret->id, req->idle ? MONITOR_CREATE_IDLE : MONITOR_CREATE, lock, err);
+    return monitor_spawn(s, ret->id,
+                         req->idle            ? MONITOR_CREATE_IDLE
+                         : req->accepted_only ? MONITOR_CREATE_ACCEPTED
+                                              : MONITOR_CREATE,
+                         lock, err);
 }
 
 const char *session_tenant(const struct stk_create_req *req, const struct stk_boundary *b)

@@ -92,9 +92,12 @@ void stk_session_boundary_release(struct stk_session_boundary *sb);
 
 struct stk_create_req {
     struct stk_session_docs docs;
-    const char *pool;  /* claim a warm member of this pool; cold create when it is empty */
-    bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
-    bool idle;         /* start no workload (verify FILE), even when the spec has one */
+    const char *pool; /* claim a warm member of this pool; cold create when it is empty */
+    bool pool_member; /* instead: create an idle member of `pool` (no workload) */
+    bool idle;        /* start no workload (verify FILE), even when the spec has one */
+    /* ready once the backend accepted the sandbox (kubernetes: every object
+     * applied), not once its workload runs; create --wait accepted */
+    bool accepted_only;
     const char *owner; /* NULL: the actor */
     /* NULL: the spec's metadata.namespace. The gateway records the tenant
      * its authorization decided on. */

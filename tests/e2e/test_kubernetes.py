@@ -412,3 +412,28 @@ def test_injection_refusals(kube, tmp_path):
     p = kube("exec", "--replica", "solo", sid, "--", "true")
     assert p.returncode == 125 and "not injected" in p.stderr, p.stderr
     kube.ok("rm", "-f", sid)
+
+
+def test_create_wait_accepted(kube, tmp_path):
+    """--wait accepted returns once every object is applied; the Pod may
+    still be starting. A workload that cannot start then ends the sandbox."""
+    f = spec(tmp_path / "a.yaml", "accepted", ["/bin/sh", "-c", "echo up; exec sleep 3600"])
+    sid = kube.ok("create", "--wait", "accepted", "-f", f).stdout.strip()
+    assert kube.get(sid)["phase"] == "ready"
+    deadline = time.monotonic() + 60
+    while "up" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+    g = spec(tmp_path / "b.yaml", "acceptedbad", ["/bin/true"], image="stockade.invalid/none:1")
+    sid = kube.ok("create", "--wait", "accepted", "-f", g).stdout.strip()
+    rec = kube.wait_phase(sid, {"failed", "killed", "succeeded"}, timeout=90)
+    assert rec["phase"] == "failed", rec
+    audit = kube.ok("audit", sid).stdout
+    assert "pod_failed_to_start" in audit and ("ErrImage" in audit or "ImagePull" in audit), audit
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+    p = kube("create", "--wait", "soon", "-f", g)
+    assert p.returncode == 2 and "accepted or running" in p.stderr

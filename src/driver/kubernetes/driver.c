@@ -725,7 +725,8 @@ static int inject_provision(struct kube_ctx *c, const struct stk_driver_sandbox 
     /* the replicas roll out with the sandbox: ready once one of them runs
      * it (a workload scaled to zero has none to wait for) */
     json_t *replicas = json_object_get(json_object_get(live, "spec"), "replicas");
-    if (r >= 0 && !(json_is_integer(replicas) && json_integer_value(replicas) == 0))
+    if (r >= 0 && !sb->accepted_only &&
+        !(json_is_integer(replicas) && json_integer_value(replicas) == 0))
         r = wait_running(c, h.ns, sb->id, err);
     json_decref(live);
     if (r < 0) {
@@ -884,7 +885,7 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     }
     if (r >= 0 && !workload)
         r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
-    if (r >= 0)
+    if (r >= 0 && !sb->accepted_only)
         r = wait_running(c, ns, sb->id, err);
     if (r < 0) {
         /* nothing half-applied: what this create made goes (a restart
@@ -1241,6 +1242,34 @@ static void log_copy(struct log_state *ls, int fd, bool block)
     log_state_save(ls);
 }
 
+/* Starts the follower once the sandbox's container has started (pods/log
+ * answers from then on). */
+static bool follow_start(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                         struct follower *f, int pfd[2], pthread_t *thread)
+{
+    struct handle h;
+    json_t *list = NULL;
+    const json_t *p = NULL;
+    if (sandbox_pods(c, sb, &h, &list, &p, NULL) < 0)
+        return false;
+    const json_t *state = json_object_get(sandbox_container_status(p), "state");
+    bool started = json_object_get(state, "running") || json_object_get(state, "terminated");
+    if (started) {
+        snprintf(f->ns, sizeof(f->ns), "%s", h.ns);
+        snprintf(f->pod, sizeof(f->pod), "%s", jstr(p, "metadata.name"));
+    }
+    json_decref(list);
+    if (!started || (!f->k && stk_kube_open(c->cfg, &f->k, NULL) < 0) || pipe2(pfd, O_CLOEXEC) < 0)
+        return false;
+    f->wfd = pfd[1];
+    if (pthread_create(thread, NULL, follow_thread, f) == 0)
+        return true;
+    close(pfd[0]);
+    close(pfd[1]);
+    pfd[0] = pfd[1] = -1;
+    return false;
+}
+
 struct supervision {
     struct kube_ctx *c;
     const struct stk_driver_sink *sink;
@@ -1273,6 +1302,23 @@ static int supervise_fn(void *ud, const char *type, const json_t *pod)
         json_decref(d);
     }
     pod_status(pod, &s->st);
+    /* a container that cannot start (create --wait accepted returned before
+     * it would have): the sandbox ends with the cluster's reason */
+    const json_t *waiting =
+        json_object_get(json_object_get(sandbox_container_status(pod), "state"), "waiting");
+    if (s->st.state == STK_DRV_RUNNING && waiting_fatal(jstr(waiting, "reason"))) {
+        s->st.state = STK_DRV_ENDED;
+        snprintf(s->st.message, sizeof(s->st.message), "%s: %.200s", jstr(waiting, "reason"),
+                 jstr(waiting, "message") ?: "");
+        json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "pod", jstr(pod, "metadata.name") ?: "",
+                              "namespace", s->h.ns, "reason", jstr(waiting, "reason"), "message",
+                              jstr(waiting, "message") ?: "");
+        char *dj = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (s->sink->event && dj)
+            s->sink->event(s->sink->ud, "pod_failed_to_start", dj);
+        free(dj);
+        json_decref(d);
+    }
     if (s->st.state == STK_DRV_ENDED) {
         s->ended = true;
         return 1;
@@ -1302,23 +1348,14 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     pthread_t thread;
     bool following = false;
     int pfd[2] = {-1, -1};
-    struct target_pod t;
-    if (sink->output && running_pod(c, sb, NULL, &t, NULL) >= 0 &&
-        stk_kube_open(c->cfg, &f.k, NULL) >= 0 && pipe2(pfd, O_CLOEXEC) == 0) {
-        snprintf(f.ns, sizeof(f.ns), "%s", t.ns);
-        snprintf(f.pod, sizeof(f.pod), "%s", t.pod);
-        f.wfd = pfd[1];
-        following = pthread_create(&thread, NULL, follow_thread, &f) == 0;
-        if (!following) {
-            close(pfd[0]);
-            close(pfd[1]);
-            pfd[0] = -1;
-        }
-    }
+    following = sink->output && follow_start(c, sb, &f, pfd, &thread);
 
     struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
     while (!s.ended && !s.gone) {
-        /* output copied between looks at the Pod */
+        /* output copied between looks at the Pod; the follower starts once
+         * the container has (create --wait accepted returns before) */
+        if (!following && sink->output)
+            following = follow_start(c, sb, &f, pfd, &thread);
         if (following)
             log_copy(&ls, pfd[0], false);
         struct stk_error *werr = NULL;
@@ -1347,6 +1384,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             json_decref(list);
         }
     }
+    if (!following && sink->output && s.ended)
+        following = follow_start(c, sb, &f, pfd, &thread); /* it ran between looks */
     if (following) {
         /* the log stream ends with the container */
         pthread_join(thread, NULL);
