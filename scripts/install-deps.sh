@@ -19,6 +19,9 @@ packages=(
   runc crun bubblewrap iproute2 nftables
   # mkfs.ext4: /workspace and the home are size-limited ext4 volumes
   e2fsprogs
+  # images (docs/images.md): gzip layers (zlib), pulls (skopeo), and the
+  # registry the tests and bench/images.sh run on loopback
+  zlib1g-dev skopeo docker-registry
 )
 # gVisor, the strongest local runtime, comes from bookworm-backports: Debian
 # 12's own runsc (2022) answers statx with EINVAL (`ls /` fails under it) and

@@ -195,11 +195,13 @@ struct stk_boundary {
     struct stk_origin rootfs_origin;
     const char **argv; /* command + args, NULL-terminated; empty when unset */
     size_t argc;
+    size_t n_command; /* how many of argv are spec.command (the rest: args) */
     const struct stk_env_var *env;
     size_t n_env;
     const struct stk_env_from *env_from;
     size_t n_env_from;
     const char *working_dir;
+    bool working_dir_default; /* the hard default, not said by anyone */
 
     /* quotas */
     struct stk_resolved_limits limits;
@@ -296,6 +298,11 @@ struct stk_backend_facts {
     bool runtime_is_gvisor;
     /* extra caveats the backend knows about (NULL-terminated, may be NULL) */
     const char *const *caveats;
+    /* local, spec.image: the digest of the stored image it names (NULL: not
+     * in the store), and what became of its user ("wants root: runs as the
+     * sandbox user 65534"; NULL: its own user) */
+    const char *image_digest;
+    const char *image_user;
 };
 
 struct stk_contract;

@@ -126,6 +126,18 @@ static void explain_filesystem(struct stk_contract *c)
                 b->image);
         else
             say(c, SEC_FILESYSTEM, "No image is set: spec.image is required to run on Kubernetes.");
+    } else if (b->image) {
+        if (c->facts->image_digest)
+            say(c, SEC_FILESYSTEM,
+                "Reads image %s (%s) from the local store, its root read-only and shared with "
+                "every sandbox of that image.",
+                b->image, c->facts->image_digest);
+        else
+            say(c, SEC_FILESYSTEM,
+                "Reads image %s, which is not in the local store yet (stockade image pull %s).",
+                b->image, b->image);
+        if (c->facts->image_user)
+            say(c, SEC_PRIVILEGES, "Image user: %s.", c->facts->image_user);
     } else if (!strcmp(b->rootfs, "host")) {
         from(say(c, SEC_FILESYSTEM,
                  "Reads the host's /usr, /bin, /lib*, /sbin and a minimal /etc, read-only; never "

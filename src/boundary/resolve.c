@@ -443,11 +443,14 @@ static void resolve_process(struct rctx *r)
     b->image = s->image.meta.set ? s->image.v : NULL;
     b->rootfs = chain_str(r, "spec.rootfs", &s->rootfs, default_rootfs, &b->rootfs_origin);
     b->working_dir = chain_str(r, "spec.workingDir", &s->working_dir, default_working_dir, &o);
+    /* an image's WorkingDir comes before the hard default */
+    b->working_dir_default = o.source == STK_SRC_DEFAULT;
     b->runtime =
         chain_enum(r, "spec.runtime", &s->runtime, r->env ? &r->env->data.defaults.runtime : NULL,
                    "data.defaults.runtime", default_runtime, stk_runtime_names, &b->runtime_origin);
 
     b->argc = s->command.n + s->args.n;
+    b->n_command = s->command.n;
     b->argv = stk_arena_array(r->a, b->argc + 1, sizeof(*b->argv));
     for (uint32_t i = 0; i < s->command.n; i++)
         b->argv[i] = s->command.items[i].v;

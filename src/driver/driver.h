@@ -123,6 +123,7 @@ struct stk_driver_facts {
     const char *runtime;    /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
     char note[512];         /* said to the user at create ("runs on crun, not gVisor: ...") */
     char runtime_note[512]; /* storage facts.runtime_note may point into */
+    char image_digest[72], image_user[160]; /* storage for facts.image_* */
 };
 
 struct stk_driver_logs_req {
@@ -273,6 +274,10 @@ int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_conne
 /* Where stockade keeps its state. Everything it creates lives under these
  * paths or under the cgroup "stockade" in each hierarchy; gc looks nowhere
  * else. */
+/* The file in a long-lived local sandbox's directory that names its
+ * image's digest (what `image rm` checks). */
+#define STK_LOCAL_IMAGE_MARK "image"
+
 struct stk_local_paths {
     const char *state_dir; /* sandboxes/<id>/ bundles, runtimes.json cache */
     const char *run_dir;   /* <runtime>/ : the runtimes' --root */

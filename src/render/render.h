@@ -194,6 +194,27 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
 #define STK_OCI_MAX_ENV       256
 #define STK_OCI_MAX_ARGV      4096
 
+/* An image's config as the driver found it in the store (spec.image): the
+ * root is root_path; the user is already resolved and under the policy. */
+struct stk_oci_image {
+    const char *digest;
+    const char *const *entrypoint;
+    size_t n_entrypoint;
+    const char *const *cmd;
+    size_t n_cmd;
+    const char *const *env; /* "K=V" */
+    size_t n_env;
+    const char *workdir; /* NULL or "": unset */
+    uint32_t uid, gid;
+};
+
+/* The process's argv under an image: spec.command replaces the image's
+ * Entrypoint (and its Cmd), spec.args alone replace its Cmd (Kubernetes'
+ * rule). Without an image, the boundary's argv. *ret is malloc'd (the
+ * strings are borrowed), NULL-terminated. */
+int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, const char ***ret,
+                 size_t *ret_n, struct stk_error **err);
+
 /* What the driver decides and the boundary does not say: host paths. */
 struct stk_oci_options {
     const char *root_path; /* config root.path (the bundle's empty "rootfs" or the spec's DIR) */
@@ -229,6 +250,9 @@ struct stk_oci_options {
     /* spec.storage.home: the host directory bound read-write at
      * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
     const char *home;
+    /* spec.image: its config (root_path is its unpacked root); NULL:
+     * rootfs host or a directory */
+    const struct stk_oci_image *image;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"

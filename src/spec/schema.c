@@ -416,7 +416,9 @@ const struct stk_field stk_driver_config_fields[] = {
 
 static const struct stk_field sandbox_spec_fields[] = {
     {"image", AT(struct stk_sandbox_spec, image), STR(STK_FMT_IMAGE),
-     .doc = "Container image (Kubernetes backend)."},
+     .doc = "Container image. Kubernetes: the Pod's image. Local: an image in the store "
+            "(stockade image pull; docs/images.md), also oci:/DIR[:tag], oci-archive:/FILE, "
+            "docker-archive:/FILE; exclusive with rootfs."},
     {"rootfs", AT(struct stk_sandbox_spec, rootfs), STR(STK_FMT_ROOTFS),
      .doc = "Root filesystem on the local backend: \"host\" (read-only /usr, /bin, /lib*, /sbin "
             "and a minimal /etc) or a directory. Always read-only."},

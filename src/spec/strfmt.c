@@ -135,6 +135,19 @@ static bool image_ref(const char *s, const char **why)
         *why = "must be an image reference such as registry.example.com/team/tool:1.2";
         return false;
     }
+    /* the local store's transports (docs/images.md): an OCI layout or an
+     * archive on this host, as podman names them */
+    static const char *const transports[] = {"oci:", "oci-archive:", "docker-archive:"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(transports); i++)
+        if (stk_startswith(s, transports[i])) {
+            const char *path = s + strlen(transports[i]);
+            bool ok = path[0] == '/';
+            for (const char *p = path; ok && *p; p++)
+                ok = (unsigned char)*p > ' ' && *p != 0x7f;
+            if (!ok)
+                *why = "must name an absolute path after the transport (oci:/srv/img:tag)";
+            return ok;
+        }
     memcpy(buf, s, n + 1);
     char *digest = strchr(buf, '@');
     if (digest) {

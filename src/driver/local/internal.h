@@ -135,6 +135,23 @@ void random_hex(char *buf, size_t n);
 #define VOL_SCRATCH_IMAGE   "home-scratch.img" /* storage.home without persist */
 #define VOL_HOME_DIR        "home"
 
+/* spec.image (image.c): the image found in the store and its config for
+ * the renderer; img NULL when the sandbox has no image. */
+struct stk_image;
+struct local_image {
+    char store[600];
+    struct stk_image *img;
+    struct stk_oci_image oci;
+    uint32_t wanted_uid; /* the image's own */
+    bool root_refused;   /* it wanted root and gets the sandbox user */
+};
+int local_image_open(const char *state_dir, const struct stk_boundary *b, struct local_image *ret,
+                     struct stk_error **err);
+void local_image_free(struct local_image *li);
+void local_image_facts(const char *state_dir, const struct stk_boundary *b,
+                       struct stk_driver_facts *ret);
+void local_image_mark(const struct stk_local_paths *p, const struct stk_driver_sandbox *sb);
+
 struct vol {
     const char *image; /* the ext4 image file */
     const char *mnt;   /* where it is mounted on the host */

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "steps.h"
 #include "render/render.h"
+#include "image/image.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -99,6 +100,10 @@ struct sandbox {
     int listen_fd;
     /* step_dir made s->dir (undo_dir removes only what this run made) */
     bool made_dir;
+    /* spec.image: the store's root and config; a run holds the image
+     * (hold_fd) so that `image rm` passes it over */
+    struct local_image image;
+    int hold_fd;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -160,6 +165,7 @@ static struct sandbox sandbox_new(const struct stk_local_paths *p,
         .err_pipe = {-1, -1},
         .listen_fd = -1,
         .session = session,
+        .hold_fd = -1,
     };
 }
 
@@ -182,7 +188,12 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                               "or --runtime crun|runc",
                               (long long)(b->limits.memory >> 20));
     random_hex(rnd, 8);
-    bool host = stk_streq(b->rootfs, "host");
+    if ((r = local_image_open(s->p->state_dir, b, &s->image, err)) < 0)
+        return r;
+    if (s->image.img && !s->session &&
+        (s->hold_fd = stk_image_hold(s->image.img, s->image.store, err)) < 0)
+        return s->hold_fd;
+    bool host = stk_streq(b->rootfs, "host") && !s->image.img;
     /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain;
      * the name is cut on purpose, a path never is */
     if ((r = s->session ? stk_path_make(s->id, sizeof(s->id), err, "%s", s->req->id)
@@ -198,7 +209,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
             0 ||
         (r = host ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs-host",
                                   s->p->state_dir)
-                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0 ||
+                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s",
+                                  s->image.img ? s->image.img->root : b->rootfs)) < 0 ||
         (r = stk_path_make(s->workspace_img, sizeof(s->workspace_img), err,
                            "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
         (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
@@ -211,7 +223,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         return stk_error_make(err, ENOENT, "%s is not installed", rt_table[s->rt].name);
     if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
-    if (!host && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
+    if (!host && !s->image.img && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "rootfs %s is not a directory", b->rootfs);
     if (host)
         for (size_t i = 0; i < STK_ARRAY_SIZE(host_dir_candidates); i++)
@@ -248,6 +260,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
         .home = b->home ? s->home : NULL,
+        .image = s->image.img ? &s->image.oci : NULL,
     };
     return stk_oci_render(b, &o, &s->config, err);
 }
@@ -374,7 +387,9 @@ static int step_bundle(void *ctx, struct stk_error **err)
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
     if (!s->req->workspace) {
-        if (mkdir(s->workspace, 0755) < 0 || chown(s->workspace, STK_OCI_UID, STK_OCI_GID) < 0)
+        if (mkdir(s->workspace, 0755) < 0 ||
+            chown(s->workspace, s->image.img ? s->image.oci.uid : STK_OCI_UID,
+                  s->image.img ? s->image.oci.gid : STK_OCI_GID) < 0)
             return stk_error_errno(err, errno, "creating %s", s->workspace);
     }
     if (s->session) {
@@ -384,7 +399,7 @@ static int step_bundle(void *ctx, struct stk_error **err)
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
     }
-    if (!stk_streq(s->req->b->rootfs, "host"))
+    if (!stk_streq(s->req->b->rootfs, "host") || s->image.img)
         return 0;
     /* The root of every `rootfs: host` sandbox is one shared, empty
      * skeleton holding only mount points, mounted read-only. Sharing it
@@ -432,10 +447,14 @@ static int step_storage(void *ctx, struct stk_error **err)
         struct vol ws = {.image = s->workspace_img, .mnt = s->workspace, .size = b->limits.storage};
         if ((r = vol_mount(&ws, err)) < 0)
             return r;
+        /* the volume's root belongs to the sandbox user; an image's own
+         * non-root user gets it instead */
+        if (s->image.img && chown(s->workspace, s->image.oci.uid, s->image.oci.gid) < 0)
+            return stk_error_errno(err, errno, "handing %s to the image's user", s->workspace);
     }
     if (!b->home)
         return 0;
-    if (stk_streq(b->rootfs, "host")) {
+    if (stk_streq(b->rootfs, "host") && !s->image.img) {
         /* the mount point in the shared skeleton (made before homes were) */
         char path[700];
         if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_HOME_PATH, s->rootfs)) < 0)
@@ -924,6 +943,9 @@ out_free:
     free(s.config);
     free(s.ld_cache);
     stk_oci_etc_free(s.etc_files);
+    local_image_free(&s.image);
+    if (s.hold_fd >= 0)
+        close(s.hold_fd);
     if (r >= 0) {
         if (!res.finished.tv_sec)
             clock_gettime(CLOCK_REALTIME, &res.finished);
@@ -978,6 +1000,9 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     free(s.config);
     free(s.ld_cache);
     stk_oci_etc_free(s.etc_files);
+    local_image_free(&s.image);
+    if (s.hold_fd >= 0)
+        close(s.hold_fd);
     stk_buf_free(&s.events);
     return r < 0 ? r : 0;
 }
