@@ -616,6 +616,34 @@ static void resolve_network(struct rctx *r)
         stk_buf_free(&t);
     }
 
+    /* Host names for the egress proxy (each entry was checked by the field
+     * table), and what it refuses whatever a name resolves to. */
+    {
+        struct stk_allow_host *ah = stk_arena_array(r->a, net->allow_hosts.n + 1, sizeof(*ah));
+        for (uint32_t i = 0; i < net->allow_hosts.n; i++) {
+            const char *why;
+            if (!stk_allow_host_parse(net->allow_hosts.items[i].v, &ah[i], &why))
+                abort(); /* the field table checked the format */
+        }
+        b->allow_hosts = ah;
+        b->n_allow_hosts = net->allow_hosts.n;
+        if (net->allow_hosts.n)
+            b->allow_hosts_origin = spec_origin(r, &net->allow_hosts.meta, NULL);
+        size_t nd = b->n_blacklist + (env_net ? env_net->pod_cidrs.n + 1 : 0);
+        struct stk_cidr *d = stk_arena_array(r->a, nd + 1, sizeof(*d));
+        size_t k = 0;
+        for (size_t i = 0; i < b->n_blacklist; i++)
+            d[k++] = b->blacklist[i];
+        if (env_net) {
+            for (uint32_t i = 0; i < env_net->pod_cidrs.n; i++)
+                d[k++] = env_net->pod_cidrs.items[i].v;
+            if (env_net->service_cidr.meta.set)
+                d[k++] = env_net->service_cidr.v;
+        }
+        b->proxy_deny = d;
+        b->n_proxy_deny = k;
+    }
+
     /* The allowlist: excepts inside the rule, never to a blacklisted network. */
     for (uint32_t i = 0; i < net->egress.n; i++) {
         const struct stk_egress_rule *er = &net->egress.items[i];

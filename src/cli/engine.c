@@ -186,9 +186,10 @@ static int emb_pool_list(struct cli_engine *e, json_t **ret)
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
         size_t ready = 0;
-        (void)stk_pool_ready(s, pools[i].name, &ready, NULL);
-        json_array_append_new(a, json_pack("{s:s,s:i,s:I}", "name", pools[i].name, "size",
-                                           pools[i].size, "ready", (json_int_t)ready));
+        (void)stk_pool_ready(s, pools[i].tenant, pools[i].name, &ready, NULL);
+        json_array_append_new(a, json_pack("{s:s,s:i,s:I,s:s}", "name", pools[i].name, "size",
+                                           pools[i].size, "ready", (json_int_t)ready, "tenant",
+                                           pools[i].tenant));
     }
     stk_pool_recs_free(pools, n);
     *ret = a;
@@ -202,7 +203,7 @@ static int emb_pool_rm(struct cli_engine *e, const char *name)
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    return stk_pool_rm(s, name, &err) < 0 ? fail("pool rm", err) : 0;
+    return stk_pool_rm(s, NULL, name, &err) < 0 ? fail("pool rm", err) : 0;
 }
 
 static const struct cli_engine_ops embedded_ops = {

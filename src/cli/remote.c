@@ -16,10 +16,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -126,25 +124,10 @@ static void print_error(const char *cmd, long status, json_t *j)
     }
 }
 
-int cli_remote_call(const char *cmd, const char *method, const char *path, json_t *body, int fd,
-                    json_t **ret)
+/* What every request to the server sets: its URL and socket, the
+ * protocols, timeouts and the TLS material (libcurl copies the strings). */
+static void remote_setup(CURL *c, const char *path)
 {
-    if (ret)
-        *ret = NULL;
-    _cleanup_free_ char *token = NULL;
-    int r = token_get(cmd, &token);
-    if (r != 0)
-        return r;
-    static bool inited;
-    if (!inited) {
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        inited = true;
-    }
-    CURL *c = curl_easy_init();
-    if (!c) {
-        fprintf(stderr, "stockade %s: cannot set up an HTTP client\n", cmd);
-        return EXIT_SETUP;
-    }
     const char *base = cli_remote.server;
     bool unix_socket = !strncmp(base, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX));
     if (unix_socket) {
@@ -155,6 +138,44 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, json_
     while (blen > 0 && base[blen - 1] == '/')
         blen--;
     _cleanup_free_ char *url = stk_xasprintf("%.*s%s", (int)blen, base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)REMOTE_CONNECT_S);
+    if (cli_remote.cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cli_remote.cacert);
+    if (cli_remote.cert) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cli_remote.cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, cli_remote.key);
+    }
+}
+
+static CURL *remote_curl(void)
+{
+    static bool inited;
+    if (!inited) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        inited = true;
+    }
+    return curl_easy_init();
+}
+
+int cli_remote_call(const char *cmd, const char *method, const char *path, json_t *body, int fd,
+                    json_t **ret)
+{
+    if (ret)
+        *ret = NULL;
+    _cleanup_free_ char *token = NULL;
+    int r = token_get(cmd, &token);
+    if (r != 0)
+        return r;
+    CURL *c = remote_curl();
+    if (!c) {
+        fprintf(stderr, "stockade %s: cannot set up an HTTP client\n", cmd);
+        return EXIT_SETUP;
+    }
+    remote_setup(c, path);
     _cleanup_free_ char *auth = token ? stk_xasprintf("Authorization: Bearer %s", token) : NULL;
     _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
     struct curl_slist *headers = NULL;
@@ -166,24 +187,13 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, json_
     headers = curl_slist_append(headers, "Expect:");
     struct sink s = {.curl = c, .fd = fd};
 
-    curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)REMOTE_CONNECT_S);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     if (payload) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
-    }
-    if (cli_remote.cacert)
-        curl_easy_setopt(c, CURLOPT_CAINFO, cli_remote.cacert);
-    if (cli_remote.cert) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, cli_remote.cert);
-        curl_easy_setopt(c, CURLOPT_SSLKEY, cli_remote.key);
     }
     char curl_err[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
@@ -237,7 +247,7 @@ char *cli_remote_escape(const char *s)
     return r;
 }
 
-/* ---- exec: the server's upgrade, over a plain socket -------------------------------- */
+/* ---- exec: the server's upgrade (plain, TLS or a Unix socket) ------------------------ */
 
 enum {
     FRAME_STDIN = 16,
@@ -249,61 +259,86 @@ enum {
 #define FRAME_HDR 6
 #define FRAME_MAX 65536
 
-/* http://HOST:PORT or unix:PATH → a connected socket. The server relays
- * exec over plain connections only (over TLS it answers 501). */
-static int exec_connect(char *host_out, size_t host_n)
+/* The exec connection: libcurl connects (TCP, TLS with the same
+ * certificates as every other request, or the Unix socket) and then only
+ * carries bytes (CURLOPT_CONNECT_ONLY); the upgrade is spoken here. */
+struct xconn {
+    CURL *c;
+    curl_socket_t fd;
+};
+
+static int xconn_open(struct xconn *x, char *err, size_t err_n)
 {
-    const char *srv = cli_remote.server;
-    if (!strncmp(srv, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX))) {
-        struct sockaddr_un sun = {.sun_family = AF_UNIX};
-        const char *path = srv + strlen(REMOTE_UNIX_PREFIX);
-        if (strlen(path) >= sizeof(sun.sun_path))
-            return -ENAMETOOLONG;
-        memcpy(sun.sun_path, path, strlen(path) + 1);
-        snprintf(host_out, host_n, "localhost");
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-            int e = errno;
-            if (fd >= 0)
-                close(fd);
-            return -e;
-        }
-        return fd;
+    x->c = remote_curl();
+    x->fd = CURL_SOCKET_BAD;
+    if (!x->c)
+        return -ENOMEM;
+    remote_setup(x->c, "/");
+    curl_easy_setopt(x->c, CURLOPT_CONNECT_ONLY, 1L);
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, curl_err);
+    CURLcode cr = curl_easy_perform(x->c);
+    curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, NULL);
+    if (cr != CURLE_OK || curl_easy_getinfo(x->c, CURLINFO_ACTIVESOCKET, &x->fd) != CURLE_OK ||
+        x->fd == CURL_SOCKET_BAD) {
+        snprintf(err, err_n, "%s", curl_err[0] ? curl_err : curl_easy_strerror(cr));
+        return -ECONNREFUSED;
     }
-    if (strncmp(srv, "http://", 7))
-        return -EPROTONOSUPPORT;
-    char hostport[300];
-    snprintf(hostport, sizeof(hostport), "%s", srv + 7);
-    hostport[strcspn(hostport, "/")] = '\0';
-    snprintf(host_out, host_n, "%s", hostport);
-    char *host = hostport, *port = NULL;
-    if (host[0] == '[') {
-        char *end = strchr(host, ']');
-        if (!end)
-            return -EINVAL;
-        *end = '\0';
-        host++;
-        port = end[1] == ':' ? end + 2 : NULL;
-    } else if ((port = strrchr(host, ':'))) {
-        *port++ = '\0';
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(host, port ? port : "80", &hints, &ai) != 0)
-        return -EHOSTUNREACH;
-    int fd = -ECONNREFUSED;
-    for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
-        if (fd >= 0)
-            close(fd);
-        fd = -errno;
-    }
-    freeaddrinfo(ai);
-    return fd;
+    return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
+static void xconn_close(struct xconn *x)
+{
+    if (x->c)
+        curl_easy_cleanup(x->c);
+    x->c = NULL;
+}
+
+static int xwait(struct xconn *x, short events)
+{
+    struct pollfd p = {.fd = x->fd, .events = events};
+    int r;
+    while ((r = poll(&p, 1, -1)) < 0 && errno == EINTR)
+        ;
+    return r < 0 ? -errno : 0;
+}
+
+static int write_all(struct xconn *x, const void *p, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        size_t w = 0;
+        CURLcode cr = curl_easy_send(x->c, (const char *)p + off, n - off, &w);
+        if (cr == CURLE_AGAIN) {
+            if (xwait(x, POLLOUT) < 0)
+                return -1;
+            continue;
+        }
+        if (cr != CURLE_OK)
+            return -1;
+        off += w;
+    }
+    return 0;
+}
+
+/* Bytes read (0: the server closed), -EAGAIN when nothing is there and
+ * !wait, or another -errno. */
+static ssize_t xrecv(struct xconn *x, void *p, size_t n, bool wait)
+{
+    for (;;) {
+        size_t got = 0;
+        CURLcode cr = curl_easy_recv(x->c, p, n, &got);
+        if (cr == CURLE_OK)
+            return (ssize_t)got;
+        if (cr != CURLE_AGAIN)
+            return -EIO;
+        if (!wait)
+            return -EAGAIN;
+        if (xwait(x, POLLIN) < 0)
+            return -EIO;
+    }
+}
+
+static int fd_write_all(int fd, const void *p, size_t n)
 {
     for (size_t off = 0; off < n;) {
         ssize_t w = write(fd, (const char *)p + off, n - off);
@@ -316,29 +351,27 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-static int send_frame(int fd, uint8_t type, const void *p, uint32_t n)
+static int send_frame(struct xconn *x, uint8_t type, const void *p, uint32_t n)
 {
     uint8_t h[FRAME_HDR] = {type,      0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
                             (uint8_t)n};
-    return write_all(fd, h, sizeof(h)) < 0 || (n && write_all(fd, p, n) < 0) ? -1 : 0;
+    return write_all(x, h, sizeof(h)) < 0 || (n && write_all(x, p, n) < 0) ? -1 : 0;
 }
 
 /* The answer's head up to the blank line; anything read past it stays in
  * buf (frames, or an error's body). */
-static int read_head(int fd, struct stk_buf *buf, size_t *ret_head_len)
+static int read_head(struct xconn *x, struct stk_buf *buf, size_t *ret_head_len)
 {
     char tmp[4096];
     for (;;) {
-        const char *end = buf->len ? strstr(buf->data, "\r\n\r\n") : NULL;
+        const char *end = buf->len ? memmem(buf->data, buf->len, "\r\n\r\n", 4) : NULL;
         if (end) {
             *ret_head_len = (size_t)(end - buf->data) + 4;
             return 0;
         }
         if (buf->len > 16 * 1024)
             return -1;
-        ssize_t n = read(fd, tmp, sizeof(tmp));
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = xrecv(x, tmp, sizeof(tmp), true);
         if (n <= 0)
             return -1;
         stk_buf_append(buf, tmp, (size_t)n);
@@ -351,14 +384,14 @@ static uint32_t be32(const uint8_t *p)
 }
 
 /* Relays until EXIT or ERROR. pending: bytes already read after the head. */
-static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
+static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *ret_code)
 {
     struct stk_buf in = {0};
     stk_buf_append(&in, pending->data ? pending->data : "", pending->len);
     char tmp[FRAME_MAX];
     int result = EXIT_SETUP;
     /* without -i the command's stdin is closed, as in embedded mode */
-    bool done = in_fd < 0 && send_frame(fd, FRAME_STDIN_EOF, NULL, 0) < 0;
+    bool done = in_fd < 0 && send_frame(x, FRAME_STDIN_EOF, NULL, 0) < 0;
     while (!done) {
         /* every whole frame received so far */
         while (in.len >= FRAME_HDR) {
@@ -373,7 +406,7 @@ static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
                 break;
             const uint8_t *p = h + FRAME_HDR;
             if (h[0] == FRAME_OUTPUT) {
-                if (write_all(h[1] == 2 ? STDERR_FILENO : STDOUT_FILENO, p, n) < 0) {
+                if (fd_write_all(h[1] == 2 ? STDERR_FILENO : STDOUT_FILENO, p, n) < 0) {
                     done = true;
                     break;
                 }
@@ -393,7 +426,18 @@ static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
         }
         if (done)
             break;
-        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = in_fd, .events = POLLIN}};
+        /* what TLS decrypted already does not show on the socket: read
+         * until the connection has nothing more, then wait */
+        ssize_t got = xrecv(x, tmp, sizeof(tmp), false);
+        if (got > 0) {
+            stk_buf_append(&in, tmp, (size_t)got);
+            continue;
+        }
+        if (got != -EAGAIN) {
+            fprintf(stderr, "stockade exec: the server closed the connection\n");
+            break;
+        }
+        struct pollfd pfd[2] = {{.fd = x->fd, .events = POLLIN}, {.fd = in_fd, .events = POLLIN}};
         if (poll(pfd, in_fd >= 0 ? 2 : 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -403,44 +447,35 @@ static int exec_relay(int fd, int in_fd, struct stk_buf *pending, int *ret_code)
             ssize_t n = read(in_fd, tmp, sizeof(tmp));
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n > 0 ? send_frame(fd, FRAME_STDIN, tmp, (uint32_t)n) < 0
-                      : send_frame(fd, FRAME_STDIN_EOF, NULL, 0) < 0)
+            if (n > 0 ? send_frame(x, FRAME_STDIN, tmp, (uint32_t)n) < 0
+                      : send_frame(x, FRAME_STDIN_EOF, NULL, 0) < 0)
                 break;
             if (n <= 0)
                 in_fd = -1;
-        }
-        if (pfd[0].revents) {
-            ssize_t n = read(fd, tmp, sizeof(tmp));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                fprintf(stderr, "stockade exec: the server closed the connection\n");
-                break;
-            }
-            stk_buf_append(&in, tmp, (size_t)n);
         }
     }
     stk_buf_free(&in);
     return result;
 }
 
-int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code)
+/* The Host header: the server URL's authority, "localhost" on a socket. */
+static void exec_host(char *host, size_t n)
 {
-    if (!strncmp(cli_remote.server, "https://", 8)) {
-        fprintf(stderr, "stockade exec: not supported over --server https:// yet (the server "
-                        "relays exec on plain loopback and unix: listeners only)\n");
-        return EXIT_SETUP;
+    const char *srv = cli_remote.server;
+    const char *p = strstr(srv, "://");
+    if (!strncmp(srv, REMOTE_UNIX_PREFIX, strlen(REMOTE_UNIX_PREFIX)) || !p) {
+        snprintf(host, n, "localhost");
+        return;
     }
-    _cleanup_free_ char *token = NULL;
-    int r = token_get("exec", &token);
-    if (r != 0)
-        return r;
+    p += 3;
+    snprintf(host, n, "%.*s", (int)strcspn(p, "/"), p);
+}
+
+static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
+                     int in_fd, int *ret_code)
+{
     char host[300];
-    _cleanup_close_ int fd = exec_connect(host, sizeof(host));
-    if (fd < 0) {
-        fprintf(stderr, "stockade exec: %s: %s\n", cli_remote.server, strerror(-fd));
-        return EXIT_SETUP;
-    }
+    exec_host(host, sizeof(host));
     _cleanup_free_ char *eid = cli_remote_escape(id);
     _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
     struct stk_buf req = {0};
@@ -452,14 +487,12 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
     if (token)
         stk_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
     stk_buf_printf(&req, "\r\n%s", payload);
-    int w = write_all(fd, req.data, req.len);
+    int w = write_all(x, req.data, req.len);
     explicit_bzero(req.data, req.len);
     stk_buf_free(&req);
-    if (token)
-        explicit_bzero(token, strlen(token));
     struct stk_buf in = {0};
     size_t head = 0;
-    if (w < 0 || read_head(fd, &in, &head) < 0) {
+    if (w < 0 || read_head(x, &in, &head) < 0) {
         fprintf(stderr, "stockade exec: %s: no answer\n", cli_remote.server);
         stk_buf_free(&in);
         return EXIT_SETUP;
@@ -474,7 +507,7 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
             cl && cl < in.data + head ? strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10) : 0;
         char tmp[4096];
         while (want <= REMOTE_MAX_ANSWER && in.len < head + want) {
-            ssize_t n = read(fd, tmp, sizeof(tmp));
+            ssize_t n = xrecv(x, tmp, sizeof(tmp), true);
             if (n <= 0)
                 break;
             stk_buf_append(&in, tmp, (size_t)n);
@@ -488,8 +521,29 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
     struct stk_buf pending = {0};
     stk_buf_append(&pending, in.data + head, in.len - head);
     stk_buf_free(&in);
-    r = exec_relay(fd, in_fd, &pending, ret_code);
+    int r = exec_relay(x, in_fd, &pending, ret_code);
     stk_buf_free(&pending);
+    return r;
+}
+
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code)
+{
+    _cleanup_free_ char *token = NULL;
+    int r = token_get("exec", &token);
+    if (r != 0)
+        return r;
+    struct xconn x;
+    char err[CURL_ERROR_SIZE];
+    if (xconn_open(&x, err, sizeof(err)) < 0) {
+        fprintf(stderr, "stockade exec: %s: %s\n", cli_remote.server, err);
+        xconn_close(&x);
+        r = EXIT_SETUP;
+    } else {
+        r = exec_over(&x, id, body, token, in_fd, ret_code);
+        xconn_close(&x);
+    }
+    if (token)
+        explicit_bzero(token, strlen(token));
     return r;
 }
 

@@ -700,7 +700,7 @@ int cmd_internal_monitor(int argc, char **argv)
 
 int cmd_internal_refill(int argc, char **argv)
 {
-    if (argc != 2)
+    if (argc != 2 && argc != 3)
         return EXIT_USAGE;
     /* background work: it must not slow the claim that started it (the
      * monitors it starts return to normal priority) */
@@ -710,7 +710,7 @@ int cmd_internal_refill(int argc, char **argv)
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    r = stk_pool_refill(s, argv[1], &err);
+    r = stk_pool_refill(s, argc == 3 ? argv[2] : NULL, argv[1], &err);
     stk_session_close(s);
     return r < 0 ? EXIT_INVALID : 0;
 }

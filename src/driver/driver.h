@@ -363,9 +363,13 @@ int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request 
 int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char *buf, size_t n,
                           struct stk_error **err);
 
+struct stk_proxy;
 struct stk_local_instance {
     pid_t init_pid; /* stockade-init, PID 1 of the sandbox (a host pid) */
     char socket[256];
+    /* the egress proxy serving it (a thread of this process), NULL when
+     * the sandbox has no allowHosts; the caller stops it (stk_proxy_stop) */
+    struct stk_proxy *proxy;
 };
 
 /* Sets up a long-lived sandbox and leaves it running: the same steps as

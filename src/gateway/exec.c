@@ -3,7 +3,7 @@
  * POST /v1/sandboxes/{id}:exec over an HTTP/1.1 Upgrade (docs/api.md).
  *
  * After authorization the connection leaves the event loop: a child process
- * takes its socket, answers 101 and relays frames (the init protocol's
+ * takes its socket (and over TLS its TLS state), answers 101 and relays frames (the init protocol's
  * header: u8 type, u8 stream, u32 length) between the client and a worker
  * (worker.c) that runs stk_session_exec on pipes with its own session. The
  * server keeps the connection object, disabled, until the child exits, and
@@ -15,6 +15,9 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <limits.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,12 +46,44 @@ struct gw_exec {
 
 /* ---- the relay (in the child) ---- */
 
+/* Over TLS, the connection's TLS state: the child has the server's copy of
+ * it (the server never touches the connection again), and reads and
+ * writes the socket (blocking) through it. */
+static SSL *relay_ssl;
+
+static bool sock_send(int sock, const void *p, size_t n)
+{
+    if (!relay_ssl)
+        return send(sock, p, n, MSG_NOSIGNAL) == (ssize_t)n;
+    for (size_t off = 0; off < n;) {
+        size_t left = n - off;
+        int w = SSL_write(relay_ssl, (const char *)p + off, left > INT_MAX ? INT_MAX : (int)left);
+        if (w <= 0)
+            return false;
+        off += (size_t)w;
+    }
+    return true;
+}
+
+static bool sock_recv(int sock, void *p, size_t n)
+{
+    if (!relay_ssl)
+        return recv(sock, p, n, MSG_WAITALL) == (ssize_t)n;
+    for (size_t off = 0; off < n;) {
+        size_t left = n - off;
+        int r = SSL_read(relay_ssl, (char *)p + off, left > INT_MAX ? INT_MAX : (int)left);
+        if (r <= 0)
+            return false;
+        off += (size_t)r;
+    }
+    return true;
+}
+
 static bool send_frame(int sock, uint8_t type, uint8_t stream, const void *p, size_t n)
 {
     uint8_t h[6] = {type,      stream, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
                     (uint8_t)n};
-    return send(sock, h, 6, MSG_NOSIGNAL) == 6 &&
-           (n == 0 || send(sock, p, n, MSG_NOSIGNAL) == (ssize_t)n);
+    return sock_send(sock, h, 6) && (n == 0 || sock_send(sock, p, n));
 }
 
 static void send_u32_pair(int sock, uint8_t type, uint32_t a, uint32_t b)
@@ -84,7 +119,7 @@ struct relay {
 static bool read_client_frame(struct relay *rl)
 {
     uint8_t h[6];
-    if (recv(rl->sock, h, 6, MSG_WAITALL) != 6)
+    if (!sock_recv(rl->sock, h, 6))
         return false;
     uint32_t n = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 8 | h[5];
     if ((h[0] != F_STDIN && h[0] != F_STDIN_EOF) || h[1] != 0 || n > FRAME_MAX ||
@@ -92,7 +127,7 @@ static bool read_client_frame(struct relay *rl)
         send_error(rl->sock, EPROTO, "expected STDIN or STDIN_EOF frames");
         return false;
     }
-    if (n && recv(rl->sock, rl->pending, n, MSG_WAITALL) != (ssize_t)n)
+    if (n && !sock_recv(rl->sock, rl->pending, n))
         return false;
     rl->pending_off = 0;
     rl->pending_n = n;
@@ -137,17 +172,21 @@ static bool relay_loop(struct relay *rl)
 {
     while (rl->out_r >= 0 || rl->err_r >= 0) {
         bool holding = rl->pending_off < rl->pending_n;
+        /* what TLS has read already does not show on the socket */
+        bool buffered = relay_ssl && !holding && !rl->stdin_eof && SSL_has_pending(relay_ssl);
         struct pollfd p[4] = {
             {.fd = holding || rl->stdin_eof ? -1 : rl->sock, .events = POLLIN},
             {.fd = holding ? rl->in_w : -1, .events = POLLOUT},
             {.fd = rl->out_r, .events = POLLIN},
             {.fd = rl->err_r, .events = POLLIN},
         };
-        if (poll(p, 4, -1) < 0) {
+        if (poll(p, 4, buffered ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             return false;
         }
+        if (buffered)
+            p[0].revents |= POLLIN;
         if (p[0].revents && !read_client_frame(rl))
             return false;
         if (p[0].revents || p[1].revents)
@@ -188,8 +227,9 @@ static void send_result(int sock, int res_r)
 }
 
 STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *body, int sock,
-                                    int done_w)
+                                    SSL *ssl, int done_w)
 {
+    relay_ssl = ssl;
     gw_child_signals();
     signal(SIGPIPE, SIG_IGN); /* a process that closed its stdin is not the relay's end */
     int keep[] = {sock, done_w};
@@ -197,7 +237,7 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
     (void)fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) & ~O_NONBLOCK);
     static const char up[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                              "Upgrade: stockade-exec.v1\r\n\r\n";
-    if (send(sock, up, sizeof(up) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(up) - 1)
+    if (!sock_send(sock, up, sizeof(up) - 1))
         _exit(1);
     int in[2], out[2], errp[2], res[2];
     pipe_or_die(in);
@@ -225,6 +265,8 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
         _exit(0);
     }
     send_result(sock, rl.res_r);
+    if (ssl)
+        (void)SSL_shutdown(ssl); /* close_notify: the client knows the end is the end */
     shutdown(sock, SHUT_WR);
     _exit(0);
 }
@@ -233,6 +275,7 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
 
 static void exec_free(struct gw_exec *x)
 {
+    x->g->n_workers--;
     for (struct gw_exec **p = &x->g->execs; *p; p = &(*p)->next)
         if (*p == x) {
             *p = x->next;
@@ -278,10 +321,16 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    /* the socket is under the gate's filter */
+    /* the socket (plain or TLS) is under the gate's filter */
     struct bufferevent *under = bufferevent_get_underlying(bev);
     int sock = bufferevent_getfd(under ? under : bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(under ? under : bev);
     int done[2];
+    if (c->g->n_workers >= GW_MAX_WORKERS) {
+        gw_reply_error(c, GW_E_UNAVAILABLE, "too many operations in progress (%d): retry",
+                       GW_MAX_WORKERS);
+        return;
+    }
     if (sock < 0 || pipe2(done, O_CLOEXEC) < 0) {
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start the exec relay");
         return;
@@ -295,7 +344,7 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     }
     if (pid == 0) {
         close(done[0]);
-        exec_child(c, id, body, sock, done[1]);
+        exec_child(c, id, body, sock, ssl, done[1]);
     }
     close(done[1]);
     /* the event loop must not read the client's frames or time it out */
@@ -308,16 +357,13 @@ static void exec_handover(struct gw_call *c, const char *id, json_t *body)
     event_add(x->ev, NULL);
     x->next = c->g->execs;
     c->g->execs = x;
+    c->g->n_workers++;
     c->conn->call = c; /* freed when the connection is */
     gw_count(c->g, c->route, 101);
 }
 
 void gw_exec_start(struct gw_call *c, const char *id)
 {
-    if (c->g->ssl) {
-        gw_reply_error(c, GW_E_NOT_IMPLEMENTED, "exec over TLS is not implemented yet");
-        return;
-    }
     if (!upgrade_asked(c->req)) {
         gw_reply_error(c, GW_E_BAD_REQUEST,
                        "exec needs Connection: Upgrade and Upgrade: stockade-exec.v1");

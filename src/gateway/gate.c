@@ -20,10 +20,11 @@
  * evhttp still parses and authorizes every request itself; the gate only
  * decides what may be read.
  *
- * Plain connections only (loopback, Unix sockets): over TLS the filter
- * would sit above the TLS bufferevent, whose queued output is lost when
- * evhttp closes the connection right after a reply; TLS connections keep
- * evhttp's own limits (docs/gateway.md says which).
+ * Plain and TLS connections alike: over TLS the filter sits above the TLS
+ * bufferevent (it reads what that one decrypted), and its output is
+ * written with SSL_write straight to the socket, never queued in the TLS
+ * bufferevent, whose queued output would be lost when evhttp closes the
+ * connection right after a reply.
  */
 #include "gateway/server.h"
 
@@ -31,6 +32,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -45,6 +48,7 @@ enum gate_state {
 struct gw_gate {
     struct stk_gw *g;
     struct bufferevent *under, *bev;
+    SSL *ssl; /* the TLS connection under the gate; NULL on a plain socket */
     struct event *ev_flush, *ev_writable;
     enum gate_state state;
     bool passed;   /* an authenticated request went through: not evicted for room */
@@ -57,6 +61,8 @@ struct gw_gate {
 };
 
 static void gate_flush(evutil_socket_t fd, short what, void *arg);
+
+#define GATE_TLS_RECORD 16384
 
 /* The verb a route's body is read for. */
 static const enum stk_verb body_verbs[_GW_ROUTE_N] = {
@@ -152,7 +158,19 @@ static bool gate_admit(struct gw_gate *k, const struct gw_head *h)
         !g->auth->lists_verb || g->auth->lists_verb(g->auth->ud, &who, body_verbs[route], &known);
     if (!ok)
         gw_gate_denied(g, &who, body_verbs[route], arg[0] ? arg : gw_routes[route].pattern, known);
+    /* on one sandbox: the whole decision on it, from the head */
+    int target = ok && arg[0] ? gw_gate_target(g, &who, body_verbs[route], arg) : -1;
     stk_principal_release(&who);
+    if (target >= 0) {
+        char msg[128];
+        if (target == GW_E_NOT_FOUND)
+            snprintf(msg, sizeof(msg), "no sandbox \"%s\"", arg);
+        else
+            snprintf(msg, sizeof(msg), "%s on sandbox/%s is not allowed",
+                     stk_verb_names[body_verbs[route]], arg);
+        gate_reply(k, route, (enum gw_err)target, msg);
+        return false;
+    }
     if (!ok) {
         /* on one sandbox: the 404 of a missing one, whatever the caller may see */
         char msg[128];
@@ -283,6 +301,43 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
  * bufferevent below, the end of a reply would be lost. What the socket does
  * not take stays here until it is writable.
  */
+/* Writes from the start of src: bytes written, -EAGAIN (again when the
+ * socket is writable), -EINPROGRESS (TLS wants to read first: again
+ * shortly), or -EPIPE (the peer is gone). */
+static int gate_write(struct gw_gate *k, int fd, struct evbuffer *src)
+{
+    if (!k->ssl) {
+        int n = evbuffer_write(src, fd);
+        if (n > 0)
+            return n;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -EPIPE;
+    }
+    /* one TLS record of up to 16 KiB at a time: a reply's head and body
+     * written apart would wait on Nagle and the peer's delayed ACK */
+    size_t len = evbuffer_get_length(src);
+    if (len > GATE_TLS_RECORD)
+        len = GATE_TLS_RECORD;
+    const unsigned char *p = evbuffer_pullup(src, (ev_ssize_t)len);
+    if (!p)
+        return -EPIPE;
+    ERR_clear_error();
+    int n = SSL_write(k->ssl, p, (int)len);
+    if (n > 0) {
+        evbuffer_drain(src, (size_t)n);
+        return n;
+    }
+    int e = SSL_get_error(k->ssl, n);
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_WRITE ? -EAGAIN : e == SSL_ERROR_WANT_READ ? -EINPROGRESS : -EPIPE;
+}
+
+/*
+ * Output goes straight to the socket (through SSL_write over TLS). The
+ * filter reports a write as done once its own buffer is empty, and evhttp
+ * then may close the connection (shutting the socket down): had the bytes
+ * only moved to the bufferevent below, the end of a reply would be lost.
+ * What the socket does not take stays here until it is writable.
+ */
 static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbuffer *dst,
                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
                                                void *ctx)
@@ -302,17 +357,21 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
     }
     bool wrote = false;
     while (evbuffer_get_length(src)) {
-        int n = evbuffer_write(src, fd);
+        int n = gate_write(k, fd, src);
         if (n > 0) {
             wrote = true;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == -EAGAIN || n == -EINPROGRESS) {
             if (!k->ev_writable)
                 k->ev_writable =
                     event_new(bufferevent_get_base(k->under), fd, EV_WRITE, gate_flush, k);
+            /* a TLS write waiting on a read (renegotiation is refused, so
+             * hardly ever) is retried shortly, not spun on; any other waits
+             * for the socket */
+            struct timeval retry = {.tv_usec = 10000};
             if (k->ev_writable)
-                event_add(k->ev_writable, NULL);
+                event_add(k->ev_writable, n == -EINPROGRESS ? &retry : NULL);
             break;
         }
         /* the peer is gone: evhttp learns it from the read side */
@@ -373,6 +432,7 @@ struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under)
     struct gw_gate *k = stk_xcalloc(1, sizeof(*k));
     k->g = g;
     k->under = under;
+    k->ssl = bufferevent_openssl_get_ssl(under);
     k->ev_flush = event_new(bufferevent_get_base(under), -1, 0, gate_flush, k);
     struct bufferevent *bev =
         k->ev_flush

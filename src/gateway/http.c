@@ -564,6 +564,10 @@ static const char *query_get(struct gw_call *c, const char *key, char *buf, size
     return ret;
 }
 
+/* ?tenant=T: which tenant's pool a name means, for a caller who sees
+ * several tenants' pools of that name. */
+#define query_tenant(c) query_get((c), "tenant", (char[64]){0}, 64)
+
 static bool query_flag(struct gw_call *c, const char *key)
 {
     char v[8];
@@ -727,6 +731,43 @@ static bool load_sandbox(struct gw_call *c, enum stk_verb verb, struct stk_sb_re
     return true;
 }
 
+int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                   const char *arg)
+{
+    struct gw_call c = {.g = g, .who = *who}; /* borrowed: never released here */
+    snprintf(c.arg, sizeof(c.arg), "%s", arg);
+    principal_name(who, c.principal, sizeof(c.principal));
+    snprintf(c.actor, sizeof(c.actor), "%s", c.principal);
+    struct stk_sb_rec rec;
+    char object[80];
+    snprintf(object, sizeof(object), "sandbox/%s", arg);
+    int r = find_sandbox(&c, &rec, NULL);
+    if (r == -ENOENT) {
+        struct stk_authz_decision d = {.hide = true};
+        snprintf(d.reason, sizeof(d.reason),
+                 "no sandbox %s the caller may see (refused before the body was read)", arg);
+        audit_decision(&c, verb, NULL, object, &d);
+        return GW_E_NOT_FOUND;
+    }
+    if (r < 0)
+        return -1; /* the handler answers it, from the whole request */
+    _cleanup_free_ char *ns = gw_record_namespace(&rec);
+    struct stk_authz_target t;
+    record_target(&rec, ns, &t);
+    struct stk_authz_decision d;
+    ask(&c, verb, &t, &d); /* the identity becomes the record's actor, as in a handler */
+    int ret = -1;
+    if (!d.allow) {
+        /* recorded as the handler would: on the sandbox's chain when the
+         * caller may see it, else hidden */
+        snprintf(object, sizeof(object), "sandbox/%s", rec.id);
+        audit_decision(&c, verb, d.hide ? NULL : rec.id, object, &d);
+        ret = d.hide ? GW_E_NOT_FOUND : GW_E_FORBIDDEN;
+    }
+    stk_sb_rec_free(&rec);
+    return ret;
+}
+
 /* The resolved boundary of spec (and env) text, or a 400 with the
  * diagnostics ("file:line:col: error: path: message") in the body. */
 static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,
@@ -758,7 +799,10 @@ static bool resolve_docs(struct gw_call *c, const char *spec, const char *env,
 static void start_job(struct gw_call *c, json_t *job, bool stream)
 {
     int r = gw_job_start(c, job, stream);
-    if (r < 0)
+    if (r == -EAGAIN)
+        gw_reply_error(c, GW_E_UNAVAILABLE, "too many operations in progress (%d): retry",
+                       GW_MAX_WORKERS);
+    else if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }
 
@@ -879,7 +923,7 @@ static void pool_target(const struct stk_pool_rec *p, struct pool_target *ret)
 static json_t *pool_json(struct gw_call *c, const struct stk_pool_rec *p)
 {
     size_t ready = 0;
-    (void)stk_pool_ready(c->g->session, p->name, &ready, NULL);
+    (void)stk_pool_ready(c->g->session, p->tenant, p->name, &ready, NULL);
     return json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
                      (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
 }
@@ -912,15 +956,66 @@ static void h_pool_list(struct gw_call *c)
     gw_reply_json(c, 200, json_pack("{s:o}", "items", a));
 }
 
-/* Loads pool `name` and asks for verb on it: 404 when it does not exist or
- * the caller may not see it, 403 when it may see but not do. */
-static bool load_pool(struct gw_call *c, const char *name, enum stk_verb verb,
+/* Whether the caller may see the pool (verb on it would be allowed): asked,
+ * not recorded. */
+static bool pool_visible(struct gw_call *c, const struct stk_pool_rec *p, enum stk_verb verb)
+{
+    struct pool_target pt;
+    pool_target(p, &pt);
+    struct stk_authz_decision d;
+    memset(&d, 0, sizeof(d));
+    c->g->auth->authorize(c->g->auth->ud, &c->who, verb, &pt.t, &d);
+    free(pt.ns);
+    return d.allow;
+}
+
+/* A pool name is unique per tenant only: it is looked up among the pools
+ * the caller may see (of tenant, when not NULL), so that another tenant's
+ * pool of the same name neither makes it ambiguous nor shows that it
+ * exists. 0, -ENOENT (none the caller sees), -EINVAL (several). */
+static int find_pool(struct gw_call *c, const char *name, const char *tenant, enum stk_verb verb,
+                     struct stk_pool_rec *ret, struct stk_error **err)
+{
+    struct stk_pool_rec *pools = NULL;
+    size_t n = 0, found = 0, pick = 0;
+    int r = stk_store_pool_list(stk_session_store(c->g->session), &pools, &n, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(pools[i].name, name) && (!tenant || !strcmp(pools[i].tenant, tenant)) &&
+            pool_visible(c, &pools[i], verb) && found++ == 0)
+            pick = i;
+    if (found == 1) {
+        *ret = pools[pick];
+        memset(&pools[pick], 0, sizeof(pools[pick]));
+    }
+    stk_pool_recs_free(pools, n);
+    return found == 1 ? 0 : found == 0 ? -ENOENT : -EINVAL;
+}
+
+/* Loads pool `name` (of tenant, when not NULL) and asks for verb on it: 404
+ * when it does not exist or the caller may not see it, 403 when it may see
+ * but not do. */
+static bool load_pool(struct gw_call *c, const char *name, const char *tenant, enum stk_verb verb,
                       struct stk_pool_rec *ret)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_store_pool_get(stk_session_store(c->g->session), name, ret, &err);
-    if (r == -ENOENT) {
+    int r = find_pool(c, name, tenant, verb, ret, &err);
+    if (r == -ENOENT && !err) {
+        /* recorded like any hidden denial (global chain, budgeted) */
+        struct stk_authz_decision d = {.hide = true};
+        snprintf(d.reason, sizeof(d.reason), "no pool %s the caller may see", name);
+        char object[80];
+        snprintf(object, sizeof(object), "pool/%s", name);
+        audit_decision(c, verb, NULL, object, &d);
         reply_not_found(c);
+        return false;
+    }
+    if (r == -EINVAL && !err) {
+        gw_reply_error(c, GW_E_CONFLICT,
+                       "'%s' is ambiguous: several pools you may see are named so (of tenants "
+                       "you manage); give the tenant",
+                       name);
         return false;
     }
     if (r < 0) {
@@ -942,7 +1037,7 @@ static bool load_pool(struct gw_call *c, const char *name, enum stk_verb verb,
 static void h_pool_get(struct gw_call *c)
 {
     struct stk_pool_rec p;
-    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
+    if (!load_pool(c, c->arg, query_tenant(c), STK_VERB_POOL, &p))
         return;
     gw_reply_json(c, 200, pool_json(c, &p));
     stk_pool_rec_free(&p);
@@ -978,14 +1073,10 @@ static bool claim_ok(struct gw_call *c, const char *pool, const char *tenant)
     struct stk_pool_rec p;
     c->claim_pool = true;
     snprintf(c->arg, sizeof(c->arg), "%s", pool);
-    if (!load_pool(c, pool, STK_VERB_GET, &p))
+    /* only the claim's tenant's pools are candidates */
+    if (!load_pool(c, pool, tenant ? tenant : "", STK_VERB_GET, &p))
         return false;
-    bool same = !strcmp(p.tenant, tenant ? tenant : "");
     stk_pool_rec_free(&p);
-    if (!same) {
-        reply_not_found(c);
-        return false;
-    }
     c->claim_pool = false;
     c->arg[0] = '\0';
     return true;
@@ -1098,34 +1189,6 @@ static void h_sb_logs(struct gw_call *c)
     start_job(c, job, true);
 }
 
-/* One page of a sandbox's trail, built as text (each record exactly as
- * `audit export` writes it) into the reply: GW_AUDIT_PAGE_MAX records and
- * GW_AUDIT_PAGE_BYTES at most, whatever the chain's length, so a read costs
- * the event loop one bounded page. */
-struct audit_page {
-    struct evbuffer *out;
-    size_t n;
-    int64_t last;
-};
-
-static int audit_one(const struct stk_audit_rec *r, void *ud)
-{
-    struct audit_page *p = ud;
-    if (evbuffer_get_length(p->out) >= GW_AUDIT_PAGE_BYTES)
-        return -ENOBUFS; /* the rest is the next page's */
-    struct stk_buf line = {0};
-    stk_audit_rec_jsonl(r, &line);
-    size_t len = line.len;
-    while (len && line.data[len - 1] == '\n')
-        len--;
-    evbuffer_add_printf(p->out, "%s", p->n ? "," : "");
-    evbuffer_add(p->out, line.data, len);
-    stk_buf_free(&line);
-    p->n++;
-    p->last = r->seq;
-    return 0;
-}
-
 static void h_sb_audit(struct gw_call *c)
 {
     char v[32];
@@ -1145,29 +1208,15 @@ static void h_sb_audit(struct gw_call *c)
         return;
     /* the trail as it stands, decisions waiting for the group commit included */
     gw_audit_flush(c->g);
-    struct audit_page p = {.out = evbuffer_new()};
-    evbuffer_add_printf(p.out, "{\"records\":[");
-    _cleanup_error_ struct stk_error *err = NULL;
-    int r = stk_audit_list_page(stk_session_store(c->g->session), rec.id, after, (int)limit,
-                                audit_one, &p, &err);
+    /* a worker reads the page in batches and streams it (worker.c): the
+     * event loop reads no SQLite for it and holds one chunk at a time */
+    json_t *job = id_job("audit", rec.id);
+    json_object_set_new(job, "after", json_integer(after));
+    json_object_set_new(job, "limit", json_integer(limit));
     stk_sb_rec_free(&rec);
-    if (r < 0 && r != -ENOBUFS) {
-        evbuffer_free(p.out);
-        gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "reading the audit trail");
-        return;
-    }
-    /* a full page (or one cut by size) may have more after it */
-    bool more = r == -ENOBUFS || p.n == (size_t)limit;
-    if (more)
-        evbuffer_add_printf(p.out, "],\"next\":%lld}\n", (long long)p.last);
-    else
-        evbuffer_add_printf(p.out, "],\"next\":null}\n");
     evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
                       "application/json");
-    gw_count(c->g, c->route, 200);
-    evhttp_send_reply(c->req, 200, "OK", p.out);
-    evbuffer_free(p.out);
-    gw_call_free(c);
+    start_job(c, job, true);
 }
 
 /* What explain knows of the local backend for this sandbox: the runtime it
@@ -1249,10 +1298,11 @@ static void h_pool_create(struct gw_call *c)
 static void h_pool_delete(struct gw_call *c)
 {
     struct stk_pool_rec p;
-    if (!load_pool(c, c->arg, STK_VERB_POOL, &p))
+    if (!load_pool(c, c->arg, query_tenant(c), STK_VERB_POOL, &p))
         return;
+    start_job(c, json_pack("{s:s,s:s,s:s}", "op", "pool_rm", "name", c->arg, "tenant", p.tenant),
+              false);
     stk_pool_rec_free(&p);
-    start_job(c, json_pack("{s:s,s:s}", "op", "pool_rm", "name", c->arg), false);
 }
 
 /* Last-Event-ID (a reconnecting EventSource sends it), else ?after=SEQ. */
@@ -1406,18 +1456,20 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(g->base, &grace);
 }
 
-/* Every connection: a plain socket under the gate (gate.c), or TLS. */
+/* Every connection: a plain socket or a TLS one, under the gate (gate.c). */
 static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
     struct stk_gw *g = arg;
+    struct bufferevent *under;
     if (g->ssl) {
         SSL *ssl = SSL_new(g->ssl);
         if (!ssl)
             return NULL;
-        return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                              BEV_OPT_CLOSE_ON_FREE);
+        under = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
-    struct bufferevent *under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     return under ? gw_gate_new(g, under) : NULL;
 }
 
@@ -1427,6 +1479,14 @@ static int tls_setup(struct stk_gw *g, const struct stk_gw_options *o, struct st
     if (!g->ssl)
         return stk_error_make(err, ENOMEM, "TLS: cannot create a context");
     SSL_CTX_set_min_proto_version(g->ssl, TLS1_2_VERSION);
+    /* the gate writes with SSL_write beside the TLS bufferevent's reads: no
+     * renegotiation may make a write wait on a read */
+    SSL_CTX_set_options(g->ssl, SSL_OP_NO_RENEGOTIATION);
+    /* an idle connection holds no TLS buffers (about 34 KiB each otherwise);
+     * the gate retries a write from a buffer that may have moved, and takes
+     * what a write took */
+    SSL_CTX_set_mode(g->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_ENABLE_PARTIAL_WRITE);
     if (SSL_CTX_use_certificate_chain_file(g->ssl, o->tls_cert) != 1)
         return stk_error_make(err, EINVAL, "TLS: cannot load the certificate %s", o->tls_cert);
     if (SSL_CTX_use_PrivateKey_file(g->ssl, o->tls_key, SSL_FILETYPE_PEM) != 1 ||

@@ -41,6 +41,7 @@ static void job_unlink(struct gw_job *j)
 static void job_free(struct gw_job *j)
 {
     job_unlink(j);
+    j->g->n_workers--;
     if (j->call)
         j->call->job = NULL;
     event_free(j->ev);
@@ -156,6 +157,10 @@ void gw_child_fds(const int *keep, size_t n)
 int gw_job_start(struct gw_call *c, json_t *job, bool stream)
 {
     int p[2];
+    if (c->g->n_workers >= GW_MAX_WORKERS) {
+        json_decref(job);
+        return -EAGAIN;
+    }
     if (pipe2(p, O_CLOEXEC) < 0) {
         json_decref(job);
         return -errno;
@@ -177,13 +182,15 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
     event_add(j->ev, NULL);
     j->next = c->g->jobs;
     c->g->jobs = j;
+    c->g->n_workers++;
     c->job = j;
     /* if the client leaves first, the connection's close ends the call */
     c->conn->call = c;
     if (stream) {
         gw_stream_begin(c);
-        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
-                          "application/octet-stream");
+        struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+        if (!evhttp_find_header(h, "Content-Type"))
+            evhttp_add_header(h, "Content-Type", "application/octet-stream");
         evhttp_send_reply_start(c->req, 200, "OK");
     }
     return 0;

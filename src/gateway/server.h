@@ -69,6 +69,7 @@ struct stk_gw {
     int64_t body_bytes; /* request bodies passed on and not yet answered */
     struct gw_job *jobs;
     struct gw_exec *execs;
+    size_t n_workers; /* jobs and exec relays running (GW_MAX_WORKERS) */
     struct gw_sub *subs;
     size_t n_subs;
     int64_t tick_ms; /* CLOCK_MONOTONIC ms of the last tick */
@@ -97,6 +98,8 @@ struct gw_call {
 #define GW_AUDIT_PAGE_DEFAULT 100
 #define GW_AUDIT_PAGE_MAX     1000
 #define GW_AUDIT_PAGE_BYTES   (1024 * 1024)
+/* records read from SQLite at a time for a page (streamed by a worker) */
+#define GW_AUDIT_BATCH 100
 /* Denial records per principal and per target, a minute. */
 #define GW_DENY_PER_MIN 30
 /* RFC 2253 subjects longer than this - 1 are refused. */
@@ -117,6 +120,12 @@ void gw_audit_authn_failure(struct stk_gw *g, struct bufferevent *bev, const cha
  * chain, budgeted like every denial). */
 void gw_gate_denied(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
                     const char *object, bool known);
+/* The gate's decision on verb on sandbox arg (an id, or a name among those
+ * the caller may see) from a request's head, before its body is read:
+ * GW_E_NOT_FOUND or GW_E_FORBIDDEN (recorded as the handler would), or -1
+ * to let the handler decide (allowed, or an answer that needs it). */
+int gw_gate_target(struct stk_gw *g, const struct stk_principal *who, enum stk_verb verb,
+                   const char *arg);
 /* The gate over a new connection's bufferevent (under is taken). */
 struct bufferevent *gw_gate_new(struct stk_gw *g, struct bufferevent *under);
 /* Request bodies passed on and not yet answered, in all. */
@@ -142,6 +151,10 @@ void gw_stream_end(struct gw_call *c);
  * event loop never waits on a create, a stop grace period or a follow.
  * stream: the worker's bytes are relayed as a chunked 200 reply with
  * backpressure; else its JSON reply ({"status":N,"body":...}) is sent. */
+/* Operations that run in a process of their own (jobs, exec relays) at
+ * once: past it a request gets 503 before any process starts. */
+#define GW_MAX_WORKERS 128
+/* -EAGAIN at GW_MAX_WORKERS. */
 int gw_job_start(struct gw_call *c, json_t *job, bool stream);
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
  * 4 + i. */

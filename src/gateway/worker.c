@@ -134,7 +134,7 @@ static void w_pool_create(struct stk_session *s, json_t *job)
 static void w_pool_rm(struct stk_session *s, json_t *job)
 {
     struct stk_error *err = NULL;
-    int r = stk_pool_rm(s, jstr(job, "name"), &err);
+    int r = stk_pool_rm(s, jstr(job, "tenant"), jstr(job, "name"), &err);
     if (r < 0)
         w_fail(r, err);
     else
@@ -173,13 +173,97 @@ static void w_exec(struct stk_session *s, json_t *job)
         (void)!write(W_OUT_FD, out, strlen(out));
 }
 
+/* ---- an audit page, streamed (GET .../audit?after=SEQ&limit=N) ---- */
+
+struct w_page {
+    struct stk_buf out; /* one batch of records, written before the next is read */
+    size_t n, bytes;
+    int64_t last;
+};
+
+static int w_page_one(const struct stk_audit_rec *r, void *ud)
+{
+    struct w_page *p = ud;
+    if (p->bytes >= GW_AUDIT_PAGE_BYTES)
+        return -ENOBUFS; /* the rest is the next page's */
+    struct stk_buf line = {0};
+    stk_audit_rec_jsonl(r, &line);
+    size_t len = line.len;
+    while (len && line.data[len - 1] == '\n')
+        len--;
+    if (p->n)
+        stk_buf_append(&p->out, ",", 1);
+    stk_buf_append(&p->out, line.data, len);
+    p->bytes += len + 1;
+    stk_buf_free(&line);
+    p->n++;
+    p->last = r->seq;
+    return 0;
+}
+
+static bool w_write_all(const char *data, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(W_OUT_FD, data + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        off += (size_t)w;
+    }
+    return true;
+}
+
+/*
+ * The page is read from SQLite in batches of GW_AUDIT_BATCH records, each
+ * written to the pipe before the next is read: a slow reader holds this
+ * process on a full pipe, never the server, which relays one chunk at a
+ * time (job.c). The same JSON as a page built whole: {"records":[...],
+ * "next":SEQ|null}. A read that fails midway ends the body early (invalid
+ * JSON: the client knows).
+ */
+static void w_audit(struct stk_session *s, json_t *job)
+{
+    const char *id = jstr(job, "id");
+    int64_t after = json_integer_value(json_object_get(job, "after"));
+    int64_t limit = json_integer_value(json_object_get(job, "limit"));
+    struct w_page p = {.last = after};
+    int r = 0;
+    if (!w_write_all("{\"records\":[", 12))
+        return;
+    while (r >= 0 && (int64_t)p.n < limit) {
+        size_t before = p.n;
+        int64_t want = limit - (int64_t)p.n;
+        struct stk_error *err = NULL;
+        r = stk_audit_list_page(stk_session_store(s), id, p.last,
+                                (int)(want < GW_AUDIT_BATCH ? want : GW_AUDIT_BATCH), w_page_one,
+                                &p, &err);
+        stk_error_free(err);
+        if (r < 0 && r != -ENOBUFS)
+            return;
+        if (!w_write_all(p.out.data ? p.out.data : "", p.out.len))
+            return;
+        p.out.len = 0;
+        if (p.n == before || p.n - before < (size_t)GW_AUDIT_BATCH)
+            break; /* the chain has no more (or the page is full by size) */
+    }
+    stk_buf_free(&p.out);
+    /* a full page (or one cut by size) may have more after it */
+    char tail[64];
+    if (r == -ENOBUFS || (int64_t)p.n == limit)
+        snprintf(tail, sizeof(tail), "],\"next\":%lld}\n", (long long)p.last);
+    else
+        snprintf(tail, sizeof(tail), "],\"next\":null}\n");
+    (void)w_write_all(tail, strlen(tail));
+}
+
 static const struct {
     const char *op;
     void (*fn)(struct stk_session *s, json_t *job);
 } ops[] = {
     {"create", w_create},   {"stop", w_stop}, {"start", w_start},
     {"rm", w_rm},           {"logs", w_logs}, {"pool_create", w_pool_create},
-    {"pool_rm", w_pool_rm}, {"exec", w_exec},
+    {"pool_rm", w_pool_rm}, {"exec", w_exec}, {"audit", w_audit},
 };
 
 int stk_gw_worker_main(int argc, char **argv)

@@ -8,6 +8,7 @@
  */
 #include "render.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -282,8 +283,19 @@ static json_t *render_resources(const struct stk_boundary *b)
 static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
                       struct stk_error **err)
 {
+    /* the egress proxy listens on the sandbox's own loopback (src/proxy) */
+    static const char *const proxy_env[] = {
+        "HTTP_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "HTTPS_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "http_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "https_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "NO_PROXY=localhost,127.0.0.1,::1",
+        "no_proxy=localhost,127.0.0.1,::1",
+    };
+    bool proxy = o->netns_path && (b->n_allow_hosts || b->n_bindings);
     size_t n_img = o->image ? o->image->n_env : 0;
-    size_t n = 3 + n_img + b->n_env + o->n_extra_env;
+    size_t n = 3 + n_img + b->n_env + o->n_extra_env +
+               (proxy ? STK_ARRAY_SIZE(proxy_env) + b->n_bindings : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
                               STK_OCI_MAX_ENV);
@@ -314,6 +326,18 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
                                   i, e->name.v);
         }
         _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
+        json_array_append_new(env, json_string(kv));
+    }
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_env); i++)
+        json_array_append_new(env, json_string(proxy_env[i]));
+    /* each binding's base URL: STOCKADE_BINDING_<NAME>_URL (the name is a
+     * DNS label: upper-cased, '-' as '_') */
+    for (size_t i = 0; proxy && i < b->n_bindings; i++) {
+        const char *name = b->bindings[i].name.v;
+        _cleanup_free_ char *kv =
+            stk_xasprintf("STOCKADE_BINDING_%s_URL=http://%s" STK_BINDING_DOMAIN_TEXT, name, name);
+        for (char *q = kv + strlen("STOCKADE_BINDING_"); *q != '='; q++)
+            *q = *q == '-' ? '_' : (char)toupper((unsigned char)*q);
         json_array_append_new(env, json_string(kv));
     }
     for (size_t i = 0; i < o->n_extra_env; i++)

@@ -25,8 +25,8 @@
 
 static bool name_ok(const char *name);
 static int claim_start(struct stk_session *s, const struct stk_create_req *req,
-                       const struct stk_boundary *b, struct stk_create_res *ret,
-                       struct stk_error **err);
+                       const struct stk_boundary *b, const char *pool_tenant,
+                       struct stk_create_res *ret, struct stk_error **err);
 
 static int pool_lock(struct stk_session *s, const char *name, struct stk_error **err)
 {
@@ -65,9 +65,18 @@ static bool name_ok(const char *name)
     return true;
 }
 
+/* Whether rec is a member of the pool (tenant, name): members carry their
+ * pool's tenant; a pool of tenant "" (an older state directory) has its
+ * members in any. */
+static bool member_of(const struct stk_sb_rec *rec, const char *tenant, const char *name)
+{
+    return rec->pool_member && !strcmp(rec->pool, name) &&
+           (!tenant[0] || !strcmp(rec->tenant, tenant));
+}
+
 /* Members of the pool that are or will be ready for a claim. */
-static int count_members(struct stk_session *s, const char *name, size_t *ready, size_t *coming,
-                         struct stk_error **err)
+static int count_members(struct stk_session *s, const char *tenant, const char *name, size_t *ready,
+                         size_t *coming, struct stk_error **err)
 {
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
@@ -76,7 +85,7 @@ static int count_members(struct stk_session *s, const char *name, size_t *ready,
         return r;
     *ready = *coming = 0;
     for (size_t i = 0; i < n; i++) {
-        if (recs[i].pool_member && !strcmp(recs[i].pool, name)) {
+        if (member_of(&recs[i], tenant, name)) {
             if (recs[i].phase == STK_SB_READY)
                 (*ready)++;
             else if (recs[i].phase == STK_SB_PENDING || recs[i].phase == STK_SB_PROVISIONING)
@@ -88,21 +97,22 @@ static int count_members(struct stk_session *s, const char *name, size_t *ready,
     return 0;
 }
 
-int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err)
+int stk_pool_ready(struct stk_session *s, const char *tenant, const char *name, size_t *ret,
+                   struct stk_error **err)
 {
     size_t coming;
-    return count_members(s, name, ret, &coming, err);
+    return count_members(s, tenant, name, ret, &coming, err);
 }
 
 /* Locks the pool (refills, claims' refills and rm serialise on it) and
  * reads it. Returns the lock's fd. */
-static int pool_open(struct stk_session *s, const char *name, struct stk_pool_rec *ret,
-                     struct stk_error **err)
+static int pool_open(struct stk_session *s, const char *tenant, const char *name,
+                     struct stk_pool_rec *ret, struct stk_error **err)
 {
     int lock = pool_lock(s, name, err);
     if (lock < 0)
         return lock;
-    int r = stk_store_pool_get(s->st, name, ret, err);
+    int r = stk_store_pool_get(s->st, tenant, name, ret, err);
     if (r < 0) {
         close(lock);
         return r;
@@ -110,15 +120,16 @@ static int pool_open(struct stk_session *s, const char *name, struct stk_pool_re
     return lock;
 }
 
-int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err)
+int stk_pool_refill(struct stk_session *s, const char *tenant, const char *name,
+                    struct stk_error **err)
 {
     struct stk_pool_rec pool = {0};
-    _cleanup_close_ int lock = pool_open(s, name, &pool, err);
+    _cleanup_close_ int lock = pool_open(s, tenant, name, &pool, err);
     if (lock < 0)
         return lock;
     int r;
     size_t ready = 0, coming = 0;
-    r = count_members(s, name, &ready, &coming, err);
+    r = count_members(s, pool.tenant, name, &ready, &coming, err);
     struct stk_create_req req = {
         .docs = {.spec_file = "pool template",
                  .spec = pool.template_spec,
@@ -189,34 +200,36 @@ int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
         _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
         json_decref(d);
         (void)stk_audit_append(s->st, "", "pool_created", s->actor, dj, NULL);
-        r = stk_pool_refill(s, name, err);
+        r = stk_pool_refill(s, pool.tenant, name, err);
     }
     stk_pool_rec_free(&pool);
     return r;
 }
 
-int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
+int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name, struct stk_error **err)
 {
     struct stk_pool_rec pool = {0};
-    _cleanup_close_ int lock = pool_open(s, name, &pool, err);
+    _cleanup_close_ int lock = pool_open(s, tenant, name, &pool, err);
     if (lock < 0)
         return lock;
+    char pool_tenant[sizeof(pool.tenant)];
+    memcpy(pool_tenant, pool.tenant, sizeof(pool_tenant));
     stk_pool_rec_free(&pool);
     int r;
     /* the pool first: nothing can claim or refill it from now on */
-    if ((r = stk_store_pool_delete(s->st, name, err)) < 0)
+    if ((r = stk_store_pool_delete(s->st, pool_tenant, name, err)) < 0)
         return r;
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
     r = stk_store_sb_list(s->st, false, &recs, &n, err);
     for (size_t i = 0; r >= 0 && i < n; i++)
-        if (recs[i].pool_member && !strcmp(recs[i].pool, name))
+        if (member_of(&recs[i], pool_tenant, name))
             r = stk_session_rm(s, recs[i].id, true, err);
     for (size_t i = 0; i < n; i++)
         stk_sb_rec_free(&recs[i]);
     free(recs);
     if (r >= 0) {
-        json_t *d = json_pack("{s:s}", "pool", name);
+        json_t *d = json_pack("{s:s,s:s}", "pool", name, "tenant", pool_tenant);
         _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
         json_decref(d);
         (void)stk_audit_append(s->st, "", "pool_deleted", s->actor, dj, NULL);
@@ -224,9 +237,9 @@ int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err)
     return r;
 }
 
-void pool_refill_background(struct stk_session *s, const char *pool)
+void pool_refill_background(struct stk_session *s, const char *tenant, const char *pool)
 {
-    const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, NULL};
+    const char *argv[] = {"stockade", STK_SESSION_REFILL_VERB, pool, tenant, NULL};
     (void)session_spawn_self(s, NULL, 0, argv);
 }
 
@@ -238,7 +251,16 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
         return stk_error_make(err, EINVAL,
                               "pool name '%s': 1 to 39 of a-z, 0-9 and '-', not starting with '-'",
                               req->pool);
-    int r = stk_store_pool_get(s->st, req->pool, &pool, err);
+    /* the claim's tenant's pool; the operator's CLI, which decides no
+     * tenant, finds it in any (when only one tenant has that name) — never
+     * the gateway's workers (names per tenant), whose claim was authorized
+     * for the one pool of the claim's tenant */
+    int r = stk_store_pool_get(s->st, session_tenant(req, b), req->pool, &pool, err);
+    if (r == -ENOENT && !req->tenant && !stk_store_names_per_tenant(s->st)) {
+        stk_error_free(*err);
+        *err = NULL;
+        r = stk_store_pool_get(s->st, NULL, req->pool, &pool, err);
+    }
     if (r == -ENOENT) {
         stk_error_free(*err);
         *err = NULL;
@@ -269,13 +291,13 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
-    r = stk_store_pool_claim(s->st, req->pool, &claim, s->actor, ret->id, err);
+    r = stk_store_pool_claim(s->st, pool.tenant, req->pool, &claim, s->actor, ret->id, err);
     stk_sb_rec_free(&claim);
     if (r < 0)
         goto out; /* -ENOENT: empty; the caller creates cold */
     ret->warm = true;
 
-    r = claim_start(s, req, b, ret, err);
+    r = claim_start(s, req, b, pool.tenant, ret, err);
 out:
     stk_pool_rec_free(&pool);
     return r;
@@ -283,8 +305,8 @@ out:
 
 /* The member is the claimer's now: start its command. */
 static int claim_start(struct stk_session *s, const struct stk_create_req *req,
-                       const struct stk_boundary *b, struct stk_create_res *ret,
-                       struct stk_error **err)
+                       const struct stk_boundary *b, const char *pool_tenant,
+                       struct stk_create_res *ret, struct stk_error **err)
 {
     const struct stk_driver_ops *ops = s->drv->ops;
     int r;
@@ -324,9 +346,9 @@ static int claim_start(struct stk_session *s, const struct stk_create_req *req,
     }
     session_sb_release(&sb);
     if (session_supervised(s))
-        pool_refill_background(s, req->pool);
+        pool_refill_background(s, pool_tenant, req->pool);
     else if (r >= 0)
         /* records and API calls only: as quick as any create of this backend */
-        (void)stk_pool_refill(s, req->pool, NULL);
+        (void)stk_pool_refill(s, pool_tenant, req->pool, NULL);
     return r;
 }

@@ -179,7 +179,7 @@ int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode,
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
 /* Starts a detached process that refills the pool. */
-void pool_refill_background(struct stk_session *s, const char *pool);
+void pool_refill_background(struct stk_session *s, const char *tenant, const char *pool);
 
 /* Parses one record header "<unix ms> <stream> <length>\n" at the start of
  * buf (n bytes). Returns the header's length, 0 when incomplete, -EBADMSG

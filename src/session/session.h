@@ -173,11 +173,17 @@ struct stk_pool_req {
 };
 int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
                           struct stk_error **err);
-int stk_pool_rm(struct stk_session *s, const char *name, struct stk_error **err);
+/* Pool names are unique per tenant: tenant NULL finds the one pool of that
+ * name in any tenant (-ENOTUNIQ when several have one). */
+int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name,
+                struct stk_error **err);
 /* Creates members until the pool has `size` of them ready or starting. */
-int stk_pool_refill(struct stk_session *s, const char *name, struct stk_error **err);
-/* Counts a pool's unclaimed members that are ready. */
-int stk_pool_ready(struct stk_session *s, const char *name, size_t *ret, struct stk_error **err);
+int stk_pool_refill(struct stk_session *s, const char *tenant, const char *name,
+                    struct stk_error **err);
+/* Counts the unclaimed members that are ready of the pool (its record's
+ * tenant and name). */
+int stk_pool_ready(struct stk_session *s, const char *tenant, const char *name, size_t *ret,
+                   struct stk_error **err);
 
 /* What the session's backend enforces for b, from its driver (explain,
  * the gateway's contract of a record). -EINVAL when b cannot run there. */

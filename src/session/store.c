@@ -94,6 +94,18 @@ static const char *const migrations[STK_STORE_SCHEMA] = {
     "CREATE TABLE namespaces (name TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL);"
     "CREATE INDEX sandboxes_tenant_name ON sandboxes(tenant, name);",
+    /* 3 → 4: pool names are unique per tenant, as sandbox names are (the
+     * key is the pair; SQLite cannot change a primary key in place) */
+    "CREATE TABLE pools_by_tenant ("
+    " name TEXT NOT NULL, size INTEGER NOT NULL, template_spec TEXT, env TEXT,"
+    " fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " tenant TEXT NOT NULL DEFAULT '', project TEXT NOT NULL DEFAULT '',"
+    " owner TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant, name));"
+    "INSERT INTO pools_by_tenant (name, size, template_spec, env, fingerprint, created_ms,"
+    " tenant, project, owner) SELECT name, size, template_spec, env, fingerprint, created_ms,"
+    " tenant, project, owner FROM pools;"
+    "DROP TABLE pools;"
+    "ALTER TABLE pools_by_tenant RENAME TO pools;",
 };
 
 static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
@@ -839,6 +851,11 @@ void stk_store_unique_names(struct stk_store *st, bool on)
     st->unique_names = on;
 }
 
+bool stk_store_names_per_tenant(const struct stk_store *st)
+{
+    return st->unique_names;
+}
+
 int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
                         struct stk_error **err)
 {
@@ -1286,14 +1303,18 @@ static int pool_from_row(sqlite3_stmt *s, struct stk_pool_rec *p, struct stk_err
     return 0;
 }
 
-int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_rec *ret,
-                       struct stk_error **err)
+int stk_store_pool_get(struct stk_store *st, const char *tenant, const char *name,
+                       struct stk_pool_rec *ret, struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = store_prepare(st, "SELECT " POOL_COLS " FROM pools WHERE name = ?1", &s, err);
+    int r = store_prepare(st,
+                          "SELECT " POOL_COLS " FROM pools WHERE name = ?1"
+                          " AND (?2 IS NULL OR tenant = ?2) ORDER BY tenant LIMIT 2",
+                          &s, err);
     if (r < 0)
         return r;
     bind_text(s, 1, name);
+    bind_text(s, 2, tenant);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE)
         return stk_error_make(err, ENOENT, "no pool '%s'", name);
@@ -1302,6 +1323,14 @@ int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_r
     struct stk_pool_rec p;
     r = pool_from_row(s, &p, err);
     if (r < 0) {
+        stk_pool_rec_free(&p);
+        return r;
+    }
+    if (!tenant && sqlite3_step(s) == SQLITE_ROW) {
+        r = stk_error_make(err, ENOTUNIQ,
+                           "pools named '%s' are in several tenants ('%s', '%s', ...): "
+                           "name the tenant",
+                           name, p.tenant, store_col_text(s, 6));
         stk_pool_rec_free(&p);
         return r;
     }
@@ -1337,13 +1366,15 @@ int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t 
     return 0;
 }
 
-int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_error **err)
+int stk_store_pool_delete(struct stk_store *st, const char *tenant, const char *name,
+                          struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = store_prepare(st, "DELETE FROM pools WHERE name = ?1", &s, err);
+    int r = store_prepare(st, "DELETE FROM pools WHERE name = ?1 AND tenant = ?2", &s, err);
     if (r < 0)
         return r;
     bind_text(s, 1, name);
+    bind_text(s, 2, tenant);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "deleting a pool");
@@ -1352,8 +1383,9 @@ int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_err
     return 0;
 }
 
-static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_rec *c,
-                    const char *actor, char ret_id[64], struct stk_error **err)
+static int claim_tx(struct stk_store *st, const char *tenant, const char *pool,
+                    const struct stk_sb_rec *c, const char *actor, char ret_id[64],
+                    struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *q = NULL;
     int r = store_prepare(st,
@@ -1361,12 +1393,14 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
                            * after `pool rm` deleted the pool (it then removes
                            * the members it listed) */
                           "SELECT id FROM sandboxes WHERE pool = ?1 AND pool_member = 1"
-                          " AND phase = 'ready' AND EXISTS (SELECT 1 FROM pools WHERE name = ?1)"
+                          " AND phase = 'ready' AND (sandboxes.tenant = ?2 OR ?2 = '')"
+                          " AND EXISTS (SELECT 1 FROM pools WHERE name = ?1 AND tenant = ?2)"
                           " ORDER BY created_ms, id LIMIT 1",
                           &q, err);
     if (r < 0)
         return r;
     bind_text(q, 1, pool);
+    bind_text(q, 2, tenant);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_DONE)
         return stk_error_make(err, ENOENT, "pool '%s' has no ready member", pool);
@@ -1410,8 +1444,9 @@ static int claim_tx(struct stk_store *st, const char *pool, const struct stk_sb_
     return 0;
 }
 
-int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,
-                         const char *actor, char ret_id[64], struct stk_error **err)
+int stk_store_pool_claim(struct stk_store *st, const char *tenant, const char *pool,
+                         const struct stk_sb_rec *claim, const char *actor, char ret_id[64],
+                         struct stk_error **err)
 {
     struct stk_sb_rec c = *claim;
     /* The claim's id is unused: fill one so the shared checks pass. */
@@ -1423,7 +1458,7 @@ int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct st
     r = store_tx_begin(st, err);
     if (r < 0)
         return r;
-    r = claim_tx(st, pool, claim, actor, ret_id, err);
+    r = claim_tx(st, tenant, pool, claim, actor, ret_id, err);
     if (r < 0) {
         store_tx_rollback(st);
         return r;

@@ -18,7 +18,7 @@
 #define STK_STORE_DB_FILE       "stockade.db"
 #define STK_STORE_LOCK_FILE     "stockade.lock"
 #define STK_STORE_BUSY_MS       5000
-#define STK_STORE_SCHEMA        3             /* PRAGMA user_version this code writes */
+#define STK_STORE_SCHEMA        4             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
 #define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
@@ -128,6 +128,8 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
  * per tenant, as Kubernetes' are per namespace. Embedded mode (one user)
  * keeps reusable names. */
 void stk_store_unique_names(struct stk_store *st, bool on);
+/* Whether stk_store_unique_names is on. */
+bool stk_store_names_per_tenant(const struct stk_store *st);
 /* By id only; -ENOENT (no message). */
 int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
                         struct stk_error **err);
@@ -188,22 +190,28 @@ void stk_pool_rec_free(struct stk_pool_rec *p);
 void stk_pool_recs_free(struct stk_pool_rec *p, size_t n);
 int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
                           struct stk_error **err); /* -EEXIST */
-int stk_store_pool_get(struct stk_store *st, const char *name, struct stk_pool_rec *ret,
-                       struct stk_error **err); /* -ENOENT */
+/* Pool names are unique per tenant. tenant NULL: the one pool of that name
+ * in any tenant (-ENOTUNIQ when several tenants have one). -ENOENT. */
+int stk_store_pool_get(struct stk_store *st, const char *tenant, const char *name,
+                       struct stk_pool_rec *ret, struct stk_error **err);
 int stk_store_pool_list(struct stk_store *st, struct stk_pool_rec **ret, size_t *ret_n,
                         struct stk_error **err);
 /* Removes the pool's row only: its members keep their pool name and are the
  * caller's to delete. -ENOENT. */
-int stk_store_pool_delete(struct stk_store *st, const char *name, struct stk_error **err);
+int stk_store_pool_delete(struct stk_store *st, const char *tenant, const char *name,
+                          struct stk_error **err);
 /*
  * Atomically takes one ready, unclaimed member of the pool (the oldest):
  * clears pool_member, copies name, labels, owner, tenant and project (and
  * spec and env, when claim has them) from claim and appends a "claimed"
  * audit record, in one transaction. A member is
- * never returned twice. -ENOENT when none is ready.
+ * never returned twice. -ENOENT when none is ready. The pool is tenant's
+ * (its members are recorded with the pool's tenant; a pool of tenant ""
+ * from an older state directory takes members of any tenant).
  */
-int stk_store_pool_claim(struct stk_store *st, const char *pool, const struct stk_sb_rec *claim,
-                         const char *actor, char ret_id[64], struct stk_error **err);
+int stk_store_pool_claim(struct stk_store *st, const char *tenant, const char *pool,
+                         const struct stk_sb_rec *claim, const char *actor, char ret_id[64],
+                         struct stk_error **err);
 
 /* ---- namespaces ------------------------------------------------------------ */
 

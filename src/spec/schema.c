@@ -266,6 +266,13 @@ static const struct stk_field network_fields[] = {
     {"internalEgress", AT(struct stk_network, internal_egress),
      OBJLIST(struct stk_internal_egress, internal_egress_fields), .max_items = 32,
      .doc = "Other namespaces the sandbox may reach."},
+    {"allowHosts", AT(struct stk_network, allow_hosts), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_ALLOW_HOST, .max_items = STK_LIMIT_ALLOW_HOSTS,
+     .doc = "Host names reached through the egress proxy (HTTP_PROXY/HTTPS_PROXY): "
+            "NAME[:PORT] or *.SUFFIX[:PORT], port 443 when omitted. The proxy resolves the "
+            "name itself and refuses loopback, link-local, multicast, pod, service, "
+            "blacklisted, sandbox and host "
+            "addresses."},
     END,
 };
 

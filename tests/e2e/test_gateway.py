@@ -37,6 +37,46 @@ TOKENS = {
 REQUEST_TIMEOUT_S = 2
 
 
+HEALTHZ_MS = 10
+
+
+def healthz_median_ms(g, probes=21):
+    """The median round trip of GET /healthz on one kept-alive connection."""
+    c = g.connection(timeout=10)
+    times = []
+    try:
+        for _ in range(probes):
+            t0 = time.monotonic()
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            times.append((time.monotonic() - t0) * 1000)
+            assert r.status == 200
+    finally:
+        c.close()
+    return sorted(times)[len(times) // 2]
+
+
+def assert_healthz_prompt(g, baseline_ms, what):
+    """/healthz answers within HEALTHZ_MS (median of 21 probes): the issue's
+    bound. The development and CI machines are 2-core VMs shared with other
+    work, where scheduling alone can cost milliseconds: the bound is
+    HEALTHZ_MS or 4 times the median measured on the same server just
+    before the load, whichever is larger, and a burst of the machine's load
+    gets two more rounds of probes. A stalled loop (the issue saw 4.2 s)
+    fails every round."""
+    bound = max(HEALTHZ_MS, 4 * baseline_ms)
+    rounds = []
+    for _ in range(3):
+        rounds.append(healthz_median_ms(g))
+        if rounds[-1] < bound:
+            break
+        time.sleep(1)
+    print(f"\n/healthz {what}: medians {', '.join(f'{ms:.2f}' for ms in rounds)} ms "
+          f"(before: {baseline_ms:.2f} ms, bound {bound:.1f} ms)")
+    assert rounds[-1] < bound, f"/healthz {what}: medians {rounds} ms, bound {bound:.1f} ms"
+
+
 def spec_text(name, namespace, policy=None):
     spec = {"rootfs": "host", "command": ["/bin/sh", "-c", "echo started-" + name + "; exec /bin/sleep 600"]}
     if policy:
@@ -50,8 +90,11 @@ def spec_text(name, namespace, policy=None):
 
 
 class Gateway:
-    def __init__(self, base, backend="local", policy=POLICY, timeout_s=REQUEST_TIMEOUT_S):
+    def __init__(self, base, backend="local", policy=POLICY, timeout_s=REQUEST_TIMEOUT_S, tls=None):
+        """tls: the directory of make_pki's files: serve over TLS with its
+        server certificate (clients trust its CA)."""
         self.base = base
+        self.tls = tls
         self.backend = backend
         self.env = dict(os.environ)
         # backend parity: the same suite against `serve` on local and on sim
@@ -67,11 +110,16 @@ class Gateway:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        tls_args = []
+        if tls:
+            import ssl
+            tls_args = ["--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key")]
+            self.ssl = ssl.create_default_context(cafile=str(tls / "ca.pem"))
         self.log = open(base / "serve.log", "w")
         self.proc = subprocess.Popen(
             [stockade_bin(), "serve", "--listen", f"127.0.0.1:{self.port}", "--policy", str(policy),
-             "--request-timeout", str(timeout_s)],
+             "--request-timeout", str(timeout_s), *tls_args],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 10
@@ -90,6 +138,22 @@ class Gateway:
 
     # ---- clients ----
 
+    def connect(self, timeout=30, rcvbuf=None):
+        """A socket to the server (over TLS when it serves TLS); rcvbuf: a
+        small receive buffer, so that the server's writes wait on it."""
+        s = socket.socket()
+        s.settimeout(timeout)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", self.port))
+        return self.ssl.wrap_socket(s, server_hostname="127.0.0.1") if self.tls else s
+
+    def connection(self, timeout=60):
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.ssl)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, who=None, body=None, raw=None, headers=None, timeout=60):
         """(status, parsed JSON or text) over http.client."""
         h = dict(headers or {})
@@ -99,7 +163,7 @@ class Gateway:
         if body is not None:
             data = json.dumps(body).encode()
             h.setdefault("Content-Type", "application/json")
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c = self.connection(timeout)
         try:
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
@@ -126,7 +190,8 @@ class Gateway:
         env.pop("STOCKADE_STATE_DIR")
         if who:
             env["STOCKADE_TOKEN"] = TOKENS[who]
-        return subprocess.run([stockade_bin(), "--server", self.url, *map(str, args)],
+        tls = ["--cacert", str(self.tls / "ca.pem")] if self.tls else []
+        return subprocess.run([stockade_bin(), "--server", self.url, *tls, *map(str, args)],
                               capture_output=True, text=True, env=env, timeout=timeout, input=input)
 
     def local(self, *args, timeout=60):
@@ -143,7 +208,7 @@ class Gateway:
                 f"Content-Length: {len(body)}\r\n")
         if who:
             head += f"Authorization: Bearer {TOKENS[who]}\r\n"
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+        with self.connect() as s:
             s.sendall(head.encode() + b"\r\n" + body)
             buf = b""
             while b"\r\n\r\n" not in buf:
@@ -761,27 +826,38 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def test_tls_and_client_certificate_cli(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("serve's state directory: as root, like the other gateway tests")
-    d = tmp_path
+# a subject whose RFC 2253 form is longer than 511 bytes: refused, never cut and matched
+LONG_SUBJECT = "".join(f"/OU={i:02d}{'u' * 58}" for i in range(10)) + "/O=acme/CN=carol"
+
+
+def make_pki(d):
+    """A CA (ca.pem) and the certificates it signs: server (127.0.0.1), carol
+    and long (client certificates) as NAME.pem and NAME.key in d."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
             "-subj", "/CN=stockade test CA", cwd=d)
-    # a subject whose RFC 2253 form is longer than 511 bytes: refused, never cut and matched
-    long_subj = "".join(f"/OU={i:02d}{'u' * 58}" for i in range(10)) + "/O=acme/CN=carol"
     for name, subj, ext in (("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
                             ("carol", "/O=acme/CN=carol", "extendedKeyUsage=clientAuth"),
-                            ("long", long_subj, "extendedKeyUsage=clientAuth")):
+                            ("long", LONG_SUBJECT, "extendedKeyUsage=clientAuth")):
         openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj,
                 cwd=d)
         (d / f"{name}.ext").write_text(ext + "\n")
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext",
                 cwd=d)
+    return d
+
+
+@pytest.mark.parametrize("backend", ["local", "sim"])
+def test_tls_and_client_certificate_cli(tmp_path, backend):
+    if os.geteuid() != 0:
+        pytest.skip("serve's state directory: as root, like the other gateway tests")
+    d = tmp_path
+    make_pki(d)
     policy = d / "policy.yaml"
     policy.write_text(MTLS_POLICY % {"ca": d / "ca.pem"})
-    env = dict(os.environ, STOCKADE_STATE_DIR=str(d / "state"), STOCKADE_RUN_DIR=str(d / "run"))
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(d / "state"), STOCKADE_RUN_DIR=str(d / "run"),
+               STOCKADE_BACKEND=backend)
     for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
               "STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
         env.pop(k, None)
@@ -824,7 +900,8 @@ def test_tls_and_client_certificate_cli(tmp_path):
         p = subprocess.run([stockade_bin(), "--server", url, "--cacert", d / "ca.pem", "--cert",
                             d / "carol.pem", "--key", d / "carol.key", "exec", "x", "--", "true"],
                            capture_output=True, text=True, env=env, timeout=30)
-        assert p.returncode == 125 and "not supported over --server https://" in p.stderr
+        # exec over TLS reaches the server with the client certificate: carol may not exec
+        assert p.returncode == 125 and 'no sandbox "x"' in p.stderr, p.stderr
         p = subprocess.run([stockade_bin(), "--server", url, "--cert", d / "carol.pem", "ls"],
                            capture_output=True, text=True, env=env, timeout=30)
         assert p.returncode == 2 and "--cert and --key go together" in p.stderr
@@ -836,6 +913,168 @@ def test_tls_and_client_certificate_cli(tmp_path):
             server.kill()
             server.wait()
         log.close()
+
+
+def read_answer(s):
+    """(status, JSON body) of one answer on a raw (or TLS) socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, body
+        body += chunk
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@pytest.fixture(scope="module", params=["local", "sim"])
+def tls_gw(request, tmp_path_factory):
+    """The example policy served over TLS (bearer tokens; the server's
+    certificate from make_pki)."""
+    if os.geteuid() != 0:
+        pytest.skip("the gateway's sandboxes need root")
+    base = tmp_path_factory.mktemp(f"tls-{request.param}")
+    # the default request timeout: a TLS handshake under a burst of execs on a
+    # loaded machine can outlast the 2 s the plain fixtures use
+    g = Gateway(base, request.param, tls=make_pki(base), timeout_s=30)
+    try:
+        yield g
+    finally:
+        try:
+            g.stop()
+        finally:
+            g.cleanup()
+
+
+def test_tls_gates_bodies_before_authentication(tls_gw):
+    """Over TLS as on plain HTTP: a request's head is authenticated (and its
+    verb checked) before any byte of its body is read; the answer comes
+    while the body is still unsent."""
+    gate_cases(tls_gw)
+
+
+def test_gate_decides_on_the_target_before_the_body(gw):
+    """The same on plain HTTP."""
+    gate_cases(gw)
+
+
+def gate_cases(g):
+    status, rec = g.create("tls-gate", "acme-tls", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    big = b"Content-Type: application/json\r\nContent-Length: 1048576\r\n"
+    two = f"Authorization: Bearer {TOKENS['alice']}\r\nAuthorization: Bearer {TOKENS['bob']}\r\n"
+    cases = ((b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\n", b"", "authentication required"),
+             (b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\n",
+              f"Authorization: Bearer {TOKENS['stranger']}\r\n".encode(), "invalid credentials"),
+             (f"POST /v1/sandboxes/{sid}:stop HTTP/1.1\r\nHost: x\r\n".encode(), two.encode(),
+              "invalid credentials"),
+             (f"POST /v1/sandboxes/{sid}:exec HTTP/1.1\r\nHost: x\r\n".encode(),
+              b"Authorization: Basic YWxpY2U6eA==\r\n", "invalid credentials"))
+    for line, auth, want in cases:
+        with g.connect(timeout=10) as s:
+            s.sendall(line + auth + big + b"\r\n" + b"x" * 1024)
+            status, body = read_answer(s)
+            assert (status, body["error"]["message"]) == (401, want), (line, auth)
+    # authenticated, but the sandbox is not one the caller may act on: 404
+    # (hidden) from the head, the body unsent
+    for line, who in ((f"POST /v1/sandboxes/{sid}:stop HTTP/1.1\r\nHost: x\r\n", "bob"),
+                      (f"POST /v1/sandboxes/{sid}:exec HTTP/1.1\r\nHost: x\r\n", "bob"),
+                      ("POST /v1/sandboxes/no-such-one:start HTTP/1.1\r\nHost: x\r\n", "alice")):
+        with g.connect(timeout=10) as s:
+            s.sendall(line.encode() + f"Authorization: Bearer {TOKENS[who]}\r\n".encode() + big +
+                      b"\r\n" + b"x" * 1024)
+            status, body = read_answer(s)
+            assert status == 404 and body["error"]["code"] == "not_found", (line, who, body)
+    # an allowed head passes, and its body is read: one short of the length waits
+    with g.connect(timeout=10) as s:
+        payload = json.dumps({"spec": spec_text("tls-ok", "acme-tls"), "owner": "bob",
+                              "tenant": "acme"}).encode()
+        s.sendall(b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + f"Content-Length: {len(payload)}\r\n".encode()
+                  + f"Authorization: Bearer {TOKENS['controller']}\r\n\r\n".encode() + payload)
+        status, body = read_answer(s)
+        assert status == 201, body
+    assert g.request("DELETE", f"/v1/sandboxes/{body['id']}?force=1", "controller")[0] == 200
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+    g.healthy()
+
+
+def test_tls_exec_cli_and_raw(tls_gw, tmp_path):
+    """exec over https: the same upgrade as on plain HTTP, through the CLI
+    (--server https://... --cacert) and through a raw TLS socket."""
+    g = tls_gw
+    if g.backend == "sim":
+        pytest.skip("the simulator executes nothing (its exec refusal: test_sim.py)")
+    spec = tmp_path / "s.json"
+    spec.write_text(spec_text("tls-exec", "acme-tls"))
+    p = g.cli("create", "-f", spec, "--owner", "alice", "--tenant", "acme", who="controller")
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+    p = g.cli("exec", sid, "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7", who="alice")
+    assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
+    p = g.cli("exec", "-i", sid, "--", "/bin/cat", who="alice", input="via stdin\n" * 20000)
+    assert (p.returncode, p.stdout) == (0, "via stdin\n" * 20000), p.stderr
+    p = g.cli("exec", sid, "--", "/bin/true", who="bob")
+    assert p.returncode == 125 and "no sandbox" in p.stderr, p.stderr
+    assert g.exec(sid, ["/bin/echo", "raw"], "alice") == (101, 0, b"raw\n")
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+    g.healthy()
+
+
+def test_cli_exec_over_a_unix_socket(tmp_path):
+    """--server unix:PATH: every command, exec's upgrade included (libcurl
+    connects to the socket for it too)."""
+    if os.geteuid() != 0:
+        pytest.skip("the gateway's sandboxes need root")
+    env = dict(os.environ, STOCKADE_STATE_DIR=str(tmp_path / "state"),
+               STOCKADE_RUN_DIR=str(tmp_path / "run"), STOCKADE_BACKEND="local")
+    for k in ("STOCKADE_SERVER", "STOCKADE_TOKEN", "STOCKADE_TOKEN_FILE"):
+        env.pop(k, None)
+    sock = tmp_path / "api.sock"
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([stockade_bin(), "serve", "--listen", f"unix:{sock}", "--policy", POLICY],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = dict(env)
+    client.pop("STOCKADE_STATE_DIR")
+
+    def cli(who, *args, **kw):
+        return subprocess.run([stockade_bin(), "--server", f"unix:{sock}", *map(str, args)],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(client, STOCKADE_TOKEN=TOKENS[who]), **kw)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        spec = tmp_path / "s.json"
+        spec.write_text(spec_text("ux", "acme-ux"))
+        p = cli("controller", "create", "-f", spec, "--owner", "alice", "--tenant", "acme")
+        assert p.returncode == 0, p.stderr
+        sid = p.stdout.strip()
+        p = cli("alice", "exec", "-i", sid, "--", "/bin/sh", "-c", "cat; exit 3", input="unix\n")
+        assert (p.returncode, p.stdout) == (3, "unix\n"), p.stderr
+        p = cli("bob", "exec", sid, "--", "/bin/true")
+        assert p.returncode == 125 and "no sandbox" in p.stderr, p.stderr
+        assert cli("alice", "rm", "-f", sid).returncode == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        local = subprocess.run([stockade_bin(), "ls", "-o", "json"], capture_output=True,
+                               text=True, env=env)
+        for rec in json.loads(local.stdout or "[]"):
+            subprocess.run([stockade_bin(), "rm", "-f", rec["id"]], capture_output=True, env=env)
 
 
 def cli_probe(url, ca):
@@ -950,6 +1189,45 @@ def test_pools_are_authorized_like_their_sandboxes(hostile):
     g.healthy()
 
 
+def test_pool_names_are_unique_per_tenant(hostile):
+    """Two tenants' pools of one name are two pools: each tenant sees, claims
+    from and deletes its own; nobody learns of the other's."""
+    g = hostile
+    status, body = g.request("POST", "/v1/pools", "controller",
+                             body=pool_body("shared", "acme-shared", policy="baseline", tenant="acme"))
+    assert status == 201, body
+    status, body = g.request("POST", "/v1/pools", "globex",
+                             body=pool_body("shared", "globex-shared", policy="baseline",
+                                            tenant="globex"))
+    assert status == 201, body
+    # unique within the tenant
+    status, body = g.request("POST", "/v1/pools", "controller",
+                             body=pool_body("shared", "acme-shared", policy="baseline", tenant="acme"))
+    assert status == 409, body
+    for who, tenant in (("controller", "acme"), ("globex", "globex")):
+        status, pool = g.request("GET", "/v1/pools/shared", who)
+        assert status == 200 and pool["tenant"] == tenant, pool
+        status, body = g.request("GET", "/v1/pools", who)
+        assert [(p["name"], p["tenant"]) for p in body["items"]] == [("shared", tenant)], body
+    assert g.request("GET", "/v1/pools/shared", "bob") == \
+        (404, {"error": {"code": "not_found", "message": 'no pool "shared"'}})
+    # a claim takes a member of the claimer's tenant's pool
+    status, rec = g.request("POST", "/v1/sandboxes", "globex",
+                            body={"spec": spec_text("tpl-shared", "globex-shared", "baseline"),
+                                  "pool": "shared", "tenant": "globex"})
+    assert status == 201 and rec["tenant"] == "globex", rec
+    # globex deletes its own; acme's stays, with its members
+    assert g.request("DELETE", "/v1/pools/shared", "globex")[0] == 200
+    assert g.request("GET", "/v1/pools/shared", "globex")[0] == 404
+    status, pool = g.request("GET", "/v1/pools/shared", "controller")
+    assert status == 200 and pool["tenant"] == "acme", pool
+    members = [r for r in local_records(g) if r["pool"] == "shared" and r["phase"] != "deleted"]
+    assert members and {r["tenant"] for r in members} == {"acme", "globex"}, members
+    assert {r["tenant"] for r in members if r["id"] != rec["id"]} == {"acme"}
+    assert g.request("DELETE", "/v1/pools/shared", "controller")[0] == 200
+    assert g.request("DELETE", f"/v1/sandboxes/{rec['id']}?force=1", "globex")[0] == 200
+
+
 def test_names_are_unique_per_tenant_and_resolved_among_visible(hostile):
     g = hostile
     status, mine = g.create("same", "acme-names", owner="alice")
@@ -1042,6 +1320,122 @@ def test_audit_floods_are_bounded_and_reads_paged(hostile):
     assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
 
 
+def test_audit_pages_are_streamed(hostile):
+    """An audit page is streamed (chunked) from batches a worker reads, not
+    built on the event loop: pages across batch boundaries are whole and
+    ordered, and readers that never read stall nobody."""
+    audit_stream_checks(hostile)
+
+
+def test_audit_pages_are_streamed_over_tls(tls_gw):
+    """The same over TLS: a reader that waits gets the whole page after."""
+    audit_stream_checks(tls_gw)
+
+
+def read_chunked_json(s):
+    """The JSON body of a chunked answer on a raw socket, read to its end."""
+    buf = b""
+    while b"0\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf[-200:]
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+    body = b""
+    while True:
+        size, rest = rest.split(b"\r\n", 1)
+        n = int(size, 16)
+        if n == 0:
+            return json.loads(body)
+        body, rest = body + rest[:n], rest[n + 2:]
+
+
+def audit_stream_checks(g):
+    status, rec = g.create("streamed", "acme-stream", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    c = g.connection(timeout=30)
+    for _ in range(250):
+        c.request("GET", f"/v1/sandboxes/{sid}", headers={"Authorization": "Bearer " + TOKENS["alice"]})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200
+    c.close()
+    chain = [r["seq"] for r in g.audit(sid)]
+    assert len(chain) >= 250
+    c = g.connection(timeout=30)
+    c.request("GET", f"/v1/sandboxes/{sid}/audit?limit=1000",
+              headers={"Authorization": "Bearer " + TOKENS["alice"]})
+    r = c.getresponse()
+    assert (r.status, r.getheader("Transfer-Encoding"), r.getheader("Content-Type")) == \
+        (200, "chunked", "application/json")
+    page = json.loads(r.read())
+    c.close()
+    # the chain as read before, and the decision on this read after it
+    assert [x["seq"] for x in page["records"]][:len(chain)] == chain
+    assert len(page["records"]) == len(chain) + 1 and page["next"] is None
+    # across the worker's batches of 100
+    status, page = g.request("GET", f"/v1/sandboxes/{sid}/audit?limit=150&after={chain[10]}", "alice")
+    assert status == 200 and [x["seq"] for x in page["records"]] == chain[11:161], page["next"]
+    assert page["next"] == chain[160]
+
+    # readers that never read: the server still answers everyone at once
+    baseline = healthz_median_ms(g)
+    readers = []
+    try:
+        for _ in range(20):
+            s = g.connect(timeout=10, rcvbuf=4096)
+            s.sendall(f"GET /v1/sandboxes/{sid}/audit?limit=1000 HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n".encode())
+            readers.append(s)
+        # their workers started (20 processes on a 2-core machine) and wrote
+        # what the connections take; then the server is asked
+        time.sleep(2)
+        assert_healthz_prompt(g, baseline, "with 20 audit readers not reading")
+        assert g.request("GET", f"/v1/sandboxes/{sid}", "alice")[0] == 200
+        # what waited is whole when read at last
+        page = read_chunked_json(readers[0])
+        assert [x["seq"] for x in page["records"]][:len(chain)] == chain
+    finally:
+        for s in readers:
+            s.close()
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+
+
+GW_MAX_WORKERS = 128
+
+
+def test_operations_in_progress_are_capped(hostile):
+    """Every operation that runs in a process of its own (a create, a log
+    stream, an exec relay, an audit page) counts against one cap: past it,
+    503 before any process starts; closing one makes room again."""
+    g = hostile
+    status, rec = g.create("capped", "acme-cap", owner="alice")
+    assert status == 201, rec
+    sid = rec["id"]
+    streams = []
+    req = (f"GET /v1/sandboxes/{sid}/logs?follow=1 HTTP/1.1\r\nHost: x\r\n"
+           f"Authorization: Bearer {TOKENS['alice']}\r\n\r\n").encode()
+    try:
+        for _ in range(GW_MAX_WORKERS):
+            s = g.connect(timeout=30)
+            s.sendall(req)
+            assert s.recv(12) == b"HTTP/1.1 200"
+            streams.append(s)
+        status, body = g.request("GET", f"/v1/sandboxes/{sid}/audit", "alice")
+        assert (status, body["error"]["message"]) == \
+            (503, f"too many operations in progress ({GW_MAX_WORKERS}): retry"), body
+        g.healthy()
+    finally:
+        for s in streams:
+            s.close()
+    deadline = time.monotonic() + 20
+    while g.request("GET", f"/v1/sandboxes/{sid}/audit", "alice")[0] != 200:
+        assert time.monotonic() < deadline, "the cap was not given back"
+        time.sleep(0.2)
+    assert g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "alice")[0] == 200
+
+
 def test_identity_edges(hostile):
     g = hostile
     # two Authorization headers: which one counts would be a guess
@@ -1102,13 +1496,17 @@ HALF_OPEN = 2000
 RSS_BOUND_MIB = 64
 
 
+
+
+@pytest.mark.parametrize("transport", ["plain", "tls"])
 @pytest.mark.parametrize("backend", ["local", "sim"])
-def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend):
+def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend, transport):
     """2,000 unauthenticated clients each send a 1 MiB body's head and part
     of the body, and hold: the server buffers none of it (the gate refuses
     at the headers), evicts the oldest of them past its connection cap, and
-    keeps answering /healthz. Asserted: the resident memory bound and that
-    /healthz answers; the latency is measured and printed, not asserted."""
+    keeps answering /healthz: its resident memory grows by less than
+    RSS_BOUND_MIB and the median /healthz round trip stays within
+    assert_healthz_prompt's bound, on plain HTTP and over TLS."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < HALF_OPEN + 100:
@@ -1116,36 +1514,44 @@ def test_half_open_bodies_hold_no_memory(tmp_path_factory, backend):
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, HALF_OPEN + 100), hard))
     if os.geteuid() != 0:
         pytest.skip("serve's state directory: as root, like the other gateway tests")
-    g = Gateway(tmp_path_factory.mktemp(f"half-open-{backend}"), backend, timeout_s=120)
+    base_dir = tmp_path_factory.mktemp(f"half-open-{backend}-{transport}")
+    g = Gateway(base_dir, backend, timeout_s=120,
+                tls=make_pki(base_dir) if transport == "tls" else None)
     socks = []
     try:
         base = rss_kib(g.proc.pid)
+        baseline = healthz_median_ms(g)
         head = (b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 1048576\r\n\r\n")
         part = b"x" * (64 * 1024)
         for _ in range(HALF_OPEN):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", g.port))
-            except BlockingIOError:
-                pass
+            if g.tls:
+                # the handshake first (the server refuses nothing before it)
+                try:
+                    s = g.connect(timeout=10)
+                except OSError:
+                    continue  # evicted to make room before its handshake ended
+                s.setblocking(False)
+            else:
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", g.port))
+                except BlockingIOError:
+                    pass
             socks.append(s)
         for s in socks:
             for chunk in (head, part):
                 try:
                     s.send(chunk)
-                except OSError:
+                except (OSError, ValueError):
                     break
         time.sleep(1)
         grown = (rss_kib(g.proc.pid) - base) / 1024
-        t0 = time.monotonic()
-        status = g.request("GET", "/healthz", timeout=10)[0]
-        ms = (time.monotonic() - t0) * 1000
-        print(f"\nhalf-open bodies: {HALF_OPEN}, RSS {base // 1024} MiB -> +{grown:.1f} MiB, "
-              f"/healthz {ms:.1f} ms")
-        assert status == 200
+        print(f"\nhalf-open bodies ({transport}, {backend}): {HALF_OPEN}, RSS {base // 1024} MiB -> "
+              f"+{grown:.1f} MiB")
         assert grown < RSS_BOUND_MIB, f"resident memory grew {grown:.1f} MiB"
+        assert_healthz_prompt(g, baseline, f"with {HALF_OPEN} half-open bodies")
         g.healthy()
     finally:
         for s in socks:
@@ -1176,16 +1582,25 @@ def test_exec_under_stress(hostile):
     before the 101, a client that never reads its output, and many execs
     at once; the server answers /healthz throughout and its memory stays
     put (each relay is a process of its own with fixed buffers)."""
-    g = hostile
+    exec_stress(hostile)
+
+
+def test_exec_under_stress_over_tls(tls_gw):
+    """The same over TLS (the relay speaks TLS on the connection's state)."""
+    exec_stress(tls_gw)
+
+
+def exec_stress(g):
     if g.backend == "sim":
         pytest.skip("the simulator executes nothing (its exec refusal: test_sim.py)")
     status, rec = g.create("stress", "acme-stress", owner="alice")
     assert status == 201, rec
     sid = rec["id"]
     base = rss_kib(g.proc.pid)
+    baseline = healthz_median_ms(g)
 
     # a frame larger than the limit: ERROR (EPROTO), then the end
-    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+    with g.connect() as s:
         s.sendall(exec_head(sid, "alice", ["cat"]))
         buf = read_101(s)
         s.sendall(struct.pack(">BBI", 16, 0, 65537) + b"x" * 1024)
@@ -1199,20 +1614,18 @@ def test_exec_under_stress(hostile):
     g.healthy()
 
     # frames before the upgrade completed: bounded, and the client's close ends it
-    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+    with g.connect() as s:
         s.sendall(exec_head(sid, "alice", ["cat"]) +
                   (struct.pack(">BBI", 16, 0, 65536) + b"y" * 65536) * 8)
         read_101(s)
         g.healthy()
 
     # a client that never reads: the relay stops reading the process, not the server
-    with socket.create_connection(("127.0.0.1", g.port), timeout=30) as s:
+    with g.connect() as s:
         s.sendall(exec_head(sid, "alice", ["/bin/sh", "-c", "head -c 200000000 /dev/zero"]))
         read_101(s)
         time.sleep(2)
-        t0 = time.monotonic()
-        g.healthy()
-        print(f"\n/healthz with an exec not read: {(time.monotonic() - t0) * 1000:.1f} ms")
+        assert_healthz_prompt(g, baseline, "with an exec not read")
 
     # many at once
     import concurrent.futures

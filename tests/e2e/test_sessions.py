@@ -419,7 +419,8 @@ def test_pool_claim_refill_and_fallback(sess, tmp_path):
     tmpl = write_spec(tmp_path / "tmpl.yaml", name="tmpl", command=["/bin/true"])
     sess.ok("pool", "create", "warm", "--size", "2", "-f", tmpl)
     pools = json.loads(sess.ok("pool", "ls", "-o", "json").stdout)
-    assert pools == [{"name": "warm", "size": 2, "ready": 2}]
+    # pool names are unique per tenant: the tenant is the template's namespace here
+    assert pools == [{"name": "warm", "size": 2, "ready": 2, "tenant": "default"}]
     members = {r["id"] for r in sess.ls() if r["poolMember"]}
     assert len(members) == 2
 

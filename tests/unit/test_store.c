@@ -181,8 +181,9 @@ static void test_migrates_schema_1_handle(void **state)
     /* everything after schema 1 undone: the handle (2), pools' owners,
      * the namespaces and the name index (3) */
     sql(f, "ALTER TABLE sandboxes DROP COLUMN handle; DROP INDEX sandboxes_tenant_name;"
-           "DROP TABLE namespaces; ALTER TABLE pools DROP COLUMN tenant;"
-           "ALTER TABLE pools DROP COLUMN project; ALTER TABLE pools DROP COLUMN owner;"
+           "DROP TABLE namespaces; DROP TABLE pools;"
+           "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+           " template_spec TEXT, env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL);"
            "PRAGMA user_version = 1");
     _cleanup_error_ struct stk_error *err = NULL;
     assert_int_equal(stk_store_open(f->state, &f->st, &err), 0);
@@ -534,7 +535,7 @@ static STK_NORETURN void claimer(const char *state_dir, int wfd, int who)
     for (;;) {
         char id[64] = "";
         _cleanup_error_ struct stk_error *err = NULL;
-        int r = stk_store_pool_claim(st, "py", &claim, ACTOR, id, &err);
+        int r = stk_store_pool_claim(st, "", "py", &claim, ACTOR, id, &err);
         if (r == -ENOENT)
             break;
         if (r < 0) {
@@ -596,7 +597,7 @@ static void test_pool_claim_concurrent_is_unique(void **state)
     char id[64];
     struct stk_sb_rec claim = sb("x", "late", STK_SB_READY);
     _cleanup_error_ struct stk_error *err = NULL;
-    assert_int_equal(stk_store_pool_claim(f->st, "py", &claim, ACTOR, id, &err), -ENOENT);
+    assert_int_equal(stk_store_pool_claim(f->st, "", "py", &claim, ACTOR, id, &err), -ENOENT);
     assert_string_equal(err->msg, "pool 'py' has no ready member");
 
     struct stk_audit_verify_result v;
@@ -610,10 +611,101 @@ static void test_pool_claim_concurrent_is_unique(void **state)
     assert_int_equal(np, 1);
     assert_int_equal(pools[0].size, POOL_N);
     stk_pool_recs_free(pools, np);
-    assert_int_equal(stk_store_pool_delete(f->st, "py", NULL), 0);
+    assert_int_equal(stk_store_pool_delete(f->st, "", "py", NULL), 0);
     struct stk_pool_rec p;
-    assert_int_equal(stk_store_pool_get(f->st, "py", &p, NULL), -ENOENT);
-    assert_int_equal(stk_store_pool_delete(f->st, "py", NULL), -ENOENT);
+    assert_int_equal(stk_store_pool_get(f->st, NULL, "py", &p, NULL), -ENOENT);
+    assert_int_equal(stk_store_pool_delete(f->st, "", "py", NULL), -ENOENT);
+}
+
+static void pool_of(struct stk_store *st, const char *tenant, const char *name, int want)
+{
+    struct stk_pool_rec p = {.size = 1};
+    snprintf(p.name, sizeof(p.name), "%s", name);
+    snprintf(p.tenant, sizeof(p.tenant), "%s", tenant);
+    snprintf(p.fingerprint, sizeof(p.fingerprint), "%064d", 7);
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_pool_insert(st, &p, &err), want);
+}
+
+static void member_of(struct stk_store *st, const char *id, const char *tenant, const char *pool)
+{
+    struct stk_sb_rec r = sb(id, id, STK_SB_READY);
+    snprintf(r.pool, sizeof(r.pool), "%s", pool);
+    snprintf(r.tenant, sizeof(r.tenant), "%s", tenant);
+    r.pool_member = true;
+    insert(st, r);
+}
+
+/* Pool names are unique per tenant: two tenants' pools of one name are two
+ * pools, each claimed from its own members only; a lookup by name alone
+ * finds one only when one tenant has it. */
+static void test_pool_names_are_per_tenant(void **state)
+{
+    struct fixture *f = *state;
+    pool_of(f->st, "acme", "web", 0);
+    pool_of(f->st, "globex", "web", 0);
+    pool_of(f->st, "acme", "web", -EEXIST);
+    member_of(f->st, "m-acme", "acme", "web");
+    member_of(f->st, "m-globex", "globex", "web");
+    struct stk_pool_rec p;
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_pool_get(f->st, NULL, "web", &p, &err), -ENOTUNIQ);
+    assert_non_null(strstr(err->msg, "several tenants"));
+    assert_int_equal(stk_store_pool_get(f->st, "globex", "web", &p, NULL), 0);
+    assert_string_equal(p.tenant, "globex");
+    stk_pool_rec_free(&p);
+    assert_int_equal(stk_store_pool_get(f->st, "initech", "web", &p, NULL), -ENOENT);
+
+    struct stk_sb_rec claim = sb("x", "claimed", STK_SB_READY);
+    snprintf(claim.tenant, sizeof(claim.tenant), "acme");
+    char id[64];
+    assert_int_equal(stk_store_pool_claim(f->st, "acme", "web", &claim, ACTOR, id, NULL), 0);
+    assert_string_equal(id, "m-acme");
+    stk_error_free(err);
+    err = NULL;
+    assert_int_equal(stk_store_pool_claim(f->st, "acme", "web", &claim, ACTOR, id, &err), -ENOENT);
+    /* globex's member stays globex's */
+    struct stk_sb_rec r;
+    assert_int_equal(stk_store_sb_get(f->st, "m-globex", &r, NULL), 0);
+    assert_true(r.pool_member);
+    stk_sb_rec_free(&r);
+
+    assert_int_equal(stk_store_pool_delete(f->st, "acme", "web", NULL), 0);
+    assert_int_equal(stk_store_pool_get(f->st, NULL, "web", &p, NULL), 0);
+    assert_string_equal(p.tenant, "globex");
+    stk_pool_rec_free(&p);
+}
+
+/* A state directory of schema 3 (pool names global) is migrated: its pools
+ * keep their rows, and the name is then unique per tenant. */
+static void test_migrates_schema_3_pool_names(void **state)
+{
+    struct fixture *f = *state;
+    stk_store_close(f->st);
+    f->st = NULL;
+    sql(f,
+        "DROP TABLE pools;"
+        "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL, template_spec TEXT,"
+        " env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+        " tenant TEXT NOT NULL DEFAULT '', project TEXT NOT NULL DEFAULT '',"
+        " owner TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO pools VALUES ('web', 2, 'kind: Sandbox', NULL, 'fp', 7, 'acme', 'p', 'ctl');"
+        "INSERT INTO pools VALUES ('old', 1, NULL, NULL, 'fp', 8, '', '', '');"
+        "PRAGMA user_version = 3");
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_open(f->state, &f->st, &err), 0);
+    struct stk_pool_rec p;
+    assert_int_equal(stk_store_pool_get(f->st, "acme", "web", &p, &err), 0);
+    assert_int_equal(p.size, 2);
+    assert_string_equal(p.template_spec, "kind: Sandbox");
+    assert_string_equal(p.owner, "ctl");
+    assert_int_equal(p.created_ms, 7);
+    stk_pool_rec_free(&p);
+    assert_int_equal(stk_store_pool_get(f->st, NULL, "old", &p, &err), 0);
+    assert_string_equal(p.tenant, "");
+    stk_pool_rec_free(&p);
+    pool_of(f->st, "globex", "web", 0);
+    pool_of(f->st, "acme", "web", -EEXIST);
 }
 
 /* ---- the audit trail ----------------------------------------------------------------- */
@@ -977,12 +1069,14 @@ int main(void)
         T(test_open_creates_private_files_and_is_idempotent),
         T(test_open_existing_and_newer_schema),
         T(test_migrates_schema_1_handle),
+        T(test_migrates_schema_3_pool_names),
         T(test_sandbox_insert_get_list),
         T(test_transition_table_every_cell),
         T(test_set_phase_compare_and_set),
         T(test_phase_change_and_audit_are_atomic),
         T(test_string_limits),
         T(test_pool_claim_concurrent_is_unique),
+        T(test_pool_names_are_per_tenant),
         T(test_audit_intact_and_chains),
         T(test_tamper_modified_details),
         T(test_tamper_deleted_middle),

@@ -4,6 +4,7 @@
 #define STK_DRIVER_LOCAL_INTERNAL_H
 
 #include "driver/driver.h"
+#include "proxy/proxy.h"
 
 #include <signal.h>
 #include <sys/types.h>
@@ -179,7 +180,22 @@ int vol_mkfs_path(char *ret, size_t n);
 struct local_ctx {
     struct stk_local_paths p;
     char state_dir[4096], run_dir[4096];
+    /* the egress proxy of the sandbox this process provisioned or
+     * supervises (a monitor serves one sandbox) */
+    struct stk_proxy *proxy;
 };
+/* Test mode of the egress proxy: names resolve from this hosts file only
+ * and no DNS query is ever sent (tests use names like pypi.org). */
+#define STK_PROXY_HOSTS_ENV "STOCKADE_PROXY_HOSTS"
+/* The CAs (a PEM file) that verify binding upstreams instead of the
+ * system's: a private CA of the operator's, or a test's. */
+#define STK_PROXY_CA_ENV "STOCKADE_PROXY_CA_FILE"
+/* Starts sandbox id's egress proxy in its namespace; *ret NULL when the
+ * boundary allows no host names. */
+int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
+                      const char *netns, struct stk_proxy **ret, struct stk_error **err);
+/* A proxy record as an event line (no newline) of the run's events. */
+void local_proxy_event(struct stk_buf *out, const char *json);
 /* The handle's runtime (the record's when the handle has none) and init's
  * pid (0: none). -EINVAL when the runtime is unknown (*ret_rt: crun). */
 int local_handle_parse(const struct stk_driver_sandbox *sb, enum stk_oci_runtime *ret_rt,

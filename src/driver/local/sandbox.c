@@ -91,7 +91,8 @@ struct sandbox {
     char netns[700];
     struct stk_net *net;
     struct stk_egress_log *elog;
-    struct stk_buf events; /* egress events, JSON Lines */
+    struct stk_proxy *proxy; /* spec.network.allowHosts: the egress proxy */
+    struct stk_buf events;   /* egress events, JSON Lines */
     size_t n_events;
     /* a long-lived sandbox (stk_local_provision): stockade-init is its
      * process and listens on listen_fd, which the runtime passes as fd 3 */
@@ -529,6 +530,72 @@ static void events_poll(struct sandbox *s, bool flush)
         events_add(s, ev, stk_egress_log_flush(s->elog, ev, STK_ARRAY_SIZE(ev)));
 }
 
+int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
+                      const char *netns, struct stk_proxy **ret, struct stk_error **err)
+{
+    *ret = NULL;
+    if (!b->n_allow_hosts && !b->n_bindings)
+        return 0;
+    /* other sandboxes are never reached through the proxy */
+    struct stk_cidr pools[2];
+    size_t n_pools = 0;
+    if (nc->pool4.family != STK_FAMILY_NONE)
+        pools[n_pools++] = nc->pool4;
+    if (nc->pool6.family != STK_FAMILY_NONE)
+        pools[n_pools++] = nc->pool6;
+    const char *hosts = getenv(STK_PROXY_HOSTS_ENV), *ca = getenv(STK_PROXY_CA_ENV);
+    struct stk_proxy_config pc = {
+        .sandbox = id,
+        .netns_path = netns,
+        .allow = b->allow_hosts,
+        .n_allow = b->n_allow_hosts,
+        .deny = b->proxy_deny,
+        .n_deny = b->n_proxy_deny,
+        .deny_extra = pools,
+        .n_deny_extra = n_pools,
+        .hosts_file = hosts && *hosts ? hosts : NULL,
+        .bindings = b->bindings,
+        .n_bindings = b->n_bindings,
+        .ca_file = ca && *ca ? ca : NULL,
+    };
+    return stk_proxy_start(&pc, ret, err);
+}
+
+void local_proxy_event(struct stk_buf *out, const char *json)
+{
+    /* a record is one JSON object: tag it as the run's other events are */
+    if (json[0] != '{' || json[1] == '}')
+        return;
+    stk_buf_printf(out, "{\"type\":\"egress_proxy\",%s", json + 1);
+}
+
+static void proxy_event(void *ud, const char *json)
+{
+    struct sandbox *s = ud;
+    if (s->n_events >= STK_RUN_MAX_EVENTS)
+        return;
+    local_proxy_event(&s->events, json);
+    stk_buf_putc(&s->events, '\n');
+    s->n_events++;
+}
+
+/* The egress proxy on the sandbox's loopback, before the workload starts. */
+static int step_proxy(void *ctx, struct stk_error **err)
+{
+    struct sandbox *s = ctx;
+    if (!s->net)
+        return 0;
+    return local_proxy_start(s->req->net, s->req->b, s->id, stk_net_netns_path(s->net), &s->proxy,
+                             err);
+}
+
+static void undo_proxy(void *ctx)
+{
+    struct sandbox *s = ctx;
+    stk_proxy_stop(s->proxy, proxy_event, s);
+    s->proxy = NULL;
+}
+
 static void undo_network(void *ctx)
 {
     struct sandbox *s = ctx;
@@ -766,6 +833,7 @@ static const struct stk_step setup_steps[] = {
     {"bundle", step_bundle, NULL}, /* inside the state directory */
     {"storage", step_storage, undo_storage},
     {"network", step_network, undo_network},
+    {"egress proxy", step_proxy, undo_proxy},
     {"cgroup", step_cgroup, undo_cgroup},
     {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
@@ -818,15 +886,18 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         int64_t wait_ms = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait_ms)
             wait_ms = deadline - now > 0 ? deadline - now : 0;
-        struct pollfd pfd[4] = {
+        struct pollfd pfd[5] = {
             {.fd = sfd, .events = POLLIN},
             {.fd = s->out_pipe[0], .events = POLLIN},
             {.fd = s->err_pipe[0], .events = POLLIN},
             {.fd = s->elog ? stk_egress_log_fd(s->elog) : -1, .events = POLLIN},
+            {.fd = stk_proxy_event_fd(s->proxy), .events = POLLIN},
         };
-        if (poll(pfd, 4, (int)wait_ms) > 0) {
+        if (poll(pfd, 5, (int)wait_ms) > 0) {
             if (pfd[3].revents)
                 events_poll(s, false);
+            if (pfd[4].revents)
+                stk_proxy_events_read(s->proxy, proxy_event, s);
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
@@ -986,7 +1057,7 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     if (r >= 0)
         r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
     if (r >= 0) {
-        *ret = (struct stk_local_instance){.init_pid = s.init_pid};
+        *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */
         (void)stk_path_fmt(ret->socket, sizeof(ret->socket), "%s", s.sock);
         /* what stays up is the caller's now; these handles are not */
