@@ -36,6 +36,9 @@ cleanup() {
   for id in $("$bin" ls -o json 2>/dev/null | python3 -c 'import json,sys
 for s in json.load(sys.stdin): print(s["id"])' 2>/dev/null); do "$bin" rm -f "$id" >/dev/null 2>&1; done
   k delete -f "$work/rendered.yaml" --ignore-not-found >/dev/null 2>&1
+  # pool members a refill was still making when the pool went
+  store=$(cat "$STOCKADE_STATE_DIR/kubernetes-store-id" 2>/dev/null)
+  [ -z "$store" ] || k delete namespace -l "stockade.dev/store=$store" --wait=false >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
