@@ -64,8 +64,12 @@ struct stk_driver_sandbox {
     const char *pool;                /* the pool it belongs or belonged to; NULL */
     bool pool_member;                /* an unclaimed warm member: no workload */
     bool idle;                       /* no workload (verify FILE) */
-    int lock_fd;                     /* local: the sandbox directory's lock, held by the caller */
-    const char *runtime;             /* the record's runtime (facts' runtime at create) */
+    /* provision returns once the backend accepted what it applied, without
+     * waiting for the workload to run (create --wait accepted); a workload
+     * that then fails to start is reported by supervise */
+    bool accepted_only;
+    int lock_fd;         /* local: the sandbox directory's lock, held by the caller */
+    const char *runtime; /* the record's runtime (facts' runtime at create) */
     /* provision and start: what happens while the workload starts (sim:
      * its declared output and egress decisions) is reported here; only
      * output and event are called. NULL: nobody listens. */
@@ -206,6 +210,13 @@ struct stk_driver_ops {
      * keeps (keep: the ids of live records). */
     int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
               struct stk_error **err);
+    /* The live instances of a sandbox injected into a workload, one per
+     * replica that carries it: JSON array text [{"pod", "phase", "node",
+     * "running"}] (*ret, the caller frees), or *ret NULL when the sandbox
+     * is not injected (one instance: itself). exec reaches one of them by
+     * stk_init_proc.replica. NULL: the backend has no replicas. */
+    int (*replicas)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
+                    struct stk_error **err);
 };
 
 /* The driver of a backend (a static table); NULL when not built in. */

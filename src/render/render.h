@@ -44,6 +44,8 @@
  * made it (gc removes only its own). */
 #define STK_K8S_SANDBOX_ID_LABEL "stockade.dev/sandbox-id"
 #define STK_K8S_STORE_LABEL      "stockade.dev/store"
+/* On an injected workload's pod template: the sandbox's container. */
+#define STK_K8S_CONTAINER_LABEL "stockade.dev/sandbox-container"
 
 struct stk_k8s_options {
     bool job; /* a Job even without a wallClock deadline */
@@ -94,6 +96,21 @@ json_t *stk_k8s_gateway_objects(const char *image);
  * object, not modified) and returns the changed copy. */
 int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t **ret,
                    struct stk_error **err);
+/*
+ * What the kubernetes driver applies to a live workload (server-side apply,
+ * field manager "stockade") to inject the sandbox: only the fields
+ * injection adds — the sandbox's container and its volumes,
+ * shareProcessNamespace, the stockade.dev/injected record, the ownership
+ * labels (opt->sandbox_id, opt->store) on the workload and on its pod
+ * template, the template label STK_K8S_CONTAINER_LABEL naming the
+ * container. The server records exactly these as stockade's fields, which
+ * makes eject exact: stk_k8s_eject_apply (nothing) with the same manager
+ * removes them and nothing else. Same checks as stk_k8s_inject.
+ */
+int stk_k8s_inject_apply(const struct stk_boundary *b, const json_t *workload,
+                         const struct stk_k8s_options *opt, json_t **ret, struct stk_error **err);
+/* The apply configuration that ejects: the workload's identity, no fields. */
+json_t *stk_k8s_eject_apply(const char *kind, const char *ns, const char *name);
 /* Undoes stk_k8s_inject using the annotation it left. */
 int stk_k8s_eject(const json_t *workload, json_t **ret, struct stk_error **err);
 
