@@ -177,6 +177,11 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
 #define STK_OCI_MAX_ENV       256
 #define STK_OCI_MAX_ARGV      4096
 
+struct stk_oci_bind {
+    const char *src, *dst;
+};
+#define STK_OCI_MAX_CGROUP_BINDS 8
+
 /* What the driver decides and the boundary does not say: host paths. */
 struct stk_oci_options {
     const char *root_path; /* config root.path (the bundle's empty "rootfs" or the spec's DIR) */
@@ -212,6 +217,23 @@ struct stk_oci_options {
     /* spec.storage.home: the host directory bound read-write at
      * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
     const char *home;
+    /* A user namespace of the sandbox's own: ids 0..id_size-1 inside are
+     * host ids id_base.. (the sandbox user is id_base + STK_OCI_UID). The
+     * one place the mapping is rendered; the driver allocates the range.
+     * id_size 0: no user namespace (host ids, as gVisor's own kernel has). */
+    uint32_t id_base, id_size;
+    /* With a user namespace the runtime cannot mount a cgroup v1
+     * filesystem (nor sysfs for a network namespace it does not own): it
+     * would bind the host's whole hierarchies instead. These read-only
+     * binds of the sandbox's own cgroup directories are its
+     * /sys/fs/cgroup (dst "/sys/fs/cgroup" alone on a v2 host; one per
+     * controller on v1, over cgroup_skeleton: a host directory holding
+     * only their mount points, bound read-only at /sys/fs/cgroup). /sys is
+     * then a read-only rbind of the host's sysfs (a plain bind is refused:
+     * what is mounted under it is locked), its /sys/fs/cgroup covered. */
+    const struct stk_oci_bind *cgroup_binds;
+    size_t n_cgroup_binds;
+    const char *cgroup_skeleton;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"

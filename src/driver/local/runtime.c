@@ -32,9 +32,9 @@ static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false},
+                       true, true, false},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, true},
 };
 
 static const char *const runsc_caveats[] = {

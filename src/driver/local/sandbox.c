@@ -70,6 +70,14 @@ struct sandbox {
     char workspace_img[600], home[600], home_img[600];
     const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
     size_t n_host_dirs;
+    /* the sandbox's host id range (idmap.c); size 0 under gVisor, whose
+     * workload never meets the host kernel's identities */
+    struct idmap ids;
+    struct stk_oci_options oci; /* what config.json is rendered from */
+    char cgpath[128];
+    char cg_src[STK_OCI_MAX_CGROUP_BINDS][160], cg_dst[STK_OCI_MAX_CGROUP_BINDS][48];
+    struct stk_oci_bind cg_binds[STK_OCI_MAX_CGROUP_BINDS];
+    char cg_skel[600];
     char *config;   /* rendered config.json */
     char *ld_cache; /* the host's /etc/ld.so.cache, for the shared /etc */
     size_t n_ld_cache;
@@ -228,18 +236,17 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                        (r = stk_local_socket_path(s->p, s->id, s->sock, sizeof(s->sock), err)) < 0))
         return r;
 
-    char cgpath[128];
-    if ((r = stk_path_make(cgpath, sizeof(cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
+    if ((r = stk_path_make(s->cgpath, sizeof(s->cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
         (s->req->net &&
          (r = stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns), err)) < 0))
         return r;
-    struct stk_oci_options o = {
+    s->oci = (struct stk_oci_options){
         .root_path = s->rootfs,
         .workspace = s->workspace,
         .etc_dir = host ? s->etc : NULL,
         .host_dirs = s->host_dirs,
         .n_host_dirs = s->n_host_dirs,
-        .cgroups_path = cgpath,
+        .cgroups_path = s->cgpath,
         .netns_path = s->req->net ? s->netns : NULL,
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
@@ -249,7 +256,23 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
         .home = b->home ? s->home : NULL,
     };
-    return stk_oci_render(b, &o, &s->config, err);
+    /* rendered now with a stand-in range, so a bad boundary fails before
+     * anything is touched; step_ids renders it with the sandbox's own */
+    if (rt_table[s->rt].userns) {
+        s->oci.id_base = IDMAP_FIRST, s->oci.id_size = IDMAP_SIZE;
+        size_t n = cg_own_dirs(s->id, s->cg_src, s->cg_dst, STK_OCI_MAX_CGROUP_BINDS);
+        for (size_t i = 0; i < n; i++)
+            s->cg_binds[i] = (struct stk_oci_bind){s->cg_src[i], s->cg_dst[i]};
+        s->oci.cgroup_binds = s->cg_binds;
+        s->oci.n_cgroup_binds = n;
+        if (!(n == 1 && !strcmp(s->cg_dst[0], CG_ROOT))) {
+            if ((r = stk_path_make(s->cg_skel, sizeof(s->cg_skel), err, "%s/cgroup-v1",
+                                   s->p->state_dir)) < 0)
+                return r;
+            s->oci.cgroup_skeleton = s->cg_skel;
+        }
+    }
+    return stk_oci_render(b, &s->oci, &s->config, err);
 }
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
@@ -324,6 +347,65 @@ static void undo_dir(void *ctx)
     s->log_fd = s->lock_fd = -1;
 }
 
+/* The sandbox's own host id range, and config.json rendered with it. */
+static int step_ids(void *ctx, struct stk_error **err)
+{
+    struct sandbox *s = ctx;
+    if (!rt_table[s->rt].userns)
+        return 0;
+    int r = idmap_acquire(s->dir, &s->ids, err);
+    if (r < 0)
+        return r;
+    /* The runtime mounts the sandbox's directories from inside its user
+     * namespace, as the sandbox's root (host id base), which must pass
+     * through the directories above them: search, never read (0711). The
+     * workload never sees these paths (they are outside its root). */
+    char parent[600];
+    const char *dirs[] = {s->p->state_dir, parent, s->dir, s->session ? s->libexec : NULL};
+    if ((r = stk_path_make(parent, sizeof(parent), err, "%s/sandboxes", s->p->state_dir)) < 0)
+        return r;
+    /* the mount points of a v1 host's controllers, shared and read-only */
+    for (size_t i = 0; s->oci.cgroup_skeleton && i < s->oci.n_cgroup_binds; i++) {
+        char mp[700];
+        if ((r = stk_path_make(mp, sizeof(mp), err, "%s/%s", s->cg_skel,
+                               s->cg_dst[i] + strlen(CG_ROOT "/"))) < 0)
+            return r;
+        if ((r = mkdir_p(mp, 0755)) < 0)
+            return stk_error_errno(err, -r, "creating %s", mp);
+    }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(dirs) && dirs[i]; i++) {
+        struct stat st;
+        if (stat(dirs[i], &st) < 0 ||
+            ((st.st_mode & 0111) != 0111 && chmod(dirs[i], (st.st_mode & 07777) | 0111) < 0))
+            return stk_error_errno(err, errno, "making %s searchable", dirs[i]);
+    }
+    s->oci.id_base = s->ids.base;
+    s->oci.id_size = s->ids.size;
+    free(s->config);
+    s->config = NULL;
+    return stk_oci_render(s->req->b, &s->oci, &s->config, err);
+}
+
+/* A run's range goes with it; a long-lived sandbox keeps its range until
+ * rm (its kept home is owned by it). */
+static void undo_ids(void *ctx)
+{
+    struct sandbox *s = ctx;
+    if (!s->session && s->ids.size)
+        (void)idmap_release(s->dir);
+    s->ids = (struct idmap){0};
+}
+
+/* The host ids of the sandbox user: its own range's, or without one (gVisor) STK_OCI_UID. */
+static uid_t sandbox_uid(const struct sandbox *s)
+{
+    return s->ids.size ? s->ids.base + STK_OCI_UID : STK_OCI_UID;
+}
+static gid_t sandbox_gid(const struct sandbox *s)
+{
+    return s->ids.size ? s->ids.base + STK_OCI_GID : STK_OCI_GID;
+}
+
 static int shared_etc(struct sandbox *s, struct stk_error **err)
 {
     if (access(s->etc, F_OK) == 0)
@@ -374,7 +456,8 @@ static int step_bundle(void *ctx, struct stk_error **err)
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
     if (!s->req->workspace) {
-        if (mkdir(s->workspace, 0755) < 0 || chown(s->workspace, STK_OCI_UID, STK_OCI_GID) < 0)
+        if (mkdir(s->workspace, 0755) < 0 ||
+            chown(s->workspace, sandbox_uid(s), sandbox_gid(s)) < 0)
             return stk_error_errno(err, errno, "creating %s", s->workspace);
     }
     if (s->session) {
@@ -429,7 +512,11 @@ static int step_storage(void *ctx, struct stk_error **err)
     const struct stk_boundary *b = s->req->b;
     int r;
     if (!s->req->workspace && b->limits.storage > 0) {
-        struct vol ws = {.image = s->workspace_img, .mnt = s->workspace, .size = b->limits.storage};
+        struct vol ws = {.image = s->workspace_img,
+                         .mnt = s->workspace,
+                         .size = b->limits.storage,
+                         .uid = sandbox_uid(s),
+                         .gid = sandbox_gid(s)};
         if ((r = vol_mount(&ws, err)) < 0)
             return r;
     }
@@ -443,9 +530,18 @@ static int step_storage(void *ctx, struct stk_error **err)
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
     }
-    struct vol home = {
-        .image = s->home_img, .mnt = s->home, .size = b->home_size, .keep = b->home_persist};
-    return vol_mount(&home, err);
+    struct vol home = {.image = s->home_img,
+                       .mnt = s->home,
+                       .size = b->home_size,
+                       .keep = b->home_persist,
+                       .uid = sandbox_uid(s),
+                       .gid = sandbox_gid(s)};
+    if ((r = vol_mount(&home, err)) < 0)
+        return r;
+    /* a kept home made under another range (or before ranges) */
+    if (s->ids.size && b->home_persist && (r = idmap_shift(s->home, &s->ids)) < 0)
+        return stk_error_errno(err, -r, "moving %s to the sandbox's ids", s->home);
+    return 0;
 }
 
 /* Unmounts both volumes (the loop devices clear themselves). The images go
@@ -743,12 +839,10 @@ static void undo_run(void *ctx)
 /* The order matters: the directory first (gc finds a run by it) and last
  * out; the cgroup before the runtime is told to use it. */
 static const struct stk_step setup_steps[] = {
-    {"state directory", step_dir, undo_dir},
+    {"state directory", step_dir, undo_dir}, {"host id range", step_ids, undo_ids},
     {"bundle", step_bundle, NULL}, /* inside the state directory */
-    {"storage", step_storage, undo_storage},
-    {"network", step_network, undo_network},
-    {"cgroup", step_cgroup, undo_cgroup},
-    {"supervisor socket", step_socket, undo_socket},
+    {"storage", step_storage, undo_storage}, {"network", step_network, undo_network},
+    {"cgroup", step_cgroup, undo_cgroup},    {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
 };
 

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Host id ranges: every sandbox its own uid/gid range through a user
+ * namespace (as `podman --userns=auto` does), so per-user kernel limits
+ * (inotify instances, RLIMIT_NPROC, message queues), file ownership and
+ * signals never cross sandboxes.
+ *
+ * The ranges are host-wide, shared by every state and run directory:
+ * slot k is host ids IDMAP_FIRST + k * IDMAP_SIZE .. + IDMAP_SIZE - 1,
+ * taken by a file IDMAP_DIR/<k> (O_EXCL, under the flock IDMAP_DIR/lock)
+ * that names its owner, the sandbox's directory. A slot is held while that
+ * directory exists: released by the run's last undo or by rm, and a slot
+ * whose directory is gone (a crashed run that gc cleaned up, a state
+ * directory removed) is free for the next taker. The owner's directory
+ * records its slot (<dir>/idmap), so a long-lived sandbox keeps its range
+ * across stop and start, and gets it back after a reboot emptied /run when
+ * nobody took it meanwhile; otherwise its kept home is shifted to the new
+ * range (idmap_shift).
+ *
+ * Inside, ids 0..IDMAP_SIZE-1 map onto the range: the sandbox user
+ * (STK_OCI_UID) is host id base + STK_OCI_UID, the sandbox's root is base.
+ * Host files (the read-only /usr, the shared /etc) stay readable: their
+ * owner shows as the overflow id inside and their "other" bits apply.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#define IDMAP_OWNER_FILE "idmap"
+
+static int lock_take(struct stk_error **err)
+{
+    if (mkdir_p(IDMAP_DIR, 0700) < 0)
+        return stk_error_errno(err, errno, "creating " IDMAP_DIR);
+    int fd = open(IDMAP_DIR "/lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "opening " IDMAP_DIR "/lock");
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return stk_error_errno(err, e, "locking " IDMAP_DIR "/lock");
+        }
+    return fd;
+}
+
+/* A slot file's name: its index, decimal, nothing else. */
+static int slot_index(const char *name)
+{
+    if (!name[0] || strlen(name) > 5)
+        return -1;
+    int k = 0;
+    for (const char *c = name; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return -1;
+        k = k * 10 + (*c - '0');
+    }
+    return k < IDMAP_SLOTS ? k : -1;
+}
+
+static ssize_t slot_owner(int k, char *buf, size_t n)
+{
+    char path[64];
+    fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
+    return file_read(path, buf, n);
+}
+
+/* The slot the directory's record names, or -1. */
+static int recorded_slot(const char *owner)
+{
+    char path[PATH_MAX + 16], buf[32];
+    if (stk_path_fmt(path, sizeof(path), "%s/" IDMAP_OWNER_FILE, owner) < 0 ||
+        file_read(path, buf, sizeof(buf)) <= 0)
+        return -1;
+    char *end;
+    unsigned long base = strtoul(buf, &end, 10);
+    if (end == buf || base < IDMAP_FIRST || (base - IDMAP_FIRST) % IDMAP_SIZE)
+        return -1;
+    unsigned long k = (base - IDMAP_FIRST) / IDMAP_SIZE;
+    return k < IDMAP_SLOTS ? (int)k : -1;
+}
+
+int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err)
+{
+    char owner[PATH_MAX];
+    if (!realpath(dir, owner))
+        return stk_error_errno(err, errno, "%s", dir);
+    _cleanup_close_ int lock = lock_take(err);
+    if (lock < 0)
+        return lock;
+
+    /* which slots are taken; stale ones (their directory is gone) freed */
+    static bool taken[IDMAP_SLOTS];
+    memset(taken, 0, sizeof(taken));
+    int mine = -1;
+    DIR *d = opendir(IDMAP_DIR);
+    if (!d)
+        return stk_error_errno(err, errno, "reading " IDMAP_DIR);
+    for (struct dirent *e; (e = readdir(d));) {
+        int k = slot_index(e->d_name);
+        if (k < 0)
+            continue;
+        char who[PATH_MAX];
+        ssize_t n = slot_owner(k, who, sizeof(who));
+        if (n > 0 && !strcmp(who, owner)) {
+            mine = k;
+        } else if (n > 0 && who[0] == '/' && access(who, F_OK) < 0 && errno == ENOENT) {
+            char path[64];
+            fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
+            (void)unlink(path);
+            continue;
+        }
+        /* unreadable or empty: a taker mid-write, or damage; held */
+        taken[k] = true;
+    }
+    closedir(d);
+
+    if (mine < 0) {
+        int want = recorded_slot(owner);
+        if (want >= 0 && !taken[want])
+            mine = want;
+        for (int k = 0; mine < 0 && k < IDMAP_SLOTS; k++)
+            if (!taken[k])
+                mine = k;
+        if (mine < 0)
+            return stk_error_make(err, EAGAIN,
+                                  "every host id range is taken (%d sandboxes on this host)",
+                                  IDMAP_SLOTS);
+        char path[64];
+        fmt_into(path, sizeof(path), IDMAP_DIR "/%d", mine);
+        _cleanup_close_ int fd =
+            open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return stk_error_errno(err, errno, "creating %s", path);
+        size_t len = strlen(owner);
+        if (write(fd, owner, len) != (ssize_t)len) {
+            int e = errno ? errno : EIO;
+            (void)unlink(path);
+            return stk_error_errno(err, e, "writing %s", path);
+        }
+    }
+    *ret = (struct idmap){.base = IDMAP_FIRST + (uint32_t)mine * IDMAP_SIZE, .size = IDMAP_SIZE};
+    char rec[PATH_MAX + 16], num[32];
+    int r = stk_path_make(rec, sizeof(rec), err, "%s/" IDMAP_OWNER_FILE, owner);
+    if (r < 0)
+        return r;
+    fmt_into(num, sizeof(num), "%u\n", ret->base);
+    if ((r = file_write(rec, num, strlen(num))) < 0)
+        return stk_error_errno(err, -r, "writing %s", rec);
+    return 0;
+}
+
+int idmap_release(const char *dir)
+{
+    char owner[PATH_MAX];
+    if (!realpath(dir, owner))
+        return -errno;
+    int k = recorded_slot(owner);
+    if (k < 0)
+        return 0;
+    _cleanup_close_ int lock = lock_take(NULL);
+    if (lock < 0)
+        return lock;
+    char who[PATH_MAX], path[64];
+    /* only our own: after a reboot the slot may be another's */
+    if (slot_owner(k, who, sizeof(who)) > 0 && !strcmp(who, owner)) {
+        fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
+        if (unlink(path) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+int idmap_owner_of(uint32_t base, char *buf, size_t n)
+{
+    if (base < IDMAP_FIRST || (base - IDMAP_FIRST) % IDMAP_SIZE ||
+        (base - IDMAP_FIRST) / IDMAP_SIZE >= IDMAP_SLOTS)
+        return -EINVAL;
+    ssize_t r = slot_owner((int)((base - IDMAP_FIRST) / IDMAP_SIZE), buf, n);
+    return r < 0 ? (int)r : 0;
+}
+
+/* ---- moving a kept filesystem to a new range ----------------------------------- */
+
+static uint32_t shift_base;
+
+static uint32_t shifted(uint32_t id)
+{
+    uint32_t in; /* the id inside the sandbox */
+    if (id >= IDMAP_FIRST && id - IDMAP_FIRST < (uint32_t)IDMAP_SLOTS * IDMAP_SIZE)
+        in = (id - IDMAP_FIRST) % IDMAP_SIZE;
+    else if (id < IDMAP_SIZE) /* made before sandboxes had ranges */
+        in = id;
+    else
+        return id;
+    return shift_base + in;
+}
+
+static int shift_one(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+    (void)type;
+    (void)f;
+    uid_t u = shifted(st->st_uid);
+    gid_t g = shifted(st->st_gid);
+    if ((u != st->st_uid || g != st->st_gid) && lchown(path, u, g) < 0)
+        return -1;
+    return 0;
+}
+
+int idmap_shift(const char *root, const struct idmap *m)
+{
+    struct stat st;
+    if (lstat(root, &st) < 0)
+        return -errno;
+    if (st.st_uid == m->base + STK_OCI_UID && st.st_gid == m->base + STK_OCI_GID)
+        return 0;
+    shift_base = m->base;
+    /* the volume is mounted privately and the sandbox is not running */
+    if (nftw(root, shift_one, 32, FTW_PHYS | FTW_MOUNT) < 0)
+        return errno ? -errno : -EIO;
+    return 1;
+}
