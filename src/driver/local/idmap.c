@@ -179,15 +179,6 @@ int idmap_release(const char *dir)
     return 0;
 }
 
-int idmap_owner_of(uint32_t base, char *buf, size_t n)
-{
-    if (base < IDMAP_FIRST || (base - IDMAP_FIRST) % IDMAP_SIZE ||
-        (base - IDMAP_FIRST) / IDMAP_SIZE >= IDMAP_SLOTS)
-        return -EINVAL;
-    ssize_t r = slot_owner((int)((base - IDMAP_FIRST) / IDMAP_SIZE), buf, n);
-    return r < 0 ? (int)r : 0;
-}
-
 /* ---- moving a kept filesystem to a new range ----------------------------------- */
 
 static uint32_t shift_base;
@@ -227,4 +218,24 @@ int idmap_shift(const char *root, const struct idmap *m)
     if (nftw(root, shift_one, 32, FTW_PHYS | FTW_MOUNT) < 0)
         return errno ? -errno : -EIO;
     return 1;
+}
+
+int stk_local_idmap_of(const struct stk_local_paths *p, const char *id, uint32_t *ret_base,
+                       uint32_t *ret_size)
+{
+    char dir[PATH_MAX], owner[PATH_MAX], who[PATH_MAX];
+    if (stk_path_fmt(dir, sizeof(dir), "%s/sandboxes/%s", p->state_dir, id) < 0 ||
+        !realpath(dir, owner))
+        return -ENOENT;
+    int k = recorded_slot(owner);
+    if (k < 0)
+        return -ENOENT;
+    _cleanup_close_ int lock = lock_take(NULL);
+    if (lock < 0)
+        return lock;
+    if (slot_owner(k, who, sizeof(who)) <= 0 || strcmp(who, owner))
+        return -ENOENT;
+    *ret_base = IDMAP_FIRST + (uint32_t)k * IDMAP_SIZE;
+    *ret_size = IDMAP_SIZE;
+    return 0;
 }

@@ -183,8 +183,6 @@ struct idmap {
 int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err);
 /* Gives back dir's range (nothing held: success). */
 int idmap_release(const char *dir);
-/* The sandbox directory that holds the range starting at base. */
-int idmap_owner_of(uint32_t base, char *buf, size_t n);
 /* Moves the ownership of a kept filesystem (a persistent home made under
  * another range, or before ranges) onto m. 0: it was there already, 1:
  * shifted, negative errno. */
