@@ -158,6 +158,7 @@ static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *
     c->pub.text = "host ids of its own (user namespace)";
     c->id_base = o->id_base;
     c->id_size = o->id_size;
+    c->pub.expected = "a host id range held by this sandbox alone";
     if (gvisor)
         c->pub.skip = "gVisor: the workload's ids are those of gVisor's own kernel, never host "
                       "ids; per-user limits and signals stay inside it";
@@ -165,8 +166,6 @@ static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *
         c->pub.expected = stk_arena_printf(
             p->arena, "uid_map = gid_map = 0 %u %u, a range no other sandbox holds", o->id_base,
             o->id_size);
-    else
-        c->pub.expected = "a host id range held by this sandbox alone";
 
     c = claim_add(p, CLAIM_CAPS, "caps");
     c->cap_mask = caps;

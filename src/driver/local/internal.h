@@ -82,6 +82,13 @@ struct rt_desc {
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 
+/* A runtime that maps the sandbox into a user namespace (rt_desc.userns)
+ * runs in a private mount namespace where the state directory is bound
+ * here: config.json names paths under it (sandbox.c), which the sandbox's
+ * root can reach whatever the state directory's parents allow. On the
+ * host it stays an empty directory. */
+#define RT_VIEW "/run/stockade-view"
+
 /* A child's fds 0, 1, 2: a descriptor, or one of these. */
 #define RT_NULL    (-1) /* /dev/null */
 #define RT_INHERIT (-2) /* stockade's own */

@@ -86,6 +86,9 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     argv[n] = NULL;
     bool private_ns = rt_needs_private_mntns(rt);
     bool hide_net = rt_table[rt].hide_proc_sys_net;
+    bool view = rt_table[rt].userns;
+    if (view && mkdir(RT_VIEW, 0755) < 0 && errno != EEXIST)
+        return -errno;
 
     pid_t pid = fork();
     if (pid < 0)
@@ -111,10 +114,13 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* dup2 clears FD_CLOEXEC on the copy: the runtime hands fd 3 on */
     if (io.pass_fd >= 0 && dup2(io.pass_fd, 3) < 0)
         _exit(126);
-    if (private_ns || hide_net) {
+    if (private_ns || hide_net || view) {
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             _exit(125);
         if (private_ns && umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+            _exit(125);
+        /* recursive: the sandboxes' volumes are mounted inside */
+        if (view && mount(p->state_dir, RT_VIEW, NULL, MS_BIND | MS_REC, NULL) < 0)
             _exit(125);
         /* gVisor refuses to run a network stack when it believes it is in
          * the host's network namespace, and believes so when

@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -78,6 +79,8 @@ struct sandbox {
     char cg_src[STK_OCI_MAX_CGROUP_BINDS][160], cg_dst[STK_OCI_MAX_CGROUP_BINDS][48];
     struct stk_oci_bind cg_binds[STK_OCI_MAX_CGROUP_BINDS];
     char cg_skel[600];
+    /* the same paths as a user-namespaced runtime sees them (viewed()) */
+    char v_rootfs[700], v_workspace[700], v_etc[700], v_home[700], v_libexec[700], v_skel[700];
     char *config;   /* rendered config.json */
     char *ld_cache; /* the host's /etc/ld.so.cache, for the shared /etc */
     size_t n_ld_cache;
@@ -105,6 +108,10 @@ struct sandbox {
     bool session;
     char libexec[600], sock[256];
     int listen_fd;
+    /* --workspace DIR under a user namespace: DIR is bound (on the host,
+     * as root) at <dir>/workspace, a path the sandbox's root can pass
+     * through (DIR's own parents may be root-only) */
+    bool ws_bind;
     /* step_dir made s->dir (undo_dir removes only what this run made) */
     bool made_dir;
 };
@@ -177,6 +184,20 @@ static struct sandbox sandbox_new(const struct stk_local_paths *p,
  * below this it is killed before the workload runs (16Mi was, 32Mi runs). */
 #define RUNSC_MIN_MEMORY (32ll << 20)
 
+/* A path under the state directory as a user-namespaced runtime sees it:
+ * under RT_VIEW, where rt_spawn binds the state directory, since the
+ * sandbox's root must pass through every directory above what it mounts
+ * and the state directory's own parents may be root-only. Other paths (a
+ * rootfs DIR of the caller's) are what they are. */
+static int viewed(const struct sandbox *s, const char *path, char *out, size_t n,
+                  struct stk_error **err)
+{
+    size_t len = strlen(s->p->state_dir);
+    if (!path[0] || strncmp(path, s->p->state_dir, len) || (path[len] && path[len] != '/'))
+        return stk_path_make(out, n, err, "%s", path);
+    return stk_path_make(out, n, err, RT_VIEW "%s", path + len);
+}
+
 static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 {
     const struct stk_boundary *b = s->req->b;
@@ -200,7 +221,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                            s->id)) < 0 ||
         (r = stk_path_make(s->bundle, sizeof(s->bundle), err, "%s/bundle", s->dir)) < 0 ||
         (r = stk_path_make(s->log, sizeof(s->log), err, "%s/runtime.log", s->dir)) < 0 ||
-        (r = s->req->workspace
+        (r = s->req->workspace && !rt_table[s->rt].userns
                  ? stk_path_make(s->workspace, sizeof(s->workspace), err, "%s", s->req->workspace)
                  : stk_path_make(s->workspace, sizeof(s->workspace), err, "%s/workspace", s->dir)) <
             0 ||
@@ -217,6 +238,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     struct stat st;
     if (!rt_find(rt_table[s->rt].name, s->rt_path, sizeof(s->rt_path), &st))
         return stk_error_make(err, ENOENT, "%s is not installed", rt_table[s->rt].name);
+    s->ws_bind = s->req->workspace && rt_table[s->rt].userns;
     if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
     if (!host && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
@@ -259,6 +281,21 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     /* rendered now with a stand-in range, so a bad boundary fails before
      * anything is touched; step_ids renders it with the sandbox's own */
     if (rt_table[s->rt].userns) {
+        /* every path the runtime mounts from, as it sees them (RT_VIEW) */
+        if ((r = viewed(s, s->rootfs, s->v_rootfs, sizeof(s->v_rootfs), err)) < 0 ||
+            (r = viewed(s, s->workspace, s->v_workspace, sizeof(s->v_workspace), err)) < 0 ||
+            (r = viewed(s, s->etc, s->v_etc, sizeof(s->v_etc), err)) < 0 ||
+            (r = viewed(s, s->home, s->v_home, sizeof(s->v_home), err)) < 0 ||
+            (r = viewed(s, s->libexec, s->v_libexec, sizeof(s->v_libexec), err)) < 0)
+            return r;
+        s->oci.root_path = s->v_rootfs;
+        s->oci.workspace = s->v_workspace;
+        if (s->oci.etc_dir)
+            s->oci.etc_dir = s->v_etc;
+        if (s->oci.home)
+            s->oci.home = s->v_home;
+        if (s->oci.init_dir)
+            s->oci.init_dir = s->v_libexec;
         s->oci.id_base = IDMAP_FIRST, s->oci.id_size = IDMAP_SIZE;
         size_t n = cg_own_dirs(s->id, s->cg_src, s->cg_dst, STK_OCI_MAX_CGROUP_BINDS);
         for (size_t i = 0; i < n; i++)
@@ -267,9 +304,10 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         s->oci.n_cgroup_binds = n;
         if (!(n == 1 && !strcmp(s->cg_dst[0], CG_ROOT))) {
             if ((r = stk_path_make(s->cg_skel, sizeof(s->cg_skel), err, "%s/cgroup-v1",
-                                   s->p->state_dir)) < 0)
+                                   s->p->state_dir)) < 0 ||
+                (r = viewed(s, s->cg_skel, s->v_skel, sizeof(s->v_skel), err)) < 0)
                 return r;
-            s->oci.cgroup_skeleton = s->cg_skel;
+            s->oci.cgroup_skeleton = s->v_skel;
         }
     }
     return stk_oci_render(b, &s->oci, &s->config, err);
@@ -455,6 +493,8 @@ static int step_bundle(void *ctx, struct stk_error **err)
         return r;
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
+    if (s->ws_bind && mkdir(s->workspace, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", s->workspace);
     if (!s->req->workspace) {
         if (mkdir(s->workspace, 0755) < 0 ||
             chown(s->workspace, sandbox_uid(s), sandbox_gid(s)) < 0)
@@ -511,6 +551,11 @@ static int step_storage(void *ctx, struct stk_error **err)
     struct sandbox *s = ctx;
     const struct stk_boundary *b = s->req->b;
     int r;
+    /* the caller's directory keeps its owner: the sandbox user meets its
+     * "other" permission bits, as before it had a range of its own */
+    if (s->ws_bind && (mount(s->req->workspace, s->workspace, NULL, MS_BIND, NULL) < 0 ||
+                       mount(NULL, s->workspace, NULL, MS_PRIVATE, NULL) < 0))
+        return stk_error_errno(err, errno, "binding --workspace %s", s->req->workspace);
     if (!s->req->workspace && b->limits.storage > 0) {
         struct vol ws = {.image = s->workspace_img,
                          .mnt = s->workspace,
@@ -552,6 +597,8 @@ static void undo_storage(void *ctx)
     struct sandbox *s = ctx;
     if (!s->req->workspace && vol_unmount(s->workspace) == 0)
         (void)unlink(s->workspace_img);
+    if (s->ws_bind && vol_unmount(s->workspace) == 0)
+        (void)rmdir(s->workspace);
     if (vol_unmount(s->home) == 0) {
         (void)rmdir(s->home);
         if (!s->req->b->home_persist || !s->session)
