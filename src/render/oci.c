@@ -352,7 +352,9 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
     json_t *l = json_object();
     json_t *ns = json_array();
     if (o->id_size) {
-        json_array_append_new(ns, json_pack("{s:s}", "type", "user"));
+        json_array_append_new(
+            ns, o->userns_path ? json_pack("{s:s,s:s}", "type", "user", "path", o->userns_path)
+                               : json_pack("{s:s}", "type", "user"));
         json_t *map = json_pack("[{s:i,s:I,s:I}]", "containerID", 0, "hostID",
                                 (json_int_t)o->id_base, "size", (json_int_t)o->id_size);
         json_object_set_new(l, "uidMappings", json_deep_copy(map));

@@ -222,6 +222,9 @@ struct stk_oci_options {
      * one place the mapping is rendered; the driver allocates the range.
      * id_size 0: no user namespace (host ids, as gVisor's own kernel has). */
     uint32_t id_base, id_size;
+    /* the user namespace to join (its nsfs file), already mapped as above;
+     * NULL: the runtime makes one */
+    const char *userns_path;
     /* With a user namespace the runtime cannot mount a cgroup v1
      * filesystem (nor sysfs for a network namespace it does not own): it
      * would bind the host's whole hierarchies instead. These read-only

@@ -28,13 +28,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 
 #define IDMAP_OWNER_FILE "idmap"
+#define NSFS_MAGIC       0x6e736673
 
 static int lock_take(struct stk_error **err)
 {
@@ -71,6 +77,22 @@ static ssize_t slot_owner(int k, char *buf, size_t n)
     char path[64];
     fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
     return file_read(path, buf, n);
+}
+
+static void ns_path(int k, char *buf, size_t n)
+{
+    fmt_into(buf, n, IDMAP_DIR "/ns-%d", k);
+}
+
+/* The slot's file and its user namespace (callers hold the lock). */
+static int slot_free(int k)
+{
+    char path[64];
+    ns_path(k, path, sizeof(path));
+    (void)umount2(path, MNT_DETACH);
+    (void)unlink(path);
+    fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
+    return unlink(path) < 0 ? -errno : 0;
 }
 
 /* The slot the directory's record names, or -1. */
@@ -113,9 +135,7 @@ int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err)
         if (n > 0 && !strcmp(who, owner)) {
             mine = k;
         } else if (n > 0 && who[0] == '/' && access(who, F_OK) < 0 && errno == ENOENT) {
-            char path[64];
-            fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
-            (void)unlink(path);
+            (void)slot_free(k);
             continue;
         }
         /* unreadable or empty: a taker mid-write, or damage; held */
@@ -169,14 +189,103 @@ int idmap_release(const char *dir)
     _cleanup_close_ int lock = lock_take(NULL);
     if (lock < 0)
         return lock;
-    char who[PATH_MAX], path[64];
+    char who[PATH_MAX];
     /* only our own: after a reboot the slot may be another's */
-    if (slot_owner(k, who, sizeof(who)) > 0 && !strcmp(who, owner)) {
-        fmt_into(path, sizeof(path), IDMAP_DIR "/%d", k);
-        if (unlink(path) < 0)
-            return -errno;
-    }
+    if (slot_owner(k, who, sizeof(who)) > 0 && !strcmp(who, owner))
+        return slot_free(k);
     return 0;
+}
+
+/* ---- the user namespace itself --------------------------------------------------- */
+
+static bool is_nsfs(const char *path)
+{
+    struct statfs f;
+    return statfs(path, &f) == 0 && f.f_type == NSFS_MAGIC;
+}
+
+static int write_map(pid_t pid, const char *which, const struct idmap *m)
+{
+    char path[64], line[64];
+    fmt_into(path, sizeof(path), "/proc/%d/%s", (int)pid, which);
+    fmt_into(line, sizeof(line), "0 %u %u\n", m->base, m->size);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return write(fd, line, strlen(line)) == (ssize_t)strlen(line) ? 0 : -errno;
+}
+
+/* The user namespace is made by a child that has become host id m->base
+ * first: the namespace's owner is then that id, not root, and the kernel
+ * charges every per-user count of the sandbox (inotify instances and
+ * watches, user namespaces, message queues) at the host's level to the
+ * sandbox's own id instead of to root, whom a runtime-made namespace
+ * would have as owner: so one sandbox exhausting a per-user limit leaves
+ * other sandboxes and the host untouched. Root maps the ids, then keeps the
+ * namespace by binding its nsfs file at IDMAP_DIR/ns-<slot>. */
+int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error **err)
+{
+    int k = (int)((m->base - IDMAP_FIRST) / IDMAP_SIZE);
+    ns_path(k, path, n);
+    _cleanup_close_ int lock = lock_take(err);
+    if (lock < 0)
+        return lock;
+    if (is_nsfs(path))
+        return 0;
+    _cleanup_close_ int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (f < 0)
+        return stk_error_errno(err, errno, "creating %s", path);
+    int go[2], done[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return stk_error_errno(err, errno, "pipe");
+    if (pipe2(done, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return stk_error_errno(err, e, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        char c = 0;
+        close(go[0]);
+        close(done[1]);
+        gid_t g = m->base;
+        uid_t u = m->base;
+        if (setgroups(0, NULL) < 0 || setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0 ||
+            unshare(CLONE_NEWUSER) < 0)
+            _exit(1);
+        if (write(go[1], &c, 1) != 1)
+            _exit(1);
+        /* held until root has mapped and bound the namespace */
+        while (read(done[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    close(go[1]);
+    close(done[0]);
+    int r = 0;
+    char c;
+    if (pid < 0)
+        r = stk_error_errno(err, errno, "fork");
+    else if (read(go[0], &c, 1) != 1)
+        r = stk_error_make(err, EPERM, "making the sandbox's user namespace as host id %u failed",
+                           m->base);
+    else if ((r = write_map(pid, "uid_map", m)) < 0 || (r = write_map(pid, "gid_map", m)) < 0)
+        r = stk_error_errno(err, -r, "writing the sandbox's id map");
+    else {
+        char ns[64];
+        fmt_into(ns, sizeof(ns), "/proc/%d/ns/user", (int)pid);
+        if (mount(ns, path, NULL, MS_BIND, NULL) < 0)
+            r = stk_error_errno(err, errno, "binding the user namespace at %s", path);
+    }
+    close(go[0]);
+    close(done[1]); /* the child goes */
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    if (r < 0)
+        (void)unlink(path);
+    return r;
 }
 
 /* ---- moving a kept filesystem to a new range ----------------------------------- */

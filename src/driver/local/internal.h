@@ -188,7 +188,10 @@ struct idmap {
  * it holds), records it in <dir>/idmap and returns it. Host-wide, under a
  * lock. The range is held while dir exists or until idmap_release. */
 int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err);
-/* Gives back dir's range (nothing held: success). */
+/* The range's user namespace, made when missing (after a reboot), owned
+ * by the range's first id; *path is the nsfs file that keeps it. */
+int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error **err);
+/* Gives back dir's range and its namespace (nothing held: success). */
 int idmap_release(const char *dir);
 /* Moves the ownership of a kept filesystem (a persistent home made under
  * another range, or before ranges) onto m. 0: it was there already, 1:

@@ -34,7 +34,10 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
                        true, true, false},
     [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, true},
+    /* no user namespace: runc 1.1 joins the one it is given before the
+     * prepared network namespace, whose owner (the host's) then refuses it;
+     * the caveat below says so */
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, false},
 };
 
 static const char *const runsc_caveats[] = {
@@ -46,6 +49,20 @@ static const char *const runsc_caveats[] = {
     "narrowed by a podSelector allows nothing locally (pods carry no labels here)",
     "allowed traffic leaves this host only when the operator sets data.local.nat or "
     "data.local.routed; otherwise it stops at the bridge",
+    "the workload's user and group ids are those of gVisor's own kernel: per-user limits, file "
+    "ownership and signals stay inside it and never meet the host's; gVisor's own processes "
+    "run as the host's nobody in a user namespace gVisor makes, not in a range of their own",
+    NULL,
+};
+static const char *const runc_caveats[] = {
+    "egress is enforced by nftables on stockade's bridge; an internalEgress rule narrowed by a "
+    "podSelector allows nothing locally (pods carry no labels here)",
+    "allowed traffic leaves this host only when the operator sets data.local.nat or "
+    "data.local.routed; otherwise it stops at the bridge",
+    "no host id range of its own: runc 1.1 joins a user namespace before the prepared network "
+    "namespace, which then refuses it, so every runc sandbox runs as host uid 65534 and shares "
+    "per-user kernel limits (inotify instances, processes) and file ownership with other runc "
+    "sandboxes; crun and gVisor give each sandbox ids of its own",
     NULL,
 };
 /* explain already says that runc and crun share the host kernel */
@@ -59,7 +76,9 @@ static const char *const host_kernel_caveats[] = {
 
 const char *const *stk_runtime_caveats(enum stk_oci_runtime rt)
 {
-    return rt == STK_OCI_RUNSC ? runsc_caveats : host_kernel_caveats;
+    return rt == STK_OCI_RUNSC  ? runsc_caveats
+           : rt == STK_OCI_RUNC ? runc_caveats
+                                : host_kernel_caveats;
 }
 
 bool rt_needs_private_mntns(enum stk_oci_runtime rt)

@@ -74,6 +74,7 @@ struct sandbox {
     /* the sandbox's host id range (idmap.c); size 0 under gVisor, whose
      * workload never meets the host kernel's identities */
     struct idmap ids;
+    char userns[64];            /* its user namespace's nsfs file */
     struct stk_oci_options oci; /* what config.json is rendered from */
     char cgpath[128];
     char cg_src[STK_OCI_MAX_CGROUP_BINDS][160], cg_dst[STK_OCI_MAX_CGROUP_BINDS][48];
@@ -417,8 +418,11 @@ static int step_ids(void *ctx, struct stk_error **err)
             ((st.st_mode & 0111) != 0111 && chmod(dirs[i], (st.st_mode & 07777) | 0111) < 0))
             return stk_error_errno(err, errno, "making %s searchable", dirs[i]);
     }
+    if ((r = idmap_userns(&s->ids, s->userns, sizeof(s->userns), err)) < 0)
+        return r;
     s->oci.id_base = s->ids.base;
     s->oci.id_size = s->ids.size;
+    s->oci.userns_path = s->userns;
     free(s->config);
     s->config = NULL;
     return stk_oci_render(s->req->b, &s->oci, &s->config, err);
