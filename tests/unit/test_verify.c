@@ -616,7 +616,7 @@ static void test_judge_no_range(void **state)
 {
     (void)state;
     struct fixture f = {0};
-    struct stk_verify_opts o = {.runtime = "runc"};
+    struct stk_verify_opts o = {.runtime = "crun"};
     _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
     assert_int_equal(stk_verify_plan_make(boundary(&f, WIDE_SPEC, NULL), &o, &p, NULL), 0);
     json_t *r = good_report();
