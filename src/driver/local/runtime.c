@@ -281,7 +281,15 @@ static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
     if (rt_needs_private_mntns(rt))
         fmt_into(st->note, sizeof(st->note),
                  "run in a private mount namespace without the cgroup2 'unified' mount (this "
-                 "host's cgroups are hybrid, which crun refuses)");
+                 "host's cgroups are hybrid, which crun refuses)%s",
+                 rt_table[rt].userns ? "; every sandbox runs as host ids of its own (a user "
+                                       "namespace owned by its range: per-user limits, file "
+                                       "ownership and signals never cross sandboxes)"
+                                     : "");
+    else if (rt_table[rt].userns)
+        fmt_into(st->note, sizeof(st->note),
+                 "every sandbox runs as host ids of its own (a user namespace owned by its "
+                 "range: per-user limits, file ownership and signals never cross sandboxes)");
 }
 
 static json_t *cache_load(const char *path)
