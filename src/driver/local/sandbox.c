@@ -113,6 +113,8 @@ struct sandbox {
      * as root) at <dir>/workspace, a path the sandbox's root can pass
      * through (DIR's own parents may be root-only) */
     bool ws_bind;
+    /* the same for a rootfs DIR (bound at <dir>/rootfs) */
+    bool rootfs_bind;
     /* step_dir made s->dir (undo_dir removes only what this run made) */
     bool made_dir;
 };
@@ -228,7 +230,9 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
             0 ||
         (r = host ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs-host",
                                   s->p->state_dir)
-                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0 ||
+             : rt_table[s->rt].userns
+                 ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs", s->dir)
+                 : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0 ||
         (r = stk_path_make(s->workspace_img, sizeof(s->workspace_img), err,
                            "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
         (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
@@ -240,6 +244,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     if (!rt_find(rt_table[s->rt].name, s->rt_path, sizeof(s->rt_path), &st))
         return stk_error_make(err, ENOENT, "%s is not installed", rt_table[s->rt].name);
     s->ws_bind = s->req->workspace && rt_table[s->rt].userns;
+    s->rootfs_bind = !host && rt_table[s->rt].userns;
     if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
     if (!host && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
@@ -493,6 +498,31 @@ static int step_bundle(void *ctx, struct stk_error **err)
     }
     if (mkdir(s->bundle, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->bundle);
+    if (s->rootfs_bind) {
+        /* a restart finds the previous bind gone with its container's
+         * teardown; the directory may stay */
+        if ((mkdir(s->rootfs, 0755) < 0 && errno != EEXIST) ||
+            mount(s->req->b->rootfs, s->rootfs, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, s->rootfs, NULL, MS_PRIVATE, NULL) < 0)
+            return stk_error_errno(err, errno, "binding rootfs %s", s->req->b->rootfs);
+        /* the runtime would make missing mount points as the sandbox's
+         * root, who may not write DIR: made here, as the runtime did */
+        for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
+            if (!strcmp(rootfs_mount_points[i], "/etc"))
+                continue;
+            if ((r = stk_path_make(path, sizeof(path), err, "%s%s", s->rootfs,
+                                   rootfs_mount_points[i])) < 0)
+                return r;
+            if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return stk_error_errno(err, errno, "creating %s", path);
+        }
+        if (s->req->b->home) {
+            if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_HOME_PATH, s->rootfs)) < 0)
+                return r;
+            if ((r = mkdir_p(path, 0755)) < 0)
+                return stk_error_errno(err, -r, "creating %s", path);
+        }
+    }
     if ((r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
         return r;
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
@@ -544,6 +574,14 @@ static int step_bundle(void *ctx, struct stk_error **err)
     if ((r = file_write(done, "", 0)) < 0)
         return stk_error_errno(err, -r, "writing %s", done);
     return shared_etc(s, err);
+}
+
+/* The bundle stays with the directory; a bound rootfs DIR is unbound. */
+static void undo_bundle(void *ctx)
+{
+    struct sandbox *s = ctx;
+    if (s->rootfs_bind && vol_unmount(s->rootfs) == 0)
+        (void)rmdir(s->rootfs);
 }
 
 /* /workspace and the home, each a filesystem of its own with the size the
@@ -891,7 +929,7 @@ static void undo_run(void *ctx)
  * out; the cgroup before the runtime is told to use it. */
 static const struct stk_step setup_steps[] = {
     {"state directory", step_dir, undo_dir}, {"host id range", step_ids, undo_ids},
-    {"bundle", step_bundle, NULL}, /* inside the state directory */
+    {"bundle", step_bundle, undo_bundle}, /* inside the state directory */
     {"storage", step_storage, undo_storage}, {"network", step_network, undo_network},
     {"cgroup", step_cgroup, undo_cgroup},    {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
