@@ -288,6 +288,29 @@ int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error *
     return r;
 }
 
+/* ---- a caller's directory, as the sandbox's ids see it ----------------------------- */
+
+int idmap_bind(const char *src, const char *dst, const char *userns, struct stk_error **err)
+{
+    /* an idmapped clone of src: on-disk id k is the sandbox's id k */
+    _cleanup_close_ int ns = open(userns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
+        return stk_error_errno(err, errno, "opening %s", userns);
+    _cleanup_close_ int tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0)
+        return stk_error_errno(err, errno, "cloning %s", src);
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
+        /* a filesystem without idmapped mounts: a plain bind, where the
+         * sandbox user meets the directory's "other" bits (narrower) */
+        if (errno != EINVAL && errno != EOPNOTSUPP && errno != EPERM)
+            return stk_error_errno(err, errno, "idmapping %s", src);
+    }
+    if (move_mount(tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return stk_error_errno(err, errno, "mounting %s at %s", src, dst);
+    return 0;
+}
+
 /* ---- moving a kept filesystem to a new range ----------------------------------- */
 
 static uint32_t shift_base;

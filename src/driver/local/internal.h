@@ -191,6 +191,11 @@ int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err);
 /* The range's user namespace, made when missing (after a reboot), owned
  * by the range's first id; *path is the nsfs file that keeps it. */
 int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error **err);
+/* Mounts directory src at dst idmapped through the user namespace file
+ * userns (on-disk id k is the sandbox's id k: a directory owned by 65534
+ * is the sandbox user's, one owned by 0 its root's); a plain bind where
+ * the filesystem cannot be idmapped. Not recursive. */
+int idmap_bind(const char *src, const char *dst, const char *userns, struct stk_error **err);
 /* Gives back dir's range and its namespace (nothing held: success). */
 int idmap_release(const char *dir);
 /* Moves the ownership of a kept filesystem (a persistent home made under

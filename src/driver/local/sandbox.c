@@ -499,29 +499,26 @@ static int step_bundle(void *ctx, struct stk_error **err)
     if (mkdir(s->bundle, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->bundle);
     if (s->rootfs_bind) {
-        /* a restart finds the previous bind gone with its container's
-         * teardown; the directory may stay */
-        if ((mkdir(s->rootfs, 0755) < 0 && errno != EEXIST) ||
-            mount(s->req->b->rootfs, s->rootfs, NULL, MS_BIND, NULL) < 0 ||
-            mount(NULL, s->rootfs, NULL, MS_PRIVATE, NULL) < 0)
-            return stk_error_errno(err, errno, "binding rootfs %s", s->req->b->rootfs);
         /* the runtime would make missing mount points as the sandbox's
-         * root, who may not write DIR: made here, as the runtime did */
-        for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points); i++) {
-            if (!strcmp(rootfs_mount_points[i], "/etc"))
+         * root, who may not write DIR: made here first, in DIR itself (as
+         * the runtime did before ranges) */
+        const char *dir = s->req->b->rootfs;
+        for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points) + 1; i++) {
+            const char *mp = i < STK_ARRAY_SIZE(rootfs_mount_points) ? rootfs_mount_points[i]
+                             : s->req->b->home                       ? STK_HOME_PATH
+                                                                     : NULL;
+            if (!mp || !strcmp(mp, "/etc"))
                 continue;
-            if ((r = stk_path_make(path, sizeof(path), err, "%s%s", s->rootfs,
-                                   rootfs_mount_points[i])) < 0)
-                return r;
-            if (mkdir(path, 0755) < 0 && errno != EEXIST)
-                return stk_error_errno(err, errno, "creating %s", path);
-        }
-        if (s->req->b->home) {
-            if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_HOME_PATH, s->rootfs)) < 0)
+            if ((r = stk_path_make(path, sizeof(path), err, "%s%s", dir, mp)) < 0)
                 return r;
             if ((r = mkdir_p(path, 0755)) < 0)
                 return stk_error_errno(err, -r, "creating %s", path);
         }
+        if (mkdir(s->rootfs, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", s->rootfs);
+        /* idmapped: DIR's root-owned files are the sandbox's root's */
+        if ((r = idmap_bind(dir, s->rootfs, s->userns, err)) < 0)
+            return r;
     }
     if ((r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
         return r;
@@ -536,7 +533,9 @@ static int step_bundle(void *ctx, struct stk_error **err)
     }
     if (s->session) {
         /* the mount point of the supervisor's directory */
-        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR, s->rootfs)) < 0)
+        /* (in a bound DIR itself: root has no id in its idmapped view) */
+        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR,
+                               s->rootfs_bind ? s->req->b->rootfs : s->rootfs)) < 0)
             return r;
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
@@ -593,11 +592,10 @@ static int step_storage(void *ctx, struct stk_error **err)
     struct sandbox *s = ctx;
     const struct stk_boundary *b = s->req->b;
     int r;
-    /* the caller's directory keeps its owner: the sandbox user meets its
-     * "other" permission bits, as before it had a range of its own */
-    if (s->ws_bind && (mount(s->req->workspace, s->workspace, NULL, MS_BIND, NULL) < 0 ||
-                       mount(NULL, s->workspace, NULL, MS_PRIVATE, NULL) < 0))
-        return stk_error_errno(err, errno, "binding --workspace %s", s->req->workspace);
+    /* the caller's directory keeps its owners on disk, idmapped: what
+     * uid 65534 owns is the sandbox user's, as before ranges */
+    if (s->ws_bind && (r = idmap_bind(s->req->workspace, s->workspace, s->userns, err)) < 0)
+        return r;
     if (!s->req->workspace && b->limits.storage > 0) {
         struct vol ws = {.image = s->workspace_img,
                          .mnt = s->workspace,
