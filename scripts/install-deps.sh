@@ -13,12 +13,16 @@ packages=(
   libwebsockets-dev
   # tests and benchmarks
   python3 python3-pytest python3-yaml hyperfine curl openssl
-  # bench/gateway.sh: the load generator, its static-file peer, the profile
-  wrk busybox strace linux-perf
+  # bench/gateway.sh: the load generator, its static-file peer, the profile;
+  # bench/proxy.sh: tinyproxy-bin, the egress proxy's peer (the binary, no service)
+  wrk busybox strace linux-perf tinyproxy-bin
   # the local backend: OCI runtimes and host tools
   runc crun bubblewrap iproute2 nftables
   # mkfs.ext4: /workspace and the home are size-limited ext4 volumes
   e2fsprogs
+  # images (docs/images.md): gzip layers (zlib), pulls (skopeo), and the
+  # registry the tests and bench/images.sh run on loopback
+  zlib1g-dev skopeo docker-registry
 )
 # gVisor, the strongest local runtime, comes from bookworm-backports: Debian
 # 12's own runsc (2022) answers statx with EINVAL (`ls /` fails under it) and

@@ -18,9 +18,12 @@
 #define STK_VERSION_STRING STK_VERSION
 
 #define STK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define STK_PRINTF(f, a)  __attribute__((format(printf, f, a)))
-#define STK_UNUSED        __attribute__((unused))
-#define STK_NORETURN      __attribute__((noreturn))
+/* the text of a macro's value */
+#define STK_STR_(x)      #x
+#define STK_STR(x)       STK_STR_(x)
+#define STK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define STK_UNUSED       __attribute__((unused))
+#define STK_NORETURN     __attribute__((noreturn))
 
 /* ---- scope cleanup (systemd style) ------------------------------------ */
 

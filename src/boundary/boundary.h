@@ -109,6 +109,11 @@ struct stk_verdict {
 /* Decides one destination against b's egress model. Returns -EINVAL when
  * the model does not apply (injection: the workload's own policies govern
  * its traffic). */
+/* A host name (lowercase) and TCP port through the egress proxy: the index
+ * of the first spec.network.allowHosts entry that names it, or -1 (the
+ * proxy refuses it). The proxy also refuses the name when it resolves only
+ * to refused addresses, which no trace can know in advance. */
+long stk_egress_host_rule(const struct stk_boundary *b, const char *name, uint16_t port);
 int stk_egress_decide(const struct stk_boundary *b, const struct stk_dest *d,
                       struct stk_verdict *ret);
 
@@ -195,11 +200,13 @@ struct stk_boundary {
     struct stk_origin rootfs_origin;
     const char **argv; /* command + args, NULL-terminated; empty when unset */
     size_t argc;
+    size_t n_command; /* how many of argv are spec.command (the rest: args) */
     const struct stk_env_var *env;
     size_t n_env;
     const struct stk_env_from *env_from;
     size_t n_env_from;
     const char *working_dir;
+    bool working_dir_default; /* the hard default, not said by anyone */
 
     /* quotas */
     struct stk_resolved_limits limits;
@@ -220,6 +227,18 @@ struct stk_boundary {
     const struct stk_cidr *blacklist; /* effective blacklistIPs */
     size_t n_blacklist;
     struct stk_origin blacklist_origin;
+
+    /* host names reached through the egress proxy (spec.network.allowHosts),
+     * and the networks the proxy never connects to whatever a name resolves
+     * to: blacklistIPs, the pod CIDRs and the service CIDR */
+#define STK_PROXY_PORT 3128 /* the proxy's port on the sandbox's own loopback */
+/* a binding is reached at http://<name>.bindings.stockade.internal/ */
+#define STK_BINDING_DOMAIN_TEXT ".bindings.stockade.internal"
+    const struct stk_allow_host *allow_hosts;
+    size_t n_allow_hosts;
+    struct stk_origin allow_hosts_origin;
+    const struct stk_cidr *proxy_deny;
+    size_t n_proxy_deny;
 
     /* credentials brokered by the egress proxy */
     const struct stk_binding *bindings;
@@ -296,6 +315,11 @@ struct stk_backend_facts {
     bool runtime_is_gvisor;
     /* extra caveats the backend knows about (NULL-terminated, may be NULL) */
     const char *const *caveats;
+    /* local, spec.image: the digest of the stored image it names (NULL: not
+     * in the store), and what became of its user ("wants root: runs as the
+     * sandbox user 65534"; NULL: its own user) */
+    const char *image_digest;
+    const char *image_user;
 };
 
 struct stk_contract;

@@ -126,6 +126,18 @@ static void explain_filesystem(struct stk_contract *c)
                 b->image);
         else
             say(c, SEC_FILESYSTEM, "No image is set: spec.image is required to run on Kubernetes.");
+    } else if (b->image) {
+        if (c->facts->image_digest)
+            say(c, SEC_FILESYSTEM,
+                "Reads image %s (%s) from the local store, its root read-only and shared with "
+                "every sandbox of that image.",
+                b->image, c->facts->image_digest);
+        else
+            say(c, SEC_FILESYSTEM,
+                "Reads image %s, which is not in the local store yet (stockade image pull %s).",
+                b->image, b->image);
+        if (c->facts->image_user)
+            say(c, SEC_PRIVILEGES, "Image user: %s.", c->facts->image_user);
     } else if (!strcmp(b->rootfs, "host")) {
         from(say(c, SEC_FILESYSTEM,
                  "Reads the host's /usr, /bin, /lib*, /sbin and a minimal /etc, read-only; never "
@@ -220,6 +232,40 @@ static void local_network_caveats(struct stk_contract *c)
         "data.local.routed; `stockade netpol trace --backend local` shows what that drops.");
 }
 
+/* spec.network.allowHosts: what the egress proxy lets through (src/proxy). */
+static void explain_allow_hosts(struct stk_contract *c)
+{
+    const struct stk_boundary *b = c->b;
+    if (!b->n_allow_hosts)
+        return;
+    struct stk_buf t = {0};
+    for (size_t i = 0; i < b->n_allow_hosts; i++)
+        stk_buf_printf(&t, "%s%s%s:%u", i ? ", " : "", b->allow_hosts[i].wildcard ? "*." : "",
+                       b->allow_hosts[i].name, b->allow_hosts[i].port);
+    if (c->facts->backend == STK_BACKEND_LOCAL)
+        from(say(c, SEC_NETWORK,
+                 "Host names through the egress proxy on the sandbox's own loopback "
+                 "(HTTP_PROXY and HTTPS_PROXY are set to http://127.0.0.1:%d): %s. The proxy "
+                 "resolves each name itself and refuses loopback, link-local, multicast, "
+                 "blacklisted, pod, service, sandbox and host addresses; a CONNECT tunnel "
+                 "must carry TLS whose server name is the CONNECT name. Every decision is "
+                 "audited.",
+                 STK_PROXY_PORT, stk_buf_str(&t)),
+             &b->allow_hosts_origin);
+    else
+        from(say(c, SEC_NETWORK,
+                 "spec.network.allowHosts (%s) is not served on this backend: no egress "
+                 "proxy runs here, so those names stay unreachable.",
+                 stk_buf_str(&t)),
+             &b->allow_hosts_origin);
+    if (c->facts->backend == STK_BACKEND_LOCAL && c->facts->runtime_is_gvisor)
+        say(c, SEC_NETWORK,
+            "Under gVisor the workload's loopback is gVisor's own: the egress proxy is not "
+            "reachable from it, so host names and bindings stay unreachable (use crun or "
+            "runc, or a long-lived sandbox).");
+    stk_buf_free(&t);
+}
+
 static void explain_network(struct stk_contract *c)
 {
     const struct stk_boundary *b = c->b;
@@ -275,6 +321,7 @@ static void explain_network(struct stk_contract *c)
              &b->external_egress_origin);
     if (!b->external_egress)
         from(say(c, SEC_NETWORK, "No internet access and no DNS."), &b->external_egress_origin);
+    explain_allow_hosts(c);
     for (int id = 0; id < _STK_NETPOL_N; id++)
         if (eg->excluded[id])
             from(say(c, SEC_NETWORK, "The operator excluded the generated policy %s.",
@@ -446,12 +493,21 @@ static void explain_credentials(struct stk_contract *c)
                                .file = b->spec_file,
                                .pos = bd->meta.pos,
                                .path = "spec.bindings"};
-        from(say(c, SEC_CREDENTIALS,
-                 "Can call %s (%s) through the egress proxy, which adds the credential from "
-                 "%s %s; the secret never enters the sandbox.",
-                 bd->name.v, bd->url.v, stk_cred_source_names[bd->credential.source.v],
-                 bd->credential.ref.v),
-             &o);
+        if (c->facts->backend == STK_BACKEND_LOCAL)
+            from(say(c, SEC_CREDENTIALS,
+                     "Can call %s (%s) at http://%s" STK_BINDING_DOMAIN_TEXT
+                     "/ through the egress proxy, which adds the credential from %s %s; the "
+                     "secret never enters the sandbox.",
+                     bd->name.v, bd->url.v, bd->name.v,
+                     stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v),
+                 &o);
+        else
+            from(say(c, SEC_CREDENTIALS,
+                     "Binding %s (%s) is not served on this backend: no egress proxy runs "
+                     "here, so calls to it fail; the secret (%s %s) never enters the sandbox.",
+                     bd->name.v, bd->url.v, stk_cred_source_names[bd->credential.source.v],
+                     bd->credential.ref.v),
+                 &o);
     }
 }
 

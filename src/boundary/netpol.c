@@ -182,3 +182,11 @@ enum stk_local_path stk_egress_local(const struct stk_local_facts *f, const stru
         return STK_LOCAL_AS_MODELLED; /* another sandbox: routed through the host */
     return f->nat || f->routed ? STK_LOCAL_AS_MODELLED : STK_LOCAL_OFFHOST_DROPPED;
 }
+
+long stk_egress_host_rule(const struct stk_boundary *b, const char *name, uint16_t port)
+{
+    for (size_t i = 0; i < b->n_allow_hosts; i++)
+        if (stk_allow_host_match(&b->allow_hosts[i], name, port))
+            return (long)i;
+    return -1;
+}

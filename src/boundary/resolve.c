@@ -443,11 +443,14 @@ static void resolve_process(struct rctx *r)
     b->image = s->image.meta.set ? s->image.v : NULL;
     b->rootfs = chain_str(r, "spec.rootfs", &s->rootfs, default_rootfs, &b->rootfs_origin);
     b->working_dir = chain_str(r, "spec.workingDir", &s->working_dir, default_working_dir, &o);
+    /* an image's WorkingDir comes before the hard default */
+    b->working_dir_default = o.source == STK_SRC_DEFAULT;
     b->runtime =
         chain_enum(r, "spec.runtime", &s->runtime, r->env ? &r->env->data.defaults.runtime : NULL,
                    "data.defaults.runtime", default_runtime, stk_runtime_names, &b->runtime_origin);
 
     b->argc = s->command.n + s->args.n;
+    b->n_command = s->command.n;
     b->argv = stk_arena_array(r->a, b->argc + 1, sizeof(*b->argv));
     for (uint32_t i = 0; i < s->command.n; i++)
         b->argv[i] = s->command.items[i].v;
@@ -611,6 +614,34 @@ static void resolve_network(struct rctx *r)
         setting(r, "data.network.blacklistIPs", b->n_blacklist ? stk_buf_str(&t) : "none",
                 b->blacklist_origin);
         stk_buf_free(&t);
+    }
+
+    /* Host names for the egress proxy (each entry was checked by the field
+     * table), and what it refuses whatever a name resolves to. */
+    {
+        struct stk_allow_host *ah = stk_arena_array(r->a, net->allow_hosts.n + 1, sizeof(*ah));
+        for (uint32_t i = 0; i < net->allow_hosts.n; i++) {
+            const char *why;
+            if (!stk_allow_host_parse(net->allow_hosts.items[i].v, &ah[i], &why))
+                abort(); /* the field table checked the format */
+        }
+        b->allow_hosts = ah;
+        b->n_allow_hosts = net->allow_hosts.n;
+        if (net->allow_hosts.n)
+            b->allow_hosts_origin = spec_origin(r, &net->allow_hosts.meta, NULL);
+        size_t nd = b->n_blacklist + (env_net ? env_net->pod_cidrs.n + 1 : 0);
+        struct stk_cidr *d = stk_arena_array(r->a, nd + 1, sizeof(*d));
+        size_t k = 0;
+        for (size_t i = 0; i < b->n_blacklist; i++)
+            d[k++] = b->blacklist[i];
+        if (env_net) {
+            for (uint32_t i = 0; i < env_net->pod_cidrs.n; i++)
+                d[k++] = env_net->pod_cidrs.items[i].v;
+            if (env_net->service_cidr.meta.set)
+                d[k++] = env_net->service_cidr.v;
+        }
+        b->proxy_deny = d;
+        b->n_proxy_deny = k;
     }
 
     /* The allowlist: excepts inside the rule, never to a blacklisted network. */

@@ -14,7 +14,57 @@
 struct dest_arg {
     const char *text; /* as given, for output */
     struct stk_dest d;
+    char host[254]; /* a host name: decided by allowHosts (the egress proxy) */
 };
+
+/* NAME[:PORT] (443 when omitted), lowercased into ret; false when arg is
+ * not a host name. */
+static bool parse_host(const char *arg, char ret[254], uint16_t *ret_port)
+{
+    char buf[270];
+    if (strlen(arg) >= sizeof(buf))
+        return false;
+    strcpy(buf, arg);
+    for (char *q = buf; *q; q++)
+        if (*q >= 'A' && *q <= 'Z')
+            *q = (char)(*q - 'A' + 'a');
+    char *colon = strchr(buf, ':');
+    long port = 443;
+    if (colon) {
+        char *end = NULL;
+        *colon = '\0';
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 1 || port > 65535)
+            return false;
+    }
+    size_t n = strlen(buf);
+    if (n == 0 || n > 253 || !stk_dns_subdomain_valid(buf) || strspn(buf, "0123456789.") == n)
+        return false;
+    memcpy(ret, buf, n + 1);
+    *ret_port = (uint16_t)port;
+    return true;
+}
+
+/* A host name's verdict: the allowHosts rule, through the egress proxy. */
+static void host_verdict(const struct stk_boundary *b, const struct dest_arg *a, bool *ret_allowed,
+                         long *ret_rule, struct stk_buf *dt, struct stk_buf *rt)
+{
+    long i = stk_egress_host_rule(b, a->host, a->d.port);
+    stk_buf_printf(dt, "%s:%u/TCP", a->host, a->d.port);
+    *ret_allowed = i >= 0;
+    *ret_rule = i;
+    if (i >= 0) {
+        const struct stk_allow_host *h = &b->allow_hosts[i];
+        stk_buf_printf(rt,
+                       "spec.network.allowHosts[%ld] %s%s:%u, through the egress proxy (which "
+                       "refuses the name if it resolves to a loopback, link-local, blacklisted, "
+                       "pod, service, sandbox or host address)",
+                       i, h->wildcard ? "*." : "", h->name, h->port);
+    } else {
+        stk_buf_printf(rt, "no spec.network.allowHosts entry names it (host names are reached "
+                           "only through the egress proxy)");
+    }
+}
 
 /* ADDR, ADDR:PORT, ADDR:PORT/PROTO, [V6]:PORT/PROTO, or :PORT/PROTO for a
  * pod named only by --namespace. */
@@ -237,7 +287,10 @@ static int netpol_trace(int argc, char **argv)
             if (n == MAX_DESTS)
                 return cli_usage_error("netpol", "at most %d --to destinations", MAX_DESTS);
             dests[n].d = (struct stk_dest){0};
-            if (parse_to(optarg, &dests[n].d, &why) < 0)
+            dests[n].host[0] = '\0';
+            if (parse_host(optarg, dests[n].host, &dests[n].d.port))
+                dests[n].d.protocol = STK_PROTO_TCP;
+            else if (parse_to(optarg, &dests[n].d, &why) < 0)
                 return cli_usage_error("netpol", "--to %s: %s", optarg, why);
             dests[n++].text = optarg;
             break;
@@ -300,6 +353,27 @@ static int netpol_trace(int argc, char **argv)
         printf("%-36s %-7s %s\n", "DESTINATION", "VERDICT", "DECIDED BY");
     for (size_t i = 0; i < n; i++) {
         struct stk_verdict v;
+        if (dests[i].host[0]) {
+            _cleanup_buf_ struct stk_buf dt = {0}, rt = {0};
+            bool allowed;
+            long rule;
+            host_verdict(s.b, &dests[i], &allowed, &rule, &dt, &rt);
+            if (out == CLI_OUT_JSON) {
+                json_t *j = json_pack("{s:s,s:s,s:s}", "destination", stk_buf_str(&dt), "verdict",
+                                      allowed ? "allow" : "deny", "via", "egress-proxy");
+                if (allowed)
+                    json_object_set_new(j, "allowHosts", json_integer(rule));
+                json_object_set_new(j, "reason", json_string(stk_buf_str(&rt)));
+                json_array_append_new(results, j);
+            } else if (n > 1) {
+                printf("%-36s %-7s %s\n", stk_buf_str(&dt), allowed ? "allow" : "deny",
+                       stk_buf_str(&rt));
+            } else {
+                printf("%s %s: %s\n", allowed ? "allow" : "deny", stk_buf_str(&dt),
+                       stk_buf_str(&rt));
+            }
+            continue;
+        }
         if (stk_egress_decide(s.b, &dests[i].d, &v) < 0) {
             json_decref(results);
             fprintf(stderr,

@@ -28,6 +28,7 @@ enum run_flag {
     FLAG_CPU_TIME,
     FLAG_RUNTIME,
     FLAG_ROOTFS,
+    FLAG_IMAGE,
     FLAG_COMMAND,
     FLAG_ENV,
     _FLAG_N
@@ -58,6 +59,7 @@ static const struct flag_desc flags[_FLAG_N] = {
                        ORIGIN(cpu_time_origin), false},
     [FLAG_RUNTIME] = {"--runtime", NULL, "runtime", "spec.runtime", ORIGIN(runtime_origin), false},
     [FLAG_ROOTFS] = {"--rootfs", NULL, "rootfs", "spec.rootfs", ORIGIN(rootfs_origin), false},
+    [FLAG_IMAGE] = {"--image", NULL, "image", "spec.image", SIZE_MAX, false},
     [FLAG_COMMAND] = {"-- CMD", NULL, "command", "spec.command", SIZE_MAX, false},
     [FLAG_ENV] = {"-e", NULL, "env", "spec.env", SIZE_MAX, false},
 };
@@ -143,6 +145,8 @@ static void overlay_apply(const struct run_opts *o, struct stk_sandbox *dst,
         d->runtime = s->runtime;
     if (o->value[FLAG_ROOTFS])
         d->rootfs = s->rootfs;
+    if (o->value[FLAG_IMAGE])
+        d->image = s->image;
     if (o->argc > 0) {
         d->command = s->command;
         memset(&d->args, 0, sizeof(d->args));
@@ -296,6 +300,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
         {"cpu-time", required_argument, NULL, OPT_FLAG0 + FLAG_CPU_TIME},
         {"runtime", required_argument, NULL, OPT_FLAG0 + FLAG_RUNTIME},
         {"rootfs", required_argument, NULL, OPT_FLAG0 + FLAG_ROOTFS},
+        {"image", required_argument, NULL, OPT_FLAG0 + FLAG_IMAGE},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -341,8 +346,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
     }
     o->argv = argv + optind;
     o->argc = argc - optind;
-    if (!o->file && o->argc == 0)
-        return cli_usage_error("run", "needs a command after -- (or -f FILE with spec.command)");
+    if (!o->file && o->argc == 0 && !o->value[FLAG_IMAGE])
+        return cli_usage_error(
+            "run", "needs a command after -- (or -f FILE with spec.command, or --image)");
     return 0;
 }
 
@@ -397,7 +403,7 @@ int cmd_run(int argc, char **argv)
 
     if (o.dry_run)
         return dry_run(b, o.out);
-    if (b->argc == 0) {
+    if (b->argc == 0 && !b->image) {
         fprintf(stderr, "stockade run: %s has no spec.command; give one after --\n", o.file);
         return EXIT_INVALID;
     }

@@ -119,6 +119,7 @@ struct stk_driver_facts {
     const char *runtime;    /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
     char note[512];         /* said to the user at create ("runs on crun, not gVisor: ...") */
     char runtime_note[512]; /* storage facts.runtime_note may point into */
+    char image_digest[72], image_user[160]; /* storage for facts.image_* */
 };
 
 struct stk_driver_logs_req {
@@ -262,6 +263,10 @@ int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_conne
 /* Where stockade keeps its state. Everything it creates lives under these
  * paths or under the cgroup "stockade" in each hierarchy; gc looks nowhere
  * else. */
+/* The file in a long-lived local sandbox's directory that names its
+ * image's digest (what `image rm` checks). */
+#define STK_LOCAL_IMAGE_MARK "image"
+
 struct stk_local_paths {
     const char *state_dir; /* sandboxes/<id>/ bundles, runtimes.json cache */
     const char *run_dir;   /* <runtime>/ : the runtimes' --root */
@@ -355,9 +360,13 @@ int stk_local_idmap_of(const struct stk_local_paths *p, const char *id, uint32_t
 int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char *buf, size_t n,
                           struct stk_error **err);
 
+struct stk_proxy;
 struct stk_local_instance {
     pid_t init_pid; /* stockade-init, PID 1 of the sandbox (a host pid) */
     char socket[256];
+    /* the egress proxy serving it (a thread of this process), NULL when
+     * the sandbox has no allowHosts; the caller stops it (stk_proxy_stop) */
+    struct stk_proxy *proxy;
 };
 
 /* Sets up a long-lived sandbox and leaves it running: the same steps as

@@ -8,6 +8,7 @@
  */
 #include "render.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -184,7 +185,7 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
     bind_add(m, "/workspace", o->workspace, false);
     if (o->home)
         bind_add(m, STK_HOME_PATH, o->home, false);
-    if (stk_streq(b->rootfs, "host")) {
+    if (stk_streq(b->rootfs, "host") && !o->image) {
         for (size_t i = 0; i < o->n_host_dirs; i++)
             bind_add(m, o->host_dirs[i], o->host_dirs[i], true);
         bind_add(m, "/etc", o->etc_dir, true);
@@ -293,7 +294,19 @@ static json_t *render_resources(const struct stk_boundary *b)
 static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
                       struct stk_error **err)
 {
-    size_t n = 3 + b->n_env + o->n_extra_env;
+    /* the egress proxy listens on the sandbox's own loopback (src/proxy) */
+    static const char *const proxy_env[] = {
+        "HTTP_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "HTTPS_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "http_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "https_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
+        "NO_PROXY=localhost,127.0.0.1,::1",
+        "no_proxy=localhost,127.0.0.1,::1",
+    };
+    bool proxy = o->netns_path && (b->n_allow_hosts || b->n_bindings);
+    size_t n_img = o->image ? o->image->n_env : 0;
+    size_t n = 3 + n_img + b->n_env + o->n_extra_env +
+               (proxy ? STK_ARRAY_SIZE(proxy_env) + b->n_bindings : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
                               STK_OCI_MAX_ENV);
@@ -302,7 +315,14 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
                               "spec.envFrom reads Kubernetes ConfigMaps; the local backend has "
                               "none");
     json_t *env = json_array();
-    json_array_append_new(env, json_string(default_path));
+    bool has_path = false;
+    /* the image's Env first: the spec's variables come later and win */
+    for (size_t i = 0; i < n_img; i++) {
+        has_path |= stk_startswith(o->image->env[i], "PATH=");
+        json_array_append_new(env, json_string(o->image->env[i]));
+    }
+    if (!has_path)
+        json_array_append_new(env, json_string(default_path));
     json_array_append_new(env, json_string(o->home ? "HOME=" STK_HOME_PATH : "HOME=/workspace"));
     char sb[256];
     snprintf(sb, sizeof(sb), "STOCKADE_SANDBOX=%s", b->name ? b->name : "");
@@ -319,23 +339,64 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
         _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
         json_array_append_new(env, json_string(kv));
     }
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_env); i++)
+        json_array_append_new(env, json_string(proxy_env[i]));
+    /* each binding's base URL: STOCKADE_BINDING_<NAME>_URL (the name is a
+     * DNS label: upper-cased, '-' as '_') */
+    for (size_t i = 0; proxy && i < b->n_bindings; i++) {
+        const char *name = b->bindings[i].name.v;
+        _cleanup_free_ char *kv =
+            stk_xasprintf("STOCKADE_BINDING_%s_URL=http://%s" STK_BINDING_DOMAIN_TEXT, name, name);
+        for (char *q = kv + strlen("STOCKADE_BINDING_"); *q != '='; q++)
+            *q = *q == '-' ? '_' : (char)toupper((unsigned char)*q);
+        json_array_append_new(env, json_string(kv));
+    }
     for (size_t i = 0; i < o->n_extra_env; i++)
         json_array_append_new(env, json_string(o->extra_env[i]));
     *ret = env;
     return 0;
 }
 
+int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, const char ***ret,
+                 size_t *ret_n, struct stk_error **err)
+{
+    const char *const *parts[2] = {b->argv, NULL};
+    size_t ns[2] = {b->argc, 0};
+    if (img && b->n_command == 0) {
+        parts[0] = img->entrypoint;
+        ns[0] = img->n_entrypoint;
+        parts[1] = b->argc ? b->argv : img->cmd;
+        ns[1] = b->argc ? b->argc : img->n_cmd;
+    }
+    size_t n = ns[0] + ns[1];
+    if (n > STK_OCI_MAX_ARGV)
+        return stk_error_make(err, E2BIG, "too many arguments (%zu, limit %d)", n,
+                              STK_OCI_MAX_ARGV);
+    const char **v = stk_xcalloc(n + 1, sizeof(*v));
+    size_t k = 0;
+    for (size_t p = 0; p < 2; p++)
+        for (size_t i = 0; i < ns[p]; i++)
+            v[k++] = parts[p][i];
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 static json_t *render_process(const struct stk_boundary *b, const struct stk_oci_options *o,
-                              json_t *env)
+                              json_t *env, const char *const *argv, size_t argc)
 {
     static const char *const init_argv[] = {STK_OCI_INIT_PATH};
     json_t *p = json_object();
     json_object_set_new(p, "terminal", json_false());
-    json_object_set_new(p, "user", json_pack("{s:i,s:i}", "uid", STK_OCI_UID, "gid", STK_OCI_GID));
-    json_object_set_new(p, "args",
-                        o->init_dir ? str_array(init_argv, 1) : str_array(b->argv, b->argc));
+    json_object_set_new(p, "user",
+                        json_pack("{s:i,s:i}", "uid", o->image ? (int)o->image->uid : STK_OCI_UID,
+                                  "gid", o->image ? (int)o->image->gid : STK_OCI_GID));
+    json_object_set_new(p, "args", o->init_dir ? str_array(init_argv, 1) : str_array(argv, argc));
     json_object_set_new(p, "env", env);
-    json_object_set_new(p, "cwd", json_string(b->working_dir ? b->working_dir : "/workspace"));
+    bool image_wd = o->image && o->image->workdir && o->image->workdir[0] &&
+                    (!b->working_dir || b->working_dir_default);
+    const char *cwd = image_wd ? o->image->workdir : b->working_dir ? b->working_dir : "/workspace";
+    json_object_set_new(p, "cwd", json_string(cwd));
     json_object_set_new(p, "capabilities", render_caps(b));
     json_t *rl = json_array();
     for (size_t i = 0; i < STK_ARRAY_SIZE(rlimits); i++)
@@ -388,18 +449,14 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
 int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o, char **ret,
                    struct stk_error **err)
 {
-    if (b->argc == 0 && !o->init_dir)
-        return stk_error_make(err, EINVAL, "no command: set spec.command or pass one after --");
-    if (b->argc > STK_OCI_MAX_ARGV)
-        return stk_error_make(err, E2BIG, "too many arguments (%zu, limit %d)", b->argc,
-                              STK_OCI_MAX_ARGV);
     if (o->n_host_dirs > STK_OCI_MAX_HOST_DIRS)
         return stk_error_make(err, E2BIG, "too many host directories (%zu, limit %d)",
                               o->n_host_dirs, STK_OCI_MAX_HOST_DIRS);
-    if (b->image)
+    if (b->image && !o->image)
         return stk_error_make(err, ENOTSUP,
-                              "spec.image needs an image store; the local backend runs "
-                              "rootfs: host or a rootfs directory");
+                              "spec.image %s: the driver found no image for it (stockade image "
+                              "pull)",
+                              b->image);
     if (o->n_cgroup_binds > STK_OCI_MAX_CGROUP_BINDS)
         return stk_error_make(err, E2BIG, "too many cgroup directories (%zu, limit %d)",
                               o->n_cgroup_binds, STK_OCI_MAX_CGROUP_BINDS);
@@ -409,17 +466,26 @@ int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o
                               "render: the id range %u+%u cannot hold the sandbox user", o->id_base,
                               o->id_size);
     if (!o->root_path || !o->workspace || !o->cgroups_path ||
-        (stk_streq(b->rootfs, "host") && !o->etc_dir))
+        (stk_streq(b->rootfs, "host") && !o->image && !o->etc_dir))
         return stk_error_make(err, EINVAL, "render: missing host paths");
+    _cleanup_free_ const char **argv = NULL;
+    size_t argc = 0;
+    int r = stk_oci_argv(b, o->image, &argv, &argc, err);
+    if (r < 0)
+        return r;
+    if (argc == 0 && !o->init_dir)
+        return stk_error_make(err, EINVAL,
+                              o->image ? "no command: the image has no Entrypoint or Cmd; set "
+                                         "spec.command or pass one after --"
+                                       : "no command: set spec.command or pass one after --");
 
     json_t *env = NULL;
-    int r = render_env(b, o, &env, err);
-    if (r < 0)
+    if ((r = render_env(b, o, &env, err)) < 0)
         return r;
 
     json_t *c = json_object();
     json_object_set_new(c, "ociVersion", json_string("1.0.2"));
-    json_object_set_new(c, "process", render_process(b, o, env));
+    json_object_set_new(c, "process", render_process(b, o, env, argv, argc));
     json_object_set_new(c, "root", json_pack("{s:s,s:b}", "path", o->root_path, "readonly", 1));
     json_object_set_new(c, "hostname", json_string(o->hostname ? o->hostname : b->name));
     json_object_set_new(c, "mounts", render_mounts(b, o));

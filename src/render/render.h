@@ -182,6 +182,27 @@ struct stk_oci_bind {
 };
 #define STK_OCI_MAX_CGROUP_BINDS 8
 
+/* An image's config as the driver found it in the store (spec.image): the
+ * root is root_path; the user is already resolved and under the policy. */
+struct stk_oci_image {
+    const char *digest;
+    const char *const *entrypoint;
+    size_t n_entrypoint;
+    const char *const *cmd;
+    size_t n_cmd;
+    const char *const *env; /* "K=V" */
+    size_t n_env;
+    const char *workdir; /* NULL or "": unset */
+    uint32_t uid, gid;
+};
+
+/* The process's argv under an image: spec.command replaces the image's
+ * Entrypoint (and its Cmd), spec.args alone replace its Cmd (Kubernetes'
+ * rule). Without an image, the boundary's argv. *ret is malloc'd (the
+ * strings are borrowed), NULL-terminated. */
+int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, const char ***ret,
+                 size_t *ret_n, struct stk_error **err);
+
 /* What the driver decides and the boundary does not say: host paths. */
 struct stk_oci_options {
     const char *root_path; /* config root.path (the bundle's empty "rootfs" or the spec's DIR) */
@@ -237,6 +258,9 @@ struct stk_oci_options {
     const struct stk_oci_bind *cgroup_binds;
     size_t n_cgroup_binds;
     const char *cgroup_skeleton;
+    /* spec.image: its config (root_path is its unpacked root); NULL:
+     * rootfs host or a directory */
+    const struct stk_oci_image *image;
 };
 
 #define STK_OCI_INIT_DIR  "/.stockade"

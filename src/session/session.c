@@ -497,6 +497,17 @@ void *session_argv_details(const struct stk_boundary *b, const char *key, void *
     return d;
 }
 
+/* The create record's details; the image's digest when it runs one (what
+ * ran is then fixed in the trail, whatever the tag says later). */
+static json_t *created_details(const struct stk_sb_rec *rec, const struct stk_driver_facts *f)
+{
+    json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec->name, "runtime", rec->runtime, "poolMember",
+                          rec->pool_member);
+    if (f->facts.image_digest)
+        json_object_set_new(d, "imageDigest", json_string(f->facts.image_digest));
+    return d;
+}
+
 static int cold_create(struct stk_session *s, const struct stk_create_req *req,
                        const struct stk_boundary *b, struct stk_create_res *ret,
                        struct stk_error **err)
@@ -510,9 +521,14 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     size_t len = strlen(ret->note);
     if (facts.note[0])
         fmt_into(ret->note + len, sizeof(ret->note) - len, "%s%s", len ? "; " : "", facts.note);
-    if (!req->pool_member && !req->idle && b->argc == 0)
+    if (!req->pool_member && !req->idle && b->argc == 0 && !b->image)
         return stk_error_make(err, EINVAL, "%s has no spec.command: nothing to run",
                               req->docs.spec_file ? req->docs.spec_file : "the spec");
+    /* an image the driver cannot find fails here, before any record */
+    if (b->image && s->backend == STK_BACKEND_LOCAL && !facts.facts.image_digest)
+        return stk_error_make(err, ENOENT,
+                              "image %s is not in the local store (stockade image pull %s)",
+                              b->image, b->image);
 
     struct stk_sb_rec rec;
     session_record_new(s, req, b, facts.runtime ? facts.runtime : "", &rec);
@@ -531,10 +547,7 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     }
     r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0)
-        r = session_audit(s, rec.id, "created", NULL,
-                          json_pack("{s:s,s:s,s:b}", "name", rec.name, "runtime", rec.runtime,
-                                    "poolMember", rec.pool_member),
-                          err);
+        r = session_audit(s, rec.id, "created", NULL, created_details(&rec, &facts), err);
     fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
     if (r < 0) {

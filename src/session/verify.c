@@ -152,6 +152,19 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     }
     if ((r = stk_verify_judge(plan, report, (size_t)st.st_size, ret, err)) < 0)
         goto out;
+    if (sb.b->image) {
+        /* the digest the local driver marked at provision */
+        char mark[PATH_MAX + 128], digest[80] = "";
+        int fd = -1;
+        if (stk_path_fmt(mark, sizeof(mark), "%s/sandboxes/%s/" STK_LOCAL_IMAGE_MARK, s->state_dir,
+                         rec.id) >= 0 &&
+            (fd = open(mark, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+            ssize_t k = read(fd, digest, sizeof(digest) - 1);
+            digest[k > 0 ? k : 0] = '\0';
+            close(fd);
+        }
+        stk_verify_report_set_image(*ret, sb.b->image, digest[0] ? digest : NULL);
+    }
     json_t *d = json_pack("{s:b}", "ok", stk_verify_report_ok(*ret));
     dj = json_dumps(d, JSON_COMPACT);
     json_decref(d);

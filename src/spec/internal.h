@@ -89,6 +89,7 @@ enum stk_strfmt {
     STK_FMT_HTTPS_URL,     /* https:// URL (an OIDC issuer) */
     STK_FMT_GLOB,          /* fnmatch(3) pattern, one line */
     STK_FMT_ENDPOINT,      /* numeric ADDR:PORT[/PROTO] (stk_endpoint_parse) */
+    STK_FMT_ALLOW_HOST,    /* NAME[:PORT] or *.SUFFIX[:PORT] (stk_allow_host_parse) */
     _STK_FMT_N
 };
 

@@ -266,6 +266,13 @@ static const struct stk_field network_fields[] = {
     {"internalEgress", AT(struct stk_network, internal_egress),
      OBJLIST(struct stk_internal_egress, internal_egress_fields), .max_items = 32,
      .doc = "Other namespaces the sandbox may reach."},
+    {"allowHosts", AT(struct stk_network, allow_hosts), LIST(struct stk_str, STK_F_STRING),
+     .fmt = STK_FMT_ALLOW_HOST, .max_items = STK_LIMIT_ALLOW_HOSTS,
+     .doc = "Host names reached through the egress proxy (HTTP_PROXY/HTTPS_PROXY): "
+            "NAME[:PORT] or *.SUFFIX[:PORT], port 443 when omitted. The proxy resolves the "
+            "name itself and refuses loopback, link-local, multicast, pod, service, "
+            "blacklisted, sandbox and host "
+            "addresses."},
     END,
 };
 
@@ -416,7 +423,9 @@ const struct stk_field stk_driver_config_fields[] = {
 
 static const struct stk_field sandbox_spec_fields[] = {
     {"image", AT(struct stk_sandbox_spec, image), STR(STK_FMT_IMAGE),
-     .doc = "Container image (Kubernetes backend)."},
+     .doc = "Container image. Kubernetes: the Pod's image. Local: an image in the store "
+            "(stockade image pull; docs/images.md), also oci:/DIR[:tag], oci-archive:/FILE, "
+            "docker-archive:/FILE; exclusive with rootfs."},
     {"rootfs", AT(struct stk_sandbox_spec, rootfs), STR(STK_FMT_ROOTFS),
      .doc = "Root filesystem on the local backend: \"host\" (read-only /usr, /bin, /lib*, /sbin "
             "and a minimal /etc) or a directory. Always read-only."},

@@ -294,6 +294,7 @@ struct stk_network {
     struct stk_bool external_egress;
     STK_LIST(struct stk_egress_rule) egress;
     STK_LIST(struct stk_internal_egress) internal_egress;
+    STK_LIST(struct stk_str) allow_hosts; /* stk_allow_host_parse */
 };
 
 struct stk_resources {
@@ -627,6 +628,21 @@ struct stk_endpoint {
     enum stk_protocol protocol;
 };
 bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **ret_why);
+
+/* spec.network.allowHosts entries: an exact host name or "*." and a
+ * suffix (any name below it, never the suffix itself), with a port (443
+ * when omitted). The egress proxy allows CONNECT and plain HTTP only to a
+ * matching name (src/proxy). */
+#define STK_ALLOW_HOST_MAX    260
+#define STK_LIMIT_ALLOW_HOSTS 64
+struct stk_allow_host {
+    char name[254];
+    bool wildcard;
+    uint16_t port;
+};
+bool stk_allow_host_parse(const char *s, struct stk_allow_host *ret, const char **ret_why);
+/* name must be lowercase (the proxy lowercases what it was sent). */
+bool stk_allow_host_match(const struct stk_allow_host *h, const char *name, uint16_t port);
 
 /* ---- documents ------------------------------------------------------------ */
 

@@ -3,6 +3,7 @@
  * documentation per format. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,19 @@ static bool image_ref(const char *s, const char **why)
         *why = "must be an image reference such as registry.example.com/team/tool:1.2";
         return false;
     }
+    /* the local store's transports (docs/images.md): an OCI layout or an
+     * archive on this host, as podman names them */
+    static const char *const transports[] = {"oci:", "oci-archive:", "docker-archive:"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(transports); i++)
+        if (stk_startswith(s, transports[i])) {
+            const char *path = s + strlen(transports[i]);
+            bool ok = path[0] == '/';
+            for (const char *p = path; ok && *p; p++)
+                ok = (unsigned char)*p > ' ' && *p != 0x7f;
+            if (!ok)
+                *why = "must name an absolute path after the transport (oci:/srv/img:tag)";
+            return ok;
+        }
     memcpy(buf, s, n + 1);
     char *digest = strchr(buf, '@');
     if (digest) {
@@ -316,6 +330,7 @@ static const struct {
     [STK_FMT_HTTPS_URL] = {2048, "https URL"},
     [STK_FMT_GLOB] = {253, "glob pattern (fnmatch)"},
     [STK_FMT_ENDPOINT] = {64, "numeric ADDR:PORT[/PROTO]"},
+    [STK_FMT_ALLOW_HOST] = {STK_ALLOW_HOST_MAX, "host name or *.suffix, optional :PORT (443)"},
 };
 
 uint32_t stk_strfmt_max_len(enum stk_strfmt fmt)
@@ -428,6 +443,11 @@ bool stk_strfmt_check(enum stk_strfmt fmt, const char *s, const char **ret_why)
         (void)stk_endpoint_parse(s, &e, &why);
         break;
     }
+    case STK_FMT_ALLOW_HOST: {
+        struct stk_allow_host h;
+        (void)stk_allow_host_parse(s, &h, &why);
+        break;
+    }
     case _STK_FMT_N:
         break;
     }
@@ -504,4 +524,61 @@ bool stk_endpoint_parse(const char *s, struct stk_endpoint *ret, const char **re
     }
     *ret = e;
     return true;
+}
+
+/* ---- allowHosts: NAME[:PORT] or *.SUFFIX[:PORT] -------------------------------- */
+
+bool stk_allow_host_parse(const char *s, struct stk_allow_host *ret, const char **ret_why)
+{
+    struct stk_allow_host h = {.port = 443};
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    if (colon) {
+        char *end;
+        errno = 0;
+        unsigned long p = strtoul(colon + 1, &end, 10);
+        if (!colon[1] || *end || errno || p < 1 || p > 65535 || colon[1] == '0' ||
+            colon[1] == '+' || colon[1] == '-' || colon[1] == ' ') {
+            *ret_why = "must end in :PORT with PORT in 1..65535 (443 when omitted)";
+            return false;
+        }
+        h.port = (uint16_t)p;
+    }
+    if (n >= 2 && s[0] == '*' && s[1] == '.') {
+        h.wildcard = true;
+        s += 2;
+        n -= 2;
+    }
+    /* at least two labels: a wildcard over a top-level domain ("*.com") or
+     * a single-label name would allow far more than anyone means */
+    if (n >= sizeof(h.name) || !dns_subdomain(s, n) || !memchr(s, '.', n)) {
+        *ret_why = "must be a lowercase DNS name of two or more labels, or *. and such a name "
+                   "(e.g. pypi.org:443, *.githubusercontent.com); no IP addresses, no other "
+                   "wildcards";
+        return false;
+    }
+    bool numeric = true;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] >= '0' && s[i] <= '9') && s[i] != '.')
+            numeric = false;
+    if (numeric) {
+        *ret_why = "names a host, not an address: allow addresses with spec.network.egress";
+        return false;
+    }
+    memcpy(h.name, s, n);
+    h.name[n] = '\0';
+    *ret = h;
+    return true;
+}
+
+bool stk_allow_host_match(const struct stk_allow_host *h, const char *name, uint16_t port)
+{
+    if (port != h->port)
+        return false;
+    if (!h->wildcard)
+        return !strcmp(name, h->name);
+    size_t n = strlen(name), m = strlen(h->name);
+    /* *.example.com matches a.example.com and a.b.example.com, never
+     * example.com itself */
+    return n > m + 1 && name[n - m - 1] == '.' && !strcmp(name + n - m, h->name);
 }

@@ -837,7 +837,14 @@ struct stk_verify_report {
     struct stk_arena *arena;
     struct stk_verify_row rows[MAX_CLAIMS];
     size_t n;
+    const char *image, *image_digest; /* what the sandbox runs, or NULL */
 };
+
+void stk_verify_report_set_image(struct stk_verify_report *r, const char *image, const char *digest)
+{
+    r->image = image ? stk_arena_strdup(r->arena, image) : NULL;
+    r->image_digest = digest ? stk_arena_strdup(r->arena, digest) : NULL;
+}
 
 struct judge {
     struct stk_verify_report *r;
@@ -1328,6 +1335,9 @@ void stk_verify_report_print_text(const struct stk_verify_report *r, FILE *f)
     int we = (int)col_width(r, offsetof(struct stk_verify_row, expected), "EXPECTED");
     int wo = (int)col_width(r, offsetof(struct stk_verify_row, observed), "OBSERVED");
     size_t n[_STK_VERIFY_N] = {0};
+    if (r->image)
+        fprintf(f, "image %s (%s)\n\n", r->image,
+                r->image_digest ? r->image_digest : "digest unknown");
     fprintf(f, "%-*s  %-*s  %-*s  %s\n", wc, "CLAIM", we, "EXPECTED", wo, "OBSERVED", "VERDICT");
     for (size_t i = 0; i < r->n; i++) {
         const struct stk_verify_row *row = &r->rows[i];
@@ -1356,6 +1366,9 @@ void stk_verify_report_print_json(const struct stk_verify_report *r, FILE *f)
         json_array_append_new(rows, j);
     }
     json_object_set_new(root, "ok", json_boolean(stk_verify_report_ok(r)));
+    if (r->image)
+        json_object_set_new(root, "image",
+                            json_pack("{s:s,s:s?}", "ref", r->image, "digest", r->image_digest));
     json_object_set_new(root, "rows", rows);
     json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', f);

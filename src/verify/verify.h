@@ -100,6 +100,9 @@ struct stk_verify_report;
 int stk_verify_judge(const struct stk_verify_plan *p, const char *probe_json, size_t n,
                      struct stk_verify_report **ret, struct stk_error **err);
 bool stk_verify_report_ok(const struct stk_verify_report *r); /* no FAIL row */
+/* The image the sandbox runs and its digest, printed above the rows. */
+void stk_verify_report_set_image(struct stk_verify_report *r, const char *image,
+                                 const char *digest);
 size_t stk_verify_report_rows(const struct stk_verify_report *r, const struct stk_verify_row **ret);
 void stk_verify_report_print_text(const struct stk_verify_report *r, FILE *f);
 void stk_verify_report_print_json(const struct stk_verify_report *r, FILE *f);

@@ -291,6 +291,104 @@ static void test_no_command(void **state)
     release(&f);
 }
 
+/* spec.image: the image's Entrypoint/Cmd unless the spec says (command
+ * replaces both, args only the Cmd), its Env before the spec's, its
+ * WorkingDir unless the spec sets one, its (resolved) user, its root with
+ * no host directory and no generated /etc. */
+static json_t *render_image(const char *spec)
+{
+    static const char *const ep[] = {"/entry"}, *const cmd[] = {"default-arg"};
+    static const char *const env[] = {"PATH=/opt/bin", "FROM_IMAGE=1", "SHARED=image"};
+    const struct stk_oci_image img = {.digest = "sha256:00",
+                                      .entrypoint = ep,
+                                      .n_entrypoint = 1,
+                                      .cmd = cmd,
+                                      .n_cmd = 1,
+                                      .env = env,
+                                      .n_env = 3,
+                                      .workdir = "/app",
+                                      .uid = 1000,
+                                      .gid = 1001};
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: x\n"
+             "spec:\n  image: localhost:5000/app:1\n%s",
+             spec);
+    struct fixture f = {0};
+    load(yaml, &f);
+    struct stk_oci_options o = {.root_path = "/store/roots/00",
+                                .workspace = "/w",
+                                .host_dirs = host_dirs,
+                                .n_host_dirs = STK_ARRAY_SIZE(host_dirs),
+                                .cgroups_path = "/c",
+                                .image = &img};
+    char *text = NULL;
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_oci_render(f.b, &o, &text, &err), 0);
+    json_t *cfg = json_loads(text, 0, NULL);
+    free(text);
+    release(&f);
+    return cfg;
+}
+
+static const char *argv_joined(json_t *cfg, char *buf, size_t n)
+{
+    json_t *a = json_object_get(json_object_get(cfg, "process"), "args");
+    buf[0] = '\0';
+    for (size_t i = 0; i < json_array_size(a); i++)
+        snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", i ? " " : "",
+                 json_string_value(json_array_get(a, i)));
+    return buf;
+}
+
+static void test_image(void **state)
+{
+    (void)state;
+    char buf[256];
+    json_t *cfg = render_image("");
+    assert_string_equal(argv_joined(cfg, buf, sizeof(buf)), "/entry default-arg");
+    json_t *p = json_object_get(cfg, "process");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "uid")), 1000);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "gid")), 1001);
+    assert_string_equal(json_string_value(json_object_get(p, "cwd")), "/app");
+    json_t *env = json_object_get(p, "env");
+    assert_string_equal(json_string_value(json_array_get(env, 0)), "PATH=/opt/bin");
+    assert_true(has_string(env, "FROM_IMAGE=1"));
+    /* no default PATH beside the image's */
+    assert_false(
+        has_string(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "root"), "path")),
+                        "/store/roots/00");
+    json_t *m;
+    size_t i;
+    json_array_foreach(json_object_get(cfg, "mounts"), i, m)
+    {
+        const char *dst = json_string_value(json_object_get(m, "destination"));
+        assert_true(strcmp(dst, "/usr") && strcmp(dst, "/etc") && strcmp(dst, "/lib"));
+    }
+    json_decref(cfg);
+
+    cfg = render_image("  args: [a, b]\n  workingDir: /w2\n  env: [{name: SHARED, value: spec}]\n");
+    assert_string_equal(argv_joined(cfg, buf, sizeof(buf)), "/entry a b");
+    p = json_object_get(cfg, "process");
+    assert_string_equal(json_string_value(json_object_get(p, "cwd")), "/w2");
+    /* the spec's variable comes after the image's: it wins */
+    env = json_object_get(p, "env");
+    size_t img_at = SIZE_MAX, spec_at = SIZE_MAX;
+    for (i = 0; i < json_array_size(env); i++) {
+        if (!strcmp(json_string_value(json_array_get(env, i)), "SHARED=image"))
+            img_at = i;
+        if (!strcmp(json_string_value(json_array_get(env, i)), "SHARED=spec"))
+            spec_at = i;
+    }
+    assert_true(img_at < spec_at && spec_at != SIZE_MAX);
+    json_decref(cfg);
+
+    cfg = render_image("  command: [/bin/sh, -c]\n  args: [x]\n");
+    assert_string_equal(argv_joined(cfg, buf, sizeof(buf)), "/bin/sh -c x");
+    json_decref(cfg);
+}
+
 /* spec.storage.home: the home volume bound read-write at /home/sandbox,
  * which is $HOME; without a home volume from the driver, neither. */
 static void test_home(void **state)
@@ -442,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_no_command),
         cmocka_unit_test(test_etc_has_no_host_content),
         cmocka_unit_test(test_home),
+        cmocka_unit_test(test_image),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,9 @@ static int local_open(const struct stk_driver_conf *conf, void **ret_ctx, struct
 
 static void local_close(void *ctx)
 {
+    struct local_ctx *c = ctx;
+    if (c)
+        stk_proxy_stop(c->proxy, NULL, NULL);
     free(ctx);
 }
 
@@ -95,6 +98,7 @@ static int local_facts(void *ctx, const struct stk_boundary *b, struct stk_drive
         ret->facts.runtime_note = ret->runtime_note[0] ? ret->runtime_note : NULL;
         ret->facts.caveats = stk_runtime_caveats(rt);
     }
+    local_image_facts(c->p.state_dir, b, ret);
     /* a long-lived sandbox: never runsc here; when that was explain's
      * choice, the sandbox is weaker than explain said: say so */
     bool passed_over = false;
@@ -163,9 +167,16 @@ static int start_workload(const struct local_ctx *c, const struct stk_driver_san
         char name_env[128];
         fmt_into(name_env, sizeof(name_env), "STOCKADE_SANDBOX=%s", sb->name ? sb->name : "");
         const char *env[] = {name_env};
-        struct stk_init_proc proc = {
-            .argv = sb->b->argv, .argc = sb->b->argc, .env = env, .n_env = 1};
-        r = stk_init_start(conn, &proc, err);
+        /* under an image, its Entrypoint and Cmd unless the spec says */
+        struct local_image li = {0};
+        _cleanup_free_ const char **argv = NULL;
+        size_t argc = 0;
+        if ((r = local_image_open(c->p.state_dir, sb->b, &li, err)) >= 0 &&
+            (r = stk_oci_argv(sb->b, li.img ? &li.oci : NULL, &argv, &argc, err)) >= 0) {
+            struct stk_init_proc proc = {.argv = argv, .argc = argc, .env = env, .n_env = 1};
+            r = stk_init_start(conn, &proc, err);
+        }
+        local_image_free(&li);
     }
     stk_init_close(conn);
     return r;
@@ -198,6 +209,9 @@ static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool 
     struct stk_local_instance inst;
     if ((r = stk_local_provision(&c->p, &req, &inst, err)) < 0)
         return r;
+    local_image_mark(&c->p, sb);
+    stk_proxy_stop(c->proxy, NULL, NULL);
+    c->proxy = inst.proxy;
     stk_fault_point("provisioned");
     json_t *h =
         json_pack("{s:s,s:i}", "runtime", stk_oci_runtime_names[rt], "initPid", (int)inst.init_pid);
@@ -205,6 +219,8 @@ static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool 
     json_decref(h);
     if ((r = start_workload(c, sb, INIT_WAIT_MS, err)) < 0) {
         free(handle);
+        stk_proxy_stop(c->proxy, NULL, NULL);
+        c->proxy = NULL;
         (void)stk_local_teardown(&c->p, sb->id, rt, &net, false, NULL);
         return r;
     }

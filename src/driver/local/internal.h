@@ -4,6 +4,7 @@
 #define STK_DRIVER_LOCAL_INTERNAL_H
 
 #include "driver/driver.h"
+#include "proxy/proxy.h"
 
 #include <signal.h>
 #include <sys/types.h>
@@ -148,6 +149,23 @@ void random_hex(char *buf, size_t n);
 #define VOL_SCRATCH_IMAGE   "home-scratch.img" /* storage.home without persist */
 #define VOL_HOME_DIR        "home"
 
+/* spec.image (image.c): the image found in the store and its config for
+ * the renderer; img NULL when the sandbox has no image. */
+struct stk_image;
+struct local_image {
+    char store[600];
+    struct stk_image *img;
+    struct stk_oci_image oci;
+    uint32_t wanted_uid; /* the image's own */
+    bool root_refused;   /* it wanted root and gets the sandbox user */
+};
+int local_image_open(const char *state_dir, const struct stk_boundary *b, struct local_image *ret,
+                     struct stk_error **err);
+void local_image_free(struct local_image *li);
+void local_image_facts(const char *state_dir, const struct stk_boundary *b,
+                       struct stk_driver_facts *ret);
+void local_image_mark(const struct stk_local_paths *p, const struct stk_driver_sandbox *sb);
+
 struct vol {
     const char *image; /* the ext4 image file */
     const char *mnt;   /* where it is mounted on the host */
@@ -208,7 +226,22 @@ int idmap_shift(const char *root, const struct idmap *m);
 struct local_ctx {
     struct stk_local_paths p;
     char state_dir[4096], run_dir[4096];
+    /* the egress proxy of the sandbox this process provisioned or
+     * supervises (a monitor serves one sandbox) */
+    struct stk_proxy *proxy;
 };
+/* Test mode of the egress proxy: names resolve from this hosts file only
+ * and no DNS query is ever sent (tests use names like pypi.org). */
+#define STK_PROXY_HOSTS_ENV "STOCKADE_PROXY_HOSTS"
+/* The CAs (a PEM file) that verify binding upstreams instead of the
+ * system's: a private CA of the operator's, or a test's. */
+#define STK_PROXY_CA_ENV "STOCKADE_PROXY_CA_FILE"
+/* Starts sandbox id's egress proxy in its namespace; *ret NULL when the
+ * boundary allows no host names. */
+int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
+                      const char *netns, struct stk_proxy **ret, struct stk_error **err);
+/* A proxy record as an event line (no newline) of the run's events. */
+void local_proxy_event(struct stk_buf *out, const char *json);
 /* The handle's runtime (the record's when the handle has none) and init's
  * pid (0: none). -EINVAL when the runtime is unknown (*ret_rt: crun). */
 int local_handle_parse(const struct stk_driver_sandbox *sb, enum stk_oci_runtime *ret_rt,

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "steps.h"
 #include "render/render.h"
+#include "image/image.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -102,7 +103,8 @@ struct sandbox {
     char netns[700];
     struct stk_net *net;
     struct stk_egress_log *elog;
-    struct stk_buf events; /* egress events, JSON Lines */
+    struct stk_proxy *proxy; /* spec.network.allowHosts: the egress proxy */
+    struct stk_buf events;   /* egress events, JSON Lines */
     size_t n_events;
     /* a long-lived sandbox (stk_local_provision): stockade-init is its
      * process and listens on listen_fd, which the runtime passes as fd 3 */
@@ -117,6 +119,10 @@ struct sandbox {
     bool rootfs_bind;
     /* step_dir made s->dir (undo_dir removes only what this run made) */
     bool made_dir;
+    /* spec.image: the store's root and config; a run holds the image
+     * (hold_fd) so that `image rm` passes it over */
+    struct local_image image;
+    int hold_fd;
 };
 
 static int sandbox_log_tail(struct sandbox *s, char *buf, size_t n)
@@ -178,6 +184,7 @@ static struct sandbox sandbox_new(const struct stk_local_paths *p,
         .err_pipe = {-1, -1},
         .listen_fd = -1,
         .session = session,
+        .hold_fd = -1,
     };
 }
 
@@ -214,7 +221,12 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                               "or --runtime crun|runc",
                               (long long)(b->limits.memory >> 20));
     random_hex(rnd, 8);
-    bool host = stk_streq(b->rootfs, "host");
+    if ((r = local_image_open(s->p->state_dir, b, &s->image, err)) < 0)
+        return r;
+    if (s->image.img && !s->session &&
+        (s->hold_fd = stk_image_hold(s->image.img, s->image.store, err)) < 0)
+        return s->hold_fd;
+    bool host = stk_streq(b->rootfs, "host") && !s->image.img;
     /* at most STK_NFT_MAX_ID: the id also names the sandbox's nft chain;
      * the name is cut on purpose, a path never is */
     if ((r = s->session ? stk_path_make(s->id, sizeof(s->id), err, "%s", s->req->id)
@@ -232,7 +244,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                                   s->p->state_dir)
              : rt_table[s->rt].userns
                  ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs", s->dir)
-                 : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s", b->rootfs)) < 0 ||
+                 : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s",
+                                 s->image.img ? s->image.img->root : b->rootfs)) < 0 ||
         (r = stk_path_make(s->workspace_img, sizeof(s->workspace_img), err,
                            "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
         (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
@@ -247,7 +260,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     s->rootfs_bind = !host && rt_table[s->rt].userns;
     if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
-    if (!host && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
+    if (!host && !s->image.img && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "rootfs %s is not a directory", b->rootfs);
     if (host)
         for (size_t i = 0; i < STK_ARRAY_SIZE(host_dir_candidates); i++)
@@ -268,6 +281,13 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         (s->req->net &&
          (r = stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns), err)) < 0))
         return r;
+    if (rt_table[s->rt].userns && s->image.img &&
+        (s->image.oci.uid >= IDMAP_SIZE || s->image.oci.gid >= IDMAP_SIZE))
+        return stk_error_make(err, EINVAL,
+                              "image %s runs as uid %u gid %u: a sandbox's own host id range "
+                              "holds ids below %u",
+                              s->image.oci.digest ? s->image.oci.digest : "", s->image.oci.uid,
+                              s->image.oci.gid, IDMAP_SIZE);
     s->oci = (struct stk_oci_options){
         .root_path = s->rootfs,
         .workspace = s->workspace,
@@ -283,6 +303,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
         .home = b->home ? s->home : NULL,
+        .image = s->image.img ? &s->image.oci : NULL,
     };
     /* rendered now with a stand-in range, so a bad boundary fails before
      * anything is touched; step_ids renders it with the sandbox's own */
@@ -446,11 +467,13 @@ static void undo_ids(void *ctx)
 /* The host ids of the sandbox user: its own range's, or without one (gVisor) STK_OCI_UID. */
 static uid_t sandbox_uid(const struct sandbox *s)
 {
-    return s->ids.size ? s->ids.base + STK_OCI_UID : STK_OCI_UID;
+    uid_t in = s->image.img ? s->image.oci.uid : STK_OCI_UID;
+    return s->ids.size ? s->ids.base + in : in;
 }
 static gid_t sandbox_gid(const struct sandbox *s)
 {
-    return s->ids.size ? s->ids.base + STK_OCI_GID : STK_OCI_GID;
+    gid_t in = s->image.img ? s->image.oci.gid : STK_OCI_GID;
+    return s->ids.size ? s->ids.base + in : in;
 }
 
 static int shared_etc(struct sandbox *s, struct stk_error **err)
@@ -502,7 +525,7 @@ static int step_bundle(void *ctx, struct stk_error **err)
         /* the runtime would make missing mount points as the sandbox's
          * root, who may not write DIR: made here first, in DIR itself (as
          * the runtime did before ranges) */
-        const char *dir = s->req->b->rootfs;
+        const char *dir = s->image.img ? s->image.img->root : s->req->b->rootfs;
         for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points) + 1; i++) {
             const char *mp = i < STK_ARRAY_SIZE(rootfs_mount_points) ? rootfs_mount_points[i]
                              : s->req->b->home                       ? STK_HOME_PATH
@@ -535,12 +558,14 @@ static int step_bundle(void *ctx, struct stk_error **err)
         /* the mount point of the supervisor's directory */
         /* (in a bound DIR itself: root has no id in its idmapped view) */
         if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR,
-                               s->rootfs_bind ? s->req->b->rootfs : s->rootfs)) < 0)
+                               s->rootfs_bind
+                                   ? (s->image.img ? s->image.img->root : s->req->b->rootfs)
+                                   : s->rootfs)) < 0)
             return r;
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
     }
-    if (!stk_streq(s->req->b->rootfs, "host"))
+    if (!stk_streq(s->req->b->rootfs, "host") || s->image.img)
         return 0;
     /* The root of every `rootfs: host` sandbox is one shared, empty
      * skeleton holding only mount points, mounted read-only. Sharing it
@@ -604,10 +629,14 @@ static int step_storage(void *ctx, struct stk_error **err)
                          .gid = sandbox_gid(s)};
         if ((r = vol_mount(&ws, err)) < 0)
             return r;
+        /* the volume's root belongs to the sandbox user; an image's own
+         * non-root user gets it instead */
+        if (s->image.img && chown(s->workspace, sandbox_uid(s), sandbox_gid(s)) < 0)
+            return stk_error_errno(err, errno, "handing %s to the image's user", s->workspace);
     }
     if (!b->home)
         return 0;
-    if (stk_streq(b->rootfs, "host")) {
+    if (stk_streq(b->rootfs, "host") && !s->image.img) {
         /* the mount point in the shared skeleton (made before homes were) */
         char path[700];
         if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_HOME_PATH, s->rootfs)) < 0)
@@ -691,6 +720,72 @@ static void events_poll(struct sandbox *s, bool flush)
         events_add(s, ev, (size_t)n);
     if (flush)
         events_add(s, ev, stk_egress_log_flush(s->elog, ev, STK_ARRAY_SIZE(ev)));
+}
+
+int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
+                      const char *netns, struct stk_proxy **ret, struct stk_error **err)
+{
+    *ret = NULL;
+    if (!b->n_allow_hosts && !b->n_bindings)
+        return 0;
+    /* other sandboxes are never reached through the proxy */
+    struct stk_cidr pools[2];
+    size_t n_pools = 0;
+    if (nc->pool4.family != STK_FAMILY_NONE)
+        pools[n_pools++] = nc->pool4;
+    if (nc->pool6.family != STK_FAMILY_NONE)
+        pools[n_pools++] = nc->pool6;
+    const char *hosts = getenv(STK_PROXY_HOSTS_ENV), *ca = getenv(STK_PROXY_CA_ENV);
+    struct stk_proxy_config pc = {
+        .sandbox = id,
+        .netns_path = netns,
+        .allow = b->allow_hosts,
+        .n_allow = b->n_allow_hosts,
+        .deny = b->proxy_deny,
+        .n_deny = b->n_proxy_deny,
+        .deny_extra = pools,
+        .n_deny_extra = n_pools,
+        .hosts_file = hosts && *hosts ? hosts : NULL,
+        .bindings = b->bindings,
+        .n_bindings = b->n_bindings,
+        .ca_file = ca && *ca ? ca : NULL,
+    };
+    return stk_proxy_start(&pc, ret, err);
+}
+
+void local_proxy_event(struct stk_buf *out, const char *json)
+{
+    /* a record is one JSON object: tag it as the run's other events are */
+    if (json[0] != '{' || json[1] == '}')
+        return;
+    stk_buf_printf(out, "{\"type\":\"egress_proxy\",%s", json + 1);
+}
+
+static void proxy_event(void *ud, const char *json)
+{
+    struct sandbox *s = ud;
+    if (s->n_events >= STK_RUN_MAX_EVENTS)
+        return;
+    local_proxy_event(&s->events, json);
+    stk_buf_putc(&s->events, '\n');
+    s->n_events++;
+}
+
+/* The egress proxy on the sandbox's loopback, before the workload starts. */
+static int step_proxy(void *ctx, struct stk_error **err)
+{
+    struct sandbox *s = ctx;
+    if (!s->net)
+        return 0;
+    return local_proxy_start(s->req->net, s->req->b, s->id, stk_net_netns_path(s->net), &s->proxy,
+                             err);
+}
+
+static void undo_proxy(void *ctx)
+{
+    struct sandbox *s = ctx;
+    stk_proxy_stop(s->proxy, proxy_event, s);
+    s->proxy = NULL;
 }
 
 static void undo_network(void *ctx)
@@ -926,10 +1021,14 @@ static void undo_run(void *ctx)
 /* The order matters: the directory first (gc finds a run by it) and last
  * out; the cgroup before the runtime is told to use it. */
 static const struct stk_step setup_steps[] = {
-    {"state directory", step_dir, undo_dir}, {"host id range", step_ids, undo_ids},
+    {"state directory", step_dir, undo_dir},
+    {"host id range", step_ids, undo_ids},
     {"bundle", step_bundle, undo_bundle}, /* inside the state directory */
-    {"storage", step_storage, undo_storage}, {"network", step_network, undo_network},
-    {"cgroup", step_cgroup, undo_cgroup},    {"supervisor socket", step_socket, undo_socket},
+    {"storage", step_storage, undo_storage},
+    {"network", step_network, undo_network},
+    {"egress proxy", step_proxy, undo_proxy},
+    {"cgroup", step_cgroup, undo_cgroup},
+    {"supervisor socket", step_socket, undo_socket},
     {"runtime run", step_run, undo_run},
 };
 
@@ -980,15 +1079,18 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
         int64_t wait_ms = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait_ms)
             wait_ms = deadline - now > 0 ? deadline - now : 0;
-        struct pollfd pfd[4] = {
+        struct pollfd pfd[5] = {
             {.fd = sfd, .events = POLLIN},
             {.fd = s->out_pipe[0], .events = POLLIN},
             {.fd = s->err_pipe[0], .events = POLLIN},
             {.fd = s->elog ? stk_egress_log_fd(s->elog) : -1, .events = POLLIN},
+            {.fd = stk_proxy_event_fd(s->proxy), .events = POLLIN},
         };
-        if (poll(pfd, 4, (int)wait_ms) > 0) {
+        if (poll(pfd, 5, (int)wait_ms) > 0) {
             if (pfd[3].revents)
                 events_poll(s, false);
+            if (pfd[4].revents)
+                stk_proxy_events_read(s->proxy, proxy_event, s);
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)
@@ -1105,6 +1207,9 @@ out_free:
     free(s.config);
     free(s.ld_cache);
     stk_oci_etc_free(s.etc_files);
+    local_image_free(&s.image);
+    if (s.hold_fd >= 0)
+        close(s.hold_fd);
     if (r >= 0) {
         if (!res.finished.tv_sec)
             clock_gettime(CLOCK_REALTIME, &res.finished);
@@ -1145,7 +1250,7 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     if (r >= 0)
         r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
     if (r >= 0) {
-        *ret = (struct stk_local_instance){.init_pid = s.init_pid};
+        *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */
         (void)stk_path_fmt(ret->socket, sizeof(ret->socket), "%s", s.sock);
         /* what stays up is the caller's now; these handles are not */
@@ -1159,6 +1264,9 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     free(s.config);
     free(s.ld_cache);
     stk_oci_etc_free(s.etc_files);
+    local_image_free(&s.image);
+    if (s.hold_fd >= 0)
+        close(s.hold_fd);
     stk_buf_free(&s.events);
     return r < 0 ? r : 0;
 }

@@ -131,7 +131,13 @@ static void report_egress(struct sup *m, struct stk_egress_log *elog, bool flush
     stk_buf_free(&b);
 }
 
-static void watch(struct sup *m, const struct local_ctx *c)
+static void on_proxy_record(void *ud, const char *json)
+{
+    struct sup *m = ud;
+    m->sink->event(m->sink->ud, "egress_proxy", json);
+}
+
+static void watch(struct sup *m, struct local_ctx *c)
 {
     const struct stk_resolved_limits *l = &m->sb->b->limits;
     const struct cg_ops *cg = cg_detect();
@@ -146,6 +152,9 @@ static void watch(struct sup *m, const struct local_ctx *c)
             stk_egress_log_close(elog);
             elog = NULL;
         }
+        /* a sandbox adopted after its monitor died gets its proxy again */
+        if (!c->proxy)
+            (void)local_proxy_start(&ncfg, m->sb->b, id, stk_net_netns_path(net), &c->proxy, NULL);
         stk_net_free(net);
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
@@ -182,17 +191,20 @@ static void watch(struct sup *m, const struct local_ctx *c)
             }
             next_ask = now + ASK_EVERY_MS;
         }
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {.fd = m->done_fd, .events = POLLIN},
             {.fd = m->pidfd, .events = POLLIN},
             {.fd = elog ? stk_egress_log_fd(elog) : -1, .events = POLLIN},
+            {.fd = stk_proxy_event_fd(c->proxy), .events = POLLIN},
         };
         int64_t wait = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait)
             wait = deadline - now > 0 ? deadline - now : 0;
-        if (poll(pfd, 3, (int)wait) > 0) {
+        if (poll(pfd, 4, (int)wait) > 0) {
             if (pfd[2].revents && elog)
                 report_egress(m, elog, false);
+            if (pfd[3].revents)
+                stk_proxy_events_read(c->proxy, on_proxy_record, m);
             if (pfd[0].revents || pfd[1].revents)
                 break;
         }
@@ -207,13 +219,15 @@ static void watch(struct sup *m, const struct local_ctx *c)
         report_egress(m, elog, true);
         stk_egress_log_close(elog);
     }
+    stk_proxy_stop(c->proxy, on_proxy_record, m);
+    c->proxy = NULL;
 }
 
 int local_supervise(void *ctx, const struct stk_driver_sandbox *sb,
                     const struct stk_driver_sink *sink, struct stk_driver_status *ret,
                     struct stk_error **err)
 {
-    const struct local_ctx *c = ctx;
+    struct local_ctx *c = ctx;
     *ret = (struct stk_driver_status){.state = STK_DRV_LOST, .exit_code = -1};
     if (!sb->b)
         return stk_error_make(err, EINVAL, "sandbox %s: no boundary to supervise", sb->id);

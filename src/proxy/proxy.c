@@ -1,0 +1,1040 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The egress proxy's server: one libevent loop on a thread of the process
+ * that owns the sandbox (the `run` process or the sandbox's monitor).
+ *
+ * A connection goes: head (parse, match an allowHosts rule) → resolve (the
+ * proxy's own resolver; every answer checked) → connect → for CONNECT the
+ * TLS ClientHello's server name checked against the CONNECT name, for plain
+ * HTTP the head rewritten to origin form → splice, both ways, with
+ * backpressure. Every decision is one record on the events pipe.
+ */
+#include "proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <jansson.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define SPLICE_HIGH   (512u * 1024) /* bytes queued towards one side before reading stops */
+#define RECORD_MAX    2048
+#define RESP_HEAD_MAX (64u * 1024) /* an upstream response head of a binding */
+
+struct conn;
+
+/* A binding as the proxy keeps it: its own copies, never the value. */
+struct pbinding {
+    char *name, *url, *ref, *key, *header, *format;
+    enum stk_cred_source source;
+};
+
+struct stk_proxy {
+    char *sandbox, *hosts_file, *ca_file;
+    struct pbinding *bindings;
+    size_t n_bindings;
+    SSL_CTX *tls;
+    struct stk_proxy_config c;
+    struct stk_allow_host *allow;
+    struct stk_cidr *deny;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener *lis;
+    struct event *stop_ev;
+    int wake[2], ev[2];
+    pthread_t thread;
+    bool running;
+    struct conn *conns;
+    unsigned n_conns;
+    struct stk_cidr host[128];
+    size_t n_host;
+    int64_t host_at;
+    /* the records' budget: a window of one second */
+    int64_t win;
+    unsigned in_win;
+    uint64_t dropped;
+    /* the owner's side: a partial line */
+    char rd[RECORD_MAX * 2];
+    size_t n_rd;
+};
+
+enum conn_state { C_HEAD, C_RESOLVE, C_CONNECT, C_HELLO, C_RESPONSE, C_SPLICE, C_CLOSING };
+
+struct conn {
+    struct stk_proxy *p;
+    struct conn *prev, *next;
+    struct bufferevent *cli, *up;
+    enum conn_state st;
+    enum stk_proxy_kind kind;
+    char method[16];
+    char host[254];
+    uint16_t port;
+    long rule;
+    char addr[INET6_ADDRSTRLEN];
+    struct evdns_getaddrinfo_request *dreq;
+    struct evbuffer *head_out; /* HTTP: the rewritten head */
+    /* a binding's request: which, its path (no query) for the record, and
+     * the credential's value while the response head may echo it */
+    long binding;
+    char *path;
+    char *secret;
+    int status;        /* the upstream's answer to a binding's request */
+    unsigned stripped; /* response headers dropped for echoing the credential */
+};
+
+/* ---- records ------------------------------------------------------------------ */
+
+static int64_t now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void record_write(struct stk_proxy *p, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    if (n + 1 >= RECORD_MAX) {
+        free(s);
+        p->dropped++;
+        return;
+    }
+    s[n] = '\n';
+    /* one write below PIPE_BUF is atomic; a full pipe drops, counted */
+    if (write(p->ev[1], s, n + 1) != (ssize_t)(n + 1))
+        p->dropped++;
+    free(s);
+}
+
+static void flush_dropped(struct stk_proxy *p)
+{
+    if (!p->dropped)
+        return;
+    json_t *o = json_pack("{s:s,s:s,s:I}", "sandbox", p->sandbox, "decision", "suppressed",
+                          "dropped", (json_int_t)p->dropped);
+    p->dropped = 0;
+    record_write(p, o);
+}
+
+static void record(struct stk_proxy *p, json_t *o)
+{
+    int64_t t = now_s();
+    if (t != p->win) {
+        p->win = t;
+        p->in_win = 0;
+        flush_dropped(p);
+    }
+    if (p->in_win >= STK_PROXY_EVENTS_PER_SEC) {
+        p->dropped++;
+        json_decref(o);
+        return;
+    }
+    p->in_win++;
+    record_write(p, o);
+}
+
+static void decision(struct conn *k, const char *what, const char *reason)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "sandbox", k->p->sandbox, "decision", what, "kind",
+                          k->kind == STK_PROXY_CONNECT ? "connect" : "http", "method", k->method);
+    if (k->host[0]) {
+        json_object_set_new(o, "host", json_string(k->host));
+        json_object_set_new(o, "port", json_integer(k->port));
+    }
+    if (k->binding >= 0) {
+        json_object_set_new(o, "binding", json_string(k->p->bindings[k->binding].name));
+        if (k->path)
+            json_object_set_new(o, "path", json_string(k->path));
+    }
+    if (k->rule >= 0) {
+        const struct stk_allow_host *h = &k->p->allow[k->rule];
+        char rule[340];
+        snprintf(rule, sizeof(rule), "spec.network.allowHosts[%ld] %s%s:%u", k->rule,
+                 h->wildcard ? "*." : "", h->name, h->port);
+        json_object_set_new(o, "rule", json_string(rule));
+    }
+    if (k->addr[0])
+        json_object_set_new(o, "address", json_string(k->addr));
+    if (k->status)
+        json_object_set_new(o, "status", json_integer(k->status));
+    if (k->stripped)
+        json_object_set_new(o, "strippedHeaders", json_integer(k->stripped));
+    if (reason)
+        json_object_set_new(o, "reason", json_string(reason));
+    record(k->p, o);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static void conn_free(struct conn *k)
+{
+    struct stk_proxy *p = k->p;
+    if (k->dreq) {
+        struct evdns_getaddrinfo_request *rq = k->dreq;
+        k->dreq = NULL;
+        k->st = C_CLOSING;
+        evdns_getaddrinfo_cancel(rq); /* its callback runs, sees C_CLOSING */
+    }
+    if (k->cli)
+        bufferevent_free(k->cli);
+    if (k->up)
+        bufferevent_free(k->up);
+    if (k->head_out) {
+        /* it held the credential */
+        size_t n = evbuffer_get_length(k->head_out);
+        unsigned char *b = n ? evbuffer_pullup(k->head_out, (ssize_t)n) : NULL;
+        if (b)
+            explicit_bzero(b, n);
+        evbuffer_free(k->head_out);
+    }
+    stk_credential_free(k->secret);
+    free(k->path);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        p->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    p->n_conns--;
+    free(k);
+}
+
+/* Answers the client with an error and closes once it is written. */
+static void on_drained_close(struct bufferevent *bev, void *ud)
+{
+    (void)bev;
+    conn_free(ud);
+}
+
+static void on_closing_event(struct bufferevent *bev, short what, void *ud)
+{
+    (void)bev;
+    (void)what;
+    conn_free(ud);
+}
+
+static void close_after_flush(struct conn *k, struct bufferevent *side)
+{
+    k->st = C_CLOSING;
+    if (!side || evbuffer_get_length(bufferevent_get_output(side)) == 0) {
+        conn_free(k);
+        return;
+    }
+    /* stop reading everywhere; free once side's output is written */
+    if (k->cli)
+        bufferevent_disable(k->cli, EV_READ);
+    if (k->up)
+        bufferevent_disable(k->up, EV_READ);
+    bufferevent_setwatermark(side, EV_WRITE, 0, 0);
+    bufferevent_setcb(side, NULL, on_drained_close, on_closing_event, k);
+    bufferevent_enable(side, EV_WRITE);
+}
+
+static void refuse(struct conn *k, int status, const char *text, const char *why)
+{
+    if (!k->cli) {
+        conn_free(k);
+        return;
+    }
+    evbuffer_drain(bufferevent_get_input(k->cli),
+                   evbuffer_get_length(bufferevent_get_input(k->cli)));
+    evbuffer_add_printf(bufferevent_get_output(k->cli),
+                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                        "Content-Length: %zu\r\n\r\n%s\n",
+                        status, text, strlen(why) + 1, why);
+    if (k->up) {
+        bufferevent_free(k->up);
+        k->up = NULL;
+    }
+    close_after_flush(k, k->cli);
+}
+
+/* ---- splice ------------------------------------------------------------------------ */
+
+static struct bufferevent *other(struct conn *k, struct bufferevent *b)
+{
+    return b == k->cli ? k->up : k->cli;
+}
+
+static void on_splice_read(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    struct bufferevent *o = other(k, b);
+    bufferevent_write_buffer(o, bufferevent_get_input(b));
+    if (evbuffer_get_length(bufferevent_get_output(o)) >= SPLICE_HIGH) {
+        /* backpressure: read again once o has written half */
+        bufferevent_disable(b, EV_READ);
+        bufferevent_setwatermark(o, EV_WRITE, SPLICE_HIGH / 2, 0);
+    }
+}
+
+static void on_splice_write(struct bufferevent *o, void *ud)
+{
+    struct conn *k = ud;
+    struct bufferevent *b = other(k, o);
+    /* called at o's low watermark: b may read again */
+    if (b && k->st != C_CLOSING) {
+        bufferevent_setwatermark(o, EV_WRITE, 0, 0);
+        bufferevent_enable(b, EV_READ);
+    }
+}
+
+static void on_splice_event(struct bufferevent *b, short what, void *ud)
+{
+    struct conn *k = ud;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        struct bufferevent *o = other(k, b);
+        /* what b sent before its end still goes to the other side */
+        if (o && (what & BEV_EVENT_EOF))
+            bufferevent_write_buffer(o, bufferevent_get_input(b));
+        if (b == k->cli)
+            k->cli = NULL;
+        else
+            k->up = NULL;
+        bufferevent_free(b);
+        close_after_flush(k, o);
+    }
+}
+
+static void splice_start(struct conn *k)
+{
+    struct timeval idle = {STK_PROXY_IDLE_SECONDS, 0};
+    k->st = C_SPLICE;
+    bufferevent_setcb(k->cli, on_splice_read, on_splice_write, on_splice_event, k);
+    bufferevent_setcb(k->up, on_splice_read, on_splice_write, on_splice_event, k);
+    bufferevent_set_timeouts(k->cli, &idle, NULL);
+    bufferevent_set_timeouts(k->up, &idle, NULL);
+    bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+    bufferevent_enable(k->up, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_input(k->cli)))
+        on_splice_read(k->cli, k);
+}
+
+/* ---- the ClientHello ---------------------------------------------------------------- */
+
+static void on_hello_read(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    struct evbuffer *in = bufferevent_get_input(b);
+    size_t n = evbuffer_get_length(in);
+    size_t lim = 3 * STK_TLS_HELLO_MAX + 64;
+    const uint8_t *bytes = evbuffer_pullup(in, (ssize_t)(n < lim ? n : lim));
+    char sni[256];
+    int r = stk_tls_client_hello_sni(bytes, n < lim ? n : lim, sni);
+    if (r == 0 && n < lim)
+        return;
+    if (r == 1 && !strcmp(sni, k->host)) {
+        decision(k, "allowed", NULL);
+        splice_start(k);
+        return;
+    }
+    char why[400];
+    if (r == 1)
+        snprintf(why, sizeof(why), "the TLS server name %s is not the CONNECT name", sni);
+    else
+        snprintf(why, sizeof(why), "%s",
+                 r == -ENOENT ? "the TLS ClientHello names no server (SNI is required)"
+                              : "the tunnel did not start with a TLS ClientHello");
+    decision(k, "denied", why);
+    /* the 200 was sent already: the tunnel just closes */
+    bufferevent_free(k->cli);
+    k->cli = NULL;
+    conn_free(k);
+}
+
+static void on_hello_event(struct bufferevent *b, short what, void *ud)
+{
+    struct conn *k = ud;
+    (void)b;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        conn_free(k);
+}
+
+/* ---- a binding's response head: the credential's echo is dropped ------------ */
+
+static void on_resp_read(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    struct evbuffer *in = bufferevent_get_input(b);
+    struct evbuffer_ptr e = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    if (e.pos < 0) {
+        if (evbuffer_get_length(in) > RESP_HEAD_MAX) {
+            decision(k, "failed", "the upstream's response head is too large");
+            refuse(k, 502, "Bad Gateway", "the upstream's response head is too large");
+        }
+        return;
+    }
+    size_t hl = (size_t)e.pos + 4;
+    char *head = stk_xmalloc(hl + 1);
+    evbuffer_remove(in, head, hl);
+    head[hl] = '\0';
+    if (sscanf(head, "HTTP/1.%*d %3d", &k->status) != 1)
+        k->status = 0;
+    size_t slen = k->secret ? strlen(k->secret) : 0;
+    struct evbuffer *out = bufferevent_get_output(k->cli);
+    for (char *line = head, *end; *line; line = end + 2) {
+        end = strstr(line, "\r\n");
+        if (!end)
+            break;
+        size_t n = (size_t)(end - line);
+        if (line != head && slen && memmem(line, n, k->secret, slen)) {
+            k->stripped++;
+            continue;
+        }
+        evbuffer_add(out, line, n + 2);
+    }
+    explicit_bzero(head, hl);
+    free(head);
+    stk_credential_free(k->secret);
+    k->secret = NULL;
+    decision(k, "binding", NULL);
+    k->st = C_SPLICE;
+    bufferevent_setcb(k->up, on_splice_read, on_splice_write, on_splice_event, k);
+    if (evbuffer_get_length(in))
+        on_splice_read(k->up, k);
+}
+
+/* ---- connect --------------------------------------------------------------------------- */
+
+static void on_up_event(struct bufferevent *b, short what, void *ud)
+{
+    struct conn *k = ud;
+    (void)b;
+    if (what & BEV_EVENT_CONNECTED) {
+        bufferevent_disable(k->up, EV_READ); /* until the splice */
+        if (k->kind == STK_PROXY_CONNECT) {
+            struct timeval t = {STK_PROXY_HEAD_SECONDS, 0};
+            k->st = C_HELLO;
+            evbuffer_add_printf(bufferevent_get_output(k->cli),
+                                "HTTP/1.1 200 Connection established\r\n\r\n");
+            bufferevent_setcb(k->cli, on_hello_read, NULL, on_hello_event, k);
+            bufferevent_set_timeouts(k->cli, &t, NULL);
+            bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+            if (evbuffer_get_length(bufferevent_get_input(k->cli)))
+                on_hello_read(k->cli, k);
+        } else {
+            if (k->binding < 0)
+                decision(k, "allowed", NULL);
+            bufferevent_write_buffer(k->up, k->head_out);
+            evbuffer_free(k->head_out);
+            k->head_out = NULL;
+            splice_start(k);
+            if (k->binding >= 0) {
+                /* the answer's head is read before it is relayed */
+                k->st = C_RESPONSE;
+                bufferevent_setcb(k->up, on_resp_read, on_splice_write, on_splice_event, k);
+            }
+        }
+        return;
+    }
+    const char *why = k->binding >= 0 ? "the upstream refused the connection or its TLS "
+                                        "certificate did not verify"
+                                      : "the upstream did not accept the connection";
+    decision(k, "failed", why);
+    refuse(k, 502, "Bad Gateway", why);
+}
+
+static void host_addrs(struct stk_cidr *ret, size_t max, size_t *n)
+{
+    struct ifaddrs *ifa = NULL;
+    *n = 0;
+    if (getifaddrs(&ifa) < 0)
+        return;
+    for (struct ifaddrs *i = ifa; i && *n < max; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            ret[*n] = (struct stk_cidr){.family = STK_FAMILY_V4, .prefix = 32};
+            memcpy(ret[*n].addr, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
+            (*n)++;
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            ret[*n] = (struct stk_cidr){.family = STK_FAMILY_V6, .prefix = 128};
+            memcpy(ret[*n].addr, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, 16);
+            (*n)++;
+        }
+    }
+    freeifaddrs(ifa);
+}
+
+static bool sa_cidr(const struct sockaddr *sa, struct stk_cidr *ret, char txt[INET6_ADDRSTRLEN])
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)sa;
+        *ret = (struct stk_cidr){.family = STK_FAMILY_V4, .prefix = 32};
+        memcpy(ret->addr, &s4->sin_addr, 4);
+        inet_ntop(AF_INET, &s4->sin_addr, txt, INET6_ADDRSTRLEN);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)sa;
+        *ret = (struct stk_cidr){.family = STK_FAMILY_V6, .prefix = 128};
+        memcpy(ret->addr, &s6->sin6_addr, 16);
+        inet_ntop(AF_INET6, &s6->sin6_addr, txt, INET6_ADDRSTRLEN);
+        return true;
+    }
+    return false;
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *ud)
+{
+    struct conn *k = ud;
+    k->dreq = NULL;
+    if (k->st != C_RESOLVE) { /* cancelled: k is being freed */
+        if (res)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    if (result != 0 || !res) {
+        if (res)
+            evutil_freeaddrinfo(res);
+        decision(k, "denied", "the name did not resolve");
+        refuse(k, 502, "Bad Gateway", "the name did not resolve");
+        return;
+    }
+    /* the host's addresses, read again at most once a second (a netlink
+     * dump per request would cost more than the request) */
+    struct stk_proxy *p = k->p;
+    int64_t now = now_s();
+    if (now != p->host_at) {
+        host_addrs(p->host, STK_ARRAY_SIZE(p->host), &p->n_host);
+        p->host_at = now;
+    }
+    const struct stk_cidr *host = p->host;
+    size_t n_host = p->n_host;
+    const struct sockaddr *pick = NULL;
+    socklen_t pick_len = 0;
+    char refused[INET6_ADDRSTRLEN] = "";
+    const char *refused_why = NULL;
+    for (struct evutil_addrinfo *a = res; a && !pick; a = a->ai_next) {
+        struct stk_cidr c;
+        char txt[INET6_ADDRSTRLEN];
+        const char *why = NULL;
+        if (!sa_cidr(a->ai_addr, &c, txt))
+            continue;
+        if (stk_proxy_addr_allowed(&k->p->c, &c, host, n_host, &why)) {
+            pick = a->ai_addr;
+            pick_len = (socklen_t)a->ai_addrlen;
+            memcpy(k->addr, txt, sizeof(k->addr));
+        } else if (!refused_why) {
+            memcpy(refused, txt, sizeof(refused));
+            refused_why = why;
+        }
+    }
+    if (!pick) {
+        char why[300];
+        snprintf(why, sizeof(why), "the name resolves to %s, %s", refused,
+                 refused_why ? refused_why : "no usable address");
+        evutil_freeaddrinfo(res);
+        decision(k, "denied", why);
+        refuse(k, 403, "Forbidden", why);
+        return;
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, pick, pick_len);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(k->port);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(k->port);
+    evutil_freeaddrinfo(res);
+    struct timeval t = {STK_PROXY_CONNECT_SECONDS, 0};
+    k->st = C_CONNECT;
+    if (k->binding >= 0) {
+        /* verified TLS to the binding's upstream: its name in SNI and in
+         * the certificate check */
+        SSL *ssl = SSL_new(k->p->tls);
+        if (!ssl || !SSL_set_tlsext_host_name(ssl, k->host) || !SSL_set1_host(ssl, k->host)) {
+            SSL_free(ssl);
+            decision(k, "failed", "TLS setup failed");
+            refuse(k, 502, "Bad Gateway", "TLS setup failed");
+            return;
+        }
+        k->up = bufferevent_openssl_socket_new(k->p->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+        bufferevent_openssl_set_allow_dirty_shutdown(k->up, 1);
+    } else {
+        k->up = bufferevent_socket_new(k->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    bufferevent_setcb(k->up, NULL, NULL, on_up_event, k);
+    bufferevent_set_timeouts(k->up, &t, &t);
+    if (bufferevent_socket_connect(k->up, (struct sockaddr *)&ss, (int)pick_len) < 0) {
+        decision(k, "failed", "connecting to the upstream failed");
+        refuse(k, 502, "Bad Gateway", "connecting to the upstream failed");
+    }
+}
+
+/* ---- the head -------------------------------------------------------------------------- */
+
+static bool hop_header(const struct stk_proxy_header *h)
+{
+    static const char *const drop[] = {
+        "host", "connection", "proxy-connection", "keep-alive", "proxy-authorization",
+        "te",   "upgrade",    "trailer"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(drop); i++)
+        if (h->name_len == strlen(drop[i]) && !strncasecmp(h->name, drop[i], h->name_len))
+            return true;
+    return false;
+}
+
+static void header_line(struct evbuffer *out, const struct stk_proxy_request *rq, const char *drop)
+{
+    for (size_t i = 0; i < rq->n_headers; i++) {
+        const struct stk_proxy_header *h = &rq->headers[i];
+        if (hop_header(h) ||
+            (drop && h->name_len == strlen(drop) && !strncasecmp(h->name, drop, h->name_len)))
+            continue;
+        evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
+                            h->value);
+    }
+}
+
+/* A request to http://<name>.bindings.stockade.internal/...: the head for
+ * the binding's upstream with the credential read now. false when refused
+ * (answered and recorded). */
+static bool binding_head(struct conn *k, const struct stk_proxy_request *rq, const char *name)
+{
+    struct stk_proxy *p = k->p;
+    for (size_t i = 0; i < p->n_bindings && k->binding < 0; i++)
+        if (!strcmp(p->bindings[i].name, name))
+            k->binding = (long)i;
+    if (k->binding < 0) {
+        decision(k, "denied", "the sandbox has no binding of that name");
+        refuse(k, 404, "Not Found", "the sandbox has no binding of that name");
+        return false;
+    }
+    const struct pbinding *bd = &p->bindings[k->binding];
+    /* the path is not terminated: it points into the request head */
+    const char *q = memchr(rq->path, '?', rq->path_len);
+    k->path = strndup(rq->path, q ? (size_t)(q - rq->path) : rq->path_len);
+    struct stk_binding_target *t = stk_xmalloc(sizeof(*t));
+    const char *why = NULL;
+    char *secret = NULL;
+    int r = stk_binding_map(bd->url, rq->path, rq->path_len, t, &why);
+    if (r < 0) {
+        free(t);
+        decision(k, "denied", why);
+        refuse(k, 400, "Bad Request", why);
+        return false;
+    }
+    struct stk_cred_ref cref = {.source = bd->source, .ref = bd->ref, .key = bd->key};
+    if (stk_credential_read(&cref, &secret, &why) < 0) {
+        free(t);
+        decision(k, "failed", why);
+        refuse(k, 502, "Bad Gateway", "the binding's credential is not available");
+        return false;
+    }
+    memcpy(k->host, t->host, sizeof(k->host));
+    k->port = t->port;
+    k->head_out = evbuffer_new();
+    evbuffer_add_printf(k->head_out, "%s %s HTTP/1.1\r\n", rq->method, t->path);
+    free(t);
+    if (k->port == 443)
+        evbuffer_add_printf(k->head_out, "Host: %s\r\n", k->host);
+    else
+        evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
+    header_line(k->head_out, rq, bd->header);
+    const char *at = strstr(bd->format, "{value}");
+    evbuffer_add_printf(k->head_out, "%s: %.*s%s%s\r\nConnection: close\r\n\r\n", bd->header,
+                        (int)(at - bd->format), bd->format, secret, at + 7);
+    k->secret = secret;
+    return true;
+}
+
+static void resolve_start(struct conn *k)
+{
+    k->st = C_RESOLVE;
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    /* the callback may run before this returns (a hosts-file answer) and
+     * may free k: touch k only when a request is pending */
+    struct evdns_getaddrinfo_request *dr =
+        evdns_getaddrinfo(k->p->dns, k->host, NULL, &hints, on_resolved, k);
+    if (dr)
+        k->dreq = dr;
+}
+
+static void on_head_read(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    struct evbuffer *in = bufferevent_get_input(b);
+    size_t n = evbuffer_get_length(in);
+    size_t lim = n < STK_PROXY_HEAD_MAX ? n : STK_PROXY_HEAD_MAX;
+    const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)lim);
+    struct stk_proxy_request *rq = malloc(sizeof(*rq));
+    if (!rq)
+        abort();
+    const char *why = NULL;
+    int r = stk_proxy_request_parse(buf, lim, rq, &why);
+    if (r == 0) {
+        free(rq);
+        return;
+    }
+    if (r < 0) {
+        free(rq);
+        decision(k, "denied", why);
+        refuse(k, r == -EMSGSIZE ? 431 : 400, r == -EMSGSIZE ? "Too Large" : "Bad Request", why);
+        return;
+    }
+    k->kind = rq->kind;
+    memcpy(k->method, rq->method, sizeof(k->method));
+    memcpy(k->host, rq->host, sizeof(k->host));
+    k->port = rq->port;
+    char bname[64];
+    if (k->kind == STK_PROXY_HTTP && stk_binding_name(k->host, bname)) {
+        bool ok = binding_head(k, rq, bname);
+        free(rq);
+        if (ok) {
+            evbuffer_drain(in, (size_t)r);
+            bufferevent_disable(b, EV_READ);
+            resolve_start(k);
+        }
+        return;
+    }
+    for (size_t i = 0; i < k->p->c.n_allow; i++)
+        if (stk_allow_host_match(&k->p->allow[i], k->host, k->port)) {
+            k->rule = (long)i;
+            break;
+        }
+    if (k->rule < 0) {
+        free(rq);
+        decision(k, "denied", "no spec.network.allowHosts rule names this host and port");
+        refuse(k, 403, "Forbidden", "no spec.network.allowHosts rule names this host and port");
+        return;
+    }
+    if (k->kind == STK_PROXY_HTTP) {
+        k->head_out = evbuffer_new();
+        evbuffer_add_printf(k->head_out, "%s %.*s HTTP/1.1\r\n", rq->method, (int)rq->path_len,
+                            rq->path);
+        if (k->port == 80)
+            evbuffer_add_printf(k->head_out, "Host: %s\r\n", k->host);
+        else
+            evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
+        header_line(k->head_out, rq, NULL);
+        evbuffer_add_printf(k->head_out, "Connection: close\r\n\r\n");
+    }
+    evbuffer_drain(in, (size_t)r);
+    free(rq);
+    bufferevent_disable(b, EV_READ);
+    resolve_start(k);
+}
+
+static void on_head_event(struct bufferevent *b, short what, void *ud)
+{
+    (void)b;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        conn_free(ud);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *ud)
+{
+    struct stk_proxy *p = ud;
+    (void)l;
+    (void)sa;
+    (void)len;
+    if (p->n_conns >= STK_PROXY_MAX_CONNS) {
+        json_t *o = json_pack("{s:s,s:s,s:s}", "sandbox", p->sandbox, "decision", "denied",
+                              "reason", "too many connections to the egress proxy");
+        record(p, o);
+        evutil_closesocket(fd);
+        return;
+    }
+    struct conn *k = calloc(1, sizeof(*k));
+    if (!k)
+        abort();
+    k->p = p;
+    k->rule = -1;
+    k->binding = -1;
+    k->next = p->conns;
+    if (p->conns)
+        p->conns->prev = k;
+    p->conns = k;
+    p->n_conns++;
+    struct timeval t = {STK_PROXY_HEAD_SECONDS, 0};
+    k->cli = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(k->cli, on_head_read, NULL, on_head_event, k);
+    bufferevent_set_timeouts(k->cli, &t, &t);
+    bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+}
+
+/* ---- addresses ------------------------------------------------------------------------- */
+
+bool stk_proxy_addr_allowed(const struct stk_proxy_config *c, const struct stk_cidr *addr,
+                            const struct stk_cidr *host, size_t n_host, const char **ret_why)
+{
+    static const struct {
+        const char *cidr, *why;
+    } fixed[] = {
+        {"0.0.0.0/8", "an unspecified address"},    {"127.0.0.0/8", "a loopback address"},
+        {"169.254.0.0/16", "a link-local address"}, {"224.0.0.0/4", "a multicast address"},
+        {"240.0.0.0/4", "a reserved address"},      {"::/128", "an unspecified address"},
+        {"::1/128", "a loopback address"},          {"::ffff:0:0/96", "an IPv4-mapped address"},
+        {"fe80::/10", "a link-local address"},      {"ff00::/8", "a multicast address"},
+    };
+    for (size_t i = 0; i < c->n_deny; i++)
+        if (stk_cidr_contains(&c->deny[i], addr)) {
+            *ret_why = "in blacklistIPs, the pod or the service CIDRs";
+            return false;
+        }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(fixed); i++) {
+        struct stk_cidr f;
+        if (stk_cidr_parse(fixed[i].cidr, &f, NULL) < 0)
+            abort();
+        if (stk_cidr_contains(&f, addr)) {
+            *ret_why = fixed[i].why;
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->n_deny_extra; i++)
+        if (stk_cidr_contains(&c->deny_extra[i], addr)) {
+            *ret_why = "a sandbox address";
+            return false;
+        }
+    for (size_t i = 0; i < n_host; i++)
+        if (stk_cidr_contains(&host[i], addr)) {
+            *ret_why = "an address of the host";
+            return false;
+        }
+    return true;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+static void on_stop(evutil_socket_t fd, short what, void *ud)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(((struct stk_proxy *)ud)->base);
+}
+
+static void *serve(void *ud)
+{
+    struct stk_proxy *p = ud;
+    /* signals stay with the owner's thread; a write to a closed peer is
+     * EPIPE here, not SIGPIPE */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    event_base_dispatch(p->base);
+    while (p->conns)
+        conn_free(p->conns);
+    flush_dropped(p);
+    return NULL;
+}
+
+/* A listening socket created inside the namespace at path; this thread
+ * returns to its own namespace before anything else happens. */
+static int listen_in(const char *path, struct stk_error **err)
+{
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int target = open(path, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0)
+        return stk_error_make(err, errno, "egress proxy: opening network namespace %s", path);
+    if (setns(target, CLONE_NEWNET) < 0)
+        return stk_error_make(err, errno, "egress proxy: entering network namespace %s", path);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int e = fd < 0 ? errno : 0, one = 1;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(STK_PROXY_PORT),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0)) {
+        e = errno;
+        close(fd);
+        fd = -1;
+    }
+    if (setns(self, CLONE_NEWNET) < 0)
+        abort(); /* never serve from the sandbox's namespace */
+    if (fd < 0)
+        return stk_error_make(err, e, "egress proxy: listening on 127.0.0.1:%d in %s",
+                              STK_PROXY_PORT, path);
+    return fd;
+}
+
+static void proxy_free(struct stk_proxy *p)
+{
+    if (!p)
+        return;
+    if (p->lis)
+        evconnlistener_free(p->lis);
+    if (p->stop_ev)
+        event_free(p->stop_ev);
+    if (p->dns)
+        evdns_base_free(p->dns, 1);
+    if (p->base)
+        event_base_free(p->base);
+    for (int i = 0; i < 2; i++) {
+        if (p->wake[i] >= 0)
+            close(p->wake[i]);
+        if (p->ev[i] >= 0)
+            close(p->ev[i]);
+    }
+    for (size_t i = 0; i < p->n_bindings; i++) {
+        struct pbinding *bd = &p->bindings[i];
+        free(bd->name), free(bd->url), free(bd->ref), free(bd->key), free(bd->header);
+        free(bd->format);
+    }
+    free(p->bindings);
+    if (p->tls)
+        SSL_CTX_free(p->tls);
+    free(p->ca_file);
+    free(p->allow);
+    free(p->deny);
+    free(p->sandbox);
+    free(p->hosts_file);
+    free(p);
+}
+
+int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
+                    struct stk_error **err)
+{
+    struct stk_proxy *p = stk_xcalloc(1, sizeof(*p));
+    p->wake[0] = p->wake[1] = p->ev[0] = p->ev[1] = -1;
+    p->host_at = -1;
+    p->sandbox = stk_xstrdup(c->sandbox);
+    p->c = *c;
+    p->allow = stk_xcalloc(c->n_allow + 1, sizeof(*p->allow));
+    memcpy(p->allow, c->allow, c->n_allow * sizeof(*p->allow));
+    size_t nd = c->n_deny + c->n_deny_extra;
+    p->deny = stk_xcalloc(nd + 1, sizeof(*p->deny));
+    memcpy(p->deny, c->deny, c->n_deny * sizeof(*p->deny));
+    memcpy(p->deny + c->n_deny, c->deny_extra, c->n_deny_extra * sizeof(*p->deny));
+    p->c.allow = p->allow;
+    p->c.deny = p->deny;
+    p->c.deny_extra = p->deny + c->n_deny;
+    p->c.sandbox = p->sandbox;
+    p->c.netns_path = NULL;
+    p->c.hosts_file = p->hosts_file = c->hosts_file ? stk_xstrdup(c->hosts_file) : NULL;
+    p->c.ca_file = p->ca_file = c->ca_file ? stk_xstrdup(c->ca_file) : NULL;
+    p->bindings = stk_xcalloc(c->n_bindings + 1, sizeof(*p->bindings));
+    p->n_bindings = c->n_bindings;
+    for (size_t i = 0; i < c->n_bindings; i++) {
+        const struct stk_binding *bd = &c->bindings[i];
+        p->bindings[i] = (struct pbinding){
+            .name = stk_xstrdup(bd->name.v),
+            .url = stk_xstrdup(bd->url.v),
+            .ref = stk_xstrdup(bd->credential.ref.v),
+            .key = stk_xstrdup(bd->credential.key.v ? bd->credential.key.v : ""),
+            .header = stk_xstrdup(bd->inject.header.v ? bd->inject.header.v : "Authorization"),
+            .format = stk_xstrdup(bd->inject.format.v ? bd->inject.format.v : "Bearer {value}"),
+            .source = (enum stk_cred_source)bd->credential.source.v,
+        };
+    }
+    p->c.bindings = NULL;
+    if (c->n_bindings) {
+        p->tls = SSL_CTX_new(TLS_client_method());
+        if (!p->tls || !SSL_CTX_set_min_proto_version(p->tls, TLS1_2_VERSION) ||
+            !(p->ca_file ? SSL_CTX_load_verify_locations(p->tls, p->ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(p->tls))) {
+            proxy_free(p);
+            return stk_error_make(err, EIO, "egress proxy: the CAs for binding upstreams (%s)",
+                                  c->ca_file ? c->ca_file : "the system's");
+        }
+        SSL_CTX_set_verify(p->tls, SSL_VERIFY_PEER, NULL);
+    }
+
+    int fd = listen_in(c->netns_path, err);
+    if (fd < 0) {
+        proxy_free(p);
+        return fd;
+    }
+    int r = 0;
+    if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(p->ev, O_CLOEXEC | O_NONBLOCK) < 0)
+        r = stk_error_make(err, errno, "egress proxy: pipe");
+    if (r >= 0 && !(p->base = event_base_new()))
+        r = stk_error_make(err, ENOMEM, "egress proxy: event base");
+    if (r >= 0) {
+        /* test mode answers from the hosts file alone: no query leaves */
+        p->dns = evdns_base_new(p->base, p->hosts_file ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
+        if (!p->dns)
+            r = stk_error_make(err, EIO, "egress proxy: no resolver (/etc/resolv.conf)");
+        else if (p->hosts_file && evdns_base_load_hosts(p->dns, p->hosts_file) != 0)
+            r = stk_error_make(err, EIO, "egress proxy: reading hosts file %s", p->hosts_file);
+        else
+            /* a listed name is asked for as written: no search domain turns
+             * pypi.org into pypi.org.corp.example */
+            evdns_base_search_clear(p->dns);
+    }
+    if (r >= 0) {
+        p->lis = evconnlistener_new(p->base, on_accept, p, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+        fd = -1;
+        p->stop_ev = event_new(p->base, p->wake[0], EV_READ, on_stop, p);
+        if (!p->lis || !p->stop_ev || event_add(p->stop_ev, NULL) < 0)
+            r = stk_error_make(err, ENOMEM, "egress proxy: listener");
+    }
+    if (r >= 0 && (errno = pthread_create(&p->thread, NULL, serve, p)) != 0)
+        r = stk_error_make(err, errno, "egress proxy: thread");
+    if (fd >= 0)
+        close(fd);
+    if (r < 0) {
+        proxy_free(p);
+        return r;
+    }
+    p->running = true;
+    *ret = p;
+    return 0;
+}
+
+int stk_proxy_event_fd(const struct stk_proxy *p)
+{
+    return p ? p->ev[0] : -1;
+}
+
+size_t stk_proxy_events_read(struct stk_proxy *p, void (*fn)(void *ud, const char *json), void *ud)
+{
+    size_t count = 0;
+    if (!p)
+        return 0;
+    for (;;) {
+        ssize_t r = read(p->ev[0], p->rd + p->n_rd, sizeof(p->rd) - 1 - p->n_rd);
+        if (r <= 0)
+            break;
+        p->n_rd += (size_t)r;
+        p->rd[p->n_rd] = '\0';
+        char *s = p->rd, *nl;
+        while ((nl = strchr(s, '\n'))) {
+            *nl = '\0';
+            if (fn)
+                fn(ud, s);
+            count++;
+            s = nl + 1;
+        }
+        p->n_rd -= (size_t)(s - p->rd);
+        memmove(p->rd, s, p->n_rd);
+        if (p->n_rd == sizeof(p->rd) - 1)
+            p->n_rd = 0; /* cannot happen: records are shorter */
+    }
+    return count;
+}
+
+void stk_proxy_stop(struct stk_proxy *p, void (*fn)(void *ud, const char *json), void *ud)
+{
+    if (!p)
+        return;
+    if (p->running) {
+        (void)!write(p->wake[1], "x", 1);
+        pthread_join(p->thread, NULL);
+    }
+    stk_proxy_events_read(p, fn, ud);
+    proxy_free(p);
+}

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The egress proxy's pure parts: the request head, the authority, the
+ * allowHosts entries and their matching, the TLS ClientHello's server name
+ * and the address checks. The server itself is tested end to end
+ * (tests/e2e/test_proxy.py). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/proxy.h"
+
+#define ROOT STK_SOURCE_ROOT
+
+static int parse(const char *s, struct stk_proxy_request *r)
+{
+    const char *why = NULL;
+    int n = stk_proxy_request_parse(s, strlen(s), r, &why);
+    if (n < 0)
+        assert_non_null(why);
+    return n;
+}
+
+static void test_request_connect(void **state)
+{
+    (void)state;
+    struct stk_proxy_request r;
+    const char *s = "CONNECT PyPI.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\nextra";
+    assert_int_equal(parse(s, &r), (int)(strlen(s) - 5));
+    assert_int_equal(r.kind, STK_PROXY_CONNECT);
+    assert_string_equal(r.host, "pypi.org");
+    assert_int_equal(r.port, 443);
+    assert_int_equal(r.n_headers, 1);
+    assert_int_equal(r.headers[0].value_len, strlen("pypi.org:443"));
+}
+
+static void test_request_absolute(void **state)
+{
+    (void)state;
+    struct stk_proxy_request r;
+    assert_true(parse("GET http://files.example.com:8080/a/b?c=d HTTP/1.0\r\nA:  b \r\n\r\n", &r) >
+                0);
+    assert_int_equal(r.kind, STK_PROXY_HTTP);
+    assert_string_equal(r.method, "GET");
+    assert_string_equal(r.host, "files.example.com");
+    assert_int_equal(r.port, 8080);
+    assert_int_equal(r.path_len, strlen("/a/b?c=d"));
+    assert_memory_equal(r.path, "/a/b?c=d", r.path_len);
+    assert_memory_equal(r.headers[0].value, "b", 1);
+    assert_int_equal(r.headers[0].value_len, 1);
+    assert_true(parse("GET http://example.com HTTP/1.1\r\n\r\n", &r) > 0);
+    assert_int_equal(r.port, 80);
+    assert_memory_equal(r.path, "/", 1);
+}
+
+static void test_request_incomplete_and_refused(void **state)
+{
+    (void)state;
+    struct stk_proxy_request r;
+    /* every strict prefix of a good head asks for more */
+    const char *good = "GET http://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (size_t i = 0; i < strlen(good); i++) {
+        const char *why;
+        assert_int_equal(stk_proxy_request_parse(good, i, &r, &why), 0);
+    }
+    static const struct {
+        const char *head;
+        int err;
+    } bad[] = {
+        {"GET / HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"GET https://example.com/ HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"GET http://user@example.com/ HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"GET http://10.0.0.1/ HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"GET http://[::1]/ HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"CONNECT example.com HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"CONNECT example.com:0 HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"CONNECT example.com:65536 HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"CONNECT 169.254.169.254:443 HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"CONNECT a..b:443 HTTP/1.1\r\n\r\n", -EPROTONOSUPPORT},
+        {"GET http://example.com/ HTTP/2.0\r\n\r\n", -EINVAL},
+        {"GET http://example.com/ HTTP/1.1\n\n", -EINVAL},
+        {"GET http://example.com/ HTTP/1.1\r\nA: b\r\n c\r\n\r\n", -EINVAL},
+        {"GET http://example.com/ HTTP/1.1\r\nNo colon\r\n\r\n", -EINVAL},
+        {"GET http://example.com/ HTTP/1.1\r\nA: b\x01\r\n\r\n", -EINVAL},
+        {"GET http://example.com/a\x7f HTTP/1.1\r\n\r\n", -EINVAL},
+        {"G(T http://example.com/ HTTP/1.1\r\n\r\n", -EINVAL},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        int n = parse(bad[i].head, &r);
+        if (n != bad[i].err)
+            fail_msg("%s: %d, want %d", bad[i].head, n, bad[i].err);
+    }
+}
+
+static void test_request_limits(void **state)
+{
+    (void)state;
+    struct stk_proxy_request r;
+    const char *why;
+    char *big = malloc(STK_PROXY_HEAD_MAX + 64);
+    int n = snprintf(big, 64, "GET http://example.com/ HTTP/1.1\r\nX: ");
+    memset(big + n, 'a', STK_PROXY_HEAD_MAX + 64 - (size_t)n);
+    assert_int_equal(stk_proxy_request_parse(big, STK_PROXY_HEAD_MAX + 64, &r, &why), -EMSGSIZE);
+    free(big);
+    struct stk_buf b = {0};
+    stk_buf_printf(&b, "GET http://example.com/ HTTP/1.1\r\n");
+    for (int i = 0; i <= STK_PROXY_HEADERS_MAX; i++)
+        stk_buf_printf(&b, "H%d: v\r\n", i);
+    stk_buf_printf(&b, "\r\n");
+    assert_int_equal(stk_proxy_request_parse(stk_buf_str(&b), strlen(stk_buf_str(&b)), &r, &why),
+                     -EMSGSIZE);
+    stk_buf_free(&b);
+}
+
+static void test_allow_hosts(void **state)
+{
+    (void)state;
+    struct stk_allow_host h;
+    const char *why;
+    assert_true(stk_allow_host_parse("pypi.org", &h, &why));
+    assert_string_equal(h.name, "pypi.org");
+    assert_false(h.wildcard);
+    assert_int_equal(h.port, 443);
+    assert_true(stk_allow_host_match(&h, "pypi.org", 443));
+    assert_false(stk_allow_host_match(&h, "pypi.org", 80));
+    assert_false(stk_allow_host_match(&h, "x.pypi.org", 443));
+    assert_false(stk_allow_host_match(&h, "evilpypi.org", 443));
+    assert_true(stk_allow_host_parse("*.githubusercontent.com:8443", &h, &why));
+    assert_true(h.wildcard);
+    assert_int_equal(h.port, 8443);
+    assert_true(stk_allow_host_match(&h, "raw.githubusercontent.com", 8443));
+    assert_true(stk_allow_host_match(&h, "a.b.githubusercontent.com", 8443));
+    assert_false(stk_allow_host_match(&h, "githubusercontent.com", 8443));
+    assert_false(stk_allow_host_match(&h, "xgithubusercontent.com", 8443));
+    assert_false(stk_allow_host_match(&h, "raw.githubusercontent.com", 443));
+    static const char *const bad[] = {
+        "",          "*",          "*.com",          "com",           "localhost",
+        "PyPI.org",  "pypi.org:0", "pypi.org:65536", "pypi.org:",     "pypi.org:+1",
+        "a.*.org",   "*pypi.org",  "10.0.0.1",       "10.0.0.1:443",  "[::1]:443",
+        "pypi.org.", "-a.org",     "a_b.org",        "pypi.org:443x", "**.pypi.org",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        why = NULL;
+        if (stk_allow_host_parse(bad[i], &h, &why))
+            fail_msg("\"%s\" was accepted", bad[i]);
+        assert_non_null(why);
+    }
+}
+
+static size_t read_corpus(const char *name, uint8_t *buf, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/tls_hello/%s", ROOT, name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    assert_true(got > 50);
+    return got;
+}
+
+static void test_client_hello(void **state)
+{
+    (void)state;
+    uint8_t hello[4096], split[4200];
+    char sni[256];
+    size_t n = read_corpus("openssl-sni", hello, sizeof(hello));
+    assert_int_equal(stk_tls_client_hello_sni(hello, n, sni), 1);
+    assert_string_equal(sni, "pypi.org");
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(stk_tls_client_hello_sni(hello, i, sni), 0);
+    /* the same handshake in two records */
+    size_t body = n - 5, first = 40;
+    memcpy(split, hello, 3);
+    split[3] = 0;
+    split[4] = (uint8_t)first;
+    memcpy(split + 5, hello + 5, first);
+    memcpy(split + 5 + first, hello, 3);
+    split[5 + first + 3] = (uint8_t)((body - first) >> 8);
+    split[5 + first + 4] = (uint8_t)(body - first);
+    memcpy(split + 10 + first, hello + 5 + first, body - first);
+    assert_int_equal(stk_tls_client_hello_sni(split, n + 5, sni), 1);
+    assert_string_equal(sni, "pypi.org");
+
+    n = read_corpus("openssl-nosni", hello, sizeof(hello));
+    assert_int_equal(stk_tls_client_hello_sni(hello, n, sni), -ENOENT);
+    static const uint8_t plain[] = "GET / HTTP/1.1\r\n\r\n";
+    assert_int_equal(stk_tls_client_hello_sni(plain, sizeof(plain) - 1, sni), -EINVAL);
+    /* a handshake that is not a ClientHello */
+    static const uint8_t server_hello[] = {0x16, 3, 3, 0, 4, 2, 0, 0, 0};
+    assert_int_equal(stk_tls_client_hello_sni(server_hello, sizeof(server_hello), sni), -EINVAL);
+    /* a message claiming more than the bound */
+    static const uint8_t huge[] = {0x16, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff};
+    assert_int_equal(stk_tls_client_hello_sni(huge, sizeof(huge), sni), -EMSGSIZE);
+}
+
+static void test_addresses(void **state)
+{
+    (void)state;
+    struct stk_cidr deny[1], pool[1], host[1], a;
+    assert_int_equal(stk_cidr_parse("10.43.0.0/16", &deny[0], NULL), 0);
+    assert_int_equal(stk_cidr_parse("10.88.0.0/16", &pool[0], NULL), 0);
+    assert_int_equal(stk_addr_parse("192.0.2.7", &host[0]), 0);
+    struct stk_proxy_config c = {.deny = deny, .n_deny = 1, .deny_extra = pool, .n_deny_extra = 1};
+    static const struct {
+        const char *addr;
+        bool ok;
+    } cases[] = {
+        {"93.184.216.34", true},    {"2606:4700::1", true},      {"127.0.0.53", false},
+        {"169.254.169.254", false}, {"0.0.0.0", false},          {"::1", false},
+        {"fe80::1", false},         {"::ffff:127.0.0.1", false}, {"224.0.0.1", false},
+        {"10.43.0.10", false},      {"10.88.0.1", false},        {"192.0.2.7", false},
+        {"192.0.2.8", true},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        const char *why = NULL;
+        assert_int_equal(stk_addr_parse(cases[i].addr, &a), 0);
+        bool ok = stk_proxy_addr_allowed(&c, &a, host, 1, &why);
+        if (ok != cases[i].ok)
+            fail_msg("%s: %s", cases[i].addr, ok ? "allowed" : why);
+        if (!ok)
+            assert_non_null(why);
+    }
+}
+
+static void test_binding_map(void **state)
+{
+    (void)state;
+    char name[64];
+    assert_true(stk_binding_name("github.bindings.stockade.internal", name));
+    assert_string_equal(name, "github");
+    assert_false(stk_binding_name("a.b.bindings.stockade.internal", name));
+    assert_false(stk_binding_name("bindings.stockade.internal", name));
+    assert_false(stk_binding_name("github.bindings.stockade.internal.evil.com", name));
+    struct stk_binding_target *t = malloc(sizeof(*t));
+    const char *why;
+    static const char path[] = "/repos/x?page=2";
+    assert_int_equal(stk_binding_map("https://api.github.com/v3/", path, strlen(path), t, &why), 0);
+    assert_true(t->tls);
+    assert_string_equal(t->host, "api.github.com");
+    assert_int_equal(t->port, 443);
+    assert_string_equal(t->path, "/v3/repos/x?page=2");
+    assert_int_equal(stk_binding_map("https://Store.example.com:8443", "/", 1, t, &why), 0);
+    assert_string_equal(t->host, "store.example.com");
+    assert_int_equal(t->port, 8443);
+    assert_string_equal(t->path, "/");
+    static const char *const bad_paths[] = {"/../admin", "/a/..", "/%2e%2E/x", "/a/./b",
+                                            "/.%2e",     "x",     "/a b",      "/a#f"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad_paths); i++)
+        if (stk_binding_map("https://api.github.com/v3", bad_paths[i], strlen(bad_paths[i]), t,
+                            &why) == 0)
+            fail_msg("%s was mapped to %s", bad_paths[i], t->path);
+    /* dots inside a segment are a name, not a climb */
+    assert_int_equal(stk_binding_map("https://h.example.com", "/a..b/.c/x?q=..", 15, t, &why), 0);
+    assert_int_equal(stk_binding_map("http://h.example.com", "/", 1, t, &why), -EPROTONOSUPPORT);
+    assert_int_equal(stk_binding_map("https://10.0.0.1", "/", 1, t, &why), -EPROTONOSUPPORT);
+    free(t);
+}
+
+static void test_credential_sources(void **state)
+{
+    (void)state;
+    char *v = NULL;
+    const char *why = NULL;
+    setenv("STK_TEST_CRED", "s3cr3t-value", 1);
+    struct stk_cred_ref env = {.source = STK_CRED_ENV, .ref = "STK_TEST_CRED"};
+    assert_int_equal(stk_credential_read(&env, &v, &why), 0);
+    assert_string_equal(v, "s3cr3t-value");
+    stk_credential_free(v);
+    setenv("STK_TEST_CRED", "a\r\nX-Injected: 1", 1);
+    assert_int_equal(stk_credential_read(&env, &v, &why), -EINVAL);
+    unsetenv("STK_TEST_CRED");
+    assert_int_equal(stk_credential_read(&env, &v, &why), -ENOENT);
+
+    char path[] = "/tmp/stk-cred-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "file-secret\n", 12), 12);
+    close(fd);
+    struct stk_cred_ref file = {.source = STK_CRED_FILE, .ref = path};
+    assert_int_equal(stk_credential_read(&file, &v, &why), 0);
+    assert_string_equal(v, "file-secret");
+    stk_credential_free(v);
+    unlink(path);
+    assert_true(stk_credential_read(&file, &v, &why) < 0);
+    struct stk_cred_ref dir = {.source = STK_CRED_FILE, .ref = "/tmp"};
+    assert_int_equal(stk_credential_read(&dir, &v, &why), -EINVAL);
+    struct stk_cred_ref kube = {.source = STK_CRED_KUBERNETES_SECRET, .ref = "ns/name", .key = "k"};
+    assert_int_equal(stk_credential_read(&kube, &v, &why), -ENOTSUP);
+    assert_non_null(why);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_connect),
+        cmocka_unit_test(test_request_absolute),
+        cmocka_unit_test(test_request_incomplete_and_refused),
+        cmocka_unit_test(test_request_limits),
+        cmocka_unit_test(test_allow_hosts),
+        cmocka_unit_test(test_client_hello),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_binding_map),
+        cmocka_unit_test(test_credential_sources),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
