@@ -362,6 +362,14 @@ struct stk_run_result {
 int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
                   struct stk_run_result *ret, struct stk_error **err);
 
+/* The host id range the sandbox <id> of this state directory holds (its
+ * user namespace: ids 0..size-1 inside are base.. on the host): 0 when its
+ * directory records one and the host-wide registry names that directory
+ * as the range's only holder; -ENOENT when it holds none (gVisor, or the
+ * record is gone). */
+int stk_local_idmap_of(const struct stk_local_paths *p, const char *id, uint32_t *ret_base,
+                       uint32_t *ret_size);
+
 /* ---- long-lived sandboxes ------------------------------------------------------ */
 
 /* Where the host side of a long-lived sandbox's supervisor socket lives:
