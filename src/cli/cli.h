@@ -182,6 +182,7 @@ struct cli_create_args {
     const struct stk_session_docs *docs;
     const char *pool, *owner, *tenant; /* NULL: none */
     bool idle;                         /* start no workload (run -i/-t execs one) */
+    bool accepted_only;                /* --wait accepted */
 };
 enum cli_act { CLI_ACT_STOP, CLI_ACT_START, CLI_ACT_RM };
 struct cli_engine_ops {
@@ -218,6 +219,7 @@ struct cli_exec_args {
     const char *const *env; /* "K=V" */
     size_t n_env;
     const char *cwd;
+    const char *replica; /* exec --replica POD: that replica of an injected sandbox */
     bool tty, interactive;
 };
 int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a, int *ret_code);

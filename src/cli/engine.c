@@ -50,7 +50,8 @@ static int emb_create(struct cli_engine *e, const struct cli_create_args *a,
     if (r != 0)
         return r;
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_create_req req = {.docs = *a->docs, .pool = a->pool, .idle = a->idle};
+    struct stk_create_req req = {
+        .docs = *a->docs, .pool = a->pool, .idle = a->idle, .accepted_only = a->accepted_only};
     return stk_session_create(s, &req, ret, &err) < 0 ? fail(e->cmd, err) : 0;
 }
 
@@ -103,6 +104,25 @@ static int emb_act(struct cli_engine *e, enum cli_act act, const char *id, bool 
     return r < 0 ? fail(e->cmd, err) : 0;
 }
 
+/* A sandbox injected into a workload lives in each replica that carries
+ * it: rec_json gets "replicas" (the live instances). What the cluster did
+ * not answer is said on stderr, and the record is listed without them. */
+static void add_replicas(struct stk_session *s, const struct stk_sb_rec *rec, json_t *rec_json)
+{
+    if (rec->phase != STK_SB_READY)
+        return;
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_free_ char *text = NULL;
+    if (stk_session_replicas(s, rec->id, &text, &err) < 0) {
+        fprintf(stderr, "stockade: sandbox %s: its replicas: %s\n", rec->id,
+                err ? err->msg : "failed");
+        return;
+    }
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    if (a)
+        json_object_set_new(rec_json, "replicas", a);
+}
+
 static int emb_list(struct cli_engine *e, bool all, json_t **ret)
 {
     struct stk_session *s;
@@ -115,8 +135,11 @@ static int emb_list(struct cli_engine *e, bool all, json_t **ret)
     if (stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err) < 0)
         return fail("ls", err);
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, stk_sb_rec_json(&recs[i], false));
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = stk_sb_rec_json(&recs[i], false);
+        add_replicas(s, &recs[i], j);
+        json_array_append_new(a, j);
+    }
     stk_sb_recs_free(recs, n);
     *ret = a;
     return 0;
@@ -133,6 +156,7 @@ static int emb_get(struct cli_engine *e, const char *id, json_t **ret)
     if (stk_store_sb_get(stk_session_store(s), id, &rec, &err) < 0)
         return fail("get", err);
     *ret = stk_sb_rec_json(&rec, true);
+    add_replicas(s, &rec, *ret);
     stk_sb_rec_free(&rec);
     return 0;
 }

@@ -57,7 +57,8 @@ const struct cli_command cli_commands[] = {
      "Exit status: CMD's (128+N when killed by signal N), 126 CMD not executable,\n"
      "127 CMD not found, 125 stockade's own error (invalid input included).\n"},
     {"create", cmd_create, "create a long-lived sandbox and start its workload",
-     "stockade create -f FILE [--env ENV] [--pool NAME] [-o text|json]\n"
+     "stockade create -f FILE [--env ENV] [--pool NAME | --workload KIND/NAME]\n"
+     "                [--wait running|accepted] [-o text|json]\n"
      "\n"
      "Creates a sandbox from FILE on this host and returns once it is ready (its\n"
      "workload started), printing its id. The sandbox keeps running: exec into it,\n"
@@ -69,6 +70,18 @@ const struct cli_command cli_commands[] = {
      "  -p, --pool NAME     claim a ready member of warm pool NAME (its template must\n"
      "                      give the same sandbox); an empty pool means a cold create,\n"
      "                      and the output says so\n"
+     "  -w, --workload KIND/NAME  kubernetes: inject the sandbox into a live\n"
+     "                      deployment/NAME, statefulset/NAME or daemonset/NAME (in\n"
+     "                      spec.deployment.target.namespace, else the context's\n"
+     "                      namespace) by server-side apply; every replica runs one\n"
+     "                      instance (ls lists them, exec --replica POD picks one);\n"
+     "                      rm (or stop) ejects exactly what was added\n"
+     "      --wait WHEN     running (default): return once the workload runs;\n"
+     "                      accepted: kubernetes: once every object is applied and\n"
+     "                      accepted by the API server (as `kubectl apply` returns); the\n"
+     "                      Pod may still be starting, and `ready` means accepted. A\n"
+     "                      workload that then fails to start ends the sandbox (get).\n"
+     "                      Other backends return once it runs either way\n"
      "  -o, --output FMT    text (the id) or json ({id, warm, note})\n"
      "      --owner USER    with --server: create it for USER (the policy's onBehalfOf)\n"
      "      --tenant T      with --server: the tenant (default: the spec's namespace)\n"
@@ -95,7 +108,7 @@ const struct cli_command cli_commands[] = {
      "Exit status: 0 stopped by a signal, 1 refused (port not declared, sandbox not\n"
      "ready), 2 usage error, 125 could not listen.\n"},
     {"exec", cmd_exec, "run a command in a ready sandbox",
-     "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] -- CMD [ARGS...]\n"
+     "stockade exec ID [-i] [-t] [-e K=V]... [-w DIR] [--replica POD] -- CMD [ARGS...]\n"
      "\n"
      "Runs CMD inside sandbox ID, as the sandbox user, with the sandbox's limits. The\n"
      "exit status is CMD's (128+N when a signal N ended it); 126 CMD not executable,\n"
@@ -107,6 +120,9 @@ const struct cli_command cli_commands[] = {
      "                      caller's (xterm without one) unless -e TERM=... is given\n"
      "  -e NAME=VALUE       add an environment variable (repeatable)\n"
      "  -w, --workdir DIR   working directory inside the sandbox\n"
+     "      --replica POD   a sandbox injected into a workload (create --workload):\n"
+     "                      the replica to run in (`stockade ls` lists them); needed\n"
+     "                      when more than one runs\n"
      "\n"
      "On the sim backend nothing is executed: exec is audited and fails (125) with\n"
      "\"simulated: nothing was executed\".\n"},

@@ -563,6 +563,9 @@ static int rem_create(struct cli_engine *e, const struct cli_create_args *a,
                       struct stk_create_res *ret)
 {
     (void)e;
+    if (a->accepted_only)
+        return cli_usage_error("create", "--wait accepted needs the embedded engine: the "
+                                         "gateway's create returns once the sandbox runs");
     json_t *body = json_pack("{s:s%}", "spec", a->docs->spec, a->docs->spec_len);
     if (a->docs->env)
         json_object_set_new(body, "env", json_stringn(a->docs->env, a->docs->env_len));
@@ -591,6 +594,9 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
                     bool interactive, int *ret_code)
 {
     (void)e;
+    if (proc->replica)
+        return cli_usage_error("exec", "--replica needs the embedded engine: the gateway's exec "
+                                       "does not choose a replica yet");
     json_t *argv = json_array(), *env = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));

@@ -63,7 +63,95 @@ struct docs_text {
     struct stk_session_docs d;
 };
 
-static int docs_read(const char *file, const char *env_file, struct docs_text *t)
+/* create --workload KIND/NAME[.NAMESPACE]... : the spec's Sandbox becomes
+ * deployment.model: injection with that target. The stored spec is the
+ * rewritten one (JSON documents in one YAML stream), so every later
+ * command resolves the same boundary. */
+static int docs_target(struct docs_text *t, const char *workload)
+{
+    static const struct {
+        const char *prefix, *kind;
+    } kinds[] = {{"deployment/", "Deployment"},   {"deploy/", "Deployment"},
+                 {"statefulset/", "StatefulSet"}, {"sts/", "StatefulSet"},
+                 {"daemonset/", "DaemonSet"},     {"ds/", "DaemonSet"}};
+    const char *kind = NULL, *name = NULL;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(kinds) && !kind; i++)
+        if (!strncasecmp(workload, kinds[i].prefix, strlen(kinds[i].prefix))) {
+            kind = kinds[i].kind;
+            name = workload + strlen(kinds[i].prefix);
+        }
+    if (!kind || !name[0] || strchr(name, '/'))
+        return cli_usage_error("create",
+                               "--workload needs deployment/NAME, statefulset/NAME or "
+                               "daemonset/NAME, not '%s'",
+                               workload);
+    _cleanup_error_ struct stk_error *err = NULL;
+    json_t *docs = NULL;
+    if (stk_yaml_load(t->spec, t->d.spec_len, &docs, &err) < 0) {
+        fprintf(stderr, "stockade create: %s:%s\n", t->d.spec_file, err->msg);
+        return EXIT_INVALID;
+    }
+    size_t i, n_sandboxes = 0;
+    json_t *doc;
+    struct stk_buf out = {0};
+    json_array_foreach(docs, i, doc)
+    {
+        if (json_is_object(doc) &&
+            !strcmp(json_string_value(json_object_get(doc, "kind")) ?: "", "Sandbox")) {
+            n_sandboxes++;
+            json_t *spec = json_object_get(doc, "spec");
+            if (!json_is_object(spec)) {
+                spec = json_object();
+                json_object_set_new(doc, "spec", spec);
+            }
+            json_t *dep = json_object_get(spec, "deployment");
+            json_t *target = json_object_get(dep, "target");
+            const char *old_kind = json_string_value(json_object_get(target, "kind"));
+            const char *old_name = json_string_value(json_object_get(target, "name"));
+            if ((old_kind && strcmp(old_kind, kind)) || (old_name && strcmp(old_name, name))) {
+                fprintf(stderr,
+                        "stockade create: --workload %s contradicts the spec's "
+                        "deployment.target (%s/%s)\n",
+                        workload, old_kind ?: "?", old_name ?: "?");
+                json_decref(docs);
+                stk_buf_free(&out);
+                return EXIT_INVALID;
+            }
+            if (!json_is_object(dep)) {
+                dep = json_object();
+                json_object_set_new(spec, "deployment", dep);
+            }
+            if (!json_is_object(target)) {
+                target = json_object();
+                json_object_set_new(dep, "target", target);
+            }
+            json_object_set_new(dep, "model", json_string("injection"));
+            json_object_set_new(target, "kind", json_string(kind));
+            json_object_set_new(target, "name", json_string(name));
+        }
+        char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!text)
+            stk_oom();
+        stk_buf_printf(&out, "%s%s\n", i ? "---\n" : "", text);
+        free(text);
+    }
+    json_decref(docs);
+    if (n_sandboxes != 1) {
+        stk_buf_free(&out);
+        fprintf(stderr, "stockade create: %s: --workload needs exactly one Sandbox document\n",
+                t->d.spec_file);
+        return EXIT_INVALID;
+    }
+    free(t->spec);
+    t->d.spec_len = out.len;
+    t->spec = stk_buf_steal(&out);
+    t->d.spec = t->spec;
+    return 0;
+}
+
+/* workload: create --workload (NULL: none) */
+static int docs_read(const char *file, const char *env_file, const char *workload,
+                     struct docs_text *t)
 {
     _cleanup_diags_ struct stk_diags diags = {0};
     *t = (struct docs_text){.d = {.spec_file = file, .env_file = env_file}};
@@ -76,6 +164,12 @@ static int docs_read(const char *file, const char *env_file, struct docs_text *t
     }
     t->d.spec = t->spec;
     t->d.env = t->env;
+    int tr = workload ? docs_target(t, workload) : 0;
+    if (tr != 0) {
+        free(t->spec);
+        free(t->env);
+        return tr;
+    }
     /* validate here, so a bad spec is reported with its positions */
     struct stk_session_boundary sb = {0};
     int r = stk_session_resolve(&t->d, &diags, &sb);
@@ -106,15 +200,27 @@ int cmd_create(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"owner", required_argument, NULL, 'O'},
         {"tenant", required_argument, NULL, 'T'},
+        {"workload", required_argument, NULL, 'w'},
+        {"wait", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
+    bool accepted_only = false;
     const char *file = NULL, *env = NULL, *pool = NULL, *owner = NULL, *tenant = NULL;
+    const char *workload = NULL;
     enum cli_output out = CLI_OUT_TEXT;
     int c;
-    while ((c = cli_getopt(argc, argv, "f:e:p:o:", opts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "f:e:p:o:w:", opts)) != -1) {
         switch (c) {
         case 'f':
             file = optarg;
+            break;
+        case 'w':
+            workload = optarg;
+            break;
+        case 'W':
+            if (strcmp(optarg, "accepted") && strcmp(optarg, "running"))
+                return cli_usage_error("create", "--wait is accepted or running, not '%s'", optarg);
+            accepted_only = !strcmp(optarg, "accepted");
             break;
         case 'e':
             env = optarg;
@@ -140,13 +246,19 @@ int cmd_create(int argc, char **argv)
         return cli_usage_error("create", "needs -f FILE (a Sandbox spec)");
     if (optind < argc)
         return cli_usage_error("create", "unexpected argument '%s'", argv[optind]);
+    if (workload && pool)
+        return cli_usage_error("create", "--workload and --pool exclude each other");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("create");
     struct docs_text t;
     struct stk_create_res res = {0};
-    int r = docs_read(file, env, &t);
+    int r = docs_read(file, env, workload, &t);
     if (r != 0)
         return r;
-    struct cli_create_args ca = {.docs = &t.d, .pool = pool, .owner = owner, .tenant = tenant};
+    struct cli_create_args ca = {.docs = &t.d,
+                                 .pool = pool,
+                                 .owner = owner,
+                                 .tenant = tenant,
+                                 .accepted_only = accepted_only};
     r = cli_engine_ops_of(e)->create(e, &ca, &res);
     docs_free(&t);
     if (r != 0)
@@ -171,14 +283,12 @@ int cmd_create(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"interactive", no_argument, NULL, 'i'},
-        {"tty", no_argument, NULL, 't'},
-        {"env", required_argument, NULL, 'e'},
-        {"workdir", required_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
+        {"interactive", no_argument, NULL, 'i'},   {"tty", no_argument, NULL, 't'},
+        {"env", required_argument, NULL, 'e'},     {"workdir", required_argument, NULL, 'w'},
+        {"replica", required_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
     };
     bool interactive = false, tty = false;
-    const char *env[STK_EXEC_MAX_ENV], *cwd = NULL;
+    const char *env[STK_EXEC_MAX_ENV], *cwd = NULL, *replica = NULL;
     size_t n_env = 0;
     int c;
     while ((c = cli_getopt(argc, argv, "+ite:w:", opts)) != -1) {
@@ -198,6 +308,11 @@ int cmd_exec(int argc, char **argv)
             break;
         case 'w':
             cwd = optarg;
+            break;
+        case 'R':
+            if (!optarg[0] || strlen(optarg) > 253)
+                return cli_usage_error("exec", "--replica needs a Pod name");
+            replica = optarg;
             break;
         default:
             return cli_usage("exec", stderr, EXIT_USAGE);
@@ -220,6 +335,7 @@ int cmd_exec(int argc, char **argv)
         .cwd = cwd,
         .tty = tty,
         .interactive = interactive,
+        .replica = replica,
     };
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("exec");
     int code = 0;
@@ -251,6 +367,7 @@ int cli_exec(struct cli_engine *e, const char *id, const struct cli_exec_args *a
         .n_env = n_env,
         .cwd = a->cwd,
         .tty = a->tty,
+        .replica = a->replica,
     };
     struct winsize ws;
     if (a->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
@@ -483,6 +600,13 @@ static void print_table(json_t *recs, const struct list_fmt *f)
                    str_or(rec, "tenant", "-"), labels);
         }
         putchar('\n');
+        /* an injected sandbox: one live instance per replica that carries it */
+        size_t j;
+        json_t *rep;
+        json_array_foreach(json_object_get(rec, "replicas"), j, rep) printf(
+            "  replica %-43s %-12s %s\n", str_or(rep, "pod", ""),
+            json_is_true(json_object_get(rep, "running")) ? "running" : str_or(rep, "phase", ""),
+            str_or(rep, "node", ""));
     }
 }
 
@@ -650,7 +774,7 @@ static int pool_create_cmd(int argc, char **argv)
         return cli_usage_error("pool", "pool create NAME --size N -f TEMPLATE");
     _cleanup_engine_ struct cli_engine *e = cli_engine_open("pool");
     struct docs_text t;
-    int r = docs_read(file, env, &t);
+    int r = docs_read(file, env, NULL, &t);
     if (r != 0)
         return r;
     r = cli_engine_ops_of(e)->pool_create(e, argv[optind], (int)size, &t.d, tenant);

@@ -68,8 +68,12 @@ struct stk_driver_sandbox {
     const char *pool;                /* the pool it belongs or belonged to; NULL */
     bool pool_member;                /* an unclaimed warm member: no workload */
     bool idle;                       /* no workload (verify FILE) */
-    int lock_fd;                     /* local: the sandbox directory's lock, held by the caller */
-    const char *runtime;             /* the record's runtime (facts' runtime at create) */
+    /* provision returns once the backend accepted what it applied, without
+     * waiting for the workload to run (create --wait accepted); a workload
+     * that then fails to start is reported by supervise */
+    bool accepted_only;
+    int lock_fd;         /* local: the sandbox directory's lock, held by the caller */
+    const char *runtime; /* the record's runtime (facts' runtime at create) */
     /* provision and start: what happens while the workload starts (sim:
      * its declared output and egress decisions) is reported here; only
      * output and event are called. NULL: nobody listens. */
@@ -219,6 +223,13 @@ struct stk_driver_ops {
      * keeps (keep: the ids of live records). */
     int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
               struct stk_error **err);
+    /* The live instances of a sandbox injected into a workload, one per
+     * replica that carries it: JSON array text [{"pod", "phase", "node",
+     * "running"}] (*ret, the caller frees), or *ret NULL when the sandbox
+     * is not injected (one instance: itself). exec reaches one of them by
+     * stk_init_proc.replica. NULL: the backend has no replicas. */
+    int (*replicas)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
+                    struct stk_error **err);
 };
 
 /* The driver of a backend (a static table); NULL when not built in. */
@@ -363,6 +374,14 @@ struct stk_run_result {
  * not be set up; the workload's own failure is a result, not an error. */
 int stk_local_run(const struct stk_local_paths *p, const struct stk_run_request *req,
                   struct stk_run_result *ret, struct stk_error **err);
+
+/* The host id range the sandbox <id> of this state directory holds (its
+ * user namespace: ids 0..size-1 inside are base.. on the host): 0 when its
+ * directory records one and the host-wide registry names that directory
+ * as the range's only holder; -ENOENT when it holds none (gVisor, or the
+ * record is gone). */
+int stk_local_idmap_of(const struct stk_local_paths *p, const char *id, uint32_t *ret_base,
+                       uint32_t *ret_size);
 
 /* ---- long-lived sandboxes ------------------------------------------------------ */
 

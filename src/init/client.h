@@ -50,6 +50,9 @@ struct stk_init_proc {
     const char *cwd; /* NULL: init's own */
     bool tty;
     unsigned short rows, cols;
+    /* a sandbox injected into a workload: the replica (Pod) to run in;
+     * NULL: its only one. Not sent to init: the driver picks the Pod. */
+    const char *replica;
 };
 
 /* Starts the main workload (once). A program that cannot be executed is an

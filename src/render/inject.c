@@ -38,14 +38,21 @@ static json_t *path_get(const json_t *o, const char *a, const char *b, const cha
     return v;
 }
 
-static bool name_in(const json_t *list, const char *name)
+static const json_t *named(const json_t *list, const char *name)
 {
     size_t i;
-    json_t *item;
-    json_array_foreach(
-        list, i,
-        item) if (stk_streq(json_string_value(json_object_get(item, "name")), name)) return true;
-    return false;
+    const json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        if (stk_streq(json_string_value(json_object_get(item, "name")), name))
+            return item;
+    }
+    return NULL;
+}
+
+static bool name_in(const json_t *list, const char *name)
+{
+    return named(list, name) != NULL;
 }
 
 /* Checks shape common to inject and eject; returns the pod spec. */
@@ -94,6 +101,9 @@ static json_t *sandbox_container(const struct stk_boundary *b, const char *name,
                                  const char *tmp_vol, const char *work_vol)
 {
     json_t *c = PACK("{s:s, s:s}", "name", name, "image", b->image);
+    if (b->kube && b->kube->image_pull_policy.meta.set)
+        json_object_set_new(c, "imagePullPolicy",
+                            json_string(stk_pull_policy_names[b->kube->image_pull_policy.v]));
     if (b->argc) {
         json_t *cmd = json_array();
         for (size_t i = 0; i < b->argc; i++)
@@ -334,4 +344,54 @@ fail:
     json_decref(record);
     json_decref(out);
     return r;
+}
+
+int stk_k8s_inject_apply(const struct stk_boundary *b, const json_t *workload,
+                         const struct stk_k8s_options *opt, json_t **ret, struct stk_error **err)
+{
+    json_t *injected = NULL;
+    int r = stk_k8s_inject(b, workload, &injected, err);
+    if (r < 0)
+        return r;
+    const char *id = opt && opt->sandbox_id ? opt->sandbox_id : b->name;
+    const json_t *ann = path_get(injected, "metadata", "annotations", NULL);
+    const char *record_text = json_string_value(json_object_get(ann, STK_K8S_INJECTED_ANNOTATION));
+    json_t *record = json_loads(record_text, 0, NULL);
+    const char *cname = json_string_value(json_array_get(json_object_get(record, "containers"), 0));
+    const json_t *pspec = path_get(injected, "spec", "template", "spec");
+    json_t *vols = json_array();
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(record, "volumes"), i, v)
+    {
+        json_array_append_new(
+            vols, json_deep_copy(named(json_object_get(pspec, "volumes"), json_string_value(v))));
+    }
+    json_t *labels = PACK("{s:s,s:s}", STK_K8S_MANAGED_BY_LABEL, STK_K8S_MANAGED_BY,
+                          STK_K8S_SANDBOX_ID_LABEL, id);
+    if (opt && opt->store)
+        json_object_set_new(labels, STK_K8S_STORE_LABEL, json_string(opt->store));
+    json_t *meta = PACK("{s:O,s:o,s:{s:s}}", "name", path_get(workload, "metadata", "name", NULL),
+                        "labels", labels, "annotations", STK_K8S_INJECTED_ANNOTATION, record_text);
+    json_t *ns = path_get(workload, "metadata", "namespace", NULL);
+    if (json_is_string(ns))
+        json_object_set(meta, "namespace", ns);
+    json_t *cfg =
+        PACK("{s:s,s:O,s:o,s:{s:{s:{s:{s:s,s:s}},s:{s:[O],s:o,s:b}}}}", "apiVersion", "apps/v1",
+             "kind", json_object_get(workload, "kind"), "metadata", meta, "spec", "template",
+             "metadata", "labels", STK_K8S_SANDBOX_ID_LABEL, id, STK_K8S_CONTAINER_LABEL, cname,
+             "spec", "containers", named(json_object_get(pspec, "containers"), cname), "volumes",
+             vols, "shareProcessNamespace", 1);
+    json_decref(record);
+    json_decref(injected);
+    *ret = cfg;
+    return 0;
+}
+
+json_t *stk_k8s_eject_apply(const char *kind, const char *ns, const char *name)
+{
+    json_t *meta = PACK("{s:s}", "name", name);
+    if (ns)
+        json_object_set_new(meta, "namespace", json_string(ns));
+    return PACK("{s:s,s:s,s:o}", "apiVersion", "apps/v1", "kind", kind, "metadata", meta);
 }

@@ -159,16 +159,27 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
     const char *mq[] = {"nosuid", "noexec", "nodev"};
     mount_add(m, "/dev/mqueue", "mqueue", "mqueue", mq, STK_ARRAY_SIZE(mq));
     const char *sys[] = {"nosuid", "noexec", "nodev", "ro"};
-    mount_add(m, "/sys", "sysfs", "sysfs", sys, STK_ARRAY_SIZE(sys));
     const char *cg[] = {"nosuid", "noexec", "nodev", "relatime", "ro"};
-    mount_add(m, "/sys/fs/cgroup", "cgroup", "cgroup", cg, STK_ARRAY_SIZE(cg));
+    const char *own[] = {"bind", "nosuid", "noexec", "nodev", "ro"};
+    if (o->id_size) {
+        const char *rsys[] = {"rbind", "nosuid", "noexec", "nodev", "ro"};
+        mount_add(m, "/sys", "bind", "/sys", rsys, STK_ARRAY_SIZE(rsys));
+        if (o->cgroup_skeleton)
+            mount_add(m, "/sys/fs/cgroup", "bind", o->cgroup_skeleton, own, STK_ARRAY_SIZE(own));
+        for (size_t i = 0; i < o->n_cgroup_binds; i++)
+            mount_add(m, o->cgroup_binds[i].dst, "bind", o->cgroup_binds[i].src, own,
+                      STK_ARRAY_SIZE(own));
+    } else {
+        mount_add(m, "/sys", "sysfs", "sysfs", sys, STK_ARRAY_SIZE(sys));
+        mount_add(m, "/sys/fs/cgroup", "cgroup", "cgroup", cg, STK_ARRAY_SIZE(cg));
+    }
     /* On a v1 or hybrid host the runtime puts the controllers under a
      * tmpfs at /sys/fs/cgroup, and crun leaves that tmpfs writable (mode
      * 1777) whatever the options say. Remounting the mount point read-only
      * (MS_REMOUNT|MS_BIND|MS_RDONLY acts on what is mounted there; the
      * source is not used) makes it read-only under every runtime. */
     const char *cg_ro[] = {"bind", "remount", "ro", "nosuid", "noexec", "nodev"};
-    if (!o->no_cgroup_remount)
+    if (!o->no_cgroup_remount && !o->id_size)
         mount_add(m, "/sys/fs/cgroup", "bind", "/sys/fs/cgroup", cg_ro, STK_ARRAY_SIZE(cg_ro));
     tmpfs_add(m, "/tmp", b->tmp_size, "1777");
     bind_add(m, "/workspace", o->workspace, false);
@@ -401,6 +412,15 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
 {
     json_t *l = json_object();
     json_t *ns = json_array();
+    if (o->id_size) {
+        json_array_append_new(
+            ns, o->userns_path ? json_pack("{s:s,s:s}", "type", "user", "path", o->userns_path)
+                               : json_pack("{s:s}", "type", "user"));
+        json_t *map = json_pack("[{s:i,s:I,s:I}]", "containerID", 0, "hostID",
+                                (json_int_t)o->id_base, "size", (json_int_t)o->id_size);
+        json_object_set_new(l, "uidMappings", json_deep_copy(map));
+        json_object_set_new(l, "gidMappings", map);
+    }
     for (size_t i = 0; i < STK_ARRAY_SIZE(namespaces); i++)
         if (o->netns_path && !strcmp(namespaces[i], "network"))
             json_array_append_new(
@@ -411,7 +431,16 @@ static json_t *render_linux(const struct stk_boundary *b, const struct stk_oci_o
     json_object_set_new(l, "cgroupsPath", json_string(o->cgroups_path));
     json_object_set_new(l, "resources", render_resources(b));
     json_object_set_new(l, "seccomp", render_seccomp(b, o));
-    json_object_set_new(l, "maskedPaths", str_array(masked_paths, STK_ARRAY_SIZE(masked_paths)));
+    json_t *masked = str_array(masked_paths, STK_ARRAY_SIZE(masked_paths));
+    /* the host's sysfs (see cgroup_binds): what a fresh one in the
+     * sandbox's network namespace would not show, and debug interfaces
+     * another host may mount there */
+    static const char *const host_sys[] = {"/sys/class/net",    "/sys/devices/virtual/net",
+                                           "/sys/kernel/debug", "/sys/kernel/tracing",
+                                           "/sys/fs/bpf",       "/sys/kernel/security"};
+    for (size_t i = 0; o->id_size && i < STK_ARRAY_SIZE(host_sys); i++)
+        json_array_append_new(masked, json_string(host_sys[i]));
+    json_object_set_new(l, "maskedPaths", masked);
     json_object_set_new(l, "readonlyPaths",
                         str_array(readonly_paths, STK_ARRAY_SIZE(readonly_paths)));
     return l;
@@ -428,6 +457,14 @@ int stk_oci_render(const struct stk_boundary *b, const struct stk_oci_options *o
                               "spec.image %s: the driver found no image for it (stockade image "
                               "pull)",
                               b->image);
+    if (o->n_cgroup_binds > STK_OCI_MAX_CGROUP_BINDS)
+        return stk_error_make(err, E2BIG, "too many cgroup directories (%zu, limit %d)",
+                              o->n_cgroup_binds, STK_OCI_MAX_CGROUP_BINDS);
+    if (o->id_size && (o->id_size <= STK_OCI_UID || o->id_size <= STK_OCI_GID ||
+                       o->id_base > UINT32_MAX - o->id_size || o->id_base == 0))
+        return stk_error_make(err, EINVAL,
+                              "render: the id range %u+%u cannot hold the sandbox user", o->id_base,
+                              o->id_size);
     if (!o->root_path || !o->workspace || !o->cgroups_path ||
         (stk_streq(b->rootfs, "host") && !o->image && !o->etc_dir))
         return stk_error_make(err, EINVAL, "render: missing host paths");

@@ -44,6 +44,8 @@
  * made it (gc removes only its own). */
 #define STK_K8S_SANDBOX_ID_LABEL "stockade.dev/sandbox-id"
 #define STK_K8S_STORE_LABEL      "stockade.dev/store"
+/* On an injected workload's pod template: the sandbox's container. */
+#define STK_K8S_CONTAINER_LABEL "stockade.dev/sandbox-container"
 
 struct stk_k8s_options {
     bool job; /* a Job even without a wallClock deadline */
@@ -94,6 +96,21 @@ json_t *stk_k8s_gateway_objects(const char *image);
  * object, not modified) and returns the changed copy. */
 int stk_k8s_inject(const struct stk_boundary *b, const json_t *workload, json_t **ret,
                    struct stk_error **err);
+/*
+ * What the kubernetes driver applies to a live workload (server-side apply,
+ * field manager "stockade") to inject the sandbox: only the fields
+ * injection adds — the sandbox's container and its volumes,
+ * shareProcessNamespace, the stockade.dev/injected record, the ownership
+ * labels (opt->sandbox_id, opt->store) on the workload and on its pod
+ * template, the template label STK_K8S_CONTAINER_LABEL naming the
+ * container. The server records exactly these as stockade's fields, which
+ * makes eject exact: stk_k8s_eject_apply (nothing) with the same manager
+ * removes them and nothing else. Same checks as stk_k8s_inject.
+ */
+int stk_k8s_inject_apply(const struct stk_boundary *b, const json_t *workload,
+                         const struct stk_k8s_options *opt, json_t **ret, struct stk_error **err);
+/* The apply configuration that ejects: the workload's identity, no fields. */
+json_t *stk_k8s_eject_apply(const char *kind, const char *ns, const char *name);
 /* Undoes stk_k8s_inject using the annotation it left. */
 int stk_k8s_eject(const json_t *workload, json_t **ret, struct stk_error **err);
 
@@ -177,6 +194,11 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
 #define STK_OCI_MAX_ENV       256
 #define STK_OCI_MAX_ARGV      4096
 
+struct stk_oci_bind {
+    const char *src, *dst;
+};
+#define STK_OCI_MAX_CGROUP_BINDS 8
+
 /* An image's config as the driver found it in the store (spec.image): the
  * root is root_path; the user is already resolved and under the policy. */
 struct stk_oci_image {
@@ -233,6 +255,26 @@ struct stk_oci_options {
     /* spec.storage.home: the host directory bound read-write at
      * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
     const char *home;
+    /* A user namespace of the sandbox's own: ids 0..id_size-1 inside are
+     * host ids id_base.. (the sandbox user is id_base + STK_OCI_UID). The
+     * one place the mapping is rendered; the driver allocates the range.
+     * id_size 0: no user namespace (host ids, as gVisor's own kernel has). */
+    uint32_t id_base, id_size;
+    /* the user namespace to join (its nsfs file), already mapped as above;
+     * NULL: the runtime makes one */
+    const char *userns_path;
+    /* With a user namespace the runtime cannot mount a cgroup v1
+     * filesystem (nor sysfs for a network namespace it does not own): it
+     * would bind the host's whole hierarchies instead. These read-only
+     * binds of the sandbox's own cgroup directories are its
+     * /sys/fs/cgroup (dst "/sys/fs/cgroup" alone on a v2 host; one per
+     * controller on v1, over cgroup_skeleton: a host directory holding
+     * only their mount points, bound read-only at /sys/fs/cgroup). /sys is
+     * then a read-only rbind of the host's sysfs (a plain bind is refused:
+     * what is mounted under it is locked), its /sys/fs/cgroup covered. */
+    const struct stk_oci_bind *cgroup_binds;
+    size_t n_cgroup_binds;
+    const char *cgroup_skeleton;
     /* spec.image: its config (root_path is its unpacked root); NULL:
      * rootfs host or a directory */
     const struct stk_oci_image *image;

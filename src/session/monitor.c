@@ -223,9 +223,11 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
         r = log_writer_open(&m->logs, dir, &err);
     m->sb.d.lock_fd = m->lock_fd;
     m->sb.d.idle = mode == MONITOR_CREATE_IDLE;
+    m->sb.d.accepted_only = mode == MONITOR_CREATE_ACCEPTED;
     m->member = m->sb.rec.pool_member;
 
-    bool creating = mode == MONITOR_CREATE || mode == MONITOR_CREATE_IDLE;
+    bool creating =
+        mode == MONITOR_CREATE || mode == MONITOR_CREATE_IDLE || mode == MONITOR_CREATE_ACCEPTED;
     enum stk_sb_phase from = creating ? STK_SB_PROVISIONING : STK_SB_STARTING;
     if (r >= 0 && creating)
         r = session_set_phase(s, m->id, STK_SB_PENDING, STK_SB_PROVISIONING, NULL, NULL,
@@ -280,7 +282,8 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     return 0;
 }
 
-static const char *const mode_names[] = {"create", "create-idle", "start", "adopt"};
+static const char *const mode_names[] = {"create", "create-idle", "start", "adopt",
+                                         "create-accepted"};
 
 /* The monitor's process: a fresh exec of stockade (never a bare fork of the
  * caller: SQLite connections, locks and descriptors must not cross into a

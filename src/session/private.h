@@ -170,7 +170,13 @@ int session_settle(struct stk_session *s, const struct session_sb *sb, struct st
  * lock stays held across the fork: flock belongs to the open file). mode
  * says what it does first; it returns once the monitor reported: ready, or
  * the error that made the sandbox fail. */
-enum monitor_mode { MONITOR_CREATE, MONITOR_CREATE_IDLE, MONITOR_START, MONITOR_ADOPT };
+enum monitor_mode {
+    MONITOR_CREATE,
+    MONITOR_CREATE_IDLE,
+    MONITOR_START,
+    MONITOR_ADOPT,
+    MONITOR_CREATE_ACCEPTED, /* create, ready once the backend accepted it */
+};
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
                   struct stk_error **err);
 

@@ -559,7 +559,11 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     }
     if (!session_supervised(s))
         return session_up_inline(s, ret->id, true, req->idle, err);
-    return monitor_spawn(s, ret->id, req->idle ? MONITOR_CREATE_IDLE : MONITOR_CREATE, lock, err);
+    return monitor_spawn(s, ret->id,
+                         req->idle            ? MONITOR_CREATE_IDLE
+                         : req->accepted_only ? MONITOR_CREATE_ACCEPTED
+                                              : MONITOR_CREATE,
+                         lock, err);
 }
 
 const char *session_tenant(const struct stk_create_req *req, const struct stk_boundary *b)
@@ -690,6 +694,11 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     if (proc->n_env > STK_EXEC_MAX_ENV)
         return stk_error_make(err, E2BIG, "%zu environment variables (at most %d)", proc->n_env,
                               STK_EXEC_MAX_ENV);
+    if (proc->replica && !s->drv->ops->replicas)
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "exec --replica: the %s backend runs no sandbox in a workload's "
+                              "replicas",
+                              stk_backend_names[s->drv->ops->backend]);
     struct session_sb sb;
     int r = session_load_ready(s, id, "exec", &sb, err);
     if (r < 0)
@@ -697,8 +706,10 @@ int stk_session_exec(struct stk_session *s, const char *id, const struct stk_ini
     json_t *argv = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));
-    r = session_audit(s, sb.rec.id, "exec", NULL,
-                      json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty), err);
+    json_t *details = json_pack("{s:o,s:b}", "argv", argv, "tty", proc->tty);
+    if (proc->replica)
+        json_object_set_new(details, "replica", json_string(proc->replica));
+    r = session_audit(s, sb.rec.id, "exec", NULL, details, err);
     if (r >= 0) {
         r = s->drv->ops->exec(s->drv->ctx, &sb.d, proc, in_fd, out_fd, err_fd, ret_code, err);
         r = session_drv_error(s, "exec", r, err);
@@ -764,6 +775,21 @@ static int session_port(struct stk_session *s, const char *id, uint16_t port, co
             r = session_drv_error(s, "connect",
                                   s->drv->ops->connect(s->drv->ctx, &sb.d, port, ret_fd, err), err);
     }
+    session_sb_release(&sb);
+    return r;
+}
+
+int stk_session_replicas(struct stk_session *s, const char *id, char **ret, struct stk_error **err)
+{
+    *ret = NULL;
+    if (!s->drv->ops->replicas)
+        return 0;
+    struct session_sb sb;
+    int r = session_sb_load(s, id, false, &sb, err);
+    if (r < 0)
+        return r;
+    r = s->drv->ops->replicas(s->drv->ctx, &sb.d, ret, err);
+    r = session_drv_error(s, "replicas", r, err);
     session_sb_release(&sb);
     return r;
 }

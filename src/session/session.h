@@ -92,9 +92,12 @@ void stk_session_boundary_release(struct stk_session_boundary *sb);
 
 struct stk_create_req {
     struct stk_session_docs docs;
-    const char *pool;  /* claim a warm member of this pool; cold create when it is empty */
-    bool pool_member;  /* instead: create an idle member of `pool` (no workload) */
-    bool idle;         /* start no workload (verify FILE), even when the spec has one */
+    const char *pool; /* claim a warm member of this pool; cold create when it is empty */
+    bool pool_member; /* instead: create an idle member of `pool` (no workload) */
+    bool idle;        /* start no workload (verify FILE), even when the spec has one */
+    /* ready once the backend accepted the sandbox (kubernetes: every object
+     * applied), not once its workload runs; create --wait accepted */
+    bool accepted_only;
     const char *owner; /* NULL: the actor */
     /* NULL: the spec's metadata.namespace. The gateway records the tenant
      * its authorization decided on. */
@@ -137,6 +140,11 @@ int stk_session_file_read(struct stk_session *s, const char *id, const char *pat
                           uint64_t *ret_size, struct stk_error **err);
 int stk_session_file_write(struct stk_session *s, const char *id, const char *path, unsigned mode,
                            int in_fd, uint64_t size, struct stk_error **err);
+
+/* The live instances of a sandbox injected into a workload (one per
+ * replica that carries it) as JSON array text, *ret the caller's; *ret
+ * NULL when the sandbox is not injected. */
+int stk_session_replicas(struct stk_session *s, const char *id, char **ret, struct stk_error **err);
 
 int stk_session_stop(struct stk_session *s, const char *id, struct stk_error **err);
 int stk_session_start(struct stk_session *s, const char *id, struct stk_error **err);

@@ -110,6 +110,11 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
         .n_to = n_to,
         .timeout_ms = timeout_ms,
     };
+    if (s->backend == STK_BACKEND_LOCAL) {
+        struct stk_local_paths lp = {.state_dir = s->state_dir, .run_dir = s->run_dir};
+        if (stk_local_idmap_of(&lp, rec.id, &o.id_base, &o.id_size) < 0)
+            o.id_base = o.id_size = 0;
+    }
     if ((r = stk_verify_plan_make(sb.b, &o, &plan, err)) < 0)
         goto out;
     const char *const *argv = stk_verify_plan_argv(plan);

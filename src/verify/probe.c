@@ -357,6 +357,35 @@ static void j_nnp(const char *status)
     j_status_int(status, "NoNewPrivs", "no_new_privs");
 }
 
+/* A user namespace's id map as [[inside, outside, count], ...] (at most
+ * MAX_IDMAP lines; more is reported as null, as is an unreadable map). */
+#define MAX_IDMAP 8
+static void j_idmap(const char *path, const char *key)
+{
+    char buf[1024];
+    unsigned long v[MAX_IDMAP][3];
+    int n = 0;
+    j_key(key);
+    if (read_small(path, buf, sizeof(buf)) < 0) {
+        fputs("null", out);
+        return;
+    }
+    for (char *line = buf, *nl; line && *line; line = nl) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl++ = '\0';
+        if (n == MAX_IDMAP || sscanf(line, "%lu %lu %lu", &v[n][0], &v[n][1], &v[n][2]) != 3) {
+            fputs("null", out);
+            return;
+        }
+        n++;
+    }
+    fputc('[', out);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s[%lu,%lu,%lu]", i ? "," : "", v[i][0], v[i][1], v[i][2]);
+    fputc(']', out);
+}
+
 static void probe_identity(void)
 {
     static char status[16384];
@@ -389,6 +418,10 @@ static void probe_identity(void)
     j_caps(st, "CapBnd", "cap_bnd", 2);
     fputc(',', out);
     j_caps(st, "CapAmb", "cap_amb", 3);
+    fputc(',', out);
+    j_idmap("/proc/self/uid_map", "uid_map");
+    fputc(',', out);
+    j_idmap("/proc/self/gid_map", "gid_map");
     fputc(',', out);
     j_errno(r < 0 ? -r : 0);
     fputc('}', out);

@@ -22,6 +22,7 @@ const char *const stk_verify_verdict_names[_STK_VERIFY_N] = {"pass", "FAIL", "sk
 
 enum claim_kind {
     CLAIM_UID,
+    CLAIM_IDMAP,
     CLAIM_CAPS,
     CLAIM_NNP,
     CLAIM_SECCOMP,
@@ -40,11 +41,12 @@ enum claim_kind {
 struct claim {
     struct stk_verify_claim pub;
     enum claim_kind kind;
-    uint64_t cap_mask;  /* CLAIM_CAPS */
-    int64_t limit;      /* CLAIM_MEMORY, CLAIM_PIDS, CLAIM_STORAGE (bytes) */
-    const char *path;   /* CLAIM_WRITABLE, CLAIM_READONLY, CLAIM_STORAGE */
-    const char *target; /* CLAIM_REACH: as the probe echoes it */
-    bool allow;         /* CLAIM_REACH */
+    uint64_t cap_mask;         /* CLAIM_CAPS */
+    int64_t limit;             /* CLAIM_MEMORY, CLAIM_PIDS, CLAIM_STORAGE (bytes) */
+    const char *path;          /* CLAIM_WRITABLE, CLAIM_READONLY, CLAIM_STORAGE */
+    const char *target;        /* CLAIM_REACH: as the probe echoes it */
+    bool allow;                /* CLAIM_REACH */
+    uint32_t id_base, id_size; /* CLAIM_IDMAP */
     /* observed: judged; not observed: a skip for this reason, not a FAIL */
     const char *unobservable;
 };
@@ -145,11 +147,28 @@ static int caps_mask(const struct stk_boundary *b, uint64_t *ret, struct stk_err
     return 0;
 }
 
-static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *b, uint64_t caps)
+static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *b, uint64_t caps,
+                          const struct stk_verify_opts *o, bool gvisor)
 {
     struct claim *c = claim_add(p, CLAIM_UID, "uid");
     c->pub.text = "runs as non-root (uid 65534)";
     c->pub.expected = "uid=euid=65534 gid=egid=65534, not in group 0";
+
+    c = claim_add(p, CLAIM_IDMAP, "idmap");
+    c->pub.text = "host ids of its own (user namespace)";
+    c->id_base = o->id_base;
+    c->id_size = o->id_size;
+    c->pub.expected = "a host id range held by this sandbox alone";
+    if (gvisor)
+        c->pub.skip = "gVisor: the workload's ids are those of gVisor's own kernel, never host "
+                      "ids; per-user limits and signals stay inside it";
+    else if (stk_streq(o->runtime, "runc"))
+        c->pub.skip = "runc: no user namespace here (it joins one before the prepared network "
+                      "namespace, which refuses it); runc sandboxes share host uid 65534";
+    else if (o->id_size)
+        c->pub.expected = stk_arena_printf(
+            p->arena, "uid_map = gid_map = 0 %u %u, a range no other sandbox holds", o->id_base,
+            o->id_size);
 
     c = claim_add(p, CLAIM_CAPS, "caps");
     c->cap_mask = caps;
@@ -402,7 +421,7 @@ int stk_verify_plan_make(const struct stk_boundary *b, const struct stk_verify_o
     if (b->home)
         argv_add(p, "--writable", STK_HOME_PATH);
 
-    plan_identity(p, b, caps);
+    plan_identity(p, b, caps, o, gvisor);
     plan_filesystem(p, b, o);
     plan_secrets(p, b);
     plan_limits(p, b, gvisor);
@@ -473,6 +492,9 @@ struct obs_connect {
 /* The report, validated; strings point into the parsed JSON. -1 = null. */
 struct obs {
     int64_t uid, euid, gid, egid;
+    /* uid_map, gid_map: lines of [inside, outside, count]; -1 not observed */
+    int64_t idmap[2][8][3];
+    int n_idmap[2];
     int64_t groups[MAX_OBS];
     int64_t n_groups; /* -1: unknown */
     int64_t nnp, seccomp;
@@ -634,6 +656,34 @@ static void read_identity(struct reader *rd, json_t *root, struct obs *o)
         o->caps[i] = s ? hex64(s) : 0;
     }
     o->status_err = get_errno(rd, id, "identity", "errno");
+    static const char *const maps[2] = {"uid_map", "gid_map"};
+    for (int m = 0; m < 2; m++) {
+        o->n_idmap[m] = -1;
+        json_t *a = json_object_get(id, maps[m]);
+        if (!a || json_is_null(a))
+            continue; /* not observed (or an older probe) */
+        if (!json_is_array(a) || json_array_size(a) > 8) {
+            bad(rd, "identity.%s: expected at most 8 lines", maps[m]);
+            continue;
+        }
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            json_t *l = json_array_get(a, i);
+            if (!json_is_array(l) || json_array_size(l) != 3) {
+                bad(rd, "identity.%s[%zu]: expected [inside, outside, count]", maps[m], i);
+                break;
+            }
+            for (size_t k = 0; k < 3; k++) {
+                json_t *v = json_array_get(l, k);
+                if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                    json_integer_value(v) > ID_MAX) {
+                    bad(rd, "identity.%s[%zu][%zu]: expected an id", maps[m], i, k);
+                    return;
+                }
+                o->idmap[m][i][k] = json_integer_value(v);
+            }
+        }
+        o->n_idmap[m] = (int)json_array_size(a);
+    }
 }
 
 static void read_syscalls(struct reader *rd, json_t *root, struct obs *o)
@@ -844,6 +894,35 @@ static void judge_uid(struct judge *j, const struct obs *o)
     for (int64_t i = 0; i < o->n_groups; i++)
         if (o->groups[i] == 0)
             fail(j, "member of group 0");
+}
+
+/* One line, 0 -> the sandbox's range: its ids are its own. The host's
+ * identity map ("0 0 4294967295") and any other range fail. */
+static void judge_idmap(struct judge *j, const struct claim *c, const struct obs *o)
+{
+    static const char *const names[2] = {"uid_map", "gid_map"};
+    for (int m = 0; m < 2; m++) {
+        observed(j, "%s%s ", m ? "; " : "", names[m]);
+        if (o->n_idmap[m] < 0) {
+            observed(j, "?");
+            fail(j, "%s not observed", names[m]);
+            continue;
+        }
+        for (int i = 0; i < o->n_idmap[m]; i++)
+            observed(j, "%s%lld %lld %lld", i ? ", " : "", (long long)o->idmap[m][i][0],
+                     (long long)o->idmap[m][i][1], (long long)o->idmap[m][i][2]);
+        if (o->n_idmap[m] == 0) {
+            fail(j, "%s is empty", names[m]);
+            continue;
+        }
+        const int64_t *l = o->idmap[m][0];
+        if (l[0] == 0 && l[1] == 0 && l[2] == ID_MAX)
+            fail(j, "the host's own ids (%s 0 0 4294967295): no user namespace", names[m]);
+        else if (!c->id_size)
+            fail(j, "no host id range is held for this sandbox");
+        else if (o->n_idmap[m] != 1 || l[0] != 0 || l[1] != c->id_base || l[2] != c->id_size)
+            fail(j, "%s is not the sandbox's range %u+%u", names[m], c->id_base, c->id_size);
+    }
 }
 
 static void cap_list(struct stk_buf *out, uint64_t m)
@@ -1123,6 +1202,9 @@ static void judge_claim(struct judge *j, const struct claim *c, const struct obs
     switch (c->kind) {
     case CLAIM_UID:
         judge_uid(j, o);
+        break;
+    case CLAIM_IDMAP:
+        judge_idmap(j, c, o);
         break;
     case CLAIM_CAPS:
         judge_caps(j, c, o);

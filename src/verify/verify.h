@@ -49,6 +49,10 @@ struct stk_verify_opts {
     /* /workspace is a host directory the caller bound (run --workspace):
      * not a volume of the limit's size, so its size is not claimed */
     bool host_workspace;
+    /* the sandbox's own host id range as the driver holds it (a user
+     * namespace: ids 0..id_size-1 inside are id_base.. on the host); id_size
+     * 0: none is held, and the claim fails unless the runtime is gVisor */
+    uint32_t id_base, id_size;
     /* extra paths beyond /workspace and /tmp (absolute), at most STK_VERIFY_MAX_PATHS each */
     const char *const *writable;
     size_t n_writable;

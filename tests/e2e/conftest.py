@@ -3,6 +3,7 @@
 The tests drive the real `stockade` binary. STOCKADE_BIN names it; by
 default it is build/src/stockade in the source tree.
 """
+import glob
 import os
 import pathlib
 import subprocess
@@ -71,3 +72,18 @@ def volume_leftovers(under):
         if path.startswith(under):
             found.append(f"{back.parent.parent.name} on {path}")
     return found
+
+
+def monitors(state_dir):
+    """pids of the monitors whose sandboxes live under state_dir."""
+    pids = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            if pathlib.Path(proc, "comm").read_text().strip() != "stockade-mon":
+                continue
+            env = pathlib.Path(proc, "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"STOCKADE_STATE_DIR={state_dir}".encode() in env:
+            pids.append(int(os.path.basename(proc)))
+    return pids

@@ -10,6 +10,7 @@ stockade's back.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import stockade_bin
+from conftest import monitors, stockade_bin
 
 KUBECONFIG = os.environ.get("STOCKADE_TEST_KUBECONFIG")
 IMAGE = os.environ.get("STOCKADE_TEST_KUBE_IMAGE", "localhost/stockade-test:latest")
@@ -156,6 +157,30 @@ def test_lifecycle(kube, tmp_path):
         assert e in events, events
 
 
+def test_adopting_monitor_delivers_only_new_output(kube, tmp_path):
+    """A monitor that dies is replaced; the new one's log follower goes on
+    from where the old one stopped (each line once in `logs`)."""
+    f = spec(tmp_path / "s.yaml", "adopt", ["/bin/sh", "-c",
+             "for i in 1 2 3; do echo line-$i; done; sleep 6; echo line-4; exec sleep 3600"])
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    deadline = time.monotonic() + 60
+    while "line-3" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    [pid] = monitors(kube.env["STOCKADE_STATE_DIR"])
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert kube.get(sid)["phase"] == "ready"  # reconciled: a new monitor adopts it
+    assert monitors(kube.env["STOCKADE_STATE_DIR"]) not in ([], [pid])
+    deadline = time.monotonic() + 60
+    while "line-4" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(1)
+    assert kube.ok("logs", sid).stdout.split() == ["line-1", "line-2", "line-3", "line-4"]
+    kube.ok("rm", "-f", sid)
+
+
 def test_oom_killed_is_memory_exceeded(kube, tmp_path):
     f = spec(tmp_path / "m.yaml", "oom",
              ["/bin/sh", "-c", "head -c 900m /dev/zero | tail > /dev/null"],
@@ -277,3 +302,138 @@ def test_concurrent_claims_get_distinct_pods(kube, tmp_path):
     for sid in ids:
         kube.ok("rm", "-f", sid)
         assert labelled(sid) == []
+
+
+# ---- injection into a live workload (create --workload) -----------------------------------
+
+
+def deployment(ns, name, replicas):
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-c", "exec sleep 3600"],
+                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                      "limits": {"cpu": "50m", "memory": "32Mi"}}}]}}}}
+
+
+def workload_state(ns, name):
+    """What eject must restore: the spec, the labels, the annotations (but
+    the Deployment controller's revision)."""
+    d = json.loads(kubectl("-n", ns, "get", "deployment", name, "-o", "json").stdout)
+    ann = {k: v for k, v in d["metadata"].get("annotations", {}).items()
+           if k != "deployment.kubernetes.io/revision"}
+    return d["spec"], d["metadata"].get("labels", {}), ann
+
+
+def test_injection_per_replica_and_exact_eject(kube, tmp_path):
+    ns = f"stk-e2e-inject-{os.getpid()}"
+    kubectl("create", "namespace", ns)
+    try:
+        w = tmp_path / "web.json"
+        w.write_text(json.dumps(deployment(ns, "web", 2)))
+        kubectl("apply", "--server-side", "-f", w)
+        kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=120s")
+        before = workload_state(ns, "web")
+
+        f = spec(tmp_path / "s.yaml", "dbg", ["/bin/sh", "-c", "exec sleep 3600"],
+                 deployment={"target": {"namespace": ns}})
+        sid = kube.ok("create", "-f", f, "--workload", "deployment/web").stdout.strip()
+        assert kube.get(sid)["phase"] == "ready"
+        # a second sandbox cannot take the same workload
+        p = kube("create", "-f", f, "--workload", "deployment/web")
+        assert p.returncode != 0 and "carries sandbox" in p.stderr, p.stderr
+
+        # ls: one live instance per running replica, once the rollout is done
+        deadline = time.monotonic() + 120
+        while True:
+            rec = [r for r in json.loads(kube.ok("ls", "-o", "json").stdout) if r["id"] == sid][0]
+            running = [r["pod"] for r in rec.get("replicas", []) if r["running"]]
+            if len(running) == 2 and len(rec["replicas"]) == 2:
+                break
+            assert time.monotonic() < deadline, rec
+            time.sleep(1)
+        pods = kubectl("-n", ns, "get", "pods", "-l", f"stockade.dev/sandbox-id={sid}",
+                       "--field-selector=status.phase=Running", "-o", "name").stdout.split()
+        assert sorted(f"pod/{p}" for p in running) == sorted(pods)
+        table = kube.ok("ls").stdout
+        assert all(f"replica {p}" in table for p in running), table
+
+        # exec --replica reaches that replica's workspace and no other
+        for pod in running:
+            out = kube.ok("exec", "--replica", pod, sid, "--", "sh", "-c",
+                          f"hostname; echo {pod} > /workspace/mark; ls /workspace").stdout.split()
+            assert out == [pod, "mark"], out
+        for pod in running:
+            out = kube.ok("exec", "--replica", pod, sid, "--", "cat", "/workspace/mark").stdout
+            assert out.strip() == pod
+            # it shares the replica's PID namespace: the workload's sleep is visible
+            ps = kube.ok("exec", "--replica", pod, sid, "--", "ps").stdout
+            assert "/pause" in ps and ps.count("sleep 3600") == 2, ps
+        # without --replica, two running replicas are ambiguous; a Pod that does not carry
+        # the sandbox is refused
+        p = kube("exec", sid, "--", "true")
+        assert p.returncode == 125 and "--replica" in p.stderr, p.stderr
+        p = kube("exec", "--replica", "web-nosuch", sid, "--", "true")
+        assert p.returncode == 125 and "not a running replica" in p.stderr, p.stderr
+        audit = kube.ok("audit", sid).stdout
+        assert f'"replica":"{running[0]}"' in audit, audit
+
+        # eject (rm) removes exactly what stockade added
+        kube.ok("rm", "-f", sid)
+        assert workload_state(ns, "web") == before
+        assert labelled(sid) == []
+        live = json.loads(kubectl("-n", ns, "get", "deployment", "web", "-o", "json").stdout)
+        managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
+        assert "stockade" not in managers, managers
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_injection_refusals(kube, tmp_path):
+    f = spec(tmp_path / "s.yaml", "dbg2", ["/bin/sh", "-c", "exec sleep 3600"],
+             deployment={"target": {"namespace": f"stk-e2e-none-{os.getpid()}"}})
+    p = kube("create", "-f", f, "--workload", "deployment/nosuch")
+    assert p.returncode != 0 and ("404" in p.stderr or "not found" in p.stderr), p.stderr
+    p = kube("create", "-f", f, "--workload", "pod/x")
+    assert p.returncode == 2 and "deployment/NAME" in p.stderr, p.stderr
+    # a standalone sandbox has no replicas to choose from
+    g = spec(tmp_path / "t.yaml", "solo", ["/bin/sh", "-c", "exec sleep 3600"])
+    sid = kube.ok("create", "-f", g).stdout.strip()
+    p = kube("exec", "--replica", "solo", sid, "--", "true")
+    assert p.returncode == 125 and "not injected" in p.stderr, p.stderr
+    kube.ok("rm", "-f", sid)
+
+
+def test_create_wait_accepted(kube, tmp_path):
+    """--wait accepted returns once every object is applied; the Pod may
+    still be starting. A workload that cannot start then ends the sandbox."""
+    f = spec(tmp_path / "a.yaml", "accepted", ["/bin/sh", "-c", "echo up; exec sleep 3600"])
+    sid = kube.ok("create", "--wait", "accepted", "-f", f).stdout.strip()
+    assert kube.get(sid)["phase"] == "ready"
+    deadline = time.monotonic() + 60
+    while "up" not in kube.ok("logs", sid).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+    g = spec(tmp_path / "b.yaml", "acceptedbad", ["/bin/true"], image="stockade.invalid/none:1")
+    sid = kube.ok("create", "--wait", "accepted", "-f", g).stdout.strip()
+    rec = kube.wait_phase(sid, {"failed", "killed", "succeeded"}, timeout=90)
+    assert rec["phase"] == "failed", rec
+    audit = kube.ok("audit", sid).stdout
+    assert "pod_failed_to_start" in audit and ("ErrImage" in audit or "ImagePull" in audit), audit
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+    p = kube("create", "--wait", "soon", "-f", g)
+    assert p.returncode == 2 and "accepted or running" in p.stderr

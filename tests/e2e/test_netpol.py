@@ -178,4 +178,4 @@ def test_ingress_usage_errors(stockade):
     for args in (["--ingress", "0"], ["--ingress", "x"], ["--ingress", "80", "--to", "1.1.1.1"],
                  ["--from-namespace", "a", "--to", "1.1.1.1"]):
         r = stockade("netpol", "trace", *args, PREVIEW)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert r.returncode == 125, (args, r.stdout, r.stderr)

@@ -154,7 +154,7 @@ def test_port_forward_usage(web):
     s, sid = web
     for args in ([sid], [sid, "0"], [sid, "x:80"], [sid, "70000"], ["--address", "localhost", sid, "8080"]):
         p = s("port-forward", *args)
-        assert p.returncode == 2, (args, p.stderr)
+        assert p.returncode == 125, (args, p.stderr)
     p = s("port-forward", "no-such-sandbox", "8080")
     assert p.returncode == 1 and "no-such-sandbox" in p.stderr
 

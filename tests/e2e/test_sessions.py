@@ -18,7 +18,7 @@ import time
 import pytest
 import yaml
 
-from conftest import stockade_bin, volume_leftovers
+from conftest import monitors, stockade_bin, volume_leftovers
 
 SPEC = {
     "apiVersion": "stockade.dev/v1alpha1",
@@ -91,21 +91,6 @@ class Session:
                 self("rm", "-f", rec["id"])
         for rec in json.loads(self("ls", "-o", "json").stdout or "[]"):
             assert rec["phase"] == "deleted", rec
-
-
-def monitors(state_dir):
-    """pids of the monitors whose sandboxes live under state_dir."""
-    pids = []
-    for proc in glob.glob("/proc/[0-9]*"):
-        try:
-            if pathlib.Path(proc, "comm").read_text().strip() != "stockade-mon":
-                continue
-            env = pathlib.Path(proc, "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"STOCKADE_STATE_DIR={state_dir}".encode() in env:
-            pids.append(int(os.path.basename(proc)))
-    return pids
 
 
 def host_leftovers(sid, run_dir):

@@ -42,7 +42,8 @@ def report(*args, prefix=()):
     return r.stdout, json.loads(r.stdout)
 
 
-def judge(text, tmp_path, expect, runtime="crun", network=True, to=(), host_workspace=False):
+def judge(text, tmp_path, expect, runtime="crun", network=True, to=(), host_workspace=False,
+          id_range=None):
     """Judges a report with the default plan; returns {claim id: verdict}
     for each row, plus the rows themselves."""
     if not JUDGE.exists():
@@ -53,6 +54,8 @@ def judge(text, tmp_path, expect, runtime="crun", network=True, to=(), host_work
                STK_VERIFY_RUNTIME=runtime, STK_VERIFY_NETWORK="1" if network else "0",
                STK_VERIFY_TO=",".join(to), CMOCKA_MESSAGE_OUTPUT="stdout",
                STK_VERIFY_HOST_WORKSPACE="1" if host_workspace else "0")
+    if id_range:
+        env["STK_VERIFY_ID_RANGE"] = "%d:%d" % id_range
     r = subprocess.run([str(JUDGE)], capture_output=True, text=True, env=env, timeout=60)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
@@ -294,13 +297,24 @@ def test_probe_in_sandbox_keeps_contract(stockade, runtime, tmp_path):
         pytest.skip(f"{runtime} cannot run here: {r.stderr.strip()[-300:]}")
     assert r.returncode == 0, r.stderr
     text = r.stdout.strip().splitlines()[-1]
+    # the run's host id range was given back when it ended: the one it
+    # held is read from the report (one slot of the host-wide registry)
+    id_range = None
+    uid_map = json.loads(text)["identity"]["uid_map"]
+    if runtime == "crun":
+        assert len(uid_map) == 1 and uid_map[0][0] == 0, uid_map
+        base, size = uid_map[0][1], uid_map[0][2]
+        assert size == 65536 and base >= 1 << 30 and (base - (1 << 30)) % 65536 == 0, uid_map
+        id_range = (base, size)
     # the probe was brought in with --workspace: a host directory, not a volume
     doc = judge(text, tmp_path, "ok", runtime=RUNTIMES[runtime], network=False, to=to,
-                host_workspace=True)
+                host_workspace=True, id_range=id_range)
     assert doc["ok"] is True
     skips = {row["id"] for row in doc["rows"] if row["verdict"] == "skip"}
     if runtime == "gvisor":
-        assert skips <= {"pids", "memory"}
+        assert skips <= {"pids", "memory", "idmap"}
+    elif runtime == "runc":
+        assert skips == {"idmap"}
     else:
         assert skips == set()
     assert not [p for p in ws.iterdir() if p.name != "stockade-probe"]

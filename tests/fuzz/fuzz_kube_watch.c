@@ -3,8 +3,10 @@
  * first byte sets the chunk size the stream is fed in (1..256) and the second
  * a small line limit (0: the default), so lines that straddle chunks and
  * lines past the limit are both reached. Every complete line is parsed as a
- * watch event. Whatever the input: no crash or leak; a line the splitter
- * hands over is NUL-terminated, newline-free and within the limit. */
+ * watch event, as a line of a timestamped pods/log (the follower's
+ * position) and as a stored position. Whatever the input: no crash or
+ * leak; a line the splitter hands over is NUL-terminated, newline-free and
+ * within the limit; a log line's text lies within the line. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct ctx {
     size_t max;
+    struct stk_kube_log_pos pos;
 };
 
 static int on_line(void *ud, char *line, size_t len)
@@ -34,6 +37,16 @@ static int on_line(void *ud, char *line, size_t len)
         abort();
     }
     stk_error_free(err);
+    const char *text = NULL;
+    size_t n = 0;
+    int r = stk_kube_log_line(&c->pos, line, len, &text, &n);
+    if ((r != 0 && r != 1 && r != -EPROTO) || text < line || text + n != line + len)
+        abort();
+    struct stk_kube_log_pos p;
+    if (stk_kube_log_pos_parse(line, &p) == 0) {
+        char buf[64];
+        stk_kube_log_pos_format(&p, buf);
+    }
     return 0;
 }
 

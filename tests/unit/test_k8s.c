@@ -9,6 +9,7 @@
 
 #include "render/render.h"
 
+#include <errno.h>
 #include <string.h>
 
 /* ---- fixtures -------------------------------------------------------------- */
@@ -640,6 +641,78 @@ static void test_inject_eject_round_trip(void **state)
         }
 }
 
+/* The live-cluster injection: the apply configuration carries stockade's
+ * fields and none of the workload's (server-side apply would make stockade
+ * their co-owner, and eject would then remove them); eject applies nothing. */
+static void test_inject_apply_config(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"Deployment", "StatefulSet", "DaemonSet"};
+    for (size_t k = 0; k < 3; k++) {
+        struct fixture f;
+        resolve_inject(&f, kinds[k], "");
+        json_t *w = workload(kinds[k], "\"hostname\":\"h\",");
+        json_object_set_new(json_object_get(w, "metadata"), "namespace", json_string("shop"));
+        json_object_set_new(json_object_get(w, "spec"), "replicas", json_integer(3));
+        struct stk_k8s_options opt = {.sandbox_id = "dbg-1234", .store = "abcd"};
+        json_t *cfg = NULL;
+        struct stk_error *err = NULL;
+        assert_int_equal(stk_k8s_inject_apply(f.b, w, &opt, &cfg, &err), 0);
+        char want[2048];
+        snprintf(want, sizeof(want),
+                 "{\"apiVersion\":\"apps/v1\",\"kind\":\"%s\",\"metadata\":{\"name\":\"web\","
+                 "\"labels\":{\"app.kubernetes.io/managed-by\":\"stockade\","
+                 "\"stockade.dev/sandbox-id\":\"dbg-1234\",\"stockade.dev/store\":\"abcd\"}",
+                 kinds[k]);
+        char *text = json_dumps(cfg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_non_null(strstr(text, want));
+        free(text);
+        /* exactly: identity, metadata, and spec.template's stockade parts */
+        assert_int_equal(json_object_size(cfg), 4);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(cfg, "metadata"), "namespace")),
+            "shop");
+        json_t *spec = json_object_get(cfg, "spec");
+        assert_int_equal(json_object_size(spec), 1); /* no replicas, no selector */
+        json_t *tpl = json_object_get(spec, "template");
+        json_t *labels = json_object_get(json_object_get(tpl, "metadata"), "labels");
+        assert_int_equal(json_object_size(labels), 2);
+        assert_string_equal(json_string_value(json_object_get(labels, STK_K8S_CONTAINER_LABEL)),
+                            "dbg-sandbox");
+        json_t *ps = json_object_get(tpl, "spec");
+        assert_int_equal(json_object_size(ps), 3); /* no hostname: the workload's */
+        json_t *cs = json_object_get(ps, "containers");
+        assert_int_equal(json_array_size(cs), 1); /* not "app" */
+        assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 0), "name")),
+                            "dbg-sandbox");
+        assert_int_equal(json_array_size(json_object_get(ps, "volumes")), 2);
+        assert_true(json_is_true(json_object_get(ps, "shareProcessNamespace")));
+        const char *rec = json_string_value(
+            json_object_get(json_object_get(json_object_get(cfg, "metadata"), "annotations"),
+                            STK_K8S_INJECTED_ANNOTATION));
+        assert_non_null(rec);
+        assert_non_null(strstr(rec, "\"containers\":[\"dbg-sandbox\"]"));
+        json_decref(cfg);
+        /* the same checks as render: a workload that carries a sandbox */
+        json_object_set_new(json_object_get(w, "metadata"), "annotations",
+                            json_pack("{s:s}", STK_K8S_INJECTED_ANNOTATION, "{}"));
+        assert_int_equal(stk_k8s_inject_apply(f.b, w, &opt, &cfg, &err), -EINVAL);
+        assert_non_null(strstr(err->msg, "eject it first"));
+        stk_error_free(err);
+        json_decref(w);
+        json_t *ej = stk_k8s_eject_apply(kinds[k], "shop", "web");
+        snprintf(want, sizeof(want),
+                 "{\"apiVersion\":\"apps/v1\",\"kind\":\"%s\",\"metadata\":{\"name\":\"web\","
+                 "\"namespace\":\"shop\"}}",
+                 kinds[k]);
+        text = json_dumps(ej, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_string_equal(text, want);
+        free(text);
+        json_decref(ej);
+        fixture_release(&f);
+    }
+}
+
 static void test_inject_ptrace_when_granted(void **state)
 {
     (void)state;
@@ -733,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_yaml_round_trip),
         cmocka_unit_test(test_yaml_load_errors),
         cmocka_unit_test(test_inject_eject_round_trip),
+        cmocka_unit_test(test_inject_apply_config),
         cmocka_unit_test(test_inject_ptrace_when_granted),
         cmocka_unit_test(test_inject_errors),
     };

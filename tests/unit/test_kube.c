@@ -941,6 +941,51 @@ static int run_exec(const char *cfg, const char *const *argv, size_t argc, int i
     return r;
 }
 
+/* A follower that takes over (a new monitor) drops what the last one
+ * delivered: stamps before, and the first `count` lines of the same stamp. */
+static void test_log_position(void **state)
+{
+    (void)state;
+    static const char *const stream[] = {
+        "2026-12-05T03:12:53.1Z a", "2026-12-05T03:12:53.100000000Z b",  "2026-12-05T03:12:53.5Z c",
+        "2026-12-05T03:12:54Z d",   "2026-12-05T03:12:54.000000001Z e ",
+    };
+    struct stk_kube_log_pos pos = {0};
+    const char *text;
+    size_t n;
+    for (size_t i = 0; i < 3; i++) /* a, b (the same stamp), c delivered */
+        assert_int_equal(stk_kube_log_line(&pos, stream[i], strlen(stream[i]), &text, &n), 1);
+    assert_int_equal(n, 1);
+    assert_memory_equal(text, "c", 1);
+    /* stored and read back by the next process */
+    char buf[64];
+    stk_kube_log_pos_format(&pos, buf);
+    assert_string_equal(buf, "1796440373.500000000 1\n");
+    struct stk_kube_log_pos again;
+    assert_int_equal(stk_kube_log_pos_parse(buf, &again), 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(stk_kube_log_line(&again, stream[i], strlen(stream[i]), &text, &n), 0);
+    for (size_t i = 3; i < 5; i++)
+        assert_int_equal(stk_kube_log_line(&again, stream[i], strlen(stream[i]), &text, &n), 1);
+    assert_int_equal(n, 2);
+    assert_memory_equal(text, "e ", 2);
+    /* two lines of one stamp, one of them delivered */
+    struct stk_kube_log_pos p2 = {0};
+    assert_int_equal(stk_kube_log_line(&p2, stream[0], strlen(stream[0]), &text, &n), 1);
+    p2.seen = 0;
+    assert_int_equal(stk_kube_log_line(&p2, stream[0], strlen(stream[0]), &text, &n), 0);
+    assert_int_equal(stk_kube_log_line(&p2, stream[1], strlen(stream[1]), &text, &n), 1);
+    assert_int_equal(p2.count, 2);
+    /* no stamp: the whole line, the position unchanged */
+    assert_int_equal(stk_kube_log_line(&p2, "plain", 5, &text, &n), -EPROTO);
+    assert_int_equal(n, 5);
+    assert_int_equal(stk_kube_log_line(&p2, "2026-13-45T99:00:00Z x", 22, &text, &n), -EPROTO);
+    assert_int_equal(stk_kube_log_line(&p2, "2026-12-05T03:12:53+01:00 x", 27, &text, &n), -EPROTO);
+    assert_int_equal(stk_kube_log_pos_parse("12 3", &again), -EINVAL);
+    assert_int_equal(stk_kube_log_pos_parse("-1.0 3", &again), -EINVAL);
+    assert_int_equal(stk_kube_log_pos_parse("1.5 3 junk", &again), -EINVAL);
+}
+
 static void test_exec(void **state)
 {
     (void)state;
@@ -1238,6 +1283,7 @@ int main(void)
         cmocka_unit_test(test_recorded_answers),
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_log_position),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_stdin),
         cmocka_unit_test(test_exec_stdin_pipe_at_eof),

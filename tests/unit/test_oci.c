@@ -433,6 +433,81 @@ static void test_home(void **state)
     release(&f);
 }
 
+/* A user namespace of the sandbox's own: joined by path, mapped to its
+ * range, the host's sysfs bound recursively and read-only, /sys/fs/cgroup
+ * the sandbox's own cgroup directories over the skeleton (no cgroup
+ * filesystem, no remount of the host's), debug and network sysfs masked.
+ * A range that cannot hold the sandbox user is refused. */
+static void test_userns(void **state)
+{
+    (void)state;
+    static const char yaml[] = "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\n"
+                               "metadata:\n  name: x\nspec:\n  command: [\"true\"]\n";
+    struct fixture f = {0};
+    load(yaml, &f);
+    static const struct stk_oci_bind cg[] = {
+        {"/sys/fs/cgroup/memory/stockade/ID", "/sys/fs/cgroup/memory"},
+        {"/sys/fs/cgroup/pids/stockade/ID", "/sys/fs/cgroup/pids"},
+    };
+    struct stk_oci_options o = {.root_path = "/r",
+                                .workspace = "/w",
+                                .etc_dir = "/e",
+                                .cgroups_path = "/c",
+                                .id_base = 1073807360,
+                                .id_size = 65536,
+                                .userns_path = "/run/stockade-ids/ns-1",
+                                .cgroup_binds = cg,
+                                .n_cgroup_binds = 2,
+                                .cgroup_skeleton = "/s/cgroup-v1"};
+    char *text = NULL;
+    assert_int_equal(stk_oci_render(f.b, &o, &text, NULL), 0);
+    json_t *c = json_loads(text, 0, NULL);
+    assert_non_null(c);
+    json_t *l = json_object_get(c, "linux");
+    json_t *ns = json_array_get(json_object_get(l, "namespaces"), 0);
+    assert_string_equal(json_string_value(json_object_get(ns, "type")), "user");
+    assert_string_equal(json_string_value(json_object_get(ns, "path")), "/run/stockade-ids/ns-1");
+    for (int g = 0; g < 2; g++) {
+        json_t *m = json_array_get(json_object_get(l, g ? "gidMappings" : "uidMappings"), 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "containerID")), 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "hostID")), 1073807360);
+        assert_int_equal(json_integer_value(json_object_get(m, "size")), 65536);
+    }
+    assert_true(has_string(json_object_get(l, "maskedPaths"), "/sys/class/net"));
+    assert_true(has_string(json_object_get(l, "maskedPaths"), "/sys/kernel/debug"));
+    size_t i, cg_mounts = 0;
+    json_t *m;
+    json_array_foreach(json_object_get(c, "mounts"), i, m)
+    {
+        const char *dst = json_string_value(json_object_get(m, "destination"));
+        const char *type = json_string_value(json_object_get(m, "type"));
+        json_t *opts = json_object_get(m, "options");
+        assert_string_not_equal(type, "sysfs");
+        assert_string_not_equal(type, "cgroup");
+        if (!strcmp(dst, "/sys")) {
+            assert_true(has_string(opts, "rbind") && has_string(opts, "ro"));
+        } else if (!strncmp(dst, "/sys/fs/cgroup", 14)) {
+            assert_true(has_string(opts, "ro"));
+            assert_false(has_string(opts, "remount"));
+            cg_mounts++;
+        }
+    }
+    assert_int_equal(cg_mounts, 3); /* the skeleton and two controllers */
+    json_decref(c);
+    free(text);
+
+    o.id_size = 1000; /* no room for uid 65534 */
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_oci_render(f.b, &o, &text, &err), -EINVAL);
+    stk_error_free(err);
+    o.id_size = 65536;
+    o.id_base = UINT32_MAX - 100;
+    err = NULL;
+    assert_int_equal(stk_oci_render(f.b, &o, &text, &err), -EINVAL);
+    stk_error_free(err);
+    release(&f);
+}
+
 static void test_etc_has_no_host_content(void **state)
 {
     (void)state;
@@ -458,6 +533,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_agent_golden),
+        cmocka_unit_test(test_userns),
         cmocka_unit_test(test_debugger_golden),
         cmocka_unit_test(test_agent_properties),
         cmocka_unit_test(test_ptrace_granted),

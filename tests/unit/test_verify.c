@@ -8,7 +8,8 @@
  * table; STK_VERIFY_EXPECT=fail|ok says which overall result to assert.
  * STK_VERIFY_RUNTIME (default crun), STK_VERIFY_NETWORK=0, STK_VERIFY_HOST_WORKSPACE=1
  * (run --workspace: no storage claim for /workspace), STK_VERIFY_TO
- * (comma-separated IP:PORT) and STK_VERIFY_SPEC (YAML after the Sandbox's
+ * (comma-separated IP:PORT), STK_VERIFY_ID_RANGE (BASE:SIZE, the host id
+ * range the sandbox held) and STK_VERIFY_SPEC (YAML after the Sandbox's
  * metadata) shape the plan. The end-to-end tests use it to judge real
  * reports: from the host (must fail) and from real sandboxes (must pass). */
 #include <setjmp.h>
@@ -34,6 +35,10 @@
 #define WIDE_SPEC                                                                                  \
     "spec:\n  security:\n    policy: baseline\n    capabilities:\n"                                \
     "      add: [NET_BIND_SERVICE, CHOWN]\n  resources:\n    memory: 256Mi\n    pids: 64\n"
+
+/* the sandbox's host id range in the judged reports */
+#define RANGE_BASE 1073807360
+#define RANGE_SIZE 65536
 
 struct fixture {
     struct stk_docset *sb, *env;
@@ -78,7 +83,12 @@ static struct stk_verify_plan *wide_plan(struct fixture *f)
     static struct stk_verify_target to[2];
     to[0] = target("203.0.113.10:443");
     to[1] = target("169.254.169.254:80");
-    struct stk_verify_opts o = {.runtime = "crun", .network = true, .to = to, .n_to = 2};
+    struct stk_verify_opts o = {.runtime = "crun",
+                                .network = true,
+                                .to = to,
+                                .n_to = 2,
+                                .id_base = RANGE_BASE,
+                                .id_size = RANGE_SIZE};
     struct stk_verify_plan *p = NULL;
     _cleanup_error_ struct stk_error *err = NULL;
     if (stk_verify_plan_make(boundary(f, WIDE_SPEC, DATALAB_NET), &o, &p, &err) < 0)
@@ -103,11 +113,13 @@ static void test_plan_default(void **state)
 {
     (void)state;
     struct fixture f = {0};
-    struct stk_verify_opts o = {.runtime = "crun", .network = true};
+    struct stk_verify_opts o = {
+        .runtime = "crun", .network = true, .id_base = RANGE_BASE, .id_size = RANGE_SIZE};
     _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
     assert_int_equal(stk_verify_plan_make(boundary(&f, "", NULL), &o, &p, NULL), 0);
     static const char *const want[] = {
         "runs as non-root (uid 65534)",
+        "host ids of its own (user namespace)",
         "no capabilities",
         "no_new_privs",
         "seccomp filter on",
@@ -304,6 +316,12 @@ static json_t *good_report(void)
     /* /workspace is a filesystem of its own, below resources.storage */
     json_object_set_new(json_array_get(json_object_get(r, "paths"), 3), "fs_bytes",
                         json_integer(48073728));
+    /* the user namespace: the sandbox's own range */
+    json_t *id = json_object_get(r, "identity");
+    json_object_set_new(id, "uid_map",
+                        json_pack("[[i,I,i]]", 0, (json_int_t)RANGE_BASE, RANGE_SIZE));
+    json_object_set_new(id, "gid_map",
+                        json_pack("[[i,I,i]]", 0, (json_int_t)RANGE_BASE, RANGE_SIZE));
     /* errno must be null where the step worked: set_new replaces cleanly */
     json_object_set_new(json_array_get(json_object_get(r, "connect"), 0), "errno", json_null());
     return r;
@@ -359,6 +377,26 @@ static void set_str(json_t *o, const char *k, const char *v)
 static void dev_uid0(json_t *r)
 {
     json_object_set_new(json_object_get(r, "identity"), "uid", json_integer(0));
+}
+static void dev_host_ids(json_t *r)
+{
+    json_object_set_new(json_object_get(r, "identity"), "uid_map",
+                        json_pack("[[i,i,I]]", 0, 0, (json_int_t)4294967295));
+}
+static void dev_other_range(json_t *r)
+{
+    /* the neighbour's range */
+    json_object_set_new(json_object_get(r, "identity"), "gid_map",
+                        json_pack("[[i,I,i]]", 0, (json_int_t)RANGE_BASE + RANGE_SIZE, RANGE_SIZE));
+}
+static void dev_map_unseen(json_t *r)
+{
+    json_object_set_new(json_object_get(r, "identity"), "uid_map", json_null());
+}
+static void dev_two_lines(json_t *r)
+{
+    json_array_append_new(json_object_get(json_object_get(r, "identity"), "uid_map"),
+                          json_pack("[i,i,i]", 65536, 0, 1));
 }
 static void dev_group0(json_t *r)
 {
@@ -478,6 +516,10 @@ static const struct {
 } deviations[] = {
     {"uid 0", dev_uid0, "runs as non-root (uid 65534)"},
     {"group 0", dev_group0, "runs as non-root (uid 65534)"},
+    {"host identity map", dev_host_ids, "host ids of its own (user namespace)"},
+    {"another sandbox's range", dev_other_range, "host ids of its own (user namespace)"},
+    {"uid_map unseen", dev_map_unseen, "host ids of its own (user namespace)"},
+    {"host root mapped too", dev_two_lines, "host ids of its own (user namespace)"},
     {"CAP_SYS_ADMIN", dev_cap, "capabilities: NET_BIND_SERVICE, CHOWN only"},
     {"CapBnd unseen", dev_cap_bnd_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
     {"CapPrm and CapAmb unseen", dev_cap_prm_unknown, "capabilities: NET_BIND_SERVICE, CHOWN only"},
@@ -568,6 +610,32 @@ static void test_judge_gvisor_memory(void **state)
     fixture_free(&f);
 }
 
+/* No range held for the sandbox (the registry does not name it): the
+ * claim fails whatever the map says. */
+static void test_judge_no_range(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    struct stk_verify_opts o = {.runtime = "crun"};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
+    assert_int_equal(stk_verify_plan_make(boundary(&f, WIDE_SPEC, NULL), &o, &p, NULL), 0);
+    json_t *r = good_report();
+    json_array_clear(json_object_get(r, "connect"));
+    _cleanup_verify_report_ struct stk_verify_report *rep = judge_json(p, r);
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows);
+    bool seen = false;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].id, "idmap")) {
+            assert_int_equal(rows[i].verdict, STK_VERIFY_FAIL);
+            assert_non_null(strstr(rows[i].reason, "no host id range"));
+            seen = true;
+        }
+    assert_true(seen);
+    json_decref(r);
+    fixture_free(&f);
+}
+
 /* A skip stays a skip whatever was observed, and never makes the report fail. */
 static void test_judge_skip(void **state)
 {
@@ -584,7 +652,7 @@ static void test_judge_skip(void **state)
     size_t n = stk_verify_report_rows(rep, &rows), skips = 0;
     for (size_t i = 0; i < n; i++)
         skips += rows[i].verdict == STK_VERIFY_SKIP;
-    assert_int_equal(skips, 2); /* pids and memory under gVisor */
+    assert_int_equal(skips, 3); /* pids, memory and the id range under gVisor */
     assert_true(stk_verify_report_ok(rep));
     json_decref(r);
     fixture_free(&f);
@@ -743,6 +811,10 @@ static void test_real_report(void **state)
                                 .n_to = n_to,
                                 .host_workspace =
                                     stk_streq(getenv("STK_VERIFY_HOST_WORKSPACE"), "1")};
+    /* STK_VERIFY_ID_RANGE=BASE:SIZE: the range the sandbox held */
+    const char *range = getenv("STK_VERIFY_ID_RANGE");
+    if (range && sscanf(range, "%u:%u", &o.id_base, &o.id_size) != 2)
+        fail_msg("STK_VERIFY_ID_RANGE=%s: expected BASE:SIZE", range);
     _cleanup_verify_plan_ struct stk_verify_plan *p = NULL;
     const char *spec = getenv("STK_VERIFY_SPEC");
     assert_int_equal(stk_verify_plan_make(boundary(&f, spec ? spec : "", NULL), &o, &p, NULL), 0);
@@ -762,12 +834,19 @@ static void test_real_report(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_default),     cmocka_unit_test(test_plan_home),
-        cmocka_unit_test(test_plan_wide),        cmocka_unit_test(test_plan_gvisor),
-        cmocka_unit_test(test_plan_limits),      cmocka_unit_test(test_parse_target),
-        cmocka_unit_test(test_judge_conforming), cmocka_unit_test(test_judge_deviations),
-        cmocka_unit_test(test_judge_skip),       cmocka_unit_test(test_judge_gvisor_memory),
-        cmocka_unit_test(test_judge_malformed),  cmocka_unit_test(test_print),
+        cmocka_unit_test(test_plan_default),
+        cmocka_unit_test(test_plan_home),
+        cmocka_unit_test(test_plan_wide),
+        cmocka_unit_test(test_plan_gvisor),
+        cmocka_unit_test(test_plan_limits),
+        cmocka_unit_test(test_parse_target),
+        cmocka_unit_test(test_judge_conforming),
+        cmocka_unit_test(test_judge_deviations),
+        cmocka_unit_test(test_judge_skip),
+        cmocka_unit_test(test_judge_no_range),
+        cmocka_unit_test(test_judge_gvisor_memory),
+        cmocka_unit_test(test_judge_malformed),
+        cmocka_unit_test(test_print),
         cmocka_unit_test(test_real_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

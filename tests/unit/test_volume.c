@@ -93,7 +93,12 @@ static void test_size_holds_and_loop_goes(void **state)
         skip();
     struct paths p;
     paths_make(&p);
-    struct vol v = {.image = p.image, .mnt = p.mnt, .size = 8 << 20};
+    /* the root is the given owner's (the sandbox user's host ids) */
+    struct vol v = {.image = p.image,
+                    .mnt = p.mnt,
+                    .size = 8 << 20,
+                    .uid = 1073807360 + 65534,
+                    .gid = 1073807361};
     assert_int_equal(vol_mount(&v, NULL), 0);
     assert_int_equal(loops_on(p.image), 1);
 
@@ -102,7 +107,8 @@ static void test_size_holds_and_loop_goes(void **state)
     assert_true((int64_t)(vfs.f_blocks * vfs.f_frsize) <= v.size);
     struct stat st;
     assert_int_equal(stat(p.mnt, &st), 0);
-    assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(st.st_uid, 1073807360 + 65534);
+    assert_int_equal(st.st_gid, 1073807361);
     /* ext4's own lost+found is not the sandbox's */
     char lf[160];
     snprintf(lf, sizeof(lf), "%s/lost+found", p.mnt);

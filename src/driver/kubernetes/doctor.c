@@ -259,6 +259,42 @@ static void check_network_policy(struct doc *d)
     stk_error_free(err);
 }
 
+/* agents.x-k8s.io (SandboxWarmPool, SandboxClaim): detected by discovery
+ * and reported; the driver's warm pools are its own Pods either way (the
+ * integration is not built), which is what this check says. */
+static void check_agents_api(struct doc *d)
+{
+    static const char *const groups[] = {"extensions.agents.x-k8s.io", "agents.x-k8s.io"};
+    struct stk_buf served = {0};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(groups); i++) {
+        char path[96];
+        snprintf(path, sizeof(path), "/apis/%s", groups[i]);
+        long status = 0;
+        json_t *body = NULL;
+        if (stk_kube_request(d->k, "GET", path, NULL, NULL, &status, &body, NULL) >= 0 &&
+            status == 200) {
+            size_t j;
+            const json_t *v;
+            json_array_foreach(json_object_get(body, "versions"), j, v)
+                stk_buf_printf(&served, "%s%s", served.len ? ", " : "",
+                               json_string_value(json_object_get(v, "groupVersion")) ?: "?");
+        }
+        json_decref(body);
+    }
+    if (served.len)
+        add(d, "agents-api", "agents.x-k8s.io warm pools", STK_CHECK_WARN,
+            "nothing to do: pools work without it", PATH_CLUSTER,
+            "the cluster serves %s (SandboxWarmPool/SandboxClaim); stockade would claim through "
+            "them (render emits %s objects) but the driver does not yet: its warm pools are its "
+            "own Pods, claimed under their resourceVersion",
+            served.data, STK_K8S_AGENTS_API);
+    else
+        add(d, "agents-api", "agents.x-k8s.io warm pools", STK_CHECK_PASS, NULL, PATH_CLUSTER,
+            "the cluster does not serve agents.x-k8s.io (discovery): warm pools are stockade's "
+            "own Pods, claimed under their resourceVersion");
+    stk_buf_free(&served);
+}
+
 int stk_kube_doctor(struct stk_kube *k, const struct stk_kubeconfig *cfg,
                     struct stk_doctor_report *r)
 {
@@ -270,5 +306,6 @@ int stk_kube_doctor(struct stk_kube *k, const struct stk_kubeconfig *cfg,
     check_runtime_class(&d);
     check_admission(&d);
     check_network_policy(&d);
+    check_agents_api(&d);
     return 0;
 }

@@ -206,10 +206,10 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
         return stk_error_make(err, EINVAL,
                               "spec.image is required on the kubernetes backend: a Pod runs an "
                               "image, not the host's root filesystem");
-    if (b->model == STK_MODEL_INJECTION)
-        return stk_error_make(err, STK_DRV_E_NOTSUP,
-                              "deployment.model: injection is applied to a workload with "
-                              "`stockade render --workload`; create runs standalone sandboxes");
+    if (b->model == STK_MODEL_INJECTION && !b->target)
+        return stk_error_make(err, EINVAL,
+                              "deployment.model: injection needs spec.deployment.target (or "
+                              "create --workload KIND/NAME)");
     if (!rc || !c)
         return 0;
     /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
@@ -232,13 +232,23 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
 
 /* ---- pods and their status ---------------------------------------------------------- */
 
+/* The sandbox's container in a Pod: "sandbox", or in a replica of an
+ * injected workload the one its template label names. */
+static const char *sandbox_container(const json_t *pod)
+{
+    const json_t *labels = json_object_get(json_object_get(pod, "metadata"), "labels");
+    const char *name = json_string_value(json_object_get(labels, STK_K8S_CONTAINER_LABEL));
+    return name ? name : CONTAINER;
+}
+
 static const json_t *sandbox_container_status(const json_t *pod)
 {
     const json_t *cs = json_object_get(json_object_get(pod, "status"), "containerStatuses");
+    const char *want = sandbox_container(pod);
     size_t i;
     const json_t *s;
     json_array_foreach(cs, i,
-                       s) if (!strcmp(jstr(s, "name") ? jstr(s, "name") : "", CONTAINER)) return s;
+                       s) if (!strcmp(jstr(s, "name") ? jstr(s, "name") : "", want)) return s;
     return NULL;
 }
 
@@ -317,10 +327,25 @@ static const char *sandbox_namespace(const struct stk_driver_sandbox *sb, char *
 /* ---- the handle --------------------------------------------------------------------- */
 
 struct handle {
-    char ns[64], kind[8], name[254];
+    char ns[64], kind[16], name[254];
+    bool injected; /* kind is the workload stockade injected into */
 };
 
-static int handle_parse(const struct stk_driver_sandbox *sb, struct handle *ret,
+/* The namespace of the workload an injected sandbox goes into: the
+ * target's, else the kubeconfig context's. */
+static const char *workload_namespace(struct kube_ctx *c, const struct stk_boundary *b)
+{
+    if (b->target && b->target->namespace.meta.set)
+        return b->target->namespace.v;
+    return stk_kubeconfig_namespace(c->cfg);
+}
+
+static bool injected_kind(const char *kind)
+{
+    return stk_enum_lookup(stk_workload_kind_names, _STK_WORKLOAD_N, kind) >= 0;
+}
+
+static int handle_parse(struct kube_ctx *c, const struct stk_driver_sandbox *sb, struct handle *ret,
                         struct stk_error **err)
 {
     *ret = (struct handle){0};
@@ -332,6 +357,13 @@ static int handle_parse(const struct stk_driver_sandbox *sb, struct handle *ret,
         strcpy(ret->ns, ns);
         strcpy(ret->kind, kind);
         strcpy(ret->name, name);
+        ret->injected = injected_kind(kind);
+    } else if (sb->b && sb->b->model == STK_MODEL_INJECTION && sb->b->target) {
+        snprintf(ret->ns, sizeof(ret->ns), "%s", workload_namespace(c, sb->b));
+        snprintf(ret->kind, sizeof(ret->kind), "%s",
+                 stk_workload_kind_names[sb->b->target->kind.v]);
+        snprintf(ret->name, sizeof(ret->name), "%s", sb->b->target->name.v);
+        ret->injected = true;
     } else if (sb->b) {
         /* no handle yet (a create cut short): what render would name */
         char buf[64];
@@ -381,7 +413,7 @@ static int sandbox_pods(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
                         json_t **ret_list, const json_t **ret_pod, struct stk_error **err)
 {
     json_t *list = NULL;
-    int r = handle_parse(sb, h, err);
+    int r = handle_parse(c, sb, h, err);
     if (r < 0 || (r = list_pods(c, h->ns, sb->id, &list, err)) < 0)
         return r;
     *ret_list = list;
@@ -459,12 +491,22 @@ static int delete_workload(struct kube_ctx *c, const struct handle *h, const cha
     return 0;
 }
 
+static int eject(struct kube_ctx *c, const struct handle *h, const char *id,
+                 struct stk_error **err);
+
 static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool purge,
                          struct stk_error **err)
 {
     struct kube_ctx *c = ud;
     char sel[128];
     selector(sb->id, sel, sizeof(sel));
+    struct handle ih;
+    if (handle_parse(c, sb, &ih, NULL) >= 0 && ih.injected) {
+        /* eject, then wait for the replicas that carried it to go */
+        struct stk_kube_ref pods = {"v1", "Pod", ih.ns, NULL};
+        int r = eject(c, &ih, sb->id, err);
+        return r < 0 ? r : wait_gone(c, &pods, sel, NULL, err);
+    }
     /* no handle: provision never finished (a create cut short by a crash),
      * so nothing of it persists: everything goes */
     if (purge || !sb->handle) {
@@ -490,7 +532,7 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
         return r < 0 ? r : wait_gone(c, &nsref, sel, NULL, err);
     }
     struct handle h;
-    int r = handle_parse(sb, &h, err);
+    int r = handle_parse(c, sb, &h, err);
     if (r < 0 || (r = delete_workload(c, &h, sb->id, -1, err)) < 0)
         return r;
     struct stk_kube_ref pods = {"v1", "Pod", h.ns, NULL};
@@ -601,6 +643,199 @@ static int namespace_check(struct kube_ctx *c, const char *ns, const char *id,
     return r;
 }
 
+/* ---- injection into a workload (deployment.model: injection) ------------------------ */
+
+/* The workload's pod template labels that say which sandbox is injected
+ * (NULL: none). */
+static const char *injected_id(const json_t *workload)
+{
+    const json_t *labels = json_object_get(
+        json_object_get(json_object_get(json_object_get(workload, "spec"), "template"), "metadata"),
+        "labels");
+    return json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+}
+
+static int workload_get(struct kube_ctx *c, const struct handle *h, json_t **ret,
+                        struct stk_error **err)
+{
+    struct stk_kube_ref ref = {"apps/v1", h->kind, h->ns, h->name};
+    return stk_kube_get(c->k, &ref, ret, err);
+}
+
+/* Eject: the same field manager applies a configuration of nothing, so
+ * the server removes every field only stockade set, and nothing else. A
+ * workload that is gone, or does not carry this sandbox, is success. */
+static int eject(struct kube_ctx *c, const struct handle *h, const char *id, struct stk_error **err)
+{
+    json_t *live = NULL;
+    int r = workload_get(c, h, &live, err);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    const char *owner = injected_id(live);
+    bool ours = owner && !strcmp(owner, id);
+    json_decref(live);
+    if (!ours)
+        return 0;
+    json_t *cfg = stk_k8s_eject_apply(h->kind, h->ns, h->name);
+    r = stk_kube_apply(c->k, cfg, NULL, err);
+    json_decref(cfg);
+    return r < 0 ? r : 1;
+}
+
+static int inject_provision(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                            char **ret_handle, struct stk_error **err)
+{
+    struct handle h;
+    json_t *live = NULL;
+    int r = handle_parse(c, &(struct stk_driver_sandbox){.id = sb->id, .b = sb->b}, &h, err);
+    if (r < 0)
+        return r;
+    if ((r = workload_get(c, &h, &live, err)) < 0) {
+        if (r == -ENOENT)
+            error_append(err, " (create --workload injects into a workload that exists)");
+        return r;
+    }
+    const char *owner = injected_id(live);
+    if (owner && strcmp(owner, sb->id)) {
+        r = stk_error_make(err, EEXIST,
+                           "context %s (%s): %s %s/%s carries sandbox %s already; eject it "
+                           "first (stockade rm %s)",
+                           stk_kubeconfig_context(c->cfg), stk_kubeconfig_server(c->cfg), h.kind,
+                           h.ns, h.name, owner, owner);
+        json_decref(live);
+        return r;
+    }
+    bool applied = false;
+    if (!owner) {
+        /* render's checks see the workload as it was before stockade */
+        json_t *cfg = NULL;
+        stk_fault_point("kube-before-workload");
+        struct stk_k8s_options opt = {.sandbox_id = sb->id, .store = c->store};
+        r = stk_k8s_inject_apply(sb->b, live, &opt, &cfg, err);
+        if (r >= 0)
+            r = stk_kube_apply(c->k, cfg, NULL, err);
+        json_decref(cfg);
+        applied = r >= 0;
+    }
+    /* the replicas roll out with the sandbox: ready once one of them runs
+     * it (a workload scaled to zero has none to wait for) */
+    json_t *replicas = json_object_get(json_object_get(live, "spec"), "replicas");
+    if (r >= 0 && !sb->accepted_only &&
+        !(json_is_integer(replicas) && json_integer_value(replicas) == 0))
+        r = wait_running(c, h.ns, sb->id, err);
+    json_decref(live);
+    if (r < 0) {
+        struct stk_error *uerr = NULL;
+        if (applied && eject(c, &h, sb->id, &uerr) < 0)
+            error_append(err, "; ejecting what this create applied failed too: %s",
+                         uerr ? uerr->msg : "?");
+        else if (applied)
+            error_append(err, "; ejected what this create applied");
+        stk_error_free(uerr);
+        return r;
+    }
+    json_t *hj = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", h.ns, "kind", h.kind, "name",
+                           h.name, "context", stk_kubeconfig_context(c->cfg), "server",
+                           stk_kubeconfig_server(c->cfg));
+    *ret_handle = json_dumps(hj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(hj);
+    return 0;
+}
+
+/* How an injected sandbox is: running while its workload carries it. */
+static int inject_observe(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                          const struct handle *h, struct stk_driver_status *ret,
+                          struct stk_error **err)
+{
+    json_t *live = NULL;
+    *ret = (struct stk_driver_status){.state = STK_DRV_RUNNING, .exit_code = -1};
+    int r = workload_get(c, h, &live, err);
+    if (r == -ENOENT) {
+        stk_error_free(*err);
+        *err = NULL;
+        ret->state = STK_DRV_LOST;
+        snprintf(ret->message, sizeof(ret->message), "%s %s/%.128s is gone", h->kind, h->ns,
+                 h->name);
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    const char *owner = injected_id(live);
+    if (!owner || strcmp(owner, sb->id)) {
+        ret->state = STK_DRV_ENDED;
+        snprintf(ret->message, sizeof(ret->message), "ejected from %s %s/%.128s", h->kind, h->ns,
+                 h->name);
+    }
+    json_decref(live);
+    return 0;
+}
+
+/* supervise of an injected sandbox: its replicas come and go with the
+ * workload; it ends when it is ejected (stop, rm) or the workload goes. */
+static int inject_supervise(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                            const struct handle *h, const struct stk_driver_sink *sink,
+                            struct stk_driver_status *ret, struct stk_error **err)
+{
+    bool killed = false;
+    for (unsigned tick = 0;; tick++) {
+        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud) : STK_DRV_ASK_NONE;
+        if (ask == STK_DRV_ASK_KILL && !killed) {
+            killed = true;
+            int r = eject(c, h, sb->id, err);
+            if (r < 0)
+                return r;
+            tick = 0;
+        }
+        if (tick % (SUPERVISE_TICK_MS / 200) == 0) {
+            struct stk_error *oerr = NULL;
+            int r = inject_observe(c, sb, h, ret, &oerr);
+            stk_error_free(oerr);
+            if (r >= 0 && ret->state != STK_DRV_RUNNING)
+                return 0;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+/* The live instances of an injected sandbox: one per replica Pod that
+ * carries it. */
+static int kube_replicas(void *ud, const struct stk_driver_sandbox *sb, char **ret,
+                         struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct handle h;
+    json_t *list = NULL;
+    const json_t *newest = NULL;
+    *ret = NULL;
+    if (handle_parse(c, sb, &h, NULL) < 0 || !h.injected)
+        return 0;
+    int r = sandbox_pods(c, sb, &h, &list, &newest, err);
+    if (r < 0)
+        return r;
+    json_t *out = json_array();
+    size_t i;
+    const json_t *p;
+    json_array_foreach(json_object_get(list, "items"), i, p)
+    {
+        if (jstr(p, "metadata.deletionTimestamp"))
+            continue; /* on its way out */
+        const json_t *cs = sandbox_container_status(p);
+        bool running = json_object_get(json_object_get(cs, "state"), "running") != NULL;
+        json_array_append_new(out, json_pack("{s:s,s:s,s:s,s:b}", "pod", jstr(p, "metadata.name"),
+                                             "phase", jstr(p, "status.phase") ?: "Unknown", "node",
+                                             jstr(p, "spec.nodeName") ?: "", "running", running));
+    }
+    json_decref(list);
+    *ret = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    return 0;
+}
+
 static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool restart,
                           char **ret_handle, struct stk_error **err)
 {
@@ -609,6 +844,14 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     int r = kube_facts(c, sb->b, &facts, err);
     if (r < 0 || (r = need_store(c, err)) < 0)
         return r;
+    if (sb->b->model == STK_MODEL_INJECTION) {
+        if (sb->pool_member || sb->pool)
+            return stk_error_make(err, STK_DRV_E_NOTSUP,
+                                  "sandbox %s: an injected sandbox runs in its workload's "
+                                  "replicas; it cannot be a warm pool's member",
+                                  sb->id);
+        return inject_provision(c, sb, ret_handle, err);
+    }
     char nsbuf[64];
     const char *ns = sandbox_namespace(sb, nsbuf, sizeof(nsbuf));
     struct stk_k8s_options opt = {
@@ -642,7 +885,7 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     }
     if (r >= 0 && !workload)
         r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
-    if (r >= 0)
+    if (r >= 0 && !sb->accepted_only)
         r = wait_running(c, ns, sb->id, err);
     if (r < 0) {
         /* nothing half-applied: what this create made goes (a restart
@@ -716,9 +959,15 @@ static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_
 
 /* ---- exec --------------------------------------------------------------------------- */
 
-/* The running Pod of the sandbox. */
-static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, char *ns,
-                       size_t ns_n, char *pod, size_t pod_n, struct stk_error **err)
+/* The running Pod of the sandbox and the sandbox's container in it. An
+ * injected sandbox has one per replica: `replica` names it (it must carry
+ * this sandbox), or the sandbox must have exactly one running. */
+struct target_pod {
+    char ns[64], pod[254], container[64];
+};
+
+static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *replica,
+                       struct target_pod *ret, struct stk_error **err)
 {
     struct handle h;
     json_t *list = NULL;
@@ -726,6 +975,53 @@ static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, 
     int r = sandbox_pods(c, sb, &h, &list, &p, err);
     if (r < 0)
         return r;
+    if (replica && !h.injected) {
+        json_decref(list);
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "sandbox %s is not injected into a workload: it has one instance, "
+                              "no replicas to choose from",
+                              sb->id);
+    }
+    if (h.injected) {
+        /* the running replicas, by name */
+        struct stk_buf names = {0};
+        size_t n_running = 0, i;
+        const json_t *q, *chosen = NULL;
+        json_array_foreach(json_object_get(list, "items"), i, q)
+        {
+            struct stk_driver_status qs;
+            pod_status(q, &qs);
+            const json_t *cs = sandbox_container_status(q);
+            bool running = qs.state == STK_DRV_RUNNING && !jstr(q, "metadata.deletionTimestamp") &&
+                           json_object_get(json_object_get(cs, "state"), "running");
+            const char *name = jstr(q, "metadata.name") ?: "";
+            if (!running)
+                continue;
+            stk_buf_printf(&names, "%s%s", n_running++ ? ", " : "", name);
+            if (!chosen && (!replica || !strcmp(name, replica)))
+                chosen = q;
+        }
+        if (replica && !chosen) {
+            r = stk_error_make(err, STK_DRV_E_GONE,
+                               "sandbox %s: %s is not a running replica of %s %s/%s that carries "
+                               "it (running: %s)",
+                               sb->id, replica, h.kind, h.ns, h.name,
+                               names.len ? names.data : "none");
+        } else if (!replica && n_running != 1) {
+            r = stk_error_make(err, n_running ? EINVAL : STK_DRV_E_PHASE,
+                               "sandbox %s runs in %zu replicas of %s %s/%s%s%s%s", sb->id,
+                               n_running, h.kind, h.ns, h.name,
+                               n_running ? ": choose one with --replica POD (" : "",
+                               n_running ? names.data : "", n_running ? ")" : "");
+        } else {
+            p = chosen;
+        }
+        stk_buf_free(&names);
+        if (r < 0) {
+            json_decref(list);
+            return r;
+        }
+    }
     struct stk_driver_status st = {0};
     if (p)
         pod_status(p, &st);
@@ -734,8 +1030,9 @@ static int running_pod(struct kube_ctx *c, const struct stk_driver_sandbox *sb, 
                            "sandbox %s: %s in namespace %s", sb->id,
                            p ? "its Pod is not running" : "no Pod", h.ns);
     } else {
-        snprintf(ns, ns_n, "%s", h.ns);
-        snprintf(pod, pod_n, "%s", jstr(p, "metadata.name"));
+        snprintf(ret->ns, sizeof(ret->ns), "%s", h.ns);
+        snprintf(ret->pod, sizeof(ret->pod), "%s", jstr(p, "metadata.name"));
+        snprintf(ret->container, sizeof(ret->container), "%s", sandbox_container(p));
     }
     json_decref(list);
     return r;
@@ -746,8 +1043,8 @@ static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
                      int *ret_code, struct stk_error **err)
 {
     struct kube_ctx *c = ud;
-    char ns[64], pod[254];
-    int r = running_pod(c, sb, ns, sizeof(ns), pod, sizeof(pod), err);
+    struct target_pod t;
+    int r = running_pod(c, sb, proc->replica, &t, err);
     if (r < 0)
         return r;
     if (proc->cwd)
@@ -772,9 +1069,9 @@ static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
         n = 0; /* nothing to set: no env(1) needed */
     for (size_t i = 0; i < proc->argc; i++)
         argv[n++] = proc->argv[i];
-    struct stk_kube_exec_req req = {.namespace = ns,
-                                    .pod = pod,
-                                    .container = CONTAINER,
+    struct stk_kube_exec_req req = {.namespace = t.ns,
+                                    .pod = t.pod,
+                                    .container = t.container,
                                     .argv = argv,
                                     .argc = n,
                                     .tty = proc->tty,
@@ -793,7 +1090,9 @@ static int kube_stop(void *ud, const struct stk_driver_sandbox *sb, int grace_ms
 {
     struct kube_ctx *c = ud;
     struct handle h;
-    int r = handle_parse(sb, &h, err);
+    int r = handle_parse(c, sb, &h, err);
+    if (r >= 0 && h.injected)
+        return eject(c, &h, sb->id, err) < 0 ? -1 : 0;
     return r < 0 ? r : delete_workload(c, &h, sb->id, (grace_ms + 999) / 1000, err);
 }
 
@@ -806,6 +1105,8 @@ static int kube_observe(void *ud, const struct stk_driver_sandbox *sb,
     struct handle h;
     json_t *list = NULL;
     const json_t *p = NULL;
+    if (handle_parse(c, sb, &h, NULL) >= 0 && h.injected)
+        return inject_observe(c, sb, &h, ret, err);
     int r = sandbox_pods(c, sb, &h, &list, &p, err);
     if (r < 0)
         return r;
@@ -844,12 +1145,129 @@ static void *follow_thread(void *ud)
                                     .pod = f->pod,
                                     .container = CONTAINER,
                                     .follow = true,
+                                    .timestamps = true,
                                     .since_ms = f->since_ms,
                                     .tail_lines = -1,
                                     .out_fd = f->wfd};
     (void)stk_kube_logs(f->k, &req, NULL);
     close(f->wfd);
     return NULL;
+}
+
+/* What the follower delivered, kept in the sandbox's directory so that a
+ * monitor adopting the sandbox (after a crash) continues where the last
+ * one stopped instead of delivering the whole log again: pods/log is
+ * asked from that second on (sinceTime has a second's resolution) and
+ * the lines the stamps say were delivered are dropped. */
+struct log_state {
+    const struct stk_driver_sink *sink;
+    struct stk_kube_log_pos pos;
+    struct stk_kube_lines lines;
+    char path[PATH_MAX];
+    bool moved;
+};
+
+static void log_state_init(struct log_state *ls, struct kube_ctx *c, const char *id,
+                           const struct stk_driver_sink *sink)
+{
+    *ls = (struct log_state){.sink = sink};
+    if (snprintf(ls->path, sizeof(ls->path), "%s/sandboxes/%s/kube-log-pos", c->state_dir, id) >=
+        (int)sizeof(ls->path)) {
+        ls->path[0] = '\0';
+        return;
+    }
+    char buf[64];
+    int fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        if (stk_kube_log_pos_parse(buf, &ls->pos) < 0)
+            ls->pos = (struct stk_kube_log_pos){0};
+    }
+}
+
+static void log_state_save(struct log_state *ls)
+{
+    if (!ls->moved || !ls->path[0])
+        return;
+    ls->moved = false;
+    char buf[64], tmp[PATH_MAX + 8];
+    stk_kube_log_pos_format(&ls->pos, buf);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ls->path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    bool ok = write(fd, buf, strlen(buf)) == (ssize_t)strlen(buf);
+    close(fd);
+    if (!ok || rename(tmp, ls->path) < 0)
+        (void)unlink(tmp);
+}
+
+static void log_deliver(struct log_state *ls, const char *line, size_t len, bool newline)
+{
+    const char *text;
+    size_t n;
+    int r = stk_kube_log_line(&ls->pos, line, len, &text, &n);
+    if (r == 0)
+        return;
+    ls->moved |= r == 1;
+    _cleanup_free_ char *out = stk_xmalloc(n + 1);
+    memcpy(out, text, n);
+    out[n] = '\n';
+    (void)ls->sink->output(ls->sink->ud, 1, out, n + (newline ? 1 : 0));
+}
+
+static int log_line_fn(void *ud, char *line, size_t len)
+{
+    log_deliver(ud, line, len, true);
+    return 0;
+}
+
+/* Copies what the follower's pipe holds (blocking: until it ends). */
+static void log_copy(struct log_state *ls, int fd, bool block)
+{
+    char buf[65536];
+    ssize_t n;
+    (void)fcntl(fd, F_SETFL, block ? 0 : O_NONBLOCK);
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        if (stk_kube_lines_feed(&ls->lines, buf, (size_t)n, log_line_fn, ls, NULL) < 0) {
+            /* a line past the limit: what was held goes as it is */
+            log_deliver(ls, stk_buf_str(&ls->lines.buf), ls->lines.buf.len, false);
+            ls->lines.buf.len = 0;
+        }
+    if (block && ls->lines.buf.len) /* the last line, without its newline */
+        log_deliver(ls, stk_buf_str(&ls->lines.buf), ls->lines.buf.len, false);
+    log_state_save(ls);
+}
+
+/* Starts the follower once the sandbox's container has started (pods/log
+ * answers from then on). */
+static bool follow_start(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                         struct follower *f, int pfd[2], pthread_t *thread)
+{
+    struct handle h;
+    json_t *list = NULL;
+    const json_t *p = NULL;
+    if (sandbox_pods(c, sb, &h, &list, &p, NULL) < 0)
+        return false;
+    const json_t *state = json_object_get(sandbox_container_status(p), "state");
+    bool started = json_object_get(state, "running") || json_object_get(state, "terminated");
+    if (started) {
+        snprintf(f->ns, sizeof(f->ns), "%s", h.ns);
+        snprintf(f->pod, sizeof(f->pod), "%s", jstr(p, "metadata.name"));
+    }
+    json_decref(list);
+    if (!started || (!f->k && stk_kube_open(c->cfg, &f->k, NULL) < 0) || pipe2(pfd, O_CLOEXEC) < 0)
+        return false;
+    f->wfd = pfd[1];
+    if (pthread_create(thread, NULL, follow_thread, f) == 0)
+        return true;
+    close(pfd[0]);
+    close(pfd[1]);
+    pfd[0] = pfd[1] = -1;
+    return false;
 }
 
 struct supervision {
@@ -884,6 +1302,23 @@ static int supervise_fn(void *ud, const char *type, const json_t *pod)
         json_decref(d);
     }
     pod_status(pod, &s->st);
+    /* a container that cannot start (create --wait accepted returned before
+     * it would have): the sandbox ends with the cluster's reason */
+    const json_t *waiting =
+        json_object_get(json_object_get(sandbox_container_status(pod), "state"), "waiting");
+    if (s->st.state == STK_DRV_RUNNING && waiting_fatal(jstr(waiting, "reason"))) {
+        s->st.state = STK_DRV_ENDED;
+        snprintf(s->st.message, sizeof(s->st.message), "%s: %.200s", jstr(waiting, "reason"),
+                 jstr(waiting, "message") ?: "");
+        json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "pod", jstr(pod, "metadata.name") ?: "",
+                              "namespace", s->h.ns, "reason", jstr(waiting, "reason"), "message",
+                              jstr(waiting, "message") ?: "");
+        char *dj = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (s->sink->event && dj)
+            s->sink->event(s->sink->ud, "pod_failed_to_start", dj);
+        free(dj);
+        json_decref(d);
+    }
     if (s->st.state == STK_DRV_ENDED) {
         s->ended = true;
         return 1;
@@ -897,41 +1332,32 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
 {
     struct kube_ctx *c = ud;
     struct supervision s = {.c = c, .sink = sink, .sb = sb};
-    int r = handle_parse(sb, &s.h, err);
+    int r = handle_parse(c, sb, &s.h, err);
     if (r < 0)
         return r;
+    if (s.h.injected)
+        return inject_supervise(c, sb, &s.h, sink, ret, err);
     char sel[128];
     selector(sb->id, sel, sizeof(sel));
 
     /* the output, while the workload runs */
     struct follower f = {.wfd = -1};
+    struct log_state ls;
+    log_state_init(&ls, c, sb->id, sink);
+    f.since_ms = ls.pos.sec * 1000;
     pthread_t thread;
     bool following = false;
     int pfd[2] = {-1, -1};
-    char ns[64], pod[254];
-    if (sink->output && running_pod(c, sb, ns, sizeof(ns), pod, sizeof(pod), NULL) >= 0 &&
-        stk_kube_open(c->cfg, &f.k, NULL) >= 0 && pipe2(pfd, O_CLOEXEC) == 0) {
-        snprintf(f.ns, sizeof(f.ns), "%s", ns);
-        snprintf(f.pod, sizeof(f.pod), "%s", pod);
-        f.wfd = pfd[1];
-        following = pthread_create(&thread, NULL, follow_thread, &f) == 0;
-        if (!following) {
-            close(pfd[0]);
-            close(pfd[1]);
-            pfd[0] = -1;
-        }
-    }
+    following = sink->output && follow_start(c, sb, &f, pfd, &thread);
 
     struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
     while (!s.ended && !s.gone) {
-        /* output copied between looks at the Pod */
-        char buf[65536];
-        ssize_t n;
-        if (following) {
-            (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-            while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
-                (void)sink->output(sink->ud, 1, buf, (size_t)n);
-        }
+        /* output copied between looks at the Pod; the follower starts once
+         * the container has (create --wait accepted returns before) */
+        if (!following && sink->output)
+            following = follow_start(c, sb, &f, pfd, &thread);
+        if (following)
+            log_copy(&ls, pfd[0], false);
         struct stk_error *werr = NULL;
         r = stk_kube_watch(c->k, &pods, sel, NULL, SUPERVISE_TICK_MS, supervise_fn, &s, &werr);
         if (r == -ETIMEDOUT || r >= 0) {
@@ -958,17 +1384,16 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             json_decref(list);
         }
     }
+    if (!following && sink->output && s.ended)
+        following = follow_start(c, sb, &f, pfd, &thread); /* it ran between looks */
     if (following) {
         /* the log stream ends with the container */
         pthread_join(thread, NULL);
-        (void)fcntl(pfd[0], F_SETFL, 0);
-        char buf[65536];
-        ssize_t n;
-        while ((n = read(pfd[0], buf, sizeof(buf))) > 0)
-            (void)sink->output(sink->ud, 1, buf, (size_t)n);
+        log_copy(&ls, pfd[0], true);
         close(pfd[0]);
     }
     stk_kube_close(f.k);
+    stk_kube_lines_free(&ls.lines);
     if (s.gone)
         return kube_observe(c, sb, ret, err);
     if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&
@@ -1066,4 +1491,5 @@ const struct stk_driver_ops stk_kube_driver_ops = {
     .logs = NULL, /* the session's own files, copied by supervise */
     .fingerprint = kube_fingerprint,
     .gc = kube_gc,
+    .replicas = kube_replicas,
 };

@@ -213,6 +213,25 @@ struct stk_kube_logs_req {
 };
 int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *r, struct stk_error **err);
 
+/* Where a follower of pods/log?timestamps=true stands: the stamp of the
+ * last line it delivered and how many lines carried that stamp (a new
+ * follower — another process adopting the sandbox — asks from that second
+ * on and delivers only what is new). seen counts this stream's lines with
+ * the stamp; zero it for a new stream. */
+struct stk_kube_log_pos {
+    int64_t sec;
+    int32_t nsec;
+    uint32_t count, seen;
+};
+/* One line (without its newline) of a timestamped log: *ret_text, *ret_len is
+ * the line without its stamp. 1: new, pos advanced; 0: delivered before;
+ * -EPROTO: no stamp (*ret_text is the whole line). */
+int stk_kube_log_line(struct stk_kube_log_pos *pos, const char *line, size_t len,
+                      const char **ret_text, size_t *ret_len);
+/* "SEC.NSEC COUNT\n", what a follower stores between processes. */
+void stk_kube_log_pos_format(const struct stk_kube_log_pos *pos, char buf[64]);
+int stk_kube_log_pos_parse(const char *s, struct stk_kube_log_pos *ret);
+
 /*
  * pods/exec over WebSocket (libwebsockets), subprotocol v5.channel.k8s.io,
  * falling back to v4.channel.k8s.io. stdin from in_fd (-1: none). At EOF of

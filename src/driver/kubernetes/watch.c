@@ -10,7 +10,9 @@
 #include "driver/kubernetes/internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -423,5 +425,85 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *q, struct 
     if (status < 200 || status > 299)
         return kube_status_error(k, status, errbody.data, errbody.len, "logs", stk_buf_str(&what),
                                  err);
+    return 0;
+}
+
+/* ---- where a log follower stands ------------------------------------------------------- */
+
+/* "2026-12-05T03:12:53.989123456Z" → seconds and nanoseconds (UTC). */
+static int log_stamp(const char *s, size_t len, int64_t *sec, int32_t *nsec)
+{
+    char buf[40];
+    if (len < 20 || len >= sizeof(buf))
+        return -EPROTO;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    struct tm tm = {0};
+    const char *p = strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -EPROTO;
+    int32_t ns = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 9)
+                ns = ns * 10 + (*p - '0');
+        if (digits == 0)
+            return -EPROTO;
+        for (; digits < 9; digits++)
+            ns *= 10;
+    }
+    if (strcmp(p, "Z"))
+        return -EPROTO;
+    *sec = (int64_t)timegm(&tm);
+    *nsec = ns;
+    return 0;
+}
+
+int stk_kube_log_line(struct stk_kube_log_pos *pos, const char *line, size_t len,
+                      const char **ret_text, size_t *ret_len)
+{
+    const char *sp = memchr(line, ' ', len);
+    int64_t sec;
+    int32_t nsec;
+    *ret_text = line;
+    *ret_len = len;
+    if (!sp || log_stamp(line, (size_t)(sp - line), &sec, &nsec) < 0)
+        return -EPROTO;
+    *ret_text = sp + 1;
+    *ret_len = len - (size_t)(sp + 1 - line);
+    if (sec < pos->sec || (sec == pos->sec && nsec < pos->nsec))
+        return 0; /* before what was delivered */
+    if (sec == pos->sec && nsec == pos->nsec) {
+        /* lines with the same stamp: the first `count` were delivered */
+        if (pos->seen < pos->count) {
+            pos->seen++;
+            return 0;
+        }
+        pos->count++;
+        pos->seen++;
+        return 1;
+    }
+    pos->sec = sec;
+    pos->nsec = nsec;
+    pos->count = pos->seen = 1;
+    return 1;
+}
+
+void stk_kube_log_pos_format(const struct stk_kube_log_pos *pos, char buf[64])
+{
+    snprintf(buf, 64, "%" PRId64 ".%09" PRId32 " %" PRIu32 "\n", pos->sec, pos->nsec, pos->count);
+}
+
+int stk_kube_log_pos_parse(const char *s, struct stk_kube_log_pos *ret)
+{
+    long long sec;
+    long nsec;
+    unsigned long count;
+    int n = 0;
+    if (sscanf(s, "%lld.%9ld %lu%n", &sec, &nsec, &count, &n) != 3 || sec < 0 || nsec < 0 ||
+        count > UINT32_MAX || (s[n] && strcmp(s + n, "\n")))
+        return -EINVAL;
+    *ret = (struct stk_kube_log_pos){.sec = sec, .nsec = (int32_t)nsec, .count = (uint32_t)count};
     return 0;
 }

@@ -214,6 +214,21 @@ static bool is_cgroup2(const char *path)
     return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
 }
 
+size_t cg_own_dirs(const char *id, char src[][160], char dst[][48], size_t max)
+{
+    if (is_cgroup2(CG_ROOT)) {
+        if (max < 1 || stk_path_fmt(src[0], 160, CG_ROOT "/" CG_PARENT "/%s", id) < 0)
+            return 0;
+        snprintf(dst[0], 48, CG_ROOT);
+        return 1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(v1_controllers) && n < max; i++)
+        if (stk_path_fmt(src[n], 160, CG_ROOT "/%s/" CG_PARENT "/%s", v1_controllers[i], id) >= 0)
+            snprintf(dst[n++], 48, CG_ROOT "/%s", v1_controllers[i]);
+    return n;
+}
+
 const struct cg_ops *cg_detect(void)
 {
     return is_cgroup2(CG_ROOT) ? &cg_table[1] : &cg_table[0];

@@ -424,6 +424,9 @@ static int local_teardown(void *ctx, const struct stk_driver_sandbox *sb, bool p
             0 &&
         stk_local_volumes_release(dir, true) < 0)
         r = stk_error_make(err, EBUSY, "sandbox %s: a volume stays mounted under %s", sb->id, dir);
+    /* its host id range, kept across stops for its home, goes with rm */
+    if (r >= 0 && purge)
+        (void)idmap_release(dir);
     return r < 0 ? r : 0;
 }
 

@@ -142,7 +142,8 @@ int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_
         struct stat sb;
         /* removed only by a path built whole */
         if (stk_path_fmt(path, sizeof(path), "%s/sandboxes/%s", p->state_dir, id) >= 0 &&
-            stat(path, &sb) == 0 && stk_local_volumes_release(path, true) == 0 && rm_rf(path) == 0)
+            stat(path, &sb) == 0 && stk_local_volumes_release(path, true) == 0 &&
+            idmap_release(path) >= 0 && rm_rf(path) == 0)
             st.sandboxes++;
     }
     /* networks last: their sandboxes' processes are gone by now */

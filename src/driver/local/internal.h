@@ -49,6 +49,9 @@ int cg_remove(const char *id);
 /* Removes <every hierarchy>/stockade/<id> that is empty and older than
  * min_age seconds; kills nothing. Returns how many were removed. */
 int cg_remove_idle(const char *id, int min_age);
+/* The sandbox's own cgroup directories (the ones stockade creates) and
+ * where a user-namespaced sandbox sees them. Returns how many. */
+size_t cg_own_dirs(const char *id, char src[][160], char dst[][48], size_t max);
 /* Calls fn for each id found under <every hierarchy>/stockade/. */
 void cg_foreach_id(void (*fn)(const char *id, void *ud), void *ud);
 
@@ -74,8 +77,18 @@ struct rt_desc {
      * limit is scaled to gVisor's cost per guest task, and the host's pids
      * counters are not the workload's */
     bool guest_tasks;
+    /* config.json gets a user namespace with the sandbox's own host id
+     * range (idmap.c) */
+    bool userns;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
+
+/* A runtime that maps the sandbox into a user namespace (rt_desc.userns)
+ * runs in a private mount namespace where the state directory is bound
+ * here: config.json names paths under it (sandbox.c), which the sandbox's
+ * root can reach whatever the state directory's parents allow. On the
+ * host it stays an empty directory. */
+#define RT_VIEW "/run/stockade-view"
 
 /* A child's fds 0, 1, 2: a descriptor, or one of these. */
 #define RT_NULL    (-1) /* /dev/null */
@@ -160,6 +173,9 @@ struct vol {
     /* reuse an existing image (a persistent home; it gets a journal);
      * false: a fresh filesystem every time */
     bool keep;
+    /* the owner of its root: the sandbox user's host ids */
+    uid_t uid;
+    gid_t gid;
 };
 /* Makes (unless kept) the image, binds it to a free autoclearing loop
  * device and mounts it at v->mnt (created when missing), nosuid, nodev,
@@ -174,6 +190,36 @@ int vol_unmount(const char *mnt);
 int stk_local_volumes_release(const char *dir, bool purge);
 /* The mkfs.ext4 this host has, or -ENOENT. */
 int vol_mkfs_path(char *ret, size_t n);
+
+/* ---- host id ranges (idmap.c): a user namespace of its own per sandbox ------- */
+
+#define IDMAP_DIR   "/run/stockade-ids" /* host-wide: every state and run directory */
+#define IDMAP_FIRST 1073741824u         /* 2^30: far above users and /etc/subuid ranges */
+#define IDMAP_SIZE  65536u              /* ids 0..65535 inside */
+#define IDMAP_SLOTS 1024
+
+struct idmap {
+    uint32_t base; /* host id of the sandbox's id 0 */
+    uint32_t size;
+};
+/* Takes a free host range for the sandbox directory dir (or finds the one
+ * it holds), records it in <dir>/idmap and returns it. Host-wide, under a
+ * lock. The range is held while dir exists or until idmap_release. */
+int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err);
+/* The range's user namespace, made when missing (after a reboot), owned
+ * by the range's first id; *path is the nsfs file that keeps it. */
+int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error **err);
+/* Mounts directory src at dst idmapped through the user namespace file
+ * userns (on-disk id k is the sandbox's id k: a directory owned by 65534
+ * is the sandbox user's, one owned by 0 its root's); a plain bind where
+ * the filesystem cannot be idmapped. Not recursive. */
+int idmap_bind(const char *src, const char *dst, const char *userns, struct stk_error **err);
+/* Gives back dir's range and its namespace (nothing held: success). */
+int idmap_release(const char *dir);
+/* Moves the ownership of a kept filesystem (a persistent home made under
+ * another range, or before ranges) onto m. 0: it was there already, 1:
+ * shifted, negative errno. */
+int idmap_shift(const char *root, const struct idmap *m);
 
 /* ---- the driver (driver.c, supervise.c) -------------------------------------- */
 

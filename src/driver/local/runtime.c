@@ -32,9 +32,12 @@ static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false},
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false},
+                       true, true, false},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true},
+    /* no user namespace: runc 1.1 joins the one it is given before the
+     * prepared network namespace, whose owner (the host's) then refuses it;
+     * the caveat below says so */
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, false},
 };
 
 static const char *const runsc_caveats[] = {
@@ -46,6 +49,20 @@ static const char *const runsc_caveats[] = {
     "narrowed by a podSelector allows nothing locally (pods carry no labels here)",
     "allowed traffic leaves this host only when the operator sets data.local.nat or "
     "data.local.routed; otherwise it stops at the bridge",
+    "the workload's user and group ids are those of gVisor's own kernel: per-user limits, file "
+    "ownership and signals stay inside it and never meet the host's; gVisor's own processes "
+    "run as the host's nobody in a user namespace gVisor makes, not in a range of their own",
+    NULL,
+};
+static const char *const runc_caveats[] = {
+    "egress is enforced by nftables on stockade's bridge; an internalEgress rule narrowed by a "
+    "podSelector allows nothing locally (pods carry no labels here)",
+    "allowed traffic leaves this host only when the operator sets data.local.nat or "
+    "data.local.routed; otherwise it stops at the bridge",
+    "no host id range of its own: runc 1.1 joins a user namespace before the prepared network "
+    "namespace, which then refuses it, so every runc sandbox runs as host uid 65534 and shares "
+    "per-user kernel limits (inotify instances, processes) and file ownership with other runc "
+    "sandboxes; crun and gVisor give each sandbox ids of its own",
     NULL,
 };
 /* explain already says that runc and crun share the host kernel */
@@ -59,7 +76,9 @@ static const char *const host_kernel_caveats[] = {
 
 const char *const *stk_runtime_caveats(enum stk_oci_runtime rt)
 {
-    return rt == STK_OCI_RUNSC ? runsc_caveats : host_kernel_caveats;
+    return rt == STK_OCI_RUNSC  ? runsc_caveats
+           : rt == STK_OCI_RUNC ? runc_caveats
+                                : host_kernel_caveats;
 }
 
 bool rt_needs_private_mntns(enum stk_oci_runtime rt)
@@ -86,6 +105,9 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     argv[n] = NULL;
     bool private_ns = rt_needs_private_mntns(rt);
     bool hide_net = rt_table[rt].hide_proc_sys_net;
+    bool view = rt_table[rt].userns;
+    if (view && mkdir(RT_VIEW, 0755) < 0 && errno != EEXIST)
+        return -errno;
 
     pid_t pid = fork();
     if (pid < 0)
@@ -111,10 +133,13 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* dup2 clears FD_CLOEXEC on the copy: the runtime hands fd 3 on */
     if (io.pass_fd >= 0 && dup2(io.pass_fd, 3) < 0)
         _exit(126);
-    if (private_ns || hide_net) {
+    if (private_ns || hide_net || view) {
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             _exit(125);
         if (private_ns && umount2(CG_ROOT "/unified", MNT_DETACH) < 0)
+            _exit(125);
+        /* recursive: the sandboxes' volumes are mounted inside */
+        if (view && mount(p->state_dir, RT_VIEW, NULL, MS_BIND | MS_REC, NULL) < 0)
             _exit(125);
         /* gVisor refuses to run a network stack when it believes it is in
          * the host's network namespace, and believes so when
@@ -256,7 +281,15 @@ static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
     if (rt_needs_private_mntns(rt))
         fmt_into(st->note, sizeof(st->note),
                  "run in a private mount namespace without the cgroup2 'unified' mount (this "
-                 "host's cgroups are hybrid, which crun refuses)");
+                 "host's cgroups are hybrid, which crun refuses)%s",
+                 rt_table[rt].userns ? "; every sandbox runs as host ids of its own (a user "
+                                       "namespace owned by its range: per-user limits, file "
+                                       "ownership and signals never cross sandboxes)"
+                                     : "");
+    else if (rt_table[rt].userns)
+        fmt_into(st->note, sizeof(st->note),
+                 "every sandbox runs as host ids of its own (a user namespace owned by its "
+                 "range: per-user limits, file ownership and signals never cross sandboxes)");
 }
 
 static json_t *cache_load(const char *path)

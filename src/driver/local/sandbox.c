@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -71,6 +72,17 @@ struct sandbox {
     char workspace_img[600], home[600], home_img[600];
     const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
     size_t n_host_dirs;
+    /* the sandbox's host id range (idmap.c); size 0 under gVisor, whose
+     * workload never meets the host kernel's identities */
+    struct idmap ids;
+    char userns[64];            /* its user namespace's nsfs file */
+    struct stk_oci_options oci; /* what config.json is rendered from */
+    char cgpath[128];
+    char cg_src[STK_OCI_MAX_CGROUP_BINDS][160], cg_dst[STK_OCI_MAX_CGROUP_BINDS][48];
+    struct stk_oci_bind cg_binds[STK_OCI_MAX_CGROUP_BINDS];
+    char cg_skel[600];
+    /* the same paths as a user-namespaced runtime sees them (viewed()) */
+    char v_rootfs[700], v_workspace[700], v_etc[700], v_home[700], v_libexec[700], v_skel[700];
     char *config;   /* rendered config.json */
     char *ld_cache; /* the host's /etc/ld.so.cache, for the shared /etc */
     size_t n_ld_cache;
@@ -99,6 +111,12 @@ struct sandbox {
     bool session;
     char libexec[600], sock[256];
     int listen_fd;
+    /* --workspace DIR under a user namespace: DIR is bound (on the host,
+     * as root) at <dir>/workspace, a path the sandbox's root can pass
+     * through (DIR's own parents may be root-only) */
+    bool ws_bind;
+    /* the same for a rootfs DIR (bound at <dir>/rootfs) */
+    bool rootfs_bind;
     /* step_dir made s->dir (undo_dir removes only what this run made) */
     bool made_dir;
     /* spec.image: the store's root and config; a run holds the image
@@ -176,6 +194,20 @@ static struct sandbox sandbox_new(const struct stk_local_paths *p,
  * below this it is killed before the workload runs (16Mi was, 32Mi runs). */
 #define RUNSC_MIN_MEMORY (32ll << 20)
 
+/* A path under the state directory as a user-namespaced runtime sees it:
+ * under RT_VIEW, where rt_spawn binds the state directory, since the
+ * sandbox's root must pass through every directory above what it mounts
+ * and the state directory's own parents may be root-only. Other paths (a
+ * rootfs DIR of the caller's) are what they are. */
+static int viewed(const struct sandbox *s, const char *path, char *out, size_t n,
+                  struct stk_error **err)
+{
+    size_t len = strlen(s->p->state_dir);
+    if (!path[0] || strncmp(path, s->p->state_dir, len) || (path[len] && path[len] != '/'))
+        return stk_path_make(out, n, err, "%s", path);
+    return stk_path_make(out, n, err, RT_VIEW "%s", path + len);
+}
+
 static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 {
     const struct stk_boundary *b = s->req->b;
@@ -204,14 +236,16 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                            s->id)) < 0 ||
         (r = stk_path_make(s->bundle, sizeof(s->bundle), err, "%s/bundle", s->dir)) < 0 ||
         (r = stk_path_make(s->log, sizeof(s->log), err, "%s/runtime.log", s->dir)) < 0 ||
-        (r = s->req->workspace
+        (r = s->req->workspace && !rt_table[s->rt].userns
                  ? stk_path_make(s->workspace, sizeof(s->workspace), err, "%s", s->req->workspace)
                  : stk_path_make(s->workspace, sizeof(s->workspace), err, "%s/workspace", s->dir)) <
             0 ||
         (r = host ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs-host",
                                   s->p->state_dir)
-                  : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s",
-                                  s->image.img ? s->image.img->root : b->rootfs)) < 0 ||
+             : rt_table[s->rt].userns
+                 ? stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s/rootfs", s->dir)
+                 : stk_path_make(s->rootfs, sizeof(s->rootfs), err, "%s",
+                                 s->image.img ? s->image.img->root : b->rootfs)) < 0 ||
         (r = stk_path_make(s->workspace_img, sizeof(s->workspace_img), err,
                            "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
         (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
@@ -222,6 +256,8 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     struct stat st;
     if (!rt_find(rt_table[s->rt].name, s->rt_path, sizeof(s->rt_path), &st))
         return stk_error_make(err, ENOENT, "%s is not installed", rt_table[s->rt].name);
+    s->ws_bind = s->req->workspace && rt_table[s->rt].userns;
+    s->rootfs_bind = !host && rt_table[s->rt].userns;
     if (s->req->workspace && (stat(s->req->workspace, &st) < 0 || !S_ISDIR(st.st_mode)))
         return stk_error_make(err, ENOTDIR, "--workspace %s is not a directory", s->req->workspace);
     if (!host && !s->image.img && (stat(b->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)))
@@ -241,18 +277,24 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                        (r = stk_local_socket_path(s->p, s->id, s->sock, sizeof(s->sock), err)) < 0))
         return r;
 
-    char cgpath[128];
-    if ((r = stk_path_make(cgpath, sizeof(cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
+    if ((r = stk_path_make(s->cgpath, sizeof(s->cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
         (s->req->net &&
          (r = stk_net_netns_path_for(s->req->net, s->id, s->netns, sizeof(s->netns), err)) < 0))
         return r;
-    struct stk_oci_options o = {
+    if (rt_table[s->rt].userns && s->image.img &&
+        (s->image.oci.uid >= IDMAP_SIZE || s->image.oci.gid >= IDMAP_SIZE))
+        return stk_error_make(err, EINVAL,
+                              "image %s runs as uid %u gid %u: a sandbox's own host id range "
+                              "holds ids below %u",
+                              s->image.oci.digest ? s->image.oci.digest : "", s->image.oci.uid,
+                              s->image.oci.gid, IDMAP_SIZE);
+    s->oci = (struct stk_oci_options){
         .root_path = s->rootfs,
         .workspace = s->workspace,
         .etc_dir = host ? s->etc : NULL,
         .host_dirs = s->host_dirs,
         .n_host_dirs = s->n_host_dirs,
-        .cgroups_path = cgpath,
+        .cgroups_path = s->cgpath,
         .netns_path = s->req->net ? s->netns : NULL,
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
@@ -263,7 +305,39 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .home = b->home ? s->home : NULL,
         .image = s->image.img ? &s->image.oci : NULL,
     };
-    return stk_oci_render(b, &o, &s->config, err);
+    /* rendered now with a stand-in range, so a bad boundary fails before
+     * anything is touched; step_ids renders it with the sandbox's own */
+    if (rt_table[s->rt].userns) {
+        /* every path the runtime mounts from, as it sees them (RT_VIEW) */
+        if ((r = viewed(s, s->rootfs, s->v_rootfs, sizeof(s->v_rootfs), err)) < 0 ||
+            (r = viewed(s, s->workspace, s->v_workspace, sizeof(s->v_workspace), err)) < 0 ||
+            (r = viewed(s, s->etc, s->v_etc, sizeof(s->v_etc), err)) < 0 ||
+            (r = viewed(s, s->home, s->v_home, sizeof(s->v_home), err)) < 0 ||
+            (r = viewed(s, s->libexec, s->v_libexec, sizeof(s->v_libexec), err)) < 0)
+            return r;
+        s->oci.root_path = s->v_rootfs;
+        s->oci.workspace = s->v_workspace;
+        if (s->oci.etc_dir)
+            s->oci.etc_dir = s->v_etc;
+        if (s->oci.home)
+            s->oci.home = s->v_home;
+        if (s->oci.init_dir)
+            s->oci.init_dir = s->v_libexec;
+        s->oci.id_base = IDMAP_FIRST, s->oci.id_size = IDMAP_SIZE;
+        size_t n = cg_own_dirs(s->id, s->cg_src, s->cg_dst, STK_OCI_MAX_CGROUP_BINDS);
+        for (size_t i = 0; i < n; i++)
+            s->cg_binds[i] = (struct stk_oci_bind){s->cg_src[i], s->cg_dst[i]};
+        s->oci.cgroup_binds = s->cg_binds;
+        s->oci.n_cgroup_binds = n;
+        if (!(n == 1 && !strcmp(s->cg_dst[0], CG_ROOT))) {
+            if ((r = stk_path_make(s->cg_skel, sizeof(s->cg_skel), err, "%s/cgroup-v1",
+                                   s->p->state_dir)) < 0 ||
+                (r = viewed(s, s->cg_skel, s->v_skel, sizeof(s->v_skel), err)) < 0)
+                return r;
+            s->oci.cgroup_skeleton = s->v_skel;
+        }
+    }
+    return stk_oci_render(b, &s->oci, &s->config, err);
 }
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
@@ -338,6 +412,70 @@ static void undo_dir(void *ctx)
     s->log_fd = s->lock_fd = -1;
 }
 
+/* The sandbox's own host id range, and config.json rendered with it. */
+static int step_ids(void *ctx, struct stk_error **err)
+{
+    struct sandbox *s = ctx;
+    if (!rt_table[s->rt].userns)
+        return 0;
+    int r = idmap_acquire(s->dir, &s->ids, err);
+    if (r < 0)
+        return r;
+    /* The runtime mounts the sandbox's directories from inside its user
+     * namespace, as the sandbox's root (host id base), which must pass
+     * through the directories above them: search, never read (0711). The
+     * workload never sees these paths (they are outside its root). */
+    char parent[600];
+    const char *dirs[] = {s->p->state_dir, parent, s->dir, s->session ? s->libexec : NULL};
+    if ((r = stk_path_make(parent, sizeof(parent), err, "%s/sandboxes", s->p->state_dir)) < 0)
+        return r;
+    /* the mount points of a v1 host's controllers, shared and read-only */
+    for (size_t i = 0; s->oci.cgroup_skeleton && i < s->oci.n_cgroup_binds; i++) {
+        char mp[700];
+        if ((r = stk_path_make(mp, sizeof(mp), err, "%s/%s", s->cg_skel,
+                               s->cg_dst[i] + strlen(CG_ROOT "/"))) < 0)
+            return r;
+        if ((r = mkdir_p(mp, 0755)) < 0)
+            return stk_error_errno(err, -r, "creating %s", mp);
+    }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(dirs) && dirs[i]; i++) {
+        struct stat st;
+        if (stat(dirs[i], &st) < 0 ||
+            ((st.st_mode & 0111) != 0111 && chmod(dirs[i], (st.st_mode & 07777) | 0111) < 0))
+            return stk_error_errno(err, errno, "making %s searchable", dirs[i]);
+    }
+    if ((r = idmap_userns(&s->ids, s->userns, sizeof(s->userns), err)) < 0)
+        return r;
+    s->oci.id_base = s->ids.base;
+    s->oci.id_size = s->ids.size;
+    s->oci.userns_path = s->userns;
+    free(s->config);
+    s->config = NULL;
+    return stk_oci_render(s->req->b, &s->oci, &s->config, err);
+}
+
+/* A run's range goes with it; a long-lived sandbox keeps its range until
+ * rm (its kept home is owned by it). */
+static void undo_ids(void *ctx)
+{
+    struct sandbox *s = ctx;
+    if (!s->session && s->ids.size)
+        (void)idmap_release(s->dir);
+    s->ids = (struct idmap){0};
+}
+
+/* The host ids of the sandbox user: its own range's, or without one (gVisor) STK_OCI_UID. */
+static uid_t sandbox_uid(const struct sandbox *s)
+{
+    uid_t in = s->image.img ? s->image.oci.uid : STK_OCI_UID;
+    return s->ids.size ? s->ids.base + in : in;
+}
+static gid_t sandbox_gid(const struct sandbox *s)
+{
+    gid_t in = s->image.img ? s->image.oci.gid : STK_OCI_GID;
+    return s->ids.size ? s->ids.base + in : in;
+}
+
 static int shared_etc(struct sandbox *s, struct stk_error **err)
 {
     if (access(s->etc, F_OK) == 0)
@@ -383,19 +521,46 @@ static int step_bundle(void *ctx, struct stk_error **err)
     }
     if (mkdir(s->bundle, 0700) < 0)
         return stk_error_errno(err, errno, "creating %s", s->bundle);
+    if (s->rootfs_bind) {
+        /* the runtime would make missing mount points as the sandbox's
+         * root, who may not write DIR: made here first, in DIR itself (as
+         * the runtime did before ranges) */
+        const char *dir = s->image.img ? s->image.img->root : s->req->b->rootfs;
+        for (size_t i = 0; i < STK_ARRAY_SIZE(rootfs_mount_points) + 1; i++) {
+            const char *mp = i < STK_ARRAY_SIZE(rootfs_mount_points) ? rootfs_mount_points[i]
+                             : s->req->b->home                       ? STK_HOME_PATH
+                                                                     : NULL;
+            if (!mp || !strcmp(mp, "/etc"))
+                continue;
+            if ((r = stk_path_make(path, sizeof(path), err, "%s%s", dir, mp)) < 0)
+                return r;
+            if ((r = mkdir_p(path, 0755)) < 0)
+                return stk_error_errno(err, -r, "creating %s", path);
+        }
+        if (mkdir(s->rootfs, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", s->rootfs);
+        /* idmapped: DIR's root-owned files are the sandbox's root's */
+        if ((r = idmap_bind(dir, s->rootfs, s->userns, err)) < 0)
+            return r;
+    }
     if ((r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
         return r;
     if ((r = file_write(path, s->config, strlen(s->config))) < 0)
         return stk_error_errno(err, -r, "writing %s", path);
+    if (s->ws_bind && mkdir(s->workspace, 0755) < 0)
+        return stk_error_errno(err, errno, "creating %s", s->workspace);
     if (!s->req->workspace) {
         if (mkdir(s->workspace, 0755) < 0 ||
-            chown(s->workspace, s->image.img ? s->image.oci.uid : STK_OCI_UID,
-                  s->image.img ? s->image.oci.gid : STK_OCI_GID) < 0)
+            chown(s->workspace, sandbox_uid(s), sandbox_gid(s)) < 0)
             return stk_error_errno(err, errno, "creating %s", s->workspace);
     }
     if (s->session) {
         /* the mount point of the supervisor's directory */
-        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR, s->rootfs)) < 0)
+        /* (in a bound DIR itself: root has no id in its idmapped view) */
+        if ((r = stk_path_make(path, sizeof(path), err, "%s" STK_OCI_INIT_DIR,
+                               s->rootfs_bind
+                                   ? (s->image.img ? s->image.img->root : s->req->b->rootfs)
+                                   : s->rootfs)) < 0)
             return r;
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
@@ -435,6 +600,14 @@ static int step_bundle(void *ctx, struct stk_error **err)
     return shared_etc(s, err);
 }
 
+/* The bundle stays with the directory; a bound rootfs DIR is unbound. */
+static void undo_bundle(void *ctx)
+{
+    struct sandbox *s = ctx;
+    if (s->rootfs_bind && vol_unmount(s->rootfs) == 0)
+        (void)rmdir(s->rootfs);
+}
+
 /* /workspace and the home, each a filesystem of its own with the size the
  * spec gives it (volume.c): writing past it fails with ENOSPC, and nothing
  * lands on the host's filesystem. A `--workspace DIR` is the caller's and
@@ -444,13 +617,21 @@ static int step_storage(void *ctx, struct stk_error **err)
     struct sandbox *s = ctx;
     const struct stk_boundary *b = s->req->b;
     int r;
+    /* the caller's directory keeps its owners on disk, idmapped: what
+     * uid 65534 owns is the sandbox user's, as before ranges */
+    if (s->ws_bind && (r = idmap_bind(s->req->workspace, s->workspace, s->userns, err)) < 0)
+        return r;
     if (!s->req->workspace && b->limits.storage > 0) {
-        struct vol ws = {.image = s->workspace_img, .mnt = s->workspace, .size = b->limits.storage};
+        struct vol ws = {.image = s->workspace_img,
+                         .mnt = s->workspace,
+                         .size = b->limits.storage,
+                         .uid = sandbox_uid(s),
+                         .gid = sandbox_gid(s)};
         if ((r = vol_mount(&ws, err)) < 0)
             return r;
         /* the volume's root belongs to the sandbox user; an image's own
          * non-root user gets it instead */
-        if (s->image.img && chown(s->workspace, s->image.oci.uid, s->image.oci.gid) < 0)
+        if (s->image.img && chown(s->workspace, sandbox_uid(s), sandbox_gid(s)) < 0)
             return stk_error_errno(err, errno, "handing %s to the image's user", s->workspace);
     }
     if (!b->home)
@@ -463,9 +644,18 @@ static int step_storage(void *ctx, struct stk_error **err)
         if ((r = mkdir_p(path, 0755)) < 0)
             return stk_error_errno(err, -r, "creating %s", path);
     }
-    struct vol home = {
-        .image = s->home_img, .mnt = s->home, .size = b->home_size, .keep = b->home_persist};
-    return vol_mount(&home, err);
+    struct vol home = {.image = s->home_img,
+                       .mnt = s->home,
+                       .size = b->home_size,
+                       .keep = b->home_persist,
+                       .uid = sandbox_uid(s),
+                       .gid = sandbox_gid(s)};
+    if ((r = vol_mount(&home, err)) < 0)
+        return r;
+    /* a kept home made under another range (or before ranges) */
+    if (s->ids.size && b->home_persist && (r = idmap_shift(s->home, &s->ids)) < 0)
+        return stk_error_errno(err, -r, "moving %s to the sandbox's ids", s->home);
+    return 0;
 }
 
 /* Unmounts both volumes (the loop devices clear themselves). The images go
@@ -476,6 +666,8 @@ static void undo_storage(void *ctx)
     struct sandbox *s = ctx;
     if (!s->req->workspace && vol_unmount(s->workspace) == 0)
         (void)unlink(s->workspace_img);
+    if (s->ws_bind && vol_unmount(s->workspace) == 0)
+        (void)rmdir(s->workspace);
     if (vol_unmount(s->home) == 0) {
         (void)rmdir(s->home);
         if (!s->req->b->home_persist || !s->session)
@@ -830,7 +1022,8 @@ static void undo_run(void *ctx)
  * out; the cgroup before the runtime is told to use it. */
 static const struct stk_step setup_steps[] = {
     {"state directory", step_dir, undo_dir},
-    {"bundle", step_bundle, NULL}, /* inside the state directory */
+    {"host id range", step_ids, undo_ids},
+    {"bundle", step_bundle, undo_bundle}, /* inside the state directory */
     {"storage", step_storage, undo_storage},
     {"network", step_network, undo_network},
     {"egress proxy", step_proxy, undo_proxy},

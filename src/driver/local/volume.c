@@ -54,7 +54,7 @@ int vol_mkfs_path(char *ret, size_t n)
 /* mkfs.ext4 on the image: no reserved blocks (the sandbox gets the whole
  * size), the root directory owned by the sandbox user, no discard (the
  * blocks must stay allocated). A scratch volume needs no journal. */
-static int mkfs(const char *image, bool journal, struct stk_error **err)
+static int mkfs(const char *image, bool journal, uid_t uid, gid_t gid, struct stk_error **err)
 {
     char bin[64];
     if (vol_mkfs_path(bin, sizeof(bin)) < 0)
@@ -62,7 +62,7 @@ static int mkfs(const char *image, bool journal, struct stk_error **err)
                               "mkfs.ext4 not found (e2fsprogs): the sandbox's storage limit is "
                               "enforced with a filesystem image");
     char ext[96];
-    (void)fmt_into(ext, sizeof(ext), "root_owner=%d:%d,nodiscard", STK_OCI_UID, STK_OCI_GID);
+    (void)fmt_into(ext, sizeof(ext), "root_owner=%u:%u,nodiscard", (unsigned)uid, (unsigned)gid);
     const char *argv[] = {bin, "-q", "-F",           "-m", "0",   "-E",
                           ext, "-O", "^has_journal", "--", image, NULL};
     if (journal) {
@@ -108,7 +108,8 @@ static int mkfs(const char *image, bool journal, struct stk_error **err)
 
 /* Made under a temporary name and renamed once whole: a crash half way
  * never leaves a kept image that does not mount. */
-static int image_create(const char *image, int64_t size, bool journal, struct stk_error **err)
+static int image_create(const struct vol *v, const char *image, int64_t size, bool journal,
+                        struct stk_error **err)
 {
     char tmp[760];
     if (stk_path_fmt(tmp, sizeof(tmp), "%s.new", image) < 0)
@@ -129,7 +130,7 @@ static int image_create(const char *image, int64_t size, bool journal, struct st
                                              (long long)(size >> 20), image)
                             : stk_error_errno(err, errno, "allocating %s", tmp);
     if (r >= 0)
-        r = mkfs(tmp, journal, err);
+        r = mkfs(tmp, journal, v->uid, v->gid, err);
     if (r >= 0 && rename(tmp, image) < 0)
         r = stk_error_errno(err, errno, "renaming %s", tmp);
     if (r < 0)
@@ -198,7 +199,7 @@ int vol_mount(const struct vol *v, struct stk_error **err)
         return stk_error_errno(err, -r, "unmounting %s", v->mnt);
     struct stat st;
     bool fresh = !v->keep || stat(v->image, &st) < 0;
-    if (fresh && (r = image_create(v->image, v->size, v->keep, err)) < 0)
+    if (fresh && (r = image_create(v, v->image, v->size, v->keep, err)) < 0)
         return r;
     char dev[64];
     _cleanup_close_ int loop = loop_attach(v->image, dev, sizeof(dev), err);
