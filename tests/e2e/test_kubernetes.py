@@ -405,7 +405,7 @@ def test_injection_refusals(kube, tmp_path):
     p = kube("create", "-f", f, "--workload", "deployment/nosuch")
     assert p.returncode != 0 and ("404" in p.stderr or "not found" in p.stderr), p.stderr
     p = kube("create", "-f", f, "--workload", "pod/x")
-    assert p.returncode == 2 and "deployment/NAME" in p.stderr, p.stderr
+    assert p.returncode == 125 and "deployment/NAME" in p.stderr, p.stderr
     # a standalone sandbox has no replicas to choose from
     g = spec(tmp_path / "t.yaml", "solo", ["/bin/sh", "-c", "exec sleep 3600"])
     sid = kube.ok("create", "-f", g).stdout.strip()
@@ -436,4 +436,4 @@ def test_create_wait_accepted(kube, tmp_path):
     kube.ok("rm", "-f", sid)
     assert labelled(sid) == []
     p = kube("create", "--wait", "soon", "-f", g)
-    assert p.returncode == 2 and "accepted or running" in p.stderr
+    assert p.returncode == 125 and "accepted or running" in p.stderr
