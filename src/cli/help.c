@@ -84,6 +84,23 @@ static bool takes_id(const char *name)
     return stk_enum_lookup(names, STK_ARRAY_SIZE(names), name) >= 0;
 }
 
+/* A shell case pattern "a|b|c": the global flags that take a value, or
+ * (ids) the listed commands that take a sandbox ID. */
+static void put_alternatives(bool ids)
+{
+    const char *sep = "";
+    if (!ids) {
+        for (size_t i = 0; i < STK_ARRAY_SIZE(global_value_flags); i++, sep = "|")
+            printf("%s%s", sep, global_value_flags[i]);
+        return;
+    }
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        if (listed(c) && takes_id(c->name)) {
+            printf("%s%s", sep, c->name);
+            sep = "|";
+        }
+}
+
 static void completion_bash(void)
 {
     char opts[4096];
@@ -93,8 +110,7 @@ static void completion_bash(void)
            "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
            "        case ${COMP_WORDS[i]} in\n"
            "        ");
-    for (size_t i = 0; i < STK_ARRAY_SIZE(global_value_flags); i++)
-        printf("%s%s", i ? "|" : "", global_value_flags[i]);
+    put_alternatives(false);
     printf(") ((i++)) ;;\n"
            "        -*) ;;\n"
            "        *) cmd=${COMP_WORDS[i]}; break ;;\n"
@@ -129,12 +145,7 @@ static void completion_bash(void)
            "    else\n"
            "        case $cmd in\n"
            "        ");
-    bool first = true;
-    for (const struct cli_command *c = cli_commands; c->name; c++)
-        if (listed(c) && takes_id(c->name)) {
-            printf("%s%s", first ? "" : "|", c->name);
-            first = false;
-        }
+    put_alternatives(true);
     printf(") COMPREPLY=($(compgen -W \"$(stockade ls -q 2>/dev/null)\" -- \"$cur\")) ;;\n"
            "        *) COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
            "        esac\n"
@@ -174,8 +185,7 @@ static void completion_zsh(void)
            "    while (( i < CURRENT )) && [[ $words[i] == -* ]]; do\n"
            "        case $words[i] in\n"
            "        ");
-    for (size_t i = 0; i < STK_ARRAY_SIZE(global_value_flags); i++)
-        printf("%s%s", i ? "|" : "", global_value_flags[i]);
+    put_alternatives(false);
     printf(") (( i++ )) ;;\n"
            "        esac\n"
            "        (( i++ ))\n"
@@ -199,12 +209,7 @@ static void completion_zsh(void)
            "    else\n"
            "        case $words[i] in\n"
            "        ");
-    bool first = true;
-    for (const struct cli_command *c = cli_commands; c->name; c++)
-        if (listed(c) && takes_id(c->name)) {
-            printf("%s%s", first ? "" : "|", c->name);
-            first = false;
-        }
+    put_alternatives(true);
     printf(") compadd -- ${(f)\"$(stockade ls -q 2>/dev/null)\"} ;;\n"
            "        *) _files ;;\n"
            "        esac\n"
