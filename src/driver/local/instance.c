@@ -147,7 +147,11 @@ int stk_local_volumes_release(const char *dir, bool purge)
 {
     char path[760];
     int failed = 0;
-    static const char *const mounts[] = {"workspace", VOL_HOME_DIR};
+    /* rootfs: a bound root (an image's or a rootfs DIR under a user
+     * namespace) is the caller's data; it must be unbound before anything
+     * under the sandbox directory is removed, or rm_rf would walk into it
+     * (a bind stays on the same device) */
+    static const char *const mounts[] = {"rootfs", "workspace", VOL_HOME_DIR};
     for (size_t i = 0; i < STK_ARRAY_SIZE(mounts); i++)
         if (stk_path_fmt(path, sizeof(path), "%s/%s", dir, mounts[i]) < 0 || vol_unmount(path) < 0)
             failed = -EBUSY;
