@@ -11,13 +11,17 @@
  */
 #include "cli.h"
 #include "gateway/http.h"
+#include "init/proto.h"
 #include "session/session.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
@@ -260,8 +264,10 @@ char *cli_remote_escape(const char *s)
 /* ---- exec: the server's upgrade (plain, TLS or a Unix socket) ------------------------ */
 
 enum {
-    FRAME_STDIN = 16,
-    FRAME_STDIN_EOF = 17,
+    FRAME_STDIN = STK_INITP_STDIN,
+    FRAME_STDIN_EOF = STK_INITP_STDIN_EOF,
+    FRAME_RESIZE = STK_INITP_RESIZE,
+    FRAME_KILL = STK_INITP_KILL,
     FRAME_OUTPUT = 33,
     FRAME_EXIT = 34,
     FRAME_ERROR = 35
@@ -393,8 +399,92 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Relays until EXIT or ERROR. pending: bytes already read after the head. */
-static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *ret_code)
+/* Signals to pass on, as embedded mode does (stk_init_exec): SIGINT,
+ * SIGTERM and SIGHUP become KILL frames (to the process's group), SIGWINCH
+ * with a terminal a RESIZE. A self-pipe carries them into the loop; they
+ * are caught only between the 101 and the end. */
+static int xsig_pipe = -1;
+static const int xsig_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+
+static void xsig_on(int sig)
+{
+    int saved = errno;
+    uint8_t b = (uint8_t)sig;
+    if (xsig_pipe >= 0)
+        (void)!write(xsig_pipe, &b, 1);
+    errno = saved;
+}
+
+struct xsigs {
+    int pipe[2];
+    struct sigaction old[STK_ARRAY_SIZE(xsig_forwarded)];
+};
+
+static void xsigs_install(struct xsigs *s, bool winch)
+{
+    if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        s->pipe[0] = s->pipe[1] = -1;
+        return;
+    }
+    xsig_pipe = s->pipe[1];
+    struct sigaction sa = {.sa_handler = xsig_on, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(xsig_forwarded); i++)
+        if (winch || xsig_forwarded[i] != SIGWINCH)
+            (void)sigaction(xsig_forwarded[i], &sa, &s->old[i]);
+        else
+            (void)sigaction(xsig_forwarded[i], NULL, &s->old[i]);
+}
+
+static void xsigs_restore(struct xsigs *s)
+{
+    if (s->pipe[0] < 0)
+        return;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(xsig_forwarded); i++)
+        (void)sigaction(xsig_forwarded[i], &s->old[i], NULL);
+    xsig_pipe = -1;
+    close(s->pipe[0]);
+    close(s->pipe[1]);
+}
+
+/* The terminal's size, clamped to what the protocol carries; false when
+ * fd is no terminal or does not know its size. */
+static bool tty_winsize(int fd, uint16_t *ret_rows, uint16_t *ret_cols)
+{
+    struct winsize ws;
+    if (fd < 0 || ioctl(fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+        return false;
+    *ret_rows = ws.ws_row > STK_INITP_WINSIZE_MAX ? STK_INITP_WINSIZE_MAX : ws.ws_row;
+    *ret_cols = ws.ws_col > STK_INITP_WINSIZE_MAX ? STK_INITP_WINSIZE_MAX : ws.ws_col;
+    return true;
+}
+
+static int forward_xsigs(struct xconn *x, int sigpipe, int tty_fd)
+{
+    uint8_t sigs[16];
+    ssize_t n = read(sigpipe, sigs, sizeof(sigs));
+    for (ssize_t i = 0; i < n; i++) {
+        uint8_t p[4];
+        uint16_t rows, cols;
+        if (sigs[i] == SIGWINCH) {
+            if (!tty_winsize(tty_fd, &rows, &cols))
+                continue;
+            stk_initp_resize_encode(p, rows, cols);
+            if (send_frame(x, FRAME_RESIZE, p, 4) < 0)
+                return -1;
+            continue;
+        }
+        stk_initp_u32_encode(p, sigs[i]);
+        if (send_frame(x, FRAME_KILL, p, 4) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Relays until EXIT or ERROR. pending: bytes already read after the head.
+ * tty_fd: the terminal whose size follows SIGWINCH, or -1. */
+static int exec_relay(struct xconn *x, int in_fd, int tty_fd, struct stk_buf *pending,
+                      int *ret_code)
 {
     struct stk_buf in = {0};
     stk_buf_append(&in, pending->data ? pending->data : "", pending->len);
@@ -402,6 +492,8 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
     int result = EXIT_SETUP;
     /* without -i the command's stdin is closed, as in embedded mode */
     bool done = in_fd < 0 && send_frame(x, FRAME_STDIN_EOF, NULL, 0) < 0;
+    struct xsigs sigs;
+    xsigs_install(&sigs, tty_fd >= 0);
     while (!done) {
         /* every whole frame received so far */
         while (in.len >= FRAME_HDR) {
@@ -447,12 +539,16 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
             fprintf(stderr, "stockade exec: the server closed the connection\n");
             break;
         }
-        struct pollfd pfd[2] = {{.fd = x->fd, .events = POLLIN}, {.fd = in_fd, .events = POLLIN}};
-        if (poll(pfd, in_fd >= 0 ? 2 : 1, -1) < 0) {
+        struct pollfd pfd[3] = {{.fd = x->fd, .events = POLLIN},
+                                {.fd = in_fd, .events = POLLIN},
+                                {.fd = sigs.pipe[0], .events = POLLIN}};
+        if (poll(pfd, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
+        if (pfd[2].revents && forward_xsigs(x, sigs.pipe[0], tty_fd) < 0)
+            break;
         if (in_fd >= 0 && pfd[1].revents) {
             ssize_t n = read(in_fd, tmp, sizeof(tmp));
             if (n < 0 && errno == EINTR)
@@ -464,6 +560,7 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
                 in_fd = -1;
         }
     }
+    xsigs_restore(&sigs);
     stk_buf_free(&in);
     return result;
 }
@@ -482,7 +579,7 @@ static void exec_host(char *host, size_t n)
 }
 
 static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
-                     int in_fd, int *ret_code)
+                     int in_fd, int tty_fd, int *ret_code)
 {
     char host[300];
     exec_host(host, sizeof(host));
@@ -531,12 +628,12 @@ static int exec_over(struct xconn *x, const char *id, struct json_t *body, const
     struct stk_buf pending = {0};
     stk_buf_append(&pending, in.data + head, in.len - head);
     stk_buf_free(&in);
-    int r = exec_relay(x, in_fd, &pending, ret_code);
+    int r = exec_relay(x, in_fd, tty_fd, &pending, ret_code);
     stk_buf_free(&pending);
     return r;
 }
 
-int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code)
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, int *ret_code)
 {
     _cleanup_free_ char *token = NULL;
     int r = token_get("exec", &token);
@@ -549,7 +646,7 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
         xconn_close(&x);
         r = EXIT_SETUP;
     } else {
-        r = exec_over(&x, id, body, token, in_fd, ret_code);
+        r = exec_over(&x, id, body, token, in_fd, tty_fd, ret_code);
         xconn_close(&x);
     }
     if (token)
@@ -605,6 +702,15 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
     json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
     if (proc->cwd)
         json_object_set_new(body, "cwd", json_string(proc->cwd));
+    /* a terminal inside starts with this one's size and follows it */
+    int tty_fd = proc->tty && isatty(STDIN_FILENO)    ? STDIN_FILENO
+                 : proc->tty && isatty(STDOUT_FILENO) ? STDOUT_FILENO
+                                                      : -1;
+    uint16_t rows, cols;
+    if (tty_fd >= 0 && tty_winsize(tty_fd, &rows, &cols)) {
+        json_object_set_new(body, "rows", json_integer(rows));
+        json_object_set_new(body, "cols", json_integer(cols));
+    }
     /* a terminal inside: this one passes keystrokes through untouched */
     struct termios saved;
     bool raw =
@@ -614,7 +720,7 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
         cfmakeraw(&t);
         (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
     }
-    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, ret_code);
+    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, tty_fd, ret_code);
     if (raw)
         (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     json_decref(body);
