@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -578,29 +579,31 @@ static void exec_host(char *host, size_t n)
     snprintf(host, n, "%.*s", (int)strcspn(p, "/"), p);
 }
 
-static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
-                     int in_fd, int tty_fd, int *ret_code)
+/* Sends an upgrade request (what: "POST /v1/...:exec", upgrade: the
+ * protocol, body: NULL or JSON) and reads the answer's head. 0 with the
+ * bytes read past a 101 in *pending; otherwise the error is printed as
+ * "stockade CMD: ..." and EXIT_SETUP returned. */
+static int xconn_upgrade(struct xconn *x, const char *cmd, const char *what, const char *upgrade,
+                         const char *body, const char *token, struct stk_buf *pending)
 {
     char host[300];
     exec_host(host, sizeof(host));
-    _cleanup_free_ char *eid = cli_remote_escape(id);
-    _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
     struct stk_buf req = {0};
-    stk_buf_printf(&req,
-                   "POST /v1/sandboxes/%s:exec HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
-                   "Upgrade: stockade-exec.v1\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %zu\r\n",
-                   eid, host, strlen(payload));
+    stk_buf_printf(&req, "%s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n", what,
+                   host, upgrade);
+    if (body)
+        stk_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                       strlen(body));
     if (token)
         stk_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
-    stk_buf_printf(&req, "\r\n%s", payload);
+    stk_buf_printf(&req, "\r\n%s", body ? body : "");
     int w = write_all(x, req.data, req.len);
     explicit_bzero(req.data, req.len);
     stk_buf_free(&req);
     struct stk_buf in = {0};
     size_t head = 0;
     if (w < 0 || read_head(x, &in, &head) < 0) {
-        fprintf(stderr, "stockade exec: %s: no answer\n", cli_remote.server);
+        fprintf(stderr, "stockade %s: %s: no answer\n", cmd, cli_remote.server);
         stk_buf_free(&in);
         return EXIT_SETUP;
     }
@@ -620,15 +623,26 @@ static int exec_over(struct xconn *x, const char *id, struct json_t *body, const
             stk_buf_append(&in, tmp, (size_t)n);
         }
         json_t *j = json_loadb(in.data + head, in.len - head, 0, NULL);
-        print_error("exec", status, j);
+        print_error(cmd, status, j);
         json_decref(j);
         stk_buf_free(&in);
         return EXIT_SETUP;
     }
-    struct stk_buf pending = {0};
-    stk_buf_append(&pending, in.data + head, in.len - head);
+    stk_buf_append(pending, in.data + head, in.len - head);
     stk_buf_free(&in);
-    int r = exec_relay(x, in_fd, tty_fd, &pending, ret_code);
+    return 0;
+}
+
+static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
+                     int in_fd, int tty_fd, int *ret_code)
+{
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
+    _cleanup_free_ char *what = stk_xasprintf("POST /v1/sandboxes/%s:exec", eid);
+    struct stk_buf pending = {0};
+    int r = xconn_upgrade(x, "exec", what, "stockade-exec.v1", payload, token, &pending);
+    if (r == 0)
+        r = exec_relay(x, in_fd, tty_fd, &pending, ret_code);
     stk_buf_free(&pending);
     return r;
 }
@@ -652,6 +666,121 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, 
     if (token)
         explicit_bzero(token, strlen(token));
     return r;
+}
+
+/* ---- port-forward: the port route's raw upgrade ------------------------------------- */
+
+/* Between the local end of a socketpair and the gateway's connection (TLS
+ * inside libcurl), until the gateway's side ends. */
+static void port_relay(struct xconn *x, int fd, struct stk_buf *pending)
+{
+    static char buf[FRAME_MAX];
+    if (pending->len && fd_write_all(fd, pending->data, pending->len) < 0)
+        return;
+    bool local_open = true;
+    for (;;) {
+        /* what TLS decrypted already does not show on the socket */
+        ssize_t got = xrecv(x, buf, sizeof(buf), false);
+        if (got > 0) {
+            if (fd_write_all(fd, buf, (size_t)got) < 0)
+                return;
+            continue;
+        }
+        if (got != -EAGAIN)
+            return; /* the gateway (the sandbox's port) is done */
+        struct pollfd p[2] = {{.fd = x->fd, .events = POLLIN},
+                              {.fd = local_open ? fd : -1, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (p[1].revents) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                /* the local client is done sending: so is the connection */
+                local_open = false;
+                (void)shutdown(x->fd, SHUT_WR);
+            } else if (write_all(x, buf, (size_t)n) < 0) {
+                return;
+            }
+        }
+    }
+}
+
+/* One connection to a declared port through GET .../ports/{port}/ with
+ * Upgrade: stockade-tcp.v1. A process of its own (forked twice, so nothing
+ * is left to reap) relays between the gateway and one end of a socketpair;
+ * the caller gets the other, as if it were the port itself. A refusal is
+ * printed by that process ("stockade port-forward: ..."), and the caller's
+ * end then simply ends. Without ret_fd: whether the sandbox is there and
+ * ready (the port itself is checked per connection, by the gateway). */
+static int rem_connect(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    if (!ret_fd) {
+        json_t *rec = NULL;
+        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
+        int r = cli_remote_call("port-forward", "GET", path, NULL, -1, &rec);
+        if (r != 0)
+            return r;
+        const char *phase = json_string_value(json_object_get(rec, "phase"));
+        if (!phase || strcmp(phase, "ready")) {
+            fprintf(stderr,
+                    "stockade port-forward: sandbox %s is %s; a port needs a ready "
+                    "sandbox\n",
+                    id, phase ? phase : "in no phase");
+            r = EXIT_INVALID;
+        }
+        json_decref(rec);
+        return r;
+    }
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+        return EXIT_SETUP;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return EXIT_SETUP;
+    }
+    if (pid == 0) {
+        close(sp[0]);
+        if (fork() != 0)
+            _exit(0);
+        signal(SIGINT, SIG_IGN); /* the port-forward's Ctrl-C ends it through its socket */
+        signal(SIGTERM, SIG_DFL);
+        _cleanup_free_ char *token = NULL;
+        struct xconn x;
+        char err[CURL_ERROR_SIZE];
+        if (token_get("port-forward", &token) != 0)
+            _exit(1);
+        if (xconn_open(&x, err, sizeof(err)) < 0) {
+            fprintf(stderr, "stockade port-forward: %s: %s\n", cli_remote.server, err);
+            _exit(1);
+        }
+        _cleanup_free_ char *what =
+            stk_xasprintf("GET /v1/sandboxes/%s/ports/%u/", eid, (unsigned)port);
+        struct stk_buf pending = {0};
+        int r = xconn_upgrade(&x, "port-forward", what, STK_GW_TCP_UPGRADE, NULL, token, &pending);
+        if (token)
+            explicit_bzero(token, strlen(token));
+        if (r == 0)
+            port_relay(&x, sp[1], &pending);
+        stk_buf_free(&pending);
+        xconn_close(&x);
+        _exit(r == 0 ? 0 : 1);
+    }
+    close(sp[1]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *ret_fd = sp[0];
+    return 0;
 }
 
 /* ---- the remote engine (cli_engine_ops over the gateway's API) ---------------------- */
@@ -843,6 +972,7 @@ static int rem_file_write(struct cli_engine *e, const char *id, const char *path
 }
 
 const struct cli_engine_ops cli_remote_engine_ops = {
+    .connect = rem_connect,
     .file_read = rem_file_read,
     .file_write = rem_file_write,
     .create = rem_create,

@@ -51,6 +51,10 @@ void stk_gw_free(struct stk_gw *g);
  * (src/gateway/worker.c): the binary that runs the server must dispatch
  * this verb to stk_gw_worker_main. */
 #define STK_GW_WORKER_VERB "__gateway-worker"
+
+/* The port route's raw TCP upgrade (`port-forward --server`): after the
+ * 101 the connection's bytes are the port's (docs/api.md, "Ports"). */
+#define STK_GW_TCP_UPGRADE "stockade-tcp.v1"
 int stk_gw_worker_main(int argc, char **argv);
 
 #endif

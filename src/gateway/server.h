@@ -208,9 +208,10 @@ void gw_handover(struct gw_call *c,
                  void *arg);
 /* GET /v1/sandboxes/{id}/ports/{port}/..., after authorization (ports.c). */
 void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest);
-/* In the worker: the proxying itself, on the client's socket. */
+/* In the worker: the proxying itself, on the client's socket (over TLS,
+ * the child's socketpair). raw: the gateway's own TCP upgrade. */
 void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
-                   bool upgrade, int sock);
+                   bool upgrade, bool raw, int sock);
 void gw_execs_stop(struct stk_gw *g);
 void gw_exec_free_all(struct stk_gw *g);
 

@@ -313,7 +313,8 @@ static void w_port(struct stk_session *s, json_t *job)
     if (!json_is_integer(port) || !head)
         return;
     gw_port_proxy(s, jstr(job, "id"), (uint16_t)json_integer_value(port), head,
-                  json_is_true(json_object_get(job, "upgrade")), W_STDIN_FD);
+                  json_is_true(json_object_get(job, "upgrade")),
+                  json_is_true(json_object_get(job, "raw")), W_STDIN_FD);
 }
 
 static const struct {

@@ -27,6 +27,7 @@ import time
 import pytest
 
 from test_gateway import TOKENS, Gateway, make_pki, spec_text
+from test_ports import SERVER, http_get
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "clients" / "python"))
@@ -61,16 +62,25 @@ def gw(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def box(gw, tmp_path_factory):
-    """A sandbox alice owns, with port 8080 declared."""
+    """A sandbox alice owns that serves HTTP on 8080 (declared) and 8081
+    (not declared)."""
     d = tmp_path_factory.mktemp("rio-spec")
     doc = json.loads(spec_text("rio", "acme-rio"))
     doc["spec"]["ports"] = [{"port": 8080, "name": "http"}]
+    doc["spec"]["command"] = ["python3", "-c", SERVER]
     p = d / "s.json"
     p.write_text(json.dumps(doc))
     r = gw.cli("create", "-f", p, "--owner", "alice", "--tenant", "acme", who="controller",
                timeout=120)
     assert r.returncode == 0, r.stderr
     sid = r.stdout.strip()
+    # the workload listens a moment after ready
+    deadline = time.monotonic() + 30
+    while gw.cli("exec", sid, "--", "python3", "-c",
+                 "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/')",
+                 who="alice").returncode:
+        assert time.monotonic() < deadline, "the workload never listened"
+        time.sleep(0.3)
     yield sid
     gw.cli("rm", "-f", sid, who="alice", timeout=60)
 
@@ -345,3 +355,112 @@ def test_sdk_process_resize_and_kill(gw, box):
     p.kill(signal.SIGINT)
     r = p.wait(30)
     assert (r.exit_code, r.stdout) == (5, "ready\ngot-INT\n")
+
+
+# ---- 2. the port route over TLS (and plain HTTP: the same tests) -------------------------
+
+
+def upgrade(gw, sid, port, path, upgrade, who="alice"):
+    """A socket (TLS on the https server) after the port route's 101, or
+    (None, the answer's head and body) when it is refused."""
+    s = gw.connect(timeout=20)
+    s.sendall(f"GET /v1/sandboxes/{sid}/ports/{port}{path} HTTP/1.1\r\nHost: h\r\n"
+              f"Authorization: Bearer {TOKENS[who]}\r\n"
+              f"Connection: Upgrade\r\nUpgrade: {upgrade}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        s.close()
+        return None, head
+    assert head.endswith(b"\r\n\r\n"), head
+    return s, head
+
+
+@ROOTED
+def test_port_route(gw, box):
+    status, body = gw.request("GET", f"/v1/sandboxes/{box}/ports/8080/a/b?x=1", "alice")
+    assert (status, body) == (200, "port 8080 path /a/b?x=1 auth None")
+    # an upgrade (as WebSocket is) is relayed both ways
+    s, _ = upgrade(gw, box, 8080, "/ws", "echo")
+    with s:
+        s.sendall(b"hello")
+        got = b""
+        while len(got) < 5:
+            got += s.recv(4096)
+        assert got == b"HELLO"
+    # refusals come through the relay as JSON
+    status, body = gw.request("GET", f"/v1/sandboxes/{box}/ports/8081/", "alice")
+    assert status == 403 and "declared: 8080" in body["error"]["message"], body
+    status, body = gw.request("GET", f"/v1/sandboxes/{box}/ports/8080/", "bob")
+    assert status == 404, body
+
+
+@ROOTED
+def test_port_route_raw_tcp_upgrade(gw, box):
+    """Upgrade: stockade-tcp.v1: the gateway answers 101 once the port is
+    connected; then the bytes are the port's (here an HTTP exchange the
+    test writes itself)."""
+    s, head = upgrade(gw, box, 8080, "/", "stockade-tcp.v1")
+    assert b"Upgrade: stockade-tcp.v1" in head, head
+    with s:
+        s.sendall(b"GET /raw HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"port 8080 path /raw auth None")
+    s, head = upgrade(gw, box, 8081, "/", "stockade-tcp.v1")
+    assert s is None and b" 403 " in head and b"declared: 8080" in head, head
+
+
+# ---- 3. port-forward through --server -----------------------------------------------------
+
+
+@ROOTED
+def test_port_forward_through_the_server(gw, box):
+    argv, env = cli_argv(gw, "remote")
+    p = subprocess.Popen(argv + ["port-forward", box, "0:8080", "0:8081"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ports = []
+        for _ in range(2):
+            line = p.stdout.readline()
+            assert line.startswith("Forwarding from 127.0.0.1:"), (line, p.stderr.read())
+            ports.append(int(line.split(":")[1].split()[0]))
+        for i in range(3):
+            reply = http_get(ports[0], timeout=20)
+            assert reply.startswith("HTTP/1.0 200"), reply
+            assert reply.endswith("port 8080 path / auth None"), reply
+        # the undeclared port: the connection ends, the CLI says why
+        assert http_get(ports[1], timeout=20) == ""
+    finally:
+        p.terminate()
+        rc = p.wait(timeout=20)
+        err = p.stderr.read()
+    assert rc == 0, err
+    assert "port 8081 of sandbox" in err and "not declared in spec.ports" in err, err
+    connects = [r for r in gw.audit(box) if r["event"] == "port_connect"]
+    assert [r["details"]["via"] for r in connects].count("gateway") >= 3, connects
+
+
+@ROOTED
+def test_port_forward_through_the_server_refuses_early(gw, box):
+    argv, env = cli_argv(gw, "remote")
+    r = subprocess.run(argv + ["port-forward", "nosuch", "8080"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "no sandbox" in r.stderr, r.stderr
+    env["STOCKADE_TOKEN"] = TOKENS["bob"]
+    r = subprocess.run(argv + ["port-forward", box, "8080"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "no sandbox" in r.stderr, r.stderr
