@@ -956,11 +956,9 @@ static int rem_file_write(struct cli_engine *e, const char *id, const char *path
                           const void *data, size_t size)
 {
     (void)e;
-    if (size > STK_GW_MAX_BODY) {
-        fprintf(stderr,
-                "stockade cp: %zu bytes: through the gateway a file is at most %d bytes (its "
-                "request body limit)\n",
-                size, STK_GW_MAX_BODY);
+    if (size > STK_GW_MAX_FILE_BODY) {
+        fprintf(stderr, "stockade cp: %zu bytes: a file is at most %d bytes\n", size,
+                STK_GW_MAX_FILE_BODY);
         return EXIT_INVALID;
     }
     _cleanup_free_ char *eid = cli_remote_escape(id), *epath = cli_remote_escape(path);

@@ -10,7 +10,10 @@
 #include "driver/driver.h"
 #include "gateway/gateway.h"
 
-#define STK_GW_MAX_BODY        (1024 * 1024)
+#define STK_GW_MAX_BODY (1024 * 1024)
+/* PUT .../files: its body is the file, up to the files limit (the
+ * gate admits this one route's bodies up to it, decided from the head) */
+#define STK_GW_MAX_FILE_BODY   (16 * 1024 * 1024)
 #define STK_GW_MAX_HEADERS     (16 * 1024)
 #define STK_GW_TIMEOUT_S       30
 #define STK_GW_MAX_CONNECTIONS 1024

@@ -173,10 +173,10 @@ void gw_stream_end(struct gw_call *c);
 /* -EAGAIN at GW_MAX_WORKERS. */
 int gw_job_start(struct gw_call *c, json_t *job, bool stream);
 /* The files API's job: a memfd is the worker's fd 5, holding the content
- * of a write, or empty for a read to fill. A 200 answer of a read
- * ({"path","size"}) is replied as the memfd's bytes. */
-int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const void *data,
-                      size_t len);
+ * of a write (data: the request's body, drained into it), or empty for a
+ * read to fill (data NULL). A 200 answer of a read ({"path","size"}) is
+ * replied as the memfd's bytes. */
+int gw_job_start_file(struct gw_call *c, json_t *job, struct evbuffer *data);
 #define GW_FILE_PATH_MAX 4096
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
  * 4 + i. */

@@ -464,3 +464,42 @@ def test_port_forward_through_the_server_refuses_early(gw, box):
     r = subprocess.run(argv + ["port-forward", box, "8080"], env=env, capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1 and "no sandbox" in r.stderr, r.stderr
+
+
+# ---- 4. file writes through the gateway above the 1 MiB body limit ------------------------
+
+
+@ROOTED
+def test_ten_mib_file_through_the_gateway(gw, box, tmp_path):
+    blob = os.urandom(10 * 1024 * 1024)
+    src = tmp_path / "blob"
+    src.write_bytes(blob)
+    argv, env = cli_argv(gw, "remote")
+    r = subprocess.run(argv + ["cp", str(src), f"{box}:/workspace/blob"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    back = tmp_path / "back"
+    r = subprocess.run(argv + ["cp", f"{box}:/workspace/blob", str(back)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert back.read_bytes() == blob
+    # the SDK: the same limit
+    c = Client(gw.url, token=TOKENS["alice"], cafile=str(gw.tls / "ca.pem") if gw.tls else None,
+               timeout=120)
+    sb = Sandbox.connect(box, client=c)
+    blob2 = blob[::-1]
+    assert sb.files.write("/workspace/blob2", blob2) == {
+        "path": "/workspace/blob2", "size": len(blob2), "mode": "0644"}
+    assert sb.files.read("/workspace/blob2") == blob2
+    with pytest.raises(ValueError):
+        sb.files.write("/workspace/too-big", b"x" * (16 * 1024 * 1024 + 1))
+    # every other route keeps the 1 MiB body limit, refused from the head
+    status, body = gw.request("POST", "/v1/sandboxes", "controller",
+                              raw=b"{" + b" " * (1024 * 1024) + b"}",
+                              headers={"Content-Type": "application/json"})
+    assert (status, body["error"]["code"]) == (413, "too_large"), body
+    status, body = gw.request("POST", f"/v1/sandboxes/{box}:stop", "alice",
+                              raw=b" " * (2 * 1024 * 1024),
+                              headers={"Content-Type": "application/json"})
+    assert status == 413, body
+    assert gw.request("GET", f"/v1/sandboxes/{box}", "alice")[1]["phase"] == "ready"

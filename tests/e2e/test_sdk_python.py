@@ -4,7 +4,7 @@ real `stockade serve` on loopback, with the example AccessPolicy.
 What is checked: the SDK's create, run (exit codes, both streams, stdin,
 streaming callbacks, a timeout that leaves nothing running), files, url and
 kill; GET/PUT .../files authorized like exec (a sandbox the caller may not
-see is a 404 identical to a missing one), bounded (413 over the body limit)
+see is a 404 identical to a missing one), bounded (413 over the files limit, 16 MiB)
 and audited; `stockade --server URL cp`; the SDK's examples as a user runs
 them; `pip install --no-build-isolation` of the package, offline.
 
@@ -172,13 +172,14 @@ def test_files_api_authorized_like_exec(gw, box):
     status, body = gw.request("PUT", f"/v1/sandboxes/{box.id}/files?path=/tmp/m&mode=4755",
                               "controller", raw=b"x")
     assert status == 400
-    # over the body limit: refused before the body is read
-    big = b"x" * (1024 * 1024 + 1)
+    # over the files limit (16 MiB): refused from the head, before the body
+    big = b"x" * 65536
     out = raw_exchange(gw, (f"PUT /v1/sandboxes/{box.id}/files?path=/tmp/big HTTP/1.1\r\n"
                             f"Host: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['controller']}\r\n"
-                            f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
-                       + big)
+                            f"Content-Length: {16 * 1024 * 1024 + 1}\r\n"
+                            "Connection: close\r\n\r\n").encode() + big)
     assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    assert b'"too_large"' in out and b"over 16 MiB" in out, out
     assert box.run("test -e /tmp/big").exit_code == 1
 
     # alice's own sandbox: her files

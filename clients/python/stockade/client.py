@@ -26,8 +26,8 @@ _HDR = struct.Struct(">BBI")
 # What a command's result keeps of each stream (the rest is dropped and
 # the result says it was truncated); callbacks see everything.
 OUTPUT_LIMIT = 16 * 1024 * 1024
-# The gateway's request body limit: the largest file write (docs/api.md).
-FILE_WRITE_MAX = 1024 * 1024
+# The largest file a write moves (the files limit, docs/api.md).
+FILE_WRITE_MAX = 16 * 1024 * 1024
 
 
 # An exec's ERROR frame carries the session's errno: ENOENT, EBUSY
@@ -428,8 +428,8 @@ class Files:
 
     def write(self, path, data, mode=0o644):
         """Writes data (bytes, or str as UTF-8) to path: a new file renamed
-        over it at the end, so a failed write changes nothing. At most 1 MiB
-        (the gateway's request body limit). Returns {"path","size","mode"}."""
+        over it at the end, so a failed write changes nothing. At most 16 MiB
+        (the files limit). Returns {"path","size","mode"}."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         if len(data) > FILE_WRITE_MAX:
