@@ -118,7 +118,7 @@ def test_run_timeout_ends_the_command(box):
 
 
 def test_files(box):
-    blob = bytes(range(256)) * 4096  # 1 MiB: the body limit
+    blob = bytes(range(256)) * 4096  # 1 MiB (tests/e2e/test_remote_io.py: 10 MiB)
     assert box.files.write("/workspace/blob", blob) == {"path": "/workspace/blob",
                                                          "size": len(blob), "mode": "0644"}
     assert box.files.read("/workspace/blob") == blob
@@ -150,7 +150,7 @@ def test_files(box):
         box.files.read("/workspace")
     assert e.value.status == 400 and "is a directory" in e.value.message
     with pytest.raises(ValueError):
-        box.files.write("/workspace/too-big", b"x" * (1024 * 1024 + 1))
+        box.files.write("/workspace/too-big", b"x" * (16 * 1024 * 1024 + 1))
     with pytest.raises(ValueError):
         box.files.read("relative")
 
@@ -209,9 +209,9 @@ def test_cli_cp_through_the_server(gw, box, tmp_path):
     assert p.returncode != 0 and f'no sandbox "{box.id}"' in p.stderr
     assert not (tmp_path / "hidden.bin").exists()
     big = tmp_path / "big"
-    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    big.write_bytes(b"x" * (16 * 1024 * 1024 + 1))
     p = gw.cli("cp", big, f"{box.id}:/workspace/big", who="controller")
-    assert p.returncode != 0 and "request body limit" in p.stderr
+    assert p.returncode != 0 and "larger than the limit of 16 MiB" in p.stderr, p.stderr
 
 
 def test_url_logs_stop_start_kill(gw, controller):
