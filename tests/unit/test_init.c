@@ -804,7 +804,7 @@ static void test_proto_resize_kill(void **state)
     proc.rows = 0;
     ssize_t n = stk_initp_proc_encode(buf, sizeof(buf), &proc, &why);
     assert_true(n > 0);
-    buf[1] = 0x10; /* rows 4096 + 256 * 16 */
+    buf[1] = 0x11; /* rows 0x1100: 4352 */
     struct stk_initp_proc back;
     assert_int_equal(stk_initp_proc_decode(buf, (size_t)n, &back, &why), -EINVAL);
     assert_non_null(strstr(why, "4096"));
