@@ -752,6 +752,11 @@ static int rem_connect(struct cli_engine *e, const char *id, uint16_t port, int 
         close(sp[0]);
         if (fork() != 0)
             _exit(0);
+        /* nothing of the port-forward's (its listeners, other connections)
+         * stays open here: their ends must not wait for this one */
+        if (sp[1] > 3)
+            (void)close_range(3, (unsigned)sp[1] - 1, 0);
+        (void)close_range((unsigned)sp[1] + 1, ~0U, 0);
         signal(SIGINT, SIG_IGN); /* the port-forward's Ctrl-C ends it through its socket */
         signal(SIGTERM, SIG_DFL);
         _cleanup_free_ char *token = NULL;

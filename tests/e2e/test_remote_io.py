@@ -219,7 +219,7 @@ def test_exec_forwards_signals(gw, box, mode, sig, code):
 
 def raw_exec(gw, sid, body, frames, who="alice"):
     """The exec upgrade by hand: sends body, then frames after the 101;
-    returns (exit code or None, output, error message or None)."""
+    returns (exit code or None, stdout, error message or None)."""
     data = json.dumps(body).encode()
     head = (f"POST /v1/sandboxes/{sid}:exec HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             "Connection: Upgrade\r\nUpgrade: stockade-exec.v1\r\n"
@@ -240,11 +240,11 @@ def raw_exec(gw, sid, body, frames, who="alice"):
         pending = list(frames)
         while True:
             while len(buf) >= 6:
-                t, _, n = struct.unpack(">BBI", buf[:6])
+                t, stream, n = struct.unpack(">BBI", buf[:6])
                 if len(buf) < 6 + n:
                     break
                 payload, buf = buf[6:6 + n], buf[6 + n:]
-                if t == 33:
+                if t == 33 and stream == 1:  # (a shell's "User defined signal 1" is stderr)
                     out += payload
                     # a frame to send once some output shows
                     while pending and isinstance(pending[0], tuple) and pending[0][0] in out:
