@@ -550,8 +550,7 @@ static void on_res_body(struct bufferevent *b, void *ud)
     }
     pump(k, b, m);
     if (done) {
-        k->res_done = true;
-        bufferevent_disable(b, EV_READ);
+        k->res_done = true; /* reading stays on: what comes now ends it */
         if (evbuffer_get_length(bufferevent_get_input(b)))
             k->up_persist = false;
         exchange_end(k);
@@ -674,7 +673,6 @@ static void on_resp_read(struct bufferevent *b, void *ud)
     bufferevent_setcb(k->up, on_res_body, on_exchange_write, on_exchange_event, k);
     if (rs.f.body == STK_BODY_NONE) {
         k->res_done = true;
-        bufferevent_disable(k->up, EV_READ);
         if (evbuffer_get_length(in))
             k->up_persist = false;
         exchange_end(k);
@@ -701,15 +699,12 @@ static void exchange_start(struct conn *k)
     bufferevent_setcb(k->up, on_resp_read, on_exchange_write, on_exchange_event, k);
     bufferevent_set_timeouts(k->cli, &idle, NULL);
     bufferevent_set_timeouts(k->up, &idle, NULL);
+    /* (enabling what is enabled already costs no system call; reading
+     * from the client stays on: a pipelined head waits in on_req_body) */
     bufferevent_enable(k->up, EV_READ | EV_WRITE);
-    bufferevent_enable(k->cli, EV_WRITE);
-    if (k->req_done) {
-        bufferevent_disable(k->cli, EV_READ);
-    } else {
-        bufferevent_enable(k->cli, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_input(k->cli)))
-            on_req_body(k->cli, k);
-    }
+    bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+    if (!k->req_done && evbuffer_get_length(bufferevent_get_input(k->cli)))
+        on_req_body(k->cli, k);
 }
 
 /* ---- connect --------------------------------------------------------------------------- */
@@ -985,13 +980,13 @@ static void request_reset(struct conn *k)
  * end), or to a new one. */
 static void request_go(struct conn *k)
 {
-    bufferevent_disable(k->cli, EV_READ);
     if (k->kind == STK_PROXY_HTTP && k->up && k->up_persist && k->up_binding == k->binding &&
         k->up_port == k->port && !strcmp(k->up_host, k->host)) {
         memcpy(k->addr, k->up_addr, sizeof(k->addr));
         exchange_start(k);
         return;
     }
+    bufferevent_disable(k->cli, EV_READ); /* until the upstream is connected */
     up_drop(k);
     resolve_start(k);
 }
