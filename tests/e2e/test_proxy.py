@@ -628,6 +628,15 @@ for i in range(1000):
     s.sendall(get("/many")); last = resp(f)
     if last.get("connection") == "close": break
 out["many"] = [i + 1, last, resp(f)]
+# 256 idle persistent connections fill the sandbox's cap: a new one is
+# served, and the oldest idle one was closed to make room
+import select
+idle = []
+for i in range(256):
+    c, cf = conn(); c.sendall(get("/idle")); resp(cf); idle.append((c, cf))
+s, f = conn(); s.sendall(get("/new")); out["new"] = resp(f)["status"]
+r, _, _ = select.select([c for c, _ in idle], [], [], 1)
+out["evicted"] = [i for i, (c, _) in enumerate(idle) if c in r and not c.recv(1)]
 print(json.dumps(out))
 """
 
@@ -662,6 +671,7 @@ def test_keep_alive(world):
     n, last, after = o["many"]
     assert n == 1000 and last["status"] == 200 and last["connection"] == "close", o["many"]
     assert after == {"eof": True}
+    assert o["new"] == 200 and o["evicted"] == [0]
     ev = proxy_events(res)
     allowed = [e for e in ev if e["decision"] == "allowed"]
     assert {e["host"] for e in allowed} == {"ka.test", "ka2.test"}
