@@ -201,7 +201,8 @@ static const char *ext_ack_msg(const struct nlmsghdr *nlh)
     const struct nlattr *a;
     mnl_attr_for_each(a, nlh, off)
     {
-        if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0)
+        if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG &&
+            mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0)
             return mnl_attr_get_str(a);
     }
     return NULL;
