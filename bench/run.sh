@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # stockade run -- /bin/true against the bare runtimes on the same bundle and
-# bwrap with comparable isolation, side by side in one hyperfine run.
+# bwrap with comparable isolation (and podman, when installed), side by side
+# in one hyperfine run.
 # As root. Writes bench/results.md (medians and ratios).
 #
 #   bench/run.sh [RUNS]     (default 30 runs per command, 3 warmups)
@@ -81,6 +82,24 @@ if command -v bwrap >/dev/null; then
   add "bwrap (no seccomp, no cgroup)" "bwrap --unshare-all --die-with-parent --new-session --uid 65534 --gid 65534 --cap-drop ALL --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp /bin/true"
 fi
 
+# Debian's podman, if installed (never required): the same /bin/true in a
+# minimal root, with its default network; runc because crun refuses hybrid
+# cgroup hosts, and rlimits this machine's hard limits allow (MACHINE.md).
+if command -v podman >/dev/null && works runc; then
+  proot=$work/podman-root
+  mkdir -p "$proot/bin" "$proot/proc" "$proot/sys" "$proot/dev" "$proot/etc"
+  cp /bin/true "$proot/bin/true"
+  for lib in $(ldd /bin/true | grep -o '/[^ ]*'); do
+    mkdir -p "$proot$(dirname "$lib")"; cp -L "$lib" "$proot$lib"
+  done
+  pflags="--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+  if podman run --rm $pflags --rootfs "$proot" /bin/true >/dev/null 2>&1; then
+    add "podman run --rm (runc, default network)" "podman run --rm $pflags --rootfs $proot /bin/true"
+  else
+    echo "bench: skipping podman (podman run fails here)"
+  fi
+fi
+
 args=()
 for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}" || \
@@ -106,8 +125,13 @@ for name, r in res.items():
         if bare:
             ratio = f"{med[name] / bare:.2f}× ({med[name] - bare:+.1f} ms)"
     lines.append(f"| {name} | {med[name]:.1f} | {r['mean']*1000:.1f} ± {r['stddev']*1000:.1f} | {ratio} |")
+pod = [k for k in med if k.startswith("podman run")]
+if pod:
+    lines += ["", "Against podman (" + pod[0] + f", {med[pod[0]]:.1f} ms): " + "; ".join(
+        f"{k} {med[k] / med[pod[0]]:.2f}×" for k in med
+        if k.startswith("stockade run (") and "--no-network" not in k)]
 lines += ["", "Versions: " + "; ".join(ver(c) for c in (["runc", "--version"], ["crun", "--version"],
-          ["runsc", "--version"], ["bwrap", "--version"]))]
+          ["runsc", "--version"], ["bwrap", "--version"], ["podman", "--version"]))]
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
