@@ -198,7 +198,7 @@ static const char *ext_ack_msg(const struct nlmsghdr *nlh)
     size_t off = sizeof(*e);
     if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
         off += e->msg.nlmsg_len - sizeof(struct nlmsghdr);
-    const struct nlattr *a;
+    struct nlattr *a; /* libmnl's macro casts it to a mutable pointer */
     mnl_attr_for_each(a, nlh, off)
     {
         if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG &&
