@@ -820,6 +820,10 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
                                   "run directory %s: blanks, quotes, '#' and control "
                                   "characters are not allowed",
                                   c->run_dir);
+    /* a link name (rtnl.h's buffers are sized for such names) */
+    if (!c->bridge || !*c->bridge || strlen(c->bridge) >= IFNAMSIZ)
+        return stk_error_make(err, EINVAL, "bridge name must have 1 to %d characters",
+                              IFNAMSIZ - 1);
     if (c->pool4.family != STK_FAMILY_V4 && c->pool6.family != STK_FAMILY_V6)
         return stk_error_make(err, EINVAL, "the address pool has no network");
     if (c->pool4.family == STK_FAMILY_V4 && c->pool4.prefix > 29)

@@ -15,7 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Every builder's buffer: large enough for any of the messages below. */
+/* Every builder's buffer: large enough for any of the messages below, with
+ * link names of at most IFNAMSIZ - 1 characters (the kernel's own limit;
+ * callers pass no longer ones). */
 #define STK_RTNL_BUF 512
 
 /* RTM_NEWLINK (create, exclusive): a bridge called name with mac. */
