@@ -28,6 +28,7 @@ if ! command -v podman >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y podman >/dev/null
 fi
 work=$(mktemp -d /tmp/stockade-images.XXXXXX)
+chmod 755 "$work" # podman's layers are read by the image's user
 # podman: its own storage and run root, events to a file, runc, cgroupfs,
 # rlimits within this machine's hard limits (MACHINE.md)
 pod=(--root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp"

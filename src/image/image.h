@@ -180,6 +180,15 @@ bool stk_image_held(const char *store, const char *digest);
 /* Marks an image used now (for eviction order). */
 void stk_image_touch(const char *store, const char *digest);
 
+/* What a cluster should run for ref, pinned to a digest. A registry
+ * reference that names a digest is pinned already (*ret_image ""); one
+ * pulled into this store becomes NAME@DIGEST in *ret_image (the store's
+ * canonical name without its tag), the digest stockade verified. Returns 1
+ * with *ret_digest set, 0 when there is nothing to pin to (not pulled here,
+ * or not a registry reference), negative on a malformed reference. */
+int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
+                  char ret_digest[72], struct stk_error **err);
+
 /* ---- the image's user ------------------------------------------------------- */
 
 /* Resolves the config's User ("", "name", "uid", "uid:gid", "name:group")

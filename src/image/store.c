@@ -1080,3 +1080,37 @@ out:
         close(lock);
     return r;
 }
+
+int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
+                  char ret_digest[72], struct stk_error **err)
+{
+    struct stk_image_ref r;
+    int rc = stk_image_ref_parse(ref, &r, err);
+    ret_image[0] = ret_digest[0] = '\0';
+    if (rc < 0)
+        return rc;
+    if (r.transport != STK_IMG_REGISTRY)
+        return 0;
+    if (r.digest[0]) {
+        snprintf(ret_digest, 72, "%s", r.digest);
+        return 1;
+    }
+    struct stk_image *img = NULL;
+    struct stk_error *ferr = NULL;
+    rc = find_unlocked(store, ref, &img, &ferr);
+    stk_error_free(ferr);
+    if (rc < 0)
+        return 0; /* not pulled here: the cluster resolves the tag */
+    /* host/repo:tag → host/repo (a ':' after the last '/' starts the tag) */
+    const char *slash = strrchr(r.name, '/');
+    const char *colon = strrchr(slash ? slash : r.name, ':');
+    size_t len = colon ? (size_t)(colon - r.name) : strlen(r.name);
+    int w = snprintf(ret_image, n, "%.*s@%s", (int)len, r.name, img->digest);
+    snprintf(ret_digest, 72, "%s", img->digest);
+    stk_image_free(img);
+    if (w < 0 || (size_t)w >= n) {
+        ret_image[0] = ret_digest[0] = '\0';
+        return stk_error_make(err, ENAMETOOLONG, "%s: the pinned reference is too long", ref);
+    }
+    return 1;
+}

@@ -21,6 +21,7 @@
  */
 #include "driver/driver.h"
 #include "driver/kubernetes/kube.h"
+#include "image/image.h"
 #include "render/render.h"
 
 #include <errno.h>
@@ -193,6 +194,22 @@ static const char *runtime_class(const struct stk_boundary *b)
     return b->runtime == STK_RUNTIME_GVISOR ? "gvisor" : NULL;
 }
 
+/* spec.image pinned to the digest stockade knows for it (`image pull` into
+ * this state directory, or a digest in the reference): *image "" when the
+ * reference itself is pinned or nothing is known (the cluster resolves the
+ * tag then, and explain says the digest is unknown). */
+static int pinned_image(const struct kube_ctx *c, const struct stk_boundary *b, char *image,
+                        size_t n, char digest[72], struct stk_error **err)
+{
+    char store[PATH_MAX + 16];
+    image[0] = digest[0] = '\0';
+    if (!b->image || !c || !c->state_dir[0] ||
+        stk_image_store_dir(c->state_dir, store, sizeof(store), NULL) < 0)
+        return 0;
+    int r = stk_image_pin(store, b->image, image, n, digest, err);
+    return r < 0 ? r : 0;
+}
+
 static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_facts *ret,
                       struct stk_error **err)
 {
@@ -212,13 +229,19 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
         return stk_error_make(err, EINVAL,
                               "deployment.model: injection needs spec.deployment.target (or "
                               "create --workload KIND/NAME)");
+    char pinned[STK_IMAGE_REF_MAX + 112];
+    int r = pinned_image(c, b, pinned, sizeof(pinned), ret->image_digest, err);
+    if (r < 0)
+        return r;
+    if (ret->image_digest[0])
+        ret->facts.image_digest = ret->image_digest;
     if (!rc || !c)
         return 0;
     /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
      * a missing gVisor must never become runc in silence */
     struct stk_kube_ref ref = {"node.k8s.io/v1", "RuntimeClass", NULL, rc};
     json_t *obj = NULL;
-    int r = stk_kube_get(c->k, &ref, &obj, err);
+    r = stk_kube_get(c->k, &ref, &obj, err);
     json_decref(obj);
     if (r == -ENOENT) {
         stk_error_free(*err);
@@ -856,8 +879,14 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     }
     char nsbuf[64];
     const char *ns = sandbox_namespace(sb, nsbuf, sizeof(nsbuf));
-    struct stk_k8s_options opt = {
-        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
+    char pinned[STK_IMAGE_REF_MAX + 112], digest[72];
+    if ((r = pinned_image(c, sb->b, pinned, sizeof(pinned), digest, err)) < 0)
+        return r;
+    struct stk_k8s_options opt = {.sandbox_id = sb->id,
+                                  .store = c->store,
+                                  .sandbox_name = sb->name,
+                                  .namespace = ns,
+                                  .image = pinned[0] ? pinned : NULL};
     json_t *objs = NULL;
     if ((r = stk_k8s_render(sb->b, &opt, &objs, err)) < 0)
         return r;
