@@ -121,8 +121,15 @@ static void explain_filesystem(struct stk_contract *c)
         return;
     }
     if (be == STK_BACKEND_KUBERNETES) {
-        if (b->image)
-            say(c, SEC_FILESYSTEM, "Reads its image %s; the root filesystem is read-only.",
+        if (b->image && c->facts->image_digest)
+            say(c, SEC_FILESYSTEM,
+                "Reads its image %s, pinned to %s (the Pod names that digest, so the node runs "
+                "exactly what was verified); the root filesystem is read-only.",
+                b->image, c->facts->image_digest);
+        else if (b->image)
+            say(c, SEC_FILESYSTEM,
+                "Reads its image %s, not pinned to a digest (not pulled into this state "
+                "directory: the node resolves the tag); the root filesystem is read-only.",
                 b->image);
         else
             say(c, SEC_FILESYSTEM, "No image is set: spec.image is required to run on Kubernetes.");

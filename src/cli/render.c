@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stockade render / stockade eject: print what a backend would apply. */
 #include "cli.h"
-#include "driver/driver.h"
 #include "image/image.h"
 #include "render/render.h"
 
@@ -176,13 +175,8 @@ static int render_kubernetes(const char *file, const char *env_file, const char 
             /* the image pinned as create would pin it: to the digest of
              * what `image pull` verified into this state directory */
             struct stk_k8s_options o = *opt;
-            struct stk_local_paths paths;
-            char store[4200], pinned[STK_IMAGE_REF_MAX + 112], digest[72];
-            cli_local_paths(NULL, &paths);
-            if (s.b->image &&
-                stk_image_store_dir(paths.state_dir, store, sizeof(store), NULL) >= 0 &&
-                stk_image_pin(store, s.b->image, pinned, sizeof(pinned), digest, NULL) > 0 &&
-                pinned[0])
+            char pinned[STK_IMAGE_REF_MAX + 112], digest[72];
+            if (cli_image_pin(s.b->image, pinned, sizeof(pinned), digest) && pinned[0])
                 o.image = pinned;
             r = stk_k8s_render(s.b, &o, &objs, &err);
         }

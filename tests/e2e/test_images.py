@@ -152,6 +152,40 @@ def test_pull_registry_ls_inspect_run(store, registry):
     assert registry["digest"] in p.stdout and "uid 1000" in p.stdout, p.stdout + p.stderr
 
 
+def test_kubernetes_pins_the_pulled_digest(store, registry):
+    """render for Kubernetes names the digest `image pull` verified (what the
+    cluster then runs), and explain --backend kubernetes says it; pull secrets
+    go by name only. Before a pull the tag goes through unchanged."""
+    ref = f"{registry['host']}/busybox:1"
+    spec = store.base / "k.yaml"
+    spec.write_text(f"apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: k}}\n"
+                    f"spec:\n  image: {ref}\n  driverConfig:\n    kubernetes:\n"
+                    f"      imagePullSecrets: [regcred]\n")
+
+    def pod():
+        objs = json.loads(store.ok("render", "--target", "kubernetes", "-o", "json",
+                                   spec).stdout)["items"]
+        [p] = [o for o in objs if o["kind"] == "Pod"]
+        return p["spec"]
+
+    before = pod()
+    assert before["containers"][0]["image"] == ref
+    assert before["imagePullSecrets"] == [{"name": "regcred"}]
+    store.ok("image", "pull", "--cert-dir", registry["certs"], ref)
+    after = pod()
+    assert after["containers"][0]["image"] == f"{registry['host']}/busybox@{registry['digest']}"
+    assert after["imagePullSecrets"] == [{"name": "regcred"}]
+    p = store.ok("explain", "--backend", "kubernetes", spec)
+    assert registry["digest"] in p.stdout, p.stdout
+    # a reference that names its digest is pinned as it is
+    spec.write_text(spec.read_text().replace(ref, f"{registry['host']}/busybox@{registry['digest']}"))
+    assert pod()["containers"][0]["image"] == f"{registry['host']}/busybox@{registry['digest']}"
+    # a Secret is named, never given: anything but a name is refused
+    spec.write_text(spec.read_text().replace("[regcred]", '["user:password"]'))
+    p = store("render", "--target", "kubernetes", spec)
+    assert p.returncode != 0 and "imagePullSecrets" in p.stderr
+
+
 def test_pull_by_digest_and_tls_verified(store, registry):
     ref = f"{registry['host']}/busybox@{registry['digest']}"
     # without the CA the registry's certificate is not trusted: refused, nothing kept
