@@ -120,6 +120,8 @@ struct stk_image {
     size_t n_names;
     char **entrypoint, **cmd, **env; /* NULL-terminated (may be empty) */
     size_t n_entrypoint, n_cmd, n_env;
+    char **exposed; /* ExposedPorts keys ("8080/tcp"), sorted; never exposed by stockade */
+    size_t n_exposed;
     char *workdir;        /* "" when unset */
     char *user;           /* "" when unset */
     int64_t size;         /* bytes on disk (blobs and root) */

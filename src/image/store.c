@@ -265,8 +265,8 @@ void stk_image_free(struct stk_image *img)
 {
     if (!img)
         return;
-    char **lists[] = {img->names, img->entrypoint, img->cmd, img->env};
-    size_t counts[] = {img->n_names, img->n_entrypoint, img->n_cmd, img->n_env};
+    char **lists[] = {img->names, img->entrypoint, img->cmd, img->env, img->exposed};
+    size_t counts[] = {img->n_names, img->n_entrypoint, img->n_cmd, img->n_env, img->n_exposed};
     for (size_t i = 0; i < STK_ARRAY_SIZE(lists); i++) {
         for (size_t j = 0; j < counts[i]; j++)
             free(lists[i][j]);
@@ -309,6 +309,11 @@ static int64_t hold_mtime(const char *store, const char *hex)
     return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static struct stk_image *record_load(const char *store, int images_fd, const char *file)
 {
     _cleanup_free_ char *text = read_small(images_fd, file, MANIFEST_MAX, NULL);
@@ -332,6 +337,20 @@ static struct stk_image *record_load(const char *store, int images_fd, const cha
     img->entrypoint = strings(json_object_get(c, "Entrypoint"), 4096, &img->n_entrypoint);
     img->cmd = strings(json_object_get(c, "Cmd"), 4096, &img->n_cmd);
     img->env = strings(json_object_get(c, "Env"), 256, &img->n_env);
+    /* ExposedPorts: {"8080/tcp": {}}; its keys, at most 64 of 16 bytes */
+    json_t *ports = json_object_get(c, "ExposedPorts");
+    const char *key;
+    json_t *pv;
+    if (json_is_object(ports)) {
+        img->exposed = stk_xcalloc(json_object_size(ports) + 1, sizeof(char *));
+        json_object_foreach(ports, key, pv)
+        {
+            if (img->n_exposed < 64 && strlen(key) <= 16 &&
+                strspn(key, "0123456789/tcpudsc") == strlen(key))
+                img->exposed[img->n_exposed++] = stk_xstrdup(key);
+        }
+        qsort(img->exposed, img->n_exposed, sizeof(char *), cmp_str);
+    }
     const char *wd = json_string_value(json_object_get(c, "WorkingDir"));
     const char *user = json_string_value(json_object_get(c, "User"));
     img->workdir = stk_xstrdup(wd ? wd : "");

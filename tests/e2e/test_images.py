@@ -186,6 +186,28 @@ def test_kubernetes_pins_the_pulled_digest(store, registry):
     assert p.returncode != 0 and "imagePullSecrets" in p.stderr
 
 
+def test_exposed_ports_never_widen_ingress(store, tmp_path):
+    """An image's ExposedPorts are shown by explain and admitted by nothing:
+    only spec.ports opens a port."""
+    d = tmp_path / "ports"
+    cfg = dict(ib.APP_CONFIG, ExposedPorts={"8080/tcp": {}, "53/udp": {}})
+    ib.write_layout(str(d), [ib.busybox_layer()], cfg)
+    ref = f"oci:{d}:latest"
+    store.ok("image", "pull", ref)
+    spec = store.base / "p.yaml"
+    spec.write_text(f"apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: p}}\n"
+                    f"spec:\n  image: '{ref}'\n")
+    out = store.ok("explain", spec).stdout
+    assert "The image declares ports 53/udp, 8080/tcp (not exposed)" in out, out
+    assert "Ingress: no port is declared" in out, out
+    doc = json.loads(store.ok("explain", "-o", "json", spec).stdout)
+    assert "8080/tcp" in json.dumps(doc)
+    # declared in spec.ports: admitted, and the image's note stays
+    spec.write_text(spec.read_text() + "  ports: [{port: 8080, name: http}]\n")
+    out = store.ok("explain", spec).stdout
+    assert "Ingress: TCP 8080 (http) admitted" in out and "(not exposed)" in out, out
+
+
 def test_pull_by_digest_and_tls_verified(store, registry):
     ref = f"{registry['host']}/busybox@{registry['digest']}"
     # without the CA the registry's certificate is not trusted: refused, nothing kept
