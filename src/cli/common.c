@@ -193,8 +193,13 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
     /* no cluster to ask: the digest still comes from this state directory */
     char pinned[STK_IMAGE_REF_MAX + 112];
     if (backend == STK_BACKEND_KUBERNETES && !f.facts.image_digest &&
-        cli_image_pin(b->image, pinned, sizeof(pinned), f.image_digest))
+        cli_image_pin(b->image, pinned, sizeof(pinned), f.image_digest)) {
         f.facts.image_digest = f.image_digest;
+        char store[4200];
+        if (stk_image_store_dir(paths.state_dir, store, sizeof(store), NULL) >= 0 &&
+            stk_image_ports_text(store, b->image, f.image_ports, sizeof(f.image_ports)))
+            f.facts.image_ports = f.image_ports;
+    }
     f.facts.backend = backend;
     *ret = f.facts;
 }

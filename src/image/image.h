@@ -191,6 +191,10 @@ void stk_image_touch(const char *store, const char *digest);
 int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
                   char ret_digest[72], struct stk_error **err);
 
+/* The image's ExposedPorts as text ("53/udp, 8080/tcp") into buf; false
+ * when it declares none (or ref is not in the store). */
+bool stk_image_ports_text(const char *store, const char *ref, char *buf, size_t n);
+
 /* ---- the image's user ------------------------------------------------------- */
 
 /* Resolves the config's User ("", "name", "uid", "uid:gid", "name:group")

@@ -1133,3 +1133,20 @@ int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
     }
     return 1;
 }
+
+bool stk_image_ports_text(const char *store, const char *ref, char *buf, size_t n)
+{
+    struct stk_image *img = NULL;
+    struct stk_error *err = NULL;
+    int r = find_unlocked(store, ref, &img, &err);
+    stk_error_free(err);
+    if (r < 0)
+        return false;
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < img->n_exposed && off + 20 < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%s", i ? ", " : "", img->exposed[i]);
+    bool any = img->n_exposed > 0;
+    stk_image_free(img);
+    return any;
+}

@@ -206,6 +206,11 @@ def test_exposed_ports_never_widen_ingress(store, tmp_path):
     spec.write_text(spec.read_text() + "  ports: [{port: 8080, name: http}]\n")
     out = store.ok("explain", spec).stdout
     assert "Ingress: TCP 8080 (http) admitted" in out and "(not exposed)" in out, out
+    # and on Kubernetes: the rendered Service names spec.ports only
+    spec.write_text(spec.read_text().replace(f"'{ref}'", "localhost:5000/x:1"))
+    objs = json.loads(store.ok("render", "--target", "kubernetes", "-o", "json", spec).stdout)
+    [svc] = [o for o in objs["items"] if o["kind"] == "Service"]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
 
 
 def test_pull_by_digest_and_tls_verified(store, registry):

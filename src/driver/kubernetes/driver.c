@@ -210,6 +210,18 @@ static int pinned_image(const struct kube_ctx *c, const struct stk_boundary *b, 
     return r < 0 ? r : 0;
 }
 
+/* The ports the image declares (pulled into this state directory), for
+ * explain: never exposed, only spec.ports is. */
+static void image_ports(const struct kube_ctx *c, const struct stk_boundary *b,
+                        struct stk_driver_facts *ret)
+{
+    char store[PATH_MAX + 16];
+    if (b->image && c && c->state_dir[0] &&
+        stk_image_store_dir(c->state_dir, store, sizeof(store), NULL) >= 0 &&
+        stk_image_ports_text(store, b->image, ret->image_ports, sizeof(ret->image_ports)))
+        ret->facts.image_ports = ret->image_ports;
+}
+
 static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_facts *ret,
                       struct stk_error **err)
 {
@@ -235,6 +247,7 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
         return r;
     if (ret->image_digest[0])
         ret->facts.image_digest = ret->image_digest;
+    image_ports(c, b, ret);
     if (!rc || !c)
         return 0;
     /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
