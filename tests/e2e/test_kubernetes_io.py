@@ -191,3 +191,49 @@ def test_cp_round_trip_and_refusals(kube, sb, tmp_path):
                for a in reads)
     assert any(a["details"]["path"] == "/tmp/f.bin" for a in writes)
     assert "piped" not in json.dumps(audit)
+
+
+def test_gateway_port_route(tmp_path, monkeypatch):
+    """The gateway's /v1/sandboxes/{id}/ports/{port}/ route on the kubernetes
+    backend: the same driver connection (pods/portforward), authorized like
+    exec, only declared ports."""
+    monkeypatch.setenv("KUBECONFIG", KUBECONFIG)
+    from test_gateway import Gateway
+    from test_ports import raw
+    import test_gateway
+    # the example policy, the controller also granted the pull policy key (the
+    # test's image is on the node only)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(test_gateway.POLICY.read_text().replace(
+        "        onBehalfOf: true\n",
+        "        onBehalfOf: true\n        driverConfigKeys: [kubernetes.imagePullPolicy]\n", 1))
+    g = Gateway(tmp_path, backend="kubernetes", policy=policy)
+    sid = None
+    try:
+        doc = yaml.safe_load(write_spec(tmp_path / "g.yaml", "gw").read_text())
+        doc["metadata"]["namespace"] = "acme-ports"
+        # the policy grants no driverConfig namespace: <namespace>-<name>
+        doc["metadata"]["name"] = f"kube-io-gw-{os.getpid()}"
+        del doc["spec"]["driverConfig"]["kubernetes"]["namespace"]
+        status, rec = g.request("POST", "/v1/sandboxes", "controller", body={
+            "spec": json.dumps(doc), "tenant": "acme", "owner": "alice"}, timeout=300)
+        assert status == 201, rec
+        sid = rec["id"]
+        base = f"/v1/sandboxes/{sid}/ports"
+        alice = "Authorization: Bearer " + test_gateway.TOKENS["alice"]
+        deadline = time.monotonic() + 60
+        while True:
+            reply = raw(g.port, f"GET {base}/8000/a?x=1 HTTP/1.1\r\nHost: h\r\n{alice}\r\n\r\n".encode())
+            if reply.startswith("HTTP/1.0 200") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert reply.startswith("HTTP/1.0 200"), reply
+        assert reply.endswith("port 8000 path /a?x=1"), reply
+        status, body = g.request("GET", f"{base}/8001/", "alice")
+        assert status == 403 and "not declared in spec.ports" in body["error"]["message"], body
+        status, body = g.request("GET", f"{base}/8000/", "bob")
+        assert status == 404, body
+    finally:
+        if sid:
+            g.request("DELETE", f"/v1/sandboxes/{sid}?force=1", "controller", timeout=300)
+        g.stop()
