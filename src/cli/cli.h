@@ -86,6 +86,10 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
  * /var/lib/stockade; runtime state under $STOCKADE_RUN_DIR or /run/stockade. */
 struct stk_local_paths;
 void cli_local_paths(const char *state_dir, struct stk_local_paths *ret);
+/* spec.image pinned to what `image pull` verified into this state
+ * directory (stk_image_pin): 1 with *ret_digest (and *ret_image unless the
+ * reference pins itself), 0 when nothing is known. */
+int cli_image_pin(const char *image, char *ret_image, size_t n, char ret_digest[72]);
 /* The same for a backend: its default state directory is
  * /var/lib/stockade/<backend> unless it is local (a state directory holds
  * one backend's sandboxes). */
