@@ -846,11 +846,16 @@ static bool holds_rec(json_t *want, json_t *live, struct stk_buf *path, struct s
         holds_say(diff, path, "nested too deeply to compare", live, want);
         return false;
     }
-    /* the server omits an empty list or map: absent means the same */
-    if ((!live || json_is_null(live)) && ((json_is_array(want) && !json_array_size(want)) ||
-                                          (json_is_object(want) && !json_object_size(want)))) {
+    /* the server omits an empty list or map: absent means the same (and
+     * only absent: a NetworkPolicy's egress [] denies all, [{}] allows all) */
+    if ((json_is_array(want) && !json_array_size(want)) ||
+        (json_is_object(want) && !json_object_size(want))) {
         (*n)++;
-        return true;
+        if (!live || json_is_null(live) || (json_is_array(live) && !json_array_size(live)) ||
+            (json_is_object(live) && !json_object_size(live)))
+            return true;
+        holds_say(diff, path, NULL, live, want);
+        return false;
     }
     if (json_is_object(want)) {
         if (!json_is_object(live)) {
@@ -877,8 +882,23 @@ static bool holds_rec(json_t *want, json_t *live, struct stk_buf *path, struct s
             holds_say(diff, path, NULL, live, want);
             return false;
         }
-        size_t i, k;
+        size_t i, k, named = 0;
         json_t *v, *lv;
+        json_array_foreach(want, i, v)
+        {
+            named += json_string_value(json_object_get(v, "name")) != NULL;
+        }
+        /* an element the server or someone else added to a list of rules
+         * (an egress rule, a capability) widens it: such lists hold exactly
+         * what was applied. Named elements (containers, volumes, env) and a
+         * Pod's tolerations (the server adds default ones) may have more. */
+        size_t plen = strlen(stk_buf_str(path));
+        bool tolerations = plen >= 11 && !strcmp(stk_buf_str(path) + plen - 11, "tolerations");
+        if (named < json_array_size(want) && !tolerations &&
+            json_array_size(live) != json_array_size(want)) {
+            holds_say(diff, path, "a list of another length", live, want);
+            return false;
+        }
         json_array_foreach(want, i, v)
         {
             const char *name = json_string_value(json_object_get(v, "name"));
