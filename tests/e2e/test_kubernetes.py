@@ -437,3 +437,159 @@ def test_create_wait_accepted(kube, tmp_path):
     assert labelled(sid) == []
     p = kube("create", "--wait", "soon", "-f", g)
     assert p.returncode == 125 and "accepted or running" in p.stderr
+
+
+# ---- verify: the boundary proved from the cluster and from inside the Pod ------------------
+
+
+def verify_rows(kube, sid, *extra):
+    p = kube("verify", sid, "-o", "json", *extra)
+    assert p.returncode in (0, 1), p.stderr
+    report = json.loads(p.stdout)
+    assert report["ok"] == (p.returncode == 0)
+    return report, {(r["id"], r["claim"]): r for r in report["rows"]}
+
+
+def test_verify_proves_the_boundary(kube, tmp_path):
+    f = spec(tmp_path / "v.yaml", "ver", ["/bin/sh", "-c", "exec sleep 3600"],
+             resources={"cpu": "250m", "memory": "96Mi"})
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    ns = f"stk-e2e-ver-{os.getpid()}"
+    report, rows = verify_rows(kube, sid, "--to", "127.0.0.1:9")
+    bad = [r for r in report["rows"] if r["verdict"] == "fail"]
+    assert report["ok"], bad
+    by_id = {}
+    for r in report["rows"]:
+        by_id.setdefault(r["id"], []).append(r)
+    # from inside the Pod: the rendered securityContext and limits
+    for cid in ("uid", "caps", "no_new_privs", "seccomp", "denied_syscalls", "root_readonly",
+                "memory", "cpu", "no_token", "no_runtime_sockets"):
+        assert [r["verdict"] for r in by_id[cid]] == ["pass"], (cid, by_id[cid])
+    assert "65532" in by_id["uid"][0]["observed"]
+    assert by_id["cpu"][0]["observed"].startswith("25000 100000")
+    assert by_id["memory"][0]["observed"].startswith(str(96 << 20))
+    # what a cluster does not enforce is never a pass
+    for cid in ("pids", "idmap", "storage", "netpol_enforced"):
+        assert all(r["verdict"] == "skip" and r["reason"] for r in by_id[cid]), by_id[cid]
+    # from the cluster: every object render prints, as rendered and applied by stockade
+    objects = {r["claim"] for r in by_id["object"]}
+    for want in (f"Namespace {ns} as rendered", f"Pod {ns}/ver as rendered",
+                 f"NetworkPolicy {ns}/deny-egress as rendered",
+                 f"ResourceQuota {ns}/sandbox-quota as rendered",
+                 f"LimitRange {ns}/sandbox-limits as rendered"):
+        assert want in objects, objects
+    assert all(r["verdict"] == "pass" for r in by_id["object"]), by_id["object"]
+    text = kube.ok("verify", sid).stdout
+    assert "the sandbox keeps its contract" in text and "CLAIM" in text
+
+    # behind stockade's back: a widened NetworkPolicy and a deleted LimitRange fail their rows
+    kubectl("-n", ns, "patch", "networkpolicy", "deny-egress", "--type", "merge", "-p",
+            json.dumps({"spec": {"egress": [{}]}}))
+    kubectl("-n", ns, "delete", "limitrange", "sandbox-limits")
+    p = kube("verify", sid)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "does NOT keep its contract" in p.stdout
+    report, rows = verify_rows(kube, sid)
+    failed = {r["claim"]: r for r in report["rows"] if r["verdict"] == "fail"}
+    assert set(failed) == {f"NetworkPolicy {ns}/deny-egress as rendered",
+                           f"LimitRange {ns}/sandbox-limits as rendered"}, failed
+    assert "spec.egress" in failed[f"NetworkPolicy {ns}/deny-egress as rendered"]["observed"]
+    assert failed[f"LimitRange {ns}/sandbox-limits as rendered"]["observed"] == "absent"
+    audit = [r for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)
+             if r["event"] == "verified"]
+    assert [a["details"]["ok"] for a in audit][:1] == [True] and audit[-1]["details"]["ok"] is False, audit
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+
+# ---- injection into a StatefulSet and a DaemonSet ------------------------------------------
+
+
+def pod_template(name):
+    return {"metadata": {"labels": {"app": name}},
+            "spec": {"automountServiceAccountToken": False, "terminationGracePeriodSeconds": 1,
+                     "containers": [{
+                         "name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                         "command": ["/bin/sh", "-c", "exec sleep 3600"],
+                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                       "limits": {"cpu": "50m", "memory": "32Mi"}}}]}}
+
+
+def other_workload(kind, ns, name, replicas):
+    spec = {"selector": {"matchLabels": {"app": name}}, "template": pod_template(name)}
+    if kind == "StatefulSet":
+        spec.update(replicas=replicas, serviceName=name, podManagementPolicy="Parallel")
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns},
+            "spec": spec}
+
+
+def kind_state(kind, ns, name):
+    """What eject must restore: the spec, the labels, the annotations (but
+    the controller's template generation)."""
+    d = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
+    ann = {k: v for k, v in d["metadata"].get("annotations", {}).items()
+           if k != "deprecated.daemonset.template.generation"}
+    return d["spec"], d["metadata"].get("labels", {}), ann
+
+
+@pytest.mark.parametrize("kind,replicas", [("StatefulSet", 2), ("DaemonSet", 1)])
+def test_injection_statefulset_daemonset(kube, tmp_path, kind, replicas):
+    """A DaemonSet has one replica per node: one on this single-node cluster."""
+    ns = f"stk-e2e-inj{kind.lower()[:3]}-{os.getpid()}"
+    name = kind.lower()[:3] + "web"
+    kubectl("create", "namespace", ns)
+    try:
+        w = tmp_path / "w.json"
+        w.write_text(json.dumps(other_workload(kind, ns, name, replicas)))
+        kubectl("apply", "--server-side", "-f", w)
+        kubectl("-n", ns, "rollout", "status", f"{kind.lower()}/{name}", "--timeout=120s")
+        before = kind_state(kind, ns, name)
+
+        f = spec(tmp_path / "s.yaml", "dbg", ["/bin/sh", "-c", "exec sleep 3600"],
+                 deployment={"target": {"namespace": ns}})
+        sid = kube.ok("create", "-f", f, "--workload", f"{kind.lower()}/{name}").stdout.strip()
+        assert kube.get(sid)["phase"] == "ready"
+        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
+        tmpl = live["spec"]["template"]
+        assert [c["name"] for c in tmpl["spec"]["containers"]] == ["app", "dbg-sandbox"]
+        assert tmpl["metadata"]["labels"]["stockade.dev/sandbox-id"] == sid
+
+        deadline = time.monotonic() + 120
+        while True:
+            rec = [r for r in json.loads(kube.ok("ls", "-o", "json").stdout) if r["id"] == sid][0]
+            running = [r["pod"] for r in rec.get("replicas", []) if r["running"]]
+            if len(running) == replicas and len(rec["replicas"]) == replicas:
+                break
+            assert time.monotonic() < deadline, rec
+            time.sleep(1)
+        table = kube.ok("ls").stdout
+        assert all(f"replica {p}" in table for p in running), table
+        for pod in running:
+            out = kube.ok("exec", "--replica", pod, sid, "--", "sh", "-c",
+                          f"hostname; echo {pod} > /workspace/mark; ls /workspace").stdout.split()
+            assert out == [pod, "mark"], out
+        for pod in running:
+            assert kube.ok("exec", "--replica", pod, sid, "--", "cat",
+                           "/workspace/mark").stdout.strip() == pod
+        p = kube("exec", "--replica", f"{name}-nosuch", sid, "--", "true")
+        assert p.returncode == 125 and "not a running replica" in p.stderr, p.stderr
+        if replicas == 1:
+            # one replica: verify proves the injected boundary from inside it, and the
+            # workload holds exactly what injection applied
+            report, _ = verify_rows(kube, sid)
+            assert report["ok"], [r for r in report["rows"] if r["verdict"] == "fail"]
+            objs = [r for r in report["rows"] if r["id"] == "object"]
+            assert [r["claim"] for r in objs] == [f"{kind} {ns}/{name} as rendered"], objs
+            assert objs[0]["verdict"] == "pass", objs
+        else:
+            p = kube("verify", sid)
+            assert p.returncode != 0 and "--replica" in p.stderr, p.stderr
+
+        kube.ok("rm", "-f", sid)
+        assert kind_state(kind, ns, name) == before
+        assert labelled(sid) == []
+        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
+        managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
+        assert "stockade" not in managers, managers
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
