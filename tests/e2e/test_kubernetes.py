@@ -392,8 +392,9 @@ def test_injection_per_replica_and_exact_eject(kube, tmp_path):
         kube.ok("rm", "-f", sid)
         assert workload_state(ns, "web") == before
         assert labelled(sid) == []
-        live = json.loads(kubectl("-n", ns, "get", "deployment", "web", "-o", "json").stdout)
-        managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
+        live = json.loads(kubectl("-n", ns, "get", "deployment", "web", "-o", "json",
+                                  "--show-managed-fields").stdout)
+        managers = {m["manager"] for m in live["metadata"]["managedFields"]}
         assert "stockade" not in managers, managers
     finally:
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -588,8 +589,54 @@ def test_injection_statefulset_daemonset(kube, tmp_path, kind, replicas):
         kube.ok("rm", "-f", sid)
         assert kind_state(kind, ns, name) == before
         assert labelled(sid) == []
-        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
-        managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
+        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json",
+                                  "--show-managed-fields").stdout)
+        managers = {m["manager"] for m in live["metadata"]["managedFields"]}
         assert "stockade" not in managers, managers
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_gc_ejects_injections_left_behind(kube, tmp_path):
+    """An injected workload whose sandbox has no record is ejected by gc:
+    exactly the injected fields go; another state directory's injection and a
+    sandbox with a record stay."""
+    ns = f"stk-e2e-injgc-{os.getpid()}"
+    kubectl("create", "namespace", ns)
+    other = Kube(tmp_path / "other")
+    try:
+        for name in ("gcweb", "keepweb"):
+            w = tmp_path / f"{name}.json"
+            w.write_text(json.dumps(deployment(ns, name, 1)))
+            kubectl("apply", "--server-side", "-f", w)
+            kubectl("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=120s")
+        before = workload_state(ns, "gcweb")
+        f = spec(tmp_path / "s.yaml", "gcdbg", ["/bin/sh", "-c", "exec sleep 3600"],
+                 deployment={"target": {"namespace": ns}})
+        sid = kube.ok("create", "--wait", "accepted", "-f", f, "--workload",
+                      "deployment/gcweb").stdout.strip()
+        oid = other.ok("create", "--wait", "accepted", "-f", f, "--workload",
+                       "deployment/keepweb").stdout.strip()
+        # a sandbox with a record is not collected
+        assert kube.ok("gc").stdout.strip() == "removed 0 objects"
+        assert workload_state(ns, "gcweb") != before
+        # the record goes behind the driver's back: the injection is left behind
+        os.remove(tmp_path / "state" / "stockade.db")
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(tmp_path / "state" / f"stockade.db{suffix}"):
+                os.remove(tmp_path / "state" / f"stockade.db{suffix}")
+        assert kube.ok("gc").stdout.strip() == "removed 1 object"
+        assert workload_state(ns, "gcweb") == before
+        live = json.loads(kubectl("-n", ns, "get", "deployment", "gcweb", "-o", "json",
+                                  "--show-managed-fields").stdout)
+        assert "stockade" not in {m["manager"] for m in live["metadata"]["managedFields"]}
+        deadline = time.monotonic() + 120
+        while labelled(sid):
+            assert time.monotonic() < deadline, labelled(sid)
+            time.sleep(1)
+        # the other state directory's injection is untouched
+        keep = json.loads(kubectl("-n", ns, "get", "deployment", "keepweb", "-o", "json").stdout)
+        assert keep["spec"]["template"]["metadata"]["labels"]["stockade.dev/sandbox-id"] == oid
+        other.ok("rm", "-f", oid)
     finally:
         kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -1469,6 +1469,38 @@ static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret
     json_decref(list);
     if (r < 0)
         return r;
+    /* injections left behind: a workload labelled with this store whose
+     * sandbox has no record (a create cut short after its apply, a store
+     * restored from a backup). The empty apply of eject removes exactly
+     * the fields stockade owns; eject checks the workload still carries
+     * that id. */
+    for (int kind = 0; kind < _STK_WORKLOAD_N && r >= 0; kind++) {
+        struct stk_kube_ref wref = {"apps/v1", stk_workload_kind_names[kind], NULL, NULL};
+        if ((r = stk_kube_list(c->k, &wref, sel, &list, err)) < 0)
+            break;
+        json_t *w;
+        json_array_foreach(json_object_get(list, "items"), i, w)
+        {
+            const char *id = injected_id(w);
+            bool kept = false;
+            for (size_t k = 0; id && k < n_keep; k++)
+                kept |= !strcmp(keep[k], id);
+            if (!id || kept)
+                continue;
+            struct handle h = {.injected = true};
+            snprintf(h.ns, sizeof(h.ns), "%s", jstr(w, "metadata.namespace") ?: "");
+            snprintf(h.kind, sizeof(h.kind), "%s", stk_workload_kind_names[kind]);
+            snprintf(h.name, sizeof(h.name), "%s", jstr(w, "metadata.name") ?: "");
+            if ((r = eject(c, &h, id, err)) < 0)
+                break;
+            removed += r > 0;
+            r = 0;
+        }
+        json_decref(list);
+        list = NULL;
+    }
+    if (r < 0)
+        return r;
     *ret_removed = removed;
     return 0;
 }
