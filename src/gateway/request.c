@@ -36,6 +36,7 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_SB_FILE_PUT] = {"PUT", "/v1/sandboxes/{}/files"},
     /* a prefix: gw_port_path() matches it */
     [GW_SB_PORT] = {"GET", "/v1/sandboxes/{}/ports/{port}/..."},
+    [GW_SB_REPLICAS] = {"GET", "/v1/sandboxes/{}/replicas"},
 };
 
 static bool name_char(char c)
@@ -354,13 +355,18 @@ int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *re
         {"pool", GW_F_STRING, false, offsetof(struct gw_create_body, pool)},
         {"owner", GW_F_STRING, false, offsetof(struct gw_create_body, owner)},
         {"tenant", GW_F_STRING, false, offsetof(struct gw_create_body, tenant)},
+        {"wait", GW_F_STRING, false, offsetof(struct gw_create_body, wait)},
     };
     struct gw_create_body b = {0};
     json_t *root = NULL;
     int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &b, &root, why, why_n);
     if (r < 0)
         return r;
-    if (b.pool && !gw_name_ok(b.pool)) {
+    b.accepted_only = stk_streq(b.wait, "accepted");
+    if (b.wait && !b.accepted_only && strcmp(b.wait, "running")) {
+        snprintf(why, why_n, "field \"wait\" is \"accepted\" or \"running\"");
+        r = -EINVAL;
+    } else if (b.pool && !gw_name_ok(b.pool)) {
         snprintf(why, why_n, "field \"pool\" must match [A-Za-z0-9._-]{1,63}");
         r = -EINVAL;
     } else if (!opt_name_ok("owner", b.owner, 128, why, why_n) ||
@@ -462,6 +468,13 @@ static bool exec_body_check(const struct gw_exec_body *b, char *why, size_t why_
         snprintf(why, why_n, "field \"cwd\" must be an absolute path");
         return false;
     }
+    /* a Pod's name: a DNS-1123 subdomain */
+    if (b->replica &&
+        (!b->replica[0] || strlen(b->replica) > 253 ||
+         strspn(b->replica, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(b->replica))) {
+        snprintf(why, why_n, "field \"replica\" must be a Pod name ([a-z0-9.-], 1 to 253)");
+        return false;
+    }
     return true;
 }
 
@@ -472,12 +485,14 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
         json_t *argv, *env;
         const char *cwd;
         bool tty;
+        const char *replica;
     } raw = {0};
     static const struct gw_field fields[] = {
         {"argv", GW_F_ARRAY, true, offsetof(struct raw, argv)},
         {"env", GW_F_ARRAY, false, offsetof(struct raw, env)},
         {"cwd", GW_F_STRING, false, offsetof(struct raw, cwd)},
         {"tty", GW_F_BOOL, false, offsetof(struct raw, tty)},
+        {"replica", GW_F_STRING, false, offsetof(struct raw, replica)},
     };
     json_t *root = NULL;
     int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &raw, &root, why, why_n);
@@ -486,6 +501,7 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
     memset(ret, 0, sizeof(*ret));
     ret->cwd = raw.cwd;
     ret->tty = raw.tty;
+    ret->replica = raw.replica;
     if (!string_list("argv", raw.argv, ret->argv, GW_EXEC_MAX_ARGV, &ret->argc, why, why_n) ||
         !string_list("env", raw.env, ret->env, STK_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
         !exec_body_check(ret, why, why_n)) {

@@ -640,3 +640,93 @@ def test_gc_ejects_injections_left_behind(kube, tmp_path):
         other.ok("rm", "-f", oid)
     finally:
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# ---- through the gateway: exec --replica and create --wait accepted -------------------------
+
+
+def test_gateway_exec_replica_and_wait_accepted(tmp_path, monkeypatch):
+    """`stockade serve --backend kubernetes` with the example AccessPolicy:
+    alice injects into a Deployment and execs into each replica through the
+    gateway; bob cannot reach them; a replica must carry the sandbox."""
+    from test_gateway import POLICY, Gateway
+    monkeypatch.setenv("KUBECONFIG", KUBECONFIG)
+    ns = f"stk-e2e-gwinj-{os.getpid()}"
+    kubectl("create", "namespace", ns)
+    (tmp_path / "gw").mkdir()
+    # the example policy, with alice allowed to say that the node has the image
+    pol = yaml.safe_load(POLICY.read_text())
+    for g in pol["spec"]["grants"]:
+        if g["identities"] == ["alice", "bob"] and g["verbs"] == ["create"]:
+            g["scope"]["driverConfigKeys"] = ["kubernetes.imagePullPolicy"]
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(pol))
+    gw = Gateway(tmp_path / "gw", "kubernetes", policy=tmp_path / "policy.yaml", timeout_s=30)
+    try:
+        w = tmp_path / "web.json"
+        w.write_text(json.dumps(deployment(ns, "gweb", 2)))
+        kubectl("apply", "--server-side", "-f", w)
+        kubectl("-n", ns, "rollout", "status", "deployment/gweb", "--timeout=120s")
+        before = workload_state(ns, "gweb")
+
+        def aspec(name, **extra):
+            f = spec(tmp_path / f"{name}.yaml", name, ["/bin/sh", "-c", "exec sleep 3600"], **extra)
+            doc = yaml.safe_load(f.read_text())
+            doc["metadata"]["namespace"] = "acme"  # alice's tenant
+            # her grants do not choose a namespace: render's default, acme-NAME
+            del doc["spec"]["driverConfig"]["kubernetes"]["namespace"]
+            f.write_text(yaml.safe_dump(doc))
+            return f
+
+        def cli(*args, who="alice", ok=True):
+            p = gw.cli(*args, who=who, timeout=300)
+            if ok:
+                assert p.returncode == 0, f"{args}: {p.stderr}"
+            return p
+
+        sid = cli("create", "--wait", "accepted", "-f",
+                  aspec("gdbg", deployment={"target": {"namespace": ns}}),
+                  "--workload", "deployment/gweb").stdout.strip()
+        deadline = time.monotonic() + 120
+        while True:
+            rec = json.loads(cli("get", sid, "-o", "json").stdout)
+            assert rec["phase"] == "ready", rec
+            running = [r["pod"] for r in rec.get("replicas", []) if r["running"]]
+            if len(running) == 2 and len(rec["replicas"]) == 2:
+                break
+            assert time.monotonic() < deadline, rec
+            time.sleep(1)
+        for pod in running:
+            assert cli("exec", "--replica", pod, sid, "--", "hostname").stdout.strip() == pod
+        # authorization holds: bob does not see alice's sandbox, whichever replica he names
+        p = cli("exec", "--replica", running[0], sid, "--", "true", who="bob", ok=False)
+        assert p.returncode != 0 and "hostname" not in p.stdout, p.stderr
+        # a Pod that does not carry the sandbox, and a sandbox that is not injected
+        p = cli("exec", "--replica", "gweb-nosuch", sid, "--", "true", ok=False)
+        assert p.returncode != 0 and "not a running replica" in p.stderr, p.stderr
+        # create --wait accepted of a standalone sandbox through the gateway
+        solo = cli("create", "--wait", "accepted", "-f",
+                   aspec(f"gsolo{os.getpid()}")).stdout.strip()
+        assert json.loads(cli("get", solo, "-o", "json").stdout)["phase"] == "ready"
+        p = cli("exec", "--replica", running[0], solo, "--", "true", ok=False)
+        assert p.returncode != 0 and "not injected" in p.stderr, p.stderr
+        deadline = time.monotonic() + 120
+        while cli("exec", solo, "--", "echo", "up", ok=False).stdout != "up\n":
+            assert time.monotonic() < deadline, "the accepted sandbox never ran"
+            time.sleep(1)
+        # a bad "wait" is a 400 that names the field
+        status, body = gw.request("POST", "/v1/sandboxes", "alice",
+                                  body={"spec": aspec("gbad").read_text(), "wait": "soon"})
+        assert status == 400 and "wait" in body["error"]["message"], body
+        audit = gw.local("audit", sid).stdout
+        assert f'"replica":"{running[0]}"' in audit, audit
+
+        cli("rm", "-f", sid)
+        cli("rm", "-f", solo)
+        assert workload_state(ns, "gweb") == before
+        assert labelled(sid) == [] and labelled(solo) == []
+    finally:
+        try:
+            gw.stop()
+        finally:
+            gw.cleanup()
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)
