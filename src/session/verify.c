@@ -131,8 +131,8 @@ static int verify_outside(struct stk_session *s, const char *id, struct stk_veri
 }
 
 int stk_session_verify(struct stk_session *s, const char *id, const struct stk_verify_target *to,
-                       size_t n_to, int timeout_ms, struct stk_verify_report **ret,
-                       struct stk_error **err)
+                       size_t n_to, int timeout_ms, const char *replica,
+                       struct stk_verify_report **ret, struct stk_error **err)
 {
     struct stk_sb_rec rec = {0};
     struct stk_session_boundary sb = {0};
@@ -174,7 +174,7 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     size_t argc = 0;
     while (argv[argc])
         argc++;
-    struct stk_init_proc proc = {.argv = argv, .argc = argc};
+    struct stk_init_proc proc = {.argv = argv, .argc = argc, .replica = replica};
     const char **sh_argv = NULL;
     char size[24];
     if (s->drv->ops->probe_stdin) {
@@ -191,7 +191,7 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
         sh_argv[n++] = size;
         for (size_t i = 1; i < argc; i++)
             sh_argv[n++] = argv[i];
-        proc = (struct stk_init_proc){.argv = sh_argv, .argc = n};
+        proc = (struct stk_init_proc){.argv = sh_argv, .argc = n, .replica = replica};
     }
     /* the report may be larger than a pipe holds: a memory file, filled by
      * a reader that bounds it */

@@ -574,17 +574,20 @@ def test_injection_statefulset_daemonset(kube, tmp_path, kind, replicas):
                            "/workspace/mark").stdout.strip() == pod
         p = kube("exec", "--replica", f"{name}-nosuch", sid, "--", "true")
         assert p.returncode == 125 and "not a running replica" in p.stderr, p.stderr
-        if replicas == 1:
-            # one replica: verify proves the injected boundary from inside it, and the
-            # workload holds exactly what injection applied
-            report, _ = verify_rows(kube, sid)
+        # verify proves the injected boundary from inside a replica, and the workload
+        # holds exactly what injection applied; with two replicas, --replica picks one
+        if replicas > 1:
+            p = kube("verify", sid)
+            assert p.returncode == 125 and "--replica" in p.stderr, p.stderr
+        for pod in running:
+            report, _ = verify_rows(kube, sid, "--replica", pod)
             assert report["ok"], [r for r in report["rows"] if r["verdict"] == "fail"]
             objs = [r for r in report["rows"] if r["id"] == "object"]
             assert [r["claim"] for r in objs] == [f"{kind} {ns}/{name} as rendered"], objs
             assert objs[0]["verdict"] == "pass", objs
-        else:
-            p = kube("verify", sid)
-            assert p.returncode != 0 and "--replica" in p.stderr, p.stderr
+            assert [r["verdict"] for r in report["rows"] if r["id"] == "uid"] == ["pass"]
+        audit = kube.ok("audit", sid).stdout
+        assert all(f'"replica":"{p}"' in audit for p in running), audit
 
         kube.ok("rm", "-f", sid)
         assert kind_state(kind, ns, name) == before
