@@ -655,7 +655,6 @@ def test_gateway_exec_replica_and_wait_accepted(tmp_path, monkeypatch):
     from test_gateway import POLICY, Gateway
     monkeypatch.setenv("KUBECONFIG", KUBECONFIG)
     ns = f"stk-e2e-gwinj-{os.getpid()}"
-    kubectl("create", "namespace", ns)
     (tmp_path / "gw").mkdir()
     # the example policy, with alice allowed to say that the node has the image
     pol = yaml.safe_load(POLICY.read_text())
@@ -664,6 +663,7 @@ def test_gateway_exec_replica_and_wait_accepted(tmp_path, monkeypatch):
             g["scope"]["driverConfigKeys"] = ["kubernetes.imagePullPolicy"]
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(pol))
     gw = Gateway(tmp_path / "gw", "kubernetes", policy=tmp_path / "policy.yaml", timeout_s=30)
+    kubectl("create", "namespace", ns)
     try:
         w = tmp_path / "web.json"
         w.write_text(json.dumps(deployment(ns, "gweb", 2)))
