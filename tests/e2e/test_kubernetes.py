@@ -663,8 +663,8 @@ def test_gateway_exec_replica_and_wait_accepted(tmp_path, monkeypatch):
             g["scope"]["driverConfigKeys"] = ["kubernetes.imagePullPolicy"]
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(pol))
     gw = Gateway(tmp_path / "gw", "kubernetes", policy=tmp_path / "policy.yaml", timeout_s=30)
-    kubectl("create", "namespace", ns)
     try:
+        kubectl("create", "namespace", ns)
         w = tmp_path / "web.json"
         w.write_text(json.dumps(deployment(ns, "gweb", 2)))
         kubectl("apply", "--server-side", "-f", w)
