@@ -794,10 +794,9 @@ static int rem_create(struct cli_engine *e, const struct cli_create_args *a,
                       struct stk_create_res *ret)
 {
     (void)e;
-    if (a->accepted_only)
-        return cli_usage_error("create", "--wait accepted needs the embedded engine: the "
-                                         "gateway's create returns once the sandbox runs");
     json_t *body = json_pack("{s:s%}", "spec", a->docs->spec, a->docs->spec_len);
+    if (a->accepted_only)
+        json_object_set_new(body, "wait", json_string("accepted"));
     if (a->docs->env)
         json_object_set_new(body, "env", json_stringn(a->docs->env, a->docs->env_len));
     if (a->pool)
@@ -825,9 +824,6 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
                     bool interactive, int *ret_code)
 {
     (void)e;
-    if (proc->replica)
-        return cli_usage_error("exec", "--replica needs the embedded engine: the gateway's exec "
-                                       "does not choose a replica yet");
     json_t *argv = json_array(), *env = json_array();
     for (size_t i = 0; i < proc->argc; i++)
         json_array_append_new(argv, json_string(proc->argv[i]));
@@ -836,6 +832,8 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
     json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
     if (proc->cwd)
         json_object_set_new(body, "cwd", json_string(proc->cwd));
+    if (proc->replica)
+        json_object_set_new(body, "replica", json_string(proc->replica));
     /* a terminal inside starts with this one's size and follows it */
     int tty_fd = proc->tty && isatty(STDIN_FILENO)    ? STDIN_FILENO
                  : proc->tty && isatty(STDOUT_FILENO) ? STDOUT_FILENO
@@ -917,7 +915,17 @@ static int rem_get(struct cli_engine *e, const char *id, json_t **ret)
     (void)e;
     _cleanup_free_ char *eid = cli_remote_escape(id);
     _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
-    return cli_remote_call("get", "GET", path, NULL, -1, ret);
+    int r = cli_remote_call("get", "GET", path, NULL, -1, ret);
+    if (r != 0)
+        return r;
+    /* an injected sandbox's replicas, as the embedded engine shows them */
+    _cleanup_free_ char *rpath = stk_xasprintf("/v1/sandboxes/%s/replicas", eid);
+    json_t *rep = NULL;
+    if (cli_remote_call("get", "GET", rpath, NULL, -1, &rep) == 0 &&
+        json_is_array(json_object_get(rep, "items")))
+        json_object_set(*ret, "replicas", json_object_get(rep, "items"));
+    json_decref(rep);
+    return 0;
 }
 
 static int rem_pool_create(struct cli_engine *e, const char *name, int size,

@@ -15,14 +15,13 @@
 #define EXIT_SETUP 125
 
 static int verify_parse(int argc, char **argv, struct stk_verify_target *to, size_t *n_to,
-                        int *timeout_ms, enum cli_output *out, const char **env)
+                        int *timeout_ms, enum cli_output *out, const char **env,
+                        const char **replica)
 {
     static const struct option opts[] = {
-        {"to", required_argument, NULL, 't'},
-        {"timeout-ms", required_argument, NULL, 'T'},
-        {"output", required_argument, NULL, 'o'},
-        {"env", required_argument, NULL, 'e'},
-        {NULL, 0, NULL, 0},
+        {"to", required_argument, NULL, 't'},      {"timeout-ms", required_argument, NULL, 'T'},
+        {"output", required_argument, NULL, 'o'},  {"env", required_argument, NULL, 'e'},
+        {"replica", required_argument, NULL, 'R'}, {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = cli_getopt(argc, argv, "t:o:e:", opts)) != -1) {
@@ -51,6 +50,11 @@ static int verify_parse(int argc, char **argv, struct stk_verify_target *to, siz
             break;
         case 'e':
             *env = optarg;
+            break;
+        case 'R':
+            if (!*optarg)
+                return cli_usage_error("verify", "--replica needs a Pod name");
+            *replica = optarg;
             break;
         default:
             return cli_usage("verify", stderr, EXIT_USAGE);
@@ -90,8 +94,8 @@ int cmd_verify(int argc, char **argv)
     size_t n_to = 0;
     int timeout_ms = 0;
     enum cli_output out = CLI_OUT_TEXT;
-    const char *env = NULL;
-    int r = verify_parse(argc, argv, to, &n_to, &timeout_ms, &out, &env);
+    const char *env = NULL, *replica = NULL;
+    int r = verify_parse(argc, argv, to, &n_to, &timeout_ms, &out, &env, &replica);
     if (r != 0)
         return r;
     const char *target = argv[optind];
@@ -110,7 +114,7 @@ int cmd_verify(int argc, char **argv)
         target = own;
     }
     struct stk_verify_report *report = NULL;
-    r = stk_session_verify(s, target, to, n_to, timeout_ms, &report, &err);
+    r = stk_session_verify(s, target, to, n_to, timeout_ms, replica, &report, &err);
     if (own[0]) {
         _cleanup_error_ struct stk_error *e2 = NULL;
         if (stk_session_rm(s, own, true, &e2) < 0)

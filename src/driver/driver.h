@@ -149,6 +149,10 @@ struct stk_driver_ops {
     /* set when verify's probe cannot run in this backend's sandboxes yet:
      * why, said to the user instead of a failed exec */
     const char *no_verify;
+    /* verify: stockade-probe is not in this backend's sandboxes (a Pod runs
+     * its own image): it goes on the exec's stdin to `sh -c`, which writes
+     * it to a fresh directory under /tmp, runs it and removes it */
+    bool probe_stdin;
     /* Connects to the backend (a cluster's API server: credentials are
      * checked here). */
     int (*open)(const struct stk_driver_conf *conf, void **ret_ctx, struct stk_error **err);
@@ -231,6 +235,13 @@ struct stk_driver_ops {
      * stk_init_proc.replica. NULL: the backend has no replicas. */
     int (*replicas)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
                     struct stk_error **err);
+    /* verify, from outside: what the backend holds for the running sandbox
+     * against what it should (a cluster's live objects against their
+     * rendering), as rows beside the probe's: JSON array text of {"id",
+     * "claim", "expected", "observed", "verdict": "pass"|"fail"|"skip",
+     * "reason"} (*ret, the caller frees). NULL: nothing to add. */
+    int (*verify_outside)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
+                          struct stk_error **err);
 };
 
 /* The driver of a backend (a static table); NULL when not built in. */
@@ -421,6 +432,9 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
  * build of the binaries. The binaries are looked up next to the running
  * executable, or in $STOCKADE_LIBEXEC_DIR. */
 int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, struct stk_error **err);
+/* Where those binaries are built or installed: $STOCKADE_LIBEXEC_DIR, else
+ * the running executable's directory. */
+int stk_local_libexec_source(char *ret, size_t n, struct stk_error **err);
 
 /* A run directory belongs to one state directory (recorded in
  * <run_dir>/state-dir on first use): gc and recovery judge what is theirs

@@ -1189,8 +1189,9 @@ static void create_authorized(struct gw_call *c, const struct gw_create_body *b,
         return;
     /* the record says what the decision allowed, not what was asked */
     const char *owner = d.owner[0] ? d.owner : b->owner ? b->owner : c->actor;
-    json_t *job = json_pack("{s:s,s:s,s:s*,s:s*,s:s,s:s*}", "op", "create", "spec", docs->spec,
-                            "env", docs->env, "pool", b->pool, "owner", owner, "tenant", tenant);
+    json_t *job = json_pack("{s:s,s:s,s:s*,s:s*,s:s,s:s*,s:b}", "op", "create", "spec", docs->spec,
+                            "env", docs->env, "pool", b->pool, "owner", owner, "tenant", tenant,
+                            "accepted", b->accepted_only);
     start_job(c, job, false);
 }
 
@@ -1243,6 +1244,13 @@ static void h_sb_stop(struct gw_call *c)
 static void h_sb_start(struct gw_call *c)
 {
     sb_op(c, STK_VERB_START, "start");
+}
+
+/* The live instances of an injected sandbox (what `exec --replica` picks
+ * from): a worker asks the backend, authorized as get. */
+static void h_sb_replicas(struct gw_call *c)
+{
+    sb_op(c, STK_VERB_GET, "replicas");
 }
 
 /* Exec: the connection is handed to a relay process (exec.c). */
@@ -1523,7 +1531,7 @@ static const gw_handler handlers[_GW_ROUTE_N] = {
     [GW_POOL_CREATE] = h_pool_create, [GW_POOL_DELETE] = h_pool_delete,
     [GW_EVENTS] = h_events,           [GW_POOL_GET] = h_pool_get,
     [GW_SB_FILE_GET] = h_sb_file_get, [GW_SB_FILE_PUT] = h_sb_file_put,
-    [GW_SB_PORT] = h_sb_port,
+    [GW_SB_PORT] = h_sb_port,         [GW_SB_REPLICAS] = h_sb_replicas,
 };
 
 /* ---- dispatch ----------------------------------------------------------------------------------

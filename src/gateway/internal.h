@@ -33,6 +33,7 @@ enum gw_route {
     GW_SB_FILE_GET,
     GW_SB_FILE_PUT,
     GW_SB_PORT,
+    GW_SB_REPLICAS,
     _GW_ROUTE_N
 };
 
@@ -96,7 +97,8 @@ int gw_body_parse(const char *body, size_t len, const struct gw_field *f, size_t
                   json_t **ret_root, char *why, size_t why_n);
 
 struct gw_create_body {
-    const char *spec, *env, *pool, *owner, *tenant;
+    const char *spec, *env, *pool, *owner, *tenant, *wait;
+    bool accepted_only; /* "wait": "accepted" (default "running") */
 };
 int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *ret,
                          json_t **ret_root, char *why, size_t why_n);
@@ -116,10 +118,11 @@ struct gw_exec_body {
     size_t n_env;
     const char *cwd;
     bool tty;
+    const char *replica;       /* an injected sandbox's replica Pod (NULL: the only one) */
     unsigned short rows, cols; /* the terminal's size; 0: unknown */
 };
-/* {"argv": [...], "tty": bool, "env": ["K=V"], "cwd": "/abs", "rows": N, "cols": N}
- * (rows and cols 1..4096, both or neither) */
+/* {"argv": [...], "tty": bool, "env": ["K=V"], "cwd": "/abs", "rows": N, "cols": N,
+ *  "replica": "POD"} (rows and cols 1..4096, both or neither) */
 int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, json_t **ret_root,
                        char *why, size_t why_n);
 

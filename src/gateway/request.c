@@ -37,6 +37,7 @@ const struct gw_route_def gw_routes[_GW_ROUTE_N] = {
     [GW_SB_FILE_PUT] = {"PUT", "/v1/sandboxes/{}/files"},
     /* a prefix: gw_port_path() matches it */
     [GW_SB_PORT] = {"GET", "/v1/sandboxes/{}/ports/{port}/..."},
+    [GW_SB_REPLICAS] = {"GET", "/v1/sandboxes/{}/replicas"},
 };
 
 static bool name_char(char c)
@@ -355,13 +356,18 @@ int gw_create_body_parse(const char *body, size_t len, struct gw_create_body *re
         {"pool", GW_F_STRING, false, offsetof(struct gw_create_body, pool)},
         {"owner", GW_F_STRING, false, offsetof(struct gw_create_body, owner)},
         {"tenant", GW_F_STRING, false, offsetof(struct gw_create_body, tenant)},
+        {"wait", GW_F_STRING, false, offsetof(struct gw_create_body, wait)},
     };
     struct gw_create_body b = {0};
     json_t *root = NULL;
     int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &b, &root, why, why_n);
     if (r < 0)
         return r;
-    if (b.pool && !gw_name_ok(b.pool)) {
+    b.accepted_only = stk_streq(b.wait, "accepted");
+    if (b.wait && !b.accepted_only && strcmp(b.wait, "running")) {
+        snprintf(why, why_n, "field \"wait\" is \"accepted\" or \"running\"");
+        r = -EINVAL;
+    } else if (b.pool && !gw_name_ok(b.pool)) {
         snprintf(why, why_n, "field \"pool\" must match [A-Za-z0-9._-]{1,63}");
         r = -EINVAL;
     } else if (!opt_name_ok("owner", b.owner, 128, why, why_n) ||
@@ -463,6 +469,13 @@ static bool exec_body_check(const struct gw_exec_body *b, char *why, size_t why_
         snprintf(why, why_n, "field \"cwd\" must be an absolute path");
         return false;
     }
+    /* a Pod's name: a DNS-1123 subdomain */
+    if (b->replica &&
+        (!b->replica[0] || strlen(b->replica) > 253 ||
+         strspn(b->replica, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(b->replica))) {
+        snprintf(why, why_n, "field \"replica\" must be a Pod name ([a-z0-9.-], 1 to 253)");
+        return false;
+    }
     return true;
 }
 
@@ -473,6 +486,7 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
         json_t *argv, *env;
         const char *cwd;
         bool tty;
+        const char *replica;
         int64_t rows, cols;
     } raw = {0};
     static const struct gw_field fields[] = {
@@ -480,6 +494,7 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
         {"env", GW_F_ARRAY, false, offsetof(struct raw, env)},
         {"cwd", GW_F_STRING, false, offsetof(struct raw, cwd)},
         {"tty", GW_F_BOOL, false, offsetof(struct raw, tty)},
+        {"replica", GW_F_STRING, false, offsetof(struct raw, replica)},
         {"rows", GW_F_INT, false, offsetof(struct raw, rows)},
         {"cols", GW_F_INT, false, offsetof(struct raw, cols)},
     };
@@ -490,6 +505,7 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
     memset(ret, 0, sizeof(*ret));
     ret->cwd = raw.cwd;
     ret->tty = raw.tty;
+    ret->replica = raw.replica;
     if (raw.rows < 0 || raw.rows > STK_INITP_WINSIZE_MAX || raw.cols < 0 ||
         raw.cols > STK_INITP_WINSIZE_MAX || !raw.rows != !raw.cols) {
         snprintf(why, why_n, "fields \"rows\" and \"cols\" must both be 1..%d",

@@ -63,7 +63,8 @@ static void w_create(struct stk_session *s, json_t *job)
     struct stk_create_req req = {.docs = w_docs(job),
                                  .pool = jstr(job, "pool"),
                                  .owner = jstr(job, "owner"),
-                                 .tenant = jstr(job, "tenant")};
+                                 .tenant = jstr(job, "tenant"),
+                                 .accepted_only = json_is_true(json_object_get(job, "accepted"))};
     struct stk_create_res res;
     struct stk_error *err = NULL;
     int r = stk_session_create(s, &req, &res, &err);
@@ -149,6 +150,22 @@ static void w_pool_rm(struct stk_session *s, json_t *job)
                       json_pack("{s:s,s:b}", "name", jstr(job, "name"), "deleted", true));
 }
 
+/* {"items": [{"pod","phase","node","running"}]}, or "items": null for a
+ * sandbox that is not injected (one instance: itself). */
+static void w_replicas(struct stk_session *s, json_t *job)
+{
+    struct stk_error *err = NULL;
+    char *text = NULL;
+    int r = stk_session_replicas(s, jstr(job, "id"), &text, &err);
+    if (r < 0) {
+        w_fail(r, err);
+        return;
+    }
+    json_t *items = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    gw_job_result(W_OUT_FD, 200, json_pack("{s:o}", "items", items ? items : json_null()));
+}
+
 /* exec: the relay (exec.c) reads {"r","code","message"} after the output. */
 static void w_exec(struct stk_session *s, json_t *job)
 {
@@ -166,6 +183,7 @@ static void w_exec(struct stk_session *s, json_t *job)
                                      .n_env = b.n_env,
                                      .cwd = b.cwd,
                                      .tty = b.tty,
+                                     .replica = b.replica,
                                      .rows = b.rows,
                                      .cols = b.cols,
                                      .ctl_fd = W_CTL_FD};
@@ -321,10 +339,19 @@ static const struct {
     const char *op;
     void (*fn)(struct stk_session *s, json_t *job);
 } ops[] = {
-    {"create", w_create},   {"stop", w_stop},           {"start", w_start},
-    {"rm", w_rm},           {"logs", w_logs},           {"pool_create", w_pool_create},
-    {"pool_rm", w_pool_rm}, {"exec", w_exec},           {"audit", w_audit},
-    {"port", w_port},       {"file_read", w_file_read}, {"file_write", w_file_write},
+    {"create", w_create},
+    {"stop", w_stop},
+    {"start", w_start},
+    {"rm", w_rm},
+    {"logs", w_logs},
+    {"pool_create", w_pool_create},
+    {"pool_rm", w_pool_rm},
+    {"exec", w_exec},
+    {"audit", w_audit},
+    {"replicas", w_replicas},
+    {"port", w_port},
+    {"file_read", w_file_read},
+    {"file_write", w_file_write},
 };
 
 int stk_gw_worker_main(int argc, char **argv)

@@ -170,12 +170,13 @@ int stk_session_logs(struct stk_session *s, const char *id, int64_t since_ms, bo
 
 /* Proves the contract from inside: runs stockade-probe in the ready
  * sandbox and judges every claim of its boundary (src/verify). to: the
- * destinations to try, each judged against the egress model. */
+ * destinations to try, each judged against the egress model. replica: the
+ * replica Pod of an injected sandbox to probe (NULL: its only one). */
 struct stk_verify_target;
 struct stk_verify_report;
 int stk_session_verify(struct stk_session *s, const char *id, const struct stk_verify_target *to,
-                       size_t n_to, int timeout_ms, struct stk_verify_report **ret,
-                       struct stk_error **err);
+                       size_t n_to, int timeout_ms, const char *replica,
+                       struct stk_verify_report **ret, struct stk_error **err);
 
 /* Finishes what dead monitors left: a create or start cut short is rolled
  * back (failed), a stop or delete is completed, a running sandbox whose

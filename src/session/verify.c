@@ -24,7 +24,7 @@
  * exec's audit records) while the probe runs, and a lowered RLIMIT_FSIZE
  * would fail those writes (EFBIG) once the WAL is past the bound. */
 static int probe_exec(struct stk_session *s, const char *id, const struct stk_init_proc *proc,
-                      int mem, int *ret_code, bool *ret_too_big, struct stk_error **err)
+                      int in_fd, int mem, int *ret_code, bool *ret_too_big, struct stk_error **err)
 {
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -66,7 +66,7 @@ static int probe_exec(struct stk_session *s, const char *id, const struct stk_in
     close(pfd[0]);
     /* a closed pipe is an error of the exec, not a signal that kills us */
     void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
-    int r = stk_session_exec(s, id, proc, -1, pfd[1], STDERR_FILENO, ret_code, err);
+    int r = stk_session_exec(s, id, proc, in_fd, pfd[1], STDERR_FILENO, ret_code, err);
     close(pfd[1]);
     signal(SIGPIPE, old_pipe);
     int st = 0;
@@ -78,15 +78,67 @@ static int probe_exec(struct stk_session *s, const char *id, const struct stk_in
     return r;
 }
 
+/* A backend whose sandboxes do not carry the probe (a Pod runs its own
+ * image) gets it on the exec's stdin: sh writes exactly SIZE bytes of it
+ * into a fresh directory under /tmp (a writable volume), runs it with the
+ * plan's arguments and removes it. The workload runs as the same user and
+ * could race to replace the file between the copy and the run: docs/verify.md
+ * says so. */
+static const char probe_script[] =
+    "umask 077; n=$1; shift; d=/tmp/.stockade-probe.$$; mkdir \"$d\" || exit 125; "
+    "head -c \"$n\" > \"$d/p\" && chmod 700 \"$d/p\" && \"$d/p\" \"$@\"; rc=$?; "
+    "rm -rf \"$d\"; exit $rc";
+
+#define PROBE_MAX_BYTES (64 << 20)
+
+static int probe_open(char size[24], struct stk_error **err)
+{
+    char dir[PATH_MAX - 32], path[PATH_MAX];
+    int r = stk_local_libexec_source(dir, sizeof(dir), err);
+    if (r < 0)
+        return r;
+    snprintf(path, sizeof(path), "%s/stockade-probe", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0)
+        return stk_error_errno(err, errno, "opening %s", path);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        st.st_size > PROBE_MAX_BYTES) {
+        close(fd);
+        return stk_error_make(err, EINVAL,
+                              "%s is not the probe (a regular file of at most %d bytes)", path,
+                              PROBE_MAX_BYTES);
+    }
+    snprintf(size, 24, "%lld", (long long)st.st_size);
+    return fd;
+}
+
+/* The backend's own rows (a cluster's objects against their rendering). */
+static int verify_outside(struct stk_session *s, const char *id, struct stk_verify_report *rep,
+                          struct stk_error **err)
+{
+    if (!s->drv->ops->verify_outside)
+        return 0;
+    struct session_sb sb;
+    _cleanup_free_ char *rows = NULL;
+    int r = session_sb_load(s, id, true, &sb, err);
+    if (r < 0)
+        return r;
+    r = s->drv->ops->verify_outside(s->drv->ctx, &sb.d, &rows, err);
+    r = session_drv_error(s, "verify", r, err);
+    session_sb_release(&sb);
+    return r < 0 ? r : rows ? stk_verify_report_add_json(rep, rows, err) : 0;
+}
+
 int stk_session_verify(struct stk_session *s, const char *id, const struct stk_verify_target *to,
-                       size_t n_to, int timeout_ms, struct stk_verify_report **ret,
-                       struct stk_error **err)
+                       size_t n_to, int timeout_ms, const char *replica,
+                       struct stk_verify_report **ret, struct stk_error **err)
 {
     struct stk_sb_rec rec = {0};
     struct stk_session_boundary sb = {0};
     struct stk_verify_plan *plan = NULL;
     _cleanup_free_ char *report = NULL, *dj = NULL;
-    _cleanup_close_ int out = -1;
+    _cleanup_close_ int out = -1, probe_fd = -1;
     if (s->drv->ops->models_only)
         /* verify observes a live sandbox from inside; modelling the
          * observations would be the pretence a model must not make */
@@ -105,6 +157,7 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
         goto out;
     struct stk_verify_opts o = {
         .runtime = rec.runtime,
+        .kubernetes = s->backend == STK_BACKEND_KUBERNETES,
         .network = true, /* long-lived sandboxes always get their veth and rules */
         .to = to,
         .n_to = n_to,
@@ -121,7 +174,25 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     size_t argc = 0;
     while (argv[argc])
         argc++;
-    struct stk_init_proc proc = {.argv = argv, .argc = argc};
+    struct stk_init_proc proc = {.argv = argv, .argc = argc, .replica = replica};
+    const char **sh_argv = NULL;
+    char size[24];
+    if (s->drv->ops->probe_stdin) {
+        if ((probe_fd = probe_open(size, err)) < 0) {
+            r = probe_fd;
+            goto out;
+        }
+        sh_argv = stk_xcalloc(argc + 5, sizeof(*sh_argv));
+        size_t n = 0;
+        sh_argv[n++] = "sh";
+        sh_argv[n++] = "-c";
+        sh_argv[n++] = probe_script;
+        sh_argv[n++] = "stockade-probe";
+        sh_argv[n++] = size;
+        for (size_t i = 1; i < argc; i++)
+            sh_argv[n++] = argv[i];
+        proc = (struct stk_init_proc){.argv = sh_argv, .argc = n, .replica = replica};
+    }
     /* the report may be larger than a pipe holds: a memory file, filled by
      * a reader that bounds it */
     out = memfd_create("stockade-probe", MFD_CLOEXEC);
@@ -131,7 +202,9 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
     }
     int code = 0;
     bool too_big = false;
-    if ((r = probe_exec(s, rec.id, &proc, out, &code, &too_big, err)) < 0 && !too_big)
+    r = probe_exec(s, rec.id, &proc, probe_fd, out, &code, &too_big, err);
+    free(sh_argv);
+    if (r < 0 && !too_big)
         goto out;
     struct stat st;
     if (too_big || fstat(out, &st) < 0 || st.st_size > STK_VERIFY_MAX_REPORT) {
@@ -147,11 +220,20 @@ int stk_session_verify(struct stk_session *s, const char *id, const struct stk_v
         goto out;
     }
     if (code != 0) {
-        r = stk_error_make(err, EIO, "the probe exited %d inside sandbox %s", code, rec.id);
+        r = stk_error_make(err, EIO, "the probe exited %d inside sandbox %s%s", code, rec.id,
+                           s->drv->ops->probe_stdin
+                               ? " (it is copied in through `sh -c` on stdin: the image needs sh "
+                                 "and head, and /tmp must be writable and allow running it)"
+                               : "");
         goto out;
     }
     if ((r = stk_verify_judge(plan, report, (size_t)st.st_size, ret, err)) < 0)
         goto out;
+    if ((r = verify_outside(s, rec.id, *ret, err)) < 0) {
+        stk_verify_report_free(*ret);
+        *ret = NULL;
+        goto out;
+    }
     if (sb.b->image) {
         /* the digest the local driver marked at provision */
         char mark[PATH_MAX + 128], digest[80] = "";

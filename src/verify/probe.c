@@ -712,6 +712,42 @@ static void j_limit(const char *name, const char *const *candidates, size_t n)
     fputc('}', out);
 }
 
+/* The CPU quota as cgroup v2 writes it, "QUOTA PERIOD" (QUOTA "max" when
+ * none): cpu.max, or v1's cpu.cfs_quota_us (-1 when none) and
+ * cpu.cfs_period_us joined into that form. */
+static void j_cpu(void)
+{
+    static const char *const v1[] = {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+    char quota[64], period[64], path[96], value[132];
+    int r = read_small("/sys/fs/cgroup/cpu.max", value, sizeof(value));
+    if (r >= 0) {
+        value[strcspn(value, "\n")] = '\0';
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu.max");
+    }
+    for (size_t i = 0; r < 0 && i < sizeof(v1) / sizeof(v1[0]); i++) {
+        snprintf(path, sizeof(path), "%s/cpu.cfs_period_us", v1[i]);
+        if (read_small(path, period, sizeof(period)) < 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", v1[i]);
+        if ((r = read_small(path, quota, sizeof(quota))) < 0)
+            continue;
+        quota[strcspn(quota, "\n")] = '\0';
+        period[strcspn(period, "\n")] = '\0';
+        snprintf(value, sizeof(value), "%s %s", strcmp(quota, "-1") ? quota : "max", period);
+    }
+    if (r < 0) {
+        fputs(",\"cpu\":{\"path\":null,\"value\":null,", out);
+        j_errno(-r);
+        fputc('}', out);
+        return;
+    }
+    fputs(",\"cpu\":{\"path\":", out);
+    j_str(path);
+    fputs(",\"value\":", out);
+    j_str(value);
+    fputs(",\"errno\":null}", out);
+}
+
 static void probe_cgroup(void)
 {
     /* v2 first, then v1 as runc and crun mount it inside a container (the
@@ -726,6 +762,7 @@ static void probe_cgroup(void)
     fprintf(out, ",\"cgroup\":{\"version\":%d", version);
     j_limit("memory", memory, 2);
     j_limit("pids", pids, 2);
+    j_cpu();
     fputc('}', out);
 }
 

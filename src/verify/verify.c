@@ -34,6 +34,7 @@ enum claim_kind {
     CLAIM_SOCKETS,
     CLAIM_MEMORY,
     CLAIM_PIDS,
+    CLAIM_CPU,
     CLAIM_STORAGE,
     CLAIM_REACH,
 };
@@ -46,6 +47,7 @@ struct claim {
     const char *path;          /* CLAIM_WRITABLE, CLAIM_READONLY, CLAIM_STORAGE */
     const char *target;        /* CLAIM_REACH: as the probe echoes it */
     bool allow;                /* CLAIM_REACH */
+    bool kube;                 /* CLAIM_REACH: NetworkPolicy is the CNI's to enforce */
     uint32_t id_base, id_size; /* CLAIM_IDMAP */
     /* observed: judged; not observed: a skip for this reason, not a FAIL */
     const char *unobservable;
@@ -151,15 +153,28 @@ static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *
                           const struct stk_verify_opts *o, bool gvisor)
 {
     struct claim *c = claim_add(p, CLAIM_UID, "uid");
-    c->pub.text = "runs as non-root (uid 65534)";
-    c->pub.expected = "uid=euid=65534 gid=egid=65534, not in group 0";
+    c->limit = o->kubernetes ? STK_VERIFY_KUBE_UID : 65534; /* the uid and gid claimed */
+    claim_say(p, c, "runs as non-root (uid %lld)", (long long)c->limit);
+    c->pub.expected = stk_arena_printf(p->arena, "uid=euid=%lld gid=egid=%lld, not in group 0",
+                                       (long long)c->limit, (long long)c->limit);
+    if (o->kubernetes && b->policy != STK_POLICY_RESTRICTED) {
+        c->pub.text = "runs as non-root";
+        c->pub.expected = "the image's user";
+        c->pub.skip = stk_arena_printf(p->arena,
+                                       "not enforced: policy %s sets no runAsUser, the image's "
+                                       "user runs (only restricted pins uid %u)",
+                                       stk_policy_names[b->policy], STK_VERIFY_KUBE_UID);
+    }
 
     c = claim_add(p, CLAIM_IDMAP, "idmap");
     c->pub.text = "host ids of its own (user namespace)";
     c->id_base = o->id_base;
     c->id_size = o->id_size;
     c->pub.expected = "a host id range held by this sandbox alone";
-    if (gvisor)
+    if (o->kubernetes)
+        c->pub.skip = "not enforced: the Pod has no user namespace (hostUsers is not set), so "
+                      "its ids are the node's";
+    else if (gvisor)
         c->pub.skip = "gVisor: the workload's ids are those of gVisor's own kernel, never host "
                       "ids; per-user limits and signals stay inside it";
     else if (stk_streq(o->runtime, "runc"))
@@ -188,6 +203,8 @@ static void plan_identity(struct stk_verify_plan *p, const struct stk_boundary *
     c = claim_add(p, CLAIM_NNP, "no_new_privs");
     c->pub.text = "no_new_privs";
     c->pub.expected = "NoNewPrivs 1";
+    if (o->kubernetes && b->policy == STK_POLICY_PRIVILEGED)
+        c->pub.skip = "not enforced: policy privileged renders no allowPrivilegeEscalation: false";
 
     c = claim_add(p, CLAIM_SECCOMP, "seccomp");
     c->pub.text = "seccomp filter on";
@@ -204,8 +221,12 @@ static void plan_filesystem(struct stk_verify_plan *p, const struct stk_boundary
     struct claim *c = claim_add(p, CLAIM_ROOT_RO, "root_readonly");
     c->pub.text = "root filesystem read-only";
     c->pub.expected = "/, /etc, /usr: no file can be created";
+    if (o->kubernetes && b->policy == STK_POLICY_PRIVILEGED)
+        c->pub.skip = "not enforced: policy privileged renders readOnlyRootFilesystem: false";
 
-    static const char *const always[] = {"/workspace", "/tmp"};
+    /* on a cluster the workspace volume is mounted at the working directory */
+    const char *workspace = o->kubernetes && b->working_dir ? b->working_dir : "/workspace";
+    const char *always[] = {workspace, "/tmp"};
     for (size_t i = 0; i < STK_ARRAY_SIZE(always) + o->n_writable; i++) {
         const char *path = i < STK_ARRAY_SIZE(always) ? always[i] : o->writable[i - 2];
         c = claim_add(p, CLAIM_WRITABLE, "writable");
@@ -216,7 +237,7 @@ static void plan_filesystem(struct stk_verify_plan *p, const struct stk_boundary
     /* each of /workspace and the home is a filesystem of its own, no larger
      * than its limit (the local driver's volumes) */
     for (int i = 0; i < 1 + b->home; i++) {
-        const char *path = i ? STK_HOME_PATH : "/workspace";
+        const char *path = i ? STK_HOME_PATH : workspace;
         int64_t limit = i ? b->home_size : b->limits.storage;
         if (i) {
             c = claim_add(p, CLAIM_WRITABLE, "writable");
@@ -234,6 +255,10 @@ static void plan_filesystem(struct stk_verify_plan *p, const struct stk_boundary
         claim_say(p, c, "%s holds at most %s", path, bytes);
         c->pub.expected =
             stk_arena_printf(p->arena, "a filesystem of at most %lld bytes", (long long)limit);
+        if (o->kubernetes)
+            c->pub.skip = "not enforced as a filesystem size on kubernetes: the volume is an "
+                          "emptyDir on the node's disk, and the kubelet evicts a Pod past its "
+                          "ephemeral-storage limit after the fact";
     }
     for (size_t i = 0; i < o->n_readonly; i++) {
         c = claim_add(p, CLAIM_READONLY, "readonly");
@@ -243,8 +268,20 @@ static void plan_filesystem(struct stk_verify_plan *p, const struct stk_boundary
     }
 }
 
-static void plan_secrets(struct stk_verify_plan *p, const struct stk_boundary *b)
+static void plan_secrets(struct stk_verify_plan *p, const struct stk_boundary *b,
+                         const struct stk_verify_opts *o)
 {
+    if (o->kubernetes && b->kube_access) {
+        /* the Pod mounts an expiring projected token by design */
+        struct claim *c = claim_add(p, CLAIM_TOKEN, "no_token");
+        c->pub.text = "service-account token (kubernetesAccess: true)";
+        c->pub.expected = "an expiring projected token, by design";
+        c->pub.skip = "kubernetesAccess grants a token: its absence is not claimed";
+        c = claim_add(p, CLAIM_SOCKETS, "no_runtime_sockets");
+        c->pub.text = "no container-runtime sockets";
+        c->pub.expected = "none present or reachable";
+        return;
+    }
     /* explain.c: the local backend has no Kubernetes API and no token,
      * whatever kubernetesAccess says. */
     struct claim *c = claim_add(p, CLAIM_TOKEN, "no_token");
@@ -257,7 +294,8 @@ static void plan_secrets(struct stk_verify_plan *p, const struct stk_boundary *b
     c->pub.expected = "none present or reachable";
 }
 
-static void plan_limits(struct stk_verify_plan *p, const struct stk_boundary *b, bool gvisor)
+static void plan_limits(struct stk_verify_plan *p, const struct stk_boundary *b,
+                        const struct stk_verify_opts *o, bool gvisor)
 {
     char bytes[32];
     struct claim *c = claim_add(p, CLAIM_MEMORY, "memory");
@@ -282,6 +320,19 @@ static void plan_limits(struct stk_verify_plan *p, const struct stk_boundary *b,
         c->pub.skip = "under gVisor the pids limit holds on the sandbox's host tasks, about two "
                       "per guest process: a fork past it ends the sandbox, which the probe "
                       "cannot report from inside";
+    if (!o->kubernetes)
+        return;
+    c->pub.skip = "not enforced on kubernetes: a PodSpec has no pids limit (a node's "
+                  "podPidsLimit, if its operator set one, is not the sandbox's)";
+
+    /* the kubelet writes limits.cpu as a CFS quota: milli * period / 1000 */
+    c = claim_add(p, CLAIM_CPU, "cpu");
+    c->limit = b->limits.cpu_milli;
+    claim_say(p, c, "cpu limit = %lldm", (long long)b->limits.cpu_milli);
+    c->pub.expected = stk_arena_printf(p->arena, "a CFS quota of %lld/1000 of its period",
+                                       (long long)b->limits.cpu_milli);
+    if (!b->limits.cpu_milli)
+        c->pub.skip = "no cpu limit in the spec";
 }
 
 static bool target_is_loopback(const struct stk_cidr *a)
@@ -320,6 +371,7 @@ static int plan_reach(struct stk_verify_plan *p, const struct stk_boundary *b,
          * stricter than the egress rules, and what is enforced. */
         bool has_net = o->network;
         c->allow = has_net && v.allowed;
+        c->kube = o->kubernetes;
         claim_say(p, c, "reach %s -> %s", text, c->allow ? "allowed" : "denied");
         if (c->allow)
             c->pub.expected =
@@ -423,8 +475,8 @@ int stk_verify_plan_make(const struct stk_boundary *b, const struct stk_verify_o
 
     plan_identity(p, b, caps, o, gvisor);
     plan_filesystem(p, b, o);
-    plan_secrets(p, b);
-    plan_limits(p, b, gvisor);
+    plan_secrets(p, b, o);
+    plan_limits(p, b, o, gvisor);
     if ((r = plan_reach(p, b, o, err)) < 0) {
         stk_verify_plan_free(p);
         return r;
@@ -507,7 +559,7 @@ struct obs {
     struct obs_socket sockets[MAX_OBS];
     struct obs_connect connect[MAX_OBS];
     size_t n_syscalls, n_paths, n_secrets, n_sockets, n_connect;
-    struct obs_limit memory, pids;
+    struct obs_limit memory, pids, cpu;
 };
 
 /* Validation keeps the first problem's field path. */
@@ -790,6 +842,11 @@ static void read_cgroup(struct reader *rd, json_t *root, struct obs *o)
     get_int(rd, cg, "cgroup", "version", 0, 2, false);
     read_limit(rd, cg, "memory", &o->memory);
     read_limit(rd, cg, "pids", &o->pids);
+    /* absent from a probe older than the cpu claim: not observed */
+    if (json_object_get(cg, "cpu"))
+        read_limit(rd, cg, "cpu", &o->cpu);
+    else
+        o->cpu.err = "ENODATA";
 }
 
 static void read_connect(struct reader *rd, json_t *root, struct obs *o)
@@ -835,7 +892,8 @@ static int obs_read(json_t *root, struct obs *o, struct stk_error **err)
 
 struct stk_verify_report {
     struct stk_arena *arena;
-    struct stk_verify_row rows[MAX_CLAIMS];
+    struct stk_verify_row rows[MAX_CLAIMS + STK_VERIFY_MAX_EXTRA_ROWS];
+    size_t n_extra;
     size_t n;
     const char *image, *image_digest; /* what the sandbox runs, or NULL */
 };
@@ -875,7 +933,7 @@ static void fail(struct judge *j, const char *fmt, ...)
     j->row->reason = stk_arena_strdup(j->r->arena, m);
 }
 
-static void judge_uid(struct judge *j, const struct obs *o)
+static void judge_uid(struct judge *j, const struct claim *c, const struct obs *o)
 {
     observed(j, "uid=%lld euid=%lld gid=%lld egid=%lld groups=", (long long)o->uid,
              (long long)o->euid, (long long)o->gid, (long long)o->egid);
@@ -885,10 +943,10 @@ static void judge_uid(struct judge *j, const struct obs *o)
         observed(j, "%s%lld", i ? "," : "", (long long)o->groups[i]);
     if (o->n_groups == 0)
         observed(j, "none");
-    if (o->uid != 65534 || o->euid != 65534)
-        fail(j, "runs as uid %lld", (long long)(o->uid != 65534 ? o->uid : o->euid));
-    if (o->gid != 65534 || o->egid != 65534)
-        fail(j, "runs as gid %lld", (long long)(o->gid != 65534 ? o->gid : o->egid));
+    if (o->uid != c->limit || o->euid != c->limit)
+        fail(j, "runs as uid %lld", (long long)(o->uid != c->limit ? o->uid : o->euid));
+    if (o->gid != c->limit || o->egid != c->limit)
+        fail(j, "runs as gid %lld", (long long)(o->gid != c->limit ? o->gid : o->egid));
     if (o->n_groups < 0)
         fail(j, "supplementary groups not observed");
     for (int64_t i = 0; i < o->n_groups; i++)
@@ -1194,14 +1252,56 @@ static void judge_reach(struct judge *j, const struct claim *c, const struct obs
     else if (c->allow && blocked)
         fail(j, "an allowed destination is not reachable");
     else if (!c->allow && got_there)
-        fail(j, "a denied destination answered");
+        fail(j, c->kube ? "a denied destination answered: the cluster's CNI does not enforce "
+                          "the sandbox's NetworkPolicies"
+                        : "a denied destination answered");
+    else if (!c->allow && c->kube)
+        /* no answer proves no policy: a missing route looks the same */
+        j->skip = "not provable: NetworkPolicy enforcement is up to the cluster's CNI, and a "
+                  "destination without a route looks the same from inside";
+}
+
+/* "QUOTA PERIOD" (cgroup v2's cpu.max, or v1's joined by the probe) against
+ * the kubelet's quota for limits.cpu: milli * period / 1000, at least
+ * 1000 us. */
+static void judge_cpu(struct judge *j, const struct claim *c, const struct obs_limit *l)
+{
+    if (!l->value) {
+        observed(j, "? (%s)", l->err);
+        fail(j, "cpu quota not observed");
+        return;
+    }
+    observed(j, "%s (%s)", l->value, l->path ? l->path : "?");
+    long long quota = 0, period = 0;
+    char q[32];
+    if (sscanf(l->value, "%31s %lld", q, &period) != 2 || period <= 0) {
+        fail(j, "unreadable quota %s", l->value);
+        return;
+    }
+    if (!strcmp(q, "max")) {
+        fail(j, "no cpu quota");
+        return;
+    }
+    char *end = NULL;
+    errno = 0;
+    quota = strtoll(q, &end, 10);
+    long long want = c->limit * period / 1000;
+    if (want < 1000)
+        want = 1000;
+    if (*end || errno || quota <= 0)
+        fail(j, "unreadable quota %s", l->value);
+    else if (quota > want)
+        fail(j, "quota %lld us per %lld us is more than %lldm", quota, period, (long long)c->limit);
+    else if (quota < want)
+        fail(j, "quota %lld us per %lld us is not the claimed %lldm", quota, period,
+             (long long)c->limit);
 }
 
 static void judge_claim(struct judge *j, const struct claim *c, const struct obs *o)
 {
     switch (c->kind) {
     case CLAIM_UID:
-        judge_uid(j, o);
+        judge_uid(j, c, o);
         break;
     case CLAIM_IDMAP:
         judge_idmap(j, c, o);
@@ -1239,6 +1339,9 @@ static void judge_claim(struct judge *j, const struct claim *c, const struct obs
         break;
     case CLAIM_PIDS:
         judge_limit(j, c, &o->pids, 0);
+        break;
+    case CLAIM_CPU:
+        judge_cpu(j, c, &o->cpu);
         break;
     case CLAIM_STORAGE:
         judge_storage(j, c, o);
@@ -1290,6 +1393,58 @@ int stk_verify_judge(const struct stk_verify_plan *p, const char *probe_json, si
     json_decref(root);
     *ret = rep;
     return 0;
+}
+
+int stk_verify_report_add(struct stk_verify_report *r, const struct stk_verify_row *row,
+                          struct stk_error **err)
+{
+    if (r->n_extra >= STK_VERIFY_MAX_EXTRA_ROWS)
+        return stk_error_make(err, E2BIG, "more than %d rows beyond the probe's",
+                              STK_VERIFY_MAX_EXTRA_ROWS);
+    struct stk_verify_row *d = &r->rows[r->n++];
+    r->n_extra++;
+    d->id = stk_arena_strdup(r->arena, row->id);
+    d->claim = stk_arena_strdup(r->arena, row->claim);
+    d->expected = stk_arena_strdup(r->arena, row->expected);
+    d->observed = stk_arena_strdup(r->arena, row->observed);
+    d->verdict = row->verdict;
+    d->reason = row->reason ? stk_arena_strdup(r->arena, row->reason) : NULL;
+    return 0;
+}
+
+int stk_verify_report_add_json(struct stk_verify_report *r, const char *rows_json,
+                               struct stk_error **err)
+{
+    json_t *a = json_loads(rows_json, JSON_REJECT_DUPLICATES, NULL);
+    int rc = 0;
+    if (!json_is_array(a))
+        rc = stk_error_make(err, EBADMSG, "the driver's rows are not a JSON array");
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (rc < 0)
+            break;
+        static const char *const verdicts[] = {"pass", "fail", "skip"};
+        const char *v = json_string_value(json_object_get(e, "verdict"));
+        int vi = v ? stk_enum_lookup(verdicts, 3, v) : -1;
+        struct stk_verify_row row = {
+            .id = json_string_value(json_object_get(e, "id")),
+            .claim = json_string_value(json_object_get(e, "claim")),
+            .expected = json_string_value(json_object_get(e, "expected")),
+            .observed = json_string_value(json_object_get(e, "observed")),
+            .verdict = (enum stk_verify_verdict)vi,
+            .reason = json_string_value(json_object_get(e, "reason")),
+        };
+        /* a row that says nothing clearly is a failure, never a pass */
+        if (!row.id || !row.claim || !row.expected || !row.observed || vi < 0 ||
+            (vi != STK_VERIFY_PASS && !row.reason))
+            rc = stk_error_make(err, EBADMSG, "the driver's row %zu is incomplete", i);
+        else
+            rc = stk_verify_report_add(r, &row, err);
+    }
+    json_decref(a);
+    return rc;
 }
 
 bool stk_verify_report_ok(const struct stk_verify_report *r)

@@ -28,6 +28,7 @@
 #define STK_VERIFY_MAX_REPORT         (256 * 1024) /* bytes of probe output judged */
 #define STK_VERIFY_DEFAULT_TIMEOUT_MS 1500
 #define STK_VERIFY_MAX_TIMEOUT_MS     10000
+#define STK_VERIFY_KUBE_UID           65532 /* runAsUser/runAsGroup of a restricted Pod */
 
 /* A numeric TCP destination: "IPv4:PORT" or "[IPv6]:PORT". */
 struct stk_verify_target {
@@ -53,6 +54,11 @@ struct stk_verify_opts {
      * namespace: ids 0..id_size-1 inside are id_base.. on the host); id_size
      * 0: none is held, and the claim fails unless the runtime is gVisor */
     uint32_t id_base, id_size;
+    /* the sandbox is a Pod on a cluster (the kubernetes backend): the
+     * claims are what its rendered securityContext, volumes and limits
+     * say, and what a cluster does not enforce (pids, NetworkPolicy where
+     * the CNI ignores it, storage as a filesystem size) is a skip */
+    bool kubernetes;
     /* extra paths beyond /workspace and /tmp (absolute), at most STK_VERIFY_MAX_PATHS each */
     const char *const *writable;
     size_t n_writable;
@@ -100,6 +106,15 @@ struct stk_verify_report;
 int stk_verify_judge(const struct stk_verify_plan *p, const char *probe_json, size_t n,
                      struct stk_verify_report **ret, struct stk_error **err);
 bool stk_verify_report_ok(const struct stk_verify_report *r); /* no FAIL row */
+/* Appends a row judged elsewhere (the driver's look at the cluster's
+ * objects); the strings are copied. -E2BIG past STK_VERIFY_MAX_EXTRA_ROWS. */
+#define STK_VERIFY_MAX_EXTRA_ROWS 64
+int stk_verify_report_add(struct stk_verify_report *r, const struct stk_verify_row *row,
+                          struct stk_error **err);
+/* The same from JSON text: an array of {"id", "claim", "expected",
+ * "observed", "verdict": "pass"|"fail"|"skip", "reason": string|null}. */
+int stk_verify_report_add_json(struct stk_verify_report *r, const char *rows_json,
+                               struct stk_error **err);
 /* The image the sandbox runs and its digest, printed above the rows. */
 void stk_verify_report_set_image(struct stk_verify_report *r, const char *image,
                                  const char *digest);

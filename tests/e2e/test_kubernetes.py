@@ -392,8 +392,9 @@ def test_injection_per_replica_and_exact_eject(kube, tmp_path):
         kube.ok("rm", "-f", sid)
         assert workload_state(ns, "web") == before
         assert labelled(sid) == []
-        live = json.loads(kubectl("-n", ns, "get", "deployment", "web", "-o", "json").stdout)
-        managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
+        live = json.loads(kubectl("-n", ns, "get", "deployment", "web", "-o", "json",
+                                  "--show-managed-fields").stdout)
+        managers = {m["manager"] for m in live["metadata"]["managedFields"]}
         assert "stockade" not in managers, managers
     finally:
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -437,3 +438,298 @@ def test_create_wait_accepted(kube, tmp_path):
     assert labelled(sid) == []
     p = kube("create", "--wait", "soon", "-f", g)
     assert p.returncode == 125 and "accepted or running" in p.stderr
+
+
+# ---- verify: the boundary proved from the cluster and from inside the Pod ------------------
+
+
+def verify_rows(kube, sid, *extra):
+    p = kube("verify", sid, "-o", "json", *extra)
+    assert p.returncode in (0, 1), p.stderr
+    report = json.loads(p.stdout)
+    assert report["ok"] == (p.returncode == 0)
+    return report, {(r["id"], r["claim"]): r for r in report["rows"]}
+
+
+def test_verify_proves_the_boundary(kube, tmp_path):
+    f = spec(tmp_path / "v.yaml", "ver", ["/bin/sh", "-c", "exec sleep 3600"],
+             resources={"cpu": "250m", "memory": "96Mi"})
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    ns = f"stk-e2e-ver-{os.getpid()}"
+    report, rows = verify_rows(kube, sid, "--to", "127.0.0.1:9")
+    bad = [r for r in report["rows"] if r["verdict"] == "fail"]
+    assert report["ok"], bad
+    by_id = {}
+    for r in report["rows"]:
+        by_id.setdefault(r["id"], []).append(r)
+    # from inside the Pod: the rendered securityContext and limits
+    for cid in ("uid", "caps", "no_new_privs", "seccomp", "denied_syscalls", "root_readonly",
+                "memory", "cpu", "no_token", "no_runtime_sockets"):
+        assert [r["verdict"] for r in by_id[cid]] == ["pass"], (cid, by_id[cid])
+    assert "65532" in by_id["uid"][0]["observed"]
+    assert by_id["cpu"][0]["observed"].startswith("25000 100000")
+    assert by_id["memory"][0]["observed"].startswith(str(96 << 20))
+    # what a cluster does not enforce is never a pass
+    for cid in ("pids", "idmap", "storage", "netpol_enforced"):
+        assert all(r["verdict"] == "skip" and r["reason"] for r in by_id[cid]), by_id[cid]
+    # from the cluster: every object render prints, as rendered and applied by stockade
+    objects = {r["claim"] for r in by_id["object"]}
+    for want in (f"Namespace {ns} as rendered", f"Pod {ns}/ver as rendered",
+                 f"NetworkPolicy {ns}/deny-egress as rendered",
+                 f"ResourceQuota {ns}/sandbox-quota as rendered",
+                 f"LimitRange {ns}/sandbox-limits as rendered"):
+        assert want in objects, objects
+    assert all(r["verdict"] == "pass" for r in by_id["object"]), by_id["object"]
+    text = kube.ok("verify", sid).stdout
+    assert "the sandbox keeps its contract" in text and "CLAIM" in text
+
+    # behind stockade's back: a widened NetworkPolicy and a deleted LimitRange fail their rows
+    kubectl("-n", ns, "patch", "networkpolicy", "deny-egress", "--type", "merge", "-p",
+            json.dumps({"spec": {"egress": [{}]}}))
+    kubectl("-n", ns, "delete", "limitrange", "sandbox-limits")
+    p = kube("verify", sid)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "does NOT keep its contract" in p.stdout
+    report, rows = verify_rows(kube, sid)
+    failed = {r["claim"]: r for r in report["rows"] if r["verdict"] == "fail"}
+    assert set(failed) == {f"NetworkPolicy {ns}/deny-egress as rendered",
+                           f"LimitRange {ns}/sandbox-limits as rendered"}, failed
+    assert "spec.egress" in failed[f"NetworkPolicy {ns}/deny-egress as rendered"]["observed"]
+    assert failed[f"LimitRange {ns}/sandbox-limits as rendered"]["observed"] == "absent"
+    audit = [r for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)
+             if r["event"] == "verified"]
+    assert [a["details"]["ok"] for a in audit][:1] == [True] and audit[-1]["details"]["ok"] is False, audit
+    kube.ok("rm", "-f", sid)
+    assert labelled(sid) == []
+
+
+# ---- injection into a StatefulSet and a DaemonSet ------------------------------------------
+
+
+def pod_template(name):
+    return {"metadata": {"labels": {"app": name}},
+            "spec": {"automountServiceAccountToken": False, "terminationGracePeriodSeconds": 1,
+                     "containers": [{
+                         "name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                         "command": ["/bin/sh", "-c", "exec sleep 3600"],
+                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                       "limits": {"cpu": "50m", "memory": "32Mi"}}}]}}
+
+
+def other_workload(kind, ns, name, replicas):
+    spec = {"selector": {"matchLabels": {"app": name}}, "template": pod_template(name)}
+    if kind == "StatefulSet":
+        spec.update(replicas=replicas, serviceName=name, podManagementPolicy="Parallel")
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns},
+            "spec": spec}
+
+
+def kind_state(kind, ns, name):
+    """What eject must restore: the spec, the labels, the annotations (but
+    the controller's template generation)."""
+    d = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
+    ann = {k: v for k, v in d["metadata"].get("annotations", {}).items()
+           if k != "deprecated.daemonset.template.generation"}
+    return d["spec"], d["metadata"].get("labels", {}), ann
+
+
+@pytest.mark.parametrize("kind,replicas", [("StatefulSet", 2), ("DaemonSet", 1)])
+def test_injection_statefulset_daemonset(kube, tmp_path, kind, replicas):
+    """A DaemonSet has one replica per node: one on this single-node cluster."""
+    ns = f"stk-e2e-inj{kind.lower()[:3]}-{os.getpid()}"
+    name = kind.lower()[:3] + "web"
+    kubectl("create", "namespace", ns)
+    try:
+        w = tmp_path / "w.json"
+        w.write_text(json.dumps(other_workload(kind, ns, name, replicas)))
+        kubectl("apply", "--server-side", "-f", w)
+        kubectl("-n", ns, "rollout", "status", f"{kind.lower()}/{name}", "--timeout=120s")
+        before = kind_state(kind, ns, name)
+
+        f = spec(tmp_path / "s.yaml", "dbg", ["/bin/sh", "-c", "exec sleep 3600"],
+                 deployment={"target": {"namespace": ns}})
+        sid = kube.ok("create", "-f", f, "--workload", f"{kind.lower()}/{name}").stdout.strip()
+        assert kube.get(sid)["phase"] == "ready"
+        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json").stdout)
+        tmpl = live["spec"]["template"]
+        assert [c["name"] for c in tmpl["spec"]["containers"]] == ["app", "dbg-sandbox"]
+        assert tmpl["metadata"]["labels"]["stockade.dev/sandbox-id"] == sid
+
+        deadline = time.monotonic() + 120
+        while True:
+            rec = [r for r in json.loads(kube.ok("ls", "-o", "json").stdout) if r["id"] == sid][0]
+            running = [r["pod"] for r in rec.get("replicas", []) if r["running"]]
+            if len(running) == replicas and len(rec["replicas"]) == replicas:
+                break
+            assert time.monotonic() < deadline, rec
+            time.sleep(1)
+        table = kube.ok("ls").stdout
+        assert all(f"replica {p}" in table for p in running), table
+        for pod in running:
+            out = kube.ok("exec", "--replica", pod, sid, "--", "sh", "-c",
+                          f"hostname; echo {pod} > /workspace/mark; ls /workspace").stdout.split()
+            assert out == [pod, "mark"], out
+        for pod in running:
+            assert kube.ok("exec", "--replica", pod, sid, "--", "cat",
+                           "/workspace/mark").stdout.strip() == pod
+        p = kube("exec", "--replica", f"{name}-nosuch", sid, "--", "true")
+        assert p.returncode == 125 and "not a running replica" in p.stderr, p.stderr
+        # verify proves the injected boundary from inside a replica, and the workload
+        # holds exactly what injection applied; with two replicas, --replica picks one
+        if replicas > 1:
+            p = kube("verify", sid)
+            assert p.returncode == 125 and "--replica" in p.stderr, p.stderr
+        for pod in running:
+            report, _ = verify_rows(kube, sid, "--replica", pod)
+            assert report["ok"], [r for r in report["rows"] if r["verdict"] == "fail"]
+            objs = [r for r in report["rows"] if r["id"] == "object"]
+            assert [r["claim"] for r in objs] == [f"{kind} {ns}/{name} as rendered"], objs
+            assert objs[0]["verdict"] == "pass", objs
+            assert [r["verdict"] for r in report["rows"] if r["id"] == "uid"] == ["pass"]
+        audit = kube.ok("audit", sid).stdout
+        assert all(f'"replica":"{p}"' in audit for p in running), audit
+
+        kube.ok("rm", "-f", sid)
+        assert kind_state(kind, ns, name) == before
+        assert labelled(sid) == []
+        live = json.loads(kubectl("-n", ns, "get", kind.lower(), name, "-o", "json",
+                                  "--show-managed-fields").stdout)
+        managers = {m["manager"] for m in live["metadata"]["managedFields"]}
+        assert "stockade" not in managers, managers
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_gc_ejects_injections_left_behind(kube, tmp_path):
+    """An injected workload whose sandbox has no record is ejected by gc:
+    exactly the injected fields go; another state directory's injection and a
+    sandbox with a record stay."""
+    ns = f"stk-e2e-injgc-{os.getpid()}"
+    kubectl("create", "namespace", ns)
+    other = Kube(tmp_path / "other")
+    try:
+        for name in ("gcweb", "keepweb"):
+            w = tmp_path / f"{name}.json"
+            w.write_text(json.dumps(deployment(ns, name, 1)))
+            kubectl("apply", "--server-side", "-f", w)
+            kubectl("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=120s")
+        before = workload_state(ns, "gcweb")
+        f = spec(tmp_path / "s.yaml", "gcdbg", ["/bin/sh", "-c", "exec sleep 3600"],
+                 deployment={"target": {"namespace": ns}})
+        sid = kube.ok("create", "--wait", "accepted", "-f", f, "--workload",
+                      "deployment/gcweb").stdout.strip()
+        oid = other.ok("create", "--wait", "accepted", "-f", f, "--workload",
+                       "deployment/keepweb").stdout.strip()
+        # a sandbox with a record is not collected
+        assert kube.ok("gc").stdout.strip() == "removed 0 objects"
+        assert workload_state(ns, "gcweb") != before
+        # the record goes behind the driver's back: the injection is left behind
+        os.remove(tmp_path / "state" / "stockade.db")
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(tmp_path / "state" / f"stockade.db{suffix}"):
+                os.remove(tmp_path / "state" / f"stockade.db{suffix}")
+        assert kube.ok("gc").stdout.strip() == "removed 1 object"
+        assert workload_state(ns, "gcweb") == before
+        live = json.loads(kubectl("-n", ns, "get", "deployment", "gcweb", "-o", "json",
+                                  "--show-managed-fields").stdout)
+        assert "stockade" not in {m["manager"] for m in live["metadata"]["managedFields"]}
+        deadline = time.monotonic() + 120
+        while labelled(sid):
+            assert time.monotonic() < deadline, labelled(sid)
+            time.sleep(1)
+        # the other state directory's injection is untouched
+        keep = json.loads(kubectl("-n", ns, "get", "deployment", "keepweb", "-o", "json").stdout)
+        assert keep["spec"]["template"]["metadata"]["labels"]["stockade.dev/sandbox-id"] == oid
+        other.ok("rm", "-f", oid)
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# ---- through the gateway: exec --replica and create --wait accepted -------------------------
+
+
+def test_gateway_exec_replica_and_wait_accepted(tmp_path, monkeypatch):
+    """`stockade serve --backend kubernetes` with the example AccessPolicy:
+    alice injects into a Deployment and execs into each replica through the
+    gateway; bob cannot reach them; a replica must carry the sandbox."""
+    from test_gateway import POLICY, Gateway
+    monkeypatch.setenv("KUBECONFIG", KUBECONFIG)
+    ns = f"stk-e2e-gwinj-{os.getpid()}"
+    (tmp_path / "gw").mkdir()
+    # the example policy, with alice allowed to say that the node has the image
+    pol = yaml.safe_load(POLICY.read_text())
+    for g in pol["spec"]["grants"]:
+        if g["identities"] == ["alice", "bob"] and g["verbs"] == ["create"]:
+            g["scope"]["driverConfigKeys"] = ["kubernetes.imagePullPolicy"]
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(pol))
+    gw = Gateway(tmp_path / "gw", "kubernetes", policy=tmp_path / "policy.yaml", timeout_s=30)
+    try:
+        kubectl("create", "namespace", ns)
+        w = tmp_path / "web.json"
+        w.write_text(json.dumps(deployment(ns, "gweb", 2)))
+        kubectl("apply", "--server-side", "-f", w)
+        kubectl("-n", ns, "rollout", "status", "deployment/gweb", "--timeout=120s")
+        before = workload_state(ns, "gweb")
+
+        def aspec(name, **extra):
+            f = spec(tmp_path / f"{name}.yaml", name, ["/bin/sh", "-c", "exec sleep 3600"], **extra)
+            doc = yaml.safe_load(f.read_text())
+            doc["metadata"]["namespace"] = "acme"  # alice's tenant
+            # her grants do not choose a namespace: render's default, acme-NAME
+            del doc["spec"]["driverConfig"]["kubernetes"]["namespace"]
+            f.write_text(yaml.safe_dump(doc))
+            return f
+
+        def cli(*args, who="alice", ok=True):
+            p = gw.cli(*args, who=who, timeout=300)
+            if ok:
+                assert p.returncode == 0, f"{args}: {p.stderr}"
+            return p
+
+        sid = cli("create", "--wait", "accepted", "-f",
+                  aspec("gdbg", deployment={"target": {"namespace": ns}}),
+                  "--workload", "deployment/gweb").stdout.strip()
+        deadline = time.monotonic() + 120
+        while True:
+            rec = json.loads(cli("get", sid, "-o", "json").stdout)
+            assert rec["phase"] == "ready", rec
+            running = [r["pod"] for r in rec.get("replicas", []) if r["running"]]
+            if len(running) == 2 and len(rec["replicas"]) == 2:
+                break
+            assert time.monotonic() < deadline, rec
+            time.sleep(1)
+        for pod in running:
+            assert cli("exec", "--replica", pod, sid, "--", "hostname").stdout.strip() == pod
+        # authorization holds: bob does not see alice's sandbox, whichever replica he names
+        p = cli("exec", "--replica", running[0], sid, "--", "true", who="bob", ok=False)
+        assert p.returncode != 0 and "hostname" not in p.stdout, p.stderr
+        # a Pod that does not carry the sandbox, and a sandbox that is not injected
+        p = cli("exec", "--replica", "gweb-nosuch", sid, "--", "true", ok=False)
+        assert p.returncode != 0 and "not a running replica" in p.stderr, p.stderr
+        # create --wait accepted of a standalone sandbox through the gateway
+        solo = cli("create", "--wait", "accepted", "-f",
+                   aspec(f"gsolo{os.getpid()}")).stdout.strip()
+        assert json.loads(cli("get", solo, "-o", "json").stdout)["phase"] == "ready"
+        p = cli("exec", "--replica", running[0], solo, "--", "true", ok=False)
+        assert p.returncode != 0 and "not injected" in p.stderr, p.stderr
+        deadline = time.monotonic() + 120
+        while cli("exec", solo, "--", "echo", "up", ok=False).stdout != "up\n":
+            assert time.monotonic() < deadline, "the accepted sandbox never ran"
+            time.sleep(1)
+        # a bad "wait" is a 400 that names the field
+        status, body = gw.request("POST", "/v1/sandboxes", "alice",
+                                  body={"spec": aspec("gbad").read_text(), "wait": "soon"})
+        assert status == 400 and "wait" in body["error"]["message"], body
+        audit = gw.local("audit", sid).stdout
+        assert f'"replica":"{running[0]}"' in audit, audit
+
+        cli("rm", "-f", sid)
+        cli("rm", "-f", solo)
+        assert workload_state(ns, "gweb") == before
+        assert labelled(sid) == [] and labelled(solo) == []
+    finally:
+        try:
+            gw.stop()
+        finally:
+            gw.cleanup()
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)

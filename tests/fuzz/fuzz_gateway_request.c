@@ -42,7 +42,7 @@ static void fuzz_bodies(const char *text, size_t n)
     json_t *root = NULL;
     struct gw_create_body c;
     if (gw_create_body_parse(text, n, &c, &root, why, sizeof(why)) == 0) {
-        if (!c.spec)
+        if (!c.spec || c.accepted_only != (c.wait && !strcmp(c.wait, "accepted")))
             abort();
         json_decref(root);
     } else if (!why[0]) {
@@ -61,6 +61,9 @@ static void fuzz_bodies(const char *text, size_t n)
     why[0] = '\0';
     if (gw_exec_body_parse(text, n, &e, &root, why, sizeof(why)) == 0) {
         if (e.argc < 1 || !e.argv[0] || e.argv[e.argc])
+            abort();
+        /* a replica is a Pod name: nothing that could leave a path segment */
+        if (e.replica && (!e.replica[0] || strlen(e.replica) > 253 || strchr(e.replica, '/')))
             abort();
         json_decref(root);
     } else if (!why[0]) {

@@ -1014,6 +1014,75 @@ static void test_routes(void **state)
         assert_int_equal(gw_err_of_file_errno(-file_errs[i].e), file_errs[i].want);
 }
 
+/* create's "wait" and exec's "replica": what is accepted, what is refused */
+static void test_wait_and_replica_bodies(void **state)
+{
+    (void)state;
+    char why[256];
+    json_t *root = NULL;
+    struct gw_create_body c;
+    static const struct {
+        const char *body;
+        int ok;
+        bool accepted;
+    } creates[] = {
+        {"{\"spec\":\"x\"}", 1, false},
+        {"{\"spec\":\"x\",\"wait\":\"running\"}", 1, false},
+        {"{\"spec\":\"x\",\"wait\":\"accepted\"}", 1, true},
+        {"{\"spec\":\"x\",\"wait\":\"soon\"}", 0, false},
+        {"{\"spec\":\"x\",\"wait\":\"\"}", 0, false},
+        {"{\"spec\":\"x\",\"wait\":true}", 0, false},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(creates); i++) {
+        int r = gw_create_body_parse(creates[i].body, strlen(creates[i].body), &c, &root, why,
+                                     sizeof(why));
+        if ((r == 0) != creates[i].ok)
+            fail_msg("create %zu: %d %s", i, r, why);
+        if (r == 0) {
+            assert_int_equal(c.accepted_only, creates[i].accepted);
+            json_decref(root);
+        } else if (strstr(creates[i].body, "\"wait\":\"")) {
+            assert_non_null(strstr(why, "\"wait\""));
+        }
+    }
+    struct gw_exec_body e;
+    static const struct {
+        const char *body;
+        const char *replica; /* NULL: refused */
+    } execs[] = {
+        {"{\"argv\":[\"id\"],\"replica\":\"web-7c9f-abcde\"}", "web-7c9f-abcde"},
+        {"{\"argv\":[\"id\"],\"replica\":\"sts-0.x\"}", "sts-0.x"},
+        {"{\"argv\":[\"id\"],\"replica\":\"\"}", NULL},
+        {"{\"argv\":[\"id\"],\"replica\":\"Web\"}", NULL},
+        {"{\"argv\":[\"id\"],\"replica\":\"a/b\"}", NULL},
+        {"{\"argv\":[\"id\"],\"replica\":\"../x\"}", NULL},
+        {"{\"argv\":[\"id\"],\"replica\":7}", NULL},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(execs); i++) {
+        int r =
+            gw_exec_body_parse(execs[i].body, strlen(execs[i].body), &e, &root, why, sizeof(why));
+        if ((r == 0) != (execs[i].replica != NULL))
+            fail_msg("exec %zu: %d %s", i, r, why);
+        if (r == 0) {
+            assert_string_equal(e.replica, execs[i].replica);
+            json_decref(root);
+        }
+    }
+    char longname[300];
+    int n = snprintf(longname, sizeof(longname), "{\"argv\":[\"id\"],\"replica\":\"");
+    memset(longname + n, 'a', 254);
+    snprintf(longname + n + 254, sizeof(longname) - (size_t)n - 254, "\"}");
+    assert_int_equal(gw_exec_body_parse(longname, strlen(longname), &e, &root, why, sizeof(why)),
+                     -EINVAL);
+    /* the replicas of a sandbox: their own route, GET only */
+    enum gw_route rt;
+    char arg[64];
+    assert_int_equal(gw_route_parse("GET", "/v1/sandboxes/s1/replicas", &rt, arg), 0);
+    assert_int_equal(rt, GW_SB_REPLICAS);
+    assert_string_equal(arg, "s1");
+    assert_int_equal(gw_route_parse("POST", "/v1/sandboxes/s1/replicas", &rt, arg), -EPERM);
+}
+
 int main(int argc, char **argv)
 {
     /* the server starts its workers as /proc/self/exe: this binary */
@@ -1024,6 +1093,7 @@ int main(int argc, char **argv)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_wait_and_replica_bodies),
         cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
         cmocka_unit_test(test_head_parse),
         cmocka_unit_test(test_ratelim),

@@ -1351,6 +1351,68 @@ static void test_exec_tty(void **state)
     close(slave);
 }
 
+/* verify's comparison: the live object holds what was applied */
+static void test_holds(void **state)
+{
+    (void)state;
+    json_t *want = json_loads(
+        "{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+        "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":false,\"capabilities\":"
+        "{\"drop\":[\"ALL\"]}}}],\"tolerations\":[{\"key\":\"k\"}],\"egress\":[]}}",
+        0, NULL);
+    static const struct {
+        const char *live;
+        int holds;
+        const char *diff; /* in the message */
+    } cases[] = {
+        /* defaults added, an extra container, a default toleration, [] omitted */
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\",\"b\":\"2\"},\"uid\":\"u\"},"
+         "\"spec\":{\"containers\":[{\"name\":\"app\"},{\"name\":\"sandbox\",\"image\":\"i\","
+         "\"securityContext\":{\"privileged\":false,\"capabilities\":{\"drop\":[\"ALL\"]}}}],"
+         "\"tolerations\":[{\"key\":\"default\"},{\"key\":\"k\"}]}}",
+         1, NULL},
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"2\"}},\"spec\":{}}", 0,
+         "metadata.labels.a: \"2\", applied \"1\""},
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":true,\"capabilities\":"
+         "{\"drop\":[\"ALL\"]}}}],\"tolerations\":[{\"key\":\"k\"}]}}",
+         0, "spec.containers[sandbox].securityContext.privileged: true, applied false"},
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":false,\"capabilities\":"
+         "{\"drop\":[\"NET_RAW\"]}}}],\"tolerations\":[{\"key\":\"k\"}]}}",
+         0, "capabilities.drop[0]: no live element equals it"},
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"other\"}],\"tolerations\":[{\"key\":\"k\"}]}}",
+         0, "spec.containers[sandbox]: absent"},
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":false,\"capabilities\":"
+         "{\"drop\":[\"ALL\"]}}}],\"tolerations\":[{\"key\":\"k\"}],\"egress\":[{}]}}",
+         0, "spec.egress: [{}], applied []"}, /* [] denies all, [{}] allows all */
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":false,\"capabilities\":"
+         "{\"drop\":[\"ALL\"],\"add\":[\"NET_RAW\"]}}}],\"tolerations\":[{\"key\":\"k\"}]}}",
+         1, NULL}, /* add was not applied: another manager's, not compared */
+        {"{\"kind\":\"Pod\",\"metadata\":{\"labels\":{\"a\":\"1\"}},\"spec\":{\"containers\":"
+         "[{\"name\":\"sandbox\",\"securityContext\":{\"privileged\":false,\"capabilities\":"
+         "{\"drop\":[\"ALL\",\"X\"]}}}],\"tolerations\":[{\"key\":\"k\"}]}}",
+         0, "capabilities.drop: a list of another length"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(cases); i++) {
+        json_t *live = json_loads(cases[i].live, 0, NULL);
+        assert_non_null(live);
+        struct stk_buf diff = {0};
+        size_t n = 0;
+        int r = stk_kube_holds(want, live, &diff, &n);
+        if (r != cases[i].holds || (cases[i].diff && !strstr(stk_buf_str(&diff), cases[i].diff)))
+            fail_msg("case %zu: %d %s", i, r, stk_buf_str(&diff));
+        if (r)
+            assert_true(n >= 5);
+        stk_buf_free(&diff);
+        json_decref(live);
+    }
+    json_decref(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1382,6 +1444,7 @@ int main(void)
         cmocka_unit_test(test_exec_tty),
         cmocka_unit_test(test_exec_bounds),
         cmocka_unit_test(test_port_connect),
+        cmocka_unit_test(test_holds),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -831,6 +831,176 @@ static void test_real_report(void **state)
     fixture_free(&f);
 }
 
+/* ---- the kubernetes backend ----------------------------------------------------- */
+
+static const struct stk_verify_row *row_find(const struct stk_verify_report *rep, const char *id)
+{
+    const struct stk_verify_row *rows;
+    size_t n = stk_verify_report_rows(rep, &rows);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(rows[i].id, id))
+            return &rows[i];
+    fail_msg("no row %s", id);
+    return NULL;
+}
+
+/* A restricted Pod as the probe sees it: uid 65532 with fsGroup, no
+ * capabilities, a CFS quota of 1500m, the node's ids, a big emptyDir, no
+ * pids limit. */
+static json_t *kube_report(void)
+{
+    json_t *r = good_report();
+    json_t *id = json_object_get(r, "identity");
+    static const char *const ids[] = {"uid", "euid", "gid", "egid"};
+    for (size_t i = 0; i < 4; i++)
+        json_object_set_new(id, ids[i], json_integer(65532));
+    json_object_set_new(id, "groups", json_pack("[i]", 65532));
+    static const char *const caps[] = {"cap_eff", "cap_prm", "cap_bnd", "cap_amb"};
+    for (size_t i = 0; i < 4; i++)
+        json_object_set_new(id, caps[i], json_string("0000000000000000"));
+    json_object_set_new(id, "uid_map", json_pack("[[i,i,I]]", 0, 0, (json_int_t)4294967295));
+    json_object_set_new(id, "gid_map", json_pack("[[i,i,I]]", 0, 0, (json_int_t)4294967295));
+    json_object_set_new(json_array_get(json_object_get(r, "paths"), 3), "fs_bytes",
+                        json_integer(270553174016));
+    json_t *cg = json_object_get(r, "cgroup");
+    json_object_set_new(json_object_get(cg, "pids"), "value", json_string("max"));
+    json_object_set_new(cg, "cpu",
+                        json_pack("{s:s,s:s,s:n}", "path", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                                  "value", "150000 100000", "errno"));
+    json_array_remove(json_object_get(r, "connect"), 0);
+    return r;
+}
+
+static struct stk_verify_plan *kube_plan(struct fixture *f, const char *spec)
+{
+    const struct stk_boundary *b = boundary(f, spec, NULL);
+    struct stk_verify_target to = target("169.254.169.254:80");
+    struct stk_verify_opts o = {
+        .runtime = "pod", .network = true, .kubernetes = true, .to = &to, .n_to = 1};
+    struct stk_verify_plan *p = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (stk_verify_plan_make(b, &o, &p, &err) < 0)
+        fail_msg("plan: %s", err->msg);
+    return p;
+}
+
+#define KUBE_SPEC "spec:\n  resources:\n    cpu: 1500m\n    memory: 256Mi\n    pids: 64\n"
+
+static void test_kube_plan_and_judge(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = kube_plan(&f, KUBE_SPEC);
+    assert_non_null(claim_find(p, "runs as non-root (uid 65532)"));
+    assert_non_null(claim_find(p, "cpu limit = 1500m"));
+    json_t *r = kube_report();
+    struct stk_verify_report *rep = judge_json(p, r);
+    assert_int_equal(row_find(rep, "uid")->verdict, STK_VERIFY_PASS);
+    assert_int_equal(row_find(rep, "cpu")->verdict, STK_VERIFY_PASS);
+    assert_int_equal(row_find(rep, "memory")->verdict, STK_VERIFY_PASS);
+    /* what a cluster does not enforce is a skip with its reason, never a pass */
+    assert_int_equal(row_find(rep, "idmap")->verdict, STK_VERIFY_SKIP);
+    assert_int_equal(row_find(rep, "pids")->verdict, STK_VERIFY_SKIP);
+    assert_int_equal(row_find(rep, "storage")->verdict, STK_VERIFY_SKIP);
+    /* a denied destination that did not answer: NetworkPolicy is not proved */
+    assert_int_equal(row_find(rep, "reach")->verdict, STK_VERIFY_SKIP);
+    assert_non_null(strstr(row_find(rep, "reach")->reason, "CNI"));
+    assert_true(stk_verify_report_ok(rep));
+    stk_verify_report_free(rep);
+    json_decref(r);
+
+    /* each deviation fails its row */
+    static const struct {
+        const char *row, *cpu;
+        int64_t uid;
+        const char *reach;
+    } dev[] = {
+        {"cpu", "max 100000", 65532, NULL},    {"cpu", "300000 100000", 65532, NULL},
+        {"cpu", "100000 100000", 65532, NULL}, {"cpu", NULL, 65532, NULL}, /* not observed */
+        {"uid", "150000 100000", 65534, NULL}, {"reach", "150000 100000", 65532, "connected"},
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(dev); i++) {
+        r = kube_report();
+        json_t *cg = json_object_get(r, "cgroup");
+        if (dev[i].cpu)
+            json_object_set_new(json_object_get(cg, "cpu"), "value", json_string(dev[i].cpu));
+        else
+            json_object_del(cg, "cpu");
+        json_object_set_new(json_object_get(r, "identity"), "uid", json_integer(dev[i].uid));
+        if (dev[i].reach)
+            json_object_set_new(json_array_get(json_object_get(r, "connect"), 0), "result",
+                                json_string(dev[i].reach));
+        rep = judge_json(p, r);
+        const struct stk_verify_row *row = row_find(rep, dev[i].row);
+        if (row->verdict != STK_VERIFY_FAIL)
+            fail_msg("deviation %zu: %s is %s", i, dev[i].row,
+                     stk_verify_verdict_names[row->verdict]);
+        if (dev[i].reach)
+            assert_non_null(strstr(row->reason, "does not enforce"));
+        assert_false(stk_verify_report_ok(rep));
+        stk_verify_report_free(rep);
+        json_decref(r);
+    }
+    fixture_free(&f);
+
+    /* baseline sets no runAsUser: the image's user, not claimed */
+    struct fixture g = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *pb =
+        kube_plan(&g, "spec:\n  security:\n    policy: baseline\n");
+    const struct stk_verify_claim *c = claim_find(pb, "runs as non-root");
+    assert_non_null(c->skip);
+    fixture_free(&g);
+}
+
+static void test_report_add_rows(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    _cleanup_verify_plan_ struct stk_verify_plan *p = kube_plan(&f, KUBE_SPEC);
+    json_t *r = kube_report();
+    _cleanup_verify_report_ struct stk_verify_report *rep = judge_json(p, r);
+    json_decref(r);
+    const struct stk_verify_row *rows;
+    size_t n0 = stk_verify_report_rows(rep, &rows);
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* incomplete rows are errors: nothing unclear passes */
+    static const char *const bad[] = {
+        "{}",
+        "[{\"id\":\"object\",\"claim\":\"c\",\"expected\":\"e\",\"observed\":\"o\"}]",
+        "[{\"id\":\"object\",\"claim\":\"c\",\"expected\":\"e\",\"observed\":\"o\","
+        "\"verdict\":\"ok\",\"reason\":null}]",
+        "[{\"id\":\"object\",\"claim\":\"c\",\"expected\":\"e\",\"observed\":\"o\","
+        "\"verdict\":\"fail\",\"reason\":null}]",
+    };
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        assert_true(stk_verify_report_add_json(rep, bad[i], &err) < 0);
+        stk_error_freep(&err);
+    }
+    assert_int_equal(stk_verify_report_add_json(
+                         rep,
+                         "[{\"id\":\"object\",\"claim\":\"Pod a/b as rendered\",\"expected\":\"e\","
+                         "\"observed\":\"as rendered\",\"verdict\":\"pass\",\"reason\":null}]",
+                         &err),
+                     0);
+    assert_true(stk_verify_report_ok(rep));
+    assert_int_equal(stk_verify_report_add_json(
+                         rep,
+                         "[{\"id\":\"object\",\"claim\":\"Pod a/b as rendered\",\"expected\":\"e\","
+                         "\"observed\":\"x\",\"verdict\":\"fail\",\"reason\":\"differs\"}]",
+                         &err),
+                     0);
+    assert_false(stk_verify_report_ok(rep));
+    assert_int_equal(stk_verify_report_rows(rep, &rows), n0 + 2);
+    /* bounded */
+    const struct stk_verify_row row = {
+        .id = "x", .claim = "c", .expected = "e", .observed = "o", .verdict = STK_VERIFY_PASS};
+    int rc = 0;
+    for (int i = 0; i < STK_VERIFY_MAX_EXTRA_ROWS && rc == 0; i++)
+        rc = stk_verify_report_add(rep, &row, &err);
+    assert_int_equal(rc, -E2BIG);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +1018,8 @@ int main(void)
         cmocka_unit_test(test_judge_malformed),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_real_report),
+        cmocka_unit_test(test_kube_plan_and_judge),
+        cmocka_unit_test(test_report_add_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -821,3 +821,141 @@ int stk_kube_patch(struct stk_kube *k, const struct stk_kube_ref *r, const char 
         json_decref(j);
     return 0;
 }
+
+/* ---- does a live object hold what was applied ---------------------------------------- */
+
+#define HOLDS_MAX_DEPTH 32
+
+static void holds_say(struct stk_buf *diff, const struct stk_buf *path, const char *what,
+                      const json_t *live, const json_t *want)
+{
+    _cleanup_free_ char *l = live ? json_dumps(live, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    _cleanup_free_ char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+    stk_buf_printf(diff, "%s: ", path->len ? path->data : "(object)");
+    if (what)
+        stk_buf_printf(diff, "%s", what);
+    else
+        stk_buf_printf(diff, "%.120s", l ? l : "absent");
+    stk_buf_printf(diff, ", applied %.120s", w ? w : "?");
+}
+
+static bool holds_rec(json_t *want, json_t *live, struct stk_buf *path, struct stk_buf *diff,
+                      size_t *n, int depth)
+{
+    if (depth > HOLDS_MAX_DEPTH) {
+        holds_say(diff, path, "nested too deeply to compare", live, want);
+        return false;
+    }
+    /* the server omits an empty list or map: absent means the same (and
+     * only absent: a NetworkPolicy's egress [] denies all, [{}] allows all) */
+    if ((json_is_array(want) && !json_array_size(want)) ||
+        (json_is_object(want) && !json_object_size(want))) {
+        (*n)++;
+        if (!live || json_is_null(live) || (json_is_array(live) && !json_array_size(live)) ||
+            (json_is_object(live) && !json_object_size(live)))
+            return true;
+        holds_say(diff, path, NULL, live, want);
+        return false;
+    }
+    if (json_is_object(want)) {
+        if (!json_is_object(live)) {
+            holds_say(diff, path, NULL, live, want);
+            return false;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(want, k, v)
+        {
+            size_t mark = path->len;
+            stk_buf_printf(path, "%s%s", mark ? "." : "", k);
+            bool ok = holds_rec(v, json_object_get(live, k), path, diff, n, depth + 1);
+            path->len = mark;
+            if (path->data)
+                path->data[mark] = '\0';
+            if (!ok)
+                return false;
+        }
+        return true;
+    }
+    if (json_is_array(want)) {
+        if (!json_is_array(live)) {
+            holds_say(diff, path, NULL, live, want);
+            return false;
+        }
+        size_t i, k, named = 0;
+        json_t *v, *lv;
+        json_array_foreach(want, i, v)
+        {
+            named += json_string_value(json_object_get(v, "name")) != NULL;
+        }
+        /* an element the server or someone else added to a list of rules
+         * (an egress rule, a capability) widens it: such lists hold exactly
+         * what was applied. Named elements (containers, volumes, env) and a
+         * Pod's tolerations (the server adds default ones) may have more. */
+        size_t plen = strlen(stk_buf_str(path));
+        bool tolerations = plen >= 11 && !strcmp(stk_buf_str(path) + plen - 11, "tolerations");
+        if (named < json_array_size(want) && !tolerations &&
+            json_array_size(live) != json_array_size(want)) {
+            holds_say(diff, path, "a list of another length", live, want);
+            return false;
+        }
+        json_array_foreach(want, i, v)
+        {
+            const char *name = json_string_value(json_object_get(v, "name"));
+            size_t mark = path->len;
+            bool ok = false;
+            if (name) {
+                /* by name: the one live element of that name must hold it */
+                stk_buf_printf(path, "[%s]", name);
+                json_t *match = NULL;
+                json_array_foreach(live, k, lv)
+                {
+                    if (!match && stk_streq(json_string_value(json_object_get(lv, "name")), name))
+                        match = lv;
+                }
+                ok = holds_rec(v, match, path, diff, n, depth + 1);
+            } else {
+                stk_buf_printf(path, "[%zu]", i);
+                struct stk_buf scratch = {0};
+                size_t before = *n;
+                json_array_foreach(live, k, lv)
+                {
+                    struct stk_buf sp = {0};
+                    stk_buf_puts(&sp, stk_buf_str(path));
+                    *n = before;
+                    ok = holds_rec(v, lv, &sp, &scratch, n, depth + 1);
+                    stk_buf_free(&sp);
+                    scratch.len = 0;
+                    if (ok)
+                        break;
+                }
+                stk_buf_free(&scratch);
+                if (!ok)
+                    holds_say(diff, path, "no live element equals it", NULL, v);
+            }
+            path->len = mark;
+            if (path->data)
+                path->data[mark] = '\0';
+            if (!ok)
+                return false;
+        }
+        return true;
+    }
+    (*n)++;
+    if (!live || !json_equal(want, live)) {
+        holds_say(diff, path, NULL, live, want);
+        return false;
+    }
+    return true;
+}
+
+int stk_kube_holds(json_t *want, json_t *live, struct stk_buf *ret_diff, size_t *ret_n)
+{
+    struct stk_buf path = {0};
+    size_t n = 0;
+    bool ok = holds_rec(want, live, &path, ret_diff, &n, 0);
+    stk_buf_free(&path);
+    if (ret_n)
+        *ret_n = n;
+    return ok ? 1 : 0;
+}

@@ -159,6 +159,16 @@ int stk_kube_request(struct stk_kube *k, const char *method, const char *path,
  * "agents.x-k8s.io/v1alpha1"); discovery, cached per client. 1 yes, 0 no. */
 int stk_kube_has_api(struct stk_kube *k, const char *group_version, struct stk_error **err);
 
+/* Whether a live object holds what was applied: every member of an object
+ * and every element of an array in want must be in live with an equal
+ * value (the server may add defaults, never change or drop what was
+ * applied). Array elements that are objects with a "name" are matched by
+ * name (the server may add elements: default tolerations), others by
+ * equality with any live element. 1: it holds; 0: *ret_diff says the first
+ * difference ("spec.containers[sandbox].securityContext.privileged: true,
+ * applied false"). *ret_n counts the leaves compared. Depth is bounded. */
+int stk_kube_holds(json_t *want, json_t *live, struct stk_buf *ret_diff, size_t *ret_n);
+
 /* ==== watch ============================================================== */
 
 /*

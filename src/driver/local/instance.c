@@ -36,7 +36,7 @@ int stk_local_socket_path(const struct stk_local_paths *p, const char *id, char 
 
 /* Where the binaries are: $STOCKADE_LIBEXEC_DIR, else the directory of the
  * running executable (the build tree, or the install prefix's bin). */
-static int libexec_source(char *ret, size_t n, struct stk_error **err)
+int stk_local_libexec_source(char *ret, size_t n, struct stk_error **err)
 {
     const char *env = getenv("STOCKADE_LIBEXEC_DIR");
     if (env && *env)
@@ -95,7 +95,7 @@ static int copy_file(const char *from, const char *to, struct stk_error **err)
 int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, struct stk_error **err)
 {
     char src[PATH_MAX], path[PATH_MAX + 64];
-    int r = libexec_source(src, sizeof(src), err);
+    int r = stk_local_libexec_source(src, sizeof(src), err);
     if (r < 0)
         return r;
     /* Named after what the binaries are (size, mtime, inode): a new build
