@@ -356,6 +356,9 @@ struct stk_backend_facts {
      * sandbox user 65534"; NULL: its own user) */
     const char *image_digest;
     const char *image_user;
+    /* kubernetes, explain: how this cluster keeps warm pools (NULL: not
+     * asked, or no cluster) */
+    const char *warm_pools;
 };
 
 struct stk_contract;

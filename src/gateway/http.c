@@ -1425,7 +1425,7 @@ static void h_sb_contract(struct gw_call *c)
     _cleanup_diags_ struct stk_diags diags = {0};
     struct stk_session_boundary sb = {0};
     _cleanup_contract_ struct stk_contract *contract = NULL;
-    struct stk_driver_facts facts;
+    struct stk_driver_facts facts = {0};
     if (stk_session_resolve(&docs, &diags, &sb) < 0 ||
         stk_session_record_facts(c->g->session, &rec, sb.b, &facts, NULL) < 0 ||
         stk_explain(sb.b, &facts.facts, &contract) < 0)

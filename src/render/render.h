@@ -55,6 +55,11 @@ struct stk_k8s_options {
     /* instead of stk_k8s_namespace(b): a warm pool's members, each in a
      * namespace of its own */
     const char *namespace;
+    /* the kubernetes driver's agents.x-k8s.io pool (instead of
+     * allocation.warmPool): its SandboxTemplate, a SandboxWarmPool of
+     * agents_replicas and a SandboxClaim on it */
+    const char *agents_pool;
+    int agents_replicas;
 };
 
 /* The namespace a standalone sandbox's objects live in:
