@@ -1011,8 +1011,13 @@ static json_t *pool_json(struct gw_call *c, const struct stk_pool_rec *p)
 {
     size_t ready = 0;
     (void)stk_pool_ready(c->g->session, p->tenant, p->name, &ready, NULL);
-    return json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
-                     (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
+    json_t *j = json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
+                          (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
+    if (p->mechanism[0]) { /* the backend keeps it: its controller counts the ready ones */
+        json_object_set_new(j, "mechanism", json_string(p->mechanism));
+        json_object_set_new(j, "ready", json_null());
+    }
+    return j;
 }
 
 static void h_pool_list(struct gw_call *c)

@@ -54,6 +54,22 @@ static const char *const spec_pod[] = {"containers",
                                        NULL};
 static const char *const spec_np[] = {"podSelector", "policyTypes", "ingress", "egress", NULL};
 
+/* agents.x-k8s.io's extension API (kubernetes-sigs/agent-sandbox CRDs,
+ * v1beta1): the spec fields their schemas declare */
+static const char *const spec_sb_template[] = {"envVarsInjectionPolicy",
+                                               "networkPolicy",
+                                               "networkPolicyManagement",
+                                               "podTemplate",
+                                               "service",
+                                               "volumeClaimTemplates",
+                                               "volumeClaimTemplatesPolicy",
+                                               NULL};
+static const char *const spec_sb_warm_pool[] = {"replicas", "sandboxTemplateRef", "updateStrategy",
+                                                NULL};
+static const char *const spec_sb_claim[] = {
+    "warmPoolRef", "lifecycle", "additionalPodMetadata", "env", "volumeClaimTemplates", NULL};
+#define AGENTS_EXT "/apis/extensions.agents.x-k8s.io/v1beta1", "extensions.agents.x-k8s.io/v1beta1"
+
 static const struct res resources[] = {
     {"/api/v1", "v1", "Namespace", "namespaces", false, top_plain, spec_ns},
     {"/api/v1", "v1", "Pod", "pods", true, top_plain, spec_pod},
@@ -63,6 +79,9 @@ static const struct res resources[] = {
      top_plain, spec_np},
     {"/apis/agents.x-k8s.io/v1alpha1", "agents.x-k8s.io/v1alpha1", "Sandbox", "sandboxes", true,
      top_plain, NULL},
+    {AGENTS_EXT, "SandboxTemplate", "sandboxtemplates", true, top_plain, spec_sb_template},
+    {AGENTS_EXT, "SandboxWarmPool", "sandboxwarmpools", true, top_plain, spec_sb_warm_pool},
+    {AGENTS_EXT, "SandboxClaim", "sandboxclaims", true, top_plain, spec_sb_claim},
 };
 static const char *const meta_fields[] = {
     "name",       "namespace",     "labels",     "annotations",     "resourceVersion",
