@@ -885,6 +885,42 @@ static void test_agents_objects(void **state)
     }
 }
 
+/* The warm claim's one request: a JSON patch whose `test` makes two claims
+ * on one Pod exclusive (the second is 422, nothing changed). */
+static void test_claim_json_patch(void **state)
+{
+    (void)state;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_double();
+    _cleanup_error_ struct stk_error *err = NULL;
+    json_auto_t *ns = parse("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{"
+                            "\"name\":\"m1\"}}");
+    json_auto_t *pod = parse("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":"
+                             "\"p\",\"namespace\":\"m1\",\"labels\":{\"stockade.dev/claimed\":"
+                             "\"false\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":"
+                             "\"i\"}]}}");
+    if (stk_kube_apply(k, ns, NULL, &err) < 0 || stk_kube_apply(k, pod, NULL, &err) < 0)
+        fail_msg("%s", err->msg);
+    struct stk_kube_ref ref = {"v1", "Pod", "m1", "p"};
+    static const char *const claimers[] = {"a", "b"};
+    for (size_t i = 0; i < 2; i++) {
+        json_auto_t *patch = json_pack(
+            "[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s}]", "op", "test", "path",
+            "/metadata/labels/stockade.dev~1claimed", "value", "false", "op", "replace", "path",
+            "/metadata/labels/stockade.dev~1claimed", "value", "true", "op", "add", "path",
+            "/metadata/labels/stockade.dev~1sandbox", "value", claimers[i]);
+        stk_error_free(err);
+        err = NULL;
+        int r = stk_kube_patch(k, &ref, "application/json-patch+json", patch, NULL, &err);
+        assert_int_equal(r, i == 0 ? 0 : -EINVAL);
+    }
+    json_t *live = NULL;
+    assert_int_equal(stk_kube_get(k, &ref, &live, NULL), 0);
+    const json_t *labels = json_object_get(json_object_get(live, "metadata"), "labels");
+    assert_string_equal(json_string_value(json_object_get(labels, "stockade.dev/sandbox")), "a");
+    assert_string_equal(json_string_value(json_object_get(labels, "stockade.dev/claimed")), "true");
+    json_decref(live);
+}
+
 /* ---- the line splitter ------------------------------------------------------ */
 
 struct lines_seen {
@@ -1350,6 +1386,7 @@ int main(void)
         cmocka_unit_test(test_recorded_errors),
         cmocka_unit_test(test_recorded_answers),
         cmocka_unit_test(test_agents_objects),
+        cmocka_unit_test(test_claim_json_patch),
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_log_position),

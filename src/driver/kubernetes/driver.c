@@ -45,6 +45,9 @@
 #define SUPERVISE_TICK_MS 2000
 #define STORE_ID_FILE     "kubernetes-store-id"
 #define CONTAINER         "sandbox"
+/* a warm member's Pod: "false" until a claim makes it "true" */
+#define CLAIMED_LABEL      "stockade.dev/claimed"
+#define CLAIMED_LABEL_PATH "/metadata/labels/stockade.dev~1claimed"
 
 struct kube_ctx {
     struct stk_kubeconfig *cfg;
@@ -915,6 +918,10 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
         bool is_workload = !strcmp(kind, "Pod") || !strcmp(kind, "Job");
         if (is_workload)
             workload = o;
+        /* an unclaimed member: what its claim's JSON patch tests */
+        if (is_workload && sb->pool_member && !restart)
+            json_object_set_new(json_object_get(json_object_get(o, "metadata"), "labels"),
+                                CLAIMED_LABEL, json_string("false"));
         /* a restart re-creates what a stop removed and leaves what
          * persisted alone: an update of a NetworkPolicy is for stockade's
          * in-cluster identity only (the admission guard) */
@@ -957,47 +964,77 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
 }
 
 /* A claimed warm member: its Pod has run the pool template's command since
- * it was made (a Pod's command is fixed), so the claim is a relabelling,
- * guarded by the Pod's resourceVersion: of two claims on one Pod, across
- * any number of stockade processes, exactly one wins (409 for the other). */
-static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_handle,
-                      struct stk_error **err)
+ * it was made (a Pod's command is fixed, and the claim's fingerprint, which
+ * the session checked, includes it), so the claim is a relabelling. One
+ * JSON patch: a `test` that the Pod is still unclaimed (the label its
+ * provision set to "false"), then the claimer's labels; the API server
+ * applies it to the current object or not at all, so of two claims on one
+ * Pod, across any number of stockade processes, exactly one wins. A Pod
+ * without the label (made by an older stockade) is claimed the old way:
+ * read, then a merge patch under its resourceVersion. */
+static int start_by_list(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                         struct stk_error **err)
 {
-    *ret_handle = NULL; /* the same namespace and Pod */
-    struct kube_ctx *c = ud;
     struct handle h;
     json_t *list = NULL;
     const json_t *pod = NULL;
     int r = sandbox_pods(c, sb, &h, &list, &pod, err);
     if (r < 0)
         return r;
-    const json_t *cmd = json_object_get(
-        json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0), "command");
-    bool same = json_array_size(cmd) == sb->b->argc;
-    for (size_t i = 0; same && i < sb->b->argc; i++)
-        same = !strcmp(json_string_value(json_array_get(cmd, i)) ?: "", sb->b->argv[i]);
+    const json_t *labels = json_object_get(json_object_get(pod, "metadata"), "labels");
+    const char *claimed = json_string_value(json_object_get(labels, CLAIMED_LABEL));
     if (!pod) {
         r = stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: no Pod in %s", sb->id, h.ns);
-    } else if (json_object_get(json_object_get(json_object_get(pod, "metadata"), "labels"),
-                               "stockade.dev/claimed")) {
+    } else if (claimed && strcmp(claimed, "false")) {
         r = stk_error_make(err, STK_DRV_E_TRANSIENT, "sandbox %s: its Pod was claimed already",
                            sb->id);
-    } else if (sb->b->argc && !same) {
-        r = stk_error_make(err, STK_DRV_E_NOTSUP,
-                           "sandbox %s: on kubernetes a pool member runs its template's command "
-                           "from the start; a claim cannot run another (%s)",
-                           sb->id, sb->b->argv[0]);
     } else {
         struct stk_kube_ref ref = {"v1", "Pod", h.ns, jstr(pod, "metadata.name")};
         json_t *patch =
             json_pack("{s:{s:s, s:{s:s, s:s}}}", "metadata", "resourceVersion",
                       jstr(pod, "metadata.resourceVersion"), "labels", STK_K8S_SANDBOX_LABEL,
-                      sb->name ? sb->name : sb->id, "stockade.dev/claimed", "true");
+                      sb->name ? sb->name : sb->id, CLAIMED_LABEL, "true");
         r = stk_kube_patch(c->k, &ref, "application/merge-patch+json", patch, NULL, err);
         json_decref(patch);
     }
     json_decref(list);
     return r;
+}
+
+static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_handle,
+                      struct stk_error **err)
+{
+    *ret_handle = NULL; /* the same namespace and Pod */
+    struct kube_ctx *c = ud;
+    struct handle h;
+    int r = handle_parse(c, sb, &h, err);
+    if (r < 0)
+        return r;
+    if (strcmp(h.kind, "Pod"))
+        return start_by_list(c, sb, err);
+    struct stk_kube_ref ref = {"v1", "Pod", h.ns, h.name};
+    json_t *patch =
+        json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s}]", "op", "test", "path",
+                  CLAIMED_LABEL_PATH, "value", "false", "op", "replace", "path", CLAIMED_LABEL_PATH,
+                  "value", "true", "op", "add", "path", "/metadata/labels/stockade.dev~1sandbox",
+                  "value", sb->name ? sb->name : sb->id);
+    struct stk_error *perr = NULL;
+    r = stk_kube_patch(c->k, &ref, "application/json-patch+json", patch, NULL, &perr);
+    json_decref(patch);
+    if (r >= 0)
+        return 0;
+    if (r == -ENOENT) {
+        stk_error_free(perr);
+        return stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: no Pod %s in %s", sb->id, h.name,
+                              h.ns);
+    }
+    if (r != -EINVAL) {
+        *err = perr;
+        return r;
+    }
+    /* the test failed: claimed already, or a Pod without the label */
+    stk_error_free(perr);
+    return start_by_list(c, sb, err);
 }
 
 /* ---- exec --------------------------------------------------------------------------- */
