@@ -39,6 +39,9 @@ for s in json.load(sys.stdin): print(s["id"])' 2>/dev/null); do "$bin" rm -f "$i
   # pool members a refill was still making when the pool went
   store=$(cat "$STOCKADE_STATE_DIR/kubernetes-store-id" 2>/dev/null)
   [ -z "$store" ] || k delete namespace -l "stockade.dev/store=$store" --wait=false >/dev/null 2>&1
+  # hyperfine's JSON outlives a run cut short (its medians are not lost)
+  keep=${STOCKADE_BENCH_JSON_DIR:-/tmp/stockade-kube-bench-json}
+  mkdir -p "$keep" && cp "$work"/*.json "$keep"/ 2>/dev/null && echo "hyperfine JSON kept in $keep" >&2
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -359,6 +359,9 @@ struct stk_backend_facts {
     /* spec.image: the ports its config declares (ExposedPorts, "8080/tcp,
      * 9090/udp"), which stockade never exposes; NULL: none or unknown */
     const char *image_ports;
+    /* kubernetes, explain: how this cluster keeps warm pools (NULL: not
+     * asked, or no cluster) */
+    const char *warm_pools;
 };
 
 struct stk_contract;

@@ -457,6 +457,8 @@ static void explain_privileges(struct stk_contract *c)
                      b->runtime == STK_RUNTIME_DEFAULT ? "the cluster's default RuntimeClass"
                                                        : stk_runtime_names[b->runtime]),
                  &b->runtime_origin);
+        if (f->warm_pools)
+            say(c, SEC_PRIVILEGES, "Warm pools (pool create, create --pool): %s.", f->warm_pools);
         break;
     case STK_BACKEND_SIM:
         from(say(c, SEC_PRIVILEGES, "Runtime: none; the simulator executes nothing."),

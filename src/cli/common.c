@@ -176,6 +176,7 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
     _cleanup_error_ struct stk_error *err = NULL;
     memset(&f, 0, sizeof(f));
     f.facts.backend = backend;
+    f.explain = true;
     if (stk_driver_open(backend, &conf, &d, &err) < 0) {
         /* not built in, or not reachable: explain still states the contract */
         if (stk_driver_ops(backend)) {

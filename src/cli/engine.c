@@ -189,9 +189,14 @@ static int emb_pool_list(struct cli_engine *e, json_t **ret)
     for (size_t i = 0; i < n; i++) {
         size_t ready = 0;
         (void)stk_pool_ready(s, pools[i].tenant, pools[i].name, &ready, NULL);
-        json_array_append_new(a, json_pack("{s:s,s:i,s:I,s:s}", "name", pools[i].name, "size",
-                                           pools[i].size, "ready", (json_int_t)ready, "tenant",
-                                           pools[i].tenant));
+        json_t *p = json_pack("{s:s,s:i,s:I,s:s}", "name", pools[i].name, "size", pools[i].size,
+                              "ready", (json_int_t)ready, "tenant", pools[i].tenant);
+        /* a pool the backend keeps: its controller counts the ready ones */
+        if (pools[i].mechanism[0]) {
+            json_object_set_new(p, "mechanism", json_string(pools[i].mechanism));
+            json_object_set_new(p, "ready", json_null());
+        }
+        json_array_append_new(a, p);
     }
     stk_pool_recs_free(pools, n);
     *ret = a;

@@ -807,9 +807,14 @@ static int pool_ls_cmd(int argc, char **argv)
     json_t *p;
     json_array_foreach(a, i, p)
     {
-        printf("%-24s %-6d %-6d\n", str_or(p, "name", ""),
-               (int)json_integer_value(json_object_get(p, "size")),
-               (int)json_integer_value(json_object_get(p, "ready")));
+        const json_t *ready = json_object_get(p, "ready");
+        char n[24] = "-";
+        if (json_is_integer(ready))
+            snprintf(n, sizeof(n), "%d", (int)json_integer_value(ready));
+        printf("%-24s %-6d %-6s%s%s\n", str_or(p, "name", ""),
+               (int)json_integer_value(json_object_get(p, "size")), n,
+               json_object_get(p, "mechanism") ? " kept by the cluster: " : "",
+               str_or(p, "mechanism", ""));
     }
     json_decref(a);
     return 0;

@@ -123,6 +123,9 @@ struct stk_driver_sink {
 
 /* What a backend can tell and enforce, for explain, results and records. */
 struct stk_driver_facts {
+    /* set by the caller before facts: explain wants what costs the backend
+     * a request to know (kubernetes: how warm pools are kept) */
+    bool explain;
     struct stk_backend_facts facts; /* for stk_explain */
     const char *runtime;    /* what the record's `runtime` says: crun, runc, runsc, pod, sim */
     char note[512];         /* said to the user at create ("runs on crun, not gVisor: ...") */
@@ -136,6 +139,13 @@ struct stk_driver_logs_req {
     long tail;        /* last N lines, -1: all */
     bool follow, timestamps;
     int out_fd, err_fd;
+};
+
+/* A warm pool the backend may keep itself (pool_apply, pool_delete). */
+struct stk_driver_pool {
+    const char *name;             /* unique per tenant; [a-z0-9-], at most 39 bytes */
+    const struct stk_boundary *b; /* its template (pool_apply only) */
+    int size;                     /* members kept ready */
 };
 
 struct stk_driver;
@@ -225,7 +235,8 @@ struct stk_driver_ops {
     int (*fingerprint)(void *ctx, const struct stk_boundary *b, char ret[65],
                        struct stk_error **err);
     /* Removes what this state directory's sandboxes left and no record
-     * keeps (keep: the ids of live records). */
+     * keeps (keep: the ids of live records, and "pool.NAME" for each pool
+     * the backend keeps itself). */
     int (*gc)(void *ctx, const char *const *keep, size_t n_keep, size_t *ret_removed,
               struct stk_error **err);
     /* The live instances of a sandbox injected into a workload, one per
@@ -242,6 +253,17 @@ struct stk_driver_ops {
      * "reason"} (*ret, the caller frees). NULL: nothing to add. */
     int (*verify_outside)(void *ctx, const struct stk_driver_sandbox *sb, char **ret,
                           struct stk_error **err);
+    /* Warm pools the backend keeps itself (kubernetes: agents.x-k8s.io
+     * SandboxWarmPool, when the cluster serves it). pool_apply makes pool p
+     * and sets *ret_mechanism (a static string naming how) when the backend
+     * keeps it, or makes nothing and sets it NULL: the session's own
+     * members. A claim of a kept pool is a provision of a record whose pool
+     * is set and which is not a member (sb->pool, !sb->pool_member, no
+     * handle): the backend hands out one of its members. pool_delete
+     * removes a kept pool (its claimed sandboxes stay). NULL: never kept. */
+    int (*pool_apply)(void *ctx, const struct stk_driver_pool *p, const char **ret_mechanism,
+                      struct stk_error **err);
+    int (*pool_delete)(void *ctx, const struct stk_driver_pool *p, struct stk_error **err);
 };
 
 /* The driver of a backend (a static table); NULL when not built in. */

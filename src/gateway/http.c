@@ -1011,8 +1011,13 @@ static json_t *pool_json(struct gw_call *c, const struct stk_pool_rec *p)
 {
     size_t ready = 0;
     (void)stk_pool_ready(c->g->session, p->tenant, p->name, &ready, NULL);
-    return json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
-                     (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
+    json_t *j = json_pack("{s:s,s:i,s:I,s:s,s:s}", "name", p->name, "size", p->size, "ready",
+                          (json_int_t)ready, "tenant", p->tenant, "owner", p->owner);
+    if (p->mechanism[0]) { /* the backend keeps it: its controller counts the ready ones */
+        json_object_set_new(j, "mechanism", json_string(p->mechanism));
+        json_object_set_new(j, "ready", json_null());
+    }
+    return j;
 }
 
 static void h_pool_list(struct gw_call *c)
@@ -1432,7 +1437,7 @@ static void h_sb_contract(struct gw_call *c)
     _cleanup_diags_ struct stk_diags diags = {0};
     struct stk_session_boundary sb = {0};
     _cleanup_contract_ struct stk_contract *contract = NULL;
-    struct stk_driver_facts facts;
+    struct stk_driver_facts facts = {0};
     if (stk_session_resolve(&docs, &diags, &sb) < 0 ||
         stk_session_record_facts(c->g->session, &rec, sb.b, &facts, NULL) < 0 ||
         stk_explain(sb.b, &facts.facts, &contract) < 0)

@@ -311,12 +311,12 @@ static int n_containers(const struct stk_boundary *b)
     return b->docker ? 2 : 1;
 }
 
-static json_t *resource_quota_json(const struct stk_boundary *b, const char *ns)
+static json_t *resource_quota_json(const struct stk_boundary *b, const char *ns, int64_t pods)
 {
     const struct stk_resolved_limits *l = &b->limits;
-    int64_t k = n_containers(b) * pod_count(b);
+    int64_t k = n_containers(b) * pods;
     json_t *hard = json_object();
-    json_object_set_new(hard, "pods", json_sprintf("%lld", (long long)pod_count(b)));
+    json_object_set_new(hard, "pods", json_sprintf("%lld", (long long)pods));
     json_object_set_new(hard, "limits.cpu", qty_cpu(k * l->cpu_milli));
     json_object_set_new(hard, "requests.cpu", qty_cpu(k * l->cpu_milli));
     json_object_set_new(hard, "limits.memory", qty_bytes(k * l->memory));
@@ -676,7 +676,8 @@ static json_t *workload_json(const struct stk_boundary *b, const char *ns, bool 
  * SandboxWarmPool keeps replicas of it ready, and the sandbox is a
  * SandboxClaim on that pool (agents.x-k8s.io). The pool's controller must
  * not add its own NetworkPolicy: stockade's cover the namespace. */
-static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, const char *pool)
+static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, const char *pool,
+                              int replicas)
 {
     json_t *out = json_array();
     /* A pooled Pod belongs to whichever sandbox claims it: labelled with its
@@ -691,9 +692,9 @@ static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, cons
                              "networkPolicyManagement", "Unmanaged"));
     json_array_append_new(out, tpl);
     json_t *wp = object_new(STK_K8S_AGENTS_API, "SandboxWarmPool", pool, ns, labels_json(b));
-    json_object_set_new(wp, "spec",
-                        PACK("{s:i, s:{s:s}}", "replicas", STK_K8S_WARM_POOL_REPLICAS,
-                             "sandboxTemplateRef", "name", pool));
+    json_object_set_new(
+        wp, "spec",
+        PACK("{s:i, s:{s:s}}", "replicas", replicas, "sandboxTemplateRef", "name", pool));
     json_array_append_new(out, wp);
     json_t *claim = object_new(STK_K8S_AGENTS_API, "SandboxClaim", b->name, ns, labels_json(b));
     json_object_set_new(claim, "spec", PACK("{s:{s:s}}", "warmPoolRef", "name", pool));
@@ -771,16 +772,17 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         return stk_error_make(err, EINVAL,
                               "spec.image is required for the kubernetes target: a Pod runs an "
                               "image, not the host's root filesystem");
-    if (warm_pool(b) && b->limits.wall_clock_ms)
+    const char *pool = opt && opt->agents_pool ? opt->agents_pool : warm_pool(b);
+    if (pool && b->limits.wall_clock_ms)
         return stk_error_make(err, EINVAL,
                               "resources.wallClock cannot be enforced with allocation.mode "
                               "warmPool: a pooled Pod starts before it is claimed");
-    if (warm_pool(b) && b->home && b->home_persist)
+    if (pool && b->home && b->home_persist)
         return stk_error_make(err, EINVAL,
                               "storage.home.persist is not available with allocation.mode "
                               "warmPool: pooled sandboxes are interchangeable, a persistent home "
                               "belongs to one");
-    if (warm_pool(b) && opt && opt->job)
+    if (pool && opt && opt->job)
         return stk_error_make(err, EINVAL, "--job does not apply to allocation.mode warmPool");
     const char *ns = opt && opt->namespace ? opt->namespace : stk_k8s_namespace(b);
     if ((r = check_name("namespace", ns, err)) < 0)
@@ -799,7 +801,9 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
     json_array_append_new(out, ingress_policy_json(b, ns, false));
     if (b->n_ports)
         json_array_append_new(out, ingress_policy_json(b, ns, true));
-    json_array_append_new(out, resource_quota_json(b, ns));
+    /* the driver's agents pool: its ready replicas and as many claimed */
+    int64_t pods = opt && opt->agents_pool ? 2 * (int64_t)opt->agents_replicas : pod_count(b);
+    json_array_append_new(out, resource_quota_json(b, ns, pods));
     json_array_append_new(out, limit_range_json(b, ns));
     if (b->home && b->home_persist)
         json_array_append_new(out, home_pvc_json(b, ns));
@@ -812,9 +816,10 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         json_array_append_new(out, vns);
         json_array_append_new(out, service_account_json(b, "default", vc_ns));
     }
-    const char *pool = warm_pool(b);
     if (pool) {
-        json_t *pool_objs = warm_pool_json(b, ns, pool);
+        json_t *pool_objs = warm_pool_json(b, ns, pool,
+                                           opt && opt->agents_pool ? opt->agents_replicas
+                                                                   : STK_K8S_WARM_POOL_REPLICAS);
         json_array_extend(out, pool_objs);
         json_decref(pool_objs);
     } else {

@@ -58,6 +58,11 @@ struct stk_k8s_options {
     /* instead of spec.image in the sandbox container: the same image pinned
      * to the digest stockade resolved (NAME@sha256:...); NULL: spec.image */
     const char *image;
+    /* the kubernetes driver's agents.x-k8s.io pool (instead of
+     * allocation.warmPool): its SandboxTemplate, a SandboxWarmPool of
+     * agents_replicas and a SandboxClaim on it */
+    const char *agents_pool;
+    int agents_replicas;
 };
 
 /* The namespace a standalone sandbox's objects live in:

@@ -129,6 +129,11 @@ int stk_pool_refill(struct stk_session *s, const char *tenant, const char *name,
         return lock;
     int r;
     size_t ready = 0, coming = 0;
+    if (pool.mechanism[0]) {
+        /* the backend keeps it full */
+        stk_pool_rec_free(&pool);
+        return 0;
+    }
     r = count_members(s, pool.tenant, name, &ready, &coming, err);
     struct stk_create_req req = {
         .docs = {.spec_file = "pool template",
@@ -188,15 +193,35 @@ int stk_pool_create_owned(struct stk_session *s, const struct stk_pool_req *req,
     int r = session_bind_namespaces(s, sb.b, pool.tenant, err);
     if (r >= 0)
         r = session_fingerprint(s, sb.b, pool.fingerprint, err);
+    /* a pool name taken in the store is refused before the backend makes
+     * anything */
+    struct stk_pool_rec taken = {0};
+    if (r >= 0 && stk_store_pool_get(s->st, pool.tenant, name, &taken, NULL) >= 0) {
+        stk_pool_rec_free(&taken);
+        r = stk_error_make(err, EEXIST, "a pool named '%s' already exists", name);
+    }
+    /* the backend's own pools when it has them (agents.x-k8s.io on a
+     * cluster that serves it), else stockade's members */
+    const char *mechanism = NULL;
+    const struct stk_driver_ops *ops = s->drv->ops;
+    struct stk_driver_pool dp = {.name = name, .b = sb.b, .size = size};
+    if (r >= 0 && ops->pool_apply)
+        r = ops->pool_apply(s->drv->ctx, &dp, &mechanism, err);
     stk_session_boundary_release(&sb);
     if (r < 0)
         return r;
+    fmt_into(pool.mechanism, sizeof(pool.mechanism), "%s", mechanism ? mechanism : "");
     pool.template_spec = stk_xstrndup(tmpl->spec, tmpl->spec_len);
     pool.env = tmpl->env ? stk_xstrndup(tmpl->env, tmpl->env_len) : NULL;
     r = stk_store_pool_insert(s->st, &pool, err);
+    if (r < 0 && mechanism) {
+        dp.b = NULL;
+        (void)ops->pool_delete(s->drv->ctx, &dp, NULL);
+    }
     if (r >= 0) {
-        json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "pool", name, "size", size, "tenant",
-                              pool.tenant, "owner", pool.owner);
+        json_t *d =
+            json_pack("{s:s,s:i,s:s,s:s,s:s}", "pool", name, "size", size, "tenant", pool.tenant,
+                      "owner", pool.owner, "mechanism", mechanism ? mechanism : "stockade members");
         _cleanup_free_ char *dj = json_dumps(d, JSON_COMPACT);
         json_decref(d);
         (void)stk_audit_append(s->st, "", "pool_created", s->actor, dj, NULL);
@@ -214,8 +239,15 @@ int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name, str
         return lock;
     char pool_tenant[sizeof(pool.tenant)];
     memcpy(pool_tenant, pool.tenant, sizeof(pool_tenant));
+    bool kept = pool.mechanism[0];
     stk_pool_rec_free(&pool);
     int r;
+    const struct stk_driver_ops *ops = s->drv->ops;
+    /* a pool the backend keeps: its objects first (a failure leaves the
+     * record, so pool rm can be repeated); claimed sandboxes stay */
+    struct stk_driver_pool dp = {.name = name};
+    if (kept && ops->pool_delete && (r = ops->pool_delete(s->drv->ctx, &dp, err)) < 0)
+        return r;
     /* the pool first: nothing can claim or refill it from now on */
     if ((r = stk_store_pool_delete(s->st, pool_tenant, name, err)) < 0)
         return r;
@@ -244,7 +276,8 @@ void pool_refill_background(struct stk_session *s, const char *tenant, const cha
 }
 
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,
-               const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err)
+               const struct stk_boundary *b, struct stk_create_res *ret, char mechanism[64],
+               struct stk_error **err)
 {
     struct stk_pool_rec pool = {0};
     if (!name_ok(req->pool))
@@ -277,6 +310,13 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
                            "resources, network or rootfs differ from the pool's template); "
                            "create it without --pool, or make a pool from this spec",
                            req->pool);
+        goto out;
+    }
+    if (pool.mechanism[0]) {
+        /* the backend hands out one of its members: a create of a record
+         * of this pool */
+        fmt_into(mechanism, 64, "%s", pool.mechanism);
+        r = 1;
         goto out;
     }
     if (b->argc == 0 || b->argc > STK_INITP_MAX_ARGS) {

@@ -180,8 +180,11 @@ enum monitor_mode {
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
                   struct stk_error **err);
 
+/* 0 claimed; -ENOENT the pool is empty; 1 the backend keeps the pool
+ * (mechanism: how, at most 64 bytes): the claim is a create of the pool. */
 int pool_claim(struct stk_session *s, const struct stk_create_req *req,
-               const struct stk_boundary *b, struct stk_create_res *ret, struct stk_error **err);
+               const struct stk_boundary *b, struct stk_create_res *ret, char mechanism[64],
+               struct stk_error **err);
 /* Starts a detached process that refills the pool. */
 void pool_refill_background(struct stk_session *s, const char *tenant, const char *pool);
 

@@ -212,11 +212,26 @@ int stk_session_gc(struct stk_session *s, size_t *ret_removed, struct stk_error 
     int r = stk_store_sb_list(s->st, false, &recs, &n, err);
     if (r < 0)
         return r;
-    const char **keep = stk_xcalloc(n + 1, sizeof(*keep));
+    struct stk_pool_rec *pools = NULL;
+    size_t n_pools = 0;
+    if ((r = stk_store_pool_list(s->st, &pools, &n_pools, err)) < 0) {
+        stk_sb_recs_free(recs, n);
+        return r;
+    }
+    const char **keep = stk_xcalloc(n + n_pools + 1, sizeof(*keep));
+    char **pool_keys = stk_xcalloc(n_pools + 1, sizeof(*pool_keys));
+    size_t n_keep = 0;
     for (size_t i = 0; i < n; i++)
-        keep[i] = recs[i].id;
-    r = ops->gc(s->drv->ctx, keep, n, ret_removed, err);
+        keep[n_keep++] = recs[i].id;
+    for (size_t i = 0; i < n_pools; i++)
+        if (pools[i].mechanism[0])
+            keep[n_keep++] = pool_keys[i] = stk_xasprintf("pool.%s", pools[i].name);
+    r = ops->gc(s->drv->ctx, keep, n_keep, ret_removed, err);
+    for (size_t i = 0; i < n_pools; i++)
+        free(pool_keys[i]);
+    free(pool_keys);
     free(keep);
+    stk_pool_recs_free(pools, n_pools);
     stk_sb_recs_free(recs, n);
     return r;
 }
@@ -500,20 +515,25 @@ void *session_argv_details(const struct stk_boundary *b, const char *key, void *
 
 /* The create record's details; the image's digest when it runs one (what
  * ran is then fixed in the trail, whatever the tag says later). */
-static json_t *created_details(const struct stk_sb_rec *rec, const struct stk_driver_facts *f)
+static json_t *created_details(const struct stk_sb_rec *rec, const struct stk_driver_facts *f,
+                               const char *claimed_through)
 {
     json_t *d = json_pack("{s:s,s:s,s:b}", "name", rec->name, "runtime", rec->runtime, "poolMember",
                           rec->pool_member);
+    if (claimed_through)
+        json_object_set_new(
+            d, "claimed", json_pack("{s:s,s:s}", "pool", rec->pool, "mechanism", claimed_through));
     if (f->facts.image_digest)
         json_object_set_new(d, "imageDigest", json_string(f->facts.image_digest));
     return d;
 }
 
+/* claimed_through: a claim of a pool the backend keeps (its mechanism) */
 static int cold_create(struct stk_session *s, const struct stk_create_req *req,
-                       const struct stk_boundary *b, struct stk_create_res *ret,
-                       struct stk_error **err)
+                       const struct stk_boundary *b, const char *claimed_through,
+                       struct stk_create_res *ret, struct stk_error **err)
 {
-    struct stk_driver_facts facts;
+    struct stk_driver_facts facts = {0};
     int r = stk_session_facts(s, b, &facts, err);
     if (r < 0)
         return r;
@@ -548,7 +568,8 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
     }
     r = stk_store_sb_insert(s->st, &rec, err);
     if (r >= 0)
-        r = session_audit(s, rec.id, "created", NULL, created_details(&rec, &facts), err);
+        r = session_audit(s, rec.id, "created", NULL,
+                          created_details(&rec, &facts, claimed_through), err);
     if (r >= 0)
         fmt_into(ret->id, sizeof(ret->id), "%s", rec.id);
     stk_sb_rec_free(&rec);
@@ -608,7 +629,16 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
     if (r < 0)
         goto out;
     if (req->pool && !req->pool_member) {
-        r = pool_claim(s, req, sb.b, ret, err);
+        char mechanism[64] = "";
+        r = pool_claim(s, req, sb.b, ret, mechanism, err);
+        if (r == 1) {
+            /* a pool the backend keeps: its claim is this create */
+            ret->warm = true;
+            fmt_into(ret->note, sizeof(ret->note), "claimed from pool %s through the %s", req->pool,
+                     mechanism);
+            r = cold_create(s, req, sb.b, mechanism, ret, err);
+            goto out;
+        }
         if (r != -ENOENT)
             goto out;
         /* empty: a cold create, and the caller is told */
@@ -618,10 +648,10 @@ int stk_session_create(struct stk_session *s, const struct stk_create_req *req,
                  req->pool);
         struct stk_create_req cold = *req;
         cold.pool = NULL;
-        r = cold_create(s, &cold, sb.b, ret, err);
+        r = cold_create(s, &cold, sb.b, NULL, ret, err);
         goto out;
     }
-    r = cold_create(s, req, sb.b, ret, err);
+    r = cold_create(s, req, sb.b, NULL, ret, err);
 out:
     if (r < 0 && ret->id[0] && !req->pool_member) {
         /* nothing half-applied: a sandbox that never became ready is

@@ -106,6 +106,10 @@ static const char *const migrations[STK_STORE_SCHEMA] = {
     " tenant, project, owner FROM pools;"
     "DROP TABLE pools;"
     "ALTER TABLE pools_by_tenant RENAME TO pools;",
+    /* 4 → 5: a pool the backend keeps itself (kubernetes: an
+     * agents.x-k8s.io SandboxWarmPool) names that mechanism; '' is
+     * stockade's own members */
+    "ALTER TABLE pools ADD COLUMN mechanism TEXT NOT NULL DEFAULT '';",
 };
 
 static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
@@ -1231,7 +1235,8 @@ void stk_pool_recs_free(struct stk_pool_rec *p, size_t n)
     free(p);
 }
 
-#define POOL_COLS "name, size, template_spec, env, fingerprint, created_ms, tenant, project, owner"
+#define POOL_COLS                                                                                  \
+    "name, size, template_spec, env, fingerprint, created_ms, tenant, project, owner, mechanism"
 
 static int pool_check(const struct stk_pool_rec *p, struct stk_error **err)
 {
@@ -1247,6 +1252,8 @@ static int pool_check(const struct stk_pool_rec *p, struct stk_error **err)
         r = check_fixed(what, "project", p->project, sizeof(p->project), err);
     if (r >= 0)
         r = check_fixed(what, "owner", p->owner, sizeof(p->owner), err);
+    if (r >= 0)
+        r = check_fixed(what, "mechanism", p->mechanism, sizeof(p->mechanism), err);
     if (r >= 0 && (p->size < 0 || p->size > STK_STORE_MAX_POOL))
         r = stk_error_make(err, EINVAL, "pool field 'size' is %d, not within 0..%d", p->size,
                            STK_STORE_MAX_POOL);
@@ -1265,8 +1272,8 @@ int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
         return r;
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     r = store_prepare(
-        st, "INSERT INTO pools (" POOL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &s,
-        err);
+        st, "INSERT INTO pools (" POOL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &s, err);
     if (r < 0)
         return r;
     bind_text(s, 1, p->name);
@@ -1278,6 +1285,7 @@ int stk_store_pool_insert(struct stk_store *st, const struct stk_pool_rec *p,
     bind_text(s, 7, p->tenant);
     bind_text(s, 8, p->project);
     bind_text(s, 9, p->owner);
+    bind_text(s, 10, p->mechanism);
     int rc = sqlite3_step(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return stk_error_make(err, EEXIST, "a pool named '%s' already exists", p->name);
@@ -1293,7 +1301,8 @@ static int pool_from_row(sqlite3_stmt *s, struct stk_pool_rec *p, struct stk_err
         !store_copy(p->fingerprint, sizeof(p->fingerprint), store_col_text(s, 4)) ||
         !store_copy(p->tenant, sizeof(p->tenant), store_col_text(s, 6)) ||
         !store_copy(p->project, sizeof(p->project), store_col_text(s, 7)) ||
-        !store_copy(p->owner, sizeof(p->owner), store_col_text(s, 8)))
+        !store_copy(p->owner, sizeof(p->owner), store_col_text(s, 8)) ||
+        !store_copy(p->mechanism, sizeof(p->mechanism), store_col_text(s, 9)))
         return stk_error_make(err, EUCLEAN, "pool %s: a column in the database is too long",
                               store_col_text(s, 0));
     p->size = sqlite3_column_int(s, 1);

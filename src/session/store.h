@@ -18,7 +18,7 @@
 #define STK_STORE_DB_FILE       "stockade.db"
 #define STK_STORE_LOCK_FILE     "stockade.lock"
 #define STK_STORE_BUSY_MS       5000
-#define STK_STORE_SCHEMA        4             /* PRAGMA user_version this code writes */
+#define STK_STORE_SCHEMA        5             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
 #define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
@@ -185,6 +185,9 @@ struct stk_pool_rec {
     int64_t created_ms; /* 0 means now */
     /* who the pool and its members belong to, as a sandbox's record */
     char tenant[64], project[64], owner[128];
+    /* "" stockade's own members; else the backend keeps the pool and
+     * this names how (the driver's pool_apply) */
+    char mechanism[64];
 };
 void stk_pool_rec_free(struct stk_pool_rec *p);
 void stk_pool_recs_free(struct stk_pool_rec *p, size_t n);

@@ -265,7 +265,17 @@ def test_gc_removes_only_this_state_dirs_orphans(kube, tmp_path):
         other.ok("rm", "-f", oid)
 
 
+def agents_served():
+    """Whether the cluster serves the agents.x-k8s.io extension API that
+    stockade's pools then go through (discovery)."""
+    p = kubectl("get", "--raw", "/apis/extensions.agents.x-k8s.io/v1beta1", check=False)
+    return p.returncode == 0
+
+
 def test_concurrent_claims_get_distinct_pods(kube, tmp_path):
+    if agents_served():
+        pytest.skip("the cluster serves extensions.agents.x-k8s.io: pools are SandboxWarmPools "
+                    "(test_agents_pool_claim)")
     f = spec(tmp_path / "p.yaml", "pooled", ["/bin/sh", "-c", "exec sleep 3600"])
     kube.ok("pool", "create", "claims", "--size", "2", "-f", f)
     deadline = time.monotonic() + 180
@@ -302,6 +312,118 @@ def test_concurrent_claims_get_distinct_pods(kube, tmp_path):
     for sid in ids:
         kube.ok("rm", "-f", sid)
         assert labelled(sid) == []
+
+
+class ClaimBinder(threading.Thread):
+    """What the agent-sandbox controller does for a claim, played from the
+    test against the real API server (its controller needs a newer Go than
+    this machine has): a Pod from the pool's SandboxTemplate with the
+    claim's additionalPodMetadata labels, owned by the claim, then the
+    claim's status Ready with the sandbox's name."""
+
+    def __init__(self, ns, pool):
+        super().__init__(daemon=True)
+        self.ns, self.pool, self.stop, self.bound = ns, pool, threading.Event(), []
+
+    def run(self):
+        while not self.stop.is_set():
+            p = kubectl("-n", self.ns, "get", "sandboxclaims.extensions.agents.x-k8s.io", "-o",
+                        "json", check=False)
+            for claim in json.loads(p.stdout)["items"] if p.returncode == 0 else []:
+                name = claim["metadata"]["name"]
+                if name in self.bound or claim["metadata"].get("deletionTimestamp"):
+                    continue
+                self.bind(claim)
+                self.bound.append(name)
+            time.sleep(0.3)
+
+    def bind(self, claim):
+        name = claim["metadata"]["name"]
+        tpl = json.loads(kubectl("-n", self.ns, "get",
+                                 "sandboxtemplates.extensions.agents.x-k8s.io",
+                                 claim["spec"]["warmPoolRef"]["name"], "-o", "json").stdout)
+        pt = tpl["spec"]["podTemplate"]
+        labels = dict(pt["metadata"].get("labels", {}))
+        labels.update(claim["spec"]["additionalPodMetadata"]["labels"])
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": self.ns, "labels": labels,
+                            "ownerReferences": [{
+                                "apiVersion": "extensions.agents.x-k8s.io/v1beta1",
+                                "kind": "SandboxClaim", "name": name,
+                                "uid": claim["metadata"]["uid"]}]},
+               "spec": pt["spec"]}
+        subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, "create", "-f", "-"],
+                       input=json.dumps(pod), text=True, check=True, capture_output=True)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = {"status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "SandboxReady", "message": "",
+            "lastTransitionTime": now, "observedGeneration": claim["metadata"]["generation"]}],
+            "sandbox": {"name": name}}}
+        kubectl("-n", self.ns, "patch", "sandboxclaims.extensions.agents.x-k8s.io", name,
+                "--subresource=status", "--type=merge", "-p", json.dumps(status))
+
+
+def test_agents_pool_claim(kube, tmp_path):
+    if not agents_served():
+        pytest.skip("the cluster does not serve extensions.agents.x-k8s.io/v1beta1 "
+                    "(install agent-sandbox's CRDs to run this)")
+    f = spec(tmp_path / "a.yaml", "agentpool", ["/bin/sh", "-c", "exec sleep 3600"])
+    kube.ok("pool", "create", "ap", "--size", "2", "-f", f)
+    # the pool is the cluster's: a SandboxTemplate and a SandboxWarmPool of 2, in the pool's
+    # own namespace, labelled with the pool's identity; stockade makes no member of its own
+    tpls = json.loads(kubectl("get", "sandboxtemplates.extensions.agents.x-k8s.io", "-A", "-l",
+                              "stockade.dev/sandbox-id=pool.ap", "-o", "json").stdout)["items"]
+    [tpl] = tpls
+    ns = tpl["metadata"]["namespace"]
+    try:
+        assert ns.startswith("pool-ap-")
+        assert tpl["spec"]["networkPolicyManagement"] == "Unmanaged"
+        wp = json.loads(kubectl("-n", ns, "get", "sandboxwarmpools.extensions.agents.x-k8s.io",
+                                "ap", "-o", "json").stdout)
+        assert wp["spec"]["replicas"] == 2
+        assert wp["spec"]["sandboxTemplateRef"]["name"] == "ap"
+        assert json.loads(kube.ok("ls", "-a", "-o", "json").stdout) == []
+        audit = kube.ok("audit", "export").stdout
+        assert "agents.x-k8s.io SandboxWarmPool" in audit
+        # a pool name taken is refused before anything changes
+        assert kube("pool", "create", "ap", "--size", "1", "-f", f).returncode != 0
+
+        binder = ClaimBinder(ns, "ap")
+        binder.start()
+        try:
+            p = kube.ok("create", "--pool", "ap", "-f", f, "-o", "json")
+        finally:
+            binder.stop.set()
+            binder.join()
+        res = json.loads(p.stdout)
+        sid = res["id"]
+        assert res["warm"] is True
+        claim = json.loads(kubectl("-n", ns, "get", "sandboxclaims.extensions.agents.x-k8s.io",
+                                   sid, "-o", "json").stdout)
+        assert claim["spec"]["warmPoolRef"]["name"] == "ap"
+        assert claim["metadata"]["labels"]["stockade.dev/sandbox-id"] == sid
+        assert claim["spec"]["additionalPodMetadata"]["labels"]["stockade.dev/sandbox"] == \
+            "agentpool"
+        assert kube.ok("exec", sid, "--", "sh", "-c", "echo $STOCKADE_SANDBOX").stdout == \
+            "agentpool\n"
+        [created] = [r for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)
+                     if r["event"] == "created"]
+        assert created["details"]["claimed"] == {"pool": "ap",
+                                                 "mechanism": "agents.x-k8s.io SandboxWarmPool"}
+        explain = kube.ok("explain", "--backend", "kubernetes", f).stdout
+        assert "SandboxWarmPool" in explain and "SandboxClaim" in explain
+        # the pool goes; the claimed sandbox and its namespace stay
+        kube.ok("pool", "rm", "ap")
+        assert kubectl("get", "namespace", ns, check=False).returncode == 0
+        assert kube.ok("exec", sid, "--", "true").returncode == 0
+        # rm deletes the claim (its Pod goes with it) and then the pool's namespace
+        kube.ok("rm", "-f", sid)
+        assert labelled(sid) == []
+        assert kubectl("get", "sandboxclaims.extensions.agents.x-k8s.io", "-A", "-l",
+                       f"stockade.dev/sandbox-id={sid}", "-o", "name").stdout == ""
+        assert kubectl("get", "namespace", ns, check=False).returncode != 0
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 # ---- injection into a live workload (create --workload) -----------------------------------

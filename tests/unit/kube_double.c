@@ -54,6 +54,22 @@ static const char *const spec_pod[] = {"containers",
                                        NULL};
 static const char *const spec_np[] = {"podSelector", "policyTypes", "ingress", "egress", NULL};
 
+/* agents.x-k8s.io's extension API (kubernetes-sigs/agent-sandbox CRDs,
+ * v1beta1): the spec fields their schemas declare */
+static const char *const spec_sb_template[] = {"envVarsInjectionPolicy",
+                                               "networkPolicy",
+                                               "networkPolicyManagement",
+                                               "podTemplate",
+                                               "service",
+                                               "volumeClaimTemplates",
+                                               "volumeClaimTemplatesPolicy",
+                                               NULL};
+static const char *const spec_sb_warm_pool[] = {"replicas", "sandboxTemplateRef", "updateStrategy",
+                                                NULL};
+static const char *const spec_sb_claim[] = {
+    "warmPoolRef", "lifecycle", "additionalPodMetadata", "env", "volumeClaimTemplates", NULL};
+#define AGENTS_EXT "/apis/extensions.agents.x-k8s.io/v1beta1", "extensions.agents.x-k8s.io/v1beta1"
+
 static const struct res resources[] = {
     {"/api/v1", "v1", "Namespace", "namespaces", false, top_plain, spec_ns},
     {"/api/v1", "v1", "Pod", "pods", true, top_plain, spec_pod},
@@ -63,6 +79,9 @@ static const struct res resources[] = {
      top_plain, spec_np},
     {"/apis/agents.x-k8s.io/v1alpha1", "agents.x-k8s.io/v1alpha1", "Sandbox", "sandboxes", true,
      top_plain, NULL},
+    {AGENTS_EXT, "SandboxTemplate", "sandboxtemplates", true, top_plain, spec_sb_template},
+    {AGENTS_EXT, "SandboxWarmPool", "sandboxwarmpools", true, top_plain, spec_sb_warm_pool},
+    {AGENTS_EXT, "SandboxClaim", "sandboxclaims", true, top_plain, spec_sb_claim},
 };
 static const char *const meta_fields[] = {
     "name",       "namespace",     "labels",     "annotations",     "resourceVersion",
@@ -480,9 +499,86 @@ static void do_apply(struct evhttp_request *req, const struct target *t, struct 
     reply_json(req, old ? 200 : 201, live);
 }
 
+/* A JSON patch (RFC 6902) on labels only, as the driver's claim sends it:
+ * test, add, replace and remove of "/metadata/labels/KEY" ("~1" for '/').
+ * false: a test failed or a path is missing (the server's 422). */
+static bool json_patch_labels(json_t *live, const json_t *ops, bool *ret_bad)
+{
+    static const char prefix[] = "/metadata/labels/";
+    json_t *meta = json_object_get(live, "metadata");
+    json_t *labels = json_object_get(meta, "labels");
+    if (!labels) {
+        labels = json_object();
+        json_object_set_new(meta, "labels", labels);
+    }
+    size_t i;
+    const json_t *op;
+    *ret_bad = false;
+    json_array_foreach(ops, i, op)
+    {
+        const char *o = json_string_value(json_object_get(op, "op"));
+        const char *path = json_string_value(json_object_get(op, "path"));
+        const char *value = json_string_value(json_object_get(op, "value"));
+        if (!o || !path || strncmp(path, prefix, strlen(prefix))) {
+            *ret_bad = true;
+            return false;
+        }
+        struct stk_buf key = {0};
+        for (const char *c = path + strlen(prefix); *c; c++) {
+            if (c[0] == '~' && c[1] == '1') {
+                stk_buf_putc(&key, '/');
+                c++;
+            } else {
+                stk_buf_putc(&key, *c);
+            }
+        }
+        const char *k = stk_buf_str(&key);
+        const char *have = json_string_value(json_object_get(labels, k));
+        bool ok = true;
+        if (!strcmp(o, "test"))
+            ok = have && value && !strcmp(have, value);
+        else if (!strcmp(o, "add") && value)
+            json_object_set_new(labels, k, json_string(value));
+        else if (!strcmp(o, "replace") && value)
+            ok = have && !json_object_set_new(labels, k, json_string(value));
+        else if (!strcmp(o, "remove"))
+            ok = have && !json_object_del(labels, k);
+        else
+            *ret_bad = true;
+        stk_buf_free(&key);
+        if (!ok || *ret_bad)
+            return false;
+    }
+    return true;
+}
+
 static void do_patch(struct evhttp_request *req, const struct target *t)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    if (stk_streq(ct, "application/json-patch+json")) {
+        json_auto_t *ops = body_json(req);
+        _cleanup_free_ char *key = obj_key(t);
+        json_t *old = json_object_get(S.objects, key);
+        if (!json_is_array(ops))
+            return reply_status(req, 400, "BadRequest", NULL, "invalid JSON patch");
+        if (!old)
+            return reply_status(req, 404, "NotFound", NULL, "%s \"%s\" not found", t->res->plural,
+                                t->name);
+        json_t *live = json_deep_copy(old);
+        bool bad;
+        if (!json_patch_labels(live, ops, &bad)) {
+            json_decref(live);
+            if (bad)
+                return reply_status(req, 400, "BadRequest", NULL, "the double patches labels only");
+            return reply_status(req, 422, "Invalid", NULL,
+                                "the server rejected our request due to an error in our request");
+        }
+        stamp(live, t, false);
+        json_object_set(S.objects, key, live);
+        record_event(t, "MODIFIED", live);
+        reply_json(req, 200, live);
+        return;
+    }
     if (!stk_streq(ct, "application/merge-patch+json") &&
         !stk_streq(ct, "application/strategic-merge-patch+json"))
         return reply_status(req, 415, "UnsupportedMediaType", NULL,

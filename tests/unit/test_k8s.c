@@ -449,6 +449,61 @@ static void test_warm_pool(void **state)
     fixture_release(&f);
 }
 
+/* The kubernetes driver's agents.x-k8s.io pool (pool create on a cluster
+ * that serves it): the pool's objects from any template, sized, with a
+ * quota for the ready replicas and as many claimed ones. */
+static void test_agents_pool_option(void **state)
+{
+    (void)state;
+    struct fixture f;
+    resolve(&f, sb_basic, NULL);
+    struct stk_k8s_options opt = {.sandbox_id = "pool.ap",
+                                  .store = "0123",
+                                  .sandbox_name = "ap",
+                                  .namespace = "pool-ap-1234abcd",
+                                  .agents_pool = "ap",
+                                  .agents_replicas = 3};
+    json_t *objs = NULL;
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_k8s_render(f.b, &opt, &objs, &err), 0);
+    assert_null(find(objs, "Pod", NULL));
+    json_t *wp = find(objs, "SandboxWarmPool", "ap");
+    assert_json(json_object_get(wp, "spec"),
+                "{\"replicas\":3,\"sandboxTemplateRef\":{\"name\":\"ap\"}}");
+    json_t *tpl = find(objs, "SandboxTemplate", "ap");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(tpl, "metadata"), "namespace")),
+        "pool-ap-1234abcd");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(tpl, "metadata"), "labels"), STK_K8S_SANDBOX_ID_LABEL)),
+        "pool.ap");
+    /* the pooled Pods carry the pool, not one sandbox */
+    json_t *pl = json_object_get(
+        json_object_get(json_object_get(json_object_get(tpl, "spec"), "podTemplate"), "metadata"),
+        "labels");
+    assert_null(json_object_get(pl, STK_K8S_SANDBOX_ID_LABEL));
+    assert_string_equal(json_string_value(json_object_get(pl, STK_K8S_WARM_POOL_LABEL)), "ap");
+    json_t *rq = find(objs, "ResourceQuota", NULL);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(rq, "spec"), "hard"), "pods")),
+                        "6");
+    assert_non_null(find(objs, "SandboxClaim", NULL));
+    json_decref(objs);
+    fixture_release(&f);
+
+    /* what a pooled Pod cannot keep is refused for these pools too */
+    char sb[256];
+    snprintf(sb, sizeof(sb),
+             SB_HEAD "spec:\n  image: busybox:1.36\n  resources: {wallClock: 1m}\n");
+    resolve(&f, sb, NULL);
+    objs = NULL;
+    assert_true(stk_k8s_render(f.b, &opt, &objs, &err) < 0);
+    assert_non_null(strstr(err->msg, "wallClock"));
+    stk_error_free(err);
+    fixture_release(&f);
+}
+
 static void test_image_required(void **state)
 {
     (void)state;
@@ -841,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_job_rule),
         cmocka_unit_test(test_docker_vcluster_home),
         cmocka_unit_test(test_warm_pool),
+        cmocka_unit_test(test_agents_pool_option),
         cmocka_unit_test(test_image_required),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_cluster_roles_safe),

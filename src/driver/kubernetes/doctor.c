@@ -260,8 +260,8 @@ static void check_network_policy(struct doc *d)
 }
 
 /* agents.x-k8s.io (SandboxWarmPool, SandboxClaim): detected by discovery
- * and reported; the driver's warm pools are its own Pods either way (the
- * integration is not built), which is what this check says. */
+ * and reported; the driver keeps warm pools through them when the cluster
+ * serves STK_K8S_AGENTS_API, else as its own Pods. */
 static void check_agents_api(struct doc *d)
 {
     static const char *const groups[] = {"extensions.agents.x-k8s.io", "agents.x-k8s.io"};
@@ -281,12 +281,18 @@ static void check_agents_api(struct doc *d)
         }
         json_decref(body);
     }
-    if (served.len)
+    bool ext = served.len && strstr(served.data, STK_K8S_AGENTS_API);
+    if (ext)
+        add(d, "agents-api", "agents.x-k8s.io warm pools", STK_CHECK_PASS, NULL, PATH_CLUSTER,
+            "the cluster serves %s: `pool create` makes a SandboxTemplate and a SandboxWarmPool, "
+            "`create --pool` a SandboxClaim, which the agent-sandbox controller must bind (a claim "
+            "nobody binds fails after its wait)",
+            served.data);
+    else if (served.len)
         add(d, "agents-api", "agents.x-k8s.io warm pools", STK_CHECK_WARN,
             "nothing to do: pools work without it", PATH_CLUSTER,
-            "the cluster serves %s (SandboxWarmPool/SandboxClaim); stockade would claim through "
-            "them (render emits %s objects) but the driver does not yet: its warm pools are its "
-            "own Pods, claimed under their resourceVersion",
+            "the cluster serves %s but not %s, the version stockade uses: warm pools are "
+            "stockade's own Pods, claimed under their resourceVersion",
             served.data, STK_K8S_AGENTS_API);
     else
         add(d, "agents-api", "agents.x-k8s.io warm pools", STK_CHECK_PASS, NULL, PATH_CLUSTER,

@@ -48,6 +48,9 @@
 #define SUPERVISE_TICK_MS 2000
 #define STORE_ID_FILE     "kubernetes-store-id"
 #define CONTAINER         "sandbox"
+/* a warm member's Pod: "false" until a claim makes it "true" */
+#define CLAIMED_LABEL      "stockade.dev/claimed"
+#define CLAIMED_LABEL_PATH "/metadata/labels/stockade.dev~1claimed"
 
 struct kube_ctx {
     struct stk_kubeconfig *cfg;
@@ -227,6 +230,7 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
 {
     struct kube_ctx *c = ud;
     const char *rc = runtime_class(b);
+    bool explain = ret->explain;
     *ret = (struct stk_driver_facts){
         .facts = {.backend = STK_BACKEND_KUBERNETES,
                   .runtime = rc ? rc : "the cluster's default runtime",
@@ -248,6 +252,18 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
     if (ret->image_digest[0])
         ret->facts.image_digest = ret->image_digest;
     image_ports(c, b, ret);
+    if (explain && c) {
+        int served = stk_kube_has_api(c->k, STK_K8S_AGENTS_API, NULL);
+        ret->facts.warm_pools =
+            served > 0 ? "this cluster serves " STK_K8S_AGENTS_API
+                         ", so a pool is a SandboxTemplate and a SandboxWarmPool that the "
+                         "agent-sandbox controller keeps full, and a claim is a SandboxClaim "
+                         "the controller binds to a ready member"
+            : served == 0 ? "stockade's own Pods, one namespace each; a claim relabels one under "
+                            "its resourceVersion (this cluster does not serve " STK_K8S_AGENTS_API
+                            ")"
+                          : NULL;
+    }
     if (!rc || !c)
         return 0;
     /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
@@ -367,7 +383,16 @@ static const char *sandbox_namespace(const struct stk_driver_sandbox *sb, char *
 struct handle {
     char ns[64], kind[16], name[254];
     bool injected; /* kind is the workload stockade injected into */
+    /* a claim on an agents.x-k8s.io pool: the SandboxClaim's name (the
+     * Pod is the controller's; stop and rm delete the claim) */
+    char claim[64];
 };
+
+static void pool_namespace(struct kube_ctx *c, const char *pool, char ns[64]);
+static bool agents_claim(const struct stk_driver_sandbox *sb)
+{
+    return !sb->handle && sb->pool && sb->pool[0] && !sb->pool_member;
+}
 
 /* The namespace of the workload an injected sandbox goes into: the
  * target's, else the kubeconfig context's. */
@@ -396,6 +421,15 @@ static int handle_parse(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
         strcpy(ret->kind, kind);
         strcpy(ret->name, name);
         ret->injected = injected_kind(kind);
+        const char *claim = jstr(h, "claim");
+        if (claim && strlen(claim) < sizeof(ret->claim))
+            strcpy(ret->claim, claim);
+    } else if (agents_claim(sb)) {
+        /* a claim cut short before its handle was stored */
+        pool_namespace(c, sb->pool, ret->ns);
+        snprintf(ret->kind, sizeof(ret->kind), "Pod");
+        snprintf(ret->name, sizeof(ret->name), "%s", sb->id);
+        snprintf(ret->claim, sizeof(ret->claim), "%s", sb->id);
     } else if (sb->b && sb->b->model == STK_MODEL_INJECTION && sb->b->target) {
         snprintf(ret->ns, sizeof(ret->ns), "%s", workload_namespace(c, sb->b));
         snprintf(ret->kind, sizeof(ret->kind), "%s",
@@ -532,6 +566,9 @@ static int delete_workload(struct kube_ctx *c, const struct handle *h, const cha
 static int eject(struct kube_ctx *c, const struct handle *h, const char *id,
                  struct stk_error **err);
 
+static int claim_teardown(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                          const struct handle *h, bool purge, struct stk_error **err);
+
 static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool purge,
                          struct stk_error **err)
 {
@@ -545,6 +582,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
         int r = eject(c, &ih, sb->id, err);
         return r < 0 ? r : wait_gone(c, &pods, sel, NULL, err);
     }
+    struct handle ch;
+    if (handle_parse(c, sb, &ch, NULL) >= 0 && ch.claim[0])
+        return claim_teardown(c, sb, &ch, purge, err);
     /* no handle: provision never finished (a create cut short by a crash),
      * so nothing of it persists: everything goes */
     if (purge || !sb->handle) {
@@ -874,11 +914,14 @@ static int kube_replicas(void *ud, const struct stk_driver_sandbox *sb, char **r
     return 0;
 }
 
+static int claim_provision(struct kube_ctx *c, const struct stk_driver_sandbox *sb, bool restart,
+                           char **ret_handle, struct stk_error **err);
+
 static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool restart,
                           char **ret_handle, struct stk_error **err)
 {
     struct kube_ctx *c = ud;
-    struct stk_driver_facts facts;
+    struct stk_driver_facts facts = {0};
     int r = kube_facts(c, sb->b, &facts, err);
     if (r < 0 || (r = need_store(c, err)) < 0)
         return r;
@@ -890,6 +933,9 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
                                   sb->id);
         return inject_provision(c, sb, ret_handle, err);
     }
+    struct handle ph;
+    if (agents_claim(sb) || (restart && handle_parse(c, sb, &ph, NULL) >= 0 && ph.claim[0]))
+        return claim_provision(c, sb, restart, ret_handle, err);
     char nsbuf[64];
     const char *ns = sandbox_namespace(sb, nsbuf, sizeof(nsbuf));
     char pinned[STK_IMAGE_REF_MAX + 112], digest[72];
@@ -916,6 +962,10 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
         bool is_workload = !strcmp(kind, "Pod") || !strcmp(kind, "Job");
         if (is_workload)
             workload = o;
+        /* an unclaimed member: what its claim's JSON patch tests */
+        if (is_workload && sb->pool_member && !restart)
+            json_object_set_new(json_object_get(json_object_get(o, "metadata"), "labels"),
+                                CLAIMED_LABEL, json_string("false"));
         /* a restart re-creates what a stop removed and leaves what
          * persisted alone: an update of a NetworkPolicy is for stockade's
          * in-cluster identity only (the admission guard) */
@@ -958,47 +1008,77 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
 }
 
 /* A claimed warm member: its Pod has run the pool template's command since
- * it was made (a Pod's command is fixed), so the claim is a relabelling,
- * guarded by the Pod's resourceVersion: of two claims on one Pod, across
- * any number of stockade processes, exactly one wins (409 for the other). */
-static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_handle,
-                      struct stk_error **err)
+ * it was made (a Pod's command is fixed, and the claim's fingerprint, which
+ * the session checked, includes it), so the claim is a relabelling. One
+ * JSON patch: a `test` that the Pod is still unclaimed (the label its
+ * provision set to "false"), then the claimer's labels; the API server
+ * applies it to the current object or not at all, so of two claims on one
+ * Pod, across any number of stockade processes, exactly one wins. A Pod
+ * without the label (made by an older stockade) is claimed the old way:
+ * read, then a merge patch under its resourceVersion. */
+static int start_by_list(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                         struct stk_error **err)
 {
-    *ret_handle = NULL; /* the same namespace and Pod */
-    struct kube_ctx *c = ud;
     struct handle h;
     json_t *list = NULL;
     const json_t *pod = NULL;
     int r = sandbox_pods(c, sb, &h, &list, &pod, err);
     if (r < 0)
         return r;
-    const json_t *cmd = json_object_get(
-        json_array_get(json_object_get(json_object_get(pod, "spec"), "containers"), 0), "command");
-    bool same = json_array_size(cmd) == sb->b->argc;
-    for (size_t i = 0; same && i < sb->b->argc; i++)
-        same = !strcmp(json_string_value(json_array_get(cmd, i)) ?: "", sb->b->argv[i]);
+    const json_t *labels = json_object_get(json_object_get(pod, "metadata"), "labels");
+    const char *claimed = json_string_value(json_object_get(labels, CLAIMED_LABEL));
     if (!pod) {
         r = stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: no Pod in %s", sb->id, h.ns);
-    } else if (json_object_get(json_object_get(json_object_get(pod, "metadata"), "labels"),
-                               "stockade.dev/claimed")) {
+    } else if (claimed && strcmp(claimed, "false")) {
         r = stk_error_make(err, STK_DRV_E_TRANSIENT, "sandbox %s: its Pod was claimed already",
                            sb->id);
-    } else if (sb->b->argc && !same) {
-        r = stk_error_make(err, STK_DRV_E_NOTSUP,
-                           "sandbox %s: on kubernetes a pool member runs its template's command "
-                           "from the start; a claim cannot run another (%s)",
-                           sb->id, sb->b->argv[0]);
     } else {
         struct stk_kube_ref ref = {"v1", "Pod", h.ns, jstr(pod, "metadata.name")};
         json_t *patch =
             json_pack("{s:{s:s, s:{s:s, s:s}}}", "metadata", "resourceVersion",
                       jstr(pod, "metadata.resourceVersion"), "labels", STK_K8S_SANDBOX_LABEL,
-                      sb->name ? sb->name : sb->id, "stockade.dev/claimed", "true");
+                      sb->name ? sb->name : sb->id, CLAIMED_LABEL, "true");
         r = stk_kube_patch(c->k, &ref, "application/merge-patch+json", patch, NULL, err);
         json_decref(patch);
     }
     json_decref(list);
     return r;
+}
+
+static int kube_start(void *ud, const struct stk_driver_sandbox *sb, char **ret_handle,
+                      struct stk_error **err)
+{
+    *ret_handle = NULL; /* the same namespace and Pod */
+    struct kube_ctx *c = ud;
+    struct handle h;
+    int r = handle_parse(c, sb, &h, err);
+    if (r < 0)
+        return r;
+    if (strcmp(h.kind, "Pod"))
+        return start_by_list(c, sb, err);
+    struct stk_kube_ref ref = {"v1", "Pod", h.ns, h.name};
+    json_t *patch =
+        json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s}]", "op", "test", "path",
+                  CLAIMED_LABEL_PATH, "value", "false", "op", "replace", "path", CLAIMED_LABEL_PATH,
+                  "value", "true", "op", "add", "path", "/metadata/labels/stockade.dev~1sandbox",
+                  "value", sb->name ? sb->name : sb->id);
+    struct stk_error *perr = NULL;
+    r = stk_kube_patch(c->k, &ref, "application/json-patch+json", patch, NULL, &perr);
+    json_decref(patch);
+    if (r >= 0)
+        return 0;
+    if (r == -ENOENT) {
+        stk_error_free(perr);
+        return stk_error_make(err, STK_DRV_E_GONE, "sandbox %s: no Pod %s in %s", sb->id, h.name,
+                              h.ns);
+    }
+    if (r != -EINVAL) {
+        *err = perr;
+        return r;
+    }
+    /* the test failed: claimed already, or a Pod without the label */
+    stk_error_free(perr);
+    return start_by_list(c, sb, err);
 }
 
 /* ---- exec --------------------------------------------------------------------------- */
@@ -1334,6 +1414,8 @@ static int kube_file_write(void *ud, const struct stk_driver_sandbox *sb, const 
 
 /* ---- stop --------------------------------------------------------------------------- */
 
+static int claim_delete(struct kube_ctx *c, const struct handle *h, struct stk_error **err);
+
 static int kube_stop(void *ud, const struct stk_driver_sandbox *sb, int grace_ms,
                      struct stk_error **err)
 {
@@ -1342,6 +1424,8 @@ static int kube_stop(void *ud, const struct stk_driver_sandbox *sb, int grace_ms
     int r = handle_parse(c, sb, &h, err);
     if (r >= 0 && h.injected)
         return eject(c, &h, sb->id, err) < 0 ? -1 : 0;
+    if (r >= 0 && h.claim[0])
+        return claim_delete(c, &h, err);
     return r < 0 ? r : delete_workload(c, &h, sb->id, (grace_ms + 999) / 1000, err);
 }
 
@@ -1680,7 +1764,341 @@ static int kube_fingerprint(void *ud, const struct stk_boundary *b, char ret[65]
     return 0;
 }
 
+/* ---- agents.x-k8s.io warm pools ----------------------------------------------------- */
+
+/*
+ * When the cluster serves agents.x-k8s.io's extension API, a warm pool is a
+ * SandboxTemplate and a SandboxWarmPool of `size` replicas in a namespace of
+ * the pool's own (with the sandbox's policies, quota and account, as render
+ * prints them), and its controller keeps the members ready. A claim is a
+ * SandboxClaim (named by the sandbox's id) whose additionalPodMetadata puts
+ * the sandbox's identity labels on the adopted Pod; create returns once the
+ * claim is Ready and that Pod runs. stop deletes the claim (its Pod goes
+ * with it); start makes a new claim; rm deletes the claim, and the pool's
+ * namespace once the pool is removed and no claim is left in it.
+ */
+
+#define AGENTS_MECHANISM "agents.x-k8s.io SandboxWarmPool"
+
+/* "pool-NAME-HASH": per state directory and pool name. */
+static void pool_namespace(struct kube_ctx *c, const char *pool, char ns[64])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    _cleanup_free_ char *key = stk_xasprintf("%s/%s", c->store, pool);
+    if (EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL) != 1)
+        memset(md, 0, 4);
+    snprintf(ns, 64, "pool-%.39s-%02x%02x%02x%02x", pool, md[0], md[1], md[2], md[3]);
+}
+
+static void pool_label(const char *pool, char id[64])
+{
+    snprintf(id, 64, "pool.%.39s", pool);
+}
+
+static bool kind_is(const json_t *o, const char *kind)
+{
+    const char *k = jstr(o, "kind");
+    return k && !strcmp(k, kind);
+}
+
+static int kube_pool_apply(void *ud, const struct stk_driver_pool *p, const char **ret_mechanism,
+                           struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    *ret_mechanism = NULL;
+    int r = need_store(c, err);
+    if (r < 0 || (r = stk_kube_has_api(c->k, STK_K8S_AGENTS_API, err)) <= 0)
+        return r; /* not served: stockade's own Pods */
+    if (p->b->model == STK_MODEL_INJECTION)
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "pool %s: an injected sandbox runs in its workload's replicas; it "
+                              "cannot be a warm pool",
+                              p->name);
+    struct stk_driver_facts facts = {0};
+    if ((r = kube_facts(c, p->b, &facts, err)) < 0)
+        return r;
+    char ns[64], id[64];
+    pool_namespace(c, p->name, ns);
+    pool_label(p->name, id);
+    struct stk_k8s_options opt = {.sandbox_id = id,
+                                  .store = c->store,
+                                  .sandbox_name = p->name,
+                                  .namespace = ns,
+                                  .agents_pool = p->name,
+                                  .agents_replicas = p->size};
+    json_t *objs = NULL;
+    if ((r = stk_k8s_render(p->b, &opt, &objs, err)) < 0)
+        return r;
+    if ((r = namespace_check(c, ns, id, err)) < 0) {
+        json_decref(objs);
+        return r;
+    }
+    struct stk_kube_ref wp = {STK_K8S_AGENTS_API, "SandboxWarmPool", ns, p->name};
+    json_t *live = NULL;
+    r = stk_kube_get(c->k, &wp, &live, err);
+    json_decref(live);
+    if (r >= 0) {
+        json_decref(objs);
+        return stk_error_make(err, EEXIST,
+                              "context %s (%s): SandboxWarmPool %s/%s exists already (this state "
+                              "directory's pool of that name, in another tenant); choose another "
+                              "pool name",
+                              stk_kubeconfig_context(c->cfg), stk_kubeconfig_server(c->cfg), ns,
+                              p->name);
+    }
+    if (r != -ENOENT) {
+        json_decref(objs);
+        return r;
+    }
+    stk_error_free(*err);
+    *err = NULL;
+    size_t i, applied = 0;
+    json_t *o;
+    r = 0;
+    json_array_foreach(objs, i, o)
+    {
+        if (kind_is(o, "SandboxClaim"))
+            continue; /* claims are made by create --pool */
+        if ((r = stk_kube_apply(c->k, o, NULL, err)) < 0)
+            break;
+        applied++;
+    }
+    json_decref(objs);
+    if (r < 0) {
+        /* nothing half-applied: the pool's namespace holds all of it */
+        struct stk_kube_ref nsref = {"v1", "Namespace", NULL, ns};
+        struct stk_error *uerr = NULL;
+        if (applied && stk_kube_delete(c->k, &nsref, "Foreground", NULL, &uerr) < 0)
+            error_append(err, "; removing what this pool create applied failed too: %s",
+                         uerr ? uerr->msg : "?");
+        else if (applied)
+            error_append(err, "; removed what this pool create applied (namespace %s)", ns);
+        stk_error_free(uerr);
+        return r;
+    }
+    *ret_mechanism = AGENTS_MECHANISM;
+    return 0;
+}
+
+/* The claims left in a pool's namespace. */
+static int pool_claims(struct kube_ctx *c, const char *ns, json_t **ret, struct stk_error **err)
+{
+    struct stk_kube_ref claims = {STK_K8S_AGENTS_API, "SandboxClaim", ns, NULL};
+    return stk_kube_list(c->k, &claims, NULL, ret, err);
+}
+
+/* Deletes the pool's namespace when its SandboxWarmPool is gone and no
+ * claim is left in it (what a claimed sandbox runs in stays). */
+static int pool_namespace_release(struct kube_ctx *c, const char *ns, const char *pool,
+                                  struct stk_error **err)
+{
+    struct stk_kube_ref wp = {STK_K8S_AGENTS_API, "SandboxWarmPool", ns, pool};
+    json_t *live = NULL, *list = NULL;
+    int r = stk_kube_get(c->k, &wp, &live, NULL);
+    bool pool_left = r >= 0 && !jstr(live, "metadata.deletionTimestamp");
+    json_decref(live);
+    if (pool_left)
+        return 0;
+    if ((r = pool_claims(c, ns, &list, err)) < 0)
+        return r == -ENOENT ? 0 : r;
+    /* claims being deleted (foreground: until their Pods are gone) do not
+     * hold the namespace */
+    size_t n = 0, i;
+    const json_t *claim;
+    json_array_foreach(json_object_get(list, "items"), i, claim) n +=
+        !jstr(claim, "metadata.deletionTimestamp");
+    json_decref(list);
+    if (n)
+        return 0;
+    char id[64], sel[128];
+    pool_label(pool, id);
+    selector(id, sel, sizeof(sel));
+    struct stk_kube_ref nsref = {"v1", "Namespace", NULL, ns};
+    if ((r = stk_kube_delete(c->k, &nsref, "Foreground", NULL, err)) < 0 && r != -EAGAIN)
+        return r;
+    struct stk_kube_ref all = {"v1", "Namespace", NULL, NULL};
+    return wait_gone(c, &all, sel, NULL, err);
+}
+
+static int kube_pool_delete(void *ud, const struct stk_driver_pool *p, struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    int r = need_store(c, err);
+    if (r < 0)
+        return r;
+    char ns[64];
+    pool_namespace(c, p->name, ns);
+    /* the pool and its template: its unclaimed members go with them
+     * (owner references); claimed ones belong to their claims */
+    static const char *const kinds[] = {"SandboxWarmPool", "SandboxTemplate"};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(kinds); i++) {
+        struct stk_kube_ref ref = {STK_K8S_AGENTS_API, kinds[i], ns, p->name};
+        if ((r = stk_kube_delete(c->k, &ref, "Foreground", NULL, err)) < 0 && r != -EAGAIN)
+            return r;
+    }
+    return pool_namespace_release(c, ns, p->name, err);
+}
+
+struct bound_wait {
+    bool failed;
+    char message[512];
+};
+
+/* Until the claim's Ready condition is True. */
+static int bound_fn(void *ud, const char *type, const json_t *claim)
+{
+    struct bound_wait *w = ud;
+    if (!strcmp(type, "DELETED")) {
+        snprintf(w->message, sizeof(w->message), "the SandboxClaim was deleted");
+        w->failed = true;
+        return 2;
+    }
+    if (strcmp(type, "SYNC") && strcmp(type, "ADDED") && strcmp(type, "MODIFIED"))
+        return 0;
+    size_t i;
+    const json_t *cond;
+    json_array_foreach(json_object_get(json_object_get(claim, "status"), "conditions"), i, cond)
+    {
+        const char *t = jstr(cond, "type"), *s = jstr(cond, "status");
+        if (!t || strcmp(t, "Ready") || !s)
+            continue;
+        if (!strcmp(s, "True"))
+            return 1;
+        snprintf(w->message, sizeof(w->message), "%s: %s", jstr(cond, "reason") ?: "not ready",
+                 jstr(cond, "message") ?: "");
+        if (jstr(cond, "reason") && !strcmp(jstr(cond, "reason"), "ClaimExpired")) {
+            w->failed = true;
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int claim_wait(struct kube_ctx *c, const char *ns, const char *name, struct stk_error **err)
+{
+    struct stk_kube_ref claims = {STK_K8S_AGENTS_API, "SandboxClaim", ns, NULL};
+    char field[128];
+    snprintf(field, sizeof(field), "metadata.name=%s", name);
+    struct bound_wait w = {0};
+    int r = stk_kube_watch(c->k, &claims, NULL, field, READY_TIMEOUT_MS, bound_fn, &w, err);
+    if (r == -ETIMEDOUT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ETIMEDOUT,
+                              "SandboxClaim %s/%s was not Ready within %d s (%s); is the "
+                              "agent-sandbox controller running?",
+                              ns, name, READY_TIMEOUT_MS / 1000,
+                              w.message[0] ? w.message : "no status yet");
+    }
+    if (w.failed)
+        return stk_error_make(err, EIO, "SandboxClaim %s/%s: %s", ns, name, w.message);
+    return r < 0 ? r : 0;
+}
+
+static int claim_delete(struct kube_ctx *c, const struct handle *h, struct stk_error **err)
+{
+    struct stk_kube_ref ref = {STK_K8S_AGENTS_API, "SandboxClaim", h->ns, h->claim};
+    int r = stk_kube_delete(c->k, &ref, "Foreground", NULL, err);
+    return r < 0 && r != -EAGAIN ? r : 0;
+}
+
+static int claim_teardown(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
+                          const struct handle *h, bool purge, struct stk_error **err)
+{
+    char sel[128];
+    selector(sb->id, sel, sizeof(sel));
+    struct stk_kube_ref pods = {"v1", "Pod", h->ns, NULL};
+    int r = claim_delete(c, h, err);
+    if (r >= 0)
+        r = wait_gone(c, &pods, sel, NULL, err);
+    if (r >= 0 && purge && sb->pool && sb->pool[0])
+        r = pool_namespace_release(c, h->ns, sb->pool, err);
+    return r;
+}
+
+static int claim_provision(struct kube_ctx *c, const struct stk_driver_sandbox *sb, bool restart,
+                           char **ret_handle, struct stk_error **err)
+{
+    char ns[64];
+    pool_namespace(c, sb->pool, ns);
+    struct stk_k8s_options opt = {.sandbox_id = sb->id,
+                                  .store = c->store,
+                                  .sandbox_name = sb->name,
+                                  .namespace = ns,
+                                  .agents_pool = sb->pool,
+                                  .agents_replicas = 1};
+    json_t *objs = NULL;
+    int r = stk_k8s_render(sb->b, &opt, &objs, err);
+    if (r < 0)
+        return r;
+    size_t i;
+    json_t *o, *claim = NULL;
+    json_array_foreach(objs, i, o) if (kind_is(o, "SandboxClaim")) claim = o;
+    /* named by the id (names repeat across tenants; ids do not); the
+     * adopted Pod carries the sandbox's identity, so every operation finds
+     * it by label as any sandbox's */
+    json_t *meta = json_object_get(claim, "metadata");
+    json_object_set_new(meta, "name", json_string(sb->id));
+    json_t *labels =
+        json_pack("{s:s, s:s, s:s}", STK_K8S_SANDBOX_ID_LABEL, sb->id, STK_K8S_STORE_LABEL,
+                  c->store, STK_K8S_SANDBOX_LABEL, sb->name ? sb->name : sb->id);
+    json_object_set_new(json_object_get(claim, "spec"), "additionalPodMetadata",
+                        json_pack("{s:o}", "labels", labels));
+    struct handle h = {.kind = "Pod"};
+    snprintf(h.ns, sizeof(h.ns), "%s", ns);
+    snprintf(h.name, sizeof(h.name), "%s", sb->id);
+    snprintf(h.claim, sizeof(h.claim), "%s", sb->id);
+    bool applied = false;
+    r = stk_kube_apply(c->k, claim, NULL, err);
+    json_decref(objs);
+    if (r >= 0) {
+        applied = true;
+        r = claim_wait(c, ns, sb->id, err);
+    }
+    if (r >= 0)
+        r = wait_running(c, ns, sb->id, err);
+    if (r < 0) {
+        /* nothing half-applied: the claim goes, and the member with it */
+        struct stk_error *uerr = NULL;
+        if (applied && claim_delete(c, &h, &uerr) < 0)
+            error_append(err, "; removing the SandboxClaim this %s made failed too: %s",
+                         restart ? "start" : "create", uerr ? uerr->msg : "?");
+        else if (applied)
+            error_append(err, "; removed the SandboxClaim this %s made",
+                         restart ? "start" : "create");
+        stk_error_free(uerr);
+        return r;
+    }
+    json_t *hj = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "namespace", ns, "kind", "Pod", "name",
+                           sb->id, "claim", sb->id, "context", stk_kubeconfig_context(c->cfg),
+                           "server", stk_kubeconfig_server(c->cfg));
+    *ret_handle = json_dumps(hj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(hj);
+    return 0;
+}
+
 /* ---- gc ----------------------------------------------------------------------------- */
+
+/* Whether a claim in ns belongs to a live record (or cannot be listed). */
+static bool pool_claimed(struct kube_ctx *c, const char *ns, const char *const *keep, size_t n_keep)
+{
+    json_t *list = NULL;
+    if (pool_claims(c, ns, &list, NULL) < 0)
+        return true;
+    bool hit = false;
+    size_t i;
+    const json_t *claim;
+    json_array_foreach(json_object_get(list, "items"), i, claim)
+    {
+        const json_t *labels = json_object_get(json_object_get(claim, "metadata"), "labels");
+        const char *id = json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+        for (size_t k = 0; id && k < n_keep; k++)
+            hit |= !strcmp(keep[k], id);
+    }
+    json_decref(list);
+    return hit;
+}
 
 static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret_removed,
                    struct stk_error **err)
@@ -1708,6 +2126,8 @@ static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret
         const char *phase = jstr(ns, "status.phase");
         if (!id || kept || (phase && !strcmp(phase, "Terminating")))
             continue;
+        if (!strncmp(id, "pool.", 5) && pool_claimed(c, jstr(ns, "metadata.name"), keep, n_keep))
+            continue; /* a removed pool's namespace, still running claimed sandboxes */
         struct stk_kube_ref one = {"v1", "Namespace", NULL, jstr(ns, "metadata.name")};
         if ((r = stk_kube_delete(c->k, &one, "Foreground", jstr(ns, "metadata.uid"), err)) < 0 &&
             r != -EAGAIN)
@@ -1923,4 +2343,6 @@ const struct stk_driver_ops stk_kube_driver_ops = {
     .gc = kube_gc,
     .replicas = kube_replicas,
     .verify_outside = kube_verify_outside,
+    .pool_apply = kube_pool_apply,
+    .pool_delete = kube_pool_delete,
 };
