@@ -162,9 +162,10 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, struc
 int cli_remote_call_raw(const char *cmd, const char *method, const char *path, const void *payload,
                         size_t payload_len, const char *content_type, int fd, struct json_t **ret);
 /* exec over the server's upgrade (docs/api.md, Exec): body is the exec
- * request; stdin from in_fd (-1: none), output to stdout and stderr.
- * Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
-int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code);
+ * request; stdin from in_fd (-1: none), output to stdout and stderr;
+ * SIGINT/SIGTERM/SIGHUP go on as KILL frames, SIGWINCH as tty_fd's size
+ * (-1: no terminal). Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, int *ret_code);
 /* s escaped for a URL path segment or query value (caller frees). */
 char *cli_remote_escape(const char *s);
 /* The client above is a private module (stockade-remote.so, libcurl) that a
