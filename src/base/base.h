@@ -95,6 +95,15 @@ STK_PRINTF(3, 4) int stk_error_errno(struct stk_error **err, int code, const cha
 STK_PRINTF(2, 3) int stk_error_wrap(struct stk_error **err, const char *fmt, ...);
 void stk_error_free(struct stk_error *err);
 
+/* ---- modules loaded on demand (base/module.c) ------------------------- */
+
+/* The address of symbol in the private module stockade-<module>.so, loaded
+ * on first use; NULL with *err set when the module is missing or is not
+ * this build's. */
+void *stk_module_sym(const char *module, const char *symbol, struct stk_error **err);
+/* The same, typed as a pointer to the declared function or object fn. */
+#define STK_MODULE_SYM(module, fn, err) ((__typeof__(&(fn)))stk_module_sym(module, #fn, err))
+
 /* Milliseconds on a clock: CLOCK_MONOTONIC for deadlines, CLOCK_REALTIME
  * for records. */
 int64_t stk_clock_ms(int clock);

@@ -97,14 +97,14 @@ static int audit_remote(const struct audit_opts *o)
         return audit_error("%s works on this host only, not with --server (the server's trail: "
                            "run it there)",
                            o->verb == VERB_VERIFY ? "verify" : "export");
-    _cleanup_free_ char *eid = cli_remote_escape(o->sandbox);
+    _cleanup_free_ char *eid = CLI_REMOTE_FN("audit", cli_remote_escape)(o->sandbox);
     json_t *records = json_array();
     /* the server answers in pages; "next" is the seq to continue after */
     for (json_int_t after = 0;;) {
         _cleanup_free_ char *path =
             stk_xasprintf("/v1/sandboxes/%s/audit?after=%lld&limit=1000", eid, (long long)after);
         json_t *ans = NULL;
-        int r = cli_remote_call("audit", "GET", path, NULL, -1, &ans);
+        int r = CLI_REMOTE_FN("audit", cli_remote_call)("audit", "GET", path, NULL, -1, &ans);
         if (r != 0) {
             json_decref(records);
             return r;

@@ -172,6 +172,11 @@ int cli_remote_call_raw(const char *cmd, const char *method, const char *path, c
 int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, int *ret_code);
 /* s escaped for a URL path segment or query value (caller frees). */
 char *cli_remote_escape(const char *s);
+/* The client above is a private module (stockade-remote.so, libcurl) that a
+ * command loads only with --server: name's address there. A missing module
+ * ends the command with a message. */
+void *cli_remote_sym(const char *cmd, const char *name);
+#define CLI_REMOTE_FN(cmd, fn) ((__typeof__(&(fn)))cli_remote_sym(cmd, #fn))
 
 /* ---- the client interface of the sandbox commands (src/cli/engine.c) ---- */
 

@@ -228,11 +228,10 @@ int cli_session_backend(const char *command, enum stk_backend *ret)
     int i = e && *e ? stk_enum_lookup(stk_backend_names, _STK_BACKEND_N, e) : STK_BACKEND_LOCAL;
     if (i < 0)
         return cli_usage_error(command, "backend '%s': local, kubernetes or sim", e);
-    if (!stk_driver_ops((enum stk_backend)i)) {
-        fprintf(stderr,
-                "stockade %s: backend '%s' is not built into this stockade: sandboxes run on "
-                "local or sim here\n",
-                command, stk_backend_names[i]);
+    _cleanup_error_ struct stk_error *err = NULL;
+    if (!stk_driver_ops_load((enum stk_backend)i, &err)) {
+        fprintf(stderr, "stockade %s: backend '%s' is not available: %s\n", command,
+                stk_backend_names[i], err ? err->msg : "unknown");
         return EXIT_USAGE;
     }
     *ret = (enum stk_backend)i;

@@ -28,20 +28,34 @@ static void host_checks(struct stk_doctor_report *rep)
 }
 
 /* The live cluster's checks, appended to rep. Returns a usage status when
- * the cluster cannot even be addressed (a bad kubeconfig). */
+ * the cluster cannot even be addressed (a bad kubeconfig). The client lives
+ * in the kube module (libcurl), loaded here. */
 static int cluster_checks(const char *kubeconfig, const char *context,
                           struct stk_doctor_report *rep)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    struct stk_kube_opts o = {.kubeconfig = kubeconfig, .context = context};
-    _cleanup_(stk_kubeconfig_freep) struct stk_kubeconfig *cfg = NULL;
-    _cleanup_(stk_kube_closep) struct stk_kube *k = NULL;
-    if (stk_kubeconfig_load(&o, &cfg, &err) < 0 || stk_kube_open(cfg, &k, &err) < 0) {
+    __typeof__(&stk_kubeconfig_load) load = STK_MODULE_SYM("kube", stk_kubeconfig_load, &err);
+    __typeof__(&stk_kubeconfig_free) cfg_free = STK_MODULE_SYM("kube", stk_kubeconfig_free, &err);
+    __typeof__(&stk_kube_open) open_ = STK_MODULE_SYM("kube", stk_kube_open, &err);
+    __typeof__(&stk_kube_close) close_ = STK_MODULE_SYM("kube", stk_kube_close, &err);
+    __typeof__(&stk_kube_doctor) doctor = STK_MODULE_SYM("kube", stk_kube_doctor, &err);
+    if (!load || !cfg_free || !open_ || !close_ || !doctor) {
         stk_doctor_add(rep, "cluster-reachable", "API server reachable", STK_CHECK_FAIL,
-                       err ? err->msg : "?", "check --kubeconfig and --context", "kubeconfig");
+                       err ? err->msg : "?", "reinstall stockade", "kubeconfig");
         return 0;
     }
-    return stk_kube_doctor(k, cfg, rep);
+    struct stk_kube_opts o = {.kubeconfig = kubeconfig, .context = context};
+    struct stk_kubeconfig *cfg = NULL;
+    struct stk_kube *k = NULL;
+    int r = 0;
+    if (load(&o, &cfg, &err) < 0 || open_(cfg, &k, &err) < 0)
+        stk_doctor_add(rep, "cluster-reachable", "API server reachable", STK_CHECK_FAIL,
+                       err ? err->msg : "?", "check --kubeconfig and --context", "kubeconfig");
+    else
+        r = doctor(k, cfg, rep);
+    close_(k);
+    cfg_free(cfg);
+    return r;
 }
 
 int cmd_doctor(int argc, char **argv)

@@ -268,11 +268,40 @@ static const struct cli_engine_ops embedded_ops = {
     .pool_rm = emb_pool_rm,
 };
 
+struct cli_remote_opts cli_remote = {0};
+
+bool cli_remote_active(void)
+{
+    return cli_remote.server != NULL;
+}
+
+void cli_remote_from_env(void)
+{
+    if (!cli_remote.server && getenv("STOCKADE_SERVER") && *getenv("STOCKADE_SERVER"))
+        cli_remote.server = getenv("STOCKADE_SERVER");
+    if (!cli_remote.token && getenv("STOCKADE_TOKEN") && *getenv("STOCKADE_TOKEN"))
+        cli_remote.token = getenv("STOCKADE_TOKEN");
+    if (!cli_remote.token_file && getenv("STOCKADE_TOKEN_FILE") && *getenv("STOCKADE_TOKEN_FILE"))
+        cli_remote.token_file = getenv("STOCKADE_TOKEN_FILE");
+}
+
+void *cli_remote_sym(const char *cmd, const char *name)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+    void *p = stk_module_sym("remote", name, &err);
+    if (!p) {
+        /* an incomplete installation: nothing to fall back to */
+        fprintf(stderr, "stockade %s: %s\n", cmd, err ? err->msg : "no remote module");
+        exit(EXIT_INVALID);
+    }
+    return p;
+}
+
 struct cli_engine *cli_engine_open(const char *cmd)
 {
     struct cli_engine *e = stk_xcalloc(1, sizeof(*e));
     e->cmd = cmd;
-    e->ops = cli_remote_active() ? &cli_remote_engine_ops : &embedded_ops;
+    e->ops = cli_remote_active() ? CLI_REMOTE_FN(cmd, cli_remote_engine_ops) : &embedded_ops;
     return e;
 }
 

@@ -6,6 +6,10 @@
  * requests and print the answers with the printers embedded mode uses, so
  * both modes print the same thing from the same record JSON.
  *
+ * It is a private module (stockade-remote.so, docs/architecture.md): only
+ * a command run with --server loads it and libcurl; the options it reads
+ * (cli_remote) live in engine.c.
+ *
  * The token is sent in a header and never printed: libcurl's verbose mode
  * stays off and error messages name the server, never the credentials.
  */
@@ -32,23 +36,6 @@
 #define REMOTE_MAX_TOKEN    4096
 #define REMOTE_UNIX_PREFIX  "unix:"
 #define REMOTE_UNIX_BASEURL "http://localhost"
-
-struct cli_remote_opts cli_remote = {0};
-
-bool cli_remote_active(void)
-{
-    return cli_remote.server != NULL;
-}
-
-void cli_remote_from_env(void)
-{
-    if (!cli_remote.server && getenv("STOCKADE_SERVER") && *getenv("STOCKADE_SERVER"))
-        cli_remote.server = getenv("STOCKADE_SERVER");
-    if (!cli_remote.token && getenv("STOCKADE_TOKEN") && *getenv("STOCKADE_TOKEN"))
-        cli_remote.token = getenv("STOCKADE_TOKEN");
-    if (!cli_remote.token_file && getenv("STOCKADE_TOKEN_FILE") && *getenv("STOCKADE_TOKEN_FILE"))
-        cli_remote.token_file = getenv("STOCKADE_TOKEN_FILE");
-}
 
 /* The token: --token / $STOCKADE_TOKEN, else the first line of the token
  * file. NULL without one (a client certificate may be the credential). */

@@ -18,15 +18,48 @@
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
+/* The gateway lives in a private module (libevent, OpenSSL's TLS, libcurl),
+ * loaded by serve and its workers only; these are its entry points. */
+static struct {
+    __typeof__(&stk_gw_policy_load) stk_gw_policy_load;
+    __typeof__(&stk_gw_policy_reload_keys) stk_gw_policy_reload_keys;
+    __typeof__(&stk_gw_policy_free) stk_gw_policy_free;
+    __typeof__(&stk_gw_policy_client_ca) stk_gw_policy_client_ca;
+    __typeof__(&stk_gw_policy_auth) stk_gw_policy_auth;
+    __typeof__(&stk_gw_new) stk_gw_new;
+    __typeof__(&stk_gw_port) stk_gw_port;
+    __typeof__(&stk_gw_run) stk_gw_run;
+    __typeof__(&stk_gw_free) stk_gw_free;
+    __typeof__(&stk_gw_worker_main) stk_gw_worker_main;
+} gw;
+
+/* Loads the module's entry points; 0, or an exit status after a message. */
+static int gw_load(const char *cmd)
+{
+    _cleanup_error_ struct stk_error *err = NULL;
+#define GW_LOAD(fn) (gw.fn = STK_MODULE_SYM("gateway", fn, &err))
+    if (GW_LOAD(stk_gw_policy_load) && GW_LOAD(stk_gw_policy_reload_keys) &&
+        GW_LOAD(stk_gw_policy_free) && GW_LOAD(stk_gw_policy_client_ca) &&
+        GW_LOAD(stk_gw_policy_auth) && GW_LOAD(stk_gw_new) && GW_LOAD(stk_gw_port) &&
+        GW_LOAD(stk_gw_run) && GW_LOAD(stk_gw_free) && GW_LOAD(stk_gw_worker_main))
+        return 0;
+#undef GW_LOAD
+    fprintf(stderr, "stockade %s: %s\n", cmd, err ? err->msg : "the gateway module is missing");
+    return EXIT_INVALID;
+}
+
 /* The AccessPolicy as the server's authentication and authorization; the
  * policy stays loaded for the server's lifetime (the auth points into it).
  * Diagnostics print with file:line:col. Returns 0 or an exit status. */
 int cli_gateway_auth(const char *policy_file, struct stk_gw_policy **ret)
 {
+    int lr = gw_load("serve");
+    if (lr != 0)
+        return lr;
     _cleanup_diags_ struct stk_diags diags = {0};
     _cleanup_error_ struct stk_error *err = NULL;
     struct stk_gw_policy *p = NULL;
-    int r = stk_gw_policy_load(policy_file, &diags, &p, &err);
+    int r = gw.stk_gw_policy_load(policy_file, &diags, &p, &err);
     cli_print_diags(&diags);
     if (r < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);
@@ -45,7 +78,7 @@ struct serve_args {
 static void serve_reload_keys(void *ud)
 {
     _cleanup_error_ struct stk_error *err = NULL;
-    if (stk_gw_policy_reload_keys(ud, &err) < 0)
+    if (gw.stk_gw_policy_reload_keys(ud, &err) < 0)
         fprintf(stderr, "stockade serve: SIGHUP: keeping the old keys: %s\n", err->msg);
     else
         fprintf(stderr, "stockade serve: SIGHUP: JWKS keys re-read\n");
@@ -53,7 +86,8 @@ static void serve_reload_keys(void *ud)
 
 static void stk_gw_policy_freep(struct stk_gw_policy **p)
 {
-    stk_gw_policy_free(*p);
+    if (*p)
+        gw.stk_gw_policy_free(*p);
 }
 
 static int serve_parse(int argc, char **argv, struct serve_args *a)
@@ -140,7 +174,7 @@ int cmd_serve(int argc, char **argv)
     _cleanup_(stk_gw_policy_freep) struct stk_gw_policy *policy = NULL;
     if ((r = cli_gateway_auth(a.policy, &policy)) != 0)
         return r;
-    if ((r = serve_client_ca(&a, stk_gw_policy_client_ca(policy))) != 0)
+    if ((r = serve_client_ca(&a, gw.stk_gw_policy_client_ca(policy))) != 0)
         return r;
     /* stockade --backend sim serve, or STOCKADE_BACKEND=sim */
     enum stk_backend backend;
@@ -158,7 +192,7 @@ int cmd_serve(int argc, char **argv)
                                .tls_key = a.key,
                                .client_ca = a.ca,
                                .paths = &paths,
-                               .auth = stk_gw_policy_auth(policy),
+                               .auth = gw.stk_gw_policy_auth(policy),
                                .timeout_s = a.timeout_s,
                                .access_log = a.access_log,
                                .on_hup = serve_reload_keys,
@@ -171,13 +205,13 @@ int cmd_serve(int argc, char **argv)
         (void)setrlimit(RLIMIT_NOFILE, &nofile);
     }
     struct stk_gw *g = NULL;
-    if (stk_gw_new(&o, &g, &err) < 0) {
+    if (gw.stk_gw_new(&o, &g, &err) < 0) {
         fprintf(stderr, "stockade serve: %s\n", err->msg);
         return EXIT_INVALID;
     }
-    fprintf(stderr, "stockade serve: listening on %s (port %d)\n", a.listen, stk_gw_port(g));
-    r = stk_gw_run(g);
-    stk_gw_free(g);
+    fprintf(stderr, "stockade serve: listening on %s (port %d)\n", a.listen, gw.stk_gw_port(g));
+    r = gw.stk_gw_run(g);
+    gw.stk_gw_free(g);
     return r < 0 ? EXIT_INVALID : 0;
 }
 
@@ -189,5 +223,8 @@ int cmd_internal_gateway_worker(int argc, char **argv)
         fprintf(stderr, "stockade: %s is stockade's own (serve starts it)\n", STK_GW_WORKER_VERB);
         return EXIT_USAGE;
     }
-    return stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
+    int r = gw_load(STK_GW_WORKER_VERB);
+    if (r != 0)
+        return r;
+    return gw.stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
 }

@@ -268,6 +268,9 @@ struct stk_driver_ops {
 
 /* The driver of a backend (a static table); NULL when not built in. */
 const struct stk_driver_ops *stk_driver_ops(enum stk_backend backend);
+/* The same, saying why not: a backend in a private module (kubernetes) is
+ * loaded here, on first use. */
+const struct stk_driver_ops *stk_driver_ops_load(enum stk_backend backend, struct stk_error **err);
 
 /* An open driver: its operations and its context. */
 struct stk_driver {

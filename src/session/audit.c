@@ -312,18 +312,27 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Every HEAD_DURABLE_EVERY-th record's head file, and the first one, is
+ * made durable with its own fsyncs; the others are written and renamed
+ * without a flush, so an append costs one durable flush (SQLite's commit). */
+#define HEAD_DURABLE_EVERY 64
+
 /* Written after COMMIT under the store's lock file, so heads land in commit
- * order; fsynced, renamed over the old one, and the directory fsynced, so
- * after a crash it names a committed record (synchronous=FULL) or lags one
- * behind, never ahead. */
+ * order, and renamed over the old one. The commit is durable first
+ * (synchronous=FULL), so after a crash the file names a committed record or
+ * lags behind, never ahead; it lags at most to the last durable head (or
+ * reads empty on a file system that does not order a rename after the
+ * data), which verify reports as a warning, like any lag. */
 int audit_head_write(struct stk_store *st, struct stk_error **err)
 {
     _cleanup_free_ char *tmp = stk_xasprintf("%s.tmp", st->head_path);
     _cleanup_free_ char *line =
         stk_xasprintf(HEAD_TAG " seq=%" PRId64 " hash=%s\n", st->head_seq, st->head_hash);
+    bool durable =
+        st->head_seq % HEAD_DURABLE_EVERY == 0 || faccessat(AT_FDCWD, st->head_path, F_OK, 0) < 0;
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     int r = fd < 0 ? -errno : write_all(fd, line, strlen(line));
-    if (r >= 0 && fsync(fd) < 0)
+    if (r >= 0 && durable && fsync(fd) < 0)
         r = -errno;
     if (r >= 0 && rename(tmp, st->head_path) < 0)
         r = -errno;
@@ -334,13 +343,16 @@ int audit_head_write(struct stk_store *st, struct stk_error **err)
                                "could not be written",
                                st->head_seq, st->head_path);
     }
-    _cleanup_close_ int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0)
-        (void)fsync(dfd);
+    if (durable) {
+        _cleanup_close_ int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+            (void)fsync(dfd);
+    }
     return 0;
 }
 
-/* -ENOENT when there is no head file. */
+/* -ENOENT when there is no head file, -ENODATA when it is empty (a power
+ * loss before its data reached the disk). */
 static int head_file_read(struct stk_store *st, int64_t *ret_seq,
                           char ret_hash[STK_AUDIT_HASH_LEN + 1], struct stk_error **err)
 {
@@ -353,6 +365,10 @@ static int head_file_read(struct stk_store *st, int64_t *ret_seq,
     char line[256];
     long long seq = 0;
     char hash[STK_AUDIT_HASH_LEN + 2] = "";
+    int c = fgetc(f);
+    if (c == EOF && !ferror(f))
+        return -ENODATA;
+    (void)ungetc(c, f);
     if (!fgets(line, sizeof(line), f) ||
         sscanf(line, HEAD_TAG " seq=%lld hash=%65s", &seq, hash) != 2 ||
         strlen(hash) != STK_AUDIT_HASH_LEN || seq < 1)
@@ -789,6 +805,14 @@ static int check_heads(struct stk_store *st, const struct file_head *fh,
     if (fh->r == -ENOENT) {
         if (v->head_seq > 0)
             fail(v, NULL, "the head anchor %s is missing (deleted?)", st->head_path);
+        return 0;
+    }
+    if (fh->r == -ENODATA) {
+        if (v->head_seq > 0)
+            snprintf(v->warning, sizeof(v->warning),
+                     "the head anchor %s is empty (a power loss before it reached the disk?); "
+                     "the records are anchored only in the database until the next append",
+                     STK_AUDIT_HEAD_FILE);
         return 0;
     }
     if (fh->r < 0) {

@@ -107,11 +107,10 @@ int stk_session_open_opts(const struct stk_local_paths *p, enum stk_backend back
 {
     if (backend >= _STK_BACKEND_N)
         return stk_error_make(err, EINVAL, "unknown backend %d", (int)backend);
-    if (!stk_driver_ops(backend))
-        return stk_error_make(err, EOPNOTSUPP,
-                              "the %s backend is not built into this stockade (it has local or "
-                              "sim)",
-                              stk_backend_names[backend]);
+    _cleanup_error_ struct stk_error *why = NULL;
+    if (!stk_driver_ops_load(backend, &why))
+        return stk_error_make(err, EOPNOTSUPP, "the %s backend is not available: %s",
+                              stk_backend_names[backend], why ? why->msg : "unknown");
     struct stk_session *s = stk_xcalloc(1, sizeof(*s));
     s->backend = backend;
     s->p = *p;

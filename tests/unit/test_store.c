@@ -896,7 +896,35 @@ static void test_tamper_head_file(void **state)
     assert_true(v.ok);
     assert_string_equal(v.warning, "");
 
+    /* empty: a power loss between the rename and the data (the file is
+     * flushed only every 64th record); a warning, and the next append
+     * writes it again */
+    write_head(f, "");
+    v = verify(f->st, NULL);
+    assert_true(v.ok);
+    assert_non_null(strstr(v.warning, "audit.head is empty"));
+    assert_int_equal(stk_audit_append(f->st, "a", "deleted", ACTOR, NULL, NULL), 0);
+    v = verify(f->st, NULL);
+    assert_true(v.ok);
+    assert_string_equal(v.warning, "");
+    /* every append names its record in the file, flushed or not: a database
+     * rolled back by one record is caught by the file */
+    _cleanup_free_ char *want =
+        stk_xasprintf("stockade-audit-head v1 seq=%" PRId64 " hash=%s\n", v.head_seq, v.head);
     _cleanup_free_ char *path = stk_xasprintf("%s/%s", f->state, STK_AUDIT_HEAD_FILE);
+    {
+        _cleanup_fclose_ FILE *hf = fopen(path, "re");
+        char line[256] = "";
+        assert_non_null(hf);
+        assert_non_null(fgets(line, sizeof(line), hf));
+        assert_string_equal(line, want);
+    }
+    sql(f, "DELETE FROM audit WHERE seq = 14");
+    sql(f, "UPDATE audit_head SET seq = 13, hash = (SELECT hash FROM audit WHERE seq = 13)");
+    expect_broken(f->st, NULL, 14,
+                  "the trail was truncated: the head anchor audit.head says 14 records, found "
+                  "13 (record 14 onward is missing)");
+
     assert_int_equal(unlink(path), 0);
     v = verify(f->st, NULL);
     assert_false(v.ok);

@@ -49,7 +49,7 @@ static void local_close(void *ctx)
 {
     struct local_ctx *c = ctx;
     if (c)
-        stk_proxy_stop(c->proxy, NULL, NULL);
+        local_proxy_stop(c->proxy, NULL, NULL);
     free(ctx);
 }
 
@@ -215,7 +215,7 @@ static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool 
     if ((r = stk_local_provision(&c->p, &req, &inst, err)) < 0)
         return r;
     local_image_mark(&c->p, sb);
-    stk_proxy_stop(c->proxy, NULL, NULL);
+    local_proxy_stop(c->proxy, NULL, NULL);
     c->proxy = inst.proxy;
     stk_fault_point("provisioned");
     json_t *h =
@@ -224,7 +224,7 @@ static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool 
     json_decref(h);
     if ((r = start_workload(c, sb, INIT_WAIT_MS, err)) < 0) {
         free(handle);
-        stk_proxy_stop(c->proxy, NULL, NULL);
+        local_proxy_stop(c->proxy, NULL, NULL);
         c->proxy = NULL;
         (void)stk_local_teardown(&c->p, sb->id, rt, &net, false, NULL);
         return r;

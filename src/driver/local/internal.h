@@ -250,6 +250,13 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
                       const char *netns, struct stk_proxy **ret, struct stk_error **err);
 /* A proxy record as an event line (no newline) of the run's events. */
 void local_proxy_event(struct stk_buf *out, const char *json);
+/* The proxy lives in a private module (libevent, OpenSSL's TLS) that
+ * local_proxy_start() loads: a sandbox without one never loads it. These
+ * take the proxy it returned (NULL is fine) and call into the module. */
+int local_proxy_event_fd(const struct stk_proxy *p);
+size_t local_proxy_events_read(struct stk_proxy *p, void (*fn)(void *ud, const char *json),
+                               void *ud);
+void local_proxy_stop(struct stk_proxy *p, void (*fn)(void *ud, const char *json), void *ud);
 /* The handle's runtime (the record's when the handle has none) and init's
  * pid (0: none). -EINVAL when the runtime is unknown (*ret_rt: crun). */
 int local_handle_parse(const struct stk_driver_sandbox *sb, enum stk_oci_runtime *ret_rt,

@@ -722,12 +722,53 @@ static void events_poll(struct sandbox *s, bool flush)
         events_add(s, ev, stk_egress_log_flush(s->elog, ev, STK_ARRAY_SIZE(ev)));
 }
 
+/* The proxy module's entry points, set by the first local_proxy_start()
+ * that needs a proxy; a proxy exists only after that. */
+static struct {
+    __typeof__(&stk_proxy_start) start;
+    __typeof__(&stk_proxy_event_fd) event_fd;
+    __typeof__(&stk_proxy_events_read) events_read;
+    __typeof__(&stk_proxy_stop) stop;
+} proxy_mod;
+
+static int proxy_mod_load(struct stk_error **err)
+{
+    if (proxy_mod.stop)
+        return 0;
+    if (!(proxy_mod.start = STK_MODULE_SYM("proxy", stk_proxy_start, err)) ||
+        !(proxy_mod.event_fd = STK_MODULE_SYM("proxy", stk_proxy_event_fd, err)) ||
+        !(proxy_mod.events_read = STK_MODULE_SYM("proxy", stk_proxy_events_read, err)))
+        return -ENOENT;
+    proxy_mod.stop = STK_MODULE_SYM("proxy", stk_proxy_stop, err);
+    return proxy_mod.stop ? 0 : -ENOENT;
+}
+
+int local_proxy_event_fd(const struct stk_proxy *p)
+{
+    return p ? proxy_mod.event_fd(p) : -1;
+}
+
+size_t local_proxy_events_read(struct stk_proxy *p, void (*fn)(void *ud, const char *json),
+                               void *ud)
+{
+    return p ? proxy_mod.events_read(p, fn, ud) : 0;
+}
+
+void local_proxy_stop(struct stk_proxy *p, void (*fn)(void *ud, const char *json), void *ud)
+{
+    if (p)
+        proxy_mod.stop(p, fn, ud);
+}
+
 int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
                       const char *netns, struct stk_proxy **ret, struct stk_error **err)
 {
     *ret = NULL;
     if (!b->n_allow_hosts && !b->n_bindings)
         return 0;
+    int r = proxy_mod_load(err);
+    if (r < 0)
+        return stk_error_wrap(err, "the egress proxy");
     /* other sandboxes are never reached through the proxy */
     struct stk_cidr pools[2];
     size_t n_pools = 0;
@@ -750,7 +791,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
         .n_bindings = b->n_bindings,
         .ca_file = ca && *ca ? ca : NULL,
     };
-    return stk_proxy_start(&pc, ret, err);
+    return proxy_mod.start(&pc, ret, err);
 }
 
 void local_proxy_event(struct stk_buf *out, const char *json)
@@ -784,7 +825,7 @@ static int step_proxy(void *ctx, struct stk_error **err)
 static void undo_proxy(void *ctx)
 {
     struct sandbox *s = ctx;
-    stk_proxy_stop(s->proxy, proxy_event, s);
+    local_proxy_stop(s->proxy, proxy_event, s);
     s->proxy = NULL;
 }
 
@@ -1085,13 +1126,13 @@ static void supervise(struct sandbox *s, int sfd, struct stk_run_result *res)
             {.fd = s->out_pipe[0], .events = POLLIN},
             {.fd = s->err_pipe[0], .events = POLLIN},
             {.fd = s->elog ? stk_egress_log_fd(s->elog) : -1, .events = POLLIN},
-            {.fd = stk_proxy_event_fd(s->proxy), .events = POLLIN},
+            {.fd = local_proxy_event_fd(s->proxy), .events = POLLIN},
         };
         if (poll(pfd, 5, (int)wait_ms) > 0) {
             if (pfd[3].revents)
                 events_poll(s, false);
             if (pfd[4].revents)
-                stk_proxy_events_read(s->proxy, proxy_event, s);
+                local_proxy_events_read(s->proxy, proxy_event, s);
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
                 if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP)

@@ -195,7 +195,7 @@ static void watch(struct sup *m, struct local_ctx *c)
             {.fd = m->done_fd, .events = POLLIN},
             {.fd = m->pidfd, .events = POLLIN},
             {.fd = elog ? stk_egress_log_fd(elog) : -1, .events = POLLIN},
-            {.fd = stk_proxy_event_fd(c->proxy), .events = POLLIN},
+            {.fd = local_proxy_event_fd(c->proxy), .events = POLLIN},
         };
         int64_t wait = SAMPLE_MS;
         if (deadline != INT64_MAX && deadline - now < wait)
@@ -204,7 +204,7 @@ static void watch(struct sup *m, struct local_ctx *c)
             if (pfd[2].revents && elog)
                 report_egress(m, elog, false);
             if (pfd[3].revents)
-                stk_proxy_events_read(c->proxy, on_proxy_record, m);
+                local_proxy_events_read(c->proxy, on_proxy_record, m);
             if (pfd[0].revents || pfd[1].revents)
                 break;
         }
@@ -219,7 +219,7 @@ static void watch(struct sup *m, struct local_ctx *c)
         report_egress(m, elog, true);
         stk_egress_log_close(elog);
     }
-    stk_proxy_stop(c->proxy, on_proxy_record, m);
+    local_proxy_stop(c->proxy, on_proxy_record, m);
     c->proxy = NULL;
 }
 

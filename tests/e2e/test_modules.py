@@ -1,0 +1,67 @@
+"""Private modules (docs/architecture.md, "Modules loaded on demand"): a
+command loads the libraries it uses and no others, and a module that is not
+this build's is refused with a message."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+HEAVY = ("libcurl", "libwebsockets", "libevent", "libssl")
+
+
+def loaded(stockade, args, env):
+    """The shared objects the dynamic loader opened for `stockade ARGS`
+    (LD_DEBUG=files names each one as it is loaded, dlopen included)."""
+    r = stockade(*args, env={**env, "LD_DEBUG": "files"})
+    names = set(re.findall(r"file=(\S+)\s+\[0\];\s+(?:needed|dynamically loaded)", r.stderr))
+    return r, {os.path.basename(n) for n in names}
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ)
+    e["STOCKADE_STATE_DIR"] = str(tmp_path / "state")
+    e["STOCKADE_RUN_DIR"] = str(tmp_path / "run")
+    for k in ("STOCKADE_SERVER", "STOCKADE_BACKEND", "LD_LIBRARY_PATH"):
+        e.pop(k, None)
+    return e
+
+
+@pytest.mark.parametrize("args", [["version"], ["ls"], ["ls", "-a"], ["get", "nosuch"]])
+def test_light_commands_load_no_heavy_library(stockade, env, args):
+    r, libs = loaded(stockade, args, env)
+    assert "libsqlite3.so.0" in libs or args == ["version"], r.stderr[-2000:]
+    assert not [n for n in libs if n.startswith(HEAVY) or n.startswith("stockade-")], libs
+
+
+def test_remote_command_loads_its_module(stockade, env):
+    # port 9 on loopback: nothing listens, the client only has to try
+    r, libs = loaded(stockade, ["--server", "http://127.0.0.1:9", "ls"], env)
+    assert r.returncode != 0
+    assert "stockade-remote.so" in libs and "libcurl.so.4" in libs, libs
+
+
+def test_kubernetes_backend_loads_its_module(stockade, env, tmp_path):
+    env["KUBECONFIG"] = str(tmp_path / "none")
+    env["HOME"] = str(tmp_path)
+    r, libs = loaded(stockade, ["--backend", "kubernetes", "ls"], env)
+    assert "stockade-kube.so" in libs, libs
+    assert "kubeconfig" in r.stderr
+
+
+def test_module_of_another_build_is_refused(stockade, env, tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler to build a stand-in module")
+    src = tmp_path / "m.c"
+    src.write_text('const char stk_module_remote_stamp[] = "0.0.0-other";\n')
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp_path / "stockade-remote.so"), str(src)],
+                   check=True)
+    # LD_LIBRARY_PATH comes before the executable's run path
+    env["LD_LIBRARY_PATH"] = str(tmp_path)
+    r = stockade("--server", "http://127.0.0.1:9", "ls", env=env)
+    assert r.returncode == 1, r.stderr
+    assert "is from stockade 0.0.0-other, not" in r.stderr, r.stderr
+    assert "Failed to connect" not in r.stderr
