@@ -228,22 +228,61 @@ static int dirs_make(const struct stk_net_config *c, struct stk_error **err)
     return 0;
 }
 
+/* The lock is a file in the network's host directory, which goes with the
+ * network when its last sandbox does (host_dir_remove()). A lock taken on
+ * a file that was unlinked meanwhile protects nothing: after the flock the
+ * path must still name the same file, or it is taken again. */
 static int lock_take(const struct stk_net_config *c, struct stk_error **err)
 {
-    int r = dirs_make(c, err);
-    if (r < 0)
-        return r;
     _cleanup_free_ char *p = path_of(c, "net/lock", NULL);
-    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return stk_error_errno(err, errno, "open %s", p);
-    while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR) {
-            int e = errno;
-            close(fd);
-            return stk_error_errno(err, e, "flock %s", p);
+    for (int tries = 0;; tries++) {
+        int r = dirs_make(c, err);
+        if (r < 0)
+            return r;
+        int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            /* the directory went between its mkdir and the open */
+            if (errno == ENOENT && tries < 100)
+                continue;
+            return stk_error_errno(err, errno, "open %s", p);
         }
-    return fd;
+        while (flock(fd, LOCK_EX) < 0)
+            if (errno != EINTR) {
+                int e = errno;
+                close(fd);
+                return stk_error_errno(err, e, "flock %s", p);
+            }
+        struct stat held, now;
+        if (fstat(fd, &held) == 0 && stat(p, &now) == 0 && held.st_dev == now.st_dev &&
+            held.st_ino == now.st_ino) {
+            /* the leases directory may have gone before the lock file did */
+            if ((r = dirs_make(c, err)) < 0) {
+                close(fd);
+                return r;
+            }
+            return fd;
+        }
+        close(fd);
+        if (tries >= 100)
+            return stk_error_make(err, EAGAIN, "%s: replaced on every attempt", p);
+    }
+}
+
+/* With the network gone, its host directory goes too (under the lock): the
+ * leases directory (empty), then the lock file, then the directory, which
+ * stays if another process has made a new lock file there meanwhile. */
+static void host_dir_remove(const struct stk_net_config *c)
+{
+    _cleanup_free_ char *leases = path_of(c, "net/leases", NULL);
+    _cleanup_free_ char *lock = path_of(c, "net/lock", NULL);
+    if (rmdir(leases) < 0 && errno != ENOENT)
+        return; /* a lease left: the network is still someone's */
+    (void)unlink(lock);
+    char *slash = strrchr(lock, '/');
+    if (slash) {
+        *slash = '\0';
+        (void)rmdir(lock);
+    }
 }
 
 /* Address number index inside pool (network + index). */
@@ -1066,6 +1105,7 @@ static void shared_down_if_unused(const struct stk_net_config *c)
         return;
     bridge_down_if_unused(c);
     tables_remove();
+    host_dir_remove(c);
 }
 
 /* Down without the lock (callers hold it). */
