@@ -48,9 +48,15 @@ def tcp(port):
 def udp(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
     s.bind(("::", port))
     while True:
-        d, a = s.recvfrom(512); s.sendto(d, a)
+        # answer from the address asked, as a real server does: this one has
+        # several, and a reply from another would not match a NAT's mapping
+        d, anc, _, a = s.recvmsg(512, 256)
+        info = [c[2][:16] for c in anc if c[1] == socket.IPV6_PKTINFO]
+        cm = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info[0] + bytes(4))] if info else []
+        s.sendmsg([d], cm, 0, a)
 ports = [int(p) for p in __import__("sys").argv[1].split(",")]
 for p in ports:
     threading.Thread(target=tcp, args=(p,), daemon=True).start()

@@ -220,7 +220,7 @@ def test_help_documents_the_limit(sess):
     assert "16 MiB" in p.stdout and "ID:/PATH" in p.stdout
 
 
-@pytest.mark.parametrize("runtime", ["runc", "crun"])
+@pytest.mark.parametrize("runtime", ["gvisor", "runc", "crun"])
 def test_each_runtime(sess, tmp_path, runtime):
     """The same init protocol whatever OCI runtime started the sandbox."""
     p = sess("create", "-f", write_spec(tmp_path / f"{runtime}.yaml", name=f"rt-{runtime}",
@@ -230,7 +230,7 @@ def test_each_runtime(sess, tmp_path, runtime):
         pytest.skip(f"{runtime} cannot host long-lived sandboxes here: {p.stderr.strip()}")
     assert p.returncode == 0, p.stderr
     rid = p.stdout.strip()
-    assert sess.get(rid)["runtime"] == runtime
+    assert sess.get(rid)["runtime"] == {"gvisor": "runsc"}.get(runtime, runtime)
     src = tmp_path / "f"
     src.write_bytes(data_of(100000))
     sess.ok("cp", src, f"{rid}:/workspace/f")
