@@ -671,6 +671,12 @@ static int open_beneath(const char *path, int flags, mode_t mode)
         int nfd = last ? openat(dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode)
                        : openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         int e = errno;
+        struct stat st;
+        /* a link where a directory is wanted: ENOTDIR, which says less than
+         * openat2's ELOOP */
+        if (nfd < 0 && e == ENOTDIR && !last && fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+            e = ELOOP;
         close(dir);
         if (nfd < 0)
             return -e;
