@@ -671,8 +671,10 @@ def test_parity_table(world, stockade, runtime_state, tmp_path, runtime, mode, c
              for (kind, a, p, pr, _), v, o in zip(dests, expected, observed)]
     mismatches = [row for row in table if (row[2] == "allow") != (row[4] == "connected")]
     assert not mismatches, f"{runtime}/{mode}/{case}: trace and enforcement differ: {mismatches}"
-    # the table is not one-sided: every run sees both verdicts
-    assert {row[2] for row in table} == {"allow", "deny"}, table
+    # the table is not one-sided: both verdicts occur (but for datalab
+    # without nat or routed, where the model allows only what leaves the host)
+    if (mode, case) != ("neither", "datalab"):
+        assert {row[2] for row in table} == {"allow", "deny"}, table
 
     denied = [e for e in res["events"] if e["type"] == "egress_denied"]
     assert [e for e in res["events"] if e["type"] == "egress_denied_suppressed"] == []
