@@ -54,6 +54,8 @@ static const char *const runsc_caveats[] = {
     "the workload's user and group ids are those of gVisor's own kernel: per-user limits, file "
     "ownership and signals stay inside it and never meet the host's; gVisor's own processes "
     "run as the host's nobody in a user namespace gVisor makes, not in a range of their own",
+    "a long-lived sandbox's workload can end it by SIGKILLing its PID 1, stockade-init (gVisor "
+    "delivers it; Linux ignores it): it is then recorded as failed",
     NULL,
 };
 static const char *const runc_caveats[] = {
