@@ -163,6 +163,21 @@ STK_PRINTF(3, 0) int stk_path_vfmt(char *buf, size_t n, const char *fmt, va_list
 STK_PRINTF(4, 5)
 int stk_path_make(char *buf, size_t n, struct stk_error **err, const char *fmt, ...);
 
+/* ---- helper programs ---------------------------------------------------- */
+
+struct stk_spawn {
+    const char *path; /* the program; looked up in $PATH when search */
+    bool search;
+    const char *const *argv; /* NULL-terminated */
+    const char *const *envp; /* NULL: the caller's environment */
+    const char *out;         /* stdout to this file (created 0600, truncated); NULL: /dev/null */
+    bool err_to_out;         /* stderr as stdout; otherwise the caller's stderr */
+};
+/* Runs a helper to its end with stdin from /dev/null and no signal blocked
+ * in the child. 0 with its wait status in *ret_status, or -errno when it
+ * could not be started or waited for. */
+int stk_spawn_wait(const struct stk_spawn *sp, int *ret_status);
+
 /* ---- small string helpers ---------------------------------------------- */
 
 bool stk_streq(const char *a, const char *b); /* NULL-safe */

@@ -23,7 +23,6 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -217,32 +216,11 @@ static int skopeo_copy(const char *tmp, const struct stk_image_ref *ref,
     argv[n++] = dest;
     argv[n] = NULL;
 
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-    union {
-        const char *const *c;
-        char *const *m;
-    } av = {.c = argv};
-    extern char **environ;
-    pid_t pid;
-    int e = posix_spawnp(&pid, "skopeo", &fa, &at, av.m, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    if (e != 0)
-        return stk_error_errno(err, e, "running skopeo (Debian's skopeo package pulls images)");
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return stk_error_errno(err, errno, "waiting for skopeo");
+    struct stk_spawn sp = {
+        .path = "skopeo", .search = true, .argv = argv, .out = log, .err_to_out = true};
+    int status = 0, e = stk_spawn_wait(&sp, &status);
+    if (e < 0)
+        return stk_error_errno(err, -e, "running skopeo (Debian's skopeo package pulls images)");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     /* skopeo's last line says why */

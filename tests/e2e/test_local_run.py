@@ -603,6 +603,42 @@ def test_gc_leaves_a_live_run_alone(run, runtime):
     assert leftovers(run.env, sid) == []
 
 
+def cgroup_parent():
+    """<hierarchy>/stockade of the hierarchy stockade marks first."""
+    root = pathlib.Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():
+        return root / "stockade"
+    return root / "memory" / "stockade"
+
+
+def test_gc_removes_only_its_own_cgroups(stockade, local_env, tmp_path):
+    """Leftover cgroups of another store (or of no store) are never removed;
+    an empty, old one this store marked as its own is."""
+    parent = cgroup_parent()
+    parent.mkdir(exist_ok=True)
+    other = tmp_path / "other-state"
+    other.mkdir()
+    owners = {"ours": os.path.realpath(local_env["STOCKADE_STATE_DIR"]),
+              "theirs": str(other), "unmarked": None}
+    made = {}
+    try:
+        for name, owner in owners.items():
+            d = parent / f"gctest-{name}-{os.getpid()}"
+            d.mkdir()
+            made[name] = d
+            if owner:
+                os.setxattr(d, "trusted.stockade.owner", owner.encode())
+            os.utime(d, (time.time() - 3600, time.time() - 3600))
+        r = stockade("gc", env=local_env)
+        assert r.returncode == 0, r.stderr
+        assert not made["ours"].exists()
+        assert made["theirs"].exists() and made["unmarked"].exists()
+    finally:
+        for d in made.values():
+            if d.exists():
+                d.rmdir()
+
+
 @pytest.mark.parametrize("command", ["run", "gc"])
 def test_help(stockade, command):
     r = stockade(command, "--help")

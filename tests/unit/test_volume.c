@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -158,11 +159,41 @@ static void test_kept_image_survives(void **state)
     assert_int_equal(loops_on(p.image), 0);
 }
 
+/* rm_rf stops at a bind mount of a directory on the same filesystem (same
+ * st_dev, another mount id) and leaves what is behind it. */
+static void test_rm_rf_stops_at_a_bind(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char top[64] = "/tmp/stk-rmrf-XXXXXX", victim[64] = "/tmp/stk-rmrf-victim-XXXXXX";
+    char sub[128], keep[128], mine[128];
+    assert_non_null(mkdtemp(top));
+    assert_non_null(mkdtemp(victim));
+    snprintf(sub, sizeof(sub), "%s/bound", top);
+    snprintf(keep, sizeof(keep), "%s/keep", victim);
+    snprintf(mine, sizeof(mine), "%s/mine", top);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(fill(keep, 1), 0);
+    assert_int_equal(fill(mine, 1), 0);
+    assert_int_equal(mount(victim, sub, NULL, MS_BIND, NULL), 0);
+
+    assert_int_equal(rm_rf(top), -EBUSY);
+    assert_int_equal(access(keep, F_OK), 0);  /* behind the bind: untouched */
+    assert_int_equal(access(mine, F_OK), -1); /* the rest is gone */
+
+    assert_int_equal(umount2(sub, MNT_DETACH), 0);
+    assert_int_equal(rm_rf(top), 0);
+    assert_int_equal(access(top, F_OK), -1);
+    assert_int_equal(rm_rf(victim), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size_holds_and_loop_goes),
         cmocka_unit_test(test_kept_image_survives),
+        cmocka_unit_test(test_rm_rf_stops_at_a_bind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

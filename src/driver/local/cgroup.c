@@ -11,10 +11,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -76,6 +79,35 @@ static int cg_write(const char *dir, const char *file, int64_t v, bool optional,
 
 #define CPU_PERIOD_US 100000
 
+/* A store's name in the mark: its state directory's real path, so a
+ * relative or symlinked --state-dir names the same store. */
+static const char *owner_key(const char *owner, char buf[PATH_MAX])
+{
+    return realpath(owner, buf) ? buf : owner;
+}
+
+/* Marks a sandbox's cgroup directory with the store that made it. */
+static int mark_owner(const char *dir, const char *owner, struct stk_error **err)
+{
+    char buf[PATH_MAX];
+    if (!owner)
+        return 0;
+    owner = owner_key(owner, buf);
+    if (setxattr(dir, CG_OWNER_XATTR, owner, strlen(owner), 0) < 0)
+        return stk_error_errno(err, errno, "marking cgroup %s with its owner", dir);
+    return 0;
+}
+
+/* True when dir carries exactly owner's mark. */
+static bool owned_by(const char *dir, const char *owner)
+{
+    char val[PATH_MAX], buf[PATH_MAX];
+    owner = owner_key(owner, buf);
+    size_t n = strlen(owner);
+    ssize_t r = getxattr(dir, CG_OWNER_XATTR, val, sizeof(val));
+    return r >= 0 && (size_t)r == n && !memcmp(val, owner, n);
+}
+
 static int v1_create(const char *id, const struct cg_limits *l, struct stk_error **err)
 {
     char dir[4][256];
@@ -86,6 +118,8 @@ static int v1_create(const char *id, const struct cg_limits *l, struct stk_error
             return r;
         if (mkdir_p(dir[i], 0755) < 0)
             return stk_error_errno(err, errno, "creating cgroup %s", dir[i]);
+        if ((r = mark_owner(dir[i], l->owner, err)) < 0)
+            return r;
     }
     int r;
     /* memsw after the memory limit: the kernel keeps memsw >= memory */
@@ -117,6 +151,8 @@ static int v2_create(const char *id, const struct cg_limits *l, struct stk_error
         return r;
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
         return stk_error_errno(err, errno, "creating cgroup %s", path);
+    if ((r = mark_owner(path, l->owner, err)) < 0)
+        return r;
     if ((r = cg_write(path, "memory.max", l->memory, false, err)) < 0 ||
         (r = cg_write(path, "pids.max", l->pids, false, err)) < 0)
         return r;
@@ -315,19 +351,25 @@ int cg_remove(const char *id)
     return r < 0 ? r : removed;
 }
 
-int cg_remove_idle(const char *id, int min_age)
+int cg_remove_idle(const char *id, int min_age, const char *owner)
 {
-    char hier[32][128];
-    size_t n = hierarchies(hier, 32);
+    char hier[32][128], dir[32][300];
+    size_t n = hierarchies(hier, 32), k = 0;
+    bool ours = false;
+    for (size_t i = 0; i < n; i++)
+        if (stk_path_fmt(dir[k], sizeof(dir[k]), "%s/" CG_PARENT "/%s", hier[i], id) >= 0)
+            ours |= owned_by(dir[k++], owner);
+    /* the mark is on the directories stockade made; the runtime's own (the
+     * other v1 controllers) belong to the same id */
+    if (!ours)
+        return 0;
     int removed = 0;
     time_t now = time(NULL);
-    for (size_t i = 0; i < n; i++) {
-        char dir[300];
+    for (size_t i = 0; i < k; i++) {
         struct stat st;
-        if (stk_path_fmt(dir, sizeof(dir), "%s/" CG_PARENT "/%s", hier[i], id) < 0 ||
-            stat(dir, &st) < 0 || now - st.st_mtime < min_age)
+        if (stat(dir[i], &st) < 0 || now - st.st_mtime < min_age)
             continue;
-        if (rmdir(dir) == 0) /* EBUSY when anything is inside: left alone */
+        if (rmdir(dir[i]) == 0) /* EBUSY when anything is inside: left alone */
             removed++;
     }
     return removed;

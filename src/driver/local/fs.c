@@ -76,17 +76,31 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int rm_rf_at(int at, const char *name, dev_t dev, int depth)
+/* The mount a path is on, by its mount id: a bind mount of a directory on
+ * the same filesystem has the device of its parent but a mount id of its
+ * own. */
+static int mount_of(int at, const char *name, struct statx *stx)
+{
+    if (statx(at, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE | STATX_MNT_ID, stx) < 0)
+        return -errno;
+    if (!(stx->stx_mask & STATX_MNT_ID))
+        return -EOPNOTSUPP;
+    return 0;
+}
+
+static int rm_rf_at(int at, const char *name, uint64_t mnt_id, int depth)
 {
     if (depth > 64)
         return -ELOOP;
-    struct stat st;
-    if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(st.st_mode))
+    struct statx stx;
+    int r = mount_of(at, name, &stx);
+    if (r < 0)
+        return r == -ENOENT ? 0 : r;
+    if (!S_ISDIR(stx.stx_mode))
         return unlinkat(at, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-    /* Never cross into another filesystem (a bind mount left behind). */
-    if (st.st_dev != dev)
+    /* Never cross into another mount (a bind mount left behind, even one
+     * of a directory on the same filesystem). */
+    if (stx.stx_mnt_id != mnt_id)
         return -EBUSY;
     int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
@@ -96,12 +110,12 @@ static int rm_rf_at(int at, const char *name, dev_t dev, int depth)
         close(fd);
         return -errno;
     }
-    int r = 0;
+    r = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        int q = rm_rf_at(dirfd(d), e->d_name, dev, depth + 1);
+        int q = rm_rf_at(dirfd(d), e->d_name, mnt_id, depth + 1);
         if (q < 0 && r == 0)
             r = q;
     }
@@ -113,13 +127,14 @@ static int rm_rf_at(int at, const char *name, dev_t dev, int depth)
 
 int rm_rf(const char *path)
 {
-    struct stat st;
+    struct statx stx;
     /* a path builder that refused leaves an empty path: nothing to remove */
     if (!path || !*path)
         return -EINVAL;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    return rm_rf_at(AT_FDCWD, path, st.st_dev, 0);
+    int r = mount_of(AT_FDCWD, path, &stx);
+    if (r < 0)
+        return r == -ENOENT ? 0 : r;
+    return rm_rf_at(AT_FDCWD, path, stx.stx_mnt_id, 0);
 }
 
 void random_hex(char *buf, size_t n)

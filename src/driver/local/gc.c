@@ -3,7 +3,9 @@
  * gc: what a crashed run left behind, found only where stockade puts
  * things: <state>/sandboxes/<id>, <run>/<runtime>/<id> and the cgroups
  * <hierarchy>/stockade/<id>. A sandbox whose lock a live run holds is left
- * alone, and so are its cgroups and runtime state.
+ * alone, and so are its cgroups and runtime state. Of the cgroups no record
+ * here names, only those marked with this state directory are removed:
+ * another store's are never touched.
  */
 #include "internal.h"
 
@@ -108,9 +110,10 @@ int stk_local_gc(const struct stk_local_paths *p, const char *const *keep, size_
     for (size_t i = 0; i < l.n; i++) {
         const char *id = l.ids[i];
         if (i >= owned) {
-            /* not provably ours: only an empty cgroup that has been there
-             * a while is removed, and nothing in it is killed */
-            int r = cg_remove_idle(id, GC_IDLE_SECONDS);
+            /* no record of it here: only an empty cgroup that this store
+             * marked as its own and that has been there a while is
+             * removed, and nothing in it is killed */
+            int r = cg_remove_idle(id, GC_IDLE_SECONDS, p->state_dir);
             if (r > 0)
                 st.cgroups += (size_t)r;
             continue;

@@ -29,7 +29,13 @@ struct cg_limits {
     int64_t memory; /* bytes; swap is held to the same figure */
     int64_t pids;
     int64_t cpu_milli;
+    /* the state directory that owns the cgroup: kept as the xattr
+     * CG_OWNER_XATTR, so gc removes only its own store's leftovers */
+    const char *owner;
 };
+
+/* trusted.*: only CAP_SYS_ADMIN sets or reads it, so no workload forges it */
+#define CG_OWNER_XATTR "trusted.stockade.owner"
 
 struct cg_ops {
     const char *name;
@@ -46,9 +52,11 @@ bool cg_is_hybrid(void);
 /* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
  * Returns how many directories were removed; negative if one stays. */
 int cg_remove(const char *id);
-/* Removes <every hierarchy>/stockade/<id> that is empty and older than
- * min_age seconds; kills nothing. Returns how many were removed. */
-int cg_remove_idle(const char *id, int min_age);
+/* Removes <every hierarchy>/stockade/<id> that is empty, older than
+ * min_age seconds and marked as owned by the state directory owner (another
+ * store's cgroups, and unmarked ones, are left alone); kills nothing.
+ * Returns how many were removed. */
+int cg_remove_idle(const char *id, int min_age, const char *owner);
 /* The sandbox's own cgroup directories (the ones stockade creates) and
  * where a user-namespaced sandbox sees them. Returns how many. */
 size_t cg_own_dirs(const char *id, char src[][160], char dst[][48], size_t max);

@@ -822,6 +822,7 @@ static int step_cgroup(void *ctx, struct stk_error **err)
         .memory = l->memory,
         .pids = l->pids,
         .cpu_milli = l->cpu_milli,
+        .owner = s->p->state_dir,
     };
     /* gVisor's guest tasks are not host tasks, but on its systrap platform
      * each guest task costs the sandbox about two host tasks (a stub and

@@ -30,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/loop.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -72,35 +71,14 @@ static int mkfs(const char *image, bool journal, uid_t uid, gid_t gid, struct st
         argv[9] = NULL;
     }
     /* a clean environment: no MKE2FS_CONFIG or the like from the caller */
-    static char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
-    char *const envp[] = {path_env, NULL};
-    /* stdin and stdout /dev/null; its complaints go to stockade's stderr
-     * (the runtime log under a monitor); no signal blocked */
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-    /* posix_spawn's prototype predates const; it does not write argv */
-    union {
-        const char *const *c;
-        char *const *m;
-    } av = {.c = argv};
-    pid_t pid;
-    int e = posix_spawn(&pid, bin, &fa, &at, av.m, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    if (e != 0)
-        return stk_error_errno(err, e, "running %s", bin);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return stk_error_errno(err, errno, "waiting for mkfs.ext4");
+    static const char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+    /* stdout /dev/null; its complaints go to stockade's stderr (the
+     * runtime log under a monitor) */
+    const char *const envp[] = {path_env, NULL};
+    struct stk_spawn sp = {.path = bin, .argv = argv, .envp = envp};
+    int status = 0, e = stk_spawn_wait(&sp, &status);
+    if (e < 0)
+        return stk_error_errno(err, -e, "running %s", bin);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return stk_error_make(err, EIO, "mkfs.ext4 %s failed (status %d)", image, status);
     return 0;
