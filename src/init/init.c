@@ -1588,6 +1588,11 @@ static int listen_at(const char *path)
         r = -errno;
     if (fd != LISTEN_FD)
         close(fd);
+    /* An open file pins the socket's dentry in gVisor, which otherwise
+     * may drop it (and the host socket with it) once the driver has moved
+     * the name away. Kept for init's life; children do not inherit it. */
+    if (r == 0 && open(path, O_PATH | O_CLOEXEC) < 0)
+        log_msg("pinning %s: %s", path, strerror(errno));
     /* PATH.ready tells the driver it listens: gVisor's host socket must
      * not move before */
     char ready[sizeof(sa.sun_path) + 8];

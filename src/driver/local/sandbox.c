@@ -968,6 +968,16 @@ static int take_init_socket(struct sandbox *s, struct stk_error **err)
     (void)unlink(ready);
     if (chown(s->sock_dir, 0, 0) < 0 || chmod(s->sock_dir, 0555) < 0)
         return stk_error_errno(err, errno, "closing %s", s->sock_dir);
+    /* On a loaded host gVisor's host socket was seen refusing every
+     * connection although init listened (not understood; about one create
+     * in twenty with ten at once): found here, the create is retried. */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return stk_error_errno(err, errno, "stockade-init's socket %s", s->sock);
     return 0;
 }
 
@@ -1296,9 +1306,21 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     struct sandbox s = sandbox_new(p, req, true);
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
-    /* on failure the runner has undone what ran */
-    if (r >= 0)
-        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
+    /* on failure the runner has undone what ran; a gVisor socket that
+     * refused (take_init_socket) gets two more tries */
+    for (int tries = 0; r >= 0; tries++) {
+        struct stk_error *e = NULL;
+        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, &e);
+        if (r != -ECONNREFUSED || !s.sock_dir[0] || tries == 2) {
+            if (err && !*err)
+                *err = e;
+            else
+                stk_error_free(e);
+            break;
+        }
+        stk_error_free(e);
+        r = 0;
+    }
     if (r >= 0) {
         *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */
