@@ -6,9 +6,12 @@
 #     (skopeo copy + digest checks + unpack) against a bare `skopeo copy`.
 # X is a busybox image the script builds from this host's /bin/busybox
 # (tests/e2e/imagebuild.py) and pushes to Debian's docker-registry on
-# 127.0.0.1 with TLS (a self-signed CA handed over with --cert-dir). podman
-# is not measured: it is not installed here (see bench/images.md). As root.
-# Writes bench/images.md.
+# 127.0.0.1 with TLS (a self-signed CA handed over with --cert-dir).
+# The peer is podman (`podman run --rm X /bin/true`, `podman pull`), installed
+# here on demand (`apt-get install podman`; nothing else needs it) and run
+# with a storage root of its own under the script's temporary directory and
+# the flags this machine needs (MACHINE.md: runc, cgroupfs, rlimits within
+# the hard limits). As root. Writes bench/images.md.
 #
 #   bench/images.sh [RUNS]     (default 20 runs per command, 2 warmups)
 set -euo pipefail
@@ -20,13 +23,24 @@ bin=${STOCKADE_BIN:-$root/build/src/stockade}
 for t in hyperfine skopeo docker-registry openssl; do
   command -v $t >/dev/null || { echo "$t missing: scripts/install-deps.sh" >&2; exit 1; }
 done
+if ! command -v podman >/dev/null; then
+  echo "installing podman for the peer rows (apt-get install podman)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y podman >/dev/null
+fi
 work=$(mktemp -d /tmp/stockade-images.XXXXXX)
+chmod 755 "$work" # podman's layers are read by the image's user
+# podman: its own storage and run root, events to a file, runc, cgroupfs,
+# rlimits within this machine's hard limits (MACHINE.md)
+pod=(--root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp"
+     --runtime runc --cgroup-manager cgroupfs --events-backend file)
+podrun=(--rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 export STOCKADE_STATE_DIR=$work/state STOCKADE_RUN_DIR=$work/run
 reg_pid=""
 cleanup() {
   set +e
   [ -n "$reg_pid" ] && kill "$reg_pid" && wait "$reg_pid" 2>/dev/null
   "$bin" image prune >/dev/null 2>&1
+  podman "${pod[@]}" rmi -a -f >/dev/null 2>&1
   "$bin" gc >/dev/null 2>&1
   rm -rf "$work"
 }
@@ -55,18 +69,23 @@ skopeo --policy "$work/policy.json" copy --quiet --dest-cert-dir "$work/certs" \
   "oci:$work/layout:latest" "docker://$ref"
 
 "$bin" image pull --cert-dir "$work/certs" "$ref" >/dev/null
+podman "${pod[@]}" pull -q --cert-dir "$work/certs" "$ref" >/dev/null
 # runtime detection (smoke runs) once, outside the measurement
 "$bin" run --no-network --runtime crun -- /bin/true
+podman "${pod[@]}" run "${podrun[@]}" "$ref" /bin/true
 
 hyperfine -N --runs "$runs" --warmup 2 --export-json "$work/run.json" \
   -n "stockade run --image (warm)" "$bin run --no-network --runtime crun --image $ref -- /bin/true" \
-  -n "stockade run (rootfs host)" "$bin run --no-network --runtime crun -- /bin/true"
+  -n "stockade run (rootfs host)" "$bin run --no-network --runtime crun -- /bin/true" \
+  -n "podman run --rm (runc, --network none)" "podman ${pod[*]} run ${podrun[*]} $ref /bin/true"
 hyperfine -N --runs "$runs" --warmup 1 --export-json "$work/pull.json" \
   --prepare "$bin image prune" \
   -n "stockade image pull (first)" "$bin image pull --cert-dir $work/certs $ref" \
   --prepare "rm -rf $work/skopeo-out" \
   -n "skopeo copy (bare)" \
-  "skopeo --policy $work/policy.json copy --quiet --src-cert-dir $work/certs docker://$ref oci:$work/skopeo-out:latest"
+  "skopeo --policy $work/policy.json copy --quiet --src-cert-dir $work/certs docker://$ref oci:$work/skopeo-out:latest" \
+  --prepare "podman ${pod[*]} rmi -a -f" \
+  -n "podman pull (first)" "podman ${pod[*]} pull -q --cert-dir $work/certs $ref"
 
 python3 - "$work" "$runs" <<'PY' >bench/images.md
 import json, statistics, sys, datetime
@@ -79,16 +98,16 @@ run, pull = rows("run.json"), rows("pull.json")
 print("# Images on the local backend: measured\n")
 print(f"`bench/images.sh {runs}` on {datetime.date.today()}, {runs} runs each, hyperfine medians.")
 print("The image is busybox (this host's binary and its libraries, ~12 MiB unpacked) from")
-print("Debian's docker-registry on 127.0.0.1 with TLS. podman is not installed on this")
-print("machine, so the issue's podman rows are not measured.\n")
+print("Debian's docker-registry on 127.0.0.1 with TLS. The peer is Debian's podman 4.3.1")
+print("(runc, cgroupfs, `--network none`, its own storage root; the flags MACHINE.md lists).\n")
 print("CPU is user + system time of stockade and the processes it waited for (mean),")
 print("less sensitive than wall time to other load on the machine.\n")
 print("| command | median (ms) | mean ± σ (ms) | CPU (ms) | vs peer (median) |")
 print("|---|---:|---:|---:|---:|")
+# each stockade row against every peer row of its table
 for rs in (run, pull):
-    base = rs[1][1]
     for i, (c, med, mean, sd, cpu) in enumerate(rs):
-        vs = f"{med / base:.2f}× ({med - base:+.1f} ms)" if i == 0 else ""
+        vs = "; ".join(f"{med / b:.2f}× {p.split(' (')[0]}" for p, b, *_ in rs[1:]) if i == 0 else ""
         print(f"| {c} | {med:.1f} | {mean:.1f} ± {sd:.1f} | {cpu:.1f} | {vs} |")
 print(f"\nLoad average while measuring: {open('/proc/loadavg').read().split()[0]} (2 cores).")
 PY

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # stockade run -- /bin/true against the bare runtimes on the same bundle and
-# bwrap with comparable isolation, side by side in one hyperfine run.
+# bwrap with comparable isolation (and podman, when installed), side by side
+# in one hyperfine run.
 # As root. Writes bench/results.md (medians and ratios).
 #
 #   bench/run.sh [RUNS]     (default 30 runs per command, 3 warmups)
@@ -14,6 +15,8 @@ command -v hyperfine >/dev/null || { echo "hyperfine missing: scripts/install-de
 
 work=$(mktemp -d /tmp/stockade-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# traversable: a bundle with a user namespace is opened as its mapped root
+chmod 755 "$work"
 export STOCKADE_STATE_DIR=$work/state STOCKADE_RUN_DIR=$work/run
 
 # Runtime detection (smoke runs) happens once, outside the measurement.
@@ -26,16 +29,20 @@ works() { python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/state
 capture_bundle() { # runtime-flag dest
   # without its network: the bare runtimes below cannot join a namespace
   # that is gone once the capture run ends
-  "$bin" run --no-network --runtime "$1" -- /bin/sleep 3 &
+  "$bin" run --no-network --runtime "$1" -- /bin/sleep 60 &
   local pid=$! cfg=""
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do
     cfg=$(ls "$work"/state/sandboxes/*/bundle/config.json 2>/dev/null | head -n1 || true)
     [ -n "$cfg" ] && [ -e "$(dirname "$cfg")/../pid" ] && break
     sleep 0.05
   done
+  [ -n "$cfg" ] || { echo "bench: the capture run of $1 did not start" >&2; exit 1; }
   local sb; sb=$(dirname "$(dirname "$cfg")")
+  cp "$cfg" "$work/captured.json"; cfg=$work/captured.json
   mkdir -p "$2/rootfs" "$2/ws"
-  cp -r "$(python3 -c 'import json,sys; print([m["source"] for m in json.load(open(sys.argv[1]))["mounts"] if m["destination"] == "/etc"][0])' "$cfg")" "$2/etc"
+  # crun sees the state directory at /run/stockade-view (its private mount
+  # namespace, src/driver/local/idmap.c); the same files are under $work/state
+  cp -r "$(python3 -c 'import json,sys; print([m["source"] for m in json.load(open(sys.argv[1]))["mounts"] if m["destination"] == "/etc"][0])' "$cfg" | sed "s|^/run/stockade-view/|$work/state/|")" "$2/etc"
   chown 65534:65534 "$2/ws"
   python3 - "$cfg" "$2" "$sb" <<'PY'
 import json, sys
@@ -46,10 +53,24 @@ c["process"]["args"] = ["/bin/true"]
 for m in c["mounts"]:
     if m["destination"] == "/workspace": m["source"] = dest + "/ws"
     if m["destination"] == "/etc": m["source"] = dest + "/etc"
+# the capture run's own objects are gone once it ends: its cgroup views
+# (the bare run gets the runtime's own cgroup) and its kept user namespace
+# (the bare run makes one with the same mappings)
+c["mounts"] = [m for m in c["mounts"] if not (m["destination"].startswith("/sys/fs/cgroup")
+               and m["source"].startswith(("/run/stockade-view/", "/sys/fs/cgroup/")))]
+for ns in c["linux"]["namespaces"]:
+    if ns["type"] == "user": ns.pop("path", None)
+# with a user namespace the runtime works in the root as the mapped root
+import os
+um, gm = c["linux"].get("uidMappings"), c["linux"].get("gidMappings")
+if um and gm:
+    os.chown(dest + "/rootfs", um[0]["hostID"], gm[0]["hostID"])
+    os.chown(dest + "/ws", um[0]["hostID"] + 65534, gm[0]["hostID"] + 65534)
 c["linux"]["cgroupsPath"] = "/stockade-bench/" + dest.rsplit("/", 1)[1]
 json.dump(c, open(dest + "/config.json", "w"), indent=2)
 PY
-  wait "$pid"
+  # the capture is taken: the run ends (the signal goes to its workload)
+  kill "$pid"; wait "$pid" || true
 }
 
 cmds=() names=()
@@ -81,8 +102,30 @@ if command -v bwrap >/dev/null; then
   add "bwrap (no seccomp, no cgroup)" "bwrap --unshare-all --die-with-parent --new-session --uid 65534 --gid 65534 --cap-drop ALL --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp /bin/true"
 fi
 
+# Debian's podman, if installed (never required): the same /bin/true in a
+# minimal root, with its default network; runc because crun refuses hybrid
+# cgroup hosts, and rlimits this machine's hard limits allow (MACHINE.md).
+if command -v podman >/dev/null && works runc; then
+  proot=$work/podman-root
+  mkdir -p "$proot/bin" "$proot/proc" "$proot/sys" "$proot/dev" "$proot/etc"
+  cp /bin/true "$proot/bin/true"
+  for lib in $(ldd /bin/true | grep -o '/[^ ]*'); do
+    mkdir -p "$proot$(dirname "$lib")"; cp -L "$lib" "$proot$lib"
+  done
+  pflags="--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+  if podman run --rm $pflags --rootfs "$proot" /bin/true >/dev/null 2>&1; then
+    add "podman run --rm (runc, default network)" "podman run --rm $pflags --rootfs $proot /bin/true"
+  else
+    echo "bench: skipping podman (podman run fails here)"
+  fi
+fi
+
 args=()
-for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+for i in "${!cmds[@]}"; do
+  # one run first, so a failing command fails here with its own message
+  sh -c "${cmds[$i]}" >/dev/null || { echo "bench: ${names[$i]} fails: ${cmds[$i]}" >&2; exit 1; }
+  args+=(-n "${names[$i]}" "${cmds[$i]}")
+done
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}" || \
   hyperfine --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}"
 
@@ -106,8 +149,13 @@ for name, r in res.items():
         if bare:
             ratio = f"{med[name] / bare:.2f}× ({med[name] - bare:+.1f} ms)"
     lines.append(f"| {name} | {med[name]:.1f} | {r['mean']*1000:.1f} ± {r['stddev']*1000:.1f} | {ratio} |")
+pod = [k for k in med if k.startswith("podman run")]
+if pod:
+    lines += ["", "Against podman (" + pod[0] + f", {med[pod[0]]:.1f} ms): " + "; ".join(
+        f"{k} {med[k] / med[pod[0]]:.2f}×" for k in med
+        if k.startswith("stockade run (") and "--no-network" not in k)]
 lines += ["", "Versions: " + "; ".join(ver(c) for c in (["runc", "--version"], ["crun", "--version"],
-          ["runsc", "--version"], ["bwrap", "--version"]))]
+          ["runsc", "--version"], ["bwrap", "--version"], ["podman", "--version"]))]
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -356,6 +356,9 @@ struct stk_backend_facts {
      * sandbox user 65534"; NULL: its own user) */
     const char *image_digest;
     const char *image_user;
+    /* spec.image: the ports its config declares (ExposedPorts, "8080/tcp,
+     * 9090/udp"), which stockade never exposes; NULL: none or unknown */
+    const char *image_ports;
 };
 
 struct stk_contract;

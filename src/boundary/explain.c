@@ -121,8 +121,15 @@ static void explain_filesystem(struct stk_contract *c)
         return;
     }
     if (be == STK_BACKEND_KUBERNETES) {
-        if (b->image)
-            say(c, SEC_FILESYSTEM, "Reads its image %s; the root filesystem is read-only.",
+        if (b->image && c->facts->image_digest)
+            say(c, SEC_FILESYSTEM,
+                "Reads its image %s, pinned to %s (the Pod names that digest, so the node runs "
+                "exactly what was verified); the root filesystem is read-only.",
+                b->image, c->facts->image_digest);
+        else if (b->image)
+            say(c, SEC_FILESYSTEM,
+                "Reads its image %s, not pinned to a digest (not pulled into this state "
+                "directory: the node resolves the tag); the root filesystem is read-only.",
                 b->image);
         else
             say(c, SEC_FILESYSTEM, "No image is set: spec.image is required to run on Kubernetes.");
@@ -285,13 +292,19 @@ static void explain_ingress(struct stk_contract *c)
                                 "/v1/sandboxes/{id}/ports/{port}/ route"
                           : c->facts->backend == STK_BACKEND_KUBERNETES
                               ? "through the sandbox's Service, from any pod the cluster lets "
-                                "reach it"
+                                "reach it, and `stockade port-forward` (pods/portforward)"
                               : "as modelled";
         from(say(c, SEC_NETWORK, "Ingress: TCP %s admitted, %s (%s).", stk_buf_str(&t), who,
                  STK_INGRESS_DECLARED),
              &b->ports_origin);
         stk_buf_free(&t);
     }
+    /* an image's ExposedPorts never widen ingress: only spec.ports does */
+    if (c->facts->image_ports)
+        say(c, SEC_NETWORK,
+            "The image declares ports %s (not exposed): only spec.ports admits a port; declare "
+            "one there to reach it.",
+            c->facts->image_ports);
     say(c, SEC_NETWORK,
         "Ingress from other sandboxes: as their own egress rules allow (%s); every other "
         "inbound connection is denied (%s).",

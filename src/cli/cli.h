@@ -86,6 +86,10 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
  * /var/lib/stockade; runtime state under $STOCKADE_RUN_DIR or /run/stockade. */
 struct stk_local_paths;
 void cli_local_paths(const char *state_dir, struct stk_local_paths *ret);
+/* spec.image pinned to what `image pull` verified into this state
+ * directory (stk_image_pin): 1 with *ret_digest (and *ret_image unless the
+ * reference pins itself), 0 when nothing is known. */
+int cli_image_pin(const char *image, char *ret_image, size_t n, char ret_digest[72]);
 /* The same for a backend: its default state directory is
  * /var/lib/stockade/<backend> unless it is local (a state directory holds
  * one backend's sandboxes). */
@@ -162,9 +166,10 @@ int cli_remote_call(const char *cmd, const char *method, const char *path, struc
 int cli_remote_call_raw(const char *cmd, const char *method, const char *path, const void *payload,
                         size_t payload_len, const char *content_type, int fd, struct json_t **ret);
 /* exec over the server's upgrade (docs/api.md, Exec): body is the exec
- * request; stdin from in_fd (-1: none), output to stdout and stderr.
- * Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
-int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code);
+ * request; stdin from in_fd (-1: none), output to stdout and stderr;
+ * SIGINT/SIGTERM/SIGHUP go on as KILL frames, SIGWINCH as tty_fd's size
+ * (-1: no terminal). Returns 0 with the command's exit code, or EXIT_SETUP (it could not run). */
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, int *ret_code);
 /* s escaped for a URL path segment or query value (caller frees). */
 char *cli_remote_escape(const char *s);
 

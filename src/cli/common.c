@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "cli.h"
+#include "image/image.h"
 #include "driver/driver.h"
 #include "session/session.h"
 
@@ -147,6 +148,17 @@ void cli_session_opts(struct stk_session_opts *ret)
                                      .context = ctx && *ctx ? ctx : NULL};
 }
 
+int cli_image_pin(const char *image, char *ret_image, size_t n, char ret_digest[72])
+{
+    struct stk_local_paths paths;
+    char store[4200];
+    ret_image[0] = ret_digest[0] = '\0';
+    cli_local_paths(NULL, &paths);
+    if (!image || stk_image_store_dir(paths.state_dir, store, sizeof(store), NULL) < 0)
+        return 0;
+    return stk_image_pin(store, image, ret_image, n, ret_digest, NULL) > 0;
+}
+
 void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
                        struct stk_backend_facts *ret)
 {
@@ -177,6 +189,16 @@ void cli_backend_facts(enum stk_backend backend, const struct stk_boundary *b,
             f.facts.runtime_note = f.runtime_note;
         }
         stk_driver_close(d);
+    }
+    /* no cluster to ask: the digest still comes from this state directory */
+    char pinned[STK_IMAGE_REF_MAX + 112];
+    if (backend == STK_BACKEND_KUBERNETES && !f.facts.image_digest &&
+        cli_image_pin(b->image, pinned, sizeof(pinned), f.image_digest)) {
+        f.facts.image_digest = f.image_digest;
+        char store[4200];
+        if (stk_image_store_dir(paths.state_dir, store, sizeof(store), NULL) >= 0 &&
+            stk_image_ports_text(store, b->image, f.image_ports, sizeof(f.image_ports)))
+            f.facts.image_ports = f.image_ports;
     }
     f.facts.backend = backend;
     *ret = f.facts;

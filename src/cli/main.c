@@ -101,7 +101,9 @@ const struct cli_command cli_commands[] = {
      "its spec.ports: the sandbox's ingress admits nothing else. Each connection is an\n"
      "audit record (port_connect). Runs until SIGINT or SIGTERM. Local backend only:\n"
      "a sandbox without a network namespace of its own on this host (sim, kubernetes)\n"
-     "is refused.\n"
+     "is refused. With --server each connection goes through the gateway's port\n"
+     "route (GET /v1/sandboxes/ID/ports/PORT/ upgraded to stockade-tcp.v1, over TLS\n"
+     "with --cacert/--cert/--key as every request), authorized as exec.\n"
      "\n"
      "  -a, --address ADDR  the numeric address to listen on (default 127.0.0.1)\n"
      "\n"
@@ -539,8 +541,9 @@ static void unknown_word(const char *what, const char *word, size_t len,
 }
 
 /* The commands that work as clients of `stockade serve`. */
-static const char *const remote_commands[] = {"create", "exec", "cp",  "logs", "stop",  "start",
-                                              "rm",     "ls",   "get", "pool", "audit", "help"};
+static const char *const remote_commands[] = {"create", "exec",  "cp",  "port-forward", "logs",
+                                              "stop",   "start", "rm",  "ls",           "get",
+                                              "pool",   "audit", "help"};
 
 static bool remote_capable(const char *name)
 {

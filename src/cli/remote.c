@@ -11,14 +11,19 @@
  */
 #include "cli.h"
 #include "gateway/http.h"
+#include "init/proto.h"
 #include "session/session.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <string.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -260,8 +265,10 @@ char *cli_remote_escape(const char *s)
 /* ---- exec: the server's upgrade (plain, TLS or a Unix socket) ------------------------ */
 
 enum {
-    FRAME_STDIN = 16,
-    FRAME_STDIN_EOF = 17,
+    FRAME_STDIN = STK_INITP_STDIN,
+    FRAME_STDIN_EOF = STK_INITP_STDIN_EOF,
+    FRAME_RESIZE = STK_INITP_RESIZE,
+    FRAME_KILL = STK_INITP_KILL,
     FRAME_OUTPUT = 33,
     FRAME_EXIT = 34,
     FRAME_ERROR = 35
@@ -393,8 +400,92 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Relays until EXIT or ERROR. pending: bytes already read after the head. */
-static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *ret_code)
+/* Signals to pass on, as embedded mode does (stk_init_exec): SIGINT,
+ * SIGTERM and SIGHUP become KILL frames (to the process's group), SIGWINCH
+ * with a terminal a RESIZE. A self-pipe carries them into the loop; they
+ * are caught only between the 101 and the end. */
+static int xsig_pipe = -1;
+static const int xsig_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+
+static void xsig_on(int sig)
+{
+    int saved = errno;
+    uint8_t b = (uint8_t)sig;
+    if (xsig_pipe >= 0)
+        (void)!write(xsig_pipe, &b, 1);
+    errno = saved;
+}
+
+struct xsigs {
+    int pipe[2];
+    struct sigaction old[STK_ARRAY_SIZE(xsig_forwarded)];
+};
+
+static void xsigs_install(struct xsigs *s, bool winch)
+{
+    if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        s->pipe[0] = s->pipe[1] = -1;
+        return;
+    }
+    xsig_pipe = s->pipe[1];
+    struct sigaction sa = {.sa_handler = xsig_on, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(xsig_forwarded); i++)
+        if (winch || xsig_forwarded[i] != SIGWINCH)
+            (void)sigaction(xsig_forwarded[i], &sa, &s->old[i]);
+        else
+            (void)sigaction(xsig_forwarded[i], NULL, &s->old[i]);
+}
+
+static void xsigs_restore(struct xsigs *s)
+{
+    if (s->pipe[0] < 0)
+        return;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(xsig_forwarded); i++)
+        (void)sigaction(xsig_forwarded[i], &s->old[i], NULL);
+    xsig_pipe = -1;
+    close(s->pipe[0]);
+    close(s->pipe[1]);
+}
+
+/* The terminal's size, clamped to what the protocol carries; false when
+ * fd is no terminal or does not know its size. */
+static bool tty_winsize(int fd, uint16_t *ret_rows, uint16_t *ret_cols)
+{
+    struct winsize ws;
+    if (fd < 0 || ioctl(fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+        return false;
+    *ret_rows = ws.ws_row > STK_INITP_WINSIZE_MAX ? STK_INITP_WINSIZE_MAX : ws.ws_row;
+    *ret_cols = ws.ws_col > STK_INITP_WINSIZE_MAX ? STK_INITP_WINSIZE_MAX : ws.ws_col;
+    return true;
+}
+
+static int forward_xsigs(struct xconn *x, int sigpipe, int tty_fd)
+{
+    uint8_t sigs[16];
+    ssize_t n = read(sigpipe, sigs, sizeof(sigs));
+    for (ssize_t i = 0; i < n; i++) {
+        uint8_t p[4];
+        uint16_t rows, cols;
+        if (sigs[i] == SIGWINCH) {
+            if (!tty_winsize(tty_fd, &rows, &cols))
+                continue;
+            stk_initp_resize_encode(p, rows, cols);
+            if (send_frame(x, FRAME_RESIZE, p, 4) < 0)
+                return -1;
+            continue;
+        }
+        stk_initp_u32_encode(p, sigs[i]);
+        if (send_frame(x, FRAME_KILL, p, 4) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Relays until EXIT or ERROR. pending: bytes already read after the head.
+ * tty_fd: the terminal whose size follows SIGWINCH, or -1. */
+static int exec_relay(struct xconn *x, int in_fd, int tty_fd, struct stk_buf *pending,
+                      int *ret_code)
 {
     struct stk_buf in = {0};
     stk_buf_append(&in, pending->data ? pending->data : "", pending->len);
@@ -402,6 +493,8 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
     int result = EXIT_SETUP;
     /* without -i the command's stdin is closed, as in embedded mode */
     bool done = in_fd < 0 && send_frame(x, FRAME_STDIN_EOF, NULL, 0) < 0;
+    struct xsigs sigs;
+    xsigs_install(&sigs, tty_fd >= 0);
     while (!done) {
         /* every whole frame received so far */
         while (in.len >= FRAME_HDR) {
@@ -447,12 +540,16 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
             fprintf(stderr, "stockade exec: the server closed the connection\n");
             break;
         }
-        struct pollfd pfd[2] = {{.fd = x->fd, .events = POLLIN}, {.fd = in_fd, .events = POLLIN}};
-        if (poll(pfd, in_fd >= 0 ? 2 : 1, -1) < 0) {
+        struct pollfd pfd[3] = {{.fd = x->fd, .events = POLLIN},
+                                {.fd = in_fd, .events = POLLIN},
+                                {.fd = sigs.pipe[0], .events = POLLIN}};
+        if (poll(pfd, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
+        if (pfd[2].revents && forward_xsigs(x, sigs.pipe[0], tty_fd) < 0)
+            break;
         if (in_fd >= 0 && pfd[1].revents) {
             ssize_t n = read(in_fd, tmp, sizeof(tmp));
             if (n < 0 && errno == EINTR)
@@ -464,6 +561,7 @@ static int exec_relay(struct xconn *x, int in_fd, struct stk_buf *pending, int *
                 in_fd = -1;
         }
     }
+    xsigs_restore(&sigs);
     stk_buf_free(&in);
     return result;
 }
@@ -481,29 +579,31 @@ static void exec_host(char *host, size_t n)
     snprintf(host, n, "%.*s", (int)strcspn(p, "/"), p);
 }
 
-static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
-                     int in_fd, int *ret_code)
+/* Sends an upgrade request (what: "POST /v1/...:exec", upgrade: the
+ * protocol, body: NULL or JSON) and reads the answer's head. 0 with the
+ * bytes read past a 101 in *pending; otherwise the error is printed as
+ * "stockade CMD: ..." and EXIT_SETUP returned. */
+static int xconn_upgrade(struct xconn *x, const char *cmd, const char *what, const char *upgrade,
+                         const char *body, const char *token, struct stk_buf *pending)
 {
     char host[300];
     exec_host(host, sizeof(host));
-    _cleanup_free_ char *eid = cli_remote_escape(id);
-    _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
     struct stk_buf req = {0};
-    stk_buf_printf(&req,
-                   "POST /v1/sandboxes/%s:exec HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
-                   "Upgrade: stockade-exec.v1\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %zu\r\n",
-                   eid, host, strlen(payload));
+    stk_buf_printf(&req, "%s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n", what,
+                   host, upgrade);
+    if (body)
+        stk_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                       strlen(body));
     if (token)
         stk_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
-    stk_buf_printf(&req, "\r\n%s", payload);
+    stk_buf_printf(&req, "\r\n%s", body ? body : "");
     int w = write_all(x, req.data, req.len);
     explicit_bzero(req.data, req.len);
     stk_buf_free(&req);
     struct stk_buf in = {0};
     size_t head = 0;
     if (w < 0 || read_head(x, &in, &head) < 0) {
-        fprintf(stderr, "stockade exec: %s: no answer\n", cli_remote.server);
+        fprintf(stderr, "stockade %s: %s: no answer\n", cmd, cli_remote.server);
         stk_buf_free(&in);
         return EXIT_SETUP;
     }
@@ -523,20 +623,31 @@ static int exec_over(struct xconn *x, const char *id, struct json_t *body, const
             stk_buf_append(&in, tmp, (size_t)n);
         }
         json_t *j = json_loadb(in.data + head, in.len - head, 0, NULL);
-        print_error("exec", status, j);
+        print_error(cmd, status, j);
         json_decref(j);
         stk_buf_free(&in);
         return EXIT_SETUP;
     }
-    struct stk_buf pending = {0};
-    stk_buf_append(&pending, in.data + head, in.len - head);
+    stk_buf_append(pending, in.data + head, in.len - head);
     stk_buf_free(&in);
-    int r = exec_relay(x, in_fd, &pending, ret_code);
+    return 0;
+}
+
+static int exec_over(struct xconn *x, const char *id, struct json_t *body, const char *token,
+                     int in_fd, int tty_fd, int *ret_code)
+{
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    _cleanup_free_ char *payload = json_dumps(body, JSON_COMPACT);
+    _cleanup_free_ char *what = stk_xasprintf("POST /v1/sandboxes/%s:exec", eid);
+    struct stk_buf pending = {0};
+    int r = xconn_upgrade(x, "exec", what, "stockade-exec.v1", payload, token, &pending);
+    if (r == 0)
+        r = exec_relay(x, in_fd, tty_fd, &pending, ret_code);
     stk_buf_free(&pending);
     return r;
 }
 
-int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_code)
+int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, int *ret_code)
 {
     _cleanup_free_ char *token = NULL;
     int r = token_get("exec", &token);
@@ -549,12 +660,132 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int *ret_cod
         xconn_close(&x);
         r = EXIT_SETUP;
     } else {
-        r = exec_over(&x, id, body, token, in_fd, ret_code);
+        r = exec_over(&x, id, body, token, in_fd, tty_fd, ret_code);
         xconn_close(&x);
     }
     if (token)
         explicit_bzero(token, strlen(token));
     return r;
+}
+
+/* ---- port-forward: the port route's raw upgrade ------------------------------------- */
+
+/* Between the local end of a socketpair and the gateway's connection (TLS
+ * inside libcurl), until the gateway's side ends. */
+static void port_relay(struct xconn *x, int fd, struct stk_buf *pending)
+{
+    static char buf[FRAME_MAX];
+    if (pending->len && fd_write_all(fd, pending->data, pending->len) < 0)
+        return;
+    bool local_open = true;
+    for (;;) {
+        /* what TLS decrypted already does not show on the socket */
+        ssize_t got = xrecv(x, buf, sizeof(buf), false);
+        if (got > 0) {
+            if (fd_write_all(fd, buf, (size_t)got) < 0)
+                return;
+            continue;
+        }
+        if (got != -EAGAIN)
+            return; /* the gateway (the sandbox's port) is done */
+        struct pollfd p[2] = {{.fd = x->fd, .events = POLLIN},
+                              {.fd = local_open ? fd : -1, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (p[1].revents) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                /* the local client is done sending: so is the connection */
+                local_open = false;
+                (void)shutdown(x->fd, SHUT_WR);
+            } else if (write_all(x, buf, (size_t)n) < 0) {
+                return;
+            }
+        }
+    }
+}
+
+/* One connection to a declared port through GET .../ports/{port}/ with
+ * Upgrade: stockade-tcp.v1. A process of its own (forked twice, so nothing
+ * is left to reap) relays between the gateway and one end of a socketpair;
+ * the caller gets the other, as if it were the port itself. A refusal is
+ * printed by that process ("stockade port-forward: ..."), and the caller's
+ * end then simply ends. Without ret_fd: whether the sandbox is there and
+ * ready (the port itself is checked per connection, by the gateway). */
+static int rem_connect(struct cli_engine *e, const char *id, uint16_t port, int *ret_fd)
+{
+    (void)e;
+    _cleanup_free_ char *eid = cli_remote_escape(id);
+    if (!ret_fd) {
+        json_t *rec = NULL;
+        _cleanup_free_ char *path = stk_xasprintf("/v1/sandboxes/%s", eid);
+        int r = cli_remote_call("port-forward", "GET", path, NULL, -1, &rec);
+        if (r != 0)
+            return r;
+        const char *phase = json_string_value(json_object_get(rec, "phase"));
+        if (!phase || strcmp(phase, "ready")) {
+            fprintf(stderr,
+                    "stockade port-forward: sandbox %s is %s; a port needs a ready "
+                    "sandbox\n",
+                    id, phase ? phase : "in no phase");
+            r = EXIT_INVALID;
+        }
+        json_decref(rec);
+        return r;
+    }
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+        return EXIT_SETUP;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return EXIT_SETUP;
+    }
+    if (pid == 0) {
+        close(sp[0]);
+        if (fork() != 0)
+            _exit(0);
+        /* nothing of the port-forward's (its listeners, other connections)
+         * stays open here: their ends must not wait for this one */
+        if (sp[1] > 3)
+            (void)close_range(3, (unsigned)sp[1] - 1, 0);
+        (void)close_range((unsigned)sp[1] + 1, ~0U, 0);
+        signal(SIGINT, SIG_IGN); /* the port-forward's Ctrl-C ends it through its socket */
+        signal(SIGTERM, SIG_DFL);
+        _cleanup_free_ char *token = NULL;
+        struct xconn x;
+        char err[CURL_ERROR_SIZE];
+        if (token_get("port-forward", &token) != 0)
+            _exit(1);
+        if (xconn_open(&x, err, sizeof(err)) < 0) {
+            fprintf(stderr, "stockade port-forward: %s: %s\n", cli_remote.server, err);
+            _exit(1);
+        }
+        _cleanup_free_ char *what =
+            stk_xasprintf("GET /v1/sandboxes/%s/ports/%u/", eid, (unsigned)port);
+        struct stk_buf pending = {0};
+        int r = xconn_upgrade(&x, "port-forward", what, STK_GW_TCP_UPGRADE, NULL, token, &pending);
+        if (token)
+            explicit_bzero(token, strlen(token));
+        if (r == 0)
+            port_relay(&x, sp[1], &pending);
+        stk_buf_free(&pending);
+        xconn_close(&x);
+        _exit(r == 0 ? 0 : 1);
+    }
+    close(sp[1]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *ret_fd = sp[0];
+    return 0;
 }
 
 /* ---- the remote engine (cli_engine_ops over the gateway's API) ---------------------- */
@@ -605,6 +836,15 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
     json_t *body = json_pack("{s:o,s:o,s:b}", "argv", argv, "env", env, "tty", proc->tty);
     if (proc->cwd)
         json_object_set_new(body, "cwd", json_string(proc->cwd));
+    /* a terminal inside starts with this one's size and follows it */
+    int tty_fd = proc->tty && isatty(STDIN_FILENO)    ? STDIN_FILENO
+                 : proc->tty && isatty(STDOUT_FILENO) ? STDOUT_FILENO
+                                                      : -1;
+    uint16_t rows, cols;
+    if (tty_fd >= 0 && tty_winsize(tty_fd, &rows, &cols)) {
+        json_object_set_new(body, "rows", json_integer(rows));
+        json_object_set_new(body, "cols", json_integer(cols));
+    }
     /* a terminal inside: this one passes keystrokes through untouched */
     struct termios saved;
     bool raw =
@@ -614,7 +854,7 @@ static int rem_exec(struct cli_engine *e, const char *id, const struct stk_init_
         cfmakeraw(&t);
         (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
     }
-    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, ret_code);
+    int r = cli_remote_exec(id, body, interactive ? STDIN_FILENO : -1, tty_fd, ret_code);
     if (raw)
         (void)tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     json_decref(body);
@@ -721,11 +961,9 @@ static int rem_file_write(struct cli_engine *e, const char *id, const char *path
                           const void *data, size_t size)
 {
     (void)e;
-    if (size > STK_GW_MAX_BODY) {
-        fprintf(stderr,
-                "stockade cp: %zu bytes: through the gateway a file is at most %d bytes (its "
-                "request body limit)\n",
-                size, STK_GW_MAX_BODY);
+    if (size > STK_GW_MAX_FILE_BODY) {
+        fprintf(stderr, "stockade cp: %zu bytes: a file is at most %d bytes\n", size,
+                STK_GW_MAX_FILE_BODY);
         return EXIT_INVALID;
     }
     _cleanup_free_ char *eid = cli_remote_escape(id), *epath = cli_remote_escape(path);
@@ -737,6 +975,7 @@ static int rem_file_write(struct cli_engine *e, const char *id, const char *path
 }
 
 const struct cli_engine_ops cli_remote_engine_ops = {
+    .connect = rem_connect,
     .file_read = rem_file_read,
     .file_write = rem_file_write,
     .create = rem_create,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stockade render / stockade eject: print what a backend would apply. */
 #include "cli.h"
+#include "image/image.h"
 #include "render/render.h"
 
 #include <errno.h>
@@ -171,7 +172,13 @@ static int render_kubernetes(const char *file, const char *env_file, const char 
             if (r >= 0)
                 objs = json_pack("[o]", injected);
         } else {
-            r = stk_k8s_render(s.b, opt, &objs, &err);
+            /* the image pinned as create would pin it: to the digest of
+             * what `image pull` verified into this state directory */
+            struct stk_k8s_options o = *opt;
+            char pinned[STK_IMAGE_REF_MAX + 112], digest[72];
+            if (cli_image_pin(s.b->image, pinned, sizeof(pinned), digest) && pinned[0])
+                o.image = pinned;
+            r = stk_k8s_render(s.b, &o, &objs, &err);
         }
         if (r < 0) {
             fprintf(stderr, "stockade: %s: %s\n", file, err->msg);

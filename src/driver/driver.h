@@ -128,6 +128,7 @@ struct stk_driver_facts {
     char note[512];         /* said to the user at create ("runs on crun, not gVisor: ...") */
     char runtime_note[512]; /* storage facts.runtime_note may point into */
     char image_digest[72], image_user[160]; /* storage for facts.image_* */
+    char image_ports[1200];
 };
 
 struct stk_driver_logs_req {

@@ -437,15 +437,39 @@ static bool service_account_ok(const struct stk_access_scope *sc, const struct s
                    "service account %s matches no serviceAccounts pattern", sa);
 }
 
+/* A credentialRefs pattern "SOURCE:GLOB" (env, file, kubernetesSecret)
+ * grants refs of that source only; a bare GLOB grants a ref of any source. */
+static bool credential_granted(const struct stk_access_scope *sc, const struct stk_binding *bd)
+{
+    const char *src = stk_cred_source_names[bd->credential.source.v];
+    size_t sl = strlen(src);
+    for (uint32_t i = 0; i < sc->credential_refs.n; i++) {
+        const char *pat = sc->credential_refs.items[i].v;
+        const char *colon = strchr(pat, ':');
+        bool scoped = false;
+        for (size_t k = 0; colon && k < _STK_CRED_N && !scoped; k++)
+            scoped = (size_t)(colon - pat) == strlen(stk_cred_source_names[k]) &&
+                     !strncmp(pat, stk_cred_source_names[k], (size_t)(colon - pat));
+        if (!scoped && fnmatch(pat, bd->credential.ref.v, 0) == 0)
+            return true;
+        if (scoped && (size_t)(colon - pat) == sl && !strncmp(pat, src, sl) &&
+            fnmatch(colon + 1, bd->credential.ref.v, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
 static bool credentials_ok(const struct stk_access_scope *sc, const struct stk_boundary *b,
                            struct why *w)
 {
     for (size_t i = 0; i < b->n_bindings; i++) {
         const struct stk_binding *bd = &b->bindings[i];
-        if (!GLOB_ANY(sc->credential_refs, bd->credential.ref.v))
+        if (!credential_granted(sc, bd))
             return fail_on(w, "credential", bd->credential.ref.v,
-                           "credential ref %s (binding %s) matches no credentialRefs pattern",
-                           bd->credential.ref.v, bd->name.v);
+                           "credential ref %s (binding %s, source %s) matches no credentialRefs "
+                           "pattern",
+                           bd->credential.ref.v, bd->name.v,
+                           stk_cred_source_names[bd->credential.source.v]);
     }
     return true;
 }

@@ -11,6 +11,7 @@
  * would cut the relay.
  */
 #include "gateway/server.h"
+#include "init/proto.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -28,8 +29,10 @@
 #define FRAME_MAX 65536
 
 enum {
-    F_STDIN = 16,
-    F_STDIN_EOF = 17,
+    F_STDIN = STK_INITP_STDIN,
+    F_STDIN_EOF = STK_INITP_STDIN_EOF,
+    F_RESIZE = STK_INITP_RESIZE,
+    F_KILL = STK_INITP_KILL,
     F_OUTPUT = 33,
     F_EXIT = 34,
     F_ERROR = 35,
@@ -108,32 +111,76 @@ static void send_error(int sock, int e, const char *msg)
 }
 
 struct relay {
-    int sock, in_w, out_r, err_r, res_r;
+    int sock, in_w, out_r, err_r, res_r, ctl_w;
     uint8_t pending[FRAME_MAX]; /* stdin the process has not read yet */
     size_t pending_off, pending_n;
+    /* a RESIZE or KILL frame the worker has not taken yet */
+    uint8_t ctl[STK_INITP_HDR + 4];
+    size_t ctl_off, ctl_n;
     bool stdin_eof, client_gone;
 };
 
 /* One frame from the client; false when the client is gone or broke the
- * protocol. */
+ * protocol. The header goes through the init protocol's decoder (types and
+ * the lengths each allows), RESIZE and KILL payloads through theirs, so
+ * the worker passes on only what init accepts. */
 static bool read_client_frame(struct relay *rl)
 {
-    uint8_t h[6];
-    if (!sock_recv(rl->sock, h, 6))
+    uint8_t h[STK_INITP_HDR];
+    if (!sock_recv(rl->sock, h, sizeof(h)))
         return false;
-    uint32_t n = (uint32_t)h[2] << 24 | (uint32_t)h[3] << 16 | (uint32_t)h[4] << 8 | h[5];
-    if ((h[0] != F_STDIN && h[0] != F_STDIN_EOF) || h[1] != 0 || n > FRAME_MAX ||
-        (h[0] == F_STDIN_EOF && n != 0)) {
-        send_error(rl->sock, EPROTO, "expected STDIN or STDIN_EOF frames");
+    struct stk_initp_hdr hd;
+    if (stk_initp_hdr_decode(h, &hd) < 0 || (hd.type != F_STDIN && hd.type != F_STDIN_EOF &&
+                                             hd.type != F_RESIZE && hd.type != F_KILL)) {
+        send_error(rl->sock, EPROTO, "expected STDIN, STDIN_EOF, RESIZE or KILL frames");
         return false;
     }
-    if (n && !sock_recv(rl->sock, rl->pending, n))
+    if (hd.type == F_STDIN && rl->stdin_eof) {
+        send_error(rl->sock, EPROTO, "STDIN after STDIN_EOF");
+        return false;
+    }
+    if (hd.type == F_RESIZE || hd.type == F_KILL) {
+        uint8_t *p = rl->ctl + STK_INITP_HDR;
+        uint16_t rows, cols;
+        uint32_t sig;
+        if (!sock_recv(rl->sock, p, hd.len))
+            return false;
+        if (hd.type == F_RESIZE && stk_initp_resize_decode(p, hd.len, &rows, &cols) < 0) {
+            send_error(rl->sock, EINVAL, "RESIZE: rows and columns must be 1..4096");
+            return false;
+        }
+        if (hd.type == F_KILL && stk_initp_kill_decode(p, hd.len, &sig) < 0) {
+            send_error(rl->sock, EINVAL,
+                       "KILL: the signal is not one of HUP INT QUIT KILL USR1 USR2 TERM CONT "
+                       "STOP TSTP WINCH");
+            return false;
+        }
+        memcpy(rl->ctl, h, sizeof(h));
+        rl->ctl_off = 0;
+        rl->ctl_n = sizeof(rl->ctl);
+        return true;
+    }
+    if (hd.len && !sock_recv(rl->sock, rl->pending, hd.len))
         return false;
     rl->pending_off = 0;
-    rl->pending_n = n;
-    if (h[0] == F_STDIN_EOF)
+    rl->pending_n = hd.len;
+    if (hd.type == F_STDIN_EOF)
         rl->stdin_eof = true;
     return true;
+}
+
+/* The held control frame to the worker (a pipe: 10 bytes go whole). */
+static void flush_ctl(struct relay *rl)
+{
+    while (rl->ctl_off < rl->ctl_n) {
+        ssize_t w = write(rl->ctl_w, rl->ctl + rl->ctl_off, rl->ctl_n - rl->ctl_off);
+        if (w < 0 && errno == EAGAIN)
+            return;
+        if (w <= 0)
+            break; /* the worker is gone: its end comes through the output */
+        rl->ctl_off += (size_t)w;
+    }
+    rl->ctl_off = rl->ctl_n = 0;
 }
 
 static void flush_stdin(struct relay *rl)
@@ -167,34 +214,36 @@ static bool relay_output(struct relay *rl, int *fd, uint8_t stream)
     return send_frame(rl->sock, F_OUTPUT, stream, buf, (size_t)n);
 }
 
-/* Until both output pipes end; false when the client went away. */
+/* Until both output pipes end; false when the client went away. A frame
+ * held for the process (stdin) or the worker (RESIZE, KILL) stops reading
+ * the client until it is taken; after STDIN_EOF the client may still send
+ * RESIZE and KILL, and its going away (a read that ends) ends the exec. */
 static bool relay_loop(struct relay *rl)
 {
     while (rl->out_r >= 0 || rl->err_r >= 0) {
-        bool holding = rl->pending_off < rl->pending_n;
+        bool holding = rl->pending_off < rl->pending_n || rl->ctl_off < rl->ctl_n;
         /* what TLS has read already does not show on the socket */
-        bool buffered = relay_ssl && !holding && !rl->stdin_eof && SSL_has_pending(relay_ssl);
-        /* after STDIN_EOF the client sends nothing more: the socket is
-         * watched only for its going away, which ends the exec */
-        struct pollfd p[4] = {
-            {.fd = holding ? -1 : rl->sock, .events = rl->stdin_eof ? POLLRDHUP : POLLIN},
-            {.fd = holding ? rl->in_w : -1, .events = POLLOUT},
+        bool buffered = relay_ssl && !holding && SSL_has_pending(relay_ssl);
+        struct pollfd p[5] = {
+            {.fd = holding ? -1 : rl->sock, .events = POLLIN},
+            {.fd = rl->pending_off < rl->pending_n ? rl->in_w : -1, .events = POLLOUT},
             {.fd = rl->out_r, .events = POLLIN},
             {.fd = rl->err_r, .events = POLLIN},
+            {.fd = rl->ctl_off < rl->ctl_n ? rl->ctl_w : -1, .events = POLLOUT},
         };
-        if (poll(p, 4, buffered ? 0 : -1) < 0) {
+        if (poll(p, 5, buffered ? 0 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             return false;
         }
-        if (p[0].revents && rl->stdin_eof)
-            return false;
         if (buffered)
             p[0].revents |= POLLIN;
         if (p[0].revents && !read_client_frame(rl))
             return false;
         if (p[0].revents || p[1].revents)
             flush_stdin(rl);
+        if (p[0].revents || p[4].revents)
+            flush_ctl(rl);
         if (p[2].revents && !relay_output(rl, &rl->out_r, 1))
             return false;
         if (p[3].revents && !relay_output(rl, &rl->err_r, 2))
@@ -243,16 +292,17 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
                              "Upgrade: stockade-exec.v1\r\n\r\n";
     if (!sock_send(sock, up, sizeof(up) - 1))
         _exit(1);
-    int in[2], out[2], errp[2], res[2];
+    int in[2], out[2], errp[2], res[2], ctl[2];
     pipe_or_die(in);
     pipe_or_die(out);
     pipe_or_die(errp);
     pipe_or_die(res);
+    pipe_or_die(ctl);
     /* the exec itself runs in a worker with its own session */
     pid_t pid;
     json_t *job = json_pack("{s:s,s:s,s:O}", "op", "exec", "id", id, "exec", body);
-    int fds[] = {res[1], in[0], out[1], errp[1]};
-    if (gw_worker_spawn(c->g, c->actor, job, fds, 4, &pid) < 0) {
+    int fds[] = {res[1], in[0], out[1], errp[1], ctl[0]};
+    if (gw_worker_spawn(c->g, c->actor, job, fds, 5, &pid) < 0) {
         send_error(sock, EAGAIN, "cannot start the exec worker");
         _exit(1);
     }
@@ -260,10 +310,16 @@ STK_NORETURN static void exec_child(struct gw_call *c, const char *id, json_t *b
     close(out[1]);
     close(errp[1]);
     close(res[1]);
+    close(ctl[0]);
     (void)fcntl(in[1], F_SETFL, O_NONBLOCK);
+    (void)fcntl(ctl[1], F_SETFL, O_NONBLOCK);
     static struct relay rl;
-    rl = (struct relay){
-        .sock = sock, .in_w = in[1], .out_r = out[0], .err_r = errp[0], .res_r = res[0]};
+    rl = (struct relay){.sock = sock,
+                        .in_w = in[1],
+                        .out_r = out[0],
+                        .err_r = errp[0],
+                        .res_r = res[0],
+                        .ctl_w = ctl[1]};
     if (!relay_loop(&rl)) {
         kill(pid, SIGTERM); /* the client is gone */
         _exit(0);

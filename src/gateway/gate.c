@@ -231,8 +231,16 @@ static void gate_head(struct gw_gate *k, struct evbuffer *src, struct evbuffer *
         return;
     }
     has_body = h.chunked || h.content_length > 0;
-    if (has_body && h.content_length > STK_GW_MAX_BODY) {
-        k->state = GATE_OPEN; /* evhttp answers 413 from the head and closes */
+    /* the file route's body is the file (16 MiB); every other's 1 MiB */
+    enum gw_route route;
+    char arg[64];
+    bool file_put = gw_route_parse(h.method, h.path, &route, arg) == 0 && route == GW_SB_FILE_PUT;
+    int64_t limit = file_put ? STK_GW_MAX_FILE_BODY : STK_GW_MAX_BODY;
+    if (has_body && h.content_length > limit) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "the body is over %s", file_put ? "16 MiB" : "1 MiB");
+        gate_reply(k, &h, NULL, file_put ? route : _GW_ROUTE_N, GW_E_TOO_LARGE, msg);
+        return;
     } else if (has_body) {
         if (!gate_admit(k, &h))
             return;
@@ -248,8 +256,6 @@ static void gate_head(struct gw_gate *k, struct evbuffer *src, struct evbuffer *
     }
     evbuffer_remove_buffer(src, dst, len);
     /* after an exec's head and body the connection carries frames */
-    enum gw_route route;
-    char arg[64];
     if (k->state == GATE_BODY && gw_route_parse(h.method, h.path, &route, arg) == 0 &&
         route == GW_SB_EXEC)
         k->upgrade = true;

@@ -662,7 +662,7 @@ static bool query_flag(struct gw_call *c, const char *key)
     return s && (!strcmp(s, "1") || !strcmp(s, "true"));
 }
 
-/* The body, NUL-terminated (evhttp bounds it at STK_GW_MAX_BODY). */
+/* The body, NUL-terminated (the gate bounds it at STK_GW_MAX_BODY). */
 char *gw_call_body(struct gw_call *c, size_t *ret_len)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
@@ -1339,13 +1339,13 @@ static void h_sb_file_get(struct gw_call *c)
     json_t *job = id_job("file_read", rec.id);
     json_object_set_new(job, "path", json_string(path));
     stk_sb_rec_free(&rec);
-    int r = gw_job_start_file(c, job, false, NULL, 0);
+    int r = gw_job_start_file(c, job, NULL);
     if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }
 
-/* PUT .../files?path=P[&mode=0644]: the body becomes the file (at most the
- * request body limit). Authorized as exec. */
+/* PUT .../files?path=P[&mode=0644]: the body becomes the file (at most
+ * 16 MiB, which the gate enforced from the head). Authorized as exec. */
 static void h_sb_file_put(struct gw_call *c)
 {
     char path[GW_FILE_PATH_MAX + 1], m[8];
@@ -1371,8 +1371,7 @@ static void h_sb_file_put(struct gw_call *c)
     json_object_set_new(job, "mode", json_integer(mode));
     json_object_set_new(job, "size", json_integer((json_int_t)len));
     stk_sb_rec_free(&rec);
-    const void *data = evbuffer_pullup(in, -1);
-    int r = gw_job_start_file(c, job, true, data, len);
+    int r = gw_job_start_file(c, job, in);
     if (r < 0)
         gw_reply_error(c, GW_E_UNAVAILABLE, "cannot start a worker: %s", strerror(-r));
 }
@@ -1831,7 +1830,8 @@ static int gw_http_setup(struct stk_gw *g, const struct stk_gw_options *o, struc
     g->http = g->base ? evhttp_new(g->base) : NULL;
     if (!g->http)
         return stk_error_make(err, ENOMEM, "cannot create the event loop");
-    evhttp_set_max_body_size(g->http, STK_GW_MAX_BODY);
+    /* the gate refuses a body over its route's limit from the head */
+    evhttp_set_max_body_size(g->http, STK_GW_MAX_FILE_BODY);
     evhttp_set_max_headers_size(g->http, STK_GW_MAX_HEADERS);
     g->timeout_s = o->timeout_s > 0 ? o->timeout_s : STK_GW_TIMEOUT_S;
     g->on_hup = o->on_hup;

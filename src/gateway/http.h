@@ -10,7 +10,10 @@
 #include "driver/driver.h"
 #include "gateway/gateway.h"
 
-#define STK_GW_MAX_BODY        (1024 * 1024)
+#define STK_GW_MAX_BODY (1024 * 1024)
+/* PUT .../files: its body is the file, up to the files limit (the
+ * gate admits this one route's bodies up to it, decided from the head) */
+#define STK_GW_MAX_FILE_BODY   (16 * 1024 * 1024)
 #define STK_GW_MAX_HEADERS     (16 * 1024)
 #define STK_GW_TIMEOUT_S       30
 #define STK_GW_MAX_CONNECTIONS 1024
@@ -51,6 +54,10 @@ void stk_gw_free(struct stk_gw *g);
  * (src/gateway/worker.c): the binary that runs the server must dispatch
  * this verb to stk_gw_worker_main. */
 #define STK_GW_WORKER_VERB "__gateway-worker"
+
+/* The port route's raw TCP upgrade (`port-forward --server`): after the
+ * 101 the connection's bytes are the port's (docs/api.md, "Ports"). */
+#define STK_GW_TCP_UPGRADE "stockade-tcp.v1"
 int stk_gw_worker_main(int argc, char **argv);
 
 #endif

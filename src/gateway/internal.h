@@ -116,8 +116,10 @@ struct gw_exec_body {
     size_t n_env;
     const char *cwd;
     bool tty;
+    unsigned short rows, cols; /* the terminal's size; 0: unknown */
 };
-/* {"argv": [...], "tty": bool, "env": ["K=V"], "cwd": "/abs"} */
+/* {"argv": [...], "tty": bool, "env": ["K=V"], "cwd": "/abs", "rows": N, "cols": N}
+ * (rows and cols 1..4096, both or neither) */
 int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, json_t **ret_root,
                        char *why, size_t why_n);
 

@@ -251,16 +251,18 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream)
     return job_start(c, job, stream, -1, false);
 }
 
-int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const void *data, size_t len)
+int gw_job_start_file(struct gw_call *c, json_t *job, struct evbuffer *data)
 {
+    bool to_sandbox = data != NULL;
     int fd = memfd_create("stockade-file", MFD_CLOEXEC);
     if (fd < 0) {
         json_decref(job);
         return -errno;
     }
-    /* a memfd write of at most the body limit does not block */
-    for (size_t off = 0; to_sandbox && off < len;) {
-        ssize_t w = write(fd, (const char *)data + off, len - off);
+    /* moved, not copied: each chunk of the body is freed once in the memfd
+     * (a memfd write of at most the files limit does not block) */
+    while (to_sandbox && evbuffer_get_length(data) > 0) {
+        int w = evbuffer_write(data, fd);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -269,7 +271,6 @@ int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const voi
             json_decref(job);
             return -e;
         }
-        off += (size_t)w;
     }
     if (lseek(fd, 0, SEEK_SET) < 0) {
         int e = errno;

@@ -7,12 +7,17 @@
  * port through stk_session_connect (the declared-port check, a port_connect
  * audit record) and relays. The request goes on as GET REST with the
  * client's headers but its credentials; one request per connection
- * (Connection: close), or an Upgrade (WebSocket) relayed both ways.
+ * (Connection: close), or an Upgrade (WebSocket) relayed both ways. The
+ * gateway's own upgrade, stockade-tcp.v1 (port-forward --server), answers
+ * 101 itself once the port is connected and relays raw bytes. Over TLS the
+ * child keeps the connection's TLS state and relays between it and a
+ * socketpair whose other end the worker gets.
  */
 #include "gateway/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <poll.h>
@@ -40,19 +45,20 @@ static bool header_dropped(const char *key)
     return false;
 }
 
-static bool upgrade_asked(struct evhttp_request *req)
+/* NULL, or the Upgrade the client asks for. */
+static const char *upgrade_asked(struct evhttp_request *req)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *up = evhttp_find_header(h, "Upgrade");
     const char *conn = evhttp_find_header(h, "Connection");
-    return up && conn && strcasestr(conn, "upgrade");
+    return up && conn && strcasestr(conn, "upgrade") ? up : NULL;
 }
 
 struct port_child_arg {
     const char *id;
     uint16_t port;
     const char *head;
-    bool upgrade;
+    bool upgrade, raw;
 };
 
 /* The relay's worker: a server that stops (SIGTERM to this child, as to
@@ -66,20 +72,74 @@ static void port_child_stop(int sig)
     _exit(0);
 }
 
-/* Plain HTTP only: gw_port_start refuses TLS listeners, so ssl is NULL. */
+static bool ssl_send_all(SSL *ssl, const char *p, size_t n)
+{
+    while (n) {
+        int w = SSL_write(ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool fd_send_all(int fd, const char *p, size_t n);
+
+/* Over TLS: between the client's TLS session (blocking) and the worker's
+ * end of a socketpair, until the worker is done. Without an upgrade the
+ * client is not read (the worker would not read it either). */
+STK_NORETURN static void tls_relay(SSL *ssl, int sock, int pair, bool both_ways)
+{
+    static char buf[PORT_BUF];
+    bool open_c = both_ways;
+    for (;;) {
+        bool buffered = open_c && SSL_has_pending(ssl);
+        struct pollfd p[2] = {{.fd = open_c ? sock : -1, .events = POLLIN},
+                              {.fd = pair, .events = POLLIN}};
+        if (poll(p, 2, buffered ? 0 : -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (buffered)
+            p[0].revents |= POLLIN;
+        if (p[0].revents) {
+            int n = SSL_read(ssl, buf, sizeof(buf));
+            if (n <= 0) {
+                open_c = false; /* the client is done sending (or gone) */
+                (void)shutdown(pair, SHUT_WR);
+            } else if (!fd_send_all(pair, buf, (size_t)n)) {
+                break;
+            }
+        }
+        if (p[1].revents) {
+            ssize_t n = read(pair, buf, sizeof(buf));
+            if (n <= 0 || !ssl_send_all(ssl, buf, (size_t)n))
+                break;
+        }
+    }
+    (void)SSL_shutdown(ssl); /* close_notify: the end is the end */
+    (void)shutdown(sock, SHUT_WR);
+    _exit(0);
+}
+
 STK_NORETURN static void port_child(struct gw_call *c, int sock, SSL *ssl, int done_w, void *arg)
 {
-    (void)ssl;
     struct port_child_arg *a = arg;
     gw_child_signals();
+    signal(SIGPIPE, SIG_IGN);
     int keep[] = {sock, done_w};
     gw_child_fds(keep, 2);
-    int res[2];
+    (void)fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) & ~O_NONBLOCK);
+    int res[2], pair[2] = {-1, -1};
     if (pipe2(res, O_CLOEXEC) < 0)
         _exit(1);
-    json_t *job = json_pack("{s:s,s:s,s:i,s:s,s:b}", "op", "port", "id", a->id, "port", a->port,
-                            "head", a->head, "upgrade", a->upgrade);
-    int fds[] = {res[1], sock};
+    if (ssl && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        _exit(1);
+    json_t *job = json_pack("{s:s,s:s,s:i,s:s,s:b,s:b}", "op", "port", "id", a->id, "port", a->port,
+                            "head", a->head, "upgrade", a->upgrade || a->raw, "raw", a->raw);
+    int fds[] = {res[1], ssl ? pair[1] : sock};
     pid_t pid;
     sigset_t block, old_mask;
     sigemptyset(&block);
@@ -92,6 +152,10 @@ STK_NORETURN static void port_child(struct gw_call *c, int sock, SSL *ssl, int d
     sigaction(SIGTERM, &sa, NULL);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     close(res[1]);
+    if (ssl) {
+        close(pair[1]);
+        tls_relay(ssl, sock, pair[0], a->upgrade || a->raw);
+    }
     close(sock);
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -101,8 +165,11 @@ STK_NORETURN static void port_child(struct gw_call *c, int sock, SSL *ssl, int d
 
 void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest)
 {
-    if (c->g->ssl) {
-        gw_reply_error(c, GW_E_NOT_IMPLEMENTED, "ports over TLS are not implemented yet");
+    const char *up = upgrade_asked(c->req);
+    if (up && !strcasecmp(up, STK_GW_TCP_UPGRADE)) {
+        /* a raw connection to the port: no request goes to the sandbox */
+        struct port_child_arg a = {id, port, "", false, true};
+        gw_handover(c, port_child, &a);
         return;
     }
     struct stk_buf head = {0};
@@ -114,7 +181,7 @@ void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char 
         if (!header_dropped(kv->key))
             stk_buf_printf(&head, "%s: %s\r\n", kv->key, kv->value);
     }
-    bool upgrade = upgrade_asked(c->req);
+    bool upgrade = up != NULL;
     stk_buf_printf(&head, "Connection: %s\r\nX-Forwarded-Prefix: /v1/sandboxes/%s/ports/%u\r\n\r\n",
                    upgrade ? "Upgrade" : "close", id, port);
     if (head.len > PORT_HEAD_MAX) {
@@ -122,7 +189,7 @@ void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char 
         gw_reply_error(c, GW_E_BAD_REQUEST, "the request head is over %d bytes", PORT_HEAD_MAX);
         return;
     }
-    struct port_child_arg a = {id, port, stk_buf_str(&head), upgrade};
+    struct port_child_arg a = {id, port, stk_buf_str(&head), upgrade, false};
     gw_handover(c, port_child, &a);
     stk_buf_free(&head);
 }
@@ -152,7 +219,7 @@ static void reply_error(int sock, int status, const char *code, const char *msg)
     free(body);
 }
 
-static bool send_all(int fd, const char *p, size_t n)
+static bool fd_send_all(int fd, const char *p, size_t n)
 {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -188,7 +255,7 @@ static void relay(int sock, int sfd, bool upgrade)
                 continue;
             int from = i == 0 ? sock : sfd, to = i == 0 ? sfd : sock;
             ssize_t n = read(from, buf, sizeof(buf));
-            if (n > 0 && send_all(to, buf, (size_t)n))
+            if (n > 0 && fd_send_all(to, buf, (size_t)n))
                 continue;
             if (n > 0)
                 return; /* the other side is gone */
@@ -202,7 +269,7 @@ static void relay(int sock, int sfd, bool upgrade)
 }
 
 void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
-                   bool upgrade, int sock)
+                   bool upgrade, bool raw, int sock)
 {
     signal(SIGPIPE, SIG_IGN);
     int sfd = -1;
@@ -218,7 +285,9 @@ void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const c
         stk_error_free(err);
         return;
     }
-    if (send_all(sfd, head, strlen(head)))
+    static const char up101[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                "Upgrade: " STK_GW_TCP_UPGRADE "\r\n\r\n";
+    if (raw ? fd_send_all(sock, up101, sizeof(up101) - 1) : fd_send_all(sfd, head, strlen(head)))
         relay(sock, sfd, upgrade);
     close(sfd);
 }

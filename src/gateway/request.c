@@ -4,6 +4,7 @@
  * here touches a socket or the store, so the fuzz target drives it directly.
  */
 #include "gateway/internal.h"
+#include "init/proto.h"
 #include "session/session.h"
 
 #include <errno.h>
@@ -472,12 +473,15 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
         json_t *argv, *env;
         const char *cwd;
         bool tty;
+        int64_t rows, cols;
     } raw = {0};
     static const struct gw_field fields[] = {
         {"argv", GW_F_ARRAY, true, offsetof(struct raw, argv)},
         {"env", GW_F_ARRAY, false, offsetof(struct raw, env)},
         {"cwd", GW_F_STRING, false, offsetof(struct raw, cwd)},
         {"tty", GW_F_BOOL, false, offsetof(struct raw, tty)},
+        {"rows", GW_F_INT, false, offsetof(struct raw, rows)},
+        {"cols", GW_F_INT, false, offsetof(struct raw, cols)},
     };
     json_t *root = NULL;
     int r = gw_body_parse(body, len, fields, STK_ARRAY_SIZE(fields), &raw, &root, why, why_n);
@@ -486,6 +490,15 @@ int gw_exec_body_parse(const char *body, size_t len, struct gw_exec_body *ret, j
     memset(ret, 0, sizeof(*ret));
     ret->cwd = raw.cwd;
     ret->tty = raw.tty;
+    if (raw.rows < 0 || raw.rows > STK_INITP_WINSIZE_MAX || raw.cols < 0 ||
+        raw.cols > STK_INITP_WINSIZE_MAX || !raw.rows != !raw.cols) {
+        snprintf(why, why_n, "fields \"rows\" and \"cols\" must both be 1..%d",
+                 STK_INITP_WINSIZE_MAX);
+        json_decref(root);
+        return -EINVAL;
+    }
+    ret->rows = (unsigned short)raw.rows;
+    ret->cols = (unsigned short)raw.cols;
     if (!string_list("argv", raw.argv, ret->argv, GW_EXEC_MAX_ARGV, &ret->argc, why, why_n) ||
         !string_list("env", raw.env, ret->env, STK_EXEC_MAX_ENV, &ret->n_env, why, why_n) ||
         !exec_body_check(ret, why, why_n)) {

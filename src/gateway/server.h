@@ -173,10 +173,10 @@ void gw_stream_end(struct gw_call *c);
 /* -EAGAIN at GW_MAX_WORKERS. */
 int gw_job_start(struct gw_call *c, json_t *job, bool stream);
 /* The files API's job: a memfd is the worker's fd 5, holding the content
- * of a write, or empty for a read to fill. A 200 answer of a read
- * ({"path","size"}) is replied as the memfd's bytes. */
-int gw_job_start_file(struct gw_call *c, json_t *job, bool to_sandbox, const void *data,
-                      size_t len);
+ * of a write (data: the request's body, drained into it), or empty for a
+ * read to fill (data NULL). A 200 answer of a read ({"path","size"}) is
+ * replied as the memfd's bytes. */
+int gw_job_start_file(struct gw_call *c, json_t *job, struct evbuffer *data);
 #define GW_FILE_PATH_MAX 4096
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
  * 4 + i. */
@@ -208,9 +208,10 @@ void gw_handover(struct gw_call *c,
                  void *arg);
 /* GET /v1/sandboxes/{id}/ports/{port}/..., after authorization (ports.c). */
 void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest);
-/* In the worker: the proxying itself, on the client's socket. */
+/* In the worker: the proxying itself, on the client's socket (over TLS,
+ * the child's socketpair). raw: the gateway's own TCP upgrade. */
 void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
-                   bool upgrade, int sock);
+                   bool upgrade, bool raw, int sock);
 void gw_execs_stop(struct stk_gw *g);
 void gw_exec_free_all(struct stk_gw *g);
 

@@ -5,7 +5,7 @@
  * It is exec'd, never a bare fork of the server: the server holds a SQLite
  * connection, whose locking state must not cross fork() (store.h). The job
  * comes as JSON on fd 3 (a memfd), the answer goes to fd 4; exec's stdio
- * pipes are fds 5, 6 and 7.
+ * pipes are fds 5, 6 and 7, its client's RESIZE and KILL frames fd 8.
  */
 #include "gateway/server.h"
 
@@ -20,6 +20,7 @@
 #define W_STDIN_FD  5
 #define W_STDOUT_FD 6
 #define W_STDERR_FD 7
+#define W_CTL_FD    8
 
 static const char *jstr(json_t *job, const char *key)
 {
@@ -164,7 +165,10 @@ static void w_exec(struct stk_session *s, json_t *job)
                                      .env = b.env,
                                      .n_env = b.n_env,
                                      .cwd = b.cwd,
-                                     .tty = b.tty};
+                                     .tty = b.tty,
+                                     .rows = b.rows,
+                                     .cols = b.cols,
+                                     .ctl_fd = W_CTL_FD};
         r = stk_session_exec(s, jstr(job, "id"), &proc, W_STDIN_FD, W_STDOUT_FD, W_STDERR_FD, &code,
                              &err);
     }
@@ -309,7 +313,8 @@ static void w_port(struct stk_session *s, json_t *job)
     if (!json_is_integer(port) || !head)
         return;
     gw_port_proxy(s, jstr(job, "id"), (uint16_t)json_integer_value(port), head,
-                  json_is_true(json_object_get(job, "upgrade")), W_STDIN_FD);
+                  json_is_true(json_object_get(job, "upgrade")),
+                  json_is_true(json_object_get(job, "raw")), W_STDIN_FD);
 }
 
 static const struct {

@@ -120,6 +120,8 @@ struct stk_image {
     size_t n_names;
     char **entrypoint, **cmd, **env; /* NULL-terminated (may be empty) */
     size_t n_entrypoint, n_cmd, n_env;
+    char **exposed; /* ExposedPorts keys ("8080/tcp"), sorted; never exposed by stockade */
+    size_t n_exposed;
     char *workdir;        /* "" when unset */
     char *user;           /* "" when unset */
     int64_t size;         /* bytes on disk (blobs and root) */
@@ -179,6 +181,19 @@ int stk_image_hold(const struct stk_image *img, const char *store, struct stk_er
 bool stk_image_held(const char *store, const char *digest);
 /* Marks an image used now (for eviction order). */
 void stk_image_touch(const char *store, const char *digest);
+
+/* What a cluster should run for ref, pinned to a digest. A registry
+ * reference that names a digest is pinned already (*ret_image ""); one
+ * pulled into this store becomes NAME@DIGEST in *ret_image (the store's
+ * canonical name without its tag), the digest stockade verified. Returns 1
+ * with *ret_digest set, 0 when there is nothing to pin to (not pulled here,
+ * or not a registry reference), negative on a malformed reference. */
+int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
+                  char ret_digest[72], struct stk_error **err);
+
+/* The image's ExposedPorts as text ("53/udp, 8080/tcp") into buf; false
+ * when it declares none (or ref is not in the store). */
+bool stk_image_ports_text(const char *store, const char *ref, char *buf, size_t n);
 
 /* ---- the image's user ------------------------------------------------------- */
 

@@ -243,8 +243,8 @@ void stk_image_free(struct stk_image *img)
 {
     if (!img)
         return;
-    char **lists[] = {img->names, img->entrypoint, img->cmd, img->env};
-    size_t counts[] = {img->n_names, img->n_entrypoint, img->n_cmd, img->n_env};
+    char **lists[] = {img->names, img->entrypoint, img->cmd, img->env, img->exposed};
+    size_t counts[] = {img->n_names, img->n_entrypoint, img->n_cmd, img->n_env, img->n_exposed};
     for (size_t i = 0; i < STK_ARRAY_SIZE(lists); i++) {
         for (size_t j = 0; j < counts[i]; j++)
             free(lists[i][j]);
@@ -287,6 +287,11 @@ static int64_t hold_mtime(const char *store, const char *hex)
     return (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static struct stk_image *record_load(const char *store, int images_fd, const char *file)
 {
     _cleanup_free_ char *text = read_small(images_fd, file, MANIFEST_MAX, NULL);
@@ -310,6 +315,20 @@ static struct stk_image *record_load(const char *store, int images_fd, const cha
     img->entrypoint = strings(json_object_get(c, "Entrypoint"), 4096, &img->n_entrypoint);
     img->cmd = strings(json_object_get(c, "Cmd"), 4096, &img->n_cmd);
     img->env = strings(json_object_get(c, "Env"), 256, &img->n_env);
+    /* ExposedPorts: {"8080/tcp": {}}; its keys, at most 64 of 16 bytes */
+    json_t *ports = json_object_get(c, "ExposedPorts");
+    const char *key;
+    json_t *pv;
+    if (json_is_object(ports)) {
+        img->exposed = stk_xcalloc(json_object_size(ports) + 1, sizeof(char *));
+        json_object_foreach(ports, key, pv)
+        {
+            if (img->n_exposed < 64 && strlen(key) <= 16 &&
+                strspn(key, "0123456789/tcpudsc") == strlen(key))
+                img->exposed[img->n_exposed++] = stk_xstrdup(key);
+        }
+        qsort(img->exposed, img->n_exposed, sizeof(char *), cmp_str);
+    }
     const char *wd = json_string_value(json_object_get(c, "WorkingDir"));
     const char *user = json_string_value(json_object_get(c, "User"));
     img->workdir = stk_xstrdup(wd ? wd : "");
@@ -1057,4 +1076,55 @@ out:
     if (lock >= 0)
         close(lock);
     return r;
+}
+
+int stk_image_pin(const char *store, const char *ref, char *ret_image, size_t n,
+                  char ret_digest[72], struct stk_error **err)
+{
+    struct stk_image_ref r;
+    int rc = stk_image_ref_parse(ref, &r, err);
+    ret_image[0] = ret_digest[0] = '\0';
+    if (rc < 0)
+        return rc;
+    if (r.transport != STK_IMG_REGISTRY)
+        return 0;
+    if (r.digest[0]) {
+        snprintf(ret_digest, 72, "%s", r.digest);
+        return 1;
+    }
+    struct stk_image *img = NULL;
+    struct stk_error *ferr = NULL;
+    rc = find_unlocked(store, ref, &img, &ferr);
+    stk_error_free(ferr);
+    if (rc < 0)
+        return 0; /* not pulled here: the cluster resolves the tag */
+    /* host/repo:tag → host/repo (a ':' after the last '/' starts the tag) */
+    const char *slash = strrchr(r.name, '/');
+    const char *colon = strrchr(slash ? slash : r.name, ':');
+    size_t len = colon ? (size_t)(colon - r.name) : strlen(r.name);
+    int w = snprintf(ret_image, n, "%.*s@%s", (int)len, r.name, img->digest);
+    snprintf(ret_digest, 72, "%s", img->digest);
+    stk_image_free(img);
+    if (w < 0 || (size_t)w >= n) {
+        ret_image[0] = ret_digest[0] = '\0';
+        return stk_error_make(err, ENAMETOOLONG, "%s: the pinned reference is too long", ref);
+    }
+    return 1;
+}
+
+bool stk_image_ports_text(const char *store, const char *ref, char *buf, size_t n)
+{
+    struct stk_image *img = NULL;
+    struct stk_error *err = NULL;
+    int r = find_unlocked(store, ref, &img, &err);
+    stk_error_free(err);
+    if (r < 0)
+        return false;
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < img->n_exposed && off + 20 < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%s", i ? ", " : "", img->exposed[i]);
+    bool any = img->n_exposed > 0;
+    stk_image_free(img);
+    return any;
 }

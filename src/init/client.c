@@ -322,25 +322,26 @@ static void exec_on_signal(int sig)
     errno = saved;
 }
 
+#define N_FORWARDED 4
+static const int forwarded_signals[N_FORWARDED] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+
 struct exec_signals {
     int pipe[2];
-    bool installed[3];
-    struct sigaction old[3];
+    bool installed[N_FORWARDED];
+    struct sigaction old[N_FORWARDED];
 };
-
-static const int forwarded_signals[3] = {SIGINT, SIGTERM, SIGWINCH};
 
 static int exec_signals_install(struct exec_signals *s, bool winch, struct stk_error **err)
 {
     s->pipe[0] = s->pipe[1] = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_FORWARDED; i++)
         s->installed[i] = false;
     if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         return stk_error_errno(err, errno, "init: exec: pipe");
     exec_sigpipe = s->pipe[1];
     struct sigaction sa = {.sa_handler = exec_on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_FORWARDED; i++) {
         if (forwarded_signals[i] == SIGWINCH && !winch)
             continue;
         s->installed[i] = sigaction(forwarded_signals[i], &sa, &s->old[i]) == 0;
@@ -350,7 +351,7 @@ static int exec_signals_install(struct exec_signals *s, bool winch, struct stk_e
 
 static void exec_signals_restore(struct exec_signals *s)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_FORWARDED; i++)
         if (s->installed[i])
             (void)sigaction(forwarded_signals[i], &s->old[i], NULL);
     exec_sigpipe = -1;
@@ -375,6 +376,10 @@ struct exec_run {
     int pending_fd;
     bool done;
     int exit_code;
+    /* p->ctl_fd: RESIZE and KILL frames to pass on, one at a time */
+    int ctl_fd;
+    uint8_t ctl[STK_INITP_HDR + 4];
+    size_t ctl_len;
 };
 
 static void queue_frame(struct exec_run *x, uint8_t type, const void *payload, size_t len)
@@ -391,6 +396,8 @@ static void queue_frame(struct exec_run *x, uint8_t type, const void *payload, s
 
 static void read_stdin(struct exec_run *x)
 {
+    if (x->slen > x->soff)
+        return; /* a signal's frame was queued meanwhile: it goes first */
     uint8_t *dst = x->sendq + STK_INITP_HDR;
     ssize_t n = read(x->in_fd, dst, STDIN_CHUNK);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -422,6 +429,40 @@ static void flush_sendq(struct exec_run *x)
     x->soff += (size_t)w;
 }
 
+static uint16_t winsize_clamp(unsigned v)
+{
+    return (uint16_t)(v > STK_INITP_WINSIZE_MAX ? STK_INITP_WINSIZE_MAX : v);
+}
+
+/* One RESIZE or KILL frame from the control stream, checked as init will
+ * check it; anything else (or its end) ends the stream. */
+static void read_ctl(struct exec_run *x)
+{
+    ssize_t n = read(x->ctl_fd, x->ctl + x->ctl_len, sizeof(x->ctl) - x->ctl_len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        x->ctl_fd = -1;
+        return;
+    }
+    x->ctl_len += (size_t)n;
+    if (x->ctl_len < sizeof(x->ctl))
+        return;
+    x->ctl_len = 0;
+    struct stk_initp_hdr h;
+    const uint8_t *p = x->ctl + STK_INITP_HDR;
+    uint16_t rows, cols;
+    uint32_t sig;
+    if (stk_initp_hdr_decode(x->ctl, &h) < 0 || h.len != 4 ||
+        (h.type == STK_INITP_RESIZE ? stk_initp_resize_decode(p, 4, &rows, &cols)
+         : h.type == STK_INITP_KILL ? stk_initp_kill_decode(p, 4, &sig)
+                                    : -EBADMSG) < 0) {
+        x->ctl_fd = -1;
+        return;
+    }
+    queue_frame(x, h.type, p, 4);
+}
+
 static void forward_signals(struct exec_run *x, int sigpipe)
 {
     uint8_t sigs[16];
@@ -429,9 +470,9 @@ static void forward_signals(struct exec_run *x, int sigpipe)
     for (ssize_t i = 0; i < n; i++) {
         if (sigs[i] == SIGWINCH) {
             struct winsize ws;
-            if (ioctl(x->in_fd, TIOCGWINSZ, &ws) == 0) {
+            if (ioctl(x->in_fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
                 uint8_t p[STK_INITP_RESIZE_LEN];
-                stk_initp_resize_encode(p, ws.ws_row, ws.ws_col);
+                stk_initp_resize_encode(p, winsize_clamp(ws.ws_row), winsize_clamp(ws.ws_col));
                 queue_frame(x, STK_INITP_RESIZE, p, sizeof(p));
             }
             continue;
@@ -490,6 +531,8 @@ enum {
     PFD_IN,
     PFD_OUT,
     PFD_SIG,
+    PFD_CTL,
+    PFD_N,
 };
 
 static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
@@ -502,21 +545,26 @@ static int exec_loop(struct exec_run *x, int sigpipe, struct stk_error **err)
         /* Receive only when every complete frame was handled: EOF is then
          * an error, and not a race with frames still in the buffer. */
         bool receiving = x->pending_len == 0;
-        struct pollfd pfd[4] = {
+        /* room for a control frame beside a full STDIN frame */
+        bool ctl_room = sizeof(x->sendq) - x->slen >= sizeof(x->ctl);
+        struct pollfd pfd[PFD_N] = {
             [PFD_SOCK] = {.fd = x->c->fd,
                           .events =
                               (short)((x->pending_len ? 0 : POLLIN) | (sending ? POLLOUT : 0))},
             [PFD_IN] = {.fd = x->in_open && !sending ? x->in_fd : -1, .events = POLLIN},
             [PFD_OUT] = {.fd = x->pending_len ? x->pending_fd : -1, .events = POLLOUT},
             [PFD_SIG] = {.fd = sigpipe, .events = POLLIN},
+            [PFD_CTL] = {.fd = ctl_room && !x->send_dead ? x->ctl_fd : -1, .events = POLLIN},
         };
-        if (poll(pfd, 4, -1) < 0) {
+        if (poll(pfd, PFD_N, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return stk_error_errno(err, errno, "init: exec: poll");
         }
         if (pfd[PFD_SIG].revents)
             forward_signals(x, sigpipe);
+        if (pfd[PFD_CTL].revents)
+            read_ctl(x);
         if (pfd[PFD_OUT].revents && (r = write_pending(x, err)) < 0)
             return r;
         if (pfd[PFD_IN].revents)
@@ -560,8 +608,8 @@ static int exec_begin(struct stk_init_conn *c, const struct stk_init_proc *p, in
     if (q.tty && (q.rows == 0 || q.cols == 0) && in_fd >= 0 && isatty(in_fd)) {
         struct winsize ws;
         if (ioctl(in_fd, TIOCGWINSZ, &ws) == 0) {
-            q.rows = ws.ws_row;
-            q.cols = ws.ws_col;
+            q.rows = winsize_clamp(ws.ws_row);
+            q.cols = winsize_clamp(ws.ws_col);
         }
     }
     _cleanup_free_ uint8_t *buf = stk_xmalloc(STK_INITP_MAX_PAYLOAD);
@@ -605,6 +653,7 @@ int stk_init_exec(struct stk_init_conn *c, const struct stk_init_proc *p, int in
     x->err_fd = err_fd;
     x->tty = p->tty;
     x->in_open = in_fd >= 0;
+    x->ctl_fd = p->ctl_fd > 0 ? p->ctl_fd : -1;
     if (!x->in_open)
         queue_frame(x, STK_INITP_STDIN_EOF, NULL, 0);
     bool term = p->tty && in_fd >= 0 && isatty(in_fd);

@@ -53,6 +53,11 @@ struct stk_init_proc {
     /* a sandbox injected into a workload: the replica (Pod) to run in;
      * NULL: its only one. Not sent to init: the driver picks the Pod. */
     const char *replica;
+    /* exec: a stream of RESIZE and KILL frames (the init protocol's
+     * header and payloads) to forward while the process runs, read until
+     * its end; others are refused. 0: none (stdin is never a control
+     * stream). How the gateway's worker passes its client's frames on. */
+    int ctl_fd;
 };
 
 /* Starts the main workload (once). A program that cannot be executed is an

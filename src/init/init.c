@@ -962,9 +962,11 @@ static void exec_resize(struct conn *c, const uint8_t *p, size_t n)
 {
     uint16_t rows, cols;
     if (stk_initp_resize_decode(p, n, &rows, &cols) < 0)
-        return send_error(c, EINVAL, STK_INITP_ERR_REQUEST, "init: resize: bad payload");
+        return send_error(c, EINVAL, STK_INITP_ERR_REQUEST,
+                          "init: resize: rows and columns must be 1..%d", STK_INITP_WINSIZE_MAX);
     if (!c->proc->tty || c->proc->out_fd[0] < 0)
         return;
+    /* the tty layer sends SIGWINCH to the pty's foreground process group */
     struct winsize ws = {.ws_row = rows, .ws_col = cols};
     (void)ioctl(c->proc->out_fd[0], TIOCSWINSZ, &ws);
 }
@@ -972,9 +974,12 @@ static void exec_resize(struct conn *c, const uint8_t *p, size_t n)
 static void exec_kill(struct conn *c, const uint8_t *p, size_t n)
 {
     uint32_t sig;
-    if (stk_initp_u32_decode(p, n, &sig) < 0 || !signal_ok(sig))
-        return send_error(c, EINVAL, STK_INITP_ERR_REQUEST, "init: kill: invalid signal");
-    if (!c->proc->reaped)
+    if (stk_initp_kill_decode(p, n, &sig) < 0)
+        return send_error(c, EINVAL, STK_INITP_ERR_REQUEST,
+                          "init: kill: not a signal a client may send");
+    /* the exec'd process leads its own process group (setsid): the signal
+     * reaches what it started too, as a terminal's Ctrl-C would */
+    if (!c->proc->reaped && kill(-c->proc->pid, (int)sig) < 0)
         (void)kill(c->proc->pid, (int)sig);
 }
 

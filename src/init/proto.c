@@ -3,6 +3,7 @@
 #include "init/proto.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 /* Which payload lengths each frame type allows; a table so that the header
@@ -148,6 +149,8 @@ int stk_initp_proc_decode(const uint8_t *p, size_t n, struct stk_initp_proc *ret
     ret->tty = flags & PROC_FLAG_TTY;
     ret->rows = get_u16(p + 1);
     ret->cols = get_u16(p + 3);
+    if (ret->rows > STK_INITP_WINSIZE_MAX || ret->cols > STK_INITP_WINSIZE_MAX)
+        return fail(ret_why, "rows and columns are at most 4096 (0: unknown)");
     ret->cwd = NULL;
     size_t off = PROC_FIXED;
     if (flags & PROC_FLAG_CWD) {
@@ -200,6 +203,8 @@ ssize_t stk_initp_proc_encode(uint8_t *buf, size_t cap, const struct stk_initp_p
         return fail(ret_why, "argv must have 1 to 256 entries");
     if (p->n_env > STK_INITP_MAX_ENV)
         return fail(ret_why, "at most 256 env entries");
+    if (p->rows > STK_INITP_WINSIZE_MAX || p->cols > STK_INITP_WINSIZE_MAX)
+        return fail(ret_why, "rows and columns are at most 4096 (0: unknown)");
     if (cap < PROC_FIXED)
         return -E2BIG;
     buf[0] = (uint8_t)((p->tty ? PROC_FLAG_TTY : 0) | (p->cwd ? PROC_FLAG_CWD : 0));
@@ -277,8 +282,34 @@ int stk_initp_resize_decode(const uint8_t *p, size_t n, uint16_t *ret_rows, uint
 {
     if (n != STK_INITP_RESIZE_LEN)
         return -EBADMSG;
-    *ret_rows = get_u16(p);
-    *ret_cols = get_u16(p + 2);
+    uint16_t rows = get_u16(p), cols = get_u16(p + 2);
+    if (rows < 1 || rows > STK_INITP_WINSIZE_MAX || cols < 1 || cols > STK_INITP_WINSIZE_MAX)
+        return -ERANGE;
+    *ret_rows = rows;
+    *ret_cols = cols;
+    return 0;
+}
+
+bool stk_initp_kill_signal_ok(uint32_t sig)
+{
+    /* what a terminal or a job-control shell sends; not the faults
+     * (SEGV, BUS, ...) a process should only get from the kernel */
+    static const uint32_t ok[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2,
+                                  SIGTERM, SIGCONT, SIGSTOP, SIGTSTP, SIGWINCH};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (ok[i] == sig)
+            return true;
+    return false;
+}
+
+int stk_initp_kill_decode(const uint8_t *p, size_t n, uint32_t *ret_sig)
+{
+    uint32_t sig;
+    if (stk_initp_u32_decode(p, n, &sig) < 0)
+        return -EBADMSG;
+    if (!stk_initp_kill_signal_ok(sig))
+        return -EINVAL;
+    *ret_sig = sig;
     return 0;
 }
 

@@ -112,10 +112,18 @@ int stk_initp_hello_decode(const uint8_t *p, size_t n, struct stk_initp_hello *r
 void stk_initp_exit_encode(uint8_t buf[STK_INITP_EXIT_LEN], int32_t code, int32_t signal);
 int stk_initp_exit_decode(const uint8_t *p, size_t n, int32_t *ret_code, int32_t *ret_signal);
 
-/* RESIZE payload. */
-#define STK_INITP_RESIZE_LEN 4
+/* RESIZE payload: u16 rows, u16 cols, each 1..STK_INITP_WINSIZE_MAX
+ * (-ERANGE otherwise). */
+#define STK_INITP_RESIZE_LEN  4
+#define STK_INITP_WINSIZE_MAX 4096
 void stk_initp_resize_encode(uint8_t buf[STK_INITP_RESIZE_LEN], uint16_t rows, uint16_t cols);
 int stk_initp_resize_decode(const uint8_t *p, size_t n, uint16_t *ret_rows, uint16_t *ret_cols);
+
+/* KILL payload: a u32 signal from the set a client may send an exec'd
+ * process group (HUP INT QUIT KILL USR1 USR2 TERM CONT STOP TSTP WINCH);
+ * -EINVAL for any other. */
+bool stk_initp_kill_signal_ok(uint32_t sig);
+int stk_initp_kill_decode(const uint8_t *p, size_t n, uint32_t *ret_sig);
 
 /* SIGNAL, KILL, SHUTDOWN (grace ms) and OK-to-EXEC (pid) carry one u32. */
 void stk_initp_u32_encode(uint8_t buf[4], uint32_t v);

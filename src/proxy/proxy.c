@@ -35,9 +35,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define SPLICE_HIGH   (512u * 1024) /* bytes queued towards one side before reading stops */
-#define RECORD_MAX    2048
-#define RESP_HEAD_MAX (64u * 1024) /* an upstream response head of a binding */
+#define SPLICE_HIGH (512u * 1024) /* bytes queued towards one side before reading stops */
+#define RECORD_MAX  2048
 
 struct conn;
 
@@ -76,7 +75,10 @@ struct stk_proxy {
     size_t n_rd;
 };
 
-enum conn_state { C_HEAD, C_RESOLVE, C_CONNECT, C_HELLO, C_RESPONSE, C_SPLICE, C_CLOSING };
+/* C_HEAD (also between requests) → C_RESOLVE → C_CONNECT → CONNECT: C_HELLO →
+ * C_SPLICE; HTTP: C_RESPONSE (the upstream's head) → C_BODY → C_HEAD again
+ * when the connection persists. */
+enum conn_state { C_HEAD, C_RESOLVE, C_CONNECT, C_HELLO, C_RESPONSE, C_BODY, C_SPLICE, C_CLOSING };
 
 struct conn {
     struct stk_proxy *p;
@@ -98,6 +100,17 @@ struct conn {
     char *secret;
     int status;        /* the upstream's answer to a binding's request */
     unsigned stripped; /* response headers dropped for echoing the credential */
+    /* persistent connections: the exchange in flight and what k->up is */
+    unsigned requests; /* answered on this connection */
+    bool persist;      /* the client may send another request after this one */
+    bool up_persist;   /* k->up may carry another request */
+    bool head_req;     /* a HEAD: the response has no body */
+    bool req_done, res_done;
+    struct stk_http_framing req, res;
+    struct stk_chunked req_ch, res_ch;
+    long up_binding; /* what k->up is connected to (binding, host, port) */
+    char up_host[254], up_addr[INET6_ADDRSTRLEN];
+    uint16_t up_port;
 };
 
 /* ---- records ------------------------------------------------------------------ */
@@ -138,7 +151,9 @@ static void flush_dropped(struct stk_proxy *p)
     record_write(p, o);
 }
 
-static void record(struct stk_proxy *p, json_t *o)
+/* Whether the second's budget has room for one more record; counts the
+ * drop when not (checked before a record is built: under load most are). */
+static bool budget(struct stk_proxy *p)
 {
     int64_t t = now_s();
     if (t != p->win) {
@@ -148,15 +163,24 @@ static void record(struct stk_proxy *p, json_t *o)
     }
     if (p->in_win >= STK_PROXY_EVENTS_PER_SEC) {
         p->dropped++;
-        json_decref(o);
-        return;
+        return false;
     }
     p->in_win++;
-    record_write(p, o);
+    return true;
+}
+
+static void record(struct stk_proxy *p, json_t *o)
+{
+    if (budget(p))
+        record_write(p, o);
+    else
+        json_decref(o);
 }
 
 static void decision(struct conn *k, const char *what, const char *reason)
 {
+    if (!budget(k->p))
+        return;
     json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "sandbox", k->p->sandbox, "decision", what, "kind",
                           k->kind == STK_PROXY_CONNECT ? "connect" : "http", "method", k->method);
     if (k->host[0]) {
@@ -183,7 +207,7 @@ static void decision(struct conn *k, const char *what, const char *reason)
         json_object_set_new(o, "strippedHeaders", json_integer(k->stripped));
     if (reason)
         json_object_set_new(o, "reason", json_string(reason));
-    record(k->p, o);
+    record_write(k->p, o);
 }
 
 /* ---- connections ----------------------------------------------------------------- */
@@ -372,48 +396,315 @@ static void on_hello_event(struct bufferevent *b, short what, void *ud)
         conn_free(k);
 }
 
-/* ---- a binding's response head: the credential's echo is dropped ------------ */
+/* ---- an HTTP exchange: the request's body, the response's head and body ------ */
 
+static void exchange_start(struct conn *k);
+static void on_head_read(struct bufferevent *b, void *ud);
+static void on_head_event(struct bufferevent *b, short what, void *ud);
+
+static void up_drop(struct conn *k)
+{
+    if (k->up)
+        bufferevent_free(k->up);
+    k->up = NULL;
+    k->up_persist = false;
+    k->addr[0] = '\0';
+}
+
+/* Moves up to max bytes of b's input to the other side, with backpressure. */
+static void pump(struct conn *k, struct bufferevent *b, size_t max)
+{
+    struct bufferevent *o = other(k, b);
+    evbuffer_remove_buffer(bufferevent_get_input(b), bufferevent_get_output(o), max);
+    if (evbuffer_get_length(bufferevent_get_output(o)) >= SPLICE_HIGH) {
+        bufferevent_disable(b, EV_READ);
+        bufferevent_setwatermark(o, EV_WRITE, SPLICE_HIGH / 2, 0);
+    }
+}
+
+/* How many bytes of in belong to the message framed by f (its chunked
+ * progress ch, the bytes left of a length); *done when it ends there. false
+ * when a chunked body is malformed. */
+static bool body_take(struct stk_http_framing *f, struct stk_chunked *ch, struct evbuffer *in,
+                      size_t *ret, bool *done)
+{
+    size_t n = evbuffer_get_length(in);
+    *done = false;
+    if (f->body == STK_BODY_CLOSE) {
+        *ret = n;
+        return true;
+    }
+    if (f->body == STK_BODY_LENGTH) {
+        *ret = f->length < n ? (size_t)f->length : n;
+        f->length -= *ret;
+        *done = f->length == 0;
+        return true;
+    }
+    size_t used = 0;
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(in, &at, 0, EVBUFFER_PTR_SET);
+    while (used < n) {
+        int nv = evbuffer_peek(in, -1, &at, v, 16);
+        for (int i = 0; i < nv && i < 16 && used < n; i++) {
+            size_t u = 0;
+            int r = stk_chunked_scan(ch, v[i].iov_base, v[i].iov_len, &u);
+            if (r < 0)
+                return false;
+            used += u;
+            if (r == 1) {
+                *done = true;
+                *ret = used;
+                return true;
+            }
+        }
+        if (nv <= 16)
+            break;
+        evbuffer_ptr_set(in, &at, used, EVBUFFER_PTR_SET);
+    }
+    *ret = used;
+    return true;
+}
+
+static void on_idle_up_read(struct bufferevent *b, void *ud)
+{
+    (void)b;
+    up_drop(ud);
+}
+
+static void on_idle_up_event(struct bufferevent *b, short what, void *ud)
+{
+    (void)b;
+    (void)what;
+    up_drop(ud);
+}
+
+/* The request's and the response's ends both passed: the next request, or
+ * the end of the connection. */
+static void exchange_end(struct conn *k)
+{
+    if (!k->req_done || !k->res_done || k->st == C_CLOSING)
+        return;
+    k->requests++;
+    if (!k->up_persist)
+        up_drop(k);
+    if (!k->persist) {
+        up_drop(k);
+        close_after_flush(k, k->cli);
+        return;
+    }
+    struct timeval idle = {STK_PROXY_KEEPALIVE_SECONDS, 0};
+    k->st = C_HEAD;
+    if (k->up) {
+        /* idle: anything from it (data, its end) ends it */
+        bufferevent_setcb(k->up, on_idle_up_read, NULL, on_idle_up_event, k);
+        bufferevent_set_timeouts(k->up, &idle, NULL);
+        bufferevent_enable(k->up, EV_READ);
+    }
+    bufferevent_setwatermark(k->cli, EV_WRITE, 0, 0);
+    bufferevent_setcb(k->cli, on_head_read, NULL, on_head_event, k);
+    bufferevent_set_timeouts(k->cli, &idle, &idle);
+    bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_input(k->cli)))
+        on_head_read(k->cli, k); /* a pipelined request */
+}
+
+static void on_req_body(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    size_t m;
+    bool done;
+    if (k->req_done) {
+        bufferevent_disable(b, EV_READ); /* the next request waits */
+        return;
+    }
+    if (!body_take(&k->req, &k->req_ch, bufferevent_get_input(b), &m, &done)) {
+        decision(k, "denied", "a malformed chunked request body");
+        up_drop(k);
+        conn_free(k);
+        return;
+    }
+    pump(k, b, m);
+    if (done) {
+        k->req_done = true;
+        bufferevent_disable(b, EV_READ);
+        exchange_end(k);
+    }
+}
+
+static void on_res_body(struct bufferevent *b, void *ud)
+{
+    struct conn *k = ud;
+    size_t m;
+    bool done;
+    if (k->res_done) { /* more than the response: the upstream is not reused */
+        k->up_persist = false;
+        bufferevent_disable(b, EV_READ);
+        return;
+    }
+    if (!body_take(&k->res, &k->res_ch, bufferevent_get_input(b), &m, &done)) {
+        k->persist = false;
+        up_drop(k);
+        close_after_flush(k, k->cli);
+        return;
+    }
+    pump(k, b, m);
+    if (done) {
+        k->res_done = true; /* reading stays on: what comes now ends it */
+        if (evbuffer_get_length(bufferevent_get_input(b)))
+            k->up_persist = false;
+        exchange_end(k);
+    }
+}
+
+/* The low watermark of one side's output: the other side reads again if its
+ * message has bytes left. */
+static void on_exchange_write(struct bufferevent *o, void *ud)
+{
+    struct conn *k = ud;
+    bufferevent_setwatermark(o, EV_WRITE, 0, 0);
+    if (o == k->up && !k->req_done)
+        bufferevent_enable(k->cli, EV_READ);
+    else if (o == k->cli && k->up && !k->res_done)
+        bufferevent_enable(k->up, EV_READ);
+}
+
+static void on_exchange_event(struct bufferevent *b, short what, void *ud)
+{
+    struct conn *k = ud;
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    if (b == k->cli) { /* the client went: nothing to answer */
+        conn_free(k);
+        return;
+    }
+    /* the upstream ended: a body read to its close ends here; anything else
+     * is cut short, and the client's connection ends after what it got */
+    if (k->st == C_RESPONSE) {
+        decision(k, "failed", "the upstream closed before its response");
+        up_drop(k);
+        refuse(k, 502, "Bad Gateway", "the upstream closed before its response");
+        return;
+    }
+    if (k->st == C_BODY && (what & BEV_EVENT_EOF))
+        pump(k, b, evbuffer_get_length(bufferevent_get_input(b)));
+    bool whole =
+        k->res_done || (k->st == C_BODY && k->res.body == STK_BODY_CLOSE && (what & BEV_EVENT_EOF));
+    up_drop(k);
+    if (whole && k->req_done) {
+        k->res_done = true;
+        exchange_end(k);
+        return;
+    }
+    k->persist = false;
+    close_after_flush(k, k->cli);
+}
+
+/* The upstream's response head: hop-by-hop headers and any echo of a
+ * binding's credential dropped; "Connection: close" when this is the
+ * connection's last response. */
 static void on_resp_read(struct bufferevent *b, void *ud)
 {
     struct conn *k = ud;
     struct evbuffer *in = bufferevent_get_input(b);
-    struct evbuffer_ptr e = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (e.pos < 0) {
-        if (evbuffer_get_length(in) > RESP_HEAD_MAX) {
-            decision(k, "failed", "the upstream's response head is too large");
-            refuse(k, 502, "Bad Gateway", "the upstream's response head is too large");
-        }
+    size_t n = evbuffer_get_length(in);
+    size_t lim = n < STK_PROXY_RESPONSE_HEAD_MAX ? n : STK_PROXY_RESPONSE_HEAD_MAX;
+    unsigned char *raw = evbuffer_pullup(in, (ssize_t)lim);
+    const char *buf = (const char *)raw;
+    struct stk_proxy_response rs;
+    const char *why = NULL;
+    int hl = stk_proxy_response_parse(buf, lim, k->head_req, &rs, &why);
+    if (hl == 0)
+        return;
+    if (hl < 0) {
+        why = hl == -EMSGSIZE ? "the upstream's response head is too large"
+                              : "the upstream's response head is malformed";
+        decision(k, "failed", why);
+        up_drop(k);
+        refuse(k, 502, "Bad Gateway", why);
         return;
     }
-    size_t hl = (size_t)e.pos + 4;
-    char *head = stk_xmalloc(hl + 1);
-    evbuffer_remove(in, head, hl);
-    head[hl] = '\0';
-    if (sscanf(head, "HTTP/1.%*d %3d", &k->status) != 1)
-        k->status = 0;
+    bool interim = rs.status >= 100 && rs.status < 200 && rs.status != 101;
+    if (!interim) {
+        k->status = rs.status;
+        k->res = rs.f;
+        memset(&k->res_ch, 0, sizeof(k->res_ch));
+        if (rs.f.close)
+            k->up_persist = false;
+        if (rs.f.body == STK_BODY_CLOSE)
+            k->persist = false;
+    }
     size_t slen = k->secret ? strlen(k->secret) : 0;
     struct evbuffer *out = bufferevent_get_output(k->cli);
-    for (char *line = head, *end; *line; line = end + 2) {
-        end = strstr(line, "\r\n");
-        if (!end)
-            break;
-        size_t n = (size_t)(end - line);
-        if (line != head && slen && memmem(line, n, k->secret, slen)) {
-            k->stripped++;
-            continue;
+    for (const char *line = buf, *end, *stop = buf + hl - 2; line < stop; line = end + 2) {
+        end = memmem(line, (size_t)(stop - line) + 2, "\r\n", 2);
+        size_t ln = (size_t)(end - line);
+        if (line != buf) {
+            const char *c = memchr(line, ':', ln);
+            size_t nl = c ? (size_t)(c - line) : 0;
+            static const char *const hop[] = {"connection", "keep-alive", "proxy-connection"};
+            bool drop = false;
+            for (size_t i = 0; i < STK_ARRAY_SIZE(hop) && !drop; i++)
+                drop = nl == strlen(hop[i]) && !strncasecmp(line, hop[i], nl);
+            if (drop && !(interim || rs.status == 101))
+                continue;
+            if (slen && memmem(line, ln, k->secret, slen)) {
+                k->stripped++;
+                continue;
+            }
         }
-        evbuffer_add(out, line, n + 2);
+        evbuffer_add(out, line, ln + 2);
     }
-    explicit_bzero(head, hl);
-    free(head);
+    if (!interim && !k->persist)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    evbuffer_add(out, "\r\n", 2);
+    explicit_bzero(raw, (size_t)hl);
+    evbuffer_drain(in, (size_t)hl);
+    if (interim) {
+        if (evbuffer_get_length(in))
+            on_resp_read(b, k);
+        return;
+    }
     stk_credential_free(k->secret);
     k->secret = NULL;
-    decision(k, "binding", NULL);
-    k->st = C_SPLICE;
-    bufferevent_setcb(k->up, on_splice_read, on_splice_write, on_splice_event, k);
-    if (evbuffer_get_length(in))
-        on_splice_read(k->up, k);
+    if (k->binding >= 0)
+        decision(k, "binding", NULL);
+    k->st = C_BODY;
+    bufferevent_setcb(k->up, on_res_body, on_exchange_write, on_exchange_event, k);
+    if (rs.f.body == STK_BODY_NONE) {
+        k->res_done = true;
+        if (evbuffer_get_length(in))
+            k->up_persist = false;
+        exchange_end(k);
+    } else if (evbuffer_get_length(in)) {
+        on_res_body(k->up, k);
+    }
+}
+
+/* The request's head goes to the connected (or reused) upstream; its body
+ * follows as the client sends it, the response is read meanwhile. */
+static void exchange_start(struct conn *k)
+{
+    struct timeval idle = {STK_PROXY_IDLE_SECONDS, 0};
+    if (k->binding < 0)
+        decision(k, "allowed", NULL);
+    bufferevent_write_buffer(k->up, k->head_out);
+    evbuffer_free(k->head_out);
+    k->head_out = NULL;
+    k->st = C_RESPONSE;
+    k->req_done = k->req.body == STK_BODY_NONE;
+    k->res_done = false;
+    memset(&k->req_ch, 0, sizeof(k->req_ch));
+    bufferevent_setcb(k->cli, on_req_body, on_exchange_write, on_exchange_event, k);
+    bufferevent_setcb(k->up, on_resp_read, on_exchange_write, on_exchange_event, k);
+    bufferevent_set_timeouts(k->cli, &idle, NULL);
+    bufferevent_set_timeouts(k->up, &idle, NULL);
+    /* (enabling what is enabled already costs no system call; reading
+     * from the client stays on: a pipelined head waits in on_req_body) */
+    bufferevent_enable(k->up, EV_READ | EV_WRITE);
+    bufferevent_enable(k->cli, EV_READ | EV_WRITE);
+    if (!k->req_done && evbuffer_get_length(bufferevent_get_input(k->cli)))
+        on_req_body(k->cli, k);
 }
 
 /* ---- connect --------------------------------------------------------------------------- */
@@ -435,17 +726,12 @@ static void on_up_event(struct bufferevent *b, short what, void *ud)
             if (evbuffer_get_length(bufferevent_get_input(k->cli)))
                 on_hello_read(k->cli, k);
         } else {
-            if (k->binding < 0)
-                decision(k, "allowed", NULL);
-            bufferevent_write_buffer(k->up, k->head_out);
-            evbuffer_free(k->head_out);
-            k->head_out = NULL;
-            splice_start(k);
-            if (k->binding >= 0) {
-                /* the answer's head is read before it is relayed */
-                k->st = C_RESPONSE;
-                bufferevent_setcb(k->up, on_resp_read, on_splice_write, on_splice_event, k);
-            }
+            k->up_persist = true;
+            k->up_binding = k->binding;
+            memcpy(k->up_host, k->host, sizeof(k->up_host));
+            memcpy(k->up_addr, k->addr, sizeof(k->up_addr));
+            k->up_port = k->port;
+            exchange_start(k);
         }
         return;
     }
@@ -655,8 +941,8 @@ static bool binding_head(struct conn *k, const struct stk_proxy_request *rq, con
         evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
     header_line(k->head_out, rq, bd->header);
     const char *at = strstr(bd->format, "{value}");
-    evbuffer_add_printf(k->head_out, "%s: %.*s%s%s\r\nConnection: close\r\n\r\n", bd->header,
-                        (int)(at - bd->format), bd->format, secret, at + 7);
+    evbuffer_add_printf(k->head_out, "%s: %.*s%s%s\r\n%s\r\n", bd->header, (int)(at - bd->format),
+                        bd->format, secret, at + 7, k->persist ? "" : "Connection: close\r\n");
     k->secret = secret;
     return true;
 }
@@ -673,10 +959,43 @@ static void resolve_start(struct conn *k)
         k->dreq = dr;
 }
 
+/* Forgets the previous request of a persistent connection. */
+static void request_reset(struct conn *k)
+{
+    k->rule = k->binding = -1;
+    k->method[0] = k->host[0] = k->addr[0] = '\0';
+    k->port = 0;
+    free(k->path);
+    k->path = NULL;
+    stk_credential_free(k->secret);
+    k->secret = NULL;
+    k->status = 0;
+    k->stripped = 0;
+    k->head_req = false;
+    k->persist = false;
+}
+
+/* The head is answered: to the upstream the connection already has (the
+ * previous request's, same binding, host and port, its response read to its
+ * end), or to a new one. */
+static void request_go(struct conn *k)
+{
+    if (k->kind == STK_PROXY_HTTP && k->up && k->up_persist && k->up_binding == k->binding &&
+        k->up_port == k->port && !strcmp(k->up_host, k->host)) {
+        memcpy(k->addr, k->up_addr, sizeof(k->addr));
+        exchange_start(k);
+        return;
+    }
+    bufferevent_disable(k->cli, EV_READ); /* until the upstream is connected */
+    up_drop(k);
+    resolve_start(k);
+}
+
 static void on_head_read(struct bufferevent *b, void *ud)
 {
     struct conn *k = ud;
     struct evbuffer *in = bufferevent_get_input(b);
+    request_reset(k);
     size_t n = evbuffer_get_length(in);
     size_t lim = n < STK_PROXY_HEAD_MAX ? n : STK_PROXY_HEAD_MAX;
     const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)lim);
@@ -687,8 +1006,15 @@ static void on_head_read(struct bufferevent *b, void *ud)
     int r = stk_proxy_request_parse(buf, lim, rq, &why);
     if (r == 0) {
         free(rq);
+        if (k->requests) { /* a next request has begun: the head's bound */
+            struct timeval t = {STK_PROXY_HEAD_SECONDS, 0};
+            bufferevent_set_timeouts(b, &t, &t);
+        }
         return;
     }
+    struct stk_http_framing fr = {0};
+    if (r > 0 && rq->kind == STK_PROXY_HTTP && stk_proxy_request_framing(rq, &fr, &why) < 0)
+        r = -EINVAL;
     if (r < 0) {
         free(rq);
         decision(k, "denied", why);
@@ -699,14 +1025,17 @@ static void on_head_read(struct bufferevent *b, void *ud)
     memcpy(k->method, rq->method, sizeof(k->method));
     memcpy(k->host, rq->host, sizeof(k->host));
     k->port = rq->port;
+    k->req = fr;
+    k->persist =
+        k->kind == STK_PROXY_HTTP && !fr.close && k->requests + 1 < STK_PROXY_REQUESTS_PER_CONN;
+    k->head_req = !strcmp(k->method, "HEAD");
     char bname[64];
     if (k->kind == STK_PROXY_HTTP && stk_binding_name(k->host, bname)) {
         bool ok = binding_head(k, rq, bname);
         free(rq);
         if (ok) {
             evbuffer_drain(in, (size_t)r);
-            bufferevent_disable(b, EV_READ);
-            resolve_start(k);
+            request_go(k);
         }
         return;
     }
@@ -730,12 +1059,11 @@ static void on_head_read(struct bufferevent *b, void *ud)
         else
             evbuffer_add_printf(k->head_out, "Host: %s:%u\r\n", k->host, k->port);
         header_line(k->head_out, rq, NULL);
-        evbuffer_add_printf(k->head_out, "Connection: close\r\n\r\n");
+        evbuffer_add_printf(k->head_out, "%s\r\n", k->persist ? "" : "Connection: close\r\n");
     }
     evbuffer_drain(in, (size_t)r);
     free(rq);
-    bufferevent_disable(b, EV_READ);
-    resolve_start(k);
+    request_go(k);
 }
 
 static void on_head_event(struct bufferevent *b, short what, void *ud)
@@ -752,6 +1080,17 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)len;
+    if (p->n_conns >= STK_PROXY_MAX_CONNS) {
+        /* an idle persistent connection makes room: it is the client's to
+         * open again; the oldest is last in the list */
+        struct conn *idle = NULL;
+        for (struct conn *c = p->conns; c; c = c->next)
+            if (c->st == C_HEAD && c->requests &&
+                !evbuffer_get_length(bufferevent_get_input(c->cli)))
+                idle = c;
+        if (idle)
+            conn_free(idle);
+    }
     if (p->n_conns >= STK_PROXY_MAX_CONNS) {
         json_t *o = json_pack("{s:s,s:s,s:s}", "sandbox", p->sandbox, "decision", "denied",
                               "reason", "too many connections to the egress proxy");

@@ -46,6 +46,7 @@ struct stk_proxy_request {
     struct stk_proxy_header headers[STK_PROXY_HEADERS_MAX];
     size_t n_headers;
     size_t head_len; /* bytes of the head, the blank line included */
+    bool http10;
 };
 
 /*
@@ -61,6 +62,56 @@ int stk_proxy_request_parse(const char *buf, size_t n, struct stk_proxy_request 
  * lowercase DNS name of 1..253 characters and a port; false otherwise. */
 bool stk_proxy_authority_parse(const char *s, size_t n, uint16_t default_port, char host[254],
                                uint16_t *ret_port);
+
+/* ---- message framing (persistent connections) ------------------------------- */
+
+#define STK_PROXY_RESPONSE_HEAD_MAX (64u * 1024) /* an upstream's response head */
+#define STK_PROXY_CHUNK_LINE_MAX    4096         /* a chunk-size line or a trailer line */
+#define STK_PROXY_TRAILERS_MAX      16384        /* bytes of a chunked body's trailers */
+
+/* How a message's body ends. */
+enum stk_http_body {
+    STK_BODY_NONE,    /* no body */
+    STK_BODY_LENGTH,  /* Content-Length bytes */
+    STK_BODY_CHUNKED, /* chunked transfer coding, to its last chunk and trailers */
+    STK_BODY_CLOSE,   /* a response read until the upstream closes */
+};
+
+struct stk_http_framing {
+    enum stk_http_body body;
+    uint64_t length; /* STK_BODY_LENGTH */
+    bool close;      /* the sender closes after this message (Connection: close, HTTP/1.0) */
+};
+
+/* A request's framing from its parsed head: Content-Length or chunked
+ * Transfer-Encoding, never both, no other coding, no differing lengths
+ * (request smuggling is refused, not guessed at). 0 or -EINVAL with *ret_why. */
+int stk_proxy_request_framing(const struct stk_proxy_request *r, struct stk_http_framing *ret,
+                              const char **ret_why);
+
+struct stk_proxy_response {
+    int status;
+    struct stk_http_framing f;
+    size_t head_len;
+};
+/* Parses an upstream's response head at buf[0..n) (at most
+ * STK_PROXY_RESPONSE_HEAD_MAX); head_request: the answer to a HEAD (no
+ * body). Returns the head's length, 0 for more bytes, -EMSGSIZE or -EINVAL. */
+int stk_proxy_response_parse(const char *buf, size_t n, bool head_request,
+                             struct stk_proxy_response *ret, const char **ret_why);
+
+/* A chunked body's progress; zero it to start. */
+struct stk_chunked {
+    int st;
+    uint64_t left;   /* of the current chunk's data */
+    size_t line;     /* bytes of the current size or trailer line */
+    size_t trailers; /* bytes of trailers so far */
+};
+/* Follows a chunked body through p[0..n) (bytes passed on unchanged).
+ * Returns 1 when the body ended, with *ret_used the bytes of p that belong to
+ * it; 0 when all n were used and more are needed; -EINVAL when malformed or
+ * past the bounds. */
+int stk_chunked_scan(struct stk_chunked *c, const uint8_t *p, size_t n, size_t *ret_used);
 
 /* ---- bindings ---------------------------------------------------------------- */
 
@@ -122,6 +173,10 @@ int stk_tls_client_hello_sni(const uint8_t *p, size_t n, char ret[256]);
 #define STK_PROXY_IDLE_SECONDS    300 /* an idle tunnel is closed */
 #define STK_PROXY_HEAD_SECONDS    10  /* to send the head, and the ClientHello */
 #define STK_PROXY_CONNECT_SECONDS 10
+/* persistent client connections (plain HTTP and bindings; a CONNECT tunnel
+ * is the rest of its connection) */
+#define STK_PROXY_KEEPALIVE_SECONDS 30   /* idle between requests */
+#define STK_PROXY_REQUESTS_PER_CONN 1000 /* the last response says Connection: close */
 
 struct stk_proxy_config {
     const char *sandbox;    /* the id, in every record */

@@ -611,6 +611,47 @@ static json_t *pod_spec_json(const struct stk_boundary *b, bool job)
     return spec;
 }
 
+/* The Pod specs among objs (a Pod's, a Job's or a SandboxTemplate's
+ * template): the sandbox container's image pinned (image: NAME@DIGEST) and
+ * the pull secrets by name. */
+static json_t *template_spec(json_t *o)
+{
+    json_t *spec = json_object_get(o, "spec");
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    if (stk_streq(kind, "Pod"))
+        return spec;
+    if (stk_streq(kind, "Job"))
+        return json_object_get(json_object_get(spec, "template"), "spec");
+    if (stk_streq(kind, "SandboxTemplate"))
+        return json_object_get(json_object_get(spec, "podTemplate"), "spec");
+    return NULL;
+}
+
+static void pod_image(const struct stk_boundary *b, const char *image, json_t *objs)
+{
+    size_t n_secrets = b->kube ? b->kube->image_pull_secrets.n : 0;
+    size_t i, j;
+    json_t *o, *c;
+    json_array_foreach(objs, i, o)
+    {
+        json_t *spec = template_spec(o);
+        if (!spec)
+            continue;
+        json_array_foreach(json_object_get(spec, "containers"), j, c)
+        {
+            if (image && stk_streq(json_string_value(json_object_get(c, "name")), "sandbox"))
+                json_object_set_new(c, "image", json_string(image));
+        }
+        if (n_secrets) {
+            json_t *v = json_array();
+            for (size_t k = 0; k < n_secrets; k++)
+                json_array_append_new(
+                    v, PACK("{s:s}", "name", b->kube->image_pull_secrets.items[k].v));
+            json_object_set_new(spec, "imagePullSecrets", v);
+        }
+    }
+}
+
 static json_t *workload_json(const struct stk_boundary *b, const char *ns, bool job)
 {
     if (!job) {
@@ -784,6 +825,7 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         json_array_append_new(out, service_json(b, ns));
     if (opt && opt->sandbox_id && opt->store)
         identity(out, opt);
+    pod_image(b, opt ? opt->image : NULL, out);
     *ret = out;
     return 0;
 }

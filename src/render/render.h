@@ -55,6 +55,9 @@ struct stk_k8s_options {
     /* instead of stk_k8s_namespace(b): a warm pool's members, each in a
      * namespace of its own */
     const char *namespace;
+    /* instead of spec.image in the sandbox container: the same image pinned
+     * to the digest stockade resolved (NAME@sha256:...); NULL: spec.image */
+    const char *image;
 };
 
 /* The namespace a standalone sandbox's objects live in:

@@ -364,6 +364,11 @@ static const struct stk_field kube_fields[] = {
     {"imagePullPolicy", AT(struct stk_kube_config, image_pull_policy), ENUM(stk_pull_policy_names),
      .doc = "When the node pulls spec.image; the cluster's default (Always for :latest) when "
             "omitted. Never for images loaded onto the nodes by hand."},
+    {"imagePullSecrets", AT(struct stk_kube_config, image_pull_secrets),
+     LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_DNS_SUBDOMAIN, .max_items = 8,
+     .doc = "Names of existing Secrets (kubernetes.io/dockerconfigjson) in the sandbox's "
+            "namespace that the node pulls spec.image with. Only the names: the credentials "
+            "stay in the cluster and never pass through stockade."},
     {"nodeSelector", AT(struct stk_kube_config, node_selector), .type = STK_F_MAP,
      .fmt = STK_FMT_QUALIFIED, .value_fmt = STK_FMT_LABEL_VALUE, .max_items = 32,
      .doc = "Node labels the pod must land on."},
@@ -718,7 +723,9 @@ static const struct stk_field access_scope_fields[] = {
     {"credentialRefs", AT(struct stk_access_scope, credential_refs),
      LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_GLOB, .max_len = 1024,
      .max_items = STK_LIMIT_AP_PATTERNS,
-     .doc = "create: patterns over spec.bindings[].credential.ref; no binding when omitted."},
+     .doc = "create: patterns over spec.bindings[].credential.ref; SOURCE:PATTERN (env, file, "
+            "kubernetesSecret) grants refs of that credential source only, a bare PATTERN "
+            "refs of any source. No binding when omitted."},
     {"serviceAccounts", AT(struct stk_access_scope, service_accounts),
      LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
      .doc = "create: patterns over spec.driverConfig.kubernetes.serviceAccountName (the key must "

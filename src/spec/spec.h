@@ -361,7 +361,8 @@ struct stk_kube_config {
     struct stk_str runtime_class_name;
     struct stk_str service_account_name;
     struct stk_str priority_class_name;
-    struct stk_enumv image_pull_policy; /* enum stk_pull_policy */
+    struct stk_enumv image_pull_policy;          /* enum stk_pull_policy */
+    STK_LIST(struct stk_str) image_pull_secrets; /* names of Secrets, never their content */
     struct stk_map node_selector;
     STK_LIST(struct stk_toleration) tolerations;
     struct stk_allocation allocation;

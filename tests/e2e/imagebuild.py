@@ -68,7 +68,9 @@ def busybox_layer(user_home=True):
     mkdirs("bin/x")
     ents.append(entry("bin/busybox", data=open("/bin/busybox", "rb").read(), mode=0o755))
     for app in ["sh", "true", "id", "cat", "ls", "echo", "env", "pwd", "sleep", "touch", "stat"]:
-        ents.append(entry("bin/" + app, "hardlink", link="bin/busybox"))
+        # a hard link's header carries its target's mode, as tar writes it
+        # (podman's unpacker applies it to the shared inode)
+        ents.append(entry("bin/" + app, "hardlink", link="bin/busybox", mode=0o755))
     for lib in busybox_libs():
         mkdirs(lib)
         ents.append(entry(lib.lstrip("/"), data=open(os.path.realpath(lib), "rb").read(), mode=0o755))

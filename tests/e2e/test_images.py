@@ -152,6 +152,67 @@ def test_pull_registry_ls_inspect_run(store, registry):
     assert registry["digest"] in p.stdout and "uid 1000" in p.stdout, p.stdout + p.stderr
 
 
+def test_kubernetes_pins_the_pulled_digest(store, registry):
+    """render for Kubernetes names the digest `image pull` verified (what the
+    cluster then runs), and explain --backend kubernetes says it; pull secrets
+    go by name only. Before a pull the tag goes through unchanged."""
+    ref = f"{registry['host']}/busybox:1"
+    spec = store.base / "k.yaml"
+    spec.write_text(f"apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: k}}\n"
+                    f"spec:\n  image: {ref}\n  driverConfig:\n    kubernetes:\n"
+                    f"      imagePullSecrets: [regcred]\n")
+
+    def pod():
+        objs = json.loads(store.ok("render", "--target", "kubernetes", "-o", "json",
+                                   spec).stdout)["items"]
+        [p] = [o for o in objs if o["kind"] == "Pod"]
+        return p["spec"]
+
+    before = pod()
+    assert before["containers"][0]["image"] == ref
+    assert before["imagePullSecrets"] == [{"name": "regcred"}]
+    store.ok("image", "pull", "--cert-dir", registry["certs"], ref)
+    after = pod()
+    assert after["containers"][0]["image"] == f"{registry['host']}/busybox@{registry['digest']}"
+    assert after["imagePullSecrets"] == [{"name": "regcred"}]
+    p = store.ok("explain", "--backend", "kubernetes", spec)
+    assert registry["digest"] in p.stdout, p.stdout
+    # a reference that names its digest is pinned as it is
+    spec.write_text(spec.read_text().replace(ref, f"{registry['host']}/busybox@{registry['digest']}"))
+    assert pod()["containers"][0]["image"] == f"{registry['host']}/busybox@{registry['digest']}"
+    # a Secret is named, never given: anything but a name is refused
+    spec.write_text(spec.read_text().replace("[regcred]", '["user:password"]'))
+    p = store("render", "--target", "kubernetes", spec)
+    assert p.returncode != 0 and "imagePullSecrets" in p.stderr
+
+
+def test_exposed_ports_never_widen_ingress(store, tmp_path):
+    """An image's ExposedPorts are shown by explain and admitted by nothing:
+    only spec.ports opens a port."""
+    d = tmp_path / "ports"
+    cfg = dict(ib.APP_CONFIG, ExposedPorts={"8080/tcp": {}, "53/udp": {}})
+    ib.write_layout(str(d), [ib.busybox_layer()], cfg)
+    ref = f"oci:{d}:latest"
+    store.ok("image", "pull", ref)
+    spec = store.base / "p.yaml"
+    spec.write_text(f"apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata: {{name: p}}\n"
+                    f"spec:\n  image: '{ref}'\n")
+    out = store.ok("explain", spec).stdout
+    assert "The image declares ports 53/udp, 8080/tcp (not exposed)" in out, out
+    assert "Ingress: no port is declared" in out, out
+    doc = json.loads(store.ok("explain", "-o", "json", spec).stdout)
+    assert "8080/tcp" in json.dumps(doc)
+    # declared in spec.ports: admitted, and the image's note stays
+    spec.write_text(spec.read_text() + "  ports: [{port: 8080, name: http}]\n")
+    out = store.ok("explain", spec).stdout
+    assert "Ingress: TCP 8080 (http) admitted" in out and "(not exposed)" in out, out
+    # and on Kubernetes: the rendered Service names spec.ports only
+    spec.write_text(spec.read_text().replace(f"'{ref}'", "localhost:5000/x:1"))
+    objs = json.loads(store.ok("render", "--target", "kubernetes", "-o", "json", spec).stdout)
+    [svc] = [o for o in objs["items"] if o["kind"] == "Service"]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8080]
+
+
 def test_pull_by_digest_and_tls_verified(store, registry):
     ref = f"{registry['host']}/busybox@{registry['digest']}"
     # without the CA the registry's certificate is not trusted: refused, nothing kept

@@ -58,6 +58,53 @@ print("listening", flush=True)
 threading.Event().wait()
 """
 
+# A persistent HTTP/1.1 upstream on 198.18.7.2:8080 that says which of its
+# connections (and which request on it) answered: the keep-alive tests see
+# whether the proxy reused an upstream connection. /chunked/... answers with
+# a chunked body, /close closes after answering; request bodies (by length
+# or chunked) are read and their size reported.
+KA_SERVER = r"""
+import asyncio, itertools
+ids = itertools.count(1)
+async def body(r, head):
+    h = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip()
+         for l in head.split("\r\n")[1:] if ":" in l}
+    if h.get("transfer-encoding") == "chunked":
+        out = b""
+        while True:
+            n = int((await r.readline()).split(b";")[0], 16)
+            if n == 0:
+                while (await r.readline()) != b"\r\n": pass
+                return h, out
+            out += await r.readexactly(n); await r.readexactly(2)
+    return h, await r.readexactly(int(h.get("content-length", "0")))
+async def serve(r, w):
+    cid, n = next(ids), 0
+    while True:
+        try: head = (await r.readuntil(b"\r\n\r\n")).decode()
+        except Exception: break
+        n += 1
+        h, b = await body(r, head)
+        path = head.split(" ")[1]
+        text = f"conn={cid} n={n} path={path} body={len(b)} host={h.get('host')} conn-hdr={h.get('connection')}".encode()
+        if path.startswith("/chunked"):
+            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                    b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, text[:5], len(text) - 5, text[5:]))
+        else:
+            close = path == "/close" or h.get("connection") == "close"
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nKeep-Alive: timeout=5\r\n%s\r\n%s" %
+                    (len(text), b"Connection: close\r\n" if close else b"", text))
+            if close:
+                await w.drain(); w.close(); return
+        await w.drain()
+    w.close()
+async def main():
+    s = await asyncio.start_server(serve, "198.18.7.2", 8080)
+    print("listening", flush=True)
+    await s.serve_forever()
+asyncio.run(main())
+"""
+
 
 def sh(*argv, check=True):
     r = subprocess.run(list(map(str, argv)), capture_output=True, text=True, timeout=60)
@@ -101,8 +148,12 @@ def world():
                              stdout=subprocess.PIPE, text=True)
         procs.append(p)
         assert p.stdout.readline().strip() == "listening"
+        p = subprocess.Popen(["ip", "netns", "exec", SRV, PY, "-c", KA_SERVER],
+                             stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "listening"
         with open(f"{base}/hosts", "w") as f:
-            f.write("198.18.7.2 pypi.test tls.test alias.test files.pypi.test\n"
+            f.write("198.18.7.2 pypi.test tls.test alias.test files.pypi.test ka.test ka2.test\n"
                     "127.0.0.1 loop.test\n198.18.7.1 hostaddr.test\n169.254.169.254 meta.test\n"
                     "10.88.0.1 bridge.test\n")
         os.makedirs(f"{base}/ws")
@@ -528,3 +579,122 @@ def test_adopted_sandbox_gets_its_proxy_again(world):
             time.sleep(0.3)
     finally:
         stk(world, "rm", "-f", sid)
+
+
+KEEPALIVE = r"""
+import json, socket
+def conn():
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    return s, s.makefile("rb")
+def resp(f):
+    line = f.readline()
+    if not line: return {"eof": True}
+    status = int(line.split()[1])
+    h = {}
+    while (l := f.readline()) != b"\r\n":
+        k, v = l.decode().split(":", 1); h[k.strip().lower()] = v.strip()
+    if h.get("transfer-encoding") == "chunked":
+        b = b""
+        while (n := int(f.readline(), 16)):
+            b += f.read(n); f.readline()
+        f.readline()
+    else:
+        b = f.read(int(h.get("content-length", 0)))
+    return {"status": status, "body": b.decode(), "connection": h.get("connection"),
+            "keep-alive": h.get("keep-alive")}
+def get(path, host="ka.test", extra="", version="1.1"):
+    return f"GET http://{host}:8080{path} HTTP/{version}\r\nUser-Agent: t\r\n{extra}\r\n".encode()
+out = {}
+s, f = conn()
+seq = [get("/a"), get("/chunked/b"),
+       b"POST http://ka.test:8080/c HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+       b"POST http://ka.test:8080/d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+       get("/close"), get("/e"), get("/f", "ka2.test")]
+for i, r in enumerate(seq):
+    s.sendall(r); out[f"seq{i}"] = resp(f)
+s.sendall(get("/p1") + get("/p2"))
+out["pipe"] = [resp(f), resp(f)]
+s.sendall(get("/", "other.test")); out["denied"] = resp(f); out["denied-after"] = resp(f)
+s, f = conn()
+s.sendall(get("/x", extra="Connection: close\r\n")); out["close"] = [resp(f), resp(f)]
+s, f = conn()
+s.sendall(get("/x", version="1.0")); out["http10"] = [resp(f), resp(f)]
+s, f = conn()
+s.sendall(b"POST http://ka.test:8080/s HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+out["smuggle"] = [resp(f), resp(f)]
+s, f = conn()
+last = None
+for i in range(1000):
+    s.sendall(get("/many")); last = resp(f)
+    if last.get("connection") == "close": break
+out["many"] = [i + 1, last, resp(f)]
+# 256 idle persistent connections fill the sandbox's cap: a new one is
+# served, and the oldest idle one was closed to make room
+import select
+idle = []
+for i in range(256):
+    c, cf = conn(); c.sendall(get("/idle")); resp(cf); idle.append((c, cf))
+s, f = conn(); s.sendall(get("/new")); out["new"] = resp(f)["status"]
+r, _, _ = select.select([c for c, _ in idle], [], [], 1)
+out["evicted"] = [i for i, (c, _) in enumerate(idle) if c in r and not c.recv(1)]
+print(json.dumps(out))
+"""
+
+
+def test_keep_alive(world):
+    """A client connection to the proxy carries many plain-HTTP requests
+    (bodies by length or chunked, responses by length or chunked, pipelined),
+    each checked against allowHosts and recorded; the upstream connection is
+    reused for the same host and port only; Connection: close, HTTP/1.0, a
+    refusal and the per-connection request bound end it; a request framed
+    both ways (smuggling) is refused."""
+    out, res = run(world, "keepalive", ["ka.test:8080", "ka2.test:8080"], KEEPALIVE)
+    o = json.loads(out[-1])
+    bodies = [o[f"seq{i}"]["body"] for i in range(7)]
+    assert [o[f"seq{i}"]["status"] for i in range(7)] == [200] * 7
+    assert bodies[0].startswith("conn=1 n=1 path=/a body=0 host=ka.test:8080 conn-hdr=None")
+    assert bodies[1].startswith("conn=1 n=2 path=/chunked/b")
+    assert bodies[2].startswith("conn=1 n=3 path=/c body=5")
+    assert bodies[3].startswith("conn=1 n=4 path=/d body=5")
+    assert bodies[4].startswith("conn=1 n=5 path=/close")
+    assert bodies[5].startswith("conn=2 n=1 path=/e")  # the upstream closed: a new one
+    assert bodies[6].startswith("conn=3 n=1 path=/f body=0 host=ka2.test:8080")  # another host
+    assert all(o[f"seq{i}"]["connection"] is None and o[f"seq{i}"]["keep-alive"] is None
+               for i in range(7)), o  # hop-by-hop headers are the proxy's
+    assert [p["body"].split(" body=")[0] for p in o["pipe"]] == ["conn=4 n=1 path=/p1",
+                                                                 "conn=4 n=2 path=/p2"]
+    assert o["denied"]["status"] == 403 and o["denied-after"] == {"eof": True}
+    assert o["close"][0]["status"] == 200 and o["close"][0]["connection"] == "close"
+    assert "conn-hdr=close" in o["close"][0]["body"] and o["close"][1] == {"eof": True}
+    assert o["http10"][0]["connection"] == "close" and o["http10"][1] == {"eof": True}
+    assert o["smuggle"][0]["status"] == 400 and o["smuggle"][1] == {"eof": True}
+    n, last, after = o["many"]
+    assert n == 1000 and last["status"] == 200 and last["connection"] == "close", o["many"]
+    assert after == {"eof": True}
+    assert o["new"] == 200 and o["evicted"] == [0]
+    ev = proxy_events(res)
+    allowed = [e for e in ev if e["decision"] == "allowed"]
+    assert {e["host"] for e in allowed} == {"ka.test", "ka2.test"}
+    assert any(e["decision"] == "denied" and e["host"] == "other.test" for e in ev)
+    assert any(e["decision"] == "suppressed" for e in ev)  # 1000 requests: the budget held
+
+
+def test_keep_alive_bindings(world):
+    """Two binding calls on one connection to the proxy: each gets the
+    credential (read for each request), the echo is stripped from both."""
+    code = (KEEPALIVE.split("out = {}")[0] +
+            "s, f = conn()\nfor p in ('/a', '/b'):\n"
+            "    s.sendall(f'GET http://api.bindings.stockade.internal{p} HTTP/1.1\\r\\n\\r\\n'.encode())\n"
+            "    print(json.dumps(resp(f)))\n")
+    p = stk(world, "run", "-f", binding_spec(world, "bindka"), "--runtime", "runc", "-o", "json",
+            "--", PY, "-c", code)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    got = [json.loads(l) for l in res["stdout"].strip().splitlines()]
+    assert [g["body"] for g in got] == [
+        "upstream saw /v1/a host=tls.test auth=bearer-ok", "upstream saw /v1/b host=tls.test auth=bearer-ok"]
+    assert all(g["connection"] is None for g in got)
+    calls = [(e["path"], e["status"], e.get("strippedHeaders"))
+             for e in proxy_events(res) if e["decision"] == "binding"]
+    assert calls == [("/a", 200, 1), ("/b", 200, 1)]
+    assert world["canary"] not in p.stdout + p.stderr

@@ -4,7 +4,7 @@ real `stockade serve` on loopback, with the example AccessPolicy.
 What is checked: the SDK's create, run (exit codes, both streams, stdin,
 streaming callbacks, a timeout that leaves nothing running), files, url and
 kill; GET/PUT .../files authorized like exec (a sandbox the caller may not
-see is a 404 identical to a missing one), bounded (413 over the body limit)
+see is a 404 identical to a missing one), bounded (413 over the files limit, 16 MiB)
 and audited; `stockade --server URL cp`; the SDK's examples as a user runs
 them; `pip install --no-build-isolation` of the package, offline.
 
@@ -118,7 +118,7 @@ def test_run_timeout_ends_the_command(box):
 
 
 def test_files(box):
-    blob = bytes(range(256)) * 4096  # 1 MiB: the body limit
+    blob = bytes(range(256)) * 4096  # 1 MiB (tests/e2e/test_remote_io.py: 10 MiB)
     assert box.files.write("/workspace/blob", blob) == {"path": "/workspace/blob",
                                                          "size": len(blob), "mode": "0644"}
     assert box.files.read("/workspace/blob") == blob
@@ -150,7 +150,7 @@ def test_files(box):
         box.files.read("/workspace")
     assert e.value.status == 400 and "is a directory" in e.value.message
     with pytest.raises(ValueError):
-        box.files.write("/workspace/too-big", b"x" * (1024 * 1024 + 1))
+        box.files.write("/workspace/too-big", b"x" * (16 * 1024 * 1024 + 1))
     with pytest.raises(ValueError):
         box.files.read("relative")
 
@@ -172,13 +172,14 @@ def test_files_api_authorized_like_exec(gw, box):
     status, body = gw.request("PUT", f"/v1/sandboxes/{box.id}/files?path=/tmp/m&mode=4755",
                               "controller", raw=b"x")
     assert status == 400
-    # over the body limit: refused before the body is read
-    big = b"x" * (1024 * 1024 + 1)
+    # over the files limit (16 MiB): refused from the head, before the body
+    big = b"x" * 65536
     out = raw_exchange(gw, (f"PUT /v1/sandboxes/{box.id}/files?path=/tmp/big HTTP/1.1\r\n"
                             f"Host: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['controller']}\r\n"
-                            f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
-                       + big)
+                            f"Content-Length: {16 * 1024 * 1024 + 1}\r\n"
+                            "Connection: close\r\n\r\n").encode() + big)
     assert out.startswith(b"HTTP/1.1 413"), out[:200]
+    assert b'"too_large"' in out and b"over 16 MiB" in out, out
     assert box.run("test -e /tmp/big").exit_code == 1
 
     # alice's own sandbox: her files
@@ -208,9 +209,9 @@ def test_cli_cp_through_the_server(gw, box, tmp_path):
     assert p.returncode != 0 and f'no sandbox "{box.id}"' in p.stderr
     assert not (tmp_path / "hidden.bin").exists()
     big = tmp_path / "big"
-    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    big.write_bytes(b"x" * (16 * 1024 * 1024 + 1))
     p = gw.cli("cp", big, f"{box.id}:/workspace/big", who="controller")
-    assert p.returncode != 0 and "request body limit" in p.stderr
+    assert p.returncode != 0 and "larger than the limit of 16 MiB" in p.stderr, p.stderr
 
 
 def test_url_logs_stop_start_kill(gw, controller):

@@ -52,11 +52,24 @@ static void check_payload(const struct stk_initp_hdr *h, const uint8_t *p)
     }
     case STK_INITP_SIGNAL:
     case STK_INITP_SHUTDOWN:
-    case STK_INITP_KILL:
         (void)stk_initp_u32_decode(p, h->len, &u);
         break;
+    case STK_INITP_KILL:
+        /* what decodes is a signal a client may send */
+        if (stk_initp_kill_decode(p, h->len, &u) == 0 && !stk_initp_kill_signal_ok(u))
+            abort();
+        break;
     case STK_INITP_RESIZE:
-        (void)stk_initp_resize_decode(p, h->len, &rows, &cols);
+        /* what decodes is within the bounds, and encodes back the same */
+        if (stk_initp_resize_decode(p, h->len, &rows, &cols) == 0) {
+            uint8_t again[STK_INITP_RESIZE_LEN];
+            if (rows < 1 || rows > STK_INITP_WINSIZE_MAX || cols < 1 ||
+                cols > STK_INITP_WINSIZE_MAX)
+                abort();
+            stk_initp_resize_encode(again, rows, cols);
+            if (memcmp(again, p, sizeof(again)))
+                abort();
+        }
         break;
     case STK_INITP_EXIT:
         (void)stk_initp_exit_decode(p, h->len, &code, &sig);

@@ -30,6 +30,10 @@ void kube_double_stop(struct kube_double *d);
  * (stdin back to stdout until stdin is closed), "wc" (the byte count of
  * stdin at its close), "size" (prints the first terminal size received), "resize" (prints the
  * first two).
+ * pods/portforward?ports=N (v4.channel.k8s.io only): both channels open
+ * with the port (little endian); each message on channel 0 is answered
+ * with "N:" and the message (up to 200 bytes); port 9 sends an error on
+ * channel 1 and closes.
  * v5: offer v5.channel.k8s.io too (else v4 only). */
 int kube_ws_double_start(const char *data_dir, bool v5, struct kube_double *ret);
 

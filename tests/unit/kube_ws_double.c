@@ -25,7 +25,8 @@ struct session {
     long stdin_bytes;
     bool size_done;
     int sizes;
-    char msgch; /* channel of the message being received */
+    char msgch;  /* channel of the message being received */
+    int pf_port; /* pods/portforward: the port asked for; 0: exec */
 };
 
 static void queue(struct session *s, unsigned char ch, const char *data, size_t n)
@@ -68,7 +69,9 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             strcmp(auth, "Bearer " KUBE_DOUBLE_TOKEN) != 0)
             return 1; /* refused */
         memset(s, 0, sizeof(*s));
-        char frag[256];
+        char uri[512] = "", frag[256];
+        (void)lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+        bool pf = strstr(uri, "/portforward") != NULL;
         for (int i = 0;
              lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
             if (strncmp(frag, "command=", 8) == 0) {
@@ -80,13 +83,30 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
                 }
             } else if (strcmp(frag, "tty=true") == 0) {
                 s->tty = true;
+            } else if (pf && strncmp(frag, "ports=", 6) == 0) {
+                s->pf_port = atoi(frag + 6);
             }
         }
+        if (pf && (s->pf_port <= 0 || s->pf_port > 65535 ||
+                   strcmp(lws_get_protocol(wsi)->name, "v4.channel.k8s.io") != 0))
+            return 1; /* a port is required; only v4 forwards */
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
         s->v5 = strcmp(lws_get_protocol(wsi)->name, "v5.channel.k8s.io") == 0;
-        if (strcmp(s->cmd, "echo") == 0) {
+        if (s->pf_port) {
+            /* each channel opens with the port, little endian; port 9:
+             * nothing listens (the kubelet's error, then the end) */
+            char le[2] = {(char)(s->pf_port & 0xff), (char)(s->pf_port >> 8)};
+            queue(s, 0, le, 2);
+            queue(s, 1, le, 2);
+            if (s->pf_port == 9) {
+                static const char e[] = "error forwarding port 9: connection refused";
+                queue(s, 1, e, sizeof(e) - 1);
+                s->close_after = true;
+            }
+            lws_callback_on_writable(wsi);
+        } else if (strcmp(s->cmd, "echo") == 0) {
             char line[300];
             int n = snprintf(line, sizeof(line), "%s\n", s->args);
             queue(s, 1, line, (size_t)n);
@@ -107,7 +127,14 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             d++;
             len--;
         }
-        if (s->msgch == 0) {
+        if (s->pf_port && s->msgch == 0 && len > 0) {
+            /* the "server" in the Pod: the port, then the bytes back */
+            char line[300];
+            int n = snprintf(line, sizeof(line), "%d:%.*s", s->pf_port,
+                             (int)(len < 200 ? len : 200), (const char *)d);
+            queue(s, 0, line, (size_t)n);
+            lws_callback_on_writable(wsi);
+        } else if (s->msgch == 0) {
             s->stdin_bytes += (long)len;
             if (strcmp(s->cmd, "cat") == 0 && len > 0) {
                 queue(s, 1, (const char *)d, len);

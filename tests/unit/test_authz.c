@@ -375,12 +375,16 @@ static const char create_policy[] =
          "        runtimes: [default, crun]\n"
          "        driverConfigKeys: [local.tmpSize, kubernetes.allocation, "
          "kubernetes.serviceAccountName]\n"
-         "        credentialRefs: ['acme/*']\n"
+         "        credentialRefs: ['acme/*', 'env:ACME_*', 'file:/etc/acme/*', 'file:*TOKEN*']\n"
          "        serviceAccounts: ['acme-sa-*']\n"
          "        allocation: [cold]\n"
          "    - identities: [proxy]\n"
          "      verbs: [create]\n"
          "      scope: {onBehalfOf: true}\n";
+
+#define BINDING(src, ref)                                                                          \
+    "  bindings:\n    - name: gh\n      url: https://api.github.com\n"                             \
+    "      credential: {source: " src ", ref: " ref "}\n"
 
 /* A namespace is one tenant's: assigned by the operator (spec.tenants) or
  * bound by the store to the first tenant that created in it; no grant
@@ -473,7 +477,16 @@ static void test_create_scope(void **state)
          "  bindings:\n    - name: gh\n      url: https://api.github.com\n"
          "      credential: {source: kubernetesSecret, ref: globex/github, key: token}\n",
          "acme", "web", NULL, false,
-         "credential ref globex/github (binding gh) matches no credentialRefs pattern"},
+         "credential ref globex/github (binding gh, source kubernetesSecret) matches no "
+         "credentialRefs pattern"},
+        /* a SOURCE: pattern grants refs of that source only */
+        {"maker", "acme-1", BINDING("env", "ACME_TOKEN"), "acme", "web", NULL, false, NULL},
+        {"maker", "acme-1", BINDING("file", "/etc/acme/key"), "acme", "web", NULL, false, NULL},
+        {"maker", "acme-1", BINDING("file", "/srv/TOKEN"), "acme", "web", NULL, false, NULL},
+        {"maker", "acme-1", BINDING("env", "GH_TOKEN"), "acme", "web", NULL, false,
+         "credential ref GH_TOKEN (binding gh, source env) matches no credentialRefs pattern"},
+        {"maker", "acme-1", BINDING("file", "/srv/key"), "acme", "web", NULL, false,
+         "credential ref /srv/key (binding gh, source file) matches no credentialRefs pattern"},
         {"maker", "acme-1", "  driverConfig: {kubernetes: {serviceAccountName: acme-sa-build}}\n",
          "acme", "web", NULL, false, NULL},
         {"maker", "acme-1", "  driverConfig: {kubernetes: {serviceAccountName: default}}\n", "acme",
@@ -515,7 +528,7 @@ static void test_create_scope(void **state)
          "  bindings:\n    - name: gh\n      url: https://api.github.com\n"
          "      credential: {source: env, ref: GH_TOKEN}\n",
          "acme", NULL, NULL, false,
-         "credential ref GH_TOKEN (binding gh) matches no credentialRefs pattern"},
+         "credential ref GH_TOKEN (binding gh, source env) matches no credentialRefs pattern"},
         {"proxy", NULL, NULL, "acme", NULL, NULL, true, NULL}, /* allocation: both by default */
     };
     struct policy p;

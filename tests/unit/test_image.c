@@ -156,6 +156,63 @@ static int read_all(const struct tarb *t, const struct stk_tar_limits *lim, char
     return k;
 }
 
+/* What a cluster runs: a reference pinned to the digest the store verified
+ * (by name, without the tag), a digest reference as it is, nothing for an
+ * image this store does not hold or a transport a cluster cannot pull. */
+static void test_pin(void **state)
+{
+    (void)state;
+    char store[] = "/tmp/stk-pin-XXXXXX";
+    assert_non_null(mkdtemp(store));
+    char dir[64], rec[200];
+    snprintf(dir, sizeof(dir), "%s/images", store);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    snprintf(rec, sizeof(rec), "%s/%s.json", dir, hex);
+    FILE *f = fopen(rec, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"digest\":\"sha256:%s\",\"names\":[\"localhost:5000/team/py:3.12\"],"
+            "\"config\":{\"ExposedPorts\":{\"8080/tcp\":{},\"53/udp\":{},\"x;rm\":{}}},"
+            "\"layers\":[],\"size\":1,\"pulled\":1}",
+            hex);
+    fclose(f);
+    char image[700], digest[72];
+    struct stk_error *err = NULL;
+    assert_int_equal(
+        stk_image_pin(store, "localhost:5000/team/py:3.12", image, sizeof(image), digest, &err), 1);
+    assert_string_equal(image, "localhost:5000/team/py@sha256:0123456789abcdef0123456789abcdef"
+                               "0123456789abcdef0123456789abcdef");
+    assert_string_equal(digest + 7, hex);
+    /* the image's declared ports come with it, sorted, junk dropped */
+    struct stk_image *img = NULL;
+    assert_int_equal(stk_image_find(store, "localhost:5000/team/py:3.12", &img, &err), 0);
+    assert_int_equal(img->n_exposed, 2);
+    assert_string_equal(img->exposed[0], "53/udp");
+    assert_string_equal(img->exposed[1], "8080/tcp");
+    stk_image_free(img);
+    /* a digest reference is pinned already */
+    assert_int_equal(
+        stk_image_pin(store,
+                      "other.example/x@sha256:"
+                      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                      image, sizeof(image), digest, &err),
+        1);
+    assert_string_equal(image, "");
+    assert_string_equal(digest + 7, hex);
+    /* not pulled here, another tag, not a registry: nothing */
+    assert_int_equal(
+        stk_image_pin(store, "localhost:5000/team/py:3.13", image, sizeof(image), digest, &err), 0);
+    assert_string_equal(digest, "");
+    assert_int_equal(stk_image_pin(store, "oci:/srv/img:v1", image, sizeof(image), digest, &err),
+                     0);
+    assert_true(stk_image_pin(store, "Bad Ref", image, sizeof(image), digest, &err) < 0);
+    stk_error_free(err);
+    unlink(rec);
+    rmdir(dir);
+    assert_int_equal(rmdir(store), 0);
+}
+
 static void test_tar_reader(void **state)
 {
     (void)state;
@@ -307,6 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_pin),
         cmocka_unit_test(test_tar_reader),
         cmocka_unit_test(test_unpack_refuses),
     };

@@ -758,6 +758,58 @@ static void test_proto_proc_roundtrip(void **state)
 
 /* ---- files ---------------------------------------------------------------------- */
 
+/* RESIZE: 1..4096 each way; KILL: the signals a client may send, no
+ * others (the faults stay the kernel's). */
+static void test_proto_resize_kill(void **state)
+{
+    (void)state;
+    uint8_t p[4];
+    uint16_t rows = 7, cols = 7;
+    stk_initp_resize_encode(p, 24, 80);
+    assert_int_equal(stk_initp_resize_decode(p, 4, &rows, &cols), 0);
+    assert_int_equal(rows, 24);
+    assert_int_equal(cols, 80);
+    stk_initp_resize_encode(p, STK_INITP_WINSIZE_MAX, 1);
+    assert_int_equal(stk_initp_resize_decode(p, 4, &rows, &cols), 0);
+    static const uint16_t bad[][2] = {{0, 80}, {24, 0}, {4097, 80}, {24, 65535}};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(bad); i++) {
+        rows = cols = 7;
+        stk_initp_resize_encode(p, bad[i][0], bad[i][1]);
+        assert_int_equal(stk_initp_resize_decode(p, 4, &rows, &cols), -ERANGE);
+        assert_int_equal(rows, 7); /* untouched */
+    }
+    assert_int_equal(stk_initp_resize_decode(p, 3, &rows, &cols), -EBADMSG);
+    uint32_t sig = 0;
+    static const int ok[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2,
+                             SIGTERM, SIGCONT, SIGSTOP, SIGTSTP, SIGWINCH};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(ok); i++) {
+        stk_initp_u32_encode(p, (uint32_t)ok[i]);
+        assert_int_equal(stk_initp_kill_decode(p, 4, &sig), 0);
+        assert_int_equal(sig, ok[i]);
+    }
+    static const uint32_t no[] = {0, SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE, SIGALRM, 34, 64, 65};
+    for (size_t i = 0; i < STK_ARRAY_SIZE(no); i++) {
+        stk_initp_u32_encode(p, no[i]);
+        assert_int_equal(stk_initp_kill_decode(p, 4, &sig), -EINVAL);
+        assert_false(stk_initp_kill_signal_ok(no[i]));
+    }
+    assert_int_equal(stk_initp_kill_decode(p, 5, &sig), -EBADMSG);
+    /* a process description's size: 0 (unknown) up to 4096 */
+    const char *argv[] = {"sh", NULL};
+    struct stk_initp_proc proc = {.tty = true, .rows = 4097, .cols = 80, .argc = 1};
+    proc.argv[0] = argv[0];
+    uint8_t buf[256];
+    const char *why = NULL;
+    assert_true(stk_initp_proc_encode(buf, sizeof(buf), &proc, &why) < 0);
+    proc.rows = 0;
+    ssize_t n = stk_initp_proc_encode(buf, sizeof(buf), &proc, &why);
+    assert_true(n > 0);
+    buf[1] = 0x11; /* rows 0x1100: 4352 */
+    struct stk_initp_proc back;
+    assert_int_equal(stk_initp_proc_decode(buf, (size_t)n, &back, &why), -EINVAL);
+    assert_non_null(strstr(why, "4096"));
+}
+
 static void test_proto_file_roundtrip(void **state)
 {
     (void)state;
@@ -1081,6 +1133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_proto_proc_roundtrip),
         cmocka_unit_test(test_proto_file_roundtrip),
+        cmocka_unit_test(test_proto_resize_kill),
         INIT_TEST(test_file_write_read),
         INIT_TEST(test_file_refusals),
         INIT_TEST(test_hello_start_attach),

@@ -785,6 +785,47 @@ static void test_inject_errors(void **state)
     fixture_release(&f);
 }
 
+/* The Pod names the pinned image and the pull secrets by name (a Job's
+ * template too); the sidecar's image is left alone. */
+static const char *sandbox_image(json_t *spec)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(spec, "containers"), 0), "image"));
+}
+
+/* The Pod names the pinned image and the pull secrets by name (a Job's
+ * template too). */
+static void test_pinned_image_and_pull_secrets(void **state)
+{
+    (void)state;
+    struct fixture f;
+    resolve(&f,
+            SB_HEAD "spec:\n  image: localhost:5000/py:3.12\n  driverConfig:\n    kubernetes:\n"
+                    "      imagePullSecrets: [regcred, other]\n",
+            NULL);
+    for (int job = 0; job < 2; job++) {
+        struct stk_k8s_options opt = {.job = job, .image = "localhost:5000/py@sha256:abc"};
+        json_t *out = NULL;
+        struct stk_error *err = NULL;
+        assert_int_equal(stk_k8s_render(f.b, &opt, &out, &err), 0);
+        json_t *w = find(out, job ? "Job" : "Pod", NULL);
+        assert_non_null(w);
+        json_t *spec = json_object_get(w, "spec");
+        if (job)
+            spec = json_object_get(json_object_get(spec, "template"), "spec");
+        assert_string_equal(sandbox_image(spec), "localhost:5000/py@sha256:abc");
+        assert_json(json_object_get(spec, "imagePullSecrets"),
+                    "[{\"name\":\"regcred\"},{\"name\":\"other\"}]");
+        json_decref(out);
+    }
+    /* no pin: spec.image as written */
+    json_t *out = render(f.b, false);
+    assert_string_equal(sandbox_image(json_object_get(find(out, "Pod", NULL), "spec")),
+                        "localhost:5000/py:3.12");
+    json_decref(out);
+    fixture_release(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_inject_apply_config),
         cmocka_unit_test(test_inject_ptrace_when_granted),
         cmocka_unit_test(test_inject_errors),
+        cmocka_unit_test(test_pinned_image_and_pull_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

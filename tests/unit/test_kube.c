@@ -1197,6 +1197,95 @@ static void test_exec_refused(void **state)
     assert_int_equal(code, -1);
 }
 
+/* The output bound and the time limit; stdin kept open (no close signal):
+ * a command waiting for the end of stdin is cut off by the time limit. */
+static void test_exec_bounds(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(G.ws5_cfg, "token");
+    _cleanup_close_ int out = tmpfd(), errfd = tmpfd();
+    static const char *const echo[] = {"echo", "hi", "there"};
+    struct stk_kube_exec_req q = {.namespace = "ns1",
+                                  .pod = "p",
+                                  .argv = echo,
+                                  .argc = 3,
+                                  .in_fd = -1,
+                                  .out_fd = out,
+                                  .err_fd = errfd,
+                                  .out_max = 5};
+    int code = -1;
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), -EFBIG);
+    assert_non_null(strstr(err->msg, "larger than 5 bytes"));
+    stk_error_free(err);
+    err = NULL;
+    q.out_max = 19; /* "hi there\n" + "to stderr\n": exactly */
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), 0);
+
+    _cleanup_close_ int in = tmpfd();
+    assert_int_equal(write(in, "abc", 3), 3);
+    lseek(in, 0, SEEK_SET);
+    static const char *const wc[] = {"wc"};
+    q = (struct stk_kube_exec_req){.namespace = "ns1",
+                                   .pod = "p",
+                                   .argv = wc,
+                                   .argc = 1,
+                                   .in_fd = in,
+                                   .out_fd = out,
+                                   .err_fd = -1,
+                                   .timeout_s = 1,
+                                   .keep_stdin_open = true};
+    int64_t t0 = stk_clock_ms(CLOCK_MONOTONIC);
+    assert_int_equal(stk_kube_exec(k, &q, &code, &err), -ETIMEDOUT);
+    assert_true(stk_clock_ms(CLOCK_MONOTONIC) - t0 < 5000);
+    assert_non_null(strstr(err->msg, "no exit status within 1 s"));
+}
+
+/* pods/portforward: the socket carries bytes both ways past the port
+ * prefixes; a port nothing listens on ends the connection; refusals are
+ * errors at connect. */
+static void test_port_connect(void **state)
+{
+    (void)state;
+    _cleanup_error_ struct stk_error *err = NULL;
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(G.ws4_cfg, "token");
+    int fd = -1;
+    int r = stk_kube_port_connect(k, "ns1", "p", 8080, &fd, &err);
+    if (r < 0)
+        fail_msg("%s", err->msg);
+    for (int i = 0; i < 3; i++) {
+        char msg[32], want[48], got[64] = "";
+        int n = snprintf(msg, sizeof(msg), "hello %d", i);
+        snprintf(want, sizeof(want), "8080:%s", msg);
+        assert_int_equal(write(fd, msg, (size_t)n), n);
+        size_t have = 0;
+        while (have < strlen(want)) {
+            ssize_t k2 = read(fd, got + have, sizeof(got) - 1 - have);
+            assert_true(k2 > 0);
+            have += (size_t)k2;
+        }
+        assert_string_equal(got, want);
+    }
+    close(fd);
+
+    /* nothing listens: connected, then the end, no data */
+    fd = -1;
+    assert_int_equal(stk_kube_port_connect(k, "ns1", "p", 9, &fd, &err), 0);
+    char b;
+    assert_int_equal(read(fd, &b, 1), 0);
+    close(fd);
+
+    /* a token the server refuses: an error now, no socket */
+    _cleanup_(stk_kube_closep) struct stk_kube *bad = open_ctx(G.ws4_cfg, NULL);
+    fd = -1;
+    assert_true(stk_kube_port_connect(bad, "ns1", "p", 8080, &fd, &err) < 0);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(err->msg, "port-forward Pod ns1/p port 8080"));
+    stk_error_free(err);
+    err = NULL;
+    assert_int_equal(stk_kube_port_connect(k, "ns1", "p", 0, &fd, &err), -EINVAL);
+}
+
 static void test_exec_tty(void **state)
 {
     (void)state;
@@ -1291,6 +1380,8 @@ int main(void)
         cmocka_unit_test(test_exec_stdin_pipe_live),
         cmocka_unit_test(test_exec_refused),
         cmocka_unit_test(test_exec_tty),
+        cmocka_unit_test(test_exec_bounds),
+        cmocka_unit_test(test_port_connect),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

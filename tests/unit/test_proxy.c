@@ -118,6 +118,174 @@ static void test_request_limits(void **state)
     stk_buf_free(&b);
 }
 
+static int framing(const char *head, struct stk_http_framing *f)
+{
+    struct stk_proxy_request r;
+    const char *why = NULL;
+    assert_true(parse(head, &r) > 0);
+    int e = stk_proxy_request_framing(&r, f, &why);
+    if (e < 0)
+        assert_non_null(why);
+    return e;
+}
+
+static void test_request_framing(void **state)
+{
+    (void)state;
+    struct stk_http_framing f;
+    assert_int_equal(framing("GET http://a.example/ HTTP/1.1\r\n\r\n", &f), 0);
+    assert_int_equal(f.body, STK_BODY_NONE);
+    assert_false(f.close);
+    assert_int_equal(framing("POST http://a.example/ HTTP/1.1\r\nContent-Length: 12\r\n\r\n", &f),
+                     0);
+    assert_int_equal(f.body, STK_BODY_LENGTH);
+    assert_int_equal(f.length, 12);
+    assert_int_equal(framing("POST http://a.example/ HTTP/1.1\r\ncontent-length: 0\r\n"
+                             "Connection: keep-alive, Close\r\n\r\n",
+                             &f),
+                     0);
+    assert_int_equal(f.body, STK_BODY_NONE);
+    assert_true(f.close);
+    assert_int_equal(
+        framing("POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &f), 0);
+    assert_int_equal(f.body, STK_BODY_CHUNKED);
+    assert_int_equal(framing("GET http://a.example/ HTTP/1.0\r\n\r\n", &f), 0);
+    assert_true(f.close);
+    /* what a smuggler sends is refused */
+    static const char *const bad[] = {
+        "POST http://a.example/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+        "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        if (framing(bad[i], &f) != -EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+}
+
+static int response(const char *head, bool head_req, struct stk_proxy_response *r)
+{
+    const char *why = NULL;
+    int n = stk_proxy_response_parse(head, strlen(head), head_req, r, &why);
+    if (n < 0)
+        assert_non_null(why);
+    return n;
+}
+
+static void test_response_parse(void **state)
+{
+    (void)state;
+    struct stk_proxy_response r;
+    const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    assert_int_equal(response(h, false, &r), (int)strlen(h) - 5);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.f.body, STK_BODY_LENGTH);
+    assert_int_equal(r.f.length, 5);
+    assert_false(r.f.close);
+    assert_int_equal(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", false, &r), 0);
+    assert_true(response(h, true, &r) > 0); /* HEAD: no body */
+    assert_int_equal(r.f.body, STK_BODY_NONE);
+    assert_true(response("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", false, &r) > 0);
+    assert_int_equal(r.f.body, STK_BODY_NONE);
+    assert_true(response("HTTP/1.1 100 Continue\r\n\r\n", false, &r) > 0);
+    assert_int_equal(r.status, 100);
+    assert_int_equal(r.f.body, STK_BODY_NONE);
+    assert_true(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, &r) >
+                0);
+    assert_int_equal(r.f.body, STK_BODY_CHUNKED);
+    assert_false(r.f.close);
+    /* chunked beside a length: chunked ends it, the connection is not reused */
+    assert_true(
+        response("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 false, &r) > 0);
+    assert_int_equal(r.f.body, STK_BODY_CHUNKED);
+    assert_true(r.f.close);
+    assert_true(response("HTTP/1.1 200 OK\r\nX: y\r\n\r\n", false, &r) > 0);
+    assert_int_equal(r.f.body, STK_BODY_CLOSE);
+    assert_true(response("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, &r) > 0);
+    assert_true(r.f.close);
+    assert_true(
+        response("HTTP/1.1 200\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, &r) > 0);
+    assert_true(r.f.close);
+    static const char *const bad[] = {
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 099 OK\r\n\r\n",
+        "HTTP/1.1 200OK\r\n\r\n",
+        "HTTP/1.1 200 OK\nX: y\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX y\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        if (response(bad[i], false, &r) != -EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+    size_t big = STK_PROXY_RESPONSE_HEAD_MAX + 16;
+    char *b = malloc(big);
+    memcpy(b, "HTTP/1.1 200 OK\r\nX: ", 20);
+    memset(b + 20, 'a', big - 20);
+    const char *why;
+    assert_int_equal(stk_proxy_response_parse(b, big, false, &r, &why), -EMSGSIZE);
+    free(b);
+}
+
+/* Scans s in pieces of step bytes; returns where the body ended or -1. */
+static long chunked(const char *s, size_t step)
+{
+    struct stk_chunked c = {0};
+    size_t n = strlen(s), at = 0;
+    while (at < n) {
+        size_t len = n - at < step ? n - at : step, used = 0;
+        int r = stk_chunked_scan(&c, (const uint8_t *)s + at, len, &used);
+        if (r < 0)
+            return -2;
+        assert_true(used <= len);
+        at += used;
+        if (r == 1)
+            return (long)at;
+        assert_int_equal(used, len);
+    }
+    return -1;
+}
+
+static void test_chunked(void **state)
+{
+    (void)state;
+    const char *body = "5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    for (size_t step = 1; step < 60; step++)
+        assert_int_equal(chunked(body, step), (long)strlen(body) - 4);
+    assert_int_equal(chunked("0\r\n\r\n", 100), 5);
+    assert_int_equal(chunked("5\r\nhel", 100), -1);
+    static const char *const bad[] = {
+        "\r\n",         "g\r\n",    "5\r\nhelloXX\r\n",       "5\nhello\r\n",     "-1\r\n",
+        "0\r\nX\n\r\n", "0\r\n\rX", "ffffffffffffffffff\r\n", "5 \r\nhelloX\r\n", "0\r\nX: 1\rY",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        if (chunked(bad[i], 100) != -2)
+            fail_msg("accepted: %s", bad[i]);
+    /* a size line, an extension or trailers past their bounds */
+    char *ext = malloc(STK_PROXY_CHUNK_LINE_MAX + 16);
+    memset(ext, 'e', STK_PROXY_CHUNK_LINE_MAX + 15);
+    ext[0] = '1';
+    ext[1] = ';';
+    ext[STK_PROXY_CHUNK_LINE_MAX + 15] = '\0';
+    assert_int_equal(chunked(ext, 100), -2);
+    free(ext);
+    struct stk_buf b = {0};
+    stk_buf_printf(&b, "0\r\n");
+    for (int i = 0; i < 600; i++)
+        stk_buf_printf(&b, "X-Trailer-%d: %s\r\n", i, "vvvvvvvvvvvvvvvvvvvv");
+    stk_buf_printf(&b, "\r\n");
+    assert_int_equal(chunked(stk_buf_str(&b), 100), -2);
+    stk_buf_free(&b);
+}
+
 static void test_allow_hosts(void **state)
 {
     (void)state;
@@ -303,6 +471,9 @@ int main(void)
         cmocka_unit_test(test_request_absolute),
         cmocka_unit_test(test_request_incomplete_and_refused),
         cmocka_unit_test(test_request_limits),
+        cmocka_unit_test(test_request_framing),
+        cmocka_unit_test(test_response_parse),
+        cmocka_unit_test(test_chunked),
         cmocka_unit_test(test_allow_hosts),
         cmocka_unit_test(test_client_hello),
         cmocka_unit_test(test_addresses),

@@ -7,9 +7,10 @@ from .client import (
     Client,
     CommandResult,
     Files,
+    Process,
     Sandbox,
     StockadeError,
 )
 
-__all__ = ["Client", "CommandResult", "Files", "Sandbox", "StockadeError"]
+__all__ = ["Client", "CommandResult", "Files", "Process", "Sandbox", "StockadeError"]
 __version__ = "0.1.0"

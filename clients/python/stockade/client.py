@@ -14,17 +14,20 @@ import struct
 import threading
 import urllib.parse
 
-__all__ = ["Client", "CommandResult", "Files", "Sandbox", "StockadeError"]
+__all__ = ["Client", "CommandResult", "Files", "Process", "Sandbox", "StockadeError"]
 
 # The exec protocol's frame types (docs/init-protocol.md, a subset).
-_STDIN, _STDIN_EOF, _OUTPUT, _EXIT, _ERROR = 16, 17, 33, 34, 35
+_STDIN, _STDIN_EOF, _RESIZE, _KILL, _OUTPUT, _EXIT, _ERROR = 16, 17, 18, 19, 33, 34, 35
+# What a RESIZE may carry, and the signals a KILL may (docs/api.md, "Exec").
+WINSIZE_MAX = 4096
+KILL_SIGNALS = frozenset((1, 2, 3, 9, 10, 12, 15, 18, 19, 20, 28))
 _FRAME_MAX = 65536
 _HDR = struct.Struct(">BBI")
 # What a command's result keeps of each stream (the rest is dropped and
 # the result says it was truncated); callbacks see everything.
 OUTPUT_LIMIT = 16 * 1024 * 1024
-# The gateway's request body limit: the largest file write (docs/api.md).
-FILE_WRITE_MAX = 1024 * 1024
+# The largest file a write moves (the files limit, docs/api.md).
+FILE_WRITE_MAX = 16 * 1024 * 1024
 
 
 # An exec's ERROR frame carries the session's errno: ENOENT, EBUSY
@@ -247,7 +250,8 @@ class _Exec:
             payload = payload[:max(room, 0)]
         buf += payload
 
-    def run(self):
+    def connect(self):
+        """Sends the request; returns (socket, bytes read past the 101)."""
         sock = self.client._socket(self.timeout)
         try:
             sock.sendall(self._head() + self.body)
@@ -271,39 +275,134 @@ class _Exec:
                         break
                     buf += chunk
                 raise _error(status, buf)
+            return sock, buf
+        except BaseException:
+            sock.close()
+            raise
+
+    def frames(self, sock, buf):
+        """Reads frames until EXIT (the CommandResult) or ERROR (raised)."""
+        while True:
+            while len(buf) >= _HDR.size:
+                ftype, stream, n = _HDR.unpack_from(buf)
+                if len(buf) < _HDR.size + n:
+                    break
+                payload = buf[_HDR.size:_HDR.size + n]
+                buf = buf[_HDR.size + n:]
+                if ftype == _OUTPUT:
+                    self._output(stream, payload)
+                elif ftype == _EXIT:
+                    code = struct.unpack(">i", payload[:4])[0]
+                    for s, cb in self.callbacks.items():
+                        tail = self.decoders[s].decode(b"", final=True)
+                        if cb and tail:
+                            cb(tail)
+                    return CommandResult(code, self.out[1], self.out[2], self.truncated)
+                elif ftype == _ERROR:
+                    err = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else 0
+                    msg = payload[5:].decode("utf-8", errors="replace")
+                    # the session's errno, as the API maps it (docs/api.md, "Errors")
+                    code, st = _EXEC_ERRORS.get(err, ("exec_failed", 500))
+                    raise StockadeError(st, code, msg)
+                else:
+                    raise StockadeError(101, "protocol", f"unexpected frame type {ftype}")
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise StockadeError(101, "protocol",
+                                    "the server closed the exec before its exit status")
+            buf += chunk
+
+    def run(self):
+        sock, buf = self.connect()
+        try:
             feeder = threading.Thread(target=self._feed, args=(sock,), daemon=True)
             feeder.start()
-            while True:
-                while len(buf) >= _HDR.size:
-                    ftype, stream, n = _HDR.unpack_from(buf)
-                    if len(buf) < _HDR.size + n:
-                        break
-                    payload = buf[_HDR.size:_HDR.size + n]
-                    buf = buf[_HDR.size + n:]
-                    if ftype == _OUTPUT:
-                        self._output(stream, payload)
-                    elif ftype == _EXIT:
-                        code = struct.unpack(">i", payload[:4])[0]
-                        for s, cb in self.callbacks.items():
-                            tail = self.decoders[s].decode(b"", final=True)
-                            if cb and tail:
-                                cb(tail)
-                        return CommandResult(code, self.out[1], self.out[2], self.truncated)
-                    elif ftype == _ERROR:
-                        err = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else 0
-                        msg = payload[5:].decode("utf-8", errors="replace")
-                        # the session's errno, as the API maps it (docs/api.md, "Errors")
-                        code, st = _EXEC_ERRORS.get(err, ("exec_failed", 500))
-                        raise StockadeError(st, code, msg)
-                    else:
-                        raise StockadeError(status, "protocol", f"unexpected frame type {ftype}")
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise StockadeError(status, "protocol",
-                                        "the server closed the exec before its exit status")
-                buf += chunk
+            return self.frames(sock, buf)
         finally:
             sock.close()
+
+
+class Process:
+    """A command running in a sandbox (Sandbox.spawn): write to its stdin,
+    resize its terminal, send it signals, wait for its result. Output is
+    read by a thread of its own and goes to the callbacks as it arrives."""
+
+    def __init__(self, ex):
+        self._ex = ex
+        self._sock, buf = ex.connect()
+        self._lock = threading.Lock()
+        self._result = None
+        self._error = None
+        self._stdin_closed = False
+        self._reader = threading.Thread(target=self._read, args=(buf,), daemon=True)
+        self._reader.start()
+
+    def _read(self, buf):
+        try:
+            self._result = self._ex.frames(self._sock, buf)
+        except BaseException as e:  # handed to wait()
+            self._error = e
+
+    def _send(self, ftype, payload=b""):
+        with self._lock:
+            self._sock.sendall(_HDR.pack(ftype, 0, len(payload)) + payload)
+
+    def write(self, data):
+        """Sends data (bytes, or str as UTF-8) to the command's stdin."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if self._stdin_closed:
+            raise ValueError("stdin is closed")
+        for off in range(0, len(data), _FRAME_MAX):
+            self._send(_STDIN, bytes(data[off:off + _FRAME_MAX]))
+
+    def close_stdin(self):
+        """The command reads end-of-file (on a terminal: the EOF character)."""
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            self._send(_STDIN_EOF)
+
+    def resize(self, rows, cols):
+        """Sets the size of the command's terminal (tty=True); its
+        foreground process group gets SIGWINCH."""
+        rows, cols = int(rows), int(cols)
+        if not (1 <= rows <= WINSIZE_MAX and 1 <= cols <= WINSIZE_MAX):
+            raise ValueError(f"rows and cols are 1..{WINSIZE_MAX}")
+        self._send(_RESIZE, struct.pack(">HH", rows, cols))
+
+    def kill(self, sig=15):
+        """Sends a signal (default SIGTERM) to the command's process group:
+        one of HUP INT QUIT KILL USR1 USR2 TERM CONT STOP TSTP WINCH."""
+        sig = int(sig)
+        if sig not in KILL_SIGNALS:
+            raise ValueError(f"signal {sig} is not one a client may send "
+                             f"({sorted(KILL_SIGNALS)})")
+        self._send(_KILL, struct.pack(">I", sig))
+
+    def wait(self, timeout=None):
+        """The CommandResult once the command exited (TimeoutError if it
+        has not within timeout seconds; it keeps running)."""
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            raise TimeoutError(f"the command has not exited within {timeout} s")
+        self._sock.close()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def close(self):
+        """Closes the connection, which ends the command if it still runs."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Files:
@@ -329,8 +428,8 @@ class Files:
 
     def write(self, path, data, mode=0o644):
         """Writes data (bytes, or str as UTF-8) to path: a new file renamed
-        over it at the end, so a failed write changes nothing. At most 1 MiB
-        (the gateway's request body limit). Returns {"path","size","mode"}."""
+        over it at the end, so a failed write changes nothing. At most 16 MiB
+        (the files limit). Returns {"path","size","mode"}."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         if len(data) > FILE_WRITE_MAX:
@@ -419,6 +518,26 @@ class Sandbox:
                          timeout or self.client.timeout).run()
         except socket.timeout as e:
             raise TimeoutError(f"{argv[0]}: no output and no exit within {timeout} s") from e
+
+    def spawn(self, cmd, *, tty=False, rows=None, cols=None, env=None, cwd=None,
+              on_stdout=None, on_stderr=None):
+        """Starts cmd (as for run) and returns a Process at once: write(),
+        close_stdin(), resize(rows, cols), kill(sig), wait(). tty: a
+        terminal inside (stderr then comes as stdout), of rows x cols."""
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
+        body = {"argv": argv, "tty": bool(tty)}
+        if (rows is None) != (cols is None):
+            raise ValueError("give both rows and cols, or neither")
+        if rows is not None:
+            if not (1 <= int(rows) <= WINSIZE_MAX and 1 <= int(cols) <= WINSIZE_MAX):
+                raise ValueError(f"rows and cols are 1..{WINSIZE_MAX}")
+            body["rows"], body["cols"] = int(rows), int(cols)
+        if env:
+            body["env"] = [f"{k}={v}" for k, v in dict(env).items()]
+        if cwd:
+            body["cwd"] = cwd
+        # the reader waits for output as long as the command runs
+        return Process(_Exec(self.client, self.id, body, None, on_stdout, on_stderr, None))
 
     def logs(self):
         """The workload's output so far (stdout and stderr interleaved)."""

@@ -21,6 +21,7 @@
  */
 #include "driver/driver.h"
 #include "driver/kubernetes/kube.h"
+#include "image/image.h"
 #include "render/render.h"
 
 #include <errno.h>
@@ -28,11 +29,13 @@
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +194,34 @@ static const char *runtime_class(const struct stk_boundary *b)
     return b->runtime == STK_RUNTIME_GVISOR ? "gvisor" : NULL;
 }
 
+/* spec.image pinned to the digest stockade knows for it (`image pull` into
+ * this state directory, or a digest in the reference): *image "" when the
+ * reference itself is pinned or nothing is known (the cluster resolves the
+ * tag then, and explain says the digest is unknown). */
+static int pinned_image(const struct kube_ctx *c, const struct stk_boundary *b, char *image,
+                        size_t n, char digest[72], struct stk_error **err)
+{
+    char store[PATH_MAX + 16];
+    image[0] = digest[0] = '\0';
+    if (!b->image || !c || !c->state_dir[0] ||
+        stk_image_store_dir(c->state_dir, store, sizeof(store), NULL) < 0)
+        return 0;
+    int r = stk_image_pin(store, b->image, image, n, digest, err);
+    return r < 0 ? r : 0;
+}
+
+/* The ports the image declares (pulled into this state directory), for
+ * explain: never exposed, only spec.ports is. */
+static void image_ports(const struct kube_ctx *c, const struct stk_boundary *b,
+                        struct stk_driver_facts *ret)
+{
+    char store[PATH_MAX + 16];
+    if (b->image && c && c->state_dir[0] &&
+        stk_image_store_dir(c->state_dir, store, sizeof(store), NULL) >= 0 &&
+        stk_image_ports_text(store, b->image, ret->image_ports, sizeof(ret->image_ports)))
+        ret->facts.image_ports = ret->image_ports;
+}
+
 static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_facts *ret,
                       struct stk_error **err)
 {
@@ -210,13 +241,20 @@ static int kube_facts(void *ud, const struct stk_boundary *b, struct stk_driver_
         return stk_error_make(err, EINVAL,
                               "deployment.model: injection needs spec.deployment.target (or "
                               "create --workload KIND/NAME)");
+    char pinned[STK_IMAGE_REF_MAX + 112];
+    int r = pinned_image(c, b, pinned, sizeof(pinned), ret->image_digest, err);
+    if (r < 0)
+        return r;
+    if (ret->image_digest[0])
+        ret->facts.image_digest = ret->image_digest;
+    image_ports(c, b, ret);
     if (!rc || !c)
         return 0;
     /* a RuntimeClass the cluster lacks would leave the Pod Pending forever;
      * a missing gVisor must never become runc in silence */
     struct stk_kube_ref ref = {"node.k8s.io/v1", "RuntimeClass", NULL, rc};
     json_t *obj = NULL;
-    int r = stk_kube_get(c->k, &ref, &obj, err);
+    r = stk_kube_get(c->k, &ref, &obj, err);
     json_decref(obj);
     if (r == -ENOENT) {
         stk_error_free(*err);
@@ -854,8 +892,14 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     }
     char nsbuf[64];
     const char *ns = sandbox_namespace(sb, nsbuf, sizeof(nsbuf));
-    struct stk_k8s_options opt = {
-        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
+    char pinned[STK_IMAGE_REF_MAX + 112], digest[72];
+    if ((r = pinned_image(c, sb->b, pinned, sizeof(pinned), digest, err)) < 0)
+        return r;
+    struct stk_k8s_options opt = {.sandbox_id = sb->id,
+                                  .store = c->store,
+                                  .sandbox_name = sb->name,
+                                  .namespace = ns,
+                                  .image = pinned[0] ? pinned : NULL};
     json_t *objs = NULL;
     if ((r = stk_k8s_render(sb->b, &opt, &objs, err)) < 0)
         return r;
@@ -1080,6 +1124,211 @@ static int kube_exec(void *ud, const struct stk_driver_sandbox *sb,
                                     .err_fd = err_fd};
     r = stk_kube_exec(c->k, &req, ret_code, err);
     free(argv);
+    return r;
+}
+
+/* ---- ports and files ------------------------------------------------------------------ */
+
+static int kube_connect(void *ud, const struct stk_driver_sandbox *sb, uint16_t port, int *ret_fd,
+                        struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct target_pod t;
+    int r = running_pod(c, sb, NULL, &t, err);
+    return r < 0 ? r : stk_kube_port_connect(c->k, t.ns, t.pod, port, ret_fd, err);
+}
+
+/*
+ * cp has no supervisor of stockade's to ask in a Pod: a file moves through
+ * pods/exec, by fixed programs of the image (cat; dd, chmod, mv -T) with
+ * the path as one argv element, no shell. They run as the sandbox's own
+ * container: its user, its mount namespace, its root. So a path resolves
+ * as the workload would resolve it, symbolic links followed, and reaches
+ * nothing the workload could not reach itself (never the node's files).
+ * Bounded: 16 MiB of content, KUBE_CP_TIMEOUT_S per program.
+ */
+#define KUBE_CP_TIMEOUT_S 60
+#define KUBE_CP_ERR_MAX   4096
+
+/* Runs argv in the sandbox's container; a non-zero exit becomes an error
+ * from what it said on stderr. */
+static int cp_exec(struct kube_ctx *c, const struct target_pod *t, const char *sbid,
+                   const char *path, const char *const *argv, size_t argc, int in_fd, int out_fd,
+                   uint64_t out_max, struct stk_error **err)
+{
+    _cleanup_close_ int efd = memfd_create("stockade-cp-err", MFD_CLOEXEC);
+    if (efd < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    struct stk_kube_exec_req req = {.namespace = t->ns,
+                                    .pod = t->pod,
+                                    .container = t->container,
+                                    .argv = argv,
+                                    .argc = argc,
+                                    .in_fd = in_fd,
+                                    .out_fd = out_fd,
+                                    .err_fd = efd,
+                                    .out_max = out_max + KUBE_CP_ERR_MAX,
+                                    .timeout_s = KUBE_CP_TIMEOUT_S,
+                                    /* stdin is read by count (dd count_bytes) */
+                                    .keep_stdin_open = in_fd >= 0};
+    int code = -1;
+    int r = stk_kube_exec(c->k, &req, &code, err);
+    if (r < 0)
+        return r;
+    if (code == 0)
+        return 0;
+    char msg[KUBE_CP_ERR_MAX + 1];
+    ssize_t n = pread(efd, msg, KUBE_CP_ERR_MAX, 0);
+    msg[n > 0 ? n : 0] = '\0';
+    msg[strcspn(msg, "\n")] = '\0';
+    int e = EIO;
+    if (code == 126 || code == 127 || strstr(msg, "executable file not found"))
+        return stk_error_make(err, STK_DRV_E_NOTSUP,
+                              "sandbox %s: cp on the kubernetes backend runs %s in the sandbox's "
+                              "image, which has none (%s)",
+                              sbid, argv[0], msg);
+    if (strstr(msg, "No such file or directory"))
+        e = STK_DRV_E_NOFILE;
+    else if (strstr(msg, "Read-only file system"))
+        e = EROFS;
+    else if (strstr(msg, "Permission denied"))
+        e = EACCES;
+    else if (strstr(msg, "Is a directory") || strstr(msg, "is a directory"))
+        e = EISDIR;
+    else if (strstr(msg, "No space left"))
+        e = ENOSPC;
+    return stk_error_make(err, e, "sandbox %s: %s: %s exited %d%s%s", sbid, path, argv[0], code,
+                          msg[0] ? ": " : "", msg);
+}
+
+static int kube_file_read(void *ud, const struct stk_driver_sandbox *sb, const char *path,
+                          stk_init_data_fn cb, void *cbud, uint64_t *ret_size,
+                          struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    struct target_pod t;
+    int r = running_pod(c, sb, NULL, &t, err);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int ofd = memfd_create("stockade-cp-out", MFD_CLOEXEC);
+    if (ofd < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    const char *argv[] = {"cat", "--", path};
+    r = cp_exec(c, &t, sb->id, path, argv, 3, -1, ofd, STK_INIT_FILE_MAX, err);
+    if (r < 0)
+        return r;
+    struct stat st;
+    if (fstat(ofd, &st) < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    if ((uint64_t)st.st_size > STK_INIT_FILE_MAX)
+        return stk_error_make(err, EFBIG, "sandbox %s: %s is larger than the limit of 16 MiB",
+                              sb->id, path);
+    char buf[65536];
+    for (off_t off = 0; off < st.st_size;) {
+        ssize_t n = pread(ofd, buf, sizeof(buf), off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return stk_error_errno(err, n < 0 ? errno : EIO, "cp: memfd");
+        if ((r = cb(cbud, buf, (size_t)n)) < 0)
+            return stk_error_make(err, -r, "sandbox %s: %s: %s", sb->id, path, strerror(-r));
+        off += n;
+    }
+    if (ret_size)
+        *ret_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Exactly size bytes of in_fd into a memfd (stdin of dd, whose end is the
+ * end of the content). */
+static int cp_hold(int in_fd, uint64_t size, int *ret_fd, struct stk_error **err)
+{
+    _cleanup_close_ int fd = memfd_create("stockade-cp-in", MFD_CLOEXEC);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    char buf[65536];
+    for (uint64_t got = 0; got < size;) {
+        size_t want = size - got < sizeof(buf) ? (size_t)(size - got) : sizeof(buf);
+        ssize_t n = read(in_fd, buf, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return stk_error_make(err, EIO, "cp: the content ended after %llu of %llu bytes",
+                                  (unsigned long long)got, (unsigned long long)size);
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = write(fd, buf + w, (size_t)(n - w));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0)
+                return stk_error_errno(err, errno, "cp: memfd");
+            w += k;
+        }
+        got += (uint64_t)n;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    *ret_fd = fd;
+    fd = -1;
+    return 0;
+}
+
+static int kube_file_write(void *ud, const struct stk_driver_sandbox *sb, const char *path,
+                           unsigned mode, uint64_t size, int in_fd, struct stk_error **err)
+{
+    struct kube_ctx *c = ud;
+    size_t len = strlen(path);
+    if (len == 0 || path[len - 1] == '/')
+        return stk_error_make(err, EISDIR, "sandbox %s: %s names a directory", sb->id, path);
+    if (size > STK_INIT_FILE_MAX)
+        return stk_error_make(err, EFBIG, "sandbox %s: %s: larger than the limit of 16 MiB", sb->id,
+                              path);
+    struct target_pod t;
+    int r = running_pod(c, sb, NULL, &t, err);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int hfd = -1;
+    if ((r = cp_hold(in_fd, size, &hfd, err)) < 0)
+        return r;
+    /* a new file beside it, renamed over it at the end: a failed transfer
+     * leaves the old content */
+    unsigned char rnd[6];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return stk_error_make(err, EIO, "cp: no random bytes");
+    _cleanup_free_ char *tmp = stk_xasprintf("%s.stockade-cp-%02x%02x%02x%02x%02x%02x", path,
+                                             rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    _cleanup_free_ char *of = stk_xasprintf("of=%s", tmp);
+    _cleanup_free_ char *count = stk_xasprintf("count=%llu", (unsigned long long)size);
+    char modestr[8];
+    snprintf(modestr, sizeof(modestr), "%o", mode & 0777);
+    /* dd stops after size bytes: the end of stdin is never waited for */
+    const char *dd[] = {"dd", of, "bs=65536", count, "iflag=count_bytes,fullblock"};
+    const char *wc[] = {"wc", "-c", "--", tmp};
+    const char *chmod[] = {"chmod", modestr, "--", tmp};
+    const char *mv[] = {"mv", "-f", "-T", "--", tmp, path};
+    _cleanup_close_ int wfd = memfd_create("stockade-cp-wc", MFD_CLOEXEC);
+    if (wfd < 0)
+        return stk_error_errno(err, errno, "cp: memfd");
+    r = cp_exec(c, &t, sb->id, path, dd, 5, hfd, -1, 0, err);
+    if (r >= 0) /* what arrived is all of it, or nothing changes */
+        r = cp_exec(c, &t, sb->id, path, wc, 4, -1, wfd, 4096, err);
+    if (r >= 0) {
+        char got[64];
+        ssize_t n = pread(wfd, got, sizeof(got) - 1, 0);
+        got[n > 0 ? n : 0] = '\0';
+        char *end = NULL;
+        unsigned long long v = strtoull(got, &end, 10);
+        if (end == got || v != size)
+            r = stk_error_make(err, EIO, "sandbox %s: %s: %llu of %llu bytes arrived", sb->id, path,
+                               end == got ? 0ULL : v, (unsigned long long)size);
+    }
+    if (r >= 0)
+        r = cp_exec(c, &t, sb->id, path, chmod, 4, -1, -1, 0, err);
+    if (r >= 0)
+        r = cp_exec(c, &t, sb->id, path, mv, 6, -1, -1, 0, err);
+    if (r < 0 && r != -STK_DRV_E_NOTSUP) {
+        const char *rm[] = {"rm", "-f", "--", tmp};
+        (void)cp_exec(c, &t, sb->id, path, rm, 4, -1, -1, 0, NULL);
+    }
     return r;
 }
 
@@ -1484,6 +1733,9 @@ const struct stk_driver_ops stk_kube_driver_ops = {
     .provision = kube_provision,
     .start = kube_start,
     .exec = kube_exec,
+    .file_read = kube_file_read,
+    .file_write = kube_file_write,
+    .connect = kube_connect,
     .stop = kube_stop,
     .supervise = kube_supervise,
     .observe = kube_observe,

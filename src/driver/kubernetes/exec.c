@@ -64,7 +64,8 @@ struct exec_state {
     /* incoming message */
     int channel; /* of the message being received; -1: none yet */
     struct stk_buf status;
-    bool status_done;
+    bool status_done, timed_out;
+    uint64_t out_total;
     int exit_code;
     /* outcome */
     char *close_reason; /* from the server's close frame */
@@ -144,9 +145,9 @@ static void check_resize(struct exec_state *s)
 
 /* ---- TLS: the kubeconfig's CA, client certificate and key, from memory ---- */
 
-static int load_tls(struct exec_state *s, SSL_CTX *ctx)
+int kube_ws_load_tls(const struct stk_kubeconfig *c, const char *host, bool host_is_ip,
+                     SSL_CTX *ctx)
 {
-    const struct stk_kubeconfig *c = s->k->cfg;
     if (c->ca.len) {
         X509_STORE *store = SSL_CTX_get_cert_store(ctx);
         BIO *bio = BIO_new_mem_buf(c->ca.data, (int)c->ca.len);
@@ -183,8 +184,8 @@ static int load_tls(struct exec_state *s, SSL_CTX *ctx)
             return -1;
     }
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
-    int ok = s->host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, s->host)
-                           : X509_VERIFY_PARAM_set1_host(param, s->host, 0);
+    int ok = host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
+                        : X509_VERIFY_PARAM_set1_host(param, host, 0);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     return ok == 1 ? 0 : -1;
 }
@@ -270,7 +271,7 @@ static void send_pending(struct exec_state *s, struct lws *wsi)
             lws_callback_on_writable(wsi); /* the next chunk, or the end */
         return;
     }
-    if (s->in_eof && !s->in_eof_sent && s->v5) {
+    if (s->in_eof && !s->in_eof_sent && s->v5 && !s->q->keep_stdin_open) {
         unsigned char buf[LWS_PRE + 2];
         buf[LWS_PRE] = CH_CLOSE;
         buf[LWS_PRE + 1] = CH_STDIN;
@@ -332,9 +333,21 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
     int r = 0;
     switch (s->channel) {
     case CH_STDOUT:
+        if (s->q->out_max && len > s->q->out_max - s->out_total) {
+            fail(s, EFBIG, "the output is larger than %llu bytes",
+                 (unsigned long long)s->q->out_max);
+            return;
+        }
+        s->out_total += len;
         r = s->q->out_fd >= 0 ? write_all(s->q->out_fd, data, len) : 0;
         break;
     case CH_STDERR:
+        if (s->q->out_max && len > s->q->out_max - s->out_total) {
+            fail(s, EFBIG, "the output is larger than %llu bytes",
+                 (unsigned long long)s->q->out_max);
+            return;
+        }
+        s->out_total += len;
         r = s->q->err_fd >= 0 ? write_all(s->q->err_fd, data, len) : 0;
         break;
     case CH_STATUS:
@@ -366,7 +379,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     switch ((int)reason) {
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        if (load_tls(s, user) < 0) {
+        if (kube_ws_load_tls(s->k->cfg, s->host, s->host_is_ip, user) < 0) {
             fail(s, EPROTO, "TLS: the CA, client certificate or key could not be loaded");
             return 1;
         }
@@ -406,9 +419,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         if (s->in_wsi)
             lws_rx_flow_control(s->in_wsi, 1);
+        if (s->q->timeout_s > 0)
+            lws_set_timer_usecs(wsi, (lws_usec_t)s->q->timeout_s * LWS_US_PER_SEC);
         lws_callback_on_writable(wsi);
         return 0;
     }
+
+    case LWS_CALLBACK_TIMER: /* the time limit */
+        if (!s->status_done)
+            fail(s, ETIMEDOUT, "no exit status within %d s: the command was cut off",
+                 s->q->timeout_s);
+        lws_cancel_service(lws_get_context(wsi)); /* out of the poll it is in */
+        return -1;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         on_receive(s, wsi, in, len);
         return s->fail ? -1 : 0;
@@ -472,9 +494,8 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* https://HOST[:PORT][/PREFIX] → host, port, prefix. */
-static int split_server(const char *server, char *host, size_t hostsz, int *port,
-                        const char **prefix, bool *is_ip)
+int kube_ws_split_server(const char *server, char *host, size_t hostsz, int *port,
+                         const char **prefix, bool *is_ip)
 {
     const char *p = server + strlen("https://");
     const char *end;
@@ -504,7 +525,7 @@ static int split_server(const char *server, char *host, size_t hostsz, int *port
     return 0;
 }
 
-static void lws_log_nothing(int level, const char *line)
+void kube_ws_log_nothing(int level, const char *line)
 {
     (void)level;
     (void)line;
@@ -559,8 +580,8 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     s->channel = -1;
     const char *prefix = "";
     int port = 0;
-    if (split_server(k->cfg->server, s->host, sizeof(s->host), &port, &prefix, &s->host_is_ip) <
-        0) {
+    if (kube_ws_split_server(k->cfg->server, s->host, sizeof(s->host), &port, &prefix,
+                             &s->host_is_ip) < 0) {
         free(s);
         return kube_error(k, err, EINVAL, "%s %s: server URL not understood", verb,
                           stk_buf_str(&what));
@@ -573,7 +594,7 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     }
     _cleanup_free_ char *full = stk_xasprintf("%s%s", prefix, stk_buf_str(&path));
 
-    lws_set_log_level(LLL_ERR, lws_log_nothing); /* library code never prints */
+    lws_set_log_level(LLL_ERR, kube_ws_log_nothing); /* library code never prints */
     struct lws_context_creation_info ci = {0};
     ci.port = CONTEXT_PORT_NO_LISTEN;
     ci.protocols = protocols;

@@ -74,4 +74,15 @@ void kube_query_escape(struct stk_buf *b, const char *s);
 bool kube_dns_label(const char *s);
 bool kube_dns_subdomain(const char *s);
 
+/* The WebSocket side (exec.c, portforward.c): https://HOST[:PORT][/PREFIX]
+ * split for lws; TLS trusting the kubeconfig's CA only, with its client
+ * certificate and key, the server's name or address checked by OpenSSL;
+ * lws's own logging silenced. */
+int kube_ws_split_server(const char *server, char *host, size_t hostsz, int *port,
+                         const char **prefix, bool *is_ip);
+typedef struct ssl_ctx_st SSL_CTX;
+int kube_ws_load_tls(const struct stk_kubeconfig *c, const char *host, bool host_is_ip,
+                     SSL_CTX *ctx);
+void kube_ws_log_nothing(int level, const char *line);
+
 #endif

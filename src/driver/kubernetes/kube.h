@@ -254,9 +254,30 @@ struct stk_kube_exec_req {
     size_t argc;
     bool tty, attach;
     int in_fd, out_fd, err_fd;
+    /* 0: none. out_max: stdout and stderr together are cut off past it
+     * (-EFBIG); timeout_s: the stream is closed that long after it opened
+     * (-ETIMEDOUT) */
+    uint64_t out_max;
+    int timeout_s;
+    /* the end of in_fd is not signalled: a command that reads a counted
+     * number of bytes does not race the close with its reads (a kubelet
+     * may drop stdin it has not delivered when the close arrives) */
+    bool keep_stdin_open;
 };
 int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *r, int *ret_code,
                   struct stk_error **err);
+
+/*
+ * pods/portforward over WebSocket (v4.channel.k8s.io): a connection to
+ * port inside the Pod, made by the kubelet in the Pod's network namespace.
+ * *ret_fd: one end of a socketpair (O_CLOEXEC, blocking) whose other end a
+ * thread of this process moves to and from the WebSocket until either side
+ * ends (no half-close: the protocol has none). Returns once the upgrade was
+ * answered: a refusal (403, a Pod gone) is an error here; a port nothing
+ * listens on ends the connection right after it opened.
+ */
+int stk_kube_port_connect(struct stk_kube *k, const char *namespace, const char *pod, uint16_t port,
+                          int *ret_fd, struct stk_error **err);
 
 /* ==== doctor ============================================================= */
 

@@ -93,5 +93,7 @@ void local_image_facts(const char *state_dir, const struct stk_boundary *b,
         fmt_into(ret->image_user, sizeof(ret->image_user), "runs as the image's user %s (uid %u)",
                  li.img->user, li.oci.uid);
     ret->facts.image_user = ret->image_user;
+    if (stk_image_ports_text(li.store, b->image, ret->image_ports, sizeof(ret->image_ports)))
+        ret->facts.image_ports = ret->image_ports;
     local_image_free(&li);
 }

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The local sandbox network. Links, addresses and routes are made by
- * running ip(8) with an argv (never a shell): iproute2 is the reference
- * rtnetlink client, its bridge/veth/bridge_slave attributes and error
- * messages are what an operator would type and read, and a handful of
- * forks per sandbox (~1 ms each) is noise next to an OCI runtime's start.
- * Hand-written rtnetlink would be several hundred lines of attribute
- * nesting for no gain in safety. Rules go through libnftables in-process:
- * one nft_run_cmd_from_buffer() is one kernel transaction, so a sandbox's
- * chain, its set memberships and its dispatch appear and vanish together.
+ * The local sandbox network. Links, addresses and routes are made
+ * in-process through rtnetlink (rtnl.c, libmnl): a cold run pays a few
+ * round trips to the kernel instead of forks and execs of ip(8). The veth
+ * pair is made with its peer already in the sandbox's namespace (no move),
+ * and what must happen inside that namespace (its sysctls, a netlink socket
+ * bound there) is done by this thread alone, which enters the namespace
+ * and leaves it at once (in_netns()). Rules go through libnftables
+ * in-process: one nft_run_cmd_from_buffer() is one kernel transaction, so a
+ * sandbox's chain, its set memberships and its dispatch appear and vanish
+ * together.
  *
  * Concurrency: every up/down/gc holds an flock on STK_NET_HOST_DIR/lock, so
  * the shared objects (bridge, tables, leases) are never raced. The bridge,
@@ -19,6 +20,7 @@
  * instance's gc never takes another's sandboxes for dead.
  */
 #include "driver/local/net.h"
+#include "driver/local/rtnl.h"
 #include "driver/local/steps.h"
 
 #include <dirent.h>
@@ -48,8 +50,6 @@ struct stk_net {
     unsigned index;
     struct stk_nft_facts facts;
 };
-
-static const char *const ip_paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
 
 void stk_net_config_default(struct stk_net_config *c)
 {
@@ -90,126 +90,7 @@ int stk_net_config_apply_env(struct stk_net_config *c, const struct stk_envconfi
     return 0;
 }
 
-/* ---- running ip(8) and sysctls, optionally inside another namespace ----- */
-
-static const char *ip_binary(void)
-{
-    for (size_t i = 0; i < STK_ARRAY_SIZE(ip_paths); i++)
-        if (access(ip_paths[i], X_OK) == 0)
-            return ip_paths[i];
-    return NULL;
-}
-
-/* Runs argv (argv[0] is "ip") with the network namespace netns_fd (-1: the
- * caller's). Errors carry the command and what it printed. */
-/* Runs ip(8) with argv in netns_fd (or here with -1); with input, feeds it on
- * standard input (for `ip -batch -`: one fork for many commands). */
-static int ip_exec(int netns_fd, const char *const *argv, const char *input, struct stk_error **err)
-{
-    const char *bin = ip_binary();
-    _cleanup_buf_ struct stk_buf cmd = {0};
-    for (size_t i = 0; argv[i]; i++)
-        stk_buf_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
-    if (!bin)
-        return stk_error_make(err, ENOENT, "%s: ip(8) not found (install iproute2)",
-                              stk_buf_str(&cmd));
-    int pipefd[2], infd[2] = {-1, -1};
-    size_t in_len = input ? strlen(input) : 0;
-    /* the script is written whole before ip reads it: it must fit a pipe */
-    if (in_len > 16384)
-        return stk_error_make(err, E2BIG, "ip batch too long");
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return stk_error_errno(err, errno, "pipe");
-    if (input && pipe2(infd, O_CLOEXEC) < 0) {
-        int e = errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return stk_error_errno(err, e, "pipe");
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        if (input) {
-            close(infd[0]);
-            close(infd[1]);
-        }
-        return stk_error_errno(err, e, "fork");
-    }
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
-            _exit(126);
-        if (devnull < 0 || dup2(input ? infd[0] : devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
-            dup2(pipefd[1], 2) < 0)
-            _exit(126);
-        /* execv's prototype predates const; it does not write argv */
-        union {
-            const char *const *c;
-            char *const *m;
-        } av = {.c = argv};
-        execv(bin, av.m);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    if (input) {
-        close(infd[0]);
-        (void)!write(infd[1], input, in_len);
-        close(infd[1]);
-    }
-    char msg[512];
-    size_t n = 0;
-    ssize_t k;
-    char rest[256];
-    /* keep the start of the message, drain the rest so ip never blocks */
-    while ((k = n < sizeof(msg) - 1 ? read(pipefd[0], msg + n, sizeof(msg) - 1 - n)
-                                    : read(pipefd[0], rest, sizeof(rest))) > 0)
-        if (n < sizeof(msg) - 1)
-            n += (size_t)k;
-    close(pipefd[0]);
-    msg[n] = '\0';
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-        return 0;
-    return stk_error_make(err, EIO, "%s: %s", stk_buf_str(&cmd),
-                          n ? msg : "failed without a message");
-}
-
-#define IP(fd, err, ...) ip_exec((fd), (const char *const[]){"ip", __VA_ARGS__, NULL}, NULL, (err))
-
-/* Several ip commands in one process (each fork+exec of ip costs ~5 ms);
- * the first failing line stops the batch and is reported. */
-static int ip_batch(int netns_fd, const char *script, struct stk_error **err)
-{
-    struct stk_error *e = NULL;
-    int r = ip_exec(netns_fd, (const char *const[]){"ip", "-batch", "-", NULL}, script, &e);
-    if (r >= 0)
-        return r;
-    /* ip says "Command failed -:N": name the command, as a single ip would */
-    const char *at = strstr(e->msg, "Command failed -:");
-    long line = at ? strtol(at + strlen("Command failed -:"), NULL, 10) : 0;
-    const char *cmd = script;
-    for (long i = 1; i < line && cmd; i++)
-        cmd = strchr(cmd, '\n') ? strchr(cmd, '\n') + 1 : NULL;
-    if (line > 0 && cmd) {
-        const char *why = strstr(e->msg, ": ") ? strstr(e->msg, ": ") + 2 : e->msg;
-        size_t why_len = strcspn(why, "\n");
-        r = stk_error_make(err, EIO, "ip %.*s: %.*s", (int)strcspn(cmd, "\n"), cmd, (int)why_len,
-                           why);
-        stk_error_free(e);
-        return r;
-    }
-    if (err && !*err)
-        *err = e;
-    else
-        stk_error_free(e);
-    return r;
-}
+/* ---- sysctls and namespaces ------------------------------------------------ */
 
 static int write_file(const char *path, const char *value)
 {
@@ -220,30 +101,36 @@ static int write_file(const char *path, const char *value)
     return write(fd, value, n) == (ssize_t)n ? 0 : -errno;
 }
 
-/* Sysctls of another namespace: /proc/sys/net shows the namespace of the
- * process that opens it, so a short-lived child does the writing. */
-static int sysctls_in(int netns_fd, const char *const *kv, struct stk_error **err)
+/* Writes sysctls (path, value pairs up to a NULL path) of the calling
+ * thread's network namespace: /proc/sys/net shows the namespace of the
+ * thread that opens it. A sysctl this kernel lacks (force_forwarding before
+ * 6.17) is skipped. */
+static int sysctls_write(const char *const *kv, struct stk_error **err)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return stk_error_errno(err, errno, "fork");
-    if (pid == 0) {
-        if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
-            _exit(126);
-        /* a sysctl this kernel lacks (force_forwarding before 6.17) is skipped */
-        for (size_t i = 0; kv[i]; i += 2) {
-            int r = write_file(kv[i], kv[i + 1]);
-            if (r < 0 && r != -ENOENT)
-                _exit(1);
-        }
-        _exit(0);
+    for (size_t i = 0; kv[i]; i += 2) {
+        int r = write_file(kv[i], kv[i + 1]);
+        if (r < 0 && r != -ENOENT)
+            return stk_error_errno(err, -r, "setting %s=%s", kv[i], kv[i + 1]);
     }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-        return 0;
-    return stk_error_make(err, EIO, "setting sysctls (%s=%s, ...) failed", kv[0], kv[1]);
+    return 0;
+}
+
+/* Runs fn(arg) with this thread in the network namespace netns_fd, and
+ * moves it back before returning. Only the calling thread moves (network
+ * namespaces are per thread); if it cannot move back, nothing else may run
+ * in the sandbox's namespace by mistake: the process aborts. */
+static int in_netns(int netns_fd, int (*fn)(void *arg, struct stk_error **err), void *arg,
+                    struct stk_error **err)
+{
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0)
+        return stk_error_errno(err, errno, "open /proc/thread-self/ns/net");
+    if (setns(netns_fd, CLONE_NEWNET) < 0)
+        return stk_error_errno(err, errno, "entering the sandbox's network namespace");
+    int r = fn(arg, err);
+    if (setns(self, CLONE_NEWNET) < 0)
+        abort();
+    return r;
 }
 
 /* ---- nft ------------------------------------------------------------------- */
@@ -558,33 +445,63 @@ static bool link_exists(const char *name)
     return if_nametoindex(name) != 0;
 }
 
+static void rtnl_closep(struct stk_rtnl **r)
+{
+    stk_rtnl_close(*r);
+}
+#define _cleanup_rtnl_ _cleanup_(rtnl_closep)
+
+/* One request on a socket of its own, in this thread's namespace. */
+static int rtnl_once(struct nlmsghdr *nlh, const char *what, struct stk_error **err)
+{
+    _cleanup_rtnl_ struct stk_rtnl *nl = NULL;
+    int r = stk_rtnl_open(&nl, err);
+    return r < 0 ? r : stk_rtnl_do(nl, nlh, what, NULL, err);
+}
+
+static int link_del(const char *name, struct stk_error **err)
+{
+    char buf[STK_RTNL_BUF] __attribute__((aligned(4)));
+    _cleanup_free_ char *what = stk_xasprintf("removing link %s", name);
+    return rtnl_once(stk_rtnl_dellink_msg(buf, name), what, err);
+}
+
 static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts *f,
                      struct stk_error **err)
 {
-    char cb[STK_CIDR_STRLEN];
-    int r;
     /* A MAC of its own: a bridge without one takes the lowest of its ports'
      * and changes it when that port goes, and every other sandbox's
      * neighbour entry for the bridge address is stale until it is resolved
      * again (seconds without traffic). Locally administered, "STK". */
-    if (!link_exists(c->bridge) && (r = IP(-1, err, "link", "add", c->bridge, "address",
-                                           "02:53:54:4b:00:01", "type", "bridge")) < 0)
+    static const uint8_t mac[6] = {0x02, 0x53, 0x54, 0x4b, 0x00, 0x01};
+    char buf[STK_RTNL_BUF] __attribute__((aligned(4)));
+    _cleanup_rtnl_ struct stk_rtnl *nl = NULL;
+    int r = stk_rtnl_open(&nl, err);
+    if (r < 0)
         return r;
-    if (f->bridge4.family) {
-        struct stk_cidr gw = f->bridge4;
-        gw.prefix = c->pool4.prefix;
-        if ((r = IP(-1, err, "-4", "addr", "replace", stk_cidr_format(&gw, cb), "dev", c->bridge)) <
+    _cleanup_free_ char *what = stk_xasprintf("creating bridge %s", c->bridge);
+    if (!link_exists(c->bridge) &&
+        (r = stk_rtnl_do(nl, stk_rtnl_bridge_msg(buf, c->bridge, mac), what, NULL, err)) < 0)
+        return r;
+    unsigned ifindex = if_nametoindex(c->bridge);
+    if (!ifindex)
+        return stk_error_errno(err, errno, "bridge %s", c->bridge);
+    const struct stk_cidr *addrs[] = {&f->bridge4, &f->bridge6};
+    const uint8_t prefixes[] = {c->pool4.prefix, c->pool6.prefix};
+    for (size_t i = 0; i < 2; i++) {
+        if (!addrs[i]->family)
+            continue;
+        struct stk_cidr gw = *addrs[i];
+        gw.prefix = prefixes[i];
+        char cb[STK_CIDR_STRLEN];
+        _cleanup_free_ char *w =
+            stk_xasprintf("address %s on %s", stk_cidr_format(&gw, cb), c->bridge);
+        if ((r = stk_rtnl_do(nl, stk_rtnl_addr_msg(buf, ifindex, &gw, true, true), w, NULL, err)) <
             0)
             return r;
     }
-    if (f->bridge6.family) {
-        struct stk_cidr gw = f->bridge6;
-        gw.prefix = c->pool6.prefix;
-        if ((r = IP(-1, err, "-6", "addr", "replace", stk_cidr_format(&gw, cb), "dev", c->bridge,
-                    "nodad")) < 0)
-            return r;
-    }
-    if ((r = IP(-1, err, "link", "set", c->bridge, "up")) < 0)
+    _cleanup_free_ char *up = stk_xasprintf("setting %s up", c->bridge);
+    if ((r = stk_rtnl_do(nl, stk_rtnl_up_msg(buf, ifindex), up, NULL, err)) < 0)
         return r;
     /* Route between sandboxes and out of the bridge. Sandboxes ignore ICMP
      * redirects (set inside), so the host's global send_redirects stays as
@@ -598,7 +515,7 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
         kv[6] = "/proc/sys/net/ipv4/ip_forward";
         kv[7] = "1";
     }
-    return sysctls_in(-1, kv, err);
+    return sysctls_write(kv, err);
 }
 
 /* Links enslaved to the bridge, asked of the kernel (an RTM_GETLINK dump
@@ -709,39 +626,48 @@ static void bridge_down_if_unused(const struct stk_net_config *c)
 {
     struct stk_error *e = NULL;
     if (link_exists(c->bridge) && network_unused(c)) {
-        (void)IP(-1, &e, "link", "del", c->bridge);
+        (void)link_del(c->bridge, &e);
         stk_error_freep(&e);
     }
 }
 
-/* A new network namespace, pinned by a bind mount at path. The child
- * unshares so the caller's own namespace never changes, even briefly. */
+/* A new network namespace, pinned by a bind mount at path. This thread
+ * makes it (unshare) and leaves it at once for the one it was in, holding
+ * the new one by a file descriptor that the bind mount then pins. */
 static int netns_make(const char *path, struct stk_error **err)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
     if (fd < 0)
         return stk_error_errno(err, errno, "creating %s", path);
-    pid_t pid = fork();
-    if (pid < 0) {
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) {
         int e = errno;
         (void)unlink(path);
-        return stk_error_errno(err, e, "fork");
+        return stk_error_errno(err, e, "open /proc/thread-self/ns/net");
     }
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) < 0)
-            _exit(1);
-        if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
-            _exit(2);
-        _exit(0);
+    if (unshare(CLONE_NEWNET) < 0) {
+        int e = errno;
+        (void)unlink(path);
+        return stk_error_errno(err, e, "creating the network namespace at %s (unshare)", path);
     }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-        return 0;
-    (void)unlink(path);
-    return stk_error_make(err, EPERM, "creating the network namespace at %s failed (%s)", path,
-                          WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "unshare" : "bind mount");
+    int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int ns_errno = errno;
+    if (setns(self, CLONE_NEWNET) < 0)
+        abort(); /* see in_netns() */
+    if (ns < 0) {
+        (void)unlink(path);
+        return stk_error_errno(err, ns_errno, "creating the network namespace at %s (open)", path);
+    }
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", ns);
+    int r = mount(src, path, NULL, MS_BIND, NULL);
+    int e = errno;
+    close(ns);
+    if (r < 0) {
+        (void)unlink(path);
+        return stk_error_errno(err, e, "creating the network namespace at %s (bind mount)", path);
+    }
+    return 0;
 }
 
 static void netns_remove(const char *path)
@@ -750,41 +676,48 @@ static void netns_remove(const char *path)
     (void)unlink(path);
 }
 
+/* The pair, its peer made as eth0 directly in the sandbox's namespace (no
+ * create-then-move), the host end a port of the bridge. Isolated ports only
+ * reach the bridge itself: sandbox-to-sandbox traffic is routed through the
+ * host, where the chains see it. The host end goes up last. */
 static int veth_make(const struct stk_net *n, struct stk_error **err)
 {
-    char peer[16];
-    snprintf(peer, sizeof(peer), "stq-%s", n->veth + 4);
-    /* iproute2 takes a path for netns when the name holds a '/'. Isolated
-     * ports only reach the bridge itself: sandbox-to-sandbox traffic is
-     * routed through the host, where the chains see it. */
-    _cleanup_free_ char *script =
-        stk_xasprintf("link add %1$s type veth peer name %2$s\n"
-                      "link set %2$s netns %3$s\n"
-                      "link set %1$s master %4$s\n"
-                      "link set %1$s type bridge_slave isolated on learning on\n"
-                      "link set %1$s up\n",
-                      n->veth, peer, n->netns, n->cfg.bridge);
-    int r = ip_batch(-1, script, err);
-    if (r < 0) {
-        struct stk_error *e2 = NULL;
-        (void)IP(-1, &e2, "link", "del", n->veth);
-        stk_error_freep(&e2);
+    char buf[STK_RTNL_BUF] __attribute__((aligned(4)));
+    _cleanup_close_ int ns = open(n->netns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
+        return stk_error_errno(err, errno, "open %s", n->netns);
+    unsigned master = if_nametoindex(n->cfg.bridge);
+    if (!master)
+        return stk_error_errno(err, errno, "bridge %s", n->cfg.bridge);
+    _cleanup_rtnl_ struct stk_rtnl *nl = NULL;
+    int r = stk_rtnl_open(&nl, err);
+    if (r < 0)
         return r;
-    }
+    _cleanup_free_ char *what =
+        stk_xasprintf("veth pair %s (eth0 in the sandbox) on master %s", n->veth, n->cfg.bridge);
+    if ((r = stk_rtnl_do(nl, stk_rtnl_veth_msg(buf, n->veth, "eth0", ns, master), what, NULL,
+                         err)) < 0)
+        return r;
+    unsigned ifindex = if_nametoindex(n->veth);
+    if (!ifindex)
+        return stk_error_errno(err, errno, "%s", what);
+    _cleanup_free_ char *port = stk_xasprintf("bridge port flags of %s", n->veth);
+    _cleanup_free_ char *up = stk_xasprintf("setting %s up", n->veth);
+    if ((r = stk_rtnl_do(nl, stk_rtnl_brport_msg(buf, ifindex, true, true), port, NULL, err)) < 0 ||
+        (r = stk_rtnl_do(nl, stk_rtnl_up_msg(buf, ifindex), up, NULL, err)) < 0)
+        return r;
     return 0;
 }
 
-/* Inside the namespace: lo, eth0 with host-length addresses and routes via
- * the bridge, so every packet — even to a neighbour — crosses the host. */
-static int inside_setup(const struct stk_net *n, struct stk_error **err)
+/* In the sandbox's namespace: its sysctls, and a route netlink socket bound
+ * there (a socket stays in the namespace it was made in). */
+struct inside_enter {
+    struct stk_rtnl *nl;
+};
+
+static int inside_enter(void *arg, struct stk_error **err)
 {
-    const struct stk_nft_facts *f = &n->facts;
-    char peer[16], a4[STK_CIDR_STRLEN], a6[STK_CIDR_STRLEN], g4[STK_CIDR_STRLEN],
-        g6[STK_CIDR_STRLEN];
-    snprintf(peer, sizeof(peer), "stq-%s", n->veth + 4);
-    _cleanup_close_ int fd = open(n->netns, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return stk_error_errno(err, errno, "open %s", n->netns);
+    struct inside_enter *in = arg;
     static const char *const kv[] = {"/proc/sys/net/ipv4/conf/all/accept_redirects",
                                      "0",
                                      "/proc/sys/net/ipv6/conf/all/accept_redirects",
@@ -792,34 +725,57 @@ static int inside_setup(const struct stk_net *n, struct stk_error **err)
                                      "/proc/sys/net/ipv6/conf/default/accept_ra",
                                      "0",
                                      NULL};
-    int r;
-    if ((r = sysctls_in(fd, kv, err)) < 0)
+    int r = sysctls_write(kv, err);
+    return r < 0 ? r : stk_rtnl_open(&in->nl, err);
+}
+
+/* Inside the namespace: lo, eth0 with host-length addresses and routes via
+ * the bridge, so every packet — even to a neighbour — crosses the host. */
+static int inside_setup(const struct stk_net *n, struct stk_error **err)
+{
+    const struct stk_nft_facts *f = &n->facts;
+    _cleanup_close_ int fd = open(n->netns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "open %s", n->netns);
+    struct inside_enter in = {0};
+    int r = in_netns(fd, inside_enter, &in, err);
+    if (r < 0)
         return r;
-    /* One batch; addresses and gateways name their family, so no -4/-6. */
-    _cleanup_buf_ struct stk_buf script = {0};
-    stk_buf_printf(&script, "link set lo up\nlink set %s name eth0\n", peer);
-    if (f->addr4.family) {
-        stk_cidr_format(&f->addr4, a4);
-        *strchr(stk_cidr_format(&f->bridge4, g4), '/') = '\0';
-        stk_buf_printf(&script, "address add %s dev eth0\n", a4);
+    _cleanup_rtnl_ struct stk_rtnl *nl = in.nl;
+    char buf[STK_RTNL_BUF] __attribute__((aligned(4)));
+    unsigned eth0 = 0;
+    /* lo is always interface 1 of a namespace */
+    if ((r = stk_rtnl_do(nl, stk_rtnl_up_msg(buf, 1), "setting lo up", NULL, err)) < 0 ||
+        (r = stk_rtnl_do(nl, stk_rtnl_getlink_msg(buf, "eth0"), "finding eth0", &eth0, err)) < 0)
+        return r;
+    if (!eth0)
+        return stk_error_make(err, ENODEV, "finding eth0: no index in the answer");
+    const struct stk_cidr *addrs[] = {&f->addr4, &f->addr6}, *gws[] = {&f->bridge4, &f->bridge6};
+    for (size_t i = 0; i < 2; i++) {
+        if (!addrs[i]->family)
+            continue;
+        char cb[STK_CIDR_STRLEN];
+        _cleanup_free_ char *w = stk_xasprintf("address %s on eth0", stk_cidr_format(addrs[i], cb));
+        if ((r = stk_rtnl_do(nl, stk_rtnl_addr_msg(buf, eth0, addrs[i], false, true), w, NULL,
+                             err)) < 0)
+            return r;
     }
-    if (f->addr6.family) {
-        stk_cidr_format(&f->addr6, a6);
-        *strchr(stk_cidr_format(&f->bridge6, g6), '/') = '\0';
-        stk_buf_printf(&script, "address add %s dev eth0 nodad\n", a6);
+    if ((r = stk_rtnl_do(nl, stk_rtnl_up_msg(buf, eth0), "setting eth0 up", NULL, err)) < 0)
+        return r;
+    for (size_t i = 0; i < 2; i++) {
+        if (!addrs[i]->family)
+            continue;
+        struct stk_cidr gw = *gws[i], any = {.family = gw.family};
+        gw.prefix = gw.family == STK_FAMILY_V4 ? 32 : 128;
+        char cb[STK_CIDR_STRLEN];
+        stk_cidr_format(&gw, cb);
+        _cleanup_free_ char *w1 = stk_xasprintf("route to %s on eth0", cb);
+        _cleanup_free_ char *w2 = stk_xasprintf("default route via %s", cb);
+        if ((r = stk_rtnl_do(nl, stk_rtnl_route_msg(buf, eth0, &gw, NULL), w1, NULL, err)) < 0 ||
+            (r = stk_rtnl_do(nl, stk_rtnl_route_msg(buf, eth0, &any, &gw), w2, NULL, err)) < 0)
+            return r;
     }
-    stk_buf_puts(&script, "link set eth0 up\n");
-    if (f->addr4.family)
-        stk_buf_printf(&script,
-                       "route add %1$s/32 dev eth0 scope link\n"
-                       "route add 0.0.0.0/0 via %1$s dev eth0\n",
-                       g4);
-    if (f->addr6.family)
-        stk_buf_printf(&script,
-                       "route add %1$s/128 dev eth0\n"
-                       "route add ::/0 via %1$s dev eth0\n",
-                       g6);
-    return ip_batch(fd, stk_buf_str(&script), err);
+    return 0;
 }
 
 /* id is valid (stk_nft_id_valid): it fits n->id */
@@ -857,13 +813,17 @@ static int config_check(const struct stk_net_config *c, struct stk_error **err)
 {
     if (!c->run_dir || c->run_dir[0] != '/')
         return stk_error_make(err, EINVAL, "run directory must be absolute");
-    /* the namespace path goes into ip batch scripts, split on blanks */
+    /* the run directory is a line of every lease file and goes into messages */
     for (const char *p = c->run_dir; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\'' || *p == '\\' || *p == '#')
             return stk_error_make(err, EINVAL,
                                   "run directory %s: blanks, quotes, '#' and control "
                                   "characters are not allowed",
                                   c->run_dir);
+    /* a link name (rtnl.h's buffers are sized for such names) */
+    if (!c->bridge || !*c->bridge || strlen(c->bridge) >= IFNAMSIZ)
+        return stk_error_make(err, EINVAL, "bridge name must have 1 to %d characters",
+                              IFNAMSIZ - 1);
     if (c->pool4.family != STK_FAMILY_V4 && c->pool6.family != STK_FAMILY_V6)
         return stk_error_make(err, EINVAL, "the address pool has no network");
     if (c->pool4.family == STK_FAMILY_V4 && c->pool4.prefix > 29)
@@ -941,7 +901,8 @@ static void undo_veth(void *ctx)
 {
     struct setup *s = ctx;
     struct stk_error *e = NULL;
-    (void)IP(-1, &e, "link", "del", s->n->veth);
+    if (link_exists(s->n->veth))
+        (void)link_del(s->n->veth, &e);
     stk_error_freep(&e);
 }
 
@@ -1130,7 +1091,7 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
     }
     first_error(err, &e, r, &ret);
     if (link_exists(n->veth)) {
-        r = IP(-1, &e, "link", "del", n->veth);
+        r = link_del(n->veth, &e);
         first_error(err, &e, r, &ret);
     }
     netns_remove(n->netns);
@@ -1285,7 +1246,7 @@ static int net_gc_locked(const struct stk_net_config *c, const char *const *live
     struct if_nameindex *ifs = if_nameindex();
     for (struct if_nameindex *x = ifs; x && x->if_index; x++)
         if (stk_startswith(x->if_name, "stk-") && !veth_is_live(x->if_name, live, n_live)) {
-            (void)IP(-1, &e, "link", "del", x->if_name);
+            (void)link_del(x->if_name, &e);
             stk_error_freep(&e);
             removed++;
         }

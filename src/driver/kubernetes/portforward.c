@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * pods/portforward over WebSocket: one TCP connection to one port of a Pod
+ * per WebSocket, subprotocol v4.channel.k8s.io (the kubelet's own; the API
+ * server passes the upgrade through). Channel 0 carries the data both ways,
+ * channel 1 the kubelet's error text; the server opens each channel with
+ * the port (2 bytes, little endian), which is skipped here. The protocol
+ * has no half-close: the end of either side ends the connection.
+ *
+ * The caller gets one end of a socketpair; a thread of its own per
+ * connection runs an lws context that moves bytes between the other end
+ * and the WebSocket (reading stops while a chunk waits for the socket: flow
+ * control, bounded memory) and ends with either side. The thread blocks
+ * every signal, so they stay with the caller's threads.
+ */
+#include "driver/kubernetes/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CH_DATA    0
+#define CH_ERROR   1
+#define PF_CHUNK   (32u << 10)
+#define PF_ERR_MAX 512
+
+struct pf_state {
+    struct stk_kubeconfig *cfg; /* a copy: the thread outlives the caller's client */
+    char *token;
+    char host[256];
+    bool host_is_ip;
+    int api_port;
+    char *path;
+    uint16_t port;
+    int fd;       /* our end of the socketpair: written from the WebSocket */
+    int ready_fd; /* the caller waits on it: one byte once connected or failed */
+    struct lws *ws, *fd_wsi;
+    struct lws_vhost *vhost;
+    bool established, closed, fd_eof;
+    int channel;    /* of the message being received; -1: none yet */
+    size_t skip[2]; /* port prefix bytes still to skip on channels 0, 1 */
+    unsigned char buf[LWS_PRE + 1 + PF_CHUNK];
+    size_t len; /* pending bytes for the WebSocket after the channel byte */
+    char errtext[PF_ERR_MAX];
+    size_t errlen;
+    int fail; /* negative errno */
+    char *fail_msg;
+};
+
+static __thread struct pf_state *pf_current;
+
+static void pf_fail(struct pf_state *s, int code, const char *fmt, ...) STK_PRINTF(3, 4);
+static void pf_fail(struct pf_state *s, int code, const char *fmt, ...)
+{
+    if (s->fail)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    s->fail_msg = stk_xvasprintf(fmt, ap);
+    va_end(ap);
+    s->fail = -code;
+}
+
+static void pf_free(struct pf_state *s)
+{
+    if (!s)
+        return;
+    if (s->token) {
+        OPENSSL_cleanse(s->token, strlen(s->token));
+        free(s->token);
+    }
+    stk_kubeconfig_free(s->cfg);
+    free(s->path);
+    free(s->fail_msg);
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->ready_fd >= 0)
+        close(s->ready_fd);
+    OPENSSL_cleanse(s->buf, sizeof(s->buf));
+    free(s);
+}
+
+static int send_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            (void)poll(&pf, 1, -1);
+            continue;
+        }
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void signal_ready(struct pf_state *s)
+{
+    if (s->ready_fd < 0)
+        return;
+    char b = s->fail ? 1 : 0;
+    ssize_t w;
+    do
+        w = write(s->ready_fd, &b, 1);
+    while (w < 0 && errno == EINTR);
+    close(s->ready_fd);
+    s->ready_fd = -1;
+}
+
+static void pf_receive(struct pf_state *s, struct lws *wsi, const unsigned char *data, size_t len)
+{
+    if (lws_is_first_fragment(wsi)) {
+        if (len == 0)
+            return;
+        s->channel = data[0];
+        data++;
+        len--;
+    }
+    if (s->channel != CH_DATA && s->channel != CH_ERROR)
+        return; /* channels of other ports: none were asked for */
+    size_t k = s->skip[s->channel] < len ? s->skip[s->channel] : len;
+    s->skip[s->channel] -= k;
+    data += k;
+    len -= k;
+    if (len == 0)
+        return;
+    if (s->channel == CH_ERROR) {
+        size_t room = sizeof(s->errtext) - 1 - s->errlen;
+        size_t n = len < room ? len : room;
+        memcpy(s->errtext + s->errlen, data, n);
+        s->errlen += n;
+        s->errtext[s->errlen] = '\0';
+        pf_fail(s, ECONNREFUSED, "%s", s->errtext);
+        return;
+    }
+    int r = send_all(s->fd, data, len);
+    if (r < 0)
+        s->fd_eof = true; /* the caller closed its end: the connection ends */
+}
+
+static void pf_send(struct pf_state *s, struct lws *wsi)
+{
+    if (s->len == 0)
+        return;
+    s->buf[LWS_PRE] = CH_DATA;
+    size_t n = s->len + 1;
+    s->len = 0;
+    if (lws_write(wsi, s->buf + LWS_PRE, n, LWS_WRITE_BINARY) < (int)n) {
+        pf_fail(s, EIO, "sending to the port failed");
+        return;
+    }
+    if (s->fd_wsi)
+        lws_rx_flow_control(s->fd_wsi, 1);
+}
+
+static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    struct pf_state *s = pf_current;
+    if (!s)
+        return 0;
+    switch ((int)reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+        if (kube_ws_load_tls(s->cfg, s->host, s->host_is_ip, user) < 0) {
+            pf_fail(s, EPROTO, "TLS: the CA, client certificate or key could not be loaded");
+            return 1;
+        }
+        return 0;
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        if (!s->token)
+            return 0;
+        unsigned char **p = in, *end = *p + len;
+        _cleanup_free_ char *v = stk_xasprintf("Bearer %s", s->token);
+        int r = lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
+                                            (const unsigned char *)v, (int)strlen(v), p, end);
+        OPENSSL_cleanse(v, strlen(v));
+        return r ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
+        const char *why = in ? (const char *)in : "connection failed";
+        if (status)
+            pf_fail(s, -kube_status_errno(status, NULL), "%s (HTTP %d)", why, status);
+        else
+            pf_fail(s, EIO, "%s (transient: the server may answer later)", why);
+        s->closed = true;
+        s->ws = NULL;
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        s->established = true;
+        s->channel = -1;
+        s->skip[0] = s->skip[1] = 2;
+        if (s->fd_wsi)
+            lws_rx_flow_control(s->fd_wsi, 1);
+        signal_ready(s);
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        pf_receive(s, wsi, in, len);
+        return s->fail || s->fd_eof ? -1 : 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        pf_send(s, wsi);
+        return s->fail || (s->fd_eof && s->len == 0) ? -1 : 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        s->closed = true;
+        s->ws = NULL;
+        return 0;
+    case LWS_CALLBACK_RAW_RX_FILE: {
+        if (s->len > 0 || !s->established) {
+            lws_rx_flow_control(wsi, 0);
+            return 0;
+        }
+        ssize_t n = read(lws_get_socket_fd(wsi), s->buf + LWS_PRE + 1, PF_CHUNK);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            return 0;
+        if (n <= 0) {
+            s->fd_eof = true;
+            s->fd_wsi = NULL;
+            if (s->ws)
+                lws_callback_on_writable(s->ws);
+            return -1; /* closes the adopted dup */
+        }
+        s->len = (size_t)n;
+        lws_rx_flow_control(wsi, 0);
+        if (s->ws)
+            lws_callback_on_writable(s->ws);
+        return 0;
+    }
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (s->fd_wsi == wsi) { /* a hang-up: the caller is gone */
+            s->fd_wsi = NULL;
+            s->fd_eof = true;
+            if (s->ws)
+                lws_callback_on_writable(s->ws);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols pf_protocols[] = {
+    {"v4.channel.k8s.io", pf_callback, 0, 64 << 10, 0, NULL, 0},
+    {"stockade-port", pf_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *pf_thread(void *arg)
+{
+    struct pf_state *s = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pf_current = s;
+
+    lws_set_log_level(LLL_ERR, kube_ws_log_nothing);
+    struct lws_context_creation_info ci = {0};
+    ci.port = CONTEXT_PORT_NO_LISTEN;
+    ci.protocols = pf_protocols;
+    ci.gid = (gid_t)-1;
+    ci.uid = (uid_t)-1;
+    ci.timeout_secs = 30; /* the upgrade: connecting, TLS, the answer */
+    ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (s->cfg->ca.len)
+        ci.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    struct lws_context *ctx = lws_create_context(&ci);
+    if (!ctx)
+        pf_fail(s, ENOMEM, "lws_create_context failed");
+    int dupfd = ctx ? fcntl(s->fd, F_DUPFD_CLOEXEC, 3) : -1;
+    if (ctx && dupfd < 0)
+        pf_fail(s, errno, "dup: %s", strerror(errno));
+    if (dupfd >= 0) {
+        s->vhost = lws_get_vhost_by_name(ctx, "default");
+        lws_sock_file_fd_type fd = {.filefd = dupfd};
+        s->fd_wsi = lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
+                                               "stockade-port", NULL);
+        if (!s->fd_wsi)
+            pf_fail(s, EIO, "the connection's socket could not be watched");
+        else
+            lws_rx_flow_control(s->fd_wsi, 0); /* nothing is read before the upgrade */
+    }
+    if (!s->fail) {
+        struct lws_client_connect_info cc = {0};
+        cc.context = ctx;
+        cc.address = s->host;
+        cc.port = s->api_port;
+        cc.ssl_connection = LCCSCF_USE_SSL;
+        if (s->host_is_ip)
+            cc.ssl_connection |= LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+        cc.path = s->path;
+        cc.host = s->host;
+        cc.origin = s->host;
+        cc.protocol = "v4.channel.k8s.io";
+        cc.alpn = "http/1.1";
+        cc.pwsi = &s->ws;
+        if (!lws_client_connect_via_info(&cc))
+            pf_fail(s, EIO, "connection failed");
+    }
+    while (ctx && !s->closed && !s->fail)
+        if (lws_service(ctx, 0) < 0)
+            break;
+    bool handed_off = s->established; /* the caller got the socket: this thread owns s */
+    if (!s->established && !s->fail)
+        pf_fail(s, EIO, "the connection closed before the upgrade");
+    signal_ready(s); /* before the context goes: the caller waits no longer than needed */
+    if (ctx)
+        lws_context_destroy(ctx);
+    pf_current = NULL;
+    if (handed_off)
+        pf_free(s);
+    return NULL;
+}
+
+int stk_kube_port_connect(struct stk_kube *k, const char *namespace, const char *pod, uint16_t port,
+                          int *ret_fd, struct stk_error **err)
+{
+    struct stk_kube_ref ref = {
+        .api_version = "v1", .kind = "Pod", .namespace = namespace, .name = pod};
+    _cleanup_buf_ struct stk_buf what = {0};
+    _cleanup_buf_ struct stk_buf path = {0};
+    stk_kube_ref_describe(&ref, &what);
+    if (port == 0)
+        return kube_error(k, err, EINVAL, "port-forward %s: port 0", stk_buf_str(&what));
+    int r = stk_kube_path(k, &ref, &path, err);
+    if (r < 0)
+        return stk_error_wrap(err, "port-forward %s", stk_buf_str(&what));
+    stk_buf_printf(&path, "/portforward?ports=%u", port);
+
+    struct pf_state *s = stk_xcalloc(1, sizeof(*s));
+    s->fd = s->ready_fd = -1;
+    s->port = port;
+    const char *prefix = "";
+    if (kube_ws_split_server(k->cfg->server, s->host, sizeof(s->host), &s->api_port, &prefix,
+                             &s->host_is_ip) < 0) {
+        pf_free(s);
+        return kube_error(k, err, EINVAL, "port-forward %s: server URL not understood",
+                          stk_buf_str(&what));
+    }
+    s->path = stk_xasprintf("%s%s", prefix, stk_buf_str(&path));
+    if ((r = kubeconfig_token(k->cfg, &s->token, err)) < 0) {
+        pf_free(s);
+        return stk_error_wrap(err, "context %s (%s)", k->cfg->context, k->cfg->server);
+    }
+    s->cfg = kubeconfig_dup(k->cfg);
+    int sp[2], rp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+        pf_free(s);
+        return kube_error(k, err, errno, "port-forward %s: socketpair", stk_buf_str(&what));
+    }
+    if (pipe2(rp, O_CLOEXEC) < 0) {
+        r = errno;
+        close(sp[0]);
+        close(sp[1]);
+        pf_free(s);
+        return kube_error(k, err, r, "port-forward %s: pipe", stk_buf_str(&what));
+    }
+    s->fd = sp[1];
+    s->ready_fd = rp[1];
+    pthread_t t;
+    if ((r = pthread_create(&t, NULL, pf_thread, s)) != 0) {
+        close(sp[0]);
+        close(rp[0]);
+        pf_free(s);
+        return kube_error(k, err, r, "port-forward %s: a thread", stk_buf_str(&what));
+    }
+    char b = 1;
+    ssize_t n;
+    do
+        n = read(rp[0], &b, 1);
+    while (n < 0 && errno == EINTR);
+    close(rp[0]);
+    if (n == 1 && b == 0) { /* connected: the thread owns s now */
+        pthread_detach(t);
+        *ret_fd = sp[0];
+        return 0;
+    }
+    pthread_join(t, NULL);
+    close(sp[0]);
+    r = kube_error(k, err, s->fail ? -s->fail : EIO, "port-forward %s port %u: %s",
+                   stk_buf_str(&what), port, s->fail_msg ? s->fail_msg : "no answer");
+    pf_free(s);
+    return r;
+}
