@@ -674,7 +674,7 @@ static int open_beneath(const char *path, int flags, mode_t mode)
         struct stat st;
         /* a link where a directory is wanted: ENOTDIR, which says less than
          * openat2's ELOOP */
-        if (nfd < 0 && e == ENOTDIR && !last && fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if (nfd < 0 && e == ENOTDIR && fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISLNK(st.st_mode))
             e = ELOOP;
         close(dir);
