@@ -196,17 +196,19 @@ enum stk_local_path stk_egress_local(const struct stk_local_facts *f, const stru
     const struct stk_cidr *a = &d->addr;
     if (in_cidr("127.0.0.0/8", a) || in_cidr("::1/128", a))
         return STK_LOCAL_LOOPBACK;
-    /* denied by the model: denied here too, by the sandbox's chain; and the
-     * cluster DNS rule comes before the host rule (the resolver may be a
-     * service on the bridge address) */
-    if (!v->allowed || (v->isolated && v->policy == STK_NETPOL_DNS))
+    /* denied by the model: denied here too, by the sandbox's chain */
+    if (!v->allowed)
         return STK_LOCAL_AS_MODELLED;
     bool host =
         in_cidr("224.0.0.0/4", a) || in_cidr("255.255.255.255/32", a) || in_cidr("ff00::/8", a);
     for (size_t i = 0; i < f->n_host_addrs && !host; i++)
         host = stk_cidr_contains(&f->host_addrs[i], a);
+    /* the cluster DNS rule comes before the host rule (the resolver may be
+     * a service on the bridge address); a resolver off the host still
+     * passes the offhost rule, as everything leaving does */
     if (host)
-        return STK_LOCAL_HOST_DROPPED;
+        return v->isolated && v->policy == STK_NETPOL_DNS ? STK_LOCAL_AS_MODELLED
+                                                          : STK_LOCAL_HOST_DROPPED;
     const struct stk_cidr *pool = a->family == STK_FAMILY_V4 ? &f->pool4 : &f->pool6;
     if (pool->family == a->family && stk_cidr_contains(pool, a))
         return STK_LOCAL_AS_MODELLED; /* another sandbox: routed through the host */

@@ -24,7 +24,7 @@ const struct cli_command cli_commands[] = {
      "its record and audit trail stay (`stockade ls -a`, `stockade audit ID`).\n"
      "\n"
      "  -i, --interactive     send stdin to CMD \\  both make the sandbox a long-lived\n"
-     "  -t, --tty             give CMD a terminal /  one (crun or runc), removed at the end\n"
+     "  -t, --tty             give CMD a terminal /  one, removed at the end\n"
      "  -d, --detach          start CMD in a long-lived sandbox, print its id and return;\n"
      "                        `stockade logs|exec|stop|rm ID` from then on\n"
      "      --rm              (the default) remove the sandbox when CMD ends\n"

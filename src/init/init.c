@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -670,6 +671,12 @@ static int open_beneath(const char *path, int flags, mode_t mode)
         int nfd = last ? openat(dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode)
                        : openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         int e = errno;
+        struct stat st;
+        /* a link where a directory is wanted: ENOTDIR, which says less than
+         * openat2's ELOOP */
+        if (nfd < 0 && e == ENOTDIR && fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode))
+            e = ELOOP;
         close(dir);
         if (nfd < 0)
             return -e;
@@ -1566,6 +1573,43 @@ static int check_listen_fd(void)
     return set_nonblock(LISTEN_FD);
 }
 
+/* --listen PATH (gVisor, which cannot hand a listening socket in): init
+ * binds its own at PATH, in a host directory the driver moves it out of
+ * before anything else runs here, and serves it as fd 3. */
+static int listen_at(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, len + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(0077);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ? -errno : 0;
+    umask(old);
+    if (r == 0 && fd != LISTEN_FD && dup3(fd, LISTEN_FD, O_CLOEXEC) < 0)
+        r = -errno;
+    if (fd != LISTEN_FD)
+        close(fd);
+    /* An open file pins the socket's dentry in gVisor, which otherwise
+     * may drop it (and the host socket with it) once the driver has moved
+     * the name away. Kept for init's life; children do not inherit it. */
+    if (r == 0 && open(path, O_PATH | O_CLOEXEC) < 0)
+        log_msg("pinning %s: %s", path, strerror(errno));
+    /* PATH.ready tells the driver it listens: gVisor's host socket must
+     * not move before */
+    char ready[sizeof(sa.sun_path) + 8];
+    snprintf(ready, sizeof(ready), "%s.ready", path);
+    int rfd = r == 0 ? open(ready, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    if (r == 0 && rfd < 0)
+        r = -errno;
+    if (rfd >= 0)
+        close(rfd);
+    return r;
+}
+
 static int setup_signals(void)
 {
     static const int handled[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -1595,7 +1639,12 @@ int main(int argc, char **argv)
         log_msg("PR_SET_DUMPABLE: %s", strerror(errno));
     if (!S.pid1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         log_msg("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
-    int r = check_listen_fd();
+    int r = 0;
+    if (argc == 3 && strcmp(argv[1], "--listen") == 0 && (r = listen_at(argv[2])) < 0) {
+        log_msg("listening on %s: %s", argv[2], strerror(-r));
+        return 1;
+    }
+    r = check_listen_fd();
     if (r < 0) {
         log_msg("fd 3 is not a listening socket: %s", strerror(-r));
         return 1;

@@ -238,7 +238,9 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
      * apply leaves them exactly as this version of stockade wants them. */
     stk_buf_puts(out, "add table " T "\n"
                       "add map " T " sb4 { type ipv4_addr : verdict; }\n"
-                      "add map " T " sb6 { type ipv6_addr : verdict; }\n");
+                      "add map " T " sb6 { type ipv6_addr : verdict; }\n"
+                      "add map " T " off4 { type ipv4_addr : verdict; }\n"
+                      "add map " T " off6 { type ipv6_addr : verdict; }\n");
     stk_buf_puts(out, "add chain " T " forward { type filter hook forward priority filter; "
                       "policy accept; }\n"
                       "add chain " T " input { type filter hook input priority filter; "
@@ -254,7 +256,12 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
      * host's uplink. A later base chain, so that the sandbox chains have
      * decided (and logged denials) first. */
     if (!f->nat && !f->routed)
+        /* each sandbox's own so-<id> chain logs the drop as its denial */
         stk_buf_printf(out,
+                       "add rule " T " offhost iifname \"%1$s\" oifname != \"%1$s\" ip saddr "
+                       "vmap @off4\n"
+                       "add rule " T " offhost iifname \"%1$s\" oifname != \"%1$s\" ip6 saddr "
+                       "vmap @off6\n"
                        "add rule " T " offhost iifname \"%1$s\" oifname != \"%1$s\" counter "
                        "drop\n",
                        f->bridge);
@@ -435,6 +442,22 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
                        fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), chain);
     }
 
+    /* What the model allowed but the host does not forward (no nat, not
+     * routed): logged as this sandbox's, then dropped (the offhost chain
+     * jumps here only then). */
+    stk_buf_printf(&out,
+                   "add chain " T " so-%1$s\nflush chain " T " so-%1$s\n"
+                   "add rule " T " so-%1$s " LOG_LIMIT
+                   " log group %2$u prefix \"" STK_NFT_LOG_PREFIX "%1$s:" STK_NFT_OFFHOST ":\"\n"
+                   "add rule " T " so-%1$s counter drop\n",
+                   f->id, f->log_group);
+    for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
+        const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
+        if (has(a))
+            stk_buf_printf(&out, "add element " T " off%c { %s : jump so-%s }\n",
+                           fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), f->id);
+    }
+
     ingress_chain_lines(b, f, &out);
 
     /* The bridge port may only speak with its own addresses (and IPv6
@@ -480,10 +503,21 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
     }
     for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
         const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
+        /* the off map and chain made first (adding what exists is no
+         * error): a sandbox set up before they were is removed too */
         if (has(a))
-            stk_buf_printf(&out, "delete element " T " in%c { %s }\n",
-                           fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb));
+            stk_buf_printf(&out,
+                           "delete element " T " in%1$c { %2$s }\n"
+                           "add map " T " off%1$c { type %3$s : verdict; }\n"
+                           "add chain " T " so-%4$s\n"
+                           "add element " T " off%1$c { %2$s : jump so-%4$s }\n"
+                           "delete element " T " off%1$c { %2$s }\n",
+                           fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb),
+                           fam == STK_FAMILY_V4 ? "ipv4_addr" : "ipv6_addr", f->id);
     }
+    stk_buf_printf(
+        &out, "add chain " T " so-%1$s\nflush chain " T " so-%1$s\ndelete chain " T " so-%1$s\n",
+        f->id);
     stk_buf_printf(&out, "flush chain " T " si-%1$s\ndelete chain " T " si-%1$s\n", f->id);
     stk_buf_printf(&out,
                    "flush chain " T " sb-%1$s\ndelete chain " T " sb-%1$s\n"

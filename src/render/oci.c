@@ -192,6 +192,8 @@ static json_t *render_mounts(const struct stk_boundary *b, const struct stk_oci_
     }
     if (o->init_dir)
         bind_add(m, STK_OCI_INIT_DIR, o->init_dir, true);
+    if (o->init_dir && o->init_sock_dir)
+        bind_add(m, STK_OCI_INIT_SOCK_DIR, o->init_sock_dir, false);
     return m;
 }
 
@@ -385,13 +387,15 @@ int stk_oci_argv(const struct stk_boundary *b, const struct stk_oci_image *img, 
 static json_t *render_process(const struct stk_boundary *b, const struct stk_oci_options *o,
                               json_t *env, const char *const *argv, size_t argc)
 {
-    static const char *const init_argv[] = {STK_OCI_INIT_PATH};
+    static const char *const init_argv[] = {STK_OCI_INIT_PATH, "--listen", STK_OCI_INIT_SOCK};
     json_t *p = json_object();
     json_object_set_new(p, "terminal", json_false());
     json_object_set_new(p, "user",
                         json_pack("{s:i,s:i}", "uid", o->image ? (int)o->image->uid : STK_OCI_UID,
                                   "gid", o->image ? (int)o->image->gid : STK_OCI_GID));
-    json_object_set_new(p, "args", o->init_dir ? str_array(init_argv, 1) : str_array(argv, argc));
+    json_object_set_new(p, "args",
+                        o->init_dir ? str_array(init_argv, o->init_sock_dir ? 3 : 1)
+                                    : str_array(argv, argc));
     json_object_set_new(p, "env", env);
     bool image_wd = o->image && o->image->workdir && o->image->workdir[0] &&
                     (!b->working_dir || b->working_dir_default);

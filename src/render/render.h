@@ -189,6 +189,9 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
 /* The log prefix of the sandbox's final deny rule, "stk:<id>:", and of its
  * host-input deny rule, "stk:<id>:host:". */
 #define STK_NFT_LOG_PREFIX "stk:"
+/* the tag of a denial the host's offhost rule made: "stk:<id>:offhost:"
+ * (the model allowed it; without data.local.nat or routed it stays here) */
+#define STK_NFT_OFFHOST "offhost"
 
 /* ==== OCI runtime bundle (runtime-spec 1.0.x config.json) ================ */
 
@@ -250,6 +253,12 @@ struct stk_oci_options {
      * (the command may then be empty: a warm pool member). NULL: the
      * process is the workload itself. */
     const char *init_dir;
+    /* With init_dir, under a runtime that cannot hand stockade-init a
+     * listening socket (gVisor): this host directory is bound read-write at
+     * STK_OCI_INIT_SOCK_DIR and init binds its own socket there
+     * (STK_OCI_INIT_SOCK), which the driver takes out of the sandbox's
+     * reach before anything else runs in it. NULL: init inherits fd 3. */
+    const char *init_sock_dir;
     /* the hostname; NULL: the boundary's name */
     const char *hostname;
     /* gVisor: its /sys/fs/cgroup is its own, read-only emulation, and it
@@ -290,6 +299,11 @@ struct stk_oci_options {
 
 #define STK_OCI_INIT_DIR  "/.stockade"
 #define STK_OCI_INIT_PATH STK_OCI_INIT_DIR "/stockade-init"
+/* the mount point (an empty directory of the init directory) and the name
+ * init binds, for init_sock_dir */
+#define STK_OCI_INIT_SOCK_DIR  STK_OCI_INIT_DIR "/sock"
+#define STK_OCI_INIT_SOCK_NAME "init.sock"
+#define STK_OCI_INIT_SOCK      STK_OCI_INIT_SOCK_DIR "/" STK_OCI_INIT_SOCK_NAME
 
 /* Renders config.json text (2-space indented, fixed key order, trailing
  * newline). The caller frees *ret. */

@@ -152,7 +152,12 @@ int stk_session_file_write(struct stk_session *s, const char *id, const char *pa
                 : stk_error_make(err, STK_DRV_E_NOTSUP,
                                  "sandbox %s: copying files is not implemented on this backend yet",
                                  sb.rec.id);
-    if (r == -EROFS)
+    /* gVisor answers a write under its read-only root with EACCES */
+    static const char *const writable[] = {"/workspace/", "/tmp/", "/dev/shm/", STK_HOME_PATH "/"};
+    bool in_writable = false;
+    for (size_t i = 0; i < STK_ARRAY_SIZE(writable); i++)
+        in_writable |= !strncmp(path, writable[i], strlen(writable[i]));
+    if (r == -EROFS || (r == -EACCES && !in_writable))
         writable_hint(s, &sb, path, err);
     r = session_drv_error(s, "cp", r, err);
     if (r == -STK_DRV_E_NOFILE)

@@ -162,8 +162,11 @@ def test_symlink_race_never_escapes(sess, sid, tmp_path):
             p = sess("cp", src, f"{sid}:/tmp/d/f{i}")
             outcomes["ok" if p.returncode == 0 else "refused"] += 1
             if p.returncode:
+                # (a link swapped back between the walk's open and its check
+                # is "Not a directory" where there is no openat2: gVisor)
                 assert ("symbolic link" in p.stderr or "No such file" in p.stderr
-                        or "not a regular file" in p.stderr), p.stderr
+                        or "not a regular file" in p.stderr
+                        or "Not a directory" in p.stderr), p.stderr
         victim = sess.ok("exec", sid, "--", "ls", "-A", "/dev/shm/victim").stdout
         assert victim == "", f"written through the link: {victim!r} ({outcomes})"
     finally:
@@ -220,7 +223,7 @@ def test_help_documents_the_limit(sess):
     assert "16 MiB" in p.stdout and "ID:/PATH" in p.stdout
 
 
-@pytest.mark.parametrize("runtime", ["runc", "crun"])
+@pytest.mark.parametrize("runtime", ["gvisor", "runc", "crun"])
 def test_each_runtime(sess, tmp_path, runtime):
     """The same init protocol whatever OCI runtime started the sandbox."""
     p = sess("create", "-f", write_spec(tmp_path / f"{runtime}.yaml", name=f"rt-{runtime}",
@@ -230,7 +233,7 @@ def test_each_runtime(sess, tmp_path, runtime):
         pytest.skip(f"{runtime} cannot host long-lived sandboxes here: {p.stderr.strip()}")
     assert p.returncode == 0, p.stderr
     rid = p.stdout.strip()
-    assert sess.get(rid)["runtime"] == runtime
+    assert sess.get(rid)["runtime"] == {"gvisor": "runsc"}.get(runtime, runtime)
     src = tmp_path / "f"
     src.write_bytes(data_of(100000))
     sess.ok("cp", src, f"{rid}:/workspace/f")

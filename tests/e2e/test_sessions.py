@@ -139,7 +139,10 @@ def test_create_exec_logs_stop_start_rm(sess, tmp_path):
     spec = write_spec(tmp_path / "svc.yaml")
     sid = sess.create(spec)
     rec = sess.get(sid)
-    assert rec["phase"] == "ready" and rec["name"] == "svc" and rec["runtime"] in ("crun", "runc")
+    runtimes = json.loads((tmp_path / "state" / "runtimes.json").read_text())
+    # the strongest runtime that works, as for `run`: gVisor included
+    want = "runsc" if runtimes["runsc"]["works"] else ("crun", "runc")
+    assert rec["phase"] == "ready" and rec["name"] == "svc" and rec["runtime"] in want
 
     # exec: output, exit status, the sandbox user
     p = sess("exec", sid, "--", "/bin/sh", "-c", "id -u; echo err >&2; exit 7")
@@ -344,10 +347,69 @@ def test_logs_follow_and_bound(sess, tmp_path):
     sid = sess.create(write_spec(tmp_path / "l.yaml", name="chatty", command=cmd))
     p = sess.ok("logs", "-f", sid, timeout=120)
     assert p.stdout.endswith("x\nEND\n")
-    assert 8 << 20 <= len(p.stdout) <= 16 << 20
+    # a follower that keeps up may see it all (under gVisor the workload
+    # writes slower than logs -f reads); what is kept is bounded
+    assert 8 << 20 <= len(p.stdout) <= (20 << 20) + 5
     logs = tmp_path / "state" / "sandboxes" / sid / "logs"
     assert sum(f.stat().st_size for f in logs.iterdir()) <= (16 << 20) + 65536
     assert sess.get(sid)["phase"] == "succeeded"
+    kept = sess.ok("logs", sid, timeout=120).stdout
+    assert kept.endswith("x\nEND\n") and 8 << 20 <= len(kept) <= 16 << 20
+
+
+# ---- the supervisor's socket is out of the workload's reach ---------------------
+
+HOSTILE = r"""
+import ctypes, os, socket
+out = {}
+for p in ("/.stockade/sock/init.sock", "/proc/1/fd/3"):
+    try:
+        socket.socket(socket.AF_UNIX).connect(p); out["connect " + p] = "connected"
+    except OSError as e:
+        out["connect " + p] = e.errno
+try:
+    os.open("/proc/1/fd/3", os.O_RDWR); out["open fd 3"] = "opened"
+except OSError as e:
+    out["open fd 3"] = e.errno
+for name in ("x", "init.sock"):
+    try:
+        s = socket.socket(socket.AF_UNIX); s.bind("/.stockade/sock/" + name); out["bind " + name] = "bound"
+    except OSError as e:
+        out["bind " + name] = e.errno
+libc = ctypes.CDLL(None, use_errno=True)
+out["ptrace"] = "attached" if libc.ptrace(16, 1, 0, 0) == 0 else ctypes.get_errno()
+out["ls"] = sorted(os.listdir("/.stockade/sock"))
+print(__import__("json").dumps(out))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["gvisor", "crun", "runc"])
+def test_init_socket_out_of_reach(sess, tmp_path, runtime):
+    """The workload cannot connect to stockade-init's socket, reach it through
+    /proc/1/fd, or put a socket of its own where the host would find it; under
+    gVisor (where init binds its socket itself) as under crun and runc."""
+    p = sess("create", "-f", write_spec(tmp_path / "h.yaml", name="hostile", runtime=runtime))
+    if p.returncode != 0 and ("not available" in p.stderr or "no runtime" in p.stderr
+                              or "does not work" in p.stderr):
+        pytest.skip(f"{runtime} cannot host long-lived sandboxes here: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+    sid = p.stdout.strip()
+    run_dir = pathlib.Path(sess.env["STOCKADE_RUN_DIR"])
+    sock = run_dir / "init" / f"{sid}.sock"
+    before = os.stat(sock)
+    out = json.loads(sess.ok("exec", sid, "--", "python3", "-c", HOSTILE).stdout)
+    assert out["ls"] == []
+    assert "connected" not in out.values() and "opened" not in out.values(), out
+    assert "attached" not in out.values() and "bound" not in out.values(), out
+    # the host's socket is the one init bound, and still answers
+    after = os.stat(sock)
+    assert (after.st_ino, after.st_dev) == (before.st_ino, before.st_dev)
+    assert sess.ok("exec", sid, "--", "echo", "alive").stdout == "alive\n"
+    if sess.get(sid)["runtime"] == "runsc":
+        d = os.stat(run_dir / "init" / f"{sid}.d")
+        assert (d.st_uid, d.st_mode & 0o7777) == (0, 0o555)
+    sess.ok("rm", "-f", sid)
+    assert not list((run_dir / "init").glob(f"{sid}*"))
 
 
 # ---- input errors -------------------------------------------------------------------
@@ -359,8 +421,6 @@ def test_create_refuses_bad_input(sess, tmp_path):
                    "spec:\n  resources:\n    memory: lots\n")
     p = sess("create", "-f", bad)
     assert p.returncode == 1 and f"{bad}:7:" in p.stderr and "spec.resources.memory" in p.stderr
-    p = sess("create", "-f", write_spec(tmp_path / "g.yaml", runtime="gvisor"))
-    assert p.returncode == 1 and "supervisor's listening socket" in p.stderr
     assert sess.ls("-a") == []
     p = sess("exec", "nosuch", "--", "true")
     assert p.returncode == 125 and "no sandbox nosuch" in p.stderr
@@ -448,7 +508,7 @@ def test_pool_claim_refill_and_fallback(sess, tmp_path):
         time.sleep(0.05)
 
     # the pool refills in the background, never with the claimed member
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while json.loads(sess.ok("pool", "ls", "-o", "json").stdout)[0]["ready"] < 2:
         assert time.monotonic() < deadline, "the pool did not refill"
         time.sleep(0.1)
@@ -503,7 +563,10 @@ def test_audit_tamper_is_named(sess, tmp_path):
 
 
 def test_verify_passes_then_fails_when_weakened(sess, tmp_path):
-    sid = sess.create(write_spec(tmp_path / "v.yaml", name="ver", resources={"memory": "256Mi"}))
+    # crun: the probe reads the sandbox's own cgroup files, which gVisor
+    # emulates (its memory row is a skip that says so)
+    sid = sess.create(write_spec(tmp_path / "v.yaml", name="ver", resources={"memory": "256Mi"},
+                                 runtime="crun"))
     p = sess("verify", sid, "--to", "10.88.0.1:9", "--timeout-ms", "300")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "memory limit" in p.stdout and ", 0 FAIL," in p.stdout
@@ -586,15 +649,18 @@ def test_readme_pool_examples(sess):
 
 
 def test_runtime_choice_is_said(sess, tmp_path):
-    """When explain's default would be gVisor, create says the sandbox runs on something weaker."""
+    """A long-lived sandbox runs where explain says: gVisor when it works here,
+    and create then says nothing about a weaker runtime."""
     p = sess("create", "-f", write_spec(tmp_path / "r.yaml", name="rt"))
     assert p.returncode == 0, p.stderr
     runtimes = json.loads((tmp_path / "state" / "runtimes.json").read_text())
     rec = sess.get(p.stdout.strip())
+    assert "not gVisor" not in p.stderr
     if runtimes["runsc"]["works"]:
-        assert f"runs on {rec['runtime']}, not gVisor" in p.stderr
-    else:
-        assert "not gVisor" not in p.stderr
+        assert rec["runtime"] == "runsc"
+    explain = json.loads(sess.ok("explain", tmp_path / "r.yaml", "--backend", "local",
+                                 "-o", "json").stdout)
+    assert rec["runtime"] in json.dumps(explain)
 
 
 def test_run_dir_belongs_to_one_state_dir(sess, tmp_path):

@@ -299,6 +299,9 @@ static void test_local_paths(void **state)
         {"192.0.2.7", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
         {"10.88.0.1", true, STK_NETPOL_ALLOWLIST, false, STK_LOCAL_HOST_DROPPED},
         {"10.88.0.1", true, STK_NETPOL_DNS, false, STK_LOCAL_AS_MODELLED}, /* DNS first */
+        /* a resolver off the host: DNS passes the host rule, not the offhost one */
+        {"203.0.113.53", true, STK_NETPOL_DNS, false, STK_LOCAL_OFFHOST_DROPPED},
+        {"203.0.113.53", true, STK_NETPOL_DNS, true, STK_LOCAL_AS_MODELLED},
         {"224.0.0.251", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
         {"ff02::fb", true, STK_NETPOL_EXTERNAL, true, STK_LOCAL_HOST_DROPPED},
         {"192.0.2.7", false, STK_NETPOL_DENY, false, STK_LOCAL_AS_MODELLED},

@@ -433,6 +433,60 @@ static void test_home(void **state)
     release(&f);
 }
 
+/* A long-lived sandbox: stockade-init from the read-only init directory;
+ * under gVisor also its socket directory, read-write and nested in it (after
+ * it), and `--listen` with the socket's path. */
+static void test_init_socket_dir(void **state)
+{
+    (void)state;
+    static const char yaml[] = "apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\n"
+                               "metadata:\n  name: x\nspec: {}\n";
+    struct fixture f = {0};
+    load(yaml, &f);
+    for (int with = 0; with < 2; with++) {
+        struct stk_oci_options o = {.root_path = "/r",
+                                    .workspace = "/w",
+                                    .etc_dir = "/e",
+                                    .cgroups_path = "/c",
+                                    .init_dir = "/state/libexec-1",
+                                    .init_sock_dir = with ? "/run/init/ID.d" : NULL};
+        char *text = NULL;
+        assert_int_equal(stk_oci_render(f.b, &o, &text, NULL), 0);
+        json_t *c = json_loads(text, 0, NULL);
+        assert_non_null(c);
+        json_t *m, *args = json_object_get(json_object_get(c, "process"), "args");
+        size_t i, init_at = 0, sock_at = 0;
+        json_t *sock = NULL;
+        json_array_foreach(json_object_get(c, "mounts"), i, m)
+        {
+            const char *dst = json_string_value(json_object_get(m, "destination"));
+            if (!strcmp(dst, STK_OCI_INIT_DIR))
+                init_at = i + 1;
+            if (!strcmp(dst, STK_OCI_INIT_SOCK_DIR))
+                sock = m, sock_at = i + 1;
+        }
+        assert_true(init_at > 0);
+        assert_string_equal(json_string_value(json_array_get(args, 0)), STK_OCI_INIT_PATH);
+        if (with) {
+            assert_non_null(sock);
+            assert_true(sock_at > init_at);
+            assert_string_equal(json_string_value(json_object_get(sock, "source")),
+                                "/run/init/ID.d");
+            json_t *opts = json_object_get(sock, "options");
+            assert_string_equal(json_string_value(json_array_get(opts, 3)), "rw");
+            assert_int_equal(json_array_size(args), 3);
+            assert_string_equal(json_string_value(json_array_get(args, 1)), "--listen");
+            assert_string_equal(json_string_value(json_array_get(args, 2)), STK_OCI_INIT_SOCK);
+        } else {
+            assert_null(sock);
+            assert_int_equal(json_array_size(args), 1);
+        }
+        json_decref(c);
+        free(text);
+    }
+    release(&f);
+}
+
 /* A user namespace of the sandbox's own: joined by path, mapped to its
  * range, the host's sysfs bound recursively and read-only, /sys/fs/cgroup
  * the sandbox's own cgroup directories over the skeleton (no cgroup
@@ -540,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_no_command),
         cmocka_unit_test(test_etc_has_no_host_content),
         cmocka_unit_test(test_home),
+        cmocka_unit_test(test_init_socket_dir),
         cmocka_unit_test(test_image),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -116,8 +116,17 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
     if ((r = stk_path_make(ret, n, err, "%s/libexec-%016llx", p->state_dir,
                            (unsigned long long)h)) < 0)
         return r;
-    if (access(ret, F_OK) == 0)
+    /* the mount point of a gVisor sandbox's socket directory
+     * (STK_OCI_INIT_SOCK_DIR), empty in every other sandbox */
+    static const char *const sock_dir = STK_OCI_INIT_SOCK_DIR + sizeof(STK_OCI_INIT_DIR);
+    if (access(ret, F_OK) == 0) {
+        /* a copy made before the mount point was */
+        if ((r = stk_path_make(path, sizeof(path), err, "%s/%s", ret, sock_dir)) < 0)
+            return r;
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return stk_error_errno(err, errno, "creating %s", path);
         return 0;
+    }
 
     /* copied under a temporary name, then renamed: a concurrent create
      * sees the whole directory or none */
@@ -136,6 +145,9 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
             (r = stk_path_make(to, sizeof(to), err, "%s/%s", tmp, libexec_files[i])) >= 0)
             r = copy_file(path, to, err);
     }
+    if (r >= 0 && (r = stk_path_make(path, sizeof(path), err, "%s/%s", tmp, sock_dir)) >= 0 &&
+        mkdir(path, 0755) < 0)
+        r = stk_error_errno(err, errno, "creating %s", path);
     if (r >= 0 && rename(tmp, ret) < 0 && errno != EEXIST && errno != ENOTEMPTY)
         r = stk_error_errno(err, errno, "renaming %s", tmp);
     if (access(tmp, F_OK) == 0)
@@ -180,7 +192,7 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
         return -ENAMETOOLONG;
     if (runtime_entries(path, id, false) && rt_find(rt_table[rt].name, bin, sizeof(bin), &st)) {
         const char *args[] = {"delete", "--force", id, NULL};
-        (void)rt_exec(p, rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
+        (void)rt_exec_reaping(p, rt, bin, args, RT_IO_LOG(RT_NULL), NULL);
         (void)runtime_entries(path, id, true);
     }
     stk_fault_point("teardown-container-gone");
@@ -194,6 +206,10 @@ int stk_local_teardown(const struct stk_local_paths *p, const char *id, enum stk
     char sock[256];
     if (stk_local_socket_path(p, id, sock, sizeof(sock), NULL) >= 0)
         (void)unlink(sock);
+    /* under gVisor, the directory init bound it in (sandbox.c) */
+    if (stk_path_fmt(path, sizeof(path), "%s/init/%s.d", p->run_dir, id) >= 0 &&
+        lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        (void)rm_rf(path);
 
     /* every removal below takes a path built whole */
     char sub[760];

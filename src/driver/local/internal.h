@@ -88,6 +88,11 @@ struct rt_desc {
     /* config.json gets a user namespace with the sandbox's own host id
      * range (idmap.c) */
     bool userns;
+    /* a long-lived sandbox's stockade-init cannot inherit its listening
+     * socket (runsc has no --preserve-fds): this global flag lets it bind
+     * one in a host directory (STK_OCI_INIT_SOCK_DIR), which the driver
+     * moves out of the sandbox's reach once it appears. NULL: fd 3. */
+    const char *init_binds_flag;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 
@@ -121,6 +126,11 @@ struct rt_stdio {
  * cgroup2 mount. Returns the exit status (0..255) or negative. */
 int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
             const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
+/* Same, reaping every other child of the caller while it waits: runsc
+ * delete waits until gVisor's sandbox and gofer are gone, and when the
+ * caller is their subreaper they stay zombies unless it reaps them. */
+int rt_exec_reaping(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+                    const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
 /* Same without waiting; returns the pid. */
 pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
                const char *const *args, struct rt_stdio io, const sigset_t *child_mask);
@@ -268,7 +278,7 @@ int local_init_connect(const struct local_ctx *c, const char *id, int timeout_ms
 /* A pidfd for the sandbox's stockade-init, trusted only when, once the pidfd
  * pins the process, it still runs stockade-init inside this sandbox's own
  * cgroup. -ESRCH otherwise. */
-int local_init_pidfd(pid_t pid, const char *id);
+int local_init_pidfd(pid_t pid, const char *id, enum stk_oci_runtime rt);
 int local_supervise(void *ctx, const struct stk_driver_sandbox *sb,
                     const struct stk_driver_sink *sink, struct stk_driver_status *ret,
                     struct stk_error **err);

@@ -216,7 +216,7 @@ static int packet_cb(const struct nlmsghdr *nlh, void *data)
     }
     if (!tb[NFULA_PREFIX] || !tb[NFULA_PAYLOAD])
         return MNL_CB_OK;
-    /* "stk:<id>:" or "stk:<id>:host:" */
+    /* "stk:<id>:", "stk:<id>:host:" or "stk:<id>:offhost:" */
     const char *prefix = mnl_attr_get_str(tb[NFULA_PREFIX]);
     if (!stk_startswith(prefix, STK_NFT_LOG_PREFIX))
         return MNL_CB_OK;
@@ -230,6 +230,7 @@ static int packet_cb(const struct nlmsghdr *nlh, void *data)
     if (!stk_nft_id_valid(idbuf))
         return MNL_CB_OK;
     bool host = !strcmp(colon, ":host:");
+    bool offhost = !strcmp(colon, ":" STK_NFT_OFFHOST ":");
 
     struct stk_dest d = {0};
     uint8_t proto = 0;
@@ -261,6 +262,8 @@ static int packet_cb(const struct nlmsghdr *nlh, void *data)
     struct stk_verdict v;
     if (host)
         e.policy = "host";
+    else if (offhost)
+        e.policy = STK_NFT_OFFHOST;
     else if (w->b && stk_egress_decide(w->b, &d, &v) == 0 && v.excepted) {
         e.policy = stk_netpol_names[v.except_policy];
         stk_cidr_format(&v.except_cidr, e.except);

@@ -31,8 +31,10 @@ static const char *const no_args[] = {NULL};
 static const char *const none[] = {NULL};
 
 const struct rt_desc rt_table[_STK_OCI_N] = {
+    /* --host-uds=create: the sandbox may bind Unix sockets on host mounts
+     * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true, false},
+                       true, true, false, "--host-uds=create"},
     [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true},
     /* no user namespace: runc 1.1 joins the one it is given before the
      * prepared network namespace, whose owner (the host's) then refuses it;
@@ -52,6 +54,8 @@ static const char *const runsc_caveats[] = {
     "the workload's user and group ids are those of gVisor's own kernel: per-user limits, file "
     "ownership and signals stay inside it and never meet the host's; gVisor's own processes "
     "run as the host's nobody in a user namespace gVisor makes, not in a range of their own",
+    "a long-lived sandbox's workload can end it by SIGKILLing its PID 1, stockade-init (gVisor "
+    "delivers it; Linux ignores it): it is then recorded as failed",
     NULL,
 };
 static const char *const runc_caveats[] = {
@@ -167,6 +171,21 @@ int rt_exec(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
+            return -errno;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+int rt_exec_reaping(const struct stk_local_paths *p, enum stk_oci_runtime rt, const char *path,
+                    const char *const *args, struct rt_stdio io, const sigset_t *child_mask)
+{
+    pid_t pid = rt_spawn(p, rt, path, args, io, child_mask);
+    if (pid < 0)
+        return pid;
+    int status;
+    for (pid_t w; (w = waitpid(-1, &status, 0)) != pid;)
+        if (w < 0 && errno != EINTR)
             return -errno;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);

@@ -111,6 +111,9 @@ struct sandbox {
     bool session;
     char libexec[600], sock[256];
     int listen_fd;
+    /* under a runtime that cannot pass fd 3 (rt_desc.init_binds_flag):
+     * the host directory init binds its socket in */
+    char sock_dir[256];
     /* --workspace DIR under a user namespace: DIR is bound (on the host,
      * as root) at <dir>/workspace, a path the sandbox's root can pass
      * through (DIR's own parents may be root-only) */
@@ -276,6 +279,10 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
     if (s->session && ((r = stk_local_libexec(s->p, s->libexec, sizeof(s->libexec), err)) < 0 ||
                        (r = stk_local_socket_path(s->p, s->id, s->sock, sizeof(s->sock), err)) < 0))
         return r;
+    if (s->session && rt_table[s->rt].init_binds_flag &&
+        (r = stk_path_make(s->sock_dir, sizeof(s->sock_dir), err, "%s/init/%s.d", s->p->run_dir,
+                           s->id)) < 0)
+        return r;
 
     if ((r = stk_path_make(s->cgpath, sizeof(s->cgpath), err, "/" CG_PARENT "/%s", s->id)) < 0 ||
         (s->req->net &&
@@ -299,6 +306,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .extra_env = s->req->extra_env,
         .n_extra_env = s->req->n_extra_env,
         .init_dir = s->session ? s->libexec : NULL,
+        .init_sock_dir = s->sock_dir[0] ? s->sock_dir : NULL,
         .hostname = s->req->hostname,
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
@@ -913,7 +921,10 @@ static void relay(int *from, int to)
 
 /* The supervisor's socket: listening here, on the host, before the
  * container exists; stockade-init inherits it as fd 3. Nothing inside the
- * sandbox can reach the path: it is not mounted there. */
+ * sandbox can reach the path: it is not mounted there.
+ * Under gVisor (rt_desc.init_binds_flag) init binds it itself, in the
+ * directory made here (bound at STK_OCI_INIT_SOCK_DIR, owned by the sandbox
+ * user); take_init_socket moves it out. */
 static int step_socket(void *ctx, struct stk_error **err)
 {
     struct sandbox *s = ctx;
@@ -926,6 +937,13 @@ static int step_socket(void *ctx, struct stk_error **err)
     if ((r = mkdir_p(dir, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", dir);
     (void)unlink(s->sock);
+    if (s->sock_dir[0]) {
+        /* a crashed create's is stale: nothing runs that bound it */
+        (void)rm_rf(s->sock_dir);
+        if (mkdir(s->sock_dir, 0700) < 0 || chown(s->sock_dir, sandbox_uid(s), sandbox_gid(s)) < 0)
+            return stk_error_errno(err, errno, "creating %s", s->sock_dir);
+        return 0;
+    }
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
     s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -951,6 +969,57 @@ static void undo_socket(void *ctx)
     s->listen_fd = -1;
     if (s->session)
         (void)unlink(s->sock);
+    if (s->sock_dir[0])
+        (void)rm_rf(s->sock_dir);
+}
+
+#define INIT_SOCKET_WAIT_MS 20000
+
+/* Under gVisor: waits for the socket stockade-init binds in s->sock_dir and
+ * moves it to s->sock, the host-only path every client connects to, then
+ * makes the directory root's and read-only. Nothing but init runs in the
+ * sandbox yet (the workload starts on a request over this very socket), so
+ * what appears there is init's; afterwards nothing in the sandbox can reach
+ * the socket's name, nor put another in its place. */
+static int take_init_socket(struct sandbox *s, struct stk_error **err)
+{
+    char from[300], ready[310];
+    int r = stk_path_make(from, sizeof(from), err, "%s/" STK_OCI_INIT_SOCK_NAME, s->sock_dir);
+    if (r < 0 || (r = stk_path_make(ready, sizeof(ready), err, "%s.ready", from)) < 0)
+        return r;
+    struct stat st;
+    /* init makes PATH.ready once it listens (gVisor's host socket must not
+     * move before) */
+    for (int waited = 0;; waited += 2) {
+        if (lstat(ready, &st) == 0 && lstat(from, &st) == 0)
+            break;
+        if (waited >= INIT_SOCKET_WAIT_MS || (kill(s->init_pid, 0) < 0 && errno == ESRCH)) {
+            char tail[512] = "";
+            (void)sandbox_log_tail(s, tail, sizeof(tail));
+            return stk_error_make(err, EIO, "stockade-init did not listen in the sandbox%s%s",
+                                  tail[0] ? ": " : "", tail);
+        }
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != sandbox_uid(s))
+        return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
+    if (rename(from, s->sock) < 0)
+        return stk_error_errno(err, errno, "moving %s to %s", from, s->sock);
+    (void)unlink(ready);
+    if (chown(s->sock_dir, 0, 0) < 0 || chmod(s->sock_dir, 0555) < 0)
+        return stk_error_errno(err, errno, "closing %s", s->sock_dir);
+    /* On a loaded host gVisor's host socket was seen refusing every
+     * connection although init listened (not understood; about one create
+     * in twenty with ten at once): found here, the create is retried. */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return stk_error_errno(err, errno, "stockade-init's socket %s", s->sock);
+    return 0;
 }
 
 /* One runtime call creates and starts the container (run --detach): the
@@ -968,13 +1037,15 @@ static int step_run(void *ctx, struct stk_error **err)
     const char *net_flag = s->net ? rt_table[s->rt].net_on : rt_table[s->rt].net_off;
     if (net_flag)
         args[n++] = net_flag; /* a global flag: before the command */
+    if (s->sock_dir[0])
+        args[n++] = rt_table[s->rt].init_binds_flag;
     args[n++] = "run";
     args[n++] = "--detach";
     args[n++] = "--bundle";
     args[n++] = s->bundle;
     args[n++] = "--pid-file";
     args[n++] = pidfile;
-    if (s->session)
+    if (s->session && !s->sock_dir[0])
         args[n++] = "--preserve-fds=1";
     args[n++] = s->id;
     args[n] = NULL;
@@ -1013,7 +1084,7 @@ static int step_run(void *ctx, struct stk_error **err)
     char buf[32];
     if (file_read(pidfile, buf, sizeof(buf)) <= 0 || (s->init_pid = atoi(buf)) <= 1)
         return stk_error_make(err, EIO, "%s run wrote no pid file", rt_table[s->rt].name);
-    return 0;
+    return s->sock_dir[0] ? take_init_socket(s, err) : 0;
 }
 
 /* Waits, bounded, until stockade has no children left (gVisor's gofer
@@ -1050,14 +1121,8 @@ static void undo_run(void *ctx)
         return;
     }
     const char *args[] = {"delete", "--force", s->id, NULL};
-    pid_t pid = rt_spawn(s->p, s->rt, s->rt_path, args, RT_IO_LOG(s->log_fd), &s->child_mask);
-    /* Reap everything while delete runs: runsc delete waits for gVisor's
-     * gofer and sandbox pids to vanish, and as their subreaper stockade
-     * must reap them or they stay zombies. The workload's status was
-     * collected before teardown. */
-    for (pid_t w; pid > 0 && (w = waitpid(-1, NULL, 0)) != pid;)
-        if (w < 0 && errno != EINTR)
-            break;
+    /* the workload's status was collected before teardown */
+    (void)rt_exec_reaping(s->p, s->rt, s->rt_path, args, RT_IO_LOG(s->log_fd), &s->child_mask);
 }
 
 /* The order matters: the directory first (gc finds a run by it) and last
@@ -1279,18 +1344,24 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
 {
     if (!req->id || req->lock_fd < 0)
         return stk_error_make(err, EINVAL, "provision: no id or lock");
-    if (rt_table[req->runtime].relay_output)
-        return stk_error_make(err, ENOTSUP,
-                              "%s cannot pass the supervisor's listening socket to the sandbox "
-                              "(its --pass-fd hands it in as a non-socket); long-lived "
-                              "sandboxes need crun or runc",
-                              rt_table[req->runtime].name);
     struct sandbox s = sandbox_new(p, req, true);
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
-    /* on failure the runner has undone what ran */
-    if (r >= 0)
-        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
+    /* on failure the runner has undone what ran; a gVisor socket that
+     * refused (take_init_socket) gets two more tries */
+    for (int tries = 0; r >= 0; tries++) {
+        struct stk_error *e = NULL;
+        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, &e);
+        if (r != -ECONNREFUSED || !s.sock_dir[0] || tries == 2) {
+            if (err && !*err)
+                *err = e;
+            else
+                stk_error_free(e);
+            break;
+        }
+        stk_error_free(e);
+        r = 0;
+    }
     if (r >= 0) {
         *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */

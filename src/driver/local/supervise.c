@@ -16,12 +16,15 @@
 #include "driver/local/internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,14 +33,23 @@
 #define ASK_EVERY_MS 200
 #define INIT_WAIT_MS 10000
 
-int local_init_pidfd(pid_t pid, const char *id)
+int local_init_pidfd(pid_t pid, const char *id, enum stk_oci_runtime rt)
 {
     if (pid <= 1)
         return -ESRCH;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0)
         return -errno;
-    char path[64], exe[256], cg[4096];
+    /* under gVisor init is a guest task: the host process is gVisor's
+     * sandbox, the runtime binary itself */
+    char want_exe[PATH_MAX], found[256];
+    struct stat st;
+    want_exe[0] = '\0';
+    if (!rt_table[rt].init_binds_flag)
+        fmt_into(want_exe, sizeof(want_exe), "%s", STK_OCI_INIT_PATH);
+    else if (!rt_find(rt_table[rt].name, found, sizeof(found), &st) || !realpath(found, want_exe))
+        want_exe[0] = '\0';
+    char path[64], exe[PATH_MAX], cg[4096];
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, exe, sizeof(exe) - 1);
     snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
@@ -46,7 +58,9 @@ int local_init_pidfd(pid_t pid, const char *id)
     snprintf(want, sizeof(want), "/" CG_PARENT "/%s\n", id);
     if (n > 0)
         exe[n] = '\0';
-    if (n <= 0 || k <= 0 || !strstr(exe, STK_OCI_INIT_PATH) || !strstr(cg, want)) {
+    bool exe_ok = n > 0 && want_exe[0] &&
+                  (rt_table[rt].init_binds_flag ? !strcmp(exe, want_exe) : !!strstr(exe, want_exe));
+    if (!exe_ok || k <= 0 || !strstr(cg, want)) {
         close(fd);
         return -ESRCH;
     }
@@ -234,7 +248,7 @@ int local_supervise(void *ctx, const struct stk_driver_sandbox *sb,
     struct sup m = {.sb = sb, .sink = sink, .done_fd = -1, .attach_r = -ESRCH};
     pid_t pid = 0;
     (void)local_handle_parse(sb, &m.rt, &pid);
-    m.pidfd = local_init_pidfd(pid, sb->id);
+    m.pidfd = local_init_pidfd(pid, sb->id, m.rt);
     bool started = false;
     if (m.pidfd >= 0 && stk_local_socket_path(&c->p, sb->id, m.sock, sizeof(m.sock), NULL) >= 0) {
         m.done_fd = eventfd(0, EFD_CLOEXEC);
