@@ -118,7 +118,7 @@ int stk_local_libexec(const struct stk_local_paths *p, char *ret, size_t n, stru
         return r;
     /* the mount point of a gVisor sandbox's socket directory
      * (STK_OCI_INIT_SOCK_DIR), empty in every other sandbox */
-    static const char *const sock_dir = STK_OCI_INIT_SOCK_DIR + sizeof(STK_OCI_INIT_DIR);
+    static const char *const sock_dir = &STK_OCI_INIT_SOCK_DIR[sizeof(STK_OCI_INIT_DIR)];
     if (access(ret, F_OK) == 0) {
         /* a copy made before the mount point was */
         if ((r = stk_path_make(path, sizeof(path), err, "%s/%s", ret, sock_dir)) < 0)
