@@ -384,16 +384,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 1;
         }
         return 0;
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        if (!s->token)
-            return 0;
-        unsigned char **p = in, *end = *p + len;
-        _cleanup_free_ char *v = stk_xasprintf("Bearer %s", s->token);
-        int r = lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
-                                            (const unsigned char *)v, (int)strlen(v), p, end);
-        OPENSSL_cleanse(v, strlen(v));
-        return r ? -1 : 0;
-    }
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         /* a refused upgrade (403, 404, ...) or a transport or TLS failure */
         int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
@@ -447,27 +439,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->closed = true;
         s->ws = NULL;
         return 0;
-    case LWS_CALLBACK_RAW_RX_FILE: {
-        if (s->in_len > 0 || !s->established) {
-            lws_rx_flow_control(wsi, 0);
-            return 0;
-        }
-        ssize_t n = read(lws_get_socket_fd(wsi), s->inbuf + LWS_PRE + 1, STDIN_CHUNK);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            return 0;
-        if (n <= 0) {
-            s->in_eof = true;
-            s->in_wsi = NULL;
-            if (s->ws)
-                lws_callback_on_writable(s->ws);
-            return -1; /* closes the adopted dup */
-        }
-        s->in_len = (size_t)n;
-        lws_rx_flow_control(wsi, 0); /* until it was sent */
-        if (s->ws)
-            lws_callback_on_writable(s->ws);
-        return 0;
-    }
+    case LWS_CALLBACK_RAW_RX_FILE:
+        return kube_ws_pump_read(wsi, s->ws, s->established, s->inbuf + LWS_PRE + 1, STDIN_CHUNK,
+                                 &s->in_len, &s->in_eof, &s->in_wsi);
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         /* not at its end: lws saw a hang-up; what is left is read directly */
         if (s->in_wsi == wsi) {
@@ -529,6 +503,77 @@ void kube_ws_log_nothing(int level, const char *line)
 {
     (void)level;
     (void)line;
+}
+
+struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
+                                    const struct lws_protocols *protos, int timeout_s)
+{
+    lws_set_log_level(LLL_ERR, kube_ws_log_nothing); /* library code never prints */
+    struct lws_context_creation_info ci = {0};
+    ci.port = CONTEXT_PORT_NO_LISTEN;
+    ci.protocols = protos;
+    ci.gid = (gid_t)-1;
+    ci.uid = (uid_t)-1;
+    ci.timeout_secs = (unsigned)timeout_s;
+    ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (c->ca.len)
+        ci.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    return lws_create_context(&ci);
+}
+
+struct lws *kube_ws_connect(struct lws_context *ctx, const char *host, int port, bool host_is_ip,
+                            const char *path, const char *subprotocols, struct lws **pwsi)
+{
+    struct lws_client_connect_info cc = {0};
+    cc.context = ctx;
+    cc.address = host;
+    cc.port = port;
+    cc.ssl_connection = LCCSCF_USE_SSL;
+    if (host_is_ip) /* lws would compare an IP with DNS names: OpenSSL checks it */
+        cc.ssl_connection |= LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+    cc.path = path;
+    cc.host = host;
+    cc.origin = host;
+    cc.protocol = subprotocols;
+    cc.alpn = "http/1.1";
+    cc.pwsi = pwsi;
+    return lws_client_connect_via_info(&cc);
+}
+
+int kube_ws_add_bearer(struct lws *wsi, const char *token, void *in, size_t len)
+{
+    if (!token)
+        return 0;
+    unsigned char **p = in, *end = *p + len;
+    _cleanup_free_ char *v = stk_xasprintf("Bearer %s", token);
+    int r = lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
+                                        (const unsigned char *)v, (int)strlen(v), p, end);
+    OPENSSL_cleanse(v, strlen(v));
+    return r ? -1 : 0;
+}
+
+int kube_ws_pump_read(struct lws *wsi, struct lws *ws, bool established, unsigned char *buf,
+                      size_t cap, size_t *len, bool *eof, struct lws **fd_wsi)
+{
+    if (*len > 0 || !established) {
+        lws_rx_flow_control(wsi, 0);
+        return 0;
+    }
+    ssize_t n = read(lws_get_socket_fd(wsi), buf, cap);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n <= 0) {
+        *eof = true;
+        *fd_wsi = NULL;
+        if (ws)
+            lws_callback_on_writable(ws);
+        return -1; /* closes the adopted dup */
+    }
+    *len = (size_t)n;
+    lws_rx_flow_control(wsi, 0); /* until it was sent */
+    if (ws)
+        lws_callback_on_writable(ws);
+    return 0;
 }
 
 static void exec_state_free(struct exec_state *s)
@@ -594,17 +639,8 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     }
     _cleanup_free_ char *full = stk_xasprintf("%s%s", prefix, stk_buf_str(&path));
 
-    lws_set_log_level(LLL_ERR, kube_ws_log_nothing); /* library code never prints */
-    struct lws_context_creation_info ci = {0};
-    ci.port = CONTEXT_PORT_NO_LISTEN;
-    ci.protocols = protocols;
-    ci.gid = (gid_t)-1;
-    ci.uid = (uid_t)-1;
-    ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (k->cfg->ca.len)
-        ci.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     tls_current = s;
-    struct lws_context *ctx = lws_create_context(&ci);
+    struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0);
     if (!ctx) {
         tls_current = NULL;
         r = kube_error(k, err, s->fail ? -s->fail : ENOMEM, "%s %s: %s", verb, s->what,
@@ -643,20 +679,9 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
         sigaction(SIGWINCH, &sa, &old_winch);
     }
 
-    struct lws_client_connect_info cc = {0};
-    cc.context = ctx;
-    cc.address = s->host;
-    cc.port = port;
-    cc.ssl_connection = LCCSCF_USE_SSL;
-    if (s->host_is_ip) /* lws would compare an IP with DNS names: OpenSSL checks it */
-        cc.ssl_connection |= LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
-    cc.path = full;
-    cc.host = s->host;
-    cc.origin = s->host;
-    cc.protocol = "v5.channel.k8s.io,v4.channel.k8s.io";
-    cc.alpn = "http/1.1";
-    cc.pwsi = &s->ws;
-    if (!lws_client_connect_via_info(&cc) && !s->fail)
+    if (!kube_ws_connect(ctx, s->host, port, s->host_is_ip, full,
+                         "v5.channel.k8s.io,v4.channel.k8s.io", &s->ws) &&
+        !s->fail)
         fail(s, EIO, "connection failed");
 
     while (!s->closed && !s->fail) {

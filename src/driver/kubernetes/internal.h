@@ -85,4 +85,25 @@ int kube_ws_load_tls(const struct stk_kubeconfig *c, const char *host, bool host
                      SSL_CTX *ctx);
 void kube_ws_log_nothing(int level, const char *line);
 
+/* What exec.c and portforward.c do alike with lws. */
+struct lws;
+struct lws_context;
+struct lws_protocols;
+/* A client-only context (no listener), trusting the kubeconfig's CA alone
+ * when it has one; timeout_s bounds the upgrade (0: lws's default). */
+struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
+                                    const struct lws_protocols *protocols, int timeout_s);
+/* Starts the upgrade to https://host:port path asking for the given
+ * subprotocols; *pwsi is the WebSocket while it lives. NULL: not started. */
+struct lws *kube_ws_connect(struct lws_context *ctx, const char *host, int port, bool host_is_ip,
+                            const char *path, const char *subprotocols, struct lws **pwsi);
+/* The handshake's "Authorization: Bearer" header (none without a token). */
+int kube_ws_add_bearer(struct lws *wsi, const char *token, void *in, size_t len);
+/* A readable descriptor lws watches for data to send (stdin, a forwarded
+ * connection): read into buf (cap bytes) when the last chunk was sent and
+ * the WebSocket is up, then paused until it is sent; at its end *eof is
+ * set, *fd_wsi cleared and -1 returned (lws closes the adopted dup). */
+int kube_ws_pump_read(struct lws *wsi, struct lws *ws, bool established, unsigned char *buf,
+                      size_t cap, size_t *len, bool *eof, struct lws **fd_wsi);
+
 #endif

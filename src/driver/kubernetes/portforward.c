@@ -178,16 +178,8 @@ static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             return 1;
         }
         return 0;
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        if (!s->token)
-            return 0;
-        unsigned char **p = in, *end = *p + len;
-        _cleanup_free_ char *v = stk_xasprintf("Bearer %s", s->token);
-        int r = lws_add_http_header_by_name(wsi, (const unsigned char *)"authorization:",
-                                            (const unsigned char *)v, (int)strlen(v), p, end);
-        OPENSSL_cleanse(v, strlen(v));
-        return r ? -1 : 0;
-    }
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
         const char *why = in ? (const char *)in : "connection failed";
@@ -217,27 +209,9 @@ static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         s->closed = true;
         s->ws = NULL;
         return 0;
-    case LWS_CALLBACK_RAW_RX_FILE: {
-        if (s->len > 0 || !s->established) {
-            lws_rx_flow_control(wsi, 0);
-            return 0;
-        }
-        ssize_t n = read(lws_get_socket_fd(wsi), s->buf + LWS_PRE + 1, PF_CHUNK);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            return 0;
-        if (n <= 0) {
-            s->fd_eof = true;
-            s->fd_wsi = NULL;
-            if (s->ws)
-                lws_callback_on_writable(s->ws);
-            return -1; /* closes the adopted dup */
-        }
-        s->len = (size_t)n;
-        lws_rx_flow_control(wsi, 0);
-        if (s->ws)
-            lws_callback_on_writable(s->ws);
-        return 0;
-    }
+    case LWS_CALLBACK_RAW_RX_FILE:
+        return kube_ws_pump_read(wsi, s->ws, s->established, s->buf + LWS_PRE + 1, PF_CHUNK,
+                                 &s->len, &s->fd_eof, &s->fd_wsi);
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (s->fd_wsi == wsi) { /* a hang-up: the caller is gone */
             s->fd_wsi = NULL;
@@ -265,17 +239,8 @@ static void *pf_thread(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     pf_current = s;
 
-    lws_set_log_level(LLL_ERR, kube_ws_log_nothing);
-    struct lws_context_creation_info ci = {0};
-    ci.port = CONTEXT_PORT_NO_LISTEN;
-    ci.protocols = pf_protocols;
-    ci.gid = (gid_t)-1;
-    ci.uid = (uid_t)-1;
-    ci.timeout_secs = 30; /* the upgrade: connecting, TLS, the answer */
-    ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (s->cfg->ca.len)
-        ci.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-    struct lws_context *ctx = lws_create_context(&ci);
+    /* 30 s for the upgrade: connecting, TLS, the answer */
+    struct lws_context *ctx = kube_ws_context(s->cfg, pf_protocols, 30);
     if (!ctx)
         pf_fail(s, ENOMEM, "lws_create_context failed");
     int dupfd = ctx ? fcntl(s->fd, F_DUPFD_CLOEXEC, 3) : -1;
@@ -292,20 +257,8 @@ static void *pf_thread(void *arg)
             lws_rx_flow_control(s->fd_wsi, 0); /* nothing is read before the upgrade */
     }
     if (!s->fail) {
-        struct lws_client_connect_info cc = {0};
-        cc.context = ctx;
-        cc.address = s->host;
-        cc.port = s->api_port;
-        cc.ssl_connection = LCCSCF_USE_SSL;
-        if (s->host_is_ip)
-            cc.ssl_connection |= LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
-        cc.path = s->path;
-        cc.host = s->host;
-        cc.origin = s->host;
-        cc.protocol = "v4.channel.k8s.io";
-        cc.alpn = "http/1.1";
-        cc.pwsi = &s->ws;
-        if (!lws_client_connect_via_info(&cc))
+        if (!kube_ws_connect(ctx, s->host, s->api_port, s->host_is_ip, s->path, "v4.channel.k8s.io",
+                             &s->ws))
             pf_fail(s, EIO, "connection failed");
     }
     while (ctx && !s->closed && !s->fail)
