@@ -172,6 +172,12 @@ STK_PRINTF(3, 0) int stk_path_vfmt(char *buf, size_t n, const char *fmt, va_list
 STK_PRINTF(4, 5)
 int stk_path_make(char *buf, size_t n, struct stk_error **err, const char *fmt, ...);
 
+/* ---- descriptors ------------------------------------------------------- */
+
+/* Writes all n bytes (EINTR retried; a non-blocking fd waited for with
+ * poll). 0, or -errno (-EIO when the descriptor takes nothing). */
+int stk_write_all(int fd, const void *data, size_t n);
+
 /* ---- helper programs ---------------------------------------------------- */
 
 struct stk_spawn {

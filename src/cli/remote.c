@@ -342,19 +342,6 @@ static ssize_t xrecv(struct xconn *x, void *p, size_t n, bool wait)
     }
 }
 
-static int fd_write_all(int fd, const void *p, size_t n)
-{
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(fd, (const char *)p + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        off += (size_t)w;
-    }
-    return 0;
-}
-
 static int send_frame(struct xconn *x, uint8_t type, const void *p, uint32_t n)
 {
     uint8_t h[FRAME_HDR] = {type,      0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
@@ -496,7 +483,7 @@ static int exec_relay(struct xconn *x, int in_fd, int tty_fd, struct stk_buf *pe
                 break;
             const uint8_t *p = h + FRAME_HDR;
             if (h[0] == FRAME_OUTPUT) {
-                if (fd_write_all(h[1] == 2 ? STDERR_FILENO : STDOUT_FILENO, p, n) < 0) {
+                if (stk_write_all(h[1] == 2 ? STDERR_FILENO : STDOUT_FILENO, p, n) < 0) {
                     done = true;
                     break;
                 }
@@ -662,14 +649,14 @@ int cli_remote_exec(const char *id, struct json_t *body, int in_fd, int tty_fd, 
 static void port_relay(struct xconn *x, int fd, struct stk_buf *pending)
 {
     static char buf[FRAME_MAX];
-    if (pending->len && fd_write_all(fd, pending->data, pending->len) < 0)
+    if (pending->len && stk_write_all(fd, pending->data, pending->len) < 0)
         return;
     bool local_open = true;
     for (;;) {
         /* what TLS decrypted already does not show on the socket */
         ssize_t got = xrecv(x, buf, sizeof(buf), false);
         if (got > 0) {
-            if (fd_write_all(fd, buf, (size_t)got) < 0)
+            if (stk_write_all(fd, buf, (size_t)got) < 0)
                 return;
             continue;
         }

@@ -267,19 +267,6 @@ static int w_page_one(const struct stk_audit_rec *r, void *ud)
     return 0;
 }
 
-static bool w_write_all(const char *data, size_t n)
-{
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(W_OUT_FD, data + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        off += (size_t)w;
-    }
-    return true;
-}
-
 /*
  * The page is read from SQLite in batches of GW_AUDIT_BATCH records, each
  * written to the pipe before the next is read: a slow reader holds this
@@ -295,7 +282,7 @@ static void w_audit(struct stk_session *s, json_t *job)
     int64_t limit = json_integer_value(json_object_get(job, "limit"));
     struct w_page p = {.last = after};
     int r = 0;
-    if (!w_write_all("{\"records\":[", 12))
+    if (stk_write_all(W_OUT_FD, "{\"records\":[", 12) < 0)
         return;
     while (r >= 0 && (int64_t)p.n < limit) {
         size_t before = p.n;
@@ -307,7 +294,7 @@ static void w_audit(struct stk_session *s, json_t *job)
         stk_error_free(err);
         if (r < 0 && r != -ENOBUFS)
             return;
-        if (!w_write_all(p.out.data ? p.out.data : "", p.out.len))
+        if (stk_write_all(W_OUT_FD, p.out.data ? p.out.data : "", p.out.len) < 0)
             return;
         p.out.len = 0;
         if (p.n == before || p.n - before < (size_t)GW_AUDIT_BATCH)
@@ -320,7 +307,7 @@ static void w_audit(struct stk_session *s, json_t *job)
         snprintf(tail, sizeof(tail), "],\"next\":%lld}\n", (long long)p.last);
     else
         snprintf(tail, sizeof(tail), "],\"next\":null}\n");
-    (void)w_write_all(tail, strlen(tail));
+    (void)stk_write_all(W_OUT_FD, tail, strlen(tail));
 }
 
 /* ports: the client's socket on fd 5 (ports.c) */

@@ -11,6 +11,7 @@
  */
 #include "init/proto.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -958,6 +959,46 @@ static void exec_stdin_eof(struct proc *pr)
     close_fd(&pr->in_fd);
 }
 
+/* Signals every process group of session sid (at most 64 groups). */
+static void session_signal(pid_t sid, int sig)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    pid_t seen[64];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < sizeof(seen) / sizeof(seen[0])) {
+        char path[64], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' ||
+            snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name) >= (int)sizeof(path))
+            continue;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t len = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        /* "pid (comm) state ppid pgrp session ...": comm may hold anything */
+        char *rp = strrchr(buf, ')');
+        int ppid, pgrp, session;
+        char state;
+        if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4 ||
+            session != sid || pgrp <= 1)
+            continue;
+        bool dup = false;
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = seen[i] == pgrp;
+        if (!dup) {
+            seen[n++] = pgrp;
+            (void)kill(-pgrp, sig);
+        }
+    }
+    closedir(d);
+}
+
 static void exec_resize(struct conn *c, const uint8_t *p, size_t n)
 {
     uint16_t rows, cols;
@@ -966,9 +1007,21 @@ static void exec_resize(struct conn *c, const uint8_t *p, size_t n)
                           "init: resize: rows and columns must be 1..%d", STK_INITP_WINSIZE_MAX);
     if (!c->proc->tty || c->proc->out_fd[0] < 0)
         return;
-    /* the tty layer sends SIGWINCH to the pty's foreground process group */
-    struct winsize ws = {.ws_row = rows, .ws_col = cols};
-    (void)ioctl(c->proc->out_fd[0], TIOCSWINSZ, &ws);
+    int master = c->proc->out_fd[0];
+    struct winsize was = {0}, ws = {.ws_row = rows, .ws_col = cols};
+    bool changed = ioctl(master, TIOCGWINSZ, &was) < 0 || was.ws_row != rows || was.ws_col != cols;
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0 || !changed || c->proc->reaped)
+        return;
+    /* Linux's tty layer sends SIGWINCH to the pty's foreground process
+     * group on a change; gVisor's does not, and its master does not name
+     * that group, so init sends it too: to the foreground group when the
+     * pty tells it (a second SIGWINCH under Linux: a program asks for the
+     * size again, no more), else to every group of the exec's session. */
+    pid_t pg = 0;
+    if (ioctl(master, TIOCGPGRP, &pg) == 0 && pg > 1)
+        (void)kill(-pg, SIGWINCH);
+    else
+        session_signal(c->proc->pid, SIGWINCH);
 }
 
 static void exec_kill(struct conn *c, const uint8_t *p, size_t n)

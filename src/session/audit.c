@@ -298,20 +298,6 @@ int stk_audit_append_batch(struct stk_store *st, const struct stk_audit_entry *e
 
 /* ---- the head file ------------------------------------------------------------------ */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Every HEAD_DURABLE_EVERY-th record's head file, and the first one, is
  * made durable with its own fsyncs; the others are written and renamed
  * without a flush, so an append costs one durable flush (SQLite's commit). */
@@ -331,7 +317,7 @@ int audit_head_write(struct stk_store *st, struct stk_error **err)
     bool durable =
         st->head_seq % HEAD_DURABLE_EVERY == 0 || faccessat(AT_FDCWD, st->head_path, F_OK, 0) < 0;
     _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int r = fd < 0 ? -errno : write_all(fd, line, strlen(line));
+    int r = fd < 0 ? -errno : stk_write_all(fd, line, strlen(line));
     if (r >= 0 && durable && fsync(fd) < 0)
         r = -errno;
     if (r >= 0 && rename(tmp, st->head_path) < 0)

@@ -19,14 +19,12 @@ struct held {
     size_t len;
 };
 
-static int write_all(int fd, const char *p, size_t n);
-
 static int hold(void *ud, const void *data, size_t n)
 {
     struct held *h = ud;
     if (h->len + n > STK_FILE_MAX)
         return -EFBIG;
-    int r = write_all(h->fd, data, n);
+    int r = stk_write_all(h->fd, data, n);
     if (r < 0)
         return r;
     h->len += n;
@@ -43,24 +41,10 @@ static int release(const struct held *h, int out_fd)
             continue;
         if (n <= 0)
             return n < 0 ? -errno : -EIO;
-        int r = write_all(out_fd, buf, (size_t)n);
+        int r = stk_write_all(out_fd, buf, (size_t)n);
         if (r < 0)
             return r;
         off += n;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w;
-        n -= (size_t)w;
     }
     return 0;
 }

@@ -43,21 +43,6 @@ int log_writer_open(struct log_writer *w, const char *sandbox_dir, struct stk_er
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void rotate(struct log_writer *w)
 {
     char cur[PATH_MAX + 16], prev[PATH_MAX + 16];
@@ -179,7 +164,7 @@ static void emit(struct log_emit *e, int64_t ms, int stream, const char *data, s
     }
     int fd = stream == 2 ? e->err_fd : e->out_fd;
     if (!e->req->timestamps) {
-        (void)write_all(fd, data, len);
+        (void)stk_write_all(fd, data, len);
         return;
     }
     char stamp[48];
@@ -192,8 +177,8 @@ static void emit(struct log_emit *e, int64_t ms, int stream, const char *data, s
         const char *nl = memchr(data, '\n', len);
         size_t n = nl ? (size_t)(nl + 1 - data) : len;
         if (*bol)
-            (void)write_all(fd, stamp, slen);
-        (void)write_all(fd, data, n);
+            (void)stk_write_all(fd, stamp, slen);
+        (void)stk_write_all(fd, data, n);
         *bol = nl != NULL;
         data += n;
         len -= n;

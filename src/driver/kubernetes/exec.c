@@ -97,26 +97,6 @@ static void fail(struct exec_state *s, int code, const char *fmt, ...)
     s->fail = -code;
 }
 
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            (void)poll(&pf, 1, -1);
-            continue;
-        }
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static bool tty_size(const struct stk_kube_exec_req *q, unsigned short *cols, unsigned short *rows)
 {
     struct winsize ws;
@@ -339,7 +319,7 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
             return;
         }
         s->out_total += len;
-        r = s->q->out_fd >= 0 ? write_all(s->q->out_fd, data, len) : 0;
+        r = s->q->out_fd >= 0 ? stk_write_all(s->q->out_fd, data, len) : 0;
         break;
     case CH_STDERR:
         if (s->q->out_max && len > s->q->out_max - s->out_total) {
@@ -348,7 +328,7 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
             return;
         }
         s->out_total += len;
-        r = s->q->err_fd >= 0 ? write_all(s->q->err_fd, data, len) : 0;
+        r = s->q->err_fd >= 0 ? stk_write_all(s->q->err_fd, data, len) : 0;
         break;
     case CH_STATUS:
         if (s->status_done)
