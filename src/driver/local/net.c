@@ -171,7 +171,9 @@ static char *nft_list_json(const char *what)
 /* ---- names, paths, leases ------------------------------------------------ */
 
 /* "stk-" + at most 11 characters: the id itself when it fits, else its
- * first 6 characters and a hash of the whole id. */
+ * first 3 characters and 40 bits of a hash of the whole id in base 32
+ * (ids of one name share their start: with 20 bits, two of 1,000 such
+ * sandboxes met at even odds; with 40, about once in two million). */
 static void veth_name(const char *id, char out[16])
 {
     size_t n = strlen(id);
@@ -179,10 +181,15 @@ static void veth_name(const char *id, char out[16])
         snprintf(out, 16, "stk-%s", id);
         return;
     }
-    uint32_t h = 2166136261u;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    snprintf(out, 16, "stk-%.6s%05x", id, h & 0xfffff);
+        h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    char tail[9];
+    for (size_t i = 0; i < 8; i++)
+        tail[i] = b32[(h >> (5 * i)) & 31];
+    tail[8] = '\0';
+    snprintf(out, 16, "stk-%.3s%s", id, tail);
 }
 
 /* The lock and the leases belong to the bridge, and a bridge to a network
