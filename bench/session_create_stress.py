@@ -41,6 +41,9 @@ def main():
     ap.add_argument("--runtime", default="gvisor")
     ap.add_argument("--busy", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
+    # each sandbox's /workspace is an image of this size, taken at start:
+    # 50 of the default 1Gi fill a small disk
+    ap.add_argument("--storage", default="64Mi")
     a = ap.parse_args()
     base = pathlib.Path(tempfile.mkdtemp(prefix="stk-create-stress-"))
     env = dict(os.environ, STOCKADE_STATE_DIR=str(base / "state"), STOCKADE_RUN_DIR=str(base / "run"))
@@ -53,7 +56,8 @@ def main():
         spec = base / f"s{i}.yaml"
         doc = {"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
                "metadata": {"name": f"s{i}"},
-               "spec": {"command": ["/bin/sleep", "600"]}}
+               "spec": {"command": ["/bin/sleep", "3600"],
+                        "resources": {"storage": a.storage}}}
         if a.runtime != "default":
             doc["spec"]["runtime"] = a.runtime
         spec.write_text(json.dumps(doc))
@@ -62,7 +66,7 @@ def main():
         dt = time.monotonic() - t0
         if p.returncode != 0:
             return ("create", dt, (p.stderr.strip().splitlines() or ["?"])[-1])
-        e = stk("exec", p.stdout.strip(), "--", "/bin/true", timeout=60)
+        e = stk("exec", p.stdout.strip(), "--", "/bin/true", timeout=180)
         if e.returncode != 0:
             return ("exec", dt, (e.stderr.strip().splitlines() or ["?"])[-1])
         return (None, dt, "")
@@ -93,7 +97,10 @@ def main():
     times = [r[1] for r in results if not r[0]]
     for kind, _, msg in fails:
         print(f"FAIL {kind}: {msg}")
+    # gVisor's init socket: refused, or init never listened
+    sock = [f for f in fails if "refused" in f[2] or "did not listen" in f[2]]
     print(f"runtime={a.runtime} n={a.n}x{a.rounds} busy={a.busy} failed={len(fails)}/{len(results)}"
+          f" (init socket: {len(sock)})"
           + (f" create median={statistics.median(times):.2f}s max={max(times):.2f}s" if times else ""))
     return 1 if fails else 0
 
