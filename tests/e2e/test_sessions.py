@@ -702,7 +702,7 @@ def test_gvisor_creates_at_once(sess, tmp_path):
         assert (d.st_uid, d.st_mode & 0o7777) == (0, 0o555)
         assert stat.S_ISSOCK(os.lstat(run / "init" / f"{sid}.sock").st_mode)
     for sid in ids:
-        sess.ok("rm", sid)
+        sess.ok("rm", "-f", sid)
         assert host_leftovers(sid, sess.env["STOCKADE_RUN_DIR"]) == []
 
 

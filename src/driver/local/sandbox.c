@@ -1011,7 +1011,12 @@ static int take_init_socket(struct sandbox *s, struct stk_error **err)
     _cleanup_close_ int dfd = open(s->sock_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return stk_error_errno(err, errno, "opening %s", s->sock_dir);
+    struct stat st;
     for (int waited = 0;; waited += 2) {
+        /* a socket or nothing: connect(2) would follow a symlink */
+        if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !S_ISSOCK(st.st_mode))
+            return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
         /* ENOENT: not bound yet; ECONNREFUSED: bound, not listening yet */
         if ((r = connect_in(dfd, STK_OCI_INIT_SOCK_NAME)) == 0)
             break;
@@ -1026,7 +1031,6 @@ static int take_init_socket(struct sandbox *s, struct stk_error **err)
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    struct stat st;
     if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return stk_error_errno(err, errno, "%s", from);
     if (!S_ISSOCK(st.st_mode) || st.st_uid != sandbox_uid(s))
