@@ -975,24 +975,53 @@ static void undo_socket(void *ctx)
 
 #define INIT_SOCKET_WAIT_MS 20000
 
-/* Under gVisor: waits for the socket stockade-init binds in s->sock_dir and
- * moves it to s->sock, the host-only path every client connects to, then
- * makes the directory root's and read-only. Nothing but init runs in the
- * sandbox yet (the workload starts on a request over this very socket), so
- * what appears there is init's; afterwards nothing in the sandbox can reach
- * the socket's name, nor put another in its place. */
+/* Connects to NAME in the directory dfd, through /proc/self/fd so that the
+ * length of the directory's path does not matter. 0, or -errno. */
+static int connect_in(int dfd, const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd, name);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
+/* Under gVisor: waits until stockade-init listens on the socket it binds in
+ * s->sock_dir and moves it to s->sock, the host-only path every client
+ * connects to, then makes the directory root's and read-only. Nothing but
+ * init runs in the sandbox yet (the workload starts on a request over this
+ * very socket), so what appears there is init's; afterwards nothing in the
+ * sandbox can reach the socket's name, nor put another in its place.
+ *
+ * "Listens" is seen here as a connection that succeeds (init accepts it and
+ * sees it closed): init does nothing in the directory after listen(2), so
+ * the directory is not touched under gVisor's feet. A ready file that init
+ * made after listening was acted on (unlinked, the directory closed) while
+ * gVisor still had calls to make on it: under load its open(2) failed,
+ * init exited and every later connection was refused. */
 static int take_init_socket(struct sandbox *s, struct stk_error **err)
 {
-    char from[300], ready[310];
+    char from[300];
     int r = stk_path_make(from, sizeof(from), err, "%s/" STK_OCI_INIT_SOCK_NAME, s->sock_dir);
-    if (r < 0 || (r = stk_path_make(ready, sizeof(ready), err, "%s.ready", from)) < 0)
+    if (r < 0)
         return r;
+    _cleanup_close_ int dfd = open(s->sock_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return stk_error_errno(err, errno, "opening %s", s->sock_dir);
     struct stat st;
-    /* init makes PATH.ready once it listens (gVisor's host socket must not
-     * move before) */
     for (int waited = 0;; waited += 2) {
-        if (lstat(ready, &st) == 0 && lstat(from, &st) == 0)
+        /* a socket or nothing: connect(2) would follow a symlink */
+        if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !S_ISSOCK(st.st_mode))
+            return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
+        /* ENOENT: not bound yet; ECONNREFUSED: bound, not listening yet */
+        if ((r = connect_in(dfd, STK_OCI_INIT_SOCK_NAME)) == 0)
             break;
+        if (r != -ENOENT && r != -ECONNREFUSED)
+            return stk_error_errno(err, -r, "stockade-init's socket %s", from);
         if (waited >= INIT_SOCKET_WAIT_MS || (kill(s->init_pid, 0) < 0 && errno == ESRCH)) {
             char tail[512] = "";
             (void)sandbox_log_tail(s, tail, sizeof(tail));
@@ -1002,23 +1031,14 @@ static int take_init_socket(struct sandbox *s, struct stk_error **err)
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return stk_error_errno(err, errno, "%s", from);
     if (!S_ISSOCK(st.st_mode) || st.st_uid != sandbox_uid(s))
         return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
     if (rename(from, s->sock) < 0)
         return stk_error_errno(err, errno, "moving %s to %s", from, s->sock);
-    (void)unlink(ready);
     if (chown(s->sock_dir, 0, 0) < 0 || chmod(s->sock_dir, 0555) < 0)
         return stk_error_errno(err, errno, "closing %s", s->sock_dir);
-    /* On a loaded host gVisor's host socket was seen refusing every
-     * connection although init listened (not understood; about one create
-     * in twenty with ten at once): found here, the create is retried. */
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return stk_error_errno(err, errno, "socket");
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return stk_error_errno(err, errno, "stockade-init's socket %s", s->sock);
     return 0;
 }
 
@@ -1347,21 +1367,9 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     struct sandbox s = sandbox_new(p, req, true);
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
-    /* on failure the runner has undone what ran; a gVisor socket that
-     * refused (take_init_socket) gets two more tries */
-    for (int tries = 0; r >= 0; tries++) {
-        struct stk_error *e = NULL;
-        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, &e);
-        if (r != -ECONNREFUSED || !s.sock_dir[0] || tries == 2) {
-            if (err && !*err)
-                *err = e;
-            else
-                stk_error_free(e);
-            break;
-        }
-        stk_error_free(e);
-        r = 0;
-    }
+    /* on failure the runner has undone what ran */
+    if (r >= 0)
+        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
     if (r >= 0) {
         *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */
