@@ -106,6 +106,15 @@ spec:
     return path
 
 
+def create(stockade, env, tmp_path, name, runtime):
+    """A long-lived sandbox running sleep; its id (skips without runtime)."""
+    r = stockade("create", "-f", write_spec(tmp_path / f"{name}.yaml", name, runtime), env=env,
+                 timeout=120)
+    skip_without(runtime, r)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def host_pids_of_uid(uid):
     pids = []
     for status in pathlib.Path("/proc").glob("[0-9]*/status"):
@@ -143,11 +152,7 @@ def test_disjoint_ranges_verify_and_signals(stockade, env, tmp_path, runtime):
     ids = []
     try:
         for name in ("ua", "ub"):
-            r = stockade("create", "-f", write_spec(tmp_path / f"{name}.yaml", name, runtime),
-                         env=env, timeout=120)
-            skip_without(runtime, r)
-            assert r.returncode == 0, r.stderr
-            ids.append(r.stdout.strip())
+            ids.append(create(stockade, env, tmp_path, name, runtime))
         bases = []
         for sid in ids:
             r = stockade("exec", sid, "--", "cat", "/proc/self/uid_map", env=env)
@@ -340,11 +345,7 @@ def test_network_namespace_owner_gives_the_workload_nothing(stockade, env, tmp_p
     runc can join both). Root of that user namespace could reconfigure it;
     nothing in the sandbox is that root or holds a capability, and a user
     namespace nested under it owns nothing: no reconfiguration either way."""
-    r = stockade("create", "-f", write_spec(tmp_path / "n.yaml", "un", runtime), env=env,
-                 timeout=120)
-    skip_without(runtime, r)
-    assert r.returncode == 0, r.stderr
-    sid = r.stdout.strip()
+    sid = create(stockade, env, tmp_path, "un", runtime)
     try:
         # the workload and stockade-init (PID 1): no capability in any set,
         # no_new_privs
@@ -414,11 +415,7 @@ def test_port_pinned_to_its_address(stockade, env, tmp_path, runtime):
     ids = []
     try:
         for name in ("pa", "pb"):
-            r = stockade("create", "-f", write_spec(tmp_path / f"{name}.yaml", name, runtime),
-                         env=env, timeout=120)
-            skip_without(runtime, r)
-            assert r.returncode == 0, r.stderr
-            ids.append(r.stdout.strip())
+            ids.append(create(stockade, env, tmp_path, name, runtime))
         netns = f"{env['STOCKADE_RUN_DIR']}/netns/{ids[0]}"
         addrs = []
         for sid in ids:
