@@ -347,7 +347,10 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
         if (json_is_object(e) &&
             stk_streq(json_string_value(json_object_get(e, "path")), st->path) &&
             json_integer_value(json_object_get(e, "mtime")) == (json_int_t)sb.st_mtime &&
-            json_is_true(json_object_get(e, "hybrid")) == hybrid) {
+            json_is_true(json_object_get(e, "hybrid")) == hybrid &&
+            /* a result from before this runtime ran in a user namespace
+             * (runc did not) says nothing of how it runs now */
+            json_is_true(json_object_get(e, "userns")) == rt_table[i].userns) {
             st->works = json_is_true(json_object_get(e, "works"));
             fmt_into(st->note, sizeof(st->note), "%s",
                      json_string_value(json_object_get(e, "note")) ?: "");
@@ -358,9 +361,10 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
         version_of(p, (enum stk_oci_runtime)i, st->path, st->version, sizeof(st->version));
         smoke(p, (enum stk_oci_runtime)i, st);
         json_object_set_new(cache, rt_table[i].name,
-                            json_pack("{s:s,s:I,s:b,s:b,s:s,s:s}", "path", st->path, "mtime",
-                                      (json_int_t)sb.st_mtime, "hybrid", hybrid, "works", st->works,
-                                      "note", st->note, "version", st->version));
+                            json_pack("{s:s,s:I,s:b,s:b,s:b,s:s,s:s}", "path", st->path, "mtime",
+                                      (json_int_t)sb.st_mtime, "hybrid", hybrid, "userns",
+                                      rt_table[i].userns, "works", st->works, "note", st->note,
+                                      "version", st->version));
         dirty = true;
     }
     if (dirty && geteuid() == 0) {
