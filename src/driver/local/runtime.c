@@ -35,8 +35,9 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     /* --host-uds=create: the sandbox may bind Unix sockets on host mounts
      * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true, false, "--host-uds=create"},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL},
+                       true, true, false, "--host-uds=create", false},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
+                      false},
     /* runc 1.1 joins the user namespace before the prepared network
      * namespace: that one is therefore owned by the sandbox's user
      * namespace (net.c, netns_unshare_in), as it is under crun */
