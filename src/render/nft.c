@@ -461,8 +461,18 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
     ingress_chain_lines(b, f, &out);
 
     /* The bridge port may only speak with its own addresses (and IPv6
-     * link-local and unspecified ones, for neighbour discovery). */
-    stk_buf_printf(&out, "add chain " BT " %1$s\nflush chain " BT " %1$s\n", port_chain);
+     * link-local and unspecified ones, for neighbour discovery), in
+     * untagged IPv4, ARP and IPv6 frames. A sandbox that holds
+     * CAP_NET_RAW over its network namespace (one it was granted: the
+     * namespace is owned by its user namespace) could otherwise send
+     * another sandbox's address inside two VLAN tags (802.1ad + 802.1Q,
+     * VID 0): the address matches below see only the outer tag, and the
+     * host strips both and takes the packet as the other sandbox's.
+     * `ether type` sees the frame's own first type, tag included. */
+    stk_buf_printf(&out,
+                   "add chain " BT " %1$s\nflush chain " BT " %1$s\n"
+                   "add rule " BT " %1$s ether type != { ip, arp, ip6 } counter drop\n",
+                   port_chain);
     if (has(&f->addr4))
         stk_buf_printf(&out,
                        "add rule " BT " %1$s ip saddr != %2$s counter drop\n"

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define KiB INT64_C(1024)
 
@@ -97,13 +98,9 @@ static const char *const readonly_paths[] = {
 
 static const char *const namespaces[] = {"pid", "ipc", "uts", "mount", "cgroup", "network"};
 
-struct rlimit_desc {
-    const char *type;
-    uint64_t hard, soft;
-};
-static const struct rlimit_desc rlimits[] = {
-    {"RLIMIT_NOFILE", 1024, 1024},
-    {"RLIMIT_CORE", 0, 0},
+const struct stk_oci_rlimit stk_oci_rlimits[STK_OCI_RLIMITS] = {
+    {"RLIMIT_NOFILE", RLIMIT_NOFILE, 1024, 1024},
+    {"RLIMIT_CORE", RLIMIT_CORE, 0, 0},
 };
 
 static json_t *str_array(const char *const *v, size_t n)
@@ -402,12 +399,15 @@ static json_t *render_process(const struct stk_boundary *b, const struct stk_oci
     const char *cwd = image_wd ? o->image->workdir : b->working_dir ? b->working_dir : "/workspace";
     json_object_set_new(p, "cwd", json_string(cwd));
     json_object_set_new(p, "capabilities", render_caps(b));
-    json_t *rl = json_array();
-    for (size_t i = 0; i < STK_ARRAY_SIZE(rlimits); i++)
-        json_array_append_new(rl, json_pack("{s:s,s:I,s:I}", "type", rlimits[i].type, "hard",
-                                            (json_int_t)rlimits[i].hard, "soft",
-                                            (json_int_t)rlimits[i].soft));
-    json_object_set_new(p, "rlimits", rl);
+    if (!o->rlimits_inherited) {
+        json_t *rl = json_array();
+        for (size_t i = 0; i < STK_OCI_RLIMITS; i++) {
+            const struct stk_oci_rlimit *l = &stk_oci_rlimits[i];
+            json_array_append_new(rl, json_pack("{s:s,s:I,s:I}", "type", l->type, "hard",
+                                                (json_int_t)l->hard, "soft", (json_int_t)l->soft));
+        }
+        json_object_set_new(p, "rlimits", rl);
+    }
     json_object_set_new(p, "noNewPrivileges", json_true());
     return p;
 }

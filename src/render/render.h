@@ -269,6 +269,12 @@ struct stk_oci_options {
      * only on ENOSYS; a clone3 rule would break every thread. clone3 then
      * reaches gVisor's own kernel, whose namespaces the host never sees. */
     bool no_clone3_rule;
+    /* runc in a user namespace sets process.rlimits with prlimit(2) from
+     * the host side, which needs CAP_SYS_RESOURCE over the sandbox's user
+     * namespace (root may lack it: it does on the development VMs). Then
+     * config.json names none and the driver sets stk_oci_rlimits on the
+     * runtime process itself, whose container inherits them. */
+    bool rlimits_inherited;
     /* spec.storage.home: the host directory bound read-write at
      * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
     const char *home;
@@ -304,6 +310,17 @@ struct stk_oci_options {
 #define STK_OCI_INIT_SOCK_DIR  STK_OCI_INIT_DIR "/sock"
 #define STK_OCI_INIT_SOCK_NAME "init.sock"
 #define STK_OCI_INIT_SOCK      STK_OCI_INIT_SOCK_DIR "/" STK_OCI_INIT_SOCK_NAME
+
+/* The process rlimits every sandbox gets (resource: RLIMIT_* of
+ * sys/resource.h); config.json names them, or with rlimits_inherited the
+ * driver sets them on the runtime process. */
+struct stk_oci_rlimit {
+    const char *type; /* "RLIMIT_NOFILE" */
+    int resource;
+    uint64_t hard, soft;
+};
+#define STK_OCI_RLIMITS 2
+extern const struct stk_oci_rlimit stk_oci_rlimits[STK_OCI_RLIMITS];
 
 /* Renders config.json text (2-space indented, fixed key order, trailing
  * newline). The caller frees *ret. */

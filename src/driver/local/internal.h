@@ -93,6 +93,12 @@ struct rt_desc {
      * one in a host directory (STK_OCI_INIT_SOCK_DIR), which the driver
      * moves out of the sandbox's reach once it appears. NULL: fd 3. */
     const char *init_binds_flag;
+    /* the runtime would set the container's rlimits by prlimit(2) from
+     * the host side (runc), which a user namespace owned by the sandbox's
+     * range refuses to a root without CAP_SYS_RESOURCE: rt_spawn sets
+     * them on `run` itself instead, and the container inherits them
+     * (stk_oci_options.rlimits_inherited) */
+    bool rlimits_inherited;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 

@@ -53,9 +53,13 @@ struct stk_net;
  * pair, addresses and routes inside, nft transaction. Each step undoes
  * itself when a later one fails. On success *ret holds the handle; its
  * netns path is what the OCI config's linux.namespaces[network].path gets.
+ * userns (a user namespace's nsfs path, or NULL for the caller's) owns the
+ * network namespace: the sandbox's own, so that a runtime that joins it
+ * first may still join the network namespace; host root configures it
+ * either way.
  */
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
-               struct stk_net **ret, struct stk_error **err);
+               const char *userns, struct stk_net **ret, struct stk_error **err);
 /* Re-opens a sandbox's network set up earlier (by another process). */
 int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net **ret,
                  struct stk_error **err);

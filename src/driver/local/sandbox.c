@@ -310,6 +310,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .hostname = s->req->hostname,
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
+        .rlimits_inherited = rt_table[s->rt].rlimits_inherited,
         .home = b->home ? s->home : NULL,
         .image = s->image.img ? &s->image.oci : NULL,
     };
@@ -693,7 +694,7 @@ static int step_network(void *ctx, struct stk_error **err)
     int r;
     if (!s->req->net)
         return 0;
-    if ((r = stk_net_up(s->req->net, b, s->id, &s->net, err)) < 0)
+    if ((r = stk_net_up(s->req->net, b, s->id, s->ids.size ? s->userns : NULL, &s->net, err)) < 0)
         return r;
     if ((r = stk_egress_log_open(stk_net_log_group(s->net), &s->elog, err)) < 0 ||
         (r = stk_egress_log_watch(s->elog, s->id, b)) < 0) {
