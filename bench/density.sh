@@ -60,7 +60,7 @@ spec:
   runtime: $runtime
   rootfs: host
   command: ["/bin/sleep", "3600"]
-  resources: {cpu: "1", memory: 512Mi, pids: 256}
+  resources: {cpu: "1", memory: 512Mi, pids: 256, storage: 16Mi}
 EOF
 
 # podman's root: /bin/sleep and its libraries
@@ -218,7 +218,7 @@ lines = ["# Density: idle long-lived sandboxes", "",
          f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/density.sh`: "
          f"{os.cpu_count()} CPUs, kernel {platform.release()}; {ver([runtime, '--version'])}; "
          f"{ver(['podman', '--version'])}. Each sandbox: `command: [/bin/sleep, 3600]`, `rootfs: host`, "
-         f"runtime {runtime}, default network, resources cpu 1, memory 512Mi, pids 256. Each podman container: "
+         f"runtime {runtime}, default network, resources cpu 1, memory 512Mi, pids 256, storage 16Mi (its /workspace image; the host disk is shared). Each podman container: "
          "the same limits (`--memory 512m --pids-limit 256 --cpus 1`), runc, cgroupfs, `--network none`, "
          "`/bin/sleep 3600` in a minimal root. PSS and private dirty from /proc/PID/smaps_rollup, summed over "
          "every host process the sandbox keeps and divided by N; host-side = without the workload (sleep). "
