@@ -13,6 +13,7 @@
 #
 #   bench/density.sh [N...]      (default: 20 100)
 #   RUNTIME=crun IDLE=10 PODMAN=1 bench/density.sh
+#   PODMAN_N="20" bench/density.sh 20 100   (podman rows only for those N)
 #
 # Target (issue 14): host-side PSS <= 2 MiB per idle sandbox; idle sandboxes
 # use no CPU.
@@ -192,7 +193,7 @@ for n in "${counts[@]}"; do
   [ -n "$mon" ] && python3 "$work/smaps.py" "$mon" >"$work/smaps-$n.md"
   while read -r id; do "$bin" rm -f "$id" >/dev/null; done <"$work/ids-$n"
   results+=("$work/stockade-$n.json")
-  if [ "$podman_on" = 1 ]; then
+  if [ "$podman_on" = 1 ] && [[ " ${PODMAN_N:-${counts[*]}} " == *" $n "* ]]; then
     : >"$work/pids-$n"
     t0=$(date +%s.%N)
     for _ in $(seq "$n"); do

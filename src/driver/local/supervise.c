@@ -177,8 +177,9 @@ static void watch(struct sup *m, struct local_ctx *c)
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
     int64_t deadline = INT64_MAX, next_ask = 0, interval = SAMPLE_MS, cpu_seen = -1;
-    /* the most CPU it can use per ms of wall clock, in thousandths */
-    int64_t cpu_rate = l->cpu_milli > 0 ? l->cpu_milli : 1000 * sysconf(_SC_NPROCESSORS_ONLN);
+    /* the most CPU it can use per ms of wall clock, in thousandths: every
+     * CPU of the host, whatever its limit says (a bound, not a guess) */
+    int64_t cpu_rate = 1000 * sysconf(_SC_NPROCESSORS_ONLN);
     bool member = m->sb->pool_member;
     if (!member && l->wall_clock_ms > 0)
         deadline = stk_clock_ms(CLOCK_MONOTONIC) + l->wall_clock_ms;
