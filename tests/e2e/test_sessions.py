@@ -539,6 +539,111 @@ def test_pool_claim_refill_and_fallback(sess, tmp_path):
     assert [r for r in sess.ls() if r["poolMember"]] == []
 
 
+def monitor_of(sess, sid):
+    for pid in monitors(sess.env["STOCKADE_STATE_DIR"]):
+        try:
+            if sid in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3].decode():
+                return pid
+        except (OSError, IndexError):
+            pass
+    raise AssertionError(f"no monitor for {sid}")
+
+
+def stat_fields(path):
+    """/proc/.../stat after the command name: field 3 is index 0."""
+    text = pathlib.Path(path).read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def thread_nices(pid):
+    """The nice value of every thread of pid (Linux keeps it per thread)."""
+    return {int(stat_fields(t + "/stat")[16]) for t in glob.glob(f"/proc/{pid}/task/*")}
+
+
+def sandbox_nices(sid):
+    """The nice value of every thread in the sandbox's cgroup."""
+    tasks = glob.glob(f"/sys/fs/cgroup/pids/stockade/{sid}/tasks") or \
+        glob.glob(f"/sys/fs/cgroup/stockade/{sid}/cgroup.threads")
+    assert tasks, f"no cgroup for {sid}"
+    tids = pathlib.Path(tasks[0]).read_text().split()
+    nices = set()
+    for tid in tids:
+        try:
+            nices.add(int(stat_fields(f"/proc/{tid}/stat")[16]))
+        except OSError:
+            pass
+    return nices
+
+
+def autogroup_nice(pid):
+    """The nice value of pid's autogroup, or None without autogroups."""
+    try:
+        return int(pathlib.Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except OSError:
+        return None
+
+
+def test_refill_is_background_work_until_claimed(sess, tmp_path):
+    """A member a refill provisions (its monitor, its autogroup, its init)
+    runs at the refill's low priority; its claim gives the sandbox normal
+    priority before its command starts, and its monitor soon after."""
+    tmpl = write_spec(tmp_path / "tmpl.yaml", name="tmpl", command=["/bin/sleep", "600"])
+    sess.ok("pool", "create", "bg", "--size", "1", "-f", tmpl)
+    first = sess.create(tmpl, "--pool", "bg")
+    deadline = time.monotonic() + 60
+    while True:
+        members = [r["id"] for r in sess.ls() if r["poolMember"] and r["phase"] == "ready"]
+        if members:
+            break
+        assert time.monotonic() < deadline, "the pool did not refill"
+        time.sleep(0.1)
+    member = members[0]
+    assert member != first
+    mon = monitor_of(sess, member)
+    assert thread_nices(mon) == {10}
+    assert autogroup_nice(mon) in (None, 10)
+    assert sandbox_nices(member) == {10}
+    # the claimer's own sandbox is not background work
+    assert thread_nices(monitor_of(sess, first)) == {0} and sandbox_nices(first) == {0}
+
+    assert sess.create(tmpl, "--pool", "bg") == member
+    assert sandbox_nices(member) == {0}
+    deadline = time.monotonic() + 20
+    while thread_nices(mon) != {0} or autogroup_nice(mon) not in (None, 0):
+        assert time.monotonic() < deadline, f"monitor stayed at {thread_nices(mon)}"
+        time.sleep(0.1)
+
+
+def test_idle_sandboxes_use_no_cpu(sess, tmp_path):
+    """Idle sandboxes' monitors sleep rather than poll: few wake-ups and
+    (generously bounded) almost no CPU while nothing happens."""
+    spec = write_spec(tmp_path / "idle.yaml", name="idle", command=["/bin/sleep", "600"])
+    ids = [sess.create(spec) for _ in range(3)]
+    mons = [monitor_of(sess, sid) for sid in ids]
+    time.sleep(5)  # the monitors' look interval grows while nothing happens
+
+    def sample():
+        ticks = wakes = 0
+        for pid in mons:
+            f = stat_fields(f"/proc/{pid}/stat")
+            ticks += int(f[11]) + int(f[12])
+            # the main thread: the one that would poll
+            status = pathlib.Path(f"/proc/{pid}/task/{pid}/status").read_text()
+            wakes += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+        return ticks, wakes
+
+    t0, w0 = sample()
+    time.sleep(6)
+    t1, w1 = sample()
+    hz = os.sysconf("SC_CLK_TCK")
+    # at most 2 ticks (20 ms at 100 Hz) per second for all three together
+    assert t1 - t0 <= 2 * 6 * hz / 100, f"{t1 - t0} ticks in 6 s"
+    # polling every 50 ms would be 120 wake-ups per monitor in 6 s
+    assert w1 - w0 <= 3 * 12, f"{w1 - w0} wake-ups of 3 monitors in 6 s"
+    for sid in ids:
+        sess.ok("rm", "-f", sid)
+
+
 # ---- audit ---------------------------------------------------------------------------
 
 

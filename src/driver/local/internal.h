@@ -52,6 +52,10 @@ bool cg_is_hybrid(void);
 /* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
  * Returns how many directories were removed; negative if one stays. */
 int cg_remove(const char *id);
+/* Sets the nice value of every thread in <hierarchy>/stockade/<id>: a pool
+ * member provisioned by a low-priority refill is of normal priority once
+ * claimed. */
+void cg_renice(const char *id, int nice);
 /* Removes <every hierarchy>/stockade/<id> that is empty, older than
  * min_age seconds and marked as owned by the state directory owner (another
  * store's cgroups, and unmarked ones, are left alone); kills nothing.
