@@ -34,7 +34,7 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     /* --host-uds=create: the sandbox may bind Unix sockets on host mounts
      * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true, false, "--host-uds=create"},
+                       true, true, false, "--host-uds=create", true},
     [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL},
     /* no user namespace: runc 1.1 joins the one it is given before the
      * prepared network namespace, whose owner (the host's) then refuses it;
