@@ -1083,9 +1083,9 @@ static bool peer_allowed(struct stk_proxy *p, const struct sockaddr *sa, int len
         for (size_t i = 0; i < p->c.n_peers; i++)
             if (stk_cidr_equal(&a, &p->c.peers[i]))
                 return true;
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "sandbox", p->sandbox, "decision", "denied",
-                          "peer", txt, "reason",
-                          "a connection to the egress proxy from an address not the sandbox's");
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s}", "sandbox", p->sandbox, "decision", "denied", "peer", txt,
+                  "reason", "a connection to the egress proxy from an address not the sandbox's");
     record(p, o);
     return false;
 }

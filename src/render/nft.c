@@ -422,17 +422,16 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
                                family_kw[fam], addr_text(gw, cb),
                                proto_nft[f->services[i].protocol], f->services[i].port);
         }
-    /* its own egress proxy on the host side (gVisor) */
-    for (int fam = STK_FAMILY_V4; f->proxy_host && fam <= STK_FAMILY_V6; fam += 2) {
-        const struct stk_cidr *gw = fam == STK_FAMILY_V4 ? &f->bridge4 : &f->bridge6;
-        if (has(gw))
-            stk_buf_printf(&out,
-                           "add rule " T " %s %s daddr %s tcp dport %u accept comment \"egress "
-                           "proxy\"\n",
-                           chain, family_kw[fam], addr_text(gw, cb), f->proxy_port);
-    }
-    if (f->proxy_host)
-        stk_buf_printf(&out, "add element " T " px { %u }\n", f->proxy_port);
+    /* its own egress proxy on the host side (gVisor), which listens on the
+     * IPv4 bridge address, or the IPv6 one when the pool has no IPv4: that
+     * address and port only */
+    const struct stk_cidr *pgw = has(&f->bridge4) ? &f->bridge4 : &f->bridge6;
+    if (f->proxy_host && has(pgw))
+        stk_buf_printf(&out,
+                       "add rule " T " %1$s %2$s daddr %3$s tcp dport %4$u accept comment "
+                       "\"egress proxy\"\n"
+                       "add element " T " px { %4$u }\n",
+                       chain, family_kw[pgw->family], addr_text(pgw, cb), f->proxy_port);
     stk_buf_printf(&out,
                    "add rule " T " %1$s fib daddr type { local, broadcast, multicast } " LOG_LIMIT
                    " log group %2$u prefix \"" STK_NFT_LOG_PREFIX "%3$s:host:\"\n"

@@ -172,7 +172,7 @@ struct stk_nft_facts {
     bool proxy_host;
 };
 /* where the host-side proxy ports start (below Linux's ephemeral range) */
-#define STK_NFT_PROXY_PORT_BASE 23128
+#define STK_NFT_PROXY_PORT_BASE STK_PROXY_HOST_PORT_BASE
 
 /* Whether id is a valid sandbox id ([a-z0-9][a-z0-9-]*, <= STK_NFT_MAX_ID). */
 bool stk_nft_id_valid(const char *id);

@@ -158,7 +158,12 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
         const char **c;
         char **m;
     } av = {.c = argv};
-    execv(path, av.m);
+    /* not stockade's environment: it may hold a binding's credential (an
+     * `env` source), and gVisor's sandbox and gofer keep what they were
+     * started with for the sandbox's lifetime */
+    static char clean_path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char *clean_env[] = {clean_path, NULL};
+    execve(path, av.m, clean_env);
     _exit(127);
 }
 
