@@ -254,8 +254,8 @@ static void explain_allow_hosts(struct stk_contract *c)
         from(say(c, SEC_NETWORK,
                  "Host names through the egress proxy, on the host side of the sandbox's "
                  "network (gVisor's loopback is its own): at the bridge address, the sandbox's "
-                 "gateway, on a port of the sandbox's own (from %d up; HTTP_PROXY and "
-                 "HTTPS_PROXY name it), which nftables open to this sandbox's address alone "
+                 "gateway, on a port of the sandbox's own (%d + its address index; HTTP_PROXY "
+                 "and HTTPS_PROXY name it), which nftables open to this sandbox's address alone "
                  "and the proxy checks again: %s. The proxy resolves each name itself and "
                  "refuses loopback, link-local, multicast, blacklisted, pod, service, sandbox "
                  "and host addresses; a CONNECT tunnel must carry TLS whose server name is the "
