@@ -35,11 +35,13 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
      * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
                        true, true, false, "--host-uds=create", true},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
+                      false},
     /* no user namespace: runc 1.1 joins the one it is given before the
      * prepared network namespace, whose owner (the host's) then refuses it;
      * the caveat below says so */
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, false, NULL},
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, false, NULL,
+                      false},
 };
 
 static const char *const runsc_caveats[] = {
