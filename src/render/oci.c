@@ -293,19 +293,17 @@ static json_t *render_resources(const struct stk_boundary *b)
 static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
                       struct stk_error **err)
 {
-    /* the egress proxy listens on the sandbox's own loopback (src/proxy) */
-    static const char *const proxy_env[] = {
-        "HTTP_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "HTTPS_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "http_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "https_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "NO_PROXY=localhost,127.0.0.1,::1",
-        "no_proxy=localhost,127.0.0.1,::1",
-    };
+    /* the egress proxy listens on the sandbox's own loopback, or under
+     * gVisor on the host side at o->proxy_url (src/proxy) */
+    static const char *const proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                             "https_proxy"};
+    static const char *const no_proxy[] = {"NO_PROXY=localhost,127.0.0.1,::1",
+                                           "no_proxy=localhost,127.0.0.1,::1"};
+    const char *url = o->proxy_url ? o->proxy_url : "http://127.0.0.1:" STK_STR(STK_PROXY_PORT);
     bool proxy = o->netns_path && (b->n_allow_hosts || b->n_bindings);
     size_t n_img = o->image ? o->image->n_env : 0;
     size_t n = 3 + n_img + b->n_env + o->n_extra_env +
-               (proxy ? STK_ARRAY_SIZE(proxy_env) + b->n_bindings : 0);
+               (proxy ? STK_ARRAY_SIZE(proxy_vars) + STK_ARRAY_SIZE(no_proxy) + b->n_bindings : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
                               STK_OCI_MAX_ENV);
@@ -338,8 +336,12 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
         _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
         json_array_append_new(env, json_string(kv));
     }
-    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_env); i++)
-        json_array_append_new(env, json_string(proxy_env[i]));
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_vars); i++) {
+        _cleanup_free_ char *kv = stk_xasprintf("%s=%s", proxy_vars[i], url);
+        json_array_append_new(env, json_string(kv));
+    }
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(no_proxy); i++)
+        json_array_append_new(env, json_string(no_proxy[i]));
     /* each binding's base URL: STOCKADE_BINDING_<NAME>_URL (the name is a
      * DNS label: upper-cased, '-' as '_') */
     for (size_t i = 0; proxy && i < b->n_bindings; i++) {

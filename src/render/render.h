@@ -164,7 +164,15 @@ struct stk_nft_facts {
     bool nat;                     /* masquerade the pool to the uplink (operator switch) */
     bool routed;                  /* the operator routes the pool beyond the host */
     struct stk_cidr pool4, pool6; /* the address pool, for NAT */
+    /* the port of the bridge address reserved for the sandbox's egress
+     * proxy (STK_NFT_PROXY_PORT_BASE + its address index), and whether the
+     * proxy listens there (gVisor, whose loopback is its own): then the
+     * sandbox, and nothing else, may connect to it */
+    uint16_t proxy_port;
+    bool proxy_host;
 };
+/* where the host-side proxy ports start (below Linux's ephemeral range) */
+#define STK_NFT_PROXY_PORT_BASE STK_PROXY_HOST_PORT_BASE
 
 /* Whether id is a valid sandbox id ([a-z0-9][a-z0-9-]*, <= STK_NFT_MAX_ID). */
 bool stk_nft_id_valid(const char *id);
@@ -244,6 +252,10 @@ struct stk_oci_options {
     /* the sandbox's network namespace, prepared by the driver (veth, egress
      * rules); NULL: a new, empty one (loopback only) */
     const char *netns_path;
+    /* where the egress proxy is, "http://HOST:PORT" (HTTP_PROXY and the
+     * like, when the boundary needs the proxy); NULL: the sandbox's own
+     * loopback, http://127.0.0.1:STK_PROXY_PORT */
+    const char *proxy_url;
     /* extra environment ("K=V"), after the boundary's; may be NULL */
     const char *const *extra_env;
     size_t n_extra_env;

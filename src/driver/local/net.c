@@ -425,7 +425,9 @@ static void facts_fill(struct stk_net *n)
                                 .nat = c->nat,
                                 .routed = c->routed,
                                 .pool4 = c->pool4,
-                                .pool6 = c->pool6};
+                                .pool6 = c->pool6,
+                                .proxy_port = (uint16_t)(STK_NFT_PROXY_PORT_BASE + n->index),
+                                .proxy_host = c->proxy_host};
     if (c->pool4.family == STK_FAMILY_V4) {
         f->addr4 = pool_addr(&c->pool4, n->index);
         f->bridge4 = pool_addr(&c->pool4, 1);
@@ -1121,6 +1123,16 @@ uint16_t stk_net_log_group(const struct stk_net *n)
 const char *stk_net_veth(const struct stk_net *n)
 {
     return n->veth;
+}
+
+uint16_t stk_net_proxy_port(const struct stk_net *n)
+{
+    return n->facts.proxy_port;
+}
+
+struct stk_cidr stk_net_gateway(const struct stk_net *n)
+{
+    return n->facts.bridge4.family == STK_FAMILY_V4 ? n->facts.bridge4 : n->facts.bridge6;
 }
 
 void stk_net_addresses(const struct stk_net *n, struct stk_cidr *ret4, struct stk_cidr *ret6)

@@ -35,14 +35,14 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     /* --host-uds=create: the sandbox may bind Unix sockets on host mounts
      * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true, false, "--host-uds=create", false},
+                       true, true, false, "--host-uds=create", false, true},
     [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
-                      false},
+                      false, false},
     /* runc 1.1 joins the user namespace before the prepared network
      * namespace: that one is therefore owned by the sandbox's user
      * namespace (net.c, netns_unshare_in), as it is under crun */
     [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
-                      true},
+                      true, false},
 };
 
 static const char *const runsc_caveats[] = {
@@ -154,7 +154,12 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
         const char **c;
         char **m;
     } av = {.c = argv};
-    execv(path, av.m);
+    /* not stockade's environment: it may hold a binding's credential (an
+     * `env` source), and gVisor's sandbox and gofer keep what they were
+     * started with for the sandbox's lifetime */
+    static char clean_path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char *clean_env[] = {clean_path, NULL};
+    execve(path, av.m, clean_env);
     _exit(127);
 }
 

@@ -23,6 +23,7 @@
 #include "render/render.h"
 #include "image/image.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -104,6 +105,7 @@ struct sandbox {
     struct stk_net *net;
     struct stk_egress_log *elog;
     struct stk_proxy *proxy; /* spec.network.allowHosts: the egress proxy */
+    char proxy_url[80];      /* where it is, when on the host side (gVisor) */
     struct stk_buf events;   /* egress events, JSON Lines */
     size_t n_events;
     /* a long-lived sandbox (stk_local_provision): stockade-init is its
@@ -694,7 +696,9 @@ static int step_network(void *ctx, struct stk_error **err)
     int r;
     if (!s->req->net)
         return 0;
-    if ((r = stk_net_up(s->req->net, b, s->id, s->ids.size ? s->userns : NULL, &s->net, err)) < 0)
+    struct stk_net_config nc = *s->req->net;
+    nc.proxy_host = rt_table[s->rt].proxy_host && local_proxy_needed(b);
+    if ((r = stk_net_up(&nc, b, s->id, s->ids.size ? s->userns : NULL, &s->net, err)) < 0)
         return r;
     if ((r = stk_egress_log_open(stk_net_log_group(s->net), &s->elog, err)) < 0 ||
         (r = stk_egress_log_watch(s->elog, s->id, b)) < 0) {
@@ -769,11 +773,26 @@ void local_proxy_stop(struct stk_proxy *p, void (*fn)(void *ud, const char *json
         proxy_mod.stop(p, fn, ud);
 }
 
+bool local_proxy_needed(const struct stk_boundary *b)
+{
+    return b->n_allow_hosts || b->n_bindings;
+}
+
+void local_proxy_url(const struct stk_net *net, char *buf, size_t n)
+{
+    struct stk_cidr gw = stk_net_gateway(net);
+    char a[INET6_ADDRSTRLEN] = "";
+    (void)inet_ntop(gw.family == STK_FAMILY_V4 ? AF_INET : AF_INET6, gw.addr, a, sizeof(a));
+    snprintf(buf, n, gw.family == STK_FAMILY_V4 ? "http://%s:%u" : "http://[%s]:%u", a,
+             stk_net_proxy_port(net));
+}
+
 int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
-                      const char *netns, struct stk_proxy **ret, struct stk_error **err)
+                      const struct stk_net *net, bool host_side, struct stk_proxy **ret,
+                      struct stk_error **err)
 {
     *ret = NULL;
-    if (!b->n_allow_hosts && !b->n_bindings)
+    if (!local_proxy_needed(b))
         return 0;
     int r = proxy_mod_load(err);
     if (r < 0)
@@ -788,7 +807,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
     const char *hosts = getenv(STK_PROXY_HOSTS_ENV), *ca = getenv(STK_PROXY_CA_ENV);
     struct stk_proxy_config pc = {
         .sandbox = id,
-        .netns_path = netns,
+        .netns_path = host_side ? NULL : stk_net_netns_path(net),
         .allow = b->allow_hosts,
         .n_allow = b->n_allow_hosts,
         .deny = b->proxy_deny,
@@ -800,6 +819,16 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
         .n_bindings = b->n_bindings,
         .ca_file = ca && *ca ? ca : NULL,
     };
+    if (host_side) {
+        struct stk_cidr a4, a6;
+        stk_net_addresses(net, &a4, &a6);
+        pc.listen = stk_net_gateway(net);
+        pc.listen_port = stk_net_proxy_port(net);
+        if (a4.family == STK_FAMILY_V4)
+            pc.peers[pc.n_peers++] = a4;
+        if (a6.family == STK_FAMILY_V6)
+            pc.peers[pc.n_peers++] = a6;
+    }
     return proxy_mod.start(&pc, ret, err);
 }
 
@@ -821,14 +850,29 @@ static void proxy_event(void *ud, const char *json)
     s->n_events++;
 }
 
-/* The egress proxy on the sandbox's loopback, before the workload starts. */
+/* The egress proxy, before the workload starts: on the sandbox's loopback,
+ * or under gVisor on the host side, whose address and port (known now that
+ * the network has its lease) config.json's environment then names. */
 static int step_proxy(void *ctx, struct stk_error **err)
 {
     struct sandbox *s = ctx;
     if (!s->net)
         return 0;
-    return local_proxy_start(s->req->net, s->req->b, s->id, stk_net_netns_path(s->net), &s->proxy,
-                             err);
+    bool host = rt_table[s->rt].proxy_host;
+    int r = local_proxy_start(s->req->net, s->req->b, s->id, s->net, host, &s->proxy, err);
+    if (r < 0 || !s->proxy || !host)
+        return r;
+    char path[700];
+    local_proxy_url(s->net, s->proxy_url, sizeof(s->proxy_url));
+    s->oci.proxy_url = s->proxy_url;
+    free(s->config);
+    s->config = NULL;
+    if ((r = stk_oci_render(s->req->b, &s->oci, &s->config, err)) < 0 ||
+        (r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
+        return r;
+    if ((r = file_write(path, s->config, strlen(s->config))) < 0)
+        return stk_error_errno(err, -r, "writing %s", path);
+    return 0;
 }
 
 static void undo_proxy(void *ctx)

@@ -172,7 +172,8 @@ static void watch(struct sup *m, struct local_ctx *c)
         }
         /* a sandbox adopted after its monitor died gets its proxy again */
         if (!c->proxy)
-            (void)local_proxy_start(&ncfg, m->sb->b, id, stk_net_netns_path(net), &c->proxy, NULL);
+            (void)local_proxy_start(&ncfg, m->sb->b, id, net, rt_table[m->rt].proxy_host, &c->proxy,
+                                    NULL);
         stk_net_free(net);
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
