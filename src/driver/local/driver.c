@@ -83,24 +83,7 @@ static int local_facts(void *ctx, const struct stk_boundary *b, struct stk_drive
     if (!ret->facts.runtime)
         return stk_error_make(err, ENOENT, "no runtime: %s", why ? why : "none works");
     ret->runtime = ret->facts.runtime;
-    /* A long-lived sandbox gets what `run` gets, gVisor included, unless
-     * it needs the egress proxy (allowHosts, bindings), which cannot serve
-     * a gVisor sandbox yet: then, unless the spec asks for gVisor, the
-     * strongest of the others, and create says so. */
-    bool needs_proxy = b->n_allow_hosts || b->n_bindings;
-    if (needs_proxy && b->runtime == STK_RUNTIME_DEFAULT && rt == STK_OCI_RUNSC) {
-        st[STK_OCI_RUNSC].works = false;
-        enum stk_oci_runtime other;
-        const char *why2 = NULL;
-        if (stk_runtime_choose(b->runtime, st, &other, &why2) == 0) {
-            ret->runtime = stk_oci_runtime_names[other];
-            fmt_into(ret->note, sizeof(ret->note),
-                     "runs on %s, not gVisor: the egress proxy (allowHosts, bindings) cannot "
-                     "serve a gVisor sandbox yet; runtime: gvisor (or --runtime gvisor) asks "
-                     "for gVisor",
-                     stk_oci_runtime_names[other]);
-        }
-    }
+    /* a long-lived sandbox gets what `run` gets, gVisor included */
     return 0;
 }
 
