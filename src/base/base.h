@@ -178,6 +178,20 @@ int stk_path_make(char *buf, size_t n, struct stk_error **err, const char *fmt, 
  * poll). 0, or -errno (-EIO when the descriptor takes nothing). */
 int stk_write_all(int fd, const void *data, size_t n);
 
+/* Takes an flock (op: LOCK_EX or LOCK_SH) on fd, waiting at most timeout_ms.
+ * 0; -ETIMEDOUT when someone held it all that time (*ret_holder, when not
+ * NULL, names the holder's pid as /proc/locks shows it, or 0); -errno on
+ * other failures. Polled with a short growing sleep, so it never hangs
+ * behind a stopped process and needs no signal. */
+int stk_flock_wait(int fd, int op, int timeout_ms, int *ret_holder);
+/* How long a setup waits for a host-wide lock (the network's, the id
+ * ranges') before it gives up with the holder's pid: a holder keeps one for
+ * milliseconds to a few hundred under load, so this is far past a queue of
+ * 50 concurrent creates. A teardown waits longer (what it gives up on stays
+ * on the host until gc): only a holder that is stuck makes it fail. */
+#define STK_HOST_LOCK_WAIT_MS     60000
+#define STK_HOST_LOCK_TEARDOWN_MS 600000
+
 /* ---- helper programs ---------------------------------------------------- */
 
 struct stk_spawn {

@@ -132,7 +132,7 @@ static int emb_list(struct cli_engine *e, bool all, json_t **ret)
     _cleanup_error_ struct stk_error *err = NULL;
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    if (stk_store_sb_list(stk_session_store(s), all, &recs, &n, &err) < 0)
+    if (stk_store_sb_list_brief(stk_session_store(s), all, &recs, &n, &err) < 0)
         return fail("ls", err);
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {

@@ -69,7 +69,7 @@ int cmd_gc(int argc, char **argv)
     snprintf(db, sizeof(db), "%s/%s", paths.state_dir, STK_STORE_DB_FILE);
     if (access(db, F_OK) == 0 &&
         (stk_session_open(&paths, NULL, &s, &err) < 0 ||
-         stk_store_sb_list(stk_session_store(s), false, &recs, &n, &err) < 0)) {
+         stk_store_sb_list_brief(stk_session_store(s), false, &recs, &n, &err) < 0)) {
         fprintf(stderr, "stockade gc: %s\n", err->msg);
         stk_session_close(s);
         return EXIT_INVALID;

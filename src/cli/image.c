@@ -41,7 +41,7 @@ static int users_load(const struct stk_local_paths *paths, struct users *ret)
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
     if (stk_session_open(paths, NULL, &s, &err) < 0 ||
-        stk_store_sb_list(stk_session_store(s), false, &recs, &n, &err) < 0) {
+        stk_store_sb_list_brief(stk_session_store(s), false, &recs, &n, &err) < 0) {
         fprintf(stderr, "stockade image: the session store: %s\n", err->msg);
         stk_session_close(s);
         return EXIT_INVALID;

@@ -910,6 +910,7 @@ static int run_main(int argc, char **argv, struct run_opts *op)
         .runtime = rt,
         .workspace = o.workspace,
         .net = o.no_network ? NULL : &net,
+        .max_sandboxes = stk_local_max_sandboxes(env),
     };
     struct stk_run_result res;
     struct capture cap;

@@ -329,8 +329,11 @@ int stk_sim_connect(const struct stk_boundary *b, size_t i, struct stk_sim_conne
 
 #define STK_LOCAL_STATE_DIR "/var/lib/stockade"
 #define STK_LOCAL_RUN_DIR   "/run/stockade"
-/* Sandboxes one state directory holds at once. */
-#define STK_LOCAL_MAX_SANDBOXES 256
+/* Sandboxes one state directory holds at once: the default and hard
+ * maximum of EnvironmentConfig data.local.maxSandboxes. */
+#define STK_LOCAL_MAX_SANDBOXES STK_LIMIT_LOCAL_SANDBOXES
+/* The bound env sets (data.local.maxSandboxes), else the default. */
+unsigned stk_local_max_sandboxes(const struct stk_envconfig *env);
 
 /* Where stockade keeps its state. Everything it creates lives under these
  * paths or under the cgroup "stockade" in each hierarchy; gc looks nowhere
@@ -385,6 +388,9 @@ struct stk_run_request {
     /* The sandbox's network (veth on stockade's bridge, egress compiled to
      * nftables). NULL: an empty network namespace, loopback only. */
     const struct stk_net_config *net;
+    /* sandboxes this state directory may hold, this one included
+     * (stk_local_max_sandboxes()); 0: STK_LOCAL_MAX_SANDBOXES */
+    unsigned max_sandboxes;
     /* Long-lived sandboxes (stk_local_provision) only: */
     const char *id;       /* the sandbox's id, chosen by the caller */
     int lock_fd;          /* the caller holds the sandbox directory's lock */

@@ -71,7 +71,7 @@ static void metrics_text(struct stk_gw *g, struct evbuffer *out)
     size_t by_phase[_STK_SB_N] = {0};
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    if (stk_store_sb_list(stk_session_store(g->session), false, &recs, &n, NULL) >= 0) {
+    if (stk_store_sb_list_brief(stk_session_store(g->session), false, &recs, &n, NULL) >= 0) {
         for (size_t i = 0; i < n; i++)
             by_phase[recs[i].phase]++;
         stk_sb_recs_free(recs, n);

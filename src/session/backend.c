@@ -366,7 +366,7 @@ int session_advance_all(struct stk_session *s, struct stk_error **err)
 {
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    int r = stk_store_sb_list_brief(s->st, false, &recs, &n, err);
     if (r < 0)
         return r;
     int64_t now = stk_clock_ms(CLOCK_REALTIME);

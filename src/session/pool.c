@@ -80,7 +80,7 @@ static int count_members(struct stk_session *s, const char *tenant, const char *
 {
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    int r = stk_store_sb_list_brief(s->st, false, &recs, &n, err);
     if (r < 0)
         return r;
     *ready = *coming = 0;
@@ -253,7 +253,7 @@ int stk_pool_rm(struct stk_session *s, const char *tenant, const char *name, str
         return r;
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    r = stk_store_sb_list_brief(s->st, false, &recs, &n, err);
     for (size_t i = 0; r >= 0 && i < n; i++)
         if (member_of(&recs[i], pool_tenant, name))
             r = stk_session_rm(s, recs[i].id, true, err);

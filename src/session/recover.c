@@ -104,9 +104,11 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
     for (size_t i = 0; i < n; i++) {
         /* a held lock is a live monitor (or a command at work): theirs */
         int lock = session_lock(s, ids[i], 0, NULL);
+        bool made = false;
         if (lock == -ENOENT) {
             /* the directory is gone: nothing is left on the host to own */
             lock = session_lock_open(s, ids[i], true, NULL);
+            made = lock >= 0;
             if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) < 0) {
                 close(lock);
                 lock = -1;
@@ -119,6 +121,17 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err)
         struct stk_error *e = NULL;
         (void)session_finish(s, ids[i], lock, &e);
         stk_error_free(e);
+        /* the directory made just for the lock: a delete that finished
+         * between the listing and the lock (it removed the directory after
+         * recording "deleted") must not find it back */
+        struct stk_sb_rec rec = {0};
+        if (made && stk_store_sb_get_id(s->st, ids[i], &rec, NULL) >= 0 &&
+            rec.phase == STK_SB_DELETED) {
+            char dir[PATH_MAX];
+            if (session_dir(s, ids[i], dir, sizeof(dir)) >= 0)
+                (void)rm_rf(dir);
+        }
+        stk_sb_rec_free(&rec);
     }
     free(ids);
     return 0;

@@ -208,7 +208,7 @@ int stk_session_gc(struct stk_session *s, size_t *ret_removed, struct stk_error 
                               stk_backend_names[s->backend]);
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
-    int r = stk_store_sb_list(s->st, false, &recs, &n, err);
+    int r = stk_store_sb_list_brief(s->st, false, &recs, &n, err);
     if (r < 0)
         return r;
     struct stk_pool_rec *pools = NULL;

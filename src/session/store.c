@@ -961,16 +961,26 @@ static void sb_recs_free(void *v, size_t n)
     stk_sb_recs_free(v, n);
 }
 
-int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
-                      size_t *ret_n, struct stk_error **err)
+/* The columns of SB_COLS up to init_pid; the documents, labels, result
+ * and handle as NULL: SQLite never reads their pages (a record's documents
+ * may be a MiB each). */
+#define SB_BRIEF_COLS                                                                              \
+    "id, name, tenant, project, owner, runtime, pool, pool_member, phase, reason, message,"        \
+    " exit_code, created_ms, updated_ms, monitor_pid, monitor_start, init_pid, NULL, NULL,"        \
+    " NULL, NULL, NULL"
+
+static int sb_list(struct stk_store *st, bool include_deleted, bool brief, struct stk_sb_rec **ret,
+                   size_t *ret_n, struct stk_error **err)
 {
+    static const char *const sql[2][2] = {
+        {"SELECT " SB_COLS " FROM sandboxes WHERE phase != 'deleted' ORDER BY created_ms, id",
+         "SELECT " SB_COLS " FROM sandboxes ORDER BY created_ms, id"},
+        {"SELECT " SB_BRIEF_COLS " FROM sandboxes WHERE phase != 'deleted'"
+         " ORDER BY created_ms, id",
+         "SELECT " SB_BRIEF_COLS " FROM sandboxes ORDER BY created_ms, id"},
+    };
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r =
-        store_prepare(st,
-                      include_deleted ? "SELECT " SB_COLS " FROM sandboxes ORDER BY created_ms, id"
-                                      : "SELECT " SB_COLS " FROM sandboxes WHERE phase != 'deleted'"
-                                        " ORDER BY created_ms, id",
-                      &s, err);
+    int r = store_prepare(st, sql[brief][include_deleted], &s, err);
     if (r < 0)
         return r;
     void *v = NULL;
@@ -982,6 +992,18 @@ int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_
     *ret = v;
     *ret_n = n;
     return 0;
+}
+
+int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
+                      size_t *ret_n, struct stk_error **err)
+{
+    return sb_list(st, include_deleted, false, ret, ret_n, err);
+}
+
+int stk_store_sb_list_brief(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
+                            size_t *ret_n, struct stk_error **err)
+{
+    return sb_list(st, include_deleted, true, ret, ret_n, err);
 }
 
 int stk_store_sb_in_flight(struct stk_store *st, char (**ret)[64], size_t *ret_n,

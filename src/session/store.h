@@ -144,6 +144,11 @@ int stk_store_sb_find_name(struct stk_store *st, const char *name, struct stk_sb
 /* Oldest first. Free with stk_sb_recs_free. */
 int stk_store_sb_list(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
                       size_t *ret_n, struct stk_error **err);
+/* The same without what a listing does not show: spec, env, labels, result
+ * and handle are NULL, and SQLite reads none of their pages. What ls, gc,
+ * pools and metrics read (a record's documents may be a MiB each). */
+int stk_store_sb_list_brief(struct stk_store *st, bool include_deleted, struct stk_sb_rec **ret,
+                            size_t *ret_n, struct stk_error **err);
 /* The ids of sandboxes whose phase names an operation in flight (pending,
  * provisioning, ready, stopping, starting, deleting). The caller frees *ret. */
 int stk_store_sb_in_flight(struct stk_store *st, char (**ret)[64], size_t *ret_n,

@@ -581,6 +581,11 @@ static const struct stk_field env_local_fields[] = {
      .doc = "The operator routes the address pool beyond this host without NAT. Unless this or "
             "nat is set, sandbox traffic never leaves the bridge: nothing a sandbox sends is "
             "routed off the machine."},
+    {"maxSandboxes", AT(struct stk_env_local, max_sandboxes), .type = STK_F_INT, .min = 1,
+     .max = STK_LIMIT_LOCAL_SANDBOXES,
+     .doc = "How many sandboxes one state directory holds at once (long-lived ones and "
+            "running `stockade run`s; default and hard maximum 1024); a create or run past it "
+            "is refused."},
     END,
 };
 

@@ -480,8 +480,13 @@ struct stk_env_local {
     STK_LIST(struct stk_cidrv) address_pool; /* at most one network per family */
     struct stk_cidrv resolver;               /* one address, as /32 or /128 */
     struct stk_bool nat;                     /* masquerade sandboxes to the uplink */
-    struct stk_bool routed; /* the operator routes the pool itself: forward without NAT */
+    struct stk_bool routed;       /* the operator routes the pool itself: forward without NAT */
+    struct stk_num max_sandboxes; /* sandboxes one state directory holds at once */
 };
+/* The hard maximum of data.local.maxSandboxes: what one state directory
+ * holds (the host's id ranges and the default pool's addresses, 4096 of
+ * each, are shared by every state directory). */
+#define STK_LIMIT_LOCAL_SANDBOXES 1024
 
 struct stk_env_data {
     struct stk_meta meta;

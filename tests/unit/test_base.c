@@ -5,7 +5,13 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/base.h"
 
@@ -189,11 +195,47 @@ static void test_path_never_truncates(void **state)
     assert_string_equal(buf, "/state/ok");
 }
 
+/* A lock held by another process: the wait ends at its bound, naming the
+ * holder; once released, it is taken. */
+static void test_flock_wait_bounded_names_holder(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stk-flock-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int c = open(path, O_RDWR);
+        if (c < 0 || flock(c, LOCK_EX) < 0)
+            _exit(1);
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    char x;
+    assert_int_equal(read(ready[0], &x, 1), 1);
+    int holder = -1;
+    assert_int_equal(stk_flock_wait(fd, LOCK_EX, 50, &holder), -ETIMEDOUT);
+    assert_int_equal(holder, child);
+    assert_int_equal(stk_flock_wait(fd, LOCK_SH, 0, NULL), -ETIMEDOUT);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(stk_flock_wait(fd, LOCK_EX, 5000, &holder), 0);
+    close(fd);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_zeroed_and_aligned),
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_flock_wait_bounded_names_holder),
         cmocka_unit_test(test_error_convention),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_enum_helpers),

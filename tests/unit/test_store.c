@@ -275,6 +275,76 @@ static void test_sandbox_insert_get_list(void **state)
     assert_int_equal(stk_store_sb_update(f->st, &ghost, NULL), -ENOENT);
 }
 
+/* ---- the brief list: what ls reads ------------------------------------------------ */
+
+/* Bytes this process has read through read()/pread() (SQLite's page reads). */
+static long long rchar(void)
+{
+    FILE *io = fopen("/proc/self/io", "re");
+    long long v = -1;
+    char line[128];
+    while (io && fgets(line, sizeof(line), io))
+        if (sscanf(line, "rchar: %lld", &v) == 1)
+            break;
+    if (io)
+        fclose(io);
+    return v;
+}
+
+static void test_list_brief_reads_no_documents(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 24, DOC = 256 * 1024 };
+    char *doc = stk_xcalloc(1, DOC + 1);
+    memset(doc, 'x', DOC);
+    memcpy(doc, "{\"a\":\"", 6);
+    memcpy(doc + DOC - 2, "\"}", 2);
+    char labels[] = "{\"team\":\"a\"}", handle[] = "{\"runtime\":\"crun\"}";
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "sb-%02d", i);
+        struct stk_sb_rec r = sb(id, id, STK_SB_READY);
+        r.spec = r.env = doc;
+        r.labels = labels;
+        r.handle = handle;
+        insert(f->st, r);
+    }
+    /* a cold cache: every page either list needs is read from the files */
+    stk_store_close(f->st);
+    assert_int_equal(stk_store_open(f->state, &f->st, NULL), 0);
+
+    struct stk_sb_rec *all = NULL;
+    size_t n = 0;
+    long long before = rchar();
+    assert_int_equal(stk_store_sb_list_brief(f->st, false, &all, &n, NULL), 0);
+    long long brief = rchar() - before;
+    assert_int_equal(n, N);
+    for (size_t i = 0; i < n; i++) {
+        assert_null(all[i].spec);
+        assert_null(all[i].env);
+        assert_null(all[i].labels);
+        assert_null(all[i].handle);
+        assert_int_equal(all[i].phase, STK_SB_READY);
+    }
+    assert_string_equal(all[3].id, "sb-03");
+    stk_sb_recs_free(all, n);
+
+    stk_store_close(f->st);
+    assert_int_equal(stk_store_open(f->state, &f->st, NULL), 0);
+    before = rchar();
+    assert_int_equal(stk_store_sb_list(f->st, false, &all, &n, NULL), 0);
+    long long full = rchar() - before;
+    assert_int_equal(n, N);
+    assert_non_null(all[0].spec);
+    assert_string_equal(all[0].handle, "{\"runtime\":\"crun\"}");
+    stk_sb_recs_free(all, n);
+    free(doc);
+    /* the full list reads the documents (2 x 256 KiB a record); the brief
+     * one a few pages per record at most */
+    assert_true(full >= (long long)N * DOC);
+    assert_true(brief < (long long)N * DOC / 16);
+}
+
 /* ---- the transition table: every cell, in the table and through the store ---- */
 
 /* Rows: from; columns: to, in enum order (pe pr re sg sd st su fa ki dg dd). */
@@ -1099,6 +1169,7 @@ int main(void)
         T(test_migrates_schema_1_handle),
         T(test_migrates_schema_3_pool_names),
         T(test_sandbox_insert_get_list),
+        T(test_list_brief_reads_no_documents),
         T(test_transition_table_every_cell),
         T(test_set_phase_compare_and_set),
         T(test_phase_change_and_audit_are_atomic),

@@ -194,6 +194,7 @@ static int local_provision(void *ctx, const struct stk_driver_sandbox *sb, bool 
         .b = sb->b,
         .runtime = rt,
         .net = &net,
+        .max_sandboxes = stk_local_max_sandboxes(sb->env),
         .id = sb->id,
         .lock_fd = sb->lock_fd,
         /* a pool member keeps the pool's name: the hostname is fixed at

@@ -42,19 +42,25 @@
 #define IDMAP_OWNER_FILE "idmap"
 #define NSFS_MAGIC       0x6e736673
 
-static int lock_take(struct stk_error **err)
+static int lock_take(int wait_ms, struct stk_error **err)
 {
     if (mkdir_p(IDMAP_DIR, 0700) < 0)
         return stk_error_errno(err, errno, "creating " IDMAP_DIR);
     int fd = open(IDMAP_DIR "/lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return stk_error_errno(err, errno, "opening " IDMAP_DIR "/lock");
-    while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR) {
-            int e = errno;
-            close(fd);
-            return stk_error_errno(err, e, "locking " IDMAP_DIR "/lock");
-        }
+    int holder = 0, r = stk_flock_wait(fd, LOCK_EX, wait_ms, &holder);
+    if (r == -ETIMEDOUT) {
+        close(fd);
+        return stk_error_make(err, ETIMEDOUT,
+                              "waited %d s for " IDMAP_DIR "/lock (the host id ranges), held by "
+                              "process %d",
+                              wait_ms / 1000, holder);
+    }
+    if (r < 0) {
+        close(fd);
+        return stk_error_errno(err, -r, "locking " IDMAP_DIR "/lock");
+    }
     return fd;
 }
 
@@ -115,7 +121,7 @@ int idmap_acquire(const char *dir, struct idmap *ret, struct stk_error **err)
     char owner[PATH_MAX];
     if (!realpath(dir, owner))
         return stk_error_errno(err, errno, "%s", dir);
-    _cleanup_close_ int lock = lock_take(err);
+    _cleanup_close_ int lock = lock_take(STK_HOST_LOCK_WAIT_MS, err);
     if (lock < 0)
         return lock;
 
@@ -186,7 +192,7 @@ int idmap_release(const char *dir)
     int k = recorded_slot(owner);
     if (k < 0)
         return 0;
-    _cleanup_close_ int lock = lock_take(NULL);
+    _cleanup_close_ int lock = lock_take(STK_HOST_LOCK_TEARDOWN_MS, NULL);
     if (lock < 0)
         return lock;
     char who[PATH_MAX];
@@ -227,7 +233,7 @@ int idmap_userns(const struct idmap *m, char *path, size_t n, struct stk_error *
 {
     int k = (int)((m->base - IDMAP_FIRST) / IDMAP_SIZE);
     ns_path(k, path, n);
-    _cleanup_close_ int lock = lock_take(err);
+    _cleanup_close_ int lock = lock_take(STK_HOST_LOCK_WAIT_MS, err);
     if (lock < 0)
         return lock;
     if (is_nsfs(path))
@@ -362,7 +368,7 @@ int stk_local_idmap_of(const struct stk_local_paths *p, const char *id, uint32_t
     int k = recorded_slot(owner);
     if (k < 0)
         return -ENOENT;
-    _cleanup_close_ int lock = lock_take(NULL);
+    _cleanup_close_ int lock = lock_take(STK_HOST_LOCK_TEARDOWN_MS, NULL);
     if (lock < 0)
         return lock;
     if (slot_owner(k, who, sizeof(who)) <= 0 || strcmp(who, owner))

@@ -228,7 +228,7 @@ int vol_mkfs_path(char *ret, size_t n);
 #define IDMAP_DIR   "/run/stockade-ids" /* host-wide: every state and run directory */
 #define IDMAP_FIRST 1073741824u         /* 2^30: far above users and /etc/subuid ranges */
 #define IDMAP_SIZE  65536u              /* ids 0..65535 inside */
-#define IDMAP_SLOTS 1024
+#define IDMAP_SLOTS 4096
 
 struct idmap {
     uint32_t base; /* host id of the sandbox's id 0 */

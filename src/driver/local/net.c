@@ -239,7 +239,7 @@ static int dirs_make(const struct stk_net_config *c, struct stk_error **err)
  * network when its last sandbox does (host_dir_remove()). A lock taken on
  * a file that was unlinked meanwhile protects nothing: after the flock the
  * path must still name the same file, or it is taken again. */
-static int lock_take(const struct stk_net_config *c, struct stk_error **err)
+static int lock_take(const struct stk_net_config *c, int wait_ms, struct stk_error **err)
 {
     _cleanup_free_ char *p = path_of(c, "net/lock", NULL);
     for (int tries = 0;; tries++) {
@@ -253,12 +253,15 @@ static int lock_take(const struct stk_net_config *c, struct stk_error **err)
                 continue;
             return stk_error_errno(err, errno, "open %s", p);
         }
-        while (flock(fd, LOCK_EX) < 0)
-            if (errno != EINTR) {
-                int e = errno;
-                close(fd);
-                return stk_error_errno(err, e, "flock %s", p);
-            }
+        int holder = 0;
+        if ((r = stk_flock_wait(fd, LOCK_EX, wait_ms, &holder)) < 0) {
+            close(fd);
+            if (r == -ETIMEDOUT)
+                return stk_error_make(err, ETIMEDOUT,
+                                      "waited %d s for the network's lock %s, held by process %d",
+                                      wait_ms / 1000, p, holder);
+            return stk_error_errno(err, -r, "flock %s", p);
+        }
         struct stat held, now;
         if (fstat(fd, &held) == 0 && stat(p, &now) == 0 && held.st_dev == now.st_dev &&
             held.st_ino == now.st_ino) {
@@ -1078,7 +1081,7 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
         return r;
     snprintf(n->namespace, sizeof(n->namespace), "%s", b->namespace);
 
-    if ((lock = lock_take(c, err)) < 0)
+    if ((lock = lock_take(c, STK_HOST_LOCK_WAIT_MS, err)) < 0)
         return lock;
     _cleanup_free_ char *state = path_of(c, "net/sandboxes", id);
     if (access(state, F_OK) == 0)
@@ -1235,7 +1238,7 @@ int stk_net_down(struct stk_net *n, struct stk_error **err)
     if (!n)
         return 0;
     _cleanup_(net_freep) struct stk_net *owned = n;
-    _cleanup_close_ int lock = lock_take(&n->cfg, err);
+    _cleanup_close_ int lock = lock_take(&n->cfg, STK_HOST_LOCK_TEARDOWN_MS, err);
     if (lock < 0)
         return lock;
     return net_down_locked(owned, err);
@@ -1327,7 +1330,7 @@ static int net_gc_locked(const struct stk_net_config *c, const char *const *live
 int stk_net_gc(const struct stk_net_config *c, const char *const *own_live, size_t n_own,
                struct stk_error **err)
 {
-    _cleanup_close_ int lock = lock_take(c, err);
+    _cleanup_close_ int lock = lock_take(c, STK_HOST_LOCK_TEARDOWN_MS, err);
     if (lock < 0)
         return lock;
     /* live: ours as the caller says, and every sandbox another run

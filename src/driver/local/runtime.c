@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -312,6 +313,10 @@ static void smoke(const struct stk_local_paths *p, enum stk_oci_runtime rt,
                  "range: per-user limits, file ownership and signals never cross sandboxes)");
 }
 
+/* Smoke runs of three runtimes take a few seconds, up to a minute on a
+ * loaded host. */
+#define DETECT_WAIT_MS 180000
+
 static json_t *cache_load(const char *path)
 {
     return json_load_file(path, 0, NULL);
@@ -326,6 +331,27 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
     int r = geteuid() == 0 ? mkdir_p(p->state_dir, 0700) : 0;
     if (r < 0)
         return stk_error_errno(err, -r, "creating state dir %s", p->state_dir);
+    /* One detection at a time per state directory: concurrent creates on a
+     * fresh one would each run every smoke run (three sandboxes apiece, all
+     * queueing on the host's network lock); the others wait and read the
+     * cache the first one wrote. */
+    _cleanup_close_ int lock = -1;
+    if (geteuid() == 0) {
+        char lock_path[520];
+        if (stk_path_make(lock_path, sizeof(lock_path), err, "%s/runtimes.lock", p->state_dir) < 0)
+            return -ENAMETOOLONG;
+        lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lock < 0)
+            return stk_error_errno(err, errno, "opening %s", lock_path);
+        int holder = 0;
+        if ((r = stk_flock_wait(lock, LOCK_EX, DETECT_WAIT_MS, &holder)) == -ETIMEDOUT)
+            return stk_error_make(err, ETIMEDOUT,
+                                  "waited %d s for %s: process %d is still detecting the "
+                                  "runtimes (smoke runs)",
+                                  DETECT_WAIT_MS / 1000, lock_path, holder);
+        if (r < 0)
+            return stk_error_errno(err, -r, "locking %s", lock_path);
+    }
 
     json_t *cache = cache_load(cache_path);
     if (!json_is_object(cache)) {

@@ -353,17 +353,25 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
 
 /* ---- setup steps, in order; each undoes itself ------------------------------------ */
 
-static size_t count_entries(const char *path, size_t max)
+/* The entries of path but `self`, counting up to max. */
+static size_t count_entries(const char *path, const char *self, size_t max)
 {
     DIR *d = opendir(path);
     size_t n = 0;
     if (!d)
         return 0;
     for (struct dirent *e; n < max && (e = readdir(d));)
-        if (e->d_name[0] != '.')
+        if (e->d_name[0] != '.' && strcmp(e->d_name, self))
             n++;
     closedir(d);
     return n;
+}
+
+unsigned stk_local_max_sandboxes(const struct stk_envconfig *env)
+{
+    if (env && env->data.local.max_sandboxes.meta.set)
+        return (unsigned)env->data.local.max_sandboxes.v;
+    return STK_LOCAL_MAX_SANDBOXES;
 }
 
 static int step_dir(void *ctx, struct stk_error **err)
@@ -375,12 +383,21 @@ static int step_dir(void *ctx, struct stk_error **err)
         return r;
     if ((r = mkdir_p(parent, 0700)) < 0)
         return stk_error_errno(err, -r, "creating %s", parent);
-    size_t n = count_entries(parent, STK_LOCAL_MAX_SANDBOXES);
-    if (n >= STK_LOCAL_MAX_SANDBOXES)
-        return stk_error_make(err, EAGAIN,
-                              "%zu sandboxes already on this host (limit %d); if some "
-                              "belong to crashed runs, `stockade gc` removes them",
-                              n, STK_LOCAL_MAX_SANDBOXES);
+    /* every other sandbox of this state directory (a long-lived one's own
+     * directory exists already), bounded by the hard maximum whatever the
+     * request says */
+    unsigned max = s->req->max_sandboxes && s->req->max_sandboxes < STK_LOCAL_MAX_SANDBOXES
+                       ? s->req->max_sandboxes
+                       : STK_LOCAL_MAX_SANDBOXES;
+    size_t n = count_entries(parent, s->id, max);
+    if (n >= max)
+        return stk_error_make(
+            err, EAGAIN,
+            "%s already holds %zu sandboxes, its limit (%s %u); remove some "
+            "(`stockade rm`), or, if some belong to crashed runs, `stockade gc` "
+            "removes them",
+            s->p->state_dir, n,
+            max < STK_LOCAL_MAX_SANDBOXES ? "data.local.maxSandboxes" : "the hard maximum", max);
     char path[700];
     if (s->session) {
         /* the caller made the directory and holds its lock */

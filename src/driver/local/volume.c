@@ -34,11 +34,18 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #define VOL_FSTYPE      "ext4"
 #define VOL_LOOP_TRIES  32 /* another process may take the free device first */
 #define VOL_UMOUNT_WAIT 50 /* ms of retries while the last user lets go */
+/* What a volume never takes of the host's filesystem: 5% of it, at least
+ * 2 GiB. Volumes are allocated whole, so a thousand sandboxes at the
+ * default 1 GiB would otherwise fill the disk under everything else the
+ * host runs. */
+#define VOL_RESERVE_PERCENT 5
+#define VOL_RESERVE_MIN     (2LL << 30)
 
 static const char *const mkfs_candidates[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"};
 
@@ -101,7 +108,23 @@ static int image_create(const struct vol *v, const char *image, int64_t size, bo
      * (the loop device writes as the kernel, which may use them). A host
      * without the space refuses the sandbox here. */
     int r = 0;
-    if (fallocate(fd, 0, 0, (off_t)size) < 0)
+    struct statvfs fs;
+    if (fstatvfs(fd, &fs) == 0) {
+        long long total = (long long)fs.f_blocks * (long long)fs.f_frsize;
+        long long avail = (long long)fs.f_bavail * (long long)fs.f_frsize;
+        long long reserve = total / 100 * VOL_RESERVE_PERCENT;
+        if (reserve < VOL_RESERVE_MIN)
+            reserve = VOL_RESERVE_MIN;
+        if (avail - size < reserve)
+            r = stk_error_make(err, ENOSPC,
+                               "the sandbox's %lld MiB of storage (%s) would leave %lld MiB "
+                               "free on the host's filesystem, under the %lld MiB stockade "
+                               "keeps for the host (%d%%, at least %lld MiB): remove sandboxes "
+                               "or ask for less spec.resources.storage",
+                               (long long)(size >> 20), image, (avail - size) >> 20, reserve >> 20,
+                               VOL_RESERVE_PERCENT, VOL_RESERVE_MIN >> 20);
+    }
+    if (r >= 0 && fallocate(fd, 0, 0, (off_t)size) < 0)
         r = errno == ENOSPC ? stk_error_make(err, ENOSPC,
                                              "the host has not got %lld MiB free for %s (the "
                                              "sandbox's storage is taken when it starts)",
