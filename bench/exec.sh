@@ -150,6 +150,8 @@ n_audit=$("$bin" audit "$cid" -o json | python3 -c 'import json,sys; print(len(j
 
 python3 - "$work" "$root/bench/exec.md" "$runs" "$crun_note" "$pod_note" "$n_audit" "$bin" "$gw_cpu" <<'PY'
 import json, os, platform, re, statistics as st, subprocess, sys, time
+sys.path.insert(0, "bench")
+from machine import cpu_model, ver
 work, out, runs, crun_note, pod_note, n_audit, binp, gw_cpu = sys.argv[1:]
 runs = int(runs)
 rows, cpu_ms = {}, {}
@@ -164,14 +166,7 @@ names = {"gateway_exit": "exec through the gateway (upgrade → EXIT)",
          "healthz_new_connection": "GET /healthz, new connection (floor)",
          "healthz_keepalive": "GET /healthz, kept-alive connection (floor)"}
 grows = {names[k]: gw[k] for k in names}
-def ver(cmd):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        return (p.stdout or p.stderr).splitlines()[0].strip()
-    except Exception: return "?"
-cpu = "?"
-for l in open("/proc/cpuinfo"):
-    if l.startswith("model name"): cpu = l.split(":", 1)[1].strip(); break
+cpu = cpu_model()
 load = open("/proc/loadavg").read().split()[:3]
 vers = [ver([binp, "version"]), ver(["crun", "--version"]), ver(["runc", "--version"])]
 if not pod_note: vers.append(ver(["podman", "--version"]))

@@ -37,6 +37,15 @@ def recv_exact(s, n, buf):
     return buf
 
 
+def read_head(s):
+    """An answer's head (status line and headers) and what came after it."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf = recv_exact(s, len(buf) + 1, buf)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def gw_exec(host, port, token, sid, argv):
     """One exec; returns (ms to the 101, ms to EXIT)."""
     body = json.dumps({"argv": argv}).encode()
@@ -49,10 +58,7 @@ def gw_exec(host, port, token, sid, argv):
     try:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(head + body)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            buf = recv_exact(s, len(buf) + 1, buf)
-        status, _, rest = buf.partition(b"\r\n\r\n")
+        status, rest = read_head(s)
         if not status.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"no upgrade: {status[:200]!r}")
         t101 = time.perf_counter()
@@ -89,10 +95,7 @@ def cli_exec(binp, sid):
 
 def healthz(s, host, port):
     s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        buf = recv_exact(s, len(buf) + 1, buf)
-    head, _, rest = buf.partition(b"\r\n\r\n")
+    head, rest = read_head(s)
     if not head.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"/healthz: {head[:200]!r}")
     n = 0
