@@ -292,19 +292,14 @@ fi
 python3 - "$work" "$root/bench/gateway.md" "$secs" "$threads" "$conns" "$local_note" "$peer_note" \
   "$peer_ver" "$audit_before" "$audit_after" "$prof_secs" "$profile_note" "$bin" <<'PY'
 import json, os, platform, re, subprocess, sys, time
+sys.path.insert(0, "bench")
+from machine import cpu_model, ver
 (work, out, secs, threads, conns, local_note, peer_note, peer_ver, audit_before, audit_after,
  prof_secs, profile_note, binp) = sys.argv[1:]
 res = {}
 for l in open(f"{work}/results.jsonl"):
     r = json.loads(l); res[r["key"]] = r
-def ver(cmd):
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        return (p.stdout or p.stderr).splitlines()[0].strip()
-    except Exception: return "?"
-cpu = "?"
-for l in open("/proc/cpuinfo"):
-    if l.startswith("model name"): cpu = l.split(":", 1)[1].strip(); break
+cpu = cpu_model()
 import sqlite3
 versions = "; ".join(v for v in (ver([binp, "version"]), ver(["wrk", "-v"]).split(" [")[0],
                                  f"SQLite {sqlite3.sqlite_version}", peer_ver) if v)

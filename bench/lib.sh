@@ -21,3 +21,18 @@ bench_cleanup() {
   [ -n "$id" ] && "$bin" rm -f "$id" >/dev/null 2>&1
   rm -rf "$work"
 }
+
+# `crun exec` of /bin/true in sandbox $1 as a command line for hyperfine, in
+# $crun_exec; $crun_note is empty when it ran as is, else how it was run: in
+# a private mount namespace without /sys/fs/cgroup/unified, the way stockade
+# runs crun on a hybrid-cgroup host (rt_needs_private_mntns). Fails when
+# crun exec fails both ways. Needs $STOCKADE_RUN_DIR.
+bench_crun_exec() {
+  crun_exec="crun --root $STOCKADE_RUN_DIR/crun exec $1 /bin/true"
+  crun_note=""
+  if ! $crun_exec >/dev/null 2>&1; then
+    crun_exec="unshare -m sh -c 'mount --make-rprivate /; umount -l /sys/fs/cgroup/unified; exec $crun_exec'"
+    crun_note="crun exec failed as is; it was run in a private mount namespace without /sys/fs/cgroup/unified (unshare -m + sh), like stockade runs crun"
+    eval "$crun_exec" >/dev/null || { echo "crun exec fails even in a private mount namespace" >&2; return 1; }
+  fi
+}

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+. "$root/bench/lib.sh"
 runs=${1:-30}
 bin=${STOCKADE_BIN:-$root/build/src/stockade}
 [ -x "$bin" ] || { echo "build first: ninja -C build" >&2; exit 1; }
@@ -117,14 +118,7 @@ fi
 # the pools are gone: nothing of them runs during the exec measurements
 cid=$("$bin" create -f "$work/crun.yaml")
 rid=$("$bin" create -f "$work/runc.yaml")
-crun_exec="crun --root $STOCKADE_RUN_DIR/crun exec $cid /bin/true"
-crun_note=""
-if ! $crun_exec >/dev/null 2>&1; then
-  # the way stockade runs crun on a hybrid-cgroup host (rt_needs_private_mntns)
-  crun_exec="unshare -m sh -c 'mount --make-rprivate /; umount -l /sys/fs/cgroup/unified; exec $crun_exec'"
-  crun_note="crun exec failed as is; it was run in a private mount namespace without /sys/fs/cgroup/unified (unshare -m + sh), like stockade runs crun"
-  eval "$crun_exec" >/dev/null || { echo "crun exec fails even in a private mount namespace" >&2; exit 1; }
-fi
+bench_crun_exec "$cid" || exit 1
 runc --root "$STOCKADE_RUN_DIR/runc" exec "$rid" /bin/true
 "$bin" exec "$cid" -- /bin/true
 "$bin" exec "$rid" -- /bin/true
