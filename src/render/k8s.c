@@ -749,13 +749,24 @@ static const char *secret_name(const char *ref)
     return slash ? slash + 1 : ref;
 }
 
-static bool proxy_reads_secrets(const struct stk_boundary *b)
+/* Where a binding's Secret is: in the sandbox's namespace it is mounted
+ * into the proxy's Pod (and read as a file at each request); elsewhere the
+ * proxy reads it through the API, allowed by a Role there on exactly it. */
+static bool secret_mounted(const struct stk_boundary *b, const struct stk_binding *bd,
+                           const char *ns)
+{
+    return !strcmp(secret_namespace(b, bd->credential.ref.v, ns), ns);
+}
+
+static bool proxy_reads_secrets(const struct stk_boundary *b, const char *ns, bool mounted)
 {
     for (size_t i = 0; i < b->n_bindings; i++)
-        if (b->bindings[i].credential.source.v == STK_CRED_KUBERNETES_SECRET)
+        if (secret_mounted(b, &b->bindings[i], ns) == mounted)
             return true;
     return false;
 }
+
+#define PROXY_CREDENTIALS_DIR "/var/run/stockade-proxy/credentials"
 
 /* What the kubernetes target cannot give a sandbox with the proxy. */
 static int proxy_check(const struct stk_boundary *b, const char *pool, struct stk_error **err)
@@ -826,10 +837,17 @@ static char *proxy_config_text(const struct stk_boundary *b, const char *ns)
     for (size_t i = 0; i < b->n_bindings; i++) {
         const struct stk_binding *bd = &b->bindings[i];
         const char *ref = bd->credential.ref.v;
-        json_t *o = PACK("{s:s, s:s, s:s, s:o, s:s}", "name", bd->name.v, "url", bd->url.v,
-                         "source", stk_cred_source_names[bd->credential.source.v], "ref",
-                         json_sprintf("%s/%s", secret_namespace(b, ref, ns), secret_name(ref)),
-                         "key", bd->credential.key.v);
+        json_t *o;
+        if (secret_mounted(b, bd, ns))
+            o = PACK("{s:s, s:s, s:s, s:o}", "name", bd->name.v, "url", bd->url.v, "source",
+                     stk_cred_source_names[STK_CRED_FILE], "ref",
+                     json_sprintf(PROXY_CREDENTIALS_DIR "/%s/%s", secret_name(ref),
+                                  bd->credential.key.v));
+        else
+            o = PACK("{s:s, s:s, s:s, s:o, s:s}", "name", bd->name.v, "url", bd->url.v, "source",
+                     stk_cred_source_names[bd->credential.source.v], "ref",
+                     json_sprintf("%s/%s", secret_namespace(b, ref, ns), secret_name(ref)), "key",
+                     bd->credential.key.v);
         if (bd->inject.header.meta.set)
             json_object_set_new(o, "header", json_string(bd->inject.header.v));
         if (bd->inject.format.meta.set)
@@ -883,8 +901,31 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
                PACK("{s:{s:s}}", "configMap", "name", STK_K8S_PROXY_NAME));
     /* the API token only where a Secret is read (its Role: get on exactly
      * those Secrets) */
-    if (proxy_reads_secrets(b))
+    if (proxy_reads_secrets(b, ns, false))
         add_volume(volumes, mounts, "kube-api-access", TOKEN_PATH, true, token_volume());
+    /* the Secrets of its own namespace: only the keys the bindings name,
+     * readable by the proxy's group alone */
+    if (proxy_reads_secrets(b, ns, true)) {
+        json_t *sources = json_array();
+        for (size_t i = 0; i < b->n_bindings; i++) {
+            const struct stk_binding *bd = &b->bindings[i];
+            bool dup = !secret_mounted(b, bd, ns);
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = secret_mounted(b, &b->bindings[j], ns) &&
+                      !strcmp(secret_name(b->bindings[j].credential.ref.v),
+                              secret_name(bd->credential.ref.v)) &&
+                      !strcmp(b->bindings[j].credential.key.v, bd->credential.key.v);
+            if (dup)
+                continue;
+            const char *name = secret_name(bd->credential.ref.v);
+            json_array_append_new(
+                sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name, "items", "key",
+                              bd->credential.key.v, "path",
+                              json_sprintf("%s/%s", name, bd->credential.key.v)));
+        }
+        add_volume(volumes, mounts, "credentials", PROXY_CREDENTIALS_DIR, true,
+                   PACK("{s:{s:o, s:i}}", "projected", "sources", sources, "defaultMode", 0440));
+    }
     json_object_set_new(c, "volumeMounts", mounts);
     json_t *spec = PACK("{s:s, s:b, s:b}", "serviceAccountName", STK_K8S_PROXY_NAME,
                         "automountServiceAccountToken", 0, "enableServiceLinks", 0);
@@ -892,9 +933,9 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
     if (rc)
         json_object_set_new(spec, "runtimeClassName", json_string(rc));
     json_object_set_new(spec, "securityContext",
-                        PACK("{s:b, s:i, s:i, s:{s:s}}", "runAsNonRoot", 1, "runAsUser",
-                             NONROOT_ID, "runAsGroup", NONROOT_ID, "seccompProfile", "type",
-                             "RuntimeDefault"));
+                        PACK("{s:b, s:i, s:i, s:i, s:{s:s}}", "runAsNonRoot", 1, "runAsUser",
+                             NONROOT_ID, "runAsGroup", NONROOT_ID, "fsGroup", NONROOT_ID,
+                             "seccompProfile", "type", "RuntimeDefault"));
     json_object_set_new(spec, "containers", PACK("[o]", c));
     json_object_set_new(spec, "volumes", volumes);
     json_t *o = object_new("apps/v1", "Deployment", STK_K8S_PROXY_NAME, ns, proxy_labels(b, false));
@@ -915,7 +956,7 @@ static void proxy_objects(const struct stk_boundary *b, const char *ns, json_t *
     for (size_t i = 0; i < b->n_bindings; i++) {
         const struct stk_credential *cr = &b->bindings[i].credential;
         const char *sns = secret_namespace(b, cr->ref.v, ns);
-        bool seen = false;
+        bool seen = secret_mounted(b, &b->bindings[i], ns);
         for (size_t j = 0; j < i; j++)
             seen |= !strcmp(secret_namespace(b, b->bindings[j].credential.ref.v, ns), sns);
         if (seen)
