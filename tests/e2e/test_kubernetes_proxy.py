@@ -265,7 +265,9 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
     outputs.append(pod)
     seen = kube.ok("exec", sid, "--", "sh", "-c",
                    "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; "
-                   f"grep -rl {CANARY} / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; "
+                   # the pattern in two halves: the command line itself must not hold it
+                   f"grep -rlF \"$(printf %s%s {CANARY[:8]} {CANARY[8:]})\" / "
+                   "--exclude-dir=proc --exclude-dir=sys 2>/dev/null; "
                    "ls -R /var/run /run 2>/dev/null; true")
     outputs += [seen.stdout, seen.stderr]
     outputs += [kube.ok("get", sid, "-o", "json").stdout, kube.ok("logs", sid).stdout,
