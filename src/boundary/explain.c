@@ -562,8 +562,7 @@ static void explain_credentials(struct stk_contract *c)
                      bd->name.v, bd->url.v, bd->name.v,
                      stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v),
                  &o);
-        else if (c->facts->backend == STK_BACKEND_KUBERNETES &&
-                 b->model != STK_MODEL_INJECTION)
+        else if (c->facts->backend == STK_BACKEND_KUBERNETES && b->model != STK_MODEL_INJECTION)
             from(say(c, SEC_CREDENTIALS,
                      "Can call %s (%s) at http://%s" STK_BINDING_DOMAIN_TEXT
                      "/ through the egress proxy's Pod, which reads the credential from %s %s "

@@ -83,7 +83,7 @@ static int read_secret(const char *ns, const char *name, const char *key, char *
         /* the API's message names the Secret, never its data */
         fprintf(stderr, "stockade __proxy: %s\n", e ? e->msg : "?");
         stk_error_free(e);
-        *why = r == -ENOENT ? "the Secret does not exist"
+        *why = r == -ENOENT   ? "the Secret does not exist"
                : r == -EACCES ? "the proxy may not read the Secret"
                               : "the Secret cannot be read";
         return r;
@@ -192,8 +192,9 @@ int cmd_internal_proxy(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    fprintf(stderr, "stockade __proxy: sandbox %s: listening on 0.0.0.0:%d (%zu allowHosts, %zu "
-                    "bindings)\n",
+    fprintf(stderr,
+            "stockade __proxy: sandbox %s: listening on 0.0.0.0:%d (%zu allowHosts, %zu "
+            "bindings)\n",
             f->sandbox, STK_PROXY_PORT, f->n_allow, f->n_bindings);
     while (!stopping) {
         struct pollfd pfd = {.fd = m.event_fd(p), .events = POLLIN};

@@ -58,15 +58,13 @@ static bool header_name_valid(const char *s)
     if (!s[0])
         return false;
     for (; *s; s++)
-        if (!strchr("!#$%&'*+-.^_`|~", *s) && !((*s >= '0' && *s <= '9') ||
-                                                 (*s >= 'a' && *s <= 'z') ||
-                                                 (*s >= 'A' && *s <= 'Z')))
+        if (!strchr("!#$%&'*+-.^_`|~", *s) &&
+            !((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
             return false;
     return true;
 }
 
-static int parse_binding(const json_t *o, size_t i, struct stk_binding *bd,
-                         struct stk_error **err)
+static int parse_binding(const json_t *o, size_t i, struct stk_binding *bd, struct stk_error **err)
 {
     bool ok = json_is_object(o);
     const char *name = member(o, "name", 63, &ok), *url = member(o, "url", 2048, &ok);
@@ -146,10 +144,9 @@ int stk_proxy_file_parse(const char *data, size_t len, struct stk_proxy_file **r
     if (json_array_size(allow) > STK_LIMIT_ALLOW_HOSTS ||
         json_array_size(deny) > STK_PROXY_FILE_DENY_MAX ||
         json_array_size(bindings) > STK_PROXY_FILE_BINDINGS_MAX) {
-        r = stk_error_make(err, EMSGSIZE,
-                           "proxy configuration: at most %d allowHosts, %d deny and %d bindings",
-                           STK_LIMIT_ALLOW_HOSTS, STK_PROXY_FILE_DENY_MAX,
-                           STK_PROXY_FILE_BINDINGS_MAX);
+        r = stk_error_make(
+            err, EMSGSIZE, "proxy configuration: at most %d allowHosts, %d deny and %d bindings",
+            STK_LIMIT_ALLOW_HOSTS, STK_PROXY_FILE_DENY_MAX, STK_PROXY_FILE_BINDINGS_MAX);
         goto out;
     }
     f->pub.sandbox = sandbox;

@@ -211,7 +211,7 @@ int stk_tls_client_hello_sni(const uint8_t *p, size_t n, char ret[256]);
 #define STK_PROXY_REQUESTS_PER_CONN 1000 /* the last response says Connection: close */
 
 struct stk_proxy_config {
-    const char *sandbox;    /* the id, in every record */
+    const char *sandbox; /* the id, in every record */
     /* the sandbox's network namespace (127.0.0.1 there); NULL: standalone,
      * every address of the caller's namespace (a proxy Pod on Kubernetes,
      * where NetworkPolicy admits only the sandbox's Pod) */

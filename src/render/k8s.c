@@ -804,7 +804,8 @@ static int proxy_check(const struct stk_boundary *b, const char *pool, struct st
                 "spec.bindings[%zu] (%s): credential source %s is not available on kubernetes: "
                 "the egress proxy runs in a Pod of its own, with no environment or files of "
                 "the operator's; use source kubernetesSecret",
-                i, b->bindings[i].name.v, stk_cred_source_names[b->bindings[i].credential.source.v]);
+                i, b->bindings[i].name.v,
+                stk_cred_source_names[b->bindings[i].credential.source.v]);
     return 0;
 }
 
@@ -888,14 +889,14 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
     json_object_set_new(c, "resources",
                         PACK("{s:o, s:o}", "limits", proxy_limits(b), "requests", proxy_limits(b)));
     /* as strict as the restricted level whatever the sandbox's */
+    json_object_set_new(c, "securityContext",
+                        PACK("{s:b, s:{s:[s]}, s:b, s:b, s:b, s:{s:s}}", "allowPrivilegeEscalation",
+                             0, "capabilities", "drop", "ALL", "privileged", 0,
+                             "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "seccompProfile",
+                             "type", "RuntimeDefault"));
     json_object_set_new(
-        c, "securityContext",
-        PACK("{s:b, s:{s:[s]}, s:b, s:b, s:b, s:{s:s}}", "allowPrivilegeEscalation", 0,
-             "capabilities", "drop", "ALL", "privileged", 0, "readOnlyRootFilesystem", 1,
-             "runAsNonRoot", 1, "seccompProfile", "type", "RuntimeDefault"));
-    json_object_set_new(c, "readinessProbe",
-                        PACK("{s:{s:i}, s:i}", "tcpSocket", "port", STK_PROXY_PORT,
-                             "periodSeconds", 2));
+        c, "readinessProbe",
+        PACK("{s:{s:i}, s:i}", "tcpSocket", "port", STK_PROXY_PORT, "periodSeconds", 2));
     json_t *volumes = json_array(), *mounts = json_array();
     add_volume(volumes, mounts, "config", STK_K8S_PROXY_CONFIG_DIR, true,
                PACK("{s:{s:s}}", "configMap", "name", STK_K8S_PROXY_NAME));
@@ -918,10 +919,9 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
             if (dup)
                 continue;
             const char *name = secret_name(bd->credential.ref.v);
-            json_array_append_new(
-                sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name, "items", "key",
-                              bd->credential.key.v, "path",
-                              json_sprintf("%s/%s", name, bd->credential.key.v)));
+            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name,
+                                                "items", "key", bd->credential.key.v, "path",
+                                                json_sprintf("%s/%s", name, bd->credential.key.v)));
         }
         add_volume(volumes, mounts, "credentials", PROXY_CREDENTIALS_DIR, true,
                    PACK("{s:{s:o, s:i}}", "projected", "sources", sources, "defaultMode", 0440));
@@ -983,8 +983,8 @@ static void proxy_objects(const struct stk_boundary *b, const char *ns, json_t *
         json_t *rb = object_new("rbac.authorization.k8s.io/v1", "RoleBinding", rname, sns,
                                 proxy_labels(b, false));
         json_object_set_new(rb, "roleRef",
-                            PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io",
-                                 "kind", "Role", "name", rname));
+                            PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind",
+                                 "Role", "name", rname));
         json_object_set_new(rb, "subjects",
                             PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name",
                                  STK_K8S_PROXY_NAME, "namespace", ns));
@@ -1001,10 +1001,10 @@ static void proxy_objects(const struct stk_boundary *b, const char *ns, json_t *
     json_t *in = object_new("networking.k8s.io/v1", "NetworkPolicy", STK_K8S_PROXY_NAME "-ingress",
                             ns, proxy_labels(b, false));
     json_object_set_new(in, "spec",
-                        PACK("{s:o, s:[s], s:[{s:[{s:{s:{s:s}}}], s:[{s:s, s:i}]}]}",
-                             "podSelector", proxy_selector(), "policyTypes", "Ingress", "ingress",
-                             "from", "podSelector", "matchLabels", STK_K8S_SANDBOX_LABEL, b->name,
-                             "ports", "protocol", "TCP", "port", STK_PROXY_PORT));
+                        PACK("{s:o, s:[s], s:[{s:[{s:{s:{s:s}}}], s:[{s:s, s:i}]}]}", "podSelector",
+                             proxy_selector(), "policyTypes", "Ingress", "ingress", "from",
+                             "podSelector", "matchLabels", STK_K8S_SANDBOX_LABEL, b->name, "ports",
+                             "protocol", "TCP", "port", STK_PROXY_PORT));
     json_array_append_new(out, in);
     /* egress: DNS to the cluster resolver and any address but the denied
      * networks (the proxy refuses them itself too, and decides by name) */
@@ -1039,19 +1039,18 @@ static void proxy_objects(const struct stk_boundary *b, const char *ns, json_t *
     json_t *wl = object_new("networking.k8s.io/v1", "NetworkPolicy", "allow-proxy-egress", ns,
                             labels_json(b));
     json_object_set_new(wl, "spec",
-                        PACK("{s:{s:{s:s}}, s:[s], s:[{s:[{s:o}], s:[{s:s, s:i}]}]}",
-                             "podSelector", "matchLabels", STK_K8S_SANDBOX_LABEL, b->name,
-                             "policyTypes", "Egress", "egress", "to", "podSelector",
-                             proxy_selector(), "ports", "protocol", "TCP", "port",
-                             STK_PROXY_PORT));
+                        PACK("{s:{s:{s:s}}, s:[s], s:[{s:[{s:o}], s:[{s:s, s:i}]}]}", "podSelector",
+                             "matchLabels", STK_K8S_SANDBOX_LABEL, b->name, "policyTypes", "Egress",
+                             "egress", "to", "podSelector", proxy_selector(), "ports", "protocol",
+                             "TCP", "port", STK_PROXY_PORT));
     json_array_append_new(out, wl);
     json_array_append_new(out, proxy_deployment(b, ns));
     json_t *svc = object_new("v1", "Service", STK_K8S_PROXY_NAME, ns, proxy_labels(b, false));
-    json_object_set_new(svc, "spec",
-                        PACK("{s:s, s:o, s:[{s:s, s:s, s:i, s:i}]}", "type", "ClusterIP",
-                             "selector", PACK("{s:s}", STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT), "ports",
-                             "name", "proxy", "protocol", "TCP", "port", STK_PROXY_PORT,
-                             "targetPort", STK_PROXY_PORT));
+    json_object_set_new(
+        svc, "spec",
+        PACK("{s:s, s:o, s:[{s:s, s:s, s:i, s:i}]}", "type", "ClusterIP", "selector",
+             PACK("{s:s}", STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT), "ports", "name",
+             "proxy", "protocol", "TCP", "port", STK_PROXY_PORT, "targetPort", STK_PROXY_PORT));
     json_array_append_new(out, svc);
 }
 
@@ -1074,10 +1073,10 @@ static void proxy_env(const struct stk_boundary *b, json_t *pod_spec)
         json_array_append_new(env, PACK("{s:s, s:s}", "name", names[i], "value",
                                         "http://$(STOCKADE_PROXY_SERVICE_HOST):"
                                         "$(STOCKADE_PROXY_SERVICE_PORT)"));
-    json_array_append_new(env, PACK("{s:s, s:s}", "name", "NO_PROXY", "value",
-                                    "localhost,127.0.0.1,::1"));
-    json_array_append_new(env, PACK("{s:s, s:s}", "name", "no_proxy", "value",
-                                    "localhost,127.0.0.1,::1"));
+    json_array_append_new(
+        env, PACK("{s:s, s:s}", "name", "NO_PROXY", "value", "localhost,127.0.0.1,::1"));
+    json_array_append_new(
+        env, PACK("{s:s, s:s}", "name", "no_proxy", "value", "localhost,127.0.0.1,::1"));
     for (size_t i = 0; i < b->n_bindings; i++) {
         const char *name = b->bindings[i].name.v;
         char *var = stk_xasprintf("STOCKADE_BINDING_%s_URL", name);

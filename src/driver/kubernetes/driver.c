@@ -634,8 +634,7 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
         json_t *list = NULL;
         char nsbuf[64];
-        int r = sb->b ? delete_outside(c, sb, sandbox_namespace(sb, nsbuf, sizeof(nsbuf)), err)
-                      : 0;
+        int r = sb->b ? delete_outside(c, sb, sandbox_namespace(sb, nsbuf, sizeof(nsbuf)), err) : 0;
         if (r < 0 || (r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
             return r;
         size_t i;
