@@ -7,23 +7,9 @@
 #
 #   bench/cp.sh [RUNS]     (default 15 runs per command, 2 warmups)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+source "$(dirname "$0")/lib.sh"
+bench_setup cp
 runs=${1:-15}
-bin=${STOCKADE_BIN:-$root/build/src/stockade}
-[ -x "$bin" ] || { echo "build first: ninja -C build" >&2; exit 1; }
-command -v hyperfine >/dev/null || { echo "hyperfine missing: scripts/install-deps.sh" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/stockade-cp.XXXXXX)
-export STOCKADE_STATE_DIR=$work/state STOCKADE_RUN_DIR=$work/run
-id=""
-cleanup() {
-  set +e
-  [ -n "$id" ] && "$bin" rm -f "$id" >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 cat > "$work/spec.yaml" <<YAML
 apiVersion: stockade.dev/v1alpha1

@@ -8,23 +8,9 @@
 #
 #   [BASE_BIN=...] [MID_BIN=...] bench/startup.sh [RUNS]   (default 40 runs)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
+source "$(dirname "$0")/lib.sh"
+bench_setup startup
 runs=${1:-40}
-bin=${STOCKADE_BIN:-$root/build/src/stockade}
-[ -x "$bin" ] || { echo "build first: ninja -C build" >&2; exit 1; }
-command -v hyperfine >/dev/null || { echo "hyperfine missing: scripts/install-deps.sh" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/stockade-startup.XXXXXX)
-export STOCKADE_STATE_DIR=$work/state STOCKADE_RUN_DIR=$work/run
-id=""
-cleanup() {
-  set +e
-  [ -n "$id" ] && "$bin" rm -f "$id" >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 cat >"$work/sb.yaml" <<EOF
 apiVersion: stockade.dev/v1alpha1

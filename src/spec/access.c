@@ -9,6 +9,8 @@
  */
 #include "internal.h"
 
+#include <ctype.h>
+
 #include <string.h>
 
 struct actx {
@@ -246,6 +248,30 @@ static size_t all_keys(const struct stk_field *fields, const char *prefix, char 
     return n;
 }
 
+/* "SOURCE:PATTERN" names a credential source; a word before the first ':'
+ * that is none of them is a typo that would grant nothing (a path's
+ * prefix starts with '/', and env names hold no ':'). */
+static void check_credential_ref(struct actx *c, uint32_t g, uint32_t k)
+{
+    const struct stk_str *ref = &c->s->grants.items[g].scope.credential_refs.items[k];
+    const char *colon = strchr(ref->v, ':');
+    if (!colon || colon == ref->v)
+        return;
+    for (const char *p = ref->v; p < colon; p++)
+        if (!isalpha((unsigned char)*p))
+            return;
+    size_t len = (size_t)(colon - ref->v);
+    for (size_t i = 0; i < _STK_CRED_N; i++)
+        if (strlen(stk_cred_source_names[i]) == len &&
+            !strncmp(ref->v, stk_cred_source_names[i], len))
+            return;
+    _cleanup_free_ char *path = stk_xasprintf("spec.grants[%u].scope.credentialRefs[%u]", g, k);
+    aerr(c, ref->meta.pos, path,
+         "\"%.*s\" is not a credential source (env, file, kubernetesSecret): write SOURCE:PATTERN "
+         "or a bare PATTERN",
+         (int)len, ref->v);
+}
+
 static void check_grant(struct actx *c, uint32_t g)
 {
     const struct stk_access_grant *gr = &c->s->grants.items[g];
@@ -266,6 +292,8 @@ static void check_grant(struct actx *c, uint32_t g)
             snprintf(hint, sizeof(hint), " (for example local.tmpSize, kubernetes.nodeSelector)");
         aerr(c, key->meta.pos, path, "\"%s\" is not a key under spec.driverConfig%s", key->v, hint);
     }
+    for (uint32_t k = 0; k < gr->scope.credential_refs.n; k++)
+        check_credential_ref(c, g, k);
 }
 
 void stk_access_policy_check(const struct stk_access_policy *ap, const char *file,

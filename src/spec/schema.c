@@ -730,7 +730,8 @@ static const struct stk_field access_scope_fields[] = {
      .max_items = STK_LIMIT_AP_PATTERNS,
      .doc = "create: patterns over spec.bindings[].credential.ref; SOURCE:PATTERN (env, file, "
             "kubernetesSecret) grants refs of that credential source only, a bare PATTERN "
-            "refs of any source. No binding when omitted."},
+            "refs of any source; another word before the first colon is refused. No binding "
+            "when omitted."},
     {"serviceAccounts", AT(struct stk_access_scope, service_accounts),
      LIST(struct stk_str, STK_F_STRING), .fmt = STK_FMT_GLOB, .max_items = STK_LIMIT_AP_PATTERNS,
      .doc = "create: patterns over spec.driverConfig.kubernetes.serviceAccountName (the key must "

@@ -269,6 +269,19 @@ class Gateway:
                 self.proc.wait()
         self.log.close()
 
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            self.cleanup()
+
+    def create_probe(self):
+        """The first sandbox, or a skip where none can be hosted."""
+        status, body = self.create("probe", "acme-probe")
+        if status != 201 and "no runtime" in json.dumps(body):
+            pytest.skip(f"no runtime can host long-lived sandboxes here: {body}")
+        assert status == 201, body
+
     def cleanup(self):
         p = self.local("ls", "-o", "json")
         if p.returncode == 0:
@@ -286,10 +299,7 @@ def gw(request, tmp_path_factory):
         pytest.skip("the gateway's sandboxes need root")
     g = Gateway(tmp_path_factory.mktemp(f"gateway-{request.param}"), request.param)
     try:
-        status, body = g.create("probe", "acme-probe")
-        if status != 201 and "no runtime" in json.dumps(body):
-            pytest.skip(f"no runtime can host long-lived sandboxes here: {body}")
-        assert status == 201, body
+        g.create_probe()
         yield g
     finally:
         try:
@@ -952,10 +962,7 @@ def tls_gw(request, tmp_path_factory):
     try:
         yield g
     finally:
-        try:
-            g.stop()
-        finally:
-            g.cleanup()
+        g.close()
 
 
 def test_tls_gates_bodies_before_authentication(tls_gw):
@@ -1140,10 +1147,7 @@ def hostile(request, tmp_path_factory):
     try:
         yield g
     finally:
-        try:
-            g.stop()
-        finally:
-            g.cleanup()
+        g.close()
 
 
 def pool_body(name, namespace, policy=None, size=1, tenant=None):

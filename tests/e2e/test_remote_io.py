@@ -54,10 +54,7 @@ def gw(request, tmp_path_factory):
     try:
         yield g
     finally:
-        try:
-            g.stop()
-        finally:
-            g.cleanup()
+        g.close()
 
 
 @pytest.fixture(scope="module")

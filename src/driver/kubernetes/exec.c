@@ -69,8 +69,7 @@ struct exec_state {
     int exit_code;
     /* outcome */
     char *close_reason; /* from the server's close frame */
-    int fail;           /* negative errno when set */
-    char *fail_msg;
+    struct kube_ws_failure f;
 };
 
 static __thread struct exec_state *tls_current; /* for the TLS context callback */
@@ -85,16 +84,27 @@ static void on_winch(int sig)
         lws_cancel_service(winch_ctx);
 }
 
-static void fail(struct exec_state *s, int code, const char *fmt, ...) STK_PRINTF(3, 4);
-static void fail(struct exec_state *s, int code, const char *fmt, ...)
+void kube_ws_fail(struct kube_ws_failure *f, int code, const char *fmt, ...)
 {
-    if (s->fail)
+    if (f->code)
         return;
     va_list ap;
     va_start(ap, fmt);
-    s->fail_msg = stk_xvasprintf(fmt, ap);
+    f->msg = stk_xvasprintf(fmt, ap);
     va_end(ap);
-    s->fail = -code;
+    f->code = -code;
+}
+
+void kube_ws_connection_error(struct kube_ws_failure *f, struct lws *wsi, const char *in)
+{
+    int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
+    const char *why = in ? in : "connection failed";
+    if (status)
+        kube_ws_fail(f, -kube_status_errno(status, NULL), "%s (HTTP %d)", why, status);
+    else if (strstr(why, "SSL") || strstr(why, "TLS") || strstr(why, "tls"))
+        kube_ws_fail(f, EPROTO, "TLS: %s", why);
+    else
+        kube_ws_fail(f, EIO, "%s (transient: the server may answer later)", why);
 }
 
 static bool tty_size(const struct stk_kube_exec_req *q, unsigned short *cols, unsigned short *rows)
@@ -209,7 +219,7 @@ static void read_unwatched(struct exec_state *s)
     if (r == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
         r = watch_stdin(s, true);
         if (r < 0)
-            fail(s, -r, "stdin could not be watched: %s", strerror(-r));
+            kube_ws_fail(&s->f, -r, "stdin could not be watched: %s", strerror(-r));
         return;
     }
     if (n > 0)
@@ -231,7 +241,7 @@ static void send_pending(struct exec_state *s, struct lws *wsi)
         buf[LWS_PRE] = CH_RESIZE;
         s->resize_pending = false;
         if (lws_write(wsi, buf + LWS_PRE, (size_t)n + 1, LWS_WRITE_BINARY) < n + 1) {
-            fail(s, EIO, "sending the terminal size failed");
+            kube_ws_fail(&s->f, EIO, "sending the terminal size failed");
             return;
         }
         lws_callback_on_writable(wsi);
@@ -242,7 +252,7 @@ static void send_pending(struct exec_state *s, struct lws *wsi)
         size_t n = s->in_len + 1;
         s->in_len = 0;
         if (lws_write(wsi, s->inbuf + LWS_PRE, n, LWS_WRITE_BINARY) < (int)n) {
-            fail(s, EIO, "sending stdin failed");
+            kube_ws_fail(&s->f, EIO, "sending stdin failed");
             return;
         }
         if (s->in_wsi)
@@ -257,7 +267,7 @@ static void send_pending(struct exec_state *s, struct lws *wsi)
         buf[LWS_PRE + 1] = CH_STDIN;
         s->in_eof_sent = true;
         if (lws_write(wsi, buf + LWS_PRE, 2, LWS_WRITE_BINARY) < 2)
-            fail(s, EIO, "sending the end of stdin failed");
+            kube_ws_fail(&s->f, EIO, "sending the end of stdin failed");
     }
 }
 
@@ -269,8 +279,8 @@ static void on_status(struct exec_state *s)
     s->status_done = true;
     if (!json_is_object(st)) {
         /* older protocols, and some runtime failures, send plain text */
-        fail(s, EIO, "%.*s", (int)(s->status.len < 1000 ? s->status.len : 1000),
-             s->status.data ? s->status.data : "");
+        kube_ws_fail(&s->f, EIO, "%.*s", (int)(s->status.len < 1000 ? s->status.len : 1000),
+                     s->status.data ? s->status.data : "");
         return;
     }
     const char *status = json_string_value(json_object_get(st, "status"));
@@ -293,12 +303,12 @@ static void on_status(struct exec_state *s)
                 return;
             }
         }
-        fail(s, EPROTO, "exit status without an exit code: %s", msg ? msg : "");
+        kube_ws_fail(&s->f, EPROTO, "exit status without an exit code: %s", msg ? msg : "");
         return;
     }
     long code = (long)json_integer_value(json_object_get(st, "code"));
-    fail(s, code ? -kube_status_errno(code, st) : EIO, "%s%s%s", reason ? reason : "Failure",
-         msg ? ": " : "", msg ? msg : "");
+    kube_ws_fail(&s->f, code ? -kube_status_errno(code, st) : EIO, "%s%s%s",
+                 reason ? reason : "Failure", msg ? ": " : "", msg ? msg : "");
 }
 
 static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned char *data, size_t len)
@@ -314,8 +324,8 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
     switch (s->channel) {
     case CH_STDOUT:
         if (s->q->out_max && len > s->q->out_max - s->out_total) {
-            fail(s, EFBIG, "the output is larger than %llu bytes",
-                 (unsigned long long)s->q->out_max);
+            kube_ws_fail(&s->f, EFBIG, "the output is larger than %llu bytes",
+                         (unsigned long long)s->q->out_max);
             return;
         }
         s->out_total += len;
@@ -323,8 +333,8 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
         break;
     case CH_STDERR:
         if (s->q->out_max && len > s->q->out_max - s->out_total) {
-            fail(s, EFBIG, "the output is larger than %llu bytes",
-                 (unsigned long long)s->q->out_max);
+            kube_ws_fail(&s->f, EFBIG, "the output is larger than %llu bytes",
+                         (unsigned long long)s->q->out_max);
             return;
         }
         s->out_total += len;
@@ -334,7 +344,7 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
         if (s->status_done)
             break;
         if (len > STATUS_MAX - s->status.len) {
-            fail(s, EMSGSIZE, "exit status larger than %u bytes", STATUS_MAX);
+            kube_ws_fail(&s->f, EMSGSIZE, "exit status larger than %u bytes", STATUS_MAX);
             break;
         }
         stk_buf_append(&s->status, data, len);
@@ -347,7 +357,7 @@ static void on_receive(struct exec_state *s, struct lws *wsi, const unsigned cha
         break; /* another channel: ignored */
     }
     if (r < 0)
-        fail(s, -r, "writing the output: %s", strerror(-r));
+        kube_ws_fail(&s->f, -r, "writing the output: %s", strerror(-r));
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -360,7 +370,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch ((int)reason) {
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
         if (kube_ws_load_tls(s->k->cfg, s->host, s->host_is_ip, user) < 0) {
-            fail(s, EPROTO, "TLS: the CA, client certificate or key could not be loaded");
+            kube_ws_fail(&s->f, EPROTO,
+                         "TLS: the CA, client certificate or key could not be loaded");
             return 1;
         }
         return 0;
@@ -368,14 +379,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         /* a refused upgrade (403, 404, ...) or a transport or TLS failure */
-        int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
-        const char *why = in ? (const char *)in : "connection failed";
-        if (status)
-            fail(s, -kube_status_errno(status, NULL), "%s (HTTP %d)", why, status);
-        else if (strstr(why, "SSL") || strstr(why, "TLS") || strstr(why, "tls"))
-            fail(s, EPROTO, "TLS: %s", why);
-        else
-            fail(s, EIO, "%s (transient: the server may answer later)", why);
+        kube_ws_connection_error(&s->f, wsi, in);
         s->closed = true;
         s->ws = NULL;
         return 0;
@@ -399,16 +403,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     case LWS_CALLBACK_TIMER: /* the time limit */
         if (!s->status_done)
-            fail(s, ETIMEDOUT, "no exit status within %d s: the command was cut off",
-                 s->q->timeout_s);
+            kube_ws_fail(&s->f, ETIMEDOUT, "no exit status within %d s: the command was cut off",
+                         s->q->timeout_s);
         lws_cancel_service(lws_get_context(wsi)); /* out of the poll it is in */
         return -1;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         on_receive(s, wsi, in, len);
-        return s->fail ? -1 : 0;
+        return s->f.code ? -1 : 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         send_pending(s, wsi);
-        return s->fail ? -1 : 0;
+        return s->f.code ? -1 : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* a close frame: 2 bytes of code, then the server's reason */
         if (len > 2 && !s->close_reason)
@@ -426,7 +430,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         /* not at its end: lws saw a hang-up; what is left is read directly */
         if (s->in_wsi == wsi) {
             s->in_wsi = NULL;
-            if (s->established && s->ws && !s->closed && !s->fail)
+            if (s->established && s->ws && !s->closed && !s->f.code)
                 lws_callback_on_writable(s->ws);
         }
         return 0;
@@ -563,7 +567,7 @@ static void exec_state_free(struct exec_state *s)
         free(s->token);
     }
     stk_buf_free(&s->status);
-    free(s->fail_msg);
+    free(s->f.msg);
     free(s->close_reason);
     OPENSSL_cleanse(s->inbuf, sizeof(s->inbuf));
 }
@@ -623,8 +627,8 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0);
     if (!ctx) {
         tls_current = NULL;
-        r = kube_error(k, err, s->fail ? -s->fail : ENOMEM, "%s %s: %s", verb, s->what,
-                       s->fail_msg ? s->fail_msg : "lws_create_context failed");
+        r = kube_error(k, err, s->f.code ? -s->f.code : ENOMEM, "%s %s: %s", verb, s->what,
+                       s->f.msg ? s->f.msg : "lws_create_context failed");
         exec_state_free(s);
         free(s);
         return r;
@@ -661,10 +665,10 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
 
     if (!kube_ws_connect(ctx, s->host, port, s->host_is_ip, full,
                          "v5.channel.k8s.io,v4.channel.k8s.io", &s->ws) &&
-        !s->fail)
-        fail(s, EIO, "connection failed");
+        !s->f.code)
+        kube_ws_fail(&s->f, EIO, "connection failed");
 
-    while (!s->closed && !s->fail) {
+    while (!s->closed && !s->f.code) {
         /* 0: lws sleeps in poll() until something happens */
         if (lws_service(ctx, 0) < 0)
             break;
@@ -679,8 +683,8 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     lws_context_destroy(ctx);
     tls_current = NULL;
 
-    if (s->fail)
-        r = kube_error(k, err, -s->fail, "%s %s: %s", verb, s->what, s->fail_msg);
+    if (s->f.code)
+        r = kube_error(k, err, -s->f.code, "%s %s: %s", verb, s->what, s->f.msg);
     else if (!s->status_done && s->close_reason)
         r = kube_error(k, err, EIO, "%s %s: the server closed the stream: %s", verb, s->what,
                        s->close_reason);

@@ -97,6 +97,16 @@ struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
  * subprotocols; *pwsi is the WebSocket while it lives. NULL: not started. */
 struct lws *kube_ws_connect(struct lws_context *ctx, const char *host, int port, bool host_is_ip,
                             const char *path, const char *subprotocols, struct lws **pwsi);
+/* The first failure of an exchange: a negative errno and its message
+ * (later ones are dropped). */
+struct kube_ws_failure {
+    int code;
+    char *msg;
+};
+void kube_ws_fail(struct kube_ws_failure *f, int code, const char *fmt, ...) STK_PRINTF(3, 4);
+/* LWS_CALLBACK_CLIENT_CONNECTION_ERROR: a refused upgrade (its HTTP status
+ * as the errno), a TLS failure, or a transport one (transient). */
+void kube_ws_connection_error(struct kube_ws_failure *f, struct lws *wsi, const char *in);
 /* The handshake's "Authorization: Bearer" header (none without a token). */
 int kube_ws_add_bearer(struct lws *wsi, const char *token, void *in, size_t len);
 /* A readable descriptor lws watches for data to send (stdin, a forwarded

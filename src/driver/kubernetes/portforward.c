@@ -50,23 +50,10 @@ struct pf_state {
     size_t len; /* pending bytes for the WebSocket after the channel byte */
     char errtext[PF_ERR_MAX];
     size_t errlen;
-    int fail; /* negative errno */
-    char *fail_msg;
+    struct kube_ws_failure f;
 };
 
 static __thread struct pf_state *pf_current;
-
-static void pf_fail(struct pf_state *s, int code, const char *fmt, ...) STK_PRINTF(3, 4);
-static void pf_fail(struct pf_state *s, int code, const char *fmt, ...)
-{
-    if (s->fail)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    s->fail_msg = stk_xvasprintf(fmt, ap);
-    va_end(ap);
-    s->fail = -code;
-}
 
 static void pf_free(struct pf_state *s)
 {
@@ -78,7 +65,7 @@ static void pf_free(struct pf_state *s)
     }
     stk_kubeconfig_free(s->cfg);
     free(s->path);
-    free(s->fail_msg);
+    free(s->f.msg);
     if (s->fd >= 0)
         close(s->fd);
     if (s->ready_fd >= 0)
@@ -110,7 +97,7 @@ static void signal_ready(struct pf_state *s)
 {
     if (s->ready_fd < 0)
         return;
-    char b = s->fail ? 1 : 0;
+    char b = s->f.code ? 1 : 0;
     ssize_t w;
     do
         w = write(s->ready_fd, &b, 1);
@@ -142,7 +129,7 @@ static void pf_receive(struct pf_state *s, struct lws *wsi, const unsigned char 
         memcpy(s->errtext + s->errlen, data, n);
         s->errlen += n;
         s->errtext[s->errlen] = '\0';
-        pf_fail(s, ECONNREFUSED, "%s", s->errtext);
+        kube_ws_fail(&s->f, ECONNREFUSED, "%s", s->errtext);
         return;
     }
     int r = send_all(s->fd, data, len);
@@ -158,7 +145,7 @@ static void pf_send(struct pf_state *s, struct lws *wsi)
     size_t n = s->len + 1;
     s->len = 0;
     if (lws_write(wsi, s->buf + LWS_PRE, n, LWS_WRITE_BINARY) < (int)n) {
-        pf_fail(s, EIO, "sending to the port failed");
+        kube_ws_fail(&s->f, EIO, "sending to the port failed");
         return;
     }
     if (s->fd_wsi)
@@ -174,19 +161,15 @@ static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     switch ((int)reason) {
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
         if (kube_ws_load_tls(s->cfg, s->host, s->host_is_ip, user) < 0) {
-            pf_fail(s, EPROTO, "TLS: the CA, client certificate or key could not be loaded");
+            kube_ws_fail(&s->f, EPROTO,
+                         "TLS: the CA, client certificate or key could not be loaded");
             return 1;
         }
         return 0;
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
-        const char *why = in ? (const char *)in : "connection failed";
-        if (status)
-            pf_fail(s, -kube_status_errno(status, NULL), "%s (HTTP %d)", why, status);
-        else
-            pf_fail(s, EIO, "%s (transient: the server may answer later)", why);
+        kube_ws_connection_error(&s->f, wsi, in);
         s->closed = true;
         s->ws = NULL;
         return 0;
@@ -201,10 +184,10 @@ static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         pf_receive(s, wsi, in, len);
-        return s->fail || s->fd_eof ? -1 : 0;
+        return s->f.code || s->fd_eof ? -1 : 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         pf_send(s, wsi);
-        return s->fail || (s->fd_eof && s->len == 0) ? -1 : 0;
+        return s->f.code || (s->fd_eof && s->len == 0) ? -1 : 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
         s->closed = true;
         s->ws = NULL;
@@ -242,31 +225,31 @@ static void *pf_thread(void *arg)
     /* 30 s for the upgrade: connecting, TLS, the answer */
     struct lws_context *ctx = kube_ws_context(s->cfg, pf_protocols, 30);
     if (!ctx)
-        pf_fail(s, ENOMEM, "lws_create_context failed");
+        kube_ws_fail(&s->f, ENOMEM, "lws_create_context failed");
     int dupfd = ctx ? fcntl(s->fd, F_DUPFD_CLOEXEC, 3) : -1;
     if (ctx && dupfd < 0)
-        pf_fail(s, errno, "dup: %s", strerror(errno));
+        kube_ws_fail(&s->f, errno, "dup: %s", strerror(errno));
     if (dupfd >= 0) {
         s->vhost = lws_get_vhost_by_name(ctx, "default");
         lws_sock_file_fd_type fd = {.filefd = dupfd};
         s->fd_wsi = lws_adopt_descriptor_vhost(s->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
                                                "stockade-port", NULL);
         if (!s->fd_wsi)
-            pf_fail(s, EIO, "the connection's socket could not be watched");
+            kube_ws_fail(&s->f, EIO, "the connection's socket could not be watched");
         else
             lws_rx_flow_control(s->fd_wsi, 0); /* nothing is read before the upgrade */
     }
-    if (!s->fail) {
+    if (!s->f.code) {
         if (!kube_ws_connect(ctx, s->host, s->api_port, s->host_is_ip, s->path, "v4.channel.k8s.io",
                              &s->ws))
-            pf_fail(s, EIO, "connection failed");
+            kube_ws_fail(&s->f, EIO, "connection failed");
     }
-    while (ctx && !s->closed && !s->fail)
+    while (ctx && !s->closed && !s->f.code)
         if (lws_service(ctx, 0) < 0)
             break;
     bool handed_off = s->established; /* the caller got the socket: this thread owns s */
-    if (!s->established && !s->fail)
-        pf_fail(s, EIO, "the connection closed before the upgrade");
+    if (!s->established && !s->f.code)
+        kube_ws_fail(&s->f, EIO, "the connection closed before the upgrade");
     signal_ready(s); /* before the context goes: the caller waits no longer than needed */
     if (ctx)
         lws_context_destroy(ctx);
@@ -341,8 +324,8 @@ int stk_kube_port_connect(struct stk_kube *k, const char *namespace, const char 
     }
     pthread_join(t, NULL);
     close(sp[0]);
-    r = kube_error(k, err, s->fail ? -s->fail : EIO, "port-forward %s port %u: %s",
-                   stk_buf_str(&what), port, s->fail_msg ? s->fail_msg : "no answer");
+    r = kube_error(k, err, s->f.code ? -s->f.code : EIO, "port-forward %s port %u: %s",
+                   stk_buf_str(&what), port, s->f.msg ? s->f.msg : "no answer");
     pf_free(s);
     return r;
 }
