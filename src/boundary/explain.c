@@ -566,9 +566,10 @@ static void explain_credentials(struct stk_contract *c)
             from(say(c, SEC_CREDENTIALS,
                      "Can call %s (%s) at http://%s" STK_BINDING_DOMAIN_TEXT
                      "/ through the egress proxy's Pod, which reads the credential from %s %s "
-                     "(key %s) through the API at each call, with a service account of its "
-                     "own that may get exactly that Secret; the sandbox's Pod references no "
-                     "Secret, and the secret never enters it.",
+                     "(key %s) at each call: mounted into the proxy's Pod alone when the "
+                     "Secret is in the sandbox's namespace, else through the API with a service "
+                     "account of its own that may get exactly that Secret. The sandbox's Pod "
+                     "references no Secret, and the secret never enters it.",
                      bd->name.v, bd->url.v, bd->name.v,
                      stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v,
                      bd->credential.key.v ? bd->credential.key.v : "-"),

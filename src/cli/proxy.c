@@ -172,6 +172,7 @@ int cmd_internal_proxy(int argc, char **argv)
     m.set_kube(read_secret);
     struct stk_proxy_config pc = {
         .sandbox = f->sandbox,
+        .standalone = true,
         .allow = f->allow,
         .n_allow = f->n_allow,
         .deny = f->deny,

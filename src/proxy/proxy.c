@@ -1201,12 +1201,11 @@ static int listen_any(struct stk_error **err)
 }
 
 /* A listening socket created inside the namespace at path; this thread
- * returns to its own namespace before anything else happens. NULL: the
- * standalone proxy's socket (listen_any). */
+ * returns to its own namespace before anything else happens. */
 static int listen_in(const char *path, struct stk_error **err)
 {
     if (!path)
-        return listen_any(err);
+        return stk_error_make(err, EINVAL, "egress proxy: no network namespace to listen in");
     _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int target = open(path, O_RDONLY | O_CLOEXEC);
     if (self < 0 || target < 0)
@@ -1314,7 +1313,7 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
         SSL_CTX_set_verify(p->tls, SSL_VERIFY_PEER, NULL);
     }
 
-    int fd = listen_in(c->netns_path, err);
+    int fd = c->standalone ? listen_any(err) : listen_in(c->netns_path, err);
     if (fd < 0) {
         proxy_free(p);
         return fd;

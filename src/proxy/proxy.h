@@ -212,10 +212,12 @@ int stk_tls_client_hello_sni(const uint8_t *p, size_t n, char ret[256]);
 
 struct stk_proxy_config {
     const char *sandbox; /* the id, in every record */
-    /* the sandbox's network namespace (127.0.0.1 there); NULL: standalone,
-     * every address of the caller's namespace (a proxy Pod on Kubernetes,
-     * where NetworkPolicy admits only the sandbox's Pod) */
+    /* the sandbox's network namespace (127.0.0.1 there) */
     const char *netns_path;
+    /* instead: every address of the caller's namespace (a proxy Pod on
+     * Kubernetes, where NetworkPolicy admits only the sandbox's Pod); never
+     * implied by a missing netns_path */
+    bool standalone;
     const struct stk_allow_host *allow;
     size_t n_allow;
     /* networks never connected to besides loopback, link-local, multicast,
