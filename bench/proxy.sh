@@ -51,6 +51,7 @@ cleanup() {
   [ -n "$tp_pid" ] && kill "$tp_pid" 2>/dev/null || true
   [ -n "$sq_pid" ] && kill "$sq_pid" 2>/dev/null && wait "$sq_pid" 2>/dev/null || true
   [ -n "$sid" ] && nsenter --net=/run/netns/$H "$bin" rm -f "$sid" >/dev/null 2>&1 || true
+  [ -n "${sidg:-}" ] && nsenter --net=/run/netns/$H "$bin" rm -f "$sidg" >/dev/null 2>&1 || true
   [ -n "$httpd_pid" ] && kill "$httpd_pid" 2>/dev/null || true
   local ino; ino=$(stat -L -c %i /run/netns/$H 2>/dev/null || true)
   ip netns del $S 2>/dev/null || true
@@ -108,13 +109,24 @@ metadata:
 spec:
   rootfs: host
   command: ["/bin/sleep", "3600"]
-  resources: {cpu: "2", memory: 512Mi, pids: 256}
+  resources: {cpu: "2", memory: 512Mi, pids: 256, storage: 64Mi}
   network:
     allowHosts: ["up.bench:80"]
 YAML
 sleep 0.3
 sid=$(nsenter --net=/run/netns/$H "$bin" create -f "$work/sb.yaml")
 nsenter --net=/run/netns/$H "$bin" exec -i "$sid" -- /bin/sh -c 'cat > /tmp/proxy.lua' < "$work/ws/proxy.lua"
+# the same sandbox under gVisor, whose proxy is on the host side (the
+# bridge address, the sandbox's own port), when runsc works here
+sed -e 's/^  rootfs: host/  rootfs: host\n  runtime: gvisor/' -e 's/proxybench/proxybench-g/' \
+  "$work/sb.yaml" > "$work/sbg.yaml"
+if sidg=$(nsenter --net=/run/netns/$H "$bin" create -f "$work/sbg.yaml" 2>"$work/gvisor.err"); then
+  nsenter --net=/run/netns/$H "$bin" exec -i "$sidg" -- /bin/sh -c 'cat > /tmp/proxy.lua' < "$work/ws/proxy.lua"
+  gurl=$(nsenter --net=/run/netns/$H "$bin" exec "$sidg" -- /usr/bin/printenv HTTP_PROXY)
+else
+  echo "no gVisor rows: $(cat "$work/gvisor.err")" >&2
+  sidg=""
+fi
 
 # the peer: tinyproxy on 127.0.0.1:8888 of the proxy's namespace
 if [ -n "$tp" ]; then
@@ -179,6 +191,7 @@ proxied() { nsenter --net=/run/netns/$H "$bin" exec "$sid" -- /usr/bin/wrk "$@" 
 # the client runs
 sb_pid=$(cat /sys/fs/cgroup/*/stockade/"$sid"/cgroup.procs /sys/fs/cgroup/stockade/"$sid"/cgroup.procs 2>/dev/null | head -1 || true)
 [ -n "$sb_pid" ] || { echo "no process of $sid found" >&2; exit 1; }
+proxied_g() { nsenter --net=/run/netns/$H "$bin" exec "$sidg" -- /usr/bin/wrk "$@" -s /tmp/proxy.lua "$gurl/"; }
 proxied_ns() { nsenter --net=/proc/$sb_pid/ns/net wrk "$@" -s "$work/ws/proxy.lua" http://127.0.0.1:3128/; }
 
 # wrk --latency prints "50%  123.00us"; normalise to microseconds
@@ -195,6 +208,12 @@ p_lat=$(proxied -t1 -c1 -d${secs}s --latency -H "Connection: close")
 d_ka_lat=$(direct -t1 -c1 -d${secs}s --latency)
 p_ka_lat=$(proxied -t1 -c1 -d${secs}s --latency)
 n_ka_lat=$(proxied_ns -t1 -c1 -d${secs}s --latency)
+g_lat="" g_ka_lat="" g_rps="" g_ka_rps=""
+if [ -n "$sidg" ]; then
+  proxied_g -t1 -c1 -d1s >/dev/null
+  g_lat=$(proxied_g -t1 -c1 -d${secs}s --latency -H "Connection: close")
+  g_ka_lat=$(proxied_g -t1 -c1 -d${secs}s --latency)
+fi
 t_lat="" t_ka_lat="" t_rps="" t_ka_rps="" s_lat="" s_ka_lat="" s_rps="" s_ka_rps=""
 if [ -n "$tp_pid" ]; then
   peer -t1 -c1 -d1s >/dev/null
@@ -212,6 +231,10 @@ d_ka_rps=$(direct -t2 -c32 -d${secs}s)
 p_rps=$(proxied -t2 -c32 -d${secs}s -H "Connection: close")
 p_ka_rps=$(proxied -t2 -c32 -d${secs}s)
 n_ka_rps=$(proxied_ns -t2 -c32 -d${secs}s)
+if [ -n "$sidg" ]; then
+  g_rps=$(proxied_g -t2 -c32 -d${secs}s -H "Connection: close")
+  g_ka_rps=$(proxied_g -t2 -c32 -d${secs}s)
+fi
 if [ -n "$tp_pid" ]; then
   t_rps=$(peer -t2 -c32 -d${secs}s -H "Connection: close")
   t_ka_rps=$(peer -t2 -c32 -d${secs}s)
@@ -239,7 +262,9 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(e
   echo "\`bench/proxy.sh $secs\`, $(date -u +%Y-%m-%d), $(nproc) cores, wrk; a 128-byte GET from a Python asyncio responder in"
   echo "a network namespace of the script's own. \"Direct\" runs in the namespace the proxy"
   echo "connects out of; \"through the proxy\" runs inside a long-lived sandbox"
-  echo "(crun/runc) against its proxy on 127.0.0.1:3128. p50/p99 with one connection"
+  echo "(crun/runc) against its proxy on 127.0.0.1:3128; the gVisor rows inside the same sandbox"
+  echo "under gVisor against its proxy on the host side (wrk runs under gVisor's network stack"
+  echo "and crosses the veth and the bridge). p50/p99 with one connection"
   echo "(\`-t1 -c1 --latency\`), requests/s with \`-t2 -c32\`. Load average when it ended:"
   echo "$(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: compare rows of one run only)."
   echo
@@ -250,6 +275,10 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(e
   row "through the proxy, a connection per request" "$p_lat" "$p_rps"
   row "through the proxy, keep-alive" "$p_ka_lat" "$p_ka_rps"
   row "through the proxy, keep-alive, wrk beside the peers' (the sandbox's network namespace only)" "$n_ka_lat" "$n_ka_rps"
+  if [ -n "$sidg" ]; then
+    row "gVisor sandbox, through its host-side proxy ($gurl), a connection per request" "$g_lat" "$g_rps"
+    row "gVisor sandbox, through its host-side proxy, keep-alive" "$g_ka_lat" "$g_ka_rps"
+  fi
   if [ -n "$tp_pid" ]; then
     row "peer: tinyproxy, a connection per request" "$t_lat" "$t_rps"
     row "peer: tinyproxy, keep-alive" "$t_ka_lat" "$t_ka_rps"
@@ -268,6 +297,10 @@ row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(echo "$2" | pct 50%)" "$(e
   echo "keep-alive), $((pp - dp)) µs with a connection per request."
   nk=$(echo "$n_ka_lat" | pct 50%)
   echo "With wrk beside the peers' (same host cgroup, no seccomp): $((nk - dk)) µs added p50 with keep-alive."
+  if [ -n "$sidg" ]; then
+    gk=$(echo "$g_ka_lat" | pct 50%)
+    echo "gVisor: $((gk - dk)) µs added p50 with keep-alive ($gk µs vs $pk µs from the crun/runc sandbox)."
+  fi
   echo "Keep-alive requests/s through the proxy: $(echo "$p_ka_rps" | rps) from inside the sandbox,"
   echo "$(echo "$n_ka_rps" | rps) beside the peers (target ≥ 20,000)."
   echo

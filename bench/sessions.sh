@@ -6,6 +6,9 @@
 # bench/sessions.md is kept when the file is regenerated.
 #
 #   bench/sessions.sh [RUNS]     (default 30 runs per command, 3 warmups)
+#   BASELINE_BIN=/path/to/older/stockade bench/sessions.sh [RUNS]
+#                                (adds the warm claim of that build, the same
+#                                 run, in a pool of its own: before/after)
 #
 # Targets (issue): warm claim + first exec <= 5 ms median; exec round-trip
 # <= 2 ms median.
@@ -70,7 +73,9 @@ hf --warmup 3 --runs "$runs" --export-json "$work/cold.json" \
   -n "stockade create (cold, crun)" "$bin create -f $work/cold.yaml >$work/cold.id"
 
 # --- 2. warm claim -> first exec output -------------------------------------
-"$bin" pool create "$pool" --size 3 -f "$work/tmpl.yaml" >/dev/null
+warm_bench() { # BIN POOL LABEL JSON
+local wbin=$1 pool=$2
+"$wbin" pool create "$pool" --size 3 -f "$work/tmpl.yaml" >/dev/null
 pool_made=1
 # Before each run: remove the member the previous run claimed, note whether
 # that claim was warm (a claimed member's id starts with the pool's name, a
@@ -93,16 +98,23 @@ sys.exit(0 if p["ready"]==p["size"] else 1)'; do
 done
 EOF
 chmod +x "$work/warm-prepare.sh"
-: >"$work/warm.claims"
-hf --warmup 3 --runs "$runs" --export-json "$work/warm.json" \
+hf --warmup 3 --runs "$runs" --export-json "$work/$4" \
   --prepare "$work/warm-prepare.sh" --cleanup "$work/warm-prepare.sh" \
-  -n "stockade create --pool + exec echo (warm, crun)" \
-  "$bin create --pool $pool -f $work/warm.yaml >$work/warm.id && $bin exec \$(cat $work/warm.id) -- /bin/echo hi"
+  -n "$3" \
+  "$wbin create --pool $pool -f $work/warm.yaml >$work/warm.id && $wbin exec \$(cat $work/warm.id) -- /bin/echo hi"
+"$wbin" pool rm "$pool" >/dev/null
+pool_made=""
+}
+: >"$work/warm.claims"
+warm_bench "$bin" "$pool" "stockade create --pool + exec echo (warm, crun)" warm.json
+if [ -n "${BASELINE_BIN:-}" ]; then
+  : >"$work/warm.claims.this"; mv "$work/warm.claims" "$work/warm.claims.this"; : >"$work/warm.claims"
+  warm_bench "$BASELINE_BIN" benchbase "baseline build: create --pool + exec echo (warm, crun)" warm-base.json
+  mv "$work/warm.claims.this" "$work/warm.claims"
+fi
 
 # --- 3. exec round-trip on one ready sandbox ----------------------------------
-# the pool goes first: nothing of it runs during the exec measurements
-"$bin" pool rm "$pool" >/dev/null
-pool_made=""
+# the pools are gone: nothing of them runs during the exec measurements
 cid=$("$bin" create -f "$work/crun.yaml")
 rid=$("$bin" create -f "$work/runc.yaml")
 crun_exec="crun --root $STOCKADE_RUN_DIR/crun exec $cid /bin/true"
@@ -133,7 +145,8 @@ python3 - "$work" "$root/bench/sessions.md" "$runs" "$crun_note" <<'PY'
 import json, os, platform, re, subprocess, sys, time
 work, out, runs, crun_note = sys.argv[1:]
 res = {}
-for f in ("cold", "warm", "exec"):
+for f in ("cold", "warm", "warm-base", "exec"):
+    if not os.path.exists(f"{work}/{f}.json"): continue
     for r in json.load(open(f"{work}/{f}.json"))["results"]:
         res[r["command"]] = r
 med = {k: r["median"] * 1000 for k, r in res.items()}
@@ -149,7 +162,9 @@ for l in open("/proc/cpuinfo"):
 versions = "; ".join(ver(c) for c in (["crun", "--version"], ["runc", "--version"],
                                       ["hyperfine", "--version"]))
 peer = {"stockade exec (crun sandbox)": "crun exec",
-        "stockade exec (runc sandbox)": "runc exec"}
+        "stockade exec (runc sandbox)": "runc exec",
+        "stockade create --pool + exec echo (warm, crun)":
+            "baseline build: create --pool + exec echo (warm, crun)"}
 def fmt(x): return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 lines = ["# Long-lived sandboxes: benchmark", "",
          f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/sessions.sh {runs}`: "
@@ -168,7 +183,7 @@ for name, r in res.items():
     lines.append(f"| {name} | {fmt(med[name])} | {fmt(r['mean']*1000)} ± {fmt(r['stddev']*1000)} "
                  f"| {fmt(r['min']*1000)}–{fmt(r['max']*1000)} | {ratio} |")
 warm = med["stockade create --pool + exec echo (warm, crun)"]
-ex = [med[k] for k in peer]
+ex = [med[k] for k in list(peer)[:2]]
 def met(ok): return "**met**" if ok else "**missed**"
 lines += ["", "Targets:", "",
           f"* warm claim + first exec output ≤ 5 ms median: {fmt(warm)} ms — {met(warm <= 5)}"

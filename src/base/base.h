@@ -193,6 +193,14 @@ struct stk_spawn {
  * could not be started or waited for. */
 int stk_spawn_wait(const struct stk_spawn *sp, int *ret_status);
 
+/* ---- priority ------------------------------------------------------------ */
+
+/* Sets the nice value of every thread of this process (Linux keeps it per
+ * thread) and, when this process leads a session, of its autogroup: with
+ * autogroups on, the scheduler weighs sessions against each other first,
+ * so a nice value alone does not make a session leader background work. */
+void stk_set_nice(int nice);
+
 /* ---- small string helpers ---------------------------------------------- */
 
 bool stk_streq(const char *a, const char *b); /* NULL-safe */

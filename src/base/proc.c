@@ -6,11 +6,16 @@
  */
 #include "base.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 int stk_spawn_wait(const struct stk_spawn *sp, int *ret_status)
 {
@@ -48,4 +53,25 @@ int stk_spawn_wait(const struct stk_spawn *sp, int *ret_status)
             return -errno;
     *ret_status = status;
     return 0;
+}
+
+void stk_set_nice(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            (void)setpriority(PRIO_PROCESS, (id_t)strtol(e->d_name, NULL, 10), nice);
+    if (d)
+        closedir(d);
+    (void)setpriority(PRIO_PROCESS, 0, nice);
+    if (getsid(0) != getpid())
+        return;
+    int fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* a kernel without autogroups */
+    char buf[16];
+    int n = snprintf(buf, sizeof(buf), "%d", nice);
+    (void)!write(fd, buf, (size_t)n);
+    close(fd);
 }

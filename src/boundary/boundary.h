@@ -264,6 +264,9 @@ struct stk_boundary {
      * and the networks the proxy never connects to whatever a name resolves
      * to: blacklistIPs, the pod CIDRs and the service CIDR */
 #define STK_PROXY_PORT 3128 /* the proxy's port on the sandbox's own loopback */
+/* under gVisor: the first of the host-side proxies' ports on the bridge
+ * address (the sandbox with address index i gets base + i) */
+#define STK_PROXY_HOST_PORT_BASE 23128
 /* a binding is reached at http://<name>.bindings.stockade.internal/ */
 #define STK_BINDING_DOMAIN_TEXT ".bindings.stockade.internal"
     const struct stk_allow_host *allow_hosts;

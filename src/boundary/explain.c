@@ -249,7 +249,20 @@ static void explain_allow_hosts(struct stk_contract *c)
     for (size_t i = 0; i < b->n_allow_hosts; i++)
         stk_buf_printf(&t, "%s%s%s:%u", i ? ", " : "", b->allow_hosts[i].wildcard ? "*." : "",
                        b->allow_hosts[i].name, b->allow_hosts[i].port);
-    if (c->facts->backend == STK_BACKEND_LOCAL)
+    if (c->facts->backend == STK_BACKEND_LOCAL && c->facts->runtime_is_gvisor)
+        /* gVisor's loopback is its own: the proxy is on the host side */
+        from(say(c, SEC_NETWORK,
+                 "Host names through the egress proxy, on the host side of the sandbox's "
+                 "network (gVisor's loopback is its own): at the bridge address, the sandbox's "
+                 "gateway, on a port of the sandbox's own (%d + its address index; HTTP_PROXY "
+                 "and HTTPS_PROXY name it), which nftables open to this sandbox's address alone "
+                 "and the proxy checks again: %s. The proxy resolves each name itself and "
+                 "refuses loopback, link-local, multicast, blacklisted, pod, service, sandbox "
+                 "and host addresses; a CONNECT tunnel must carry TLS whose server name is the "
+                 "CONNECT name. Every decision is audited.",
+                 STK_PROXY_HOST_PORT_BASE, stk_buf_str(&t)),
+             &b->allow_hosts_origin);
+    else if (c->facts->backend == STK_BACKEND_LOCAL)
         from(say(c, SEC_NETWORK,
                  "Host names through the egress proxy on the sandbox's own loopback "
                  "(HTTP_PROXY and HTTPS_PROXY are set to http://127.0.0.1:%d): %s. The proxy "
@@ -277,11 +290,6 @@ static void explain_allow_hosts(struct stk_contract *c)
                  "proxy runs here, so those names stay unreachable.",
                  stk_buf_str(&t)),
              &b->allow_hosts_origin);
-    if (c->facts->backend == STK_BACKEND_LOCAL && c->facts->runtime_is_gvisor)
-        say(c, SEC_NETWORK,
-            "Under gVisor the workload's loopback is gVisor's own: the egress proxy is not "
-            "reachable from it, so host names and bindings stay unreachable (use crun or "
-            "runc, or a long-lived sandbox).");
     stk_buf_free(&t);
 }
 

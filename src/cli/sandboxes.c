@@ -871,9 +871,14 @@ int cmd_internal_refill(int argc, char **argv)
 {
     if (argc != 2 && argc != 3)
         return EXIT_USAGE;
-    /* background work: it must not slow the claim that started it (the
-     * monitors it starts return to normal priority) */
-    (void)setpriority(PRIO_PROCESS, 0, 10);
+    /* background work: it must not slow the claim that started it. Low
+     * priority (nice and autogroup: this process leads its own session), and
+     * the claimer's first exec, which usually follows the claim at once, goes
+     * first. The members' monitors and sandboxes keep this priority until a
+     * claim (stk_session_monitor_main, the local driver's start). */
+    stk_set_nice(STK_REFILL_NICE);
+    struct timespec delay = {0, STK_REFILL_DELAY_MS * 1000000L};
+    (void)nanosleep(&delay, NULL);
     struct stk_session *s = NULL;
     int r = open_session("pool", &s);
     if (r != 0)

@@ -98,9 +98,11 @@ struct stk_driver_status {
 };
 void stk_driver_status_release(struct stk_driver_status *st);
 
+#define STK_DRV_IDLE_POLL_MS 2000
+
 enum stk_driver_ask {
     STK_DRV_ASK_NONE,
-    STK_DRV_ASK_CLAIMED, /* a pool member was claimed: its deadline starts now */
+    STK_DRV_ASK_CLAIMED, /* a pool member was claimed: its deadline started *ago_ms ago */
     STK_DRV_ASK_KILL,    /* a stop or rm is overdue: end it now, whatever it does */
 };
 
@@ -117,8 +119,11 @@ struct stk_driver_sink {
     /* an event of the sandbox (egress_denied, a Pod condition, ...), its
      * details as JSON object text: becomes an audit record of type `type` */
     void (*event)(void *ud, const char *type, const char *details_json);
-    /* called at least every 200 ms: what the session wants now */
-    enum stk_driver_ask (*poll)(void *ud);
+    /* what the session wants now; called every 200 ms while the sandbox is
+     * busy, at most every STK_DRV_IDLE_POLL_MS while it is idle (an idle
+     * sandbox costs no CPU). With STK_DRV_ASK_CLAIMED it sets *ago_ms to how
+     * long ago the claim was. */
+    enum stk_driver_ask (*poll)(void *ud, int64_t *ago_ms);
 };
 
 /* What a backend can tell and enforce, for explain, results and records. */

@@ -1628,7 +1628,9 @@ static int check_listen_fd(void)
 
 /* --listen PATH (gVisor, which cannot hand a listening socket in): init
  * binds its own at PATH, in a host directory the driver moves it out of
- * before anything else runs here, and serves it as fd 3. */
+ * before anything else runs here, and serves it as fd 3. The driver takes
+ * a connection that succeeds as the sign that init listens, and then
+ * changes the directory: init must make no call on it after listen(2). */
 static int listen_at(const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1646,20 +1648,6 @@ static int listen_at(const char *path)
         r = -errno;
     if (fd != LISTEN_FD)
         close(fd);
-    /* An open file pins the socket's dentry in gVisor, which otherwise
-     * may drop it (and the host socket with it) once the driver has moved
-     * the name away. Kept for init's life; children do not inherit it. */
-    if (r == 0 && open(path, O_PATH | O_CLOEXEC) < 0)
-        log_msg("pinning %s: %s", path, strerror(errno));
-    /* PATH.ready tells the driver it listens: gVisor's host socket must
-     * not move before */
-    char ready[sizeof(sa.sun_path) + 8];
-    snprintf(ready, sizeof(ready), "%s.ready", path);
-    int rfd = r == 0 ? open(ready, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-    if (r == 0 && rfd < 0)
-        r = -errno;
-    if (rfd >= 0)
-        close(rfd);
     return r;
 }
 

@@ -1073,13 +1073,32 @@ static void on_head_event(struct bufferevent *b, short what, void *ud)
         conn_free(ud);
 }
 
+/* A host-side listener serves the sandbox's own addresses only: nftables
+ * admit no other, and this holds even if a rule were missing. */
+static bool peer_allowed(struct stk_proxy *p, const struct sockaddr *sa, int len)
+{
+    struct stk_cidr a;
+    char txt[INET6_ADDRSTRLEN] = "?";
+    if (len >= (int)sizeof(struct sockaddr_in) && sa_cidr(sa, &a, txt))
+        for (size_t i = 0; i < p->c.n_peers; i++)
+            if (stk_cidr_equal(&a, &p->c.peers[i]))
+                return true;
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s}", "sandbox", p->sandbox, "decision", "denied", "peer", txt,
+                  "reason", "a connection to the egress proxy from an address not the sandbox's");
+    record(p, o);
+    return false;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *ud)
 {
     struct stk_proxy *p = ud;
     (void)l;
-    (void)sa;
-    (void)len;
+    if (p->c.n_peers && !peer_allowed(p, sa, len)) {
+        evutil_closesocket(fd);
+        return;
+    }
     if (p->n_conns >= STK_PROXY_MAX_CONNS) {
         /* an idle persistent connection makes room: it is the client's to
          * open again; the oldest is last in the list */
@@ -1231,6 +1250,41 @@ static int listen_in(const char *path, struct stk_error **err)
     return fd;
 }
 
+/* The host-side listening socket at the bridge address (gVisor). */
+static int listen_host(const struct stk_cidr *a, uint16_t port, struct stk_error **err)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    char txt[STK_CIDR_STRLEN];
+    if (a->family == STK_FAMILY_V4) {
+        struct sockaddr_in *s4 = (void *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        memcpy(&s4->sin_addr, a->addr, 4);
+        sl = sizeof(*s4);
+    } else if (a->family == STK_FAMILY_V6) {
+        struct sockaddr_in6 *s6 = (void *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        memcpy(&s6->sin6_addr, a->addr, 16);
+        sl = sizeof(*s6);
+    } else {
+        return stk_error_make(err, EINVAL, "egress proxy: no address to listen on");
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                    bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    if (fd < 0)
+        return stk_error_make(err, errno, "egress proxy: listening on %s port %u",
+                              stk_cidr_format(a, txt), port);
+    return fd;
+}
+
 static void proxy_free(struct stk_proxy *p)
 {
     if (!p)
@@ -1313,7 +1367,9 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
         SSL_CTX_set_verify(p->tls, SSL_VERIFY_PEER, NULL);
     }
 
-    int fd = c->standalone ? listen_any(err) : listen_in(c->netns_path, err);
+    int fd = c->standalone   ? listen_any(err)
+             : c->netns_path ? listen_in(c->netns_path, err)
+                             : listen_host(&c->listen, c->listen_port, err);
     if (fd < 0) {
         proxy_free(p);
         return fd;

@@ -7,6 +7,13 @@
  * socket belongs to one namespace, so a connection is the sandbox's by
  * where it arrived; nothing the workload sends names it.
  *
+ * Under gVisor the sandbox's loopback is gVisor's own: there the proxy
+ * listens on the host side instead, at the bridge address (the sandbox's
+ * gateway) on a port of the sandbox's own, which stockade's nftables admit
+ * only from the sandbox's address arriving on its own bridge port (the
+ * bridge table binds each port to its addresses), and it accepts only
+ * connections whose peer is one of the sandbox's addresses.
+ *
  * Decisions (allowed, denied with the rule or the reason) are JSON lines
  * the owner reads from stk_proxy_event_fd() and turns into audit records
  * or events; they are rate limited and what is dropped is counted.
@@ -211,12 +218,16 @@ int stk_tls_client_hello_sni(const uint8_t *p, size_t n, char ret[256]);
 #define STK_PROXY_REQUESTS_PER_CONN 1000 /* the last response says Connection: close */
 
 struct stk_proxy_config {
-    const char *sandbox; /* the id, in every record */
-    /* the sandbox's network namespace (127.0.0.1 there) */
-    const char *netns_path;
-    /* instead: every address of the caller's namespace (a proxy Pod on
-     * Kubernetes, where NetworkPolicy admits only the sandbox's Pod); never
-     * implied by a missing netns_path */
+    const char *sandbox;    /* the id, in every record */
+    const char *netns_path; /* listen on 127.0.0.1:STK_PROXY_PORT in this namespace, or */
+    /* (netns_path NULL) on the host side at listen:listen_port, serving only
+     * peers whose address is one of peers[] (the sandbox's own) */
+    struct stk_cidr listen;
+    uint16_t listen_port;
+    struct stk_cidr peers[2];
+    size_t n_peers;
+    /* instead of either: every address of the caller's namespace (a proxy
+     * Pod on Kubernetes, where NetworkPolicy admits only the sandbox's Pod) */
     bool standalone;
     const struct stk_allow_host *allow;
     size_t n_allow;
@@ -239,7 +250,8 @@ struct stk_proxy_config {
 
 struct stk_proxy;
 
-/* Listens in the namespace and starts serving on a thread of its own. */
+/* Listens (in the namespace, or on the host side) and starts serving on a
+ * thread of its own. */
 int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
                     struct stk_error **err);
 /* Readable when decision records are waiting. */

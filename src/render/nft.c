@@ -269,6 +269,18 @@ static void base_lines(const struct stk_nft_facts *f, struct stk_buf *out)
      * no data and would only fill the denial log. A sandbox is known by its
      * source address (bridged packets show the bridge as iifname); the
      * bridge table binds each address to its port. */
+    /* The host-side egress proxies' ports (gVisor) on the bridge address
+     * are the sandboxes': nothing but the bridge reaches them (each
+     * sandbox's own chain admits its own port only). */
+    stk_buf_puts(out, "add set " T " px { type inet_service; }\n");
+    for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
+        const struct stk_cidr *gw = fam == STK_FAMILY_V4 ? &f->bridge4 : &f->bridge6;
+        if (has(gw))
+            stk_buf_printf(out,
+                           "add rule " T " input iifname != \"%s\" %s daddr %s tcp dport @px "
+                           "counter drop comment \"egress proxy ports\"\n",
+                           f->bridge, family_kw[fam], addr_text(gw, cb));
+    }
     stk_buf_printf(
         out,
         "add rule " T " forward iifname \"%1$s\" ip saddr vmap @sb4\n"
@@ -410,6 +422,16 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
                                family_kw[fam], addr_text(gw, cb),
                                proto_nft[f->services[i].protocol], f->services[i].port);
         }
+    /* its own egress proxy on the host side (gVisor), which listens on the
+     * IPv4 bridge address, or the IPv6 one when the pool has no IPv4: that
+     * address and port only */
+    const struct stk_cidr *pgw = has(&f->bridge4) ? &f->bridge4 : &f->bridge6;
+    if (f->proxy_host && has(pgw))
+        stk_buf_printf(&out,
+                       "add rule " T " %1$s %2$s daddr %3$s tcp dport %4$u accept comment "
+                       "\"egress proxy\"\n"
+                       "add element " T " px { %4$u }\n",
+                       chain, family_kw[pgw->family], addr_text(pgw, cb), f->proxy_port);
     stk_buf_printf(&out,
                    "add rule " T " %1$s fib daddr type { local, broadcast, multicast } " LOG_LIMIT
                    " log group %2$u prefix \"" STK_NFT_LOG_PREFIX "%3$s:host:\"\n"
@@ -461,8 +483,18 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
     ingress_chain_lines(b, f, &out);
 
     /* The bridge port may only speak with its own addresses (and IPv6
-     * link-local and unspecified ones, for neighbour discovery). */
-    stk_buf_printf(&out, "add chain " BT " %1$s\nflush chain " BT " %1$s\n", port_chain);
+     * link-local and unspecified ones, for neighbour discovery), in
+     * untagged IPv4, ARP and IPv6 frames. A sandbox that holds
+     * CAP_NET_RAW over its network namespace (one it was granted: the
+     * namespace is owned by its user namespace) could otherwise send
+     * another sandbox's address inside two VLAN tags (802.1ad + 802.1Q,
+     * VID 0): the address matches below see only the outer tag, and the
+     * host strips both and takes the packet as the other sandbox's.
+     * `ether type` sees the frame's own first type, tag included. */
+    stk_buf_printf(&out,
+                   "add chain " BT " %1$s\nflush chain " BT " %1$s\n"
+                   "add rule " BT " %1$s ether type != { ip, arp, ip6 } counter drop\n",
+                   port_chain);
     if (has(&f->addr4))
         stk_buf_printf(&out,
                        "add rule " BT " %1$s ip saddr != %2$s counter drop\n"
@@ -518,6 +550,13 @@ int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_
     stk_buf_printf(
         &out, "add chain " T " so-%1$s\nflush chain " T " so-%1$s\ndelete chain " T " so-%1$s\n",
         f->id);
+    /* the proxy port, whether the sandbox had one (adding what exists is no
+     * error) */
+    if (f->proxy_port)
+        stk_buf_printf(&out,
+                       "add set " T " px { type inet_service; }\n"
+                       "add element " T " px { %1$u }\ndelete element " T " px { %1$u }\n",
+                       f->proxy_port);
     stk_buf_printf(&out, "flush chain " T " si-%1$s\ndelete chain " T " si-%1$s\n", f->id);
     stk_buf_printf(&out,
                    "flush chain " T " sb-%1$s\ndelete chain " T " sb-%1$s\n"

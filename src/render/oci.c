@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define KiB INT64_C(1024)
 
@@ -97,13 +98,9 @@ static const char *const readonly_paths[] = {
 
 static const char *const namespaces[] = {"pid", "ipc", "uts", "mount", "cgroup", "network"};
 
-struct rlimit_desc {
-    const char *type;
-    uint64_t hard, soft;
-};
-static const struct rlimit_desc rlimits[] = {
-    {"RLIMIT_NOFILE", 1024, 1024},
-    {"RLIMIT_CORE", 0, 0},
+const struct stk_oci_rlimit stk_oci_rlimits[STK_OCI_RLIMITS] = {
+    {"RLIMIT_NOFILE", RLIMIT_NOFILE, 1024, 1024},
+    {"RLIMIT_CORE", RLIMIT_CORE, 0, 0},
 };
 
 static json_t *str_array(const char *const *v, size_t n)
@@ -296,19 +293,17 @@ static json_t *render_resources(const struct stk_boundary *b)
 static int render_env(const struct stk_boundary *b, const struct stk_oci_options *o, json_t **ret,
                       struct stk_error **err)
 {
-    /* the egress proxy listens on the sandbox's own loopback (src/proxy) */
-    static const char *const proxy_env[] = {
-        "HTTP_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "HTTPS_PROXY=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "http_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "https_proxy=http://127.0.0.1:" STK_STR(STK_PROXY_PORT),
-        "NO_PROXY=localhost,127.0.0.1,::1",
-        "no_proxy=localhost,127.0.0.1,::1",
-    };
+    /* the egress proxy listens on the sandbox's own loopback, or under
+     * gVisor on the host side at o->proxy_url (src/proxy) */
+    static const char *const proxy_vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                             "https_proxy"};
+    static const char *const no_proxy[] = {"NO_PROXY=localhost,127.0.0.1,::1",
+                                           "no_proxy=localhost,127.0.0.1,::1"};
+    const char *url = o->proxy_url ? o->proxy_url : "http://127.0.0.1:" STK_STR(STK_PROXY_PORT);
     bool proxy = o->netns_path && (b->n_allow_hosts || b->n_bindings);
     size_t n_img = o->image ? o->image->n_env : 0;
     size_t n = 3 + n_img + b->n_env + o->n_extra_env +
-               (proxy ? STK_ARRAY_SIZE(proxy_env) + b->n_bindings : 0);
+               (proxy ? STK_ARRAY_SIZE(proxy_vars) + STK_ARRAY_SIZE(no_proxy) + b->n_bindings : 0);
     if (n > STK_OCI_MAX_ENV)
         return stk_error_make(err, E2BIG, "too many environment variables (%zu, limit %d)", n,
                               STK_OCI_MAX_ENV);
@@ -341,8 +336,12 @@ static int render_env(const struct stk_boundary *b, const struct stk_oci_options
         _cleanup_free_ char *kv = stk_xasprintf("%s=%s", e->name.v, e->value.v ? e->value.v : "");
         json_array_append_new(env, json_string(kv));
     }
-    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_env); i++)
-        json_array_append_new(env, json_string(proxy_env[i]));
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(proxy_vars); i++) {
+        _cleanup_free_ char *kv = stk_xasprintf("%s=%s", proxy_vars[i], url);
+        json_array_append_new(env, json_string(kv));
+    }
+    for (size_t i = 0; proxy && i < STK_ARRAY_SIZE(no_proxy); i++)
+        json_array_append_new(env, json_string(no_proxy[i]));
     /* each binding's base URL: STOCKADE_BINDING_<NAME>_URL (the name is a
      * DNS label: upper-cased, '-' as '_') */
     for (size_t i = 0; proxy && i < b->n_bindings; i++) {
@@ -402,12 +401,15 @@ static json_t *render_process(const struct stk_boundary *b, const struct stk_oci
     const char *cwd = image_wd ? o->image->workdir : b->working_dir ? b->working_dir : "/workspace";
     json_object_set_new(p, "cwd", json_string(cwd));
     json_object_set_new(p, "capabilities", render_caps(b));
-    json_t *rl = json_array();
-    for (size_t i = 0; i < STK_ARRAY_SIZE(rlimits); i++)
-        json_array_append_new(rl, json_pack("{s:s,s:I,s:I}", "type", rlimits[i].type, "hard",
-                                            (json_int_t)rlimits[i].hard, "soft",
-                                            (json_int_t)rlimits[i].soft));
-    json_object_set_new(p, "rlimits", rl);
+    if (!o->rlimits_inherited) {
+        json_t *rl = json_array();
+        for (size_t i = 0; i < STK_OCI_RLIMITS; i++) {
+            const struct stk_oci_rlimit *l = &stk_oci_rlimits[i];
+            json_array_append_new(rl, json_pack("{s:s,s:I,s:I}", "type", l->type, "hard",
+                                                (json_int_t)l->hard, "soft", (json_int_t)l->soft));
+        }
+        json_object_set_new(p, "rlimits", rl);
+    }
     json_object_set_new(p, "noNewPrivileges", json_true());
     return p;
 }

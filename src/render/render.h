@@ -181,7 +181,15 @@ struct stk_nft_facts {
     bool nat;                     /* masquerade the pool to the uplink (operator switch) */
     bool routed;                  /* the operator routes the pool beyond the host */
     struct stk_cidr pool4, pool6; /* the address pool, for NAT */
+    /* the port of the bridge address reserved for the sandbox's egress
+     * proxy (STK_NFT_PROXY_PORT_BASE + its address index), and whether the
+     * proxy listens there (gVisor, whose loopback is its own): then the
+     * sandbox, and nothing else, may connect to it */
+    uint16_t proxy_port;
+    bool proxy_host;
 };
+/* where the host-side proxy ports start (below Linux's ephemeral range) */
+#define STK_NFT_PROXY_PORT_BASE STK_PROXY_HOST_PORT_BASE
 
 /* Whether id is a valid sandbox id ([a-z0-9][a-z0-9-]*, <= STK_NFT_MAX_ID). */
 bool stk_nft_id_valid(const char *id);
@@ -261,6 +269,10 @@ struct stk_oci_options {
     /* the sandbox's network namespace, prepared by the driver (veth, egress
      * rules); NULL: a new, empty one (loopback only) */
     const char *netns_path;
+    /* where the egress proxy is, "http://HOST:PORT" (HTTP_PROXY and the
+     * like, when the boundary needs the proxy); NULL: the sandbox's own
+     * loopback, http://127.0.0.1:STK_PROXY_PORT */
+    const char *proxy_url;
     /* extra environment ("K=V"), after the boundary's; may be NULL */
     const char *const *extra_env;
     size_t n_extra_env;
@@ -286,6 +298,12 @@ struct stk_oci_options {
      * only on ENOSYS; a clone3 rule would break every thread. clone3 then
      * reaches gVisor's own kernel, whose namespaces the host never sees. */
     bool no_clone3_rule;
+    /* runc in a user namespace sets process.rlimits with prlimit(2) from
+     * the host side, which needs CAP_SYS_RESOURCE over the sandbox's user
+     * namespace (root may lack it: it does on the development VMs). Then
+     * config.json names none and the driver sets stk_oci_rlimits on the
+     * runtime process itself, whose container inherits them. */
+    bool rlimits_inherited;
     /* spec.storage.home: the host directory bound read-write at
      * STK_HOME_PATH, which is then $HOME; NULL: no home (HOME=/workspace) */
     const char *home;
@@ -321,6 +339,17 @@ struct stk_oci_options {
 #define STK_OCI_INIT_SOCK_DIR  STK_OCI_INIT_DIR "/sock"
 #define STK_OCI_INIT_SOCK_NAME "init.sock"
 #define STK_OCI_INIT_SOCK      STK_OCI_INIT_SOCK_DIR "/" STK_OCI_INIT_SOCK_NAME
+
+/* The process rlimits every sandbox gets (resource: RLIMIT_* of
+ * sys/resource.h); config.json names them, or with rlimits_inherited the
+ * driver sets them on the runtime process. */
+struct stk_oci_rlimit {
+    const char *type; /* "RLIMIT_NOFILE" */
+    int resource;
+    uint64_t hard, soft;
+};
+#define STK_OCI_RLIMITS 2
+extern const struct stk_oci_rlimit stk_oci_rlimits[STK_OCI_RLIMITS];
 
 /* Renders config.json text (2-space indented, fixed key order, trailing
  * newline). The caller frees *ret. */

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -50,7 +51,7 @@ struct monitor {
     struct log_writer logs;
     /* the store as poll last saw it */
     bool member;
-    int64_t claimed_at, asked_at, next_summary;
+    int64_t claimed_at, asked_at, next_summary, polled_at;
     /* denied egress: the first STK_EGRESS_AUDIT_BUDGET events are records of
      * their own, then one counted summary per minute */
     size_t egress_recorded, egress_unrecorded;
@@ -128,19 +129,27 @@ static void start_claimed(struct monitor *m)
     session_sb_release(&sb);
 }
 
-static enum stk_driver_ask on_poll(void *ud)
+static enum stk_driver_ask on_poll(void *ud, int64_t *ago_ms)
 {
     struct monitor *m = ud;
     enum stk_driver_ask ask = STK_DRV_ASK_NONE;
-    int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
+    int64_t now = stk_clock_ms(CLOCK_MONOTONIC), since = now - m->polled_at;
+    m->polled_at = now;
     egress_summary(m, now, false);
     struct stk_sb_rec r = {0};
     if (stk_store_sb_get(m->s->st, m->id, &r, NULL) < 0)
         return ask;
     if (m->member && !r.pool_member) {
+        /* an idle monitor looks seldom: the claim was when the record last
+         * changed, at most since the last look (the deadline starts then) */
+        int64_t ago = stk_clock_ms(CLOCK_REALTIME) - r.updated_ms;
+        ago = ago < 0 ? 0 : ago > since ? since : ago;
         m->member = false;
-        m->claimed_at = now;
+        m->claimed_at = now - ago;
+        *ago_ms = ago;
         ask = STK_DRV_ASK_CLAIMED;
+        /* no longer the refill's background work */
+        stk_set_nice(0);
     }
     if (m->claimed_at && now - m->claimed_at >= CLAIM_START_MS) {
         start_claimed(m);
@@ -152,6 +161,10 @@ static enum stk_driver_ask on_poll(void *ud)
     if (asked && now - m->asked_at >= STOP_OVERDUE_MS)
         ask = STK_DRV_ASK_KILL;
     stk_sb_rec_free(&r);
+    /* between looks an idle monitor keeps no cache: the database's pages and
+     * what malloc holds free go back */
+    stk_store_release_memory(m->s->st);
+    (void)malloc_trim(0);
     return ask;
 }
 
@@ -225,6 +238,11 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     m->sb.d.idle = mode == MONITOR_CREATE_IDLE;
     m->sb.d.accepted_only = mode == MONITOR_CREATE_ACCEPTED;
     m->member = m->sb.rec.pool_member;
+    /* an unclaimed member stays at the priority of the refill that started
+     * it (the runtime and init it starts inherit it); anything else is not
+     * background work */
+    if (!m->member)
+        stk_set_nice(0);
 
     bool creating =
         mode == MONITOR_CREATE || mode == MONITOR_CREATE_IDLE || mode == MONITOR_CREATE_ACCEPTED;
@@ -268,6 +286,8 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
                             json_pack("{s:s}", "why", "its previous monitor was gone"), NULL);
     }
     report(m, "ok", m->id);
+    /* what provisioning allocated and freed goes back before the long idle */
+    (void)malloc_trim(0);
 
     struct stk_driver_sink sink = {
         .ud = m, .output = on_output, .event = on_event, .poll = on_poll};
@@ -295,9 +315,13 @@ int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend b
 {
     int i = stk_enum_lookup(mode_names, STK_ARRAY_SIZE(mode_names), mode);
     (void)prctl(PR_SET_NAME, "stockade-mon");
-    /* a pool refill starts monitors at low priority; supervising is not
-     * background work */
-    (void)setpriority(PRIO_PROCESS, 0, 0);
+    /* one malloc arena: the attach thread's output is all it allocates, and
+     * an arena per thread is private memory each idle sandbox would pay */
+    (void)mallopt(M_ARENA_MAX, 1);
+    /* a pool refill starts monitors at low priority: so is this session's
+     * autogroup (it leads a new session), until monitor_main knows whether
+     * it supervises an unclaimed member */
+    stk_set_nice(getpriority(PRIO_PROCESS, 0));
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     /* stop and rm end sandboxes through init, never by signalling us */

@@ -303,6 +303,12 @@ int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struc
 
 static void stmt_cache_drop(sqlite3 *db);
 
+void stk_store_release_memory(struct stk_store *st)
+{
+    if (st && st->db)
+        (void)sqlite3_db_release_memory(st->db);
+}
+
 void stk_store_close(struct stk_store *st)
 {
     if (!st)

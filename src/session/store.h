@@ -35,6 +35,9 @@ int stk_store_open(const char *state_dir, struct stk_store **ret, struct stk_err
  * not exist: for commands that only read, such as `stockade audit`. */
 int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struct stk_error **err);
 void stk_store_close(struct stk_store *st);
+/* Frees what the connection caches (pages, lookaside) while it stays open:
+ * a long-lived idle process (the monitor) keeps no copy of the database. */
+void stk_store_release_memory(struct stk_store *st);
 static inline void stk_store_closep(struct stk_store **st)
 {
     stk_store_close(*st);

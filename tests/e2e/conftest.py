@@ -23,11 +23,11 @@ def veth_name(sandbox_id):
     """net.c's name for a sandbox's host-side veth."""
     if len(sandbox_id) <= 11:
         return f"stk-{sandbox_id}"
-    h = 2166136261
+    h = 14695981039346656037
     for c in sandbox_id.encode():
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return f"stk-{sandbox_id[:6]}{h & 0xFFFFF:05x}"
-
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    b32 = "abcdefghijklmnopqrstuvwxyz234567"
+    return f"stk-{sandbox_id[:3]}" + "".join(b32[(h >> (5 * i)) & 31] for i in range(8))
 
 class Stockade:
     def __init__(self, binary):

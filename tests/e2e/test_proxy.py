@@ -6,6 +6,11 @@ proxy connections stay there) beside a "server" namespace playing the
 internet (198.18.7.2: an HTTP server on 80 and an HTTPS server with a test
 CA on 443). Names resolve from a hosts file the proxy reads in its test
 mode (STOCKADE_PROXY_HOSTS): no DNS query is ever sent.
+
+The tests run on each runtime that works here: on runc (and crun) the proxy
+is on the sandbox's own loopback, on gVisor (whose loopback is its own) on
+the host side at the bridge address, on the sandbox's own port. Workloads
+find it in HTTP_PROXY, as any client would.
 """
 import json
 import os
@@ -188,14 +193,37 @@ def world():
         shutil.rmtree(base, ignore_errors=True)
 
 
+RUNTIMES = {"gvisor": "runsc", "crun": "crun", "runc": "runc"}
+
+
+@pytest.fixture(scope="module")
+def detected(world):
+    """Which runtimes passed stockade's own smoke run here (runtimes.json of
+    the world's state directory)."""
+    stk(world, "run", "--", "/bin/true", timeout=180)
+    with open(f"{world['base']}/state/runtimes.json") as f:
+        return json.load(f)
+
+
+@pytest.fixture(params=["runc", "gvisor"])
+def rt(request, detected):
+    """The runtime a test runs on; skipped when it does not work here."""
+    entry = detected.get(RUNTIMES[request.param], {})
+    if not entry.get("works"):
+        pytest.skip(f"{RUNTIMES[request.param]} does not work here: {entry.get('note')}")
+    return request.param
+
+
 def stk(world, *args, timeout=120, input=None):
     return subprocess.run(["nsenter", f"--net=/run/netns/{HOST}", stockade_bin(), *map(str, args)],
                           capture_output=True, text=True, env=world["env"], timeout=timeout,
                           input=input)
 
 
-def spec(world, name, allow, extra=""):
+def spec(world, name, allow, extra="", runtime=None):
     path = f"{world['base']}/{name}.yaml"
+    if runtime and runtime != "runc":
+        extra = f"  runtime: {runtime}\n" + extra
     with open(path, "w") as f:
         f.write(f"""apiVersion: stockade.dev/v1alpha1
 kind: Sandbox
@@ -209,8 +237,8 @@ spec:
     return path
 
 
-def run(world, name, allow, code):
-    p = stk(world, "run", "-f", spec(world, name, allow), "--runtime", "runc", "--workspace",
+def run(world, name, allow, code, rt="runc"):
+    p = stk(world, "run", "-f", spec(world, name, allow), "--runtime", rt, "--workspace",
             f"{world['base']}/ws", "-o", "json", "--", PY, "-c", code)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)  # one document: the workload's output is inside
@@ -236,7 +264,7 @@ def proxy_events(res):
     return [e for e in res["events"] if e["type"] == "egress_proxy"]
 
 
-def test_allowed_names_only(world):
+def test_allowed_names_only(world, rt):
     """HTTP and HTTPS to listed names pass, with the proxy's own Host;
     unlisted names, other ports and names resolving to loopback, the host,
     the bridge or a blacklisted address are refused with the reason."""
@@ -245,7 +273,7 @@ def test_allowed_names_only(world):
             "http://hostaddr.test/", "http://meta.test/", "http://bridge.test/"]
     out, res = run(world, "allow", ["pypi.test:80", "tls.test", "*.pypi.test:443", "loop.test:80",
                                     "hostaddr.test:80", "meta.test:80", "bridge.test:80"],
-                   fetch(urls))
+                   fetch(urls), rt)
     got = {l.split(" ", 2)[0]: l.split(" ", 2)[1:] for l in out if l.startswith("http")}
     assert got["http://pypi.test/simple/"] == ["OK", "upstream saw /simple/ host=pypi.test auth=none"]
     assert got["https://tls.test/x"][0] == "OK"
@@ -265,25 +293,25 @@ def test_allowed_names_only(world):
     assert rules["files.pypi.test"] == "spec.network.allowHosts[2] *.pypi.test:443"
 
 
-def test_no_direct_path(world):
+def test_no_direct_path(world, rt):
     """The upstream's address itself is unreachable from the sandbox: only
     the proxy reaches it."""
     out, res = run(world, "direct", ["pypi.test:80"],
                    "import socket\ns = socket.socket(); s.settimeout(1)\n"
                    "try: s.connect(('198.18.7.2', 80)); print('CONNECTED')\n"
-                   "except OSError: print('REFUSED')\n")
+                   "except OSError: print('REFUSED')\n", rt)
     assert out == ["REFUSED"]
     assert any(e["type"] == "egress_denied" and e["dst"] == "198.18.7.2" for e in res["events"])
 
 
-def test_connect_needs_matching_tls_server_name(world):
+def test_connect_needs_matching_tls_server_name(world, rt):
     """A CONNECT tunnel carries TLS whose ClientHello names the CONNECT
     host, or nothing: another name in the SNI, or no TLS at all, closes it."""
-    code = r"""
+    code = PROXY_ADDR + r"""
 import socket, ssl
 ctx = ssl.create_default_context(cafile="/workspace/ca.pem")
 def tunnel(first):
-    s = socket.create_connection(("127.0.0.1", 3128), 5)
+    s = socket.create_connection(PROXY, 5)
     s.sendall(b"CONNECT tls.test:443 HTTP/1.1\r\nHost: tls.test:443\r\n\r\n")
     print("status", s.recv(64).split(b"\r\n")[0].decode())
     return s
@@ -292,14 +320,14 @@ try: ctx.wrap_socket(s, server_hostname="alias.test"); print("sni-mismatch OPEN"
 except (OSError, ssl.SSLError): print("sni-mismatch CLOSED")
 s = tunnel(None); s.sendall(b"GET / HTTP/1.0\r\n\r\n")
 print("plain", "CLOSED" if s.recv(64) == b"" else "OPEN")
-s = socket.create_connection(("127.0.0.1", 3128), 5)
+s = socket.create_connection(PROXY, 5)
 s.sendall(b"CONNECT 198.18.7.2:443 HTTP/1.1\r\n\r\n")
 print("literal", s.recv(64).split(b"\r\n")[0].decode())
-s = socket.create_connection(("127.0.0.1", 3128), 5)
+s = socket.create_connection(PROXY, 5)
 s.sendall(b"GET /x HTTP/1.1\r\nHost: tls.test\r\n\r\n")
 print("origin-form", s.recv(64).split(b"\r\n")[0].decode())
 """
-    out, res = run(world, "sni", ["tls.test:443"], code)
+    out, res = run(world, "sni", ["tls.test:443"], code, rt)
     assert out == ["status HTTP/1.1 200 Connection established", "sni-mismatch CLOSED",
                    "status HTTP/1.1 200 Connection established", "plain CLOSED",
                    "literal HTTP/1.1 400 Bad Request", "origin-form HTTP/1.1 400 Bad Request"]
@@ -318,11 +346,11 @@ def test_no_proxy_without_allow_hosts(world):
     assert json.loads(p.stdout)["stdout"].splitlines()[:2] == ["None", "NOTHING"]
 
 
-def test_long_lived_sandbox_audits_decisions(world):
+def test_long_lived_sandbox_audits_decisions(world, rt):
     """A created sandbox's proxy serves exec'd processes; every decision is
     an audit record of the sandbox."""
     p = stk(world, "create", "-f",
-            spec(world, "svc", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n'))
+            spec(world, "svc", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n', rt))
     assert p.returncode == 0, p.stderr
     sid = p.stdout.strip()
     try:
@@ -370,6 +398,14 @@ spec:
     e = subprocess.run([stockade_bin(), "explain", "--backend", "local", str(path)],
                        capture_output=True, text=True, timeout=30)
     assert "pypi.org:443, *.githubusercontent.com:443" in e.stdout
+    # under gVisor explain says the proxy is on the host side
+    g = tmp_path / "g.yaml"
+    g.write_text(path.read_text().replace("  rootfs: host\n", "  rootfs: host\n  runtime: gvisor\n"))
+    e = subprocess.run([stockade_bin(), "explain", "--backend", "local", str(g)],
+                       capture_output=True, text=True, timeout=60)
+    if "Runtime: gVisor" in e.stdout:
+        assert "egress proxy, on the host side of the sandbox's network" in e.stdout, e.stdout
+        assert "on the sandbox's own loopback" not in e.stdout, e.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(path.read_text().replace('"*.githubusercontent.com:443"', '"*.com"'))
     v = subprocess.run([stockade_bin(), "validate", str(bad)], capture_output=True, text=True,
@@ -413,17 +449,17 @@ BINDING_URLS = ["http://api.bindings.stockade.internal/repos?x=1",
                 "http://meta.bindings.stockade.internal/"]
 
 
-def binding_spec(world, name):
-    return spec(world, name, [], BINDINGS.replace("BASE", world["base"]))
+def binding_spec(world, name, rt=None):
+    return spec(world, name, [], BINDINGS.replace("BASE", world["base"]), rt)
 
 
-def test_bindings_add_the_credential_the_sandbox_never_sees(world):
+def test_bindings_add_the_credential_the_sandbox_never_sees(world, rt):
     """A binding's upstream gets the credential (bearer from an environment
     variable of the proxy, a named header from a file), over verified TLS;
     the echo in the response headers is stripped; paths cannot climb out of
     the binding's prefix; a missing credential or a refused address fails
     closed. Each call is an audit-ready record without the credential."""
-    p = stk(world, "run", "-f", binding_spec(world, "bind"), "--runtime", "runc", "-o", "json",
+    p = stk(world, "run", "-f", binding_spec(world, "bind"), "--runtime", rt, "-o", "json",
             "--", PY, "-c", f"URLS = {BINDING_URLS!r}\n" + BINDING_CALLS)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)  # one document: the workload's output is inside
@@ -472,7 +508,33 @@ def grep_tree(root, needle):
     return hits
 
 
-def test_canary_is_nowhere(world):
+SYSTEM_DIRS = ("proc", "sys", "dev", "usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin")
+
+INSIDE_SEARCH = r"""
+import os, sys
+needle = (sys.argv[1] + sys.argv[2]).encode()
+skip = {"/proc", "/sys", "/dev", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin"}
+hits, n = [], 0
+for d, dirs, files in os.walk("/"):
+    dirs[:] = [x for x in dirs if os.path.join(d, x) not in skip]
+    for f in files:
+        p = os.path.join(d, f)
+        try:
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            n += 1
+            with open(p, "rb") as fh:
+                if needle in fh.read(64 << 20):
+                    hits.append(p)
+        except OSError:
+            pass
+print("searched", n)
+for h in hits:
+    print(h)
+"""
+
+
+def test_canary_is_nowhere(world, rt):
     """The canary secret, planted in every credential source the local proxy
     reads (an environment variable of the serving process, a file on the
     host), is used by a long-lived sandbox's bindings and then searched for:
@@ -482,7 +544,7 @@ def test_canary_is_nowhere(world):
     kubernetesSecret source has no local proxy to plant it in.)"""
     canary = world["canary"]
     needle = canary.encode()
-    path = binding_spec(world, "canary")
+    path = binding_spec(world, "canary", rt)
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:
@@ -510,11 +572,21 @@ def test_canary_is_nowhere(world):
                             found.append(f"/proc/{pid}/{what}")
                 except OSError:
                     pass
-        root = f"/proc/{pids[0]}/root"
-        for d in os.listdir(root):
-            if d in ("proc", "sys", "dev", "usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin"):
-                continue
-            found += grep_tree(os.path.join(root, d), needle)
+        if rt != "gvisor":
+            # gVisor's host processes are its sentry and gofer: their root is
+            # not the sandbox's files, which the search below covers
+            root = f"/proc/{pids[0]}/root"
+            for d in os.listdir(root):
+                if d in SYSTEM_DIRS:
+                    continue
+                found += grep_tree(os.path.join(root, d), needle)
+        # the same from inside, as the workload sees its files (the needle
+        # is split so that the search's own command line does not hold it)
+        half = len(canary) // 2
+        g = stk(world, "exec", sid, "--", PY, "-c", INSIDE_SEARCH,
+                canary[:half], canary[half:])
+        assert g.returncode == 0 and g.stdout.startswith("searched "), g.stderr
+        found += [f"inside:{l}" for l in g.stdout.splitlines()[1:]]
         ps = stk(world, "exec", sid, "--", "/bin/ps", "-eo", "pid,args")
         assert ps.returncode == 0 and "sleep 600" in ps.stdout, ps.stderr
         found += ["ps"] if canary in ps.stdout else []
@@ -543,12 +615,12 @@ def test_canary_is_nowhere(world):
     assert leftovers == []
 
 
-def test_adopted_sandbox_gets_its_proxy_again(world):
+def test_adopted_sandbox_gets_its_proxy_again(world, rt):
     """The proxy is a thread of the sandbox's monitor: when the monitor is
     killed, the new monitor that adopts the sandbox serves a new proxy."""
     import signal
     p = stk(world, "create", "-f",
-            spec(world, "adopt", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n'))
+            spec(world, "adopt", ["pypi.test:80"], '  command: ["/bin/sleep", "600"]\n', rt))
     assert p.returncode == 0, p.stderr
     sid = p.stdout.strip()
 
@@ -581,10 +653,17 @@ def test_adopted_sandbox_gets_its_proxy_again(world):
         stk(world, "rm", "-f", sid)
 
 
-KEEPALIVE = r"""
+# where the proxy is, as a client finds it
+PROXY_ADDR = """
+import os as _os, urllib.parse as _up
+_u = _up.urlsplit(_os.environ["HTTP_PROXY"])
+PROXY = (_u.hostname, _u.port)
+"""
+
+KEEPALIVE = PROXY_ADDR + r"""
 import json, socket
 def conn():
-    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s = socket.create_connection(PROXY, timeout=10)
     return s, s.makefile("rb")
 def resp(f):
     line = f.readline()
@@ -641,15 +720,24 @@ print(json.dumps(out))
 """
 
 
-def test_keep_alive(world):
+def test_keep_alive(world, rt):
     """A client connection to the proxy carries many plain-HTTP requests
     (bodies by length or chunked, responses by length or chunked, pipelined),
     each checked against allowHosts and recorded; the upstream connection is
     reused for the same host and port only; Connection: close, HTTP/1.0, a
     refusal and the per-connection request bound end it; a request framed
     both ways (smuggling) is refused."""
-    out, res = run(world, "keepalive", ["ka.test:8080", "ka2.test:8080"], KEEPALIVE)
+    out, res = run(world, "keepalive", ["ka.test:8080", "ka2.test:8080"], KEEPALIVE, rt)
     o = json.loads(out[-1])
+    # the upstream numbers its connections for the whole module: count from
+    # this test's first one
+    import re
+    base = int(re.match(r"conn=(\d+)", o["seq0"]["body"]).group(1)) - 1
+    renum = lambda t: re.sub(r"conn=(\d+)", lambda m: f"conn={int(m.group(1)) - base}", t)
+    for k in o:
+        for r in (o[k] if isinstance(o[k], list) else [o[k]]):
+            if isinstance(r, dict) and "body" in r:
+                r["body"] = renum(r["body"])
     bodies = [o[f"seq{i}"]["body"] for i in range(7)]
     assert [o[f"seq{i}"]["status"] for i in range(7)] == [200] * 7
     assert bodies[0].startswith("conn=1 n=1 path=/a body=0 host=ka.test:8080 conn-hdr=None")
@@ -679,14 +767,14 @@ def test_keep_alive(world):
     assert any(e["decision"] == "suppressed" for e in ev)  # 1000 requests: the budget held
 
 
-def test_keep_alive_bindings(world):
+def test_keep_alive_bindings(world, rt):
     """Two binding calls on one connection to the proxy: each gets the
     credential (read for each request), the echo is stripped from both."""
     code = (KEEPALIVE.split("out = {}")[0] +
             "s, f = conn()\nfor p in ('/a', '/b'):\n"
             "    s.sendall(f'GET http://api.bindings.stockade.internal{p} HTTP/1.1\\r\\n\\r\\n'.encode())\n"
             "    print(json.dumps(resp(f)))\n")
-    p = stk(world, "run", "-f", binding_spec(world, "bindka"), "--runtime", "runc", "-o", "json",
+    p = stk(world, "run", "-f", binding_spec(world, "bindka"), "--runtime", rt, "-o", "json",
             "--", PY, "-c", code)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
@@ -698,3 +786,106 @@ def test_keep_alive_bindings(world):
              for e in proxy_events(res) if e["decision"] == "binding"]
     assert calls == [("/a", 200, 1), ("/b", 200, 1)]
     assert world["canary"] not in p.stdout + p.stderr
+
+
+HOSTILE_PORTS = r"""
+import json, os, socket, sys, urllib.parse
+gw = urllib.parse.urlsplit(os.environ["HTTP_PROXY"]).hostname
+out = {}
+for port in map(int, sys.argv[1:]):
+    s = socket.socket(); s.settimeout(2)
+    try: s.connect((gw, port)); out[port] = "connected"
+    except OSError as e: out[port] = type(e).__name__
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect((gw, 9))
+print(json.dumps({"gw": gw, "self": u.getsockname()[0], "ports": out}))
+"""
+
+SPOOF = r"""
+import socket, sys
+s = socket.socket(); s.settimeout(2)
+try:
+    s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], int(sys.argv[3]))); print("connected")
+except OSError as e: print(type(e).__name__)
+"""
+
+
+def test_gvisor_sandbox_reaches_only_its_own_proxy(world, detected):
+    """Under gVisor the proxy listens on the host side, at the bridge address
+    on the sandbox's own port. A hostile gVisor sandbox cannot connect to
+    another sandbox's proxy port, nor to a host port that is not its proxy
+    (each attempt is an egress_denied event of its own); root in its network
+    namespace, sending with the other sandbox's source address and a static
+    neighbour entry for the gateway, gets nothing through (the bridge port
+    is bound to its own address); its own proxy serves it."""
+    entry = detected.get("runsc", {})
+    if not entry.get("works"):
+        pytest.skip(f"runsc does not work here: {entry.get('note')}")
+    extra = '  command: ["/bin/sleep", "600"]\n  resources: {storage: 32Mi}\n'
+    ids = []
+    listeners = []
+    try:
+        for name in ("victim", "hostile"):
+            p = stk(world, "create", "-f", spec(world, name, ["pypi.test:80"], extra, "gvisor"))
+            assert p.returncode == 0, p.stderr
+            ids.append(p.stdout.strip())
+        victim, hostile = ids
+        urls = [stk(world, "exec", i, "--", "/usr/bin/printenv", "HTTP_PROXY").stdout.strip()
+                for i in ids]
+        ports = [int(u.rsplit(":", 1)[1]) for u in urls]
+        assert ports[0] != ports[1] and all(u.startswith("http://10.88.0.1:") for u in urls), urls
+        # host services on the bridge's side that are not proxies: one below
+        # the proxies' range, one inside it that no sandbox holds
+        others = [23127, max(ports) + 1]
+        for port in others:
+            lp = subprocess.Popen(["ip", "netns", "exec", HOST, PY, "-c",
+                                   "import socket,sys\ns=socket.socket()\n"
+                                   "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+                                   f"s.bind(('0.0.0.0',{port}));s.listen()\nprint('ok',flush=True)\n"
+                                   "while True: s.accept()[0].close()\n"],
+                                  stdout=subprocess.PIPE, text=True)
+            listeners.append(lp)
+            assert lp.stdout.readline().strip() == "ok"
+        e = stk(world, "exec", victim, "--", PY, "-c", HOSTILE_PORTS, "9")
+        victim_addr = json.loads(e.stdout)["self"]
+        h = stk(world, "exec", hostile, "--", PY, "-c", HOSTILE_PORTS,
+                *map(str, [ports[0], ports[1]] + others))
+        assert h.returncode == 0, h.stderr
+        got = json.loads(h.stdout)
+        assert got["self"] != victim_addr
+        # any outcome but a connection holds the boundary
+        assert got["ports"].pop(str(ports[1])) == "connected", got
+        assert sorted(got["ports"]) == sorted(map(str, [ports[0]] + others)), got
+        assert "connected" not in got["ports"].values(), got
+        f = stk(world, "exec", hostile, "--", PY, "-c", fetch(["http://pypi.test/own"]))
+        assert "http://pypi.test/own OK upstream saw /own" in f.stdout, f.stdout + f.stderr
+        # root in the hostile sandbox's namespace, with the victim's address
+        ns = f"{world['base']}/run/netns/{hostile}"
+        mac = subprocess.run(["ip", "netns", "exec", HOST, "cat", "/sys/class/net/stk0/address"],
+                             capture_output=True, text=True).stdout.strip()
+        sh("nsenter", f"--net={ns}", "ip", "addr", "add", f"{victim_addr}/32", "dev", "eth0")
+        sh("nsenter", f"--net={ns}", "ip", "route", "replace", "10.88.0.1/32", "dev", "eth0",
+           "src", victim_addr)
+        sh("nsenter", f"--net={ns}", "ip", "neigh", "replace", "10.88.0.1", "lladdr", mac,
+           "dev", "eth0", "nud", "permanent")
+        sp = sh("nsenter", f"--net={ns}", PY, "-c", SPOOF, victim_addr, "10.88.0.1", ports[0])
+        assert sp.stdout.strip() != "connected", sp.stdout
+        # the denials are the hostile sandbox's events
+        deadline = time.monotonic() + 10
+        while True:
+            a = json.loads(stk(world, "audit", hostile, "-o", "json").stdout)
+            denied = {(r["details"].get("dst"), r["details"].get("port")) for r in a
+                      if r.get("event") == "egress_denied"}
+            want = {("10.88.0.1", ports[0]), ("10.88.0.1", others[0]), ("10.88.0.1", others[1])}
+            if want <= denied or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert want <= denied, denied
+        # the victim's proxy saw no connection at all
+        va = json.dumps(json.loads(stk(world, "audit", victim, "-o", "json").stdout))
+        assert "egress_proxy" not in va, va
+    finally:
+        for lp in listeners:
+            lp.kill()
+            lp.wait()
+        for i in ids:
+            stk(world, "rm", "-f", i)

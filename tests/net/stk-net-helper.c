@@ -130,7 +130,7 @@ int main(int argc, char **argv)
             return 0;
         }
         struct stk_net *n = NULL;
-        if (stk_net_up(&cfg, l.b, argv[i], &n, &err) < 0)
+        if (stk_net_up(&cfg, l.b, argv[i], NULL, &n, &err) < 0)
             return fail(err);
         struct stk_cidr a4, a6;
         char b4[STK_CIDR_STRLEN] = "-", b6[STK_CIDR_STRLEN] = "-";

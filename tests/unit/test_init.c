@@ -1126,6 +1126,40 @@ static int setup_dir(void **state)
     return 0;
 }
 
+/* --listen PATH (gVisor): init binds and listens at PATH itself. A
+ * connection that succeeds is the host's sign that init listens, and the
+ * host then changes the directory, so init leaves nothing else in it. */
+static void test_listen_mode(void **state)
+{
+    struct initd *d = *state;
+    d->pid = fork();
+    assert_true(d->pid >= 0);
+    if (d->pid == 0) {
+        execl(STK_INIT_PATH, "stockade-init", "--listen", d->sock, (char *)NULL);
+        _exit(121);
+    }
+    /* retried while the socket is missing or not listening yet */
+    _cleanup_init_conn_ struct stk_init_conn *c = conn(d);
+    _cleanup_error_ struct stk_error *err = NULL;
+    struct stk_init_info info;
+    assert_int_equal(stk_init_hello(c, &info, &err), 0);
+    assert_int_equal(info.state, STK_INIT_IDLE);
+    _cleanup_(closedirp) DIR *dir = opendir(d->dir);
+    assert_non_null(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        assert_string_equal(e->d_name, "init.sock");
+        n++;
+    }
+    assert_int_equal(n, 1);
+    struct stat st;
+    assert_int_equal(lstat(d->sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700); /* bound under umask 077 */
+}
+
 #define INIT_TEST(f) cmocka_unit_test_setup_teardown(f, setup_init, teardown_init)
 
 int main(void)
@@ -1151,6 +1185,7 @@ int main(void)
         INIT_TEST(test_shutdown),
         INIT_TEST(test_sigterm_shuts_down),
         cmocka_unit_test_setup_teardown(test_pid1, setup_dir, teardown_init),
+        cmocka_unit_test_setup_teardown(test_listen_mode, setup_dir, teardown_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,6 +171,43 @@ static void test_ingress_ports(void **state)
     stk_docset_free(ev);
 }
 
+/* A host-side egress proxy (gVisor): the sandbox's chain admits the
+ * bridge address on its own port only, the port joins the set that nothing
+ * but the bridge reaches, and removal takes it out (whether it was there). */
+static void test_proxy_host(void **state)
+{
+    (void)state;
+    struct stk_docset *sb, *ev;
+    struct stk_boundary *b =
+        load("tests/data/nft-allowlist.yaml", "tests/data/nft-env.yaml", &sb, &ev);
+    struct stk_nft_facts f = facts(b->namespace, false);
+    _cleanup_free_ char *text = NULL, *plain = NULL, *rm = NULL;
+    struct stk_error *err = NULL;
+    f.proxy_port = 23130;
+    assert_int_equal(stk_nft_render(b, &f, &plain, &err), 0);
+    assert_null(strstr(plain, "23130"));
+    f.proxy_host = true;
+    assert_int_equal(stk_nft_render(b, &f, &text, &err), 0);
+    assert_non_null(strstr(text, "add rule inet stockade sb-s-jeff-1 ip daddr 10.88.0.1 tcp dport "
+                                 "23130 accept comment \"egress proxy\"\n"));
+    assert_non_null(strstr(text, "add element inet stockade px { 23130 }\n"));
+    /* the proxy listens on the IPv4 bridge address: nothing else opens */
+    assert_null(strstr(text, "fd88::1 tcp dport 23130"));
+    assert_non_null(strstr(text, "add rule inet stockade input iifname != \"stk0\" ip daddr "
+                                 "10.88.0.1 tcp dport @px counter drop"));
+    /* admitted before the host rule drops what is addressed to the host */
+    assert_true(strstr(text, "dport 23130 accept") < strstr(text, "fib daddr type { local"));
+    assert_int_equal(stk_nft_render_remove(&f, &rm, &err), 0);
+    assert_non_null(strstr(rm, "add element inet stockade px { 23130 }\n"
+                               "delete element inet stockade px { 23130 }\n"));
+    int rc = nft_check(text);
+    if (rc != 77)
+        assert_int_equal(rc, 0);
+    stk_boundary_free(b);
+    stk_docset_free(sb);
+    stk_docset_free(ev);
+}
+
 static void test_text_checks(void **state)
 {
     (void)state;
@@ -226,7 +263,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_datalab),     cmocka_unit_test(test_strict_defaults),
         cmocka_unit_test(test_allowlist),   cmocka_unit_test(test_ingress_ports),
-        cmocka_unit_test(test_text_checks),
+        cmocka_unit_test(test_text_checks), cmocka_unit_test(test_proxy_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

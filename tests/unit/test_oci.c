@@ -547,8 +547,23 @@ static void test_userns(void **state)
         }
     }
     assert_int_equal(cg_mounts, 3); /* the skeleton and two controllers */
+    /* the rlimits, named unless the runtime process carries them (runc) */
+    json_t *rl = json_object_get(json_object_get(c, "process"), "rlimits");
+    assert_int_equal(json_array_size(rl), STK_OCI_RLIMITS);
+    for (size_t k = 0; k < STK_OCI_RLIMITS; k++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(rl, k), "type")),
+                            stk_oci_rlimits[k].type);
     json_decref(c);
     free(text);
+    o.rlimits_inherited = true;
+    assert_int_equal(stk_oci_render(f.b, &o, &text, NULL), 0);
+    c = json_loads(text, 0, NULL);
+    assert_non_null(c);
+    assert_null(json_object_get(json_object_get(c, "process"), "rlimits"));
+    assert_true(json_is_true(json_object_get(json_object_get(c, "process"), "noNewPrivileges")));
+    json_decref(c);
+    free(text);
+    o.rlimits_inherited = false;
 
     o.id_size = 1000; /* no room for uid 65534 */
     struct stk_error *err = NULL;

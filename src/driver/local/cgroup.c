@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/xattr.h>
@@ -312,6 +313,34 @@ static void kill_procs(const char *dir)
         if (pid > 1)
             (void)kill((pid_t)pid, SIGKILL);
         p = *end ? end + 1 : end;
+    }
+}
+
+void cg_renice(const char *id, int nice)
+{
+    char hier[32][128];
+    size_t n = hierarchies(hier, 32);
+    for (size_t i = 0; i < n; i++) {
+        /* every thread: the kernel keeps nice values per thread */
+        char path[300];
+        enum { TIDS_MAX = 65536 };
+        _cleanup_free_ char *buf = NULL;
+        if (stk_path_fmt(path, sizeof(path), "%s/" CG_PARENT "/%s/%s", hier[i], id,
+                         is_cgroup2(hier[i]) ? "cgroup.threads" : "tasks") < 0)
+            continue;
+        buf = stk_xmalloc(TIDS_MAX);
+        if (file_read(path, buf, TIDS_MAX) <= 0)
+            continue;
+        for (char *p = buf; *p;) {
+            char *end;
+            long tid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (tid > 1)
+                (void)setpriority(PRIO_PROCESS, (id_t)tid, nice);
+            p = *end ? end + 1 : end;
+        }
+        return; /* one hierarchy lists them all */
     }
 }
 

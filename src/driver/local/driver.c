@@ -83,19 +83,21 @@ static int local_facts(void *ctx, const struct stk_boundary *b, struct stk_drive
     if (!ret->facts.runtime)
         return stk_error_make(err, ENOENT, "no runtime: %s", why ? why : "none works");
     ret->runtime = ret->facts.runtime;
-    /* A long-lived sandbox runs on gVisor when the spec asks for it; by
-     * default on the strongest of the others: under load gVisor's host
-     * socket to stockade-init was seen refusing connections past the
-     * retries, and the egress proxy cannot serve a gVisor sandbox yet. */
-    if (b->runtime == STK_RUNTIME_DEFAULT && rt == STK_OCI_RUNSC) {
+    /* A long-lived sandbox gets what `run` gets, gVisor included, unless
+     * it needs the egress proxy (allowHosts, bindings), which cannot serve
+     * a gVisor sandbox yet: then, unless the spec asks for gVisor, the
+     * strongest of the others, and create says so. */
+    bool needs_proxy = b->n_allow_hosts || b->n_bindings;
+    if (needs_proxy && b->runtime == STK_RUNTIME_DEFAULT && rt == STK_OCI_RUNSC) {
         st[STK_OCI_RUNSC].works = false;
         enum stk_oci_runtime other;
         const char *why2 = NULL;
         if (stk_runtime_choose(b->runtime, st, &other, &why2) == 0) {
             ret->runtime = stk_oci_runtime_names[other];
             fmt_into(ret->note, sizeof(ret->note),
-                     "runs on %s, not gVisor: long-lived sandboxes use gVisor only when the spec "
-                     "asks for it (runtime: gvisor, or --runtime gvisor)",
+                     "runs on %s, not gVisor: the egress proxy (allowHosts, bindings) cannot "
+                     "serve a gVisor sandbox yet; runtime: gvisor (or --runtime gvisor) asks "
+                     "for gVisor",
                      stk_oci_runtime_names[other]);
         }
     }
@@ -243,6 +245,9 @@ static int local_start(void *ctx, const struct stk_driver_sandbox *sb, char **re
     *ret_handle = NULL;
     if (!sb->b)
         return stk_error_make(err, EINVAL, "sandbox %s: no boundary to start", sb->id);
+    /* a member a refill provisioned runs at the refill's low priority until
+     * claimed (its init, the runtime's processes): the workload does not */
+    cg_renice(sb->id, 0);
     return start_workload(ctx, sb, 2000, err);
 }
 

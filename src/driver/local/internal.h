@@ -52,6 +52,10 @@ bool cg_is_hybrid(void);
 /* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
  * Returns how many directories were removed; negative if one stays. */
 int cg_remove(const char *id);
+/* Sets the nice value of every thread in <hierarchy>/stockade/<id>: a pool
+ * member provisioned by a low-priority refill is of normal priority once
+ * claimed. */
+void cg_renice(const char *id, int nice);
 /* Removes <every hierarchy>/stockade/<id> that is empty, older than
  * min_age seconds and marked as owned by the state directory owner (another
  * store's cgroups, and unmarked ones, are left alone); kills nothing.
@@ -93,6 +97,16 @@ struct rt_desc {
      * one in a host directory (STK_OCI_INIT_SOCK_DIR), which the driver
      * moves out of the sandbox's reach once it appears. NULL: fd 3. */
     const char *init_binds_flag;
+    /* the runtime would set the container's rlimits by prlimit(2) from
+     * the host side (runc), which a user namespace owned by the sandbox's
+     * range refuses to a root without CAP_SYS_RESOURCE: rt_spawn sets
+     * them on `run` itself instead, and the container inherits them
+     * (stk_oci_options.rlimits_inherited) */
+    bool rlimits_inherited;
+    /* the workload's loopback is the runtime's own network stack (gVisor):
+     * the egress proxy listens on the host side, at the bridge address on
+     * the sandbox's own port, instead of on the namespace's loopback */
+    bool proxy_host;
 };
 extern const struct rt_desc rt_table[_STK_OCI_N];
 
@@ -254,10 +268,17 @@ struct local_ctx {
 /* The CAs (a PEM file) that verify binding upstreams instead of the
  * system's: a private CA of the operator's, or a test's. */
 #define STK_PROXY_CA_ENV "STOCKADE_PROXY_CA_FILE"
-/* Starts sandbox id's egress proxy in its namespace; *ret NULL when the
- * boundary allows no host names. */
+/* Starts sandbox id's egress proxy on its network net: on the loopback of
+ * its namespace, or with host_side (rt_desc.proxy_host) at the bridge
+ * address on the sandbox's own port, serving only its addresses. *ret NULL
+ * when the boundary allows no host names and has no bindings. */
 int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
-                      const char *netns, struct stk_proxy **ret, struct stk_error **err);
+                      const struct stk_net *net, bool host_side, struct stk_proxy **ret,
+                      struct stk_error **err);
+/* Whether boundary b needs the egress proxy (allowHosts or bindings). */
+bool local_proxy_needed(const struct stk_boundary *b);
+/* The URL of a host-side proxy ("http://10.88.0.1:23130"). */
+void local_proxy_url(const struct stk_net *net, char *buf, size_t n);
 /* A proxy record as an event line (no newline) of the run's events. */
 void local_proxy_event(struct stk_buf *out, const char *json);
 /* The proxy lives in a private module (libevent, OpenSSL's TLS) that

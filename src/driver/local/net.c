@@ -171,7 +171,9 @@ static char *nft_list_json(const char *what)
 /* ---- names, paths, leases ------------------------------------------------ */
 
 /* "stk-" + at most 11 characters: the id itself when it fits, else its
- * first 6 characters and a hash of the whole id. */
+ * first 3 characters and 40 bits of a hash of the whole id in base 32
+ * (ids of one name share their start: with 20 bits, two of 1,000 such
+ * sandboxes met at even odds; with 40, about once in two million). */
 static void veth_name(const char *id, char out[16])
 {
     size_t n = strlen(id);
@@ -179,10 +181,15 @@ static void veth_name(const char *id, char out[16])
         snprintf(out, 16, "stk-%s", id);
         return;
     }
-    uint32_t h = 2166136261u;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    snprintf(out, 16, "stk-%.6s%05x", id, h & 0xfffff);
+        h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    char tail[9];
+    for (size_t i = 0; i < 8; i++)
+        tail[i] = b32[(h >> (5 * i)) & 31];
+    tail[8] = '\0';
+    snprintf(out, 16, "stk-%.3s%s", id, tail);
 }
 
 /* The lock and the leases belong to the bridge, and a bridge to a network
@@ -418,7 +425,9 @@ static void facts_fill(struct stk_net *n)
                                 .nat = c->nat,
                                 .routed = c->routed,
                                 .pool4 = c->pool4,
-                                .pool6 = c->pool6};
+                                .pool6 = c->pool6,
+                                .proxy_port = (uint16_t)(STK_NFT_PROXY_PORT_BASE + n->index),
+                                .proxy_host = c->proxy_host};
     if (c->pool4.family == STK_FAMILY_V4) {
         f->addr4 = pool_addr(&c->pool4, n->index);
         f->bridge4 = pool_addr(&c->pool4, 1);
@@ -670,43 +679,111 @@ static void bridge_down_if_unused(const struct stk_net_config *c)
     }
 }
 
-/* A new network namespace, pinned by a bind mount at path. This thread
- * makes it (unshare) and leaves it at once for the one it was in, holding
- * the new one by a file descriptor that the bind mount then pins. */
-static int netns_make(const char *path, struct stk_error **err)
+/* Pins the namespace open as fd (any process's) by a bind mount at path. */
+static int netns_pin(int fd, const char *path, struct stk_error **err)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-    if (fd < 0)
-        return stk_error_errno(err, errno, "creating %s", path);
+    char src[64];
+    snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+    if (mount(src, path, NULL, MS_BIND, NULL) < 0)
+        return stk_error_errno(err, errno, "creating the network namespace at %s (bind mount)",
+                               path);
+    return 0;
+}
+
+/* A new network namespace owned by the user namespace at userns: made by a
+ * forked child (single-threaded, as setns(CLONE_NEWUSER) requires) that
+ * has joined that user namespace first, so the kernel records it as the
+ * owner. An OCI runtime that joins the sandbox's user namespace before its
+ * other namespaces (runc 1.1) may then still join this one, and host root,
+ * capable in every user namespace, configures it as before. The child
+ * only waits until the parent holds the namespace by a descriptor. */
+static int netns_unshare_in(const char *userns, int *ret_fd, struct stk_error **err)
+{
+    _cleanup_close_ int uns = open(userns, O_RDONLY | O_CLOEXEC);
+    if (uns < 0)
+        return stk_error_errno(err, errno, "opening the sandbox's user namespace %s", userns);
+    int go[2], done[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return stk_error_errno(err, errno, "pipe");
+    if (pipe2(done, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return stk_error_errno(err, e, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* async-signal-safe calls only, then _exit */
+        int e = 0;
+        close(go[0]);
+        close(done[1]);
+        if (setns(uns, CLONE_NEWUSER) < 0 || unshare(CLONE_NEWNET) < 0)
+            e = errno ? errno : EPERM;
+        if (write(go[1], &e, sizeof(e)) != sizeof(e))
+            _exit(1);
+        char c;
+        while (read(done[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    int fork_errno = errno;
+    close(go[1]);
+    close(done[0]);
+    int r = 0, e = 0;
+    if (pid < 0)
+        r = stk_error_errno(err, fork_errno, "fork");
+    else if (read(go[0], &e, sizeof(e)) != sizeof(e))
+        r = stk_error_make(err, EIO, "the network namespace's maker ended early");
+    else if (e)
+        r = stk_error_errno(err, e, "creating a network namespace in the user namespace %s",
+                            userns);
+    else {
+        char ns[64];
+        snprintf(ns, sizeof(ns), "/proc/%d/ns/net", (int)pid);
+        if ((*ret_fd = open(ns, O_RDONLY | O_CLOEXEC)) < 0)
+            r = stk_error_errno(err, errno, "open %s", ns);
+    }
+    close(go[0]);
+    close(done[1]); /* the child goes */
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    return r;
+}
+
+/* A new network namespace in this thread's user namespace: this thread
+ * makes it (unshare) and leaves it at once for the one it was in. */
+static int netns_unshare_here(int *ret_fd, struct stk_error **err)
+{
     _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (self < 0) {
-        int e = errno;
-        (void)unlink(path);
-        return stk_error_errno(err, e, "open /proc/thread-self/ns/net");
-    }
-    if (unshare(CLONE_NEWNET) < 0) {
-        int e = errno;
-        (void)unlink(path);
-        return stk_error_errno(err, e, "creating the network namespace at %s (unshare)", path);
-    }
+    if (self < 0)
+        return stk_error_errno(err, errno, "open /proc/thread-self/ns/net");
+    if (unshare(CLONE_NEWNET) < 0)
+        return stk_error_errno(err, errno, "creating a network namespace (unshare)");
     int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     int ns_errno = errno;
     if (setns(self, CLONE_NEWNET) < 0)
         abort(); /* see in_netns() */
-    if (ns < 0) {
-        (void)unlink(path);
-        return stk_error_errno(err, ns_errno, "creating the network namespace at %s (open)", path);
-    }
-    char src[64];
-    snprintf(src, sizeof(src), "/proc/self/fd/%d", ns);
-    int r = mount(src, path, NULL, MS_BIND, NULL);
-    int e = errno;
-    close(ns);
-    if (r < 0) {
-        (void)unlink(path);
-        return stk_error_errno(err, e, "creating the network namespace at %s (bind mount)", path);
-    }
+    if (ns < 0)
+        return stk_error_errno(err, ns_errno, "creating a network namespace (open)");
+    *ret_fd = ns;
     return 0;
+}
+
+/* A new network namespace, pinned by a bind mount at path; owned by the
+ * user namespace at userns, or by this thread's when userns is NULL. */
+static int netns_make(const char *path, const char *userns, struct stk_error **err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0)
+        return stk_error_errno(err, errno, "creating %s", path);
+    _cleanup_close_ int ns = -1;
+    int r = userns ? netns_unshare_in(userns, &ns, err) : netns_unshare_here(&ns, err);
+    if (r >= 0)
+        r = netns_pin(ns, path, err);
+    if (r < 0)
+        (void)unlink(path);
+    return r;
 }
 
 static void netns_remove(const char *path)
@@ -882,6 +959,7 @@ static void shared_down_if_unused(const struct stk_net_config *c);
 struct setup {
     struct stk_net *n;
     const struct stk_boundary *b;
+    const char *userns; /* the namespace's owner; NULL: the caller's */
     char *rules, *undo_rules;
 };
 
@@ -921,7 +999,7 @@ static int step_bridge(void *ctx, struct stk_error **err)
 static int step_netns(void *ctx, struct stk_error **err)
 {
     struct setup *s = ctx;
-    return netns_make(s->n->netns, err);
+    return netns_make(s->n->netns, s->userns, err);
 }
 
 static void undo_netns(void *ctx)
@@ -988,7 +1066,7 @@ static const struct stk_step setup_steps[] = {
 };
 
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
-               struct stk_net **ret, struct stk_error **err)
+               const char *userns, struct stk_net **ret, struct stk_error **err)
 {
     _cleanup_(net_freep) struct stk_net *n = NULL;
     _cleanup_close_ int lock = -1;
@@ -1008,7 +1086,7 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
     if (link_exists(n->veth))
         return stk_error_make(err, EEXIST, "link %s exists (another sandbox id?)", n->veth);
 
-    struct setup s = {.n = n, .b = b};
+    struct setup s = {.n = n, .b = b, .userns = userns};
     if ((r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err)) < 0 && err && *err)
         (void)stk_error_wrap(err, "sandbox %s network", id);
     free(s.rules);
@@ -1045,6 +1123,16 @@ uint16_t stk_net_log_group(const struct stk_net *n)
 const char *stk_net_veth(const struct stk_net *n)
 {
     return n->veth;
+}
+
+uint16_t stk_net_proxy_port(const struct stk_net *n)
+{
+    return n->facts.proxy_port;
+}
+
+struct stk_cidr stk_net_gateway(const struct stk_net *n)
+{
+    return n->facts.bridge4.family == STK_FAMILY_V4 ? n->facts.bridge4 : n->facts.bridge6;
 }
 
 void stk_net_addresses(const struct stk_net *n, struct stk_cidr *ret4, struct stk_cidr *ret6)

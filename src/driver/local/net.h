@@ -35,6 +35,9 @@ struct stk_net_config {
     uint16_t log_group_base;      /* sandbox with address index i logs to group base + i */
     const struct stk_nft_service *services; /* offered on the bridge address */
     size_t n_services;
+    /* stk_net_up: the sandbox's egress proxy listens on the host side, at
+     * the bridge address on stk_net_proxy_port() (gVisor) */
+    bool proxy_host;
 };
 
 /* The hard defaults: /run/stockade, stk0, 10.88.0.0/16 + fd88::/64, no
@@ -53,9 +56,13 @@ struct stk_net;
  * pair, addresses and routes inside, nft transaction. Each step undoes
  * itself when a later one fails. On success *ret holds the handle; its
  * netns path is what the OCI config's linux.namespaces[network].path gets.
+ * userns (a user namespace's nsfs path, or NULL for the caller's) owns the
+ * network namespace: the sandbox's own, so that a runtime that joins it
+ * first may still join the network namespace; host root configures it
+ * either way.
  */
 int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, const char *id,
-               struct stk_net **ret, struct stk_error **err);
+               const char *userns, struct stk_net **ret, struct stk_error **err);
 /* Re-opens a sandbox's network set up earlier (by another process). */
 int stk_net_open(const struct stk_net_config *c, const char *id, struct stk_net **ret,
                  struct stk_error **err);
@@ -68,6 +75,11 @@ const char *stk_net_veth(const struct stk_net *n);
 /* The NFLOG group of the sandbox's denials: its own, so that each run's
  * reader (stk_egress_log_open) binds only its sandbox's group. */
 uint16_t stk_net_log_group(const struct stk_net *n);
+/* The port of the bridge address reserved for the sandbox's host-side
+ * egress proxy, and the bridge address it listens on (IPv4 when the pool
+ * has it, else IPv6). */
+uint16_t stk_net_proxy_port(const struct stk_net *n);
+struct stk_cidr stk_net_gateway(const struct stk_net *n);
 /* The sandbox's addresses (family NONE when absent). */
 void stk_net_addresses(const struct stk_net *n, struct stk_cidr *ret4, struct stk_cidr *ret6);
 /* Drops the host's neighbour entries for the sandbox's addresses on the

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -34,12 +35,14 @@ const struct rt_desc rt_table[_STK_OCI_N] = {
     /* --host-uds=create: the sandbox may bind Unix sockets on host mounts
      * (never connect to the host's own: that is "open") */
     [STK_OCI_RUNSC] = {"runsc", true, true, runsc_args, none, "--network=sandbox", "--network=none",
-                       true, true, false, "--host-uds=create"},
-    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL},
-    /* no user namespace: runc 1.1 joins the one it is given before the
-     * prepared network namespace, whose owner (the host's) then refuses it;
-     * the caveat below says so */
-    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, false, NULL},
+                       true, true, false, "--host-uds=create", false, true},
+    [STK_OCI_CRUN] = {"crun", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
+                      false, false},
+    /* runc 1.1 joins the user namespace before the prepared network
+     * namespace: that one is therefore owned by the sandbox's user
+     * namespace (net.c, netns_unshare_in), as it is under crun */
+    [STK_OCI_RUNC] = {"runc", false, false, no_args, none, NULL, NULL, false, false, true, NULL,
+                      true, false},
 };
 
 static const char *const runsc_caveats[] = {
@@ -58,17 +61,6 @@ static const char *const runsc_caveats[] = {
     "delivers it; Linux ignores it): it is then recorded as failed",
     NULL,
 };
-static const char *const runc_caveats[] = {
-    "egress is enforced by nftables on stockade's bridge; an internalEgress rule narrowed by a "
-    "podSelector allows nothing locally (pods carry no labels here)",
-    "allowed traffic leaves this host only when the operator sets data.local.nat or "
-    "data.local.routed; otherwise it stops at the bridge",
-    "no host id range of its own: runc 1.1 joins a user namespace before the prepared network "
-    "namespace, which then refuses it, so every runc sandbox runs as host uid 65534 and shares "
-    "per-user kernel limits (inotify instances, processes) and file ownership with other runc "
-    "sandboxes; crun and gVisor give each sandbox ids of its own",
-    NULL,
-};
 /* explain already says that runc and crun share the host kernel */
 static const char *const host_kernel_caveats[] = {
     "egress is enforced by nftables on stockade's bridge; an internalEgress rule narrowed by a "
@@ -80,9 +72,7 @@ static const char *const host_kernel_caveats[] = {
 
 const char *const *stk_runtime_caveats(enum stk_oci_runtime rt)
 {
-    return rt == STK_OCI_RUNSC  ? runsc_caveats
-           : rt == STK_OCI_RUNC ? runc_caveats
-                                : host_kernel_caveats;
+    return rt == STK_OCI_RUNSC ? runsc_caveats : host_kernel_caveats;
 }
 
 bool rt_needs_private_mntns(enum stk_oci_runtime rt)
@@ -99,6 +89,7 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     size_t n = 0;
     char root[512];
     snprintf(root, sizeof(root), "%s/%s", p->run_dir, rt_table[rt].name);
+    bool limits = rt_table[rt].rlimits_inherited && args[0] && !strcmp(args[0], "run");
     argv[n++] = path;
     argv[n++] = "--root";
     argv[n++] = root;
@@ -154,11 +145,21 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
                               MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555") < 0)
             _exit(125);
     }
+    for (size_t i = 0; limits && i < STK_OCI_RLIMITS; i++) {
+        const struct stk_oci_rlimit *l = &stk_oci_rlimits[i];
+        if (setrlimit(l->resource, &(struct rlimit){l->soft, l->hard}) < 0)
+            _exit(125);
+    }
     union {
         const char **c;
         char **m;
     } av = {.c = argv};
-    execv(path, av.m);
+    /* not stockade's environment: it may hold a binding's credential (an
+     * `env` source), and gVisor's sandbox and gofer keep what they were
+     * started with for the sandbox's lifetime */
+    static char clean_path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char *clean_env[] = {clean_path, NULL};
+    execve(path, av.m, clean_env);
     _exit(127);
 }
 
@@ -352,7 +353,10 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
         if (json_is_object(e) &&
             stk_streq(json_string_value(json_object_get(e, "path")), st->path) &&
             json_integer_value(json_object_get(e, "mtime")) == (json_int_t)sb.st_mtime &&
-            json_is_true(json_object_get(e, "hybrid")) == hybrid) {
+            json_is_true(json_object_get(e, "hybrid")) == hybrid &&
+            /* a result from before this runtime ran in a user namespace
+             * (runc did not) says nothing of how it runs now */
+            json_is_true(json_object_get(e, "userns")) == rt_table[i].userns) {
             st->works = json_is_true(json_object_get(e, "works"));
             fmt_into(st->note, sizeof(st->note), "%s",
                      json_string_value(json_object_get(e, "note")) ?: "");
@@ -363,9 +367,10 @@ int stk_runtimes_detect(const struct stk_local_paths *p, struct stk_runtime_stat
         version_of(p, (enum stk_oci_runtime)i, st->path, st->version, sizeof(st->version));
         smoke(p, (enum stk_oci_runtime)i, st);
         json_object_set_new(cache, rt_table[i].name,
-                            json_pack("{s:s,s:I,s:b,s:b,s:s,s:s}", "path", st->path, "mtime",
-                                      (json_int_t)sb.st_mtime, "hybrid", hybrid, "works", st->works,
-                                      "note", st->note, "version", st->version));
+                            json_pack("{s:s,s:I,s:b,s:b,s:b,s:s,s:s}", "path", st->path, "mtime",
+                                      (json_int_t)sb.st_mtime, "hybrid", hybrid, "userns",
+                                      rt_table[i].userns, "works", st->works, "note", st->note,
+                                      "version", st->version));
         dirty = true;
     }
     if (dirty && geteuid() == 0) {

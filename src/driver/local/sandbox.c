@@ -23,6 +23,7 @@
 #include "render/render.h"
 #include "image/image.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -104,6 +105,7 @@ struct sandbox {
     struct stk_net *net;
     struct stk_egress_log *elog;
     struct stk_proxy *proxy; /* spec.network.allowHosts: the egress proxy */
+    char proxy_url[80];      /* where it is, when on the host side (gVisor) */
     struct stk_buf events;   /* egress events, JSON Lines */
     size_t n_events;
     /* a long-lived sandbox (stk_local_provision): stockade-init is its
@@ -310,6 +312,7 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
         .hostname = s->req->hostname,
         .no_cgroup_remount = s->rt == STK_OCI_RUNSC,
         .no_clone3_rule = s->rt == STK_OCI_RUNSC,
+        .rlimits_inherited = rt_table[s->rt].rlimits_inherited,
         .home = b->home ? s->home : NULL,
         .image = s->image.img ? &s->image.oci : NULL,
     };
@@ -693,7 +696,9 @@ static int step_network(void *ctx, struct stk_error **err)
     int r;
     if (!s->req->net)
         return 0;
-    if ((r = stk_net_up(s->req->net, b, s->id, &s->net, err)) < 0)
+    struct stk_net_config nc = *s->req->net;
+    nc.proxy_host = rt_table[s->rt].proxy_host && local_proxy_needed(b);
+    if ((r = stk_net_up(&nc, b, s->id, s->ids.size ? s->userns : NULL, &s->net, err)) < 0)
         return r;
     if ((r = stk_egress_log_open(stk_net_log_group(s->net), &s->elog, err)) < 0 ||
         (r = stk_egress_log_watch(s->elog, s->id, b)) < 0) {
@@ -768,11 +773,26 @@ void local_proxy_stop(struct stk_proxy *p, void (*fn)(void *ud, const char *json
         proxy_mod.stop(p, fn, ud);
 }
 
+bool local_proxy_needed(const struct stk_boundary *b)
+{
+    return b->n_allow_hosts || b->n_bindings;
+}
+
+void local_proxy_url(const struct stk_net *net, char *buf, size_t n)
+{
+    struct stk_cidr gw = stk_net_gateway(net);
+    char a[INET6_ADDRSTRLEN] = "";
+    (void)inet_ntop(gw.family == STK_FAMILY_V4 ? AF_INET : AF_INET6, gw.addr, a, sizeof(a));
+    snprintf(buf, n, gw.family == STK_FAMILY_V4 ? "http://%s:%u" : "http://[%s]:%u", a,
+             stk_net_proxy_port(net));
+}
+
 int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary *b, const char *id,
-                      const char *netns, struct stk_proxy **ret, struct stk_error **err)
+                      const struct stk_net *net, bool host_side, struct stk_proxy **ret,
+                      struct stk_error **err)
 {
     *ret = NULL;
-    if (!b->n_allow_hosts && !b->n_bindings)
+    if (!local_proxy_needed(b))
         return 0;
     int r = proxy_mod_load(err);
     if (r < 0)
@@ -787,7 +807,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
     const char *hosts = getenv(STK_PROXY_HOSTS_ENV), *ca = getenv(STK_PROXY_CA_ENV);
     struct stk_proxy_config pc = {
         .sandbox = id,
-        .netns_path = netns,
+        .netns_path = host_side ? NULL : stk_net_netns_path(net),
         .allow = b->allow_hosts,
         .n_allow = b->n_allow_hosts,
         .deny = b->proxy_deny,
@@ -799,6 +819,16 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
         .n_bindings = b->n_bindings,
         .ca_file = ca && *ca ? ca : NULL,
     };
+    if (host_side) {
+        struct stk_cidr a4, a6;
+        stk_net_addresses(net, &a4, &a6);
+        pc.listen = stk_net_gateway(net);
+        pc.listen_port = stk_net_proxy_port(net);
+        if (a4.family == STK_FAMILY_V4)
+            pc.peers[pc.n_peers++] = a4;
+        if (a6.family == STK_FAMILY_V6)
+            pc.peers[pc.n_peers++] = a6;
+    }
     return proxy_mod.start(&pc, ret, err);
 }
 
@@ -820,14 +850,29 @@ static void proxy_event(void *ud, const char *json)
     s->n_events++;
 }
 
-/* The egress proxy on the sandbox's loopback, before the workload starts. */
+/* The egress proxy, before the workload starts: on the sandbox's loopback,
+ * or under gVisor on the host side, whose address and port (known now that
+ * the network has its lease) config.json's environment then names. */
 static int step_proxy(void *ctx, struct stk_error **err)
 {
     struct sandbox *s = ctx;
     if (!s->net)
         return 0;
-    return local_proxy_start(s->req->net, s->req->b, s->id, stk_net_netns_path(s->net), &s->proxy,
-                             err);
+    bool host = rt_table[s->rt].proxy_host;
+    int r = local_proxy_start(s->req->net, s->req->b, s->id, s->net, host, &s->proxy, err);
+    if (r < 0 || !s->proxy || !host)
+        return r;
+    char path[700];
+    local_proxy_url(s->net, s->proxy_url, sizeof(s->proxy_url));
+    s->oci.proxy_url = s->proxy_url;
+    free(s->config);
+    s->config = NULL;
+    if ((r = stk_oci_render(s->req->b, &s->oci, &s->config, err)) < 0 ||
+        (r = stk_path_make(path, sizeof(path), err, "%s/config.json", s->bundle)) < 0)
+        return r;
+    if ((r = file_write(path, s->config, strlen(s->config))) < 0)
+        return stk_error_errno(err, -r, "writing %s", path);
+    return 0;
 }
 
 static void undo_proxy(void *ctx)
@@ -975,24 +1020,53 @@ static void undo_socket(void *ctx)
 
 #define INIT_SOCKET_WAIT_MS 20000
 
-/* Under gVisor: waits for the socket stockade-init binds in s->sock_dir and
- * moves it to s->sock, the host-only path every client connects to, then
- * makes the directory root's and read-only. Nothing but init runs in the
- * sandbox yet (the workload starts on a request over this very socket), so
- * what appears there is init's; afterwards nothing in the sandbox can reach
- * the socket's name, nor put another in its place. */
+/* Connects to NAME in the directory dfd, through /proc/self/fd so that the
+ * length of the directory's path does not matter. 0, or -errno. */
+static int connect_in(int dfd, const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd, name);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
+/* Under gVisor: waits until stockade-init listens on the socket it binds in
+ * s->sock_dir and moves it to s->sock, the host-only path every client
+ * connects to, then makes the directory root's and read-only. Nothing but
+ * init runs in the sandbox yet (the workload starts on a request over this
+ * very socket), so what appears there is init's; afterwards nothing in the
+ * sandbox can reach the socket's name, nor put another in its place.
+ *
+ * "Listens" is seen here as a connection that succeeds (init accepts it and
+ * sees it closed): init does nothing in the directory after listen(2), so
+ * the directory is not touched under gVisor's feet. A ready file that init
+ * made after listening was acted on (unlinked, the directory closed) while
+ * gVisor still had calls to make on it: under load its open(2) failed,
+ * init exited and every later connection was refused. */
 static int take_init_socket(struct sandbox *s, struct stk_error **err)
 {
-    char from[300], ready[310];
+    char from[300];
     int r = stk_path_make(from, sizeof(from), err, "%s/" STK_OCI_INIT_SOCK_NAME, s->sock_dir);
-    if (r < 0 || (r = stk_path_make(ready, sizeof(ready), err, "%s.ready", from)) < 0)
+    if (r < 0)
         return r;
+    _cleanup_close_ int dfd = open(s->sock_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return stk_error_errno(err, errno, "opening %s", s->sock_dir);
     struct stat st;
-    /* init makes PATH.ready once it listens (gVisor's host socket must not
-     * move before) */
     for (int waited = 0;; waited += 2) {
-        if (lstat(ready, &st) == 0 && lstat(from, &st) == 0)
+        /* a socket or nothing: connect(2) would follow a symlink */
+        if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !S_ISSOCK(st.st_mode))
+            return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
+        /* ENOENT: not bound yet; ECONNREFUSED: bound, not listening yet */
+        if ((r = connect_in(dfd, STK_OCI_INIT_SOCK_NAME)) == 0)
             break;
+        if (r != -ENOENT && r != -ECONNREFUSED)
+            return stk_error_errno(err, -r, "stockade-init's socket %s", from);
         if (waited >= INIT_SOCKET_WAIT_MS || (kill(s->init_pid, 0) < 0 && errno == ESRCH)) {
             char tail[512] = "";
             (void)sandbox_log_tail(s, tail, sizeof(tail));
@@ -1002,23 +1076,14 @@ static int take_init_socket(struct sandbox *s, struct stk_error **err)
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    if (fstatat(dfd, STK_OCI_INIT_SOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return stk_error_errno(err, errno, "%s", from);
     if (!S_ISSOCK(st.st_mode) || st.st_uid != sandbox_uid(s))
         return stk_error_make(err, EPERM, "%s is not stockade-init's socket", from);
     if (rename(from, s->sock) < 0)
         return stk_error_errno(err, errno, "moving %s to %s", from, s->sock);
-    (void)unlink(ready);
     if (chown(s->sock_dir, 0, 0) < 0 || chmod(s->sock_dir, 0555) < 0)
         return stk_error_errno(err, errno, "closing %s", s->sock_dir);
-    /* On a loaded host gVisor's host socket was seen refusing every
-     * connection although init listened (not understood; about one create
-     * in twenty with ten at once): found here, the create is retried. */
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, s->sock, strlen(s->sock) + 1);
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return stk_error_errno(err, errno, "socket");
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-        return stk_error_errno(err, errno, "stockade-init's socket %s", s->sock);
     return 0;
 }
 
@@ -1347,21 +1412,9 @@ int stk_local_provision(const struct stk_local_paths *p, const struct stk_run_re
     struct sandbox s = sandbox_new(p, req, true);
     sigprocmask(SIG_SETMASK, NULL, &s.child_mask);
     int r = sandbox_prepare(&s, err);
-    /* on failure the runner has undone what ran; a gVisor socket that
-     * refused (take_init_socket) gets two more tries */
-    for (int tries = 0; r >= 0; tries++) {
-        struct stk_error *e = NULL;
-        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, &e);
-        if (r != -ECONNREFUSED || !s.sock_dir[0] || tries == 2) {
-            if (err && !*err)
-                *err = e;
-            else
-                stk_error_free(e);
-            break;
-        }
-        stk_error_free(e);
-        r = 0;
-    }
+    /* on failure the runner has undone what ran */
+    if (r >= 0)
+        r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err);
     if (r >= 0) {
         *ret = (struct stk_local_instance){.init_pid = s.init_pid, .proxy = s.proxy};
         /* s.sock was built whole, in a buffer of the same size */

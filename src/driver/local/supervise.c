@@ -6,8 +6,12 @@
  *  - the main loop reads the cgroup counters (kill reasons come from the
  *    kernel's own counters, never from an exit status), the deadline, the
  *    denied-egress log (each denial an event) and init's pidfd, and asks the
- *    sink at least every 200 ms what the session wants (a claim starts the
- *    deadline; an overdue stop or rm is a SIGKILL).
+ *    sink what the session wants (a claim starts the deadline; an overdue
+ *    stop or rm is a SIGKILL): every 50 ms and 200 ms while the sandbox
+ *    uses CPU, less and less often while it does not, down to once per
+ *    STK_DRV_IDLE_POLL_MS (an idle sandbox costs the host no CPU), never
+ *    so seldom that the CPU-time budget could pass unseen by more than one
+ *    sample.
  * It works the same for a sandbox this process provisioned and for one it
  * adopts after a monitor died: everything comes from (id, handle). The
  * thread is the only one, and this process clones nothing while it runs
@@ -168,11 +172,15 @@ static void watch(struct sup *m, struct local_ctx *c)
         }
         /* a sandbox adopted after its monitor died gets its proxy again */
         if (!c->proxy)
-            (void)local_proxy_start(&ncfg, m->sb->b, id, stk_net_netns_path(net), &c->proxy, NULL);
+            (void)local_proxy_start(&ncfg, m->sb->b, id, net, rt_table[m->rt].proxy_host, &c->proxy,
+                                    NULL);
         stk_net_free(net);
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
-    int64_t deadline = INT64_MAX, next_ask = 0;
+    int64_t deadline = INT64_MAX, next_ask = 0, interval = SAMPLE_MS, cpu_seen = -1;
+    /* the most CPU it can use per ms of wall clock, in thousandths: every
+     * CPU of the host, whatever its limit says (a bound, not a guess) */
+    int64_t cpu_rate = 1000 * sysconf(_SC_NPROCESSORS_ONLN);
     bool member = m->sb->pool_member;
     if (!member && l->wall_clock_ms > 0)
         deadline = stk_clock_ms(CLOCK_MONOTONIC) + l->wall_clock_ms;
@@ -188,12 +196,20 @@ static void watch(struct sup *m, struct local_ctx *c)
         int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
         if (now >= deadline)
             kill_sandbox(m, STK_KILL_WALL_CLOCK);
+        /* busy while it uses CPU: sample often; idle: less and less */
+        if (m->cs.cpu_usec != cpu_seen)
+            interval = SAMPLE_MS;
+        else if (interval < STK_DRV_IDLE_POLL_MS)
+            interval = interval * 2 < STK_DRV_IDLE_POLL_MS ? interval * 2 : STK_DRV_IDLE_POLL_MS;
+        cpu_seen = m->cs.cpu_usec;
         if (now >= next_ask && m->sink->poll) {
-            switch (m->sink->poll(m->sink->ud)) {
+            int64_t ago = 0;
+            switch (m->sink->poll(m->sink->ud, &ago)) {
             case STK_DRV_ASK_CLAIMED:
                 /* a claimed member's deadline starts with its claim */
                 if (member && l->wall_clock_ms > 0)
-                    deadline = now + l->wall_clock_ms;
+                    deadline = now - ago + l->wall_clock_ms;
+                interval = SAMPLE_MS;
                 member = false;
                 break;
             case STK_DRV_ASK_KILL:
@@ -203,7 +219,7 @@ static void watch(struct sup *m, struct local_ctx *c)
             case STK_DRV_ASK_NONE:
                 break;
             }
-            next_ask = now + ASK_EVERY_MS;
+            next_ask = now + (interval > ASK_EVERY_MS ? interval : ASK_EVERY_MS);
         }
         struct pollfd pfd[4] = {
             {.fd = m->done_fd, .events = POLLIN},
@@ -211,10 +227,17 @@ static void watch(struct sup *m, struct local_ctx *c)
             {.fd = elog ? stk_egress_log_fd(elog) : -1, .events = POLLIN},
             {.fd = local_proxy_event_fd(c->proxy), .events = POLLIN},
         };
-        int64_t wait = SAMPLE_MS;
+        int64_t wait = interval;
+        if (l->cpu_time_ms > 0 && cpu_rate > 0) {
+            /* the soonest the budget can be spent */
+            int64_t left = (l->cpu_time_ms - m->cs.cpu_usec / 1000) * 1000 / cpu_rate;
+            if (left < wait)
+                wait = left > SAMPLE_MS ? left : SAMPLE_MS;
+        }
         if (deadline != INT64_MAX && deadline - now < wait)
             wait = deadline - now > 0 ? deadline - now : 0;
         if (poll(pfd, 4, (int)wait) > 0) {
+            interval = SAMPLE_MS;
             if (pfd[2].revents && elog)
                 report_egress(m, elog, false);
             if (pfd[3].revents)
