@@ -272,6 +272,18 @@ static void explain_allow_hosts(struct stk_contract *c)
                  "audited.",
                  STK_PROXY_PORT, stk_buf_str(&t)),
              &b->allow_hosts_origin);
+    else if (c->facts->backend == STK_BACKEND_KUBERNETES && b->model != STK_MODEL_INJECTION)
+        from(say(c, SEC_NETWORK,
+                 "Host names through the egress proxy, a Pod of its own in the sandbox's "
+                 "namespace (Deployment and Service stockade-proxy; HTTP_PROXY and HTTPS_PROXY "
+                 "point at the Service): %s. The proxy resolves each name itself and refuses "
+                 "loopback, link-local, multicast and blacklisted addresses; a CONNECT tunnel "
+                 "must carry TLS whose server name is the CONNECT name. It knows the sandbox "
+                 "by NetworkPolicy: its ingress admits only the sandbox's Pod, so where the "
+                 "CNI does not enforce NetworkPolicy any Pod that reaches the Service can use "
+                 "it. Its decisions are its Pod's log.",
+                 stk_buf_str(&t)),
+             &b->allow_hosts_origin);
     else
         from(say(c, SEC_NETWORK,
                  "spec.network.allowHosts (%s) is not served on this backend: no egress "
@@ -558,6 +570,18 @@ static void explain_credentials(struct stk_contract *c)
                      bd->name.v, bd->url.v, bd->name.v,
                      stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v),
                  &o);
+        else if (c->facts->backend == STK_BACKEND_KUBERNETES && b->model != STK_MODEL_INJECTION)
+            from(say(c, SEC_CREDENTIALS,
+                     "Can call %s (%s) at http://%s" STK_BINDING_DOMAIN_TEXT
+                     "/ through the egress proxy's Pod, which reads the credential from %s %s "
+                     "(key %s) at each call: mounted into the proxy's Pod alone when the "
+                     "Secret is in the sandbox's namespace, else through the API with a service "
+                     "account of its own that may get exactly that Secret. The sandbox's Pod "
+                     "references no Secret, and the secret never enters it.",
+                     bd->name.v, bd->url.v, bd->name.v,
+                     stk_cred_source_names[bd->credential.source.v], bd->credential.ref.v,
+                     bd->credential.key.v ? bd->credential.key.v : "-"),
+                 &o);
         else
             from(say(c, SEC_CREDENTIALS,
                      "Binding %s (%s) is not served on this backend: no egress proxy runs "
@@ -638,6 +662,12 @@ static void explain_caveats(struct stk_contract *c)
     case STK_BACKEND_KUBERNETES:
         if (b->model == STK_MODEL_STANDALONE)
             say(c, SEC_CAVEATS, "NetworkPolicies hold only if the cluster's CNI enforces them.");
+        if (b->model == STK_MODEL_STANDALONE && (b->n_allow_hosts || b->n_bindings))
+            say(c, SEC_CAVEATS,
+                "The egress proxy identifies the sandbox by NetworkPolicy alone (its ingress "
+                "admits only the sandbox's Pod): on a CNI that does not enforce NetworkPolicy, "
+                "any Pod that reaches its Service can use its allowHosts and bindings. Its "
+                "decisions are its Pod's log, not audit records.");
         say(c, SEC_CAVEATS,
             "A PodSpec has no pids field: the node's pod pids limit applies, and "
             "pids_exceeded cannot be reported.");

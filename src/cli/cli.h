@@ -135,6 +135,7 @@ int cmd_internal_refill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_internal_gateway_worker(int argc, char **argv);
+int cmd_internal_proxy(int argc, char **argv);
 
 /* The gateway's authentication and authorization from an AccessPolicy file
  * (src/cli/serve.c); prints diagnostics. Returns 0 or an exit status. */

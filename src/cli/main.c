@@ -434,6 +434,8 @@ const struct cli_command cli_commands[] = {
     {"__pool-refill", cmd_internal_refill, NULL, "stockade __pool-refill POOL (internal)\n"},
     {"__gateway-worker", cmd_internal_gateway_worker, NULL,
      "stockade __gateway-worker (internal: started by serve)\n"},
+    {"__proxy", cmd_internal_proxy, NULL,
+     "stockade __proxy --config FILE (internal: the egress proxy's Pod on Kubernetes)\n"},
     {"__man", cmd_internal_man, NULL, "stockade __man (internal: the man page, built by meson)\n"},
     {"help", cmd_help, "show help for a command",
      "stockade help [COMMAND | exit-status]\n"

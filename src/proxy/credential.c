@@ -55,13 +55,37 @@ static int cred_file(const struct stk_cred_ref *c, char **ret, const char **why)
     return 0;
 }
 
+/* set before the proxy's thread starts */
+static stk_credential_kube_fn kube_reader;
+
+void stk_credential_set_kube(stk_credential_kube_fn fn)
+{
+    kube_reader = fn;
+}
+
+/* ref: NAMESPACE/NAME (the renderer writes the namespace in) */
 static int cred_kube(const struct stk_cred_ref *c, char **ret, const char **why)
 {
-    (void)c;
-    (void)ret;
-    *why = "kubernetesSecret credentials are read by the proxy on the kubernetes backend; the "
-           "local proxy has no cluster";
-    return -ENOTSUP;
+    stk_credential_kube_fn fn = kube_reader;
+    if (!fn) {
+        *why = "kubernetesSecret credentials are read by the proxy on the kubernetes backend; "
+               "the local proxy has no cluster";
+        return -ENOTSUP;
+    }
+    const char *slash = strchr(c->ref, '/');
+    if (!slash || slash == c->ref || !slash[1] || !c->key || !c->key[0]) {
+        *why = "a kubernetesSecret reference needs NAMESPACE/NAME and a key";
+        return -EINVAL;
+    }
+    char ns[64];
+    size_t n = (size_t)(slash - c->ref);
+    if (n >= sizeof(ns)) {
+        *why = "the Secret's namespace is longer than a DNS label";
+        return -EINVAL;
+    }
+    memcpy(ns, c->ref, n);
+    ns[n] = '\0';
+    return fn(ns, slash + 1, c->key, ret, why);
 }
 
 static const struct {

@@ -1200,10 +1200,31 @@ static void *serve(void *ud)
     return NULL;
 }
 
+/* Standalone (a Pod of its own on Kubernetes): every address of this
+ * namespace; who may connect is the NetworkPolicy's business. */
+static int listen_any(struct stk_error **err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(STK_PROXY_PORT),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    if (fd < 0)
+        return stk_error_make(err, errno, "egress proxy: socket");
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        close(fd);
+        return stk_error_make(err, e, "egress proxy: listening on 0.0.0.0:%d", STK_PROXY_PORT);
+    }
+    return fd;
+}
+
 /* A listening socket created inside the namespace at path; this thread
  * returns to its own namespace before anything else happens. */
 static int listen_in(const char *path, struct stk_error **err)
 {
+    if (!path)
+        return stk_error_make(err, EINVAL, "egress proxy: no network namespace to listen in");
     _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     _cleanup_close_ int target = open(path, O_RDONLY | O_CLOEXEC);
     if (self < 0 || target < 0)
@@ -1346,8 +1367,9 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
         SSL_CTX_set_verify(p->tls, SSL_VERIFY_PEER, NULL);
     }
 
-    int fd = c->netns_path ? listen_in(c->netns_path, err)
-                           : listen_host(&c->listen, c->listen_port, err);
+    int fd = c->standalone   ? listen_any(err)
+             : c->netns_path ? listen_in(c->netns_path, err)
+                             : listen_host(&c->listen, c->listen_port, err);
     if (fd < 0) {
         proxy_free(p);
         return fd;

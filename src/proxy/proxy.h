@@ -159,6 +159,38 @@ struct stk_cred_ref {
 int stk_credential_read(const struct stk_cred_ref *c, char **ret_value, const char **ret_why);
 /* Wipes and frees. */
 void stk_credential_free(char *value);
+/* kubernetesSecret on the kubernetes backend: the standalone proxy
+ * (`stockade __proxy`) sets the reader, which fetches key of Secret
+ * namespace/name through the API at request time (0, or a negative errno
+ * with *why). Unset (the local backend): the source is refused. */
+typedef int (*stk_credential_kube_fn)(const char *ns, const char *name, const char *key,
+                                      char **ret_value, const char **why);
+void stk_credential_set_kube(stk_credential_kube_fn fn);
+
+/* ---- the standalone proxy's configuration (src/proxy/config.c) ------------- */
+
+#define STK_PROXY_FILE_MAX          (64u * 1024)
+#define STK_PROXY_FILE_DENY_MAX     256
+#define STK_PROXY_FILE_BINDINGS_MAX 64
+
+/* A sandbox's proxy configuration as the Kubernetes renderer writes it into
+ * the proxy's ConfigMap (JSON; src/render/k8s.c): its allowHosts, the
+ * networks never connected to (the boundary's proxy_deny) and its bindings
+ * with credential references, never a value. */
+struct stk_proxy_file {
+    const char *sandbox;
+    const struct stk_allow_host *allow;
+    size_t n_allow;
+    const struct stk_cidr *deny;
+    size_t n_deny;
+    const struct stk_binding *bindings;
+    size_t n_bindings;
+};
+/* Parses and checks the file's text (unknown keys, bad entries and
+ * anything past the limits are refused, naming the entry). */
+int stk_proxy_file_parse(const char *data, size_t len, struct stk_proxy_file **ret,
+                         struct stk_error **err);
+void stk_proxy_file_free(struct stk_proxy_file *f);
 
 /* ---- the TLS ClientHello --------------------------------------------------- */
 
@@ -194,6 +226,9 @@ struct stk_proxy_config {
     uint16_t listen_port;
     struct stk_cidr peers[2];
     size_t n_peers;
+    /* instead of either: every address of the caller's namespace (a proxy
+     * Pod on Kubernetes, where NetworkPolicy admits only the sandbox's Pod) */
+    bool standalone;
     const struct stk_allow_host *allow;
     size_t n_allow;
     /* networks never connected to besides loopback, link-local, multicast,

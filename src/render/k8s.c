@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
@@ -39,6 +40,11 @@ static json_t *qty_bytes(int64_t bytes)
         if (bytes >= units[i].unit && bytes % units[i].unit == 0)
             return json_sprintf("%lld%s", (long long)(bytes / units[i].unit), units[i].suffix);
     return json_sprintf("%lld", (long long)bytes);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
 }
 
 static json_t *map_json(const struct stk_map *m)
@@ -281,9 +287,15 @@ static json_t *ingress_policy_json(const struct stk_boundary *b, const char *ns,
     json_t *o =
         object_new("networking.k8s.io/v1", "NetworkPolicy",
                    declared ? STK_INGRESS_DECLARED : STK_INGRESS_SANDBOX, ns, labels_json(b));
-    json_object_set_new(
-        o, "spec",
-        PACK("{s:{}, s:[s], s:[o]}", "podSelector", "policyTypes", "Ingress", "ingress", rule));
+    /* the egress proxy's Pod is not a sandbox: its own policy admits the
+     * sandbox's Pod alone */
+    json_t *pods = stk_k8s_needs_proxy(b)
+                       ? PACK("{s:[{s:s, s:s}]}", "matchExpressions", "key",
+                              STK_K8S_COMPONENT_LABEL, "operator", "DoesNotExist")
+                       : json_object();
+    json_object_set_new(o, "spec",
+                        PACK("{s:o, s:[s], s:[o]}", "podSelector", pods, "policyTypes", "Ingress",
+                             "ingress", rule));
     return o;
 }
 
@@ -316,14 +328,23 @@ static json_t *resource_quota_json(const struct stk_boundary *b, const char *ns,
     const struct stk_resolved_limits *l = &b->limits;
     int64_t k = n_containers(b) * pods;
     json_t *hard = json_object();
+    /* the egress proxy's Pod (one, Recreate) on top */
+    bool proxy = stk_k8s_needs_proxy(b);
+    int64_t cpu = k * l->cpu_milli, mem = k * l->memory, storage = k * l->storage;
+    if (proxy) {
+        pods++;
+        cpu += min64(STK_K8S_PROXY_CPU_MILLI, l->cpu_milli);
+        mem += min64(STK_K8S_PROXY_MEMORY, l->memory);
+        storage += min64(STK_K8S_PROXY_STORAGE, l->storage);
+    }
     json_object_set_new(hard, "pods", json_sprintf("%lld", (long long)pods));
-    json_object_set_new(hard, "limits.cpu", qty_cpu(k * l->cpu_milli));
-    json_object_set_new(hard, "requests.cpu", qty_cpu(k * l->cpu_milli));
-    json_object_set_new(hard, "limits.memory", qty_bytes(k * l->memory));
-    json_object_set_new(hard, "requests.memory", qty_bytes(k * l->memory));
+    json_object_set_new(hard, "limits.cpu", qty_cpu(cpu));
+    json_object_set_new(hard, "requests.cpu", qty_cpu(cpu));
+    json_object_set_new(hard, "limits.memory", qty_bytes(mem));
+    json_object_set_new(hard, "requests.memory", qty_bytes(mem));
     if (l->storage) {
-        json_object_set_new(hard, "limits.ephemeral-storage", qty_bytes(k * l->storage));
-        json_object_set_new(hard, "requests.ephemeral-storage", qty_bytes(k * l->storage));
+        json_object_set_new(hard, "limits.ephemeral-storage", qty_bytes(storage));
+        json_object_set_new(hard, "requests.ephemeral-storage", qty_bytes(storage));
     }
     bool pvc = b->home && b->home_persist;
     json_object_set_new(hard, "persistentvolumeclaims", json_string(pvc ? "1" : "0"));
@@ -702,6 +723,371 @@ static json_t *warm_pool_json(const struct stk_boundary *b, const char *ns, cons
     return out;
 }
 
+/* ---- the egress proxy ----------------------------------------------------------------- */
+
+bool stk_k8s_needs_proxy(const struct stk_boundary *b)
+{
+    return b->n_allow_hosts || b->n_bindings;
+}
+
+static const char *proxy_image(const struct stk_boundary *b)
+{
+    return b->kube && b->kube->proxy_image.meta.set ? b->kube->proxy_image.v : NULL;
+}
+
+/* The Secret's namespace of a kubernetesSecret reference: NAMESPACE/NAME,
+ * or NAME in the sandbox's namespace. */
+static const char *secret_namespace(const struct stk_boundary *b, const char *ref, const char *ns)
+{
+    const char *slash = strchr(ref, '/');
+    return slash ? stk_arena_strndup(b->arena, ref, (size_t)(slash - ref)) : ns;
+}
+
+static const char *secret_name(const char *ref)
+{
+    const char *slash = strchr(ref, '/');
+    return slash ? slash + 1 : ref;
+}
+
+/* Where a binding's Secret is: in the sandbox's namespace it is mounted
+ * into the proxy's Pod (and read as a file at each request); elsewhere the
+ * proxy reads it through the API, allowed by a Role there on exactly it. */
+static bool secret_mounted(const struct stk_boundary *b, const struct stk_binding *bd,
+                           const char *ns)
+{
+    return !strcmp(secret_namespace(b, bd->credential.ref.v, ns), ns);
+}
+
+static bool proxy_reads_secrets(const struct stk_boundary *b, const char *ns, bool mounted)
+{
+    for (size_t i = 0; i < b->n_bindings; i++)
+        if (secret_mounted(b, &b->bindings[i], ns) == mounted)
+            return true;
+    return false;
+}
+
+#define PROXY_CREDENTIALS_DIR "/var/run/stockade-proxy/credentials"
+
+/* What the kubernetes target cannot give a sandbox with the proxy. */
+static int proxy_check(const struct stk_boundary *b, const char *pool, struct stk_error **err)
+{
+    if (!stk_k8s_needs_proxy(b))
+        return 0;
+    if (!proxy_image(b))
+        return stk_error_make(err, EINVAL,
+                              "spec.network.allowHosts and spec.bindings need the egress proxy, "
+                              "and on kubernetes it runs in a Pod of its own: set "
+                              "spec.driverConfig.kubernetes.proxyImage to an image holding "
+                              "stockade (an operator setting)");
+    if (pool)
+        return stk_error_make(err, EINVAL,
+                              "spec.network.allowHosts and spec.bindings are not available with "
+                              "a warm pool on kubernetes: the egress proxy admits one sandbox's "
+                              "Pod by its labels, and a pooled Pod belongs to no sandbox until "
+                              "it is claimed");
+    if (b->kube_access && b->kube_role != STK_ROLE_VIEW)
+        return stk_error_make(err, EINVAL,
+                              "spec.security.kubernetesRole %s cannot be combined with "
+                              "spec.network.allowHosts or spec.bindings on kubernetes: it could "
+                              "exec into the egress proxy's Pod or run Pods as its service "
+                              "account, which holds the credentials (use view)",
+                              stk_role_names[b->kube_role]);
+    if (b->n_ports && !strcmp(b->name, STK_K8S_PROXY_NAME))
+        return stk_error_make(err, EINVAL,
+                              "a sandbox named %s with spec.ports would share its Service's name "
+                              "with the egress proxy's; choose another metadata.name",
+                              STK_K8S_PROXY_NAME);
+    for (size_t i = 0; i < b->n_bindings; i++)
+        if (b->bindings[i].credential.source.v != STK_CRED_KUBERNETES_SECRET)
+            return stk_error_make(
+                err, EINVAL,
+                "spec.bindings[%zu] (%s): credential source %s is not available on kubernetes: "
+                "the egress proxy runs in a Pod of its own, with no environment or files of "
+                "the operator's; use source kubernetesSecret",
+                i, b->bindings[i].name.v,
+                stk_cred_source_names[b->bindings[i].credential.source.v]);
+    return 0;
+}
+
+static json_t *proxy_labels(const struct stk_boundary *b, bool pod)
+{
+    json_t *l = pod ? json_object() : labels_json(b);
+    if (pod)
+        json_object_set_new(l, STK_K8S_MANAGED_BY_LABEL, json_string(STK_K8S_MANAGED_BY));
+    json_object_set_new(l, STK_K8S_COMPONENT_LABEL, json_string(STK_K8S_PROXY_COMPONENT));
+    return l;
+}
+
+static json_t *proxy_selector(void)
+{
+    return PACK("{s:{s:s}}", "matchLabels", STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT);
+}
+
+/* The configuration the proxy reads (src/proxy/config.c): names, networks
+ * and credential references, never a value. */
+static char *proxy_config_text(const struct stk_boundary *b, const char *ns)
+{
+    char buf[STK_CIDR_STRLEN];
+    json_t *allow = json_array(), *deny = json_array(), *bindings = json_array();
+    for (size_t i = 0; i < b->n_allow_hosts; i++)
+        json_array_append_new(allow, json_sprintf("%s%s:%u", b->allow_hosts[i].wildcard ? "*." : "",
+                                                  b->allow_hosts[i].name,
+                                                  (unsigned)b->allow_hosts[i].port));
+    for (size_t i = 0; i < b->n_proxy_deny; i++)
+        json_array_append_new(deny, json_string(stk_cidr_format(&b->proxy_deny[i], buf)));
+    for (size_t i = 0; i < b->n_bindings; i++) {
+        const struct stk_binding *bd = &b->bindings[i];
+        const char *ref = bd->credential.ref.v;
+        json_t *o;
+        if (secret_mounted(b, bd, ns))
+            o = PACK("{s:s, s:s, s:s, s:o}", "name", bd->name.v, "url", bd->url.v, "source",
+                     stk_cred_source_names[STK_CRED_FILE], "ref",
+                     json_sprintf(PROXY_CREDENTIALS_DIR "/%s/%s", secret_name(ref),
+                                  bd->credential.key.v));
+        else
+            o = PACK("{s:s, s:s, s:s, s:o, s:s}", "name", bd->name.v, "url", bd->url.v, "source",
+                     stk_cred_source_names[bd->credential.source.v], "ref",
+                     json_sprintf("%s/%s", secret_namespace(b, ref, ns), secret_name(ref)), "key",
+                     bd->credential.key.v);
+        if (bd->inject.header.meta.set)
+            json_object_set_new(o, "header", json_string(bd->inject.header.v));
+        if (bd->inject.format.meta.set)
+            json_object_set_new(o, "format", json_string(bd->inject.format.v));
+        json_array_append_new(bindings, o);
+    }
+    json_t *cfg = PACK("{s:s, s:o, s:o, s:o}", "sandbox", b->name, "allowHosts", allow, "deny",
+                       deny, "bindings", bindings);
+    char *text = json_dumps(cfg, JSON_COMPACT);
+    json_decref(cfg);
+    if (!text)
+        abort();
+    return text;
+}
+
+/* The proxy container's limits (= requests): small, and never above the
+ * sandbox's own (the namespace's LimitRange caps every container there). */
+static json_t *proxy_limits(const struct stk_boundary *b)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, "cpu", qty_cpu(min64(STK_K8S_PROXY_CPU_MILLI, b->limits.cpu_milli)));
+    json_object_set_new(r, "memory", qty_bytes(min64(STK_K8S_PROXY_MEMORY, b->limits.memory)));
+    if (b->limits.storage)
+        json_object_set_new(r, "ephemeral-storage",
+                            qty_bytes(min64(STK_K8S_PROXY_STORAGE, b->limits.storage)));
+    return r;
+}
+
+static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
+{
+    json_t *c = PACK("{s:s, s:s, s:[s, s, s, s], s:[{s:s, s:i, s:s}]}", "name", "proxy", "image",
+                     proxy_image(b), "command", "stockade", "__proxy", "--config",
+                     STK_K8S_PROXY_CONFIG_DIR "/" STK_K8S_PROXY_CONFIG_KEY, "ports", "name",
+                     "proxy", "containerPort", STK_PROXY_PORT, "protocol", "TCP");
+    if (b->kube && b->kube->image_pull_policy.meta.set)
+        json_object_set_new(c, "imagePullPolicy",
+                            json_string(stk_pull_policy_names[b->kube->image_pull_policy.v]));
+    json_object_set_new(c, "resources",
+                        PACK("{s:o, s:o}", "limits", proxy_limits(b), "requests", proxy_limits(b)));
+    /* as strict as the restricted level whatever the sandbox's */
+    json_object_set_new(c, "securityContext",
+                        PACK("{s:b, s:{s:[s]}, s:b, s:b, s:b, s:{s:s}}", "allowPrivilegeEscalation",
+                             0, "capabilities", "drop", "ALL", "privileged", 0,
+                             "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "seccompProfile",
+                             "type", "RuntimeDefault"));
+    json_object_set_new(
+        c, "readinessProbe",
+        PACK("{s:{s:i}, s:i}", "tcpSocket", "port", STK_PROXY_PORT, "periodSeconds", 2));
+    json_t *volumes = json_array(), *mounts = json_array();
+    add_volume(volumes, mounts, "config", STK_K8S_PROXY_CONFIG_DIR, true,
+               PACK("{s:{s:s}}", "configMap", "name", STK_K8S_PROXY_NAME));
+    /* the API token only where a Secret is read (its Role: get on exactly
+     * those Secrets) */
+    if (proxy_reads_secrets(b, ns, false))
+        add_volume(volumes, mounts, "kube-api-access", TOKEN_PATH, true, token_volume());
+    /* the Secrets of its own namespace: only the keys the bindings name,
+     * readable by the proxy's group alone */
+    if (proxy_reads_secrets(b, ns, true)) {
+        json_t *sources = json_array();
+        for (size_t i = 0; i < b->n_bindings; i++) {
+            const struct stk_binding *bd = &b->bindings[i];
+            bool dup = !secret_mounted(b, bd, ns);
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = secret_mounted(b, &b->bindings[j], ns) &&
+                      !strcmp(secret_name(b->bindings[j].credential.ref.v),
+                              secret_name(bd->credential.ref.v)) &&
+                      !strcmp(b->bindings[j].credential.key.v, bd->credential.key.v);
+            if (dup)
+                continue;
+            const char *name = secret_name(bd->credential.ref.v);
+            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name,
+                                                "items", "key", bd->credential.key.v, "path",
+                                                json_sprintf("%s/%s", name, bd->credential.key.v)));
+        }
+        add_volume(volumes, mounts, "credentials", PROXY_CREDENTIALS_DIR, true,
+                   PACK("{s:{s:o, s:i}}", "projected", "sources", sources, "defaultMode", 0440));
+    }
+    json_object_set_new(c, "volumeMounts", mounts);
+    json_t *spec = PACK("{s:s, s:b, s:b}", "serviceAccountName", STK_K8S_PROXY_NAME,
+                        "automountServiceAccountToken", 0, "enableServiceLinks", 0);
+    const char *rc = runtime_class(b);
+    if (rc)
+        json_object_set_new(spec, "runtimeClassName", json_string(rc));
+    json_object_set_new(spec, "securityContext",
+                        PACK("{s:b, s:i, s:i, s:i, s:{s:s}}", "runAsNonRoot", 1, "runAsUser",
+                             NONROOT_ID, "runAsGroup", NONROOT_ID, "fsGroup", NONROOT_ID,
+                             "seccompProfile", "type", "RuntimeDefault"));
+    json_object_set_new(spec, "containers", PACK("[o]", c));
+    json_object_set_new(spec, "volumes", volumes);
+    json_t *o = object_new("apps/v1", "Deployment", STK_K8S_PROXY_NAME, ns, proxy_labels(b, false));
+    /* Recreate: the namespace's quota holds one proxy Pod, never two */
+    json_object_set_new(o, "spec",
+                        PACK("{s:i, s:{s:s}, s:o, s:{s:{s:o}, s:o}}", "replicas", 1, "strategy",
+                             "type", "Recreate", "selector", proxy_selector(), "template",
+                             "metadata", "labels", proxy_labels(b, true), "spec", spec));
+    return o;
+}
+
+/* The sandbox's proxy: everything but the workload's side (its env and the
+ * policy that lets it reach the proxy), in apply order. */
+static void proxy_objects(const struct stk_boundary *b, const char *ns, json_t *out)
+{
+    json_array_append_new(out, service_account_json(b, STK_K8S_PROXY_NAME, ns));
+    /* get on exactly the named Secrets, one Role per Secret namespace */
+    for (size_t i = 0; i < b->n_bindings; i++) {
+        const struct stk_credential *cr = &b->bindings[i].credential;
+        const char *sns = secret_namespace(b, cr->ref.v, ns);
+        bool seen = secret_mounted(b, &b->bindings[i], ns);
+        for (size_t j = 0; j < i; j++)
+            seen |= !strcmp(secret_namespace(b, b->bindings[j].credential.ref.v, ns), sns);
+        if (seen)
+            continue;
+        json_t *names = json_array();
+        for (size_t j = i; j < b->n_bindings; j++) {
+            const char *ref = b->bindings[j].credential.ref.v;
+            if (strcmp(secret_namespace(b, ref, ns), sns))
+                continue;
+            bool dup = false;
+            size_t k;
+            json_t *v;
+            json_array_foreach(names, k, v) dup |= !strcmp(json_string_value(v), secret_name(ref));
+            if (!dup)
+                json_array_append_new(names, json_string(secret_name(ref)));
+        }
+        const char *rname = stk_arena_printf(b->arena, "%s-%s", STK_K8S_PROXY_NAME, ns);
+        json_t *role =
+            object_new("rbac.authorization.k8s.io/v1", "Role", rname, sns, proxy_labels(b, false));
+        json_object_set_new(role, "rules",
+                            PACK("[{s:[s], s:[s], s:o, s:[s]}]", "apiGroups", "", "resources",
+                                 "secrets", "resourceNames", names, "verbs", "get"));
+        json_array_append_new(out, role);
+        json_t *rb = object_new("rbac.authorization.k8s.io/v1", "RoleBinding", rname, sns,
+                                proxy_labels(b, false));
+        json_object_set_new(rb, "roleRef",
+                            PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind",
+                                 "Role", "name", rname));
+        json_object_set_new(rb, "subjects",
+                            PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name",
+                                 STK_K8S_PROXY_NAME, "namespace", ns));
+        json_array_append_new(out, rb);
+    }
+    char *text = proxy_config_text(b, ns);
+    json_t *cm = object_new("v1", "ConfigMap", STK_K8S_PROXY_NAME, ns, proxy_labels(b, false));
+    json_object_set_new(cm, "data", PACK("{s:s}", STK_K8S_PROXY_CONFIG_KEY, text));
+    free(text);
+    json_array_append_new(out, cm);
+
+    /* ingress: the sandbox's Pod alone (by its label), to the proxy's port.
+     * This is how the proxy knows the sandbox: only its Pod gets in. */
+    json_t *in = object_new("networking.k8s.io/v1", "NetworkPolicy", STK_K8S_PROXY_NAME "-ingress",
+                            ns, proxy_labels(b, false));
+    json_object_set_new(in, "spec",
+                        PACK("{s:o, s:[s], s:[{s:[{s:{s:{s:s}}}], s:[{s:s, s:i}]}]}", "podSelector",
+                             proxy_selector(), "policyTypes", "Ingress", "ingress", "from",
+                             "podSelector", "matchLabels", STK_K8S_SANDBOX_LABEL, b->name, "ports",
+                             "protocol", "TCP", "port", STK_PROXY_PORT));
+    json_array_append_new(out, in);
+    /* egress: DNS to the cluster resolver and any address but the denied
+     * networks (the proxy refuses them itself too, and decides by name) */
+    json_t *v4 = PACK("{s:s}", "cidr", "0.0.0.0/0"), *v6 = PACK("{s:s}", "cidr", "::/0");
+    json_t *ex4 = json_array(), *ex6 = json_array();
+    char buf[STK_CIDR_STRLEN];
+    for (size_t i = 0; i < b->n_proxy_deny; i++) {
+        const struct stk_cidr *d = &b->proxy_deny[i];
+        if (d->prefix == 0)
+            continue; /* an except must be inside the block, not all of it */
+        json_array_append_new(d->family == STK_FAMILY_V4 ? ex4 : ex6,
+                              json_string(stk_cidr_format(d, buf)));
+    }
+    if (json_array_size(ex4))
+        json_object_set_new(v4, "except", ex4);
+    else
+        json_decref(ex4);
+    if (json_array_size(ex6))
+        json_object_set_new(v6, "except", ex6);
+    else
+        json_decref(ex6);
+    json_t *eg = object_new("networking.k8s.io/v1", "NetworkPolicy", STK_K8S_PROXY_NAME "-egress",
+                            ns, proxy_labels(b, false));
+    json_object_set_new(
+        eg, "spec",
+        PACK("{s:o, s:[s], s:[{s:[{s:o}], s:[{s:s, s:i}, {s:s, s:i}]}, {s:[{s:o}, {s:o}]}]}",
+             "podSelector", proxy_selector(), "policyTypes", "Egress", "egress", "to",
+             "namespaceSelector", namespace_selector("kube-system"), "ports", "protocol", "UDP",
+             "port", 53, "protocol", "TCP", "port", 53, "to", "ipBlock", v4, "ipBlock", v6));
+    json_array_append_new(out, eg);
+    /* the workload's egress to the proxy, whatever else its policies allow */
+    json_t *wl = object_new("networking.k8s.io/v1", "NetworkPolicy", "allow-proxy-egress", ns,
+                            labels_json(b));
+    json_object_set_new(wl, "spec",
+                        PACK("{s:{s:{s:s}}, s:[s], s:[{s:[{s:o}], s:[{s:s, s:i}]}]}", "podSelector",
+                             "matchLabels", STK_K8S_SANDBOX_LABEL, b->name, "policyTypes", "Egress",
+                             "egress", "to", "podSelector", proxy_selector(), "ports", "protocol",
+                             "TCP", "port", STK_PROXY_PORT));
+    json_array_append_new(out, wl);
+    json_array_append_new(out, proxy_deployment(b, ns));
+    json_t *svc = object_new("v1", "Service", STK_K8S_PROXY_NAME, ns, proxy_labels(b, false));
+    json_object_set_new(
+        svc, "spec",
+        PACK("{s:s, s:o, s:[{s:s, s:s, s:i, s:i}]}", "type", "ClusterIP", "selector",
+             PACK("{s:s}", STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT), "ports", "name",
+             "proxy", "protocol", "TCP", "port", STK_PROXY_PORT, "targetPort", STK_PROXY_PORT));
+    json_array_append_new(out, svc);
+}
+
+/* The workload's side: the proxy's address from the Service's environment
+ * variables (service links: no DNS needed, which the sandbox's egress may
+ * not allow), and each binding's base URL. A Service missing at the Pod's
+ * start leaves the reference unexpanded: the proxy is then unreachable,
+ * nothing else is. */
+static void proxy_env(const struct stk_boundary *b, json_t *pod_spec)
+{
+    static const char *const names[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"};
+    json_object_set_new(pod_spec, "enableServiceLinks", json_true());
+    json_t *c = json_array_get(json_object_get(pod_spec, "containers"), 0);
+    json_t *env = json_object_get(c, "env");
+    if (!env) {
+        env = json_array();
+        json_object_set_new(c, "env", env);
+    }
+    for (size_t i = 0; i < STK_ARRAY_SIZE(names); i++)
+        json_array_append_new(env, PACK("{s:s, s:s}", "name", names[i], "value",
+                                        "http://$(STOCKADE_PROXY_SERVICE_HOST):"
+                                        "$(STOCKADE_PROXY_SERVICE_PORT)"));
+    json_array_append_new(
+        env, PACK("{s:s, s:s}", "name", "NO_PROXY", "value", "localhost,127.0.0.1,::1"));
+    json_array_append_new(
+        env, PACK("{s:s, s:s}", "name", "no_proxy", "value", "localhost,127.0.0.1,::1"));
+    for (size_t i = 0; i < b->n_bindings; i++) {
+        const char *name = b->bindings[i].name.v;
+        char *var = stk_xasprintf("STOCKADE_BINDING_%s_URL", name);
+        for (char *q = var + strlen("STOCKADE_BINDING_"); *q; q++)
+            *q = *q == '-' ? '_' : (char)toupper((unsigned char)*q);
+        json_array_append_new(env, PACK("{s:s, s:o}", "name", var, "value",
+                                        json_sprintf("http://%s" STK_BINDING_DOMAIN_TEXT, name)));
+        free(var);
+    }
+}
+
 /* ---- the whole stream ------------------------------------------------------------------ */
 
 /* The driver's identity labels on one object's labels (created if absent). */
@@ -784,6 +1170,8 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
                               "belongs to one");
     if (pool && opt && opt->job)
         return stk_error_make(err, EINVAL, "--job does not apply to allocation.mode warmPool");
+    if ((r = proxy_check(b, pool, err)) < 0)
+        return r;
     const char *ns = opt && opt->namespace ? opt->namespace : stk_k8s_namespace(b);
     if ((r = check_name("namespace", ns, err)) < 0)
         return r;
@@ -824,7 +1212,14 @@ int stk_k8s_render(const struct stk_boundary *b, const struct stk_k8s_options *o
         json_decref(pool_objs);
     } else {
         bool job = (opt && opt->job) || b->limits.wall_clock_ms > 0;
-        json_array_append_new(out, workload_json(b, ns, job));
+        /* the proxy's Service before the workload: its address is in the
+         * workload's environment (proxy_env) */
+        if (stk_k8s_needs_proxy(b))
+            proxy_objects(b, ns, out);
+        json_t *w = workload_json(b, ns, job);
+        if (stk_k8s_needs_proxy(b))
+            proxy_env(b, template_spec(w));
+        json_array_append_new(out, w);
     }
     if (b->n_ports)
         json_array_append_new(out, service_json(b, ns));

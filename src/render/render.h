@@ -47,6 +47,23 @@
 /* On an injected workload's pod template: the sandbox's container. */
 #define STK_K8S_CONTAINER_LABEL "stockade.dev/sandbox-container"
 
+/* The egress proxy (spec.network.allowHosts, spec.bindings): a Deployment
+ * of one Pod, its Service, ConfigMap, ServiceAccount and NetworkPolicies
+ * in the sandbox's namespace, all named STK_K8S_PROXY_NAME; its Pods carry
+ * STK_K8S_COMPONENT_LABEL=STK_K8S_PROXY_COMPONENT and never the sandbox
+ * label. docs/kubernetes.md, "The egress proxy". */
+#define STK_K8S_PROXY_NAME       "stockade-proxy"
+#define STK_K8S_COMPONENT_LABEL  "stockade.dev/component"
+#define STK_K8S_PROXY_COMPONENT  "egress-proxy"
+#define STK_K8S_PROXY_CONFIG_DIR "/etc/stockade-proxy"
+#define STK_K8S_PROXY_CONFIG_KEY "proxy.json"
+/* the proxy container's resources, each at most the sandbox's own */
+#define STK_K8S_PROXY_CPU_MILLI 200
+#define STK_K8S_PROXY_MEMORY    (64 * 1024 * 1024)
+#define STK_K8S_PROXY_STORAGE   (16 * 1024 * 1024)
+/* Whether the sandbox needs the egress proxy. */
+bool stk_k8s_needs_proxy(const struct stk_boundary *b);
+
 struct stk_k8s_options {
     bool job; /* a Job even without a wallClock deadline */
     /* Set by the driver: every object (and a Job's Pod template) gets the

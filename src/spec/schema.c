@@ -377,6 +377,11 @@ static const struct stk_field kube_fields[] = {
      .doc = "Taints the pod tolerates."},
     {"allocation", AT(struct stk_kube_config, allocation), OBJ(allocation_fields),
      .doc = "How the pod is obtained."},
+    {"proxyImage", AT(struct stk_kube_config, proxy_image), STR(STK_FMT_IMAGE),
+     .doc = "Image of the egress proxy's Pod (it runs `stockade __proxy`), required when the "
+            "sandbox has network.allowHosts or bindings. An operator setting: the proxy holds "
+            "the bindings' credentials, so an AccessPolicy should not list this key in "
+            "driverConfigKeys for callers."},
     END,
 };
 

@@ -366,6 +366,7 @@ struct stk_kube_config {
     struct stk_map node_selector;
     STK_LIST(struct stk_toleration) tolerations;
     struct stk_allocation allocation;
+    struct stk_str proxy_image; /* the egress proxy's Pod */
 };
 
 struct stk_local_config {

@@ -881,6 +881,140 @@ static void test_pinned_image_and_pull_secrets(void **state)
     fixture_release(&f);
 }
 
+/* ---- the egress proxy ----------------------------------------------------------------- */
+
+#define SB_PROXY                                                                                   \
+    SB_HEAD "spec:\n  image: busybox:1.36\n  network:\n    allowHosts: [pypi.org]\n"               \
+            "  bindings:\n"                                                                        \
+            "    - {name: gh, url: \"https://api.github.com\", credential: {source: "              \
+            "kubernetesSecret, ref: tok, key: token}}\n"                                           \
+            "    - {name: other, url: \"https://o.example.com\", credential: {source: "            \
+            "kubernetesSecret, ref: vault/o, key: k}}\n"
+
+static void test_proxy_objects(void **state)
+{
+    (void)state;
+    struct fixture f;
+    resolve(&f,
+            SB_PROXY "  driverConfig:\n    kubernetes: {proxyImage: \"example.com/stockade:1\"}\n",
+            NULL);
+    json_t *objs = render(f.b, false);
+    const char *ns = "lab-s-joe";
+    json_t *dep = find(objs, "Deployment", STK_K8S_PROXY_NAME);
+    assert_non_null(dep);
+    assert_non_null(find(objs, "Service", STK_K8S_PROXY_NAME));
+    assert_non_null(find(objs, "ServiceAccount", STK_K8S_PROXY_NAME));
+    /* the Service before the workload (its variables are the workload's) */
+    size_t i, svc_at = 0, pod_at = 0;
+    json_t *o;
+    json_array_foreach(objs, i, o)
+    {
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        if (!strcmp(kind, "Service"))
+            svc_at = i;
+        if (!strcmp(kind, "Pod"))
+            pod_at = i;
+    }
+    assert_true(svc_at && svc_at < pod_at);
+    /* the ConfigMap: references, the same-namespace Secret as a mounted file */
+    json_t *cm = find(objs, "ConfigMap", STK_K8S_PROXY_NAME);
+    json_t *cfg = json_loads(
+        json_string_value(json_object_get(json_object_get(cm, "data"), STK_K8S_PROXY_CONFIG_KEY)),
+        0, NULL);
+    assert_non_null(cfg);
+    assert_json(json_object_get(cfg, "allowHosts"), "[\"pypi.org:443\"]");
+    assert_json(json_object_get(cfg, "bindings"),
+                "[{\"name\":\"gh\",\"url\":\"https://api.github.com\",\"source\":\"file\","
+                "\"ref\":\"/var/run/stockade-proxy/credentials/tok/token\"},"
+                "{\"name\":\"other\",\"url\":\"https://o.example.com\",\"source\":"
+                "\"kubernetesSecret\",\"ref\":\"vault/o\",\"key\":\"k\"}]");
+    json_decref(cfg);
+    /* a Role on exactly the other namespace's Secret */
+    json_t *role = find(objs, "Role", "stockade-proxy-lab-s-joe");
+    assert_non_null(role);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(role, "metadata"), "namespace")),
+        "vault");
+    assert_json(json_object_get(role, "rules"), "[{\"apiGroups\":[\"\"],\"resources\":"
+                                                "[\"secrets\"],\"resourceNames\":[\"o\"],"
+                                                "\"verbs\":[\"get\"]}]");
+    /* the proxy's Pod: strict, bounded, never labelled as the sandbox */
+    json_t *tpl = json_object_get(json_object_get(dep, "spec"), "template");
+    json_t *labels = json_object_get(json_object_get(tpl, "metadata"), "labels");
+    assert_null(json_object_get(labels, STK_K8S_SANDBOX_LABEL));
+    json_t *c = json_array_get(json_object_get(json_object_get(tpl, "spec"), "containers"), 0);
+    assert_string_equal(json_string_value(json_object_get(c, "image")), "example.com/stockade:1");
+    json_t *sc = json_object_get(c, "securityContext");
+    assert_true(json_is_true(json_object_get(sc, "readOnlyRootFilesystem")));
+    assert_true(json_is_true(json_object_get(sc, "runAsNonRoot")));
+    assert_true(json_is_false(json_object_get(sc, "allowPrivilegeEscalation")));
+    assert_json(json_object_get(c, "resources"),
+                "{\"limits\":{\"cpu\":\"200m\",\"memory\":\"64Mi\",\"ephemeral-storage\":"
+                "\"16Mi\"},\"requests\":{\"cpu\":\"200m\",\"memory\":\"64Mi\","
+                "\"ephemeral-storage\":\"16Mi\"}}");
+    /* the workload references no Secret and gets the proxy's address */
+    json_t *pod = find(objs, "Pod", "s-joe");
+    char *text = json_dumps(pod, JSON_COMPACT);
+    assert_null(strstr(text, "ecret"));
+    assert_non_null(strstr(text,
+                           "\"HTTP_PROXY\",\"value\":\"http://"
+                           "$(STOCKADE_PROXY_SERVICE_HOST):$(STOCKADE_PROXY_SERVICE_PORT)\""));
+    assert_non_null(strstr(text, "STOCKADE_BINDING_GH_URL"));
+    free(text);
+    assert_true(json_is_true(json_object_get(json_object_get(pod, "spec"), "enableServiceLinks")));
+    /* the proxy admits the sandbox's Pod alone; the sandbox ingress skips it */
+    json_t *in = find(objs, "NetworkPolicy", STK_K8S_PROXY_NAME "-ingress");
+    assert_json(json_object_get(json_object_get(in, "spec"), "ingress"),
+                "[{\"from\":[{\"podSelector\":{\"matchLabels\":{\"stockade.dev/sandbox\":"
+                "\"s-joe\"}}}],\"ports\":[{\"protocol\":\"TCP\",\"port\":3128}]}]");
+    json_t *sin = find(objs, "NetworkPolicy", "allow-sandbox-ingress");
+    assert_json(json_object_get(json_object_get(sin, "spec"), "podSelector"),
+                "{\"matchExpressions\":[{\"key\":\"stockade.dev/component\",\"operator\":"
+                "\"DoesNotExist\"}]}");
+    assert_non_null(find(objs, "NetworkPolicy", "allow-proxy-egress"));
+    /* the quota holds the proxy's Pod too */
+    json_t *q = find(objs, "ResourceQuota", NULL);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(q, "spec"), "hard"), "pods")),
+                        "2");
+    (void)ns;
+    json_decref(objs);
+    fixture_release(&f);
+}
+
+static void proxy_refused(const char *sb, const char *needle)
+{
+    struct fixture f;
+    resolve(&f, sb, NULL);
+    json_t *out = NULL;
+    struct stk_error *err = NULL;
+    assert_true(stk_k8s_render(f.b, NULL, &out, &err) < 0);
+    if (!strstr(err->msg, needle))
+        print_error("%s\n", err->msg);
+    assert_non_null(strstr(err->msg, needle));
+    stk_error_free(err);
+    fixture_release(&f);
+}
+
+static void test_proxy_refusals(void **state)
+{
+    (void)state;
+    proxy_refused(SB_PROXY, "spec.driverConfig.kubernetes.proxyImage");
+    proxy_refused(SB_HEAD "spec:\n  image: busybox:1.36\n  network:\n    allowHosts: [pypi.org]\n"
+                          "  bindings:\n    - {name: e, url: \"https://e.example.com\", "
+                          "credential: {source: env, ref: TOKEN}}\n"
+                          "  driverConfig:\n    kubernetes: {proxyImage: \"x.io/s:1\"}\n",
+                  "source env is not available on kubernetes");
+    proxy_refused(SB_HEAD "spec:\n  image: busybox:1.36\n  network:\n    allowHosts: [pypi.org]\n"
+                          "  security: {kubernetesAccess: true, kubernetesRole: edit}\n"
+                          "  driverConfig:\n    kubernetes: {proxyImage: \"x.io/s:1\"}\n",
+                  "kubernetesRole edit");
+    proxy_refused(SB_HEAD "spec:\n  image: busybox:1.36\n  network:\n    allowHosts: [pypi.org]\n"
+                          "  driverConfig:\n    kubernetes:\n      proxyImage: \"x.io/s:1\"\n"
+                          "      allocation: {mode: warmPool, warmPool: p}\n",
+                  "warm pool");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -907,6 +1041,8 @@ int main(void)
         cmocka_unit_test(test_inject_ptrace_when_granted),
         cmocka_unit_test(test_inject_errors),
         cmocka_unit_test(test_pinned_image_and_pull_secrets),
+        cmocka_unit_test(test_proxy_objects),
+        cmocka_unit_test(test_proxy_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -464,6 +464,85 @@ static void test_credential_sources(void **state)
     assert_non_null(why);
 }
 
+static void file_refused(const char *text, const char *needle)
+{
+    struct stk_proxy_file *f = NULL;
+    struct stk_error *err = NULL;
+    assert_true(stk_proxy_file_parse(text, strlen(text), &f, &err) < 0);
+    if (!strstr(err->msg, needle))
+        print_error("%s\n", err->msg);
+    assert_non_null(strstr(err->msg, needle));
+    stk_error_free(err);
+}
+
+static void test_proxy_file(void **state)
+{
+    (void)state;
+    const char *ok = "{\"sandbox\":\"s1\",\"allowHosts\":[\"pypi.org:443\",\"*.ex.com:80\"],"
+                     "\"deny\":[\"169.254.169.254/32\"],\"bindings\":[{\"name\":\"gh\","
+                     "\"url\":\"https://api.github.com\",\"source\":\"kubernetesSecret\","
+                     "\"ref\":\"ns/gh\",\"key\":\"token\",\"header\":\"X-Key\"}]}";
+    struct stk_proxy_file *f = NULL;
+    struct stk_error *err = NULL;
+    assert_int_equal(stk_proxy_file_parse(ok, strlen(ok), &f, &err), 0);
+    assert_string_equal(f->sandbox, "s1");
+    assert_int_equal(f->n_allow, 2);
+    assert_true(f->allow[1].wildcard);
+    assert_int_equal(f->allow[1].port, 80);
+    assert_int_equal(f->n_deny, 1);
+    assert_int_equal(f->n_bindings, 1);
+    assert_int_equal(f->bindings[0].credential.source.v, STK_CRED_KUBERNETES_SECRET);
+    assert_string_equal(f->bindings[0].credential.key.v, "token");
+    assert_string_equal(f->bindings[0].inject.header.v, "X-Key");
+    assert_false(f->bindings[0].inject.format.meta.set);
+    stk_proxy_file_free(f);
+
+    file_refused("{\"sandbox\":\"s\",\"extra\":1}", "unknown key \"extra\"");
+    file_refused("{\"allowHosts\":[]}", "sandbox");
+    file_refused("{\"sandbox\":\"s\",\"allowHosts\":[\"1.2.3.4\"]}", "allowHosts[0]");
+    file_refused("{\"sandbox\":\"s\",\"deny\":[\"nope\"]}", "deny[0]");
+    file_refused("{\"sandbox\":\"s\",\"bindings\":[{\"name\":\"a\",\"url\":\"http://x\","
+                 "\"source\":\"env\",\"ref\":\"T\"}]}",
+                 "not https");
+    file_refused("{\"sandbox\":\"s\",\"bindings\":[{\"name\":\"a\",\"url\":\"https://x\","
+                 "\"source\":\"kubernetesSecret\",\"ref\":\"n/s\"}]}",
+                 "key is required");
+    file_refused("{\"sandbox\":\"s\",\"bindings\":[{\"name\":\"a\",\"url\":\"https://x\","
+                 "\"source\":\"env\",\"ref\":\"T\",\"header\":\"Bad Header\"}]}",
+                 "HTTP field name");
+    file_refused("{\"sandbox\":\"s\",\"bindings\":[{\"name\":\"a\",\"url\":\"https://x\","
+                 "\"source\":\"env\",\"ref\":\"T\"},{\"name\":\"a\",\"url\":\"https://y\","
+                 "\"source\":\"env\",\"ref\":\"U\"}]}",
+                 "a second binding");
+    file_refused("{\"sandbox\":\"s\",\"sandbox\":\"t\"}", "line");
+}
+
+static int fake_kube(const char *ns, const char *name, const char *key, char **ret,
+                     const char **why)
+{
+    (void)why;
+    *ret = stk_xasprintf("%s|%s|%s", ns, name, key);
+    return 0;
+}
+
+static void test_credential_kube_reader(void **state)
+{
+    (void)state;
+    char *v = NULL;
+    const char *why = NULL;
+    struct stk_cred_ref c = {.source = STK_CRED_KUBERNETES_SECRET, .ref = "ns1/sec", .key = "k"};
+    stk_credential_set_kube(fake_kube);
+    assert_int_equal(stk_credential_read(&c, &v, &why), 0);
+    assert_string_equal(v, "ns1|sec|k");
+    stk_credential_free(v);
+    c.ref = "no-namespace";
+    assert_true(stk_credential_read(&c, &v, &why) < 0);
+    assert_non_null(strstr(why, "NAMESPACE/NAME"));
+    stk_credential_set_kube(NULL);
+    c.ref = "ns1/sec";
+    assert_int_equal(stk_credential_read(&c, &v, &why), -ENOTSUP);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +558,8 @@ int main(void)
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_binding_map),
         cmocka_unit_test(test_credential_sources),
+        cmocka_unit_test(test_proxy_file),
+        cmocka_unit_test(test_credential_kube_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -569,6 +569,47 @@ static int eject(struct kube_ctx *c, const struct handle *h, const char *id,
 static int claim_teardown(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
                           const struct handle *h, bool purge, struct stk_error **err);
 
+/* What the sandbox's rendering puts outside its own namespace (the egress
+ * proxy's Role and RoleBinding beside a Secret it reads): deleting the
+ * namespace does not take them, so they go by name, each only when it
+ * carries this sandbox's id. */
+static int delete_outside(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *ns,
+                          struct stk_error **err)
+{
+    if (!sb->b || sb->b->model == STK_MODEL_INJECTION || !stk_k8s_needs_proxy(sb->b))
+        return 0;
+    struct stk_k8s_options opt = {
+        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
+    json_t *objs = NULL;
+    if (stk_k8s_render(sb->b, &opt, &objs, NULL) < 0)
+        return 0; /* nothing of it was applied either */
+    int r = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o)
+    {
+        const char *ons = jstr(o, "metadata.namespace");
+        struct stk_kube_ref ref;
+        json_t *live = NULL;
+        if (!ons || !strcmp(ons, ns) || stk_kube_ref_of(o, &ref, NULL) < 0)
+            continue;
+        if (stk_kube_get(c->k, &ref, &live, NULL) < 0)
+            continue;
+        const json_t *labels = json_object_get(json_object_get(live, "metadata"), "labels");
+        if (stk_streq(json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL)),
+                      sb->id) &&
+            (r = stk_kube_delete(c->k, &ref, "Background", jstr(live, "metadata.uid"), err)) < 0 &&
+            r != -ENOENT) {
+            json_decref(live);
+            break;
+        }
+        r = 0;
+        json_decref(live);
+    }
+    json_decref(objs);
+    return r;
+}
+
 static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool purge,
                          struct stk_error **err)
 {
@@ -592,8 +633,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
          * was recorded (a create cut short) */
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
         json_t *list = NULL;
-        int r = stk_kube_list(c->k, &nsref, sel, &list, err);
-        if (r < 0)
+        char nsbuf[64];
+        int r = sb->b ? delete_outside(c, sb, sandbox_namespace(sb, nsbuf, sizeof(nsbuf)), err) : 0;
+        if (r < 0 || (r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
             return r;
         size_t i;
         json_t *ns;

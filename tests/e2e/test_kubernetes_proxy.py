@@ -1,0 +1,305 @@
+"""The egress proxy on the kubernetes backend, against a real cluster.
+
+Skips unless STOCKADE_TEST_KUBECONFIG names a cluster and containerd's `ctr`
+can import an image into it (STOCKADE_TEST_CONTAINERD, default
+/run/k8s-containerd/containerd.sock): the proxy's image is built here from the
+stockade binary under test (tests/e2e/kubeimage.py) and imported, nothing is
+pulled. The "upstream" is a Pod of the test's own in the cluster; no traffic
+leaves the machine.
+
+The test cluster has neither kube-proxy nor cluster DNS and enforces no
+NetworkPolicy, so: the sandbox's HTTP_PROXY is checked to name the proxy
+Service's address, and the requests go to the proxy Pod's own address; the
+proxy resolves upstream.test from a hosts file in its image (its test mode,
+STOCKADE_PROXY_HOSTS: no DNS query); the policies are asserted as applied,
+not as enforced.
+"""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import stockade_bin
+from kubeimage import build, stockade_files
+from test_kubernetes import KUBECONFIG, KUBECTL, Kube, kubectl
+
+SOCK = os.environ.get("STOCKADE_TEST_CONTAINERD", "/run/k8s-containerd/containerd.sock")
+CTR = shutil.which("ctr")
+PYIMAGE = os.environ.get("STOCKADE_TEST_KUBE_PYTHON_IMAGE", "localhost/stockade-test-python:latest")
+CANARY = "stk-canary-" + base64.b32encode(os.urandom(10)).decode().lower()
+
+pytestmark = [
+    pytest.mark.skipif(not KUBECONFIG, reason="STOCKADE_TEST_KUBECONFIG is not set: no cluster"),
+    pytest.mark.skipif(not KUBECTL, reason="kubectl is needed to look behind stockade's back"),
+    pytest.mark.skipif(not CTR or not os.path.exists(SOCK),
+                       reason="ctr and containerd's socket are needed to import the proxy image"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="importing an image into containerd needs root"),
+]
+
+UPSTREAM = r"""
+import hashlib, http.server, os, ssl, threading
+WANT = os.environ["WANT"]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        auth = self.headers.get("Authorization", "")
+        if self.server.server_port == 8443:
+            ok = hashlib.sha256(auth.encode()).hexdigest() == WANT
+            body, code = (b"auth-ok", 200) if ok else (b"auth-bad", 401)
+        else:
+            body, code = b"hello-upstream", 200
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+plain = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H)
+tls = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("/srv/tls/server.crt", "/srv/tls/server.key")
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+plain.serve_forever()
+"""
+
+CLIENT = r"""
+import os, sys, urllib.request, urllib.error
+proxy = sys.argv[1]
+op = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+for url in sys.argv[2:]:
+    try:
+        r = op.open(url, timeout=20)
+        print(url, r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        print(url, e.code, "refused")
+"""
+
+
+def ctr(*args, check=True):
+    p = subprocess.run([CTR, "-a", SOCK, "-n", "k8s.io", *args], capture_output=True, text=True,
+                       timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_tls(d):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.crt", "-days", "1", "-subj", "/CN=kube-proxy test CA", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=upstream.test", cwd=d)
+    (d / "ext").write_text("subjectAltName=DNS:upstream.test\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "ext", cwd=d)
+
+
+def wait(cond, what, timeout=180):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        assert time.monotonic() < deadline, what
+        time.sleep(1)
+
+
+def pod_ip(ns, selector):
+    def ip():
+        out = kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
+        items = [p for p in json.loads(out)["items"]
+                 if any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in p["status"].get("conditions", []))]
+        return items[0]["status"].get("podIP") if items else None
+    return wait(ip, f"no Ready Pod {selector} in {ns}")
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """An HTTP (8080) and HTTPS (8443, a test CA) server in a namespace of
+    the test's own; yields (its Pod address, the CA file)."""
+    ns = f"kube-proxy-up-{os.getpid()}"
+    d = tmp_path / "tls"
+    d.mkdir()
+    make_tls(d)
+    want = __import__("hashlib").sha256(f"Bearer {CANARY}".encode()).hexdigest()
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "upstream", "namespace": ns},
+         "data": {"server.py": UPSTREAM, "server.crt": (d / "server.crt").read_text(),
+                  "server.key": (d / "server.key").read_text()}},
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "upstream", "namespace": ns, "labels": {"app": "upstream"}},
+         "spec": {"automountServiceAccountToken": False, "containers": [{
+             "name": "server", "image": PYIMAGE, "imagePullPolicy": "IfNotPresent",
+             "command": ["python3", "/srv/tls/server.py"],
+             "env": [{"name": "WANT", "value": want}],
+             "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+             "volumeMounts": [{"name": "tls", "mountPath": "/srv/tls"}]}],
+             "volumes": [{"name": "tls", "configMap": {"name": "upstream"}}]}},
+    ]
+    f = tmp_path / "upstream.yaml"
+    f.write_text(yaml.safe_dump_all(docs))
+    try:
+        kubectl("apply", "-f", str(f))
+        yield ns, pod_ip(ns, "app=upstream"), d / "ca.crt"
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def proxy_image(tmp_path, upstream):
+    _, ip, ca = upstream
+    tag = f"localhost/kube-proxy-stockade:{os.getpid()}"
+    files, env = stockade_files(os.path.realpath(stockade_bin()))
+    files["/etc/stockade-test-hosts"] = f"{ip} upstream.test\n".encode()
+    files["/usr/lib/ssl/cert.pem"] = str(ca)  # OpenSSL's default CA file
+    for mount_point in ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname"):
+        files[mount_point] = b""
+    env.append("STOCKADE_PROXY_HOSTS=/etc/stockade-test-hosts")
+    tar = build(str(tmp_path / "proxy.tar"), tag, files, env)
+    ctr("images", "import", tar)
+    try:
+        yield tag
+    finally:
+        ctr("images", "rm", tag, check=False)
+
+
+@pytest.fixture
+def kube(tmp_path):
+    k = Kube(tmp_path)
+    yield k
+    p = k("ls", "-a", "-o", "json")
+    if p.returncode == 0:
+        for rec in json.loads(p.stdout):
+            if rec["phase"] != "deleted":
+                k("rm", "-f", rec["id"])
+
+
+def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_image):
+    ns = f"kube-proxy-sb-{os.getpid()}"
+    doc = {
+        "apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+        "metadata": {"name": "canary", "namespace": "e2e"},
+        "spec": {
+            "image": PYIMAGE, "command": ["sleep", "3600"],
+            "resources": {"cpu": "500m", "memory": "256Mi"},
+            "network": {"allowHosts": ["upstream.test:8080"]},
+            "bindings": [{"name": "up", "url": "https://upstream.test:8443",
+                          "credential": {"source": "kubernetesSecret", "ref": "canary-secret",
+                                         "key": "token"}}],
+            "driverConfig": {"kubernetes": {"namespace": ns, "imagePullPolicy": "IfNotPresent",
+                                            "proxyImage": proxy_image}},
+        },
+    }
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    outputs = []
+    created = kube.ok("create", "-f", f)
+    outputs += [created.stdout, created.stderr]
+    sid = created.stdout.strip()
+    # the Secret, in the sandbox's namespace: mounted into the proxy's Pod only
+    kubectl("create", "secret", "generic", "canary-secret", "-n", ns,
+            f"--from-literal=token={CANARY}")
+    kubectl("rollout", "status", "deployment/stockade-proxy", "-n", ns, "--timeout=180s")
+    proxy_ip = pod_ip(ns, "stockade.dev/component=egress-proxy")
+
+    # the workload's environment names the proxy's Service (service links)
+    svc = json.loads(kubectl("get", "service", "stockade-proxy", "-n", ns, "-o", "json").stdout)
+    env = kube.ok("exec", sid, "--", "env").stdout
+    outputs.append(env)
+    assert f"HTTP_PROXY=http://{svc['spec']['clusterIP']}:3128" in env, env
+    assert "STOCKADE_BINDING_UP_URL=http://up.bindings.stockade.internal" in env
+
+    # through the proxy (at its Pod's address: the test cluster has no kube-proxy)
+    kube.ok("cp", "-", f"{sid}:/tmp/client.py", input=CLIENT)
+    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+                "http://upstream.test:8080/", "http://other.test:8080/",
+                "http://up.bindings.stockade.internal/check")
+    outputs += [p.stdout, p.stderr]
+    lines = p.stdout.splitlines()
+    assert lines[0] == "http://upstream.test:8080/ 200 hello-upstream", p.stdout
+    assert lines[1] == "http://other.test:8080/ 403 refused", p.stdout
+    assert lines[2] == "http://up.bindings.stockade.internal/check 200 auth-ok", p.stdout
+    # the decisions are the proxy Pod's log
+    log = kubectl("logs", "-n", ns, "deployment/stockade-proxy").stdout
+    decisions = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    assert {"allowed", "denied", "binding"} <= {d["decision"] for d in decisions}, log
+    assert any(d.get("binding") == "up" and d.get("status") == 200 for d in decisions), log
+
+    # the policies, as applied (the cluster does not enforce them)
+    pol = json.loads(kubectl("get", "networkpolicy", "stockade-proxy-ingress", "-n", ns, "-o",
+                             "json").stdout)["spec"]
+    assert pol["podSelector"] == {"matchLabels": {"stockade.dev/component": "egress-proxy"}}
+    assert pol["ingress"] == [{"from": [{"podSelector": {"matchLabels":
+                                                         {"stockade.dev/sandbox": "canary"}}}],
+                               "ports": [{"protocol": "TCP", "port": 3128}]}]
+    eg = json.loads(kubectl("get", "networkpolicy", "allow-proxy-egress", "-n", ns, "-o",
+                            "json").stdout)["spec"]
+    assert eg["egress"][0]["to"] == [{"podSelector": {"matchLabels":
+                                                      {"stockade.dev/component": "egress-proxy"}}}]
+    sbin = json.loads(kubectl("get", "networkpolicy", "allow-sandbox-ingress", "-n", ns, "-o",
+                              "json").stdout)["spec"]["podSelector"]
+    assert sbin == {"matchExpressions": [{"key": "stockade.dev/component",
+                                          "operator": "DoesNotExist"}]}
+
+    # verify reads the proxy's objects back like every other
+    v = kube("verify", sid, "-o", "json")
+    outputs += [v.stdout, v.stderr]
+    rows = json.loads(v.stdout)
+    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+    claims = {r["claim"]: r["verdict"] for r in rows if r.get("id") == "object"}
+    for obj in ("Deployment", "Service", "ConfigMap", "NetworkPolicy"):
+        assert any(c.startswith(obj) and "stockade-proxy" in c and verdict == "pass"
+                   for c, verdict in claims.items()), claims
+
+    # the canary, nowhere but in the Secret and the proxy's memory
+    pod = kubectl("get", "pod", "canary", "-n", ns, "-o", "json").stdout
+    assert "secret" not in pod.lower(), "the workload's Pod references a Secret"
+    outputs.append(pod)
+    seen = kube.ok("exec", sid, "--", "sh", "-c",
+                   "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; "
+                   # the pattern in two halves: the command line itself must not hold it
+                   f"grep -rlF \"$(printf %s%s {CANARY[:8]} {CANARY[8:]})\" / "
+                   "--exclude-dir=proc --exclude-dir=sys 2>/dev/null; "
+                   "ls -R /var/run /run 2>/dev/null; true")
+    outputs += [seen.stdout, seen.stderr]
+    outputs += [kube.ok("get", sid, "-o", "json").stdout, kube.ok("logs", sid).stdout,
+                kube.ok("audit", sid, "-o", "json").stdout, log,
+                kubectl("get", "configmap", "stockade-proxy", "-n", ns, "-o", "json").stdout,
+                kubectl("get", "deployment", "stockade-proxy", "-n", ns, "-o", "json").stdout]
+    for i, out in enumerate(outputs):
+        assert CANARY not in out, f"the canary is in output {i}"
+    state = tmp_path / "state"
+    for path in state.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), f"the canary is in {path}"
+
+    # rm takes the proxy with the namespace
+    kube.ok("rm", "-f", sid)
+    assert kubectl("get", "namespace", ns, check=False).returncode != 0 or \
+        json.loads(kubectl("get", "namespace", ns, "-o", "json").stdout)["status"]["phase"] \
+        == "Terminating"
+
+
+def test_proxy_needs_an_image(kube, tmp_path):
+    """A sandbox with allowHosts and no proxyImage is refused before anything
+    is applied."""
+    ns = f"kube-proxy-noimg-{os.getpid()}"
+    doc = {"apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+           "metadata": {"name": "noimg", "namespace": "e2e"},
+           "spec": {"image": PYIMAGE, "command": ["sleep", "60"],
+                    "network": {"allowHosts": ["pypi.org"]},
+                    "driverConfig": {"kubernetes": {"namespace": ns}}}}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    p = kube("create", "-f", f)
+    assert p.returncode != 0
+    assert "spec.driverConfig.kubernetes.proxyImage" in p.stderr, p.stderr
+    assert kubectl("get", "namespace", ns, check=False).returncode != 0
