@@ -99,6 +99,10 @@ struct stk_driver_status {
 void stk_driver_status_release(struct stk_driver_status *st);
 
 #define STK_DRV_IDLE_POLL_MS 2000
+/* A pool refill is background work: its process, the members' monitors and
+ * their sandboxes run at this nice value (and autogroup nice) until a
+ * claim, which gives the sandbox's threads back what is above it. */
+#define STK_REFILL_NICE 10
 
 enum stk_driver_ask {
     STK_DRV_ASK_NONE,

@@ -186,10 +186,8 @@ int stk_session_reconcile(struct stk_session *s, struct stk_error **err);
 /* ---- internal verbs: the processes stockade starts for itself ---- */
 #define STK_SESSION_MONITOR_VERB "__monitor"
 #define STK_SESSION_REFILL_VERB  "__pool-refill"
-/* A pool refill is background work: its process, the members' monitors and
- * their sandboxes run at this nice value (and autogroup nice) until a claim,
- * and it starts this long after the claim that asked for it. */
-#define STK_REFILL_NICE     10
+/* A pool refill starts this long after the claim that asked for it (it
+ * runs at STK_REFILL_NICE, driver.h). */
 #define STK_REFILL_DELAY_MS 100
 /* `stockade __monitor MODE ID` with the lock on fd 3 and the report pipe on
  * fd 4. Returns the exit status. */

@@ -583,11 +583,13 @@ def autogroup_nice(pid):
         return None
 
 
-def test_refill_is_background_work_until_claimed(sess, tmp_path):
+@pytest.mark.parametrize("runtime", [None, "crun"])
+def test_refill_is_background_work_until_claimed(sess, tmp_path, runtime):
     """A member a refill provisions (its monitor, its autogroup, its init)
     runs at the refill's low priority; its claim gives the sandbox normal
     priority before its command starts, and its monitor soon after."""
-    tmpl = write_spec(tmp_path / "tmpl.yaml", name="tmpl", command=["/bin/sleep", "600"])
+    extra = {"runtime": runtime} if runtime else {}
+    tmpl = write_spec(tmp_path / "tmpl.yaml", name="tmpl", command=["/bin/sleep", "600"], **extra)
     sess.ok("pool", "create", "bg", "--size", "1", "-f", tmpl)
     first = sess.create(tmpl, "--pool", "bg")
     deadline = time.monotonic() + 60
@@ -602,12 +604,16 @@ def test_refill_is_background_work_until_claimed(sess, tmp_path):
     mon = monitor_of(sess, member)
     assert thread_nices(mon) == {10}
     assert autogroup_nice(mon) in (None, 10)
-    assert sandbox_nices(member) == {10}
+    # gVisor's own kernel runs some of its threads one step lower, and its
+    # sandbox is not lowered (runtime.c says why)
+    gvisor = sess.get(member)["runtime"] == "runsc"
+    shift = {0, 1} if gvisor else {0}
+    assert sandbox_nices(member) <= (shift if gvisor else {10})
     # the claimer's own sandbox is not background work
-    assert thread_nices(monitor_of(sess, first)) == {0} and sandbox_nices(first) == {0}
+    assert thread_nices(monitor_of(sess, first)) == {0} and sandbox_nices(first) <= shift
 
     assert sess.create(tmpl, "--pool", "bg") == member
-    assert sandbox_nices(member) == {0}
+    assert sandbox_nices(member) <= shift
     deadline = time.monotonic() + 20
     while thread_nices(mon) != {0} or autogroup_nice(mon) not in (None, 0):
         assert time.monotonic() < deadline, f"monitor stayed at {thread_nices(mon)}"

@@ -316,31 +316,48 @@ static void kill_procs(const char *dir)
     }
 }
 
-void cg_renice(const char *id, int nice)
+/* One pass: every thread at `above` or more gets `above` less; the number
+ * changed. */
+static size_t renice_pass(const char *path, int above)
+{
+    enum { TIDS_MAX = 65536 };
+    _cleanup_free_ char *buf = stk_xmalloc(TIDS_MAX);
+    size_t changed = 0;
+    if (file_read(path, buf, TIDS_MAX) <= 0)
+        return 0;
+    for (char *p = buf; *p;) {
+        char *end;
+        long tid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        errno = 0;
+        int n = getpriority(PRIO_PROCESS, (id_t)tid);
+        if (tid > 1 && errno == 0 && n >= above &&
+            setpriority(PRIO_PROCESS, (id_t)tid, n - above) == 0)
+            changed++;
+        p = *end ? end + 1 : end;
+    }
+    return changed;
+}
+
+void cg_renice(const char *id, int above)
 {
     char hier[32][128];
     size_t n = hierarchies(hier, 32);
     for (size_t i = 0; i < n; i++) {
         /* every thread: the kernel keeps nice values per thread */
         char path[300];
-        enum { TIDS_MAX = 65536 };
-        _cleanup_free_ char *buf = NULL;
         if (stk_path_fmt(path, sizeof(path), "%s/" CG_PARENT "/%s/%s", hier[i], id,
-                         is_cgroup2(hier[i]) ? "cgroup.threads" : "tasks") < 0)
+                         is_cgroup2(hier[i]) ? "cgroup.threads" : "tasks") < 0 ||
+            access(path, R_OK) < 0)
             continue;
-        buf = stk_xmalloc(TIDS_MAX);
-        if (file_read(path, buf, TIDS_MAX) <= 0)
-            continue;
-        for (char *p = buf; *p;) {
-            char *end;
-            long tid = strtol(p, &end, 10);
-            if (end == p)
-                break;
-            if (tid > 1)
-                (void)setpriority(PRIO_PROCESS, (id_t)tid, nice);
-            p = *end ? end + 1 : end;
-        }
-        return; /* one hierarchy lists them all */
+        /* relative, so gVisor's own +1 threads keep their step; again
+         * while a pass found some: a thread made during a pass by one not
+         * yet lowered starts where its maker was */
+        for (int pass = 0; pass < 8 && renice_pass(path, above) > 0; pass++)
+            ;
+        /* every hierarchy: gVisor places its own processes per hierarchy
+         * (a thread lowered already is below `above`) */
     }
 }
 

@@ -231,7 +231,7 @@ static int local_start(void *ctx, const struct stk_driver_sandbox *sb, char **re
         return stk_error_make(err, EINVAL, "sandbox %s: no boundary to start", sb->id);
     /* a member a refill provisioned runs at the refill's low priority until
      * claimed (its init, the runtime's processes): the workload does not */
-    cg_renice(sb->id, 0);
+    cg_renice(sb->id, STK_REFILL_NICE);
     return start_workload(ctx, sb, 2000, err);
 }
 

@@ -55,7 +55,8 @@ int cg_remove(const char *id);
 /* Sets the nice value of every thread in <hierarchy>/stockade/<id>: a pool
  * member provisioned by a low-priority refill is of normal priority once
  * claimed. */
-void cg_renice(const char *id, int nice);
+/* every thread of the sandbox at `above` or more gets `above` less */
+void cg_renice(const char *id, int above);
 /* Removes <every hierarchy>/stockade/<id> that is empty, older than
  * min_age seconds and marked as owned by the state directory owner (another
  * store's cgroups, and unmarked ones, are left alone); kills nothing.

@@ -117,6 +117,11 @@ pid_t rt_spawn(const struct stk_local_paths *p, enum stk_oci_runtime rt, const c
     /* stockade ignores SIGPIPE while it relays output; the sandbox must not
      * inherit that */
     signal(SIGPIPE, SIG_DFL);
+    /* a refill's low priority stops at gVisor: its own kernel makes
+     * threads at will, some from ones a claim's renice has not reached
+     * yet, so a claimed sandbox kept low-priority threads */
+    if (rt == STK_OCI_RUNSC)
+        (void)setpriority(PRIO_PROCESS, 0, 0);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
         _exit(126);

@@ -8,10 +8,10 @@
  *    denied-egress log (each denial an event) and init's pidfd, and asks the
  *    sink what the session wants (a claim starts the deadline; an overdue
  *    stop or rm is a SIGKILL): every 50 ms and 200 ms while the sandbox
- *    uses CPU, less and less often while it does not, down to once per
- *    STK_DRV_IDLE_POLL_MS (an idle sandbox costs the host no CPU), never
- *    so seldom that the CPU-time budget could pass unseen by more than one
- *    sample.
+ *    uses more than a tenth of one CPU, less and less often while it does
+ *    not, down to once per STK_DRV_IDLE_POLL_MS (an idle sandbox costs the
+ *    host no CPU), never so seldom that the CPU-time budget could pass
+ *    unseen by more than one sample.
  * It works the same for a sandbox this process provisioned and for one it
  * adopts after a monitor died: everything comes from (id, handle). The
  * thread is the only one, and this process clones nothing while it runs
@@ -33,9 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SAMPLE_MS    50
-#define ASK_EVERY_MS 200
-#define INIT_WAIT_MS 10000
+#define SAMPLE_MS        50
+#define BUSY_USEC_PER_MS 100 /* of CPU per ms of wall clock: a tenth of one CPU */
+#define ASK_EVERY_MS     200
+#define INIT_WAIT_MS     10000
 
 int local_init_pidfd(pid_t pid, const char *id, enum stk_oci_runtime rt)
 {
@@ -177,7 +178,7 @@ static void watch(struct sup *m, struct local_ctx *c)
         stk_net_free(net);
     }
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
-    int64_t deadline = INT64_MAX, next_ask = 0, interval = SAMPLE_MS, cpu_seen = -1;
+    int64_t deadline = INT64_MAX, next_ask = 0, interval = SAMPLE_MS, cpu_seen = -1, seen_at = 0;
     /* the most CPU it can use per ms of wall clock, in thousandths: every
      * CPU of the host, whatever its limit says (a bound, not a guess) */
     int64_t cpu_rate = 1000 * sysconf(_SC_NPROCESSORS_ONLN);
@@ -196,12 +197,15 @@ static void watch(struct sup *m, struct local_ctx *c)
         int64_t now = stk_clock_ms(CLOCK_MONOTONIC);
         if (now >= deadline)
             kill_sandbox(m, STK_KILL_WALL_CLOCK);
-        /* busy while it uses CPU: sample often; idle: less and less */
-        if (m->cs.cpu_usec != cpu_seen)
+        /* busy while it uses CPU: sample often; idle: less and less. Idle
+         * is under a tenth of one CPU since the last look, not none: an
+         * idle gVisor sandbox's own kernel keeps about 4% going */
+        if (cpu_seen < 0 || (m->cs.cpu_usec - cpu_seen) > (now - seen_at) * BUSY_USEC_PER_MS)
             interval = SAMPLE_MS;
         else if (interval < STK_DRV_IDLE_POLL_MS)
             interval = interval * 2 < STK_DRV_IDLE_POLL_MS ? interval * 2 : STK_DRV_IDLE_POLL_MS;
         cpu_seen = m->cs.cpu_usec;
+        seen_at = now;
         if (now >= next_ask && m->sink->poll) {
             int64_t ago = 0;
             switch (m->sink->poll(m->sink->ud, &ago)) {
