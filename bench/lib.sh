@@ -36,3 +36,20 @@ bench_crun_exec() {
     eval "$crun_exec" >/dev/null || { echo "crun exec fails even in a private mount namespace" >&2; return 1; }
   fi
 }
+
+# The upstream of the proxy benches: network namespaces $1 (where the proxy
+# and its peers run) and $2 joined by a veth (198.18.9.1 and .2), the Python
+# program $3 run in $2 until it prints "listening" (output in $3.out, pid in
+# $upstream_pid), and $STOCKADE_PROXY_HOSTS naming 198.18.9.2 up.bench.
+bench_upstream() {
+  local h=$1 s=$2 prog=$3
+  ip netns add "$h"; ip netns add "$s"
+  ip -n "$h" link set lo up; ip -n "$s" link set lo up
+  ip -n "$h" link add up0 type veth peer name eth0 netns "$s"
+  ip -n "$h" addr add 198.18.9.1/30 dev up0; ip -n "$h" link set up0 up
+  ip -n "$s" addr add 198.18.9.2/30 dev eth0; ip -n "$s" link set eth0 up
+  ip netns exec "$s" /usr/bin/python3 "$prog" > "$prog.out" &
+  upstream_pid=$!
+  for _ in $(seq 50); do grep -q listening "$prog.out" 2>/dev/null && break; sleep 0.1; done
+  echo "198.18.9.2 up.bench" > "$STOCKADE_PROXY_HOSTS"
+}

@@ -22,6 +22,7 @@
 # Debian's squid service (on the host's 3128); the instance measured here
 # is this script's own, in its own namespace.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$PWD
 secs=${1:-5}
@@ -65,11 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add $H; ip netns add $S
-ip -n $H link set lo up; ip -n $S link set lo up
-ip -n $H link add up0 type veth peer name eth0 netns $S
-ip -n $H addr add 198.18.9.1/30 dev up0; ip -n $H link set up0 up
-ip -n $S addr add 198.18.9.2/30 dev eth0; ip -n $S link set eth0 up
 mkdir -p "$work/ws"
 # the upstream: a fixed 128-byte answer per request head, keep-alive, on
 # asyncio (busybox httpd forks per request and would be what is measured)
@@ -93,10 +89,8 @@ async def main():
     await s.serve_forever()
 asyncio.run(main())
 PY
-ip netns exec $S /usr/bin/python3 "$work/upstream.py" > "$work/upstream.out" &
-httpd_pid=$!
-for i in $(seq 50); do grep -q listening "$work/upstream.out" 2>/dev/null && break; sleep 0.1; done
-echo "198.18.9.2 up.bench" > "$work/hosts"
+bench_upstream $H $S "$work/upstream.py"
+httpd_pid=$upstream_pid
 cat > "$work/ws/proxy.lua" <<'LUA'
 wrk.path = "http://up.bench/small"
 wrk.headers["Host"] = "up.bench"
@@ -108,6 +102,8 @@ metadata:
   name: proxybench
 spec:
   rootfs: host
+  # its proxy on the sandbox's loopback (crun; gVisor's is below)
+  runtime: crun
   command: ["/bin/sleep", "3600"]
   resources: {cpu: "2", memory: 512Mi, pids: 256, storage: 64Mi}
   network:
@@ -118,7 +114,7 @@ sid=$(nsenter --net=/run/netns/$H "$bin" create -f "$work/sb.yaml")
 nsenter --net=/run/netns/$H "$bin" exec -i "$sid" -- /bin/sh -c 'cat > /tmp/proxy.lua' < "$work/ws/proxy.lua"
 # the same sandbox under gVisor, whose proxy is on the host side (the
 # bridge address, the sandbox's own port), when runsc works here
-sed -e 's/^  rootfs: host/  rootfs: host\n  runtime: gvisor/' -e 's/proxybench/proxybench-g/' \
+sed -e 's/^  runtime: crun/  runtime: gvisor/' -e 's/proxybench/proxybench-g/' \
   "$work/sb.yaml" > "$work/sbg.yaml"
 if sidg=$(nsenter --net=/run/netns/$H "$bin" create -f "$work/sbg.yaml" 2>"$work/gvisor.err"); then
   nsenter --net=/run/netns/$H "$bin" exec -i "$sidg" -- /bin/sh -c 'cat > /tmp/proxy.lua' < "$work/ws/proxy.lua"

@@ -19,6 +19,7 @@
 # set size before and after, per tunnel. The peers serve every client from
 # one process, so they are asked for PEER_TUNNELS each.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$PWD
 peer_n=${1:-9000}
@@ -57,11 +58,6 @@ trap 'exit 130' INT TERM
 pss_kib() { awk '/^Pss:/ { s += $2 } END { print s + 0 }' /proc/"$1"/smaps_rollup; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
 
-ip netns add $H; ip netns add $S
-ip -n $H link set lo up; ip -n $S link set lo up
-ip -n $H link add up0 type veth peer name eth0 netns $S
-ip -n $H addr add 198.18.9.1/30 dev up0; ip -n $H link set up0 up
-ip -n $S addr add 198.18.9.2/30 dev eth0; ip -n $S link set eth0 up
 cat > "$work/upstream.py" <<'PY'
 import asyncio, resource
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -74,10 +70,8 @@ async def main():
     await s.serve_forever()
 asyncio.run(main())
 PY
-ip netns exec $S /usr/bin/python3 "$work/upstream.py" > "$work/upstream.out" &
-up_pid=$!
-for _ in $(seq 50); do grep -q listening "$work/upstream.out" 2>/dev/null && break; sleep 0.1; done
-echo "198.18.9.2 up.bench" > "$work/hosts"
+bench_upstream $H $S "$work/upstream.py"
+up_pid=$upstream_pid
 printf '127.0.0.1 localhost\n198.18.9.2 up.bench\n' > "$work/etc-hosts"
 
 # hold(what, url, n, pid-to-measure, client-path, command...): runs the
