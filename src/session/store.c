@@ -211,6 +211,15 @@ static int db_file_create(const char *path, struct stk_error **err)
     return 0;
 }
 
+/* Whether the database file's header already says WAL (its read and write
+ * format versions, bytes 18 and 19, are 2). Any doubt answers no. */
+static bool db_is_wal(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    uint8_t h[20];
+    return fd >= 0 && pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && h[18] == 2 && h[19] == 2;
+}
+
 static int exec_pragma(struct stk_store *st, const char *sql, const char *want,
                        struct stk_error **err)
 {
@@ -276,11 +285,22 @@ static int store_open_at(const char *state_dir, bool create, struct stk_store **
     int rc =
         sqlite3_open_v2(db_path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
         r = stk_error_make(err, EIO, "opening %s: %s", db_path,
                            st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
-    else
+    } else if (db_is_wal(db_path)) {
         r = configure(st, err);
+    } else {
+        /* Switching a new database to WAL takes SQLite's rollback-journal
+         * locks, whose deadlock avoidance answers "busy" at once, without
+         * waiting: twenty first creates on a new state directory lost
+         * that race. The writers' lock file orders them instead. */
+        r = store_lock(st, true, err);
+        if (r >= 0) {
+            r = configure(st, err);
+            store_unlock(st);
+        }
+    }
     if (r >= 0)
         r = migrate(st, err);
     if (r < 0) {

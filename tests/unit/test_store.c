@@ -1150,6 +1150,52 @@ static void test_concurrent_appends_and_verify(void **state)
     assert_true(checks > 0);
 }
 
+/* Many first opens of one new state directory at once: each switches the
+ * new database to WAL, which under SQLite's rollback-journal locks answered
+ * "busy" at once to all but one (deadlock avoidance never waits). */
+#define OPENERS     24
+#define OPEN_ROUNDS 8
+
+static void test_concurrent_first_opens(void **state)
+{
+    struct fixture *f = *state;
+    for (int round = 0; round < OPEN_ROUNDS; round++) {
+        _cleanup_free_ char *dir = stk_xasprintf("%s/fresh%d", f->dir, round);
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t pids[OPENERS];
+        for (int i = 0; i < OPENERS; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                char c;
+                close(go[1]);
+                if (read(go[0], &c, 1) != 0)
+                    _exit(9);
+                struct stk_store *st = NULL;
+                struct stk_error *err = NULL;
+                if (stk_store_open(dir, &st, &err) < 0) {
+                    fprintf(stderr, "opener %d: %s\n", i, err->msg);
+                    _exit(10);
+                }
+                stk_store_close(st);
+                _exit(0);
+            }
+        }
+        close(go[0]);
+        close(go[1]); /* all start together */
+        for (int i = 0; i < OPENERS; i++) {
+            int status = 0;
+            assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+        }
+        struct stk_store *st = NULL;
+        assert_int_equal(stk_store_open_existing(dir, &st, NULL), 0);
+        stk_store_close(st);
+    }
+}
+
 static void test_text_must_be_utf8(void **state)
 {
     struct fixture *f = *state;
@@ -1187,6 +1233,7 @@ int main(void)
         T(test_tamper_rehashed_record),
         T(test_export_reverifies_offline),
         T(test_concurrent_appends_and_verify),
+        T(test_concurrent_first_opens),
         T(test_text_must_be_utf8),
 #undef T
     };
