@@ -919,9 +919,14 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
             if (dup)
                 continue;
             const char *name = secret_name(bd->credential.ref.v);
-            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name,
-                                                "items", "key", bd->credential.key.v, "path",
-                                                json_sprintf("%s/%s", name, bd->credential.key.v)));
+            /* optional: the Secret may be made after the sandbox (its
+             * namespace is the sandbox's); the proxy starts and serves
+             * meanwhile, a binding answering that its credential file is
+             * missing until the kubelet syncs the Secret in */
+            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}], s:b}}", "secret", "name",
+                                                name, "items", "key", bd->credential.key.v, "path",
+                                                json_sprintf("%s/%s", name, bd->credential.key.v),
+                                                "optional", 1));
         }
         add_volume(volumes, mounts, "credentials", PROXY_CREDENTIALS_DIR, true,
                    PACK("{s:{s:o, s:i}}", "projected", "sources", sources, "defaultMode", 0440));

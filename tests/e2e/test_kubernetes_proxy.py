@@ -120,6 +120,43 @@ def pod_ip(ns, selector):
     return wait(ip, f"no Ready Pod {selector} in {ns}")
 
 
+def ready_proxy_ip(ns):
+    """The proxy Pod's address, asserting it is Ready now (no waiting)."""
+    out = kubectl("get", "pods", "-n", ns, "-l", "stockade.dev/component=egress-proxy", "-o",
+                  "json").stdout
+    ready = [p for p in json.loads(out)["items"]
+             if any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in p["status"].get("conditions", []))]
+    assert len(ready) == 1, f"the proxy's Pod is not Ready after create: {out}"
+    return ready[0]["status"]["podIP"]
+
+
+def proxy_rbac(ns, sid=None):
+    """The Roles and RoleBindings in ns (of the sandbox sid, or all)."""
+    sel = ["-l", f"stockade.dev/sandbox-id={sid}"] if sid else []
+    out = kubectl("get", "roles,rolebindings", "-n", ns, *sel, "-o", "name").stdout
+    return sorted(line for line in out.splitlines() if line)
+
+
+def other_ns_doc(name, ns, secret_ns, proxy_image, pull="IfNotPresent"):
+    """A sandbox with allowHosts and a binding whose Secret is in secret_ns
+    (read through the API: a Role and RoleBinding there)."""
+    return {
+        "apiVersion": "stockade.dev/v1alpha1", "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": "e2e"},
+        "spec": {
+            "image": PYIMAGE, "command": ["sleep", "3600"],
+            "resources": {"cpu": "500m", "memory": "256Mi"},
+            "network": {"allowHosts": ["upstream.test:8080"]},
+            "bindings": [{"name": "up", "url": "https://upstream.test:8443",
+                          "credential": {"source": "kubernetesSecret",
+                                         "ref": f"{secret_ns}/canary-secret", "key": "token"}}],
+            "driverConfig": {"kubernetes": {"namespace": ns, "imagePullPolicy": pull,
+                                            "proxyImage": proxy_image}},
+        },
+    }
+
+
 @pytest.fixture
 def upstream(tmp_path):
     """An HTTP (8080) and HTTPS (8443, a test CA) server in a namespace of
@@ -204,11 +241,13 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
     created = kube.ok("create", "-f", f)
     outputs += [created.stdout, created.stderr]
     sid = created.stdout.strip()
-    # the Secret, in the sandbox's namespace: mounted into the proxy's Pod only
+    # create waited for the proxy's Pod to be Ready
+    proxy_ip = ready_proxy_ip(ns)
+    # the Secret, in the sandbox's namespace (made after create: the namespace
+    # is the sandbox's): mounted into the proxy's Pod only, as an optional
+    # volume the kubelet fills in at its next sync of the Pod
     kubectl("create", "secret", "generic", "canary-secret", "-n", ns,
             f"--from-literal=token={CANARY}")
-    kubectl("rollout", "status", "deployment/stockade-proxy", "-n", ns, "--timeout=180s")
-    proxy_ip = pod_ip(ns, "stockade.dev/component=egress-proxy")
 
     # the workload's environment names the proxy's Service (service links)
     svc = json.loads(kubectl("get", "service", "stockade-proxy", "-n", ns, "-o", "json").stdout)
@@ -220,13 +259,19 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
     # through the proxy (at its Pod's address: the test cluster has no kube-proxy)
     kube.ok("cp", "-", f"{sid}:/tmp/client.py", input=CLIENT)
     p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
-                "http://upstream.test:8080/", "http://other.test:8080/",
-                "http://up.bindings.stockade.internal/check")
+                "http://upstream.test:8080/", "http://other.test:8080/")
     outputs += [p.stdout, p.stderr]
     lines = p.stdout.splitlines()
     assert lines[0] == "http://upstream.test:8080/ 200 hello-upstream", p.stdout
     assert lines[1] == "http://other.test:8080/ 403 refused", p.stdout
-    assert lines[2] == "http://up.bindings.stockade.internal/check 200 auth-ok", p.stdout
+
+    # the binding, once the kubelet has synced the Secret into the proxy's Pod
+    def binding():
+        q = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+                    "http://up.bindings.stockade.internal/check")
+        outputs.extend([q.stdout, q.stderr])
+        return "200 auth-ok" in q.stdout
+    wait(binding, "the binding never answered with the Secret's credential", timeout=240)
     # the decisions are the proxy Pod's log
     log = kubectl("logs", "-n", ns, "deployment/stockade-proxy").stdout
     decisions = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
@@ -303,3 +348,75 @@ def test_proxy_needs_an_image(kube, tmp_path):
     assert p.returncode != 0
     assert "spec.driverConfig.kubernetes.proxyImage" in p.stderr, p.stderr
     assert kubectl("get", "namespace", ns, check=False).returncode != 0
+
+
+def test_proxy_ready_at_create_and_rm_takes_its_roles(kube, tmp_path, upstream, proxy_image):
+    """create (--wait running) returns with the proxy serving: the first
+    request through it succeeds, no retry. rm removes the Role and
+    RoleBinding it made beside a Secret in another namespace, and nothing
+    else there."""
+    upns, _, _ = upstream
+    ns = f"kube-proxy-rdy-{os.getpid()}"
+    kubectl("create", "role", "not-stockades", "-n", upns, "--verb=get", "--resource=configmaps")
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(other_ns_doc("ready", ns, upns, proxy_image)))
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    proxy_ip = ready_proxy_ip(ns)
+    kube.ok("cp", "-", f"{sid}:/tmp/client.py", input=CLIENT)
+    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+                "http://upstream.test:8080/")
+    assert p.stdout.splitlines() == ["http://upstream.test:8080/ 200 hello-upstream"], p.stdout
+    assert proxy_rbac(upns, sid) == [f"role.rbac.authorization.k8s.io/stockade-proxy-{ns}",
+                                     f"rolebinding.rbac.authorization.k8s.io/stockade-proxy-{ns}"]
+    kube.ok("rm", "-f", sid)
+    assert proxy_rbac(upns, sid) == []
+    assert "role.rbac.authorization.k8s.io/not-stockades" in proxy_rbac(upns)
+
+
+def test_gc_removes_the_proxys_roles_left_behind(kube, tmp_path, upstream, proxy_image):
+    """A crash leaves the objects and no record: gc removes the Role and
+    RoleBinding in the Secret's namespace with the sandbox's namespace, and
+    leaves another state directory's and a foreign Role alone."""
+    upns, _, _ = upstream
+    ns, ons = f"kube-proxy-gc-{os.getpid()}", f"kube-proxy-gco-{os.getpid()}"
+    kubectl("create", "role", "not-stockades", "-n", upns, "--verb=get", "--resource=configmaps")
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(other_ns_doc("gcme", ns, upns, proxy_image)))
+    sid = kube.ok("create", "-f", f).stdout.strip()
+    other = Kube(tmp_path / "other")
+    g = tmp_path / "o.yaml"
+    g.write_text(yaml.safe_dump(other_ns_doc("gcother", ons, upns, proxy_image)))
+    oid = other.ok("create", "-f", g).stdout.strip()
+    try:
+        assert len(proxy_rbac(upns, sid)) == 2 and len(proxy_rbac(upns, oid)) == 2
+        # the record goes behind the driver's back: the objects are orphans
+        for suffix in ("", "-wal", "-shm"):
+            path = tmp_path / "state" / f"stockade.db{suffix}"
+            if path.exists():
+                path.unlink()
+        out = kube.ok("gc").stdout
+        assert proxy_rbac(upns, sid) == [], out
+        assert len(proxy_rbac(upns, oid)) == 2
+        assert "role.rbac.authorization.k8s.io/not-stockades" in proxy_rbac(upns)
+        wait(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0,
+             f"gc left namespace {ns}")
+    finally:
+        other.ok("rm", "-f", oid)
+    assert proxy_rbac(upns, oid) == []
+
+
+def test_proxy_that_cannot_start_fails_create(kube, tmp_path, upstream):
+    """A proxy image the node does not have (imagePullPolicy Never: nothing
+    is pulled) fails create with the cluster's reason, and what create
+    applied goes, the Role beside the Secret too."""
+    upns, _, _ = upstream
+    ns = f"kube-proxy-bad-{os.getpid()}"
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(other_ns_doc("badproxy", ns, upns,
+                                             "localhost/stockade-no-such-proxy:0", pull="Never")))
+    p = kube("create", "-f", f)
+    assert p.returncode != 0
+    assert "egress proxy" in p.stderr and "ErrImageNeverPull" in p.stderr, p.stderr
+    wait(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0,
+         f"the failed create left namespace {ns}")
+    assert [r for r in proxy_rbac(upns) if "stockade-proxy" in r] == []
