@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import stockade_bin
-from kubeimage import build, stockade_files
+from kubeimage import build, shared_libraries, stockade_files
 from test_kubernetes import KUBECONFIG, KUBECTL, Kube, kubectl
 
 SOCK = os.environ.get("STOCKADE_TEST_CONTAINERD", "/run/k8s-containerd/containerd.sock")
@@ -161,7 +161,7 @@ def other_ns_doc(name, ns, secret_ns, proxy_image, pull="IfNotPresent"):
 def upstream(tmp_path):
     """An HTTP (8080) and HTTPS (8443, a test CA) server in a namespace of
     the test's own; yields (its Pod address, the CA file)."""
-    ns = f"kube-proxy-up-{os.getpid()}"
+    ns = f"kube-proxy-up-{os.getpid()}-{os.urandom(3).hex()}"  # per test: the last may be going
     d = tmp_path / "tls"
     d.mkdir()
     make_tls(d)
@@ -200,6 +200,15 @@ def proxy_image(tmp_path, upstream):
     for mount_point in ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname"):
         files[mount_point] = b""
     env.append("STOCKADE_PROXY_HOSTS=/etc/stockade-test-hosts")
+    # the proxy starts listening 5 s late (a wrapper first in PATH), later than
+    # the sandbox's Pod runs: a create that did not wait for the proxy's Pod to
+    # be Ready would return before it serves
+    sh, sleep = os.path.realpath("/bin/sh"), os.path.realpath("/bin/sleep")
+    files["/bin/sh"], files["/bin/sleep"] = sh, sleep
+    for lib in shared_libraries(sh, sleep):
+        files[lib] = lib
+    files["/usr/local/sbin/stockade"] = \
+        b'#!/bin/sh\n/bin/sleep 5\nexec /usr/local/bin/stockade "$@"\n'
     tar = build(str(tmp_path / "proxy.tar"), tag, files, env)
     ctr("images", "import", tar)
     try:
@@ -362,8 +371,7 @@ def test_proxy_ready_at_create_and_rm_takes_its_roles(kube, tmp_path, upstream, 
     f.write_text(yaml.safe_dump(other_ns_doc("ready", ns, upns, proxy_image)))
     sid = kube.ok("create", "-f", f).stdout.strip()
     proxy_ip = ready_proxy_ip(ns)
-    kube.ok("cp", "-", f"{sid}:/tmp/client.py", input=CLIENT)
-    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+    p = kube.ok("exec", sid, "--", "python3", "-c", CLIENT, f"http://{proxy_ip}:3128",
                 "http://upstream.test:8080/")
     assert p.stdout.splitlines() == ["http://upstream.test:8080/ 200 hello-upstream"], p.stdout
     assert proxy_rbac(upns, sid) == [f"role.rbac.authorization.k8s.io/stockade-proxy-{ns}",
