@@ -428,3 +428,65 @@ def test_proxy_that_cannot_start_fails_create(kube, tmp_path, upstream):
     wait(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0,
          f"the failed create left namespace {ns}")
     assert [r for r in proxy_rbac(upns) if "stockade-proxy" in r] == []
+
+
+def test_gateway_rbac_may_make_the_proxys_role(kube, tmp_path):
+    """The in-cluster gateway's rendered RBAC lets it make the proxy's Role
+    and RoleBinding beside a Secret in another namespace (Kubernetes refuses
+    a Role granting what its maker lacks) once --secret-namespace names that
+    namespace, and not before. Applied as the gateway's ServiceAccount in
+    namespaces of the test's own, its ClusterRole renamed for this test
+    (cluster-scoped names are shared with other runs)."""
+    tag = f"kproxy-gw-{os.getpid()}"
+    gwns, vault = tag, f"kproxy-vault-{os.getpid()}"
+    r = kube.ok("render", "--target", "kubernetes", "--cluster-objects", "--secret-namespace",
+                vault, "-o", "json")
+    objs = json.loads(r.stdout)["items"]
+    crole = next(o for o in objs if o["kind"] == "ClusterRole"
+                 and o["metadata"]["name"] == "stockade-gateway")
+    crb = next(o for o in objs if o["kind"] == "ClusterRoleBinding")
+    secrets = [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+    crole["metadata"]["name"] = crb["metadata"]["name"] = crb["roleRef"]["name"] = tag
+    for o in [crb] + [o for o in secrets if o["kind"] == "RoleBinding"]:
+        o["subjects"][0]["namespace"] = gwns
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(other_ns_doc("rbac", f"kproxy-sb-{os.getpid()}", vault,
+                                             "localhost/stockade-proxy:never")))
+    sandbox = json.loads(kube.ok("render", "--target", "kubernetes", "-o", "json", f).stdout)
+    proxy_roles = [o for o in sandbox["items"] if o["kind"] in ("Role", "RoleBinding")
+                   and o["metadata"]["namespace"] == vault]
+    assert len(proxy_roles) == 2
+
+    def write(name, docs):
+        p = tmp_path / name
+        p.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        return str(p)
+
+    as_gw = f"--as=system:serviceaccount:{gwns}:stockade-gateway"
+    try:
+        for ns in (gwns, vault):
+            kubectl("create", "namespace", ns)
+        kubectl("create", "serviceaccount", "stockade-gateway", "-n", gwns)
+        kubectl("apply", "-f", write("gw.json", [crole, crb]))
+        roles = write("proxy-roles.json", proxy_roles)
+        p = kubectl("apply", as_gw, "-f", roles, check=False)
+        assert p.returncode != 0 and "not currently held" in p.stderr, (p.stdout, p.stderr)
+        kubectl("apply", "-f", write("secrets.json", secrets))
+        p = kubectl("apply", as_gw, "-f", roles, check=False)
+        assert p.returncode == 0, p.stderr
+        # and what rm/gc do with them: list across namespaces, delete
+        for verb, res in (("list", "roles"), ("delete", "roles"), ("list", "rolebindings"),
+                          ("delete", "rolebindings")):
+            assert kubectl("auth", "can-i", verb, res, "-A" if verb == "list" else "-n",
+                           *([] if verb == "list" else [vault]), as_gw,
+                           check=False).stdout.strip() == "yes", (verb, res)
+        # get on Secrets only where named
+        assert kubectl("auth", "can-i", "get", "secrets", "-n", vault, as_gw,
+                       check=False).stdout.strip() == "yes"
+        assert kubectl("auth", "can-i", "get", "secrets", "-n", gwns, as_gw,
+                       check=False).stdout.strip() == "no"
+    finally:
+        kubectl("delete", "clusterrolebinding", tag, "--ignore-not-found", check=False)
+        kubectl("delete", "clusterrole", tag, "--ignore-not-found", check=False)
+        for ns in (gwns, vault):
+            kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
