@@ -646,7 +646,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
          * was recorded (a create cut short) */
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
         json_t *list = NULL;
-        int r = delete_outside(c, sb->id, NULL, 0, NULL, err);
+        /* a sandbox known to have no proxy has nothing outside */
+        int r = !sb->b || stk_k8s_needs_proxy(sb->b) ? delete_outside(c, sb->id, NULL, 0, NULL, err)
+                                                     : 0;
         if (r < 0 || (r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
             return r;
         size_t i;
