@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long provision waits for the Pod to run (image pulls, scheduling);
@@ -569,44 +570,56 @@ static int eject(struct kube_ctx *c, const struct handle *h, const char *id,
 static int claim_teardown(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
                           const struct handle *h, bool purge, struct stk_error **err);
 
-/* What the sandbox's rendering puts outside its own namespace (the egress
- * proxy's Role and RoleBinding beside a Secret it reads): deleting the
- * namespace does not take them, so they go by name, each only when it
- * carries this sandbox's id. */
-static int delete_outside(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *ns,
-                          struct stk_error **err)
+/* What a sandbox's rendering puts outside its own namespace, which deleting
+ * that namespace does not take: the egress proxy's Role and RoleBinding
+ * beside a Secret it reads through the API. Found across namespaces by
+ * their ownership labels (managed-by stockade, the proxy's component, this
+ * state directory's store) and deleted, each under its uid, when it
+ * carries the sandbox id `id` (rm), or with id NULL, a sandbox id not in
+ * keep (gc). Nothing without all of those labels is ever touched. */
+static int delete_outside(struct kube_ctx *c, const char *id, const char *const *keep,
+                          size_t n_keep, size_t *ret_removed, struct stk_error **err)
 {
-    if (!sb->b || sb->b->model == STK_MODEL_INJECTION || !stk_k8s_needs_proxy(sb->b))
-        return 0;
-    struct stk_k8s_options opt = {
-        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
-    json_t *objs = NULL;
-    if (stk_k8s_render(sb->b, &opt, &objs, NULL) < 0)
-        return 0; /* nothing of it was applied either */
-    int r = 0;
-    size_t i;
-    json_t *o;
-    json_array_foreach(objs, i, o)
-    {
-        const char *ons = jstr(o, "metadata.namespace");
-        struct stk_kube_ref ref;
-        json_t *live = NULL;
-        if (!ons || !strcmp(ons, ns) || stk_kube_ref_of(o, &ref, NULL) < 0)
-            continue;
-        if (stk_kube_get(c->k, &ref, &live, NULL) < 0)
-            continue;
-        const json_t *labels = json_object_get(json_object_get(live, "metadata"), "labels");
-        if (stk_streq(json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL)),
-                      sb->id) &&
-            (r = stk_kube_delete(c->k, &ref, "Background", jstr(live, "metadata.uid"), err)) < 0 &&
-            r != -ENOENT) {
-            json_decref(live);
+    static const char *const kinds[] = {"RoleBinding", "Role"};
+    int r = need_store(c, err);
+    if (r < 0)
+        return r;
+    char sel[256];
+    snprintf(sel, sizeof(sel), "%s=%s,%s=%s,%s=%s%s%s%s", STK_K8S_MANAGED_BY_LABEL,
+             STK_K8S_MANAGED_BY, STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT,
+             STK_K8S_STORE_LABEL, c->store, id ? "," : "", id ? STK_K8S_SANDBOX_ID_LABEL "=" : "",
+             id ? id : "");
+    for (size_t k = 0; k < STK_ARRAY_SIZE(kinds) && r >= 0; k++) {
+        struct stk_kube_ref coll = {"rbac.authorization.k8s.io/v1", kinds[k], NULL, NULL};
+        json_t *list = NULL;
+        if ((r = stk_kube_list(c->k, &coll, sel, &list, err)) < 0)
             break;
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(list, "items"), i, o)
+        {
+            const json_t *labels = json_object_get(json_object_get(o, "metadata"), "labels");
+            const char *oid = json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+            bool kept = !oid || (id && strcmp(oid, id));
+            for (size_t j = 0; oid && !id && j < n_keep; j++)
+                kept |= !strcmp(keep[j], oid);
+            if (kept)
+                continue;
+            struct stk_kube_ref one = {"rbac.authorization.k8s.io/v1", kinds[k],
+                                       jstr(o, "metadata.namespace"), jstr(o, "metadata.name")};
+            /* 404 is 0; -EAGAIN: replaced meanwhile, not this one */
+            r = stk_kube_delete(c->k, &one, "Background", jstr(o, "metadata.uid"), err);
+            if (r < 0 && r != -EAGAIN)
+                break;
+            if (r == -EAGAIN) {
+                stk_error_free(*err);
+                *err = NULL;
+            } else if (r > 0 && ret_removed)
+                ++*ret_removed;
+            r = 0;
         }
-        r = 0;
-        json_decref(live);
+        json_decref(list);
     }
-    json_decref(objs);
     return r;
 }
 
@@ -633,8 +646,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
          * was recorded (a create cut short) */
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
         json_t *list = NULL;
-        char nsbuf[64];
-        int r = sb->b ? delete_outside(c, sb, sandbox_namespace(sb, nsbuf, sizeof(nsbuf)), err) : 0;
+        /* a sandbox known to have no proxy has nothing outside */
+        int r = !sb->b || stk_k8s_needs_proxy(sb->b) ? delete_outside(c, sb->id, NULL, 0, NULL, err)
+                                                     : 0;
         if (r < 0 || (r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
             return r;
         size_t i;
@@ -702,13 +716,14 @@ static int ready_fn(void *ud, const char *type, const json_t *pod)
     return 0;
 }
 
-static int wait_running(struct kube_ctx *c, const char *ns, const char *id, struct stk_error **err)
+static int wait_running(struct kube_ctx *c, const char *ns, const char *id, int timeout_ms,
+                        struct stk_error **err)
 {
     char sel[128];
     selector(id, sel, sizeof(sel));
     struct stk_kube_ref pods = {"v1", "Pod", ns, NULL};
     struct ready_wait w = {.c = c};
-    int r = stk_kube_watch(c->k, &pods, sel, NULL, READY_TIMEOUT_MS, ready_fn, &w, err);
+    int r = stk_kube_watch(c->k, &pods, sel, NULL, timeout_ms, ready_fn, &w, err);
     if (r == -ETIMEDOUT) {
         stk_error_free(*err);
         *err = NULL;
@@ -718,6 +733,83 @@ static int wait_running(struct kube_ctx *c, const char *ns, const char *id, stru
     if (w.failed)
         return stk_error_make(err, EIO, "%s", w.message);
     return r < 0 ? r : 0;
+}
+
+/* Until the egress proxy's Pod is Ready (its readiness probe: it listens),
+ * or its container cannot start. */
+static int proxy_ready_fn(void *ud, const char *type, const json_t *pod)
+{
+    struct ready_wait *w = ud;
+    if (strcmp(type, "SYNC") && strcmp(type, "ADDED") && strcmp(type, "MODIFIED"))
+        return 0;
+    if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp"))
+        return 0; /* a Pod of an earlier rollout, going */
+    size_t i;
+    const json_t *cond;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, cond)
+    {
+        const char *t = jstr(cond, "type"), *s = jstr(cond, "status"), *m = jstr(cond, "message");
+        if (t && s && !strcmp(t, "Ready") && !strcmp(s, "True"))
+            return 1;
+        if (s && !strcmp(s, "False") && m)
+            snprintf(w->message, sizeof(w->message), "%s: %s", t ? t : "?", m);
+    }
+    const json_t *cs;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i, cs)
+    {
+        const json_t *waiting = json_object_get(json_object_get(cs, "state"), "waiting");
+        const char *reason = jstr(waiting, "reason");
+        if (waiting_fatal(reason)) {
+            const json_t *last = json_object_get(json_object_get(cs, "lastState"), "terminated");
+            snprintf(w->message, sizeof(w->message), "Pod %s/%s: %s: %s%s%s",
+                     jstr(pod, "metadata.namespace"), jstr(pod, "metadata.name"), reason,
+                     jstr(waiting, "message") ? jstr(waiting, "message") : "",
+                     last ? "; last exit: " : "",
+                     last ? (jstr(last, "message")  ? jstr(last, "message")
+                             : jstr(last, "reason") ? jstr(last, "reason")
+                                                    : "?")
+                          : "");
+            w->failed = true;
+            return 2;
+        }
+        if (reason)
+            snprintf(w->message, sizeof(w->message), "%s", reason);
+    }
+    return 0;
+}
+
+static int wait_proxy_ready(struct kube_ctx *c, const char *ns, int timeout_ms,
+                            struct stk_error **err)
+{
+    struct stk_kube_ref pods = {"v1", "Pod", ns, NULL};
+    struct ready_wait w = {.c = c};
+    int r = stk_kube_watch(c->k, &pods, STK_K8S_COMPONENT_LABEL "=" STK_K8S_PROXY_COMPONENT, NULL,
+                           timeout_ms, proxy_ready_fn, &w, err);
+    if (r == -ETIMEDOUT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ETIMEDOUT,
+                              "the egress proxy's Pod in %s (Deployment %s) was not Ready within "
+                              "%d s%s%s",
+                              ns, STK_K8S_PROXY_NAME, READY_TIMEOUT_MS / 1000,
+                              w.message[0] ? ": " : "", w.message);
+    }
+    if (w.failed)
+        return stk_error_make(err, EIO, "the egress proxy cannot start: %s", w.message);
+    return r < 0 ? r : 0;
+}
+
+/* `ready` means running: the sandbox's Pod runs and, when it has one, the
+ * egress proxy serves (Ready), both within one READY_TIMEOUT_MS. */
+static int wait_ready(struct kube_ctx *c, const struct stk_boundary *b, const char *ns,
+                      const char *id, struct stk_error **err)
+{
+    int64_t start = stk_clock_ms(CLOCK_MONOTONIC);
+    int r = 0;
+    if (stk_k8s_needs_proxy(b) && (r = wait_proxy_ready(c, ns, READY_TIMEOUT_MS, err)) < 0)
+        return r;
+    int64_t left = READY_TIMEOUT_MS - (stk_clock_ms(CLOCK_MONOTONIC) - start);
+    return wait_running(c, ns, id, (int)(left < 1000 ? 1000 : left), err);
 }
 
 static bool exists(struct kube_ctx *c, const json_t *obj)
@@ -847,7 +939,7 @@ static int inject_provision(struct kube_ctx *c, const struct stk_driver_sandbox 
     json_t *replicas = json_object_get(json_object_get(live, "spec"), "replicas");
     if (r >= 0 && !sb->accepted_only &&
         !(json_is_integer(replicas) && json_integer_value(replicas) == 0))
-        r = wait_running(c, h.ns, sb->id, err);
+        r = wait_running(c, h.ns, sb->id, READY_TIMEOUT_MS, err);
     json_decref(live);
     if (r < 0) {
         struct stk_error *uerr = NULL;
@@ -1023,7 +1115,7 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     if (r >= 0 && !workload)
         r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
     if (r >= 0 && !sb->accepted_only)
-        r = wait_running(c, ns, sb->id, err);
+        r = wait_ready(c, sb->b, ns, sb->id, err);
     if (r < 0) {
         /* nothing half-applied: what this create made goes (a restart
          * keeps what persisted: only the workload goes) */
@@ -2101,7 +2193,7 @@ static int claim_provision(struct kube_ctx *c, const struct stk_driver_sandbox *
         r = claim_wait(c, ns, sb->id, err);
     }
     if (r >= 0)
-        r = wait_running(c, ns, sb->id, err);
+        r = wait_running(c, ns, sb->id, READY_TIMEOUT_MS, err);
     if (r < 0) {
         /* nothing half-applied: the claim goes, and the member with it */
         struct stk_error *uerr = NULL;
@@ -2180,7 +2272,8 @@ static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret
         r = 0;
     }
     json_decref(list);
-    if (r < 0)
+    /* the proxy's Roles and RoleBindings in other namespaces */
+    if (r < 0 || (r = delete_outside(c, NULL, keep, n_keep, &removed, err)) < 0)
         return r;
     /* injections left behind: a workload labelled with this store whose
      * sandbox has no record (a create cut short after its apply, a store
