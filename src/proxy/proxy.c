@@ -138,6 +138,12 @@ static void record_write(struct stk_proxy *p, json_t *o)
     free(s);
 }
 
+static void report_dropped(struct stk_proxy *p, uint64_t dropped)
+{
+    if (dropped)
+        record_write(p, stk_proxy_suppressed_record(p->sandbox, dropped));
+}
+
 /* Whether the second's budget has room for one more record; counts the
  * drop when not (checked before a record is built: under load most are).
  * A new second first reports what the last ones dropped. */
@@ -145,8 +151,7 @@ static bool budget(struct stk_proxy *p)
 {
     uint64_t dropped;
     bool room = stk_proxy_budget_take(&p->budget, now_s(), &dropped);
-    if (dropped)
-        record_write(p, stk_proxy_suppressed_record(p->sandbox, dropped));
+    report_dropped(p, dropped);
     return room;
 }
 
@@ -1177,9 +1182,7 @@ static void *serve(void *ud)
     event_base_dispatch(p->base);
     while (p->conns)
         conn_free(p->conns);
-    uint64_t dropped = stk_proxy_budget_flush(&p->budget);
-    if (dropped)
-        record_write(p, stk_proxy_suppressed_record(p->sandbox, dropped));
+    report_dropped(p, stk_proxy_budget_flush(&p->budget));
     return NULL;
 }
 
