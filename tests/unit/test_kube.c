@@ -988,6 +988,12 @@ static char *read_all(int fd)
     return b.data ? stk_buf_steal(&b) : stk_xstrdup("");
 }
 
+static size_t to_buf(void *ud, const char *data, size_t n)
+{
+    stk_buf_append(ud, data, n);
+    return n;
+}
+
 static void test_logs(void **state)
 {
     (void)state;
@@ -1016,6 +1022,26 @@ static void test_logs(void **state)
     assert_int_equal(stk_kube_logs(k, &q, &err), -ENOENT);
     assert_non_null(strstr(err->msg, "logs Pod lns/nope: 404"));
     assert_true(count_in_log(k, "/pods/p/log?container=c&follow=true") == 1);
+    /* a follow cancelled (the proxy's log follower stopping): success, at
+     * once rather than when the stream ends, what arrived delivered */
+    {
+        atomic_bool cancel = true;
+        _cleanup_buf_ struct stk_buf got = {0};
+        struct stk_kube_logs_req cq = {.namespace = "lns",
+                                       .pod = "p",
+                                       .container = "c",
+                                       .follow = true,
+                                       .tail_lines = -1,
+                                       .out_fd = -1,
+                                       .sink = to_buf,
+                                       .sink_ud = &got,
+                                       .cancel = &cancel};
+        assert_int_equal(stk_kube_logs(k, &cq, &err), 0);
+        assert_true(got.len < strlen("line 1\nline 2\nline 3\n"));
+        atomic_store(&cancel, false);
+        assert_int_equal(stk_kube_logs(k, &cq, &err), 0);
+        assert_string_equal(stk_buf_str(&got), "line 1\nline 2\nline 3\n");
+    }
 }
 
 /* ---- exec ------------------------------------------------------------------ */

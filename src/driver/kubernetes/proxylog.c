@@ -330,7 +330,9 @@ static void *follow_thread(void *ud)
 {
     struct stk_kube_proxy_follower *f = ud;
     char cur[254];
-    snprintf(cur, sizeof(cur), "%s", f->in.pod);
+    pthread_mutex_lock(&f->mu);
+    snprintf(cur, sizeof(cur), "%s", f->acked_pod);
+    pthread_mutex_unlock(&f->mu);
     struct stk_kube_ref pods = {"v1", "Pod", f->ns, NULL};
     while (!atomic_load(&f->stop)) {
         json_t *list = NULL;
