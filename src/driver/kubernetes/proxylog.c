@@ -433,17 +433,24 @@ static void keep(struct stk_kube_proxy_follower *f, bool moved)
     }
 }
 
-/* Reads what the pipe holds (until its end when block). */
+/* Reads what the pipe holds: until its end when block, else at most
+ * PUMP_MAX bytes (a log that floods does not keep the owner from its
+ * sandbox; the rest waits in the pipe and, behind it, in the stream). */
+#define PUMP_MAX (1u << 20)
 static void take(struct stk_kube_proxy_follower *f, bool block, stk_kube_proxy_record_fn fn,
                  void *ud)
 {
     char buf[16384];
     ssize_t n;
+    size_t total = 0;
     bool moved = false;
     (void)fcntl(f->rfd, F_SETFL, block ? 0 : O_NONBLOCK);
-    while ((n = read(f->rfd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
+    while ((block || total < PUMP_MAX) &&
+           ((n = read(f->rfd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0) {
+            total += (size_t)n;
             moved |= stk_kube_proxy_ingest_feed(&f->in, buf, (size_t)n, fn, ud);
+        }
     keep(f, moved);
 }
 
