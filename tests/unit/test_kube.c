@@ -1022,6 +1022,23 @@ static void test_logs(void **state)
     assert_int_equal(stk_kube_logs(k, &q, &err), -ENOENT);
     assert_non_null(strstr(err->msg, "logs Pod lns/nope: 404"));
     assert_true(count_in_log(k, "/pods/p/log?container=c&follow=true") == 1);
+    /* the previous instance of a restarted container, from a second on */
+    {
+        _cleanup_buf_ struct stk_buf got = {0};
+        struct stk_kube_logs_req pq = {.namespace = "lns",
+                                       .pod = "p",
+                                       .container = "c",
+                                       .previous = true,
+                                       .timestamps = true,
+                                       .since_ms = 1796464800123,
+                                       .tail_lines = -1,
+                                       .out_fd = -1,
+                                       .sink = to_buf,
+                                       .sink_ud = &got};
+        assert_int_equal(stk_kube_logs(k, &pq, &err), 0);
+        assert_true(count_in_log(k, "/pods/p/log?container=c&previous=true&timestamps=true&"
+                                    "sinceTime=2026-12-05T10:00:00Z") == 1);
+    }
     /* a follow cancelled (the proxy's log follower stopping): success, at
      * once rather than when the stream ends, what arrived delivered */
     {

@@ -218,6 +218,7 @@ int stk_kube_event_parse(const char *line, size_t len, json_t **ret_event, const
 struct stk_kube_logs_req {
     const char *namespace, *pod, *container; /* container NULL: the only one */
     bool follow, timestamps;
+    bool previous; /* the container's previous instance (it restarted) */
     int64_t since_ms;
     long tail_lines;
     int out_fd;

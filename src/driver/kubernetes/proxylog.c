@@ -254,7 +254,7 @@ static void idle(struct stk_kube_proxy_follower *f, int ms)
 }
 
 /* One pods/log request for pod: a stream announced to the owner. */
-static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool follow)
+static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool follow, bool previous)
 {
     int64_t since = 0;
     pthread_mutex_lock(&f->mu);
@@ -269,6 +269,7 @@ static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool foll
                                   .pod = pod,
                                   .container = PROXY_CONTAINER,
                                   .follow = follow,
+                                  .previous = previous,
                                   .timestamps = true,
                                   .since_ms = since,
                                   .tail_lines = -1,
@@ -284,15 +285,21 @@ static const char *pstr(const json_t *pod, const char *a, const char *b)
     return json_string_value(json_object_get(json_object_get(pod, a), b)) ?: "";
 }
 
-/* "running", "terminated", "waiting" or "" for the proxy's container. */
-static const char *container_state(const json_t *pod)
+static const json_t *container_status(const json_t *pod)
 {
     size_t i;
     const json_t *cs;
-    json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i, cs)
-    {
-        if (strcmp(json_string_value(json_object_get(cs, "name")) ?: "", PROXY_CONTAINER))
-            continue;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i,
+                       cs) if (!strcmp(json_string_value(json_object_get(cs, "name")) ?: "",
+                                       PROXY_CONTAINER)) return cs;
+    return NULL;
+}
+
+/* "running", "terminated", "waiting" or "" for the proxy's container. */
+static const char *container_state(const json_t *pod)
+{
+    const json_t *cs = container_status(pod);
+    if (cs) {
         const json_t *st = json_object_get(cs, "state");
         return json_object_get(st, "running")      ? "running"
                : json_object_get(st, "terminated") ? "terminated"
@@ -333,6 +340,8 @@ static void *follow_thread(void *ud)
     pthread_mutex_lock(&f->mu);
     snprintf(cur, sizeof(cur), "%s", f->acked_pod);
     pthread_mutex_unlock(&f->mu);
+    char seen_pod[254] = "";
+    json_int_t seen_restarts = 0;
     struct stk_kube_ref pods = {"v1", "Pod", f->ns, NULL};
     while (!atomic_load(&f->stop)) {
         json_t *list = NULL;
@@ -352,7 +361,7 @@ static void *follow_thread(void *ud)
         } else if (next) {
             /* the Pod was replaced: what it logged last, then the next */
             if (now)
-                stream(f, cur, false);
+                stream(f, cur, false, false);
             target = next;
         }
         if (target && strcmp(container_state(target), "running") &&
@@ -360,8 +369,17 @@ static void *follow_thread(void *ud)
             target = NULL; /* not started: pods/log has nothing yet */
         if (target) {
             snprintf(cur, sizeof(cur), "%s", pstr(target, "metadata", "name"));
+            /* the container restarted since this thread last looked (or
+             * before it started: a monitor adopting the sandbox): what its
+             * previous instance logged after the position first */
+            json_int_t restarts =
+                json_integer_value(json_object_get(container_status(target), "restartCount"));
+            if (restarts > 0 && (strcmp(seen_pod, cur) || restarts != seen_restarts))
+                stream(f, cur, false, true);
+            snprintf(seen_pod, sizeof(seen_pod), "%s", cur);
+            seen_restarts = restarts;
             int64_t t0 = stk_clock_ms(CLOCK_MONOTONIC);
-            stream(f, cur, true);
+            stream(f, cur, true, false);
             /* a stream that ended at once (a container that ended): not
              * again right away */
             if (stk_clock_ms(CLOCK_MONOTONIC) - t0 < IDLE_MS)
@@ -373,7 +391,7 @@ static void *follow_thread(void *ud)
     }
     /* what the Pod logged until now */
     if (cur[0])
-        stream(f, cur, false);
+        stream(f, cur, false, false);
     close(f->wfd);
     return NULL;
 }

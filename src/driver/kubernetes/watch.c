@@ -395,6 +395,8 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *q, struct 
     }
     if (q->follow)
         stk_buf_puts(&path, "follow=true&");
+    if (q->previous)
+        stk_buf_puts(&path, "previous=true&");
     if (q->timestamps)
         stk_buf_puts(&path, "timestamps=true&");
     if (q->tail_lines >= 0)
