@@ -283,19 +283,36 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
     assert len(one(recs, host="upstream.test", decision="allowed")) == 1, recs
     assert len(one(recs, host="other.test")) == 1, recs
 
-    # the monitor killed: the one that adopts the sandbox goes on from where
-    # it stood (each decision once)
+    # the monitor killed, and while none runs (no stockade command: it would
+    # adopt the sandbox) a request, the proxy's container killed and
+    # restarted, another request: the monitor that adopts the sandbox
+    # records both (the first from the previous instance's log), each once
     [pid] = monitors(kube.env["STOCKADE_STATE_DIR"])
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    wait(lambda: not monitors(kube.env["STOCKADE_STATE_DIR"]), "the monitor is gone")
+
+    def workload_request(host):
+        out = kubectl("exec", "-n", ns, "canary", "-c", "sandbox", "--", "python3",
+                      "/tmp/client.py", f"http://{proxy_ip}:3128", f"http://{host}:8080/").stdout
+        assert out.split()[1] == "403", out
+
+    def proxy_pod():
+        return json.loads(kubectl("get", "pods", "-n", ns, "-l",
+                                  "stockade.dev/component=egress-proxy", "-o", "json").stdout)[
+                                      "items"][0]
+    workload_request("third.test")
+    before = proxy_pod()["status"]["containerStatuses"][0]
+    ctr("tasks", "kill", "-s", "SIGKILL", before["containerID"].split("://")[1])
+    wait(lambda: (lambda cs: cs["restartCount"] > before["restartCount"] and cs["ready"])(
+        proxy_pod()["status"]["containerStatuses"][0]), "the proxy's container restarted")
+    proxy_ip = pod_ip(ns, "stockade.dev/component=egress-proxy")
+    workload_request("fourth.test")
     assert kube.get(sid)["phase"] == "ready"  # reconciled: a new monitor adopts it
-    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
-                "http://third.test:8080/")
-    recs = wait_records(kube, sid, lambda r: one(r, host="third.test"),
-                        "a decision after the monitor was replaced")
+    recs = wait_records(kube, sid, lambda r: one(r, host="third.test") and one(r, host="fourth.test"),
+                        "the decisions made while no monitor ran")
     # every request of this test was a different one: no record twice
     keys = [json.dumps(r, sort_keys=True) for r in recs]
-    assert len(keys) == len(set(keys)) == 5, recs
+    assert len(keys) == len(set(keys)) == 6, recs
 
     # the policies, as applied (the cluster does not enforce them)
     pol = json.loads(kubectl("get", "networkpolicy", "stockade-proxy-ingress", "-n", ns, "-o",
