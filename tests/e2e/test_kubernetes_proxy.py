@@ -18,13 +18,14 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
 import pytest
 import yaml
 
-from conftest import stockade_bin
+from conftest import monitors, stockade_bin
 from kubeimage import build, shared_libraries, stockade_files
 from test_kubernetes import KUBECONFIG, KUBECTL, Kube, kubectl
 
@@ -217,6 +218,21 @@ def proxy_image(tmp_path, upstream):
         ctr("images", "rm", tag, check=False)
 
 
+def proxy_records(kube, sid):
+    return [r["details"] for r in json.loads(kube.ok("audit", sid, "-o", "json").stdout)
+            if r["event"] == "egress_proxy"]
+
+
+def wait_records(kube, sid, cond, what, timeout=60):
+    """The sandbox's egress_proxy audit records once cond(records) holds."""
+    return wait(lambda: (lambda recs: recs if cond(recs) else None)(proxy_records(kube, sid)),
+                what, timeout)
+
+
+def one(recs, **kv):
+    return [r for r in recs if all(r.get(k) == v for k, v in kv.items())]
+
+
 @pytest.fixture
 def kube(tmp_path):
     k = Kube(tmp_path)
@@ -281,11 +297,76 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
         outputs.extend([q.stdout, q.stderr])
         return "200 auth-ok" in q.stdout
     wait(binding, "the binding never answered with the Secret's credential", timeout=240)
-    # the decisions are the proxy Pod's log
+    # the decisions are the proxy Pod's log ...
     log = kubectl("logs", "-n", ns, "deployment/stockade-proxy").stdout
     decisions = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
     assert {"allowed", "denied", "binding"} <= {d["decision"] for d in decisions}, log
     assert any(d.get("binding") == "up" and d.get("status") == 200 for d in decisions), log
+    # ... and, read back by the sandbox's monitor, audit records of the
+    # sandbox, with the local backend's fields
+    def all_three(recs):
+        return (one(recs, decision="allowed", host="upstream.test", port=8080)
+                and one(recs, decision="denied", host="other.test")
+                and one(recs, decision="binding", binding="up", path="/check", status=200))
+    recs = wait_records(kube, sid, all_three, "the proxy's decisions as audit records")
+    [allowed] = one(recs, decision="allowed", host="upstream.test")
+    assert allowed == {"sandbox": sid, "decision": "allowed", "kind": "http", "method": "GET",
+                       "host": "upstream.test", "port": 8080, "address": upstream[1],
+                       "rule": "spec.network.allowHosts[0] upstream.test:8080"}, allowed
+    [denied] = one(recs, decision="denied", host="other.test")
+    assert denied["reason"] and denied["sandbox"] == sid and denied["method"] == "GET", denied
+    [bound] = one(recs, decision="binding", status=200)
+    assert bound["host"] == "upstream.test" and bound["port"] == 8443, bound
+    assert all(r["sandbox"] == sid for r in recs), recs
+    events = json.loads(kube.ok("audit", sid, "-o", "json").stdout)
+    assert all(r["actor"] == "stockade-monitor" for r in events if r["event"] == "egress_proxy")
+
+    # the proxy's Pod replaced: the new Pod's decisions follow, nothing twice
+    old = kubectl("get", "pods", "-n", ns, "-l", "stockade.dev/component=egress-proxy", "-o",
+                  "jsonpath={.items[0].metadata.name}").stdout
+    kubectl("delete", "pod", "-n", ns, old, "--wait=true")
+    kubectl("rollout", "status", "deployment/stockade-proxy", "-n", ns, "--timeout=180s")
+    proxy_ip = pod_ip(ns, "stockade.dev/component=egress-proxy")
+    wait(lambda: kubectl("get", "pod", "-n", ns, old, check=False).returncode != 0,
+         "the old proxy Pod is gone")
+    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+                "http://second.test:8080/")
+    assert p.stdout.split()[1] == "403", p.stdout
+    recs = wait_records(kube, sid, lambda r: one(r, host="second.test"),
+                        "the replaced proxy's decision")
+    assert len(one(recs, host="upstream.test", decision="allowed")) == 1, recs
+    assert len(one(recs, host="other.test")) == 1, recs
+
+    # the monitor killed, and while none runs (no stockade command: it would
+    # adopt the sandbox) a request, the proxy's container killed and
+    # restarted, another request: the monitor that adopts the sandbox
+    # records both (the first from the previous instance's log), each once
+    [pid] = monitors(kube.env["STOCKADE_STATE_DIR"])
+    os.kill(pid, signal.SIGKILL)
+    wait(lambda: not monitors(kube.env["STOCKADE_STATE_DIR"]), "the monitor is gone")
+
+    def workload_request(host):
+        out = kubectl("exec", "-n", ns, "canary", "-c", "sandbox", "--", "python3",
+                      "/tmp/client.py", f"http://{proxy_ip}:3128", f"http://{host}:8080/").stdout
+        assert out.split()[1] == "403", out
+
+    def proxy_pod():
+        return json.loads(kubectl("get", "pods", "-n", ns, "-l",
+                                  "stockade.dev/component=egress-proxy", "-o", "json").stdout)[
+                                      "items"][0]
+    workload_request("third.test")
+    before = proxy_pod()["status"]["containerStatuses"][0]
+    ctr("tasks", "kill", "-s", "SIGKILL", before["containerID"].split("://")[1])
+    wait(lambda: (lambda cs: cs["restartCount"] > before["restartCount"] and cs["ready"])(
+        proxy_pod()["status"]["containerStatuses"][0]), "the proxy's container restarted")
+    proxy_ip = pod_ip(ns, "stockade.dev/component=egress-proxy")
+    workload_request("fourth.test")
+    assert kube.get(sid)["phase"] == "ready"  # reconciled: a new monitor adopts it
+    recs = wait_records(kube, sid, lambda r: one(r, host="third.test") and one(r, host="fourth.test"),
+                        "the decisions made while no monitor ran")
+    # every request of this test was a different one: no record twice
+    keys = [json.dumps(r, sort_keys=True) for r in recs]
+    assert len(keys) == len(set(keys)) == 6, recs
 
     # the policies, as applied (the cluster does not enforce them)
     pol = json.loads(kubectl("get", "networkpolicy", "stockade-proxy-ingress", "-n", ns, "-o",
@@ -335,8 +416,16 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), f"the canary is in {path}"
 
-    # rm takes the proxy with the namespace
+    # rm takes the proxy with the namespace; what the proxy decided is
+    # recorded before (the monitor reads its log to the end)
+    p = kube.ok("exec", sid, "--", "python3", "/tmp/client.py", f"http://{proxy_ip}:3128",
+                "http://last.test:8080/")
     kube.ok("rm", "-f", sid)
+    recs = proxy_records(kube, sid)
+    assert len(one(recs, host="last.test")) == 1, recs
+    audit = kube.ok("audit", sid, "-o", "json").stdout + kube.ok("audit", "export").stdout
+    assert CANARY not in audit
+    kube.ok("audit", "verify")
     assert kubectl("get", "namespace", ns, check=False).returncode != 0 or \
         json.loads(kubectl("get", "namespace", ns, "-o", "json").stdout)["status"]["phase"] \
         == "Terminating"

@@ -21,6 +21,7 @@
  */
 #include "driver/driver.h"
 #include "driver/kubernetes/kube.h"
+#include "driver/kubernetes/proxylog.h"
 #include "image/image.h"
 #include "render/render.h"
 
@@ -1645,15 +1646,9 @@ static void log_state_init(struct log_state *ls, struct kube_ctx *c, const char 
         return;
     }
     char buf[64];
-    int fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
-        if (stk_kube_log_pos_parse(buf, &ls->pos) < 0)
-            ls->pos = (struct stk_kube_log_pos){0};
-    }
+    if (stk_kube_state_read(ls->path, buf, sizeof(buf)) >= 0 &&
+        stk_kube_log_pos_parse(buf, &ls->pos) < 0)
+        ls->pos = (struct stk_kube_log_pos){0};
 }
 
 static void log_state_save(struct log_state *ls)
@@ -1661,16 +1656,9 @@ static void log_state_save(struct log_state *ls)
     if (!ls->moved || !ls->path[0])
         return;
     ls->moved = false;
-    char buf[64], tmp[PATH_MAX + 8];
+    char buf[64];
     stk_kube_log_pos_format(&ls->pos, buf);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", ls->path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    bool ok = write(fd, buf, strlen(buf)) == (ssize_t)strlen(buf);
-    close(fd);
-    if (!ok || rename(tmp, ls->path) < 0)
-        (void)unlink(tmp);
+    stk_kube_state_write(ls->path, buf);
 }
 
 static void log_deliver(struct log_state *ls, const char *line, size_t len, bool newline)
@@ -1794,6 +1782,28 @@ static int supervise_fn(void *ud, const char *type, const json_t *pod)
     return 0;
 }
 
+/* The egress proxy's decisions, read back from its Pod's log (proxylog.c):
+ * audit records of the sandbox, as the local backend's proxy makes them. */
+static void on_proxy_record(void *ud, const char *json)
+{
+    const struct supervision *s = ud;
+    s->sink->event(s->sink->ud, "egress_proxy", json);
+}
+
+static struct stk_kube_proxy_follower *
+proxy_follow(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *ns,
+             const struct stk_driver_sink *sink, char state[PATH_MAX])
+{
+    struct stk_kube_proxy_follower *f = NULL;
+    if (!sb->b || !stk_k8s_needs_proxy(sb->b) || !sink->event)
+        return NULL;
+    if (snprintf(state, PATH_MAX, "%s/sandboxes/%s/kube-proxy-log-pos", c->state_dir, sb->id) >=
+        PATH_MAX)
+        return NULL;
+    (void)stk_kube_proxy_follow_start(c->cfg, ns, state, sb->id, sb->b->name, &f, NULL);
+    return f;
+}
+
 static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
                           const struct stk_driver_sink *sink, struct stk_driver_status *ret,
                           struct stk_error **err)
@@ -1817,6 +1827,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     bool following = false;
     int pfd[2] = {-1, -1};
     following = sink->output && follow_start(c, sb, &f, pfd, &thread);
+    char proxy_state[PATH_MAX];
+    struct stk_kube_proxy_follower *proxy = proxy_follow(c, sb, s.h.ns, sink, proxy_state);
 
     struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
     while (!s.ended && !s.gone) {
@@ -1826,6 +1838,7 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             following = follow_start(c, sb, &f, pfd, &thread);
         if (following)
             log_copy(&ls, pfd[0], false);
+        stk_kube_proxy_follow_pump(proxy, on_proxy_record, &s);
         struct stk_error *werr = NULL;
         r = stk_kube_watch(c->k, &pods, sel, NULL, SUPERVISE_TICK_MS, supervise_fn, &s, &werr);
         if (r == -ETIMEDOUT || r >= 0) {
@@ -1863,6 +1876,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     }
     stk_kube_close(f.k);
     stk_kube_lines_free(&ls.lines);
+    /* what the proxy decided until now, before the namespace may go */
+    stk_kube_proxy_follow_stop(proxy, on_proxy_record, &s);
     if (s.gone)
         return kube_observe(c, sb, ret, err);
     if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&
