@@ -495,8 +495,7 @@ static int render_own(const struct stk_boundary *b, const struct stk_nft_facts *
                        "add rule " BT " %1$s arp saddr ip != %2$s counter drop\n",
                        port_chain, addr_text(&f->addr4, cb));
     else
-        stk_buf_printf(out, "add rule " BT " %s ether type { ip, arp } counter drop\n",
-                       port_chain);
+        stk_buf_printf(out, "add rule " BT " %s ether type { ip, arp } counter drop\n", port_chain);
     if (has(&f->addr6))
         stk_buf_printf(out, "add rule " BT " %s ip6 saddr != { %s, ::, fe80::/10 } counter drop\n",
                        port_chain, addr_text(&f->addr6, cb2));

@@ -38,9 +38,9 @@ static void load(const char *spec, const char *env, struct loaded *l)
     assert_int_equal(stk_docset_load(sp, &d, &l->sb), 0);
     if (ep)
         assert_int_equal(stk_docset_load(ep, &d, &l->env), 0);
-    assert_int_equal(stk_resolve(l->sb->docs[0].sandbox, sp, l->env ? l->env->docs[0].env : NULL,
-                                 ep, &d, &l->b),
-                     0);
+    assert_int_equal(
+        stk_resolve(l->sb->docs[0].sandbox, sp, l->env ? l->env->docs[0].env : NULL, ep, &d, &l->b),
+        0);
     stk_diags_free(&d);
 }
 
@@ -81,11 +81,10 @@ struct variant {
 
 /* The goldens' inputs (tests/unit/test_nft.c) and a few more. */
 static const struct variant variants[] = {
-    {"examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", true, false, false,
-     false, false},
-    {"examples/datalab/s-jeff.yaml", NULL, true, false, false, false, false},
-    {"tests/data/nft-allowlist.yaml", "tests/data/nft-env.yaml", false, false, false, false,
+    {"examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", true, false, false, false,
      false},
+    {"examples/datalab/s-jeff.yaml", NULL, true, false, false, false, false},
+    {"tests/data/nft-allowlist.yaml", "tests/data/nft-env.yaml", false, false, false, false, false},
     {"tests/data/nft-allowlist.yaml", "tests/data/nft-env.yaml", false, true, false, false, true},
     {"examples/preview.yaml", NULL, false, false, false, false, false},
     {"examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", true, false, true, false,
@@ -279,14 +278,6 @@ static void same(const char *what, size_t variant, const char *want, const char 
         if (want[at] == '\n')
             line++;
         at++;
-    }
-    if (getenv("STK_NFTNL_DEBUG")) { /* DEBUGTMP */
-        FILE *w = fopen("/tmp/nftnl-want.txt", "we");
-        fputs(want, w);
-        fclose(w);
-        w = fopen("/tmp/nftnl-got.txt", "we");
-        fputs(got, w);
-        fclose(w);
     }
     size_t start = at;
     while (start > 0 && want[start - 1] != '\n')

@@ -185,8 +185,19 @@ static void key_host32(struct key *k, uint32_t v)
 
 /* ---- expressions ----------------------------------------------------------- */
 
-enum op_kind { OP_META, OP_CMP, OP_PAYLOAD, OP_BITWISE, OP_LOOKUP, OP_IMM, OP_COUNTER,
-               OP_LIMIT, OP_LOG, OP_CT, OP_FIB };
+enum op_kind {
+    OP_META,
+    OP_CMP,
+    OP_PAYLOAD,
+    OP_BITWISE,
+    OP_LOOKUP,
+    OP_IMM,
+    OP_COUNTER,
+    OP_LIMIT,
+    OP_LOG,
+    OP_CT,
+    OP_FIB
+};
 
 struct op {
     enum op_kind kind;
@@ -376,8 +387,9 @@ static uint32_t anon_emit(struct batch *b, const char *table, const struct anon 
     uint32_t id = ++b->set_id;
     struct nlmsghdr *nlh = nft_msg(b, NFT_MSG_NEWSET, NLM_F_CREATE, a->family, table);
     mnl_attr_put_strz(nlh, NFTA_SET_NAME, "__set%d");
-    mnl_attr_put_u32(nlh, NFTA_SET_FLAGS,
-                     htonl(NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | (interval ? NFT_SET_INTERVAL : 0)));
+    mnl_attr_put_u32(
+        nlh, NFTA_SET_FLAGS,
+        htonl(NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | (interval ? NFT_SET_INTERVAL : 0)));
     mnl_attr_put_u32(nlh, NFTA_SET_KEY_TYPE, htonl(a->key_type));
     mnl_attr_put_u32(nlh, NFTA_SET_KEY_LEN, htonl(a->key_len));
     mnl_attr_put_u32(nlh, NFTA_SET_ID, htonl(id));
@@ -562,8 +574,8 @@ static int l4_proto(const char *s)
 }
 
 /* One statement at *i. */
-static int statement(struct batch *b, const char *table, int family, struct rule *r,
-                     struct line *l, size_t *i)
+static int statement(struct batch *b, const char *table, int family, struct rule *r, struct line *l,
+                     size_t *i)
 {
     const char *t = l->tok[*i];
     const char *t1 = *i + 1 < l->n ? l->tok[*i + 1] : "";
@@ -791,10 +803,10 @@ static void put_verdict(struct nlmsghdr *nlh, uint16_t type, int code, const cha
 static void put_op(struct nlmsghdr *nlh, const struct op *o)
 {
     static const char *const names[] = {
-        [OP_META] = "meta",     [OP_CMP] = "cmp",           [OP_PAYLOAD] = "payload",
-        [OP_BITWISE] = "bitwise", [OP_LOOKUP] = "lookup",   [OP_IMM] = "immediate",
-        [OP_COUNTER] = "counter", [OP_LIMIT] = "limit",     [OP_LOG] = "log",
-        [OP_CT] = "ct",         [OP_FIB] = "fib"};
+        [OP_META] = "meta",       [OP_CMP] = "cmp",       [OP_PAYLOAD] = "payload",
+        [OP_BITWISE] = "bitwise", [OP_LOOKUP] = "lookup", [OP_IMM] = "immediate",
+        [OP_COUNTER] = "counter", [OP_LIMIT] = "limit",   [OP_LOG] = "log",
+        [OP_CT] = "ct",           [OP_FIB] = "fib"};
     struct nlattr *elem = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
     mnl_attr_put_strz(nlh, NFTA_EXPR_NAME, names[o->kind]);
     struct nlattr *data = mnl_attr_nest_start(nlh, NFTA_EXPR_DATA);
