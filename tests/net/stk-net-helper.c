@@ -17,7 +17,8 @@
  *       PRESENT sandboxes' rules, then RUNS times one more sandbox's rules
  *       added and removed through libnftables (the whole transaction, as
  *       before nftnl.c) and through nftnl.c; prints one line per way:
- *       "<way> <present> <median add ms> <median remove ms>" (bench/nft.sh)
+ *       "<way> <present> <add ms> <remove ms> <add CPU ms> <remove CPU ms>",
+ *       medians (bench/nft.sh)
  *
  * OPTIONS: --host-netns PATH (act as if that namespace were the host:
  * tests never touch the real host's links or rules), --run-dir DIR,
@@ -131,10 +132,10 @@ static int nl_apply(const char *text)
     return r;
 }
 
-static double now_ms(void)
+static double now_ms(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -170,29 +171,31 @@ static int nft_bench(const struct stk_boundary *b, unsigned present, unsigned ru
     }
     if (r < 0 || sb_render(b, 3 + present, &t, &err) < 0)
         return 1;
-    double *add[2], *rm[2];
-    for (int w = 0; w < 2; w++) {
-        add[w] = stk_xcalloc(runs, sizeof(double));
-        rm[w] = stk_xcalloc(runs, sizeof(double));
-    }
+    /* [way][add, remove][wall, cpu] */
+    double *m[2][2][2];
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 4; k++)
+            m[w][k / 2][k % 2] = stk_xcalloc(runs, sizeof(double));
     for (unsigned i = 0; r == 0 && i < runs; i++)
         for (int j = 0; r == 0 && j < 2; j++) {
             int w = (int)(i + (unsigned)j) % 2; /* alternate which goes first */
-            double t0 = now_ms();
+            double t0 = now_ms(CLOCK_MONOTONIC), c0 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
             r = w == 0 ? lib_apply(t.full) : nl_apply(t.own);
-            double t1 = now_ms();
+            double t1 = now_ms(CLOCK_MONOTONIC), c1 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
             if (r == 0)
                 r = w == 0 ? lib_apply(t.rm) : nl_apply(t.rm);
-            add[w][i] = t1 - t0;
-            rm[w][i] = now_ms() - t1;
+            m[w][0][0][i] = t1 - t0;
+            m[w][0][1][i] = c1 - c0;
+            m[w][1][0][i] = now_ms(CLOCK_MONOTONIC) - t1;
+            m[w][1][1][i] = now_ms(CLOCK_PROCESS_CPUTIME_ID) - c1;
         }
     static const char *const ways[] = {"libnftables", "nftnl"};
     for (int w = 0; r == 0 && w < 2; w++)
-        printf("%s %u %.3f %.3f\n", ways[w], present, median(add[w], runs), median(rm[w], runs));
-    for (int w = 0; w < 2; w++) {
-        free(add[w]);
-        free(rm[w]);
-    }
+        printf("%s %u %.3f %.3f %.3f %.3f\n", ways[w], present, median(m[w][0][0], runs),
+               median(m[w][1][0], runs), median(m[w][0][1], runs), median(m[w][1][1], runs));
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 4; k++)
+            free(m[w][k / 2][k % 2]);
     sb_texts_free(&t);
     return r == 0 ? 0 : 1;
 }

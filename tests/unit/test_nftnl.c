@@ -32,8 +32,11 @@ struct loaded {
 static void load(const char *spec, const char *env, struct loaded *l)
 {
     struct stk_diags d = {0};
-    _cleanup_free_ char *sp = stk_xasprintf("%s/%s", ROOT, spec);
-    _cleanup_free_ char *ep = env ? stk_xasprintf("%s/%s", ROOT, env) : NULL;
+    _cleanup_free_ char *sp =
+        spec[0] == '/' ? stk_xstrdup(spec) : stk_xasprintf("%s/%s", ROOT, spec);
+    _cleanup_free_ char *ep = !env            ? NULL
+                              : env[0] == '/' ? stk_xstrdup(env)
+                                              : stk_xasprintf("%s/%s", ROOT, env);
     *l = (struct loaded){0};
     assert_int_equal(stk_docset_load(sp, &d, &l->sb), 0);
     if (ep)
@@ -79,8 +82,48 @@ struct variant {
     bool resolver, proxy_host, no_v4, no_v6, nat;
 };
 
+/* Written by write_inputs(): the largest except lists the spec allows
+ * (256 blacklistIPs: runs of neighbours that merge into one interval,
+ * nested and adjacent networks, the last address of each family) and a
+ * sandbox with several declared ports. */
+#define BIG_ENV    "/tmp/stk-nftnl-big-env.yaml"
+#define PORTS_SPEC "/tmp/stk-nftnl-ports.yaml"
+
+static void write_inputs(void)
+{
+    FILE *w = fopen(BIG_ENV, "we");
+    assert_non_null(w);
+    fputs("apiVersion: stockade.dev/v1alpha1\nkind: EnvironmentConfig\nmetadata:\n  name: big\n"
+          "data:\n  defaults:\n    security:\n      externalEgress: true\n"
+          "  network:\n    externalEgressCIDRs: [\"0.0.0.0/0\", \"::/0\"]\n"
+          "    podCIDRs: [10.42.0.0/16, 10.43.0.0/16]\n    serviceCIDR: 10.96.0.0/12\n"
+          "    blacklistIPs:\n",
+          w);
+    for (int i = 1; i <= 150; i++) /* 198.18.0.1-150: one interval */
+        fprintf(w, "      - 198.18.0.%d/32\n", i);
+    for (int i = 0; i < 40; i += 2) /* every other /24: twenty intervals */
+        fprintf(w, "      - 100.64.%d.0/24\n", i);
+    fputs("      - 100.65.0.0/16\n      - 100.66.0.0/16\n      - 172.16.0.0/12\n"
+          "      - 172.16.5.0/24\n      - 255.255.255.255/32\n      - 169.254.169.254/32\n",
+          w);
+    for (int i = 1; i <= 60; i++)
+        fprintf(w, "      - fd00:%x::/32\n", i);
+    fputs("      - fd00:ec2::254/128\n      - ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128\n", w);
+    fclose(w);
+    w = fopen(PORTS_SPEC, "we");
+    assert_non_null(w);
+    fputs("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: web\n"
+          "  namespace: lab-009\nspec:\n  image: busybox\n  ports:\n"
+          "    - {port: 8080, name: http}\n    - {port: 9090, name: metrics}\n"
+          "    - {port: 22, name: ssh}\n",
+          w);
+    fclose(w);
+}
+
 /* The goldens' inputs (tests/unit/test_nft.c) and a few more. */
 static const struct variant variants[] = {
+    {"examples/datalab/s-jeff.yaml", BIG_ENV, true, false, false, false, false},
+    {PORTS_SPEC, BIG_ENV, false, true, false, false, false},
     {"examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", true, false, false, false,
      false},
     {"examples/datalab/s-jeff.yaml", NULL, true, false, false, false, false},
@@ -389,6 +432,22 @@ static void test_net_up_down_no_dump(void **state)
     loaded_free(&l);
 }
 
+static int setup(void **state)
+{
+    (void)state;
+    write_inputs();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (!getenv("STK_NFTNL_KEEP"))
+        (void)unlink(BIG_ENV);
+    (void)unlink(PORTS_SPEC);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,5 +456,5 @@ int main(void)
         cmocka_unit_test(test_kernel_same_as_nft),
         cmocka_unit_test(test_net_up_down_no_dump),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1083,12 +1083,25 @@ static int base_ensure(const char *base, struct stk_error **err)
     return 0;
 }
 
-/* One transaction: all or nothing. */
+/* One transaction: all or nothing. A text the in-process compiler does
+ * not know (none the renderer writes within the spec's bounds:
+ * tests/unit/test_nftnl.c) goes through libnftables instead, to the same
+ * rules. */
 static int step_rules(void *ctx, struct stk_error **err)
 {
     struct setup *s = ctx;
+    struct stk_error *e = NULL;
     int r = base_ensure(s->base, err);
-    return r < 0 ? r : stk_nftnl_apply(s->rules, err);
+    if (r < 0)
+        return r;
+    if ((r = stk_nftnl_apply(s->rules, &e)) == -ENOTSUP) {
+        stk_error_freep(&e);
+        return nft_apply(s->rules, err);
+    }
+    if (r < 0 && err)
+        *err = TAKE_PTR(e);
+    stk_error_freep(&e);
+    return r;
 }
 
 /* The removal as one transaction; when some piece is gone already, what
@@ -1096,7 +1109,13 @@ static int step_rules(void *ctx, struct stk_error **err)
 static int rules_remove(const char *text, struct stk_error **err)
 {
     struct stk_error *e = NULL;
-    int r = stk_nftnl_apply(text, &e);
+    int (*apply)(const char *, struct stk_error **) = stk_nftnl_apply;
+    int r = apply(text, &e);
+    if (r == -ENOTSUP) { /* see step_rules() */
+        stk_error_freep(&e);
+        apply = nft_apply;
+        r = apply(text, &e);
+    }
     if (r == 0)
         return 0;
     if (err) {
@@ -1108,7 +1127,7 @@ static int rules_remove(const char *text, struct stk_error **err)
     char *save = NULL;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
         if (l[0] != '#') {
-            (void)stk_nftnl_apply(l, &e);
+            (void)apply(l, &e);
             stk_error_freep(&e);
         }
     return r;

@@ -23,10 +23,16 @@
 #include <string.h>
 #include <time.h>
 
-#define MSG_ROOM   8192 /* any one message of the subset fits */
-#define MAX_TOKENS 96
+/* Bounds: a rule's except list holds at most a spec's 32 excepts, the
+ * operator's 256 blacklistIPs, 16 podCIDRs, the service CIDR and the pool;
+ * with names of at most MAX_NAME characters, no message outgrows MSG_ROOM
+ * (at most 2 * MAX_ELEMS + 1 interval keys of 36 bytes; a line of at most
+ * MAX_TOKENS tokens of elements, each at most 128 bytes per 4 tokens). */
+#define MSG_ROOM   65536
+#define MAX_TOKENS 1024
 #define MAX_OPS    32
-#define MAX_ELEMS  64
+#define MAX_ELEMS  512
+#define MAX_NAME   64
 
 static unsigned long dump_requests;
 
@@ -53,7 +59,6 @@ static struct nlmsghdr *msg_start(struct batch *b, uint16_t type, uint16_t flags
         b->out->data = stk_xrealloc(b->out->data, cap);
         b->out->cap = cap;
     }
-    memset(b->out->data + b->out->len, 0, MSG_ROOM);
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(b->out->data + b->out->len);
     nlh->nlmsg_type = type;
     nlh->nlmsg_flags = NLM_F_REQUEST | flags;
@@ -203,7 +208,7 @@ struct op {
     enum op_kind kind;
     uint32_t a, b, c; /* meta key / cmp op / payload base,offset,len / ... */
     struct key k, mask;
-    char name[64]; /* lookup set, log prefix */
+    char name[128]; /* lookup set, log prefix */
     uint32_t set_id;
 };
 
@@ -318,14 +323,22 @@ static bool key_next(struct key *k)
     return false;
 }
 
-static void put_elem(struct nlmsghdr *nlh, unsigned idx, const struct key *k, bool end)
+enum elem_kind { ELEM_KEY, ELEM_END, ELEM_OPEN };
+
+static void put_elem(struct nlmsghdr *nlh, unsigned idx, const struct key *k, enum elem_kind kind)
 {
     struct nlattr *e = mnl_attr_nest_start(nlh, idx);
-    if (end)
+    if (kind == ELEM_END)
         mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
     struct nlattr *kn = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
     mnl_attr_put(nlh, NFTA_DATA_VALUE, k->len, k->b);
     mnl_attr_nest_end(nlh, kn);
+    if (kind == ELEM_OPEN) {
+        /* an interval up to the last key has no end element; nft marks its
+         * start (element flags: interval open) */
+        static const uint8_t open[] = {0x01, 0x04, 0x01, 0x00, 0x00, 0x00};
+        mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, sizeof(open), open);
+    }
     mnl_attr_nest_end(nlh, e);
 }
 
@@ -337,16 +350,16 @@ static uint32_t anon_emit(struct batch *b, const char *table, const struct anon 
         interval |= a->elems[i].prefix != a->elems[i].len * 8u;
     /* what is sent: intervals sorted and merged into [start, end) pairs,
      * led by an end at zero when the first does not start there */
-    struct key out[2 * MAX_ELEMS + 1];
-    bool is_end[2 * MAX_ELEMS + 1];
+    _cleanup_free_ struct key *out = stk_xcalloc(2 * MAX_ELEMS + 1, sizeof(*out));
+    _cleanup_free_ enum elem_kind *kind = stk_xcalloc(2 * MAX_ELEMS + 1, sizeof(*kind));
     size_t n = 0;
     if (!interval) {
         for (size_t i = 0; i < a->n; i++) {
             out[n] = a->elems[i];
-            is_end[n++] = false;
+            kind[n++] = ELEM_KEY;
         }
     } else {
-        struct key s[MAX_ELEMS];
+        _cleanup_free_ struct key *s = stk_xcalloc(a->n, sizeof(*s));
         memcpy(s, a->elems, a->n * sizeof(*s));
         for (size_t i = 0; i < a->n; i++)
             for (unsigned j = s[i].prefix; j < s[i].len * 8u; j++)
@@ -355,7 +368,7 @@ static uint32_t anon_emit(struct batch *b, const char *table, const struct anon 
         struct key zero = {.len = (uint8_t)a->key_len};
         if (memcmp(s[0].b, zero.b, zero.len)) {
             out[n] = zero;
-            is_end[n++] = true;
+            kind[n++] = ELEM_END;
         }
         for (size_t i = 0; i < a->n;) {
             struct key start = s[i], last = range_end(&s[i]);
@@ -373,12 +386,13 @@ static uint32_t anon_emit(struct batch *b, const char *table, const struct anon 
                     last = e;
             }
             start.prefix = (uint8_t)(start.len * 8);
-            out[n] = start;
-            is_end[n++] = false;
             struct key after = last;
-            if (!open && key_next(&after)) {
+            open = open || !key_next(&after);
+            out[n] = start;
+            kind[n++] = open ? ELEM_OPEN : ELEM_KEY;
+            if (!open) {
                 out[n] = after;
-                is_end[n++] = true;
+                kind[n++] = ELEM_END;
             }
             if (open)
                 break;
@@ -416,7 +430,7 @@ static uint32_t anon_emit(struct batch *b, const char *table, const struct anon 
     mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(id));
     struct nlattr *list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
     for (size_t i = 0; i < n; i++)
-        put_elem(nlh, (unsigned)i + 1, &out[i], is_end[i]);
+        put_elem(nlh, (unsigned)i + 1, &out[i], kind[i]);
     mnl_attr_nest_end(nlh, list);
     msg_end(b, nlh);
     return id;
@@ -616,7 +630,7 @@ static int statement(struct batch *b, const char *table, int family, struct rule
             if ((rc = put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, v6 ? 16 : 4)) < 0)
                 return rc;
             struct op *o = op_add(r, OP_LOOKUP);
-            if (!o || strlen(l->tok[*i] + 1) >= sizeof(o->name))
+            if (!o || strlen(l->tok[*i] + 1) > MAX_NAME)
                 return -E2BIG;
             snprintf(o->name, sizeof(o->name), "%s", l->tok[*i] + 1);
             (*i)++;
@@ -919,7 +933,7 @@ static int cmd_elements(struct batch *b, struct line *l, int family, bool add)
         mnl_attr_nest_end(nlh, kn);
         i++;
         if (i + 2 < l->n && !strcmp(l->tok[i], ":")) {
-            if (strcmp(l->tok[i + 1], "jump") || strlen(l->tok[i + 2]) >= NFT_CHAIN_MAXNAMELEN)
+            if (strcmp(l->tok[i + 1], "jump") || strlen(l->tok[i + 2]) > MAX_NAME)
                 return -EINVAL;
             put_verdict(nlh, NFTA_SET_ELEM_DATA, NFT_JUMP, l->tok[i + 2]);
             i += 3;
@@ -1004,7 +1018,7 @@ static int command(struct batch *b, struct line *l)
     if (l->n < 5 || strcmp(l->tok[3], "stockade"))
         return -EINVAL;
     int family = family_of(l->tok[2]);
-    if (family < 0 || strlen(l->tok[4]) >= NFT_NAME_MAXLEN)
+    if (family < 0 || strlen(l->tok[4]) > MAX_NAME)
         return -EINVAL;
     const char *verb = l->tok[0], *obj = l->tok[1];
     struct nlmsghdr *nlh;
