@@ -25,7 +25,7 @@ for n in "${present[@]}"; do
   read -r _ _ na nr nca ncr < <(grep '^nftnl ' <<<"$out")
   awk -v n="$n" -v la="$la" -v na="$na" -v lr="$lr" -v nr="$nr" -v lca="$lca" -v nca="$nca" \
       -v lcr="$lcr" -v ncr="$ncr" 'BEGIN {
-    printf "| %d | %.1f ms | %.2f ms | %.0f× | %.1f ms | %.2f ms | %.0f× | %.1f / %.2f ms | %.1f / %.2f ms |\n",
+    printf "| %d | %.1f ms | %.2f ms | %.1f× | %.1f ms | %.2f ms | %.1f× | %.1f / %.2f ms | %.1f / %.2f ms |\n",
       n, la, na, la / na, lr, nr, lr / nr, lca, nca, lcr, ncr }'
 done
 echo

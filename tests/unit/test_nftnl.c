@@ -421,6 +421,16 @@ static void test_net_up_down_no_dump(void **state)
     }
     assert_int_equal(strlen(others), strlen(after));
 
+    /* shared objects made from another text (another version or
+     * configuration; here: its mark gone) are made again, once */
+    nft_lib("flush set inet stockade base\n");
+    before = stk_net_nft_library_calls();
+    if (stk_net_up(&cfg, l.b, "t-new", NULL, &nets[N], &err) < 0)
+        fail_msg("up t-new again: %s", err->msg);
+    assert_int_equal(stk_net_nft_library_calls(), before + 1);
+    assert_int_equal(stk_net_down(nets[N], &err), 0);
+    assert_int_equal(stk_net_nft_library_calls(), before + 1);
+
     for (int i = 0; i < N; i++)
         assert_int_equal(stk_net_down(nets[i], &err), 0);
     /* the last one took the shared objects with it */

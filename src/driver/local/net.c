@@ -1049,38 +1049,34 @@ static int step_inside(void *ctx, struct stk_error **err)
     return inside_setup(s->n, err);
 }
 
-/* The shared objects, through libnftables, when the tables are missing or
- * were made from another text (another version or configuration): the
- * text's hash is kept beside the network's lock, per network namespace.
- * Callers hold the lock. */
-static char *base_mark_path(void)
-{
-    struct stat st = {0};
-    (void)stat("/proc/self/ns/net", &st);
-    return stk_xasprintf("%s/%llu.base", STK_NET_HOST_DIR, (unsigned long long)st.st_ino);
-}
-
+/* The shared objects, through libnftables, when they are missing or were
+ * made from another text (another version or configuration). The text's
+ * hash is kept in the kernel with them, in the same transaction: the one
+ * element of the set `base` (an IPv6-address key holds 64 bits of it),
+ * so that whichever text was applied last is the one its mark names, and
+ * asking for that element is one request, not a dump. Callers hold the
+ * lock. */
 static int base_ensure(const char *base, struct stk_error **err)
 {
     uint64_t h = 14695981039346656037ull; /* FNV-1a */
     for (const char *p = base; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    char want[32], have[32] = "";
-    snprintf(want, sizeof(want), "%016llx\n", (unsigned long long)h);
-    _cleanup_free_ char *mark = base_mark_path();
-    _cleanup_close_ int fd = open(mark, O_RDONLY | O_CLOEXEC);
-    ssize_t k = fd >= 0 ? read(fd, have, sizeof(have) - 1) : -1;
-    if (k > 0 && !strcmp(have, want) && stk_nftnl_table_exists("inet", STK_NFT_TABLE) &&
+    char mark[48];
+    snprintf(mark, sizeof(mark), "%x:%x:%x:%x::", (unsigned)(h >> 48) & 0xffff,
+             (unsigned)(h >> 32) & 0xffff, (unsigned)(h >> 16) & 0xffff, (unsigned)h & 0xffff);
+    struct stk_cidr key;
+    if (stk_addr_parse(mark, &key) < 0)
+        return stk_error_make(err, EINVAL, "base mark %s", mark);
+    if (stk_nftnl_element_exists("inet", STK_NFT_TABLE, "base", key.addr, 16) &&
         stk_nftnl_table_exists("bridge", STK_NFT_TABLE))
         return 0;
-    int r = nft_apply(base, err);
-    if (r < 0)
-        return r;
-    _cleanup_free_ char *tmp = stk_xasprintf("%s.tmp", mark);
-    _cleanup_close_ int w = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (w < 0 || write(w, want, strlen(want)) != (ssize_t)strlen(want) || rename(tmp, mark) < 0)
-        (void)unlink(tmp); /* no mark: the next sandbox applies the base again */
-    return 0;
+    _cleanup_free_ char *text =
+        stk_xasprintf("%s"
+                      "add set inet " STK_NFT_TABLE " base { type ipv6_addr; }\n"
+                      "flush set inet " STK_NFT_TABLE " base\n"
+                      "add element inet " STK_NFT_TABLE " base { %s }\n",
+                      base, mark);
+    return nft_apply(text, err);
 }
 
 /* One transaction: all or nothing. A text the in-process compiler does
@@ -1278,8 +1274,6 @@ static void tables_remove(void)
         struct stk_error *e = NULL;
         (void)nft_apply(del, &e);
         stk_error_freep(&e);
-        _cleanup_free_ char *mark = base_mark_path();
-        (void)unlink(mark);
     }
 }
 

@@ -1164,20 +1164,10 @@ int stk_nftnl_apply(const char *text, struct stk_error **err)
     return 0;
 }
 
-bool stk_nftnl_table_exists(const char *family, const char *table)
+/* One request (not a dump) and whether the kernel answered with an object
+ * rather than an error. */
+static bool get_one(struct nlmsghdr *nlh)
 {
-    int f = family_of(family);
-    if (f < 0)
-        return false;
-    char buf[512] __attribute__((aligned(4)));
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK; /* one table, not a dump */
-    nlh->nlmsg_seq = 1;
-    struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
-    g->nfgen_family = (uint8_t)f;
-    g->version = NFNETLINK_V0;
-    mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, table);
     if (nlh->nlmsg_flags & NLM_F_DUMP)
         dump_requests++;
     struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
@@ -1188,7 +1178,7 @@ bool stk_nftnl_table_exists(const char *family, const char *table)
         mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
         char rbuf[32768] __attribute__((aligned(4)));
         ssize_t got = mnl_socket_recvfrom(nl, rbuf, sizeof(rbuf));
-        /* the table (NFT_MSG_NEWTABLE), then the ack; or an error alone */
+        /* the object, then the ack; or an error alone */
         if (got > 0) {
             const struct nlmsghdr *m = (const struct nlmsghdr *)rbuf;
             found = mnl_nlmsg_ok(m, (int)got) && m->nlmsg_type != NLMSG_ERROR;
@@ -1196,4 +1186,45 @@ bool stk_nftnl_table_exists(const char *family, const char *table)
     }
     mnl_socket_close(nl);
     return found;
+}
+
+static struct nlmsghdr *get_msg(void *buf, int type, int family, const char *table)
+{
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | type);
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK; /* one object, not a dump */
+    nlh->nlmsg_seq = 1;
+    struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+    g->nfgen_family = (uint8_t)family;
+    g->version = NFNETLINK_V0;
+    mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, table);
+    return nlh;
+}
+
+bool stk_nftnl_table_exists(const char *family, const char *table)
+{
+    int f = family_of(family);
+    char buf[512] __attribute__((aligned(4)));
+    if (f < 0 || strlen(table) > MAX_NAME)
+        return false;
+    return get_one(get_msg(buf, NFT_MSG_GETTABLE, f, table));
+}
+
+bool stk_nftnl_element_exists(const char *family, const char *table, const char *set,
+                              const uint8_t *key, size_t len)
+{
+    int f = family_of(family);
+    char buf[1024] __attribute__((aligned(4)));
+    if (f < 0 || strlen(table) > MAX_NAME || strlen(set) > MAX_NAME || len > 64)
+        return false;
+    struct nlmsghdr *nlh = get_msg(buf, NFT_MSG_GETSETELEM, f, table);
+    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, set);
+    struct nlattr *list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+    struct nlattr *e = mnl_attr_nest_start(nlh, 1);
+    struct nlattr *k = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+    mnl_attr_put(nlh, NFTA_DATA_VALUE, len, key);
+    mnl_attr_nest_end(nlh, k);
+    mnl_attr_nest_end(nlh, e);
+    mnl_attr_nest_end(nlh, list);
+    return get_one(nlh);
 }

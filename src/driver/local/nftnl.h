@@ -35,6 +35,11 @@ int stk_nftnl_apply(const char *text, struct stk_error **err);
  * of that table (not a dump). */
 bool stk_nftnl_table_exists(const char *family, const char *table);
 
+/* Whether the set (of table, family "inet" or "bridge") holds the element
+ * key: one NFT_MSG_GETSETELEM of that element (not a dump). */
+bool stk_nftnl_element_exists(const char *family, const char *table, const char *set,
+                              const uint8_t *key, size_t len);
+
 /* Test hook: netlink requests this module sent with NLM_F_DUMP (none, by
  * construction; tests/unit/test_nftnl.c checks it stays so). */
 unsigned long stk_nftnl_dump_requests(void);
