@@ -21,6 +21,8 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <net/if.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 /* Bounds: a rule's except list holds at most a spec's 32 excepts, the
@@ -1128,7 +1130,10 @@ static int transact(const void *buf, size_t len, size_t n_msgs, struct acks *a,
     if (!nl)
         return stk_error_errno(err, errno, "netlink (netfilter) socket");
     int r = 0;
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 || mnl_socket_sendto(nl, buf, len) < 0)
+    /* the kernel answers at once; never wait forever under the network's lock */
+    struct timeval tv = {.tv_sec = 10};
+    if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 || mnl_socket_sendto(nl, buf, len) < 0)
         r = stk_error_errno(err, errno, "sending the nftables batch");
     uint32_t port = mnl_socket_get_portid(nl);
     char rbuf[32768] __attribute__((aligned(4)));
@@ -1174,7 +1179,9 @@ static bool get_one(struct nlmsghdr *nlh)
     if (!nl)
         return false;
     bool found = false;
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0 &&
+    struct timeval tv = {.tv_sec = 10};
+    if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+        mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0 &&
         mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
         char rbuf[32768] __attribute__((aligned(4)));
         ssize_t got = mnl_socket_recvfrom(nl, rbuf, sizeof(rbuf));
