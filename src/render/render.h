@@ -214,6 +214,13 @@ void stk_nft_ns_set(const char *ns, enum stk_family family, struct stk_buf *out)
  */
 int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
                    struct stk_error **err);
+/* stk_nft_render's two parts: the shared objects (tables, maps, base
+ * chains and their rules: the same for every sandbox of one network
+ * configuration), and the sandbox's own (its member sets, chains, rules
+ * and elements, with the comment line first). */
+int stk_nft_render_base(const struct stk_nft_facts *f, char **ret, struct stk_error **err);
+int stk_nft_render_own(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
+                       struct stk_error **err);
 /* The transaction that removes everything stk_nft_render added for the
  * sandbox (the base chains stay). */
 int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_error **err);
