@@ -364,8 +364,10 @@ def test_proxy_allow_hosts_binding_and_canary(kube, tmp_path, upstream, proxy_im
     assert kube.get(sid)["phase"] == "ready"  # reconciled: a new monitor adopts it
     recs = wait_records(kube, sid, lambda r: one(r, host="third.test") and one(r, host="fourth.test"),
                         "the decisions made while no monitor ran")
-    # every request of this test was a different one: no record twice
-    keys = [json.dumps(r, sort_keys=True) for r in recs]
+    # every request of this test was a different one: no record twice (but
+    # the binding's attempts before the kubelet synced the Secret, alike)
+    keys = [json.dumps(r, sort_keys=True) for r in recs
+            if not (r.get("binding") == "up" and r["decision"] == "failed")]
     assert len(keys) == len(set(keys)) == 6, recs
 
     # the policies, as applied (the cluster does not enforce them)
