@@ -273,6 +273,7 @@ static int store_open_at(const char *state_dir, bool create, struct stk_store **
     }
     struct stk_store *st = stk_xcalloc(1, sizeof(*st));
     st->lock_fd = -1;
+    st->lock_wait_ms = STK_STORE_LOCK_WAIT_MS;
     st->dir = stk_xstrdup(state_dir);
     st->head_path = stk_xasprintf("%s/%s", state_dir, STK_AUDIT_HEAD_FILE);
     _cleanup_free_ char *lock_path = stk_xasprintf("%s/%s", state_dir, STK_STORE_LOCK_FILE);
@@ -476,22 +477,30 @@ int64_t store_now_ms(void)
 
 /* The lock file serialises writers before SQLite does, so that the head file
  * is written in commit order (audit.c); verify takes it shared to read the
- * head file and pin its snapshot together. Polled, to give up like
- * busy_timeout instead of hanging behind a stopped process. */
+ * head file and pin its snapshot together. Taken fairly (a blocking flock:
+ * every waiter is woken when the holder lets go) and with a bound that a
+ * queue of every live sandbox's writers stays under (store.h), so a stopped
+ * or stuck holder is named instead of hung behind. */
 int store_lock(struct stk_store *st, bool exclusive, struct stk_error **err)
 {
-    for (int waited = 0;; waited++) {
-        if (flock(st->lock_fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
-            return 0;
-        if (errno != EWOULDBLOCK && errno != EINTR)
-            return stk_error_errno(err, errno, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
-        if (waited >= STK_STORE_BUSY_MS)
-            return stk_error_make(err, EBUSY,
-                                  "another stockade process held the store's write lock "
-                                  "(%s/%s) for %d ms",
-                                  st->dir, STK_STORE_LOCK_FILE, STK_STORE_BUSY_MS);
-        (void)nanosleep(&(struct timespec){0, 1000000}, NULL);
+    int holder = 0;
+    int r = stk_flock_wait(st->lock_fd, exclusive ? LOCK_EX : LOCK_SH, st->lock_wait_ms, &holder);
+    if (r == -ETIMEDOUT) {
+        char who[128];
+        stk_pid_describe(holder, who, sizeof(who));
+        return stk_error_make(err, EBUSY,
+                              "waited %d ms for the store's write lock %s/%s, held by %s all "
+                              "that time",
+                              st->lock_wait_ms, st->dir, STK_STORE_LOCK_FILE, who);
     }
+    if (r < 0)
+        return stk_error_errno(err, -r, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
+    return 0;
+}
+
+void stk_store_set_lock_wait_ms(struct stk_store *st, int ms)
+{
+    st->lock_wait_ms = ms > 0 ? ms : STK_STORE_LOCK_WAIT_MS;
 }
 
 void store_unlock(struct stk_store *st)

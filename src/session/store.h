@@ -15,9 +15,16 @@
 
 #include "base/base.h"
 
-#define STK_STORE_DB_FILE       "stockade.db"
-#define STK_STORE_LOCK_FILE     "stockade.lock"
-#define STK_STORE_BUSY_MS       5000
+#define STK_STORE_DB_FILE   "stockade.db"
+#define STK_STORE_LOCK_FILE "stockade.lock"
+#define STK_STORE_BUSY_MS   5000
+/* How long a writer waits for the lock file (store_lock) before it names the
+ * holder and gives up. A write transaction holds it for one commit (one
+ * fsync of the WAL, one of the audit head file): 2 to 20 ms here, up to ~60
+ * ms at a load of 40 on 2 cores (docs/sessions.md, "Scale"); a writer at the
+ * back of a queue of one operation per live sandbox (1024) could
+ * legitimately wait about that many commits. */
+#define STK_STORE_LOCK_WAIT_MS  60000
 #define STK_STORE_SCHEMA        5             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
@@ -35,6 +42,9 @@ int stk_store_open(const char *state_dir, struct stk_store **ret, struct stk_err
  * not exist: for commands that only read, such as `stockade audit`. */
 int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struct stk_error **err);
 void stk_store_close(struct stk_store *st);
+/* How long this connection's writers wait for the lock file (default, and
+ * for ms <= 0, STK_STORE_LOCK_WAIT_MS). */
+void stk_store_set_lock_wait_ms(struct stk_store *st, int ms);
 /* Frees what the connection caches (pages, lookaside) while it stays open:
  * a long-lived idle process (the monitor) keeps no copy of the database. */
 void stk_store_release_memory(struct stk_store *st);
