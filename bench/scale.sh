@@ -151,6 +151,14 @@ cpids=()
 avail0=$(mem_avail_kib)
 mkdir -p "$work/c"
 busy_start
+# readers beside the writers: `ls` in a loop while the creates run (does a
+# reader ever see the database locked?)
+( while [ ! -e "$work/c/done" ]; do
+    a=$(date +%s%N)
+    if "$bin" ls -q >/dev/null 2>>"$work/ls.err"; then echo "ok $(( ($(date +%s%N) - a) / 1000 ))"
+    else echo "fail $(( ($(date +%s%N) - a) / 1000 ))"; fi
+  done >"$work/ls.during" ) &
+lspid=$!
 t0=$(now_ms)
 for i in $(seq 1 "$conc"); do
   ( if "$bin" create -f "$work/idle.yaml" >"$work/c/$i.out" 2>"$work/c/$i.err"; then
@@ -161,6 +169,11 @@ wait "${cpids[@]}"
 t1=$(now_ms)
 load_stk=$(cut -d' ' -f1 /proc/loadavg)
 busy_stop
+touch "$work/c/done"; wait "$lspid"
+ls_during_ok=$(grep -c '^ok' "$work/ls.during" || true)
+ls_during_fail=$(grep -c '^fail' "$work/ls.during" || true)
+ls_during_us=$(awk '$1 == "ok" {print $2}' "$work/ls.during" | sort -n | awk '{v[NR]=$1} END {print NR ? v[int((NR+1)/2)] : 0}')
+echo "ls during the creates: $ls_during_ok ok, $ls_during_fail failed, median $ls_during_us us"
 conc_ok=0
 for i in $(seq 1 "$conc"); do
   if [ "$(cat "$work/c/$i.rc")" = 0 ]; then
@@ -378,6 +391,7 @@ if pod_ok:
     lines.append(f"| {conc} concurrent creates: wall time | {cms/1000:.2f} s | {int(pms)/1000:.2f} s | "
                  f"{cms/int(pms):.2f}× |")
     lines.append(f"| throughput (creates/s) | {rate(ok, cms):.1f} | {pr:.1f} | {rate(ok, cms)/pr:.2f}× |")
+    lines.append(f"| \`ls\` in a loop during the creates: ok / failed, median | $ls_during_ok / $ls_during_fail, {$ls_during_us/1000:.0f} ms | | |")
     cp_, pp_ = $conc_pss_kib / 1024 / max(ok, 1), int("${pod_pss_kib:-0}") / 1024 / max(int(pod_ok), 1)
     lines.append(f"| host-side PSS per idle sandbox (monitor + the sandbox's processes / conmon + its tree) | "
                  f"{cp_:.2f} MiB | {pp_:.2f} MiB | {cp_/pp_ if pp_ else 0:.2f}× |")
@@ -402,6 +416,8 @@ lines += [f"| idle sandboxes held (asked $n_target) | {held} | | |",
 errs = open("$work/conc.errors").read().strip()
 if errs:
     lines += ["Failures of the concurrent creates (count, message):", "", "\`\`\`", errs, "\`\`\`", ""]
+if os.path.exists("$work/ls.err") and open("$work/ls.err").read().strip():
+    lines += ["\`ls\` failures during the creates:", "", "\`\`\`", open("$work/ls.err").read().strip()[:2000], "\`\`\`", ""]
 if os.path.exists("$work/pod.errors") and open("$work/pod.errors").read().strip():
     lines += ["podman's failures:", "", "\`\`\`", open("$work/pod.errors").read().strip(), "\`\`\`", ""]
 leak = open("$work/leaks.txt").read().strip().splitlines()

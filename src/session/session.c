@@ -566,6 +566,15 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
         }
     }
     r = stk_store_sb_insert(s->st, &rec, err);
+    if (r < 0 && r != -EEXIST && lock >= 0) {
+        /* no record: nothing will ever look at the directory just made
+         * for its lock (a store busy beyond its bound left them behind);
+         * -EEXIST: the id is another record's, and so is the directory */
+        char dir[600], path[700];
+        if (session_dir(s, rec.id, dir, sizeof(dir)) >= 0 &&
+            stk_path_fmt(path, sizeof(path), "%s/lock", dir) >= 0 && unlink(path) == 0)
+            (void)rmdir(dir);
+    }
     if (r >= 0)
         r = session_audit(s, rec.id, "created", NULL,
                           created_details(&rec, &facts, claimed_through), err);
