@@ -346,6 +346,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
+    session_record_namespace(b, &claim);
     r = stk_store_pool_claim(s->st, pool.tenant, req->pool, &claim, s->actor, ret->id, err);
     stk_sb_rec_free(&claim);
     if (r < 0)

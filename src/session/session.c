@@ -476,6 +476,15 @@ void session_record_new(const struct stk_session *s, const struct stk_create_req
     rec->spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     rec->env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
     rec->labels = session_labels_json(b);
+    session_record_namespace(b, rec);
+}
+
+void session_record_namespace(const struct stk_boundary *b, struct stk_sb_rec *rec)
+{
+    const char *ns = b->namespace ? b->namespace : "";
+    /* one that does not fit stays unrecorded: a listing resolves it */
+    rec->namespace_known = strlen(ns) < sizeof(rec->namespace);
+    fmt_into(rec->namespace, sizeof(rec->namespace), "%s", rec->namespace_known ? ns : "");
 }
 
 char *session_labels_json(const struct stk_boundary *b)

@@ -25,7 +25,7 @@
  * back of a queue of one operation per live sandbox (1024) could
  * legitimately wait about that many commits. */
 #define STK_STORE_LOCK_WAIT_MS  60000
-#define STK_STORE_SCHEMA        5             /* PRAGMA user_version this code writes */
+#define STK_STORE_SCHEMA        6             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
 #define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
@@ -119,6 +119,11 @@ struct stk_sb_rec {
     char *labels;                   /* JSON object text (owned, may be NULL) */
     char *result; /* JSON object text: the last run's result (owned, may be NULL) */
     char *handle; /* the driver's handle (driver.h), JSON text (owned, may be NULL) */
+    /* The namespace spec and env resolve to ("" none), written with them;
+     * namespace_known false for a record from before schema 6, whose
+     * documents say it. In the brief list too. */
+    char namespace[64];
+    bool namespace_known;
 };
 void stk_sb_rec_free(struct stk_sb_rec *r); /* frees the owned strings */
 /* The record as the CLI (`get -o json`, `ls -o json`) and the gateway show
