@@ -125,6 +125,8 @@ static int flock_poll(int fd, int op, int64_t deadline)
         int64_t left = deadline - stk_clock_ms(CLOCK_MONOTONIC);
         if (left <= 0)
             return -ETIMEDOUT;
+        /* short at first (a lock held for a few ms), growing to 20 ms so a
+         * crowd of waiters does not spin */
         long us = sleep_us < left * 1000 ? sleep_us : (long)left * 1000;
         (void)nanosleep(
             &(struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000}, NULL);

@@ -5,9 +5,10 @@
  *
  * Several processes use it at once (CLI commands, one monitor per sandbox):
  * the database runs in WAL mode so readers never wait for a writer, every
- * connection waits up to STK_STORE_BUSY_MS for a lock, and every
  * read-modify-write runs in one BEGIN IMMEDIATE transaction taken under an
- * exclusive lock file, so two writers never interleave. A connection must not
+ * exclusive lock file (waited for up to STK_STORE_LOCK_WAIT_MS, fairly), so
+ * two writers never interleave, and SQLite's own locks (a WAL recovery, a
+ * last connection's checkpoint) are waited for up to STK_STORE_BUSY_MS. A connection must not
  * cross fork(): open the store in the process that uses it.
  */
 #ifndef STK_SESSION_STORE_H
@@ -19,11 +20,11 @@
 #define STK_STORE_LOCK_FILE "stockade.lock"
 #define STK_STORE_BUSY_MS   5000
 /* How long a writer waits for the lock file (store_lock) before it names the
- * holder and gives up. A write transaction holds it for one commit (one
- * fsync of the WAL, one of the audit head file): 2 to 20 ms here, up to ~60
- * ms at a load of 40 on 2 cores (docs/sessions.md, "Scale"); a writer at the
- * back of a queue of one operation per live sandbox (1024) could
- * legitimately wait about that many commits. */
+ * holder and gives up. A write transaction holds it for one commit (the
+ * WAL's fsync, the audit head file's): 8 to 23 ms per commit here with 100
+ * concurrent writers on a loaded 2-core host (docs/sessions.md, "Locks"); a
+ * writer behind one operation of every live sandbox (1024) waits about
+ * 1024 commits, 24 s at 23 ms. */
 #define STK_STORE_LOCK_WAIT_MS  60000
 #define STK_STORE_SCHEMA        6             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
