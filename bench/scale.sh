@@ -14,8 +14,10 @@
 #     namespaces, veths, nft chains, address leases, host id range slots, loop
 #     devices, mounts, monitors, files left in the run directory.
 #
-# Writes bench/scale.md (the numbers, and a "## Findings" section already
-# there is kept).
+# Writes bench/scale.md, or SCALE_REPORT (the numbers, and a "## Findings"
+# section already there is kept). SCALE_BUSY=K runs K busy loops beside both
+# engines' concurrent creates (a loaded host, where the store's lock used to
+# time out).
 #
 #   bench/scale.sh [N] [CONC]        (default N=1000, CONC=50)
 set -euo pipefail
@@ -26,6 +28,8 @@ conc=${2:-50}
 step=${SCALE_STEP:-4}
 max_used=${SCALE_MAX_USED:-70}
 budget_s=${SCALE_FILL_SECONDS:-0} # 0: no time bound on creating the N
+busy=${SCALE_BUSY:-0}
+report=${SCALE_REPORT:-$root/bench/scale.md}
 bin=${STOCKADE_BIN:-$root/build/src/stockade}
 [ -x "$bin" ] || { echo "build first: ninja -C build" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -37,8 +41,13 @@ podman_args=(--root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$
              --runtime runc --cgroup-manager cgroupfs --events-backend file)
 podrun=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --memory 256m --pids-limit 64)
 
+busy_pids=()
+busy_start() { for _ in $(seq 1 "$busy"); do (while :; do :; done) & busy_pids+=($!); done; }
+busy_stop() { [ ${#busy_pids[@]} -gt 0 ] && kill "${busy_pids[@]}" 2>/dev/null; busy_pids=(); }
+
 cleanup() {
   set +e
+  busy_stop
   if [ -s "$work/all.ids" ]; then
     xargs -r -P 4 -n 16 "$bin" rm -f <"$work/all.ids" >/dev/null 2>&1
   fi
@@ -138,15 +147,33 @@ PY
 
 # ---- 1. CONC concurrent creates ------------------------------------------------------
 : >"$work/all.ids"
+cpids=()
 avail0=$(mem_avail_kib)
 mkdir -p "$work/c"
+busy_start
+# readers beside the writers: `ls` in a loop while the creates run (does a
+# reader ever see the database locked?)
+( while [ ! -e "$work/c/done" ]; do
+    a=$(date +%s%N)
+    if "$bin" ls -q >/dev/null 2>>"$work/ls.err"; then echo "ok $(( ($(date +%s%N) - a) / 1000 ))"
+    else echo "fail $(( ($(date +%s%N) - a) / 1000 ))"; fi
+  done >"$work/ls.during" ) &
+lspid=$!
 t0=$(now_ms)
 for i in $(seq 1 "$conc"); do
   ( if "$bin" create -f "$work/idle.yaml" >"$work/c/$i.out" 2>"$work/c/$i.err"; then
       echo 0 >"$work/c/$i.rc"; else echo $? >"$work/c/$i.rc"; fi ) &
+  cpids+=($!)
 done
-wait
+wait "${cpids[@]}"
 t1=$(now_ms)
+load_stk=$(cut -d' ' -f1 /proc/loadavg)
+busy_stop
+touch "$work/c/done"; wait "$lspid"
+ls_during_ok=$(grep -c '^ok' "$work/ls.during" || true)
+ls_during_fail=$(grep -c '^fail' "$work/ls.during" || true)
+ls_during_us=$(awk '$1 == "ok" {print $2}' "$work/ls.during" | sort -n | awk '{v[NR]=$1} END {print NR ? v[int((NR+1)/2)] : 0}')
+echo "ls during the creates: $ls_during_ok ok, $ls_during_fail failed, median $ls_during_us us"
 conc_ok=0
 for i in $(seq 1 "$conc"); do
   if [ "$(cat "$work/c/$i.rc")" = 0 ]; then
@@ -158,7 +185,7 @@ sleep 2 # the monitors settle (their start-up allocations)
 conc_mem_kib=$(( (avail0 - $(mem_avail_kib)) ))
 cp "$work/all.ids" "$work/live.ids"; conc_pss_kib=$(pss_kib stockade)
 cat "$work"/c/*.err | sort | uniq -c | sort -rn | head -5 >"$work/conc.errors" || true
-echo "stockade: $conc_ok/$conc concurrent creates in $conc_ms ms; $((conc_mem_kib / 1024)) MiB"
+echo "stockade: $conc_ok/$conc concurrent creates in $conc_ms ms; $((conc_mem_kib / 1024)) MiB; load $load_stk"
 # their addresses and id ranges are distinct (what the e2e test also checks)
 "$bin" ls -q | head -n "$conc" >/dev/null
 t0=$(now_ms); xargs -r -P 4 -n 16 "$bin" rm -f <"$work/all.ids" >/dev/null; t1=$(now_ms)
@@ -166,7 +193,7 @@ conc_rm_ms=$((t1 - t0))
 : >"$work/all.ids"
 
 # podman, the same count, the same limits, its default network
-pod_ok=""; pod_ms=""; pod_mem_kib=""; pod_pss_kib=""; pod_rm_ms=""; pod_ver=""
+load_pod=""; pod_ok=""; pod_ms=""; pod_mem_kib=""; pod_pss_kib=""; pod_rm_ms=""; pod_ver=""
 if ! command -v podman >/dev/null && [ "${SCALE_PODMAN:-}" = install ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman >/dev/null
 fi
@@ -184,21 +211,26 @@ if command -v podman >/dev/null; then
   podman "${podman_args[@]}" run -d --name "$tag-warm" "${podrun[@]}" "localhost/$tag" /bin/sleep 600 >/dev/null
   podman "${podman_args[@]}" rm -f -t 0 "$tag-warm" >/dev/null
   avail0=$(mem_avail_kib)
+  busy_start
+  ppids=()
   t0=$(now_ms)
   for i in $(seq 1 "$conc"); do
     ( if podman "${podman_args[@]}" run -d --name "$tag-$i" "${podrun[@]}" "localhost/$tag" \
           /bin/sleep 600 >"$work/p/$i.out" 2>"$work/p/$i.err"
       then echo 0 >"$work/p/$i.rc"; else echo $? >"$work/p/$i.rc"; fi ) &
+    ppids+=($!)
   done
-  wait
+  wait "${ppids[@]}"
   t1=$(now_ms)
+  load_pod=$(cut -d' ' -f1 /proc/loadavg)
+  busy_stop
   pod_ok=$(grep -lx 0 "$work"/p/*.rc | wc -l)
   pod_ms=$((t1 - t0))
   sleep 2
   pod_mem_kib=$(( (avail0 - $(mem_avail_kib)) ))
   pod_pss_kib=$(pss_kib podman)
   cat "$work"/p/*.err | sort | uniq -c | sort -rn | head -5 >"$work/pod.errors" || true
-  echo "podman: $pod_ok/$conc concurrent runs in $pod_ms ms; $((pod_mem_kib / 1024)) MiB"
+  echo "podman: $pod_ok/$conc concurrent runs in $pod_ms ms; $((pod_mem_kib / 1024)) MiB; load $load_pod"
   t0=$(now_ms)
   podman "${podman_args[@]}" rm -f -a -t 0 >/dev/null
   t1=$(now_ms)
@@ -335,7 +367,7 @@ echo "rm of $held in $rm_ms ms; $left records left; leak check: $leaks found"
 sed -n '2,20p' "$work/leaks.txt"
 
 # ---- the report --------------------------------------------------------------------
-python3 - "$root/bench/scale.md" <<PY
+python3 - "$report" <<PY
 import os, platform, statistics, sys, time
 out = sys.argv[1]
 def ms(x): return f"{int(x)/1000:.2f} s" if x != "" else "—"
@@ -348,7 +380,9 @@ lines = ["# Scale of operations: benchmark", "",
   f"kernel {platform.release()}; {'$pod_ver' or 'podman absent'}. Sandboxes: crun, \`rootfs: host\`, "
   "\`/bin/sleep infinity\`, memory 256Mi, pids 64, storage 4Mi (a volume is allocated whole: at the default 1 GiB, 1,000 sandboxes take 1 TB of disk), the default network (netns, veth, nftables); "
   "podman: \`run -d --runtime runc\` of an image holding /bin/sleep with \`--memory 256m --pids-limit 64\` and "
-  "its default network. Other engineers' tests ran on the machine at the same time.", "",
+  "its default network. Other engineers' tests ran on the machine at the same time"
+  + (f"; $busy busy loops ran beside each engine's concurrent creates" if $busy else "")
+  + f" (1-minute load average at the end of the creates: stockade $load_stk, podman {'$load_pod' or '—'}).", "",
   "| measure | stockade | podman (same run) | ratio |", "|---|---:|---:|---:|"]
 def rate(k, t): return k / (t / 1000) if t else 0
 if pod_ok:
@@ -357,6 +391,7 @@ if pod_ok:
     lines.append(f"| {conc} concurrent creates: wall time | {cms/1000:.2f} s | {int(pms)/1000:.2f} s | "
                  f"{cms/int(pms):.2f}× |")
     lines.append(f"| throughput (creates/s) | {rate(ok, cms):.1f} | {pr:.1f} | {rate(ok, cms)/pr:.2f}× |")
+    lines.append(f"| \`ls\` in a loop during the creates: ok / failed, median | $ls_during_ok / $ls_during_fail, {$ls_during_us/1000:.0f} ms | | |")
     cp_, pp_ = $conc_pss_kib / 1024 / max(ok, 1), int("${pod_pss_kib:-0}") / 1024 / max(int(pod_ok), 1)
     lines.append(f"| host-side PSS per idle sandbox (monitor + the sandbox's processes / conmon + its tree) | "
                  f"{cp_:.2f} MiB | {pp_:.2f} MiB | {cp_/pp_ if pp_ else 0:.2f}× |")
@@ -381,6 +416,8 @@ lines += [f"| idle sandboxes held (asked $n_target) | {held} | | |",
 errs = open("$work/conc.errors").read().strip()
 if errs:
     lines += ["Failures of the concurrent creates (count, message):", "", "\`\`\`", errs, "\`\`\`", ""]
+if os.path.exists("$work/ls.err") and open("$work/ls.err").read().strip():
+    lines += ["\`ls\` failures during the creates:", "", "\`\`\`", open("$work/ls.err").read().strip()[:2000], "\`\`\`", ""]
 if os.path.exists("$work/pod.errors") and open("$work/pod.errors").read().strip():
     lines += ["podman's failures:", "", "\`\`\`", open("$work/pod.errors").read().strip(), "\`\`\`", ""]
 leak = open("$work/leaks.txt").read().strip().splitlines()

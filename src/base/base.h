@@ -181,9 +181,16 @@ int stk_write_all(int fd, const void *data, size_t n);
 /* Takes an flock (op: LOCK_EX or LOCK_SH) on fd, waiting at most timeout_ms.
  * 0; -ETIMEDOUT when someone held it all that time (*ret_holder, when not
  * NULL, names the holder's pid as /proc/locks shows it, or 0); -errno on
- * other failures. Polled with a short growing sleep, so it never hangs
- * behind a stopped process and needs no signal. */
+ * other failures. A blocking flock (the kernel wakes the waiters when the
+ * holder lets go: nobody starves, as pollers did), interrupted at the
+ * deadline by a timer of the calling thread with the real-time signal
+ * SIGRTMIN + STK_FLOCK_WAKE_SIGNAL (io.c): it never hangs behind a stopped
+ * process, and no other thread sees the signal. Safe in any thread. */
+#define STK_FLOCK_WAKE_SIGNAL 4
 int stk_flock_wait(int fd, int op, int timeout_ms, int *ret_holder);
+/* "process 1234 (stockade-mon, stopped)": what a lock's holder is, for a
+ * message (pid 0: /proc/locks named none). */
+void stk_pid_describe(int pid, char *buf, size_t n);
 /* How long a setup waits for a host-wide lock (the network's, the id
  * ranges') before it gives up with the holder's pid: a holder keeps one for
  * milliseconds to a few hundred under load, so this is far past a queue of

@@ -701,6 +701,9 @@ static char *record_namespace_resolve(const struct stk_sb_rec *r);
 
 char *gw_record_namespace(const struct stk_sb_rec *r)
 {
+    /* written with the documents since schema 6 */
+    if (r->namespace_known)
+        return r->namespace[0] ? stk_xstrdup(r->namespace) : NULL;
     if (!r->spec)
         return NULL;
     uint64_t h = docs_hash(r);
@@ -948,6 +951,25 @@ static void h_whoami(struct gw_call *c)
         json_pack("{s:o,s:s}", "principal", principal_json(&c->who), "identity", d.identity));
 }
 
+/* The namespace of a record of the brief list: recorded with its documents,
+ * or (a record from before schema 6) read from them. false when the record
+ * is gone meanwhile: it is not listed, never authorized without it. */
+static bool brief_namespace(struct gw_call *c, const struct stk_sb_rec *brief, char **ret)
+{
+    if (brief->namespace_known) {
+        *ret = gw_record_namespace(brief);
+        return true;
+    }
+    struct stk_sb_rec full;
+    if (stk_store_sb_get_id(stk_session_store(c->g->session), brief->id, &full, NULL) < 0)
+        return false;
+    *ret = gw_record_namespace(&full);
+    stk_sb_rec_free(&full);
+    return true;
+}
+
+/* The brief list (no documents: a record's may be a MiB each); a row shows
+ * nothing of them, and authorization needs only the namespace. */
 static void h_sb_list(struct gw_call *c)
 {
     struct stk_authz_decision d;
@@ -956,8 +978,8 @@ static void h_sb_list(struct gw_call *c)
     struct stk_sb_rec *recs = NULL;
     size_t n = 0;
     _cleanup_error_ struct stk_error *err = NULL;
-    int r =
-        stk_store_sb_list(stk_session_store(c->g->session), query_flag(c, "all"), &recs, &n, &err);
+    int r = stk_store_sb_list_brief(stk_session_store(c->g->session), query_flag(c, "all"), &recs,
+                                    &n, &err);
     if (r < 0) {
         gw_reply_error(c, GW_E_INTERNAL, "%s", err ? err->msg : "listing");
         return;
@@ -965,7 +987,9 @@ static void h_sb_list(struct gw_call *c)
     json_t *a = json_array();
     struct decision_batch batch = {.c = c, .verb = STK_VERB_GET};
     for (size_t i = 0; i < n; i++) {
-        _cleanup_free_ char *ns = gw_record_namespace(&recs[i]);
+        _cleanup_free_ char *ns = NULL;
+        if (!brief_namespace(c, &recs[i], &ns))
+            continue;
         struct stk_authz_target t = {.tenant = recs[i].tenant,
                                      .project = recs[i].project,
                                      .owner = recs[i].owner,

@@ -12,8 +12,9 @@
 struct stk_store {
     sqlite3 *db;
     char *dir;
-    char *head_path; /* <dir>/audit.head */
-    int lock_fd;     /* <dir>/stockade.lock, flock()ed around write transactions */
+    char *head_path;  /* <dir>/audit.head */
+    int lock_fd;      /* <dir>/stockade.lock, flock()ed around write transactions */
+    int lock_wait_ms; /* STK_STORE_LOCK_WAIT_MS unless stk_store_set_lock_wait_ms */
     bool in_tx;
     bool unique_names; /* stk_store_unique_names() */
     /* Set by an audit append inside the transaction; written to head_path

@@ -44,11 +44,18 @@ static int pool_lock(struct stk_session *s, const char *name, struct stk_error *
     if ((r = stk_path_make(path, sizeof(path), err, "%s/pools/%s.lock", s->p.state_dir, name)) < 0)
         return r;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-        r = stk_error_errno(err, errno, "locking %s", path);
-        if (fd >= 0)
-            close(fd);
-        return r;
+    if (fd < 0)
+        return stk_error_errno(err, errno, "opening %s", path);
+    int holder = 0;
+    if ((r = stk_flock_wait(fd, LOCK_EX, STK_POOL_LOCK_WAIT_MS, &holder)) < 0) {
+        close(fd);
+        if (r != -ETIMEDOUT)
+            return stk_error_errno(err, -r, "locking %s", path);
+        char who[128];
+        stk_pid_describe(holder, who, sizeof(who));
+        return stk_error_make(err, EBUSY,
+                              "waited %d s for pool %s's lock %s, held by %s all that time",
+                              STK_POOL_LOCK_WAIT_MS / 1000, name, path, who);
     }
     return fd;
 }
@@ -120,40 +127,48 @@ static int pool_open(struct stk_session *s, const char *tenant, const char *name
     return lock;
 }
 
+/* One member per turn of the pool's lock, counted again each time: a
+ * holder keeps it for one create (never for a whole pool's), so a waiter
+ * (another refill, pool rm) waits for creates that are needed anyway, and
+ * a claim made meanwhile is seen by the next count. At most the pool's
+ * size of creates per refill: a member that ends at once is not counted
+ * again and again. */
 int stk_pool_refill(struct stk_session *s, const char *tenant, const char *name,
                     struct stk_error **err)
 {
-    struct stk_pool_rec pool = {0};
-    _cleanup_close_ int lock = pool_open(s, tenant, name, &pool, err);
-    if (lock < 0)
-        return lock;
-    int r;
-    size_t ready = 0, coming = 0;
-    if (pool.mechanism[0]) {
-        /* the backend keeps it full */
-        stk_pool_rec_free(&pool);
-        return 0;
-    }
-    r = count_members(s, pool.tenant, name, &ready, &coming, err);
-    struct stk_create_req req = {
-        .docs = {.spec_file = "pool template",
-                 .spec = pool.template_spec,
-                 .spec_len = strlen(pool.template_spec),
-                 .env_file = "pool environment",
-                 .env = pool.env,
-                 .env_len = pool.env ? strlen(pool.env) : 0},
-        .pool = name,
-        .pool_member = true,
-        /* members belong to whom the pool was authorized for */
-        .tenant = pool.tenant[0] ? pool.tenant : NULL,
-        .owner = pool.owner[0] ? pool.owner : NULL,
-    };
-    for (size_t have = ready + coming; r >= 0 && have < (size_t)pool.size; have++) {
+    for (size_t made = 0;; made++) {
+        struct stk_pool_rec pool = {0};
+        _cleanup_close_ int lock = pool_open(s, tenant, name, &pool, err);
+        if (lock < 0)
+            return lock;
+        size_t ready = 0, coming = 0;
+        int r = 0;
+        if (!pool.mechanism[0]) /* else the backend keeps it full */
+            r = count_members(s, pool.tenant, name, &ready, &coming, err);
+        if (r < 0 || pool.mechanism[0] || ready + coming >= (size_t)pool.size ||
+            made >= (size_t)pool.size) {
+            stk_pool_rec_free(&pool);
+            return r;
+        }
+        struct stk_create_req req = {
+            .docs = {.spec_file = "pool template",
+                     .spec = pool.template_spec,
+                     .spec_len = strlen(pool.template_spec),
+                     .env_file = "pool environment",
+                     .env = pool.env,
+                     .env_len = pool.env ? strlen(pool.env) : 0},
+            .pool = name,
+            .pool_member = true,
+            /* members belong to whom the pool was authorized for */
+            .tenant = pool.tenant[0] ? pool.tenant : NULL,
+            .owner = pool.owner[0] ? pool.owner : NULL,
+        };
         struct stk_create_res res;
         r = stk_session_create(s, &req, &res, err);
+        stk_pool_rec_free(&pool);
+        if (r < 0)
+            return r;
     }
-    stk_pool_rec_free(&pool);
-    return r;
 }
 
 int stk_pool_create(struct stk_session *s, const char *name, int size,
@@ -331,6 +346,7 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     claim.labels = session_labels_json(b);
     claim.spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     claim.env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
+    session_record_namespace(b, &claim);
     r = stk_store_pool_claim(s->st, pool.tenant, req->pool, &claim, s->actor, ret->id, err);
     stk_sb_rec_free(&claim);
     if (r < 0)

@@ -127,6 +127,9 @@ char *session_argv_json(const char *const *argv, size_t argc, const char *key, v
 /* {"argv": b's command, key: value (a json_t *, stolen)} as a json_t *. */
 void *session_argv_details(const struct stk_boundary *b, const char *key, void *value);
 char *session_labels_json(const struct stk_boundary *b);
+/* rec's namespace as b (resolved from rec's documents) has it: what a
+ * listing authorizes by without reading the documents again. */
+void session_record_namespace(const struct stk_boundary *b, struct stk_sb_rec *rec);
 /* The tenant a create records: the one asked for, else the namespace. */
 const char *session_tenant(const struct stk_create_req *req, const struct stk_boundary *b);
 /* Binds every namespace b occupies to tenant (the first tenant to use a

@@ -476,6 +476,15 @@ void session_record_new(const struct stk_session *s, const struct stk_create_req
     rec->spec = stk_xstrndup(req->docs.spec, req->docs.spec_len);
     rec->env = req->docs.env ? stk_xstrndup(req->docs.env, req->docs.env_len) : NULL;
     rec->labels = session_labels_json(b);
+    session_record_namespace(b, rec);
+}
+
+void session_record_namespace(const struct stk_boundary *b, struct stk_sb_rec *rec)
+{
+    const char *ns = b->namespace ? b->namespace : "";
+    /* one that does not fit stays unrecorded: a listing resolves it */
+    rec->namespace_known = strlen(ns) < sizeof(rec->namespace);
+    fmt_into(rec->namespace, sizeof(rec->namespace), "%s", rec->namespace_known ? ns : "");
 }
 
 char *session_labels_json(const struct stk_boundary *b)
@@ -566,6 +575,15 @@ static int cold_create(struct stk_session *s, const struct stk_create_req *req,
         }
     }
     r = stk_store_sb_insert(s->st, &rec, err);
+    if (r < 0 && r != -EEXIST && lock >= 0) {
+        /* no record: nothing will ever look at the directory just made
+         * for its lock (a store busy beyond its bound left them behind);
+         * -EEXIST: the id is another record's, and so is the directory */
+        char dir[600], path[700];
+        if (session_dir(s, rec.id, dir, sizeof(dir)) >= 0 &&
+            stk_path_fmt(path, sizeof(path), "%s/lock", dir) >= 0 && unlink(path) == 0)
+            (void)rmdir(dir);
+    }
     if (r >= 0)
         r = session_audit(s, rec.id, "created", NULL,
                           created_details(&rec, &facts, claimed_through), err);

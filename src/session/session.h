@@ -31,6 +31,11 @@
 #define STK_EXEC_MAX_ENV 128
 /* Warm pool sizes. */
 #define STK_POOL_MAX_SIZE 64
+/* How long a refill or pool rm waits for the pool's lock (pool.c) before it
+ * names the holder and gives up. A holder keeps it for one member's create
+ * (seconds; 14.5 s median under gVisor on a loaded 2-core host); a waiter
+ * waits for the creates still missing, at most a pool's size of them. */
+#define STK_POOL_LOCK_WAIT_MS (15 * 60 * 1000)
 
 struct stk_session;
 

@@ -110,6 +110,12 @@ static const char *const migrations[STK_STORE_SCHEMA] = {
      * agents.x-k8s.io SandboxWarmPool) names that mechanism; '' is
      * stockade's own members */
     "ALTER TABLE pools ADD COLUMN mechanism TEXT NOT NULL DEFAULT '';",
+    /* 5 → 6: the namespace a sandbox's documents resolve to, written with
+     * them, so a listing that authorizes by namespace reads no documents
+     * (no row: a record from before, whose documents say it). A table of
+     * its own: a column added to sandboxes would follow the documents in
+     * each row, and reading it would walk their overflow pages. */
+    "CREATE TABLE sandbox_namespaces (id TEXT PRIMARY KEY, namespace TEXT NOT NULL);",
 };
 
 static int user_version(struct stk_store *st, int *ret, struct stk_error **err)
@@ -273,6 +279,7 @@ static int store_open_at(const char *state_dir, bool create, struct stk_store **
     }
     struct stk_store *st = stk_xcalloc(1, sizeof(*st));
     st->lock_fd = -1;
+    st->lock_wait_ms = STK_STORE_LOCK_WAIT_MS;
     st->dir = stk_xstrdup(state_dir);
     st->head_path = stk_xasprintf("%s/%s", state_dir, STK_AUDIT_HEAD_FILE);
     _cleanup_free_ char *lock_path = stk_xasprintf("%s/%s", state_dir, STK_STORE_LOCK_FILE);
@@ -476,22 +483,30 @@ int64_t store_now_ms(void)
 
 /* The lock file serialises writers before SQLite does, so that the head file
  * is written in commit order (audit.c); verify takes it shared to read the
- * head file and pin its snapshot together. Polled, to give up like
- * busy_timeout instead of hanging behind a stopped process. */
+ * head file and pin its snapshot together. Taken fairly (a blocking flock:
+ * every waiter is woken when the holder lets go) and with a bound that a
+ * queue of every live sandbox's writers stays under (store.h), so a stopped
+ * or stuck holder is named instead of hung behind. */
 int store_lock(struct stk_store *st, bool exclusive, struct stk_error **err)
 {
-    for (int waited = 0;; waited++) {
-        if (flock(st->lock_fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
-            return 0;
-        if (errno != EWOULDBLOCK && errno != EINTR)
-            return stk_error_errno(err, errno, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
-        if (waited >= STK_STORE_BUSY_MS)
-            return stk_error_make(err, EBUSY,
-                                  "another stockade process held the store's write lock "
-                                  "(%s/%s) for %d ms",
-                                  st->dir, STK_STORE_LOCK_FILE, STK_STORE_BUSY_MS);
-        (void)nanosleep(&(struct timespec){0, 1000000}, NULL);
+    int holder = 0;
+    int r = stk_flock_wait(st->lock_fd, exclusive ? LOCK_EX : LOCK_SH, st->lock_wait_ms, &holder);
+    if (r == -ETIMEDOUT) {
+        char who[128];
+        stk_pid_describe(holder, who, sizeof(who));
+        return stk_error_make(err, EBUSY,
+                              "waited %d ms for the store's write lock %s/%s, held by %s all "
+                              "that time",
+                              st->lock_wait_ms, st->dir, STK_STORE_LOCK_FILE, who);
     }
+    if (r < 0)
+        return stk_error_errno(err, -r, "locking %s/%s", st->dir, STK_STORE_LOCK_FILE);
+    return 0;
+}
+
+void stk_store_set_lock_wait_ms(struct stk_store *st, int ms)
+{
+    st->lock_wait_ms = ms > 0 ? ms : STK_STORE_LOCK_WAIT_MS;
 }
 
 void store_unlock(struct stk_store *st)
@@ -666,6 +681,8 @@ static int sb_check(const struct stk_sb_rec *r, struct stk_error **err)
         ret = check_owned(what, "spec", r->spec, STK_STORE_MAX_DOC, err);
     if (ret >= 0)
         ret = check_owned(what, "env", r->env, STK_STORE_MAX_DOC, err);
+    if (ret >= 0 && r->namespace_known)
+        ret = check_fixed(what, "namespace", r->namespace, sizeof(r->namespace), err);
     return ret;
 }
 
@@ -675,6 +692,9 @@ static int sb_check(const struct stk_sb_rec *r, struct stk_error **err)
     "id, name, tenant, project, owner, runtime, pool, pool_member, phase, reason, message,"        \
     " exit_code, created_ms, updated_ms, monitor_pid, monitor_start, init_pid, spec, env,"         \
     " labels, result, handle"
+/* SB_COLS and the recorded namespace (NULL when none is) */
+#define SB_NS_COL "(SELECT namespace FROM sandbox_namespaces n WHERE n.id = sandboxes.id)"
+#define SB_SELECT SB_COLS ", " SB_NS_COL
 
 void stk_sb_rec_free(struct stk_sb_rec *r)
 {
@@ -733,6 +753,11 @@ static int sb_from_row(sqlite3_stmt *s, struct stk_sb_rec *r, struct stk_error *
     r->labels = col_dup(s, 19);
     r->result = col_dup(s, 20);
     r->handle = col_dup(s, 21);
+    r->namespace_known = sqlite3_column_type(s, 22) != SQLITE_NULL;
+    if (r->namespace_known &&
+        !store_copy(r->namespace, sizeof(r->namespace), store_col_text(s, 22)))
+        return stk_error_make(err, EUCLEAN, "sandbox %s: namespace in the database is too long",
+                              r->id);
     return 0;
 }
 
@@ -742,6 +767,27 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
         sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(s, i);
+}
+
+/* Inside a write transaction: the namespace sandbox id's documents resolve
+ * to ("" none), or NULL: not known (a listing reads the documents). */
+static int ns_record(struct stk_store *st, const char *id, const char *ns, struct stk_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          ns ? "INSERT OR REPLACE INTO sandbox_namespaces (id, namespace)"
+                               " VALUES (?1, ?2)"
+                             : "DELETE FROM sandbox_namespaces WHERE id = ?1",
+                          &s, err);
+    if (r < 0)
+        return r;
+    bind_text(s, 1, id);
+    if (ns)
+        bind_text(s, 2, ns);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(st, rc, err, "recording a sandbox's namespace");
+    return 0;
 }
 
 static int count_live(struct stk_store *st, int64_t *ret, struct stk_error **err)
@@ -828,7 +874,7 @@ static int sb_insert_tx(struct stk_store *st, const struct stk_sb_rec *r, struct
         return stk_error_make(err, EEXIST, "a sandbox with id '%s' already exists", r->id);
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "inserting a sandbox");
-    return 0;
+    return r->namespace_known ? ns_record(st, r->id, r->namespace, err) : 0;
 }
 
 int stk_store_sb_insert(struct stk_store *st, const struct stk_sb_rec *r, struct stk_error **err)
@@ -889,7 +935,7 @@ bool stk_store_names_per_tenant(const struct stk_store *st)
 int stk_store_sb_get_id(struct stk_store *st, const char *id, struct stk_sb_rec *ret,
                         struct stk_error **err)
 {
-    return sb_select_one(st, "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1", id, ret, err);
+    return sb_select_one(st, "SELECT " SB_SELECT " FROM sandboxes WHERE id = ?1", id, ret, err);
 }
 
 int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb_rec *ret,
@@ -897,12 +943,12 @@ int stk_store_sb_get(struct stk_store *st, const char *id_or_name, struct stk_sb
 {
     if (!id_or_name || !*id_or_name)
         return stk_error_make(err, EINVAL, "no sandbox id or name given");
-    int r =
-        sb_select_one(st, "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1", id_or_name, ret, err);
+    int r = sb_select_one(st, "SELECT " SB_SELECT " FROM sandboxes WHERE id = ?1", id_or_name, ret,
+                          err);
     if (r != -ENOENT)
         return r;
     r = sb_select_one(st,
-                      "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
+                      "SELECT " SB_SELECT " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
                       " ORDER BY created_ms LIMIT 2",
                       id_or_name, ret, err);
     if (r == -ENOENT)
@@ -921,10 +967,11 @@ int stk_store_sb_find_name(struct stk_store *st, const char *name, struct stk_sb
                            size_t *ret_n, struct stk_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
-    int r = store_prepare(st,
-                          "SELECT " SB_COLS " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
-                          " AND pool_member = 0 ORDER BY created_ms, id LIMIT ?2",
-                          &s, err);
+    int r =
+        store_prepare(st,
+                      "SELECT " SB_SELECT " FROM sandboxes WHERE name = ?1 AND phase != 'deleted'"
+                      " AND pool_member = 0 ORDER BY created_ms, id LIMIT ?2",
+                      &s, err);
     if (r < 0)
         return r;
     bind_text(s, 1, name);
@@ -987,14 +1034,14 @@ static void sb_recs_free(void *v, size_t n)
 #define SB_BRIEF_COLS                                                                              \
     "id, name, tenant, project, owner, runtime, pool, pool_member, phase, reason, message,"        \
     " exit_code, created_ms, updated_ms, monitor_pid, monitor_start, init_pid, NULL, NULL,"        \
-    " NULL, NULL, NULL"
+    " NULL, NULL, NULL, " SB_NS_COL
 
 static int sb_list(struct stk_store *st, bool include_deleted, bool brief, struct stk_sb_rec **ret,
                    size_t *ret_n, struct stk_error **err)
 {
     static const char *const sql[2][2] = {
-        {"SELECT " SB_COLS " FROM sandboxes WHERE phase != 'deleted' ORDER BY created_ms, id",
-         "SELECT " SB_COLS " FROM sandboxes ORDER BY created_ms, id"},
+        {"SELECT " SB_SELECT " FROM sandboxes WHERE phase != 'deleted' ORDER BY created_ms, id",
+         "SELECT " SB_SELECT " FROM sandboxes ORDER BY created_ms, id"},
         {"SELECT " SB_BRIEF_COLS " FROM sandboxes WHERE phase != 'deleted'"
          " ORDER BY created_ms, id",
          "SELECT " SB_BRIEF_COLS " FROM sandboxes ORDER BY created_ms, id"},
@@ -1489,6 +1536,9 @@ static int claim_tx(struct stk_store *st, const char *tenant, const char *pool,
     rc = sqlite3_step(u);
     if (rc != SQLITE_DONE)
         return store_sql_error(st, rc, err, "claiming a pool member");
+    /* the claimer's documents, the claimer's namespace */
+    if (c->spec && (r = ns_record(st, id, c->namespace_known ? c->namespace : NULL, err)) < 0)
+        return r;
     json_t *d = json_pack("{s:s, s:s, s:s}", "pool", pool, "name", c->name, "owner", c->owner);
     _cleanup_free_ char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);

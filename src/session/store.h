@@ -5,9 +5,10 @@
  *
  * Several processes use it at once (CLI commands, one monitor per sandbox):
  * the database runs in WAL mode so readers never wait for a writer, every
- * connection waits up to STK_STORE_BUSY_MS for a lock, and every
  * read-modify-write runs in one BEGIN IMMEDIATE transaction taken under an
- * exclusive lock file, so two writers never interleave. A connection must not
+ * exclusive lock file (waited for up to STK_STORE_LOCK_WAIT_MS, fairly), so
+ * two writers never interleave, and SQLite's own locks (a WAL recovery, a
+ * last connection's checkpoint) are waited for up to STK_STORE_BUSY_MS. A connection must not
  * cross fork(): open the store in the process that uses it.
  */
 #ifndef STK_SESSION_STORE_H
@@ -15,10 +16,17 @@
 
 #include "base/base.h"
 
-#define STK_STORE_DB_FILE       "stockade.db"
-#define STK_STORE_LOCK_FILE     "stockade.lock"
-#define STK_STORE_BUSY_MS       5000
-#define STK_STORE_SCHEMA        5             /* PRAGMA user_version this code writes */
+#define STK_STORE_DB_FILE   "stockade.db"
+#define STK_STORE_LOCK_FILE "stockade.lock"
+#define STK_STORE_BUSY_MS   5000
+/* How long a writer waits for the lock file (store_lock) before it names the
+ * holder and gives up. A write transaction holds it for one commit (the
+ * WAL's fsync, the audit head file's): 8 to 23 ms per commit here with 100
+ * concurrent writers on a loaded 2-core host (docs/sessions.md, "Locks"); a
+ * writer behind one operation of every live sandbox (1024) waits about
+ * 1024 commits, 24 s at 23 ms. */
+#define STK_STORE_LOCK_WAIT_MS  60000
+#define STK_STORE_SCHEMA        6             /* PRAGMA user_version this code writes */
 #define STK_STORE_MAX_LIVE      10000         /* sandboxes not yet deleted */
 #define STK_STORE_MAX_DOC       (1024 * 1024) /* spec, env, template_spec: as the docset bound */
 #define STK_STORE_MAX_JSON      (64 * 1024)   /* labels, result */
@@ -35,6 +43,9 @@ int stk_store_open(const char *state_dir, struct stk_store **ret, struct stk_err
  * not exist: for commands that only read, such as `stockade audit`. */
 int stk_store_open_existing(const char *state_dir, struct stk_store **ret, struct stk_error **err);
 void stk_store_close(struct stk_store *st);
+/* How long this connection's writers wait for the lock file (default, and
+ * for ms <= 0, STK_STORE_LOCK_WAIT_MS). */
+void stk_store_set_lock_wait_ms(struct stk_store *st, int ms);
 /* Frees what the connection caches (pages, lookaside) while it stays open:
  * a long-lived idle process (the monitor) keeps no copy of the database. */
 void stk_store_release_memory(struct stk_store *st);
@@ -109,6 +120,11 @@ struct stk_sb_rec {
     char *labels;                   /* JSON object text (owned, may be NULL) */
     char *result; /* JSON object text: the last run's result (owned, may be NULL) */
     char *handle; /* the driver's handle (driver.h), JSON text (owned, may be NULL) */
+    /* The namespace spec and env resolve to ("" none), written with them;
+     * namespace_known false for a record from before schema 6, whose
+     * documents say it. In the brief list too. */
+    char namespace[64];
+    bool namespace_known;
 };
 void stk_sb_rec_free(struct stk_sb_rec *r); /* frees the owned strings */
 /* The record as the CLI (`get -o json`, `ls -o json`) and the gateway show

@@ -609,6 +609,36 @@ def test_authorization_matrix(gw, targets):
     gw.healthy()
 
 
+def test_list_authorizes_by_recorded_namespace(gw):
+    """The list reads no documents: each row is authorized by the namespace
+    recorded with them. A record from before that (no recorded namespace)
+    is authorized by its documents' namespace as before: alice still sees
+    her sandbox in acme-alice (her grant matches namespaces), bob does not."""
+    if gw.backend != "sim":
+        pytest.skip("the same code for every backend; sim is enough")
+    import sqlite3
+    status, rec = gw.create("ns-recorded", "acme-alice", owner="alice")
+    assert status == 201, rec
+    alice = rec["id"]
+    db = sqlite3.connect(gw.env["STOCKADE_STATE_DIR"] + "/stockade.db", timeout=30)
+    try:
+        assert db.execute("SELECT namespace FROM sandbox_namespaces WHERE id = ?",
+                          (alice,)).fetchone() == ("acme-alice",)
+
+        def listed(who):
+            status, body = gw.request("GET", "/v1/sandboxes", who)
+            assert status == 200, body
+            return [r["id"] for r in body["items"]]
+        assert alice in listed("alice") and alice not in listed("bob")
+        with db:
+            db.execute("DELETE FROM sandbox_namespaces WHERE id = ?", (alice,))
+        assert alice in listed("alice") and alice not in listed("bob")
+        assert alice in listed("controller")
+    finally:
+        db.close()
+        assert gw.request("DELETE", f"/v1/sandboxes/{alice}?force=1", "alice")[0] == 200
+
+
 # ---- bad input ---------------------------------------------------------------------------
 
 

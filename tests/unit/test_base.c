@@ -6,10 +6,12 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,12 +232,137 @@ static void test_flock_wait_bounded_names_holder(void **state)
     unlink(path);
 }
 
+/* A child that takes the lock on path, says so on ready, then stops itself
+ * (SIGSTOP, as `kill -STOP` would) or waits hold_ms and exits. */
+static pid_t lock_holder(const char *path, int ready, bool stop, int hold_ms)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int c = open(path, O_RDWR);
+        if (c < 0 || flock(c, LOCK_EX) < 0)
+            _exit(1);
+        (void)!write(ready, "x", 1);
+        if (stop)
+            raise(SIGSTOP);
+        else
+            (void)nanosleep(&(struct timespec){hold_ms / 1000, (long)(hold_ms % 1000) * 1000000},
+                            NULL);
+        _exit(0);
+    }
+    return child;
+}
+
+static void wait_ready(int fd)
+{
+    char x;
+    assert_int_equal(read(fd, &x, 1), 1);
+}
+
+static bool wake_pending(void)
+{
+    sigset_t p;
+    sigpending(&p);
+    return sigismember(&p, SIGRTMIN + STK_FLOCK_WAKE_SIGNAL);
+}
+
+/* A holder that is stopped (SIGSTOP) keeps the lock forever: the blocking
+ * wait ends at its deadline, names the holder as stopped, and leaves no
+ * signal pending and the thread's mask as it was. */
+static void test_flock_wait_stopped_holder(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stk-flock-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = lock_holder(path, ready[1], true, 0);
+    wait_ready(ready[0]);
+    sigset_t before, after;
+    pthread_sigmask(SIG_SETMASK, NULL, &before);
+    int holder = -1;
+    int64_t t0 = stk_clock_ms(CLOCK_MONOTONIC);
+    assert_int_equal(stk_flock_wait(fd, LOCK_EX, 300, &holder), -ETIMEDOUT);
+    assert_true(stk_clock_ms(CLOCK_MONOTONIC) - t0 >= 300);
+    assert_int_equal(holder, child);
+    char who[128], want[64];
+    stk_pid_describe(holder, who, sizeof(who));
+    snprintf(want, sizeof(want), "process %d (", child);
+    assert_non_null(strstr(who, want));
+    assert_non_null(strstr(who, ", stopped)"));
+    assert_false(wake_pending());
+    pthread_sigmask(SIG_SETMASK, NULL, &after);
+    for (int sig = 1; sig < SIGRTMAX; sig++)
+        assert_int_equal(sigismember(&before, sig), sigismember(&after, sig));
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(stk_flock_wait(fd, LOCK_EX, 5000, NULL), 0);
+    close(fd);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+    stk_pid_describe(0, who, sizeof(who));
+    assert_string_equal(who, "a process /proc/locks does not name");
+}
+
+/* A blocked waiter is woken when the holder lets go, well before its
+ * deadline, also in a thread that blocks every signal (as a monitor's do). */
+struct waiter {
+    const char *path;
+    int r;
+    int64_t waited_ms;
+};
+
+static void *waiter_thread(void *arg)
+{
+    struct waiter *w = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    int fd = open(w->path, O_RDWR);
+    int64_t t0 = stk_clock_ms(CLOCK_MONOTONIC);
+    w->r = stk_flock_wait(fd, LOCK_EX, 200, NULL); /* held for 2 s: times out */
+    if (w->r == -ETIMEDOUT)
+        w->r = stk_flock_wait(fd, LOCK_EX, 60000, NULL);
+    w->waited_ms = stk_clock_ms(CLOCK_MONOTONIC) - t0;
+    close(fd);
+    return NULL;
+}
+
+static void test_flock_wait_woken_at_release(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stk-flock-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = lock_holder(path, ready[1], false, 2000);
+    wait_ready(ready[0]);
+    struct waiter w = {.path = path, .r = 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, waiter_thread, &w), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(w.r, 0);
+    /* released after 2 s; a waiter hung until its 60 s bound would be far past */
+    assert_true(w.waited_ms < 30000);
+    assert_false(wake_pending());
+    waitpid(child, NULL, 0);
+    close(fd);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_zeroed_and_aligned),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_flock_wait_bounded_names_holder),
+        cmocka_unit_test(test_flock_wait_stopped_holder),
+        cmocka_unit_test(test_flock_wait_woken_at_release),
         cmocka_unit_test(test_error_convention),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_enum_helpers),

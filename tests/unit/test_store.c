@@ -12,9 +12,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "session/audit.h"
 #include "session/store.h"
@@ -181,6 +184,7 @@ static void test_migrates_schema_1_handle(void **state)
     /* everything after schema 1 undone: the handle (2), pools' owners,
      * the namespaces and the name index (3) */
     sql(f, "ALTER TABLE sandboxes DROP COLUMN handle; DROP INDEX sandboxes_tenant_name;"
+           "DROP TABLE sandbox_namespaces;"
            "DROP TABLE namespaces; DROP TABLE pools;"
            "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL,"
            " template_spec TEXT, env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL);"
@@ -754,7 +758,7 @@ static void test_migrates_schema_3_pool_names(void **state)
     stk_store_close(f->st);
     f->st = NULL;
     sql(f,
-        "DROP TABLE pools;"
+        "DROP TABLE pools; DROP TABLE sandbox_namespaces;"
         "CREATE TABLE pools (name TEXT PRIMARY KEY, size INTEGER NOT NULL, template_spec TEXT,"
         " env TEXT, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,"
         " tenant TEXT NOT NULL DEFAULT '', project TEXT NOT NULL DEFAULT '',"
@@ -1196,6 +1200,150 @@ static void test_concurrent_first_opens(void **state)
     }
 }
 
+/* A writer behind a stopped process that holds the writers' lock file fails
+ * at its bound with a message naming the lock and the holder, and the store
+ * works again once the holder is gone. */
+static void test_write_lock_stopped_holder(void **state)
+{
+    struct fixture *f = *state;
+    _cleanup_free_ char *lock = stk_xasprintf("%s/%s", f->state, STK_STORE_LOCK_FILE);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int fd = open(lock, O_RDWR);
+        if (fd < 0 || flock(fd, LOCK_EX) < 0)
+            _exit(1);
+        (void)!write(ready[1], "x", 1);
+        raise(SIGSTOP);
+        _exit(0);
+    }
+    char x;
+    assert_int_equal(read(ready[0], &x, 1), 1);
+    stk_store_set_lock_wait_ms(f->st, 300);
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_audit_append(f->st, "s", "exec", ACTOR, NULL, &err), -EBUSY);
+    _cleanup_free_ char *want = stk_xasprintf(
+        "waited 300 ms for the store's write lock %s, held by process %d (", lock, (int)child);
+    assert_non_null(strstr(err->msg, want));
+    assert_non_null(strstr(err->msg, ", stopped) all that time"));
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(ready[0]);
+    close(ready[1]);
+    stk_store_set_lock_wait_ms(f->st, 0);
+    assert_int_equal(stk_audit_append(f->st, "s", "exec", ACTOR, NULL, NULL), 0);
+    assert_int_equal(audit_count(f->st, "s"), 1);
+}
+
+/* Writers queued behind a holder (as 50 concurrent creates are behind each
+ * other's fsyncs) all get the lock once it is let go, each in turn. */
+#define QUEUED       32
+#define QUEUED_WRITE 10
+
+static void test_write_lock_queue_all_get_it(void **state)
+{
+    struct fixture *f = *state;
+    _cleanup_free_ char *lock = stk_xasprintf("%s/%s", f->state, STK_STORE_LOCK_FILE);
+    int held = open(lock, O_RDWR);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX), 0);
+    pid_t pids[QUEUED];
+    for (int i = 0; i < QUEUED; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(held);
+            struct stk_store *st = NULL;
+            struct stk_error *err = NULL;
+            if (stk_store_open(f->state, &st, &err) < 0)
+                _exit(10);
+            char id[16];
+            snprintf(id, sizeof(id), "q%d", i);
+            for (int k = 0; k < QUEUED_WRITE; k++)
+                if (stk_audit_append(st, id, "exec", ACTOR, NULL, &err) < 0) {
+                    fprintf(stderr, "writer %d: %s\n", i, err->msg);
+                    _exit(11);
+                }
+            stk_store_close(st);
+            _exit(0);
+        }
+    }
+    /* every writer opens and queues behind the lock */
+    (void)nanosleep(&(struct timespec){0, 500 * 1000000L}, NULL);
+    close(held);
+    for (int i = 0; i < QUEUED; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(audit_count(f->st, "q7"), QUEUED_WRITE);
+    assert_true(verify(f->st, NULL).ok);
+    assert_int_equal(verify(f->st, NULL).records, QUEUED * QUEUED_WRITE);
+}
+
+/* The namespace a record's documents resolve to is recorded with them (the
+ * gateway's list authorizes by it without reading them): in the brief list
+ * too, replaced by a claim's, unknown for a record from before schema 6. */
+static void test_namespace_recorded(void **state)
+{
+    struct fixture *f = *state;
+    struct stk_sb_rec r = sb("ns-1", "a", STK_SB_PENDING);
+    char spec[] = "kind: Sandbox\n";
+    r.spec = spec;
+    r.namespace_known = true;
+    snprintf(r.namespace, sizeof(r.namespace), "team-a");
+    insert(f->st, r);
+    struct stk_sb_rec none = sb("ns-2", "b", STK_SB_PENDING);
+    none.namespace_known = true; /* resolved to no namespace */
+    insert(f->st, none);
+    insert(f->st, sb("ns-old", "c", STK_SB_PENDING)); /* not recorded */
+    struct stk_sb_rec *all = NULL;
+    size_t n = 0;
+    assert_int_equal(stk_store_sb_list_brief(f->st, false, &all, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_true(all[0].namespace_known);
+    assert_string_equal(all[0].namespace, "team-a");
+    assert_null(all[0].spec);
+    assert_true(all[1].namespace_known);
+    assert_string_equal(all[1].namespace, "");
+    assert_false(all[2].namespace_known);
+    stk_sb_recs_free(all, n);
+    struct stk_sb_rec got;
+    assert_int_equal(stk_store_sb_get(f->st, "ns-1", &got, NULL), 0);
+    assert_true(got.namespace_known);
+    assert_string_equal(got.namespace, "team-a");
+    stk_sb_rec_free(&got);
+
+    /* a claim brings the claimer's documents and their namespace */
+    struct stk_pool_rec p = {.size = 1};
+    snprintf(p.name, sizeof(p.name), "pl");
+    snprintf(p.fingerprint, sizeof(p.fingerprint), "fp");
+    assert_int_equal(stk_store_pool_insert(f->st, &p, NULL), 0);
+    struct stk_sb_rec m = sb("pl-1", "pl-1", STK_SB_READY);
+    snprintf(m.pool, sizeof(m.pool), "pl");
+    m.pool_member = true;
+    m.namespace_known = true;
+    snprintf(m.namespace, sizeof(m.namespace), "pool-ns");
+    insert(f->st, m);
+    struct stk_sb_rec c = {.exit_code = -1};
+    snprintf(c.name, sizeof(c.name), "claimer");
+    snprintf(c.owner, sizeof(c.owner), "bob");
+    c.spec = stk_xstrdup("kind: Sandbox\n");
+    c.namespace_known = true;
+    snprintf(c.namespace, sizeof(c.namespace), "team-b");
+    char id[64];
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_store_pool_claim(f->st, "", "pl", &c, ACTOR, id, &err), 0);
+    stk_sb_rec_free(&c);
+    assert_string_equal(id, "pl-1");
+    assert_int_equal(stk_store_sb_get_id(f->st, "pl-1", &got, NULL), 0);
+    assert_string_equal(got.namespace, "team-b");
+    stk_sb_rec_free(&got);
+}
+
 static void test_text_must_be_utf8(void **state)
 {
     struct fixture *f = *state;
@@ -1234,6 +1382,9 @@ int main(void)
         T(test_export_reverifies_offline),
         T(test_concurrent_appends_and_verify),
         T(test_concurrent_first_opens),
+        T(test_namespace_recorded),
+        T(test_write_lock_stopped_holder),
+        T(test_write_lock_queue_all_get_it),
         T(test_text_must_be_utf8),
 #undef T
     };
