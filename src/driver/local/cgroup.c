@@ -309,8 +309,9 @@ void cg_watch_open(const char *id, struct cg_watch *w)
     w->unwatched = w->fd[0] < 0 || w->fd[1] < 0;
 }
 
-bool cg_watch_consume(struct cg_watch *w, int i)
+bool cg_watch_consume(struct cg_watch *w, int i, bool *any)
 {
+    *any = false;
     if (i < 0 || i >= CG_WATCH_FDS || w->fd[i] < 0)
         return false;
     char buf[8192];
@@ -326,11 +327,12 @@ bool cg_watch_consume(struct cg_watch *w, int i)
     for (int k = 0; k < 4096; k++) {
         ssize_t n = read(w->fd[i], buf, sizeof(buf) - 1);
         if (n < 0 && errno == EPIPE) {
-            look = true;
+            look = *any = true;
             continue;
         }
         if (n <= 0)
             break;
+        *any = true;
         buf[n] = '\0';
         /* the path ends the record's text, or a continuation of it */
         for (char *p = strstr(buf, w->match); p && !look; p = strstr(p + 1, w->match))

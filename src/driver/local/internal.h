@@ -56,7 +56,8 @@ const struct cg_ops *cg_detect(void);
  *    pids controller, which notifies nothing on v1, the kernel log: the
  *    first fork the controller refuses in a cgroup is logged with the
  *    cgroup's path ("cgroup: fork rejected by pids controller in ..."), and
- *    the first refusal is the one that ends the sandbox.
+ *    the first refusal is the one that ends the sandbox. The log is the
+ *    host's: the caller reads it at most every STK_DRV_IDLE_POLL_MS.
  * A wake is a reason to read the counters, never a verdict: the counters
  * decide. */
 #define CG_WATCH_FDS 2
@@ -69,9 +70,9 @@ struct cg_watch {
     char match[96];          /* "/stockade/<id>" in a kernel log record */
 };
 void cg_watch_open(const char *id, struct cg_watch *w);
-/* fd[i] was readable: consumes what woke it; true when the counters may
- * have changed. */
-bool cg_watch_consume(struct cg_watch *w, int i);
+/* fd[i] was readable: consumes what woke it (*any: there was something);
+ * true when the counters may have changed. */
+bool cg_watch_consume(struct cg_watch *w, int i, bool *any);
 void cg_watch_close(struct cg_watch *w);
 /* True on a hybrid host: v1 controllers plus a cgroup2 mount at unified/. */
 bool cg_is_hybrid(void);

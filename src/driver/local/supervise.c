@@ -228,6 +228,7 @@ static void watch(struct sup *m, struct local_ctx *c)
     m->cs = (struct cg_sample){.mem_peak = -1, .pids_peak = -1};
     int64_t deadline = INT64_MAX, next_ask = 0, next_look = 0, burst_until = 0, last_ask = 0;
     int64_t armed_at = INT64_MAX; /* the timerfd starts disarmed */
+    int64_t kmsg_back = 0;        /* when the kernel's log is polled again; 0: it is */
     /* the most CPU it can use per ms of wall clock, in thousandths: every
      * CPU of the host, whatever its limit says (a bound, not a guess) */
     int64_t cpu_rate = 1000 * sysconf(_SC_NPROCESSORS_ONLN);
@@ -296,9 +297,14 @@ static void watch(struct sup *m, struct local_ctx *c)
             [FD_TIMER] = {.fd = tfd, .events = POLLIN},
             [FD_CHLD] = {.fd = sfd, .events = POLLIN},
         };
+        /* the kernel's log is the host's: while others fill it, it is read
+         * once per STK_DRV_IDLE_POLL_MS, not at each message */
         for (int i = 0; i < CG_WATCH_FDS; i++)
-            pfd[FD_CG + i] = (struct pollfd){.fd = cw.fd[i], .events = POLLIN};
+            pfd[FD_CG + i] =
+                (struct pollfd){.fd = cw.kmsg[i] && kmsg_back ? -1 : cw.fd[i], .events = POLLIN};
         int64_t wake_at = soonest(soonest(deadline, next_ask), next_look);
+        if (kmsg_back)
+            wake_at = soonest(wake_at, kmsg_back);
         /* without a timerfd, poll's own timeout (never here in practice) */
         int timeout = -1;
         if (tfd >= 0 && wake_at != armed_at)
@@ -329,11 +335,18 @@ static void watch(struct sup *m, struct local_ctx *c)
             next_ask = soonest(next_ask, last_ask + ASK_EVERY_MS);
         if (pfd[FD_ASK].revents)
             ask = true;
-        for (int i = 0; i < CG_WATCH_FDS; i++)
-            if (pfd[FD_CG + i].revents && cg_watch_consume(&cw, i)) {
+        for (int i = 0; i < CG_WATCH_FDS; i++) {
+            bool due = cw.kmsg[i] && kmsg_back && now >= kmsg_back, any = false;
+            if (!pfd[FD_CG + i].revents && !due)
+                continue;
+            if (cg_watch_consume(&cw, i, &any)) {
                 look = true;
                 burst_until = now + CG_BURST_MS;
             }
+            /* quiet: polled again; not: read again after a pause */
+            if (cw.kmsg[i])
+                kmsg_back = any ? now + STK_DRV_IDLE_POLL_MS : 0;
+        }
         if (pfd[FD_CHLD].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) > 0)
