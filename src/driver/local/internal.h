@@ -57,7 +57,9 @@ const struct cg_ops *cg_detect(void);
  *    first fork the controller refuses in a cgroup is logged with the
  *    cgroup's path ("cgroup: fork rejected by pids controller in ..."), and
  *    the first refusal is the one that ends the sandbox. The log is the
- *    host's: the caller reads it at most every STK_DRV_IDLE_POLL_MS.
+ *    host's: its records are skipped, not read, and a new one is a reason
+ *    to read pids.events; the caller polls it at most every
+ *    STK_DRV_IDLE_POLL_MS.
  * A wake is a reason to read the counters, never a verdict: the counters
  * decide. */
 #define CG_WATCH_FDS 2
@@ -67,7 +69,7 @@ struct cg_watch {
      * /dev/kmsg): the caller reads the counters every STK_DRV_IDLE_POLL_MS */
     bool unwatched;
     bool kmsg[CG_WATCH_FDS]; /* fd[i] is /dev/kmsg */
-    char match[96];          /* "/stockade/<id>" in a kernel log record */
+    int pids_fd;             /* v1: pids.events, read when the log moved */
 };
 void cg_watch_open(const char *id, struct cg_watch *w);
 /* fd[i] was readable: consumes what woke it (*any: there was something);
