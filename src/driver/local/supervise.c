@@ -365,9 +365,14 @@ static void watch(struct sup *m, struct local_ctx *c)
     if (tfd >= 0)
         close(tfd);
     cg_watch_close(&cw);
+    /* the kernel killed for memory, or refused a fork (which ends the
+     * sandbox: gVisor's own kernel ends it first when it cannot get a host
+     * thread), and the sandbox ended before the look that would have */
     cg->sample(id, &m->cs);
     if (m->kill == STK_KILL_NONE && m->cs.oom_kills > 0 && observable(m->rt, STK_KILL_MEMORY))
         m->kill = STK_KILL_MEMORY;
+    if (m->kill == STK_KILL_NONE && m->cs.pids_max > 0 && observable(m->rt, STK_KILL_PIDS))
+        m->kill = STK_KILL_PIDS;
     if (elog) {
         report_egress(m, elog, true);
         stk_egress_log_close(elog);
