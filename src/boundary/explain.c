@@ -281,7 +281,8 @@ static void explain_allow_hosts(struct stk_contract *c)
                  "must carry TLS whose server name is the CONNECT name. It knows the sandbox "
                  "by NetworkPolicy: its ingress admits only the sandbox's Pod, so where the "
                  "CNI does not enforce NetworkPolicy any Pod that reaches the Service can use "
-                 "it. Its decisions are its Pod's log.",
+                 "it. Every decision is audited: the sandbox's monitor reads it back from "
+                 "the proxy's Pod log.",
                  stk_buf_str(&t)),
              &b->allow_hosts_origin);
     else
@@ -667,7 +668,9 @@ static void explain_caveats(struct stk_contract *c)
                 "The egress proxy identifies the sandbox by NetworkPolicy alone (its ingress "
                 "admits only the sandbox's Pod): on a CNI that does not enforce NetworkPolicy, "
                 "any Pod that reaches its Service can use its allowHosts and bindings. Its "
-                "decisions are its Pod's log, not audit records.");
+                "decisions are audit records as the proxy writes them to its Pod's log, "
+                "checked and rate-limited by the monitor: a proxy the workload took over "
+                "could write false ones.");
         say(c, SEC_CAVEATS,
             "A PodSpec has no pids field: the node's pod pids limit applies, and "
             "pids_exceeded cannot be reported.");

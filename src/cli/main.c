@@ -380,6 +380,9 @@ const struct cli_command cli_commands[] = {
      "      --cluster-objects    also print the cluster-scoped objects (ClusterRoles,\n"
      "                           RuntimeClass, admission policies); FILE is then optional\n"
      "      --admission ENGINE   vap (default: ValidatingAdmissionPolicy) or kyverno\n"
+     "      --gateway-image IMG  the in-cluster gateway's image; --no-gateway: none\n"
+     "      --secret-namespace NS  let the gateway get Secrets in NS (a binding's\n"
+     "                           Secret there); repeat for several, at most 16\n"
      "  -w, --workload WORKLOAD  injection: print WORKLOAD (a Deployment, StatefulSet or\n"
      "                           DaemonSet, YAML or JSON) with the sandbox injected\n"},
     {"eject", cmd_eject, "remove an injected sandbox from a workload",

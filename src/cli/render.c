@@ -137,13 +137,14 @@ static void record_source(json_t *injected, const struct source *src)
 
 static int render_kubernetes(const char *file, const char *env_file, const char *workload_file,
                              bool cluster_objects, enum stk_k8s_admission admission,
-                             const char *gateway_image, const struct stk_k8s_options *opt,
+                             const char *gateway_image, const char *const *secret_ns,
+                             size_t n_secret_ns, const struct stk_k8s_options *opt,
                              enum render_format fmt)
 {
     _cleanup_error_ struct stk_error *err = NULL;
     json_t *out = cluster_objects ? stk_k8s_cluster_objects(admission) : json_array();
     if (cluster_objects && gateway_image) {
-        json_t *gw = stk_k8s_gateway_objects(gateway_image);
+        json_t *gw = stk_k8s_gateway_objects(gateway_image, secret_ns, n_secret_ns);
         json_array_extend(out, gw);
         json_decref(gw);
     }
@@ -203,6 +204,7 @@ int cmd_render(int argc, char **argv)
         {"admission", required_argument, NULL, 'a'},
         {"gateway-image", required_argument, NULL, 'g'},
         {"no-gateway", no_argument, NULL, 'G'},
+        {"secret-namespace", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     const char *env_file = NULL, *target = NULL, *workload = NULL;
@@ -213,6 +215,8 @@ int cmd_render(int argc, char **argv)
     enum render_format fmt = FMT_YAML;
     struct stk_k8s_options kopt = {0};
     bool cluster_objects = false;
+    const char *secret_ns[STK_K8S_SECRET_NAMESPACES_MAX];
+    size_t n_secret_ns = 0;
     int c, r;
 
     optind = 1;
@@ -245,6 +249,18 @@ int cmd_render(int argc, char **argv)
             gateway_image = NULL;
             gateway_set = true;
             break;
+        case 'S':
+            if (!stk_dns_label_valid(optarg))
+                return cli_usage_error("render", "--secret-namespace '%s' is not a DNS label",
+                                       optarg);
+            for (size_t i = 0; i < n_secret_ns; i++)
+                if (!strcmp(secret_ns[i], optarg))
+                    return cli_usage_error("render", "--secret-namespace '%s' given twice", optarg);
+            if (n_secret_ns == STK_K8S_SECRET_NAMESPACES_MAX)
+                return cli_usage_error("render", "at most %d --secret-namespace",
+                                       STK_K8S_SECRET_NAMESPACES_MAX);
+            secret_ns[n_secret_ns++] = optarg;
+            break;
         case 'a': {
             int i = stk_enum_lookup(stk_k8s_admission_names, _STK_K8S_ADMISSION_N, optarg);
             if (i < 0)
@@ -276,8 +292,11 @@ int cmd_render(int argc, char **argv)
     if (gateway_set && !cluster_objects)
         return cli_usage_error("render",
                                "--gateway-image and --no-gateway apply to --cluster-objects");
+    if (n_secret_ns && (!cluster_objects || !gateway_image))
+        return cli_usage_error("render", "--secret-namespace applies to --cluster-objects with "
+                                         "the gateway");
     return render_kubernetes(file, env_file, workload, cluster_objects, admission, gateway_image,
-                             &kopt, fmt);
+                             secret_ns, n_secret_ns, &kopt, fmt);
 }
 
 int cmd_eject(int argc, char **argv)

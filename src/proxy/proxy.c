@@ -36,7 +36,6 @@
 #include <openssl/x509v3.h>
 
 #define SPLICE_HIGH (512u * 1024) /* bytes queued towards one side before reading stops */
-#define RECORD_MAX  2048
 
 struct conn;
 
@@ -67,11 +66,9 @@ struct stk_proxy {
     size_t n_host;
     int64_t host_at;
     /* the records' budget: a window of one second */
-    int64_t win;
-    unsigned in_win;
-    uint64_t dropped;
+    struct stk_proxy_budget budget;
     /* the owner's side: a partial line */
-    char rd[RECORD_MAX * 2];
+    char rd[STK_PROXY_RECORD_MAX * 2];
     size_t n_rd;
 };
 
@@ -129,44 +126,33 @@ static void record_write(struct stk_proxy *p, json_t *o)
     if (!s)
         return;
     size_t n = strlen(s);
-    if (n + 1 >= RECORD_MAX) {
+    if (n + 1 >= STK_PROXY_RECORD_MAX) {
         free(s);
-        p->dropped++;
+        p->budget.dropped++;
         return;
     }
     s[n] = '\n';
     /* one write below PIPE_BUF is atomic; a full pipe drops, counted */
     if (write(p->ev[1], s, n + 1) != (ssize_t)(n + 1))
-        p->dropped++;
+        p->budget.dropped++;
     free(s);
 }
 
-static void flush_dropped(struct stk_proxy *p)
+static void report_dropped(struct stk_proxy *p, uint64_t dropped)
 {
-    if (!p->dropped)
-        return;
-    json_t *o = json_pack("{s:s,s:s,s:I}", "sandbox", p->sandbox, "decision", "suppressed",
-                          "dropped", (json_int_t)p->dropped);
-    p->dropped = 0;
-    record_write(p, o);
+    if (dropped)
+        record_write(p, stk_proxy_suppressed_record(p->sandbox, dropped));
 }
 
 /* Whether the second's budget has room for one more record; counts the
- * drop when not (checked before a record is built: under load most are). */
+ * drop when not (checked before a record is built: under load most are).
+ * A new second first reports what the last ones dropped. */
 static bool budget(struct stk_proxy *p)
 {
-    int64_t t = now_s();
-    if (t != p->win) {
-        p->win = t;
-        p->in_win = 0;
-        flush_dropped(p);
-    }
-    if (p->in_win >= STK_PROXY_EVENTS_PER_SEC) {
-        p->dropped++;
-        return false;
-    }
-    p->in_win++;
-    return true;
+    uint64_t dropped;
+    bool room = stk_proxy_budget_take(&p->budget, now_s(), &dropped);
+    report_dropped(p, dropped);
+    return room;
 }
 
 static void record(struct stk_proxy *p, json_t *o)
@@ -1196,7 +1182,7 @@ static void *serve(void *ud)
     event_base_dispatch(p->base);
     while (p->conns)
         conn_free(p->conns);
-    flush_dropped(p);
+    report_dropped(p, stk_proxy_budget_flush(&p->budget));
     return NULL;
 }
 
@@ -1326,6 +1312,7 @@ int stk_proxy_start(const struct stk_proxy_config *c, struct stk_proxy **ret,
     p->wake[0] = p->wake[1] = p->ev[0] = p->ev[1] = -1;
     p->host_at = -1;
     p->sandbox = stk_xstrdup(c->sandbox);
+    p->budget.limit = STK_PROXY_EVENTS_PER_SEC;
     p->c = *c;
     p->allow = stk_xcalloc(c->n_allow + 1, sizeof(*p->allow));
     memcpy(p->allow, c->allow, c->n_allow * sizeof(*p->allow));

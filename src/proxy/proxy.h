@@ -26,6 +26,7 @@
 
 #include "base/base.h"
 #include "boundary/boundary.h"
+#include "proxy/record.h"
 #include "spec/spec.h"
 
 #include <stddef.h>
@@ -208,7 +209,6 @@ int stk_tls_client_hello_sni(const uint8_t *p, size_t n, char ret[256]);
 /* ---- the server -------------------------------------------------------------- */
 
 #define STK_PROXY_MAX_CONNS       256 /* per sandbox */
-#define STK_PROXY_EVENTS_PER_SEC  20
 #define STK_PROXY_IDLE_SECONDS    300 /* an idle tunnel is closed */
 #define STK_PROXY_HEAD_SECONDS    10  /* to send the head, and the ClientHello */
 #define STK_PROXY_CONNECT_SECONDS 10

@@ -919,9 +919,14 @@ static json_t *proxy_deployment(const struct stk_boundary *b, const char *ns)
             if (dup)
                 continue;
             const char *name = secret_name(bd->credential.ref.v);
-            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}]}}", "secret", "name", name,
-                                                "items", "key", bd->credential.key.v, "path",
-                                                json_sprintf("%s/%s", name, bd->credential.key.v)));
+            /* optional: the Secret may be made after the sandbox (its
+             * namespace is the sandbox's); the proxy starts and serves
+             * meanwhile, a binding answering that its credential file is
+             * missing until the kubelet syncs the Secret in */
+            json_array_append_new(sources, PACK("{s:{s:s, s:[{s:s, s:o}], s:b}}", "secret", "name",
+                                                name, "items", "key", bd->credential.key.v, "path",
+                                                json_sprintf("%s/%s", name, bd->credential.key.v),
+                                                "optional", 1));
         }
         add_volume(volumes, mounts, "credentials", PROXY_CREDENTIALS_DIR, true,
                    PACK("{s:{s:o, s:i}}", "projected", "sources", sources, "defaultMode", 0440));
@@ -1467,10 +1472,18 @@ static const struct gateway_rule {
      {"get", "list", "watch", "create", "patch", "delete"}},
     {"", {"pods/exec", "pods/attach"}, {"get", "create"}},
     {"", {"pods/log"}, {"get"}},
-    {"rbac.authorization.k8s.io", {"rolebindings"}, {"get", "list", "create", "patch", "delete"}},
+    /* the egress proxy's ConfigMap and Service (applied, read back) */
+    {"", {"configmaps", "services"}, {"get", "create", "patch"}},
+    /* roles: the proxy's beside a Secret in another namespace (rm and gc
+     * list them across namespaces by their labels) */
+    {"rbac.authorization.k8s.io",
+     {"rolebindings", "roles"},
+     {"get", "list", "create", "patch", "delete"}},
     {"networking.k8s.io", {"networkpolicies"}, {"get", "list", "create", "patch", "delete"}},
     {"batch", {"jobs"}, {"get", "list", "watch", "create", "patch", "delete"}},
-    {"apps", {"deployments", "statefulsets", "daemonsets"}, {"get", "list", "patch"}},
+    /* injection patches workloads; the egress proxy is a Deployment */
+    {"apps", {"deployments"}, {"get", "list", "create", "patch"}},
+    {"apps", {"statefulsets", "daemonsets"}, {"get", "list", "patch"}},
     {"node.k8s.io", {"runtimeclasses"}, {"get"}},
     {"admissionregistration.k8s.io",
      {"validatingadmissionpolicies", "validatingadmissionpolicybindings"},
@@ -1485,7 +1498,8 @@ static json_t *nul_strings(const char *const *v, size_t max)
     return a;
 }
 
-json_t *stk_k8s_gateway_objects(const char *image)
+json_t *stk_k8s_gateway_objects(const char *image, const char *const *secret_namespaces,
+                                size_t n_secret_namespaces)
 {
     const char *ns = STK_K8S_SYSTEM_NAMESPACE, *name = STK_K8S_GATEWAY_NAME;
     json_t *out = json_array();
@@ -1525,6 +1539,28 @@ json_t *stk_k8s_gateway_objects(const char *image)
         crb, "subjects",
         PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name", name, "namespace", ns));
     json_array_append_new(out, crb);
+
+    /* get on the Secrets of the namespaces named, and nowhere else: the
+     * egress proxy's Role there grants get on a Secret, and Kubernetes
+     * lets a Role (and its binding) grant only what its maker holds */
+    for (size_t i = 0; i < n_secret_namespaces; i++) {
+        const char *sns = secret_namespaces[i];
+        json_t *sr = object_new("rbac.authorization.k8s.io/v1", "Role", STK_K8S_GATEWAY_SECRETS,
+                                sns, cluster_labels());
+        json_object_set_new(sr, "rules",
+                            PACK("[{s:[s], s:[s], s:[s]}]", "apiGroups", "", "resources", "secrets",
+                                 "verbs", "get"));
+        json_array_append_new(out, sr);
+        json_t *srb = object_new("rbac.authorization.k8s.io/v1", "RoleBinding",
+                                 STK_K8S_GATEWAY_SECRETS, sns, cluster_labels());
+        json_object_set_new(srb, "roleRef",
+                            PACK("{s:s, s:s, s:s}", "apiGroup", "rbac.authorization.k8s.io", "kind",
+                                 "Role", "name", STK_K8S_GATEWAY_SECRETS));
+        json_object_set_new(
+            srb, "subjects",
+            PACK("[{s:s, s:s, s:s}]", "kind", "ServiceAccount", "name", name, "namespace", ns));
+        json_array_append_new(out, srb);
+    }
 
     /* stockade serve --backend kubernetes: in-cluster credentials (a
      * projected, expiring token), the AccessPolicy from a Secret the

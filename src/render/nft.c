@@ -368,57 +368,51 @@ static void ns_sets(const char *ns, struct stk_buf *out)
     }
 }
 
-int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
-                   struct stk_error **err)
+/* The sandbox's own part: its sets' declarations, chains, rules and
+ * elements (after the shared part, or alone once that exists). */
+static int render_own(const struct stk_boundary *b, const struct stk_nft_facts *f,
+                      struct stk_buf *out, struct stk_error **err)
 {
-    _cleanup_buf_ struct stk_buf out = {0};
     _cleanup_free_ char *chain = NULL, *port_chain = NULL;
     char cb[STK_CIDR_STRLEN], cb2[STK_CIDR_STRLEN];
-    int r = facts_check(f, err);
-    if (r < 0)
-        return r;
     if (b->model == STK_MODEL_INJECTION)
         return stk_error_make(err, EINVAL,
                               "injection sandboxes follow their workload's own policies");
     chain = stk_xasprintf("sb-%s", f->id);
     port_chain = stk_xasprintf("sp-%s", f->id);
 
-    stk_buf_printf(&out, "# stockade egress for sandbox %s (namespace %s)\n", f->id, f->namespace);
-    base_lines(f, &out);
-    ingress_base_lines(f, &out);
-
     /* Member sets of every namespace the model names. */
-    ns_sets(f->namespace, &out);
+    ns_sets(f->namespace, out);
     for (size_t i = 0; i < b->egress.n; i++)
         for (size_t j = 0; j < b->egress.policies[i].n_rules; j++) {
             const struct stk_erule *er = &b->egress.policies[i].rules[j];
             if (er->peer == STK_PEER_NAMESPACE && name_valid(er->namespace) &&
                 strcmp(er->namespace, f->namespace))
-                ns_sets(er->namespace, &out);
+                ns_sets(er->namespace, out);
         }
 
-    stk_buf_printf(&out, "add chain " T " %1$s\nflush chain " T " %1$s\n", chain);
-    stk_buf_printf(&out, "add rule " T " %s ct state established,related accept\n", chain);
-    stk_buf_printf(&out, "add rule " T " %s ct state invalid drop\n", chain);
+    stk_buf_printf(out, "add chain " T " %1$s\nflush chain " T " %1$s\n", chain);
+    stk_buf_printf(out, "add rule " T " %s ct state established,related accept\n", chain);
+    stk_buf_printf(out, "add rule " T " %s ct state invalid drop\n", chain);
 
     if (b->egress.n == 0) {
         /* No policy selects the sandbox: NetworkPolicy allows everything.
          * Only stockade's host rule still applies. */
-        stk_buf_puts(&out, "# not isolated: every destination is allowed\n");
+        stk_buf_puts(out, "# not isolated: every destination is allowed\n");
     }
 
     /* DNS first: the resolver may be a service on the bridge address. */
     for (size_t i = 0; i < b->egress.n; i++)
         for (size_t j = 0; j < b->egress.policies[i].n_rules; j++)
             if (b->egress.policies[i].rules[j].peer == STK_PEER_CLUSTER_DNS)
-                rule_lines(b, f, &b->egress.policies[i], j, chain, &out);
+                rule_lines(b, f, &b->egress.policies[i], j, chain, out);
 
     /* The host itself: only the services stockade offers on the bridge. */
     for (size_t i = 0; i < f->n_services; i++)
         for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
             const struct stk_cidr *gw = fam == STK_FAMILY_V4 ? &f->bridge4 : &f->bridge6;
             if (has(gw))
-                stk_buf_printf(&out, "add rule " T " %s %s daddr %s %s dport %u accept\n", chain,
+                stk_buf_printf(out, "add rule " T " %s %s daddr %s %s dport %u accept\n", chain,
                                family_kw[fam], addr_text(gw, cb),
                                proto_nft[f->services[i].protocol], f->services[i].port);
         }
@@ -427,12 +421,12 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
      * address and port only */
     const struct stk_cidr *pgw = has(&f->bridge4) ? &f->bridge4 : &f->bridge6;
     if (f->proxy_host && has(pgw))
-        stk_buf_printf(&out,
+        stk_buf_printf(out,
                        "add rule " T " %1$s %2$s daddr %3$s tcp dport %4$u accept comment "
                        "\"egress proxy\"\n"
                        "add element " T " px { %4$u }\n",
                        chain, family_kw[pgw->family], addr_text(pgw, cb), f->proxy_port);
-    stk_buf_printf(&out,
+    stk_buf_printf(out,
                    "add rule " T " %1$s fib daddr type { local, broadcast, multicast } " LOG_LIMIT
                    " log group %2$u prefix \"" STK_NFT_LOG_PREFIX "%3$s:host:\"\n"
                    "add rule " T " %1$s fib daddr type { local, broadcast, multicast } "
@@ -440,13 +434,13 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
                    chain, f->log_group, f->id);
 
     if (b->egress.n == 0)
-        stk_buf_printf(&out, "add rule " T " %s accept\n", chain);
+        stk_buf_printf(out, "add rule " T " %s accept\n", chain);
     for (size_t i = 0; i < b->egress.n; i++)
         for (size_t j = 0; j < b->egress.policies[i].n_rules; j++)
             if (b->egress.policies[i].rules[j].peer != STK_PEER_CLUSTER_DNS)
-                rule_lines(b, f, &b->egress.policies[i], j, chain, &out);
+                rule_lines(b, f, &b->egress.policies[i], j, chain, out);
 
-    stk_buf_printf(&out,
+    stk_buf_printf(out,
                    "add rule " T " %1$s " LOG_LIMIT " log group %2$u prefix \"" STK_NFT_LOG_PREFIX
                    "%3$s:\"\n"
                    "add rule " T " %1$s counter drop comment \"%4$s\"\n",
@@ -457,17 +451,17 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
         const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
         if (!has(a))
             continue;
-        stk_buf_puts(&out, "add element " T " ");
-        stk_nft_ns_set(f->namespace, fam, &out);
-        stk_buf_printf(&out, " { %s }\n", addr_text(a, cb));
-        stk_buf_printf(&out, "add element " T " sb%c { %s : jump %s }\n",
+        stk_buf_puts(out, "add element " T " ");
+        stk_nft_ns_set(f->namespace, fam, out);
+        stk_buf_printf(out, " { %s }\n", addr_text(a, cb));
+        stk_buf_printf(out, "add element " T " sb%c { %s : jump %s }\n",
                        fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), chain);
     }
 
     /* What the model allowed but the host does not forward (no nat, not
      * routed): logged as this sandbox's, then dropped (the offhost chain
      * jumps here only then). */
-    stk_buf_printf(&out,
+    stk_buf_printf(out,
                    "add chain " T " so-%1$s\nflush chain " T " so-%1$s\n"
                    "add rule " T " so-%1$s " LOG_LIMIT
                    " log group %2$u prefix \"" STK_NFT_LOG_PREFIX "%1$s:" STK_NFT_OFFHOST ":\"\n"
@@ -476,11 +470,11 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
     for (int fam = STK_FAMILY_V4; fam <= STK_FAMILY_V6; fam += 2) {
         const struct stk_cidr *a = fam == STK_FAMILY_V4 ? &f->addr4 : &f->addr6;
         if (has(a))
-            stk_buf_printf(&out, "add element " T " off%c { %s : jump so-%s }\n",
+            stk_buf_printf(out, "add element " T " off%c { %s : jump so-%s }\n",
                            fam == STK_FAMILY_V4 ? '4' : '6', addr_text(a, cb), f->id);
     }
 
-    ingress_chain_lines(b, f, &out);
+    ingress_chain_lines(b, f, out);
 
     /* The bridge port may only speak with its own addresses (and IPv6
      * link-local and unspecified ones, for neighbour discovery), in
@@ -491,25 +485,69 @@ int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, 
      * VID 0): the address matches below see only the outer tag, and the
      * host strips both and takes the packet as the other sandbox's.
      * `ether type` sees the frame's own first type, tag included. */
-    stk_buf_printf(&out,
+    stk_buf_printf(out,
                    "add chain " BT " %1$s\nflush chain " BT " %1$s\n"
                    "add rule " BT " %1$s ether type != { ip, arp, ip6 } counter drop\n",
                    port_chain);
     if (has(&f->addr4))
-        stk_buf_printf(&out,
+        stk_buf_printf(out,
                        "add rule " BT " %1$s ip saddr != %2$s counter drop\n"
                        "add rule " BT " %1$s arp saddr ip != %2$s counter drop\n",
                        port_chain, addr_text(&f->addr4, cb));
     else
-        stk_buf_printf(&out, "add rule " BT " %s ether type { ip, arp } counter drop\n",
-                       port_chain);
+        stk_buf_printf(out, "add rule " BT " %s ether type { ip, arp } counter drop\n", port_chain);
     if (has(&f->addr6))
-        stk_buf_printf(&out, "add rule " BT " %s ip6 saddr != { %s, ::, fe80::/10 } counter drop\n",
+        stk_buf_printf(out, "add rule " BT " %s ip6 saddr != { %s, ::, fe80::/10 } counter drop\n",
                        port_chain, addr_text(&f->addr6, cb2));
     else
-        stk_buf_printf(&out, "add rule " BT " %s ether type ip6 counter drop\n", port_chain);
-    stk_buf_printf(&out, "add element " BT " ports { \"%s\" : jump %s }\n", f->veth, port_chain);
+        stk_buf_printf(out, "add rule " BT " %s ether type ip6 counter drop\n", port_chain);
+    stk_buf_printf(out, "add element " BT " ports { \"%s\" : jump %s }\n", f->veth, port_chain);
+    return 0;
+}
 
+static void header_line(const struct stk_nft_facts *f, struct stk_buf *out)
+{
+    stk_buf_printf(out, "# stockade egress for sandbox %s (namespace %s)\n", f->id, f->namespace);
+}
+
+int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
+                   struct stk_error **err)
+{
+    _cleanup_buf_ struct stk_buf out = {0};
+    int r = facts_check(f, err);
+    if (r < 0)
+        return r;
+    header_line(f, &out);
+    base_lines(f, &out);
+    ingress_base_lines(f, &out);
+    if ((r = render_own(b, f, &out, err)) < 0)
+        return r;
+    *ret = stk_buf_steal(&out);
+    return 0;
+}
+
+int stk_nft_render_base(const struct stk_nft_facts *f, char **ret, struct stk_error **err)
+{
+    _cleanup_buf_ struct stk_buf out = {0};
+    int r = facts_check(f, err);
+    if (r < 0)
+        return r;
+    base_lines(f, &out);
+    ingress_base_lines(f, &out);
+    *ret = stk_buf_steal(&out);
+    return 0;
+}
+
+int stk_nft_render_own(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
+                       struct stk_error **err)
+{
+    _cleanup_buf_ struct stk_buf out = {0};
+    int r = facts_check(f, err);
+    if (r < 0)
+        return r;
+    header_line(f, &out);
+    if ((r = render_own(b, f, &out, err)) < 0)
+        return r;
     *ret = stk_buf_steal(&out);
     return 0;
 }

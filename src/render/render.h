@@ -112,10 +112,17 @@ json_t *stk_k8s_cluster_objects(enum stk_k8s_admission admission);
  * stockade-system Namespace, the gateway's ServiceAccount, a ClusterRole
  * with exactly the verbs the kubernetes driver uses and its binding, a
  * Deployment (AccessPolicy from the Secret STK_K8S_GATEWAY_NAME-policy,
- * key access-policy.yaml) and a Service on port 8443. */
-#define STK_K8S_GATEWAY_NAME  "stockade-gateway"
-#define STK_K8S_GATEWAY_IMAGE "stockade/stockade:" STK_VERSION
-json_t *stk_k8s_gateway_objects(const char *image);
+ * key access-policy.yaml) and a Service on port 8443. In each of
+ * secret_namespaces (DNS labels, checked by the caller) a Role and
+ * RoleBinding STK_K8S_GATEWAY_SECRETS give the gateway get on Secrets there:
+ * what it needs to make the egress proxy's Role beside a binding's Secret
+ * in that namespace (RBAC lets a Role grant only what its maker holds). */
+#define STK_K8S_GATEWAY_NAME          "stockade-gateway"
+#define STK_K8S_GATEWAY_SECRETS       "stockade-gateway-secrets"
+#define STK_K8S_GATEWAY_IMAGE         "stockade/stockade:" STK_VERSION
+#define STK_K8S_SECRET_NAMESPACES_MAX 16
+json_t *stk_k8s_gateway_objects(const char *image, const char *const *secret_namespaces,
+                                size_t n_secret_namespaces);
 
 /* Injects the sandbox into a Deployment, StatefulSet or DaemonSet (a JSON
  * object, not modified) and returns the changed copy. */
@@ -207,6 +214,13 @@ void stk_nft_ns_set(const char *ns, enum stk_family family, struct stk_buf *out)
  */
 int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
                    struct stk_error **err);
+/* stk_nft_render's two parts: the shared objects (tables, maps, base
+ * chains and their rules: the same for every sandbox of one network
+ * configuration), and the sandbox's own (its member sets, chains, rules
+ * and elements, with the comment line first). */
+int stk_nft_render_base(const struct stk_nft_facts *f, char **ret, struct stk_error **err);
+int stk_nft_render_own(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
+                       struct stk_error **err);
 /* The transaction that removes everything stk_nft_render added for the
  * sandbox (the base chains stay). */
 int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_error **err);

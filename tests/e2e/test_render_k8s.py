@@ -312,6 +312,34 @@ def test_cluster_objects_valid(stockade, k8s_check, tmp_path, engine):
     c = pod["containers"][0]
     assert c["args"][:3] == ["serve", "--backend", "kubernetes"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # what the egress proxy's objects need: their kinds, roles across namespaces
+    rules = {(g, res): set(r["verbs"]) for r in gw["rules"] for g in r["apiGroups"]
+             for res in r["resources"]}
+    assert rules[("", "configmaps")] == rules[("", "services")] == {"get", "create", "patch"}
+    assert rules[("rbac.authorization.k8s.io", "roles")] == \
+        {"get", "list", "create", "patch", "delete"}
+    assert "create" in rules[("apps", "deployments")]
+    assert "create" not in rules[("apps", "statefulsets")]
+    # no Secret anywhere unless a namespace is named
+    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+    r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--secret-namespace",
+                 "vault", "--secret-namespace", "keys", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    extra = [o for o in json.loads(r.stdout)["items"] if o["kind"] in ("Role", "RoleBinding")]
+    assert sorted((o["kind"], o["metadata"]["namespace"]) for o in extra) == \
+        [("Role", "keys"), ("Role", "vault"), ("RoleBinding", "keys"), ("RoleBinding", "vault")]
+    for o in extra:
+        assert o["metadata"]["name"] == "stockade-gateway-secrets"
+        if o["kind"] == "Role":
+            assert o["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+        else:
+            assert o["subjects"] == [{"kind": "ServiceAccount", "name": "stockade-gateway",
+                                      "namespace": "stockade-system"}]
+    for bad in (["--secret-namespace", "Not_A_Label"], ["--secret-namespace", "a",
+                                                        "--secret-namespace", "a"],
+                ["--no-gateway", "--secret-namespace", "a"]):
+        r = stockade("render", "--target", "kubernetes", "--cluster-objects", *bad)
+        assert r.returncode == 125 and "--secret-namespace" in r.stderr, r.stderr
     r = stockade("render", "--target", "kubernetes", "--cluster-objects", "--no-gateway", "-o", "json")
     assert r.returncode == 0, r.stderr
     assert "stockade-gateway" not in r.stdout

@@ -12,6 +12,13 @@
  *                                                  JSON event per line until
  *                                                  MS ms pass without any
  *   stk-net-helper render ID SPEC [ENV]            prints the nft script
+ *   stk-net-helper nft-bench PRESENT RUNS SPEC [ENV]
+ *       in a private network namespace of its own: the shared objects and
+ *       PRESENT sandboxes' rules, then RUNS times one more sandbox's rules
+ *       added and removed through libnftables (the whole transaction, as
+ *       before nftnl.c) and through nftnl.c; prints one line per way:
+ *       "<way> <present> <add ms> <remove ms> <add CPU ms> <remove CPU ms>",
+ *       medians (bench/nft.sh)
  *
  * OPTIONS: --host-netns PATH (act as if that namespace were the host:
  * tests never touch the real host's links or rules), --run-dir DIR,
@@ -24,6 +31,10 @@
 #include <string.h>
 
 #include "driver/local/net.h"
+#include "driver/local/nftnl.h"
+
+#include <nftables/libnftables.h>
+#include <time.h>
 
 struct loaded {
     struct stk_docset *sb, *env;
@@ -57,6 +68,136 @@ static int fail(struct stk_error *e)
     fprintf(stderr, "stk-net-helper: %s\n", e ? e->msg : "failed");
     stk_error_free(e);
     return 1;
+}
+
+/* ---- nft-bench ------------------------------------------------------------ */
+
+struct sb_texts {
+    char *full, *base, *own, *rm;
+};
+
+static int sb_render(const struct stk_boundary *b, unsigned k, struct sb_texts *t,
+                     struct stk_error **err)
+{
+    char id[32], veth[16], a4[32], a6[48];
+    snprintf(id, sizeof(id), "b-%u", k);
+    snprintf(veth, sizeof(veth), "stk-b-%u", k);
+    snprintf(a4, sizeof(a4), "10.88.%u.%u", k >> 8, k & 255);
+    snprintf(a6, sizeof(a6), "fd88::%x", k);
+    struct stk_nft_facts f = {.id = id,
+                              .namespace = b->namespace,
+                              .bridge = "stk0",
+                              .veth = veth,
+                              .log_group = (uint16_t)(8801 + k)};
+    (void)stk_addr_parse(a4, &f.addr4);
+    (void)stk_addr_parse(a6, &f.addr6);
+    (void)stk_addr_parse("10.88.0.1", &f.bridge4);
+    (void)stk_addr_parse("fd88::1", &f.bridge6);
+    (void)stk_addr_parse("10.88.0.1", &f.resolver);
+    (void)stk_cidr_parse("10.88.0.0/16", &f.pool4, NULL);
+    (void)stk_cidr_parse("fd88::/64", &f.pool6, NULL);
+    *t = (struct sb_texts){0};
+    if (stk_nft_render(b, &f, &t->full, err) < 0 || stk_nft_render_base(&f, &t->base, err) < 0 ||
+        stk_nft_render_own(b, &f, &t->own, err) < 0 || stk_nft_render_remove(&f, &t->rm, err) < 0)
+        return -EINVAL;
+    return 0;
+}
+
+static void sb_texts_free(struct sb_texts *t)
+{
+    free(t->full);
+    free(t->base);
+    free(t->own);
+    free(t->rm);
+}
+
+static int lib_apply(const char *text)
+{
+    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+    int r = nft_run_cmd_from_buffer(ctx, text);
+    if (r)
+        fprintf(stderr, "stk-net-helper: nft: %s\n", nft_ctx_get_error_buffer(ctx));
+    nft_ctx_free(ctx);
+    return r ? -EIO : 0;
+}
+
+static int nl_apply(const char *text)
+{
+    struct stk_error *err = NULL;
+    int r = stk_nftnl_apply(text, &err);
+    if (r < 0)
+        fail(err);
+    return r;
+}
+
+static double now_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), dbl_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int nft_bench(const struct stk_boundary *b, unsigned present, unsigned runs)
+{
+    struct stk_error *err = NULL;
+    if (unshare(CLONE_NEWNET) < 0) {
+        perror("unshare");
+        return 1;
+    }
+    struct sb_texts t;
+    if (sb_render(b, 2, &t, &err) < 0)
+        return fail(err);
+    int r = lib_apply(t.base);
+    sb_texts_free(&t);
+    for (unsigned k = 0; r == 0 && k < present; k++) {
+        if (sb_render(b, 3 + k, &t, &err) < 0)
+            return fail(err);
+        r = nl_apply(t.own);
+        sb_texts_free(&t);
+    }
+    if (r < 0 || sb_render(b, 3 + present, &t, &err) < 0)
+        return 1;
+    /* [way][add, remove][wall, cpu] */
+    double *m[2][2][2];
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 4; k++)
+            m[w][k / 2][k % 2] = stk_xcalloc(runs, sizeof(double));
+    for (unsigned i = 0; r == 0 && i < runs; i++)
+        for (int j = 0; r == 0 && j < 2; j++) {
+            int w = (int)(i + (unsigned)j) % 2; /* alternate which goes first */
+            double t0 = now_ms(CLOCK_MONOTONIC), c0 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
+            r = w == 0 ? lib_apply(t.full) : nl_apply(t.own);
+            double t1 = now_ms(CLOCK_MONOTONIC), c1 = now_ms(CLOCK_PROCESS_CPUTIME_ID);
+            if (r == 0)
+                r = w == 0 ? lib_apply(t.rm) : nl_apply(t.rm);
+            m[w][0][0][i] = t1 - t0;
+            m[w][0][1][i] = c1 - c0;
+            m[w][1][0][i] = now_ms(CLOCK_MONOTONIC) - t1;
+            m[w][1][1][i] = now_ms(CLOCK_PROCESS_CPUTIME_ID) - c1;
+        }
+    static const char *const ways[] = {"libnftables", "nftnl"};
+    for (int w = 0; r == 0 && w < 2; w++)
+        printf("%s %u %.3f %.3f %.3f %.3f\n", ways[w], present, median(m[w][0][0], runs),
+               median(m[w][1][0], runs), median(m[w][0][1], runs), median(m[w][1][1], runs));
+    for (int w = 0; w < 2; w++)
+        for (int k = 0; k < 4; k++)
+            free(m[w][k / 2][k % 2]);
+    sb_texts_free(&t);
+    return r == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -143,6 +284,13 @@ int main(int argc, char **argv)
                stk_net_log_group(n));
         stk_net_free(n);
         return 0;
+    }
+    if (!strcmp(cmd, "nft-bench")) {
+        if (argc - i < 3)
+            return 2;
+        if (load(argv[i + 2], argc - i > 3 ? argv[i + 3] : NULL, &l) < 0)
+            return 1;
+        return nft_bench(l.b, (unsigned)atoi(argv[i]), (unsigned)atoi(argv[i + 1]));
     }
     if (!strcmp(cmd, "down")) {
         if (argc - i < 1)

@@ -948,6 +948,17 @@ static void test_proxy_objects(void **state)
     assert_true(json_is_true(json_object_get(sc, "readOnlyRootFilesystem")));
     assert_true(json_is_true(json_object_get(sc, "runAsNonRoot")));
     assert_true(json_is_false(json_object_get(sc, "allowPrivilegeEscalation")));
+    /* Ready means listening: create --wait running waits for it */
+    assert_json(json_object_get(c, "readinessProbe"),
+                "{\"tcpSocket\":{\"port\":3128},\"periodSeconds\":2}");
+    /* the same-namespace Secret, optional (it may be made after create) */
+    json_t *vol = NULL, *v;
+    json_array_foreach(json_object_get(json_object_get(tpl, "spec"), "volumes"), i,
+                       v) if (!strcmp(json_string_value(json_object_get(v, "name")), "credentials"))
+        vol = v;
+    assert_json(json_object_get(json_object_get(vol, "projected"), "sources"),
+                "[{\"secret\":{\"name\":\"tok\",\"items\":[{\"key\":\"token\",\"path\":"
+                "\"tok/token\"}],\"optional\":true}}]");
     assert_json(json_object_get(c, "resources"),
                 "{\"limits\":{\"cpu\":\"200m\",\"memory\":\"64Mi\",\"ephemeral-storage\":"
                 "\"16Mi\"},\"requests\":{\"cpu\":\"200m\",\"memory\":\"64Mi\","

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "driver/kubernetes/kube.h"
+#include "driver/kubernetes/proxylog.h"
 #include "kube_double.h"
 
 #define DATA STK_SOURCE_ROOT "/tests/data/kube"
@@ -987,6 +988,12 @@ static char *read_all(int fd)
     return b.data ? stk_buf_steal(&b) : stk_xstrdup("");
 }
 
+static size_t to_buf(void *ud, const char *data, size_t n)
+{
+    stk_buf_append(ud, data, n);
+    return n;
+}
+
 static void test_logs(void **state)
 {
     (void)state;
@@ -1015,6 +1022,43 @@ static void test_logs(void **state)
     assert_int_equal(stk_kube_logs(k, &q, &err), -ENOENT);
     assert_non_null(strstr(err->msg, "logs Pod lns/nope: 404"));
     assert_true(count_in_log(k, "/pods/p/log?container=c&follow=true") == 1);
+    /* the previous instance of a restarted container, from a second on */
+    {
+        _cleanup_buf_ struct stk_buf got = {0};
+        struct stk_kube_logs_req pq = {.namespace = "lns",
+                                       .pod = "p",
+                                       .container = "c",
+                                       .previous = true,
+                                       .timestamps = true,
+                                       .since_ms = 1796464800123,
+                                       .tail_lines = -1,
+                                       .out_fd = -1,
+                                       .sink = to_buf,
+                                       .sink_ud = &got};
+        assert_int_equal(stk_kube_logs(k, &pq, &err), 0);
+        assert_true(count_in_log(k, "/pods/p/log?container=c&previous=true&timestamps=true&"
+                                    "sinceTime=2026-12-05T10:00:00Z") == 1);
+    }
+    /* a follow cancelled (the proxy's log follower stopping): success, at
+     * once rather than when the stream ends, what arrived delivered */
+    {
+        atomic_bool cancel = true;
+        _cleanup_buf_ struct stk_buf got = {0};
+        struct stk_kube_logs_req cq = {.namespace = "lns",
+                                       .pod = "p",
+                                       .container = "c",
+                                       .follow = true,
+                                       .tail_lines = -1,
+                                       .out_fd = -1,
+                                       .sink = to_buf,
+                                       .sink_ud = &got,
+                                       .cancel = &cancel};
+        assert_int_equal(stk_kube_logs(k, &cq, &err), 0);
+        assert_true(got.len < strlen("line 1\nline 2\nline 3\n"));
+        atomic_store(&cancel, false);
+        assert_int_equal(stk_kube_logs(k, &cq, &err), 0);
+        assert_string_equal(stk_buf_str(&got), "line 1\nline 2\nline 3\n");
+    }
 }
 
 /* ---- exec ------------------------------------------------------------------ */
@@ -1517,6 +1561,147 @@ static void test_holds(void **state)
     json_decref(want);
 }
 
+/* ---- the proxy's log as audit records ------------------------------------------- */
+
+struct got {
+    json_t *recs;
+};
+
+static void got_record(void *ud, const char *json)
+{
+    struct got *g = ud;
+    json_t *o = json_loads(json, 0, NULL);
+    assert_non_null(o);
+    json_array_append_new(g->recs, o);
+}
+
+#define REC(stamp, rest) stamp " {\"sandbox\":\"canary\"," rest "}\n"
+
+static void feed(struct stk_kube_proxy_ingest *in, struct got *g, const char *text)
+{
+    stk_kube_proxy_ingest_feed(in, text, strlen(text), got_record, g);
+}
+
+static const char *dec(struct got *g, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(g->recs, i), "decision"));
+}
+
+static void test_proxy_log_ingest(void **state)
+{
+    (void)state;
+    struct stk_kube_proxy_ingest in;
+    struct got g = {json_array()};
+    stk_kube_proxy_ingest_init(&in, "sb-1", "canary");
+    feed(&in, &g, "\nS stockade-proxy-1\n");
+    assert_string_equal(in.pod, "stockade-proxy-1");
+    feed(&in, &g,
+         "2026-12-05T10:00:00.100000000Z stockade __proxy: sandbox canary: listening\n"
+         /* a record, in two pieces */
+         "2026-12-05T10:00:00.200000000Z {\"sandbox\":\"canary\",\"decision\":\"allo");
+    assert_int_equal(json_array_size(g.recs), 0);
+    feed(&in, &g,
+         "wed\",\"kind\":\"http\",\"method\":\"GET\",\"host\":\"a.test\",\"port\":80}\n" REC(
+             "2026-12-05T10:00:00.300000000Z",
+             "\"decision\":\"binding\",\"binding\":\"up\",\"status\":200,"
+             "\"authorization\":\"Bearer stk-canary\",\"headers\":{\"X-Api-Key\":\"stk-canary\"}")
+             REC("2026-12-05T10:00:00.400000000Z", "\"decision\":\"allowed\",\"port\":\"80\"")
+                 REC("2026-12-05T10:00:00.500000000Z",
+                     "\"decision\":\"denied\",\"host\":\"b.test\",\"port\":80,\"reason\":\"no\""));
+    assert_int_equal(json_array_size(g.recs), 3);
+    assert_string_equal(dec(&g, 0), "allowed");
+    assert_string_equal(dec(&g, 1), "binding");
+    assert_string_equal(dec(&g, 2), "denied");
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(g.recs, i), "sandbox")), "sb-1");
+    char *all = json_dumps(g.recs, JSON_COMPACT);
+    assert_null(strstr(all, "stk-canary"));
+    free(all);
+    assert_int_equal(in.invalid, 1); /* the port of the wrong type */
+
+    /* the next stream of the same Pod (a reconnect from that second on):
+     * nothing twice */
+    char pos[320];
+    stk_kube_proxy_pos_format(&in, pos);
+    assert_string_equal(pos, "stockade-proxy-1 1796464800.500000000 1\n");
+    struct stk_kube_proxy_ingest again;
+    stk_kube_proxy_ingest_init(&again, "sb-1", "canary");
+    assert_int_equal(stk_kube_proxy_pos_parse(&again, pos), 0);
+    again.budget = in.budget;
+    feed(&again, &g,
+         "\nS stockade-proxy-1\n" REC("2026-12-05T10:00:00.200000000Z", "\"decision\":\"allowed\"")
+             REC("2026-12-05T10:00:00."
+                 "500000000Z",
+                 "\"decision\":\"denied\"")
+                 REC("2026-12-05T10:00:01.000000000Z", "\"decision\":\"failed\",\"reason\":\"x\""));
+    /* a new second: the invalid line is reported, then the new record */
+    assert_int_equal(json_array_size(g.recs), 4);
+    assert_string_equal(dec(&g, 3), "failed");
+    stk_kube_proxy_ingest_flush(&in, got_record, &g);
+    assert_int_equal(json_array_size(g.recs), 5);
+    assert_string_equal(dec(&g, 4), "suppressed");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(g.recs, 4), "invalid")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(g.recs, 4), "dropped")), 0);
+
+    /* another Pod (the proxy replaced): its log from its start, even with
+     * stamps before the last one (another node's clock) */
+    feed(
+        &again, &g,
+        "\nS stockade-proxy-2\n" REC("2026-12-05T09:59:59.000000000Z", "\"decision\":\"allowed\""));
+    assert_int_equal(json_array_size(g.recs), 6);
+    assert_string_equal(again.pod, "stockade-proxy-2");
+
+    /* hostile lines: no stamp, too long, a fake stream, another sandbox */
+    char *longline = malloc(3 * STK_KUBE_PROXY_LINE_MAX);
+    int n = snprintf(longline, 3 * STK_KUBE_PROXY_LINE_MAX,
+                     "2026-12-05T10:00:02.000000000Z {\"sandbox\":\"canary\",\"decision\":"
+                     "\"denied\",\"reason\":\"");
+    memset(longline + n, 'x', 2 * STK_KUBE_PROXY_LINE_MAX);
+    strcpy(longline + n + 2 * STK_KUBE_PROXY_LINE_MAX, "\"}\n");
+    stk_kube_proxy_ingest_init(&in, "sb-1", "canary");
+    json_array_clear(g.recs);
+    feed(&in, &g, "\nS p\n{\"sandbox\":\"canary\",\"decision\":\"allowed\"}\n");
+    feed(&in, &g, longline);
+    feed(&in, &g,
+         "2026-12-05T10:00:02.000000000Z S evil\n" REC(
+             "2026-12-05T10:00:02.100000000Z",
+             "\"decision\":\"allowed\"") "2026-12-05T10:00:02.200000000Z "
+                                         "{\"sandbox\":\"other\",\"decision\":\"allowed\"}\n");
+    free(longline);
+    assert_string_equal(in.pod, "p");
+    /* the line without a stamp reported as the next second began, then the
+     * one record; the cut line and the other sandbox's wait for the next */
+    assert_int_equal(json_array_size(g.recs), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(g.recs, 0), "invalid")), 1);
+    assert_string_equal(dec(&g, 1), "allowed");
+    assert_int_equal(in.invalid, 2);
+    assert_int_equal(in.pos.sec, 1796464802);
+    assert_int_equal(in.pos.count, 1);
+
+    /* a flood: the budget by the runtime's stamps, what it drops counted */
+    stk_kube_proxy_ingest_init(&in, "sb-1", "canary");
+    json_array_clear(g.recs);
+    feed(&in, &g, "\nS p\n");
+    for (int i = 0; i < 100; i++) {
+        char line[200];
+        snprintf(line, sizeof(line), REC("2026-12-05T10:00:03.%09dZ", "\"decision\":\"allowed\""),
+                 i);
+        feed(&in, &g, line);
+    }
+    feed(&in, &g, REC("2026-12-05T10:00:04.000000000Z", "\"decision\":\"allowed\""));
+    assert_int_equal(json_array_size(g.recs), STK_KUBE_PROXY_EVENTS_PER_SEC + 2);
+    json_t *sup = json_array_get(g.recs, STK_KUBE_PROXY_EVENTS_PER_SEC);
+    assert_string_equal(json_string_value(json_object_get(sup, "decision")), "suppressed");
+    assert_int_equal(json_integer_value(json_object_get(sup, "dropped")),
+                     100 - STK_KUBE_PROXY_EVENTS_PER_SEC);
+
+    assert_int_equal(stk_kube_proxy_pos_parse(&in, "bad pod! 1.0 1\n"), -EINVAL);
+    assert_int_equal(stk_kube_proxy_pos_parse(&in, "p 1.0"), -EINVAL);
+    assert_int_equal(stk_kube_proxy_pos_parse(&in, "nospace"), -EINVAL);
+    json_decref(g.recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1541,6 +1726,7 @@ int main(void)
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_log_position),
+        cmocka_unit_test(test_proxy_log_ingest),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_stdin),
         cmocka_unit_test(test_exec_stdin_pipe_at_eof),

@@ -543,6 +543,135 @@ static void test_credential_kube_reader(void **state)
     assert_int_equal(stk_credential_read(&c, &v, &why), -ENOTSUP);
 }
 
+/* ---- records read back (the proxy Pod's log on Kubernetes) ---------------------- */
+
+static json_t *parse_ok(const char *text)
+{
+    json_t *o = NULL;
+    const char *why = NULL;
+    int r = stk_proxy_record_parse(text, strlen(text), "canary", "sb-1", &o, &why);
+    if (r < 0)
+        fail_msg("%s: %s", text, why);
+    return o;
+}
+
+static const char *parse_bad(const char *text, size_t len)
+{
+    json_t *o = NULL;
+    const char *why = NULL;
+    assert_int_equal(stk_proxy_record_parse(text, len, "canary", "sb-1", &o, &why), -EINVAL);
+    assert_null(o);
+    assert_non_null(why);
+    return why;
+}
+
+static void test_record_parse(void **state)
+{
+    (void)state;
+    /* the proxy's own records: every field kept, the sandbox's id set */
+    json_auto_t *a = parse_ok(
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"kind\":\"connect\",\"method\":"
+        "\"CONNECT\",\"host\":\"pypi.org\",\"port\":443,\"rule\":\"spec.network.allowHosts[0] "
+        "pypi.org:443\",\"address\":\"151.101.0.223\"}");
+    json_auto_t *want =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "sandbox", "sb-1", "decision", "allowed",
+                  "kind", "connect", "method", "CONNECT", "host", "pypi.org", "port", 443, "rule",
+                  "spec.network.allowHosts[0] pypi.org:443", "address", "151.101.0.223");
+    assert_true(json_equal(a, want));
+    json_auto_t *b = parse_ok(
+        "{\"sandbox\":\"canary\",\"decision\":\"binding\",\"kind\":\"http\",\"method\":\"GET\","
+        "\"host\":\"api.github.com\",\"port\":443,\"binding\":\"github\",\"path\":\"/user\","
+        "\"address\":\"2001:db8::1\",\"status\":200,\"strippedHeaders\":1}");
+    assert_int_equal(json_object_size(b), 11);
+    assert_int_equal(json_integer_value(json_object_get(b, "status")), 200);
+    json_auto_t *p = parse_ok("{\"sandbox\":\"canary\",\"decision\":\"denied\",\"peer\":"
+                              "\"10.88.0.9\",\"reason\":\"a connection from elsewhere\"}");
+    assert_string_equal(json_string_value(json_object_get(p, "peer")), "10.88.0.9");
+    json_auto_t *s = parse_ok("{\"sandbox\":\"canary\",\"decision\":\"suppressed\",\"dropped\":7}");
+    assert_int_equal(json_integer_value(json_object_get(s, "dropped")), 7);
+
+    /* fields no record has are not copied, whatever they hold */
+    json_auto_t *c = parse_ok(
+        "{\"sandbox\":\"canary\",\"decision\":\"binding\",\"binding\":\"github\",\"status\":200,"
+        "\"authorization\":\"Bearer stk-secret\",\"headers\":{\"Authorization\":\"Bearer x\"},"
+        "\"credential\":\"stk-secret\",\"X-Api-Key\":\"stk-secret\",\"value\":[1]}");
+    assert_int_equal(json_object_size(c), 4);
+    char *text = json_dumps(c, JSON_COMPACT);
+    assert_null(strstr(text, "stk-secret"));
+    assert_null(strstr(text, "Bearer"));
+    free(text);
+
+    /* not a record */
+    parse_bad("", 0);
+    parse_bad("not json", 8);
+    parse_bad("[1,2]", 5);
+    parse_bad("{\"decision\":\"allowed\"}", 22); /* no sandbox */
+    const char *other = "{\"sandbox\":\"other\",\"decision\":\"allowed\"}";
+    assert_string_equal(parse_bad(other, strlen(other)), "not a record of this sandbox");
+    const char *bad[] = {
+        "{\"sandbox\":\"canary\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"maybe\"}",
+        "{\"sandbox\":\"canary\",\"decision\":7}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"port\":\"443\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"port\":70000}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"port\":4.5}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"port\":99999999999999999999999}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"host\":{\"a\":1}}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"host\":\"\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"host\":\"a\\u001b[31mred\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"host\":\"a\\u009b31m\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"reason\":\"two\\nlines\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"method\":\"GE T\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"method\":\"AVERYLONGMETHODNAME\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"kind\":\"udp\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"address\":\"pypi.org\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"binding\",\"binding\":\"Git_Hub\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"binding\",\"path\":\"user\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"binding\",\"status\":42}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"dropped\":3}",
+        "{\"sandbox\":\"canary\",\"decision\":\"suppressed\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"suppressed\",\"dropped\":-1}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"decision\":\"denied\"}",
+        "{\"sandbox\":\"canary\",\"decision\":\"allowed\",\"host\":\"a\\u0000b\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        parse_bad(bad[i], strlen(bad[i]));
+    /* bounded before it is parsed */
+    char *big = malloc(STK_PROXY_RECORD_MAX + 100);
+    int n = snprintf(big, STK_PROXY_RECORD_MAX + 100,
+                     "{\"sandbox\":\"canary\",\"decision\":\"denied\",\"reason\":\"");
+    memset(big + n, 'x', STK_PROXY_RECORD_MAX);
+    strcpy(big + n + STK_PROXY_RECORD_MAX - 20, "\"}");
+    assert_string_equal(parse_bad(big, strlen(big)), "longer than a record");
+    free(big);
+}
+
+static void test_record_budget(void **state)
+{
+    (void)state;
+    struct stk_proxy_budget b = {.limit = 3};
+    uint64_t dropped = 99;
+    for (int i = 0; i < 3; i++) {
+        assert_true(stk_proxy_budget_take(&b, 100, &dropped));
+        assert_int_equal(dropped, 0);
+    }
+    assert_false(stk_proxy_budget_take(&b, 100, &dropped));
+    assert_false(stk_proxy_budget_take(&b, 100, &dropped));
+    assert_int_equal(dropped, 0);
+    /* the next second reports the two dropped, once */
+    assert_true(stk_proxy_budget_take(&b, 101, &dropped));
+    assert_int_equal(dropped, 2);
+    assert_true(stk_proxy_budget_take(&b, 102, &dropped));
+    assert_int_equal(dropped, 0);
+    b.dropped = 5;
+    assert_int_equal(stk_proxy_budget_flush(&b), 5);
+    assert_int_equal(stk_proxy_budget_flush(&b), 0);
+    json_auto_t *o = stk_proxy_suppressed_record("sb-1", 2);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text, "{\"decision\":\"suppressed\",\"dropped\":2,\"sandbox\":\"sb-1\"}");
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +689,8 @@ int main(void)
         cmocka_unit_test(test_credential_sources),
         cmocka_unit_test(test_proxy_file),
         cmocka_unit_test(test_credential_kube_reader),
+        cmocka_unit_test(test_record_parse),
+        cmocka_unit_test(test_record_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -236,6 +236,19 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* libcurl calls it about once a second while a transfer waits, and more
+ * often while data flows */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    struct collect *c = ud;
+    if (!atomic_load(c->h->cancel))
+        return 0;
+    c->stopped = true;
+    return 1;
+}
+
 static inline void slist_freep(struct curl_slist **l)
 {
     curl_slist_free_all(*l);
@@ -324,6 +337,11 @@ int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, &col);
     SET(CURLOPT_ERRORBUFFER, curl_err);
+    if (h->cancel) {
+        SET(CURLOPT_NOPROGRESS, 0L);
+        SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+        SET(CURLOPT_XFERINFODATA, &col);
+    }
     SET(CURLOPT_USERAGENT, "stockade/" STK_VERSION);
 #undef SET
     if (cr != CURLE_OK) {
@@ -340,7 +358,7 @@ int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,
     if (col.too_big)
         return kube_error(k, err, EMSGSIZE, "%s %s: answer larger than %u bytes", h->method,
                           h->path, STK_KUBE_MAX_BODY);
-    if (col.stopped && cr == CURLE_WRITE_ERROR) {
+    if (col.stopped && (cr == CURLE_WRITE_ERROR || cr == CURLE_ABORTED_BY_CALLBACK)) {
         *ret_status = status;
         return 1; /* the sink stopped the transfer */
     }

@@ -74,9 +74,15 @@ static const struct {
     {"", "resourcequotas", "patch"},
     {"", "limitranges", "patch"},
     {"", "persistentvolumeclaims", "patch"},
+    {"", "configmaps", "patch"},
+    {"", "services", "patch"},
     {"networking.k8s.io", "networkpolicies", "patch"},
     {"rbac.authorization.k8s.io", "rolebindings", "patch"},
+    {"rbac.authorization.k8s.io", "roles", "patch"},
+    {"rbac.authorization.k8s.io", "roles", "list"},
+    {"rbac.authorization.k8s.io", "roles", "delete"},
     {"batch", "jobs", "patch"},
+    {"apps", "deployments", "create"},
 };
 
 static void check_authorized(struct doc *d)

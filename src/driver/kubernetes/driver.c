@@ -21,6 +21,7 @@
  */
 #include "driver/driver.h"
 #include "driver/kubernetes/kube.h"
+#include "driver/kubernetes/proxylog.h"
 #include "image/image.h"
 #include "render/render.h"
 
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long provision waits for the Pod to run (image pulls, scheduling);
@@ -569,44 +571,56 @@ static int eject(struct kube_ctx *c, const struct handle *h, const char *id,
 static int claim_teardown(struct kube_ctx *c, const struct stk_driver_sandbox *sb,
                           const struct handle *h, bool purge, struct stk_error **err);
 
-/* What the sandbox's rendering puts outside its own namespace (the egress
- * proxy's Role and RoleBinding beside a Secret it reads): deleting the
- * namespace does not take them, so they go by name, each only when it
- * carries this sandbox's id. */
-static int delete_outside(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *ns,
-                          struct stk_error **err)
+/* What a sandbox's rendering puts outside its own namespace, which deleting
+ * that namespace does not take: the egress proxy's Role and RoleBinding
+ * beside a Secret it reads through the API. Found across namespaces by
+ * their ownership labels (managed-by stockade, the proxy's component, this
+ * state directory's store) and deleted, each under its uid, when it
+ * carries the sandbox id `id` (rm), or with id NULL, a sandbox id not in
+ * keep (gc). Nothing without all of those labels is ever touched. */
+static int delete_outside(struct kube_ctx *c, const char *id, const char *const *keep,
+                          size_t n_keep, size_t *ret_removed, struct stk_error **err)
 {
-    if (!sb->b || sb->b->model == STK_MODEL_INJECTION || !stk_k8s_needs_proxy(sb->b))
-        return 0;
-    struct stk_k8s_options opt = {
-        .sandbox_id = sb->id, .store = c->store, .sandbox_name = sb->name, .namespace = ns};
-    json_t *objs = NULL;
-    if (stk_k8s_render(sb->b, &opt, &objs, NULL) < 0)
-        return 0; /* nothing of it was applied either */
-    int r = 0;
-    size_t i;
-    json_t *o;
-    json_array_foreach(objs, i, o)
-    {
-        const char *ons = jstr(o, "metadata.namespace");
-        struct stk_kube_ref ref;
-        json_t *live = NULL;
-        if (!ons || !strcmp(ons, ns) || stk_kube_ref_of(o, &ref, NULL) < 0)
-            continue;
-        if (stk_kube_get(c->k, &ref, &live, NULL) < 0)
-            continue;
-        const json_t *labels = json_object_get(json_object_get(live, "metadata"), "labels");
-        if (stk_streq(json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL)),
-                      sb->id) &&
-            (r = stk_kube_delete(c->k, &ref, "Background", jstr(live, "metadata.uid"), err)) < 0 &&
-            r != -ENOENT) {
-            json_decref(live);
+    static const char *const kinds[] = {"RoleBinding", "Role"};
+    int r = need_store(c, err);
+    if (r < 0)
+        return r;
+    char sel[256];
+    snprintf(sel, sizeof(sel), "%s=%s,%s=%s,%s=%s%s%s%s", STK_K8S_MANAGED_BY_LABEL,
+             STK_K8S_MANAGED_BY, STK_K8S_COMPONENT_LABEL, STK_K8S_PROXY_COMPONENT,
+             STK_K8S_STORE_LABEL, c->store, id ? "," : "", id ? STK_K8S_SANDBOX_ID_LABEL "=" : "",
+             id ? id : "");
+    for (size_t k = 0; k < STK_ARRAY_SIZE(kinds) && r >= 0; k++) {
+        struct stk_kube_ref coll = {"rbac.authorization.k8s.io/v1", kinds[k], NULL, NULL};
+        json_t *list = NULL;
+        if ((r = stk_kube_list(c->k, &coll, sel, &list, err)) < 0)
             break;
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(list, "items"), i, o)
+        {
+            const json_t *labels = json_object_get(json_object_get(o, "metadata"), "labels");
+            const char *oid = json_string_value(json_object_get(labels, STK_K8S_SANDBOX_ID_LABEL));
+            bool kept = !oid || (id && strcmp(oid, id));
+            for (size_t j = 0; oid && !id && j < n_keep; j++)
+                kept |= !strcmp(keep[j], oid);
+            if (kept)
+                continue;
+            struct stk_kube_ref one = {"rbac.authorization.k8s.io/v1", kinds[k],
+                                       jstr(o, "metadata.namespace"), jstr(o, "metadata.name")};
+            /* 404 is 0; -EAGAIN: replaced meanwhile, not this one */
+            r = stk_kube_delete(c->k, &one, "Background", jstr(o, "metadata.uid"), err);
+            if (r < 0 && r != -EAGAIN)
+                break;
+            if (r == -EAGAIN) {
+                stk_error_free(*err);
+                *err = NULL;
+            } else if (r > 0 && ret_removed)
+                ++*ret_removed;
+            r = 0;
         }
-        r = 0;
-        json_decref(live);
+        json_decref(list);
     }
-    json_decref(objs);
     return r;
 }
 
@@ -633,8 +647,9 @@ static int kube_teardown(void *ud, const struct stk_driver_sandbox *sb, bool pur
          * was recorded (a create cut short) */
         struct stk_kube_ref nsref = {"v1", "Namespace", NULL, NULL};
         json_t *list = NULL;
-        char nsbuf[64];
-        int r = sb->b ? delete_outside(c, sb, sandbox_namespace(sb, nsbuf, sizeof(nsbuf)), err) : 0;
+        /* a sandbox known to have no proxy has nothing outside */
+        int r = !sb->b || stk_k8s_needs_proxy(sb->b) ? delete_outside(c, sb->id, NULL, 0, NULL, err)
+                                                     : 0;
         if (r < 0 || (r = stk_kube_list(c->k, &nsref, sel, &list, err)) < 0)
             return r;
         size_t i;
@@ -702,13 +717,14 @@ static int ready_fn(void *ud, const char *type, const json_t *pod)
     return 0;
 }
 
-static int wait_running(struct kube_ctx *c, const char *ns, const char *id, struct stk_error **err)
+static int wait_running(struct kube_ctx *c, const char *ns, const char *id, int timeout_ms,
+                        struct stk_error **err)
 {
     char sel[128];
     selector(id, sel, sizeof(sel));
     struct stk_kube_ref pods = {"v1", "Pod", ns, NULL};
     struct ready_wait w = {.c = c};
-    int r = stk_kube_watch(c->k, &pods, sel, NULL, READY_TIMEOUT_MS, ready_fn, &w, err);
+    int r = stk_kube_watch(c->k, &pods, sel, NULL, timeout_ms, ready_fn, &w, err);
     if (r == -ETIMEDOUT) {
         stk_error_free(*err);
         *err = NULL;
@@ -718,6 +734,83 @@ static int wait_running(struct kube_ctx *c, const char *ns, const char *id, stru
     if (w.failed)
         return stk_error_make(err, EIO, "%s", w.message);
     return r < 0 ? r : 0;
+}
+
+/* Until the egress proxy's Pod is Ready (its readiness probe: it listens),
+ * or its container cannot start. */
+static int proxy_ready_fn(void *ud, const char *type, const json_t *pod)
+{
+    struct ready_wait *w = ud;
+    if (strcmp(type, "SYNC") && strcmp(type, "ADDED") && strcmp(type, "MODIFIED"))
+        return 0;
+    if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp"))
+        return 0; /* a Pod of an earlier rollout, going */
+    size_t i;
+    const json_t *cond;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, cond)
+    {
+        const char *t = jstr(cond, "type"), *s = jstr(cond, "status"), *m = jstr(cond, "message");
+        if (t && s && !strcmp(t, "Ready") && !strcmp(s, "True"))
+            return 1;
+        if (s && !strcmp(s, "False") && m)
+            snprintf(w->message, sizeof(w->message), "%s: %s", t ? t : "?", m);
+    }
+    const json_t *cs;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "containerStatuses"), i, cs)
+    {
+        const json_t *waiting = json_object_get(json_object_get(cs, "state"), "waiting");
+        const char *reason = jstr(waiting, "reason");
+        if (waiting_fatal(reason)) {
+            const json_t *last = json_object_get(json_object_get(cs, "lastState"), "terminated");
+            snprintf(w->message, sizeof(w->message), "Pod %s/%s: %s: %s%s%s",
+                     jstr(pod, "metadata.namespace"), jstr(pod, "metadata.name"), reason,
+                     jstr(waiting, "message") ? jstr(waiting, "message") : "",
+                     last ? "; last exit: " : "",
+                     last ? (jstr(last, "message")  ? jstr(last, "message")
+                             : jstr(last, "reason") ? jstr(last, "reason")
+                                                    : "?")
+                          : "");
+            w->failed = true;
+            return 2;
+        }
+        if (reason)
+            snprintf(w->message, sizeof(w->message), "%s", reason);
+    }
+    return 0;
+}
+
+static int wait_proxy_ready(struct kube_ctx *c, const char *ns, int timeout_ms,
+                            struct stk_error **err)
+{
+    struct stk_kube_ref pods = {"v1", "Pod", ns, NULL};
+    struct ready_wait w = {.c = c};
+    int r = stk_kube_watch(c->k, &pods, STK_K8S_COMPONENT_LABEL "=" STK_K8S_PROXY_COMPONENT, NULL,
+                           timeout_ms, proxy_ready_fn, &w, err);
+    if (r == -ETIMEDOUT) {
+        stk_error_free(*err);
+        *err = NULL;
+        return stk_error_make(err, ETIMEDOUT,
+                              "the egress proxy's Pod in %s (Deployment %s) was not Ready within "
+                              "%d s%s%s",
+                              ns, STK_K8S_PROXY_NAME, READY_TIMEOUT_MS / 1000,
+                              w.message[0] ? ": " : "", w.message);
+    }
+    if (w.failed)
+        return stk_error_make(err, EIO, "the egress proxy cannot start: %s", w.message);
+    return r < 0 ? r : 0;
+}
+
+/* `ready` means running: the sandbox's Pod runs and, when it has one, the
+ * egress proxy serves (Ready), both within one READY_TIMEOUT_MS. */
+static int wait_ready(struct kube_ctx *c, const struct stk_boundary *b, const char *ns,
+                      const char *id, struct stk_error **err)
+{
+    int64_t start = stk_clock_ms(CLOCK_MONOTONIC);
+    int r = 0;
+    if (stk_k8s_needs_proxy(b) && (r = wait_proxy_ready(c, ns, READY_TIMEOUT_MS, err)) < 0)
+        return r;
+    int64_t left = READY_TIMEOUT_MS - (stk_clock_ms(CLOCK_MONOTONIC) - start);
+    return wait_running(c, ns, id, (int)(left < 1000 ? 1000 : left), err);
 }
 
 static bool exists(struct kube_ctx *c, const json_t *obj)
@@ -847,7 +940,7 @@ static int inject_provision(struct kube_ctx *c, const struct stk_driver_sandbox 
     json_t *replicas = json_object_get(json_object_get(live, "spec"), "replicas");
     if (r >= 0 && !sb->accepted_only &&
         !(json_is_integer(replicas) && json_integer_value(replicas) == 0))
-        r = wait_running(c, h.ns, sb->id, err);
+        r = wait_running(c, h.ns, sb->id, READY_TIMEOUT_MS, err);
     json_decref(live);
     if (r < 0) {
         struct stk_error *uerr = NULL;
@@ -1023,7 +1116,7 @@ static int kube_provision(void *ud, const struct stk_driver_sandbox *sb, bool re
     if (r >= 0 && !workload)
         r = stk_error_make(err, EINVAL, "render made no Pod or Job for sandbox %s", sb->id);
     if (r >= 0 && !sb->accepted_only)
-        r = wait_running(c, ns, sb->id, err);
+        r = wait_ready(c, sb->b, ns, sb->id, err);
     if (r < 0) {
         /* nothing half-applied: what this create made goes (a restart
          * keeps what persisted: only the workload goes) */
@@ -1553,15 +1646,9 @@ static void log_state_init(struct log_state *ls, struct kube_ctx *c, const char 
         return;
     }
     char buf[64];
-    int fd = open(ls->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
-        if (stk_kube_log_pos_parse(buf, &ls->pos) < 0)
-            ls->pos = (struct stk_kube_log_pos){0};
-    }
+    if (stk_kube_state_read(ls->path, buf, sizeof(buf)) >= 0 &&
+        stk_kube_log_pos_parse(buf, &ls->pos) < 0)
+        ls->pos = (struct stk_kube_log_pos){0};
 }
 
 static void log_state_save(struct log_state *ls)
@@ -1569,16 +1656,9 @@ static void log_state_save(struct log_state *ls)
     if (!ls->moved || !ls->path[0])
         return;
     ls->moved = false;
-    char buf[64], tmp[PATH_MAX + 8];
+    char buf[64];
     stk_kube_log_pos_format(&ls->pos, buf);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", ls->path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    bool ok = write(fd, buf, strlen(buf)) == (ssize_t)strlen(buf);
-    close(fd);
-    if (!ok || rename(tmp, ls->path) < 0)
-        (void)unlink(tmp);
+    stk_kube_state_write(ls->path, buf);
 }
 
 static void log_deliver(struct log_state *ls, const char *line, size_t len, bool newline)
@@ -1702,6 +1782,28 @@ static int supervise_fn(void *ud, const char *type, const json_t *pod)
     return 0;
 }
 
+/* The egress proxy's decisions, read back from its Pod's log (proxylog.c):
+ * audit records of the sandbox, as the local backend's proxy makes them. */
+static void on_proxy_record(void *ud, const char *json)
+{
+    const struct supervision *s = ud;
+    s->sink->event(s->sink->ud, "egress_proxy", json);
+}
+
+static struct stk_kube_proxy_follower *
+proxy_follow(struct kube_ctx *c, const struct stk_driver_sandbox *sb, const char *ns,
+             const struct stk_driver_sink *sink, char state[PATH_MAX])
+{
+    struct stk_kube_proxy_follower *f = NULL;
+    if (!sb->b || !stk_k8s_needs_proxy(sb->b) || !sink->event)
+        return NULL;
+    if (snprintf(state, PATH_MAX, "%s/sandboxes/%s/kube-proxy-log-pos", c->state_dir, sb->id) >=
+        PATH_MAX)
+        return NULL;
+    (void)stk_kube_proxy_follow_start(c->cfg, ns, state, sb->id, sb->b->name, &f, NULL);
+    return f;
+}
+
 static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
                           const struct stk_driver_sink *sink, struct stk_driver_status *ret,
                           struct stk_error **err)
@@ -1725,6 +1827,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     bool following = false;
     int pfd[2] = {-1, -1};
     following = sink->output && follow_start(c, sb, &f, pfd, &thread);
+    char proxy_state[PATH_MAX];
+    struct stk_kube_proxy_follower *proxy = proxy_follow(c, sb, s.h.ns, sink, proxy_state);
 
     struct stk_kube_ref pods = {"v1", "Pod", s.h.ns, NULL};
     while (!s.ended && !s.gone) {
@@ -1734,6 +1838,7 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             following = follow_start(c, sb, &f, pfd, &thread);
         if (following)
             log_copy(&ls, pfd[0], false);
+        stk_kube_proxy_follow_pump(proxy, on_proxy_record, &s);
         struct stk_error *werr = NULL;
         r = stk_kube_watch(c->k, &pods, sel, NULL, SUPERVISE_TICK_MS, supervise_fn, &s, &werr);
         if (r == -ETIMEDOUT || r >= 0) {
@@ -1771,6 +1876,8 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
     }
     stk_kube_close(f.k);
     stk_kube_lines_free(&ls.lines);
+    /* what the proxy decided until now, before the namespace may go */
+    stk_kube_proxy_follow_stop(proxy, on_proxy_record, &s);
     if (s.gone)
         return kube_observe(c, sb, ret, err);
     if (!strcmp(s.h.kind, "Job") && s.st.kill == STK_KILL_NONE &&
@@ -2101,7 +2208,7 @@ static int claim_provision(struct kube_ctx *c, const struct stk_driver_sandbox *
         r = claim_wait(c, ns, sb->id, err);
     }
     if (r >= 0)
-        r = wait_running(c, ns, sb->id, err);
+        r = wait_running(c, ns, sb->id, READY_TIMEOUT_MS, err);
     if (r < 0) {
         /* nothing half-applied: the claim goes, and the member with it */
         struct stk_error *uerr = NULL;
@@ -2180,7 +2287,8 @@ static int kube_gc(void *ud, const char *const *keep, size_t n_keep, size_t *ret
         r = 0;
     }
     json_decref(list);
-    if (r < 0)
+    /* the proxy's Roles and RoleBindings in other namespaces */
+    if (r < 0 || (r = delete_outside(c, NULL, keep, n_keep, &removed, err)) < 0)
         return r;
     /* injections left behind: a workload labelled with this store whose
      * sandbox has no record (a create cut short after its apply, a store

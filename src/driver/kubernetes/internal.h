@@ -6,6 +6,7 @@
 #include "driver/kubernetes/kube.h"
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 
 /* Key material held in memory (PEM), wiped when freed. */
 struct kube_blob {
@@ -55,6 +56,9 @@ struct kube_http {
      * collected into body_out as usual */
     size_t (*sink)(void *ud, const char *data, size_t n);
     void *sink_ud;
+    /* non-NULL: the transfer ends (kube_http returns 1) within about a
+     * second of *cancel becoming true, even while nothing arrives */
+    const atomic_bool *cancel;
 };
 /* 0 done (*ret_status set), 1 the sink stopped it, < 0 transport errors */
 int kube_http(struct stk_kube *k, const struct kube_http *h, long *ret_status,

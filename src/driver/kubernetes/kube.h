@@ -31,6 +31,7 @@
 #include "base/base.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -217,9 +218,17 @@ int stk_kube_event_parse(const char *line, size_t len, json_t **ret_event, const
 struct stk_kube_logs_req {
     const char *namespace, *pod, *container; /* container NULL: the only one */
     bool follow, timestamps;
+    bool previous; /* the container's previous instance (it restarted) */
     int64_t since_ms;
     long tail_lines;
     int out_fd;
+    /* non-NULL: the log goes to sink instead of out_fd, chunk by chunk (a
+     * short count stops it, as a failed write would) */
+    size_t (*sink)(void *ud, const char *data, size_t n);
+    void *sink_ud;
+    /* non-NULL: a follow ends within about a second of *cancel becoming
+     * true (success: what arrived was delivered) */
+    const atomic_bool *cancel;
 };
 int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *r, struct stk_error **err);
 

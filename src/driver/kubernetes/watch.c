@@ -395,6 +395,8 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *q, struct 
     }
     if (q->follow)
         stk_buf_puts(&path, "follow=true&");
+    if (q->previous)
+        stk_buf_puts(&path, "previous=true&");
     if (q->timestamps)
         stk_buf_puts(&path, "timestamps=true&");
     if (q->tail_lines >= 0)
@@ -413,8 +415,9 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *q, struct 
     struct kube_http h = {.method = "GET",
                           .path = stk_buf_str(&path),
                           .timeout_ms = q->follow ? -1 : 0,
-                          .sink = logs_sink,
-                          .sink_ud = &l};
+                          .sink = q->sink ? q->sink : logs_sink,
+                          .sink_ud = q->sink ? q->sink_ud : &l,
+                          .cancel = q->cancel};
     long status = 0;
     r = kube_http(k, &h, &status, &errbody, err);
     if (r == 1 && l.err)
@@ -422,6 +425,8 @@ int stk_kube_logs(struct stk_kube *k, const struct stk_kube_logs_req *q, struct 
                           strerror(l.err));
     if (r < 0)
         return stk_error_wrap(err, "logs %s", stk_buf_str(&what));
+    if (r == 1 && q->cancel && atomic_load(q->cancel))
+        return 0;
     if (status < 200 || status > 299)
         return kube_status_error(k, status, errbody.data, errbody.len, "logs", stk_buf_str(&what),
                                  err);

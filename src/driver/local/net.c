@@ -6,10 +6,12 @@
  * pair is made with its peer already in the sandbox's namespace (no move),
  * and what must happen inside that namespace (its sysctls, a netlink socket
  * bound there) is done by this thread alone, which enters the namespace
- * and leaves it at once (in_netns()). Rules go through libnftables
- * in-process: one nft_run_cmd_from_buffer() is one kernel transaction, so a
- * sandbox's chain, its set memberships and its dispatch appear and vanish
- * together.
+ * and leaves it at once (in_netns()). A sandbox's rules are one nf_tables
+ * batch built in-process (nftnl.c), so its chains, set memberships and
+ * dispatch appear and vanish together, and neither create nor rm fetches
+ * the ruleset (libnftables would, whatever its size). The shared objects
+ * (tables, maps, base chains) go through libnftables, only when they are
+ * missing or this configuration's differ from those applied (base_ensure()).
  *
  * Concurrency: every up/down/gc holds an flock on STK_NET_HOST_DIR/lock, so
  * the shared objects (bridge, tables, leases) are never raced. The bridge,
@@ -20,6 +22,7 @@
  * instance's gc never takes another's sandboxes for dead.
  */
 #include "driver/local/net.h"
+#include "driver/local/nftnl.h"
 #include "driver/local/rtnl.h"
 #include "driver/local/steps.h"
 
@@ -135,8 +138,18 @@ static int in_netns(int netns_fd, int (*fn)(void *arg, struct stk_error **err), 
 
 /* ---- nft ------------------------------------------------------------------- */
 
+static unsigned long nft_library_calls;
+
+unsigned long stk_net_nft_library_calls(void)
+{
+    return nft_library_calls;
+}
+
+/* Through libnftables, which fetches the ruleset first: for the shared
+ * objects and gc only. */
 static int nft_apply(const char *text, struct stk_error **err)
 {
+    nft_library_calls++;
     struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx)
         return stk_error_make(err, ENOMEM, "nft_ctx_new failed");
@@ -155,6 +168,7 @@ static int nft_apply(const char *text, struct stk_error **err)
 /* Lists stockade's table as JSON (NULL if there is none). */
 static char *nft_list_json(const char *what)
 {
+    nft_library_calls++;
     struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx)
         return NULL;
@@ -963,7 +977,7 @@ struct setup {
     struct stk_net *n;
     const struct stk_boundary *b;
     const char *userns; /* the namespace's owner; NULL: the caller's */
-    char *rules, *undo_rules;
+    char *base, *rules, *undo_rules;
 };
 
 static int step_lease(void *ctx, struct stk_error **err)
@@ -989,7 +1003,9 @@ static void undo_lease(void *ctx)
 static int step_compile(void *ctx, struct stk_error **err)
 {
     struct setup *s = ctx;
-    int r = stk_nft_render(s->b, &s->n->facts, &s->rules, err);
+    int r = stk_nft_render_base(&s->n->facts, &s->base, err);
+    if (r == 0)
+        r = stk_nft_render_own(s->b, &s->n->facts, &s->rules, err);
     return r < 0 ? r : stk_nft_render_remove(&s->n->facts, &s->undo_rules, err);
 }
 
@@ -1033,19 +1049,90 @@ static int step_inside(void *ctx, struct stk_error **err)
     return inside_setup(s->n, err);
 }
 
-/* One transaction: all or nothing. */
+/* The shared objects, through libnftables, when they are missing or were
+ * made from another text (another version or configuration). The text's
+ * hash is kept in the kernel with them, in the same transaction: the one
+ * element of the set `base` (an IPv6-address key holds 64 bits of it),
+ * so that whichever text was applied last is the one its mark names, and
+ * asking for that element is one request, not a dump. Callers hold the
+ * lock. */
+static int base_ensure(const char *base, struct stk_error **err)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (const char *p = base; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    char mark[48];
+    snprintf(mark, sizeof(mark), "%x:%x:%x:%x::", (unsigned)(h >> 48) & 0xffff,
+             (unsigned)(h >> 32) & 0xffff, (unsigned)(h >> 16) & 0xffff, (unsigned)h & 0xffff);
+    struct stk_cidr key;
+    if (stk_addr_parse(mark, &key) < 0)
+        return stk_error_make(err, EINVAL, "base mark %s", mark);
+    if (stk_nftnl_element_exists("inet", STK_NFT_TABLE, "base", key.addr, 16) &&
+        stk_nftnl_table_exists("bridge", STK_NFT_TABLE))
+        return 0;
+    _cleanup_free_ char *text =
+        stk_xasprintf("%s"
+                      "add set inet " STK_NFT_TABLE " base { type ipv6_addr; }\n"
+                      "flush set inet " STK_NFT_TABLE " base\n"
+                      "add element inet " STK_NFT_TABLE " base { %s }\n",
+                      base, mark);
+    return nft_apply(text, err);
+}
+
+/* One transaction: all or nothing. A text the in-process compiler does
+ * not know (none the renderer writes within the spec's bounds:
+ * tests/unit/test_nftnl.c) goes through libnftables instead, to the same
+ * rules. */
 static int step_rules(void *ctx, struct stk_error **err)
 {
     struct setup *s = ctx;
-    return nft_apply(s->rules, err);
+    struct stk_error *e = NULL;
+    int r = base_ensure(s->base, err);
+    if (r < 0)
+        return r;
+    if ((r = stk_nftnl_apply(s->rules, &e)) == -ENOTSUP) {
+        stk_error_freep(&e);
+        return nft_apply(s->rules, err);
+    }
+    if (r < 0 && err)
+        *err = TAKE_PTR(e);
+    stk_error_freep(&e);
+    return r;
+}
+
+/* The removal as one transaction; when some piece is gone already, what
+ * is left, one line at a time. */
+static int rules_remove(const char *text, struct stk_error **err)
+{
+    struct stk_error *e = NULL;
+    int (*apply)(const char *, struct stk_error **) = stk_nftnl_apply;
+    int r = apply(text, &e);
+    if (r == -ENOTSUP) { /* see step_rules() */
+        stk_error_freep(&e);
+        apply = nft_apply;
+        r = apply(text, &e);
+    }
+    if (r == 0)
+        return 0;
+    if (err) {
+        *err = e;
+        e = NULL;
+    }
+    stk_error_freep(&e);
+    _cleanup_free_ char *copy = stk_xstrdup(text);
+    char *save = NULL;
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        if (l[0] != '#') {
+            (void)apply(l, &e);
+            stk_error_freep(&e);
+        }
+    return r;
 }
 
 static void undo_rules(void *ctx)
 {
     struct setup *s = ctx;
-    struct stk_error *e = NULL;
-    (void)nft_apply(s->undo_rules, &e);
-    stk_error_freep(&e);
+    (void)rules_remove(s->undo_rules, NULL);
 }
 
 static int step_state(void *ctx, struct stk_error **err)
@@ -1092,6 +1179,7 @@ int stk_net_up(const struct stk_net_config *c, const struct stk_boundary *b, con
     struct setup s = {.n = n, .b = b, .userns = userns};
     if ((r = stk_steps_run(setup_steps, STK_ARRAY_SIZE(setup_steps), &s, err)) < 0 && err && *err)
         (void)stk_error_wrap(err, "sandbox %s network", id);
+    free(s.base);
     free(s.rules);
     free(s.undo_rules);
     if (r < 0)
@@ -1206,20 +1294,8 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
     int ret = 0, r;
     _cleanup_free_ char *rm = NULL;
 
-    if ((r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0)
-        r = nft_apply(rm, &e);
-    if (r < 0) {
-        /* Some piece is gone already: remove what is left one by one. */
-        stk_error_freep(&e);
-        r = 0;
-        char *line = rm, *save = NULL;
-        for (char *l = strtok_r(line, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-            if (l[0] != '#') {
-                _cleanup_free_ char *one = stk_xasprintf("%s\n", l);
-                (void)nft_apply(one, &e);
-                stk_error_freep(&e);
-            }
-    }
+    if ((r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0 && rules_remove(rm, NULL) < 0)
+        r = 0; /* what was left is removed: an error here says nothing more */
     first_error(err, &e, r, &ret);
     if (link_exists(n->veth)) {
         r = link_del(n->veth, &e);

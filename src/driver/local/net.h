@@ -95,6 +95,10 @@ void stk_net_free(struct stk_net *n);
  * tables when nothing is live. Returns how many objects it removed. */
 int stk_net_gc(const struct stk_net_config *c, const char *const *live, size_t n_live,
                struct stk_error **err);
+/* Test hook: transactions and listings this process ran through
+ * libnftables (which fetches the ruleset first). A sandbox's own up and
+ * down run none once the shared objects exist. */
+unsigned long stk_net_nft_library_calls(void);
 
 /* ---- denied attempts as events ------------------------------------------ */
 
