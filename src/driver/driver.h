@@ -98,6 +98,8 @@ struct stk_driver_status {
 };
 void stk_driver_status_release(struct stk_driver_status *st);
 
+/* How often a supervisor looks at what it has no event for (a sink without
+ * a wake_fd; a cgroup file whose notification cannot be set up). */
 #define STK_DRV_IDLE_POLL_MS 2000
 /* A pool refill is background work: its process, the members' monitors and
  * their sandboxes run at this nice value (and autogroup nice) until a
@@ -123,11 +125,19 @@ struct stk_driver_sink {
     /* an event of the sandbox (egress_denied, a Pod condition, ...), its
      * details as JSON object text: becomes an audit record of type `type` */
     void (*event)(void *ud, const char *type, const char *details_json);
-    /* what the session wants now; called every 200 ms while the sandbox is
-     * busy, at most every STK_DRV_IDLE_POLL_MS while it is idle (an idle
-     * sandbox costs no CPU). With STK_DRV_ASK_CLAIMED it sets *ago_ms to how
-     * long ago the claim was. */
-    enum stk_driver_ask (*poll)(void *ud, int64_t *ago_ms);
+    /* what the session wants now. The local driver calls it once at the
+     * start, whenever wake_fd is readable, after events it reported (at
+     * most every 200 ms) and at *next_ms (CLOCK_MONOTONIC ms the session
+     * wants to be asked again at; INT64_MAX: only on wake_fd), so an idle
+     * sandbox costs no CPU; the kubernetes driver calls it every time it
+     * looks at the Pod (next_ms may be NULL). With STK_DRV_ASK_CLAIMED it
+     * sets *ago_ms to how long ago the claim was. */
+    enum stk_driver_ask (*poll)(void *ud, int64_t *ago_ms, int64_t *next_ms);
+    /* readable when what poll would say may have changed (the session's
+     * records of this sandbox were written); poll consumes it. -1: none,
+     * poll is then called every STK_DRV_IDLE_POLL_MS (fd 0 is never one:
+     * a sink that leaves it 0 has none) */
+    int wake_fd;
 };
 
 /* What a backend can tell and enforce, for explain, results and records. */

@@ -225,7 +225,8 @@ static void events_event(void *ud, const char *type, const char *details_json)
 void session_events_init(struct session_events *e, struct stk_session *s, const char *id)
 {
     *e = (struct session_events){.s = s, .id = id, .queue = json_array()};
-    e->sink = (struct stk_driver_sink){.ud = e, .output = events_output, .event = events_event};
+    e->sink = (struct stk_driver_sink){
+        .ud = e, .output = events_output, .event = events_event, .wake_fd = -1};
 }
 
 void session_events_flush(struct session_events *e)

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -48,6 +49,8 @@ struct monitor {
     char id[64];
     struct session_sb sb;
     int lock_fd, report_fd;
+    /* inotify on the sandbox's wake file (session_nudge): the sink's wake_fd */
+    int wake_fd;
     struct log_writer logs;
     /* the store as poll last saw it */
     bool member;
@@ -129,19 +132,47 @@ static void start_claimed(struct monitor *m)
     session_sb_release(&sb);
 }
 
-static enum stk_driver_ask on_poll(void *ud, int64_t *ago_ms)
+/* When the monitor next wants to be asked, whatever the store says: the
+ * start of a claimed member whose claimer died, an overdue stop, the next
+ * summary of unrecorded denials. */
+static int64_t next_poll(const struct monitor *m, int64_t now, bool killed)
+{
+    int64_t next = INT64_MAX;
+    if (m->claimed_at)
+        next = m->claimed_at + CLAIM_START_MS;
+    if (m->asked_at) {
+        int64_t at = killed ? now + STOP_OVERDUE_MS : m->asked_at + STOP_OVERDUE_MS;
+        next = at < next ? at : next;
+    }
+    if (m->egress_unrecorded && m->next_summary < next)
+        next = m->next_summary;
+    return next;
+}
+
+static enum stk_driver_ask on_poll(void *ud, int64_t *ago_ms, int64_t *next_ms)
 {
     struct monitor *m = ud;
     enum stk_driver_ask ask = STK_DRV_ASK_NONE;
     int64_t now = stk_clock_ms(CLOCK_MONOTONIC), since = now - m->polled_at;
     m->polled_at = now;
+    /* what woke us: consumed before the store is read, so a write after
+     * the read wakes us again */
+    if (m->wake_fd >= 0) {
+        char buf[4096];
+        while (read(m->wake_fd, buf, sizeof(buf)) > 0)
+            ;
+    }
     egress_summary(m, now, false);
     struct stk_sb_rec r = {0};
-    if (stk_store_sb_get(m->s->st, m->id, &r, NULL) < 0)
+    if (stk_store_sb_get(m->s->st, m->id, &r, NULL) < 0) {
+        if (next_ms)
+            *next_ms = now + STK_DRV_IDLE_POLL_MS; /* the store did not answer: again */
         return ask;
+    }
     if (m->member && !r.pool_member) {
-        /* an idle monitor looks seldom: the claim was when the record last
-         * changed, at most since the last look (the deadline starts then) */
+        /* the claimer wakes us (session_nudge); the claim was when the
+         * record last changed, at most since the last look (the deadline
+         * starts then) */
         int64_t ago = stk_clock_ms(CLOCK_REALTIME) - r.updated_ms;
         ago = ago < 0 ? 0 : ago > since ? since : ago;
         m->member = false;
@@ -161,11 +192,52 @@ static enum stk_driver_ask on_poll(void *ud, int64_t *ago_ms)
     if (asked && now - m->asked_at >= STOP_OVERDUE_MS)
         ask = STK_DRV_ASK_KILL;
     stk_sb_rec_free(&r);
+    if (next_ms)
+        *next_ms = next_poll(m, now, ask == STK_DRV_ASK_KILL);
     /* between looks an idle monitor keeps no cache: the database's pages and
      * what malloc holds free go back */
     stk_store_release_memory(m->s->st);
     (void)malloc_trim(0);
     return ask;
+}
+
+/* ---- being woken ------------------------------------------------------------------ */
+
+#define WAKE_FILE "wake"
+
+static int wake_path(const struct stk_session *s, const char *id, char *buf, size_t n)
+{
+    char dir[PATH_MAX];
+    if (session_dir(s, id, dir, sizeof(dir)) < 0)
+        return -ENAMETOOLONG;
+    return stk_path_fmt(buf, n, "%s/" WAKE_FILE, dir);
+}
+
+int session_wake_watch(const struct stk_session *s, const char *id)
+{
+    char path[PATH_MAX];
+    if (wake_path(s, id, path, sizeof(path)) < 0)
+        return -1;
+    int f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (f < 0)
+        return -1;
+    close(f);
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd >= 0 && inotify_add_watch(fd, path, IN_CLOSE_WRITE) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void session_nudge(const struct stk_session *s, const char *id)
+{
+    char path[PATH_MAX];
+    if (wake_path(s, id, path, sizeof(path)) < 0)
+        return;
+    int f = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (f >= 0)
+        close(f);
 }
 
 /* ---- concluding ---------------------------------------------------------------------- */
@@ -289,11 +361,15 @@ static int monitor_main(struct monitor *m, enum monitor_mode mode)
     /* what provisioning allocated and freed goes back before the long idle */
     (void)malloc_trim(0);
 
+    m->wake_fd = session_wake_watch(s, m->id);
     struct stk_driver_sink sink = {
-        .ud = m, .output = on_output, .event = on_event, .poll = on_poll};
+        .ud = m, .output = on_output, .event = on_event, .poll = on_poll, .wake_fd = m->wake_fd};
     struct stk_driver_status st = {.state = STK_DRV_LOST, .exit_code = -1};
     if (ops->supervise(s->drv->ctx, &m->sb.d, &sink, &st, &err) < 0)
         fmt_into(st.message, sizeof(st.message), "%s", err ? err->msg : "supervising failed");
+    if (m->wake_fd >= 0)
+        close(m->wake_fd);
+    m->wake_fd = -1;
     egress_summary(m, stk_clock_ms(CLOCK_MONOTONIC), true);
     conclude(m, &st);
     stk_driver_status_release(&st);
@@ -353,7 +429,7 @@ int stk_session_monitor_main(const struct stk_local_paths *p, enum stk_backend b
      * lock would outlive us in them, the report pipe would hold create */
     (void)fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
     (void)fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-    struct monitor m = {.s = s, .lock_fd = lock_fd, .report_fd = report_fd};
+    struct monitor m = {.s = s, .lock_fd = lock_fd, .report_fd = report_fd, .wake_fd = -1};
     m.logs.fd = -1;
     /* the id names the sandbox's directory: whole, or no monitor */
     if (stk_path_fmt(m.id, sizeof(m.id), "%s", id) < 0) {

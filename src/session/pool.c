@@ -352,6 +352,8 @@ int pool_claim(struct stk_session *s, const struct stk_create_req *req,
     if (r < 0)
         goto out; /* -ENOENT: empty; the caller creates cold */
     ret->warm = true;
+    /* the member's monitor: its deadline starts now */
+    session_nudge(s, ret->id);
 
     r = claim_start(s, req, b, pool.tenant, ret, err);
 out:

@@ -180,6 +180,15 @@ enum monitor_mode {
     MONITOR_ADOPT,
     MONITOR_CREATE_ACCEPTED, /* create, ready once the backend accepted it */
 };
+/* The monitor's wake-up: it sleeps until something happens, and a change of
+ * the sandbox's record it must act on (a claim, a stop or rm) is one only
+ * when the writer says so. session_wake_watch (the monitor) creates
+ * <dir>/wake and returns an inotify descriptor that is readable after
+ * each session_nudge (the writer: after the record changed), -1 when it
+ * cannot; session_nudge opens and closes the file (never creates it: no
+ * file, no monitor that waits on it). */
+int session_wake_watch(const struct stk_session *s, const char *id);
+void session_nudge(const struct stk_session *s, const char *id);
 int monitor_spawn(struct stk_session *s, const char *id, enum monitor_mode mode, int lock_fd,
                   struct stk_error **err);
 

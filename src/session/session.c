@@ -852,6 +852,9 @@ static int end_and_finish(struct stk_session *s, const char *id, enum stk_sb_pha
                           bool running, struct stk_error **err)
 {
     const struct stk_driver_ops *ops = s->drv->ops;
+    /* the monitor counts the grace period from when it sees the phase */
+    if (session_supervised(s))
+        session_nudge(s, id);
     struct session_sb sb;
     int r = session_sb_load(s, id, false, &sb, err);
     if (r < 0)

@@ -174,7 +174,7 @@ static void lifecycle(enum stk_backend backend)
     }
     const struct stk_driver_ops *ops = w.d->ops;
     struct stk_error *err = NULL;
-    struct stk_driver_sink sink = {.ud = &w, .output = on_output, .event = on_event};
+    struct stk_driver_sink sink = {.ud = &w, .output = on_output, .event = on_event, .wake_fd = -1};
 
     /* the local driver needs the facts' runtime in the sandbox */
     struct stk_driver_facts f;

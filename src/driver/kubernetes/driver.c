@@ -997,7 +997,7 @@ static int inject_supervise(struct kube_ctx *c, const struct stk_driver_sandbox 
     bool killed = false;
     for (unsigned tick = 0;; tick++) {
         int64_t ago = 0;
-        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud, &ago) : STK_DRV_ASK_NONE;
+        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud, &ago, NULL) : STK_DRV_ASK_NONE;
         if (ask == STK_DRV_ASK_KILL && !killed) {
             killed = true;
             int r = eject(c, h, sb->id, err);
@@ -1852,7 +1852,7 @@ static int kube_supervise(void *ud, const struct stk_driver_sandbox *sb,
             sleep(1);
         }
         int64_t ago = 0;
-        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud, &ago) : STK_DRV_ASK_NONE;
+        enum stk_driver_ask ask = sink->poll ? sink->poll(sink->ud, &ago, NULL) : STK_DRV_ASK_NONE;
         if (ask == STK_DRV_ASK_KILL && !s.killed) {
             s.killed = true;
             (void)delete_workload(c, &s.h, sb->id, 0, NULL);

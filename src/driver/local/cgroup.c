@@ -15,11 +15,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -249,6 +252,103 @@ static bool is_cgroup2(const char *path)
 {
     struct statfs st;
     return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+/* ---- events: what wakes the supervisor (internal.h, struct cg_watch) ---- */
+
+static int v1_oom_eventfd(const char *id)
+{
+    char ctl[256], oom[256], text[32];
+    if (stk_path_fmt(ctl, sizeof(ctl), CG_ROOT "/memory/" CG_PARENT "/%s/cgroup.event_control",
+                     id) < 0 ||
+        stk_path_fmt(oom, sizeof(oom), CG_ROOT "/memory/" CG_PARENT "/%s/memory.oom_control", id) <
+            0)
+        return -1;
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int ofd = open(oom, O_RDONLY | O_CLOEXEC);
+    int cfd = open(ctl, O_WRONLY | O_CLOEXEC);
+    int n = snprintf(text, sizeof(text), "%d %d", efd, ofd);
+    /* the registration lives as long as the eventfd (or the cgroup) */
+    bool ok = efd >= 0 && ofd >= 0 && cfd >= 0 && write(cfd, text, (size_t)n) == n;
+    if (ofd >= 0)
+        close(ofd);
+    if (cfd >= 0)
+        close(cfd);
+    if (!ok && efd >= 0) {
+        close(efd);
+        efd = -1;
+    }
+    return efd;
+}
+
+void cg_watch_open(const char *id, struct cg_watch *w)
+{
+    *w = (struct cg_watch){.fd = {-1, -1}, .pids_fd = -1};
+    if (is_cgroup2(CG_ROOT)) {
+        w->fd[0] = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        static const char *const files[] = {"memory.events", "pids.events"};
+        for (size_t i = 0; i < STK_ARRAY_SIZE(files); i++) {
+            char path[256];
+            if (w->fd[0] < 0 ||
+                stk_path_fmt(path, sizeof(path), CG_ROOT "/" CG_PARENT "/%s/%s", id, files[i]) <
+                    0 ||
+                inotify_add_watch(w->fd[0], path, IN_MODIFY) < 0)
+                w->unwatched = true;
+        }
+        return;
+    }
+    w->fd[0] = v1_oom_eventfd(id);
+    w->fd[1] = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    /* only what is logged from now on: a refusal before is in the counter */
+    if (w->fd[1] >= 0 && lseek(w->fd[1], 0, SEEK_END) < 0) {
+        close(w->fd[1]);
+        w->fd[1] = -1;
+    }
+    w->kmsg[1] = true;
+    char path[256];
+    if (stk_path_fmt(path, sizeof(path), CG_ROOT "/pids/" CG_PARENT "/%s/pids.events", id) >= 0)
+        w->pids_fd = open(path, O_RDONLY | O_CLOEXEC);
+    w->unwatched = w->fd[0] < 0 || w->fd[1] < 0;
+}
+
+bool cg_watch_consume(struct cg_watch *w, int i, bool *any)
+{
+    *any = false;
+    if (i < 0 || i >= CG_WATCH_FDS || w->fd[i] < 0)
+        return false;
+    char buf[8192];
+    if (!w->kmsg[i]) {
+        /* inotify events or the eventfd's count: either says "look" */
+        while (read(w->fd[i], buf, sizeof(buf)) > 0)
+            ;
+        return *any = true;
+    }
+    /* the log: is there a new record (EPIPE: records were overwritten
+     * before we read them)? Then skip them all and ask the counter itself:
+     * cheaper than reading each record of a busy host's log */
+    ssize_t n = read(w->fd[i], buf, sizeof(buf));
+    if (n <= 0 && !(n < 0 && errno == EPIPE))
+        return false;
+    *any = true;
+    (void)lseek(w->fd[i], 0, SEEK_END);
+    if (w->pids_fd < 0)
+        return true;
+    n = pread(w->pids_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    char *max = strstr(buf, "max ");
+    return !max || strtoll(max + 4, NULL, 10) > 0;
+}
+
+void cg_watch_close(struct cg_watch *w)
+{
+    for (int i = 0; i < CG_WATCH_FDS; i++)
+        if (w->fd[i] >= 0)
+            close(w->fd[i]);
+    if (w->pids_fd >= 0)
+        close(w->pids_fd);
+    *w = (struct cg_watch){.fd = {-1, -1}, .pids_fd = -1};
 }
 
 size_t cg_own_dirs(const char *id, char src[][160], char dst[][48], size_t max)

@@ -47,6 +47,35 @@ struct cg_ops {
 };
 
 const struct cg_ops *cg_detect(void);
+
+/* What wakes the supervisor when a counter that ends a sandbox (OOM kills,
+ * refused forks) may have changed, so it needs no timer for them:
+ *  - v2: inotify on memory.events and pids.events (the kernel notifies
+ *    every change of those files);
+ *  - v1: memory.oom_control's eventfd (cgroup.event_control), and for the
+ *    pids controller, which notifies nothing on v1, the kernel log: the
+ *    first fork the controller refuses in a cgroup is logged with the
+ *    cgroup's path ("cgroup: fork rejected by pids controller in ..."), and
+ *    the first refusal is the one that ends the sandbox. The log is the
+ *    host's: its records are skipped, not read, and a new one is a reason
+ *    to read pids.events; the caller polls it at most every
+ *    STK_DRV_IDLE_POLL_MS.
+ * A wake is a reason to read the counters, never a verdict: the counters
+ * decide. */
+#define CG_WATCH_FDS 2
+struct cg_watch {
+    int fd[CG_WATCH_FDS]; /* -1 unused; readable (POLLIN) on a change */
+    /* something has no event here (a v1 file that would not register, no
+     * /dev/kmsg): the caller reads the counters every STK_DRV_IDLE_POLL_MS */
+    bool unwatched;
+    bool kmsg[CG_WATCH_FDS]; /* fd[i] is /dev/kmsg */
+    int pids_fd;             /* v1: pids.events, read when the log moved */
+};
+void cg_watch_open(const char *id, struct cg_watch *w);
+/* fd[i] was readable: consumes what woke it (*any: there was something);
+ * true when the counters may have changed. */
+bool cg_watch_consume(struct cg_watch *w, int i, bool *any);
+void cg_watch_close(struct cg_watch *w);
 /* True on a hybrid host: v1 controllers plus a cgroup2 mount at unified/. */
 bool cg_is_hybrid(void);
 /* Kills what is left in <every hierarchy>/stockade/<id> and removes it.
