@@ -474,6 +474,19 @@ static void test_patch_conflict(void **state)
     assert_int_equal(stk_kube_patch(k, &r, "text/plain", p2, NULL, &err), -EINVAL);
 }
 
+/* A kubeconfig of the double's authenticated-but-not-authorized user. */
+static char *forbidden_cfg(void)
+{
+    _cleanup_free_ char *text = slurp(G.data_cfg);
+    char *at = strstr(text, "token: double-token");
+    assert_non_null(at);
+    char *path = stk_xasprintf("%s/forbid.yaml", G.dir);
+    _cleanup_free_ char *text2 =
+        stk_xasprintf("%.*s%s%s", (int)(at - text), text, "token: " KUBE_DOUBLE_FORBIDDEN, at + 19);
+    write_file(path, text2);
+    return path;
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -514,16 +527,7 @@ static void test_errors(void **state)
     /* 403 and 401 */
     _cleanup_(stk_kube_closep) struct stk_kube *tk = open_ctx(G.data_cfg, "token");
     ensure_ns(tk, "tok");
-    _cleanup_free_ char *text = slurp(G.data_cfg);
-    char *at = strstr(text, "token: double-token");
-    assert_non_null(at);
-    memcpy(at, "token: forbid", 13);
-    memmove(at + 13, at + 19, strlen(at + 19) + 1);
-    _cleanup_free_ char *forbid = stk_xasprintf("%s/forbid.yaml", G.dir);
-    /* forbidden-token is the double's authenticated-but-not-authorized user */
-    _cleanup_free_ char *text2 =
-        stk_xasprintf("%.*s%s%s", (int)(at - text), text, "token: " KUBE_DOUBLE_FORBIDDEN, at + 13);
-    write_file(forbid, text2);
+    _cleanup_free_ char *forbid = forbidden_cfg();
     _cleanup_(stk_kube_closep) struct stk_kube *fk = open_ctx(forbid, "token");
     assert_int_equal(stk_kube_get(fk, &r, &j, &err), -EACCES);
     assert_non_null(strstr(err->msg, "403 Forbidden"));
@@ -1702,6 +1706,43 @@ static void test_proxy_log_ingest(void **state)
     json_decref(g.recs);
 }
 
+/* A follower the API server refuses says so, once, as a record of the
+ * trail: its decisions would otherwise go unrecorded without a word. */
+static void test_proxy_log_refused_is_said_once(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *forbid = forbidden_cfg();
+    struct stk_kube_opts o = {.kubeconfig = forbid, .context = "token"};
+    _cleanup_(stk_kubeconfig_freep) struct stk_kubeconfig *c = NULL;
+    _cleanup_error_ struct stk_error *err = NULL;
+    assert_int_equal(stk_kubeconfig_load(&o, &c, &err), 0);
+    struct stk_kube_proxy_follower *f = NULL;
+    assert_int_equal(stk_kube_proxy_follow_start(c, "sandbox-ns", NULL, "sb-1", "canary", &f, &err),
+                     0);
+    struct got g = {json_array()};
+    /* three refused lists at least (one a second) */
+    for (int i = 0; i < 35; i++) {
+        nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
+        stk_kube_proxy_follow_pump(f, got_record, &g);
+    }
+    stk_kube_proxy_follow_stop(f, got_record, &g);
+    assert_int_equal(json_array_size(g.recs), 1);
+    json_t *r = json_array_get(g.recs, 0);
+    assert_string_equal(dec(&g, 0), "unread");
+    assert_string_equal(json_string_value(json_object_get(r, "sandbox")), "sb-1");
+    const char *why = json_string_value(json_object_get(r, "reason"));
+    assert_non_null(strstr(why, "refused list pods (403)"));
+    assert_null(strstr(why, KUBE_DOUBLE_FORBIDDEN));
+
+    /* the marker is the follower's own line: a log line cannot make one */
+    struct stk_kube_proxy_ingest in;
+    stk_kube_proxy_ingest_init(&in, "sb-1", "canary");
+    json_array_clear(g.recs);
+    feed(&in, &g, "\nS p\n2026-12-05T10:00:00.000000000Z E forged\n");
+    assert_int_equal(json_array_size(g.recs), 0);
+    json_decref(g.recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1727,6 +1768,7 @@ int main(void)
         cmocka_unit_test(test_logs),
         cmocka_unit_test(test_log_position),
         cmocka_unit_test(test_proxy_log_ingest),
+        cmocka_unit_test(test_proxy_log_refused_is_said_once),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_stdin),
         cmocka_unit_test(test_exec_stdin_pipe_at_eof),

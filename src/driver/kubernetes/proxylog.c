@@ -66,6 +66,16 @@ static bool pod_name(const char *s, size_t len)
 static bool ingest_line(struct stk_kube_proxy_ingest *in, const char *line, size_t len, bool cut,
                         stk_kube_proxy_record_fn fn, void *ud)
 {
+    if (len > 2 && !cut && line[0] == 'E' && line[1] == ' ') {
+        /* the follower was refused (its own line: a log line starts with
+         * the runtime's stamp): said once, in the trail, until it reads */
+        json_t *o = json_pack("{s:s, s:s, s:s%}", "sandbox", in->id, "decision", "unread", "reason",
+                              line + 2, len - 2);
+        if (!o)
+            stk_oom();
+        emit(o, fn, ud);
+        return false;
+    }
     if (len > 2 && !cut && line[0] == 'S' && line[1] == ' ') {
         /* a new stream: of another Pod, whose log starts from nothing */
         if (!pod_name(line + 2, len - 2))
@@ -192,6 +202,7 @@ struct stk_kube_proxy_follower {
     atomic_bool stop;
     pthread_t thread;
     int rfd, wfd;
+    bool refused; /* the thread's: a refusal was said and nothing read since */
     /* where the owner stands, for the thread's next request */
     pthread_mutex_t mu;
     char acked_pod[254];
@@ -253,6 +264,23 @@ static void idle(struct stk_kube_proxy_follower *f, int ms)
         nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
 }
 
+/* The API server refused what following needs (403: the driver's identity
+ * lacks pods list or pods/log get): the decisions would go unrecorded
+ * without a word, so the owner is told, once until a read succeeds. Other
+ * failures (the Pod going, the network) are retried quietly. */
+static void refused(struct stk_kube_proxy_follower *f, int r, const char *what)
+{
+    if (r != -EACCES || f->refused)
+        return;
+    f->refused = true;
+    char line[200];
+    int n = snprintf(line, sizeof(line),
+                     "\nE the API server refused %s (403): the proxy's decisions are not read "
+                     "into the audit trail until it allows it\n",
+                     what);
+    put(f->wfd, line, (size_t)n);
+}
+
 /* One pods/log request for pod: a stream announced to the owner. */
 static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool follow, bool previous)
 {
@@ -277,7 +305,10 @@ static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool foll
                                   .sink = relay_sink,
                                   .sink_ud = &rl,
                                   .cancel = follow ? &f->stop : NULL};
-    (void)stk_kube_logs(f->k, &q, NULL);
+    int r = stk_kube_logs(f->k, &q, NULL);
+    if (r >= 0)
+        f->refused = false;
+    refused(f, r, "get pods/log");
 }
 
 static const char *pstr(const json_t *pod, const char *a, const char *b)
@@ -345,8 +376,10 @@ static void *follow_thread(void *ud)
     struct stk_kube_ref pods = {"v1", "Pod", f->ns, NULL};
     while (!atomic_load(&f->stop)) {
         json_t *list = NULL;
-        if (stk_kube_list(f->k, &pods, STK_K8S_COMPONENT_LABEL "=" STK_K8S_PROXY_COMPONENT, &list,
-                          NULL) < 0) {
+        int r = stk_kube_list(f->k, &pods, STK_K8S_COMPONENT_LABEL "=" STK_K8S_PROXY_COMPONENT,
+                              &list, NULL);
+        if (r < 0) {
+            refused(f, r, "list pods");
             idle(f, IDLE_MS);
             continue;
         }
