@@ -490,7 +490,8 @@ void kube_ws_log_nothing(int level, const char *line)
 }
 
 struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
-                                    const struct lws_protocols *protos, int timeout_s)
+                                    const struct lws_protocols *protos, int timeout_s,
+                                    void *client_ctx)
 {
     lws_set_log_level(LLL_ERR, kube_ws_log_nothing); /* library code never prints */
     struct lws_context_creation_info ci = {0};
@@ -502,6 +503,7 @@ struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
     ci.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (c->ca.len)
         ci.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    ci.provided_client_ssl_ctx = client_ctx;
     return lws_create_context(&ci);
 }
 
@@ -624,7 +626,7 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     _cleanup_free_ char *full = stk_xasprintf("%s%s", prefix, stk_buf_str(&path));
 
     tls_current = s;
-    struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0);
+    struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0, NULL);
     if (!ctx) {
         tls_current = NULL;
         r = kube_error(k, err, s->f.code ? -s->f.code : ENOMEM, "%s %s: %s", verb, s->what,

@@ -94,9 +94,12 @@ struct lws;
 struct lws_context;
 struct lws_protocols;
 /* A client-only context (no listener), trusting the kubeconfig's CA alone
- * when it has one; timeout_s bounds the upgrade (0: lws's default). */
+ * when it has one; timeout_s bounds the upgrade (0: lws's default).
+ * client_ctx: the caller's TLS context (ssl_ctx_st *), already loaded with
+ * kube_ws_load_tls(), that lws uses and never frees (NULL: lws makes one). */
 struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
-                                    const struct lws_protocols *protocols, int timeout_s);
+                                    const struct lws_protocols *protocols, int timeout_s,
+                                    void *client_ctx);
 /* Starts the upgrade to https://host:port path asking for the given
  * subprotocols; *pwsi is the WebSocket while it lives. NULL: not started. */
 struct lws *kube_ws_connect(struct lws_context *ctx, const char *host, int port, bool host_is_ip,

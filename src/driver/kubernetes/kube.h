@@ -297,6 +297,10 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *r, int *re
  */
 int stk_kube_port_connect(struct stk_kube *k, const char *namespace, const char *pod, uint16_t port,
                           int *ret_fd, struct stk_error **err);
+/* How many of those connections' threads have not ended yet (a connection
+ * ends some time after its caller closed its end: a process that wants to
+ * leave nothing running waits for 0). */
+int stk_kube_port_connections(void);
 
 /* ==== doctor ============================================================= */
 
