@@ -235,13 +235,13 @@ static bool fd_send_all(int fd, const char *p, size_t n)
 
 /* Blocking relay until both directions end; without upgrade only the
  * sandbox's answer flows (a second request on the connection would reach
- * the sandbox unchecked). */
+ * the sandbox unchecked). The request is not followed by a half-close: a
+ * Kubernetes port connection has none (pods/portforward), and the end of
+ * the caller's side ended the connection before the answer came. */
 static void relay(int sock, int sfd, bool upgrade)
 {
     static char buf[PORT_BUF];
     bool open_c = upgrade, open_s = true;
-    if (!upgrade)
-        (void)shutdown(sfd, SHUT_WR);
     while (open_c || open_s) {
         struct pollfd p[2] = {{.fd = open_c ? sock : -1, .events = POLLIN},
                               {.fd = open_s ? sfd : -1, .events = POLLIN}};
