@@ -68,9 +68,20 @@ static bool ingest_line(struct stk_kube_proxy_ingest *in, const char *line, size
 {
     if (len > 2 && !cut && line[0] == 'E' && line[1] == ' ') {
         /* the follower was refused (its own line: a log line starts with
-         * the runtime's stamp): said once, in the trail, until it reads */
-        json_t *o = json_pack("{s:s, s:s, s:s%}", "sandbox", in->id, "decision", "unread", "reason",
-                              line + 2, len - 2);
+         * the runtime's stamp), naming what; said in the trail with a
+         * fixed text, nothing of the line copied */
+        const char *what = len == 6 && !memcmp(line + 2, "list", 4)  ? "list pods"
+                           : len == 5 && !memcmp(line + 2, "log", 3) ? "get pods/log"
+                                                                     : NULL;
+        if (!what)
+            return false;
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "the API server refused %s (403): the proxy's decisions are not read into "
+                 "the audit trail until it allows it",
+                 what);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s}", "sandbox", in->id, "decision", "unread", "reason", why);
         if (!o)
             stk_oom();
         emit(o, fn, ud);
@@ -273,11 +284,8 @@ static void refused(struct stk_kube_proxy_follower *f, int r, const char *what)
     if (r != -EACCES || f->refused)
         return;
     f->refused = true;
-    char line[200];
-    int n = snprintf(line, sizeof(line),
-                     "\nE the API server refused %s (403): the proxy's decisions are not read "
-                     "into the audit trail until it allows it\n",
-                     what);
+    char line[16];
+    int n = snprintf(line, sizeof(line), "\nE %s\n", what);
     put(f->wfd, line, (size_t)n);
 }
 
@@ -308,7 +316,7 @@ static void stream(struct stk_kube_proxy_follower *f, const char *pod, bool foll
     int r = stk_kube_logs(f->k, &q, NULL);
     if (r >= 0)
         f->refused = false;
-    refused(f, r, "get pods/log");
+    refused(f, r, "log");
 }
 
 static const char *pstr(const json_t *pod, const char *a, const char *b)
@@ -379,7 +387,7 @@ static void *follow_thread(void *ud)
         int r = stk_kube_list(f->k, &pods, STK_K8S_COMPONENT_LABEL "=" STK_K8S_PROXY_COMPONENT,
                               &list, NULL);
         if (r < 0) {
-            refused(f, r, "list pods");
+            refused(f, r, "list");
             idle(f, IDLE_MS);
             continue;
         }
