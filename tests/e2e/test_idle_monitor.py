@@ -45,7 +45,7 @@ SLEEPS = {"poll", "ppoll", "recvfrom", "recvmsg", "read", "futex", "restart_sysc
 def busy_calls(trace, kmsg, timer, pids_events=frozenset()):
     """The system calls in an strace -f log that are the monitor working.
     Not work: a call a thread sleeps in (strace shows it unfinished, or
-    restarted after its attach). On cgroup v1 (kmsg: its descriptors on
+    detached from at the trace's end, or restarted after its attach). On cgroup v1 (kmsg: its descriptors on
     /dev/kmsg, the pids controller's only event) also not: consuming the
     host's kernel log, which other processes write: when it wakes the
     monitor (then at most every 2 s, a timer, while it keeps filling) the
@@ -57,7 +57,8 @@ def busy_calls(trace, kmsg, timer, pids_events=frozenset()):
         if not m:
             continue
         call, rest = m.group(1) or m.group(2), m.group(3)
-        if call == "restart_syscall" or (call in SLEEPS and "<unfinished ...>" in rest):
+        if call == "restart_syscall" or (call in SLEEPS and ("<unfinished ...>" in rest or
+                                                             "<detached ...>" in rest)):
             continue
         first = rest.split(",")[0].strip()
         if kmsg and call == "poll":
