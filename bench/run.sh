@@ -130,7 +130,7 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${a
   hyperfine --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${args[@]}"
 
 python3 - "$work/hyperfine.json" "$root/bench/results.md" "$runs" <<'PY'
-import json, platform, subprocess, sys, time
+import json, os, platform, subprocess, sys, time
 data, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
 res = {r["command"]: r for r in json.load(open(data))["results"]}
 med = {k: r["median"] * 1000 for k, r in res.items()}
@@ -156,6 +156,9 @@ if pod:
         if k.startswith("stockade run (") and "--no-network" not in k)]
 lines += ["", "Versions: " + "; ".join(ver(c) for c in (["runc", "--version"], ["crun", "--version"],
           ["runsc", "--version"], ["bwrap", "--version"], ["podman", "--version"]))]
-open(out, "w").write("\n".join(lines) + "\n")
+# the sections below the table (other benches' results, the profile) are kept
+old = open(out).read() if os.path.exists(out) else ""
+kept = old[old.index("\n## ") + 1:] if "\n## " in old else ""
+open(out, "w").write("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
 print("\n".join(lines))
 PY

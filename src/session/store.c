@@ -388,8 +388,12 @@ int store_sql_error(struct stk_store *st, int rc, struct stk_error **err, const 
     }
     const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
     if ((rc & 0xff) == SQLITE_BUSY)
-        return stk_error_make(err, code, "%s: the database stayed locked for %d ms (%s)", what,
-                              STK_STORE_BUSY_MS, msg);
+        /* SQLite waits up to the busy timeout, except where waiting could
+         * deadlock (a reader that wants to write): then it answers at once */
+        return stk_error_make(err, code,
+                              "%s: the database was locked by another stockade process (waited "
+                              "up to %d ms, or not at all where waiting could deadlock) (%s)",
+                              what, STK_STORE_BUSY_MS, msg);
     return stk_error_make(err, code, "%s: %s", what, msg);
 }
 
