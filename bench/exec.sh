@@ -91,7 +91,7 @@ EOF
 rid=$("$bin" create -f "$work/runc.yaml")
 
 bench_crun_exec "$cid" || exit 1
-runc --root "$STOCKADE_RUN_DIR/runc" exec "$rid" /bin/true
+bench_runc_exec "$rid" || exit 1
 "$bin" exec "$cid" -- /bin/true
 "$bin" exec "$rid" -- /bin/true
 
@@ -124,13 +124,15 @@ fi
 args=(-n "stockade exec (crun sandbox)" "$bin exec $cid -- /bin/true"
       -n "crun exec" "$crun_exec"
       -n "stockade exec (runc sandbox)" "$bin exec $rid -- /bin/true"
-      -n "runc exec" "runc --root $STOCKADE_RUN_DIR/runc exec $rid /bin/true")
+      -n "runc exec" "$runc_exec")
+[ -n "$runc_note" ] && args+=(-n "nsenter --mount true (wrapper floor)" "nsenter --mount=$work/runc-mntns true")
 [ -z "$pod_note" ] && args+=(-n "podman exec (runc)" "podman ${pflags[*]} exec $pod /bin/true")
 args+=(-n "stockade version (client floor)" "$bin version")
 shellmode=(-N)
 [ -n "$crun_note" ] && shellmode=()
 hyperfine "${shellmode[@]}" --warmup 3 --runs "$runs" --export-json "$work/cli.json" "${args[@]}" 2>&1 |
   tee "$work/hyperfine.log"
+bench_runc_exec_done
 
 # --- 2. the gateway, interleaved with the CLI ---------------------------------
 # The server's CPU per exec, its relay and worker children included (the
@@ -148,11 +150,11 @@ python3 "$root/bench/exec_client.py" 127.0.0.1 "$port" "$tok_alice" "$cid" "$run
 [ -n "$cg" ] && gw_cpu=$(( ($(cat "$cg/cpuacct.usage") - cpu0) / (runs + 3) ))
 n_audit=$("$bin" audit "$cid" -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 
-python3 - "$work" "$root/bench/exec.md" "$runs" "$crun_note" "$pod_note" "$n_audit" "$bin" "$gw_cpu" <<'PY'
+python3 - "$work" "$root/bench/exec.md" "$runs" "$crun_note" "$pod_note" "$n_audit" "$bin" "$gw_cpu" "$runc_note" <<'PY'
 import json, os, platform, re, statistics as st, subprocess, sys, time
 sys.path.insert(0, "bench")
 from machine import cpu_model, ver
-work, out, runs, crun_note, pod_note, n_audit, binp, gw_cpu = sys.argv[1:]
+work, out, runs, crun_note, pod_note, n_audit, binp, gw_cpu, runc_note = sys.argv[1:]
 runs = int(runs)
 rows, cpu_ms = {}, {}
 for r in json.load(open(f"{work}/cli.json"))["results"]:
@@ -219,6 +221,7 @@ L += ["", "Targets:", "",
       "cgroup of the bench's own). On a loaded machine CPU time compares where wall-clock medians "
       "mostly measure waiting for a CPU.",
       f"* crun exec: {crun_note or 'ran as is (no private mount namespace needed for exec here)'}.",
+      f"* runc exec: {runc_note or 'ran as is'}.",
       "* podman: " + (pod_note or "Debian's podman with `--runtime runc` (crun refuses hybrid cgroups), "
                       "private `--root`/`--runroot`, `--cgroup-manager cgroupfs`, `--network none`, "
                       "`--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`, a rootfs of /bin/true and "

@@ -37,6 +37,33 @@ bench_crun_exec() {
   fi
 }
 
+# `runc exec` of /bin/true in sandbox $1 as a command line for hyperfine, in
+# $runc_exec, with $runc_note saying how it was run. runc sees the state
+# directory at /run/stockade-view, a bind in the private mount namespace
+# stockade runs it in (config.json names paths under it, and runc exec
+# changes into the rootfs path first), so runc exec in the host's namespace
+# fails; it runs in a mount namespace of the same shape, made once and kept by
+# the file $work/runc-mntns (unmounted by bench_runc_exec_done), entered with
+# nsenter: one exec more than the bare command. Needs $STOCKADE_RUN_DIR,
+# $STOCKADE_STATE_DIR and $work.
+bench_runc_exec() {
+  runc_exec="runc --root $STOCKADE_RUN_DIR/runc exec $1 /bin/true"
+  runc_note=""
+  $runc_exec >/dev/null 2>&1 && return 0
+  local ns=$work/runc-mntns
+  touch "$ns"
+  mount --bind "$ns" "$ns" && mount --make-private "$ns" || return 1
+  unshare --mount="$ns" sh -c "mount --make-rprivate / && mount --bind '$STOCKADE_STATE_DIR' /run/stockade-view" || {
+    bench_runc_exec_done; return 1; }
+  runc_exec="nsenter --mount=$ns $runc_exec"
+  runc_note="runc exec failed as is (it changes into config.json's rootfs path, under /run/stockade-view, which exists only in stockade's private mount namespace for runc); it was run in a kept mount namespace holding that bind (nsenter + runc)"
+  $runc_exec >/dev/null || { echo "runc exec fails even with the state directory at /run/stockade-view" >&2; return 1; }
+}
+bench_runc_exec_done() {
+  [ -e "$work/runc-mntns" ] && umount "$work/runc-mntns" 2>/dev/null
+  return 0
+}
+
 # The upstream of the proxy benches: network namespaces $1 (where the proxy
 # and its peers run) and $2 joined by a veth (198.18.9.1 and .2), the Python
 # program $3 run in $2 until it prints "listening" (output in $3.out, pid in

@@ -34,6 +34,7 @@ for s in json.load(sys.stdin): print(s["id"])' 2>/dev/null)
   [ -n "$pool_made" ] && "$bin" pool rm "$pool" >/dev/null 2>&1
   for id in $ids; do "$bin" rm -f "$id" >/dev/null 2>&1; done
   "$bin" gc >/dev/null 2>&1
+  bench_runc_exec_done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -119,15 +120,16 @@ fi
 cid=$("$bin" create -f "$work/crun.yaml")
 rid=$("$bin" create -f "$work/runc.yaml")
 bench_crun_exec "$cid" || exit 1
-runc --root "$STOCKADE_RUN_DIR/runc" exec "$rid" /bin/true
+bench_runc_exec "$rid" || exit 1
 "$bin" exec "$cid" -- /bin/true
 "$bin" exec "$rid" -- /bin/true
 
 args=(-n "stockade exec (crun sandbox)" "$bin exec $cid -- /bin/true"
       -n "crun exec" "$crun_exec"
       -n "stockade exec (runc sandbox)" "$bin exec $rid -- /bin/true"
-      -n "runc exec" "runc --root $STOCKADE_RUN_DIR/runc exec $rid /bin/true"
+      -n "runc exec" "$runc_exec"
       -n "stockade version (client floor)" "$bin version")
+[ -n "$runc_note" ] && args+=(-n "nsenter --mount true (wrapper floor)" "nsenter --mount=$work/runc-mntns true")
 if [ -n "$crun_note" ]; then
   args+=(-n "unshare -m sh -c true (wrapper floor)" "unshare -m sh -c 'mount --make-rprivate /; true'")
   hf --warmup 3 --runs "$runs" --export-json "$work/exec.json" "${args[@]}"
@@ -135,9 +137,11 @@ else
   hf -N --warmup 3 --runs "$runs" --export-json "$work/exec.json" "${args[@]}"
 fi
 
-python3 - "$work" "$root/bench/sessions.md" "$runs" "$crun_note" <<'PY'
+bench_runc_exec_done
+
+python3 - "$work" "$root/bench/sessions.md" "$runs" "$crun_note" "$runc_note" <<'PY'
 import json, os, platform, re, subprocess, sys, time
-work, out, runs, crun_note = sys.argv[1:]
+work, out, runs, crun_note, runc_note = sys.argv[1:]
 res = {}
 for f in ("cold", "warm", "warm-base", "exec"):
     if not os.path.exists(f"{work}/{f}.json"): continue
@@ -195,6 +199,7 @@ lines += ["", "Targets:", "",
           "* exec round-trip: the same ready sandbox for `stockade exec` and the bare runtime's `exec` "
           "(`--root $STOCKADE_RUN_DIR/<runtime>`); `stockade version` is the floor of a CLI start.",
           f"* crun exec: {crun_note or 'ran as is (no private mount namespace needed for exec here)'}.",
+          f"* runc exec: {runc_note or 'ran as is'}.",
           f"* hyperfine reported statistical outliers in {outliers} of {len(res)} measurements "
           "(other engineers run tests on this machine at the same time)."]
 old = open(out).read() if os.path.exists(out) else ""

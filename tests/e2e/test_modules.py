@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-HEAVY = ("libcurl", "libwebsockets", "libevent", "libssl")
+HEAVY = ("libcurl", "libwebsockets", "libevent", "libssl", "libnftables", "libnftnl", "libxtables")
 
 
 def loaded(stockade, args, env):
@@ -50,6 +50,31 @@ def test_kubernetes_backend_loads_its_module(stockade, env, tmp_path):
     r, libs = loaded(stockade, ["--backend", "kubernetes", "ls"], env)
     assert "stockade-kube.so" in libs, libs
     assert "kubeconfig" in r.stderr
+
+
+def test_doctor_loads_the_nft_module(stockade, env):
+    # doctor lists the ruleset through libnftables, which lives in stockade-nft.so
+    r, libs = loaded(stockade, ["doctor"], env)
+    assert "stockade-nft.so" in libs and "libnftables.so.1" in libs, (libs, r.stderr[-2000:])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a local sandbox)")
+def test_exec_in_a_networked_sandbox_loads_no_module(stockade, env, tmp_path):
+    """A sandbox's own nftables rules go as a batch of libmnl's (nftnl.c): an
+    exec, like ls, maps neither libnftables nor any module."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: mods\n"
+                    "spec:\n  rootfs: host\n  command: [/bin/sleep, '120']\n")
+    r = stockade("create", "-f", spec, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sid = r.stdout.strip().splitlines()[-1]
+    try:
+        r, libs = loaded(stockade, ["exec", sid, "--", "/bin/true"], env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "libsqlite3.so.0" in libs, libs
+        assert not [n for n in libs if n.startswith(HEAVY) or n.startswith("stockade-")], libs
+    finally:
+        stockade("rm", "-f", sid, env=env, timeout=120)
 
 
 def test_module_of_another_build_is_refused(stockade, env, tmp_path):

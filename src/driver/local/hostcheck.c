@@ -7,7 +7,6 @@
 #include "driver/local/internal.h"
 
 #include <errno.h>
-#include <nftables/libnftables.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statfs.h>
@@ -134,25 +133,22 @@ static void nftables(struct stk_host_check *ret, size_t max, size_t *n)
         return;
     *c = (struct stk_host_check){
         .id = "nftables", .title = "nftables answers (the egress rules)", .status = STK_HOST_PASS};
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (!ctx) {
-        c->status = STK_HOST_FAIL;
-        snprintf(c->why, sizeof(c->why), "libnftables could not start");
-        return;
-    }
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
+    struct stk_error *e = NULL;
+    __typeof__(&stk_nftlib_run) run = STK_MODULE_SYM("nft", stk_nftlib_run, &e);
     /* read-only: the ruleset is listed, never changed */
-    if (nft_run_cmd_from_buffer(ctx, "list tables") != 0) {
-        const char *e = nft_ctx_get_error_buffer(ctx);
+    if (!run) {
         c->status = STK_HOST_FAIL;
-        snprintf(c->why, sizeof(c->why), "listing tables failed: %s", e && *e ? e : "(no message)");
+        snprintf(c->why, sizeof(c->why), "libnftables could not be loaded: %s", e->msg);
+        c->fix = "install stockade's modules with it (meson install) and libnftables1";
+    } else if (run("list tables", false, NULL, &e) < 0) {
+        c->status = STK_HOST_FAIL;
+        snprintf(c->why, sizeof(c->why), "listing tables failed: %s", e->msg);
         c->fix = "run as root (CAP_NET_ADMIN) on a kernel with nf_tables; without it a "
                  "sandbox gets no network (--no-network) or none at all";
     } else {
         snprintf(c->why, sizeof(c->why), "libnftables lists the ruleset");
     }
-    nft_ctx_free(ctx);
+    stk_error_free(e);
 }
 
 int stk_local_host_checks(const struct stk_local_paths *p, struct stk_host_check *ret, size_t max,

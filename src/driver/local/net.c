@@ -35,7 +35,6 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
-#include <nftables/libnftables.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -145,40 +144,33 @@ unsigned long stk_net_nft_library_calls(void)
     return nft_library_calls;
 }
 
-/* Through libnftables, which fetches the ruleset first: for the shared
- * objects and gc only. */
+/* Through libnftables (the module "nft"), which fetches the ruleset first:
+ * for the shared objects and gc only. */
 static int nft_apply(const char *text, struct stk_error **err)
 {
     nft_library_calls++;
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (!ctx)
-        return stk_error_make(err, ENOMEM, "nft_ctx_new failed");
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
-    int r = nft_run_cmd_from_buffer(ctx, text);
-    int ret = 0;
-    if (r != 0) {
-        const char *e = nft_ctx_get_error_buffer(ctx);
-        ret = stk_error_make(err, EIO, "nft transaction failed: %s", e && *e ? e : "(no message)");
+    __typeof__(&stk_nftlib_run) run = STK_MODULE_SYM("nft", stk_nftlib_run, err);
+    if (!run)
+        return -ENOENT;
+    struct stk_error *e = NULL;
+    if (run(text, false, NULL, &e) < 0) {
+        int r = stk_error_make(err, EIO, "nft transaction failed: %s", e->msg);
+        stk_error_free(e);
+        return r;
     }
-    nft_ctx_free(ctx);
-    return ret;
+    return 0;
 }
 
 /* Lists stockade's table as JSON (NULL if there is none). */
 static char *nft_list_json(const char *what)
 {
     nft_library_calls++;
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-    if (!ctx)
-        return NULL;
-    nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON);
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
+    struct stk_error *e = NULL;
+    __typeof__(&stk_nftlib_run) run = STK_MODULE_SYM("nft", stk_nftlib_run, &e);
     char *out = NULL;
-    if (nft_run_cmd_from_buffer(ctx, what) == 0)
-        out = stk_xstrdup(nft_ctx_get_output_buffer(ctx));
-    nft_ctx_free(ctx);
+    if (run)
+        (void)run(what, true, &out, &e);
+    stk_error_free(e);
     return out;
 }
 

@@ -99,6 +99,10 @@ int stk_net_gc(const struct stk_net_config *c, const char *const *live, size_t n
  * libnftables (which fetches the ruleset first). A sandbox's own up and
  * down run none once the shared objects exist. */
 unsigned long stk_net_nft_library_calls(void);
+/* In the module "nft" (nftlib.c; load it with STK_MODULE_SYM): text run
+ * through libnftables; with ret_out, its output (JSON when json), to free.
+ * Errors carry libnftables' message. */
+int stk_nftlib_run(const char *text, bool json, char **ret_out, struct stk_error **err);
 
 /* ---- denied attempts as events ------------------------------------------ */
 
