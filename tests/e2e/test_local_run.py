@@ -2,6 +2,7 @@
 and kill reasons, teardown. As root; runtimes that do not work skip with the
 reason stockade's own detection gives."""
 import glob
+import hashlib
 import json
 import os
 import pathlib
@@ -778,6 +779,43 @@ def test_storage_limit_holds(run, tmp_path):
     ws, home = [int(x) for x in lines if x.isdigit()]
     assert ws <= 50 << 20 and home <= 20 << 20, p.output
     assert "HOME=/home/sandbox" in lines
+
+
+def test_fresh_volumes_come_from_a_template_no_sandbox_changes(run, local_env, tmp_path):
+    """mkfs.ext4 runs once per size (volume.c): a fresh /workspace is the
+    template's blocks copied into the sandbox's own allocated image, its root
+    handed to the sandbox user. What one sandbox writes is in no other's
+    volume and not in the template; a template that is not root's alone is
+    not used (the volume is made by mkfs, as before)."""
+    size = 37  # MiB: a size no other test asks for, so this test owns its template
+    spec = tmp_path / "ws.yaml"
+    spec.write_text("apiVersion: stockade.dev/v1alpha1\nkind: Sandbox\nmetadata:\n  name: ws\n"
+                    f"spec:\n  command: [\"true\"]\n  resources:\n    storage: {size}Mi\n")
+    probe = ("ls -A /workspace; stat -c 'owner=%u' /workspace; "
+             "echo secret > /workspace/mine && cat /workspace/mine")
+    p1, r1 = run("-f", spec, "--", "/bin/sh", "-c", probe)
+    assert r1["phase"] == "succeeded", p1.stderr
+    tpl = pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "volume-templates" / f"ext4-{size << 20}.img"
+    st = tpl.stat()
+    assert st.st_uid == 0 and (st.st_mode & 0o777) == 0o600 and st.st_size == size << 20
+    digest = hashlib.sha256(tpl.read_bytes()).hexdigest()
+
+    p2, r2 = run("-f", spec, "--", "/bin/sh", "-c", probe)
+    assert r2["phase"] == "succeeded", p2.stderr
+    # nothing of the first sandbox (nor ext4's lost+found) in the second's volume
+    assert p2.output.splitlines()[0].startswith("owner="), p2.output
+    assert p1.output.split("owner=")[1].split()[0] == p2.output.split("owner=")[1].split()[0]
+    assert "secret" in p2.output.split(), p2.output
+    assert hashlib.sha256(tpl.read_bytes()).hexdigest() == digest, "a sandbox changed the template"
+
+    # a template others may write is never used: zeros would not even mount
+    tpl.write_bytes(b"")
+    os.truncate(tpl, size << 20)
+    os.chmod(tpl, 0o666)
+    p3, r3 = run("-f", spec, "--", "/bin/sh", "-c", probe)
+    assert r3["phase"] == "succeeded", p3.stderr
+    assert p3.output.splitlines()[0].startswith("owner=") and "secret" in p3.output.split()
+    tpl.unlink()
 
 
 def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):

@@ -238,6 +238,9 @@ struct vol {
     /* the owner of its root: the sandbox user's host ids */
     uid_t uid;
     gid_t gid;
+    /* where fresh filesystems' templates are kept (<state>/volume-templates);
+     * NULL: mkfs.ext4 on every image */
+    const char *templates;
 };
 /* Makes (unless kept) the image, binds it to a free autoclearing loop
  * device and mounts it at v->mnt (created when missing), nosuid, nodev,

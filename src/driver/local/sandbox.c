@@ -71,6 +71,7 @@ struct sandbox {
     /* the volumes (volume.c): /workspace's image unless --workspace, and
      * the home's mount point and image when spec.storage.home */
     char workspace_img[600], home[600], home_img[600];
+    char vol_templates[600]; /* <state>/volume-templates (volume.c) */
     const char *host_dirs[STK_ARRAY_SIZE(host_dir_candidates)];
     size_t n_host_dirs;
     /* the sandbox's host id range (idmap.c); size 0 under gVisor, whose
@@ -255,7 +256,9 @@ static int sandbox_prepare(struct sandbox *s, struct stk_error **err)
                            "%s/" VOL_WORKSPACE_IMAGE, s->dir)) < 0 ||
         (r = stk_path_make(s->home, sizeof(s->home), err, "%s/" VOL_HOME_DIR, s->dir)) < 0 ||
         (r = stk_path_make(s->home_img, sizeof(s->home_img), err, "%s/%s", s->dir,
-                           b->home_persist ? VOL_HOME_IMAGE : VOL_SCRATCH_IMAGE)) < 0)
+                           b->home_persist ? VOL_HOME_IMAGE : VOL_SCRATCH_IMAGE)) < 0 ||
+        (r = stk_path_make(s->vol_templates, sizeof(s->vol_templates), err, "%s/volume-templates",
+                           s->p->state_dir)) < 0)
         return r;
 
     struct stat st;
@@ -654,7 +657,8 @@ static int step_storage(void *ctx, struct stk_error **err)
                          .mnt = s->workspace,
                          .size = b->limits.storage,
                          .uid = sandbox_uid(s),
-                         .gid = sandbox_gid(s)};
+                         .gid = sandbox_gid(s),
+                         .templates = s->vol_templates};
         if ((r = vol_mount(&ws, err)) < 0)
             return r;
         /* the volume's root belongs to the sandbox user; an image's own
@@ -677,7 +681,8 @@ static int step_storage(void *ctx, struct stk_error **err)
                        .size = b->home_size,
                        .keep = b->home_persist,
                        .uid = sandbox_uid(s),
-                       .gid = sandbox_gid(s)};
+                       .gid = sandbox_gid(s),
+                       .templates = s->vol_templates};
     if ((r = vol_mount(&home, err)) < 0)
         return r;
     /* a kept home made under another range (or before ranges) */
