@@ -19,7 +19,8 @@
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
 
 /* The gateway lives in a private module (libevent, OpenSSL's TLS, libcurl),
- * loaded by serve and its workers only; these are its entry points. */
+ * loaded by serve only; these are its entry points. Its workers run
+ * stk_gw_worker_main, which is linked into this executable. */
 static struct {
     __typeof__(&stk_gw_policy_load) stk_gw_policy_load;
     __typeof__(&stk_gw_policy_reload_keys) stk_gw_policy_reload_keys;
@@ -30,7 +31,6 @@ static struct {
     __typeof__(&stk_gw_port) stk_gw_port;
     __typeof__(&stk_gw_run) stk_gw_run;
     __typeof__(&stk_gw_free) stk_gw_free;
-    __typeof__(&stk_gw_worker_main) stk_gw_worker_main;
 } gw;
 
 /* Loads the module's entry points; 0, or an exit status after a message. */
@@ -41,7 +41,7 @@ static int gw_load(const char *cmd)
     if (GW_LOAD(stk_gw_policy_load) && GW_LOAD(stk_gw_policy_reload_keys) &&
         GW_LOAD(stk_gw_policy_free) && GW_LOAD(stk_gw_policy_client_ca) &&
         GW_LOAD(stk_gw_policy_auth) && GW_LOAD(stk_gw_new) && GW_LOAD(stk_gw_port) &&
-        GW_LOAD(stk_gw_run) && GW_LOAD(stk_gw_free) && GW_LOAD(stk_gw_worker_main))
+        GW_LOAD(stk_gw_run) && GW_LOAD(stk_gw_free))
         return 0;
 #undef GW_LOAD
     fprintf(stderr, "stockade %s: %s\n", cmd, err ? err->msg : "the gateway module is missing");
@@ -223,8 +223,7 @@ int cmd_internal_gateway_worker(int argc, char **argv)
         fprintf(stderr, "stockade: %s is stockade's own (serve starts it)\n", STK_GW_WORKER_VERB);
         return EXIT_USAGE;
     }
-    int r = gw_load(STK_GW_WORKER_VERB);
-    if (r != 0)
-        return r;
-    return gw.stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
+    /* the core only: no module, so a worker maps none of the gateway's
+     * libraries (src/gateway/worker.h) */
+    return stk_gw_worker_main(argc, argv) == 0 ? 0 : EXIT_INVALID;
 }

@@ -299,25 +299,56 @@ void gw_jobs_reap(struct stk_gw *g)
         ;
 }
 
-void gw_job_result(int out_fd, int status, json_t *body)
+int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
+                    pid_t *ret)
 {
-    json_t *res = json_pack("{s:i,s:o}", "status", status, "body", body);
-    char *s = json_dumps(res, JSON_COMPACT);
-    json_decref(res);
-    size_t n = s ? strlen(s) : 0, off = 0;
-    while (off < n) {
-        ssize_t w = write(out_fd, s + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
+    if (!job)
+        return -EINVAL;
+    json_object_set_new(job, "state_dir", json_string(g->paths.state_dir));
+    json_object_set_new(job, "run_dir", json_string(g->paths.run_dir));
+    json_object_set_new(job, "backend", json_string(stk_backend_names[g->backend]));
+    json_object_set_new(job, "kubeconfig", json_string(g->kubeconfig));
+    json_object_set_new(job, "context", json_string(g->context));
+    json_object_set_new(job, "actor", json_string(actor));
+    _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
+    json_decref(job);
+    /* a memfd, not a pipe: a 1 MiB spec must not block the event loop */
+    _cleanup_close_ int mfd = memfd_create("stockade-job", MFD_CLOEXEC);
+    if (!text)
+        return -EINVAL;
+    if (mfd < 0)
+        return -errno;
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(mfd, text + off, len - off);
         if (w <= 0)
-            break;
+            return -EIO;
         off += (size_t)w;
     }
-    free(s);
-}
-
-void gw_job_error(int out_fd, int err, const char *message)
-{
-    enum gw_err code = gw_err_of_errno(err);
-    gw_job_result(out_fd, gw_err_status[code], gw_error_json(code, message));
+    if (lseek(mfd, 0, SEEK_SET) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        gw_child_signals();
+        /* fds[i] → 4 + i, the job → 3; each dup'd above the range first,
+         * so no move overwrites a descriptor still to be moved */
+        int tmp[8];
+        int job_tmp = fcntl(mfd, F_DUPFD, 64);
+        for (size_t i = 0; i < n && i < 8; i++)
+            tmp[i] = fcntl(fds[i], F_DUPFD, 64);
+        if (job_tmp < 0 || dup2(job_tmp, GW_W_JOB_FD) < 0)
+            _exit(127);
+        for (size_t i = 0; i < n && i < 8; i++)
+            if (tmp[i] < 0 || dup2(tmp[i], GW_W_OUT_FD + (int)i) < 0)
+                _exit(127);
+        (void)close_range((unsigned)GW_W_OUT_FD + (unsigned)n, ~0U, 0);
+        char arg0[] = "stockade", arg1[] = STK_GW_WORKER_VERB;
+        char *args[] = {arg0, arg1, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    *ret = pid;
+    return 0;
 }

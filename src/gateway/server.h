@@ -7,6 +7,7 @@
 
 #include "gateway/http.h"
 #include "gateway/internal.h"
+#include "gateway/worker.h"
 #include "session/session.h"
 
 #include <event2/event.h>
@@ -96,12 +97,6 @@ struct gw_call {
     struct gw_sub *sub;
 };
 
-/* Audit pages (GET .../audit?after=SEQ&limit=N). */
-#define GW_AUDIT_PAGE_DEFAULT 100
-#define GW_AUDIT_PAGE_MAX     1000
-#define GW_AUDIT_PAGE_BYTES   (1024 * 1024)
-/* records read from SQLite at a time for a page (streamed by a worker) */
-#define GW_AUDIT_BATCH 100
 /* Denial records per principal and per target, a minute. */
 #define GW_DENY_PER_MIN 30
 /* RFC 2253 subjects longer than this - 1 are refused. */
@@ -179,16 +174,13 @@ int gw_job_start(struct gw_call *c, json_t *job, bool stream);
 int gw_job_start_file(struct gw_call *c, json_t *job, struct evbuffer *data);
 #define GW_FILE_PATH_MAX 4096
 /* Starts `stockade __gateway-worker` with the job on fd 3 and fds[i] on
- * 4 + i. */
+ * 4 + i (job.c; the worker's side is worker.c, in the executable). */
 int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
                     pid_t *ret);
 /* The client went away: a stream's child is stopped, an operation's child
  * finishes (its result is dropped). */
 void gw_job_detach(struct gw_job *j);
 void gw_jobs_reap(struct stk_gw *g);
-/* In the worker: the reply. */
-void gw_job_result(int out_fd, int status, json_t *body);
-void gw_job_error(int out_fd, int err, const char *message);
 
 /* In a child of the server: closes every descriptor from 3 up except keep
  * (other clients' sockets, the listener, the parent's database), so a long
@@ -208,10 +200,6 @@ void gw_handover(struct gw_call *c,
                  void *arg);
 /* GET /v1/sandboxes/{id}/ports/{port}/..., after authorization (ports.c). */
 void gw_port_start(struct gw_call *c, const char *id, uint16_t port, const char *rest);
-/* In the worker: the proxying itself, on the client's socket (over TLS,
- * the child's socketpair). raw: the gateway's own TCP upgrade. */
-void gw_port_proxy(struct stk_session *s, const char *id, uint16_t port, const char *head,
-                   bool upgrade, bool raw, int sock);
 void gw_execs_stop(struct stk_gw *g);
 void gw_exec_free_all(struct stk_gw *g);
 

@@ -5,31 +5,52 @@
  * It is exec'd, never a bare fork of the server: the server holds a SQLite
  * connection, whose locking state must not cross fork() (store.h). The job
  * comes as JSON on fd 3 (a memfd), the answer goes to fd 4; exec's stdio
- * pipes are fds 5, 6 and 7, its client's RESIZE and KILL frames fd 8.
+ * pipes are fds 5, 6 and 7, its client's RESIZE and KILL frames fd 8
+ * (worker.h). Serve starts it (job.c's gw_worker_spawn), but this side is
+ * a verb of the executable, not code of the gateway module: a worker maps
+ * the core's libraries only, never libevent, libssl or libcurl.
  */
-#include "gateway/server.h"
+#include "gateway/http.h"
+#include "gateway/internal.h"
+#include "gateway/worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#define W_JOB_FD    3
-#define W_OUT_FD    4
-#define W_STDIN_FD  5
-#define W_STDOUT_FD 6
-#define W_STDERR_FD 7
-#define W_CTL_FD    8
+#include <unistd.h>
 
 static const char *jstr(json_t *job, const char *key)
 {
     return json_string_value(json_object_get(job, key));
 }
 
+void gw_job_result(int out_fd, int status, json_t *body)
+{
+    json_t *res = json_pack("{s:i,s:o}", "status", status, "body", body);
+    char *s = json_dumps(res, JSON_COMPACT);
+    json_decref(res);
+    size_t n = s ? strlen(s) : 0, off = 0;
+    while (off < n) {
+        ssize_t w = write(out_fd, s + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(s);
+}
+
+void gw_job_error(int out_fd, int err, const char *message)
+{
+    enum gw_err code = gw_err_of_errno(err);
+    gw_job_result(out_fd, gw_err_status[code], gw_error_json(code, message));
+}
+
 static void w_fail(int r, struct stk_error *err)
 {
-    gw_job_error(W_OUT_FD, r, err ? err->msg : strerror(-r));
+    gw_job_error(GW_W_OUT_FD, r, err ? err->msg : strerror(-r));
     stk_error_free(err);
 }
 
@@ -43,7 +64,7 @@ static void w_record(struct stk_session *s, const char *id, int status)
         w_fail(r, err);
         return;
     }
-    gw_job_result(W_OUT_FD, status, stk_sb_rec_json(&rec, true));
+    gw_job_result(GW_W_OUT_FD, status, stk_sb_rec_json(&rec, true));
     stk_sb_rec_free(&rec);
 }
 
@@ -117,7 +138,7 @@ static void w_logs(struct stk_session *s, json_t *job)
         .timestamps = json_is_true(json_object_get(job, "timestamps")),
         .follow = json_is_true(json_object_get(job, "follow")),
     };
-    if (stk_session_logs_req(s, jstr(job, "id"), &q, W_OUT_FD, W_OUT_FD, &err) < 0)
+    if (stk_session_logs_req(s, jstr(job, "id"), &q, GW_W_OUT_FD, GW_W_OUT_FD, &err) < 0)
         stk_error_free(err);
 }
 
@@ -135,7 +156,7 @@ static void w_pool_create(struct stk_session *s, json_t *job)
     if (r < 0)
         w_fail(r, err);
     else
-        gw_job_result(W_OUT_FD, 201,
+        gw_job_result(GW_W_OUT_FD, 201,
                       json_pack("{s:s,s:i}", "name", jstr(job, "name"), "size", size));
 }
 
@@ -146,7 +167,7 @@ static void w_pool_rm(struct stk_session *s, json_t *job)
     if (r < 0)
         w_fail(r, err);
     else
-        gw_job_result(W_OUT_FD, 200,
+        gw_job_result(GW_W_OUT_FD, 200,
                       json_pack("{s:s,s:b}", "name", jstr(job, "name"), "deleted", true));
 }
 
@@ -163,7 +184,7 @@ static void w_replicas(struct stk_session *s, json_t *job)
     }
     json_t *items = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
-    gw_job_result(W_OUT_FD, 200, json_pack("{s:o}", "items", items ? items : json_null()));
+    gw_job_result(GW_W_OUT_FD, 200, json_pack("{s:o}", "items", items ? items : json_null()));
 }
 
 /* exec: the relay (exec.c) reads {"r","code","message"} after the output. */
@@ -186,26 +207,26 @@ static void w_exec(struct stk_session *s, json_t *job)
                                      .replica = b.replica,
                                      .rows = b.rows,
                                      .cols = b.cols,
-                                     .ctl_fd = W_CTL_FD};
-        r = stk_session_exec(s, jstr(job, "id"), &proc, W_STDIN_FD, W_STDOUT_FD, W_STDERR_FD, &code,
-                             &err);
+                                     .ctl_fd = GW_W_CTL_FD};
+        r = stk_session_exec(s, jstr(job, "id"), &proc, GW_W_STDIN_FD, GW_W_STDOUT_FD,
+                             GW_W_STDERR_FD, &code, &err);
     }
     json_decref(root);
-    close(W_STDOUT_FD);
-    close(W_STDERR_FD);
+    close(GW_W_STDOUT_FD);
+    close(GW_W_STDERR_FD);
     json_t *res = json_pack("{s:i,s:i,s:s}", "r", r, "code", code, "message", err ? err->msg : why);
     _cleanup_free_ char *out = json_dumps(res, JSON_COMPACT);
     json_decref(res);
     stk_error_free(err);
     if (out)
-        (void)!write(W_OUT_FD, out, strlen(out));
+        (void)!write(GW_W_OUT_FD, out, strlen(out));
 }
 
-/* The files API: the content is the memfd on W_STDIN_FD (fd 5). */
+/* The files API: the content is the memfd on GW_W_STDIN_FD (fd 5). */
 static void w_file_fail(int r, struct stk_error *err)
 {
     enum gw_err code = gw_err_of_file_errno(r);
-    gw_job_result(W_OUT_FD, gw_err_status[code],
+    gw_job_result(GW_W_OUT_FD, gw_err_status[code],
                   gw_error_json(code, err ? err->msg : strerror(-r)));
     stk_error_free(err);
 }
@@ -214,11 +235,12 @@ static void w_file_read(struct stk_session *s, json_t *job)
 {
     struct stk_error *err = NULL;
     uint64_t size = 0;
-    int r = stk_session_file_read(s, jstr(job, "id"), jstr(job, "path"), W_STDIN_FD, &size, &err);
+    int r =
+        stk_session_file_read(s, jstr(job, "id"), jstr(job, "path"), GW_W_STDIN_FD, &size, &err);
     if (r < 0)
         w_file_fail(r, err);
     else
-        gw_job_result(W_OUT_FD, 200,
+        gw_job_result(GW_W_OUT_FD, 200,
                       json_pack("{s:s,s:I}", "path", jstr(job, "path"), "size", (json_int_t)size));
 }
 
@@ -227,7 +249,7 @@ static void w_file_write(struct stk_session *s, json_t *job)
     struct stk_error *err = NULL;
     json_int_t size = json_integer_value(json_object_get(job, "size"));
     unsigned mode = (unsigned)json_integer_value(json_object_get(job, "mode"));
-    int r = stk_session_file_write(s, jstr(job, "id"), jstr(job, "path"), mode, W_STDIN_FD,
+    int r = stk_session_file_write(s, jstr(job, "id"), jstr(job, "path"), mode, GW_W_STDIN_FD,
                                    (uint64_t)size, &err);
     char ms[8];
     snprintf(ms, sizeof(ms), "%04o", mode);
@@ -235,7 +257,7 @@ static void w_file_write(struct stk_session *s, json_t *job)
         w_file_fail(r, err);
     else
         gw_job_result(
-            W_OUT_FD, 200,
+            GW_W_OUT_FD, 200,
             json_pack("{s:s,s:I,s:s}", "path", jstr(job, "path"), "size", size, "mode", ms));
 }
 
@@ -282,7 +304,7 @@ static void w_audit(struct stk_session *s, json_t *job)
     int64_t limit = json_integer_value(json_object_get(job, "limit"));
     struct w_page p = {.last = after};
     int r = 0;
-    if (stk_write_all(W_OUT_FD, "{\"records\":[", 12) < 0)
+    if (stk_write_all(GW_W_OUT_FD, "{\"records\":[", 12) < 0)
         return;
     while (r >= 0 && (int64_t)p.n < limit) {
         size_t before = p.n;
@@ -294,7 +316,7 @@ static void w_audit(struct stk_session *s, json_t *job)
         stk_error_free(err);
         if (r < 0 && r != -ENOBUFS)
             return;
-        if (stk_write_all(W_OUT_FD, p.out.data ? p.out.data : "", p.out.len) < 0)
+        if (stk_write_all(GW_W_OUT_FD, p.out.data ? p.out.data : "", p.out.len) < 0)
             return;
         p.out.len = 0;
         if (p.n == before || p.n - before < (size_t)GW_AUDIT_BATCH)
@@ -307,7 +329,7 @@ static void w_audit(struct stk_session *s, json_t *job)
         snprintf(tail, sizeof(tail), "],\"next\":%lld}\n", (long long)p.last);
     else
         snprintf(tail, sizeof(tail), "],\"next\":null}\n");
-    (void)stk_write_all(W_OUT_FD, tail, strlen(tail));
+    (void)stk_write_all(GW_W_OUT_FD, tail, strlen(tail));
 }
 
 /* ports: the client's socket on fd 5 (ports.c) */
@@ -319,7 +341,7 @@ static void w_port(struct stk_session *s, json_t *job)
         return;
     gw_port_proxy(s, jstr(job, "id"), (uint16_t)json_integer_value(port), head,
                   json_is_true(json_object_get(job, "upgrade")),
-                  json_is_true(json_object_get(job, "raw")), W_STDIN_FD);
+                  json_is_true(json_object_get(job, "raw")), GW_W_STDIN_FD);
 }
 
 static const struct {
@@ -346,7 +368,7 @@ int stk_gw_worker_main(int argc, char **argv)
     (void)argc;
     (void)argv;
     json_error_t je;
-    FILE *in = fdopen(W_JOB_FD, "r");
+    FILE *in = fdopen(GW_W_JOB_FD, "r");
     json_t *job = in ? json_loadf(in, 0, &je) : NULL;
     if (in)
         fclose(in);
@@ -354,7 +376,7 @@ int stk_gw_worker_main(int argc, char **argv)
     struct stk_local_paths paths = {.state_dir = jstr(job, "state_dir"),
                                     .run_dir = jstr(job, "run_dir")};
     if (!op || !paths.state_dir || !paths.run_dir) {
-        gw_job_error(W_OUT_FD, EINVAL, "the worker got no job");
+        gw_job_error(GW_W_OUT_FD, EINVAL, "the worker got no job");
         json_decref(job);
         return 1;
     }
@@ -380,59 +402,5 @@ int stk_gw_worker_main(int argc, char **argv)
             ops[i].fn(s, job);
     stk_session_close(s);
     json_decref(job);
-    return 0;
-}
-
-int gw_worker_spawn(struct stk_gw *g, const char *actor, json_t *job, const int *fds, size_t n,
-                    pid_t *ret)
-{
-    if (!job)
-        return -EINVAL;
-    json_object_set_new(job, "state_dir", json_string(g->paths.state_dir));
-    json_object_set_new(job, "run_dir", json_string(g->paths.run_dir));
-    json_object_set_new(job, "backend", json_string(stk_backend_names[g->backend]));
-    json_object_set_new(job, "kubeconfig", json_string(g->kubeconfig));
-    json_object_set_new(job, "context", json_string(g->context));
-    json_object_set_new(job, "actor", json_string(actor));
-    _cleanup_free_ char *text = json_dumps(job, JSON_COMPACT);
-    json_decref(job);
-    /* a memfd, not a pipe: a 1 MiB spec must not block the event loop */
-    _cleanup_close_ int mfd = memfd_create("stockade-job", MFD_CLOEXEC);
-    if (!text)
-        return -EINVAL;
-    if (mfd < 0)
-        return -errno;
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(mfd, text + off, len - off);
-        if (w <= 0)
-            return -EIO;
-        off += (size_t)w;
-    }
-    if (lseek(mfd, 0, SEEK_SET) < 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        gw_child_signals();
-        /* fds[i] → 4 + i, the job → 3; each dup'd above the range first,
-         * so no move overwrites a descriptor still to be moved */
-        int tmp[8];
-        int job_tmp = fcntl(mfd, F_DUPFD, 64);
-        for (size_t i = 0; i < n && i < 8; i++)
-            tmp[i] = fcntl(fds[i], F_DUPFD, 64);
-        if (job_tmp < 0 || dup2(job_tmp, W_JOB_FD) < 0)
-            _exit(127);
-        for (size_t i = 0; i < n && i < 8; i++)
-            if (tmp[i] < 0 || dup2(tmp[i], W_OUT_FD + (int)i) < 0)
-                _exit(127);
-        (void)close_range((unsigned)W_OUT_FD + (unsigned)n, ~0U, 0);
-        char arg0[] = "stockade", arg1[] = STK_GW_WORKER_VERB;
-        char *args[] = {arg0, arg1, NULL};
-        execv("/proc/self/exe", args);
-        _exit(127);
-    }
-    *ret = pid;
     return 0;
 }

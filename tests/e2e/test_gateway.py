@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -310,6 +311,75 @@ def gw(request, tmp_path_factory):
             left = [r for r in json.loads(g.local("ls", "-o", "json").stdout or "[]")
                     if r["phase"] != "deleted"]
             assert not left, left
+
+
+# ---- the exec worker's libraries ------------------------------------------------------
+
+# What the gateway module brings and a worker must not map (docs/architecture.md,
+# "Modules loaded on demand": the worker side is a verb of the executable).
+GATEWAY_LIBS = ("stockade-gateway.so", "libcurl", "libevent", "libssl")
+
+
+def mapped_objects(pid):
+    """The basenames of the files process pid maps; an empty set once it is gone."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return {os.path.basename(line.split()[5]) for line in f if len(line.split()) > 5}
+    except OSError:
+        return set()
+
+
+def workers_of(server_pid):
+    """The `__gateway-worker` processes under server_pid (the relay's children)."""
+    found = []
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if len(argv) < 2 or argv[1] != b"__gateway-worker":
+                continue
+            pid = int(d.name)
+            while pid > 1:  # up the parents, to this server or to init
+                stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+                pid = int(stat.rsplit(")", 1)[1].split()[1])
+                if pid == server_pid:
+                    found.append(int(d.name))
+                    break
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return found
+
+
+def test_exec_worker_maps_no_gateway_library(gw):
+    """A gateway exec's worker runs without the gateway module's libraries:
+    its /proc/PID/maps, read again and again while the exec runs `sleep`,
+    never shows libcurl, libevent, libssl or stockade-gateway.so, while the
+    server's own maps (read the same way) do show them."""
+    if gw.backend == "sim":
+        pytest.skip("the simulator executes nothing (its exec refusal: test_sim.py)")
+    server = mapped_objects(gw.proc.pid)
+    assert [n for n in server if n.startswith(GATEWAY_LIBS[0])], sorted(server)
+    assert [n for n in server if n.startswith("libevent")], sorted(server)
+    sid = next(r["id"] for r in json.loads(gw.local("ls", "-o", "json").stdout)
+               if r["name"] == "probe")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        r=gw.exec(sid, ["/bin/sh", "-c", "sleep 3; echo slept"], "controller")))
+    t.start()
+    seen, reads = set(), 0
+    while t.is_alive():
+        for pid in workers_of(gw.proc.pid):
+            maps = mapped_objects(pid)
+            if maps:
+                reads += 1
+                seen |= maps
+        time.sleep(0.05)
+    t.join()
+    assert result["r"] == (101, 0, b"slept\n")
+    # the worker was seen, with the core's libraries mapped
+    assert reads >= 3 and any(n.startswith("libsqlite3") for n in seen), (reads, sorted(seen))
+    assert not [n for n in seen if n.startswith(GATEWAY_LIBS)], sorted(seen)
 
 
 # ---- the README scenario -----------------------------------------------------------------

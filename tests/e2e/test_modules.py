@@ -1,6 +1,7 @@
 """Private modules (docs/architecture.md, "Modules loaded on demand"): a
 command loads the libraries it uses and no others, and a module that is not
 this build's is refused with a message."""
+import json
 import os
 import re
 import shutil
@@ -90,3 +91,27 @@ def test_module_of_another_build_is_refused(stockade, env, tmp_path):
     assert r.returncode == 1, r.stderr
     assert "is from stockade 0.0.0-other, not" in r.stderr, r.stderr
     assert "Failed to connect" not in r.stderr
+
+
+def test_gateway_worker_loads_no_module(stockade, env, tmp_path):
+    """`__gateway-worker` (serve's worker: exec, create, logs, ports...) is a
+    verb of the executable: it maps none of the gateway module's libraries.
+    Run here as serve runs it, with a job on fd 3 (an audit page of a
+    sandbox that does not exist) and its answer read from fd 4."""
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"op": "audit", "id": "nosuch", "after": 0, "limit": 5,
+                               "state_dir": env["STOCKADE_STATE_DIR"],
+                               "run_dir": env["STOCKADE_RUN_DIR"], "backend": "local",
+                               "actor": "test"}))
+    out = tmp_path / "answer"
+    r = subprocess.run(["/bin/sh", "-c", 'exec "$0" __gateway-worker 3<"$1" 4>"$2"',
+                        stockade.binary, str(job), str(out)],
+                       capture_output=True, text=True, timeout=60,
+                       env={**env, "LD_DEBUG": "files"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    # the job ran: its answer is a page (with no records)
+    assert json.loads(out.read_text()) == {"records": [], "next": None}
+    libs = {os.path.basename(n) for n in
+            re.findall(r"file=(\S+)\s+\[0\];\s+(?:needed|dynamically loaded)", r.stderr)}
+    assert any(n.startswith("libsqlite3") for n in libs), libs
+    assert not [n for n in libs if n.startswith(HEAVY) or n.startswith("stockade-")], libs
