@@ -33,6 +33,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -159,8 +161,18 @@ static int template_open(const struct vol *v, int64_t size, bool journal)
         if (!d)
             return -errno;
         size_t n = 0;
-        for (struct dirent *e; (e = readdir(d));)
-            n += e->d_name[0] != '.';
+        for (struct dirent *e; (e = readdir(d));) {
+            const char *dot = strrchr(e->d_name, '.');
+            if (e->d_name[0] == '.' || !dot)
+                continue;
+            /* a maker that died half way (ext4-<size>.img.<pid>.new) */
+            int pid = 0;
+            if (!strcmp(dot, ".new") && sscanf(e->d_name, "%*[^.].img.%d.new", &pid) == 1 &&
+                pid > 0 && kill(pid, 0) < 0 && errno == ESRCH)
+                (void)unlinkat(dirfd(d), e->d_name, 0);
+            else
+                n += !strcmp(dot, ".img");
+        }
         closedir(d);
         if (n >= VOL_TEMPLATES_MAX)
             return -ENOSPC;
@@ -172,12 +184,15 @@ static int template_open(const struct vol *v, int64_t size, bool journal)
         if (t < 0)
             return -errno;
         int r = ftruncate(t, (off_t)size) < 0 ? -errno : 0;
-        close(t);
         struct stk_error *e = NULL;
         if (r >= 0 && mkfs(tmp, journal, 0, 0, &e) < 0) {
             stk_error_free(e);
             r = -EIO;
         }
+        /* on disk before it has its name: every later volume is made of it */
+        if (r >= 0 && fsync(t) < 0)
+            r = -errno;
+        close(t);
         /* concurrent makers each rename a whole template: either one is fine */
         if (r >= 0 && rename(tmp, path) < 0)
             r = -errno;
