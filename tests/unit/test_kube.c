@@ -1396,6 +1396,62 @@ static void test_exec_bounds(void **state)
 /* pods/portforward: the socket carries bytes both ways past the port
  * prefixes; a port nothing listens on ends the connection; refusals are
  * errors at connect. */
+/* A certificate authority that did not sign the double's certificate
+ * (a self-signed "not-the-double"): exec and port-forward, whose TLS
+ * contexts they build themselves, refuse the server. */
+#define OTHER_CA_B64                                                                               \
+    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJpVENDQVMrZ0F3SUJBZ0lVWkI1aE4r"                     \
+    "bFA0MzZkMFZ6cHdUMjFGNC9JeG5zd0NnWUlLb1pJemowRUF3SXcKR1RFWE1CVUdBMVVFQXd3"                     \
+    "T2JtOTBMWFJvWlMxa2IzVmliR1V3SUJjTk1qWXhNakExTVRjd01qQXlXaGdQTWpFeQpOakV4"                     \
+    "TVRFeE56QXlNREphTUJreEZ6QVZCZ05WQkFNTURtNXZkQzEwYUdVdFpHOTFZbXhsTUZrd0V3"                     \
+    "WUhLb1pJCnpqMENBUVlJS29aSXpqMERBUWNEUWdBRWQzT2t6TkRFcVEwK05hNENhbWZTSnhu"                     \
+    "VVBFTmtBNllhWVdZZEJ3MHEKWnYrN2RVWktYeWJlT3pnbWxRMEt0R0ZoeWlyNDZlS2pnWnRz"                     \
+    "UTAwK1AxWHA0Nk5UTUZFd0hRWURWUjBPQkJZRQpGT2Q0NDVnT00vMmIyeUtyQWZkaHlhdUVG"                     \
+    "UXRSTUI4R0ExVWRJd1FZTUJhQUZPZDQ0NWdPTS8yYjJ5S3JBZmRoCnlhdUVGUXRSTUE4R0Ex"                     \
+    "VWRFd0VCL3dRRk1BTUJBZjh3Q2dZSUtvWkl6ajBFQXdJRFNBQXdSUUloQUkweTRNdjMKOGl1"                     \
+    "NEhvMExIZmtTTUFUMXZlZFN1WStuZ3l6aVBRZURlckUxQWlCMXNjcXhHcGY0aTI3eE5pYTdN"                     \
+    "bWxEWWkxNwo3Mm0rYUloM3lkQkZmRU5UWlE9PQotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0t"                     \
+    "Cg=="
+
+/* cfg with its CA replaced by OTHER_CA_B64, written beside it. */
+static char *other_ca_cfg(const char *cfg, const char *name)
+{
+    _cleanup_free_ char *text = slurp(cfg);
+    char *at = strstr(text, "certificate-authority-data: ");
+    assert_non_null(at);
+    at += strlen("certificate-authority-data: ");
+    char *end = strchr(at, '\n');
+    assert_non_null(end);
+    char *path = stk_xasprintf("%s/%s", G.dir, name);
+    _cleanup_free_ char *text2 =
+        stk_xasprintf("%.*s%s%s", (int)(at - text), text, OTHER_CA_B64, end);
+    write_file(path, text2);
+    return path;
+}
+
+static void test_ws_untrusted_server_is_refused(void **state)
+{
+    (void)state;
+    static const char *const echo[] = {"echo", "hi", "there"};
+    _cleanup_error_ struct stk_error *err = NULL;
+    /* the same exec and port-forward with the double's own CA work
+     * (test_exec, test_port_connect); with another CA nothing is sent */
+    _cleanup_free_ char *exec_cfg = other_ca_cfg(G.ws5_cfg, "ws5-other-ca.yaml");
+    _cleanup_free_ char *out = NULL, *errs = NULL;
+    int code = -1;
+    assert_true(run_exec(exec_cfg, echo, 3, -1, &out, &errs, &code, &err) < 0);
+    assert_int_equal(code, -1);
+    assert_string_equal(out, "");
+    stk_error_free(err);
+    err = NULL;
+
+    _cleanup_free_ char *pf_cfg = other_ca_cfg(G.ws4_cfg, "ws4-other-ca.yaml");
+    _cleanup_(stk_kube_closep) struct stk_kube *k = open_ctx(pf_cfg, "token");
+    int fd = -1;
+    assert_true(stk_kube_port_connect(k, "ns1", "p", 8080, &fd, &err) < 0);
+    assert_int_equal(fd, -1);
+}
+
 static void test_port_connect(void **state)
 {
     (void)state;
@@ -1785,6 +1841,7 @@ int main(void)
         cmocka_unit_test(test_exec_tty),
         cmocka_unit_test(test_exec_bounds),
         cmocka_unit_test(test_port_connect),
+        cmocka_unit_test(test_ws_untrusted_server_is_refused),
         cmocka_unit_test(test_holds),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

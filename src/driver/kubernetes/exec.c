@@ -180,6 +180,17 @@ int kube_ws_load_tls(const struct stk_kubeconfig *c, const char *host, bool host
     return ok == 1 ? 0 : -1;
 }
 
+SSL_CTX *kube_ws_client_tls(const struct stk_kubeconfig *c, const char *host, bool host_is_ip)
+{
+    SSL_CTX *tls = SSL_CTX_new(TLS_client_method());
+    if (tls && ((!c->ca.len && SSL_CTX_set_default_verify_paths(tls) != 1) ||
+                kube_ws_load_tls(c, host, host_is_ip, tls) < 0)) {
+        SSL_CTX_free(tls);
+        tls = NULL;
+    }
+    return tls;
+}
+
 /* ---- stdin ---- */
 
 /* Watches stdin (a dup lws may close) for data; reading as flow control says. */
@@ -368,13 +379,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!s)
         return 0;
     switch ((int)reason) {
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        if (kube_ws_load_tls(s->k->cfg, s->host, s->host_is_ip, user) < 0) {
-            kube_ws_fail(&s->f, EPROTO,
-                         "TLS: the CA, client certificate or key could not be loaded");
-            return 1;
-        }
-        return 0;
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
@@ -625,10 +629,23 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
     }
     _cleanup_free_ char *full = stk_xasprintf("%s%s", prefix, stk_buf_str(&path));
 
+    /* The TLS context is ours, freed after lws's (lws 4.1 sometimes kept
+     * the one it made past lws_context_destroy(): portforward.c) */
+    SSL_CTX *tls = kube_ws_client_tls(k->cfg, s->host, s->host_is_ip);
+    if (!tls) {
+        r = kube_error(k, err, EPROTO,
+                       "%s %s: TLS: the CA, client certificate or key could not "
+                       "be loaded",
+                       verb, s->what);
+        exec_state_free(s);
+        free(s);
+        return r;
+    }
     tls_current = s;
-    struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0, NULL);
+    struct lws_context *ctx = kube_ws_context(k->cfg, protocols, 0, tls);
     if (!ctx) {
         tls_current = NULL;
+        SSL_CTX_free(tls);
         r = kube_error(k, err, s->f.code ? -s->f.code : ENOMEM, "%s %s: %s", verb, s->what,
                        s->f.msg ? s->f.msg : "lws_create_context failed");
         exec_state_free(s);
@@ -643,6 +660,7 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
         r = watch_stdin(s, false);
         if (r < 0) {
             lws_context_destroy(ctx);
+            SSL_CTX_free(tls);
             tls_current = NULL;
             exec_state_free(s);
             free(s);
@@ -683,6 +701,7 @@ int stk_kube_exec(struct stk_kube *k, const struct stk_kube_exec_req *q, int *re
             tcsetattr(q->in_fd, TCSANOW, &saved);
     }
     lws_context_destroy(ctx);
+    SSL_CTX_free(tls);
     tls_current = NULL;
 
     if (s->f.code)

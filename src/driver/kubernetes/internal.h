@@ -87,6 +87,10 @@ int kube_ws_split_server(const char *server, char *host, size_t hostsz, int *por
 typedef struct ssl_ctx_st SSL_CTX;
 int kube_ws_load_tls(const struct stk_kubeconfig *c, const char *host, bool host_is_ip,
                      SSL_CTX *ctx);
+/* A client TLS context loaded with kube_ws_load_tls() (the system's CAs
+ * when the kubeconfig names none); NULL when the material does not load.
+ * The caller frees it, after the lws context it was given to. */
+SSL_CTX *kube_ws_client_tls(const struct stk_kubeconfig *c, const char *host, bool host_is_ip);
 void kube_ws_log_nothing(int level, const char *line);
 
 /* What exec.c and portforward.c do alike with lws. */
@@ -96,7 +100,7 @@ struct lws_protocols;
 /* A client-only context (no listener), trusting the kubeconfig's CA alone
  * when it has one; timeout_s bounds the upgrade (0: lws's default).
  * client_ctx: the caller's TLS context (ssl_ctx_st *), already loaded with
- * kube_ws_load_tls(), that lws uses and never frees (NULL: lws makes one). */
+ * kube_ws_client_tls(), that lws uses and never frees. */
 struct lws_context *kube_ws_context(const struct stk_kubeconfig *c,
                                     const struct lws_protocols *protocols, int timeout_s,
                                     void *client_ctx);

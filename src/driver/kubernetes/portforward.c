@@ -164,17 +164,11 @@ static void pf_send(struct pf_state *s, struct lws *wsi)
 static int pf_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
+    (void)user;
     struct pf_state *s = pf_current;
     if (!s)
         return 0;
     switch ((int)reason) {
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        if (kube_ws_load_tls(s->cfg, s->host, s->host_is_ip, user) < 0) {
-            kube_ws_fail(&s->f, EPROTO,
-                         "TLS: the CA, client certificate or key could not be loaded");
-            return 1;
-        }
-        return 0;
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
         return kube_ws_add_bearer(wsi, s->token, in, len);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
@@ -234,15 +228,7 @@ static void *pf_thread(void *arg)
     /* The TLS context is this thread's, freed after lws's: lws 4.1 made its
      * own per context and, now and then, kept it past lws_context_destroy()
      * (about 20 KiB a connection: LeakSanitizer saw it in test_kube). */
-    SSL_CTX *tls = SSL_CTX_new(TLS_client_method());
-    if (tls && !s->cfg->ca.len && SSL_CTX_set_default_verify_paths(tls) != 1) {
-        SSL_CTX_free(tls);
-        tls = NULL;
-    }
-    if (tls && kube_ws_load_tls(s->cfg, s->host, s->host_is_ip, tls) < 0) {
-        SSL_CTX_free(tls);
-        tls = NULL;
-    }
+    SSL_CTX *tls = kube_ws_client_tls(s->cfg, s->host, s->host_is_ip);
     /* 30 s for the upgrade: connecting, TLS, the answer */
     struct lws_context *ctx = tls ? kube_ws_context(s->cfg, pf_protocols, 30, tls) : NULL;
     if (!tls)
