@@ -510,46 +510,43 @@ static void header_line(const struct stk_nft_facts *f, struct stk_buf *out)
     stk_buf_printf(out, "# stockade egress for sandbox %s (namespace %s)\n", f->id, f->namespace);
 }
 
-int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
-                   struct stk_error **err)
+/* The parts of the ruleset the entry points below ask for, in this order. */
+enum { PART_HEADER = 1, PART_BASE = 2, PART_OWN = 4 };
+
+static int render_parts(const struct stk_boundary *b, const struct stk_nft_facts *f, unsigned parts,
+                        char **ret, struct stk_error **err)
 {
     _cleanup_buf_ struct stk_buf out = {0};
     int r = facts_check(f, err);
     if (r < 0)
         return r;
-    header_line(f, &out);
-    base_lines(f, &out);
-    ingress_base_lines(f, &out);
-    if ((r = render_own(b, f, &out, err)) < 0)
+    if (parts & PART_HEADER)
+        header_line(f, &out);
+    if (parts & PART_BASE) {
+        base_lines(f, &out);
+        ingress_base_lines(f, &out);
+    }
+    if ((parts & PART_OWN) && (r = render_own(b, f, &out, err)) < 0)
         return r;
     *ret = stk_buf_steal(&out);
     return 0;
 }
 
+int stk_nft_render(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
+                   struct stk_error **err)
+{
+    return render_parts(b, f, PART_HEADER | PART_BASE | PART_OWN, ret, err);
+}
+
 int stk_nft_render_base(const struct stk_nft_facts *f, char **ret, struct stk_error **err)
 {
-    _cleanup_buf_ struct stk_buf out = {0};
-    int r = facts_check(f, err);
-    if (r < 0)
-        return r;
-    base_lines(f, &out);
-    ingress_base_lines(f, &out);
-    *ret = stk_buf_steal(&out);
-    return 0;
+    return render_parts(NULL, f, PART_BASE, ret, err);
 }
 
 int stk_nft_render_own(const struct stk_boundary *b, const struct stk_nft_facts *f, char **ret,
                        struct stk_error **err)
 {
-    _cleanup_buf_ struct stk_buf out = {0};
-    int r = facts_check(f, err);
-    if (r < 0)
-        return r;
-    header_line(f, &out);
-    if ((r = render_own(b, f, &out, err)) < 0)
-        return r;
-    *ret = stk_buf_steal(&out);
-    return 0;
+    return render_parts(b, f, PART_HEADER | PART_OWN, ret, err);
 }
 
 int stk_nft_render_remove(const struct stk_nft_facts *f, char **ret, struct stk_error **err)
