@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "render/render.h"
+#include "nft_facts.h"
 
 #define ROOT STK_SOURCE_ROOT
 
@@ -33,30 +34,9 @@ static struct stk_boundary *load(const char *spec, const char *env, struct stk_d
     return b;
 }
 
-static const struct stk_nft_service services[] = {{STK_PROTO_TCP, 8080}};
-
 static struct stk_nft_facts facts(const char *ns, bool resolver)
 {
-    struct stk_nft_facts f = {
-        .id = "s-jeff-1",
-        .namespace = ns,
-        .bridge = "stk0",
-        .veth = "stk-s-jeff-1",
-        .services = services,
-        .n_services = 1,
-        .log_group = 7,
-        .pool4 = {0},
-        .pool6 = {0},
-    };
-    assert_int_equal(stk_addr_parse("10.88.0.5", &f.addr4), 0);
-    assert_int_equal(stk_addr_parse("fd88::5", &f.addr6), 0);
-    assert_int_equal(stk_addr_parse("10.88.0.1", &f.bridge4), 0);
-    assert_int_equal(stk_addr_parse("fd88::1", &f.bridge6), 0);
-    assert_int_equal(stk_cidr_parse("10.88.0.0/16", &f.pool4, NULL), 0);
-    assert_int_equal(stk_cidr_parse("fd88::/64", &f.pool6, NULL), 0);
-    if (resolver)
-        assert_int_equal(stk_addr_parse("10.88.0.1", &f.resolver), 0);
-    return f;
+    return test_nft_facts(ns, resolver, 0);
 }
 
 static void golden(const char *name, const char *text)
