@@ -795,7 +795,8 @@ def test_fresh_volumes_come_from_a_template_no_sandbox_changes(run, local_env, t
              "echo secret > /workspace/mine && cat /workspace/mine")
     p1, r1 = run("-f", spec, "--", "/bin/sh", "-c", probe)
     assert r1["phase"] == "succeeded", p1.stderr
-    tpl = pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "volume-templates" / f"ext4-{size << 20}.img"
+    tpl = (pathlib.Path(local_env["STOCKADE_STATE_DIR"]) / "volume-templates" /
+           f"ext4-f1-{size << 20}.img")
     st = tpl.stat()
     assert st.st_uid == 0 and (st.st_mode & 0o777) == 0o600 and st.st_size == size << 20
     digest = hashlib.sha256(tpl.read_bytes()).hexdigest()
@@ -815,7 +816,18 @@ def test_fresh_volumes_come_from_a_template_no_sandbox_changes(run, local_env, t
     p3, r3 = run("-f", spec, "--", "/bin/sh", "-c", probe)
     assert r3["phase"] == "succeeded", p3.stderr
     assert p3.output.splitlines()[0].startswith("owner=") and "secret" in p3.output.split()
-    tpl.unlink()
+    assert (tpl.stat().st_mode & 0o777) == 0o666, "the refused template was used or replaced"
+
+    # root's own template that does not mount (a crash while it was made, a
+    # disk error) is dropped, and the volume made by mkfs
+    os.chmod(tpl, 0o600)
+    p4, r4 = run("-f", spec, "--", "/bin/sh", "-c", probe)
+    assert r4["phase"] == "succeeded", p4.stderr
+    assert p4.output.splitlines()[0].startswith("owner=") and "secret" in p4.output.split()
+    assert not tpl.exists() or hashlib.sha256(tpl.read_bytes()).hexdigest() != hashlib.sha256(
+        b"\0" * (size << 20)).hexdigest(), "a template that does not mount was kept"
+    if tpl.exists():
+        tpl.unlink()
 
 
 def test_too_large_tmp_size_is_named(stockade, local_env, tmp_path):

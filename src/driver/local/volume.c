@@ -53,6 +53,9 @@
 #define VOL_RESERVE_MIN     (2LL << 30)
 /* Templates kept per state directory (one per size and kind asked for). */
 #define VOL_TEMPLATES_MAX 16
+/* In a template's name: changed with mkfs()'s arguments, so a template made
+ * by other arguments is never used. */
+#define VOL_TEMPLATE_FORMAT "f1"
 
 static const char *const mkfs_candidates[] = {"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"};
 
@@ -98,11 +101,16 @@ static int mkfs(const char *image, bool journal, uid_t uid, gid_t gid, struct st
     return 0;
 }
 
-/* The blocks of src that hold data (SEEK_DATA/SEEK_HOLE) copied to the same
+/* The blocks of src that hold data (SEEK_DATA/SEEK_HOLE) written to the same
  * offsets of dst; src's holes are zeros and dst's blocks, allocated and not
- * yet written, read as zeros too, so dst ends up holding what src holds. */
+ * yet written, read as zeros too, so dst ends up holding what src holds.
+ * Written, not copy_file_range(2)'d: on a filesystem with reflinks (XFS,
+ * btrfs) that would share the template's blocks instead of filling the
+ * image's own, and a later write of ext4's metadata would then need a block
+ * the host may no longer have. */
 static int copy_data(int src, int dst, off_t size)
 {
+    char buf[64 * 1024];
     off_t pos = 0;
     while (pos < size) {
         off_t data = lseek(src, pos, SEEK_DATA);
@@ -113,13 +121,22 @@ static int copy_data(int src, int dst, off_t size)
             return -errno;
         if (hole > size)
             hole = size;
-        loff_t in = data, out = data;
-        while (in < hole) {
-            ssize_t k = copy_file_range(src, &in, dst, &out, (size_t)(hole - in), 0);
-            if (k < 0)
-                return -errno;
-            if (k == 0)
-                return -EIO; /* src shrank under us */
+        for (off_t at = data; at < hole;) {
+            size_t want = (size_t)(hole - at) < sizeof(buf) ? (size_t)(hole - at) : sizeof(buf);
+            ssize_t k = pread(src, buf, want, at);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                return k < 0 ? -errno : -EIO; /* src shrank under us */
+            for (ssize_t done = 0; done < k;) {
+                ssize_t w = pwrite(dst, buf + done, (size_t)(k - done), at + done);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    return w < 0 ? -errno : -EIO;
+                done += w;
+            }
+            at += k;
         }
         pos = hole;
     }
@@ -134,13 +151,18 @@ static int copy_data(int src, int dst, off_t size)
  * every volume of every create and run. Returns an fd open on it, or < 0
  * (then the caller runs mkfs on the image itself). Only a regular file owned
  * by root, not writable by others, of exactly this size is used. */
+static int template_path(const struct vol *v, int64_t size, bool journal, char *ret, size_t n)
+{
+    return stk_path_fmt(ret, n, "%s/ext4-" VOL_TEMPLATE_FORMAT "-%lld%s.img", v->templates,
+                        (long long)size, journal ? "-journal" : "");
+}
+
 static int template_open(const struct vol *v, int64_t size, bool journal)
 {
     if (!v->templates)
         return -ENOENT;
     char path[760];
-    if (stk_path_fmt(path, sizeof(path), "%s/ext4-%lld%s.img", v->templates, (long long)size,
-                     journal ? "-journal" : "") < 0)
+    if (template_path(v, size, journal, path, sizeof(path)) < 0)
         return -ENAMETOOLONG;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -157,6 +179,12 @@ static int template_open(const struct vol *v, int64_t size, bool journal)
         /* bounded: a host asked for many sizes keeps the first few */
         if (mkdir(v->templates, 0700) < 0 && errno != EEXIST)
             return -errno;
+        /* root's directory alone (no symlink, no one else may write) */
+        struct stat dst;
+        if (lstat(v->templates, &dst) < 0)
+            return -errno;
+        if (!S_ISDIR(dst.st_mode) || dst.st_uid != 0 || (dst.st_mode & 022))
+            return -EPERM;
         DIR *d = opendir(v->templates);
         if (!d)
             return -errno;
@@ -246,9 +274,12 @@ static int image_create(const struct vol *v, const char *image, int64_t size, bo
                                              (long long)(size >> 20), image)
                             : stk_error_errno(err, errno, "allocating %s", tmp);
     if (r >= 0) {
-        _cleanup_close_ int t = template_open(v, size, journal);
-        /* a kept image (a persistent home) is flushed before it is named */
-        if (t >= 0 && copy_data(t, fd, (off_t)size) == 0 && (!journal || fdatasync(fd) == 0))
+        /* A kept image (a persistent home) is made once and named only when
+         * whole with its owner inside: by mkfs, as before templates (a
+         * template's root is root's until vol_mount() hands it over, and a
+         * crash between the two would keep it so). */
+        _cleanup_close_ int t = v->keep ? -1 : template_open(v, size, journal);
+        if (t >= 0 && copy_data(t, fd, (off_t)size) == 0)
             *ret_templated = true;
         else
             r = mkfs(tmp, journal, v->uid, v->gid, err);
@@ -331,10 +362,22 @@ int vol_mount(const struct vol *v, struct stk_error **err)
         return loop;
     }
     if (mount(dev, v->mnt, VOL_FSTYPE, MS_NOSUID | MS_NODEV, "") < 0) {
-        r = stk_error_errno(err, errno, "mounting %s (%s) at %s", v->image, dev, v->mnt);
+        int e = errno;
         if (fresh)
             (void)unlink(v->image);
-        return r; /* closing the loop device's fd clears it */
+        if (templated) {
+            /* a template that does not mount (a disk error, a crash while
+             * it was made) is dropped, and this volume made by mkfs */
+            char path[760];
+            if (template_path(v, v->size, v->keep, path, sizeof(path)) >= 0)
+                (void)unlink(path);
+            close(TAKE_FD(loop)); /* clears the loop device */
+            struct vol plain = *v;
+            plain.templates = NULL;
+            return vol_mount(&plain, err);
+        }
+        return stk_error_errno(err, e, "mounting %s (%s) at %s", v->image, dev, v->mnt);
+        /* closing the loop device's fd clears it */
     }
     /* no propagation to or from other mount namespaces: a copy made there
      * would keep the filesystem (and its loop device) alive past teardown */
