@@ -1477,7 +1477,16 @@ def audit_stream_checks(g):
         r.read()
         assert r.status == 200
     c.close()
-    chain = [r["seq"] for r in g.audit(sid)]
+    # read decisions are group-committed up to 2 ms after their answer
+    # (docs/gateway.md, "Reasons"), later on a loaded machine: the chain is
+    # read once it has stopped growing
+    chain, deadline = [r["seq"] for r in g.audit(sid)], time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        again = [r["seq"] for r in g.audit(sid)]
+        if again == chain:
+            break
+        chain = again
     assert len(chain) >= 250
     c = g.connection(timeout=30)
     c.request("GET", f"/v1/sandboxes/{sid}/audit?limit=1000",
