@@ -250,23 +250,38 @@ int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **er
         return stk_error_errno(err, errno, "%s", p->state_dir);
     if ((r = stk_path_make(path, sizeof(path), err, "%s/state-dir", p->run_dir)) < 0)
         return r;
-    /* first use: this run directory is the state directory's, for good */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0) {
-        size_t n = strlen(state);
-        state[n] = '\n';
-        bool ok = write(fd, state, n + 1) == (ssize_t)(n + 1);
-        state[n] = '\0';
+    ssize_t n = file_read(path, owner, sizeof(owner));
+    if (n == -ENOENT) {
+        /* first use: this run directory is the state directory's, for
+         * good. The mark appears whole (written beside it, then linked to
+         * its name, which fails if another process was first): a
+         * concurrent first use never reads it half written. */
+        char tmp[PATH_MAX + 48];
+        if ((r = stk_path_make(tmp, sizeof(tmp), err, "%s/.state-dir.%d", p->run_dir,
+                               (int)getpid())) < 0)
+            return r;
+        (void)unlink(tmp);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return stk_error_errno(err, errno, "creating %s", tmp);
+        size_t len = strlen(state);
+        state[len] = '\n';
+        bool ok = write(fd, state, len + 1) == (ssize_t)(len + 1);
+        int e = errno;
+        state[len] = '\0';
         close(fd);
         if (!ok) {
-            (void)unlink(path);
-            return stk_error_errno(err, errno ? errno : EIO, "writing %s", path);
+            (void)unlink(tmp);
+            return stk_error_errno(err, e ? e : EIO, "writing %s", tmp);
         }
-        return 0;
+        r = link(tmp, path) < 0 ? -errno : 0;
+        (void)unlink(tmp);
+        if (r == 0)
+            return 0;
+        if (r != -EEXIST)
+            return stk_error_errno(err, -r, "creating %s", path);
+        n = file_read(path, owner, sizeof(owner));
     }
-    if (errno != EEXIST)
-        return stk_error_errno(err, errno, "creating %s", path);
-    ssize_t n = file_read(path, owner, sizeof(owner));
     if (n > 0 && owner[n - 1] == '\n')
         owner[--n] = '\0';
     if (n <= 0 || strcmp(owner, state))
