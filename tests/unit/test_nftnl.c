@@ -354,31 +354,55 @@ static void test_kernel_same_as_nft(void **state)
     }
 }
 
+/* A private network namespace, a run directory and a boundary for net.c
+ * (skipped without root); net_env_end() goes back to this process's
+ * namespace and removes them. */
+struct net_env {
+    int self;
+    char dir[32];
+    struct stk_net_config cfg;
+    struct loaded l;
+};
+
+static void net_env_begin(struct net_env *e)
+{
+    if (!can_netns())
+        skip();
+    e->self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    assert_true(e->self >= 0);
+    fresh_netns();
+    snprintf(e->dir, sizeof(e->dir), "/tmp/stk-nftnl-XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    stk_net_config_default(&e->cfg);
+    e->cfg.run_dir = e->dir;
+    load("examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", &e->l);
+}
+
+static void net_env_end(struct net_env *e)
+{
+    assert_int_equal(setns(e->self, CLONE_NEWNET), 0);
+    close(e->self);
+    _cleanup_free_ char *cmd = stk_xasprintf("rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    loaded_free(&e->l);
+}
+
 /* net.c end to end in a private network namespace: with 12 sandboxes up, a
  * 13th comes up and goes down without libnftables (no ruleset fetched), and
  * what is left is the 12 others' rules, untouched. */
 static void test_net_up_down_no_dump(void **state)
 {
     (void)state;
-    if (!can_netns())
-        skip();
-    _cleanup_close_ int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    assert_true(self >= 0);
-    fresh_netns();
-    char dir[] = "/tmp/stk-nftnl-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    struct stk_net_config cfg;
-    stk_net_config_default(&cfg);
-    cfg.run_dir = dir;
-    struct loaded l;
-    load("examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", &l);
+    struct net_env env;
+    net_env_begin(&env);
+    struct stk_net_config cfg = env.cfg;
     struct stk_error *err = NULL;
     enum { N = 12 };
     struct stk_net *nets[N + 1] = {0};
     unsigned long before = stk_net_nft_library_calls();
     for (int i = 0; i < N; i++) {
         _cleanup_free_ char *id = stk_xasprintf("t-%d", i);
-        if (stk_net_up(&cfg, l.b, id, NULL, &nets[i], &err) < 0)
+        if (stk_net_up(&cfg, env.l.b, id, NULL, &nets[i], &err) < 0)
             fail_msg("up %s: %s", id, err->msg);
     }
     /* the first made the shared objects, through libnftables */
@@ -386,7 +410,7 @@ static void test_net_up_down_no_dump(void **state)
     _cleanup_free_ char *others = listing();
 
     before = stk_net_nft_library_calls();
-    if (stk_net_up(&cfg, l.b, "t-new", NULL, &nets[N], &err) < 0)
+    if (stk_net_up(&cfg, env.l.b, "t-new", NULL, &nets[N], &err) < 0)
         fail_msg("up t-new: %s", err->msg);
     _cleanup_free_ char *with_new = listing();
     assert_non_null(strstr(with_new, "chain sb-t-new {"));
@@ -408,7 +432,7 @@ static void test_net_up_down_no_dump(void **state)
      * configuration; here: its mark gone) are made again, once */
     nft_lib("flush set inet stockade base\n");
     before = stk_net_nft_library_calls();
-    if (stk_net_up(&cfg, l.b, "t-new", NULL, &nets[N], &err) < 0)
+    if (stk_net_up(&cfg, env.l.b, "t-new", NULL, &nets[N], &err) < 0)
         fail_msg("up t-new again: %s", err->msg);
     assert_int_equal(stk_net_nft_library_calls(), before + 1);
     assert_int_equal(stk_net_down(nets[N], &err), 0);
@@ -419,10 +443,80 @@ static void test_net_up_down_no_dump(void **state)
     /* the last one took the shared objects with it */
     assert_false(stk_nftnl_table_exists("inet", STK_NFT_TABLE));
     assert_false(stk_nftnl_table_exists("bridge", STK_NFT_TABLE));
-    assert_int_equal(setns(self, CLONE_NEWNET), 0);
-    _cleanup_free_ char *cmd = stk_xasprintf("rm -rf %s", dir);
+    net_env_end(&env);
+}
+
+static void put(const char *path, const char *text)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    _cleanup_free_ char *p = stk_xasprintf("%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* The host directory is named by the namespace's inode, which a new
+ * namespace gets again once the old one is gone: what a gone namespace
+ * left there (leases of sandboxes killed with it) is not the new one's.
+ * Another namespace's cookie: every lease goes. No cookie (a stockade
+ * before the check): a lease goes when its sandbox's veth is not here. */
+static void test_host_dir_of_a_gone_namespace(void **state)
+{
+    (void)state;
+    struct net_env env;
+    net_env_begin(&env);
+    struct stk_net_config cfg = env.cfg;
+    const char *dir = env.dir;
+    struct stat ns;
+    assert_int_equal(stat("/proc/thread-self/ns/net", &ns), 0);
+    _cleanup_free_ char *host =
+        stk_xasprintf("%s/%llu-%s", STK_NET_HOST_DIR, (unsigned long long)ns.st_ino, cfg.bridge);
+    _cleanup_free_ char *leases = stk_xasprintf("%s/leases", host);
+    _cleanup_free_ char *cmd = stk_xasprintf("mkdir -p %s", leases);
     assert_int_equal(system(cmd), 0);
-    loaded_free(&l);
+    /* a gone namespace's: its cookie, and the first two addresses */
+    _cleanup_free_ char *cookie = stk_xasprintf("%s/cookie", host);
+    put(cookie, "18446744073709551615\n");
+    _cleanup_free_ char *l2 = stk_xasprintf("%s/2", leases);
+    _cleanup_free_ char *l3 = stk_xasprintf("%s/3", leases);
+    _cleanup_free_ char *l9 = stk_xasprintf("%s/9", leases);
+    put(l2, "t-a\n/somewhere\n");
+    put(l3, "t-gone\n/somewhere\n");
+
+    struct stk_error *err = NULL;
+    struct stk_net *a = NULL, *b = NULL;
+    if (stk_net_up(&cfg, env.l.b, "t-a", NULL, &a, &err) < 0)
+        fail_msg("up t-a: %s", err->msg);
+    /* the first address is t-a's (this run directory's), the other gone */
+    char owner[256] = "";
+    _cleanup_close_ int fd = open(l2, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_true(read(fd, owner, sizeof(owner) - 1) > 0);
+    _cleanup_free_ char *want = stk_xasprintf("t-a\n%s\n", dir);
+    assert_string_equal(owner, want);
+    assert_false(exists(leases, "3"));
+    assert_true(exists(host, "cookie"));
+
+    /* no cookie: the lease of a sandbox whose veth is here stays */
+    assert_int_equal(unlink(cookie), 0);
+    put(l9, "t-gone\n/somewhere\n");
+    if (stk_net_up(&cfg, env.l.b, "t-b", NULL, &b, &err) < 0)
+        fail_msg("up t-b: %s", err->msg);
+    assert_true(exists(leases, "2"));
+    assert_true(exists(leases, "3"));
+    assert_false(exists(leases, "9"));
+    assert_true(exists(host, "cookie"));
+
+    assert_int_equal(stk_net_down(a, &err), 0);
+    assert_int_equal(stk_net_down(b, &err), 0);
+    /* the last one took the shared objects and the directory with it */
+    assert_false(stk_nftnl_table_exists("inet", STK_NFT_TABLE));
+    assert_int_equal(access(host, F_OK), -1);
+    net_env_end(&env);
 }
 
 static int setup(void **state)
@@ -448,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_compile_refuses),
         cmocka_unit_test(test_kernel_same_as_nft),
         cmocka_unit_test(test_net_up_down_no_dump),
+        cmocka_unit_test(test_host_dir_of_a_gone_namespace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

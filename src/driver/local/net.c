@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <libmnl/libmnl.h>
 #include <limits.h>
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -203,12 +205,14 @@ static void veth_name(const char *id, char out[16])
  * directory (see the top of this file). */
 static char *path_of(const struct stk_net_config *c, const char *a, const char *b)
 {
-    bool host_wide = !strcmp(a, "net/lock") || !strcmp(a, "net/leases");
+    bool host_wide = !strcmp(a, "net/lock") || !strcmp(a, "net/leases") || !strcmp(a, "net/cookie");
     if (!host_wide)
         return b ? stk_xasprintf("%s/%s/%s", c->run_dir, a, b)
                  : stk_xasprintf("%s/%s", c->run_dir, a);
+    /* this thread's: the one whose sockets (netns_cookie()) and links the
+     * directory's contents describe */
     struct stat st = {0};
-    (void)stat("/proc/self/ns/net", &st);
+    (void)stat("/proc/thread-self/ns/net", &st);
     a += strlen("net/");
     return b ? stk_xasprintf("%s/%llu-%s/%s/%s", STK_NET_HOST_DIR, (unsigned long long)st.st_ino,
                              c->bridge, a, b)
@@ -239,6 +243,71 @@ static int dirs_make(const struct stk_net_config *c, struct stk_error **err)
             return stk_error_errno(err, -r, "mkdir %s", p);
     }
     return 0;
+}
+
+static bool link_exists(const char *name);
+static bool lease_read(const char *path, char id[STK_NFT_MAX_ID + 1], char dir[PATH_MAX]);
+
+/* The network namespace this thread is in, by its cookie: unlike its
+ * inode, never handed out again while the host runs (Linux 5.14). */
+static int netns_cookie(uint64_t *ret)
+{
+    _cleanup_close_ int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof(*ret);
+    if (s < 0 || getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, ret, &len) < 0 || len != sizeof(*ret))
+        return -errno;
+    return 0;
+}
+
+/* The host directory is named by the namespace's inode, which the kernel
+ * gives to a new namespace once the old one is gone: a directory left by
+ * a namespace that went with sandboxes in it (their process killed, a
+ * test host removed) would hand its leases to the new one, whose network
+ * then never counts as unused and whose pool shrinks. So the directory
+ * names its namespace by cookie, checked under the lock: another's
+ * leases all go (that namespace is gone, and every link and rule with
+ * it); without a cookie (made just now, or by a stockade before this
+ * check), a lease goes when its sandbox's veth is not in this namespace,
+ * which under the lock means it never will be (up makes the veth, and
+ * down removes it, before they let the lock go). Without cookies
+ * (kernel before 5.14), nothing is checked, as before. */
+static void host_dir_claim(const struct stk_net_config *c)
+{
+    uint64_t cookie;
+    if (netns_cookie(&cookie) < 0)
+        return;
+    char want[32], have[32] = "";
+    snprintf(want, sizeof(want), "%" PRIu64 "\n", cookie);
+    _cleanup_free_ char *p = path_of(c, "net/cookie", NULL);
+    _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t k = fd >= 0 ? read(fd, have, sizeof(have) - 1) : -1;
+    if (k > 0 && (size_t)k == strlen(want) && !memcmp(have, want, (size_t)k))
+        return;
+    bool another = k > 0;
+    _cleanup_free_ char *ldir = path_of(c, "net/leases", NULL);
+    DIR *d = opendir(ldir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_free_ char *lease = path_of(c, "net/leases", de->d_name);
+        char id[STK_NFT_MAX_ID + 1], dir[PATH_MAX], veth[16];
+        if (!another && lease_read(lease, id, dir)) {
+            veth_name(id, veth);
+            if (link_exists(veth))
+                continue;
+        }
+        (void)unlink(lease);
+    }
+    if (d)
+        closedir(d);
+    _cleanup_free_ char *tmp = stk_xasprintf("%s.new", p);
+    _cleanup_close_ int out =
+        open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out >= 0 && stk_write_all(out, want, strlen(want)) == 0)
+        (void)rename(tmp, p);
+    else
+        (void)unlink(tmp);
 }
 
 /* The lock is a file in the network's host directory, which goes with the
@@ -276,6 +345,7 @@ static int lock_take(const struct stk_net_config *c, int wait_ms, struct stk_err
                 close(fd);
                 return r;
             }
+            host_dir_claim(c);
             return fd;
         }
         close(fd);
@@ -291,8 +361,10 @@ static void host_dir_remove(const struct stk_net_config *c)
 {
     _cleanup_free_ char *leases = path_of(c, "net/leases", NULL);
     _cleanup_free_ char *lock = path_of(c, "net/lock", NULL);
+    _cleanup_free_ char *cookie = path_of(c, "net/cookie", NULL);
     if (rmdir(leases) < 0 && errno != ENOENT)
         return; /* a lease left: the network is still someone's */
+    (void)unlink(cookie);
     (void)unlink(lock);
     char *slash = strrchr(lock, '/');
     if (slash) {
