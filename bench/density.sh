@@ -212,9 +212,8 @@ python3 - "$work" "$root/bench/density.md" "$idle" "$runtime" "${results[@]}" <<
 import json, os, platform, subprocess, sys, time
 work, out, idle, runtime = sys.argv[1:5]
 files = sys.argv[5:]
-def ver(cmd):
-    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-    except Exception: return "?"
+sys.path.insert(0, os.path.dirname(os.path.abspath(out)))
+from machine import ver, write_report
 lines = ["# Density: idle long-lived sandboxes", "",
          f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/density.sh`: "
          f"{os.cpu_count()} CPUs, kernel {platform.release()}; {ver([runtime, '--version'])}; "
@@ -253,9 +252,5 @@ for f in sorted(os.listdir(work)):
     if f.startswith("smaps-"):
         lines += ["", f"One monitor's memory by mapping (N={f[6:-3]}):", "", open(os.path.join(work, f)).read().rstrip()]
         break
-old = open(out).read() if os.path.exists(out) else ""
-i = old.find("\n## Findings")
-lines += ["", old[i + 1:].rstrip() if i >= 0 else "## Findings\n\n(none yet)"]
-open(out, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
+write_report(out, lines)
 PY

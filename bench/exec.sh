@@ -153,7 +153,7 @@ n_audit=$("$bin" audit "$cid" -o json | python3 -c 'import json,sys; print(len(j
 python3 - "$work" "$root/bench/exec.md" "$runs" "$crun_note" "$pod_note" "$n_audit" "$bin" "$gw_cpu" "$runc_note" <<'PY'
 import json, os, platform, re, statistics as st, subprocess, sys, time
 sys.path.insert(0, "bench")
-from machine import cpu_model, ver
+from machine import cpu_model, ver, write_report
 work, out, runs, crun_note, pod_note, n_audit, binp, gw_cpu, runc_note = sys.argv[1:]
 runs = int(runs)
 rows, cpu_ms = {}, {}
@@ -235,9 +235,5 @@ L += ["", "Targets:", "",
       f"* the crun sandbox's audit trail holds {n_audit} records at the end: a CLI exec writes one "
       "(`exec`), a gateway exec two (the `authz` decision, committed before the exec starts, and the "
       "worker's `exec`)."]
-old = open(out).read() if os.path.exists(out) else ""
-i = old.find("\n## Findings")
-L += ["", old[i + 1:].rstrip() if i >= 0 else "## Findings\n\n(none yet)"]
-open(out, "w").write("\n".join(L) + "\n")
-print("\n".join(L))
+write_report(out, L)
 PY

@@ -293,7 +293,7 @@ python3 - "$work" "$root/bench/gateway.md" "$secs" "$threads" "$conns" "$local_n
   "$peer_ver" "$audit_before" "$audit_after" "$prof_secs" "$profile_note" "$bin" <<'PY'
 import json, os, platform, re, subprocess, sys, time
 sys.path.insert(0, "bench")
-from machine import cpu_model, ver
+from machine import cpu_model, ver, write_report
 (work, out, secs, threads, conns, local_note, peer_note, peer_ver, audit_before, audit_after,
  prof_secs, profile_note, binp) = sys.argv[1:]
 res = {}
@@ -374,9 +374,5 @@ except OSError:
     pass
 if profile_note.strip(): prof += ["", profile_note.strip()]
 lines += prof
-old = open(out).read() if os.path.exists(out) else ""
-i = old.find("\n## Findings")
-lines += ["", old[i + 1:].rstrip() if i >= 0 else "## Findings\n\n(none yet)"]
-open(out, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
+write_report(out, lines)
 PY

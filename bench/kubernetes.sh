@@ -121,8 +121,10 @@ hf --warmup 1 --runs "$runs" --export-json "$work/warm.json" \
   -n "stockade version (client floor)" "$bin version"
 
 python3 - "$work" "$root/bench/kubernetes.md" "$runs" "$kubectl" "$kubeconfig" <<'PY'
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 work, out, runs, kubectl, kc = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(out)))
+from machine import write_report
 res = {}
 import os
 for f in ("create0", "create1", "create2", "create3", "rm1", "rm2", "warm"):
@@ -160,13 +162,5 @@ lines = [
     row(warm, None, "≤ 20 ms p50: " + ("met" if med[warm] <= 20 else "**missed**")),
     row("stockade version (client floor)"), "",
 ]
-findings = ""
-try:
-    text = open(out).read()
-    if "## Findings" in text:
-        findings = text[text.index("## Findings"):]
-except FileNotFoundError:
-    pass
-open(out, "w").write("\n".join(lines) + ("\n" + findings if findings else ""))
-print(open(out).read())
+write_report(out, lines, default="")
 PY

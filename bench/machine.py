@@ -17,3 +17,20 @@ def cpu_model():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "?"
+
+
+def write_report(out, lines, keep="\n## Findings", default="## Findings\n\n(none yet)"):
+    """Writes the report's lines to out, keeping what a person wrote below
+    them in the old one (from the first keep marker on, or default when
+    there is none), and prints the new part."""
+    try:
+        old = open(out).read()
+    except FileNotFoundError:
+        old = ""
+    i = old.find(keep)
+    kept = old[i + 1:].rstrip() if i >= 0 else default
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    if kept:
+        text += "\n" + kept + "\n"
+    open(out, "w").write(text)
+    print("\n".join(lines))

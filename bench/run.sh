@@ -132,11 +132,10 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hyperfine.json" "${a
 python3 - "$work/hyperfine.json" "$root/bench/results.md" "$runs" <<'PY'
 import json, os, platform, subprocess, sys, time
 data, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, os.path.dirname(os.path.abspath(out)))
+from machine import ver, write_report
 res = {r["command"]: r for r in json.load(open(data))["results"]}
 med = {k: r["median"] * 1000 for k, r in res.items()}
-def ver(cmd):
-    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-    except Exception: return "?"
 lines = ["# stockade run -- /bin/true: benchmark", "",
          f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
          f"(kernel {platform.release()}), hyperfine, {runs} runs after 3 warmups, by `bench/run.sh`.", "",
@@ -157,8 +156,5 @@ if pod:
 lines += ["", "Versions: " + "; ".join(ver(c) for c in (["runc", "--version"], ["crun", "--version"],
           ["runsc", "--version"], ["bwrap", "--version"], ["podman", "--version"]))]
 # the sections below the table (other benches' results, the profile) are kept
-old = open(out).read() if os.path.exists(out) else ""
-kept = old[old.index("\n## ") + 1:] if "\n## " in old else ""
-open(out, "w").write("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
-print("\n".join(lines))
+write_report(out, lines, keep="\n## ", default="")
 PY

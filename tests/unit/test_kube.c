@@ -474,17 +474,27 @@ static void test_patch_conflict(void **state)
     assert_int_equal(stk_kube_patch(k, &r, "text/plain", p2, NULL, &err), -EINVAL);
 }
 
+/* cfg with the value of its line "KEY: ..." replaced, written beside it
+ * as name. */
+static char *cfg_with(const char *cfg, const char *key, const char *value, const char *name)
+{
+    _cleanup_free_ char *text = slurp(cfg);
+    _cleanup_free_ char *line = stk_xasprintf("%s: ", key);
+    char *at = strstr(text, line);
+    assert_non_null(at);
+    at += strlen(line);
+    char *end = strchr(at, '\n');
+    assert_non_null(end);
+    char *path = stk_xasprintf("%s/%s", G.dir, name);
+    _cleanup_free_ char *text2 = stk_xasprintf("%.*s%s%s", (int)(at - text), text, value, end);
+    write_file(path, text2);
+    return path;
+}
+
 /* A kubeconfig of the double's authenticated-but-not-authorized user. */
 static char *forbidden_cfg(void)
 {
-    _cleanup_free_ char *text = slurp(G.data_cfg);
-    char *at = strstr(text, "token: double-token");
-    assert_non_null(at);
-    char *path = stk_xasprintf("%s/forbid.yaml", G.dir);
-    _cleanup_free_ char *text2 =
-        stk_xasprintf("%.*s%s%s", (int)(at - text), text, "token: " KUBE_DOUBLE_FORBIDDEN, at + 19);
-    write_file(path, text2);
-    return path;
+    return cfg_with(G.data_cfg, "token", KUBE_DOUBLE_FORBIDDEN, "forbid.yaml");
 }
 
 static void test_errors(void **state)
@@ -1416,17 +1426,7 @@ static void test_exec_bounds(void **state)
 /* cfg with its CA replaced by OTHER_CA_B64, written beside it. */
 static char *other_ca_cfg(const char *cfg, const char *name)
 {
-    _cleanup_free_ char *text = slurp(cfg);
-    char *at = strstr(text, "certificate-authority-data: ");
-    assert_non_null(at);
-    at += strlen("certificate-authority-data: ");
-    char *end = strchr(at, '\n');
-    assert_non_null(end);
-    char *path = stk_xasprintf("%s/%s", G.dir, name);
-    _cleanup_free_ char *text2 =
-        stk_xasprintf("%.*s%s%s", (int)(at - text), text, OTHER_CA_B64, end);
-    write_file(path, text2);
-    return path;
+    return cfg_with(cfg, "certificate-authority-data", OTHER_CA_B64, name);
 }
 
 static void test_ws_untrusted_server_is_refused(void **state)

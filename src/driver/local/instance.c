@@ -266,13 +266,12 @@ int stk_local_paths_check(const struct stk_local_paths *p, struct stk_error **er
             return stk_error_errno(err, errno, "creating %s", tmp);
         size_t len = strlen(state);
         state[len] = '\n';
-        bool ok = write(fd, state, len + 1) == (ssize_t)(len + 1);
-        int e = errno;
+        int w = stk_write_all(fd, state, len + 1);
         state[len] = '\0';
         close(fd);
-        if (!ok) {
+        if (w < 0) {
             (void)unlink(tmp);
-            return stk_error_errno(err, e ? e : EIO, "writing %s", tmp);
+            return stk_error_errno(err, -w, "writing %s", tmp);
         }
         r = link(tmp, path) < 0 ? -errno : 0;
         (void)unlink(tmp);

@@ -415,10 +415,10 @@ static int lease_take(const struct stk_net_config *c, const char *id, unsigned *
         if (fd < 0)
             return stk_error_errno(err, errno, "lease %s", p);
         _cleanup_free_ char *owner = stk_xasprintf("%s\n%s\n", id, c->run_dir);
-        if (write(fd, owner, strlen(owner)) < 0) {
-            int e = errno;
+        int w = stk_write_all(fd, owner, strlen(owner));
+        if (w < 0) {
             unlink(p);
-            return stk_error_errno(err, e, "lease %s", p);
+            return stk_error_errno(err, -w, "lease %s", p);
         }
         *ret = i;
         return 0;

@@ -143,26 +143,26 @@ static int copy_data(int src, int dst, off_t size)
     return 0;
 }
 
-/* The template of a fresh filesystem of this size and kind: mkfs.ext4 run
- * once (root owned by root: the sandbox's owner is set after the mount), kept
- * sparse in the state directory's volume-templates/, made under a temporary
+/* The template of a fresh scratch filesystem (no journal) of this size:
+ * mkfs.ext4 run once (root owned by root: the sandbox's owner is set after
+ * the mount), kept sparse in the state directory's volume-templates/, made under a temporary
  * name and renamed once whole. Copying its few allocated blocks costs a
  * fraction of a millisecond where exec'ing mkfs.ext4 costs ~11 ms here, for
  * every volume of every create and run. Returns an fd open on it, or < 0
  * (then the caller runs mkfs on the image itself). Only a regular file owned
  * by root, not writable by others, of exactly this size is used. */
-static int template_path(const struct vol *v, int64_t size, bool journal, char *ret, size_t n)
+static int template_path(const struct vol *v, int64_t size, char *ret, size_t n)
 {
-    return stk_path_fmt(ret, n, "%s/ext4-" VOL_TEMPLATE_FORMAT "-%lld%s.img", v->templates,
-                        (long long)size, journal ? "-journal" : "");
+    return stk_path_fmt(ret, n, "%s/ext4-" VOL_TEMPLATE_FORMAT "-%lld.img", v->templates,
+                        (long long)size);
 }
 
-static int template_open(const struct vol *v, int64_t size, bool journal)
+static int template_open(const struct vol *v, int64_t size)
 {
     if (!v->templates)
         return -ENOENT;
     char path[760];
-    if (template_path(v, size, journal, path, sizeof(path)) < 0)
+    if (template_path(v, size, path, sizeof(path)) < 0)
         return -ENAMETOOLONG;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -213,7 +213,7 @@ static int template_open(const struct vol *v, int64_t size, bool journal)
             return -errno;
         int r = ftruncate(t, (off_t)size) < 0 ? -errno : 0;
         struct stk_error *e = NULL;
-        if (r >= 0 && mkfs(tmp, journal, 0, 0, &e) < 0) {
+        if (r >= 0 && mkfs(tmp, false, 0, 0, &e) < 0) {
             stk_error_free(e);
             r = -EIO;
         }
@@ -278,7 +278,7 @@ static int image_create(const struct vol *v, const char *image, int64_t size, bo
          * whole with its owner inside: by mkfs, as before templates (a
          * template's root is root's until vol_mount() hands it over, and a
          * crash between the two would keep it so). */
-        _cleanup_close_ int t = v->keep ? -1 : template_open(v, size, journal);
+        _cleanup_close_ int t = v->keep ? -1 : template_open(v, size);
         if (t >= 0 && copy_data(t, fd, (off_t)size) == 0)
             *ret_templated = true;
         else
@@ -369,7 +369,7 @@ int vol_mount(const struct vol *v, struct stk_error **err)
             /* a template that does not mount (a disk error, a crash while
              * it was made) is dropped, and this volume made by mkfs */
             char path[760];
-            if (template_path(v, v->size, v->keep, path, sizeof(path)) >= 0)
+            if (template_path(v, v->size, path, sizeof(path)) >= 0)
                 (void)unlink(path);
             close(TAKE_FD(loop)); /* clears the loop device */
             struct vol plain = *v;
