@@ -12,11 +12,13 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "driver/local/net.h"
@@ -354,37 +356,70 @@ static void test_kernel_same_as_nft(void **state)
     }
 }
 
-/* A private network namespace, a run directory and a boundary for net.c
- * (skipped without root); net_env_end() goes back to this process's
- * namespace and removes them. */
+/* A private network namespace, a run directory and a boundary for net.c,
+ * as a test's fixture: the teardown, which runs after a failure too, goes
+ * back to this process's namespace and removes what the test left (its
+ * sandboxes' namespaces, the run directory, the host directory of the
+ * private namespace, whose links and rules go with it). */
 struct net_env {
     int self;
+    ino_t ino;
     char dir[32];
     struct stk_net_config cfg;
     struct loaded l;
 };
 
-static void net_env_begin(struct net_env *e)
+static int net_env_setup(void **state)
 {
+    *state = NULL;
     if (!can_netns())
-        skip();
+        return 0;
+    struct net_env *e = stk_xcalloc(1, sizeof(*e));
     e->self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    assert_true(e->self >= 0);
-    fresh_netns();
+    struct stat ns;
+    if (e->self < 0 || unshare(CLONE_NEWNET) < 0 || stat("/proc/thread-self/ns/net", &ns) < 0)
+        return -1;
+    e->ino = ns.st_ino;
     snprintf(e->dir, sizeof(e->dir), "/tmp/stk-nftnl-XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
+    if (!mkdtemp(e->dir))
+        return -1;
     stk_net_config_default(&e->cfg);
     e->cfg.run_dir = e->dir;
     load("examples/datalab/s-jeff.yaml", "examples/datalab/environment.yaml", &e->l);
+    *state = e;
+    return 0;
 }
 
-static void net_env_end(struct net_env *e)
+static int net_env_teardown(void **state)
 {
-    assert_int_equal(setns(e->self, CLONE_NEWNET), 0);
+    struct net_env *e = *state;
+    if (!e)
+        return 0;
+    int r = setns(e->self, CLONE_NEWNET);
     close(e->self);
-    _cleanup_free_ char *cmd = stk_xasprintf("rm -rf %s", e->dir);
-    assert_int_equal(system(cmd), 0);
+    _cleanup_free_ char *netns = stk_xasprintf("%s/netns", e->dir);
+    DIR *d = opendir(netns);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (de->d_name[0] != '.') {
+            _cleanup_free_ char *pin = stk_xasprintf("%s/%s", netns, de->d_name);
+            (void)umount2(pin, MNT_DETACH);
+        }
+    if (d)
+        closedir(d);
+    _cleanup_free_ char *cmd = stk_xasprintf("rm -rf %s %s/%llu-%s", e->dir, STK_NET_HOST_DIR,
+                                             (unsigned long long)e->ino, e->cfg.bridge);
+    if (system(cmd) != 0)
+        r = -1;
     loaded_free(&e->l);
+    free(e);
+    return r < 0 ? -1 : 0;
+}
+
+static struct net_env *net_env(void **state)
+{
+    if (!*state)
+        skip();
+    return *state;
 }
 
 /* net.c end to end in a private network namespace: with 12 sandboxes up, a
@@ -392,17 +427,15 @@ static void net_env_end(struct net_env *e)
  * what is left is the 12 others' rules, untouched. */
 static void test_net_up_down_no_dump(void **state)
 {
-    (void)state;
-    struct net_env env;
-    net_env_begin(&env);
-    struct stk_net_config cfg = env.cfg;
+    struct net_env *env = net_env(state);
+    struct stk_net_config cfg = env->cfg;
     struct stk_error *err = NULL;
     enum { N = 12 };
     struct stk_net *nets[N + 1] = {0};
     unsigned long before = stk_net_nft_library_calls();
     for (int i = 0; i < N; i++) {
         _cleanup_free_ char *id = stk_xasprintf("t-%d", i);
-        if (stk_net_up(&cfg, env.l.b, id, NULL, &nets[i], &err) < 0)
+        if (stk_net_up(&cfg, env->l.b, id, NULL, &nets[i], &err) < 0)
             fail_msg("up %s: %s", id, err->msg);
     }
     /* the first made the shared objects, through libnftables */
@@ -410,7 +443,7 @@ static void test_net_up_down_no_dump(void **state)
     _cleanup_free_ char *others = listing();
 
     before = stk_net_nft_library_calls();
-    if (stk_net_up(&cfg, env.l.b, "t-new", NULL, &nets[N], &err) < 0)
+    if (stk_net_up(&cfg, env->l.b, "t-new", NULL, &nets[N], &err) < 0)
         fail_msg("up t-new: %s", err->msg);
     _cleanup_free_ char *with_new = listing();
     assert_non_null(strstr(with_new, "chain sb-t-new {"));
@@ -432,7 +465,7 @@ static void test_net_up_down_no_dump(void **state)
      * configuration; here: its mark gone) are made again, once */
     nft_lib("flush set inet stockade base\n");
     before = stk_net_nft_library_calls();
-    if (stk_net_up(&cfg, env.l.b, "t-new", NULL, &nets[N], &err) < 0)
+    if (stk_net_up(&cfg, env->l.b, "t-new", NULL, &nets[N], &err) < 0)
         fail_msg("up t-new again: %s", err->msg);
     assert_int_equal(stk_net_nft_library_calls(), before + 1);
     assert_int_equal(stk_net_down(nets[N], &err), 0);
@@ -443,7 +476,6 @@ static void test_net_up_down_no_dump(void **state)
     /* the last one took the shared objects with it */
     assert_false(stk_nftnl_table_exists("inet", STK_NFT_TABLE));
     assert_false(stk_nftnl_table_exists("bridge", STK_NFT_TABLE));
-    net_env_end(&env);
 }
 
 static void put(const char *path, const char *text)
@@ -459,64 +491,95 @@ static bool exists(const char *dir, const char *name)
     return access(p, F_OK) == 0;
 }
 
+static char *lease_text(const char *dir, const char *index)
+{
+    _cleanup_free_ char *p = stk_xasprintf("%s/%s", dir, index);
+    char buf[256] = "";
+    _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
+    return stk_xstrdup(buf);
+}
+
 /* The host directory is named by the namespace's inode, which a new
  * namespace gets again once the old one is gone: what a gone namespace
  * left there (leases of sandboxes killed with it) is not the new one's.
- * Another namespace's cookie: every lease goes. No cookie (a stockade
- * before the check): a lease goes when its sandbox's veth is not here. */
+ * With another namespace's cookie or none, a lease goes when its
+ * sandbox's veth is not here, and a live sandbox's stays; with this
+ * namespace's, nothing is swept. A sandbox whose address went and was
+ * handed out again leaves the new holder's lease alone when it goes. */
 static void test_host_dir_of_a_gone_namespace(void **state)
 {
-    (void)state;
-    struct net_env env;
-    net_env_begin(&env);
-    struct stk_net_config cfg = env.cfg;
-    const char *dir = env.dir;
-    struct stat ns;
-    assert_int_equal(stat("/proc/thread-self/ns/net", &ns), 0);
+    struct net_env *env = net_env(state);
+    struct stk_net_config cfg = env->cfg;
     _cleanup_free_ char *host =
-        stk_xasprintf("%s/%llu-%s", STK_NET_HOST_DIR, (unsigned long long)ns.st_ino, cfg.bridge);
+        stk_xasprintf("%s/%llu-%s", STK_NET_HOST_DIR, (unsigned long long)env->ino, cfg.bridge);
     _cleanup_free_ char *leases = stk_xasprintf("%s/leases", host);
-    _cleanup_free_ char *cmd = stk_xasprintf("mkdir -p %s", leases);
-    assert_int_equal(system(cmd), 0);
-    /* a gone namespace's: its cookie, and the first two addresses */
+    /* root's alone, as stockade makes them */
+    assert_true(mkdir(STK_NET_HOST_DIR, 0700) == 0 || errno == EEXIST);
+    assert_true(mkdir(host, 0700) == 0 || errno == EEXIST);
+    assert_true(mkdir(leases, 0700) == 0 || errno == EEXIST);
     _cleanup_free_ char *cookie = stk_xasprintf("%s/cookie", host);
-    put(cookie, "18446744073709551615\n");
     _cleanup_free_ char *l2 = stk_xasprintf("%s/2", leases);
     _cleanup_free_ char *l3 = stk_xasprintf("%s/3", leases);
     _cleanup_free_ char *l9 = stk_xasprintf("%s/9", leases);
-    put(l2, "t-a\n/somewhere\n");
-    put(l3, "t-gone\n/somewhere\n");
-
+    static const char gone_cookie[] = "18446744073709551615\n";
+    static const char gone[] = "t-gone\n/somewhere\n";
+    _cleanup_free_ char *mine_a = stk_xasprintf("t-a\n%s\n", env->dir);
     struct stk_error *err = NULL;
-    struct stk_net *a = NULL, *b = NULL;
-    if (stk_net_up(&cfg, env.l.b, "t-a", NULL, &a, &err) < 0)
+    struct stk_net *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+
+    /* a gone namespace's: its cookie, and the first two addresses */
+    put(cookie, gone_cookie);
+    put(l2, "t-a\n/somewhere\n");
+    put(l3, gone);
+    if (stk_net_up(&cfg, env->l.b, "t-a", NULL, &a, &err) < 0)
         fail_msg("up t-a: %s", err->msg);
-    /* the first address is t-a's (this run directory's), the other gone */
-    char owner[256] = "";
-    _cleanup_close_ int fd = open(l2, O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    assert_true(read(fd, owner, sizeof(owner) - 1) > 0);
-    _cleanup_free_ char *want = stk_xasprintf("t-a\n%s\n", dir);
-    assert_string_equal(owner, want);
+    _cleanup_free_ char *owner = lease_text(leases, "2");
+    assert_string_equal(owner, mine_a);
     assert_false(exists(leases, "3"));
     assert_true(exists(host, "cookie"));
 
-    /* no cookie: the lease of a sandbox whose veth is here stays */
-    assert_int_equal(unlink(cookie), 0);
-    put(l9, "t-gone\n/somewhere\n");
-    if (stk_net_up(&cfg, env.l.b, "t-b", NULL, &b, &err) < 0)
+    /* another's cookie again: t-a's veth is here, its lease stays */
+    put(cookie, gone_cookie);
+    put(l9, gone);
+    if (stk_net_up(&cfg, env->l.b, "t-b", NULL, &b, &err) < 0)
         fail_msg("up t-b: %s", err->msg);
-    assert_true(exists(leases, "2"));
-    assert_true(exists(leases, "3"));
+    assert_true(exists(leases, "2") && exists(leases, "3"));
     assert_false(exists(leases, "9"));
-    assert_true(exists(host, "cookie"));
 
+    /* this namespace's cookie: no sweep (one read per lock) */
+    put(l9, gone);
+    if (stk_net_up(&cfg, env->l.b, "t-c", NULL, &c, &err) < 0)
+        fail_msg("up t-c: %s", err->msg);
+    assert_true(exists(leases, "4") && exists(leases, "9"));
+
+    /* none (an older stockade's directory): the same check as another's */
+    assert_int_equal(unlink(cookie), 0);
+    if (stk_net_up(&cfg, env->l.b, "t-d", NULL, &d, &err) < 0)
+        fail_msg("up t-d: %s", err->msg);
+    assert_false(exists(leases, "9"));
+    assert_true(exists(leases, "2") && exists(leases, "3") && exists(leases, "4"));
+    assert_true(exists(leases, "5"));
+
+    /* t-a's address handed out again (its lease went as stale): its down
+     * leaves the new holder's lease */
+    put(l2, gone);
     assert_int_equal(stk_net_down(a, &err), 0);
+    _cleanup_free_ char *kept = lease_text(leases, "2");
+    assert_string_equal(kept, gone);
+    assert_int_equal(unlink(l2), 0);
+
     assert_int_equal(stk_net_down(b, &err), 0);
-    /* the last one took the shared objects and the directory with it */
+    assert_int_equal(stk_net_down(c, &err), 0);
+    assert_int_equal(stk_net_down(d, &err), 0);
+    /* t-a's chains were left to gc (their set elements may be the new
+     * holder's); gc takes them, and with them the shared objects and the
+     * directory */
+    assert_true(stk_nftnl_table_exists("inet", STK_NFT_TABLE));
+    assert_true(stk_net_gc(&cfg, NULL, 0, &err) > 0);
     assert_false(stk_nftnl_table_exists("inet", STK_NFT_TABLE));
     assert_int_equal(access(host, F_OK), -1);
-    net_env_end(&env);
 }
 
 static int setup(void **state)
@@ -541,8 +604,9 @@ int main(void)
         cmocka_unit_test(test_compile_subset),
         cmocka_unit_test(test_compile_refuses),
         cmocka_unit_test(test_kernel_same_as_nft),
-        cmocka_unit_test(test_net_up_down_no_dump),
-        cmocka_unit_test(test_host_dir_of_a_gone_namespace),
+        cmocka_unit_test_setup_teardown(test_net_up_down_no_dump, net_env_setup, net_env_teardown),
+        cmocka_unit_test_setup_teardown(test_host_dir_of_a_gone_namespace, net_env_setup,
+                                        net_env_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -245,7 +245,6 @@ static int dirs_make(const struct stk_net_config *c, struct stk_error **err)
     return 0;
 }
 
-static bool link_exists(const char *name);
 static bool lease_read(const char *path, char id[STK_NFT_MAX_ID + 1], char dir[PATH_MAX]);
 
 /* The network namespace this thread is in, by its cookie: unlike its
@@ -254,9 +253,32 @@ static int netns_cookie(uint64_t *ret)
 {
     _cleanup_close_ int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     socklen_t len = sizeof(*ret);
-    if (s < 0 || getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, ret, &len) < 0 || len != sizeof(*ret))
+    if (s < 0 || getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, ret, &len) < 0)
         return -errno;
-    return 0;
+    return len == sizeof(*ret) ? 0 : -EINVAL;
+}
+
+/* The name of the veth of the sandbox id of run directory dir: its network
+ * state's, or (none, or a name from before the state recorded it) by
+ * today's rule. */
+static void lease_veth(const char *dir, const char *id, char out[16])
+{
+    veth_name(id, out);
+    _cleanup_free_ char *p = stk_xasprintf("%s/net/sandboxes/%s", dir, id);
+    _cleanup_fclose_ FILE *f = fopen(p, "re");
+    char line[128], name[16];
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "veth %15s", name) == 1 && stk_startswith(name, "stk-")) {
+            memcpy(out, name, sizeof(name));
+            return;
+        }
+}
+
+/* Whether a link of this name is here: only the kernel's "no such device"
+ * counts as absent (not a failure to ask). */
+static bool link_surely_absent(const char *name)
+{
+    return if_nametoindex(name) == 0 && (errno == ENODEV || errno == ENXIO);
 }
 
 /* The host directory is named by the namespace's inode, which the kernel
@@ -264,17 +286,20 @@ static int netns_cookie(uint64_t *ret)
  * a namespace that went with sandboxes in it (their process killed, a
  * test host removed) would hand its leases to the new one, whose network
  * then never counts as unused and whose pool shrinks. So the directory
- * names its namespace by cookie, checked under the lock: another's
- * leases all go (that namespace is gone, and every link and rule with
- * it); without a cookie (made just now, or by a stockade before this
- * check), a lease goes when its sandbox's veth is not in this namespace,
- * which under the lock means it never will be (up makes the veth, and
- * down removes it, before they let the lock go). Without cookies
- * (kernel before 5.14), nothing is checked, as before. */
+ * names its namespace by cookie, checked under the lock. When it names
+ * none (made just now, or by a stockade before this check) or another,
+ * every lease whose sandbox's veth is not in this namespace goes, which
+ * under the lock means it never will be (up makes the veth, and down
+ * removes it, before they let the lock go); then the cookie is written.
+ * A gone namespace's leases have no veth here; a live sandbox's always
+ * has one, so a cookie that could not be written or reads wrong costs a
+ * sweep, never a live lease. Without cookies (kernel before 5.14), or
+ * without the namespace's inode, nothing is checked, as before. */
 static void host_dir_claim(const struct stk_net_config *c)
 {
     uint64_t cookie;
-    if (netns_cookie(&cookie) < 0)
+    struct stat ns;
+    if (netns_cookie(&cookie) < 0 || stat("/proc/thread-self/ns/net", &ns) < 0 || !ns.st_ino)
         return;
     char want[32], have[32] = "";
     snprintf(want, sizeof(want), "%" PRIu64 "\n", cookie);
@@ -283,31 +308,31 @@ static void host_dir_claim(const struct stk_net_config *c)
     ssize_t k = fd >= 0 ? read(fd, have, sizeof(have) - 1) : -1;
     if (k > 0 && (size_t)k == strlen(want) && !memcmp(have, want, (size_t)k))
         return;
-    bool another = k > 0;
     _cleanup_free_ char *ldir = path_of(c, "net/leases", NULL);
     DIR *d = opendir(ldir);
+    if (!d && errno != ENOENT)
+        return; /* not swept: not claimed */
     struct dirent *de;
     while (d && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
         _cleanup_free_ char *lease = path_of(c, "net/leases", de->d_name);
         char id[STK_NFT_MAX_ID + 1], dir[PATH_MAX], veth[16];
-        if (!another && lease_read(lease, id, dir)) {
-            veth_name(id, veth);
-            if (link_exists(veth))
-                continue;
-        }
-        (void)unlink(lease);
+        if (!lease_read(lease, id, dir))
+            continue; /* unreadable: not known to be stale */
+        lease_veth(dir, id, veth);
+        if (link_surely_absent(veth))
+            (void)unlink(lease);
     }
     if (d)
         closedir(d);
     _cleanup_free_ char *tmp = stk_xasprintf("%s.new", p);
     _cleanup_close_ int out =
         open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (out >= 0 && stk_write_all(out, want, strlen(want)) == 0)
-        (void)rename(tmp, p);
-    else
-        (void)unlink(tmp);
+    if (out >= 0 && stk_write_all(out, want, strlen(want)) == 0 && rename(tmp, p) == 0)
+        return;
+    (void)unlink(tmp);
+    (void)unlink(p); /* a wrong cookie costs a sweep next time, nothing more */
 }
 
 /* The lock is a file in the network's host directory, which goes with the
@@ -364,6 +389,8 @@ static void host_dir_remove(const struct stk_net_config *c)
     _cleanup_free_ char *cookie = path_of(c, "net/cookie", NULL);
     if (rmdir(leases) < 0 && errno != ENOENT)
         return; /* a lease left: the network is still someone's */
+    _cleanup_free_ char *cookie_new = stk_xasprintf("%s.new", cookie);
+    (void)unlink(cookie_new);
     (void)unlink(cookie);
     (void)unlink(lock);
     char *slash = strrchr(lock, '/');
@@ -483,12 +510,27 @@ static void others_collect(const struct stk_net_config *c, struct others *o)
         closedir(d);
 }
 
-static void lease_drop(const struct stk_net_config *c, unsigned index)
+/* Who holds the lease of index: 1 this run directory's sandbox id, 0
+ * nobody, -1 another (it went as stale, see host_dir_claim(), and the
+ * address was handed out again). */
+static int lease_holder(const struct stk_net_config *c, unsigned index, const char *id)
+{
+    char name[16], owner[STK_NFT_MAX_ID + 1], dir[PATH_MAX];
+    snprintf(name, sizeof(name), "%u", index);
+    _cleanup_free_ char *p = path_of(c, "net/leases", name);
+    if (!lease_read(p, owner, dir))
+        return access(p, F_OK) < 0 && errno == ENOENT ? 0 : -1;
+    return !strcmp(owner, id) && !strcmp(dir, c->run_dir) ? 1 : -1;
+}
+
+/* The sandbox's own lease only: another's of the same index stays. */
+static void lease_drop(const struct stk_net_config *c, unsigned index, const char *id)
 {
     char name[16];
     snprintf(name, sizeof(name), "%u", index);
     _cleanup_free_ char *p = path_of(c, "net/leases", name);
-    (void)unlink(p);
+    if (lease_holder(c, index, id) > 0)
+        (void)unlink(p);
 }
 
 static void facts_fill(struct stk_net *n)
@@ -1059,7 +1101,7 @@ static void undo_lease(void *ctx)
 {
     struct setup *s = ctx;
     if (s->n->index) /* 0: none was taken */
-        lease_drop(&s->n->cfg, s->n->index);
+        lease_drop(&s->n->cfg, s->n->index, s->n->id);
     shared_down_if_unused(&s->n->cfg);
 }
 
@@ -1358,15 +1400,19 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
     int ret = 0, r;
     _cleanup_free_ char *rm = NULL;
 
-    if ((r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0 && rules_remove(rm, NULL) < 0)
+    /* an address handed out again is another sandbox's now, and so are
+     * the set elements keyed by it: this one's chains go with gc */
+    bool mine = lease_holder(&n->cfg, n->index, n->id) >= 0;
+    if (mine && (r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0 && rules_remove(rm, NULL) < 0)
         r = 0; /* what was left is removed: an error here says nothing more */
-    first_error(err, &e, r, &ret);
+    if (mine)
+        first_error(err, &e, r, &ret);
     if (link_exists(n->veth)) {
         r = link_del(n->veth, &e);
         first_error(err, &e, r, &ret);
     }
     netns_remove(n->netns);
-    lease_drop(&n->cfg, n->index);
+    lease_drop(&n->cfg, n->index, n->id);
     _cleanup_free_ char *state = path_of(&n->cfg, "net/sandboxes", n->id);
     (void)unlink(state);
     shared_down_if_unused(&n->cfg);
