@@ -382,6 +382,30 @@ def test_denials_are_rate_limited_with_a_summary(world, tmp_path):
     assert all(e["policy"] == "deny-egress" for e in denied)
 
 
+def test_a_pool_another_network_routes_is_refused(world, tmp_path):
+    """Another network on the pool's addresses (podman's default network is
+    10.88.0.0/16 too, on cni-podman0) would get the host's traffic for every
+    sandbox: the bridge is not made, the error names the other device and
+    the setting to change, and nothing is left; another pool works."""
+    sh("ip", "-n", HOST, "link", "add", "other0", "type", "bridge")
+    sh("ip", "-n", HOST, "addr", "add", "10.88.0.1/16", "dev", "other0")
+    sh("ip", "-n", HOST, "link", "set", "other0", "up")
+    env = env_file(tmp_path)
+    r = world.helper("up", "clash", sandbox_file(tmp_path, "clash", "lab-002"), env, check=False)
+    assert r.returncode != 0
+    assert "10.88.0.0/16" in r.stderr and "other0" in r.stderr, r.stderr
+    assert "data.local.addressPool" in r.stderr, r.stderr
+    assert sh("ip", "-n", HOST, "link", "show", "stk0", check=False).returncode != 0
+    assert sh("nft", "list", "tables", ns=HOST).stdout.strip() == ""
+    assert glob.glob(f"/run/stockade-net/{os.stat('/run/netns/' + HOST).st_ino}-*") == []
+    # the operator's way out: a pool nothing else routes
+    text = pathlib.Path(env).read_text().replace(
+        "  local:\n", "  local:\n    addressPool: [10.99.0.0/16, \"fd99::/64\"]\n")
+    pathlib.Path(env).write_text(text)
+    sb = world.up("clash", sandbox_file(tmp_path, "clash", "lab-002"), env)
+    assert sb["v4"].startswith("10.99."), sb
+
+
 def test_teardown_and_gc_leave_nothing(world, tmp_path):
     env = env_file(tmp_path)
     a = world.up("gc-a", sandbox_file(tmp_path, "a", "lab-002"), env)

@@ -637,6 +637,8 @@ static int link_del(const char *name, struct stk_error **err)
     return rtnl_once(stk_rtnl_dellink_msg(buf, name), what, err);
 }
 
+static int pool_clash_check(const struct stk_net_config *c, struct stk_error **err);
+
 static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts *f,
                      struct stk_error **err)
 {
@@ -651,8 +653,11 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
     if (r < 0)
         return r;
     _cleanup_free_ char *what = stk_xasprintf("creating bridge %s", c->bridge);
+    /* made with the network: another network's routes to the pool made
+     * before would win over the bridge's (an existing bridge's are older) */
     if (!link_exists(c->bridge) &&
-        (r = stk_rtnl_do(nl, stk_rtnl_bridge_msg(buf, c->bridge, mac), what, NULL, err)) < 0)
+        ((r = pool_clash_check(c, err)) < 0 ||
+         (r = stk_rtnl_do(nl, stk_rtnl_bridge_msg(buf, c->bridge, mac), what, NULL, err)) < 0))
         return r;
     unsigned ifindex = if_nametoindex(c->bridge);
     if (!ifindex)
@@ -709,33 +714,119 @@ static int port_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-static long bridge_ports(const char *bridge)
+/* One rtnetlink dump (type: RTM_GETLINK, RTM_GETROUTE) of this thread's
+ * namespace, each message to cb. 0 when whole, -1 when not. */
+static int rtnl_dump(uint16_t type, uint8_t family, mnl_cb_t cb, void *data)
 {
-    unsigned master = if_nametoindex(bridge);
-    if (!master)
-        return 0;
     struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
     if (!nl)
         return -1;
-    struct ports_count pc = {.master = master};
     char buf[16384] __attribute__((aligned(4)));
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_GETLINK;
+    nlh->nlmsg_type = type;
     nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     nlh->nlmsg_seq = 1;
-    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-    ifm->ifi_family = AF_UNSPEC;
+    if (type == RTM_GETLINK) {
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = family;
+    } else {
+        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+        rtm->rtm_family = family;
+    }
     int r = -1;
     if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) >= 0 &&
         mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
         uint32_t seq = nlh->nlmsg_seq, port = mnl_socket_get_portid(nl);
         ssize_t n;
         while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0 &&
-               (r = mnl_cb_run(buf, (size_t)n, seq, port, port_cb, &pc)) > MNL_CB_STOP)
+               (r = mnl_cb_run(buf, (size_t)n, seq, port, cb, data)) > MNL_CB_STOP)
             ;
     }
     mnl_socket_close(nl);
-    return r == MNL_CB_STOP ? pc.n : -1;
+    return r == MNL_CB_STOP ? 0 : -1;
+}
+
+static long bridge_ports(const char *bridge)
+{
+    unsigned master = if_nametoindex(bridge);
+    if (!master)
+        return 0;
+    struct ports_count pc = {.master = master};
+    return rtnl_dump(RTM_GETLINK, AF_UNSPEC, port_cb, &pc) == 0 ? pc.n : -1;
+}
+
+/* A route of this namespace that would take the pool's traffic from the
+ * bridge: to the pool or a part of it (as long a prefix or longer: the
+ * kernel prefers it, or the first of equals, which is the older), not
+ * through the bridge. Another network on the same addresses (podman's
+ * default is 10.88.0.0/16 too, on cni-podman0) would get every packet
+ * the host sends to a sandbox, and the sandboxes' replies. */
+struct route_clash {
+    const struct stk_cidr *pool;
+    unsigned bridge;
+    bool found;
+    struct stk_cidr dst;
+    unsigned oif;
+};
+
+static int route_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct route_clash *rc = data;
+    const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+    uint32_t table = rtm->rtm_table;
+    uint8_t fam = rc->pool->family == STK_FAMILY_V4 ? AF_INET : AF_INET6;
+    if (rc->found || rtm->rtm_family != fam || rtm->rtm_dst_len < rc->pool->prefix ||
+        (rtm->rtm_type != RTN_UNICAST && rtm->rtm_type != RTN_LOCAL))
+        return MNL_CB_OK;
+    struct stk_cidr dst = {.family = rc->pool->family, .prefix = rtm->rtm_dst_len};
+    unsigned oif = 0;
+    struct nlattr *a;
+    mnl_attr_for_each(a, nlh, sizeof(*rtm))
+    {
+        uint16_t t = mnl_attr_get_type(a);
+        if (t == RTA_TABLE && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+            table = mnl_attr_get_u32(a);
+        else if (t == RTA_OIF && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+            oif = mnl_attr_get_u32(a);
+        else if (t == RTA_DST && mnl_attr_get_payload_len(a) == (fam == AF_INET ? 4 : 16))
+            memcpy(dst.addr, mnl_attr_get_payload(a), mnl_attr_get_payload_len(a));
+    }
+    /* the tables every lookup consults first; policy routing is the
+     * operator's own */
+    if ((table != RT_TABLE_MAIN && table != RT_TABLE_LOCAL) || (oif && oif == rc->bridge) ||
+        !stk_cidr_contains(rc->pool, &dst))
+        return MNL_CB_OK;
+    rc->found = true;
+    rc->dst = dst;
+    rc->oif = oif;
+    return MNL_CB_OK;
+}
+
+/* Refuses a pool that another network of this namespace routes. */
+static int pool_clash_check(const struct stk_net_config *c, struct stk_error **err)
+{
+    const struct stk_cidr *pools[] = {&c->pool4, &c->pool6};
+    unsigned bridge = if_nametoindex(c->bridge);
+    for (size_t i = 0; i < STK_ARRAY_SIZE(pools); i++) {
+        if (!pools[i]->family)
+            continue;
+        struct route_clash rc = {.pool = pools[i], .bridge = bridge};
+        if (rtnl_dump(RTM_GETROUTE, pools[i]->family == STK_FAMILY_V4 ? AF_INET : AF_INET6,
+                      route_cb, &rc) < 0 ||
+            !rc.found)
+            continue; /* not known to clash: the routes could not be read */
+        char pb[STK_CIDR_STRLEN], db[STK_CIDR_STRLEN], ifname[IF_NAMESIZE] = "";
+        if (!rc.oif || !if_indextoname(rc.oif, ifname))
+            snprintf(ifname, sizeof(ifname), "%s", rc.oif ? "?" : "(no device)");
+        return stk_error_make(err, EADDRINUSE,
+                              "the address pool %s is another network's on this host: %s is "
+                              "routed to %s, which would get the traffic for the sandboxes; "
+                              "set data.local.addressPool in the EnvironmentConfig to a range "
+                              "nothing else uses (or remove %s if it is unused)",
+                              stk_cidr_format(pools[i], pb), stk_cidr_format(&rc.dst, db), ifname,
+                              ifname);
+    }
+    return 0;
 }
 
 /* Addresses are reused: the host's neighbour entry for one may still hold
