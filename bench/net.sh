@@ -50,7 +50,7 @@ metadata:
 data:
   network:
     externalEgressCIDRs: ["0.0.0.0/0", "::/0"]
-    podCIDRs: [10.88.0.0/16, "fd88::/64"]
+    podCIDRs: [10.83.0.0/16, "fd88::/64"]
 EOF
 
 hx() { "$helper" --host-netns "/run/netns/$ns" --log-group 7001 "$@"; }

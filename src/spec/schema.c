@@ -575,7 +575,7 @@ static const struct stk_field env_local_fields[] = {
     {"addressPool", AT(struct stk_env_local, address_pool), LIST(struct stk_cidrv, STK_F_CIDR),
      .max_items = 2,
      .doc = "Networks sandbox addresses come from, at most one IPv4 and one IPv6 (default "
-            "10.88.0.0/16 and fd88::/64); the first address of each is the bridge stk0."},
+            "10.83.0.0/16 and fd88::/64); the first address of each is the bridge stk0."},
     {"resolver", AT(struct stk_env_local, resolver), .type = STK_F_CIDR,
      .doc = "The DNS resolver allow-dns-egress reaches, one address as a /32 or /128 CIDR; "
             "unset, sandboxes get no DNS locally."},

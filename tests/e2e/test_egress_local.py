@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, veth_name
+from conftest import ROOT, stockade_bin, veth_name
 
 PY = "/usr/bin/python3"
 HELPER = os.environ.get("STK_NET_HELPER", str(ROOT / "build" / "tests" / "net" / "stk-net-helper"))
@@ -223,7 +223,7 @@ data:
   network:
     externalEgressCIDRs: [{", ".join(f'"{c}"' for c in cidrs)}]
     blacklistIPs: [169.254.169.254/32, 169.254.42.42/32, "fd00:ec2::254/128", "fd00:42::42/128"]
-    podCIDRs: [10.42.0.0/16, 10.88.0.0/16, "fd88::/64"]
+    podCIDRs: [10.42.0.0/16, 10.83.0.0/16, "fd88::/64"]
     serviceCIDR: 10.43.0.0/16
   local:
     resolver: 203.0.113.53/32
@@ -332,7 +332,7 @@ def test_parity_with_netpol_trace(world, stockade, tmp_path, case):
     assert log.stdout.readline().strip() == "ready"
     observed = world.probe(sb, [{"addr": a, "port": p, "proto": pr} for a, p, pr, _ in dests])
     # the host itself: never, whatever the model says
-    host = world.probe(sb, [{"addr": "10.88.0.1", "port": 9999, "proto": "tcp"},
+    host = world.probe(sb, [{"addr": "10.83.0.1", "port": 9999, "proto": "tcp"},
                             {"addr": "fd88::1", "port": 9999, "proto": "tcp"}])
 
     events = [json.loads(l) for l in log.communicate(timeout=30)[0].splitlines()]
@@ -355,9 +355,9 @@ def test_parity_with_netpol_trace(world, stockade, tmp_path, case):
         assert got, f"{case}: no egress_denied event for {addr}:{port}/{proto}: {events}"
         assert {e["policy"] for e in got} == {want}, (addr, port, got)
         assert all(e["sandbox"] == f"t-{case}" for e in got)
-    assert any(e["policy"] == "host" and e["dst"] == "10.88.0.1" for e in denied), events
+    assert any(e["policy"] == "host" and e["dst"] == "10.83.0.1" for e in denied), events
     # nothing else: no neighbour discovery or listener reports in the log
-    probed = {a for a, _, _, _ in dests} | {"10.88.0.1", "fd88::1"}
+    probed = {a for a, _, _, _ in dests} | {"10.83.0.1", "fd88::1"}
     assert [e for e in denied if e["dst"] not in probed] == []
 
 
@@ -383,17 +383,17 @@ def test_denials_are_rate_limited_with_a_summary(world, tmp_path):
 
 
 def test_a_pool_another_network_routes_is_refused(world, tmp_path):
-    """Another network on the pool's addresses (podman's default network is
-    10.88.0.0/16 too, on cni-podman0) would get the host's traffic for every
-    sandbox: the bridge is not made, the error names the other device and
+    """Another network on the pool's addresses (podman's default network,
+    10.88.0.0/16 on cni-podman0, was stockade's default pool until it
+    moved) would get the host's traffic for every sandbox: the bridge is not made, the error names the other device and
     the setting to change, and nothing is left; another pool works."""
     sh("ip", "-n", HOST, "link", "add", "other0", "type", "bridge")
-    sh("ip", "-n", HOST, "addr", "add", "10.88.0.1/16", "dev", "other0")
+    sh("ip", "-n", HOST, "addr", "add", "10.83.0.1/16", "dev", "other0")
     sh("ip", "-n", HOST, "link", "set", "other0", "up")
     env = env_file(tmp_path)
     r = world.helper("up", "clash", sandbox_file(tmp_path, "clash", "lab-002"), env, check=False)
     assert r.returncode != 0
-    assert "10.88.0.0/16" in r.stderr and "other0" in r.stderr, r.stderr
+    assert "10.83.0.0/16" in r.stderr and "other0" in r.stderr, r.stderr
     assert "data.local.addressPool" in r.stderr, r.stderr
     assert sh("ip", "-n", HOST, "link", "show", "stk0", check=False).returncode != 0
     assert sh("nft", "list", "tables", ns=HOST).stdout.strip() == ""
@@ -404,6 +404,35 @@ def test_a_pool_another_network_routes_is_refused(world, tmp_path):
     pathlib.Path(env).write_text(text)
     sb = world.up("clash", sandbox_file(tmp_path, "clash", "lab-002"), env)
     assert sb["v4"].startswith("10.99."), sb
+
+
+def test_doctor_fails_a_default_pool_another_network_routes(tmp_path):
+    """`doctor` on a host where another device holds the default pool's
+    addresses fails the address-pool check, naming the device and the
+    setting; the same host without it passes."""
+    ns = f"{TAG}-doc"
+    sh("ip", "netns", "add", ns)
+    try:
+        env = {**os.environ, "STOCKADE_STATE_DIR": str(tmp_path / "state"),
+               "STOCKADE_RUN_DIR": str(tmp_path / "run")}
+
+        def pool_check():
+            r = sh("ip", "netns", "exec", ns, stockade_bin(), "doctor", "-o", "json",
+                   check=False, env=env)
+            checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+            return r.returncode, checks["address-pool"]
+
+        rc, c = pool_check()
+        assert c["status"] == "pass", c
+        sh("ip", "-n", ns, "link", "add", "other0", "type", "bridge")
+        sh("ip", "-n", ns, "addr", "add", "10.83.7.1/24", "dev", "other0")
+        sh("ip", "-n", ns, "link", "set", "other0", "up")
+        rc, c = pool_check()
+        assert rc == 1 and c["status"] == "fail", c
+        assert "10.83.0.0/16" in c["why"] and "other0" in c["why"], c
+        assert "data.local.addressPool" in c["fix"], c
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
 
 
 def test_teardown_and_gc_leave_nothing(world, tmp_path):
@@ -469,9 +498,9 @@ def test_host_only_offered_services(world, tmp_path):
     world.listen(HOST, "9998")
     sb = world.up("svc", spec, env, options=("--service", "tcp:9999"))
     got = world.probe(sb, [
-        {"addr": "10.88.0.1", "port": 9999, "proto": "tcp"},
+        {"addr": "10.83.0.1", "port": 9999, "proto": "tcp"},
         {"addr": "fd88::1", "port": 9999, "proto": "tcp"},
-        {"addr": "10.88.0.1", "port": 9998, "proto": "tcp"},
+        {"addr": "10.83.0.1", "port": 9998, "proto": "tcp"},
         {"addr": "198.51.100.1", "port": 9999, "proto": "tcp"},  # another host address
     ])
     assert got == [True, True, False, False]
@@ -489,7 +518,7 @@ def test_two_run_directories_share_one_network(world, tmp_path):
         return sh(HELPER, "--host-netns", f"/run/netns/{HOST}", "--run-dir", other_dir,
                   "--log-group", GROUP, *args, check=check)
 
-    bridge = [{"addr": "10.88.0.1", "port": 9999, "proto": "tcp"},
+    bridge = [{"addr": "10.83.0.1", "port": 9999, "proto": "tcp"},
               {"addr": "fd88::1", "port": 9999, "proto": "tcp"}]
     try:
         path, a4, a6, veth, _ = other("--service", "tcp:9999", "up", "keep", spec,
@@ -557,7 +586,7 @@ def test_parity_through_the_runtime(world, stockade, runtime_state, tmp_path, ru
     dests = [d for d in destinations({"v4": "", "v6": ""}, {"v4": "", "v6": ""}) if d[0]]
     expected = trace(stockade, spec, envfile, dests)
     probes = [{"addr": a, "port": p, "proto": pr} for a, p, pr, _ in dests]
-    probes += [{"addr": "10.88.0.1", "port": 9999, "proto": "tcp"}]
+    probes += [{"addr": "10.83.0.1", "port": 9999, "proto": "tcp"}]
     r = subprocess.run(
         ["nsenter", f"--net=/run/netns/{HOST}", stockade.binary, "run", "--runtime", runtime,
          "--env", envfile, "-f", spec, "-o", "json", "--", "python3", "-c", PROBE],
@@ -583,7 +612,7 @@ def test_parity_through_the_runtime(world, stockade, runtime_state, tmp_path, ru
         else:
             assert got, f"{runtime}/{case}: no egress_denied event for {addr}:{port}/{proto}"
             assert {e["policy"] for e in got} == {v.get("exceptedBy", "deny-egress")}
-    assert any(e["policy"] == "host" and e["dst"] == "10.88.0.1" for e in denied), denied
+    assert any(e["policy"] == "host" and e["dst"] == "10.83.0.1" for e in denied), denied
 
 
 # ---- the parity table: every kind of destination, every runtime ------------------
@@ -613,7 +642,7 @@ def table_destinations(peer):
     return [
         ("host address", "198.51.100.1", 9999, "tcp", None),
         ("host address", "2001:db8:ffff::1", 9999, "tcp", None),
-        ("bridge", "10.88.0.1", 9999, "tcp", None),
+        ("bridge", "10.83.0.1", 9999, "tcp", None),
         ("bridge", "fd88::1", 9999, "tcp", None),
         ("local sandbox", peer["v4"], 80, "tcp", "lab-001"),
         ("local sandbox", peer["v6"], 80, "tcp", "lab-001"),
@@ -706,7 +735,7 @@ def test_parity_table(world, stockade, runtime_state, tmp_path, runtime, mode, c
 
     denied = [e for e in res["events"] if e["type"] == "egress_denied"]
     assert [e for e in res["events"] if e["type"] == "egress_denied_suppressed"] == []
-    host = {"198.51.100.1", "2001:db8:ffff::1", "10.88.0.1", "fd88::1"}
+    host = {"198.51.100.1", "2001:db8:ffff::1", "10.83.0.1", "fd88::1"}
     for (kind, addr, port, proto, _), v in zip(dests, expected):
         got = [e for e in denied
                if e["dst"] == addr and e["port"] == port and e["proto"] == proto.upper()]

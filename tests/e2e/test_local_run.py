@@ -414,7 +414,7 @@ def test_egress_denials_are_events(run, runtime, tmp_path):
     the bridge."""
     p, res = run(*py(
         "import socket\n"
-        "for a in [('169.254.169.254', 80), ('10.88.0.1', 22), ('203.0.113.10', 443)]:\n"
+        "for a in [('169.254.169.254', 80), ('10.83.0.1', 22), ('203.0.113.10', 443)]:\n"
         "    s = socket.socket(); s.settimeout(0.5)\n"
         "    try: s.connect(a); print('CONNECTED', a)\n"
         "    except OSError: print('REFUSED', a)\n"))
@@ -423,7 +423,7 @@ def test_egress_denials_are_events(run, runtime, tmp_path):
     got = {(e["dst"], e["port"], e["proto"], e["policy"]) for e in res["events"]
            if e["type"] == "egress_denied"}
     assert ("169.254.169.254", 80, "TCP", "deny-egress") in got
-    assert ("10.88.0.1", 22, "TCP", "host") in got
+    assert ("10.83.0.1", 22, "TCP", "host") in got
     assert ("203.0.113.10", 443, "TCP", "deny-egress") in got
 
 

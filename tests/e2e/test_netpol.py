@@ -92,7 +92,7 @@ data:
 
 @pytest.mark.parametrize("dest,nat,verdict,model,local", [
     # the bridge address is the host's own: dropped whatever the model says
-    ("10.88.0.1:80", False, "deny", "allow", "host"),
+    ("10.83.0.1:80", False, "deny", "allow", "host"),
     ("[fd88::1]:80", True, "deny", "allow", "host"),
     ("224.0.0.251:5353/udp", True, "deny", "allow", "host"),
     # off the host: dropped without data.local.nat, as modelled with it
@@ -100,7 +100,7 @@ data:
     ("[2001:db8::10]:443", False, "deny", "allow", "offHost"),
     ("203.0.113.10:443", True, "allow", None, None),
     # another sandbox: through the bridge, as modelled
-    ("10.88.0.7:80", False, "allow", None, None),
+    ("10.83.0.7:80", False, "allow", None, None),
     # the sandbox's own loopback never reaches the host's rules
     ("127.0.0.1:80", False, "allow", "allow", "loopback"),
 ])

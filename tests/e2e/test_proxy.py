@@ -160,7 +160,7 @@ def world():
         with open(f"{base}/hosts", "w") as f:
             f.write("198.18.7.2 pypi.test tls.test alias.test files.pypi.test ka.test ka2.test\n"
                     "127.0.0.1 loop.test\n198.18.7.1 hostaddr.test\n169.254.169.254 meta.test\n"
-                    "10.88.0.1 bridge.test\n")
+                    "10.83.0.1 bridge.test\n")
         os.makedirs(f"{base}/ws")
         shutil.copy(f"{base}/ca.pem", f"{base}/ws/ca.pem")
         env = dict(os.environ)
@@ -832,7 +832,7 @@ def test_gvisor_sandbox_reaches_only_its_own_proxy(world, detected):
         urls = [stk(world, "exec", i, "--", "/usr/bin/printenv", "HTTP_PROXY").stdout.strip()
                 for i in ids]
         ports = [int(u.rsplit(":", 1)[1]) for u in urls]
-        assert ports[0] != ports[1] and all(u.startswith("http://10.88.0.1:") for u in urls), urls
+        assert ports[0] != ports[1] and all(u.startswith("http://10.83.0.1:") for u in urls), urls
         # host services on the bridge's side that are not proxies: one below
         # the proxies' range, one inside it that no sandbox holds
         others = [23127, max(ports) + 1]
@@ -863,11 +863,11 @@ def test_gvisor_sandbox_reaches_only_its_own_proxy(world, detected):
         mac = subprocess.run(["ip", "netns", "exec", HOST, "cat", "/sys/class/net/stk0/address"],
                              capture_output=True, text=True).stdout.strip()
         sh("nsenter", f"--net={ns}", "ip", "addr", "add", f"{victim_addr}/32", "dev", "eth0")
-        sh("nsenter", f"--net={ns}", "ip", "route", "replace", "10.88.0.1/32", "dev", "eth0",
+        sh("nsenter", f"--net={ns}", "ip", "route", "replace", "10.83.0.1/32", "dev", "eth0",
            "src", victim_addr)
-        sh("nsenter", f"--net={ns}", "ip", "neigh", "replace", "10.88.0.1", "lladdr", mac,
+        sh("nsenter", f"--net={ns}", "ip", "neigh", "replace", "10.83.0.1", "lladdr", mac,
            "dev", "eth0", "nud", "permanent")
-        sp = sh("nsenter", f"--net={ns}", PY, "-c", SPOOF, victim_addr, "10.88.0.1", ports[0])
+        sp = sh("nsenter", f"--net={ns}", PY, "-c", SPOOF, victim_addr, "10.83.0.1", ports[0])
         assert sp.stdout.strip() != "connected", sp.stdout
         # the denials are the hostile sandbox's events
         deadline = time.monotonic() + 10
@@ -875,7 +875,7 @@ def test_gvisor_sandbox_reaches_only_its_own_proxy(world, detected):
             a = json.loads(stk(world, "audit", hostile, "-o", "json").stdout)
             denied = {(r["details"].get("dst"), r["details"].get("port")) for r in a
                       if r.get("event") == "egress_denied"}
-            want = {("10.88.0.1", ports[0]), ("10.88.0.1", others[0]), ("10.88.0.1", others[1])}
+            want = {("10.83.0.1", ports[0]), ("10.83.0.1", others[0]), ("10.83.0.1", others[1])}
             if want <= denied or time.monotonic() > deadline:
                 break
             time.sleep(0.3)

@@ -679,7 +679,7 @@ def test_verify_passes_then_fails_when_weakened(sess, tmp_path):
     # emulates (its memory row is a skip that says so)
     sid = sess.create(write_spec(tmp_path / "v.yaml", name="ver", resources={"memory": "256Mi"},
                                  runtime="crun"))
-    p = sess("verify", sid, "--to", "10.88.0.1:9", "--timeout-ms", "300")
+    p = sess("verify", sid, "--to", "10.83.0.1:9", "--timeout-ms", "300")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "memory limit" in p.stdout and ", 0 FAIL," in p.stdout
     # the probe's attempt to reach the bridge was denied and logged: an audit record
@@ -688,7 +688,7 @@ def test_verify_passes_then_fails_when_weakened(sess, tmp_path):
         assert time.monotonic() < deadline, "no egress_denied audit record"
         time.sleep(0.1)
     denied = [r for r in sess.audit(sid) if r["event"] == "egress_denied"][0]
-    assert denied["details"]["dst"] == "10.88.0.1" and denied["details"]["port"] == 9
+    assert denied["details"]["dst"] == "10.83.0.1" and denied["details"]["port"] == 9
     # weaken the sandbox from outside: raise its memory limit behind stockade's back
     limits = glob.glob(f"/sys/fs/cgroup/memory/stockade/{sid}/memory.limit_in_bytes") + \
         glob.glob(f"/sys/fs/cgroup/stockade/{sid}/memory.max")

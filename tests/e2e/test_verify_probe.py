@@ -280,7 +280,7 @@ def test_probe_in_sandbox_keeps_contract(stockade, runtime, tmp_path):
     private state and run directories and --no-network: the bridge and its
     address leases are shared with whatever else runs stockade on this host,
     and a private run directory cannot see their leases. The destination
-    (10.88.0.1, stockade's bridge address on this host) must then be
+    (10.83.0.1, stockade's bridge address on this host) must then be
     unreachable from the sandbox's empty network namespace."""
     base = tmp_path / "state"
     env = dict(os.environ, STOCKADE_STATE_DIR=str(base / "state"),
@@ -289,7 +289,7 @@ def test_probe_in_sandbox_keeps_contract(stockade, runtime, tmp_path):
     ws.mkdir()
     ws.chmod(0o777)
     shutil.copy(PROBE, ws / "stockade-probe")
-    to = ["10.88.0.1:9"]
+    to = ["10.83.0.1:9"]
     r = stockade("run", "--runtime", runtime, "--no-network", "--workspace", ws, "--",
                  "/workspace/stockade-probe", "--connect", to[0], "--timeout-ms", "800",
                  env=env, timeout=180)

@@ -82,7 +82,7 @@ static int sb_render(const struct stk_boundary *b, unsigned k, struct sb_texts *
     char id[32], veth[16], a4[32], a6[48];
     snprintf(id, sizeof(id), "b-%u", k);
     snprintf(veth, sizeof(veth), "stk-b-%u", k);
-    snprintf(a4, sizeof(a4), "10.88.%u.%u", k >> 8, k & 255);
+    snprintf(a4, sizeof(a4), "10.83.%u.%u", k >> 8, k & 255);
     snprintf(a6, sizeof(a6), "fd88::%x", k);
     struct stk_nft_facts f = {.id = id,
                               .namespace = b->namespace,
@@ -91,10 +91,10 @@ static int sb_render(const struct stk_boundary *b, unsigned k, struct sb_texts *
                               .log_group = (uint16_t)(8801 + k)};
     (void)stk_addr_parse(a4, &f.addr4);
     (void)stk_addr_parse(a6, &f.addr6);
-    (void)stk_addr_parse("10.88.0.1", &f.bridge4);
+    (void)stk_addr_parse("10.83.0.1", &f.bridge4);
     (void)stk_addr_parse("fd88::1", &f.bridge6);
-    (void)stk_addr_parse("10.88.0.1", &f.resolver);
-    (void)stk_cidr_parse("10.88.0.0/16", &f.pool4, NULL);
+    (void)stk_addr_parse("10.83.0.1", &f.resolver);
+    (void)stk_cidr_parse("10.83.0.0/16", &f.pool4, NULL);
     (void)stk_cidr_parse("fd88::/64", &f.pool6, NULL);
     *t = (struct sb_texts){0};
     if (stk_nft_render(b, &f, &t->full, err) < 0 || stk_nft_render_base(&f, &t->base, err) < 0 ||
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
                                       .nat = cfg.nat,
                                       .pool4 = cfg.pool4,
                                       .pool6 = cfg.pool6};
-            (void)stk_addr_parse("10.88.0.2", &f.addr4);
+            (void)stk_addr_parse("10.83.0.2", &f.addr4);
             char *text = NULL;
             if (stk_nft_render(l.b, &f, &text, &err) < 0)
                 return fail(err);

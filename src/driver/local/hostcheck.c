@@ -151,6 +151,30 @@ static void nftables(struct stk_host_check *ret, size_t max, size_t *n)
     stk_error_free(e);
 }
 
+/* The default address pool is this network's alone (a run with an
+ * EnvironmentConfig's data.local.addressPool checks that one). */
+static void address_pool(struct stk_host_check *ret, size_t max, size_t *n)
+{
+    struct stk_host_check *c = next(ret, max, n);
+    if (!c)
+        return;
+    *c = (struct stk_host_check){
+        .id = "address-pool", .title = "the default address pool is free", .status = STK_HOST_PASS};
+    struct stk_net_config cfg;
+    stk_net_config_default(&cfg);
+    struct stk_error *e = NULL;
+    if (stk_net_pool_check(&cfg, &e) < 0) {
+        c->status = STK_HOST_FAIL;
+        snprintf(c->why, sizeof(c->why), "%s", e->msg);
+        c->fix = "set data.local.addressPool in the EnvironmentConfig to a range nothing else "
+                 "uses, or remove the other device if it is unused";
+    } else {
+        snprintf(c->why, sizeof(c->why), "no other device is routed for %s or %s", STK_NET_POOL4,
+                 STK_NET_POOL6);
+    }
+    stk_error_free(e);
+}
+
 int stk_local_host_checks(const struct stk_local_paths *p, struct stk_host_check *ret, size_t max,
                           size_t *ret_n)
 {
@@ -168,6 +192,7 @@ int stk_local_host_checks(const struct stk_local_paths *p, struct stk_host_check
     runtimes(p, ret, max, &n);
     cgroups(ret, max, &n);
     nftables(ret, max, &n);
+    address_pool(ret, max, &n);
     *ret_n = n;
     return 0;
 }

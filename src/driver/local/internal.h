@@ -310,7 +310,7 @@ int local_proxy_start(const struct stk_net_config *nc, const struct stk_boundary
                       struct stk_error **err);
 /* Whether boundary b needs the egress proxy (allowHosts or bindings). */
 bool local_proxy_needed(const struct stk_boundary *b);
-/* The URL of a host-side proxy ("http://10.88.0.1:23130"). */
+/* The URL of a host-side proxy ("http://10.83.0.1:23130"). */
 void local_proxy_url(const struct stk_net *net, char *buf, size_t n);
 /* A proxy record as an event line (no newline) of the run's events. */
 void local_proxy_event(struct stk_buf *out, const char *json);

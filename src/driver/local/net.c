@@ -637,8 +637,6 @@ static int link_del(const char *name, struct stk_error **err)
     return rtnl_once(stk_rtnl_dellink_msg(buf, name), what, err);
 }
 
-static int pool_clash_check(const struct stk_net_config *c, struct stk_error **err);
-
 static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts *f,
                      struct stk_error **err)
 {
@@ -656,7 +654,7 @@ static int bridge_up(const struct stk_net_config *c, const struct stk_nft_facts 
     /* made with the network: another network's routes to the pool made
      * before would win over the bridge's (an existing bridge's are older) */
     if (!link_exists(c->bridge) &&
-        ((r = pool_clash_check(c, err)) < 0 ||
+        ((r = stk_net_pool_check(c, err)) < 0 ||
          (r = stk_rtnl_do(nl, stk_rtnl_bridge_msg(buf, c->bridge, mac), what, NULL, err)) < 0))
         return r;
     unsigned ifindex = if_nametoindex(c->bridge);
@@ -759,8 +757,9 @@ static long bridge_ports(const char *bridge)
  * bridge: to the pool or a part of it (as long a prefix or longer: the
  * kernel prefers it, or the first of equals, which is the older), not
  * through the bridge. Another network on the same addresses (podman's
- * default is 10.88.0.0/16 too, on cni-podman0) would get every packet
- * the host sends to a sandbox, and the sandboxes' replies. */
+ * default, 10.88.0.0/16 on cni-podman0, was this pool's until it moved)
+ * would get every packet the host sends to a sandbox, and the sandboxes'
+ * replies. */
 struct route_clash {
     const struct stk_cidr *pool;
     unsigned bridge;
@@ -802,8 +801,7 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-/* Refuses a pool that another network of this namespace routes. */
-static int pool_clash_check(const struct stk_net_config *c, struct stk_error **err)
+int stk_net_pool_check(const struct stk_net_config *c, struct stk_error **err)
 {
     const struct stk_cidr *pools[] = {&c->pool4, &c->pool6};
     unsigned bridge = if_nametoindex(c->bridge);

@@ -18,9 +18,10 @@
 #define STK_NET_RUN_DIR "/run/stockade"
 /* host-wide: the network lock and the address leases (one bridge, one set
  * of addresses and NFLOG groups per host, whatever the run directory) */
-#define STK_NET_HOST_DIR      "/run/stockade-net"
-#define STK_NET_BRIDGE        "stk0"
-#define STK_NET_POOL4         "10.88.0.0/16"
+#define STK_NET_HOST_DIR "/run/stockade-net"
+#define STK_NET_BRIDGE   "stk0"
+/* not 10.88.0.0/16: podman's default network, whose cni-podman0 stays */
+#define STK_NET_POOL4         "10.83.0.0/16"
 #define STK_NET_POOL6         "fd88::/64"
 #define STK_NET_LOG_GROUP     8801
 #define STK_NET_MAX_SANDBOXES 4096
@@ -40,9 +41,14 @@ struct stk_net_config {
     bool proxy_host;
 };
 
-/* The hard defaults: /run/stockade, stk0, 10.88.0.0/16 + fd88::/64, no
+/* The hard defaults: /run/stockade, stk0, 10.83.0.0/16 + fd88::/64, no
  * resolver, no NAT. */
 void stk_net_config_default(struct stk_net_config *c);
+/* Refuses (EADDRINUSE, naming the device and the setting) a pool of c
+ * that another device of this thread's network namespace is routed for:
+ * it would get the host's traffic for the sandboxes. Checked before the
+ * bridge is made; `doctor` asks it for the defaults. */
+int stk_net_pool_check(const struct stk_net_config *c, struct stk_error **err);
 /* Applies EnvironmentConfig data.local (addressPool, resolver, nat) over c.
  * env may be NULL. */
 int stk_net_config_apply_env(struct stk_net_config *c, const struct stk_envconfig *env,
