@@ -1491,11 +1491,11 @@ static int net_down_locked(struct stk_net *n, struct stk_error **err)
 
     /* an address handed out again is another sandbox's now, and so are
      * the set elements keyed by it: this one's chains go with gc */
-    bool mine = lease_holder(&n->cfg, n->index, n->id) >= 0;
-    if (mine && (r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0 && rules_remove(rm, NULL) < 0)
-        r = 0; /* what was left is removed: an error here says nothing more */
-    if (mine)
+    if (lease_holder(&n->cfg, n->index, n->id) >= 0) {
+        if ((r = stk_nft_render_remove(&n->facts, &rm, &e)) == 0 && rules_remove(rm, NULL) < 0)
+            r = 0; /* what was left is removed: an error here says nothing more */
         first_error(err, &e, r, &ret);
+    }
     if (link_exists(n->veth)) {
         r = link_del(n->veth, &e);
         first_error(err, &e, r, &ret);
